@@ -1,0 +1,1 @@
+//! Test mocks and helpers shared by palisade's crates (not published).
