@@ -192,11 +192,8 @@ impl<Res, Err: 'static> Classify<Res, Err> for DefaultClassifier {
 /// other error is a retryable failure.
 pub fn classify_error<E: 'static>(err: &E) -> Classification {
     let any: &dyn std::any::Any = err;
-    let rejection = if let Some(boxed) = any.downcast_ref::<BoxError>() {
-        find_rejection(boxed.as_ref())
-    } else {
-        None
-    };
+    let rejection =
+        if let Some(boxed) = any.downcast_ref::<BoxError>() { find_rejection(boxed.as_ref()) } else { None };
     match rejection {
         Some(r) if r.kind() == RejectionKind::Closed => Classification::failure(),
         Some(r) => Classification::retryable_failure().with_retry_after(r.retry_after()),

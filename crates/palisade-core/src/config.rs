@@ -63,7 +63,7 @@ pub fn ensure_ratio(field: &'static str, r: f64) -> Result<(), ConfigError> {
 }
 
 /// Checks `min <= max` for a pair of fields.
-pub fn ensure_ordered<T: PartialOrd>(
+pub fn ensure_ordered<T: PartialOrd + Copy>(
     min_field: &'static str,
     min: T,
     max_field: &'static str,

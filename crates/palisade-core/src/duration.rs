@@ -1,6 +1,6 @@
 //! Human-readable durations: `"250ms"`, `"1.5s"`, `"1m30s"`, `"2h"`.
 //!
-//! [`parse_duration`] is what the `serde` configs use (through [`serde`](self::serde) with
+//! [`parse_duration`] is what the `serde` configs use (through [`serde`] with
 //! `#[serde(with = "palisade_core::duration::serde")]`); bare numbers are refused so that a
 //! config never guesses the unit.
 //!
@@ -36,7 +36,8 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseDurationError> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| err("missing unit"))?;
+        let num_len =
+            rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| err("missing unit"))?;
         if num_len == 0 {
             return Err(err("expected a number"));
         }

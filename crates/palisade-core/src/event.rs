@@ -76,7 +76,7 @@ impl<E> fmt::Debug for EventBus<E> {
             .field("pattern", &self.pattern)
             .field("name", &self.name)
             .field("has_listeners", &self.has_listeners.load(Ordering::Relaxed))
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -135,6 +135,7 @@ impl<E: Event> EventBus<E> {
     }
 
     /// Publishes `event` to the listeners and to `tracing`.
+    #[allow(clippy::needless_pass_by_value)] // events are built where they are published
     pub fn publish(&self, event: E) {
         self.trace(&event);
         if self.has_listeners.load(Ordering::Acquire) {

@@ -1,16 +1,16 @@
 //! The shared vocabulary of [palisade](https://docs.rs/palisade): every pattern crate uses
 //! these pieces and none re-invents them.
 //!
-//! - [`classify`]: one [`Classify`](classify::Classify) trait that says whether a call
+//! - [`classify`]: one [`Classify`] trait that says whether a call
 //!   succeeded, failed or should be ignored, whether it is retryable, and any server-given
 //!   retry hint; with default, closure, HTTP (`http`) and gRPC (`grpc`) classifiers.
 //! - [`rejection`]: the typed errors palisade layers return when they refuse a call, and
-//!   [`find_rejection`](rejection::find_rejection) to find one inside any `BoxError`.
+//!   [`find_rejection`] to find one inside any `BoxError`.
 //! - [`respond`] (`http`): a layer that turns rejections into HTTP (or gRPC, with `grpc`)
 //!   responses, so axum needs no `HandleErrorLayer`.
 //! - [`event`] and [`metric`]: typed events to listeners and `tracing`, atomic counters read
 //!   as snapshots, exported to the `metrics` facade with the `metrics` feature.
-//! - [`config`]: [`ConfigError`](config::ConfigError), returned by every builder;
+//! - [`config`]: [`ConfigError`], returned by every builder;
 //!   [`duration`]: human-readable durations for `serde` configs.
 //! - [`keyed`]: the bounded per-key map behind keyed breakers, limiters and bulkheads;
 //!   [`rng`]: a lock-free seedable random number generator for jitter and chaos.

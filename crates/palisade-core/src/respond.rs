@@ -291,10 +291,9 @@ where
                 Ok(res) => res,
                 Err(e) => mapping.response(&e.into()),
             })),
-            StateProj::Ready { res } => Poll::Ready(Ok(res.take().unwrap_or_else(|| {
-                status_only(StatusCode::INTERNAL_SERVER_ERROR)
-            }))),
+            StateProj::Ready { res } => {
+                Poll::Ready(Ok(res.take().unwrap_or_else(|| status_only(StatusCode::INTERNAL_SERVER_ERROR))))
+            }
         }
     }
 }
-
