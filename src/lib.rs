@@ -1,4 +1,62 @@
 //! palisade: tower middleware for resilience and concurrency.
+//!
+//! Every pattern is a [`tower::Layer`] + [`tower::Service`] that stacks through
+//! [`tower::ServiceBuilder`] around any inner service — an axum or hyper server, a tonic
+//! client, a child process. This facade re-exports each pattern crate as a module behind a
+//! feature of the same name, a [`prelude`], and [`ServiceBuilderExt`], one builder method per
+//! pattern.
+//!
+//! | module | crate | feature |
+//! |---|---|---|
+//! | [`core`] | `palisade-core`: classification, rejections, events, metrics, config | always |
+//! | `retry` | `palisade-retry` | `retry` |
+//! | `circuit_breaker` | `palisade-circuit-breaker` | `circuit-breaker` |
+//! | `rate_limit` | `palisade-rate-limit` | `rate-limit` |
+//! | `bulkhead` | `palisade-bulkhead` | `bulkhead` |
+//! | `pool` | `palisade-pool` | `pool` |
+//! | `pipeline` | `palisade-pipeline` | `pipeline` |
+//! | `process` | `palisade-process` | `process` |
+//! | `fallback` | `palisade-fallback` | `fallback` |
+//! | `chaos` | `palisade-chaos` | `chaos` |
+//!
+//! Integrations are opt-in: `http` (HTTP classifier, rejection → response layer), `grpc`
+//! (gRPC classifier and mapping, tonic), `metrics` (the `metrics` facade), `serde`
+//! (deserialisable configs); `full` turns on everything.
+//!
+//! Minimum supported Rust version: 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use palisade_core as core;
+
+#[cfg(feature = "bulkhead")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+pub use palisade_bulkhead as bulkhead;
+#[cfg(feature = "chaos")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
+pub use palisade_chaos as chaos;
+#[cfg(feature = "circuit-breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+pub use palisade_circuit_breaker as circuit_breaker;
+#[cfg(feature = "fallback")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
+pub use palisade_fallback as fallback;
+#[cfg(feature = "pipeline")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+pub use palisade_pipeline as pipeline;
+#[cfg(feature = "pool")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
+pub use palisade_pool as pool;
+#[cfg(feature = "process")]
+#[cfg_attr(docsrs, doc(cfg(feature = "process")))]
+pub use palisade_process as process;
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub use palisade_rate_limit as rate_limit;
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+pub use palisade_retry as retry;
+
+mod builder;
+pub mod prelude;
+
+pub use builder::ServiceBuilderExt;
