@@ -1,4 +1,91 @@
-//! palisade fallback middleware for tower.
+//! Fallback middleware for tower: when a call fails or a palisade layer refuses it, answer
+//! from somewhere else.
 //!
-//! This crate is part of [palisade](https://docs.rs/palisade); its minimum supported Rust
-//! version is 1.85.
+//! [`FallbackLayer`] wraps a service; when the inner call fails (as judged by a palisade-core
+//! [`Classify`](palisade_core::Classify) classifier, by default every `Err`) or is refused by a
+//! palisade layer ([`find_rejection`](palisade_core::find_rejection) finds a rejection in the
+//! error), it answers from a fallback provider instead:
+//!
+//! - a closure `Fn(FallbackContext) -> impl Future<Output = Result<Res, E>>`
+//!   ([`fallback_fn`](FallbackBuilder::fallback_fn)); the [`FallbackContext`] holds the error or
+//!   the failed response, and with
+//!   [`fallback_fn_with_request`](FallbackBuilder::fallback_fn_with_request) a clone of the
+//!   request;
+//! - another service ([`fallback_service`](FallbackBuilder::fallback_service));
+//! - a chain of services tried in order until one answers
+//!   ([`fallback_chain`](FallbackBuilder::fallback_chain)), the "provider fallback" of
+//!   resilience libraries.
+//!
+//! [`TriggerOn`] chooses whether failures, rejections, or both (the default) start the
+//! fallback. The layer's [`FallbackHandle`] reads counters and subscribes to
+//! [`FallbackEvent`]s.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use palisade_core::rejection::CircuitOpen;
+//! use palisade_core::BoxError;
+//! use palisade_fallback::{FallbackContext, FallbackLayer};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # tokio_test::block_on(async {
+//! let layer = FallbackLayer::builder()
+//!     .name("prices")
+//!     .fallback_fn(|ctx: FallbackContext<u32, String>| async move {
+//!         // Serve a cached answer; the context says why.
+//!         assert!(ctx.rejection().is_some());
+//!         Ok::<_, BoxError>("cached".to_owned())
+//!     })
+//!     .build()?;
+//! let handle = layer.handle();
+//!
+//! let svc = ServiceBuilder::new().layer(layer).service(service_fn(|_: u32| async {
+//!     Err::<String, BoxError>(CircuitOpen::new("backend", Duration::from_secs(5)).into())
+//! }));
+//! assert_eq!(svc.oneshot(7).await?, "cached");
+//! assert_eq!(handle.snapshot().fallbacks_used, 1);
+//! # Ok::<_, BoxError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Requests
+//!
+//! Service fallbacks need the request a second time, so the layer clones every request before
+//! calling the inner service: the service and chain variants require `Req: Clone`, as does
+//! `fallback_fn_with_request`. The plain `fallback_fn` never clones and has no bound on the
+//! request.
+//!
+//! # Errors
+//!
+//! The service answers `BoxError`: the inner error when no fallback is triggered, otherwise the
+//! fallback's own error. When every provider of a chain fails, the last provider's error is
+//! returned.
+//!
+//! # Backpressure
+//!
+//! `poll_ready` is the inner service's. A palisade rejection (or a failure, per [`TriggerOn`])
+//! returned by the inner `poll_ready` is kept and answered from the fallback on the next
+//! `call`, so a layer that refuses at admission (bulkhead, rate limit) is covered too. Fallback
+//! services are cloned when used and driven to readiness before they are called.
+//!
+//! Minimum supported Rust version: 1.85.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+mod event;
+pub mod future;
+mod handle;
+mod layer;
+pub mod provider;
+mod service;
+
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use self::config::FallbackConfig;
+pub use self::config::{FallbackBuilder, NoProvider, TriggerOn};
+pub use self::event::{FallbackEvent, FallbackReason};
+pub use self::handle::{FallbackHandle, FallbackSnapshot};
+pub use self::layer::FallbackLayer;
+pub use self::provider::{FallbackCause, FallbackContext};
+pub use self::service::Fallback;

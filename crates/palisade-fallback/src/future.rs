@@ -1,0 +1,169 @@
+//! The response future of [`Fallback`](crate::Fallback).
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use palisade_core::{BoxError, Classify};
+use pin_project_lite::pin_project;
+
+use crate::event::{FallbackEvent, FallbackReason};
+use crate::layer::Shared;
+use crate::provider::{FallbackCause, Provider, ProviderKind};
+
+pin_project! {
+    /// The response future of [`Fallback`](crate::Fallback): the inner call, then, if it
+    /// failed, the fallback providers in order.
+    ///
+    /// Dropping it drops (cancels) whichever call is in flight.
+    pub struct ResponseFuture<F, P, C, Req, Res>
+    where
+        P: Provider<Req, Res>,
+    {
+        #[pin]
+        state: State<F, P::Future>,
+        shared: Arc<Shared<P, C>>,
+        saved: Option<P::Saved>,
+        _marker: PhantomData<fn(Req) -> Res>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, PF> {
+        Inner { #[pin] fut: F },
+        Fallback { #[pin] fut: PF, index: usize, reason: FallbackReason },
+        Done,
+    }
+}
+
+impl<F, P, C, Req, Res> fmt::Debug for ResponseFuture<F, P, C, Req, Res>
+where
+    P: Provider<Req, Res>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Inner { .. } => "inner",
+            State::Fallback { .. } => "fallback",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture").field("state", &state).finish_non_exhaustive()
+    }
+}
+
+impl<F, P, C, Req, Res> ResponseFuture<F, P, C, Req, Res>
+where
+    P: Provider<Req, Res>,
+{
+    pub(crate) fn inner(fut: F, shared: Arc<Shared<P, C>>, saved: P::Saved) -> Self {
+        Self { state: State::Inner { fut }, shared, saved: Some(saved), _marker: PhantomData }
+    }
+
+    pub(crate) fn fallback(
+        shared: Arc<Shared<P, C>>,
+        saved: P::Saved,
+        cause: FallbackCause<Res>,
+        reason: FallbackReason,
+    ) -> Self {
+        shared.stats.triggered.increment();
+        let fut = shared.provider.call(0, saved, cause);
+        Self { state: State::Fallback { fut, index: 0, reason }, shared, saved: None, _marker: PhantomData }
+    }
+}
+
+/// The saved request for attempt `index`: a clone while later providers may still need it.
+fn saved_for<P: ProviderKind, T: Clone>(provider: &P, saved: &mut Option<T>, index: usize) -> Option<T> {
+    if index + 1 < provider.providers() {
+        saved.clone()
+    } else {
+        saved.take()
+    }
+}
+
+impl<F, E, P, C, Req, Res> Future for ResponseFuture<F, P, C, Req, Res>
+where
+    F: Future<Output = Result<Res, E>>,
+    E: Into<BoxError>,
+    P: Provider<Req, Res>,
+    C: Classify<Res, BoxError>,
+{
+    type Output = Result<Res, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Inner { fut } => {
+                    let result = ready!(fut.poll(cx)).map_err(Into::into);
+                    let shared = &**this.shared;
+                    let Some(reason) = shared.reason(&result) else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(result);
+                    };
+                    let Some(saved) = saved_for(&shared.provider, this.saved, 0) else {
+                        return Poll::Ready(result);
+                    };
+                    shared.stats.triggered.increment();
+                    let cause = match result {
+                        Ok(res) => FallbackCause::Response(res),
+                        Err(e) => FallbackCause::Error(e),
+                    };
+                    let fut = shared.provider.call(0, saved, cause);
+                    this.state.set(State::Fallback { fut, index: 0, reason });
+                }
+                StateProj::Fallback { fut, index, reason } => {
+                    let result = ready!(fut.poll(cx));
+                    let (index, reason) = (*index, *reason);
+                    let shared = &**this.shared;
+                    let stats = &shared.stats;
+                    if !shared.classifier.classify(&result).is_failure() {
+                        stats.used.increment();
+                        stats.bus.publish(FallbackEvent::Used {
+                            provider: shared.provider.provider_name(index).clone(),
+                            index,
+                            reason,
+                        });
+                        this.state.set(State::Done);
+                        return Poll::Ready(result);
+                    }
+                    stats.provider_failures.increment();
+                    if stats.bus.is_observed() {
+                        let error = match &result {
+                            Err(e) => Arc::from(e.to_string()),
+                            Ok(_) => Arc::from("failed response"),
+                        };
+                        stats.bus.publish(FallbackEvent::ProviderFailed {
+                            provider: shared.provider.provider_name(index).clone(),
+                            index,
+                            error,
+                        });
+                    }
+                    let next = index + 1;
+                    let saved = if next < shared.provider.providers() {
+                        saved_for(&shared.provider, this.saved, next)
+                    } else {
+                        None
+                    };
+                    let Some(saved) = saved else {
+                        stats.failed.increment();
+                        stats.bus.publish(FallbackEvent::Exhausted { providers: next, reason });
+                        this.state.set(State::Done);
+                        return Poll::Ready(result);
+                    };
+                    let cause = match result {
+                        Ok(res) => FallbackCause::Response(res),
+                        Err(e) => FallbackCause::Error(e),
+                    };
+                    let fut = shared.provider.call(next, saved, cause);
+                    this.state.set(State::Fallback { fut, index: next, reason });
+                }
+                StateProj::Done => {
+                    return Poll::Ready(Err("fallback response future polled after completion".into()));
+                }
+            }
+        }
+    }
+}
