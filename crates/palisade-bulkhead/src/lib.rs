@@ -1,4 +1,104 @@
-//! palisade bulkhead middleware for tower.
+//! Bulkheads for tower: a fixed number of permits with a bounded, fair, time-limited wait;
+//! per-key bulkheads; and adaptive concurrency limits that learn the limit.
 //!
-//! This crate is part of [palisade](https://docs.rs/palisade); its minimum supported Rust
-//! version is 1.85.
+//! tower's `ConcurrencyLimit` waits forever in an unbounded line and `LoadShed` refuses with
+//! no line at all. A [`BulkheadLayer`] is the middle: at most `max_concurrent` calls at once,
+//! up to `max_queue` callers waiting in FIFO order for at most `max_wait`, and a typed
+//! [`BulkheadFull`] for the rest (which palisade's `HttpRejectionLayer` answers with 503).
+//!
+//! # Example: protect a slow axum route
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{routing::get, Router};
+//! use palisade_bulkhead::BulkheadLayer;
+//! use palisade_core::respond::HttpRejectionLayer;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! async fn report() -> &'static str {
+//!     // An expensive query we never want more than 4 of at once.
+//!     "done"
+//! }
+//!
+//! # tokio_test::block_on(async {
+//! let bulkhead = BulkheadLayer::builder()
+//!     .name("reports")
+//!     .max_concurrent(4)
+//!     .max_queue(16)
+//!     .max_wait(Duration::from_millis(500))
+//!     .build()
+//!     .unwrap();
+//! let reports = bulkhead.handle();
+//!
+//! let app = Router::new()
+//!     .route("/report", get(report))
+//!     // Rejections become 503 responses, so axum needs no `HandleErrorLayer`.
+//!     .route_layer(ServiceBuilder::new().layer(HttpRejectionLayer::new()).layer(bulkhead));
+//!
+//! let res = app
+//!     .oneshot(http::Request::get("/report").body(axum::body::Body::empty()).unwrap())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(res.status(), 200);
+//! assert_eq!(reports.snapshot().acquired, 1);
+//! assert_eq!(reports.in_flight(), 0);
+//! # });
+//! ```
+//!
+//! # Backpressure
+//!
+//! `poll_ready` reserves a permit (waiting in the queue while none is free) and `call`
+//! moves it into the response future, as tower's `ConcurrencyLimit` does. A caller that
+//! cannot have one — queue full ([`BulkheadFullReason::QueueFull`]), wait expired
+//! ([`WaitTimedOut`](BulkheadFullReason::WaitTimedOut)), or no permit with `max_wait` zero
+//! ([`NoPermit`](BulkheadFullReason::NoPermit), load shedding) — gets `Ready(Ok(()))` from
+//! `poll_ready` and the rejection from `call`, so stacks that treat a `poll_ready` error as
+//! fatal (`Buffer`, balancers) survive refusals.
+//!
+//! # What clones share
+//!
+//! Everything built from one layer value shares one pool of permits: clones of the layer,
+//! every service it wraps, every clone of those (axum clones per request). Several routes
+//! share a pool through a [`BulkheadHandle`] ([`BulkheadHandle::layer`]). Each clone of a
+//! service holds at most its own reserved permit and starts un-ready.
+//!
+//! # Failure behaviour
+//!
+//! A permit is given back on every path: the call succeeds or fails, its future panics
+//! (the permit is dropped while unwinding), the response future is dropped early, or a
+//! service that reserved a permit is dropped without calling. A waiter that is dropped
+//! leaves the queue at once; a permit freed meanwhile goes to the next in line.
+//!
+//! # Also here
+//!
+//! - [`KeyedBulkheadLayer`] (from [`BulkheadBuilder::keyed`]): a pool per key (tenant, IP),
+//!   a bounded number of keys.
+//! - [`AdaptiveLimitLayer`]: the limit moved by AIMD, Vegas or Gradient2 from observed
+//!   latency and drops, with partitions and a LIFO backlog; see [`adaptive`].
+//! - Events ([`BulkheadEvent`], [`AdaptiveEvent`]) to listeners and `tracing`; snapshots
+//!   from the handles; metrics `palisade_bulkhead_*` and `palisade_adaptive_limit_*` with
+//!   feature `metrics`; [`BulkheadConfig`] with feature `serde`.
+//!
+//! Minimum supported Rust version: 1.85.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod adaptive;
+mod compartment;
+mod config;
+pub mod event;
+pub mod future;
+mod handle;
+mod keyed;
+mod layer;
+mod service;
+
+#[cfg(feature = "serde")]
+pub use self::config::BulkheadConfig;
+pub use self::adaptive::{AdaptiveLimit, AdaptiveLimitHandle, AdaptiveLimitLayer, AdaptiveSnapshot};
+pub use self::config::{BulkheadBuilder, DEFAULT_MAX_CONCURRENT};
+pub use self::event::{AdaptiveEvent, BulkheadEvent};
+pub use self::handle::{BulkheadHandle, Snapshot};
+pub use self::keyed::{KeyedBulkhead, KeyedBulkheadHandle, KeyedBulkheadLayer};
+pub use self::layer::BulkheadLayer;
+pub use self::service::Bulkhead;
+pub use palisade_core::rejection::{BulkheadFull, BulkheadFullReason, Overloaded};

@@ -1,0 +1,415 @@
+//! The shared state of an adaptive limit: the algorithm, in-flight counts per partition
+//! and the LIFO backlog.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Duration;
+
+use palisade_core::event::EventBus;
+use palisade_core::metric::{Counter, Gauge, Histogram};
+use palisade_core::rejection::Overloaded;
+use tokio::time::Instant;
+
+use super::algorithm::{LimitAlgorithm, Sample};
+use crate::event::AdaptiveEvent;
+
+pub(crate) struct Metrics {
+    pub(crate) limit: Gauge,
+    pub(crate) in_flight: Gauge,
+    pub(crate) backlog: Gauge,
+    pub(crate) acquired: Counter,
+    pub(crate) rejected: Counter,
+    pub(crate) dropped: Counter,
+    pub(crate) wait_time: Histogram,
+}
+
+pub(crate) struct Partition {
+    pub(crate) name: Arc<str>,
+    pub(crate) ratio: f64,
+}
+
+struct PartitionState {
+    limit: usize,
+    in_flight: usize,
+}
+
+/// One caller waiting in the backlog; shared between the backlog and the caller's future.
+#[derive(Default)]
+pub(crate) struct Waiter {
+    granted: std::sync::atomic::AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waiter").field("granted", &self.granted.load(Ordering::Acquire)).finish_non_exhaustive()
+    }
+}
+
+impl Waiter {
+    pub(crate) fn is_granted(&self) -> bool {
+        self.granted.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn register(&self, waker: &Waker) {
+        let mut slot = self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*slot {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+    }
+
+    fn grant(&self) {
+        self.granted.store(true, Ordering::Release);
+        let waker = self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+struct BacklogEntry {
+    waiter: Arc<Waiter>,
+    partition: Option<usize>,
+}
+
+struct State {
+    algorithm: Box<dyn LimitAlgorithm>,
+    limit: usize,
+    in_flight: usize,
+    partitions: Vec<PartitionState>,
+    /// Newest last: grants go to the back first (LIFO).
+    backlog: Vec<BacklogEntry>,
+}
+
+impl State {
+    fn can_acquire(&self, partition: Option<usize>) -> bool {
+        // As concurrency-limits' partitioned limiter: a call passes while the total is
+        // under the limit, and a partition may always use its own share.
+        self.in_flight < self.limit
+            || partition.and_then(|p| self.partitions.get(p)).is_some_and(|p| p.in_flight < p.limit)
+    }
+
+    fn take(&mut self, partition: Option<usize>) -> usize {
+        self.in_flight += 1;
+        if let Some(p) = partition.and_then(|p| self.partitions.get_mut(p)) {
+            p.in_flight += 1;
+        }
+        self.in_flight
+    }
+}
+
+pub(crate) struct Limiter {
+    pub(crate) name: Arc<str>,
+    pub(crate) events: EventBus<AdaptiveEvent>,
+    pub(crate) metrics: Metrics,
+    pub(crate) partitions: Vec<Partition>,
+    /// `(max length, max wait)`.
+    pub(crate) backlog: Option<(usize, Duration)>,
+    limit: AtomicUsize,
+    state: Mutex<State>,
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("name", &self.name)
+            .field("limit", &self.limit())
+            .field("backlog", &self.backlog)
+            .finish_non_exhaustive()
+    }
+}
+
+fn partition_limit(limit: usize, ratio: f64) -> usize {
+    ((limit as f64 * ratio).ceil() as usize).max(1)
+}
+
+/// Capacity held by one call; dropping it without [`complete`](Self::complete) gives it back
+/// without a sample (a cancelled call says nothing about the service).
+pub(crate) struct AdaptivePermit {
+    limiter: Arc<Limiter>,
+    partition: Option<usize>,
+    in_flight: usize,
+    start: Instant,
+    released: bool,
+}
+
+impl fmt::Debug for AdaptivePermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdaptivePermit").field("in_flight", &self.in_flight).finish_non_exhaustive()
+    }
+}
+
+impl AdaptivePermit {
+    /// Gives the capacity back with the call's outcome: `Some(dropped)` feeds a sample,
+    /// `None` (ignored) does not.
+    pub(crate) fn complete(mut self, dropped: Option<bool>) {
+        self.released = true;
+        let sample = dropped.map(|d| Sample::new(self.start.elapsed(), self.in_flight, d));
+        self.limiter.release(self.partition, sample);
+    }
+
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+impl Drop for AdaptivePermit {
+    fn drop(&mut self) {
+        if !self.released {
+            self.limiter.release(self.partition, None);
+        }
+    }
+}
+
+/// A caller's place in the backlog; dropping it leaves the backlog (or, if a permit was
+/// already handed to it, gives that permit to the next caller).
+pub(crate) struct BacklogSlot {
+    limiter: Arc<Limiter>,
+    waiter: Arc<Waiter>,
+    partition: Option<usize>,
+    since: Instant,
+    done: bool,
+}
+
+impl fmt::Debug for BacklogSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BacklogSlot").field("waiter", &self.waiter).finish_non_exhaustive()
+    }
+}
+
+impl BacklogSlot {
+    pub(crate) fn waiter(&self) -> &Waiter {
+        &self.waiter
+    }
+
+    pub(crate) fn since(&self) -> Instant {
+        self.since
+    }
+
+    /// The permit handed over to this caller, if it has been.
+    pub(crate) fn try_take(&mut self) -> Option<AdaptivePermit> {
+        if !self.waiter.is_granted() {
+            return None;
+        }
+        self.done = true;
+        let limiter = &self.limiter;
+        let in_flight = limiter.lock().in_flight;
+        limiter.admitted(self.since.elapsed());
+        Some(AdaptivePermit {
+            limiter: limiter.clone(),
+            partition: self.partition,
+            in_flight,
+            start: Instant::now(),
+            released: false,
+        })
+    }
+
+    /// Gives up waiting: the permit if it was handed over meanwhile, otherwise the rejection.
+    pub(crate) fn give_up(mut self) -> Result<AdaptivePermit, Overloaded> {
+        let removed = {
+            let mut state = self.limiter.lock();
+            let before = state.backlog.len();
+            state.backlog.retain(|e| !Arc::ptr_eq(&e.waiter, &self.waiter));
+            let removed = state.backlog.len() != before;
+            self.limiter.metrics.backlog.set(state.backlog.len() as i64);
+            removed
+        };
+        if removed {
+            self.done = true;
+            Err(self.limiter.reject(self.partition))
+        } else {
+            // Granted between the timer firing and the lock: take the permit.
+            self.try_take().ok_or_else(|| self.limiter.reject(self.partition))
+        }
+    }
+}
+
+impl Drop for BacklogSlot {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let granted = {
+            let mut state = self.limiter.lock();
+            let before = state.backlog.len();
+            state.backlog.retain(|e| !Arc::ptr_eq(&e.waiter, &self.waiter));
+            self.limiter.metrics.backlog.set(state.backlog.len() as i64);
+            state.backlog.len() == before
+        };
+        if granted {
+            // A permit was handed to us and nobody will use it: pass it on.
+            self.limiter.release(self.partition, None);
+        }
+    }
+}
+
+/// Why an acquisition did not succeed at once.
+pub(crate) enum Denied {
+    Rejected(Overloaded),
+    Queued(BacklogSlot),
+}
+
+impl Limiter {
+    pub(crate) fn new(
+        name: Arc<str>,
+        events: EventBus<AdaptiveEvent>,
+        algorithm: Box<dyn LimitAlgorithm>,
+        partitions: Vec<Partition>,
+        backlog: Option<(usize, Duration)>,
+    ) -> Self {
+        let limit = algorithm.initial_limit().max(1);
+        let metrics = Metrics {
+            limit: Gauge::new("palisade_adaptive_limit_limit", &name),
+            in_flight: Gauge::new("palisade_adaptive_limit_in_flight", &name),
+            backlog: Gauge::new("palisade_adaptive_limit_backlog", &name),
+            acquired: Counter::new("palisade_adaptive_limit_acquired_total", &name),
+            rejected: Counter::new("palisade_adaptive_limit_rejected_total", &name),
+            dropped: Counter::new("palisade_adaptive_limit_dropped_total", &name),
+            wait_time: Histogram::new("palisade_adaptive_limit_wait_seconds", &name),
+        };
+        metrics.limit.set(limit as i64);
+        let part_state = partitions
+            .iter()
+            .map(|p| PartitionState { limit: partition_limit(limit, p.ratio), in_flight: 0 })
+            .collect();
+        Self {
+            name,
+            events,
+            metrics,
+            partitions,
+            backlog,
+            limit: AtomicUsize::new(limit),
+            state: Mutex::new(State {
+                algorithm,
+                limit,
+                in_flight: 0,
+                partitions: part_state,
+                backlog: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.lock().in_flight
+    }
+
+    pub(crate) fn backlog_len(&self) -> usize {
+        self.lock().backlog.len()
+    }
+
+    /// `(name, limit, in_flight)` per partition.
+    pub(crate) fn partition_state(&self) -> Vec<(Arc<str>, usize, usize)> {
+        let state = self.lock();
+        self.partitions
+            .iter()
+            .zip(&state.partitions)
+            .map(|(p, s)| (p.name.clone(), s.limit, s.in_flight))
+            .collect()
+    }
+
+    fn reject(&self, partition: Option<usize>) -> Overloaded {
+        self.metrics.rejected.increment();
+        if self.events.is_observed() {
+            let partition = partition.and_then(|p| self.partitions.get(p)).map(|p| p.name.clone());
+            self.events.publish(AdaptiveEvent::Rejected { partition });
+        }
+        Overloaded::new(self.name.clone())
+    }
+
+    fn admitted(&self, wait: Duration) {
+        self.metrics.acquired.increment();
+        if !wait.is_zero() {
+            self.metrics.wait_time.record(wait);
+        }
+        if self.events.is_observed() {
+            self.events.publish(AdaptiveEvent::Acquired { wait });
+        }
+    }
+
+    /// A permit now, a place in the backlog, or a rejection.
+    pub(crate) fn acquire(self: &Arc<Self>, partition: Option<usize>) -> Result<AdaptivePermit, Denied> {
+        let mut state = self.lock();
+        if state.can_acquire(partition) {
+            let in_flight = state.take(partition);
+            drop(state);
+            self.metrics.in_flight.set(in_flight as i64);
+            self.admitted(Duration::ZERO);
+            return Ok(AdaptivePermit {
+                limiter: self.clone(),
+                partition,
+                in_flight,
+                start: Instant::now(),
+                released: false,
+            });
+        }
+        match self.backlog {
+            Some((max, _)) if state.backlog.len() < max => {
+                let waiter = Arc::new(Waiter::default());
+                state.backlog.push(BacklogEntry { waiter: waiter.clone(), partition });
+                self.metrics.backlog.set(state.backlog.len() as i64);
+                drop(state);
+                Err(Denied::Queued(BacklogSlot {
+                    limiter: self.clone(),
+                    waiter,
+                    partition,
+                    since: Instant::now(),
+                    done: false,
+                }))
+            }
+            _ => {
+                drop(state);
+                Err(Denied::Rejected(self.reject(partition)))
+            }
+        }
+    }
+
+    fn release(&self, partition: Option<usize>, sample: Option<Sample>) {
+        let mut changed = None;
+        let in_flight = {
+            let mut state = self.lock();
+            state.in_flight = state.in_flight.saturating_sub(1);
+            if let Some(p) = partition.and_then(|p| state.partitions.get_mut(p)) {
+                p.in_flight = p.in_flight.saturating_sub(1);
+            }
+            if let Some(sample) = sample {
+                if sample.dropped {
+                    self.metrics.dropped.increment();
+                }
+                let from = state.limit;
+                let to = state.algorithm.update(&sample).max(1);
+                if to != from {
+                    state.limit = to;
+                    for (ps, p) in state.partitions.iter_mut().zip(&self.partitions) {
+                        ps.limit = partition_limit(to, p.ratio);
+                    }
+                    self.limit.store(to, Ordering::Release);
+                    self.metrics.limit.set(to as i64);
+                    changed = Some((from, to));
+                }
+            }
+            // Hand free capacity to the newest waiters first.
+            while let Some(i) = state.backlog.iter().rposition(|e| state.can_acquire(e.partition)) {
+                let entry = state.backlog.remove(i);
+                state.take(entry.partition);
+                entry.waiter.grant();
+            }
+            self.metrics.backlog.set(state.backlog.len() as i64);
+            state.in_flight
+        };
+        self.metrics.in_flight.set(in_flight as i64);
+        if let Some((from, to)) = changed {
+            self.events.publish(AdaptiveEvent::LimitChanged { from, to });
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Adaptive concurrency limits: a limit that learns how much the service can take.
+//!
+//! [`AdaptiveLimitLayer`](crate::AdaptiveLimitLayer) measures every call — its latency and
+//! its [classification](palisade_core::classify) — and lets an algorithm move the limit
+//! between its minimum and maximum: [`Vegas`] (the default), [`Aimd`] or [`Gradient2`],
+//! following Netflix's concurrency-limits with its defaults (see [`algorithm`] for the
+//! failure modes fixed here). A call over the limit is shed with
+//! [`Overloaded`](palisade_core::rejection::Overloaded), or waits in an optional LIFO
+//! backlog. Partitions guarantee shares of the limit to classes of traffic. The current
+//! limit is in the [handle](crate::AdaptiveLimitHandle) and in the gauge
+//! `palisade_adaptive_limit_limit`.
+//!
+//! # Example: around a gRPC client
+//!
+//! A tonic `Channel` is a `Service<http::Request<B>>`; `GrpcClassifier` (feature `grpc`)
+//! judges its responses by `grpc-status`, so `UNAVAILABLE`, `RESOURCE_EXHAUSTED` and
+//! `DEADLINE_EXCEEDED` count as drops and shrink the limit:
+//!
+//! ```
+//! use std::time::Duration;
+//! use palisade_bulkhead::adaptive::Gradient2;
+//! use palisade_bulkhead::AdaptiveLimitLayer;
+//! use palisade_core::classify::GrpcClassifier;
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # tokio_test::block_on(async {
+//! // Stands in for `tonic::transport::Channel`: same request and response types.
+//! let channel = service_fn(|_req: http::Request<String>| async {
+//!     let res = http::Response::builder()
+//!         .header("content-type", "application/grpc")
+//!         .header("grpc-status", "14") // UNAVAILABLE
+//!         .body(String::new())
+//!         .unwrap();
+//!     Ok::<_, std::convert::Infallible>(res)
+//! });
+//!
+//! let layer = AdaptiveLimitLayer::builder()
+//!     .name("inventory")
+//!     .algorithm(Gradient2::default().initial_limit(50).min_limit(5).max_limit(500))
+//!     .classifier(GrpcClassifier::new())
+//!     .backlog(100, Duration::from_millis(50))
+//!     .build()
+//!     .unwrap();
+//! let limit = layer.handle();
+//! let client = layer.layer(channel);
+//!
+//! // With tonic: `InventoryClient::new(client)`.
+//! let res = client.oneshot(http::Request::new(String::new())).await.unwrap();
+//! assert_eq!(res.headers()["grpc-status"], "14");
+//! assert_eq!(limit.limit(), 45); // UNAVAILABLE was a drop: 50 × 0.9
+//! # });
+//! ```
+//!
+//! # Partitions and backlog
+//!
+//! ```
+//! use std::time::Duration;
+//! use palisade_bulkhead::adaptive::Aimd;
+//! use palisade_bulkhead::AdaptiveLimitLayer;
+//!
+//! let layer = AdaptiveLimitLayer::builder()
+//!     .algorithm(Aimd::default())
+//!     .partition("live", 0.9)
+//!     .partition("batch", 0.1)
+//!     .partition_by(|req: &http::Request<()>| {
+//!         if req.headers().contains_key("x-batch") { "batch" } else { "live" }
+//!     })
+//!     .backlog(50, Duration::from_millis(100))
+//!     .build()
+//!     .unwrap();
+//! assert_eq!(layer.handle().snapshot().partitions[0].limit, 18); // 90 % of 20
+//! ```
+//!
+//! # Backpressure and failure behaviour
+//!
+//! `poll_ready` only readies the inner service; admission happens in `call`, because the
+//! partition comes from the request. Without a backlog a call over the limit fails at once;
+//! with one, its response future waits (newest first) up to the backlog's wait, holding the
+//! ready inner service. Capacity goes back when the response future finishes or is dropped;
+//! a finished call is a sample for the algorithm, a dropped future is not.
+//!
+//! State is behind one `Mutex` (the algorithm's update must be serialised, as in
+//! concurrency-limits); it is held for a few comparisons per call.
+
+pub mod algorithm;
+pub(crate) mod future;
+mod layer;
+mod limiter;
+mod service;
+
+pub use self::algorithm::{Aimd, Gradient2, LimitAlgorithm, Sample, Vegas};
+pub use self::layer::{
+    AdaptiveLimitBuilder, AdaptiveLimitHandle, AdaptiveLimitLayer, AdaptiveSnapshot, NoPartitions,
+    PartitionBy, PartitionSnapshot, Partitioner,
+};
+pub use self::service::AdaptiveLimit;

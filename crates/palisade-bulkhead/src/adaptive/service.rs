@@ -1,0 +1,116 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use palisade_core::BoxError;
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::layer::{AdaptiveLimitHandle, Partitioner};
+use super::limiter::{Denied, Limiter};
+
+/// Sheds calls over a concurrency limit that adapts to the inner service's latency and
+/// failures; built by [`AdaptiveLimitLayer`](super::AdaptiveLimitLayer).
+///
+/// `poll_ready` readies the inner service. `call` takes capacity for the request's partition
+/// at once (the partition is only known from the request): the call runs holding it, waits
+/// in the backlog (the ready inner service moves into the response future and is called
+/// when capacity frees), or fails with [`Overloaded`](palisade_core::rejection::Overloaded).
+/// The response future gives the capacity back on every path and, when the call finished,
+/// feeds its latency and classification to the algorithm.
+///
+/// # Clone
+///
+/// Clones share the limit (an `Arc`); a clone starts un-ready.
+pub struct AdaptiveLimit<S, C, P> {
+    inner: S,
+    limiter: Arc<Limiter>,
+    classifier: C,
+    partitioner: Arc<P>,
+    names: Arc<[Arc<str>]>,
+}
+
+impl<S, C, P> AdaptiveLimit<S, C, P> {
+    pub(crate) fn new(
+        inner: S,
+        limiter: Arc<Limiter>,
+        classifier: C,
+        partitioner: Arc<P>,
+        names: Arc<[Arc<str>]>,
+    ) -> Self {
+        Self { inner, limiter, classifier, partitioner, names }
+    }
+
+    /// The handle to the shared limit.
+    pub fn handle(&self) -> AdaptiveLimitHandle {
+        AdaptiveLimitHandle { limiter: self.limiter.clone() }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, C: Clone, P> Clone for AdaptiveLimit<S, C, P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            limiter: self.limiter.clone(),
+            classifier: self.classifier.clone(),
+            partitioner: self.partitioner.clone(),
+            names: self.names.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C: fmt::Debug, P> fmt::Debug for AdaptiveLimit<S, C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdaptiveLimit")
+            .field("inner", &self.inner)
+            .field("limiter", &self.limiter)
+            .field("classifier", &self.classifier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, P, Req> Service<Req> for AdaptiveLimit<S, C, P>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    C: palisade_core::Classify<S::Response, S::Error> + Clone,
+    P: Partitioner<Req>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, Req, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let partition = self.partitioner.select(&req, &self.names);
+        match self.limiter.acquire(partition) {
+            Ok(permit) => ResponseFuture::running(self.inner.call(req), permit, self.classifier.clone()),
+            Err(Denied::Rejected(rejection)) => ResponseFuture::rejected(rejection),
+            Err(Denied::Queued(slot)) => {
+                let max_wait = self.limiter.backlog.map(|(_, w)| w).unwrap_or_default();
+                // The ready service waits with the call; a fresh clone stays behind, un-ready.
+                let clone = self.inner.clone();
+                let svc = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::waiting(svc, req, slot, max_wait, self.classifier.clone())
+            }
+        }
+    }
+}

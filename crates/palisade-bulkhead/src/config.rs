@@ -1,0 +1,209 @@
+//! The bulkhead builder and, with feature `serde`, its deserializable config.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::config::{ensure, ConfigError};
+use palisade_core::event::{EventBus, Listener};
+use tokio::sync::Semaphore;
+
+use crate::compartment::{Common, Metrics};
+use crate::event::BulkheadEvent;
+use crate::keyed::KeyedBulkheadLayer;
+use crate::layer::BulkheadLayer;
+
+/// Permits a bulkhead has when the builder is not told otherwise.
+pub const DEFAULT_MAX_CONCURRENT: usize = 25;
+
+/// Builds a [`BulkheadLayer`] (or, with [`keyed`](Self::keyed), a [`KeyedBulkheadLayer`]).
+///
+/// | setting | default |
+/// |---|---|
+/// | [`name`](Self::name) | `"bulkhead"` |
+/// | [`max_concurrent`](Self::max_concurrent) | 25 |
+/// | [`max_queue`](Self::max_queue) | unbounded (bounded by callers, like `ConcurrencyLimit`) |
+/// | [`max_wait`](Self::max_wait) | none (wait until a permit frees) |
+#[must_use]
+pub struct BulkheadBuilder {
+    name: Arc<str>,
+    max_concurrent: usize,
+    max_queue: Option<usize>,
+    max_wait: Option<Duration>,
+    listeners: Vec<Listener<BulkheadEvent>>,
+}
+
+impl fmt::Debug for BulkheadBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkheadBuilder")
+            .field("name", &self.name)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("max_queue", &self.max_queue)
+            .field("max_wait", &self.max_wait)
+            .field("listeners", &self.listeners.len())
+            .finish()
+    }
+}
+
+impl Default for BulkheadBuilder {
+    fn default() -> Self {
+        Self {
+            name: Arc::from("bulkhead"),
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+            max_queue: None,
+            max_wait: None,
+            listeners: Vec::new(),
+        }
+    }
+}
+
+impl BulkheadBuilder {
+    /// The name in rejections, events and metric labels.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How many calls may run at once (at least 1).
+    pub fn max_concurrent(mut self, n: usize) -> Self {
+        self.max_concurrent = n;
+        self
+    }
+
+    /// How many callers may wait for a permit; the next one is refused with
+    /// [`BulkheadFullReason::QueueFull`](palisade_core::rejection::BulkheadFullReason::QueueFull).
+    /// Zero refuses every caller that finds no permit free.
+    pub fn max_queue(mut self, n: usize) -> Self {
+        self.max_queue = Some(n);
+        self
+    }
+
+    /// How long a caller may wait for a permit before it is refused with
+    /// [`BulkheadFullReason::WaitTimedOut`](palisade_core::rejection::BulkheadFullReason::WaitTimedOut).
+    /// Zero means "never wait": load shedding, refused with `NoPermit`.
+    pub fn max_wait(mut self, d: Duration) -> Self {
+        self.max_wait = Some(d);
+        self
+    }
+
+    /// Never wait: refuse at once when every permit is taken (same as `max_wait(ZERO)`).
+    pub fn shed_when_full(self) -> Self {
+        self.max_wait(Duration::ZERO)
+    }
+
+    /// Calls `f` with every event (on the task that caused it; keep it quick).
+    pub fn on_event<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&BulkheadEvent) + Send + Sync + 'static,
+    {
+        self.listeners.push(Arc::new(f));
+        self
+    }
+
+    /// Checks the settings and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// `max_concurrent` of zero or above `tokio::sync::Semaphore::MAX_PERMITS`.
+    pub fn build(self) -> Result<BulkheadLayer, ConfigError> {
+        Ok(BulkheadLayer::from_common(self.into_common()?))
+    }
+
+    /// A bulkhead per key: `key` maps each request to a key (tenant, client IP, host), each
+    /// key gets its own `max_concurrent` permits and queue, and at most `max_keys` keys are
+    /// held (least recently used first out, see [`KeyedMap`](palisade_core::keyed::KeyedMap)).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), and `max_keys` of zero.
+    pub fn keyed<K, F>(self, max_keys: usize, key: F) -> Result<KeyedBulkheadLayer<K, F>, ConfigError>
+    where
+        K: std::hash::Hash + Eq + Clone,
+    {
+        ensure(max_keys > 0, "max_keys", "must be at least 1")?;
+        Ok(KeyedBulkheadLayer::new(self.into_common()?, max_keys, key))
+    }
+
+    fn into_common(self) -> Result<Arc<Common>, ConfigError> {
+        ensure(self.max_concurrent > 0, "max_concurrent", "must be at least 1")?;
+        ensure(
+            self.max_concurrent <= Semaphore::MAX_PERMITS,
+            "max_concurrent",
+            format!("must not exceed {}", Semaphore::MAX_PERMITS),
+        )?;
+        let events = EventBus::with_listeners("bulkhead", self.name.clone(), self.listeners);
+        let metrics = Metrics::new(&self.name);
+        Ok(Arc::new(Common {
+            name: self.name,
+            max_concurrent: self.max_concurrent,
+            max_queue: self.max_queue.unwrap_or(usize::MAX),
+            max_wait: self.max_wait,
+            events,
+            metrics,
+        }))
+    }
+}
+
+/// A bulkhead's settings as data (feature `serde`), e.g. from a config file.
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// use palisade_bulkhead::BulkheadConfig;
+///
+/// let config: BulkheadConfig = serde_json::from_str(
+///     r#"{ "name": "db", "max_concurrent": 8, "max_queue": 32, "max_wait": "250ms" }"#,
+/// ).unwrap();
+/// let layer = config.build().unwrap();
+/// assert_eq!(layer.handle().max_concurrent(), 8);
+/// # }
+/// ```
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkheadConfig {
+    /// See [`BulkheadBuilder::name`].
+    #[serde(default)]
+    pub name: Option<String>,
+    /// See [`BulkheadBuilder::max_concurrent`].
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// See [`BulkheadBuilder::max_queue`]; absent = unbounded.
+    #[serde(default)]
+    pub max_queue: Option<usize>,
+    /// See [`BulkheadBuilder::max_wait`]; absent = no limit, `"0s"` = shed when full.
+    #[serde(default, with = "palisade_core::duration::serde::option")]
+    pub max_wait: Option<Duration>,
+}
+
+#[cfg(feature = "serde")]
+fn default_max_concurrent() -> usize {
+    DEFAULT_MAX_CONCURRENT
+}
+
+#[cfg(feature = "serde")]
+impl BulkheadConfig {
+    /// The builder with these settings (add listeners, then `build`).
+    pub fn into_builder(self) -> BulkheadBuilder {
+        let mut b = BulkheadBuilder::default().max_concurrent(self.max_concurrent);
+        if let Some(name) = self.name {
+            b = b.name(name);
+        }
+        if let Some(q) = self.max_queue {
+            b = b.max_queue(q);
+        }
+        if let Some(w) = self.max_wait {
+            b = b.max_wait(w);
+        }
+        b
+    }
+
+    /// Validates and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// As [`BulkheadBuilder::build`].
+    pub fn build(self) -> Result<BulkheadLayer, ConfigError> {
+        self.into_builder().build()
+    }
+}

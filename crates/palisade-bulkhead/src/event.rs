@@ -1,0 +1,80 @@
+//! Events published by bulkheads and adaptive limits.
+
+use std::time::Duration;
+
+use palisade_core::event::Event;
+use palisade_core::rejection::BulkheadFullReason;
+use tracing::Level;
+
+/// What a [`BulkheadLayer`](crate::BulkheadLayer) (or a keyed bulkhead) did with one call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BulkheadEvent {
+    /// The call got a permit after waiting `wait` (zero when one was free).
+    Acquired {
+        /// Time spent in the wait queue.
+        wait: Duration,
+    },
+    /// The call was refused.
+    Rejected {
+        /// Why: queue full, wait timed out, or no permit with waiting disabled.
+        reason: BulkheadFullReason,
+    },
+}
+
+impl Event for BulkheadEvent {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Acquired { .. } => "acquired",
+            Self::Rejected { .. } => "rejected",
+        }
+    }
+
+    fn level(&self) -> Level {
+        match self {
+            Self::Acquired { .. } => Level::TRACE,
+            Self::Rejected { .. } => Level::DEBUG,
+        }
+    }
+}
+
+/// What an [`AdaptiveLimitLayer`](crate::AdaptiveLimitLayer) did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdaptiveEvent {
+    /// The call got a permit after waiting `wait` in the backlog (zero when one was free).
+    Acquired {
+        /// Time spent in the backlog.
+        wait: Duration,
+    },
+    /// The call was shed: the limit was reached and the backlog was full, disabled or
+    /// its wait ran out.
+    Rejected {
+        /// The call's partition, when partitions are configured and the call matched one.
+        partition: Option<std::sync::Arc<str>>,
+    },
+    /// The algorithm moved the limit.
+    LimitChanged {
+        /// The limit before.
+        from: usize,
+        /// The limit now.
+        to: usize,
+    },
+}
+
+impl Event for AdaptiveEvent {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Acquired { .. } => "acquired",
+            Self::Rejected { .. } => "rejected",
+            Self::LimitChanged { .. } => "limit_changed",
+        }
+    }
+
+    fn level(&self) -> Level {
+        match self {
+            Self::Acquired { .. } => Level::TRACE,
+            Self::Rejected { .. } | Self::LimitChanged { .. } => Level::DEBUG,
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The handle to a bulkhead's shared pool and its snapshot.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::compartment::Compartment;
+use crate::event::BulkheadEvent;
+use crate::layer::BulkheadLayer;
+
+/// A cheap, cloneable handle to one bulkhead's pool of permits.
+///
+/// Read its state ([`snapshot`](Self::snapshot)), subscribe to its events, and build more
+/// layers drawing from the same pool ([`layer`](Self::layer)) — one pool for a group of
+/// endpoints.
+#[derive(Clone)]
+pub struct BulkheadHandle {
+    pub(crate) compartment: Arc<Compartment>,
+}
+
+impl fmt::Debug for BulkheadHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkheadHandle").field("compartment", &self.compartment).finish()
+    }
+}
+
+impl BulkheadHandle {
+    /// A layer whose services draw from this pool.
+    pub fn layer(&self) -> BulkheadLayer {
+        BulkheadLayer::from_handle(self)
+    }
+
+    /// The bulkhead's name.
+    pub fn name(&self) -> &str {
+        &self.compartment.common.name
+    }
+
+    /// The number of permits.
+    pub fn max_concurrent(&self) -> usize {
+        self.compartment.common.max_concurrent
+    }
+
+    /// Permits held now (reserved by a ready service or held by a running call).
+    pub fn in_flight(&self) -> usize {
+        self.compartment.in_flight()
+    }
+
+    /// Permits free now.
+    pub fn available(&self) -> usize {
+        self.compartment.available()
+    }
+
+    /// Callers waiting for a permit now.
+    pub fn queued(&self) -> usize {
+        self.compartment.queued()
+    }
+
+    /// Registers a listener for every event from now on.
+    pub fn subscribe<F>(&self, f: F)
+    where
+        F: Fn(&BulkheadEvent) + Send + Sync + 'static,
+    {
+        self.compartment.common.events.subscribe(f);
+    }
+
+    /// The bulkhead's numbers now.
+    pub fn snapshot(&self) -> Snapshot {
+        let m = &self.compartment.common.metrics;
+        Snapshot {
+            max_concurrent: self.max_concurrent(),
+            in_flight: self.in_flight(),
+            queued: self.queued(),
+            acquired: m.acquired.get(),
+            rejected_queue_full: m.rejected_queue_full.get(),
+            rejected_wait_timed_out: m.rejected_wait_timed_out.get(),
+            rejected_no_permit: m.rejected_no_permit.get(),
+            mean_wait: m.wait_time.mean(),
+            max_wait: m.wait_time.max(),
+        }
+    }
+}
+
+/// A bulkhead's numbers at one moment (from [`BulkheadHandle::snapshot`], or summed over
+/// keys by [`KeyedBulkheadHandle::snapshot`](crate::KeyedBulkheadHandle::snapshot)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// Permits in the pool (per key for a keyed bulkhead).
+    pub max_concurrent: usize,
+    /// Permits held now.
+    pub in_flight: usize,
+    /// Callers waiting now.
+    pub queued: usize,
+    /// Permits handed out so far.
+    pub acquired: u64,
+    /// Callers refused because the queue was full.
+    pub rejected_queue_full: u64,
+    /// Callers refused because their wait ran out.
+    pub rejected_wait_timed_out: u64,
+    /// Callers refused at once because waiting is disabled.
+    pub rejected_no_permit: u64,
+    /// Mean wait of the callers that had to wait.
+    pub mean_wait: Duration,
+    /// Longest wait so far.
+    pub max_wait: Duration,
+}
+
+impl Snapshot {
+    /// All refusals, whatever the reason.
+    pub fn rejected(&self) -> u64 {
+        self.rejected_queue_full + self.rejected_wait_timed_out + self.rejected_no_permit
+    }
+}

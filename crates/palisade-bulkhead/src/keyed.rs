@@ -1,0 +1,306 @@
+//! A bulkhead per key, so one tenant cannot take every permit.
+
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use palisade_core::keyed::KeyedMap;
+use palisade_core::BoxError;
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::compartment::{Common, Compartment, Permit, Waiting};
+use crate::event::BulkheadEvent;
+use crate::handle::Snapshot;
+
+struct KeyedShared<K, F> {
+    common: Arc<Common>,
+    map: KeyedMap<K, Compartment>,
+    key: F,
+}
+
+impl<K: Hash + Eq + Clone, F> KeyedShared<K, F> {
+    fn compartment(&self, key: &K) -> Arc<Compartment> {
+        self.map.get_or_insert_with(key, || Compartment::new(self.common.clone()))
+    }
+}
+
+/// Applies a [`KeyedBulkhead`]: one pool of `max_concurrent` permits (and one wait queue)
+/// per key, at most `max_keys` keys. Built by
+/// [`BulkheadBuilder::keyed`](crate::BulkheadBuilder::keyed).
+///
+/// ```
+/// use palisade_bulkhead::BulkheadLayer;
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+///
+/// # tokio_test::block_on(async {
+/// // Two calls at once per tenant, 10 000 tenants at most.
+/// let layer = BulkheadLayer::builder()
+///     .max_concurrent(2)
+///     .shed_when_full()
+///     .keyed(10_000, |req: &(u32, &str)| req.0)
+///     .unwrap();
+/// let svc = ServiceBuilder::new()
+///     .layer(layer)
+///     .service(service_fn(|(tenant, q): (u32, &str)| async move { Ok::<_, std::convert::Infallible>(q.len()) }));
+/// assert_eq!(svc.oneshot((7, "hello")).await.unwrap(), 5);
+/// # });
+/// ```
+///
+/// The key is only known from the request, so unlike [`Bulkhead`](crate::Bulkhead) this
+/// service takes its permit in the response future: `poll_ready` readies the inner service,
+/// `call` moves that ready service into the future, which waits for the key's permit and
+/// then calls it. A key evicted while its calls still run keeps its permits until they
+/// finish; a new call for it starts a fresh pool.
+///
+/// # Clone
+///
+/// Every service from one layer value, and every clone, shares the map of pools.
+pub struct KeyedBulkheadLayer<K, F> {
+    shared: Arc<KeyedShared<K, F>>,
+}
+
+impl<K, F> Clone for KeyedBulkheadLayer<K, F> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone() }
+    }
+}
+
+impl<K, F> fmt::Debug for KeyedBulkheadLayer<K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedBulkheadLayer")
+            .field("common", &self.shared.common)
+            .field("keys", &self.shared.map)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq + Clone, F> KeyedBulkheadLayer<K, F> {
+    pub(crate) fn new(common: Arc<Common>, max_keys: usize, key: F) -> Self {
+        Self { shared: Arc::new(KeyedShared { common, map: KeyedMap::new(max_keys, None), key }) }
+    }
+
+    /// The handle: per-key and summed snapshots, events.
+    pub fn handle(&self) -> KeyedBulkheadHandle<K, F> {
+        KeyedBulkheadHandle { shared: self.shared.clone() }
+    }
+}
+
+impl<S, K, F> Layer<S> for KeyedBulkheadLayer<K, F> {
+    type Service = KeyedBulkhead<S, K, F>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        KeyedBulkhead { inner, shared: self.shared.clone() }
+    }
+}
+
+/// A handle to a keyed bulkhead's pools.
+pub struct KeyedBulkheadHandle<K, F> {
+    shared: Arc<KeyedShared<K, F>>,
+}
+
+impl<K, F> Clone for KeyedBulkheadHandle<K, F> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone() }
+    }
+}
+
+impl<K, F> fmt::Debug for KeyedBulkheadHandle<K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedBulkheadHandle").field("common", &self.shared.common).finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq + Clone, F> KeyedBulkheadHandle<K, F> {
+    /// Keys held now.
+    pub fn keys(&self) -> usize {
+        self.shared.map.len()
+    }
+
+    /// Permits held for `key` now (zero for a key not held).
+    pub fn in_flight(&self, key: &K) -> usize {
+        self.shared.map.get(key).map_or(0, |c| c.in_flight())
+    }
+
+    /// Callers waiting for `key` now.
+    pub fn queued(&self, key: &K) -> usize {
+        self.shared.map.get(key).map_or(0, |c| c.queued())
+    }
+
+    /// Registers a listener for every event (of every key) from now on.
+    pub fn subscribe<G>(&self, f: G)
+    where
+        G: Fn(&BulkheadEvent) + Send + Sync + 'static,
+    {
+        self.shared.common.events.subscribe(f);
+    }
+
+    /// Counters over all keys; `in_flight` and `queued` summed over the keys held now.
+    pub fn snapshot(&self) -> Snapshot {
+        let m = &self.shared.common.metrics;
+        let mut in_flight = 0;
+        let mut queued = 0;
+        self.shared.map.for_each(|_, c| {
+            in_flight += c.in_flight();
+            queued += c.queued();
+        });
+        Snapshot {
+            max_concurrent: self.shared.common.max_concurrent,
+            in_flight,
+            queued,
+            acquired: m.acquired.get(),
+            rejected_queue_full: m.rejected_queue_full.get(),
+            rejected_wait_timed_out: m.rejected_wait_timed_out.get(),
+            rejected_no_permit: m.rejected_no_permit.get(),
+            mean_wait: m.wait_time.mean(),
+            max_wait: m.wait_time.max(),
+        }
+    }
+}
+
+/// A bulkhead per key; see [`KeyedBulkheadLayer`].
+///
+/// # Clone
+///
+/// Clones share the map of pools; a clone starts un-ready.
+pub struct KeyedBulkhead<S, K, F> {
+    inner: S,
+    shared: Arc<KeyedShared<K, F>>,
+}
+
+impl<S, K, F> KeyedBulkhead<S, K, F> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, K, F> Clone for KeyedBulkhead<S, K, F> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), shared: self.shared.clone() }
+    }
+}
+
+impl<S: fmt::Debug, K, F> fmt::Debug for KeyedBulkhead<S, K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedBulkhead")
+            .field("inner", &self.inner)
+            .field("common", &self.shared.common)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K, F, Req> Service<Req> for KeyedBulkhead<S, K, F>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    K: Hash + Eq + Clone,
+    F: Fn(&Req) -> K,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = KeyedResponseFuture<S, Req>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let key = (self.shared.key)(&req);
+        let compartment = self.shared.compartment(&key);
+        // The ready service goes into the future; a fresh clone stays behind, un-ready.
+        let clone = self.inner.clone();
+        let svc = std::mem::replace(&mut self.inner, clone);
+        KeyedResponseFuture {
+            state: KeyedState::Acquiring { compartment, waiting: None, svc: Some(svc), req: Some(req) },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of a [`KeyedBulkhead`]: waits for the key's permit, then runs
+    /// the call holding it. Dropping it at any point leaves the queue or frees the permit.
+    pub struct KeyedResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: KeyedState<S, Req>,
+    }
+}
+
+pin_project! {
+    #[project = KeyedStateProj]
+    enum KeyedState<S, Req>
+    where
+        S: Service<Req>,
+    {
+        Acquiring {
+            compartment: Arc<Compartment>,
+            waiting: Option<Waiting>,
+            svc: Option<S>,
+            req: Option<Req>,
+        },
+        Called {
+            #[pin]
+            future: S::Future,
+            permit: Option<Permit>,
+        },
+    }
+}
+
+impl<S: Service<Req>, Req> fmt::Debug for KeyedResponseFuture<S, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            KeyedState::Acquiring { .. } => "acquiring",
+            KeyedState::Called { .. } => "called",
+        };
+        f.debug_struct("KeyedResponseFuture").field("state", &state).finish()
+    }
+}
+
+impl<S, Req> Future for KeyedResponseFuture<S, Req>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                KeyedStateProj::Acquiring { compartment, waiting, svc, req } => {
+                    let permit = match ready!(compartment.poll_acquire(waiting, cx)) {
+                        Ok(permit) => permit,
+                        Err(rejection) => return Poll::Ready(Err(rejection.into())),
+                    };
+                    let (Some(mut svc), Some(req)) = (svc.take(), req.take()) else {
+                        return Poll::Pending;
+                    };
+                    let future = svc.call(req);
+                    this.state.set(KeyedState::Called { future, permit: Some(permit) });
+                }
+                KeyedStateProj::Called { future, permit } => {
+                    let out = ready!(future.poll(cx));
+                    drop(permit.take());
+                    return Poll::Ready(out.map_err(Into::into));
+                }
+            }
+        }
+    }
+}
