@@ -116,9 +116,10 @@ impl BulkheadBuilder {
     /// # Errors
     ///
     /// As [`build`](Self::build), and `max_keys` of zero.
-    pub fn keyed<K, F>(self, max_keys: usize, key: F) -> Result<KeyedBulkheadLayer<K, F>, ConfigError>
+    pub fn keyed<Req, K, F>(self, max_keys: usize, key: F) -> Result<KeyedBulkheadLayer<K, F>, ConfigError>
     where
         K: std::hash::Hash + Eq + Clone,
+        F: Fn(&Req) -> K,
     {
         ensure(max_keys > 0, "max_keys", "must be at least 1")?;
         Ok(KeyedBulkheadLayer::new(self.into_common()?, max_keys, key))
