@@ -1,4 +1,236 @@
-//! palisade circuit-breaker middleware for tower.
+//! A circuit breaker for [tower](https://docs.rs/tower) services, as complete as
+//! Resilience4j's and lock-free on its pass path.
 //!
-//! This crate is part of [palisade](https://docs.rs/palisade); its minimum supported Rust
-//! version is 1.85.
+//! A breaker watches the results of the calls going through it. When they go bad it
+//! *opens*: calls are rejected at once with [`CircuitOpen`](error::CircuitOpen), without
+//! reaching the service, so that a failing backend gets room to recover and callers fail
+//! fast. After a wait it lets a few *trial* calls through (*half-open*); their results
+//! close it again or re-open it.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use palisade_circuit_breaker::{CircuitBreakerLayer, State};
+//! use palisade_circuit_breaker::error::CircuitOpen;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let breaker = CircuitBreakerLayer::builder()
+//!     .name("inventory")
+//!     .consecutive_failures(3)
+//!     .wait_in_open(Duration::from_secs(10))
+//!     .build()?;
+//! let handle = breaker.handle();
+//!
+//! let svc = ServiceBuilder::new()
+//!     .layer(breaker)
+//!     .service(service_fn(|_: ()| async { Err::<(), _>("backend down") }));
+//!
+//! for _ in 0..3 {
+//!     assert!(svc.clone().oneshot(()).await.is_err()); // three failures ...
+//! }
+//! assert_eq!(handle.state(), State::Open); // ... open the breaker
+//! let err = svc.clone().oneshot(()).await.unwrap_err();
+//! let open = err.downcast_ref::<CircuitOpen>().expect("rejected by the breaker");
+//! assert!(open.retry_after() <= Duration::from_secs(10));
+//! # Ok(()) }
+//! ```
+//!
+//! # When it opens
+//!
+//! One mode per breaker, picked on the [builder](CircuitBreakerLayerBuilder):
+//!
+//! - [`consecutive_failures(n)`](CircuitBreakerLayerBuilder::consecutive_failures): `n`
+//!   failures in a row. Cheapest: one atomic counter.
+//! - [`failure_count(n, within)`](CircuitBreakerLayerBuilder::failure_count): `n` failures
+//!   within a time window, whatever the number of successes ("5 failures per minute").
+//! - [`failure_rate(r)`](CircuitBreakerLayerBuilder::failure_rate) (the default, 50 %):
+//!   failures / calls reaches `r` over a sliding window, [count-based](CircuitBreakerLayerBuilder::count_window)
+//!   (last N calls, default 100) or [time-based](CircuitBreakerLayerBuilder::time_window)
+//!   (last N seconds, in buckets), once it holds [`minimum_calls`](CircuitBreakerLayerBuilder::minimum_calls).
+//!
+//! In any mode, [slow calls](CircuitBreakerLayerBuilder::slow_calls) open it too when their
+//! rate in the window reaches a threshold, even if they succeeded; and, optionally, a failed
+//! call carrying a server hint (503 + `Retry-After`, gRPC pushback) [opens it for that
+//! long](CircuitBreakerLayerBuilder::open_on_retry_after).
+//!
+//! Windows keep running totals, so judging a rate costs one atomic read, never a scan.
+//!
+//! # What counts as a failure
+//!
+//! A palisade-core [`Classify`](palisade_core::Classify) decides: by default `Err` fails and
+//! `Ok` succeeds; with `HttpClassifier` (palisade-core feature `http`) 5xx and 408/429 fail
+//! while other 4xx succeed (the client's fault says nothing of the server's health);
+//! `GrpcClassifier` does the same for gRPC codes. An *ignored* verdict, or a response future
+//! dropped before it ended, counts neither way.
+//!
+//! # Open, half-open, closed
+//!
+//! Open, every call is rejected with the time left until the breaker tries again. The wait
+//! is [fixed](CircuitBreakerLayerBuilder::wait_in_open) or [grows
+//! exponentially](CircuitBreakerLayerBuilder::exponential_wait_in_open) with each re-open,
+//! starting over once the breaker closes. There is no timer task: the first call after the
+//! wait moves the breaker to half-open, so an idle breaker costs nothing.
+//!
+//! Half-open, [`half_open_trials`](CircuitBreakerLayerBuilder::half_open_trials) calls are
+//! let through and the rest rejected. Each trial holds a slot that its response future
+//! gives back if it is dropped or panics, so half-open can neither get stuck nor admit more
+//! trials than configured. Enough successes close the breaker; a failure re-opens it (or,
+//! with [`half_open_failure_ratio`](CircuitBreakerLayerBuilder::half_open_failure_ratio), a
+//! ratio of failed trials).
+//!
+//! A call counts only in the state period that admitted it: a call let through while
+//! closed that fails after the breaker opened does not count against the half-open trials.
+//!
+//! # Backpressure
+//!
+//! `poll_ready` is the inner service's; the breaker only acts in `call`, where a rejected
+//! call gets a response future that is ready at once and the inner service is not called.
+//! Stack a `palisade_core::respond::HttpRejectionLayer` on top to answer rejections with
+//! 503 + `Retry-After` in a server.
+//!
+//! # Sharing
+//!
+//! The breaker lives in the layer: every service the layer wraps and all their clones (axum
+//! clones a service per request) share it. A [`CircuitBreakerHandle`] reads its state and
+//! [`Snapshot`] (rates, counters) and sets manual states (forced open, forced closed,
+//! disabled, metrics only, reset).
+//!
+//! # Keyed breakers
+//!
+//! [`build_keyed`](CircuitBreakerLayerBuilder::build_keyed) gives one breaker per key taken
+//! from the request: per host, per tenant, per notification channel. A breaker is created
+//! on its key's first call; at most [`max_keys`](CircuitBreakerLayerBuilder::max_keys) are
+//! held (idle, then least recently used keys are evicted), so request data cannot grow
+//! memory. Here, one breaker per host around an HTTP client, where 5xx responses fail and
+//! 4xx do not:
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::{Request, Response, StatusCode};
+//! use palisade_circuit_breaker::{CircuitBreakerLayer, State};
+//! use palisade_core::classify::HttpClassifier;
+//! use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! // Stands for a hyper client (`hyper_util::client::legacy::Client`): `a.example` is down.
+//! let client = service_fn(|req: Request<String>| async move {
+//!     let status = match req.uri().host() {
+//!         Some("a.example") => StatusCode::BAD_GATEWAY,
+//!         _ => StatusCode::NOT_FOUND,
+//!     };
+//!     Response::builder().status(status).body(String::new())
+//! });
+//!
+//! let per_host = CircuitBreakerLayer::builder()
+//!     .name("upstream")
+//!     .consecutive_failures(2)
+//!     .wait_in_open(Duration::from_secs(30))
+//!     .classifier(HttpClassifier::new())
+//!     .max_keys(1_000)
+//!     .build_keyed(|req: &Request<String>| req.uri().host().unwrap_or_default().to_owned())?;
+//! let hosts = per_host.handle();
+//! let client = ServiceBuilder::new().layer(per_host).service(client);
+//!
+//! let get = |uri: &str| Request::get(uri).body(String::new()).unwrap();
+//! for _ in 0..2 {
+//!     let res = client.clone().oneshot(get("http://a.example/")).await?;
+//!     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+//!     let res = client.clone().oneshot(get("http://b.example/missing")).await?;
+//!     assert_eq!(res.status(), StatusCode::NOT_FOUND); // 4xx: not the server's fault
+//! }
+//! // a.example is cut off; b.example is not.
+//! assert_eq!(hosts.get(&"a.example".to_owned()).unwrap().state(), State::Open);
+//! assert_eq!(hosts.get(&"b.example".to_owned()).unwrap().state(), State::Closed);
+//! assert!(client.clone().oneshot(get("http://a.example/")).await.is_err());
+//! assert!(client.clone().oneshot(get("http://b.example/")).await.is_ok());
+//! # Ok(()) }
+//! ```
+//!
+//! And a breaker in an axum server, in front of a handler whose 5xx answers trip it; open,
+//! it answers 503 with `Retry-After` through `HttpRejectionLayer`:
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{http::StatusCode, routing::get, Router};
+//! use palisade_circuit_breaker::CircuitBreakerLayer;
+//! use palisade_core::classify::HttpClassifier;
+//! use palisade_core::respond::HttpRejectionLayer;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! async fn report() -> (StatusCode, &'static str) {
+//!     (StatusCode::INTERNAL_SERVER_ERROR, "database unavailable")
+//! }
+//!
+//! let breaker = CircuitBreakerLayer::builder()
+//!     .name("reports")
+//!     .failure_rate(0.5)
+//!     .count_window(20)
+//!     .minimum_calls(4)
+//!     .wait_in_open(Duration::from_secs(5))
+//!     .classifier(HttpClassifier::new())
+//!     .build()?;
+//! let app = Router::new()
+//!     .route("/report", get(report))
+//!     .layer(ServiceBuilder::new().layer(HttpRejectionLayer::new()).layer(breaker));
+//!
+//! let request = || axum::http::Request::get("/report").body(axum::body::Body::empty()).unwrap();
+//! for _ in 0..4 {
+//!     let res = app.clone().oneshot(request()).await?;
+//!     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+//! }
+//! let res = app.clone().oneshot(request()).await?;
+//! assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+//! assert_eq!(res.headers()["retry-after"], "5");
+//! // Serve it as usual: axum::serve(listener, app).await
+//! # Ok(()) }
+//! ```
+//!
+//! # Events and metrics
+//!
+//! Every transition (from, to, [why](TransitionReason)), rejection and recorded call is a
+//! [`CircuitBreakerEvent`] for listeners and `tracing`. With the `metrics` feature, the
+//! counters (`palisade_circuit_breaker_{successes,failures,slow_calls,ignored,rejected,opened}_total`),
+//! the state gauge `palisade_circuit_breaker_state` ([`State::code`]) and the gauge
+//! `palisade_circuit_breaker_open_breakers` (rejecting breakers of a layer, useful for keyed
+//! ones) are exported with the label `name`.
+//!
+//! # Performance
+//!
+//! Closed, a call reads the state word once; recording is a few atomic additions (a
+//! counter, the window's slot and total); no lock, no allocation. Only transitions take a
+//! lock. Durations are only measured when slow calls are detected, the window is
+//! time-based, or [asked for](CircuitBreakerLayerBuilder::measure_call_duration).
+//!
+//! Minimum supported Rust version: 1.85.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+pub mod error;
+pub mod event;
+pub mod future;
+mod handle;
+mod layer;
+mod service;
+mod state;
+mod sync;
+mod window;
+
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom;
+
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use config::CircuitBreakerConfig;
+pub use config::CircuitBreakerLayerBuilder;
+pub use event::{CircuitBreakerEvent, TransitionReason};
+pub use handle::{CircuitBreakerHandle, KeyedCircuitBreakerHandle};
+pub use layer::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
+pub use service::{CircuitBreaker, KeyedCircuitBreaker};
+pub use state::{Snapshot, State};

@@ -1,0 +1,129 @@
+//! Events published by a breaker: state transitions, rejections, recorded calls.
+//!
+//! Subscribe with [`CircuitBreakerLayerBuilder::on_event`](crate::CircuitBreakerLayerBuilder::on_event)
+//! or [`CircuitBreakerHandle::subscribe`](crate::CircuitBreakerHandle::subscribe). Every event
+//! also goes to `tracing` (target `palisade`): transitions to open at `WARN`, other
+//! transitions at `INFO`, rejections at `DEBUG`, recorded calls at `TRACE`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use palisade_circuit_breaker::{CircuitBreakerEvent, CircuitBreakerLayer, State};
+//!
+//! let opened = Arc::new(Mutex::new(Vec::new()));
+//! let seen = opened.clone();
+//! let layer = CircuitBreakerLayer::builder()
+//!     .consecutive_failures(3)
+//!     .on_event(move |e| {
+//!         if let CircuitBreakerEvent::StateTransition { to: State::Open, reason, .. } = e {
+//!             seen.lock().unwrap().push(*reason);
+//!         }
+//!     })
+//!     .build()?;
+//! # let _ = layer;
+//! # Ok::<(), palisade_core::ConfigError>(())
+//! ```
+
+use std::time::Duration;
+
+use palisade_core::classify::Outcome;
+use palisade_core::event::Event;
+use tracing::Level;
+
+use crate::state::State;
+
+/// Something a breaker did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum CircuitBreakerEvent {
+    /// The breaker changed state.
+    StateTransition {
+        /// The state before.
+        from: State,
+        /// The state after.
+        to: State,
+        /// Why.
+        reason: TransitionReason,
+    },
+    /// A call was rejected without reaching the inner service.
+    Rejected {
+        /// The hint given to the caller.
+        retry_after: Duration,
+    },
+    /// A call's result was recorded.
+    Recorded {
+        /// The classifier's verdict.
+        outcome: Outcome,
+        /// Whether the call was slower than the slow-call threshold.
+        slow: bool,
+        /// How long the call took, when durations are measured.
+        elapsed: Option<Duration>,
+    },
+}
+
+/// Why a breaker changed state.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum TransitionReason {
+    /// Consecutive mode: this many failures in a row.
+    ConsecutiveFailures {
+        /// Failures in a row.
+        failures: u64,
+    },
+    /// Failure-count mode: this many failures in the time window.
+    FailureCount {
+        /// Failures in the window.
+        failures: u64,
+    },
+    /// Failure-rate mode: the window's failure rate reached the threshold.
+    FailureRate {
+        /// The rate, from 0 to 1.
+        rate: f64,
+    },
+    /// The window's slow-call rate reached the threshold.
+    SlowCallRate {
+        /// The rate, from 0 to 1.
+        rate: f64,
+    },
+    /// A failed call carried a server retry hint; the breaker opens that long.
+    RetryAfter {
+        /// How long the breaker stays open.
+        wait: Duration,
+    },
+    /// The wait in open state is over: trial calls may pass.
+    WaitElapsed,
+    /// Enough trial calls succeeded.
+    TrialsSucceeded {
+        /// Successful trials.
+        successes: u16,
+    },
+    /// Too many trial calls failed.
+    TrialsFailed {
+        /// Failed trials.
+        failures: u16,
+    },
+    /// Set by hand through the handle.
+    Manual,
+    /// Reset by hand through the handle.
+    Reset,
+}
+
+impl Event for CircuitBreakerEvent {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::StateTransition { .. } => "state_transition",
+            Self::Rejected { .. } => "rejected",
+            Self::Recorded { .. } => "recorded",
+        }
+    }
+
+    fn level(&self) -> Level {
+        match self {
+            Self::StateTransition { to: State::Open | State::ForcedOpen, .. } => Level::WARN,
+            Self::StateTransition { .. } => Level::INFO,
+            Self::Rejected { .. } => Level::DEBUG,
+            Self::Recorded { .. } => Level::TRACE,
+        }
+    }
+}

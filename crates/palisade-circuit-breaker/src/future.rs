@@ -1,0 +1,78 @@
+//! The response future of [`CircuitBreaker`](crate::CircuitBreaker).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use palisade_core::classify::Classify;
+use palisade_core::rejection::CircuitOpen;
+use palisade_core::BoxError;
+use pin_project_lite::pin_project;
+
+use crate::state::CallGuard;
+
+pin_project! {
+    /// The response of a call through a breaker: the inner call, recorded when it ends, or
+    /// a [`CircuitOpen`] rejection, ready at once.
+    ///
+    /// Dropping it before the inner call ends cancels the inner call and records nothing;
+    /// a half-open trial gives its slot back (so does a trial whose inner future panics).
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F>,
+        guard: Option<CallGuard<C>>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Called { #[pin] future: F },
+        Rejected { error: CircuitOpen },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn called(future: F, guard: Option<CallGuard<C>>) -> Self {
+        Self { kind: Kind::Called { future }, guard }
+    }
+
+    pub(crate) fn rejected(error: CircuitOpen) -> Self {
+        Self { kind: Kind::Rejected { error }, guard: None }
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ResponseFuture");
+        match &self.kind {
+            Kind::Called { .. } => d.field("kind", &"called"),
+            Kind::Rejected { error } => d.field("rejected", error),
+        };
+        d.field("guard", &self.guard).finish()
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.kind.project() {
+            KindProj::Called { future } => {
+                let result = ready!(future.poll(cx));
+                if let Some(guard) = this.guard.take() {
+                    guard.finish(&result);
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+            KindProj::Rejected { error } => Poll::Ready(Err(error.clone().into())),
+        }
+    }
+}

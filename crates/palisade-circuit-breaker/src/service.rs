@@ -1,0 +1,172 @@
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use palisade_core::classify::Classify;
+use palisade_core::rejection::CircuitOpen;
+use palisade_core::BoxError;
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+use crate::layer::{CircuitBreakerLayer, KeyedCircuitBreakerLayer, KeyedShared};
+use crate::state::{Admission, Breaker, CallGuard};
+
+/// Admits `req` through `breaker` and calls `inner`, or answers with a rejection without
+/// calling it.
+fn admit_and_call<S, C, Req>(breaker: &Arc<Breaker<C>>, inner: &mut S, req: Req) -> ResponseFuture<S::Future, C>
+where
+    S: Service<Req>,
+{
+    match breaker.core.admit() {
+        Ok(Admission::Pass) => ResponseFuture::called(inner.call(req), None),
+        Ok(admission) => {
+            let guard = CallGuard::new(breaker.clone(), admission);
+            ResponseFuture::called(inner.call(req), Some(guard))
+        }
+        Err(retry_after) => {
+            breaker.core.on_rejected(retry_after);
+            ResponseFuture::rejected(CircuitOpen::new(breaker.core.name().clone(), retry_after))
+        }
+    }
+}
+
+/// A service behind a circuit breaker; made by [`CircuitBreakerLayer`].
+///
+/// `poll_ready` is the inner service's; the breaker decides in `call`. A rejected call gets
+/// a future that is ready at once with [`CircuitOpen`] and the inner service is not called.
+///
+/// # Clone
+///
+/// Clones share the breaker (it lives in the layer). A clone is as ready as a fresh inner
+/// clone: the breaker reserves nothing in `poll_ready`.
+pub struct CircuitBreaker<S, C> {
+    inner: S,
+    breaker: Arc<Breaker<C>>,
+}
+
+impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), breaker: self.breaker.clone() }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker").field("inner", &self.inner).field("breaker", &self.breaker.core).finish()
+    }
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    /// Wraps `inner` in the breaker of `layer`.
+    pub fn new(inner: S, layer: &CircuitBreakerLayer<C>) -> Self {
+        Self { inner, breaker: layer.breaker().clone() }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        admit_and_call(&self.breaker, &mut self.inner, req)
+    }
+}
+
+// === impl KeyedCircuitBreaker ===
+
+/// A service behind one circuit breaker per request key; made by
+/// [`KeyedCircuitBreakerLayer`].
+///
+/// # Clone
+///
+/// Clones share the set of breakers (it lives in the layer).
+pub struct KeyedCircuitBreaker<S, C, F, K> {
+    inner: S,
+    shared: Arc<KeyedShared<C, F, K>>,
+}
+
+impl<S: Clone, C, F, K> Clone for KeyedCircuitBreaker<S, C, F, K> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), shared: self.shared.clone() }
+    }
+}
+
+impl<S: fmt::Debug, C, F, K> fmt::Debug for KeyedCircuitBreaker<S, C, F, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedCircuitBreaker").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<S, C, F, K> KeyedCircuitBreaker<S, C, F, K> {
+    /// Wraps `inner` in the breakers of `layer`.
+    pub fn new(inner: S, layer: &KeyedCircuitBreakerLayer<C, F, K>) -> Self {
+        Self { inner, shared: layer.shared().clone() }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, F, K, Req> Service<Req> for KeyedCircuitBreaker<S, C, F, K>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+    F: Fn(&Req) -> K,
+    K: Hash + Eq + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, Arc<C>>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let key = (self.shared.key_fn())(&req);
+        let breaker = self.shared.breaker(&key);
+        admit_and_call(&breaker, &mut self.inner, req)
+    }
+}

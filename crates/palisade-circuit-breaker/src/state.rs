@@ -1,0 +1,594 @@
+//! The breaker's state machine.
+//!
+//! The state lives in one atomic word, `generation << 8 | state`. Every transition bumps the
+//! generation, under a mutex that only transitions take; calls read the word with one load.
+//! A call remembers the generation that admitted it and its result counts only if the
+//! breaker is still in that generation: a call admitted while closed that ends after the
+//! breaker opened says nothing about the new period.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::classify::{Classification, Outcome};
+use palisade_core::event::EventBus;
+use palisade_core::metric::{Counter, Gauge};
+use tokio::time::Instant;
+
+use crate::config::{Settings, Trip, WindowKind};
+use crate::event::{CircuitBreakerEvent, TransitionReason};
+use crate::sync::{lock, AtomicU64, Mutex, Ordering};
+use crate::window::{Aggregate, CountWindow, Sample, TimeWindow, TrialSlots, TrialTally, Window};
+
+/// The state of a breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum State {
+    /// Calls pass and their results are recorded.
+    Closed,
+    /// Calls are rejected until the wait is over.
+    Open,
+    /// A limited number of trial calls pass; their results close or re-open the breaker.
+    HalfOpen,
+    /// Set by hand: every call is rejected until another manual state.
+    ForcedOpen,
+    /// Set by hand: every call passes and nothing is recorded.
+    Disabled,
+    /// Set by hand: every call passes; results are recorded but never open the breaker.
+    MetricsOnly,
+}
+
+impl State {
+    /// A short stable name (`"closed"`, `"open"`, `"half_open"`, `"forced_open"`,
+    /// `"disabled"`, `"metrics_only"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+            Self::ForcedOpen => "forced_open",
+            Self::Disabled => "disabled",
+            Self::MetricsOnly => "metrics_only",
+        }
+    }
+
+    /// The value of the `palisade_circuit_breaker_state` gauge: 0 closed, 1 open,
+    /// 2 half-open, 3 forced open, 4 disabled, 5 metrics-only.
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::HalfOpen => 2,
+            Self::ForcedOpen => 3,
+            Self::Disabled => 4,
+            Self::MetricsOnly => 5,
+        }
+    }
+
+    const fn from_code(code: u64) -> Self {
+        match code {
+            1 => Self::Open,
+            2 => Self::HalfOpen,
+            3 => Self::ForcedOpen,
+            4 => Self::Disabled,
+            5 => Self::MetricsOnly,
+            _ => Self::Closed,
+        }
+    }
+
+    /// `true` for the states that reject calls: open, half-open (beyond its trials),
+    /// forced open.
+    pub const fn rejects(self) -> bool {
+        matches!(self, Self::Open | Self::HalfOpen | Self::ForcedOpen)
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+const fn pack(gen: u64, state: State) -> u64 {
+    (gen << 8) | state.code() as u64
+}
+
+const fn state_of(word: u64) -> State {
+    State::from_code(word & 0xFF)
+}
+
+const fn gen_of(word: u64) -> u64 {
+    word >> 8
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What every breaker of one layer shares: the event bus and the open-breakers gauge.
+#[derive(Debug)]
+pub(crate) struct LayerShared {
+    pub(crate) events: EventBus<CircuitBreakerEvent>,
+    open_breakers: Gauge,
+}
+
+impl LayerShared {
+    pub(crate) fn new(name: &str, events: EventBus<CircuitBreakerEvent>) -> Self {
+        Self { events, open_breakers: Gauge::new("palisade_circuit_breaker_open_breakers", name) }
+    }
+}
+
+#[derive(Debug)]
+struct Counters {
+    successes: Counter,
+    failures: Counter,
+    slow: Counter,
+    ignored: Counter,
+    rejected: Counter,
+    opened: Counter,
+}
+
+impl Counters {
+    fn new(name: &str) -> Self {
+        Self {
+            successes: Counter::new("palisade_circuit_breaker_successes_total", name),
+            failures: Counter::new("palisade_circuit_breaker_failures_total", name),
+            slow: Counter::new("palisade_circuit_breaker_slow_calls_total", name),
+            ignored: Counter::new("palisade_circuit_breaker_ignored_total", name),
+            rejected: Counter::new("palisade_circuit_breaker_rejected_total", name),
+            opened: Counter::new("palisade_circuit_breaker_opened_total", name),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Control {
+    /// Times opened since the breaker last closed (exponent of the wait).
+    open_level: u32,
+}
+
+/// How a call was let through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Closed or metrics-only in generation `gen`: the result is recorded in the window.
+    Record { gen: u64 },
+    /// A half-open trial of generation `gen`, holding a slot.
+    Trial { gen: u64 },
+    /// Disabled: nothing is recorded.
+    Pass,
+}
+
+/// A point-in-time view of one breaker, from its handle.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The current state.
+    pub state: State,
+    /// Failures / calls in the window, once it holds the minimum number of calls.
+    pub failure_rate: Option<f64>,
+    /// Slow calls / calls in the window, once it holds the minimum number of calls (and
+    /// slow calls are detected).
+    pub slow_call_rate: Option<f64>,
+    /// Calls in the window (0 without a window: consecutive mode).
+    pub window_calls: u64,
+    /// Failed calls in the window.
+    pub window_failures: u64,
+    /// Slow calls in the window.
+    pub window_slow_calls: u64,
+    /// Failures in a row (consecutive mode).
+    pub consecutive_failures: u64,
+    /// Successful calls since the breaker was built.
+    pub successes: u64,
+    /// Failed calls since the breaker was built.
+    pub failures: u64,
+    /// Slow calls since the breaker was built.
+    pub slow_calls: u64,
+    /// Calls classified as neither success nor failure, or dropped before they ended.
+    pub ignored: u64,
+    /// Calls rejected by the breaker.
+    pub rejected: u64,
+    /// Times the breaker opened (automatically, not by hand).
+    pub times_opened: u64,
+    /// When open: time until trial calls are let through.
+    pub retry_after: Option<Duration>,
+    /// When half-open: trial calls in flight.
+    pub trials_in_flight: u16,
+    /// When half-open: trial calls that succeeded.
+    pub trial_successes: u16,
+    /// When half-open: trial calls that failed.
+    pub trial_failures: u16,
+}
+
+/// One breaker: settings, state word, windows, counters.
+pub(crate) struct BreakerCore {
+    settings: Arc<Settings>,
+    shared: Arc<LayerShared>,
+    state: AtomicU64,
+    open_until: AtomicU64,
+    trials: TrialSlots,
+    consecutive: AtomicU64,
+    window: Option<Window>,
+    control: Mutex<Control>,
+    epoch: Instant,
+    counters: Counters,
+    state_gauge: Option<Gauge>,
+}
+
+impl fmt::Debug for BreakerCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Breaker")
+            .field("name", &self.settings.name)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A breaker and the classifier that judges its calls.
+#[derive(Debug)]
+pub(crate) struct Breaker<C> {
+    pub(crate) core: BreakerCore,
+    pub(crate) classifier: C,
+}
+
+impl<C> Breaker<C> {
+    pub(crate) fn new(settings: Arc<Settings>, shared: Arc<LayerShared>, state_gauge: bool, classifier: C) -> Self {
+        let window = settings.window.map(|w| match w {
+            WindowKind::Count(n) => Window::Count(CountWindow::new(n)),
+            WindowKind::Time { length, buckets } => Window::Time(TimeWindow::new(nanos(length), buckets)),
+        });
+        let state_gauge = state_gauge.then(|| Gauge::new("palisade_circuit_breaker_state", &settings.name));
+        let counters = Counters::new(&settings.name);
+        Self {
+            core: BreakerCore {
+                settings,
+                shared,
+                state: AtomicU64::new(pack(0, State::Closed)),
+                open_until: AtomicU64::new(0),
+                trials: TrialSlots::new(),
+                consecutive: AtomicU64::new(0),
+                window,
+                control: Mutex::new(Control { open_level: 0 }),
+                epoch: Instant::now(),
+                counters,
+                state_gauge,
+            },
+            classifier,
+        }
+    }
+}
+
+// === impl BreakerCore ===
+
+impl BreakerCore {
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.settings.name
+    }
+
+    pub(crate) fn events(&self) -> &EventBus<CircuitBreakerEvent> {
+        &self.shared.events
+    }
+
+    pub(crate) fn measures(&self) -> bool {
+        self.settings.measure
+    }
+
+    pub(crate) fn state(&self) -> State {
+        state_of(self.state.load(Ordering::Acquire))
+    }
+
+    fn now_nanos(&self) -> u64 {
+        nanos(Instant::now().saturating_duration_since(self.epoch))
+    }
+
+    /// Lets a call through, or says how long until the breaker may let one through.
+    pub(crate) fn admit(&self) -> Result<Admission, Duration> {
+        // Each turn either returns or follows a transition; four turns are plenty.
+        for _ in 0..4 {
+            let word = self.state.load(Ordering::Acquire);
+            let gen = gen_of(word);
+            match state_of(word) {
+                State::Closed | State::MetricsOnly => return Ok(Admission::Record { gen }),
+                State::Disabled => return Ok(Admission::Pass),
+                State::ForcedOpen => return Err(self.settings.wait),
+                State::Open => {
+                    let until = self.open_until.load(Ordering::Acquire);
+                    let now = self.now_nanos();
+                    if now < until {
+                        return Err(Duration::from_nanos(until - now));
+                    }
+                    self.transition(Some(word), State::HalfOpen, TransitionReason::WaitElapsed);
+                }
+                State::HalfOpen => {
+                    return if self.trials.try_acquire(gen as u16, self.settings.half_open_trials) {
+                        Ok(Admission::Trial { gen })
+                    } else {
+                        Err(Duration::ZERO)
+                    };
+                }
+            }
+        }
+        Err(Duration::ZERO)
+    }
+
+    /// Counts a rejection and tells the listeners.
+    pub(crate) fn on_rejected(&self, retry_after: Duration) {
+        self.counters.rejected.increment();
+        self.shared.events.publish(CircuitBreakerEvent::Rejected { retry_after });
+    }
+
+    /// A trial that ended without a verdict gives its slot back.
+    pub(crate) fn release_trial(&self, gen: u64) {
+        self.trials.complete(gen as u16, None);
+    }
+
+    /// Records the result of a call let through with `admission`.
+    pub(crate) fn record(&self, admission: Admission, verdict: Classification, elapsed: Option<Duration>) {
+        let (Admission::Record { gen } | Admission::Trial { gen }) = admission else {
+            return;
+        };
+        let outcome = verdict.outcome();
+        let slow = matches!((self.settings.slow, elapsed), (Some(s), Some(e)) if e > s.threshold)
+            && outcome != Outcome::Ignored;
+        match outcome {
+            Outcome::Success => self.counters.successes.increment(),
+            Outcome::Failure => self.counters.failures.increment(),
+            Outcome::Ignored => self.counters.ignored.increment(),
+        }
+        if slow {
+            self.counters.slow.increment();
+        }
+        self.shared.events.publish(CircuitBreakerEvent::Recorded { outcome, slow, elapsed });
+        let failure = outcome == Outcome::Failure;
+        let hint = if failure { self.settings.retry_after_cap.zip(verdict.retry_after()) } else { None };
+        let hint = hint.map(|(cap, d)| d.min(cap)).filter(|d| !d.is_zero());
+        match admission {
+            Admission::Record { .. } if outcome != Outcome::Ignored => self.record_closed(gen, failure, slow, hint),
+            Admission::Trial { .. } => self.record_trial(gen, (outcome != Outcome::Ignored).then_some(failure || slow), hint),
+            _ => {}
+        }
+    }
+
+    fn record_closed(&self, gen: u64, failure: bool, slow: bool, hint: Option<Duration>) {
+        let word = self.state.load(Ordering::Acquire);
+        if gen_of(word) != gen {
+            return;
+        }
+        let consecutive = if let Trip::Consecutive(_) = self.settings.trip {
+            if failure {
+                self.consecutive.fetch_add(1, Ordering::AcqRel) + 1
+            } else {
+                // Skip the store (and the cache-line write) when already zero.
+                if self.consecutive.load(Ordering::Relaxed) != 0 {
+                    self.consecutive.store(0, Ordering::Release);
+                }
+                0
+            }
+        } else {
+            0
+        };
+        let aggregate = self.window.as_ref().map(|w| {
+            let now = if matches!(w, Window::Time(_)) { self.now_nanos() } else { 0 };
+            w.record(now, Sample { failure, slow })
+        });
+        if state_of(word) != State::Closed {
+            return;
+        }
+        if let Some(wait) = hint {
+            self.transition(Some(word), State::Open, TransitionReason::RetryAfter { wait });
+        } else if let Some(reason) = self.trip_reason(consecutive, aggregate) {
+            self.transition(Some(word), State::Open, reason);
+        }
+    }
+
+    fn trip_reason(&self, consecutive: u64, aggregate: Option<Aggregate>) -> Option<TransitionReason> {
+        let s = &self.settings;
+        if let Trip::Consecutive(n) = s.trip {
+            if consecutive >= u64::from(n) {
+                return Some(TransitionReason::ConsecutiveFailures { failures: consecutive });
+            }
+        }
+        let a = aggregate?;
+        match s.trip {
+            Trip::FailureCount(n) if a.failures >= u64::from(n) => {
+                return Some(TransitionReason::FailureCount { failures: a.failures });
+            }
+            Trip::FailureRate(r) if a.calls >= s.minimum_calls => {
+                let rate = a.failures as f64 / a.calls as f64;
+                if rate >= r {
+                    return Some(TransitionReason::FailureRate { rate });
+                }
+            }
+            _ => {}
+        }
+        if let Some(slow) = s.slow {
+            if a.calls >= s.minimum_calls {
+                let rate = a.slow as f64 / a.calls as f64;
+                if rate >= slow.rate {
+                    return Some(TransitionReason::SlowCallRate { rate });
+                }
+            }
+        }
+        None
+    }
+
+    fn record_trial(&self, gen: u64, failed: Option<bool>, hint: Option<Duration>) {
+        let Some(tally) = self.trials.complete(gen as u16, failed) else {
+            return;
+        };
+        if failed.is_none() {
+            return;
+        }
+        let word = self.state.load(Ordering::Acquire);
+        if gen_of(word) != gen || state_of(word) != State::HalfOpen {
+            return;
+        }
+        let s = &self.settings;
+        if let Some(wait) = hint {
+            self.transition(Some(word), State::Open, TransitionReason::RetryAfter { wait });
+        } else if tally.failures >= s.half_open_failures_to_open {
+            self.transition(Some(word), State::Open, TransitionReason::TrialsFailed { failures: tally.failures });
+        } else if tally.successes > s.half_open_trials - s.half_open_failures_to_open {
+            self.transition(Some(word), State::Closed, TransitionReason::TrialsSucceeded { successes: tally.successes });
+        }
+    }
+
+    fn reset_window(&self) {
+        self.consecutive.store(0, Ordering::Release);
+        if let Some(w) = &self.window {
+            w.reset();
+        }
+    }
+
+    /// Moves to `to` if the state word still is `expected` (any word for `None`). Returns
+    /// whether this call made the transition.
+    pub(crate) fn transition(&self, expected: Option<u64>, to: State, reason: TransitionReason) -> bool {
+        let from = {
+            let mut control = lock(&self.control);
+            let word = self.state.load(Ordering::Acquire);
+            if expected.is_some_and(|e| e != word) {
+                return false;
+            }
+            let from = state_of(word);
+            let gen = gen_of(word).wrapping_add(1) & (u64::MAX >> 8);
+            match to {
+                State::Open => {
+                    let wait = if let TransitionReason::RetryAfter { wait } = reason {
+                        wait
+                    } else {
+                        let wait = self.settings.wait_for(control.open_level);
+                        control.open_level = control.open_level.saturating_add(1);
+                        wait
+                    };
+                    self.open_until.store(self.now_nanos().saturating_add(nanos(wait)), Ordering::Release);
+                }
+                State::HalfOpen => self.trials.reset(gen as u16),
+                State::Closed | State::MetricsOnly => {
+                    self.reset_window();
+                    if matches!(reason, TransitionReason::TrialsSucceeded { .. } | TransitionReason::Reset) {
+                        control.open_level = 0;
+                    }
+                }
+                State::ForcedOpen | State::Disabled => {}
+            }
+            self.state.store(pack(gen, to), Ordering::Release);
+            from
+        };
+        // Side effects after the lock: listeners may call the handle.
+        if to == State::Open {
+            self.counters.opened.increment();
+        }
+        if from.rejects() != to.rejects() {
+            self.shared.open_breakers.add(if to.rejects() { 1 } else { -1 });
+        }
+        if let Some(g) = &self.state_gauge {
+            g.set(i64::from(to.code()));
+        }
+        self.shared.events.publish(CircuitBreakerEvent::StateTransition { from, to, reason });
+        true
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let word = self.state.load(Ordering::Acquire);
+        let state = state_of(word);
+        let now = self.now_nanos();
+        let a = self.window.as_ref().map(|w| w.snapshot(now)).unwrap_or_default();
+        let judged = self.window.is_some() && a.calls >= self.settings.minimum_calls;
+        let tally = if state == State::HalfOpen {
+            self.trials.tally(gen_of(word) as u16)
+        } else {
+            TrialTally { successes: 0, failures: 0, in_flight: 0 }
+        };
+        let retry_after = match state {
+            State::Open => {
+                Some(Duration::from_nanos(self.open_until.load(Ordering::Acquire).saturating_sub(now)))
+            }
+            State::ForcedOpen => Some(self.settings.wait),
+            _ => None,
+        };
+        Snapshot {
+            state,
+            failure_rate: judged.then(|| a.failures as f64 / a.calls as f64),
+            slow_call_rate: (judged && self.settings.slow.is_some()).then(|| a.slow as f64 / a.calls as f64),
+            window_calls: a.calls,
+            window_failures: a.failures,
+            window_slow_calls: a.slow,
+            consecutive_failures: self.consecutive.load(Ordering::Acquire),
+            successes: self.counters.successes.get(),
+            failures: self.counters.failures.get(),
+            slow_calls: self.counters.slow.get(),
+            ignored: self.counters.ignored.get(),
+            rejected: self.counters.rejected.get(),
+            times_opened: self.counters.opened.get(),
+            retry_after,
+            trials_in_flight: tally.in_flight,
+            trial_successes: tally.successes,
+            trial_failures: tally.failures,
+        }
+    }
+}
+
+/// Gives the breaker behind a breaker-with-classifier, whatever the classifier.
+pub(crate) trait CoreAccess: Send + Sync {
+    fn core(&self) -> &BreakerCore;
+}
+
+impl<C: Send + Sync> CoreAccess for Breaker<C> {
+    fn core(&self) -> &BreakerCore {
+        &self.core
+    }
+}
+
+// === impl CallGuard ===
+
+/// A call in flight: records its result, or gives back its trial slot if it never ends
+/// (the response future was dropped, or the inner future panicked).
+pub(crate) struct CallGuard<C> {
+    breaker: Arc<Breaker<C>>,
+    admission: Admission,
+    start: Option<Instant>,
+}
+
+impl<C> fmt::Debug for CallGuard<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallGuard").field("admission", &self.admission).finish_non_exhaustive()
+    }
+}
+
+impl<C> CallGuard<C> {
+    pub(crate) fn new(breaker: Arc<Breaker<C>>, admission: Admission) -> Self {
+        let start = (breaker.core.measures() && admission != Admission::Pass).then(Instant::now);
+        Self { breaker, admission, start }
+    }
+
+    /// Classifies and records `result`.
+    pub(crate) fn finish<T, E>(mut self, result: &Result<T, E>)
+    where
+        C: palisade_core::Classify<T, E>,
+    {
+        if self.admission == Admission::Pass {
+            return;
+        }
+        let admission = std::mem::replace(&mut self.admission, Admission::Pass);
+        let (verdict, elapsed) = match self.start {
+            Some(start) => {
+                let elapsed = start.elapsed();
+                (self.breaker.classifier.classify_timed(result, elapsed), Some(elapsed))
+            }
+            None => (self.breaker.classifier.classify(result), None),
+        };
+        self.breaker.core.record(admission, verdict, elapsed);
+    }
+}
+
+impl<C> Drop for CallGuard<C> {
+    fn drop(&mut self) {
+        match self.admission {
+            Admission::Pass => {}
+            Admission::Record { .. } => self.breaker.core.counters.ignored.increment(),
+            Admission::Trial { gen } => {
+                self.breaker.core.counters.ignored.increment();
+                self.breaker.core.release_trial(gen);
+            }
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! Lock-free sliding windows with O(1) snapshots, and the half-open trial slots.
+//!
+//! Both windows keep a running aggregate (calls, failures, slow calls) next to their slots, so
+//! reading the window's rates is one atomic load, never a scan. Every change to a slot is
+//! made by an atomic read-modify-write whose exact delta is then added to the aggregate, so
+//! the aggregate always equals the sum of the slots once the writers in flight are done.
+//!
+//! Aggregates pack several counters into one `u64`; a writer may briefly drive one field below
+//! zero (it removes an old outcome before another writer has added it), so the fields are
+//! decoded as signed numbers with carries, then clamped at zero.
+
+use crate::sync::{AtomicU64, AtomicU8, Ordering};
+
+/// Calls, failures and slow calls currently in a window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Aggregate {
+    pub(crate) calls: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow: u64,
+}
+
+/// One recorded outcome: a success or failure, slow or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sample {
+    pub(crate) failure: bool,
+    pub(crate) slow: bool,
+}
+
+// === impl CountWindow ===
+
+const EMPTY: u8 = 0;
+const FILLED: u8 = 1;
+const FAILED: u8 = 2;
+const SLOW: u8 = 4;
+
+const FIELD_BITS: u32 = 21;
+const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
+
+/// The largest count-based window: each aggregate field holds up to 2^20 - 1.
+pub(crate) const MAX_COUNT_WINDOW: u32 = (1 << (FIELD_BITS - 1)) - 1;
+
+fn sign_extend(v: u64, bits: u32) -> i64 {
+    let shift = 64 - bits;
+    ((v << shift) as i64) >> shift
+}
+
+/// The delta a slot code adds to the packed aggregate (`calls | failures << 21 | slow << 42`).
+fn code_value(code: u8) -> i64 {
+    if code == EMPTY {
+        return 0;
+    }
+    1 + (i64::from(code & FAILED != 0) << FIELD_BITS) + (i64::from(code & SLOW != 0) << (2 * FIELD_BITS))
+}
+
+fn unpack21(v: u64) -> Aggregate {
+    let v = v as i64;
+    let calls = sign_extend(v as u64 & FIELD_MASK, FIELD_BITS);
+    let rest = v.wrapping_sub(calls) >> FIELD_BITS;
+    let failures = sign_extend(rest as u64 & FIELD_MASK, FIELD_BITS);
+    let rest = rest.wrapping_sub(failures) >> FIELD_BITS;
+    let slow = sign_extend(rest as u64 & FIELD_MASK, FIELD_BITS);
+    Aggregate { calls: calls.max(0) as u64, failures: failures.max(0) as u64, slow: slow.max(0) as u64 }
+}
+
+/// The last `size` outcomes, in a ring of one-byte atomic slots.
+///
+/// Recording is three atomic operations: claim a position, swap the slot's outcome, add the
+/// difference to the aggregate.
+#[derive(Debug)]
+pub(crate) struct CountWindow {
+    head: AtomicU64,
+    slots: Box<[AtomicU8]>,
+    totals: AtomicU64,
+}
+
+impl CountWindow {
+    pub(crate) fn new(size: u32) -> Self {
+        let size = size.clamp(1, MAX_COUNT_WINDOW);
+        Self {
+            head: AtomicU64::new(0),
+            slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
+            totals: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.slots.len() as u64
+    }
+
+    /// Records `sample` in place of the oldest outcome; returns the aggregate right after.
+    pub(crate) fn record(&self, sample: Sample) -> Aggregate {
+        let code = FILLED | if sample.failure { FAILED } else { 0 } | if sample.slow { SLOW } else { 0 };
+        let pos = self.head.fetch_add(1, Ordering::Relaxed) % self.size();
+        let old = self.slots[pos as usize].swap(code, Ordering::AcqRel);
+        let delta = code_value(code).wrapping_sub(code_value(old)) as u64;
+        let prev = self.totals.fetch_add(delta, Ordering::AcqRel);
+        unpack21(prev.wrapping_add(delta))
+    }
+
+    pub(crate) fn snapshot(&self) -> Aggregate {
+        unpack21(self.totals.load(Ordering::Acquire))
+    }
+
+    /// Empties every slot.
+    pub(crate) fn reset(&self) {
+        for slot in &*self.slots {
+            let old = slot.swap(EMPTY, Ordering::AcqRel);
+            if old != EMPTY {
+                self.totals.fetch_sub(code_value(old) as u64, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+// === impl TimeWindow ===
+
+const NO_EPOCH: u64 = u64::MAX;
+
+fn unpack32(calls_failures: u64, slow: u64) -> Aggregate {
+    let v = calls_failures as i64;
+    let calls = sign_extend(calls_failures & 0xFFFF_FFFF, 32);
+    let failures = v.wrapping_sub(calls) >> 32;
+    Aggregate { calls: calls.max(0) as u64, failures: failures.max(0) as u64, slow: (slow as i64).max(0) as u64 }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// Absolute index (`now / bucket length`) of the period this bucket counts, or `NO_EPOCH`.
+    epoch: AtomicU64,
+    /// `calls | failures << 32`.
+    counts: AtomicU64,
+    slow: AtomicU64,
+}
+
+/// Outcomes of the last `length`, in `buckets` buckets of `length / buckets` each.
+///
+/// A call leaves the window between `length - length / buckets` and `length` after it was
+/// recorded. The first call in a new bucket period rotates that bucket and sweeps the expired
+/// ones (amortised O(1): once per bucket period); every other call is two or three atomic
+/// additions. A call racing the rotation of its own bucket may be dropped from the window.
+#[derive(Debug)]
+pub(crate) struct TimeWindow {
+    buckets: Box<[Bucket]>,
+    bucket_nanos: u64,
+    totals: AtomicU64,
+    total_slow: AtomicU64,
+}
+
+impl TimeWindow {
+    pub(crate) fn new(length_nanos: u64, buckets: u32) -> Self {
+        let n = u64::from(buckets.max(1));
+        Self {
+            buckets: (0..n)
+                .map(|_| Bucket {
+                    epoch: AtomicU64::new(NO_EPOCH),
+                    counts: AtomicU64::new(0),
+                    slow: AtomicU64::new(0),
+                })
+                .collect(),
+            bucket_nanos: (length_nanos / n).max(1),
+            totals: AtomicU64::new(0),
+            total_slow: AtomicU64::new(0),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.buckets.len() as u64
+    }
+
+    fn clear(&self, bucket: &Bucket) {
+        let counts = bucket.counts.swap(0, Ordering::AcqRel);
+        if counts != 0 {
+            self.totals.fetch_sub(counts, Ordering::AcqRel);
+        }
+        let slow = bucket.slow.swap(0, Ordering::AcqRel);
+        if slow != 0 {
+            self.total_slow.fetch_sub(slow, Ordering::AcqRel);
+        }
+    }
+
+    /// Empties the buckets whose period is out of the window ending in period `idx`.
+    fn sweep(&self, idx: u64) {
+        for bucket in &*self.buckets {
+            let epoch = bucket.epoch.load(Ordering::Acquire);
+            if epoch != NO_EPOCH
+                && epoch.saturating_add(self.len()) <= idx
+                && bucket.epoch.compare_exchange(epoch, NO_EPOCH, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            {
+                self.clear(bucket);
+            }
+        }
+    }
+
+    /// Makes `bucket` count period `idx`; `false` if it already counts a later period.
+    fn rotate(&self, bucket: &Bucket, idx: u64) -> bool {
+        let mut epoch = bucket.epoch.load(Ordering::Acquire);
+        while epoch != idx {
+            if epoch != NO_EPOCH && epoch > idx {
+                return false;
+            }
+            match bucket.epoch.compare_exchange(epoch, idx, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    self.clear(bucket);
+                    self.sweep(idx);
+                    return true;
+                }
+                Err(current) => epoch = current,
+            }
+        }
+        true
+    }
+
+    /// Records `sample` at `now_nanos`; returns the aggregate right after.
+    pub(crate) fn record(&self, now_nanos: u64, sample: Sample) -> Aggregate {
+        let idx = now_nanos / self.bucket_nanos;
+        let bucket = &self.buckets[(idx % self.len()) as usize];
+        if !self.rotate(bucket, idx) {
+            return self.snapshot(now_nanos);
+        }
+        let delta = 1 | (u64::from(sample.failure) << 32);
+        bucket.counts.fetch_add(delta, Ordering::AcqRel);
+        let totals = self.totals.fetch_add(delta, Ordering::AcqRel).wrapping_add(delta);
+        let slow = if sample.slow {
+            bucket.slow.fetch_add(1, Ordering::AcqRel);
+            self.total_slow.fetch_add(1, Ordering::AcqRel).wrapping_add(1)
+        } else {
+            self.total_slow.load(Ordering::Acquire)
+        };
+        unpack32(totals, slow)
+    }
+
+    /// The aggregate of the window ending at `now_nanos` (sweeps expired buckets first).
+    pub(crate) fn snapshot(&self, now_nanos: u64) -> Aggregate {
+        self.sweep(now_nanos / self.bucket_nanos);
+        unpack32(self.totals.load(Ordering::Acquire), self.total_slow.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn reset(&self) {
+        for bucket in &*self.buckets {
+            bucket.epoch.store(NO_EPOCH, Ordering::Release);
+            self.clear(bucket);
+        }
+    }
+}
+
+/// A count- or time-based window.
+#[derive(Debug)]
+pub(crate) enum Window {
+    Count(CountWindow),
+    Time(TimeWindow),
+}
+
+impl Window {
+    pub(crate) fn record(&self, now_nanos: u64, sample: Sample) -> Aggregate {
+        match self {
+            Self::Count(w) => w.record(sample),
+            Self::Time(w) => w.record(now_nanos, sample),
+        }
+    }
+
+    pub(crate) fn snapshot(&self, now_nanos: u64) -> Aggregate {
+        match self {
+            Self::Count(w) => w.snapshot(),
+            Self::Time(w) => w.snapshot(now_nanos),
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        match self {
+            Self::Count(w) => w.reset(),
+            Self::Time(w) => w.reset(),
+        }
+    }
+}
+
+// === impl TrialSlots ===
+
+/// The half-open trial slots of one half-open period, in one atomic word:
+/// `tag:16 | in_flight:16 | successes:16 | failures:16`.
+///
+/// The tag is the period's generation, so a permit from an earlier period can neither take
+/// nor free a slot of a later one. A trial takes a slot while
+/// `in_flight + successes + failures < max`, so there are never more trials than `max`; a
+/// trial that ends without a verdict (dropped, panicked, ignored) gives its slot back.
+#[derive(Debug)]
+pub(crate) struct TrialSlots {
+    word: AtomicU64,
+}
+
+/// Successes and failures of the trials so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TrialTally {
+    pub(crate) successes: u16,
+    pub(crate) failures: u16,
+    pub(crate) in_flight: u16,
+}
+
+fn fields(w: u64) -> (u16, u16, u16, u16) {
+    ((w >> 48) as u16, (w >> 32) as u16, (w >> 16) as u16, w as u16)
+}
+
+fn word(tag: u16, in_flight: u16, successes: u16, failures: u16) -> u64 {
+    (u64::from(tag) << 48) | (u64::from(in_flight) << 32) | (u64::from(successes) << 16) | u64::from(failures)
+}
+
+impl TrialSlots {
+    pub(crate) fn new() -> Self {
+        Self { word: AtomicU64::new(word(u16::MAX, 0, 0, 0)) }
+    }
+
+    /// Starts a new half-open period: all slots free.
+    pub(crate) fn reset(&self, tag: u16) {
+        self.word.store(word(tag, 0, 0, 0), Ordering::Release);
+    }
+
+    /// Takes a slot of period `tag` if one is free.
+    pub(crate) fn try_acquire(&self, tag: u16, max: u16) -> bool {
+        let mut cur = self.word.load(Ordering::Acquire);
+        loop {
+            let (t, in_flight, ok, failed) = fields(cur);
+            if t != tag || u32::from(in_flight) + u32::from(ok) + u32::from(failed) >= u32::from(max) {
+                return false;
+            }
+            let next = word(t, in_flight + 1, ok, failed);
+            match self.word.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Ends a trial of period `tag`: `Some(failed)` counts it, `None` gives the slot back.
+    /// Returns the tally after, or `None` if the period is over.
+    pub(crate) fn complete(&self, tag: u16, verdict: Option<bool>) -> Option<TrialTally> {
+        let mut cur = self.word.load(Ordering::Acquire);
+        loop {
+            let (t, in_flight, ok, failed) = fields(cur);
+            if t != tag || in_flight == 0 {
+                return None;
+            }
+            let (ok, failed) = match verdict {
+                Some(true) => (ok, failed.saturating_add(1)),
+                Some(false) => (ok.saturating_add(1), failed),
+                None => (ok, failed),
+            };
+            let next = word(t, in_flight - 1, ok, failed);
+            match self.word.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(TrialTally { successes: ok, failures: failed, in_flight: in_flight - 1 }),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// The tally of period `tag` (zero if it is over).
+    pub(crate) fn tally(&self, tag: u16) -> TrialTally {
+        let (t, in_flight, ok, failed) = fields(self.word.load(Ordering::Acquire));
+        if t == tag {
+            TrialTally { successes: ok, failures: failed, in_flight }
+        } else {
+            TrialTally { successes: 0, failures: 0, in_flight: 0 }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const OK: Sample = Sample { failure: false, slow: false };
+    const FAIL: Sample = Sample { failure: true, slow: false };
+    const SLOW_OK: Sample = Sample { failure: false, slow: true };
+
+    #[test]
+    fn count_window_keeps_the_last_n() {
+        let w = CountWindow::new(3);
+        assert_eq!(w.record(FAIL), Aggregate { calls: 1, failures: 1, slow: 0 });
+        w.record(SLOW_OK);
+        assert_eq!(w.record(FAIL), Aggregate { calls: 3, failures: 2, slow: 1 });
+        // The first failure leaves the window.
+        assert_eq!(w.record(OK), Aggregate { calls: 3, failures: 1, slow: 1 });
+        assert_eq!(w.record(OK), Aggregate { calls: 3, failures: 1, slow: 0 });
+        w.reset();
+        assert_eq!(w.snapshot(), Aggregate::default());
+        assert_eq!(w.record(FAIL), Aggregate { calls: 1, failures: 1, slow: 0 });
+    }
+
+    #[test]
+    fn packed_fields_survive_transient_negatives() {
+        // calls = -1 borrows from failures; decoding undoes the borrow.
+        let v = (code_value(FILLED | FAILED) - 2) as u64;
+        assert_eq!(unpack21(v), Aggregate { calls: 0, failures: 1, slow: 0 });
+        let v = (-(1i64 << FIELD_BITS) + 3) as u64;
+        assert_eq!(unpack21(v), Aggregate { calls: 3, failures: 0, slow: 0 });
+    }
+
+    #[test]
+    fn largest_count_window_does_not_overflow() {
+        let w = CountWindow::new(MAX_COUNT_WINDOW);
+        for _ in 0..MAX_COUNT_WINDOW {
+            w.record(Sample { failure: true, slow: true });
+        }
+        let a = w.snapshot();
+        let n = u64::from(MAX_COUNT_WINDOW);
+        assert_eq!((a.calls, a.failures, a.slow), (n, n, n));
+    }
+
+    #[test]
+    fn time_window_expires_buckets() {
+        // 10 s in 10 buckets of 1 s.
+        let s = 1_000_000_000;
+        let w = TimeWindow::new(10 * s, 10);
+        w.record(0, FAIL);
+        w.record(s / 2, OK);
+        assert_eq!(w.record(3 * s, FAIL), Aggregate { calls: 3, failures: 2, slow: 0 });
+        // At 10 s the bucket [0 s, 1 s) leaves.
+        assert_eq!(w.snapshot(10 * s), Aggregate { calls: 1, failures: 1, slow: 0 });
+        assert_eq!(w.record(10 * s, SLOW_OK), Aggregate { calls: 2, failures: 1, slow: 1 });
+        // Long idle: everything expires.
+        assert_eq!(w.snapshot(100 * s), Aggregate::default());
+        assert_eq!(w.record(100 * s, FAIL), Aggregate { calls: 1, failures: 1, slow: 0 });
+        w.reset();
+        assert_eq!(w.snapshot(100 * s), Aggregate::default());
+    }
+
+    #[test]
+    fn trial_slots_never_exceed_max() {
+        let t = TrialSlots::new();
+        t.reset(7);
+        assert!(t.try_acquire(7, 2));
+        assert!(t.try_acquire(7, 2));
+        assert!(!t.try_acquire(7, 2));
+        // A dropped trial frees its slot ...
+        assert_eq!(t.complete(7, None), Some(TrialTally { successes: 0, failures: 0, in_flight: 1 }));
+        assert!(t.try_acquire(7, 2));
+        // ... a finished one keeps it.
+        assert_eq!(t.complete(7, Some(false)), Some(TrialTally { successes: 1, failures: 0, in_flight: 1 }));
+        assert!(!t.try_acquire(7, 2));
+        // Another period's permits do nothing.
+        assert_eq!(t.complete(8, Some(true)), None);
+        assert!(!t.try_acquire(8, 2));
+    }
+}
