@@ -49,8 +49,8 @@ impl Sample {
 /// Implemented by [`Aimd`], [`Vegas`] and [`Gradient2`]; implement it for your own. Calls
 /// are serialised by the layer (one `update` at a time).
 pub trait LimitAlgorithm: fmt::Debug + Send + 'static {
-    /// The limit before any sample.
-    fn initial_limit(&self) -> usize;
+    /// The current limit (before any sample: the initial limit).
+    fn limit(&self) -> usize;
 
     /// Takes one sample and returns the new limit (the layer keeps it at least 1).
     fn update(&mut self, sample: &Sample) -> usize;
@@ -62,8 +62,8 @@ pub trait LimitAlgorithm: fmt::Debug + Send + 'static {
 }
 
 impl LimitAlgorithm for Box<dyn LimitAlgorithm> {
-    fn initial_limit(&self) -> usize {
-        (**self).initial_limit()
+    fn limit(&self) -> usize {
+        (**self).limit()
     }
 
     fn update(&mut self, sample: &Sample) -> usize {
@@ -144,7 +144,7 @@ impl Aimd {
 }
 
 impl LimitAlgorithm for Aimd {
-    fn initial_limit(&self) -> usize {
+    fn limit(&self) -> usize {
         self.limit
     }
 
@@ -280,7 +280,7 @@ impl Vegas {
 }
 
 impl LimitAlgorithm for Vegas {
-    fn initial_limit(&self) -> usize {
+    fn limit(&self) -> usize {
         self.estimate as usize
     }
 
@@ -454,7 +454,7 @@ impl Gradient2 {
 }
 
 impl LimitAlgorithm for Gradient2 {
-    fn initial_limit(&self) -> usize {
+    fn limit(&self) -> usize {
         self.estimate as usize
     }
 
@@ -465,7 +465,8 @@ impl LimitAlgorithm for Gradient2 {
             self.estimate = (self.estimate * self.drop_backoff).clamp(min, max);
             return self.estimate as usize;
         }
-        let short = s.rtt.as_secs_f64();
+        // In nanoseconds, as concurrency-limits: whole numbers keep the averages exact.
+        let short = s.rtt.as_nanos() as f64;
         if short <= 0.0 {
             return self.estimate as usize;
         }

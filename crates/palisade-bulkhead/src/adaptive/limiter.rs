@@ -260,7 +260,7 @@ impl Limiter {
         partitions: Vec<Partition>,
         backlog: Option<(usize, Duration)>,
     ) -> Self {
-        let limit = algorithm.initial_limit().max(1);
+        let limit = algorithm.limit().max(1);
         let metrics = Metrics {
             limit: Gauge::new("palisade_adaptive_limit_limit", &name),
             in_flight: Gauge::new("palisade_adaptive_limit_in_flight", &name),

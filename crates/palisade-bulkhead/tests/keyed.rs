@@ -1,0 +1,91 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::sync::Arc;
+
+use palisade_bulkhead::{BulkheadFullReason, BulkheadLayer};
+use tokio::sync::Notify;
+use tower::ServiceExt;
+
+type Req = (&'static str, u32);
+
+fn gated() -> (Arc<Notify>, impl tower::Service<Req, Response = u32, Error = std::convert::Infallible, Future = impl Send> + Clone) {
+    let gate = Arc::new(Notify::new());
+    let g = gate.clone();
+    let svc = tower::service_fn(move |(_, n): Req| {
+        let g = g.clone();
+        async move {
+            g.notified().await;
+            Ok::<_, std::convert::Infallible>(n)
+        }
+    });
+    (gate, svc)
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn one_tenant_cannot_take_every_permit() {
+    let layer = BulkheadLayer::builder().max_concurrent(2).shed_when_full().keyed(100, |r: &Req| r.0).unwrap();
+    let h = layer.handle();
+    let (gate, inner) = gated();
+    let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
+
+    let a1 = tokio::spawn(svc.clone().oneshot(("a", 1)));
+    let a2 = tokio::spawn(svc.clone().oneshot(("a", 2)));
+    tokio::task::yield_now().await;
+    assert_eq!(h.in_flight(&"a"), 2);
+
+    // Tenant a is full and refused ...
+    let err = svc.clone().oneshot(("a", 3)).await.unwrap_err();
+    assert_eq!(support::reason(&err), Some(BulkheadFullReason::NoPermit));
+    // ... while tenant b still gets its own permits.
+    let b1 = tokio::spawn(svc.clone().oneshot(("b", 4)));
+    tokio::task::yield_now().await;
+    assert_eq!(h.in_flight(&"b"), 1);
+    assert_eq!(h.snapshot().in_flight, 3);
+
+    gate.notify_waiters();
+    assert_eq!(a1.await.unwrap().unwrap(), 1);
+    assert_eq!(a2.await.unwrap().unwrap(), 2);
+    assert_eq!(b1.await.unwrap().unwrap(), 4);
+    assert_eq!(h.snapshot().in_flight, 0);
+    assert_eq!(h.snapshot().rejected_no_permit, 1);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn key_count_is_bounded() {
+    let layer = BulkheadLayer::builder().max_concurrent(1).keyed(8, |r: &u32| *r).unwrap();
+    let h = layer.handle();
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n) });
+    for k in 0..1000 {
+        svc.clone().oneshot(k).await.unwrap();
+        assert!(h.keys() <= 8);
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_dropped_keyed_future_leaves_the_queue_and_frees_permits() {
+    let layer = BulkheadLayer::builder().max_concurrent(1).keyed(10, |r: &Req| r.0).unwrap();
+    let h = layer.handle();
+    let (gate, inner) = gated();
+    let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
+    let running = tokio::spawn(svc.clone().oneshot(("a", 1)));
+    tokio::task::yield_now().await;
+    let waiting = tokio::spawn(svc.clone().oneshot(("a", 2)));
+    tokio::task::yield_now().await;
+    assert_eq!(h.queued(&"a"), 1);
+    waiting.abort();
+    assert!(waiting.await.unwrap_err().is_cancelled());
+    assert_eq!(h.queued(&"a"), 0);
+    running.abort();
+    let _ = running.await;
+    assert_eq!(h.in_flight(&"a"), 0);
+    gate.notify_waiters();
+    // The key is usable again.
+    let next = tokio::spawn(svc.oneshot(("a", 3)));
+    tokio::task::yield_now().await;
+    gate.notify_waiters();
+    assert_eq!(next.await.unwrap().unwrap(), 3);
+}
