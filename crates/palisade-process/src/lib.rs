@@ -1,4 +1,147 @@
-//! palisade process middleware for tower.
+//! Child processes as tower services: one-shot commands with limits that protect the host,
+//! and persistent worker processes that serve many framed requests at once.
 //!
-//! This crate is part of [palisade](https://docs.rs/palisade); its minimum supported Rust
-//! version is 1.85.
+//! A child process here is just another inner service, so every tower and palisade layer
+//! (retry, timeout, circuit breaker, bulkhead, pool) stacks around it.
+//!
+//! - [`ProcessService`]: each call spawns the program — never through a shell — with the
+//!   builder's fixed arguments plus the [`ProcessRequest`]'s arguments, environment and
+//!   stdin, and resolves to a [`ProcessOutput`] (how it ended, stdout, stderr, duration).
+//! - [`WorkerProcess`]: a long-lived child answering requests over stdin/stdout with
+//!   [length-prefixed binary or newline-delimited JSON frames](codec) carrying request ids;
+//!   [`MakeWorker`] spawns a fresh one per call, so a pool can compose with it;
+//!   [`worker::serve_stdio`] is the worker's side.
+//! - [`ExitClassifier`]: palisade-core's [`Classify`](palisade_core::Classify) for exits.
+//! - [`ProcessEvent`]s and [`ProcessSnapshot`] counters through a [`ProcessHandle`].
+//!
+//! # Example: retry + timeout + process
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! use std::time::Duration;
+//! use palisade_core::Classify;
+//! use palisade_process::{ExitClassifier, ProcessOutput, ProcessRequest, ProcessService};
+//! use tower::{BoxError, ServiceBuilder, ServiceExt};
+//!
+//! /// Retries what the classifier calls retryable (exit 75, timeouts), twice at most.
+//! #[derive(Clone)]
+//! struct RetryTransient { classifier: ExitClassifier, left: usize }
+//!
+//! impl tower::retry::Policy<ProcessRequest, ProcessOutput, BoxError> for RetryTransient {
+//!     type Future = std::future::Ready<()>;
+//!     fn retry(
+//!         &mut self,
+//!         _req: &mut ProcessRequest,
+//!         result: &mut Result<ProcessOutput, BoxError>,
+//!     ) -> Option<Self::Future> {
+//!         let retry = self.left > 0 && self.classifier.classify(result).is_retryable();
+//!         retry.then(|| { self.left -= 1; std::future::ready(()) })
+//!     }
+//!     fn clone_request(&mut self, req: &ProcessRequest) -> Option<ProcessRequest> {
+//!         Some(req.clone())
+//!     }
+//! }
+//!
+//! let cat = ProcessService::builder("/bin/cat")
+//!     .timeout(Duration::from_secs(5))   // kills the whole process group
+//!     .max_stdout(64 * 1024)             // truncates (and flags) past 64 KiB
+//!     .max_concurrency(8)                // poll_ready waits for a child slot
+//!     .build()?;
+//! let classifier = ExitClassifier::new().retryable_codes([75]);
+//!
+//! let service = ServiceBuilder::new()
+//!     .retry(RetryTransient { classifier, left: 2 })
+//!     .timeout(Duration::from_secs(10))  // dropping the call kills and reaps the child
+//!     .service(cat);
+//!
+//! let output = service.oneshot(ProcessRequest::new().stdin("hello")).await?;
+//! assert!(output.success());
+//! assert_eq!(output.stdout(), b"hello");
+//! # Ok(()) }
+//! ```
+//!
+//! # Example: a worker process behind a concurrency limit
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! use palisade_process::WorkerProcess;
+//! use serde_json::{json, Value};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! // A worker written with `palisade_process::worker::serve_stdio`, speaking NDJSON.
+//! let make = WorkerProcess::builder("./target/debug/examples/echo_worker")
+//!     .arg("--json")
+//!     .json::<Value, Value>()
+//!     .max_in_flight(32)
+//!     .build()?;
+//! let worker = make.spawn()?;
+//!
+//! let service = ServiceBuilder::new().concurrency_limit(16).service(worker.clone());
+//! let answer = service.oneshot(json!({"op": "add", "a": 2, "b": 3})).await?;
+//! assert_eq!(answer, json!(5));
+//! worker.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Limits that protect the host
+//!
+//! - **No shell.** Arguments are a vector; `"; rm -rf /"` is one literal argument.
+//! - **Environment cleared** by default; pass variables through with
+//!   [`env_allow`](ProcessBuilder::env_allow) or set them with
+//!   [`env`](ProcessBuilder::env).
+//! - **Output caps** on stdout and stderr (1 MiB each by default): memory never exceeds the
+//!   cap; past it the output is truncated and flagged, or the process killed
+//!   ([`OutputLimitAction`]).
+//! - **Timeout** (30 s by default): the child's whole process group is killed, grandchildren
+//!   included (Unix: every child leads a new process group, killed with `killpg`).
+//! - **Concurrency**: at most `max_concurrency` children at once, reserved in `poll_ready`.
+//!
+//! # No zombies, no leaks
+//!
+//! Dropping a response future kills the child's process group and reaps the child (in a
+//! spawned task, or through Tokio's orphan reaper when the runtime is gone). When a child
+//! exits by itself, what is left of its process group (background grandchildren) is killed
+//! too, unless [`kill_stragglers(false)`](ProcessBuilder::kill_stragglers) is set. A child
+//! that moves itself to another process group or session escapes these kills.
+//!
+//! Process termination needs a running Tokio runtime with the `process` driver (any
+//! multi-thread runtime, or `enable_all`).
+//!
+//! Minimum supported Rust version: 1.85. Linux is the primary target; process groups and
+//! `killpg` are Unix-only.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod classify;
+pub mod codec;
+mod config;
+pub mod error;
+pub mod event;
+pub mod future;
+mod group;
+mod output;
+mod request;
+mod run;
+mod service;
+pub mod worker;
+mod worker_process;
+
+pub use crate::classify::ExitClassifier;
+#[cfg(feature = "json")]
+pub use crate::codec::Json;
+pub use crate::codec::{Codec, LengthPrefixed, ServeCodec};
+#[cfg(feature = "serde")]
+pub use crate::config::ProcessConfig;
+pub use crate::config::{
+    OutputLimitAction, ProcessBuilder, DEFAULT_MAX_CONCURRENCY, DEFAULT_OUTPUT_LIMIT, DEFAULT_TIMEOUT,
+};
+pub use crate::error::{FrameError, ProcessError, ProcessErrorKind, WorkerError, WorkerErrorKind};
+pub use crate::event::{ProcessEvent, ProcessHandle, ProcessSnapshot};
+pub use crate::output::{KillReason, ProcessOutput, Termination};
+pub use crate::request::ProcessRequest;
+pub use crate::service::ProcessService;
+pub use crate::worker_process::{
+    MakeWorker, WorkerBuilder, WorkerProcess, DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_SHUTDOWN_GRACE,
+};

@@ -1,0 +1,149 @@
+use std::ffi::OsStr;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_service::Service;
+
+use crate::config::{ProcessBuilder, Settings};
+use crate::error::{ProcessError, ProcessErrorKind};
+use crate::event::{ProcessHandle, Telemetry};
+use crate::future::ResponseFuture;
+use crate::output::ProcessOutput;
+use crate::request::ProcessRequest;
+use crate::run;
+
+/// Settings, the concurrency semaphore and telemetry, shared by every clone.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) settings: Settings,
+    pub(crate) semaphore: Arc<Semaphore>,
+    pub(crate) telemetry: Arc<Telemetry>,
+}
+
+impl Shared {
+    pub(crate) fn new(settings: Settings, telemetry: Arc<Telemetry>) -> Self {
+        let semaphore = Arc::new(Semaphore::new(settings.max_concurrency));
+        Self { settings, semaphore, telemetry }
+    }
+}
+
+type AcquireFuture =
+    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send>>;
+
+/// Runs a program once per call, as a tower [`Service`].
+///
+/// Each call spawns the program (never through a shell) with the builder's fixed arguments
+/// plus the [`ProcessRequest`]'s arguments, environment and stdin, and resolves to a
+/// [`ProcessOutput`] when the child has exited and its output is read. See the
+/// [crate documentation](crate) for limits, timeouts and cancellation.
+///
+/// # Backpressure
+///
+/// `poll_ready` reserves one of `max_concurrency` child slots; the slot moves into the
+/// response future and is freed when the child is gone (or when the future is dropped). A
+/// reserved slot that is never used is freed when the service is dropped.
+///
+/// # Clone
+///
+/// Clones share the settings, the child slots, the counters and the event listeners. A
+/// clone starts without a reserved slot (call `poll_ready` on it first).
+pub struct ProcessService {
+    shared: Arc<Shared>,
+    permit: Option<OwnedSemaphorePermit>,
+    acquire: Option<AcquireFuture>,
+}
+
+// === impl ProcessService ===
+
+impl ProcessService {
+    /// Starts building a service that runs `program`.
+    ///
+    /// A program without a `/` is looked up in the `PATH` of the parent process.
+    pub fn builder(program: impl AsRef<OsStr>) -> ProcessBuilder {
+        ProcessBuilder::new(program)
+    }
+
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
+        Self { shared, permit: None, acquire: None }
+    }
+
+    /// The handle on this service's counters and events (shared by all clones).
+    pub fn handle(&self) -> ProcessHandle {
+        ProcessHandle { telemetry: self.shared.telemetry.clone() }
+    }
+
+    /// Child slots free now.
+    pub fn available_slots(&self) -> usize {
+        self.shared.semaphore.available_permits()
+    }
+}
+
+impl Clone for ProcessService {
+    fn clone(&self) -> Self {
+        Self::from_shared(self.shared.clone())
+    }
+}
+
+impl fmt::Debug for ProcessService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessService")
+            .field("program", &self.shared.settings.program)
+            .field("name", &self.shared.telemetry.name)
+            .field("ready", &self.permit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service<ProcessRequest> for ProcessService {
+    type Response = ProcessOutput;
+    type Error = ProcessError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.permit.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        if self.acquire.is_none() {
+            // Fast path: a free slot costs one atomic operation, no allocation.
+            if let Ok(permit) = self.shared.semaphore.clone().try_acquire_owned() {
+                self.permit = Some(permit);
+                return Poll::Ready(Ok(()));
+            }
+            self.acquire = Some(Box::pin(self.shared.semaphore.clone().acquire_owned()));
+        }
+        let Some(acquire) = self.acquire.as_mut() else { return Poll::Pending };
+        match acquire.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                self.acquire = None;
+                match result {
+                    Ok(permit) => {
+                        self.permit = Some(permit);
+                        Poll::Ready(Ok(()))
+                    }
+                    // The semaphore is never closed; report rather than panic.
+                    Err(_) => Poll::Ready(Err(ProcessError::new(
+                        ProcessErrorKind::NotReady,
+                        &self.shared.settings.program,
+                        "child slots closed",
+                    ))),
+                }
+            }
+        }
+    }
+
+    fn call(&mut self, req: ProcessRequest) -> Self::Future {
+        match self.permit.take() {
+            Some(permit) => ResponseFuture::new(Box::pin(run::run(self.shared.clone(), req, permit))),
+            None => ResponseFuture::ready(Err(ProcessError::new(
+                ProcessErrorKind::NotReady,
+                &self.shared.settings.program,
+                "call `poll_ready` first",
+            ))),
+        }
+    }
+}

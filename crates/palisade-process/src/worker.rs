@@ -1,0 +1,141 @@
+//! The worker's side of the protocol: write a worker program in a few lines.
+//!
+//! [`serve_stdio`] reads request frames from stdin, runs the handler for each (concurrently,
+//! as Tokio tasks), and writes each answer to stdout with the request's id, in whatever
+//! order the answers are ready. It returns when stdin is closed and every answer is
+//! written: the graceful shutdown [`WorkerProcess`](crate::WorkerProcess) asks for.
+//!
+//! # Example
+//!
+//! A worker that upper-cases its input, using length-prefixed binary frames:
+//!
+//! ```no_run
+//! use palisade_process::codec::LengthPrefixed;
+//! use palisade_process::worker::serve_stdio;
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     serve_stdio(LengthPrefixed, |req: Vec<u8>| async move {
+//!         Ok::<_, std::convert::Infallible>(req.to_ascii_uppercase())
+//!     })
+//!     .await
+//! }
+//! ```
+//!
+//! Write nothing else to stdout in a worker: any byte that is not a frame is a protocol
+//! error and gets the worker killed. Log to stderr.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::codec::{FrameBuffer, ServeCodec};
+use crate::worker_process::DEFAULT_MAX_FRAME_LEN;
+
+/// Serves requests from stdin to stdout until stdin is closed; see the
+/// [module docs](self).
+///
+/// # Errors
+///
+/// An `io::Error` when stdin or stdout fails, a request frame is malformed, or a handler
+/// panics (the worker should then exit non-zero; its parent fails the requests in flight).
+pub async fn serve_stdio<C, H, Fut, E>(codec: C, handler: H) -> io::Result<()>
+where
+    C: ServeCodec,
+    H: Fn(C::Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<C::Response, E>> + Send + 'static,
+    E: Display,
+{
+    serve(codec, tokio::io::stdin(), tokio::io::stdout(), handler).await
+}
+
+/// Serves requests read from `reader`, writing answers to `writer`, until `reader` ends.
+///
+/// [`serve_stdio`] with any pipes (useful in tests, or over a socket).
+///
+/// # Errors
+///
+/// As [`serve_stdio`].
+pub async fn serve<C, R, W, H, Fut, E>(codec: C, mut reader: R, writer: W, handler: H) -> io::Result<()>
+where
+    C: ServeCodec,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    H: Fn(C::Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<C::Response, E>> + Send + 'static,
+    E: Display,
+{
+    let codec = Arc::new(codec);
+    let (answers_tx, answers_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let write = write_answers(writer, answers_rx);
+    let read = async move {
+        let mut buffer = FrameBuffer::default();
+        let mut tasks = JoinSet::new();
+        let mut open = true;
+        while open || !tasks.is_empty() {
+            tokio::select! {
+                read = buffer.fill(&mut reader), if open => {
+                    if read? == 0 {
+                        open = false;
+                        if buffer.has_remainder() {
+                            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stdin ended inside a frame"));
+                        }
+                        continue;
+                    }
+                    while let Some(frame) = buffer
+                        .next(|src| codec.decode_request(src, DEFAULT_MAX_FRAME_LEN))
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+                    {
+                        let answer = handler(frame.value);
+                        let codec = codec.clone();
+                        let answers = answers_tx.clone();
+                        tasks.spawn(async move {
+                            let result = answer.await;
+                            let mut out = Vec::new();
+                            let encoded = match &result {
+                                Ok(response) => codec.encode_response(frame.id, Ok(response), &mut out),
+                                Err(e) => codec.encode_response(frame.id, Err(&e.to_string()), &mut out),
+                            };
+                            if let Err(e) = encoded {
+                                out.clear();
+                                let message = format!("cannot encode the answer: {e}");
+                                let _ = codec.encode_response(frame.id, Err(&message), &mut out);
+                            }
+                            let _ = answers.send(out);
+                        });
+                    }
+                },
+                Some(joined) = tasks.join_next() => {
+                    if let Err(e) = joined {
+                        if e.is_panic() {
+                            return Err(io::Error::other("a request handler panicked"));
+                        }
+                    }
+                },
+            }
+        }
+        drop(answers_tx);
+        Ok(())
+    };
+    let (read, write) = tokio::join!(read, write);
+    read.and(write)
+}
+
+async fn write_answers<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut answers: mpsc::UnboundedReceiver<Vec<u8>>,
+) -> io::Result<()> {
+    while let Some(first) = answers.recv().await {
+        writer.write_all(&first).await?;
+        while let Ok(more) = answers.try_recv() {
+            writer.write_all(&more).await?;
+        }
+        writer.flush().await?;
+    }
+    writer.flush().await
+}
