@@ -1,4 +1,169 @@
-//! palisade rate-limit middleware for tower.
+//! Rate limiting for tower services: token bucket (GCRA), smoothing leaky bucket, sliding
+//! window log and counter, fixed window — global or per key, several tiers at once, rejecting
+//! at once or waiting.
 //!
-//! This crate is part of [palisade](https://docs.rs/palisade); its minimum supported Rust
-//! version is 1.85.
+//! [`RateLimitLayer`] keeps its limits in an `Arc` shared by every clone of the service, so it
+//! limits behind axum and hyper, which clone the service per request (tower's own
+//! `RateLimit` keeps its window per clone and limits nothing there). All time comes from
+//! `tokio::time`, so tests run with a paused clock.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use palisade_core::rejection::RateLimited;
+//! use palisade_rate_limit::{Quota, RateLimitLayer};
+//! use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let layer = RateLimitLayer::builder()
+//!     .name("api")
+//!     .quota(Quota::per_second(10).burst(2))
+//!     .build()?;
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(layer)
+//!     .service(service_fn(|req: u32| async move { Ok::<_, std::convert::Infallible>(req) }));
+//!
+//! assert_eq!(svc.ready().await?.call(1).await?, 1);
+//! assert_eq!(svc.ready().await?.call(2).await?, 2);
+//! let err = svc.ready().await.unwrap_err();
+//! let limited = err.downcast_ref::<RateLimited>().unwrap();
+//! assert_eq!(limited.retry_after(), Duration::from_millis(100));
+//! # Ok(()) }
+//! ```
+//!
+//! # Algorithms
+//!
+//! Chosen per layer or per tier with [`Algorithm`]; see its table. The token bucket is the
+//! default and the fast one: one atomic compare-and-swap per request, no lock.
+//!
+//! # Reject or wait
+//!
+//! In [`Mode::Reject`] (default) a request that cannot be admitted now fails at once with
+//! [`RateLimited`](palisade_core::rejection::RateLimited), whose `retry_after` is the exact
+//! time until the same request would be admitted. In [`Mode::Wait`] it waits for admission
+//! if that is at most `max_wait` away and fails at once otherwise. Token and leaky buckets
+//! reserve the future slot, so waiters go in arrival order at exactly the computed time;
+//! window algorithms retry when the window allows. A request weighing more than a tier can
+//! ever admit fails with [`error::CostExceedsCapacity`] in either mode.
+//!
+//! # Backpressure and the tower contract
+//!
+//! With global tiers only (no key, weight or condition), admission happens in `poll_ready`:
+//! a reservation is taken there (and `poll_ready` stays pending while it waits), `call`
+//! spends it, and a service dropped after `poll_ready` without `call` gives it back. Keys,
+//! weights and conditions need the request, so such layers admit in `call`; a waiting
+//! request then waits in its response future, holding the inner service it will call, and
+//! dropping that future gives its reservation back. A request refused by a later tier gives
+//! back what earlier tiers admitted, so a refusal never spends tokens.
+//!
+//! # Keyed limits
+//!
+//! [`Tier::keyed`] keeps one limit per key taken from the request (user id, API key, client
+//! IP), [`Tier::keyed_by`] chooses the quota per key (by plan). Keys live in a bounded map:
+//! at most `max_keys`, keys idle past the idle timeout evicted first, then the least recently
+//! used — no background task, nothing to call. The state sits behind [`KeyedStore`], the
+//! seam for a shared backend.
+//!
+//! # Per-IP limiting in axum with a 429 response
+//!
+//! [`HttpRejectionLayer`](palisade_core::respond::HttpRejectionLayer) (palisade-core, feature
+//! `http`) answers the rejection with `429 Too Many Requests` and `Retry-After`. The key
+//! is the peer address from axum's `ConnectInfo` (serve with
+//! `into_make_service_with_connect_info::<SocketAddr>()`); behind a proxy, read a forwarded
+//! header you trust instead.
+//!
+//! ```
+//! use std::net::{IpAddr, SocketAddr};
+//! use axum::{body::Body, extract::ConnectInfo, http::Request, routing::get, Router};
+//! use palisade_core::respond::HttpRejectionLayer;
+//! use palisade_rate_limit::{Quota, RateLimitLayer};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! fn client_ip(req: &Request<Body>) -> Option<IpAddr> {
+//!     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let per_ip = RateLimitLayer::builder()
+//!     .name("per_ip")
+//!     .keyed(Quota::per_second(5).burst(1), client_ip)
+//!     .build()?;
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(ServiceBuilder::new().layer(HttpRejectionLayer::new()).layer(per_ip));
+//! // axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+//!
+//! let from = |ip: [u8; 4]| {
+//!     let mut req = Request::new(Body::empty());
+//!     req.extensions_mut().insert(ConnectInfo(SocketAddr::from((ip, 4000))));
+//!     req
+//! };
+//! assert_eq!(app.clone().oneshot(from([10, 0, 0, 1])).await?.status(), 200);
+//! let limited = app.clone().oneshot(from([10, 0, 0, 1])).await?;
+//! assert_eq!(limited.status(), 429);
+//! assert_eq!(limited.headers()["retry-after"], "1"); // 200ms, rounded up to whole seconds
+//! assert_eq!(app.clone().oneshot(from([10, 0, 0, 2])).await?.status(), 200); // another IP
+//! # Ok(()) }
+//! ```
+//!
+//! # Several tiers
+//!
+//! Every tier that applies must admit the request: here 100 per minute per user, 10 writes
+//! per second per user, and 10,000 per minute overall.
+//!
+//! ```
+//! use palisade_rate_limit::{Quota, RateLimitLayer, Tier};
+//!
+//! struct Request { user: u64, write: bool }
+//!
+//! let layer = RateLimitLayer::builder()
+//!     .name("api")
+//!     .tier(Tier::keyed(Quota::per_minute(100), |r: &Request| r.user).name("per_user"))
+//!     .tier(Tier::keyed(Quota::per_second(10), |r: &Request| r.user).name("writes").when(|r: &Request| r.write))
+//!     .tier(Tier::new(Quota::per_minute(10_000)).name("global"))
+//!     .build()
+//!     .unwrap();
+//! let handle = layer.handle();
+//! assert_eq!(handle.tiers().map(|t| t.name().to_owned()).collect::<Vec<_>>(), ["per_user", "writes", "global"]);
+//! ```
+//!
+//! # Observability
+//!
+//! [`RateLimitLayer::handle`] gives a [`RateLimitHandle`]: counters ([`Snapshot`]: admitted,
+//! rejected, waited, keys, keys evicted), per-key [`Status`] (tokens left, queue length,
+//! window count) and [`RateLimitEvent`]s (rejected, delayed, evicted). With the `metrics`
+//! feature the counters are exported as `palisade_rate_limit_*_total` with label `name`.
+//! The IETF `RateLimit` response headers are not written; `Retry-After` is.
+//!
+//! Minimum supported Rust version: 1.85.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod algorithm;
+mod config;
+pub mod error;
+pub mod event;
+pub mod future;
+mod handle;
+mod layer;
+mod limiter;
+mod quota;
+mod service;
+mod shared;
+pub mod store;
+mod tier;
+
+pub use algorithm::{Algorithm, Denied, Status};
+#[cfg(feature = "serde")]
+pub use config::RateLimitConfig;
+pub use config::{Mode, RateLimitLayerBuilder};
+pub use event::RateLimitEvent;
+pub use handle::{RateLimitHandle, Snapshot, TierHandle};
+pub use layer::RateLimitLayer;
+pub use limiter::{KeyedRateLimiter, KeyedRateLimiterBuilder, RateLimiter, DEFAULT_MAX_KEYS};
+pub use quota::Quota;
+pub use service::RateLimit;
+pub use store::{Grant, KeyedStore, LocalStore};
+pub use tier::Tier;

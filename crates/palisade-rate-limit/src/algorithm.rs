@@ -1,0 +1,572 @@
+//! The algorithms: token bucket (GCRA), leaky bucket, sliding window log, sliding window
+//! counter and fixed window, each one limiter's state for one key.
+//!
+//! All times are nanoseconds since the owning limiter's epoch (a `tokio::time::Instant`), so
+//! every algorithm is testable with a paused clock and with plain numbers.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicU64, Ordering};
+#[cfg(not(loom))]
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::quota::Quota;
+
+/// Which algorithm a limit uses.
+///
+/// | algorithm | admits | memory per key | waits by |
+/// |---|---|---|---|
+/// | [`TokenBucket`](Self::TokenBucket) (default) | `burst` at once, then `limit / period` | one `u64`, lock-free | reserving a future slot |
+/// | [`LeakyBucket`](Self::LeakyBucket) | one every `period / limit`, a queue holds the rest | one `u64`, lock-free | always queues (smooths) |
+/// | [`SlidingWindowLog`](Self::SlidingWindowLog) | exactly `limit` in any window of `period` | one entry per admitted request | retrying when a slot frees |
+/// | [`SlidingWindowCounter`](Self::SlidingWindowCounter) | about `limit` per sliding `period` | three integers | retrying |
+/// | [`FixedWindow`](Self::FixedWindow) | `limit` per calendar window of `period` | two integers | retrying |
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// Token bucket as GCRA (generic cell rate algorithm): one atomic "theoretical arrival
+    /// time", updated with compare-and-swap. Bursts of up to the quota's burst.
+    #[default]
+    TokenBucket,
+    /// Leaky bucket that smooths: admitted requests leave one every `period / limit`; up to
+    /// `queue` requests wait for their turn, and a request that finds the queue full is
+    /// rejected at once. It always queues, in either [`Mode`](crate::Mode).
+    LeakyBucket {
+        /// Requests that may wait for their departure slot.
+        queue: u32,
+    },
+    /// Sliding window log: the exact count of requests in the last `period` (keeps one
+    /// timestamp per admitted request, so memory grows with `limit`).
+    SlidingWindowLog,
+    /// Sliding window counter: two fixed windows, the previous one weighted by how much of
+    /// it still overlaps the sliding window. Approximate, O(1) memory.
+    SlidingWindowCounter,
+    /// Fixed window: `limit` per window of `period` aligned to the limiter's start. Allows
+    /// up to twice the limit across a window boundary; here for parity.
+    FixedWindow,
+}
+
+impl Algorithm {
+    /// A short stable name (`"token_bucket"`, `"leaky_bucket"`, …).
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::TokenBucket => "token_bucket",
+            Self::LeakyBucket { .. } => "leaky_bucket",
+            Self::SlidingWindowLog => "sliding_window_log",
+            Self::SlidingWindowCounter => "sliding_window_counter",
+            Self::FixedWindow => "fixed_window",
+        }
+    }
+}
+
+/// Why a limiter did not admit a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Denied {
+    /// Not now; the same request would be admitted after this long (if nothing else takes
+    /// the capacity first).
+    RetryAfter(Duration),
+    /// The request costs more than the limit can ever admit at once; waiting will not help.
+    ExceedsCapacity {
+        /// The request's cost.
+        cost: u32,
+        /// The most the limit admits at once.
+        capacity: u32,
+    },
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RetryAfter(d) => write!(f, "rate limited; retry after {d:?}"),
+            Self::ExceedsCapacity { cost, capacity } => {
+                write!(f, "request cost {cost} exceeds the limit's capacity {capacity}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Denied {}
+
+/// What a limit holds for one key right now (from the [handle](crate::RateLimitHandle) or a
+/// limiter's `status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// The most the limit admits at once (burst, queue + 1, or window limit).
+    pub capacity: u32,
+    /// What could be admitted now (tokens, free queue places, room left in the window).
+    pub remaining: u32,
+    /// Time until the limit is back to full capacity.
+    pub reset_after: Duration,
+    /// Requests admitted and waiting for their slot (leaky bucket; 0 otherwise).
+    pub queued: u32,
+}
+
+impl Status {
+    /// Capacity used now: for windows, the (weighted) count in the window.
+    pub fn used(&self) -> u32 {
+        self.capacity.saturating_sub(self.remaining)
+    }
+}
+
+/// An admission: when it may proceed and what undoing it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Admit {
+    /// Nanoseconds (limiter time) at which the request may go; `<= now` means at once.
+    pub(crate) ready_at: u64,
+    /// Algorithm data for a refund (window index, log timestamp).
+    pub(crate) token: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn dur(nanos: u64) -> Duration {
+    Duration::from_nanos(nanos)
+}
+
+/// One limiter's state for one key.
+pub(crate) enum Cell {
+    Gcra(Gcra),
+    Leaky { gcra: Gcra, queue: u32 },
+    Log { window: u64, limit: u32, log: Mutex<Log> },
+    Counter { window: u64, limit: u32, state: Mutex<CounterState> },
+    Fixed { window: u64, limit: u32, state: Mutex<FixedState> },
+}
+
+impl fmt::Debug for Cell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::Gcra(_) => "token_bucket",
+            Self::Leaky { .. } => "leaky_bucket",
+            Self::Log { .. } => "sliding_window_log",
+            Self::Counter { .. } => "sliding_window_counter",
+            Self::Fixed { .. } => "fixed_window",
+        };
+        f.debug_tuple("Cell").field(&name).finish()
+    }
+}
+
+impl Cell {
+    pub(crate) fn new(algorithm: Algorithm, quota: &Quota) -> Self {
+        let window = quota.period_nanos();
+        let limit = quota.limit();
+        if limit == 0 || quota.burst_size() == 0 {
+            // A blocked key: nothing is ever admitted.
+            return Self::Fixed { window, limit: 0, state: Mutex::new(FixedState::default()) };
+        }
+        match algorithm {
+            Algorithm::TokenBucket => Self::Gcra(Gcra::new(quota.interval_nanos(), quota.burst_size())),
+            Algorithm::LeakyBucket { queue } => {
+                Self::Leaky { gcra: Gcra::new(quota.interval_nanos(), 1), queue }
+            }
+            Algorithm::SlidingWindowLog => Self::Log { window, limit, log: Mutex::new(Log::default()) },
+            Algorithm::SlidingWindowCounter => {
+                Self::Counter { window, limit, state: Mutex::new(CounterState::default()) }
+            }
+            Algorithm::FixedWindow => Self::Fixed { window, limit, state: Mutex::new(FixedState::default()) },
+        }
+    }
+
+    /// The most this cell admits at once.
+    pub(crate) fn capacity(&self) -> u32 {
+        match self {
+            Self::Gcra(g) => g.burst,
+            Self::Leaky { queue, .. } => queue.saturating_add(1),
+            Self::Log { limit, .. } | Self::Counter { limit, .. } | Self::Fixed { limit, .. } => *limit,
+        }
+    }
+
+    /// Tries to admit `cost` at `now`. `max_wait` is `None` in reject mode; with `Some`, the
+    /// bucket algorithms may reserve a slot up to that far ahead.
+    #[inline]
+    pub(crate) fn acquire(&self, now: u64, cost: u32, max_wait: Option<u64>) -> Result<Admit, Denied> {
+        if cost == 0 {
+            return Ok(Admit { ready_at: now, token: 0 });
+        }
+        let capacity = self.capacity();
+        if cost > capacity {
+            return Err(Denied::ExceedsCapacity { cost, capacity });
+        }
+        match self {
+            Self::Gcra(g) => g.acquire(now, cost, max_wait.unwrap_or(0)),
+            Self::Leaky { gcra, queue } => {
+                // The queue bound: the last place departs `queue` intervals from now.
+                let bound = gcra.interval.saturating_mul(u64::from(*queue));
+                gcra.acquire(now, cost, max_wait.map_or(bound, |w| w.min(bound)))
+            }
+            Self::Log { window, limit, log } => lock(log).acquire(now, cost, *window, *limit),
+            Self::Counter { window, limit, state } => lock(state).acquire(now, cost, *window, *limit),
+            Self::Fixed { window, limit, state } => lock(state).acquire(now, cost, *window, *limit),
+        }
+    }
+
+    /// Gives back an admission that was never used.
+    pub(crate) fn refund(&self, admit: Admit, cost: u32) {
+        if cost == 0 {
+            return;
+        }
+        match self {
+            Self::Gcra(g) | Self::Leaky { gcra: g, .. } => g.refund(cost),
+            Self::Log { log, .. } => lock(log).refund(admit.token, cost),
+            Self::Counter { state, .. } => lock(state).refund(admit.token, cost),
+            Self::Fixed { state, .. } => lock(state).refund(admit.token, cost),
+        }
+    }
+
+    pub(crate) fn status(&self, now: u64) -> Status {
+        match self {
+            Self::Gcra(g) => g.status(now),
+            Self::Leaky { gcra, queue } => {
+                let tat = gcra.tat.load(Ordering::Acquire);
+                let ahead = tat.saturating_sub(now);
+                let queued = ahead.div_ceil(gcra.interval).saturating_sub(1);
+                let queued = u32::try_from(queued).unwrap_or(u32::MAX).min(*queue);
+                Status {
+                    capacity: queue.saturating_add(1),
+                    remaining: queue.saturating_add(1).saturating_sub(queued + u32::from(ahead > 0)),
+                    reset_after: dur(ahead),
+                    queued,
+                }
+            }
+            Self::Log { window, limit, log } => lock(log).status(now, *window, *limit),
+            Self::Counter { window, limit, state } => lock(state).status(now, *window, *limit),
+            Self::Fixed { window, limit, state } => lock(state).status(now, *window, *limit),
+        }
+    }
+}
+
+// === impl Gcra ===
+
+/// Token bucket as GCRA, lock-free on one atomic.
+///
+/// GCRA as described by Brandur Leach ("Rate limiting, cells, and GCRA") and implemented by
+/// the `governor` crate: instead of a token count refilled by a timer, keep the
+/// *theoretical arrival time* (TAT) — the time at which the bucket would be full again. With
+/// emission interval `T = period / limit` and tolerance `tau = T * burst`, a request of cost
+/// `n` arriving at `now` computes `new_tat = max(tat, now) + n * T`; it conforms when
+/// `new_tat - tau <= now` and then stores `new_tat` with a compare-and-swap. Otherwise the
+/// same request conforms at exactly `new_tat - tau`, which is the `retry_after` we report.
+/// Waiting callers store `new_tat` anyway and proceed at `new_tat - tau`: a reservation of a
+/// future slot, so waiters are served in order. A reservation given back subtracts `n * T`.
+#[derive(Debug)]
+pub(crate) struct Gcra {
+    tat: AtomicU64,
+    interval: u64,
+    tau: u64,
+    burst: u32,
+}
+
+impl Gcra {
+    fn new(interval: u64, burst: u32) -> Self {
+        Self { tat: AtomicU64::new(0), interval, tau: interval.saturating_mul(u64::from(burst)), burst }
+    }
+
+    #[inline]
+    fn acquire(&self, now: u64, cost: u32, max_wait: u64) -> Result<Admit, Denied> {
+        let inc = self.interval.saturating_mul(u64::from(cost));
+        let mut tat = self.tat.load(Ordering::Acquire);
+        loop {
+            let new_tat = tat.max(now).saturating_add(inc);
+            let allow_at = new_tat.saturating_sub(self.tau);
+            if allow_at > now.saturating_add(max_wait) {
+                // Exact: the same request conforms at `allow_at`.
+                return Err(Denied::RetryAfter(dur(allow_at - now)));
+            }
+            match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(Admit { ready_at: allow_at.max(now), token: 0 }),
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
+    fn refund(&self, cost: u32) {
+        let inc = self.interval.saturating_mul(u64::from(cost));
+        // A TAT in the past means a full bucket, so going below `now` gives nothing extra.
+        let _ =
+            self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| Some(tat.saturating_sub(inc)));
+    }
+
+    fn status(&self, now: u64) -> Status {
+        let tat = self.tat.load(Ordering::Acquire).max(now);
+        let used = tat - now;
+        let free = self.tau.saturating_sub(used) / self.interval;
+        Status {
+            capacity: self.burst,
+            remaining: u32::try_from(free).unwrap_or(u32::MAX).min(self.burst),
+            reset_after: dur(used),
+            queued: 0,
+        }
+    }
+}
+
+// === impl Log ===
+
+/// Sliding window log: one `(timestamp, cost)` entry per admitted request in the window.
+#[derive(Debug, Default)]
+pub(crate) struct Log {
+    entries: VecDeque<(u64, u32)>,
+    sum: u64,
+}
+
+impl Log {
+    fn expire(&mut self, now: u64, window: u64) {
+        while let Some(&(ts, cost)) = self.entries.front() {
+            if ts.saturating_add(window) > now {
+                break;
+            }
+            self.entries.pop_front();
+            self.sum -= u64::from(cost);
+        }
+    }
+
+    fn acquire(&mut self, now: u64, cost: u32, window: u64, limit: u32) -> Result<Admit, Denied> {
+        self.expire(now, window);
+        if self.sum + u64::from(cost) <= u64::from(limit) {
+            self.entries.push_back((now, cost));
+            self.sum += u64::from(cost);
+            return Ok(Admit { ready_at: now, token: now });
+        }
+        // The exact time enough old entries leave the window.
+        let need = self.sum + u64::from(cost) - u64::from(limit);
+        let mut freed = 0;
+        for &(ts, c) in &self.entries {
+            freed += u64::from(c);
+            if freed >= need {
+                return Err(Denied::RetryAfter(dur(ts.saturating_add(window) - now)));
+            }
+        }
+        Err(Denied::RetryAfter(dur(window)))
+    }
+
+    fn refund(&mut self, token: u64, cost: u32) {
+        if let Some(i) = self.entries.iter().rposition(|&(ts, c)| ts == token && c == cost) {
+            self.entries.remove(i);
+            self.sum -= u64::from(cost);
+        }
+    }
+
+    fn status(&mut self, now: u64, window: u64, limit: u32) -> Status {
+        self.expire(now, window);
+        let used = u32::try_from(self.sum).unwrap_or(u32::MAX);
+        let reset = self.entries.back().map_or(0, |&(ts, _)| ts.saturating_add(window) - now);
+        Status { capacity: limit, remaining: limit.saturating_sub(used), reset_after: dur(reset), queued: 0 }
+    }
+}
+
+// === impl CounterState ===
+
+/// Sliding window counter: counts of the current and previous fixed windows.
+#[derive(Debug, Default)]
+pub(crate) struct CounterState {
+    index: u64,
+    prev: u64,
+    curr: u64,
+}
+
+impl CounterState {
+    fn roll(&mut self, now: u64, window: u64) -> u64 {
+        let index = now / window;
+        if index == self.index + 1 {
+            self.prev = self.curr;
+            self.curr = 0;
+        } else if index != self.index {
+            self.prev = 0;
+            self.curr = 0;
+        }
+        self.index = index;
+        now - index * window
+    }
+
+    fn acquire(&mut self, now: u64, cost: u32, window: u64, limit: u32) -> Result<Admit, Denied> {
+        let elapsed = self.roll(now, window);
+        let (w, l, c) = (u128::from(window), u128::from(limit), u128::from(cost));
+        let (prev, curr) = (u128::from(self.prev), u128::from(self.curr));
+        // Admit when prev * (w - elapsed) / w + curr + cost <= limit, in integers.
+        if prev * (w - u128::from(elapsed)) + (curr + c) * w <= l * w {
+            self.curr += u64::from(cost);
+            return Ok(Admit { ready_at: now, token: self.index });
+        }
+        // Still in this window, once enough of the previous one has slid out?
+        if curr + c <= l && prev > 0 {
+            let room = l - curr - c;
+            let at = w - (room * w / prev); // smallest elapsed time that admits
+            if at < w {
+                return Err(Denied::RetryAfter(dur((at as u64) - elapsed)));
+            }
+        }
+        // In the next window, this window's count becomes the weighted previous one.
+        let at = ((l - c) * w).checked_div(curr).map_or(0, |q| w.saturating_sub(q));
+        Err(Denied::RetryAfter(dur(window - elapsed + at as u64)))
+    }
+
+    fn refund(&mut self, token: u64, cost: u32) {
+        if token == self.index {
+            self.curr = self.curr.saturating_sub(u64::from(cost));
+        } else if token + 1 == self.index {
+            self.prev = self.prev.saturating_sub(u64::from(cost));
+        }
+    }
+
+    fn status(&mut self, now: u64, window: u64, limit: u32) -> Status {
+        let elapsed = self.roll(now, window);
+        let weighted = (u128::from(self.prev) * u128::from(window - elapsed)).div_ceil(u128::from(window))
+            + u128::from(self.curr);
+        let used = u32::try_from(weighted).unwrap_or(u32::MAX);
+        let reset = if self.curr > 0 {
+            2 * window - elapsed
+        } else if self.prev > 0 {
+            window - elapsed
+        } else {
+            0
+        };
+        Status { capacity: limit, remaining: limit.saturating_sub(used), reset_after: dur(reset), queued: 0 }
+    }
+}
+
+// === impl FixedState ===
+
+/// Fixed window: the count in the current window.
+#[derive(Debug, Default)]
+pub(crate) struct FixedState {
+    index: u64,
+    count: u64,
+}
+
+impl FixedState {
+    fn roll(&mut self, now: u64, window: u64) {
+        let index = now / window;
+        if index != self.index {
+            self.index = index;
+            self.count = 0;
+        }
+    }
+
+    fn acquire(&mut self, now: u64, cost: u32, window: u64, limit: u32) -> Result<Admit, Denied> {
+        self.roll(now, window);
+        if self.count + u64::from(cost) <= u64::from(limit) {
+            self.count += u64::from(cost);
+            return Ok(Admit { ready_at: now, token: self.index });
+        }
+        Err(Denied::RetryAfter(dur((self.index + 1) * window - now)))
+    }
+
+    fn refund(&mut self, token: u64, cost: u32) {
+        if token == self.index {
+            self.count = self.count.saturating_sub(u64::from(cost));
+        }
+    }
+
+    fn status(&mut self, now: u64, window: u64, limit: u32) -> Status {
+        self.roll(now, window);
+        let used = u32::try_from(self.count).unwrap_or(u32::MAX);
+        let reset = if self.count > 0 { (self.index + 1) * window - now } else { 0 };
+        Status { capacity: limit, remaining: limit.saturating_sub(used), reset_after: dur(reset), queued: 0 }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn retry(ms: u64) -> Result<Admit, Denied> {
+        Err(Denied::RetryAfter(Duration::from_millis(ms)))
+    }
+
+    #[test]
+    fn gcra_admits_burst_then_one_per_interval() {
+        // 10 per second, burst 3: interval 100ms.
+        let cell = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(3));
+        for _ in 0..3 {
+            assert!(cell.acquire(0, 1, None).is_ok());
+        }
+        assert_eq!(cell.acquire(0, 1, None), retry(100));
+        assert_eq!(cell.acquire(99 * MS, 1, None), retry(1));
+        assert!(cell.acquire(100 * MS, 1, None).is_ok());
+        assert_eq!(cell.acquire(100 * MS, 1, None), retry(100));
+        // Idle for long: back to a full burst, not more.
+        for _ in 0..3 {
+            assert!(cell.acquire(10_000 * MS, 1, None).is_ok());
+        }
+        assert!(cell.acquire(10_000 * MS, 1, None).is_err());
+    }
+
+    #[test]
+    fn gcra_weights_and_capacity() {
+        let cell = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(5));
+        assert!(cell.acquire(0, 3, None).is_ok());
+        assert_eq!(cell.acquire(0, 3, None), retry(100));
+        assert!(cell.acquire(0, 2, None).is_ok());
+        assert_eq!(cell.acquire(0, 6, None), Err(Denied::ExceedsCapacity { cost: 6, capacity: 5 }));
+        assert!(cell.acquire(0, 0, None).is_ok(), "free requests always pass");
+    }
+
+    #[test]
+    fn gcra_reservations_are_spaced_and_refundable() {
+        let cell = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(1));
+        assert_eq!(cell.acquire(0, 1, Some(250 * MS)).map(|a| a.ready_at), Ok(0));
+        assert_eq!(cell.acquire(0, 1, Some(250 * MS)).map(|a| a.ready_at), Ok(100 * MS));
+        let third = cell.acquire(0, 1, Some(250 * MS)).unwrap();
+        assert_eq!(third.ready_at, 200 * MS);
+        assert_eq!(cell.acquire(0, 1, Some(250 * MS)), retry(300), "the wait would exceed 250ms");
+        cell.refund(third, 1);
+        assert_eq!(cell.acquire(0, 1, Some(250 * MS)).map(|a| a.ready_at), Ok(200 * MS));
+    }
+
+    #[test]
+    fn leaky_bucket_spaces_departures_and_bounds_the_queue() {
+        let cell = Cell::new(Algorithm::LeakyBucket { queue: 2 }, &Quota::per_second(10));
+        let slots: Vec<_> = (0..3).map(|_| cell.acquire(0, 1, None).map(|a| a.ready_at)).collect();
+        assert_eq!(slots, vec![Ok(0), Ok(100 * MS), Ok(200 * MS)]);
+        assert_eq!(cell.status(0).queued, 2);
+        assert_eq!(cell.acquire(0, 1, None), retry(300), "queue full: the next slot is 300ms away");
+        assert_eq!(cell.status(150 * MS).queued, 1);
+        assert_eq!(cell.acquire(150 * MS, 1, None).map(|a| a.ready_at), Ok(300 * MS));
+    }
+
+    #[test]
+    fn sliding_log_is_exact() {
+        let cell = Cell::new(Algorithm::SlidingWindowLog, &Quota::new(3, Duration::from_secs(1)));
+        assert!(cell.acquire(0, 1, None).is_ok());
+        assert!(cell.acquire(400 * MS, 1, None).is_ok());
+        assert!(cell.acquire(800 * MS, 1, None).is_ok());
+        assert_eq!(cell.acquire(900 * MS, 1, None), retry(100));
+        assert!(cell.acquire(1000 * MS, 1, None).is_ok());
+        assert_eq!(cell.acquire(1000 * MS, 2, None), retry(800));
+        assert_eq!(cell.status(1000 * MS).used(), 3);
+    }
+
+    #[test]
+    fn sliding_counter_weights_the_previous_window() {
+        let cell = Cell::new(Algorithm::SlidingWindowCounter, &Quota::new(10, Duration::from_secs(1)));
+        for _ in 0..10 {
+            assert!(cell.acquire(500 * MS, 1, None).is_ok());
+        }
+        assert_eq!(cell.acquire(500 * MS, 1, None), retry(600));
+        // At 1.5s the previous window (10) weighs half: 5 in the estimate, 5 free.
+        for _ in 0..5 {
+            assert!(cell.acquire(1500 * MS, 1, None).is_ok());
+        }
+        // prev 10 * (1 - e) + 5 + 1 <= 10 ⇒ e >= 0.6 ⇒ 100ms later.
+        assert_eq!(cell.acquire(1500 * MS, 1, None), retry(100));
+        assert!(cell.acquire(1600 * MS, 1, None).is_ok());
+    }
+
+    #[test]
+    fn fixed_window_resets_at_the_boundary() {
+        let cell = Cell::new(Algorithm::FixedWindow, &Quota::new(2, Duration::from_secs(1)));
+        assert!(cell.acquire(900 * MS, 1, None).is_ok());
+        assert!(cell.acquire(900 * MS, 1, None).is_ok());
+        assert_eq!(cell.acquire(900 * MS, 1, None), retry(100));
+        assert!(cell.acquire(1000 * MS, 1, None).is_ok());
+        assert!(cell.acquire(1000 * MS, 1, None).is_ok());
+    }
+}

@@ -1,0 +1,43 @@
+//! [`RateLimitEvent`]: what the rate limit layer publishes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::event::Event;
+
+/// An event of a [`RateLimitLayer`](crate::RateLimitLayer); subscribe with the builder's
+/// `on_event` or the handle's [`on_event`](crate::RateLimitHandle::on_event).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RateLimitEvent {
+    /// A request was refused by `tier`; `retry_after` is `None` when its cost exceeds the
+    /// tier's capacity.
+    Rejected {
+        /// The refusing tier.
+        tier: Arc<str>,
+        /// When the same request would be admitted.
+        retry_after: Option<Duration>,
+    },
+    /// A request waits `delay` for its admission (wait mode, leaky bucket).
+    Delayed {
+        /// How long it waits.
+        delay: Duration,
+    },
+    /// `keys` keys were evicted from `tier`'s store to stay within its bound.
+    Evicted {
+        /// The keyed tier.
+        tier: Arc<str>,
+        /// Keys evicted.
+        keys: u64,
+    },
+}
+
+impl Event for RateLimitEvent {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Rejected { .. } => "rejected",
+            Self::Delayed { .. } => "delayed",
+            Self::Evicted { .. } => "evicted",
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! [`RateLimitHandle`]: counters, per-key status and events of a layer.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::algorithm::Status;
+use crate::config::Mode;
+use crate::event::RateLimitEvent;
+use crate::shared::Core;
+use crate::tier::{TierView, ViewKind};
+
+/// Reads a [`RateLimitLayer`](crate::RateLimitLayer)'s state; from
+/// [`RateLimitLayer::handle`](crate::RateLimitLayer::handle). Cheap to clone.
+#[derive(Clone)]
+pub struct RateLimitHandle {
+    core: Arc<Core>,
+}
+
+impl fmt::Debug for RateLimitHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitHandle").field("core", &self.core).finish()
+    }
+}
+
+/// Counters of a rate limit layer since it was built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// Requests admitted and passed on.
+    pub admitted: u64,
+    /// Requests refused.
+    pub rejected: u64,
+    /// Requests that had to wait (wait mode, leaky bucket).
+    pub waited: u64,
+    /// Keys tracked now, over all keyed tiers.
+    pub keys: u64,
+    /// Keys evicted to stay within bounds, over all keyed tiers.
+    pub keys_evicted: u64,
+}
+
+impl RateLimitHandle {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// The layer's mode.
+    pub fn mode(&self) -> Mode {
+        self.core.mode
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut keys = 0;
+        for tier in &*self.core.tiers {
+            if let ViewKind::Keyed(k) = &tier.kind {
+                keys += k.len() as u64;
+            }
+        }
+        Snapshot {
+            admitted: self.core.admitted.get(),
+            rejected: self.core.rejected.get(),
+            waited: self.core.waited.get(),
+            keys,
+            keys_evicted: self.core.evicted.get(),
+        }
+    }
+
+    /// The tiers, in the order they are asked.
+    pub fn tiers(&self) -> impl Iterator<Item = TierHandle<'_>> {
+        self.core.tiers.iter().map(|view| TierHandle { view })
+    }
+
+    /// The first tier named `name`.
+    pub fn tier(&self, name: &str) -> Option<TierHandle<'_>> {
+        self.tiers().find(|t| t.name() == name)
+    }
+
+    /// Status of `key` in the first keyed tier whose keys are of type `K` and which tracks
+    /// it; for a global tier use [`tier`](Self::tier)`(..).status()`.
+    pub fn status<K: 'static>(&self, key: &K) -> Option<Status> {
+        self.tiers().find_map(|t| t.status_of(key))
+    }
+
+    /// Calls `listener` with every event from now on.
+    pub fn on_event<F>(&self, listener: F)
+    where
+        F: Fn(&RateLimitEvent) + Send + Sync + 'static,
+    {
+        self.core.events.subscribe(listener);
+    }
+}
+
+/// One tier seen from a [`RateLimitHandle`].
+pub struct TierHandle<'a> {
+    view: &'a TierView,
+}
+
+impl fmt::Debug for TierHandle<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TierHandle").field("name", &self.name()).field("keyed", &self.is_keyed()).finish()
+    }
+}
+
+impl TierHandle<'_> {
+    /// The tier's name.
+    pub fn name(&self) -> &str {
+        &self.view.name
+    }
+
+    /// `true` for a per-key tier.
+    pub fn is_keyed(&self) -> bool {
+        matches!(self.view.kind, ViewKind::Keyed(_))
+    }
+
+    /// A global tier's status (`None` for keyed tiers).
+    pub fn status(&self) -> Option<Status> {
+        match &self.view.kind {
+            ViewKind::Direct(l) => Some(l.status()),
+            ViewKind::Keyed(_) => None,
+        }
+    }
+
+    /// A keyed tier's status for `key` (`None` if the key is untracked or of another type).
+    pub fn status_of<K: 'static>(&self, key: &K) -> Option<Status> {
+        match &self.view.kind {
+            ViewKind::Keyed(k) => k.status(key as &dyn Any, Instant::now()),
+            ViewKind::Direct(_) => None,
+        }
+    }
+
+    /// Keys tracked now (0 for a global tier).
+    pub fn keys(&self) -> usize {
+        match &self.view.kind {
+            ViewKind::Keyed(k) => k.len(),
+            ViewKind::Direct(_) => 0,
+        }
+    }
+
+    /// Keys evicted so far (0 for a global tier).
+    pub fn evictions(&self) -> u64 {
+        match &self.view.kind {
+            ViewKind::Keyed(k) => k.evictions(),
+            ViewKind::Direct(_) => 0,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! [`Quota`]: how many requests a limit admits, over which period, with which burst.
+
+use std::time::Duration;
+
+use palisade_core::config::{ensure, ensure_nonzero_duration, ConfigError};
+
+/// How much a limit admits: `limit` requests per `period`, with bursts of up to `burst`.
+///
+/// - For the token bucket (GCRA) a request costs one token, tokens come back at
+///   `limit / period`, and the bucket holds `burst` tokens (by default `limit`).
+/// - For the leaky bucket requests leave one every `period / limit`.
+/// - For the windows, `limit` requests (weights summed) are admitted per window of `period`.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade_rate_limit::Quota;
+///
+/// let q = Quota::per_second(100).burst(10);
+/// assert_eq!(q.limit(), 100);
+/// assert_eq!(q.burst_size(), 10);
+/// assert_eq!(q.interval(), Duration::from_millis(10));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Quota {
+    limit: u32,
+    period: Duration,
+    burst: Option<u32>,
+}
+
+impl Quota {
+    /// `limit` requests per `period`. A zero limit or period is refused by the builders
+    /// ([`Quota::validate`]); a quota chosen per key at run time with a zero limit blocks
+    /// that key.
+    pub const fn new(limit: u32, period: Duration) -> Self {
+        Self { limit, period, burst: None }
+    }
+
+    /// `limit` requests per second.
+    pub const fn per_second(limit: u32) -> Self {
+        Self::new(limit, Duration::from_secs(1))
+    }
+
+    /// `limit` requests per minute.
+    pub const fn per_minute(limit: u32) -> Self {
+        Self::new(limit, Duration::from_secs(60))
+    }
+
+    /// `limit` requests per hour.
+    pub const fn per_hour(limit: u32) -> Self {
+        Self::new(limit, Duration::from_secs(3600))
+    }
+
+    /// The most tokens the bucket holds (token bucket only; default `limit`).
+    #[must_use]
+    pub const fn burst(mut self, burst: u32) -> Self {
+        self.burst = Some(burst);
+        self
+    }
+
+    /// Requests admitted per period.
+    pub const fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// The period.
+    pub const fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// The burst size (token bucket): `burst` if set, else `limit`.
+    pub const fn burst_size(&self) -> u32 {
+        match self.burst {
+            Some(b) => b,
+            None => self.limit,
+        }
+    }
+
+    /// Time between two tokens: `period / limit` (never below one nanosecond).
+    pub fn interval(&self) -> Duration {
+        Duration::from_nanos(self.interval_nanos())
+    }
+
+    pub(crate) fn interval_nanos(&self) -> u64 {
+        let period = u64::try_from(self.period.as_nanos()).unwrap_or(u64::MAX);
+        (period / u64::from(self.limit.max(1))).max(1)
+    }
+
+    pub(crate) fn period_nanos(&self) -> u64 {
+        u64::try_from(self.period.as_nanos()).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// Checks the quota: limit, period and burst must be non-zero.
+    pub fn validate(&self, field: &'static str) -> Result<(), ConfigError> {
+        ensure(self.limit > 0, field, "limit must be at least 1")?;
+        ensure_nonzero_duration(field, self.period)?;
+        ensure(self.burst_size() > 0, field, "burst must be at least 1")
+    }
+}

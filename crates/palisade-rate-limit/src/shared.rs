@@ -1,0 +1,201 @@
+//! State shared by a layer and every service it makes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::event::EventBus;
+use palisade_core::metric::Counter;
+use palisade_core::rejection::RateLimited;
+use palisade_core::BoxError;
+use tokio::time::Instant;
+
+use crate::algorithm::Denied;
+use crate::config::Mode;
+use crate::error::CostExceedsCapacity;
+use crate::event::RateLimitEvent;
+use crate::store::Grant;
+use crate::tier::{TierRt, TierView};
+
+pub(crate) type Weigher<Req> = Box<dyn Fn(&Req) -> u32 + Send + Sync>;
+
+/// The part of the shared state that does not depend on the request type (the handle's).
+pub(crate) struct Core {
+    pub(crate) name: Arc<str>,
+    pub(crate) mode: Mode,
+    pub(crate) tiers: Box<[TierView]>,
+    pub(crate) events: EventBus<RateLimitEvent>,
+    pub(crate) admitted: Counter,
+    pub(crate) rejected: Counter,
+    pub(crate) waited: Counter,
+    pub(crate) evicted: Counter,
+}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("name", &self.name)
+            .field("mode", &self.mode)
+            .field("tiers", &self.tiers.iter().map(|t| &*t.name).collect::<Vec<_>>())
+            .field("admitted", &self.admitted)
+            .field("rejected", &self.rejected)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Shared<Req> {
+    pub(crate) core: Arc<Core>,
+    tiers: Box<[TierRt<Req>]>,
+    weigher: Option<Weigher<Req>>,
+    /// Admission needs the request (keys, weights, conditions): it happens in `call`.
+    pub(crate) needs_request: bool,
+}
+
+impl<Req> fmt::Debug for Shared<Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("core", &self.core)
+            .field("weighted", &self.weigher.is_some())
+            .field("needs_request", &self.needs_request)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the tiers did not admit a request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Refusal {
+    Retry { tier: usize, after: Duration },
+    Capacity { tier: usize, cost: u32, capacity: u32 },
+}
+
+/// What the tiers admitted for one request; given back with [`Shared::refund`] unless spent.
+#[derive(Debug, Default)]
+pub(crate) struct Grants {
+    first: Option<(usize, Grant)>,
+    rest: Vec<(usize, Grant)>,
+}
+
+impl Grants {
+    fn push(&mut self, tier: usize, grant: Grant) {
+        if self.first.is_none() {
+            self.first = Some((tier, grant));
+        } else {
+            // Only multi-tier layers get here.
+            self.rest.push((tier, grant));
+        }
+    }
+}
+
+impl<Req> Shared<Req> {
+    pub(crate) fn new(core: Arc<Core>, tiers: Box<[TierRt<Req>]>, weigher: Option<Weigher<Req>>) -> Self {
+        let needs_request = weigher.is_some() || tiers.iter().any(TierRt::needs_request);
+        Self { core, tiers, weigher, needs_request }
+    }
+
+    /// The longest wait allowed from `now` when the wait ends at `deadline`.
+    pub(crate) fn max_wait(&self, now: Instant, deadline: Option<Instant>) -> Option<Duration> {
+        match self.core.mode {
+            Mode::Reject => None,
+            Mode::Wait { .. } => Some(deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(now))),
+        }
+    }
+
+    pub(crate) fn deadline(&self, now: Instant) -> Option<Instant> {
+        match self.core.mode {
+            Mode::Reject => None,
+            Mode::Wait { max_wait } => Some(now + max_wait),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn cost(&self, req: &Req) -> u32 {
+        self.weigher.as_ref().map_or(1, |w| w(req))
+    }
+
+    /// Asks every applicable tier in order; all admit or none keeps anything.
+    #[inline]
+    pub(crate) fn acquire(
+        &self,
+        req: Option<&Req>,
+        cost: u32,
+        now: Instant,
+        max_wait: Option<Duration>,
+    ) -> Result<(Grants, Instant), Refusal> {
+        let mut grants = Grants::default();
+        let mut ready = now;
+        for (i, tier) in self.tiers.iter().enumerate() {
+            let Some((result, evicted)) = tier.acquire(req, cost, now, max_wait) else { continue };
+            if evicted > 0 {
+                self.evicted(i, evicted);
+            }
+            match result {
+                Ok(grant) => {
+                    ready = ready.max(grant.ready_at());
+                    grants.push(i, grant);
+                }
+                Err(denied) => {
+                    self.refund(grants);
+                    return Err(match denied {
+                        Denied::RetryAfter(after) => Refusal::Retry { tier: i, after },
+                        Denied::ExceedsCapacity { cost, capacity } => {
+                            Refusal::Capacity { tier: i, cost, capacity }
+                        }
+                    });
+                }
+            }
+        }
+        Ok((grants, ready))
+    }
+
+    /// Gives back what was admitted but not used.
+    pub(crate) fn refund(&self, grants: Grants) {
+        let Grants { first, rest } = grants;
+        for (i, grant) in first.into_iter().chain(rest) {
+            if let Some(tier) = self.tiers.get(i) {
+                tier.refund(&grant);
+            }
+        }
+    }
+
+    /// Counts and publishes a refusal and turns it into the error callers see.
+    pub(crate) fn reject(&self, refusal: Refusal) -> BoxError {
+        let core = &self.core;
+        core.rejected.increment();
+        match refusal {
+            Refusal::Retry { tier, after } => {
+                if core.events.is_observed() {
+                    core.events.publish(RateLimitEvent::Rejected {
+                        tier: self.tier_name(tier),
+                        retry_after: Some(after),
+                    });
+                }
+                RateLimited::new(core.name.clone(), after).into()
+            }
+            Refusal::Capacity { tier, cost, capacity } => {
+                let tier = self.tier_name(tier);
+                if core.events.is_observed() {
+                    core.events.publish(RateLimitEvent::Rejected { tier: tier.clone(), retry_after: None });
+                }
+                CostExceedsCapacity::new(core.name.clone(), tier, cost, capacity).into()
+            }
+        }
+    }
+
+    pub(crate) fn delayed(&self, delay: Duration) {
+        self.core.waited.increment();
+        if self.core.events.is_observed() {
+            self.core.events.publish(RateLimitEvent::Delayed { delay });
+        }
+    }
+
+    fn evicted(&self, tier: usize, keys: u64) {
+        self.core.evicted.add(keys);
+        if self.core.events.is_observed() {
+            self.core.events.publish(RateLimitEvent::Evicted { tier: self.tier_name(tier), keys });
+        }
+    }
+
+    fn tier_name(&self, tier: usize) -> Arc<str> {
+        self.tiers.get(tier).map_or_else(|| Arc::from(""), |t| t.name.clone())
+    }
+}

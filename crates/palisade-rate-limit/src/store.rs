@@ -1,0 +1,189 @@
+//! The storage seam for keyed limits: [`KeyedStore`], and [`LocalStore`], the in-memory one.
+//!
+//! A keyed limit asks its store to admit a request for a key and, when the admission is not
+//! used (the service was dropped after `poll_ready`, the response future was dropped while
+//! waiting, a later tier refused), to give it back. [`LocalStore`] keeps one limiter per key
+//! in a bounded [`KeyedMap`]. A shared backend (Redis, a database) implements the same trait;
+//! because the trait is synchronous, such a backend is expected to answer from local state
+//! (for instance a lease of tokens fetched ahead of time and synced in the background)
+//! rather than block on the network per request.
+
+use std::any::Any;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::keyed::KeyedMap;
+use tokio::time::Instant;
+
+use crate::algorithm::{Admit, Algorithm, Cell, Denied, Status};
+use crate::limiter::{wait_nanos, Epoch};
+use crate::quota::Quota;
+
+/// Where keyed limits keep their state. See the [module docs](self).
+pub trait KeyedStore<K>: Send + Sync + 'static {
+    /// Admits `cost` for `key` at `now`. `max_wait` is `None` when requests are rejected at
+    /// once; with `Some`, the store may admit for a time up to `max_wait` ahead
+    /// ([`Grant::ready_at`]), holding that slot for the caller.
+    fn acquire(&self, key: &K, cost: u32, now: Instant, max_wait: Option<Duration>) -> Result<Grant, Denied>;
+
+    /// Gives back an admission that was never used.
+    fn refund(&self, grant: &Grant);
+
+    /// What the limit holds for `key`, if the store tracks it.
+    fn status(&self, key: &K, now: Instant) -> Option<Status>;
+
+    /// Keys tracked now.
+    fn keys(&self) -> usize;
+
+    /// Keys evicted so far.
+    fn evictions(&self) -> u64;
+}
+
+/// An admission by a limit: when the request may go, and what a refund needs.
+#[derive(Clone)]
+pub struct Grant {
+    ready_at: Instant,
+    cost: u32,
+    token: u64,
+    slot: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant")
+            .field("ready_at", &self.ready_at)
+            .field("cost", &self.cost)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Grant {
+    /// An admission of `cost` that may proceed at `ready_at`.
+    pub fn new(ready_at: Instant, cost: u32) -> Self {
+        Self { ready_at, cost, token: 0, slot: None }
+    }
+
+    /// Attaches a number the store needs for a refund.
+    #[must_use]
+    pub fn with_token(mut self, token: u64) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Attaches the state the store needs for a refund (e.g. the key's limiter).
+    #[must_use]
+    pub fn with_slot(mut self, slot: Arc<dyn Any + Send + Sync>) -> Self {
+        self.slot = Some(slot);
+        self
+    }
+
+    /// When the request may proceed.
+    pub fn ready_at(&self) -> Instant {
+        self.ready_at
+    }
+
+    /// The admitted cost.
+    pub fn cost(&self) -> u32 {
+        self.cost
+    }
+
+    /// The number attached with [`with_token`](Self::with_token).
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// The state attached with [`with_slot`](Self::with_slot).
+    pub fn slot(&self) -> Option<&Arc<dyn Any + Send + Sync>> {
+        self.slot.as_ref()
+    }
+
+    pub(crate) fn admit(&self) -> Admit {
+        // `ready_at` is not needed to refund.
+        Admit { ready_at: 0, token: self.token }
+    }
+}
+
+/// One key's limiter in a [`LocalStore`].
+#[derive(Debug)]
+struct KeyCell {
+    cell: Cell,
+}
+
+/// The in-memory [`KeyedStore`]: a limiter per key in a bounded
+/// [`KeyedMap`](palisade_core::keyed::KeyedMap). At most `max_keys` keys are held: when full,
+/// keys idle past the idle timeout go first, then the least recently used — no background
+/// task, no call to make. Evicting an idle key loses nothing once its limit has refilled.
+pub struct LocalStore<K> {
+    map: KeyedMap<K, KeyCell>,
+    algorithm: Algorithm,
+    quota: Arc<dyn Fn(&K) -> Quota + Send + Sync>,
+    epoch: Epoch,
+}
+
+impl<K> fmt::Debug for LocalStore<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalStore")
+            .field("algorithm", &self.algorithm)
+            .field("map", &self.map)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
+    pub(crate) fn new(
+        algorithm: Algorithm,
+        quota: Arc<dyn Fn(&K) -> Quota + Send + Sync>,
+        max_keys: usize,
+        idle_timeout: Option<Duration>,
+    ) -> Self {
+        Self { map: KeyedMap::new(max_keys, idle_timeout), algorithm, quota, epoch: Epoch::now() }
+    }
+
+    /// The most keys held.
+    pub fn capacity(&self) -> usize {
+        self.map.capacity()
+    }
+
+    fn cell(&self, key: &K) -> Arc<KeyCell> {
+        self.map.get_or_insert_with(key, || {
+            let quota = (self.quota)(key);
+            let quota = if quota.validate("quota").is_ok() {
+                quota
+            } else {
+                // An invalid per-key quota blocks the key rather than panicking.
+                Quota::new(0, Duration::from_secs(1)).burst(0)
+            };
+            KeyCell { cell: Cell::new(self.algorithm, &quota) }
+        })
+    }
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<K> {
+    #[inline]
+    fn acquire(&self, key: &K, cost: u32, now: Instant, max_wait: Option<Duration>) -> Result<Grant, Denied> {
+        let cell = self.cell(key);
+        let admit = cell.cell.acquire(self.epoch.nanos(now), cost, wait_nanos(max_wait))?;
+        Ok(Grant::new(self.epoch.instant(admit.ready_at), cost).with_token(admit.token).with_slot(cell))
+    }
+
+    fn refund(&self, grant: &Grant) {
+        if let Some(cell) = grant.slot().and_then(|s| s.downcast_ref::<KeyCell>()) {
+            cell.cell.refund(grant.admit(), grant.cost());
+        }
+    }
+
+    fn status(&self, key: &K, now: Instant) -> Option<Status> {
+        self.map.get(key).map(|c| c.cell.status(self.epoch.nanos(now)))
+    }
+
+    fn keys(&self) -> usize {
+        self.map.len()
+    }
+
+    fn evictions(&self) -> u64 {
+        self.map.evictions()
+    }
+}
