@@ -69,10 +69,13 @@ impl ChildGuard {
     /// with `crashed` requests in flight, when given).
     pub(crate) async fn kill(mut self, reason: KillReason, crashed: Option<usize>) -> Termination {
         kill_group(self.pid);
-        if let Some(mut child) = self.child.take() {
+        // The child stays in the guard while we wait: if this future is dropped meanwhile,
+        // `Drop` still reaps it and reports it.
+        if let Some(child) = self.child.as_mut() {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
+        self.child = None;
         let termination = Termination::Killed(reason);
         self.telemetry.ended(self.pid, termination, self.started.elapsed(), crashed);
         termination

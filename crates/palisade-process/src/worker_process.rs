@@ -232,7 +232,8 @@ struct WorkerConfig<C> {
 /// use tower::{Service, ServiceExt};
 ///
 /// let mut make = WorkerProcess::builder("./my-worker").max_in_flight(16).build()?;
-/// let mut worker = make.ready().await?.call(()).await?;
+/// // Any target type works; `()` here.
+/// let mut worker = ServiceExt::<()>::ready(&mut make).await?.call(()).await?;
 /// let answer = worker.ready().await?.call(b"ping".to_vec()).await?;
 /// # Ok(()) }
 /// ```

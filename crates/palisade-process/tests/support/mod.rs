@@ -95,7 +95,7 @@ pub fn echo_worker() -> PathBuf {
 }
 
 /// Records every event into a shared vector.
-pub fn recorder() -> (Arc<Mutex<Vec<ProcessEvent>>>, impl Fn(&ProcessEvent) + Send + Sync + 'static) {
+pub fn recorder() -> (Arc<Mutex<Vec<ProcessEvent>>>, impl Fn(&ProcessEvent) + Clone + Send + Sync + 'static) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     (events, move |e: &ProcessEvent| sink.lock().unwrap().push(e.clone()))
