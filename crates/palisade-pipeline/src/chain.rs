@@ -1,0 +1,322 @@
+//! The typed chain of stages behind a pipeline.
+//!
+//! [`PipelineBuilder`](crate::PipelineBuilder) nests stages as [`First`] and [`Then`]; the
+//! [`Chain`] trait is what makes a nest of stages a pipeline. These types show up in the
+//! pipeline's type (`PipelineService<In, Then<First<..>, ..>, _>`); box the pipeline
+//! (`tower::util::BoxCloneService`) or return `impl Service` to keep signatures short.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::error::StageError;
+use crate::handle::StageShared;
+use crate::stage::{Stage, StageFuture, StageKind, StageOptions, StageService};
+use crate::Processed;
+
+/// One item travelling between stages: its position in the input and the value, or the error
+/// of an earlier stage.
+#[doc(hidden)]
+pub type Msg<T> = Result<(u64, T), StageError>;
+
+/// Where a stage's worker reads its items from.
+#[doc(hidden)]
+pub trait Source<T>: Send + 'static {
+    /// The next item, `None` at the end.
+    fn poll_msg(&mut self, cx: &mut Context<'_>) -> Poll<Option<Msg<T>>>;
+}
+
+/// Where spawned stage workers go.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct SpawnCtx<'a> {
+    pub(crate) tasks: &'a mut JoinSet<()>,
+    pub(crate) ordered: bool,
+}
+
+/// The receiving end of a stage's output buffer.
+#[doc(hidden)]
+pub struct ChannelSource<T> {
+    pub(crate) rx: mpsc::Receiver<Msg<T>>,
+    pub(crate) upstream: Arc<StageShared>,
+}
+
+impl<T> fmt::Debug for ChannelSource<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelSource").field("stage", &self.upstream.name).finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> Source<T> for ChannelSource<T> {
+    #[inline]
+    fn poll_msg(&mut self, cx: &mut Context<'_>) -> Poll<Option<Msg<T>>> {
+        let msg = std::task::ready!(self.rx.poll_recv(cx));
+        if msg.is_some() {
+            self.upstream.queue_depth.add(-1);
+        }
+        Poll::Ready(msg)
+    }
+}
+
+impl<T> Drop for ChannelSource<T> {
+    fn drop(&mut self) {
+        let left = self.rx.len();
+        if left > 0 {
+            self.upstream.queue_depth.add(-(left as i64));
+        }
+    }
+}
+
+/// The input stream, numbered.
+pub(crate) struct StreamSource<St> {
+    stream: Pin<Box<St>>,
+    seq: u64,
+}
+
+impl<St> StreamSource<St> {
+    pub(crate) fn new(stream: St) -> Self {
+        Self { stream: Box::pin(stream), seq: 0 }
+    }
+}
+
+impl<St> Source<St::Item> for StreamSource<St>
+where
+    St: futures_core::Stream + Send + 'static,
+{
+    #[inline]
+    fn poll_msg(&mut self, cx: &mut Context<'_>) -> Poll<Option<Msg<St::Item>>> {
+        match std::task::ready!(self.stream.as_mut().poll_next(cx)) {
+            Some(item) => {
+                let seq = self.seq;
+                self.seq += 1;
+                Poll::Ready(Some(Ok((seq, item))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// A builder with no stage yet.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Start;
+
+/// The first stage of a chain.
+#[derive(Clone, Debug)]
+pub struct First<St>(pub(crate) St);
+
+/// A chain `P` followed by the stage `St`.
+#[derive(Clone, Debug)]
+pub struct Then<P, St> {
+    pub(crate) prev: P,
+    pub(crate) stage: St,
+}
+
+/// A chain under construction: what its current item type is and how a stage is appended.
+pub trait Link<In> {
+    /// The item type the next stage receives.
+    type Cur: Send + 'static;
+    /// The chain with `St` appended.
+    type Next<St>;
+    /// How many stages the chain has.
+    const LEN: usize;
+    #[doc(hidden)]
+    fn append<St>(self, stage: St) -> Self::Next<St>;
+}
+
+impl<In: Send + 'static> Link<In> for Start {
+    type Cur = In;
+    type Next<St> = First<St>;
+    const LEN: usize = 0;
+    fn append<St>(self, stage: St) -> First<St> {
+        First(stage)
+    }
+}
+
+impl<In, S, K> Link<In> for First<Stage<S, K, In>>
+where
+    S: tower_service::Service<In>,
+    K: StageKind<S::Response>,
+{
+    type Cur = K::Out;
+    type Next<St> = Then<Self, St>;
+    const LEN: usize = 1;
+    fn append<St>(self, stage: St) -> Then<Self, St> {
+        Then { prev: self, stage }
+    }
+}
+
+impl<In, P, S, K, T> Link<In> for Then<P, Stage<S, K, T>>
+where
+    P: Link<In>,
+    S: tower_service::Service<T>,
+    K: StageKind<S::Response>,
+{
+    type Cur = K::Out;
+    type Next<St> = Then<Self, St>;
+    const LEN: usize = P::LEN + 1;
+    fn append<St>(self, stage: St) -> Then<Self, St> {
+        Then { prev: self, stage }
+    }
+}
+
+/// A complete chain of stages from `In` to [`Out`](Chain::Out).
+pub trait Chain<In>: Clone + Send + 'static {
+    /// What the last stage produces.
+    type Out: Send + 'static;
+    /// The last stage's input type.
+    type LastIn: Send + 'static;
+    /// The future of one call through every stage.
+    type Future: Future<Output = Result<Processed<Self::Out>, StageError>> + Send + 'static;
+
+    #[doc(hidden)]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StageError>>;
+    #[doc(hidden)]
+    fn call(&mut self, req: In) -> Self::Future;
+    #[doc(hidden)]
+    fn spawn<Src: Source<In>>(self, ctx: &mut SpawnCtx<'_>, src: Src) -> ChannelSource<Self::Out>;
+    #[doc(hidden)]
+    fn last_options(&mut self) -> &mut StageOptions<Self::LastIn>;
+}
+
+impl<In, S, K> Chain<In> for First<Stage<S, K, In>>
+where
+    In: Send + 'static,
+    S: StageService<In>,
+    K: StageKind<S::Response>,
+{
+    type Out = K::Out;
+    type LastIn = In;
+    type Future = StageFuture<S::Future, K, In>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StageError>> {
+        self.0.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: In) -> Self::Future {
+        self.0.call(req)
+    }
+
+    fn spawn<Src: Source<In>>(self, ctx: &mut SpawnCtx<'_>, src: Src) -> ChannelSource<K::Out> {
+        self.0.spawn(ctx, src)
+    }
+
+    fn last_options(&mut self) -> &mut StageOptions<In> {
+        &mut self.0.opts
+    }
+}
+
+impl<In, P, S, K> Chain<In> for Then<P, Stage<S, K, P::Out>>
+where
+    In: Send + 'static,
+    P: Chain<In>,
+    S: StageService<P::Out>,
+    K: StageKind<S::Response>,
+{
+    type Out = K::Out;
+    type LastIn = P::Out;
+    type Future = ThenFuture<P::Future, S, K, P::Out>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StageError>> {
+        self.prev.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: In) -> Self::Future {
+        // The later stages are called on clones polled ready inside the future (the first
+        // stage was polled ready through `poll_ready`).
+        ThenFuture {
+            state: ThenState::Prev { fut: self.prev.call(req), stage: Some(self.stage.clone()) },
+        }
+    }
+
+    fn spawn<Src: Source<In>>(self, ctx: &mut SpawnCtx<'_>, src: Src) -> ChannelSource<K::Out> {
+        let mid = self.prev.spawn(ctx, src);
+        self.stage.spawn(ctx, mid)
+    }
+
+    fn last_options(&mut self) -> &mut StageOptions<P::Out> {
+        &mut self.stage.opts
+    }
+}
+
+pin_project! {
+    /// A call through a chain: the earlier stages, then this one.
+    pub struct ThenFuture<PF, S, K, T>
+    where
+        S: tower_service::Service<T>,
+    {
+        #[pin]
+        state: ThenState<PF, S, K, T>,
+    }
+}
+
+pin_project! {
+    #[project = ThenProj]
+    enum ThenState<PF, S, K, T>
+    where
+        S: tower_service::Service<T>,
+    {
+        Prev { #[pin] fut: PF, stage: Option<Stage<S, K, T>> },
+        Ready { stage: Stage<S, K, T>, item: Option<T> },
+        Call { #[pin] fut: StageFuture<S::Future, K, T> },
+    }
+}
+
+impl<PF, S, K, T> fmt::Debug for ThenFuture<PF, S, K, T>
+where
+    S: tower_service::Service<T>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThenFuture").finish_non_exhaustive()
+    }
+}
+
+fn polled_after_completion() -> StageError {
+    StageError::new(Arc::from("pipeline"), 0, None, "pipeline future polled after completion".into())
+}
+
+impl<PF, S, K, T> Future for ThenFuture<PF, S, K, T>
+where
+    PF: Future<Output = Result<Processed<T>, StageError>>,
+    S: StageService<T>,
+    K: StageKind<S::Response>,
+    T: Send + 'static,
+{
+    type Output = Result<Processed<K::Out>, StageError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                ThenProj::Prev { fut, stage } => {
+                    let item = match std::task::ready!(fut.poll(cx)) {
+                        Ok(Processed::Item(item)) => item,
+                        Ok(Processed::Filtered(f)) => return Poll::Ready(Ok(Processed::Filtered(f))),
+                        Err(e) => return Poll::Ready(Err(e)),
+                    };
+                    let Some(stage) = stage.take() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    state.set(ThenState::Ready { stage, item: Some(item) });
+                }
+                ThenProj::Ready { stage, item } => {
+                    std::task::ready!(stage.poll_ready(cx))?;
+                    let Some(item) = item.take() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    let fut = stage.call(item);
+                    state.set(ThenState::Call { fut });
+                }
+                ThenProj::Call { fut } => return fut.poll(cx),
+            }
+        }
+    }
+}
