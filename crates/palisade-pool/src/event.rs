@@ -1,0 +1,112 @@
+//! Events published by a [`PoolService`](crate::PoolService).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::event::Event;
+
+/// Why a member was added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScaleUpReason {
+    /// Fewer than `min_size` members existed.
+    Minimum,
+    /// Utilisation (in-flight / capacity) reached `scale_up_utilisation`.
+    Utilisation,
+    /// `scale_up_queue` requests were waiting with no member free.
+    Queue,
+    /// An evicted member was replaced.
+    Replacement,
+}
+
+/// Why a member was retired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScaleDownReason {
+    /// Utilisation stayed below `scale_down_utilisation` for `scale_down_after`.
+    LowUtilisation,
+    /// The member was idle longer than `idle_timeout`.
+    Idle,
+}
+
+/// Why a member was evicted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EvictReason {
+    /// Its `poll_ready` returned this error.
+    NotReady(Arc<str>),
+    /// This many calls in a row were classified as failures.
+    ConsecutiveFailures(u32),
+    /// It failed its periodic health check.
+    HealthCheck,
+}
+
+/// What a [`PoolService`](crate::PoolService) publishes to its listeners (and to `tracing`,
+/// target `palisade`, pattern `pool`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum PoolEvent {
+    /// A member was made and joined the pool.
+    ScaledUp {
+        /// The new member's id.
+        member: u64,
+        /// Members now.
+        members: usize,
+        /// Why it was made.
+        reason: ScaleUpReason,
+    },
+    /// A member was retired.
+    ScaledDown {
+        /// The retired member's id.
+        member: u64,
+        /// Members now.
+        members: usize,
+        /// Why.
+        reason: ScaleDownReason,
+    },
+    /// An unhealthy member was evicted (a replacement is made).
+    Evicted {
+        /// The evicted member's id.
+        member: u64,
+        /// Members now.
+        members: usize,
+        /// Why.
+        reason: EvictReason,
+    },
+    /// Making a member failed; the next attempt is `retry_in` away.
+    MakeFailed {
+        /// Failures in a row.
+        attempt: u32,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+        /// The error's message.
+        error: Arc<str>,
+    },
+    /// Shutdown began: no new requests are accepted.
+    ShutdownStarted,
+    /// Shutdown finished and the members were dropped.
+    ShutdownFinished {
+        /// Whether every queued and in-flight request finished before the deadline.
+        drained: bool,
+    },
+}
+
+impl Event for PoolEvent {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::ScaledUp { .. } => "scaled_up",
+            Self::ScaledDown { .. } => "scaled_down",
+            Self::Evicted { .. } => "evicted",
+            Self::MakeFailed { .. } => "make_failed",
+            Self::ShutdownStarted => "shutdown_started",
+            Self::ShutdownFinished { .. } => "shutdown_finished",
+        }
+    }
+
+    fn level(&self) -> tracing::Level {
+        match self {
+            Self::Evicted { .. } | Self::MakeFailed { .. } => tracing::Level::WARN,
+            _ => tracing::Level::INFO,
+        }
+    }
+}

@@ -1,0 +1,686 @@
+//! The worker task that owns a pool's members: it takes queued requests, polls members for
+//! readiness, dispatches, scales and heals. Modelled on tower's `buffer` worker.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::{BinaryHeap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use palisade_core::classify::Classify;
+use palisade_core::rng::AtomicRng;
+use palisade_core::BoxError;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
+use tower_service::Service;
+
+use crate::config::{Strategy, WorkerConfig};
+use crate::event::{EvictReason, PoolEvent, ScaleDownReason, ScaleUpReason};
+use crate::handle::{Control, ShutdownReport};
+use crate::member::{Judge, MemberState, MemberView, Tracked};
+use crate::shared::Shared;
+use crate::sizing::Backoff;
+
+pub(crate) type BoxResponse<Res> = Pin<Box<dyn Future<Output = Result<Res, BoxError>> + Send>>;
+pub(crate) type Reply<Res> = oneshot::Sender<Result<BoxResponse<Res>, BoxError>>;
+type MakeFuture<S> = Pin<Box<dyn Future<Output = Result<S, BoxError>> + Send>>;
+type CheckFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
+
+/// One accepted request on its way to a member.
+pub(crate) struct Message<Req, Res> {
+    pub(crate) request: Req,
+    pub(crate) reply: Reply<Res>,
+    pub(crate) priority: u8,
+    /// The queue place; given back when the message leaves the queue.
+    pub(crate) slot: OwnedSemaphorePermit,
+}
+
+// === queue ===
+
+struct Ranked<Req, Res> {
+    priority: u8,
+    seq: u64,
+    message: Message<Req, Res>,
+}
+
+impl<Req, Res> PartialEq for Ranked<Req, Res> {
+    fn eq(&self, other: &Self) -> bool {
+        self.priority == other.priority && self.seq == other.seq
+    }
+}
+
+impl<Req, Res> Eq for Ranked<Req, Res> {}
+
+impl<Req, Res> PartialOrd for Ranked<Req, Res> {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<Req, Res> Ord for Ranked<Req, Res> {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        // Highest priority first, then the earliest arrival.
+        self.priority.cmp(&other.priority).then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+enum Queue<Req, Res> {
+    Fifo(VecDeque<Message<Req, Res>>),
+    Priority { heap: BinaryHeap<Ranked<Req, Res>>, seq: u64 },
+}
+
+impl<Req, Res> Queue<Req, Res> {
+    fn push(&mut self, message: Message<Req, Res>) {
+        match self {
+            Self::Fifo(q) => q.push_back(message),
+            Self::Priority { heap, seq } => {
+                *seq += 1;
+                heap.push(Ranked { priority: message.priority, seq: *seq, message });
+            }
+        }
+    }
+
+    fn pop(&mut self) -> Option<Message<Req, Res>> {
+        match self {
+            Self::Fifo(q) => q.pop_front(),
+            Self::Priority { heap, .. } => heap.pop().map(|r| r.message),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Fifo(q) => q.len(),
+            Self::Priority { heap, .. } => heap.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops messages whose caller went away (registering to hear about the others).
+    fn prune_cancelled(&mut self, cx: &mut Context<'_>) -> usize {
+        let before = self.len();
+        let mut keep = |m: &mut Message<Req, Res>| m.reply.poll_closed(cx).is_pending();
+        match self {
+            Self::Fifo(q) => q.retain_mut(keep),
+            Self::Priority { heap, .. } => {
+                let mut v = std::mem::take(heap).into_vec();
+                v.retain_mut(|r| keep(&mut r.message));
+                *heap = BinaryHeap::from(v);
+            }
+        }
+        before - self.len()
+    }
+}
+
+// === members ===
+
+struct Member<S, C> {
+    service: S,
+    /// `poll_ready` returned `Ready(Ok)` and no call spent it yet.
+    ready: bool,
+    state: Arc<MemberState<C>>,
+    last_active: Instant,
+    /// A call was dispatched since the last housekeeping.
+    active: bool,
+    check_due: bool,
+}
+
+struct Draining {
+    deadline: Pin<Box<Sleep>>,
+    replies: Vec<oneshot::Sender<ShutdownReport>>,
+}
+
+pub(crate) struct Worker<M, T, S, Req, C>
+where
+    S: Service<Req>,
+{
+    make: M,
+    target: T,
+    making: Option<(MakeFuture<S>, ScaleUpReason)>,
+    retry_at: Option<Pin<Box<Sleep>>>,
+    backoff: Backoff,
+    members: Vec<Member<S, C>>,
+    queue: Queue<Req, S::Response>,
+    rx: mpsc::UnboundedReceiver<Message<Req, S::Response>>,
+    rx_open: bool,
+    control: mpsc::UnboundedReceiver<Control>,
+    shared: Arc<Shared>,
+    judge: Arc<Judge<C>>,
+    config: WorkerConfig<Req>,
+    housekeeping: Interval,
+    rng: AtomicRng,
+    next_turn: usize,
+    low_since: Option<Instant>,
+    replacements_owed: usize,
+    next_id: u64,
+    checks: Vec<(u64, CheckFuture)>,
+    next_check: Option<Instant>,
+    draining: Option<Draining>,
+    candidates: Vec<usize>,
+}
+
+impl<M, T, S, Req, C> Worker<M, T, S, Req, C>
+where
+    M: Service<T, Response = S>,
+    M::Error: Into<BoxError>,
+    M::Future: Send + 'static,
+    T: Clone,
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    C: Classify<S::Response, S::Error> + Send + Sync + 'static,
+{
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        make: M,
+        target: T,
+        config: WorkerConfig<Req>,
+        shared: Arc<Shared>,
+        classifier: C,
+        threshold: u32,
+        decay: Option<Duration>,
+        backoff: Backoff,
+        rng: AtomicRng,
+        rx: mpsc::UnboundedReceiver<Message<Req, S::Response>>,
+        control: mpsc::UnboundedReceiver<Control>,
+    ) -> Self {
+        let queue = Queue::Fifo(VecDeque::new());
+        let mut housekeeping = tokio::time::interval(config.housekeeping_interval);
+        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let next_check = config.health_check.as_ref().map(|h| Instant::now() + h.interval);
+        Self {
+            make,
+            target,
+            making: None,
+            retry_at: None,
+            backoff,
+            members: Vec::with_capacity(config.sizing.max),
+            queue,
+            rx,
+            rx_open: true,
+            control,
+            judge: Arc::new(Judge { classifier, threshold, decay, shared: shared.clone() }),
+            shared,
+            housekeeping,
+            rng,
+            next_turn: 0,
+            low_since: None,
+            replacements_owed: 0,
+            next_id: 0,
+            checks: Vec::new(),
+            next_check,
+            draining: None,
+            candidates: Vec::with_capacity(config.sizing.max),
+            config,
+        }
+    }
+
+    /// Switches to a priority queue.
+    pub(crate) fn with_priority(mut self) -> Self {
+        self.queue = Queue::Priority { heap: BinaryHeap::new(), seq: 0 };
+        self
+    }
+
+    pub(crate) async fn run(mut self) {
+        std::future::poll_fn(|cx| self.turn(cx)).await;
+    }
+
+    fn turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.shared.waker.register(cx.waker());
+        while let Poll::Ready(Some(control)) = self.control.poll_recv(cx) {
+            self.control(control);
+        }
+        self.intake(cx);
+        while self.housekeeping.poll_tick(cx).is_ready() {
+            self.housekeep();
+        }
+        loop {
+            self.evict_unhealthy();
+            self.dispatch(cx);
+            self.poll_checks(cx);
+            if self.draining.is_none() {
+                self.start_making(cx);
+            }
+            if !self.poll_making(cx) {
+                break;
+            }
+        }
+        if let Some(draining) = &mut self.draining {
+            if self.queue.is_empty() && self.shared.in_flight.get() <= 0 {
+                self.finish_shutdown(true);
+                return Poll::Ready(());
+            }
+            if draining.deadline.as_mut().poll(cx).is_ready() {
+                self.finish_shutdown(false);
+                return Poll::Ready(());
+            }
+        } else if !self.rx_open && self.queue.is_empty() {
+            // Every service is gone and every accepted request was dispatched.
+            self.members.clear();
+            self.publish_members();
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    fn control(&mut self, control: Control) {
+        match control {
+            Control::Shutdown { deadline, done } => {
+                if let Some(d) = &mut self.draining {
+                    d.replies.push(done);
+                    return;
+                }
+                self.shared.close();
+                self.shared.events.publish(PoolEvent::ShutdownStarted);
+                self.making = None;
+                self.retry_at = None;
+                self.draining =
+                    Some(Draining { deadline: Box::pin(tokio::time::sleep(deadline)), replies: vec![done] });
+            }
+        }
+    }
+
+    fn intake(&mut self, cx: &mut Context<'_>) {
+        while self.rx_open {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(message)) => self.queue.push(message),
+                Poll::Ready(None) => self.rx_open = false,
+                Poll::Pending => break,
+            }
+        }
+    }
+
+    fn finish_shutdown(&mut self, drained: bool) {
+        self.rx.close();
+        while let Ok(message) = self.rx.try_recv() {
+            self.queue.push(message);
+        }
+        let abandoned = self.queue.len();
+        while let Some(message) = self.queue.pop() {
+            self.shared.queued.add(-1);
+            let _ = message.reply.send(Err(self.shared.closed_error()));
+        }
+        let in_flight = usize::try_from(self.shared.in_flight.get()).unwrap_or(0);
+        self.members.clear();
+        self.checks.clear();
+        self.publish_members();
+        let drained = drained && abandoned == 0;
+        self.shared.events.publish(PoolEvent::ShutdownFinished { drained });
+        let report = ShutdownReport { drained, abandoned, in_flight };
+        if let Some(d) = self.draining.take() {
+            for reply in d.replies {
+                let _ = reply.send(report);
+            }
+        }
+    }
+
+    // === dispatch ===
+
+    fn eligible(&self, i: usize) -> bool {
+        let m = &self.members[i];
+        m.ready && m.state.counters.in_flight() < self.config.member_concurrency && !m.state.counters.is_unhealthy()
+    }
+
+    fn pick(&mut self) -> Option<usize> {
+        let n = self.members.len();
+        if n == 0 {
+            return None;
+        }
+        match self.config.strategy {
+            Strategy::RoundRobin => {
+                let i = (0..n).map(|k| (self.next_turn + k) % n).find(|&i| self.eligible(i))?;
+                self.next_turn = i + 1;
+                Some(i)
+            }
+            Strategy::LeastInFlight => {
+                let i = (0..n)
+                    .map(|k| (self.next_turn + k) % n)
+                    .filter(|&i| self.eligible(i))
+                    .min_by_key(|&i| self.members[i].state.counters.in_flight())?;
+                self.next_turn = i + 1;
+                Some(i)
+            }
+            Strategy::PowerOfTwoChoices | Strategy::PeakEwma => {
+                self.candidates.clear();
+                for i in 0..n {
+                    if self.eligible(i) {
+                        self.candidates.push(i);
+                    }
+                }
+                match self.candidates.len() {
+                    0 => None,
+                    1 => Some(self.candidates[0]),
+                    len => {
+                        let a = self.rng.below(len as u64) as usize;
+                        let mut b = self.rng.below(len as u64 - 1) as usize;
+                        if b >= a {
+                            b += 1;
+                        }
+                        let (a, b) = (self.candidates[a], self.candidates[b]);
+                        Some(if self.load(b) < self.load(a) { b } else { a })
+                    }
+                }
+            }
+        }
+    }
+
+    fn load(&self, i: usize) -> u64 {
+        let c = &self.members[i].state.counters;
+        let in_flight = c.in_flight() as u64;
+        match self.config.strategy {
+            Strategy::PeakEwma => c.rtt_nanos().saturating_mul(in_flight + 1),
+            _ => in_flight,
+        }
+    }
+
+    /// Polls readiness of the member at `i`; evicts it on error. Returns whether it is
+    /// still there.
+    fn poll_member(&mut self, i: usize, cx: &mut Context<'_>) -> bool {
+        let m = &mut self.members[i];
+        if m.ready || m.state.counters.is_unhealthy() {
+            return true;
+        }
+        match m.service.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {
+                m.ready = true;
+                true
+            }
+            Poll::Ready(Err(err)) => {
+                let err: BoxError = err.into();
+                self.evict(i, EvictReason::NotReady(err.to_string().into()));
+                false
+            }
+            Poll::Pending => true,
+        }
+    }
+
+    fn dispatch(&mut self, cx: &mut Context<'_>) {
+        let checks_due = self.members.iter().any(|m| m.check_due);
+        if self.queue.is_empty() && !checks_due {
+            return;
+        }
+        let mut i = 0;
+        while i < self.members.len() {
+            if self.poll_member(i, cx) {
+                i += 1;
+            }
+        }
+        if checks_due {
+            self.start_checks();
+        }
+        while !self.queue.is_empty() {
+            let Some(i) = self.pick() else { break };
+            let Some(message) = self.queue.pop() else { break };
+            self.shared.queued.add(-1);
+            if message.reply.is_closed() {
+                continue;
+            }
+            self.call(i, message);
+            self.poll_member(i, cx);
+        }
+        if !self.queue.is_empty() {
+            let pruned = self.queue.prune_cancelled(cx);
+            if pruned > 0 {
+                self.shared.queued.add(-(pruned as i64));
+            }
+        }
+    }
+
+    fn call(&mut self, i: usize, message: Message<Req, S::Response>) {
+        let Message { request, reply, slot, .. } = message;
+        // The request left the queue: its place is free again.
+        drop(slot);
+        let m = &mut self.members[i];
+        m.ready = false;
+        m.active = true;
+        m.state.counters.in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.shared.in_flight.add(1);
+        let started = self.judge.decay.map(|_| Instant::now());
+        let future = Tracked::new(m.service.call(request), m.state.clone(), started);
+        // If the caller went away meanwhile, the call is dropped (cancelled) right here.
+        let _ = reply.send(Ok(Box::pin(future)));
+    }
+
+    // === health ===
+
+    fn start_checks(&mut self) {
+        let Some(check) = &self.config.health_check else { return };
+        for m in &mut self.members {
+            if !(m.check_due && m.ready) {
+                continue;
+            }
+            m.check_due = false;
+            m.ready = false;
+            let call = m.service.call((check.request)());
+            let judge = self.judge.clone();
+            let timeout = check.timeout;
+            let fut = async move {
+                match tokio::time::timeout(timeout, call).await {
+                    Ok(result) => !judge.classifier.classify(&result).is_failure(),
+                    Err(_) => false,
+                }
+            };
+            self.checks.push((m.state.counters.id, Box::pin(fut)));
+        }
+    }
+
+    fn poll_checks(&mut self, cx: &mut Context<'_>) {
+        let mut k = 0;
+        while k < self.checks.len() {
+            let Poll::Ready(healthy) = self.checks[k].1.as_mut().poll(cx) else {
+                k += 1;
+                continue;
+            };
+            let (id, _) = self.checks.swap_remove(k);
+            if !healthy {
+                if let Some(i) = self.members.iter().position(|m| m.state.counters.id == id) {
+                    self.evict(i, EvictReason::HealthCheck);
+                }
+            }
+        }
+    }
+
+    fn evict_unhealthy(&mut self) {
+        let mut i = self.members.len();
+        while i > 0 {
+            i -= 1;
+            if self.members[i].state.counters.is_unhealthy() {
+                self.evict(i, EvictReason::ConsecutiveFailures(self.judge.threshold));
+            }
+        }
+    }
+
+    fn evict(&mut self, i: usize, reason: EvictReason) {
+        let m = self.members.remove(i);
+        self.shared.evicted.increment();
+        self.replacements_owed = (self.replacements_owed + 1).min(self.config.sizing.max);
+        self.publish_members();
+        self.shared.events.publish(PoolEvent::Evicted {
+            member: m.state.counters.id,
+            members: self.members.len(),
+            reason,
+        });
+        // Calls in flight on it keep running: their callers own them.
+    }
+
+    // === scaling ===
+
+    fn utilisation(&self) -> f64 {
+        let capacity = self.members.len() * self.config.member_concurrency;
+        if capacity == 0 {
+            return if self.queue.is_empty() { 0.0 } else { 1.0 };
+        }
+        let in_flight: usize = self.members.iter().map(|m| m.state.counters.in_flight()).sum();
+        in_flight as f64 / capacity as f64
+    }
+
+    fn start_making(&mut self, cx: &mut Context<'_>) {
+        if self.making.is_some() {
+            return;
+        }
+        if let Some(retry_at) = &mut self.retry_at {
+            if retry_at.as_mut().poll(cx).is_pending() {
+                return;
+            }
+            self.retry_at = None;
+        }
+        let n = self.members.len();
+        let sizing = self.config.sizing;
+        let reason = if n < sizing.min {
+            ScaleUpReason::Minimum
+        } else if !sizing.can_grow(n) {
+            return;
+        } else if self.replacements_owed > 0 {
+            ScaleUpReason::Replacement
+        } else if self.config.scale_up_queue > 0 && self.queue.len() >= self.config.scale_up_queue {
+            ScaleUpReason::Queue
+        } else if n > 0 && self.utilisation() >= self.config.scale_up_utilisation {
+            ScaleUpReason::Utilisation
+        } else {
+            return;
+        };
+        match self.make.poll_ready(cx) {
+            Poll::Pending => {}
+            Poll::Ready(Err(err)) => self.make_failed(&err.into(), cx),
+            Poll::Ready(Ok(())) => {
+                let fut = self.make.call(self.target.clone());
+                let fut: MakeFuture<S> = match self.config.make_timeout {
+                    None => Box::pin(async move { fut.await.map_err(Into::into) }),
+                    Some(limit) => {
+                        let name = self.shared.name.clone();
+                        Box::pin(async move {
+                            match tokio::time::timeout(limit, fut).await {
+                                Ok(res) => res.map_err(Into::into),
+                                Err(_) => Err(palisade_core::rejection::TimedOut::new(name, limit).into()),
+                            }
+                        })
+                    }
+                };
+                self.making = Some((fut, reason));
+            }
+        }
+    }
+
+    /// Drives the member being made; returns `true` when one joined.
+    fn poll_making(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some((fut, reason)) = &mut self.making else { return false };
+        let Poll::Ready(result) = fut.as_mut().poll(cx) else { return false };
+        let reason = *reason;
+        self.making = None;
+        match result {
+            Ok(service) => {
+                self.backoff.succeed();
+                if reason == ScaleUpReason::Replacement || self.replacements_owed > 0 {
+                    self.replacements_owed = self.replacements_owed.saturating_sub(1);
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                let state = Arc::new(MemberState::new(id, self.judge.clone(), self.config.default_rtt));
+                self.members.push(Member {
+                    service,
+                    ready: false,
+                    state,
+                    last_active: Instant::now(),
+                    active: false,
+                    check_due: false,
+                });
+                self.shared.made.increment();
+                self.publish_members();
+                self.shared.events.publish(PoolEvent::ScaledUp { member: id, members: self.members.len(), reason });
+                true
+            }
+            Err(err) => {
+                self.make_failed(&err, cx);
+                false
+            }
+        }
+    }
+
+    fn make_failed(&mut self, err: &BoxError, cx: &mut Context<'_>) {
+        self.shared.make_failures.increment();
+        let retry_in = self.backoff.fail();
+        let mut sleep = Box::pin(tokio::time::sleep(retry_in));
+        // Register for the wake-up now: nothing else may wake the worker.
+        let _ = sleep.as_mut().poll(cx);
+        self.retry_at = Some(sleep);
+        tracing::debug!(target: "palisade", pool = %self.shared.name, error = %err, "making a member failed");
+        self.shared.events.publish(PoolEvent::MakeFailed {
+            attempt: self.backoff.failures(),
+            retry_in,
+            error: err.to_string().into(),
+        });
+    }
+
+    fn housekeep(&mut self) {
+        let now = Instant::now();
+        for m in &mut self.members {
+            if m.active || m.state.counters.in_flight() > 0 {
+                m.last_active = now;
+                m.active = false;
+            }
+        }
+        if self.draining.is_some() {
+            return;
+        }
+        if let (Some(check), Some(next)) = (&self.config.health_check, self.next_check) {
+            if now >= next {
+                for m in &mut self.members {
+                    m.check_due = true;
+                }
+                self.next_check = Some(now + check.interval);
+            }
+        }
+        if self.utilisation() < self.config.scale_down_utilisation && self.queue.is_empty() {
+            let since = *self.low_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= self.config.scale_down_after
+                && self.config.sizing.can_shrink(self.members.len())
+                && self.retire_one(now, Duration::ZERO, ScaleDownReason::LowUtilisation)
+            {
+                self.low_since = Some(now);
+            }
+        } else {
+            self.low_since = None;
+        }
+        if let Some(idle) = self.config.idle_timeout {
+            while self.config.sizing.can_shrink(self.members.len())
+                && self.retire_one(now, idle, ScaleDownReason::Idle)
+            {}
+        }
+    }
+
+    /// Retires the longest-idle member with no call in flight that has been idle for at
+    /// least `idle_for`.
+    fn retire_one(&mut self, now: Instant, idle_for: Duration, reason: ScaleDownReason) -> bool {
+        let candidate = self
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| {
+                m.state.counters.in_flight() == 0 && now.saturating_duration_since(m.last_active) >= idle_for
+            })
+            .min_by_key(|(_, m)| m.last_active)
+            .map(|(i, _)| i);
+        let Some(i) = candidate else { return false };
+        let m = self.members.remove(i);
+        self.shared.retired.increment();
+        self.publish_members();
+        self.shared.events.publish(PoolEvent::ScaledDown {
+            member: m.state.counters.id,
+            members: self.members.len(),
+            reason,
+        });
+        true
+    }
+
+    fn publish_members(&self) {
+        let views: Vec<Arc<dyn MemberView>> =
+            self.members.iter().map(|m| m.state.clone() as Arc<dyn MemberView>).collect();
+        self.shared.member_count.set(views.len() as i64);
+        *self.shared.members() = views;
+    }
+}

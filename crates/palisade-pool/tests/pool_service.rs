@@ -1,0 +1,671 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use palisade_core::rejection::{find, Closed, Overloaded};
+use palisade_pool::{
+    EvictReason, PoolEvent, PoolService, ScaleDownReason, ScaleUpReason, Strategy, WhenFull,
+};
+use support::{settle, Behaviour, Events, Factory, Job};
+use tokio::time::{advance, Instant};
+use tokio_test::{assert_pending, assert_ready, assert_ready_ok, task};
+use tower::{Service, ServiceExt};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+async fn call(svc: &PoolService<Job, (u64, u32)>, job: Job) -> Result<(u64, u32), palisade_core::BoxError> {
+    svc.clone().oneshot(job).await
+}
+
+fn spawn_call(
+    svc: &PoolService<Job, (u64, u32)>,
+    job: Job,
+) -> tokio::task::JoinHandle<Result<(u64, u32), palisade_core::BoxError>> {
+    let svc = svc.clone();
+    tokio::spawn(async move { svc.oneshot(job).await })
+}
+
+// === dispatch strategies ===
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn round_robin_takes_members_in_turn() {
+    let f = Factory::new();
+    let pool = PoolService::builder()
+        .min_size(3)
+        .max_size(3)
+        .member_concurrency(10)
+        .strategy(Strategy::RoundRobin)
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    assert_eq!(pool.snapshot().members.len(), 3);
+    for n in 0..9 {
+        call(&pool, Job::new(n)).await.unwrap();
+    }
+    assert_eq!(f.served_by(), vec![0, 1, 2, 0, 1, 2, 0, 1, 2]);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn least_in_flight_avoids_the_busy_member() {
+    let f = Factory::new();
+    let pool = PoolService::builder()
+        .min_size(3)
+        .max_size(3)
+        .member_concurrency(10)
+        .strategy(Strategy::LeastInFlight)
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    let long = spawn_call(&pool, Job::new(100).work(1_000));
+    settle().await;
+    let busy = f.served_by()[0];
+    for n in 0..6 {
+        call(&pool, Job::new(n)).await.unwrap();
+    }
+    let served = f.served_by();
+    assert!(served[1..].iter().all(|&m| m != busy), "{served:?}");
+    // Long jobs spread evenly.
+    let longs: Vec<_> = (0..5).map(|n| spawn_call(&pool, Job::new(200 + n).work(1_000))).collect();
+    settle().await;
+    let mut in_flight: Vec<_> = pool.snapshot().members.iter().map(|m| m.in_flight).collect();
+    in_flight.sort_unstable();
+    assert_eq!(in_flight, vec![2, 2, 2]);
+    advance(ms(1_000)).await;
+    long.await.unwrap().unwrap();
+    for l in longs {
+        l.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn power_of_two_choices_picks_the_less_loaded() {
+    let f = Factory::new();
+    let pool = PoolService::builder()
+        .min_size(2)
+        .max_size(2)
+        .member_concurrency(10)
+        .strategy(Strategy::PowerOfTwoChoices)
+        .seed(7)
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    let _long = spawn_call(&pool, Job::new(100).work(10_000));
+    settle().await;
+    let busy = f.served_by()[0];
+    for n in 0..20 {
+        call(&pool, Job::new(n)).await.unwrap();
+    }
+    assert!(f.served_by()[1..].iter().all(|&m| m != busy));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn peak_ewma_avoids_the_slow_member() {
+    let f = Factory::new();
+    let pool = PoolService::builder()
+        .min_size(2)
+        .max_size(2)
+        .member_concurrency(10)
+        .strategy(Strategy::PeakEwma)
+        .peak_ewma(ms(30), Duration::from_secs(10))
+        .seed(3)
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    // One slow answer (500 ms) marks its member slow.
+    call(&pool, Job::new(100).work(500)).await.unwrap();
+    let slow = f.served_by()[0];
+    for n in 0..20 {
+        call(&pool, Job::new(n).work(1)).await.unwrap();
+    }
+    assert!(f.served_by()[1..].iter().all(|&m| m != slow), "{:?}", f.served_by());
+}
+
+// === queue ===
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn full_queue_rejects_with_overloaded() {
+    let f = Factory::new();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .queue_capacity(2)
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    let running = spawn_call(&pool, Job::new(0).work(100));
+    settle().await;
+    let queued: Vec<_> = (1..3).map(|n| spawn_call(&pool, Job::new(n).work(100))).collect();
+    settle().await;
+    assert_eq!(pool.snapshot().queued, 2);
+    let err = call(&pool, Job::new(3)).await.unwrap_err();
+    assert!(find::<Overloaded>(err.as_ref()).is_some(), "{err}");
+    assert_eq!(pool.snapshot().rejected, 1);
+    advance(ms(300)).await;
+    running.await.unwrap().unwrap();
+    for q in queued {
+        q.await.unwrap().unwrap();
+    }
+    assert_eq!(pool.snapshot().queued, 0);
+    assert_eq!(f.jobs(), vec![0, 1, 2]);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn priority_orders_the_queue() {
+    let f = Factory::new();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .priority(|j: &Job| j.priority)
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    let mut calls = vec![spawn_call(&pool, Job::new(0).work(10))];
+    settle().await;
+    for (n, p) in [(1, 1), (2, 5), (3, 3), (4, 5), (5, 0)] {
+        calls.push(spawn_call(&pool, Job::new(n).priority(p).work(10)));
+        settle().await;
+    }
+    advance(ms(100)).await;
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    assert_eq!(f.jobs(), vec![0, 2, 4, 3, 1, 5]);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn fifo_without_priority() {
+    let f = Factory::new();
+    let pool = PoolService::builder().min_size(1).max_size(1).build(f.make()).unwrap();
+    settle().await;
+    let mut calls = Vec::new();
+    for n in 0..5 {
+        calls.push(spawn_call(&pool, Job::new(n).priority(n as u8).work(10)));
+        settle().await;
+    }
+    advance(ms(100)).await;
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    assert_eq!(f.jobs(), vec![0, 1, 2, 3, 4]);
+}
+
+// === the tower five ===
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn poll_ready_reserves_a_place_without_calling() {
+    let f = Factory::new();
+    let pool = PoolService::builder().max_size(1).queue_capacity(1).build(f.make()).unwrap();
+    settle().await;
+    let mut a = pool.clone();
+    assert_ready_ok!(task::spawn(()).enter(|cx, _| a.poll_ready(cx)));
+    // The only place is reserved by `a`: another clone is shed (Reject) ...
+    let err = call(&pool, Job::new(1)).await.unwrap_err();
+    assert!(err.is::<Overloaded>());
+    // ... or waits (Wait).
+    let b = PoolService::builder()
+        .max_size(1)
+        .queue_capacity(1)
+        .when_full(WhenFull::Wait)
+        .build(Factory::new().make())
+        .unwrap();
+    let mut b1 = b.clone();
+    let mut b2 = b.clone();
+    assert_ready_ok!(task::spawn(()).enter(|cx, _| b1.poll_ready(cx)));
+    let mut waiting = task::spawn(b2.ready());
+    assert_pending!(waiting.poll());
+    // Spending the reservation works.
+    assert_eq!(a.call(Job::new(7)).await.unwrap().1, 7);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn dropping_a_service_frees_its_reservation() {
+    let pool = PoolService::builder()
+        .max_size(1)
+        .queue_capacity(1)
+        .when_full(WhenFull::Wait)
+        .build(Factory::new().make())
+        .unwrap();
+    let mut a = pool.clone();
+    assert_ready_ok!(task::spawn(()).enter(|cx, _| a.poll_ready(cx)));
+    let mut b = pool.clone();
+    let mut waiting = task::spawn(b.ready());
+    assert_pending!(waiting.poll());
+    drop(a);
+    assert!(waiting.is_woken());
+    assert_ready_ok!(waiting.poll());
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn dropping_a_queued_response_future_frees_its_place() {
+    let f = Factory::new();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .queue_capacity(1)
+        .when_full(WhenFull::Wait)
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    let running = spawn_call(&pool, Job::new(0).work(1_000));
+    settle().await;
+    let mut a = pool.clone();
+    let queued = a.ready().await.unwrap().call(Job::new(1));
+    settle().await;
+    assert_eq!(pool.snapshot().queued, 1);
+    let mut b = pool.clone();
+    let mut waiting = task::spawn(b.ready());
+    assert_pending!(waiting.poll());
+    drop(queued);
+    settle().await;
+    assert!(waiting.is_woken());
+    assert_ready_ok!(waiting.poll());
+    assert_eq!(pool.snapshot().queued, 0);
+    advance(ms(1_000)).await;
+    running.await.unwrap().unwrap();
+    // The cancelled job never reached a member.
+    assert_eq!(f.jobs(), vec![0]);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn dropping_a_running_response_future_frees_the_member() {
+    let f = Factory::new();
+    let pool = PoolService::builder().min_size(1).max_size(1).build(f.make()).unwrap();
+    settle().await;
+    let mut svc = pool.clone();
+    let mut running = task::spawn(svc.ready().await.unwrap().call(Job::new(0).work(1_000)));
+    assert_pending!(running.poll());
+    settle().await;
+    assert_pending!(running.poll());
+    assert_eq!(pool.snapshot().in_flight, 1);
+    drop(running);
+    assert_eq!(pool.snapshot().in_flight, 0);
+    assert_eq!(call(&pool, Job::new(1)).await.unwrap(), (0, 1));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_error_frees_the_member() {
+    let f = Factory::new();
+    let pool = PoolService::builder().min_size(1).max_size(1).build(f.make()).unwrap();
+    settle().await;
+    assert!(call(&pool, Job::new(0).failing()).await.is_err());
+    assert_eq!(pool.snapshot().in_flight, 0);
+    assert_eq!(call(&pool, Job::new(1)).await.unwrap(), (0, 1));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn waiters_are_woken_in_order() {
+    let f = Factory::new();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .queue_capacity(1)
+        .when_full(WhenFull::Wait)
+        .build(f.make())
+        .unwrap();
+    let mut holder = pool.clone();
+    assert_ready_ok!(task::spawn(()).enter(|cx, _| holder.poll_ready(cx)));
+    let mut s1 = pool.clone();
+    let mut s2 = pool.clone();
+    let mut w1 = task::spawn(s1.ready());
+    let mut w2 = task::spawn(s2.ready());
+    assert_pending!(w1.poll());
+    assert_pending!(w2.poll());
+    drop(holder);
+    assert!(w1.is_woken());
+    assert!(!w2.is_woken());
+    assert_ready_ok!(w1.poll());
+    assert_pending!(w2.poll());
+}
+
+// === scaling ===
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn scales_up_under_load_and_down_when_quiet() {
+    let f = Factory::new();
+    let events = Events::default();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(3)
+        .scale_down(0.2, Duration::from_secs(5))
+        .on_event(events.listener())
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    assert_eq!(pool.snapshot().members.len(), 1);
+    let calls: Vec<_> = (0..12).map(|n| spawn_call(&pool, Job::new(n).work(100))).collect();
+    settle().await;
+    let snap = pool.snapshot();
+    assert_eq!(snap.members.len(), 3, "{snap:?}");
+    assert_eq!(snap.made, 3);
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    let mut max_seen = 0;
+    for _ in 0..30 {
+        advance(Duration::from_secs(1)).await;
+        settle().await;
+        let n = pool.snapshot().members.len();
+        max_seen = max_seen.max(n);
+        assert!((1..=3).contains(&n));
+    }
+    assert_eq!(pool.snapshot().members.len(), 1);
+    assert_eq!(pool.snapshot().retired, 2);
+    assert_eq!(events.count(|e| matches!(e, PoolEvent::ScaledUp { reason: ScaleUpReason::Minimum, .. })), 1);
+    assert_eq!(events.count(|e| matches!(e, PoolEvent::ScaledUp { .. })), 3);
+    assert_eq!(
+        events.count(|e| matches!(e, PoolEvent::ScaledDown { reason: ScaleDownReason::LowUtilisation, .. })),
+        2
+    );
+    assert!(max_seen <= 3);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn idle_members_are_retired_down_to_min() {
+    let f = Factory::new();
+    let events = Events::default();
+    let pool = PoolService::builder()
+        .min_size(2)
+        .max_size(4)
+        .idle_timeout(Duration::from_secs(3))
+        .scale_down(0.1, Duration::from_secs(3600))
+        .on_event(events.listener())
+        .build(f.make())
+        .unwrap();
+    let calls: Vec<_> = (0..8).map(|n| spawn_call(&pool, Job::new(n).work(100))).collect();
+    settle().await;
+    assert_eq!(pool.snapshot().members.len(), 4);
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    advance(Duration::from_secs(2)).await;
+    settle().await;
+    assert_eq!(pool.snapshot().members.len(), 4);
+    for _ in 0..5 {
+        advance(Duration::from_secs(1)).await;
+        settle().await;
+    }
+    assert_eq!(pool.snapshot().members.len(), 2);
+    assert_eq!(events.count(|e| matches!(e, PoolEvent::ScaledDown { reason: ScaleDownReason::Idle, .. })), 2);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_failing_factory_backs_off() {
+    let f = Factory::new().fail_first(3);
+    let events = Events::default();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .make_backoff(ms(100), Duration::from_secs(10))
+        .on_event(events.listener())
+        .build(f.make())
+        .unwrap();
+    let start = Instant::now();
+    settle().await;
+    let answer = spawn_call(&pool, Job::new(1));
+    for _ in 0..10 {
+        advance(ms(100)).await;
+        settle().await;
+    }
+    assert_eq!(answer.await.unwrap().unwrap(), (0, 1));
+    let attempts: Vec<_> = f.attempts.lock().unwrap().iter().map(|t| *t - start).collect();
+    assert_eq!(attempts, vec![ms(0), ms(100), ms(300), ms(700)]);
+    let retries: Vec<_> = events
+        .all()
+        .into_iter()
+        .filter_map(|e| match e {
+            PoolEvent::MakeFailed { attempt, retry_in, .. } => Some((attempt, retry_in)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries, vec![(1, ms(100)), (2, ms(200)), (3, ms(400))]);
+    assert_eq!(pool.snapshot().make_failures, 3);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn slow_making_never_blocks_dispatch() {
+    let f = Factory::new().delays(vec![ms(0), Duration::from_secs(60)]);
+    let pool = PoolService::builder()
+        .min_size(2)
+        .max_size(2)
+        .member_concurrency(4)
+        .make_timeout(Duration::from_secs(120))
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    for n in 0..5 {
+        assert_eq!(call(&pool, Job::new(n)).await.unwrap(), (0, n));
+    }
+    assert_eq!(pool.snapshot().members.len(), 1);
+    advance(Duration::from_secs(60)).await;
+    settle().await;
+    assert_eq!(pool.snapshot().members.len(), 2);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn make_timeout_counts_as_a_failure() {
+    let f = Factory::new().delays(vec![Duration::from_secs(60)]);
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .make_timeout(Duration::from_secs(1))
+        .make_backoff(ms(100), ms(100))
+        .build(f.make())
+        .unwrap();
+    let answer = spawn_call(&pool, Job::new(3));
+    for _ in 0..20 {
+        advance(ms(100)).await;
+        settle().await;
+    }
+    assert_eq!(answer.await.unwrap().unwrap(), (0, 3));
+    assert_eq!(pool.snapshot().make_failures, 1);
+}
+
+// === health ===
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn failing_member_is_evicted_and_replaced_without_losing_requests() {
+    let f = Factory::new().behave(0, Behaviour { fail_calls: true, ..Behaviour::default() });
+    let events = Events::default();
+    let pool = PoolService::builder()
+        .min_size(2)
+        .max_size(2)
+        .strategy(Strategy::RoundRobin)
+        .evict_after_failures(3)
+        .on_event(events.listener())
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    let mut answers = HashMap::new();
+    for n in 0..20 {
+        let res = call(&pool, Job::new(n)).await;
+        assert!(answers.insert(n, res.is_ok()).is_none());
+    }
+    assert_eq!(answers.len(), 20);
+    let failed = answers.values().filter(|ok| !**ok).count();
+    assert_eq!(failed, 3);
+    // Every request reached exactly one member once.
+    let mut jobs = f.jobs();
+    jobs.sort_unstable();
+    assert_eq!(jobs, (0..20).collect::<Vec<_>>());
+    let snap = pool.snapshot();
+    assert_eq!(snap.evicted, 1);
+    assert_eq!(snap.made, 3);
+    assert!(snap.members.iter().all(|m| m.id != 0));
+    assert_eq!(snap.members.len(), 2);
+    assert_eq!(
+        events.count(|e| matches!(e, PoolEvent::Evicted { member: 0, reason: EvictReason::ConsecutiveFailures(3), .. })),
+        1
+    );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn member_whose_poll_ready_fails_is_evicted() {
+    let f = Factory::new().behave(0, Behaviour { ready_error_after: Some(2), ..Behaviour::default() });
+    let events = Events::default();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .on_event(events.listener())
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    for n in 0..6 {
+        call(&pool, Job::new(n)).await.unwrap();
+    }
+    assert_eq!(f.served_by(), vec![0, 0, 1, 1, 1, 1]);
+    assert_eq!(pool.snapshot().evicted, 1);
+    assert_eq!(events.count(|e| matches!(e, PoolEvent::Evicted { reason: EvictReason::NotReady(_), .. })), 1);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn health_check_evicts_a_sick_member() {
+    let f = Factory::new().behave(1, Behaviour { fail_health: true, ..Behaviour::default() });
+    let pool = PoolService::builder()
+        .min_size(2)
+        .max_size(2)
+        .health_check(Duration::from_secs(5), || Job { health: true, ..Job::default() })
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    assert_eq!(pool.snapshot().evicted, 0);
+    for _ in 0..6 {
+        advance(Duration::from_secs(1)).await;
+        settle().await;
+    }
+    let snap = pool.snapshot();
+    assert_eq!(snap.evicted, 1);
+    let ids: Vec<_> = snap.members.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![0, 2]);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn in_flight_calls_on_an_evicted_member_finish() {
+    let f = Factory::new();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .member_concurrency(4)
+        .evict_after_failures(1)
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    let slow = spawn_call(&pool, Job::new(0).work(1_000));
+    settle().await;
+    assert!(call(&pool, Job::new(1).failing()).await.is_err());
+    settle().await;
+    assert_eq!(pool.snapshot().evicted, 1);
+    advance(ms(1_000)).await;
+    assert_eq!(slow.await.unwrap().unwrap(), (0, 0));
+    assert_eq!(pool.snapshot().in_flight, 0);
+    assert_eq!(call(&pool, Job::new(2)).await.unwrap(), (1, 2));
+}
+
+// === shutdown, batches ===
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn shutdown_drains_queued_and_in_flight_work() {
+    let f = Factory::new();
+    let events = Events::default();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .on_event(events.listener())
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    let calls: Vec<_> = (0..3).map(|n| spawn_call(&pool, Job::new(n).work(100))).collect();
+    settle().await;
+    let report = pool.handle().shutdown(Duration::from_secs(1)).await;
+    assert!(report.drained);
+    assert_eq!(report.abandoned, 0);
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    let err = call(&pool, Job::new(9)).await.unwrap_err();
+    assert!(err.is::<Closed>(), "{err}");
+    assert!(pool.snapshot().closed);
+    assert!(pool.snapshot().members.is_empty());
+    assert_eq!(events.count(|e| matches!(e, PoolEvent::ShutdownFinished { drained: true })), 1);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn shutdown_deadline_answers_what_is_left() {
+    let f = Factory::new();
+    let pool = PoolService::builder().min_size(1).max_size(1).build(f.make()).unwrap();
+    settle().await;
+    let calls: Vec<_> = (0..3).map(|n| spawn_call(&pool, Job::new(n).work(1_000))).collect();
+    settle().await;
+    let report = pool.handle().shutdown(ms(1_500)).await;
+    assert!(!report.drained);
+    assert_eq!(report.abandoned, 1);
+    assert_eq!(report.in_flight, 1);
+    let mut results = Vec::new();
+    for c in calls {
+        results.push(c.await.unwrap());
+    }
+    assert!(results[0].is_ok());
+    assert!(results[1].is_ok(), "in-flight calls belong to their callers and finish");
+    assert!(results[2].as_ref().unwrap_err().is::<Closed>());
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn submit_batch_keeps_input_order() {
+    let f = Factory::new();
+    let pool = PoolService::builder().min_size(1).max_size(3).queue_capacity(2).build(f.make()).unwrap();
+    let jobs: Vec<_> = (0..10).map(|n| Job::new(n).work(u64::from(10 - n) * 10)).collect();
+    let results = pool.submit_batch(jobs).await;
+    let ns: Vec<_> = results.into_iter().map(|r| r.unwrap().1).collect();
+    assert_eq!(ns, (0..10).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn dropping_every_handle_stops_the_worker() {
+    let f = Factory::new();
+    let pool = PoolService::builder().min_size(1).max_size(1).build(f.make()).unwrap();
+    let handle = pool.handle();
+    settle().await;
+    let weak = std::sync::Arc::downgrade(&f.log);
+    drop(pool);
+    drop(handle);
+    settle().await;
+    // The worker (and its members) are gone; only the factory's own references remain.
+    drop(f);
+    assert!(weak.upgrade().is_none());
+}
+
+// === config ===
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn invalid_settings_are_refused() {
+    let f = Factory::new();
+    let err = PoolService::<Job, ()>::builder().min_size(3).max_size(2).build(f.make()).unwrap_err();
+    assert_eq!(err.field(), "min_size");
+    let err = PoolService::<Job, ()>::builder().queue_capacity(0).build(f.make()).unwrap_err();
+    assert_eq!(err.field(), "queue_capacity");
+    let err = PoolService::<Job, ()>::builder().member_concurrency(0).build(f.make()).unwrap_err();
+    assert_eq!(err.field(), "member_concurrency");
+    let err = PoolService::<Job, ()>::builder().scale_up_utilisation(1.5).build(f.make()).unwrap_err();
+    assert_eq!(err.field(), "scale_up_utilisation");
+    let err = PoolService::<Job, ()>::builder().scale_down(0.9, Duration::from_secs(1)).build(f.make()).unwrap_err();
+    assert_eq!(err.field(), "scale_down_utilisation");
+}
+
+#[test]
+fn building_outside_a_runtime_is_an_error_not_a_panic() {
+    let err = PoolService::<Job, ()>::builder().build(Factory::new().make()).unwrap_err();
+    assert_eq!(err.field(), "runtime");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn call_without_poll_ready_does_not_panic() {
+    let pool = PoolService::builder().min_size(1).max_size(1).build(Factory::new().make()).unwrap();
+    let mut svc = pool.clone();
+    assert_eq!(svc.call(Job::new(4)).await.unwrap(), (0, 4));
+    let mut t = task::spawn(());
+    let _ = assert_ready!(t.enter(|cx, _| svc.poll_ready(cx)));
+}
