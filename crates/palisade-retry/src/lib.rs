@@ -1,4 +1,149 @@
-//! palisade retry middleware for tower.
+//! Retries, deadlines, retry budgets, hedging and adaptive throttling for tower services.
+//!
+//! [`RetryLayer`] makes the right retry policy one builder away: the attempts, a backoff
+//! with jitter, a classifier that says what is worth retrying, a budget that keeps retries
+//! from turning an outage into a retry storm, server hints honoured as a floor, and
+//! deadlines.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), palisade_core::BoxError> {
+//! use std::time::Duration;
+//! use palisade_retry::{Backoff, Jitter, RetryLayer};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! let layer = RetryLayer::builder()
+//!     .max_attempts(4)
+//!     .backoff(Backoff::exponential(Duration::from_millis(1)))
+//!     .jitter(Jitter::Equal)
+//!     .max_delay(Duration::from_millis(20))
+//!     .deadline(Duration::from_secs(2))
+//!     .build()?;
+//! let handle = layer.handle();
+//!
+//! let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+//! let svc = ServiceBuilder::new().layer(layer).service(service_fn(move |name: &'static str| {
+//!     let n = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+//!     async move { if n < 2 { Err("flaky") } else { Ok(format!("hello {name}")) } }
+//! }));
+//! assert_eq!(svc.oneshot("world").await?, "hello world");
+//! assert_eq!(handle.snapshot().retries, 2);
+//! # Ok(()) }
+//! ```
+//!
+//! # What is retried
+//!
+//! Each attempt's `Result` goes to a [`palisade_core` classifier](palisade_core::classify)
+//! (`.classifier(..)`; default [`DefaultClassifier`](palisade_core::DefaultClassifier): every
+//! `Err` is a retryable failure). A result that is not a retryable failure is returned at
+//! once. When the attempts are used up, the caller gets the **last** attempt's result as the
+//! inner service gave it: an error stays that error (boxed), and a response classified as a
+//! failure (an HTTP 503, a gRPC UNAVAILABLE) is returned as a response, not turned into an
+//! error. Nothing is swallowed.
+//!
+//! A retry needs the request again. By default the request must be `Clone`
+//! ([`CloneRequest`](replay::CloneRequest)); a "clone or give up" hook
+//! ([`replay_fn`](RetryLayerBuilder::replay_fn)) serves requests that cannot always be
+//! copied, and with feature `http` [`http::BufferBodyLayer`] reads streaming bodies ahead up
+//! to a size limit so that [`http::HttpReplay`] can replay them; larger bodies are sent
+//! once and never retried. See [`replay`].
+//!
+//! # Delays and server hints
+//!
+//! The delay before retry `n` comes from the [`Backoff`] strategy (fixed, linear,
+//! exponential, Fibonacci or custom), capped at `max_delay`, then spread by [`Jitter`]
+//! (none, full, equal or decorrelated, AWS definitions); `.seed(..)` makes it reproducible.
+//! When the classifier reports a server hint (`Retry-After` with
+//! [`HttpClassifier`](palisade_core::classify), `grpc-retry-pushback-ms` with
+//! `GrpcClassifier`), the hint is a **floor**: the next attempt never starts earlier. A hint
+//! above `max_retry_after` (default 30 s), or one that would end after the total deadline,
+//! makes the layer give up at once and return the last result; a negative gRPC pushback
+//! means "do not retry".
+//!
+//! # Deadlines
+//!
+//! `.attempt_timeout(d)` bounds each attempt: an attempt that runs past it is dropped and
+//! counts as a retryable failure (it does not go through the classifier, which cannot see a
+//! value of the inner error type). `.deadline(d)` bounds the whole call; when it passes
+//! during an attempt the attempt is dropped and the caller gets
+//! [`TimedOut`](error::TimedOut) (HTTP 504 / DEADLINE_EXCEEDED through
+//! `palisade_core::respond`); a backoff that would end after it is not started. The
+//! standalone [`timeout::TimeoutLayer`] times out single calls, with a timeout that may be
+//! chosen per request (e.g. from gRPC's `grpc-timeout` header).
+//!
+//! # Budget and throttling
+//!
+//! Every retry is paid for from a [`RetryBudget`](budget::RetryBudget), on by default with
+//! Finagle's values (retries ≤ 20 % of the requests of the last 10 s, plus 10 retries per
+//! second); gRPC's token bucket is the other choice. When it is spent, the caller gets the
+//! last result, and the event [`RetryEvent::BudgetExhausted`] and the snapshot's
+//! `budget_exhausted` counter record it. An optional
+//! [`AdaptiveThrottle`](throttle::AdaptiveThrottle) (Google SRE client-side throttling)
+//! refuses attempts locally with [`Throttled`](error::Throttled) once the backend refuses
+//! most calls.
+//!
+//! # Hedging
+//!
+//! [`hedge::HedgeLayer`] sends a second attempt when the first has not answered after a
+//! delay (fixed or an observed latency percentile), or all attempts at once (parallel), or
+//! the next only after a failure (fallback), as Polly v8 does. It is a layer of its own
+//! because its future runs several attempts at a time; it draws from the same kind of
+//! budget.
+//!
+//! # Tower contract
+//!
+//! `poll_ready` is the inner service's. `call` sends the first attempt on the service that
+//! was polled and keeps a clone for the retries, polling its readiness before each retry
+//! (the service must be `Clone`, as for tower's `Retry`; wrap it in `tower::buffer::Buffer`
+//! otherwise). Dropping the response future drops the attempt in flight (cancelling it) or
+//! the backoff sleep. The first attempt allocates nothing: the only per-call costs are one
+//! request copy (skipped when `max_attempts` is 1) and clones of the inner service,
+//! classifier and replay hook.
+//!
+//! # Errors
+//!
+//! The service's error is [`BoxError`](palisade_core::BoxError): the inner service's error
+//! (boxed), [`TimedOut`](error::TimedOut) or [`Throttled`](error::Throttled).
+//!
+//! # Events and counters
+//!
+//! [`RetryEvent`]s go to listeners registered with `.on_event(..)` or
+//! [`RetryHandle::subscribe`], and to `tracing`. [`RetryLayer::handle`] reads the counters
+//! as a [`RetrySnapshot`].
 //!
 //! This crate is part of [palisade](https://docs.rs/palisade); its minimum supported Rust
 //! version is 1.85.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod backoff;
+pub mod budget;
+mod config;
+pub mod error;
+pub mod event;
+pub mod future;
+mod handle;
+pub mod hedge;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
+mod layer;
+pub mod replay;
+mod service;
+pub mod throttle;
+pub mod timeout;
+mod timer;
+mod window;
+
+pub use backoff::{Backoff, Jitter};
+pub use budget::RetryBudget;
+pub use config::RetryLayerBuilder;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use config::{BackoffConfig, BudgetConfig, RetryConfig};
+pub use event::{GiveUpReason, RetryEvent, RetryReason};
+pub use handle::{RetryHandle, RetrySnapshot};
+pub use layer::RetryLayer;
+pub use service::Retry;
+pub use throttle::AdaptiveThrottle;

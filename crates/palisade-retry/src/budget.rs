@@ -1,0 +1,313 @@
+//! Retry budgets: a cap on retries (and hedges) so that retrying never turns an outage into
+//! a retry storm.
+//!
+//! A [`RetryBudget`] is a cheap handle to shared state (an `Arc`): every clone of a retry or
+//! hedge service built from one layer shares the layer's budget, and the same budget can be
+//! handed to several layers (`.budget(budget.clone())`) so that, say, all routes to one
+//! backend draw from a single pot.
+//!
+//! Two kinds are offered:
+//!
+//! - [`RetryBudget::ratio`] — Finagle's budget: retries may be at most `ratio` of the
+//!   requests seen during the last `ttl`, plus a floor of `min_per_sec` retries per second
+//!   so that low-traffic clients can still retry. **This is the default**, with Finagle's
+//!   values: `ttl` 10 s, `min_per_sec` 10, `ratio` 0.2 (20 %). Under a backend failing every
+//!   call, `retries ≤ 0.2 × requests + 10 × 10` within any 10 s.
+//! - [`RetryBudget::token_bucket`] — gRPC's retry throttling (gRFC A6): a bucket of
+//!   `max_tokens` starts full; each retryable failure takes one token, each success gives
+//!   back `token_ratio`; retries and hedges are allowed only while more than half the
+//!   tokens remain.
+//!
+//! [`RetryBudget::unlimited`] turns budgeting off.
+//!
+//! The check and the withdrawal are two atomic steps, so under heavy contention a budget
+//! can be overspent by a few retries; it never underflows into allowing a storm.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use palisade_retry::budget::RetryBudget;
+//!
+//! // No floor, 50 %: two requests pay for one retry.
+//! let budget = RetryBudget::ratio(Duration::from_secs(10), 0, 0.5).unwrap();
+//! budget.deposit();
+//! budget.deposit();
+//! assert!(budget.try_withdraw());
+//! assert!(!budget.try_withdraw());
+//!
+//! let grpc = RetryBudget::token_bucket(10, 0.1).unwrap();
+//! for _ in 0..5 { grpc.record(true, false); } // five retryable failures: 5 of 10 tokens left
+//! assert!(!grpc.try_withdraw());
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::config::{ensure, ConfigError};
+use tokio::time::Instant;
+
+use crate::window::SlidingCounter;
+
+/// A shared budget for retries and hedges; see the [module docs](self).
+///
+/// # Clone
+///
+/// Clones share one budget.
+#[derive(Clone)]
+pub struct RetryBudget {
+    kind: Arc<Kind>,
+}
+
+enum Kind {
+    Unlimited,
+    Ratio(RatioBudget),
+    Tokens(TokenBucket),
+}
+
+struct RatioBudget {
+    window: SlidingCounter,
+    deposit: i32,
+    withdraw: i32,
+    reserve: i64,
+    ttl: Duration,
+    min_per_sec: u32,
+    ratio: f64,
+}
+
+struct TokenBucket {
+    /// Thousandths of a token.
+    milli: AtomicI64,
+    max_milli: i64,
+    ratio_milli: i64,
+}
+
+/// Fixed-point scale of a deposit (one request) in a ratio budget.
+const DEPOSIT: i32 = 1000;
+
+impl fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.kind {
+            Kind::Unlimited => f.write_str("RetryBudget::Unlimited"),
+            Kind::Ratio(r) => f
+                .debug_struct("RetryBudget::Ratio")
+                .field("ttl", &r.ttl)
+                .field("min_per_sec", &r.min_per_sec)
+                .field("ratio", &r.ratio)
+                .field("remaining", &self.remaining())
+                .finish(),
+            Kind::Tokens(t) => f
+                .debug_struct("RetryBudget::TokenBucket")
+                .field("max_tokens", &(t.max_milli / 1000))
+                .field("token_ratio", &(t.ratio_milli as f64 / 1000.0))
+                .field("tokens", &self.remaining())
+                .finish(),
+        }
+    }
+}
+
+impl Default for RetryBudget {
+    /// Finagle's defaults: `ttl` 10 s, 10 retries per second, 20 %.
+    fn default() -> Self {
+        Self::finagle_default()
+    }
+}
+
+impl RetryBudget {
+    /// No limit at all: every retry the other rules allow goes.
+    pub fn unlimited() -> Self {
+        Self { kind: Arc::new(Kind::Unlimited) }
+    }
+
+    /// Finagle's default budget: `ratio(10 s, 10, 0.2)`.
+    pub fn finagle_default() -> Self {
+        Self::build_ratio(Duration::from_secs(10), 10, 0.2)
+    }
+
+    /// A budget allowing retries of at most `ratio` of the requests made in the last `ttl`
+    /// (1 s to 60 s), plus `min_per_sec` retries per second whatever the traffic.
+    ///
+    /// `ratio` may exceed 1 (up to 100) for hedging, where one request may pay for several
+    /// extra attempts.
+    pub fn ratio(ttl: Duration, min_per_sec: u32, ratio: f64) -> Result<Self, ConfigError> {
+        ensure(
+            (Duration::from_secs(1)..=Duration::from_secs(60)).contains(&ttl),
+            "budget.ttl",
+            "must be between 1s and 60s",
+        )?;
+        ensure(
+            ratio.is_finite() && (0.0..=100.0).contains(&ratio),
+            "budget.ratio",
+            "must be a number from 0.0 to 100.0",
+        )?;
+        Ok(Self::build_ratio(ttl, min_per_sec, ratio))
+    }
+
+    fn build_ratio(ttl: Duration, min_per_sec: u32, ratio: f64) -> Self {
+        // Finagle's arithmetic: a request deposits `DEPOSIT`, a retry withdraws DEPOSIT / ratio.
+        let (deposit, withdraw) = if ratio == 0.0 {
+            (0, DEPOSIT)
+        } else {
+            (DEPOSIT, ((f64::from(DEPOSIT) / ratio).round() as i32).max(1))
+        };
+        let reserve = (f64::from(min_per_sec) * ttl.as_secs_f64() * f64::from(withdraw)) as i64;
+        Self {
+            kind: Arc::new(Kind::Ratio(RatioBudget {
+                window: SlidingCounter::new(ttl),
+                deposit,
+                withdraw,
+                reserve,
+                ttl,
+                min_per_sec,
+                ratio,
+            })),
+        }
+    }
+
+    /// gRPC retry throttling: `max_tokens` (1 to 1000) tokens, `token_ratio` (0 to 1000,
+    /// three decimals kept) given back per success.
+    pub fn token_bucket(max_tokens: u32, token_ratio: f64) -> Result<Self, ConfigError> {
+        ensure((1..=1000).contains(&max_tokens), "budget.max_tokens", "must be between 1 and 1000")?;
+        ensure(
+            token_ratio.is_finite() && token_ratio > 0.0 && token_ratio <= 1000.0,
+            "budget.token_ratio",
+            "must be greater than 0 and at most 1000",
+        )?;
+        let max_milli = i64::from(max_tokens) * 1000;
+        Ok(Self {
+            kind: Arc::new(Kind::Tokens(TokenBucket {
+                milli: AtomicI64::new(max_milli),
+                max_milli,
+                ratio_milli: ((token_ratio * 1000.0).round() as i64).max(1),
+            })),
+        })
+    }
+
+    /// Records an original request (not a retry). Retry and hedge layers call this for
+    /// every request they receive.
+    #[inline]
+    pub fn deposit(&self) {
+        if let Kind::Ratio(r) = &*self.kind {
+            if r.deposit != 0 {
+                r.window.add(Instant::now(), r.deposit);
+            }
+        }
+    }
+
+    /// Records the outcome of one attempt: `retryable_failure` for a failure worth
+    /// retrying, `success` for a success. Only the token bucket uses it.
+    #[inline]
+    pub fn record(&self, retryable_failure: bool, success: bool) {
+        if let Kind::Tokens(t) = &*self.kind {
+            if retryable_failure {
+                let _ =
+                    t.milli.fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| Some((m - 1000).max(0)));
+            } else if success && t.milli.load(Ordering::Acquire) < t.max_milli {
+                let _ = t.milli.fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| {
+                    Some((m + t.ratio_milli).min(t.max_milli))
+                });
+            }
+        }
+    }
+
+    /// Asks for one retry (or hedge); `true` when the budget allows it, and then it is spent.
+    pub fn try_withdraw(&self) -> bool {
+        match &*self.kind {
+            Kind::Unlimited => true,
+            Kind::Ratio(r) => {
+                let now = Instant::now();
+                let balance = r.reserve + r.window.sum(now);
+                if balance >= i64::from(r.withdraw) {
+                    r.window.add(now, -r.withdraw);
+                    true
+                } else {
+                    false
+                }
+            }
+            Kind::Tokens(t) => t.milli.load(Ordering::Acquire) * 2 > t.max_milli,
+        }
+    }
+
+    /// What is left: retries available now for a ratio budget, tokens for a token bucket,
+    /// `f64::INFINITY` when unlimited.
+    pub fn remaining(&self) -> f64 {
+        match &*self.kind {
+            Kind::Unlimited => f64::INFINITY,
+            Kind::Ratio(r) => {
+                let balance = r.reserve + r.window.sum(Instant::now());
+                (balance / i64::from(r.withdraw)).max(0) as f64
+            }
+            Kind::Tokens(t) => t.milli.load(Ordering::Acquire) as f64 / 1000.0,
+        }
+    }
+
+    /// `true` for [`RetryBudget::unlimited`].
+    pub fn is_unlimited(&self) -> bool {
+        matches!(&*self.kind, Kind::Unlimited)
+    }
+
+    /// Whether `self` and `other` are the same shared budget.
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.kind, &other.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn ratio_budget_has_a_floor_and_a_ratio() {
+        // Floor: 2/s over 10 s = 20 retries with no traffic at all.
+        let b = RetryBudget::ratio(Duration::from_secs(10), 2, 0.1).unwrap();
+        let floor = (0..100).filter(|_| b.try_withdraw()).count();
+        assert_eq!(floor, 20);
+        // 100 requests buy 10 more.
+        for _ in 0..100 {
+            b.deposit();
+        }
+        assert_eq!((0..100).filter(|_| b.try_withdraw()).count(), 10);
+        // After the window, withdrawals and deposits are forgotten.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(b.remaining(), 20.0);
+    }
+
+    #[test]
+    fn zero_ratio_leaves_only_the_floor() {
+        let b = RetryBudget::ratio(Duration::from_secs(1), 3, 0.0).unwrap();
+        for _ in 0..1000 {
+            b.deposit();
+        }
+        assert_eq!((0..10).filter(|_| b.try_withdraw()).count(), 3);
+    }
+
+    #[test]
+    fn token_bucket_follows_grpc_a6() {
+        let b = RetryBudget::token_bucket(4, 0.5).unwrap();
+        assert!(b.try_withdraw()); // 4 > 2
+        b.record(true, false); // 3
+        assert!(b.try_withdraw());
+        b.record(true, false); // 2: not more than half
+        assert!(!b.try_withdraw());
+        b.record(false, true); // 2.5
+        assert!(b.try_withdraw());
+        for _ in 0..10 {
+            b.record(false, true);
+        }
+        assert_eq!(b.remaining(), 4.0);
+        for _ in 0..10 {
+            b.record(true, false);
+        }
+        assert_eq!(b.remaining(), 0.0);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        assert_eq!(RetryBudget::ratio(Duration::ZERO, 1, 0.2).unwrap_err().field(), "budget.ttl");
+        assert_eq!(RetryBudget::ratio(Duration::from_secs(10), 1, -1.0).unwrap_err().field(), "budget.ratio");
+        assert_eq!(RetryBudget::token_bucket(0, 0.1).unwrap_err().field(), "budget.max_tokens");
+        assert_eq!(RetryBudget::token_bucket(10, f64::NAN).unwrap_err().field(), "budget.token_ratio");
+    }
+}

@@ -1,0 +1,336 @@
+//! The retry layer's response future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use palisade_core::classify::{Classification, Classify};
+use palisade_core::rejection::TimedOut;
+use palisade_core::BoxError;
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::event::{GiveUpReason, RetryEvent, RetryReason};
+use crate::handle::Core;
+use crate::replay::Replay;
+use crate::timer::Timer;
+
+pin_project! {
+    /// The future returned by [`Retry`](crate::Retry): runs attempts until one is final.
+    ///
+    /// Dropping it drops the attempt in flight (cancelling the inner call) or the backoff
+    /// sleep.
+    pub struct ResponseFuture<S, Req, C, P>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        #[pin]
+        timer: Timer,
+        // Whether `timer` bounds the attempt in flight.
+        attempt_timer: bool,
+        // Whether that bound is the total deadline rather than the attempt timeout.
+        timer_is_deadline: bool,
+        service: S,
+        request: Option<Req>,
+        core: Arc<Core>,
+        classifier: C,
+        replay: P,
+        attempt: u32,
+        previous_delay: Duration,
+        deadline: Option<Instant>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        // An attempt is in flight.
+        Calling { #[pin] future: F },
+        // Backing off before the next attempt.
+        Waiting,
+        // Waiting for the inner service to be ready for the next attempt.
+        Checking,
+        // Refused before the first attempt.
+        Rejected { error: Option<BoxError> },
+    }
+}
+
+impl<S, Req, C, P> fmt::Debug for ResponseFuture<S, Req, C, P>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Calling { .. } => "calling",
+            State::Waiting => "waiting",
+            State::Checking => "checking",
+            State::Rejected { .. } => "rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("name", &self.core.name)
+            .field("attempt", &self.attempt)
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When the attempt starting now must end, and whether that bound is the total deadline.
+fn attempt_bound(core: &Core, deadline: Option<Instant>) -> Option<(Instant, bool)> {
+    match (core.attempt_timeout, deadline) {
+        (None, None) => None,
+        (None, Some(d)) => Some((d, true)),
+        (Some(t), d) => {
+            let per = Instant::now() + t;
+            match d {
+                Some(d) if d <= per => Some((d, true)),
+                _ => Some((per, false)),
+            }
+        }
+    }
+}
+
+fn give_up(core: &Core, attempts: u32, reason: GiveUpReason) {
+    core.counters.gave_up.increment();
+    core.events.publish(RetryEvent::GaveUp { attempts, reason });
+}
+
+impl<S, Req, C, P> ResponseFuture<S, Req, C, P>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+    P: Replay<Req>,
+{
+    /// Sends the first attempt on `ready` (a service that was polled ready) and keeps
+    /// `service` (a clone) for the retries.
+    pub(crate) fn start(
+        ready: &mut S,
+        service: S,
+        req: Req,
+        core: Arc<Core>,
+        classifier: C,
+        replay: P,
+    ) -> Self {
+        core.counters.requests.increment();
+        core.budget.deposit();
+        let deadline = core.deadline.map(|d| Instant::now() + d);
+        let mut this = Self {
+            state: State::Waiting,
+            timer: Timer::Idle,
+            attempt_timer: false,
+            timer_is_deadline: false,
+            service,
+            request: None,
+            core,
+            classifier,
+            replay,
+            attempt: 1,
+            previous_delay: Duration::ZERO,
+            deadline,
+        };
+        if let Some(throttle) = &this.core.throttle {
+            if let Err(rejection) = throttle.try_acquire() {
+                this.core.counters.throttled.increment();
+                this.core.events.publish(RetryEvent::Throttled { attempt: 1 });
+                give_up(&this.core, 0, GiveUpReason::Throttled);
+                this.state = State::Rejected { error: Some(rejection.into()) };
+                return this;
+            }
+        }
+        if this.core.max_attempts > 1 {
+            this.request = this.replay.replay(&req);
+        }
+        this.core.counters.attempts.increment();
+        this.core.events.publish(RetryEvent::AttemptStarted { attempt: 1 });
+        if let Some((at, is_deadline)) = attempt_bound(&this.core, deadline) {
+            this.timer = Timer::at(Some(at));
+            this.attempt_timer = true;
+            this.timer_is_deadline = is_deadline;
+        }
+        this.state = State::Calling { future: ready.call(req) };
+        this
+    }
+}
+
+/// Decides whether the failed attempt `attempt` is retried; returns when the next attempt
+/// may start, or why not.
+fn schedule(
+    core: &Core,
+    attempt: u32,
+    previous_delay: &mut Duration,
+    replayable: bool,
+    deadline: Option<Instant>,
+    hint: Option<Duration>,
+    reason: RetryReason,
+) -> Result<Instant, GiveUpReason> {
+    if attempt >= core.max_attempts {
+        return Err(GiveUpReason::AttemptsExhausted);
+    }
+    if !replayable {
+        return Err(GiveUpReason::NotReplayable);
+    }
+    let mut delay = core.delay.next(attempt, *previous_delay, &core.rng);
+    if let Some(hint) = hint {
+        if hint > core.max_retry_after {
+            return Err(GiveUpReason::HintTooLong);
+        }
+        // The server's hint is a floor.
+        delay = delay.max(hint);
+    }
+    let now = Instant::now();
+    let at = now.checked_add(delay).ok_or(GiveUpReason::DeadlineExceeded)?;
+    if deadline.is_some_and(|d| at >= d) {
+        return Err(GiveUpReason::DeadlineExceeded);
+    }
+    if let Some(throttle) = &core.throttle {
+        if throttle.try_acquire().is_err() {
+            core.counters.throttled.increment();
+            core.events.publish(RetryEvent::Throttled { attempt: attempt + 1 });
+            return Err(GiveUpReason::Throttled);
+        }
+    }
+    if !core.budget.try_withdraw() {
+        core.counters.budget_exhausted.increment();
+        core.events.publish(RetryEvent::BudgetExhausted { attempt: attempt + 1 });
+        return Err(GiveUpReason::BudgetExhausted);
+    }
+    *previous_delay = delay;
+    core.counters.retries.increment();
+    core.events.publish(RetryEvent::RetryScheduled { attempt, delay, reason, server_hint: hint });
+    Ok(at)
+}
+
+fn record(core: &Core, verdict: &Classification) {
+    core.budget.record(verdict.is_failure() && verdict.is_retryable(), verdict.is_success());
+    if let Some(throttle) = &core.throttle {
+        throttle.record(!verdict.is_failure());
+    }
+}
+
+impl<S, Req, C, P> Future for ResponseFuture<S, Req, C, P>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+    P: Replay<Req>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let core: &Core = this.core;
+                    match future.poll(cx) {
+                        Poll::Ready(result) => {
+                            let verdict = this.classifier.classify(&result);
+                            record(core, &verdict);
+                            if !verdict.is_retryable() {
+                                if verdict.is_failure() {
+                                    give_up(core, *this.attempt, GiveUpReason::NonRetryable);
+                                } else if *this.attempt > 1 && verdict.is_success() {
+                                    core.counters.succeeded_after_retry.increment();
+                                    core.events
+                                        .publish(RetryEvent::SucceededAfterRetry { attempts: *this.attempt });
+                                }
+                                return Poll::Ready(result.map_err(Into::into));
+                            }
+                            match schedule(
+                                core,
+                                *this.attempt,
+                                this.previous_delay,
+                                this.request.is_some(),
+                                *this.deadline,
+                                verdict.retry_after(),
+                                RetryReason::Failure,
+                            ) {
+                                Ok(at) => {
+                                    // Drop the finished attempt before waiting.
+                                    this.state.set(State::Waiting);
+                                    this.timer.as_mut().arm(at);
+                                }
+                                Err(reason) => {
+                                    give_up(core, *this.attempt, reason);
+                                    return Poll::Ready(result.map_err(Into::into));
+                                }
+                            }
+                        }
+                        Poll::Pending => {
+                            if !*this.attempt_timer || this.timer.as_mut().poll_fired(cx).is_pending() {
+                                return Poll::Pending;
+                            }
+                            // The attempt ran out of time: cancel it.
+                            this.state.set(State::Waiting);
+                            if *this.timer_is_deadline {
+                                core.counters.deadline_exceeded.increment();
+                                give_up(core, *this.attempt, GiveUpReason::DeadlineExceeded);
+                                let after = core.deadline.unwrap_or_default();
+                                return Poll::Ready(Err(TimedOut::new(core.name.clone(), after).into()));
+                            }
+                            core.counters.attempt_timeouts.increment();
+                            record(core, &Classification::retryable_failure());
+                            match schedule(
+                                core,
+                                *this.attempt,
+                                this.previous_delay,
+                                this.request.is_some(),
+                                *this.deadline,
+                                None,
+                                RetryReason::AttemptTimedOut,
+                            ) {
+                                Ok(at) => this.timer.as_mut().arm(at),
+                                Err(reason) => {
+                                    give_up(core, *this.attempt, reason);
+                                    let after = core.attempt_timeout.unwrap_or_default();
+                                    return Poll::Ready(Err(TimedOut::new(core.name.clone(), after).into()));
+                                }
+                            }
+                        }
+                    }
+                }
+                StateProj::Waiting => {
+                    ready!(this.timer.as_mut().poll_fired(cx));
+                    this.state.set(State::Checking);
+                }
+                StateProj::Checking => {
+                    if let Err(err) = ready!(this.service.poll_ready(cx)) {
+                        give_up(this.core, *this.attempt, GiveUpReason::NotReady);
+                        return Poll::Ready(Err(err.into()));
+                    }
+                    let Some(req) = this.request.take() else {
+                        // `schedule` only retries when a copy exists.
+                        return Poll::Ready(Err("palisade-retry: request copy missing".into()));
+                    };
+                    *this.attempt += 1;
+                    if *this.attempt < this.core.max_attempts {
+                        *this.request = this.replay.replay(&req);
+                    }
+                    this.core.counters.attempts.increment();
+                    this.core.events.publish(RetryEvent::AttemptStarted { attempt: *this.attempt });
+                    match attempt_bound(this.core, *this.deadline) {
+                        Some((at, is_deadline)) => {
+                            this.timer.as_mut().arm(at);
+                            *this.attempt_timer = true;
+                            *this.timer_is_deadline = is_deadline;
+                        }
+                        None => *this.attempt_timer = false,
+                    }
+                    let future = this.service.call(req);
+                    this.state.set(State::Calling { future });
+                }
+                StateProj::Rejected { error } => {
+                    return Poll::Ready(Err(error
+                        .take()
+                        .unwrap_or_else(|| "palisade-retry: polled after completion".into())));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use palisade_core::classify::Classify;
+use palisade_core::BoxError;
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::{HedgeCore, HedgeMode};
+use crate::event::{GiveUpReason, RetryEvent};
+use crate::replay::Replay;
+use crate::timer::Timer;
+
+pin_project! {
+    #[project = SlotProj]
+    enum Slot<F> {
+        Running { #[pin] future: F },
+        Done,
+    }
+}
+
+pin_project! {
+    /// The future returned by [`Hedge`](super::Hedge). Dropping it drops every attempt in
+    /// flight.
+    pub struct HedgeFuture<S, Req, C, P>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        primary: Slot<S::Future>,
+        #[pin]
+        timer: Timer,
+        hedges: Vec<(Instant, Pin<Box<S::Future>>)>,
+        primary_started: Instant,
+        service: S,
+        request: Option<Req>,
+        core: Arc<HedgeCore>,
+        classifier: C,
+        replay: P,
+        launched: u32,
+        launch_due: bool,
+        stopped: bool,
+        last: Option<Result<S::Response, S::Error>>,
+    }
+}
+
+impl<S, Req, C, P> fmt::Debug for HedgeFuture<S, Req, C, P>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HedgeFuture")
+            .field("name", &self.core.name)
+            .field("launched", &self.launched)
+            .field("hedges_in_flight", &self.hedges.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Req, C, P> HedgeFuture<S, Req, C, P>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+    P: Replay<Req>,
+{
+    pub(crate) fn start(
+        ready: &mut S,
+        service: S,
+        req: Req,
+        core: Arc<HedgeCore>,
+        classifier: C,
+        replay: P,
+    ) -> Self {
+        core.counters.requests.increment();
+        core.counters.attempts.increment();
+        core.budget.deposit();
+        core.events.publish(RetryEvent::AttemptStarted { attempt: 1 });
+        let now = Instant::now();
+        let request = if core.max_attempts > 1 { replay.replay(&req) } else { None };
+        let timer = Timer::at(if core.max_attempts > 1 { core.hedge_delay().map(|d| now + d) } else { None });
+        let launch_due = core.mode == HedgeMode::Parallel;
+        let primary = Slot::Running { future: ready.call(req) };
+        Self {
+            primary,
+            timer,
+            hedges: Vec::new(),
+            primary_started: now,
+            service,
+            request,
+            core,
+            classifier,
+            replay,
+            launched: 1,
+            launch_due,
+            stopped: false,
+            last: None,
+        }
+    }
+}
+
+/// What one finished attempt means.
+enum Verdict {
+    /// Return it.
+    Final,
+    /// A non-fatal failure: keep it, the others go on.
+    Continue,
+}
+
+impl<S, Req, C, P> Future for HedgeFuture<S, Req, C, P>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+    P: Replay<Req>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            // 1. Poll every attempt in flight.
+            let mut finished = None;
+            if let SlotProj::Running { future } = this.primary.as_mut().project() {
+                if let Poll::Ready(res) = future.poll(cx) {
+                    this.primary.set(Slot::Done);
+                    finished = Some((res, *this.primary_started));
+                }
+            }
+            let mut i = 0;
+            while finished.is_none() && i < this.hedges.len() {
+                if let Poll::Ready(res) = this.hedges[i].1.as_mut().poll(cx) {
+                    let (started, _) = this.hedges.swap_remove(i);
+                    finished = Some((res, started));
+                } else {
+                    i += 1;
+                }
+            }
+            if let Some((res, started)) = finished {
+                let core: &HedgeCore = this.core;
+                let verdict = this.classifier.classify(&res);
+                core.budget.record(verdict.is_failure() && verdict.is_retryable(), verdict.is_success());
+                let outcome = if verdict.is_failure() && verdict.is_retryable() {
+                    Verdict::Continue
+                } else {
+                    Verdict::Final
+                };
+                match outcome {
+                    Verdict::Final => {
+                        if verdict.is_success() {
+                            if let Some(latency) = &core.latency {
+                                latency.record(Instant::now().saturating_duration_since(started));
+                            }
+                            if *this.launched > 1 {
+                                core.counters.succeeded_after_retry.increment();
+                                core.events
+                                    .publish(RetryEvent::SucceededAfterRetry { attempts: *this.launched });
+                            }
+                        } else if verdict.is_failure() {
+                            core.counters.gave_up.increment();
+                            core.events.publish(RetryEvent::GaveUp {
+                                attempts: *this.launched,
+                                reason: GiveUpReason::NonRetryable,
+                            });
+                        }
+                        // Cancel the losers now, not when the caller drops this future.
+                        this.primary.set(Slot::Done);
+                        this.hedges.clear();
+                        return Poll::Ready(res.map_err(Into::into));
+                    }
+                    Verdict::Continue => {
+                        // gRFC A6: a non-fatal failure sends the next hedge at once.
+                        *this.last = Some(res);
+                        *this.launch_due = true;
+                        continue;
+                    }
+                }
+            }
+
+            // 2. Nothing finished: start another attempt when one is due.
+            let in_flight = matches!(*this.primary, Slot::Running { .. }) || !this.hedges.is_empty();
+            let can_launch =
+                !*this.stopped && *this.launched < this.core.max_attempts && this.request.is_some();
+            if !can_launch {
+                if in_flight {
+                    return Poll::Pending;
+                }
+                let reason = if *this.launched >= this.core.max_attempts {
+                    GiveUpReason::AttemptsExhausted
+                } else if this.request.is_none() {
+                    GiveUpReason::NotReplayable
+                } else {
+                    GiveUpReason::BudgetExhausted
+                };
+                this.core.counters.gave_up.increment();
+                this.core.events.publish(RetryEvent::GaveUp { attempts: *this.launched, reason });
+                return Poll::Ready(match this.last.take() {
+                    Some(res) => res.map_err(Into::into),
+                    None => Err("palisade-retry: hedge finished without a result".into()),
+                });
+            }
+            if !*this.launch_due {
+                let due = match this.core.mode {
+                    HedgeMode::Delay(_) | HedgeMode::Percentile { .. } => {
+                        this.timer.as_mut().poll_fired(cx).is_ready()
+                    }
+                    HedgeMode::Parallel => true,
+                    HedgeMode::Fallback => !in_flight,
+                };
+                if !due {
+                    return Poll::Pending;
+                }
+                *this.launch_due = true;
+            }
+            match this.service.poll_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(err)) => {
+                    if !in_flight {
+                        this.core.counters.gave_up.increment();
+                        this.core.events.publish(RetryEvent::GaveUp {
+                            attempts: *this.launched,
+                            reason: GiveUpReason::NotReady,
+                        });
+                        return Poll::Ready(Err(err.into()));
+                    }
+                    // The attempts in flight may still answer.
+                    *this.stopped = true;
+                    continue;
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            if !this.core.budget.try_withdraw() {
+                this.core.counters.budget_exhausted.increment();
+                this.core.events.publish(RetryEvent::BudgetExhausted { attempt: *this.launched + 1 });
+                *this.stopped = true;
+                continue;
+            }
+            let Some(req) = this.request.take() else { continue };
+            *this.launched += 1;
+            if *this.launched < this.core.max_attempts {
+                *this.request = this.replay.replay(&req);
+            }
+            this.core.counters.attempts.increment();
+            this.core.counters.hedges.increment();
+            this.core.events.publish(RetryEvent::HedgeStarted { attempt: *this.launched });
+            let now = Instant::now();
+            let future = this.service.call(req);
+            this.hedges.push((now, Box::pin(future)));
+            *this.launch_due = false;
+            if let Some(delay) = this.core.hedge_delay() {
+                this.timer.as_mut().arm(now + delay);
+            }
+        }
+    }
+}
