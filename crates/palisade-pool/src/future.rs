@@ -62,7 +62,9 @@ impl<Res> Future for ResponseFuture<Res> {
         loop {
             match &mut self.state {
                 State::Failed(err) => {
-                    return Poll::Ready(Err(err.take().unwrap_or_else(|| "ResponseFuture polled after completion".into())));
+                    return Poll::Ready(Err(err
+                        .take()
+                        .unwrap_or_else(|| "ResponseFuture polled after completion".into())));
                 }
                 State::Queued { reply, worker } => match ready!(Pin::new(reply).poll(cx)) {
                     Ok(Ok(call)) => self.state = State::Running(call),

@@ -18,7 +18,9 @@ pub(crate) enum Control {
 impl fmt::Debug for Control {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Shutdown { deadline, .. } => f.debug_struct("Shutdown").field("deadline", deadline).finish(),
+            Self::Shutdown { deadline, .. } => {
+                f.debug_struct("Shutdown").field("deadline", deadline).finish()
+            }
         }
     }
 }

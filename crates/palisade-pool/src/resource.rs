@@ -577,7 +577,8 @@ impl<L: Lifecycle> Pool<L> {
             let mut slot = Slot { shared, armed: true };
             let mut resource = idle.resource;
             if let (Some(limit), Some(since)) = (shared.idle_timeout, idle.since) {
-                if since.elapsed() >= limit && shared.sizing.can_shrink(shared.total.load(Ordering::Acquire)) {
+                if since.elapsed() >= limit && shared.sizing.can_shrink(shared.total.load(Ordering::Acquire))
+                {
                     slot.armed = false;
                     shared.destroy(resource, DestroyReason::Idle).await;
                     continue;
@@ -708,7 +709,10 @@ where
     L::Resource: fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pooled").field("pool", &self.shared.name).field("resource", &self.resource).finish_non_exhaustive()
+        f.debug_struct("Pooled")
+            .field("pool", &self.shared.name)
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
     }
 }
 

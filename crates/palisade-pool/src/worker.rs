@@ -323,7 +323,9 @@ where
 
     fn eligible(&self, i: usize) -> bool {
         let m = &self.members[i];
-        m.ready && m.state.counters.in_flight() < self.config.member_concurrency && !m.state.counters.is_unhealthy()
+        m.ready
+            && m.state.counters.in_flight() < self.config.member_concurrency
+            && !m.state.counters.is_unhealthy()
     }
 
     fn pick(&mut self) -> Option<usize> {
@@ -537,7 +539,9 @@ where
             return;
         } else if self.replacements_owed > 0 {
             ScaleUpReason::Replacement
-        } else if self.config.scale_up_queue > 0 && self.queue.len() >= self.config.scale_up_queue {
+        } else if (self.config.scale_up_queue > 0 && self.queue.len() >= self.config.scale_up_queue)
+            || (n == 0 && !self.queue.is_empty())
+        {
             ScaleUpReason::Queue
         } else if n > 0 && self.utilisation() >= self.config.scale_up_utilisation {
             ScaleUpReason::Utilisation
@@ -591,7 +595,11 @@ where
                 });
                 self.shared.made.increment();
                 self.publish_members();
-                self.shared.events.publish(PoolEvent::ScaledUp { member: id, members: self.members.len(), reason });
+                self.shared.events.publish(PoolEvent::ScaledUp {
+                    member: id,
+                    members: self.members.len(),
+                    reason,
+                });
                 true
             }
             Err(err) => {

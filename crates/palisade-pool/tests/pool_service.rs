@@ -130,12 +130,7 @@ async fn peak_ewma_avoids_the_slow_member() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn full_queue_rejects_with_overloaded() {
     let f = Factory::new();
-    let pool = PoolService::builder()
-        .min_size(1)
-        .max_size(1)
-        .queue_capacity(2)
-        .build(f.make())
-        .unwrap();
+    let pool = PoolService::builder().min_size(1).max_size(1).queue_capacity(2).build(f.make()).unwrap();
     settle().await;
     let running = spawn_call(&pool, Job::new(0).work(100));
     settle().await;
@@ -498,7 +493,10 @@ async fn failing_member_is_evicted_and_replaced_without_losing_requests() {
     assert!(snap.members.iter().all(|m| m.id != 0));
     assert_eq!(snap.members.len(), 2);
     assert_eq!(
-        events.count(|e| matches!(e, PoolEvent::Evicted { member: 0, reason: EvictReason::ConsecutiveFailures(3), .. })),
+        events.count(|e| matches!(
+            e,
+            PoolEvent::Evicted { member: 0, reason: EvictReason::ConsecutiveFailures(3), .. }
+        )),
         1
     );
 }
@@ -507,12 +505,8 @@ async fn failing_member_is_evicted_and_replaced_without_losing_requests() {
 async fn member_whose_poll_ready_fails_is_evicted() {
     let f = Factory::new().behave(0, Behaviour { ready_error_after: Some(2), ..Behaviour::default() });
     let events = Events::default();
-    let pool = PoolService::builder()
-        .min_size(1)
-        .max_size(1)
-        .on_event(events.listener())
-        .build(f.make())
-        .unwrap();
+    let pool =
+        PoolService::builder().min_size(1).max_size(1).on_event(events.listener()).build(f.make()).unwrap();
     settle().await;
     for n in 0..6 {
         call(&pool, Job::new(n)).await.unwrap();
@@ -571,12 +565,8 @@ async fn in_flight_calls_on_an_evicted_member_finish() {
 async fn shutdown_drains_queued_and_in_flight_work() {
     let f = Factory::new();
     let events = Events::default();
-    let pool = PoolService::builder()
-        .min_size(1)
-        .max_size(1)
-        .on_event(events.listener())
-        .build(f.make())
-        .unwrap();
+    let pool =
+        PoolService::builder().min_size(1).max_size(1).on_event(events.listener()).build(f.make()).unwrap();
     settle().await;
     let calls: Vec<_> = (0..3).map(|n| spawn_call(&pool, Job::new(n).work(100))).collect();
     settle().await;
@@ -651,7 +641,10 @@ async fn invalid_settings_are_refused() {
     assert_eq!(err.field(), "member_concurrency");
     let err = PoolService::<Job, ()>::builder().scale_up_utilisation(1.5).build(f.make()).unwrap_err();
     assert_eq!(err.field(), "scale_up_utilisation");
-    let err = PoolService::<Job, ()>::builder().scale_down(0.9, Duration::from_secs(1)).build(f.make()).unwrap_err();
+    let err = PoolService::<Job, ()>::builder()
+        .scale_down(0.9, Duration::from_secs(1))
+        .build(f.make())
+        .unwrap_err();
     assert_eq!(err.field(), "scale_down_utilisation");
 }
 

@@ -139,8 +139,9 @@ impl Factory {
 
     pub fn make(
         &self,
-    ) -> MakeFn<impl FnMut() -> Pin<Box<dyn Future<Output = Result<TestMember, BoxError>> + Send>> + Send + 'static>
-    {
+    ) -> MakeFn<
+        impl FnMut() -> Pin<Box<dyn Future<Output = Result<TestMember, BoxError>> + Send>> + Send + 'static,
+    > {
         let f = self.clone();
         make_fn(move || {
             let f = f.clone();
@@ -148,7 +149,11 @@ impl Factory {
                 f.attempts.lock().unwrap().push(Instant::now());
                 let delay = {
                     let mut d = f.make_delay.lock().unwrap();
-                    if d.is_empty() { Duration::ZERO } else { d.remove(0) }
+                    if d.is_empty() {
+                        Duration::ZERO
+                    } else {
+                        d.remove(0)
+                    }
                 };
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
@@ -158,8 +163,14 @@ impl Factory {
                     return Err::<TestMember, BoxError>("cannot make a member".into());
                 }
                 let id = f.next.fetch_add(1, Ordering::SeqCst);
-                let behaviour =
-                    f.behaviours.lock().unwrap().iter().find(|(i, _)| *i == id).map(|(_, b)| *b).unwrap_or_default();
+                let behaviour = f
+                    .behaviours
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, b)| *b)
+                    .unwrap_or_default();
                 Ok(TestMember { id, behaviour, calls: 0, log: f.log.clone() })
             }) as Pin<Box<dyn Future<Output = Result<TestMember, BoxError>> + Send>>
         })
