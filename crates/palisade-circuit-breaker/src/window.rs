@@ -137,7 +137,10 @@ struct Bucket {
 /// A call leaves the window between `length - length / buckets` and `length` after it was
 /// recorded. The first call in a new bucket period rotates that bucket and sweeps the expired
 /// ones (amortised O(1): once per bucket period); every other call is two or three atomic
-/// additions. A call racing the rotation of its own bucket may be dropped from the window.
+/// additions. The totals always equal the sum of the buckets (every change to a bucket is
+/// mirrored in them), so nothing drifts; but calls recorded concurrently with the rotation of
+/// their bucket may be dropped, or counted with the next period of that bucket: a handful of
+/// calls at a bucket edge, under concurrency, which rates over a window shrug off.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
     buckets: Box<[Bucket]>,
