@@ -64,6 +64,12 @@
 //! service must be `Clone`. A fault or an outcome does not call the inner service: its
 //! readiness stays reserved for the next call.
 //!
+//! # Clone
+//!
+//! The layer keeps its settings, generator and counters in an `Arc`: every service it builds
+//! and every clone shares them, so one [`ChaosHandle`] steers them all and a seeded run makes
+//! the same decisions whichever clone takes a call.
+//!
 //! # Errors
 //!
 //! The service answers `BoxError`: injected faults, and the inner service's errors boxed.

@@ -436,6 +436,7 @@ async fn delayed_hang_calls_inner_after_the_delay() {
 
 // === serde ===
 
+#[cfg(feature = "serde")]
 #[test]
 fn serde_config_builds_and_validates() {
     let config: palisade_chaos::ChaosConfig = serde_json::from_str(
@@ -455,4 +456,24 @@ fn serde_config_builds_and_validates() {
 
     assert!(serde_json::from_str::<palisade_chaos::ChaosConfig>(r#"{ "fault": 1 }"#).is_err());
     assert!(serde_json::from_str::<palisade_chaos::ChaosConfig>(r#"{ "latency": "soon" }"#).is_err());
+}
+
+#[test]
+fn services_and_futures_are_send_and_sync_for_axum() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    fn assert_send<T: Send>(_: &T) {}
+    let layer = ChaosLayer::builder()
+        .outcome_with(|x: &u32| *x)
+        .fault_with(|_: &u32| "no")
+        .inject_when(|_: &u32| true)
+        .latency_with(|_: &u32| Duration::from_millis(1))
+        .build()
+        .unwrap();
+    assert_send_sync(&layer);
+    assert_send_sync(&layer.handle());
+    let mut svc = layer.layer(echo());
+    assert_send_sync(&svc);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let _guard = rt.enter();
+    assert_send(&svc.call(1));
 }

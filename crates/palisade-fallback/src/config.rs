@@ -162,6 +162,27 @@ impl<P, C> FallbackBuilder<P, C> {
     /// kinds).
     ///
     /// `build` fails when the chain is empty.
+    ///
+    /// ```
+    /// use palisade_core::BoxError;
+    /// use palisade_fallback::FallbackLayer;
+    /// use tower::util::BoxCloneSyncService;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # tokio_test::block_on(async {
+    /// let replica = BoxCloneSyncService::new(service_fn(|_: u32| async {
+    ///     Err::<String, BoxError>("replica down".into())
+    /// }));
+    /// let cache = BoxCloneSyncService::new(service_fn(|id: u32| async move {
+    ///     Ok::<_, BoxError>(format!("cached {id}"))
+    /// }));
+    /// let layer = FallbackLayer::builder().fallback_chain([("replica", replica), ("cache", cache)]).build()?;
+    /// let primary = service_fn(|_: u32| async { Err::<String, BoxError>("primary down".into()) });
+    /// assert_eq!(layer.layer(primary).oneshot(7).await?, "cached 7");
+    /// assert_eq!(layer.handle().snapshot().provider_failures, 1);
+    /// # Ok::<_, BoxError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn fallback_chain<I, N, S>(self, chain: I) -> FallbackBuilder<ServiceProvider<S>, C>
     where
         I: IntoIterator<Item = (N, S)>,

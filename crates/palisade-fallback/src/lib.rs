@@ -56,6 +56,12 @@
 //! `fallback_fn_with_request`. The plain `fallback_fn` never clones and has no bound on the
 //! request.
 //!
+//! # Clone
+//!
+//! The layer keeps its provider, classifier and counters in an `Arc`: every service it builds
+//! and every clone (axum clones a service per request) shares them and reports to one
+//! [`FallbackHandle`]. A clone starts un-ready.
+//!
 //! # Errors
 //!
 //! The service answers `BoxError`: the inner error when no fallback is triggered, otherwise the

@@ -390,3 +390,23 @@ fn handle_and_layer_debug_name_the_layer() {
     let svc = layer.layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
     assert_eq!(svc.handle().name(), "prices");
 }
+
+#[test]
+fn services_and_futures_are_send_and_sync_for_axum() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    fn assert_send<T: Send>(_: &T) {}
+    let layer = FallbackLayer::builder()
+        .fallback_fn(|_: FallbackContext<u32, u32>| async { Ok::<_, BoxError>(0) })
+        .build()
+        .unwrap();
+    assert_send_sync(&layer);
+    let mut svc = layer.layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+    assert_send_sync(&svc);
+    assert_send(&svc.call(1));
+    let layer = FallbackLayer::builder()
+        .fallback_service(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+    assert_send(&svc.call(1));
+}
