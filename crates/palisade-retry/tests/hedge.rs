@@ -1,0 +1,163 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::time::Duration;
+
+use palisade_core::classify::{classify_fn, Classification};
+use palisade_core::BoxError;
+use palisade_retry::hedge::{HedgeLayer, HedgeLayerBuilder};
+use palisade_retry::{GiveUpReason, RetryBudget, RetryEvent};
+use support::{err, ms, Events, Scripted, Step};
+use tokio::time::Instant;
+use tokio_test::{assert_pending, task};
+use tower::{Layer, Service, ServiceExt};
+
+fn builder() -> HedgeLayerBuilder {
+    HedgeLayer::builder().budget(RetryBudget::unlimited())
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_fast_hedge_wins_and_the_slow_attempt_is_dropped() {
+    let start = Instant::now();
+    let svc = Scripted::new([Step::Ok(1, ms(1000)), Step::Ok(2, ms(10))]);
+    let events = Events::default();
+    let layer = builder().max_attempts(2).delay(ms(50)).on_event(events.listener()).build().unwrap();
+    let handle = layer.handle();
+    assert_eq!(layer.layer(svc.clone()).oneshot(7).await.unwrap(), 2);
+    assert_eq!(start.elapsed(), ms(60));
+    assert_eq!(svc.call_times(), [ms(0), ms(50)]);
+    assert_eq!(svc.requests(), [7, 7]);
+    assert_eq!(svc.dropped(), 1, "the slow attempt was cancelled");
+    assert_eq!(handle.snapshot().hedges, 1);
+    assert!(events.all().contains(&RetryEvent::HedgeStarted { attempt: 2 }));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn no_hedge_when_the_first_answer_is_fast() {
+    let svc = Scripted::new([Step::Ok(1, ms(10))]);
+    let layer = builder().max_attempts(3).delay(ms(50)).build().unwrap();
+    assert_eq!(layer.layer(svc.clone()).oneshot(1).await.unwrap(), 1);
+    assert_eq!(svc.calls(), 1);
+    assert_eq!(layer.handle().snapshot().hedges, 0);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn up_to_max_attempts_run_at_once() {
+    let svc = Scripted::new([Step::Hang, Step::Hang, Step::Ok(3, ms(10))]);
+    let layer = builder().max_attempts(3).delay(ms(20)).build().unwrap();
+    assert_eq!(layer.layer(svc.clone()).oneshot(1).await.unwrap(), 3);
+    assert_eq!(svc.call_times(), [ms(0), ms(20), ms(40)]);
+    assert_eq!(svc.dropped(), 2);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn parallel_mode_sends_every_attempt_at_once() {
+    let svc = Scripted::new([Step::Ok(1, ms(30)), Step::Ok(2, ms(10)), Step::Ok(3, ms(20))]);
+    let layer = builder().max_attempts(3).parallel().build().unwrap();
+    assert_eq!(layer.layer(svc.clone()).oneshot(1).await.unwrap(), 2);
+    assert_eq!(svc.call_times(), [ms(0); 3]);
+    assert_eq!(svc.dropped(), 2);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn fallback_mode_sends_the_next_only_after_a_failure() {
+    let svc = Scripted::new([Step::Err("a", ms(30)), Step::Err("b", ms(10)), Step::Ok(3, ms(5))]);
+    let layer = builder().max_attempts(3).fallback().build().unwrap();
+    assert_eq!(layer.layer(svc.clone()).oneshot(1).await.unwrap(), 3);
+    assert_eq!(svc.call_times(), [ms(0), ms(30), ms(40)]);
+    assert_eq!(svc.dropped(), 0);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_non_fatal_failure_lets_the_others_go_on_and_sends_the_next_at_once() {
+    let svc = Scripted::new([Step::Ok(1, ms(100)), Step::Err("unavailable", ms(5)), Step::Ok(3, ms(500))]);
+    let layer = builder().max_attempts(3).delay(ms(20)).build().unwrap();
+    assert_eq!(layer.layer(svc.clone()).oneshot(1).await.unwrap(), 1);
+    // The second attempt failed at 25 ms: the third went at once, not at 45 ms.
+    assert_eq!(svc.call_times(), [ms(0), ms(20), ms(25)]);
+    assert_eq!(svc.dropped(), 1);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_fatal_failure_is_returned_at_once_and_cancels_the_others() {
+    let svc = Scripted::new([Step::Ok(1, ms(100)), Step::Err("fatal", ms(5))]);
+    let classifier = classify_fn(|r: &Result<u32, BoxError>| match r {
+        Ok(_) => Classification::success(),
+        Err(_) => Classification::failure(),
+    });
+    let layer = builder().max_attempts(2).delay(ms(20)).classifier(classifier).build().unwrap();
+    let err = layer.layer(svc.clone()).oneshot(1).await.unwrap_err();
+    assert_eq!(err.to_string(), "fatal");
+    assert_eq!(svc.dropped(), 1);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn when_every_attempt_fails_the_last_failure_is_returned() {
+    let svc = Scripted::new([Step::Err("a", ms(30)), Step::Err("b", ms(30))]);
+    let events = Events::default();
+    let layer = builder().max_attempts(2).delay(ms(10)).on_event(events.listener()).build().unwrap();
+    let err = layer.layer(svc.clone()).oneshot(1).await.unwrap_err();
+    assert_eq!(err.to_string(), "b");
+    assert!(events.all().contains(&RetryEvent::GaveUp { attempts: 2, reason: GiveUpReason::AttemptsExhausted }));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn hedges_draw_from_the_budget() {
+    // No floor and no ratio: no hedge may ever start.
+    let budget = RetryBudget::ratio(Duration::from_secs(10), 0, 0.0).unwrap();
+    let svc = Scripted::new([Step::Ok(1, ms(100))]);
+    let events = Events::default();
+    let layer = HedgeLayer::builder().budget(budget).delay(ms(10)).on_event(events.listener()).build().unwrap();
+    assert_eq!(layer.layer(svc.clone()).oneshot(1).await.unwrap(), 1);
+    assert_eq!(svc.calls(), 1);
+    assert_eq!(layer.handle().snapshot().budget_exhausted, 1);
+    assert!(events.all().contains(&RetryEvent::BudgetExhausted { attempt: 2 }));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_delay_follows_the_observed_percentile() {
+    let layer = builder().max_attempts(2).delay(ms(500)).latency_percentile(0.5).build().unwrap();
+    let handle = layer.handle();
+    assert_eq!(handle.current_delay(), Some(ms(500)));
+    for _ in 0..16 {
+        let svc = Scripted::new([Step::Ok(1, ms(40))]);
+        layer.layer(svc).oneshot(1).await.unwrap();
+    }
+    assert_eq!(handle.current_delay(), Some(ms(40)));
+    // Now a slow first attempt is hedged after 40 ms.
+    let svc = Scripted::new([Step::Hang, Step::Ok(2, ms(1))]);
+    assert_eq!(layer.layer(svc.clone()).oneshot(1).await.unwrap(), 2);
+    assert_eq!(svc.call_times(), [ms(0), ms(40)]);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn dropping_the_future_drops_every_attempt() {
+    let svc = Scripted::new([Step::Hang, Step::Hang]);
+    let layer = builder().max_attempts(2).delay(ms(10)).build().unwrap();
+    let mut service = layer.layer(svc.clone());
+    service.ready().await.unwrap();
+    let mut fut = task::spawn(service.call(1));
+    assert_pending!(fut.poll());
+    tokio::time::advance(ms(10)).await;
+    assert_pending!(fut.poll());
+    assert_eq!(svc.calls(), 2);
+    drop(fut);
+    assert_eq!(svc.dropped(), 2);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_request_that_cannot_be_copied_is_not_hedged() {
+    let svc = Scripted::new([Step::Ok(1, ms(100))]);
+    let layer = builder().delay(ms(10)).replay_fn(|_: &u32| None).build().unwrap();
+    assert_eq!(layer.layer(svc.clone()).oneshot(1).await.unwrap(), 1);
+    assert_eq!(svc.calls(), 1);
+    let _ = err("unused");
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    assert_eq!(HedgeLayer::builder().max_attempts(0).build().unwrap_err().field(), "max_attempts");
+    assert_eq!(HedgeLayer::builder().delay(Duration::ZERO).build().unwrap_err().field(), "delay");
+    assert_eq!(HedgeLayer::builder().latency_percentile(1.5).build().unwrap_err().field(), "latency_percentile");
+}
