@@ -1,11 +1,103 @@
-//! Placeholder: the pool bench is written by its issue.
-#![allow(missing_docs)]
+//! Pools: a pool of 4 no-op members (palisade `PoolService`) against tower's p2c `Balance`
+//! over the same members and a single bare service; and resource acquire/release with
+//! palisade `Pool` against deadpool's managed pool.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use palisade::pool::{make_fn, Lifecycle, Pool, PoolService, Strategy};
+use tower::balance::p2c::Balance;
+use tower::discover::ServiceList;
+use tower::load::Constant;
+use tower::{service_fn, Service, ServiceExt};
 
-fn placeholder(c: &mut Criterion) {
-    c.bench_function("pool/placeholder", |b| b.iter(|| std::hint::black_box(1) + 1));
+fn noop() -> impl Service<u64, Response = u64, Error = Infallible, Future = std::future::Ready<Result<u64, Infallible>>> + Clone
+{
+    service_fn(|x: u64| std::future::ready(Ok::<_, Infallible>(x)))
 }
 
-criterion_group!(benches, placeholder);
+struct Conns;
+
+impl Lifecycle for Conns {
+    type Resource = u64;
+    type Error = Infallible;
+
+    async fn create(&self) -> Result<u64, Infallible> {
+        Ok(7)
+    }
+}
+
+struct DeadConns;
+
+impl deadpool::managed::Manager for DeadConns {
+    type Type = u64;
+    type Error = Infallible;
+
+    async fn create(&self) -> Result<u64, Infallible> {
+        Ok(7)
+    }
+
+    async fn recycle(&self, _: &mut u64, _: &deadpool::managed::Metrics) -> deadpool::managed::RecycleResult<Infallible> {
+        Ok(())
+    }
+}
+
+fn pool(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+    let mut group = c.benchmark_group("pool");
+
+    group.bench_function("bare service", |b| {
+        let mut svc = noop();
+        b.iter(|| rt.block_on(async { svc.ready().await.unwrap().call(1).await }));
+    });
+
+    group.bench_function("tower p2c Balance (4 members)", |b| {
+        let members: Vec<_> = (0..4).map(|_| Constant::new(noop(), 1)).collect();
+        let mut svc = Balance::new(ServiceList::new(members));
+        b.iter(|| rt.block_on(async { svc.ready().await.unwrap().call(1).await }));
+    });
+
+    group.bench_function("tower Buffer + p2c Balance (4 members)", |b| {
+        let mut svc = rt.block_on(async {
+            let members: Vec<_> = (0..4).map(|_| Constant::new(noop(), 1)).collect();
+            tower::buffer::Buffer::new(Balance::new(ServiceList::new(members)), 64)
+        });
+        b.iter(|| rt.block_on(async { svc.ready().await.unwrap().call(1).await.unwrap() }));
+    });
+
+    for (label, strategy) in [
+        ("palisade PoolService round-robin (4 members)", Strategy::RoundRobin),
+        ("palisade PoolService p2c (4 members)", Strategy::PowerOfTwoChoices),
+    ] {
+        group.bench_function(label, |b| {
+            let mut svc = rt.block_on(async {
+                let pool = PoolService::builder()
+                    .min_size(4)
+                    .max_size(4)
+                    .member_concurrency(64)
+                    .strategy(strategy)
+                    .build(make_fn(|| async { Ok::<_, Infallible>(noop()) }))
+                    .unwrap();
+                tokio::task::yield_now().await;
+                pool
+            });
+            b.iter(|| rt.block_on(async { svc.ready().await.unwrap().call(1).await.unwrap() }));
+        });
+    }
+
+    group.bench_function("palisade Pool acquire+release", |b| {
+        let pool = Pool::builder(Conns).max_size(4).build().unwrap();
+        b.iter(|| rt.block_on(async { *pool.acquire().await.unwrap() }));
+    });
+
+    group.bench_function("deadpool managed get+release", |b| {
+        let pool = deadpool::managed::Pool::<DeadConns>::builder(DeadConns).max_size(4).build().unwrap();
+        b.iter(|| rt.block_on(async { *pool.get().await.unwrap() }));
+    });
+
+    group.finish();
+}
+
+criterion_group!(benches, pool);
 criterion_main!(benches);
