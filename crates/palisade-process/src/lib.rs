@@ -124,6 +124,7 @@ mod output;
 mod request;
 mod run;
 mod service;
+mod stdin;
 pub mod worker;
 mod worker_process;
 

@@ -51,7 +51,24 @@ where
     Fut: Future<Output = Result<C::Response, E>> + Send + 'static,
     E: Display,
 {
+    #[cfg(unix)]
+    if let Some((stdin, stdout)) = stdio_pipes() {
+        return serve(codec, stdin, stdout, handler).await;
+    }
     serve(codec, tokio::io::stdin(), tokio::io::stdout(), handler).await
+}
+
+/// stdin and stdout as non-blocking pipes registered with the reactor, when they are pipes
+/// (as under a `WorkerProcess`): no blocking-pool hop per read or write, which
+/// `tokio::io::stdin`/`stdout` need.
+#[cfg(unix)]
+fn stdio_pipes() -> Option<(tokio::net::unix::pipe::Receiver, tokio::net::unix::pipe::Sender)> {
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let stdout = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+    let stdin = tokio::net::unix::pipe::Receiver::from_owned_fd(stdin).ok()?;
+    let stdout = tokio::net::unix::pipe::Sender::from_owned_fd(stdout).ok()?;
+    Some((stdin, stdout))
 }
 
 /// Serves requests read from `reader`, writing answers to `writer`, until `reader` ends.

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use palisade_core::config::{ensure, ensure_nonzero_duration, ConfigError};
 use palisade_core::event::Listener;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::io::AsyncReadExt;
+use tokio::process::{ChildStderr, ChildStdout};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -29,6 +29,7 @@ use crate::future::WorkerFuture;
 use crate::group::{kill_group, ChildGuard};
 use crate::output::{KillReason, Termination};
 use crate::request::ProcessRequest;
+use crate::stdin::{FrameWriter, SendError, WriterTask};
 
 /// Default limit of requests in flight on one worker: 64.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
@@ -304,7 +305,10 @@ impl<C: Codec> MakeWorker<C> {
         let guard = ChildGuard::new(child, started, cfg.telemetry.clone());
         let pid = guard.pid();
 
-        let (frames_tx, frames_rx) = mpsc::unbounded_channel();
+        let (writer, writer_task) = match FrameWriter::new(stdin) {
+            Ok(w) => w,
+            Err(err) => return Err(ProcessError::spawn(program, err)),
+        };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (exit_tx, exit_rx) = watch::channel(None);
         let core = Arc::new(Core {
@@ -319,13 +323,14 @@ impl<C: Codec> MakeWorker<C> {
             semaphore: Arc::new(Semaphore::new(cfg.max_in_flight)),
             shutdown: shutdown_tx,
             exit: exit_rx,
+            writer,
         });
-        runtime.spawn(write_frames(core.clone(), stdin, frames_rx, shutdown_rx.clone()));
+        runtime.spawn(write_frames(core.clone(), writer_task, shutdown_rx.clone()));
         runtime.spawn(supervise(core.clone(), guard, stdout, shutdown_rx, exit_tx, cfg.shutdown_grace));
         if let Some(stderr) = stderr {
             runtime.spawn(forward_stderr(stderr, cfg.telemetry.name.clone(), pid));
         }
-        Ok(WorkerProcess::from_handle(Arc::new(WorkerHandle { core, frames: frames_tx })))
+        Ok(WorkerProcess::from_handle(Arc::new(WorkerHandle { core })))
     }
 }
 
@@ -369,6 +374,7 @@ struct Core<C: Codec> {
     semaphore: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
     exit: watch::Receiver<Option<Termination>>,
+    writer: Arc<FrameWriter>,
 }
 
 impl<C: Codec> Core<C> {
@@ -429,44 +435,14 @@ impl<C: Codec> Core<C> {
     }
 }
 
-/// Writes queued frames to the worker's stdin, batching what is queued before each flush.
-/// Closes stdin when every handle is gone or shutdown begins.
-async fn write_frames<C: Codec>(
-    core: Arc<Core<C>>,
-    stdin: ChildStdin,
-    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut stdin = BufWriter::with_capacity(64 * 1024, stdin);
-    loop {
-        let first = tokio::select! {
-            biased;
-            frame = frames.recv() => frame,
-            _ = shutdown.wait_for(|s| *s) => None,
-        };
-        let Some(first) = first else { break };
-        let mut result = stdin.write_all(&first).await;
-        while result.is_ok() {
-            match frames.try_recv() {
-                Ok(frame) => result = stdin.write_all(&frame).await,
-                Err(_) => break,
-            }
-        }
-        if result.is_ok() {
-            result = stdin.flush().await;
-        }
-        if result.is_err() {
-            // The worker closed its stdin or died: take no more requests, and let the
-            // supervisor fail the ones in flight with how the worker ended (killing it after
-            // the grace period if it lingers).
-            core.refuse(&WorkerError::new(WorkerErrorKind::Io, "writing to the worker's stdin failed"));
-            core.shutdown.send_replace(true);
-            break;
-        }
+/// Runs the stdin writer; a write error means the worker closed its stdin or died.
+async fn write_frames<C: Codec>(core: Arc<Core<C>>, task: WriterTask, shutdown: watch::Receiver<bool>) {
+    if task.run(shutdown).await.is_err() {
+        // Take no more requests, and let the supervisor fail the ones in flight with how
+        // the worker ended (killing it after the grace period if it lingers).
+        core.refuse(&WorkerError::new(WorkerErrorKind::Io, "writing to the worker's stdin failed"));
+        core.shutdown.send_replace(true);
     }
-    // Frames queued after shutdown began belong to calls that raced it; they fail when the
-    // worker exits.
-    let _ = stdin.shutdown().await;
 }
 
 /// Reads answers, watches the child, enforces the grace period, fails what is left.
@@ -582,7 +558,6 @@ async fn forward_stderr(mut stderr: ChildStderr, name: Arc<str>, pid: u32) {
 /// Held by every clone of a [`WorkerProcess`]; when the last one goes, the worker shuts down.
 struct WorkerHandle<C: Codec> {
     core: Arc<Core<C>>,
-    frames: mpsc::UnboundedSender<Vec<u8>>,
 }
 
 impl<C: Codec> Drop for WorkerHandle<C> {
@@ -774,8 +749,13 @@ impl<C: Codec> Service<C::Request> for WorkerProcess<C> {
             }
             pending.map.insert(id, Slot { tx, _permit: permit });
         }
-        if self.handle.frames.send(frame).is_err() {
+        if let Err(e) = core.writer.send(frame) {
             core.lock().map.remove(&id);
+            if let SendError::Io(e) = e {
+                let message = format!("writing to the worker's stdin failed: {e}");
+                core.refuse(&WorkerError::new(WorkerErrorKind::Io, message));
+                core.shutdown.send_replace(true);
+            }
             return WorkerFuture::failed(core.failure());
         }
         WorkerFuture::pending(rx)

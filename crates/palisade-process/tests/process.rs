@@ -4,6 +4,7 @@
 mod support;
 
 use std::future::poll_fn;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use palisade_core::{Classify, Outcome};
@@ -87,7 +88,6 @@ async fn spawn_errors_are_typed() {
     assert!(!ExitClassifier::new().classify(&Err::<palisade_process::ProcessOutput, _>(err)).is_retryable());
 
     // Not executable (mode 0644), even for root.
-    use std::os::unix::fs::PermissionsExt;
     let path = std::env::temp_dir().join(format!("palisade-noexec-{}", std::process::id()));
     std::fs::write(&path, "#!/bin/sh\n").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -165,7 +165,7 @@ async fn graceful_shutdown_answers_in_flight_then_exits() {
     let err = poll_fn(|cx| w.poll_ready(cx)).await.unwrap_err();
     assert_eq!(err.kind(), WorkerErrorKind::Closed);
     let err: tower::BoxError = err.into();
-    assert_eq!(find_rejection(err.as_ref()).map(|r| r.kind()), Some(RejectionKind::Closed));
+    assert_eq!(find_rejection(err.as_ref()).map(palisade_core::Rejection::kind), Some(RejectionKind::Closed));
     assert!(eventually(Duration::from_secs(2), || is_reaped(worker.pid())).await);
 }
 

@@ -64,7 +64,7 @@ pub fn is_reaped(pid: u32) -> bool {
 
 /// Open file descriptors of this process.
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
 }
 
 /// Polls `cond` every 10 ms until it holds or `limit` passes; returns whether it held.
