@@ -30,6 +30,9 @@ pub type Msg<T> = Result<(u64, T), StageError>;
 pub trait Source<T>: Send + 'static {
     /// The next item, `None` at the end.
     fn poll_msg(&mut self, cx: &mut Context<'_>) -> Poll<Option<Msg<T>>>;
+
+    /// Publishes numbers kept locally since the last call.
+    fn flush_stats(&mut self) {}
 }
 
 /// Where spawned stage workers go.
@@ -45,6 +48,8 @@ pub struct SpawnCtx<'a> {
 pub struct ChannelSource<T> {
     pub(crate) rx: mpsc::Receiver<Msg<T>>,
     pub(crate) upstream: Arc<StageShared>,
+    /// Items taken since the last `flush_stats`.
+    pub(crate) taken: i64,
 }
 
 impl<T> fmt::Debug for ChannelSource<T> {
@@ -58,17 +63,25 @@ impl<T: Send + 'static> Source<T> for ChannelSource<T> {
     fn poll_msg(&mut self, cx: &mut Context<'_>) -> Poll<Option<Msg<T>>> {
         let msg = std::task::ready!(self.rx.poll_recv(cx));
         if msg.is_some() {
-            self.upstream.queue_depth.add(-1);
+            self.taken += 1;
         }
         Poll::Ready(msg)
+    }
+
+    #[inline]
+    fn flush_stats(&mut self) {
+        if self.taken != 0 {
+            self.upstream.queue_depth.add(-self.taken);
+            self.taken = 0;
+        }
     }
 }
 
 impl<T> Drop for ChannelSource<T> {
     fn drop(&mut self) {
-        let left = self.rx.len();
+        let left = self.taken + self.rx.len() as i64;
         if left > 0 {
-            self.upstream.queue_depth.add(-(left as i64));
+            self.upstream.queue_depth.add(-left);
         }
     }
 }

@@ -7,8 +7,8 @@
 //! use palisade_pipeline::merge;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let a = stream::iter([1, 3, 5]);
-//! let b = stream::iter([2, 4]);
+//! let a = stream::iter(vec![1, 3, 5]);
+//! let b = stream::iter(vec![2, 4]);
 //! let merged: Vec<_> = merge::round_robin([a, b]).collect().await;
 //! assert_eq!(merged, [1, 2, 3, 4, 5]);
 //! # }

@@ -63,7 +63,9 @@ impl<T: Send + 'static> Stream for PipelineStream<T> {
             this.output = Some(start(&mut this.tasks));
         }
         if let Some(output) = &mut this.output {
-            match std::task::ready!(output.poll_msg(cx)) {
+            let msg = std::task::ready!(output.poll_msg(cx));
+            output.flush_stats();
+            match msg {
                 Some(Ok((_, item))) => return Poll::Ready(Some(Ok(item))),
                 Some(Err(e)) => {
                     if this.fail_fast {

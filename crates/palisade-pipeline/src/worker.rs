@@ -13,7 +13,6 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures_core::Stream;
 use futures_util::stream::{FuturesOrdered, FuturesUnordered};
@@ -50,15 +49,30 @@ where
             src_done: false,
             pending: None,
             in_flight,
+            spare: None,
             running: 0,
             completed: VecDeque::new(),
-            tx: PollSender::new(tx),
+            slow_tx: PollSender::new(tx.clone()),
+            tx,
+            reserving: false,
+            stats: LocalStats::default(),
             shared: self.shared,
             opts: self.opts,
         };
         ctx.tasks.spawn(async move { poll_fn(|cx| worker.poll(cx)).await });
-        ChannelSource { rx, upstream }
+        ChannelSource { rx, upstream, taken: 0 }
     }
+}
+
+/// Numbers counted by a worker between two publications (one atomic update per poll, not
+/// per item).
+#[derive(Default)]
+struct LocalStats {
+    items_in: u64,
+    items_out: u64,
+    filtered: u64,
+    in_flight: i64,
+    queued: i64,
 }
 
 struct Worker<S, K, T, Src>
@@ -71,12 +85,19 @@ where
     src_done: bool,
     /// An item read from the source, waiting for the service to be ready.
     pending: Option<(u64, T)>,
-    in_flight: InFlight<Call<S::Future, T>>,
+    in_flight: InFlight<Pin<Box<Call<S::Future, T>>>>,
+    /// The allocation of the last call that completed at once, reused for the next call.
+    spare: Option<Pin<Box<Call<S::Future, T>>>>,
     /// Calls still running (the rest of `in_flight` is done, waiting for its turn).
     running: usize,
     /// Results waiting for room in the output buffer.
     completed: VecDeque<Msg<K::Out>>,
-    tx: PollSender<Msg<K::Out>>,
+    /// `try_send` while the buffer has room ...
+    tx: mpsc::Sender<Msg<K::Out>>,
+    /// ... and a reservation that wakes the worker when it is full.
+    slow_tx: PollSender<Msg<K::Out>>,
+    reserving: bool,
+    stats: LocalStats,
     shared: Arc<StageShared>,
     opts: StageOptions<T>,
 }
@@ -87,10 +108,30 @@ where
     K: StageKind<S::Response>,
 {
     fn drop(&mut self) {
-        if self.running > 0 {
-            self.shared.in_flight.add(-(self.running as i64));
+        let in_flight = self.stats.in_flight - self.running as i64;
+        if in_flight != 0 {
+            self.shared.in_flight.add(in_flight);
+        }
+        self.stats.in_flight = 0;
+        if self.stats.items_in > 0 {
+            self.shared.items_in.add(self.stats.items_in);
+        }
+        if self.stats.items_out > 0 {
+            self.shared.items_out.add(self.stats.items_out);
+        }
+        if self.stats.filtered > 0 {
+            self.shared.filtered.add(self.stats.filtered);
+        }
+        if self.stats.queued != 0 {
+            self.shared.queue_depth.add(self.stats.queued);
         }
     }
+}
+
+enum Flush {
+    Progress,
+    Blocked,
+    Closed,
 }
 
 impl<S, K, T, Src> Worker<S, K, T, Src>
@@ -101,79 +142,101 @@ where
     Src: Source<T>,
 {
     /// Items this worker holds.
+    #[inline]
     fn held(&self) -> usize {
         self.in_flight.len() + self.completed.len() + usize::from(self.pending.is_some())
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let result = self.poll_inner(cx);
+        self.publish();
+        result
+    }
+
+    fn publish(&mut self) {
+        let stats = std::mem::take(&mut self.stats);
+        if stats.items_in > 0 {
+            self.shared.items_in.add(stats.items_in);
+        }
+        if stats.items_out > 0 {
+            self.shared.items_out.add(stats.items_out);
+        }
+        if stats.filtered > 0 {
+            self.shared.filtered.add(stats.filtered);
+        }
+        if stats.in_flight != 0 {
+            self.shared.in_flight.add(stats.in_flight);
+        }
+        if stats.queued != 0 {
+            self.shared.queue_depth.add(stats.queued);
+        }
+        self.src.flush_stats();
+    }
+
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             let mut progress = false;
+            // One clock read per round: calls started or finished in the same round share it.
+            let now = Instant::now();
 
             // Finished calls, in order (ordered mode) or as they complete.
             while let Poll::Ready(Some(done)) = self.in_flight.poll_next(cx) {
                 progress = true;
-                if let Some(msg) = self.complete(done) {
+                if let Some(msg) = self.complete(done, now) {
                     self.completed.push_back(msg);
                 }
             }
 
             // Results to the output buffer, while it has room.
-            while !self.completed.is_empty() {
-                match self.tx.poll_reserve(cx) {
-                    Poll::Ready(Ok(())) => {
-                        if let Some(msg) = self.completed.pop_front() {
-                            if self.tx.send_item(msg).is_err() {
-                                return Poll::Ready(());
-                            }
-                            self.shared.queue_depth.add(1);
+            match self.flush(cx) {
+                Flush::Closed => return Poll::Ready(()),
+                Flush::Progress => progress = true,
+                Flush::Blocked => {}
+            }
+
+            // New items while slots are free, each called once the service is ready.
+            while self.held() < self.opts.concurrency || self.pending.is_some() {
+                if self.pending.is_none() {
+                    if self.src_done {
+                        break;
+                    }
+                    match self.src.poll_msg(cx) {
+                        Poll::Ready(Some(Ok(item))) => self.pending = Some(item),
+                        Poll::Ready(Some(Err(e))) => {
+                            self.pass(e);
+                            progress = true;
+                            continue;
                         }
-                        progress = true;
+                        Poll::Ready(None) => {
+                            self.src_done = true;
+                            progress = true;
+                            break;
+                        }
+                        Poll::Pending => break,
                     }
-                    // The next stage (or the output stream) is gone: stop.
-                    Poll::Ready(Err(_)) => return Poll::Ready(()),
-                    Poll::Pending => break,
                 }
-            }
-
-            // A new item, when a slot is free.
-            if self.pending.is_none() && !self.src_done && self.held() < self.opts.concurrency {
-                match self.src.poll_msg(cx) {
-                    Poll::Ready(Some(Ok(item))) => {
-                        self.pending = Some(item);
-                        progress = true;
-                    }
-                    Poll::Ready(Some(Err(e))) => {
-                        self.pass(e);
-                        progress = true;
-                    }
-                    Poll::Ready(None) => {
-                        self.src_done = true;
-                        progress = true;
-                    }
-                    Poll::Pending => {}
-                }
-            }
-
-            // Call the service once it is ready.
-            if self.pending.is_some() {
                 match self.service.poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
                         if let Some((seq, item)) = self.pending.take() {
-                            self.call(seq, item);
+                            if let Some(done) = self.call(seq, item, now, cx) {
+                                if let Some(msg) = self.complete(done, now) {
+                                    self.completed.push_back(msg);
+                                }
+                            }
                         }
                         progress = true;
                     }
                     Poll::Ready(Err(e)) => {
                         if let Some((seq, item)) = self.pending.take() {
                             let kept = self.opts.keep.is_some().then_some(item);
-                            self.shared.items_in.increment();
+                            self.stats.items_in += 1;
                             if let Some(msg) = self.failed(seq, e.into(), kept) {
                                 self.completed.push_back(msg);
                             }
                         }
                         progress = true;
                     }
-                    Poll::Pending => {}
+                    Poll::Pending => break,
                 }
             }
 
@@ -186,38 +249,106 @@ where
         }
     }
 
-    fn call(&mut self, seq: u64, item: T) {
+    fn flush(&mut self, cx: &mut Context<'_>) -> Flush {
+        let mut progress = false;
+        while let Some(msg) = self.completed.pop_front() {
+            if !self.reserving {
+                match self.tx.try_send(msg) {
+                    Ok(()) => {
+                        self.stats.queued += 1;
+                        progress = true;
+                        continue;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Flush::Closed,
+                    Err(mpsc::error::TrySendError::Full(msg)) => {
+                        self.completed.push_front(msg);
+                        self.reserving = true;
+                    }
+                }
+            } else {
+                self.completed.push_front(msg);
+            }
+            // Full: wait for room (this registers the wakeup).
+            match self.slow_tx.poll_reserve(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.reserving = false;
+                    if let Some(msg) = self.completed.pop_front() {
+                        if self.slow_tx.send_item(msg).is_err() {
+                            return Flush::Closed;
+                        }
+                        self.stats.queued += 1;
+                        progress = true;
+                    }
+                }
+                // The next stage (or the output stream) is gone: stop.
+                Poll::Ready(Err(_)) => return Flush::Closed,
+                Poll::Pending => break,
+            }
+        }
+        if progress {
+            Flush::Progress
+        } else {
+            Flush::Blocked
+        }
+    }
+
+    /// Calls the service. A call that completes on its first poll (a cheap stage) while
+    /// nothing is ahead of it skips the in-flight set, and its allocation is reused.
+    #[inline]
+    fn call(
+        &mut self,
+        seq: u64,
+        item: T,
+        now: Instant,
+        cx: &mut Context<'_>,
+    ) -> Option<Done<S::Response, S::Error, T>> {
         let kept = self.opts.keep.map(|keep| keep(&item));
-        self.shared.items_in.increment();
-        self.shared.in_flight.add(1);
+        self.stats.items_in += 1;
+        self.stats.in_flight += 1;
         self.running += 1;
-        let start = Instant::now();
-        let fut = self.service.call(item);
-        self.in_flight.push(Call::Running { fut, seq, kept, start });
+        let call = Call::Running { fut: self.service.call(item), seq, kept, start: now };
+        let mut boxed = match self.spare.take() {
+            Some(mut spare) => {
+                spare.as_mut().set(call);
+                spare
+            }
+            None => Box::pin(call),
+        };
+        if self.in_flight.len() == 0 || matches!(self.in_flight, InFlight::Unordered(_)) {
+            if let Poll::Ready(done) = boxed.as_mut().poll(cx) {
+                // Drop what the finished call still holds; keep the allocation.
+                boxed.as_mut().set(Call::Pass { err: None });
+                self.spare = Some(boxed);
+                return Some(done);
+            }
+        }
+        self.in_flight.push(boxed);
+        None
     }
 
     fn pass(&mut self, e: StageError) {
         match &mut self.in_flight {
             // Keep the error in its place among the items.
-            InFlight::Ordered(q) => q.push_back(Call::Pass { err: Some(e) }),
+            InFlight::Ordered(q) => q.push_back(Box::pin(Call::Pass { err: Some(e) })),
             InFlight::Unordered(_) => self.completed.push_back(Err(e)),
         }
     }
 
-    fn complete(&mut self, done: Done<S::Response, S::Error, T>) -> Option<Msg<K::Out>> {
+    #[inline]
+    fn complete(&mut self, done: Done<S::Response, S::Error, T>, now: Instant) -> Option<Msg<K::Out>> {
         match done {
-            Done::Finished { seq, result, kept, elapsed } => {
+            Done::Finished { seq, result, kept, start } => {
                 self.running -= 1;
-                self.shared.in_flight.add(-1);
-                self.shared.latency.record(elapsed);
+                self.stats.in_flight -= 1;
+                self.shared.latency.record(now.saturating_duration_since(start));
                 match result {
                     Ok(response) => match K::into_option(response) {
                         Some(out) => {
-                            self.shared.items_out.increment();
+                            self.stats.items_out += 1;
                             Some(Ok((seq, out)))
                         }
                         None => {
-                            self.shared.filtered.increment();
+                            self.stats.filtered += 1;
                             None
                         }
                     },
@@ -281,7 +412,7 @@ pin_project! {
 }
 
 enum Done<R, E, T> {
-    Finished { seq: u64, result: Result<R, E>, kept: Option<T>, elapsed: Duration },
+    Finished { seq: u64, result: Result<R, E>, kept: Option<T>, start: Instant },
     Pass(Option<StageError>),
 }
 
@@ -296,7 +427,7 @@ where
         match self.project() {
             CallProj::Running { fut, seq, kept, start } => {
                 let result = std::task::ready!(fut.poll(cx));
-                Poll::Ready(Done::Finished { seq: *seq, result, kept: kept.take(), elapsed: start.elapsed() })
+                Poll::Ready(Done::Finished { seq: *seq, result, kept: kept.take(), start: *start })
             }
             CallProj::Pass { err } => Poll::Ready(Done::Pass(err.take())),
         }
