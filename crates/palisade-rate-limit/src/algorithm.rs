@@ -187,6 +187,12 @@ impl Cell {
     /// bucket algorithms may reserve a slot up to that far ahead.
     #[inline]
     pub(crate) fn acquire(&self, now: u64, cost: u32, max_wait: Option<u64>) -> Result<Admit, Denied> {
+        if let Self::Gcra(g) = self {
+            // The common case first, without the generic checks below.
+            if cost.wrapping_sub(1) < g.burst {
+                return g.acquire(now, cost, max_wait.unwrap_or(0));
+            }
+        }
         if cost == 0 {
             return Ok(Admit { ready_at: now, token: 0 });
         }

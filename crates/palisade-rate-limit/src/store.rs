@@ -113,7 +113,7 @@ struct KeyCell {
 }
 
 /// The in-memory [`KeyedStore`]: a limiter per key in a bounded
-/// [`KeyedMap`](palisade_core::keyed::KeyedMap). At most `max_keys` keys are held: when full,
+/// [`KeyedMap`]. At most `max_keys` keys are held: when full,
 /// keys idle past the idle timeout go first, then the least recently used — no background
 /// task, no call to make. Evicting an idle key loses nothing once its limit has refilled.
 pub struct LocalStore<K> {
