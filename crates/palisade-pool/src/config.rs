@@ -23,6 +23,7 @@ use crate::worker::Worker;
 
 /// How a request picks its member among those ready with room.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum Strategy {
     /// Each member in turn.
@@ -39,6 +40,7 @@ pub enum Strategy {
 
 /// What `poll_ready` does when the queue is full.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum WhenFull {
     /// `poll_ready` is ready and `call` fails at once with
@@ -489,5 +491,145 @@ where
 
     fn call(&mut self, (): ()) -> Fut {
         (self.f)()
+    }
+}
+
+// === serde ===
+
+/// A [`PoolService`]'s settings as data (feature `serde`), e.g. from a config file. Every
+/// field is optional; missing ones keep the builder's defaults. Durations are strings like
+/// `"250ms"`. Code-only settings (priority, classifier, health-check request, listeners)
+/// are added on the builder returned by [`PoolServiceConfig::into_builder`].
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// use palisade_pool::PoolServiceConfig;
+///
+/// let config: PoolServiceConfig = serde_json::from_str(
+///     r#"{ "name": "workers", "min_size": 2, "max_size": 8, "strategy": "peak_ewma",
+///          "when_full": "wait", "idle_timeout": "5m", "scale_down_after": "30s" }"#,
+/// ).unwrap();
+/// let builder = config.into_builder::<String>().unwrap();
+/// # let _ = builder;
+/// let bad: PoolServiceConfig = serde_json::from_str(r#"{ "min_size": 3, "max_size": 2 }"#).unwrap();
+/// assert_eq!(bad.into_builder::<String>().unwrap_err().field(), "min_size");
+/// # }
+/// ```
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PoolServiceConfig {
+    /// See [`PoolServiceBuilder::name`].
+    #[serde(default)]
+    pub name: Option<String>,
+    /// See [`PoolServiceBuilder::min_size`].
+    #[serde(default)]
+    pub min_size: Option<usize>,
+    /// See [`PoolServiceBuilder::max_size`].
+    #[serde(default)]
+    pub max_size: Option<usize>,
+    /// See [`PoolServiceBuilder::member_concurrency`].
+    #[serde(default)]
+    pub member_concurrency: Option<usize>,
+    /// See [`PoolServiceBuilder::queue_capacity`].
+    #[serde(default)]
+    pub queue_capacity: Option<usize>,
+    /// `"reject"` or `"wait"`; see [`PoolServiceBuilder::when_full`].
+    #[serde(default)]
+    pub when_full: Option<WhenFull>,
+    /// `"round_robin"`, `"least_in_flight"`, `"power_of_two_choices"` or `"peak_ewma"`.
+    #[serde(default)]
+    pub strategy: Option<Strategy>,
+    /// See [`PoolServiceBuilder::scale_up_utilisation`].
+    #[serde(default)]
+    pub scale_up_utilisation: Option<f64>,
+    /// See [`PoolServiceBuilder::scale_up_queue`].
+    #[serde(default)]
+    pub scale_up_queue: Option<usize>,
+    /// See [`PoolServiceBuilder::scale_down`].
+    #[serde(default)]
+    pub scale_down_utilisation: Option<f64>,
+    /// See [`PoolServiceBuilder::scale_down`].
+    #[serde(default, with = "palisade_core::duration::serde::option")]
+    pub scale_down_after: Option<Duration>,
+    /// See [`PoolServiceBuilder::idle_timeout`].
+    #[serde(default, with = "palisade_core::duration::serde::option")]
+    pub idle_timeout: Option<Duration>,
+    /// See [`PoolServiceBuilder::housekeeping_interval`].
+    #[serde(default, with = "palisade_core::duration::serde::option")]
+    pub housekeeping_interval: Option<Duration>,
+    /// See [`PoolServiceBuilder::make_backoff`].
+    #[serde(default, with = "palisade_core::duration::serde::option")]
+    pub make_backoff: Option<Duration>,
+    /// See [`PoolServiceBuilder::make_backoff`].
+    #[serde(default, with = "palisade_core::duration::serde::option")]
+    pub make_backoff_max: Option<Duration>,
+    /// See [`PoolServiceBuilder::make_timeout`].
+    #[serde(default, with = "palisade_core::duration::serde::option")]
+    pub make_timeout: Option<Duration>,
+    /// See [`PoolServiceBuilder::evict_after_failures`].
+    #[serde(default)]
+    pub evict_after_failures: Option<u32>,
+}
+
+#[cfg(feature = "serde")]
+impl PoolServiceConfig {
+    /// A builder with these settings, validated as [`PoolServiceBuilder::build`] does.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid setting.
+    pub fn into_builder<Req>(self) -> Result<PoolServiceBuilder<Req>, ConfigError> {
+        let mut b = PoolServiceBuilder::default();
+        if let Some(v) = self.name {
+            b = b.name(v);
+        }
+        if let Some(v) = self.min_size {
+            b = b.min_size(v);
+        }
+        if let Some(v) = self.max_size {
+            b = b.max_size(v);
+        }
+        if let Some(v) = self.member_concurrency {
+            b = b.member_concurrency(v);
+        }
+        if let Some(v) = self.queue_capacity {
+            b = b.queue_capacity(v);
+        }
+        if let Some(v) = self.when_full {
+            b = b.when_full(v);
+        }
+        if let Some(v) = self.strategy {
+            b = b.strategy(v);
+        }
+        if let Some(v) = self.scale_up_utilisation {
+            b = b.scale_up_utilisation(v);
+        }
+        if let Some(v) = self.scale_up_queue {
+            b = b.scale_up_queue(v);
+        }
+        let ratio = self.scale_down_utilisation.unwrap_or(b.scale_down_utilisation);
+        let after = self.scale_down_after.unwrap_or(b.scale_down_after);
+        b = b.scale_down(ratio, after);
+        if let Some(v) = self.idle_timeout {
+            b = b.idle_timeout(v);
+        }
+        if let Some(v) = self.housekeeping_interval {
+            b = b.housekeeping_interval(v);
+        }
+        let base = self.make_backoff.unwrap_or(b.make_backoff);
+        let max = self.make_backoff_max.unwrap_or(b.make_backoff_max);
+        b = b.make_backoff(base, max);
+        if let Some(v) = self.make_timeout {
+            b = b.make_timeout(v);
+        }
+        if let Some(v) = self.evict_after_failures {
+            b = b.evict_after_failures(v);
+        }
+        b.validate()?;
+        Backoff::new(b.make_backoff, b.make_backoff_max)?;
+        Ok(b)
     }
 }

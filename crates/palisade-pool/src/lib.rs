@@ -91,6 +91,9 @@ mod shared;
 mod sizing;
 mod worker;
 
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use config::PoolServiceConfig;
 pub use config::{make_fn, MakeFn, PoolServiceBuilder, Strategy, WhenFull};
 pub use event::{EvictReason, PoolEvent, ScaleDownReason, ScaleUpReason};
 pub use handle::{MemberStats, PoolHandle, ShutdownReport, Snapshot};

@@ -773,3 +773,68 @@ impl<L: Lifecycle> Drop for Pooled<L> {
         shared.idle().push_back(Idle { resource, since });
     }
 }
+
+// === serde ===
+
+/// A [`Pool`]'s settings as data (feature `serde`); missing fields keep the defaults.
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// use palisade_pool::resource::{lifecycle_fn, PoolConfig};
+///
+/// let config: PoolConfig =
+///     serde_json::from_str(r#"{ "name": "db", "max_size": 16, "acquire_timeout": "2s" }"#).unwrap();
+/// let pool = config
+///     .into_builder(lifecycle_fn(|| async { Ok::<_, std::io::Error>(()) }))
+///     .build()
+///     .unwrap();
+/// assert_eq!(pool.stats().max_size, 16);
+/// # }
+/// ```
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// See [`PoolBuilder::name`].
+    #[serde(default)]
+    pub name: Option<String>,
+    /// See [`PoolBuilder::min_size`].
+    #[serde(default)]
+    pub min_size: Option<usize>,
+    /// See [`PoolBuilder::max_size`].
+    #[serde(default)]
+    pub max_size: Option<usize>,
+    /// See [`PoolBuilder::acquire_timeout`].
+    #[serde(default, with = "palisade_core::duration::serde::option")]
+    pub acquire_timeout: Option<Duration>,
+    /// See [`PoolBuilder::idle_timeout`].
+    #[serde(default, with = "palisade_core::duration::serde::option")]
+    pub idle_timeout: Option<Duration>,
+}
+
+#[cfg(feature = "serde")]
+impl PoolConfig {
+    /// A builder with these settings for resources from `lifecycle` (validated by
+    /// [`PoolBuilder::build`]).
+    pub fn into_builder<L: Lifecycle>(self, lifecycle: L) -> PoolBuilder<L> {
+        let mut b = Pool::builder(lifecycle);
+        if let Some(v) = self.name {
+            b = b.name(v);
+        }
+        if let Some(v) = self.min_size {
+            b = b.min_size(v);
+        }
+        if let Some(v) = self.max_size {
+            b = b.max_size(v);
+        }
+        if let Some(v) = self.acquire_timeout {
+            b = b.acquire_timeout(v);
+        }
+        if let Some(v) = self.idle_timeout {
+            b = b.idle_timeout(v);
+        }
+        b
+    }
+}
