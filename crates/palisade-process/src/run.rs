@@ -48,6 +48,12 @@ async fn read_capped<R: AsyncRead + Unpin>(
         };
         let room = buf.limit - buf.data.len();
         let keep = n.min(room);
+        let needed = buf.data.len() + keep;
+        if needed > buf.data.capacity() {
+            // Grow by doubling, but never past the cap.
+            let target = (buf.data.capacity() * 2).max(needed).min(buf.limit);
+            buf.data.reserve_exact(target - buf.data.len());
+        }
         buf.data.extend_from_slice(&chunk[..keep]);
         if keep < n {
             buf.truncated = true;

@@ -469,7 +469,13 @@ async fn supervise<C: Codec>(
         };
         tokio::select! {
             read = buffer.fill(&mut stdout), if stdout_open => match read {
-                Ok(0) | Err(_) => stdout_open = false,
+                Ok(0) | Err(_) => {
+                    // A worker without stdout can answer nothing: take no more requests
+                    // and give it the grace period to exit.
+                    stdout_open = false;
+                    core.refuse(&WorkerError::new(WorkerErrorKind::Crashed, "the worker closed its stdout"));
+                    grace_deadline.get_or_insert_with(|| Instant::now() + grace);
+                }
                 Ok(_) => {
                     if let Err(msg) = dispatch(&core, &mut buffer) {
                         broken = Some(msg);
@@ -517,9 +523,16 @@ async fn supervise<C: Codec>(
         guard.finish(termination, (!shutting_down).then_some(in_flight));
         termination
     } else {
-        // The grace period ran out.
-        core.fail_all(&WorkerError::closed(&core.name));
-        guard.kill(KillReason::ShutdownGrace, None).await
+        // The grace period ran out (after a shutdown, or after the worker closed its stdout).
+        if core.closing.load(Ordering::Acquire) {
+            core.fail_all(&WorkerError::closed(&core.name));
+            guard.kill(KillReason::ShutdownGrace, None).await
+        } else {
+            let error =
+                WorkerError::new(WorkerErrorKind::Crashed, "the worker stopped answering and was killed");
+            let in_flight = core.fail_all(&error);
+            guard.kill(KillReason::ShutdownGrace, Some(in_flight)).await
+        }
     };
     exit.send_replace(Some(termination));
 }

@@ -85,7 +85,8 @@ async fn spawn_errors_are_typed() {
     let err = missing.oneshot(ProcessRequest::new()).await.unwrap_err();
     assert_eq!(err.kind(), ProcessErrorKind::NotFound);
     assert_eq!(err.program(), "/nonexistent/program");
-    assert!(!ExitClassifier::new().classify(&Err::<palisade_process::ProcessOutput, _>(err)).is_retryable());
+    let boxed: Result<palisade_process::ProcessOutput, tower::BoxError> = Err(err.into());
+    assert!(!ExitClassifier::new().classify(&boxed).is_retryable());
 
     // Not executable (mode 0644), even for root.
     let path = std::env::temp_dir().join(format!("palisade-noexec-{}", std::process::id()));

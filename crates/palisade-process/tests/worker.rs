@@ -46,6 +46,9 @@ async fn json_requests_round_trip() {
     assert_eq!(err.kind(), WorkerErrorKind::Remote);
     assert_eq!(err.message(), "nope");
     assert!(!err.is_fatal());
+    let classifier = palisade_process::ExitClassifier::new();
+    let verdict = palisade_core::Classify::classify(&classifier, &Err::<Value, _>(err));
+    assert!(verdict.is_failure() && !verdict.is_retryable());
     assert!(worker.is_alive());
     assert_eq!(ask(&worker, json!({"op": "echo", "value": 1})).await.unwrap(), json!(1));
     assert_eq!(worker.shutdown().await, Termination::Exited(0));
@@ -95,6 +98,11 @@ async fn a_crash_fails_every_request_in_flight() {
     let crash = ask(&worker, json!({"op": "crash", "code": 7})).await.unwrap_err();
     assert_eq!(crash.kind(), WorkerErrorKind::Crashed);
     assert_eq!(crash.termination(), Some(Termination::Exited(7)));
+    // A pool brings a new worker: worth retrying, also behind layers that box errors.
+    let classifier = palisade_process::ExitClassifier::new();
+    assert!(palisade_core::Classify::classify(&classifier, &Err::<Value, _>(crash.clone())).is_retryable());
+    let boxed: Result<Value, tower::BoxError> = Err(crash.clone().into());
+    assert!(palisade_core::Classify::classify(&classifier, &boxed).is_retryable());
     for call in slow {
         let err = call.await.unwrap().unwrap_err();
         assert_eq!(err.kind(), WorkerErrorKind::Crashed);
