@@ -446,6 +446,12 @@ impl<L: Lifecycle> Shared<L> {
         total
     }
 
+    /// Gives back a place counted for a resource that was never created.
+    fn unreserve(&self) {
+        let total = self.total.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+        self.total_gauge.set(total as i64);
+    }
+
     fn forget(&self, reason: DestroyReason) {
         let total = self.total.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
         self.total_gauge.set(total as i64);
@@ -490,12 +496,18 @@ impl<L: Lifecycle> fmt::Debug for Pool<L> {
 struct Slot<'a, L: Lifecycle> {
     shared: &'a Shared<L>,
     armed: bool,
+    /// The resource exists (being checked) rather than being created.
+    exists: bool,
 }
 
 impl<L: Lifecycle> Drop for Slot<'_, L> {
     fn drop(&mut self) {
         if self.armed {
-            self.shared.forget(DestroyReason::Discarded);
+            if self.exists {
+                self.shared.forget(DestroyReason::Discarded);
+            } else {
+                self.shared.unreserve();
+            }
         }
     }
 }
@@ -574,7 +586,7 @@ impl<L: Lifecycle> Pool<L> {
         loop {
             let popped = shared.idle().pop_back();
             let Some(idle) = popped else { break };
-            let mut slot = Slot { shared, armed: true };
+            let mut slot = Slot { shared, armed: true, exists: true };
             let mut resource = idle.resource;
             if let (Some(limit), Some(since)) = (shared.idle_timeout, idle.since) {
                 if since.elapsed() >= limit && shared.sizing.can_shrink(shared.total.load(Ordering::Acquire))
@@ -592,7 +604,7 @@ impl<L: Lifecycle> Pool<L> {
             shared.destroy(resource, DestroyReason::Broken).await;
         }
         shared.add_total();
-        let mut slot = Slot { shared, armed: true };
+        let mut slot = Slot { shared, armed: true, exists: false };
         match shared.lifecycle.create().await {
             Ok(resource) => {
                 slot.armed = false;
@@ -604,9 +616,7 @@ impl<L: Lifecycle> Pool<L> {
                 Ok(Pooled::new(resource, self.shared.clone(), permit))
             }
             Err(err) => {
-                slot.armed = false;
-                let total = shared.total.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
-                shared.total_gauge.set(total as i64);
+                drop(slot);
                 let err: BoxError = err.into();
                 if shared.events.is_observed() {
                     shared.events.publish(ResourceEvent::CreateFailed { error: err.to_string() });
@@ -644,12 +654,9 @@ impl<L: Lifecycle> Pool<L> {
                 return Ok(());
             };
             shared.add_total();
-            let mut slot = Slot { shared, armed: true };
-            let resource = shared.lifecycle.create().await.map_err(|e| {
-                slot.armed = false;
-                shared.total.fetch_sub(1, Ordering::AcqRel);
-                e.into()
-            })?;
+            let mut slot = Slot { shared, armed: true, exists: false };
+            // On error the slot gives the place back.
+            let resource = shared.lifecycle.create().await.map_err(Into::into)?;
             slot.armed = false;
             shared.created.increment();
             drop(Pooled::new(resource, self.shared.clone(), permit));

@@ -156,6 +156,7 @@ where
     next_turn: usize,
     low_since: Option<Instant>,
     replacements_owed: usize,
+    young_evictions: u32,
     next_id: u64,
     checks: Vec<(u64, CheckFuture)>,
     next_check: Option<Instant>,
@@ -211,6 +212,7 @@ where
             next_turn: 0,
             low_since: None,
             replacements_owed: 0,
+            young_evictions: 0,
             next_id: 0,
             checks: Vec::new(),
             next_check,
@@ -239,6 +241,8 @@ where
         while self.housekeeping.poll_tick(cx).is_ready() {
             self.housekeep();
         }
+        // Bounded, so that members failing as soon as they join cannot spin the worker.
+        let mut joins = 0;
         loop {
             self.evict_unhealthy();
             self.dispatch(cx);
@@ -248,6 +252,11 @@ where
             }
             if !self.poll_making(cx) {
                 break;
+            }
+            joins += 1;
+            if joins > self.config.sizing.max {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
         }
         if let Some(draining) = &mut self.draining {
@@ -499,6 +508,15 @@ where
 
     fn evict(&mut self, i: usize, reason: EvictReason) {
         let m = self.members.remove(i);
+        if m.state.counters.served.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            // It failed before finishing a single call: making its replacement backs off
+            // like a failed make, so a factory of broken members cannot churn.
+            self.young_evictions += 1;
+            let retry_in = self.backoff.fail();
+            self.retry_at = Some(Box::pin(tokio::time::sleep(retry_in)));
+        } else {
+            self.young_evictions = 0;
+        }
         self.shared.evicted.increment();
         self.replacements_owed = (self.replacements_owed + 1).min(self.config.sizing.max);
         self.publish_members();
@@ -578,7 +596,9 @@ where
         self.making = None;
         match result {
             Ok(service) => {
-                self.backoff.succeed();
+                if self.young_evictions == 0 {
+                    self.backoff.succeed();
+                }
                 if reason == ScaleUpReason::Replacement || self.replacements_owed > 0 {
                     self.replacements_owed = self.replacements_owed.saturating_sub(1);
                 }

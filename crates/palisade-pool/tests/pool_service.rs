@@ -517,6 +517,32 @@ async fn member_whose_poll_ready_fails_is_evicted() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn members_broken_from_birth_are_replaced_with_backoff() {
+    let broken = Behaviour { ready_error_after: Some(0), ..Behaviour::default() };
+    let mut f = Factory::new();
+    for id in 0..100 {
+        f = f.behave(id, broken);
+    }
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .make_backoff(ms(100), Duration::from_secs(10))
+        .build(f.make())
+        .unwrap();
+    let start = Instant::now();
+    let _waiting = spawn_call(&pool, Job::new(0));
+    settle().await;
+    for _ in 0..16 {
+        advance(ms(100)).await;
+        settle().await;
+    }
+    // Replacements after 100, 200, 400, 800 ms: five members in 1.6 s, not thousands.
+    let attempts: Vec<_> = f.attempts.lock().unwrap().iter().map(|t| *t - start).collect();
+    assert_eq!(attempts, vec![ms(0), ms(100), ms(300), ms(700), ms(1_500)]);
+    assert_eq!(pool.snapshot().evicted, 5);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn health_check_evicts_a_sick_member() {
     let f = Factory::new().behave(1, Behaviour { fail_health: true, ..Behaviour::default() });
     let pool = PoolService::builder()

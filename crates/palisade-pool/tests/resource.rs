@@ -286,3 +286,22 @@ async fn total_never_exceeds_max_under_contention() {
     let s = pool.stats();
     assert_eq!((s.total, s.in_use, s.waiting), (3, 0, 0));
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn cancelling_an_acquire_mid_create_frees_the_place() {
+    let pool = Pool::builder(lifecycle_fn(|| async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok::<_, std::io::Error>(1u8)
+    }))
+    .max_size(1)
+    .build()
+    .unwrap();
+    let mut creating = task::spawn(pool.acquire());
+    assert_pending!(creating.poll());
+    assert_eq!((pool.stats().total, pool.stats().in_use), (1, 1));
+    drop(creating);
+    let s = pool.stats();
+    assert_eq!((s.total, s.in_use, s.destroyed), (0, 0, 0));
+    let got = pool.acquire().await.unwrap();
+    assert_eq!(*got, 1);
+}
