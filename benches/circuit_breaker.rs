@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, clippy::disallowed_methods)]
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -24,8 +25,12 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().build().expect("runtime")
 }
 
-fn noop() -> impl Service<u64, Response = u64, Error = Infallible, Future = impl Future<Output = Result<u64, Infallible>> + Send>
-       + Clone
+fn noop() -> impl Service<
+    u64,
+    Response = u64,
+    Error = Infallible,
+    Future = impl Future<Output = Result<u64, Infallible>> + Send,
+> + Clone
        + Send
        + 'static {
     service_fn(|x: u64| async move { Ok::<_, Infallible>(x) })
@@ -72,7 +77,10 @@ where
 }
 
 /// failsafe is not a tower layer: its future-aware breaker wraps each call's future.
-async fn drive_failsafe(cb: &failsafe::StateMachine<impl failsafe::FailurePolicy, ()>, iters: u64) -> Duration {
+async fn drive_failsafe<P>(cb: &failsafe::StateMachine<P, ()>, iters: u64) -> Duration
+where
+    P: failsafe::FailurePolicy + Send + Sync,
+{
     let start = Instant::now();
     for i in 0..iters {
         black_box(cb.call(async move { Ok::<_, ()>(black_box(i)) }).await.unwrap());
@@ -92,7 +100,9 @@ fn palisade_time_window() -> CircuitBreakerLayer {
     CircuitBreakerLayer::builder().failure_rate(0.5).time_window(Duration::from_secs(60)).build().unwrap()
 }
 
-fn tower_resilience<S>(inner: S) -> tower_resilience_circuitbreaker::CircuitBreaker<S, impl Send + Sync + Clone> {
+fn tower_resilience<S>(
+    inner: S,
+) -> tower_resilience_circuitbreaker::CircuitBreaker<S, tower_resilience_circuitbreaker::DefaultClassifier> {
     tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
         .failure_rate_threshold(0.5)
         .sliding_window_size(100)
@@ -101,7 +111,7 @@ fn tower_resilience<S>(inner: S) -> tower_resilience_circuitbreaker::CircuitBrea
         .layer(inner)
 }
 
-fn failsafe_breaker() -> failsafe::StateMachine<impl failsafe::FailurePolicy + Clone, ()> {
+fn failsafe_breaker() -> failsafe::StateMachine<impl failsafe::FailurePolicy + Send + Sync + 'static, ()> {
     failsafe::Config::new().build()
 }
 

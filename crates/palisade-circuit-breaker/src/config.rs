@@ -67,7 +67,9 @@ impl Settings {
             return self.wait.min(self.max_wait);
         }
         let factor = self.wait_multiplier.powi(level.min(i32::MAX as u32) as i32);
-        Duration::try_from_secs_f64(self.wait.as_secs_f64() * factor).unwrap_or(self.max_wait).min(self.max_wait)
+        Duration::try_from_secs_f64(self.wait.as_secs_f64() * factor)
+            .unwrap_or(self.max_wait)
+            .min(self.max_wait)
     }
 }
 
@@ -550,7 +552,11 @@ mod serde_config {
         ///
         /// If the fields contradict each other (two modes, half of a pair).
         pub fn into_builder(self) -> Result<CircuitBreakerLayerBuilder, ConfigError> {
-            let modes = [self.consecutive_failures.is_some(), self.failure_count.is_some(), self.failure_rate.is_some()];
+            let modes = [
+                self.consecutive_failures.is_some(),
+                self.failure_count.is_some(),
+                self.failure_rate.is_some(),
+            ];
             if modes.iter().filter(|m| **m).count() > 1 {
                 return Err(ConfigError::new(
                     "failure_rate",
@@ -566,7 +572,10 @@ mod serde_config {
             }
             if let Some(n) = self.count_window {
                 if self.time_window.is_some() {
-                    return Err(ConfigError::new("count_window", "set only one of `count_window`, `time_window`"));
+                    return Err(ConfigError::new(
+                        "count_window",
+                        "set only one of `count_window`, `time_window`",
+                    ));
                 }
                 b = b.count_window(n);
             }
@@ -591,8 +600,12 @@ mod serde_config {
             match (self.slow_call_duration, self.slow_call_rate) {
                 (Some(d), Some(r)) => b = b.slow_calls(d, r),
                 (None, None) => {}
-                (Some(_), None) => return Err(ConfigError::new("slow_call_rate", "needs `slow_call_duration`")),
-                (None, Some(_)) => return Err(ConfigError::new("slow_call_duration", "needs `slow_call_rate`")),
+                (Some(_), None) => {
+                    return Err(ConfigError::new("slow_call_rate", "needs `slow_call_duration`"))
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::new("slow_call_duration", "needs `slow_call_rate`"))
+                }
             }
             let wait = self.wait_in_open.unwrap_or(Duration::from_secs(60));
             b = match (self.wait_multiplier, self.max_wait_in_open) {

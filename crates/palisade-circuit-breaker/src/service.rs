@@ -14,7 +14,12 @@ use crate::state::{Admission, Breaker, CallGuard};
 
 /// Admits `req` through `breaker` and calls `inner`, or answers with a rejection without
 /// calling it.
-fn admit_and_call<S, C, Req>(breaker: &Arc<Breaker<C>>, inner: &mut S, req: Req) -> ResponseFuture<S::Future, C>
+#[inline]
+fn admit_and_call<S, C, Req>(
+    breaker: &Arc<Breaker<C>>,
+    inner: &mut S,
+    req: Req,
+) -> ResponseFuture<S::Future, C>
 where
     S: Service<Req>,
 {
@@ -53,7 +58,10 @@ impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
 
 impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CircuitBreaker").field("inner", &self.inner).field("breaker", &self.breaker.core).finish()
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("breaker", &self.breaker.core)
+            .finish()
     }
 }
 

@@ -231,7 +231,12 @@ pub(crate) struct Breaker<C> {
 }
 
 impl<C> Breaker<C> {
-    pub(crate) fn new(settings: Arc<Settings>, shared: Arc<LayerShared>, state_gauge: bool, classifier: C) -> Self {
+    pub(crate) fn new(
+        settings: Arc<Settings>,
+        shared: Arc<LayerShared>,
+        state_gauge: bool,
+        classifier: C,
+    ) -> Self {
         let window = settings.window.map(|w| match w {
             WindowKind::Count(n) => Window::Count(CountWindow::new(n)),
             WindowKind::Time { length, buckets } => Window::Time(TimeWindow::new(nanos(length), buckets)),
@@ -268,6 +273,7 @@ impl BreakerCore {
         &self.shared.events
     }
 
+    #[inline]
     pub(crate) fn measures(&self) -> bool {
         self.settings.measure
     }
@@ -276,11 +282,18 @@ impl BreakerCore {
         state_of(self.state.load(Ordering::Acquire))
     }
 
+    #[inline]
     fn now_nanos(&self) -> u64 {
-        nanos(Instant::now().saturating_duration_since(self.epoch))
+        self.nanos_at(Instant::now())
+    }
+
+    #[inline]
+    fn nanos_at(&self, at: Instant) -> u64 {
+        nanos(at.saturating_duration_since(self.epoch))
     }
 
     /// Lets a call through, or says how long until the breaker may let one through.
+    #[inline]
     pub(crate) fn admit(&self) -> Result<Admission, Duration> {
         // Each turn either returns or follows a transition; four turns are plenty.
         for _ in 0..4 {
@@ -322,7 +335,15 @@ impl BreakerCore {
     }
 
     /// Records the result of a call let through with `admission`.
-    pub(crate) fn record(&self, admission: Admission, verdict: Classification, elapsed: Option<Duration>) {
+    #[inline]
+    /// `timing` is the call's end and duration, when durations are measured.
+    pub(crate) fn record(
+        &self,
+        admission: Admission,
+        verdict: Classification,
+        timing: Option<(Instant, Duration)>,
+    ) {
+        let elapsed = timing.map(|t| t.1);
         let (Admission::Record { gen } | Admission::Trial { gen }) = admission else {
             return;
         };
@@ -342,13 +363,25 @@ impl BreakerCore {
         let hint = if failure { self.settings.retry_after_cap.zip(verdict.retry_after()) } else { None };
         let hint = hint.map(|(cap, d)| d.min(cap)).filter(|d| !d.is_zero());
         match admission {
-            Admission::Record { .. } if outcome != Outcome::Ignored => self.record_closed(gen, failure, slow, hint),
-            Admission::Trial { .. } => self.record_trial(gen, (outcome != Outcome::Ignored).then_some(failure || slow), hint),
+            Admission::Record { .. } if outcome != Outcome::Ignored => {
+                self.record_closed(gen, failure, slow, hint, timing.map(|t| t.0));
+            }
+            Admission::Trial { .. } => {
+                self.record_trial(gen, (outcome != Outcome::Ignored).then_some(failure || slow), hint)
+            }
             _ => {}
         }
     }
 
-    fn record_closed(&self, gen: u64, failure: bool, slow: bool, hint: Option<Duration>) {
+    #[inline]
+    fn record_closed(
+        &self,
+        gen: u64,
+        failure: bool,
+        slow: bool,
+        hint: Option<Duration>,
+        end: Option<Instant>,
+    ) {
         let word = self.state.load(Ordering::Acquire);
         if gen_of(word) != gen {
             return;
@@ -367,7 +400,11 @@ impl BreakerCore {
             0
         };
         let aggregate = self.window.as_ref().map(|w| {
-            let now = if matches!(w, Window::Time(_)) { self.now_nanos() } else { 0 };
+            let now = match (w, end) {
+                (Window::Count(_), _) => 0,
+                (Window::Time(_), Some(end)) => self.nanos_at(end),
+                (Window::Time(_), None) => self.now_nanos(),
+            };
             w.record(now, Sample { failure, slow })
         });
         if state_of(word) != State::Closed {
@@ -380,6 +417,7 @@ impl BreakerCore {
         }
     }
 
+    #[inline]
     fn trip_reason(&self, consecutive: u64, aggregate: Option<Aggregate>) -> Option<TransitionReason> {
         let s = &self.settings;
         if let Trip::Consecutive(n) = s.trip {
@@ -426,9 +464,17 @@ impl BreakerCore {
         if let Some(wait) = hint {
             self.transition(Some(word), State::Open, TransitionReason::RetryAfter { wait });
         } else if tally.failures >= s.half_open_failures_to_open {
-            self.transition(Some(word), State::Open, TransitionReason::TrialsFailed { failures: tally.failures });
+            self.transition(
+                Some(word),
+                State::Open,
+                TransitionReason::TrialsFailed { failures: tally.failures },
+            );
         } else if tally.successes > s.half_open_trials - s.half_open_failures_to_open {
-            self.transition(Some(word), State::Closed, TransitionReason::TrialsSucceeded { successes: tally.successes });
+            self.transition(
+                Some(word),
+                State::Closed,
+                TransitionReason::TrialsSucceeded { successes: tally.successes },
+            );
         }
     }
 
@@ -555,12 +601,14 @@ impl<C> fmt::Debug for CallGuard<C> {
 }
 
 impl<C> CallGuard<C> {
+    #[inline]
     pub(crate) fn new(breaker: Arc<Breaker<C>>, admission: Admission) -> Self {
         let start = (breaker.core.measures() && admission != Admission::Pass).then(Instant::now);
         Self { breaker, admission, start }
     }
 
     /// Classifies and records `result`.
+    #[inline]
     pub(crate) fn finish<T, E>(mut self, result: &Result<T, E>)
     where
         C: palisade_core::Classify<T, E>,
@@ -569,14 +617,15 @@ impl<C> CallGuard<C> {
             return;
         }
         let admission = std::mem::replace(&mut self.admission, Admission::Pass);
-        let (verdict, elapsed) = match self.start {
+        let (verdict, timing) = match self.start {
             Some(start) => {
-                let elapsed = start.elapsed();
-                (self.breaker.classifier.classify_timed(result, elapsed), Some(elapsed))
+                let end = Instant::now();
+                let elapsed = end.saturating_duration_since(start);
+                (self.breaker.classifier.classify_timed(result, elapsed), Some((end, elapsed)))
             }
             None => (self.breaker.classifier.classify(result), None),
         };
-        self.breaker.core.record(admission, verdict, elapsed);
+        self.breaker.core.record(admission, verdict, timing);
     }
 }
 

@@ -83,14 +83,12 @@ impl CountWindow {
         }
     }
 
-    pub(crate) fn size(&self) -> u64 {
-        self.slots.len() as u64
-    }
-
     /// Records `sample` in place of the oldest outcome; returns the aggregate right after.
     pub(crate) fn record(&self, sample: Sample) -> Aggregate {
         let code = FILLED | if sample.failure { FAILED } else { 0 } | if sample.slow { SLOW } else { 0 };
-        let pos = self.head.fetch_add(1, Ordering::Relaxed) % self.size();
+        // A 32-bit remainder is several times cheaper than a 64-bit one; when the position
+        // wraps at 2^32 the ring skips a few slots once, which a sliding window does not mind.
+        let pos = (self.head.fetch_add(1, Ordering::Relaxed) as u32) % (self.slots.len() as u32);
         let old = self.slots[pos as usize].swap(code, Ordering::AcqRel);
         let delta = code_value(code).wrapping_sub(code_value(old)) as u64;
         let prev = self.totals.fetch_add(delta, Ordering::AcqRel);
@@ -120,7 +118,11 @@ fn unpack32(calls_failures: u64, slow: u64) -> Aggregate {
     let v = calls_failures as i64;
     let calls = sign_extend(calls_failures & 0xFFFF_FFFF, 32);
     let failures = v.wrapping_sub(calls) >> 32;
-    Aggregate { calls: calls.max(0) as u64, failures: failures.max(0) as u64, slow: (slow as i64).max(0) as u64 }
+    Aggregate {
+        calls: calls.max(0) as u64,
+        failures: failures.max(0) as u64,
+        slow: (slow as i64).max(0) as u64,
+    }
 }
 
 #[derive(Debug)]
@@ -348,7 +350,9 @@ impl TrialSlots {
             };
             let next = word(t, in_flight - 1, ok, failed);
             match self.word.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Some(TrialTally { successes: ok, failures: failed, in_flight: in_flight - 1 }),
+                Ok(_) => {
+                    return Some(TrialTally { successes: ok, failures: failed, in_flight: in_flight - 1 })
+                }
                 Err(actual) => cur = actual,
             }
         }

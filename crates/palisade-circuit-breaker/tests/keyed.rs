@@ -18,7 +18,14 @@ struct Req {
     fail: bool,
 }
 
-fn hosts_backend(hits: Arc<AtomicUsize>) -> impl Service<Req, Response = (), Error = &'static str, Future = impl std::future::Future<Output = Result<(), &'static str>> + Send> + Clone {
+fn hosts_backend(
+    hits: Arc<AtomicUsize>,
+) -> impl Service<
+    Req,
+    Response = (),
+    Error = &'static str,
+    Future = impl std::future::Future<Output = Result<(), &'static str>> + Send,
+> + Clone {
     tower::service_fn(move |req: Req| {
         hits.fetch_add(1, Ordering::SeqCst);
         async move {
@@ -79,12 +86,12 @@ async fn keys_are_bounded_and_evicted_keys_start_fresh() {
         .build_keyed(|r: &Req| r.host)
         .unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(hosts_backend(Default::default()));
+    let svc = layer.layer(hosts_backend(Arc::default()));
 
     send(&svc, "victim", true).await.unwrap_err();
     assert!(rejection(&send(&svc, "victim", false).await).is_some());
-    const FLOOD: [&str; 10] = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"];
-    for host in FLOOD {
+    let flood: [&str; 10] = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"];
+    for host in flood {
         tokio::time::advance(Duration::from_millis(1)).await;
         send(&svc, host, false).await.unwrap();
         assert!(handle.len() <= 3);
@@ -100,8 +107,8 @@ async fn keys_are_bounded_and_evicted_keys_start_fresh() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn clones_share_the_keyed_breakers() {
     let layer = CircuitBreakerLayer::builder().consecutive_failures(2).build_keyed(|r: &Req| r.host).unwrap();
-    let a = layer.layer(hosts_backend(Default::default()));
-    let b = layer.clone().layer(hosts_backend(Default::default()));
+    let a = layer.layer(hosts_backend(Arc::default()));
+    let b = layer.clone().layer(hosts_backend(Arc::default()));
     send(&a, "x", true).await.unwrap_err();
     send(&b.clone(), "x", true).await.unwrap_err();
     assert!(rejection(&send(&a, "x", false).await).is_some());
@@ -127,7 +134,7 @@ async fn keyed_events_reach_layer_listeners() {
         })
         .build_keyed(|r: &Req| r.host)
         .unwrap();
-    let svc = layer.layer(hosts_backend(Default::default()));
+    let svc = layer.layer(hosts_backend(Arc::default()));
     send(&svc, "a", true).await.unwrap_err();
     send(&svc, "b", true).await.unwrap_err();
     assert_eq!(seen.load(Ordering::SeqCst), 2);

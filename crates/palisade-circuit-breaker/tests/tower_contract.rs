@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_circuit_breaker::{CircuitBreakerLayer, State};
@@ -25,7 +26,15 @@ fn breaker(trials: u32) -> CircuitBreakerLayer {
 }
 
 /// Opens the breaker with one failed call and waits out the open state.
-async fn open_then_wait(svc: &mut mock::Spawn<palisade_circuit_breaker::CircuitBreaker<mock::Mock<&'static str, &'static str>, palisade_core::DefaultClassifier>>, handle: &mut mock::Handle<&'static str, &'static str>) {
+async fn open_then_wait(
+    svc: &mut mock::Spawn<
+        palisade_circuit_breaker::CircuitBreaker<
+            mock::Mock<&'static str, &'static str>,
+            palisade_core::DefaultClassifier,
+        >,
+    >,
+    handle: &mut mock::Handle<&'static str, &'static str>,
+) {
     handle.allow(1);
     assert_ready_ok!(svc.poll_ready());
     let mut fut = task::spawn(svc.call("fail"));
@@ -70,7 +79,9 @@ async fn rejection_is_a_ready_future_and_the_inner_service_is_not_called() {
     assert_eq!(assert_ready_ok!(trial.poll()), "ok");
 }
 
-fn rejection_of<'a>(res: &'a Result<&str, BoxError>) -> Option<&'a palisade_circuit_breaker::error::CircuitOpen> {
+fn rejection_of<'a>(
+    res: &'a Result<&str, BoxError>,
+) -> Option<&'a palisade_circuit_breaker::error::CircuitOpen> {
     res.as_ref().err().and_then(|e| e.downcast_ref())
 }
 
@@ -88,9 +99,11 @@ async fn half_open_admits_exactly_the_configured_trials() {
         assert_ready_ok!(svc.poll_ready());
         let mut fut = task::spawn(svc.call("trial"));
         match fut.poll() {
-            std::task::Poll::Ready(Err(e)) if e.is::<palisade_circuit_breaker::error::CircuitOpen>() => rejected += 1,
+            std::task::Poll::Ready(Err(e)) if e.is::<palisade_circuit_breaker::error::CircuitOpen>() => {
+                rejected += 1
+            }
             std::task::Poll::Pending => trials.push(fut),
-            other => panic!("unexpected {other:?}"),
+            other @ std::task::Poll::Ready(_) => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!((trials.len(), rejected), (3, 7));
@@ -148,7 +161,12 @@ async fn a_panicking_trial_frees_its_slot() {
 // The tower five, with a concurrency limit inside the breaker holding the capacity.
 
 fn limited() -> (
-    impl Service<support::Call, Response = (), Error = BoxError, Future = impl std::future::Future<Output = Result<(), BoxError>> + Send> + Clone,
+    impl Service<
+            support::Call,
+            Response = (),
+            Error = BoxError,
+            Future = impl std::future::Future<Output = Result<(), BoxError>> + Send,
+        > + Clone,
     palisade_circuit_breaker::CircuitBreakerHandle,
 ) {
     let layer = CircuitBreakerLayer::builder().consecutive_failures(5).build().unwrap();
@@ -156,7 +174,7 @@ fn limited() -> (
     let svc = ServiceBuilder::new()
         .layer(layer)
         .layer(ConcurrencyLimitLayer::new(1))
-        .service(support::backend(Default::default()));
+        .service(support::backend(Arc::default()));
     (svc, handle)
 }
 

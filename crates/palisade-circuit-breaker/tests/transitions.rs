@@ -1,4 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+// Rates are compared exactly on purpose: the thresholds are inclusive, to the bit.
+#![allow(clippy::float_cmp)]
 
 mod support;
 
@@ -18,7 +20,8 @@ const SEC: Duration = Duration::from_secs(1);
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn consecutive_failures_open_at_exactly_n_and_successes_reset_the_count() {
     let hits = Arc::new(AtomicUsize::new(0));
-    let layer = CircuitBreakerLayer::builder().consecutive_failures(3).wait_in_open(10 * SEC).build().unwrap();
+    let layer =
+        CircuitBreakerLayer::builder().consecutive_failures(3).wait_in_open(10 * SEC).build().unwrap();
     let handle = layer.handle();
     let svc = layer.layer(backend(hits.clone()));
 
@@ -45,7 +48,7 @@ async fn count_window_waits_for_minimum_calls_and_opens_at_exactly_the_rate() {
     let layer =
         CircuitBreakerLayer::builder().failure_rate(0.5).count_window(4).minimum_calls(4).build().unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
 
     // 3 failures out of 3: 100 %, but under the minimum of 4 calls.
     for _ in 0..3 {
@@ -73,7 +76,7 @@ async fn count_window_forgets_the_oldest_call() {
     let layer =
         CircuitBreakerLayer::builder().failure_rate(0.5).count_window(4).minimum_calls(4).build().unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
     for call in [FAIL, OK, OK, OK, OK] {
         let _ = send(&svc, call).await;
     }
@@ -91,7 +94,7 @@ async fn minimum_calls_is_capped_by_a_count_window() {
     // Default minimum is 100; a window of 2 judges after 2 calls.
     let layer = CircuitBreakerLayer::builder().count_window(2).build().unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
     send(&svc, OK).await.unwrap();
     send(&svc, FAIL).await.unwrap_err();
     assert_eq!(handle.state(), State::Open);
@@ -106,7 +109,7 @@ async fn time_window_rate_forgets_old_buckets() {
         .build()
         .unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
 
     send(&svc, FAIL).await.unwrap_err();
     send(&svc, FAIL).await.unwrap_err();
@@ -125,10 +128,11 @@ async fn time_window_rate_forgets_old_buckets() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn failure_count_opens_whatever_the_successes() {
-    let (builder, events) = recorder(CircuitBreakerLayer::builder().failure_count(3, Duration::from_secs(60)));
+    let (builder, events) =
+        recorder(CircuitBreakerLayer::builder().failure_count(3, Duration::from_secs(60)));
     let layer = builder.build().unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
 
     for _ in 0..200 {
         send(&svc, OK).await.unwrap();
@@ -159,12 +163,11 @@ async fn failure_count_opens_whatever_the_successes() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn slow_successful_calls_open_the_breaker() {
-    let (builder, events) = recorder(
-        CircuitBreakerLayer::builder().count_window(10).minimum_calls(4).slow_calls(SEC, 0.5),
-    );
+    let (builder, events) =
+        recorder(CircuitBreakerLayer::builder().count_window(10).minimum_calls(4).slow_calls(SEC, 0.5));
     let layer = builder.build().unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
 
     send(&svc, slow(2 * SEC)).await.unwrap();
     send(&svc, slow(SEC)).await.unwrap(); // exactly the threshold: not slow
@@ -191,7 +194,7 @@ async fn open_moves_to_half_open_lazily_on_the_first_call_after_the_wait() {
         .build()
         .unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
 
     send(&svc, FAIL).await.unwrap_err();
     advance(4 * SEC).await;
@@ -212,11 +215,12 @@ async fn open_moves_to_half_open_lazily_on_the_first_call_after_the_wait() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_failed_trial_reopens() {
-    let (builder, events) =
-        recorder(CircuitBreakerLayer::builder().consecutive_failures(1).wait_in_open(SEC).half_open_trials(3));
+    let (builder, events) = recorder(
+        CircuitBreakerLayer::builder().consecutive_failures(1).wait_in_open(SEC).half_open_trials(3),
+    );
     let layer = builder.build().unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
 
     send(&svc, FAIL).await.unwrap_err();
     advance(SEC).await;
@@ -253,7 +257,7 @@ async fn half_open_failure_ratio_decides_over_the_trials() {
         .build()
         .unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
 
     send(&svc, FAIL).await.unwrap_err();
     advance(SEC).await;
@@ -281,7 +285,7 @@ async fn exponential_wait_grows_caps_and_starts_over_when_closed() {
         .build()
         .unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
 
     send(&svc, FAIL).await.unwrap_err();
     let mut waits = Vec::new();
@@ -314,7 +318,7 @@ async fn a_server_retry_hint_forces_the_breaker_open_for_that_long() {
         .build()
         .unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
 
     send(&svc, FAIL).await.unwrap_err();
     assert_eq!(handle.state(), State::Open);
@@ -327,13 +331,13 @@ async fn a_server_retry_hint_forces_the_breaker_open_for_that_long() {
         .classifier(classifier)
         .build()
         .unwrap();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
     send(&svc, FAIL).await.unwrap_err();
     assert_eq!(layer.handle().snapshot().retry_after, Some(Duration::from_secs(3)));
 
     // Without the option, hints are not followed.
     let layer = CircuitBreakerLayer::builder().classifier(classifier).build().unwrap();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
     send(&svc, FAIL).await.unwrap_err();
     assert_eq!(layer.handle().state(), State::Closed);
 }
@@ -386,7 +390,7 @@ async fn force_closed_keeps_the_wait_level_and_reset_forgets_it() {
         .build()
         .unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
     send(&svc, FAIL).await.unwrap_err();
     handle.force_closed();
     send(&svc, FAIL).await.unwrap_err();
@@ -399,8 +403,8 @@ async fn force_closed_keeps_the_wait_level_and_reset_forgets_it() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn clones_and_services_of_one_layer_share_the_breaker() {
     let layer = CircuitBreakerLayer::builder().consecutive_failures(2).build().unwrap();
-    let a = layer.layer(backend(Default::default()));
-    let b = layer.clone().layer(backend(Default::default()));
+    let a = layer.layer(backend(Arc::default()));
+    let b = layer.clone().layer(backend(Arc::default()));
     send(&a, FAIL).await.unwrap_err();
     send(&b.clone(), FAIL).await.unwrap_err();
     assert!(rejection(&send(&a, OK).await).is_some());
@@ -414,9 +418,10 @@ async fn ignored_and_dropped_calls_count_neither_way() {
         Ok(()) => Classification::success(),
         Err(_) => Classification::ignored(),
     });
-    let layer = CircuitBreakerLayer::builder().consecutive_failures(1).classifier(classifier).build().unwrap();
+    let layer =
+        CircuitBreakerLayer::builder().consecutive_failures(1).classifier(classifier).build().unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
     send(&svc, FAIL).await.unwrap_err();
     assert_eq!(handle.state(), State::Closed);
 
@@ -437,7 +442,7 @@ async fn a_call_admitted_before_a_transition_does_not_count_after_it() {
         .build()
         .unwrap();
     let handle = layer.handle();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
 
     // A slow failing call admitted while closed ...
     let late = tokio::spawn(support::send_owned(svc.clone(), Call { fail: true, delay: 5 * SEC }));
@@ -456,9 +461,10 @@ async fn a_call_admitted_before_a_transition_does_not_count_after_it() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn events_report_rejections_and_recorded_calls() {
-    let (builder, events) = recorder(CircuitBreakerLayer::builder().consecutive_failures(1).wait_in_open(SEC));
+    let (builder, events) =
+        recorder(CircuitBreakerLayer::builder().consecutive_failures(1).wait_in_open(SEC));
     let layer = builder.build().unwrap();
-    let svc = layer.layer(backend(Default::default()));
+    let svc = layer.layer(backend(Arc::default()));
     send(&svc, FAIL).await.unwrap_err();
     let _ = send(&svc, OK).await;
     let events = events.lock().unwrap().clone();
@@ -478,7 +484,8 @@ async fn events_report_rejections_and_recorded_calls() {
 
 #[test]
 fn invalid_settings_are_refused_at_build() {
-    let field = |r: Result<CircuitBreakerLayer, palisade_core::ConfigError>| r.unwrap_err().field().to_owned();
+    let field =
+        |r: Result<CircuitBreakerLayer, palisade_core::ConfigError>| r.unwrap_err().field().to_owned();
     let b = CircuitBreakerLayer::builder;
     assert_eq!(field(b().consecutive_failures(0).build()), "consecutive_failures");
     assert_eq!(field(b().failure_count(0, SEC).build()), "failure_count");

@@ -27,7 +27,13 @@ pub fn slow(delay: Duration) -> Call {
 /// A backend that sleeps `delay` then answers as told; counts the calls that reached it.
 pub fn backend(
     hits: Arc<AtomicUsize>,
-) -> impl Service<Call, Response = (), Error = &'static str, Future = impl std::future::Future<Output = Result<(), &'static str>> + Send> + Clone + Send {
+) -> impl Service<
+    Call,
+    Response = (),
+    Error = &'static str,
+    Future = impl std::future::Future<Output = Result<(), &'static str>> + Send,
+> + Clone
+       + Send {
     tower::service_fn(move |call: Call| {
         hits.fetch_add(1, Ordering::SeqCst);
         async move {
