@@ -5,6 +5,7 @@
 //! pipeline's type (`PipelineService<In, Then<First<..>, ..>, _>`); box the pipeline
 //! (`tower::util::BoxCloneService`) or return `impl Service` to keep signatures short.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -12,11 +13,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::error::StageError;
 use crate::handle::StageShared;
+use crate::queue::QueueRx;
 use crate::stage::{Stage, StageFuture, StageKind, StageOptions, StageService};
 use crate::Processed;
 
@@ -28,8 +29,9 @@ pub type Msg<T> = Result<(u64, T), StageError>;
 /// Where a stage's worker reads its items from.
 #[doc(hidden)]
 pub trait Source<T>: Send + 'static {
-    /// The next item, `None` at the end.
-    fn poll_msg(&mut self, cx: &mut Context<'_>) -> Poll<Option<Msg<T>>>;
+    /// Moves up to `max` items (`max >= 1`) to the back of `inbox`: `Ready(true)` if at least
+    /// one moved, `Ready(false)` at the end, `Pending` when none is available yet.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, inbox: &mut VecDeque<Msg<T>>, max: usize) -> Poll<bool>;
 
     /// Publishes numbers kept locally since the last call.
     fn flush_stats(&mut self) {}
@@ -46,7 +48,7 @@ pub struct SpawnCtx<'a> {
 /// The receiving end of a stage's output buffer.
 #[doc(hidden)]
 pub struct ChannelSource<T> {
-    pub(crate) rx: mpsc::Receiver<Msg<T>>,
+    pub(crate) rx: QueueRx<Msg<T>>,
     pub(crate) upstream: Arc<StageShared>,
     /// Items taken since the last `flush_stats`.
     pub(crate) taken: i64,
@@ -58,14 +60,26 @@ impl<T> fmt::Debug for ChannelSource<T> {
     }
 }
 
-impl<T: Send + 'static> Source<T> for ChannelSource<T> {
+impl<T> ChannelSource<T> {
+    /// Takes one item (the output stream takes them one by one, so the last buffer's
+    /// capacity stays the bound).
     #[inline]
-    fn poll_msg(&mut self, cx: &mut Context<'_>) -> Poll<Option<Msg<T>>> {
-        let msg = std::task::ready!(self.rx.poll_recv(cx));
+    pub(crate) fn poll_one(&mut self, cx: &mut Context<'_>) -> Poll<Option<Msg<T>>> {
+        let msg = std::task::ready!(self.rx.poll_pop(cx));
         if msg.is_some() {
             self.taken += 1;
         }
         Poll::Ready(msg)
+    }
+}
+
+impl<T: Send + 'static> Source<T> for ChannelSource<T> {
+    #[inline]
+    fn poll_fill(&mut self, cx: &mut Context<'_>, inbox: &mut VecDeque<Msg<T>>, max: usize) -> Poll<bool> {
+        let before = inbox.len();
+        let more = std::task::ready!(self.rx.poll_pop_into(inbox, max, cx));
+        self.taken += (inbox.len() - before) as i64;
+        Poll::Ready(more)
     }
 
     #[inline]
@@ -90,11 +104,12 @@ impl<T> Drop for ChannelSource<T> {
 pub(crate) struct StreamSource<St> {
     stream: Pin<Box<St>>,
     seq: u64,
+    ended: bool,
 }
 
 impl<St> StreamSource<St> {
     pub(crate) fn new(stream: St) -> Self {
-        Self { stream: Box::pin(stream), seq: 0 }
+        Self { stream: Box::pin(stream), seq: 0, ended: false }
     }
 }
 
@@ -103,14 +118,25 @@ where
     St: futures_core::Stream + Send + 'static,
 {
     #[inline]
-    fn poll_msg(&mut self, cx: &mut Context<'_>) -> Poll<Option<Msg<St::Item>>> {
-        match std::task::ready!(self.stream.as_mut().poll_next(cx)) {
-            Some(item) => {
-                let seq = self.seq;
-                self.seq += 1;
-                Poll::Ready(Some(Ok((seq, item))))
+    fn poll_fill(&mut self, cx: &mut Context<'_>, inbox: &mut VecDeque<Msg<St::Item>>, max: usize) -> Poll<bool> {
+        let mut moved = 0;
+        while moved < max && !self.ended {
+            match self.stream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(item)) => {
+                    inbox.push_back(Ok((self.seq, item)));
+                    self.seq += 1;
+                    moved += 1;
+                }
+                Poll::Ready(None) => self.ended = true,
+                Poll::Pending => break,
             }
-            None => Poll::Ready(None),
+        }
+        if moved > 0 {
+            Poll::Ready(true)
+        } else if self.ended {
+            Poll::Ready(false)
+        } else {
+            Poll::Pending
         }
     }
 }

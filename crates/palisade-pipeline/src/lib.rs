@@ -13,6 +13,7 @@ pub mod fan;
 mod handle;
 pub mod merge;
 mod output;
+mod queue;
 mod service;
 pub mod stage;
 mod stream;

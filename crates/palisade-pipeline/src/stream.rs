@@ -63,7 +63,7 @@ impl<T: Send + 'static> Stream for PipelineStream<T> {
             this.output = Some(start(&mut this.tasks));
         }
         if let Some(output) = &mut this.output {
-            let msg = std::task::ready!(output.poll_msg(cx));
+            let msg = std::task::ready!(output.poll_one(cx));
             output.flush_stats();
             match msg {
                 Some(Ok((_, item))) => return Poll::Ready(Some(Ok(item))),

@@ -13,19 +13,19 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_core::Stream;
 use futures_util::stream::{FuturesOrdered, FuturesUnordered};
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::PollSender;
 use tower_service::Service;
 
 use crate::chain::{ChannelSource, Msg, Source, SpawnCtx};
 use crate::error::StageError;
 use crate::handle::StageShared;
+use crate::queue::{queue, Closed, QueueTx};
 use crate::stage::{fail, Stage, StageKind, StageOptions, StageService};
 
 impl<S, K, T> Stage<S, K, T>
@@ -36,7 +36,7 @@ where
 {
     /// Spawns this stage's worker reading from `src`; returns its output buffer.
     pub(crate) fn spawn<Src: Source<T>>(self, ctx: &mut SpawnCtx<'_>, src: Src) -> ChannelSource<K::Out> {
-        let (tx, rx) = mpsc::channel(self.opts.buffer);
+        let (tx, rx) = queue(self.opts.buffer);
         let in_flight = if ctx.ordered {
             InFlight::Ordered(FuturesOrdered::new())
         } else {
@@ -47,14 +47,12 @@ where
             service: self.service,
             src,
             src_done: false,
-            pending: None,
+            inbox: VecDeque::new(),
             in_flight,
             spare: None,
             running: 0,
             completed: VecDeque::new(),
-            slow_tx: PollSender::new(tx.clone()),
             tx,
-            reserving: false,
             stats: LocalStats::default(),
             shared: self.shared,
             opts: self.opts,
@@ -83,8 +81,8 @@ where
     service: S,
     src: Src,
     src_done: bool,
-    /// An item read from the source, waiting for the service to be ready.
-    pending: Option<(u64, T)>,
+    /// Items read from the source, waiting for the service to be ready.
+    inbox: VecDeque<Msg<T>>,
     in_flight: InFlight<Pin<Box<Call<S::Future, T>>>>,
     /// The allocation of the last call that completed at once, reused for the next call.
     spare: Option<Pin<Box<Call<S::Future, T>>>>,
@@ -92,11 +90,7 @@ where
     running: usize,
     /// Results waiting for room in the output buffer.
     completed: VecDeque<Msg<K::Out>>,
-    /// `try_send` while the buffer has room ...
-    tx: mpsc::Sender<Msg<K::Out>>,
-    /// ... and a reservation that wakes the worker when it is full.
-    slow_tx: PollSender<Msg<K::Out>>,
-    reserving: bool,
+    tx: QueueTx<Msg<K::Out>>,
     stats: LocalStats,
     shared: Arc<StageShared>,
     opts: StageOptions<T>,
@@ -144,7 +138,7 @@ where
     /// Items this worker holds.
     #[inline]
     fn held(&self) -> usize {
-        self.in_flight.len() + self.completed.len() + usize::from(self.pending.is_some())
+        self.in_flight.len() + self.completed.len() + self.inbox.len()
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -195,19 +189,15 @@ where
             }
 
             // New items while slots are free, each called once the service is ready.
-            while self.held() < self.opts.concurrency || self.pending.is_some() {
-                if self.pending.is_none() {
-                    if self.src_done {
+            loop {
+                if self.inbox.is_empty() {
+                    let free = self.opts.concurrency.saturating_sub(self.held());
+                    if self.src_done || free == 0 {
                         break;
                     }
-                    match self.src.poll_msg(cx) {
-                        Poll::Ready(Some(Ok(item))) => self.pending = Some(item),
-                        Poll::Ready(Some(Err(e))) => {
-                            self.pass(e);
-                            progress = true;
-                            continue;
-                        }
-                        Poll::Ready(None) => {
+                    match self.src.poll_fill(cx, &mut self.inbox, free) {
+                        Poll::Ready(true) => {}
+                        Poll::Ready(false) => {
                             self.src_done = true;
                             progress = true;
                             break;
@@ -215,9 +205,20 @@ where
                         Poll::Pending => break,
                     }
                 }
+                match self.inbox.front() {
+                    None => break,
+                    Some(Err(_)) => {
+                        if let Some(Err(e)) = self.inbox.pop_front() {
+                            self.pass(e);
+                        }
+                        progress = true;
+                        continue;
+                    }
+                    Some(Ok(_)) => {}
+                }
                 match self.service.poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
-                        if let Some((seq, item)) = self.pending.take() {
+                        if let Some(Ok((seq, item))) = self.inbox.pop_front() {
                             if let Some(done) = self.call(seq, item, now, cx) {
                                 if let Some(msg) = self.complete(done, now) {
                                     self.completed.push_back(msg);
@@ -227,7 +228,7 @@ where
                         progress = true;
                     }
                     Poll::Ready(Err(e)) => {
-                        if let Some((seq, item)) = self.pending.take() {
+                        if let Some(Ok((seq, item))) = self.inbox.pop_front() {
                             let kept = self.opts.keep.is_some().then_some(item);
                             self.stats.items_in += 1;
                             if let Some(msg) = self.failed(seq, e.into(), kept) {
@@ -250,45 +251,17 @@ where
     }
 
     fn flush(&mut self, cx: &mut Context<'_>) -> Flush {
-        let mut progress = false;
-        while let Some(msg) = self.completed.pop_front() {
-            if !self.reserving {
-                match self.tx.try_send(msg) {
-                    Ok(()) => {
-                        self.stats.queued += 1;
-                        progress = true;
-                        continue;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return Flush::Closed,
-                    Err(mpsc::error::TrySendError::Full(msg)) => {
-                        self.completed.push_front(msg);
-                        self.reserving = true;
-                    }
-                }
-            } else {
-                self.completed.push_front(msg);
-            }
-            // Full: wait for room (this registers the wakeup).
-            match self.slow_tx.poll_reserve(cx) {
-                Poll::Ready(Ok(())) => {
-                    self.reserving = false;
-                    if let Some(msg) = self.completed.pop_front() {
-                        if self.slow_tx.send_item(msg).is_err() {
-                            return Flush::Closed;
-                        }
-                        self.stats.queued += 1;
-                        progress = true;
-                    }
-                }
-                // The next stage (or the output stream) is gone: stop.
-                Poll::Ready(Err(_)) => return Flush::Closed,
-                Poll::Pending => break,
-            }
+        if self.completed.is_empty() {
+            return Flush::Blocked;
         }
-        if progress {
-            Flush::Progress
-        } else {
-            Flush::Blocked
+        match self.tx.push_from(&mut self.completed, cx) {
+            Ok(0) => Flush::Blocked,
+            Ok(n) => {
+                self.stats.queued += n as i64;
+                Flush::Progress
+            }
+            // The next stage (or the output stream) is gone: stop.
+            Err(Closed) => Flush::Closed,
         }
     }
 
@@ -340,7 +313,7 @@ where
             Done::Finished { seq, result, kept, start } => {
                 self.running -= 1;
                 self.stats.in_flight -= 1;
-                self.shared.latency.record(now.saturating_duration_since(start));
+                self.shared.latency.record(if start == now { Duration::ZERO } else { now.saturating_duration_since(start) });
                 match result {
                     Ok(response) => match K::into_option(response) {
                         Some(out) => {
