@@ -1,4 +1,21 @@
 //! [`RateLimitEvent`]: what the rate limit layer publishes.
+//!
+//! # Example
+//!
+//! ```
+//! use palisade_rate_limit::{Quota, RateLimitEvent, RateLimitLayer};
+//!
+//! let layer = RateLimitLayer::<String>::builder()
+//!     .quota(Quota::per_second(10))
+//!     .on_event(|e| {
+//!         if let RateLimitEvent::Rejected { tier, retry_after } = e {
+//!             eprintln!("refused by {tier}, retry after {retry_after:?}");
+//!         }
+//!     })
+//!     .build()
+//!     .unwrap();
+//! layer.handle().on_event(|e| tracing::debug!(event = ?e));
+//! ```
 
 use std::sync::Arc;
 use std::time::Duration;

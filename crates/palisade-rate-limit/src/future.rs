@@ -1,4 +1,27 @@
 //! [`ResponseFuture`] of the rate limit service.
+//!
+//! # Example
+//!
+//! A keyed limit in wait mode waits in the response future:
+//!
+//! ```
+//! use std::time::Duration;
+//! use palisade_rate_limit::{Quota, RateLimitLayer};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let layer = RateLimitLayer::builder()
+//!     .keyed(Quota::per_second(10).burst(1), |user: &u32| *user)
+//!     .wait(Duration::from_secs(1))
+//!     .build()
+//!     .unwrap();
+//! let svc = layer.layer(service_fn(|u: u32| async move { Ok::<_, std::convert::Infallible>(u) }));
+//! let start = tokio::time::Instant::now();
+//! svc.clone().oneshot(7).await.unwrap();
+//! svc.clone().oneshot(7).await.unwrap(); // waited for the next token
+//! assert_eq!(start.elapsed(), Duration::from_millis(100));
+//! # }
+//! ```
 
 use std::fmt;
 use std::future::Future;
@@ -98,7 +121,7 @@ impl<S, Req> Wait<S, Req> {
                     self.sleep.as_mut().reset(ready);
                 }
                 Err(Refusal::Retry { after, .. }) if within(now, after, pending.deadline) => {
-                    self.sleep.as_mut().reset(now + after);
+                    self.sleep.as_mut().reset(crate::limiter::add(now, after));
                 }
                 Err(refusal) => return Poll::Ready(Err(shared.reject(refusal))),
             }

@@ -30,8 +30,14 @@ impl Epoch {
 
     #[inline]
     pub(crate) fn instant(self, nanos: u64) -> Instant {
-        self.0 + Duration::from_nanos(nanos)
+        add(self.0, Duration::from_nanos(nanos))
     }
+}
+
+/// `at + d`, saturating at about thirty years ahead instead of overflowing.
+pub(crate) fn add(at: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+    at.checked_add(d.min(FAR)).unwrap_or(at)
 }
 
 pub(crate) fn wait_nanos(max_wait: Option<Duration>) -> Option<u64> {

@@ -89,10 +89,22 @@ impl Quota {
         u64::try_from(self.period.as_nanos()).unwrap_or(u64::MAX).max(1)
     }
 
-    /// Checks the quota: limit, period and burst must be non-zero.
+    /// Checks the quota: limit, period and burst must be non-zero, the period at most
+    /// [`MAX_PERIOD`](Self::MAX_PERIOD) and a full burst (`burst * period / limit`) at most
+    /// ten times that.
     pub fn validate(&self, field: &'static str) -> Result<(), ConfigError> {
         ensure(self.limit > 0, field, "limit must be at least 1")?;
         ensure_nonzero_duration(field, self.period)?;
-        ensure(self.burst_size() > 0, field, "burst must be at least 1")
+        ensure(self.period <= Self::MAX_PERIOD, field, "period must be at most 366 days")?;
+        ensure(self.burst_size() > 0, field, "burst must be at least 1")?;
+        let full = u128::from(self.interval_nanos()) * u128::from(self.burst_size());
+        ensure(
+            full <= Self::MAX_PERIOD.as_nanos() * 10,
+            field,
+            "burst * period / limit must be at most 3660 days",
+        )
     }
+
+    /// The longest period a quota may have (366 days).
+    pub const MAX_PERIOD: Duration = Duration::from_secs(366 * 86_400);
 }

@@ -103,7 +103,8 @@ impl<Req> Admission<Req> {
                         }
                         Err(Refusal::Retry { after, .. }) if within(now, after, deadline) => {
                             shared.delayed(after);
-                            self.state = State::Waiting { until: now + after, grants: None, deadline };
+                            let until = crate::limiter::add(now, after);
+                            self.state = State::Waiting { until, grants: None, deadline };
                         }
                         Err(refusal) => return Poll::Ready(Err(shared.reject(refusal))),
                     }
@@ -115,7 +116,7 @@ impl<Req> Admission<Req> {
 
 /// Whether a retry after `after` is still before the wait's deadline.
 pub(crate) fn within(now: Instant, after: Duration, deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| now + after <= d)
+    deadline.is_some_and(|d| crate::limiter::add(now, after) <= d)
 }
 
 impl<S, Req> RateLimit<S, Req> {
@@ -229,7 +230,7 @@ where
                 let pending = Pending::new(shared.clone(), None, cost, deadline);
                 let clone = self.inner.clone();
                 let svc = mem::replace(&mut self.inner, clone);
-                ResponseFuture::waiting(svc, req, pending, now + after)
+                ResponseFuture::waiting(svc, req, pending, crate::limiter::add(now, after))
             }
             Err(refusal) => ResponseFuture::rejected(shared.reject(refusal)),
         }

@@ -103,7 +103,7 @@ impl<Req> Shared<Req> {
     pub(crate) fn deadline(&self, now: Instant) -> Option<Instant> {
         match self.core.mode {
             Mode::Reject => None,
-            Mode::Wait { max_wait } => Some(now + max_wait),
+            Mode::Wait { max_wait } => Some(crate::limiter::add(now, max_wait)),
         }
     }
 

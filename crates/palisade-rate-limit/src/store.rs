@@ -7,6 +7,25 @@
 //! because the trait is synchronous, such a backend is expected to answer from local state
 //! (for instance a lease of tokens fetched ahead of time and synced in the background)
 //! rather than block on the network per request.
+//!
+//! # Example
+//!
+//! ```
+//! use palisade_rate_limit::store::{KeyedStore, LocalStore};
+//! use palisade_rate_limit::{KeyedRateLimiter, Quota};
+//! use tokio::time::Instant;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let limiter: KeyedRateLimiter<&str, LocalStore<&str>> =
+//!     KeyedRateLimiter::builder().quota(Quota::per_second(2)).max_keys(1_000).build().unwrap();
+//! let store = limiter.store();
+//! let grant = store.acquire(&"alice", 1, Instant::now(), None).unwrap();
+//! assert_eq!(store.status(&"alice", Instant::now()).unwrap().remaining, 1);
+//! store.refund(&grant); // not used after all
+//! assert_eq!(store.status(&"alice", Instant::now()).unwrap().remaining, 2);
+//! assert_eq!(store.keys(), 1);
+//! # }
+//! ```
 
 use std::any::Any;
 use std::fmt;

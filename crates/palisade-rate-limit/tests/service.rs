@@ -35,6 +35,47 @@ async fn reject_mode_retry_after_is_the_exact_time_to_admission() {
     assert_eq!(svc.ready().await.unwrap().call(3).await.unwrap(), 3);
 }
 
+/// Five requests, each through a service freshly made by `layer`, as a server does that
+/// applies its middleware per connection (hyper's `MakeService`, tower's own `RateLimit` not
+/// being `Clone`).
+async fn through_fresh_services<L>(layer: L) -> Vec<bool>
+where
+    L: Layer<Echo>,
+    L::Service: Service<u32>,
+{
+    let mut outcomes = Vec::new();
+    for i in 0..5 {
+        outcomes.push(layer.layer(Echo).oneshot(i).await.is_ok());
+    }
+    outcomes
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_sharing_check_catches_towers_per_service_window() {
+    // tower's own RateLimit, 3 per second: every service starts with a fresh window.
+    let tower = tower::limit::RateLimitLayer::new(3, std::time::Duration::from_secs(1));
+    assert_eq!(through_fresh_services(tower).await, [true; 5], "tower limits nothing here");
+    let palisade = global(Quota::per_second(3));
+    assert_eq!(through_fresh_services(palisade).await, [true, true, true, false, false]);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn extreme_settings_do_not_panic() {
+    let layer: RateLimitLayer<u32> = RateLimitLayer::builder()
+        .quota(Quota::new(1, Quota::MAX_PERIOD))
+        .wait(std::time::Duration::MAX)
+        .build()
+        .unwrap();
+    let svc = layer.layer(Echo);
+    assert!(svc.clone().oneshot(1).await.is_ok());
+    let mut next = spawn(svc.clone().oneshot(2));
+    assert_pending!(next.poll(), "waits (practically forever) without overflowing");
+    assert!(RateLimitLayer::<u32>::builder().quota(Quota::new(1, std::time::Duration::MAX)).build().is_err());
+    let reject = global(Quota::new(1, Quota::MAX_PERIOD)).layer(Echo);
+    assert!(reject.clone().oneshot(1).await.is_ok());
+    assert!(retry_after(&reject.clone().oneshot(2).await.unwrap_err()) == Quota::MAX_PERIOD);
+}
+
 /// tower's `RateLimit` keeps its window in each clone, so a server that clones the service
 /// per request (axum, hyper) is never limited. Here every request goes through a fresh clone.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
