@@ -688,3 +688,40 @@ async fn call_without_poll_ready_does_not_panic() {
     let mut t = task::spawn(());
     let _ = assert_ready!(t.enter(|cx, _| svc.poll_ready(cx)));
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn scales_to_zero_and_back() {
+    let f = Factory::new();
+    let pool = PoolService::builder()
+        .min_size(0)
+        .max_size(2)
+        .idle_timeout(Duration::from_secs(1))
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    assert_eq!(pool.snapshot().members.len(), 0);
+    assert_eq!(call(&pool, Job::new(1)).await.unwrap(), (0, 1));
+    for _ in 0..3 {
+        advance(Duration::from_secs(1)).await;
+        settle().await;
+    }
+    assert_eq!(pool.snapshot().members.len(), 0);
+    // The first call made member 0, and member 1 joined as member 0 was fully busy; both
+    // were retired, so a fresh member 2 serves the next call.
+    assert_eq!(pool.snapshot().retired, 2);
+    assert_eq!(call(&pool, Job::new(2)).await.unwrap(), (2, 2));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn handle_listeners_see_events() {
+    let f = Factory::new().fail_first(1);
+    let pool = PoolService::builder().min_size(1).max_size(1).build(f.make()).unwrap();
+    let events = Events::default();
+    pool.handle().on_event(events.listener());
+    settle().await;
+    advance(ms(100)).await;
+    settle().await;
+    let kinds: Vec<_> = events.all().iter().map(|e| palisade_core::event::Event::kind(e)).collect();
+    assert_eq!(kinds, vec!["make_failed", "scaled_up"]);
+    assert_eq!(pool.handle().name(), "pool");
+}
