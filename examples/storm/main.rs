@@ -19,6 +19,9 @@
 //!    with a hyper client.
 //!
 //! While it runs it shows what each layer did; at the end it prints a summary and exits 0.
+//!
+//! `--soak [--requests N]` runs the soak instead: a million requests in-process through the
+//! full stack against an inner service that fails, hangs and panics (see `soak.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
@@ -50,6 +53,8 @@ use palisade::retry::{Backoff, Jitter, RetryBudget, RetryHandle, RetryLayer};
 use tokio::sync::Semaphore;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 
+mod soak;
+
 // === arguments ===
 
 struct Args {
@@ -57,10 +62,11 @@ struct Args {
     rate: u32,
     plain: bool,
     seed: u64,
+    soak: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { duration: Duration::from_secs(20), rate: 300, plain: false, seed: 42 };
+    let mut args = Args { duration: Duration::from_secs(20), rate: 300, plain: false, seed: 42, soak: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -74,8 +80,12 @@ fn parse_args() -> Result<Args, String> {
             }
             "--seed" => args.seed = value("--seed")?.parse().map_err(|_| "--seed takes a number")?,
             "--plain" => args.plain = true,
+            "--soak" => args.soak = Some(args.soak.unwrap_or(1_000_000)),
+            "--requests" => {
+                args.soak = Some(value("--requests")?.parse().map_err(|_| "--requests takes a number")?);
+            }
             "-h" | "--help" => {
-                println!("usage: storm [--duration 20s] [--rate 300] [--seed 42] [--plain]");
+                println!("usage: storm [--duration 20s] [--rate 300] [--seed 42] [--plain] [--soak [--requests N]]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown flag {other}; try --help")),
@@ -466,6 +476,18 @@ async fn main() -> Result<(), BoxError> {
             std::process::exit(2);
         }
     };
+    if let Some(requests) = args.soak {
+        println!("storm --soak: {requests} requests through the full stack (30 % fail, 1 % hang, 0.1 % panic)");
+        let report = soak::run(requests, 512, args.seed).await?;
+        println!("{report:#?}");
+        println!("memory end / after warm-up: {:.3}", report.memory_ratio());
+        let ok = report.not_answered_once == 0
+            && report.bulkhead_in_flight_after == 0
+            && report.bulkhead_queued_after == 0
+            && report.tasks_alive_after == report.tasks_alive_before;
+        println!("every request answered exactly once, permits back, no task left: {ok}");
+        std::process::exit(i32::from(!ok));
+    }
     let live = !args.plain && std::io::stdout().is_terminal();
 
     let (backend, chaos, backend_served) = start_backend(args.seed).await?;
