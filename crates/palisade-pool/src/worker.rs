@@ -247,7 +247,8 @@ where
             self.evict_unhealthy();
             self.dispatch(cx);
             self.poll_checks(cx);
-            if self.draining.is_none() {
+            // While draining, members are made only for requests still waiting.
+            if self.draining.is_none() || !self.queue.is_empty() {
                 self.start_making(cx);
             }
             if !self.poll_making(cx) {
@@ -286,8 +287,6 @@ where
                 }
                 self.shared.close();
                 self.shared.events.publish(PoolEvent::ShutdownStarted);
-                self.making = None;
-                self.retry_at = None;
                 self.draining =
                     Some(Draining { deadline: Box::pin(tokio::time::sleep(deadline)), replies: vec![done] });
             }

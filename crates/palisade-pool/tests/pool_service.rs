@@ -725,3 +725,15 @@ async fn handle_listeners_see_events() {
     assert_eq!(kinds, vec!["make_failed", "scaled_up"]);
     assert_eq!(pool.handle().name(), "pool");
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn shutdown_makes_a_member_for_requests_still_waiting() {
+    let f = Factory::new().delays(vec![ms(200)]);
+    let pool = PoolService::builder().min_size(0).max_size(1).build(f.make()).unwrap();
+    let waiting = spawn_call(&pool, Job::new(5));
+    settle().await;
+    assert_eq!(pool.snapshot().queued, 1);
+    let report = pool.handle().shutdown(Duration::from_secs(1)).await;
+    assert!(report.drained);
+    assert_eq!(waiting.await.unwrap().unwrap(), (0, 5));
+}
