@@ -42,7 +42,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,9 +68,13 @@ enum Kind {
 }
 
 struct RatioBudget {
-    window: SlidingCounter,
-    deposit: i32,
-    withdraw: i32,
+    deposits: SlidingCounter,
+    withdrawals: SlidingCounter,
+    /// The deposits' epoch, refreshed from the clock every [`REFRESH_EVERY`] deposits and on
+    /// every withdrawal, so that a request does not read the clock.
+    cached_epoch: AtomicU32,
+    deposit: i64,
+    withdraw: i64,
     reserve: i64,
     ttl: Duration,
     min_per_sec: u32,
@@ -85,7 +89,22 @@ struct TokenBucket {
 }
 
 /// Fixed-point scale of a deposit (one request) in a ratio budget.
-const DEPOSIT: i32 = 1000;
+const DEPOSIT: i64 = 1000;
+
+/// Deposits between two clock reads. A stale epoch only ever makes deposits expire early
+/// (the budget is underestimated, never overestimated), and at low rates the floor
+/// dominates anyway.
+const REFRESH_EVERY: i64 = 16;
+
+impl RatioBudget {
+    fn refresh(&self, now: Instant) {
+        self.cached_epoch.store(self.deposits.epoch(now), Ordering::Relaxed);
+    }
+
+    fn balance(&self, now: Instant) -> i64 {
+        self.reserve + self.deposits.sum(now) - self.withdrawals.sum(now)
+    }
+}
 
 impl fmt::Debug for RetryBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -150,12 +169,16 @@ impl RetryBudget {
         let (deposit, withdraw) = if ratio == 0.0 {
             (0, DEPOSIT)
         } else {
-            (DEPOSIT, ((f64::from(DEPOSIT) / ratio).round() as i32).max(1))
+            (DEPOSIT, ((DEPOSIT as f64 / ratio).round() as i64).max(1))
         };
-        let reserve = (f64::from(min_per_sec) * ttl.as_secs_f64() * f64::from(withdraw)) as i64;
+        let reserve = (f64::from(min_per_sec) * ttl.as_secs_f64() * withdraw as f64) as i64;
+        let deposits = SlidingCounter::new(ttl);
+        let cached_epoch = AtomicU32::new(deposits.epoch(Instant::now()));
         Self {
             kind: Arc::new(Kind::Ratio(RatioBudget {
-                window: SlidingCounter::new(ttl),
+                deposits,
+                withdrawals: SlidingCounter::new(ttl),
+                cached_epoch,
                 deposit,
                 withdraw,
                 reserve,
@@ -191,7 +214,10 @@ impl RetryBudget {
     pub fn deposit(&self) {
         if let Kind::Ratio(r) = &*self.kind {
             if r.deposit != 0 {
-                r.window.add(Instant::now(), r.deposit);
+                let value = r.deposits.add_at(r.cached_epoch.load(Ordering::Relaxed), r.deposit);
+                if (value / r.deposit) % REFRESH_EVERY == 0 {
+                    r.refresh(Instant::now());
+                }
             }
         }
     }
@@ -218,9 +244,9 @@ impl RetryBudget {
             Kind::Unlimited => true,
             Kind::Ratio(r) => {
                 let now = Instant::now();
-                let balance = r.reserve + r.window.sum(now);
-                if balance >= i64::from(r.withdraw) {
-                    r.window.add(now, -r.withdraw);
+                r.refresh(now);
+                if r.balance(now) >= r.withdraw {
+                    r.withdrawals.add(now, r.withdraw);
                     true
                 } else {
                     false
@@ -236,8 +262,9 @@ impl RetryBudget {
         match &*self.kind {
             Kind::Unlimited => f64::INFINITY,
             Kind::Ratio(r) => {
-                let balance = r.reserve + r.window.sum(Instant::now());
-                (balance / i64::from(r.withdraw)).max(0) as f64
+                let now = Instant::now();
+                r.refresh(now);
+                (r.balance(now) / r.withdraw).max(0) as f64
             }
             Kind::Tokens(t) => t.milli.load(Ordering::Acquire) as f64 / 1000.0,
         }

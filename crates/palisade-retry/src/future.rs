@@ -137,6 +137,7 @@ where
         if let Some(throttle) = &this.core.throttle {
             if let Err(rejection) = throttle.try_acquire() {
                 this.core.counters.throttled.increment();
+                this.core.counters.refused.increment();
                 this.core.events.publish(RetryEvent::Throttled { attempt: 1 });
                 give_up(&this.core, 0, GiveUpReason::Throttled);
                 this.state = State::Rejected { error: Some(rejection.into()) };
@@ -146,7 +147,6 @@ where
         if this.core.max_attempts > 1 {
             this.request = this.replay.replay(&req);
         }
-        this.core.counters.attempts.increment();
         this.core.events.publish(RetryEvent::AttemptStarted { attempt: 1 });
         if let Some((at, is_deadline)) = attempt_bound(&this.core, deadline) {
             this.timer = Timer::at(Some(at));
@@ -312,7 +312,6 @@ where
                     if *this.attempt < this.core.max_attempts {
                         *this.request = this.replay.replay(&req);
                     }
-                    this.core.counters.attempts.increment();
                     this.core.events.publish(RetryEvent::AttemptStarted { attempt: *this.attempt });
                     match attempt_bound(this.core, *this.deadline) {
                         Some((at, is_deadline)) => {
@@ -332,5 +331,21 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod size {
+    #[test]
+    fn print_size() {
+        type S = tower::util::ServiceFn<fn(u64) -> std::future::Ready<Result<u64, std::convert::Infallible>>>;
+        eprintln!(
+            "future {} sleep {} timer {}",
+            std::mem::size_of::<
+                super::ResponseFuture<S, u64, palisade_core::DefaultClassifier, crate::replay::CloneRequest>,
+            >(),
+            std::mem::size_of::<tokio::time::Sleep>(),
+            std::mem::size_of::<crate::timer::Timer>()
+        );
     }
 }

@@ -45,7 +45,8 @@ impl fmt::Debug for Core {
 
 pub(crate) struct Counters {
     pub(crate) requests: Counter,
-    pub(crate) attempts: Counter,
+    /// First attempts refused by the throttle (never sent).
+    pub(crate) refused: Counter,
     pub(crate) retries: Counter,
     pub(crate) succeeded_after_retry: Counter,
     pub(crate) gave_up: Counter,
@@ -70,7 +71,7 @@ impl Counters {
         }
         counters!(
             requests,
-            attempts,
+            refused,
             retries,
             succeeded_after_retry,
             gave_up,
@@ -85,7 +86,9 @@ impl Counters {
     pub(crate) fn snapshot(&self) -> RetrySnapshot {
         RetrySnapshot {
             requests: self.requests.get(),
-            attempts: self.attempts.get(),
+            // Derived, so that a call that needs one attempt touches one counter.
+            attempts: (self.requests.get() + self.retries.get() + self.hedges.get())
+                .saturating_sub(self.refused.get()),
             retries: self.retries.get(),
             succeeded_after_retry: self.succeeded_after_retry.get(),
             gave_up: self.gave_up.get(),
@@ -101,8 +104,9 @@ impl Counters {
 /// Counters of a retry or hedge layer, read with [`RetryHandle::snapshot`] or
 /// [`HedgeHandle::snapshot`](crate::hedge::HedgeHandle::snapshot).
 ///
-/// With feature `metrics` each is also exported as `palisade_retry_<field>_total` (or
-/// `palisade_hedge_<field>_total`) with the label `name`.
+/// With feature `metrics` each (but `attempts`, which is derived from the others) is also
+/// exported as `palisade_retry_<field>_total` (or `palisade_hedge_<field>_total`) with the
+/// label `name`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetrySnapshot {

@@ -33,6 +33,119 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Example: an HTTP client call from an axum handler
+//!
+//! An axum handler that calls a backend builds the client stack once (in its state) and
+//! calls it per request. Here a `tower::service_fn` stands in for hyper-util's `Client`
+//! (`Service<http::Request<Full<Bytes>>>`, which it is): it answers 503 with
+//! `Retry-After: 1` once, then 200. [`HttpClassifier`](palisade_core::classify) retries
+//! 408/429/502/503/504 and honours `Retry-After` as a floor; `Full<Bytes>` bodies are
+//! `Clone`, so the default replay serves.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), palisade_core::BoxError> {
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use palisade_core::classify::HttpClassifier;
+//! use palisade_retry::timeout::TimeoutLayer;
+//! use palisade_retry::{Backoff, RetryLayer};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+//! // Stands in for `hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()`.
+//! let http_client = service_fn(move |_req: http::Request<Full<Bytes>>| {
+//! #   let first = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
+//!     async move {
+//!         let res = if first {
+//!             http::Response::builder().status(503).header("retry-after", "1")
+//!         } else {
+//!             http::Response::builder().status(200)
+//!         };
+//!         Ok::<_, palisade_core::BoxError>(res.body(Full::new(Bytes::from("ok")))?)
+//!     }
+//! });
+//!
+//! let retry = RetryLayer::builder()
+//!     .name("inventory")
+//!     .classifier(HttpClassifier::new())
+//!     .max_attempts(3)
+//!     .backoff(Backoff::exponential(Duration::from_millis(50)))
+//!     .deadline(Duration::from_secs(5))
+//!     .build()?;
+//! let client = ServiceBuilder::new()
+//!     .layer(retry)
+//!     .layer(TimeoutLayer::new(Duration::from_secs(2))?) // per attempt
+//!     .service(http_client);
+//!
+//! // In the handler: `async fn handler(State(client): State<Client>) -> ... { client.oneshot(req).await }`
+//! let start = tokio::time::Instant::now();
+//! let req = http::Request::get("http://inventory/items/42").body(Full::new(Bytes::new()))?;
+//! let res = client.oneshot(req).await?;
+//! assert_eq!(res.status(), 200);
+//! assert!(start.elapsed() >= Duration::from_secs(1), "Retry-After is a floor");
+//! # Ok(()) }
+//! ```
+//!
+//! # Example: a tonic client
+//!
+//! A tonic `Channel` is a `Service<http::Request<tonic::body::Body>, Response =
+//! http::Response<tonic::body::Body>>`; here a `service_fn` of that shape stands in for it
+//! and answers UNAVAILABLE with `grpc-retry-pushback-ms: 200` once. `tonic::body::Body` is a
+//! stream, so [`http::BufferBodyLayer`] reads the (small) request message ahead and
+//! [`http::HttpReplay`] replays it; [`GrpcClassifier`](palisade_core::classify) retries
+//! UNAVAILABLE and RESOURCE_EXHAUSTED and honours pushback. The stack is a
+//! `GrpcService`: pass it to a generated client, `GreeterClient::new(stack)`.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), palisade_core::BoxError> {
+//! use std::time::Duration;
+//! use palisade_core::classify::GrpcClassifier;
+//! use palisade_retry::http::{BufferBodyLayer, HttpReplay, ReplayBody};
+//! use palisade_retry::{RetryBudget, RetryLayer};
+//! use tonic::body::Body;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+//! // Stands in for `tonic::transport::Channel::from_static("http://[::1]:50051").connect().await?`.
+//! let channel = service_fn(move |_req: http::Request<Body>| {
+//! #   let first = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
+//!     async move {
+//!         let res = http::Response::builder().header("content-type", "application/grpc");
+//!         let res = if first {
+//!             res.header("grpc-status", "14").header("grpc-retry-pushback-ms", "200")
+//!         } else {
+//!             res.header("grpc-status", "0")
+//!         };
+//!         Ok::<_, palisade_core::BoxError>(res.body(Body::empty())?)
+//!     }
+//! });
+//!
+//! let retry = RetryLayer::builder()
+//!     .name("greeter")
+//!     .classifier(GrpcClassifier::new())
+//!     .replay(HttpReplay)
+//!     .budget(RetryBudget::token_bucket(10, 0.1)?) // gRPC retry throttling
+//!     .build()?;
+//! let stack = ServiceBuilder::new()
+//!     .layer(BufferBodyLayer::new(64 * 1024))
+//!     .layer(retry)
+//!     .map_request(|req: http::Request<ReplayBody<Body>>| req.map(Body::new))
+//!     .service(channel);
+//! // let mut client = GreeterClient::new(stack);
+//!
+//! let start = tokio::time::Instant::now();
+//! let req = http::Request::post("http://[::1]:50051/helloworld.Greeter/SayHello")
+//!     .header("content-type", "application/grpc")
+//!     .body(Body::new(http_body_util::Full::new(bytes::Bytes::from_static(b"\0\0\0\0\0"))))?;
+//! let res = stack.oneshot(req).await?;
+//! assert_eq!(res.headers()["grpc-status"], "0");
+//! assert_eq!(start.elapsed(), Duration::from_millis(200), "pushback is a floor");
+//! # Ok(()) }
+//! ```
+//!
 //! # What is retried
 //!
 //! Each attempt's `Result` goes to a [`palisade_core` classifier](palisade_core::classify)

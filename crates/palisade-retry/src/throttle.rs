@@ -25,8 +25,9 @@
 //! let throttle = AdaptiveThrottle::builder().k(2.0).seed(7).build().unwrap();
 //! assert_eq!(throttle.probability(), 0.0);
 //! for _ in 0..9 {
-//!     assert!(throttle.try_acquire().is_ok());
-//!     throttle.record(false); // the backend refused
+//!     if throttle.try_acquire().is_ok() {
+//!         throttle.record(false); // sent, and the backend refused
+//!     }
 //! }
 //! assert!((throttle.probability() - 0.9).abs() < 1e-9); // (9 - 0) / (9 + 1)
 //! ```

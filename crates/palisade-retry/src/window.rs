@@ -10,10 +10,10 @@ pub(crate) const SLOTS: usize = 10;
 
 /// A sum over the last `window` of time, kept in [`SLOTS`] slots.
 ///
-/// Each slot is one `AtomicU64` packing the slot's epoch (high 32 bits) and a signed 32-bit
-/// value (low 32 bits), so a slot that belongs to an expired epoch is reset by the same
+/// Each slot is one `AtomicU64` packing the slot's epoch (high 24 bits) and a signed 40-bit
+/// value (low 40 bits), so a slot that belongs to an expired epoch is reset by the same
 /// compare-and-swap that adds to it: no lock, no background task. Values saturate instead of
-/// wrapping.
+/// wrapping; epochs wrap after 2^24 − 1 slots and only short distances are compared.
 #[derive(Debug)]
 pub(crate) struct SlidingCounter {
     slots: [AtomicU64; SLOTS],
@@ -21,12 +21,23 @@ pub(crate) struct SlidingCounter {
     start: Instant,
 }
 
-fn pack(epoch: u32, value: i32) -> u64 {
-    (u64::from(epoch) << 32) | u64::from(value as u32)
+const VALUE_BITS: u32 = 40;
+const VALUE_MASK: u64 = (1 << VALUE_BITS) - 1;
+const VALUE_MAX: i64 = (1 << (VALUE_BITS - 1)) - 1;
+/// Epochs run over `1..=EPOCH_MOD`; 0 marks a slot never written.
+const EPOCH_MOD: u32 = (1 << 24) - 1;
+
+fn pack(epoch: u32, value: i64) -> u64 {
+    (u64::from(epoch) << VALUE_BITS) | (value.clamp(-VALUE_MAX, VALUE_MAX) as u64 & VALUE_MASK)
 }
 
-fn unpack(word: u64) -> (u32, i32) {
-    ((word >> 32) as u32, word as u32 as i32)
+fn unpack(word: u64) -> (u32, i64) {
+    ((word >> VALUE_BITS) as u32, ((word << (64 - VALUE_BITS)) as i64) >> (64 - VALUE_BITS))
+}
+
+/// How far epoch `a` is after epoch `b`, modulo the epoch range.
+fn distance(a: u32, b: u32) -> u32 {
+    (a + EPOCH_MOD - b) % EPOCH_MOD
 }
 
 impl SlidingCounter {
@@ -40,24 +51,30 @@ impl SlidingCounter {
         }
     }
 
-    /// The epoch (slot number since start) of `now`; starts at 1 so that zeroed slots are
-    /// never mistaken for live ones.
-    fn epoch(&self, now: Instant) -> u32 {
+    /// The epoch (slot number since start, wrapped into `1..=EPOCH_MOD`) of `now`.
+    pub(crate) fn epoch(&self, now: Instant) -> u32 {
         let elapsed = u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
-        // Wraps after 2^32 slots; only equality and short distances are compared.
-        ((elapsed / self.slot_nanos) as u32).wrapping_add(1)
+        ((elapsed / self.slot_nanos) % u64::from(EPOCH_MOD)) as u32 + 1
     }
 
     /// Adds `delta` to the current slot.
-    pub(crate) fn add(&self, now: Instant, delta: i32) {
-        let epoch = self.epoch(now);
+    pub(crate) fn add(&self, now: Instant, delta: i64) {
+        self.add_at(self.epoch(now), delta);
+    }
+
+    /// Adds `delta` to the slot of `epoch`, which may be a little stale (a cached epoch):
+    /// when the slot already belongs to a later epoch, the value joins that later epoch
+    /// instead of wiping it. Returns the slot's new value.
+    pub(crate) fn add_at(&self, epoch: u32, delta: i64) -> i64 {
         let slot = &self.slots[epoch as usize % SLOTS];
         let mut current = slot.load(Ordering::Relaxed);
         loop {
             let (e, v) = unpack(current);
-            let next = if e == epoch { pack(e, v.saturating_add(delta)) } else { pack(epoch, delta) };
+            let keep = e == epoch || (e != 0 && distance(e, epoch) < EPOCH_MOD / 2);
+            let value = if keep { v.saturating_add(delta).clamp(-VALUE_MAX, VALUE_MAX) } else { delta };
+            let next = pack(if keep { e } else { epoch }, value);
             match slot.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return,
+                Ok(_) => return value,
                 Err(actual) => current = actual,
             }
         }
@@ -69,8 +86,8 @@ impl SlidingCounter {
         self.slots
             .iter()
             .map(|slot| unpack(slot.load(Ordering::Acquire)))
-            .filter(|(e, _)| *e != 0 && epoch.wrapping_sub(*e) < SLOTS as u32)
-            .map(|(_, v)| i64::from(v))
+            .filter(|(e, _)| *e != 0 && distance(epoch, *e) < SLOTS as u32)
+            .map(|(_, v)| v)
             .sum()
     }
 }
@@ -99,8 +116,50 @@ mod tests {
     fn saturates_instead_of_wrapping() {
         let c = SlidingCounter::new(Duration::from_secs(10));
         let now = Instant::now();
-        c.add(now, i32::MAX);
+        c.add(now, VALUE_MAX);
         c.add(now, 10);
-        assert_eq!(c.sum(now), i64::from(i32::MAX));
+        assert_eq!(c.sum(now), VALUE_MAX);
+        c.add(now, -3 * VALUE_MAX);
+        assert_eq!(c.sum(now), -VALUE_MAX);
+    }
+
+    #[test]
+    fn a_stale_epoch_joins_the_later_one() {
+        let c = SlidingCounter::new(Duration::from_secs(10));
+        assert_eq!(c.add_at(12, 5), 5);
+        // Epoch 2 shares slot 2 with epoch 12, which is later: add to it.
+        assert_eq!(c.add_at(2, 1), 6);
+        // Epoch 22 is later than 12: reset.
+        assert_eq!(c.add_at(22, 1), 1);
+        assert_eq!(distance(1, EPOCH_MOD), 1);
+    }
+}
+
+#[cfg(test)]
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The counter against a list of `(slot, delta)` entries summed over the window.
+        #[test]
+        fn matches_a_list_of_entries(ops in prop::collection::vec((0u64..2500, -50i32..50), 1..60)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+            rt.block_on(async {
+                let counter = SlidingCounter::new(Duration::from_secs(1)); // 100 ms slots
+                let start = Instant::now();
+                let mut entries: Vec<(u64, i64)> = Vec::new();
+                for (advance_ms, delta) in ops {
+                    tokio::time::advance(Duration::from_millis(advance_ms)).await;
+                    let now = Instant::now();
+                    let slot = now.duration_since(start).as_millis() as u64 / 100;
+                    counter.add(now, i64::from(delta));
+                    entries.push((slot, i64::from(delta)));
+                    let expected: i64 = entries.iter().filter(|(s, _)| slot - s < SLOTS as u64).map(|(_, d)| d).sum();
+                    prop_assert_eq!(counter.sum(now), expected);
+                }
+                Ok(())
+            })?;
+        }
     }
 }

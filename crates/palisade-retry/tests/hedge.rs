@@ -99,7 +99,9 @@ async fn when_every_attempt_fails_the_last_failure_is_returned() {
     let layer = builder().max_attempts(2).delay(ms(10)).on_event(events.listener()).build().unwrap();
     let err = layer.layer(svc.clone()).oneshot(1).await.unwrap_err();
     assert_eq!(err.to_string(), "b");
-    assert!(events.all().contains(&RetryEvent::GaveUp { attempts: 2, reason: GiveUpReason::AttemptsExhausted }));
+    assert!(events
+        .all()
+        .contains(&RetryEvent::GaveUp { attempts: 2, reason: GiveUpReason::AttemptsExhausted }));
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -108,7 +110,8 @@ async fn hedges_draw_from_the_budget() {
     let budget = RetryBudget::ratio(Duration::from_secs(10), 0, 0.0).unwrap();
     let svc = Scripted::new([Step::Ok(1, ms(100))]);
     let events = Events::default();
-    let layer = HedgeLayer::builder().budget(budget).delay(ms(10)).on_event(events.listener()).build().unwrap();
+    let layer =
+        HedgeLayer::builder().budget(budget).delay(ms(10)).on_event(events.listener()).build().unwrap();
     assert_eq!(layer.layer(svc.clone()).oneshot(1).await.unwrap(), 1);
     assert_eq!(svc.calls(), 1);
     assert_eq!(layer.handle().snapshot().budget_exhausted, 1);
@@ -159,5 +162,8 @@ async fn a_request_that_cannot_be_copied_is_not_hedged() {
 fn bad_settings_are_refused() {
     assert_eq!(HedgeLayer::builder().max_attempts(0).build().unwrap_err().field(), "max_attempts");
     assert_eq!(HedgeLayer::builder().delay(Duration::ZERO).build().unwrap_err().field(), "delay");
-    assert_eq!(HedgeLayer::builder().latency_percentile(1.5).build().unwrap_err().field(), "latency_percentile");
+    assert_eq!(
+        HedgeLayer::builder().latency_percentile(1.5).build().unwrap_err().field(),
+        "latency_percentile"
+    );
 }

@@ -56,12 +56,19 @@ fn retry() -> RetryLayer<HttpClassifier, HttpReplay> {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_request_body_is_retried_with_the_same_bytes() {
     let seen = Seen::default();
-    let client =
-        ServiceBuilder::new().layer(BufferBodyLayer::new(1024)).layer(retry()).service(backend::<Full<Bytes>>(seen.clone()));
-    let req = http::Request::post("http://x/").header("x-id", "7").body(Full::new(Bytes::from("payload"))).unwrap();
+    let client = ServiceBuilder::new().layer(BufferBodyLayer::new(1024)).layer(retry()).service(backend::<
+        Full<Bytes>,
+    >(
+        seen.clone(),
+    ));
+    let req =
+        http::Request::post("http://x/").header("x-id", "7").body(Full::new(Bytes::from("payload"))).unwrap();
     assert_eq!(client.oneshot(req).await.unwrap().status(), 200);
     let seen = seen.lock().unwrap();
-    assert_eq!(*seen, [(Bytes::from("payload"), Some("7".into())), (Bytes::from("payload"), Some("7".into()))]);
+    assert_eq!(
+        *seen,
+        [(Bytes::from("payload"), Some("7".into())), (Bytes::from("payload"), Some("7".into()))]
+    );
 }
 
 fn chunked(chunks: &[&'static str]) -> StreamBody<futures_stream::Iter> {
@@ -73,7 +80,8 @@ fn chunked(chunks: &[&'static str]) -> StreamBody<futures_stream::Iter> {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_streaming_body_within_the_limit_is_buffered_and_replayed() {
     let seen = Seen::default();
-    let client = ServiceBuilder::new().layer(BufferBodyLayer::new(16)).layer(retry()).service(backend(seen.clone()));
+    let client =
+        ServiceBuilder::new().layer(BufferBodyLayer::new(16)).layer(retry()).service(backend(seen.clone()));
     let req = http::Request::post("http://x/").body(chunked(&["ab", "cd", "ef"])).unwrap();
     assert_eq!(client.oneshot(req).await.unwrap().status(), 200);
     let bodies: Vec<Bytes> = seen.lock().unwrap().iter().map(|(b, _)| b.clone()).collect();
@@ -91,12 +99,16 @@ async fn a_body_over_the_limit_is_sent_whole_once_and_not_retried() {
         .on_event(move |e: &RetryEvent| log.lock().unwrap().push(e.clone()))
         .build()
         .unwrap();
-    let client = ServiceBuilder::new().layer(BufferBodyLayer::new(3)).layer(retry).service(backend(seen.clone()));
+    let client =
+        ServiceBuilder::new().layer(BufferBodyLayer::new(3)).layer(retry).service(backend(seen.clone()));
     let req = http::Request::post("http://x/").body(chunked(&["ab", "cd", "ef"])).unwrap();
     assert_eq!(client.oneshot(req).await.unwrap().status(), 503);
     let bodies: Vec<Bytes> = seen.lock().unwrap().iter().map(|(b, _)| b.clone()).collect();
     assert_eq!(bodies, [Bytes::from("abcdef")], "the whole body, once");
-    assert!(events.lock().unwrap().contains(&RetryEvent::GaveUp { attempts: 1, reason: GiveUpReason::NotReplayable }));
+    assert!(events
+        .lock()
+        .unwrap()
+        .contains(&RetryEvent::GaveUp { attempts: 1, reason: GiveUpReason::NotReplayable }));
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -117,7 +129,12 @@ async fn a_clone_body_needs_no_buffering() {
         .backoff(Backoff::fixed(Duration::from_millis(1)))
         .build()
         .unwrap();
-    let res = ServiceBuilder::new().layer(layer).service(svc).oneshot(http::Request::new("hi".to_owned())).await.unwrap();
+    let res = ServiceBuilder::new()
+        .layer(layer)
+        .service(svc)
+        .oneshot(http::Request::new("hi".to_owned()))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 204);
     assert_eq!(*calls.lock().unwrap(), ["hi", "hi"]);
 }

@@ -12,7 +12,6 @@ use palisade_core::rng::AtomicRng;
 use palisade_core::{BoxError, DefaultClassifier};
 use palisade_retry::replay::CloneRequest;
 use palisade_retry::Retry;
-use tower::limit::ConcurrencyLimit;
 use palisade_retry::{
     AdaptiveThrottle, Backoff, GiveUpReason, Jitter, RetryBudget, RetryEvent, RetryLayer, RetryLayerBuilder,
     RetryReason,
@@ -20,6 +19,7 @@ use palisade_retry::{
 use support::{err, gaps, ms, ok, Events, Scripted, Step};
 use tokio::time::Instant;
 use tokio_test::{assert_pending, assert_ready, assert_ready_ok, task};
+use tower::limit::ConcurrencyLimit;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 fn builder() -> RetryLayerBuilder {
@@ -64,7 +64,8 @@ async fn every_strategy_gives_its_sequence() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn max_delay_caps_the_backoff() {
     let svc = Scripted::new([err("boom")]);
-    let layer = builder().max_attempts(5).backoff(Backoff::exponential(ms(100))).max_delay(ms(250)).build().unwrap();
+    let layer =
+        builder().max_attempts(5).backoff(Backoff::exponential(ms(100))).max_delay(ms(250)).build().unwrap();
     let _ = run(layer, &svc, 1).await;
     assert_eq!(gaps(&svc.call_times()), [ms(100), ms(200), ms(250), ms(250)]);
 }
@@ -133,9 +134,19 @@ async fn success_after_failures_is_returned() {
         events.all(),
         [
             RetryEvent::AttemptStarted { attempt: 1 },
-            RetryEvent::RetryScheduled { attempt: 1, delay: ms(100), reason: RetryReason::Failure, server_hint: None },
+            RetryEvent::RetryScheduled {
+                attempt: 1,
+                delay: ms(100),
+                reason: RetryReason::Failure,
+                server_hint: None
+            },
             RetryEvent::AttemptStarted { attempt: 2 },
-            RetryEvent::RetryScheduled { attempt: 2, delay: ms(100), reason: RetryReason::Failure, server_hint: None },
+            RetryEvent::RetryScheduled {
+                attempt: 2,
+                delay: ms(100),
+                reason: RetryReason::Failure,
+                server_hint: None
+            },
             RetryEvent::AttemptStarted { attempt: 3 },
             RetryEvent::SucceededAfterRetry { attempts: 3 },
         ]
@@ -202,7 +213,15 @@ type Log = Arc<Mutex<Vec<Instant>>>;
 /// A service answering scripted HTTP responses `(status, headers)` and logging call instants.
 fn http_service(
     script: Vec<(u16, Vec<(&'static str, &'static str)>)>,
-) -> (impl Service<u32, Response = http::Response<()>, Error = BoxError, Future = impl std::future::Future<Output = Result<http::Response<()>, BoxError>> + Send> + Clone, Log) {
+) -> (
+    impl Service<
+            u32,
+            Response = http::Response<()>,
+            Error = BoxError,
+            Future = impl std::future::Future<Output = Result<http::Response<()>, BoxError>> + Send,
+        > + Clone,
+    Log,
+) {
     let log: Log = Arc::default();
     let calls = log.clone();
     let script = Arc::new(Mutex::new(script.into_iter()));
@@ -259,7 +278,8 @@ async fn retry_after_is_a_floor_to_the_exact_instant() {
 async fn a_longer_backoff_wins_over_a_shorter_hint() {
     let start = Instant::now();
     let (svc, log) = http_service(vec![(429, vec![("retry-after", "1")]), (200, vec![])]);
-    let layer = builder().classifier(HttpClassifier::new()).backoff(Backoff::fixed(ms(1500))).build().unwrap();
+    let layer =
+        builder().classifier(HttpClassifier::new()).backoff(Backoff::fixed(ms(1500))).build().unwrap();
     layer.layer(svc).oneshot(1).await.unwrap();
     assert_eq!(offsets(&log, start), [ms(0), ms(1500)]);
 }
@@ -279,7 +299,9 @@ async fn a_hint_past_the_deadline_gives_up_at_once() {
     assert_eq!(res.status(), 503);
     assert_eq!(start.elapsed(), Duration::ZERO, "gave up without waiting");
     assert_eq!(log.lock().unwrap().len(), 1);
-    assert!(events.all().contains(&RetryEvent::GaveUp { attempts: 1, reason: GiveUpReason::DeadlineExceeded }));
+    assert!(events
+        .all()
+        .contains(&RetryEvent::GaveUp { attempts: 1, reason: GiveUpReason::DeadlineExceeded }));
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -301,7 +323,12 @@ async fn grpc_pushback_is_a_floor_and_negative_means_never() {
         (200, vec![("grpc-status", "14"), ("grpc-retry-pushback-ms", "-1")]),
         (200, vec![("grpc-status", "0")]),
     ]);
-    let layer = builder().classifier(GrpcClassifier::new()).max_attempts(5).backoff(Backoff::fixed(ms(1))).build().unwrap();
+    let layer = builder()
+        .classifier(GrpcClassifier::new())
+        .max_attempts(5)
+        .backoff(Backoff::fixed(ms(1)))
+        .build()
+        .unwrap();
     let res = layer.layer(svc).oneshot(1).await.unwrap();
     assert_eq!(res.headers()["grpc-status"], "14");
     assert_eq!(offsets(&log, start), [ms(0), ms(300)]);
@@ -325,7 +352,10 @@ async fn attempt_timeout_drops_the_attempt_and_retries() {
     assert_eq!(svc.call_times(), [ms(0), ms(1100), ms(2200)]);
     assert_eq!(svc.dropped(), 3);
     assert_eq!(handle.snapshot().attempt_timeouts, 3);
-    assert!(events.all().iter().any(|e| matches!(e, RetryEvent::RetryScheduled { reason: RetryReason::AttemptTimedOut, .. })));
+    assert!(events
+        .all()
+        .iter()
+        .any(|e| matches!(e, RetryEvent::RetryScheduled { reason: RetryReason::AttemptTimedOut, .. })));
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -340,7 +370,12 @@ async fn attempt_timeout_then_success() {
 async fn total_deadline_cancels_the_attempt_in_flight() {
     let start = Instant::now();
     let svc = Scripted::new([err("a"), Step::Hang]);
-    let layer = builder().backoff(Backoff::fixed(ms(100))).attempt_timeout(ms(1000)).deadline(ms(500)).build().unwrap();
+    let layer = builder()
+        .backoff(Backoff::fixed(ms(100)))
+        .attempt_timeout(ms(1000))
+        .deadline(ms(500))
+        .build()
+        .unwrap();
     let handle = layer.handle();
     let err = run(layer, &svc, 1).await.unwrap_err();
     assert_eq!(err.downcast_ref::<TimedOut>().unwrap().after(), ms(500));
@@ -386,7 +421,10 @@ async fn the_budget_caps_retries_under_a_failing_backend() {
     assert!(snap.budget_exhausted > 0);
     assert_eq!(svc.calls() as u64, 100 + snap.retries);
     assert!(events.all().iter().any(|e| matches!(e, RetryEvent::BudgetExhausted { .. })));
-    assert!(events.all().iter().any(|e| matches!(e, RetryEvent::GaveUp { reason: GiveUpReason::BudgetExhausted, .. })));
+    assert!(events
+        .all()
+        .iter()
+        .any(|e| matches!(e, RetryEvent::GaveUp { reason: GiveUpReason::BudgetExhausted, .. })));
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -580,6 +618,7 @@ fn config_builds_the_same_layer() {
     let config: palisade_retry::RetryConfig =
         serde_json::from_str(r#"{"max_attempts": 0, "backoff": {"fixed": {"delay": "10ms"}}}"#).unwrap();
     assert_eq!(config.build().unwrap_err().field(), "max_attempts");
-    let bad: Result<palisade_retry::RetryConfig, _> = serde_json::from_str(r#"{"budget": {"ratio": {"ttl": "0s", "min_per_sec": 1, "ratio": 0.1}}}"#);
+    let bad: Result<palisade_retry::RetryConfig, _> =
+        serde_json::from_str(r#"{"budget": {"ratio": {"ttl": "0s", "min_per_sec": 1, "ratio": 0.1}}}"#);
     assert_eq!(bad.unwrap().build().unwrap_err().field(), "budget.ttl");
 }

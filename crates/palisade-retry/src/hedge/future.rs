@@ -77,7 +77,6 @@ where
         replay: P,
     ) -> Self {
         core.counters.requests.increment();
-        core.counters.attempts.increment();
         core.budget.deposit();
         core.events.publish(RetryEvent::AttemptStarted { attempt: 1 });
         let now = Instant::now();
@@ -244,7 +243,6 @@ where
             if *this.launched < this.core.max_attempts {
                 *this.request = this.replay.replay(&req);
             }
-            this.core.counters.attempts.increment();
             this.core.counters.hedges.increment();
             this.core.events.publish(RetryEvent::HedgeStarted { attempt: *this.launched });
             let now = Instant::now();
