@@ -67,20 +67,20 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tower::BoxError> {
 //! use palisade_process::WorkerProcess;
-//! use serde_json::{json, Value};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
-//! // A worker written with `palisade_process::worker::serve_stdio`, speaking NDJSON.
+//! // A worker written with `palisade_process::worker::serve_stdio`, speaking
+//! // length-prefixed binary frames (`.json::<Req, Res>()` selects NDJSON instead).
 //! let make = WorkerProcess::builder("./target/debug/examples/echo_worker")
-//!     .arg("--json")
-//!     .json::<Value, Value>()
-//!     .max_in_flight(32)
+//!     .arg("--binary")
+//!     .max_in_flight(32)                 // requests in flight on the child at once
 //!     .build()?;
 //! let worker = make.spawn()?;
 //!
+//! // At most 16 callers at a time; the rest wait in `poll_ready`.
 //! let service = ServiceBuilder::new().concurrency_limit(16).service(worker.clone());
-//! let answer = service.oneshot(json!({"op": "add", "a": 2, "b": 3})).await?;
-//! assert_eq!(answer, json!(5));
+//! let answer = service.oneshot(b"ping".to_vec()).await?;
+//! assert_eq!(answer, b"ping");
 //! worker.shutdown().await;
 //! # Ok(()) }
 //! ```

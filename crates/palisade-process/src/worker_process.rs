@@ -399,11 +399,15 @@ impl<C: Codec> Core<C> {
     /// Takes no more requests and fails every request in flight with `error`; returns how
     /// many there were.
     fn fail_all(&self, error: &WorkerError) -> usize {
-        self.refuse(error);
         let slots: Vec<Slot<C::Response>> = {
             let mut pending = self.lock();
+            // The final verdict replaces a provisional one ("stdout closed" before the exit
+            // status was known).
+            pending.failure = Some(error.clone());
             pending.map.drain().map(|(_, slot)| slot).collect()
         };
+        self.failed.store(true, Ordering::Release);
+        self.semaphore.close();
         let n = slots.len();
         for slot in slots {
             let _ = slot.tx.send(Err(error.clone()));

@@ -112,6 +112,7 @@ async fn a_crash_fails_every_request_in_flight() {
     let mut w = worker.clone();
     let err = poll_fn(|cx| w.poll_ready(cx)).await.unwrap_err();
     assert_eq!(err.kind(), WorkerErrorKind::Crashed);
+    assert_eq!(err.termination(), Some(Termination::Exited(7)));
     assert!(!worker.is_alive());
     assert_eq!(worker.termination(), Some(Termination::Exited(7)));
     assert!(eventually(Duration::from_secs(2), || is_reaped(worker.pid())).await);
