@@ -70,7 +70,7 @@ impl BulkheadHandle {
             max_concurrent: self.max_concurrent(),
             in_flight: self.in_flight(),
             queued: self.queued(),
-            acquired: m.acquired.get(),
+            waited: m.waited.get(),
             rejected_queue_full: m.rejected_queue_full.get(),
             rejected_wait_timed_out: m.rejected_wait_timed_out.get(),
             rejected_no_permit: m.rejected_no_permit.get(),
@@ -91,8 +91,8 @@ pub struct Snapshot {
     pub in_flight: usize,
     /// Callers waiting now.
     pub queued: usize,
-    /// Permits handed out so far.
-    pub acquired: u64,
+    /// Permits handed out after waiting in line, so far.
+    pub waited: u64,
     /// Callers refused because the queue was full.
     pub rejected_queue_full: u64,
     /// Callers refused because their wait ran out.

@@ -42,12 +42,14 @@ impl<K: Hash + Eq + Clone, F> KeyedShared<K, F> {
 /// let layer = BulkheadLayer::builder()
 ///     .max_concurrent(2)
 ///     .shed_when_full()
-///     .keyed(10_000, |req: &(u32, &str)| req.0)
+///     .keyed(10_000, |req: &(u32, String)| req.0)
 ///     .unwrap();
 /// let svc = ServiceBuilder::new()
 ///     .layer(layer)
-///     .service(service_fn(|(tenant, q): (u32, &str)| async move { Ok::<_, std::convert::Infallible>(q.len()) }));
-/// assert_eq!(svc.oneshot((7, "hello")).await.unwrap(), 5);
+///     .service(service_fn(|(_tenant, q): (u32, String)| async move {
+///         Ok::<_, std::convert::Infallible>(q.len())
+///     }));
+/// assert_eq!(svc.oneshot((7, "hello".to_owned())).await.unwrap(), 5);
 /// # });
 /// ```
 ///
@@ -152,7 +154,7 @@ impl<K: Hash + Eq + Clone, F> KeyedBulkheadHandle<K, F> {
             max_concurrent: self.shared.common.max_concurrent,
             in_flight,
             queued,
-            acquired: m.acquired.get(),
+            waited: m.waited.get(),
             rejected_queue_full: m.rejected_queue_full.get(),
             rejected_wait_timed_out: m.rejected_wait_timed_out.get(),
             rejected_no_permit: m.rejected_no_permit.get(),

@@ -40,7 +40,7 @@
 //!     .await
 //!     .unwrap();
 //! assert_eq!(res.status(), 200);
-//! assert_eq!(reports.snapshot().acquired, 1);
+//! assert_eq!(reports.snapshot().rejected(), 0);
 //! assert_eq!(reports.in_flight(), 0);
 //! # });
 //! ```
@@ -92,9 +92,9 @@ mod keyed;
 mod layer;
 mod service;
 
+pub use self::adaptive::{AdaptiveLimit, AdaptiveLimitHandle, AdaptiveLimitLayer, AdaptiveSnapshot};
 #[cfg(feature = "serde")]
 pub use self::config::BulkheadConfig;
-pub use self::adaptive::{AdaptiveLimit, AdaptiveLimitHandle, AdaptiveLimitLayer, AdaptiveSnapshot};
 pub use self::config::{BulkheadBuilder, DEFAULT_MAX_CONCURRENT};
 pub use self::event::{AdaptiveEvent, BulkheadEvent};
 pub use self::handle::{BulkheadHandle, Snapshot};

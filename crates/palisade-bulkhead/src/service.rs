@@ -73,6 +73,32 @@ impl<S> Bulkhead<S> {
     }
 }
 
+impl<S> Bulkhead<S> {
+    /// Waits in line for a permit; `Ready` once the state is `Ready` or `Rejected`.
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut waiting = match std::mem::replace(&mut self.state, State::Idle) {
+            State::Waiting(w) => Some(w),
+            _ => None,
+        };
+        match self.compartment.poll_acquire(&mut waiting, cx) {
+            Poll::Pending => {
+                if let Some(w) = waiting {
+                    self.state = State::Waiting(w);
+                }
+                Poll::Pending
+            }
+            Poll::Ready(Ok(permit)) => {
+                self.state = State::Ready(permit);
+                Poll::Ready(())
+            }
+            Poll::Ready(Err(rejection)) => {
+                self.state = State::Rejected(rejection);
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
 impl<S: Clone> Clone for Bulkhead<S> {
     fn clone(&self) -> Self {
         // A clone has not reserved anything: it starts un-ready.
@@ -106,25 +132,21 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        loop {
-            match &mut self.state {
-                State::Ready(_) => break,
-                State::Rejected(_) => return Poll::Ready(Ok(())),
-                state => {
-                    let mut waiting = match std::mem::replace(state, State::Idle) {
-                        State::Waiting(w) => Some(w),
-                        _ => None,
-                    };
-                    let polled = self.compartment.poll_acquire(&mut waiting, cx);
-                    self.state = match (polled, waiting) {
-                        (Poll::Pending, Some(w)) => State::Waiting(w),
-                        (Poll::Pending, None) => State::Idle,
-                        (Poll::Ready(Ok(permit)), _) => State::Ready(permit),
-                        (Poll::Ready(Err(rejection)), _) => State::Rejected(rejection),
-                    };
-                    if matches!(self.state, State::Waiting(_) | State::Idle) {
-                        return Poll::Pending;
-                    }
+        if let State::Idle = self.state {
+            // The pass path: a free permit, nobody in line.
+            if let Some(permit) = self.compartment.try_acquire() {
+                self.state = State::Ready(permit);
+            }
+        }
+        match self.state {
+            State::Ready(_) => {}
+            State::Rejected(_) => return Poll::Ready(Ok(())),
+            State::Idle | State::Waiting(_) => {
+                if self.poll_wait(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                if let State::Rejected(_) = self.state {
+                    return Poll::Ready(Ok(()));
                 }
             }
         }

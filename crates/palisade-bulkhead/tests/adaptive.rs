@@ -75,14 +75,14 @@ fn gradient2_trajectory() {
         assert_eq!(limit, expected as usize, "call {k}");
     }
     assert_eq!(limit, 28); // 20 + 10 × 0.8
-    // Latency doubles: the gradient falls to ~0.5 and the limit shrinks every call.
+                           // Latency doubles: the gradient falls to ~0.5 and the limit shrinks every call.
     let mut trace = vec![limit];
     for _ in 0..30 {
         limit = g.update(&ok(ms(20), limit));
         trace.push(limit);
     }
     assert!(trace.windows(2).all(|w| w[1] <= w[0]), "{trace:?}");
-    assert!(limit < 28 && limit >= 5, "{trace:?}");
+    assert!((5..28).contains(&limit), "{trace:?}");
     assert_eq!(limit, 5);
     // Latency back to normal: growth resumes.
     let before = limit;
@@ -103,16 +103,12 @@ fn gradient2_shrinks_under_steady_timeouts() {
     }
     let start = limit;
     for _ in 0..200 {
-        let next = g.update(&drop_(Duration::from_secs(5), next_busy(limit)));
+        let next = g.update(&drop_(Duration::from_secs(5), limit));
         assert!(next <= limit);
         limit = next;
     }
     assert!(start > 5);
     assert_eq!(limit, 5);
-
-    fn next_busy(limit: usize) -> usize {
-        limit
-    }
 }
 
 /// The other half of issue 137 (and PR 134's discussion): under steady moderate queueing at
@@ -160,7 +156,7 @@ fn vegas_grows_without_queueing_and_drops_shrink_it() {
     assert_eq!(v.update(&ok(ms(10), 20)), 20); // first sample: the no-load RTT
     assert_eq!(v.update(&ok(ms(10), 20)), 26); // no queue: + beta (6 × log10(20))
     assert_eq!(v.update(&drop_(ms(1), 26)), 25); // a drop: - log10
-    // A fast drop did not become the no-load RTT: 10 ms still means "no queue".
+                                                 // A fast drop did not become the no-load RTT: 10 ms still means "no queue".
     assert_eq!(v.update(&ok(ms(10), 25)), 31);
     // Heavy queueing: the limit shrinks.
     assert!(v.update(&ok(ms(40), 31)) < 31);
@@ -168,9 +164,11 @@ fn vegas_grows_without_queueing_and_drops_shrink_it() {
 
 #[test]
 fn invalid_algorithm_settings_are_refused() {
-    let err = AdaptiveLimitLayer::builder().algorithm(Aimd::default().backoff_ratio(1.5)).build().unwrap_err();
+    let err =
+        AdaptiveLimitLayer::builder().algorithm(Aimd::default().backoff_ratio(1.5)).build().unwrap_err();
     assert_eq!(err.field(), "aimd.backoff_ratio");
-    let err = AdaptiveLimitLayer::builder().algorithm(Gradient2::default().min_limit(300)).build().unwrap_err();
+    let err =
+        AdaptiveLimitLayer::builder().algorithm(Gradient2::default().min_limit(300)).build().unwrap_err();
     assert_eq!(err.field(), "gradient2.min_limit");
     let err = AdaptiveLimitLayer::builder().partition("a", 0.7).partition("b", 0.7).build().unwrap_err();
     assert_eq!(err.field(), "partition");
@@ -234,8 +232,13 @@ async fn errors_are_drops_and_move_the_limit() {
     assert_eq!(h.limit(), 8);
     let snap = h.snapshot();
     assert_eq!((snap.limit, snap.dropped, snap.in_flight), (8, 2, 0));
-    let changes: Vec<_> =
-        events.lock().unwrap().iter().filter(|e| matches!(e, AdaptiveEvent::LimitChanged { .. })).cloned().collect();
+    let changes: Vec<_> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, AdaptiveEvent::LimitChanged { .. }))
+        .cloned()
+        .collect();
     assert_eq!(
         changes,
         vec![AdaptiveEvent::LimitChanged { from: 10, to: 9 }, AdaptiveEvent::LimitChanged { from: 9, to: 8 }]
@@ -361,7 +364,8 @@ async fn backlog_serves_the_newest_first_and_times_out() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_dropped_backlog_waiter_leaves_and_strands_nothing() {
-    let layer = AdaptiveLimitLayer::builder().algorithm(fixed(1)).backlog(5, Duration::from_secs(1)).build().unwrap();
+    let layer =
+        AdaptiveLimitLayer::builder().algorithm(fixed(1)).backlog(5, Duration::from_secs(1)).build().unwrap();
     let h = layer.handle();
     let (mut svc, _handle) = mock::spawn_layer::<u32, u32, _>(layer);
     assert_ready_ok!(svc.poll_ready());

@@ -10,7 +10,10 @@ use tower::ServiceExt;
 
 type Req = (&'static str, u32);
 
-fn gated() -> (Arc<Notify>, impl tower::Service<Req, Response = u32, Error = std::convert::Infallible, Future = impl Send> + Clone) {
+fn gated() -> (
+    Arc<Notify>,
+    impl tower::Service<Req, Response = u32, Error = std::convert::Infallible, Future = impl Send> + Clone,
+) {
     let gate = Arc::new(Notify::new());
     let g = gate.clone();
     let svc = tower::service_fn(move |(_, n): Req| {
@@ -25,7 +28,8 @@ fn gated() -> (Arc<Notify>, impl tower::Service<Req, Response = u32, Error = std
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn one_tenant_cannot_take_every_permit() {
-    let layer = BulkheadLayer::builder().max_concurrent(2).shed_when_full().keyed(100, |r: &Req| r.0).unwrap();
+    let layer =
+        BulkheadLayer::builder().max_concurrent(2).shed_when_full().keyed(100, |r: &Req| r.0).unwrap();
     let h = layer.handle();
     let (gate, inner) = gated();
     let svc = tower::ServiceBuilder::new().layer(layer).service(inner);

@@ -170,11 +170,7 @@ impl LimitAlgorithm for Aimd {
             "aimd.initial_limit",
             "must be within min_limit..=max_limit",
         )?;
-        ensure(
-            (0.5..1.0).contains(&self.backoff_ratio),
-            "aimd.backoff_ratio",
-            "must be in [0.5, 1.0)",
-        )?;
+        ensure((0.5..1.0).contains(&self.backoff_ratio), "aimd.backoff_ratio", "must be in [0.5, 1.0)")?;
         ensure(!self.timeout.is_zero(), "aimd.timeout", "must be greater than zero")
     }
 }
@@ -498,11 +494,7 @@ impl LimitAlgorithm for Gradient2 {
             "must be within min_limit..=max_limit",
         )?;
         ensure(self.smoothing > 0.0 && self.smoothing <= 1.0, "gradient2.smoothing", "must be in (0, 1]")?;
-        ensure(
-            (0.5..1.0).contains(&self.drop_backoff),
-            "gradient2.drop_backoff",
-            "must be in [0.5, 1.0)",
-        )?;
+        ensure((0.5..1.0).contains(&self.drop_backoff), "gradient2.drop_backoff", "must be in [0.5, 1.0)")?;
         ensure(self.long_rtt.window >= 1, "gradient2.long_window", "must be at least 1")
     }
 }

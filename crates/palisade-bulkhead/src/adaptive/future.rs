@@ -112,12 +112,17 @@ where
                         }
                     };
                     drop(slot.take());
-                    let (Some(mut svc), Some(req), Some(classifier)) = (svc.take(), req.take(), classifier.take())
+                    let (Some(mut svc), Some(req), Some(classifier)) =
+                        (svc.take(), req.take(), classifier.take())
                     else {
                         return Poll::Pending;
                     };
                     let future = svc.call(req);
-                    this.state.set(State::Running { future, permit: Some(permit), classifier: Some(classifier) });
+                    this.state.set(State::Running {
+                        future,
+                        permit: Some(permit),
+                        classifier: Some(classifier),
+                    });
                 }
                 StateProj::Running { future, permit, classifier } => {
                     let out = ready!(future.poll(cx));

@@ -44,7 +44,9 @@ pub(crate) struct Waiter {
 
 impl fmt::Debug for Waiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Waiter").field("granted", &self.granted.load(Ordering::Acquire)).finish_non_exhaustive()
+        f.debug_struct("Waiter")
+            .field("granted", &self.granted.load(Ordering::Acquire))
+            .finish_non_exhaustive()
     }
 }
 
