@@ -278,8 +278,9 @@ impl<C> CircuitBreakerLayerBuilder<C> {
 
     /// Measure each call's duration and classify with
     /// [`classify_timed`](palisade_core::Classify::classify_timed). On when slow calls are
-    /// detected or the window is time-based; turn it on if your classifier looks at
-    /// durations. Off, the pass path reads no clock in consecutive and count-window modes.
+    /// detected; turn it on if your classifier looks at durations. Off, the pass path reads
+    /// no clock in consecutive and count-window modes, and one (when the call ends) with a
+    /// time window.
     pub fn measure_call_duration(mut self, on: bool) -> Self {
         self.measure = on;
         self
@@ -399,7 +400,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
             Trip::Consecutive(_) if self.slow.is_none() && !self.window_set => None,
             _ => Some(self.window),
         };
-        let measure = self.measure || self.slow.is_some() || matches!(window, Some(WindowKind::Time { .. }));
+        let measure = self.measure || self.slow.is_some();
         Ok(Settings {
             name: self.name.clone(),
             trip: self.trip,

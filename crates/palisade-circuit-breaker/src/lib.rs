@@ -204,8 +204,9 @@
 //!
 //! Closed, a call reads the state word once; recording is a few atomic additions (a
 //! counter, the window's slot and total); no lock, no allocation. Only transitions take a
-//! lock. Durations are only measured when slow calls are detected, the window is
-//! time-based, or [asked for](CircuitBreakerLayerBuilder::measure_call_duration).
+//! lock. Durations are only measured when slow calls are detected or when [asked
+//! for](CircuitBreakerLayerBuilder::measure_call_duration); a time window reads the clock
+//! once per call, when it ends.
 //!
 //! Minimum supported Rust version: 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -105,6 +105,19 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Aligns a value to its own cache lines (128 bytes: x86-64 prefetches lines in pairs).
+#[derive(Debug)]
+#[repr(align(128))]
+struct CachePadded<T>(T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// What every breaker of one layer shares: the event bus and the open-breakers gauge.
 #[derive(Debug)]
 pub(crate) struct LayerShared {
@@ -203,14 +216,16 @@ pub struct Snapshot {
 pub(crate) struct BreakerCore {
     settings: Arc<Settings>,
     shared: Arc<LayerShared>,
-    state: AtomicU64,
+    // Read by every call: kept apart from the lines every call writes (counters, window,
+    // the `Arc`'s reference count), so that threads do not steal it from each other.
+    state: CachePadded<AtomicU64>,
     open_until: AtomicU64,
     trials: TrialSlots,
     consecutive: AtomicU64,
-    window: Option<Window>,
+    window: CachePadded<Option<Window>>,
     control: Mutex<Control>,
     epoch: Instant,
-    counters: Counters,
+    counters: CachePadded<Counters>,
     state_gauge: Option<Gauge>,
 }
 
@@ -247,14 +262,14 @@ impl<C> Breaker<C> {
             core: BreakerCore {
                 settings,
                 shared,
-                state: AtomicU64::new(pack(0, State::Closed)),
+                state: CachePadded(AtomicU64::new(pack(0, State::Closed))),
                 open_until: AtomicU64::new(0),
                 trials: TrialSlots::new(),
                 consecutive: AtomicU64::new(0),
-                window,
+                window: CachePadded(window),
                 control: Mutex::new(Control { open_level: 0 }),
                 epoch: Instant::now(),
-                counters,
+                counters: CachePadded(counters),
                 state_gauge,
             },
             classifier,
@@ -480,7 +495,7 @@ impl BreakerCore {
 
     fn reset_window(&self) {
         self.consecutive.store(0, Ordering::Release);
-        if let Some(w) = &self.window {
+        if let Some(w) = &*self.window {
             w.reset();
         }
     }
