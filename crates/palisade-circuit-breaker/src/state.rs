@@ -382,7 +382,7 @@ impl BreakerCore {
                 self.record_closed(gen, failure, slow, hint, timing.map(|t| t.0));
             }
             Admission::Trial { .. } => {
-                self.record_trial(gen, (outcome != Outcome::Ignored).then_some(failure || slow), hint)
+                self.record_trial(gen, (outcome != Outcome::Ignored).then_some(failure || slow), hint);
             }
             _ => {}
         }
