@@ -25,7 +25,8 @@ impl Epoch {
 
     #[inline]
     pub(crate) fn nanos(self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.0).as_nanos()).unwrap_or(u64::MAX)
+        let d = at.saturating_duration_since(self.0);
+        d.as_secs().saturating_mul(1_000_000_000).saturating_add(u64::from(d.subsec_nanos()))
     }
 
     #[inline]
