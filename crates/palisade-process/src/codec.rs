@@ -26,6 +26,19 @@
 //! response: {"id":1,"ok":<response>}   or   {"id":1,"err":"message"}
 //! ```
 //!
+//! # Example
+//!
+//! ```
+//! use palisade_process::codec::{Codec, LengthPrefixed, ServeCodec};
+//!
+//! let mut wire = Vec::new();
+//! LengthPrefixed.encode_request(7, &b"ping".to_vec(), &mut wire).unwrap();
+//! let frame = LengthPrefixed.decode_request(&wire, 1024).unwrap().expect("a whole frame");
+//! assert_eq!((frame.id, frame.value.as_slice(), frame.consumed), (7, &b"ping"[..], wire.len()));
+//! // Half a frame is not a frame yet.
+//! assert!(LengthPrefixed.decode_request(&wire[..6], 1024).unwrap().is_none());
+//! ```
+//!
 //! A frame longer than the configured maximum, a length or tag out of range, a line that
 //! is not such an object, or an answer to an id that is not in flight is a protocol error:
 //! the worker is killed and every request in flight fails.

@@ -5,6 +5,29 @@
 //! [`ProcessEvent`]s to listeners registered with the builder's `on_event` or
 //! [`ProcessHandle::on_event`], and to `tracing` (target `palisade`). The same handle reads
 //! the counters as a [`ProcessSnapshot`].
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use palisade_process::{ProcessEvent, ProcessRequest, ProcessService};
+//! use tower::ServiceExt;
+//!
+//! let service = ProcessService::builder("/bin/true")
+//!     .name("truth")
+//!     .on_event(|event: &ProcessEvent| {
+//!         if let ProcessEvent::Killed { pid, reason, .. } = event {
+//!             eprintln!("killed {pid}: {reason}");
+//!         }
+//!     })
+//!     .build()?;
+//! let handle = service.handle();
+//! service.oneshot(ProcessRequest::new()).await?;
+//! let snapshot = handle.snapshot();
+//! assert_eq!((snapshot.spawned, snapshot.exited_success, snapshot.running), (1, 1, 0));
+//! # Ok(()) }
+//! ```
 
 use std::sync::Arc;
 use std::time::Duration;

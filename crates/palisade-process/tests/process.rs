@@ -227,6 +227,21 @@ async fn stragglers_are_killed_when_the_child_exits() {
 }
 
 #[tokio::test]
+async fn without_straggler_kills_a_grandchild_holding_stdout_lasts_until_the_timeout() {
+    let svc = ProcessService::builder("/bin/sh")
+        .args(["-c", "sleep 5 & echo $!"])
+        .timeout(Duration::from_millis(150))
+        .kill_stragglers(false)
+        .build()
+        .unwrap();
+    let out = svc.oneshot(ProcessRequest::new()).await.unwrap();
+    // The shell exited at once, but the pipe stayed open: the group is killed at the timeout.
+    assert_eq!(out.termination(), Termination::Killed(KillReason::Timeout));
+    let grandchild: u32 = String::from_utf8_lossy(out.stdout()).trim().parse().unwrap();
+    assert!(eventually(Duration::from_secs(2), || is_dead(grandchild)).await);
+}
+
+#[tokio::test]
 async fn dropping_the_future_kills_and_reaps() {
     let (events, listener) = recorder();
     let notify = std::sync::Arc::new(tokio::sync::Notify::new());

@@ -271,3 +271,36 @@ async fn oversized_requests_fail_without_killing_the_worker() {
     assert_eq!(worker.clone().oneshot(b"ok".to_vec()).await.unwrap(), b"ok");
     worker.shutdown().await;
 }
+
+// === the tower five: in-flight slots ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_slots_follow_the_tower_contract() {
+    let worker = json_worker().max_in_flight(1).build().unwrap().spawn().unwrap();
+
+    // Reserve without calling; a clone starts un-ready and waits.
+    let mut a = worker.clone();
+    let mut b = worker.clone();
+    let mut c = worker.clone();
+    assert_ready_ok!(task::spawn(poll_fn(|cx| a.poll_ready(cx))).poll());
+    let mut b_ready = task::spawn(poll_fn(|cx| b.poll_ready(cx)));
+    let mut c_ready = task::spawn(poll_fn(|cx| c.poll_ready(cx)));
+    assert_pending!(b_ready.poll());
+    assert_pending!(c_ready.poll());
+
+    // Dropping a ready service frees its slot, to the first waiter.
+    drop(a);
+    assert!(b_ready.is_woken());
+    assert_pending!(c_ready.poll());
+    assert_ready_ok!(b_ready.poll());
+    drop(b_ready);
+
+    // An error answer frees the slot.
+    let err = b.call(json!({"op": "fail", "message": "x"})).await.unwrap_err();
+    assert_eq!(err.kind(), WorkerErrorKind::Remote);
+    assert!(eventually(Duration::from_secs(2), || c_ready.is_woken()).await);
+    assert_ready_ok!(c_ready.poll());
+    drop(c_ready);
+    assert_eq!(c.call(json!({"op": "echo", "value": 1})).await.unwrap(), json!(1));
+    worker.shutdown().await;
+}
