@@ -67,7 +67,8 @@ fn bench(c: &mut Criterion) {
         });
     });
 
-    for (label, order) in [("palisade-ordered", Order::Preserved), ("palisade-unordered", Order::Completion)] {
+    for (label, order) in [("palisade-ordered", Order::Preserved), ("palisade-unordered", Order::Completion)]
+    {
         let pipeline = PipelineService::builder::<u64>()
             .stage_fn("one", |n: u64| async move { Ok::<_, Infallible>(noop(n).await) })
             .concurrency(CONCURRENCY)

@@ -181,18 +181,19 @@ impl Batch {
 
         poll_fn(|cx| loop {
             let mut moved = false;
-            let mut record = |index: usize, result: Result<S::Response, S::Error>, progress: &mut Progress| {
-                progress.done += 1;
-                if result.is_err() {
-                    progress.failures += 1;
-                }
-                if let Some(slot) = results.get_mut(index) {
-                    *slot = Some(result);
-                }
-                if let Some(f) = &self.on_progress {
-                    f(*progress);
-                }
-            };
+            let mut record =
+                |index: usize, result: Result<S::Response, S::Error>, progress: &mut Progress| {
+                    progress.done += 1;
+                    if result.is_err() {
+                        progress.failures += 1;
+                    }
+                    if let Some(slot) = results.get_mut(index) {
+                        *slot = Some(result);
+                    }
+                    if let Some(f) = &self.on_progress {
+                        f(*progress);
+                    }
+                };
 
             while let Poll::Ready(Some((index, result))) = in_flight.poll_next_unpin(cx) {
                 record(index, result, &mut progress);

@@ -118,7 +118,12 @@ where
     St: futures_core::Stream + Send + 'static,
 {
     #[inline]
-    fn poll_fill(&mut self, cx: &mut Context<'_>, inbox: &mut VecDeque<Msg<St::Item>>, max: usize) -> Poll<bool> {
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        inbox: &mut VecDeque<Msg<St::Item>>,
+        max: usize,
+    ) -> Poll<bool> {
         let mut moved = 0;
         while moved < max && !self.ended {
             match self.stream.as_mut().poll_next(cx) {
@@ -271,9 +276,7 @@ where
     fn call(&mut self, req: In) -> Self::Future {
         // The later stages are called on clones polled ready inside the future (the first
         // stage was polled ready through `poll_ready`).
-        ThenFuture {
-            state: ThenState::Prev { fut: self.prev.call(req), stage: Some(self.stage.clone()) },
-        }
+        ThenFuture { state: ThenState::Prev { fut: self.prev.call(req), stage: Some(self.stage.clone()) } }
     }
 
     fn spawn<Src: Source<In>>(self, ctx: &mut SpawnCtx<'_>, src: Src) -> ChannelSource<K::Out> {

@@ -121,7 +121,11 @@ impl<In, C, M> PipelineBuilder<In, C, M>
 where
     C: Link<In>,
 {
-    fn push<S, K, M2>(mut self, name: impl Into<Arc<str>>, service: S) -> PipelineBuilder<In, C::Next<Stage<S, K, C::Cur>>, M2>
+    fn push<S, K, M2>(
+        mut self,
+        name: impl Into<Arc<str>>,
+        service: S,
+    ) -> PipelineBuilder<In, C::Next<Stage<S, K, C::Cur>>, M2>
     where
         S: StageService<C::Cur>,
         K: StageKind<S::Response>,
@@ -143,7 +147,11 @@ where
     /// Wrap the service in any layer first to give this stage alone a retry, a timeout, a
     /// breaker… (`ServiceBuilder::new().layer(…).service(svc)`), or use
     /// [`layered`](Self::layered).
-    pub fn stage<S>(self, name: impl Into<Arc<str>>, service: S) -> PipelineBuilder<In, C::Next<Stage<S, Map, C::Cur>>, M>
+    pub fn stage<S>(
+        self,
+        name: impl Into<Arc<str>>,
+        service: S,
+    ) -> PipelineBuilder<In, C::Next<Stage<S, Map, C::Cur>>, M>
     where
         S: StageService<C::Cur>,
         S::Response: Send + 'static,
@@ -182,7 +190,11 @@ where
     }
 
     /// Adds a stage that transforms each item with a plain function (no I/O, cannot fail).
-    pub fn map<F, U>(self, name: impl Into<Arc<str>>, f: F) -> PipelineBuilder<In, C::Next<Stage<MapFn<F>, Map, C::Cur>>, M>
+    pub fn map<F, U>(
+        self,
+        name: impl Into<Arc<str>>,
+        f: F,
+    ) -> PipelineBuilder<In, C::Next<Stage<MapFn<F>, Map, C::Cur>>, M>
     where
         F: FnMut(C::Cur) -> U + Clone + Send + 'static,
         U: Send + 'static,

@@ -83,7 +83,7 @@ impl StageError {
     /// Takes the failed item out, if the stage keeps failed items and `T` is the stage's
     /// input type; otherwise gives the error back.
     pub fn into_item<T: 'static>(mut self) -> Result<T, Self> {
-        match self.inner.item.take().map(|i| i.downcast::<T>()) {
+        match self.inner.item.take().map(<Box<dyn Any + Send + Sync>>::downcast::<T>) {
             Some(Ok(item)) => Ok(*item),
             Some(Err(other)) => {
                 self.inner.item = Some(other);
@@ -224,7 +224,9 @@ impl fmt::Display for FanOutError {
                 self.succeeded,
                 self.errors.len()
             )?,
-            None => write!(f, "fan-out failed: {} failures, {} successes", self.errors.len(), self.succeeded)?,
+            None => {
+                write!(f, "fan-out failed: {} failures, {} successes", self.errors.len(), self.succeeded)?
+            }
         }
         for (i, e) in &self.errors {
             write!(f, "; [{i}] {e}")?;

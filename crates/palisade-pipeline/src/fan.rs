@@ -112,7 +112,12 @@ impl<R> Merge<R> for All {
         AllState { results: (0..branches).map(|_| None).collect(), errors: Vec::new() }
     }
 
-    fn push(&self, state: &mut AllState<R>, index: usize, result: Result<R, BoxError>) -> Option<Result<Vec<R>, FanOutError>> {
+    fn push(
+        &self,
+        state: &mut AllState<R>,
+        index: usize,
+        result: Result<R, BoxError>,
+    ) -> Option<Result<Vec<R>, FanOutError>> {
         match result {
             Ok(r) => {
                 if let Some(slot) = state.results.get_mut(index) {
@@ -155,7 +160,12 @@ impl<R> Merge<R> for FirstSuccess {
         Vec::new()
     }
 
-    fn push(&self, errors: &mut Self::State, index: usize, result: Result<R, BoxError>) -> Option<Result<R, FanOutError>> {
+    fn push(
+        &self,
+        errors: &mut Self::State,
+        index: usize,
+        result: Result<R, BoxError>,
+    ) -> Option<Result<R, FanOutError>> {
         match result {
             Ok(r) => Some(Ok(r)),
             Err(e) => {
@@ -279,7 +289,12 @@ where
         Some(self.init.clone())
     }
 
-    fn push(&self, state: &mut Option<A>, index: usize, result: Result<R, BoxError>) -> Option<Result<A, FanOutError>> {
+    fn push(
+        &self,
+        state: &mut Option<A>,
+        index: usize,
+        result: Result<R, BoxError>,
+    ) -> Option<Result<A, FanOutError>> {
         let acc = state.take()?;
         match (self.f)(acc, index, result) {
             ControlFlow::Continue(acc) => {
@@ -358,7 +373,7 @@ impl<S, M: Strategy> FanOut<S, M> {
     /// Splits each request with `split` and calls a clone of `service` with every part,
     /// concurrently; merges the results with `merge` (indexes are part positions).
     pub fn split<F>(service: S, split: F, merge: M) -> Split<S, F, M> {
-        Split { service, split, merge }
+        Split { service, splitter: split, merge }
     }
 
     /// The branch services.
@@ -437,7 +452,7 @@ where
 #[derive(Clone)]
 pub struct Split<S, F, M> {
     service: S,
-    split: F,
+    splitter: F,
     merge: M,
 }
 
@@ -464,12 +479,14 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let calls: FuturesUnordered<_> = (self.split)(req)
+        let calls: FuturesUnordered<_> = (self.splitter)(req)
             .into_iter()
             .enumerate()
             .map(|(index, part)| Indexed {
                 index,
-                fut: Oneshot { state: OneshotState::NotReady { service: self.service.clone(), req: Some(part) } },
+                fut: Oneshot {
+                    state: OneshotState::NotReady { service: self.service.clone(), req: Some(part) },
+                },
             })
             .collect();
         let decided = match self.merge.validate(calls.len()) {

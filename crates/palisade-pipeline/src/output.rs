@@ -67,9 +67,12 @@ impl FilterMode for NoFilter {
         match processed {
             Processed::Item(t) => Ok(t),
             // Only filter stages filter, and adding one switches the mode to `WithFilter`.
-            Processed::Filtered(f) => {
-                Err(StageError::new(f.stage, 0, None, "item filtered by a pipeline without filter stages".into()))
-            }
+            Processed::Filtered(f) => Err(StageError::new(
+                f.stage,
+                0,
+                None,
+                "item filtered by a pipeline without filter stages".into(),
+            )),
         }
     }
 }

@@ -107,7 +107,12 @@ impl<T> Drop for QueueTx<T> {
 impl<T> QueueRx<T> {
     /// Moves up to `max` items to the back of `into`. `Ready(true)`: at least one moved;
     /// `Ready(false)`: the producer is gone and the queue is empty; `Pending`: empty for now.
-    pub(crate) fn poll_pop_into(&mut self, into: &mut VecDeque<T>, max: usize, cx: &Context<'_>) -> Poll<bool> {
+    pub(crate) fn poll_pop_into(
+        &mut self,
+        into: &mut VecDeque<T>,
+        max: usize,
+        cx: &Context<'_>,
+    ) -> Poll<bool> {
         let wake = {
             let mut state = self.shared.lock();
             if state.items.is_empty() {

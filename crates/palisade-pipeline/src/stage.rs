@@ -26,9 +26,9 @@ use crate::Processed;
 /// error convertible into a `BoxError`. Implemented for every such service.
 pub trait StageService<T>:
     Service<T, Response: Send + 'static, Future: Send + 'static, Error: Into<BoxError> + Send + 'static>
-        + Clone
-        + Send
-        + 'static
+    + Clone
+    + Send
+    + 'static
 {
 }
 
@@ -103,7 +103,7 @@ impl<T> fmt::Debug for StageOptions<T> {
             .field("buffer", &self.buffer)
             .field("keep_failed_items", &self.into_any.is_some())
             .field("dead_letter", &self.dead_letter.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -236,18 +236,19 @@ where
         let shared = &this.guard.0;
         shared.latency.record(this.start.elapsed());
         Poll::Ready(match result {
-            Ok(response) => match K::into_option(response) {
-                Some(out) => {
+            Ok(response) => {
+                if let Some(out) = K::into_option(response) {
                     shared.items_out.increment();
                     Ok(Processed::Item(out))
-                }
-                None => {
+                } else {
                     shared.filtered.increment();
                     Ok(Processed::Filtered(crate::Filtered { stage: shared.name.clone() }))
                 }
-            },
-            Err(e) => Err(fail(shared, None, e.into(), this.kept.take(), *this.into_any, this.dead_letter)
-                .unwrap_or_else(|e| e)),
+            }
+            Err(e) => {
+                Err(fail(shared, None, e.into(), this.kept.take(), *this.into_any, this.dead_letter.as_ref())
+                    .unwrap_or_else(|e| e))
+            }
         })
     }
 }
@@ -263,7 +264,7 @@ pub(crate) fn fail<T: Send + 'static>(
     error: BoxError,
     kept: Option<T>,
     into_any: Option<IntoAny<T>>,
-    dead_letter: &Option<DeadLetterSink<T>>,
+    dead_letter: Option<&DeadLetterSink<T>>,
 ) -> Result<StageError, StageError> {
     shared.failed(seq, &error);
     match (dead_letter, kept) {

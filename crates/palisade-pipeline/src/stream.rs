@@ -47,7 +47,7 @@ impl<T> fmt::Debug for PipelineStream<T> {
             .field("tasks", &self.tasks.len())
             .field("fail_fast", &self.fail_fast)
             .field("done", &self.done)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

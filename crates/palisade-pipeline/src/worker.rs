@@ -313,18 +313,21 @@ where
             Done::Finished { seq, result, kept, start } => {
                 self.running -= 1;
                 self.stats.in_flight -= 1;
-                self.shared.latency.record(if start == now { Duration::ZERO } else { now.saturating_duration_since(start) });
+                self.shared.latency.record(if start == now {
+                    Duration::ZERO
+                } else {
+                    now.saturating_duration_since(start)
+                });
                 match result {
-                    Ok(response) => match K::into_option(response) {
-                        Some(out) => {
+                    Ok(response) => {
+                        if let Some(out) = K::into_option(response) {
                             self.stats.items_out += 1;
                             Some(Ok((seq, out)))
-                        }
-                        None => {
+                        } else {
                             self.stats.filtered += 1;
                             None
                         }
-                    },
+                    }
                     Err(e) => self.failed(seq, e.into(), kept),
                 }
             }
@@ -333,7 +336,7 @@ where
     }
 
     fn failed(&self, seq: u64, error: BoxError, kept: Option<T>) -> Option<Msg<K::Out>> {
-        match fail(&self.shared, Some(seq), error, kept, self.opts.into_any, &self.opts.dead_letter) {
+        match fail(&self.shared, Some(seq), error, kept, self.opts.into_any, self.opts.dead_letter.as_ref()) {
             // Dead-lettered: the sink has it; the stream goes on without it.
             Ok(_) => None,
             Err(e) => Some(Err(e)),

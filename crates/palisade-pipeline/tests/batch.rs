@@ -65,7 +65,13 @@ async fn progress_reports_every_completion() {
         .on_progress(move |p: Progress| seen.lock().unwrap().push(p))
         .build()
         .unwrap();
-    let svc = service_fn(|n: u32| async move { if n % 4 == 0 { Err::<u32, BoxError>("no".into()) } else { Ok(n) } });
+    let svc = service_fn(|n: u32| async move {
+        if n % 4 == 0 {
+            Err::<u32, BoxError>("no".into())
+        } else {
+            Ok(n)
+        }
+    });
     batch.run(svc, 0..10).await;
     let reports = reports.lock().unwrap();
     assert_eq!(reports.len(), 10);
@@ -106,10 +112,11 @@ async fn composes_with_a_rate_limit_layer() {
     // palisade's RateLimitLayer goes in the same place.
     let started = Arc::new(AtomicUsize::new(0));
     let counter = started.clone();
-    let svc = ServiceBuilder::new().rate_limit(2, Duration::from_secs(1)).service(service_fn(move |n: u32| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        async move { Ok::<_, BoxError>(n) }
-    }));
+    let svc =
+        ServiceBuilder::new().rate_limit(2, Duration::from_secs(1)).service(service_fn(move |n: u32| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, BoxError>(n) }
+        }));
     let batch = Batch::builder().max_concurrency(10).build().unwrap();
     let mut run = task::spawn(batch.run(svc, 0..6));
     assert_pending!(run.poll());
@@ -124,7 +131,8 @@ async fn composes_with_a_rate_limit_layer() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_batch_through_a_pipeline() {
-    let pipeline = PipelineService::builder::<u32>().map("a", |n: u32| n + 1).map("b", |n: u32| n * 2).build().unwrap();
+    let pipeline =
+        PipelineService::builder::<u32>().map("a", |n: u32| n + 1).map("b", |n: u32| n * 2).build().unwrap();
     let batch = Batch::builder().max_concurrency(4).build().unwrap();
     let results = batch.run(pipeline, 0..5).await;
     assert_eq!(results.into_iter().map(Result::unwrap).collect::<Vec<_>>(), [2, 4, 6, 8, 10]);

@@ -79,7 +79,8 @@ async fn first_success_answers_and_drops_the_rest() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn first_success_fails_when_every_branch_fails() {
     let live = AliveCounter::new();
-    let fan = FanOut::new([backend(0, 5, false, &live), backend(1, 1, false, &live)], fan::first_success()).unwrap();
+    let fan = FanOut::new([backend(0, 5, false, &live), backend(1, 1, false, &live)], fan::first_success())
+        .unwrap();
     let err = fan.oneshot(1).await.unwrap_err();
     assert_eq!(err.errors().iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1]);
 }
@@ -88,7 +89,12 @@ async fn first_success_fails_when_every_branch_fails() {
 async fn quorum_reached() {
     let live = AliveCounter::new();
     let fan = FanOut::new(
-        [backend(0, 30, true, &live), backend(1, 10, false, &live), backend(2, 20, true, &live), backend(3, 500, true, &live)],
+        [
+            backend(0, 30, true, &live),
+            backend(1, 10, false, &live),
+            backend(2, 20, true, &live),
+            backend(3, 500, true, &live),
+        ],
         fan::quorum(2),
     )
     .unwrap();
@@ -136,7 +142,12 @@ async fn custom_reducer_can_stop_early() {
         Err(_) => ControlFlow::Continue((len, failures + 1)),
     });
     let fan = FanOut::new(
-        [backend(0, 10, true, &live), backend(1, 20, false, &live), backend(2, 30, false, &live), backend(3, 40, true, &live)],
+        [
+            backend(0, 10, true, &live),
+            backend(1, 20, false, &live),
+            backend(2, 30, false, &live),
+            backend(3, 40, true, &live),
+        ],
         reducer,
     )
     .unwrap();

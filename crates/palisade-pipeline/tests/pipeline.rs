@@ -49,7 +49,7 @@ async fn filter_yields_filtered_not_error() {
     assert_eq!(pipeline.clone().oneshot(8).await.unwrap(), Processed::Item(4));
     match pipeline.clone().oneshot(7).await.unwrap() {
         Processed::Filtered(f) => assert_eq!(f.stage(), "even"),
-        other => panic!("expected filtered, got {other:?}"),
+        other @ Processed::Item(_) => panic!("expected filtered, got {other:?}"),
     }
     let snap = pipeline.handle().snapshot();
     assert_eq!(snap.stage("even").unwrap().filtered, 1);
@@ -58,7 +58,8 @@ async fn filter_yields_filtered_not_error() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn filter_map_service_drops_none() {
-    let lookup = service_fn(|id: u32| async move { Ok::<_, BoxError>((id < 10).then(|| format!("user{id}"))) });
+    let lookup =
+        service_fn(|id: u32| async move { Ok::<_, BoxError>((id < 10).then(|| format!("user{id}"))) });
     let pipeline = PipelineService::builder::<u32>().filter_map("lookup", lookup).build().unwrap();
     assert_eq!(pipeline.clone().oneshot(3).await.unwrap().into_item().as_deref(), Some("user3"));
     assert!(pipeline.clone().oneshot(30).await.unwrap().is_filtered());
@@ -190,7 +191,10 @@ async fn dead_letter_on_the_service_path() {
     let letters = Arc::new(Mutex::new(Vec::new()));
     let sink = letters.clone();
     let pipeline = PipelineService::builder::<String>()
-        .stage_fn("deliver", |s: String| async move { Err::<(), BoxError>(format!("cannot deliver {s}").into()) })
+        .stage_fn(
+            "deliver",
+            |s: String| async move { Err::<(), BoxError>(format!("cannot deliver {s}").into()) },
+        )
         .dead_letter(move |dl| sink.lock().unwrap().push((dl.stage().to_owned(), dl.item().clone())))
         .build()
         .unwrap();
@@ -205,7 +209,8 @@ fn invalid_settings_are_config_errors() {
     assert_eq!(err.field(), "concurrency");
     let err = PipelineService::builder::<u32>().map("a", |n: u32| n).buffer(0).build().unwrap_err();
     assert_eq!(err.field(), "buffer");
-    let err = PipelineService::builder::<u32>().map("a", |n: u32| n).map("a", |n: u32| n).build().unwrap_err();
+    let err =
+        PipelineService::builder::<u32>().map("a", |n: u32| n).map("a", |n: u32| n).build().unwrap_err();
     assert_eq!(err.field(), "stage");
     let err = PipelineService::builder::<u32>().name("").map("a", |n: u32| n).build().unwrap_err();
     assert_eq!(err.field(), "name");

@@ -13,7 +13,10 @@ use support::{alive_tasks, settle, AliveCounter, Tracked};
 use tokio_test::{assert_pending, task};
 
 /// A stage that sleeps `delay(n)` then passes `n` on.
-fn sleepy(delay: fn(u64) -> u64) -> impl FnMut(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, BoxError>> + Send>> + Clone {
+fn sleepy(
+    delay: fn(u64) -> u64,
+) -> impl FnMut(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, BoxError>> + Send>> + Clone
+{
     move |n| {
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(delay(n))).await;
@@ -207,7 +210,8 @@ async fn a_failed_item_is_reported_and_the_stream_goes_on() {
     let snap = pipeline.handle().snapshot();
     assert_eq!(snap.stage("enrich").unwrap().errors, 2);
     assert_eq!(snap.stage("store").unwrap().items_in, 5);
-    let failed = events.lock().unwrap().iter().filter(|e| matches!(e, PipelineEvent::StageFailed { .. })).count();
+    let failed =
+        events.lock().unwrap().iter().filter(|e| matches!(e, PipelineEvent::StageFailed { .. })).count();
     assert_eq!(failed, 2);
 }
 
@@ -295,7 +299,7 @@ async fn dropping_the_output_cancels_every_stage() {
     let (m1, m2) = (service_clones.clone(), service_clones.clone());
     let pipeline = PipelineService::builder::<u64>()
         .stage_fn("a", move |n: u64| {
-            let _held = &m1;
+            std::hint::black_box(&m1);
             let token = c1.token();
             async move {
                 let _token = token;
@@ -305,7 +309,7 @@ async fn dropping_the_output_cancels_every_stage() {
         })
         .concurrency(4)
         .stage_fn("b", move |n: u64| {
-            let _held = &m2;
+            std::hint::black_box(&m2);
             let token = c2.token();
             async move {
                 let _token = token;
@@ -340,7 +344,8 @@ async fn dropping_the_output_cancels_every_stage() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn tasks_end_with_the_stream() {
-    let pipeline = PipelineService::builder::<u64>().map("a", |n: u64| n).map("b", |n: u64| n).build().unwrap();
+    let pipeline =
+        PipelineService::builder::<u64>().map("a", |n: u64| n).map("b", |n: u64| n).build().unwrap();
     let mut out = pipeline.process_stream(stream::iter(0..100));
     assert_eq!(out.running_tasks(), 0, "nothing runs before the first poll");
     let mut n = 0;
