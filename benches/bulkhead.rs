@@ -16,8 +16,12 @@ use tower::{service_fn, Layer, Service};
 
 const PERMITS: usize = 1_000;
 
-fn bare() -> impl Service<u64, Response = u64, Error = std::convert::Infallible, Future = impl Future<Output = Result<u64, std::convert::Infallible>> + Send>
-       + Clone
+fn bare() -> impl Service<
+    u64,
+    Response = u64,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<u64, std::convert::Infallible>> + Send,
+> + Clone
        + Send
        + 'static {
     service_fn(|x: u64| std::future::ready(Ok::<_, std::convert::Infallible>(x)))

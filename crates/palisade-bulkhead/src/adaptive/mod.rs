@@ -1,6 +1,6 @@
 //! Adaptive concurrency limits: a limit that learns how much the service can take.
 //!
-//! [`AdaptiveLimitLayer`](crate::AdaptiveLimitLayer) measures every call — its latency and
+//! [`AdaptiveLimitLayer`] measures every call — its latency and
 //! its [classification](palisade_core::classify) — and lets an algorithm move the limit
 //! between its minimum and maximum: [`Vegas`] (the default), [`Aimd`] or [`Gradient2`],
 //! following Netflix's concurrency-limits with its defaults (see [`algorithm`] for the
