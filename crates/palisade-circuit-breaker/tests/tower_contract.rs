@@ -100,7 +100,7 @@ async fn half_open_admits_exactly_the_configured_trials() {
         let mut fut = task::spawn(svc.call("trial"));
         match fut.poll() {
             std::task::Poll::Ready(Err(e)) if e.is::<palisade_circuit_breaker::error::CircuitOpen>() => {
-                rejected += 1
+                rejected += 1;
             }
             std::task::Poll::Pending => trials.push(fut),
             other @ std::task::Poll::Ready(_) => panic!("unexpected {other:?}"),
