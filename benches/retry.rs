@@ -35,6 +35,29 @@ impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for NeverRetry {
     }
 }
 
+/// tower's documented budget pattern: deposit on success, withdraw to retry.
+#[derive(Clone)]
+struct TowerBudgetPolicy(std::sync::Arc<tower::retry::budget::TpsBudget>);
+
+impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for TowerBudgetPolicy {
+    type Future = std::future::Ready<()>;
+
+    fn retry(&mut self, _: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        use tower::retry::budget::Budget;
+        match result {
+            Ok(_) => {
+                self.0.deposit();
+                None
+            }
+            Err(_) => self.0.withdraw().then(|| std::future::ready(())),
+        }
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
 fn noop() -> impl Service<u64, Response = u64, Error = Infallible, Future = std::future::Ready<Result<u64, Infallible>>> + Clone {
     service_fn(|x: u64| std::future::ready(Ok::<_, Infallible>(x)))
 }
@@ -66,6 +89,16 @@ fn retry(c: &mut Criterion) {
 
     bench(&mut group, "bare", noop());
     bench(&mut group, "tower Retry (never-retry policy)", tower::retry::RetryLayer::new(NeverRetry).layer(noop()));
+    bench(
+        &mut group,
+        "tower Retry (TpsBudget policy)",
+        tower::retry::RetryLayer::new(TowerBudgetPolicy(std::sync::Arc::new(tower::retry::budget::TpsBudget::new(
+            Duration::from_secs(10),
+            10,
+            0.2,
+        ))))
+        .layer(noop()),
+    );
     bench(&mut group, "palisade RetryLayer (default budget)", RetryLayer::builder().build().unwrap().layer(noop()));
     bench(
         &mut group,

@@ -61,6 +61,8 @@ pub struct RetryBudget {
     kind: Arc<Kind>,
 }
 
+// Lives once, in an `Arc`: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     Unlimited,
     Ratio(RatioBudget),
@@ -282,6 +284,7 @@ impl RetryBudget {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values are the point
 mod tests {
     use super::*;
 

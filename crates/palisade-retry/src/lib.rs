@@ -43,6 +43,8 @@
 //! `Clone`, so the default replay serves.
 //!
 //! ```
+//! # #[cfg(not(feature = "http"))] fn main() {}
+//! # #[cfg(feature = "http")]
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), palisade_core::BoxError> {
 //! use std::time::Duration;
@@ -99,6 +101,8 @@
 //! `GrpcService`: pass it to a generated client, `GreeterClient::new(stack)`.
 //!
 //! ```
+//! # #[cfg(not(feature = "grpc"))] fn main() {}
+//! # #[cfg(feature = "grpc")]
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), palisade_core::BoxError> {
 //! use std::time::Duration;
@@ -188,12 +192,12 @@
 //!
 //! # Budget and throttling
 //!
-//! Every retry is paid for from a [`RetryBudget`](budget::RetryBudget), on by default with
+//! Every retry is paid for from a [`RetryBudget`], on by default with
 //! Finagle's values (retries ≤ 20 % of the requests of the last 10 s, plus 10 retries per
 //! second); gRPC's token bucket is the other choice. When it is spent, the caller gets the
 //! last result, and the event [`RetryEvent::BudgetExhausted`] and the snapshot's
 //! `budget_exhausted` counter record it. An optional
-//! [`AdaptiveThrottle`](throttle::AdaptiveThrottle) (Google SRE client-side throttling)
+//! [`AdaptiveThrottle`] (Google SRE client-side throttling)
 //! refuses attempts locally with [`Throttled`](error::Throttled) once the backend refuses
 //! most calls.
 //!

@@ -173,6 +173,7 @@ impl AdaptiveThrottleBuilder {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values are the point
 mod tests {
     use super::*;
 

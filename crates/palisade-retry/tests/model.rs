@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp, missing_docs)]
 //! The retry state machine against a small reference model.
 
 mod support;

@@ -19,7 +19,7 @@
 //! failed the caller gets the last failure as the inner service gave it.
 //!
 //! Every hedge beyond the first attempt is paid for from a
-//! [`RetryBudget`](crate::budget::RetryBudget) (default: Finagle's, ratio 20 %), so hedging
+//! [`RetryBudget`] (default: Finagle's, ratio 20 %), so hedging
 //! adds at most a bounded fraction of load; when it is spent, no more hedges start and
 //! [`RetryEvent::BudgetExhausted`](crate::RetryEvent) is published.
 //!

@@ -186,5 +186,5 @@ pub fn ms(n: u64) -> Duration {
 
 /// Gaps between consecutive calls.
 pub fn gaps(times: &[Duration]) -> Vec<Duration> {
-    times.windows(2).map(|w| w[1] - w[0]).collect()
+    times.windows(2).map(|w| w[1].checked_sub(w[0]).unwrap()).collect()
 }
