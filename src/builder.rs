@@ -1,5 +1,6 @@
 //! [`ServiceBuilderExt`]: one `tower::ServiceBuilder` method per palisade pattern.
 
+#[cfg(feature = "http")]
 use tower::layer::util::Stack;
 use tower::ServiceBuilder;
 

@@ -392,8 +392,8 @@ fn layer_table(h: &Handles, chaos: &ChaosHandle, backend_served: u64) -> String 
         (
             "bulkhead",
             format!(
-                "acquired {:>7}  in flight {:>3}  queued {:>3}  rejected {}",
-                bh.acquired,
+                "waited {:>9}  in flight {:>3}  queued {:>3}  rejected {}",
+                bh.waited,
                 bh.in_flight,
                 bh.queued,
                 bh.rejected_queue_full + bh.rejected_wait_timed_out + bh.rejected_no_permit

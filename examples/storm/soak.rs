@@ -3,6 +3,7 @@
 //!
 //! Shared by `cargo run --release --example storm -- --soak` and the ignored test
 //! `cargo test --release --all-features --test soak -- --ignored`.
+#![allow(unreachable_pub)] // shared with tests/soak.rs through `#[path]`
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};

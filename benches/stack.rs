@@ -1,0 +1,69 @@
+//! The whole stack on a no-op service against each layer alone, in one run: the full
+//! stack's overhead should be no more than the sum of the single layers' overheads.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use palisade::bulkhead::BulkheadLayer;
+use palisade::circuit_breaker::CircuitBreakerLayer;
+use palisade::core::BoxError;
+use palisade::fallback::{FallbackContext, FallbackLayer};
+use palisade::rate_limit::{Quota, RateLimitLayer};
+use palisade::retry::timeout::TimeoutLayer;
+use palisade::retry::RetryLayer;
+use tower::layer::util::Identity;
+use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
+
+fn noop() -> impl Service<u64, Response = u64, Error = Infallible, Future = std::future::Ready<Result<u64, Infallible>>> + Clone
+{
+    service_fn(|x: u64| std::future::ready(Ok::<_, Infallible>(x)))
+}
+
+fn rate_limit() -> RateLimitLayer<u64> {
+    RateLimitLayer::builder().quota(Quota::per_second(u32::MAX).burst(u32::MAX)).build().unwrap()
+}
+
+fn bench_one<S>(rt: &tokio::runtime::Runtime, c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, name: &str, svc: S)
+where
+    S: Service<u64> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let mut svc = svc;
+    c.bench_function(name, |b| {
+        b.iter(|| rt.block_on(async { svc.ready().await.unwrap().call(1).await.unwrap() }));
+    });
+}
+
+fn stack(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let _guard = rt.enter();
+    let mut g = c.benchmark_group("stack");
+    bench_one(&rt, &mut g, "bare", Identity::new().layer(noop()));
+    bench_one(&rt, &mut g, "rate limit", rate_limit().layer(noop()));
+    bench_one(&rt, &mut g, "bulkhead", BulkheadLayer::builder().max_concurrent(1024).build().unwrap().layer(noop()));
+    bench_one(&rt, &mut g, "circuit breaker", CircuitBreakerLayer::builder().build().unwrap().layer(noop()));
+    bench_one(&rt, &mut g, "retry", RetryLayer::builder().build().unwrap().layer(noop()));
+    bench_one(&rt, &mut g, "timeout", TimeoutLayer::new(Duration::from_secs(10)).unwrap().layer(noop()));
+    let fallback = || {
+        FallbackLayer::builder()
+            .fallback_fn(|_: FallbackContext<u64, u64>| async { Ok::<_, BoxError>(0) })
+            .build()
+            .unwrap()
+    };
+    bench_one(&rt, &mut g, "fallback", fallback().layer(noop()));
+    let full = ServiceBuilder::new()
+        .layer(rate_limit())
+        .layer(BulkheadLayer::builder().max_concurrent(1024).build().unwrap())
+        .layer(fallback())
+        .layer(TimeoutLayer::new(Duration::from_secs(10)).unwrap())
+        .layer(RetryLayer::builder().build().unwrap())
+        .layer(CircuitBreakerLayer::builder().build().unwrap())
+        .service(noop());
+    bench_one(&rt, &mut g, "full stack", full);
+    g.finish();
+}
+
+criterion_group!(benches, stack);
+criterion_main!(benches);

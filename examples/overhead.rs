@@ -1,0 +1,118 @@
+//! overhead: requests per second of a bare axum route against the same route behind the full
+//! palisade stack (passing path), measured in one run on loopback with an in-process hyper
+//! client, alternating the two servers so both see the same machine.
+//!
+//! ```sh
+//! cargo run --release --example overhead            # 4 rounds of 3 s each
+//! cargo run --release --example overhead -- 6 5s    # 6 rounds of 5 s each
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, clippy::disallowed_methods)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use palisade::bulkhead::BulkheadLayer;
+use palisade::circuit_breaker::CircuitBreakerLayer;
+use palisade::core::classify::HttpClassifier;
+use palisade::prelude::*;
+use palisade::rate_limit::{Quota, RateLimitLayer};
+use palisade::retry::timeout::TimeoutLayer;
+use tower::ServiceBuilder;
+
+const CONNECTIONS: usize = 32;
+
+fn client_id(req: &Request<Body>) -> String {
+    req.headers().get("x-client").and_then(|v| v.to_str().ok()).unwrap_or("anonymous").to_owned()
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+fn bare() -> Router {
+    Router::new().route("/", get(|| async { "ok" }))
+}
+
+fn stacked() -> Router {
+    let stack = ServiceBuilder::new()
+        .http_rejections()
+        .layer(
+            RateLimitLayer::builder()
+                .name("per-client")
+                .keyed(Quota::per_second(1_000_000).burst(100_000), client_id)
+                .build()
+                .unwrap(),
+        )
+        .layer(BulkheadLayer::builder().name("api").max_concurrent(1024).max_queue(1024).build().unwrap())
+        .layer(TimeoutLayer::new(Duration::from_secs(5)).unwrap())
+        .layer(CircuitBreakerLayer::builder().name("api").classifier(HttpClassifier::new()).build().unwrap());
+    Router::new().route("/", get(|| async { "ok" })).route_layer(stack)
+}
+
+async fn drive(addr: SocketAddr, for_: Duration) -> u64 {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let done = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + for_;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..CONNECTIONS {
+        let client = client.clone();
+        let done = done.clone();
+        tasks.spawn(async move {
+            while Instant::now() < until {
+                let req = Request::get(format!("http://{addr}/"))
+                    .header("x-client", format!("client-{}", i % 8))
+                    .body(Empty::new())
+                    .unwrap();
+                let res = client.request(req).await.unwrap();
+                assert!(res.status().is_success());
+                res.into_body().collect().await.unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    done.load(Ordering::Relaxed)
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let rounds: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
+    let each = args
+        .next()
+        .and_then(|a| palisade::core::duration::parse_duration(&a).ok())
+        .unwrap_or(Duration::from_secs(3));
+    let bare_addr = serve(bare()).await;
+    let stacked_addr = serve(stacked()).await;
+    drive(bare_addr, Duration::from_millis(500)).await; // warm up both
+    drive(stacked_addr, Duration::from_millis(500)).await;
+    let (mut bare_n, mut stacked_n) = (0, 0);
+    for round in 0..rounds {
+        // Alternate which goes first so neither always gets the warmer machine.
+        if round % 2 == 0 {
+            bare_n += drive(bare_addr, each).await;
+            stacked_n += drive(stacked_addr, each).await;
+        } else {
+            stacked_n += drive(stacked_addr, each).await;
+            bare_n += drive(bare_addr, each).await;
+        }
+    }
+    let secs = each.as_secs_f64() * f64::from(rounds);
+    let (bare_rps, stacked_rps) = (bare_n as f64 / secs, stacked_n as f64 / secs);
+    println!("bare axum route:           {bare_rps:>9.0} req/s");
+    println!("behind the palisade stack: {stacked_rps:>9.0} req/s");
+    println!("ratio (stacked / bare):    {:>9.3}", stacked_rps / bare_rps);
+}
