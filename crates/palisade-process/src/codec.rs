@@ -71,6 +71,13 @@ pub trait Codec: Send + Sync + 'static {
     /// Appends the frame of request `id` to `dst`.
     fn encode_request(&self, id: u64, request: &Self::Request, dst: &mut Vec<u8>) -> Result<(), FrameError>;
 
+    /// The byte that ends every frame, for delimited framings (`b'\n'` for NDJSON). When
+    /// set, the reader only tries to decode once a new delimiter has arrived, so a long
+    /// frame arriving in many small reads is scanned once rather than once per read.
+    fn delimiter(&self) -> Option<u8> {
+        None
+    }
+
     /// Decodes the response frame at the start of `src`, if it is complete. `Err(message)`
     /// in the value is an error the worker answered with. Frames over `max_frame_len` bytes
     /// are errors.
@@ -87,6 +94,12 @@ pub trait ServeCodec: Send + Sync + 'static {
     type Request: Send + 'static;
     /// What the worker answers.
     type Response: Send + 'static;
+
+    /// The byte that ends every frame, for delimited framings; see
+    /// [`Codec::delimiter`].
+    fn delimiter(&self) -> Option<u8> {
+        None
+    }
 
     /// Decodes the request frame at the start of `src`, if it is complete.
     fn decode_request(
@@ -316,6 +329,10 @@ where
     type Request = Req;
     type Response = Res;
 
+    fn delimiter(&self) -> Option<u8> {
+        Some(b'\n')
+    }
+
     fn encode_request(&self, id: u64, request: &Req, dst: &mut Vec<u8>) -> Result<(), FrameError> {
         serde_json::to_writer(&mut *dst, &json_wire::RequestOut { id, body: request })
             .map_err(|e| json_err(&e))?;
@@ -349,6 +366,10 @@ where
     type Request = Req;
     type Response = Res;
 
+    fn delimiter(&self) -> Option<u8> {
+        Some(b'\n')
+    }
+
     fn decode_request(&self, src: &[u8], max_frame_len: usize) -> Result<Option<Decoded<Req>>, FrameError> {
         let Some(end) = json_line(src, max_frame_len)? else { return Ok(None) };
         let frame: json_wire::RequestIn<Req> =
@@ -380,23 +401,38 @@ where
 pub(crate) struct FrameBuffer {
     buf: Vec<u8>,
     start: usize,
+    /// Bytes before this index hold no delimiter of the frame being read.
+    searched: usize,
 }
 
 impl fmt::Debug for FrameBuffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FrameBuffer").field("buffered", &(self.buf.len() - self.start)).finish()
+        f.debug_struct("FrameBuffer")
+            .field("buffered", &(self.buf.len() - self.start))
+            .finish_non_exhaustive()
     }
 }
 
 impl FrameBuffer {
-    /// Decodes the next complete frame, if any.
+    /// Decodes the next complete frame, if any. With a `delimiter`, `decode` only runs when
+    /// one has arrived (or the buffer is over `max_frame_len`, for the decoder to refuse).
     pub(crate) fn next<T>(
         &mut self,
+        delimiter: Option<u8>,
+        max_frame_len: usize,
         decode: impl FnOnce(&[u8]) -> Result<Option<Decoded<T>>, FrameError>,
     ) -> Result<Option<Decoded<T>>, FrameError> {
+        if let Some(d) = delimiter {
+            let from = self.searched.max(self.start);
+            if !self.buf[from..].contains(&d) && self.buf.len() - self.start <= max_frame_len {
+                self.searched = self.buf.len();
+                return Ok(None);
+            }
+        }
         let decoded = decode(&self.buf[self.start..])?;
         if let Some(d) = &decoded {
             self.start += d.consumed;
+            self.searched = self.start;
         }
         Ok(decoded)
     }
@@ -406,8 +442,10 @@ impl FrameBuffer {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+            self.searched = 0;
         } else if self.start > 0 {
             self.buf.drain(..self.start);
+            self.searched = self.searched.saturating_sub(self.start);
             self.start = 0;
         }
         self.buf.reserve(16 * 1024);

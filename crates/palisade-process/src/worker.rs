@@ -105,7 +105,9 @@ where
                         continue;
                     }
                     while let Some(frame) = buffer
-                        .next(|src| codec.decode_request(src, DEFAULT_MAX_FRAME_LEN))
+                        .next(codec.delimiter(), DEFAULT_MAX_FRAME_LEN, |src| {
+                            codec.decode_request(src, DEFAULT_MAX_FRAME_LEN)
+                        })
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
                     {
                         let answer = handler(frame.value);

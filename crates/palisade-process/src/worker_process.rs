@@ -544,7 +544,8 @@ async fn supervise<C: Codec>(
 /// Delivers every complete frame in `buffer`; `Err` on a protocol error.
 fn dispatch<C: Codec>(core: &Core<C>, buffer: &mut FrameBuffer) -> Result<(), String> {
     loop {
-        match buffer.next(|src| core.codec.decode_response(src, core.max_frame_len)) {
+        let max = core.max_frame_len;
+        match buffer.next(core.codec.delimiter(), max, |src| core.codec.decode_response(src, max)) {
             Ok(Some(frame)) => {
                 if !core.complete(frame.id, frame.value) {
                     return Err(format!("answer to request id {} that is not in flight", frame.id));

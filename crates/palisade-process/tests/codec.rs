@@ -156,3 +156,39 @@ async fn serve_fails_on_a_malformed_request_and_a_panic() {
     let err = serving.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("panicked"));
 }
+
+#[cfg(feature = "json")]
+#[tokio::test]
+async fn json_frames_split_over_many_reads() {
+    use serde_json::{json, Value};
+    let codec = palisade_process::Json::<Value, Value>::new();
+    let (mut client, server) = tokio::io::duplex(64);
+    let (r, w) = tokio::io::split(server);
+    let serving = tokio::spawn(serve(codec.clone(), r, w, |req: Value| async move { Ok::<_, String>(req) }));
+    let big = "x".repeat(10_000);
+    let mut wire = Vec::new();
+    for id in 0..3 {
+        Codec::encode_request(&codec, id, &json!({"n": id, "pad": big}), &mut wire).unwrap();
+    }
+    let writer = tokio::spawn(async move {
+        for chunk in wire.chunks(7) {
+            client.write_all(chunk).await.unwrap();
+        }
+        client.shutdown().await.unwrap();
+        client
+    });
+    // The server keeps reading requests while its answers wait in the small pipe.
+    let mut client = writer.await.unwrap();
+    let mut answers = Vec::new();
+    client.read_to_end(&mut answers).await.unwrap();
+    serving.await.unwrap().unwrap();
+    let mut at = 0;
+    let mut ids = Vec::new();
+    while let Some(frame) = Codec::decode_response(&codec, &answers[at..], MAX).unwrap() {
+        at += frame.consumed;
+        assert_eq!(frame.value.unwrap()["n"], json!(frame.id));
+        ids.push(frame.id);
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, [0, 1, 2]);
+}
