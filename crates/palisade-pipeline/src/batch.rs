@@ -149,10 +149,50 @@ impl BatchBuilder {
     }
 }
 
+/// [`Batch`] settings from a config file (feature `serde`):
+/// `{ "max_concurrency": 8, "max_per_second": 100 }`, both optional.
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BatchConfig {
+    /// How many calls run at once (default 16).
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// Calls started per second, evenly spaced (default: no pacing).
+    #[serde(default)]
+    pub max_per_second: Option<u32>,
+}
+
+#[cfg(feature = "serde")]
+fn default_concurrency() -> usize {
+    DEFAULT_CONCURRENCY
+}
+
+#[cfg(feature = "serde")]
+impl BatchConfig {
+    /// A builder with these settings (add the progress callback there).
+    pub fn into_builder(self) -> BatchBuilder {
+        BatchBuilder {
+            max_concurrency: self.max_concurrency,
+            max_per_second: self.max_per_second,
+            on_progress: None,
+        }
+    }
+
+    /// Validates the settings, as [`BatchBuilder::build`] does.
+    pub fn build(self) -> Result<Batch, ConfigError> {
+        self.into_builder().build()
+    }
+}
+
+const DEFAULT_CONCURRENCY: usize = 16;
+
 impl Batch {
     /// A builder: 16 calls at once, no pacing, no progress callback.
     pub fn builder() -> BatchBuilder {
-        BatchBuilder { max_concurrency: 16, max_per_second: None, on_progress: None }
+        BatchBuilder { max_concurrency: DEFAULT_CONCURRENCY, max_per_second: None, on_progress: None }
     }
 
     /// Runs every item through `service`; the results come back in input order.

@@ -165,6 +165,9 @@ pub mod stage;
 mod stream;
 mod worker;
 
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use crate::batch::BatchConfig;
 pub use crate::batch::{Batch, BatchBuilder, Progress};
 pub use crate::config::PipelineBuilder;
 pub use crate::error::{DeadLetter, FanOutError, StageError};

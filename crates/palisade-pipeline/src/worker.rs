@@ -122,6 +122,10 @@ where
     }
 }
 
+/// Rounds a worker runs before yielding to the scheduler (each round moves up to
+/// `concurrency` items in and a buffer's worth out).
+const ROUNDS_PER_POLL: usize = 32;
+
 enum Flush {
     Progress,
     Blocked,
@@ -168,7 +172,7 @@ where
     }
 
     fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
+        for _ in 0..ROUNDS_PER_POLL {
             let mut progress = false;
             // One clock read per round: calls started or finished in the same round share it.
             let now = Instant::now();
@@ -248,6 +252,9 @@ where
                 return Poll::Pending;
             }
         }
+        // Still busy: let the other tasks on this thread run, then carry on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     fn flush(&mut self, cx: &mut Context<'_>) -> Flush {

@@ -170,3 +170,19 @@ async fn empty_batch() {
     let results = batch.run(service_fn(|n: u32| async move { Ok::<_, BoxError>(n) }), Vec::new()).await;
     assert!(results.is_empty());
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn batch_config_from_json() {
+    use palisade_pipeline::BatchConfig;
+    let config: BatchConfig =
+        serde_json::from_str(r#"{ "max_concurrency": 4, "max_per_second": 50 }"#).unwrap();
+    assert_eq!(config.max_concurrency, 4);
+    assert_eq!(config.max_per_second, Some(50));
+    config.build().unwrap();
+    let defaults: BatchConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(defaults.max_concurrency, 16);
+    let bad: BatchConfig = serde_json::from_str(r#"{ "max_concurrency": 0 }"#).unwrap();
+    assert_eq!(bad.build().unwrap_err().field(), "max_concurrency");
+    assert!(serde_json::from_str::<BatchConfig>(r#"{ "concurrency": 3 }"#).is_err());
+}

@@ -234,3 +234,69 @@ async fn clones_share_metrics() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(pipeline.handle().snapshot().stage("count").unwrap().items_out, 2);
 }
+
+// === the tower contract, through a first stage that holds capacity ===
+
+fn limited_pipeline() -> impl Service<u32, Response = u32, Error = StageError> + Clone {
+    let limited = ServiceBuilder::new().concurrency_limit(1).service(service_fn(|n: u32| async move {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if n == 0 {
+            Err::<u32, BoxError>("zero".into())
+        } else {
+            Ok(n)
+        }
+    }));
+    PipelineService::builder::<u32>().stage("limited", limited).map("next", |n: u32| n).build().unwrap()
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn reserving_without_calling_holds_the_first_stage_and_dropping_frees_it() {
+    let mut a = limited_pipeline();
+    let mut b = a.clone();
+    let mut ta = task::spawn(());
+    let mut tb = task::spawn(());
+    assert_ready_ok!(ta.enter(|cx, _| a.poll_ready(cx)));
+    assert_pending!(tb.enter(|cx, _| b.poll_ready(cx)));
+    drop(a);
+    assert!(tb.is_woken());
+    assert_ready_ok!(tb.enter(|cx, _| b.poll_ready(cx)));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn dropping_the_response_future_or_an_error_frees_the_first_stage() {
+    let mut a = limited_pipeline();
+    let mut b = a.clone();
+    let mut tb = task::spawn(());
+
+    // Dropped future.
+    std::future::poll_fn(|cx| a.poll_ready(cx)).await.unwrap();
+    let mut fut = task::spawn(a.call(1));
+    assert_pending!(fut.poll());
+    assert_pending!(tb.enter(|cx, _| b.poll_ready(cx)));
+    drop(fut);
+    assert!(tb.is_woken());
+    assert_ready_ok!(tb.enter(|cx, _| b.poll_ready(cx)));
+
+    // An error.
+    let err = b.call(0).await.unwrap_err();
+    assert_eq!(err.stage(), "limited");
+    assert_ready_ok!(task::spawn(()).enter(|cx, _| a.poll_ready(cx)));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn waiters_are_woken_in_order() {
+    let mut first = limited_pipeline();
+    let mut waiters: Vec<_> = (0..3).map(|_| first.clone()).collect();
+    std::future::poll_fn(|cx| first.poll_ready(cx)).await.unwrap();
+    let mut tasks: Vec<_> = (0..3).map(|_| task::spawn(())).collect();
+    for (t, w) in tasks.iter_mut().zip(waiters.iter_mut()) {
+        assert_pending!(t.enter(|cx, _| w.poll_ready(cx)));
+    }
+    assert_eq!(first.call(5).await.unwrap(), 5);
+    assert!(tasks[0].is_woken());
+    assert!(!tasks[1].is_woken());
+    assert_ready_ok!(tasks[0].enter(|cx, _| waiters[0].poll_ready(cx)));
+    assert_eq!(waiters[0].call(6).await.unwrap(), 6);
+    assert!(tasks[1].is_woken());
+    assert_ready_ok!(tasks[1].enter(|cx, _| waiters[1].poll_ready(cx)));
+}

@@ -163,13 +163,8 @@ async fn flat_memory(items: u64) {
     assert_eq!(alive.alive(), 0);
 }
 
+/// About three seconds in a debug build.
 #[tokio::test(flavor = "current_thread")]
-async fn hundred_thousand_items_in_flat_memory() {
-    flat_memory(100_000).await;
-}
-
-#[tokio::test(flavor = "current_thread")]
-#[ignore = "long in debug builds; run with --ignored"]
 async fn million_items_in_flat_memory() {
     flat_memory(1_000_000).await;
 }
@@ -369,4 +364,74 @@ async fn a_stage_panic_reaches_the_consumer() {
         .build()
         .unwrap();
     let _: Vec<_> = pipeline.process_stream(stream::iter(0..10)).collect().await;
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn each_stage_runs_at_its_own_concurrency() {
+    let (in_a, in_b) = (AliveCounter::new(), AliveCounter::new());
+    let (c1, c2) = (in_a.clone(), in_b.clone());
+    let pipeline = PipelineService::builder::<u64>()
+        .stage_fn("a", move |n: u64| {
+            let token = c1.token();
+            async move {
+                let _token = token;
+                tokio::time::sleep(Duration::from_millis(1 + n % 3)).await;
+                Ok::<_, BoxError>(n)
+            }
+        })
+        .concurrency(3)
+        .stage_fn("b", move |n: u64| {
+            let token = c2.token();
+            async move {
+                let _token = token;
+                tokio::time::sleep(Duration::from_millis(2 + n % 5)).await;
+                Ok::<_, BoxError>(n)
+            }
+        })
+        .concurrency(5)
+        .build()
+        .unwrap();
+    let out: Vec<u64> = pipeline.process_stream(stream::iter(0..200)).map(Result::unwrap).collect().await;
+    assert_eq!(out, (0..200).collect::<Vec<_>>());
+    assert_eq!(in_a.max_alive(), 3);
+    assert_eq!(in_b.max_alive(), 5);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn completion_order_lets_items_pass_a_stuck_one() {
+    let pipeline = PipelineService::builder::<u64>()
+        .stage_fn("maybe-stuck", |n: u64| async move {
+            if n == 0 {
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, BoxError>(n)
+        })
+        .concurrency(4)
+        .order(Order::Completion)
+        .build()
+        .unwrap();
+    let mut out = pipeline.process_stream(stream::iter(0..10));
+    let mut got = Vec::new();
+    for _ in 0..9 {
+        got.push(out.next().await.unwrap().unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(got, (1..10).collect::<Vec<_>>());
+
+    // In input order nothing passes the stuck item.
+    let ordered = PipelineService::builder::<u64>()
+        .stage_fn("maybe-stuck", |n: u64| async move {
+            if n == 0 {
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, BoxError>(n)
+        })
+        .concurrency(4)
+        .build()
+        .unwrap();
+    let mut out = task::spawn(ordered.process_stream(stream::iter(0..10)));
+    assert_pending!(out.poll_next());
+    settle().await;
+    assert_pending!(out.poll_next());
+    assert_eq!(ordered.handle().snapshot().stage("maybe-stuck").unwrap().items_in, 4);
 }
