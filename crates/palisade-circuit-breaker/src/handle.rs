@@ -102,6 +102,7 @@ impl CircuitBreakerHandle {
 pub(crate) trait KeyedAccess<K>: Send + Sync {
     fn get(&self, key: &K) -> Option<Arc<dyn CoreAccess>>;
     fn keys(&self) -> Vec<K>;
+    fn snapshots(&self) -> Vec<(K, Snapshot)>;
     fn len(&self) -> usize;
     fn capacity(&self) -> usize;
     fn evictions(&self) -> u64;
@@ -122,6 +123,12 @@ where
         let mut keys = Vec::new();
         self.for_each(|k, _| keys.push(k.clone()));
         keys
+    }
+
+    fn snapshots(&self) -> Vec<(K, Snapshot)> {
+        let mut all = Vec::new();
+        self.for_each(|k, b| all.push((k.clone(), b.core.snapshot())));
+        all
     }
 
     fn len(&self) -> usize {
@@ -184,6 +191,11 @@ impl<K> KeyedCircuitBreakerHandle<K> {
     /// The keys held now.
     pub fn keys(&self) -> Vec<K> {
         self.map.keys()
+    }
+
+    /// Every key held now with its breaker's snapshot (e.g. to list the open hosts).
+    pub fn snapshots(&self) -> Vec<(K, Snapshot)> {
+        self.map.snapshots()
     }
 
     /// Number of keys held now (at most [`capacity`](Self::capacity)).

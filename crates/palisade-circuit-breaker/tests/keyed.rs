@@ -69,6 +69,10 @@ async fn an_open_key_does_not_block_another() {
     send(&svc, "c", false).await.unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 5);
     assert_eq!(handle.len(), 3);
+    let mut open: Vec<_> =
+        handle.snapshots().into_iter().filter(|(_, s)| s.state.rejects()).map(|(k, _)| k).collect();
+    open.sort_unstable();
+    assert_eq!(open, vec!["a"]);
 
     // Steering one key leaves the others alone.
     handle.get(&"b").unwrap().force_open();
