@@ -225,7 +225,7 @@ impl fmt::Display for FanOutError {
                 self.errors.len()
             )?,
             None => {
-                write!(f, "fan-out failed: {} failures, {} successes", self.errors.len(), self.succeeded)?
+                write!(f, "fan-out failed: {} failures, {} successes", self.errors.len(), self.succeeded)?;
             }
         }
         for (i, e) in &self.errors {
