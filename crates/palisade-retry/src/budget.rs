@@ -41,8 +41,8 @@
 //! assert!(!grpc.try_withdraw());
 //! ```
 
+use crate::sync::{AtomicI64, AtomicU32, Ordering};
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 

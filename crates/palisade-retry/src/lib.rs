@@ -248,10 +248,15 @@ pub mod http;
 mod layer;
 pub mod replay;
 mod service;
+mod sync;
 pub mod throttle;
 pub mod timeout;
 mod timer;
 mod window;
+
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::RetryBudget;

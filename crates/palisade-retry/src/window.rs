@@ -1,6 +1,6 @@
 //! A lock-free sliding-window counter (the time base of budgets and throttles).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -82,7 +82,11 @@ impl SlidingCounter {
 
     /// The sum of the slots within the window ending at `now`.
     pub(crate) fn sum(&self, now: Instant) -> i64 {
-        let epoch = self.epoch(now);
+        self.sum_at(self.epoch(now))
+    }
+
+    /// The sum of the slots within the window ending at `epoch`.
+    pub(crate) fn sum_at(&self, epoch: u32) -> i64 {
         self.slots
             .iter()
             .map(|slot| unpack(slot.load(Ordering::Acquire)))
