@@ -214,12 +214,12 @@ impl Cell {
     }
 
     /// Gives back an admission that was never used.
-    pub(crate) fn refund(&self, admit: Admit, cost: u32) {
+    pub(crate) fn refund(&self, admit: Admit, cost: u32, now: u64) {
         if cost == 0 {
             return;
         }
         match self {
-            Self::Gcra(g) | Self::Leaky { gcra: g, .. } => g.refund(cost),
+            Self::Gcra(g) | Self::Leaky { gcra: g, .. } => g.refund(admit.token, cost, now),
             Self::Log { log, .. } => lock(log).refund(admit.token, cost),
             Self::Counter { state, .. } => lock(state).refund(admit.token, cost),
             Self::Fixed { state, .. } => lock(state).refund(admit.token, cost),
@@ -286,17 +286,23 @@ impl Gcra {
                 return Err(Denied::RetryAfter(dur(allow_at - now)));
             }
             match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok(Admit { ready_at: allow_at.max(now), token: 0 }),
+                Ok(_) => return Ok(Admit { ready_at: allow_at.max(now), token: new_tat }),
                 Err(actual) => tat = actual,
             }
         }
     }
 
-    fn refund(&self, cost: u32) {
+    /// Gives back `cost` admitted when the TAT became `tat_after`. Exact when nothing was
+    /// admitted after it, or when nobody waits (tokens are interchangeable then). Otherwise
+    /// later requests hold future slots computed from this one, and moving the TAT back would
+    /// let a newcomer share a slot with one of them: the reservation lapses instead, which
+    /// never admits more than the rate.
+    fn refund(&self, tat_after: u64, cost: u32, now: u64) {
         let inc = self.interval.saturating_mul(u64::from(cost));
         // A TAT in the past means a full bucket, so going below `now` gives nothing extra.
-        let _ =
-            self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| Some(tat.saturating_sub(inc)));
+        let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+            (tat == tat_after || tat.saturating_sub(self.tau) <= now).then(|| tat.saturating_sub(inc))
+        });
     }
 
     fn status(&self, now: u64) -> Status {
@@ -523,8 +529,27 @@ mod tests {
         let third = cell.acquire(0, 1, Some(250 * MS)).unwrap();
         assert_eq!(third.ready_at, 200 * MS);
         assert_eq!(cell.acquire(0, 1, Some(250 * MS)), retry(300), "the wait would exceed 250ms");
-        cell.refund(third, 1);
+        cell.refund(third, 1, 0);
         assert_eq!(cell.acquire(0, 1, Some(250 * MS)).map(|a| a.ready_at), Ok(200 * MS));
+    }
+
+    #[test]
+    fn a_reservation_given_back_mid_queue_lapses_rather_than_double_booking() {
+        let cell = Cell::new(Algorithm::LeakyBucket { queue: 5 }, &Quota::per_second(10));
+        let slots: Vec<_> = (0..3).map(|_| cell.acquire(0, 1, None).unwrap()).collect();
+        cell.refund(slots[1], 1, 0); // the slot at 100ms, with 200ms booked after it
+        assert_eq!(
+            cell.acquire(0, 1, None).map(|a| a.ready_at),
+            Ok(300 * MS),
+            "no second departure at 200ms"
+        );
+        // With nobody waiting, tokens are interchangeable and come back.
+        let bucket = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(2));
+        let a = bucket.acquire(0, 1, None).unwrap();
+        let _b = bucket.acquire(0, 1, None).unwrap();
+        bucket.refund(a, 1, 0);
+        assert!(bucket.acquire(0, 1, None).is_ok());
+        assert!(bucket.acquire(0, 1, None).is_err());
     }
 
     #[test]
@@ -564,6 +589,65 @@ mod tests {
         // prev 10 * (1 - e) + 5 + 1 <= 10 ⇒ e >= 0.6 ⇒ 100ms later.
         assert_eq!(cell.acquire(1500 * MS, 1, None), retry(100));
         assert!(cell.acquire(1600 * MS, 1, None).is_ok());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn leaky_bucket_departures_are_spaced_and_the_queue_bounded(
+            queue in 0u32..5,
+            steps in proptest::collection::vec(0u64..150, 1..200),
+        ) {
+            let cell = Cell::new(Algorithm::LeakyBucket { queue }, &Quota::per_second(10));
+            let interval = 100 * MS;
+            let mut now = 0;
+            let mut last: Option<u64> = None;
+            for advance in steps {
+                now += advance * MS / 3;
+                if let Ok(admit) = cell.acquire(now, 1, None) {
+                    proptest::prop_assert!(admit.ready_at >= now);
+                    proptest::prop_assert!(admit.ready_at - now <= u64::from(queue) * interval, "beyond the queue");
+                    if let Some(prev) = last {
+                        proptest::prop_assert!(admit.ready_at >= prev + interval, "departures closer than the interval");
+                    }
+                    last = Some(admit.ready_at);
+                }
+                proptest::prop_assert!(cell.status(now).queued <= queue);
+            }
+        }
+
+        #[test]
+        fn sliding_counter_never_exceeds_the_limit_in_an_aligned_window(
+            limit in 1u32..20,
+            steps in proptest::collection::vec((0u64..300, 1u32..3), 1..300),
+        ) {
+            let cell = Cell::new(Algorithm::SlidingWindowCounter, &Quota::new(limit, Duration::from_secs(1)));
+            let mut now = 0;
+            let mut per_window = std::collections::HashMap::<u64, u32>::new();
+            for (advance, cost) in steps {
+                now += advance * MS;
+                let cost = cost.min(limit);
+                if cell.acquire(now, cost, None).is_ok() {
+                    let n = per_window.entry(now / (1000 * MS)).or_default();
+                    *n += cost;
+                    proptest::prop_assert!(*n <= limit);
+                }
+            }
+        }
+
+        #[test]
+        fn gcra_refunds_restore_the_state(
+            burst in 1u32..8,
+            taken in 0u32..8,
+        ) {
+            // Taking then refunding leaves the bucket as if nothing happened.
+            let cell = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(burst));
+            let before = cell.status(0);
+            let admits: Vec<_> = (0..taken).filter_map(|_| cell.acquire(0, 1, Some(u64::MAX / 4)).ok()).collect();
+            for admit in admits.into_iter().rev() {
+                cell.refund(admit, 1, 0);
+            }
+            proptest::prop_assert_eq!(cell.status(0), before);
+        }
     }
 
     #[test]

@@ -58,6 +58,11 @@
 //! dropping that future gives its reservation back. A request refused by a later tier gives
 //! back what earlier tiers admitted, so a refusal never spends tokens.
 //!
+//! A reservation given back returns its tokens exactly when nothing was reserved after it or
+//! nobody is waiting; a future slot in the middle of a queue of waiters lapses instead (giving
+//! it back would let a newcomer share a later waiter's slot). Refunds never admit more than
+//! the rate.
+//!
 //! # Keyed limits
 //!
 //! [`Tier::keyed`] keeps one limit per key taken from the request (user id, API key, client

@@ -163,7 +163,8 @@ impl RateLimiter {
     }
 
     pub(crate) fn refund(&self, grant: &Grant) {
-        self.inner.cell.refund(grant.admit(), grant.cost());
+        let now = self.inner.epoch.nanos(Instant::now());
+        self.inner.cell.refund(grant.admit(), grant.cost(), now);
     }
 }
 

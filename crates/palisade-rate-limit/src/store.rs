@@ -190,7 +190,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
 
     fn refund(&self, grant: &Grant) {
         if let Some(cell) = grant.slot().and_then(|s| s.downcast_ref::<KeyCell>()) {
-            cell.cell.refund(grant.admit(), grant.cost());
+            cell.cell.refund(grant.admit(), grant.cost(), self.epoch.nanos(Instant::now()));
         }
     }
 
