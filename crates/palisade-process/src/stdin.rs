@@ -21,6 +21,7 @@ type Pipe = std::sync::Arc<tokio::net::unix::pipe::Sender>;
 struct Queue {
     frames: VecDeque<Vec<u8>>,
     /// Bytes of the front frame already written.
+    #[cfg_attr(not(unix), allow(dead_code))]
     offset: usize,
     closed: bool,
     #[cfg(unix)]

@@ -37,6 +37,35 @@ use tokio::task::JoinSet;
 use crate::codec::{FrameBuffer, ServeCodec};
 use crate::worker_process::DEFAULT_MAX_FRAME_LEN;
 
+/// Limits of the worker's side.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    max_frame_len: usize,
+    max_concurrency: Option<usize>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self { max_frame_len: DEFAULT_MAX_FRAME_LEN, max_concurrency: None }
+    }
+}
+
+impl ServeOptions {
+    /// Largest request frame accepted, in bytes (default 16 MiB, as
+    /// [`WorkerBuilder::max_frame_len`](crate::WorkerBuilder::max_frame_len)).
+    pub fn max_frame_len(mut self, bytes: usize) -> Self {
+        self.max_frame_len = bytes;
+        self
+    }
+
+    /// Runs at most `n` handlers at once; further requests wait unread in the pipe
+    /// (default: no limit here, the parent's `max_in_flight` bounds them).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = Some(n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS));
+        self
+    }
+}
+
 /// Serves requests from stdin to stdout until stdin is closed; see the
 /// [module docs](self).
 ///
@@ -51,11 +80,26 @@ where
     Fut: Future<Output = Result<C::Response, E>> + Send + 'static,
     E: Display,
 {
+    serve_stdio_with(ServeOptions::default(), codec, handler).await
+}
+
+/// [`serve_stdio`] with limits.
+///
+/// # Errors
+///
+/// As [`serve_stdio`].
+pub async fn serve_stdio_with<C, H, Fut, E>(options: ServeOptions, codec: C, handler: H) -> io::Result<()>
+where
+    C: ServeCodec,
+    H: Fn(C::Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<C::Response, E>> + Send + 'static,
+    E: Display,
+{
     #[cfg(unix)]
     if let Some((stdin, stdout)) = stdio_pipes() {
-        return serve(codec, stdin, stdout, handler).await;
+        return serve_with(options, codec, stdin, stdout, handler).await;
     }
-    serve(codec, tokio::io::stdin(), tokio::io::stdout(), handler).await
+    serve_with(options, codec, tokio::io::stdin(), tokio::io::stdout(), handler).await
 }
 
 /// stdin and stdout as non-blocking pipes registered with the reactor, when they are pipes
@@ -78,7 +122,7 @@ fn stdio_pipes() -> Option<(tokio::net::unix::pipe::Receiver, tokio::net::unix::
 /// # Errors
 ///
 /// As [`serve_stdio`].
-pub async fn serve<C, R, W, H, Fut, E>(codec: C, mut reader: R, writer: W, handler: H) -> io::Result<()>
+pub async fn serve<C, R, W, H, Fut, E>(codec: C, reader: R, writer: W, handler: H) -> io::Result<()>
 where
     C: ServeCodec,
     R: AsyncRead + Unpin,
@@ -87,6 +131,31 @@ where
     Fut: Future<Output = Result<C::Response, E>> + Send + 'static,
     E: Display,
 {
+    serve_with(ServeOptions::default(), codec, reader, writer, handler).await
+}
+
+/// [`serve`] with limits.
+///
+/// # Errors
+///
+/// As [`serve_stdio`].
+pub async fn serve_with<C, R, W, H, Fut, E>(
+    options: ServeOptions,
+    codec: C,
+    mut reader: R,
+    writer: W,
+    handler: H,
+) -> io::Result<()>
+where
+    C: ServeCodec,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    H: Fn(C::Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<C::Response, E>> + Send + 'static,
+    E: Display,
+{
+    let max_frame_len = options.max_frame_len;
+    let limit = options.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
     let codec = Arc::new(codec);
     let (answers_tx, answers_rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let write = write_answers(writer, answers_rx);
@@ -105,11 +174,13 @@ where
                         continue;
                     }
                     while let Some(frame) = buffer
-                        .next(codec.delimiter(), DEFAULT_MAX_FRAME_LEN, |src| {
-                            codec.decode_request(src, DEFAULT_MAX_FRAME_LEN)
-                        })
+                        .next(codec.delimiter(), max_frame_len, |src| codec.decode_request(src, max_frame_len))
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
                     {
+                        let permit = match &limit {
+                            Some(limit) => limit.clone().acquire_owned().await.ok(),
+                            None => None,
+                        };
                         let answer = handler(frame.value);
                         let codec = codec.clone();
                         let answers = answers_tx.clone();
@@ -126,6 +197,7 @@ where
                                 let _ = codec.encode_response(frame.id, Err(&message), &mut out);
                             }
                             let _ = answers.send(out);
+                            drop(permit);
                         });
                     }
                 },

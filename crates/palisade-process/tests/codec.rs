@@ -192,3 +192,51 @@ async fn json_frames_split_over_many_reads() {
     ids.sort_unstable();
     assert_eq!(ids, [0, 1, 2]);
 }
+
+#[tokio::test]
+async fn serve_with_limits_runs_at_most_n_handlers() {
+    use palisade_process::worker::{serve_with, ServeOptions};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (r_, p_) = (running.clone(), peak.clone());
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let (r, w) = tokio::io::split(server);
+    let options = ServeOptions::default().max_concurrency(2).max_frame_len(64);
+    let serving = tokio::spawn(serve_with(options, LengthPrefixed, r, w, move |req: Vec<u8>| {
+        let (running, peak) = (r_.clone(), p_.clone());
+        async move {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            running.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, String>(req)
+        }
+    }));
+    let requests: Vec<(u64, Vec<u8>)> = (0..10).map(|i| (i, vec![i as u8])).collect();
+    client.write_all(&request_frames(&LengthPrefixed, &requests)).await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut answers = Vec::new();
+    client.read_to_end(&mut answers).await.unwrap();
+    serving.await.unwrap().unwrap();
+    assert_eq!(peak.load(Ordering::SeqCst), 2);
+    let mut count = 0;
+    let mut at = 0;
+    while let Some(frame) = Codec::decode_response(&LengthPrefixed, &answers[at..], MAX).unwrap() {
+        at += frame.consumed;
+        count += 1;
+    }
+    assert_eq!(count, 10);
+
+    // A frame over the worker's limit ends serving with an error.
+    let (mut client, server) = tokio::io::duplex(1 << 16);
+    let (r, w) = tokio::io::split(server);
+    let options = ServeOptions::default().max_frame_len(16);
+    let serving = tokio::spawn(serve_with(options, LengthPrefixed, r, w, |req: Vec<u8>| async move {
+        Ok::<_, String>(req)
+    }));
+    client.write_all(&request_frames(&LengthPrefixed, &[(1, vec![0; 100])])).await.unwrap();
+    assert!(serving.await.unwrap().is_err());
+}
