@@ -1,5 +1,5 @@
 //! Baseline: a bare `service_fn` against the same service behind an empty `ServiceBuilder`.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::convert::Infallible;

@@ -1,14 +1,128 @@
 //! [`ServiceBuilderExt`]: one `tower::ServiceBuilder` method per palisade pattern.
+//!
+//! ```
+//! use std::time::Duration;
+//! use palisade::prelude::*;
+//! use palisade::bulkhead::BulkheadLayer;
+//! use palisade::circuit_breaker::CircuitBreakerLayer;
+//! use palisade::retry::{timeout::TimeoutLayer, RetryLayer};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let svc = ServiceBuilder::new()
+//!     .bulkhead(BulkheadLayer::builder().max_concurrent(64).build()?)
+//!     .timeout_with(TimeoutLayer::new(Duration::from_secs(2))?)
+//!     .retry_with(RetryLayer::builder().max_attempts(3).build()?)
+//!     .circuit_breaker(CircuitBreakerLayer::builder().consecutive_failures(5).build()?)
+//!     .service(service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) }));
+//! assert_eq!(svc.oneshot(1).await?, 2);
+//! # Ok(()) }
+//! ```
 
-#[cfg(feature = "http")]
+#[allow(unused_imports)]
 use tower::layer::util::Stack;
 use tower::ServiceBuilder;
 
 /// Adds palisade's layers to a [`ServiceBuilder`].
 ///
-/// The method names never clash with `ServiceBuilder`'s own (`retry`, `rate_limit`,
-/// `concurrency_limit`, `load_shed`, `timeout` exist there when tower's features are on).
+/// Each method is `self.layer(layer)` with the layer's type spelled out, so a stack reads as
+/// a list of patterns. Names never clash with `ServiceBuilder`'s own methods when tower's
+/// features are on (`retry`, `rate_limit`, `concurrency_limit`, `load_shed` and `timeout`
+/// exist there): palisade's versions of those are `retry_with`, `rate_limit_with` and
+/// `timeout_with`.
 pub trait ServiceBuilderExt<L>: sealed::Sealed {
+    /// Adds a [`RetryLayer`](palisade_retry::RetryLayer).
+    #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+    fn retry_with<C, P>(
+        self,
+        layer: palisade_retry::RetryLayer<C, P>,
+    ) -> ServiceBuilder<Stack<palisade_retry::RetryLayer<C, P>, L>>;
+
+    /// Adds a [`HedgeLayer`](palisade_retry::hedge::HedgeLayer).
+    #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+    fn hedge<C, P>(
+        self,
+        layer: palisade_retry::hedge::HedgeLayer<C, P>,
+    ) -> ServiceBuilder<Stack<palisade_retry::hedge::HedgeLayer<C, P>, L>>;
+
+    /// Adds palisade's [`TimeoutLayer`](palisade_retry::timeout::TimeoutLayer) (fixed or
+    /// per-request timeouts, expiring with the `TimedOut` rejection).
+    #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+    fn timeout_with<T>(
+        self,
+        layer: palisade_retry::timeout::TimeoutLayer<T>,
+    ) -> ServiceBuilder<Stack<palisade_retry::timeout::TimeoutLayer<T>, L>>;
+
+    /// Adds a [`CircuitBreakerLayer`](palisade_circuit_breaker::CircuitBreakerLayer).
+    #[cfg(feature = "circuit-breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+    fn circuit_breaker<C>(
+        self,
+        layer: palisade_circuit_breaker::CircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<Stack<palisade_circuit_breaker::CircuitBreakerLayer<C>, L>>;
+
+    /// Adds a [`KeyedCircuitBreakerLayer`](palisade_circuit_breaker::KeyedCircuitBreakerLayer)
+    /// (one breaker per key).
+    #[cfg(feature = "circuit-breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+    fn keyed_circuit_breaker<C, F, K>(
+        self,
+        layer: palisade_circuit_breaker::KeyedCircuitBreakerLayer<C, F, K>,
+    ) -> ServiceBuilder<Stack<palisade_circuit_breaker::KeyedCircuitBreakerLayer<C, F, K>, L>>;
+
+    /// Adds a [`RateLimitLayer`](palisade_rate_limit::RateLimitLayer).
+    #[cfg(feature = "rate-limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+    fn rate_limit_with<Req>(
+        self,
+        layer: palisade_rate_limit::RateLimitLayer<Req>,
+    ) -> ServiceBuilder<Stack<palisade_rate_limit::RateLimitLayer<Req>, L>>;
+
+    /// Adds a [`BulkheadLayer`](palisade_bulkhead::BulkheadLayer).
+    #[cfg(feature = "bulkhead")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+    fn bulkhead(
+        self,
+        layer: palisade_bulkhead::BulkheadLayer,
+    ) -> ServiceBuilder<Stack<palisade_bulkhead::BulkheadLayer, L>>;
+
+    /// Adds a [`KeyedBulkheadLayer`](palisade_bulkhead::KeyedBulkheadLayer) (one bulkhead per
+    /// key).
+    #[cfg(feature = "bulkhead")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+    fn keyed_bulkhead<K, F>(
+        self,
+        layer: palisade_bulkhead::KeyedBulkheadLayer<K, F>,
+    ) -> ServiceBuilder<Stack<palisade_bulkhead::KeyedBulkheadLayer<K, F>, L>>;
+
+    /// Adds an [`AdaptiveLimitLayer`](palisade_bulkhead::AdaptiveLimitLayer).
+    #[cfg(feature = "bulkhead")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+    fn adaptive_limit<C, P>(
+        self,
+        layer: palisade_bulkhead::AdaptiveLimitLayer<C, P>,
+    ) -> ServiceBuilder<Stack<palisade_bulkhead::AdaptiveLimitLayer<C, P>, L>>;
+
+    /// Adds a [`FallbackLayer`](palisade_fallback::FallbackLayer).
+    #[cfg(feature = "fallback")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
+    fn fallback<P, C>(
+        self,
+        layer: palisade_fallback::FallbackLayer<P, C>,
+    ) -> ServiceBuilder<Stack<palisade_fallback::FallbackLayer<P, C>, L>>;
+
+    /// Adds a [`ChaosLayer`](palisade_chaos::ChaosLayer).
+    #[cfg(feature = "chaos")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
+    fn chaos<Req, Res>(
+        self,
+        layer: palisade_chaos::ChaosLayer<Req, Res>,
+    ) -> ServiceBuilder<Stack<palisade_chaos::ChaosLayer<Req, Res>, L>>;
+
     /// Answers palisade rejections with HTTP responses (429, 503, 504 …), so an axum router
     /// needs no `HandleErrorLayer`.
     #[cfg(feature = "http")]
@@ -22,6 +136,94 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "retry")]
+    fn retry_with<C, P>(
+        self,
+        layer: palisade_retry::RetryLayer<C, P>,
+    ) -> ServiceBuilder<Stack<palisade_retry::RetryLayer<C, P>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "retry")]
+    fn hedge<C, P>(
+        self,
+        layer: palisade_retry::hedge::HedgeLayer<C, P>,
+    ) -> ServiceBuilder<Stack<palisade_retry::hedge::HedgeLayer<C, P>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "retry")]
+    fn timeout_with<T>(
+        self,
+        layer: palisade_retry::timeout::TimeoutLayer<T>,
+    ) -> ServiceBuilder<Stack<palisade_retry::timeout::TimeoutLayer<T>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    fn circuit_breaker<C>(
+        self,
+        layer: palisade_circuit_breaker::CircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<Stack<palisade_circuit_breaker::CircuitBreakerLayer<C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    fn keyed_circuit_breaker<C, F, K>(
+        self,
+        layer: palisade_circuit_breaker::KeyedCircuitBreakerLayer<C, F, K>,
+    ) -> ServiceBuilder<Stack<palisade_circuit_breaker::KeyedCircuitBreakerLayer<C, F, K>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "rate-limit")]
+    fn rate_limit_with<Req>(
+        self,
+        layer: palisade_rate_limit::RateLimitLayer<Req>,
+    ) -> ServiceBuilder<Stack<palisade_rate_limit::RateLimitLayer<Req>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead(
+        self,
+        layer: palisade_bulkhead::BulkheadLayer,
+    ) -> ServiceBuilder<Stack<palisade_bulkhead::BulkheadLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "bulkhead")]
+    fn keyed_bulkhead<K, F>(
+        self,
+        layer: palisade_bulkhead::KeyedBulkheadLayer<K, F>,
+    ) -> ServiceBuilder<Stack<palisade_bulkhead::KeyedBulkheadLayer<K, F>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "bulkhead")]
+    fn adaptive_limit<C, P>(
+        self,
+        layer: palisade_bulkhead::AdaptiveLimitLayer<C, P>,
+    ) -> ServiceBuilder<Stack<palisade_bulkhead::AdaptiveLimitLayer<C, P>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "fallback")]
+    fn fallback<P, C>(
+        self,
+        layer: palisade_fallback::FallbackLayer<P, C>,
+    ) -> ServiceBuilder<Stack<palisade_fallback::FallbackLayer<P, C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "chaos")]
+    fn chaos<Req, Res>(
+        self,
+        layer: palisade_chaos::ChaosLayer<Req, Res>,
+    ) -> ServiceBuilder<Stack<palisade_chaos::ChaosLayer<Req, Res>, L>> {
+        self.layer(layer)
+    }
+
     #[cfg(feature = "http")]
     fn http_rejections(self) -> ServiceBuilder<Stack<palisade_core::respond::HttpRejectionLayer, L>> {
         self.layer(palisade_core::respond::HttpRejectionLayer::new())

@@ -25,6 +25,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -427,7 +428,7 @@ fn layer_table(h: &Handles, chaos: &ChaosHandle, backend_served: u64) -> String 
         ),
     ];
     for (name, row) in rows {
-        s.push_str(&format!("  {name:<24} {row}\n"));
+        let _ = writeln!(s, "  {name:<24} {row}");
     }
     s
 }
@@ -449,8 +450,9 @@ fn summary(results: &mut Results) -> String {
         let get = |code| t.by_status.get(&code).copied().unwrap_or(0);
         let other: u64 =
             t.by_status.iter().filter(|(c, _)| ![429, 503, 504].contains(*c)).map(|(_, n)| n).sum::<u64>() + t.errors;
-        s.push_str(&format!(
-            "  {kind:<12} {:>6}  {:>6}  {:>6}  {:>6}  {:>6}  {:>6}  {:>5}  {:>7.1?} {:>7.1?}\n",
+        let _ = writeln!(
+            s,
+            "  {kind:<12} {:>6}  {:>6}  {:>6}  {:>6}  {:>6}  {:>6}  {:>5}  {:>7.1?} {:>7.1?}",
             t.sent,
             t.fresh,
             t.stale,
@@ -460,7 +462,7 @@ fn summary(results: &mut Results) -> String {
             other,
             percentile(&t.latencies_us, 0.5),
             percentile(&t.latencies_us, 0.99),
-        ));
+        );
     }
     s
 }
@@ -504,7 +506,7 @@ async fn main() -> Result<(), BoxError> {
 
     let mut phase_name = "";
     let mut tick = tokio::time::interval(Duration::from_millis(if live { 250 } else { 100 }));
-    let mut last_plain = Instant::now() - Duration::from_secs(10);
+    let mut last_plain: Option<Instant> = None;
     while !load.is_finished() {
         tick.tick().await;
         let progress = started.elapsed().as_secs_f64() / args.duration.as_secs_f64();
@@ -529,8 +531,8 @@ async fn main() -> Result<(), BoxError> {
                 layer_table(&handles, &chaos, backend_served.load(Ordering::Relaxed))
             )?;
             out.flush()?;
-        } else if last_plain.elapsed() >= Duration::from_secs(2) {
-            last_plain = Instant::now();
+        } else if last_plain.is_none_or(|at| at.elapsed() >= Duration::from_secs(2)) {
+            last_plain = Some(Instant::now());
             println!(
                 "[{:>5.1}s] {} answered {sent}; breaker {:?}; retries {}; fallbacks {}",
                 started.elapsed().as_secs_f64(),

@@ -68,9 +68,7 @@ fn stack(
     let inner = service_fn(move |req: u64| {
         let panics = rng.below(1000) == 0;
         async move {
-            if panics {
-                panic!("inner service panicked on request {req}");
-            }
+            assert!(!panics, "inner service panicked on request {req}");
             Ok::<_, BoxError>(req)
         }
     });
