@@ -210,7 +210,7 @@ impl Compartment {
     /// disabled. `waiting` is `None` again whenever this returns `Ready`.
     pub(crate) fn poll_acquire(
         self: &Arc<Self>,
-        waiting: &mut Option<Waiting>,
+        waiting: &mut Option<Box<Waiting>>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Permit, BulkheadFull>> {
         if waiting.is_none() {
@@ -237,7 +237,7 @@ impl Compartment {
                 Some(max_wait) => Box::pin(tokio::time::timeout(max_wait, semaphore.acquire_owned())),
                 None => Box::pin(async move { Ok(semaphore.acquire_owned().await) }),
             };
-            *waiting = Some(Waiting { acquire: Mutex::new(acquire), since: Instant::now(), slot });
+            *waiting = Some(Box::new(Waiting { acquire: Mutex::new(acquire), since: Instant::now(), slot }));
         }
         let Some(w) = waiting.as_mut() else { return Poll::Pending };
         let acquire = w.acquire.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use palisade_core::rejection::BulkheadFull;
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
 
@@ -32,7 +31,7 @@ pin_project! {
             permit: Option<Permit>,
         },
         Rejected {
-            rejection: Option<BulkheadFull>,
+            rejection: Option<BoxError>,
         },
     }
 }
@@ -42,7 +41,7 @@ impl<F> ResponseFuture<F> {
         Self { kind: Kind::Called { future, permit: Some(permit) } }
     }
 
-    pub(crate) fn rejected(rejection: BulkheadFull) -> Self {
+    pub(crate) fn rejected(rejection: BoxError) -> Self {
         Self { kind: Kind::Rejected { rejection: Some(rejection) } }
     }
 }
@@ -79,7 +78,7 @@ where
                 Poll::Ready(out.map_err(Into::into))
             }
             KindProj::Rejected { rejection } => match rejection.take() {
-                Some(r) => Poll::Ready(Err(r.into())),
+                Some(r) => Poll::Ready(Err(r)),
                 None => Poll::Pending,
             },
         }

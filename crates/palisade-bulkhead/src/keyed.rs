@@ -253,7 +253,7 @@ pin_project! {
     {
         Acquiring {
             compartment: Arc<Compartment>,
-            waiting: Option<Waiting>,
+            waiting: Option<Box<Waiting>>,
             svc: Option<S>,
             req: Option<Req>,
         },

@@ -2,7 +2,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use palisade_core::rejection::BulkheadFull;
 use palisade_core::BoxError;
 use tower_service::Service;
 
@@ -21,7 +20,7 @@ use crate::handle::BulkheadHandle;
 ///
 /// When the caller cannot have a permit (queue full, wait expired, or waiting disabled),
 /// `poll_ready` still returns `Ready(Ok(()))` and the next `call` fails at once with
-/// [`BulkheadFull`] — like tower's `LoadShed`, so that `Buffer`, balancers and axum, which
+/// [`BulkheadFull`](palisade_core::rejection::BulkheadFull) — like tower's `LoadShed`, so that `Buffer`, balancers and axum, which
 /// treat a `poll_ready` error as a dead service, keep working. The service is usable again
 /// afterwards: the next `poll_ready` joins the back of the queue.
 ///
@@ -35,11 +34,12 @@ pub struct Bulkhead<S> {
     state: State,
 }
 
+// Kept small (the pass path moves it around): the rare states are boxed.
 enum State {
     Idle,
-    Waiting(Waiting),
+    Waiting(Box<Waiting>),
     Ready(Permit),
-    Rejected(BulkheadFull),
+    Rejected(BoxError),
 }
 
 impl<S> Bulkhead<S> {
@@ -92,7 +92,7 @@ impl<S> Bulkhead<S> {
                 Poll::Ready(())
             }
             Poll::Ready(Err(rejection)) => {
-                self.state = State::Rejected(rejection);
+                self.state = State::Rejected(rejection.into());
                 Poll::Ready(())
             }
         }
