@@ -32,7 +32,7 @@ impl Shared {
 }
 
 type AcquireFuture =
-    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send + Sync>>;
 
 /// Runs a program once per call, as a tower [`Service`].
 ///

@@ -585,7 +585,7 @@ impl<C: Codec> Drop for WorkerHandle<C> {
 }
 
 type AcquireFuture =
-    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send + Sync>>;
 
 /// A persistent child process serving many requests at once over framed stdin/stdout.
 ///

@@ -38,3 +38,21 @@ fn worker_errors() {
     assert!(c.classify(&ok).is_success());
     assert_eq!(c.classify(&ok).outcome(), Outcome::Success);
 }
+
+/// What a pool, a buffer or a spawned task needs of these types.
+#[test]
+fn services_and_futures_are_send() {
+    fn send<T: Send + 'static>() {}
+    fn send_sync<T: Send + Sync + 'static>() {}
+    // axum's `route_service` wants `Send + Sync` services.
+    send_sync::<palisade_process::ProcessService>();
+    send::<palisade_process::future::ResponseFuture>();
+    send_sync::<palisade_process::WorkerProcess>();
+    send::<palisade_process::future::WorkerFuture<Vec<u8>>>();
+    send_sync::<palisade_process::MakeWorker>();
+    send_sync::<palisade_process::ProcessHandle>();
+    send_sync::<palisade_process::ProcessError>();
+    send_sync::<palisade_process::WorkerError>();
+    #[cfg(feature = "json")]
+    send::<palisade_process::WorkerProcess<palisade_process::Json<serde_json::Value, serde_json::Value>>>();
+}
