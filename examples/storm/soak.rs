@@ -123,6 +123,10 @@ async fn run_inner(total: u64, concurrency: usize, seed: u64) -> Result<SoakRepo
     let mut report = SoakReport { tasks_alive_before: metrics.num_alive_tasks(), ..SoakReport::default() };
     let (svc, bulkhead) = stack(seed)?;
     let answers: Arc<Vec<AtomicU8>> = Arc::new((0..total).map(|_| AtomicU8::new(0)).collect());
+    // The zeroed vector may not be resident yet: touch it so it does not count as growth.
+    for a in answers.iter() {
+        a.store(0, Ordering::Relaxed);
+    }
     let counts: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
     let client_rng = Arc::new(AtomicRng::seeded(seed.wrapping_mul(31)));
     let warmup = (total / 10).max(1);
@@ -164,8 +168,14 @@ async fn run_inner(total: u64, concurrency: usize, seed: u64) -> Result<SoakRepo
     }
     while tasks.join_next().await.is_some() {}
     drop(svc);
-    // Let hung inner calls that were cancelled finish unwinding their timers.
-    tokio::task::yield_now().await;
+    // A finished task is released by the worker thread that ran it a moment after its
+    // output is taken: give the count a few milliseconds to settle.
+    for _ in 0..50 {
+        if metrics.num_alive_tasks() <= report.tasks_alive_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 
     report.requests = total;
     report.ok = counts[0].load(Ordering::Relaxed);
