@@ -94,5 +94,63 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// The same chains with stages that yield once (real async work: each call is parked and
+/// woken), over fewer items.
+fn bench_yielding(c: &mut Criterion) {
+    const N: u64 = 100_000;
+    async fn hop(n: u64) -> u64 {
+        tokio::task::yield_now().await;
+        black_box(n)
+    }
+    let mut group = c.benchmark_group("pipeline/3-yielding-stages");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(N));
+    let rt = runtime();
+
+    group.bench_function("sequential", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut sum = 0u64;
+            for n in 0..N {
+                sum = sum.wrapping_add(hop(hop(hop(n).await).await).await);
+            }
+            sum
+        });
+    });
+    group.bench_function("futures-buffered", |b| {
+        b.to_async(&rt).iter(|| async {
+            stream::iter(0..N)
+                .map(hop)
+                .buffered(CONCURRENCY)
+                .map(hop)
+                .buffered(CONCURRENCY)
+                .map(hop)
+                .buffered(CONCURRENCY)
+                .fold(0u64, |acc, n| async move { acc.wrapping_add(n) })
+                .await
+        });
+    });
+    let pipeline = PipelineService::builder::<u64>()
+        .stage_fn("one", |n: u64| async move { Ok::<_, Infallible>(hop(n).await) })
+        .concurrency(CONCURRENCY)
+        .buffer(BUFFER)
+        .stage_fn("two", |n: u64| async move { Ok::<_, Infallible>(hop(n).await) })
+        .concurrency(CONCURRENCY)
+        .buffer(BUFFER)
+        .stage_fn("three", |n: u64| async move { Ok::<_, Infallible>(hop(n).await) })
+        .concurrency(CONCURRENCY)
+        .buffer(BUFFER)
+        .build()
+        .unwrap();
+    group.bench_function("palisade-ordered", |b| {
+        b.to_async(&rt).iter(|| async {
+            pipeline
+                .process_stream(stream::iter(0..N))
+                .fold(0u64, |acc, n| async move { acc.wrapping_add(n.unwrap()) })
+                .await
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_yielding);
 criterion_main!(benches);

@@ -50,6 +50,8 @@ where
             inbox: VecDeque::new(),
             in_flight,
             spare: None,
+            inline_works: true,
+            since_probe: 0,
             running: 0,
             completed: VecDeque::new(),
             tx,
@@ -83,7 +85,11 @@ where
     src_done: bool,
     /// Items read from the source, waiting for the service to be ready.
     inbox: VecDeque<Msg<T>>,
-    in_flight: InFlight<Pin<Box<Call<S::Future, T>>>>,
+    in_flight: InFlight<Slot<S::Future, T>>,
+    /// Whether the last call polled at once completed (cheap stages do, I/O stages do not).
+    inline_works: bool,
+    /// Calls since inline polling was last tried, while it does not work.
+    since_probe: u32,
     /// The allocation of the last call that completed at once, reused for the next call.
     spare: Option<Pin<Box<Call<S::Future, T>>>>,
     /// Calls still running (the rest of `in_flight` is done, waiting for its turn).
@@ -121,6 +127,9 @@ where
         }
     }
 }
+
+/// While polling calls at once does not pay, try it again every this many calls.
+const PROBE_EVERY: u32 = 64;
 
 /// Rounds a worker runs before yielding to the scheduler (each round moves up to
 /// `concurrency` items in and a buffer's worth out).
@@ -287,6 +296,18 @@ where
         self.stats.in_flight += 1;
         self.running += 1;
         let call = Call::Running { fut: self.service.call(item), seq, kept, start: now };
+        let may_inline = self.in_flight.len() == 0 || matches!(self.in_flight, InFlight::Unordered(_));
+        let try_inline = may_inline
+            && (self.inline_works || {
+                // Re-probe now and then: a stage may turn cheap (a cache warms up).
+                self.since_probe += 1;
+                self.since_probe >= PROBE_EVERY
+            });
+        if !try_inline {
+            self.in_flight.push(Slot::Inline { fut: call });
+            return None;
+        }
+        self.since_probe = 0;
         let mut boxed = match self.spare.take() {
             Some(mut spare) => {
                 spare.as_mut().set(call);
@@ -294,22 +315,22 @@ where
             }
             None => Box::pin(call),
         };
-        if self.in_flight.len() == 0 || matches!(self.in_flight, InFlight::Unordered(_)) {
-            if let Poll::Ready(done) = boxed.as_mut().poll(cx) {
-                // Drop what the finished call still holds; keep the allocation.
-                boxed.as_mut().set(Call::Pass { err: None });
-                self.spare = Some(boxed);
-                return Some(done);
-            }
+        if let Poll::Ready(done) = boxed.as_mut().poll(cx) {
+            // Drop what the finished call still holds; keep the allocation.
+            boxed.as_mut().set(Call::Pass { err: None });
+            self.spare = Some(boxed);
+            self.inline_works = true;
+            return Some(done);
         }
-        self.in_flight.push(boxed);
+        self.inline_works = false;
+        self.in_flight.push(Slot::Boxed { fut: boxed });
         None
     }
 
     fn pass(&mut self, e: StageError) {
         match &mut self.in_flight {
             // Keep the error in its place among the items.
-            InFlight::Ordered(q) => q.push_back(Box::pin(Call::Pass { err: Some(e) })),
+            InFlight::Ordered(q) => q.push_back(Slot::Inline { fut: Call::Pass { err: Some(e) } }),
             InFlight::Unordered(_) => self.completed.push_back(Err(e)),
         }
     }
@@ -391,6 +412,31 @@ pin_project! {
     enum Call<F, T> {
         Running { #[pin] fut: F, seq: u64, kept: Option<T>, start: Instant },
         Pass { err: Option<StageError> },
+    }
+}
+
+pin_project! {
+    /// A call in flight: boxed if it was polled once already (it cannot move any more),
+    /// in place otherwise.
+    #[project = SlotProj]
+    enum Slot<F, T> {
+        Boxed { fut: Pin<Box<Call<F, T>>> },
+        Inline { #[pin] fut: Call<F, T> },
+    }
+}
+
+impl<F, R, E, T> Future for Slot<F, T>
+where
+    F: Future<Output = Result<R, E>>,
+{
+    type Output = Done<R, E, T>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            SlotProj::Boxed { fut } => fut.as_mut().poll(cx),
+            SlotProj::Inline { fut } => fut.poll(cx),
+        }
     }
 }
 
