@@ -204,7 +204,8 @@
 //!
 //! Closed, a call reads the state word once; recording is a few atomic additions (a
 //! counter, the window's slot and total); no lock, no allocation. Only transitions take a
-//! lock. Durations are only measured when slow calls are detected or when [asked
+//! lock (and listeners, when some are registered, are called under a read lock). The state
+//! word sits on its own cache line, away from the counters every call writes. Durations are only measured when slow calls are detected or when [asked
 //! for](CircuitBreakerLayerBuilder::measure_call_duration); a time window reads the clock
 //! once per call, when it ends.
 //!

@@ -69,6 +69,18 @@ async fn count_window_waits_for_minimum_calls_and_opens_at_exactly_the_rate() {
     assert_eq!(handle.state(), State::Open);
     assert_eq!(handle.snapshot().window_failures, 2);
     assert_eq!(handle.snapshot().window_calls, 4);
+
+    // Half-open: one failed trial of ten re-opens; ten good ones close with a fresh window.
+    advance(Duration::from_secs(60)).await;
+    send(&svc, OK).await.unwrap();
+    send(&svc, FAIL).await.unwrap_err();
+    assert_eq!(handle.state(), State::Open);
+    advance(Duration::from_secs(60)).await;
+    for _ in 0..10 {
+        send(&svc, OK).await.unwrap();
+    }
+    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.snapshot().window_calls, 0);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -124,6 +136,17 @@ async fn time_window_rate_forgets_old_buckets() {
     advance(SEC).await;
     send(&svc, FAIL).await.unwrap_err(); // 2 / 4: exactly 50 %
     assert_eq!(handle.state(), State::Open);
+
+    // Default wait (60 s) and trials (10): half-open, then closed with an empty window.
+    advance(Duration::from_secs(60)).await;
+    for i in 0..10 {
+        send(&svc, OK).await.unwrap();
+        let expected = if i < 9 { State::HalfOpen } else { State::Closed };
+        assert_eq!(handle.state(), expected, "after trial {i}");
+    }
+    assert_eq!(handle.snapshot().window_calls, 0);
+    send(&svc, FAIL).await.unwrap_err();
+    assert_eq!(handle.snapshot().window_failures, 1);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
