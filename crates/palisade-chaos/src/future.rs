@@ -24,22 +24,43 @@ pub(crate) enum Action<Req, Res> {
 pin_project! {
     /// The response future of [`Chaos`](crate::Chaos).
     ///
-    /// Dropping it cancels an injected delay, drops the inner call (also a hanging one) and
-    /// releases the reserved inner service it holds during a delay.
+    /// A call with nothing injected is the inner future and nothing else; an injection keeps
+    /// its state in one allocation. Dropping the future cancels an injected delay, drops the
+    /// inner call (also a hanging one) and releases the reserved inner service it holds
+    /// during a delay.
     pub struct ResponseFuture<S, Req>
     where
         S: Service<Req>,
     {
         #[pin]
-        state: State<S, Req, S::Future, S::Response>,
+        state: State<S::Future, Pin<Box<Injected<S, Req>>>>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, Req, F, Res> {
+    enum State<F, I> {
         Inner { #[pin] fut: F },
-        Delayed { sleep: Pin<Box<Sleep>>, svc: Option<S>, action: Option<Action<Req, Res>> },
+        Injected { injected: I },
+    }
+}
+
+pin_project! {
+    /// An injected behaviour, driven to its end.
+    struct Injected<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: InjectedState<S, Req, S::Future, S::Response>,
+    }
+}
+
+pin_project! {
+    #[project = InjectedProj]
+    enum InjectedState<S, Req, F, Res> {
+        Delayed { #[pin] sleep: Sleep, svc: Option<S>, action: Option<Action<Req, Res>> },
+        Inner { #[pin] fut: F },
         Hang { #[pin] fut: F },
         Hung,
         Answer { result: Option<Result<Res, BoxError>> },
@@ -50,9 +71,12 @@ impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Inner { .. } => "inner",
-            State::Delayed { .. } => "delayed",
-            State::Hang { .. } | State::Hung => "hang",
-            State::Answer { .. } => "answer",
+            State::Injected { injected } => match &injected.state {
+                InjectedState::Delayed { .. } => "delayed",
+                InjectedState::Inner { .. } => "inner",
+                InjectedState::Hang { .. } | InjectedState::Hung => "hang",
+                InjectedState::Answer { .. } => "answer",
+            },
         };
         f.debug_struct("ResponseFuture").field("state", &state).finish()
     }
@@ -64,18 +88,20 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         Self { state: State::Inner { fut } }
     }
 
+    fn injected(state: InjectedState<S, Req, S::Future, S::Response>) -> Self {
+        Self { state: State::Injected { injected: Box::pin(Injected { state }) } }
+    }
+
     pub(crate) fn hang(fut: S::Future) -> Self {
-        Self { state: State::Hang { fut } }
+        Self::injected(InjectedState::Hang { fut })
     }
 
     pub(crate) fn answer(result: Result<S::Response, BoxError>) -> Self {
-        Self { state: State::Answer { result: Some(result) } }
+        Self::injected(InjectedState::Answer { result: Some(result) })
     }
 
     pub(crate) fn delayed(delay: Duration, svc: Option<S>, action: Action<Req, S::Response>) -> Self {
-        Self {
-            state: State::Delayed { sleep: Box::pin(tokio::time::sleep(delay)), svc, action: Some(action) },
-        }
+        Self::injected(InjectedState::Delayed { sleep: tokio::time::sleep(delay), svc, action: Some(action) })
     }
 }
 
@@ -86,28 +112,48 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { fut } => fut.poll(cx).map_err(Into::into),
+            StateProj::Injected { injected } => injected.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<S, Req> Future for Injected<S, Req>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<S::Response, BoxError>;
+
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Inner { fut } => return fut.poll(cx).map_err(Into::into),
-                StateProj::Delayed { sleep, svc, action } => {
-                    ready!(sleep.as_mut().poll(cx));
+                InjectedProj::Delayed { sleep, svc, action } => {
+                    ready!(sleep.poll(cx));
                     let next = match (action.take(), svc.take()) {
-                        (Some(Action::Call(req)), Some(mut svc)) => State::Inner { fut: svc.call(req) },
-                        (Some(Action::Hang(req)), Some(mut svc)) => State::Hang { fut: svc.call(req) },
-                        (Some(Action::Answer(result)), _) => State::Answer { result: Some(result) },
-                        _ => State::Answer { result: None },
+                        (Some(Action::Call(req)), Some(mut svc)) => {
+                            InjectedState::Inner { fut: svc.call(req) }
+                        }
+                        (Some(Action::Hang(req)), Some(mut svc)) => {
+                            InjectedState::Hang { fut: svc.call(req) }
+                        }
+                        (Some(Action::Answer(result)), _) => InjectedState::Answer { result: Some(result) },
+                        _ => InjectedState::Answer { result: None },
                     };
                     this.state.set(next);
                 }
-                StateProj::Hang { fut } => {
+                InjectedProj::Inner { fut } => return fut.poll(cx).map_err(Into::into),
+                InjectedProj::Hang { fut } => {
                     // The inner call runs to its end; its answer is dropped and never given.
                     let _ = ready!(fut.poll(cx));
-                    this.state.set(State::Hung);
+                    this.state.set(InjectedState::Hung);
                 }
-                StateProj::Hung => return Poll::Pending,
-                StateProj::Answer { result } => {
+                InjectedProj::Hung => return Poll::Pending,
+                InjectedProj::Answer { result } => {
                     return Poll::Ready(
                         result
                             .take()

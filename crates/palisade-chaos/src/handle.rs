@@ -37,7 +37,7 @@ pub(crate) struct Control {
     pub(crate) has_latency_fn: bool,
     pub(crate) rng: AtomicRng,
     pub(crate) bus: EventBus<ChaosEvent>,
-    pub(crate) calls: Counter,
+    pub(crate) considered: Counter,
     pub(crate) faults: Counter,
     pub(crate) outcomes: Counter,
     pub(crate) latencies: Counter,
@@ -57,7 +57,7 @@ impl Control {
             has_latency_fn: false,
             rng,
             bus,
-            calls: Counter::new("palisade_chaos_calls_total", &name),
+            considered: Counter::new("palisade_chaos_considered_total", &name),
             faults: Counter::new("palisade_chaos_faults_total", &name),
             outcomes: Counter::new("palisade_chaos_outcomes_total", &name),
             latencies: Counter::new("palisade_chaos_latencies_total", &name),
@@ -74,6 +74,16 @@ impl Control {
             p if p >= PPM => true,
             p => self.rng.below(u64::from(PPM)) < u64::from(p),
         }
+    }
+
+    /// Whether any rate is above zero (nothing to draw otherwise).
+    #[inline]
+    pub(crate) fn any_rate(&self) -> bool {
+        (self.fault_ppm.load(Ordering::Relaxed)
+            | self.outcome_ppm.load(Ordering::Relaxed)
+            | self.latency_ppm.load(Ordering::Relaxed)
+            | self.hang_ppm.load(Ordering::Relaxed))
+            != 0
     }
 
     pub(crate) fn latency(&self) -> Duration {
@@ -219,7 +229,7 @@ impl ChaosHandle {
     pub fn snapshot(&self) -> ChaosSnapshot {
         let c = &self.control;
         ChaosSnapshot {
-            calls: c.calls.get(),
+            considered: c.considered.get(),
             faults: c.faults.get(),
             outcomes: c.outcomes.get(),
             latencies: c.latencies.get(),
@@ -256,8 +266,10 @@ pub struct ChaosRates {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ChaosSnapshot {
-    /// Calls made through the layer.
-    pub calls: u64,
+    /// Calls considered for injection: made while the layer was enabled with a rate above
+    /// zero, and accepted by the predicate. (Other calls are not counted, so that a quiet
+    /// layer costs nothing.)
+    pub considered: u64,
     /// Faults injected.
     pub faults: u64,
     /// Substitute responses injected.

@@ -78,13 +78,37 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        let control = &*self.shared.control;
+        let req = if control.enabled.load(Ordering::Relaxed) && control.any_rate() {
+            match self.call_chaos(req) {
+                Ok(injected) => return injected,
+                Err(req) => req,
+            }
+        } else {
+            req
+        };
+        ResponseFuture::inner(self.inner.call(req))
+    }
+}
+
+impl<S, Req, Res> Chaos<S, Req, Res>
+where
+    S: Service<Req, Response = Res> + Clone,
+    S::Error: Into<BoxError>,
+{
+    /// Draws and applies the injections for one call (the layer is enabled and a rate is
+    /// set); gives the request back when nothing is injected, so that the pass path builds
+    /// its future in one place.
+    #[inline]
+    fn call_chaos(&mut self, req: Req) -> Result<ResponseFuture<S, Req>, Req> {
         let shared = &*self.shared;
         let control = &*shared.control;
-        control.calls.increment();
-        if !control.enabled.load(Ordering::Relaxed) || shared.predicate.as_ref().is_some_and(|p| !p(&req)) {
-            return ResponseFuture::inner(self.inner.call(req));
+        if shared.predicate.as_ref().is_some_and(|p| !p(&req)) {
+            return Err(req);
         }
+        control.considered.increment();
 
         let delay = if control.roll(&control.latency_ppm) {
             let delay = shared.latency.as_ref().map_or_else(|| control.latency(), |f| f(&req));
@@ -117,8 +141,8 @@ where
             Action::Call(req)
         };
 
-        match (delay, action) {
-            (None, Action::Call(req)) => ResponseFuture::inner(self.inner.call(req)),
+        Ok(match (delay, action) {
+            (None, Action::Call(req)) => return Err(req),
             (None, Action::Hang(req)) => ResponseFuture::hang(self.inner.call(req)),
             (None, Action::Answer(result)) => ResponseFuture::answer(result),
             (Some(delay), action) => {
@@ -133,6 +157,6 @@ where
                 };
                 ResponseFuture::delayed(delay, svc, action)
             }
-        }
+        })
     }
 }

@@ -35,8 +35,19 @@ pin_project! {
     #[project = StateProj]
     enum State<F, PF> {
         Inner { #[pin] fut: F },
-        Fallback { #[pin] fut: PF, index: usize, reason: FallbackReason },
+        // Boxed: the pass path moves a future no bigger than the inner one plus a tag.
+        Fallback { attempt: Pin<Box<Attempt<PF>>> },
         Done,
+    }
+}
+
+pin_project! {
+    /// One provider attempt.
+    struct Attempt<PF> {
+        #[pin]
+        fut: PF,
+        index: usize,
+        reason: FallbackReason,
     }
 }
 
@@ -58,10 +69,12 @@ impl<F, P, C, Req, Res> ResponseFuture<F, P, C, Req, Res>
 where
     P: Provider<Req, Res>,
 {
+    #[inline]
     pub(crate) fn inner(fut: F, shared: Arc<Shared<P, C>>, saved: P::Saved) -> Self {
         Self { state: State::Inner { fut }, shared, saved: Some(saved), _marker: PhantomData }
     }
 
+    #[inline]
     pub(crate) fn fallback(
         shared: Arc<Shared<P, C>>,
         saved: P::Saved,
@@ -69,8 +82,16 @@ where
         reason: FallbackReason,
     ) -> Self {
         shared.stats.triggered.increment();
-        let fut = shared.provider.call(0, saved, cause);
-        Self { state: State::Fallback { fut, index: 0, reason }, shared, saved: None, _marker: PhantomData }
+        // Later providers of a chain need the request too.
+        let (first, rest) =
+            if shared.provider.providers() > 1 { (saved.clone(), Some(saved)) } else { (saved, None) };
+        let fut = shared.provider.call(0, first, cause);
+        Self {
+            state: State::Fallback { attempt: Box::pin(Attempt { fut, index: 0, reason }) },
+            shared,
+            saved: rest,
+            _marker: PhantomData,
+        }
     }
 }
 
@@ -92,78 +113,106 @@ where
 {
     type Output = Result<Res, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Inner { fut } => {
-                    let result = ready!(fut.poll(cx)).map_err(Into::into);
-                    let shared = &**this.shared;
-                    let Some(reason) = shared.reason(&result) else {
-                        this.state.set(State::Done);
-                        return Poll::Ready(result);
-                    };
-                    let Some(saved) = saved_for(&shared.provider, this.saved, 0) else {
-                        return Poll::Ready(result);
-                    };
-                    shared.stats.triggered.increment();
-                    let cause = match result {
-                        Ok(res) => FallbackCause::Response(res),
-                        Err(e) => FallbackCause::Error(e),
-                    };
-                    let fut = shared.provider.call(0, saved, cause);
-                    this.state.set(State::Fallback { fut, index: 0, reason });
-                }
-                StateProj::Fallback { fut, index, reason } => {
-                    let result = ready!(fut.poll(cx));
-                    let (index, reason) = (*index, *reason);
-                    let shared = &**this.shared;
-                    let stats = &shared.stats;
-                    if !shared.classifier.classify(&result).is_failure() {
-                        stats.used.increment();
-                        stats.bus.publish(FallbackEvent::Used {
-                            provider: shared.provider.provider_name(index).clone(),
-                            index,
-                            reason,
-                        });
-                        this.state.set(State::Done);
-                        return Poll::Ready(result);
-                    }
-                    stats.provider_failures.increment();
-                    if stats.bus.is_observed() {
-                        let error = match &result {
-                            Err(e) => Arc::from(e.to_string()),
-                            Ok(_) => Arc::from("failed response"),
-                        };
-                        stats.bus.publish(FallbackEvent::ProviderFailed {
-                            provider: shared.provider.provider_name(index).clone(),
-                            index,
-                            error,
-                        });
-                    }
-                    let next = index + 1;
-                    let saved = if next < shared.provider.providers() {
-                        saved_for(&shared.provider, this.saved, next)
-                    } else {
-                        None
-                    };
-                    let Some(saved) = saved else {
-                        stats.failed.increment();
-                        stats.bus.publish(FallbackEvent::Exhausted { providers: next, reason });
-                        this.state.set(State::Done);
-                        return Poll::Ready(result);
-                    };
-                    let cause = match result {
-                        Ok(res) => FallbackCause::Response(res),
-                        Err(e) => FallbackCause::Error(e),
-                    };
-                    let fut = shared.provider.call(next, saved, cause);
-                    this.state.set(State::Fallback { fut, index: next, reason });
-                }
-                StateProj::Done => {
-                    return Poll::Ready(Err("fallback response future polled after completion".into()));
-                }
-            }
+        if let StateProj::Inner { fut } = this.state.as_mut().project() {
+            let result = ready!(fut.poll(cx)).map_err(Into::into);
+            let Some(reason) = this.shared.reason(&result) else {
+                this.state.set(State::Done);
+                return Poll::Ready(result);
+            };
+            let cause = match result {
+                Ok(res) => FallbackCause::Response(res),
+                Err(e) => FallbackCause::Error(e),
+            };
+            start(this.state.as_mut(), this.shared, this.saved, 0, cause, reason);
         }
+        poll_fallback(this.state, this.shared, this.saved, cx)
+    }
+}
+
+/// Starts provider `index`.
+#[inline(never)]
+fn start<F, P, C, Req, Res>(
+    mut state: Pin<&mut State<F, P::Future>>,
+    shared: &Shared<P, C>,
+    saved: &mut Option<P::Saved>,
+    index: usize,
+    cause: FallbackCause<Res>,
+    reason: FallbackReason,
+) where
+    P: Provider<Req, Res>,
+{
+    if index == 0 {
+        shared.stats.triggered.increment();
+    }
+    match saved_for(&shared.provider, saved, index) {
+        Some(saved) => {
+            let fut = shared.provider.call(index, saved, cause);
+            state.set(State::Fallback { attempt: Box::pin(Attempt { fut, index, reason }) });
+        }
+        // Only reachable when polled after completion.
+        None => state.set(State::Done),
+    }
+}
+
+/// Drives the providers: the next one on failure, until one answers or none is left.
+#[inline(never)]
+fn poll_fallback<F, P, C, Req, Res>(
+    mut state: Pin<&mut State<F, P::Future>>,
+    shared: &Shared<P, C>,
+    saved: &mut Option<P::Saved>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Res, BoxError>>
+where
+    P: Provider<Req, Res>,
+    C: Classify<Res, BoxError>,
+{
+    loop {
+        let (result, index, reason) = match state.as_mut().project() {
+            StateProj::Fallback { attempt } => {
+                let attempt = attempt.as_mut().project();
+                (ready!(attempt.fut.poll(cx)), *attempt.index, *attempt.reason)
+            }
+            StateProj::Inner { .. } | StateProj::Done => {
+                return Poll::Ready(Err("fallback response future polled after completion".into()));
+            }
+        };
+        let stats = &shared.stats;
+        if !shared.classifier.classify(&result).is_failure() {
+            stats.used.increment();
+            stats.bus.publish(FallbackEvent::Used {
+                provider: shared.provider.provider_name(index).clone(),
+                index,
+                reason,
+            });
+            state.set(State::Done);
+            return Poll::Ready(result);
+        }
+        stats.provider_failures.increment();
+        if stats.bus.is_observed() {
+            let error = match &result {
+                Err(e) => Arc::from(e.to_string()),
+                Ok(_) => Arc::from("failed response"),
+            };
+            stats.bus.publish(FallbackEvent::ProviderFailed {
+                provider: shared.provider.provider_name(index).clone(),
+                index,
+                error,
+            });
+        }
+        let next = index + 1;
+        if next >= shared.provider.providers() || saved.is_none() {
+            stats.failed.increment();
+            stats.bus.publish(FallbackEvent::Exhausted { providers: next, reason });
+            state.set(State::Done);
+            return Poll::Ready(result);
+        }
+        let cause = match result {
+            Ok(res) => FallbackCause::Response(res),
+            Err(e) => FallbackCause::Error(e),
+        };
+        start(state.as_mut(), shared, saved, next, cause, reason);
     }
 }

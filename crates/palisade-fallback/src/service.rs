@@ -81,6 +81,7 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, P, C, Req, S::Response>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.refused.is_some() {
             return Poll::Ready(Ok(()));
@@ -101,6 +102,7 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         self.shared.stats.calls.increment();
         let saved = self.shared.provider.save(&req);

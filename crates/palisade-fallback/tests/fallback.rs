@@ -410,3 +410,20 @@ fn services_and_futures_are_send_and_sync_for_axum() {
     let mut svc = layer.layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
     assert_send(&svc.call(1));
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn refusal_from_poll_ready_walks_the_whole_chain() {
+    let failing = tower::util::BoxCloneSyncService::new(service_fn(|_: u32| async {
+        Err::<u32, BoxError>("replica down".into())
+    }));
+    let cache =
+        tower::util::BoxCloneSyncService::new(service_fn(|x: u32| async move { Ok::<_, BoxError>(x * 2) }));
+    let layer =
+        FallbackLayer::builder().fallback_chain([("replica", failing), ("cache", cache)]).build().unwrap();
+    let (inner, mut handle) = mock::pair::<u32, u32>();
+    let mut svc = layer.layer(inner);
+    handle.send_error(RateLimited::new("api", Duration::from_secs(1)));
+    assert_ready_ok!(task::spawn(svc.ready()).poll());
+    assert_eq!(svc.call(21).await.unwrap(), 42);
+    assert_eq!(layer.handle().snapshot(), snapshot(1, 1, 1, 0, 1));
+}
