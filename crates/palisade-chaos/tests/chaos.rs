@@ -478,3 +478,30 @@ fn services_and_futures_are_send_and_sync_for_axum() {
     let _guard = rt.enter();
     assert_send(&svc.call(1));
 }
+
+#[test]
+fn threads_share_one_sequence_of_draws() {
+    // Every call draws exactly one number from one shared counter-based generator, so the
+    // draws of all threads together are the first N of the seeded sequence, whatever the
+    // interleaving: the total is exact.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let layer = ChaosLayer::builder().seed(77).fault_rate(0.5).build().unwrap();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let mut svc = layer.layer(echo());
+            rt.spawn(async move { fault_pattern(&mut svc, 500).await.iter().filter(|f| **f).count() })
+        })
+        .collect();
+    let total: usize = rt.block_on(async {
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        total
+    });
+    let rng = AtomicRng::seeded(77);
+    let want = (0..2000).filter(|_| model_roll(&rng, 0.5)).count();
+    assert_eq!(total, want);
+    assert_eq!(layer.handle().snapshot().faults, want as u64);
+    assert_eq!(layer.handle().snapshot().considered, 2000);
+}
