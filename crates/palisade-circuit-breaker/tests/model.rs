@@ -5,18 +5,20 @@
 mod support;
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_circuit_breaker::{CircuitBreakerLayer, State};
+use palisade_core::classify::{classify_fn, Classification};
+use palisade_core::BoxError;
 use proptest::prelude::*;
-use support::{rejection, send, Call};
-use tower::Layer;
+use support::rejection;
+use tower::{Layer, ServiceExt};
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
     Success,
     Failure,
+    Ignored,
     Slow,
     Pause(u64),
 }
@@ -25,6 +27,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => Just(Step::Success),
         4 => Just(Step::Failure),
+        1 => Just(Step::Ignored),
         1 => Just(Step::Slow),
         2 => (1u64..4000).prop_map(Step::Pause),
     ]
@@ -33,7 +36,16 @@ fn step() -> impl Strategy<Value = Step> {
 #[derive(Clone, Copy, Debug)]
 enum Mode {
     Consecutive(u32),
-    Rate { window: usize, minimum: usize, rate: f64 },
+    Rate {
+        window: usize,
+        minimum: usize,
+        rate: f64,
+    },
+    /// `failures` within `within_ms` (a multiple of 10 ms: ten buckets of whole ms).
+    Count {
+        failures: u32,
+        within_ms: u64,
+    },
 }
 
 fn mode() -> impl Strategy<Value = Mode> {
@@ -41,6 +53,7 @@ fn mode() -> impl Strategy<Value = Mode> {
         (1u32..5).prop_map(Mode::Consecutive),
         (1usize..8, 1usize..8, prop::sample::select(vec![0.25, 0.5, 0.75, 1.0]))
             .prop_map(|(window, minimum, rate)| Mode::Rate { window, minimum, rate }),
+        (1u32..5, 1u64..500).prop_map(|(failures, tens)| Mode::Count { failures, within_ms: tens * 10 }),
     ]
 }
 
@@ -76,6 +89,14 @@ fn config() -> impl Strategy<Value = Config> {
 const SLOW_THRESHOLD: Duration = Duration::from_millis(500);
 const SLOW_CALL: Duration = Duration::from_millis(600);
 
+/// One recorded call: when it ended, failed, slow.
+#[derive(Clone, Copy, Debug)]
+struct Rec {
+    at_ms: u64,
+    failure: bool,
+    slow: bool,
+}
+
 /// The reference: what the breaker should do, written as plainly as possible.
 #[derive(Debug)]
 struct Model {
@@ -85,23 +106,41 @@ struct Model {
     open_until_ms: u64,
     level: u32,
     consecutive: u32,
-    window: VecDeque<(bool, bool)>,
+    window: VecDeque<Rec>,
     trial_successes: u16,
 }
 
 impl Model {
-    fn window_size(&self) -> usize {
+    fn new(cfg: Config) -> Self {
+        Self {
+            cfg,
+            state: State::Closed,
+            now_ms: 0,
+            open_until_ms: 0,
+            level: 0,
+            consecutive: 0,
+            window: VecDeque::new(),
+            trial_successes: 0,
+        }
+    }
+
+    /// The calls in the window now.
+    fn in_window(&self) -> Vec<Rec> {
         match self.cfg.mode {
-            Mode::Rate { window, .. } => window,
+            Mode::Count { within_ms, .. } => {
+                let bucket = within_ms / 10;
+                self.window.iter().copied().filter(|r| self.now_ms / bucket - r.at_ms / bucket < 10).collect()
+            }
+            Mode::Rate { window, .. } => self.window.iter().rev().take(window).copied().collect(),
             // Consecutive mode with slow calls uses the default window of 100.
-            Mode::Consecutive(_) => 100,
+            Mode::Consecutive(_) => self.window.iter().rev().take(100).copied().collect(),
         }
     }
 
     fn minimum(&self) -> usize {
         match self.cfg.mode {
             Mode::Rate { window, minimum, .. } => minimum.min(window),
-            Mode::Consecutive(_) => 100,
+            Mode::Consecutive(_) | Mode::Count { .. } => 100,
         }
     }
 
@@ -123,7 +162,7 @@ impl Model {
     }
 
     /// `Err(retry_after_ms)` if rejected; else records the call (which lasts `elapsed_ms`).
-    fn call(&mut self, failure: bool, elapsed_ms: u64) -> Result<(), u64> {
+    fn call(&mut self, step: Step, elapsed_ms: u64) -> Result<(), u64> {
         if self.state == State::Open {
             if self.now_ms < self.open_until_ms {
                 return Err(self.open_until_ms - self.now_ms);
@@ -132,6 +171,10 @@ impl Model {
             self.trial_successes = 0;
         }
         self.now_ms += elapsed_ms;
+        if step == Step::Ignored {
+            return Ok(());
+        }
+        let failure = step == Step::Failure;
         let slow = self.cfg.slow_rate.is_some() && elapsed_ms > SLOW_THRESHOLD.as_millis() as u64;
         if self.state == State::HalfOpen {
             if failure || slow {
@@ -150,16 +193,17 @@ impl Model {
             self.consecutive = if failure { self.consecutive + 1 } else { 0 };
             trip |= self.consecutive >= n;
         }
-        let has_window = matches!(self.cfg.mode, Mode::Rate { .. }) || self.cfg.slow_rate.is_some();
+        let has_window = !matches!(self.cfg.mode, Mode::Consecutive(_)) || self.cfg.slow_rate.is_some();
         if has_window {
-            self.window.push_back((failure, slow));
-            if self.window.len() > self.window_size() {
-                self.window.pop_front();
+            self.window.push_back(Rec { at_ms: self.now_ms, failure, slow });
+            let recs = self.in_window();
+            let calls = recs.len();
+            let failures = recs.iter().filter(|r| r.failure).count();
+            let slows = recs.iter().filter(|r| r.slow).count();
+            if let Mode::Count { failures: n, .. } = self.cfg.mode {
+                trip |= failures >= n as usize;
             }
-            let calls = self.window.len();
             if calls >= self.minimum() {
-                let failures = self.window.iter().filter(|c| c.0).count();
-                let slows = self.window.iter().filter(|c| c.1).count();
                 if let Mode::Rate { rate, .. } = self.cfg.mode {
                     trip |= failures as f64 / calls as f64 >= rate;
                 }
@@ -175,7 +219,17 @@ impl Model {
     }
 }
 
-fn build(cfg: &Config) -> CircuitBreakerLayer {
+type Classifier = palisade_core::classify::ClassifyFn<fn(&Result<(), &'static str>) -> Classification>;
+
+fn classify(r: &Result<(), &'static str>) -> Classification {
+    match r {
+        Ok(()) => Classification::success(),
+        Err("ignore") => Classification::ignored(),
+        Err(_) => Classification::retryable_failure(),
+    }
+}
+
+fn build(cfg: &Config) -> CircuitBreakerLayer<Classifier> {
     let mut b =
         CircuitBreakerLayer::builder().half_open_trials(u32::from(cfg.trials)).exponential_wait_in_open(
             Duration::from_millis(cfg.wait_ms),
@@ -187,11 +241,12 @@ fn build(cfg: &Config) -> CircuitBreakerLayer {
         Mode::Rate { window, minimum, rate } => {
             b.failure_rate(rate).count_window(window as u32).minimum_calls(minimum as u32)
         }
+        Mode::Count { failures, within_ms } => b.failure_count(failures, Duration::from_millis(within_ms)),
     };
     if let Some(r) = cfg.slow_rate {
         b = b.slow_calls(SLOW_THRESHOLD, r);
     }
-    b.build().unwrap()
+    b.classifier(classify_fn(classify as fn(&Result<(), &'static str>) -> Classification)).build().unwrap()
 }
 
 fn run(cfg: Config, steps: Vec<Step>) -> Result<(), TestCaseError> {
@@ -199,37 +254,37 @@ fn run(cfg: Config, steps: Vec<Step>) -> Result<(), TestCaseError> {
     rt.block_on(async move {
         let layer = build(&cfg);
         let handle = layer.handle();
-        let svc = layer.layer(support::backend(Arc::default()));
-        let mut model = Model {
-            cfg,
-            state: State::Closed,
-            now_ms: 0,
-            open_until_ms: 0,
-            level: 0,
-            consecutive: 0,
-            window: VecDeque::new(),
-            trial_successes: 0,
-        };
+        let svc = layer.layer(tower::service_fn(|step: Step| async move {
+            match step {
+                Step::Failure => Err("boom"),
+                Step::Ignored => Err("ignore"),
+                Step::Slow => {
+                    tokio::time::sleep(SLOW_CALL).await;
+                    Ok(())
+                }
+                Step::Success | Step::Pause(_) => Ok(()),
+            }
+        }));
+        let mut model = Model::new(cfg);
         for (i, s) in steps.into_iter().enumerate() {
-            let (call, failure, elapsed) = match s {
+            let elapsed = match s {
                 Step::Pause(ms) => {
                     tokio::time::advance(Duration::from_millis(ms)).await;
                     model.now_ms += ms;
                     continue;
                 }
-                Step::Success => (support::OK, false, 0),
-                Step::Failure => (support::FAIL, true, 0),
-                Step::Slow => (Call { fail: false, delay: SLOW_CALL }, false, SLOW_CALL.as_millis() as u64),
+                Step::Slow => SLOW_CALL.as_millis() as u64,
+                _ => 0,
             };
-            let expected = model.call(failure, elapsed);
-            let got = send(&svc, call).await;
+            let expected = model.call(s, elapsed);
+            let got: Result<(), BoxError> = svc.clone().oneshot(s).await;
             if let Err(retry_ms) = expected {
                 let open = rejection(&got);
                 prop_assert!(open.is_some(), "step {i}: expected a rejection, got {got:?}");
                 prop_assert_eq!(open.unwrap().retry_after(), Duration::from_millis(retry_ms), "step {}", i);
             } else {
                 prop_assert!(rejection(&got).is_none(), "step {i}: unexpected rejection");
-                prop_assert_eq!(got.is_err(), failure, "step {}", i);
+                prop_assert_eq!(got.is_err(), matches!(s, Step::Failure | Step::Ignored), "step {}", i);
             }
             prop_assert_eq!(handle.state(), model.state, "step {}: {:?}", i, s);
         }
