@@ -106,8 +106,8 @@
 //! too, unless [`kill_stragglers(false)`](ProcessBuilder::kill_stragglers) is set. A child
 //! that moves itself to another process group or session escapes these kills.
 //!
-//! Process termination needs a running Tokio runtime with the `process` driver (any
-//! multi-thread runtime, or `enable_all`).
+//! Children are driven by Tokio's process driver: run the services inside a runtime with
+//! I/O enabled (`enable_all()`, as `#[tokio::main]` and `#[tokio::test]` do).
 //!
 //! Minimum supported Rust version: 1.85. Linux is the primary target; process groups and
 //! `killpg` are Unix-only.

@@ -304,3 +304,24 @@ async fn in_flight_slots_follow_the_tower_contract() {
     assert_eq!(c.call(json!({"op": "echo", "value": 1})).await.unwrap(), json!(1));
     worker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_call_keeps_its_slot_until_the_worker_answers() {
+    let worker = json_worker().max_in_flight(1).build().unwrap().spawn().unwrap();
+    let mut a = worker.clone();
+    poll_fn(|cx| a.poll_ready(cx)).await.unwrap();
+    let mut call = task::spawn(a.call(json!({"op": "sleep", "ms": 60, "value": 1})));
+    assert_pending!(call.poll());
+    drop(call);
+    // The worker is still working on it: the slot counts real load on the child.
+    let mut b = worker.clone();
+    let mut ready = task::spawn(poll_fn(|cx| b.poll_ready(cx)));
+    assert_pending!(ready.poll());
+    assert_eq!(worker.in_flight(), 1);
+    // Its answer (discarded) frees the slot.
+    assert!(eventually(Duration::from_secs(2), || ready.is_woken()).await);
+    assert_ready_ok!(ready.poll());
+    assert_eq!(worker.in_flight(), 0);
+    assert!(worker.is_alive());
+    worker.shutdown().await;
+}
