@@ -56,6 +56,13 @@
 //! `fallback_fn_with_request`. The plain `fallback_fn` never clones and has no bound on the
 //! request.
 //!
+//! # Cost
+//!
+//! On the pass path (no fallback) a call costs one relaxed counter increment and one `Arc`
+//! clone (the response future keeps the shared state for a fallback), plus the request clone
+//! for the service variants; the response future is the inner future plus a tag and the
+//! kept request. A fallback allocates its attempt state.
+//!
 //! # Clone
 //!
 //! The layer keeps its provider, classifier and counters in an `Arc`: every service it builds
