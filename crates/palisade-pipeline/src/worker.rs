@@ -183,13 +183,14 @@ where
     fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         for _ in 0..ROUNDS_PER_POLL {
             let mut progress = false;
-            // One clock read per round: calls started or finished in the same round share it.
-            let now = Instant::now();
+            // At most one clock read per round: calls started or finished in the same round
+            // share it.
+            let mut now = None;
 
             // Finished calls, in order (ordered mode) or as they complete.
             while let Poll::Ready(Some(done)) = self.in_flight.poll_next(cx) {
                 progress = true;
-                if let Some(msg) = self.complete(done, now) {
+                if let Some(msg) = self.complete(done, &mut now) {
                     self.completed.push_back(msg);
                 }
             }
@@ -232,8 +233,8 @@ where
                 match self.service.poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
                         if let Some(Ok((seq, item))) = self.inbox.pop_front() {
-                            if let Some(done) = self.call(seq, item, now, cx) {
-                                if let Some(msg) = self.complete(done, now) {
+                            if let Some(done) = self.call(seq, item, &mut now, cx) {
+                                if let Some(msg) = self.complete(done, &mut now) {
                                     self.completed.push_back(msg);
                                 }
                             }
@@ -288,9 +289,10 @@ where
         &mut self,
         seq: u64,
         item: T,
-        now: Instant,
+        now: &mut Option<Instant>,
         cx: &mut Context<'_>,
     ) -> Option<Done<S::Response, S::Error, T>> {
+        let now = *now.get_or_insert_with(Instant::now);
         let kept = self.opts.keep.map(|keep| keep(&item));
         self.stats.items_in += 1;
         self.stats.in_flight += 1;
@@ -336,11 +338,16 @@ where
     }
 
     #[inline]
-    fn complete(&mut self, done: Done<S::Response, S::Error, T>, now: Instant) -> Option<Msg<K::Out>> {
+    fn complete(
+        &mut self,
+        done: Done<S::Response, S::Error, T>,
+        now: &mut Option<Instant>,
+    ) -> Option<Msg<K::Out>> {
         match done {
             Done::Finished { seq, result, kept, start } => {
                 self.running -= 1;
                 self.stats.in_flight -= 1;
+                let now = *now.get_or_insert_with(Instant::now);
                 self.shared.latency.record(if start == now {
                     Duration::ZERO
                 } else {
