@@ -31,14 +31,17 @@ use crate::handle::BulkheadHandle;
 pub struct Bulkhead<S> {
     inner: S,
     compartment: Arc<Compartment>,
-    state: State,
+    /// The permit reserved by `poll_ready`, taken by `call`.
+    permit: Option<Permit>,
+    /// Everything that is not the pass path.
+    slow: Slow,
 }
 
-// Kept small (the pass path moves it around): the rare states are boxed.
-enum State {
+// The pass path only touches `permit` (as tower's `ConcurrencyLimit` does); the rare states
+// live apart and boxed so they cost nothing there.
+enum Slow {
     Idle,
     Waiting(Box<Waiting>),
-    Ready(Permit),
     Rejected(BoxError),
 }
 
@@ -49,7 +52,7 @@ impl<S> Bulkhead<S> {
     }
 
     pub(crate) fn with_compartment(inner: S, compartment: Arc<Compartment>) -> Self {
-        Self { inner, compartment, state: State::Idle }
+        Self { inner, compartment, permit: None, slow: Slow::Idle }
     }
 
     /// The handle to the pool this service draws from.
@@ -71,28 +74,26 @@ impl<S> Bulkhead<S> {
     pub fn into_inner(self) -> S {
         self.inner
     }
-}
 
-impl<S> Bulkhead<S> {
-    /// Waits in line for a permit; `Ready` once the state is `Ready` or `Rejected`.
+    /// Waits in line for a permit; `Ready` once there is a permit or a rejection.
     fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut waiting = match std::mem::replace(&mut self.state, State::Idle) {
-            State::Waiting(w) => Some(w),
-            _ => None,
+        let mut waiting = match std::mem::replace(&mut self.slow, Slow::Idle) {
+            Slow::Waiting(w) => Some(w),
+            Slow::Idle | Slow::Rejected(_) => None,
         };
         match self.compartment.poll_acquire(&mut waiting, cx) {
             Poll::Pending => {
                 if let Some(w) = waiting {
-                    self.state = State::Waiting(w);
+                    self.slow = Slow::Waiting(w);
                 }
                 Poll::Pending
             }
             Poll::Ready(Ok(permit)) => {
-                self.state = State::Ready(permit);
+                self.permit = Some(permit);
                 Poll::Ready(())
             }
             Poll::Ready(Err(rejection)) => {
-                self.state = State::Rejected(rejection.into());
+                self.slow = Slow::Rejected(rejection.into());
                 Poll::Ready(())
             }
         }
@@ -102,17 +103,17 @@ impl<S> Bulkhead<S> {
 impl<S: Clone> Clone for Bulkhead<S> {
     fn clone(&self) -> Self {
         // A clone has not reserved anything: it starts un-ready.
-        Self { inner: self.inner.clone(), compartment: self.compartment.clone(), state: State::Idle }
+        Self::with_compartment(self.inner.clone(), self.compartment.clone())
     }
 }
 
 impl<S: fmt::Debug> fmt::Debug for Bulkhead<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.state {
-            State::Idle => "idle",
-            State::Waiting(_) => "waiting",
-            State::Ready(_) => "ready",
-            State::Rejected(_) => "rejected",
+        let state = match (&self.permit, &self.slow) {
+            (Some(_), _) => "ready",
+            (None, Slow::Idle) => "idle",
+            (None, Slow::Waiting(_)) => "waiting",
+            (None, Slow::Rejected(_)) => "rejected",
         };
         f.debug_struct("Bulkhead")
             .field("inner", &self.inner)
@@ -132,20 +133,19 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if let State::Idle = self.state {
-            // The pass path: a free permit, nobody in line.
-            if let Some(permit) = self.compartment.try_acquire() {
-                self.state = State::Ready(permit);
+        if self.permit.is_none() {
+            match self.slow {
+                // The pass path: a free permit, nobody in line.
+                Slow::Idle => self.permit = self.compartment.try_acquire(),
+                Slow::Rejected(_) => return Poll::Ready(Ok(())),
+                Slow::Waiting(_) => {}
             }
-        }
-        match self.state {
-            State::Ready(_) => {}
-            State::Rejected(_) => return Poll::Ready(Ok(())),
-            State::Idle | State::Waiting(_) => {
+            if self.permit.is_none() {
                 if self.poll_wait(cx).is_pending() {
                     return Poll::Pending;
                 }
-                if let State::Rejected(_) = self.state {
+                if self.permit.is_none() {
+                    // Refused: `call` answers with the rejection.
                     return Poll::Ready(Ok(()));
                 }
             }
@@ -155,7 +155,7 @@ where
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => {
                 // The inner service failed: give the permit back.
-                self.state = State::Idle;
+                self.permit = None;
                 Poll::Ready(Err(e.into()))
             }
         }
@@ -165,10 +165,12 @@ where
     ///
     /// When called without a successful `poll_ready` first (as tower's own limits do).
     fn call(&mut self, req: Req) -> Self::Future {
-        match std::mem::replace(&mut self.state, State::Idle) {
-            State::Ready(permit) => ResponseFuture::new(self.inner.call(req), permit),
-            State::Rejected(rejection) => ResponseFuture::rejected(rejection),
-            State::Idle | State::Waiting(_) => {
+        if let Some(permit) = self.permit.take() {
+            return ResponseFuture::new(self.inner.call(req), permit);
+        }
+        match std::mem::replace(&mut self.slow, Slow::Idle) {
+            Slow::Rejected(rejection) => ResponseFuture::rejected(rejection),
+            Slow::Idle | Slow::Waiting(_) => {
                 panic!("Bulkhead::call without a permit: poll_ready must return Ready(Ok) first")
             }
         }
