@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use palisade_core::rejection::find_rejection;
-use palisade_core::{BoxError, Classify};
+use palisade_core::{BoxError, Classify, DefaultClassifier};
 use tower_layer::Layer;
 
 use crate::config::{FallbackBuilder, TriggerOn};
@@ -48,7 +48,7 @@ impl<P, C> Shared<P, C> {
 /// The layer keeps the provider, the classifier and the counters in an `Arc`: every service it
 /// builds, and every clone of those, shares them and reports to the same
 /// [`FallbackHandle`].
-pub struct FallbackLayer<P, C> {
+pub struct FallbackLayer<P, C = DefaultClassifier> {
     shared: Arc<Shared<P, C>>,
 }
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use palisade_core::{BoxError, Classify};
+use palisade_core::{BoxError, Classify, DefaultClassifier};
 use tower_service::Service;
 
 use crate::event::FallbackReason;
@@ -20,7 +20,7 @@ use crate::provider::{FallbackCause, Provider};
 ///
 /// Clones share the layer's provider, classifier and counters. A clone starts un-ready: an
 /// admission refusal kept from `poll_ready` stays with the service that saw it.
-pub struct Fallback<S, P, C> {
+pub struct Fallback<S, P, C = DefaultClassifier> {
     inner: S,
     shared: Arc<Shared<P, C>>,
     /// A refusal from the inner `poll_ready` that the next `call` answers from the fallback.
