@@ -538,6 +538,8 @@ async fn supervise<C: Codec>(
             guard.kill(KillReason::ShutdownGrace, Some(in_flight)).await
         }
     };
+    // The child is gone: let the writer close stdin and end, even while handles remain.
+    core.shutdown.send_replace(true);
     exit.send_replace(Some(termination));
 }
 

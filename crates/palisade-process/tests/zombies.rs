@@ -119,3 +119,44 @@ async fn five_hundred_spawns_leave_nothing_behind() {
 async fn ten_thousand_spawns_leave_nothing_behind() {
     storm(10_000).await;
 }
+
+#[cfg(feature = "json")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_leave_nothing_behind_even_while_handles_remain() {
+    use palisade_process::{WorkerErrorKind, WorkerProcess};
+
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let make =
+        WorkerProcess::builder(support::echo_worker()).arg("--binary").log_stderr(false).build().unwrap();
+    // Warm up.
+    make.spawn().unwrap().shutdown().await;
+    assert!(eventually(Duration::from_secs(5), || children() == (0, 0)).await);
+    let fds_before = open_fds();
+
+    let mut kept = Vec::new();
+    for i in 0..30 {
+        let worker = make.spawn().unwrap();
+        assert_eq!(worker.clone().oneshot(b"hi".to_vec()).await.unwrap(), b"hi");
+        match i % 3 {
+            0 => {
+                let err = worker.clone().oneshot(b"crash".to_vec()).await.unwrap_err();
+                assert_eq!(err.kind(), WorkerErrorKind::Crashed);
+                kept.push(worker);
+            }
+            1 => {
+                worker.shutdown().await;
+                kept.push(worker);
+            }
+            _ => drop(worker),
+        }
+    }
+    assert!(eventually(Duration::from_secs(5), || children() == (0, 0)).await, "{:?}", children());
+    assert!(
+        eventually(Duration::from_secs(5), || open_fds() <= fds_before).await,
+        "fds: {} > {fds_before} with {} handles kept",
+        open_fds(),
+        kept.len()
+    );
+    let snap = make.handle().snapshot();
+    assert_eq!((snap.spawned, snap.crashed, snap.running), (31, 10, 0));
+}
