@@ -432,7 +432,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     /// rate outside `0..=1`, a window too large, a max wait below the initial one, ...).
     pub fn build(self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
         let (settings, shared) = self.shared()?;
-        let breaker = Breaker::new(settings, shared, true, self.classifier);
+        let breaker = Breaker::new(settings, shared, None, self.classifier);
         Ok(CircuitBreakerLayer::from_breaker(Arc::new(breaker)))
     }
 
@@ -445,7 +445,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     pub fn build_keyed<Req, K, F>(self, key_fn: F) -> Result<KeyedCircuitBreakerLayer<C, F, K>, ConfigError>
     where
         F: Fn(&Req) -> K,
-        K: Hash + Eq + Clone,
+        K: Hash + Eq + Clone + fmt::Debug,
     {
         ensure(self.max_keys >= 1, "max_keys", "must be at least 1")?;
         if let Some(idle) = self.key_idle_timeout {

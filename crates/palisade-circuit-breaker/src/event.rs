@@ -25,6 +25,7 @@
 //! # Ok::<(), palisade_core::ConfigError>(())
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::classify::Outcome;
@@ -34,7 +35,7 @@ use tracing::Level;
 use crate::state::State;
 
 /// Something a breaker did.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum CircuitBreakerEvent {
     /// The breaker changed state.
@@ -45,6 +46,9 @@ pub enum CircuitBreakerEvent {
         to: State,
         /// Why.
         reason: TransitionReason,
+        /// For a keyed breaker, its key (`Debug`-formatted), so that logs and listeners
+        /// tell which host or tenant tripped.
+        key: Option<Arc<str>>,
     },
     /// A call was rejected without reaching the inner service.
     Rejected {

@@ -77,11 +77,12 @@ pub(crate) struct KeyedShared<C, F, K> {
     key_fn: F,
 }
 
-impl<C, F, K: Hash + Eq + Clone> KeyedShared<C, F, K> {
+impl<C, F, K: Hash + Eq + Clone + fmt::Debug> KeyedShared<C, F, K> {
     /// The breaker of `key`, created on first use.
     pub(crate) fn breaker(&self, key: &K) -> Arc<Breaker<Arc<C>>> {
         self.map.get_or_insert_with(key, || {
-            Breaker::new(self.settings.clone(), self.layer.clone(), false, self.classifier.clone())
+            let label = Arc::from(format!("{key:?}"));
+            Breaker::new(self.settings.clone(), self.layer.clone(), Some(label), self.classifier.clone())
         })
     }
 
@@ -95,7 +96,9 @@ impl<C, F, K: Hash + Eq + Clone> KeyedShared<C, F, K> {
 /// [`CircuitBreakerLayerBuilder::build_keyed`].
 ///
 /// Breakers are created on a key's first call and share the layer's settings, classifier
-/// and listeners. At most [`max_keys`](CircuitBreakerLayerBuilder::max_keys) are held: beyond
+/// and listeners; their transition events carry the key, `Debug`-formatted, and
+/// [`KeyedCircuitBreakerHandle`](crate::KeyedCircuitBreakerHandle) reads and steers each
+/// key's breaker. Rejections carry the layer's name. At most [`max_keys`](CircuitBreakerLayerBuilder::max_keys) are held: beyond
 /// that, idle then least recently used keys are evicted (their breaker is forgotten), so
 /// keys taken from requests cannot grow memory without bound.
 ///

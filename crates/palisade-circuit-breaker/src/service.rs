@@ -161,7 +161,7 @@ where
     S::Error: Into<BoxError>,
     C: Classify<S::Response, S::Error>,
     F: Fn(&Req) -> K,
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + fmt::Debug,
 {
     type Response = S::Response;
     type Error = BoxError;

@@ -226,6 +226,7 @@ pub(crate) struct BreakerCore {
     control: Mutex<Control>,
     epoch: Instant,
     counters: CachePadded<Counters>,
+    key: Option<Arc<str>>,
     state_gauge: Option<Gauge>,
 }
 
@@ -246,17 +247,18 @@ pub(crate) struct Breaker<C> {
 }
 
 impl<C> Breaker<C> {
+    /// A breaker; `key` is set for the breakers of a keyed layer (they get no state gauge).
     pub(crate) fn new(
         settings: Arc<Settings>,
         shared: Arc<LayerShared>,
-        state_gauge: bool,
+        key: Option<Arc<str>>,
         classifier: C,
     ) -> Self {
         let window = settings.window.map(|w| match w {
             WindowKind::Count(n) => Window::Count(CountWindow::new(n)),
             WindowKind::Time { length, buckets } => Window::Time(TimeWindow::new(nanos(length), buckets)),
         });
-        let state_gauge = state_gauge.then(|| Gauge::new("palisade_circuit_breaker_state", &settings.name));
+        let state_gauge = key.is_none().then(|| Gauge::new("palisade_circuit_breaker_state", &settings.name));
         let counters = Counters::new(&settings.name);
         Self {
             core: BreakerCore {
@@ -270,6 +272,7 @@ impl<C> Breaker<C> {
                 control: Mutex::new(Control { open_level: 0 }),
                 epoch: Instant::now(),
                 counters: CachePadded(counters),
+                key,
                 state_gauge,
             },
             classifier,
@@ -544,7 +547,12 @@ impl BreakerCore {
         if let Some(g) = &self.state_gauge {
             g.set(i64::from(to.code()));
         }
-        self.shared.events.publish(CircuitBreakerEvent::StateTransition { from, to, reason });
+        self.shared.events.publish(CircuitBreakerEvent::StateTransition {
+            from,
+            to,
+            reason,
+            key: self.key.clone(),
+        });
         true
     }
 

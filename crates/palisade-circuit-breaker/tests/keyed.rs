@@ -126,14 +126,14 @@ async fn clones_share_the_keyed_breakers() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn keyed_events_reach_layer_listeners() {
-    let seen = Arc::new(AtomicUsize::new(0));
-    let count = seen.clone();
+async fn keyed_events_reach_layer_listeners_and_name_the_key() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
     let layer = CircuitBreakerLayer::builder()
         .consecutive_failures(1)
         .on_event(move |e| {
-            if matches!(e, palisade_circuit_breaker::CircuitBreakerEvent::StateTransition { .. }) {
-                count.fetch_add(1, Ordering::SeqCst);
+            if let palisade_circuit_breaker::CircuitBreakerEvent::StateTransition { to, key, .. } = e {
+                sink.lock().unwrap().push((key.as_deref().unwrap_or_default().to_owned(), *to));
             }
         })
         .build_keyed(|r: &Req| r.host)
@@ -141,5 +141,6 @@ async fn keyed_events_reach_layer_listeners() {
     let svc = layer.layer(hosts_backend(Arc::default()));
     send(&svc, "a", true).await.unwrap_err();
     send(&svc, "b", true).await.unwrap_err();
-    assert_eq!(seen.load(Ordering::SeqCst), 2);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen, vec![("\"a\"".to_owned(), State::Open), ("\"b\"".to_owned(), State::Open)]);
 }

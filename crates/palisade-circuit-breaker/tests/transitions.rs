@@ -177,7 +177,7 @@ async fn failure_count_opens_whatever_the_successes() {
         .unwrap()
         .iter()
         .filter_map(|e| match e {
-            CircuitBreakerEvent::StateTransition { reason, .. } => Some(*reason),
+            CircuitBreakerEvent::StateTransition { reason, key: None, .. } => Some(*reason),
             _ => None,
         })
         .collect();
@@ -255,7 +255,7 @@ async fn a_failed_trial_reopens() {
         .unwrap()
         .iter()
         .filter_map(|e| match e {
-            CircuitBreakerEvent::StateTransition { from, to, reason } => Some((*from, *to, *reason)),
+            CircuitBreakerEvent::StateTransition { from, to, reason, .. } => Some((*from, *to, *reason)),
             _ => None,
         })
         .collect();
@@ -498,7 +498,8 @@ async fn events_report_rejections_and_recorded_calls() {
             CircuitBreakerEvent::StateTransition {
                 from: State::Closed,
                 to: State::Open,
-                reason: TransitionReason::ConsecutiveFailures { failures: 1 }
+                reason: TransitionReason::ConsecutiveFailures { failures: 1 },
+                key: None,
             },
             CircuitBreakerEvent::Rejected { retry_after: SEC },
         ]

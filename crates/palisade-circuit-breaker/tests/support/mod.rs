@@ -68,7 +68,7 @@ pub fn recorder<C>(
 ) -> (CircuitBreakerLayerBuilder<C>, Arc<Mutex<Vec<CircuitBreakerEvent>>>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
-    (builder.on_event(move |e| sink.lock().unwrap().push(*e)), events)
+    (builder.on_event(move |e| sink.lock().unwrap().push(e.clone())), events)
 }
 
 /// Sends one call through `svc`, owned (for spawning).
