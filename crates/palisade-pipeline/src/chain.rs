@@ -350,7 +350,12 @@ where
                     state.set(ThenState::Ready { stage, item: Some(item) });
                 }
                 ThenProj::Ready { stage, item } => {
-                    std::task::ready!(stage.poll_ready(cx))?;
+                    if let Err(e) = std::task::ready!(stage.poll_ready(cx)) {
+                        // Give the item back in the error when the stage keeps failed items.
+                        let kept =
+                            stage.opts.into_any.zip(item.take()).map(|(into_any, item)| into_any(item));
+                        return Poll::Ready(Err(e.with_item(kept)));
+                    }
                     let Some(item) = item.take() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };

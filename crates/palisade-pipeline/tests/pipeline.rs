@@ -300,3 +300,18 @@ async fn waiters_are_woken_in_order() {
     assert!(tasks[1].is_woken());
     assert_ready_ok!(tasks[1].enter(|cx, _| waiters[1].poll_ready(cx)));
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_later_stage_readiness_error_keeps_the_item() {
+    let (svc, mut handle) = mock::pair::<u32, u32>();
+    let pipeline = PipelineService::builder::<u32>()
+        .map("first", |n: u32| n + 1)
+        .stage("second", svc)
+        .keep_failed_items()
+        .build()
+        .unwrap();
+    handle.send_error("second is broken");
+    let err = pipeline.oneshot(1).await.unwrap_err();
+    assert_eq!(err.stage(), "second");
+    assert_eq!(err.item::<u32>(), Some(&2));
+}
