@@ -361,6 +361,25 @@ struct Pending<R> {
     failure: Option<WorkerError>,
 }
 
+/// Requests taken out of a dead worker, failed once its end is recorded (so a caller that
+/// sees the error also sees the termination and the counters).
+struct Failed<R> {
+    slots: Vec<Slot<R>>,
+    error: WorkerError,
+}
+
+impl<R> Failed<R> {
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn fail(self) {
+        for slot in self.slots {
+            let _ = slot.tx.send(Err(self.error.clone()));
+        }
+    }
+}
+
 /// State shared by a worker's handles and its tasks.
 struct Core<C: Codec> {
     codec: Arc<C>,
@@ -398,21 +417,18 @@ impl<C: Codec> Core<C> {
 
     /// Takes no more requests and fails every request in flight with `error`; returns how
     /// many there were.
-    fn fail_all(&self, error: &WorkerError) -> usize {
+    /// Takes no more requests and takes every request in flight out, to be failed with
+    /// `error` by [`fail`]. The final verdict replaces a provisional one ("stdout closed"
+    /// before the exit status was known).
+    fn take_all(&self, error: &WorkerError) -> Failed<C::Response> {
         let slots: Vec<Slot<C::Response>> = {
             let mut pending = self.lock();
-            // The final verdict replaces a provisional one ("stdout closed" before the exit
-            // status was known).
             pending.failure = Some(error.clone());
             pending.map.drain().map(|(_, slot)| slot).collect()
         };
         self.failed.store(true, Ordering::Release);
         self.semaphore.close();
-        let n = slots.len();
-        for slot in slots {
-            let _ = slot.tx.send(Err(error.clone()));
-        }
-        n
+        Failed { slots, error: error.clone() }
     }
 
     fn failure(&self) -> WorkerError {
@@ -497,11 +513,11 @@ async fn supervise<C: Codec>(
         }
     };
 
-    let termination = if let Some(message) = broken {
+    let (termination, failed) = if let Some(message) = broken {
         let error =
             WorkerError::new(WorkerErrorKind::Malformed, format!("worker broke the protocol: {message}"));
-        let in_flight = core.fail_all(&error);
-        guard.kill(KillReason::ProtocolError, Some(in_flight)).await
+        let failed = core.take_all(&error);
+        (guard.kill(KillReason::ProtocolError, Some(failed.len())).await, failed)
     } else if let Some(termination) = exited {
         // Answers written just before the exit are still in the pipe: read them first
         // (bounded by the grace period; stragglers holding the pipe are killed).
@@ -523,24 +539,23 @@ async fn supervise<C: Codec>(
         let shutting_down = core.closing.load(Ordering::Acquire);
         let error =
             if shutting_down { WorkerError::closed(&core.name) } else { WorkerError::crashed(termination) };
-        let in_flight = core.fail_all(&error);
-        guard.finish(termination, (!shutting_down).then_some(in_flight));
-        termination
+        let failed = core.take_all(&error);
+        guard.finish(termination, (!shutting_down).then_some(failed.len()));
+        (termination, failed)
+    } else if core.closing.load(Ordering::Acquire) {
+        // The grace period after a shutdown ran out.
+        let failed = core.take_all(&WorkerError::closed(&core.name));
+        (guard.kill(KillReason::ShutdownGrace, None).await, failed)
     } else {
-        // The grace period ran out (after a shutdown, or after the worker closed its stdout).
-        if core.closing.load(Ordering::Acquire) {
-            core.fail_all(&WorkerError::closed(&core.name));
-            guard.kill(KillReason::ShutdownGrace, None).await
-        } else {
-            let error =
-                WorkerError::new(WorkerErrorKind::Crashed, "the worker stopped answering and was killed");
-            let in_flight = core.fail_all(&error);
-            guard.kill(KillReason::ShutdownGrace, Some(in_flight)).await
-        }
+        // The grace period after the worker closed its stdout ran out.
+        let error = WorkerError::new(WorkerErrorKind::Crashed, "the worker stopped answering and was killed");
+        let failed = core.take_all(&error);
+        (guard.kill(KillReason::ShutdownGrace, Some(failed.len())).await, failed)
     };
     // The child is gone: let the writer close stdin and end, even while handles remain.
     core.shutdown.send_replace(true);
     exit.send_replace(Some(termination));
+    failed.fail();
 }
 
 /// Delivers every complete frame in `buffer`; `Err` on a protocol error.
