@@ -16,8 +16,9 @@ pin_project! {
     /// The response of a call through a breaker: the inner call, recorded when it ends, or
     /// a [`CircuitOpen`] rejection, ready at once.
     ///
-    /// Dropping it before the inner call ends cancels the inner call and records nothing;
-    /// a half-open trial gives its slot back (so does a trial whose inner future panics).
+    /// Dropping it before the inner call ends cancels the inner call, which then counts as
+    /// ignored (neither success nor failure); a half-open trial gives its slot back (so does
+    /// a trial whose inner future panics).
     pub struct ResponseFuture<F, C> {
         #[pin]
         kind: Kind<F>,
