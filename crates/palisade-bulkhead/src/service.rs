@@ -132,6 +132,7 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.permit.is_none() {
             match self.slow {
@@ -164,6 +165,7 @@ where
     /// # Panics
     ///
     /// When called without a successful `poll_ready` first (as tower's own limits do).
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         if let Some(permit) = self.permit.take() {
             return ResponseFuture::new(self.inner.call(req), permit);
