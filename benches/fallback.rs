@@ -72,6 +72,26 @@ fn fallback(c: &mut Criterion) {
         b.iter_custom(|n| run(&rt, &mut svc, n));
     });
 
+    // The fallback path: the inner service fails every call.
+    let failing = || service_fn(|_: u64| async { Err::<u64, _>(io::Error::other("down")) });
+    group.bench_function("tower then, error answered by fallback", |b| {
+        let mut svc = failing().then(|res: Result<u64, io::Error>| async move {
+            match res {
+                Ok(v) => Ok::<_, BoxError>(v),
+                Err(_) => Ok(0),
+            }
+        });
+        b.iter_custom(|n| run(&rt, &mut svc, n));
+    });
+    group.bench_function("palisade FallbackLayer fn, error answered by fallback", |b| {
+        let layer = FallbackLayer::builder()
+            .fallback_fn(|_: FallbackContext<u64, u64>| async { Ok::<_, BoxError>(0) })
+            .build()
+            .unwrap();
+        let mut svc = layer.layer(failing());
+        b.iter_custom(|n| run(&rt, &mut svc, n));
+    });
+
     group.bench_function("tower Either::Left (switch off)", |b| {
         let mut svc = Either::<_, tower::util::BoxCloneService<u64, u64, io::Error>>::Left(inner());
         b.iter_custom(|n| run(&rt, &mut svc, n));
