@@ -175,6 +175,16 @@ fn rate_limit(c: &mut Criterion) {
     let palisade_layer = RateLimitLayer::builder().quota(quota).build().unwrap();
     let palisade_keyed_layer = RateLimitLayer::builder().keyed(quota, |x: &u64| *x % KEYS).build().unwrap();
 
+    {
+        let l = RateLimiter::token_bucket(quota).unwrap();
+        // The floor: the limiter's check, then the bare service.
+        let mut inner = bare();
+        single(&mut g, "service/check-then-call", move |x| {
+            let mut cx = Context::from_waker(Waker::noop());
+            l.check().unwrap();
+            black_box(once(&mut inner, &mut cx, x));
+        });
+    }
     single(&mut g, "service/bare", service_op(bare()));
     single(&mut g, "service/tower-rate-limit", service_op(tower_svc));
     single(&mut g, "service/palisade", service_op(palisade_layer.layer(bare())));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use palisade_core::config::ConfigError;
 use tokio::time::Instant;
 
-use crate::algorithm::{Algorithm, Cell, Denied, Status};
+use crate::algorithm::{Admit, Algorithm, Cell, Denied, Status};
 use crate::quota::Quota;
 use crate::store::{Grant, KeyedStore, LocalStore};
 
@@ -157,14 +157,32 @@ impl RateLimiter {
         now: Instant,
         max_wait: Option<Duration>,
     ) -> Result<Grant, Denied> {
-        let epoch = self.inner.epoch;
-        let admit = self.inner.cell.acquire(epoch.nanos(now), cost, wait_nanos(max_wait))?;
-        Ok(Grant::new(epoch.instant(admit.ready_at), cost).with_token(admit.token))
+        let (admit, ready) = self.admit(cost, now, max_wait)?;
+        Ok(Grant::new(ready, cost).with_token(admit.token))
     }
 
     pub(crate) fn refund(&self, grant: &Grant) {
+        self.refund_admit(grant.admit(), grant.cost());
+    }
+
+    /// Admits `cost` at `now`; also returns when it may proceed (`now` when at once).
+    #[inline]
+    pub(crate) fn admit(
+        &self,
+        cost: u32,
+        now: Instant,
+        max_wait: Option<Duration>,
+    ) -> Result<(Admit, Instant), Denied> {
+        let epoch = self.inner.epoch;
+        let now_nanos = epoch.nanos(now);
+        let admit = self.inner.cell.acquire(now_nanos, cost, wait_nanos(max_wait))?;
+        let ready = if admit.ready_at <= now_nanos { now } else { epoch.instant(admit.ready_at) };
+        Ok((admit, ready))
+    }
+
+    pub(crate) fn refund_admit(&self, admit: Admit, cost: u32) {
         let now = self.inner.epoch.nanos(Instant::now());
-        self.inner.cell.refund(grant.admit(), grant.cost(), now);
+        self.inner.cell.refund(admit, cost, now);
     }
 }
 

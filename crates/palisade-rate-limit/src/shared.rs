@@ -10,10 +10,11 @@ use palisade_core::rejection::RateLimited;
 use palisade_core::BoxError;
 use tokio::time::Instant;
 
-use crate::algorithm::Denied;
+use crate::algorithm::{Admit, Denied};
 use crate::config::Mode;
 use crate::error::CostExceedsCapacity;
 use crate::event::RateLimitEvent;
+use crate::limiter::RateLimiter;
 use crate::store::Grant;
 use crate::tier::{TierRt, TierView};
 
@@ -47,6 +48,8 @@ pub(crate) struct Shared<Req> {
     pub(crate) core: Arc<Core>,
     tiers: Box<[TierRt<Req>]>,
     weigher: Option<Weigher<Req>>,
+    /// The only tier when it is global and unconditional.
+    single: Option<RateLimiter>,
     /// Admission needs the request (keys, weights, conditions): it happens in `call`.
     pub(crate) needs_request: bool,
 }
@@ -68,20 +71,34 @@ pub(crate) enum Refusal {
     Capacity { tier: usize, cost: u32, capacity: u32 },
 }
 
+impl Refusal {
+    fn from_denied(tier: usize, denied: Denied) -> Self {
+        match denied {
+            Denied::RetryAfter(after) => Self::Retry { tier, after },
+            Denied::ExceedsCapacity { cost, capacity } => Self::Capacity { tier, cost, capacity },
+        }
+    }
+}
+
 /// What the tiers admitted for one request; given back with [`Shared::refund`] unless spent.
-#[derive(Debug, Default)]
-pub(crate) struct Grants {
-    first: Option<(usize, Grant)>,
-    rest: Vec<(usize, Grant)>,
+#[derive(Debug)]
+pub(crate) enum Grants {
+    /// The admission of the only tier, a global unconditional one (the fast path).
+    Single { admit: Admit, cost: u32 },
+    /// Admissions of any tiers.
+    Tiers { first: Option<(usize, Grant)>, rest: Vec<(usize, Grant)> },
 }
 
 impl Grants {
+    #[inline]
     fn push(&mut self, tier: usize, grant: Grant) {
-        if self.first.is_none() {
-            self.first = Some((tier, grant));
-        } else {
-            // Only multi-tier layers get here.
-            self.rest.push((tier, grant));
+        if let Self::Tiers { first, rest } = self {
+            if first.is_none() {
+                *first = Some((tier, grant));
+            } else {
+                // Only multi-tier layers get here.
+                rest.push((tier, grant));
+            }
         }
     }
 }
@@ -89,7 +106,11 @@ impl Grants {
 impl<Req> Shared<Req> {
     pub(crate) fn new(core: Arc<Core>, tiers: Box<[TierRt<Req>]>, weigher: Option<Weigher<Req>>) -> Self {
         let needs_request = weigher.is_some() || tiers.iter().any(TierRt::needs_request);
-        Self { core, tiers, weigher, needs_request }
+        let single = match &*tiers {
+            [tier] => tier.unconditional_limiter().cloned(),
+            _ => None,
+        };
+        Self { core, tiers, weigher, single, needs_request }
     }
 
     /// The longest wait allowed from `now` when the wait ends at `deadline`.
@@ -121,7 +142,13 @@ impl<Req> Shared<Req> {
         now: Instant,
         max_wait: Option<Duration>,
     ) -> Result<(Grants, Instant), Refusal> {
-        let mut grants = Grants::default();
+        if let Some(limiter) = &self.single {
+            return match limiter.admit(cost, now, max_wait) {
+                Ok((admit, ready)) => Ok((Grants::Single { admit, cost }, ready)),
+                Err(denied) => Err(Refusal::from_denied(0, denied)),
+            };
+        }
+        let mut grants = Grants::Tiers { first: None, rest: Vec::new() };
         let mut ready = now;
         for (i, tier) in self.tiers.iter().enumerate() {
             let Some((result, evicted)) = tier.acquire(req, cost, now, max_wait) else { continue };
@@ -135,12 +162,7 @@ impl<Req> Shared<Req> {
                 }
                 Err(denied) => {
                     self.refund(grants);
-                    return Err(match denied {
-                        Denied::RetryAfter(after) => Refusal::Retry { tier: i, after },
-                        Denied::ExceedsCapacity { cost, capacity } => {
-                            Refusal::Capacity { tier: i, cost, capacity }
-                        }
-                    });
+                    return Err(Refusal::from_denied(i, denied));
                 }
             }
         }
@@ -149,10 +171,18 @@ impl<Req> Shared<Req> {
 
     /// Gives back what was admitted but not used.
     pub(crate) fn refund(&self, grants: Grants) {
-        let Grants { first, rest } = grants;
-        for (i, grant) in first.into_iter().chain(rest) {
-            if let Some(tier) = self.tiers.get(i) {
-                tier.refund(&grant);
+        match grants {
+            Grants::Single { admit, cost } => {
+                if let Some(limiter) = &self.single {
+                    limiter.refund_admit(admit, cost);
+                }
+            }
+            Grants::Tiers { first, rest } => {
+                for (i, grant) in first.into_iter().chain(rest) {
+                    if let Some(tier) = self.tiers.get(i) {
+                        tier.refund(&grant);
+                    }
+                }
             }
         }
     }

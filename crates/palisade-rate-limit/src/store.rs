@@ -184,8 +184,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
     #[inline]
     fn acquire(&self, key: &K, cost: u32, now: Instant, max_wait: Option<Duration>) -> Result<Grant, Denied> {
         let cell = self.cell(key);
-        let admit = cell.cell.acquire(self.epoch.nanos(now), cost, wait_nanos(max_wait))?;
-        Ok(Grant::new(self.epoch.instant(admit.ready_at), cost).with_token(admit.token).with_slot(cell))
+        let now_nanos = self.epoch.nanos(now);
+        let admit = cell.cell.acquire(now_nanos, cost, wait_nanos(max_wait))?;
+        let ready = if admit.ready_at <= now_nanos { now } else { self.epoch.instant(admit.ready_at) };
+        Ok(Grant::new(ready, cost).with_token(admit.token).with_slot(cell))
     }
 
     fn refund(&self, grant: &Grant) {

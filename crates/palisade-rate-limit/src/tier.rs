@@ -220,6 +220,14 @@ enum KindRt<Req> {
 }
 
 impl<Req> TierRt<Req> {
+    /// The limiter of a global tier that applies to every request.
+    pub(crate) fn unconditional_limiter(&self) -> Option<&RateLimiter> {
+        match (&self.kind, &self.when) {
+            (KindRt::Direct(l), None) => Some(l),
+            _ => None,
+        }
+    }
+
     pub(crate) fn needs_request(&self) -> bool {
         self.when.is_some() || matches!(self.kind, KindRt::Keyed(_))
     }
