@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
-use tokio::task::JoinSet;
 
 use crate::error::StageError;
 use crate::handle::StageShared;
@@ -41,7 +40,7 @@ pub trait Source<T>: Send + 'static {
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct SpawnCtx<'a> {
-    pub(crate) tasks: &'a mut JoinSet<()>,
+    pub(crate) runner: &'a mut crate::stream::Runner,
     pub(crate) ordered: bool,
 }
 

@@ -11,7 +11,7 @@ use tower_layer::Layer;
 use crate::chain::{Chain, Link, Start};
 use crate::error::DeadLetter;
 use crate::handle::{PipelineEvent, PipelineShared, StageShared};
-use crate::output::{FilterMode, NoFilter, Order, WithFilter};
+use crate::output::{Execution, FilterMode, NoFilter, Order, WithFilter};
 use crate::service::PipelineService;
 use crate::stage::{FilterMap, Map, MapFn, Predicate, Stage, StageFn, StageKind, StageService};
 
@@ -30,6 +30,7 @@ pub struct PipelineBuilder<In, C, M = NoFilter> {
     bus: Arc<EventBus<PipelineEvent>>,
     stages: Vec<Arc<StageShared>>,
     order: Order,
+    execution: Execution,
     fail_fast: bool,
     error: Option<ConfigError>,
     _types: PhantomData<fn(In) -> M>,
@@ -55,6 +56,7 @@ impl<In> PipelineBuilder<In, Start, NoFilter> {
             name,
             stages: Vec::new(),
             order: Order::Preserved,
+            execution: Execution::Tasks,
             fail_fast: false,
             error: None,
             _types: PhantomData,
@@ -88,6 +90,7 @@ impl<In, C, M> PipelineBuilder<In, C, M> {
             bus: self.bus,
             stages: self.stages,
             order: self.order,
+            execution: self.execution,
             fail_fast: self.fail_fast,
             error: self.error,
             _types: PhantomData,
@@ -97,6 +100,12 @@ impl<In, C, M> PipelineBuilder<In, C, M> {
     /// The order of a stream's results (default [`Order::Preserved`]).
     pub fn order(mut self, order: Order) -> Self {
         self.order = order;
+        self
+    }
+
+    /// Where a stream's stages run (default [`Execution::Tasks`]).
+    pub fn execution(mut self, execution: Execution) -> Self {
+        self.execution = execution;
         self
     }
 
@@ -290,6 +299,6 @@ where
             return Err(e);
         }
         let shared = Arc::new(PipelineShared { name: self.name, bus: self.bus, stages: self.stages });
-        Ok(PipelineService::new(self.chain, shared, self.order, self.fail_fast))
+        Ok(PipelineService::new(self.chain, shared, self.order, self.execution, self.fail_fast))
     }
 }

@@ -173,6 +173,6 @@ pub use crate::config::PipelineBuilder;
 pub use crate::error::{DeadLetter, FanOutError, StageError};
 pub use crate::fan::FanOut;
 pub use crate::handle::{PipelineEvent, PipelineHandle, PipelineSnapshot, StageSnapshot};
-pub use crate::output::{FilterMode, Filtered, NoFilter, Order, Processed, WithFilter};
+pub use crate::output::{Execution, FilterMode, Filtered, NoFilter, Order, Processed, WithFilter};
 pub use crate::service::{PipelineService, ResponseFuture};
 pub use crate::stream::PipelineStream;

@@ -96,3 +96,17 @@ pub enum Order {
     /// As each item completes.
     Completion,
 }
+
+/// Where a stream's stages run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Execution {
+    /// Each stage on its own tokio task, owned by the output stream (aborted when it is
+    /// dropped). Stages progress while the consumer is busy, and in parallel on a
+    /// multi-threaded runtime.
+    #[default]
+    Tasks,
+    /// Every stage inside the output stream itself, polled by the consumer's task: no task
+    /// and no hand-off between tasks (faster when stages are cheap), but stages only progress
+    /// while the consumer polls, on one thread.
+    Inline,
+}

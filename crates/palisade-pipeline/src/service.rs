@@ -9,15 +9,14 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use pin_project_lite::pin_project;
-use tokio::task::JoinSet;
 use tower_service::Service;
 
 use crate::chain::{Chain, SpawnCtx, Start, StreamSource};
 use crate::config::PipelineBuilder;
 use crate::error::StageError;
 use crate::handle::{PipelineHandle, PipelineShared};
-use crate::output::{FilterMode, NoFilter, Order};
-use crate::stream::PipelineStream;
+use crate::output::{Execution, FilterMode, NoFilter, Order};
+use crate::stream::{PipelineStream, Runner};
 
 /// A typed chain of stages: a tower `Service<In>` answering the last stage's response, and a
 /// stream processor with per-stage concurrency and backpressure.
@@ -46,6 +45,7 @@ pub struct PipelineService<In, C, M = NoFilter> {
     chain: C,
     shared: Arc<PipelineShared>,
     order: Order,
+    execution: Execution,
     fail_fast: bool,
     _types: PhantomData<fn(In) -> M>,
 }
@@ -58,8 +58,14 @@ impl PipelineService<(), Start, NoFilter> {
 }
 
 impl<In, C, M> PipelineService<In, C, M> {
-    pub(crate) fn new(chain: C, shared: Arc<PipelineShared>, order: Order, fail_fast: bool) -> Self {
-        Self { chain, shared, order, fail_fast, _types: PhantomData }
+    pub(crate) fn new(
+        chain: C,
+        shared: Arc<PipelineShared>,
+        order: Order,
+        execution: Execution,
+        fail_fast: bool,
+    ) -> Self {
+        Self { chain, shared, order, execution, fail_fast, _types: PhantomData }
     }
 
     /// The pipeline's handle: per-stage numbers and events, shared with every clone.
@@ -101,20 +107,23 @@ where
     /// stream goes on; with [`fail_fast`](PipelineBuilder::fail_fast) the stream ends after
     /// the first error.
     ///
-    /// The tasks start on the first poll (inside a tokio runtime) and belong to the returned
-    /// stream: dropping it stops every stage and drops its in-flight work; no task outlives
-    /// it. A panic in a stage is resumed when the stream reaches its end.
+    /// The stages start on the first poll (inside a tokio runtime). With
+    /// [`Execution::Tasks`](crate::Execution::Tasks) (the default) each runs on a task owned by
+    /// the returned stream, with [`Execution::Inline`](crate::Execution::Inline) inside the
+    /// stream itself: either way dropping the stream stops every stage and drops its
+    /// in-flight work, and no task outlives it. A panic in a stage task is resumed when the
+    /// stream reaches its end.
     pub fn process_stream<St>(&self, input: St) -> PipelineStream<C::Out>
     where
         St: Stream<Item = In> + Send + 'static,
     {
         let chain = self.chain.clone();
         let ordered = self.order == Order::Preserved;
-        let start = Box::new(move |tasks: &mut JoinSet<()>| {
-            let mut ctx = SpawnCtx { tasks, ordered };
+        let start = Box::new(move |runner: &mut Runner| {
+            let mut ctx = SpawnCtx { runner, ordered };
             chain.spawn(&mut ctx, StreamSource::new(input))
         });
-        PipelineStream::new(start, self.fail_fast, self.shared.clone())
+        PipelineStream::new(start, self.execution, self.fail_fast, self.shared.clone())
     }
 }
 
@@ -124,6 +133,7 @@ impl<In, C: Clone, M> Clone for PipelineService<In, C, M> {
             chain: self.chain.clone(),
             shared: self.shared.clone(),
             order: self.order,
+            execution: self.execution,
             fail_fast: self.fail_fast,
             _types: PhantomData,
         }
@@ -136,6 +146,7 @@ impl<In, C: fmt::Debug, M> fmt::Debug for PipelineService<In, C, M> {
             .field("name", &self.shared.name)
             .field("chain", &self.chain)
             .field("order", &self.order)
+            .field("execution", &self.execution)
             .field("fail_fast", &self.fail_fast)
             .finish()
     }

@@ -1,6 +1,7 @@
 //! [`PipelineStream`]: the results of [`process_stream`](crate::PipelineService::process_stream).
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,31 +12,96 @@ use tokio::task::JoinSet;
 use crate::chain::{ChannelSource, Source};
 use crate::error::StageError;
 use crate::handle::{PipelineEvent, PipelineShared};
+use crate::output::Execution;
 
-type Starter<T> = Box<dyn FnOnce(&mut JoinSet<()>) -> ChannelSource<T> + Send>;
+type StageTask = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Starter<T> = Box<dyn FnOnce(&mut Runner) -> ChannelSource<T> + Send>;
+
+/// Owns a stream's stage workers: tokio tasks, or futures polled by the stream itself.
+#[derive(Debug)]
+pub(crate) enum Runner {
+    /// One task per stage.
+    Tasks(JoinSet<()>),
+    /// Polled inside the output stream.
+    Inline(Vec<InlineTask>),
+}
+
+/// A stage worker run inside the output stream.
+pub(crate) struct InlineTask(StageTask);
+
+impl fmt::Debug for InlineTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InlineTask")
+    }
+}
+
+impl Runner {
+    pub(crate) fn spawn<F>(&mut self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match self {
+            Self::Tasks(set) => {
+                set.spawn(fut);
+            }
+            Self::Inline(list) => list.push(InlineTask(Box::pin(fut))),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Tasks(set) => set.len(),
+            Self::Inline(list) => list.len(),
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            Self::Tasks(set) => set.abort_all(),
+            Self::Inline(list) => list.clear(),
+        }
+    }
+
+    /// Polls inline workers (earliest stage first), dropping the finished ones.
+    fn poll_inline(&mut self, cx: &mut Context<'_>) {
+        if let Self::Inline(list) = self {
+            list.retain_mut(|task| task.0.as_mut().poll(cx).is_pending());
+        }
+    }
+}
 
 /// The results of a stream run through a pipeline: each item's output or the
 /// [`StageError`] of the stage it failed.
 ///
-/// The stream owns every stage's task (they start on its first poll). Dropping it aborts
-/// them all, which drops every item and call in flight.
+/// The stream owns every stage (they start on its first poll): their tasks, or with
+/// [`Execution::Inline`] the stages themselves. Dropping it stops them all, which drops every
+/// item and call in flight.
 pub struct PipelineStream<T> {
     start: Option<Starter<T>>,
     output: Option<ChannelSource<T>>,
-    tasks: JoinSet<()>,
+    runner: Runner,
     fail_fast: bool,
     shared: Arc<PipelineShared>,
     done: bool,
 }
 
 impl<T> PipelineStream<T> {
-    pub(crate) fn new(start: Starter<T>, fail_fast: bool, shared: Arc<PipelineShared>) -> Self {
-        Self { start: Some(start), output: None, tasks: JoinSet::new(), fail_fast, shared, done: false }
+    pub(crate) fn new(
+        start: Starter<T>,
+        execution: Execution,
+        fail_fast: bool,
+        shared: Arc<PipelineShared>,
+    ) -> Self {
+        let runner = match execution {
+            Execution::Tasks => Runner::Tasks(JoinSet::new()),
+            Execution::Inline => Runner::Inline(Vec::new()),
+        };
+        Self { start: Some(start), output: None, runner, fail_fast, shared, done: false }
     }
 
-    /// How many stage tasks are still running (zero before the first poll and after the end).
+    /// How many stages are still running (zero before the first poll and after the end).
     pub fn running_tasks(&self) -> usize {
-        self.tasks.len()
+        self.runner.len()
     }
 }
 
@@ -44,7 +110,7 @@ impl<T> fmt::Debug for PipelineStream<T> {
         f.debug_struct("PipelineStream")
             .field("pipeline", &self.shared.name)
             .field("started", &self.start.is_none())
-            .field("tasks", &self.tasks.len())
+            .field("running", &self.runner.len())
             .field("fail_fast", &self.fail_fast)
             .field("done", &self.done)
             .finish_non_exhaustive()
@@ -60,8 +126,9 @@ impl<T: Send + 'static> Stream for PipelineStream<T> {
             return Poll::Ready(None);
         }
         if let Some(start) = this.start.take() {
-            this.output = Some(start(&mut this.tasks));
+            this.output = Some(start(&mut this.runner));
         }
+        this.runner.poll_inline(cx);
         if let Some(output) = &mut this.output {
             let msg = std::task::ready!(output.poll_one(cx));
             output.flush_stats();
@@ -71,7 +138,7 @@ impl<T: Send + 'static> Stream for PipelineStream<T> {
                     if this.fail_fast {
                         this.shared.bus.publish(PipelineEvent::StoppedOnError { stage: e.stage().into() });
                         this.output = None;
-                        this.tasks.abort_all();
+                        this.runner.stop();
                         this.done = true;
                     }
                     return Poll::Ready(Some(Err(e)));
@@ -80,16 +147,18 @@ impl<T: Send + 'static> Stream for PipelineStream<T> {
             }
         }
         // Every stage finished: collect the tasks, resuming a stage's panic here.
-        loop {
-            match std::task::ready!(this.tasks.poll_join_next(cx)) {
-                Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Some(_) => {}
-                None => {
-                    this.done = true;
-                    return Poll::Ready(None);
+        match &mut this.runner {
+            Runner::Inline(list) => list.clear(),
+            Runner::Tasks(set) => loop {
+                match std::task::ready!(set.poll_join_next(cx)) {
+                    Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Some(_) => {}
+                    None => break,
                 }
-            }
+            },
         }
+        this.done = true;
+        Poll::Ready(None)
     }
 }
 

@@ -59,7 +59,7 @@ where
             shared: self.shared,
             opts: self.opts,
         };
-        ctx.tasks.spawn(async move { poll_fn(|cx| worker.poll(cx)).await });
+        ctx.runner.spawn(async move { poll_fn(|cx| worker.poll(cx)).await });
         ChannelSource { rx, upstream, taken: 0 }
     }
 }

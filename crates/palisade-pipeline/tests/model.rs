@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::{stream, StreamExt};
 use palisade_core::BoxError;
-use palisade_pipeline::{Order, PipelineService};
+use palisade_pipeline::{Execution, Order, PipelineService};
 use proptest::prelude::*;
 use support::{AliveCounter, Tracked};
 
@@ -25,6 +25,7 @@ struct Case {
     stages: [StageSpec; 2],
     delays: Vec<u64>,
     ordered: bool,
+    inline: bool,
     /// Items with `value % fail_every == fail_every - 1` fail the second stage.
     fail_every: u64,
     /// Items with `value % drop_every == 0` are filtered out (0: none).
@@ -41,13 +42,15 @@ fn case() -> impl Strategy<Value = Case> {
         stage_spec(),
         prop::collection::vec(0u64..20, 0..60),
         any::<bool>(),
+        any::<bool>(),
         2u64..7,
         prop_oneof![Just(0u64), 3u64..6],
     )
-        .prop_map(|(a, b, delays, ordered, fail_every, drop_every)| Case {
+        .prop_map(|(a, b, delays, ordered, inline, fail_every, drop_every)| Case {
             stages: [a, b],
             delays,
             ordered,
+            inline,
             fail_every,
             drop_every,
         })
@@ -91,6 +94,7 @@ fn run(case: &Case) -> (Vec<Result<u64, u64>>, usize) {
             .concurrency(case.stages[1].concurrency)
             .buffer(case.stages[1].buffer)
             .order(if case.ordered { Order::Preserved } else { Order::Completion })
+            .execution(if case.inline { Execution::Inline } else { Execution::Tasks })
             .build()
             .unwrap();
         let out: Vec<Result<u64, u64>> = pipeline

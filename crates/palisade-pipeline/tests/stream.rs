@@ -435,3 +435,59 @@ async fn completion_order_lets_items_pass_a_stuck_one() {
     assert_pending!(out.poll_next());
     assert_eq!(ordered.handle().snapshot().stage("maybe-stuck").unwrap().items_in, 4);
 }
+
+// === Execution::Inline: the same guarantees without tasks ===
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn inline_stages_bound_the_source_and_spawn_nothing() {
+    let produced = Arc::new(AtomicU64::new(0));
+    let counter = produced.clone();
+    let source = stream::iter(0u64..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let pipeline = PipelineService::builder::<u64>()
+        .map("a", |n: u64| n)
+        .concurrency(2)
+        .buffer(4)
+        .stage_fn("stuck", |_n: u64| std::future::pending::<Result<u64, BoxError>>())
+        .concurrency(3)
+        .execution(palisade_pipeline::Execution::Inline)
+        .build()
+        .unwrap();
+    let mut out = task::spawn(pipeline.process_stream(source));
+    for _ in 0..10 {
+        assert_pending!(out.poll_next());
+    }
+    assert_eq!(alive_tasks(), 0);
+    assert_eq!(out.running_tasks(), 2);
+    // stuck holds 3, a's buffer 4, a holds 2
+    assert_eq!(produced.load(Ordering::SeqCst), 3 + 4 + 2);
+    drop(out);
+    assert_eq!(pipeline.handle().snapshot().stage("stuck").unwrap().in_flight, 0);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn inline_stages_preserve_order_and_drop_cleanly() {
+    let live = AliveCounter::new();
+    let counter = live.clone();
+    let pipeline = PipelineService::builder::<u64>()
+        .stage_fn("slow", move |n: u64| {
+            let token = counter.token();
+            async move {
+                let _token = token;
+                tokio::time::sleep(Duration::from_millis(20 - n % 20)).await;
+                Ok::<_, BoxError>(n)
+            }
+        })
+        .concurrency(8)
+        .map("double", |n: u64| n * 2)
+        .execution(palisade_pipeline::Execution::Inline)
+        .build()
+        .unwrap();
+    let mut out = pipeline.process_stream(stream::iter(0..1000));
+    let first: Vec<u64> = (&mut out).take(100).map(Result::unwrap).collect().await;
+    assert_eq!(first, (0..100).map(|n| n * 2).collect::<Vec<_>>());
+    assert!(live.alive() > 0);
+    drop(out);
+    assert_eq!(live.alive(), 0);
+}
