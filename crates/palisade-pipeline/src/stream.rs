@@ -128,9 +128,18 @@ impl<T: Send + 'static> Stream for PipelineStream<T> {
         if let Some(start) = this.start.take() {
             this.output = Some(start(&mut this.runner));
         }
-        this.runner.poll_inline(cx);
-        if let Some(output) = &mut this.output {
-            let msg = std::task::ready!(output.poll_one(cx));
+        let mut stages_polled = false;
+        while let Some(output) = &mut this.output {
+            let msg = match output.poll_one(cx) {
+                Poll::Ready(msg) => msg,
+                // Inline stages run when the consumer has nothing left to take.
+                Poll::Pending if !stages_polled && matches!(this.runner, Runner::Inline(_)) => {
+                    this.runner.poll_inline(cx);
+                    stages_polled = true;
+                    continue;
+                }
+                Poll::Pending => return Poll::Pending,
+            };
             output.flush_stats();
             match msg {
                 Some(Ok((_, item))) => return Poll::Ready(Some(Ok(item))),
