@@ -98,11 +98,15 @@ impl<Req> Admission<Req> {
                             return Poll::Ready(Ok(()));
                         }
                         Ok((grants, ready)) => {
-                            shared.delayed(ready - now);
+                            if retry_deadline.is_none() {
+                                shared.delayed(ready - now);
+                            }
                             self.state = State::Waiting { until: ready, grants: Some(grants), deadline };
                         }
                         Err(Refusal::Retry { after, .. }) if within(now, after, deadline) => {
-                            shared.delayed(after);
+                            if retry_deadline.is_none() {
+                                shared.delayed(after);
+                            }
                             let until = crate::limiter::add(now, after);
                             self.state = State::Waiting { until, grants: None, deadline };
                         }
