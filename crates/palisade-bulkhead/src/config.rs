@@ -30,6 +30,7 @@ pub struct BulkheadBuilder {
     max_concurrent: usize,
     max_queue: Option<usize>,
     max_wait: Option<Duration>,
+    key_idle_timeout: Option<Duration>,
     listeners: Vec<Listener<BulkheadEvent>>,
 }
 
@@ -40,6 +41,7 @@ impl fmt::Debug for BulkheadBuilder {
             .field("max_concurrent", &self.max_concurrent)
             .field("max_queue", &self.max_queue)
             .field("max_wait", &self.max_wait)
+            .field("key_idle_timeout", &self.key_idle_timeout)
             .field("listeners", &self.listeners.len())
             .finish()
     }
@@ -52,6 +54,7 @@ impl Default for BulkheadBuilder {
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             max_queue: None,
             max_wait: None,
+            key_idle_timeout: None,
             listeners: Vec::new(),
         }
     }
@@ -81,8 +84,18 @@ impl BulkheadBuilder {
     /// How long a caller may wait for a permit before it is refused with
     /// [`BulkheadFullReason::WaitTimedOut`](palisade_core::rejection::BulkheadFullReason::WaitTimedOut).
     /// Zero means "never wait": load shedding, refused with `NoPermit`.
+    ///
+    /// A bounded wait uses tokio's timer: calls that have to wait must run inside a tokio
+    /// runtime with time enabled (the pass path needs no runtime).
     pub fn max_wait(mut self, d: Duration) -> Self {
         self.max_wait = Some(d);
+        self
+    }
+
+    /// For [`keyed`](Self::keyed): keys unused this long are the first evicted when the map
+    /// is full (otherwise the least recently used go first).
+    pub fn key_idle_timeout(mut self, d: Duration) -> Self {
+        self.key_idle_timeout = Some(d);
         self
     }
 
@@ -122,7 +135,8 @@ impl BulkheadBuilder {
         F: Fn(&Req) -> K,
     {
         ensure(max_keys > 0, "max_keys", "must be at least 1")?;
-        Ok(KeyedBulkheadLayer::new(self.into_common()?, max_keys, key))
+        let idle = self.key_idle_timeout;
+        Ok(KeyedBulkheadLayer::new(self.into_common()?, max_keys, idle, key))
     }
 
     fn into_common(self) -> Result<Arc<Common>, ConfigError> {

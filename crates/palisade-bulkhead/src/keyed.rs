@@ -82,8 +82,13 @@ impl<K, F> fmt::Debug for KeyedBulkheadLayer<K, F> {
 }
 
 impl<K: Hash + Eq + Clone, F> KeyedBulkheadLayer<K, F> {
-    pub(crate) fn new(common: Arc<Common>, max_keys: usize, key: F) -> Self {
-        Self { shared: Arc::new(KeyedShared { common, map: KeyedMap::new(max_keys, None), key }) }
+    pub(crate) fn new(
+        common: Arc<Common>,
+        max_keys: usize,
+        idle: Option<std::time::Duration>,
+        key: F,
+    ) -> Self {
+        Self { shared: Arc::new(KeyedShared { common, map: KeyedMap::new(max_keys, idle), key }) }
     }
 
     /// The handle: per-key and summed snapshots, events.

@@ -405,3 +405,20 @@ async fn a_panicking_call_gives_its_capacity_back() {
     assert_eq!(h.limit(), 1);
     svc.oneshot(false).await.unwrap();
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn config_deserializes_and_validates() {
+    use palisade_bulkhead::adaptive::AdaptiveLimitConfig;
+    let c: AdaptiveLimitConfig = serde_json::from_str(
+        r#"{ "algorithm": { "aimd": { "initial_limit": 5, "min_limit": 2, "max_limit": 9 } } }"#,
+    )
+    .unwrap();
+    assert_eq!(c.build().unwrap().handle().limit(), 5);
+    let c: AdaptiveLimitConfig =
+        serde_json::from_str(r#"{ "algorithm": { "aimd": { "backoff_ratio": 0.2 } } }"#).unwrap();
+    assert_eq!(c.build().unwrap_err().field(), "aimd.backoff_ratio");
+    assert!(serde_json::from_str::<AdaptiveLimitConfig>(r#"{ "algorithm": { "bbr": {} } }"#).is_err());
+    let c: AdaptiveLimitConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(c.build().unwrap().handle().limit(), 20); // Vegas default
+}

@@ -93,3 +93,24 @@ async fn a_dropped_keyed_future_leaves_the_queue_and_frees_permits() {
     gate.notify_waiters();
     assert_eq!(next.await.unwrap().unwrap(), 3);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn idle_keys_are_evicted_first() {
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .key_idle_timeout(std::time::Duration::from_secs(10))
+        .keyed(3, |r: &u32| *r)
+        .unwrap();
+    let h = layer.handle();
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n) });
+    svc.clone().oneshot(1).await.unwrap();
+    svc.clone().oneshot(2).await.unwrap();
+    tokio::time::advance(std::time::Duration::from_secs(11)).await;
+    svc.clone().oneshot(3).await.unwrap();
+    // The map is full: both idle keys go (least-recently-used alone would drop only one).
+    svc.clone().oneshot(4).await.unwrap();
+    assert_eq!(h.keys(), 2);
+    assert_eq!(h.snapshot().in_flight, 0);
+}

@@ -83,6 +83,8 @@
 //! concurrency-limits); it is held for a few comparisons per call.
 
 pub mod algorithm;
+#[cfg(feature = "serde")]
+mod config;
 pub(crate) mod future;
 mod layer;
 mod limiter;
@@ -94,3 +96,9 @@ pub use self::layer::{
     PartitionBy, PartitionSnapshot, Partitioner,
 };
 pub use self::service::AdaptiveLimit;
+
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use self::config::{
+    AdaptiveLimitConfig, AimdConfig, AlgorithmConfig, BacklogConfig, Gradient2Config, VegasConfig,
+};
