@@ -422,3 +422,29 @@ fn config_deserializes_and_validates() {
     let c: AdaptiveLimitConfig = serde_json::from_str("{}").unwrap();
     assert_eq!(c.build().unwrap().handle().limit(), 20); // Vegas default
 }
+
+/// Issue 137 through the layer: every call times out at the same latency (a timeout inside
+/// the limit); the limit falls to its minimum instead of climbing.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn steady_timeouts_inside_the_limit_shrink_it() {
+    let layer = AdaptiveLimitLayer::builder()
+        .algorithm(Gradient2::default().initial_limit(20).min_limit(2).max_limit(100))
+        .build()
+        .unwrap();
+    let h = layer.handle();
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .timeout(Duration::from_secs(5))
+        .service_fn(|()| std::future::pending::<Result<(), std::convert::Infallible>>());
+    let mut last = h.limit();
+    for _ in 0..10 {
+        let calls: Vec<_> = (0..h.limit()).map(|_| tokio::spawn(svc.clone().oneshot(()))).collect();
+        for c in calls {
+            assert!(c.await.unwrap().unwrap_err().is::<tower::timeout::error::Elapsed>());
+        }
+        assert!(h.limit() <= last);
+        last = h.limit();
+    }
+    assert_eq!(h.limit(), 2);
+    assert_eq!(h.in_flight(), 0);
+}

@@ -79,6 +79,12 @@
 //! ready inner service. Capacity goes back when the response future finishes or is dropped;
 //! a finished call is a sample for the algorithm, a dropped future is not.
 //!
+//! Put timeouts *inside* the limit (`ServiceBuilder::new().layer(adaptive).layer(timeout)`):
+//! a timeout then reaches the classifier as an error — a drop that shrinks the limit. A
+//! timeout layer outside drops the response future instead, and a dropped future counts as
+//! a cancelled call, which says nothing about the service (as concurrency-limits treats
+//! cancellation).
+//!
 //! State is behind one `Mutex` (the algorithm's update must be serialised, as in
 //! concurrency-limits); it is held for a few comparisons per call.
 
