@@ -5,8 +5,9 @@
 //!   closure), typed so that each stage's response is the next stage's request. The
 //!   pipeline is itself a `Service<In>` — put it behind axum, in a `ServiceBuilder`, in a
 //!   batch — and runs streams with [`process_stream`](PipelineService::process_stream):
-//!   every stage on its own task with its own concurrency and a bounded buffer to the next,
-//!   so a slow stage slows the source and memory stays bounded whatever the input length.
+//!   every stage with its own concurrency and a bounded buffer to the next, so a slow stage
+//!   slows the source and memory stays bounded whatever the input length. Stages run on
+//!   their own tasks, or inside the output stream ([`Execution::Inline`]).
 //! - Filter stages drop items without an error; any layer wraps a single stage (retry only
 //!   the enrich stage, a breaker around delivery).
 //! - Per-stage error isolation: a failed item becomes a [`StageError`] naming the stage (with
@@ -137,10 +138,21 @@
 //!
 //! # Cancellation
 //!
-//! A stream's stage tasks live in a `JoinSet` owned by the returned [`PipelineStream`]:
-//! dropping it aborts them, dropping every call and item in flight. A call through the
+//! A stream's stage tasks live in a `JoinSet` owned by the returned [`PipelineStream`]
+//! (with [`Execution::Inline`], the stages live in the stream itself): dropping it aborts
+//! them, dropping every call and item in flight. A call through the
 //! pipeline as a `Service` runs in the caller's task; dropping its future drops it. Batches
 //! and fan-outs run inside their futures. Nothing is spawned detached.
+//!
+//! # Performance
+//!
+//! Items move between stages in batches under one short lock, and a call that completes on
+//! its first poll (a cheap stage) skips the in-flight set and reuses its allocation. On the
+//! repository's bench (`benches/pipeline.rs`: three stages, 16 calls at once each), a
+//! pipeline runs no-op stages faster than a hand-written
+//! `StreamExt::buffered` chain, and stages that really wait (each call parked and woken)
+//! about 2× slower, the price of running each stage on its own task (use
+//! [`Execution::Inline`] to keep them in one).
 //!
 //! # Clone
 //!
