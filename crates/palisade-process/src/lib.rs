@@ -142,6 +142,8 @@ pub use crate::event::{ProcessEvent, ProcessHandle, ProcessSnapshot};
 pub use crate::output::{KillReason, ProcessOutput, Termination};
 pub use crate::request::ProcessRequest;
 pub use crate::service::ProcessService;
+#[cfg(feature = "serde")]
+pub use crate::worker_process::WorkerProcessConfig;
 pub use crate::worker_process::{
     MakeWorker, WorkerBuilder, WorkerProcess, DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_SHUTDOWN_GRACE,

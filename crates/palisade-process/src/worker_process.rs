@@ -198,7 +198,7 @@ impl<C: Codec> WorkerBuilder<C> {
         ensure_nonzero_duration("shutdown_grace", self.shutdown_grace)?;
         let name = self.name.unwrap_or_else(|| Arc::from("worker"));
         Ok(MakeWorker {
-            config: Arc::new(WorkerConfig {
+            config: Arc::new(WorkerSettings {
                 telemetry: Arc::new(Telemetry::new(name, self.listeners)),
                 settings: self.settings,
                 codec: Arc::new(self.codec),
@@ -211,8 +211,115 @@ impl<C: Codec> WorkerBuilder<C> {
     }
 }
 
+/// A worker configuration read with `serde` (feature `serde`); framing is chosen in code
+/// ([`WorkerBuilder::json`] or [`WorkerBuilder::codec`]) because it carries types.
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// use palisade_process::WorkerProcessConfig;
+///
+/// let config: WorkerProcessConfig = serde_json::from_str(r#"{
+///     "program": "./my-worker",
+///     "args": ["--binary"],
+///     "max_in_flight": 32,
+///     "shutdown_grace": "2s"
+/// }"#).unwrap();
+/// let make = config.build().unwrap();
+/// # }
+/// ```
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerProcessConfig {
+    /// The worker program.
+    pub program: String,
+    /// Name in events and metrics.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Parent variables passed through.
+    #[serde(default)]
+    pub env_allow: Vec<String>,
+    /// Pass the whole parent environment through.
+    #[serde(default)]
+    pub inherit_env: bool,
+    /// Working directory.
+    #[serde(default)]
+    pub current_dir: Option<PathBuf>,
+    /// Requests in flight on one worker.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Largest frame in bytes.
+    #[serde(default = "default_max_frame_len")]
+    pub max_frame_len: usize,
+    /// Time to exit after stdin is closed (`"5s"`).
+    #[serde(default = "default_grace", with = "palisade_core::duration::serde")]
+    pub shutdown_grace: Duration,
+    /// Forward the worker's stderr to `tracing`.
+    #[serde(default = "default_true")]
+    pub log_stderr: bool,
+}
+
+#[cfg(feature = "serde")]
+fn default_max_in_flight() -> usize {
+    DEFAULT_MAX_IN_FLIGHT
+}
+
+#[cfg(feature = "serde")]
+fn default_max_frame_len() -> usize {
+    DEFAULT_MAX_FRAME_LEN
+}
+
+#[cfg(feature = "serde")]
+fn default_grace() -> Duration {
+    DEFAULT_SHUTDOWN_GRACE
+}
+
+#[cfg(feature = "serde")]
+fn default_true() -> bool {
+    true
+}
+
+#[cfg(feature = "serde")]
+impl WorkerProcessConfig {
+    /// The equivalent builder (length-prefixed frames until `.json()` or `.codec()`).
+    pub fn into_builder(self) -> WorkerBuilder<LengthPrefixed> {
+        let mut b = WorkerProcess::builder(&self.program)
+            .args(&self.args)
+            .inherit_env(self.inherit_env)
+            .max_in_flight(self.max_in_flight)
+            .max_frame_len(self.max_frame_len)
+            .shutdown_grace(self.shutdown_grace)
+            .log_stderr(self.log_stderr);
+        if let Some(name) = self.name {
+            b = b.name(name);
+        }
+        for (k, v) in &self.env {
+            b = b.env(k, v);
+        }
+        for k in &self.env_allow {
+            b = b.env_allow(k);
+        }
+        if let Some(dir) = self.current_dir {
+            b = b.current_dir(dir);
+        }
+        b
+    }
+
+    /// Validates and builds a length-prefixed worker factory.
+    pub fn build(self) -> Result<MakeWorker<LengthPrefixed>, ConfigError> {
+        self.into_builder().build()
+    }
+}
+
 #[derive(Debug)]
-struct WorkerConfig<C> {
+struct WorkerSettings<C> {
     settings: Settings,
     codec: Arc<C>,
     telemetry: Arc<Telemetry>,
@@ -244,7 +351,7 @@ struct WorkerConfig<C> {
 /// Clones share the configuration, the counters and the event listeners (one
 /// [`ProcessHandle`] sees every worker).
 pub struct MakeWorker<C = LengthPrefixed> {
-    config: Arc<WorkerConfig<C>>,
+    config: Arc<WorkerSettings<C>>,
 }
 
 impl<C> Clone for MakeWorker<C> {
@@ -324,6 +431,7 @@ impl<C: Codec> MakeWorker<C> {
             shutdown: shutdown_tx,
             exit: exit_rx,
             writer,
+            telemetry: cfg.telemetry.clone(),
         });
         runtime.spawn(write_frames(core.clone(), writer_task, shutdown_rx.clone()));
         runtime.spawn(supervise(core.clone(), guard, stdout, shutdown_rx, exit_tx, cfg.shutdown_grace));
@@ -394,6 +502,7 @@ struct Core<C: Codec> {
     shutdown: watch::Sender<bool>,
     exit: watch::Receiver<Option<Termination>>,
     writer: Arc<FrameWriter>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl<C: Codec> Core<C> {
@@ -666,6 +775,12 @@ impl<C: Codec> WorkerProcess<C> {
 
     fn core(&self) -> &Core<C> {
         &self.handle.core
+    }
+
+    /// The handle on the counters and events shared by every worker of the same
+    /// [`MakeWorker`].
+    pub fn handle(&self) -> ProcessHandle {
+        ProcessHandle { telemetry: self.core().telemetry.clone() }
     }
 
     /// The worker's process id.

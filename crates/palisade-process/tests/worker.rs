@@ -325,3 +325,20 @@ async fn a_dropped_call_keeps_its_slot_until_the_worker_answers() {
     assert!(worker.is_alive());
     worker.shutdown().await;
 }
+
+#[cfg(feature = "serde")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_config_from_serde() {
+    let text = format!(
+        r#"{{"program": {:?}, "args": ["--binary"], "max_in_flight": 4, "shutdown_grace": "1s", "log_stderr": false, "name": "echo"}}"#,
+        echo_worker().display().to_string()
+    );
+    let config: palisade_process::WorkerProcessConfig = serde_json::from_str(&text).unwrap();
+    let worker = config.build().unwrap().spawn().unwrap();
+    assert_eq!(worker.handle().name(), "echo");
+    assert_eq!(worker.clone().oneshot(b"x".to_vec()).await.unwrap(), b"x");
+    assert_eq!(worker.shutdown().await, Termination::Exited(0));
+    let bad: palisade_process::WorkerProcessConfig =
+        serde_json::from_str(r#"{"program": "w", "max_in_flight": 0}"#).unwrap();
+    assert_eq!(bad.build().unwrap_err().field(), "max_in_flight");
+}
