@@ -46,21 +46,24 @@ fn process(c: &mut Criterion) {
         });
     });
     // The same settings palisade applies: empty environment, own process group.
-    group.bench_function(BenchmarkId::new("spawn /bin/true", "bare tokio Command, env cleared + pgroup"), |b| {
-        b.to_async(&rt).iter(|| async {
-            let out = tokio::process::Command::new("/bin/true")
-                .env_clear()
-                .process_group(0)
-                .kill_on_drop(true)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .output()
-                .await
-                .unwrap();
-            assert!(out.status.success());
-        });
-    });
+    group.bench_function(
+        BenchmarkId::new("spawn /bin/true", "bare tokio Command, env cleared + pgroup"),
+        |b| {
+            b.to_async(&rt).iter(|| async {
+                let out = tokio::process::Command::new("/bin/true")
+                    .env_clear()
+                    .process_group(0)
+                    .kill_on_drop(true)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .output()
+                    .await
+                    .unwrap();
+                assert!(out.status.success());
+            });
+        },
+    );
     let svc = ProcessService::builder("/bin/true").build().unwrap();
     group.bench_function(BenchmarkId::new("spawn /bin/true", "palisade ProcessService"), |b| {
         b.to_async(&rt).iter(|| {
@@ -93,7 +96,8 @@ fn process(c: &mut Criterion) {
         b.to_async(&rt).iter(|| {
             let mut cat = cat.clone();
             async move {
-                let out = cat.ready().await.unwrap().call(ProcessRequest::new().stdin(PAYLOAD)).await.unwrap();
+                let out =
+                    cat.ready().await.unwrap().call(ProcessRequest::new().stdin(PAYLOAD)).await.unwrap();
                 assert_eq!(out.stdout(), PAYLOAD);
             }
         });
