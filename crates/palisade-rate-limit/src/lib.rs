@@ -73,7 +73,7 @@
 //!
 //! # Per-IP limiting in axum with a 429 response
 //!
-//! [`HttpRejectionLayer`](palisade_core::respond::HttpRejectionLayer) (palisade-core, feature
+//! `palisade_core::respond::HttpRejectionLayer` (palisade-core, feature
 //! `http`) answers the rejection with `429 Too Many Requests` and `Retry-After`. The key
 //! is the peer address from axum's `ConnectInfo` (serve with
 //! `into_make_service_with_connect_info::<SocketAddr>()`); behind a proxy, read a forwarded
@@ -141,7 +141,8 @@
 //! rejected, waited, keys, keys evicted), per-key [`Status`] (tokens left, queue length,
 //! window count) and [`RateLimitEvent`]s (rejected, delayed, evicted). With the `metrics`
 //! feature the counters are exported as `palisade_rate_limit_*_total` with label `name`.
-//! The IETF `RateLimit` response headers are not written; `Retry-After` is.
+//! With the `http` feature, `headers::RateLimitHeadersLayer` writes the IETF draft's
+//! `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` headers from one tier.
 //!
 //! Minimum supported Rust version: 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -152,6 +153,9 @@ pub mod error;
 pub mod event;
 pub mod future;
 mod handle;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod headers;
 mod layer;
 mod limiter;
 mod quota;

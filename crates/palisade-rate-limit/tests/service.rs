@@ -474,3 +474,33 @@ async fn poll_ready_rejection_becomes_429_with_retry_after() {
     assert_eq!(res.status(), 429);
     assert_eq!(res.headers()["retry-after"], "1");
 }
+
+#[cfg(feature = "http")]
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn ratelimit_headers_on_success_and_on_429() {
+    use palisade_core::respond::HttpRejectionLayer;
+    use palisade_rate_limit::headers::RateLimitHeadersLayer;
+    let layer = RateLimitLayer::builder().quota(Quota::per_second(2)).build().unwrap();
+    let svc = tower::ServiceBuilder::new()
+        .layer(RateLimitHeadersLayer::new(layer.handle(), "global", |_: &http::Request<()>| ()))
+        .layer(HttpRejectionLayer::new())
+        .layer(layer)
+        .service(tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        }));
+    let headers = |res: &http::Response<String>| {
+        ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"]
+            .map(|h| res.headers().get(h).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default())
+    };
+    let first = svc.clone().oneshot(http::Request::new(())).await.unwrap();
+    assert_eq!(headers(&first), ["2", "1", "1"]);
+    let second = svc.clone().oneshot(http::Request::new(())).await.unwrap();
+    assert_eq!(headers(&second), ["2", "0", "1"]);
+    let third = svc.clone().oneshot(http::Request::new(())).await.unwrap();
+    assert_eq!(third.status(), 429);
+    assert_eq!(headers(&third), ["2", "0", "1"]);
+    assert_eq!(third.headers()["retry-after"], "1");
+    advance(ms(500)).await;
+    let fourth = svc.clone().oneshot(http::Request::new(())).await.unwrap();
+    assert_eq!((fourth.status().as_u16(), headers(&fourth)), (200, ["2".into(), "0".into(), "1".into()]));
+}
