@@ -14,7 +14,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
-use std::pin::Pin;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures_util::{stream, StreamExt};
@@ -32,14 +31,12 @@ async fn hop(n: u64) -> u64 {
     black_box(n)
 }
 
-type StageFuture = Pin<Box<dyn Future<Output = Result<u64, Infallible>> + Send>>;
-
-fn noop_stage(n: u64) -> std::future::Ready<Result<u64, Infallible>> {
-    std::future::ready(Ok(black_box(n)))
+async fn noop_stage(n: u64) -> Result<u64, Infallible> {
+    Ok(noop(n).await)
 }
 
-fn hop_stage(n: u64) -> StageFuture {
-    Box::pin(async move { Ok(hop(n).await) })
+async fn hop_stage(n: u64) -> Result<u64, Infallible> {
+    Ok(hop(n).await)
 }
 
 /// Three stages, each with concurrency 16 and a buffer of 64.
