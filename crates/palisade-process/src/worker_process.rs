@@ -558,7 +558,12 @@ impl<C: Codec> Core<C> {
     }
 
     fn begin_shutdown(&self) {
-        self.closing.store(true, Ordering::Release);
+        // A shutdown asked for after the worker already failed (its last handle dropped by a
+        // pool evicting it) must not turn the crash into a clean close: the supervisor still
+        // reports how the worker ended, and its requests fail as crashed.
+        if !self.failed.load(Ordering::Acquire) {
+            self.closing.store(true, Ordering::Release);
+        }
         self.refuse(&WorkerError::closed(&self.name));
         self.shutdown.send_replace(true);
     }
