@@ -196,7 +196,8 @@ pub struct StageSnapshot {
     pub in_flight: i64,
     /// Items waiting in the stage's output buffer (streams).
     pub queue_depth: i64,
-    /// Calls timed.
+    /// Calls timed. In a stream a stage reads the clock once per scheduling round, so a call
+    /// that completes on its first poll counts as taking no time.
     pub latency_count: u64,
     /// Mean call latency.
     pub latency_mean: Duration,
