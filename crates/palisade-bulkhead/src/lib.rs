@@ -102,3 +102,28 @@ pub use self::keyed::{KeyedBulkhead, KeyedBulkheadHandle, KeyedBulkheadLayer};
 pub use self::layer::BulkheadLayer;
 pub use self::service::Bulkhead;
 pub use palisade_core::rejection::{BulkheadFull, BulkheadFullReason, Overloaded};
+
+/// Internals exposed to the loom model checker only (`--cfg loom`).
+#[cfg(loom)]
+#[doc(hidden)]
+#[allow(missing_docs, missing_debug_implementations)]
+pub mod __loom {
+    use std::task::Waker;
+
+    #[derive(Default)]
+    pub struct Waiter(crate::adaptive::limiter::Waiter);
+
+    impl Waiter {
+        pub fn register(&self, waker: &Waker) {
+            self.0.register(waker);
+        }
+
+        pub fn is_granted(&self) -> bool {
+            self.0.is_granted()
+        }
+
+        pub fn grant(&self) {
+            self.0.grant();
+        }
+    }
+}

@@ -4,6 +4,13 @@
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+// The grant/register handshake of a backlog waiter is the one lock-free protocol here; loom
+// checks it (`tests/loom.rs`).
+#[cfg(loom)]
+use loom::sync::{atomic::AtomicBool as WaiterFlag, Mutex as WaiterMutex};
+#[cfg(not(loom))]
+use std::sync::{atomic::AtomicBool as WaiterFlag, Mutex as WaiterMutex};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -36,10 +43,13 @@ struct PartitionState {
 }
 
 /// One caller waiting in the backlog; shared between the backlog and the caller's future.
+///
+/// The caller registers its waker, then looks at `granted`; the granter sets `granted`, then
+/// takes the waker. Either the caller sees the grant or the granter sees the waker.
 #[derive(Default)]
 pub(crate) struct Waiter {
-    granted: std::sync::atomic::AtomicBool,
-    waker: Mutex<Option<Waker>>,
+    granted: WaiterFlag,
+    waker: WaiterMutex<Option<Waker>>,
 }
 
 impl fmt::Debug for Waiter {
@@ -51,21 +61,30 @@ impl fmt::Debug for Waiter {
 }
 
 impl Waiter {
+    /// Whether capacity was handed to this waiter.
     pub(crate) fn is_granted(&self) -> bool {
         self.granted.load(Ordering::Acquire)
     }
 
+    /// Registers the waker to wake on a grant (before looking at [`is_granted`](Self::is_granted)).
     pub(crate) fn register(&self, waker: &Waker) {
+        #[cfg(not(loom))]
         let mut slot = self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        #[cfg(loom)]
+        let mut slot = self.waker.lock().unwrap_or_else(|p| p.into_inner());
         match &*slot {
             Some(w) if w.will_wake(waker) => {}
             _ => *slot = Some(waker.clone()),
         }
     }
 
-    fn grant(&self) {
+    /// Hands capacity to this waiter and wakes it.
+    pub(crate) fn grant(&self) {
         self.granted.store(true, Ordering::Release);
+        #[cfg(not(loom))]
         let waker = self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        #[cfg(loom)]
+        let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(w) = waker {
             w.wake();
         }

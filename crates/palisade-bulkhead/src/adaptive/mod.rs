@@ -93,7 +93,7 @@ pub mod algorithm;
 mod config;
 pub(crate) mod future;
 mod layer;
-mod limiter;
+pub(crate) mod limiter;
 mod service;
 
 pub use self::algorithm::{Aimd, Gradient2, LimitAlgorithm, Sample, Vegas};
