@@ -111,7 +111,8 @@ impl<S, Req> Wait<S, Req> {
             };
             let shared = &*pending.shared;
             let now = Instant::now();
-            match shared.acquire(Some(req), pending.cost, now, shared.max_wait(now, pending.deadline)) {
+            match shared.acquire(Some(req), pending.cost, now, shared.max_wait(now, pending.deadline), false)
+            {
                 Ok((_spent, ready)) if ready <= now => {
                     shared.core.admitted.increment();
                     return Poll::Ready(Ok(()));

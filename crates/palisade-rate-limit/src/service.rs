@@ -92,7 +92,7 @@ impl<Req> Admission<Req> {
                     let shared = &*self.shared;
                     let now = Instant::now();
                     let deadline = retry_deadline.or_else(|| shared.deadline(now));
-                    match shared.acquire(None, 1, now, shared.max_wait(now, deadline)) {
+                    match shared.acquire(None, 1, now, shared.max_wait(now, deadline), true) {
                         Ok((grants, ready)) if ready <= now => {
                             self.state = State::Ready(grants);
                             return Poll::Ready(Ok(()));
@@ -203,7 +203,7 @@ where
                     // Called without readiness: admit now without waiting, or refuse.
                     self.admission.state = other;
                     let now = Instant::now();
-                    return match shared.acquire(None, 1, now, Some(Duration::ZERO)) {
+                    return match shared.acquire(None, 1, now, Some(Duration::ZERO), false) {
                         Ok(_spent) => {
                             shared.core.admitted.increment();
                             ResponseFuture::called(self.inner.call(req))
@@ -217,7 +217,7 @@ where
         let now = Instant::now();
         let cost = shared.cost(&req);
         let deadline = shared.deadline(now);
-        match shared.acquire(Some(&req), cost, now, shared.max_wait(now, deadline)) {
+        match shared.acquire(Some(&req), cost, now, shared.max_wait(now, deadline), false) {
             Ok((_spent, ready)) if ready <= now => {
                 shared.core.admitted.increment();
                 ResponseFuture::called(self.inner.call(req))

@@ -85,23 +85,15 @@ impl Refusal {
 pub(crate) enum Grants {
     /// The admission of the only tier, a global unconditional one (the fast path).
     Single { admit: Admit, cost: u32 },
-    /// Admissions of any tiers.
-    Tiers { first: Option<(usize, Grant)>, rest: Vec<(usize, Grant)> },
+    /// Admissions of any tiers, kept to be given back (a wait, or a reservation made in
+    /// `poll_ready`).
+    Tiers(Vec<(usize, Grant)>),
+    /// Admitted at once and spent right away: nothing to give back.
+    Spent,
 }
 
-impl Grants {
-    #[inline]
-    fn push(&mut self, tier: usize, grant: Grant) {
-        if let Self::Tiers { first, rest } = self {
-            if first.is_none() {
-                *first = Some((tier, grant));
-            } else {
-                // Only multi-tier layers get here.
-                rest.push((tier, grant));
-            }
-        }
-    }
-}
+/// Tiers whose admissions are held on the stack while the others are asked.
+const INLINE_TIERS: usize = 4;
 
 impl<Req> Shared<Req> {
     pub(crate) fn new(core: Arc<Core>, tiers: Box<[TierRt<Req>]>, weigher: Option<Weigher<Req>>) -> Self {
@@ -133,7 +125,9 @@ impl<Req> Shared<Req> {
         self.weigher.as_ref().map_or(1, |w| w(req))
     }
 
-    /// Asks every applicable tier in order; all admit or none keeps anything.
+    /// Asks every applicable tier in order; all admit or none keeps anything. With `keep`,
+    /// admissions are returned even when they may proceed at once (to be given back if the
+    /// reservation is never used); without, only when the request must wait.
     #[inline]
     pub(crate) fn acquire(
         &self,
@@ -141,6 +135,7 @@ impl<Req> Shared<Req> {
         cost: u32,
         now: Instant,
         max_wait: Option<Duration>,
+        keep: bool,
     ) -> Result<(Grants, Instant), Refusal> {
         if let Some(limiter) = &self.single {
             return match limiter.admit(cost, now, max_wait) {
@@ -148,7 +143,10 @@ impl<Req> Shared<Req> {
                 Err(denied) => Err(Refusal::from_denied(0, denied)),
             };
         }
-        let mut grants = Grants::Tiers { first: None, rest: Vec::new() };
+        // No allocation unless more than `INLINE_TIERS` tiers admit or the grants are kept.
+        let mut inline: [Option<(usize, Grant)>; INLINE_TIERS] = [const { None }; INLINE_TIERS];
+        let mut spill = Vec::new();
+        let mut admitted = 0;
         let mut ready = now;
         for (i, tier) in self.tiers.iter().enumerate() {
             let Some((result, evicted)) = tier.acquire(req, cost, now, max_wait) else { continue };
@@ -158,15 +156,33 @@ impl<Req> Shared<Req> {
             match result {
                 Ok(grant) => {
                     ready = ready.max(grant.ready_at());
-                    grants.push(i, grant);
+                    match inline.get_mut(admitted) {
+                        Some(slot) => *slot = Some((i, grant)),
+                        None => spill.push((i, grant)),
+                    }
+                    admitted += 1;
                 }
                 Err(denied) => {
-                    self.refund(grants);
+                    self.refund_each(inline.into_iter().flatten().chain(spill));
                     return Err(Refusal::from_denied(i, denied));
                 }
             }
         }
-        Ok((grants, ready))
+        if !keep && ready <= now {
+            return Ok((Grants::Spent, ready));
+        }
+        let mut all = Vec::with_capacity(admitted);
+        all.extend(inline.into_iter().flatten());
+        all.extend(spill);
+        Ok((Grants::Tiers(all), ready))
+    }
+
+    fn refund_each(&self, grants: impl Iterator<Item = (usize, Grant)>) {
+        for (i, grant) in grants {
+            if let Some(tier) = self.tiers.get(i) {
+                tier.refund(&grant);
+            }
+        }
     }
 
     /// Gives back what was admitted but not used.
@@ -177,13 +193,8 @@ impl<Req> Shared<Req> {
                     limiter.refund_admit(admit, cost);
                 }
             }
-            Grants::Tiers { first, rest } => {
-                for (i, grant) in first.into_iter().chain(rest) {
-                    if let Some(tier) = self.tiers.get(i) {
-                        tier.refund(&grant);
-                    }
-                }
-            }
+            Grants::Tiers(grants) => self.refund_each(grants.into_iter()),
+            Grants::Spent => {}
         }
     }
 

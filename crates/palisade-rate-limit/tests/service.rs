@@ -504,3 +504,27 @@ async fn ratelimit_headers_on_success_and_on_429() {
     let fourth = svc.clone().oneshot(http::Request::new(())).await.unwrap();
     assert_eq!((fourth.status().as_u16(), headers(&fourth)), (200, ["2".into(), "0".into(), "1".into()]));
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn multi_tier_wait_holds_nothing_while_a_later_tier_makes_it_wait() {
+    let layer = RateLimitLayer::builder()
+        .tier(Tier::keyed(Quota::per_second(10).burst(1), |req: &(u32, u32)| req.0).name("per_user"))
+        .tier(Tier::new(Quota::per_second(2)).name("global").algorithm(Algorithm::FixedWindow))
+        .wait(ms(2000))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(Echo);
+    assert!(svc.clone().oneshot((1, 0)).await.is_ok());
+    assert!(svc.clone().oneshot((2, 0)).await.is_ok());
+    let mut third = spawn(svc.clone().oneshot((3, 0)));
+    assert_pending!(third.poll());
+    // While the global window makes it wait, user 3's own bucket is untouched.
+    assert_eq!(handle.tier("per_user").unwrap().status_of(&3u32).unwrap().remaining, 1);
+    advance(ms(999)).await;
+    assert_pending!(third.poll());
+    advance(ms(1)).await;
+    assert_eq!(assert_ready_ok!(third.poll()), (3, 0));
+    assert_eq!(handle.tier("per_user").unwrap().status_of(&3u32).unwrap().remaining, 0);
+    assert_eq!(handle.snapshot().waited, 1);
+}
