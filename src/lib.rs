@@ -60,3 +60,8 @@ mod builder;
 pub mod prelude;
 
 pub use builder::ServiceBuilderExt;
+
+/// The README's code blocks, compiled as doctests.
+#[cfg(all(doctest, feature = "full"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
