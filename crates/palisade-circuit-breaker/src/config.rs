@@ -288,7 +288,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
 
     /// Keyed breakers only: the most keys held (default 10 000); least recently used keys
     /// are evicted beyond it, forgetting their breaker. Each key costs about 1 KiB plus its
-    /// window: one byte per call of a count window, 24 bytes per bucket of a time window.
+    /// window: one byte per call of a count window, 128 bytes per bucket of a time window.
     pub fn max_keys(mut self, n: usize) -> Self {
         self.max_keys = n;
         self

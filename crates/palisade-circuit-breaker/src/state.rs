@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::config::{Settings, Trip, WindowKind};
 use crate::event::{CircuitBreakerEvent, TransitionReason};
-use crate::sync::{lock, AtomicU64, Mutex, Ordering};
+use crate::sync::{lock, AtomicU64, CachePadded, Mutex, Ordering};
 use crate::window::{Aggregate, CountWindow, Sample, TimeWindow, TrialSlots, TrialTally, Window};
 
 /// The state of a breaker.
@@ -103,19 +103,6 @@ const fn gen_of(word: u64) -> u64 {
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Aligns a value to its own cache lines (128 bytes: x86-64 prefetches lines in pairs).
-#[derive(Debug)]
-#[repr(align(128))]
-struct CachePadded<T>(T);
-
-impl<T> std::ops::Deref for CachePadded<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
-    }
 }
 
 /// What every breaker of one layer shares: the event bus and the open-breakers gauge.

@@ -9,7 +9,7 @@
 //! zero (it removes an old outcome before another writer has added it), so the fields are
 //! decoded as signed numbers with carries, then clamped at zero.
 
-use crate::sync::{AtomicU64, AtomicU8, Ordering};
+use crate::sync::{AtomicU64, AtomicU8, CachePadded, Ordering};
 
 /// Calls, failures and slow calls currently in a window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,18 +68,18 @@ fn unpack21(v: u64) -> Aggregate {
 /// difference to the aggregate.
 #[derive(Debug)]
 pub(crate) struct CountWindow {
-    head: AtomicU64,
     slots: Box<[AtomicU8]>,
-    totals: AtomicU64,
+    head: CachePadded<AtomicU64>,
+    totals: CachePadded<AtomicU64>,
 }
 
 impl CountWindow {
     pub(crate) fn new(size: u32) -> Self {
         let size = size.clamp(1, MAX_COUNT_WINDOW);
         Self {
-            head: AtomicU64::new(0),
+            head: CachePadded(AtomicU64::new(0)),
             slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
-            totals: AtomicU64::new(0),
+            totals: CachePadded(AtomicU64::new(0)),
         }
     }
 
@@ -145,10 +145,16 @@ struct Bucket {
 /// calls at a bucket edge, under concurrency, which rates over a window shrug off.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
-    buckets: Box<[Bucket]>,
+    buckets: Box<[CachePadded<Bucket>]>,
     bucket_nanos: u64,
-    totals: AtomicU64,
-    total_slow: AtomicU64,
+    totals: CachePadded<Totals>,
+}
+
+/// The window's running aggregate: `calls | failures << 32`, and slow calls.
+#[derive(Debug)]
+struct Totals {
+    counts: AtomicU64,
+    slow: AtomicU64,
 }
 
 impl TimeWindow {
@@ -156,15 +162,16 @@ impl TimeWindow {
         let n = u64::from(buckets.max(1));
         Self {
             buckets: (0..n)
-                .map(|_| Bucket {
-                    epoch: AtomicU64::new(NO_EPOCH),
-                    counts: AtomicU64::new(0),
-                    slow: AtomicU64::new(0),
+                .map(|_| {
+                    CachePadded(Bucket {
+                        epoch: AtomicU64::new(NO_EPOCH),
+                        counts: AtomicU64::new(0),
+                        slow: AtomicU64::new(0),
+                    })
                 })
                 .collect(),
             bucket_nanos: (length_nanos / n).max(1),
-            totals: AtomicU64::new(0),
-            total_slow: AtomicU64::new(0),
+            totals: CachePadded(Totals { counts: AtomicU64::new(0), slow: AtomicU64::new(0) }),
         }
     }
 
@@ -175,11 +182,11 @@ impl TimeWindow {
     fn clear(&self, bucket: &Bucket) {
         let counts = bucket.counts.swap(0, Ordering::AcqRel);
         if counts != 0 {
-            self.totals.fetch_sub(counts, Ordering::AcqRel);
+            self.totals.counts.fetch_sub(counts, Ordering::AcqRel);
         }
         let slow = bucket.slow.swap(0, Ordering::AcqRel);
         if slow != 0 {
-            self.total_slow.fetch_sub(slow, Ordering::AcqRel);
+            self.totals.slow.fetch_sub(slow, Ordering::AcqRel);
         }
     }
 
@@ -224,12 +231,12 @@ impl TimeWindow {
         }
         let delta = 1 | (u64::from(sample.failure) << 32);
         bucket.counts.fetch_add(delta, Ordering::AcqRel);
-        let totals = self.totals.fetch_add(delta, Ordering::AcqRel).wrapping_add(delta);
+        let totals = self.totals.counts.fetch_add(delta, Ordering::AcqRel).wrapping_add(delta);
         let slow = if sample.slow {
             bucket.slow.fetch_add(1, Ordering::AcqRel);
-            self.total_slow.fetch_add(1, Ordering::AcqRel).wrapping_add(1)
+            self.totals.slow.fetch_add(1, Ordering::AcqRel).wrapping_add(1)
         } else {
-            self.total_slow.load(Ordering::Acquire)
+            self.totals.slow.load(Ordering::Acquire)
         };
         unpack32(totals, slow)
     }
@@ -237,7 +244,7 @@ impl TimeWindow {
     /// The aggregate of the window ending at `now_nanos` (sweeps expired buckets first).
     pub(crate) fn snapshot(&self, now_nanos: u64) -> Aggregate {
         self.sweep(now_nanos / self.bucket_nanos);
-        unpack32(self.totals.load(Ordering::Acquire), self.total_slow.load(Ordering::Acquire))
+        unpack32(self.totals.counts.load(Ordering::Acquire), self.totals.slow.load(Ordering::Acquire))
     }
 
     pub(crate) fn reset(&self) {
