@@ -491,3 +491,39 @@ async fn inline_stages_preserve_order_and_drop_cleanly() {
     drop(out);
     assert_eq!(live.alive(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_on_several_threads_keep_order_and_count() {
+    let pipeline = PipelineService::builder::<u64>()
+        .stage_fn("one", |n: u64| async move {
+            if n % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+            Ok::<_, BoxError>(n + 1)
+        })
+        .concurrency(8)
+        .buffer(4)
+        .map("two", |n: u64| n * 2)
+        .concurrency(3)
+        .buffer(2)
+        .stage_fn("three", |n: u64| async move {
+            if n % 5 == 0 {
+                tokio::task::yield_now().await;
+            }
+            Ok::<_, BoxError>(n)
+        })
+        .concurrency(5)
+        .build()
+        .unwrap();
+    let out: Vec<u64> =
+        pipeline.process_stream(stream::iter(0..50_000u64)).map(Result::unwrap).collect().await;
+    assert_eq!(out.len(), 50_000);
+    assert!(out.iter().enumerate().all(|(i, v)| *v == (i as u64 + 1) * 2));
+    let snap = pipeline.handle().snapshot();
+    for stage in &snap.stages {
+        assert_eq!(
+            (stage.items_in, stage.items_out, stage.in_flight, stage.queue_depth),
+            (50_000, 50_000, 0, 0)
+        );
+    }
+}
