@@ -376,8 +376,8 @@ impl<S, M: Strategy> FanOut<S, M> {
         Split { service, splitter: split, merge }
     }
 
-    /// The branch services.
-    pub fn get_ref(&self) -> impl Iterator<Item = &S> {
+    /// The branch services, in branch order.
+    pub fn services(&self) -> impl Iterator<Item = &S> {
         self.branches.iter().map(|b| &b.service)
     }
 
