@@ -32,6 +32,8 @@ pin_project! {
         state: State<S::Future>,
         #[pin]
         timer: Timer,
+        // When the attempt in flight must end; moved into `timer` on its first `Pending`.
+        attempt_end: Option<Instant>,
         // Whether `timer` bounds the attempt in flight.
         attempt_timer: bool,
         // Whether that bound is the total deadline rather than the attempt timeout.
@@ -123,6 +125,7 @@ where
         let mut this = Self {
             state: State::Waiting,
             timer: Timer::Idle,
+            attempt_end: None,
             attempt_timer: false,
             timer_is_deadline: false,
             service,
@@ -149,7 +152,7 @@ where
         }
         this.core.events.publish(RetryEvent::AttemptStarted { attempt: 1 });
         if let Some((at, is_deadline)) = attempt_bound(&this.core, deadline) {
-            this.timer = Timer::at(Some(at));
+            this.attempt_end = Some(at);
             this.attempt_timer = true;
             this.timer_is_deadline = is_deadline;
         }
@@ -263,7 +266,9 @@ where
                             }
                         }
                         Poll::Pending => {
-                            if !*this.attempt_timer || this.timer.as_mut().poll_fired(cx).is_pending() {
+                            if !*this.attempt_timer
+                                || this.timer.as_mut().poll_lazy(this.attempt_end, cx).is_pending()
+                            {
                                 return Poll::Pending;
                             }
                             // The attempt ran out of time: cancel it.
@@ -315,7 +320,7 @@ where
                     this.core.events.publish(RetryEvent::AttemptStarted { attempt: *this.attempt });
                     match attempt_bound(this.core, *this.deadline) {
                         Some((at, is_deadline)) => {
-                            this.timer.as_mut().arm(at);
+                            *this.attempt_end = Some(at);
                             *this.attempt_timer = true;
                             *this.timer_is_deadline = is_deadline;
                         }

@@ -220,10 +220,10 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let after = self.policy.timeout_for(&req);
-        let timer = Timer::at(after.map(|d| Instant::now() + d));
         TimeoutFuture {
             future: self.inner.call(req),
-            timer,
+            timer: Timer::Idle,
+            deadline: after.map(|d| Instant::now() + d),
             after: after.unwrap_or_default(),
             name: after.map(|_| self.name.clone()),
         }
@@ -237,6 +237,8 @@ pin_project! {
         future: F,
         #[pin]
         timer: Timer,
+        // When to time out; moved into `timer` on the first `Pending`.
+        deadline: Option<Instant>,
         after: Duration,
         name: Option<Arc<str>>,
     }
@@ -260,7 +262,10 @@ where
         if let Poll::Ready(res) = this.future.poll(cx) {
             return Poll::Ready(res.map_err(Into::into));
         }
-        match this.timer.poll_fired(cx) {
+        if this.name.is_none() {
+            return Poll::Pending; // no timeout for this request
+        }
+        match this.timer.poll_lazy(this.deadline, cx) {
             Poll::Ready(()) => {
                 let name = this.name.take().unwrap_or_else(|| "timeout".into());
                 Poll::Ready(Err(TimedOut::new(name, *this.after).into()))

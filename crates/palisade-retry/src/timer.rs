@@ -17,19 +17,26 @@ pin_project! {
 }
 
 impl Timer {
-    pub(crate) fn at(deadline: Option<Instant>) -> Self {
-        match deadline {
-            Some(at) => Self::Armed { sleep: sleep_until(at) },
-            None => Self::Idle,
-        }
-    }
-
     /// Fires at `at`, reusing the sleep when there is one.
     pub(crate) fn arm(mut self: Pin<&mut Self>, at: Instant) {
         match self.as_mut().project() {
             TimerProj::Armed { sleep } => sleep.reset(at),
             TimerProj::Idle => self.set(Self::Armed { sleep: sleep_until(at) }),
         }
+    }
+
+    /// Arms the timer for `pending` (taking it) if it is set, then polls it: timers are only
+    /// registered once the guarded future has returned `Pending` (a call that answers at
+    /// once never touches the timer wheel).
+    pub(crate) fn poll_lazy(
+        mut self: Pin<&mut Self>,
+        pending: &mut Option<Instant>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        if let Some(at) = pending.take() {
+            self.as_mut().arm(at);
+        }
+        self.poll_fired(cx)
     }
 
     /// Ready once the armed instant has passed; never ready when idle.

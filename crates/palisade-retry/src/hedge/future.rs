@@ -34,6 +34,8 @@ pin_project! {
         primary: Slot<S::Future>,
         #[pin]
         timer: Timer,
+        // When the next hedge is due; moved into `timer` once every attempt is pending.
+        hedge_at: Option<Instant>,
         hedges: Vec<(Instant, Pin<Box<S::Future>>)>,
         primary_started: Instant,
         service: S,
@@ -81,12 +83,13 @@ where
         core.events.publish(RetryEvent::AttemptStarted { attempt: 1 });
         let now = Instant::now();
         let request = if core.max_attempts > 1 { replay.replay(&req) } else { None };
-        let timer = Timer::at(if core.max_attempts > 1 { core.hedge_delay().map(|d| now + d) } else { None });
+        let hedge_at = if core.max_attempts > 1 { core.hedge_delay().map(|d| now + d) } else { None };
         let launch_due = core.mode == HedgeMode::Parallel;
         let primary = Slot::Running { future: ready.call(req) };
         Self {
             primary,
-            timer,
+            timer: Timer::Idle,
+            hedge_at,
             hedges: Vec::new(),
             primary_started: now,
             service,
@@ -205,7 +208,7 @@ where
             if !*this.launch_due {
                 let due = match this.core.mode {
                     HedgeMode::Delay(_) | HedgeMode::Percentile { .. } => {
-                        this.timer.as_mut().poll_fired(cx).is_ready()
+                        this.timer.as_mut().poll_lazy(this.hedge_at, cx).is_ready()
                     }
                     HedgeMode::Parallel => true,
                     HedgeMode::Fallback => !in_flight,
@@ -249,9 +252,7 @@ where
             let future = this.service.call(req);
             this.hedges.push((now, Box::pin(future)));
             *this.launch_due = false;
-            if let Some(delay) = this.core.hedge_delay() {
-                this.timer.as_mut().arm(now + delay);
-            }
+            *this.hedge_at = this.core.hedge_delay().map(|delay| now + delay);
         }
     }
 }
