@@ -1,7 +1,7 @@
 //! The bulkhead's pass path (a permit is always free): bare service vs tower's
 //! `ConcurrencyLimit` vs palisade's `Bulkhead` vs tower-resilience's bulkhead, on one thread
 //! and on two threads sharing one pool.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_pass_by_value, missing_docs)]
 
 use std::future::Future;
 use std::hint::black_box;
