@@ -263,7 +263,7 @@ impl Cell {
 /// future slot, so waiters are served in order. A reservation given back subtracts `n * T`.
 #[derive(Debug)]
 pub(crate) struct Gcra {
-    tat: AtomicU64,
+    tat: Padded,
     interval: u64,
     tau: u64,
     burst: u32,
@@ -271,7 +271,12 @@ pub(crate) struct Gcra {
 
 impl Gcra {
     fn new(interval: u64, burst: u32) -> Self {
-        Self { tat: AtomicU64::new(0), interval, tau: interval.saturating_mul(u64::from(burst)), burst }
+        Self {
+            tat: Padded(AtomicU64::new(0)),
+            interval,
+            tau: interval.saturating_mul(u64::from(burst)),
+            burst,
+        }
     }
 
     #[inline]
@@ -315,6 +320,20 @@ impl Gcra {
             reset_after: dur(used),
             queued: 0,
         }
+    }
+}
+
+/// The TAT on a cache line of its own: threads hammering it with compare-and-swap must not
+/// also evict the read-only settings next to it.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
+impl std::ops::Deref for Padded {
+    type Target = AtomicU64;
+
+    fn deref(&self) -> &AtomicU64 {
+        &self.0
     }
 }
 
