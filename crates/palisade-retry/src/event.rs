@@ -14,7 +14,9 @@ use tracing::Level;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RetryEvent {
-    /// An attempt was sent (`attempt` counts from 1).
+    /// A retry was sent (`attempt` counts from 1, so the first retry is attempt 2). The
+    /// first attempt is the call itself and is not announced: a call that succeeds at once
+    /// publishes nothing.
     AttemptStarted {
         /// The attempt number.
         attempt: u32,

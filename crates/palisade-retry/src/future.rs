@@ -150,7 +150,8 @@ where
         if this.core.max_attempts > 1 {
             this.request = this.replay.replay(&req);
         }
-        this.core.events.publish(RetryEvent::AttemptStarted { attempt: 1 });
+        // The first attempt is the call itself: it is not announced, so that the pass path
+        // publishes nothing (`AttemptStarted` marks retries).
         if let Some((at, is_deadline)) = attempt_bound(&this.core, deadline) {
             this.attempt_end = Some(at);
             this.attempt_timer = true;

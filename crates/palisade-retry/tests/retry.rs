@@ -133,7 +133,6 @@ async fn success_after_failures_is_returned() {
     assert_eq!(
         events.all(),
         [
-            RetryEvent::AttemptStarted { attempt: 1 },
             RetryEvent::RetryScheduled {
                 attempt: 1,
                 delay: ms(100),

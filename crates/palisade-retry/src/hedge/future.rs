@@ -80,7 +80,6 @@ where
     ) -> Self {
         core.counters.requests.increment();
         core.budget.deposit();
-        core.events.publish(RetryEvent::AttemptStarted { attempt: 1 });
         let now = Instant::now();
         let request = if core.max_attempts > 1 { replay.replay(&req) } else { None };
         let hedge_at = if core.max_attempts > 1 { core.hedge_delay().map(|d| now + d) } else { None };
