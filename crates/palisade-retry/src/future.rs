@@ -303,10 +303,27 @@ where
                 }
                 StateProj::Waiting => {
                     ready!(this.timer.as_mut().poll_fired(cx));
+                    // Waiting for the inner service to be ready counts against the deadline.
+                    if let Some(deadline) = *this.deadline {
+                        this.timer.as_mut().arm(deadline);
+                    }
                     this.state.set(State::Checking);
                 }
                 StateProj::Checking => {
-                    if let Err(err) = ready!(this.service.poll_ready(cx)) {
+                    let ready = match this.service.poll_ready(cx) {
+                        Poll::Ready(ready) => ready,
+                        Poll::Pending => {
+                            if this.deadline.is_some() && this.timer.as_mut().poll_fired(cx).is_ready() {
+                                let core: &Core = this.core;
+                                core.counters.deadline_exceeded.increment();
+                                give_up(core, *this.attempt, GiveUpReason::DeadlineExceeded);
+                                let after = core.deadline.unwrap_or_default();
+                                return Poll::Ready(Err(TimedOut::new(core.name.clone(), after).into()));
+                            }
+                            return Poll::Pending;
+                        }
+                    };
+                    if let Err(err) = ready {
                         give_up(this.core, *this.attempt, GiveUpReason::NotReady);
                         return Poll::Ready(Err(err.into()));
                     }

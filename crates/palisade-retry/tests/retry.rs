@@ -621,3 +621,25 @@ fn config_builds_the_same_layer() {
         serde_json::from_str(r#"{"budget": {"ratio": {"ttl": "0s", "min_per_sec": 1, "ratio": 0.1}}}"#);
     assert_eq!(bad.unwrap().build().unwrap_err().field(), "budget.ttl");
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn waiting_for_inner_capacity_counts_against_the_deadline() {
+    let start = Instant::now();
+    let svc = Scripted::new([err("a"), ok(1)]);
+    let layer = builder().backoff(Backoff::fixed(ms(100))).deadline(ms(1000)).build().unwrap();
+    let handle = layer.handle();
+    let mut a = layer.layer(ConcurrencyLimit::new(svc.clone(), 1));
+    let mut hog = a.clone();
+    a.ready().await.unwrap();
+    let fut = a.call(1);
+    // Someone else holds the only slot while the retry waits for it.
+    let mut holder = task::spawn(());
+    let fut = tokio::spawn(fut);
+    tokio::time::advance(ms(1)).await;
+    assert_ready_ok!(holder.enter(|cx, _| hog.poll_ready(cx)));
+    let err = fut.await.unwrap().unwrap_err();
+    assert_eq!(err.downcast_ref::<TimedOut>().unwrap().after(), ms(1000));
+    assert_eq!(start.elapsed(), ms(1000));
+    assert_eq!(svc.calls(), 1);
+    assert_eq!(handle.snapshot().deadline_exceeded, 1);
+}
