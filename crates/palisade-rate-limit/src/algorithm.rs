@@ -132,15 +132,15 @@ fn dur(nanos: u64) -> Duration {
 }
 
 /// One limiter's state for one key.
-pub(crate) enum Cell {
-    Gcra(Gcra),
-    Leaky { gcra: Gcra, queue: u32 },
+pub(crate) enum Cell<T = Plain> {
+    Gcra(Gcra<T>),
+    Leaky { gcra: Gcra<T>, queue: u32 },
     Log { window: u64, limit: u32, log: Mutex<Log> },
     Counter { window: u64, limit: u32, state: Mutex<CounterState> },
     Fixed { window: u64, limit: u32, state: Mutex<FixedState> },
 }
 
-impl fmt::Debug for Cell {
+impl<T> fmt::Debug for Cell<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self {
             Self::Gcra(_) => "token_bucket",
@@ -153,7 +153,7 @@ impl fmt::Debug for Cell {
     }
 }
 
-impl Cell {
+impl<T: Tat> Cell<T> {
     pub(crate) fn new(algorithm: Algorithm, quota: &Quota) -> Self {
         let window = quota.period_nanos();
         let limit = quota.limit();
@@ -262,21 +262,16 @@ impl Cell {
 /// Waiting callers store `new_tat` anyway and proceed at `new_tat - tau`: a reservation of a
 /// future slot, so waiters are served in order. A reservation given back subtracts `n * T`.
 #[derive(Debug)]
-pub(crate) struct Gcra {
-    tat: Padded,
+pub(crate) struct Gcra<T> {
+    tat: T,
     interval: u64,
     tau: u64,
     burst: u32,
 }
 
-impl Gcra {
+impl<T: Tat> Gcra<T> {
     fn new(interval: u64, burst: u32) -> Self {
-        Self {
-            tat: Padded(AtomicU64::new(0)),
-            interval,
-            tau: interval.saturating_mul(u64::from(burst)),
-            burst,
-        }
+        Self { tat: T::new(0), interval, tau: interval.saturating_mul(u64::from(burst)), burst }
     }
 
     #[inline]
@@ -323,19 +318,41 @@ impl Gcra {
     }
 }
 
-/// The TAT on a cache line of its own: threads hammering it with compare-and-swap must not
-/// also evict the read-only settings next to it.
+/// Where a GCRA keeps its TAT.
+pub(crate) trait Tat: std::ops::Deref<Target = AtomicU64> + fmt::Debug + Send + Sync {
+    fn new(v: u64) -> Self;
+}
+
+/// The TAT inline: per-key limiters, where memory per key matters.
+#[derive(Debug)]
+pub(crate) struct Plain(AtomicU64);
+
+/// The TAT on a cache line of its own: for a limiter shared by busy threads, whose
+/// compare-and-swap must not also evict the read-only settings next to it.
 #[derive(Debug)]
 #[repr(align(128))]
-struct Padded(AtomicU64);
+pub(crate) struct Padded(AtomicU64);
 
-impl std::ops::Deref for Padded {
-    type Target = AtomicU64;
+macro_rules! tat_impl {
+    ($ty:ident) => {
+        impl Tat for $ty {
+            fn new(v: u64) -> Self {
+                Self(AtomicU64::new(v))
+            }
+        }
 
-    fn deref(&self) -> &AtomicU64 {
-        &self.0
-    }
+        impl std::ops::Deref for $ty {
+            type Target = AtomicU64;
+
+            fn deref(&self) -> &AtomicU64 {
+                &self.0
+            }
+        }
+    };
 }
+
+tat_impl!(Plain);
+tat_impl!(Padded);
 
 // === impl Log ===
 
@@ -515,7 +532,7 @@ mod tests {
     #[test]
     fn gcra_admits_burst_then_one_per_interval() {
         // 10 per second, burst 3: interval 100ms.
-        let cell = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(3));
+        let cell: Cell = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(3));
         for _ in 0..3 {
             assert!(cell.acquire(0, 1, None).is_ok());
         }
@@ -532,7 +549,7 @@ mod tests {
 
     #[test]
     fn gcra_weights_and_capacity() {
-        let cell = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(5));
+        let cell: Cell = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(5));
         assert!(cell.acquire(0, 3, None).is_ok());
         assert_eq!(cell.acquire(0, 3, None), retry(100));
         assert!(cell.acquire(0, 2, None).is_ok());
@@ -542,7 +559,7 @@ mod tests {
 
     #[test]
     fn gcra_reservations_are_spaced_and_refundable() {
-        let cell = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(1));
+        let cell: Cell = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(1));
         assert_eq!(cell.acquire(0, 1, Some(250 * MS)).map(|a| a.ready_at), Ok(0));
         assert_eq!(cell.acquire(0, 1, Some(250 * MS)).map(|a| a.ready_at), Ok(100 * MS));
         let third = cell.acquire(0, 1, Some(250 * MS)).unwrap();
@@ -554,7 +571,7 @@ mod tests {
 
     #[test]
     fn a_reservation_given_back_mid_queue_lapses_rather_than_double_booking() {
-        let cell = Cell::new(Algorithm::LeakyBucket { queue: 5 }, &Quota::per_second(10));
+        let cell: Cell = Cell::new(Algorithm::LeakyBucket { queue: 5 }, &Quota::per_second(10));
         let slots: Vec<_> = (0..3).map(|_| cell.acquire(0, 1, None).unwrap()).collect();
         cell.refund(slots[1], 1, 0); // the slot at 100ms, with 200ms booked after it
         assert_eq!(
@@ -563,7 +580,7 @@ mod tests {
             "no second departure at 200ms"
         );
         // With nobody waiting, tokens are interchangeable and come back.
-        let bucket = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(2));
+        let bucket: Cell = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(2));
         let a = bucket.acquire(0, 1, None).unwrap();
         let _b = bucket.acquire(0, 1, None).unwrap();
         bucket.refund(a, 1, 0);
@@ -573,7 +590,7 @@ mod tests {
 
     #[test]
     fn leaky_bucket_spaces_departures_and_bounds_the_queue() {
-        let cell = Cell::new(Algorithm::LeakyBucket { queue: 2 }, &Quota::per_second(10));
+        let cell: Cell = Cell::new(Algorithm::LeakyBucket { queue: 2 }, &Quota::per_second(10));
         let slots: Vec<_> = (0..3).map(|_| cell.acquire(0, 1, None).map(|a| a.ready_at)).collect();
         assert_eq!(slots, vec![Ok(0), Ok(100 * MS), Ok(200 * MS)]);
         assert_eq!(cell.status(0).queued, 2);
@@ -584,7 +601,7 @@ mod tests {
 
     #[test]
     fn sliding_log_is_exact() {
-        let cell = Cell::new(Algorithm::SlidingWindowLog, &Quota::new(3, Duration::from_secs(1)));
+        let cell: Cell = Cell::new(Algorithm::SlidingWindowLog, &Quota::new(3, Duration::from_secs(1)));
         assert!(cell.acquire(0, 1, None).is_ok());
         assert!(cell.acquire(400 * MS, 1, None).is_ok());
         assert!(cell.acquire(800 * MS, 1, None).is_ok());
@@ -596,7 +613,7 @@ mod tests {
 
     #[test]
     fn sliding_counter_weights_the_previous_window() {
-        let cell = Cell::new(Algorithm::SlidingWindowCounter, &Quota::new(10, Duration::from_secs(1)));
+        let cell: Cell = Cell::new(Algorithm::SlidingWindowCounter, &Quota::new(10, Duration::from_secs(1)));
         for _ in 0..10 {
             assert!(cell.acquire(500 * MS, 1, None).is_ok());
         }
@@ -616,7 +633,7 @@ mod tests {
             queue in 0u32..5,
             steps in proptest::collection::vec(0u64..150, 1..200),
         ) {
-            let cell = Cell::new(Algorithm::LeakyBucket { queue }, &Quota::per_second(10));
+            let cell: Cell = Cell::new(Algorithm::LeakyBucket { queue }, &Quota::per_second(10));
             let interval = 100 * MS;
             let mut now = 0;
             let mut last: Option<u64> = None;
@@ -639,7 +656,7 @@ mod tests {
             limit in 1u32..20,
             steps in proptest::collection::vec((0u64..300, 1u32..3), 1..300),
         ) {
-            let cell = Cell::new(Algorithm::SlidingWindowCounter, &Quota::new(limit, Duration::from_secs(1)));
+            let cell: Cell = Cell::new(Algorithm::SlidingWindowCounter, &Quota::new(limit, Duration::from_secs(1)));
             let mut now = 0;
             let mut per_window = std::collections::HashMap::<u64, u32>::new();
             for (advance, cost) in steps {
@@ -659,7 +676,7 @@ mod tests {
             taken in 0u32..8,
         ) {
             // Taking then refunding leaves the bucket as if nothing happened.
-            let cell = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(burst));
+            let cell: Cell = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(burst));
             let before = cell.status(0);
             let admits: Vec<_> = (0..taken).filter_map(|_| cell.acquire(0, 1, Some(u64::MAX / 4)).ok()).collect();
             for admit in admits.into_iter().rev() {
@@ -671,7 +688,7 @@ mod tests {
 
     #[test]
     fn fixed_window_resets_at_the_boundary() {
-        let cell = Cell::new(Algorithm::FixedWindow, &Quota::new(2, Duration::from_secs(1)));
+        let cell: Cell = Cell::new(Algorithm::FixedWindow, &Quota::new(2, Duration::from_secs(1)));
         assert!(cell.acquire(900 * MS, 1, None).is_ok());
         assert!(cell.acquire(900 * MS, 1, None).is_ok());
         assert_eq!(cell.acquire(900 * MS, 1, None), retry(100));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use palisade_core::config::ConfigError;
 use tokio::time::Instant;
 
-use crate::algorithm::{Admit, Algorithm, Cell, Denied, Status};
+use crate::algorithm::{Admit, Algorithm, Cell, Denied, Padded, Status};
 use crate::quota::Quota;
 use crate::store::{Grant, KeyedStore, LocalStore};
 
@@ -70,7 +70,7 @@ pub struct RateLimiter {
 }
 
 struct LimiterInner {
-    cell: Cell,
+    cell: Cell<Padded>,
     epoch: Epoch,
     algorithm: Algorithm,
     quota: Quota,
