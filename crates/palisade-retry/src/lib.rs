@@ -215,9 +215,11 @@
 //! was polled and keeps a clone for the retries, polling its readiness before each retry
 //! (the service must be `Clone`, as for tower's `Retry`; wrap it in `tower::buffer::Buffer`
 //! otherwise). Dropping the response future drops the attempt in flight (cancelling it) or
-//! the backoff sleep. The first attempt allocates nothing: the only per-call costs are one
-//! request copy (skipped when `max_attempts` is 1) and clones of the inner service,
-//! classifier and replay hook.
+//! the backoff sleep. A call whose first attempt succeeds allocates nothing, reads no clock
+//! (unless a deadline or attempt timeout is set), registers no timer and publishes no
+//! event: its costs are one request copy (skipped when `max_attempts` is 1), clones of the
+//! inner service, classifier and replay hook, one reference count, one counter and one
+//! budget deposit (a compare-and-swap).
 //!
 //! # Errors
 //!
