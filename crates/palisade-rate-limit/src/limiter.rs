@@ -370,7 +370,12 @@ where
         Ok(KeyedRateLimiter::with_store(store))
     }
 
-    pub(crate) fn build_store(self) -> Result<LocalStore<K>, ConfigError> {
+    /// The in-memory store alone, e.g. to wrap it in a [`KeyedStore`] of your own.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_store(self) -> Result<LocalStore<K>, ConfigError> {
         palisade_core::config::ensure(self.max_keys > 0, "max_keys", "must be at least 1")?;
         let (quota_fn, idle) = match (self.quota, self.quota_fn) {
             (Some(q), None) => {

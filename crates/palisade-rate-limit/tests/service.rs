@@ -528,3 +528,64 @@ async fn multi_tier_wait_holds_nothing_while_a_later_tier_makes_it_wait() {
     assert_eq!(handle.tier("per_user").unwrap().status_of(&3u32).unwrap().remaining, 0);
     assert_eq!(handle.snapshot().waited, 1);
 }
+
+/// A store of its own behind the seam: here it wraps the in-memory one and records calls.
+struct RecordingStore {
+    inner: palisade_rate_limit::LocalStore<u32>,
+    acquired: AtomicUsize,
+    refunded: AtomicUsize,
+}
+
+impl palisade_rate_limit::KeyedStore<u32> for RecordingStore {
+    fn acquire(
+        &self,
+        key: &u32,
+        cost: u32,
+        now: tokio::time::Instant,
+        max_wait: Option<std::time::Duration>,
+    ) -> Result<palisade_rate_limit::Grant, palisade_rate_limit::Denied> {
+        self.acquired.fetch_add(1, Ordering::Relaxed);
+        self.inner.acquire(key, cost, now, max_wait)
+    }
+
+    fn refund(&self, grant: &palisade_rate_limit::Grant) {
+        self.refunded.fetch_add(1, Ordering::Relaxed);
+        self.inner.refund(grant);
+    }
+
+    fn status(&self, key: &u32, now: tokio::time::Instant) -> Option<palisade_rate_limit::Status> {
+        self.inner.status(key, now)
+    }
+
+    fn keys(&self) -> usize {
+        self.inner.keys()
+    }
+
+    fn evictions(&self) -> u64 {
+        self.inner.evictions()
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_custom_store_plugs_in_without_changing_the_layer() {
+    use palisade_rate_limit::{KeyedRateLimiter, KeyedStore};
+    let inner =
+        KeyedRateLimiter::<u32>::builder().quota(Quota::per_minute(1)).max_keys(10).build_store().unwrap();
+    let limiter = KeyedRateLimiter::with_store(RecordingStore {
+        inner,
+        acquired: AtomicUsize::new(0),
+        refunded: AtomicUsize::new(0),
+    });
+    let layer = RateLimitLayer::builder()
+        .tier(Tier::keyed_limiter(limiter.clone(), |req: &(u32, u32)| req.0).name("per_user"))
+        .tier(Tier::new(Quota::per_minute(1)).name("global"))
+        .build()
+        .unwrap();
+    let svc = layer.layer(Echo);
+    assert!(svc.clone().oneshot((1, 0)).await.is_ok());
+    assert!(svc.clone().oneshot((2, 0)).await.is_err()); // global refuses, user 2 is refunded
+    let store = limiter.store();
+    assert_eq!((store.acquired.load(Ordering::Relaxed), store.refunded.load(Ordering::Relaxed)), (2, 1));
+    assert_eq!(store.status(&2, tokio::time::Instant::now()).unwrap().remaining, 1);
+    assert_eq!(layer.handle().status(&1u32).unwrap().remaining, 0);
+}
