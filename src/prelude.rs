@@ -12,3 +12,16 @@ pub use palisade_core::respond::GrpcRejectionLayer;
 #[cfg(feature = "http")]
 pub use palisade_core::respond::HttpRejectionLayer;
 pub use palisade_core::{BoxError, ConfigError};
+
+#[cfg(feature = "bulkhead")]
+pub use palisade_bulkhead::{AdaptiveLimitLayer, BulkheadLayer};
+#[cfg(feature = "chaos")]
+pub use palisade_chaos::ChaosLayer;
+#[cfg(feature = "circuit-breaker")]
+pub use palisade_circuit_breaker::{CircuitBreakerLayer, State as CircuitState};
+#[cfg(feature = "fallback")]
+pub use palisade_fallback::FallbackLayer;
+#[cfg(feature = "rate-limit")]
+pub use palisade_rate_limit::{Quota, RateLimitLayer};
+#[cfg(feature = "retry")]
+pub use palisade_retry::{timeout::TimeoutLayer, Backoff, Jitter, RetryBudget, RetryLayer};

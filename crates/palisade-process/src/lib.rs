@@ -18,41 +18,29 @@
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), tower::BoxError> {
+//! # async fn main() -> Result<(), palisade_core::BoxError> {
 //! use std::time::Duration;
-//! use palisade_core::Classify;
-//! use palisade_process::{ExitClassifier, ProcessOutput, ProcessRequest, ProcessService};
-//! use tower::{BoxError, ServiceBuilder, ServiceExt};
-//!
-//! /// Retries what the classifier calls retryable (exit 75, timeouts), twice at most.
-//! #[derive(Clone)]
-//! struct RetryTransient { classifier: ExitClassifier, left: usize }
-//!
-//! impl tower::retry::Policy<ProcessRequest, ProcessOutput, BoxError> for RetryTransient {
-//!     type Future = std::future::Ready<()>;
-//!     fn retry(
-//!         &mut self,
-//!         _req: &mut ProcessRequest,
-//!         result: &mut Result<ProcessOutput, BoxError>,
-//!     ) -> Option<Self::Future> {
-//!         let retry = self.left > 0 && self.classifier.classify(result).is_retryable();
-//!         retry.then(|| { self.left -= 1; std::future::ready(()) })
-//!     }
-//!     fn clone_request(&mut self, req: &ProcessRequest) -> Option<ProcessRequest> {
-//!         Some(req.clone())
-//!     }
-//! }
+//! use palisade_process::{ExitClassifier, ProcessRequest, ProcessService};
+//! use palisade_retry::{timeout::TimeoutLayer, Backoff, RetryLayer};
+//! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! let cat = ProcessService::builder("/bin/cat")
 //!     .timeout(Duration::from_secs(5))   // kills the whole process group
 //!     .max_stdout(64 * 1024)             // truncates (and flags) past 64 KiB
 //!     .max_concurrency(8)                // poll_ready waits for a child slot
 //!     .build()?;
-//! let classifier = ExitClassifier::new().retryable_codes([75]);
 //!
 //! let service = ServiceBuilder::new()
-//!     .retry(RetryTransient { classifier, left: 2 })
-//!     .timeout(Duration::from_secs(10))  // dropping the call kills and reaps the child
+//!     // A deadline over every attempt: dropping the call kills and reaps the child.
+//!     .layer(TimeoutLayer::new(Duration::from_secs(10))?)
+//!     // Exit 75 (EX_TEMPFAIL) and timeouts are retried, twice at most.
+//!     .layer(
+//!         RetryLayer::builder()
+//!             .max_attempts(3)
+//!             .backoff(Backoff::exponential(Duration::from_millis(50)))
+//!             .classifier(ExitClassifier::new().retryable_codes([75]))
+//!             .build()?,
+//!     )
 //!     .service(cat);
 //!
 //! let output = service.oneshot(ProcessRequest::new().stdin("hello")).await?;
@@ -66,6 +54,8 @@
 //! ```no_run
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tower::BoxError> {
+//! use std::time::Duration;
+//! use palisade_bulkhead::BulkheadLayer;
 //! use palisade_process::WorkerProcess;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
@@ -77,8 +67,15 @@
 //!     .build()?;
 //! let worker = make.spawn()?;
 //!
-//! // At most 16 callers at a time; the rest wait in `poll_ready`.
-//! let service = ServiceBuilder::new().concurrency_limit(16).service(worker.clone());
+//! // At most 16 callers at a time, 64 more waiting up to 100 ms; the rest are refused
+//! // with `BulkheadFull` (a 503 behind palisade's HTTP mapping).
+//! let bulkhead = BulkheadLayer::builder()
+//!     .name("worker")
+//!     .max_concurrent(16)
+//!     .max_queue(64)
+//!     .max_wait(Duration::from_millis(100))
+//!     .build()?;
+//! let service = ServiceBuilder::new().layer(bulkhead).service(worker.clone());
 //! let answer = service.oneshot(b"ping".to_vec()).await?;
 //! assert_eq!(answer, b"ping");
 //! worker.shutdown().await;
