@@ -356,19 +356,3 @@ where
         }
     }
 }
-
-#[cfg(test)]
-mod size {
-    #[test]
-    fn print_size() {
-        type S = tower::util::ServiceFn<fn(u64) -> std::future::Ready<Result<u64, std::convert::Infallible>>>;
-        eprintln!(
-            "future {} sleep {} timer {}",
-            std::mem::size_of::<
-                super::ResponseFuture<S, u64, palisade_core::DefaultClassifier, crate::replay::CloneRequest>,
-            >(),
-            std::mem::size_of::<tokio::time::Sleep>(),
-            std::mem::size_of::<crate::timer::Timer>()
-        );
-    }
-}
