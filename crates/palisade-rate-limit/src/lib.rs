@@ -27,7 +27,8 @@
 //!
 //! assert_eq!(svc.ready().await?.call(1).await?, 1);
 //! assert_eq!(svc.ready().await?.call(2).await?, 2);
-//! let err = svc.ready().await.unwrap_err();
+//! // Refused: `poll_ready` is ready and `call` answers with the rejection.
+//! let err = svc.ready().await?.call(3).await.unwrap_err();
 //! let limited = err.downcast_ref::<RateLimited>().unwrap();
 //! assert_eq!(limited.retry_after(), Duration::from_millis(100));
 //! # Ok(()) }
@@ -52,7 +53,9 @@
 //!
 //! With global tiers only (no key, weight or condition), admission happens in `poll_ready`:
 //! a reservation is taken there (and `poll_ready` stays pending while it waits), `call`
-//! spends it, and a service dropped after `poll_ready` without `call` gives it back. Keys,
+//! spends it, and a service dropped after `poll_ready` without `call` gives it back. A
+//! refusal never fails `poll_ready` (which `Buffer` or hyper would take as a dead service):
+//! as with tower's `LoadShed`, `poll_ready` is ready and `call` answers with the rejection. Keys,
 //! weights and conditions need the request, so such layers admit in `call`; a waiting
 //! request then waits in its response future, holding the inner service it will call, and
 //! dropping that future gives its reservation back. A request refused by a later tier gives

@@ -17,7 +17,9 @@ use crate::shared::{Grants, Refusal, Shared};
 ///
 /// With only global, unconditional, unweighted tiers, admission happens in `poll_ready`:
 /// the service reserves the tokens there (waiting in wait mode), and `call` spends them. A
-/// service dropped between the two gives them back. Keyed, weighted or conditional tiers need
+/// service dropped between the two gives them back. A refused request makes `poll_ready`
+/// ready all the same and `call` answer with the rejection (as tower's `LoadShed` does);
+/// `poll_ready` fails only when the inner service does. Keyed, weighted or conditional tiers need
 /// the request, so admission happens in `call`; then `poll_ready` only reflects the inner
 /// service, and a waiting request waits in its [`ResponseFuture`] (dropping it gives its
 /// reservation back).
@@ -49,6 +51,8 @@ enum State {
     },
     /// Admitted; `call` spends it.
     Ready(Grants),
+    /// Refused; `call` answers with the rejection (a later `poll_ready` asks again).
+    Refused(Refusal),
 }
 
 impl<Req> Drop for Admission<Req> {
@@ -61,14 +65,17 @@ impl<Req> Drop for Admission<Req> {
 }
 
 impl<Req> Admission<Req> {
-    fn poll_admit(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+    /// Ready when admitted or refused (see `State`); pending while waiting.
+    fn poll_admit(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut retry_deadline = None;
         loop {
             match mem::replace(&mut self.state, State::Idle) {
                 State::Ready(grants) => {
                     self.state = State::Ready(grants);
-                    return Poll::Ready(Ok(()));
+                    return Poll::Ready(());
                 }
+                // A refusal not yet delivered is stale by now: ask again.
+                State::Refused(_) => {}
                 State::Waiting { until, grants, deadline } => {
                     let sleep = match &mut self.sleep {
                         Some(sleep) => {
@@ -95,7 +102,7 @@ impl<Req> Admission<Req> {
                     match shared.acquire(None, 1, now, shared.max_wait(now, deadline), true) {
                         Ok((grants, ready)) if ready <= now => {
                             self.state = State::Ready(grants);
-                            return Poll::Ready(Ok(()));
+                            return Poll::Ready(());
                         }
                         Ok((grants, ready)) => {
                             if retry_deadline.is_none() {
@@ -110,7 +117,10 @@ impl<Req> Admission<Req> {
                             let until = crate::limiter::add(now, after);
                             self.state = State::Waiting { until, grants: None, deadline };
                         }
-                        Err(refusal) => return Poll::Ready(Err(shared.reject(refusal))),
+                        Err(refusal) => {
+                            self.state = State::Refused(refusal);
+                            return Poll::Ready(());
+                        }
                     }
                 }
             }
@@ -173,10 +183,13 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if !self.admission.shared.needs_request {
-            match self.admission.poll_admit(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
+            if self.admission.poll_admit(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if matches!(self.admission.state, State::Refused(_)) {
+                // Like tower's `LoadShed`: ready, and `call` answers with the rejection, so
+                // that `Buffer`, hyper and others never see a failed `poll_ready`.
+                return Poll::Ready(Ok(()));
             }
         }
         match self.inner.poll_ready(cx) {
@@ -199,6 +212,7 @@ where
                     shared.core.admitted.increment();
                     return ResponseFuture::called(self.inner.call(req));
                 }
+                State::Refused(refusal) => return ResponseFuture::rejected(shared.reject(refusal)),
                 other => {
                     // Called without readiness: admit now without waiting, or refuse.
                     self.admission.state = other;

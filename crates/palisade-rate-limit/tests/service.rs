@@ -27,10 +27,10 @@ async fn reject_mode_retry_after_is_the_exact_time_to_admission() {
     let mut svc = global(Quota::per_second(10).burst(2)).layer(Echo);
     assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 1);
     assert_eq!(svc.ready().await.unwrap().call(2).await.unwrap(), 2);
-    let err = svc.ready().await.unwrap_err();
+    let err = svc.ready().await.unwrap().call(3).await.unwrap_err();
     assert_eq!(retry_after(&err), ms(100));
     advance(ms(99)).await;
-    assert_eq!(retry_after(&svc.ready().await.unwrap_err()), ms(1));
+    assert_eq!(retry_after(&svc.ready().await.unwrap().call(3).await.unwrap_err()), ms(1));
     advance(ms(1)).await;
     assert_eq!(svc.ready().await.unwrap().call(3).await.unwrap(), 3);
 }
@@ -100,9 +100,10 @@ async fn a_reservation_is_held_until_call_and_given_back_on_drop() {
     let (mut ta, mut tb) = (spawn(()), spawn(()));
 
     assert_ready_ok!(poll_ready(&mut ta, &mut a));
-    // a holds the only token: b is refused although a has not called yet.
-    let Poll::Ready(Err(err)) = poll_ready(&mut tb, &mut b) else { panic!("b must be refused") };
-    assert_eq!(retry_after(&err), ms(100));
+    // a holds the only token: b is refused although a has not called yet. `poll_ready` is
+    // ready (it never fails for a refusal) and `call` answers with the rejection.
+    assert_ready_ok!(poll_ready(&mut tb, &mut b));
+    assert_eq!(retry_after(&b.call(0).await.unwrap_err()), ms(100));
     // Polling a again keeps the same reservation.
     assert_ready_ok!(poll_ready(&mut ta, &mut a));
 
@@ -111,7 +112,8 @@ async fn a_reservation_is_held_until_call_and_given_back_on_drop() {
     assert_ready_ok!(poll_ready(&mut tb, &mut b));
     assert_eq!(b.call(7).await.unwrap(), 7);
     let mut c = svc.clone();
-    assert!(poll_ready(&mut spawn(()), &mut c).is_ready(), "c is refused, not left pending");
+    assert_ready_ok!(poll_ready(&mut spawn(()), &mut c), "c is refused, not left pending");
+    assert!(c.call(8).await.is_err());
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -120,10 +122,8 @@ async fn a_clone_starts_unready() {
     let mut a = svc.clone();
     assert_ready_ok!(poll_ready(&mut spawn(()), &mut a));
     let mut b = a.clone();
-    assert!(
-        matches!(poll_ready(&mut spawn(()), &mut b), Poll::Ready(Err(_))),
-        "the clone holds no reservation"
-    );
+    assert_ready_ok!(poll_ready(&mut spawn(()), &mut b));
+    assert!(b.call(2).await.is_err(), "the clone holds no reservation");
     assert_eq!(a.call(1).await.unwrap(), 1);
 }
 
@@ -190,10 +190,8 @@ async fn wait_mode_refuses_at_once_past_max_wait() {
     let (mut a, mut b, mut c) = (svc.clone(), svc.clone(), svc.clone());
     assert_ready_ok!(poll_ready(&mut spawn(()), &mut a));
     assert_pending!(poll_ready(&mut spawn(()), &mut b)); // slot at 100ms
-    let Poll::Ready(Err(err)) = poll_ready(&mut spawn(()), &mut c) else {
-        panic!("c would wait 200ms > 150ms")
-    };
-    assert_eq!(retry_after(&err), ms(200));
+    assert_ready_ok!(poll_ready(&mut spawn(()), &mut c), "c would wait 200ms > 150ms: refused at once");
+    assert_eq!(retry_after(&c.call(2).await.unwrap_err()), ms(200));
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -366,8 +364,8 @@ async fn leaky_bucket_spaces_requests_and_rejects_when_the_queue_is_full() {
     assert_ready_ok!(poll_ready(&mut tasks[0], &mut services[0]));
     assert_pending!(poll_ready(&mut tasks[1], &mut services[1]));
     assert_pending!(poll_ready(&mut tasks[2], &mut services[2]));
-    let Poll::Ready(Err(err)) = poll_ready(&mut tasks[3], &mut services[3]) else { panic!("queue full") };
-    assert_eq!(retry_after(&err), ms(300));
+    assert_ready_ok!(poll_ready(&mut tasks[3], &mut services[3]), "queue full: refused at once");
+    assert_eq!(retry_after(&services[3].call(3).await.unwrap_err()), ms(300));
     assert_eq!(layer.handle().tier("global").unwrap().status().unwrap().queued, 2);
 
     let mut departures = Vec::new();
@@ -588,4 +586,20 @@ async fn a_custom_store_plugs_in_without_changing_the_layer() {
     assert_eq!((store.acquired.load(Ordering::Relaxed), store.refunded.load(Ordering::Relaxed)), (2, 1));
     assert_eq!(store.status(&2, tokio::time::Instant::now()).unwrap().remaining, 1);
     assert_eq!(layer.handle().status(&1u32).unwrap().remaining, 0);
+}
+
+/// `Buffer` treats a failed `poll_ready` as a dead service and fails every later call; a
+/// refusal therefore surfaces from `call`, never from `poll_ready`.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn behind_a_buffer_a_refusal_does_not_kill_the_service() {
+    let layer: RateLimitLayer<u32> = global(Quota::per_second(10).burst(1));
+    let svc = tower::buffer::Buffer::new(layer.layer(Echo), 8);
+    assert_eq!(svc.clone().oneshot(1).await.unwrap(), 1);
+    let err = svc.clone().oneshot(2).await.unwrap_err();
+    assert!(
+        palisade_core::rejection::find::<palisade_core::rejection::RateLimited>(err.as_ref()).is_some(),
+        "{err}"
+    );
+    advance(ms(100)).await;
+    assert_eq!(svc.clone().oneshot(3).await.unwrap(), 3, "the buffer's worker is still alive");
 }
