@@ -2,10 +2,11 @@
 //! window log and counter, fixed window — global or per key, several tiers at once, rejecting
 //! at once or waiting.
 //!
-//! [`RateLimitLayer`] keeps its limits in an `Arc` shared by every clone of the service, so it
-//! limits behind axum and hyper, which clone the service per request (tower's own
-//! `RateLimit` keeps its window per clone and limits nothing there). All time comes from
-//! `tokio::time`, so tests run with a paused clock.
+//! [`RateLimitLayer`] keeps its limits in an `Arc` shared by every service it makes and every
+//! clone of those, so it limits behind axum and hyper, which clone the service per request or
+//! build it per connection (tower's own `RateLimit` keeps its window in each service value,
+//! so there it limits each connection, not the server). All time comes from `tokio::time`, so
+//! tests run with a paused clock.
 //!
 //! # Example
 //!
@@ -55,8 +56,8 @@
 //! a reservation is taken there (and `poll_ready` stays pending while it waits), `call`
 //! spends it, and a service dropped after `poll_ready` without `call` gives it back. A
 //! refusal never fails `poll_ready` (which `Buffer` or hyper would take as a dead service):
-//! as with tower's `LoadShed`, `poll_ready` is ready and `call` answers with the rejection. Keys,
-//! weights and conditions need the request, so such layers admit in `call`; a waiting
+//! as with tower's `LoadShed`, `poll_ready` is ready and `call` answers with the rejection.
+//! Keys, weights and conditions need the request, so such layers admit in `call`; a waiting
 //! request then waits in its response future, holding the inner service it will call, and
 //! dropping that future gives its reservation back. A request refused by a later tier gives
 //! back what earlier tiers admitted, so a refusal never spends tokens.

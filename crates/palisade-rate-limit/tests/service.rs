@@ -76,8 +76,8 @@ async fn extreme_settings_do_not_panic() {
     assert!(retry_after(&reject.clone().oneshot(2).await.unwrap_err()) == Quota::MAX_PERIOD);
 }
 
-/// tower's `RateLimit` keeps its window in each clone, so a server that clones the service
-/// per request (axum, hyper) is never limited. Here every request goes through a fresh clone.
+/// axum clones the service per request: every request here goes through a fresh clone, and
+/// the limit holds across them.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn every_clone_shares_one_limit() {
     let svc = global(Quota::per_second(1).burst(3)).layer(Echo);
