@@ -13,7 +13,8 @@ fn baseline(c: &mut Criterion) {
         b.iter(|| rt.block_on(async { svc.ready().await.expect("ready").call(1).await }));
     });
     group.bench_function("empty ServiceBuilder", |b| {
-        let mut svc = ServiceBuilder::new().service(service_fn(|x: u64| async move { Ok::<_, Infallible>(x) }));
+        let mut svc =
+            ServiceBuilder::new().service(service_fn(|x: u64| async move { Ok::<_, Infallible>(x) }));
         b.iter(|| rt.block_on(async { svc.ready().await.expect("ready").call(1).await }));
     });
     group.finish();

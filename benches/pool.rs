@@ -12,8 +12,9 @@ use tower::discover::ServiceList;
 use tower::load::Constant;
 use tower::{service_fn, Service, ServiceExt};
 
-fn noop() -> impl Service<u64, Response = u64, Error = Infallible, Future = std::future::Ready<Result<u64, Infallible>>> + Clone
-{
+fn noop(
+) -> impl Service<u64, Response = u64, Error = Infallible, Future = std::future::Ready<Result<u64, Infallible>>>
+       + Clone {
     service_fn(|x: u64| std::future::ready(Ok::<_, Infallible>(x)))
 }
 
@@ -38,7 +39,11 @@ impl deadpool::managed::Manager for DeadConns {
         Ok(7)
     }
 
-    async fn recycle(&self, _: &mut u64, _: &deadpool::managed::Metrics) -> deadpool::managed::RecycleResult<Infallible> {
+    async fn recycle(
+        &self,
+        _: &mut u64,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Infallible> {
         Ok(())
     }
 }

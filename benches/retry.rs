@@ -58,7 +58,9 @@ impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for TowerBudgetPolicy
     }
 }
 
-fn noop() -> impl Service<u64, Response = u64, Error = Infallible, Future = std::future::Ready<Result<u64, Infallible>>> + Clone {
+fn noop(
+) -> impl Service<u64, Response = u64, Error = Infallible, Future = std::future::Ready<Result<u64, Infallible>>>
+       + Clone {
     service_fn(|x: u64| std::future::ready(Ok::<_, Infallible>(x)))
 }
 
@@ -77,7 +79,11 @@ fn once<S: Service<u64>>(svc: &mut S, cx: &mut Context<'_>) -> Option<S::Respons
     }
 }
 
-fn bench<S: Service<u64>>(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, name: &str, mut svc: S) {
+fn bench<S: Service<u64>>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    mut svc: S,
+) {
     let mut cx = Context::from_waker(Waker::noop());
     group.bench_function(name, |b| b.iter(|| black_box(once(&mut svc, &mut cx))));
 }
@@ -88,18 +94,24 @@ fn retry(c: &mut Criterion) {
     let mut group = c.benchmark_group("retry");
 
     bench(&mut group, "bare", noop());
-    bench(&mut group, "tower Retry (never-retry policy)", tower::retry::RetryLayer::new(NeverRetry).layer(noop()));
+    bench(
+        &mut group,
+        "tower Retry (never-retry policy)",
+        tower::retry::RetryLayer::new(NeverRetry).layer(noop()),
+    );
     bench(
         &mut group,
         "tower Retry (TpsBudget policy)",
-        tower::retry::RetryLayer::new(TowerBudgetPolicy(std::sync::Arc::new(tower::retry::budget::TpsBudget::new(
-            Duration::from_secs(10),
-            10,
-            0.2,
-        ))))
+        tower::retry::RetryLayer::new(TowerBudgetPolicy(std::sync::Arc::new(
+            tower::retry::budget::TpsBudget::new(Duration::from_secs(10), 10, 0.2),
+        )))
         .layer(noop()),
     );
-    bench(&mut group, "palisade RetryLayer (default budget)", RetryLayer::builder().build().unwrap().layer(noop()));
+    bench(
+        &mut group,
+        "palisade RetryLayer (default budget)",
+        RetryLayer::builder().build().unwrap().layer(noop()),
+    );
     bench(
         &mut group,
         "palisade RetryLayer (no budget)",
@@ -108,16 +120,35 @@ fn retry(c: &mut Criterion) {
     bench(
         &mut group,
         "palisade RetryLayer (gRPC token bucket)",
-        RetryLayer::builder().budget(RetryBudget::token_bucket(10, 0.1).unwrap()).build().unwrap().layer(noop()),
+        RetryLayer::builder()
+            .budget(RetryBudget::token_bucket(10, 0.1).unwrap())
+            .build()
+            .unwrap()
+            .layer(noop()),
     );
     bench(
         &mut group,
         "tower-resilience retry",
-        tower_resilience_retry::RetryLayer::<u64, u64, Infallible>::builder().max_attempts(3).build().layer(noop()),
+        tower_resilience_retry::RetryLayer::<u64, u64, Infallible>::builder()
+            .max_attempts(3)
+            .build()
+            .layer(noop()),
     );
-    bench(&mut group, "tower Timeout", tower::timeout::TimeoutLayer::new(Duration::from_secs(1)).layer(noop()));
-    bench(&mut group, "palisade TimeoutLayer", TimeoutLayer::new(Duration::from_secs(1)).unwrap().layer(noop()));
-    bench(&mut group, "palisade HedgeLayer (no hedge needed)", HedgeLayer::builder().build().unwrap().layer(noop()));
+    bench(
+        &mut group,
+        "tower Timeout",
+        tower::timeout::TimeoutLayer::new(Duration::from_secs(1)).layer(noop()),
+    );
+    bench(
+        &mut group,
+        "palisade TimeoutLayer",
+        TimeoutLayer::new(Duration::from_secs(1)).unwrap().layer(noop()),
+    );
+    bench(
+        &mut group,
+        "palisade HedgeLayer (no hedge needed)",
+        HedgeLayer::builder().build().unwrap().layer(noop()),
+    );
     group.finish();
 }
 

@@ -16,8 +16,9 @@ use palisade::retry::RetryLayer;
 use tower::layer::util::Identity;
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 
-fn noop() -> impl Service<u64, Response = u64, Error = Infallible, Future = std::future::Ready<Result<u64, Infallible>>> + Clone
-{
+fn noop(
+) -> impl Service<u64, Response = u64, Error = Infallible, Future = std::future::Ready<Result<u64, Infallible>>>
+       + Clone {
     service_fn(|x: u64| std::future::ready(Ok::<_, Infallible>(x)))
 }
 
@@ -25,8 +26,12 @@ fn rate_limit() -> RateLimitLayer<u64> {
     RateLimitLayer::builder().quota(Quota::per_second(u32::MAX).burst(u32::MAX)).build().unwrap()
 }
 
-fn bench_one<S>(rt: &tokio::runtime::Runtime, c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, name: &str, svc: S)
-where
+fn bench_one<S>(
+    rt: &tokio::runtime::Runtime,
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    svc: S,
+) where
     S: Service<u64> + Clone,
     S::Error: std::fmt::Debug,
 {
@@ -42,7 +47,12 @@ fn stack(c: &mut Criterion) {
     let mut g = c.benchmark_group("stack");
     bench_one(&rt, &mut g, "bare", Identity::new().layer(noop()));
     bench_one(&rt, &mut g, "rate limit", rate_limit().layer(noop()));
-    bench_one(&rt, &mut g, "bulkhead", BulkheadLayer::builder().max_concurrent(1024).build().unwrap().layer(noop()));
+    bench_one(
+        &rt,
+        &mut g,
+        "bulkhead",
+        BulkheadLayer::builder().max_concurrent(1024).build().unwrap().layer(noop()),
+    );
     bench_one(&rt, &mut g, "circuit breaker", CircuitBreakerLayer::builder().build().unwrap().layer(noop()));
     bench_one(&rt, &mut g, "retry", RetryLayer::builder().build().unwrap().layer(noop()));
     bench_one(&rt, &mut g, "timeout", TimeoutLayer::new(Duration::from_secs(10)).unwrap().layer(noop()));

@@ -95,7 +95,8 @@ async fn channel_with_retry_breaker_and_rate_limit() {
         .build()
         .unwrap();
     let breaker_handle = breaker.handle();
-    let limit = RateLimitLayer::builder().name("greeter").quota(Quota::per_second(1).burst(6)).build().unwrap();
+    let limit =
+        RateLimitLayer::builder().name("greeter").quota(Quota::per_second(1).burst(6)).build().unwrap();
 
     let client = ServiceBuilder::new()
         .layer(GrpcRejectionLayer::new())
@@ -124,7 +125,8 @@ async fn channel_with_retry_breaker_and_rate_limit() {
     // The open breaker answers UNAVAILABLE with its wait as pushback, without a server call.
     let status = say_hello(client.clone(), "e").await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
-    let pushback: u64 = status.metadata().get("grpc-retry-pushback-ms").unwrap().to_str().unwrap().parse().unwrap();
+    let pushback: u64 =
+        status.metadata().get("grpc-retry-pushback-ms").unwrap().to_str().unwrap().parse().unwrap();
     assert!(pushback > 59_000 && pushback <= 60_000, "{pushback}");
     assert_eq!(script.calls(), 5);
 

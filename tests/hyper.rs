@@ -47,11 +47,7 @@ async fn retry_and_per_host_breaker_around_a_hyper_client() {
         .build()
         .unwrap();
     let retries = retry.handle();
-    let http = ServiceBuilder::new()
-        .layer(retry)
-        .layer(breaker)
-        .map_err(BoxError::from)
-        .service(client());
+    let http = ServiceBuilder::new().layer(retry).layer(breaker).map_err(BoxError::from).service(client());
 
     let get = |addr: std::net::SocketAddr| {
         Request::get(format!("http://{addr}/")).body(Full::new(Bytes::new())).unwrap()

@@ -22,10 +22,8 @@ fn scratch_dir(name: &str) -> PathBuf {
 async fn exit_75_is_retried_until_the_program_succeeds() {
     let dir = scratch_dir("retry");
     // A program that fails with EX_TEMPFAIL on its first run and succeeds on the second.
-    let script = format!(
-        "if [ -e '{0}/ran' ]; then echo ok; else touch '{0}/ran'; exit 75; fi",
-        dir.display()
-    );
+    let script =
+        format!("if [ -e '{0}/ran' ]; then echo ok; else touch '{0}/ran'; exit 75; fi", dir.display());
     let program = ProcessService::builder("/bin/sh").arg("-c").arg(script).build().unwrap();
     let retry = RetryLayer::builder()
         .name("program")
@@ -66,7 +64,8 @@ async fn timeout_rejects_and_kills_the_child() {
 #[tokio::test]
 async fn bulkhead_sheds_a_second_child_while_one_runs() {
     let program = ProcessService::builder("/bin/sh").arg("-c").arg("sleep 0.05; echo done").build().unwrap();
-    let bulkhead = BulkheadLayer::builder().name("children").max_concurrent(1).max_wait(Duration::ZERO).build().unwrap();
+    let bulkhead =
+        BulkheadLayer::builder().name("children").max_concurrent(1).max_wait(Duration::ZERO).build().unwrap();
     let permits = bulkhead.handle();
     let mut first = ServiceBuilder::new().layer(bulkhead).service(program);
     let mut second = first.clone();

@@ -115,11 +115,46 @@ struct Phase {
 
 /// The backend's script, as fractions of the run.
 const PHASES: [Phase; 5] = [
-    Phase { name: "healthy", until: 0.2, errors: 0.01, latency_rate: 0.05, latency: Duration::from_millis(5), hangs: 0.0 },
-    Phase { name: "slow", until: 0.4, errors: 0.05, latency_rate: 0.6, latency: Duration::from_millis(60), hangs: 0.002 },
-    Phase { name: "failing", until: 0.6, errors: 0.45, latency_rate: 0.1, latency: Duration::from_millis(10), hangs: 0.01 },
-    Phase { name: "outage", until: 0.75, errors: 1.0, latency_rate: 0.0, latency: Duration::from_millis(1), hangs: 0.0 },
-    Phase { name: "recovering", until: 1.01, errors: 0.02, latency_rate: 0.05, latency: Duration::from_millis(5), hangs: 0.0 },
+    Phase {
+        name: "healthy",
+        until: 0.2,
+        errors: 0.01,
+        latency_rate: 0.05,
+        latency: Duration::from_millis(5),
+        hangs: 0.0,
+    },
+    Phase {
+        name: "slow",
+        until: 0.4,
+        errors: 0.05,
+        latency_rate: 0.6,
+        latency: Duration::from_millis(60),
+        hangs: 0.002,
+    },
+    Phase {
+        name: "failing",
+        until: 0.6,
+        errors: 0.45,
+        latency_rate: 0.1,
+        latency: Duration::from_millis(10),
+        hangs: 0.01,
+    },
+    Phase {
+        name: "outage",
+        until: 0.75,
+        errors: 1.0,
+        latency_rate: 0.0,
+        latency: Duration::from_millis(1),
+        hangs: 0.0,
+    },
+    Phase {
+        name: "recovering",
+        until: 1.01,
+        errors: 0.02,
+        latency_rate: 0.05,
+        latency: Duration::from_millis(5),
+        hangs: 0.0,
+    },
 ];
 
 fn phase_at(progress: f64) -> Phase {
@@ -272,7 +307,9 @@ async fn start_front(backend: SocketAddr) -> Result<(SocketAddr, Handles), BoxEr
                 }
             }),
         )
-        .route_layer(ServiceBuilder::new().layer(HttpRejectionLayer::new()).layer(rate_limit).layer(bulkhead));
+        .route_layer(
+            ServiceBuilder::new().layer(HttpRejectionLayer::new()).layer(rate_limit).layer(bulkhead),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -325,9 +362,11 @@ fn load_clients(rate: u32) -> Vec<LoadClient> {
     let mut clients: Vec<LoadClient> = (0..6)
         .map(|i| LoadClient { id: format!("client-{i}"), kind: "well-behaved", per_second: rate * 0.6 / 6.0 })
         .collect();
-    clients.extend(
-        (0..2).map(|i| LoadClient { id: format!("abuser-{i}"), kind: "abusive", per_second: rate * 0.4 / 2.0 }),
-    );
+    clients.extend((0..2).map(|i| LoadClient {
+        id: format!("abuser-{i}"),
+        kind: "abusive",
+        per_second: rate * 0.4 / 2.0,
+    }));
     clients
 }
 
@@ -354,7 +393,8 @@ async fn drive(front: SocketAddr, clients: Vec<LoadClient>, until: Instant, resu
                 let kind = client.kind;
                 inflight.spawn(async move {
                     let started = Instant::now();
-                    let outcome = match tokio::time::timeout(Duration::from_secs(5), http.request(req)).await {
+                    let outcome = match tokio::time::timeout(Duration::from_secs(5), http.request(req)).await
+                    {
                         Ok(Ok(res)) => {
                             let stale = res.headers().contains_key("x-fallback");
                             let status = res.status().as_u16();
@@ -389,7 +429,10 @@ fn layer_table(h: &Handles, chaos: &ChaosHandle, backend_served: u64) -> String 
     let ch = chaos.snapshot();
     let mut s = String::new();
     let rows = [
-        ("rate limit (per client)", format!("admitted {:>7}  rejected {:>7}  keys {}", rl.admitted, rl.rejected, rl.keys)),
+        (
+            "rate limit (per client)",
+            format!("admitted {:>7}  rejected {:>7}  keys {}", rl.admitted, rl.rejected, rl.keys),
+        ),
         (
             "bulkhead",
             format!(
@@ -442,14 +485,14 @@ fn percentile(sorted: &[u32], p: f64) -> Duration {
 }
 
 fn summary(results: &mut Results) -> String {
-    let mut s = String::from(
-        "  clients        sent   fresh   stale     429     503     504  other   p50      p99\n",
-    );
+    let mut s =
+        String::from("  clients        sent   fresh   stale     429     503     504  other   p50      p99\n");
     for (kind, t) in &mut results.kinds {
         t.latencies_us.sort_unstable();
         let get = |code| t.by_status.get(&code).copied().unwrap_or(0);
         let other: u64 =
-            t.by_status.iter().filter(|(c, _)| ![429, 503, 504].contains(*c)).map(|(_, n)| n).sum::<u64>() + t.errors;
+            t.by_status.iter().filter(|(c, _)| ![429, 503, 504].contains(*c)).map(|(_, n)| n).sum::<u64>()
+                + t.errors;
         let _ = writeln!(
             s,
             "  {kind:<12} {:>6}  {:>6}  {:>6}  {:>6}  {:>6}  {:>6}  {:>5}  {:>7.1?} {:>7.1?}",
@@ -479,7 +522,9 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     if let Some(requests) = args.soak {
-        println!("storm --soak: {requests} requests through the full stack (30 % fail, 1 % hang, 0.1 % panic)");
+        println!(
+            "storm --soak: {requests} requests through the full stack (30 % fail, 1 % hang, 0.1 % panic)"
+        );
         let report = soak::run(requests, 512, args.seed).await?;
         println!("{report:#?}");
         println!("memory end / after warm-up: {:.3}", report.memory_ratio());

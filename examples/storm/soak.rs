@@ -6,7 +6,7 @@
 #![allow(unreachable_pub)] // shared with tests/soak.rs through `#[path]`
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,10 +92,15 @@ fn stack(
         .name("soak")
         .fallback_fn(|_ctx: FallbackContext<u64, u64>| async { Ok::<_, BoxError>(u64::MAX) })
         .build()?;
-    let bulkhead =
-        BulkheadLayer::builder().name("soak").max_concurrent(256).max_queue(512).max_wait(Duration::from_millis(50)).build()?;
+    let bulkhead = BulkheadLayer::builder()
+        .name("soak")
+        .max_concurrent(256)
+        .max_queue(512)
+        .max_wait(Duration::from_millis(50))
+        .build()?;
     let handle = bulkhead.handle();
-    let limit = RateLimitLayer::builder().name("soak").quota(Quota::per_second(1_000_000).burst(10_000)).build()?;
+    let limit =
+        RateLimitLayer::builder().name("soak").quota(Quota::per_second(1_000_000).burst(10_000)).build()?;
     let svc = ServiceBuilder::new()
         .layer(limit)
         .layer(bulkhead)
