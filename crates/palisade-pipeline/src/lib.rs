@@ -25,104 +25,132 @@
 //!
 //! # Example: a notification pipeline
 //!
-//! Validate → rate check → deliver through a breaker per channel → track. Here the
-//! per-channel protection is tower's `TimeoutLayer`; with palisade's circuit breaker and rate
-//! limiter, `CircuitBreakerLayer` goes where the timeout is and `RateLimitLayer` can wrap the
-//! delivery stage (or the whole pipeline) in the same way.
+//! Validate → rate check → deliver → track, with palisade's own layers on single stages:
+//! a [`RateLimitLayer`](https://docs.rs/palisade-rate-limit) keyed per user around the rate
+//! check, and a [`CircuitBreakerLayer`](https://docs.rs/palisade-circuit-breaker) keyed per
+//! channel around delivery, so that a dead SMS gateway opens the SMS breaker only while email
+//! and push keep flowing.
 //!
 //! ```
 //! use std::sync::atomic::{AtomicUsize, Ordering};
-//! use std::sync::{Arc, Mutex};
+//! use std::sync::Arc;
 //! use std::time::Duration;
 //!
 //! use futures_util::{stream, StreamExt};
+//! use palisade_circuit_breaker::{CircuitBreakerLayer, State};
+//! use palisade_core::rejection::{CircuitOpen, RateLimited};
 //! use palisade_core::BoxError;
-//! use palisade_pipeline::{PipelineService, Order};
-//! use tower::steer::Steer;
-//! use tower::timeout::TimeoutLayer;
-//! use tower::util::BoxCloneService;
-//! use tower::{service_fn, Layer};
+//! use palisade_pipeline::{Order, PipelineService, StageError};
+//! use palisade_rate_limit::{Quota, RateLimitLayer};
+//! use tower::{service_fn, ServiceExt};
 //!
-//! #[derive(Clone, Debug)]
+//! #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 //! enum Channel { Email, Sms, Push }
 //!
 //! #[derive(Clone, Debug)]
 //! struct Notification { user: u64, channel: Channel, body: String }
 //!
 //! #[derive(Debug)]
-//! struct Receipt { user: u64, via: &'static str }
-//!
-//! /// A delivery backend for one channel, behind its own breaker (a timeout here).
-//! fn channel(name: &'static str, fails: bool) -> BoxCloneService<Notification, Receipt, BoxError> {
-//!     let send = service_fn(move |n: Notification| async move {
-//!         if fails { return Err::<_, BoxError>(format!("{name} gateway down").into()); }
-//!         Ok(Receipt { user: n.user, via: name })
-//!     });
-//!     // palisade: CircuitBreakerLayer::builder().name(name).build()?.layer(send)
-//!     BoxCloneService::new(TimeoutLayer::new(Duration::from_secs(2)).layer(send))
-//! }
+//! struct Receipt { user: u64, via: Channel }
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), BoxError> {
-//! // One delivery service per channel, picked by the notification's channel.
-//! let deliver = Steer::new(
-//!     vec![channel("email", false), channel("sms", true), channel("push", false)],
-//!     |n: &Notification, _: &[_]| match n.channel { Channel::Email => 0, Channel::Sms => 1, Channel::Push => 2 },
-//! );
+//! // Three notifications per user per hour. Over quota, a notification is not dropped
+//! // silently: it comes out as the rate check's `StageError`, holding `RateLimited` (with
+//! // its `retry_after`) and, thanks to `keep_failed_items`, the notification to reschedule.
+//! let per_user = RateLimitLayer::builder()
+//!     .name("per-user")
+//!     .keyed(Quota::per_hour(3), |n: &Notification| n.user)
+//!     .build()?;
+//! let admit = service_fn(|n: Notification| async move { Ok::<_, BoxError>(n) });
 //!
-//! // A per-user quota: over-quota notifications are dropped, not failed.
-//! let sent_per_user = Arc::new(Mutex::new([0u32; 8]));
-//! let quota = service_fn(move |n: Notification| {
-//!     let sent = sent_per_user.clone();
+//! // One breaker per channel: three failures in a row open that channel's breaker alone.
+//! let per_channel = CircuitBreakerLayer::builder()
+//!     .name("deliver")
+//!     .consecutive_failures(3)
+//!     .wait_in_open(Duration::from_secs(30))
+//!     .build_keyed(|n: &Notification| n.channel)?;
+//! let breakers = per_channel.handle();
+//!
+//! // The gateways: SMS is down.
+//! let sms_attempts = Arc::new(AtomicUsize::new(0));
+//! let attempts = sms_attempts.clone();
+//! let gateway = service_fn(move |n: Notification| {
+//!     let attempts = attempts.clone();
 //!     async move {
-//!         let mut sent = sent.lock().unwrap();
-//!         let count = &mut sent[(n.user % 8) as usize];
-//!         *count += 1;
-//!         Ok::<_, BoxError>((*count <= 2).then_some(n))
+//!         if n.channel == Channel::Sms {
+//!             attempts.fetch_add(1, Ordering::Relaxed);
+//!             return Err::<Receipt, BoxError>("SMS gateway down".into());
+//!         }
+//!         Ok(Receipt { user: n.user, via: n.channel })
 //!     }
 //! });
 //!
-//! let delivered = Arc::new(AtomicUsize::new(0));
-//! let tracked = delivered.clone();
-//! let failed = Arc::new(Mutex::new(Vec::new()));
-//! let dead_letters = failed.clone();
-//!
+//! let tracked = Arc::new(AtomicUsize::new(0));
+//! let track = tracked.clone();
 //! let pipeline = PipelineService::builder::<Notification>()
 //!     .name("notify")
 //!     .filter("validate", |n: &Notification| !n.body.is_empty())
-//!     .filter_map("rate-check", quota)
-//!     .stage("deliver", deliver)
+//!     .layered("rate-check", per_user, admit)
+//!     .keep_failed_items()
+//!     .layered("deliver", per_channel, gateway)
 //!     .concurrency(8)
-//!     .dead_letter(move |letter| dead_letters.lock().unwrap().push(letter.into_parts().0))
 //!     .map("track", move |receipt: Receipt| {
-//!         tracked.fetch_add(1, Ordering::Relaxed);
+//!         track.fetch_add(1, Ordering::Relaxed);
 //!         receipt
 //!     })
 //!     .order(Order::Completion)
 //!     .build()?;
 //!
-//! let notifications = (0..12u64).map(|i| Notification {
-//!     user: i % 4,
-//!     channel: [Channel::Email, Channel::Sms, Channel::Push][(i % 3) as usize].clone(),
+//! // Four notifications for each of users 0..4, round the channels; #5 has no body.
+//! let channels = [Channel::Email, Channel::Sms, Channel::Push];
+//! let notifications = (0..16u64).map(move |i| Notification {
+//!     user: i / 4,
+//!     channel: channels[(i % 3) as usize],
 //!     body: if i == 5 { String::new() } else { format!("hello #{i}") },
 //! });
-//! let receipts: Vec<Receipt> = pipeline
-//!     .process_stream(stream::iter(notifications))
-//!     .filter_map(|r| async move { r.ok() })
-//!     .collect()
-//!     .await;
+//! let mut results = pipeline.process_stream(stream::iter(notifications));
+//! let (mut receipts, mut errors) = (Vec::new(), Vec::<StageError>::new());
+//! while let Some(result) = results.next().await {
+//!     match result {
+//!         Ok(receipt) => receipts.push(receipt),
+//!         Err(e) => errors.push(e), // the item's stage and error; the stream goes on
+//!     }
+//! }
+//! let failed_at = |stage: &str| errors.iter().filter(|e| e.stage() == stage).count();
 //!
-//! let snapshot = pipeline.handle().snapshot();
-//! assert_eq!(snapshot.stage("validate").unwrap().filtered, 1);   // the empty body
-//! assert_eq!(snapshot.stage("rate-check").unwrap().filtered, 3); // over quota
-//! let undelivered = failed.lock().unwrap().len();                 // SMS gateway down
-//! assert_eq!(receipts.len() + undelivered, 12 - 1 - 3);
-//! assert_eq!(delivered.load(Ordering::Relaxed), receipts.len());
-//! assert!(receipts.iter().all(|r| r.via != "sms"));
+//! // Users 0, 2 and 3 sent a fourth notification (user 1's fourth was invalid).
+//! assert_eq!(pipeline.handle().snapshot().stage("validate").unwrap().filtered, 1);
+//! assert_eq!(failed_at("rate-check"), 3);
+//! let mut limited = Vec::new();
+//! for e in errors.iter().filter(|e| e.stage() == "rate-check") {
+//!     let rejection = e.error().downcast_ref::<RateLimited>().unwrap();
+//!     assert_eq!(rejection.retry_after(), Duration::from_secs(20 * 60)); // the next token
+//!     limited.push(e.item::<Notification>().unwrap().body.clone());
+//! }
+//! limited.sort();
+//! assert_eq!(limited, ["hello #11", "hello #15", "hello #3"]);
+//!
+//! // Of the 12 admitted, the 4 emails and 3 pushes were delivered; the 5 SMS failed:
+//! // 3 reached the gateway and opened the SMS breaker, which refused the other 2.
+//! assert_eq!(receipts.len(), 7);
+//! assert!(receipts.iter().all(|r| r.via != Channel::Sms));
+//! assert_eq!(tracked.load(Ordering::Relaxed), 7);
+//! assert_eq!(failed_at("deliver"), 5);
+//! assert_eq!(sms_attempts.load(Ordering::Relaxed), 3);
+//! let refused = errors.iter().filter(|e| e.error().is::<CircuitOpen>()).count();
+//! assert_eq!(refused, 2);
+//! assert_eq!(breakers.get(&Channel::Sms).unwrap().state(), State::Open);
+//! assert_eq!(breakers.get(&Channel::Email).unwrap().state(), State::Closed);
+//! assert_eq!(breakers.get(&Channel::Push).unwrap().state(), State::Closed);
 //!
 //! // The same pipeline is a `Service` for one notification at a time.
-//! use tower::ServiceExt;
-//! let one = Notification { user: 6, channel: Channel::Push, body: "hi".into() };
-//! assert!(pipeline.oneshot(one).await?.into_item().is_some());
+//! let push = Notification { user: 7, channel: Channel::Push, body: "hi".into() };
+//! assert!(pipeline.clone().oneshot(push).await?.into_item().is_some());
+//! let sms = Notification { user: 7, channel: Channel::Sms, body: "hi".into() };
+//! let err = pipeline.oneshot(sms).await.unwrap_err();
+//! assert_eq!(err.stage(), "deliver");
+//! assert!(err.error().is::<CircuitOpen>()); // refused at once, the gateway is spared
+//! assert_eq!(sms_attempts.load(Ordering::Relaxed), 3);
 //! # Ok(()) }
 //! ```
 //!
