@@ -1,1 +1,0 @@
-//! Test mocks and helpers shared by palisade's crates (not published).
