@@ -114,3 +114,25 @@ async fn client_errors_do_not_open_the_breaker() {
     }
     assert_eq!(handle.state(), State::Closed);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_request_costing_more_than_the_burst_gets_413() {
+    let weighted = RateLimitLayer::builder()
+        .name("uploads")
+        .quota(Quota::per_second(10).burst(10))
+        .weight(|req: &Request<Body>| {
+            req.headers().get("x-items").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1)
+        })
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/batch", get(|| async { "stored" }))
+        .route_layer(ServiceBuilder::new().http_rejections().layer(weighted));
+    let batch = |items: u32| Request::get("/batch").header("x-items", items).body(Body::empty()).unwrap();
+    assert_eq!(app.clone().oneshot(batch(10)).await.unwrap().status(), StatusCode::OK);
+    let res = app.clone().oneshot(batch(11)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE, "can never fit: not a 429 to retry");
+    assert!(res.headers().get("retry-after").is_none());
+    let res = app.clone().oneshot(batch(1)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "the first batch spent the burst");
+}

@@ -188,14 +188,16 @@ impl<Res, Err: 'static> Classify<Res, Err> for DefaultClassifier {
 /// How [`DefaultClassifier`] (and the protocol classifiers) judge an error value.
 ///
 /// A `BoxError` holding a palisade rejection anywhere in its source chain gives that
-/// rejection's `retry_after` as the hint; [`RejectionKind::Closed`] is not retryable. Every
-/// other error is a retryable failure.
+/// rejection's `retry_after` as the hint; [`RejectionKind::Closed`] is a failure that is not
+/// retryable, and [`RejectionKind::ExceedsCapacity`] (the caller asked for more than a limit
+/// can ever give) is ignored and not retryable. Every other error is a retryable failure.
 pub fn classify_error<E: 'static>(err: &E) -> Classification {
     let any: &dyn std::any::Any = err;
     let rejection =
         if let Some(boxed) = any.downcast_ref::<BoxError>() { find_rejection(boxed.as_ref()) } else { None };
     match rejection {
         Some(r) if r.kind() == RejectionKind::Closed => Classification::failure(),
+        Some(r) if r.kind() == RejectionKind::ExceedsCapacity => Classification::ignored(),
         Some(r) => Classification::retryable_failure().with_retry_after(r.retry_after()),
         None => Classification::retryable_failure(),
     }

@@ -2,7 +2,7 @@
 //!
 //! Each way to refuse is its own small type ([`CircuitOpen`], [`RateLimited`],
 //! [`BulkheadFull`], [`Overloaded`], [`TimedOut`], [`Throttled`], [`BudgetExhausted`],
-//! [`Closed`]). They travel as [`tower::BoxError`](crate::BoxError) like every other error in a
+//! [`Closed`], [`CostExceedsCapacity`]). They travel as [`tower::BoxError`](crate::BoxError) like every other error in a
 //! tower stack; [`find_rejection`] finds one inside any error, through source chains, and
 //! [`find`] looks for one concrete type.
 //!
@@ -46,6 +46,8 @@ pub enum RejectionKind {
     BudgetExhausted,
     /// The service or pool was shut down.
     Closed,
+    /// The request can never be admitted: its cost is above the limit's whole capacity.
+    ExceedsCapacity,
 }
 
 impl RejectionKind {
@@ -60,6 +62,7 @@ impl RejectionKind {
             Self::Throttled => "throttled",
             Self::BudgetExhausted => "budget_exhausted",
             Self::Closed => "closed",
+            Self::ExceedsCapacity => "exceeds_capacity",
         }
     }
 }
@@ -134,7 +137,17 @@ macro_rules! rejections {
     };
 }
 
-rejections!(CircuitOpen, RateLimited, BulkheadFull, Overloaded, TimedOut, Throttled, BudgetExhausted, Closed);
+rejections!(
+    CircuitOpen,
+    RateLimited,
+    BulkheadFull,
+    Overloaded,
+    TimedOut,
+    Throttled,
+    BudgetExhausted,
+    Closed,
+    CostExceedsCapacity
+);
 
 macro_rules! rejection_impl {
     ($ty:ident, $kind:ident, $retry:expr) => {
@@ -429,3 +442,52 @@ impl fmt::Display for Closed {
 }
 
 rejection_impl!(Closed, Closed, |_: &Closed| None);
+
+/// The limit `name` (tier `tier`) can never admit this request: its cost is above the
+/// tier's whole capacity, so waiting would not help and retrying is pointless.
+#[derive(Clone, Debug)]
+pub struct CostExceedsCapacity {
+    name: Arc<str>,
+    tier: Arc<str>,
+    cost: u32,
+    capacity: u32,
+}
+
+impl CostExceedsCapacity {
+    /// A refusal by the tier `tier` of the limit `name` of a request costing `cost`.
+    pub fn new(name: impl Into<Arc<str>>, tier: impl Into<Arc<str>>, cost: u32, capacity: u32) -> Self {
+        Self { name: name.into(), tier: tier.into(), cost, capacity }
+    }
+
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The tier that cannot admit the request.
+    pub fn tier(&self) -> &str {
+        &self.tier
+    }
+
+    /// The request's cost.
+    pub fn cost(&self) -> u32 {
+        self.cost
+    }
+
+    /// The most the tier admits at once.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+}
+
+impl fmt::Display for CostExceedsCapacity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rate limit `{}` (tier `{}`) can never admit a request of cost {}: its capacity is {}",
+            self.name, self.tier, self.cost, self.capacity
+        )
+    }
+}
+
+rejection_impl!(CostExceedsCapacity, ExceedsCapacity, |_: &CostExceedsCapacity| None);

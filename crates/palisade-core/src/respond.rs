@@ -9,6 +9,7 @@
 //! | `RateLimited`, `Throttled` | 429 Too Many Requests + `Retry-After` |
 //! | `CircuitOpen`, `BulkheadFull`, `Overloaded`, `BudgetExhausted`, `Closed` | 503 Service Unavailable (+ `Retry-After` when known) |
 //! | `TimedOut` | 504 Gateway Timeout |
+//! | `CostExceedsCapacity` | 413 Content Too Large (the request can never fit the limit: no `Retry-After`) |
 //! | any other error | 500 Internal Server Error, with nothing of the error in the response (it is logged through `tracing`) |
 //!
 //! `Retry-After` is whole seconds, rounded up. A rejection raised from `poll_ready` (a
@@ -17,10 +18,10 @@
 //! [`GrpcRejectionLayer`] (feature `grpc`) does the same for gRPC, answering trailers-only
 //! responses (HTTP 200, `content-type: application/grpc`, `grpc-status`, `grpc-message`):
 //! circuit open / closed → UNAVAILABLE; rate limited, bulkhead full, overloaded, throttled,
-//! budget exhausted → RESOURCE_EXHAUSTED; timed out → DEADLINE_EXCEEDED; other errors →
-//! INTERNAL. Known retry delays travel as `grpc-retry-pushback-ms`. It works on a tonic server
-//! (`Server::builder().layer(..)`) and around a client `Channel`, where tonic turns the answer
-//! into a `tonic::Status`.
+//! budget exhausted, cost exceeds capacity → RESOURCE_EXHAUSTED; timed out →
+//! DEADLINE_EXCEEDED; other errors → INTERNAL. Known retry delays travel as
+//! `grpc-retry-pushback-ms`. It works on a tonic server (`Server::builder().layer(..)`) and
+//! around a client `Channel`, where tonic turns the answer into a `tonic::Status`.
 //!
 //! # Example
 //!
@@ -76,6 +77,7 @@ pub fn http_response_for<B: Default>(err: &BoxError) -> Response<B> {
     let status = match rejection.kind() {
         RejectionKind::RateLimited | RejectionKind::Throttled => StatusCode::TOO_MANY_REQUESTS,
         RejectionKind::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+        RejectionKind::ExceedsCapacity => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     let mut res = status_only(status);

@@ -9,7 +9,7 @@ use palisade_core::classify::{
     classify_fn, parse_retry_after_at, Classification, Classify, ClassifyExt, DefaultClassifier,
     GrpcClassifier, HttpClassifier, Outcome,
 };
-use palisade_core::rejection::{CircuitOpen, Closed, RateLimited};
+use palisade_core::rejection::{CircuitOpen, Closed, CostExceedsCapacity, RateLimited};
 use palisade_core::BoxError;
 use tonic::{Code, Status};
 
@@ -34,6 +34,9 @@ fn default_reads_rejections_in_box_errors() {
     let v = c.classify(&Err::<(), _>(open));
     assert!(v.is_retryable());
     assert_eq!(v.retry_after(), Some(Duration::from_secs(7)));
+    let too_big: BoxError = CostExceedsCapacity::new("api", "global", 9, 3).into();
+    let v = c.classify(&Err::<(), _>(too_big));
+    assert!(v.is_ignored() && !v.is_retryable(), "the caller's mistake, not the service's");
     let closed: BoxError = Closed::new("pool").into();
     let v = c.classify(&Err::<(), _>(closed));
     assert!(v.is_failure() && !v.is_retryable());

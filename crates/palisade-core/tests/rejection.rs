@@ -6,8 +6,8 @@ use std::fmt;
 use std::time::Duration;
 
 use palisade_core::rejection::{
-    find, find_rejection, BudgetExhausted, BulkheadFull, BulkheadFullReason, CircuitOpen, Closed, Overloaded,
-    RateLimited, RejectionKind, Throttled, TimedOut,
+    find, find_rejection, BudgetExhausted, BulkheadFull, BulkheadFullReason, CircuitOpen, Closed,
+    CostExceedsCapacity, Overloaded, RateLimited, RejectionKind, Throttled, TimedOut,
 };
 use palisade_core::BoxError;
 
@@ -38,6 +38,7 @@ fn every_kind_is_found_directly_and_through_two_wrappers() {
         (Throttled::new("a").into(), RejectionKind::Throttled, None),
         (BudgetExhausted::new("a").into(), RejectionKind::BudgetExhausted, None),
         (Closed::new("a").into(), RejectionKind::Closed, None),
+        (CostExceedsCapacity::new("a", "per-user", 50, 10).into(), RejectionKind::ExceedsCapacity, None),
     ];
     for (err, kind, retry_after) in cases {
         let r = find_rejection(err.as_ref()).expect("direct");
@@ -76,5 +77,6 @@ fn rejections_are_send_sync_static_errors() {
     check::<Throttled>();
     check::<BudgetExhausted>();
     check::<Closed>();
+    check::<CostExceedsCapacity>();
     assert_eq!(RejectionKind::CircuitOpen.to_string(), "circuit_open");
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use palisade_core::rejection::{
-    BudgetExhausted, BulkheadFull, BulkheadFullReason, CircuitOpen, Closed, Overloaded, RateLimited,
-    Throttled, TimedOut,
+    BudgetExhausted, BulkheadFull, BulkheadFullReason, CircuitOpen, Closed, CostExceedsCapacity, Overloaded,
+    RateLimited, Throttled, TimedOut,
 };
 use palisade_core::respond::{GrpcRejectionLayer, HttpRejectionLayer};
 use palisade_core::BoxError;
@@ -56,6 +56,10 @@ async fn http_mapping_table() {
 
     let res = http_answer(|| TimedOut::new("db", Duration::from_secs(1)).into()).await;
     assert_eq!(res.status(), 504);
+
+    let res = http_answer(|| CostExceedsCapacity::new("api", "global", 500, 100).into()).await;
+    assert_eq!(res.status(), 413, "never admissible: not a 429 the client would retry");
+    assert!(res.headers().get("retry-after").is_none());
 }
 
 #[tokio::test]
@@ -117,6 +121,10 @@ async fn grpc_mapping_table() {
 
     let res = grpc_answer(|| TimedOut::new("db", Duration::from_secs(1)).into()).await;
     assert_eq!(res.headers()["grpc-status"], "4");
+
+    let res = grpc_answer(|| CostExceedsCapacity::new("api", "global", 500, 100).into()).await;
+    assert_eq!(res.headers()["grpc-status"], "8");
+    assert!(res.headers().get("grpc-retry-pushback-ms").is_none());
 
     let res = grpc_answer(|| Closed::new("db").into()).await;
     assert_eq!(res.headers()["grpc-status"], "14");
