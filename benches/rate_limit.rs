@@ -21,8 +21,12 @@ use tower::{service_fn, Layer, Service};
 /// Keys cycled through by the keyed benches.
 const KEYS: u64 = 1_024;
 
-fn bare() -> impl Service<u64, Response = u64, Error = std::convert::Infallible, Future = impl Future<Output = Result<u64, std::convert::Infallible>> + Send>
-       + Clone
+fn bare() -> impl Service<
+    u64,
+    Response = u64,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<u64, std::convert::Infallible>> + Send,
+> + Clone
        + Send
        + 'static {
     service_fn(|x: u64| std::future::ready(Ok::<_, std::convert::Infallible>(x)))
@@ -128,7 +132,8 @@ fn rate_limit(c: &mut Criterion) {
     // --- the limiter's check, clock included ---
     let palisade = RateLimiter::token_bucket(quota).unwrap();
     let governor_direct = Arc::new(governor::RateLimiter::direct(gov_quota));
-    let palisade_keyed = KeyedRateLimiter::builder().quota(quota).max_keys(4 * KEYS as usize).build().unwrap();
+    let palisade_keyed =
+        KeyedRateLimiter::builder().quota(quota).max_keys(4 * KEYS as usize).build().unwrap();
     let governor_keyed = Arc::new(governor::RateLimiter::keyed(gov_quota));
 
     single(&mut g, "check/palisade-gcra", |_| black_box(palisade.check()).unwrap());
