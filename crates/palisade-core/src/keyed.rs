@@ -105,8 +105,8 @@ impl<K: Hash + Eq + Clone, V> KeyedMap<K, V> {
         self.evictions.load(Ordering::Relaxed)
     }
 
-    fn now(&self) -> u64 {
-        u64::try_from(Instant::now().saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    fn stamp(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn shard(&self, key: &K) -> &RwLock<HashMap<K, Slot<V>>> {
@@ -116,7 +116,12 @@ impl<K: Hash + Eq + Clone, V> KeyedMap<K, V> {
 
     /// The state for `key`, if the map holds it (marks it used).
     pub fn get(&self, key: &K) -> Option<Arc<V>> {
-        let now = self.now();
+        self.get_at(key, Instant::now())
+    }
+
+    /// [`get`](Self::get) for a caller that already read the clock (saves a clock read).
+    pub fn get_at(&self, key: &K, now: Instant) -> Option<Arc<V>> {
+        let now = self.stamp(now);
         let shard = read(self.shard(key));
         shard.get(key).map(|slot| {
             slot.last_used.store(now, Ordering::Relaxed);
@@ -127,10 +132,16 @@ impl<K: Hash + Eq + Clone, V> KeyedMap<K, V> {
     /// The state for `key`, made with `make` if the map does not hold it yet (evicting to
     /// stay within capacity).
     pub fn get_or_insert_with<F: FnOnce() -> V>(&self, key: &K, make: F) -> Arc<V> {
-        if let Some(v) = self.get(key) {
+        self.get_or_insert_with_at(key, Instant::now(), make)
+    }
+
+    /// [`get_or_insert_with`](Self::get_or_insert_with) for a caller that already read the
+    /// clock (saves a clock read on the hot path).
+    pub fn get_or_insert_with_at<F: FnOnce() -> V>(&self, key: &K, now: Instant, make: F) -> Arc<V> {
+        if let Some(v) = self.get_at(key, now) {
             return v;
         }
-        let now = self.now();
+        let now = self.stamp(now);
         let mut shard = write(self.shard(key));
         if let Some(slot) = shard.get(key) {
             slot.last_used.store(now, Ordering::Relaxed);

@@ -166,8 +166,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
         self.map.capacity()
     }
 
-    fn cell(&self, key: &K) -> Arc<KeyCell> {
-        self.map.get_or_insert_with(key, || {
+    fn cell(&self, key: &K, now: Instant) -> Arc<KeyCell> {
+        self.map.get_or_insert_with_at(key, now, || {
             let quota = (self.quota)(key);
             let quota = if quota.validate("quota").is_ok() {
                 quota
@@ -183,7 +183,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<K> {
     #[inline]
     fn acquire(&self, key: &K, cost: u32, now: Instant, max_wait: Option<Duration>) -> Result<Grant, Denied> {
-        let cell = self.cell(key);
+        let cell = self.cell(key, now);
         let now_nanos = self.epoch.nanos(now);
         let admit = cell.cell.acquire(now_nanos, cost, wait_nanos(max_wait))?;
         let ready = if admit.ready_at <= now_nanos { now } else { self.epoch.instant(admit.ready_at) };
@@ -197,7 +197,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
     }
 
     fn status(&self, key: &K, now: Instant) -> Option<Status> {
-        self.map.get(key).map(|c| c.cell.status(self.epoch.nanos(now)))
+        self.map.get_at(key, now).map(|c| c.cell.status(self.epoch.nanos(now)))
     }
 
     fn keys(&self) -> usize {
