@@ -95,8 +95,7 @@ async fn channel_with_retry_breaker_and_rate_limit() {
         .build()
         .unwrap();
     let breaker_handle = breaker.handle();
-    let limit =
-        RateLimitLayer::builder().name("greeter").quota(Quota::per_second(1).burst(6)).build().unwrap();
+    let limit = RateLimitLayer::builder().name("greeter").quota(Quota::per_hour(1).burst(6)).build().unwrap();
 
     let client = ServiceBuilder::new()
         .layer(GrpcRejectionLayer::new())
@@ -130,7 +129,8 @@ async fn channel_with_retry_breaker_and_rate_limit() {
     assert!(pushback > 59_000 && pushback <= 60_000, "{pushback}");
     assert_eq!(script.calls(), 5);
 
-    // The rate limit (burst 6: six attempts reached it) refuses the next call: RESOURCE_EXHAUSTED with pushback.
+    // The rate limit (burst 6, one more per hour: six attempts reached it) refuses the next
+    // call: RESOURCE_EXHAUSTED with pushback.
     breaker_handle.force_closed();
     let status = say_hello(client.clone(), "f").await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
