@@ -195,6 +195,11 @@ impl Compartment {
         }
     }
 
+    /// The refusal for a call that found no permit and may not wait.
+    pub(crate) fn refuse_no_permit(&self) -> BulkheadFull {
+        self.common.reject(BulkheadFullReason::NoPermit)
+    }
+
     /// A permit if one is free now and nobody waits (the pass path).
     #[inline]
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {

@@ -162,9 +162,9 @@ where
         }
     }
 
-    /// # Panics
-    ///
-    /// When called without a successful `poll_ready` first (as tower's own limits do).
+    /// Called without a successful `poll_ready` first (a broken caller), it answers
+    /// `BulkheadFull` (`NoPermit`) rather than panic, and never calls the inner service it
+    /// did not poll.
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         if let Some(permit) = self.permit.take() {
@@ -173,7 +173,7 @@ where
         match std::mem::replace(&mut self.slow, Slow::Idle) {
             Slow::Rejected(rejection) => ResponseFuture::rejected(rejection),
             Slow::Idle | Slow::Waiting(_) => {
-                panic!("Bulkhead::call without a permit: poll_ready must return Ready(Ok) first")
+                ResponseFuture::rejected(self.compartment.refuse_no_permit().into())
             }
         }
     }

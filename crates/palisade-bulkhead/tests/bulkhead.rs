@@ -405,3 +405,26 @@ async fn http_mapping_answers_503() {
     gate.notify_one();
     assert_eq!(first.await.unwrap().unwrap().status(), 200);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn call_without_poll_ready_refuses_without_panicking() {
+    let layer = layer(1);
+    let handle = layer.handle();
+    let (inner, mut mock) = mock::pair::<&str, &str>();
+    mock.allow(1);
+    let mut svc = tower::Layer::layer(&layer, inner);
+
+    // A broken caller skips poll_ready: a refusal, not a panic, and the inner service it
+    // never polled is not called.
+    let err = svc.call("skipped").await.unwrap_err();
+    let full = err.downcast_ref::<palisade_core::rejection::BulkheadFull>().expect("BulkheadFull");
+    assert_eq!(full.reason(), BulkheadFullReason::NoPermit);
+    assert_eq!(handle.in_flight(), 0);
+
+    // The service still works for a caller that follows the contract.
+    let fut = svc.ready().await.unwrap().call("polled");
+    let (req, send) = mock.next_request().await.unwrap();
+    assert_eq!(req, "polled");
+    send.send_response("done");
+    assert_eq!(fut.await.unwrap(), "done");
+}
