@@ -49,7 +49,7 @@
 //!     .min_size(1)
 //!     .max_size(4)
 //!     .scale_down(0.2, Duration::from_secs(5))
-//!     .on_event(|e: &PoolEvent| println!("{e:?}"))
+//!     .on_event(|e: &PoolEvent| tracing::info!(event = ?e, "pool"))
 //!     .build(make)?;
 //! let handle = pool.handle();
 //!

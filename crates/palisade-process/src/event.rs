@@ -18,7 +18,7 @@
 //!     .name("truth")
 //!     .on_event(|event: &ProcessEvent| {
 //!         if let ProcessEvent::Killed { pid, reason, .. } = event {
-//!             eprintln!("killed {pid}: {reason}");
+//!             tracing::warn!(pid, ?reason, "killed");
 //!         }
 //!     })
 //!     .build()?;

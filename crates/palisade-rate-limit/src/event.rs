@@ -9,7 +9,7 @@
 //!     .quota(Quota::per_second(10))
 //!     .on_event(|e| {
 //!         if let RateLimitEvent::Rejected { tier, retry_after } = e {
-//!             eprintln!("refused by {tier}, retry after {retry_after:?}");
+//!             tracing::debug!(%tier, ?retry_after, "refused");
 //!         }
 //!     })
 //!     .build()
