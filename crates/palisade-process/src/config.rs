@@ -105,58 +105,71 @@ impl std::fmt::Debug for ProcessBuilder {
     }
 }
 
+/// The command options shared by [`ProcessBuilder`] and
+/// [`WorkerBuilder`](crate::WorkerBuilder): both keep them in `settings: Settings` and their
+/// name in `name: Option<Arc<str>>`.
+macro_rules! command_options {
+    () => {
+        /// The name used in events and metric labels (default `"process"` for a
+        /// `ProcessService`, `"worker"` for workers).
+        pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+            self.name = Some(name.into());
+            self
+        }
+
+        /// Appends a fixed argument, passed on every spawn (before a request's own
+        /// arguments, for a `ProcessService`).
+        pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+            self.settings.args.push(arg.as_ref().to_owned());
+            self
+        }
+
+        /// Appends fixed arguments.
+        pub fn args<I, A>(mut self, args: I) -> Self
+        where
+            I: IntoIterator<Item = A>,
+            A: AsRef<OsStr>,
+        {
+            self.settings.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+            self
+        }
+
+        /// Sets an environment variable on every spawn.
+        pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+            self.settings.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+            self
+        }
+
+        /// Passes the parent's variable `key` through to children (when it is set). The child
+        /// environment is otherwise empty: nothing leaks by default.
+        pub fn env_allow(mut self, key: impl AsRef<OsStr>) -> Self {
+            self.settings.env_allow.push(key.as_ref().to_owned());
+            self
+        }
+
+        /// Passes the parent's whole environment through instead of clearing it (off by
+        /// default).
+        pub fn inherit_env(mut self, inherit: bool) -> Self {
+            self.settings.inherit_env = inherit;
+            self
+        }
+
+        /// The working directory of children (default: the parent's).
+        pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+            self.settings.current_dir = Some(dir.into());
+            self
+        }
+    };
+}
+
+pub(crate) use command_options;
+
 impl ProcessBuilder {
     pub(crate) fn new(program: impl AsRef<OsStr>) -> Self {
         Self { settings: Settings::new(program.as_ref()), name: None, listeners: Vec::new() }
     }
 
-    /// The name used in events and metric labels (default `"process"`).
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Appends a fixed argument, passed on every call before the request's arguments.
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        self.settings.args.push(arg.as_ref().to_owned());
-        self
-    }
-
-    /// Appends fixed arguments.
-    pub fn args<I, A>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = A>,
-        A: AsRef<OsStr>,
-    {
-        self.settings.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
-        self
-    }
-
-    /// Sets an environment variable on every call.
-    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.settings.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
-        self
-    }
-
-    /// Passes the parent's variable `key` through to children (when it is set). The child
-    /// environment is otherwise empty: nothing leaks by default.
-    pub fn env_allow(mut self, key: impl AsRef<OsStr>) -> Self {
-        self.settings.env_allow.push(key.as_ref().to_owned());
-        self
-    }
-
-    /// Passes the parent's whole environment through instead of clearing it (off by
-    /// default).
-    pub fn inherit_env(mut self, inherit: bool) -> Self {
-        self.settings.inherit_env = inherit;
-        self
-    }
-
-    /// The working directory of children (default: the parent's).
-    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.settings.current_dir = Some(dir.into());
-        self
-    }
+    command_options!();
 
     /// Kills the process group of a call still running after `timeout` (default 30 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {

@@ -65,51 +65,7 @@ impl<C: fmt::Debug> fmt::Debug for WorkerBuilder<C> {
 }
 
 impl<C> WorkerBuilder<C> {
-    /// The name used in events and metric labels (default `"worker"`).
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Appends an argument.
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        self.settings.args.push(arg.as_ref().to_owned());
-        self
-    }
-
-    /// Appends arguments.
-    pub fn args<I, A>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = A>,
-        A: AsRef<OsStr>,
-    {
-        self.settings.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
-        self
-    }
-
-    /// Sets an environment variable.
-    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.settings.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
-        self
-    }
-
-    /// Passes the parent's variable `key` through (the environment is cleared otherwise).
-    pub fn env_allow(mut self, key: impl AsRef<OsStr>) -> Self {
-        self.settings.env_allow.push(key.as_ref().to_owned());
-        self
-    }
-
-    /// Passes the parent's whole environment through (off by default).
-    pub fn inherit_env(mut self, inherit: bool) -> Self {
-        self.settings.inherit_env = inherit;
-        self
-    }
-
-    /// The worker's working directory.
-    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.settings.current_dir = Some(dir.into());
-        self
-    }
+    crate::config::command_options!();
 
     /// At most `n` requests in flight on one worker (default 64): `poll_ready` waits.
     pub fn max_in_flight(mut self, n: usize) -> Self {
