@@ -14,6 +14,8 @@
 //!   [`duration`]: human-readable durations for `serde` configs.
 //! - [`keyed`]: the bounded per-key map behind keyed breakers, limiters and bulkheads;
 //!   [`rng`]: a lock-free seedable random number generator for jitter and chaos.
+//! - [`time`]: deadline arithmetic that saturates instead of panicking (the policy for huge
+//!   configured durations).
 //!
 //! Minimum supported Rust version: 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -29,6 +31,7 @@ pub mod rejection;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod respond;
 pub mod rng;
+pub mod time;
 
 /// The error type that travels through tower stacks (`tower::BoxError`).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
