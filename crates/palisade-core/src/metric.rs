@@ -99,7 +99,7 @@ impl Gauge {
     /// Adds `d` (may be negative) and returns the new value.
     #[inline]
     pub fn add(&self, d: i64) -> i64 {
-        let v = self.value.fetch_add(d, Ordering::Relaxed) + d;
+        let v = self.value.fetch_add(d, Ordering::Relaxed).wrapping_add(d); // wraps like the atomic
         #[cfg(feature = "metrics")]
         self.handle.set(v as f64);
         v

@@ -1,11 +1,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 //! Events reach listeners (from the start and added later) and tracing.
+//!
+//! tracing's callsite interest cache is process-global: a callsite first hit by a thread with
+//! no subscriber while no scoped dispatcher exists can cache "never" over a concurrent
+//! `with_default` and lose that test's events (issue 15, kind 7). So every test of this binary
+//! that publishes runs inside its own `tracing::subscriber::with_default` (a `NoSubscriber`
+//! where it wants none), and the test that asserts on tracing output rebuilds the interest
+//! cache after installing its subscriber. Never install a global subscriber here.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use palisade_core::event::{Event, EventBus, Listener};
 use palisade_core::metric::{Counter, Gauge, Histogram};
+use tracing::subscriber::{with_default, NoSubscriber};
 use tracing::Level;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +40,10 @@ impl Event for Ev {
 
 #[test]
 fn listeners_receive_every_event_in_order() {
+    with_default(NoSubscriber::default(), listeners_in_order);
+}
+
+fn listeners_in_order() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s1 = seen.clone();
     let first: Listener<Ev> = Arc::new(move |e: &Ev| s1.lock().unwrap().push(("builder", e.clone())));
@@ -70,7 +82,10 @@ fn events_reach_tracing_with_structured_fields() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    with_default(subscriber, || {
+        // Any callsite cached as "never" by another thread before this subscriber existed
+        // is recomputed now.
+        tracing::callsite::rebuild_interest_cache();
         let bus: EventBus<Ev> = EventBus::new("circuit_breaker", "payments");
         assert!(bus.is_observed());
         bus.publish(Ev::Opened { failures: 3 });
@@ -89,9 +104,13 @@ fn events_reach_tracing_with_structured_fields() {
 
 #[test]
 fn no_listener_no_subscriber_is_unobserved() {
-    let bus: EventBus<Ev> = EventBus::new("retry", "x");
-    assert!(!bus.is_observed());
-    bus.publish(Ev::Rejected);
+    with_default(NoSubscriber::default(), || {
+        let bus: EventBus<Ev> = EventBus::new("retry", "x");
+        assert!(!bus.is_observed());
+        bus.publish(Ev::Rejected);
+        bus.subscribe(|_: &Ev| {});
+        assert!(bus.is_observed(), "a listener observes");
+    });
 }
 
 #[test]
@@ -112,4 +131,109 @@ fn counters_gauges_histograms() {
     assert_eq!(h.count(), 2);
     assert_eq!(h.mean(), std::time::Duration::from_millis(20));
     assert_eq!(h.max(), std::time::Duration::from_millis(30));
+}
+
+/// The `metrics` export, through a recorder local to this thread
+/// (`metrics::with_local_recorder`): no global recorder, so no other test can see or change
+/// what this one records.
+#[cfg(feature = "metrics")]
+mod export {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use metrics::{Counter as MCounter, CounterFn, Gauge as MGauge, GaugeFn, Histogram as MHistogram};
+    use metrics::{HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+    use palisade_core::metric::{Counter, Gauge, Histogram};
+
+    /// Every sample, by `metric{name=…}`.
+    #[derive(Default)]
+    struct Recorded(Mutex<BTreeMap<String, Vec<f64>>>);
+
+    struct Cell {
+        key: String,
+        all: Arc<Recorded>,
+    }
+
+    impl Cell {
+        fn push(&self, v: f64) {
+            self.all.0.lock().unwrap().entry(self.key.clone()).or_default().push(v);
+        }
+    }
+
+    impl CounterFn for Cell {
+        fn increment(&self, n: u64) {
+            self.push(n as f64);
+        }
+        fn absolute(&self, n: u64) {
+            self.push(n as f64);
+        }
+    }
+
+    impl GaugeFn for Cell {
+        fn increment(&self, v: f64) {
+            self.push(v);
+        }
+        fn decrement(&self, v: f64) {
+            self.push(-v);
+        }
+        fn set(&self, v: f64) {
+            self.push(v);
+        }
+    }
+
+    impl HistogramFn for Cell {
+        fn record(&self, v: f64) {
+            self.push(v);
+        }
+    }
+
+    #[derive(Default)]
+    struct LocalRecorder(Arc<Recorded>);
+
+    impl LocalRecorder {
+        fn cell(&self, key: &Key) -> Arc<Cell> {
+            let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            Arc::new(Cell { key: format!("{}{{{}}}", key.name(), labels.join(",")), all: self.0.clone() })
+        }
+        fn samples(&self, key: &str) -> Vec<f64> {
+            self.0 .0.lock().unwrap().get(key).cloned().unwrap_or_default()
+        }
+    }
+
+    impl Recorder for LocalRecorder {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> MCounter {
+            MCounter::from_arc(self.cell(key))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> MGauge {
+            MGauge::from_arc(self.cell(key))
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> MHistogram {
+            MHistogram::from_arc(self.cell(key))
+        }
+    }
+
+    #[test]
+    fn cells_export_to_the_recorder_installed_when_they_are_built() {
+        let recorder = LocalRecorder::default();
+        let (c, g, h) = metrics::with_local_recorder(&recorder, || {
+            (
+                Counter::new("palisade_test_calls_total", "db"),
+                Gauge::new("palisade_test_in_flight", "db"),
+                Histogram::new("palisade_test_latency_seconds", "db"),
+            )
+        });
+        // Recording happens outside the closure: the handles were bound at construction.
+        c.add(3);
+        c.increment();
+        g.add(2);
+        g.set(7);
+        h.record(Duration::from_millis(250));
+        assert_eq!(recorder.samples("palisade_test_calls_total{name=db}"), vec![3.0, 1.0]);
+        assert_eq!(recorder.samples("palisade_test_in_flight{name=db}"), vec![2.0, 7.0]);
+        assert_eq!(recorder.samples("palisade_test_latency_seconds{name=db}"), vec![0.25]);
+    }
 }
