@@ -32,6 +32,7 @@ use std::time::Duration;
 use crate::rejection::{find_rejection, RejectionKind};
 use crate::BoxError;
 
+pub mod eos;
 #[cfg(feature = "grpc")]
 mod grpc;
 #[cfg(feature = "http")]
@@ -55,33 +56,61 @@ pub enum Outcome {
     Ignored,
 }
 
+/// What the server said about retrying, as a classifier read it.
+///
+/// The two kinds of delay differ on purpose, following their protocols:
+///
+/// - [`RetryHint::After`] — HTTP `Retry-After` (and the `retry_after` of a palisade
+///   rejection): a **floor**. The next attempt never starts earlier, but a longer backoff
+///   still wins; RFC 9110 only says the client "ought to wait" at least that long.
+/// - [`RetryHint::Pushback`] — gRPC `grpc-retry-pushback-ms` ≥ 0: **exactly** that delay, and
+///   the exponential backoff restarts from its first delay afterwards, as gRFC A6 says ("the
+///   client will retry after the specified delay … subsequent retries use the initial
+///   backoff") and grpc-go does (`numRetriesSincePushback = 0`).
+/// - [`RetryHint::DoNotRetry`] — a negative or malformed pushback: no retry, no new hedge,
+///   and the call counts as a failure for gRPC retry throttling (A6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RetryHint {
+    /// The server gave no hint.
+    #[default]
+    None,
+    /// Wait at least this long (HTTP `Retry-After`, a rejection's `retry_after`).
+    After(Duration),
+    /// Retry after exactly this long and restart the backoff (gRPC pushback).
+    Pushback(Duration),
+    /// The server asked not to retry (gRPC negative pushback).
+    DoNotRetry,
+}
+
 /// A classifier's verdict on one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Classification {
     outcome: Outcome,
     retryable: bool,
-    retry_after: Option<Duration>,
+    hint: RetryHint,
+    rejection: Option<RejectionKind>,
 }
 
 impl Classification {
     /// A success, not retryable.
     pub const fn success() -> Self {
-        Self { outcome: Outcome::Success, retryable: false, retry_after: None }
+        Self { outcome: Outcome::Success, retryable: false, hint: RetryHint::None, rejection: None }
     }
 
     /// A failure that is worth retrying.
     pub const fn retryable_failure() -> Self {
-        Self { outcome: Outcome::Failure, retryable: true, retry_after: None }
+        Self { outcome: Outcome::Failure, retryable: true, hint: RetryHint::None, rejection: None }
     }
 
     /// A failure that must not be retried.
     pub const fn failure() -> Self {
-        Self { outcome: Outcome::Failure, retryable: false, retry_after: None }
+        Self { outcome: Outcome::Failure, retryable: false, hint: RetryHint::None, rejection: None }
     }
 
     /// Neither success nor failure, not retryable.
     pub const fn ignored() -> Self {
-        Self { outcome: Outcome::Ignored, retryable: false, retry_after: None }
+        Self { outcome: Outcome::Ignored, retryable: false, hint: RetryHint::None, rejection: None }
     }
 
     /// The same classification with another outcome.
@@ -98,10 +127,29 @@ impl Classification {
         self
     }
 
-    /// The same classification with a server-given retry delay hint.
+    /// The same classification with a server-given retry delay hint that is a **floor**
+    /// ([`RetryHint::After`]; `None` clears the hint).
     #[must_use]
     pub const fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
-        self.retry_after = retry_after;
+        self.hint = match retry_after {
+            Some(d) => RetryHint::After(d),
+            None => RetryHint::None,
+        };
+        self
+    }
+
+    /// The same classification with another [`RetryHint`].
+    #[must_use]
+    pub const fn with_hint(mut self, hint: RetryHint) -> Self {
+        self.hint = hint;
+        self
+    }
+
+    /// The same classification, marked as caused by a palisade rejection of `kind` (a
+    /// refusal by a local layer, not an answer of the service).
+    #[must_use]
+    pub const fn with_rejection(mut self, kind: Option<RejectionKind>) -> Self {
+        self.rejection = kind;
         self
     }
 
@@ -125,16 +173,49 @@ impl Classification {
         matches!(self.outcome, Outcome::Ignored)
     }
 
-    /// Whether another attempt may succeed.
+    /// Whether another attempt may be made: the failure is of a retryable kind and the
+    /// server did not ask not to retry ([`RetryHint::DoNotRetry`]).
     pub const fn is_retryable(&self) -> bool {
-        self.retryable
+        self.retryable && !matches!(self.hint, RetryHint::DoNotRetry)
     }
 
-    /// The delay the server asked for before the next attempt, if it asked.
-    ///
-    /// Layers treat it as a floor: the next attempt never fires earlier.
+    /// A failure of a kind worth retrying, whatever the server's hint: gRFC A6's
+    /// "non-fatal" status. A hedge layer lets the other attempts run on after such a
+    /// failure even when the server asked not to retry; a fatal failure (a failure that is
+    /// not of this kind) ends the call.
+    pub const fn is_non_fatal_failure(&self) -> bool {
+        self.retryable && matches!(self.outcome, Outcome::Failure)
+    }
+
+    /// Whether the server asked not to retry (gRPC negative pushback).
+    pub const fn is_retry_refused(&self) -> bool {
+        matches!(self.hint, RetryHint::DoNotRetry)
+    }
+
+    /// Whether the call counts as a failure for gRPC retry throttling (gRFC A6): a
+    /// retryable failure, or a response whose pushback says not to retry.
+    pub const fn is_throttling_failure(&self) -> bool {
+        (self.retryable && matches!(self.outcome, Outcome::Failure)) || self.is_retry_refused()
+    }
+
+    /// The delay the server asked for before the next attempt, if it asked (either kind of
+    /// [`RetryHint`]).
     pub const fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        match self.hint {
+            RetryHint::After(d) | RetryHint::Pushback(d) => Some(d),
+            RetryHint::None | RetryHint::DoNotRetry => None,
+        }
+    }
+
+    /// What the server said about retrying.
+    pub const fn hint(&self) -> RetryHint {
+        self.hint
+    }
+
+    /// The palisade rejection that caused this failure, when a local layer refused the call
+    /// (see [`classify_error`]).
+    pub const fn rejection(&self) -> Option<RejectionKind> {
+        self.rejection
     }
 }
 
@@ -154,6 +235,23 @@ pub trait Classify<Res, Err> {
         let _ = elapsed;
         self.classify(result)
     }
+
+    /// Whether the outcome of `result` is known only at the end of its response body (a
+    /// gRPC stream, whose status comes in its trailers). The default: never. See [`eos`].
+    fn requires_eos(&self, result: &Result<Res, Err>) -> bool {
+        let _ = result;
+        false
+    }
+
+    /// The second stage: for a result whose outcome waits for the end of its response body,
+    /// an [`eos::Deferral`] that wraps the body so that the recording layer learns the
+    /// outcome when the body ends. `None` (the default) when [`classify`](Self::classify)
+    /// decides now. Layers that record outcomes (circuit breaker, adaptive limit) ask this
+    /// first; a retry layer does not (a stream is committed once its headers arrived).
+    fn defer_eos<'a>(&self, result: &'a mut Result<Res, Err>) -> Option<eos::Deferral<'a>> {
+        let _ = result;
+        None
+    }
 }
 
 impl<C, Res, Err> Classify<Res, Err> for std::sync::Arc<C>
@@ -167,12 +265,21 @@ where
     fn classify_timed(&self, result: &Result<Res, Err>, elapsed: Duration) -> Classification {
         (**self).classify_timed(result, elapsed)
     }
+
+    fn requires_eos(&self, result: &Result<Res, Err>) -> bool {
+        (**self).requires_eos(result)
+    }
+
+    fn defer_eos<'a>(&self, result: &'a mut Result<Res, Err>) -> Option<eos::Deferral<'a>> {
+        (**self).defer_eos(result)
+    }
 }
 
 /// `Ok` is a success; `Err` is a retryable failure.
 ///
-/// Errors that are palisade rejections are judged by what they say: a rejection that carries
-/// a `retry_after` passes it on as the hint, and a closed pool or service is not retryable.
+/// Errors that are palisade rejections are judged by what they say (see [`classify_error`]):
+/// a rejection that carries a `retry_after` passes it on as the hint; a closed pool or
+/// service, and a call refused by an open circuit breaker, are not retryable.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultClassifier;
 
@@ -187,20 +294,38 @@ impl<Res, Err: 'static> Classify<Res, Err> for DefaultClassifier {
 
 /// How [`DefaultClassifier`] (and the protocol classifiers) judge an error value.
 ///
-/// A `BoxError` holding a palisade rejection anywhere in its source chain gives that
-/// rejection's `retry_after` as the hint; [`RejectionKind::Closed`] is a failure that is not
-/// retryable, and [`RejectionKind::ExceedsCapacity`] (the caller asked for more than a limit
-/// can ever give) is ignored and not retryable. Every other error is a retryable failure.
+/// A `BoxError` holding a palisade rejection anywhere in its source chain is marked with the
+/// rejection's kind ([`Classification::rejection`]) and gives its `retry_after` as the hint
+/// (a floor). Then:
+///
+/// | rejection | outcome | retryable |
+/// |---|---|---|
+/// | [`RejectionKind::CircuitOpen`] | failure | **no** |
+/// | [`RejectionKind::Closed`] | failure | no |
+/// | [`RejectionKind::ExceedsCapacity`] (more than a limit can ever give) | ignored | no |
+/// | any other rejection | failure | yes |
+/// | not a rejection | failure | yes |
+///
+/// A call refused by an open breaker is not retried: the breaker answers at once so that
+/// the caller can answer at once (503 with `Retry-After`), instead of a retry layer outside
+/// the breaker sleeping on the breaker's remaining open time while it holds the caller's
+/// request, connection and permits. Waiting for the breaker to half-open is an explicit
+/// opt-in of the retry layer (`RetryLayerBuilder::wait_for_half_open(max_wait)` in
+/// palisade-retry), with its own bound; it can tell this failure apart by
+/// [`Classification::rejection`].
 pub fn classify_error<E: 'static>(err: &E) -> Classification {
     let any: &dyn std::any::Any = err;
     let rejection =
         if let Some(boxed) = any.downcast_ref::<BoxError>() { find_rejection(boxed.as_ref()) } else { None };
-    match rejection {
-        Some(r) if r.kind() == RejectionKind::Closed => Classification::failure(),
-        Some(r) if r.kind() == RejectionKind::ExceedsCapacity => Classification::ignored(),
-        Some(r) => Classification::retryable_failure().with_retry_after(r.retry_after()),
-        None => Classification::retryable_failure(),
-    }
+    let Some(r) = rejection else {
+        return Classification::retryable_failure();
+    };
+    let verdict = match r.kind() {
+        RejectionKind::CircuitOpen | RejectionKind::Closed => Classification::failure(),
+        RejectionKind::ExceedsCapacity => Classification::ignored(),
+        _ => Classification::retryable_failure(),
+    };
+    verdict.with_retry_after(r.retry_after()).with_rejection(Some(r.kind()))
 }
 
 /// A classifier from a closure `Fn(&Result<Res, Err>) -> Classification`.
@@ -349,7 +474,10 @@ where
             return verdict;
         }
         match self.action {
-            Action::RetryableFailure => verdict.with_outcome(Outcome::Failure).with_retryable(true),
+            Action::RetryableFailure => {
+                let hint = if verdict.is_retry_refused() { RetryHint::None } else { verdict.hint() };
+                verdict.with_outcome(Outcome::Failure).with_retryable(true).with_hint(hint)
+            }
             Action::Failure => verdict.with_outcome(Outcome::Failure).with_retryable(false),
             Action::NotRetryable => verdict.with_retryable(false),
             Action::Ignore => verdict.with_outcome(Outcome::Ignored).with_retryable(false),
@@ -368,6 +496,23 @@ where
 
     fn classify_timed(&self, result: &Result<Res, Err>, elapsed: Duration) -> Classification {
         self.f.reclassify(result, self.inner.classify_timed(result, elapsed))
+    }
+
+    /// Defers to the end of the body only when the rewrite leaves the first stage's verdict
+    /// unchanged: a rule that matched the response's headers decides at once.
+    fn requires_eos(&self, result: &Result<Res, Err>) -> bool {
+        self.inner.requires_eos(result) && {
+            let verdict = self.inner.classify(result);
+            self.f.reclassify(result, verdict) == verdict
+        }
+    }
+
+    fn defer_eos<'a>(&self, result: &'a mut Result<Res, Err>) -> Option<eos::Deferral<'a>> {
+        if self.requires_eos(result) {
+            self.inner.defer_eos(result)
+        } else {
+            None
+        }
     }
 }
 
@@ -393,5 +538,18 @@ where
         } else {
             verdict
         }
+    }
+
+    fn requires_eos(&self, result: &Result<Res, Err>) -> bool {
+        self.inner.requires_eos(result)
+    }
+
+    /// The inner classifier's deferral; its end-of-stream verdict gets the same threshold,
+    /// measured to the end of the body.
+    fn defer_eos<'a>(&self, result: &'a mut Result<Res, Err>) -> Option<eos::Deferral<'a>> {
+        let threshold = self.threshold;
+        self.inner
+            .defer_eos(result)
+            .map(|d| d.map_classifier(|inner| Box::new(eos::SlowEos { inner, threshold })))
     }
 }

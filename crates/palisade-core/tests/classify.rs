@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderValue, Response};
 use palisade_core::classify::{
     classify_fn, parse_retry_after_at, Classification, Classify, ClassifyExt, DefaultClassifier,
-    GrpcClassifier, HttpClassifier, Outcome,
+    GrpcClassifier, HttpClassifier, Outcome, RetryHint,
 };
-use palisade_core::rejection::{CircuitOpen, Closed, CostExceedsCapacity, RateLimited};
+use palisade_core::rejection::{CircuitOpen, Closed, CostExceedsCapacity, RateLimited, RejectionKind};
 use palisade_core::BoxError;
 use tonic::{Code, Status};
 
@@ -30,10 +30,11 @@ fn default_ok_success_err_retryable() {
 #[test]
 fn default_reads_rejections_in_box_errors() {
     let c = DefaultClassifier;
-    let open: BoxError = CircuitOpen::new("b", Duration::from_secs(7)).into();
-    let v = c.classify(&Err::<(), _>(open));
-    assert!(v.is_retryable());
-    assert_eq!(v.retry_after(), Some(Duration::from_secs(7)));
+    let limited: BoxError = RateLimited::new("api", Duration::from_secs(2)).into();
+    let v = c.classify(&Err::<(), _>(limited));
+    assert!(v.is_failure() && v.is_retryable());
+    assert_eq!(v.hint(), RetryHint::After(Duration::from_secs(2)), "a rejection's retry_after is a floor");
+    assert_eq!(v.rejection(), Some(RejectionKind::RateLimited));
     let too_big: BoxError = CostExceedsCapacity::new("api", "global", 9, 3).into();
     let v = c.classify(&Err::<(), _>(too_big));
     assert!(v.is_ignored() && !v.is_retryable(), "the caller's mistake, not the service's");
@@ -159,10 +160,14 @@ fn grpc_pushback() {
     let v = c.classify(&with("250"));
     assert!(v.is_retryable());
     assert_eq!(v.retry_after(), Some(Duration::from_millis(250)));
+    assert_eq!(v.hint(), RetryHint::Pushback(Duration::from_millis(250)), "a pushback is exact, not a floor");
     let v = c.classify(&with("-1"));
     assert!(v.is_failure() && !v.is_retryable(), "negative pushback means do not retry");
+    assert!(v.is_retry_refused() && v.is_non_fatal_failure(), "UNAVAILABLE stays non-fatal for hedging");
+    assert!(v.is_throttling_failure(), "A6: a pushback saying not to retry counts as a failure");
     let v = c.classify(&with("garbage"));
     assert!(!v.is_retryable(), "unparseable pushback means do not retry (gRPC A6)");
+    assert!(v.is_throttling_failure());
 
     let mut status = Status::resource_exhausted("slow down");
     status.metadata_mut().insert("grpc-retry-pushback-ms", "1000".parse().unwrap());
@@ -214,4 +219,84 @@ fn combinators_compose() {
 fn rate_limited_error_carries_hint_through_default() {
     let e: BoxError = RateLimited::new("x", Duration::from_millis(300)).into();
     assert_eq!(DefaultClassifier.classify(&Err::<(), _>(e)).retry_after(), Some(Duration::from_millis(300)));
+}
+
+#[test]
+fn a_negative_pushback_on_any_failed_code_is_a_throttling_failure_but_not_on_ok() {
+    let c = GrpcClassifier::new();
+    let with = |code: &str, ms: &str| -> Result<Response<()>, Infallible> {
+        Ok(Response::builder()
+            .header("grpc-status", code)
+            .header("grpc-retry-pushback-ms", ms)
+            .body(())
+            .unwrap())
+    };
+    // INTERNAL (fatal) with "do not retry": a throttling failure (grpc-go checks the
+    // pushback before the code), and still fatal.
+    let v = c.classify(&with("13", "-1"));
+    assert!(v.is_throttling_failure() && !v.is_non_fatal_failure() && !v.is_retryable());
+    // OK with a pushback: a success, the pushback means nothing.
+    let v = c.classify(&with("0", "-1"));
+    assert!(v.is_success() && !v.is_throttling_failure() && v.hint() == RetryHint::None);
+    // Several values: do not retry (grpc-go).
+    let two: Result<Response<()>, Infallible> = Ok(Response::builder()
+        .header("grpc-status", "14")
+        .header("grpc-retry-pushback-ms", "10")
+        .header("grpc-retry-pushback-ms", "20")
+        .body(())
+        .unwrap());
+    assert!(c.classify(&two).is_retry_refused());
+    // A pushback of 0 is "retry now", not "no hint".
+    assert_eq!(c.classify(&with("14", "0")).hint(), RetryHint::Pushback(Duration::ZERO));
+}
+
+#[test]
+fn http_retry_after_is_a_floor_hint() {
+    let res: Result<_, Infallible> =
+        Ok(Response::builder().status(503).header("retry-after", "2").body(()).unwrap());
+    assert_eq!(HttpClassifier::new().classify(&res).hint(), RetryHint::After(Duration::from_secs(2)));
+}
+
+/// Issue 14.4: a call refused by an open breaker is not retried by default, by every
+/// classifier, and says which rejection it was so that a retry layer can opt in to waiting.
+#[test]
+fn circuit_open_is_not_retryable_in_every_classifier() {
+    let open = || -> BoxError { CircuitOpen::new("b", Duration::from_secs(7)).into() };
+    let check = |v: Classification| {
+        assert!(v.is_failure() && !v.is_retryable(), "{v:?}");
+        assert_eq!(v.rejection(), Some(RejectionKind::CircuitOpen));
+        assert_eq!(v.retry_after(), Some(Duration::from_secs(7)), "the hint is kept for an opt-in wait");
+    };
+    check(DefaultClassifier.classify(&Err::<(), _>(open())));
+    check(HttpClassifier::new().classify(&Err::<Response<()>, _>(open())));
+    check(GrpcClassifier::new().classify(&Err::<Response<()>, _>(open())));
+    check(GrpcClassifier::new().classify(&Err::<tonic::Response<()>, _>(open())));
+    // Wrapped in another error's source chain too.
+    #[derive(Debug)]
+    struct Wrapper(BoxError);
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("wrapped")
+        }
+    }
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(self.0.as_ref())
+        }
+    }
+    let wrapped: BoxError = Box::new(Wrapper(open()));
+    check(DefaultClassifier.classify(&Err::<(), _>(wrapped)));
+    // A plain error is not a rejection.
+    assert_eq!(DefaultClassifier.classify(&Err::<(), _>("x")).rejection(), None);
+}
+
+#[test]
+fn retryable_if_overrides_a_do_not_retry_pushback() {
+    let c = GrpcClassifier::new().retryable_if(|_: &Result<Response<()>, Infallible>| true);
+    let res: Result<Response<()>, Infallible> = Ok(Response::builder()
+        .header("grpc-status", "14")
+        .header("grpc-retry-pushback-ms", "-1")
+        .body(())
+        .unwrap());
+    assert!(c.classify(&res).is_retryable());
 }

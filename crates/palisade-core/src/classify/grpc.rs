@@ -4,8 +4,11 @@ use std::time::Duration;
 use http::{HeaderMap, Response};
 use tonic::{Code, Status};
 
-use super::{classify_error, Classification, Classify, HttpClassifier};
+use super::{classify_error, Classification, Classify, HttpClassifier, RetryHint};
 use crate::BoxError;
+
+mod eos;
+pub use self::eos::GrpcEosClassifier;
 
 /// Classifies gRPC calls by status code, from `grpc-status` headers (trailers-only
 /// responses), from `tonic::Status` errors, or from a `Status` anywhere in a `BoxError`'s
@@ -14,15 +17,21 @@ use crate::BoxError;
 /// | code | outcome | retryable |
 /// |---|---|---|
 /// | OK | success | no |
-/// | UNAVAILABLE, RESOURCE_EXHAUSTED | failure | yes (`grpc-retry-pushback-ms` is the hint; a negative pushback forbids retrying) |
+/// | UNAVAILABLE, RESOURCE_EXHAUSTED | failure | yes (`grpc-retry-pushback-ms` is the hint: [`RetryHint::Pushback`], retry in exactly that time; a negative or malformed pushback is [`RetryHint::DoNotRetry`]) |
 /// | DEADLINE_EXCEEDED, ABORTED | failure | configurable, off by default |
 /// | INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, UNAUTHENTICATED, FAILED_PRECONDITION, OUT_OF_RANGE, UNIMPLEMENTED | success (the caller's fault) | no |
 /// | CANCELLED | ignored | no |
 /// | INTERNAL, UNKNOWN, DATA_LOSS | failure | no |
 ///
+/// A negative pushback on any failed call forbids retrying it and, as in gRFC A6 and grpc-go,
+/// makes it count as a failure for retry throttling
+/// ([`Classification::is_throttling_failure`]), whatever its code.
+///
 /// A response whose headers carry no `grpc-status` is a streaming response whose status
-/// arrives in trailers; it counts as a success when its HTTP status is 200, otherwise by
-/// [`HttpClassifier`].
+/// arrives in trailers: at the headers it counts as a success when its HTTP status is 200,
+/// otherwise by [`HttpClassifier`]. Layers that record outcomes (circuit breaker, adaptive
+/// limit) judge a 200 stream at its end instead, by its trailers: see
+/// [`defer_eos`](Classify::defer_eos), [`eos`](super::eos) and [`GrpcEosClassifier`].
 ///
 /// ```
 /// use palisade_core::classify::{Classify, GrpcClassifier};
@@ -88,9 +97,13 @@ impl GrpcClassifier {
 
     fn classify_with_pushback(self, code: Code, headers: &HeaderMap) -> Classification {
         let verdict = self.classify_code(code);
+        if code == Code::Ok {
+            return verdict; // pushback only means something on a failed call
+        }
         match pushback(headers) {
-            Some(Pushback::After(d)) if verdict.is_retryable() => verdict.with_retry_after(Some(d)),
-            Some(Pushback::Never) => verdict.with_retryable(false),
+            Some(Pushback::After(d)) if verdict.is_retryable() => verdict.with_hint(RetryHint::Pushback(d)),
+            // gRFC A6 / grpc-go: "do not retry", and a failure for retry throttling.
+            Some(Pushback::Never) => verdict.with_hint(RetryHint::DoNotRetry),
             _ => verdict,
         }
     }
@@ -119,16 +132,20 @@ enum Pushback {
 }
 
 /// Reads `grpc-retry-pushback-ms`: a non-negative integer is a delay, a negative one (or any
-/// unparseable value, per gRPC A6) means "do not retry".
+/// unparseable value, or several values, as grpc-go does) means "do not retry".
 fn pushback(headers: &HeaderMap) -> Option<Pushback> {
-    let v = headers.get("grpc-retry-pushback-ms")?;
+    let mut values = headers.get_all("grpc-retry-pushback-ms").iter();
+    let v = values.next()?;
+    if values.next().is_some() {
+        return Some(Pushback::Never);
+    }
     match v.to_str().ok().and_then(|s| s.trim().parse::<i64>().ok()) {
         Some(ms) if ms >= 0 => Some(Pushback::After(Duration::from_millis(ms.unsigned_abs()))),
         _ => Some(Pushback::Never),
     }
 }
 
-impl<B, E: 'static> Classify<Response<B>, E> for GrpcClassifier {
+impl<B: 'static, E: 'static> Classify<Response<B>, E> for GrpcClassifier {
     fn classify(&self, result: &Result<Response<B>, E>) -> Classification {
         match result {
             Ok(res) => match res.headers().get("grpc-status") {
@@ -138,6 +155,14 @@ impl<B, E: 'static> Classify<Response<B>, E> for GrpcClassifier {
             },
             Err(e) => self.classify_err(e),
         }
+    }
+
+    fn requires_eos(&self, result: &Result<Response<B>, E>) -> bool {
+        matches!(result, Ok(res) if eos::requires_eos(res))
+    }
+
+    fn defer_eos<'a>(&self, result: &'a mut Result<Response<B>, E>) -> Option<super::eos::Deferral<'a>> {
+        eos::defer(*self, result.as_mut().ok()?)
     }
 }
 
