@@ -7,7 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use palisade_core::keyed::KeyedMap;
+use palisade_core::keyed::{Forget, KeyedMap};
+use palisade_core::rejection::KeySetFull;
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -24,8 +25,21 @@ struct KeyedShared<K, F> {
 }
 
 impl<K: Hash + Eq + Clone, F> KeyedShared<K, F> {
-    fn compartment(&self, key: &K) -> Arc<Compartment> {
-        self.map.get_or_insert_with(key, || Compartment::new(self.common.clone()))
+    fn compartment(&self, key: &K) -> Result<Arc<Compartment>, KeySetFull> {
+        self.map
+            .get_or_insert_with(key, (), || Compartment::new(self.common.clone()))
+            .map_err(|full| KeySetFull::new(self.common.name.clone(), full.capacity()))
+    }
+}
+
+/// A compartment may be forgotten when no permit is held and nobody waits: a fresh one
+/// would then decide exactly the same. (The map also keeps any compartment a request still
+/// holds, e.g. between `call` and joining the queue.)
+impl Forget for Compartment {
+    type Now = ();
+
+    fn can_forget(&self, (): ()) -> bool {
+        self.in_flight() == 0 && self.queued() == 0
     }
 }
 
@@ -56,8 +70,17 @@ impl<K: Hash + Eq + Clone, F> KeyedShared<K, F> {
 /// The key is only known from the request, so unlike [`Bulkhead`](crate::Bulkhead) this
 /// service takes its permit in the response future: `poll_ready` readies the inner service,
 /// `call` moves that ready service into the future, which waits for the key's permit and
-/// then calls it. A key evicted while its calls still run keeps its permits until they
-/// finish; a new call for it starts a fresh pool.
+/// then calls it.
+///
+/// # Keys
+///
+/// At most `max_keys` keys are held, exactly. A key is forgotten only when none of its
+/// permits is held and nobody waits for one — never while it still limits anyone, so two
+/// calls beyond `max_concurrent` can never run for one key. Keys are forgotten only when a
+/// new key arrives and all `max_keys` are held. When every held key has calls in flight or
+/// waiting, a call for a *new* key fails at once with
+/// [`KeySetFull`](palisade_core::rejection::KeySetFull) (HTTP 503); held keys are served as
+/// usual. [`KeyedBulkheadHandle::sweep`] forgets the unused keys at once.
 ///
 /// # Clone
 ///
@@ -82,13 +105,15 @@ impl<K, F> fmt::Debug for KeyedBulkheadLayer<K, F> {
 }
 
 impl<K: Hash + Eq + Clone, F> KeyedBulkheadLayer<K, F> {
+    /// `_idle` is no longer used: a key is forgotten when it holds nothing, whatever its
+    /// idle time.
     pub(crate) fn new(
         common: Arc<Common>,
         max_keys: usize,
-        idle: Option<std::time::Duration>,
+        _idle: Option<std::time::Duration>,
         key: F,
     ) -> Self {
-        Self { shared: Arc::new(KeyedShared { common, map: KeyedMap::new(max_keys, idle), key }) }
+        Self { shared: Arc::new(KeyedShared { common, map: KeyedMap::new(max_keys), key }) }
     }
 
     /// The handle: per-key and summed snapshots, events.
@@ -126,6 +151,26 @@ impl<K: Hash + Eq + Clone, F> KeyedBulkheadHandle<K, F> {
     /// Keys held now.
     pub fn keys(&self) -> usize {
         self.shared.map.len()
+    }
+
+    /// The most keys held.
+    pub fn max_keys(&self) -> usize {
+        self.shared.map.capacity()
+    }
+
+    /// Keys forgotten so far to make room (each held no permit and had nobody waiting).
+    pub fn evictions(&self) -> u64 {
+        self.shared.map.evictions()
+    }
+
+    /// Calls for new keys refused so far because every held key was in use.
+    pub fn overflows(&self) -> u64 {
+        self.shared.map.overflows()
+    }
+
+    /// Forgets every key with no permit held and nobody waiting; returns how many went.
+    pub fn sweep(&self) -> usize {
+        self.shared.map.sweep(())
     }
 
     /// Permits held for `key` now (zero for a key not held).
@@ -228,7 +273,13 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let key = (self.shared.key)(&req);
-        let compartment = self.shared.compartment(&key);
+        let compartment = match self.shared.compartment(&key) {
+            Ok(compartment) => compartment,
+            Err(full) => {
+                self.shared.common.metrics.rejected_no_permit.increment();
+                return KeyedResponseFuture { state: KeyedState::Rejected { error: Some(full.into()) } };
+            }
+        };
         // The ready service goes into the future; a fresh clone stays behind, un-ready.
         let clone = self.inner.clone();
         let svc = std::mem::replace(&mut self.inner, clone);
@@ -267,6 +318,7 @@ pin_project! {
             future: S::Future,
             permit: Option<Permit>,
         },
+        Rejected { error: Option<BoxError> },
     }
 }
 
@@ -275,6 +327,7 @@ impl<S: Service<Req>, Req> fmt::Debug for KeyedResponseFuture<S, Req> {
         let state = match &self.state {
             KeyedState::Acquiring { .. } => "acquiring",
             KeyedState::Called { .. } => "called",
+            KeyedState::Rejected { .. } => "rejected",
         };
         f.debug_struct("KeyedResponseFuture").field("state", &state).finish()
     }
@@ -306,6 +359,11 @@ where
                     let out = ready!(future.poll(cx));
                     drop(permit.take());
                     return Poll::Ready(out.map_err(Into::into));
+                }
+                KeyedStateProj::Rejected { error } => {
+                    return Poll::Ready(Err(error
+                        .take()
+                        .unwrap_or_else(|| "keyed bulkhead future polled after completion".into())));
                 }
             }
         }

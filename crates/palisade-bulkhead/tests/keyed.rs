@@ -5,6 +5,7 @@ mod support;
 use std::sync::Arc;
 
 use palisade_bulkhead::{BulkheadFullReason, BulkheadLayer};
+use palisade_core::rejection::KeySetFull;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
@@ -95,22 +96,75 @@ async fn a_dropped_keyed_future_leaves_the_queue_and_frees_permits() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn idle_keys_are_evicted_first() {
-    let layer = BulkheadLayer::builder()
-        .max_concurrent(1)
-        .key_idle_timeout(std::time::Duration::from_secs(10))
-        .keyed(3, |r: &u32| *r)
-        .unwrap();
+async fn unused_keys_are_forgotten_only_when_room_is_needed() {
+    let layer = BulkheadLayer::builder().max_concurrent(1).keyed(3, |r: &u32| *r).unwrap();
     let h = layer.handle();
+    assert_eq!(h.max_keys(), 3);
     let svc = tower::ServiceBuilder::new()
         .layer(layer)
         .service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n) });
-    svc.clone().oneshot(1).await.unwrap();
-    svc.clone().oneshot(2).await.unwrap();
-    tokio::time::advance(std::time::Duration::from_secs(11)).await;
-    svc.clone().oneshot(3).await.unwrap();
-    // The map is full: both idle keys go (least-recently-used alone would drop only one).
+    for k in 1..=3 {
+        svc.clone().oneshot(k).await.unwrap();
+    }
+    assert_eq!((h.keys(), h.evictions()), (3, 0), "room left: nothing forgotten");
     svc.clone().oneshot(4).await.unwrap();
-    assert_eq!(h.keys(), 2);
-    assert_eq!(h.snapshot().in_flight, 0);
+    // The map was full: every unused key went at once (any of them is as good as new).
+    assert_eq!((h.keys(), h.evictions()), (1, 3));
+    assert_eq!(h.sweep(), 1);
+    assert_eq!(h.keys(), 0);
+}
+
+/// Issue 13.1: `max_concurrent(1)`, `max_keys(1)`; key A in flight, key B must not evict A,
+/// so a second A cannot run beside the first.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_key_in_flight_is_never_evicted() {
+    let layer = BulkheadLayer::builder().max_concurrent(1).shed_when_full().keyed(1, |r: &Req| r.0).unwrap();
+    let h = layer.handle();
+    let (gate, inner) = gated();
+    let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
+
+    let a1 = tokio::spawn(svc.clone().oneshot(("A", 1)));
+    tokio::task::yield_now().await;
+    assert_eq!(h.in_flight(&"A"), 1);
+
+    let err = svc.clone().oneshot(("B", 2)).await.unwrap_err();
+    assert_eq!(err.downcast_ref::<KeySetFull>().map(KeySetFull::capacity), Some(1));
+    let err = svc.clone().oneshot(("A", 3)).await.unwrap_err();
+    assert_eq!(support::reason(&err), Some(BulkheadFullReason::NoPermit), "one A at a time");
+    assert_eq!(h.snapshot().in_flight, 1, "the running A call is still seen");
+    assert_eq!((h.keys(), h.evictions(), h.overflows()), (1, 0, 1));
+
+    gate.notify_waiters();
+    assert_eq!(a1.await.unwrap().unwrap(), 1);
+    // A is idle now: B takes its place.
+    let b = tokio::spawn(svc.clone().oneshot(("B", 4)));
+    tokio::task::yield_now().await;
+    assert_eq!(h.in_flight(&"B"), 1);
+    assert_eq!(h.evictions(), 1);
+    gate.notify_waiters();
+    assert_eq!(b.await.unwrap().unwrap(), 4);
+}
+
+/// A key with callers waiting in its queue is not evicted either.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_key_with_waiters_is_never_evicted() {
+    let layer = BulkheadLayer::builder().max_concurrent(1).keyed(1, |r: &Req| r.0).unwrap();
+    let h = layer.handle();
+    let (gate, inner) = gated();
+    let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
+    let a1 = tokio::spawn(svc.clone().oneshot(("A", 1)));
+    tokio::task::yield_now().await;
+    let a2 = tokio::spawn(svc.clone().oneshot(("A", 2)));
+    tokio::task::yield_now().await;
+    assert_eq!(h.queued(&"A"), 1);
+    assert!(svc.clone().oneshot(("B", 3)).await.unwrap_err().is::<KeySetFull>());
+    assert_eq!(h.sweep(), 0);
+    assert_eq!(h.snapshot().queued, 1);
+    gate.notify_waiters();
+    assert_eq!(a1.await.unwrap().unwrap(), 1);
+    tokio::task::yield_now().await;
+    assert_eq!(h.in_flight(&"A"), 1, "the waiter got A's permit, in the same compartment");
+    gate.notify_waiters();
+    assert_eq!(a2.await.unwrap().unwrap(), 2);
+    assert_eq!(h.sweep(), 1);
 }

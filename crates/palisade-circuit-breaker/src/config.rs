@@ -453,7 +453,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
             ensure_nonzero_duration("key_idle_timeout", idle)?;
         }
         let (settings, shared) = self.shared()?;
-        let map = KeyedMap::new(self.max_keys, self.key_idle_timeout);
+        let map = KeyedMap::new(self.max_keys);
         Ok(KeyedCircuitBreakerLayer::new(settings, shared, map, Arc::new(self.classifier), key_fn))
     }
 }

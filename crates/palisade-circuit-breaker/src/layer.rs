@@ -3,7 +3,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use palisade_core::classify::DefaultClassifier;
-use palisade_core::keyed::KeyedMap;
+use palisade_core::keyed::{Forget, KeyedMap};
 use tower_layer::Layer;
 
 use crate::config::{CircuitBreakerLayerBuilder, Settings};
@@ -69,6 +69,17 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
 
 // === impl KeyedCircuitBreakerLayer ===
 
+/// Placeholder predicate (the map also keeps any breaker a call still holds).
+/// TODO(breaker): forgettable only when closed with nothing recorded that would change a
+/// decision.
+impl<C> Forget for Breaker<C> {
+    type Now = ();
+
+    fn can_forget(&self, (): ()) -> bool {
+        true
+    }
+}
+
 pub(crate) struct KeyedShared<C, F, K> {
     settings: Arc<Settings>,
     layer: Arc<LayerShared>,
@@ -80,10 +91,13 @@ pub(crate) struct KeyedShared<C, F, K> {
 impl<C, F, K: Hash + Eq + Clone + fmt::Debug> KeyedShared<C, F, K> {
     /// The breaker of `key`, created on first use.
     pub(crate) fn breaker(&self, key: &K) -> Arc<Breaker<Arc<C>>> {
-        self.map.get_or_insert_with(key, || {
+        let make = || {
             let label = Arc::from(format!("{key:?}"));
             Breaker::new(self.settings.clone(), self.layer.clone(), Some(label), self.classifier.clone())
-        })
+        };
+        // TODO(breaker): a typed refusal when every key is in use; until then a breaker
+        // that is not kept (the map is full of breakers in use).
+        self.map.get_or_insert_with(key, (), make).unwrap_or_else(|_| Arc::new(make()))
     }
 
     pub(crate) fn key_fn(&self) -> &F {

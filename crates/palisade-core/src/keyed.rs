@@ -1,60 +1,151 @@
-//! [`KeyedMap`]: per-key state with a hard bound on the number of keys.
+//! [`KeyedMap`]: per-key state with an exact bound on the number of keys, which never
+//! forgets a key that still constrains anyone.
 //!
 //! Keyed breakers, limiters and bulkheads keep one state per key derived from the request
 //! (client IP, API key, host). Keys are chosen by whoever sends requests, so the map must
-//! never grow with them: a `KeyedMap` holds at most `capacity` keys. When a shard is full, it
-//! first drops keys idle longer than the idle timeout, then the least recently used eighth of
-//! the shard — no background task and no manual `retain` call, and eviction cost is amortised
-//! over the inserts that follow.
+//! never grow with them: a `KeyedMap` holds at most `capacity` keys, exactly.
 //!
-//! Lookups of existing keys take a shard's read lock and bump an atomic timestamp; the map is
-//! split into shards so threads rarely meet. Keys are hashed with std's randomly keyed
-//! SipHash, so an attacker cannot aim keys at one shard.
+//! # When a key is forgotten
+//!
+//! Forgetting a key resets its state, so a limit could be walked around by making the map
+//! forget keys. A key is therefore dropped only when forgetting it is indistinguishable from
+//! a fresh key: its state says so through [`Forget::can_forget`] (a token bucket whose
+//! theoretical arrival time has passed, a bulkhead compartment with no permit held or
+//! queued, a closed breaker with nothing recorded) **and** nobody else holds its state (no
+//! request in flight or waiting holds an `Arc` to it).
+//!
+//! Keys are dropped only when a new key arrives and the whole map is full — never while it
+//! has room, so a working set that fits in `capacity` is never touched. Which forgettable
+//! keys go does not matter: they are indistinguishable from fresh ones. [`sweep`] drops
+//! every forgettable key at once, for users who want to trim.
+//!
+//! # Overflow policy
+//!
+//! When a new key arrives and the map is full of keys that may not be forgotten,
+//! [`get_or_insert_with`] answers [`Full`]: the *new* key is refused (each keyed layer
+//! turns this into a typed rejection, [`KeySetFull`](crate::rejection::KeySetFull)); no
+//! state is ever silently reset. The keys already held keep being served.
+//!
+//! Looking for forgettable keys costs a scan of the map. To keep memory *and* time bounded
+//! under a flood of hostile keys, a full map scans again only after enough refused inserts
+//! to pay for it (one scan per `len / 16` refusals) or after 100 ms (tokio time), so a flood
+//! costs amortised O(1) per request; the price is that a key which became forgettable just
+//! after a scan may wait up to that long before its room is reused.
+//!
+//! (Concretely: a full map scans when a new key arrives and at least `len / 16` new keys —
+//! admitted or refused — arrived since the last scan, or 100 ms passed.)
+//!
+//! Lookups of existing keys take a shard's read lock; the map is split into shards so
+//! threads rarely meet. Keys are hashed with std's randomly keyed SipHash, so an attacker
+//! cannot aim keys at one shard.
 //!
 //! ```
-//! use palisade_core::keyed::KeyedMap;
+//! use palisade_core::keyed::{Forget, KeyedMap};
+//! use std::sync::atomic::{AtomicU32, Ordering};
 //!
-//! let map: KeyedMap<u32, &str> = KeyedMap::new(2, None);
-//! map.get_or_insert_with(&1, || "one");
-//! map.get_or_insert_with(&2, || "two");
-//! map.get_or_insert_with(&3, || "three"); // evicts the least recently used key
-//! assert_eq!(map.len(), 2);
-//! assert_eq!(map.evictions(), 1);
+//! /// Calls in flight for one key; forgettable when none is.
+//! #[derive(Default)]
+//! struct InFlight(AtomicU32);
+//!
+//! impl Forget for InFlight {
+//!     type Now = ();
+//!     fn can_forget(&self, (): ()) -> bool {
+//!         self.0.load(Ordering::Acquire) == 0
+//!     }
+//! }
+//!
+//! let map: KeyedMap<u32, InFlight> = KeyedMap::new(2);
+//! map.get_or_insert_with(&1, (), InFlight::default).unwrap().0.store(1, Ordering::Release);
+//! map.get_or_insert_with(&2, (), InFlight::default).unwrap();
+//! // Full: key 2 is idle and goes, key 1 still has a call in flight and stays.
+//! map.get_or_insert_with(&3, (), InFlight::default).unwrap();
+//! assert!(map.get(&1).is_some() && map.get(&2).is_none());
+//! // Now both held keys are busy: a fourth key is refused, nothing is reset.
+//! map.get(&3).unwrap().0.store(1, Ordering::Release);
+//! assert!(map.get_or_insert_with(&4, (), InFlight::default).is_err());
+//! assert_eq!((map.len(), map.capacity(), map.evictions(), map.overflows()), (2, 2, 1, 1));
 //! ```
+//!
+//! [`sweep`]: KeyedMap::sweep
+//! [`get_or_insert_with`]: KeyedMap::get_or_insert_with
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 const MAX_SHARDS: usize = 16;
+/// A full map scans again after `len / SCAN_DEBT` new keys …
+const SCAN_DEBT: usize = 16;
+/// … or after this long.
+const SCAN_INTERVAL: Duration = Duration::from_millis(100);
 
-struct Slot<V> {
-    value: Arc<V>,
-    last_used: AtomicU64,
+/// Per-key state that can tell when forgetting it changes nothing; see the
+/// [module docs](self).
+pub trait Forget {
+    /// What the state needs to decide, typically the current time in the layer's clock
+    /// (`()` when time does not matter).
+    type Now: Copy;
+
+    /// `true` when dropping this state now and starting the key afresh later would make
+    /// exactly the same decisions as keeping it.
+    fn can_forget(&self, now: Self::Now) -> bool;
+}
+
+/// A new key was refused: the map is full of keys that may not be forgotten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Full {
+    capacity: usize,
+}
+
+impl Full {
+    /// The map's capacity.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+impl fmt::Display for Full {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "all {} keys are in use; new key refused", self.capacity)
+    }
+}
+
+impl std::error::Error for Full {}
+
+type Shard<K, V> = RwLock<HashMap<K, Arc<V>>>;
+
+/// When the last scan of a full map ran.
+#[derive(Debug)]
+struct Scan {
+    at: Option<Instant>,
 }
 
 /// A bounded, sharded map from keys to shared per-key state; see the [module docs](self).
 pub struct KeyedMap<K, V> {
-    shards: Box<[RwLock<HashMap<K, Slot<V>>>]>,
-    shard_capacity: usize,
-    idle_timeout: Option<Duration>,
+    shards: Box<[Shard<K, V>]>,
+    capacity: usize,
+    len: AtomicUsize,
     hasher: RandomState,
-    epoch: Instant,
     evictions: AtomicU64,
+    overflows: AtomicU64,
+    /// New keys (inserted or refused) since the last scan.
+    new_keys: AtomicUsize,
+    scan: Mutex<Scan>,
 }
 
 impl<K, V> fmt::Debug for KeyedMap<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedMap")
-            .field("capacity", &(self.shard_capacity * self.shards.len()))
-            .field("idle_timeout", &self.idle_timeout)
+            .field("capacity", &self.capacity)
+            .field("len", &self.len.load(Ordering::Relaxed))
             .field("evictions", &self.evictions.load(Ordering::Relaxed))
+            .field("overflows", &self.overflows.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -68,31 +159,32 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 impl<K: Hash + Eq + Clone, V> KeyedMap<K, V> {
-    /// A map holding at most `capacity` keys (at least 1); keys unused for `idle_timeout`
-    /// are the first to go when room is needed.
-    pub fn new(capacity: usize, idle_timeout: Option<Duration>) -> Self {
+    /// A map holding at most `capacity` keys (at least 1). Memory grows with the keys held,
+    /// not with `capacity`.
+    pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        // Small maps get one shard so the bound is exact; large ones spread the lock.
+        // Small maps get one shard; large ones spread the lock.
         let shards = if capacity < 1024 { 1 } else { MAX_SHARDS };
-        let shard_capacity = capacity.div_ceil(shards);
         Self {
             shards: (0..shards).map(|_| RwLock::new(HashMap::new())).collect(),
-            shard_capacity,
-            idle_timeout,
+            capacity,
+            len: AtomicUsize::new(0),
             hasher: RandomState::new(),
-            epoch: Instant::now(),
             evictions: AtomicU64::new(0),
+            overflows: AtomicU64::new(0),
+            new_keys: AtomicUsize::new(0),
+            scan: Mutex::new(Scan { at: None }),
         }
     }
 
-    /// The most keys the map will hold.
+    /// The most keys the map will hold (exactly the `capacity` it was made with).
     pub fn capacity(&self) -> usize {
-        self.shard_capacity * self.shards.len()
+        self.capacity
     }
 
     /// Keys held now.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| read(s).len()).sum()
+        self.len.load(Ordering::Acquire)
     }
 
     /// `true` when no key is held.
@@ -100,150 +192,273 @@ impl<K: Hash + Eq + Clone, V> KeyedMap<K, V> {
         self.len() == 0
     }
 
-    /// Keys evicted so far (idle or least recently used).
+    /// Keys forgotten so far to make room (not counting [`remove`](Self::remove),
+    /// [`retain`](Self::retain) and [`clear`](Self::clear)).
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
     }
 
-    fn stamp(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    /// New keys refused so far because the map was full of keys that may not be forgotten.
+    pub fn overflows(&self) -> u64 {
+        self.overflows.load(Ordering::Relaxed)
     }
 
-    fn shard(&self, key: &K) -> &RwLock<HashMap<K, Slot<V>>> {
+    fn shard(&self, key: &K) -> &Shard<K, V> {
         let i = (self.hasher.hash_one(key) as usize) % self.shards.len();
         &self.shards[i]
     }
 
-    /// The state for `key`, if the map holds it (marks it used).
+    /// The state for `key`, if the map holds it.
     pub fn get(&self, key: &K) -> Option<Arc<V>> {
-        self.get_at(key, Instant::now())
+        read(self.shard(key)).get(key).cloned()
     }
 
-    /// [`get`](Self::get) for a caller that already read the clock (saves a clock read).
-    pub fn get_at(&self, key: &K, now: Instant) -> Option<Arc<V>> {
-        let now = self.stamp(now);
-        let shard = read(self.shard(key));
-        shard.get(key).map(|slot| {
-            slot.last_used.store(now, Ordering::Relaxed);
-            slot.value.clone()
-        })
+    /// Runs `f` on the state for `key` under the shard's read lock, without cloning the
+    /// `Arc` (the fast path of a check that keeps nothing).
+    #[inline]
+    pub fn with<R>(&self, key: &K, f: impl FnOnce(&Arc<V>) -> R) -> Option<R> {
+        read(self.shard(key)).get(key).map(f)
     }
 
-    /// The state for `key`, made with `make` if the map does not hold it yet (evicting to
-    /// stay within capacity).
-    pub fn get_or_insert_with<F: FnOnce() -> V>(&self, key: &K, make: F) -> Arc<V> {
-        self.get_or_insert_with_at(key, Instant::now(), make)
-    }
-
-    /// [`get_or_insert_with`](Self::get_or_insert_with) for a caller that already read the
-    /// clock (saves a clock read on the hot path).
-    pub fn get_or_insert_with_at<F: FnOnce() -> V>(&self, key: &K, now: Instant, make: F) -> Arc<V> {
-        if let Some(v) = self.get_at(key, now) {
-            return v;
-        }
-        let now = self.stamp(now);
-        let mut shard = write(self.shard(key));
-        if let Some(slot) = shard.get(key) {
-            slot.last_used.store(now, Ordering::Relaxed);
-            return slot.value.clone();
-        }
-        if shard.len() >= self.shard_capacity {
-            self.evict(&mut shard, now);
-        }
-        let value = Arc::new(make());
-        shard.insert(key.clone(), Slot { value: value.clone(), last_used: AtomicU64::new(now) });
-        value
-    }
-
-    fn evict(&self, shard: &mut HashMap<K, Slot<V>>, now: u64) {
-        let before = shard.len();
-        if let Some(idle) = self.idle_timeout {
-            let idle = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
-            shard.retain(|_, slot| now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) < idle);
-        }
-        if shard.len() >= self.shard_capacity {
-            // Drop the least recently used eighth (at least one key).
-            let drop = (self.shard_capacity / 8).max(1);
-            let mut stamps: Vec<u64> = shard.values().map(|s| s.last_used.load(Ordering::Relaxed)).collect();
-            let idx = drop.min(stamps.len()) - 1;
-            let (_, cutoff, _) = stamps.select_nth_unstable(idx);
-            let cutoff = *cutoff;
-            let mut removed = 0;
-            shard.retain(|_, slot| {
-                if removed < drop && slot.last_used.load(Ordering::Relaxed) <= cutoff {
-                    removed += 1;
-                    false
-                } else {
-                    true
-                }
-            });
-        }
-        self.evictions.fetch_add((before - shard.len()) as u64, Ordering::Relaxed);
-    }
-
-    /// Removes `key`, returning its state.
+    /// Removes `key`, returning its state (whatever it holds: the key starts afresh).
     pub fn remove(&self, key: &K) -> Option<Arc<V>> {
-        write(self.shard(key)).remove(key).map(|s| s.value)
+        let removed = write(self.shard(key)).remove(key);
+        if removed.is_some() {
+            self.len.fetch_sub(1, Ordering::AcqRel);
+        }
+        removed
     }
 
     /// Calls `f` with every key and its state (holding one shard's read lock at a time).
     pub fn for_each(&self, mut f: impl FnMut(&K, &V)) {
         for shard in &*self.shards {
-            for (k, slot) in read(shard).iter() {
-                f(k, &slot.value);
+            for (k, v) in read(shard).iter() {
+                f(k, v);
             }
         }
+    }
+
+    /// Keeps only the keys for which `keep` returns `true` and returns how many were
+    /// removed. Unlike [`sweep`](Self::sweep) this may drop keys that still constrain
+    /// someone (they start afresh): it is the caller's decision.
+    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) -> usize {
+        let mut removed = 0;
+        for shard in &*self.shards {
+            let mut shard = write(shard);
+            let before = shard.len();
+            shard.retain(|k, v| keep(k, v));
+            removed += before - shard.len();
+        }
+        self.len.fetch_sub(removed, Ordering::AcqRel);
+        removed
     }
 
     /// Removes every key.
     pub fn clear(&self) {
         for shard in &*self.shards {
-            write(shard).clear();
+            let mut shard = write(shard);
+            self.len.fetch_sub(shard.len(), Ordering::AcqRel);
+            shard.clear();
         }
+    }
+
+    /// Takes one place if the map has room.
+    fn reserve(&self) -> bool {
+        self.len
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.capacity).then_some(n + 1))
+            .is_ok()
+    }
+}
+
+impl<K: Hash + Eq + Clone, V: Forget> KeyedMap<K, V> {
+    /// Whether `value`, held by the map, may be forgotten: its state says so and nobody
+    /// else holds it.
+    fn forgettable(value: &Arc<V>, now: V::Now) -> bool {
+        Arc::strong_count(value) == 1 && value.can_forget(now)
+    }
+
+    /// The state for `key`, made with `make` if the map does not hold it yet. When the map
+    /// is full, forgettable keys make room; when none can, the new key is refused with
+    /// [`Full`] (see the [module docs](self)).
+    pub fn get_or_insert_with<F: FnOnce() -> V>(
+        &self,
+        key: &K,
+        now: V::Now,
+        make: F,
+    ) -> Result<Arc<V>, Full> {
+        if let Some(v) = self.get(key) {
+            return Ok(v);
+        }
+        let mut make = Some(make);
+        for attempt in 0..2 {
+            {
+                let mut shard = write(self.shard(key));
+                if let Some(v) = shard.get(key) {
+                    return Ok(v.clone());
+                }
+                if self.reserve() {
+                    self.new_keys.fetch_add(1, Ordering::Relaxed);
+                    let Some(make) = make.take() else { break };
+                    let value = Arc::new(make());
+                    shard.insert(key.clone(), value.clone());
+                    return Ok(value);
+                }
+            }
+            if attempt == 0 && !self.scan_when_due(now) {
+                break;
+            }
+        }
+        self.overflows.fetch_add(1, Ordering::Relaxed);
+        self.new_keys.fetch_add(1, Ordering::Relaxed);
+        Err(Full { capacity: self.capacity })
+    }
+
+    /// Scans a full map for forgettable keys if a scan is due; `true` if room was made.
+    fn scan_when_due(&self, now: V::Now) -> bool {
+        {
+            let mut scan = self.scan.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let clock = Instant::now();
+            let due = scan.at.is_none_or(|at| clock.saturating_duration_since(at) >= SCAN_INTERVAL)
+                || self.new_keys.load(Ordering::Relaxed).saturating_mul(SCAN_DEBT) >= self.len();
+            if !due {
+                return false;
+            }
+            scan.at = Some(clock);
+            self.new_keys.store(0, Ordering::Relaxed);
+        }
+        self.sweep(now) > 0
+    }
+
+    /// Forgets every key whose state may be forgotten (see the [module docs](self)) and
+    /// returns how many went. The map does this by itself when it is full; call it to
+    /// trim memory earlier.
+    pub fn sweep(&self, now: V::Now) -> usize {
+        let mut removed = 0;
+        for shard in &*self.shards {
+            let mut shard = write(shard);
+            let before = shard.len();
+            shard.retain(|_, v| !Self::forgettable(v, now));
+            removed += before - shard.len();
+        }
+        self.len.fetch_sub(removed, Ordering::AcqRel);
+        self.evictions.fetch_add(removed as u64, Ordering::Relaxed);
+        removed
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// A state that may be forgotten once released.
+    #[derive(Default)]
+    struct Held(AtomicBool);
+
+    impl Forget for Held {
+        type Now = ();
+        fn can_forget(&self, (): ()) -> bool {
+            !self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    /// Forgettable from a given time on.
+    struct Until(u64);
+
+    impl Forget for Until {
+        type Now = u64;
+        fn can_forget(&self, now: u64) -> bool {
+            self.0 <= now
+        }
+    }
+
+    #[test]
+    fn capacity_is_exact() {
+        for cap in [1, 2, 1023, 1024, 1500, 100_000] {
+            let map: KeyedMap<u64, Held> = KeyedMap::new(cap);
+            assert_eq!(map.capacity(), cap);
+        }
+        let map: KeyedMap<u64, Held> = KeyedMap::new(1500);
+        for k in 0..1500 {
+            map.get_or_insert_with(&k, (), || Held(AtomicBool::new(true))).unwrap();
+        }
+        assert_eq!(map.len(), 1500);
+        assert!(map.get_or_insert_with(&1500, (), Held::default).is_err());
+        assert_eq!(map.len(), 1500);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_evicts_while_there_is_room() {
+        let map: KeyedMap<u64, Until> = KeyedMap::new(100_000);
+        for k in 0..100_000 {
+            map.get_or_insert_with(&k, 0, || Until(0)).unwrap();
+        }
+        assert_eq!((map.len(), map.evictions()), (100_000, 0), "every key fits: none forgotten");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn flood_of_distinct_keys_stays_bounded() {
-        let map: KeyedMap<u64, u64> = KeyedMap::new(10_000, Some(Duration::from_secs(60)));
+        let map: KeyedMap<u64, Until> = KeyedMap::new(10_000);
+        // Half the flood is forgettable at once, half never.
         for k in 0..200_000u64 {
-            map.get_or_insert_with(&k, || k);
+            let _ = map.get_or_insert_with(&k, 1, || Until(if k % 2 == 0 { 0 } else { u64::MAX }));
             assert!(map.len() <= map.capacity());
         }
-        assert!(map.evictions() >= 190_000);
+        assert_eq!(map.len(), 10_000);
+        map.for_each(|_, v| assert_eq!(v.0, u64::MAX, "only unforgettable keys remain once full"));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn idle_keys_go_first_and_recent_keys_stay() {
-        let map: KeyedMap<u32, u32> = KeyedMap::new(3, Some(Duration::from_secs(10)));
-        map.get_or_insert_with(&1, || 1);
-        map.get_or_insert_with(&2, || 2);
-        tokio::time::advance(Duration::from_secs(11)).await;
-        map.get_or_insert_with(&3, || 3);
-        map.get(&2); // 2 is fresh again, 1 stays idle
-        map.get_or_insert_with(&4, || 4);
-        assert!(map.get(&1).is_none());
+    async fn unforgettable_keys_are_kept_and_new_keys_refused() {
+        let map: KeyedMap<u32, Until> = KeyedMap::new(2);
+        map.get_or_insert_with(&1, 0, || Until(10)).unwrap();
+        map.get_or_insert_with(&2, 0, || Until(20)).unwrap();
+        assert_eq!(map.get_or_insert_with(&3, 5, || Until(0)).err().map(|f| f.capacity()), Some(2));
+        tokio::time::advance(SCAN_INTERVAL).await;
+        map.get_or_insert_with(&3, 15, || Until(0)).unwrap();
+        assert!(map.get(&1).is_none(), "1 was forgettable at 15");
         assert!(map.get(&2).is_some());
-        assert!(map.get(&3).is_some());
-        assert!(map.get(&4).is_some());
+        assert_eq!((map.evictions(), map.overflows()), (1, 1));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn least_recently_used_is_evicted() {
-        let map: KeyedMap<u32, u32> = KeyedMap::new(2, None);
-        map.get_or_insert_with(&1, || 1);
-        tokio::time::advance(Duration::from_millis(1)).await;
-        map.get_or_insert_with(&2, || 2);
-        tokio::time::advance(Duration::from_millis(1)).await;
-        map.get(&1);
-        tokio::time::advance(Duration::from_millis(1)).await;
-        map.get_or_insert_with(&3, || 3);
-        assert!(map.get(&2).is_none(), "2 was least recently used");
-        assert_eq!(*map.get(&1).unwrap_or_default(), 1);
-        assert_eq!(map.evictions(), 1);
+    async fn a_state_held_elsewhere_is_not_forgotten() {
+        let map: KeyedMap<u32, Held> = KeyedMap::new(1);
+        let held = map.get_or_insert_with(&1, (), Held::default).unwrap();
+        assert!(map.get_or_insert_with(&2, (), Held::default).is_err());
+        assert_eq!(map.sweep(()), 0);
+        drop(held);
+        assert_eq!(map.sweep(()), 1);
+        assert!(map.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_map_rescans_after_enough_refusals_or_time() {
+        let map: KeyedMap<u64, Until> = KeyedMap::new(32);
+        for k in 0..32 {
+            map.get_or_insert_with(&k, 0, || Until(5)).unwrap();
+        }
+        assert!(map.get_or_insert_with(&100, 0, || Until(0)).is_err(), "first scan finds nothing");
+        // Forgettable now, but the next scan is not due before 32 / 16 = 2 new keys.
+        assert!(map.get_or_insert_with(&101, 5, || Until(0)).is_err());
+        assert!(map.get_or_insert_with(&102, 5, || Until(0)).is_ok());
+        assert_eq!(map.len(), 1, "the scan forgot all 32");
+    }
+
+    #[test]
+    fn retain_and_remove_keep_the_count() {
+        let map: KeyedMap<u32, Held> = KeyedMap::new(4);
+        for k in 0..4 {
+            map.get_or_insert_with(&k, (), || Held(AtomicBool::new(true))).unwrap();
+        }
+        assert_eq!(map.retain(|k, _| k % 2 == 0), 2);
+        assert!(map.remove(&0).is_some());
+        assert_eq!(map.len(), 1);
+        map.clear();
+        assert_eq!(map.len(), 0);
+        for k in 10..14 {
+            map.get_or_insert_with(&k, (), Held::default).unwrap();
+        }
+        assert_eq!(map.len(), 4);
     }
 }

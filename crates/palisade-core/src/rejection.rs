@@ -2,7 +2,7 @@
 //!
 //! Each way to refuse is its own small type ([`CircuitOpen`], [`RateLimited`],
 //! [`BulkheadFull`], [`Overloaded`], [`TimedOut`], [`Throttled`], [`BudgetExhausted`],
-//! [`Closed`], [`CostExceedsCapacity`]). They travel as [`tower::BoxError`](crate::BoxError) like every other error in a
+//! [`Closed`], [`CostExceedsCapacity`], [`KeySetFull`]). They travel as [`tower::BoxError`](crate::BoxError) like every other error in a
 //! tower stack; [`find_rejection`] finds one inside any error, through source chains, and
 //! [`find`] looks for one concrete type.
 //!
@@ -146,7 +146,8 @@ rejections!(
     Throttled,
     BudgetExhausted,
     Closed,
-    CostExceedsCapacity
+    CostExceedsCapacity,
+    KeySetFull
 );
 
 macro_rules! rejection_impl {
@@ -324,6 +325,40 @@ impl fmt::Display for Overloaded {
 }
 
 rejection_impl!(Overloaded, Overloaded, |s: &Overloaded| s.retry_after);
+
+/// The keyed layer `name` refused a request for a new key: all of its `capacity` keys still
+/// constrain someone (see [`KeyedMap`](crate::keyed::KeyedMap)), so none could be forgotten
+/// to make room. Its kind is [`RejectionKind::Overloaded`] (HTTP 503).
+#[derive(Clone, Debug)]
+pub struct KeySetFull {
+    name: Arc<str>,
+    capacity: usize,
+}
+
+impl KeySetFull {
+    /// A rejection by the layer `name`, whose key set holds `capacity` keys.
+    pub fn new(name: impl Into<Arc<str>>, capacity: usize) -> Self {
+        Self { name: name.into(), capacity }
+    }
+
+    /// The most keys the layer holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for KeySetFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` holds {} keys, all in use; new key refused", self.name, self.capacity)
+    }
+}
+
+rejection_impl!(KeySetFull, Overloaded, |_: &KeySetFull| None);
 
 /// The layer `name` gave up on the call after `after`.
 #[derive(Clone, Debug)]

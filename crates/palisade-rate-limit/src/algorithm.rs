@@ -77,6 +77,13 @@ pub enum Denied {
         /// The most the limit admits at once.
         capacity: u32,
     },
+    /// A keyed limit holds as many keys as it may, and every one of them still constrains
+    /// someone: a *new* key is refused rather than any key's state reset (see
+    /// [`LocalStore`](crate::LocalStore)).
+    KeySetFull {
+        /// The most keys the limit holds.
+        capacity: usize,
+    },
 }
 
 impl fmt::Display for Denied {
@@ -86,6 +93,7 @@ impl fmt::Display for Denied {
             Self::ExceedsCapacity { cost, capacity } => {
                 write!(f, "request cost {cost} exceeds the limit's capacity {capacity}")
             }
+            Self::KeySetFull { capacity } => write!(f, "all {capacity} keys in use; new key refused"),
         }
     }
 }
@@ -226,6 +234,17 @@ impl<T: Tat> Cell<T> {
         }
     }
 
+    /// Whether this state is back to a fresh one's at `now`: forgetting it and starting
+    /// afresh would make exactly the same decisions.
+    pub(crate) fn can_forget(&self, now: u64) -> bool {
+        match self {
+            Self::Gcra(g) | Self::Leaky { gcra: g, .. } => g.tat.load(Ordering::Acquire) <= now,
+            Self::Log { window, log, .. } => lock(log).can_forget(now, *window),
+            Self::Counter { window, state, .. } => lock(state).can_forget(now, *window),
+            Self::Fixed { window, state, .. } => lock(state).can_forget(now, *window),
+        }
+    }
+
     pub(crate) fn status(&self, now: u64) -> Status {
         match self {
             Self::Gcra(g) => g.status(now),
@@ -361,9 +380,23 @@ tat_impl!(Padded);
 pub(crate) struct Log {
     entries: VecDeque<(u64, u32)>,
     sum: u64,
+    /// The latest time seen: a reading older than it (taken before another thread's) is
+    /// treated as this time, so entries stay in order and nothing is admitted early.
+    last: u64,
 }
 
 impl Log {
+    fn can_forget(&mut self, now: u64, window: u64) -> bool {
+        let now = self.clamp(now);
+        self.expire(now, window);
+        self.entries.is_empty()
+    }
+
+    fn clamp(&mut self, now: u64) -> u64 {
+        self.last = self.last.max(now);
+        self.last
+    }
+
     fn expire(&mut self, now: u64, window: u64) {
         while let Some(&(ts, cost)) = self.entries.front() {
             if ts.saturating_add(window) > now {
@@ -375,6 +408,7 @@ impl Log {
     }
 
     fn acquire(&mut self, now: u64, cost: u32, window: u64, limit: u32) -> Result<Admit, Denied> {
+        let now = self.clamp(now);
         self.expire(now, window);
         if self.sum + u64::from(cost) <= u64::from(limit) {
             self.entries.push_back((now, cost));
@@ -401,6 +435,7 @@ impl Log {
     }
 
     fn status(&mut self, now: u64, window: u64, limit: u32) -> Status {
+        let now = self.clamp(now);
         self.expire(now, window);
         let used = u32::try_from(self.sum).unwrap_or(u32::MAX);
         let reset = self.entries.back().map_or(0, |&(ts, _)| ts.saturating_add(window) - now);
@@ -416,10 +451,21 @@ pub(crate) struct CounterState {
     index: u64,
     prev: u64,
     curr: u64,
+    /// The latest time seen; older readings count as this time (never back a window).
+    last: u64,
 }
 
 impl CounterState {
+    fn can_forget(&mut self, now: u64, window: u64) -> bool {
+        self.roll(now, window);
+        self.prev == 0 && self.curr == 0
+    }
+
+    /// Moves to the window of `now` (or of the latest time seen, if later) and returns the
+    /// time elapsed in it.
     fn roll(&mut self, now: u64, window: u64) -> u64 {
+        self.last = self.last.max(now);
+        let now = self.last;
         let index = now / window;
         if index == self.index + 1 {
             self.prev = self.curr;
@@ -485,19 +531,31 @@ impl CounterState {
 pub(crate) struct FixedState {
     index: u64,
     count: u64,
+    /// The latest time seen; older readings count as this time (never back a window).
+    last: u64,
 }
 
 impl FixedState {
-    fn roll(&mut self, now: u64, window: u64) {
+    fn can_forget(&mut self, now: u64, window: u64) -> bool {
+        self.roll(now, window);
+        self.count == 0
+    }
+
+    /// Moves to the window of `now` (or of the latest time seen, if later); returns the
+    /// time used.
+    fn roll(&mut self, now: u64, window: u64) -> u64 {
+        self.last = self.last.max(now);
+        let now = self.last;
         let index = now / window;
         if index != self.index {
             self.index = index;
             self.count = 0;
         }
+        now
     }
 
     fn acquire(&mut self, now: u64, cost: u32, window: u64, limit: u32) -> Result<Admit, Denied> {
-        self.roll(now, window);
+        let now = self.roll(now, window);
         if self.count + u64::from(cost) <= u64::from(limit) {
             self.count += u64::from(cost);
             return Ok(Admit { ready_at: now, token: self.index });
@@ -512,7 +570,7 @@ impl FixedState {
     }
 
     fn status(&mut self, now: u64, window: u64, limit: u32) -> Status {
-        self.roll(now, window);
+        let now = self.roll(now, window);
         let used = u32::try_from(self.count).unwrap_or(u32::MAX);
         let reset = if self.count > 0 { (self.index + 1) * window - now } else { 0 };
         Status { capacity: limit, remaining: limit.saturating_sub(used), reset_after: dur(reset), queued: 0 }

@@ -273,9 +273,19 @@ impl<K, St: KeyedStore<K>> KeyedRateLimiter<K, St> {
         self.len() == 0
     }
 
-    /// Keys evicted so far.
+    /// Keys forgotten so far (each was back to a fresh key's state).
     pub fn evictions(&self) -> u64 {
         self.store.evictions()
+    }
+
+    /// New keys refused so far because every held key still constrained someone.
+    pub fn overflows(&self) -> u64 {
+        self.store.overflows()
+    }
+
+    /// Forgets every key whose limit is back to a fresh key's state; returns how many went.
+    pub fn sweep(&self) -> usize {
+        self.store.sweep()
     }
 
     pub(crate) fn store_arc(&self) -> &Arc<St> {
@@ -289,8 +299,6 @@ pub struct KeyedRateLimiterBuilder<K> {
     quota: Option<Quota>,
     quota_fn: Option<Arc<dyn Fn(&K) -> Quota + Send + Sync>>,
     max_keys: usize,
-    #[allow(clippy::option_option)] // unset / no idle eviction / a timeout
-    idle_timeout: Option<Option<Duration>>,
 }
 
 impl<K> fmt::Debug for KeyedRateLimiterBuilder<K> {
@@ -300,7 +308,6 @@ impl<K> fmt::Debug for KeyedRateLimiterBuilder<K> {
             .field("quota", &self.quota)
             .field("quota_by_key", &self.quota_fn.is_some())
             .field("max_keys", &self.max_keys)
-            .field("idle_timeout", &self.idle_timeout)
             .finish()
     }
 }
@@ -313,13 +320,7 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     fn new() -> Self {
-        Self {
-            algorithm: Algorithm::default(),
-            quota: None,
-            quota_fn: None,
-            max_keys: DEFAULT_MAX_KEYS,
-            idle_timeout: None,
-        }
+        Self { algorithm: Algorithm::default(), quota: None, quota_fn: None, max_keys: DEFAULT_MAX_KEYS }
     }
 
     /// The algorithm (default token bucket).
@@ -344,18 +345,12 @@ where
         self
     }
 
-    /// The most keys tracked (default [`DEFAULT_MAX_KEYS`]); beyond it the idle and then
-    /// the least recently used keys are dropped.
+    /// The most keys tracked (default [`DEFAULT_MAX_KEYS`]). Memory grows with the keys
+    /// held, not with this bound. A key is forgotten only once its limit is back to a
+    /// fresh key's; when all are still in use a new key is refused with
+    /// [`Denied::KeySetFull`] (see [`LocalStore`]).
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys;
-        self
-    }
-
-    /// Keys unused this long are the first dropped when room is needed (default: the time
-    /// the quota takes to refill completely — an idle key past it is indistinguishable from
-    /// a new one — or one minute with `quota_by_key`). `None` keeps only LRU eviction.
-    pub fn idle_timeout(mut self, idle: Option<Duration>) -> Self {
-        self.idle_timeout = Some(idle);
         self
     }
 
@@ -377,30 +372,18 @@ where
     /// As [`build`](Self::build).
     pub fn build_store(self) -> Result<LocalStore<K>, ConfigError> {
         palisade_core::config::ensure(self.max_keys > 0, "max_keys", "must be at least 1")?;
-        let (quota_fn, idle) = match (self.quota, self.quota_fn) {
+        let quota_fn = match (self.quota, self.quota_fn) {
             (Some(q), None) => {
                 q.validate("quota")?;
-                let refill = full_refill(self.algorithm, &q);
                 let f: Arc<dyn Fn(&K) -> Quota + Send + Sync> = Arc::new(move |_: &K| q);
-                (f, Some(refill))
+                f
             }
-            (None, Some(f)) => (f, Some(Duration::from_secs(60))),
+            (None, Some(f)) => f,
             (None, None) => return Err(ConfigError::new("quota", "set `quota` or `quota_by_key`")),
             (Some(_), Some(_)) => {
                 return Err(ConfigError::new("quota", "set only one of `quota` and `quota_by_key`"))
             }
         };
-        let idle = self.idle_timeout.unwrap_or(idle);
-        Ok(LocalStore::new(self.algorithm, quota_fn, self.max_keys, idle))
-    }
-}
-
-/// Time after which an untouched limit is back to its initial state.
-fn full_refill(algorithm: Algorithm, q: &Quota) -> Duration {
-    match algorithm {
-        Algorithm::TokenBucket => q.interval().saturating_mul(q.burst_size()).max(q.period()),
-        Algorithm::LeakyBucket { queue } => q.interval().saturating_mul(queue.saturating_add(1)),
-        Algorithm::SlidingWindowCounter => q.period().saturating_mul(2),
-        _ => q.period(),
+        Ok(LocalStore::new(self.algorithm, quota_fn, self.max_keys))
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use palisade_core::event::EventBus;
 use palisade_core::metric::Counter;
-use palisade_core::rejection::RateLimited;
+use palisade_core::rejection::{KeySetFull, RateLimited};
 use palisade_core::BoxError;
 use tokio::time::Instant;
 
@@ -69,6 +69,7 @@ impl<Req> fmt::Debug for Shared<Req> {
 pub(crate) enum Refusal {
     Retry { tier: usize, after: Duration },
     Capacity { tier: usize, cost: u32, capacity: u32 },
+    Keys { tier: usize, capacity: usize },
 }
 
 impl Refusal {
@@ -76,6 +77,7 @@ impl Refusal {
         match denied {
             Denied::RetryAfter(after) => Self::Retry { tier, after },
             Denied::ExceedsCapacity { cost, capacity } => Self::Capacity { tier, cost, capacity },
+            Denied::KeySetFull { capacity } => Self::Keys { tier, capacity },
         }
     }
 }
@@ -218,6 +220,13 @@ impl<Req> Shared<Req> {
                     core.events.publish(RateLimitEvent::Rejected { tier: tier.clone(), retry_after: None });
                 }
                 CostExceedsCapacity::new(core.name.clone(), tier, cost, capacity).into()
+            }
+            Refusal::Keys { tier, capacity } => {
+                if core.events.is_observed() {
+                    core.events
+                        .publish(RateLimitEvent::Rejected { tier: self.tier_name(tier), retry_after: None });
+                }
+                KeySetFull::new(core.name.clone(), capacity).into()
             }
         }
     }

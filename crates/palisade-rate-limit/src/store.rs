@@ -33,7 +33,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::keyed::KeyedMap;
+use palisade_core::keyed::{Forget, KeyedMap};
 use tokio::time::Instant;
 
 use crate::algorithm::{Admit, Algorithm, Cell, Denied, Status};
@@ -58,6 +58,17 @@ pub trait KeyedStore<K>: Send + Sync + 'static {
 
     /// Keys evicted so far.
     fn evictions(&self) -> u64;
+
+    /// New keys refused so far because the store was full of keys it could not forget.
+    fn overflows(&self) -> u64 {
+        0
+    }
+
+    /// Forgets every key whose state is back to a fresh key's; returns how many went (the
+    /// handle's [`sweep`](crate::RateLimitHandle::sweep)).
+    fn sweep(&self) -> usize {
+        0
+    }
 }
 
 /// An admission by a limit: when the request may go, and what a refund needs.
@@ -131,10 +142,31 @@ struct KeyCell {
     cell: Cell,
 }
 
-/// The in-memory [`KeyedStore`]: a limiter per key in a bounded
-/// [`KeyedMap`]. At most `max_keys` keys are held: when full,
-/// keys idle past the idle timeout go first, then the least recently used — no background
-/// task, no call to make. Evicting an idle key loses nothing once its limit has refilled.
+impl Forget for KeyCell {
+    /// Nanoseconds in the store's clock.
+    type Now = u64;
+
+    fn can_forget(&self, now: u64) -> bool {
+        self.cell.can_forget(now)
+    }
+}
+
+/// The in-memory [`KeyedStore`]: a limiter per key in a bounded [`KeyedMap`].
+///
+/// # Eviction and overflow
+///
+/// At most `max_keys` keys are held, exactly. A key is forgotten only when its limiter is
+/// back to the state of a fresh key (token and leaky bucket: the theoretical arrival time
+/// has passed, so no token is missing and nobody waits; windows: nothing counted in any
+/// window that still matters) and no request holds its state — so forgetting a key can
+/// never let a client past its limit. Keys are forgotten only when a new key arrives and
+/// the map is full, never earlier.
+///
+/// When the map is full of keys that still constrain someone, a request for a *new* key is
+/// refused with [`Denied::KeySetFull`] (the layer answers
+/// [`KeySetFull`](palisade_core::rejection::KeySetFull), HTTP 503); keys already held are
+/// served as usual. Size `max_keys` for the number of clients active within one refill
+/// period. [`sweep`](Self::sweep) forgets every forgettable key at once.
 pub struct LocalStore<K> {
     map: KeyedMap<K, KeyCell>,
     algorithm: Algorithm,
@@ -156,9 +188,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
         algorithm: Algorithm,
         quota: Arc<dyn Fn(&K) -> Quota + Send + Sync>,
         max_keys: usize,
-        idle_timeout: Option<Duration>,
     ) -> Self {
-        Self { map: KeyedMap::new(max_keys, idle_timeout), algorithm, quota, epoch: Epoch::now() }
+        Self { map: KeyedMap::new(max_keys), algorithm, quota, epoch: Epoch::now() }
     }
 
     /// The most keys held.
@@ -166,28 +197,56 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
         self.map.capacity()
     }
 
-    fn cell(&self, key: &K, now: Instant) -> Arc<KeyCell> {
-        self.map.get_or_insert_with_at(key, now, || {
-            let quota = (self.quota)(key);
-            let quota = if quota.validate("quota").is_ok() {
-                quota
-            } else {
-                // An invalid per-key quota blocks the key rather than panicking.
-                Quota::new(0, Duration::from_secs(1)).burst(0)
-            };
-            KeyCell { cell: Cell::new(self.algorithm, &quota) }
-        })
+    /// New keys refused so far because every held key still constrained someone.
+    pub fn overflows(&self) -> u64 {
+        self.map.overflows()
+    }
+
+    /// Forgets every key whose limiter is back to a fresh key's state (and that no request
+    /// holds); returns how many went.
+    pub fn sweep(&self) -> usize {
+        self.map.sweep(self.epoch.nanos(Instant::now()))
+    }
+
+    fn make(&self, key: &K) -> KeyCell {
+        let quota = (self.quota)(key);
+        let quota = if quota.validate("quota").is_ok() {
+            quota
+        } else {
+            // An invalid per-key quota blocks the key rather than panicking.
+            Quota::new(0, Duration::from_secs(1)).burst(0)
+        };
+        KeyCell { cell: Cell::new(self.algorithm, &quota) }
+    }
+
+    #[inline]
+    fn grant(
+        &self,
+        cell: &Arc<KeyCell>,
+        cost: u32,
+        now: Instant,
+        now_nanos: u64,
+        wait: Option<u64>,
+    ) -> Result<Grant, Denied> {
+        let admit = cell.cell.acquire(now_nanos, cost, wait)?;
+        let ready = if admit.ready_at <= now_nanos { now } else { self.epoch.instant(admit.ready_at) };
+        Ok(Grant::new(ready, cost).with_token(admit.token).with_slot(cell.clone()))
     }
 }
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<K> {
     #[inline]
     fn acquire(&self, key: &K, cost: u32, now: Instant, max_wait: Option<Duration>) -> Result<Grant, Denied> {
-        let cell = self.cell(key, now);
         let now_nanos = self.epoch.nanos(now);
-        let admit = cell.cell.acquire(now_nanos, cost, wait_nanos(max_wait))?;
-        let ready = if admit.ready_at <= now_nanos { now } else { self.epoch.instant(admit.ready_at) };
-        Ok(Grant::new(ready, cost).with_token(admit.token).with_slot(cell))
+        let wait = wait_nanos(max_wait);
+        if let Some(result) = self.map.with(key, |cell| self.grant(cell, cost, now, now_nanos, wait)) {
+            return result;
+        }
+        let cell = self
+            .map
+            .get_or_insert_with(key, now_nanos, || self.make(key))
+            .map_err(|full| Denied::KeySetFull { capacity: full.capacity() })?;
+        self.grant(&cell, cost, now, now_nanos, wait)
     }
 
     fn refund(&self, grant: &Grant) {
@@ -197,7 +256,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
     }
 
     fn status(&self, key: &K, now: Instant) -> Option<Status> {
-        self.map.get_at(key, now).map(|c| c.cell.status(self.epoch.nanos(now)))
+        self.map.with(key, |c| c.cell.status(self.epoch.nanos(now)))
     }
 
     fn keys(&self) -> usize {
@@ -206,5 +265,13 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
 
     fn evictions(&self) -> u64 {
         self.map.evictions()
+    }
+
+    fn overflows(&self) -> u64 {
+        self.map.overflows()
+    }
+
+    fn sweep(&self) -> usize {
+        LocalStore::sweep(self)
     }
 }

@@ -47,8 +47,6 @@ pub struct Tier<Req> {
 pub(crate) struct Settings {
     pub(crate) algorithm: Option<Algorithm>,
     max_keys: Option<usize>,
-    #[allow(clippy::option_option)] // unset / no idle eviction / a timeout
-    idle_timeout: Option<Option<Duration>>,
 }
 
 enum Source<Req> {
@@ -75,12 +73,7 @@ impl<Req> fmt::Debug for Tier<Req> {
 
 impl<Req: 'static> Tier<Req> {
     fn from_source(source: Source<Req>) -> Self {
-        Self {
-            name: None,
-            settings: Settings { algorithm: None, max_keys: None, idle_timeout: None },
-            when: None,
-            source,
-        }
+        Self { name: None, settings: Settings { algorithm: None, max_keys: None }, when: None, source }
     }
 
     /// One limit for all requests (default name `"global"`).
@@ -130,16 +123,13 @@ impl<Req: 'static> Tier<Req> {
             if let Some(n) = s.max_keys {
                 b = b.max_keys(n);
             }
-            if let Some(idle) = s.idle_timeout {
-                b = b.idle_timeout(idle);
-            }
             let limiter = b.build()?;
             Ok(Box::new(KeyedTier { limiter, key }) as Box<dyn KeyedRuntime<Req>>)
         })))
     }
 
     /// One limit per key from a keyed limiter you keep, over any [`KeyedStore`]. The tier's
-    /// `algorithm`, `max_keys` and `idle_timeout` settings do not apply.
+    /// `algorithm` and `max_keys` settings do not apply.
     pub fn keyed_limiter<K, St, F>(limiter: KeyedRateLimiter<K, St>, key: F) -> Self
     where
         K: Send + Sync + 'static,
@@ -163,16 +153,11 @@ impl<Req: 'static> Tier<Req> {
         self
     }
 
-    /// Keyed tiers: the most keys tracked (default 100,000).
+    /// Keyed tiers: the most keys tracked (default 100,000); see
+    /// [`LocalStore`](crate::LocalStore) for when keys are forgotten and what happens when
+    /// all are in use.
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.settings.max_keys = Some(max_keys);
-        self
-    }
-
-    /// Keyed tiers: keys idle this long are evicted first when room is needed (default: the
-    /// quota's full refill time, one minute with a per-key quota).
-    pub fn idle_timeout(mut self, idle: Option<Duration>) -> Self {
-        self.settings.idle_timeout = Some(idle);
         self
     }
 

@@ -197,12 +197,13 @@ proptest! {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn keyed_limiter_evicts_idle_keys_first() {
+async fn keyed_limiter_forgets_only_refilled_keys() {
     let limiter = KeyedRateLimiter::builder().quota(Quota::per_second(1)).max_keys(2).build().unwrap();
     assert!(limiter.check_key(&1).is_ok());
     tokio::time::advance(Duration::from_secs(2)).await; // key 1 is idle and refilled
     assert!(limiter.check_key(&2).is_ok());
     assert!(limiter.check_key(&3).is_ok());
+    assert_eq!(limiter.check_key(&4), Err(Denied::KeySetFull { capacity: 2 }), "2 and 3 are in use");
     assert!(limiter.status(&1).is_none());
     assert_eq!(limiter.status(&2).unwrap().remaining, 0);
     assert_eq!(limiter.len(), 2);

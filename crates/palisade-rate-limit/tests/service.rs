@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use palisade_core::rejection::KeySetFull;
 use palisade_core::BoxError;
 use palisade_rate_limit::error::CostExceedsCapacity;
 use palisade_rate_limit::{Algorithm, Quota, RateLimitEvent, RateLimitLayer, Tier};
@@ -429,12 +430,17 @@ async fn events_report_rejections_and_evictions() {
     assert!(svc.clone().oneshot(1).await.is_ok());
     assert!(svc.clone().oneshot(1).await.is_err());
     assert!(svc.clone().oneshot(2).await.is_ok());
-    assert!(svc.clone().oneshot(3).await.is_ok()); // evicts key 1
+    // Both keys still constrain their clients: a third key is refused, nothing is reset.
+    let err = svc.clone().oneshot(3).await.unwrap_err();
+    assert_eq!(err.downcast_ref::<KeySetFull>().map(KeySetFull::capacity), Some(2));
+    advance(ms(60_000)).await;
+    assert!(svc.clone().oneshot(3).await.is_ok()); // keys 1 and 2 are full again: forgotten
     let events = events.lock().unwrap();
     assert_eq!(events[0], RateLimitEvent::Rejected { tier: "per_key".into(), retry_after: Some(ms(60_000)) });
-    assert_eq!(events[1], RateLimitEvent::Evicted { tier: "per_key".into(), keys: 1 });
+    assert_eq!(events[1], RateLimitEvent::Rejected { tier: "per_key".into(), retry_after: None });
+    assert_eq!(events[2], RateLimitEvent::Evicted { tier: "per_key".into(), keys: 2 });
     assert_eq!(evicted.load(Ordering::Relaxed), 1);
-    assert_eq!(layer.handle().snapshot().keys_evicted, 1);
+    assert_eq!(layer.handle().snapshot().keys_evicted, 2);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -447,6 +453,10 @@ async fn a_flood_of_distinct_keys_stays_within_the_bound() {
     let mut svc = layer.layer(Echo);
     let handle = layer.handle();
     for key in 0..1_000_000u32 {
+        if key % 1_000 == 0 {
+            // The previous thousand keys are full again and may be forgotten.
+            tokio::time::advance(ms(1_000)).await;
+        }
         let res = svc.call(key).now_or_never().expect("answered at once");
         assert!(res.is_ok());
         if key % 50_000 == 0 {
@@ -456,6 +466,12 @@ async fn a_flood_of_distinct_keys_stays_within_the_bound() {
     let snap = handle.snapshot();
     assert!(snap.keys <= 1_000, "{} keys held", snap.keys);
     assert!(snap.keys_evicted >= 999_000);
+    // The same flood within one second: the thousand keys held are in use, the rest refused.
+    for key in 1_000_000..1_010_000u32 {
+        let res = svc.call(key).now_or_never().expect("answered at once");
+        assert!(res.unwrap_err().is::<KeySetFull>());
+    }
+    assert_eq!(handle.snapshot().keys, 1_000);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
