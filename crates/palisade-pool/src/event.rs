@@ -39,6 +39,9 @@ pub enum EvictReason {
     ConsecutiveFailures(u32),
     /// It failed its periodic health check.
     HealthCheck,
+    /// Its `poll_ready`, `call`, response future or health check panicked (the message);
+    /// the request involved failed with [`Panicked`](crate::error::Panicked).
+    Panicked(Arc<str>),
 }
 
 /// What a [`PoolService`](crate::PoolService) publishes to its listeners (and to `tracing`,

@@ -20,7 +20,10 @@
 //!   and making never blocks dispatch to existing members.
 //! - **Health**: a member whose `poll_ready` fails, whose calls fail N times in a row (per a
 //!   palisade-core [`Classify`](palisade_core::classify::Classify)er), or that fails a
-//!   periodic health check is evicted and replaced; its calls in flight finish.
+//!   periodic health check is evicted and replaced; its calls in flight finish. A member
+//!   that panics (in `poll_ready`, `call`, its response future or a health check) fails
+//!   only the request involved, with [`Panicked`](error::Panicked), and is evicted and
+//!   replaced: the pool's worker never dies of user code.
 //! - **Handle**: [`PoolHandle`] gives [`Snapshot`]s, [`PoolEvent`]s and a graceful
 //!   [`shutdown`](PoolHandle::shutdown); [`PoolService::submit_batch`] runs many requests
 //!   and returns the results in order.
@@ -81,6 +84,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
+pub mod error;
 pub mod event;
 pub mod future;
 mod handle;

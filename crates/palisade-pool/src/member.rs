@@ -1,9 +1,10 @@
 //! Per-member bookkeeping shared between the worker and the calls in flight.
 
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use palisade_core::BoxError;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
+use crate::error::Panicked;
 use crate::shared::Shared;
 
 /// The numbers of one member, read by the worker and by snapshots.
@@ -56,6 +58,8 @@ pub(crate) struct Judge<C> {
 pub(crate) struct MemberState<C> {
     pub(crate) counters: MemberCounters,
     pub(crate) judge: Arc<Judge<C>>,
+    /// Set when user code of this member panicked: the message, for the eviction event.
+    panic: Mutex<Option<Arc<str>>>,
 }
 
 impl<C> std::fmt::Debug for MemberState<C> {
@@ -88,7 +92,21 @@ impl<C> MemberState<C> {
                 rtt_stamp: AtomicU64::new(0),
             },
             judge,
+            panic: Mutex::new(None),
         }
+    }
+
+    /// Marks the member unhealthy because its code panicked; the worker evicts it.
+    pub(crate) fn poison(&self, message: Arc<str>) {
+        *self.panic.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
+        if !self.counters.unhealthy.swap(true, Ordering::AcqRel) {
+            self.judge.shared.waker.wake();
+        }
+    }
+
+    /// The message of the panic that poisoned the member, if one did.
+    pub(crate) fn panic_message(&self) -> Option<Arc<str>> {
+        self.panic.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Records the verdict on one call.
@@ -178,11 +196,23 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        let mut this = self.project();
+        // A member's future panicking fails this request only, with a typed error, and
+        // gets the member evicted (its state is unknown after a panic).
+        let polled = catch_unwind(AssertUnwindSafe(|| this.inner.as_mut().poll(cx)));
         let member = &**this.member;
+        let result = match polled {
+            Ok(poll) => ready!(poll),
+            Err(payload) => {
+                let err = Panicked::new(member.judge.shared.name.clone(), "response", &*payload);
+                member.poison(err.message().into());
+                *this.done = true;
+                finish(member);
+                return Poll::Ready(Err(err.into()));
+            }
+        };
         let judge = &*member.judge;
-        let verdict = match (*this.started, judge.decay) {
+        let classified = catch_unwind(AssertUnwindSafe(|| match (*this.started, judge.decay) {
             (Some(started), Some(decay)) => {
                 let now = Instant::now();
                 let rtt = now.saturating_duration_since(started);
@@ -190,8 +220,11 @@ where
                 judge.classifier.classify_timed(&result, rtt)
             }
             _ => judge.classifier.classify(&result),
-        };
-        member.record(if verdict.is_ignored() { None } else { Some(verdict.is_failure()) });
+        }));
+        // A panicking classifier gives no verdict.
+        if let Ok(verdict) = classified {
+            member.record(if verdict.is_ignored() { None } else { Some(verdict.is_failure()) });
+        }
         member.counters.served.fetch_add(1, Ordering::Relaxed);
         *this.done = true;
         finish(member);

@@ -61,22 +61,28 @@
 //! recycled at that moment is dropped without the `destroy` hook (hooks are async and drop
 //! is not).
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use palisade_core::config::{ensure_nonzero_duration, ConfigError};
+use futures_util::FutureExt;
+use palisade_core::config::{ensure, ensure_nonzero_duration, ConfigError};
 use palisade_core::event::{Event, EventBus, Listener};
 use palisade_core::metric::{Counter, Gauge};
 use palisade_core::rejection::{Closed, TimedOut};
+use palisade_core::time::deadline_from_now;
 use palisade_core::BoxError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
+use crate::error::Panicked;
 use crate::sizing::Sizing;
 
 /// How a [`Pool`] makes, checks and throws away its resources.
@@ -107,82 +113,93 @@ pub trait Lifecycle: Send + Sync + 'static {
     }
 }
 
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type CreateFn<R> = Box<dyn Fn() -> BoxFuture<Result<R, BoxError>> + Send + Sync>;
+type CheckFn<R> = Box<dyn Fn(&mut R) -> bool + Send + Sync>;
+type DestroyFn<R> = Box<dyn Fn(R) -> BoxFuture<()> + Send + Sync>;
+
 /// A [`Lifecycle`] from closures: an async `create`, an optional synchronous health check
 /// and an optional async `destroy`. Built by [`lifecycle_fn`].
-pub struct LifecycleFn<C, V = (), D = ()> {
-    create: C,
-    check: V,
-    destroy: D,
+///
+/// The closures are erased when they are given (boxed into functions returning boxed
+/// futures, one allocation per `create` and per `destroy`), so the type names only the
+/// resource: a `Pool<LifecycleFn<Conn>>` can be stored in a struct, and futures awaiting the
+/// pool can be spawned even when `create` returns [`BoxError`] (a closure type carrying
+/// `E: Into<BoxError>` in the pool's type would hit rustc's "implementation of `From` is
+/// not general enough", rust-lang/rust#64552, inside `tokio::spawn` or an axum handler).
+///
+/// ```
+/// use palisade_core::BoxError;
+/// use palisade_pool::resource::{lifecycle_fn, LifecycleFn, Pool};
+///
+/// struct AppState {
+///     db: Pool<LifecycleFn<u32>>, // nameable
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let state = AppState {
+///     db: Pool::builder(lifecycle_fn(|| async { Ok::<_, BoxError>(7u32) })).build().unwrap(),
+/// };
+/// let db = state.db.clone();
+/// let n = tokio::spawn(async move { db.execute(async |c: &mut u32| *c).await.unwrap() });
+/// assert_eq!(n.await.unwrap(), 7);
+/// # }
+/// ```
+pub struct LifecycleFn<R> {
+    create: CreateFn<R>,
+    check: Option<CheckFn<R>>,
+    destroy: Option<DestroyFn<R>>,
 }
 
-impl<C, V, D> fmt::Debug for LifecycleFn<C, V, D> {
+impl<R> fmt::Debug for LifecycleFn<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LifecycleFn").finish_non_exhaustive()
+        f.debug_struct("LifecycleFn")
+            .field("recycle_if", &self.check.is_some())
+            .field("on_destroy", &self.destroy.is_some())
+            .finish_non_exhaustive()
     }
 }
 
 /// A [`Lifecycle`] whose `create` is the closure `create` (returning a future of
 /// `Result<R, E>`); add a health check with [`LifecycleFn::recycle_if`] and a teardown with
 /// [`LifecycleFn::on_destroy`].
-pub fn lifecycle_fn<C, Fut, R, E>(create: C) -> LifecycleFn<C>
+pub fn lifecycle_fn<C, Fut, R, E>(create: C) -> LifecycleFn<R>
 where
     C: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<R, E>> + Send,
+    Fut: Future<Output = Result<R, E>> + Send + 'static,
+    R: Send + 'static,
+    E: Into<BoxError> + 'static,
 {
-    LifecycleFn { create, check: (), destroy: () }
+    LifecycleFn {
+        create: Box::new(move || {
+            let fut = create();
+            Box::pin(async move { fut.await.map_err(Into::into) })
+        }),
+        check: None,
+        destroy: None,
+    }
 }
 
-impl<C, V, D> LifecycleFn<C, V, D> {
+impl<R> LifecycleFn<R> {
     /// Lends an idle resource again only if `check` returns `true`; otherwise it is
     /// destroyed.
-    pub fn recycle_if<V2>(self, check: V2) -> LifecycleFn<C, V2, D> {
-        LifecycleFn { create: self.create, check, destroy: self.destroy }
+    pub fn recycle_if<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&mut R) -> bool + Send + Sync + 'static,
+    {
+        self.check = Some(Box::new(check));
+        self
     }
 
     /// Runs `destroy` on every resource the pool throws away.
-    pub fn on_destroy<D2>(self, destroy: D2) -> LifecycleFn<C, V, D2> {
-        LifecycleFn { create: self.create, check: self.check, destroy }
-    }
-}
-
-/// The synchronous check of a [`LifecycleFn`] (implemented for `()` and closures).
-pub trait RecycleCheck<R>: Send + Sync + 'static {
-    /// `true` when the resource may be lent again.
-    fn check(&self, resource: &mut R) -> bool;
-}
-
-impl<R> RecycleCheck<R> for () {
-    fn check(&self, _: &mut R) -> bool {
-        true
-    }
-}
-
-impl<R, F: Fn(&mut R) -> bool + Send + Sync + 'static> RecycleCheck<R> for F {
-    fn check(&self, resource: &mut R) -> bool {
-        self(resource)
-    }
-}
-
-/// The teardown of a [`LifecycleFn`] (implemented for `()` and closures returning futures).
-pub trait DestroyHook<R>: Send + Sync + 'static {
-    /// Tears `resource` down.
-    fn destroy(&self, resource: R) -> impl Future<Output = ()> + Send;
-}
-
-impl<R: Send + 'static> DestroyHook<R> for () {
-    fn destroy(&self, resource: R) -> impl Future<Output = ()> + Send {
-        drop(resource);
-        std::future::ready(())
-    }
-}
-
-impl<R, F, Fut> DestroyHook<R> for F
-where
-    F: Fn(R) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    fn destroy(&self, resource: R) -> impl Future<Output = ()> + Send {
-        self(resource)
+    pub fn on_destroy<F, Fut>(mut self, destroy: F) -> Self
+    where
+        F: Fn(R) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.destroy = Some(Box::new(move |resource| Box::pin(destroy(resource))));
+        self
     }
 }
 
@@ -191,30 +208,26 @@ where
 #[error("resource failed its recycle check")]
 pub struct RecycleRefused;
 
-impl<C, Fut, R, E, V, D> Lifecycle for LifecycleFn<C, V, D>
-where
-    C: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<R, E>> + Send,
-    R: Send + 'static,
-    E: Into<BoxError> + Send + 'static,
-    V: RecycleCheck<R>,
-    D: DestroyHook<R>,
-{
+impl<R: Send + 'static> Lifecycle for LifecycleFn<R> {
     type Resource = R;
     type Error = BoxError;
 
     fn create(&self) -> impl Future<Output = Result<R, BoxError>> + Send {
-        let fut = (self.create)();
-        async move { fut.await.map_err(Into::into) }
+        (self.create)()
     }
 
     fn recycle(&self, resource: &mut R) -> impl Future<Output = Result<(), BoxError>> + Send {
-        let ok = self.check.check(resource);
+        let ok = self.check.as_ref().is_none_or(|check| check(resource));
         std::future::ready(if ok { Ok(()) } else { Err(RecycleRefused.into()) })
     }
 
     fn destroy(&self, resource: R) -> impl Future<Output = ()> + Send {
-        self.destroy.destroy(resource)
+        let fut = self.destroy.as_ref().map(|destroy| destroy(resource));
+        async move {
+            if let Some(fut) = fut {
+                fut.await;
+            }
+        }
     }
 }
 
@@ -289,7 +302,7 @@ impl Event for ResourceEvent {
 pub struct ResourceStats {
     /// `max_size`.
     pub max_size: usize,
-    /// Resources that exist (idle, lent out, or being created or checked).
+    /// Resources that exist (idle, lent out, being created, checked or destroyed).
     pub total: usize,
     /// Idle resources ready to be lent.
     pub available: usize,
@@ -299,8 +312,13 @@ pub struct ResourceStats {
     pub waiting: usize,
     /// Resources created since the pool was built.
     pub created: u64,
-    /// Resources destroyed (or dropped) since the pool was built.
+    /// Resources that went through [`Lifecycle::destroy`] since the pool was built.
     pub destroyed: u64,
+    /// Resources taken out for good with [`Pooled::detach`].
+    pub detached: u64,
+    /// Resources dropped without the `destroy` hook because no Tokio runtime was running
+    /// to run it (a guard dropped outside any runtime after [`Pool::close`]).
+    pub dropped: u64,
     /// `acquire` calls that timed out.
     pub timed_out: u64,
 }
@@ -336,19 +354,26 @@ impl<L: Lifecycle> PoolBuilder<L> {
         self
     }
 
-    /// Resources kept even when idle (default 0); [`Pool::fill`] creates them.
+    /// Resources kept even when idle (default 0). The pool keeps them by itself: it starts
+    /// creating them when built inside a Tokio runtime (else at its first use), and creates
+    /// replacements in the background, one at a time, whenever a resource is destroyed,
+    /// detached or found missing after an `acquire` or a release. A failed `create` stops
+    /// the refill until the next of those events; [`Pool::fill`] creates them and reports
+    /// errors.
     pub fn min_size(mut self, min: usize) -> Self {
         self.sizing.min = min;
         self
     }
 
-    /// Most resources that may exist at once (default 10, at least 1).
+    /// Most resources that may exist at once (default 10, at least 1, at most tokio's
+    /// [`Semaphore::MAX_PERMITS`]). Nothing is allocated up front for them.
     pub fn max_size(mut self, max: usize) -> Self {
         self.sizing.max = max;
         self
     }
 
-    /// Longest an `acquire` may take, waiting and creating included (default: no limit).
+    /// Longest an `acquire` may take, waiting and creating included (default: no limit; a
+    /// huge value saturates to "effectively never", see [`palisade_core::time`]).
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = Some(timeout);
         self
@@ -370,13 +395,20 @@ impl<L: Lifecycle> PoolBuilder<L> {
         self
     }
 
-    /// Validates the settings and builds the pool.
+    /// Validates the settings and builds the pool; inside a Tokio runtime, starts creating
+    /// `min_size` resources in the background.
     ///
     /// # Errors
     ///
-    /// `max_size` is zero, `min_size > max_size`, or a timeout is zero.
+    /// `max_size` is zero or above [`Semaphore::MAX_PERMITS`], `min_size > max_size`, or a
+    /// timeout is zero.
     pub fn build(self) -> Result<Pool<L>, ConfigError> {
         let sizing = self.sizing.validate()?;
+        ensure(
+            sizing.max <= Semaphore::MAX_PERMITS,
+            "max_size",
+            "must not exceed tokio's semaphore limit (usize::MAX >> 3)",
+        )?;
         if let Some(t) = self.acquire_timeout {
             ensure_nonzero_duration("acquire_timeout", t)?;
         }
@@ -384,29 +416,41 @@ impl<L: Lifecycle> PoolBuilder<L> {
             ensure_nonzero_duration("idle_timeout", t)?;
         }
         let name = &*self.name;
-        Ok(Pool {
+        let pool = Pool {
             shared: Arc::new(Shared {
                 lifecycle: self.lifecycle,
                 sizing,
                 acquire_timeout: self.acquire_timeout,
                 idle_timeout: self.idle_timeout,
                 permits: Arc::new(Semaphore::new(sizing.max)),
-                idle: Mutex::new(VecDeque::with_capacity(sizing.max)),
+                // Grown as resources come back: `max_size` comes from the user.
+                idle: Mutex::new(VecDeque::new()),
                 total: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
+                filling: AtomicBool::new(false),
                 waiting: Gauge::new("palisade_pool_resource_waiting", name),
                 total_gauge: Gauge::new("palisade_pool_resource_total", name),
                 created: Counter::new("palisade_pool_resource_created_total", name),
                 destroyed: Counter::new("palisade_pool_resource_destroyed_total", name),
+                detached: Counter::new("palisade_pool_resource_detached_total", name),
+                dropped: Counter::new("palisade_pool_resource_dropped_total", name),
                 timed_out: Counter::new("palisade_pool_resource_timed_out_total", name),
                 events: EventBus::with_listeners("pool", self.name.clone(), self.listeners),
                 name: self.name,
             }),
-        })
+        };
+        pool.shared.replenish();
+        Ok(pool)
     }
 }
 
 // === pool ===
+
+/// Makes the closure `FnOnce` in inference (a closure handed to `AssertUnwindSafe` returning
+/// a borrow of what it captured would be inferred `FnMut`).
+fn once<F: FnOnce() -> T, T>(f: F) -> F {
+    f
+}
 
 struct Idle<R> {
     resource: R,
@@ -423,11 +467,17 @@ struct Shared<L: Lifecycle> {
     permits: Arc<Semaphore>,
     idle: Mutex<VecDeque<Idle<L::Resource>>>,
     total: AtomicUsize,
+    /// Set under the `idle` lock, so a resource coming back either lands in `idle` before
+    /// `close` drains it or sees the pool closed.
     closed: AtomicBool,
+    /// A background task is creating resources up to `min_size`.
+    filling: AtomicBool,
     waiting: Gauge,
     total_gauge: Gauge,
     created: Counter,
     destroyed: Counter,
+    detached: Counter,
+    dropped: Counter,
     timed_out: Counter,
     events: EventBus<ResourceEvent>,
 }
@@ -440,30 +490,168 @@ impl<L: Lifecycle> Shared<L> {
         }
     }
 
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Publishes `event`, containing a panic of a listener (user code).
+    fn publish(&self, event: ResourceEvent) {
+        if self.events.is_observed() && catch_unwind(AssertUnwindSafe(|| self.events.publish(event))).is_err()
+        {
+            tracing::warn!(target: "palisade", pool = %self.name, "a resource pool event listener panicked");
+        }
+    }
+
     fn add_total(&self) -> usize {
         let total = self.total.fetch_add(1, Ordering::AcqRel) + 1;
         self.total_gauge.set(total as i64);
         total
     }
 
-    /// Gives back a place counted for a resource that was never created.
-    fn unreserve(&self) {
+    fn sub_total(&self) -> usize {
         let total = self.total.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
         self.total_gauge.set(total as i64);
+        total
     }
 
-    fn forget(&self, reason: DestroyReason) {
-        let total = self.total.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
-        self.total_gauge.set(total as i64);
-        self.destroyed.increment();
-        if self.events.is_observed() {
-            self.events.publish(ResourceEvent::Destroyed { reason, total });
+    fn panicked(&self, site: &'static str, payload: &(dyn Any + Send)) -> BoxError {
+        Panicked::new(self.name.clone(), site, payload).into()
+    }
+
+    /// Runs `create`; a panic in it is an error, never an unwind through the pool.
+    async fn create(&self) -> Result<L::Resource, BoxError> {
+        let fut = match catch_unwind(AssertUnwindSafe(|| self.lifecycle.create())) {
+            Ok(fut) => fut,
+            Err(payload) => return Err(self.panicked("create", &*payload)),
+        };
+        match AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(res) => res.map_err(Into::into),
+            Err(payload) => Err(self.panicked("create", &*payload)),
         }
     }
 
+    /// Runs `recycle`; a panic in it fails the check.
+    async fn recycle(&self, resource: &mut L::Resource) -> Result<(), BoxError> {
+        let fut = match catch_unwind(AssertUnwindSafe(once(move || self.lifecycle.recycle(resource)))) {
+            Ok(fut) => fut,
+            Err(payload) => return Err(self.panicked("recycle", &*payload)),
+        };
+        match AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(res) => res.map_err(Into::into),
+            Err(payload) => Err(self.panicked("recycle", &*payload)),
+        }
+    }
+
+    /// Runs the `destroy` hook (containing a panic) and counts the resource gone.
     async fn destroy(&self, resource: L::Resource, reason: DestroyReason) {
-        self.lifecycle.destroy(resource).await;
-        self.forget(reason);
+        let ran = match catch_unwind(AssertUnwindSafe(|| self.lifecycle.destroy(resource))) {
+            Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
+            Err(payload) => Err(payload),
+        };
+        if let Err(payload) = ran {
+            let err = self.panicked("destroy", &*payload);
+            tracing::warn!(target: "palisade", pool = %self.name, error = %err, "a destroy hook panicked");
+        }
+        let total = self.sub_total();
+        self.destroyed.increment();
+        self.publish(ResourceEvent::Destroyed { reason, total });
+    }
+
+    /// Destroys `resource` from synchronous code (a guard's or a cancelled future's drop):
+    /// the hook runs on a task spawned on the current Tokio runtime. Outside any runtime
+    /// the resource is dropped and counted in `dropped`.
+    fn destroy_later(self: &Arc<Self>, resource: L::Resource, reason: DestroyReason) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let shared = self.clone();
+            runtime.spawn(async move {
+                shared.destroy(resource, reason).await;
+                shared.replenish();
+            });
+        } else {
+            drop(resource);
+            self.sub_total();
+            self.dropped.increment();
+        }
+    }
+
+    /// Gives a resource back: idle again, or destroyed if the pool was closed meanwhile.
+    fn put_back(self: &Arc<Self>, resource: L::Resource) {
+        let since = self.idle_timeout.map(|_| Instant::now());
+        let mut idle = self.idle();
+        if self.is_closed() {
+            drop(idle);
+            self.destroy_later(resource, DestroyReason::Closed);
+            return;
+        }
+        idle.push_back(Idle { resource, since });
+    }
+
+    /// Starts the background refill when fewer than `min_size` resources exist (and none
+    /// runs yet). Cheap when there is nothing to do.
+    fn replenish(self: &Arc<Self>) {
+        if self.sizing.min == 0 || self.total.load(Ordering::Acquire) >= self.sizing.min || self.is_closed() {
+            return;
+        }
+        if self.filling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.filling.store(false, Ordering::Release);
+            return;
+        };
+        let shared = self.clone();
+        runtime.spawn(async move {
+            let mut reached = false;
+            // Stop when every pool handle and guard is gone: no one would use them.
+            while Arc::strong_count(&shared) > 1 {
+                match shared.fill_one().await {
+                    // Let other tasks run between creations (a `create` that answers at
+                    // once must not hog the thread).
+                    Ok(true) => tokio::task::yield_now().await,
+                    Ok(false) => {
+                        reached = shared.total.load(Ordering::Acquire) >= shared.sizing.min;
+                        break;
+                    }
+                    // A failed `create` waits for the next acquire, release or destroy
+                    // instead of spinning.
+                    Err(err) => {
+                        tracing::debug!(target: "palisade", pool = %shared.name, error = %err, "refilling to min_size failed");
+                        break;
+                    }
+                }
+            }
+            shared.filling.store(false, Ordering::Release);
+            // A resource that went while this task was finishing found `filling` set and
+            // started nothing: look again.
+            if reached && Arc::strong_count(&shared) > 1 {
+                shared.replenish();
+            }
+        });
+    }
+
+    /// Creates one resource into the idle list if fewer than `min_size` exist and a place
+    /// is free; `Ok(false)` when there is nothing to do.
+    async fn fill_one(self: &Arc<Self>) -> Result<bool, BoxError> {
+        if self.is_closed() || self.total.load(Ordering::Acquire) >= self.sizing.min {
+            return Ok(false);
+        }
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return if self.is_closed() { Err(self.closed()) } else { Ok(false) };
+        };
+        if self.total.load(Ordering::Acquire) >= self.sizing.min {
+            return Ok(false);
+        }
+        self.add_total();
+        let mut slot = Slot { shared: self, armed: true };
+        // On error the slot gives the place back.
+        let resource = self.create().await?;
+        slot.armed = false;
+        self.created.increment();
+        let total = self.total.load(Ordering::Acquire);
+        self.publish(ResourceEvent::Created { total });
+        self.put_back(resource);
+        drop(permit);
+        Ok(true)
     }
 
     fn closed(&self) -> BoxError {
@@ -492,22 +680,38 @@ impl<L: Lifecycle> fmt::Debug for Pool<L> {
     }
 }
 
-/// Keeps `total` right when a resource being created or checked is dropped mid-way.
+/// Keeps `total` right when a resource being created is dropped mid-way.
 struct Slot<'a, L: Lifecycle> {
     shared: &'a Shared<L>,
     armed: bool,
-    /// The resource exists (being checked) rather than being created.
-    exists: bool,
 }
 
 impl<L: Lifecycle> Drop for Slot<'_, L> {
     fn drop(&mut self) {
         if self.armed {
-            if self.exists {
-                self.shared.forget(DestroyReason::Discarded);
-            } else {
-                self.shared.unreserve();
-            }
+            self.shared.sub_total();
+        }
+    }
+}
+
+/// An existing resource between the idle list and a guard (being checked, or waiting for
+/// its `destroy`): dropped mid-way (the `acquire` was cancelled) it is destroyed on a
+/// spawned task, so every resource goes through the `destroy` hook exactly once.
+struct Loose<L: Lifecycle> {
+    resource: Option<L::Resource>,
+    shared: Arc<Shared<L>>,
+}
+
+impl<L: Lifecycle> Loose<L> {
+    fn take(mut self) -> Option<L::Resource> {
+        self.resource.take()
+    }
+}
+
+impl<L: Lifecycle> Drop for Loose<L> {
+    fn drop(&mut self) {
+        if let Some(resource) = self.resource.take() {
+            self.shared.destroy_later(resource, DestroyReason::Discarded);
         }
     }
 }
@@ -555,23 +759,24 @@ impl<L: Lifecycle> Pool<L> {
     ///
     /// # Errors
     ///
-    /// [`TimedOut`] after `acquire_timeout`, [`Closed`] once the pool is closed, or the
-    /// error of `create`.
+    /// [`TimedOut`] after `acquire_timeout`, [`Closed`] once the pool is closed, the error
+    /// of `create`, or [`Panicked`] if `create` panicked.
     pub async fn acquire(&self) -> Result<Pooled<L>, BoxError> {
         let Some(after) = self.shared.acquire_timeout else {
             return self.acquire_untimed().await;
         };
-        if let Ok(res) = tokio::time::timeout(after, self.acquire_untimed()).await {
+        let deadline = deadline_from_now(after);
+        if let Ok(res) = tokio::time::timeout_at(deadline, self.acquire_untimed()).await {
             return res;
         }
         self.shared.timed_out.increment();
-        self.shared.events.publish(ResourceEvent::AcquireTimedOut { after });
+        self.shared.publish(ResourceEvent::AcquireTimedOut { after });
         Err(TimedOut::new(self.shared.name.clone(), after).into())
     }
 
     async fn acquire_untimed(&self) -> Result<Pooled<L>, BoxError> {
-        let shared = &*self.shared;
-        if shared.closed.load(Ordering::Acquire) {
+        let shared = &self.shared;
+        if shared.is_closed() {
             return Err(shared.closed());
         }
         let permit = match shared.permits.clone().try_acquire_owned() {
@@ -586,40 +791,42 @@ impl<L: Lifecycle> Pool<L> {
         loop {
             let popped = shared.idle().pop_back();
             let Some(idle) = popped else { break };
-            let mut slot = Slot { shared, armed: true, exists: true };
-            let mut resource = idle.resource;
+            let mut loose = Loose { resource: Some(idle.resource), shared: shared.clone() };
             if let (Some(limit), Some(since)) = (shared.idle_timeout, idle.since) {
                 if since.elapsed() >= limit && shared.sizing.can_shrink(shared.total.load(Ordering::Acquire))
                 {
-                    slot.armed = false;
-                    shared.destroy(resource, DestroyReason::Idle).await;
+                    if let Some(resource) = loose.take() {
+                        shared.destroy(resource, DestroyReason::Idle).await;
+                    }
                     continue;
                 }
             }
-            if shared.lifecycle.recycle(&mut resource).await.is_ok() {
-                slot.armed = false;
-                return Ok(Pooled::new(resource, self.shared.clone(), permit));
+            let checked = match loose.resource.as_mut() {
+                Some(resource) => shared.recycle(resource).await,
+                None => continue,
+            };
+            let Some(resource) = loose.take() else { continue };
+            if checked.is_ok() {
+                shared.replenish();
+                return Ok(Pooled::new(resource, shared.clone(), permit));
             }
-            slot.armed = false;
             shared.destroy(resource, DestroyReason::Broken).await;
         }
         shared.add_total();
-        let mut slot = Slot { shared, armed: true, exists: false };
-        match shared.lifecycle.create().await {
+        let mut slot = Slot { shared: &**shared, armed: true };
+        match shared.create().await {
             Ok(resource) => {
                 slot.armed = false;
                 shared.created.increment();
-                if shared.events.is_observed() {
-                    let total = shared.total.load(Ordering::Acquire);
-                    shared.events.publish(ResourceEvent::Created { total });
-                }
-                Ok(Pooled::new(resource, self.shared.clone(), permit))
+                let total = shared.total.load(Ordering::Acquire);
+                shared.publish(ResourceEvent::Created { total });
+                shared.replenish();
+                Ok(Pooled::new(resource, shared.clone(), permit))
             }
             Err(err) => {
                 drop(slot);
-                let err: BoxError = err.into();
                 if shared.events.is_observed() {
-                    shared.events.publish(ResourceEvent::CreateFailed { error: err.to_string() });
+                    shared.publish(ResourceEvent::CreateFailed { error: err.to_string() });
                 }
                 Err(err)
             }
@@ -639,38 +846,32 @@ impl<L: Lifecycle> Pool<L> {
         Ok(f(&mut guard).await)
     }
 
-    /// Creates resources until `min_size` exist (or the pool is full of holders).
+    /// Creates resources until `min_size` exist (or the pool is full of holders), in the
+    /// caller's task; the pool also does this by itself in the background.
     ///
     /// # Errors
     ///
     /// The first error of `create`, or [`Closed`].
     pub async fn fill(&self) -> Result<(), BoxError> {
-        let shared = &*self.shared;
-        while shared.total.load(Ordering::Acquire) < shared.sizing.min {
-            let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
-                if shared.closed.load(Ordering::Acquire) {
-                    return Err(shared.closed());
-                }
-                return Ok(());
-            };
-            shared.add_total();
-            let mut slot = Slot { shared, armed: true, exists: false };
-            // On error the slot gives the place back.
-            let resource = shared.lifecycle.create().await.map_err(Into::into)?;
-            slot.armed = false;
-            shared.created.increment();
-            drop(Pooled::new(resource, self.shared.clone(), permit));
+        let shared = &self.shared;
+        if shared.is_closed() {
+            return Err(shared.closed());
         }
+        while shared.fill_one().await? {}
         Ok(())
     }
 
     /// Closes the pool: waiting and later `acquire` calls fail with [`Closed`], idle
-    /// resources are destroyed now, lent ones are dropped when their guards are.
+    /// resources are destroyed now, lent ones when their guards give them back (on a task
+    /// spawned on the current runtime: each goes through the `destroy` hook once).
     pub async fn close(&self) {
         let shared = &*self.shared;
-        shared.closed.store(true, Ordering::Release);
+        let idle: Vec<_> = {
+            let mut idle = shared.idle();
+            shared.closed.store(true, Ordering::Release);
+            idle.drain(..).collect()
+        };
         shared.permits.close();
-        let idle: Vec<_> = shared.idle().drain(..).collect();
         for i in idle {
             shared.destroy(i.resource, DestroyReason::Closed).await;
         }
@@ -678,7 +879,7 @@ impl<L: Lifecycle> Pool<L> {
 
     /// Whether [`Pool::close`] was called.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.shared.is_closed()
     }
 
     /// The pool's numbers now.
@@ -693,6 +894,8 @@ impl<L: Lifecycle> Pool<L> {
             waiting: usize::try_from(shared.waiting.get()).unwrap_or(0),
             created: shared.created.get(),
             destroyed: shared.destroyed.get(),
+            detached: shared.detached.get(),
+            dropped: shared.dropped.get(),
             timed_out: shared.timed_out.get(),
         }
     }
@@ -700,7 +903,8 @@ impl<L: Lifecycle> Pool<L> {
 
 // === guard ===
 
-/// A borrowed resource; it goes back to its [`Pool`] when dropped.
+/// A borrowed resource; it goes back to its [`Pool`] when dropped (or, once the pool is
+/// closed, through the `destroy` hook on a spawned task).
 ///
 /// Dereferences to the resource.
 pub struct Pooled<L: Lifecycle> {
@@ -729,18 +933,22 @@ impl<L: Lifecycle> Pooled<L> {
     }
 
     /// Throws the resource away (running the `destroy` hook) instead of returning it, e.g.
-    /// after it failed mid-use.
+    /// after it failed mid-use; the pool refills to `min_size`.
     pub async fn destroy(mut this: Self) {
         if let Some(resource) = this.resource.take() {
             this.shared.destroy(resource, DestroyReason::Discarded).await;
+            this.shared.replenish();
         }
     }
 
-    /// Takes the resource out of the pool for good; the pool may create another.
+    /// Takes the resource out of the pool for good (no `destroy` hook: it is yours now);
+    /// the pool may create another.
     pub fn detach(mut this: Self) -> Option<L::Resource> {
         let resource = this.resource.take();
         if resource.is_some() {
-            this.shared.forget(DestroyReason::Discarded);
+            this.shared.sub_total();
+            this.shared.detached.increment();
+            this.shared.replenish();
         }
         resource
     }
@@ -770,14 +978,8 @@ impl<L: Lifecycle> DerefMut for Pooled<L> {
 impl<L: Lifecycle> Drop for Pooled<L> {
     fn drop(&mut self) {
         let Some(resource) = self.resource.take() else { return };
-        let shared = &*self.shared;
-        if shared.closed.load(Ordering::Acquire) {
-            drop(resource);
-            shared.forget(DestroyReason::Closed);
-            return;
-        }
-        let since = shared.idle_timeout.map(|_| Instant::now());
-        shared.idle().push_back(Idle { resource, since });
+        self.shared.put_back(resource);
+        self.shared.replenish();
     }
 }
 

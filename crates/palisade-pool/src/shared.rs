@@ -87,6 +87,15 @@ impl Shared {
         self.queued.get() > 0 || self.closed.load(Ordering::Relaxed)
     }
 
+    /// Publishes `event`, containing a panic of a listener: listeners are user code and the
+    /// worker calling them must go on.
+    pub(crate) fn publish(&self, event: PoolEvent) {
+        let published = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.events.publish(event)));
+        if published.is_err() {
+            tracing::warn!(target: "palisade", pool = %self.name, "a pool event listener panicked");
+        }
+    }
+
     pub(crate) fn members(&self) -> MutexGuard<'_, Vec<Arc<dyn MemberView>>> {
         match self.members.lock() {
             Ok(g) => g,

@@ -4,19 +4,23 @@
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use palisade_core::classify::Classify;
 use palisade_core::rng::AtomicRng;
+use palisade_core::time::{deadline_after, deadline_from_now, FAR_FUTURE};
 use palisade_core::BoxError;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tower_service::Service;
 
 use crate::config::{Strategy, WorkerConfig};
+use crate::error::Panicked;
 use crate::event::{EvictReason, PoolEvent, ScaleDownReason, ScaleUpReason};
 use crate::handle::{Control, ShutdownReport};
 use crate::member::{Judge, MemberState, MemberView, Tracked};
@@ -26,7 +30,12 @@ use crate::sizing::Backoff;
 pub(crate) type BoxResponse<Res> = Pin<Box<dyn Future<Output = Result<Res, BoxError>> + Send>>;
 pub(crate) type Reply<Res> = oneshot::Sender<Result<BoxResponse<Res>, BoxError>>;
 type MakeFuture<S> = Pin<Box<dyn Future<Output = Result<S, BoxError>> + Send>>;
-type CheckFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
+/// A health check's outcome: `Ok(healthy)`, or the message of a panic in the member.
+type CheckFuture = Pin<Box<dyn Future<Output = Result<bool, Arc<str>>> + Send>>;
+
+/// Members joining in one turn of the worker before it yields to other tasks, so a pool
+/// whose factory answers at once (and whose `min_size` is large) cannot hog its thread.
+const MAX_JOINS_PER_TURN: usize = 16;
 
 /// One accepted request on its way to a member.
 pub(crate) struct Message<Req, Res> {
@@ -191,16 +200,19 @@ where
         control: mpsc::UnboundedReceiver<Control>,
     ) -> Self {
         let queue = Queue::Fifo(VecDeque::new());
-        let mut housekeeping = tokio::time::interval(config.housekeeping_interval);
+        // tokio's `Interval` adds its period to the clock unchecked: saturate it first (a
+        // huge interval means "effectively never", see `palisade_core::time`).
+        let mut housekeeping = tokio::time::interval(config.housekeeping_interval.min(FAR_FUTURE));
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let next_check = config.health_check.as_ref().map(|h| Instant::now() + h.interval);
+        let next_check = config.health_check.as_ref().map(|h| deadline_from_now(h.interval));
         Self {
             make,
             target,
             making: None,
             retry_at: None,
             backoff,
-            members: Vec::with_capacity(config.sizing.max),
+            // Grown as members join: `max_size` comes from the user and may be huge.
+            members: Vec::new(),
             queue,
             rx,
             rx_open: true,
@@ -217,7 +229,7 @@ where
             checks: Vec::new(),
             next_check,
             draining: None,
-            candidates: Vec::with_capacity(config.sizing.max),
+            candidates: Vec::new(),
             config,
         }
     }
@@ -255,7 +267,7 @@ where
                 break;
             }
             joins += 1;
-            if joins > self.config.sizing.max {
+            if joins >= MAX_JOINS_PER_TURN {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -286,9 +298,9 @@ where
                     return;
                 }
                 self.shared.close();
-                self.shared.events.publish(PoolEvent::ShutdownStarted);
-                self.draining =
-                    Some(Draining { deadline: Box::pin(tokio::time::sleep(deadline)), replies: vec![done] });
+                self.shared.publish(PoolEvent::ShutdownStarted);
+                let deadline = Box::pin(tokio::time::sleep_until(deadline_from_now(deadline)));
+                self.draining = Some(Draining { deadline, replies: vec![done] });
             }
         }
     }
@@ -318,7 +330,7 @@ where
         self.checks.clear();
         self.publish_members();
         let drained = drained && abandoned == 0;
-        self.shared.events.publish(PoolEvent::ShutdownFinished { drained });
+        self.shared.publish(PoolEvent::ShutdownFinished { drained });
         let report = ShutdownReport { drained, abandoned, in_flight };
         if let Some(d) = self.draining.take() {
             for reply in d.replies {
@@ -395,17 +407,33 @@ where
         if m.ready || m.state.counters.is_unhealthy() {
             return true;
         }
-        match m.service.poll_ready(cx) {
-            Poll::Ready(Ok(())) => {
+        match catch_unwind(AssertUnwindSafe(|| m.service.poll_ready(cx))) {
+            Ok(Poll::Ready(Ok(()))) => {
                 m.ready = true;
                 true
             }
-            Poll::Ready(Err(err)) => {
+            Ok(Poll::Ready(Err(err))) => {
                 let err: BoxError = err.into();
                 self.evict(i, EvictReason::NotReady(err.to_string().into()));
                 false
             }
-            Poll::Pending => true,
+            Ok(Poll::Pending) => true,
+            Err(payload) => {
+                let err = Panicked::new(self.shared.name.clone(), "poll_ready", &*payload);
+                self.evict(i, EvictReason::Panicked(err.message().into()));
+                false
+            }
+        }
+    }
+
+    /// Polls every member not yet ready: afterwards each one is ready, or its `poll_ready`
+    /// registered this turn's waker, or it was evicted.
+    fn poll_members(&mut self, cx: &mut Context<'_>) {
+        let mut i = 0;
+        while i < self.members.len() {
+            if self.poll_member(i, cx) {
+                i += 1;
+            }
         }
     }
 
@@ -414,14 +442,15 @@ where
         if self.queue.is_empty() && !checks_due {
             return;
         }
-        let mut i = 0;
-        while i < self.members.len() {
-            if self.poll_member(i, cx) {
-                i += 1;
-            }
-        }
+        self.poll_members(cx);
         if checks_due {
             self.start_checks();
+            self.evict_unhealthy();
+            // A health check spends the readiness of the member it calls: poll those members
+            // again, so each is ready or has registered a wake-up. Returning `Pending` with a
+            // member marked not ready and no waker registered would leave requests queued
+            // behind it until something unrelated woke the worker.
+            self.poll_members(cx);
         }
         while !self.queue.is_empty() {
             let Some(i) = self.pick() else { break };
@@ -430,8 +459,9 @@ where
             if message.reply.is_closed() {
                 continue;
             }
-            self.call(i, message);
-            self.poll_member(i, cx);
+            if self.call(i, message) {
+                self.poll_member(i, cx);
+            }
         }
         if !self.queue.is_empty() {
             let pruned = self.queue.prune_cancelled(cx);
@@ -441,19 +471,32 @@ where
         }
     }
 
-    fn call(&mut self, i: usize, message: Message<Req, S::Response>) {
+    /// Sends `message` to the member at `i`; returns whether the member is still there (a
+    /// member whose `call` panics is evicted, and only this request fails).
+    fn call(&mut self, i: usize, message: Message<Req, S::Response>) -> bool {
         let Message { request, reply, slot, .. } = message;
         // The request left the queue: its place is free again.
         drop(slot);
         let m = &mut self.members[i];
         m.ready = false;
         m.active = true;
+        let call = match catch_unwind(AssertUnwindSafe(|| m.service.call(request))) {
+            Ok(call) => call,
+            Err(payload) => {
+                let err = Panicked::new(self.shared.name.clone(), "call", &*payload);
+                let message: Arc<str> = err.message().into();
+                let _ = reply.send(Err(err.into()));
+                self.evict(i, EvictReason::Panicked(message));
+                return false;
+            }
+        };
         m.state.counters.in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.shared.in_flight.add(1);
         let started = self.judge.decay.map(|_| Instant::now());
-        let future = Tracked::new(m.service.call(request), m.state.clone(), started);
+        let future = Tracked::new(call, m.state.clone(), started);
         // If the caller went away meanwhile, the call is dropped (cancelled) right here.
         let _ = reply.send(Ok(Box::pin(future)));
+        true
     }
 
     // === health ===
@@ -466,15 +509,30 @@ where
             }
             m.check_due = false;
             m.ready = false;
-            let call = m.service.call((check.request)());
+            let service = &mut m.service;
+            let call = match catch_unwind(AssertUnwindSafe(|| service.call((check.request)()))) {
+                Ok(call) => call,
+                Err(payload) => {
+                    let err = Panicked::new(self.shared.name.clone(), "health_check", &*payload);
+                    // Evicted by the caller (`dispatch`) right after.
+                    m.state.poison(err.message().into());
+                    continue;
+                }
+            };
             let judge = self.judge.clone();
             let timeout = check.timeout;
+            let name = self.shared.name.clone();
             let fut = async move {
                 match tokio::time::timeout(timeout, call).await {
                     Ok(result) => !judge.classifier.classify(&result).is_failure(),
                     Err(_) => false,
                 }
             };
+            // The check runs on the worker's task: a panic in the member's future (or the
+            // classifier) evicts the member instead of ending the worker.
+            let fut = AssertUnwindSafe(fut).catch_unwind().map(move |r| {
+                r.map_err(|payload| Panicked::new(name, "health_check", &*payload).message().into())
+            });
             self.checks.push((m.state.counters.id, Box::pin(fut)));
         }
     }
@@ -482,15 +540,18 @@ where
     fn poll_checks(&mut self, cx: &mut Context<'_>) {
         let mut k = 0;
         while k < self.checks.len() {
-            let Poll::Ready(healthy) = self.checks[k].1.as_mut().poll(cx) else {
+            let Poll::Ready(outcome) = self.checks[k].1.as_mut().poll(cx) else {
                 k += 1;
                 continue;
             };
             let (id, _) = self.checks.swap_remove(k);
-            if !healthy {
-                if let Some(i) = self.members.iter().position(|m| m.state.counters.id == id) {
-                    self.evict(i, EvictReason::HealthCheck);
-                }
+            let reason = match outcome {
+                Ok(true) => continue,
+                Ok(false) => EvictReason::HealthCheck,
+                Err(message) => EvictReason::Panicked(message),
+            };
+            if let Some(i) = self.members.iter().position(|m| m.state.counters.id == id) {
+                self.evict(i, reason);
             }
         }
     }
@@ -499,8 +560,13 @@ where
         let mut i = self.members.len();
         while i > 0 {
             i -= 1;
-            if self.members[i].state.counters.is_unhealthy() {
-                self.evict(i, EvictReason::ConsecutiveFailures(self.judge.threshold));
+            let state = &self.members[i].state;
+            if state.counters.is_unhealthy() {
+                let reason = match state.panic_message() {
+                    Some(message) => EvictReason::Panicked(message),
+                    None => EvictReason::ConsecutiveFailures(self.judge.threshold),
+                };
+                self.evict(i, reason);
             }
         }
     }
@@ -519,7 +585,7 @@ where
         self.shared.evicted.increment();
         self.replacements_owed = (self.replacements_owed + 1).min(self.config.sizing.max);
         self.publish_members();
-        self.shared.events.publish(PoolEvent::Evicted {
+        self.shared.publish(PoolEvent::Evicted {
             member: m.state.counters.id,
             members: self.members.len(),
             reason,
@@ -530,7 +596,7 @@ where
     // === scaling ===
 
     fn utilisation(&self) -> f64 {
-        let capacity = self.members.len() * self.config.member_concurrency;
+        let capacity = self.members.len().saturating_mul(self.config.member_concurrency);
         if capacity == 0 {
             return if self.queue.is_empty() { 0.0 } else { 1.0 };
         }
@@ -550,12 +616,14 @@ where
         }
         let n = self.members.len();
         let sizing = self.config.sizing;
-        let reason = if n < sizing.min {
-            ScaleUpReason::Minimum
-        } else if !sizing.can_grow(n) {
+        // A replacement is reported as one even when the pool is below its minimum (the
+        // eviction took it there): metrics show the churn.
+        let reason = if !sizing.can_grow(n) {
             return;
         } else if self.replacements_owed > 0 {
             ScaleUpReason::Replacement
+        } else if n < sizing.min {
+            ScaleUpReason::Minimum
         } else if (self.config.scale_up_queue > 0 && self.queue.len() >= self.config.scale_up_queue)
             || (n == 0 && !self.queue.is_empty())
         {
@@ -565,23 +633,41 @@ where
         } else {
             return;
         };
-        match self.make.poll_ready(cx) {
-            Poll::Pending => {}
-            Poll::Ready(Err(err)) => self.make_failed(&err.into(), cx),
-            Poll::Ready(Ok(())) => {
-                let fut = self.make.call(self.target.clone());
-                let fut: MakeFuture<S> = match self.config.make_timeout {
-                    None => Box::pin(async move { fut.await.map_err(Into::into) }),
-                    Some(limit) => {
-                        let name = self.shared.name.clone();
-                        Box::pin(async move {
-                            match tokio::time::timeout(limit, fut).await {
-                                Ok(res) => res.map_err(Into::into),
-                                Err(_) => Err(palisade_core::rejection::TimedOut::new(name, limit).into()),
-                            }
-                        })
-                    }
+        // The `MakeService` is user code run on the worker's task: a panic in it counts as a
+        // failed make (with backoff), never ends the worker.
+        let name = self.shared.name.clone();
+        let panicked = |payload: Box<dyn std::any::Any + Send>| -> BoxError {
+            Panicked::new(name.clone(), "make", &*payload).into()
+        };
+        match catch_unwind(AssertUnwindSafe(|| self.make.poll_ready(cx))) {
+            Ok(Poll::Pending) => {}
+            Ok(Poll::Ready(Err(err))) => self.make_failed(&err.into(), cx),
+            Err(payload) => self.make_failed(&panicked(payload), cx),
+            Ok(Poll::Ready(Ok(()))) => {
+                let (make, target) = (&mut self.make, &self.target);
+                let fut = match catch_unwind(AssertUnwindSafe(|| make.call(target.clone()))) {
+                    Ok(fut) => fut,
+                    Err(payload) => return self.make_failed(&panicked(payload), cx),
                 };
+                let make_timeout = self.config.make_timeout;
+                let timeout_name = name.clone();
+                let fut: MakeFuture<S> = Box::pin(async move {
+                    let made = AssertUnwindSafe(async move {
+                        match make_timeout {
+                            None => fut.await.map_err(Into::into),
+                            Some(limit) => match tokio::time::timeout(limit, fut).await {
+                                Ok(res) => res.map_err(Into::into),
+                                Err(_) => {
+                                    Err(palisade_core::rejection::TimedOut::new(timeout_name, limit).into())
+                                }
+                            },
+                        }
+                    });
+                    match made.catch_unwind().await {
+                        Ok(res) => res,
+                        Err(payload) => Err(Panicked::new(name, "make", &*payload).into()),
+                    }
+                });
                 self.making = Some((fut, reason));
             }
         }
@@ -614,11 +700,7 @@ where
                 });
                 self.shared.made.increment();
                 self.publish_members();
-                self.shared.events.publish(PoolEvent::ScaledUp {
-                    member: id,
-                    members: self.members.len(),
-                    reason,
-                });
+                self.shared.publish(PoolEvent::ScaledUp { member: id, members: self.members.len(), reason });
                 true
             }
             Err(err) => {
@@ -636,7 +718,7 @@ where
         let _ = sleep.as_mut().poll(cx);
         self.retry_at = Some(sleep);
         tracing::debug!(target: "palisade", pool = %self.shared.name, error = %err, "making a member failed");
-        self.shared.events.publish(PoolEvent::MakeFailed {
+        self.shared.publish(PoolEvent::MakeFailed {
             attempt: self.backoff.failures(),
             retry_in,
             error: err.to_string().into(),
@@ -659,7 +741,7 @@ where
                 for m in &mut self.members {
                     m.check_due = true;
                 }
-                self.next_check = Some(now + check.interval);
+                self.next_check = Some(deadline_after(now, check.interval));
             }
         }
         if self.utilisation() < self.config.scale_down_utilisation && self.queue.is_empty() {
@@ -696,7 +778,7 @@ where
         let m = self.members.remove(i);
         self.shared.retired.increment();
         self.publish_members();
-        self.shared.events.publish(PoolEvent::ScaledDown {
+        self.shared.publish(PoolEvent::ScaledDown {
             member: m.state.counters.id,
             members: self.members.len(),
             reason,

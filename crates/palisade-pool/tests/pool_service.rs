@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use palisade_core::rejection::{find, Closed, Overloaded};
+use palisade_pool::error::Panicked;
 use palisade_pool::{
     EvictReason, PoolEvent, PoolService, ScaleDownReason, ScaleUpReason, Strategy, WhenFull,
 };
@@ -736,4 +737,351 @@ async fn shutdown_makes_a_member_for_requests_still_waiting() {
     let report = pool.handle().shutdown(Duration::from_secs(1)).await;
     assert!(report.drained);
     assert_eq!(waiting.await.unwrap().unwrap(), (0, 5));
+}
+
+// === nothing waits forever (issue 15, kind 4) ===
+
+/// Makes members that answer every `u32` with itself, at once.
+macro_rules! echo_make {
+    () => {
+        palisade_pool::make_fn(|| {
+            std::future::ready(Ok::<_, palisade_core::BoxError>(tower::service_fn(|x: u32| {
+                std::future::ready(Ok::<_, palisade_core::BoxError>(x))
+            })))
+        })
+    };
+}
+
+/// The given input: one always-ready, healthy member with a 1 s health check; a request
+/// landing on the check tick used to wait forever (the check spent the member's readiness
+/// and no wake-up was registered).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_request_on_a_health_check_tick_is_answered() {
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .health_check(Duration::from_secs(1), || 0u32)
+        .build(echo_make!())
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let answer = tokio::time::timeout(Duration::from_secs(3600), pool.clone().oneshot(7)).await;
+    assert_eq!(answer.expect("the request was never answered").unwrap(), 7);
+}
+
+/// Requests at many offsets around check ticks, several members, more than one call per
+/// member: every one is answered without the clock moving on.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn requests_around_health_check_ticks_are_answered() {
+    for (members, concurrency) in [(1, 1), (2, 1), (1, 2), (3, 2)] {
+        let pool = PoolService::builder()
+            .min_size(members)
+            .max_size(members)
+            .member_concurrency(concurrency)
+            .health_check(ms(250), || 0u32)
+            .housekeeping_interval(ms(50))
+            .build(echo_make!())
+            .unwrap();
+        for step in 0..40u32 {
+            tokio::time::sleep(ms(u64::from(step % 7) * 25)).await;
+            let before = Instant::now();
+            let calls = (0..3).map(|k| pool.clone().oneshot(step * 10 + k));
+            let answers =
+                tokio::time::timeout(Duration::from_secs(3600), futures_util::future::join_all(calls))
+                    .await
+                    .expect("a request was never answered");
+            assert_eq!(
+                answers.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+                vec![step * 10, step * 10 + 1, step * 10 + 2]
+            );
+            assert_eq!(Instant::now(), before, "answering needed the clock to move");
+        }
+    }
+}
+
+// === pools keep their promises (issue 15, kind 5) ===
+
+/// The given input: a member evicted and replaced at the pool's minimum is a replacement.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_member_replaced_at_the_minimum_is_reported_as_a_replacement() {
+    let f = Factory::new().behave(0, Behaviour { fail_calls: true, ..Behaviour::default() });
+    let events = Events::default();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .evict_after_failures(1)
+        .on_event(events.listener())
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    assert!(call(&pool, Job::new(0)).await.is_err());
+    assert_eq!(call(&pool, Job::new(1)).await.unwrap(), (1, 1));
+    let reasons: Vec<_> = events
+        .all()
+        .iter()
+        .filter_map(|e| match e {
+            PoolEvent::ScaledUp { member, reason, .. } => Some((*member, *reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, vec![(0, ScaleUpReason::Minimum), (1, ScaleUpReason::Replacement)]);
+}
+
+/// Own case: the same above the minimum (two members, one evicted).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn every_replacement_is_reported_as_one() {
+    let f = Factory::new().behave(1, Behaviour { fail_calls: true, ..Behaviour::default() });
+    let events = Events::default();
+    let pool = PoolService::builder()
+        .min_size(2)
+        .max_size(3)
+        .strategy(Strategy::RoundRobin)
+        .evict_after_failures(1)
+        .on_event(events.listener())
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    for n in 0..4 {
+        let _ = call(&pool, Job::new(n)).await;
+    }
+    settle().await;
+    assert_eq!(
+        events.count(|e| matches!(e, PoolEvent::ScaledUp { reason: ScaleUpReason::Replacement, .. })),
+        1
+    );
+    assert_eq!(events.count(|e| matches!(e, PoolEvent::ScaledUp { reason: ScaleUpReason::Minimum, .. })), 2);
+}
+
+// === a panic in user code never takes the pool down (issue 15, kind 3) ===
+
+fn panicked_at(err: &palisade_core::BoxError) -> &'static str {
+    err.downcast_ref::<Panicked>().unwrap_or_else(|| panic!("not a Panicked error: {err}")).site()
+}
+
+fn evicted_for_panic(events: &Events) -> usize {
+    events.count(|e| matches!(e, PoolEvent::Evicted { reason: EvictReason::Panicked(_), .. }))
+}
+
+/// The given input: a member panicking in `call` used to kill the worker (every later
+/// request got `Closed`). Now only that request fails, with `Panicked`, and the member is
+/// replaced.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_member_panicking_in_call_fails_only_that_request() {
+    let f = Factory::new().behave(0, Behaviour { panic_in_call: true, ..Behaviour::default() });
+    let events = Events::default();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .make_backoff(ms(10), ms(10))
+        .on_event(events.listener())
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    let err = call(&pool, Job::new(0)).await.unwrap_err();
+    assert_eq!(panicked_at(&err), "call");
+    assert!(err.to_string().contains("member 0 panicked in call"), "{err}");
+    for n in 1..5 {
+        assert_eq!(call(&pool, Job::new(n)).await.unwrap(), (1, n));
+    }
+    assert_eq!(evicted_for_panic(&events), 1);
+    assert_eq!(pool.snapshot().in_flight, 0);
+    assert!(!pool.handle().is_closed());
+}
+
+/// Own case: the panic in the member's response future.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_member_panicking_in_its_response_future_is_evicted() {
+    let f = Factory::new().behave(0, Behaviour { panic_in_future: true, ..Behaviour::default() });
+    let events = Events::default();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .make_backoff(ms(10), ms(10))
+        .on_event(events.listener())
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    let err = call(&pool, Job::new(0).work(5)).await.unwrap_err();
+    assert_eq!(panicked_at(&err), "response");
+    assert_eq!(call(&pool, Job::new(1)).await.unwrap(), (1, 1));
+    assert_eq!(evicted_for_panic(&events), 1);
+    let s = pool.snapshot();
+    assert_eq!((s.in_flight, s.evicted), (0, 1));
+}
+
+/// Own case: a member panicking in `poll_ready` is evicted; the waiting request is served by
+/// its replacement.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_member_panicking_in_poll_ready_is_evicted() {
+    let f = Factory::new().behave(0, Behaviour { panic_in_ready: true, ..Behaviour::default() });
+    let events = Events::default();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .make_backoff(ms(10), ms(10))
+        .on_event(events.listener())
+        .build(f.make())
+        .unwrap();
+    settle().await;
+    assert_eq!(call(&pool, Job::new(3)).await.unwrap(), (1, 3));
+    assert_eq!(evicted_for_panic(&events), 1);
+}
+
+/// Own case: a member panicking in a health check is evicted, the pool serves on.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_member_panicking_in_a_health_check_is_evicted() {
+    let f = Factory::new().behave(0, Behaviour { panic_in_health: true, ..Behaviour::default() });
+    let events = Events::default();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .make_backoff(ms(10), ms(10))
+        .health_check(Duration::from_secs(1), || Job { health: true, ..Job::default() })
+        .on_event(events.listener())
+        .build(f.make())
+        .unwrap();
+    assert_eq!(call(&pool, Job::new(1)).await.unwrap(), (0, 1));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    settle().await;
+    assert_eq!(evicted_for_panic(&events), 1);
+    assert_eq!(call(&pool, Job::new(2)).await.unwrap(), (1, 2));
+}
+
+/// Own case: a factory that panics (in the make future) counts as a failed make with
+/// backoff; the next make succeeds.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_panicking_factory_is_a_failed_make() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let attempts = std::sync::Arc::new(AtomicUsize::new(0));
+    let a = attempts.clone();
+    let events = Events::default();
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .make_backoff(ms(10), ms(10))
+        .on_event(events.listener())
+        .build(palisade_pool::make_fn(move || {
+            let n = a.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert!(n >= 2, "factory panicked on attempt {n}");
+                Ok::<_, palisade_core::BoxError>(tower::service_fn(|x: u32| async move {
+                    Ok::<_, palisade_core::BoxError>(x)
+                }))
+            }
+        }))
+        .unwrap();
+    assert_eq!(pool.clone().oneshot(9).await.unwrap(), 9);
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    assert_eq!(pool.snapshot().make_failures, 2);
+    let failed = events.all().into_iter().filter_map(|e| match e {
+        PoolEvent::MakeFailed { error, .. } => Some(error),
+        _ => None,
+    });
+    assert!(failed.into_iter().all(|e| e.contains("panicked in make")));
+}
+
+/// Own case: a `MakeService` whose `call` panics synchronously (on the worker's task).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_make_service_panicking_in_call_is_a_failed_make() {
+    let mut n = 0;
+    let make = tower::service_fn(move |()| {
+        n += 1;
+        assert!(n > 1, "make service panicked");
+        std::future::ready(Ok::<_, palisade_core::BoxError>(tower::service_fn(|x: u32| async move {
+            Ok::<_, palisade_core::BoxError>(x)
+        })))
+    });
+    let pool =
+        PoolService::builder().min_size(1).max_size(1).make_backoff(ms(10), ms(10)).build(make).unwrap();
+    assert_eq!(pool.clone().oneshot(4).await.unwrap(), 4);
+    assert_eq!(pool.snapshot().make_failures, 1);
+}
+
+/// Own case: a listener that panics does not stop the worker.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_panicking_listener_does_not_stop_the_pool() {
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(2)
+        .on_event(|e: &PoolEvent| assert!(!matches!(e, PoolEvent::ScaledUp { .. }), "listener panicked"))
+        .build(Factory::new().make())
+        .unwrap();
+    for n in 0..3 {
+        assert_eq!(call(&pool, Job::new(n)).await.unwrap().1, n);
+    }
+}
+
+// === sizes and durations from a config (issue 15, kinds 1 and 2) ===
+
+/// The given inputs: `max_size` 4294967295 from serde used to abort the process (a 137 GB
+/// `Vec::with_capacity`), `max_size(usize::MAX)` to panic with "capacity overflow".
+#[cfg(feature = "serde")]
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_huge_max_size_allocates_nothing_up_front() {
+    let config: palisade_pool::PoolServiceConfig =
+        serde_json::from_str(r#"{"max_size": 4294967295}"#).unwrap();
+    let pool = config.into_builder::<u32>().unwrap().build(echo_make!()).unwrap();
+    assert_eq!(pool.clone().oneshot(1).await.unwrap(), 1);
+    let pool = PoolService::builder().max_size(usize::MAX).build(echo_make!()).unwrap();
+    assert_eq!(pool.clone().oneshot(2).await.unwrap(), 2);
+}
+
+/// Own cases: every other size-like field at its extreme.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn extreme_sizes_are_refused_or_served() {
+    let pool = PoolService::builder()
+        .max_size(usize::MAX)
+        .member_concurrency(usize::MAX)
+        .scale_up_queue(usize::MAX)
+        .evict_after_failures(u32::MAX)
+        .build(echo_make!())
+        .unwrap();
+    assert_eq!(pool.clone().oneshot(3).await.unwrap(), 3);
+    // A huge minimum: members are made a few per turn, and requests are served meanwhile.
+    let pool = PoolService::builder().min_size(usize::MAX).max_size(usize::MAX).build(echo_make!()).unwrap();
+    assert_eq!(pool.clone().oneshot(4).await.unwrap(), 4);
+    drop(pool);
+    let err = PoolService::<u32, ()>::builder().queue_capacity(usize::MAX).build(echo_make!()).unwrap_err();
+    assert_eq!(err.field(), "queue_capacity");
+}
+
+/// Own cases (kind 1): every duration at `Duration::MAX` builds and serves; before, the
+/// housekeeping interval and the health-check interval overflowed the clock.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn huge_durations_mean_never() {
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(2)
+        .housekeeping_interval(Duration::MAX)
+        .health_check(Duration::MAX, || 0u32)
+        .idle_timeout(Duration::MAX)
+        .scale_down(0.1, Duration::MAX)
+        .make_backoff(Duration::MAX, Duration::MAX)
+        .make_timeout(Duration::MAX)
+        .peak_ewma(Duration::MAX, Duration::MAX)
+        .strategy(Strategy::PeakEwma)
+        .build(echo_make!())
+        .unwrap();
+    for n in 0..3 {
+        assert_eq!(pool.clone().oneshot(n).await.unwrap(), n);
+        tokio::time::sleep(Duration::from_secs(86_400 * 365)).await;
+    }
+    let report = pool.handle().shutdown(Duration::MAX).await;
+    assert!(report.drained);
+}
+
+/// Own case: a health check every housekeeping tick at the smallest interval.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn tiny_durations_serve() {
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .housekeeping_interval(Duration::from_nanos(1))
+        .health_check(Duration::from_nanos(1), || 0u32)
+        .make_timeout(Duration::from_nanos(1))
+        .build(echo_make!())
+        .unwrap();
+    for n in 0..10 {
+        tokio::time::sleep(Duration::from_nanos(u64::from(n))).await;
+        assert_eq!(pool.clone().oneshot(n).await.unwrap(), n);
+    }
 }

@@ -201,7 +201,10 @@ async fn close_refuses_and_destroys() {
     assert!(pool.acquire().await.unwrap_err().is::<Closed>());
     drop(held);
     drop(got);
+    // Given back after close: destroyed through the hook on spawned tasks.
+    settle().await;
     assert_eq!(pool.stats().total, 0);
+    assert_eq!(conns.destroyed.lock().unwrap().len(), 2);
     assert!(pool.is_closed());
 }
 
@@ -304,4 +307,231 @@ async fn cancelling_an_acquire_mid_create_frees_the_place() {
     assert_eq!((s.total, s.in_use, s.destroyed), (0, 0, 0));
     let got = pool.acquire().await.unwrap();
     assert_eq!(*got, 1);
+}
+
+// === pools keep their promises (issue 15, kind 5) ===
+
+/// Lets spawned tasks (refills, destroy hooks) run without moving the clock.
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The given input: `min_size(2)`, acquire + release left `total` at 1.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn min_size_is_kept_after_acquire_and_release() {
+    let pool = Pool::builder(Conns::default()).min_size(2).max_size(4).build().unwrap();
+    let got = pool.acquire().await.unwrap();
+    drop(got);
+    settle().await;
+    let s = pool.stats();
+    assert_eq!((s.total, s.available, s.created), (2, 2, 2));
+}
+
+/// Own cases: the pool fills to `min_size` by itself after build, and refills after every
+/// way a resource can go (destroyed by the holder, detached, broken on recycle, idle).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn min_size_is_refilled_after_every_loss() {
+    let conns = Conns::default();
+    let pool = Pool::builder(conns.clone())
+        .min_size(2)
+        .max_size(4)
+        .idle_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    settle().await;
+    assert_eq!(pool.stats().total, 2, "filled after build");
+
+    let destroyed = pool.acquire().await.unwrap();
+    Pooled::destroy(destroyed).await;
+    settle().await;
+    assert_eq!(pool.stats().total, 2, "refilled after destroy");
+
+    let detached = pool.acquire().await.unwrap();
+    assert!(Pooled::detach(detached).is_some());
+    settle().await;
+    assert_eq!(pool.stats().total, 2, "refilled after detach");
+
+    let broken = pool.acquire().await.unwrap();
+    conns.broken.lock().unwrap().push(*broken);
+    drop(broken);
+    let first = pool.acquire().await.unwrap(); // may meet the broken one and destroy it
+    drop(first);
+    let second = pool.acquire().await.unwrap();
+    drop(second);
+    settle().await;
+    assert_eq!(pool.stats().total, 2, "refilled after a broken one");
+    let s = pool.stats();
+    assert_eq!(s.created, s.destroyed + s.detached + s.total as u64);
+}
+
+/// Own case: a failing `create` does not make the refill spin; the next event retries.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_failing_refill_waits_for_the_next_event() {
+    let conns = Conns::default();
+    conns.fail_create.store(1, Ordering::SeqCst);
+    let pool = Pool::builder(conns.clone()).min_size(2).max_size(4).build().unwrap();
+    settle().await;
+    assert_eq!(pool.stats().total, 0);
+    drop(pool.acquire().await.unwrap());
+    settle().await;
+    assert_eq!(pool.stats().total, 2);
+}
+
+/// Own case: built outside a runtime, the pool fills at its first use inside one.
+#[test]
+fn a_pool_built_outside_a_runtime_fills_at_first_use() {
+    let pool = Pool::builder(Conns::default()).min_size(3).max_size(4).build().unwrap();
+    assert_eq!(pool.stats().total, 0);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    rt.block_on(async {
+        drop(pool.acquire().await.unwrap());
+        settle().await;
+        assert_eq!(pool.stats().total, 3);
+    });
+}
+
+/// The given input: after `close()`, the resource returned by its holder skipped the
+/// destroy hook (the hook ran once for two resources while `destroyed` said 2).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn after_close_every_resource_goes_through_destroy_once() {
+    let conns = Conns::default();
+    let pool = Pool::builder(conns.clone()).max_size(2).build().unwrap();
+    let held = pool.acquire().await.unwrap();
+    drop(pool.acquire().await.unwrap());
+    pool.close().await;
+    drop(held);
+    settle().await;
+    let mut destroyed = conns.destroyed.lock().unwrap().clone();
+    destroyed.sort_unstable();
+    assert_eq!(destroyed, vec![0, 1]);
+    let s = pool.stats();
+    assert_eq!((s.total, s.destroyed, s.dropped), (0, 2, 0));
+}
+
+/// Own case: a guard dropped after close outside any runtime cannot run the async hook:
+/// the resource is dropped and counted as such, never as destroyed.
+#[test]
+fn a_guard_dropped_outside_a_runtime_after_close_is_counted_as_dropped() {
+    let conns = Conns::default();
+    let pool = Pool::builder(conns.clone()).max_size(2).build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let held = rt.block_on(async {
+        let held = pool.acquire().await.unwrap();
+        pool.close().await;
+        held
+    });
+    drop(held);
+    let s = pool.stats();
+    assert_eq!((s.total, s.destroyed, s.dropped), (0, 0, 1));
+    assert!(conns.destroyed.lock().unwrap().is_empty());
+}
+
+/// Own case: an `acquire` cancelled while the recycle check runs hands the resource to the
+/// destroy hook instead of dropping it silently.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_resource_whose_acquire_is_cancelled_mid_recycle_is_destroyed() {
+    struct Slow(Arc<Mutex<Vec<u8>>>);
+    impl Lifecycle for Slow {
+        type Resource = u8;
+        type Error = BoxError;
+        async fn create(&self) -> Result<u8, BoxError> {
+            Ok(1)
+        }
+        async fn recycle(&self, _: &mut u8) -> Result<(), BoxError> {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(())
+        }
+        async fn destroy(&self, r: u8) {
+            self.0.lock().unwrap().push(r);
+        }
+    }
+    let destroyed = Arc::new(Mutex::new(Vec::new()));
+    let pool = Pool::builder(Slow(destroyed.clone())).max_size(1).build().unwrap();
+    drop(pool.acquire().await.unwrap());
+    let mut acquiring = task::spawn(pool.acquire());
+    assert_pending!(acquiring.poll());
+    drop(acquiring);
+    settle().await;
+    assert_eq!(*destroyed.lock().unwrap(), vec![1]);
+    let s = pool.stats();
+    assert_eq!((s.total, s.in_use, s.destroyed), (0, 0, 1));
+}
+
+// === a panic in user code never takes the pool down (issue 15, kind 3) ===
+
+/// Own cases: panicking `create`, `recycle` and `destroy` hooks.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn panicking_hooks_fail_only_their_call() {
+    #[derive(Clone, Default)]
+    struct Fragile {
+        creates: Arc<AtomicUsize>,
+    }
+    impl Lifecycle for Fragile {
+        type Resource = usize;
+        type Error = BoxError;
+        async fn create(&self) -> Result<usize, BoxError> {
+            let n = self.creates.fetch_add(1, Ordering::SeqCst);
+            assert!(n != 0, "create panicked");
+            Ok(n)
+        }
+        async fn recycle(&self, r: &mut usize) -> Result<(), BoxError> {
+            assert!(*r != 1, "recycle panicked");
+            Ok(())
+        }
+        async fn destroy(&self, r: usize) {
+            assert!(r != 1, "destroy panicked");
+        }
+    }
+    let pool = Pool::builder(Fragile::default()).max_size(1).build().unwrap();
+    let err = pool.acquire().await.unwrap_err();
+    let panicked = err.downcast_ref::<palisade_pool::error::Panicked>().expect("a Panicked error");
+    assert_eq!(panicked.site(), "create");
+    assert_eq!(pool.stats().total, 0);
+    assert_eq!(*pool.acquire().await.unwrap(), 1);
+    // Resource 1's recycle check panics: it is destroyed (whose hook panics too) and a new
+    // one is created.
+    assert_eq!(*pool.acquire().await.unwrap(), 2);
+    let s = pool.stats();
+    assert_eq!((s.total, s.created, s.destroyed), (1, 2, 1));
+}
+
+// === sizes and durations from a config (issue 15, kinds 1 and 2) ===
+
+/// The given input: the resource pool's serde config with `max_size` 4294967295 used to
+/// abort the process (a 103 GB `VecDeque::with_capacity`); `max_size(usize::MAX)` panicked
+/// in tokio's semaphore.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_huge_max_size_allocates_nothing_up_front() {
+    #[cfg(feature = "serde")]
+    {
+        let config: palisade_pool::resource::PoolConfig =
+            serde_json::from_str(r#"{"max_size": 4294967295}"#).unwrap();
+        let pool = config.into_builder(Conns::default()).build().unwrap();
+        assert_eq!(*pool.acquire().await.unwrap(), 0);
+    }
+    let err = Pool::builder(Conns::default()).max_size(usize::MAX).build().unwrap_err();
+    assert_eq!(err.field(), "max_size");
+    let pool = Pool::builder(Conns::default()).max_size(tokio::sync::Semaphore::MAX_PERMITS).build().unwrap();
+    assert_eq!(*pool.acquire().await.unwrap(), 0);
+}
+
+/// Own case: huge timeouts mean "never".
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn huge_timeouts_mean_never() {
+    let pool = Pool::builder(Conns::default())
+        .max_size(1)
+        .acquire_timeout(Duration::MAX)
+        .idle_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let held = pool.acquire().await.unwrap();
+    let mut waiting = task::spawn(pool.acquire());
+    assert_pending!(waiting.poll());
+    // Saturated to palisade's "effectively never" (30 years).
+    advance(Duration::from_secs(86_400 * 365 * 20)).await;
+    assert_pending!(waiting.poll());
+    drop(held);
+    assert_eq!(*assert_ready!(waiting.poll()).unwrap(), 0);
 }

@@ -53,6 +53,15 @@ pub struct Behaviour {
     pub ready_error_after: Option<usize>,
     /// Fails health-check calls.
     pub fail_health: bool,
+    /// Panics in `call` (synchronously, on the pool's worker task), for jobs that are not
+    /// health checks.
+    pub panic_in_call: bool,
+    /// Panics in the response future of jobs that are not health checks.
+    pub panic_in_future: bool,
+    /// Panics in `poll_ready`.
+    pub panic_in_ready: bool,
+    /// Panics in `call` for health checks.
+    pub panic_in_health: bool,
 }
 
 #[derive(Debug)]
@@ -69,6 +78,7 @@ impl Service<Job> for TestMember {
     type Future = Pin<Box<dyn Future<Output = Result<(u64, u32), BoxError>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        assert!(!self.behaviour.panic_in_ready, "member {} panicked in poll_ready", self.id);
         match self.behaviour.ready_error_after {
             Some(n) if self.calls >= n => Poll::Ready(Err("member broke".into())),
             _ => Poll::Ready(Ok(())),
@@ -78,6 +88,12 @@ impl Service<Job> for TestMember {
     fn call(&mut self, job: Job) -> Self::Future {
         self.calls += 1;
         let id = self.id;
+        if job.health {
+            assert!(!self.behaviour.panic_in_health, "member {id} panicked in a health check");
+        } else {
+            assert!(!self.behaviour.panic_in_call, "member {id} panicked in call");
+        }
+        let panic_in_future = !job.health && self.behaviour.panic_in_future;
         if !job.health {
             self.log.lock().unwrap().push((id, job.n));
         }
@@ -86,6 +102,7 @@ impl Service<Job> for TestMember {
             if !job.work.is_zero() {
                 tokio::time::sleep(job.work).await;
             }
+            assert!(!panic_in_future, "member {id} panicked in its response future");
             if fail {
                 Err(format!("job {} failed on member {id}", job.n).into())
             } else {
