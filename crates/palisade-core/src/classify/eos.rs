@@ -9,8 +9,9 @@
 //! its body ends:
 //!
 //! 1. A layer that records outcomes (circuit breaker, adaptive concurrency limit) asks its
-//!    classifier [`Classify::defer_eos`](super::Classify::defer_eos) with the call's result. For most results the
-//!    answer is `None` and the first stage ([`Classify::classify`](super::Classify::classify)) decides, as before.
+//!    classifier [`defer_eos`](super::Classify::defer_eos) with the call's result. For
+//!    most results the answer is `None` and the first stage
+//!    ([`classify`](super::Classify::classify)) decides, as before.
 //! 2. For a response whose outcome waits for its trailers the classifier answers with a
 //!    [`Deferral`]; the layer hands it a one-shot recorder ([`RecordEos`]) and
 //!    [`Deferral::attach`] wraps the response body in an [`EosBody`] that carries the
@@ -64,7 +65,6 @@
 
 use std::any::Any;
 use std::fmt;
-use std::marker::PhantomData;
 use std::time::Duration;
 
 use super::Classification;
@@ -79,8 +79,6 @@ pub enum EndOfStream<'a> {
     /// Reading the body failed; the body's error, to downcast to its type
     /// (`tonic::Status` for tonic bodies).
     Error(&'a (dyn Any + Send)),
-    #[doc(hidden)]
-    __NonExhaustive(PhantomData<&'a ()>),
 }
 
 impl fmt::Debug for EndOfStream<'_> {
@@ -89,15 +87,15 @@ impl fmt::Debug for EndOfStream<'_> {
             #[cfg(feature = "http")]
             Self::Trailers(t) => f.debug_tuple("Trailers").field(t).finish(),
             Self::Error(_) => f.write_str("Error"),
-            Self::__NonExhaustive(_) => f.write_str("_"),
         }
     }
 }
 
 /// The second stage of a classifier: judges a response at the end of its body.
 ///
-/// Returned (boxed, inside a [`Deferral`]) by [`Classify::defer_eos`](super::Classify::defer_eos); implemented for gRPC
-/// by [`GrpcEosClassifier`] (feature `grpc`).
+/// Returned (boxed, inside a [`Deferral`]) by
+/// [`Classify::defer_eos`](super::Classify::defer_eos); implemented for gRPC by
+/// [`GrpcEosClassifier`] (feature `grpc`).
 pub trait ClassifyEos: Send + Sync + 'static {
     /// Classifies the end of a response body.
     fn classify_eos(&self, end: &EndOfStream<'_>) -> Classification;
@@ -187,7 +185,7 @@ pub trait WrapBody {
 
 /// A response whose outcome waits for the end of its body; see the [module docs](self).
 ///
-/// Returned by [`Classify::defer_eos`](super::Classify::defer_eos)(super::Classify::defer_eos). Dropping it without
+/// Returned by [`Classify::defer_eos`](super::Classify::defer_eos). Dropping it without
 /// [`attach`](Self::attach) leaves the response untouched (and unjudged).
 pub struct Deferral<'a> {
     response: &'a mut dyn WrapBody,

@@ -66,7 +66,6 @@ impl ClassifyEos for GrpcEosClassifier {
             },
             EndOfStream::Trailers(None) => self.classifier.classify_code(Code::Unknown),
             EndOfStream::Error(err) => self.classify_body_error(err),
-            EndOfStream::__NonExhaustive(_) => Classification::ignored(),
         }
     }
 }
