@@ -37,8 +37,12 @@ pub struct Snapshot {
     pub waited: u64,
     /// Keys tracked now, over all keyed tiers.
     pub keys: u64,
-    /// Keys evicted to stay within bounds, over all keyed tiers.
+    /// Keys forgotten (each back to a fresh key's state) to make room or by
+    /// [`sweep`](RateLimitHandle::sweep), over all keyed tiers.
     pub keys_evicted: u64,
+    /// Requests for new keys refused because every held key still constrained someone
+    /// ([`KeySetFull`](palisade_core::rejection::KeySetFull)), over all keyed tiers.
+    pub keys_refused: u64,
 }
 
 impl RateLimitHandle {
@@ -59,9 +63,11 @@ impl RateLimitHandle {
     /// The counters now.
     pub fn snapshot(&self) -> Snapshot {
         let mut keys = 0;
+        let mut keys_refused = 0;
         for tier in &*self.core.tiers {
             if let ViewKind::Keyed(k) = &tier.kind {
                 keys += k.len() as u64;
+                keys_refused += k.overflows();
             }
         }
         Snapshot {
@@ -70,7 +76,22 @@ impl RateLimitHandle {
             waited: self.core.waited.get(),
             keys,
             keys_evicted: self.core.evicted.get(),
+            keys_refused,
         }
+    }
+
+    /// Forgets, in every keyed tier, each key whose limit is back to a fresh key's state
+    /// (the layer does this by itself when a tier is full; call it to trim memory sooner).
+    /// Returns how many keys went.
+    pub fn sweep(&self) -> usize {
+        let mut removed = 0;
+        for tier in &*self.core.tiers {
+            if let ViewKind::Keyed(k) = &tier.kind {
+                removed += k.sweep();
+            }
+        }
+        self.core.evicted.add(removed as u64);
+        removed
     }
 
     /// The tiers, in the order they are asked.

@@ -300,6 +300,8 @@ pub(crate) trait KeyedView: Send + Sync {
     fn status(&self, key: &dyn Any, now: Instant) -> Option<Status>;
     fn len(&self) -> usize;
     fn evictions(&self) -> u64;
+    fn overflows(&self) -> u64;
+    fn sweep(&self) -> usize;
 }
 
 struct StoreView<K, St> {
@@ -318,6 +320,14 @@ impl<K: 'static, St: KeyedStore<K>> KeyedView for StoreView<K, St> {
 
     fn evictions(&self) -> u64 {
         self.store.evictions()
+    }
+
+    fn overflows(&self) -> u64 {
+        self.store.overflows()
+    }
+
+    fn sweep(&self) -> usize {
+        self.store.sweep()
     }
 }
 
