@@ -3,15 +3,16 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use palisade_core::config::{ensure, ConfigError};
 use palisade_core::event::EventBus;
 use palisade_core::metric::{Counter, Gauge, Histogram};
-use palisade_core::rejection::{BulkheadFull, BulkheadFullReason};
-use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use palisade_core::rejection::{BulkheadFull, BulkheadFullReason, Overloaded};
+use tokio::sync::{AcquireError, Semaphore, SemaphorePermit, TryAcquireError};
 use tokio::time::error::Elapsed;
 use tokio::time::Instant;
 
@@ -25,12 +26,28 @@ use crate::event::BulkheadEvent;
 #[repr(align(128))]
 pub(crate) struct Common {
     pub(crate) name: Arc<str>,
+    /// The permits each compartment starts with.
     pub(crate) max_concurrent: usize,
-    /// `usize::MAX` when unbounded.
-    pub(crate) max_queue: usize,
-    pub(crate) max_wait: Option<Duration>,
+    /// `usize::MAX` when unbounded; changeable through the handle.
+    max_queue: AtomicUsize,
+    /// In nanoseconds, [`NO_MAX_WAIT`] for none; changeable through the handle.
+    max_wait: AtomicU64,
+    /// Shed calls while the inner service is not ready (tower's `LoadShed`).
+    pub(crate) shed_when_inner_not_ready: bool,
     pub(crate) events: EventBus<BulkheadEvent>,
     pub(crate) metrics: Metrics,
+}
+
+/// `max_wait` not set: wait until a permit frees.
+const NO_MAX_WAIT: u64 = u64::MAX;
+
+/// A wait as stored: nanoseconds, saturated just below [`NO_MAX_WAIT`] (584 years, far
+/// beyond the ~30-year "never" every deadline saturates to anyway).
+fn wait_nanos(d: Option<Duration>) -> u64 {
+    match d {
+        None => NO_MAX_WAIT,
+        Some(d) => u64::try_from(d.as_nanos()).unwrap_or(NO_MAX_WAIT - 1).min(NO_MAX_WAIT - 1),
+    }
 }
 
 /// Written on every admission: kept on lines of its own, away from the read-only settings.
@@ -40,6 +57,7 @@ pub(crate) struct Metrics {
     pub(crate) rejected_queue_full: Counter,
     pub(crate) rejected_wait_timed_out: Counter,
     pub(crate) rejected_no_permit: Counter,
+    pub(crate) rejected_inner_not_ready: Counter,
     pub(crate) wait_time: Histogram,
     pub(crate) queued: Gauge,
     #[cfg(feature = "metrics")]
@@ -53,6 +71,7 @@ impl Metrics {
             rejected_queue_full: Counter::new("palisade_bulkhead_rejected_queue_full_total", name),
             rejected_wait_timed_out: Counter::new("palisade_bulkhead_rejected_wait_timed_out_total", name),
             rejected_no_permit: Counter::new("palisade_bulkhead_rejected_no_permit_total", name),
+            rejected_inner_not_ready: Counter::new("palisade_bulkhead_rejected_inner_not_ready_total", name),
             wait_time: Histogram::new("palisade_bulkhead_wait_seconds", name),
             queued: Gauge::new("palisade_bulkhead_queued", name),
             #[cfg(feature = "metrics")]
@@ -66,30 +85,82 @@ impl fmt::Debug for Common {
         f.debug_struct("Common")
             .field("name", &self.name)
             .field("max_concurrent", &self.max_concurrent)
-            .field("max_queue", &self.max_queue)
-            .field("max_wait", &self.max_wait)
+            .field("max_queue", &self.max_queue())
+            .field("max_wait", &self.max_wait())
             .finish_non_exhaustive()
     }
 }
 
 impl Common {
+    pub(crate) fn new(
+        name: Arc<str>,
+        max_concurrent: usize,
+        max_queue: Option<usize>,
+        max_wait: Option<Duration>,
+        shed_when_inner_not_ready: bool,
+        events: EventBus<BulkheadEvent>,
+    ) -> Self {
+        let metrics = Metrics::new(&name);
+        Self {
+            name,
+            max_concurrent,
+            max_queue: AtomicUsize::new(max_queue.unwrap_or(usize::MAX)),
+            max_wait: AtomicU64::new(wait_nanos(max_wait)),
+            shed_when_inner_not_ready,
+            events,
+            metrics,
+        }
+    }
+
+    /// How many callers may wait (`usize::MAX`: unbounded).
+    pub(crate) fn max_queue(&self) -> usize {
+        self.max_queue.load(Ordering::Acquire)
+    }
+
+    /// How long a caller may wait (`None`: until a permit frees).
+    pub(crate) fn max_wait(&self) -> Option<Duration> {
+        match self.max_wait.load(Ordering::Acquire) {
+            NO_MAX_WAIT => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+
+    pub(crate) fn set_max_queue(&self, n: Option<usize>) {
+        self.max_queue.store(n.unwrap_or(usize::MAX), Ordering::Release);
+    }
+
+    pub(crate) fn set_max_wait(&self, d: Option<Duration>) {
+        self.max_wait.store(wait_nanos(d), Ordering::Release);
+    }
+
     fn reject(&self, reason: BulkheadFullReason) -> BulkheadFull {
         match reason {
             BulkheadFullReason::QueueFull => self.metrics.rejected_queue_full.increment(),
             BulkheadFullReason::WaitTimedOut => self.metrics.rejected_wait_timed_out.increment(),
             _ => self.metrics.rejected_no_permit.increment(),
         }
-        self.events.publish(BulkheadEvent::Rejected { reason });
+        crate::event::publish(&self.events, BulkheadEvent::Rejected { reason });
         BulkheadFull::new(self.name.clone(), reason)
     }
 }
 
 /// A pool of `max_concurrent` permits and the count of callers waiting for one.
+///
+/// The number of permits can change at run time ([`set_max_concurrent`](Self::set_max_concurrent)).
+/// Invariant: permits available in the semaphore + permits held = `limit + debt`, where
+/// `debt` counts held permits that are forgotten instead of given back when they are
+/// released (a shrink below the number in flight).
 #[repr(align(128))]
 pub(crate) struct Compartment {
     pub(crate) common: Arc<Common>,
-    semaphore: Arc<Semaphore>,
+    semaphore: Semaphore,
     queued: AtomicUsize,
+    /// The number of permits now.
+    limit: AtomicUsize,
+    /// Held permits to forget on release, owed by a shrink.
+    debt: AtomicUsize,
+    /// Serialises resizes.
+    resize: Mutex<()>,
 }
 
 impl fmt::Debug for Compartment {
@@ -102,10 +173,8 @@ impl fmt::Debug for Compartment {
     }
 }
 
-/// A permit held by one call; dropping it gives it back.
+/// A permit held by one call; dropping it gives it back (or pays a shrink's debt).
 pub(crate) struct Permit {
-    _permit: OwnedSemaphorePermit,
-    #[cfg(feature = "metrics")]
     compartment: Arc<Compartment>,
 }
 
@@ -115,17 +184,19 @@ impl fmt::Debug for Permit {
     }
 }
 
-#[cfg(feature = "metrics")]
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
-        // The semaphore permit is released after this runs; count it as gone already.
         let c = &self.compartment;
-        c.common.metrics.in_flight.set(c.in_flight().saturating_sub(1) as i64);
+        c.release_one();
+        #[cfg(feature = "metrics")]
+        c.common.metrics.in_flight.set(c.in_flight() as i64);
     }
 }
 
-type AcquireFuture =
-    Pin<Box<dyn Future<Output = Result<Result<OwnedSemaphorePermit, AcquireError>, Elapsed>> + Send>>;
+/// A pending acquisition: `Ok(Ok(()))` once a permit is taken (already forgotten by the
+/// semaphore: the [`Permit`] built from it gives it back).
+type AcquireFuture = Pin<Box<dyn Future<Output = Result<Result<(), AcquireError>, Elapsed>> + Send>>;
 
 /// A caller's place in the wait queue: the pending semaphore acquisition (with its deadline)
 /// and the queue slot it counts against. Dropping it leaves the queue at once.
@@ -157,12 +228,65 @@ impl Drop for QueueSlot {
 
 impl Compartment {
     pub(crate) fn new(common: Arc<Common>) -> Self {
-        let semaphore = Arc::new(Semaphore::new(common.max_concurrent));
-        Self { common, semaphore, queued: AtomicUsize::new(0) }
+        // `max_concurrent` was checked against `Semaphore::MAX_PERMITS` by the builder.
+        let max = common.max_concurrent.min(Semaphore::MAX_PERMITS);
+        Self {
+            common,
+            semaphore: Semaphore::new(max),
+            queued: AtomicUsize::new(0),
+            limit: AtomicUsize::new(max),
+            debt: AtomicUsize::new(0),
+            resize: Mutex::new(()),
+        }
+    }
+
+    /// The number of permits now.
+    pub(crate) fn max_concurrent(&self) -> usize {
+        self.limit.load(Ordering::Acquire)
     }
 
     pub(crate) fn in_flight(&self) -> usize {
-        self.common.max_concurrent.saturating_sub(self.semaphore.available_permits())
+        let owned = self.max_concurrent().saturating_add(self.debt.load(Ordering::Acquire));
+        owned.saturating_sub(self.semaphore.available_permits())
+    }
+
+    /// Gives one held permit back, or forgets it while a shrink is owed.
+    #[inline]
+    fn release_one(&self) {
+        if self.debt.load(Ordering::Acquire) != 0
+            && self.debt.fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1)).is_ok()
+        {
+            return;
+        }
+        self.semaphore.add_permits(1);
+    }
+
+    /// Changes the number of permits. Growing hands the new permits to waiters in order;
+    /// shrinking takes free permits away at once and the rest as calls in flight finish, so
+    /// no call loses its permit and none is admitted until the count is below `n`.
+    pub(crate) fn set_max_concurrent(&self, n: usize) -> Result<(), ConfigError> {
+        check_max_concurrent(n)?;
+        let _guard = self.resize.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = self.limit.load(Ordering::Acquire);
+        if n > old {
+            let grow = n - old;
+            // Cancel debt first: those permits are still held and stay in use.
+            let before = self
+                .debt
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| Some(d - d.min(grow)))
+                .unwrap_or(0);
+            let cancelled = before.min(grow);
+            self.limit.store(n, Ordering::Release);
+            self.semaphore.add_permits(grow - cancelled);
+        } else if n < old {
+            let shrink = old - n;
+            self.limit.store(n, Ordering::Release);
+            let taken = self.semaphore.forget_permits(shrink);
+            self.debt.fetch_add(shrink - taken, Ordering::AcqRel);
+        }
+        #[cfg(feature = "metrics")]
+        self.common.metrics.in_flight.set(self.in_flight() as i64);
+        Ok(())
     }
 
     pub(crate) fn available(&self) -> usize {
@@ -175,7 +299,15 @@ impl Compartment {
 
     #[inline]
     /// Wraps a permit; `waited` is `Some` when it came through the queue.
-    fn permit(self: &Arc<Self>, permit: OwnedSemaphorePermit, waited: Option<Duration>) -> Permit {
+    fn permit(self: &Arc<Self>, permit: SemaphorePermit<'_>, waited: Option<Duration>) -> Permit {
+        // From here the `Permit` owns it (and gives it back on drop).
+        permit.forget();
+        self.granted(waited)
+    }
+
+    /// Wraps a permit already taken from (and forgotten by) the semaphore.
+    #[inline]
+    fn granted(self: &Arc<Self>, waited: Option<Duration>) -> Permit {
         let common = &self.common;
         // Nothing is counted on the pass path: a shared counter there costs more than the
         // semaphore itself on several threads.
@@ -183,16 +315,24 @@ impl Compartment {
             common.metrics.waited.increment();
             common.metrics.wait_time.record(wait);
         }
+        // The permit exists before anything runs user code, so a panicking listener
+        // cannot lose it.
+        let permit = Permit { compartment: self.clone() };
         if common.events.is_observed() {
-            common.events.publish(BulkheadEvent::Acquired { wait: waited.unwrap_or_default() });
+            crate::event::publish(
+                &common.events,
+                BulkheadEvent::Acquired { wait: waited.unwrap_or_default() },
+            );
         }
         #[cfg(feature = "metrics")]
         common.metrics.in_flight.set(self.in_flight() as i64);
-        Permit {
-            _permit: permit,
-            #[cfg(feature = "metrics")]
-            compartment: self.clone(),
-        }
+        permit
+    }
+
+    /// The refusal for a call whose inner service was not ready (load shedding).
+    pub(crate) fn shed_inner_not_ready(&self) -> Overloaded {
+        self.common.metrics.rejected_inner_not_ready.increment();
+        Overloaded::new(self.common.name.clone())
     }
 
     /// The refusal for a call that found no permit and may not wait.
@@ -203,7 +343,7 @@ impl Compartment {
     /// A permit if one is free now and nobody waits (the pass path).
     #[inline]
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        match self.semaphore.clone().try_acquire_owned() {
+        match self.semaphore.try_acquire() {
             Ok(permit) => Some(self.permit(permit, None)),
             Err(_) => None,
         }
@@ -219,7 +359,7 @@ impl Compartment {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Permit, BulkheadFull>> {
         if waiting.is_none() {
-            match self.semaphore.clone().try_acquire_owned() {
+            match self.semaphore.try_acquire() {
                 Ok(permit) => return Poll::Ready(Ok(self.permit(permit, None))),
                 Err(TryAcquireError::NoPermits) => {}
                 // The semaphore is never closed.
@@ -227,22 +367,29 @@ impl Compartment {
                     return Poll::Ready(Err(self.common.reject(BulkheadFullReason::NoPermit)))
                 }
             }
-            if self.common.max_wait == Some(Duration::ZERO) {
+            let max_wait = self.common.max_wait();
+            if max_wait == Some(Duration::ZERO) {
                 return Poll::Ready(Err(self.common.reject(BulkheadFullReason::NoPermit)));
             }
             let before = self.queued.fetch_add(1, Ordering::AcqRel);
             let slot = QueueSlot { compartment: self.clone() };
-            if before >= self.common.max_queue {
+            if before >= self.common.max_queue() {
                 drop(slot);
                 return Poll::Ready(Err(self.common.reject(BulkheadFullReason::QueueFull)));
             }
             self.common.metrics.queued.set(before as i64 + 1);
-            let semaphore = self.semaphore.clone();
-            let acquire: AcquireFuture = match self.common.max_wait {
-                Some(max_wait) => Box::pin(tokio::time::timeout(max_wait, semaphore.acquire_owned())),
-                None => Box::pin(async move { Ok(semaphore.acquire_owned().await) }),
+            let compartment = self.clone();
+            let acquire = async move { compartment.semaphore.acquire().await.map(SemaphorePermit::forget) };
+            let since = Instant::now();
+            let acquire: AcquireFuture = match max_wait {
+                // A huge wait saturates to "effectively never" instead of overflowing.
+                Some(max_wait) => Box::pin(tokio::time::timeout_at(
+                    palisade_core::time::deadline_after(since, max_wait),
+                    acquire,
+                )),
+                None => Box::pin(async move { Ok(acquire.await) }),
             };
-            *waiting = Some(Box::new(Waiting { acquire: Mutex::new(acquire), since: Instant::now(), slot }));
+            *waiting = Some(Box::new(Waiting { acquire: Mutex::new(acquire), since, slot }));
         }
         let Some(w) = waiting.as_mut() else { return Poll::Pending };
         let acquire = w.acquire.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -251,9 +398,19 @@ impl Compartment {
         // Leave the queue before anything else can observe it.
         drop(waiting.take().map(|w| w.slot));
         Poll::Ready(match result {
-            Ok(Ok(permit)) => Ok(self.permit(permit, Some(since.elapsed()))),
+            Ok(Ok(())) => Ok(self.granted(Some(since.elapsed()))),
             Ok(Err(_closed)) => Err(self.common.reject(BulkheadFullReason::NoPermit)),
             Err(_elapsed) => Err(self.common.reject(BulkheadFullReason::WaitTimedOut)),
         })
     }
+}
+
+/// Checks a number of permits: at least 1, at most what tokio's semaphore holds.
+pub(crate) fn check_max_concurrent(n: usize) -> Result<(), ConfigError> {
+    ensure(n > 0, "max_concurrent", "must be at least 1")?;
+    ensure(
+        n <= Semaphore::MAX_PERMITS,
+        "max_concurrent",
+        format!("must not exceed {}", Semaphore::MAX_PERMITS),
+    )
 }

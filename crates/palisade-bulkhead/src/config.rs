@@ -4,14 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::config::{ensure, ConfigError};
-use palisade_core::event::{EventBus, Listener};
-use tokio::sync::Semaphore;
-
-use crate::compartment::{Common, Metrics};
+use crate::compartment::{check_max_concurrent, Common};
 use crate::event::BulkheadEvent;
 use crate::keyed::KeyedBulkheadLayer;
 use crate::layer::BulkheadLayer;
+use palisade_core::config::{ensure, ConfigError};
+use palisade_core::event::{EventBus, Listener};
 
 /// Permits a bulkhead has when the builder is not told otherwise.
 pub const DEFAULT_MAX_CONCURRENT: usize = 25;
@@ -31,6 +29,7 @@ pub struct BulkheadBuilder {
     max_queue: Option<usize>,
     max_wait: Option<Duration>,
     key_idle_timeout: Option<Duration>,
+    shed_when_inner_not_ready: bool,
     listeners: Vec<Listener<BulkheadEvent>>,
 }
 
@@ -42,6 +41,7 @@ impl fmt::Debug for BulkheadBuilder {
             .field("max_queue", &self.max_queue)
             .field("max_wait", &self.max_wait)
             .field("key_idle_timeout", &self.key_idle_timeout)
+            .field("shed_when_inner_not_ready", &self.shed_when_inner_not_ready)
             .field("listeners", &self.listeners.len())
             .finish()
     }
@@ -55,6 +55,7 @@ impl Default for BulkheadBuilder {
             max_queue: None,
             max_wait: None,
             key_idle_timeout: None,
+            shed_when_inner_not_ready: false,
             listeners: Vec::new(),
         }
     }
@@ -104,6 +105,16 @@ impl BulkheadBuilder {
         self.max_wait(Duration::ZERO)
     }
 
+    /// Refuse at once with [`Overloaded`](palisade_core::rejection::Overloaded) while the
+    /// *inner* service is not ready, as tower's `LoadShed`: `poll_ready` gives the permit
+    /// back and answers ready, and `call` refuses without calling the inner service.
+    /// Without it (the default) a caller holding a permit waits for the inner service, as
+    /// tower's `ConcurrencyLimit`.
+    pub fn shed_when_inner_not_ready(mut self) -> Self {
+        self.shed_when_inner_not_ready = true;
+        self
+    }
+
     /// Calls `f` with every event (on the task that caused it; keep it quick).
     pub fn on_event<F>(mut self, f: F) -> Self
     where
@@ -117,7 +128,10 @@ impl BulkheadBuilder {
     ///
     /// # Errors
     ///
-    /// `max_concurrent` of zero or above `tokio::sync::Semaphore::MAX_PERMITS`.
+    /// `max_concurrent` of zero or above `tokio::sync::Semaphore::MAX_PERMITS`
+    /// (`usize::MAX >> 3`). Every other value is accepted: `max_queue` is a counter (no
+    /// allocation), and a `max_wait` too large for the clock means "effectively never"
+    /// (see [`palisade_core::time`]).
     pub fn build(self) -> Result<BulkheadLayer, ConfigError> {
         Ok(BulkheadLayer::from_common(self.into_common()?))
     }
@@ -140,22 +154,16 @@ impl BulkheadBuilder {
     }
 
     fn into_common(self) -> Result<Arc<Common>, ConfigError> {
-        ensure(self.max_concurrent > 0, "max_concurrent", "must be at least 1")?;
-        ensure(
-            self.max_concurrent <= Semaphore::MAX_PERMITS,
-            "max_concurrent",
-            format!("must not exceed {}", Semaphore::MAX_PERMITS),
-        )?;
+        check_max_concurrent(self.max_concurrent)?;
         let events = EventBus::with_listeners("bulkhead", self.name.clone(), self.listeners);
-        let metrics = Metrics::new(&self.name);
-        Ok(Arc::new(Common {
-            name: self.name,
-            max_concurrent: self.max_concurrent,
-            max_queue: self.max_queue.unwrap_or(usize::MAX),
-            max_wait: self.max_wait,
+        Ok(Arc::new(Common::new(
+            self.name,
+            self.max_concurrent,
+            self.max_queue,
+            self.max_wait,
+            self.shed_when_inner_not_ready,
             events,
-            metrics,
-        }))
+        )))
     }
 }
 
@@ -189,6 +197,9 @@ pub struct BulkheadConfig {
     /// See [`BulkheadBuilder::max_wait`]; absent = no limit, `"0s"` = shed when full.
     #[serde(default, with = "palisade_core::duration::serde::option")]
     pub max_wait: Option<Duration>,
+    /// See [`BulkheadBuilder::shed_when_inner_not_ready`].
+    #[serde(default)]
+    pub shed_when_inner_not_ready: bool,
 }
 
 #[cfg(feature = "serde")]
@@ -209,6 +220,9 @@ impl BulkheadConfig {
         }
         if let Some(w) = self.max_wait {
             b = b.max_wait(w);
+        }
+        if self.shed_when_inner_not_ready {
+            b = b.shed_when_inner_not_ready();
         }
         b
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use palisade_core::event::Event;
+use palisade_core::event::{Event, EventBus};
 use palisade_core::rejection::BulkheadFullReason;
 use tracing::Level;
 
@@ -76,5 +76,20 @@ impl Event for AdaptiveEvent {
             Self::Acquired { .. } => Level::TRACE,
             Self::Rejected { .. } | Self::LimitChanged { .. } => Level::DEBUG,
         }
+    }
+}
+
+/// Publishes `event` on `bus`, containing a panicking listener: the panic is logged and
+/// the machinery that published (a permit being released, a limit being moved) goes on.
+/// Listeners after the panicking one miss this event.
+pub(crate) fn publish<E: Event>(bus: &EventBus<E>, event: E) {
+    let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bus.publish(event)));
+    if delivered.is_err() {
+        tracing::error!(
+            target: "palisade",
+            pattern = bus.pattern(),
+            name = %bus.name(),
+            "an event listener panicked; the panic was contained",
+        );
     }
 }

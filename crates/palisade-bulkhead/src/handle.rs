@@ -4,15 +4,29 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_core::config::ConfigError;
+
 use crate::compartment::Compartment;
 use crate::event::BulkheadEvent;
 use crate::layer::BulkheadLayer;
 
 /// A cheap, cloneable handle to one bulkhead's pool of permits.
 ///
-/// Read its state ([`snapshot`](Self::snapshot)), subscribe to its events, and build more
+/// Read its state ([`snapshot`](Self::snapshot)), subscribe to its events, build more
 /// layers drawing from the same pool ([`layer`](Self::layer)) — one pool for a group of
-/// endpoints.
+/// endpoints — and change its limits at run time (Resilience4j's `changeConfig`):
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade_bulkhead::BulkheadLayer;
+///
+/// let layer = BulkheadLayer::builder().max_concurrent(10).build().unwrap();
+/// let handle = layer.handle();
+/// handle.set_max_concurrent(4).unwrap();
+/// handle.set_max_wait(Some(Duration::from_millis(50)));
+/// assert_eq!(handle.max_concurrent(), 4);
+/// assert!(handle.set_max_concurrent(0).is_err());
+/// ```
 #[derive(Clone)]
 pub struct BulkheadHandle {
     pub(crate) compartment: Arc<Compartment>,
@@ -35,9 +49,45 @@ impl BulkheadHandle {
         &self.compartment.common.name
     }
 
-    /// The number of permits.
+    /// The number of permits now.
     pub fn max_concurrent(&self) -> usize {
-        self.compartment.common.max_concurrent
+        self.compartment.max_concurrent()
+    }
+
+    /// Changes the number of permits now, for every service drawing from this pool.
+    ///
+    /// Raising it hands the new permits to waiting callers in order. Lowering it takes free
+    /// permits away at once; calls in flight above the new number keep their permits and
+    /// finish, and no call is admitted until fewer than `n` are in flight.
+    ///
+    /// # Errors
+    ///
+    /// `n` of zero or above `tokio::sync::Semaphore::MAX_PERMITS`; nothing changes then.
+    pub fn set_max_concurrent(&self, n: usize) -> Result<(), ConfigError> {
+        self.compartment.set_max_concurrent(n)
+    }
+
+    /// How long a caller may wait for a permit (`None`: until one frees).
+    pub fn max_wait(&self) -> Option<Duration> {
+        self.compartment.common.max_wait()
+    }
+
+    /// Changes how long callers may wait, for callers that start waiting from now on
+    /// (those already waiting keep their deadline). `Some(ZERO)` sheds when full, `None`
+    /// waits until a permit frees.
+    pub fn set_max_wait(&self, max_wait: Option<Duration>) {
+        self.compartment.common.set_max_wait(max_wait);
+    }
+
+    /// How many callers may wait (`None`: unbounded).
+    pub fn max_queue(&self) -> Option<usize> {
+        Some(self.compartment.common.max_queue()).filter(|&n| n != usize::MAX)
+    }
+
+    /// Changes how many callers may wait, for callers arriving from now on (a caller
+    /// already waiting keeps its place). `None` is unbounded.
+    pub fn set_max_queue(&self, max_queue: Option<usize>) {
+        self.compartment.common.set_max_queue(max_queue);
     }
 
     /// Permits held now (reserved by a ready service or held by a running call).
@@ -48,6 +98,12 @@ impl BulkheadHandle {
     /// Permits free now.
     pub fn available(&self) -> usize {
         self.compartment.available()
+    }
+
+    /// Calls refused so far because the inner service was not ready
+    /// ([`shed_when_inner_not_ready`](crate::BulkheadBuilder::shed_when_inner_not_ready)).
+    pub fn shed_inner_not_ready(&self) -> u64 {
+        self.compartment.common.metrics.rejected_inner_not_ready.get()
     }
 
     /// Callers waiting for a permit now.

@@ -136,7 +136,7 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.permit.is_none() {
             match self.slow {
-                // The pass path: a free permit, nobody in line.
+                // The pass path: a free permit.
                 Slow::Idle => self.permit = self.compartment.try_acquire(),
                 Slow::Rejected(_) => return Poll::Ready(Ok(())),
                 Slow::Waiting(_) => {}
@@ -153,6 +153,12 @@ where
         }
         match self.inner.poll_ready(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Pending if self.compartment.common.shed_when_inner_not_ready => {
+                // As tower's `LoadShed`: give the permit back, answer ready, refuse in `call`.
+                self.permit = None;
+                self.slow = Slow::Rejected(self.compartment.shed_inner_not_ready().into());
+                Poll::Ready(Ok(()))
+            }
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => {
                 // The inner service failed: give the permit back.

@@ -82,6 +82,10 @@ pub struct VegasConfig {
     pub max_limit: Option<usize>,
     pub smoothing: Option<f64>,
     pub probe_multiplier: Option<usize>,
+    /// A constant alpha (the functions of the limit are code: use the builder).
+    pub alpha: Option<usize>,
+    /// A constant beta.
+    pub beta: Option<usize>,
 }
 
 /// [`Gradient2`] settings; absent fields keep the defaults.
@@ -94,8 +98,13 @@ pub struct Gradient2Config {
     pub max_limit: Option<usize>,
     pub smoothing: Option<f64>,
     pub queue_size: Option<usize>,
+    pub rtt_tolerance: Option<f64>,
     pub long_window: Option<usize>,
     pub drop_backoff: Option<f64>,
+    /// `true`: drops are ordinary samples, as concurrency-limits
+    /// ([`Gradient2::drops_as_samples`]).
+    #[serde(default)]
+    pub drops_as_samples: bool,
 }
 
 macro_rules! apply {
@@ -134,11 +143,14 @@ impl AdaptiveLimitConfig {
                     min_limit,
                     max_limit,
                     smoothing,
-                    probe_multiplier
+                    probe_multiplier,
+                    alpha,
+                    beta
                 ));
             }
             Some(AlgorithmConfig::Gradient2(c)) => {
-                b = b.algorithm(apply!(
+                let drops_as_samples = c.drops_as_samples;
+                let g = apply!(
                     Gradient2::default(),
                     c,
                     initial_limit,
@@ -146,9 +158,11 @@ impl AdaptiveLimitConfig {
                     max_limit,
                     smoothing,
                     queue_size,
+                    rtt_tolerance,
                     long_window,
                     drop_backoff
-                ));
+                );
+                b = b.algorithm(if drops_as_samples { g.drops_as_samples() } else { g });
             }
             None => {}
         }

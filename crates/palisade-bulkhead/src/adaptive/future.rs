@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use palisade_core::classify::eos::Eos;
 use palisade_core::classify::{Classify, Outcome};
 use palisade_core::rejection::Overloaded;
 use palisade_core::BoxError;
@@ -56,12 +57,19 @@ impl<S: Service<Req>, Req, C> ResponseFuture<S, Req, C> {
         Self { state: State::Running { future, permit: Some(permit), classifier: Some(classifier) } }
     }
 
+    /// A call that skipped the limit (bypass): no capacity, no sample.
+    pub(crate) fn bypassed(future: S::Future) -> Self {
+        Self { state: State::Running { future, permit: None, classifier: None } }
+    }
+
     pub(crate) fn rejected(rejection: Overloaded) -> Self {
         Self { state: State::Rejected { rejection: Some(rejection) } }
     }
 
     pub(crate) fn waiting(svc: S, req: Req, slot: BacklogSlot, max_wait: Duration, classifier: C) -> Self {
-        let sleep = Box::pin(tokio::time::sleep_until(slot.since() + max_wait));
+        // A huge wait saturates to "effectively never" instead of overflowing the clock.
+        let deadline = palisade_core::time::deadline_after(slot.since(), max_wait);
+        let sleep = Box::pin(tokio::time::sleep_until(deadline));
         Self {
             state: State::Waiting {
                 svc: Some(svc),
@@ -125,14 +133,20 @@ where
                     });
                 }
                 StateProj::Running { future, permit, classifier } => {
-                    let out = ready!(future.poll(cx));
+                    let mut out = ready!(future.poll(cx));
                     if let (Some(permit), Some(classifier)) = (permit.take(), classifier.take()) {
-                        let verdict = classifier.classify_timed(&out, permit.elapsed());
-                        permit.complete(match verdict.outcome() {
-                            Outcome::Success => Some(false),
-                            Outcome::Failure => Some(true),
-                            Outcome::Ignored => None,
-                        });
+                        // A gRPC stream holds its capacity until its body ends and is judged by
+                        // its trailers (as concurrency-limits' gRPC interceptor does at onClose);
+                        // dropped before its end, the permit goes back without a sample.
+                        if let Some(deferral) = classifier.defer_eos(&mut out) {
+                            deferral.attach(move |eos: Eos<'_>| {
+                                let verdict = eos.classify_timed(permit.elapsed());
+                                permit.complete(dropped(verdict.outcome()));
+                            });
+                        } else {
+                            let verdict = classifier.classify_timed(&out, permit.elapsed());
+                            permit.complete(dropped(verdict.outcome()));
+                        }
                     }
                     return Poll::Ready(out.map_err(Into::into));
                 }
@@ -144,5 +158,14 @@ where
                 }
             }
         }
+    }
+}
+
+/// A sample's "dropped" flag for an outcome; `None` (ignored) feeds no sample.
+fn dropped(outcome: Outcome) -> Option<bool> {
+    match outcome {
+        Outcome::Success => Some(false),
+        Outcome::Failure => Some(true),
+        Outcome::Ignored => None,
     }
 }

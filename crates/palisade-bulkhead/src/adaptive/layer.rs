@@ -20,6 +20,41 @@ pub trait Partitioner<Req> {
     /// The index in `partitions` of the request's partition, or `None` (the call then only
     /// passes while the total is under the limit).
     fn select(&self, req: &Req, partitions: &[Arc<str>]) -> Option<usize>;
+
+    /// Whether `req` skips the limit altogether (see
+    /// [`AdaptiveLimitBuilder::bypass`]): no capacity taken, no sample, never shed.
+    fn bypass(&self, req: &Req) -> bool {
+        let _ = req;
+        false
+    }
+}
+
+/// A partitioner with a bypass predicate, from [`AdaptiveLimitBuilder::bypass`].
+#[derive(Clone, Copy)]
+pub struct Bypass<P, F> {
+    inner: P,
+    predicate: F,
+}
+
+impl<P, F> fmt::Debug for Bypass<P, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bypass").finish_non_exhaustive()
+    }
+}
+
+impl<Req, P, F> Partitioner<Req> for Bypass<P, F>
+where
+    P: Partitioner<Req>,
+    F: Fn(&Req) -> bool,
+{
+    fn select(&self, req: &Req, partitions: &[Arc<str>]) -> Option<usize> {
+        self.inner.select(req, partitions)
+    }
+
+    fn bypass(&self, req: &Req) -> bool {
+        // Several predicates are or-ed, as concurrency-limits' `bypassLimitResolver`.
+        self.inner.bypass(req) || (self.predicate)(req)
+    }
 }
 
 /// No partitions: every call shares the whole limit.
@@ -68,6 +103,7 @@ pub struct AdaptiveLimitLayer<C = DefaultClassifier, P = NoPartitions> {
     classifier: C,
     partitioner: Arc<P>,
     names: Arc<[Arc<str>]>,
+    shed_when_inner_not_ready: bool,
 }
 
 impl<C: Clone, P> Clone for AdaptiveLimitLayer<C, P> {
@@ -77,6 +113,7 @@ impl<C: Clone, P> Clone for AdaptiveLimitLayer<C, P> {
             classifier: self.classifier.clone(),
             partitioner: self.partitioner.clone(),
             names: self.names.clone(),
+            shed_when_inner_not_ready: self.shed_when_inner_not_ready,
         }
     }
 }
@@ -102,6 +139,7 @@ impl AdaptiveLimitLayer {
             has_partitioner: false,
             partitions: Vec::new(),
             backlog: None,
+            shed_when_inner_not_ready: false,
             listeners: Vec::new(),
         }
     }
@@ -124,6 +162,7 @@ impl<S, C: Clone, P> Layer<S> for AdaptiveLimitLayer<C, P> {
             self.classifier.clone(),
             self.partitioner.clone(),
             self.names.clone(),
+            self.shed_when_inner_not_ready,
         )
     }
 }
@@ -137,6 +176,8 @@ impl<S, C: Clone, P> Layer<S> for AdaptiveLimitLayer<C, P> {
 /// | [`classifier`](Self::classifier) | [`DefaultClassifier`]: `Err` is a drop |
 /// | [`partition`](Self::partition) | none |
 /// | [`backlog`](Self::backlog) | none: shed at once at the limit |
+/// | [`bypass`](Self::bypass) | none: every call counts |
+/// | [`shed_when_inner_not_ready`](Self::shed_when_inner_not_ready) | off: wait for the inner service |
 #[must_use]
 pub struct AdaptiveLimitBuilder<C = DefaultClassifier, P = NoPartitions> {
     name: Arc<str>,
@@ -146,6 +187,7 @@ pub struct AdaptiveLimitBuilder<C = DefaultClassifier, P = NoPartitions> {
     has_partitioner: bool,
     partitions: Vec<(Arc<str>, f64)>,
     backlog: Option<(usize, Duration)>,
+    shed_when_inner_not_ready: bool,
     listeners: Vec<Listener<AdaptiveEvent>>,
 }
 
@@ -158,6 +200,24 @@ impl<C: fmt::Debug, P> fmt::Debug for AdaptiveLimitBuilder<C, P> {
             .field("partitions", &self.partitions)
             .field("backlog", &self.backlog)
             .finish_non_exhaustive()
+    }
+}
+
+impl<C> AdaptiveLimitBuilder<C, NoPartitions> {
+    /// Maps each request to a partition name; names matching no partition share what is
+    /// left under the limit. (Call it before [`bypass`](AdaptiveLimitBuilder::bypass).)
+    pub fn partition_by<F>(self, f: F) -> AdaptiveLimitBuilder<C, PartitionBy<F>> {
+        AdaptiveLimitBuilder {
+            name: self.name,
+            algorithm: self.algorithm,
+            classifier: self.classifier,
+            partitioner: PartitionBy(f),
+            has_partitioner: true,
+            partitions: self.partitions,
+            backlog: self.backlog,
+            shed_when_inner_not_ready: self.shed_when_inner_not_ready,
+            listeners: self.listeners,
+        }
     }
 }
 
@@ -187,8 +247,47 @@ impl<C, P> AdaptiveLimitBuilder<C, P> {
             has_partitioner: self.has_partitioner,
             partitions: self.partitions,
             backlog: self.backlog,
+            shed_when_inner_not_ready: self.shed_when_inner_not_ready,
             listeners: self.listeners,
         }
+    }
+
+    /// Requests for which `predicate` is true skip the limit: they take no capacity, are
+    /// never shed or queued and feed no sample (concurrency-limits' `bypassLimitResolver`;
+    /// several predicates are or-ed). Counted in [`AdaptiveSnapshot::bypassed`].
+    ///
+    /// ```
+    /// use palisade_bulkhead::adaptive::Fixed;
+    /// use palisade_bulkhead::AdaptiveLimitLayer;
+    ///
+    /// // Health checks always pass.
+    /// let layer = AdaptiveLimitLayer::builder()
+    ///     .algorithm(Fixed::new(10))
+    ///     .bypass(|req: &http::Request<()>| req.uri().path() == "/health")
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
+    pub fn bypass<F>(self, predicate: F) -> AdaptiveLimitBuilder<C, Bypass<P, F>> {
+        AdaptiveLimitBuilder {
+            name: self.name,
+            algorithm: self.algorithm,
+            classifier: self.classifier,
+            partitioner: Bypass { inner: self.partitioner, predicate },
+            has_partitioner: self.has_partitioner,
+            partitions: self.partitions,
+            backlog: self.backlog,
+            shed_when_inner_not_ready: self.shed_when_inner_not_ready,
+            listeners: self.listeners,
+        }
+    }
+
+    /// Sheds calls at once with [`Overloaded`](palisade_core::rejection::Overloaded) while
+    /// the inner service is not ready, as tower's `LoadShed`: `poll_ready` answers ready and
+    /// `call` refuses without calling the inner service (no capacity taken, no sample).
+    pub fn shed_when_inner_not_ready(mut self) -> Self {
+        self.shed_when_inner_not_ready = true;
+        self
     }
 
     /// Adds a partition guaranteed `ratio` of the limit (e.g. `("live", 0.9)`,
@@ -198,21 +297,6 @@ impl<C, P> AdaptiveLimitBuilder<C, P> {
     pub fn partition(mut self, name: impl Into<Arc<str>>, ratio: f64) -> Self {
         self.partitions.push((name.into(), ratio));
         self
-    }
-
-    /// Maps each request to a partition name; names matching no partition share what is
-    /// left under the limit.
-    pub fn partition_by<F>(self, f: F) -> AdaptiveLimitBuilder<C, PartitionBy<F>> {
-        AdaptiveLimitBuilder {
-            name: self.name,
-            algorithm: self.algorithm,
-            classifier: self.classifier,
-            partitioner: PartitionBy(f),
-            has_partitioner: true,
-            partitions: self.partitions,
-            backlog: self.backlog,
-            listeners: self.listeners,
-        }
     }
 
     /// Lets up to `max_len` calls over the limit wait up to `max_wait` for capacity, newest
@@ -244,10 +328,11 @@ impl<C, P> AdaptiveLimitBuilder<C, P> {
         algorithm.validate()?;
         let mut total = 0.0;
         for (name, ratio) in &self.partitions {
+            // As concurrency-limits: [0, 1]; a share of 0 still guarantees one call.
             ensure(
-                ratio.is_finite() && *ratio > 0.0 && *ratio <= 1.0,
+                ratio.is_finite() && (0.0..=1.0).contains(ratio),
                 "partition",
-                format!("ratio of `{name}` must be in (0, 1]"),
+                format!("ratio of `{name}` must be in [0, 1]"),
             )?;
             total += ratio;
         }
@@ -270,6 +355,7 @@ impl<C, P> AdaptiveLimitBuilder<C, P> {
             classifier: self.classifier,
             partitioner: Arc::new(self.partitioner),
             names,
+            shed_when_inner_not_ready: self.shed_when_inner_not_ready,
         })
     }
 }
@@ -307,6 +393,46 @@ impl AdaptiveLimitHandle {
         self.limiter.backlog_len()
     }
 
+    /// The algorithm's `(min_limit, max_limit)`, when it has bounds.
+    pub fn bounds(&self) -> Option<(usize, usize)> {
+        self.limiter.bounds()
+    }
+
+    /// Sets the limit now (concurrency-limits' `SettableLimit.setLimit`, for any algorithm);
+    /// later samples move it from there. Raising it admits backlog waiters at once; lowering
+    /// it below the calls in flight lets them finish and admits no more until their number
+    /// is below the new limit. Publishes [`AdaptiveEvent::LimitChanged`].
+    ///
+    /// ```
+    /// use palisade_bulkhead::adaptive::Fixed;
+    /// use palisade_bulkhead::AdaptiveLimitLayer;
+    ///
+    /// let layer = AdaptiveLimitLayer::builder().algorithm(Fixed::new(10)).build().unwrap();
+    /// layer.handle().set_limit(4).unwrap();
+    /// assert_eq!(layer.handle().limit(), 4);
+    /// assert!(layer.handle().set_limit(0).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `limit` is zero or outside the algorithm's [`bounds`](Self::bounds) (change those with
+    /// [`set_bounds`](Self::set_bounds)); nothing changes then.
+    pub fn set_limit(&self, limit: usize) -> Result<(), ConfigError> {
+        self.limiter.set_limit(limit)
+    }
+
+    /// Changes the algorithm's `min_limit` and `max_limit` now; the limit moves into them
+    /// (with the same effect on waiters and calls in flight as [`set_limit`](Self::set_limit)).
+    ///
+    /// # Errors
+    ///
+    /// `max_limit` is zero, `min_limit > max_limit`, or the algorithm has no bounds to
+    /// change ([`Fixed`](super::Fixed), the default of a custom algorithm); nothing changes
+    /// then.
+    pub fn set_bounds(&self, min_limit: usize, max_limit: usize) -> Result<(), ConfigError> {
+        self.limiter.set_bounds(min_limit, max_limit)
+    }
+
     /// Registers a listener for every event from now on.
     pub fn subscribe<F>(&self, f: F)
     where
@@ -324,6 +450,7 @@ impl AdaptiveLimitHandle {
             backlog: self.backlog(),
             acquired: m.acquired.get(),
             rejected: m.rejected.get(),
+            bypassed: m.bypassed.get(),
             dropped: m.dropped.get(),
             mean_wait: m.wait_time.mean(),
             partitions: self
@@ -350,6 +477,8 @@ pub struct AdaptiveSnapshot {
     pub acquired: u64,
     /// Calls shed so far.
     pub rejected: u64,
+    /// Calls that skipped the limit through the bypass predicate so far.
+    pub bypassed: u64,
     /// Calls the classifier judged dropped (timeouts, overload answers) so far.
     pub dropped: u64,
     /// Mean backlog wait of the calls that waited.

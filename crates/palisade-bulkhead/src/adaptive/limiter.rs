@@ -14,6 +14,7 @@ use std::sync::{atomic::AtomicBool as WaiterFlag, Mutex as WaiterMutex};
 use std::task::Waker;
 use std::time::Duration;
 
+use palisade_core::config::{ensure, ConfigError};
 use palisade_core::event::EventBus;
 use palisade_core::metric::{Counter, Gauge, Histogram};
 use palisade_core::rejection::Overloaded;
@@ -28,6 +29,7 @@ pub(crate) struct Metrics {
     pub(crate) backlog: Gauge,
     pub(crate) acquired: Counter,
     pub(crate) rejected: Counter,
+    pub(crate) bypassed: Counter,
     pub(crate) dropped: Counter,
     pub(crate) wait_time: Histogram,
 }
@@ -49,6 +51,9 @@ struct PartitionState {
 #[derive(Default)]
 pub(crate) struct Waiter {
     granted: WaiterFlag,
+    /// Calls in flight when capacity was handed over (the sample's `in_flight`, as the
+    /// reference's LIFO limiter acquires for the waiter when it unblocks it).
+    in_flight: AtomicUsize,
     waker: WaiterMutex<Option<Waker>>,
 }
 
@@ -217,7 +222,7 @@ impl BacklogSlot {
         }
         self.done = true;
         let limiter = &self.limiter;
-        let in_flight = limiter.lock().in_flight;
+        let in_flight = self.waiter.in_flight.load(Ordering::Acquire);
         limiter.admitted(self.since.elapsed());
         Some(AdaptivePermit {
             limiter: limiter.clone(),
@@ -288,6 +293,7 @@ impl Limiter {
             backlog: Gauge::new("palisade_adaptive_limit_backlog", &name),
             acquired: Counter::new("palisade_adaptive_limit_acquired_total", &name),
             rejected: Counter::new("palisade_adaptive_limit_rejected_total", &name),
+            bypassed: Counter::new("palisade_adaptive_limit_bypassed_total", &name),
             dropped: Counter::new("palisade_adaptive_limit_dropped_total", &name),
             wait_time: Histogram::new("palisade_adaptive_limit_wait_seconds", &name),
         };
@@ -343,7 +349,7 @@ impl Limiter {
         self.metrics.rejected.increment();
         if self.events.is_observed() {
             let partition = partition.and_then(|p| self.partitions.get(p)).map(|p| p.name.clone());
-            self.events.publish(AdaptiveEvent::Rejected { partition });
+            crate::event::publish(&self.events, AdaptiveEvent::Rejected { partition });
         }
         Overloaded::new(self.name.clone())
     }
@@ -354,7 +360,7 @@ impl Limiter {
             self.metrics.wait_time.record(wait);
         }
         if self.events.is_observed() {
-            self.events.publish(AdaptiveEvent::Acquired { wait });
+            crate::event::publish(&self.events, AdaptiveEvent::Acquired { wait });
         }
     }
 
@@ -395,6 +401,88 @@ impl Limiter {
         }
     }
 
+    /// Moves the limit to `to` (at least 1), with the partitions' shares; `(from, to)` when
+    /// it changed.
+    fn apply_limit(&self, state: &mut State, to: usize) -> Option<(usize, usize)> {
+        let to = to.max(1);
+        let from = state.limit;
+        if to == from {
+            return None;
+        }
+        state.limit = to;
+        for (ps, p) in state.partitions.iter_mut().zip(&self.partitions) {
+            ps.limit = partition_limit(to, p.ratio);
+        }
+        self.limit.store(to, Ordering::Release);
+        self.metrics.limit.set(to as i64);
+        Some((from, to))
+    }
+
+    /// Hands free capacity to the newest waiters first.
+    fn grant_backlog(&self, state: &mut State) {
+        while let Some(i) = state.backlog.iter().rposition(|e| state.can_acquire(e.partition)) {
+            let entry = state.backlog.remove(i);
+            let n = state.take(entry.partition);
+            entry.waiter.in_flight.store(n, Ordering::Release);
+            entry.waiter.grant();
+        }
+        self.metrics.backlog.set(state.backlog.len() as i64);
+    }
+
+    /// The algorithm's bounds, when it has some.
+    pub(crate) fn bounds(&self) -> Option<(usize, usize)> {
+        self.lock().algorithm.bounds()
+    }
+
+    /// Sets the limit directly; waiters that now fit are admitted at once. Calls in flight
+    /// above a lowered limit finish; no new call is admitted until the count is below it.
+    pub(crate) fn set_limit(&self, limit: usize) -> Result<(), ConfigError> {
+        let changed = {
+            let mut state = self.lock();
+            let (min, max) = state.algorithm.bounds().unwrap_or((1, usize::MAX));
+            ensure(limit >= 1, "limit", "must be at least 1")?;
+            ensure(
+                (min..=max).contains(&limit),
+                "limit",
+                format!("must be within the algorithm's bounds {min}..={max}"),
+            )?;
+            state.algorithm.set_limit(limit);
+            let changed = self.apply_limit(&mut state, limit);
+            self.grant_backlog(&mut state);
+            changed
+        };
+        if let Some((from, to)) = changed {
+            crate::event::publish(&self.events, AdaptiveEvent::LimitChanged { from, to });
+        }
+        Ok(())
+    }
+
+    /// Changes the algorithm's bounds; the limit moves into them.
+    pub(crate) fn set_bounds(&self, min_limit: usize, max_limit: usize) -> Result<(), ConfigError> {
+        let changed = {
+            let mut state = self.lock();
+            state.algorithm.set_bounds(min_limit, max_limit)?;
+            let to = state.algorithm.limit();
+            let changed = self.apply_limit(&mut state, to);
+            self.grant_backlog(&mut state);
+            changed
+        };
+        if let Some((from, to)) = changed {
+            crate::event::publish(&self.events, AdaptiveEvent::LimitChanged { from, to });
+        }
+        Ok(())
+    }
+
+    /// The refusal of a call whose inner service was not ready (load shedding).
+    pub(crate) fn shed_inner_not_ready(&self) -> Overloaded {
+        self.reject(None)
+    }
+
+    /// A call let through without taking capacity (the layer's bypass predicate).
+    pub(crate) fn bypassed(&self) {
+        self.metrics.bypassed.increment();
+    }
+
     fn release(&self, partition: Option<usize>, sample: Option<Sample>) {
         let mut changed = None;
         let in_flight = {
@@ -407,30 +495,27 @@ impl Limiter {
                 if sample.dropped {
                     self.metrics.dropped.increment();
                 }
-                let from = state.limit;
-                let to = state.algorithm.update(&sample).max(1);
-                if to != from {
-                    state.limit = to;
-                    for (ps, p) in state.partitions.iter_mut().zip(&self.partitions) {
-                        ps.limit = partition_limit(to, p.ratio);
-                    }
-                    self.limit.store(to, Ordering::Release);
-                    self.metrics.limit.set(to as i64);
-                    changed = Some((from, to));
+                let algorithm = &mut state.algorithm;
+                // User code (a custom algorithm, Vegas' functions): a panic leaves the limit
+                // where it was instead of poisoning the limiter or aborting in a `Drop`.
+                let updated =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| algorithm.update(&sample)));
+                if let Ok(to) = updated {
+                    changed = self.apply_limit(&mut state, to);
+                } else {
+                    tracing::error!(
+                        target: "palisade",
+                        name = %self.name,
+                        "the adaptive limit algorithm panicked; the limit is unchanged",
+                    );
                 }
             }
-            // Hand free capacity to the newest waiters first.
-            while let Some(i) = state.backlog.iter().rposition(|e| state.can_acquire(e.partition)) {
-                let entry = state.backlog.remove(i);
-                state.take(entry.partition);
-                entry.waiter.grant();
-            }
-            self.metrics.backlog.set(state.backlog.len() as i64);
+            self.grant_backlog(&mut state);
             state.in_flight
         };
         self.metrics.in_flight.set(in_flight as i64);
         if let Some((from, to)) = changed {
-            self.events.publish(AdaptiveEvent::LimitChanged { from, to });
+            crate::event::publish(&self.events, AdaptiveEvent::LimitChanged { from, to });
         }
     }
 }

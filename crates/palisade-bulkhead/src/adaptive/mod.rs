@@ -2,9 +2,9 @@
 //!
 //! [`AdaptiveLimitLayer`] measures every call — its latency and
 //! its [classification](palisade_core::classify) — and lets an algorithm move the limit
-//! between its minimum and maximum: [`Vegas`] (the default), [`Aimd`] or [`Gradient2`],
-//! following Netflix's concurrency-limits with its defaults (see [`algorithm`] for the
-//! failure modes fixed here). A call over the limit is shed with
+//! between its minimum and maximum: [`Vegas`] (the default), [`Aimd`] or [`Gradient2`]
+//! (or [`Fixed`]), computing what Netflix's concurrency-limits computes with its defaults
+//! (see [`algorithm`] for the few deliberate deviations and why). A call over the limit is shed with
 //! [`Overloaded`](palisade_core::rejection::Overloaded), or waits in an optional LIFO
 //! backlog. Partitions guarantee shares of the limit to classes of traffic. The current
 //! limit is in the [handle](crate::AdaptiveLimitHandle) and in the gauge
@@ -77,7 +77,12 @@
 //! partition comes from the request. Without a backlog a call over the limit fails at once;
 //! with one, its response future waits (newest first) up to the backlog's wait, holding the
 //! ready inner service. Capacity goes back when the response future finishes or is dropped;
-//! a finished call is a sample for the algorithm, a dropped future is not.
+//! a finished call is a sample for the algorithm, a dropped future is not. A response whose
+//! outcome comes at the end of its body — a gRPC stream with `GrpcClassifier`, its status in
+//! the trailers (see [`palisade_core::classify::eos`]) — holds its capacity until the body
+//! ends and is judged then, its latency measured to the end, as concurrency-limits' gRPC
+//! interceptor releases its listener in `onClose`; a stream dropped before its end gives the
+//! capacity back without a sample (`onIgnore`, as a cancelled call).
 //!
 //! Put timeouts *inside* the limit (`ServiceBuilder::new().layer(adaptive).layer(timeout)`):
 //! a timeout then reaches the classifier as an error — a drop that shrinks the limit. A
@@ -86,7 +91,30 @@
 //! cancellation).
 //!
 //! State is behind one `Mutex` (the algorithm's update must be serialised, as in
-//! concurrency-limits); it is held for a few comparisons per call.
+//! concurrency-limits); it is held for a few comparisons per call. A panic in user code run
+//! by the limiter (a custom algorithm, Vegas' functions, an event listener) is contained:
+//! the limit stays where it was and capacity is still given back.
+//!
+//! # Changing the limit at run time
+//!
+//! The [handle](crate::AdaptiveLimitHandle) sets the limit directly
+//! ([`set_limit`](crate::AdaptiveLimitHandle::set_limit), concurrency-limits'
+//! `SettableLimit`) or changes the algorithm's bounds
+//! ([`set_bounds`](crate::AdaptiveLimitHandle::set_bounds)). Calls in flight keep their
+//! capacity; a limit lowered below them admits nothing until they are fewer than it.
+//!
+//! # Partitions and LIFO backlog, against the reference
+//!
+//! Admission is concurrency-limits' `AbstractPartitionedLimiter`: a call passes while the
+//! total is under the limit, and otherwise only if its partition is under its share
+//! `max(1, ceil(limit × ratio))`; a call in no partition only passes under the limit. The
+//! backlog is its `LifoBlockingLimiter` (newest first, bounded length and wait), with one
+//! deliberate deviation: freed capacity goes to the newest waiter *that fits* (the reference
+//! only tries the newest and stops, so a waiting `batch` call could hold back `live` calls
+//! that have room in their share), and as many waiters as fit are admitted at once (the
+//! reference admits one per released call, so a raised limit would sit unused). The
+//! reference's `partitionRejectDelay` (sleeping a rejected thread) has no equivalent: an
+//! async caller is refused at once.
 
 pub mod algorithm;
 #[cfg(feature = "serde")]
@@ -96,9 +124,9 @@ mod layer;
 pub(crate) mod limiter;
 mod service;
 
-pub use self::algorithm::{Aimd, Gradient2, LimitAlgorithm, Sample, Vegas};
+pub use self::algorithm::{functions, Aimd, Fixed, FloatFn, Gradient2, IntFn, LimitAlgorithm, Sample, Vegas};
 pub use self::layer::{
-    AdaptiveLimitBuilder, AdaptiveLimitHandle, AdaptiveLimitLayer, AdaptiveSnapshot, NoPartitions,
+    AdaptiveLimitBuilder, AdaptiveLimitHandle, AdaptiveLimitLayer, AdaptiveSnapshot, Bypass, NoPartitions,
     PartitionBy, PartitionSnapshot, Partitioner,
 };
 pub use self::service::AdaptiveLimit;

@@ -28,6 +28,10 @@ pub struct AdaptiveLimit<S, C, P> {
     classifier: C,
     partitioner: Arc<P>,
     names: Arc<[Arc<str>]>,
+    /// Shed calls while the inner service is not ready (tower's `LoadShed`).
+    shed_when_inner_not_ready: bool,
+    /// `poll_ready` found the inner service not ready and shedding is on: `call` refuses.
+    inner_not_ready: bool,
 }
 
 impl<S, C, P> AdaptiveLimit<S, C, P> {
@@ -37,8 +41,17 @@ impl<S, C, P> AdaptiveLimit<S, C, P> {
         classifier: C,
         partitioner: Arc<P>,
         names: Arc<[Arc<str>]>,
+        shed_when_inner_not_ready: bool,
     ) -> Self {
-        Self { inner, limiter, classifier, partitioner, names }
+        Self {
+            inner,
+            limiter,
+            classifier,
+            partitioner,
+            names,
+            shed_when_inner_not_ready,
+            inner_not_ready: false,
+        }
     }
 
     /// The handle to the shared limit.
@@ -70,6 +83,8 @@ impl<S: Clone, C: Clone, P> Clone for AdaptiveLimit<S, C, P> {
             classifier: self.classifier.clone(),
             partitioner: self.partitioner.clone(),
             names: self.names.clone(),
+            shed_when_inner_not_ready: self.shed_when_inner_not_ready,
+            inner_not_ready: false,
         }
     }
 }
@@ -96,10 +111,29 @@ where
     type Future = ResponseFuture<S, Req, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        match self.inner.poll_ready(cx) {
+            Poll::Pending if self.shed_when_inner_not_ready => {
+                // As tower's `LoadShed`: ready at once, and `call` refuses.
+                self.inner_not_ready = true;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(r) => {
+                self.inner_not_ready = false;
+                Poll::Ready(r.map_err(Into::into))
+            }
+        }
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        if std::mem::take(&mut self.inner_not_ready) {
+            // The inner service was not ready: never call it, refuse without a sample.
+            return ResponseFuture::rejected(self.limiter.shed_inner_not_ready());
+        }
+        if self.partitioner.bypass(&req) {
+            self.limiter.bypassed();
+            return ResponseFuture::bypassed(self.inner.call(req));
+        }
         let partition = self.partitioner.select(&req, &self.names);
         match self.limiter.acquire(partition) {
             Ok(permit) => ResponseFuture::running(self.inner.call(req), permit, self.classifier.clone()),
