@@ -175,7 +175,7 @@ impl<Req, Res> ChaosBuilder<Req, Res> {
     where
         F: Fn(&ChaosEvent) + Send + Sync + 'static,
     {
-        self.listeners.push(Arc::new(listener));
+        self.listeners.push(Arc::new(crate::error::guard_listener(listener)));
         self
     }
 

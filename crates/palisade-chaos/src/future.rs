@@ -101,7 +101,9 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
     }
 
     pub(crate) fn delayed(delay: Duration, svc: Option<S>, action: Action<Req, S::Response>) -> Self {
-        Self::injected(InjectedState::Delayed { sleep: tokio::time::sleep(delay), svc, action: Some(action) })
+        // A huge delay (`Duration::MAX` from a closure) saturates to "effectively never".
+        let sleep = tokio::time::sleep_until(palisade_core::time::deadline_from_now(delay));
+        Self::injected(InjectedState::Delayed { sleep, svc, action: Some(action) })
     }
 }
 

@@ -242,7 +242,7 @@ impl ChaosHandle {
     where
         F: Fn(&ChaosEvent) + Send + Sync + 'static,
     {
-        self.control.bus.subscribe(listener);
+        self.control.bus.subscribe(crate::error::guard_listener(listener));
     }
 }
 

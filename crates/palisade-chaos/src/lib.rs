@@ -77,7 +77,10 @@
 //!
 //! # Errors
 //!
-//! The service answers `BoxError`: injected faults, and the inner service's errors boxed.
+//! The service answers `BoxError`: injected faults, and the inner service's errors boxed. A
+//! generator or predicate that panics answers that call with [`ChaosHookPanicked`] (the
+//! inner service is not called, its readiness stays reserved); a listener that panics
+//! misses its event. Neither reaches the task that made the call.
 //!
 //! # Placement
 //!
@@ -101,7 +104,7 @@ pub use self::config::ChaosBuilder;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub use self::config::ChaosConfig;
-pub use self::error::InjectedFault;
+pub use self::error::{ChaosHookPanicked, InjectedFault};
 pub use self::event::ChaosEvent;
 pub use self::handle::{ChaosHandle, ChaosRates, ChaosSnapshot};
 pub use self::layer::ChaosLayer;

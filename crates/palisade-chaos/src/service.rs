@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use palisade_core::BoxError;
 use tower_service::Service;
 
-use crate::error::InjectedFault;
+use crate::error::{catch, ChaosHookPanicked, InjectedFault};
 use crate::event::ChaosEvent;
 use crate::future::{Action, ResponseFuture};
 use crate::handle::ChaosHandle;
@@ -105,13 +105,27 @@ where
     fn call_chaos(&mut self, req: Req) -> Result<ResponseFuture<S, Req>, Req> {
         let shared = &*self.shared;
         let control = &*shared.control;
-        if shared.predicate.as_ref().is_some_and(|p| !p(&req)) {
-            return Err(req);
+        // Generators and predicates are user code: a panic answers this call with
+        // `ChaosHookPanicked` and nothing else.
+        let panicked =
+            |message: String| -> BoxError { Box::new(ChaosHookPanicked::new(control.name.clone(), message)) };
+        if let Some(p) = &shared.predicate {
+            match catch(|| p(&req)) {
+                Ok(true) => {}
+                Ok(false) => return Err(req),
+                Err(message) => return Ok(ResponseFuture::answer(Err(panicked(message)))),
+            }
         }
         control.considered.increment();
 
         let delay = if control.roll(&control.latency_ppm) {
-            let delay = shared.latency.as_ref().map_or_else(|| control.latency(), |f| f(&req));
+            let delay = match &shared.latency {
+                None => control.latency(),
+                Some(f) => match catch(|| f(&req)) {
+                    Ok(delay) => delay,
+                    Err(message) => return Ok(ResponseFuture::answer(Err(panicked(message)))),
+                },
+            };
             control.latencies.increment();
             control.bus.publish(ChaosEvent::LatencyInjected { delay });
             Some(delay)
@@ -125,18 +139,18 @@ where
             Action::Hang(req)
         } else if control.roll(&control.fault_ppm) {
             let err = match &shared.fault {
-                Some(f) => f(&req),
+                Some(f) => catch(|| f(&req)).unwrap_or_else(panicked),
                 None => InjectedFault::new(control.name.clone()).into(),
             };
             control.faults.increment();
             control.bus.publish(ChaosEvent::FaultInjected);
             Action::Answer(Err(err))
         } else if let Some(res) =
-            shared.outcome.as_ref().filter(|_| control.roll(&control.outcome_ppm)).map(|f| f(&req))
+            shared.outcome.as_ref().filter(|_| control.roll(&control.outcome_ppm)).map(|f| catch(|| f(&req)))
         {
             control.outcomes.increment();
             control.bus.publish(ChaosEvent::OutcomeInjected);
-            Action::Answer(Ok(res))
+            Action::Answer(res.map_err(panicked))
         } else {
             Action::Call(req)
         };
