@@ -256,3 +256,77 @@ async fn config_from_json() {
     assert!(bad.build::<u32>().is_err());
     assert!(serde_json::from_str::<RateLimitConfig>(r#"{"limit": 1, "period": "1"}"#).is_err());
 }
+
+/// Issue 13.2: `SlidingWindowCounter`, `per_second(10)`: 20 attempts at 2.5 s, one at 1.9 s
+/// (a clock reading taken before a lock and applied after a later one), 20 more at 2.5 s.
+/// At most 10 may pass (19 did when the stale reading reset the window).
+#[test]
+fn a_stale_clock_reading_never_reopens_a_window() {
+    for algorithm in ALL {
+        let rt = paused();
+        let _clock = rt.enter();
+        let limiter = RateLimiter::new(algorithm, Quota::per_second(10)).unwrap();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut admitted = 0;
+        for _ in 0..20 {
+            admitted += u32::from(limiter.try_acquire_at(1, at(2_500)).is_ok());
+        }
+        admitted += u32::from(limiter.try_acquire_at(1, at(1_900)).is_ok());
+        for _ in 0..20 {
+            admitted += u32::from(limiter.try_acquire_at(1, at(2_500)).is_ok());
+        }
+        assert!(admitted <= 10, "{algorithm:?} admitted {admitted}");
+    }
+}
+
+/// The largest number of cost-1 admissions an algorithm may make by time `t` (from its
+/// start), whatever the order of the readings, for `Quota::new(limit, period)` with the
+/// default burst.
+fn admission_bound(algorithm: Algorithm, limit: u32, period: Duration, t: Duration) -> u64 {
+    let windows = (t.as_nanos() / period.as_nanos()) as u64 + 1;
+    let interval = period.as_nanos() / u128::from(limit);
+    match algorithm {
+        Algorithm::TokenBucket => u64::from(limit) + (t.as_nanos() / interval) as u64,
+        Algorithm::LeakyBucket { .. } => 1 + (t.as_nanos() / interval) as u64,
+        _ => u64::from(limit) * windows,
+    }
+}
+
+proptest! {
+    /// Readings arrive out of order (each up to 300 ms stale): no algorithm admits more than
+    /// its bound at the latest time seen, and windows never admit more than `limit` in the
+    /// window of the latest reading.
+    #[test]
+    fn out_of_order_readings_never_over_admit(
+        limit in 1u32..12,
+        steps in prop::collection::vec((0u64..120, 0u64..300), 1..300),
+    ) {
+        let period = Duration::from_secs(1);
+        for algorithm in ALL {
+            let rt = paused();
+            let _clock = rt.enter();
+            let limiter = RateLimiter::new(algorithm, Quota::new(limit, period)).unwrap();
+            let t0 = Instant::now();
+            let mut true_ms = 0u64;
+            let mut latest = 0u64;
+            let mut admitted = 0u64;
+            let mut per_window = std::collections::HashMap::<u64, u32>::new();
+            for &(advance, lag) in &steps {
+                true_ms += advance;
+                let reading = true_ms.saturating_sub(lag);
+                latest = latest.max(reading);
+                if limiter.try_acquire_at(1, t0 + Duration::from_millis(reading)).is_ok() {
+                    admitted += 1;
+                    let n = per_window.entry(latest / 1_000).or_default();
+                    *n += 1;
+                    if !matches!(algorithm, Algorithm::TokenBucket | Algorithm::LeakyBucket { .. }) {
+                        prop_assert!(*n <= limit, "{:?}: {} in one window", algorithm, n);
+                    }
+                }
+                let bound = admission_bound(algorithm, limit, period, Duration::from_millis(latest));
+                prop_assert!(admitted <= bound, "{:?}: {} admitted, bound {}", algorithm, admitted, bound);
+            }
+        }
+    }
+}
