@@ -59,7 +59,7 @@ impl<F, C, T, E> Future for ResponseFuture<F, C>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
-    C: Classify<T, E>,
+    C: Classify<T, E> + Send + Sync + 'static,
 {
     type Output = Result<T, BoxError>;
 
@@ -67,9 +67,9 @@ where
         let this = self.project();
         match this.kind.project() {
             KindProj::Called { future } => {
-                let result = ready!(future.poll(cx));
+                let mut result = ready!(future.poll(cx));
                 if let Some(guard) = this.guard.take() {
-                    guard.finish(&result);
+                    guard.finish(&mut result);
                 }
                 Poll::Ready(result.map_err(Into::into))
             }

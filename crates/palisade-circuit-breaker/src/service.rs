@@ -91,7 +91,7 @@ impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error>,
+    C: Classify<S::Response, S::Error> + Send + Sync + 'static,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -159,7 +159,7 @@ impl<S, C, F, K, Req> Service<Req> for KeyedCircuitBreaker<S, C, F, K>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error>,
+    C: Classify<S::Response, S::Error> + Send + Sync + 'static,
     F: Fn(&Req) -> K,
     K: Hash + Eq + Clone + fmt::Debug,
 {

@@ -617,13 +617,20 @@ impl<C> CallGuard<C> {
         Self { breaker, admission, start }
     }
 
-    /// Classifies and records `result`.
+    /// Classifies and records `result` — or, when its outcome comes at the end of its
+    /// response body (a gRPC stream: status in the trailers), moves into the body and records
+    /// it there ([`eos`](palisade_core::classify::eos)); a body dropped before its end drops
+    /// this guard: ignored, a trial slot given back.
     #[inline]
-    pub(crate) fn finish<T, E>(mut self, result: &Result<T, E>)
+    pub(crate) fn finish<T, E>(mut self, result: &mut Result<T, E>)
     where
-        C: palisade_core::Classify<T, E>,
+        C: palisade_core::Classify<T, E> + Send + Sync + 'static,
     {
         if self.admission == Admission::Pass {
+            return;
+        }
+        if let Some(deferral) = self.breaker.classifier.defer_eos(result) {
+            deferral.attach(move |eos: palisade_core::classify::eos::Eos<'_>| self.finish_eos(&eos));
             return;
         }
         let admission = std::mem::replace(&mut self.admission, Admission::Pass);
@@ -634,6 +641,20 @@ impl<C> CallGuard<C> {
                 (self.breaker.classifier.classify_timed(result, elapsed), Some((end, elapsed)))
             }
             None => (self.breaker.classifier.classify(result), None),
+        };
+        self.breaker.core.record(admission, verdict, timing);
+    }
+
+    /// Records a deferred call at the end of its response body, timed to that end.
+    fn finish_eos(mut self, eos: &palisade_core::classify::eos::Eos<'_>) {
+        let admission = std::mem::replace(&mut self.admission, Admission::Pass);
+        let (verdict, timing) = match self.start {
+            Some(start) => {
+                let end = Instant::now();
+                let elapsed = end.saturating_duration_since(start);
+                (eos.classify_timed(elapsed), Some((end, elapsed)))
+            }
+            None => (eos.classify(), None),
         };
         self.breaker.core.record(admission, verdict, timing);
     }
