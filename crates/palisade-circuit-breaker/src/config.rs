@@ -9,10 +9,11 @@ use palisade_core::classify::DefaultClassifier;
 use palisade_core::config::{ensure, ensure_nonzero_duration, ensure_ratio, ConfigError};
 use palisade_core::event::{EventBus, Listener};
 use palisade_core::keyed::KeyedMap;
+use palisade_core::time::mul_f64_saturating;
 
-use crate::event::CircuitBreakerEvent;
+use crate::event::{guarded, CircuitBreakerEvent};
 use crate::layer::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
-use crate::state::{Breaker, LayerShared};
+use crate::state::{Breaker, LayerShared, State};
 use crate::window::MAX_COUNT_WINDOW;
 
 pub(crate) const PATTERN: &str = "circuit_breaker";
@@ -58,6 +59,14 @@ pub(crate) struct Settings {
     pub(crate) half_open_failures_to_open: u16,
     pub(crate) retry_after_cap: Option<Duration>,
     pub(crate) measure: bool,
+    /// Longest half-open period before the breaker re-opens.
+    pub(crate) max_wait_in_half_open: Duration,
+    /// Judge the trials only once all of them ended (Resilience4j).
+    pub(crate) wait_for_all_trials: bool,
+    /// Move from open to half-open when the wait ends, on a timer.
+    pub(crate) auto_half_open: bool,
+    /// The state a breaker starts in.
+    pub(crate) initial_state: State,
 }
 
 impl Settings {
@@ -67,9 +76,7 @@ impl Settings {
             return self.wait.min(self.max_wait);
         }
         let factor = self.wait_multiplier.powi(level.min(i32::MAX as u32) as i32);
-        Duration::try_from_secs_f64(self.wait.as_secs_f64() * factor)
-            .unwrap_or(self.max_wait)
-            .min(self.max_wait)
+        mul_f64_saturating(self.wait, factor).min(self.max_wait)
     }
 }
 
@@ -87,9 +94,12 @@ impl Settings {
 /// | [`minimum_calls`](Self::minimum_calls) | 100 (never more than a count window's size) |
 /// | slow calls | not detected |
 /// | [`wait_in_open`](Self::wait_in_open) | 60 s, fixed |
-/// | [`half_open_trials`](Self::half_open_trials) | 10, any failed trial re-opens |
+/// | [`half_open_trials`](Self::half_open_trials) | 10, any failed trial re-opens, decided early |
+/// | [`max_wait_in_half_open`](Self::max_wait_in_half_open) | 60 s (Resilience4j: unbounded) |
+/// | [`automatic_transition_to_half_open`](Self::automatic_transition_to_half_open) | off: the first call after the wait moves it |
+/// | [`initial_state`](Self::initial_state) | [`State::Closed`] |
 /// | [`open_on_retry_after`](Self::open_on_retry_after) | off |
-/// | [`max_keys`](Self::max_keys) (keyed only) | 10 000, no idle timeout |
+/// | [`max_keys`](Self::max_keys) (keyed only) | 10 000 |
 /// | classifier | [`DefaultClassifier`]: `Err` fails |
 pub struct CircuitBreakerLayerBuilder<C = DefaultClassifier> {
     name: Arc<str>,
@@ -107,7 +117,10 @@ pub struct CircuitBreakerLayerBuilder<C = DefaultClassifier> {
     retry_after_cap: Option<Duration>,
     measure: bool,
     max_keys: usize,
-    key_idle_timeout: Option<Duration>,
+    max_wait_in_half_open: Duration,
+    wait_for_all_trials: bool,
+    auto_half_open: bool,
+    initial_state: State,
     listeners: Vec<Listener<CircuitBreakerEvent>>,
     classifier: C,
 }
@@ -126,6 +139,10 @@ impl<C: fmt::Debug> fmt::Debug for CircuitBreakerLayerBuilder<C> {
             .field("half_open_trials", &self.half_open_trials)
             .field("half_open_failure_ratio", &self.half_open_failure_ratio)
             .field("retry_after_cap", &self.retry_after_cap)
+            .field("max_wait_in_half_open", &self.max_wait_in_half_open)
+            .field("wait_for_all_trials", &self.wait_for_all_trials)
+            .field("auto_half_open", &self.auto_half_open)
+            .field("initial_state", &self.initial_state)
             .field("listeners", &self.listeners.len())
             .field("classifier", &self.classifier)
             .finish_non_exhaustive()
@@ -157,7 +174,10 @@ impl CircuitBreakerLayerBuilder {
             retry_after_cap: None,
             measure: false,
             max_keys: 10_000,
-            key_idle_timeout: None,
+            max_wait_in_half_open: Duration::from_secs(60),
+            wait_for_all_trials: false,
+            auto_half_open: false,
+            initial_state: State::Closed,
             listeners: Vec::new(),
             classifier: DefaultClassifier,
         }
@@ -286,26 +306,73 @@ impl<C> CircuitBreakerLayerBuilder<C> {
         self
     }
 
-    /// Keyed breakers only: the most keys held (default 10 000); least recently used keys
-    /// are evicted beyond it, forgetting their breaker. Each key costs about 1 KiB plus its
-    /// window: one byte per call of a count window, 128 bytes per bucket of a time window.
+    /// The longest a breaker stays half-open (default 60 s): if the trials have not decided
+    /// by then, it re-opens (for the next wait, as if the trials had failed) and lets new
+    /// trials through after that wait. Resilience4j's `maxWaitDurationInHalfOpenState`.
+    ///
+    /// It is what keeps a trial call that never ends from pinning the breaker half-open:
+    /// such a call holds its trial slot as long as its response future lives. Still, put the
+    /// timeout **inside** the breaker (`breaker.layer(timeout.layer(svc))`), so that a hung
+    /// call fails, counts as a failure and frees its slot. Resilience4j's default is no
+    /// bound at all; palisade's is 60 s because a hung trial would otherwise reject every
+    /// call forever. `Duration::MAX` means no bound in practice (saturates).
+    pub fn max_wait_in_half_open(mut self, max: Duration) -> Self {
+        self.max_wait_in_half_open = max;
+        self
+    }
+
+    /// Judge the half-open trials only once all [`half_open_trials`](Self::half_open_trials)
+    /// have ended, as Resilience4j does (default `false`: palisade decides as soon as the
+    /// outcome is certain, re-opening on the first failed trial by default).
+    ///
+    /// With it, the breaker re-opens when failed (or slow) trials / trials reaches the
+    /// [`half_open_failure_ratio`](Self::half_open_failure_ratio), or, when that is not set,
+    /// the [`failure_rate`](Self::failure_rate) threshold (any failed trial in the
+    /// consecutive and count modes); otherwise it closes.
+    pub fn wait_for_all_trials(mut self, on: bool) -> Self {
+        self.wait_for_all_trials = on;
+        self
+    }
+
+    /// Move from open to half-open when the wait ends, on a timer, publishing the transition
+    /// then (for dashboards), as Resilience4j's `automaticTransitionFromOpenToHalfOpenEnabled`.
+    /// Off by default: the first call after the wait moves the breaker, so an idle breaker
+    /// costs nothing. The timer is a task on the tokio runtime current when the breaker
+    /// opens (none outside a runtime: then the first call moves it as usual); it holds no
+    /// reference that keeps the breaker alive.
+    pub fn automatic_transition_to_half_open(mut self, on: bool) -> Self {
+        self.auto_half_open = on;
+        self
+    }
+
+    /// The state a breaker starts in (default [`State::Closed`]): e.g.
+    /// [`State::ForcedOpen`] to start isolated until an operator closes it, or
+    /// [`State::Disabled`]. [`State::Open`] starts open for the first wait, and
+    /// [`State::HalfOpen`] starts with trials.
+    pub fn initial_state(mut self, state: State) -> Self {
+        self.initial_state = state;
+        self
+    }
+
+    /// Keyed breakers only: the most keys held (default 10 000, at most 1 000 000 000). A
+    /// key's breaker is forgotten to make room only when that is indistinguishable from a
+    /// fresh one (see [`KeyedCircuitBreakerLayer`]); when none can be, a new key is refused
+    /// with [`KeySetFull`](palisade_core::rejection::KeySetFull). Each key costs about 1 KiB
+    /// plus its window: one byte per call of a count window, 24 bytes per bucket and stripe
+    /// of a time window.
     pub fn max_keys(mut self, n: usize) -> Self {
         self.max_keys = n;
         self
     }
 
-    /// Keyed breakers only: keys unused this long are the first evicted when room is needed.
-    pub fn key_idle_timeout(mut self, idle: Duration) -> Self {
-        self.key_idle_timeout = Some(idle);
-        self
-    }
-
     /// Calls `f` with every event (transitions, rejections, recorded calls), synchronously.
+    /// A listener that panics is caught and logged: it can fail neither the call nor the
+    /// breaker.
     pub fn on_event<F>(mut self, f: F) -> Self
     where
         F: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
     {
-        self.listeners.push(Arc::new(f));
+        self.listeners.push(Arc::new(guarded(f)));
         self
     }
 
@@ -328,7 +395,10 @@ impl<C> CircuitBreakerLayerBuilder<C> {
             retry_after_cap: self.retry_after_cap,
             measure: self.measure,
             max_keys: self.max_keys,
-            key_idle_timeout: self.key_idle_timeout,
+            max_wait_in_half_open: self.max_wait_in_half_open,
+            wait_for_all_trials: self.wait_for_all_trials,
+            auto_half_open: self.auto_half_open,
+            initial_state: self.initial_state,
             listeners: self.listeners,
             classifier,
         }
@@ -379,7 +449,13 @@ impl<C> CircuitBreakerLayerBuilder<C> {
             "must be from 1 to 65535",
         )?;
         let trials = self.half_open_trials as u16;
-        let failures_to_open = match self.half_open_failure_ratio {
+        let ratio = match (self.half_open_failure_ratio, self.trip) {
+            (Some(r), _) => Some(r),
+            // Resilience4j judges the trials with the closed state's failure rate threshold.
+            (None, Trip::FailureRate(r)) if self.wait_for_all_trials => Some(r),
+            (None, _) => None,
+        };
+        let failures_to_open = match ratio {
             None => 1,
             Some(r) => {
                 ensure_ratio("half_open_failure_ratio", r)?;
@@ -393,6 +469,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
         if let Some(cap) = self.retry_after_cap {
             ensure_nonzero_duration("open_on_retry_after", cap)?;
         }
+        ensure_nonzero_duration("max_wait_in_half_open", self.max_wait_in_half_open)?;
         let minimum_calls = match self.window {
             WindowKind::Count(n) => self.minimum_calls.min(n),
             WindowKind::Time { .. } => self.minimum_calls,
@@ -415,6 +492,10 @@ impl<C> CircuitBreakerLayerBuilder<C> {
             half_open_failures_to_open: failures_to_open,
             retry_after_cap: self.retry_after_cap,
             measure,
+            max_wait_in_half_open: self.max_wait_in_half_open,
+            wait_for_all_trials: self.wait_for_all_trials,
+            auto_half_open: self.auto_half_open,
+            initial_state: self.initial_state,
         })
     }
 
@@ -440,23 +521,66 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     /// Validates the settings and builds a layer holding one breaker per key, `key_fn(&req)`,
     /// created on first use; at most [`max_keys`](Self::max_keys) are held.
     ///
+    /// To name the layer's type (to store it in a struct), give a named
+    /// [`KeyExtractor`](crate::KeyExtractor) to [`build_keyed_with`](Self::build_keyed_with)
+    /// instead of a closure.
+    ///
     /// # Errors
     ///
-    /// As [`build`](Self::build), and if `max_keys` is zero.
+    /// As [`build`](Self::build), and if `max_keys` is zero or above 1 000 000 000.
     pub fn build_keyed<Req, K, F>(self, key_fn: F) -> Result<KeyedCircuitBreakerLayer<C, F, K>, ConfigError>
     where
         F: Fn(&Req) -> K,
         K: Hash + Eq + Clone + fmt::Debug,
     {
-        ensure(self.max_keys >= 1, "max_keys", "must be at least 1")?;
-        if let Some(idle) = self.key_idle_timeout {
-            ensure_nonzero_duration("key_idle_timeout", idle)?;
-        }
+        self.build_keyed_with(key_fn)
+    }
+
+    /// As [`build_keyed`](Self::build_keyed), with any [`KeyExtractor`](crate::KeyExtractor)
+    /// whose key type is `K`: a named type, so that the layer's type can be written down.
+    ///
+    /// ```
+    /// use palisade_circuit_breaker::{CircuitBreakerLayer, KeyExtractor, KeyedCircuitBreakerLayer};
+    /// use palisade_core::classify::DefaultClassifier;
+    ///
+    /// struct Request { tenant: u32 }
+    ///
+    /// /// The breaker key of a request: its tenant.
+    /// struct ByTenant;
+    ///
+    /// impl KeyExtractor<Request> for ByTenant {
+    ///     type Key = u32;
+    ///     fn key(&self, req: &Request) -> u32 { req.tenant }
+    /// }
+    ///
+    /// struct Client {
+    ///     breakers: KeyedCircuitBreakerLayer<DefaultClassifier, ByTenant, u32>,
+    /// }
+    ///
+    /// let client = Client { breakers: CircuitBreakerLayer::builder().build_keyed_with(ByTenant)? };
+    /// # let _ = client.breakers;
+    /// # Ok::<(), palisade_core::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`build_keyed`](Self::build_keyed).
+    pub fn build_keyed_with<K, E>(
+        self,
+        extractor: E,
+    ) -> Result<KeyedCircuitBreakerLayer<C, E, K>, ConfigError>
+    where
+        K: Hash + Eq + Clone + fmt::Debug,
+    {
+        ensure((1..=MAX_KEYS).contains(&self.max_keys), "max_keys", "must be from 1 to 1000000000")?;
         let (settings, shared) = self.shared()?;
         let map = KeyedMap::new(self.max_keys);
-        Ok(KeyedCircuitBreakerLayer::new(settings, shared, map, Arc::new(self.classifier), key_fn))
+        Ok(KeyedCircuitBreakerLayer::new(settings, shared, map, Arc::new(self.classifier), extractor))
     }
 }
+
+/// The most keys a keyed layer may be configured to hold.
+const MAX_KEYS: usize = 1_000_000_000;
 
 fn ensure_ordered_durations(initial: Duration, max: Duration) -> Result<(), ConfigError> {
     palisade_core::config::ensure_ordered("exponential_wait_in_open", initial, "max", max)
@@ -541,9 +665,15 @@ mod serde_config {
         pub max_retry_after: Option<Duration>,
         /// See [`CircuitBreakerLayerBuilder::max_keys`].
         pub max_keys: Option<usize>,
-        /// See [`CircuitBreakerLayerBuilder::key_idle_timeout`].
+        /// See [`CircuitBreakerLayerBuilder::max_wait_in_half_open`].
         #[serde(with = "palisade_core::duration::serde::option")]
-        pub key_idle_timeout: Option<Duration>,
+        pub max_wait_in_half_open: Option<Duration>,
+        /// See [`CircuitBreakerLayerBuilder::wait_for_all_trials`].
+        pub wait_for_all_trials: Option<bool>,
+        /// See [`CircuitBreakerLayerBuilder::automatic_transition_to_half_open`].
+        pub automatic_transition_to_half_open: Option<bool>,
+        /// See [`CircuitBreakerLayerBuilder::initial_state`] (`"closed"`, `"forced_open"`, ...).
+        pub initial_state: Option<crate::State>,
     }
 
     impl CircuitBreakerConfig {
@@ -626,8 +756,17 @@ mod serde_config {
             if let Some(n) = self.max_keys {
                 b = b.max_keys(n);
             }
-            if let Some(idle) = self.key_idle_timeout {
-                b = b.key_idle_timeout(idle);
+            if let Some(max) = self.max_wait_in_half_open {
+                b = b.max_wait_in_half_open(max);
+            }
+            if let Some(on) = self.wait_for_all_trials {
+                b = b.wait_for_all_trials(on);
+            }
+            if let Some(on) = self.automatic_transition_to_half_open {
+                b = b.automatic_transition_to_half_open(on);
+            }
+            if let Some(state) = self.initial_state {
+                b = b.initial_state(state);
             }
             Ok(b)
         }

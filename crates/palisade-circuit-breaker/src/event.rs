@@ -55,6 +55,28 @@ pub enum CircuitBreakerEvent {
         /// The hint given to the caller.
         retry_after: Duration,
     },
+    /// Closed (or metrics-only): the window's failure rate reached the threshold. Published
+    /// just before the transition to open it causes (metrics-only: once per period, and the
+    /// breaker stays as it is), as Resilience4j's `FailureRateExceeded` event.
+    FailureRateExceeded {
+        /// The rate, from 0 to 1.
+        rate: f64,
+        /// For a keyed breaker, its key.
+        key: Option<Arc<str>>,
+    },
+    /// Closed (or metrics-only): the window's slow-call rate reached the threshold; as
+    /// [`FailureRateExceeded`](Self::FailureRateExceeded).
+    SlowCallRateExceeded {
+        /// The rate, from 0 to 1.
+        rate: f64,
+        /// For a keyed breaker, its key.
+        key: Option<Arc<str>>,
+    },
+    /// The breaker was reset by hand (a `StateTransition` comes first if the state changed).
+    Reset {
+        /// For a keyed breaker, its key.
+        key: Option<Arc<str>>,
+    },
     /// A call's result was recorded.
     Recorded {
         /// The classifier's verdict.
@@ -97,6 +119,9 @@ pub enum TransitionReason {
     },
     /// The wait in open state is over: trial calls may pass.
     WaitElapsed,
+    /// Half-open for [`max_wait_in_half_open`](crate::CircuitBreakerLayerBuilder::max_wait_in_half_open)
+    /// without a decision of the trials (a trial hung): open again.
+    HalfOpenTimedOut,
     /// Enough trial calls succeeded.
     TrialsSucceeded {
         /// Successful trials.
@@ -119,15 +144,33 @@ impl Event for CircuitBreakerEvent {
             Self::StateTransition { .. } => "state_transition",
             Self::Rejected { .. } => "rejected",
             Self::Recorded { .. } => "recorded",
+            Self::FailureRateExceeded { .. } => "failure_rate_exceeded",
+            Self::SlowCallRateExceeded { .. } => "slow_call_rate_exceeded",
+            Self::Reset { .. } => "reset",
         }
     }
 
     fn level(&self) -> Level {
         match self {
-            Self::StateTransition { to: State::Open | State::ForcedOpen, .. } => Level::WARN,
-            Self::StateTransition { .. } => Level::INFO,
+            Self::StateTransition { to: State::Open | State::ForcedOpen, .. }
+            | Self::FailureRateExceeded { .. }
+            | Self::SlowCallRateExceeded { .. } => Level::WARN,
+            Self::StateTransition { .. } | Self::Reset { .. } => Level::INFO,
             Self::Rejected { .. } => Level::DEBUG,
             Self::Recorded { .. } => Level::TRACE,
+        }
+    }
+}
+
+/// Wraps a listener so that a panic in it is caught and logged: a listener runs on the
+/// caller's task, inside the breaker's bookkeeping, and must fail neither.
+pub(crate) fn guarded<F>(f: F) -> impl Fn(&CircuitBreakerEvent) + Send + Sync + 'static
+where
+    F: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
+{
+    move |event: &CircuitBreakerEvent| {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(event))).is_err() {
+            tracing::error!(target: "palisade", pattern = "circuit_breaker", event = event.kind(), "a circuit breaker listener panicked; the event is dropped for it");
         }
     }
 }

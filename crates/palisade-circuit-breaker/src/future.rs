@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use palisade_core::classify::Classify;
-use palisade_core::rejection::CircuitOpen;
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
 
@@ -14,7 +13,8 @@ use crate::state::CallGuard;
 
 pin_project! {
     /// The response of a call through a breaker: the inner call, recorded when it ends, or
-    /// a [`CircuitOpen`] rejection, ready at once.
+    /// a [`CircuitOpen`](palisade_core::rejection::CircuitOpen) rejection (or, for a keyed breaker whose key set is full,
+    /// a [`KeySetFull`](palisade_core::rejection::KeySetFull)), ready at once.
     ///
     /// Dropping it before the inner call ends cancels the inner call, which then counts as
     /// ignored (neither success nor failure); a half-open trial gives its slot back (so does
@@ -30,7 +30,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F> {
         Called { #[pin] future: F },
-        Rejected { error: CircuitOpen },
+        Rejected { error: Option<BoxError> },
     }
 }
 
@@ -39,8 +39,8 @@ impl<F, C> ResponseFuture<F, C> {
         Self { kind: Kind::Called { future }, guard }
     }
 
-    pub(crate) fn rejected(error: CircuitOpen) -> Self {
-        Self { kind: Kind::Rejected { error }, guard: None }
+    pub(crate) fn rejected(error: BoxError) -> Self {
+        Self { kind: Kind::Rejected { error: Some(error) }, guard: None }
     }
 }
 
@@ -73,7 +73,9 @@ where
                 }
                 Poll::Ready(result.map_err(Into::into))
             }
-            KindProj::Rejected { error } => Poll::Ready(Err(error.clone().into())),
+            KindProj::Rejected { error } => Poll::Ready(Err(error
+                .take()
+                .unwrap_or_else(|| "circuit breaker response polled after completion".into()))),
         }
     }
 }

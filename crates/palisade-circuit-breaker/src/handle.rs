@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use palisade_core::keyed::KeyedMap;
 
-use crate::event::{CircuitBreakerEvent, TransitionReason};
+use crate::event::{guarded, CircuitBreakerEvent, TransitionReason};
 use crate::state::{Breaker, CoreAccess, LayerShared, Snapshot, State};
 
 /// Reads and steers one breaker; from [`CircuitBreakerLayer::handle`](crate::CircuitBreakerLayer::handle)
@@ -20,13 +20,16 @@ use crate::state::{Breaker, CoreAccess, LayerShared, Snapshot, State};
 ///
 /// | method | calls | results recorded | opens by itself |
 /// |---|---|---|---|
-/// | [`force_open`](Self::force_open) | rejected | — | stays open until another manual state |
-/// | [`force_closed`](Self::force_closed) | pass | yes, in a fresh window | yes (automatic operation resumes) |
+/// | [`force_open`](Self::force_open) | rejected ([`CircuitOpen::is_isolated`](palisade_core::rejection::CircuitOpen::is_isolated)) | — | stays open until another manual state |
+/// | [`open_for`](Self::open_for) / [`open_until`](Self::open_until) | rejected | — | half-open after the given time, as usual |
+/// | [`force_closed`](Self::force_closed) | pass | yes, in a fresh window | yes (automatic operation resumes; the exponential wait starts over) |
 /// | [`disable`](Self::disable) | pass | no | no |
 /// | [`metrics_only`](Self::metrics_only) | pass | yes | no |
 /// | [`reset`](Self::reset) | pass | yes, in a fresh window | yes; the exponential wait starts over |
 ///
-/// Counters in the [`Snapshot`] only ever grow (they are exported as metrics counters).
+/// Setting the state the breaker is already in does nothing and publishes no event
+/// (Resilience4j publishes none either). Counters in the [`Snapshot`] only ever grow (they
+/// are exported as metrics counters), except `rejected_in_state`.
 #[derive(Clone)]
 pub struct CircuitBreakerHandle {
     breaker: Arc<dyn CoreAccess>,
@@ -68,7 +71,21 @@ impl CircuitBreakerHandle {
         self.breaker.core().transition(None, State::ForcedOpen, TransitionReason::Manual);
     }
 
-    /// Closes the breaker now with a fresh window; it may open again by itself.
+    /// Opens the breaker now for `duration` (saturating: `Duration::MAX` is about 30 years),
+    /// then lets trials through as after any open wait (Resilience4j's
+    /// `transitionToOpenStateFor`). The wait level of the exponential wait is not touched.
+    pub fn open_for(&self, duration: std::time::Duration) {
+        self.open_until(palisade_core::time::deadline_from_now(duration));
+    }
+
+    /// Opens the breaker now until `deadline` (tokio time), then lets trials through as after
+    /// any open wait (Resilience4j's `transitionToOpenStateUntil`).
+    pub fn open_until(&self, deadline: tokio::time::Instant) {
+        self.breaker.core().open_until(deadline);
+    }
+
+    /// Closes the breaker now with a fresh window and the first open wait (the exponential
+    /// wait starts over, as in Resilience4j and Polly); it may open again by itself.
     pub fn force_closed(&self) {
         self.breaker.core().transition(None, State::Closed, TransitionReason::Manual);
     }
@@ -84,17 +101,20 @@ impl CircuitBreakerHandle {
         self.breaker.core().transition(None, State::MetricsOnly, TransitionReason::Manual);
     }
 
-    /// Back to the initial state: closed, empty window, first wait in open state.
+    /// Back to the initial state (closed, unless configured otherwise), empty window, first
+    /// wait in open state. Publishes [`CircuitBreakerEvent::Reset`] (after a transition
+    /// event if the state changed).
     pub fn reset(&self) {
-        self.breaker.core().transition(None, State::Closed, TransitionReason::Reset);
+        self.breaker.core().reset();
     }
 
-    /// Calls `f` with every event of this breaker's layer from now on.
+    /// Calls `f` with every event of this breaker's layer from now on. A listener that
+    /// panics is caught and logged.
     pub fn subscribe<F>(&self, f: F)
     where
         F: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
     {
-        self.breaker.core().events().subscribe(f);
+        self.breaker.core().events().subscribe(guarded(f));
     }
 }
 
@@ -106,6 +126,8 @@ pub(crate) trait KeyedAccess<K>: Send + Sync {
     fn len(&self) -> usize;
     fn capacity(&self) -> usize;
     fn evictions(&self) -> u64;
+    fn overflows(&self) -> u64;
+    fn sweep(&self) -> usize;
     fn remove(&self, key: &K) -> bool;
     fn clear(&self);
 }
@@ -141,6 +163,14 @@ where
 
     fn evictions(&self) -> u64 {
         KeyedMap::evictions(self)
+    }
+
+    fn overflows(&self) -> u64 {
+        KeyedMap::overflows(self)
+    }
+
+    fn sweep(&self) -> usize {
+        KeyedMap::sweep(self, tokio::time::Instant::now())
     }
 
     fn remove(&self, key: &K) -> bool {
@@ -213,9 +243,21 @@ impl<K> KeyedCircuitBreakerHandle<K> {
         self.map.capacity()
     }
 
-    /// Keys evicted so far to stay within capacity.
+    /// Keys forgotten so far to make room (each indistinguishable from a fresh key).
     pub fn evictions(&self) -> u64 {
         self.map.evictions()
+    }
+
+    /// New keys refused so far (with `KeySetFull`) because every held key still mattered.
+    pub fn overflows(&self) -> u64 {
+        self.map.overflows()
+    }
+
+    /// Forgets now every key whose breaker is indistinguishable from a fresh one (see
+    /// [`KeyedCircuitBreakerLayer`](crate::KeyedCircuitBreakerLayer)); returns how many went.
+    /// The layer does this by itself when it is full.
+    pub fn sweep(&self) -> usize {
+        self.map.sweep()
     }
 
     /// Forgets the breaker of `key` (the next call creates a fresh one); `true` if it was held.
@@ -228,11 +270,12 @@ impl<K> KeyedCircuitBreakerHandle<K> {
         self.map.clear();
     }
 
-    /// Calls `f` with every event of every key's breaker from now on.
+    /// Calls `f` with every event of every key's breaker from now on. A listener that
+    /// panics is caught and logged.
     pub fn subscribe<F>(&self, f: F)
     where
         F: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
     {
-        self.shared.events.subscribe(f);
+        self.shared.events.subscribe(guarded(f));
     }
 }

@@ -3,7 +3,9 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use palisade_core::classify::DefaultClassifier;
-use palisade_core::keyed::{Forget, KeyedMap};
+use palisade_core::keyed::KeyedMap;
+use palisade_core::rejection::KeySetFull;
+use tokio::time::Instant;
 use tower_layer::Layer;
 
 use crate::config::{CircuitBreakerLayerBuilder, Settings};
@@ -69,14 +71,39 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
 
 // === impl KeyedCircuitBreakerLayer ===
 
-/// Placeholder predicate (the map also keeps any breaker a call still holds).
-/// TODO(breaker): forgettable only when closed with nothing recorded that would change a
-/// decision.
-impl<C> Forget for Breaker<C> {
-    type Now = ();
+/// Takes the key of a request, for a keyed breaker (the host, the tenant, the channel).
+///
+/// Closures `Fn(&Req) -> K` are key extractors; implement it on a named type to be able to
+/// write down the type of a keyed layer or service (to store it in a struct), see
+/// [`build_keyed_with`](crate::CircuitBreakerLayerBuilder::build_keyed_with).
+pub trait KeyExtractor<Req> {
+    /// The key: one breaker per distinct key.
+    type Key: Hash + Eq + Clone + fmt::Debug;
 
-    fn can_forget(&self, (): ()) -> bool {
-        true
+    /// The key of `req`.
+    fn key(&self, req: &Req) -> Self::Key;
+}
+
+impl<Req, K, F> KeyExtractor<Req> for F
+where
+    F: Fn(&Req) -> K,
+    K: Hash + Eq + Clone + fmt::Debug,
+{
+    type Key = K;
+
+    #[inline]
+    fn key(&self, req: &Req) -> K {
+        self(req)
+    }
+}
+
+/// The text a key is shown as in rejections and events: its `Debug` form, without the
+/// quotes of a string.
+fn key_text<K: fmt::Debug>(key: &K) -> Arc<str> {
+    let text = format!("{key:?}");
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if !inner.contains('"') => Arc::from(inner),
+        _ => Arc::from(text),
     }
 }
 
@@ -89,15 +116,22 @@ pub(crate) struct KeyedShared<C, F, K> {
 }
 
 impl<C, F, K: Hash + Eq + Clone + fmt::Debug> KeyedShared<C, F, K> {
-    /// The breaker of `key`, created on first use.
-    pub(crate) fn breaker(&self, key: &K) -> Arc<Breaker<Arc<C>>> {
-        let make = || {
-            let label = Arc::from(format!("{key:?}"));
-            Breaker::new(self.settings.clone(), self.layer.clone(), Some(label), self.classifier.clone())
-        };
-        // TODO(breaker): a typed refusal when every key is in use; until then a breaker
-        // that is not kept (the map is full of breakers in use).
-        self.map.get_or_insert_with(key, (), make).unwrap_or_else(|_| Arc::new(make()))
+    /// The breaker of `key`, created on first use; `Err` when the key set is full of keys
+    /// that may not be forgotten.
+    pub(crate) fn breaker(&self, key: &K) -> Result<Arc<Breaker<Arc<C>>>, KeySetFull> {
+        if let Some(breaker) = self.map.get(key) {
+            return Ok(breaker);
+        }
+        self.map
+            .get_or_insert_with(key, Instant::now(), || {
+                Breaker::new(
+                    self.settings.clone(),
+                    self.layer.clone(),
+                    Some(key_text(key)),
+                    self.classifier.clone(),
+                )
+            })
+            .map_err(|full| KeySetFull::new(self.settings.name.clone(), full.capacity()))
     }
 
     pub(crate) fn key_fn(&self) -> &F {
@@ -110,11 +144,31 @@ impl<C, F, K: Hash + Eq + Clone + fmt::Debug> KeyedShared<C, F, K> {
 /// [`CircuitBreakerLayerBuilder::build_keyed`].
 ///
 /// Breakers are created on a key's first call and share the layer's settings, classifier
-/// and listeners; their transition events carry the key, `Debug`-formatted, and
+/// and listeners; their transition events and their [`CircuitOpen`](crate::error::CircuitOpen)
+/// rejections carry the key as text (its `Debug` form, a string without quotes), so a
+/// client can tell which host is open, and
 /// [`KeyedCircuitBreakerHandle`](crate::KeyedCircuitBreakerHandle) reads and steers each
-/// key's breaker. Rejections carry the layer's name. At most [`max_keys`](CircuitBreakerLayerBuilder::max_keys) are held: beyond
-/// that, idle then least recently used keys are evicted (their breaker is forgotten), so
-/// keys taken from requests cannot grow memory without bound.
+/// key's breaker.
+///
+/// # Bounded keys
+///
+/// At most [`max_keys`](CircuitBreakerLayerBuilder::max_keys) are held, so keys taken from
+/// requests cannot grow memory without bound. A key's breaker is forgotten (when room is
+/// needed, or on [`sweep`](crate::KeyedCircuitBreakerHandle::sweep)) only when that is
+/// indistinguishable from a fresh key:
+///
+/// - it is in the configured initial state (closed by default), and got there by itself:
+///   a state set by hand through the handle is kept;
+/// - nothing it recorded could change a decision: no failure counted in a row, the
+///   exponential open wait at its first step, and an empty window — a time window empties
+///   as its calls age out; a count window holds its last calls for ever, so **a key with a
+///   count window is kept once it recorded a call** (use a time window or consecutive
+///   mode for keys that come and go);
+/// - no call is in flight through it and no handle to it is held.
+///
+/// When a new key arrives, the set is full and no key may be forgotten, the call is refused
+/// with [`KeySetFull`] (an `Overloaded` rejection, 503) and nothing is reset. Metrics
+/// counters of a forgotten breaker are gone with it.
 ///
 /// # Clone
 ///

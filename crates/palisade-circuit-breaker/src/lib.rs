@@ -233,6 +233,6 @@ pub use config::CircuitBreakerConfig;
 pub use config::CircuitBreakerLayerBuilder;
 pub use event::{CircuitBreakerEvent, TransitionReason};
 pub use handle::{CircuitBreakerHandle, KeyedCircuitBreakerHandle};
-pub use layer::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
+pub use layer::{CircuitBreakerLayer, KeyExtractor, KeyedCircuitBreakerLayer};
 pub use service::{CircuitBreaker, KeyedCircuitBreaker};
 pub use state::{Snapshot, State};

@@ -3,13 +3,13 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use palisade_core::classify::Classify;
+use palisade_core::classify::{Classify, DefaultClassifier};
 use palisade_core::rejection::CircuitOpen;
 use palisade_core::BoxError;
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
-use crate::layer::{CircuitBreakerLayer, KeyedCircuitBreakerLayer, KeyedShared};
+use crate::layer::{CircuitBreakerLayer, KeyExtractor, KeyedCircuitBreakerLayer, KeyedShared};
 use crate::state::{Admission, Breaker, CallGuard};
 
 /// Admits `req` through `breaker` and calls `inner`, or answers with a rejection without
@@ -29,9 +29,14 @@ where
             let guard = CallGuard::new(breaker.clone(), admission);
             ResponseFuture::called(inner.call(req), Some(guard))
         }
-        Err(retry_after) => {
-            breaker.core.on_rejected(retry_after);
-            ResponseFuture::rejected(CircuitOpen::new(breaker.core.name().clone(), retry_after))
+        Err(refusal) => {
+            breaker.core.on_rejected(refusal.retry_after);
+            let mut open = CircuitOpen::new(breaker.core.name().clone(), refusal.retry_after)
+                .with_isolated(refusal.isolated);
+            if let Some(key) = breaker.core.key() {
+                open = open.with_key(key.clone());
+            }
+            ResponseFuture::rejected(open.into())
         }
     }
 }
@@ -45,7 +50,7 @@ where
 ///
 /// Clones share the breaker (it lives in the layer). A clone is as ready as a fresh inner
 /// clone: the breaker reserves nothing in `poll_ready`.
-pub struct CircuitBreaker<S, C> {
+pub struct CircuitBreaker<S, C = DefaultClassifier> {
     inner: S,
     breaker: Arc<Breaker<C>>,
 }
@@ -160,7 +165,7 @@ where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Classify<S::Response, S::Error> + Send + Sync + 'static,
-    F: Fn(&Req) -> K,
+    F: KeyExtractor<Req, Key = K>,
     K: Hash + Eq + Clone + fmt::Debug,
 {
     type Response = S::Response;
@@ -173,8 +178,10 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let key = (self.shared.key_fn())(&req);
-        let breaker = self.shared.breaker(&key);
-        admit_and_call(&breaker, &mut self.inner, req)
+        let key = self.shared.key_fn().key(&req);
+        match self.shared.breaker(&key) {
+            Ok(breaker) => admit_and_call(&breaker, &mut self.inner, req),
+            Err(full) => ResponseFuture::rejected(full.into()),
+        }
     }
 }

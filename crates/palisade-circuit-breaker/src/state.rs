@@ -7,21 +7,25 @@
 //! breaker opened says nothing about the new period.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use palisade_core::classify::{Classification, Outcome};
 use palisade_core::event::EventBus;
+use palisade_core::keyed::Forget;
 use palisade_core::metric::{Counter, Gauge};
+use palisade_core::time::deadline_after;
 use tokio::time::Instant;
 
 use crate::config::{Settings, Trip, WindowKind};
 use crate::event::{CircuitBreakerEvent, TransitionReason};
-use crate::sync::{lock, AtomicU64, CachePadded, Mutex, Ordering};
-use crate::window::{Aggregate, CountWindow, Sample, TimeWindow, TrialSlots, TrialTally, Window};
+use crate::sync::{lock, stripe, stripes, AtomicU64, CachePadded, Mutex, Ordering, StripedCounter};
+use crate::window::{Aggregate, Sample, TrialSlots, TrialTally, Window};
 
 /// The state of a breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum State {
     /// Calls pass and their results are recorded.
@@ -120,6 +124,7 @@ impl LayerShared {
 
 #[derive(Debug)]
 struct Counters {
+    #[cfg(feature = "metrics")]
     successes: Counter,
     failures: Counter,
     slow: Counter,
@@ -131,6 +136,7 @@ struct Counters {
 impl Counters {
     fn new(name: &str) -> Self {
         Self {
+            #[cfg(feature = "metrics")]
             successes: Counter::new("palisade_circuit_breaker_successes_total", name),
             failures: Counter::new("palisade_circuit_breaker_failures_total", name),
             slow: Counter::new("palisade_circuit_breaker_slow_calls_total", name),
@@ -158,16 +164,41 @@ pub(crate) enum Admission {
     Pass,
 }
 
+/// Why a call was not let through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) retry_after: Duration,
+    /// Forced open by hand.
+    pub(crate) isolated: bool,
+}
+
+/// When an open period starts, or ends.
+#[derive(Clone, Copy, Debug)]
+enum OpenSpec {
+    /// Now, for the next wait.
+    Now,
+    /// At this time (nanoseconds since the epoch), for the next wait.
+    From(u64),
+    /// Until this time, whatever the wait (by hand).
+    Until(u64),
+}
+
 /// A point-in-time view of one breaker, from its handle.
+///
+/// While half-open, the window fields show the trials of this half-open period (as
+/// Resilience4j, whose metrics start afresh on entering half-open): `window_calls` are the
+/// trials that ended, `window_failures` the failed or slow ones.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Snapshot {
     /// The current state.
     pub state: State,
-    /// Failures / calls in the window, once it holds the minimum number of calls.
+    /// Failures / calls in the window, once it holds the minimum number of calls (half-open:
+    /// failed / ended trials, once one ended).
     pub failure_rate: Option<f64>,
     /// Slow calls / calls in the window, once it holds the minimum number of calls (and
-    /// slow calls are detected).
+    /// slow calls are detected). Not kept apart while half-open (a slow trial is a failed
+    /// one).
     pub slow_call_rate: Option<f64>,
     /// Calls in the window (0 without a window: consecutive mode).
     pub window_calls: u64,
@@ -185,8 +216,11 @@ pub struct Snapshot {
     pub slow_calls: u64,
     /// Calls classified as neither success nor failure, or dropped before they ended.
     pub ignored: u64,
-    /// Calls rejected by the breaker.
+    /// Calls rejected by the breaker since it was built.
     pub rejected: u64,
+    /// Calls rejected since the breaker entered its current state (Resilience4j's
+    /// `numberOfNotPermittedCalls`, which starts over with each state).
+    pub rejected_in_state: u64,
     /// Times the breaker opened (automatically, not by hand).
     pub times_opened: u64,
     /// When open: time until trial calls are let through.
@@ -199,28 +233,44 @@ pub struct Snapshot {
     pub trial_failures: u16,
 }
 
+/// The words every call reads, on their own cache line.
+#[derive(Debug)]
+struct Hot {
+    /// `generation << 8 | state`.
+    state: AtomicU64,
+}
+
 /// One breaker: settings, state word, windows, counters.
 pub(crate) struct BreakerCore {
     settings: Arc<Settings>,
     shared: Arc<LayerShared>,
     // Read by every call: kept apart from the lines every call writes (counters, window,
     // the `Arc`'s reference count), so that threads do not steal it from each other.
-    state: CachePadded<AtomicU64>,
+    hot: CachePadded<Hot>,
     open_until: AtomicU64,
+    half_open_until: AtomicU64,
+    /// The wait of the last open period, in nanoseconds: the hint while trials decide.
+    last_wait: AtomicU64,
     trials: TrialSlots,
     consecutive: AtomicU64,
-    window: CachePadded<Option<Window>>,
+    window: Option<Window>,
+    successes: StripedCounter,
     control: Mutex<Control>,
     epoch: Instant,
     counters: CachePadded<Counters>,
+    rejected_in_state: AtomicU64,
+    /// Metrics-only: a threshold-exceeded event was published in this period.
+    exceeded_published: AtomicU64,
     key: Option<Arc<str>>,
     state_gauge: Option<Gauge>,
+    me: Weak<BreakerCore>,
 }
 
 impl fmt::Debug for BreakerCore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Breaker")
             .field("name", &self.settings.name)
+            .field("key", &self.key)
             .field("state", &self.state())
             .finish_non_exhaustive()
     }
@@ -229,7 +279,7 @@ impl fmt::Debug for BreakerCore {
 /// A breaker and the classifier that judges its calls.
 #[derive(Debug)]
 pub(crate) struct Breaker<C> {
-    pub(crate) core: BreakerCore,
+    pub(crate) core: Arc<BreakerCore>,
     pub(crate) classifier: C,
 }
 
@@ -241,29 +291,52 @@ impl<C> Breaker<C> {
         key: Option<Arc<str>>,
         classifier: C,
     ) -> Self {
+        let stripes = stripes();
         let window = settings.window.map(|w| match w {
-            WindowKind::Count(n) => Window::Count(CountWindow::new(n)),
-            WindowKind::Time { length, buckets } => Window::Time(TimeWindow::new(nanos(length), buckets)),
+            WindowKind::Count(n) => Window::count(n),
+            WindowKind::Time { length, buckets } => Window::time(nanos(length), buckets, stripes),
         });
         let state_gauge = key.is_none().then(|| Gauge::new("palisade_circuit_breaker_state", &settings.name));
         let counters = Counters::new(&settings.name);
-        Self {
-            core: BreakerCore {
-                settings,
-                shared,
-                state: CachePadded(AtomicU64::new(pack(0, State::Closed))),
-                open_until: AtomicU64::new(0),
-                trials: TrialSlots::new(),
-                consecutive: AtomicU64::new(0),
-                window: CachePadded(window),
-                control: Mutex::new(Control { open_level: 0 }),
-                epoch: Instant::now(),
-                counters: CachePadded(counters),
-                key,
-                state_gauge,
-            },
-            classifier,
+        let initial = settings.initial_state;
+        let core = Arc::new_cyclic(|me| BreakerCore {
+            hot: CachePadded(Hot { state: AtomicU64::new(pack(0, State::Closed)) }),
+            open_until: AtomicU64::new(0),
+            half_open_until: AtomicU64::new(u64::MAX),
+            last_wait: AtomicU64::new(nanos(settings.wait)),
+            trials: TrialSlots::new(),
+            consecutive: AtomicU64::new(0),
+            window,
+            successes: StripedCounter::new(stripes),
+            control: Mutex::new(Control { open_level: 0 }),
+            epoch: Instant::now(),
+            counters: CachePadded(counters),
+            rejected_in_state: AtomicU64::new(0),
+            exceeded_published: AtomicU64::new(0),
+            key,
+            state_gauge,
+            me: me.clone(),
+            settings,
+            shared,
+        });
+        if initial != State::Closed {
+            core.enter(initial);
         }
+        Self { core, classifier }
+    }
+}
+
+/// A keyed layer's breaker may be forgotten when a fresh one would make exactly the same
+/// decisions: it is in the configured initial state (closed by default) by itself, the
+/// exponential wait is at its start, no failure is counted in a row, and its window is
+/// empty (a time window empties as its calls age out; a count window never does, so a key
+/// with a count window is kept once it recorded a call). The map also requires that no call
+/// is in flight (no response future holds the breaker) and no handle to it is held.
+impl<C> Forget for Breaker<C> {
+    type Now = Instant;
+
+    fn can_forget(&self, now: Instant) -> bool {
+        self.core.can_forget(now)
     }
 }
 
@@ -272,6 +345,10 @@ impl<C> Breaker<C> {
 impl BreakerCore {
     pub(crate) fn name(&self) -> &Arc<str> {
         &self.settings.name
+    }
+
+    pub(crate) fn key(&self) -> Option<&Arc<str>> {
+        self.key.as_ref()
     }
 
     pub(crate) fn events(&self) -> &EventBus<CircuitBreakerEvent> {
@@ -283,8 +360,13 @@ impl BreakerCore {
         self.settings.measure
     }
 
+    #[inline]
+    fn word(&self) -> u64 {
+        self.hot.state.load(Ordering::Acquire)
+    }
+
     pub(crate) fn state(&self) -> State {
-        state_of(self.state.load(Ordering::Acquire))
+        state_of(self.word())
     }
 
     #[inline]
@@ -297,40 +379,99 @@ impl BreakerCore {
         nanos(at.saturating_duration_since(self.epoch))
     }
 
+    fn instant_at(&self, nanos: u64) -> Instant {
+        deadline_after(self.epoch, Duration::from_nanos(nanos))
+    }
+
+    /// Puts a fresh breaker in its initial state (no event: nothing changed for anyone yet).
+    fn enter(&self, to: State) {
+        let _ = self.apply(Some(self.word()), to, TransitionReason::Manual, OpenSpec::Now, None, false);
+    }
+
+    fn can_forget(&self, now: Instant) -> bool {
+        let word = self.word();
+        let state = state_of(word);
+        if state != self.settings.initial_state
+            || !matches!(state, State::Closed | State::MetricsOnly | State::Disabled | State::ForcedOpen)
+            || self.consecutive.load(Ordering::Acquire) != 0
+            || lock(&self.control).open_level != 0
+        {
+            return false;
+        }
+        match &self.window {
+            Some(w) if state != State::Disabled => w.snapshot(self.nanos_at(now)).calls == 0,
+            _ => true,
+        }
+    }
+
     /// Lets a call through, or says how long until the breaker may let one through.
     #[inline]
-    pub(crate) fn admit(&self) -> Result<Admission, Duration> {
-        // Each turn either returns or follows a transition; four turns are plenty.
-        for _ in 0..4 {
-            let word = self.state.load(Ordering::Acquire);
+    pub(crate) fn admit(&self) -> Result<Admission, Refusal> {
+        // Each turn either returns or follows a transition; six turns are plenty (half-open
+        // timed out -> open -> half-open).
+        for _ in 0..6 {
+            let word = self.word();
             let gen = gen_of(word);
             match state_of(word) {
                 State::Closed | State::MetricsOnly => return Ok(Admission::Record { gen }),
                 State::Disabled => return Ok(Admission::Pass),
-                State::ForcedOpen => return Err(self.settings.wait),
+                State::ForcedOpen => {
+                    return Err(Refusal { retry_after: self.settings.wait, isolated: true });
+                }
                 State::Open => {
                     let until = self.open_until.load(Ordering::Acquire);
                     let now = self.now_nanos();
                     if now < until {
-                        return Err(Duration::from_nanos(until - now));
+                        return Err(Refusal {
+                            retry_after: Duration::from_nanos(until - now),
+                            isolated: false,
+                        });
                     }
                     self.transition(Some(word), State::HalfOpen, TransitionReason::WaitElapsed);
                 }
                 State::HalfOpen => {
-                    return if self.trials.try_acquire(gen as u16, self.settings.half_open_trials) {
-                        Ok(Admission::Trial { gen })
-                    } else {
-                        Err(Duration::ZERO)
-                    };
+                    if self.trials.try_acquire(gen as u16, self.settings.half_open_trials) {
+                        // A trial slot is free: the half-open period has not timed out
+                        // unless its deadline passed, checked below for the others.
+                        let until = self.half_open_until.load(Ordering::Acquire);
+                        if until == u64::MAX || self.now_nanos() < until {
+                            return Ok(Admission::Trial { gen });
+                        }
+                        self.trials.complete(gen as u16, None);
+                    }
+                    let until = self.half_open_until.load(Ordering::Acquire);
+                    let now = self.now_nanos();
+                    if now >= until {
+                        // The trials did not decide in time: open, as from the deadline, so
+                        // that a breaker nobody called for long goes on to new trials.
+                        self.apply(
+                            Some(word),
+                            State::Open,
+                            TransitionReason::HalfOpenTimedOut,
+                            OpenSpec::From(until),
+                            None,
+                            true,
+                        );
+                        continue;
+                    }
+                    // Every slot is taken: the trials decide by the deadline at the latest;
+                    // hint the last open wait if shorter. Never zero (`Retry-After: 0`
+                    // would invite a stampede on a recovering backend).
+                    let hint = self.last_wait.load(Ordering::Acquire).min(until - now);
+                    return Err(Refusal {
+                        retry_after: Duration::from_nanos(hint.max(MIN_HINT)),
+                        isolated: false,
+                    });
                 }
             }
         }
-        Err(Duration::ZERO)
+        Err(Refusal { retry_after: self.settings.wait, isolated: false })
     }
 
     /// Counts a rejection and tells the listeners.
     pub(crate) fn on_rejected(&self, retry_after: Duration) {
         self.counters.rejected.increment();
+        self.rejected_in_state.fetch_add(1, Ordering::Relaxed);
         self.shared.events.publish(CircuitBreakerEvent::Rejected { retry_after });
     }
 
@@ -340,8 +481,8 @@ impl BreakerCore {
     }
 
     /// Records the result of a call let through with `admission`.
-    #[inline]
     /// `timing` is the call's end and duration, when durations are measured.
+    #[inline]
     pub(crate) fn record(
         &self,
         admission: Admission,
@@ -356,7 +497,11 @@ impl BreakerCore {
         let slow = matches!((self.settings.slow, elapsed), (Some(s), Some(e)) if e > s.threshold)
             && outcome != Outcome::Ignored;
         match outcome {
-            Outcome::Success => self.counters.successes.increment(),
+            Outcome::Success => {
+                self.successes.increment(stripe());
+                #[cfg(feature = "metrics")]
+                self.counters.successes.increment();
+            }
             Outcome::Failure => self.counters.failures.increment(),
             Outcome::Ignored => self.counters.ignored.increment(),
         }
@@ -387,7 +532,7 @@ impl BreakerCore {
         hint: Option<Duration>,
         end: Option<Instant>,
     ) {
-        let word = self.state.load(Ordering::Acquire);
+        let word = self.word();
         if gen_of(word) != gen {
             return;
         }
@@ -404,21 +549,56 @@ impl BreakerCore {
         } else {
             0
         };
-        let aggregate = self.window.as_ref().map(|w| {
-            let now = match (w, end) {
-                (Window::Count(_), _) => 0,
-                (Window::Time(_), Some(end)) => self.nanos_at(end),
-                (Window::Time(_), None) => self.now_nanos(),
-            };
-            w.record(now, Sample { failure, slow })
-        });
-        if state_of(word) != State::Closed {
-            return;
+        let aggregate = match &self.window {
+            None => None,
+            Some(w) => {
+                let now = match end {
+                    _ if !w.is_time() => 0,
+                    Some(end) => self.nanos_at(end),
+                    None => self.now_nanos(),
+                };
+                match w.record(stripe(), now, Sample { failure, slow }, self.settings.minimum_calls) {
+                    // A plain success in a window that already holds the minimum: it
+                    // cannot open the breaker.
+                    None => return,
+                    some => some,
+                }
+            }
+        };
+        match state_of(word) {
+            State::Closed => {
+                if let Some(wait) = hint {
+                    self.transition(Some(word), State::Open, TransitionReason::RetryAfter { wait });
+                } else if let Some(reason) = self.trip_reason(consecutive, aggregate) {
+                    let exceeded = self.exceeded_event(reason);
+                    self.apply(Some(word), State::Open, reason, OpenSpec::Now, exceeded, true);
+                }
+            }
+            State::MetricsOnly => {
+                // Thresholds are watched, never acted on; the event once per period
+                // (as Resilience4j's metrics-only state).
+                let exceeded = self.trip_reason(consecutive, aggregate).and_then(|r| self.exceeded_event(r));
+                if let Some(event) = exceeded {
+                    if self.exceeded_published.swap(1, Ordering::AcqRel) == 0 {
+                        self.shared.events.publish(event);
+                    }
+                }
+            }
+            _ => {}
         }
-        if let Some(wait) = hint {
-            self.transition(Some(word), State::Open, TransitionReason::RetryAfter { wait });
-        } else if let Some(reason) = self.trip_reason(consecutive, aggregate) {
-            self.transition(Some(word), State::Open, reason);
+    }
+
+    /// The threshold-exceeded event that goes with opening for `reason`, if any.
+    fn exceeded_event(&self, reason: TransitionReason) -> Option<CircuitBreakerEvent> {
+        let key = self.key.clone();
+        match reason {
+            TransitionReason::FailureRate { rate } => {
+                Some(CircuitBreakerEvent::FailureRateExceeded { rate, key })
+            }
+            TransitionReason::SlowCallRate { rate } => {
+                Some(CircuitBreakerEvent::SlowCallRateExceeded { rate, key })
+            }
+            _ => None,
         }
     }
 
@@ -461,14 +641,34 @@ impl BreakerCore {
         if failed.is_none() {
             return;
         }
-        let word = self.state.load(Ordering::Acquire);
+        let word = self.word();
         if gen_of(word) != gen || state_of(word) != State::HalfOpen {
             return;
         }
         let s = &self.settings;
         if let Some(wait) = hint {
             self.transition(Some(word), State::Open, TransitionReason::RetryAfter { wait });
-        } else if tally.failures >= s.half_open_failures_to_open {
+            return;
+        }
+        let failed_enough = tally.failures >= s.half_open_failures_to_open;
+        if s.wait_for_all_trials {
+            if u32::from(tally.successes) + u32::from(tally.failures) < u32::from(s.half_open_trials) {
+                return;
+            }
+            if failed_enough {
+                self.transition(
+                    Some(word),
+                    State::Open,
+                    TransitionReason::TrialsFailed { failures: tally.failures },
+                );
+            } else {
+                self.transition(
+                    Some(word),
+                    State::Closed,
+                    TransitionReason::TrialsSucceeded { successes: tally.successes },
+                );
+            }
+        } else if failed_enough {
             self.transition(
                 Some(word),
                 State::Open,
@@ -485,7 +685,7 @@ impl BreakerCore {
 
     fn reset_window(&self) {
         self.consecutive.store(0, Ordering::Release);
-        if let Some(w) = &*self.window {
+        if let Some(w) = &self.window {
             w.reset();
         }
     }
@@ -493,39 +693,95 @@ impl BreakerCore {
     /// Moves to `to` if the state word still is `expected` (any word for `None`). Returns
     /// whether this call made the transition.
     pub(crate) fn transition(&self, expected: Option<u64>, to: State, reason: TransitionReason) -> bool {
-        let from = {
+        self.apply(expected, to, reason, OpenSpec::Now, None, true)
+    }
+
+    /// Opens by hand until `until` (then half-open as usual), without touching the wait level.
+    pub(crate) fn open_until(&self, until: Instant) {
+        let until = self.nanos_at(until).max(1);
+        self.apply(None, State::Open, TransitionReason::Manual, OpenSpec::Until(until), None, true);
+    }
+
+    /// Back to the initial state with a fresh window and the first wait; a transition event
+    /// only if the state changes, and a reset event always.
+    pub(crate) fn reset(&self) {
+        let to = match self.settings.initial_state {
+            State::Open | State::HalfOpen => State::Closed,
+            s => s,
+        };
+        if !self.apply(None, to, TransitionReason::Reset, OpenSpec::Now, None, true) {
+            // Already in that state: still start afresh.
             let mut control = lock(&self.control);
-            let word = self.state.load(Ordering::Acquire);
+            control.open_level = 0;
+            self.reset_window();
+        }
+        self.shared.events.publish(CircuitBreakerEvent::Reset { key: self.key.clone() });
+    }
+
+    /// The transition itself. `pre` is published just before the transition event, if the
+    /// transition happens; `publish` is false only for the initial state.
+    fn apply(
+        &self,
+        expected: Option<u64>,
+        to: State,
+        reason: TransitionReason,
+        open: OpenSpec,
+        pre: Option<CircuitBreakerEvent>,
+        publish: bool,
+    ) -> bool {
+        let (from, new_word, open_until) = {
+            let mut control = lock(&self.control);
+            let word = self.word();
             if expected.is_some_and(|e| e != word) {
                 return false;
             }
             let from = state_of(word);
+            // A manual move to the state the breaker is already in is no transition
+            // (Resilience4j publishes nothing either) - except re-opening by hand for
+            // another time, which moves the deadline silently.
+            if expected.is_none() && from == to && !matches!(open, OpenSpec::Until(_)) {
+                return false;
+            }
             let gen = gen_of(word).wrapping_add(1) & (u64::MAX >> 8);
+            let now = self.now_nanos();
+            let mut open_until = None;
             match to {
                 State::Open => {
-                    let wait = if let TransitionReason::RetryAfter { wait } = reason {
-                        wait
-                    } else {
-                        let wait = self.settings.wait_for(control.open_level);
-                        control.open_level = control.open_level.saturating_add(1);
-                        wait
+                    let (start, wait) = match (open, reason) {
+                        (OpenSpec::Until(until), _) => (now, until.saturating_sub(now)),
+                        (spec, TransitionReason::RetryAfter { wait }) => (start_of(spec, now), nanos(wait)),
+                        (spec, _) => {
+                            let wait = self.settings.wait_for(control.open_level);
+                            control.open_level = control.open_level.saturating_add(1);
+                            (start_of(spec, now), nanos(wait))
+                        }
                     };
-                    self.open_until.store(self.now_nanos().saturating_add(nanos(wait)), Ordering::Release);
+                    let until = start.saturating_add(wait);
+                    self.open_until.store(until, Ordering::Release);
+                    self.last_wait.store(wait.max(MIN_HINT), Ordering::Release);
+                    open_until = Some(until);
                 }
-                State::HalfOpen => self.trials.reset(gen as u16),
+                State::HalfOpen => {
+                    self.trials.reset(gen as u16);
+                    let max = nanos(self.settings.max_wait_in_half_open);
+                    self.half_open_until.store(now.saturating_add(max), Ordering::Release);
+                }
                 State::Closed | State::MetricsOnly => {
                     self.reset_window();
-                    if matches!(reason, TransitionReason::TrialsSucceeded { .. } | TransitionReason::Reset) {
-                        control.open_level = 0;
-                    }
+                    // Closing starts the exponential wait over, however the breaker closed
+                    // (as Resilience4j and Polly).
+                    control.open_level = 0;
                 }
                 State::ForcedOpen | State::Disabled => {}
             }
-            self.state.store(pack(gen, to), Ordering::Release);
-            from
+            let new_word = pack(gen, to);
+            self.rejected_in_state.store(0, Ordering::Relaxed);
+            self.exceeded_published.store(0, Ordering::Relaxed);
+            self.hot.state.store(new_word, Ordering::Release);
+            (from, new_word, open_until)
         };
         // Side effects after the lock: listeners may call the handle.
-        if to == State::Open {
+        if to == State::Open && !matches!(reason, TransitionReason::Manual) {
             self.counters.opened.increment();
         }
         if from.rejects() != to.rejects() {
@@ -534,25 +790,60 @@ impl BreakerCore {
         if let Some(g) = &self.state_gauge {
             g.set(i64::from(to.code()));
         }
-        self.shared.events.publish(CircuitBreakerEvent::StateTransition {
-            from,
-            to,
-            reason,
-            key: self.key.clone(),
-        });
+        if let (Some(until), true) = (open_until, self.settings.auto_half_open) {
+            self.schedule_half_open(new_word, until);
+        }
+        if publish && from != to {
+            if let Some(event) = pre {
+                self.shared.events.publish(event);
+            }
+            self.shared.events.publish(CircuitBreakerEvent::StateTransition {
+                from,
+                to,
+                reason,
+                key: self.key.clone(),
+            });
+        }
         true
     }
 
+    /// Moves the breaker to half-open at `until`, on a timer task, if it is still in the
+    /// open period `word` then.
+    fn schedule_half_open(&self, word: u64, until: u64) {
+        #[cfg(not(loom))]
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let me = self.me.clone();
+            let at = self.instant_at(until);
+            drop(runtime.spawn(async move {
+                tokio::time::sleep_until(at).await;
+                if let Some(core) = me.upgrade() {
+                    core.transition(Some(word), State::HalfOpen, TransitionReason::WaitElapsed);
+                }
+            }));
+        }
+        #[cfg(loom)]
+        let _ = (word, until, &self.me);
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let word = self.state.load(Ordering::Acquire);
+        let word = self.word();
         let state = state_of(word);
         let now = self.now_nanos();
-        let a = self.window.as_ref().map(|w| w.snapshot(now)).unwrap_or_default();
-        let judged = self.window.is_some() && a.calls >= self.settings.minimum_calls;
         let tally = if state == State::HalfOpen {
             self.trials.tally(gen_of(word) as u16)
         } else {
             TrialTally { successes: 0, failures: 0, in_flight: 0 }
+        };
+        let (a, failure_rate, slow_call_rate) = if state == State::HalfOpen {
+            // Half-open's own numbers: its trials.
+            let ended = u64::from(tally.successes) + u64::from(tally.failures);
+            let a = Aggregate { calls: ended, failures: u64::from(tally.failures), slow: 0 };
+            (a, (ended > 0).then(|| a.failures as f64 / ended as f64), None)
+        } else {
+            let a = self.window.as_ref().map(|w| w.snapshot(now)).unwrap_or_default();
+            let judged = self.window.is_some() && a.calls >= self.settings.minimum_calls;
+            let slow = (judged && self.settings.slow.is_some()).then(|| a.slow as f64 / a.calls as f64);
+            (a, judged.then(|| a.failures as f64 / a.calls as f64), slow)
         };
         let retry_after = match state {
             State::Open => {
@@ -563,23 +854,34 @@ impl BreakerCore {
         };
         Snapshot {
             state,
-            failure_rate: judged.then(|| a.failures as f64 / a.calls as f64),
-            slow_call_rate: (judged && self.settings.slow.is_some()).then(|| a.slow as f64 / a.calls as f64),
+            failure_rate,
+            slow_call_rate,
             window_calls: a.calls,
             window_failures: a.failures,
             window_slow_calls: a.slow,
             consecutive_failures: self.consecutive.load(Ordering::Acquire),
-            successes: self.counters.successes.get(),
+            successes: self.successes.get(),
             failures: self.counters.failures.get(),
             slow_calls: self.counters.slow.get(),
             ignored: self.counters.ignored.get(),
             rejected: self.counters.rejected.get(),
+            rejected_in_state: self.rejected_in_state.load(Ordering::Relaxed),
             times_opened: self.counters.opened.get(),
             retry_after,
             trials_in_flight: tally.in_flight,
             trial_successes: tally.successes,
             trial_failures: tally.failures,
         }
+    }
+}
+
+/// The smallest hint a rejection gives (1 ms): never zero.
+const MIN_HINT: u64 = 1_000_000;
+
+fn start_of(spec: OpenSpec, now: u64) -> u64 {
+    match spec {
+        OpenSpec::From(at) => at.min(now),
+        OpenSpec::Now | OpenSpec::Until(_) => now,
     }
 }
 

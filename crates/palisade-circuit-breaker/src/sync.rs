@@ -30,3 +30,56 @@ impl<T> std::ops::Deref for CachePadded<T> {
         &self.0
     }
 }
+
+/// The stripe of the current thread, among `stripes()`: threads are numbered round-robin
+/// on their first call, so up to `stripes()` threads never share a stripe.
+#[inline]
+pub(crate) fn stripe() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    STRIPE
+        .try_with(|s| {
+            let mut i = s.get();
+            if i == usize::MAX {
+                i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                s.set(i);
+            }
+            i
+        })
+        .unwrap_or(0)
+}
+
+/// How many stripes striped counters and windows have: the machine's parallelism, at most 8
+/// (bounded memory per breaker: keyed layers hold many).
+pub(crate) fn stripes() -> usize {
+    static STRIPES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *STRIPES.get_or_init(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8)
+    })
+}
+
+/// A counter split into stripes (one cache line each): incremented by every call without
+/// the threads writing one shared line; read by summing.
+#[derive(Debug)]
+pub(crate) struct StripedCounter {
+    cells: Box<[CachePadded<AtomicU64>]>,
+}
+
+impl StripedCounter {
+    pub(crate) fn new(stripes: usize) -> Self {
+        Self { cells: (0..stripes.max(1)).map(|_| CachePadded(AtomicU64::new(0))).collect() }
+    }
+
+    #[inline]
+    pub(crate) fn increment(&self, stripe: usize) {
+        self.cells[stripe % self.cells.len()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.cells.iter().map(|c| c.load(Ordering::Relaxed)).fold(0, u64::wrapping_add)
+    }
+}

@@ -64,8 +64,9 @@ fn unpack21(v: u64) -> Aggregate {
 
 /// The last `size` outcomes, in a ring of one-byte atomic slots.
 ///
-/// Recording is three atomic operations: claim a position, swap the slot's outcome, add the
-/// difference to the aggregate.
+/// Recording is at most three atomic operations: claim a position, swap the slot's outcome,
+/// add the difference to the aggregate; when the outcome replaces an equal one (a success
+/// replacing a success, the common case) only the first.
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
@@ -83,16 +84,25 @@ impl CountWindow {
         }
     }
 
-    /// Records `sample` in place of the oldest outcome; returns the aggregate right after.
-    pub(crate) fn record(&self, sample: Sample) -> Aggregate {
+    /// Records `sample` in place of the oldest outcome.
+    pub(crate) fn record(&self, sample: Sample) {
         let code = FILLED | if sample.failure { FAILED } else { 0 } | if sample.slow { SLOW } else { 0 };
         // A 32-bit remainder is several times cheaper than a 64-bit one; when the position
         // wraps at 2^32 the ring skips a few slots once, which a sliding window does not mind.
         let pos = (self.head.fetch_add(1, Ordering::Relaxed) as u32) % (self.slots.len() as u32);
-        let old = self.slots[pos as usize].swap(code, Ordering::AcqRel);
-        let delta = code_value(code).wrapping_sub(code_value(old)) as u64;
-        let prev = self.totals.fetch_add(delta, Ordering::AcqRel);
-        unpack21(prev.wrapping_add(delta))
+        let slot = &self.slots[pos as usize];
+        // A healthy breaker replaces successes with successes: then neither the slot nor the
+        // totals change, and neither cache line is written (the line stays shared between
+        // the threads instead of bouncing). A writer racing on the same slot can only be
+        // a lap ahead, which the unconditional swap would not order either.
+        if slot.load(Ordering::Acquire) == code {
+            return;
+        }
+        let old = slot.swap(code, Ordering::AcqRel);
+        if old != code {
+            let delta = code_value(code).wrapping_sub(code_value(old)) as u64;
+            self.totals.fetch_add(delta, Ordering::AcqRel);
+        }
     }
 
     pub(crate) fn snapshot(&self) -> Aggregate {
@@ -145,7 +155,7 @@ struct Bucket {
 /// calls at a bucket edge, under concurrency, which rates over a window shrug off.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
-    buckets: Box<[CachePadded<Bucket>]>,
+    buckets: Box<[Bucket]>,
     bucket_nanos: u64,
     totals: CachePadded<Totals>,
 }
@@ -162,12 +172,10 @@ impl TimeWindow {
         let n = u64::from(buckets.max(1));
         Self {
             buckets: (0..n)
-                .map(|_| {
-                    CachePadded(Bucket {
-                        epoch: AtomicU64::new(NO_EPOCH),
-                        counts: AtomicU64::new(0),
-                        slow: AtomicU64::new(0),
-                    })
+                .map(|_| Bucket {
+                    epoch: AtomicU64::new(NO_EPOCH),
+                    counts: AtomicU64::new(0),
+                    slow: AtomicU64::new(0),
                 })
                 .collect(),
             bucket_nanos: (length_nanos / n).max(1),
@@ -255,32 +263,143 @@ impl TimeWindow {
     }
 }
 
-/// A count- or time-based window.
+// === impl StripedTimeWindow ===
+
+/// A time window split into stripes, one per group of threads, summed when judged.
+///
+/// All stripes cut time into the same bucket periods, so the sum of the stripes' windows is
+/// exactly the window of every call: striping changes where a call is counted, never what
+/// the window holds. Each thread records into its own stripe (its cache lines are not
+/// written by other threads); only judging reads every stripe.
 #[derive(Debug)]
-pub(crate) enum Window {
-    Count(CountWindow),
-    Time(TimeWindow),
+pub(crate) struct StripedTimeWindow {
+    stripes: Box<[CachePadded<TimeWindow>]>,
 }
 
-impl Window {
-    pub(crate) fn record(&self, now_nanos: u64, sample: Sample) -> Aggregate {
-        match self {
-            Self::Count(w) => w.record(sample),
-            Self::Time(w) => w.record(now_nanos, sample),
+impl StripedTimeWindow {
+    pub(crate) fn new(length_nanos: u64, buckets: u32, stripes: usize) -> Self {
+        Self {
+            stripes: (0..stripes.max(1))
+                .map(|_| CachePadded(TimeWindow::new(length_nanos, buckets)))
+                .collect(),
         }
     }
 
+    fn period(&self, now_nanos: u64) -> u64 {
+        now_nanos / self.stripes[0].bucket_nanos
+    }
+
+    /// Records `sample` at `now_nanos` in `stripe` (any number: it is reduced).
+    pub(crate) fn record(&self, stripe: usize, now_nanos: u64, sample: Sample) {
+        self.stripes[stripe % self.stripes.len()].record(now_nanos, sample);
+    }
+
+    /// The aggregate of every stripe's window ending at `now_nanos`.
     pub(crate) fn snapshot(&self, now_nanos: u64) -> Aggregate {
-        match self {
-            Self::Count(w) => w.snapshot(),
-            Self::Time(w) => w.snapshot(now_nanos),
+        let mut total = Aggregate::default();
+        for stripe in &*self.stripes {
+            let a = stripe.snapshot(now_nanos);
+            total.calls += a.calls;
+            total.failures += a.failures;
+            total.slow += a.slow;
+        }
+        total
+    }
+
+    pub(crate) fn reset(&self) {
+        for stripe in &*self.stripes {
+            stripe.reset();
+        }
+    }
+}
+
+// === impl Window ===
+
+/// `warm` when no full check has found the minimum number of calls yet (in this period).
+const COLD: u64 = u64::MAX;
+
+/// A count- or time-based window, and what it knows about the minimum number of calls.
+///
+/// A success that is not slow can only lower the rates, so it changes a decision only when
+/// it brings the window up to the minimum number of calls. The window remembers when a
+/// judgement found the minimum reached: a count window never loses calls (until a reset), and
+/// a time window loses calls only when a new bucket period starts. While that holds, a plain
+/// success is recorded without judging, which would read every stripe.
+#[derive(Debug)]
+pub(crate) struct Window {
+    kind: WindowKind,
+    /// The count window: 0 once it held the minimum; the time window: the bucket period in
+    /// which it last held it; else [`COLD`].
+    warm: AtomicU64,
+}
+
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per breaker, never moved
+enum WindowKind {
+    Count(CountWindow),
+    Time(StripedTimeWindow),
+}
+
+impl Window {
+    pub(crate) fn count(size: u32) -> Self {
+        Self { kind: WindowKind::Count(CountWindow::new(size)), warm: AtomicU64::new(COLD) }
+    }
+
+    pub(crate) fn time(length_nanos: u64, buckets: u32, stripes: usize) -> Self {
+        Self {
+            kind: WindowKind::Time(StripedTimeWindow::new(length_nanos, buckets, stripes)),
+            warm: AtomicU64::new(COLD),
+        }
+    }
+
+    pub(crate) fn is_time(&self) -> bool {
+        matches!(self.kind, WindowKind::Time(_))
+    }
+
+    fn period(&self, now_nanos: u64) -> u64 {
+        match &self.kind {
+            WindowKind::Count(_) => 0,
+            WindowKind::Time(w) => w.period(now_nanos),
+        }
+    }
+
+    /// Records `sample`; returns the window's aggregate when it has to be judged, `None`
+    /// when the sample cannot change a decision (see the type's docs).
+    #[inline]
+    pub(crate) fn record(
+        &self,
+        stripe: usize,
+        now_nanos: u64,
+        sample: Sample,
+        minimum_calls: u64,
+    ) -> Option<Aggregate> {
+        match &self.kind {
+            WindowKind::Count(w) => w.record(sample),
+            WindowKind::Time(w) => w.record(stripe, now_nanos, sample),
+        }
+        let period = self.period(now_nanos);
+        if !sample.failure && !sample.slow && self.warm.load(Ordering::Relaxed) == period {
+            return None;
+        }
+        let a = self.snapshot(now_nanos);
+        if a.calls >= minimum_calls && self.warm.load(Ordering::Relaxed) != period {
+            self.warm.store(period, Ordering::Relaxed);
+        }
+        Some(a)
+    }
+
+    pub(crate) fn snapshot(&self, now_nanos: u64) -> Aggregate {
+        match &self.kind {
+            WindowKind::Count(w) => w.snapshot(),
+            WindowKind::Time(w) => w.snapshot(now_nanos),
         }
     }
 
     pub(crate) fn reset(&self) {
-        match self {
-            Self::Count(w) => w.reset(),
-            Self::Time(w) => w.reset(),
+        self.warm.store(COLD, Ordering::Relaxed);
+        match &self.kind {
+            WindowKind::Count(w) => w.reset(),
+            WindowKind::Time(w) => w.reset(),
         }
     }
 }
@@ -387,15 +506,22 @@ mod tests {
     #[test]
     fn count_window_keeps_the_last_n() {
         let w = CountWindow::new(3);
-        assert_eq!(w.record(FAIL), Aggregate { calls: 1, failures: 1, slow: 0 });
-        w.record(SLOW_OK);
-        assert_eq!(w.record(FAIL), Aggregate { calls: 3, failures: 2, slow: 1 });
+        let rec = |s| {
+            w.record(s);
+            w.snapshot()
+        };
+        assert_eq!(rec(FAIL), Aggregate { calls: 1, failures: 1, slow: 0 });
+        rec(SLOW_OK);
+        assert_eq!(rec(FAIL), Aggregate { calls: 3, failures: 2, slow: 1 });
         // The first failure leaves the window.
-        assert_eq!(w.record(OK), Aggregate { calls: 3, failures: 1, slow: 1 });
-        assert_eq!(w.record(OK), Aggregate { calls: 3, failures: 1, slow: 0 });
+        assert_eq!(rec(OK), Aggregate { calls: 3, failures: 1, slow: 1 });
+        assert_eq!(rec(OK), Aggregate { calls: 3, failures: 1, slow: 0 });
+        // A success replacing a success changes nothing.
+        assert_eq!(rec(OK), Aggregate { calls: 3, failures: 0, slow: 0 });
+        assert_eq!(rec(OK), Aggregate { calls: 3, failures: 0, slow: 0 });
         w.reset();
         assert_eq!(w.snapshot(), Aggregate::default());
-        assert_eq!(w.record(FAIL), Aggregate { calls: 1, failures: 1, slow: 0 });
+        assert_eq!(rec(FAIL), Aggregate { calls: 1, failures: 1, slow: 0 });
     }
 
     #[test]

@@ -73,7 +73,9 @@ async fn rejection_is_a_ready_future_and_the_inner_service_is_not_called() {
     let mut rejected = task::spawn(svc.call("extra"));
     let res: Result<&str, BoxError> = assert_ready!(rejected.poll());
     let open = rejection_of(&res).expect("rejected");
-    assert_eq!(open.retry_after(), Duration::ZERO);
+    // Positive, never `Retry-After: 0`: the last open wait (1 s) while it is shorter than
+    // the time left in half-open (60 s by default).
+    assert_eq!(open.retry_after(), SEC);
     assert!(handle.poll_request().is_pending());
     trial_reply.send_response("ok");
     assert_eq!(assert_ready_ok!(trial.poll()), "ok");

@@ -405,19 +405,33 @@ async fn manual_states() {
     send(&svc, OK).await.unwrap();
 }
 
+/// Issue 14.5: as Resilience4j and Polly, closing by hand restarts the exponential wait.
+/// Waits 1, 2, 4, 8, 16 s; `force_closed()`; one failure: open for 1 s again (not 32 s).
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn force_closed_keeps_the_wait_level_and_reset_forgets_it() {
+async fn force_closed_restarts_the_exponential_wait_as_resilience4j_and_polly() {
     let layer = CircuitBreakerLayer::builder()
         .consecutive_failures(1)
-        .exponential_wait_in_open(SEC, 10.0, Duration::from_secs(1000))
+        .half_open_trials(1)
+        .exponential_wait_in_open(SEC, 2.0, Duration::from_secs(1000))
         .build()
         .unwrap();
     let handle = layer.handle();
     let svc = layer.layer(backend(Arc::default()));
     send(&svc, FAIL).await.unwrap_err();
+    for wait in [1, 2, 4, 8, 16] {
+        assert_eq!(handle.snapshot().retry_after, Some(Duration::from_secs(wait)));
+        advance(Duration::from_secs(wait)).await;
+        send(&svc, FAIL).await.unwrap_err(); // the trial fails: open again, twice as long
+    }
+    assert_eq!(handle.snapshot().retry_after, Some(Duration::from_secs(32)));
     handle.force_closed();
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.snapshot().retry_after, Some(10 * SEC));
+    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.snapshot().retry_after, Some(SEC));
+    // reset() forgets it too.
+    advance(SEC).await;
+    send(&svc, FAIL).await.unwrap_err();
+    assert_eq!(handle.snapshot().retry_after, Some(2 * SEC));
     handle.reset();
     send(&svc, FAIL).await.unwrap_err();
     assert_eq!(handle.snapshot().retry_after, Some(SEC));

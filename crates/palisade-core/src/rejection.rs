@@ -172,16 +172,37 @@ macro_rules! rejection_impl {
 }
 
 /// The circuit breaker `name` is open; it will let a trial call through after `retry_after`.
+///
+/// A keyed breaker says which key's breaker refused ([`key`](Self::key)); a breaker opened by
+/// hand (forced open: Polly's *isolated* circuit) says so with
+/// [`is_isolated`](Self::is_isolated), so a client can tell an operator's decision from a
+/// failing backend. Both are still a `CircuitOpen`.
 #[derive(Clone, Debug)]
 pub struct CircuitOpen {
     name: Arc<str>,
     retry_after: Duration,
+    key: Option<Arc<str>>,
+    isolated: bool,
 }
 
 impl CircuitOpen {
     /// A rejection by the breaker `name`, which will try again after `retry_after`.
     pub fn new(name: impl Into<Arc<str>>, retry_after: Duration) -> Self {
-        Self { name: name.into(), retry_after }
+        Self { name: name.into(), retry_after, key: None, isolated: false }
+    }
+
+    /// The same rejection, by the breaker of `key` in a keyed layer (the key as text).
+    #[must_use]
+    pub fn with_key(mut self, key: impl Into<Arc<str>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// The same rejection, by a breaker isolated (forced open) by hand.
+    #[must_use]
+    pub fn with_isolated(mut self, isolated: bool) -> Self {
+        self.isolated = isolated;
+        self
     }
 
     /// Time until the breaker lets a trial call through.
@@ -193,11 +214,30 @@ impl CircuitOpen {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// For a keyed breaker, the key whose breaker refused (e.g. the host), as text.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// `true` when the breaker was forced open by hand (isolated) rather than opened by
+    /// failures; it stays open until someone closes it.
+    pub fn is_isolated(&self) -> bool {
+        self.isolated
+    }
 }
 
 impl fmt::Display for CircuitOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "circuit breaker `{}` is open; retry after {:?}", self.name, self.retry_after)
+        write!(f, "circuit breaker `{}`", self.name)?;
+        if let Some(key) = &self.key {
+            write!(f, " for key `{key}`")?;
+        }
+        if self.isolated {
+            write!(f, " is isolated (forced open); retry after {:?}", self.retry_after)
+        } else {
+            write!(f, " is open; retry after {:?}", self.retry_after)
+        }
     }
 }
 

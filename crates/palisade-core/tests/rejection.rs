@@ -80,3 +80,23 @@ fn rejections_are_send_sync_static_errors() {
     check::<CostExceedsCapacity>();
     assert_eq!(RejectionKind::CircuitOpen.to_string(), "circuit_open");
 }
+
+#[test]
+fn circuit_open_carries_the_key_and_says_when_it_was_isolated_by_hand() {
+    let d = Duration::from_secs(3);
+    let plain = CircuitOpen::new("upstream", d);
+    assert_eq!((plain.key(), plain.is_isolated()), (None, false));
+    assert_eq!(plain.to_string(), "circuit breaker `upstream` is open; retry after 3s");
+
+    let keyed = CircuitOpen::new("upstream", d).with_key("a.example");
+    assert_eq!(keyed.key(), Some("a.example"));
+    assert!(keyed.to_string().contains("for key `a.example`"), "{keyed}");
+
+    let isolated = CircuitOpen::new("upstream", d).with_isolated(true);
+    assert!(isolated.is_isolated());
+    assert!(isolated.to_string().contains("isolated"), "{isolated}");
+    // Still a circuit-open rejection for every finder and classifier.
+    let err: BoxError = isolated.into();
+    assert_eq!(find_rejection(err.as_ref()).map(|r| r.kind()), Some(RejectionKind::CircuitOpen));
+    assert!(err.is::<CircuitOpen>());
+}
