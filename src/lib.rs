@@ -19,6 +19,10 @@
 //! | `fallback` | `palisade-fallback` | `fallback` |
 //! | `chaos` | `palisade-chaos` | `chaos` |
 //!
+//! To name a stack, store it in a struct or an axum state, and call it from `tokio::spawn` or
+//! an axum handler (and what to do about rustc's "implementation of `From` is not general
+//! enough"), read the [`guide`].
+//!
 //! Integrations are opt-in: `http` (HTTP classifier, rejection → response layer), `grpc`
 //! (gRPC classifier and mapping, tonic), `metrics` (the `metrics` facade), `serde`
 //! (deserialisable configs); `full` turns on everything.
@@ -57,6 +61,9 @@ pub use palisade_rate_limit as rate_limit;
 pub use palisade_retry as retry;
 
 mod builder;
+#[cfg(all(feature = "retry", feature = "circuit-breaker"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "retry", feature = "circuit-breaker"))))]
+pub mod guide;
 pub mod prelude;
 
 pub use builder::ServiceBuilderExt;

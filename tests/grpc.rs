@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use palisade::core::rejection::RateLimited;
 use palisade::core::respond::GrpcRejectionLayer;
-use palisade::core::BoxError;
 use support::grpc::{say_hello, serve, Answer, Script};
 use tonic::transport::Channel;
 use tonic::Code;
@@ -25,14 +24,14 @@ async fn rejection_mapping_reaches_the_tonic_client_as_status() {
 
     // A client-side layer that refuses: the mapping answers with a trailers-only response,
     // and tonic reads it as a Status with the pushback in its metadata.
+    // Its error type is the concrete `RateLimited`, not `BoxError`: a closure whose signature
+    // mentions `BoxError` could not be awaited in a spawned task (see `palisade::guide`).
     let refusing = ServiceBuilder::new().layer(GrpcRejectionLayer::new()).service(tower::service_fn(
         |_req: http::Request<tonic::body::Body>| async {
-            Err::<http::Response<tonic::body::Body>, BoxError>(
-                RateLimited::new("grpc", Duration::from_millis(750)).into(),
-            )
+            Err::<http::Response<tonic::body::Body>, _>(RateLimited::new("grpc", Duration::from_millis(750)))
         },
     ));
-    let status = say_hello(refusing, "b").await.unwrap_err();
+    let status = tokio::spawn(async move { say_hello(refusing, "b").await }).await.unwrap().unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert_eq!(status.metadata().get("grpc-retry-pushback-ms").unwrap(), "750");
 }
@@ -107,8 +106,11 @@ async fn channel_with_retry_breaker_and_rate_limit() {
         .map_request(|req: http::Request<ReplayBody<tonic::body::Body>>| req.map(tonic::body::Body::new))
         .service(channel(addr).await);
 
-    // Retried after the server's pushback (a floor over the 1 ms backoff), then answered.
-    assert_eq!(say_hello(client.clone(), "a").await.unwrap(), "hello a");
+    // Retried after the server's pushback (a floor over the 1 ms backoff), then answered; called
+    // from a spawned task, as a server handler would.
+    let spawned = client.clone();
+    let answer = tokio::spawn(async move { say_hello(spawned, "a").await }).await.unwrap();
+    assert_eq!(answer.unwrap(), "hello a");
     assert_eq!(script.calls(), 2);
     assert_eq!(*scheduled.lock().unwrap(), [(Duration::from_millis(40), Some(Duration::from_millis(40)))]);
 

@@ -12,7 +12,6 @@ use http_body_util::{BodyExt, Full};
 use palisade::circuit_breaker::{CircuitBreakerLayer, State};
 use palisade::core::classify::HttpClassifier;
 use palisade::core::rejection::CircuitOpen;
-use palisade::core::BoxError;
 use palisade::retry::{Backoff, Jitter, RetryLayer};
 use support::http::{client, serve, StatusScript};
 use tower::{ServiceBuilder, ServiceExt};
@@ -47,15 +46,22 @@ async fn retry_and_per_host_breaker_around_a_hyper_client() {
         .build()
         .unwrap();
     let retries = retry.handle();
-    let http = ServiceBuilder::new().layer(retry).layer(breaker).map_err(BoxError::from).service(client());
+    // No `.map_err(BoxError::from)` over the client: palisade's layers take any error that is
+    // `Into<BoxError>`, and a `BoxError::from` function item in the stack's type makes every
+    // future awaiting the stack fail the `Send` check (rust-lang/rust#64552) — so it could not
+    // be called from `tokio::spawn` or an axum handler. See `palisade::guide`.
+    let http = ServiceBuilder::new().layer(retry).layer(breaker).service(client());
 
     let get = |addr: std::net::SocketAddr| {
         Request::get(format!("http://{addr}/")).body(Full::new(Bytes::new())).unwrap()
     };
 
-    // Two calls to A: each is tried twice and answers the last 503 as is.
+    // Two calls to A, from spawned tasks as a server would make them: each is tried twice
+    // and answers the last 503 as is.
     for _ in 0..2 {
-        let res = http.clone().oneshot(get(addr_a)).await.unwrap();
+        let http = http.clone();
+        let req = get(addr_a);
+        let res = tokio::spawn(async move { http.oneshot(req).await }).await.unwrap().unwrap();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
     assert_eq!(script_a.calls(), 4);
@@ -85,8 +91,9 @@ async fn retry_recovers_from_a_scripted_blip() {
         .classifier(HttpClassifier::new())
         .build()
         .unwrap();
-    let http = ServiceBuilder::new().layer(retry).map_err(BoxError::from).service(client());
+    let http = ServiceBuilder::new().layer(retry).service(client());
     let req = Request::get(format!("http://{addr}/")).body(Full::new(Bytes::new())).unwrap();
-    assert_eq!(http.oneshot(req).await.unwrap().status(), StatusCode::OK);
+    let res = tokio::spawn(async move { http.oneshot(req).await }).await.unwrap();
+    assert_eq!(res.unwrap().status(), StatusCode::OK);
     assert_eq!(script.calls(), 3);
 }

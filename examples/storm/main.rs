@@ -273,7 +273,15 @@ async fn start_front(backend: SocketAddr) -> Result<(SocketAddr, Handles), BoxEr
         .layer(retry)
         .layer(breaker)
         .service(backend_client);
-    // Type-erased so the axum handler's future is a plain boxed `Send` future.
+    // Boxed, and this is needed, not just tidy: `backend_client` (and the fallback) are
+    // closures returning `BoxError`, and with a closure type whose signature mentions
+    // `BoxError` inside the stack's type, rustc cannot prove that the axum handler's future
+    // below is `Send` — "implementation of `From` is not general enough",
+    // rust-lang/rust#64552 — so the route would not compile. Erasing the stack's type once,
+    // at the outermost layer, fixes it for one allocation per call and gives the stack a
+    // short name to store (`BoxCloneSyncService<BackendCall, BackendResponse, BoxError>`).
+    // The other ways out (a concrete error type in the inner service, an `async fn` instead
+    // of a closure) are in `palisade::guide`.
     let backend_stack = tower::util::BoxCloneSyncService::new(backend_stack);
 
     let rate_limit = RateLimitLayer::builder()
