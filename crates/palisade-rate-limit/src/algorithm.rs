@@ -22,9 +22,9 @@ use crate::quota::Quota;
 /// |---|---|---|---|
 /// | [`TokenBucket`](Self::TokenBucket) (default) | `burst` at once, then `limit / period` | one `u64`, lock-free | reserving a future slot |
 /// | [`LeakyBucket`](Self::LeakyBucket) | one every `period / limit`, a queue holds the rest | one `u64`, lock-free | always queues (smooths) |
-/// | [`SlidingWindowLog`](Self::SlidingWindowLog) | exactly `limit` in any window of `period` | one entry per admitted request | retrying when a slot frees |
-/// | [`SlidingWindowCounter`](Self::SlidingWindowCounter) | about `limit` per sliding `period` | three integers | retrying |
-/// | [`FixedWindow`](Self::FixedWindow) | `limit` per calendar window of `period` | two integers | retrying |
+/// | [`SlidingWindowLog`](Self::SlidingWindowLog) | exactly `limit` in any window of `period` | one entry per admitted or booked request | booking the earliest time that fits |
+/// | [`SlidingWindowCounter`](Self::SlidingWindowCounter) | about `limit` per sliding `period` | four integers, plus a count per window booked ahead (at most 64) | booking the earliest time that fits |
+/// | [`FixedWindow`](Self::FixedWindow) | `limit` per calendar window of `period` | three integers | reserving from future windows (Resilience4j `AtomicRateLimiter`) |
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "snake_case"))]
 #[non_exhaustive]
@@ -35,7 +35,12 @@ pub enum Algorithm {
     TokenBucket,
     /// Leaky bucket that smooths: admitted requests leave one every `period / limit`; up to
     /// `queue` requests wait for their turn, and a request that finds the queue full is
-    /// rejected at once. It always queues, in either [`Mode`](crate::Mode).
+    /// rejected at once, with `retry_after` the time until a place frees. As a layer it
+    /// always queues, in either [`Mode`](crate::Mode) (in wait mode up to `max_wait`). The
+    /// direct [`RateLimiter::check`](crate::RateLimiter::check) and `try_acquire` admit only
+    /// a request that may leave now (their caller proceeds at once);
+    /// [`RateLimiter::reserve`](crate::RateLimiter::reserve) takes a queue place and says
+    /// when to leave.
     LeakyBucket {
         /// Requests that may wait for their departure slot.
         queue: u32,
@@ -167,7 +172,7 @@ impl<T: Tat> Cell<T> {
         let limit = quota.limit();
         if limit == 0 || quota.burst_size() == 0 {
             // A blocked key: nothing is ever admitted.
-            return Self::Fixed { window, limit: 0, state: Mutex::new(FixedState::default()) };
+            return Self::Fixed { window, limit: 0, state: Mutex::new(FixedState::new(0)) };
         }
         match algorithm {
             Algorithm::TokenBucket => Self::Gcra(Gcra::new(quota.interval_nanos(), quota.burst_size())),
@@ -178,7 +183,9 @@ impl<T: Tat> Cell<T> {
             Algorithm::SlidingWindowCounter => {
                 Self::Counter { window, limit, state: Mutex::new(CounterState::default()) }
             }
-            Algorithm::FixedWindow => Self::Fixed { window, limit, state: Mutex::new(FixedState::default()) },
+            Algorithm::FixedWindow => {
+                Self::Fixed { window, limit, state: Mutex::new(FixedState::new(limit)) }
+            }
         }
     }
 
@@ -213,11 +220,20 @@ impl<T: Tat> Cell<T> {
             Self::Leaky { gcra, queue } => {
                 // The queue bound: the last place departs `queue` intervals from now.
                 let bound = gcra.interval.saturating_mul(u64::from(*queue));
-                gcra.acquire(now, cost, max_wait.map_or(bound, |w| w.min(bound)))
+                let bound = max_wait.map_or(bound, |w| w.min(bound));
+                // Refused: the queue has room again once the departure slot is within `bound`
+                // of now — exactly the wait reported.
+                gcra.acquire(now, cost, bound)
             }
-            Self::Log { window, limit, log } => lock(log).acquire(now, cost, *window, *limit),
-            Self::Counter { window, limit, state } => lock(state).acquire(now, cost, *window, *limit),
-            Self::Fixed { window, limit, state } => lock(state).acquire(now, cost, *window, *limit),
+            Self::Log { window, limit, log } => {
+                lock(log).acquire(now, cost, *window, *limit, max_wait.unwrap_or(0))
+            }
+            Self::Counter { window, limit, state } => {
+                lock(state).acquire(now, cost, *window, *limit, max_wait.unwrap_or(0))
+            }
+            Self::Fixed { window, limit, state } => {
+                lock(state).acquire(now, cost, *window, *limit, max_wait.unwrap_or(0))
+            }
         }
     }
 
@@ -230,7 +246,7 @@ impl<T: Tat> Cell<T> {
             Self::Gcra(g) | Self::Leaky { gcra: g, .. } => g.refund(admit.token, cost, now),
             Self::Log { log, .. } => lock(log).refund(admit.token, cost),
             Self::Counter { state, .. } => lock(state).refund(admit.token, cost),
-            Self::Fixed { state, .. } => lock(state).refund(admit.token, cost),
+            Self::Fixed { limit, state, .. } => lock(state).refund(admit.token, cost, *limit),
         }
     }
 
@@ -241,7 +257,7 @@ impl<T: Tat> Cell<T> {
             Self::Gcra(g) | Self::Leaky { gcra: g, .. } => g.tat.load(Ordering::Acquire) <= now,
             Self::Log { window, log, .. } => lock(log).can_forget(now, *window),
             Self::Counter { window, state, .. } => lock(state).can_forget(now, *window),
-            Self::Fixed { window, state, .. } => lock(state).can_forget(now, *window),
+            Self::Fixed { window, limit, state } => lock(state).can_forget(now, *window, *limit),
         }
     }
 
@@ -301,8 +317,9 @@ impl<T: Tat> Gcra<T> {
             let new_tat = tat.max(now).saturating_add(inc);
             let allow_at = new_tat.saturating_sub(self.tau);
             if allow_at > now.saturating_add(max_wait) {
-                // Exact: the same request conforms at `allow_at`.
-                return Err(Denied::RetryAfter(dur(allow_at - now)));
+                // Exact: the same request conforms at `allow_at`, so it is admitted (to wait
+                // at most `max_wait`) from `allow_at - max_wait` on.
+                return Err(Denied::RetryAfter(dur(allow_at - now - max_wait)));
             }
             match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(Admit { ready_at: allow_at.max(now), token: new_tat }),
@@ -375,7 +392,9 @@ tat_impl!(Padded);
 
 // === impl Log ===
 
-/// Sliding window log: one `(timestamp, cost)` entry per admitted request in the window.
+/// Sliding window log: one `(timestamp, cost)` entry per admitted request, in time order.
+/// In wait mode a request is booked at the earliest time it fits (an entry in the future),
+/// behind every earlier booking.
 #[derive(Debug, Default)]
 pub(crate) struct Log {
     entries: VecDeque<(u64, u32)>,
@@ -407,24 +426,44 @@ impl Log {
         }
     }
 
-    fn acquire(&mut self, now: u64, cost: u32, window: u64, limit: u32) -> Result<Admit, Denied> {
-        let now = self.clamp(now);
-        self.expire(now, window);
-        if self.sum + u64::from(cost) <= u64::from(limit) {
-            self.entries.push_back((now, cost));
-            self.sum += u64::from(cost);
-            return Ok(Admit { ready_at: now, token: now });
+    /// The earliest time, not before `now` nor before the last entry, at which `cost` more
+    /// keeps every window of `window` within `limit`.
+    fn earliest(&self, now: u64, cost: u32, window: u64, limit: u32) -> u64 {
+        let from = self.entries.back().map_or(now, |&(ts, _)| ts.max(now));
+        let total = self.sum + u64::from(cost);
+        if total <= u64::from(limit) {
+            return from;
         }
-        // The exact time enough old entries leave the window.
-        let need = self.sum + u64::from(cost) - u64::from(limit);
+        // Enough of the oldest entries must have left the window.
+        let need = total - u64::from(limit);
         let mut freed = 0;
         for &(ts, c) in &self.entries {
             freed += u64::from(c);
             if freed >= need {
-                return Err(Denied::RetryAfter(dur(ts.saturating_add(window) - now)));
+                return ts.saturating_add(window).max(from);
             }
         }
-        Err(Denied::RetryAfter(dur(window)))
+        from.saturating_add(window)
+    }
+
+    fn acquire(
+        &mut self,
+        now: u64,
+        cost: u32,
+        window: u64,
+        limit: u32,
+        max_wait: u64,
+    ) -> Result<Admit, Denied> {
+        let now = self.clamp(now);
+        self.expire(now, window);
+        let at = self.earliest(now, cost, window, limit);
+        let wait = at - now;
+        if wait > max_wait {
+            return Err(Denied::RetryAfter(dur(wait - max_wait)));
+        }
+        self.entries.push_back((at, cost));
+        self.sum += u64::from(cost);
+        Ok(Admit { ready_at: at, token: at })
     }
 
     fn refund(&mut self, token: u64, cost: u32) {
@@ -439,26 +478,68 @@ impl Log {
         self.expire(now, window);
         let used = u32::try_from(self.sum).unwrap_or(u32::MAX);
         let reset = self.entries.back().map_or(0, |&(ts, _)| ts.saturating_add(window) - now);
-        Status { capacity: limit, remaining: limit.saturating_sub(used), reset_after: dur(reset), queued: 0 }
+        let queued = self.entries.iter().rev().take_while(|&&(ts, _)| ts > now).count();
+        Status {
+            capacity: limit,
+            remaining: limit.saturating_sub(used),
+            reset_after: dur(reset),
+            queued: u32::try_from(queued).unwrap_or(u32::MAX),
+        }
     }
 }
 
 // === impl CounterState ===
 
-/// Sliding window counter: counts of the current and previous fixed windows.
+/// Windows ahead a sliding window counter books into, at most.
+const COUNTER_HORIZON: usize = 64;
+
+/// Sliding window counter: counts of the previous and current fixed windows, and of the
+/// windows ahead that waiting callers booked into.
+///
+/// In wait mode a request is booked at the earliest time the estimate admits it (up to
+/// [`COUNTER_HORIZON`] windows ahead), behind every earlier booking (`tail`): while
+/// bookings are pending nobody passes ahead of them, so the counts they were computed from
+/// stay true.
 #[derive(Debug, Default)]
 pub(crate) struct CounterState {
     index: u64,
     prev: u64,
     curr: u64,
+    /// Booked into the windows after `index` (`ahead[0]` is the next one).
+    ahead: VecDeque<u64>,
+    /// The time of the latest booking.
+    tail: u64,
     /// The latest time seen; older readings count as this time (never back a window).
     last: u64,
+}
+
+/// The smallest elapsed time in a window, not below `from`, at which
+/// `prev * (w - e) / w + curr + cost <= limit`; `None` when none in the window.
+fn counter_fit(prev: u64, curr: u64, cost: u32, limit: u32, w: u64, from: u64) -> Option<u64> {
+    let (prev, curr, c, l, w128) =
+        (u128::from(prev), u128::from(curr), u128::from(cost), u128::from(limit), u128::from(w));
+    if curr + c > l {
+        return None;
+    }
+    // prev * (w - e) <= (l - curr - c) * w  ⇔  e >= w - (l - curr - c) * w / prev
+    let room = (l - curr - c) * w128;
+    let e = room.checked_div(prev).map_or(0, |q| w128.saturating_sub(q));
+    let e = (e as u64).max(from);
+    (e < w).then_some(e)
 }
 
 impl CounterState {
     fn can_forget(&mut self, now: u64, window: u64) -> bool {
         self.roll(now, window);
-        self.prev == 0 && self.curr == 0
+        self.prev == 0 && self.curr == 0 && self.ahead.is_empty() && self.tail <= self.last
+    }
+
+    /// The count of window `index + j` (0: current).
+    fn count(&self, j: usize) -> u64 {
+        match j {
+            0 => self.curr,
+            _ => self.ahead.get(j - 1).copied().unwrap_or(0),
+        }
     }
 
     /// Moves to the window of `now` (or of the latest time seen, if later) and returns the
@@ -467,44 +548,73 @@ impl CounterState {
         self.last = self.last.max(now);
         let now = self.last;
         let index = now / window;
-        if index == self.index + 1 {
+        while self.index < index {
+            if self.ahead.is_empty() && self.curr == 0 {
+                // Nothing further: jump.
+                self.prev = if index == self.index + 1 { self.curr } else { 0 };
+                self.index = index;
+                break;
+            }
             self.prev = self.curr;
-            self.curr = 0;
-        } else if index != self.index {
-            self.prev = 0;
-            self.curr = 0;
+            self.curr = self.ahead.pop_front().unwrap_or(0);
+            self.index += 1;
         }
-        self.index = index;
         now - index * window
     }
 
-    fn acquire(&mut self, now: u64, cost: u32, window: u64, limit: u32) -> Result<Admit, Denied> {
-        let elapsed = self.roll(now, window);
-        let (w, l, c) = (u128::from(window), u128::from(limit), u128::from(cost));
-        let (prev, curr) = (u128::from(self.prev), u128::from(self.curr));
-        // Admit when prev * (w - elapsed) / w + curr + cost <= limit, in integers.
-        if prev * (w - u128::from(elapsed)) + (curr + c) * w <= l * w {
-            self.curr += u64::from(cost);
-            return Ok(Admit { ready_at: now, token: self.index });
-        }
-        // Still in this window, once enough of the previous one has slid out?
-        if curr + c <= l && prev > 0 {
-            let room = l - curr - c;
-            let at = w - (room * w / prev); // smallest elapsed time that admits
-            if at < w {
-                return Err(Denied::RetryAfter(dur((at as u64) - elapsed)));
+    fn acquire(
+        &mut self,
+        now: u64,
+        cost: u32,
+        window: u64,
+        limit: u32,
+        max_wait: u64,
+    ) -> Result<Admit, Denied> {
+        self.roll(now, window);
+        let now = self.last;
+        let from = self.tail.max(now);
+        let mut j = 0;
+        let (at, j) = loop {
+            let start = (self.index + j as u64).saturating_mul(window);
+            if from < start.saturating_add(window) {
+                let prev = if j == 0 { self.prev } else { self.count(j - 1) };
+                if let Some(e) =
+                    counter_fit(prev, self.count(j), cost, limit, window, from.saturating_sub(start))
+                {
+                    break (start + e, j);
+                }
             }
+            // Past the bookings two empty windows always admit, so this ends.
+            j += 1;
+        };
+        let wait = at - now;
+        if wait > max_wait || j > COUNTER_HORIZON {
+            return Err(Denied::RetryAfter(dur(wait.saturating_sub(max_wait).max(1))));
         }
-        // In the next window, this window's count becomes the weighted previous one.
-        let at = ((l - c) * w).checked_div(curr).map_or(0, |q| w.saturating_sub(q));
-        Err(Denied::RetryAfter(dur(window - elapsed + at as u64)))
+        if j == 0 {
+            self.curr += u64::from(cost);
+        } else {
+            if self.ahead.len() < j {
+                self.ahead.resize(j, 0);
+            }
+            self.ahead[j - 1] += u64::from(cost);
+        }
+        if at > now {
+            self.tail = at;
+        }
+        Ok(Admit { ready_at: at, token: self.index + j as u64 })
     }
 
     fn refund(&mut self, token: u64, cost: u32) {
-        if token == self.index {
-            self.curr = self.curr.saturating_sub(u64::from(cost));
+        let cost = u64::from(cost);
+        if token > self.index {
+            if let Some(n) = self.ahead.get_mut((token - self.index - 1) as usize) {
+                *n = n.saturating_sub(cost);
+            }
+        } else if token == self.index {
+            self.curr = self.curr.saturating_sub(cost);
         } else if token + 1 == self.index {
-            self.prev = self.prev.saturating_sub(u64::from(cost));
+            self.prev = self.prev.saturating_sub(cost);
         }
     }
 
@@ -513,67 +623,114 @@ impl CounterState {
         let weighted = (u128::from(self.prev) * u128::from(window - elapsed)).div_ceil(u128::from(window))
             + u128::from(self.curr);
         let used = u32::try_from(weighted).unwrap_or(u32::MAX);
-        let reset = if self.curr > 0 {
+        let reset = if !self.ahead.is_empty() {
+            (self.ahead.len() as u64 + 2) * window - elapsed
+        } else if self.curr > 0 {
             2 * window - elapsed
         } else if self.prev > 0 {
             window - elapsed
         } else {
             0
         };
-        Status { capacity: limit, remaining: limit.saturating_sub(used), reset_after: dur(reset), queued: 0 }
+        let queued: u64 = self.ahead.iter().sum();
+        Status {
+            capacity: limit,
+            remaining: limit.saturating_sub(used),
+            reset_after: dur(reset),
+            queued: u32::try_from(queued).unwrap_or(u32::MAX),
+        }
     }
 }
 
 // === impl FixedState ===
 
-/// Fixed window: the count in the current window.
-#[derive(Debug, Default)]
+/// Fixed window as Resilience4j's `AtomicRateLimiter`: `limit` permissions per window,
+/// `available` may go negative — permissions reserved from future windows by waiting
+/// callers — and each new window adds `limit`, capped at `limit`.
+#[derive(Debug)]
 pub(crate) struct FixedState {
     index: u64,
-    count: u64,
+    available: i64,
     /// The latest time seen; older readings count as this time (never back a window).
     last: u64,
 }
 
 impl FixedState {
-    fn can_forget(&mut self, now: u64, window: u64) -> bool {
-        self.roll(now, window);
-        self.count == 0
+    fn new(limit: u32) -> Self {
+        Self { index: 0, available: i64::from(limit), last: 0 }
+    }
+
+    fn can_forget(&mut self, now: u64, window: u64, limit: u32) -> bool {
+        self.roll(now, window, limit);
+        self.available >= i64::from(limit)
     }
 
     /// Moves to the window of `now` (or of the latest time seen, if later); returns the
     /// time used.
-    fn roll(&mut self, now: u64, window: u64) -> u64 {
+    fn roll(&mut self, now: u64, window: u64, limit: u32) -> u64 {
         self.last = self.last.max(now);
         let now = self.last;
         let index = now / window;
-        if index != self.index {
+        if index > self.index {
+            let refill =
+                i64::try_from(index - self.index).unwrap_or(i64::MAX).saturating_mul(i64::from(limit));
+            self.available = self.available.saturating_add(refill).min(i64::from(limit));
             self.index = index;
-            self.count = 0;
         }
         now
     }
 
-    fn acquire(&mut self, now: u64, cost: u32, window: u64, limit: u32) -> Result<Admit, Denied> {
-        let now = self.roll(now, window);
-        if self.count + u64::from(cost) <= u64::from(limit) {
-            self.count += u64::from(cost);
+    fn acquire(
+        &mut self,
+        now: u64,
+        cost: u32,
+        window: u64,
+        limit: u32,
+        max_wait: u64,
+    ) -> Result<Admit, Denied> {
+        let now = self.roll(now, window, limit);
+        let cost_i = i64::from(cost);
+        if self.available >= cost_i {
+            self.available -= cost_i;
             return Ok(Admit { ready_at: now, token: self.index });
         }
-        Err(Denied::RetryAfter(dur((self.index + 1) * window - now)))
+        // As `nanosToWaitForPermission`: to the next window, then whole windows until the
+        // deficit is covered.
+        let at_next = self.available + i64::from(limit);
+        let cycles = ((cost_i - at_next).max(0) as u64).div_ceil(u64::from(limit).max(1));
+        let ready_index = (self.index + 1).saturating_add(cycles);
+        let at = ready_index.saturating_mul(window);
+        let wait = at - now;
+        if wait > max_wait {
+            return Err(Denied::RetryAfter(dur(wait - max_wait)));
+        }
+        self.available -= cost_i;
+        Ok(Admit { ready_at: at, token: ready_index })
     }
 
-    fn refund(&mut self, token: u64, cost: u32) {
-        if token == self.index {
-            self.count = self.count.saturating_sub(u64::from(cost));
+    fn refund(&mut self, token: u64, cost: u32, limit: u32) {
+        if token >= self.index {
+            self.available = self.available.saturating_add(i64::from(cost)).min(i64::from(limit));
         }
     }
 
     fn status(&mut self, now: u64, window: u64, limit: u32) -> Status {
-        let now = self.roll(now, window);
-        let used = u32::try_from(self.count).unwrap_or(u32::MAX);
-        let reset = if self.count > 0 { (self.index + 1) * window - now } else { 0 };
-        Status { capacity: limit, remaining: limit.saturating_sub(used), reset_after: dur(reset), queued: 0 }
+        let now = self.roll(now, window, limit);
+        let l = i64::from(limit);
+        let used = u32::try_from((l - self.available).clamp(0, l)).unwrap_or(u32::MAX);
+        let reserved = u32::try_from((-self.available).max(0)).unwrap_or(u32::MAX);
+        let reset = if self.available < l {
+            let windows = ((l - self.available) as u64).div_ceil(u64::from(limit).max(1));
+            (self.index + windows) * window - now
+        } else {
+            0
+        };
+        Status {
+            capacity: limit,
+            remaining: limit.saturating_sub(used),
+            reset_after: dur(reset),
+            queued: reserved,
+        }
     }
 }
 
@@ -622,7 +779,8 @@ mod tests {
         assert_eq!(cell.acquire(0, 1, Some(250 * MS)).map(|a| a.ready_at), Ok(100 * MS));
         let third = cell.acquire(0, 1, Some(250 * MS)).unwrap();
         assert_eq!(third.ready_at, 200 * MS);
-        assert_eq!(cell.acquire(0, 1, Some(250 * MS)), retry(300), "the wait would exceed 250ms");
+        // The slot at 300ms is beyond a 250ms wait; from 50ms on it is within reach.
+        assert_eq!(cell.acquire(0, 1, Some(250 * MS)), retry(50));
         cell.refund(third, 1, 0);
         assert_eq!(cell.acquire(0, 1, Some(250 * MS)).map(|a| a.ready_at), Ok(200 * MS));
     }
@@ -652,7 +810,9 @@ mod tests {
         let slots: Vec<_> = (0..3).map(|_| cell.acquire(0, 1, None).map(|a| a.ready_at)).collect();
         assert_eq!(slots, vec![Ok(0), Ok(100 * MS), Ok(200 * MS)]);
         assert_eq!(cell.status(0).queued, 2);
-        assert_eq!(cell.acquire(0, 1, None), retry(300), "queue full: the next slot is 300ms away");
+        // Queue full: the next slot (300ms) is within the queue's reach 100ms from now.
+        assert_eq!(cell.acquire(0, 1, None), retry(100));
+        assert!(cell.acquire(100 * MS - 1, 1, None).is_err());
         assert_eq!(cell.status(150 * MS).queued, 1);
         assert_eq!(cell.acquire(150 * MS, 1, None).map(|a| a.ready_at), Ok(300 * MS));
     }

@@ -121,7 +121,7 @@ impl<S, Req> Wait<S, Req> {
                     pending.grants = Some(grants);
                     self.sleep.as_mut().reset(ready);
                 }
-                Err(Refusal::Retry { after, .. }) if within(now, after, pending.deadline) => {
+                Err(Refusal::Later { after }) if within(now, after, pending.deadline) => {
                     self.sleep.as_mut().reset(crate::limiter::add(now, after));
                 }
                 Err(refusal) => return Poll::Ready(Err(shared.reject(refusal))),

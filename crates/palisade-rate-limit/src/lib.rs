@@ -44,11 +44,24 @@
 //!
 //! In [`Mode::Reject`] (default) a request that cannot be admitted now fails at once with
 //! [`RateLimited`](palisade_core::rejection::RateLimited), whose `retry_after` is the exact
-//! time until the same request would be admitted. In [`Mode::Wait`] it waits for admission
-//! if that is at most `max_wait` away and fails at once otherwise. Token and leaky buckets
-//! reserve the future slot, so waiters go in arrival order at exactly the computed time;
-//! window algorithms retry when the window allows. A request weighing more than a tier can
-//! ever admit fails with [`error::CostExceedsCapacity`] in either mode.
+//! time until the same request would be admitted. In [`Mode::Wait`] it is admitted if its
+//! slot is at most `max_wait` away — it then waits for that slot — and fails at once
+//! otherwise; `retry_after` is then the time until the same request would be admitted to
+//! wait. Every algorithm books the slot (token and leaky bucket: a future arrival time;
+//! windows: a place in a future window, counting earlier waiters as Resilience4j's
+//! `AtomicRateLimiter` does), so waiters go in arrival order at exactly the computed time
+//! and nobody is held only to be refused at the end. With several tiers that would admit
+//! at different times, the request holds nothing and asks again when the slowest tier is
+//! ready.
+//!
+//! A request weighing more than a tier can ever admit at once (its burst, queue or window
+//! limit) fails with [`error::CostExceedsCapacity`] in either mode, as governor's
+//! `InsufficientCapacity`. Resilience4j instead reserves such a request across several
+//! periods; palisade does not, because the burst is the most a limit lets through at once.
+//!
+//! Clock readings may reach a limit out of order (read before a lock, applied after a later
+//! one): every algorithm treats a reading older than the latest it has seen as that latest
+//! time, so a stale reading never reopens a window nor admits early.
 //!
 //! # Backpressure and the tower contract
 //!

@@ -110,7 +110,7 @@ impl<Req> Admission<Req> {
                             }
                             self.state = State::Waiting { until: ready, grants: Some(grants), deadline };
                         }
-                        Err(Refusal::Retry { after, .. }) if within(now, after, deadline) => {
+                        Err(Refusal::Later { after }) if within(now, after, deadline) => {
                             if retry_deadline.is_none() {
                                 shared.delayed(after);
                             }
@@ -243,7 +243,7 @@ where
                 let svc = mem::replace(&mut self.inner, clone);
                 ResponseFuture::waiting(svc, req, pending, ready)
             }
-            Err(Refusal::Retry { after, .. }) if within(now, after, deadline) => {
+            Err(Refusal::Later { after }) if within(now, after, deadline) => {
                 shared.delayed(after);
                 let pending = Pending::new(shared.clone(), None, cost, deadline);
                 let clone = self.inner.clone();

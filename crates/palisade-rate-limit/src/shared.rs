@@ -67,9 +67,24 @@ impl<Req> fmt::Debug for Shared<Req> {
 /// Why the tiers did not admit a request.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Refusal {
-    Retry { tier: usize, after: Duration },
-    Capacity { tier: usize, cost: u32, capacity: u32 },
-    Keys { tier: usize, capacity: usize },
+    Retry {
+        tier: usize,
+        after: Duration,
+    },
+    Capacity {
+        tier: usize,
+        cost: u32,
+        capacity: u32,
+    },
+    Keys {
+        tier: usize,
+        capacity: usize,
+    },
+    /// Tiers admit at different times: hold nothing and ask again after `after` (if that
+    /// is before the wait's deadline; refused with `after` otherwise).
+    Later {
+        after: Duration,
+    },
 }
 
 impl Refusal {
@@ -173,6 +188,13 @@ impl<Req> Shared<Req> {
         if !keep && ready <= now {
             return Ok((Grants::Spent, ready));
         }
+        if admitted > 1 && ready > now {
+            // Tiers that admit at different times cannot all hold a reservation: a tier
+            // reserved for `now` but used at `ready` would let its key pass twice at once
+            // later. Hold nothing and try again when the slowest tier is ready.
+            self.refund_each(inline.into_iter().flatten().chain(spill));
+            return Err(Refusal::Later { after: ready - now });
+        }
         let mut all = Vec::with_capacity(admitted);
         all.extend(inline.into_iter().flatten());
         all.extend(spill);
@@ -205,6 +227,13 @@ impl<Req> Shared<Req> {
         let core = &self.core;
         core.rejected.increment();
         match refusal {
+            Refusal::Later { after } => {
+                if core.events.is_observed() {
+                    core.events
+                        .publish(RateLimitEvent::Rejected { tier: Arc::from(""), retry_after: Some(after) });
+                }
+                RateLimited::new(core.name.clone(), after).into()
+            }
             Refusal::Retry { tier, after } => {
                 if core.events.is_observed() {
                     core.events.publish(RateLimitEvent::Rejected {

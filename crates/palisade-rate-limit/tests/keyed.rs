@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use palisade_core::rejection::KeySetFull;
-use palisade_rate_limit::{Denied, KeyedRateLimiter, Quota, RateLimitLayer, Tier, DEFAULT_MAX_KEYS};
+use palisade_rate_limit::{
+    Denied, KeyedRateLimiter, KeyedStore, Quota, RateLimitLayer, Tier, DEFAULT_MAX_KEYS,
+};
 use support::{advance, ms, retry_after, Echo};
 use tower::{Layer, Service, ServiceExt};
 
@@ -52,10 +54,10 @@ async fn a_key_with_waiters_is_not_forgotten_for_a_new_key() {
 /// exactly 4.5 s, and `b` is refused with `KeySetFull`.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_direct_keyed_check_reports_the_exact_wait_of_a_kept_key() {
-    let limiter = KeyedRateLimiter::builder().quota(Quota::per_second(1).burst(1)).max_keys(1).build().unwrap();
+    let limiter =
+        KeyedRateLimiter::builder().quota(Quota::per_second(1).burst(1)).max_keys(1).build().unwrap();
     let store = limiter.store();
     let now = tokio::time::Instant::now();
-    use palisade_rate_limit::KeyedStore;
     for _ in 0..6 {
         store.acquire(&"a", 1, now, Some(Duration::from_secs(5))).unwrap();
     }
@@ -104,8 +106,7 @@ async fn max_keys_is_exact() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_working_set_that_fits_is_never_evicted() {
     for clients in [100_000u32, 99_000] {
-        let limiter =
-            KeyedRateLimiter::builder().quota(Quota::per_minute(1).burst(1)).build().unwrap();
+        let limiter = KeyedRateLimiter::builder().quota(Quota::per_minute(1).burst(1)).build().unwrap();
         assert_eq!(limiter.store().capacity(), DEFAULT_MAX_KEYS);
         let first = (0..clients).filter(|c| limiter.check_key(c).is_ok()).count();
         assert_eq!(first, clients as usize);

@@ -53,7 +53,9 @@ async fn hammer(algorithm: Algorithm, keyed: bool) {
     let windows = (elapsed.as_nanos() / period.as_nanos()) as u64 + 1;
     let bound = match algorithm {
         // burst + one per interval (2.5 ms)
-        Algorithm::TokenBucket => u64::from(limit) + (elapsed.as_nanos() / (period.as_nanos() / 20)) as u64 + 1,
+        Algorithm::TokenBucket => {
+            u64::from(limit) + (elapsed.as_nanos() / (period.as_nanos() / 20)) as u64 + 1
+        }
         _ => u64::from(limit) * windows,
     };
     let passed = passed.load(Ordering::Relaxed);
