@@ -162,13 +162,15 @@ impl<Req, C> PoolServiceBuilder<Req, C> {
         self
     }
 
-    /// Members kept at all times (default 1). A fixed pool has `min_size == max_size`.
+    /// Members kept at all times (default 1, at most 4,096). A fixed pool has
+    /// `min_size == max_size`.
     pub fn min_size(mut self, min: usize) -> Self {
         self.sizing.min = min;
         self
     }
 
-    /// Most members at once (default 4, at least 1).
+    /// Most members at once (default 4, at least 1). Nothing is allocated up front for
+    /// them: members are made as load asks, so any value up to `usize::MAX` is accepted.
     pub fn max_size(mut self, max: usize) -> Self {
         self.sizing.max = max;
         self

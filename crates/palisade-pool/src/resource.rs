@@ -354,7 +354,7 @@ impl<L: Lifecycle> PoolBuilder<L> {
         self
     }
 
-    /// Resources kept even when idle (default 0). The pool keeps them by itself: it starts
+    /// Resources kept even when idle (default 0, at most 4,096). The pool keeps them by itself: it starts
     /// creating them when built inside a Tokio runtime (else at its first use), and creates
     /// replacements in the background, one at a time, whenever a resource is destroyed,
     /// detached or found missing after an `acquire` or a release. A failed `create` stops

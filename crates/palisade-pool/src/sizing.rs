@@ -5,6 +5,12 @@ use std::time::Duration;
 
 use palisade_core::config::{ensure, ensure_nonzero_duration, ensure_ordered, ConfigError};
 
+/// The largest `min_size` a pool accepts. A minimum is kept whatever the load (made at
+/// start and after every loss), so it is bounded: a floor from a config typo (or
+/// `usize::MAX`) would otherwise make members or resources until memory runs out. 4,096 is
+/// far beyond any set of processes or connections one host keeps warm.
+pub(crate) const MAX_MIN_SIZE: usize = 4096;
+
 /// How many things (resources or members) a pool keeps: at least `min`, at most `max`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Sizing {
@@ -15,6 +21,7 @@ pub(crate) struct Sizing {
 impl Sizing {
     pub(crate) fn validate(self) -> Result<Self, ConfigError> {
         ensure(self.max >= 1, "max_size", "must be at least 1")?;
+        ensure(self.min <= MAX_MIN_SIZE, "min_size", "must be at most 4096")?;
         ensure_ordered("min_size", self.min, "max_size", self.max)?;
         Ok(self)
     }
@@ -85,6 +92,8 @@ mod tests {
     #[test]
     fn sizing_rules() {
         assert!(Sizing { min: 0, max: 0 }.validate().is_err());
+        assert_eq!(Sizing { min: 4097, max: usize::MAX }.validate().unwrap_err().field(), "min_size");
+        assert!(Sizing { min: 4096, max: usize::MAX }.validate().is_ok());
         assert_eq!(Sizing { min: 3, max: 2 }.validate().unwrap_err().field(), "min_size");
         let s = Sizing { min: 1, max: 2 }.validate().unwrap();
         assert!(s.can_grow(1) && !s.can_grow(2));

@@ -250,8 +250,13 @@ where
             self.control(control);
         }
         self.intake(cx);
-        while self.housekeeping.poll_tick(cx).is_ready() {
+        if self.housekeeping.poll_tick(cx).is_ready() {
+            // At most one round per turn, the next one `housekeeping_interval` from now: an
+            // interval below the timer's 1 ms resolution would otherwise tick a million times
+            // per millisecond to catch up. Polling again registers the wake-up.
+            self.housekeeping.reset();
             self.housekeep();
+            let _ = self.housekeeping.poll_tick(cx);
         }
         // Bounded, so that members failing as soon as they join cannot spin the worker.
         let mut joins = 0;
@@ -573,6 +578,7 @@ where
 
     fn evict(&mut self, i: usize, reason: EvictReason) {
         let m = self.members.remove(i);
+        self.publish_leave(i);
         if m.state.counters.served.load(std::sync::atomic::Ordering::Relaxed) == 0 {
             // It failed before finishing a single call: making its replacement backs off
             // like a failed make, so a factory of broken members cannot churn.
@@ -584,7 +590,6 @@ where
         }
         self.shared.evicted.increment();
         self.replacements_owed = (self.replacements_owed + 1).min(self.config.sizing.max);
-        self.publish_members();
         self.shared.publish(PoolEvent::Evicted {
             member: m.state.counters.id,
             members: self.members.len(),
@@ -690,6 +695,7 @@ where
                 let id = self.next_id;
                 self.next_id += 1;
                 let state = Arc::new(MemberState::new(id, self.judge.clone(), self.config.default_rtt));
+                self.publish_join(&state);
                 self.members.push(Member {
                     service,
                     ready: false,
@@ -699,7 +705,6 @@ where
                     check_due: false,
                 });
                 self.shared.made.increment();
-                self.publish_members();
                 self.shared.publish(PoolEvent::ScaledUp { member: id, members: self.members.len(), reason });
                 true
             }
@@ -776,14 +781,30 @@ where
             .map(|(i, _)| i);
         let Some(i) = candidate else { return false };
         let m = self.members.remove(i);
+        self.publish_leave(i);
         self.shared.retired.increment();
-        self.publish_members();
         self.shared.publish(PoolEvent::ScaledDown {
             member: m.state.counters.id,
             members: self.members.len(),
             reason,
         });
         true
+    }
+
+    /// Shows a member that joined (at the end of `members`) to snapshots.
+    fn publish_join(&self, state: &Arc<MemberState<C>>) {
+        let mut views = self.shared.members();
+        views.push(state.clone() as Arc<dyn MemberView>);
+        self.shared.member_count.set(views.len() as i64);
+    }
+
+    /// Hides the member that was at `i` in `members` from snapshots.
+    fn publish_leave(&self, i: usize) {
+        let mut views = self.shared.members();
+        if i < views.len() {
+            views.remove(i);
+        }
+        self.shared.member_count.set(views.len() as i64);
     }
 
     fn publish_members(&self) {

@@ -1036,9 +1036,20 @@ async fn extreme_sizes_are_refused_or_served() {
         .build(echo_make!())
         .unwrap();
     assert_eq!(pool.clone().oneshot(3).await.unwrap(), 3);
-    // A huge minimum: members are made a few per turn, and requests are served meanwhile.
-    let pool = PoolService::builder().min_size(usize::MAX).max_size(usize::MAX).build(echo_make!()).unwrap();
+    // A huge minimum would make members until memory runs out: refused.
+    let err = PoolService::<u32, ()>::builder()
+        .min_size(usize::MAX)
+        .max_size(usize::MAX)
+        .build(echo_make!())
+        .unwrap_err();
+    assert_eq!(err.field(), "min_size");
+    // The largest minimum accepted: members are made a few per worker turn, and requests
+    // are served meanwhile.
+    let pool = PoolService::builder().min_size(4096).max_size(usize::MAX).build(echo_make!()).unwrap();
     assert_eq!(pool.clone().oneshot(4).await.unwrap(), 4);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(pool.snapshot().members.len(), 4096);
+    assert_eq!(pool.clone().oneshot(5).await.unwrap(), 5);
     drop(pool);
     let err = PoolService::<u32, ()>::builder().queue_capacity(usize::MAX).build(echo_make!()).unwrap_err();
     assert_eq!(err.field(), "queue_capacity");
@@ -1084,4 +1095,8 @@ async fn tiny_durations_serve() {
         tokio::time::sleep(Duration::from_nanos(u64::from(n))).await;
         assert_eq!(pool.clone().oneshot(n).await.unwrap(), n);
     }
+    // A second of virtual time with a 1 ns interval: one housekeeping round per timer tick
+    // (1 ms), not a catch-up burst of a million.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(pool.clone().oneshot(11).await.unwrap(), 11);
 }

@@ -513,6 +513,10 @@ async fn a_huge_max_size_allocates_nothing_up_front() {
     }
     let err = Pool::builder(Conns::default()).max_size(usize::MAX).build().unwrap_err();
     assert_eq!(err.field(), "max_size");
+    let err = Pool::builder(Conns::default()).min_size(usize::MAX).max_size(usize::MAX).build().unwrap_err();
+    assert_eq!(err.field(), "min_size");
+    let err = Pool::builder(Conns::default()).min_size(4097).max_size(8192).build().unwrap_err();
+    assert_eq!(err.field(), "min_size");
     let pool = Pool::builder(Conns::default()).max_size(tokio::sync::Semaphore::MAX_PERMITS).build().unwrap();
     assert_eq!(*pool.acquire().await.unwrap(), 0);
 }

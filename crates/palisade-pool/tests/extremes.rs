@@ -1,0 +1,405 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+//! Fuzzing every builder and serde config of the pools with extreme values (issue 15,
+//! kind 8): each setting is 0, 1, a few, huge or `MAX`; durations `ZERO`, 1 ns, …,
+//! palisade's far future, `Duration::MAX`; ratios NaN, ±∞, negative, above one. Every
+//! combination must give a `ConfigError` naming a real field, or a pool that serves calls
+//! without panicking or hanging (on a paused clock: a hang is an `Elapsed` after an hour of
+//! virtual time, a panic fails the test or answers `Closed`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::config::ConfigError;
+use palisade_core::rejection::TimedOut;
+use palisade_core::time::FAR_FUTURE;
+use palisade_core::BoxError;
+use palisade_pool::resource::{LifecycleFn, PoolBuilder};
+use palisade_pool::{
+    lifecycle_fn, make_fn, Pool, PoolService, PoolServiceBuilder, Strategy as Dispatch, WhenFull,
+};
+use proptest::prelude::*;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+const EXTREME_SIZES: [usize; 7] = [0, 1, 2, 3, 4_294_967_295, Semaphore::MAX_PERMITS, usize::MAX];
+
+/// Any size, extreme ones included.
+fn size() -> impl Strategy<Value = usize> {
+    prop::sample::select(EXTREME_SIZES.to_vec())
+}
+
+/// `(min, max)`: mostly ordered (so that most cases build and the pool is exercised),
+/// sometimes anything.
+fn min_max() -> impl Strategy<Value = (usize, usize)> {
+    prop_oneof![
+        4 => size().prop_flat_map(|max| (prop::sample::select(vec![0, 1, 2, max.min(4096), max]), Just(max))),
+        1 => (size(), size()),
+    ]
+}
+
+/// Mostly a valid ratio, sometimes NaN, ±∞, negative or above one.
+fn ratio(valid: Vec<f64>) -> impl Strategy<Value = f64> {
+    prop_oneof![
+        4 => prop::sample::select(valid),
+        1 => prop::sample::select(vec![-0.0, 2.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MIN_POSITIVE]),
+    ]
+}
+
+const DURATIONS: [Duration; 7] = [
+    Duration::ZERO,
+    Duration::from_nanos(1),
+    Duration::from_millis(1),
+    Duration::from_secs(1),
+    Duration::from_secs(86_400 * 365 * 100),
+    FAR_FUTURE,
+    Duration::MAX,
+];
+
+/// Any duration, `ZERO` one time in seven.
+fn duration() -> impl Strategy<Value = Duration> {
+    prop::sample::select(DURATIONS.to_vec())
+}
+
+/// `(base, max)` of the make backoff: mostly ordered.
+fn backoff() -> impl Strategy<Value = (Duration, Duration)> {
+    prop_oneof![
+        4 => duration().prop_flat_map(|base| {
+            let later: Vec<_> = DURATIONS.iter().copied().filter(|d| *d >= base).collect();
+            (Just(base), prop::sample::select(later))
+        }),
+        1 => (duration(), duration()),
+    ]
+}
+
+fn count() -> impl Strategy<Value = u32> {
+    prop::sample::select(vec![0, 1, u32::MAX])
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap()
+}
+
+fn assert_names_a_field(err: &ConfigError, fields: &[&str]) {
+    assert!(fields.contains(&err.field()), "unexpected field in {err:?}");
+    assert!(!err.rule().is_empty());
+}
+
+// === PoolService ===
+
+const SERVICE_FIELDS: &[&str] = &[
+    "min_size",
+    "max_size",
+    "member_concurrency",
+    "queue_capacity",
+    "scale_up_utilisation",
+    "scale_down_utilisation",
+    "scale_down_after",
+    "housekeeping_interval",
+    "idle_timeout",
+    "make_timeout",
+    "make_backoff",
+    "health_check",
+    "peak_ewma",
+];
+
+#[derive(Clone, Debug)]
+struct ServiceSettings {
+    /// min, max, member_concurrency, queue_capacity, scale_up_queue
+    sizes: (usize, usize, usize, usize, usize),
+    /// scale_down_utilisation, scale_up_utilisation
+    ratios: (f64, f64),
+    /// scale_down_after, housekeeping_interval, make_backoff, make_backoff_max,
+    /// peak-EWMA rtt and decay
+    durations: (Duration, Duration, Duration, Duration, Duration, Duration),
+    /// idle_timeout, make_timeout, health_check
+    options: (Option<Duration>, Option<Duration>, Option<Duration>),
+    failures: u32,
+    strategy: u8,
+    wait: bool,
+}
+
+fn queue() -> impl Strategy<Value = usize> {
+    prop_oneof![4 => prop::sample::select(vec![1, 2, 64, Semaphore::MAX_PERMITS]), 1 => size()]
+}
+
+fn service_settings() -> impl Strategy<Value = ServiceSettings> {
+    (
+        (min_max(), size(), queue(), size()),
+        (ratio(vec![0.0, 0.2, 0.5]), ratio(vec![0.5, 0.8, 1.0])),
+        (duration(), duration(), backoff(), duration(), duration()),
+        (prop::option::of(duration()), prop::option::of(duration()), prop::option::of(duration())),
+        count(),
+        0u8..4,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(
+                ((min, max), concurrency, queue, up_queue),
+                ratios,
+                durations,
+                options,
+                failures,
+                strategy,
+                wait,
+            )| {
+                let (after, housekeeping, (backoff, backoff_max), rtt, decay) = durations;
+                ServiceSettings {
+                    sizes: (min, max, concurrency, queue, up_queue),
+                    ratios,
+                    durations: (after, housekeeping, backoff, backoff_max, rtt, decay),
+                    options,
+                    failures,
+                    strategy,
+                    wait,
+                }
+            },
+        )
+}
+
+fn strategy(n: u8) -> Dispatch {
+    match n {
+        0 => Dispatch::RoundRobin,
+        1 => Dispatch::LeastInFlight,
+        2 => Dispatch::PowerOfTwoChoices,
+        _ => Dispatch::PeakEwma,
+    }
+}
+
+fn service_builder(s: &ServiceSettings) -> PoolServiceBuilder<u32> {
+    let (min, max, concurrency, queue, up_queue) = s.sizes;
+    let (after, housekeeping, backoff, backoff_max, rtt, decay) = s.durations;
+    let (idle, make_timeout, health) = s.options;
+    let mut b = PoolService::builder()
+        .min_size(min)
+        .max_size(max)
+        .member_concurrency(concurrency)
+        .queue_capacity(queue)
+        .scale_up_queue(up_queue)
+        .scale_up_utilisation(s.ratios.1)
+        .scale_down(s.ratios.0, after)
+        .housekeeping_interval(housekeeping)
+        .make_backoff(backoff, backoff_max)
+        .peak_ewma(rtt, decay)
+        .evict_after_failures(s.failures)
+        .strategy(strategy(s.strategy))
+        .when_full(if s.wait { WhenFull::Wait } else { WhenFull::Reject })
+        .seed(7);
+    if let Some(d) = idle {
+        b = b.idle_timeout(d);
+    }
+    if let Some(d) = make_timeout {
+        b = b.make_timeout(d);
+    }
+    if let Some(d) = health {
+        b = b.health_check(d, || 0);
+    }
+    b
+}
+
+/// Builds over members answering each `u32` with itself, then checks that it serves.
+async fn serves(builder: PoolServiceBuilder<u32>) {
+    let made = Arc::new(AtomicU64::new(0));
+    let m = made.clone();
+    let built = builder.build(make_fn(move || {
+        m.fetch_add(1, Ordering::Relaxed);
+        std::future::ready(Ok::<_, BoxError>(tower::service_fn(|x: u32| {
+            std::future::ready(Ok::<_, BoxError>(x))
+        })))
+    }));
+    let pool = match built {
+        Ok(pool) => pool,
+        Err(err) => return assert_names_a_field(&err, SERVICE_FIELDS),
+    };
+    for n in 0..3 {
+        let answer = tokio::time::timeout(HOUR, pool.clone().oneshot(n)).await;
+        assert_eq!(answer.expect("a call was never answered").unwrap(), n);
+        tokio::task::yield_now().await;
+    }
+    let batch =
+        tokio::time::timeout(HOUR, pool.submit_batch(10..14)).await.expect("a batch was never answered");
+    assert_eq!(batch.into_iter().map(Result::unwrap).collect::<Vec<_>>(), vec![10, 11, 12, 13]);
+    let report = tokio::time::timeout(HOUR, pool.handle().shutdown(Duration::from_secs(1)))
+        .await
+        .expect("shutdown never finished");
+    assert!(report.drained, "{report:?}");
+    assert!(made.load(Ordering::Relaxed) >= 1);
+}
+
+// === resource Pool ===
+
+const RESOURCE_FIELDS: &[&str] = &["min_size", "max_size", "acquire_timeout", "idle_timeout"];
+
+#[derive(Clone, Debug)]
+struct ResourceSettings {
+    min: usize,
+    max: usize,
+    acquire_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+}
+
+fn resource_settings() -> impl Strategy<Value = ResourceSettings> {
+    (min_max(), prop::option::of(duration()), prop::option::of(duration())).prop_map(
+        |((min, max), acquire_timeout, idle_timeout)| ResourceSettings {
+            min,
+            max,
+            acquire_timeout,
+            idle_timeout,
+        },
+    )
+}
+
+#[derive(Clone, Default)]
+struct Counts {
+    destroyed: Arc<AtomicU64>,
+}
+
+fn lifecycle(counts: &Counts) -> LifecycleFn<u64> {
+    let next = Arc::new(AtomicU64::new(0));
+    let destroyed = counts.destroyed.clone();
+    lifecycle_fn(move || {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        async move { Ok::<_, BoxError>(n) }
+    })
+    .recycle_if(|_: &mut u64| true)
+    .on_destroy(move |_: u64| {
+        destroyed.fetch_add(1, Ordering::Relaxed);
+        async {}
+    })
+}
+
+fn resource_builder(s: &ResourceSettings, counts: &Counts) -> PoolBuilder<LifecycleFn<u64>> {
+    let mut b = Pool::builder(lifecycle(counts)).min_size(s.min).max_size(s.max);
+    if let Some(d) = s.acquire_timeout {
+        b = b.acquire_timeout(d);
+    }
+    if let Some(d) = s.idle_timeout {
+        b = b.idle_timeout(d);
+    }
+    b
+}
+
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn lends(builder: PoolBuilder<LifecycleFn<u64>>, counts: &Counts) {
+    let pool = match builder.build() {
+        Ok(pool) => pool,
+        Err(err) => return assert_names_a_field(&err, RESOURCE_FIELDS),
+    };
+    let max = pool.stats().max_size;
+    for _ in 0..3 {
+        let got = tokio::time::timeout(HOUR, pool.acquire()).await.expect("an acquire never answered");
+        match got {
+            Ok(first) => {
+                if max >= 2 {
+                    let second = tokio::time::timeout(HOUR, pool.acquire()).await.expect("never answered");
+                    if let Err(e) = &second {
+                        assert!(e.is::<TimedOut>(), "{e}");
+                    }
+                }
+                drop(first);
+            }
+            // A 1 ns acquire timeout may pass while the background refill holds the place.
+            Err(e) => assert!(e.is::<TimedOut>(), "{e}"),
+        }
+        settle().await;
+        assert!(pool.stats().total <= max);
+    }
+    pool.close().await;
+    settle().await;
+    let s = pool.stats();
+    assert_eq!(s.total, 0, "{s:?}");
+    assert_eq!(s.created, s.destroyed + s.detached + s.dropped, "{s:?}");
+    assert_eq!(s.destroyed, counts.destroyed.load(Ordering::Relaxed), "{s:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn pool_service_builder_refuses_or_serves(s in service_settings()) {
+        runtime().block_on(serves(service_builder(&s)));
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn pool_service_config_refuses_or_serves(s in service_settings()) {
+        let (min, max, concurrency, queue, up_queue) = s.sizes;
+        let (after, housekeeping, backoff, backoff_max, _, _) = s.durations;
+        let (idle, make_timeout, _) = s.options;
+        let mut config = palisade_pool::PoolServiceConfig::default();
+        config.min_size = Some(min);
+        config.max_size = Some(max);
+        config.member_concurrency = Some(concurrency);
+        config.queue_capacity = Some(queue);
+        config.scale_up_queue = Some(up_queue);
+        config.scale_up_utilisation = Some(s.ratios.1);
+        config.scale_down_utilisation = Some(s.ratios.0);
+        config.scale_down_after = Some(after);
+        config.housekeeping_interval = Some(housekeeping);
+        config.make_backoff = Some(backoff);
+        config.make_backoff_max = Some(backoff_max);
+        config.idle_timeout = idle;
+        config.make_timeout = make_timeout;
+        config.evict_after_failures = Some(s.failures);
+        config.strategy = Some(strategy(s.strategy));
+        config.when_full = Some(if s.wait { WhenFull::Wait } else { WhenFull::Reject });
+        match config.into_builder::<u32>() {
+            Ok(builder) => runtime().block_on(serves(builder)),
+            Err(err) => assert_names_a_field(&err, SERVICE_FIELDS),
+        }
+    }
+
+    #[test]
+    fn resource_pool_builder_refuses_or_lends(s in resource_settings()) {
+        let counts = Counts::default();
+        runtime().block_on(lends(resource_builder(&s, &counts), &counts));
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn resource_pool_config_refuses_or_lends(s in resource_settings()) {
+        let mut config = palisade_pool::resource::PoolConfig::default();
+        config.min_size = Some(s.min);
+        config.max_size = Some(s.max);
+        config.acquire_timeout = s.acquire_timeout;
+        config.idle_timeout = s.idle_timeout;
+        let counts = Counts::default();
+        runtime().block_on(lends(config.into_builder(lifecycle(&counts)), &counts));
+    }
+}
+
+/// Serde configs as text, with the durations the issue names (`"200000000000000d"`).
+#[cfg(feature = "serde")]
+#[test]
+fn json_configs_with_extreme_values_refuse_or_serve() {
+    let sizes = ["0", "1", "4294967295", "18446744073709551615"];
+    let durations = ["\"0s\"", "\"1ns\"", "\"1ms\"", "\"200000000000000d\""];
+    for size in sizes {
+        for duration in durations {
+            let json = format!(
+                r#"{{ "max_size": {size}, "queue_capacity": {size}, "member_concurrency": {size},
+                     "scale_down_after": {duration}, "housekeeping_interval": {duration},
+                     "idle_timeout": {duration}, "make_timeout": {duration} }}"#
+            );
+            let config: palisade_pool::PoolServiceConfig = serde_json::from_str(&json).unwrap();
+            match config.into_builder::<u32>() {
+                Ok(builder) => runtime().block_on(serves(builder)),
+                Err(err) => assert_names_a_field(&err, SERVICE_FIELDS),
+            }
+            let json = format!(
+                r#"{{ "min_size": 1, "max_size": {size}, "acquire_timeout": {duration}, "idle_timeout": {duration} }}"#
+            );
+            let config: palisade_pool::resource::PoolConfig = serde_json::from_str(&json).unwrap();
+            let counts = Counts::default();
+            runtime().block_on(lends(config.into_builder(lifecycle(&counts)), &counts));
+        }
+    }
+}
