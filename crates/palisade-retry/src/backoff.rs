@@ -4,18 +4,30 @@
 //! steps:
 //!
 //! 1. the [`Backoff`] strategy gives a raw delay for `n`;
-//! 2. it is capped at the layer's `max_delay`;
-//! 3. [`Jitter`] spreads it, following the definitions of the AWS Architecture Blog post
-//!    "Exponential Backoff And Jitter" (Marc Brooker, 2015):
+//! 2. it is capped at the layer's `max_delay` (default 10 s; `.no_max_delay()` turns the cap
+//!    off) — **before** the jitter, as in the AWS formulas below, so that full, equal and
+//!    decorrelated jitter never exceed the cap. `.cap_after_jitter(true)` caps the jittered
+//!    delay instead, as Polly v8 does (`MaxDelay` applies to the delay after jitter); use it
+//!    with [`Jitter::Proportional`] for a hard cap;
+//! 3. [`Jitter`] spreads it:
 //!    - [`Jitter::None`]: the capped delay as is;
 //!    - [`Jitter::Full`]: uniformly random in `[0, delay)`;
 //!    - [`Jitter::Equal`]: `delay / 2` plus a random part in `[0, delay / 2)`;
 //!    - [`Jitter::Decorrelated`]: `min(max_delay, random in [base, previous * 3))`, where
 //!      `base` is the strategy's first delay and `previous` the last delay actually used
-//!      (the strategy's growth is ignored, as in the blog post).
+//!      (the strategy's growth is ignored, as in the blog post);
+//!    - [`Jitter::Proportional`]: uniformly random in `[delay × (1 − p), delay × (1 + p))`,
+//!      Polly v8's jitter for its constant and linear backoffs with `p` = 25 %
+//!      ([`Jitter::proportional`]); it keeps the shape of a fixed or linear backoff and
+//!      spreads it by a share of its size.
 //!
-//! A server-given hint (`Retry-After`, `grpc-retry-pushback-ms`) is applied afterwards as a
-//! floor, and may exceed `max_delay` (see the layer docs).
+//!    The first four follow the AWS Architecture Blog post "Exponential Backoff And
+//!    Jitter" (Marc Brooker, 2015).
+//!
+//! A server-given hint is applied afterwards: HTTP `Retry-After` as a floor, a gRPC pushback
+//! as the exact delay (see the layer docs); either may exceed `max_delay`. Every step
+//! saturates instead of overflowing: a delay too large for the clock means "effectively
+//! never" (palisade's policy, see `palisade_core::time`), never a panic.
 //!
 //! # Example
 //!
@@ -37,6 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::rng::AtomicRng;
+use palisade_core::time::mul_f64_saturating;
 
 /// How the raw delay grows with the retry number.
 #[derive(Clone)]
@@ -132,12 +145,18 @@ impl Backoff {
             Self::Fixed(d) => *d,
             Self::Linear { initial, step } => initial.saturating_add(step.saturating_mul(n - 1)),
             Self::Exponential { base, multiplier } => {
-                let secs = base.as_secs_f64() * multiplier.powi(i32::try_from(n - 1).unwrap_or(i32::MAX));
-                Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+                let factor = multiplier.powi(i32::try_from(n - 1).unwrap_or(i32::MAX));
+                if factor.is_nan() {
+                    return Duration::MAX; // only an unvalidated multiplier gets here
+                }
+                mul_f64_saturating(*base, factor)
             }
             Self::Fibonacci { base } => {
                 let (mut a, mut b) = (1u32, 1u32);
                 for _ in 2..n {
+                    if b == u32::MAX {
+                        break; // saturated: at most ~47 rounds whatever `n` is
+                    }
                     let next = a.saturating_add(b);
                     a = b;
                     b = next;
@@ -162,6 +181,9 @@ impl Backoff {
 }
 
 /// How a delay is randomised; see the [module docs](self).
+///
+/// In a serde config: `"none"`, `"full"`, `"equal"`, `"decorrelated"` or
+/// `{"proportional": {"percent": 25}}`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "snake_case"))]
 #[non_exhaustive]
@@ -175,6 +197,29 @@ pub enum Jitter {
     Equal,
     /// `min(max_delay, uniform [base, previous × 3))`.
     Decorrelated,
+    /// Uniform in `[delay × (1 − percent/100), delay × (1 + percent/100))`: Polly v8's
+    /// jitter for constant and linear backoff (`percent` = 25, see [`Jitter::proportional`]).
+    /// `percent` is at most 100 (checked when the layer is built).
+    Proportional {
+        /// The spread on each side, in percent of the delay (0 to 100).
+        percent: u8,
+    },
+}
+
+impl Jitter {
+    /// [`Jitter::Proportional`] with Polly's ±25 %.
+    pub const fn proportional() -> Self {
+        Self::Proportional { percent: 25 }
+    }
+
+    pub(crate) fn validate(self) -> Result<(), palisade_core::ConfigError> {
+        match self {
+            Self::Proportional { percent } => {
+                palisade_core::config::ensure(percent <= 100, "jitter.percent", "must be between 0 and 100")
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -186,29 +231,50 @@ fn nanos(d: Duration) -> u64 {
 pub(crate) struct DelayPolicy {
     pub(crate) backoff: Backoff,
     pub(crate) jitter: Jitter,
+    /// `Duration::MAX` when there is no cap.
     pub(crate) max_delay: Duration,
+    /// Cap the jittered delay (Polly) instead of the raw one (AWS, the default).
+    pub(crate) cap_after_jitter: bool,
 }
 
 impl DelayPolicy {
     /// The delay before retry `n`, given the previous delay used (zero before the first).
     pub(crate) fn next(&self, n: u32, previous: Duration, rng: &AtomicRng) -> Duration {
+        if self.cap_after_jitter {
+            let raw = self.backoff.delay(n);
+            let prev = previous.min(self.max_delay);
+            self.spread(raw, self.backoff.delay(1), prev, rng).min(self.max_delay)
+        } else {
+            let raw = self.backoff.delay(n).min(self.max_delay);
+            let base = self.backoff.delay(1).min(self.max_delay);
+            self.spread(raw, base, previous, rng)
+        }
+    }
+
+    /// Applies the jitter to `d` (`base` and `previous` are for the decorrelated form).
+    fn spread(&self, d: Duration, base: Duration, previous: Duration, rng: &AtomicRng) -> Duration {
         match self.jitter {
-            Jitter::None => self.backoff.delay(n).min(self.max_delay),
-            Jitter::Full => {
-                let d = self.backoff.delay(n).min(self.max_delay);
-                Duration::from_nanos(rng.below(nanos(d)))
-            }
+            Jitter::None => d,
+            Jitter::Full => Duration::from_nanos(rng.below(nanos(d))),
             Jitter::Equal => {
-                let d = nanos(self.backoff.delay(n).min(self.max_delay));
+                let d = nanos(d);
                 let half = d / 2;
                 Duration::from_nanos(half + rng.below(d - half))
             }
             Jitter::Decorrelated => {
-                let base = nanos(self.backoff.delay(1).min(self.max_delay));
+                let base = nanos(base);
                 let prev = if previous.is_zero() { base } else { nanos(previous) };
                 let hi = prev.saturating_mul(3);
                 let d = if hi > base { base + rng.below(hi - base) } else { base };
                 Duration::from_nanos(d).min(self.max_delay)
+            }
+            Jitter::Proportional { percent } => {
+                let d = u128::from(nanos(d));
+                let spread = d * u128::from(percent.min(100)) / 100;
+                let width = u64::try_from(spread * 2).unwrap_or(u64::MAX);
+                let low = d - spread;
+                let v = low + u128::from(rng.below(width));
+                Duration::from_nanos(u64::try_from(v).unwrap_or(u64::MAX))
             }
         }
     }
@@ -239,21 +305,109 @@ mod tests {
             Backoff::fibonacci(Duration::from_secs(1)).delay(200),
             Duration::from_secs(u64::from(u32::MAX))
         );
-        let p =
-            DelayPolicy { backoff: Backoff::exponential(ms(1)), jitter: Jitter::None, max_delay: ms(500) };
+        let p = DelayPolicy {
+            backoff: Backoff::exponential(ms(1)),
+            jitter: Jitter::None,
+            max_delay: ms(500),
+            cap_after_jitter: false,
+        };
         assert_eq!(p.next(1000, Duration::ZERO, &AtomicRng::seeded(1)), ms(500));
     }
 
     #[test]
     fn jitter_stays_within_its_bounds() {
         let rng = AtomicRng::seeded(7);
-        let policy = |jitter| DelayPolicy { backoff: Backoff::fixed(ms(100)), jitter, max_delay: ms(250) };
+        let policy = |jitter| DelayPolicy {
+            backoff: Backoff::fixed(ms(100)),
+            jitter,
+            max_delay: ms(250),
+            cap_after_jitter: false,
+        };
         for _ in 0..1000 {
             assert!(policy(Jitter::Full).next(1, Duration::ZERO, &rng) < ms(100));
             let e = policy(Jitter::Equal).next(1, Duration::ZERO, &rng);
             assert!(e >= ms(50) && e < ms(100));
             let d = policy(Jitter::Decorrelated).next(2, ms(200), &rng);
             assert!(d >= ms(100) && d <= ms(250));
+            let p = policy(Jitter::proportional()).next(1, Duration::ZERO, &rng);
+            assert!(p >= ms(75) && p < ms(125), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn proportional_jitter_spreads_evenly_around_the_delay() {
+        // Polly v8: a constant 100 ms backoff with jitter lands in [75, 125) ms.
+        let rng = AtomicRng::seeded(3);
+        let p = DelayPolicy {
+            backoff: Backoff::linear(ms(100), ms(100)),
+            jitter: Jitter::proportional(),
+            max_delay: Duration::MAX,
+            cap_after_jitter: false,
+        };
+        let (mut below, mut above) = (0, 0);
+        for _ in 0..2000 {
+            let d = p.next(3, Duration::ZERO, &rng); // linear: 300 ms
+            assert!(d >= ms(225) && d < ms(375), "{d:?}");
+            if d < ms(300) {
+                below += 1
+            } else {
+                above += 1
+            }
+        }
+        assert!(below > 800 && above > 800, "{below} / {above}");
+        // 0 % is no jitter, 100 % is [0, 2 × delay).
+        let exact = DelayPolicy { jitter: Jitter::Proportional { percent: 0 }, ..p.clone() };
+        assert_eq!(exact.next(1, Duration::ZERO, &rng), ms(100));
+        let wide = DelayPolicy { jitter: Jitter::Proportional { percent: 100 }, ..p };
+        assert!(wide.next(1, Duration::ZERO, &rng) < ms(200));
+        assert!(Jitter::Proportional { percent: 101 }.validate().is_err());
+    }
+
+    #[test]
+    fn the_cap_applies_before_or_after_the_jitter() {
+        let rng = AtomicRng::seeded(9);
+        let before = DelayPolicy {
+            backoff: Backoff::fixed(ms(100)),
+            jitter: Jitter::proportional(),
+            max_delay: ms(100),
+            cap_after_jitter: false,
+        };
+        let after = DelayPolicy { cap_after_jitter: true, ..before.clone() };
+        let (mut over, mut capped) = (false, 0);
+        for _ in 0..500 {
+            over |= before.next(1, Duration::ZERO, &rng) > ms(100);
+            let d = after.next(1, Duration::ZERO, &rng);
+            assert!(d <= ms(100) && d >= ms(75));
+            capped += usize::from(d == ms(100));
+        }
+        assert!(over, "capped before the jitter, the spread may pass the cap");
+        assert!(capped > 100, "capped after the jitter, the upper half lands on the cap");
+    }
+
+    #[test]
+    fn no_cap_and_huge_values_never_panic() {
+        let rng = AtomicRng::seeded(1);
+        for jitter in [
+            Jitter::None,
+            Jitter::Full,
+            Jitter::Equal,
+            Jitter::Decorrelated,
+            Jitter::proportional(),
+            Jitter::Proportional { percent: 100 },
+        ] {
+            for cap_after_jitter in [false, true] {
+                for backoff in [
+                    Backoff::exponential_with(Duration::MAX, 1000.0),
+                    Backoff::fixed(Duration::MAX),
+                    Backoff::linear(Duration::MAX, Duration::MAX),
+                    Backoff::fibonacci(Duration::MAX),
+                ] {
+                    let p = DelayPolicy { backoff, jitter, max_delay: Duration::MAX, cap_after_jitter };
+                    for n in [1, 2, 70, u32::MAX] {
+                        let _ = p.next(n, Duration::MAX, &rng);
+                    }
+                }
+            }
         }
     }
 

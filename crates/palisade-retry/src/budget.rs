@@ -41,7 +41,7 @@
 //! assert!(!grpc.try_withdraw());
 //! ```
 
-use crate::sync::{AtomicI64, AtomicU32, Ordering};
+use crate::sync::{AtomicI64, Ordering};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,9 +72,6 @@ enum Kind {
 struct RatioBudget {
     deposits: SlidingCounter,
     withdrawals: SlidingCounter,
-    /// The deposits' epoch, refreshed from the clock every [`REFRESH_EVERY`] deposits and on
-    /// every withdrawal, so that a request does not read the clock.
-    cached_epoch: AtomicU32,
     deposit: i64,
     withdraw: i64,
     reserve: i64,
@@ -93,16 +90,7 @@ struct TokenBucket {
 /// Fixed-point scale of a deposit (one request) in a ratio budget.
 const DEPOSIT: i64 = 1000;
 
-/// Deposits between two clock reads. A stale epoch only ever makes deposits expire early
-/// (the budget is underestimated, never overestimated), and at low rates the floor
-/// dominates anyway.
-const REFRESH_EVERY: i64 = 16;
-
 impl RatioBudget {
-    fn refresh(&self, now: Instant) {
-        self.cached_epoch.store(self.deposits.epoch(now), Ordering::Relaxed);
-    }
-
     fn balance(&self, now: Instant) -> i64 {
         self.reserve + self.deposits.sum(now) - self.withdrawals.sum(now)
     }
@@ -174,13 +162,10 @@ impl RetryBudget {
             (DEPOSIT, ((DEPOSIT as f64 / ratio).round() as i64).max(1))
         };
         let reserve = (f64::from(min_per_sec) * ttl.as_secs_f64() * withdraw as f64) as i64;
-        let deposits = SlidingCounter::new(ttl);
-        let cached_epoch = AtomicU32::new(deposits.epoch(Instant::now()));
         Self {
             kind: Arc::new(Kind::Ratio(RatioBudget {
-                deposits,
+                deposits: SlidingCounter::new(ttl),
                 withdrawals: SlidingCounter::new(ttl),
-                cached_epoch,
                 deposit,
                 withdraw,
                 reserve,
@@ -212,20 +197,27 @@ impl RetryBudget {
 
     /// Records an original request (not a retry). Retry and hedge layers call this for
     /// every request they receive.
+    ///
+    /// A ratio budget credits the deposit to the slot of the moment it is made (one read of
+    /// the tokio clock), so that a deposit counts for exactly `ttl` whatever the traffic
+    /// before it — as tower's `TpsBudget` and Finagle's `WindowedAdder` do. (An earlier
+    /// version cached the slot to skip the clock read and credited deposits after an idle
+    /// spell to a slot that had already expired: a quiet client with no floor got no
+    /// retries at all.)
     #[inline]
     pub fn deposit(&self) {
         if let Kind::Ratio(r) = &*self.kind {
             if r.deposit != 0 {
-                let value = r.deposits.add_at(r.cached_epoch.load(Ordering::Relaxed), r.deposit);
-                if (value / r.deposit) % REFRESH_EVERY == 0 {
-                    r.refresh(Instant::now());
-                }
+                r.deposits.add(Instant::now(), r.deposit);
             }
         }
     }
 
     /// Records the outcome of one attempt: `retryable_failure` for a failure worth
-    /// retrying, `success` for a success. Only the token bucket uses it.
+    /// retrying — or, as gRFC A6 says, a response whose server pushback says not to retry
+    /// ([`Classification::is_throttling_failure`](palisade_core::Classification::is_throttling_failure))
+    /// — and `success` for a success. Only the token bucket uses it: a failure takes one
+    /// token, a success gives back `token_ratio`.
     #[inline]
     pub fn record(&self, retryable_failure: bool, success: bool) {
         if let Kind::Tokens(t) = &*self.kind {
@@ -246,7 +238,6 @@ impl RetryBudget {
             Kind::Unlimited => true,
             Kind::Ratio(r) => {
                 let now = Instant::now();
-                r.refresh(now);
                 if r.balance(now) >= r.withdraw {
                     r.withdrawals.add(now, r.withdraw);
                     true
@@ -265,7 +256,6 @@ impl RetryBudget {
             Kind::Unlimited => f64::INFINITY,
             Kind::Ratio(r) => {
                 let now = Instant::now();
-                r.refresh(now);
                 (r.balance(now) / r.withdraw).max(0) as f64
             }
             Kind::Tokens(t) => t.milli.load(Ordering::Acquire) as f64 / 1000.0,

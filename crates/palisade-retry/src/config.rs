@@ -25,8 +25,10 @@ use crate::RetryLayer;
 /// | `max_attempts` | 3 (two retries) |
 /// | `backoff` | exponential from 100 ms, doubling |
 /// | `jitter` | full |
-/// | `max_delay` | 10 s |
+/// | `max_delay` | 10 s, applied before the jitter (`no_max_delay`, `cap_after_jitter`) |
 /// | `max_retry_after` | 30 s |
+/// | `wait_for_half_open` | off: a call refused by an open circuit breaker is returned at once |
+/// | `retries_exhausted_error` | off: the last attempt's result is returned as is |
 /// | `attempt_timeout`, `deadline` | none |
 /// | `budget` | Finagle's: 20 % of requests over 10 s plus 10 retries/s, one per layer |
 /// | `throttle` | none |
@@ -39,7 +41,10 @@ pub struct RetryLayerBuilder<C = DefaultClassifier, P = CloneRequest> {
     backoff: Backoff,
     jitter: Jitter,
     max_delay: Duration,
+    cap_after_jitter: bool,
     max_retry_after: Duration,
+    wait_for_half_open: Option<Duration>,
+    exhausted_error: bool,
     attempt_timeout: Option<Duration>,
     deadline: Option<Duration>,
     budget: Option<RetryBudget>,
@@ -58,7 +63,10 @@ impl<C: fmt::Debug, P: fmt::Debug> fmt::Debug for RetryLayerBuilder<C, P> {
             .field("backoff", &self.backoff)
             .field("jitter", &self.jitter)
             .field("max_delay", &self.max_delay)
+            .field("cap_after_jitter", &self.cap_after_jitter)
             .field("max_retry_after", &self.max_retry_after)
+            .field("wait_for_half_open", &self.wait_for_half_open)
+            .field("retries_exhausted_error", &self.exhausted_error)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("deadline", &self.deadline)
             .field("budget", &self.budget)
@@ -77,7 +85,10 @@ impl Default for RetryLayerBuilder {
             backoff: Backoff::default(),
             jitter: Jitter::Full,
             max_delay: Duration::from_secs(10),
+            cap_after_jitter: false,
             max_retry_after: Duration::from_secs(30),
+            wait_for_half_open: None,
+            exhausted_error: false,
             attempt_timeout: None,
             deadline: None,
             budget: None,
@@ -115,10 +126,28 @@ impl<C, P> RetryLayerBuilder<C, P> {
         self
     }
 
-    /// The largest backoff delay (default 10 s). A server hint may exceed it, up to
-    /// [`max_retry_after`](Self::max_retry_after).
+    /// The largest backoff delay (default 10 s; must not be zero). A server hint may exceed
+    /// it, up to [`max_retry_after`](Self::max_retry_after). It caps the delay before the
+    /// jitter unless [`cap_after_jitter`](Self::cap_after_jitter) is set. A huge value is
+    /// no cap: delays saturate to "effectively never" instead of overflowing.
     pub fn max_delay(mut self, max: Duration) -> Self {
         self.max_delay = max;
+        self
+    }
+
+    /// No cap on the backoff delay: it grows as the strategy says (saturating, never
+    /// overflowing). A total [`deadline`](Self::deadline) is then the usual bound.
+    pub fn no_max_delay(mut self) -> Self {
+        self.max_delay = Duration::MAX;
+        self
+    }
+
+    /// Caps the delay **after** the jitter (Polly v8's `MaxDelay`) instead of before it (the
+    /// AWS formulas, the default). With the cap after, no delay ever exceeds `max_delay`,
+    /// whatever the jitter; with the cap before, full, equal and decorrelated jitter stay
+    /// below it anyway, and [`Jitter::Proportional`] may pass it by its percentage.
+    pub fn cap_after_jitter(mut self, yes: bool) -> Self {
+        self.cap_after_jitter = yes;
         self
     }
 
@@ -126,6 +155,39 @@ impl<C, P> RetryLayerBuilder<C, P> {
     /// for; a longer one makes it give up at once (default 30 s).
     pub fn max_retry_after(mut self, max: Duration) -> Self {
         self.max_retry_after = max;
+        self
+    }
+
+    /// Opt-in: retry a call refused by an open circuit breaker
+    /// ([`CircuitOpen`](palisade_core::rejection::CircuitOpen)) once the breaker's
+    /// `retry_after` (its remaining open time) has passed, when that wait is at most
+    /// `max_wait`; a longer one is returned at once.
+    ///
+    /// Off by default, on purpose: a breaker that refuses a call answers at once so that the
+    /// caller answers at once (503 with `Retry-After`). A retry outside the breaker that
+    /// sleeps on the open time holds the request — and any permit, connection or timeout
+    /// budget above it — for that long, and turns fast refusals into slow timeouts. Use it
+    /// for background work that would rather wait than fail; keep `max_wait` below any
+    /// timeout outside the retry. The wait is paid from the budget like any retry and
+    /// counts against the total [`deadline`](Self::deadline).
+    pub fn wait_for_half_open(mut self, max_wait: Duration) -> Self {
+        self.wait_for_half_open = Some(max_wait);
+        self
+    }
+
+    /// Opt-in: when the layer gives up on a retryable failure because the attempts, the
+    /// budget, the throttle, a too long server hint or a request that cannot be copied
+    /// stopped it, return [`RetriesExhausted`](crate::error::RetriesExhausted) — carrying
+    /// the attempt count, the reason and the last error as its `source` — instead of the
+    /// last error as is (tower's `Policy` can rewrite the final result the same way).
+    ///
+    /// Off by default so that the inner error type stays what the caller matches on. A
+    /// last attempt that answered with a response classified as a failure (an HTTP 503) is
+    /// returned as that response either way; a passed total deadline is
+    /// [`TimedOut`](crate::error::TimedOut) either way; a failure that is not retryable is
+    /// returned as is.
+    pub fn retries_exhausted_error(mut self, yes: bool) -> Self {
+        self.exhausted_error = yes;
         self
     }
 
@@ -180,7 +242,10 @@ impl<C, P> RetryLayerBuilder<C, P> {
             backoff: self.backoff,
             jitter: self.jitter,
             max_delay: self.max_delay,
+            cap_after_jitter: self.cap_after_jitter,
             max_retry_after: self.max_retry_after,
+            wait_for_half_open: self.wait_for_half_open,
+            exhausted_error: self.exhausted_error,
             attempt_timeout: self.attempt_timeout,
             deadline: self.deadline,
             budget: self.budget,
@@ -200,7 +265,10 @@ impl<C, P> RetryLayerBuilder<C, P> {
             backoff: self.backoff,
             jitter: self.jitter,
             max_delay: self.max_delay,
+            cap_after_jitter: self.cap_after_jitter,
             max_retry_after: self.max_retry_after,
+            wait_for_half_open: self.wait_for_half_open,
+            exhausted_error: self.exhausted_error,
             attempt_timeout: self.attempt_timeout,
             deadline: self.deadline,
             budget: self.budget,
@@ -222,6 +290,7 @@ impl<C, P> RetryLayerBuilder<C, P> {
         ensure(self.max_attempts >= 1, "max_attempts", "must be at least 1")?;
         ensure_nonzero_duration("max_delay", self.max_delay)?;
         self.backoff.validate()?;
+        self.jitter.validate()?;
         if let Some(t) = self.attempt_timeout {
             ensure_nonzero_duration("attempt_timeout", t)?;
         }
@@ -230,8 +299,15 @@ impl<C, P> RetryLayerBuilder<C, P> {
         }
         let core = Core {
             max_attempts: self.max_attempts,
-            delay: DelayPolicy { backoff: self.backoff, jitter: self.jitter, max_delay: self.max_delay },
+            delay: DelayPolicy {
+                backoff: self.backoff,
+                jitter: self.jitter,
+                max_delay: self.max_delay,
+                cap_after_jitter: self.cap_after_jitter,
+            },
             max_retry_after: self.max_retry_after,
+            wait_for_half_open: self.wait_for_half_open,
+            exhausted_error: self.exhausted_error,
             attempt_timeout: self.attempt_timeout,
             deadline: self.deadline,
             budget: self.budget.unwrap_or_default(),
@@ -290,14 +366,22 @@ mod serde_config {
         pub max_attempts: Option<u32>,
         /// Backoff strategy.
         pub backoff: Option<BackoffConfig>,
-        /// Jitter: `"none"`, `"full"`, `"equal"`, `"decorrelated"`.
+        /// Jitter: `"none"`, `"full"`, `"equal"`, `"decorrelated"`, or
+        /// `{"proportional": {"percent": 25}}`.
         pub jitter: Option<Jitter>,
-        /// Largest backoff delay.
+        /// Largest backoff delay (a huge value such as `"100000d"` is no cap).
         #[serde(with = "palisade_core::duration::serde::option")]
         pub max_delay: Option<Duration>,
+        /// Cap the delay after the jitter instead of before.
+        pub cap_after_jitter: Option<bool>,
         /// Longest server hint honoured.
         #[serde(with = "palisade_core::duration::serde::option")]
         pub max_retry_after: Option<Duration>,
+        /// Opt-in wait for an open circuit breaker to half-open, up to this long.
+        #[serde(with = "palisade_core::duration::serde::option")]
+        pub wait_for_half_open: Option<Duration>,
+        /// Opt-in `RetriesExhausted` error when retries run out.
+        pub retries_exhausted_error: Option<bool>,
         /// Per-attempt timeout.
         #[serde(with = "palisade_core::duration::serde::option")]
         pub attempt_timeout: Option<Duration>,
@@ -405,8 +489,17 @@ mod serde_config {
             if let Some(d) = self.max_delay {
                 b = b.max_delay(d);
             }
+            if let Some(yes) = self.cap_after_jitter {
+                b = b.cap_after_jitter(yes);
+            }
             if let Some(d) = self.max_retry_after {
                 b = b.max_retry_after(d);
+            }
+            if let Some(d) = self.wait_for_half_open {
+                b = b.wait_for_half_open(d);
+            }
+            if let Some(yes) = self.retries_exhausted_error {
+                b = b.retries_exhausted_error(yes);
             }
             if let Some(d) = self.attempt_timeout {
                 b = b.attempt_timeout(d);

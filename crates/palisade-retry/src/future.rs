@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use palisade_core::classify::{Classification, Classify};
-use palisade_core::rejection::TimedOut;
+use palisade_core::classify::{Classification, Classify, RetryHint};
+use palisade_core::rejection::{RejectionKind, TimedOut};
+use palisade_core::time::deadline_from_now;
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
 
+use crate::error::RetriesExhausted;
 use crate::event::{GiveUpReason, RetryEvent, RetryReason};
 use crate::handle::Core;
 use crate::replay::Replay;
@@ -44,9 +46,19 @@ pin_project! {
         classifier: C,
         replay: P,
         attempt: u32,
-        previous_delay: Duration,
+        backoff: BackoffState,
         deadline: Option<Instant>,
     }
+}
+
+/// Where one call is in its backoff sequence.
+#[derive(Clone, Copy, Debug, Default)]
+struct BackoffState {
+    /// Retries since the first attempt or the last gRPC pushback (gRFC A6 restarts the
+    /// exponential backoff after a pushback, as grpc-go's `numRetriesSincePushback`).
+    step: u32,
+    /// The last delay used (decorrelated jitter); zero after a pushback.
+    previous: Duration,
 }
 
 pin_project! {
@@ -88,7 +100,7 @@ fn attempt_bound(core: &Core, deadline: Option<Instant>) -> Option<(Instant, boo
         (None, None) => None,
         (None, Some(d)) => Some((d, true)),
         (Some(t), d) => {
-            let per = Instant::now() + t;
+            let per = deadline_from_now(t);
             match d {
                 Some(d) if d <= per => Some((d, true)),
                 _ => Some((per, false)),
@@ -100,6 +112,22 @@ fn attempt_bound(core: &Core, deadline: Option<Instant>) -> Option<(Instant, boo
 fn give_up(core: &Core, attempts: u32, reason: GiveUpReason) {
     core.counters.gave_up.increment();
     core.events.publish(RetryEvent::GaveUp { attempts, reason });
+}
+
+/// The final result after giving up for `reason`: as is, or (opt-in) an error wrapped in
+/// [`RetriesExhausted`].
+fn exhausted<R, E: Into<BoxError>>(
+    core: &Core,
+    attempts: u32,
+    reason: GiveUpReason,
+    result: Result<R, E>,
+) -> Result<R, BoxError> {
+    match result {
+        Err(err) if core.exhausted_error && reason != GiveUpReason::NonRetryable => {
+            Err(RetriesExhausted::new(core.name.clone(), attempts, reason, err.into()).into())
+        }
+        other => other.map_err(Into::into),
+    }
 }
 
 impl<S, Req, C, P> ResponseFuture<S, Req, C, P>
@@ -121,7 +149,7 @@ where
     ) -> Self {
         core.counters.requests.increment();
         core.budget.deposit();
-        let deadline = core.deadline.map(|d| Instant::now() + d);
+        let deadline = core.deadline.map(deadline_from_now);
         let mut this = Self {
             state: State::Waiting,
             timer: Timer::Idle,
@@ -134,7 +162,7 @@ where
             classifier,
             replay,
             attempt: 1,
-            previous_delay: Duration::ZERO,
+            backoff: BackoffState::default(),
             deadline,
         };
         if let Some(throttle) = &this.core.throttle {
@@ -164,13 +192,19 @@ where
 
 /// Decides whether the failed attempt `attempt` is retried; returns when the next attempt
 /// may start, or why not.
+///
+/// The delay: a gRPC pushback ([`RetryHint::Pushback`]) is the delay itself and restarts
+/// the backoff (gRFC A6); otherwise the backoff's next delay, raised to an HTTP
+/// `Retry-After` ([`RetryHint::After`], a floor). A hint above `hint_limit` gives up.
+#[allow(clippy::too_many_arguments)]
 fn schedule(
     core: &Core,
     attempt: u32,
-    previous_delay: &mut Duration,
+    backoff: &mut BackoffState,
     replayable: bool,
     deadline: Option<Instant>,
-    hint: Option<Duration>,
+    hint: RetryHint,
+    hint_limit: Duration,
     reason: RetryReason,
 ) -> Result<Instant, GiveUpReason> {
     if attempt >= core.max_attempts {
@@ -179,16 +213,30 @@ fn schedule(
     if !replayable {
         return Err(GiveUpReason::NotReplayable);
     }
-    let mut delay = core.delay.next(attempt, *previous_delay, &core.rng);
-    if let Some(hint) = hint {
-        if hint > core.max_retry_after {
-            return Err(GiveUpReason::HintTooLong);
+    let (delay, server_hint, next) = match hint {
+        RetryHint::Pushback(d) => {
+            if d > hint_limit {
+                return Err(GiveUpReason::HintTooLong);
+            }
+            (d, Some(d), BackoffState::default())
         }
-        // The server's hint is a floor.
-        delay = delay.max(hint);
-    }
-    let now = Instant::now();
-    let at = now.checked_add(delay).ok_or(GiveUpReason::DeadlineExceeded)?;
+        RetryHint::After(d) => {
+            if d > hint_limit {
+                return Err(GiveUpReason::HintTooLong);
+            }
+            let step = backoff.step.saturating_add(1);
+            let delay = core.delay.next(step, backoff.previous, &core.rng).max(d);
+            (delay, Some(d), BackoffState { step, previous: delay })
+        }
+        _ => {
+            let step = backoff.step.saturating_add(1);
+            let delay = core.delay.next(step, backoff.previous, &core.rng);
+            (delay, None, BackoffState { step, previous: delay })
+        }
+    };
+    // Saturates: a delay too large for the clock is "effectively never", and only a real
+    // deadline can turn it into `DeadlineExceeded`.
+    let at = deadline_from_now(delay);
     if deadline.is_some_and(|d| at >= d) {
         return Err(GiveUpReason::DeadlineExceeded);
     }
@@ -204,14 +252,32 @@ fn schedule(
         core.events.publish(RetryEvent::BudgetExhausted { attempt: attempt + 1 });
         return Err(GiveUpReason::BudgetExhausted);
     }
-    *previous_delay = delay;
+    *backoff = next;
     core.counters.retries.increment();
-    core.events.publish(RetryEvent::RetryScheduled { attempt, delay, reason, server_hint: hint });
+    core.events.publish(RetryEvent::RetryScheduled { attempt, delay, reason, server_hint });
     Ok(at)
 }
 
+/// With [`wait_for_half_open`](crate::RetryLayerBuilder::wait_for_half_open), a refusal by
+/// an open breaker whose remaining open time is within the bound becomes a retryable
+/// failure whose hint is that time; returns the verdict and the longest hint allowed.
+fn circuit_open_wait(core: &Core, verdict: Classification) -> (Classification, Duration) {
+    if let Some(max_wait) = core.wait_for_half_open {
+        if verdict.is_failure()
+            && !verdict.is_retryable()
+            && verdict.rejection() == Some(RejectionKind::CircuitOpen)
+        {
+            let wait = verdict.retry_after().unwrap_or(Duration::ZERO);
+            if wait <= max_wait {
+                return (verdict.with_retryable(true).with_retry_after(Some(wait)), max_wait);
+            }
+        }
+    }
+    (verdict, core.max_retry_after)
+}
+
 fn record(core: &Core, verdict: &Classification) {
-    core.budget.record(verdict.is_failure() && verdict.is_retryable(), verdict.is_success());
+    core.budget.record(verdict.is_throttling_failure(), verdict.is_success());
     if let Some(throttle) = &core.throttle {
         throttle.record(!verdict.is_failure());
     }
@@ -236,6 +302,7 @@ where
                         Poll::Ready(result) => {
                             let verdict = this.classifier.classify(&result);
                             record(core, &verdict);
+                            let (verdict, hint_limit) = circuit_open_wait(core, verdict);
                             if !verdict.is_retryable() {
                                 if verdict.is_failure() {
                                     give_up(core, *this.attempt, GiveUpReason::NonRetryable);
@@ -249,10 +316,11 @@ where
                             match schedule(
                                 core,
                                 *this.attempt,
-                                this.previous_delay,
+                                this.backoff,
                                 this.request.is_some(),
                                 *this.deadline,
-                                verdict.retry_after(),
+                                verdict.hint(),
+                                hint_limit,
                                 RetryReason::Failure,
                             ) {
                                 Ok(at) => {
@@ -262,7 +330,7 @@ where
                                 }
                                 Err(reason) => {
                                     give_up(core, *this.attempt, reason);
-                                    return Poll::Ready(result.map_err(Into::into));
+                                    return Poll::Ready(exhausted(core, *this.attempt, reason, result));
                                 }
                             }
                         }
@@ -285,17 +353,20 @@ where
                             match schedule(
                                 core,
                                 *this.attempt,
-                                this.previous_delay,
+                                this.backoff,
                                 this.request.is_some(),
                                 *this.deadline,
-                                None,
+                                RetryHint::None,
+                                core.max_retry_after,
                                 RetryReason::AttemptTimedOut,
                             ) {
                                 Ok(at) => this.timer.as_mut().arm(at),
                                 Err(reason) => {
                                     give_up(core, *this.attempt, reason);
                                     let after = core.attempt_timeout.unwrap_or_default();
-                                    return Poll::Ready(Err(TimedOut::new(core.name.clone(), after).into()));
+                                    let timed_out: Result<S::Response, BoxError> =
+                                        Err(TimedOut::new(core.name.clone(), after).into());
+                                    return Poll::Ready(exhausted(core, *this.attempt, reason, timed_out));
                                 }
                             }
                         }

@@ -19,6 +19,10 @@ pub(crate) struct Core {
     pub(crate) max_attempts: u32,
     pub(crate) delay: DelayPolicy,
     pub(crate) max_retry_after: Duration,
+    /// Opt-in: wait for an open breaker to half-open, up to this long.
+    pub(crate) wait_for_half_open: Option<Duration>,
+    /// Opt-in: wrap the last error in `RetriesExhausted` when retries run out.
+    pub(crate) exhausted_error: bool,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) deadline: Option<Duration>,
     pub(crate) budget: RetryBudget,
@@ -35,6 +39,8 @@ impl fmt::Debug for Core {
             .field("max_attempts", &self.max_attempts)
             .field("delay", &self.delay)
             .field("max_retry_after", &self.max_retry_after)
+            .field("wait_for_half_open", &self.wait_for_half_open)
+            .field("exhausted_error", &self.exhausted_error)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("deadline", &self.deadline)
             .field("budget", &self.budget)

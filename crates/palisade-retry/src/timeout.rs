@@ -46,6 +46,7 @@ use std::time::Duration;
 
 use palisade_core::config::{ensure_nonzero_duration, ConfigError};
 use palisade_core::rejection::TimedOut;
+use palisade_core::time::deadline_from_now;
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -110,7 +111,9 @@ impl TimeoutLayer {
         TimeoutLayerBuilder { policy: (), name: "timeout".into() }
     }
 
-    /// A layer with the same `timeout` for every call (must not be zero).
+    /// A layer with the same `timeout` for every call (must not be zero). A huge timeout
+    /// (`Duration::MAX`) saturates to "effectively never" (`palisade_core::time`), it never
+    /// panics.
     pub fn new(timeout: Duration) -> Result<Self, ConfigError> {
         Self::builder().timeout(timeout).build()
     }
@@ -223,7 +226,7 @@ where
         TimeoutFuture {
             future: self.inner.call(req),
             timer: Timer::Idle,
-            deadline: after.map(|d| Instant::now() + d),
+            deadline: after.map(deadline_from_now),
             after: after.unwrap_or_default(),
             name: after.map(|_| self.name.clone()),
         }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use palisade_core::classify::{classify_fn, Classification, GrpcClassifier, HttpClassifier};
+use palisade_core::classify::{classify_fn, Classification, ClassifyExt, GrpcClassifier, HttpClassifier};
 use palisade_core::rejection::{Throttled, TimedOut};
 use palisade_core::rng::AtomicRng;
 use palisade_core::{BoxError, DefaultClassifier};
@@ -315,7 +315,7 @@ async fn a_hint_above_max_retry_after_gives_up() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn grpc_pushback_is_a_floor_and_negative_means_never() {
+async fn grpc_pushback_is_exact_and_negative_means_never() {
     let start = Instant::now();
     let (svc, log) = http_service(vec![
         (200, vec![("grpc-status", "14"), ("grpc-retry-pushback-ms", "300")]),
@@ -642,4 +642,279 @@ async fn waiting_for_inner_capacity_counts_against_the_deadline() {
     assert_eq!(start.elapsed(), ms(1000));
     assert_eq!(svc.calls(), 1);
     assert_eq!(handle.snapshot().deadline_exceeded, 1);
+}
+
+// === issue 14.2: gRFC A6 pushback and throttling ===
+
+fn grpc_unavailable(pushback: &'static str) -> (u16, Vec<(&'static str, &'static str)>) {
+    (200, vec![("grpc-status", "14"), ("grpc-retry-pushback-ms", pushback)])
+}
+
+fn grpc_status(code: &'static str) -> (u16, Vec<(&'static str, &'static str)>) {
+    (200, vec![("grpc-status", code)])
+}
+
+/// A6: a pushback of n ms means "retry in n ms", even below the backoff (a floor would
+/// wait 500 ms).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_grpc_pushback_is_the_exact_delay_not_a_floor() {
+    let start = Instant::now();
+    let (svc, log) = http_service(vec![grpc_unavailable("200"), grpc_status("0")]);
+    let layer = builder().classifier(GrpcClassifier::new()).backoff(Backoff::fixed(ms(500))).build().unwrap();
+    let res = layer.layer(svc).oneshot(1).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "0");
+    assert_eq!(offsets(&log, start), [ms(0), ms(200)]);
+}
+
+/// A6 / grpc-go: after a pushback the exponential backoff restarts from the initial backoff
+/// (`numRetriesSincePushback = 0`).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_backoff_restarts_after_a_pushback() {
+    let start = Instant::now();
+    let (svc, log) = http_service(vec![
+        grpc_status("14"),
+        grpc_status("14"),
+        grpc_unavailable("50"),
+        grpc_status("14"),
+        grpc_status("14"),
+        grpc_status("0"),
+    ]);
+    let layer = builder()
+        .classifier(GrpcClassifier::new())
+        .max_attempts(6)
+        .backoff(Backoff::exponential(ms(100)))
+        .build()
+        .unwrap();
+    let res = layer.layer(svc).oneshot(1).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "0");
+    let gaps = gaps(&offsets(&log, start));
+    assert_eq!(gaps, [ms(100), ms(200), ms(50), ms(100), ms(200)]);
+}
+
+/// A pushback of zero retries at once; one above `max_retry_after` gives up.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_zero_pushback_retries_at_once_and_a_long_one_gives_up() {
+    let start = Instant::now();
+    let (svc, log) = http_service(vec![grpc_unavailable("0"), grpc_unavailable("60000"), grpc_status("0")]);
+    let layer = builder().classifier(GrpcClassifier::new()).backoff(Backoff::fixed(ms(500))).build().unwrap();
+    let res = layer.layer(svc).oneshot(1).await.unwrap();
+    assert_eq!(res.headers()["grpc-retry-pushback-ms"], "60000");
+    assert_eq!(offsets(&log, start), [ms(0), ms(0)]);
+}
+
+/// Issue 14.2: UNAVAILABLE with pushback -1 leaves 9.0 of 10 tokens (A6 counts it as a
+/// failure); before the fix the bucket stayed at 10.0.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_do_not_retry_pushback_costs_a_token() {
+    let (svc, log) = http_service(vec![grpc_unavailable("-1")]);
+    let budget = RetryBudget::token_bucket(10, 0.1).unwrap();
+    let layer = builder().classifier(GrpcClassifier::new()).budget(budget.clone()).build().unwrap();
+    let res = layer.layer(svc).oneshot(1).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "14");
+    assert_eq!(log.lock().unwrap().len(), 1, "not retried");
+    assert_eq!(budget.remaining(), 9.0);
+    // A success gives back 0.1; a fatal status without pushback takes nothing.
+    let (svc, _) = http_service(vec![grpc_status("0"), grpc_status("13")]);
+    let layer = builder().classifier(GrpcClassifier::new()).budget(budget.clone()).build().unwrap();
+    let svc = layer.layer(svc);
+    svc.clone().oneshot(1).await.unwrap();
+    assert!((budget.remaining() - 9.1).abs() < 1e-9);
+    svc.oneshot(1).await.unwrap();
+    assert!((budget.remaining() - 9.1).abs() < 1e-9);
+}
+
+// === issue 14.3: retries exhausted, jitter, caps, saturation ===
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_opt_in_error_says_the_retries_ran_out() {
+    use palisade_retry::error::RetriesExhausted;
+    let svc = Scripted::new([err("boom")]);
+    let layer = builder()
+        .max_attempts(3)
+        .backoff(Backoff::fixed(ms(1)))
+        .retries_exhausted_error(true)
+        .build()
+        .unwrap();
+    let e = run(layer, &svc, 1).await.unwrap_err();
+    let exhausted = e.downcast_ref::<RetriesExhausted>().expect("wrapped");
+    assert_eq!((exhausted.attempts(), exhausted.reason()), (3, GiveUpReason::AttemptsExhausted));
+    assert_eq!(exhausted.last_error().to_string(), "boom");
+    assert_eq!(exhausted.layer_name(), "retry");
+    assert!(e.to_string().contains("gave up after 3 attempt(s) (attempts_exhausted): boom"), "{e}");
+
+    // The budget stopping it says so.
+    let svc = Scripted::new([err("boom")]);
+    let layer = builder()
+        .budget(RetryBudget::ratio(Duration::from_secs(1), 0, 0.0).unwrap())
+        .retries_exhausted_error(true)
+        .build()
+        .unwrap();
+    let e = run(layer, &svc, 1).await.unwrap_err();
+    let exhausted = e.downcast_ref::<RetriesExhausted>().expect("wrapped");
+    assert_eq!((exhausted.attempts(), exhausted.reason()), (1, GiveUpReason::BudgetExhausted));
+
+    // A non-retryable failure, and a success, are returned as they are.
+    let layer = builder()
+        .classifier(DefaultClassifier.not_retryable_if(|r: &Result<u32, BoxError>| r.is_err()))
+        .retries_exhausted_error(true)
+        .build()
+        .unwrap();
+    let svc = Scripted::new([err("fatal")]);
+    let e = layer.layer(svc.clone()).oneshot(1).await.unwrap_err();
+    assert_eq!(e.to_string(), "fatal");
+    assert!(e.downcast_ref::<RetriesExhausted>().is_none());
+
+    // Off by default: the last error as is.
+    let svc = Scripted::new([err("boom")]);
+    let e = run(builder().backoff(Backoff::fixed(ms(1))).build().unwrap(), &svc, 1).await.unwrap_err();
+    assert!(e.downcast_ref::<RetriesExhausted>().is_none());
+    assert_eq!(e.to_string(), "boom");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn attempt_timeouts_that_run_out_are_wrapped_too() {
+    use palisade_retry::error::RetriesExhausted;
+    let svc = Scripted::new([Step::Hang]);
+    let layer = builder()
+        .max_attempts(2)
+        .backoff(Backoff::fixed(ms(1)))
+        .attempt_timeout(ms(10))
+        .retries_exhausted_error(true)
+        .build()
+        .unwrap();
+    let err = run(layer, &svc, 1).await.unwrap_err();
+    let exhausted = err.downcast_ref::<RetriesExhausted>().expect("wrapped");
+    assert_eq!(exhausted.attempts(), 2);
+    assert!(
+        palisade_core::rejection::find::<TimedOut>(err.as_ref()).is_some(),
+        "the source chain keeps TimedOut"
+    );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn proportional_jitter_stays_within_a_quarter_of_a_linear_backoff() {
+    let svc = Scripted::new([err("boom")]);
+    let layer = RetryLayer::builder()
+        .budget(RetryBudget::unlimited())
+        .seed(5)
+        .max_attempts(6)
+        .backoff(Backoff::linear(ms(100), ms(100)))
+        .jitter(Jitter::proportional())
+        .no_max_delay()
+        .build()
+        .unwrap();
+    let _ = run(layer, &svc, 1).await;
+    let gaps = gaps(&svc.call_times());
+    assert_eq!(gaps.len(), 5);
+    for (i, gap) in gaps.iter().enumerate() {
+        let d = 100 * (i as u64 + 1);
+        assert!(*gap >= ms(d * 3 / 4) && *gap < ms(d * 5 / 4), "retry {}: {gap:?}", i + 1);
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_cap_after_the_jitter_is_a_hard_cap() {
+    let svc = Scripted::new([err("boom")]);
+    let layer = RetryLayer::builder()
+        .budget(RetryBudget::unlimited())
+        .seed(11)
+        .max_attempts(30)
+        .backoff(Backoff::fixed(ms(100)))
+        .jitter(Jitter::proportional())
+        .max_delay(ms(100))
+        .cap_after_jitter(true)
+        .build()
+        .unwrap();
+    let _ = run(layer, &svc, 1).await;
+    assert!(gaps(&svc.call_times()).iter().all(|g| *g >= ms(75) && *g <= ms(100)));
+}
+
+/// Issue 14.3: a saturated delay is "effectively never", not `DeadlineExceeded`, when no
+/// deadline is set; with a deadline, the deadline decides.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_saturated_delay_is_never_a_deadline_without_a_deadline() {
+    let svc = Scripted::new([err("boom"), ok(1)]);
+    let events = Events::default();
+    let layer = builder()
+        .max_attempts(2)
+        .backoff(Backoff::exponential_with(Duration::MAX, 10.0))
+        .max_delay(Duration::MAX)
+        .on_event(events.listener())
+        .build()
+        .unwrap();
+    let mut fut = task::spawn(layer.layer(svc.clone()).oneshot(1));
+    assert_pending!(fut.poll());
+    tokio::time::advance(Duration::from_secs(86_400 * 365)).await;
+    assert_pending!(fut.poll());
+    assert_eq!(svc.calls(), 1);
+    assert!(matches!(events.all()[..], [RetryEvent::RetryScheduled { .. }]), "{:?}", events.all());
+
+    let svc = Scripted::new([err("boom"), ok(1)]);
+    let events = Events::default();
+    let layer = builder()
+        .max_attempts(2)
+        .backoff(Backoff::fixed(Duration::MAX))
+        .no_max_delay()
+        .deadline(Duration::from_secs(1))
+        .on_event(events.listener())
+        .build()
+        .unwrap();
+    assert_eq!(run(layer, &svc, 1).await.unwrap_err().to_string(), "boom");
+    assert!(events
+        .all()
+        .contains(&RetryEvent::GaveUp { attempts: 1, reason: GiveUpReason::DeadlineExceeded }));
+}
+
+// === issue 14.4: an open breaker answers at once ===
+
+fn refused_by_breaker(
+    retry_after: Duration,
+) -> impl Service<u32, Response = u32, Error = BoxError, Future = std::future::Ready<Result<u32, BoxError>>> + Clone
+{
+    let calls = Arc::new(AtomicU32::new(0));
+    tower::service_fn(move |_req: u32| {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(if n == 0 {
+            Err(palisade_core::rejection::CircuitOpen::new("backend", retry_after).into())
+        } else {
+            Ok(n)
+        })
+    })
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn circuit_open_is_returned_at_once_by_default() {
+    let start = Instant::now();
+    let events = Events::default();
+    let layer = builder().on_event(events.listener()).build().unwrap();
+    let err = layer.layer(refused_by_breaker(Duration::from_secs(2))).oneshot(1).await.unwrap_err();
+    assert!(err.is::<palisade_core::rejection::CircuitOpen>());
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(events.all(), [RetryEvent::GaveUp { attempts: 1, reason: GiveUpReason::NonRetryable }]);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn waiting_for_half_open_is_an_opt_in_with_its_own_bound() {
+    // Within the bound: retried once the open time has passed (not earlier).
+    let start = Instant::now();
+    let layer =
+        builder().backoff(Backoff::fixed(ms(1))).wait_for_half_open(Duration::from_secs(5)).build().unwrap();
+    let res = layer.layer(refused_by_breaker(Duration::from_secs(2))).oneshot(1).await.unwrap();
+    assert_eq!(res, 1);
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    // Above the bound: returned at once.
+    let start = Instant::now();
+    let layer = builder().wait_for_half_open(Duration::from_secs(1)).build().unwrap();
+    let err = layer.layer(refused_by_breaker(Duration::from_secs(2))).oneshot(1).await.unwrap_err();
+    assert!(err.is::<palisade_core::rejection::CircuitOpen>());
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    // The bound is its own: above `max_retry_after` is fine.
+    let start = Instant::now();
+    let layer = builder()
+        .max_retry_after(Duration::from_secs(1))
+        .wait_for_half_open(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    assert_eq!(layer.layer(refused_by_breaker(Duration::from_secs(2))).oneshot(1).await.unwrap(), 1);
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
 }

@@ -3,8 +3,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use palisade_core::classify::Classify;
+use palisade_core::classify::{Classify, RetryHint};
+use palisade_core::time::{deadline_after, deadline_from_now};
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -34,10 +36,14 @@ pin_project! {
         primary: Slot<S::Future>,
         #[pin]
         timer: Timer,
+        // The hedge delay of the first attempt, turned into `hedge_at` from the clock on the
+        // first `Pending` (a call that answers at once reads no clock).
+        hedge_after: Option<Duration>,
         // When the next hedge is due; moved into `timer` once every attempt is pending.
         hedge_at: Option<Instant>,
-        hedges: Vec<(Instant, Pin<Box<S::Future>>)>,
-        primary_started: Instant,
+        hedges: Vec<(Option<Instant>, Pin<Box<S::Future>>)>,
+        // Read only when the layer tracks latencies.
+        primary_started: Option<Instant>,
         service: S,
         request: Option<Req>,
         core: Arc<HedgeCore>,
@@ -45,7 +51,10 @@ pin_project! {
         replay: P,
         launched: u32,
         launch_due: bool,
-        stopped: bool,
+        // A server pushback holds the next attempt until the timer fires, in every mode.
+        gated: bool,
+        // Why no new attempt may start (budget spent, server said no, not ready).
+        stopped: Option<GiveUpReason>,
         last: Option<Result<S::Response, S::Error>>,
     }
 }
@@ -80,17 +89,18 @@ where
     ) -> Self {
         core.counters.requests.increment();
         core.budget.deposit();
-        let now = Instant::now();
+        let primary_started = core.latency.as_ref().map(|_| Instant::now());
         let request = if core.max_attempts > 1 { replay.replay(&req) } else { None };
-        let hedge_at = if core.max_attempts > 1 { core.hedge_delay().map(|d| now + d) } else { None };
+        let hedge_after = if core.max_attempts > 1 { core.hedge_delay() } else { None };
         let launch_due = core.mode == HedgeMode::Parallel;
         let primary = Slot::Running { future: ready.call(req) };
         Self {
             primary,
             timer: Timer::Idle,
-            hedge_at,
+            hedge_after,
+            hedge_at: None,
             hedges: Vec::new(),
-            primary_started: now,
+            primary_started,
             service,
             request,
             core,
@@ -98,7 +108,8 @@ where
             replay,
             launched: 1,
             launch_due,
-            stopped: false,
+            gated: false,
+            stopped: None,
             last: None,
         }
     }
@@ -144,16 +155,14 @@ where
             if let Some((res, started)) = finished {
                 let core: &HedgeCore = this.core;
                 let verdict = this.classifier.classify(&res);
-                core.budget.record(verdict.is_failure() && verdict.is_retryable(), verdict.is_success());
-                let outcome = if verdict.is_failure() && verdict.is_retryable() {
-                    Verdict::Continue
-                } else {
-                    Verdict::Final
-                };
+                core.budget.record(verdict.is_throttling_failure(), verdict.is_success());
+                // gRFC A6: only OK or a fatal status commits the call; a non-fatal failure
+                // lets the other attempts go on, even when its pushback says not to retry.
+                let outcome = if verdict.is_non_fatal_failure() { Verdict::Continue } else { Verdict::Final };
                 match outcome {
                     Verdict::Final => {
                         if verdict.is_success() {
-                            if let Some(latency) = &core.latency {
+                            if let (Some(latency), Some(started)) = (&core.latency, started) {
                                 latency.record(Instant::now().saturating_duration_since(started));
                             }
                             if *this.launched > 1 {
@@ -174,9 +183,22 @@ where
                         return Poll::Ready(res.map_err(Into::into));
                     }
                     Verdict::Continue => {
-                        // gRFC A6: a non-fatal failure sends the next hedge at once.
                         *this.last = Some(res);
-                        *this.launch_due = true;
+                        match verdict.hint() {
+                            // "Do not retry": no new attempt; those in flight go on.
+                            RetryHint::DoNotRetry => {
+                                this.stopped.get_or_insert(GiveUpReason::NonRetryable);
+                            }
+                            // A pushback of n ms: the next attempt after n ms.
+                            RetryHint::Pushback(d) => {
+                                *this.hedge_after = None;
+                                *this.hedge_at = Some(deadline_from_now(d));
+                                *this.gated = true;
+                                *this.launch_due = false;
+                            }
+                            // gRFC A6: a non-fatal failure sends the next hedge at once.
+                            _ => *this.launch_due = true,
+                        }
                         continue;
                     }
                 }
@@ -185,17 +207,17 @@ where
             // 2. Nothing finished: start another attempt when one is due.
             let in_flight = matches!(*this.primary, Slot::Running { .. }) || !this.hedges.is_empty();
             let can_launch =
-                !*this.stopped && *this.launched < this.core.max_attempts && this.request.is_some();
+                this.stopped.is_none() && *this.launched < this.core.max_attempts && this.request.is_some();
             if !can_launch {
                 if in_flight {
                     return Poll::Pending;
                 }
-                let reason = if *this.launched >= this.core.max_attempts {
+                let reason = if let Some(reason) = *this.stopped {
+                    reason
+                } else if *this.launched >= this.core.max_attempts {
                     GiveUpReason::AttemptsExhausted
-                } else if this.request.is_none() {
-                    GiveUpReason::NotReplayable
                 } else {
-                    GiveUpReason::BudgetExhausted
+                    GiveUpReason::NotReplayable
                 };
                 this.core.counters.gave_up.increment();
                 this.core.events.publish(RetryEvent::GaveUp { attempts: *this.launched, reason });
@@ -205,16 +227,24 @@ where
                 });
             }
             if !*this.launch_due {
-                let due = match this.core.mode {
-                    HedgeMode::Delay(_) | HedgeMode::Percentile { .. } => {
-                        this.timer.as_mut().poll_lazy(this.hedge_at, cx).is_ready()
+                if let Some(after) = this.hedge_after.take() {
+                    *this.hedge_at = Some(deadline_from_now(after));
+                }
+                let due = if *this.gated {
+                    this.timer.as_mut().poll_lazy(this.hedge_at, cx).is_ready()
+                } else {
+                    match this.core.mode {
+                        HedgeMode::Delay(_) | HedgeMode::Percentile { .. } => {
+                            this.timer.as_mut().poll_lazy(this.hedge_at, cx).is_ready()
+                        }
+                        HedgeMode::Parallel => true,
+                        HedgeMode::Fallback => !in_flight,
                     }
-                    HedgeMode::Parallel => true,
-                    HedgeMode::Fallback => !in_flight,
                 };
                 if !due {
                     return Poll::Pending;
                 }
+                *this.gated = false;
                 *this.launch_due = true;
             }
             match this.service.poll_ready(cx) {
@@ -229,7 +259,7 @@ where
                         return Poll::Ready(Err(err.into()));
                     }
                     // The attempts in flight may still answer.
-                    *this.stopped = true;
+                    *this.stopped = Some(GiveUpReason::NotReady);
                     continue;
                 }
                 Poll::Ready(Ok(())) => {}
@@ -237,7 +267,7 @@ where
             if !this.core.budget.try_withdraw() {
                 this.core.counters.budget_exhausted.increment();
                 this.core.events.publish(RetryEvent::BudgetExhausted { attempt: *this.launched + 1 });
-                *this.stopped = true;
+                *this.stopped = Some(GiveUpReason::BudgetExhausted);
                 continue;
             }
             let Some(req) = this.request.take() else { continue };
@@ -249,9 +279,9 @@ where
             this.core.events.publish(RetryEvent::HedgeStarted { attempt: *this.launched });
             let now = Instant::now();
             let future = this.service.call(req);
-            this.hedges.push((now, Box::pin(future)));
+            this.hedges.push((this.core.latency.as_ref().map(|_| now), Box::pin(future)));
             *this.launch_due = false;
-            *this.hedge_at = this.core.hedge_delay().map(|delay| now + delay);
+            *this.hedge_at = this.core.hedge_delay().map(|delay| deadline_after(now, delay));
         }
     }
 }

@@ -18,6 +18,12 @@
 //! **non-retryable** (fatal) one is returned at once. When every attempt has
 //! failed the caller gets the last failure as the inner service gave it.
 //!
+//! Server pushback (gRFC A6, read by `GrpcClassifier`) is honoured on non-fatal failures:
+//! a pushback of `n` ms starts the next attempt after `n` ms (instead of at once or after
+//! the hedge delay), and a pushback saying "do not retry" starts no further attempt but
+//! lets those in flight run on — only a fatal status (or a success) cancels them. An HTTP
+//! `Retry-After` on a non-fatal failure does not delay hedges.
+//!
 //! Every hedge beyond the first attempt is paid for from a
 //! [`RetryBudget`] (default: Finagle's, ratio 20 %), so hedging
 //! adds at most a bounded fraction of load; when it is spent, no more hedges start and
@@ -72,7 +78,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use palisade_core::classify::{Classify, DefaultClassifier};
-use palisade_core::config::{ensure, ensure_nonzero_duration, ConfigError};
+use palisade_core::config::{ensure, ConfigError};
 use palisade_core::event::{EventBus, Listener};
 use palisade_core::BoxError;
 use tower_layer::Layer;
@@ -84,6 +90,10 @@ use crate::budget::RetryBudget;
 use crate::event::RetryEvent;
 use crate::handle::{Counters, RetrySnapshot};
 use crate::replay::{replay_fn, CloneRequest, Replay, ReplayFn};
+
+/// The most attempts one hedged call may run (every one may be in flight at once, so the
+/// bound is checked when the layer is built).
+const MAX_HEDGED_ATTEMPTS: u32 = 100;
 
 /// When a hedge layer starts the next attempt.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -232,13 +242,14 @@ impl<C, P> HedgeLayerBuilder<C, P> {
         self
     }
 
-    /// Attempts in all, in flight at once at most (≥ 1; default 2).
+    /// Attempts in all, in flight at once at most (1 to 100; default 2).
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n;
         self
     }
 
-    /// Delayed mode: a new attempt after `delay` without an answer.
+    /// Delayed mode: a new attempt after `delay` without an answer. A zero delay is
+    /// [parallel](Self::parallel) mode.
     pub fn delay(mut self, delay: Duration) -> Self {
         self.mode = HedgeMode::Delay(delay);
         self
@@ -322,15 +333,21 @@ impl<C, P> HedgeLayerBuilder<C, P> {
 
     /// Validates and builds.
     pub fn build(self) -> Result<HedgeLayer<C, P>, ConfigError> {
-        ensure(self.max_attempts >= 1, "max_attempts", "must be at least 1")?;
-        let latency = match self.mode {
-            HedgeMode::Delay(d) => {
-                ensure_nonzero_duration("delay", d)?;
+        ensure(
+            (1..=MAX_HEDGED_ATTEMPTS).contains(&self.max_attempts),
+            "max_attempts",
+            "must be between 1 and 100",
+        )?;
+        let mut mode = self.mode;
+        let latency = match mode {
+            // A zero delay sends every attempt at once: parallel mode (no timer).
+            HedgeMode::Delay(d) if d.is_zero() => {
+                mode = HedgeMode::Parallel;
                 None
             }
-            HedgeMode::Percentile { percentile, fallback, min_samples } => {
+            HedgeMode::Delay(_) => None,
+            HedgeMode::Percentile { percentile, min_samples, .. } => {
                 palisade_core::config::ensure_ratio("latency_percentile", percentile)?;
-                ensure_nonzero_duration("delay", fallback)?;
                 Some(LatencyTracker::new(percentile, u64::from(min_samples)))
             }
             HedgeMode::Parallel | HedgeMode::Fallback => None,
@@ -338,7 +355,7 @@ impl<C, P> HedgeLayerBuilder<C, P> {
         Ok(HedgeLayer {
             core: Arc::new(HedgeCore {
                 max_attempts: self.max_attempts,
-                mode: self.mode,
+                mode,
                 latency,
                 budget: self.budget.unwrap_or_default(),
                 events: EventBus::with_listeners("hedge", self.name.clone(), self.listeners),
