@@ -11,7 +11,7 @@ use tower_layer::Layer;
 use crate::config::{CircuitBreakerLayerBuilder, Settings};
 use crate::handle::{CircuitBreakerHandle, KeyedCircuitBreakerHandle};
 use crate::service::{CircuitBreaker, KeyedCircuitBreaker};
-use crate::state::{Breaker, LayerShared};
+use crate::state::{Breaker, LayerShared, Striped};
 
 /// Wraps services in a circuit breaker; see the [crate docs](crate).
 ///
@@ -21,18 +21,18 @@ use crate::state::{Breaker, LayerShared};
 /// those services and every clone of the layer share that one breaker: wrap five services
 /// with one layer value and they trip together. Build another layer for another breaker.
 pub struct CircuitBreakerLayer<C = DefaultClassifier> {
-    breaker: Arc<Breaker<C>>,
+    striped: Arc<Striped<C>>,
 }
 
 impl<C> Clone for CircuitBreakerLayer<C> {
     fn clone(&self) -> Self {
-        Self { breaker: self.breaker.clone() }
+        Self { striped: self.striped.clone() }
     }
 }
 
 impl<C> fmt::Debug for CircuitBreakerLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CircuitBreakerLayer").field("breaker", &self.breaker.core).finish()
+        f.debug_struct("CircuitBreakerLayer").field("breaker", &self.striped.breaker.core).finish()
     }
 }
 
@@ -45,11 +45,11 @@ impl CircuitBreakerLayer {
 
 impl<C> CircuitBreakerLayer<C> {
     pub(crate) fn from_breaker(breaker: Arc<Breaker<C>>) -> Self {
-        Self { breaker }
+        Self { striped: Arc::new(Striped::new(breaker)) }
     }
 
-    pub(crate) fn breaker(&self) -> &Arc<Breaker<C>> {
-        &self.breaker
+    pub(crate) fn striped(&self) -> &Arc<Striped<C>> {
+        &self.striped
     }
 
     /// A handle on the breaker: state, metrics, manual states, events.
@@ -57,7 +57,7 @@ impl<C> CircuitBreakerLayer<C> {
     where
         C: Send + Sync + 'static,
     {
-        CircuitBreakerHandle::new(self.breaker.clone())
+        CircuitBreakerHandle::new(self.striped.breaker.clone())
     }
 }
 

@@ -10,13 +10,14 @@ use tower_service::Service;
 
 use crate::future::ResponseFuture;
 use crate::layer::{CircuitBreakerLayer, KeyExtractor, KeyedCircuitBreakerLayer, KeyedShared};
-use crate::state::{Admission, Breaker, CallGuard};
+use crate::state::{Admission, Breaker, CallGuard, Holder, Striped};
 
 /// Admits `req` through `breaker` and calls `inner`, or answers with a rejection without
 /// calling it.
 #[inline]
 fn admit_and_call<S, C, Req>(
-    breaker: &Arc<Breaker<C>>,
+    breaker: &Breaker<C>,
+    hold: impl FnOnce() -> Holder<C>,
     inner: &mut S,
     req: Req,
 ) -> ResponseFuture<S::Future, C>
@@ -26,7 +27,7 @@ where
     match breaker.core.admit() {
         Ok(Admission::Pass) => ResponseFuture::called(inner.call(req), None),
         Ok(admission) => {
-            let guard = CallGuard::new(breaker.clone(), admission);
+            let guard = CallGuard::new(hold(), admission);
             ResponseFuture::called(inner.call(req), Some(guard))
         }
         Err(refusal) => {
@@ -52,7 +53,7 @@ where
 /// clone: the breaker reserves nothing in `poll_ready`.
 pub struct CircuitBreaker<S, C = DefaultClassifier> {
     inner: S,
-    breaker: Arc<Breaker<C>>,
+    breaker: Arc<Striped<C>>,
 }
 
 impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
@@ -65,7 +66,7 @@ impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)
-            .field("breaker", &self.breaker.core)
+            .field("breaker", &self.breaker.breaker.core)
             .finish()
     }
 }
@@ -73,7 +74,7 @@ impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
 impl<S, C> CircuitBreaker<S, C> {
     /// Wraps `inner` in the breaker of `layer`.
     pub fn new(inner: S, layer: &CircuitBreakerLayer<C>) -> Self {
-        Self { inner, breaker: layer.breaker().clone() }
+        Self { inner, breaker: layer.striped().clone() }
     }
 
     /// The inner service.
@@ -109,7 +110,8 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        admit_and_call(&self.breaker, &mut self.inner, req)
+        let striped = &self.breaker;
+        admit_and_call(&striped.breaker, || striped.hold(), &mut self.inner, req)
     }
 }
 
@@ -180,7 +182,7 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let key = self.shared.key_fn().key(&req);
         match self.shared.breaker(&key) {
-            Ok(breaker) => admit_and_call(&breaker, &mut self.inner, req),
+            Ok(breaker) => admit_and_call(&breaker, || Holder::Direct(breaker.clone()), &mut self.inner, req),
             Err(full) => ResponseFuture::rejected(full.into()),
         }
     }

@@ -508,7 +508,9 @@ impl BreakerCore {
         if slow {
             self.counters.slow.increment();
         }
-        self.shared.events.publish(CircuitBreakerEvent::Recorded { outcome, slow, elapsed });
+        if self.shared.events.is_observed() {
+            self.shared.events.publish(CircuitBreakerEvent::Recorded { outcome, slow, elapsed });
+        }
         let failure = outcome == Outcome::Failure;
         let hint = if failure { self.settings.retry_after_cap.zip(verdict.retry_after()) } else { None };
         let hint = hint.map(|(cap, d)| d.min(cap)).filter(|d| !d.is_zero());
@@ -896,12 +898,62 @@ impl<C: Send + Sync> CoreAccess for Breaker<C> {
     }
 }
 
+// === impl Striped ===
+
+/// A reference to a breaker held by the calls of one stripe; on its own cache lines.
+#[repr(align(128))]
+pub(crate) struct StripeRef<C> {
+    breaker: Arc<Breaker<C>>,
+}
+
+/// A breaker and one reference to it per stripe. Every call in flight holds a counted
+/// reference to its breaker; taking it from the calling thread's stripe makes threads count
+/// on different cache lines instead of all on the breaker's own reference count, the one
+/// line every call would otherwise write.
+pub(crate) struct Striped<C> {
+    pub(crate) breaker: Arc<Breaker<C>>,
+    refs: Box<[Arc<StripeRef<C>>]>,
+}
+
+impl<C> Striped<C> {
+    pub(crate) fn new(breaker: Arc<Breaker<C>>) -> Self {
+        let refs = (0..stripes()).map(|_| Arc::new(StripeRef { breaker: breaker.clone() })).collect();
+        Self { breaker, refs }
+    }
+
+    /// A counted reference for a call made on this thread.
+    #[inline]
+    pub(crate) fn hold(&self) -> Holder<C> {
+        Holder::Striped(self.refs[stripe() % self.refs.len()].clone())
+    }
+}
+
+/// What a call in flight holds its breaker by.
+pub(crate) enum Holder<C> {
+    /// The breaker itself (keyed breakers: the key map counts the calls in flight).
+    Direct(Arc<Breaker<C>>),
+    /// A stripe's reference.
+    Striped(Arc<StripeRef<C>>),
+}
+
+impl<C> std::ops::Deref for Holder<C> {
+    type Target = Breaker<C>;
+
+    #[inline]
+    fn deref(&self) -> &Breaker<C> {
+        match self {
+            Self::Direct(b) => b,
+            Self::Striped(r) => &r.breaker,
+        }
+    }
+}
+
 // === impl CallGuard ===
 
 /// A call in flight: records its result, or gives back its trial slot if it never ends
 /// (the response future was dropped, or the inner future panicked).
 pub(crate) struct CallGuard<C> {
-    breaker: Arc<Breaker<C>>,
+    breaker: Holder<C>,
     admission: Admission,
     start: Option<Instant>,
 }
@@ -914,7 +966,7 @@ impl<C> fmt::Debug for CallGuard<C> {
 
 impl<C> CallGuard<C> {
     #[inline]
-    pub(crate) fn new(breaker: Arc<Breaker<C>>, admission: Admission) -> Self {
+    pub(crate) fn new(breaker: Holder<C>, admission: Admission) -> Self {
         let start = (breaker.core.measures() && admission != Admission::Pass).then(Instant::now);
         Self { breaker, admission, start }
     }

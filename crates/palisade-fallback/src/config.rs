@@ -1,16 +1,17 @@
 //! The builder and the `serde` configuration of [`FallbackLayer`].
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use palisade_core::config::{ensure, ConfigError};
 use palisade_core::event::{EventBus, Listener};
-use palisade_core::DefaultClassifier;
+use palisade_core::{BoxError, DefaultClassifier};
 
-use crate::event::FallbackEvent;
+use crate::event::{guarded, FallbackEvent};
 use crate::handle::Stats;
 use crate::layer::{FallbackLayer, Shared};
-use crate::provider::{FnProvider, FnWithRequestProvider, ProviderKind, ServiceProvider};
+use crate::provider::{FallbackContext, FnProvider, FnWithRequestProvider, ProviderKind, ServiceProvider};
 
 /// Which inner answers start the fallback.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -118,12 +119,13 @@ impl<P, C> FallbackBuilder<P, C> {
         }
     }
 
-    /// Registers a listener for every [`FallbackEvent`].
+    /// Registers a listener for every [`FallbackEvent`]. A listener that panics is caught
+    /// and logged: it fails neither the call nor the layer.
     pub fn on_event<F>(mut self, listener: F) -> Self
     where
         F: Fn(&FallbackEvent) + Send + Sync + 'static,
     {
-        self.listeners.push(Arc::new(listener));
+        self.listeners.push(Arc::new(guarded(listener)));
         self
     }
 
@@ -140,13 +142,31 @@ impl<P, C> FallbackBuilder<P, C> {
     /// Answers from a closure `Fn(FallbackContext<Req, Res>) -> impl Future<Output =
     /// Result<Res, E>>` (`E: Into<BoxError>`). The context holds the error or the failed
     /// response; the request is not kept (no clone, no bound on `Req`).
-    pub fn fallback_fn<F>(self, f: F) -> FallbackBuilder<FnProvider<F>, C> {
+    ///
+    /// The closure is erased here, once: the layer's type is `FallbackLayer<FnProvider<Req,
+    /// Res>>` whatever the closure, and a future awaiting the service can be spawned even
+    /// when the closure returns `BoxError` (see [`FnProvider`]). The closure and its future
+    /// must therefore be `Send` and `'static`; each fallback allocates its boxed future.
+    pub fn fallback_fn<Req, Res, F, Fut, E>(self, f: F) -> FallbackBuilder<FnProvider<Req, Res>, C>
+    where
+        F: Fn(FallbackContext<Req, Res>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Res, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
         self.provider(FnProvider::new(f))
     }
 
     /// Like [`fallback_fn`](Self::fallback_fn), and the context also holds the request:
     /// every request is cloned before the inner call, so `Req: Clone` is required.
-    pub fn fallback_fn_with_request<F>(self, f: F) -> FallbackBuilder<FnWithRequestProvider<F>, C> {
+    pub fn fallback_fn_with_request<Req, Res, F, Fut, E>(
+        self,
+        f: F,
+    ) -> FallbackBuilder<FnWithRequestProvider<Req, Res>, C>
+    where
+        F: Fn(FallbackContext<Req, Res>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Res, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
         self.provider(FnWithRequestProvider::new(f))
     }
 

@@ -35,19 +35,10 @@ pin_project! {
     #[project = StateProj]
     enum State<F, PF> {
         Inner { #[pin] fut: F },
-        // Boxed: the pass path moves a future no bigger than the inner one plus a tag.
-        Fallback { attempt: Pin<Box<Attempt<PF>>> },
+        // A provider attempt; every provider's future is one boxed pointer, so the pass path
+        // moves a future no bigger than the inner one plus a tag.
+        Fallback { #[pin] fut: PF, index: usize, reason: FallbackReason },
         Done,
-    }
-}
-
-pin_project! {
-    /// One provider attempt.
-    struct Attempt<PF> {
-        #[pin]
-        fut: PF,
-        index: usize,
-        reason: FallbackReason,
     }
 }
 
@@ -86,12 +77,7 @@ where
         let (first, rest) =
             if shared.provider.providers() > 1 { (saved.clone(), Some(saved)) } else { (saved, None) };
         let fut = shared.provider.call(0, first, cause);
-        Self {
-            state: State::Fallback { attempt: Box::pin(Attempt { fut, index: 0, reason }) },
-            shared,
-            saved: rest,
-            _marker: PhantomData,
-        }
+        Self { state: State::Fallback { fut, index: 0, reason }, shared, saved: rest, _marker: PhantomData }
     }
 }
 
@@ -150,7 +136,7 @@ fn start<F, P, C, Req, Res>(
     match saved_for(&shared.provider, saved, index) {
         Some(saved) => {
             let fut = shared.provider.call(index, saved, cause);
-            state.set(State::Fallback { attempt: Box::pin(Attempt { fut, index, reason }) });
+            state.set(State::Fallback { fut, index, reason });
         }
         // Only reachable when polled after completion.
         None => state.set(State::Done),
@@ -171,10 +157,7 @@ where
 {
     loop {
         let (result, index, reason) = match state.as_mut().project() {
-            StateProj::Fallback { attempt } => {
-                let attempt = attempt.as_mut().project();
-                (ready!(attempt.fut.poll(cx)), *attempt.index, *attempt.reason)
-            }
+            StateProj::Fallback { fut, index, reason } => (ready!(fut.poll(cx)), *index, *reason),
             StateProj::Inner { .. } | StateProj::Done => {
                 return Poll::Ready(Err("fallback response future polled after completion".into()));
             }
@@ -182,11 +165,13 @@ where
         let stats = &shared.stats;
         if !shared.classifier.classify(&result).is_failure() {
             stats.used.increment();
-            stats.bus.publish(FallbackEvent::Used {
-                provider: shared.provider.provider_name(index).clone(),
-                index,
-                reason,
-            });
+            if stats.bus.is_observed() {
+                stats.bus.publish(FallbackEvent::Used {
+                    provider: shared.provider.provider_name(index).clone(),
+                    index,
+                    reason,
+                });
+            }
             state.set(State::Done);
             return Poll::Ready(result);
         }

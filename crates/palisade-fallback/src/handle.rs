@@ -71,12 +71,13 @@ impl FallbackHandle {
         }
     }
 
-    /// Registers a listener for every [`FallbackEvent`] published from now on.
+    /// Registers a listener for every [`FallbackEvent`] published from now on. A listener
+    /// that panics is caught and logged.
     pub fn subscribe<F>(&self, listener: F)
     where
         F: Fn(&FallbackEvent) + Send + Sync + 'static,
     {
-        self.stats.bus.subscribe(listener);
+        self.stats.bus.subscribe(crate::event::guarded(listener));
     }
 }
 

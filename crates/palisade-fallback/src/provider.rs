@@ -121,28 +121,66 @@ pub trait Provider<Req, Res>: ProviderKind {
 
 // === impl FnProvider ===
 
-/// A fallback closure that does not see the request.
-#[derive(Clone)]
-pub struct FnProvider<F> {
-    f: F,
+/// A boxed fallback future: `Send`, its error boxed.
+pub type BoxFallbackFuture<Res> = Pin<Box<dyn Future<Output = Result<Res, BoxError>> + Send>>;
+
+/// A fallback closure after erasure: takes the context, gives a boxed future.
+type ErasedFn<Req, Res> = Arc<dyn Fn(FallbackContext<Req, Res>) -> BoxFallbackFuture<Res> + Send + Sync>;
+
+/// Erases the user's closure once, at construction: the provider's type then names neither
+/// the closure nor its error type, and no where-clause of palisade's mentions them.
+///
+/// That is what lets a future that awaits a fallback service be spawned when the closure
+/// returns `BoxError` (rust-lang/rust#64552: with the closure type and an
+/// `E: Into<BoxError>` bound in the provider's impl, rustc cannot prove such a future
+/// `Send`, "implementation of `From` is not general enough"). It costs one allocation per
+/// fallback (the boxed future), never on the pass path, and makes the provider's type
+/// nameable: `FnProvider<Req, Res>`.
+fn erase<Req, Res, F, Fut, E>(f: F) -> ErasedFn<Req, Res>
+where
+    F: Fn(FallbackContext<Req, Res>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Res, E>> + Send + 'static,
+    E: Into<BoxError> + 'static,
+{
+    Arc::new(move |ctx| {
+        let fut = f(ctx);
+        Box::pin(async move { fut.await.map_err(Into::into) })
+    })
+}
+
+/// A fallback closure that does not see the request (erased at construction; see
+/// [`FallbackBuilder::fallback_fn`](crate::FallbackBuilder::fallback_fn)).
+pub struct FnProvider<Req, Res> {
+    f: ErasedFn<Req, Res>,
     name: Arc<str>,
 }
 
-impl<F> FnProvider<F> {
-    pub(crate) fn new(f: F) -> Self {
-        Self { f, name: Arc::from("fn") }
+impl<Req, Res> Clone for FnProvider<Req, Res> {
+    fn clone(&self) -> Self {
+        Self { f: self.f.clone(), name: self.name.clone() }
     }
 }
 
-impl<F> fmt::Debug for FnProvider<F> {
+impl<Req, Res> FnProvider<Req, Res> {
+    pub(crate) fn new<F, Fut, E>(f: F) -> Self
+    where
+        F: Fn(FallbackContext<Req, Res>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Res, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        Self { f: erase(f), name: Arc::from("fn") }
+    }
+}
+
+impl<Req, Res> fmt::Debug for FnProvider<Req, Res> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FnProvider").finish_non_exhaustive()
     }
 }
 
-impl<F> sealed::Sealed for FnProvider<F> {}
+impl<Req, Res> sealed::Sealed for FnProvider<Req, Res> {}
 
-impl<F> ProviderKind for FnProvider<F> {
+impl<Req, Res> ProviderKind for FnProvider<Req, Res> {
     fn providers(&self) -> usize {
         1
     }
@@ -152,47 +190,53 @@ impl<F> ProviderKind for FnProvider<F> {
     }
 }
 
-impl<F, Fut, E, Req, Res> Provider<Req, Res> for FnProvider<F>
-where
-    F: Fn(FallbackContext<Req, Res>) -> Fut,
-    Fut: Future<Output = Result<Res, E>>,
-    E: Into<BoxError>,
-{
+impl<Req, Res> Provider<Req, Res> for FnProvider<Req, Res> {
     type Saved = ();
-    type Future = FnFuture<Fut>;
+    type Future = BoxFallbackFuture<Res>;
 
     #[inline]
     fn save(&self, _req: &Req) -> Self::Saved {}
 
     fn call(&self, _index: usize, (): (), cause: FallbackCause<Res>) -> Self::Future {
-        FnFuture { fut: (self.f)(FallbackContext { cause, request: None }) }
+        (self.f)(FallbackContext { cause, request: None })
     }
 }
 
 // === impl FnWithRequestProvider ===
 
-/// A fallback closure that receives a clone of the request in its context.
-#[derive(Clone)]
-pub struct FnWithRequestProvider<F> {
-    f: F,
+/// A fallback closure that receives a clone of the request in its context (erased at
+/// construction, as [`FnProvider`]).
+pub struct FnWithRequestProvider<Req, Res> {
+    f: ErasedFn<Req, Res>,
     name: Arc<str>,
 }
 
-impl<F> FnWithRequestProvider<F> {
-    pub(crate) fn new(f: F) -> Self {
-        Self { f, name: Arc::from("fn") }
+impl<Req, Res> Clone for FnWithRequestProvider<Req, Res> {
+    fn clone(&self) -> Self {
+        Self { f: self.f.clone(), name: self.name.clone() }
     }
 }
 
-impl<F> fmt::Debug for FnWithRequestProvider<F> {
+impl<Req, Res> FnWithRequestProvider<Req, Res> {
+    pub(crate) fn new<F, Fut, E>(f: F) -> Self
+    where
+        F: Fn(FallbackContext<Req, Res>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Res, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        Self { f: erase(f), name: Arc::from("fn") }
+    }
+}
+
+impl<Req, Res> fmt::Debug for FnWithRequestProvider<Req, Res> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FnWithRequestProvider").finish_non_exhaustive()
     }
 }
 
-impl<F> sealed::Sealed for FnWithRequestProvider<F> {}
+impl<Req, Res> sealed::Sealed for FnWithRequestProvider<Req, Res> {}
 
-impl<F> ProviderKind for FnWithRequestProvider<F> {
+impl<Req, Res> ProviderKind for FnWithRequestProvider<Req, Res> {
     fn providers(&self) -> usize {
         1
     }
@@ -202,15 +246,9 @@ impl<F> ProviderKind for FnWithRequestProvider<F> {
     }
 }
 
-impl<F, Fut, E, Req, Res> Provider<Req, Res> for FnWithRequestProvider<F>
-where
-    F: Fn(FallbackContext<Req, Res>) -> Fut,
-    Fut: Future<Output = Result<Res, E>>,
-    E: Into<BoxError>,
-    Req: Clone,
-{
+impl<Req: Clone, Res> Provider<Req, Res> for FnWithRequestProvider<Req, Res> {
     type Saved = Req;
-    type Future = FnFuture<Fut>;
+    type Future = BoxFallbackFuture<Res>;
 
     #[inline]
     fn save(&self, req: &Req) -> Self::Saved {
@@ -218,33 +256,7 @@ where
     }
 
     fn call(&self, _index: usize, saved: Req, cause: FallbackCause<Res>) -> Self::Future {
-        FnFuture { fut: (self.f)(FallbackContext { cause, request: Some(saved) }) }
-    }
-}
-
-pin_project! {
-    /// The future of a fallback closure, its error boxed.
-    pub struct FnFuture<Fut> {
-        #[pin]
-        fut: Fut,
-    }
-}
-
-impl<Fut> fmt::Debug for FnFuture<Fut> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FnFuture").finish_non_exhaustive()
-    }
-}
-
-impl<Fut, T, E> Future for FnFuture<Fut>
-where
-    Fut: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().fut.poll(cx).map_err(Into::into)
+        (self.f)(FallbackContext { cause, request: Some(saved) })
     }
 }
 
@@ -298,7 +310,9 @@ where
     Req: Clone,
 {
     type Saved = Req;
-    type Future = ServiceFuture<S, Req>;
+    // Boxed: the response future keeps an attempt inline, so the pass path's future stays
+    // the inner future plus a tag.
+    type Future = Pin<Box<ServiceFuture<S, Req>>>;
 
     #[inline]
     fn save(&self, req: &Req) -> Self::Saved {
@@ -310,7 +324,7 @@ where
             Some((_, svc)) => ServiceState::NotReady { svc: svc.clone(), req: Some(saved) },
             None => ServiceState::Done,
         };
-        ServiceFuture { state }
+        Box::pin(ServiceFuture { state })
     }
 }
 
