@@ -200,8 +200,8 @@ where
         control: mpsc::UnboundedReceiver<Control>,
     ) -> Self {
         let queue = Queue::Fifo(VecDeque::new());
-        // tokio's `Interval` adds its period to the clock unchecked: saturate it first (a
-        // huge interval means "effectively never", see `palisade_core::time`).
+        // Every deadline here saturates (a huge duration means "effectively never", see
+        // `palisade_core::time`); tokio clamps an interval's period too, this states it.
         let mut housekeeping = tokio::time::interval(config.housekeeping_interval.min(FAR_FUTURE));
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let next_check = config.health_check.as_ref().map(|h| deadline_from_now(h.interval));
@@ -528,7 +528,7 @@ where
             let timeout = check.timeout;
             let name = self.shared.name.clone();
             let fut = async move {
-                match tokio::time::timeout(timeout, call).await {
+                match tokio::time::timeout_at(deadline_from_now(timeout), call).await {
                     Ok(result) => !judge.classifier.classify(&result).is_failure(),
                     Err(_) => false,
                 }
@@ -584,7 +584,7 @@ where
             // like a failed make, so a factory of broken members cannot churn.
             self.young_evictions += 1;
             let retry_in = self.backoff.fail();
-            self.retry_at = Some(Box::pin(tokio::time::sleep(retry_in)));
+            self.retry_at = Some(Box::pin(tokio::time::sleep_until(deadline_from_now(retry_in))));
         } else {
             self.young_evictions = 0;
         }
@@ -660,7 +660,8 @@ where
                     let made = AssertUnwindSafe(async move {
                         match make_timeout {
                             None => fut.await.map_err(Into::into),
-                            Some(limit) => match tokio::time::timeout(limit, fut).await {
+                            Some(limit) => match tokio::time::timeout_at(deadline_from_now(limit), fut).await
+                            {
                                 Ok(res) => res.map_err(Into::into),
                                 Err(_) => {
                                     Err(palisade_core::rejection::TimedOut::new(timeout_name, limit).into())
@@ -718,7 +719,7 @@ where
     fn make_failed(&mut self, err: &BoxError, cx: &mut Context<'_>) {
         self.shared.make_failures.increment();
         let retry_in = self.backoff.fail();
-        let mut sleep = Box::pin(tokio::time::sleep(retry_in));
+        let mut sleep = Box::pin(tokio::time::sleep_until(deadline_from_now(retry_in)));
         // Register for the wake-up now: nothing else may wake the worker.
         let _ = sleep.as_mut().poll(cx);
         self.retry_at = Some(sleep);
