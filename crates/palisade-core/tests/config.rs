@@ -179,6 +179,15 @@ mod fuzz {
         }
 
         #[test]
+        fn serde_durations_answer_or_refuse(s in "[0-9.]{0,45}(ns|ms|s|m|h|d)?|\\PC{0,20}") {
+            let json = serde_json::json!({ "wait": s, "timeout": s }).to_string();
+            match serde_json::from_str::<super::Cfg>(&json) {
+                Ok(cfg) => prop_assert_eq!(Ok(cfg.wait), parse_duration(&s)),
+                Err(e) => prop_assert!(e.to_string().contains("invalid duration"), "{}", e),
+            }
+        }
+
+        #[test]
         fn every_duration_round_trips(d in extreme_duration()) {
             prop_assert_eq!(parse_duration(&format!("{}ns", d.as_nanos())).unwrap(), d);
             prop_assert_eq!(parse_duration(&format!("{}.{:09}s", d.as_secs(), d.subsec_nanos())).unwrap(), d);
