@@ -161,9 +161,167 @@ async fn a_request_that_cannot_be_copied_is_not_hedged() {
 #[test]
 fn bad_settings_are_refused() {
     assert_eq!(HedgeLayer::builder().max_attempts(0).build().unwrap_err().field(), "max_attempts");
-    assert_eq!(HedgeLayer::builder().delay(Duration::ZERO).build().unwrap_err().field(), "delay");
+    assert_eq!(HedgeLayer::builder().max_attempts(101).build().unwrap_err().field(), "max_attempts");
+    assert_eq!(HedgeLayer::builder().max_attempts(u32::MAX).build().unwrap_err().field(), "max_attempts");
+    assert!(HedgeLayer::builder().max_attempts(100).build().is_ok());
     assert_eq!(
         HedgeLayer::builder().latency_percentile(1.5).build().unwrap_err().field(),
         "latency_percentile"
     );
+}
+
+/// Issue 14.3: a zero hedge delay is parallel mode (every attempt at once), not refused.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_zero_delay_is_parallel_mode() {
+    let svc = Scripted::new([Step::Ok(1, ms(30)), Step::Ok(2, ms(20)), Step::Ok(3, ms(10))]);
+    let layer = builder().max_attempts(3).delay(Duration::ZERO).build().unwrap();
+    assert_eq!(layer.handle().current_delay(), None, "parallel: no delay");
+    assert_eq!(layer.layer(svc.clone()).oneshot(1).await.unwrap(), 3);
+    assert_eq!(svc.call_times(), [ms(0), ms(0), ms(0)]);
+}
+
+/// A gRPC-shaped service: each call answers its scripted `(after, grpc-status, pushback)`.
+fn grpc_script(
+    script: Vec<(Duration, &'static str, Option<&'static str>)>,
+) -> (
+    impl Service<
+            u32,
+            Response = http::Response<()>,
+            Error = BoxError,
+            Future = impl std::future::Future<Output = Result<http::Response<()>, BoxError>>,
+        > + Clone,
+    std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let calls = log.clone();
+    let drops = dropped.clone();
+    let script = std::sync::Arc::new(std::sync::Mutex::new(script.into_iter()));
+    let svc = tower::service_fn(move |_req: u32| {
+        calls.lock().unwrap().push(Instant::now());
+        let (after, code, pushback) =
+            script.lock().unwrap().next().unwrap_or((Duration::from_secs(3600), "0", None));
+        struct Guard(std::sync::Arc<std::sync::atomic::AtomicUsize>, bool);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+        let guard = Guard(drops.clone(), false);
+        async move {
+            let mut guard = guard;
+            tokio::time::sleep(after).await;
+            guard.1 = true;
+            let mut res = http::Response::builder().header("grpc-status", code);
+            if let Some(p) = pushback {
+                res = res.header("grpc-retry-pushback-ms", p);
+            }
+            Ok::<_, BoxError>(res.body(()).unwrap())
+        }
+    });
+    (svc, log, dropped)
+}
+
+/// Issue 14.2 (gRFC A6 hedging): max 3 attempts, 100 ms hedge delay; the primary answers OK
+/// at 1 s; the hedge answers UNAVAILABLE with pushback -1 at 150 ms. "Do not retry" stops
+/// new hedges but the primary goes on: the caller gets its OK at 1 s. Before the fix it got
+/// the UNAVAILABLE at 150 ms and the primary was cancelled.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_do_not_retry_pushback_stops_new_hedges_but_keeps_the_primary() {
+    let start = Instant::now();
+    let (svc, log, dropped) =
+        grpc_script(vec![(ms(1000), "0", None), (ms(50), "14", Some("-1")), (ms(1), "0", None)]);
+    let budget = RetryBudget::token_bucket(10, 0.1).unwrap();
+    let layer = HedgeLayer::builder()
+        .budget(budget.clone())
+        .classifier(palisade_core::classify::GrpcClassifier::new())
+        .max_attempts(3)
+        .delay(ms(100))
+        .build()
+        .unwrap();
+    let res = layer.layer(svc).oneshot(1).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "0");
+    assert_eq!(start.elapsed(), ms(1000));
+    let calls: Vec<Duration> = log.lock().unwrap().iter().map(|t| t.duration_since(start)).collect();
+    assert_eq!(calls, [ms(0), ms(100)], "no third attempt after the server said not to retry");
+    assert_eq!(dropped.load(std::sync::atomic::Ordering::SeqCst), 0, "the primary was not cancelled");
+    assert!((budget.remaining() - 9.1).abs() < 1e-9, "the pushback cost a token, the OK gave 0.1 back");
+}
+
+/// A pushback of n ms on a non-fatal failure delays the next hedge by n ms (not at once,
+/// not after the hedge delay).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_pushback_delays_the_next_hedge() {
+    let start = Instant::now();
+    let (svc, log, _) =
+        grpc_script(vec![(ms(5000), "0", None), (ms(50), "14", Some("300")), (ms(10), "0", None)]);
+    let layer = builder()
+        .classifier(palisade_core::classify::GrpcClassifier::new())
+        .max_attempts(3)
+        .delay(ms(100))
+        .build()
+        .unwrap();
+    let res = layer.layer(svc).oneshot(1).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "0");
+    let calls: Vec<Duration> = log.lock().unwrap().iter().map(|t| t.duration_since(start)).collect();
+    assert_eq!(calls, [ms(0), ms(100), ms(450)]);
+    assert_eq!(start.elapsed(), ms(460));
+}
+
+/// A fatal status still ends the call at once and cancels the others, pushback or not.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_fatal_status_with_a_pushback_cancels_the_others() {
+    let start = Instant::now();
+    let (svc, _, dropped) = grpc_script(vec![(ms(1000), "0", None), (ms(50), "13", Some("-1"))]);
+    let layer = builder()
+        .classifier(palisade_core::classify::GrpcClassifier::new())
+        .max_attempts(3)
+        .delay(ms(100))
+        .build()
+        .unwrap();
+    let res = layer.layer(svc).oneshot(1).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "13");
+    assert_eq!(start.elapsed(), ms(150));
+    assert_eq!(dropped.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// When every attempt in flight fails after "do not retry", the last failure is returned.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn after_do_not_retry_the_last_failure_is_returned_when_all_fail() {
+    let events = Events::default();
+    let (svc, log, _) = grpc_script(vec![(ms(200), "14", None), (ms(50), "14", Some("-1"))]);
+    let layer = builder()
+        .classifier(palisade_core::classify::GrpcClassifier::new())
+        .max_attempts(5)
+        .delay(ms(100))
+        .on_event(events.listener())
+        .build()
+        .unwrap();
+    let res = layer.layer(svc).oneshot(1).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "14");
+    assert_eq!(log.lock().unwrap().len(), 2);
+    assert!(events.all().contains(&RetryEvent::GaveUp { attempts: 2, reason: GiveUpReason::NonRetryable }));
+}
+
+/// Issue 15.1: a huge hedge delay saturates instead of panicking.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_huge_delay_never_panics() {
+    let svc = Scripted::new([Step::Ok(1, ms(10))]);
+    let layer = builder().max_attempts(2).delay(Duration::MAX).build().unwrap();
+    assert_eq!(layer.layer(svc.clone()).oneshot(1).await.unwrap(), 1);
+    let layer = builder()
+        .max_attempts(2)
+        .delay(ms(1))
+        .latency_percentile(0.9)
+        .mode(palisade_retry::hedge::HedgeMode::Percentile {
+            percentile: 0.5,
+            fallback: Duration::MAX,
+            min_samples: u32::MAX,
+        })
+        .build()
+        .unwrap();
+    assert_eq!(layer.layer(svc).oneshot(1).await.unwrap(), 1);
 }
