@@ -153,14 +153,36 @@ impl Common {
 #[repr(align(128))]
 pub(crate) struct Compartment {
     pub(crate) common: Arc<Common>,
-    semaphore: Semaphore,
+    pool: Arc<Pool>,
     queued: AtomicUsize,
     /// The number of permits now.
     limit: AtomicUsize,
-    /// Held permits to forget on release, owed by a shrink.
-    debt: AtomicUsize,
     /// Serialises resizes.
     resize: Mutex<()>,
+}
+
+/// The semaphore and the shrink debt: what a [`Permit`] needs to give itself back.
+///
+/// Kept small and in an `Arc` of its own (as tower's `ConcurrencyLimit` keeps an
+/// `Arc<Semaphore>`), so that the reference count a permit touches sits next to the permit
+/// counter: one hot cache line on the pass path, not two.
+struct Pool {
+    semaphore: Semaphore,
+    /// Held permits to forget on release, owed by a shrink.
+    debt: AtomicUsize,
+}
+
+impl Pool {
+    /// Gives one held permit back, or forgets it while a shrink is owed.
+    #[inline]
+    fn release_one(&self) {
+        if self.debt.load(Ordering::Acquire) != 0
+            && self.debt.fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1)).is_ok()
+        {
+            return;
+        }
+        self.semaphore.add_permits(1);
+    }
 }
 
 impl fmt::Debug for Compartment {
@@ -175,6 +197,8 @@ impl fmt::Debug for Compartment {
 
 /// A permit held by one call; dropping it gives it back (or pays a shrink's debt).
 pub(crate) struct Permit {
+    pool: Arc<Pool>,
+    #[cfg(feature = "metrics")]
     compartment: Arc<Compartment>,
 }
 
@@ -187,10 +211,12 @@ impl fmt::Debug for Permit {
 impl Drop for Permit {
     #[inline]
     fn drop(&mut self) {
-        let c = &self.compartment;
-        c.release_one();
+        self.pool.release_one();
         #[cfg(feature = "metrics")]
-        c.common.metrics.in_flight.set(c.in_flight() as i64);
+        {
+            let c = &self.compartment;
+            c.common.metrics.in_flight.set(c.in_flight() as i64);
+        }
     }
 }
 
@@ -232,10 +258,9 @@ impl Compartment {
         let max = common.max_concurrent.min(Semaphore::MAX_PERMITS);
         Self {
             common,
-            semaphore: Semaphore::new(max),
+            pool: Arc::new(Pool { semaphore: Semaphore::new(max), debt: AtomicUsize::new(0) }),
             queued: AtomicUsize::new(0),
             limit: AtomicUsize::new(max),
-            debt: AtomicUsize::new(0),
             resize: Mutex::new(()),
         }
     }
@@ -246,19 +271,8 @@ impl Compartment {
     }
 
     pub(crate) fn in_flight(&self) -> usize {
-        let owned = self.max_concurrent().saturating_add(self.debt.load(Ordering::Acquire));
-        owned.saturating_sub(self.semaphore.available_permits())
-    }
-
-    /// Gives one held permit back, or forgets it while a shrink is owed.
-    #[inline]
-    fn release_one(&self) {
-        if self.debt.load(Ordering::Acquire) != 0
-            && self.debt.fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1)).is_ok()
-        {
-            return;
-        }
-        self.semaphore.add_permits(1);
+        let owned = self.max_concurrent().saturating_add(self.pool.debt.load(Ordering::Acquire));
+        owned.saturating_sub(self.pool.semaphore.available_permits())
     }
 
     /// Changes the number of permits. Growing hands the new permits to waiters in order;
@@ -272,17 +286,18 @@ impl Compartment {
             let grow = n - old;
             // Cancel debt first: those permits are still held and stay in use.
             let before = self
+                .pool
                 .debt
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| Some(d - d.min(grow)))
                 .unwrap_or(0);
             let cancelled = before.min(grow);
             self.limit.store(n, Ordering::Release);
-            self.semaphore.add_permits(grow - cancelled);
+            self.pool.semaphore.add_permits(grow - cancelled);
         } else if n < old {
             let shrink = old - n;
             self.limit.store(n, Ordering::Release);
-            let taken = self.semaphore.forget_permits(shrink);
-            self.debt.fetch_add(shrink - taken, Ordering::AcqRel);
+            let taken = self.pool.semaphore.forget_permits(shrink);
+            self.pool.debt.fetch_add(shrink - taken, Ordering::AcqRel);
         }
         #[cfg(feature = "metrics")]
         self.common.metrics.in_flight.set(self.in_flight() as i64);
@@ -290,7 +305,7 @@ impl Compartment {
     }
 
     pub(crate) fn available(&self) -> usize {
-        self.semaphore.available_permits()
+        self.pool.semaphore.available_permits()
     }
 
     pub(crate) fn queued(&self) -> usize {
@@ -317,7 +332,11 @@ impl Compartment {
         }
         // The permit exists before anything runs user code, so a panicking listener
         // cannot lose it.
-        let permit = Permit { compartment: self.clone() };
+        let permit = Permit {
+            pool: self.pool.clone(),
+            #[cfg(feature = "metrics")]
+            compartment: self.clone(),
+        };
         if common.events.is_observed() {
             crate::event::publish(
                 &common.events,
@@ -343,7 +362,7 @@ impl Compartment {
     /// A permit if one is free now and nobody waits (the pass path).
     #[inline]
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        match self.semaphore.try_acquire() {
+        match self.pool.semaphore.try_acquire() {
             Ok(permit) => Some(self.permit(permit, None)),
             Err(_) => None,
         }
@@ -359,7 +378,7 @@ impl Compartment {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Permit, BulkheadFull>> {
         if waiting.is_none() {
-            match self.semaphore.try_acquire() {
+            match self.pool.semaphore.try_acquire() {
                 Ok(permit) => return Poll::Ready(Ok(self.permit(permit, None))),
                 Err(TryAcquireError::NoPermits) => {}
                 // The semaphore is never closed.
@@ -378,8 +397,8 @@ impl Compartment {
                 return Poll::Ready(Err(self.common.reject(BulkheadFullReason::QueueFull)));
             }
             self.common.metrics.queued.set(before as i64 + 1);
-            let compartment = self.clone();
-            let acquire = async move { compartment.semaphore.acquire().await.map(SemaphorePermit::forget) };
+            let pool = self.pool.clone();
+            let acquire = async move { pool.semaphore.acquire().await.map(SemaphorePermit::forget) };
             let since = Instant::now();
             let acquire: AcquireFuture = match max_wait {
                 // A huge wait saturates to "effectively never" instead of overflowing.

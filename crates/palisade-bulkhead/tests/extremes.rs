@@ -150,7 +150,7 @@ proptest! {
         };
         let h = layer.handle();
         if let Some(n) = resize {
-            prop_assert_eq!(h.set_max_concurrent(n).is_ok(), n >= 1 && n <= MAX_PERMITS);
+            prop_assert_eq!(h.set_max_concurrent(n).is_ok(), (1..=MAX_PERMITS).contains(&n));
         }
         if let Some(w) = new_wait {
             h.set_max_wait(w);

@@ -214,7 +214,7 @@ async fn bulkhead_sheds_when_the_inner_service_is_not_ready() {
     assert_ready_ok!(svc.poll_ready());
     assert_eq!(h.in_flight(), 1);
     let fut = svc.call(());
-    let (_, send) = handle.next_request().await.unwrap();
+    let ((), send) = handle.next_request().await.unwrap();
     send.send_response(());
     fut.await.unwrap();
     assert_eq!(h.in_flight(), 0);
@@ -391,7 +391,7 @@ async fn adaptive_algorithm_continues_from_a_set_limit() {
     handle.allow(1);
     assert_ready_ok!(svc.poll_ready());
     let fut = svc.call(());
-    let (_, send) = handle.next_request().await.unwrap();
+    let ((), send) = handle.next_request().await.unwrap();
     send.send_error("overloaded");
     fut.await.unwrap_err();
     assert_eq!(h.limit(), 36); // 40 × 0.9
@@ -417,7 +417,7 @@ async fn adaptive_sheds_when_the_inner_service_is_not_ready() {
     handle.allow(1);
     assert_ready_ok!(svc.poll_ready());
     let fut = svc.call(());
-    let (_, send) = handle.next_request().await.unwrap();
+    let ((), send) = handle.next_request().await.unwrap();
     send.send_response(());
     fut.await.unwrap();
 }
