@@ -42,6 +42,13 @@
 //! 408/429/502/503/504 and honours `Retry-After` as a floor; `Full<Bytes>` bodies are
 //! `Clone`, so the default replay serves.
 //!
+//! The stand-in's error type is `http::Error`, not `BoxError`: a closure whose signature
+//! names `BoxError` makes rustc reject any future awaiting the stack inside `tokio::spawn`
+//! or an axum handler ("implementation of `From` is not general enough",
+//! rust-lang/rust#64552 — tower's own `Timeout` hits it too). An error type without a
+//! trait object, an `async fn` instead of a closure, or boxing the finished stack avoid it.
+//! This example compiles inside `tokio::spawn` and an axum route (`tests/spawn.rs`).
+//!
 //! ```
 //! # #[cfg(not(feature = "http"))] fn main() {}
 //! # #[cfg(feature = "http")]
@@ -65,7 +72,7 @@
 //!         } else {
 //!             http::Response::builder().status(200)
 //!         };
-//!         Ok::<_, palisade_core::BoxError>(res.body(Full::new(Bytes::from("ok")))?)
+//!         res.body(Full::new(Bytes::from("ok"))) // Result<_, http::Error>
 //!     }
 //! });
 //!
@@ -84,7 +91,7 @@
 //! // In the handler: `async fn handler(State(client): State<Client>) -> ... { client.oneshot(req).await }`
 //! let start = tokio::time::Instant::now();
 //! let req = http::Request::get("http://inventory/items/42").body(Full::new(Bytes::new()))?;
-//! let res = client.oneshot(req).await?;
+//! let res = tokio::spawn(client.clone().oneshot(req)).await??; // Send: spawnable
 //! assert_eq!(res.status(), 200);
 //! assert!(start.elapsed() >= Duration::from_secs(1), "Retry-After is a floor");
 //! # Ok(()) }
@@ -97,8 +104,8 @@
 //! and answers UNAVAILABLE with `grpc-retry-pushback-ms: 200` once. `tonic::body::Body` is a
 //! stream, so [`http::BufferBodyLayer`] reads the (small) request message ahead and
 //! [`http::HttpReplay`] replays it; [`GrpcClassifier`](palisade_core::classify) retries
-//! UNAVAILABLE and RESOURCE_EXHAUSTED and honours pushback. The stack is a
-//! `GrpcService`: pass it to a generated client, `GreeterClient::new(stack)`.
+//! UNAVAILABLE and RESOURCE_EXHAUSTED and follows the pushback exactly (gRFC A6). The stack
+//! is a `GrpcService`: pass it to a generated client, `GreeterClient::new(stack)`.
 //!
 //! ```
 //! # #[cfg(not(feature = "grpc"))] fn main() {}
@@ -146,7 +153,7 @@
 //!     .body(Body::new(http_body_util::Full::new(bytes::Bytes::from_static(b"\0\0\0\0\0"))))?;
 //! let res = stack.oneshot(req).await?;
 //! assert_eq!(res.headers()["grpc-status"], "0");
-//! assert_eq!(start.elapsed(), Duration::from_millis(200), "pushback is a floor");
+//! assert_eq!(start.elapsed(), Duration::from_millis(200), "retried exactly at the pushback");
 //! # Ok(()) }
 //! ```
 //!
@@ -158,7 +165,19 @@
 //! once. When the attempts are used up, the caller gets the **last** attempt's result as the
 //! inner service gave it: an error stays that error (boxed), and a response classified as a
 //! failure (an HTTP 503, a gRPC UNAVAILABLE) is returned as a response, not turned into an
-//! error. Nothing is swallowed.
+//! error. Nothing is swallowed. Opt in to
+//! [`retries_exhausted_error`](RetryLayerBuilder::retries_exhausted_error) to get a typed
+//! [`RetriesExhausted`](error::RetriesExhausted) (attempt count, reason, the last error as
+//! its source) instead.
+//!
+//! A call refused by an open circuit breaker ([`CircuitOpen`](palisade_core::rejection::CircuitOpen))
+//! is **not** retried: the default classifiers call it a non-retryable failure, so it
+//! reaches the caller at once (→ 503 with `Retry-After`). Put the retry outside the breaker
+//! (`ServiceBuilder::new().layer(retry).layer(breaker)`) so that each attempt is judged by
+//! the breaker and an open breaker ends the call; sleeping on the breaker's open time would
+//! hold the caller's request (and any timeout or bulkhead permit above it) for that long.
+//! [`wait_for_half_open`](RetryLayerBuilder::wait_for_half_open) opts in to waiting, with
+//! its own bound.
 //!
 //! A retry needs the request again. By default the request must be `Clone`
 //! ([`CloneRequest`](replay::CloneRequest)); a "clone or give up" hook
@@ -170,14 +189,22 @@
 //! # Delays and server hints
 //!
 //! The delay before retry `n` comes from the [`Backoff`] strategy (fixed, linear,
-//! exponential, Fibonacci or custom), capped at `max_delay`, then spread by [`Jitter`]
-//! (none, full, equal or decorrelated, AWS definitions); `.seed(..)` makes it reproducible.
-//! When the classifier reports a server hint (`Retry-After` with
-//! [`HttpClassifier`](palisade_core::classify), `grpc-retry-pushback-ms` with
-//! `GrpcClassifier`), the hint is a **floor**: the next attempt never starts earlier. A hint
-//! above `max_retry_after` (default 30 s), or one that would end after the total deadline,
-//! makes the layer give up at once and return the last result; a negative gRPC pushback
-//! means "do not retry".
+//! exponential, Fibonacci or custom), capped at `max_delay` (before the jitter by default,
+//! after it with `.cap_after_jitter(true)`; `.no_max_delay()` for no cap), then spread by
+//! [`Jitter`] (none, full, equal or decorrelated as AWS defines them, or proportional ±25 %
+//! as Polly v8 does for constant and linear backoff); `.seed(..)` makes it reproducible.
+//! When the classifier reports a server hint, it is applied as its protocol says:
+//!
+//! - HTTP `Retry-After` ([`HttpClassifier`](palisade_core::classify)) is a **floor**: the
+//!   next attempt never starts earlier, and a longer backoff still wins. (RFC 9110 asks the
+//!   client to wait at least that long; a floor keeps the jitter that spreads clients.)
+//! - gRPC `grpc-retry-pushback-ms` (`GrpcClassifier`) is followed **exactly**, as gRFC A6
+//!   and grpc-go do: the retry goes out after the pushback, even when it is shorter than
+//!   the backoff, and the exponential backoff restarts from its first delay afterwards. A
+//!   negative pushback means "do not retry", and counts as a failure for the token bucket.
+//!
+//! A hint above `max_retry_after` (default 30 s), or one that would end after the total
+//! deadline, makes the layer give up at once and return the last result.
 //!
 //! # Deadlines
 //!
