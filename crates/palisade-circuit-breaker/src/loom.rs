@@ -16,8 +16,10 @@ impl CountWindow {
     pub fn new(size: u32) -> Self {
         Self(window::CountWindow::new(size))
     }
+    /// Records, then reads the totals (the window's record returns nothing).
     pub fn record(&self, failure: bool, slow: bool) -> Totals {
-        totals(self.0.record(Sample { failure, slow }))
+        self.0.record(Sample { failure, slow });
+        totals(self.0.snapshot())
     }
     pub fn snapshot(&self) -> Totals {
         totals(self.0.snapshot())
@@ -59,5 +61,19 @@ impl TrialSlots {
     pub fn tally(&self, tag: u16) -> (u16, u16, u16) {
         let t = self.0.tally(tag);
         (t.in_flight, t.successes, t.failures)
+    }
+}
+
+pub struct StripedTimeWindow(window::StripedTimeWindow);
+
+impl StripedTimeWindow {
+    pub fn new(length_nanos: u64, buckets: u32, stripes: usize) -> Self {
+        Self(window::StripedTimeWindow::new(length_nanos, buckets, stripes))
+    }
+    pub fn record(&self, stripe: usize, now_nanos: u64, failure: bool, slow: bool) {
+        self.0.record(stripe, now_nanos, Sample { failure, slow });
+    }
+    pub fn snapshot(&self, now_nanos: u64) -> Totals {
+        totals(self.0.snapshot(now_nanos))
     }
 }
