@@ -142,13 +142,20 @@ impl BulkheadBuilder {
     ///
     /// # Errors
     ///
-    /// As [`build`](Self::build), and `max_keys` of zero.
+    /// As [`build`](Self::build), `max_keys` of zero, and
+    /// [`shed_when_inner_not_ready`](Self::shed_when_inner_not_ready), which the keyed
+    /// bulkhead does not support (it readies the inner service before it knows the key).
     pub fn keyed<Req, K, F>(self, max_keys: usize, key: F) -> Result<KeyedBulkheadLayer<K, F>, ConfigError>
     where
         K: std::hash::Hash + Eq + Clone,
         F: Fn(&Req) -> K,
     {
         ensure(max_keys > 0, "max_keys", "must be at least 1")?;
+        ensure(
+            !self.shed_when_inner_not_ready,
+            "shed_when_inner_not_ready",
+            "is not supported by keyed bulkheads",
+        )?;
         let idle = self.key_idle_timeout;
         Ok(KeyedBulkheadLayer::new(self.into_common()?, max_keys, idle, key))
     }

@@ -69,6 +69,29 @@
 //! service that reserved a permit is dropped without calling. A waiter that is dropped
 //! leaves the queue at once; a permit freed meanwhile goes to the next in line.
 //!
+//! # Changing limits at run time
+//!
+//! The [`BulkheadHandle`] changes `max_concurrent`, `max_wait` and `max_queue` while the
+//! bulkhead serves (Resilience4j's `changeConfig`); the [`AdaptiveLimitHandle`] sets an
+//! adaptive limit directly or changes its bounds (concurrency-limits' `SettableLimit`).
+//! Calls in flight keep their permits: a limit lowered below them lets them finish and
+//! admits nothing until fewer than the new limit are in flight.
+//!
+//! # Shedding when the inner service is not ready
+//!
+//! By default a caller holding a permit waits for the inner service to be ready, as tower's
+//! `ConcurrencyLimit`. With [`BulkheadBuilder::shed_when_inner_not_ready`] (and the same on
+//! the adaptive builder) it is refused at once with [`Overloaded`] instead, as tower's
+//! `LoadShed`, and the permit goes back.
+//!
+//! # Bad settings and user code
+//!
+//! Settings are checked when the layer is built ([`ConfigError`](palisade_core::ConfigError)
+//! with the field's name); a wait too long for the clock saturates to "effectively never"
+//! ([`palisade_core::time`]); sizes are counters, never allocations. A panicking event
+//! listener, limit algorithm or Vegas function is contained: the limit stays where it was
+//! and every permit still goes back.
+//!
 //! # Also here
 //!
 //! - [`KeyedBulkheadLayer`] (from [`BulkheadBuilder::keyed`]): a pool per key (tenant, IP),

@@ -522,3 +522,10 @@ async fn adaptive_backlog_wait_of_duration_max() {
     second.await.unwrap().unwrap();
     assert_eq!(h.in_flight(), 0);
 }
+
+#[test]
+fn keyed_bulkhead_refuses_shedding_on_inner_readiness() {
+    let err =
+        BulkheadLayer::builder().shed_when_inner_not_ready().keyed(10, |r: &u32| *r).map(|_| ()).unwrap_err();
+    assert_eq!(err.field(), "shed_when_inner_not_ready");
+}
