@@ -51,15 +51,28 @@
 //! tried. Resources idle longer than `idle_timeout` are destroyed when met, down to
 //! `min_size`. [`Pooled::destroy`] throws away a resource the caller found broken.
 //!
+//! The pool keeps `min_size` resources by itself: a background task (spawned on the
+//! current Tokio runtime) creates the missing ones, one at a time, after the pool is built
+//! and whenever a resource is destroyed or detached.
+//!
+//! Every resource goes through [`Lifecycle::destroy`] exactly once: when the pool throws it
+//! away, or, for one given back after [`Pool::close`] or held by a cancelled `acquire`, on a
+//! task spawned on the current runtime (outside any runtime it can only be dropped, and is
+//! counted in [`ResourceStats::dropped`]).
+//!
+//! A panic in a hook is caught: in `create` the `acquire` fails with
+//! [`Panicked`], in `recycle` the resource is destroyed, in
+//! `destroy` it is logged; the pool goes on.
+//!
 //! # Clone
 //!
 //! `Pool` is a handle: clones share the same resources, limits and stats.
 //!
 //! # Cancellation
 //!
-//! Dropping an `acquire` future releases its place in the queue; a resource being created or
-//! recycled at that moment is dropped without the `destroy` hook (hooks are async and drop
-//! is not).
+//! Dropping an `acquire` future releases its place in the queue; a `create` running at
+//! that moment is dropped (no resource exists yet), a resource being recycled is destroyed
+//! with the hook on a spawned task.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -88,9 +101,8 @@ use crate::sizing::Sizing;
 /// How a [`Pool`] makes, checks and throws away its resources.
 ///
 /// Only `create` is required. `recycle` runs before an idle resource is lent again: return
-/// an error to have it destroyed. `destroy` runs when the pool throws a resource away
-/// (broken, idle too long, pool closed) from async code; a resource dropped by a guard or a
-/// cancelled future is simply dropped.
+/// an error to have it destroyed. `destroy` runs once for every resource the pool throws
+/// away (broken, idle too long, discarded, pool closed); see the [module docs](self).
 pub trait Lifecycle: Send + Sync + 'static {
     /// The pooled resource.
     type Resource: Send + 'static;
@@ -400,8 +412,8 @@ impl<L: Lifecycle> PoolBuilder<L> {
     ///
     /// # Errors
     ///
-    /// `max_size` is zero or above [`Semaphore::MAX_PERMITS`], `min_size > max_size`, or a
-    /// timeout is zero.
+    /// `max_size` is zero or above [`Semaphore::MAX_PERMITS`], `min_size` above 4,096 or
+    /// above `max_size`, or a timeout is zero.
     pub fn build(self) -> Result<Pool<L>, ConfigError> {
         let sizing = self.sizing.validate()?;
         ensure(
@@ -542,8 +554,10 @@ impl<L: Lifecycle> Shared<L> {
         }
     }
 
-    /// Runs the `destroy` hook (containing a panic) and counts the resource gone.
+    /// Runs the `destroy` hook (containing a panic) and counts the resource gone, also if
+    /// this future is dropped while the hook runs.
     async fn destroy(&self, resource: L::Resource, reason: DestroyReason) {
+        let _gone = Gone { shared: self, reason };
         let ran = match catch_unwind(AssertUnwindSafe(|| self.lifecycle.destroy(resource))) {
             Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
             Err(payload) => Err(payload),
@@ -552,9 +566,6 @@ impl<L: Lifecycle> Shared<L> {
             let err = self.panicked("destroy", &*payload);
             tracing::warn!(target: "palisade", pool = %self.name, error = %err, "a destroy hook panicked");
         }
-        let total = self.sub_total();
-        self.destroyed.increment();
-        self.publish(ResourceEvent::Destroyed { reason, total });
     }
 
     /// Destroys `resource` from synchronous code (a guard's or a cancelled future's drop):
@@ -694,12 +705,27 @@ impl<L: Lifecycle> Drop for Slot<'_, L> {
     }
 }
 
+/// Counts a resource destroyed once its `destroy` hook finished or was cut short.
+struct Gone<'a, L: Lifecycle> {
+    shared: &'a Shared<L>,
+    reason: DestroyReason,
+}
+
+impl<L: Lifecycle> Drop for Gone<'_, L> {
+    fn drop(&mut self) {
+        let total = self.shared.sub_total();
+        self.shared.destroyed.increment();
+        self.shared.publish(ResourceEvent::Destroyed { reason: self.reason, total });
+    }
+}
+
 /// An existing resource between the idle list and a guard (being checked, or waiting for
 /// its `destroy`): dropped mid-way (the `acquire` was cancelled) it is destroyed on a
 /// spawned task, so every resource goes through the `destroy` hook exactly once.
 struct Loose<L: Lifecycle> {
     resource: Option<L::Resource>,
     shared: Arc<Shared<L>>,
+    reason: DestroyReason,
 }
 
 impl<L: Lifecycle> Loose<L> {
@@ -711,7 +737,7 @@ impl<L: Lifecycle> Loose<L> {
 impl<L: Lifecycle> Drop for Loose<L> {
     fn drop(&mut self) {
         if let Some(resource) = self.resource.take() {
-            self.shared.destroy_later(resource, DestroyReason::Discarded);
+            self.shared.destroy_later(resource, self.reason);
         }
     }
 }
@@ -791,7 +817,11 @@ impl<L: Lifecycle> Pool<L> {
         loop {
             let popped = shared.idle().pop_back();
             let Some(idle) = popped else { break };
-            let mut loose = Loose { resource: Some(idle.resource), shared: shared.clone() };
+            let mut loose = Loose {
+                resource: Some(idle.resource),
+                shared: shared.clone(),
+                reason: DestroyReason::Discarded,
+            };
             if let (Some(limit), Some(since)) = (shared.idle_timeout, idle.since) {
                 if since.elapsed() >= limit && shared.sizing.can_shrink(shared.total.load(Ordering::Acquire))
                 {
@@ -869,11 +899,21 @@ impl<L: Lifecycle> Pool<L> {
         let idle: Vec<_> = {
             let mut idle = shared.idle();
             shared.closed.store(true, Ordering::Release);
-            idle.drain(..).collect()
+            idle.drain(..)
+                .map(|i| Loose {
+                    resource: Some(i.resource),
+                    shared: self.shared.clone(),
+                    reason: DestroyReason::Closed,
+                })
+                .collect()
         };
         shared.permits.close();
-        for i in idle {
-            shared.destroy(i.resource, DestroyReason::Closed).await;
+        // If this future is dropped midway, the resources left go through the hook on
+        // spawned tasks (`Loose`).
+        for loose in idle {
+            if let Some(resource) = loose.take() {
+                shared.destroy(resource, DestroyReason::Closed).await;
+            }
         }
     }
 
@@ -910,9 +950,9 @@ impl<L: Lifecycle> Pool<L> {
 pub struct Pooled<L: Lifecycle> {
     resource: Option<L::Resource>,
     shared: Arc<Shared<L>>,
-    // Dropped after `Drop::drop` returned the resource, so a waiter woken by the permit
-    // finds it idle.
-    _permit: OwnedSemaphorePermit,
+    /// Released in `Drop::drop` after the resource went back, so a waiter woken by the
+    /// permit finds it idle, and before the refill looks for a free place.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl<L: Lifecycle> fmt::Debug for Pooled<L>
@@ -929,7 +969,7 @@ where
 
 impl<L: Lifecycle> Pooled<L> {
     fn new(resource: L::Resource, shared: Arc<Shared<L>>, permit: OwnedSemaphorePermit) -> Self {
-        Self { resource: Some(resource), shared, _permit: permit }
+        Self { resource: Some(resource), shared, permit: Some(permit) }
     }
 
     /// Throws the resource away (running the `destroy` hook) instead of returning it, e.g.
@@ -937,8 +977,8 @@ impl<L: Lifecycle> Pooled<L> {
     pub async fn destroy(mut this: Self) {
         if let Some(resource) = this.resource.take() {
             this.shared.destroy(resource, DestroyReason::Discarded).await;
-            this.shared.replenish();
         }
+        // Dropping the guard frees its place and refills.
     }
 
     /// Takes the resource out of the pool for good (no `destroy` hook: it is yours now);
@@ -948,8 +988,8 @@ impl<L: Lifecycle> Pooled<L> {
         if resource.is_some() {
             this.shared.sub_total();
             this.shared.detached.increment();
-            this.shared.replenish();
         }
+        // Dropping the guard frees its place and refills.
         resource
     }
 }
@@ -977,8 +1017,10 @@ impl<L: Lifecycle> DerefMut for Pooled<L> {
 
 impl<L: Lifecycle> Drop for Pooled<L> {
     fn drop(&mut self) {
-        let Some(resource) = self.resource.take() else { return };
-        self.shared.put_back(resource);
+        if let Some(resource) = self.resource.take() {
+            self.shared.put_back(resource);
+        }
+        drop(self.permit.take());
         self.shared.replenish();
     }
 }

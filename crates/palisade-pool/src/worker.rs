@@ -127,6 +127,12 @@ impl<Req, Res> Queue<Req, Res> {
 
 // === members ===
 
+/// Drops a member's service, containing a panic of its `Drop` (user code on the worker's
+/// task).
+fn drop_member<S, C>(member: Member<S, C>) {
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(member)));
+}
+
 struct Member<S, C> {
     service: S,
     /// `poll_ready` returned `Ready(Ok)` and no call spent it yet.
@@ -288,7 +294,7 @@ where
             }
         } else if !self.rx_open && self.queue.is_empty() {
             // Every service is gone and every accepted request was dispatched.
-            self.members.clear();
+            self.drop_members();
             self.publish_members();
             return Poll::Ready(());
         }
@@ -331,7 +337,7 @@ where
             let _ = message.reply.send(Err(self.shared.closed_error()));
         }
         let in_flight = usize::try_from(self.shared.in_flight.get()).unwrap_or(0);
-        self.members.clear();
+        self.drop_members();
         self.checks.clear();
         self.publish_members();
         let drained = drained && abandoned == 0;
@@ -596,6 +602,7 @@ where
             reason,
         });
         // Calls in flight on it keep running: their callers own them.
+        drop_member(m);
     }
 
     // === scaling ===
@@ -789,7 +796,15 @@ where
             members: self.members.len(),
             reason,
         });
+        drop_member(m);
         true
+    }
+
+    /// Drops every member (shutdown, or every service gone).
+    fn drop_members(&mut self) {
+        for m in self.members.drain(..) {
+            drop_member(m);
+        }
     }
 
     /// Shows a member that joined (at the end of `members`) to snapshots.

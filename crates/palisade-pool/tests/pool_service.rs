@@ -1100,3 +1100,40 @@ async fn tiny_durations_serve() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(pool.clone().oneshot(11).await.unwrap(), 11);
 }
+
+/// Own case: a member whose `Drop` panics when it is evicted does not stop the worker.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_member_panicking_when_dropped_does_not_stop_the_pool() {
+    struct Brittle(u64);
+    impl Drop for Brittle {
+        fn drop(&mut self) {
+            assert!(self.0 != 0 || std::thread::panicking(), "member 0 panicked when dropped");
+        }
+    }
+    impl tower::Service<u32> for Brittle {
+        type Response = (u64, u32);
+        type Error = palisade_core::BoxError;
+        type Future = std::future::Ready<Result<(u64, u32), palisade_core::BoxError>>;
+        fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, x: u32) -> Self::Future {
+            let id = self.0;
+            std::future::ready(if id == 0 { Err("member 0 fails".into()) } else { Ok((id, x)) })
+        }
+    }
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let pool = PoolService::builder()
+        .min_size(1)
+        .max_size(1)
+        .evict_after_failures(1)
+        .make_backoff(ms(10), ms(10))
+        .build(palisade_pool::make_fn(move || {
+            let id = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::future::ready(Ok::<_, palisade_core::BoxError>(Brittle(id)))
+        }))
+        .unwrap();
+    assert!(pool.clone().oneshot(1).await.is_err());
+    assert_eq!(pool.clone().oneshot(2).await.unwrap(), (1, 2));
+    assert_eq!(pool.snapshot().evicted, 1);
+}

@@ -539,3 +539,53 @@ async fn huge_timeouts_mean_never() {
     drop(held);
     assert_eq!(*assert_ready!(waiting.poll()).unwrap(), 0);
 }
+
+/// Records each resource when its destroy hook starts, then takes a second.
+struct SlowDestroy(Arc<Mutex<Vec<usize>>>, Arc<AtomicUsize>);
+
+impl Lifecycle for SlowDestroy {
+    type Resource = usize;
+    type Error = BoxError;
+    async fn create(&self) -> Result<usize, BoxError> {
+        Ok(self.1.fetch_add(1, Ordering::SeqCst))
+    }
+    async fn destroy(&self, r: usize) {
+        self.0.lock().unwrap().push(r);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Own case: a `Pooled::destroy` dropped while its hook runs still counts the resource gone.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_cancelled_destroy_still_counts_the_resource_gone() {
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let pool = Pool::builder(SlowDestroy(started.clone(), Arc::default())).max_size(1).build().unwrap();
+    let got = pool.acquire().await.unwrap();
+    let mut destroying = task::spawn(Pooled::destroy(got));
+    assert_pending!(destroying.poll());
+    drop(destroying);
+    let s = pool.stats();
+    assert_eq!((s.total, s.in_use, s.destroyed), (0, 0, 1));
+    assert_eq!(*started.lock().unwrap(), vec![0]);
+}
+
+/// Own case: a `close` dropped midway leaves no resource behind: the rest go through the
+/// hook on spawned tasks.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_cancelled_close_destroys_the_rest() {
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let pool = Pool::builder(SlowDestroy(started.clone(), Arc::default())).max_size(3).build().unwrap();
+    let held: Vec<_> =
+        [pool.acquire().await.unwrap(), pool.acquire().await.unwrap(), pool.acquire().await.unwrap()].into();
+    drop(held);
+    assert_eq!(pool.stats().available, 3);
+    let mut closing = task::spawn(pool.close());
+    assert_pending!(closing.poll());
+    drop(closing);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut started = started.lock().unwrap().clone();
+    started.sort_unstable();
+    assert_eq!(started, vec![0, 1, 2]);
+    let s = pool.stats();
+    assert_eq!((s.total, s.destroyed), (0, 3));
+}
