@@ -108,3 +108,27 @@ async fn pools_serve_an_axum_style_handler() {
     });
     assert_eq!(tokio::spawn(inline(State(state))).await.unwrap(), "7");
 }
+
+/// A hand-written `Lifecycle` with `BoxError` as its error: its pool's futures spawn too.
+struct Conns;
+
+impl palisade_pool::Lifecycle for Conns {
+    type Resource = u32;
+    type Error = BoxError;
+
+    async fn create(&self) -> Result<u32, BoxError> {
+        Ok(5)
+    }
+
+    async fn recycle(&self, _: &mut u32) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_hand_written_lifecycle_pool_can_be_spawned() {
+    let pool: Pool<Conns> = Pool::builder(Conns).min_size(1).max_size(2).build().unwrap();
+    let p = pool.clone();
+    assert_eq!(tokio::spawn(async move { p.execute(async |c: &mut u32| *c).await.unwrap() }).await.unwrap(), 5);
+    tokio::spawn(async move { pool.close().await }).await.unwrap();
+}
