@@ -589,3 +589,20 @@ async fn a_cancelled_close_destroys_the_rest() {
     let s = pool.stats();
     assert_eq!((s.total, s.destroyed), (0, 3));
 }
+
+/// Own case: a listener that panics does not break acquire or release.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_panicking_listener_does_not_break_the_pool() {
+    let pool = Pool::builder(Conns::default())
+        .max_size(2)
+        .on_event(|e: &ResourceEvent| {
+            assert!(!matches!(e, ResourceEvent::Created { .. }), "listener panicked")
+        })
+        .build()
+        .unwrap();
+    let got = pool.acquire().await.unwrap();
+    assert_eq!(*got, 0);
+    drop(got);
+    let s = pool.stats();
+    assert_eq!((s.total, s.available, s.in_use), (1, 1, 0));
+}
