@@ -114,7 +114,10 @@
 //! that have room in their share), and as many waiters as fit are admitted at once (the
 //! reference admits one per released call, so a raised limit would sit unused). The
 //! reference's `partitionRejectDelay` (sleeping a rejected thread) has no equivalent: an
-//! async caller is refused at once.
+//! async caller is refused at once. The backlog has no defaults (the reference's are 100
+//! callers, 1 s) because it is off unless asked for, and its wait is one duration (the
+//! reference also takes a function of the request). concurrency-limits' `WindowedLimit` and
+//! the first `GradientLimit` are not ported: every call is a sample.
 
 pub mod algorithm;
 #[cfg(feature = "serde")]
