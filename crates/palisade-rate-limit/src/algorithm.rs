@@ -10,9 +10,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 #[cfg(loom)]
-use loom::sync::atomic::{AtomicU64, Ordering};
+use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use crate::quota::Quota;
 
@@ -148,9 +148,24 @@ fn dur(nanos: u64) -> Duration {
 pub(crate) enum Cell<T = Plain> {
     Gcra(Gcra<T>),
     Leaky { gcra: Gcra<T>, queue: u32 },
-    Log { window: u64, limit: u32, log: Mutex<Log> },
-    Counter { window: u64, limit: u32, state: Mutex<CounterState> },
-    Fixed { window: u64, limit: u32, state: Mutex<FixedState> },
+    Log(Mutex<Windowed<Log>>),
+    Counter(Mutex<Windowed<CounterState>>),
+    Fixed(Mutex<Windowed<FixedState>>),
+}
+
+/// A window algorithm's state with its settings, all behind one lock (so a quota change
+/// is atomic).
+#[derive(Debug)]
+pub(crate) struct Windowed<S> {
+    window: u64,
+    limit: u32,
+    state: S,
+}
+
+impl<S> Windowed<S> {
+    fn new(window: u64, limit: u32, state: S) -> Mutex<Self> {
+        Mutex::new(Self { window, limit, state })
+    }
 }
 
 impl<T> fmt::Debug for Cell<T> {
@@ -172,29 +187,51 @@ impl<T: Tat> Cell<T> {
         let limit = quota.limit();
         if limit == 0 || quota.burst_size() == 0 {
             // A blocked key: nothing is ever admitted.
-            return Self::Fixed { window, limit: 0, state: Mutex::new(FixedState::new(0)) };
+            return Self::Fixed(Windowed::new(window, 0, FixedState::new(0)));
         }
         match algorithm {
             Algorithm::TokenBucket => Self::Gcra(Gcra::new(quota.interval_nanos(), quota.burst_size())),
             Algorithm::LeakyBucket { queue } => {
                 Self::Leaky { gcra: Gcra::new(quota.interval_nanos(), 1), queue }
             }
-            Algorithm::SlidingWindowLog => Self::Log { window, limit, log: Mutex::new(Log::default()) },
+            Algorithm::SlidingWindowLog => Self::Log(Windowed::new(window, limit, Log::default())),
             Algorithm::SlidingWindowCounter => {
-                Self::Counter { window, limit, state: Mutex::new(CounterState::default()) }
+                Self::Counter(Windowed::new(window, limit, CounterState::default()))
             }
-            Algorithm::FixedWindow => {
-                Self::Fixed { window, limit, state: Mutex::new(FixedState::new(limit)) }
-            }
+            Algorithm::FixedWindow => Self::Fixed(Windowed::new(window, limit, FixedState::new(limit))),
         }
     }
 
-    /// The most this cell admits at once.
-    pub(crate) fn capacity(&self) -> u32 {
+    /// Changes the quota at once (the algorithm stays): what was admitted stays admitted,
+    /// waiters keep their slots, and what comes next is judged by the new quota. A token
+    /// bucket keeps the tokens in use (its debt, rescaled to the new interval); a window
+    /// keeps its counts (with a new period, counted from the window holding `now`).
+    pub(crate) fn set_quota(&self, quota: &Quota, now: u64) {
         match self {
-            Self::Gcra(g) => g.burst,
-            Self::Leaky { queue, .. } => queue.saturating_add(1),
-            Self::Log { limit, .. } | Self::Counter { limit, .. } | Self::Fixed { limit, .. } => *limit,
+            Self::Gcra(g) => g.set(quota.interval_nanos(), quota.burst_size(), now),
+            Self::Leaky { gcra, .. } => gcra.set(quota.interval_nanos(), 1, now),
+            Self::Log(w) => {
+                let mut w = lock(w);
+                (w.window, w.limit) = (quota.period_nanos(), quota.limit());
+            }
+            Self::Counter(w) => {
+                let mut w = lock(w);
+                let window = quota.period_nanos();
+                if window != w.window {
+                    w.state.rebase(now, window);
+                }
+                (w.window, w.limit) = (window, quota.limit());
+            }
+            Self::Fixed(w) => {
+                let mut w = lock(w);
+                let (old, new) = (w.limit, quota.limit());
+                let window = quota.period_nanos();
+                if window != w.window {
+                    w.state.rebase(now, window);
+                }
+                w.state.relimit(old, new);
+                (w.window, w.limit) = (window, new);
+            }
         }
     }
 
@@ -202,37 +239,36 @@ impl<T: Tat> Cell<T> {
     /// bucket algorithms may reserve a slot up to that far ahead.
     #[inline]
     pub(crate) fn acquire(&self, now: u64, cost: u32, max_wait: Option<u64>) -> Result<Admit, Denied> {
-        if let Self::Gcra(g) = self {
-            // The common case first, without the generic checks below.
-            if cost.wrapping_sub(1) < g.burst {
-                return g.acquire(now, cost, max_wait.unwrap_or(0));
-            }
-        }
         if cost == 0 {
             return Ok(Admit { ready_at: now, token: 0 });
         }
-        let capacity = self.capacity();
-        if cost > capacity {
-            return Err(Denied::ExceedsCapacity { cost, capacity });
-        }
+        let wait = max_wait.unwrap_or(0);
         match self {
-            Self::Gcra(g) => g.acquire(now, cost, max_wait.unwrap_or(0)),
+            Self::Gcra(g) => g.acquire(now, cost, wait, u64::MAX),
             Self::Leaky { gcra, queue } => {
-                // The queue bound: the last place departs `queue` intervals from now.
-                let bound = gcra.interval.saturating_mul(u64::from(*queue));
-                let bound = max_wait.map_or(bound, |w| w.min(bound));
-                // Refused: the queue has room again once the departure slot is within `bound`
-                // of now — exactly the wait reported.
-                gcra.acquire(now, cost, bound)
+                // The queue bound: the last place departs `queue` intervals from now. Refused,
+                // the queue has room again once the departure slot is within the bound — the
+                // wait reported.
+                let capacity = queue.saturating_add(1);
+                if cost > capacity {
+                    return Err(Denied::ExceedsCapacity { cost, capacity });
+                }
+                gcra.acquire(now, cost, max_wait.unwrap_or(u64::MAX), u64::from(*queue))
             }
-            Self::Log { window, limit, log } => {
-                lock(log).acquire(now, cost, *window, *limit, max_wait.unwrap_or(0))
+            Self::Log(w) => {
+                let w = &mut *lock(w);
+                check_capacity(cost, w.limit)?;
+                w.state.acquire(now, cost, w.window, w.limit, wait)
             }
-            Self::Counter { window, limit, state } => {
-                lock(state).acquire(now, cost, *window, *limit, max_wait.unwrap_or(0))
+            Self::Counter(w) => {
+                let w = &mut *lock(w);
+                check_capacity(cost, w.limit)?;
+                w.state.acquire(now, cost, w.window, w.limit, wait)
             }
-            Self::Fixed { window, limit, state } => {
-                lock(state).acquire(now, cost, *window, *limit, max_wait.unwrap_or(0))
+            Self::Fixed(w) => {
+                let w = &mut *lock(w);
+                check_capacity(cost, w.limit)?;
+                w.state.acquire(now, cost, w.window, w.limit, wait)
             }
         }
     }
@@ -244,9 +280,12 @@ impl<T: Tat> Cell<T> {
         }
         match self {
             Self::Gcra(g) | Self::Leaky { gcra: g, .. } => g.refund(admit.token, cost, now),
-            Self::Log { log, .. } => lock(log).refund(admit.token, cost),
-            Self::Counter { state, .. } => lock(state).refund(admit.token, cost),
-            Self::Fixed { limit, state, .. } => lock(state).refund(admit.token, cost, *limit),
+            Self::Log(w) => lock(w).state.refund(admit.token, cost),
+            Self::Counter(w) => lock(w).state.refund(admit.token, cost),
+            Self::Fixed(w) => {
+                let w = &mut *lock(w);
+                w.state.refund(admit.token, cost, w.limit);
+            }
         }
     }
 
@@ -255,9 +294,18 @@ impl<T: Tat> Cell<T> {
     pub(crate) fn can_forget(&self, now: u64) -> bool {
         match self {
             Self::Gcra(g) | Self::Leaky { gcra: g, .. } => g.tat.load(Ordering::Acquire) <= now,
-            Self::Log { window, log, .. } => lock(log).can_forget(now, *window),
-            Self::Counter { window, state, .. } => lock(state).can_forget(now, *window),
-            Self::Fixed { window, limit, state } => lock(state).can_forget(now, *window, *limit),
+            Self::Log(w) => {
+                let w = &mut *lock(w);
+                w.state.can_forget(now, w.window)
+            }
+            Self::Counter(w) => {
+                let w = &mut *lock(w);
+                w.state.can_forget(now, w.window)
+            }
+            Self::Fixed(w) => {
+                let w = &mut *lock(w);
+                w.state.can_forget(now, w.window, w.limit)
+            }
         }
     }
 
@@ -267,7 +315,7 @@ impl<T: Tat> Cell<T> {
             Self::Leaky { gcra, queue } => {
                 let tat = gcra.tat.load(Ordering::Acquire);
                 let ahead = tat.saturating_sub(now);
-                let queued = ahead.div_ceil(gcra.interval).saturating_sub(1);
+                let queued = ahead.div_ceil(gcra.params.load().0).saturating_sub(1);
                 let queued = u32::try_from(queued).unwrap_or(u32::MAX).min(*queue);
                 Status {
                     capacity: queue.saturating_add(1),
@@ -276,10 +324,91 @@ impl<T: Tat> Cell<T> {
                     queued,
                 }
             }
-            Self::Log { window, limit, log } => lock(log).status(now, *window, *limit),
-            Self::Counter { window, limit, state } => lock(state).status(now, *window, *limit),
-            Self::Fixed { window, limit, state } => lock(state).status(now, *window, *limit),
+            Self::Log(w) => {
+                let w = &mut *lock(w);
+                w.state.status(now, w.window, w.limit)
+            }
+            Self::Counter(w) => {
+                let w = &mut *lock(w);
+                w.state.status(now, w.window, w.limit)
+            }
+            Self::Fixed(w) => {
+                let w = &mut *lock(w);
+                w.state.status(now, w.window, w.limit)
+            }
         }
+    }
+}
+
+fn check_capacity(cost: u32, capacity: u32) -> Result<(), Denied> {
+    if cost > capacity {
+        return Err(Denied::ExceedsCapacity { cost, capacity });
+    }
+    Ok(())
+}
+
+// === impl Params ===
+
+/// A GCRA's emission interval and burst, changeable at run time: a sequence lock, so a
+/// reader always sees one consistent pair (two plain loads and a check on the fast path).
+#[derive(Debug)]
+pub(crate) struct Params {
+    /// Odd while a writer is storing.
+    version: AtomicU64,
+    interval: AtomicU64,
+    burst: AtomicU32,
+}
+
+impl Params {
+    fn new(interval: u64, burst: u32) -> Self {
+        Self { version: AtomicU64::new(0), interval: AtomicU64::new(interval), burst: AtomicU32::new(burst) }
+    }
+
+    /// `(interval, tau, burst)`.
+    #[inline]
+    fn load(&self) -> (u64, u64, u32) {
+        let (interval, tau, burst, ()) = self.read_with(|| ());
+        (interval, tau, burst)
+    }
+
+    /// `(interval, tau, burst)` and what `also` read, all from one consistent moment (no
+    /// writer ran meanwhile).
+    #[inline]
+    fn read_with<R>(&self, also: impl Fn() -> R) -> (u64, u64, u32, R) {
+        loop {
+            let v1 = self.version.load(Ordering::Acquire);
+            let interval = self.interval.load(Ordering::Relaxed);
+            let burst = self.burst.load(Ordering::Relaxed);
+            let extra = also();
+            fence(Ordering::Acquire);
+            if v1 & 1 == 0 && self.version.load(Ordering::Relaxed) == v1 {
+                return (interval, interval.saturating_mul(u64::from(burst)), burst, extra);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Stores new settings; `between` runs while readers are held off (to rescale state
+    /// that depends on them).
+    fn store(&self, interval: u64, burst: u32, between: impl FnOnce(u64)) {
+        // Writers take the version from even to odd one at a time.
+        let mut v = self.version.load(Ordering::Relaxed);
+        loop {
+            if v & 1 == 1 {
+                std::hint::spin_loop();
+                v = self.version.load(Ordering::Relaxed);
+                continue;
+            }
+            match self.version.compare_exchange_weak(v, v + 1, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(actual) => v = actual,
+            }
+        }
+        fence(Ordering::Release);
+        between(self.interval.load(Ordering::Relaxed));
+        self.interval.store(interval, Ordering::Relaxed);
+        self.burst.store(burst, Ordering::Relaxed);
+        self.version.store(v + 2, Ordering::Release);
     }
 }
 
@@ -299,33 +428,48 @@ impl<T: Tat> Cell<T> {
 #[derive(Debug)]
 pub(crate) struct Gcra<T> {
     tat: T,
-    interval: u64,
-    tau: u64,
-    burst: u32,
+    params: Params,
 }
 
 impl<T: Tat> Gcra<T> {
     fn new(interval: u64, burst: u32) -> Self {
-        Self { tat: T::new(0), interval, tau: interval.saturating_mul(u64::from(burst)), burst }
+        Self { tat: T::new(0), params: Params::new(interval, burst) }
     }
 
+    /// Admits `cost`, waiting at most `max_wait` and at most `queue` intervals (leaky
+    /// bucket; `u64::MAX` for none).
     #[inline]
-    fn acquire(&self, now: u64, cost: u32, max_wait: u64) -> Result<Admit, Denied> {
-        let inc = self.interval.saturating_mul(u64::from(cost));
-        let mut tat = self.tat.load(Ordering::Acquire);
+    fn acquire(&self, now: u64, cost: u32, max_wait: u64, queue: u64) -> Result<Admit, Denied> {
         loop {
+            let (interval, tau, burst, tat) = self.params.read_with(|| self.tat.load(Ordering::Acquire));
+            if cost > burst && queue == u64::MAX {
+                return Err(Denied::ExceedsCapacity { cost, capacity: burst });
+            }
+            let max_wait = max_wait.min(interval.saturating_mul(queue));
+            let inc = interval.saturating_mul(u64::from(cost));
             let new_tat = tat.max(now).saturating_add(inc);
-            let allow_at = new_tat.saturating_sub(self.tau);
+            let allow_at = new_tat.saturating_sub(tau);
             if allow_at > now.saturating_add(max_wait) {
                 // Exact: the same request conforms at `allow_at`, so it is admitted (to wait
                 // at most `max_wait`) from `allow_at - max_wait` on.
                 return Err(Denied::RetryAfter(dur(allow_at - now - max_wait)));
             }
-            match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok(Admit { ready_at: allow_at.max(now), token: new_tat }),
-                Err(actual) => tat = actual,
+            if self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                return Ok(Admit { ready_at: allow_at.max(now), token: new_tat });
             }
         }
+    }
+
+    /// New settings: the tokens in use (the debt `tat - now`, in intervals) stay in use,
+    /// counted at the new interval.
+    fn set(&self, interval: u64, burst: u32, now: u64) {
+        self.params.store(interval, burst, |old| {
+            let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                let debt = u128::from(tat.saturating_sub(now));
+                let scaled = debt * u128::from(interval) / u128::from(old.max(1));
+                Some(now.saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX)))
+            });
+        });
     }
 
     /// Gives back `cost` admitted when the TAT became `tat_after`. Exact when nothing was
@@ -334,20 +478,22 @@ impl<T: Tat> Gcra<T> {
     /// let a newcomer share a slot with one of them: the reservation lapses instead, which
     /// never admits more than the rate.
     fn refund(&self, tat_after: u64, cost: u32, now: u64) {
-        let inc = self.interval.saturating_mul(u64::from(cost));
+        let (interval, tau, _) = self.params.load();
+        let inc = interval.saturating_mul(u64::from(cost));
         // A TAT in the past means a full bucket, so going below `now` gives nothing extra.
         let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
-            (tat == tat_after || tat.saturating_sub(self.tau) <= now).then(|| tat.saturating_sub(inc))
+            (tat == tat_after || tat.saturating_sub(tau) <= now).then(|| tat.saturating_sub(inc))
         });
     }
 
     fn status(&self, now: u64) -> Status {
+        let (interval, tau, burst) = self.params.load();
         let tat = self.tat.load(Ordering::Acquire).max(now);
         let used = tat - now;
-        let free = self.tau.saturating_sub(used) / self.interval;
+        let free = tau.saturating_sub(used) / interval.max(1);
         Status {
-            capacity: self.burst,
-            remaining: u32::try_from(free).unwrap_or(u32::MAX).min(self.burst),
+            capacity: burst,
+            remaining: u32::try_from(free).unwrap_or(u32::MAX).min(burst),
             reset_after: dur(used),
             queued: 0,
         }
@@ -534,6 +680,13 @@ impl CounterState {
         self.prev == 0 && self.curr == 0 && self.ahead.is_empty() && self.tail <= self.last
     }
 
+    /// A new period: the counts stay, the window holding the latest time seen becomes the
+    /// current one.
+    fn rebase(&mut self, now: u64, window: u64) {
+        self.last = self.last.max(now);
+        self.index = self.last / window;
+    }
+
     /// The count of window `index + j` (0: current).
     fn count(&self, j: usize) -> u64 {
         match j {
@@ -663,6 +816,23 @@ impl FixedState {
     fn can_forget(&mut self, now: u64, window: u64, limit: u32) -> bool {
         self.roll(now, window, limit);
         self.available >= i64::from(limit)
+    }
+
+    /// A new period: the window holding the latest time seen becomes the current one.
+    fn rebase(&mut self, now: u64, window: u64) {
+        self.last = self.last.max(now);
+        self.index = self.last / window;
+    }
+
+    /// A new limit: what this window used stays used (above the new limit, nothing more
+    /// passes in this window); what waiters reserved from later windows stays reserved.
+    fn relimit(&mut self, old: u32, new: u32) {
+        let (old, new) = (i64::from(old), i64::from(new));
+        self.available = if self.available >= 0 {
+            (self.available + new - old).clamp(0, new)
+        } else {
+            self.available.min(new)
+        };
     }
 
     /// Moves to the window of `now` (or of the latest time seen, if later); returns the

@@ -9,10 +9,11 @@ use palisade_core::event::{EventBus, Listener};
 use palisade_core::metric::Counter;
 
 use crate::algorithm::Algorithm;
+use crate::clock::Clock;
 use crate::event::RateLimitEvent;
 use crate::layer::RateLimitLayer;
 use crate::quota::Quota;
-use crate::shared::{Core, Shared, Weigher};
+use crate::shared::{Core, Shared, Striped, Weigher};
 use crate::tier::Tier;
 
 /// What the layer does with a request it cannot admit now.
@@ -39,6 +40,7 @@ pub struct RateLimitLayerBuilder<Req> {
     tiers: Vec<Tier<Req>>,
     weigher: Option<Weigher<Req>>,
     listeners: Vec<Listener<RateLimitEvent>>,
+    clock: Clock,
 }
 
 impl<Req> fmt::Debug for RateLimitLayerBuilder<Req> {
@@ -50,6 +52,7 @@ impl<Req> fmt::Debug for RateLimitLayerBuilder<Req> {
             .field("tiers", &self.tiers)
             .field("weighted", &self.weigher.is_some())
             .field("listeners", &self.listeners.len())
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -63,6 +66,7 @@ impl<Req: 'static> RateLimitLayerBuilder<Req> {
             tiers: Vec::new(),
             weigher: None,
             listeners: Vec::new(),
+            clock: Clock::default(),
         }
     }
 
@@ -75,6 +79,13 @@ impl<Req: 'static> RateLimitLayerBuilder<Req> {
     /// The algorithm of every tier that does not choose its own (default token bucket).
     pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
         self.algorithm = algorithm;
+        self
+    }
+
+    /// The clock every tier reads (default [`Clock::tokio`], which a paused test clock
+    /// controls; [`Clock::quanta`] with the `quanta` feature is the fast one).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -146,7 +157,7 @@ impl<Req: 'static> RateLimitLayerBuilder<Req> {
         let mut runtimes = Vec::with_capacity(self.tiers.len());
         let mut views = Vec::with_capacity(self.tiers.len());
         for tier in self.tiers {
-            let (rt, view) = tier.build(self.algorithm)?;
+            let (rt, view) = tier.build(self.algorithm, &self.clock)?;
             runtimes.push(rt);
             views.push(view);
         }
@@ -156,7 +167,7 @@ impl<Req: 'static> RateLimitLayerBuilder<Req> {
             mode: self.mode,
             tiers: views.into_boxed_slice(),
             events: EventBus::with_listeners("rate_limit", self.name.clone(), self.listeners),
-            admitted: Counter::new("palisade_rate_limit_admitted_total", name),
+            admitted: Striped::new("palisade_rate_limit_admitted_total", name),
             rejected: Counter::new("palisade_rate_limit_rejected_total", name),
             waited: Counter::new("palisade_rate_limit_waited_total", name),
             evicted: Counter::new("palisade_rate_limit_keys_evicted_total", name),

@@ -4,11 +4,13 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+use palisade_core::config::ConfigError;
 use tokio::time::Instant;
 
 use crate::algorithm::Status;
 use crate::config::Mode;
 use crate::event::RateLimitEvent;
+use crate::quota::Quota;
 use crate::shared::Core;
 use crate::tier::{TierView, ViewKind};
 
@@ -108,6 +110,28 @@ impl RateLimitHandle {
     /// it; for a global tier use [`tier`](Self::tier)`(..).status()`.
     pub fn status<K: 'static>(&self, key: &K) -> Option<Status> {
         self.tiers().find_map(|t| t.status_of(key))
+    }
+
+    /// Changes the quota of the tier named `tier` at once (for a keyed tier, of every key,
+    /// held or new), atomically per limit: see
+    /// [`RateLimiter::set_quota`](crate::RateLimiter::set_quota) for what happens to
+    /// requests already admitted or waiting.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when no tier has that name, the quota is invalid, or the tier's
+    /// store cannot change quotas; nothing changes then.
+    pub fn set_quota(&self, tier: &str, quota: Quota) -> Result<(), ConfigError> {
+        let view = self
+            .core
+            .tiers
+            .iter()
+            .find(|t| &*t.name == tier)
+            .ok_or_else(|| ConfigError::new("tier", "no tier has this name"))?;
+        match &view.kind {
+            ViewKind::Direct(l) => l.set_quota(quota),
+            ViewKind::Keyed(k) => k.set_quota(quota),
+        }
     }
 
     /// Calls `listener` with every event from now on.

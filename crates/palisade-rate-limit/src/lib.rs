@@ -165,6 +165,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod algorithm;
+pub mod clock;
 mod config;
 pub mod error;
 pub mod event;
@@ -182,13 +183,16 @@ pub mod store;
 mod tier;
 
 pub use algorithm::{Algorithm, Denied, Status};
+pub use clock::Clock;
 #[cfg(feature = "serde")]
 pub use config::RateLimitConfig;
 pub use config::{Mode, RateLimitLayerBuilder};
 pub use event::RateLimitEvent;
 pub use handle::{RateLimitHandle, Snapshot, TierHandle};
 pub use layer::RateLimitLayer;
-pub use limiter::{KeyedRateLimiter, KeyedRateLimiterBuilder, RateLimiter, DEFAULT_MAX_KEYS};
+pub use limiter::{
+    KeyedRateLimiter, KeyedRateLimiterBuilder, RateLimiter, RateLimiterBuilder, DEFAULT_MAX_KEYS,
+};
 pub use quota::Quota;
 pub use service::RateLimit;
 pub use store::{Grant, KeyedStore, LocalStore};

@@ -4,41 +4,20 @@
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_core::config::ConfigError;
 use tokio::time::Instant;
 
 use crate::algorithm::{Admit, Algorithm, Cell, Denied, Padded, Status};
+use crate::clock::{Clock, Epoch};
 use crate::quota::Quota;
 use crate::store::{Grant, KeyedStore, LocalStore};
 
-/// Converts between `tokio::time::Instant` and a limiter's nanosecond clock.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Epoch(Instant);
-
-impl Epoch {
-    pub(crate) fn now() -> Self {
-        Self(Instant::now())
-    }
-
-    #[inline]
-    pub(crate) fn nanos(self, at: Instant) -> u64 {
-        let d = at.saturating_duration_since(self.0);
-        d.as_secs().saturating_mul(1_000_000_000).saturating_add(u64::from(d.subsec_nanos()))
-    }
-
-    #[inline]
-    pub(crate) fn instant(self, nanos: u64) -> Instant {
-        add(self.0, Duration::from_nanos(nanos))
-    }
-}
-
 /// `at + d`, saturating at about thirty years ahead instead of overflowing.
 pub(crate) fn add(at: Instant, d: Duration) -> Instant {
-    const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
-    at.checked_add(d.min(FAR)).unwrap_or(at)
+    palisade_core::time::deadline_after(at, d)
 }
 
 pub(crate) fn wait_nanos(max_wait: Option<Duration>) -> Option<u64> {
@@ -58,6 +37,12 @@ pub(crate) fn wait_nanos(max_wait: Option<Duration>) -> Option<u64> {
 /// assert_eq!(limiter.check(), Err(Denied::RetryAfter(Duration::from_millis(100))));
 /// tokio::time::advance(Duration::from_millis(100)).await;
 /// assert!(limiter.check().is_ok());
+///
+/// // Tuned at run time: takes effect at once, the tokens in use stay in use.
+/// limiter.set_quota(Quota::per_second(100).burst(4)).unwrap();
+/// assert!(limiter.check().is_ok()); // 2 of 4 in use: 2 more now
+/// assert!(limiter.check().is_ok());
+/// assert_eq!(limiter.check(), Err(Denied::RetryAfter(Duration::from_millis(10))));
 /// # }
 /// ```
 ///
@@ -73,34 +58,70 @@ struct LimiterInner {
     cell: Cell<Padded>,
     epoch: Epoch,
     algorithm: Algorithm,
-    quota: Quota,
+    quota: Mutex<Quota>,
 }
 
 impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
             .field("algorithm", &self.inner.algorithm)
-            .field("quota", &self.inner.quota)
+            .field("quota", &self.quota())
             .finish_non_exhaustive()
     }
 }
 
+/// Builds a [`RateLimiter`]; from [`RateLimiter::builder`].
+#[derive(Clone, Debug)]
+pub struct RateLimiterBuilder {
+    quota: Quota,
+    algorithm: Algorithm,
+    clock: Clock,
+}
+
+impl RateLimiterBuilder {
+    /// The algorithm (default token bucket).
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// The clock (default [`Clock::tokio`]).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The limiter.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when the quota is invalid ([`Quota::validate`]).
+    pub fn build(self) -> Result<RateLimiter, ConfigError> {
+        self.quota.validate("quota")?;
+        Ok(RateLimiter {
+            inner: Arc::new(LimiterInner {
+                cell: Cell::new(self.algorithm, &self.quota),
+                epoch: self.clock.epoch(),
+                algorithm: self.algorithm,
+                quota: Mutex::new(self.quota),
+            }),
+        })
+    }
+}
+
 impl RateLimiter {
+    /// A builder for a limiter of `quota`.
+    pub fn builder(quota: Quota) -> RateLimiterBuilder {
+        RateLimiterBuilder { quota, algorithm: Algorithm::default(), clock: Clock::default() }
+    }
+
     /// A limiter using `algorithm` for `quota`.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] when the quota has a zero limit, period or burst.
     pub fn new(algorithm: Algorithm, quota: Quota) -> Result<Self, ConfigError> {
-        quota.validate("quota")?;
-        Ok(Self {
-            inner: Arc::new(LimiterInner {
-                cell: Cell::new(algorithm, &quota),
-                epoch: Epoch::now(),
-                algorithm,
-                quota,
-            }),
-        })
+        Self::builder(quota).algorithm(algorithm).build()
     }
 
     /// A token bucket (GCRA) limiter for `quota`.
@@ -113,9 +134,27 @@ impl RateLimiter {
         self.inner.algorithm
     }
 
-    /// The quota.
+    /// The quota now.
     pub fn quota(&self) -> Quota {
-        self.inner.quota
+        *self.inner.quota.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Changes the quota at once, for every clone and every layer using this limiter (as
+    /// Resilience4j's `changeLimitForPeriod`): requests already admitted or waiting keep
+    /// their slots, the next ones are judged by the new quota. A token bucket keeps the
+    /// tokens in use (they come back at the new rate); a window keeps what it counted, and
+    /// with a lower limit admits nothing more until the count is below it. The change is
+    /// atomic: every decision uses either the old quota or the new one.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when `quota` is invalid; the limiter is then unchanged.
+    pub fn set_quota(&self, quota: Quota) -> Result<(), ConfigError> {
+        quota.validate("quota")?;
+        let mut current = self.inner.quota.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.inner.cell.set_quota(&quota, self.inner.epoch.now());
+        *current = quota;
+        Ok(())
     }
 
     /// Admits one request now, or says when to retry.
@@ -127,7 +166,7 @@ impl RateLimiter {
     /// Admits a request of weight `cost` now, or says when to retry.
     #[inline]
     pub fn try_acquire(&self, cost: u32) -> Result<(), Denied> {
-        self.try_acquire_at(cost, Instant::now())
+        self.inner.cell.acquire(self.inner.epoch.now(), cost, Some(0)).map(|_| ())
     }
 
     /// [`try_acquire`](Self::try_acquire) as if the time were `now`.
@@ -138,16 +177,16 @@ impl RateLimiter {
     }
 
     /// Reserves `cost` at the earliest time no more than `max_wait` from now and returns that
-    /// time; the caller should proceed then. Bucket algorithms reserve a future slot (later
-    /// callers queue behind it); window algorithms admit only at once.
+    /// time; the caller should proceed then (later callers queue behind it). For a leaky
+    /// bucket this takes a place in its queue.
     pub fn reserve(&self, cost: u32, max_wait: Duration) -> Result<Instant, Denied> {
-        let grant = self.acquire(cost, Instant::now(), Some(max_wait))?;
+        let grant = self.acquire(cost, self.inner.epoch.now_instant(), Some(max_wait))?;
         Ok(grant.ready_at())
     }
 
     /// What the limit holds now.
     pub fn status(&self) -> Status {
-        self.inner.cell.status(self.inner.epoch.nanos(Instant::now()))
+        self.inner.cell.status(self.inner.epoch.now())
     }
 
     #[inline]
@@ -173,16 +212,25 @@ impl RateLimiter {
         now: Instant,
         max_wait: Option<Duration>,
     ) -> Result<(Admit, Instant), Denied> {
-        let epoch = self.inner.epoch;
+        let epoch = &self.inner.epoch;
         let now_nanos = epoch.nanos(now);
         let admit = self.inner.cell.acquire(now_nanos, cost, wait_nanos(max_wait))?;
         let ready = if admit.ready_at <= now_nanos { now } else { epoch.instant(admit.ready_at) };
         Ok((admit, ready))
     }
 
+    /// Admits `cost` now in reject mode, reading the limiter's own clock (the fast path of a
+    /// layer); also returns when it may proceed (a leaky bucket may queue it).
+    #[inline]
+    pub(crate) fn admit_now(&self, cost: u32) -> Result<(Admit, Option<Instant>), Denied> {
+        let now = self.inner.epoch.now();
+        let admit = self.inner.cell.acquire(now, cost, None)?;
+        let later = (admit.ready_at > now).then(|| self.inner.epoch.instant(admit.ready_at));
+        Ok((admit, later))
+    }
+
     pub(crate) fn refund_admit(&self, admit: Admit, cost: u32) {
-        let now = self.inner.epoch.nanos(Instant::now());
-        self.inner.cell.refund(admit, cost, now);
+        self.inner.cell.refund(admit, cost, self.inner.epoch.now());
     }
 }
 
@@ -255,7 +303,17 @@ impl<K, St: KeyedStore<K>> KeyedRateLimiter<K, St> {
     /// Admits a request of weight `cost` for `key` now, or says when to retry.
     #[inline]
     pub fn try_acquire_key(&self, key: &K, cost: u32) -> Result<(), Denied> {
-        self.store.acquire(key, cost, Instant::now(), Some(Duration::ZERO)).map(|_| ())
+        self.store.check(key, cost)
+    }
+
+    /// Changes the quota of every key, held or new (see [`RateLimiter::set_quota`]); with
+    /// `quota_by_key`, the per-key choice is replaced by this quota.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when `quota` is invalid or the store cannot change quotas.
+    pub fn set_quota(&self, quota: Quota) -> Result<(), ConfigError> {
+        self.store.set_quota(quota)
     }
 
     /// What the limit holds for `key` (`None` when the key is not tracked).
@@ -299,6 +357,7 @@ pub struct KeyedRateLimiterBuilder<K> {
     quota: Option<Quota>,
     quota_fn: Option<Arc<dyn Fn(&K) -> Quota + Send + Sync>>,
     max_keys: usize,
+    clock: Clock,
 }
 
 impl<K> fmt::Debug for KeyedRateLimiterBuilder<K> {
@@ -308,6 +367,7 @@ impl<K> fmt::Debug for KeyedRateLimiterBuilder<K> {
             .field("quota", &self.quota)
             .field("quota_by_key", &self.quota_fn.is_some())
             .field("max_keys", &self.max_keys)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -320,12 +380,24 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     fn new() -> Self {
-        Self { algorithm: Algorithm::default(), quota: None, quota_fn: None, max_keys: DEFAULT_MAX_KEYS }
+        Self {
+            algorithm: Algorithm::default(),
+            quota: None,
+            quota_fn: None,
+            max_keys: DEFAULT_MAX_KEYS,
+            clock: Clock::default(),
+        }
     }
 
     /// The algorithm (default token bucket).
     pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
         self.algorithm = algorithm;
+        self
+    }
+
+    /// The clock (default [`Clock::tokio`]).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -384,6 +456,6 @@ where
                 return Err(ConfigError::new("quota", "set only one of `quota` and `quota_by_key`"))
             }
         };
-        Ok(LocalStore::new(self.algorithm, quota_fn, self.max_keys))
+        Ok(LocalStore::new(self.algorithm, quota_fn, self.max_keys, &self.clock))
     }
 }

@@ -97,6 +97,25 @@ impl<Req> Admission<Req> {
                 }
                 State::Idle => {
                     let shared = &*self.shared;
+                    // Reject mode, one global limit: its own (possibly fast) clock, no
+                    // deadline to compute.
+                    if let Some(result) = shared.admit_single_now() {
+                        match result {
+                            Ok((grants, None)) => {
+                                self.state = State::Ready(grants);
+                                return Poll::Ready(());
+                            }
+                            Ok((grants, Some(until))) => {
+                                shared.delayed(until.saturating_duration_since(Instant::now()));
+                                self.state = State::Waiting { until, grants: Some(grants), deadline: None };
+                                continue;
+                            }
+                            Err(refusal) => {
+                                self.state = State::Refused(refusal);
+                                return Poll::Ready(());
+                            }
+                        }
+                    }
                     let now = Instant::now();
                     let deadline = retry_deadline.or_else(|| shared.deadline(now));
                     match shared.acquire(None, 1, now, shared.max_wait(now, deadline), true) {
@@ -228,6 +247,15 @@ where
             }
         }
 
+        if let Some(result) = shared.check_keyed(&req) {
+            return match result {
+                Ok(()) => {
+                    shared.core.admitted.increment();
+                    ResponseFuture::called(self.inner.call(req))
+                }
+                Err(refusal) => ResponseFuture::rejected(shared.reject(refusal)),
+            };
+        }
         let now = Instant::now();
         let cost = shared.cost(&req);
         let deadline = shared.deadline(now);

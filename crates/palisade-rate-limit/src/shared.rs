@@ -1,6 +1,7 @@
 //! State shared by a layer and every service it makes.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,13 +21,63 @@ use crate::tier::{TierRt, TierView};
 
 pub(crate) type Weigher<Req> = Box<dyn Fn(&Req) -> u32 + Send + Sync>;
 
+/// Stripes of a counter written on every admitted request.
+const STRIPES: usize = 8;
+
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct Stripe(AtomicU64);
+
+/// A counter written by many threads at once: each thread adds to its own cache line, and
+/// reading sums them (one shared counter cost more than the limit itself on two threads).
+pub(crate) struct Striped {
+    stripes: [Stripe; STRIPES],
+    #[cfg(feature = "metrics")]
+    export: Counter,
+}
+
+impl fmt::Debug for Striped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Striped").field(&self.get()).finish()
+    }
+}
+
+impl Striped {
+    #[allow(unused_variables)]
+    pub(crate) fn new(metric: &'static str, name: &str) -> Self {
+        Self {
+            stripes: Default::default(),
+            #[cfg(feature = "metrics")]
+            export: Counter::new(metric, name),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn increment(&self) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        }
+        let i = STRIPE.with(|s| *s);
+        if let Some(stripe) = self.stripes.get(i) {
+            stripe.0.fetch_add(1, Ordering::Relaxed);
+        }
+        #[cfg(feature = "metrics")]
+        self.export.increment();
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.stripes.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
 /// The part of the shared state that does not depend on the request type (the handle's).
 pub(crate) struct Core {
     pub(crate) name: Arc<str>,
     pub(crate) mode: Mode,
     pub(crate) tiers: Box<[TierView]>,
     pub(crate) events: EventBus<RateLimitEvent>,
-    pub(crate) admitted: Counter,
+    pub(crate) admitted: Striped,
     pub(crate) rejected: Counter,
     pub(crate) waited: Counter,
     pub(crate) evicted: Counter,
@@ -52,6 +103,9 @@ pub(crate) struct Shared<Req> {
     single: Option<RateLimiter>,
     /// Admission needs the request (keys, weights, conditions): it happens in `call`.
     pub(crate) needs_request: bool,
+    /// Reject mode with one keyed tier that applies to every request, unweighted and never
+    /// queueing: `call` checks the key and keeps nothing.
+    keyed_check: bool,
 }
 
 impl<Req> fmt::Debug for Shared<Req> {
@@ -119,7 +173,39 @@ impl<Req> Shared<Req> {
             [tier] => tier.unconditional_limiter().cloned(),
             _ => None,
         };
-        Self { core, tiers, weigher, single, needs_request }
+        let keyed_check = core.mode == Mode::Reject
+            && weigher.is_none()
+            && matches!(&*tiers, [tier] if tier.unconditional_keyed().is_some_and(|k| !k.queues()));
+        Self { core, tiers, weigher, single, needs_request, keyed_check }
+    }
+
+    /// The reject-mode fast path of a layer with one global unconditional tier: admits one
+    /// request now on the limiter's own clock. `None` when it does not apply.
+    #[inline]
+    pub(crate) fn admit_single_now(&self) -> Option<Result<(Grants, Option<Instant>), Refusal>> {
+        if self.core.mode != Mode::Reject {
+            return None;
+        }
+        let limiter = self.single.as_ref()?;
+        Some(match limiter.admit_now(1) {
+            Ok((admit, later)) => Ok((Grants::Single { admit, cost: 1 }, later)),
+            Err(denied) => Err(Refusal::from_denied(0, denied)),
+        })
+    }
+
+    /// The reject-mode fast path of a layer with one keyed tier (see `keyed_check`):
+    /// `None` when it does not apply.
+    #[inline]
+    pub(crate) fn check_keyed(&self, req: &Req) -> Option<Result<(), Refusal>> {
+        if !self.keyed_check {
+            return None;
+        }
+        let keyed = self.tiers.first()?.unconditional_keyed()?;
+        let (result, evicted) = keyed.check(req, 1);
+        if evicted > 0 {
+            self.evicted(0, evicted);
+        }
+        Some(result.map_err(|denied| Refusal::from_denied(0, denied)))
     }
 
     /// The longest wait allowed from `now` when the wait ends at `deadline`.

@@ -30,14 +30,16 @@
 use std::any::Any;
 use std::fmt;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use palisade_core::config::ConfigError;
 use palisade_core::keyed::{Forget, KeyedMap};
 use tokio::time::Instant;
 
 use crate::algorithm::{Admit, Algorithm, Cell, Denied, Status};
-use crate::limiter::{wait_nanos, Epoch};
+use crate::clock::{Clock, Epoch};
+use crate::limiter::wait_nanos;
 use crate::quota::Quota;
 
 /// Where keyed limits keep their state. See the [module docs](self).
@@ -58,6 +60,27 @@ pub trait KeyedStore<K>: Send + Sync + 'static {
 
     /// Keys evicted so far.
     fn evictions(&self) -> u64;
+
+    /// Admits `cost` for `key` now, or says when to retry (the direct check of
+    /// [`KeyedRateLimiter::check_key`](crate::KeyedRateLimiter::check_key); nothing to refund).
+    /// By default [`acquire`](Self::acquire) at `Instant::now()` without waiting.
+    #[inline]
+    fn check(&self, key: &K, cost: u32) -> Result<(), Denied> {
+        self.acquire(key, cost, Instant::now(), Some(Duration::ZERO)).map(|_| ())
+    }
+
+    /// Whether [`acquire`](Self::acquire) may queue a request even when told not to wait
+    /// (`max_wait` `None`), as a leaky bucket does; such stores are never asked through
+    /// [`check`](Self::check) by a layer. Default `false`.
+    fn queues(&self) -> bool {
+        false
+    }
+
+    /// Changes the quota of every key, held or new. By default the store cannot.
+    fn set_quota(&self, quota: Quota) -> Result<(), ConfigError> {
+        let _ = quota;
+        Err(ConfigError::new("quota", "this store cannot change its quota at run time"))
+    }
 
     /// New keys refused so far because the store was full of keys it could not forget.
     fn overflows(&self) -> u64 {
@@ -170,9 +193,11 @@ impl Forget for KeyCell {
 pub struct LocalStore<K> {
     map: KeyedMap<K, KeyCell>,
     algorithm: Algorithm,
-    quota: Arc<dyn Fn(&K) -> Quota + Send + Sync>,
+    quota: RwLock<QuotaFn<K>>,
     epoch: Epoch,
 }
+
+type QuotaFn<K> = Arc<dyn Fn(&K) -> Quota + Send + Sync>;
 
 impl<K> fmt::Debug for LocalStore<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -184,12 +209,8 @@ impl<K> fmt::Debug for LocalStore<K> {
 }
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
-    pub(crate) fn new(
-        algorithm: Algorithm,
-        quota: Arc<dyn Fn(&K) -> Quota + Send + Sync>,
-        max_keys: usize,
-    ) -> Self {
-        Self { map: KeyedMap::new(max_keys), algorithm, quota, epoch: Epoch::now() }
+    pub(crate) fn new(algorithm: Algorithm, quota: QuotaFn<K>, max_keys: usize, clock: &Clock) -> Self {
+        Self { map: KeyedMap::new(max_keys), algorithm, quota: RwLock::new(quota), epoch: clock.epoch() }
     }
 
     /// The most keys held.
@@ -205,11 +226,12 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
     /// Forgets every key whose limiter is back to a fresh key's state (and that no request
     /// holds); returns how many went.
     pub fn sweep(&self) -> usize {
-        self.map.sweep(self.epoch.nanos(Instant::now()))
+        self.map.sweep(self.epoch.now())
     }
 
     fn make(&self, key: &K) -> KeyCell {
-        let quota = (self.quota)(key);
+        let quota = self.quota.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let quota = quota(key);
         let quota = if quota.validate("quota").is_ok() {
             quota
         } else {
@@ -249,9 +271,35 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
         self.grant(&cell, cost, now, now_nanos, wait)
     }
 
+    #[inline]
+    fn check(&self, key: &K, cost: u32) -> Result<(), Denied> {
+        let now = self.epoch.now();
+        if let Some(result) = self.map.with(key, |cell| cell.cell.acquire(now, cost, Some(0))) {
+            return result.map(|_| ());
+        }
+        let cell = self
+            .map
+            .get_or_insert_with(key, now, || self.make(key))
+            .map_err(|full| Denied::KeySetFull { capacity: full.capacity() })?;
+        cell.cell.acquire(now, cost, Some(0)).map(|_| ())
+    }
+
+    fn queues(&self) -> bool {
+        matches!(self.algorithm, Algorithm::LeakyBucket { .. })
+    }
+
+    fn set_quota(&self, quota: Quota) -> Result<(), ConfigError> {
+        quota.validate("quota")?;
+        let mut current = self.quota.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *current = Arc::new(move |_: &K| quota);
+        let now = self.epoch.now();
+        self.map.for_each(|_, cell| cell.cell.set_quota(&quota, now));
+        Ok(())
+    }
+
     fn refund(&self, grant: &Grant) {
         if let Some(cell) = grant.slot().and_then(|s| s.downcast_ref::<KeyCell>()) {
-            cell.cell.refund(grant.admit(), grant.cost(), self.epoch.nanos(Instant::now()));
+            cell.cell.refund(grant.admit(), grant.cost(), self.epoch.now());
         }
     }
 

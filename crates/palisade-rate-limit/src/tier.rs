@@ -11,6 +11,7 @@ use palisade_core::config::ConfigError;
 use tokio::time::Instant;
 
 use crate::algorithm::{Algorithm, Denied, Status};
+use crate::clock::Clock;
 use crate::limiter::{KeyedRateLimiter, RateLimiter};
 use crate::quota::Quota;
 use crate::store::{Grant, KeyedStore};
@@ -43,8 +44,9 @@ pub struct Tier<Req> {
 }
 
 /// Settings for tiers the layer builds itself.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Settings {
+    pub(crate) clock: Clock,
     pub(crate) algorithm: Option<Algorithm>,
     max_keys: Option<usize>,
 }
@@ -73,7 +75,12 @@ impl<Req> fmt::Debug for Tier<Req> {
 
 impl<Req: 'static> Tier<Req> {
     fn from_source(source: Source<Req>) -> Self {
-        Self { name: None, settings: Settings { algorithm: None, max_keys: None }, when: None, source }
+        Self {
+            name: None,
+            settings: Settings { clock: Clock::default(), algorithm: None, max_keys: None },
+            when: None,
+            source,
+        }
     }
 
     /// One limit for all requests (default name `"global"`).
@@ -118,8 +125,9 @@ impl<Req: 'static> Tier<Req> {
             + 'static,
     {
         Self::from_source(Source::Keyed(Box::new(move |s: &Settings| {
-            let mut b =
-                configure(KeyedRateLimiter::<K>::builder()).algorithm(s.algorithm.unwrap_or_default());
+            let mut b = configure(KeyedRateLimiter::<K>::builder())
+                .algorithm(s.algorithm.unwrap_or_default())
+                .clock(s.clock.clone());
             if let Some(n) = s.max_keys {
                 b = b.max_keys(n);
             }
@@ -171,12 +179,20 @@ impl<Req: 'static> Tier<Req> {
         self
     }
 
-    pub(crate) fn build(self, default_algorithm: Algorithm) -> Result<(TierRt<Req>, TierView), ConfigError> {
+    pub(crate) fn build(
+        self,
+        default_algorithm: Algorithm,
+        clock: &Clock,
+    ) -> Result<(TierRt<Req>, TierView), ConfigError> {
         let mut settings = self.settings;
         settings.algorithm = Some(settings.algorithm.unwrap_or(default_algorithm));
+        settings.clock = clock.clone();
         let (kind, view, default_name) = match self.source {
             Source::Quota(q) => {
-                let l = RateLimiter::new(settings.algorithm.unwrap_or_default(), q)?;
+                let l = RateLimiter::builder(q)
+                    .algorithm(settings.algorithm.unwrap_or_default())
+                    .clock(settings.clock.clone())
+                    .build()?;
                 (KindRt::Direct(l.clone()), ViewKind::Direct(l), "global")
             }
             Source::Limiter(l) => (KindRt::Direct(l.clone()), ViewKind::Direct(l), "global"),
@@ -209,6 +225,14 @@ impl<Req> TierRt<Req> {
     pub(crate) fn unconditional_limiter(&self) -> Option<&RateLimiter> {
         match (&self.kind, &self.when) {
             (KindRt::Direct(l), None) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The runtime of a keyed tier that applies to every request.
+    pub(crate) fn unconditional_keyed(&self) -> Option<&dyn KeyedRuntime<Req>> {
+        match (&self.kind, &self.when) {
+            (KindRt::Keyed(k), None) => Some(&**k),
             _ => None,
         }
     }
@@ -258,6 +282,11 @@ pub(crate) trait KeyedRuntime<Req>: Send + Sync {
     ) -> (Result<Grant, Denied>, u64);
     fn refund(&self, grant: &Grant);
     fn view(&self) -> Arc<dyn KeyedView>;
+    /// Admits `cost` now without waiting and without anything to refund; also the number
+    /// of keys evicted to make room.
+    fn check(&self, req: &Req, cost: u32) -> (Result<(), Denied>, u64);
+    /// Whether the store queues requests in reject mode (a leaky bucket).
+    fn queues(&self) -> bool;
 }
 
 struct KeyedTier<K, St, F> {
@@ -290,6 +319,19 @@ where
         self.limiter.store().refund(grant);
     }
 
+    fn queues(&self) -> bool {
+        self.limiter.store().queues()
+    }
+
+    #[inline]
+    fn check(&self, req: &Req, cost: u32) -> (Result<(), Denied>, u64) {
+        let key = (self.key)(req);
+        let store = self.limiter.store();
+        let before = store.evictions();
+        let result = store.check(&key, cost);
+        (result, store.evictions().saturating_sub(before))
+    }
+
     fn view(&self) -> Arc<dyn KeyedView> {
         Arc::new(StoreView::<K, St> { store: self.limiter.store_arc().clone(), _key: PhantomData })
     }
@@ -302,6 +344,7 @@ pub(crate) trait KeyedView: Send + Sync {
     fn evictions(&self) -> u64;
     fn overflows(&self) -> u64;
     fn sweep(&self) -> usize;
+    fn set_quota(&self, quota: Quota) -> Result<(), ConfigError>;
 }
 
 struct StoreView<K, St> {
@@ -328,6 +371,10 @@ impl<K: 'static, St: KeyedStore<K>> KeyedView for StoreView<K, St> {
 
     fn sweep(&self) -> usize {
         self.store.sweep()
+    }
+
+    fn set_quota(&self, quota: Quota) -> Result<(), ConfigError> {
+        self.store.set_quota(quota)
     }
 }
 

@@ -1,0 +1,155 @@
+//! Quotas change at run time through the handle, atomically, without losing what was
+//! admitted (issue 13.5).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use palisade_rate_limit::{Algorithm, Denied, KeyedRateLimiter, Quota, RateLimitLayer, RateLimiter, Tier};
+use support::{advance, ms, Echo};
+use tower::{Layer, Service, ServiceExt};
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_handle_raises_a_global_quota_at_once() {
+    let layer: RateLimitLayer<u32> = RateLimitLayer::builder().quota(Quota::per_second(2)).build().unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(Echo);
+    assert!(svc.clone().oneshot(1).await.is_ok());
+    assert!(svc.clone().oneshot(2).await.is_ok());
+    assert!(svc.clone().oneshot(3).await.is_err());
+    handle.set_quota("global", Quota::per_second(10)).unwrap();
+    // Two of ten tokens are in use: eight more now.
+    for i in 0..8 {
+        assert!(svc.clone().oneshot(i).await.is_ok(), "request {i}");
+    }
+    assert!(svc.clone().oneshot(9).await.is_err());
+    assert_eq!(handle.tier("global").unwrap().status().unwrap().capacity, 10);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_lower_window_limit_admits_nothing_more_until_below_it() {
+    let limiter = RateLimiter::new(Algorithm::FixedWindow, Quota::per_second(10)).unwrap();
+    for _ in 0..8 {
+        limiter.check().unwrap();
+    }
+    limiter.set_quota(Quota::per_second(5)).unwrap();
+    assert_eq!(limiter.check(), Err(Denied::RetryAfter(ms(1_000))), "8 used of 5");
+    assert_eq!(limiter.quota(), Quota::per_second(5));
+    advance(ms(1_000)).await;
+    for _ in 0..5 {
+        limiter.check().unwrap();
+    }
+    assert!(limiter.check().is_err());
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn every_algorithm_takes_a_new_quota() {
+    for algorithm in [
+        Algorithm::TokenBucket,
+        Algorithm::SlidingWindowLog,
+        Algorithm::SlidingWindowCounter,
+        Algorithm::FixedWindow,
+    ] {
+        let limiter = RateLimiter::new(algorithm, Quota::per_second(1)).unwrap();
+        limiter.check().unwrap();
+        assert!(limiter.check().is_err(), "{algorithm:?}");
+        limiter.set_quota(Quota::per_second(3)).unwrap();
+        assert!(limiter.check().is_ok(), "{algorithm:?}");
+        assert!(limiter.check().is_ok(), "{algorithm:?}");
+        assert!(limiter.check().is_err(), "{algorithm:?}: 3 in use");
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn waiters_keep_their_slots_across_a_change() {
+    let layer = RateLimitLayer::builder()
+        .tier(Tier::new(Quota::per_second(10).burst(1)).when(|_: &u32| true))
+        .wait(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(Echo);
+    assert!(svc.call(0).now_or_never().unwrap().is_ok());
+    let mut waiting = tokio_test::task::spawn(svc.call(1)); // slot at 100 ms
+    tokio_test::assert_pending!(waiting.poll());
+    handle.set_quota("global", Quota::per_second(1).burst(1)).unwrap();
+    advance(ms(100)).await;
+    assert_eq!(tokio_test::assert_ready_ok!(waiting.poll()), 1, "kept its slot");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_keyed_quota_changes_for_held_and_new_keys() {
+    let limiter = KeyedRateLimiter::builder().quota(Quota::per_minute(1)).build().unwrap();
+    limiter.check_key(&"a").unwrap();
+    assert!(limiter.check_key(&"a").is_err());
+    limiter.set_quota(Quota::per_minute(3)).unwrap();
+    assert!(limiter.check_key(&"a").is_ok());
+    assert!(limiter.check_key(&"a").is_ok());
+    assert!(limiter.check_key(&"a").is_err());
+    for _ in 0..3 {
+        limiter.check_key(&"b").unwrap();
+    }
+    assert!(limiter.check_key(&"b").is_err());
+    // Through a layer's handle, by tier name.
+    let layer = RateLimitLayer::builder().keyed(Quota::per_minute(1), |r: &u32| *r).build().unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(Echo);
+    svc.clone().oneshot(7).await.unwrap();
+    handle.set_quota("per_key", Quota::per_minute(2)).unwrap();
+    svc.clone().oneshot(7).await.unwrap();
+    assert!(svc.clone().oneshot(7).await.is_err());
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_bad_change_is_refused_and_changes_nothing() {
+    let layer: RateLimitLayer<u32> = RateLimitLayer::builder().quota(Quota::per_second(2)).build().unwrap();
+    let handle = layer.handle();
+    assert_eq!(handle.set_quota("global", Quota::per_second(0)).unwrap_err().field(), "quota");
+    assert_eq!(handle.set_quota("nope", Quota::per_second(1)).unwrap_err().field(), "tier");
+    assert_eq!(handle.tier("global").unwrap().status().unwrap().capacity, 2);
+}
+
+/// Quotas flip between 5 and 50 per 50 ms window while 4 threads check: every decision
+/// uses one quota or the other, so no more pass than the larger quota allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn changes_under_load_never_exceed_the_larger_quota() {
+    let period = Duration::from_millis(50);
+    let limiter = RateLimiter::new(Algorithm::FixedWindow, Quota::new(5, period)).unwrap();
+    let passed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = tokio::time::Instant::now();
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let (limiter, passed, stop) = (limiter.clone(), passed.clone(), stop.clone());
+            tokio::spawn(async move {
+                for i in 0..20_000u32 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if limiter.check().is_ok() {
+                        passed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if i % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for i in 0..2_000u32 {
+        let limit = if i % 2 == 0 { 50 } else { 5 };
+        limiter.set_quota(Quota::new(limit, period)).unwrap();
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let windows = (start.elapsed().as_nanos() / period.as_nanos()) as u64 + 1;
+    let passed = passed.load(Ordering::Relaxed);
+    assert!(passed <= 50 * windows, "{passed} passed in {windows} windows");
+}
