@@ -261,17 +261,6 @@ fn http_retry_after_is_a_floor_hint() {
 /// classifier, and says which rejection it was so that a retry layer can opt in to waiting.
 #[test]
 fn circuit_open_is_not_retryable_in_every_classifier() {
-    let open = || -> BoxError { CircuitOpen::new("b", Duration::from_secs(7)).into() };
-    let check = |v: Classification| {
-        assert!(v.is_failure() && !v.is_retryable(), "{v:?}");
-        assert_eq!(v.rejection(), Some(RejectionKind::CircuitOpen));
-        assert_eq!(v.retry_after(), Some(Duration::from_secs(7)), "the hint is kept for an opt-in wait");
-    };
-    check(DefaultClassifier.classify(&Err::<(), _>(open())));
-    check(HttpClassifier::new().classify(&Err::<Response<()>, _>(open())));
-    check(GrpcClassifier::new().classify(&Err::<Response<()>, _>(open())));
-    check(GrpcClassifier::new().classify(&Err::<tonic::Response<()>, _>(open())));
-    // Wrapped in another error's source chain too.
     #[derive(Debug)]
     struct Wrapper(BoxError);
     impl std::fmt::Display for Wrapper {
@@ -284,6 +273,17 @@ fn circuit_open_is_not_retryable_in_every_classifier() {
             Some(self.0.as_ref())
         }
     }
+    let open = || -> BoxError { CircuitOpen::new("b", Duration::from_secs(7)).into() };
+    let check = |v: Classification| {
+        assert!(v.is_failure() && !v.is_retryable(), "{v:?}");
+        assert_eq!(v.rejection(), Some(RejectionKind::CircuitOpen));
+        assert_eq!(v.retry_after(), Some(Duration::from_secs(7)), "the hint is kept for an opt-in wait");
+    };
+    check(DefaultClassifier.classify(&Err::<(), _>(open())));
+    check(HttpClassifier::new().classify(&Err::<Response<()>, _>(open())));
+    check(GrpcClassifier::new().classify(&Err::<Response<()>, _>(open())));
+    check(GrpcClassifier::new().classify(&Err::<tonic::Response<()>, _>(open())));
+    // Wrapped in another error's source chain too.
     let wrapped: BoxError = Box::new(Wrapper(open()));
     check(DefaultClassifier.classify(&Err::<(), _>(wrapped)));
     // A plain error is not a rejection.

@@ -349,9 +349,9 @@ mod tests {
             let d = p.next(3, Duration::ZERO, &rng); // linear: 300 ms
             assert!(d >= ms(225) && d < ms(375), "{d:?}");
             if d < ms(300) {
-                below += 1
+                below += 1;
             } else {
-                above += 1
+                above += 1;
             }
         }
         assert!(below > 800 && above > 800, "{below} / {above}");

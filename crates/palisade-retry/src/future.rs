@@ -95,6 +95,7 @@ where
 }
 
 /// When the attempt starting now must end, and whether that bound is the total deadline.
+#[inline]
 fn attempt_bound(core: &Core, deadline: Option<Instant>) -> Option<(Instant, bool)> {
     match (core.attempt_timeout, deadline) {
         (None, None) => None,
@@ -139,6 +140,7 @@ where
 {
     /// Sends the first attempt on `ready` (a service that was polled ready) and keeps
     /// `service` (a clone) for the retries.
+    #[inline]
     pub(crate) fn start(
         ready: &mut S,
         service: S,
@@ -147,7 +149,6 @@ where
         classifier: C,
         replay: P,
     ) -> Self {
-        core.counters.requests.increment();
         core.budget.deposit();
         let deadline = core.deadline.map(deadline_from_now);
         let mut this = Self {
@@ -276,6 +277,7 @@ fn circuit_open_wait(core: &Core, verdict: Classification) -> (Classification, D
     (verdict, core.max_retry_after)
 }
 
+#[inline]
 fn record(core: &Core, verdict: &Classification) {
     core.budget.record(verdict.is_throttling_failure(), verdict.is_success());
     if let Some(throttle) = &core.throttle {

@@ -117,6 +117,11 @@ impl Counters {
 #[non_exhaustive]
 pub struct RetrySnapshot {
     /// Requests received (original calls, not attempts).
+    ///
+    /// Each service value counts its requests itself and adds them to this counter every 64
+    /// requests and when it is dropped, so that a call touches no shared counter: while a
+    /// service lives (say, behind a `Buffer`), this may lag by up to 63 per service value.
+    /// `attempts` lags with it.
     pub requests: u64,
     /// Attempts sent to the inner service (first attempts, retries and hedges).
     pub attempts: u64,

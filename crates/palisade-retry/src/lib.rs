@@ -278,6 +278,7 @@ mod layer;
 pub mod replay;
 mod service;
 mod sync;
+mod tally;
 pub mod throttle;
 pub mod timeout;
 mod timer;

@@ -9,6 +9,7 @@ use tower_service::Service;
 use crate::future::ResponseFuture;
 use crate::handle::{Core, RetryHandle};
 use crate::replay::Replay;
+use crate::tally::Tally;
 
 /// The service made by [`RetryLayer`](crate::RetryLayer).
 ///
@@ -23,14 +24,14 @@ use crate::replay::Replay;
 /// service.
 pub struct Retry<S, C, P> {
     inner: S,
-    core: Arc<Core>,
+    core: Tally<Core>,
     classifier: C,
     replay: P,
 }
 
 impl<S, C, P> Retry<S, C, P> {
     pub(crate) fn new(inner: S, core: Arc<Core>, classifier: C, replay: P) -> Self {
-        Self { inner, core, classifier, replay }
+        Self { inner, core: Tally::new(core), classifier, replay }
     }
 
     /// The inner service.
@@ -50,7 +51,7 @@ impl<S, C, P> Retry<S, C, P> {
 
     /// A handle to the shared counters, events and budget.
     pub fn handle(&self) -> RetryHandle {
-        RetryHandle { core: self.core.clone() }
+        RetryHandle { core: self.core.core().clone() }
     }
 }
 
@@ -92,14 +93,16 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        self.core.count();
         // The clone is kept for retries; the polled service sends the first attempt.
         let retry_service = self.inner.clone();
         ResponseFuture::start(
             &mut self.inner,
             retry_service,
             req,
-            self.core.clone(),
+            self.core.core().clone(),
             self.classifier.clone(),
             self.replay.clone(),
         )

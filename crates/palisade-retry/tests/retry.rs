@@ -918,3 +918,23 @@ async fn waiting_for_half_open_is_an_opt_in_with_its_own_bound() {
     assert_eq!(layer.layer(refused_by_breaker(Duration::from_secs(2))).oneshot(1).await.unwrap(), 1);
     assert_eq!(start.elapsed(), Duration::from_secs(2));
 }
+
+/// The pass path touches no shared counter: a service value tallies its requests and adds
+/// them every 64 and when dropped; clones start from zero.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn requests_are_tallied_per_service_and_flushed_in_batches_and_on_drop() {
+    let layer = builder().build().unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(Scripted::new([ok(1)]));
+    for _ in 0..70 {
+        svc.ready().await.unwrap().call(1).await.unwrap();
+    }
+    assert_eq!(handle.snapshot().requests, 64, "one batch added, six pending");
+    let mut clone = svc.clone();
+    clone.ready().await.unwrap().call(1).await.unwrap();
+    drop(clone);
+    assert_eq!(handle.snapshot().requests, 65);
+    drop(svc);
+    let snap = handle.snapshot();
+    assert_eq!((snap.requests, snap.attempts), (71, 71));
+}

@@ -87,7 +87,6 @@ where
         classifier: C,
         replay: P,
     ) -> Self {
-        core.counters.requests.increment();
         core.budget.deposit();
         let primary_started = core.latency.as_ref().map(|_| Instant::now());
         let request = if core.max_attempts > 1 { replay.replay(&req) } else { None };

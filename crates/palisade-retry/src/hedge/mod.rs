@@ -90,6 +90,7 @@ use crate::budget::RetryBudget;
 use crate::event::RetryEvent;
 use crate::handle::{Counters, RetrySnapshot};
 use crate::replay::{replay_fn, CloneRequest, Replay, ReplayFn};
+use crate::tally::Tally;
 
 /// The most attempts one hedged call may run (every one may be in flight at once, so the
 /// bound is checked when the layer is built).
@@ -203,7 +204,7 @@ impl<S, C: Clone, P: Clone> Layer<S> for HedgeLayer<C, P> {
     fn layer(&self, inner: S) -> Self::Service {
         Hedge {
             inner,
-            core: self.core.clone(),
+            core: Tally::new(self.core.clone()),
             classifier: self.classifier.clone(),
             replay: self.replay.clone(),
         }
@@ -345,12 +346,11 @@ impl<C, P> HedgeLayerBuilder<C, P> {
                 mode = HedgeMode::Parallel;
                 None
             }
-            HedgeMode::Delay(_) => None,
             HedgeMode::Percentile { percentile, min_samples, .. } => {
                 palisade_core::config::ensure_ratio("latency_percentile", percentile)?;
                 Some(LatencyTracker::new(percentile, u64::from(min_samples)))
             }
-            HedgeMode::Parallel | HedgeMode::Fallback => None,
+            HedgeMode::Delay(_) | HedgeMode::Parallel | HedgeMode::Fallback => None,
         };
         Ok(HedgeLayer {
             core: Arc::new(HedgeCore {
@@ -415,7 +415,7 @@ impl HedgeHandle {
 /// Clones share the layer's state and hold no reservation.
 pub struct Hedge<S, C, P> {
     inner: S,
-    core: Arc<HedgeCore>,
+    core: Tally<HedgeCore>,
     classifier: C,
     replay: P,
 }
@@ -475,13 +475,15 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        self.core.count();
         let spare = self.inner.clone();
         HedgeFuture::start(
             &mut self.inner,
             spare,
             req,
-            self.core.clone(),
+            self.core.core().clone(),
             self.classifier.clone(),
             self.replay.clone(),
         )
