@@ -29,7 +29,8 @@ pub enum RetryEvent {
         delay: Duration,
         /// Why the attempt is retried.
         reason: RetryReason,
-        /// The server's hint, when it gave one (a floor for `delay`).
+        /// The server's hint, when it gave one: a floor for `delay` (HTTP `Retry-After`) or
+        /// the delay itself (gRPC pushback).
         server_hint: Option<Duration>,
     },
     /// A retry or hedge was wanted but the budget had nothing left.

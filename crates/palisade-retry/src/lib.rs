@@ -2,7 +2,8 @@
 //!
 //! [`RetryLayer`] makes the right retry policy one builder away: the attempts, a backoff
 //! with jitter, a classifier that says what is worth retrying, a budget that keeps retries
-//! from turning an outage into a retry storm, server hints honoured as a floor, and
+//! from turning an outage into a retry storm, server hints honoured as their protocols say
+//! (HTTP `Retry-After` as a floor, gRPC pushback exactly, as gRFC A6), and
 //! deadlines.
 //!
 //! # Example
@@ -242,11 +243,14 @@
 //! was polled and keeps a clone for the retries, polling its readiness before each retry
 //! (the service must be `Clone`, as for tower's `Retry`; wrap it in `tower::buffer::Buffer`
 //! otherwise). Dropping the response future drops the attempt in flight (cancelling it) or
-//! the backoff sleep. A call whose first attempt succeeds allocates nothing, reads no clock
-//! (unless a deadline or attempt timeout is set), registers no timer and publishes no
-//! event: its costs are one request copy (skipped when `max_attempts` is 1), clones of the
-//! inner service, classifier and replay hook, one reference count, one counter and one
-//! budget deposit (a compare-and-swap).
+//! the backoff sleep. A call whose first attempt succeeds allocates nothing, registers no
+//! timer, publishes no event and touches no shared counter (each service value tallies its
+//! requests and adds them to the shared counter every 64, see [`RetrySnapshot::requests`]):
+//! its costs are one request copy (skipped when `max_attempts` is 1), clones of the inner
+//! service, classifier and replay hook, one reference count, and the budget's deposit. With
+//! the default ratio budget the deposit reads the clock once and does one compare-and-swap,
+//! so that it counts at its true time; the token bucket and `RetryBudget::unlimited()`
+//! deposit nothing and read no clock. A deadline or attempt timeout reads the clock too.
 //!
 //! # Errors
 //!

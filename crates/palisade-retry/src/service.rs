@@ -2,13 +2,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use palisade_core::classify::Classify;
+use palisade_core::classify::{Classify, DefaultClassifier};
 use palisade_core::BoxError;
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
 use crate::handle::{Core, RetryHandle};
-use crate::replay::Replay;
+use crate::replay::{CloneRequest, Replay};
 use crate::tally::Tally;
 
 /// The service made by [`RetryLayer`](crate::RetryLayer).
@@ -22,7 +22,7 @@ use crate::tally::Tally;
 /// Clones share the layer's state (budget, throttle, counters, listeners). The retry
 /// service holds no reservation of its own, so a clone is as ready as a clone of the inner
 /// service.
-pub struct Retry<S, C, P> {
+pub struct Retry<S, C = DefaultClassifier, P = CloneRequest> {
     inner: S,
     core: Tally<Core>,
     classifier: C,

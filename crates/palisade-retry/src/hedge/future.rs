@@ -79,6 +79,7 @@ where
     C: Classify<S::Response, S::Error>,
     P: Replay<Req>,
 {
+    #[inline]
     pub(crate) fn start(
         ready: &mut S,
         service: S,

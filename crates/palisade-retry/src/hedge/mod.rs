@@ -67,7 +67,10 @@
 //! # Cost
 //!
 //! The first attempt is stored inline; each further attempt is boxed (one allocation per
-//! hedge, none when no hedge starts).
+//! hedge, none when no hedge starts). A call answered before its hedge delay registers no
+//! timer; the hedge delay is measured from the first time the call is pending. The default
+//! ratio budget's deposit reads the clock once per call (see
+//! [`RetryBudget::deposit`](crate::RetryBudget::deposit)).
 
 mod future;
 mod latency;
@@ -413,7 +416,7 @@ impl HedgeHandle {
 /// # Clone
 ///
 /// Clones share the layer's state and hold no reservation.
-pub struct Hedge<S, C, P> {
+pub struct Hedge<S, C = DefaultClassifier, P = CloneRequest> {
     inner: S,
     core: Tally<HedgeCore>,
     classifier: C,
