@@ -529,3 +529,81 @@ fn keyed_bulkhead_refuses_shedding_on_inner_readiness() {
         BulkheadLayer::builder().shed_when_inner_not_ready().keyed(10, |r: &u32| *r).map(|_| ()).unwrap_err();
     assert_eq!(err.field(), "shed_when_inner_not_ready");
 }
+
+/// Resizes racing with acquisitions and releases on several threads: whenever a shrink
+/// has drained, no more calls than the new maximum run inside, and the pool ends with
+/// exactly the last maximum. (Waits are bounded spins on observed state, not timers.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulkhead_resizes_under_contention_keep_the_bound() {
+    use std::sync::atomic::AtomicBool;
+
+    async fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+        for _ in 0..2_000_000 {
+            if cond() {
+                return true;
+            }
+            tokio::task::yield_now().await;
+        }
+        false
+    }
+
+    let layer = BulkheadLayer::builder().max_concurrent(3).build().unwrap();
+    let h = layer.handle();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (i, p, d) = (inside.clone(), peak.clone(), done.clone());
+    let svc = layer.layer(tower::service_fn(move |()| {
+        let (i, p, d) = (i.clone(), p.clone(), d.clone());
+        async move {
+            let now = i.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(now, Ordering::SeqCst);
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
+            i.fetch_sub(1, Ordering::SeqCst);
+            d.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, Infallible>(())
+        }
+    }));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (svc, stop) = (svc.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    svc.clone().oneshot(()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for round in 0..30 {
+        let small = 1 + round % 3;
+        h.set_max_concurrent(6).unwrap();
+        // Shrink while most permits are held, so the shrink is owed by calls in flight.
+        if !wait_until(|| h.in_flight() >= 5).await {
+            continue;
+        }
+        h.set_max_concurrent(small).unwrap();
+        if !wait_until(|| h.in_flight() <= small && inside.load(Ordering::SeqCst) <= small).await {
+            continue;
+        }
+        peak.store(inside.load(Ordering::SeqCst), Ordering::SeqCst);
+        let before = done.load(Ordering::SeqCst);
+        if !wait_until(|| done.load(Ordering::SeqCst) >= before + 20).await {
+            continue;
+        }
+        checked += 1;
+        let seen = peak.load(Ordering::SeqCst);
+        assert!(seen <= small, "round {round}: {seen} calls inside with a maximum of {small}");
+    }
+    assert!(checked >= 10, "only {checked} rounds ran to the check");
+    h.set_max_concurrent(3).unwrap();
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert_eq!(h.in_flight(), 0);
+    assert_eq!(h.available(), 3);
+}
