@@ -7,11 +7,12 @@
 //! - `{"op":"sleep","ms":N,"value":V}` answers `V` after `N` ms;
 //! - `{"op":"fail","message":M}` answers with the error `M`;
 //! - `{"op":"crash","code":C}` exits at once with code `C`;
-//! - `{"op":"garbage"}` writes a line that is not a frame to stdout.
+//! - `{"op":"garbage"}` writes a line that is not a frame to stdout;
+//! - `{"op":"panic"}` panics in the handler (answered with an error; the worker goes on).
 //!
 //! `echo_worker --binary` (the default) speaks length-prefixed binary frames and echoes
 //! the bytes, except: `crash` exits with code 3, `garbage` writes bytes that are not a
-//! frame, `sleep:N` answers after `N` ms.
+//! frame, `panic` panics in the handler, `sleep:N` answers after `N` ms.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::Write;
@@ -40,6 +41,7 @@ async fn json_op(req: Value) -> Result<Value, String> {
             Ok(req["value"].clone())
         }
         "fail" => Err(req["message"].as_str().unwrap_or("failed").to_owned()),
+        "panic" => panic!("asked to panic"),
         "crash" => std::process::exit(req["code"].as_i64().unwrap_or(3) as i32),
         "garbage" => {
             garbage();
@@ -54,6 +56,7 @@ async fn binary_op(req: Vec<u8>) -> Result<Vec<u8>, String> {
     if req == b"crash" {
         std::process::exit(3);
     }
+    assert!(req != b"panic", "asked to panic");
     if req == b"garbage" {
         garbage();
         return std::future::pending().await;

@@ -49,6 +49,8 @@ pub(crate) struct Settings {
     pub(crate) on_output_limit: OutputLimitAction,
     pub(crate) max_concurrency: usize,
     pub(crate) kill_stragglers: bool,
+    /// Where to look up a program named without a `/` (default: the parent's `PATH`).
+    pub(crate) search_path: Option<OsString>,
 }
 
 impl Settings {
@@ -68,6 +70,7 @@ impl Settings {
             on_output_limit: OutputLimitAction::Truncate,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             kill_stragglers: true,
+            search_path: None,
         }
     }
 
@@ -86,6 +89,90 @@ impl Settings {
             "names must be non-empty without `=` or NUL",
         )
     }
+
+    /// Resolves a program named without a path separator to the file that will run, once,
+    /// when the service is built; see [`resolve_program`].
+    ///
+    /// The directories searched are, in order of preference: the builder's
+    /// [`search_path`](ProcessBuilder::search_path), the `PATH` given to children with
+    /// `env("PATH", ..)` (the one the child would use), the parent's `PATH`.
+    pub(crate) fn resolve(&mut self) -> Result<(), ConfigError> {
+        let child_path = self.env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+        let search = self.search_path.clone().or(child_path).or_else(|| std::env::var_os("PATH"));
+        if let Some(found) = resolve_program(&self.program_os, search.as_deref())? {
+            self.program_os = found.into_os_string();
+        }
+        Ok(())
+    }
+}
+
+/// The directories searched when there is no `PATH` at all (what `execvp` uses).
+#[cfg(unix)]
+const DEFAULT_SEARCH_PATH: &str = "/bin:/usr/bin";
+#[cfg(not(unix))]
+const DEFAULT_SEARCH_PATH: &str = "";
+
+/// Finds `program` in the `PATH`-style list `search_path` (the default list when `None`).
+///
+/// A program whose name holds a path separator is used as it is (`Ok(None)`), like
+/// `execvp` does. Otherwise the first directory holding an executable file of that name
+/// wins and its path is returned. Relative directories in the list are skipped: they
+/// would be resolved against a working directory that may not be the child's.
+///
+/// # Errors
+///
+/// A [`ConfigError`] for the field `program` when no directory holds it.
+pub(crate) fn resolve_program(
+    program: &OsStr,
+    search_path: Option<&OsStr>,
+) -> Result<Option<PathBuf>, ConfigError> {
+    if has_separator(program) {
+        return Ok(None);
+    }
+    let search = search_path.unwrap_or_else(|| OsStr::new(DEFAULT_SEARCH_PATH));
+    for dir in std::env::split_paths(search) {
+        if !dir.is_absolute() {
+            continue;
+        }
+        for candidate in candidates(&dir, program) {
+            if is_executable(&candidate) {
+                return Ok(Some(candidate));
+            }
+        }
+    }
+    Err(ConfigError::new(
+        "program",
+        format!("`{}` was not found in the search path (PATH)", program.to_string_lossy()),
+    ))
+}
+
+fn has_separator(program: &OsStr) -> bool {
+    let bytes = program.as_encoded_bytes();
+    bytes.contains(&b'/') || (cfg!(windows) && bytes.contains(&b'\\'))
+}
+
+#[cfg(unix)]
+fn candidates(dir: &std::path::Path, program: &OsStr) -> Vec<PathBuf> {
+    vec![dir.join(program)]
+}
+
+#[cfg(not(unix))]
+fn candidates(dir: &std::path::Path, program: &OsStr) -> Vec<PathBuf> {
+    let plain = dir.join(program);
+    let mut exe = plain.clone().into_os_string();
+    exe.push(".exe");
+    vec![plain, PathBuf::from(exe)]
+}
+
+#[cfg(unix)]
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(path: &std::path::Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
 }
 
 /// Builds a [`ProcessService`]; from [`ProcessService::builder`].
@@ -159,6 +246,16 @@ macro_rules! command_options {
             self.settings.current_dir = Some(dir.into());
             self
         }
+
+        /// The directories (a `PATH`-style list, `:`-separated on Unix) in which a program
+        /// named without a `/` is looked up when the service is built. By default: the
+        /// `PATH` set with [`env`](Self::env) if any, else the parent's `PATH`. The list is
+        /// only searched here; it is not passed to children (allow `PATH` with
+        /// [`env_allow`](Self::env_allow) for that).
+        pub fn search_path(mut self, path: impl AsRef<OsStr>) -> Self {
+            self.settings.search_path = Some(path.as_ref().to_owned());
+            self
+        }
     };
 }
 
@@ -219,7 +316,7 @@ impl ProcessBuilder {
     where
         F: Fn(&ProcessEvent) + Send + Sync + 'static,
     {
-        self.listeners.push(Arc::new(listener));
+        self.listeners.push(Arc::new(crate::panic::guard_listener(listener)));
         self
     }
 
@@ -228,9 +325,12 @@ impl ProcessBuilder {
     /// # Errors
     ///
     /// A [`ConfigError`] when the program is empty or contains NUL, the timeout is zero,
-    /// `max_concurrency` is zero or above `tokio::sync::Semaphore::MAX_PERMITS`, or an
-    /// environment name is empty or contains `=` or NUL.
-    pub fn build(self) -> Result<ProcessService, ConfigError> {
+    /// `max_concurrency` is zero or above `tokio::sync::Semaphore::MAX_PERMITS`, an
+    /// environment name is empty or contains `=` or NUL, or the program, named without a
+    /// `/`, is not in the search path (field `program`; see
+    /// [`search_path`](Self::search_path)). A program given by path is checked when it is
+    /// spawned.
+    pub fn build(mut self) -> Result<ProcessService, ConfigError> {
         let s = &self.settings;
         s.validate_command()?;
         if let Some(t) = s.timeout {
@@ -242,6 +342,7 @@ impl ProcessBuilder {
             "max_concurrency",
             "must not exceed tokio's Semaphore::MAX_PERMITS",
         )?;
+        self.settings.resolve()?;
         let name = self.name.unwrap_or_else(|| Arc::from("process"));
         let telemetry = Arc::new(Telemetry::new(name, self.listeners));
         Ok(ProcessService::from_shared(Arc::new(Shared::new(self.settings, telemetry))))
@@ -315,6 +416,10 @@ pub struct ProcessConfig {
     /// Kill background grandchildren once the child exits.
     #[serde(default = "default_true")]
     pub kill_stragglers: bool,
+    /// Where a program named without a `/` is looked up (a `PATH`-style list); default:
+    /// the parent's `PATH`.
+    #[serde(default)]
+    pub search_path: Option<String>,
 }
 
 #[cfg(feature = "serde")]
@@ -362,6 +467,9 @@ impl ProcessConfig {
         if let Some(dir) = self.current_dir {
             b = b.current_dir(dir);
         }
+        if let Some(path) = self.search_path {
+            b = b.search_path(path);
+        }
         b = match self.timeout {
             Some(t) => b.timeout(t),
             None => b.no_timeout(),
@@ -372,5 +480,88 @@ impl ProcessConfig {
     /// Validates and builds the service.
     pub fn build(self) -> Result<ProcessService, ConfigError> {
         self.into_builder().build()
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    /// A fresh directory of this test process (any temporary directory will do).
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("palisade-process-unit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn file(dir: &Path, name: &str, mode: u32) {
+        let path = dir.join(name);
+        std::fs::write(&path, b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn finds_the_first_executable_in_the_search_path() {
+        let root = scratch("first");
+        let (a, b, c) = (root.join("a"), root.join("b"), root.join("c"));
+        for d in [&a, &b, &c] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        file(&a, "tool", 0o644); // not executable: skipped
+        std::fs::create_dir_all(b.join("tool")).unwrap(); // a directory: skipped
+        file(&c, "tool", 0o755);
+        let search = std::env::join_paths([&a, &b, &c]).unwrap();
+        let found = resolve_program(OsStr::new("tool"), Some(&search)).unwrap();
+        assert_eq!(found, Some(c.join("tool")));
+    }
+
+    #[test]
+    fn relative_directories_are_skipped_and_a_missing_program_is_a_config_error() {
+        let root = scratch("relative");
+        file(&root, "tool", 0o755);
+        // "." and "" would resolve against the parent's working directory: never searched.
+        let err = resolve_program(OsStr::new("tool"), Some(OsStr::new(".::relative/dir"))).unwrap_err();
+        assert_eq!(err.field(), "program");
+        assert!(err.rule().contains("`tool`"), "{err}");
+        let err = resolve_program(OsStr::new("tool"), Some(OsStr::new(""))).unwrap_err();
+        assert_eq!(err.field(), "program");
+    }
+
+    #[test]
+    fn a_program_with_a_slash_is_used_as_given() {
+        assert_eq!(resolve_program(OsStr::new("./tool"), Some(OsStr::new(""))).unwrap(), None);
+        assert_eq!(resolve_program(OsStr::new("/no/such/tool"), None).unwrap(), None);
+    }
+
+    #[test]
+    fn build_resolves_without_passing_path_to_the_child() {
+        let dir = scratch("build");
+        file(&dir, "tool", 0o755);
+        let mut settings = Settings::new(OsStr::new("tool"));
+        settings.search_path = Some(dir.clone().into_os_string());
+        settings.resolve().unwrap();
+        assert_eq!(settings.program_os, dir.join("tool").into_os_string());
+        assert_eq!(&*settings.program, "tool", "messages keep the name as given");
+        let cmd = crate::run::command(&settings, &crate::ProcessRequest::new()).unwrap();
+        assert_eq!(cmd.as_std().get_program(), dir.join("tool").as_os_str());
+        assert!(
+            cmd.as_std().get_envs().all(|(k, _)| k != "PATH"),
+            "the search path is not given to the child"
+        );
+    }
+
+    #[test]
+    fn a_path_set_for_the_child_is_the_one_searched() {
+        let dir = scratch("child-path");
+        file(&dir, "tool", 0o755);
+        let mut settings = Settings::new(OsStr::new("tool"));
+        settings.env.push(("PATH".into(), dir.clone().into_os_string()));
+        settings.resolve().unwrap();
+        assert_eq!(settings.program_os, dir.join("tool").into_os_string());
     }
 }

@@ -261,11 +261,12 @@ impl ProcessHandle {
         self.telemetry.snapshot()
     }
 
-    /// Registers a listener for every event from now on.
+    /// Registers a listener for every event from now on. A listener that panics misses
+    /// that event (the panic is logged); the service goes on.
     pub fn on_event<F>(&self, listener: F)
     where
         F: Fn(&ProcessEvent) + Send + Sync + 'static,
     {
-        self.telemetry.events.subscribe(listener);
+        self.telemetry.events.subscribe(crate::panic::guard_listener(listener));
     }
 }

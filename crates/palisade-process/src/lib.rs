@@ -118,6 +118,7 @@ pub mod event;
 pub mod future;
 mod group;
 mod output;
+mod panic;
 mod request;
 mod run;
 mod service;

@@ -106,7 +106,7 @@ enum Stop {
 
 async fn deadline(timeout: Option<Duration>) {
     match timeout {
-        Some(t) => tokio::time::sleep(t).await,
+        Some(t) => tokio::time::sleep_until(palisade_core::time::deadline_from_now(t)).await,
         None => std::future::pending().await,
     }
 }

@@ -62,7 +62,11 @@ pub struct ProcessService {
 impl ProcessService {
     /// Starts building a service that runs `program`.
     ///
-    /// A program without a `/` is looked up in the `PATH` of the parent process.
+    /// A program without a `/` is looked up when the service is built, in the `PATH` of the
+    /// parent process (or the list given to
+    /// [`search_path`](ProcessBuilder::search_path)); the child runs that file, with its
+    /// environment still cleared. A program not found there fails
+    /// [`build`](ProcessBuilder::build) with a `ConfigError` for the field `program`.
     pub fn builder(program: impl AsRef<OsStr>) -> ProcessBuilder {
         ProcessBuilder::new(program)
     }
@@ -113,9 +117,9 @@ impl Service<ProcessRequest> for ProcessService {
                 self.permit = Some(permit);
                 return Poll::Ready(Ok(()));
             }
-            self.acquire = Some(Box::pin(self.shared.semaphore.clone().acquire_owned()));
         }
-        let Some(acquire) = self.acquire.as_mut() else { return Poll::Pending };
+        let semaphore = &self.shared.semaphore;
+        let acquire = self.acquire.get_or_insert_with(|| Box::pin(semaphore.clone().acquire_owned()));
         match acquire.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(result) => {

@@ -35,6 +35,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::codec::{FrameBuffer, ServeCodec};
+use crate::error::FrameError;
+use crate::panic::{catch, CatchUnwind};
 use crate::worker_process::DEFAULT_MAX_FRAME_LEN;
 
 /// Limits of the worker's side.
@@ -71,8 +73,13 @@ impl ServeOptions {
 ///
 /// # Errors
 ///
-/// An `io::Error` when stdin or stdout fails, a request frame is malformed, or a handler
-/// panics (the worker should then exit non-zero; its parent fails the requests in flight).
+/// An `io::Error` when stdin or stdout fails, or a request frame is malformed (or the codec
+/// panics decoding it): the worker should then exit non-zero, and its parent fails the
+/// requests in flight.
+///
+/// A handler that panics (making its future or running it) does not end serving: that
+/// request alone is answered with the error `the request handler panicked: <message>`
+/// ([`WorkerErrorKind::Remote`](crate::WorkerErrorKind::Remote) on the parent's side).
 pub async fn serve_stdio<C, H, Fut, E>(codec: C, handler: H) -> io::Result<()>
 where
     C: ServeCodec,
@@ -173,41 +180,36 @@ where
                         }
                         continue;
                     }
+                    // A codec that panics loses the frame boundaries: the stream cannot go on.
+                    let decode = |src: &[u8]| match catch(|| codec.decode_request(src, max_frame_len)) {
+                        Ok(decoded) => decoded,
+                        Err(message) => Err(FrameError::new(format!("the codec panicked: {message}"))),
+                    };
                     while let Some(frame) = buffer
-                        .next(codec.delimiter(), max_frame_len, |src| codec.decode_request(src, max_frame_len))
+                        .next(codec.delimiter(), max_frame_len, decode)
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
                     {
                         let permit = match &limit {
                             Some(limit) => limit.clone().acquire_owned().await.ok(),
                             None => None,
                         };
-                        let answer = handler(frame.value);
+                        // The handler is user code: a panic, when it makes the future or
+                        // while it runs, answers this request with an error and nothing else.
+                        let answer = catch(|| handler(frame.value)).map(CatchUnwind::new);
                         let codec = codec.clone();
                         let answers = answers_tx.clone();
                         tasks.spawn(async move {
-                            let result = answer.await;
-                            let mut out = Vec::new();
-                            let encoded = match &result {
-                                Ok(response) => codec.encode_response(frame.id, Ok(response), &mut out),
-                                Err(e) => codec.encode_response(frame.id, Err(&e.to_string()), &mut out),
+                            let result = match answer {
+                                Ok(answer) => answer.await,
+                                Err(message) => Err(message),
                             };
-                            if let Err(e) = encoded {
-                                out.clear();
-                                let message = format!("cannot encode the answer: {e}");
-                                let _ = codec.encode_response(frame.id, Err(&message), &mut out);
-                            }
+                            let out = encode_answer(&*codec, frame.id, &result);
                             let _ = answers.send(out);
                             drop(permit);
                         });
                     }
                 },
-                Some(joined) = tasks.join_next() => {
-                    if let Err(e) = joined {
-                        if e.is_panic() {
-                            return Err(io::Error::other("a request handler panicked"));
-                        }
-                    }
-                },
+                Some(_joined) = tasks.join_next() => {},
             }
         }
         drop(answers_tx);
@@ -215,6 +217,31 @@ where
     };
     let (read, write) = tokio::join!(read, write);
     read.and(write)
+}
+
+/// The frame answering request `id`; a handler's panic and an answer the codec cannot
+/// encode (or panics on) become an error answer.
+fn encode_answer<C, E>(codec: &C, id: u64, result: &Result<Result<C::Response, E>, String>) -> Vec<u8>
+where
+    C: ServeCodec,
+    E: Display,
+{
+    let mut out = Vec::new();
+    let encoded = catch(|| match result {
+        Ok(Ok(response)) => codec.encode_response(id, Ok(response), &mut out),
+        Ok(Err(e)) => codec.encode_response(id, Err(&e.to_string()), &mut out),
+        Err(panic) => {
+            codec.encode_response(id, Err(&format!("the request handler panicked: {panic}")), &mut out)
+        }
+    });
+    let failure = match encoded {
+        Ok(Ok(())) => return out,
+        Ok(Err(e)) => format!("cannot encode the answer: {e}"),
+        Err(panic) => format!("cannot encode the answer: the codec panicked: {panic}"),
+    };
+    let mut out = Vec::new();
+    let _ = catch(|| codec.encode_response(id, Err(&failure), &mut out));
+    out
 }
 
 async fn write_answers<W: AsyncWrite + Unpin>(

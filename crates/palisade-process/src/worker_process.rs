@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use palisade_core::config::{ensure, ensure_nonzero_duration, ConfigError};
 use palisade_core::event::Listener;
+use palisade_core::time::deadline_from_now;
 use tokio::io::AsyncReadExt;
 use tokio::process::{ChildStderr, ChildStdout};
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
@@ -99,7 +100,7 @@ impl<C> WorkerBuilder<C> {
     where
         F: Fn(&ProcessEvent) + Send + Sync + 'static,
     {
-        self.listeners.push(Arc::new(listener));
+        self.listeners.push(Arc::new(crate::panic::guard_listener(listener)));
         self
     }
 
@@ -139,9 +140,10 @@ impl<C: Codec> WorkerBuilder<C> {
     /// # Errors
     ///
     /// A [`ConfigError`] when the program or environment is invalid, `max_in_flight` or
-    /// `max_frame_len` is zero (or `max_in_flight` over tokio's limit), or the grace period
-    /// is zero.
-    pub fn build(self) -> Result<MakeWorker<C>, ConfigError> {
+    /// `max_frame_len` is zero (or `max_in_flight` over tokio's limit), the grace period
+    /// is zero, or the program, named without a `/`, is not in the search path (field
+    /// `program`; see [`search_path`](Self::search_path)).
+    pub fn build(mut self) -> Result<MakeWorker<C>, ConfigError> {
         self.settings.validate_command()?;
         ensure(self.max_in_flight >= 1, "max_in_flight", "must be at least 1")?;
         ensure(
@@ -152,6 +154,7 @@ impl<C: Codec> WorkerBuilder<C> {
         ensure(self.max_frame_len >= 16, "max_frame_len", "must be at least 16 bytes")?;
         ensure(u32::try_from(self.max_frame_len).is_ok(), "max_frame_len", "must fit in 32 bits")?;
         ensure_nonzero_duration("shutdown_grace", self.shutdown_grace)?;
+        self.settings.resolve()?;
         let name = self.name.unwrap_or_else(|| Arc::from("worker"));
         Ok(MakeWorker {
             config: Arc::new(WorkerSettings {
@@ -220,6 +223,10 @@ pub struct WorkerProcessConfig {
     /// Forward the worker's stderr to `tracing`.
     #[serde(default = "default_true")]
     pub log_stderr: bool,
+    /// Where a program named without a `/` is looked up (a `PATH`-style list); default:
+    /// the parent's `PATH`.
+    #[serde(default)]
+    pub search_path: Option<String>,
 }
 
 #[cfg(feature = "serde")]
@@ -264,6 +271,9 @@ impl WorkerProcessConfig {
         }
         if let Some(dir) = self.current_dir {
             b = b.current_dir(dir);
+        }
+        if let Some(path) = self.search_path {
+            b = b.search_path(path);
         }
         b
     }
@@ -564,7 +574,7 @@ async fn supervise<C: Codec>(
                     // and give it the grace period to exit.
                     stdout_open = false;
                     core.refuse(&WorkerError::new(WorkerErrorKind::Crashed, "the worker closed its stdout"));
-                    grace_deadline.get_or_insert_with(|| Instant::now() + grace);
+                    grace_deadline.get_or_insert_with(|| deadline_from_now(grace));
                 }
                 Ok(_) => {
                     if let Err(msg) = dispatch(&core, &mut buffer) {
@@ -577,7 +587,7 @@ async fn supervise<C: Codec>(
                 break Some(status.map_or(Termination::Exited(-1), Termination::from_status));
             },
             _ = shutdown.wait_for(|s| *s), if grace_deadline.is_none() => {
-                grace_deadline = Some(Instant::now() + grace);
+                grace_deadline = Some(deadline_from_now(grace));
             },
             () = grace_timer => break None,
         }
@@ -593,7 +603,7 @@ async fn supervise<C: Codec>(
         // (bounded by the grace period; stragglers holding the pipe are killed).
         kill_group(core.pid);
         if stdout_open {
-            let drained = tokio::time::timeout(grace, async {
+            let drained = tokio::time::timeout_at(deadline_from_now(grace), async {
                 loop {
                     match buffer.fill(&mut stdout).await {
                         Ok(0) | Err(_) => return Ok::<(), String>(()),
@@ -632,7 +642,13 @@ async fn supervise<C: Codec>(
 fn dispatch<C: Codec>(core: &Core<C>, buffer: &mut FrameBuffer) -> Result<(), String> {
     loop {
         let max = core.max_frame_len;
-        match buffer.next(core.codec.delimiter(), max, |src| core.codec.decode_response(src, max)) {
+        // The codec is user code: a panic in it is a protocol error of this worker (the
+        // frame boundaries are lost), never the end of the supervisor.
+        let decode = |src: &[u8]| match crate::panic::catch(|| core.codec.decode_response(src, max)) {
+            Ok(decoded) => decoded,
+            Err(message) => Err(crate::error::FrameError::new(format!("the codec panicked: {message}"))),
+        };
+        match buffer.next(core.codec.delimiter(), max, decode) {
             Ok(Some(frame)) => {
                 if !core.complete(frame.id, frame.value) {
                     return Err(format!("answer to request id {} that is not in flight", frame.id));
@@ -815,9 +831,9 @@ impl<C: Codec> Service<C::Request> for WorkerProcess<C> {
                 self.permit = Some(permit);
                 return Poll::Ready(Ok(()));
             }
-            self.acquire = Some(Box::pin(self.core().semaphore.clone().acquire_owned()));
         }
-        let Some(acquire) = self.acquire.as_mut() else { return Poll::Pending };
+        let semaphore = &self.handle.core.semaphore;
+        let acquire = self.acquire.get_or_insert_with(|| Box::pin(semaphore.clone().acquire_owned()));
         match acquire.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(result) => {
@@ -843,8 +859,15 @@ impl<C: Codec> Service<C::Request> for WorkerProcess<C> {
         let core = &self.handle.core;
         let id = core.next_id.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::new();
-        if let Err(e) = core.codec.encode_request(id, &request, &mut frame) {
-            return WorkerFuture::failed(WorkerError::new(WorkerErrorKind::Encode, e.message()));
+        match crate::panic::catch(|| core.codec.encode_request(id, &request, &mut frame)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return WorkerFuture::failed(WorkerError::new(WorkerErrorKind::Encode, e.message()))
+            }
+            Err(message) => {
+                let message = format!("the codec panicked: {message}");
+                return WorkerFuture::failed(WorkerError::new(WorkerErrorKind::Encode, message));
+            }
         }
         if frame.len() > core.max_frame_len.saturating_add(4) {
             return WorkerFuture::failed(WorkerError::new(
