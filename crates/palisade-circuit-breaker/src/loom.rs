@@ -35,8 +35,10 @@ impl TimeWindow {
     pub fn new(length_nanos: u64, buckets: u32) -> Self {
         Self(window::TimeWindow::new(length_nanos, buckets))
     }
+    /// Records, then reads the window at the same time.
     pub fn record(&self, now_nanos: u64, failure: bool, slow: bool) -> Totals {
-        totals(self.0.record(now_nanos, Sample { failure, slow }))
+        self.0.record(now_nanos, Sample { failure, slow });
+        totals(self.0.snapshot(now_nanos))
     }
     pub fn snapshot(&self, now_nanos: u64) -> Totals {
         totals(self.0.snapshot(now_nanos))

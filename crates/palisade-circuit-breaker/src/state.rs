@@ -255,6 +255,8 @@ pub(crate) struct BreakerCore {
     consecutive: AtomicU64,
     window: Option<Window>,
     successes: StripedCounter,
+    /// Failures recorded in a count window (whose position counter counts every call).
+    window_failures: AtomicU64,
     control: Mutex<Control>,
     epoch: Instant,
     counters: CachePadded<Counters>,
@@ -308,6 +310,7 @@ impl<C> Breaker<C> {
             consecutive: AtomicU64::new(0),
             window,
             successes: StripedCounter::new(stripes),
+            window_failures: AtomicU64::new(0),
             control: Mutex::new(Control { open_level: 0 }),
             epoch: Instant::now(),
             counters: CachePadded(counters),
@@ -498,7 +501,13 @@ impl BreakerCore {
             && outcome != Outcome::Ignored;
         match outcome {
             Outcome::Success => {
-                self.successes.increment(stripe());
+                // A success recorded in a count window is counted by the window's position
+                // counter (see `snapshot`); any other success here.
+                let by_window = matches!(admission, Admission::Record { .. })
+                    && self.window.as_ref().is_some_and(Window::counts_calls);
+                if !by_window {
+                    self.successes.increment(stripe());
+                }
                 #[cfg(feature = "metrics")]
                 self.counters.successes.increment();
             }
@@ -536,6 +545,10 @@ impl BreakerCore {
     ) {
         let word = self.word();
         if gen_of(word) != gen {
+            // Not recorded in the window after all: count a success here.
+            if !failure && self.window.as_ref().is_some_and(Window::counts_calls) {
+                self.successes.increment(stripe());
+            }
             return;
         }
         let consecutive = if let Trip::Consecutive(_) = self.settings.trip {
@@ -559,6 +572,9 @@ impl BreakerCore {
                     Some(end) => self.nanos_at(end),
                     None => self.now_nanos(),
                 };
+                if failure && w.counts_calls() {
+                    self.window_failures.fetch_add(1, Ordering::Relaxed);
+                }
                 match w.record(stripe(), now, Sample { failure, slow }, self.settings.minimum_calls) {
                     // A plain success in a window that already holds the minimum: it
                     // cannot open the breaker.
@@ -862,7 +878,13 @@ impl BreakerCore {
             window_failures: a.failures,
             window_slow_calls: a.slow,
             consecutive_failures: self.consecutive.load(Ordering::Acquire),
-            successes: self.successes.get(),
+            // Successes recorded in a count window: its calls minus its failures.
+            successes: self.successes.get().wrapping_add(
+                self.window
+                    .as_ref()
+                    .and_then(Window::calls_recorded)
+                    .map_or(0, |calls| calls.saturating_sub(self.window_failures.load(Ordering::Relaxed))),
+            ),
             failures: self.counters.failures.get(),
             slow_calls: self.counters.slow.get(),
             ignored: self.counters.ignored.get(),

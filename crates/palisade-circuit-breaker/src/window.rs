@@ -147,24 +147,17 @@ struct Bucket {
 /// Outcomes of the last `length`, in `buckets` buckets of `length / buckets` each.
 ///
 /// A call leaves the window between `length - length / buckets` and `length` after it was
-/// recorded. The first call in a new bucket period rotates that bucket and sweeps the expired
-/// ones (amortised O(1): once per bucket period); every other call is two or three atomic
-/// additions. The totals always equal the sum of the buckets (every change to a bucket is
-/// mirrored in them), so nothing drifts; but calls recorded concurrently with the rotation of
-/// their bucket may be dropped, or counted with the next period of that bucket: a handful of
-/// calls at a bucket edge, under concurrency, which rates over a window shrug off.
+/// recorded. Recording is one atomic addition (two for a slow call) into the bucket of the
+/// current period; the first call of a new period rotates that bucket (empties it). Judging
+/// sums the buckets still in the window: that happens only when a call may change a decision
+/// (see [`Window`]), so the pass path keeps no running total to update. Calls recorded
+/// concurrently with the rotation of their bucket may be dropped, or counted with the next
+/// period of that bucket: a handful of calls at a bucket edge, under concurrency, which
+/// rates over a window shrug off.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
     buckets: Box<[Bucket]>,
     bucket_nanos: u64,
-    totals: CachePadded<Totals>,
-}
-
-/// The window's running aggregate: `calls | failures << 32`, and slow calls.
-#[derive(Debug)]
-struct Totals {
-    counts: AtomicU64,
-    slow: AtomicU64,
 }
 
 impl TimeWindow {
@@ -179,7 +172,6 @@ impl TimeWindow {
                 })
                 .collect(),
             bucket_nanos: (length_nanos / n).max(1),
-            totals: CachePadded(Totals { counts: AtomicU64::new(0), slow: AtomicU64::new(0) }),
         }
     }
 
@@ -187,32 +179,8 @@ impl TimeWindow {
         self.buckets.len() as u64
     }
 
-    fn clear(&self, bucket: &Bucket) {
-        let counts = bucket.counts.swap(0, Ordering::AcqRel);
-        if counts != 0 {
-            self.totals.counts.fetch_sub(counts, Ordering::AcqRel);
-        }
-        let slow = bucket.slow.swap(0, Ordering::AcqRel);
-        if slow != 0 {
-            self.totals.slow.fetch_sub(slow, Ordering::AcqRel);
-        }
-    }
-
-    /// Empties the buckets whose period is out of the window ending in period `idx`.
-    fn sweep(&self, idx: u64) {
-        for bucket in &*self.buckets {
-            let epoch = bucket.epoch.load(Ordering::Acquire);
-            if epoch != NO_EPOCH
-                && epoch.saturating_add(self.len()) <= idx
-                && bucket.epoch.compare_exchange(epoch, NO_EPOCH, Ordering::AcqRel, Ordering::Acquire).is_ok()
-            {
-                self.clear(bucket);
-            }
-        }
-    }
-
     /// Makes `bucket` count period `idx`; `false` if it already counts a later period.
-    fn rotate(&self, bucket: &Bucket, idx: u64) -> bool {
+    fn rotate(bucket: &Bucket, idx: u64) -> bool {
         let mut epoch = bucket.epoch.load(Ordering::Acquire);
         while epoch != idx {
             if epoch != NO_EPOCH && epoch > idx {
@@ -220,8 +188,8 @@ impl TimeWindow {
             }
             match bucket.epoch.compare_exchange(epoch, idx, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
-                    self.clear(bucket);
-                    self.sweep(idx);
+                    bucket.counts.store(0, Ordering::Release);
+                    bucket.slow.store(0, Ordering::Release);
                     return true;
                 }
                 Err(current) => epoch = current,
@@ -230,35 +198,41 @@ impl TimeWindow {
         true
     }
 
-    /// Records `sample` at `now_nanos`; returns the aggregate right after.
-    pub(crate) fn record(&self, now_nanos: u64, sample: Sample) -> Aggregate {
+    /// Records `sample` at `now_nanos`.
+    #[inline]
+    pub(crate) fn record(&self, now_nanos: u64, sample: Sample) {
         let idx = now_nanos / self.bucket_nanos;
         let bucket = &self.buckets[(idx % self.len()) as usize];
-        if !self.rotate(bucket, idx) {
-            return self.snapshot(now_nanos);
+        if !Self::rotate(bucket, idx) {
+            return;
         }
-        let delta = 1 | (u64::from(sample.failure) << 32);
-        bucket.counts.fetch_add(delta, Ordering::AcqRel);
-        let totals = self.totals.counts.fetch_add(delta, Ordering::AcqRel).wrapping_add(delta);
-        let slow = if sample.slow {
+        bucket.counts.fetch_add(1 | (u64::from(sample.failure) << 32), Ordering::AcqRel);
+        if sample.slow {
             bucket.slow.fetch_add(1, Ordering::AcqRel);
-            self.totals.slow.fetch_add(1, Ordering::AcqRel).wrapping_add(1)
-        } else {
-            self.totals.slow.load(Ordering::Acquire)
-        };
-        unpack32(totals, slow)
+        }
     }
 
-    /// The aggregate of the window ending at `now_nanos` (sweeps expired buckets first).
+    /// The aggregate of the window ending at `now_nanos`: the buckets of the last `len`
+    /// periods.
     pub(crate) fn snapshot(&self, now_nanos: u64) -> Aggregate {
-        self.sweep(now_nanos / self.bucket_nanos);
-        unpack32(self.totals.counts.load(Ordering::Acquire), self.totals.slow.load(Ordering::Acquire))
+        let idx = now_nanos / self.bucket_nanos;
+        let mut counts = 0u64;
+        let mut slow = 0u64;
+        for bucket in &*self.buckets {
+            let epoch = bucket.epoch.load(Ordering::Acquire);
+            if epoch != NO_EPOCH && epoch.saturating_add(self.len()) > idx {
+                counts = counts.wrapping_add(bucket.counts.load(Ordering::Acquire));
+                slow = slow.wrapping_add(bucket.slow.load(Ordering::Acquire));
+            }
+        }
+        unpack32(counts, slow)
     }
 
     pub(crate) fn reset(&self) {
         for bucket in &*self.buckets {
             bucket.epoch.store(NO_EPOCH, Ordering::Release);
-            self.clear(bucket);
+            bucket.counts.store(0, Ordering::Release);
+            bucket.slow.store(0, Ordering::Release);
         }
     }
 }
@@ -354,6 +328,20 @@ impl Window {
 
     pub(crate) fn is_time(&self) -> bool {
         matches!(self.kind, WindowKind::Time(_))
+    }
+
+    /// `true` for a count window, whose position counter counts every recorded call.
+    #[inline]
+    pub(crate) fn counts_calls(&self) -> bool {
+        matches!(self.kind, WindowKind::Count(_))
+    }
+
+    /// Calls ever recorded in a count window (its position counter, never reset).
+    pub(crate) fn calls_recorded(&self) -> Option<u64> {
+        match &self.kind {
+            WindowKind::Count(w) => Some(w.head.load(Ordering::Relaxed)),
+            WindowKind::Time(_) => None,
+        }
     }
 
     fn period(&self, now_nanos: u64) -> u64 {
@@ -549,17 +537,57 @@ mod tests {
         // 10 s in 10 buckets of 1 s.
         let s = 1_000_000_000;
         let w = TimeWindow::new(10 * s, 10);
-        w.record(0, FAIL);
-        w.record(s / 2, OK);
-        assert_eq!(w.record(3 * s, FAIL), Aggregate { calls: 3, failures: 2, slow: 0 });
+        let rec = |now, sample| {
+            w.record(now, sample);
+            w.snapshot(now)
+        };
+        rec(0, FAIL);
+        rec(s / 2, OK);
+        assert_eq!(rec(3 * s, FAIL), Aggregate { calls: 3, failures: 2, slow: 0 });
         // At 10 s the bucket [0 s, 1 s) leaves.
         assert_eq!(w.snapshot(10 * s), Aggregate { calls: 1, failures: 1, slow: 0 });
-        assert_eq!(w.record(10 * s, SLOW_OK), Aggregate { calls: 2, failures: 1, slow: 1 });
+        assert_eq!(rec(10 * s, SLOW_OK), Aggregate { calls: 2, failures: 1, slow: 1 });
         // Long idle: everything expires.
         assert_eq!(w.snapshot(100 * s), Aggregate::default());
-        assert_eq!(w.record(100 * s, FAIL), Aggregate { calls: 1, failures: 1, slow: 0 });
+        assert_eq!(rec(100 * s, FAIL), Aggregate { calls: 1, failures: 1, slow: 0 });
+        // A stale reading (a call that ended before another recorded) still counts, in its
+        // own period's bucket while that bucket holds no later period.
+        assert_eq!(rec(99 * s, OK), Aggregate { calls: 2, failures: 1, slow: 0 });
         w.reset();
         assert_eq!(w.snapshot(100 * s), Aggregate::default());
+    }
+
+    #[test]
+    fn striped_time_window_is_the_sum_of_its_stripes() {
+        let s = 1_000_000_000;
+        let w = StripedTimeWindow::new(10 * s, 10, 3);
+        w.record(0, 0, FAIL);
+        w.record(1, s, OK);
+        w.record(7, 2 * s, SLOW_OK); // any stripe number: reduced
+        assert_eq!(w.snapshot(2 * s), Aggregate { calls: 3, failures: 1, slow: 1 });
+        assert_eq!(w.snapshot(10 * s), Aggregate { calls: 2, failures: 0, slow: 1 });
+        w.reset();
+        assert_eq!(w.snapshot(10 * s), Aggregate::default());
+    }
+
+    #[test]
+    fn a_plain_success_in_a_warm_window_is_not_judged() {
+        let w = Window::count(4);
+        // Cold: every call is judged until the minimum (2) is reached.
+        assert!(w.record(0, 0, OK, 2).is_some());
+        assert!(w.record(0, 0, OK, 2).is_some());
+        // Warm: successes cannot change a decision; failures and slow calls still can.
+        assert_eq!(w.record(0, 0, OK, 2), None);
+        assert!(w.record(0, 0, FAIL, 2).is_some());
+        assert!(w.record(0, 0, SLOW_OK, 2).is_some());
+        w.reset();
+        assert!(w.record(0, 0, OK, 2).is_some(), "cold again after a reset");
+        // A time window is warm per bucket period: a new period is judged again.
+        let s = 1_000_000_000;
+        let t = Window::time(10 * s, 10, 2);
+        t.record(0, 0, OK, 1);
+        assert_eq!(t.record(1, s / 2, OK, 1), None);
+        assert!(t.record(1, s, OK, 1).is_some());
     }
 
     #[test]

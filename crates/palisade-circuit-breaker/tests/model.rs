@@ -266,6 +266,8 @@ fn run(cfg: Config, steps: Vec<Step>) -> Result<(), TestCaseError> {
             }
         }));
         let mut model = Model::new(cfg);
+        // Counters every call adds to: (successes, failures, ignored, rejected).
+        let mut counted = (0u64, 0u64, 0u64, 0u64);
         for (i, s) in steps.into_iter().enumerate() {
             let elapsed = match s {
                 Step::Pause(ms) => {
@@ -287,6 +289,19 @@ fn run(cfg: Config, steps: Vec<Step>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(got.is_err(), matches!(s, Step::Failure | Step::Ignored), "step {}", i);
             }
             prop_assert_eq!(handle.state(), model.state, "step {}: {:?}", i, s);
+            match (expected.is_err(), s) {
+                (true, _) => counted.3 += 1,
+                (false, Step::Failure) => counted.1 += 1,
+                (false, Step::Ignored) => counted.2 += 1,
+                (false, _) => counted.0 += 1,
+            }
+            let snap = handle.snapshot();
+            prop_assert_eq!(
+                (snap.successes, snap.failures, snap.ignored, snap.rejected),
+                counted,
+                "step {}",
+                i
+            );
         }
         Ok(())
     })

@@ -547,3 +547,52 @@ fn invalid_settings_are_refused_at_build() {
     let keyed = b().max_keys(0).build_keyed(|r: &u32| *r);
     assert_eq!(keyed.unwrap_err().field(), "max_keys");
 }
+
+/// A count window counts its successes by its position counter; a success that lands after
+/// a transition (not recorded in the window) and a trial's success are still counted.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn successes_are_counted_once_whichever_way_they_are_recorded() {
+    let layer = CircuitBreakerLayer::builder()
+        .failure_rate(0.5)
+        .count_window(4)
+        .minimum_calls(2)
+        .wait_in_open(SEC)
+        .half_open_trials(1)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let (mock, mut ctl) = tower_test::mock::pair::<Call, ()>();
+    let mut svc = layer.layer(mock);
+    ctl.allow(10);
+    ready(&mut svc).await;
+    let late = tower::Service::call(&mut svc, OK); // admitted while closed ...
+    let (_, late_reply) = ctl.next_request().await.unwrap();
+    for _ in 0..2 {
+        ready(&mut svc).await;
+        let f = tower::Service::call(&mut svc, FAIL);
+        ctl.next_request().await.unwrap().1.send_error("boom");
+        f.await.unwrap_err();
+    }
+    assert_eq!(handle.state(), State::Open);
+    late_reply.send_response(()); // ... succeeds once open: not in the window
+    late.await.unwrap();
+    advance(SEC).await;
+    ready(&mut svc).await;
+    let trial = tower::Service::call(&mut svc, OK);
+    ctl.next_request().await.unwrap().1.send_response(());
+    trial.await.unwrap();
+    assert_eq!(handle.state(), State::Closed);
+    ready(&mut svc).await;
+    let ok = tower::Service::call(&mut svc, OK);
+    ctl.next_request().await.unwrap().1.send_response(());
+    ok.await.unwrap();
+    let s = handle.snapshot();
+    assert_eq!((s.successes, s.failures), (3, 2));
+}
+
+async fn ready<S: tower::Service<Call>>(svc: &mut S)
+where
+    S::Error: std::fmt::Debug,
+{
+    std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+}
