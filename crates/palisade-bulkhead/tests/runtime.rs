@@ -607,3 +607,74 @@ async fn bulkhead_resizes_under_contention_keep_the_bound() {
     assert_eq!(h.in_flight(), 0);
     assert_eq!(h.available(), 3);
 }
+
+#[derive(Clone, Debug)]
+enum AdaptiveOp {
+    Acquire(usize),
+    Release(usize),
+    SetLimit(usize),
+}
+
+fn adaptive_op() -> impl Strategy<Value = AdaptiveOp> {
+    prop_oneof![
+        3 => (0..3usize).prop_map(AdaptiveOp::Acquire),
+        2 => (0..16usize).prop_map(AdaptiveOp::Release),
+        1 => (1..12usize).prop_map(AdaptiveOp::SetLimit),
+    ]
+}
+
+proptest! {
+    /// concurrency-limits' partitioned admission under limits set at run time, against a
+    /// model: a call passes while the total is under the limit, or while its partition is
+    /// under `max(1, ceil(limit × ratio))`; a call in no partition only under the limit.
+    #[test]
+    fn adaptive_partitions_under_set_limit_match_a_model(
+        initial in 1..12usize,
+        ops in proptest::collection::vec(adaptive_op(), 1..80),
+    ) {
+        const NAMES: [&str; 3] = ["a", "b", "other"];
+        const RATIOS: [f64; 2] = [0.3, 0.5];
+        let layer = AdaptiveLimitLayer::builder()
+            .algorithm(Fixed::new(initial))
+            .partition("a", RATIOS[0])
+            .partition("b", RATIOS[1])
+            .partition_by(|p: &usize| NAMES[*p])
+            .build()
+            .unwrap();
+        let h = layer.handle();
+        let mut svc = layer.layer(tower::service_fn(|_: usize| std::future::pending::<Result<(), Infallible>>()));
+        let mut held: Vec<(usize, task::Spawn<_>)> = Vec::new();
+        let mut limit = initial;
+        for op in ops {
+            match op {
+                AdaptiveOp::Acquire(p) => {
+                    let share = |i: usize| ((limit as f64 * RATIOS[i]).ceil() as usize).max(1);
+                    let in_part = held.iter().filter(|(q, _)| *q == p).count();
+                    let expect = held.len() < limit || (p < 2 && in_part < share(p));
+                    let mut ready = task::spawn(svc.ready());
+                    assert_ready!(ready.poll()).unwrap();
+                    drop(ready);
+                    let mut fut = task::spawn(svc.call(p));
+                    let admitted = fut.poll().is_pending();
+                    prop_assert_eq!(admitted, expect, "partition {} with {} held, limit {}", p, held.len(), limit);
+                    if admitted {
+                        held.push((p, fut));
+                    }
+                }
+                AdaptiveOp::Release(i) => {
+                    if !held.is_empty() {
+                        drop(held.remove(i % held.len()));
+                    }
+                }
+                AdaptiveOp::SetLimit(n) => {
+                    h.set_limit(n).unwrap();
+                    limit = n;
+                }
+            }
+            prop_assert_eq!(h.in_flight(), held.len());
+            prop_assert_eq!(h.limit(), limit);
+        }
+        drop(held);
+        prop_assert_eq!(h.in_flight(), 0);
+    }
+}
