@@ -56,7 +56,8 @@
 //! call carrying a server hint (503 + `Retry-After`, gRPC pushback) [opens it for that
 //! long](CircuitBreakerLayerBuilder::open_on_retry_after).
 //!
-//! Windows keep running totals, so judging a rate costs one atomic read, never a scan.
+//! A count window keeps a running total, so judging it costs one atomic read; a time window
+//! sums its buckets (and stripes) when a call may change a decision.
 //!
 //! # What counts as a failure
 //!
@@ -71,15 +72,26 @@
 //! Open, every call is rejected with the time left until the breaker tries again. The wait
 //! is [fixed](CircuitBreakerLayerBuilder::wait_in_open) or [grows
 //! exponentially](CircuitBreakerLayerBuilder::exponential_wait_in_open) with each re-open,
-//! starting over once the breaker closes. There is no timer task: the first call after the
-//! wait moves the breaker to half-open, so an idle breaker costs nothing.
+//! starting over once the breaker closes (by itself or by hand, as Resilience4j and Polly).
+//! There is no timer task by default: the first call after the wait moves the breaker to
+//! half-open, so an idle breaker costs nothing; [`automatic_transition_to_half_open`](CircuitBreakerLayerBuilder::automatic_transition_to_half_open)
+//! moves it on a timer instead (for dashboards).
 //!
 //! Half-open, [`half_open_trials`](CircuitBreakerLayerBuilder::half_open_trials) calls are
-//! let through and the rest rejected. Each trial holds a slot that its response future
-//! gives back if it is dropped or panics, so half-open can neither get stuck nor admit more
-//! trials than configured. Enough successes close the breaker; a failure re-opens it (or,
-//! with [`half_open_failure_ratio`](CircuitBreakerLayerBuilder::half_open_failure_ratio), a
-//! ratio of failed trials).
+//! let through and the rest rejected, with a positive `retry_after` (never a
+//! `Retry-After: 0` that would invite a stampede). Each trial holds a slot that its response
+//! future gives back if it is dropped or panics, so half-open cannot admit more trials than
+//! configured. Enough successes close the breaker; a failure re-opens it (or, with
+//! [`half_open_failure_ratio`](CircuitBreakerLayerBuilder::half_open_failure_ratio), a ratio
+//! of failed trials); [`wait_for_all_trials`](CircuitBreakerLayerBuilder::wait_for_all_trials)
+//! judges only once every trial ended, as Resilience4j.
+//!
+//! A trial that never ends cannot pin the breaker half-open: after
+//! [`max_wait_in_half_open`](CircuitBreakerLayerBuilder::max_wait_in_half_open) (60 s by
+//! default) it re-opens and tries again after the next wait. **Put the timeout inside the
+//! breaker** (`ServiceBuilder::new().layer(breaker).timeout(d)`), so that a hung call fails,
+//! counts as a failure and frees its trial slot at once; a timeout outside the breaker
+//! cancels the call, which then counts neither way.
 //!
 //! A call counts only in the state period that admitted it: a call let through while
 //! closed that fails after the breaker opened does not count against the half-open trials.
@@ -95,17 +107,21 @@
 //!
 //! The breaker lives in the layer: every service the layer wraps and all their clones (axum
 //! clones a service per request) share it. A [`CircuitBreakerHandle`] reads its state and
-//! [`Snapshot`] (rates, counters) and sets manual states (forced open, forced closed,
-//! disabled, metrics only, reset).
+//! [`Snapshot`] (rates, counters, rejections in the current state) and sets manual states
+//! (forced open — rejections then say [`is_isolated`](error::CircuitOpen::is_isolated) —,
+//! open for a time, forced closed, disabled, metrics only, reset); the
+//! [initial state](CircuitBreakerLayerBuilder::initial_state) is part of the config.
 //!
 //! # Keyed breakers
 //!
 //! [`build_keyed`](CircuitBreakerLayerBuilder::build_keyed) gives one breaker per key taken
 //! from the request: per host, per tenant, per notification channel. A breaker is created
 //! on its key's first call; at most [`max_keys`](CircuitBreakerLayerBuilder::max_keys) are
-//! held (idle, then least recently used keys are evicted), so request data cannot grow
-//! memory. Here, one breaker per host around an HTTP client, where 5xx responses fail and
-//! 4xx do not:
+//! held, and a key is forgotten only when that is indistinguishable from a fresh key (see
+//! [`KeyedCircuitBreakerLayer`]), so request data can neither grow memory nor reset an open
+//! breaker. A rejection names the key ([`CircuitOpen::key`](error::CircuitOpen::key)); a
+//! named [`KeyExtractor`] makes the layer's type nameable. Here, one breaker per host around
+//! an HTTP client, where 5xx responses fail and 4xx do not:
 //!
 //! ```
 //! use std::time::Duration;
@@ -193,8 +209,11 @@
 //!
 //! # Events and metrics
 //!
-//! Every transition (from, to, [why](TransitionReason)), rejection and recorded call is a
-//! [`CircuitBreakerEvent`] for listeners and `tracing`. With the `metrics` feature, the
+//! Every transition (from, to, [why](TransitionReason)), rejection, recorded call, reset and
+//! threshold crossing (failure-rate and slow-call-rate exceeded, as Resilience4j) is a
+//! [`CircuitBreakerEvent`] for listeners and `tracing`; no event is published for a manual
+//! "transition" to the state the breaker is already in. A listener that panics is caught
+//! and logged. With the `metrics` feature, the
 //! counters (`palisade_circuit_breaker_{successes,failures,slow_calls,ignored,rejected,opened}_total`),
 //! the state gauge `palisade_circuit_breaker_state` ([`State::code`]) and the gauge
 //! `palisade_circuit_breaker_open_breakers` (rejecting breakers of a layer, useful for keyed
@@ -202,12 +221,17 @@
 //!
 //! # Performance
 //!
-//! Closed, a call reads the state word once; recording is a few atomic additions (a
-//! counter, the window's slot and total); no lock, no allocation. Only transitions take a
-//! lock (and listeners, when some are registered, are called under a read lock). The state
-//! word sits on its own cache line, away from the counters every call writes. Durations are only measured when slow calls are detected or when [asked
+//! Closed, a call reads the state word once and writes no cache line that another thread
+//! writes on every call: it holds its breaker through a reference counted per stripe of
+//! threads, counts its success in its stripe, and records into a window that is striped
+//! (time window: one atomic addition into the thread's stripe) or left untouched when the
+//! outcome does not change (count window: a success replacing a success claims a position
+//! and writes nothing else). A plain success in a window that already holds the minimum
+//! number of calls is not judged (it cannot open the breaker); failures and slow calls are.
+//! No lock, no allocation; only transitions take a lock. Durations are only measured when
+//! slow calls are detected or when [asked
 //! for](CircuitBreakerLayerBuilder::measure_call_duration); a time window reads the clock
-//! once per call, when it ends.
+//! once per call, when it ends (most of its overhead).
 //!
 //! Minimum supported Rust version: 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]
