@@ -722,19 +722,19 @@ impl<L: Lifecycle> Drop for Gone<'_, L> {
 /// An existing resource between the idle list and a guard (being checked, or waiting for
 /// its `destroy`): dropped mid-way (the `acquire` was cancelled) it is destroyed on a
 /// spawned task, so every resource goes through the `destroy` hook exactly once.
-struct Loose<L: Lifecycle> {
+struct Loose<'a, L: Lifecycle> {
     resource: Option<L::Resource>,
-    shared: Arc<Shared<L>>,
+    shared: &'a Arc<Shared<L>>,
     reason: DestroyReason,
 }
 
-impl<L: Lifecycle> Loose<L> {
+impl<L: Lifecycle> Loose<'_, L> {
     fn take(mut self) -> Option<L::Resource> {
         self.resource.take()
     }
 }
 
-impl<L: Lifecycle> Drop for Loose<L> {
+impl<L: Lifecycle> Drop for Loose<'_, L> {
     fn drop(&mut self) {
         if let Some(resource) = self.resource.take() {
             self.shared.destroy_later(resource, self.reason);
@@ -817,11 +817,7 @@ impl<L: Lifecycle> Pool<L> {
         loop {
             let popped = shared.idle().pop_back();
             let Some(idle) = popped else { break };
-            let mut loose = Loose {
-                resource: Some(idle.resource),
-                shared: shared.clone(),
-                reason: DestroyReason::Discarded,
-            };
+            let mut loose = Loose { resource: Some(idle.resource), shared, reason: DestroyReason::Discarded };
             if let (Some(limit), Some(since)) = (shared.idle_timeout, idle.since) {
                 if since.elapsed() >= limit && shared.sizing.can_shrink(shared.total.load(Ordering::Acquire))
                 {
@@ -902,7 +898,7 @@ impl<L: Lifecycle> Pool<L> {
             idle.drain(..)
                 .map(|i| Loose {
                     resource: Some(i.resource),
-                    shared: self.shared.clone(),
+                    shared: &self.shared,
                     reason: DestroyReason::Closed,
                 })
                 .collect()

@@ -596,7 +596,7 @@ async fn a_panicking_listener_does_not_break_the_pool() {
     let pool = Pool::builder(Conns::default())
         .max_size(2)
         .on_event(|e: &ResourceEvent| {
-            assert!(!matches!(e, ResourceEvent::Created { .. }), "listener panicked")
+            assert!(!matches!(e, ResourceEvent::Created { .. }), "listener panicked");
         })
         .build()
         .unwrap();

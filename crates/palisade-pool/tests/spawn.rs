@@ -129,6 +129,9 @@ impl palisade_pool::Lifecycle for Conns {
 async fn a_hand_written_lifecycle_pool_can_be_spawned() {
     let pool: Pool<Conns> = Pool::builder(Conns).min_size(1).max_size(2).build().unwrap();
     let p = pool.clone();
-    assert_eq!(tokio::spawn(async move { p.execute(async |c: &mut u32| *c).await.unwrap() }).await.unwrap(), 5);
+    assert_eq!(
+        tokio::spawn(async move { p.execute(async |c: &mut u32| *c).await.unwrap() }).await.unwrap(),
+        5
+    );
     tokio::spawn(async move { pool.close().await }).await.unwrap();
 }
