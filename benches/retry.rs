@@ -1,7 +1,11 @@
 //! Retry pass path (the first attempt succeeds) on a no-op service: bare, tower's `Retry`
 //! with a never-retry policy, palisade's `RetryLayer` (default Finagle budget, unlimited,
 //! gRPC token bucket), tower-resilience's retry, plus palisade's `TimeoutLayer` and
-//! `HedgeLayer` next to tower's `Timeout`.
+//! `HedgeLayer` (default budget, and without one) next to tower's `Timeout`.
+//!
+//! The default ratio budget reads the clock on every request (a deposit counts at its true
+//! time, as in tower's `TpsBudget` and Finagle), so its entries pay one clock read, as
+//! tower's `TpsBudget` policy and `Timeout` do.
 //!
 //! Each iteration readies the service, calls it and polls the future once with a no-op
 //! waker (a no-op service answers at once), so the figures are the middleware's own cost.
@@ -148,6 +152,11 @@ fn retry(c: &mut Criterion) {
         &mut group,
         "palisade HedgeLayer (no hedge needed)",
         HedgeLayer::builder().build().unwrap().layer(noop()),
+    );
+    bench(
+        &mut group,
+        "palisade HedgeLayer (no hedge needed, no budget)",
+        HedgeLayer::builder().budget(RetryBudget::unlimited()).build().unwrap().layer(noop()),
     );
     group.finish();
 }
