@@ -40,9 +40,10 @@
 //! The batch runs inside the returned future; dropping it drops every call in flight.
 
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -50,6 +51,7 @@ use palisade_core::ConfigError;
 use tokio::time::{interval, MissedTickBehavior};
 use tower_service::Service;
 
+use crate::error::StagePanicked;
 use crate::fan::Indexed;
 
 /// How far a batch got; passed to the [progress callback](BatchBuilder::on_progress) after
@@ -198,15 +200,25 @@ impl Batch {
     /// Runs every item through `service`; the results come back in input order.
     ///
     /// Each call waits for the pacing tick (if any), then for `service.poll_ready`. A
-    /// readiness error becomes that item's result.
-    pub async fn run<S, Req, I>(&self, mut service: S, items: I) -> Vec<Result<S::Response, S::Error>>
+    /// readiness error becomes that item's result, as [`BatchError::Service`].
+    ///
+    /// The service is user code run by the batch: a panic in its `poll_ready`, its `call`
+    /// or a response future fails that item alone with [`BatchError::Panicked`], and the
+    /// batch goes on. A progress callback that panics misses that report (the panic is
+    /// logged).
+    pub async fn run<S, Req, I>(
+        &self,
+        mut service: S,
+        items: I,
+    ) -> Vec<Result<S::Response, BatchError<S::Error>>>
     where
         S: Service<Req>,
         I: IntoIterator<Item = Req>,
     {
         let items: Vec<Req> = items.into_iter().collect();
         let total = items.len();
-        let mut results: Vec<Option<Result<S::Response, S::Error>>> = (0..total).map(|_| None).collect();
+        let mut results: Vec<Option<Result<S::Response, BatchError<S::Error>>>> =
+            (0..total).map(|_| None).collect();
         let mut items = items.into_iter().enumerate();
         let mut exhausted = false;
         let mut next: Option<(usize, Req)> = None;
@@ -221,19 +233,22 @@ impl Batch {
 
         poll_fn(|cx| loop {
             let mut moved = false;
-            let mut record =
-                |index: usize, result: Result<S::Response, S::Error>, progress: &mut Progress| {
-                    progress.done += 1;
-                    if result.is_err() {
-                        progress.failures += 1;
+            let mut record = |index: usize,
+                              result: Result<S::Response, BatchError<S::Error>>,
+                              progress: &mut Progress| {
+                progress.done += 1;
+                if result.is_err() {
+                    progress.failures += 1;
+                }
+                if let Some(slot) = results.get_mut(index) {
+                    *slot = Some(result);
+                }
+                if let Some(f) = &self.on_progress {
+                    if let Err(e) = crate::panic::catch(|| f(*progress)) {
+                        tracing::warn!(target: "palisade", error = %e, "a batch progress callback panicked");
                     }
-                    if let Some(slot) = results.get_mut(index) {
-                        *slot = Some(result);
-                    }
-                    if let Some(f) = &self.on_progress {
-                        f(*progress);
-                    }
-                };
+                }
+            };
 
             while let Poll::Ready(Some((index, result))) = in_flight.poll_next_unpin(cx) {
                 record(index, result, &mut progress);
@@ -254,22 +269,32 @@ impl Batch {
                     };
                 }
                 if paced {
-                    match service.poll_ready(cx) {
-                        Poll::Ready(Ok(())) => {
+                    match catch_panic(|| service.poll_ready(cx)) {
+                        Ok(Poll::Ready(Ok(()))) => {
                             if let Some((index, req)) = next.take() {
-                                in_flight.push(Indexed::new(index, service.call(req)));
+                                match catch_panic(|| service.call(req)) {
+                                    Ok(fut) => in_flight.push(Indexed::new(index, CatchUnwind { fut })),
+                                    Err(e) => record(index, Err(e), &mut progress),
+                                }
                             }
                             paced = false;
                             moved = true;
                         }
-                        Poll::Ready(Err(e)) => {
+                        Ok(Poll::Ready(Err(e))) => {
+                            if let Some((index, _)) = next.take() {
+                                record(index, Err(BatchError::Service(e)), &mut progress);
+                            }
+                            paced = false;
+                            moved = true;
+                        }
+                        Err(e) => {
                             if let Some((index, _)) = next.take() {
                                 record(index, Err(e), &mut progress);
                             }
                             paced = false;
                             moved = true;
                         }
-                        Poll::Pending => {}
+                        Ok(Poll::Pending) => {}
                     }
                 }
             }
@@ -284,5 +309,77 @@ impl Batch {
         .await;
 
         results.into_iter().flatten().collect()
+    }
+}
+
+/// Why one item of a [`Batch`] failed: the service's error, or a panic of the service caught
+/// by the batch.
+#[derive(Debug)]
+pub enum BatchError<E> {
+    /// The service (its `poll_ready` or its call) failed.
+    Service(E),
+    /// The service panicked on this item (in `poll_ready`, `call` or its response future).
+    Panicked(StagePanicked),
+}
+
+impl<E> BatchError<E> {
+    /// The service's error, if it is one.
+    pub fn into_service_error(self) -> Option<E> {
+        match self {
+            Self::Service(e) => Some(e),
+            Self::Panicked(_) => None,
+        }
+    }
+
+    /// Whether the service panicked on the item.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, Self::Panicked(_))
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for BatchError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Service(e) => e.fmt(f),
+            Self::Panicked(p) => p.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for BatchError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Service(e) => e.source(),
+            Self::Panicked(_) => None,
+        }
+    }
+}
+
+fn catch_panic<T, E>(f: impl FnOnce() -> T) -> Result<T, BatchError<E>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|payload| BatchError::Panicked(StagePanicked::new(crate::panic::message(&*payload))))
+}
+
+pin_project_lite::pin_project! {
+    /// A call of the batch: its panic, at any poll, is the item's `BatchError::Panicked`.
+    struct CatchUnwind<F> {
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F, R, E> Future for CatchUnwind<F>
+where
+    F: Future<Output = Result<R, E>>,
+{
+    type Output = Result<R, BatchError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.project().fut;
+        match catch_panic(|| fut.poll(cx)) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(result)) => Poll::Ready(result.map_err(BatchError::Service)),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }

@@ -125,14 +125,22 @@ where
     ) -> Poll<bool> {
         let mut moved = 0;
         while moved < max && !self.ended {
-            match self.stream.as_mut().poll_next(cx) {
-                Poll::Ready(Some(item)) => {
+            // The input stream is user code: a panic ends the input (it cannot be polled
+            // again) with an error in its place, and what was read goes on.
+            match crate::panic::catch(|| self.stream.as_mut().poll_next(cx)) {
+                Ok(Poll::Ready(Some(item))) => {
                     inbox.push_back(Ok((self.seq, item)));
                     self.seq += 1;
                     moved += 1;
                 }
-                Poll::Ready(None) => self.ended = true,
-                Poll::Pending => break,
+                Ok(Poll::Ready(None)) => self.ended = true,
+                Ok(Poll::Pending) => break,
+                Err(panicked) => {
+                    inbox.push_back(Err(StageError::new(Arc::from("input"), 0, Some(self.seq), panicked)));
+                    self.seq += 1;
+                    moved += 1;
+                    self.ended = true;
+                }
             }
         }
         if moved > 0 {

@@ -121,7 +121,7 @@ impl<In, C, M> PipelineBuilder<In, C, M> {
     where
         F: Fn(&PipelineEvent) + Send + Sync + 'static,
     {
-        self.bus.subscribe(listener);
+        self.bus.subscribe(crate::panic::guard_listener(listener));
         self
     }
 }

@@ -1,5 +1,5 @@
-//! Errors: a failed stage ([`StageError`]), a dead letter ([`DeadLetter`]) and a failed
-//! fan-out ([`FanOutError`]).
+//! Errors: a failed stage ([`StageError`]), a panic caught in a stage ([`StagePanicked`]), a
+//! dead letter ([`DeadLetter`]) and a failed fan-out ([`FanOutError`]).
 
 use std::any::Any;
 use std::fmt;
@@ -121,6 +121,41 @@ impl std::error::Error for StageError {
         Some(&*self.inner.source)
     }
 }
+
+/// User code panicked while a stream or a batch worked on one item: the stage's
+/// `poll_ready`, `call` or response future, the item's `Clone` (for
+/// [kept items](crate::PipelineBuilder::keep_failed_items)), the
+/// [dead-letter sink](crate::PipelineBuilder::dead_letter), the input stream itself, or a
+/// [`Batch`](crate::Batch)'s service.
+///
+/// The panic is caught: in a stream the item fails with a [`StageError`] whose
+/// [`error`](StageError::error) is this type, and the stream goes on with the next item (a
+/// panicking input stream ends the input, after this error, at stage `"input"`); find it
+/// with `err.error().is::<StagePanicked>()`. In a batch the item's result is
+/// [`BatchError::Panicked`](crate::BatchError::Panicked).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StagePanicked {
+    message: Arc<str>,
+}
+
+impl StagePanicked {
+    pub(crate) fn new(message: impl Into<Arc<str>>) -> Self {
+        Self { message: message.into() }
+    }
+
+    /// The panic's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for StagePanicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "user code panicked in a pipeline stage: {}", self.message)
+    }
+}
+
+impl std::error::Error for StagePanicked {}
 
 /// An item that failed a stage with a dead-letter sink
 /// ([`PipelineBuilder::dead_letter`](crate::PipelineBuilder::dead_letter)).

@@ -219,7 +219,9 @@ impl<R> Merge<R> for Quorum {
     type State = QuorumState<R>;
 
     fn start(&self, branches: usize) -> QuorumState<R> {
-        QuorumState { branches, successes: Vec::with_capacity(self.needed), errors: Vec::new() }
+        // `needed` is the user's number: never an allocation size (a quorum above the
+        // number of parts of a `Split` is refused when called, after this).
+        QuorumState { branches, successes: Vec::with_capacity(self.needed.min(branches)), errors: Vec::new() }
     }
 
     fn push(
@@ -604,20 +606,28 @@ impl<S: Service<Req>, Req> fmt::Debug for Oneshot<S, Req> {
     }
 }
 
-impl<S: Service<Req>, Req> Future for Oneshot<S, Req> {
-    type Output = Result<S::Response, S::Error>;
+impl<S, Req> Future for Oneshot<S, Req>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<S::Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
                 OneshotProj::NotReady { service, req } => {
-                    std::task::ready!(service.poll_ready(cx))?;
-                    let Some(req) = req.take() else { return Poll::Pending };
+                    std::task::ready!(service.poll_ready(cx)).map_err(Into::into)?;
+                    // Only after a panic in `call` (the request is gone, no call made): an
+                    // answer, never a `Pending` that nothing would wake.
+                    let Some(req) = req.take() else {
+                        return Poll::Ready(Err("fan-out part polled after its call failed".into()));
+                    };
                     let fut = service.call(req);
                     state.set(OneshotState::Called { fut });
                 }
-                OneshotProj::Called { fut } => return fut.poll(cx),
+                OneshotProj::Called { fut } => return fut.poll(cx).map_err(Into::into),
             }
         }
     }

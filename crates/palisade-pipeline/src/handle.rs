@@ -151,12 +151,13 @@ impl PipelineHandle {
         PipelineSnapshot { stages: self.shared.stages.iter().map(|s| s.snapshot()).collect() }
     }
 
-    /// Calls `listener` with every event from now on.
+    /// Calls `listener` with every event from now on. A listener that panics misses that
+    /// event (the panic is logged); the stages go on.
     pub fn on_event<F>(&self, listener: F)
     where
         F: Fn(&PipelineEvent) + Send + Sync + 'static,
     {
-        self.shared.bus.subscribe(listener);
+        self.shared.bus.subscribe(crate::panic::guard_listener(listener));
     }
 }
 

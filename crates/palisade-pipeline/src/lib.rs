@@ -199,6 +199,7 @@ pub mod fan;
 mod handle;
 pub mod merge;
 mod output;
+mod panic;
 mod queue;
 mod service;
 pub mod stage;
@@ -208,9 +209,9 @@ mod worker;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub use crate::batch::BatchConfig;
-pub use crate::batch::{Batch, BatchBuilder, Progress};
+pub use crate::batch::{Batch, BatchBuilder, BatchError, Progress};
 pub use crate::config::PipelineBuilder;
-pub use crate::error::{DeadLetter, FanOutError, StageError};
+pub use crate::error::{DeadLetter, FanOutError, StageError, StagePanicked};
 pub use crate::fan::FanOut;
 pub use crate::handle::{PipelineEvent, PipelineHandle, PipelineSnapshot, StageSnapshot};
 pub use crate::output::{Execution, FilterMode, Filtered, NoFilter, Order, Processed, WithFilter};

@@ -111,8 +111,12 @@ where
     /// [`Execution::Tasks`](crate::Execution::Tasks) (the default) each runs on a task owned by
     /// the returned stream, with [`Execution::Inline`](crate::Execution::Inline) inside the
     /// stream itself: either way dropping the stream stops every stage and drops its
-    /// in-flight work, and no task outlives it. A panic in a stage task is resumed when the
-    /// stream reaches its end.
+    /// in-flight work, and no task outlives it.
+    ///
+    /// User code that panics on an item — a stage's `poll_ready`, `call` or response future,
+    /// the item's `Clone`, a dead-letter sink — fails that item with a [`StageError`] holding
+    /// [`StagePanicked`](crate::StagePanicked), and the stream goes on with the next item. An
+    /// input stream that panics ends the input with such an error (stage `"input"`).
     pub fn process_stream<St>(&self, input: St) -> PipelineStream<C::Out>
     where
         St: Stream<Item = In> + Send + 'static,

@@ -269,16 +269,22 @@ pub(crate) fn fail<T: Send + 'static>(
     shared.failed(seq, &error);
     match (dead_letter, kept) {
         (Some(sink), Some(item)) => {
-            let reported = StageError::new(
-                shared.name.clone(),
-                shared.position,
-                seq,
-                Box::new(DeadLettered(error.to_string())),
-            )
-            .dead_lettered();
-            sink(DeadLetter::new(shared.name.clone(), seq, error, item));
-            shared.dead_lettered(seq);
-            Ok(reported)
+            let text = error.to_string();
+            // The sink is user code: if it panics, the item is reported as failed with the
+            // panic (it is gone into the sink), and the stage goes on.
+            match crate::panic::catch(|| sink(DeadLetter::new(shared.name.clone(), seq, error, item))) {
+                Ok(()) => {
+                    shared.dead_lettered(seq);
+                    let reported = StageError::new(
+                        shared.name.clone(),
+                        shared.position,
+                        seq,
+                        Box::new(DeadLettered(text)),
+                    );
+                    Ok(reported.dead_lettered())
+                }
+                Err(panicked) => Err(StageError::new(shared.name.clone(), shared.position, seq, panicked)),
+            }
         }
         (_, kept) => {
             let item = match (into_any, kept) {

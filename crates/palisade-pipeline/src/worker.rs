@@ -78,6 +78,7 @@ struct LocalStats {
 struct Worker<S, K, T, Src>
 where
     S: Service<T>,
+    S::Error: Into<BoxError>,
     K: StageKind<S::Response>,
 {
     service: S,
@@ -105,6 +106,7 @@ where
 impl<S, K, T, Src> Drop for Worker<S, K, T, Src>
 where
     S: Service<T>,
+    S::Error: Into<BoxError>,
     K: StageKind<S::Response>,
 {
     fn drop(&mut self) {
@@ -230,8 +232,14 @@ where
                     }
                     Some(Ok(_)) => {}
                 }
-                match self.service.poll_ready(cx) {
-                    Poll::Ready(Ok(())) => {
+                // A panic in `poll_ready` fails the item waiting for it, like an error.
+                let ready = match crate::panic::catch(|| self.service.poll_ready(cx)) {
+                    Ok(Poll::Ready(result)) => result.map_err(Into::into),
+                    Ok(Poll::Pending) => break,
+                    Err(panicked) => Err(panicked),
+                };
+                match ready {
+                    Ok(()) => {
                         if let Some(Ok((seq, item))) = self.inbox.pop_front() {
                             if let Some(done) = self.call(seq, item, &mut now, cx) {
                                 if let Some(msg) = self.complete(done, &mut now) {
@@ -241,17 +249,16 @@ where
                         }
                         progress = true;
                     }
-                    Poll::Ready(Err(e)) => {
+                    Err(e) => {
                         if let Some(Ok((seq, item))) = self.inbox.pop_front() {
                             let kept = self.opts.keep.is_some().then_some(item);
                             self.stats.items_in += 1;
-                            if let Some(msg) = self.failed(seq, e.into(), kept) {
+                            if let Some(msg) = self.failed(seq, e, kept) {
                                 self.completed.push_back(msg);
                             }
                         }
                         progress = true;
                     }
-                    Poll::Pending => break,
                 }
             }
 
@@ -291,13 +298,25 @@ where
         item: T,
         now: &mut Option<Instant>,
         cx: &mut Context<'_>,
-    ) -> Option<Done<S::Response, S::Error, T>> {
+    ) -> Option<Done<S::Response, T>> {
         let now = *now.get_or_insert_with(Instant::now);
-        let kept = self.opts.keep.map(|keep| keep(&item));
         self.stats.items_in += 1;
         self.stats.in_flight += 1;
         self.running += 1;
-        let call = Call::Running { fut: self.service.call(item), seq, kept, start: now };
+        // The item's `Clone` and the service's `call` are user code: a panic fails this
+        // item (as a finished call, so the counters stay right) and the stage goes on.
+        let (kept, fut) = match self.opts.keep.map(|keep| crate::panic::catch(|| keep(&item))).transpose() {
+            Ok(kept) => match crate::panic::catch(|| self.service.call(item)) {
+                Ok(fut) => (kept, fut),
+                Err(panicked) => {
+                    return Some(Done::Finished { seq, result: Err(panicked), kept, start: now })
+                }
+            },
+            Err(panicked) => {
+                return Some(Done::Finished { seq, result: Err(panicked), kept: None, start: now })
+            }
+        };
+        let call = Call::Running { fut, seq, kept, start: now };
         let may_inline = self.in_flight.len() == 0 || matches!(self.in_flight, InFlight::Unordered(_));
         let try_inline = may_inline
             && (self.inline_works || {
@@ -338,11 +357,7 @@ where
     }
 
     #[inline]
-    fn complete(
-        &mut self,
-        done: Done<S::Response, S::Error, T>,
-        now: &mut Option<Instant>,
-    ) -> Option<Msg<K::Out>> {
+    fn complete(&mut self, done: Done<S::Response, T>, now: &mut Option<Instant>) -> Option<Msg<K::Out>> {
         match done {
             Done::Finished { seq, result, kept, start } => {
                 self.running -= 1;
@@ -363,7 +378,7 @@ where
                             None
                         }
                     }
-                    Err(e) => self.failed(seq, e.into(), kept),
+                    Err(e) => self.failed(seq, e, kept),
                 }
             }
             Done::Pass(e) => e.map(Err),
@@ -435,8 +450,9 @@ pin_project! {
 impl<F, R, E, T> Future for Slot<F, T>
 where
     F: Future<Output = Result<R, E>>,
+    E: Into<BoxError>,
 {
-    type Output = Done<R, E, T>;
+    type Output = Done<R, T>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -447,22 +463,28 @@ where
     }
 }
 
-enum Done<R, E, T> {
-    Finished { seq: u64, result: Result<R, E>, kept: Option<T>, start: Instant },
+enum Done<R, T> {
+    Finished { seq: u64, result: Result<R, BoxError>, kept: Option<T>, start: Instant },
     Pass(Option<StageError>),
 }
 
 impl<F, R, E, T> Future for Call<F, T>
 where
     F: Future<Output = Result<R, E>>,
+    E: Into<BoxError>,
 {
-    type Output = Done<R, E, T>;
+    type Output = Done<R, T>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             CallProj::Running { fut, seq, kept, start } => {
-                let result = std::task::ready!(fut.poll(cx));
+                // The response future is user code: a panic is this item's error.
+                let result = match crate::panic::catch(|| fut.poll(cx)) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(result)) => result.map_err(Into::into),
+                    Err(panicked) => Err(panicked),
+                };
                 Poll::Ready(Done::Finished { seq: *seq, result, kept: kept.take(), start: *start })
             }
             CallProj::Pass { err } => Poll::Ready(Done::Pass(err.take())),

@@ -354,8 +354,7 @@ async fn tasks_end_with_the_stream() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-#[should_panic(expected = "stage blew up")]
-async fn a_stage_panic_reaches_the_consumer() {
+async fn a_stage_panic_fails_that_item_and_the_stream_goes_on() {
     let pipeline = PipelineService::builder::<u64>()
         .stage_fn("boom", |n: u64| async move {
             assert!(n != 3, "stage blew up");
@@ -363,7 +362,13 @@ async fn a_stage_panic_reaches_the_consumer() {
         })
         .build()
         .unwrap();
-    let _: Vec<_> = pipeline.process_stream(stream::iter(0..10)).collect().await;
+    let results: Vec<_> = pipeline.process_stream(stream::iter(0..10)).collect().await;
+    assert_eq!(results.len(), 10);
+    let err = results[3].as_ref().unwrap_err();
+    assert_eq!((err.stage(), err.seq()), ("boom", Some(3)));
+    let panicked = err.error().downcast_ref::<palisade_pipeline::StagePanicked>().unwrap();
+    assert_eq!(panicked.message(), "stage blew up");
+    assert!(results.iter().enumerate().all(|(i, r)| i == 3 || r.as_ref().ok() == Some(&(i as u64))));
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
