@@ -18,7 +18,7 @@ impl CountWindow {
     }
     /// Records, then reads the totals (the window's record returns nothing).
     pub fn record(&self, failure: bool, slow: bool) -> Totals {
-        self.0.record(Sample { failure, slow });
+        let _ = self.0.record(Sample { failure, slow });
         totals(self.0.snapshot())
     }
     pub fn snapshot(&self) -> Totals {

@@ -501,11 +501,9 @@ impl BreakerCore {
             && outcome != Outcome::Ignored;
         match outcome {
             Outcome::Success => {
-                // A success recorded in a count window is counted by the window's position
-                // counter (see `snapshot`); any other success here.
-                let by_window = matches!(admission, Admission::Record { .. })
-                    && self.window.as_ref().is_some_and(Window::counts_calls);
-                if !by_window {
+                // A success recorded in closed state is counted where it is recorded (a
+                // count window may count it by its position counter, see `snapshot`).
+                if !matches!(admission, Admission::Record { .. }) {
                     self.successes.increment(stripe());
                 }
                 #[cfg(feature = "metrics")]
@@ -545,8 +543,7 @@ impl BreakerCore {
     ) {
         let word = self.word();
         if gen_of(word) != gen {
-            // Not recorded in the window after all: count a success here.
-            if !failure && self.window.as_ref().is_some_and(Window::counts_calls) {
+            if !failure {
                 self.successes.increment(stripe());
             }
             return;
@@ -565,7 +562,12 @@ impl BreakerCore {
             0
         };
         let aggregate = match &self.window {
-            None => None,
+            None => {
+                if !failure {
+                    self.successes.increment(stripe());
+                }
+                None
+            }
             Some(w) => {
                 let now = match end {
                     _ if !w.is_time() => 0,
@@ -575,7 +577,13 @@ impl BreakerCore {
                 if failure && w.counts_calls() {
                     self.window_failures.fetch_add(1, Ordering::Relaxed);
                 }
-                match w.record(stripe(), now, Sample { failure, slow }, self.settings.minimum_calls) {
+                let stripe = stripe();
+                let (claimed, aggregate) =
+                    w.record(stripe, now, Sample { failure, slow }, self.settings.minimum_calls);
+                if !failure && !claimed {
+                    self.successes.increment(stripe);
+                }
+                match aggregate {
                     // A plain success in a window that already holds the minimum: it
                     // cannot open the breaker.
                     None => return,

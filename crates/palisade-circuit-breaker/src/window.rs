@@ -84,9 +84,22 @@ impl CountWindow {
         }
     }
 
-    /// Records `sample` in place of the oldest outcome.
-    pub(crate) fn record(&self, sample: Sample) {
+    /// Records `sample` in place of the oldest outcome; returns whether it took a position
+    /// (`false`: a success in a window full of successes, see below).
+    pub(crate) fn record(&self, sample: Sample) -> bool {
         let code = FILLED | if sample.failure { FAILED } else { 0 } | if sample.slow { SLOW } else { 0 };
+        // A window full of plain successes stays the same whichever success a new plain
+        // success replaces, and whichever success a later failure replaces: so such a
+        // success takes no position at all, and a healthy breaker writes no line that other
+        // threads write (the position counter is the one line every call would write).
+        // Racing a failure changes nothing either: ordered before it, the success replaced a
+        // success; after it, the oldest outcome, a success.
+        if code == FILLED {
+            let a = unpack21(self.totals.load(Ordering::Acquire));
+            if a.failures == 0 && a.slow == 0 && a.calls == self.slots.len() as u64 {
+                return false;
+            }
+        }
         // A 32-bit remainder is several times cheaper than a 64-bit one; when the position
         // wraps at 2^32 the ring skips a few slots once, which a sliding window does not mind.
         let pos = (self.head.fetch_add(1, Ordering::Relaxed) as u32) % (self.slots.len() as u32);
@@ -96,13 +109,14 @@ impl CountWindow {
         // the threads instead of bouncing). A writer racing on the same slot can only be
         // a lap ahead, which the unconditional swap would not order either.
         if slot.load(Ordering::Acquire) == code {
-            return;
+            return true;
         }
         let old = slot.swap(code, Ordering::AcqRel);
         if old != code {
             let delta = code_value(code).wrapping_sub(code_value(old)) as u64;
             self.totals.fetch_add(delta, Ordering::AcqRel);
         }
+        true
     }
 
     pub(crate) fn snapshot(&self) -> Aggregate {
@@ -351,8 +365,9 @@ impl Window {
         }
     }
 
-    /// Records `sample`; returns the window's aggregate when it has to be judged, `None`
-    /// when the sample cannot change a decision (see the type's docs).
+    /// Records `sample`; returns whether a count window took a position for it (its
+    /// position counter then counts the call), and the window's aggregate when it has to be
+    /// judged, `None` when the sample cannot change a decision (see the type's docs).
     #[inline]
     pub(crate) fn record(
         &self,
@@ -360,20 +375,23 @@ impl Window {
         now_nanos: u64,
         sample: Sample,
         minimum_calls: u64,
-    ) -> Option<Aggregate> {
-        match &self.kind {
+    ) -> (bool, Option<Aggregate>) {
+        let claimed = match &self.kind {
             WindowKind::Count(w) => w.record(sample),
-            WindowKind::Time(w) => w.record(stripe, now_nanos, sample),
-        }
+            WindowKind::Time(w) => {
+                w.record(stripe, now_nanos, sample);
+                false
+            }
+        };
         let period = self.period(now_nanos);
         if !sample.failure && !sample.slow && self.warm.load(Ordering::Relaxed) == period {
-            return None;
+            return (claimed, None);
         }
         let a = self.snapshot(now_nanos);
         if a.calls >= minimum_calls && self.warm.load(Ordering::Relaxed) != period {
             self.warm.store(period, Ordering::Relaxed);
         }
-        Some(a)
+        (claimed, Some(a))
     }
 
     pub(crate) fn snapshot(&self, now_nanos: u64) -> Aggregate {
@@ -495,7 +513,7 @@ mod tests {
     fn count_window_keeps_the_last_n() {
         let w = CountWindow::new(3);
         let rec = |s| {
-            w.record(s);
+            let _ = w.record(s);
             w.snapshot()
         };
         assert_eq!(rec(FAIL), Aggregate { calls: 1, failures: 1, slow: 0 });
@@ -504,9 +522,18 @@ mod tests {
         // The first failure leaves the window.
         assert_eq!(rec(OK), Aggregate { calls: 3, failures: 1, slow: 1 });
         assert_eq!(rec(OK), Aggregate { calls: 3, failures: 1, slow: 0 });
-        // A success replacing a success changes nothing.
+        // A success replacing a success changes nothing; in a window full of successes it
+        // takes no position at all.
         assert_eq!(rec(OK), Aggregate { calls: 3, failures: 0, slow: 0 });
-        assert_eq!(rec(OK), Aggregate { calls: 3, failures: 0, slow: 0 });
+        assert!(!w.record(OK));
+        assert!(w.record(FAIL));
+        assert!(w.record(OK));
+        assert_eq!(w.snapshot(), Aggregate { calls: 3, failures: 1, slow: 0 });
+        // The failure ages out after three calls, as in any ring.
+        let _ = w.record(OK);
+        assert_eq!(w.snapshot(), Aggregate { calls: 3, failures: 1, slow: 0 });
+        let _ = w.record(OK);
+        assert_eq!(w.snapshot(), Aggregate { calls: 3, failures: 0, slow: 0 });
         w.reset();
         assert_eq!(w.snapshot(), Aggregate::default());
         assert_eq!(rec(FAIL), Aggregate { calls: 1, failures: 1, slow: 0 });
@@ -525,7 +552,7 @@ mod tests {
     fn largest_count_window_does_not_overflow() {
         let w = CountWindow::new(MAX_COUNT_WINDOW);
         for _ in 0..MAX_COUNT_WINDOW {
-            w.record(Sample { failure: true, slow: true });
+            let _ = w.record(Sample { failure: true, slow: true });
         }
         let a = w.snapshot();
         let n = u64::from(MAX_COUNT_WINDOW);
@@ -573,21 +600,22 @@ mod tests {
     #[test]
     fn a_plain_success_in_a_warm_window_is_not_judged() {
         let w = Window::count(4);
+        let judged = |w: &Window, now, s, min| w.record(0, now, s, min).1.is_some();
         // Cold: every call is judged until the minimum (2) is reached.
-        assert!(w.record(0, 0, OK, 2).is_some());
-        assert!(w.record(0, 0, OK, 2).is_some());
+        assert!(judged(&w, 0, OK, 2));
+        assert!(judged(&w, 0, OK, 2));
         // Warm: successes cannot change a decision; failures and slow calls still can.
-        assert_eq!(w.record(0, 0, OK, 2), None);
-        assert!(w.record(0, 0, FAIL, 2).is_some());
-        assert!(w.record(0, 0, SLOW_OK, 2).is_some());
+        assert!(!judged(&w, 0, OK, 2));
+        assert!(judged(&w, 0, FAIL, 2));
+        assert!(judged(&w, 0, SLOW_OK, 2));
         w.reset();
-        assert!(w.record(0, 0, OK, 2).is_some(), "cold again after a reset");
+        assert!(judged(&w, 0, OK, 2), "cold again after a reset");
         // A time window is warm per bucket period: a new period is judged again.
         let s = 1_000_000_000;
         let t = Window::time(10 * s, 10, 2);
-        t.record(0, 0, OK, 1);
-        assert_eq!(t.record(1, s / 2, OK, 1), None);
-        assert!(t.record(1, s, OK, 1).is_some());
+        let _ = t.record(0, 0, OK, 1);
+        assert!(!judged(&t, s / 2, OK, 1));
+        assert!(judged(&t, s, OK, 1));
     }
 
     #[test]

@@ -168,3 +168,21 @@ fn count_window_skipping_an_unchanged_slot_keeps_totals_exact() {
         assert!(t == (1, 1, 0) || t == (1, 0, 0), "{t:?}");
     });
 }
+
+#[test]
+fn a_success_in_a_window_full_of_successes_races_a_failure() {
+    loom::model(|| {
+        // Full of successes: a success may take no position; whatever the interleaving, the
+        // window ends with the failure and one success.
+        let w = Arc::new(CountWindow::new(2));
+        w.record(false, false);
+        w.record(false, false);
+        let a = {
+            let w = w.clone();
+            thread::spawn(move || w.record(false, false))
+        };
+        w.record(true, false);
+        a.join().unwrap();
+        assert_eq!(w.snapshot(), (2, 1, 0));
+    });
+}
