@@ -251,3 +251,28 @@ fn sizes_from_the_config_are_bounded() {
         assert_eq!(layer.layer(flaky(3, false)).oneshot(1).await.unwrap(), 1);
     });
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn throttle_builder_never_panics(k in float(), window in duration(), failures in 0u32..4) {
+        let built = palisade_retry::AdaptiveThrottle::builder().k(k).window(window).seed(3).build();
+        match built {
+            Err(e) => prop_assert!(e.field().starts_with("throttle."), "{e}"),
+            Ok(throttle) => {
+                let layer = RetryLayer::builder().throttle(throttle).build().unwrap();
+                let rt = rt();
+                for _ in 0..3 {
+                    rt.block_on(serve(layer.layer(flaky(failures, false))));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn per_request_timeouts_never_panic(timeout in prop::option::of(duration())) {
+        let layer = TimeoutLayer::builder().per_request(move |_: &u32| timeout).build().unwrap();
+        rt().block_on(serve(layer.layer(flaky(0, false))));
+    }
+}

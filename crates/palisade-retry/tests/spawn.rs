@@ -1,100 +1,77 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 #![cfg(feature = "http")]
-//! Issue 15.9: the crate-level axum example, used literally, compiles inside `tokio::spawn`
-//! and inside an axum route handler (its futures are `Send`), and serves there.
+//! Issue 15.9: the crate-level axum example, pasted literally into a `tokio::spawn`ed task
+//! and into an axum route handler, compiles (the futures are `Send`) and serves there.
+//!
+//! With the earlier version of the example (a `service_fn` closure returning
+//! `Ok::<_, BoxError>(..)`), neither compiled: rustc's "implementation of `From` is not
+//! general enough" (rust-lang/rust#64552), because the closure's type appears in a future
+//! checked for `Send`.
 
-use std::time::Duration;
-
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use bytes::Bytes;
-use http_body_util::Full;
-use palisade_core::classify::HttpClassifier;
-use palisade_core::BoxError;
-use palisade_retry::timeout::TimeoutLayer;
-use palisade_retry::{Backoff, RetryLayer};
-use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+use tower::ServiceExt;
 
-/// The example's stack, as the crate docs write it.
-fn client() -> Result<
-    impl Service<
-            http::Request<Full<Bytes>>,
-            Response = http::Response<Full<Bytes>>,
-            Error = BoxError,
-            Future = impl Send,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    BoxError,
-> {
-    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    // Stands in for `hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()`.
-    let http_client = service_fn(move |_req: http::Request<Full<Bytes>>| {
-        let first = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
-        async move {
-            let res = if first {
-                http::Response::builder().status(503).header("retry-after", "1")
-            } else {
-                http::Response::builder().status(200)
-            };
-            res.body(Full::new(Bytes::from("ok"))) // Result<_, http::Error>
-        }
-    });
+/// The crate docs' example, literally (with its hidden lines), as a macro so that each test
+/// pastes it into its own async context.
+macro_rules! example {
+    () => {{
+        use bytes::Bytes;
+        use http_body_util::Full;
+        use palisade_core::classify::HttpClassifier;
+        use palisade_retry::timeout::TimeoutLayer;
+        use palisade_retry::{Backoff, RetryLayer};
+        use std::time::Duration;
+        use tower::{service_fn, ServiceBuilder, ServiceExt};
 
-    let retry = RetryLayer::builder()
-        .name("inventory")
-        .classifier(HttpClassifier::new())
-        .max_attempts(3)
-        .backoff(Backoff::exponential(Duration::from_millis(50)))
-        .deadline(Duration::from_secs(5))
-        .build()?;
-    let client = ServiceBuilder::new()
-        .layer(retry)
-        .layer(TimeoutLayer::new(Duration::from_secs(2))?) // per attempt
-        .service(http_client);
-    Ok(client)
-}
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        // Stands in for `hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()`.
+        let http_client = service_fn(move |_req: http::Request<Full<Bytes>>| {
+            let first = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
+            async move {
+                let res = if first {
+                    http::Response::builder().status(503).header("retry-after", "1")
+                } else {
+                    http::Response::builder().status(200)
+                };
+                res.body(Full::new(Bytes::from("ok"))) // Result<_, http::Error>
+            }
+        });
 
-fn request() -> http::Request<Full<Bytes>> {
-    http::Request::get("http://inventory/items/42").body(Full::new(Bytes::new())).unwrap()
+        let retry = RetryLayer::builder()
+            .name("inventory")
+            .classifier(HttpClassifier::new())
+            .max_attempts(3)
+            .backoff(Backoff::exponential(Duration::from_millis(50)))
+            .deadline(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let client = ServiceBuilder::new()
+            .layer(retry)
+            .layer(TimeoutLayer::new(Duration::from_secs(2)).unwrap()) // per attempt
+            .service(http_client);
+
+        let req = http::Request::get("http://inventory/items/42").body(Full::new(Bytes::new())).unwrap();
+        client.oneshot(req).await
+    }};
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_example_runs_inside_tokio_spawn() {
-    let client = client().unwrap();
-    let res = tokio::spawn(async move { client.oneshot(request()).await }).await.unwrap().unwrap();
+    let res = tokio::spawn(async move { example!() }).await.unwrap().unwrap();
     assert_eq!(res.status(), 200);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_example_runs_inside_an_axum_handler() {
-    // The stack without any naming: the handler is generic over it.
-    async fn handler<C>(State(client): State<C>) -> StatusCode
-    where
-        C: Service<http::Request<Full<Bytes>>, Response = http::Response<Full<Bytes>>, Error = BoxError>
-            + Clone,
-        C::Future: Send,
-    {
-        match client.oneshot(request()).await {
+    async fn handler() -> StatusCode {
+        match example!() {
             Ok(res) => res.status(),
             Err(_) => StatusCode::BAD_GATEWAY,
         }
     }
-    fn app<C>(client: C) -> Router
-    where
-        C: Service<http::Request<Full<Bytes>>, Response = http::Response<Full<Bytes>>, Error = BoxError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        C::Future: Send,
-    {
-        Router::new().route("/items", get(handler::<C>)).with_state(client)
-    }
-    let app = app(client().unwrap());
+    let app = Router::new().route("/items", get(handler));
     let res =
         app.oneshot(http::Request::get("/items").body(axum::body::Body::empty()).unwrap()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
