@@ -124,3 +124,70 @@ fn grpc_a6_token_bucket_numbers() {
     }
     assert_eq!(b.remaining(), 10.0);
 }
+
+/// Finagle's `RetryBudgetTest.testBudget` (finagle-core), frozen time: 10,000 requests, each
+/// followed by a withdrawal attempt; `ratio × 10,000 + min_per_sec × ttl` retries, ±1 for
+/// the fixed-point arithmetic, and nothing left whenever a withdrawal is refused.
+fn finagle_test_budget(ttl: Duration, min_per_sec: u32, ratio: f64) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    rt.block_on(async {
+        let b = RetryBudget::ratio(ttl, min_per_sec, ratio).unwrap();
+        let min_retries = u64::from(min_per_sec) * ttl.as_secs();
+        assert_eq!(b.remaining(), min_retries as f64);
+        if min_retries == 0 {
+            assert!(!b.try_withdraw());
+        }
+        let requests = 10_000;
+        let mut retried = 0u64;
+        for i in 0..requests {
+            b.deposit();
+            if b.try_withdraw() {
+                retried += 1;
+            } else {
+                assert_eq!(b.remaining(), 0.0, "request {i}, ratio {ratio}");
+            }
+        }
+        let expected = (f64::from(requests) * ratio) as u64 + min_retries;
+        assert!(retried.abs_diff(expected) <= 1, "ratio {ratio}: {retried} retries, expected {expected}");
+    });
+}
+
+#[test]
+fn finagle_min_retries_per_sec_zero() {
+    for ratio in [0.1, 0.5, 0.25, 0.75, 0.99, 0.999, 0.9999, 0.01, 0.001, 0.0001] {
+        finagle_test_budget(Duration::from_secs(60), 0, ratio);
+    }
+}
+
+#[test]
+fn finagle_with_min_retries() {
+    finagle_test_budget(Duration::from_secs(1), 10, 0.0);
+    finagle_test_budget(Duration::from_secs(2), 5, 0.0);
+    finagle_test_budget(Duration::from_secs(1), 10, 0.1);
+    finagle_test_budget(Duration::from_secs(2), 5, 0.5);
+}
+
+/// Finagle: "minRetries=0, maxPercentOver greater than 1.0": 10,000 deposits at 200 % pay
+/// for 20,000 retries.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn finagle_ratio_above_one() {
+    let b = RetryBudget::ratio(Duration::from_secs(60), 0, 2.0).unwrap();
+    assert_eq!(b.remaining(), 0.0);
+    assert!(!b.try_withdraw());
+    for _ in 0..10_000 {
+        b.deposit();
+    }
+    assert_eq!(b.remaining(), 20_000.0);
+}
+
+/// Finagle: bounds are checked (ttl 0 and 61 s, a negative ratio) — a `ConfigError` here.
+#[test]
+fn finagle_bounds() {
+    assert!(RetryBudget::ratio(Duration::ZERO, 5, 0.1).is_err());
+    assert!(RetryBudget::ratio(Duration::from_secs(61), 5, 0.1).is_err());
+    assert!(RetryBudget::ratio(Duration::from_secs(10), 0, -1.0).is_err());
+    // "minRetriesPerSec=0 maxPercentOver=0 should be empty".
+    let empty = RetryBudget::ratio(Duration::from_secs(10), 0, 0.0).unwrap();
+    empty.deposit();
+    assert!(!empty.try_withdraw());
+}
