@@ -268,16 +268,19 @@ impl DelayPolicy {
                 let d = if hi > base { base + rng.below(hi - base) } else { base };
                 Duration::from_nanos(d).min(self.max_delay)
             }
-            Jitter::Proportional { percent } => {
-                let d = u128::from(nanos(d));
-                let spread = d * u128::from(percent.min(100)) / 100;
-                let width = u64::try_from(spread * 2).unwrap_or(u64::MAX);
-                let low = d - spread;
-                let v = low + u128::from(rng.below(width));
-                Duration::from_nanos(u64::try_from(v).unwrap_or(u64::MAX))
-            }
+            Jitter::Proportional { percent } => proportional(d, percent, |width| rng.below(width)),
         }
     }
+}
+
+/// `d × (1 − p) + pick(width)` with `width = 2 × d × p`: Polly v8's `ApplyJitter` with
+/// `p = percent / 100`; `pick` draws from `[0, width)`.
+fn proportional(d: Duration, percent: u8, pick: impl FnOnce(u64) -> u64) -> Duration {
+    let d = u128::from(nanos(d));
+    let spread = d * u128::from(percent.min(100)) / 100;
+    let width = u64::try_from(spread * 2).unwrap_or(u64::MAX);
+    let v = d - spread + u128::from(pick(width));
+    Duration::from_nanos(u64::try_from(v).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -361,6 +364,56 @@ mod tests {
         let wide = DelayPolicy { jitter: Jitter::Proportional { percent: 100 }, ..p };
         assert!(wide.next(1, Duration::ZERO, &rng) < ms(200));
         assert!(Jitter::Proportional { percent: 101 }.validate().is_err());
+    }
+
+    /// Polly v8 `RetryHelperTests.Constant_Jitter_Ok` and `Linear_Jitter_Ok`, with their
+    /// randomizer values and numbers (Polly's randomizer is a fraction of the spread).
+    #[test]
+    fn polly_constant_and_linear_jitter_numbers() {
+        let secs = Duration::from_secs_f64;
+        let at = |d: Duration, r: f64| proportional(d, 25, |w| (w as f64 * r) as u64);
+        let constant = Backoff::fixed(secs(1.0));
+        assert_eq!(at(constant.delay(1), 0.0), secs(0.75));
+        assert_eq!(at(constant.delay(1), 0.4), secs(0.95));
+        assert_eq!(at(constant.delay(2), 0.6), secs(1.05));
+        assert_eq!(at(constant.delay(1), 1.0), secs(1.25));
+        // Polly's linear delay for attempt 2 (0-based) is 3 × base: palisade's third retry.
+        let linear = Backoff::linear(secs(1.0), secs(1.0));
+        for (r, expected) in [(0.0, 2.25), (0.4, 2.85), (0.5, 3.0), (0.6, 3.15), (1.0, 3.75)] {
+            assert_eq!(at(linear.delay(3), r), secs(expected), "r = {r}");
+        }
+        // A zero delay stays zero.
+        assert_eq!(at(Duration::ZERO, 0.7), Duration::ZERO);
+    }
+
+    /// Polly v8 `MaxDelay_Ok` (the cap after the jitter: base 10 s, max 1 s → 1 s for every
+    /// backoff type, jitter or not) and the overflow cases (`GetRetryDelay_Overflow_*`:
+    /// exponential, attempt 1000, base 1 day → the maximum, or the cap).
+    #[test]
+    fn polly_max_delay_and_overflow_numbers() {
+        let rng = AtomicRng::seeded(0);
+        let ten = Duration::from_secs(10);
+        for backoff in [Backoff::linear(ten, ten), Backoff::exponential(ten), Backoff::fixed(ten)] {
+            for jitter in [Jitter::None, Jitter::proportional()] {
+                let p = DelayPolicy {
+                    backoff: backoff.clone(),
+                    jitter,
+                    max_delay: Duration::from_secs(1),
+                    cap_after_jitter: true,
+                };
+                assert_eq!(p.next(3, Duration::ZERO, &rng), Duration::from_secs(1), "{backoff:?} {jitter:?}");
+            }
+        }
+        let day = Duration::from_secs(86_400);
+        let exp = DelayPolicy {
+            backoff: Backoff::exponential(day),
+            jitter: Jitter::None,
+            max_delay: Duration::MAX,
+            cap_after_jitter: true,
+        };
+        assert_eq!(exp.next(1001, Duration::ZERO, &rng), Duration::MAX);
+        let capped = DelayPolicy { max_delay: day * 2, ..exp };
+        assert_eq!(capped.next(1001, Duration::ZERO, &rng), day * 2);
     }
 
     #[test]
