@@ -36,8 +36,10 @@
 //! admitted or refused — arrived since the last scan, or 100 ms passed.)
 //!
 //! Lookups of existing keys take a shard's read lock; the map is split into shards so
-//! threads rarely meet. Keys are hashed with std's randomly keyed SipHash, so an attacker
-//! cannot aim keys at one shard.
+//! threads rarely meet. Within a shard keys are hashed with std's randomly keyed SipHash,
+//! so an attacker cannot make them collide; the shard is picked by a cheap unkeyed hash
+//! (keys aimed at one shard only make that shard's lock busier: the bound on keys and the
+//! eviction rule are the whole map's, not a shard's).
 //!
 //! ```
 //! use palisade_core::keyed::{Forget, KeyedMap};
@@ -72,7 +74,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -118,7 +120,51 @@ impl fmt::Display for Full {
 
 impl std::error::Error for Full {}
 
-type Shard<K, V> = RwLock<HashMap<K, Arc<V>>>;
+/// One shard: its lock and table on cache lines of their own, so that readers of one shard
+/// (each read lock writes the lock word) do not slow down readers of its neighbour.
+#[repr(align(128))]
+struct Shard<K, V>(RwLock<HashMap<K, Arc<V>, RandomState>>);
+
+/// Picks a shard: FxHash's multiply-rotate, a few cycles per word.
+struct ShardHasher(u64);
+
+impl Hasher for ShardHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// When the last scan of a full map ran.
 #[derive(Debug)]
@@ -131,7 +177,6 @@ pub struct KeyedMap<K, V> {
     shards: Box<[Shard<K, V>]>,
     capacity: usize,
     len: AtomicUsize,
-    hasher: RandomState,
     evictions: AtomicU64,
     overflows: AtomicU64,
     /// New keys (inserted or refused) since the last scan.
@@ -166,10 +211,13 @@ impl<K: Hash + Eq + Clone, V> KeyedMap<K, V> {
         // Small maps get one shard; large ones spread the lock.
         let shards = if capacity < 1024 { 1 } else { MAX_SHARDS };
         Self {
-            shards: (0..shards).map(|_| RwLock::new(HashMap::new())).collect(),
+            // One random SipHash key for every shard (each `RandomState::new` on a thread
+            // after the first only bumps the key, which is as good).
+            shards: (0..shards)
+                .map(|_| Shard(RwLock::new(HashMap::with_hasher(RandomState::new()))))
+                .collect(),
             capacity,
             len: AtomicUsize::new(0),
-            hasher: RandomState::new(),
             evictions: AtomicU64::new(0),
             overflows: AtomicU64::new(0),
             new_keys: AtomicUsize::new(0),
@@ -203,9 +251,16 @@ impl<K: Hash + Eq + Clone, V> KeyedMap<K, V> {
         self.overflows.load(Ordering::Relaxed)
     }
 
-    fn shard(&self, key: &K) -> &Shard<K, V> {
-        let i = (self.hasher.hash_one(key) as usize) % self.shards.len();
-        &self.shards[i]
+    #[inline]
+    fn shard(&self, key: &K) -> &RwLock<HashMap<K, Arc<V>, RandomState>> {
+        if self.shards.len() == 1 {
+            return &self.shards[0].0;
+        }
+        let mut h = ShardHasher(0);
+        key.hash(&mut h);
+        // The high bits of a multiplicative hash are the well mixed ones.
+        let i = (h.0 >> 60) as usize % self.shards.len();
+        &self.shards[i].0
     }
 
     /// The state for `key`, if the map holds it.
@@ -232,7 +287,7 @@ impl<K: Hash + Eq + Clone, V> KeyedMap<K, V> {
     /// Calls `f` with every key and its state (holding one shard's read lock at a time).
     pub fn for_each(&self, mut f: impl FnMut(&K, &V)) {
         for shard in &*self.shards {
-            for (k, v) in read(shard).iter() {
+            for (k, v) in read(&shard.0).iter() {
                 f(k, v);
             }
         }
@@ -244,7 +299,7 @@ impl<K: Hash + Eq + Clone, V> KeyedMap<K, V> {
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) -> usize {
         let mut removed = 0;
         for shard in &*self.shards {
-            let mut shard = write(shard);
+            let mut shard = write(&shard.0);
             let before = shard.len();
             shard.retain(|k, v| keep(k, v));
             removed += before - shard.len();
@@ -256,7 +311,7 @@ impl<K: Hash + Eq + Clone, V> KeyedMap<K, V> {
     /// Removes every key.
     pub fn clear(&self) {
         for shard in &*self.shards {
-            let mut shard = write(shard);
+            let mut shard = write(&shard.0);
             self.len.fetch_sub(shard.len(), Ordering::AcqRel);
             shard.clear();
         }
@@ -335,7 +390,7 @@ impl<K: Hash + Eq + Clone, V: Forget> KeyedMap<K, V> {
     pub fn sweep(&self, now: V::Now) -> usize {
         let mut removed = 0;
         for shard in &*self.shards {
-            let mut shard = write(shard);
+            let mut shard = write(&shard.0);
             let before = shard.len();
             shard.retain(|_, v| !Self::forgettable(v, now));
             removed += before - shard.len();

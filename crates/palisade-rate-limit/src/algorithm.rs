@@ -46,7 +46,8 @@ pub enum Algorithm {
         queue: u32,
     },
     /// Sliding window log: the exact count of requests in the last `period` (keeps one
-    /// timestamp per admitted request, so memory grows with `limit`).
+    /// timestamp per admitted request, so memory grows with `limit`, which is therefore at
+    /// most [`Quota::MAX_LOG_LIMIT`](crate::Quota::MAX_LOG_LIMIT)).
     SlidingWindowLog,
     /// Sliding window counter: two fixed windows, the previous one weighted by how much of
     /// it still overlaps the sliding window. Approximate, O(1) memory.
@@ -239,6 +240,10 @@ impl<T: Tat> Cell<T> {
     /// bucket algorithms may reserve a slot up to that far ahead.
     #[inline]
     pub(crate) fn acquire(&self, now: u64, cost: u32, max_wait: Option<u64>) -> Result<Admit, Denied> {
+        if let (Self::Gcra(g), 1..) = (self, cost) {
+            // The common case first.
+            return g.acquire(now, cost, max_wait.unwrap_or(0), u64::MAX);
+        }
         if cost == 0 {
             return Ok(Admit { ready_at: now, token: 0 });
         }
@@ -319,7 +324,9 @@ impl<T: Tat> Cell<T> {
                 let queued = u32::try_from(queued).unwrap_or(u32::MAX).min(*queue);
                 Status {
                     capacity: queue.saturating_add(1),
-                    remaining: queue.saturating_add(1).saturating_sub(queued + u32::from(ahead > 0)),
+                    remaining: queue
+                        .saturating_add(1)
+                        .saturating_sub(queued.saturating_add(u32::from(ahead > 0))),
                     reset_after: dur(ahead),
                     queued,
                 }
@@ -348,6 +355,15 @@ fn check_capacity(cost: u32, capacity: u32) -> Result<(), Denied> {
 }
 
 // === impl Params ===
+
+/// Waits a moment for a writer (under loom, lets the model schedule it).
+#[inline]
+fn spin() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}
 
 /// A GCRA's emission interval and burst, changeable at run time: a sequence lock, so a
 /// reader always sees one consistent pair (two plain loads and a check on the fast path).
@@ -384,7 +400,7 @@ impl Params {
             if v1 & 1 == 0 && self.version.load(Ordering::Relaxed) == v1 {
                 return (interval, interval.saturating_mul(u64::from(burst)), burst, extra);
             }
-            std::hint::spin_loop();
+            spin();
         }
     }
 
@@ -395,7 +411,7 @@ impl Params {
         let mut v = self.version.load(Ordering::Relaxed);
         loop {
             if v & 1 == 1 {
-                std::hint::spin_loop();
+                spin();
                 v = self.version.load(Ordering::Relaxed);
                 continue;
             }
@@ -445,7 +461,8 @@ impl<T: Tat> Gcra<T> {
             if cost > burst && queue == u64::MAX {
                 return Err(Denied::ExceedsCapacity { cost, capacity: burst });
             }
-            let max_wait = max_wait.min(interval.saturating_mul(queue));
+            let max_wait =
+                if queue == u64::MAX { max_wait } else { max_wait.min(interval.saturating_mul(queue)) };
             let inc = interval.saturating_mul(u64::from(cost));
             let new_tat = tat.max(now).saturating_add(inc);
             let allow_at = new_tat.saturating_sub(tau);
@@ -734,7 +751,7 @@ impl CounterState {
                 if let Some(e) =
                     counter_fit(prev, self.count(j), cost, limit, window, from.saturating_sub(start))
                 {
-                    break (start + e, j);
+                    break (start.saturating_add(e), j);
                 }
             }
             // Past the bookings two empty windows always admit, so this ends.
@@ -777,7 +794,7 @@ impl CounterState {
             + u128::from(self.curr);
         let used = u32::try_from(weighted).unwrap_or(u32::MAX);
         let reset = if !self.ahead.is_empty() {
-            (self.ahead.len() as u64 + 2) * window - elapsed
+            (self.ahead.len() as u64 + 2).saturating_mul(window) - elapsed
         } else if self.curr > 0 {
             2 * window - elapsed
         } else if self.prev > 0 {
@@ -829,7 +846,7 @@ impl FixedState {
     fn relimit(&mut self, old: u32, new: u32) {
         let (old, new) = (i64::from(old), i64::from(new));
         self.available = if self.available >= 0 {
-            (self.available + new - old).clamp(0, new)
+            (self.available.saturating_add(new) - old).clamp(0, new)
         } else {
             self.available.min(new)
         };
@@ -866,15 +883,15 @@ impl FixedState {
         }
         // As `nanosToWaitForPermission`: to the next window, then whole windows until the
         // deficit is covered.
-        let at_next = self.available + i64::from(limit);
-        let cycles = ((cost_i - at_next).max(0) as u64).div_ceil(u64::from(limit).max(1));
+        let at_next = self.available.saturating_add(i64::from(limit));
+        let cycles = (cost_i.saturating_sub(at_next).max(0) as u64).div_ceil(u64::from(limit).max(1));
         let ready_index = (self.index + 1).saturating_add(cycles);
         let at = ready_index.saturating_mul(window);
         let wait = at - now;
         if wait > max_wait {
             return Err(Denied::RetryAfter(dur(wait - max_wait)));
         }
-        self.available -= cost_i;
+        self.available = self.available.saturating_sub(cost_i);
         Ok(Admit { ready_at: at, token: ready_index })
     }
 
@@ -887,11 +904,11 @@ impl FixedState {
     fn status(&mut self, now: u64, window: u64, limit: u32) -> Status {
         let now = self.roll(now, window, limit);
         let l = i64::from(limit);
-        let used = u32::try_from((l - self.available).clamp(0, l)).unwrap_or(u32::MAX);
+        let used = u32::try_from(l.saturating_sub(self.available).clamp(0, l)).unwrap_or(u32::MAX);
         let reserved = u32::try_from((-self.available).max(0)).unwrap_or(u32::MAX);
         let reset = if self.available < l {
-            let windows = ((l - self.available) as u64).div_ceil(u64::from(limit).max(1));
-            (self.index + windows) * window - now
+            let windows = (l.saturating_sub(self.available) as u64).div_ceil(u64::from(limit).max(1));
+            self.index.saturating_add(windows).saturating_mul(window).saturating_sub(now)
         } else {
             0
         };

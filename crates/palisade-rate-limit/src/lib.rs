@@ -83,10 +83,26 @@
 //! # Keyed limits
 //!
 //! [`Tier::keyed`] keeps one limit per key taken from the request (user id, API key, client
-//! IP), [`Tier::keyed_by`] chooses the quota per key (by plan). Keys live in a bounded map:
-//! at most `max_keys`, keys idle past the idle timeout evicted first, then the least recently
-//! used — no background task, nothing to call. The state sits behind [`KeyedStore`], the
-//! seam for a shared backend.
+//! IP), [`Tier::keyed_by`] chooses the quota per key (by plan). Keys live in a bounded map
+//! of exactly `max_keys` keys, and a key is forgotten only when its limit is back to a fresh
+//! key's (and only when room is needed) — so forgetting never lets a client past its limit.
+//! When every held key still constrains someone, a request for a *new* key is refused with
+//! [`KeySetFull`](palisade_core::rejection::KeySetFull) (HTTP 503) rather than any state
+//! reset; see [`LocalStore`]. [`RateLimitHandle::sweep`] trims unused keys at once. The state
+//! sits behind [`KeyedStore`], the seam for a shared backend.
+//!
+//! # Changing limits at run time
+//!
+//! [`RateLimitHandle::set_quota`] (or [`RateLimiter::set_quota`],
+//! [`KeyedRateLimiter::set_quota`]) changes a tier's quota at once and atomically, as
+//! Resilience4j's `changeLimitForPeriod`: what was admitted stays admitted, waiters keep
+//! their slots, the next requests are judged by the new quota.
+//!
+//! # Clock
+//!
+//! Limits read tokio's clock by default, so paused-clock tests control them. With the
+//! `quanta` feature, [`Clock::quanta`] (builder method `clock`) reads the CPU's time-stamp
+//! counter as governor does — several times cheaper than a system clock read.
 //!
 //! # Per-IP limiting in axum with a 429 response
 //!

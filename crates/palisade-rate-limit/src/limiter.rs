@@ -97,7 +97,7 @@ impl RateLimiterBuilder {
     ///
     /// A [`ConfigError`] when the quota is invalid ([`Quota::validate`]).
     pub fn build(self) -> Result<RateLimiter, ConfigError> {
-        self.quota.validate("quota")?;
+        self.quota.validate_for(self.algorithm, "quota")?;
         Ok(RateLimiter {
             inner: Arc::new(LimiterInner {
                 cell: Cell::new(self.algorithm, &self.quota),
@@ -150,7 +150,7 @@ impl RateLimiter {
     ///
     /// A [`ConfigError`] when `quota` is invalid; the limiter is then unchanged.
     pub fn set_quota(&self, quota: Quota) -> Result<(), ConfigError> {
-        quota.validate("quota")?;
+        quota.validate_for(self.inner.algorithm, "quota")?;
         let mut current = self.inner.quota.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.inner.cell.set_quota(&quota, self.inner.epoch.now());
         *current = quota;
@@ -446,7 +446,7 @@ where
         palisade_core::config::ensure(self.max_keys > 0, "max_keys", "must be at least 1")?;
         let quota_fn = match (self.quota, self.quota_fn) {
             (Some(q), None) => {
-                q.validate("quota")?;
+                q.validate_for(self.algorithm, "quota")?;
                 let f: Arc<dyn Fn(&K) -> Quota + Send + Sync> = Arc::new(move |_: &K| q);
                 f
             }

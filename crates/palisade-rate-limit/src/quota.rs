@@ -105,6 +105,28 @@ impl Quota {
         )
     }
 
+    /// [`validate`](Self::validate), and for a sliding window log (which keeps one entry
+    /// per admitted request) a limit of at most [`MAX_LOG_LIMIT`](Self::MAX_LOG_LIMIT), so
+    /// that memory never grows with a configured number.
+    pub(crate) fn validate_for(
+        &self,
+        algorithm: crate::Algorithm,
+        field: &'static str,
+    ) -> Result<(), ConfigError> {
+        self.validate(field)?;
+        if matches!(algorithm, crate::Algorithm::SlidingWindowLog) {
+            ensure(
+                self.limit <= Self::MAX_LOG_LIMIT,
+                field,
+                "a sliding window log keeps one entry per request: limit at most 65536 (use the sliding window counter above)",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The largest limit of a sliding window log.
+    pub const MAX_LOG_LIMIT: u32 = 65_536;
+
     /// The longest period a quota may have (366 days).
     pub const MAX_PERIOD: Duration = Duration::from_secs(366 * 86_400);
 }

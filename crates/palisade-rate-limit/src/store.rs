@@ -232,7 +232,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
     fn make(&self, key: &K) -> KeyCell {
         let quota = self.quota.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let quota = quota(key);
-        let quota = if quota.validate("quota").is_ok() {
+        let quota = if quota.validate_for(self.algorithm, "quota").is_ok() {
             quota
         } else {
             // An invalid per-key quota blocks the key rather than panicking.
@@ -289,7 +289,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
     }
 
     fn set_quota(&self, quota: Quota) -> Result<(), ConfigError> {
-        quota.validate("quota")?;
+        quota.validate_for(self.algorithm, "quota")?;
         let mut current = self.quota.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         *current = Arc::new(move |_: &K| quota);
         let now = self.epoch.now();

@@ -23,3 +23,22 @@ fn concurrent_checks_admit_exactly_the_burst() {
         assert_eq!(admitted, 2);
     });
 }
+
+/// A quota change racing a check: the check sees the old settings or the new ones, never a
+/// mix, and the token in use stays in use.
+#[test]
+fn a_quota_change_is_atomic_for_a_concurrent_check() {
+    loom::model(|| {
+        let limiter = Arc::new(RateLimiter::token_bucket(Quota::per_second(1).burst(1)).unwrap());
+        let now = Instant::now();
+        assert!(limiter.try_acquire_at(1, now).is_ok());
+        let l = limiter.clone();
+        let writer = loom::thread::spawn(move || l.set_quota(Quota::per_second(1).burst(2)).unwrap());
+        let second = limiter.try_acquire_at(1, now).is_ok();
+        writer.join().unwrap();
+        let third = limiter.try_acquire_at(1, now).is_ok();
+        // Old quota: nothing more. New quota: exactly one more, before or after the change.
+        assert!(!(second && third), "two more admitted with a burst of two and one in use");
+        assert!(second || third, "the new burst was lost");
+    });
+}
