@@ -2,6 +2,8 @@
 //! GCRA vs governor, direct and keyed — and the same through a tower service: bare service,
 //! tower's `RateLimit`, palisade's `RateLimitLayer` (global and keyed) and
 //! tower-resilience's rate limiter. One thread, and two threads sharing one limiter.
+//! palisade's entries run with both clocks: tokio's (the default, `…/palisade-gcra`) and
+//! quanta's TSC clock (`…-quanta`), which governor also reads.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::future::Future;
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
-use palisade_rate_limit::{KeyedRateLimiter, Quota, RateLimitLayer, RateLimiter};
+use palisade_rate_limit::{Clock, KeyedRateLimiter, Quota, RateLimitLayer, RateLimiter};
 use tower::limit::RateLimitLayer as TowerRateLimitLayer;
 use tower::{service_fn, Layer, Service};
 
@@ -128,6 +130,10 @@ fn rate_limit(c: &mut Criterion) {
     single(&mut g, "clock/tokio-instant-now", |_| {
         black_box(tokio::time::Instant::now());
     });
+    let quanta_clock = quanta::Clock::new();
+    single(&mut g, "clock/quanta-now", |_| {
+        black_box(quanta_clock.now());
+    });
 
     // --- the limiter's check, clock included ---
     let palisade = RateLimiter::token_bucket(quota).unwrap();
@@ -136,9 +142,21 @@ fn rate_limit(c: &mut Criterion) {
         KeyedRateLimiter::builder().quota(quota).max_keys(4 * KEYS as usize).build().unwrap();
     let governor_keyed = Arc::new(governor::RateLimiter::keyed(gov_quota));
 
+    let palisade_q = RateLimiter::builder(quota).clock(Clock::quanta()).build().unwrap();
+    let palisade_keyed_q = KeyedRateLimiter::builder()
+        .quota(quota)
+        .max_keys(4 * KEYS as usize)
+        .clock(Clock::quanta())
+        .build()
+        .unwrap();
+
     single(&mut g, "check/palisade-gcra", |_| black_box(palisade.check()).unwrap());
+    single(&mut g, "check/palisade-gcra-quanta", |_| black_box(palisade_q.check()).unwrap());
     single(&mut g, "check/governor-direct", |_| black_box(governor_direct.check()).unwrap());
     single(&mut g, "check-key/palisade-gcra", |x| black_box(palisade_keyed.check_key(&(x % KEYS))).unwrap());
+    single(&mut g, "check-key/palisade-gcra-quanta", |x| {
+        black_box(palisade_keyed_q.check_key(&(x % KEYS))).unwrap();
+    });
     single(&mut g, "check-key/governor-keyed", |x| black_box(governor_keyed.check_key(&(x % KEYS))).unwrap());
 
     // --- the algorithm alone: the time is given (palisade) or a fake clock (governor) ---
@@ -153,6 +171,10 @@ fn rate_limit(c: &mut Criterion) {
 
     two_threads(&mut g, "check/palisade-gcra", || {
         let l = palisade.clone();
+        move |_| black_box(l.check()).unwrap()
+    });
+    two_threads(&mut g, "check/palisade-gcra-quanta", || {
+        let l = palisade_q.clone();
         move |_| black_box(l.check()).unwrap()
     });
     two_threads(&mut g, "check/governor-direct", || {
@@ -171,6 +193,10 @@ fn rate_limit(c: &mut Criterion) {
         let l = palisade_keyed.clone();
         move |x| black_box(l.check_key(&(x % KEYS))).unwrap()
     });
+    two_threads(&mut g, "check-key/palisade-gcra-quanta", || {
+        let l = palisade_keyed_q.clone();
+        move |x| black_box(l.check_key(&(x % KEYS))).unwrap()
+    });
     two_threads(&mut g, "check-key/governor-keyed", || {
         let l = governor_keyed.clone();
         move |x| black_box(l.check_key(&(x % KEYS))).unwrap()
@@ -179,6 +205,9 @@ fn rate_limit(c: &mut Criterion) {
     // --- through a tower service ---
     let palisade_layer = RateLimitLayer::builder().quota(quota).build().unwrap();
     let palisade_keyed_layer = RateLimitLayer::builder().keyed(quota, |x: &u64| *x % KEYS).build().unwrap();
+    let palisade_layer_q = RateLimitLayer::builder().quota(quota).clock(Clock::quanta()).build().unwrap();
+    let palisade_keyed_layer_q =
+        RateLimitLayer::builder().keyed(quota, |x: &u64| *x % KEYS).clock(Clock::quanta()).build().unwrap();
 
     {
         let l = RateLimiter::token_bucket(quota).unwrap();
@@ -194,12 +223,16 @@ fn rate_limit(c: &mut Criterion) {
     single(&mut g, "service/tower-rate-limit", service_op(tower_svc));
     single(&mut g, "service/palisade", service_op(palisade_layer.layer(bare())));
     single(&mut g, "service/palisade-keyed", service_op(palisade_keyed_layer.layer(bare())));
+    single(&mut g, "service/palisade-quanta", service_op(palisade_layer_q.layer(bare())));
+    single(&mut g, "service/palisade-keyed-quanta", service_op(palisade_keyed_layer_q.layer(bare())));
     single(&mut g, "service/tower-resilience", service_op(resilience_svc.clone()));
 
     // Two threads on one limiter. tower's RateLimit cannot share one: each clone has its own.
     two_threads(&mut g, "service/bare", || service_op(bare()));
     two_threads(&mut g, "service/palisade", || service_op(palisade_layer.layer(bare())));
     two_threads(&mut g, "service/palisade-keyed", || service_op(palisade_keyed_layer.layer(bare())));
+    two_threads(&mut g, "service/palisade-quanta", || service_op(palisade_layer_q.layer(bare())));
+    two_threads(&mut g, "service/palisade-keyed-quanta", || service_op(palisade_keyed_layer_q.layer(bare())));
     two_threads(&mut g, "service/tower-resilience", || service_op(resilience_svc.clone()));
 
     g.finish();
