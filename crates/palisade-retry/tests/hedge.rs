@@ -331,3 +331,36 @@ async fn a_huge_delay_never_panics() {
         .unwrap();
     assert_eq!(layer.layer(svc).oneshot(1).await.unwrap(), 1);
 }
+
+/// grpc-java `RetriableStreamTest.hedging_pushback_positive`, with its numbers (hedging delay
+/// 100 s): attempt 1 fails non-fatally at 100 s with a pushback of 101 s, so the next hedge
+/// starts at 201 s, not at 200 s; attempt 2 fails non-fatally at 201 s with a pushback of 99 s,
+/// so the next starts at 300 s (not at 301 s, the hedging delay after 201 s); attempt 4
+/// answers a fatal status, which commits it and cancels attempt 3. (grpc-java closes each
+/// stream just after the hedge of the same instant started; here each answer comes 1 ms
+/// later for the same order, since an answer and a due hedge at the same instant are taken
+/// answer first.)
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn grpc_java_hedging_pushback_positive() {
+    let start = Instant::now();
+    let s = Duration::from_secs;
+    let ms = Duration::from_millis;
+    let (svc, log, dropped) = grpc_script(vec![
+        (s(100) + ms(1), "14", Some("101000")),
+        (s(101) + ms(2), "14", Some("99000")),
+        (s(3600), "0", None),
+        (Duration::ZERO, "13", None),
+    ]);
+    let layer = builder()
+        .classifier(palisade_core::classify::GrpcClassifier::new())
+        .max_attempts(5)
+        .delay(s(100))
+        .build()
+        .unwrap();
+    let res = layer.layer(svc).oneshot(1).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "13");
+    let calls: Vec<Duration> = log.lock().unwrap().iter().map(|t| t.duration_since(start)).collect();
+    assert_eq!(calls, [s(0), s(100), s(201) + ms(1), s(300) + ms(2)]);
+    assert_eq!(start.elapsed(), s(300) + ms(2));
+    assert_eq!(dropped.load(std::sync::atomic::Ordering::SeqCst), 1, "attempt 3 cancelled by the commit");
+}
