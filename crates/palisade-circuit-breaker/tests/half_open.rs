@@ -465,3 +465,41 @@ async fn a_panicking_listener_breaks_neither_the_call_nor_the_breaker() {
     // The listener registered after the panicking one saw every transition.
     assert_eq!(transitions(&events).len(), 2);
 }
+
+/// Polly v8 `CircuitStateControllerTests`: `OnActionPreExecute_HalfOpen` (after the break
+/// duration, 5 s by default, one trial passes and the next call is refused, half-open),
+/// `IsolateAsync_Ok` (isolated: `IsolatedCircuitException`; closed by hand: calls pass) and
+/// `OnActionFailureAsync_EnsureBreakDurationNotOverflow` (a break that would overflow the
+/// clock saturates).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn polly_half_open_isolate_and_overflow() {
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .half_open_trials(1)
+        .wait_in_open(5 * SEC)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend());
+    send(&svc, Do::Fail).await.unwrap_err();
+    advance(5 * SEC).await;
+    std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+    let _trial = svc.call(Do::Hang);
+    let refused = send(&svc, Do::Ok).await;
+    assert!(rejection(&refused).is_some() && !rejection(&refused).unwrap().is_isolated());
+    assert_eq!(handle.state(), State::HalfOpen);
+
+    handle.force_open();
+    assert!(rejection(&send(&svc, Do::Ok).await).unwrap().is_isolated());
+    handle.force_closed();
+    send(&svc, Do::Ok).await.unwrap();
+    assert_eq!(handle.state(), State::Closed);
+
+    // A break as long as the clock allows: saturates, never panics.
+    let layer =
+        CircuitBreakerLayer::builder().consecutive_failures(1).wait_in_open(Duration::MAX).build().unwrap();
+    let svc = layer.layer(backend());
+    send(&svc, Do::Fail).await.unwrap_err();
+    let r = send(&svc, Do::Ok).await;
+    assert!(rejection(&r).unwrap().retry_after() >= Duration::from_secs(86_400 * 365 * 30));
+}
