@@ -1,0 +1,97 @@
+//! Response futures of the scope crate's services.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use palisade_core::BoxError;
+use pin_project_lite::pin_project;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use crate::error::Cancelled;
+use crate::scope::Scope;
+
+pin_project! {
+    /// The response future of [`ScopeService`](crate::ScopeService): the inner future, or
+    /// [`Cancelled`] once the scope is cancelled (the inner future is then dropped).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Running {
+            #[pin]
+            inner: F,
+            #[pin]
+            cancelled: WaitForCancellationFutureOwned,
+            name: Arc<str>,
+            // Counts the request in flight until the future completes or is dropped.
+            token: TaskTrackerToken,
+        },
+        Refused { error: Option<BoxError> },
+        Done,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(inner: F, scope: &Scope, token: TaskTrackerToken) -> Self {
+        Self {
+            state: State::Running {
+                inner,
+                cancelled: scope.token().cancelled_owned(),
+                name: scope.inner.name.clone(),
+                token,
+            },
+        }
+    }
+
+    pub(crate) fn refused(error: BoxError) -> Self {
+        Self { state: State::Refused { error: Some(error) } }
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let out = match this.state.as_mut().project() {
+            StateProj::Running { inner, cancelled, name, .. } => {
+                // Cancellation first: a cancelled scope stops its work even if the inner
+                // future would also be ready.
+                if cancelled.poll(cx).is_ready() {
+                    Err(Cancelled::new(name.clone()).into())
+                } else {
+                    match inner.poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(r) => r.map_err(Into::into),
+                    }
+                }
+            }
+            StateProj::Refused { error } => {
+                Err(error.take().unwrap_or_else(|| Cancelled::new("scope").into()))
+            }
+            StateProj::Done => Err(Cancelled::new("scope").into()),
+        };
+        // Drops the inner future and the in-flight token now.
+        this.state.set(State::Done);
+        Poll::Ready(out)
+    }
+}
