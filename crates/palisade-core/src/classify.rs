@@ -7,7 +7,11 @@
 //!
 //! - its [`Outcome`]: success, failure (counts against the service) or ignored (neither);
 //! - whether it is worth retrying;
-//! - a server-given retry delay hint (`Retry-After`, `grpc-retry-pushback-ms`), if any.
+//! - what the server said about retrying, if anything ([`RetryHint`]): HTTP `Retry-After`
+//!   (a floor), a gRPC pushback (retry in exactly that time), or "do not retry";
+//! - which palisade rejection caused a failure, when a local layer refused the call
+//!   ([`Classification::rejection`]) — a call refused by an open circuit breaker is not
+//!   retryable (see [`classify_error`]).
 //!
 //! # Example
 //!
