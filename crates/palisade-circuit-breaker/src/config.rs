@@ -357,9 +357,10 @@ impl<C> CircuitBreakerLayerBuilder<C> {
     /// Keyed breakers only: the most keys held (default 10 000, at most 1 000 000 000). A
     /// key's breaker is forgotten to make room only when that is indistinguishable from a
     /// fresh one (see [`KeyedCircuitBreakerLayer`]); when none can be, a new key is refused
-    /// with [`KeySetFull`](palisade_core::rejection::KeySetFull). Each key costs about 1 KiB
-    /// plus its window: one byte per call of a count window, 24 bytes per bucket and stripe
-    /// of a time window.
+    /// with [`KeySetFull`](palisade_core::rejection::KeySetFull). Each key costs about 1.5 KiB
+    /// plus its window: one byte per call of a count window, about 300 bytes plus 24 bytes
+    /// per bucket of a time window (a keyed breaker's window and counters are not striped
+    /// per CPU, unlike a single breaker's).
     pub fn max_keys(mut self, n: usize) -> Self {
         self.max_keys = n;
         self

@@ -293,7 +293,9 @@ impl<C> Breaker<C> {
         key: Option<Arc<str>>,
         classifier: C,
     ) -> Self {
-        let stripes = stripes();
+        // Keyed breakers (one per host, tenant, ...) are many and each less contended: one
+        // stripe keeps their memory small.
+        let stripes = if key.is_some() { 1 } else { stripes() };
         let window = settings.window.map(|w| match w {
             WindowKind::Count(n) => Window::count(n),
             WindowKind::Time { length, buckets } => Window::time(nanos(length), buckets, stripes),
