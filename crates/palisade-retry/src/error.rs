@@ -1,7 +1,7 @@
 //! The errors retry, hedge and timeout layers add.
 //!
 //! They are palisade's shared rejections, re-exported here; each travels as a
-//! [`BoxError`](palisade_core::BoxError) and is found with `err.is::<T>()` or
+//! [`BoxError`] and is found with `err.is::<T>()` or
 //! [`find_rejection`](palisade_core::rejection::find_rejection):
 //!
 //! - [`TimedOut`]: the total deadline passed, the last attempt ran past the per-attempt
