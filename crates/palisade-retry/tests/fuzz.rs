@@ -10,7 +10,7 @@ use std::time::Duration;
 use palisade_core::BoxError;
 use palisade_retry::hedge::{HedgeLayer, HedgeMode};
 use palisade_retry::timeout::TimeoutLayer;
-use palisade_retry::{Backoff, Jitter, RetryBudget, RetryConfig, RetryLayer};
+use palisade_retry::{Backoff, Jitter, RetryBudget, RetryLayer};
 use proptest::prelude::*;
 use tower::{Layer, Service, ServiceExt};
 
@@ -172,6 +172,71 @@ proptest! {
             rt().block_on(serve(layer.layer(flaky(0, false))));
         }
     }
+}
+
+/// Issue 15.1's inputs, as given.
+#[test]
+fn huge_timeouts_from_builders_and_serde_do_not_panic() {
+    let rt = rt();
+    rt.block_on(async {
+        let svc = TimeoutLayer::new(Duration::MAX).unwrap().layer(flaky(0, false));
+        assert_eq!(svc.oneshot(1).await.unwrap(), 1);
+        let huge = Duration::from_secs(200_000_000_000_000 * 86_400); // "200000000000000d"
+        let layer = RetryLayer::builder()
+            .attempt_timeout(huge)
+            .deadline(Duration::MAX)
+            .max_delay(Duration::MAX)
+            .max_retry_after(Duration::MAX)
+            .wait_for_half_open(Duration::MAX)
+            .build()
+            .unwrap();
+        assert_eq!(layer.layer(flaky(1, false)).oneshot(3).await.unwrap(), 3);
+    });
+}
+
+/// Issue 15.2: nothing is sized from the config: a hedge cannot ask for more attempts in
+/// flight than it can hold, and a retry with `u32::MAX` attempts allocates nothing up front.
+#[test]
+fn sizes_from_the_config_are_bounded() {
+    assert!(HedgeLayer::builder().max_attempts(u32::MAX).build().is_err());
+    let layer = RetryLayer::builder().max_attempts(u32::MAX).build().unwrap();
+    rt().block_on(async {
+        assert_eq!(layer.layer(flaky(3, false)).oneshot(1).await.unwrap(), 1);
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn throttle_builder_never_panics(k in float(), window in duration(), failures in 0u32..4) {
+        let built = palisade_retry::AdaptiveThrottle::builder().k(k).window(window).seed(3).build();
+        match built {
+            Err(e) => prop_assert!(e.field().starts_with("throttle."), "{e}"),
+            Ok(throttle) => {
+                let layer = RetryLayer::builder().throttle(throttle).build().unwrap();
+                let rt = rt();
+                for _ in 0..3 {
+                    rt.block_on(serve(layer.layer(flaky(failures, false))));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn per_request_timeouts_never_panic(timeout in prop::option::of(duration())) {
+        let layer = TimeoutLayer::builder().per_request(move |_: &u32| timeout).build().unwrap();
+        rt().block_on(serve(layer.layer(flaky(0, false))));
+    }
+}
+
+#[cfg(feature = "serde")]
+mod serde_configs {
+    use super::*;
+    use palisade_retry::RetryConfig;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn serde_config_never_panics_or_hangs(
@@ -223,56 +288,20 @@ proptest! {
             }
         }
     }
-}
-
-/// Issue 15.1's inputs, as given.
-#[test]
-fn huge_timeouts_from_builders_and_serde_do_not_panic() {
-    let rt = rt();
-    rt.block_on(async {
-        let svc = TimeoutLayer::new(Duration::MAX).unwrap().layer(flaky(0, false));
-        assert_eq!(svc.oneshot(1).await.unwrap(), 1);
-        for field in ["attempt_timeout", "deadline", "max_delay", "max_retry_after", "wait_for_half_open"] {
-            let config: RetryConfig =
-                serde_json::from_str(&format!(r#"{{"{field}": "200000000000000d"}}"#)).unwrap();
-            let svc = config.build().unwrap().layer(flaky(1, false));
-            assert_eq!(svc.oneshot(3).await.unwrap(), 3, "{field}");
-        }
-    });
-}
-
-/// Issue 15.2: nothing is sized from the config: a hedge cannot ask for more attempts in
-/// flight than it can hold, and a retry with `u32::MAX` attempts allocates nothing up front.
-#[test]
-fn sizes_from_the_config_are_bounded() {
-    assert!(HedgeLayer::builder().max_attempts(u32::MAX).build().is_err());
-    let layer = RetryLayer::builder().max_attempts(u32::MAX).build().unwrap();
-    rt().block_on(async {
-        assert_eq!(layer.layer(flaky(3, false)).oneshot(1).await.unwrap(), 1);
-    });
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
-
-    #[test]
-    fn throttle_builder_never_panics(k in float(), window in duration(), failures in 0u32..4) {
-        let built = palisade_retry::AdaptiveThrottle::builder().k(k).window(window).seed(3).build();
-        match built {
-            Err(e) => prop_assert!(e.field().starts_with("throttle."), "{e}"),
-            Ok(throttle) => {
-                let layer = RetryLayer::builder().throttle(throttle).build().unwrap();
-                let rt = rt();
-                for _ in 0..3 {
-                    rt.block_on(serve(layer.layer(flaky(failures, false))));
-                }
-            }
-        }
     }
 
+    /// Issue 15.1's input as given: `{"attempt_timeout": "200000000000000d"}` (and the other
+    /// durations) from serde build a layer whose first call does not panic.
     #[test]
-    fn per_request_timeouts_never_panic(timeout in prop::option::of(duration())) {
-        let layer = TimeoutLayer::builder().per_request(move |_: &u32| timeout).build().unwrap();
-        rt().block_on(serve(layer.layer(flaky(0, false))));
+    fn huge_durations_from_serde_do_not_panic() {
+        rt().block_on(async {
+            for field in ["attempt_timeout", "deadline", "max_delay", "max_retry_after", "wait_for_half_open"]
+            {
+                let config: RetryConfig =
+                    serde_json::from_str(&format!(r#"{{"{field}": "200000000000000d"}}"#)).unwrap();
+                let svc = config.build().unwrap().layer(flaky(1, false));
+                assert_eq!(svc.oneshot(3).await.unwrap(), 3, "{field}");
+            }
+        });
     }
 }
