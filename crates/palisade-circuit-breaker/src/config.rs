@@ -11,6 +11,7 @@ use palisade_core::event::{EventBus, Listener};
 use palisade_core::keyed::KeyedMap;
 use palisade_core::time::mul_f64_saturating;
 
+use crate::clock::Clock;
 use crate::event::{guarded, CircuitBreakerEvent};
 use crate::layer::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
 use crate::state::{Breaker, LayerShared, State};
@@ -67,6 +68,8 @@ pub(crate) struct Settings {
     pub(crate) auto_half_open: bool,
     /// The state a breaker starts in.
     pub(crate) initial_state: State,
+    /// Where the breaker reads the time.
+    pub(crate) clock: Clock,
 }
 
 impl Settings {
@@ -121,6 +124,7 @@ pub struct CircuitBreakerLayerBuilder<C = DefaultClassifier> {
     wait_for_all_trials: bool,
     auto_half_open: bool,
     initial_state: State,
+    clock: Clock,
     listeners: Vec<Listener<CircuitBreakerEvent>>,
     classifier: C,
 }
@@ -143,6 +147,7 @@ impl<C: fmt::Debug> fmt::Debug for CircuitBreakerLayerBuilder<C> {
             .field("wait_for_all_trials", &self.wait_for_all_trials)
             .field("auto_half_open", &self.auto_half_open)
             .field("initial_state", &self.initial_state)
+            .field("clock", &self.clock)
             .field("listeners", &self.listeners.len())
             .field("classifier", &self.classifier)
             .finish_non_exhaustive()
@@ -178,6 +183,7 @@ impl CircuitBreakerLayerBuilder {
             wait_for_all_trials: false,
             auto_half_open: false,
             initial_state: State::Closed,
+            clock: Clock::tokio(),
             listeners: Vec::new(),
             classifier: DefaultClassifier,
         }
@@ -354,6 +360,14 @@ impl<C> CircuitBreakerLayerBuilder<C> {
         self
     }
 
+    /// Where the breaker reads the time (default [`Clock::tokio`], which a paused test clock
+    /// controls). `Clock::quanta()` (feature `quanta`) makes a time window's one clock read
+    /// per call a few nanoseconds; see [`Clock`].
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Keyed breakers only: the most keys held (default 10 000, at most 1 000 000 000). A
     /// key's breaker is forgotten to make room only when that is indistinguishable from a
     /// fresh one (see [`KeyedCircuitBreakerLayer`]); when none can be, a new key is refused
@@ -400,6 +414,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
             wait_for_all_trials: self.wait_for_all_trials,
             auto_half_open: self.auto_half_open,
             initial_state: self.initial_state,
+            clock: self.clock,
             listeners: self.listeners,
             classifier,
         }
@@ -497,6 +512,7 @@ impl<C> CircuitBreakerLayerBuilder<C> {
             wait_for_all_trials: self.wait_for_all_trials,
             auto_half_open: self.auto_half_open,
             initial_state: self.initial_state,
+            clock: self.clock.clone(),
         })
     }
 

@@ -231,11 +231,13 @@
 //! No lock, no allocation; only transitions take a lock. Durations are only measured when
 //! slow calls are detected or when [asked
 //! for](CircuitBreakerLayerBuilder::measure_call_duration); a time window reads the clock
-//! once per call, when it ends (most of its overhead).
+//! once per call, when it ends — most of its overhead with tokio's clock, a few
+//! nanoseconds with [`Clock::quanta`](Clock) (feature `quanta`).
 //!
 //! Minimum supported Rust version: 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod clock;
 mod config;
 pub mod error;
 pub mod event;
@@ -251,6 +253,7 @@ mod window;
 #[doc(hidden)]
 pub mod loom;
 
+pub use clock::Clock;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub use config::CircuitBreakerConfig;

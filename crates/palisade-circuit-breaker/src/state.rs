@@ -14,9 +14,9 @@ use palisade_core::classify::{Classification, Outcome};
 use palisade_core::event::EventBus;
 use palisade_core::keyed::Forget;
 use palisade_core::metric::{Counter, Gauge};
-use palisade_core::time::deadline_after;
 use tokio::time::Instant;
 
+use crate::clock::Epoch;
 use crate::config::{Settings, Trip, WindowKind};
 use crate::event::{CircuitBreakerEvent, TransitionReason};
 use crate::sync::{lock, stripe, stripes, AtomicU64, CachePadded, Mutex, Ordering, StripedCounter};
@@ -258,7 +258,7 @@ pub(crate) struct BreakerCore {
     /// Failures recorded in a count window (whose position counter counts every call).
     window_failures: AtomicU64,
     control: Mutex<Control>,
-    epoch: Instant,
+    epoch: Epoch,
     counters: CachePadded<Counters>,
     rejected_in_state: AtomicU64,
     /// Metrics-only: a threshold-exceeded event was published in this period.
@@ -314,7 +314,7 @@ impl<C> Breaker<C> {
             successes: StripedCounter::new(stripes),
             window_failures: AtomicU64::new(0),
             control: Mutex::new(Control { open_level: 0 }),
-            epoch: Instant::now(),
+            epoch: settings.clock.epoch(),
             counters: CachePadded(counters),
             rejected_in_state: AtomicU64::new(0),
             exceeded_published: AtomicU64::new(0),
@@ -376,16 +376,16 @@ impl BreakerCore {
 
     #[inline]
     fn now_nanos(&self) -> u64 {
-        self.nanos_at(Instant::now())
+        self.epoch.now()
     }
 
     #[inline]
     fn nanos_at(&self, at: Instant) -> u64 {
-        nanos(at.saturating_duration_since(self.epoch))
+        self.epoch.nanos(at)
     }
 
     fn instant_at(&self, nanos: u64) -> Instant {
-        deadline_after(self.epoch, Duration::from_nanos(nanos))
+        self.epoch.instant(nanos)
     }
 
     /// Puts a fresh breaker in its initial state (no event: nothing changed for anyone yet).
@@ -404,7 +404,7 @@ impl BreakerCore {
             return false;
         }
         match &self.window {
-            Some(w) if state != State::Disabled => w.snapshot(self.nanos_at(now)).calls == 0,
+            Some(w) if state != State::Disabled => w.snapshot(self.epoch.at_end(Some(now))).calls == 0,
             _ => true,
         }
     }
@@ -571,11 +571,7 @@ impl BreakerCore {
                 None
             }
             Some(w) => {
-                let now = match end {
-                    _ if !w.is_time() => 0,
-                    Some(end) => self.nanos_at(end),
-                    None => self.now_nanos(),
-                };
+                let now = if w.is_time() { self.epoch.at_end(end) } else { 0 };
                 if failure && w.counts_calls() {
                     self.window_failures.fetch_add(1, Ordering::Relaxed);
                 }
