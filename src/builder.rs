@@ -123,6 +123,12 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         layer: palisade_chaos::ChaosLayer<Req, Res>,
     ) -> ServiceBuilder<Stack<palisade_chaos::ChaosLayer<Req, Res>, L>>;
 
+    /// Adds a [`ScopeLayer`](palisade_scope::ScopeLayer): requests belong to `scope`
+    /// (refused with `Closed` once it closes, `Cancelled` when it is cancelled).
+    #[cfg(feature = "scope")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "scope")))]
+    fn scope(self, scope: palisade_scope::Scope) -> ServiceBuilder<Stack<palisade_scope::ScopeLayer, L>>;
+
     /// Answers palisade rejections with HTTP responses (429, 503, 504 …), so an axum router
     /// needs no `HandleErrorLayer`.
     #[cfg(feature = "http")]
@@ -214,6 +220,11 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         layer: palisade_fallback::FallbackLayer<P, C>,
     ) -> ServiceBuilder<Stack<palisade_fallback::FallbackLayer<P, C>, L>> {
         self.layer(layer)
+    }
+
+    #[cfg(feature = "scope")]
+    fn scope(self, scope: palisade_scope::Scope) -> ServiceBuilder<Stack<palisade_scope::ScopeLayer, L>> {
+        self.layer(palisade_scope::ScopeLayer::new(scope))
     }
 
     #[cfg(feature = "chaos")]

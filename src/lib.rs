@@ -18,6 +18,7 @@
 //! | `process` | `palisade-process` | `process` |
 //! | `fallback` | `palisade-fallback` | `fallback` |
 //! | `chaos` | `palisade-chaos` | `chaos` |
+//! | `scope` | `palisade-scope`: scopes, graceful drain, poller, lifecycle hooks | `scope` |
 //!
 //! To name a stack, store it in a struct or an axum state, and call it from `tokio::spawn` or
 //! an axum handler (and what to do about rustc's "implementation of `From` is not general
@@ -59,6 +60,9 @@ pub use palisade_rate_limit as rate_limit;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use palisade_retry as retry;
+#[cfg(feature = "scope")]
+#[cfg_attr(docsrs, doc(cfg(feature = "scope")))]
+pub use palisade_scope as scope;
 
 mod builder;
 #[cfg(all(feature = "retry", feature = "circuit-breaker"))]
