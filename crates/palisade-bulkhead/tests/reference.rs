@@ -678,19 +678,19 @@ async fn concurrent_simple_and_partitions() {
         let limit = if partitioned { 20 } else { 10 };
         let inside = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
-        let (i, p) = (inside.clone(), peak.clone());
+        let (now, max) = (inside.clone(), peak.clone());
         let inner = tower::service_fn(move |_: usize| {
-            let (i, p) = (i.clone(), p.clone());
+            let (now, max) = (now.clone(), max.clone());
             async move {
-                p.fetch_max(i.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                max.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
                 tokio::task::yield_now().await;
-                i.fetch_sub(1, Ordering::SeqCst);
+                now.fetch_sub(1, Ordering::SeqCst);
                 Ok::<_, Infallible>(())
             }
         });
-        let b = AdaptiveLimitLayer::builder().algorithm(Fixed::new(limit));
+        let builder = AdaptiveLimitLayer::builder().algorithm(Fixed::new(limit));
         let (svc, h) = if partitioned {
-            let l = b
+            let l = builder
                 .partition("A", 0.5)
                 .partition("B", 0.3)
                 .partition("C", 0.2)
@@ -699,7 +699,7 @@ async fn concurrent_simple_and_partitions() {
                 .unwrap();
             (BoxCloneService::new(l.layer(inner)), l.handle())
         } else {
-            let l = b.build().unwrap();
+            let l = builder.build().unwrap();
             (BoxCloneService::new(l.layer(inner)), l.handle())
         };
         let tasks: Vec<_> = (0..TASKS)
