@@ -821,13 +821,16 @@ impl CounterState {
 pub(crate) struct FixedState {
     index: u64,
     available: i64,
+    /// How much a lower limit took from `available` in the current window only: given back
+    /// when the window ends (it is not a reservation of later windows).
+    cut: i64,
     /// The latest time seen; older readings count as this time (never back a window).
     last: u64,
 }
 
 impl FixedState {
     fn new(limit: u32) -> Self {
-        Self { index: 0, available: i64::from(limit), last: 0 }
+        Self { index: 0, available: i64::from(limit), cut: 0, last: 0 }
     }
 
     fn can_forget(&mut self, now: u64, window: u64, limit: u32) -> bool {
@@ -842,14 +845,16 @@ impl FixedState {
     }
 
     /// A new limit: what this window used stays used (above the new limit, nothing more
-    /// passes in this window); what waiters reserved from later windows stays reserved.
+    /// passes in this window, and raising the limit again gives back only what lowering it
+    /// took); what waiters reserved from later windows stays reserved.
     fn relimit(&mut self, old: u32, new: u32) {
-        let (old, new) = (i64::from(old), i64::from(new));
-        self.available = if self.available >= 0 {
-            (self.available.saturating_add(new) - old).clamp(0, new)
+        let delta = i64::from(new) - i64::from(old);
+        if delta < 0 {
+            self.cut = self.cut.saturating_sub(delta);
         } else {
-            self.available.min(new)
-        };
+            self.cut = self.cut.saturating_sub(delta).max(0);
+        }
+        self.available = self.available.saturating_add(delta).min(i64::from(new));
     }
 
     /// Moves to the window of `now` (or of the latest time seen, if later); returns the
@@ -861,7 +866,9 @@ impl FixedState {
         if index > self.index {
             let refill =
                 i64::try_from(index - self.index).unwrap_or(i64::MAX).saturating_mul(i64::from(limit));
-            self.available = self.available.saturating_add(refill).min(i64::from(limit));
+            let carried = self.available.saturating_add(self.cut);
+            self.available = carried.saturating_add(refill).min(i64::from(limit));
+            self.cut = 0;
             self.index = index;
         }
         now
@@ -883,7 +890,8 @@ impl FixedState {
         }
         // As `nanosToWaitForPermission`: to the next window, then whole windows until the
         // deficit is covered.
-        let at_next = self.available.saturating_add(i64::from(limit));
+        let at_next =
+            self.available.saturating_add(self.cut).saturating_add(i64::from(limit)).min(i64::from(limit));
         let cycles = (cost_i.saturating_sub(at_next).max(0) as u64).div_ceil(u64::from(limit).max(1));
         let ready_index = (self.index + 1).saturating_add(cycles);
         let at = ready_index.saturating_mul(window);

@@ -113,43 +113,57 @@ async fn a_bad_change_is_refused_and_changes_nothing() {
     assert_eq!(handle.tier("global").unwrap().status().unwrap().capacity, 2);
 }
 
-/// Quotas flip between 5 and 50 per 50 ms window while 4 threads check: every decision
-/// uses one quota or the other, so no more pass than the larger quota allows.
+/// Quotas flip between 5 and 50 per 50 ms window while 3 tasks check: every decision uses
+/// one quota or the other and a flip gives back nothing a lower quota took, so no more pass
+/// than the larger quota allows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn changes_under_load_never_exceed_the_larger_quota() {
-    let period = Duration::from_millis(50);
-    let limiter = RateLimiter::new(Algorithm::FixedWindow, Quota::new(5, period)).unwrap();
-    let passed = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = tokio::time::Instant::now();
-    let workers: Vec<_> = (0..3)
-        .map(|_| {
-            let (limiter, passed, stop) = (limiter.clone(), passed.clone(), stop.clone());
-            tokio::spawn(async move {
-                for i in 0..20_000u32 {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
+    for algorithm in [
+        Algorithm::FixedWindow,
+        Algorithm::SlidingWindowCounter,
+        Algorithm::SlidingWindowLog,
+        Algorithm::TokenBucket,
+    ] {
+        let period = Duration::from_millis(50);
+        let limiter = RateLimiter::new(algorithm, Quota::new(5, period)).unwrap();
+        let passed = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let start = tokio::time::Instant::now();
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                let (limiter, passed, stop) = (limiter.clone(), passed.clone(), stop.clone());
+                tokio::spawn(async move {
+                    for i in 0..20_000u32 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        if limiter.check().is_ok() {
+                            passed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if i % 64 == 0 {
+                            tokio::task::yield_now().await;
+                        }
                     }
-                    if limiter.check().is_ok() {
-                        passed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if i % 64 == 0 {
-                        tokio::task::yield_now().await;
-                    }
-                }
+                })
             })
-        })
-        .collect();
-    for i in 0..2_000u32 {
-        let limit = if i % 2 == 0 { 50 } else { 5 };
-        limiter.set_quota(Quota::new(limit, period)).unwrap();
-        tokio::task::yield_now().await;
+            .collect();
+        for i in 0..2_000u32 {
+            let limit = if i % 2 == 0 { 50 } else { 5 };
+            limiter.set_quota(Quota::new(limit, period)).unwrap();
+            tokio::task::yield_now().await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.await.unwrap();
+        }
+        let elapsed = start.elapsed();
+        let windows = (elapsed.as_nanos() / period.as_nanos()) as u64 + 1;
+        let bound = match algorithm {
+            // A full burst of 50, then one per millisecond at the faster rate.
+            Algorithm::TokenBucket => 50 + elapsed.as_millis() as u64 + 1,
+            _ => 50 * windows,
+        };
+        let passed = passed.load(Ordering::Relaxed);
+        assert!(passed <= bound, "{algorithm:?}: {passed} passed in {elapsed:?}, bound {bound}");
     }
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    let windows = (start.elapsed().as_nanos() / period.as_nanos()) as u64 + 1;
-    let passed = passed.load(Ordering::Relaxed);
-    assert!(passed <= 50 * windows, "{passed} passed in {windows} windows");
 }
