@@ -4,9 +4,11 @@
 //! [concurrency-limits](https://github.com/Netflix/concurrency-limits) `AIMDLimit`,
 //! `VegasLimit` and `Gradient2Limit` (and [`Fixed`] of `FixedLimit`/`SettableLimit`), with
 //! the same defaults and the same arithmetic: fed the same sample sequence, they produce the
-//! same limits (the reference's own test cases are ported with their numbers in
-//! `tests/reference.rs`). [`functions`] holds the reference's `Log10RootIntFunction` and
-//! `SquareRootFunction`.
+//! same limits. `tests/reference.rs` ports the reference's own test cases with their
+//! numbers and replays 2,600 scripted samples (steady, rising, noisy and recovering latency,
+//! drops) whose limits were computed by concurrency-limits itself
+//! (`tests/data/Trajectories.java`), expecting the same limit after every sample.
+//! [`functions`] holds the reference's `Log10RootIntFunction` and `SquareRootFunction`.
 //!
 //! # Deliberate deviations from concurrency-limits
 //!
@@ -25,6 +27,8 @@
 //! - **An initial limit outside `min_limit..=max_limit`** is a [`ConfigError`] at build;
 //!   the reference logs a warning and starts there.
 //! - **`min_limit`** also exists for Vegas (default 1, the reference's floor).
+//! - **The layer admits at least one call**: an algorithm allowed down to 0 (`min_limit(0)`
+//!   for AIMD or Gradient2) still leaves a limit of 1 in the layer, so it can recover.
 //! - **Runtime changes** ([`LimitAlgorithm::set_limit`], [`LimitAlgorithm::set_bounds`],
 //!   from the layer's handle) exist for every algorithm, not only `SettableLimit`.
 
