@@ -1,6 +1,8 @@
 //! Netflix concurrency-limits' own test cases, ported with their numbers, and replays of
-//! sample sequences whose limits were computed by the reference itself
-//! (`tests/data/Trajectories.java`).
+//! sample sequences whose limits were computed by the reference itself (concurrency-limits
+//! commit 78a74b98: scripted RTT / in-flight / drop sequences fed to its `Limit.onSample`,
+//! the limit it reported after each sample recorded in
+//! `tests/data/concurrency_limits_trajectories.txt` as `rtt_ns inflight drop limit`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod support;
