@@ -134,7 +134,8 @@ impl<E: Event> EventBus<E> {
         self.has_listeners.load(Ordering::Acquire) || tracing::enabled!(target: "palisade", Level::ERROR)
     }
 
-    /// Publishes `event` to the listeners and to `tracing`.
+    /// Publishes `event` to the listeners and to `tracing`. A listener that panics is logged
+    /// (`tracing`, level ERROR) and skipped; the other listeners still receive the event.
     #[allow(clippy::needless_pass_by_value)] // events are built where they are published
     pub fn publish(&self, event: E) {
         self.trace(&event);
@@ -144,7 +145,19 @@ impl<E: Event> EventBus<E> {
                 Err(poisoned) => poisoned.into_inner(),
             };
             for listener in guard.iter() {
-                listener(&event);
+                // A listener is user code: one that panics must not take the layer that
+                // publishes (or the listeners after it) down with it.
+                let delivered =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listener(&event)));
+                if delivered.is_err() {
+                    tracing::error!(
+                        target: "palisade",
+                        pattern = self.pattern,
+                        name = %self.name,
+                        event = event.kind(),
+                        "an event listener panicked; the event still reached the other listeners"
+                    );
+                }
             }
         }
     }
@@ -169,5 +182,36 @@ impl<E: Event> EventBus<E> {
             Level::DEBUG => emit!(Level::DEBUG),
             _ => emit!(Level::TRACE),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::{Event, EventBus};
+
+    #[derive(Debug)]
+    struct Ping;
+
+    impl Event for Ping {
+        fn kind(&self) -> &'static str {
+            "ping"
+        }
+    }
+
+    #[test]
+    fn a_panicking_listener_is_skipped_and_the_others_still_hear() {
+        let bus = EventBus::new("test", "bus");
+        let heard = Arc::new(AtomicUsize::new(0));
+        bus.subscribe(|_: &Ping| panic!("listener bug"));
+        let h = heard.clone();
+        bus.subscribe(move |_: &Ping| {
+            h.fetch_add(1, Ordering::SeqCst);
+        });
+        bus.publish(Ping);
+        bus.publish(Ping);
+        assert_eq!(heard.load(Ordering::SeqCst), 2);
     }
 }
