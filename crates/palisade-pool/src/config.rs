@@ -16,6 +16,7 @@ use tower_service::Service;
 
 use crate::event::PoolEvent;
 use crate::handle::WorkerGuard;
+use crate::scaling::{ScalingPolicy, UtilisationPolicy};
 use crate::service::PoolService;
 use crate::shared::Shared;
 use crate::sizing::{Backoff, Sizing};
@@ -65,10 +66,6 @@ pub(crate) struct WorkerConfig<Req> {
     pub(crate) sizing: Sizing,
     pub(crate) member_concurrency: usize,
     pub(crate) strategy: Strategy,
-    pub(crate) scale_up_utilisation: f64,
-    pub(crate) scale_up_queue: usize,
-    pub(crate) scale_down_utilisation: f64,
-    pub(crate) scale_down_after: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) housekeeping_interval: Duration,
     pub(crate) make_timeout: Option<Duration>,
@@ -107,6 +104,7 @@ pub struct PoolServiceBuilder<Req, C = DefaultClassifier> {
     ewma_decay: Duration,
     seed: Option<u64>,
     listeners: Vec<Listener<PoolEvent>>,
+    policy: Option<Box<dyn ScalingPolicy>>,
 }
 
 impl<Req, C> fmt::Debug for PoolServiceBuilder<Req, C> {
@@ -121,6 +119,7 @@ impl<Req, C> fmt::Debug for PoolServiceBuilder<Req, C> {
             .field("strategy", &self.strategy)
             .field("priority", &self.priority.is_some())
             .field("idle_timeout", &self.idle_timeout)
+            .field("scaling_policy", &self.policy.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -151,6 +150,7 @@ impl<Req> Default for PoolServiceBuilder<Req> {
             ewma_decay: Duration::from_secs(10),
             seed: None,
             listeners: Vec::new(),
+            policy: None,
         }
     }
 }
@@ -286,7 +286,16 @@ impl<Req, C> PoolServiceBuilder<Req, C> {
             ewma_decay: self.ewma_decay,
             seed: self.seed,
             listeners: self.listeners,
+            policy: self.policy,
         }
+    }
+
+    /// Decides growth and shrinking with `policy` instead of the default
+    /// [`UtilisationPolicy`] (whose settings — `scale_up_utilisation`, `scale_up_queue`,
+    /// `scale_down` — are then not used); see the [`scaling`](crate::scaling) module.
+    pub fn scaling_policy<P: ScalingPolicy>(mut self, policy: P) -> Self {
+        self.policy = Some(Box::new(policy));
+        self
     }
 
     /// Evicts a member after this many calls in a row judged failures (default 5; 0 turns
@@ -413,17 +422,27 @@ impl<Req, C> PoolServiceBuilder<Req, C> {
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (tx, rx) = mpsc::unbounded_channel();
         let events = EventBus::with_listeners("pool", self.name.clone(), self.listeners);
-        let shared = Arc::new(Shared::new(self.name, events, self.queue_capacity, control_tx));
+        let shared = Arc::new(Shared::new(
+            self.name,
+            events,
+            self.queue_capacity,
+            self.member_concurrency,
+            control_tx,
+        ));
         let decay = matches!(self.strategy, Strategy::PeakEwma).then_some(self.ewma_decay);
         let rng = self.seed.map_or_else(AtomicRng::from_entropy, AtomicRng::seeded);
+        let policy = self.policy.unwrap_or_else(|| {
+            Box::new(UtilisationPolicy::new(
+                self.scale_up_utilisation,
+                self.scale_up_queue,
+                self.scale_down_utilisation,
+                self.scale_down_after,
+            ))
+        });
         let config = WorkerConfig {
             sizing: self.sizing,
             member_concurrency: self.member_concurrency,
             strategy: self.strategy,
-            scale_up_utilisation: self.scale_up_utilisation,
-            scale_up_queue: self.scale_up_queue,
-            scale_down_utilisation: self.scale_down_utilisation,
-            scale_down_after: self.scale_down_after,
             idle_timeout: self.idle_timeout,
             housekeeping_interval: self.housekeeping_interval,
             make_timeout: self.make_timeout,
@@ -442,6 +461,7 @@ impl<Req, C> PoolServiceBuilder<Req, C> {
             rng,
             rx,
             control_rx,
+            policy,
         );
         let worker = if self.priority.is_some() { worker.with_priority() } else { worker };
         let task = runtime.spawn(worker.run());

@@ -17,6 +17,11 @@ pub enum ScaleUpReason {
     Queue,
     /// An evicted member was replaced.
     Replacement,
+    /// An operator asked for more members ([`PoolHandle::scale_to`](crate::PoolHandle::scale_to),
+    /// [`scale_up`](crate::PoolHandle::scale_up)).
+    Operator,
+    /// A custom [`ScalingPolicy`](crate::scaling::ScalingPolicy) asked for it.
+    Policy,
 }
 
 /// Why a member was retired.
@@ -27,6 +32,11 @@ pub enum ScaleDownReason {
     LowUtilisation,
     /// The member was idle longer than `idle_timeout`.
     Idle,
+    /// An operator asked for fewer members ([`PoolHandle::scale_to`](crate::PoolHandle::scale_to),
+    /// [`scale_down`](crate::PoolHandle::scale_down)).
+    Operator,
+    /// A custom [`ScalingPolicy`](crate::scaling::ScalingPolicy) asked for it.
+    Policy,
 }
 
 /// Why a member was evicted.
@@ -85,6 +95,16 @@ pub enum PoolEvent {
         /// The error's message.
         error: Arc<str>,
     },
+    /// A call finished on a member (published only when a listener or `tracing` at TRACE
+    /// level would see it; `tracing` level TRACE).
+    Completed {
+        /// The member that served it.
+        member: u64,
+        /// From dispatch to the member until the response.
+        duration: Duration,
+        /// The classifier judged it a failure (or the member panicked).
+        failed: bool,
+    },
     /// Shutdown began: no new requests are accepted.
     ShutdownStarted,
     /// Shutdown finished and the members were dropped.
@@ -101,6 +121,7 @@ impl Event for PoolEvent {
             Self::ScaledDown { .. } => "scaled_down",
             Self::Evicted { .. } => "evicted",
             Self::MakeFailed { .. } => "make_failed",
+            Self::Completed { .. } => "completed",
             Self::ShutdownStarted => "shutdown_started",
             Self::ShutdownFinished { .. } => "shutdown_finished",
         }
@@ -109,6 +130,7 @@ impl Event for PoolEvent {
     fn level(&self) -> tracing::Level {
         match self {
             Self::Evicted { .. } | Self::MakeFailed { .. } => tracing::Level::WARN,
+            Self::Completed { .. } => tracing::Level::TRACE,
             _ => tracing::Level::INFO,
         }
     }

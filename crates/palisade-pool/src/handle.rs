@@ -13,6 +13,15 @@ use crate::shared::Shared;
 
 pub(crate) enum Control {
     Shutdown { deadline: Duration, done: oneshot::Sender<ShutdownReport> },
+    Scale(ScaleTo),
+}
+
+/// An operator's resize request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ScaleTo {
+    Exactly(usize),
+    Up(usize),
+    Down(usize),
 }
 
 impl fmt::Debug for Control {
@@ -21,6 +30,7 @@ impl fmt::Debug for Control {
             Self::Shutdown { deadline, .. } => {
                 f.debug_struct("Shutdown").field("deadline", deadline).finish()
             }
+            Self::Scale(to) => f.debug_tuple("Scale").field(to).finish(),
         }
     }
 }
@@ -49,8 +59,22 @@ pub struct MemberStats {
     pub in_flight: usize,
     /// Calls it finished.
     pub served: u64,
+    /// Of those, calls the classifier judged failures.
+    pub failed: u64,
+    /// Calls it takes at once (`member_concurrency`).
+    pub capacity: usize,
     /// Failures in a row, as the classifier judged them.
     pub failures_in_a_row: u32,
+}
+
+impl MemberStats {
+    /// `in_flight / capacity`: 0 idle, 1 full.
+    pub fn load(&self) -> f64 {
+        if self.capacity == 0 {
+            return 0.0;
+        }
+        self.in_flight as f64 / self.capacity as f64
+    }
 }
 
 /// A [`PoolService`](crate::PoolService)'s numbers at one moment.
@@ -75,6 +99,10 @@ pub struct Snapshot {
     pub make_failures: u64,
     /// Requests refused because the queue was full.
     pub rejected: u64,
+    /// Calls finished that the classifier did not judge failures.
+    pub completed: u64,
+    /// Calls finished that the classifier judged failures, or whose member panicked.
+    pub failed: u64,
     /// Whether the pool was shut down.
     pub closed: bool,
 }
@@ -136,6 +164,57 @@ impl PoolHandle {
         snapshot(self.shared())
     }
 
+    /// Resizes the pool to `n` members, clamped to `min_size..=max_size`: members are made
+    /// (one at a time, as always) or idle members retired (the longest idle first; busy
+    /// ones as soon as their calls finish) until the pool has that many. Until then the
+    /// scaling policy does not act; afterwards it takes over from the new size (so under
+    /// load a shrunk pool may grow again: change the policy or the bounds to pin a size).
+    ///
+    /// Events report [`ScaleUpReason::Operator`](crate::ScaleUpReason::Operator) and
+    /// [`ScaleDownReason::Operator`](crate::ScaleDownReason::Operator).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade_pool::{make_fn, PoolService};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade_core::BoxError> {
+    /// let make = make_fn(|| async {
+    ///     Ok::<_, std::io::Error>(tower::service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }))
+    /// });
+    /// let pool = PoolService::builder().min_size(1).max_size(8).build(make)?;
+    /// let handle = pool.handle();
+    /// handle.scale_to(5);
+    /// tokio::time::sleep(Duration::from_millis(10)).await;
+    /// assert_eq!(handle.snapshot().members.len(), 5);
+    /// handle.scale_down(2);
+    /// tokio::time::sleep(Duration::from_millis(10)).await;
+    /// assert_eq!(handle.snapshot().members.len(), 3);
+    /// handle.scale_to(100); // clamped to max_size
+    /// tokio::time::sleep(Duration::from_millis(10)).await;
+    /// assert_eq!(handle.snapshot().members.len(), 8);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn scale_to(&self, n: usize) {
+        let _ = self.shared().control.send(Control::Scale(ScaleTo::Exactly(n)));
+        self.shared().waker.wake();
+    }
+
+    /// Adds `k` members to the current target (clamped to `max_size`); see
+    /// [`scale_to`](PoolHandle::scale_to).
+    pub fn scale_up(&self, k: usize) {
+        let _ = self.shared().control.send(Control::Scale(ScaleTo::Up(k)));
+        self.shared().waker.wake();
+    }
+
+    /// Removes `k` members from the current target (clamped to `min_size`); see
+    /// [`scale_to`](PoolHandle::scale_to).
+    pub fn scale_down(&self, k: usize) {
+        let _ = self.shared().control.send(Control::Scale(ScaleTo::Down(k)));
+        self.shared().waker.wake();
+    }
+
     /// Shuts the pool down: new requests fail with
     /// [`Closed`](palisade_core::rejection::Closed) at once; queued requests are still
     /// dispatched and calls finish, for up to `deadline`; then requests still queued are
@@ -165,6 +244,8 @@ pub(crate) fn snapshot(shared: &Shared) -> Snapshot {
                 id: c.id,
                 in_flight: c.in_flight(),
                 served: c.served.load(Ordering::Relaxed),
+                failed: c.failed.load(Ordering::Relaxed),
+                capacity: shared.member_concurrency,
                 failures_in_a_row: c.failures_in_a_row.load(Ordering::Relaxed),
             }
         })
@@ -179,6 +260,8 @@ pub(crate) fn snapshot(shared: &Shared) -> Snapshot {
         evicted: shared.evicted.get(),
         make_failures: shared.make_failures.get(),
         rejected: shared.rejected.get(),
+        completed: shared.completed.get(),
+        failed: shared.failed.get(),
         closed: shared.is_closed(),
     }
 }

@@ -24,9 +24,15 @@
 //!   that panics (in `poll_ready`, `call`, its response future or a health check) fails
 //!   only the request involved, with [`Panicked`](error::Panicked), and is evicted and
 //!   replaced: the pool's worker never dies of user code.
-//! - **Handle**: [`PoolHandle`] gives [`Snapshot`]s, [`PoolEvent`]s and a graceful
-//!   [`shutdown`](PoolHandle::shutdown); [`PoolService::submit_batch`] runs many requests
-//!   and returns the results in order.
+//! - **Handle**: [`PoolHandle`] gives [`Snapshot`]s (per-member load, completed and failed
+//!   totals), [`PoolEvent`]s (including [`PoolEvent::Completed`] per call: which member,
+//!   how long), operator resizing ([`scale_to`](PoolHandle::scale_to),
+//!   [`scale_up`](PoolHandle::scale_up), [`scale_down`](PoolHandle::scale_down)) and a
+//!   graceful [`shutdown`](PoolHandle::shutdown); [`PoolService::submit_batch`] runs many
+//!   requests and returns the results in order
+//!   ([`submit_batch_with_priority`](PoolService::submit_batch_with_priority) ranks them).
+//! - **Policy**: growth and shrinking are decided by a [`ScalingPolicy`](scaling::ScalingPolicy)
+//!   (default: [`UtilisationPolicy`](scaling::UtilisationPolicy)).
 //!
 //! ## Example: a pool scaling under load
 //!
@@ -90,6 +96,7 @@ pub mod future;
 mod handle;
 mod member;
 pub mod resource;
+pub mod scaling;
 mod service;
 mod shared;
 mod sizing;

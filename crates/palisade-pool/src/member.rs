@@ -14,6 +14,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use crate::error::Panicked;
+use crate::event::PoolEvent;
 use crate::shared::Shared;
 
 /// The numbers of one member, read by the worker and by snapshots.
@@ -22,6 +23,8 @@ pub(crate) struct MemberCounters {
     pub(crate) id: u64,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) served: AtomicU64,
+    /// Calls it finished that were judged failures.
+    pub(crate) failed: AtomicU64,
     pub(crate) failures_in_a_row: AtomicU32,
     pub(crate) unhealthy: AtomicBool,
     /// Peak-EWMA round-trip estimate, in nanoseconds.
@@ -86,6 +89,7 @@ impl<C> MemberState<C> {
                 id,
                 in_flight: AtomicUsize::new(0),
                 served: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
                 failures_in_a_row: AtomicU32::new(0),
                 unhealthy: AtomicBool::new(false),
                 rtt_nanos: AtomicU64::new(duration_nanos(default_rtt)),
@@ -178,6 +182,17 @@ impl<F, C> Tracked<F, C> {
     }
 }
 
+/// Publishes the completion of a call whose member panicked.
+fn completed<C>(member: &MemberState<C>, started: Option<Instant>, failed: bool) {
+    let shared = &member.judge.shared;
+    if let Some(started) = started {
+        if shared.events.is_observed() {
+            let duration = Instant::now().saturating_duration_since(started);
+            shared.publish(PoolEvent::Completed { member: member.counters.id, duration, failed });
+        }
+    }
+}
+
 fn finish<C>(member: &MemberState<C>) {
     member.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
     let shared = &member.judge.shared;
@@ -207,14 +222,17 @@ where
                 let err = Panicked::new(member.judge.shared.name.clone(), "response", &*payload);
                 member.poison(err.message().into());
                 *this.done = true;
+                member.counters.failed.fetch_add(1, Ordering::Relaxed);
+                member.judge.shared.failed.increment();
+                completed(member, *this.started, true);
                 finish(member);
                 return Poll::Ready(Err(err.into()));
             }
         };
         let judge = &*member.judge;
-        let classified = catch_unwind(AssertUnwindSafe(|| match (*this.started, judge.decay) {
-            (Some(started), Some(decay)) => {
-                let now = Instant::now();
+        let now = this.started.map(|_| Instant::now());
+        let classified = catch_unwind(AssertUnwindSafe(|| match (*this.started, now, judge.decay) {
+            (Some(started), Some(now), Some(decay)) => {
                 let rtt = now.saturating_duration_since(started);
                 member.observe_rtt(rtt, now, decay);
                 judge.classifier.classify_timed(&result, rtt)
@@ -222,8 +240,22 @@ where
             _ => judge.classifier.classify(&result),
         }));
         // A panicking classifier gives no verdict.
+        let mut failed = false;
         if let Ok(verdict) = classified {
+            failed = !verdict.is_ignored() && verdict.is_failure();
             member.record(if verdict.is_ignored() { None } else { Some(verdict.is_failure()) });
+        }
+        if failed {
+            member.counters.failed.fetch_add(1, Ordering::Relaxed);
+            judge.shared.failed.increment();
+        } else {
+            judge.shared.completed.increment();
+        }
+        if let (Some(started), Some(now)) = (*this.started, now) {
+            if judge.shared.events.is_observed() {
+                let duration = now.saturating_duration_since(started);
+                judge.shared.publish(PoolEvent::Completed { member: member.counters.id, duration, failed });
+            }
         }
         member.counters.served.fetch_add(1, Ordering::Relaxed);
         *this.done = true;

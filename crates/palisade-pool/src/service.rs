@@ -119,6 +119,15 @@ impl<Req, Res> PoolService<Req, Res> {
 
     fn enqueue(&mut self, request: Req, slot: OwnedSemaphorePermit) -> ResponseFuture<Res> {
         let priority = self.priority.as_ref().map_or(0, |f| f(&request));
+        self.enqueue_ranked(request, slot, priority)
+    }
+
+    fn enqueue_ranked(
+        &mut self,
+        request: Req,
+        slot: OwnedSemaphorePermit,
+        priority: u8,
+    ) -> ResponseFuture<Res> {
         let (reply, response) = oneshot::channel();
         let shared = &self.worker.shared;
         shared.queued.add(1);
@@ -141,6 +150,40 @@ where
     where
         I: IntoIterator<Item = Req>,
     {
+        self.batch(requests, None).await
+    }
+
+    /// [`submit_batch`](PoolService::submit_batch) with every request ranked `priority`
+    /// in the queue (higher first; the builder's `priority` function is not consulted).
+    /// Waiting requests of a pool without a priority function have priority 0: a batch
+    /// with a higher priority overtakes them, and the queue becomes a priority queue from
+    /// then on (FIFO within a priority).
+    ///
+    /// ```
+    /// use palisade_pool::{make_fn, PoolService};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade_core::BoxError> {
+    /// let make = make_fn(|| async {
+    ///     Ok::<_, std::io::Error>(tower::service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }))
+    /// });
+    /// let pool = PoolService::builder().max_size(2).build(make)?;
+    /// let urgent = pool.submit_batch_with_priority([1, 2, 3], 200).await;
+    /// assert!(urgent.iter().all(Result::is_ok));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn submit_batch_with_priority<I>(&self, requests: I, priority: u8) -> Vec<Result<Res, BoxError>>
+    where
+        I: IntoIterator<Item = Req>,
+    {
+        self.batch(requests, Some(priority)).await
+    }
+
+    async fn batch<I>(&self, requests: I, priority: Option<u8>) -> Vec<Result<Res, BoxError>>
+    where
+        I: IntoIterator<Item = Req>,
+    {
         let calls = requests.into_iter().map(|request| {
             let mut svc = self.clone();
             async move {
@@ -148,7 +191,10 @@ where
                 let Ok(slot) = slots.acquire_owned().await else {
                     return Err(svc.shared().closed_error());
                 };
-                svc.enqueue(request, slot).await
+                match priority {
+                    Some(p) => svc.enqueue_ranked(request, slot, p).await,
+                    None => svc.enqueue(request, slot).await,
+                }
             }
         });
         futures_util::future::join_all(calls).await

@@ -35,6 +35,15 @@ pub(crate) struct Shared {
     pub(crate) evicted: Counter,
     pub(crate) make_failures: Counter,
     pub(crate) rejected: Counter,
+    /// Calls finished that the classifier did not judge failures.
+    pub(crate) completed: Counter,
+    /// Calls finished that the classifier judged failures (or whose member panicked).
+    pub(crate) failed: Counter,
+    /// Calls each member takes at once (for per-member load in snapshots).
+    pub(crate) member_concurrency: usize,
+    /// An operator's shrink waits for busy members to go idle: wake the worker on
+    /// completions.
+    pub(crate) shrink_pending: AtomicBool,
     pub(crate) members: Mutex<Vec<Arc<dyn MemberView>>>,
 }
 
@@ -43,6 +52,7 @@ impl Shared {
         name: Arc<str>,
         events: EventBus<PoolEvent>,
         queue_capacity: usize,
+        member_concurrency: usize,
         control: mpsc::UnboundedSender<Control>,
     ) -> Self {
         let n = &*name;
@@ -61,6 +71,10 @@ impl Shared {
             evicted: Counter::new("palisade_pool_members_evicted_total", n),
             make_failures: Counter::new("palisade_pool_make_failures_total", n),
             rejected: Counter::new("palisade_pool_rejected_total", n),
+            completed: Counter::new("palisade_pool_completed_total", n),
+            failed: Counter::new("palisade_pool_failed_total", n),
+            member_concurrency,
+            shrink_pending: AtomicBool::new(false),
             members: Mutex::new(Vec::new()),
             events,
             name,
@@ -84,7 +98,9 @@ impl Shared {
     /// Whether the worker wants to hear about every completed call.
     #[inline]
     pub(crate) fn wants_completions(&self) -> bool {
-        self.queued.get() > 0 || self.closed.load(Ordering::Relaxed)
+        self.queued.get() > 0
+            || self.closed.load(Ordering::Relaxed)
+            || self.shrink_pending.load(Ordering::Relaxed)
     }
 
     /// Publishes `event`, containing a panic of a listener: listeners are user code and the

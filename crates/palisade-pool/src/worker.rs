@@ -22,8 +22,9 @@ use tower_service::Service;
 use crate::config::{Strategy, WorkerConfig};
 use crate::error::Panicked;
 use crate::event::{EvictReason, PoolEvent, ScaleDownReason, ScaleUpReason};
-use crate::handle::{Control, ShutdownReport};
+use crate::handle::{Control, ScaleTo, ShutdownReport};
 use crate::member::{Judge, MemberState, MemberView, Tracked};
+use crate::scaling::{PoolLoad, ScalingPolicy};
 use crate::shared::Shared;
 use crate::sizing::Backoff;
 
@@ -82,6 +83,20 @@ enum Queue<Req, Res> {
 
 impl<Req, Res> Queue<Req, Res> {
     fn push(&mut self, message: Message<Req, Res>) {
+        if message.priority != 0 {
+            if let Self::Fifo(q) = self {
+                // A ranked request (a batch with a priority) turns the FIFO into a priority
+                // queue; the requests already waiting keep their order (priority 0, by seq).
+                let waiting = std::mem::take(q);
+                let mut heap = BinaryHeap::with_capacity(waiting.len() + 1);
+                let mut seq = 0;
+                for m in waiting {
+                    seq += 1;
+                    heap.push(Ranked { priority: m.priority, seq, message: m });
+                }
+                *self = Self::Priority { heap, seq };
+            }
+        }
         match self {
             Self::Fifo(q) => q.push_back(message),
             Self::Priority { heap, seq } => {
@@ -169,7 +184,6 @@ where
     housekeeping: Interval,
     rng: AtomicRng,
     next_turn: usize,
-    low_since: Option<Instant>,
     replacements_owed: usize,
     young_evictions: u32,
     next_id: u64,
@@ -177,6 +191,9 @@ where
     next_check: Option<Instant>,
     draining: Option<Draining>,
     candidates: Vec<usize>,
+    policy: Box<dyn ScalingPolicy>,
+    /// An operator's target size, until reached.
+    desired: Option<usize>,
 }
 
 impl<M, T, S, Req, C> Worker<M, T, S, Req, C>
@@ -204,6 +221,7 @@ where
         rng: AtomicRng,
         rx: mpsc::UnboundedReceiver<Message<Req, S::Response>>,
         control: mpsc::UnboundedReceiver<Control>,
+        policy: Box<dyn ScalingPolicy>,
     ) -> Self {
         let queue = Queue::Fifo(VecDeque::new());
         // Every deadline here saturates (a huge duration means "effectively never", see
@@ -228,7 +246,6 @@ where
             housekeeping,
             rng,
             next_turn: 0,
-            low_since: None,
             replacements_owed: 0,
             young_evictions: 0,
             next_id: 0,
@@ -236,6 +253,8 @@ where
             next_check,
             draining: None,
             candidates: Vec::new(),
+            policy,
+            desired: None,
             config,
         }
     }
@@ -264,6 +283,8 @@ where
             self.housekeep();
             let _ = self.housekeeping.poll_tick(cx);
         }
+        // Before dispatching, so that members an operator asked to retire take no new call.
+        self.shrink_to_desired();
         // Bounded, so that members failing as soon as they join cannot spin the worker.
         let mut joins = 0;
         loop {
@@ -283,6 +304,8 @@ where
                 return Poll::Pending;
             }
         }
+        // Again after making: forgets a target reached this turn.
+        self.shrink_to_desired();
         if let Some(draining) = &mut self.draining {
             if self.queue.is_empty() && self.shared.in_flight.get() <= 0 {
                 self.finish_shutdown(true);
@@ -312,6 +335,19 @@ where
                 self.shared.publish(PoolEvent::ShutdownStarted);
                 let deadline = Box::pin(tokio::time::sleep_until(deadline_from_now(deadline)));
                 self.draining = Some(Draining { deadline, replies: vec![done] });
+            }
+            Control::Scale(to) => {
+                if self.draining.is_some() {
+                    return;
+                }
+                let current = self.desired.unwrap_or(self.members.len() + usize::from(self.making.is_some()));
+                let target = match to {
+                    ScaleTo::Exactly(n) => n,
+                    ScaleTo::Up(k) => current.saturating_add(k),
+                    ScaleTo::Down(k) => current.saturating_sub(k),
+                };
+                let sizing = self.config.sizing;
+                self.desired = Some(target.clamp(sizing.min, sizing.max));
             }
         }
     }
@@ -503,7 +539,8 @@ where
         };
         m.state.counters.in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.shared.in_flight.add(1);
-        let started = self.judge.decay.map(|_| Instant::now());
+        // The start is read for peak-EWMA and for completion events (when observed).
+        let started = (self.judge.decay.is_some() || self.shared.events.is_observed()).then(Instant::now);
         let future = Tracked::new(call, m.state.clone(), started);
         // If the caller went away meanwhile, the call is dropped (cancelled) right here.
         let _ = reply.send(Ok(Box::pin(future)));
@@ -607,15 +644,6 @@ where
 
     // === scaling ===
 
-    fn utilisation(&self) -> f64 {
-        let capacity = self.members.len().saturating_mul(self.config.member_concurrency);
-        if capacity == 0 {
-            return if self.queue.is_empty() { 0.0 } else { 1.0 };
-        }
-        let in_flight: usize = self.members.iter().map(|m| m.state.counters.in_flight()).sum();
-        in_flight as f64 / capacity as f64
-    }
-
     fn start_making(&mut self, cx: &mut Context<'_>) {
         if self.making.is_some() {
             return;
@@ -636,14 +664,23 @@ where
             ScaleUpReason::Replacement
         } else if n < sizing.min {
             ScaleUpReason::Minimum
-        } else if (self.config.scale_up_queue > 0 && self.queue.len() >= self.config.scale_up_queue)
-            || (n == 0 && !self.queue.is_empty())
-        {
+        } else if self.desired.is_some_and(|d| d > n) {
+            ScaleUpReason::Operator
+        } else if n == 0 && !self.queue.is_empty() {
             ScaleUpReason::Queue
-        } else if n > 0 && self.utilisation() >= self.config.scale_up_utilisation {
-            ScaleUpReason::Utilisation
-        } else {
+        } else if self.desired.is_some() || self.draining.is_some() {
             return;
+        } else {
+            let load = self.pool_load(Instant::now());
+            let policy = &mut self.policy;
+            match catch_unwind(AssertUnwindSafe(|| policy.scale_up(&load))) {
+                Ok(Some(reason)) => reason,
+                Ok(None) => return,
+                Err(_) => {
+                    tracing::warn!(target: "palisade", pool = %self.shared.name, "the scaling policy panicked");
+                    return;
+                }
+            }
         };
         // The `MakeService` is user code run on the worker's task: a panic in it counts as a
         // failed make (with backoff), never ends the worker.
@@ -757,21 +794,62 @@ where
                 self.next_check = Some(deadline_after(now, check.interval));
             }
         }
-        if self.utilisation() < self.config.scale_down_utilisation && self.queue.is_empty() {
-            let since = *self.low_since.get_or_insert(now);
-            if now.saturating_duration_since(since) >= self.config.scale_down_after
-                && self.config.sizing.can_shrink(self.members.len())
-                && self.retire_one(now, Duration::ZERO, ScaleDownReason::LowUtilisation)
-            {
-                self.low_since = Some(now);
+        if self.desired.is_none() {
+            let load = self.pool_load(now);
+            let policy = &mut self.policy;
+            match catch_unwind(AssertUnwindSafe(|| policy.scale_down(&load))) {
+                Ok(Some(reason)) => {
+                    if self.config.sizing.can_shrink(self.members.len()) {
+                        self.retire_one(now, Duration::ZERO, reason);
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    tracing::warn!(target: "palisade", pool = %self.shared.name, "the scaling policy panicked");
+                }
             }
-        } else {
-            self.low_since = None;
         }
         if let Some(idle) = self.config.idle_timeout {
             while self.config.sizing.can_shrink(self.members.len())
                 && self.retire_one(now, idle, ScaleDownReason::Idle)
             {}
+        }
+    }
+
+    /// The load a scaling policy sees.
+    fn pool_load(&self, now: Instant) -> PoolLoad {
+        let members = self.members.len();
+        let in_flight: usize = self.members.iter().map(|m| m.state.counters.in_flight()).sum();
+        let idle_members = self.members.iter().filter(|m| m.state.counters.in_flight() == 0).count();
+        PoolLoad {
+            members,
+            idle_members,
+            in_flight,
+            capacity: members.saturating_mul(self.config.member_concurrency),
+            queued: self.queue.len(),
+            min_size: self.config.sizing.min,
+            max_size: self.config.sizing.max,
+            now,
+        }
+    }
+
+    /// Works towards an operator's target: retires idle members while there are too many
+    /// (busy ones when their calls finish), and forgets the target once reached.
+    fn shrink_to_desired(&mut self) {
+        let Some(d) = self.desired else { return };
+        if self.draining.is_some() {
+            self.desired = None;
+            self.shared.shrink_pending.store(false, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        let now = Instant::now();
+        while self.members.len() > d && self.retire_one(now, Duration::ZERO, ScaleDownReason::Operator) {}
+        let n = self.members.len();
+        self.shared.shrink_pending.store(n > d, std::sync::atomic::Ordering::Relaxed);
+        // Growing is finished by `start_making`/`poll_making`; the target is forgotten on
+        // the turn after it is reached.
+        if n == d && self.making.is_none() {
+            self.desired = None;
         }
     }
 
