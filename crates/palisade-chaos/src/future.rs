@@ -154,6 +154,8 @@ where
                     let _ = ready!(fut.poll(cx));
                     this.state.set(InjectedState::Hung);
                 }
+                // Deliberately no waker: an injected hang answers never, until it is dropped
+                // (the one `Pending` in palisade that nothing will wake).
                 InjectedProj::Hung => return Poll::Pending,
                 InjectedProj::Answer { result } => {
                     return Poll::Ready(

@@ -85,6 +85,10 @@
 //! # Limits that protect the host
 //!
 //! - **No shell.** Arguments are a vector; `"; rm -rf /"` is one literal argument.
+//! - **Program found at build.** A program named without a `/` (`"cargo"`) is looked up in
+//!   the parent's `PATH` (or [`search_path`](ProcessBuilder::search_path)) when the service
+//!   is built, and the child runs that file; a program not found fails the build with a
+//!   `ConfigError` (field `program`). The lookup does not give `PATH` to the child.
 //! - **Environment cleared** by default; pass variables through with
 //!   [`env_allow`](ProcessBuilder::env_allow) or set them with
 //!   [`env`](ProcessBuilder::env).
@@ -92,7 +96,12 @@
 //!   cap; past it the output is truncated and flagged, or the process killed
 //!   ([`OutputLimitAction`]).
 //! - **Timeout** (30 s by default): the child's whole process group is killed, grandchildren
-//!   included (Unix: every child leads a new process group, killed with `killpg`).
+//!   included (Unix: every child leads a new process group, killed with `killpg`). A huge
+//!   timeout or shutdown grace (`Duration::MAX`) saturates to "effectively never"
+//!   ([`palisade_core::time`]).
+//! - **User code that panics** — a [`Codec`], a [`worker`] handler, an event listener —
+//!   fails its own request (a worker whose codec panics reading an answer is killed as
+//!   broken, like a protocol error); the supervisor, the factory and the service go on.
 //! - **Concurrency**: at most `max_concurrency` children at once, reserved in `poll_ready`.
 //!
 //! # No zombies, no leaks
