@@ -73,7 +73,7 @@ impl StripedTimeWindow {
         Self(window::StripedTimeWindow::new(length_nanos, buckets, stripes))
     }
     pub fn record(&self, stripe: usize, now_nanos: u64, failure: bool, slow: bool) {
-        self.0.record(stripe, now_nanos, Sample { failure, slow });
+        self.0.record(stripe, self.0.period(now_nanos), Sample { failure, slow });
     }
     pub fn snapshot(&self, now_nanos: u64) -> Totals {
         totals(self.0.snapshot(now_nanos))

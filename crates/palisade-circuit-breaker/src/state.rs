@@ -952,7 +952,7 @@ impl<C> Striped<C> {
     /// A counted reference for a call made on this thread.
     #[inline]
     pub(crate) fn hold(&self) -> Holder<C> {
-        Holder::Striped(self.refs[stripe() % self.refs.len()].clone())
+        Holder::Striped(self.refs[stripe() & (self.refs.len() - 1)].clone())
     }
 }
 

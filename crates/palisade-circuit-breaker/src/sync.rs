@@ -71,12 +71,14 @@ pub(crate) struct StripedCounter {
 
 impl StripedCounter {
     pub(crate) fn new(stripes: usize) -> Self {
-        Self { cells: (0..stripes.max(1)).map(|_| CachePadded(AtomicU64::new(0))).collect() }
+        Self {
+            cells: (0..stripes.max(1).next_power_of_two()).map(|_| CachePadded(AtomicU64::new(0))).collect(),
+        }
     }
 
     #[inline]
     pub(crate) fn increment(&self, stripe: usize) {
-        self.cells[stripe % self.cells.len()].fetch_add(1, Ordering::Relaxed);
+        self.cells[stripe & (self.cells.len() - 1)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn get(&self) -> u64 {

@@ -170,27 +170,31 @@ struct Bucket {
 /// rates over a window shrug off.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
-    buckets: Box<[Bucket]>,
+    /// A power of two of slots, at least `buckets`: period `idx` lives in slot
+    /// `idx & mask`, found without a division.
+    slots: Box<[Bucket]>,
+    mask: u64,
+    /// The configured number of buckets: the window is the last `buckets` periods.
+    buckets: u64,
     bucket_nanos: u64,
 }
 
 impl TimeWindow {
     pub(crate) fn new(length_nanos: u64, buckets: u32) -> Self {
         let n = u64::from(buckets.max(1));
+        let slots = n.next_power_of_two();
         Self {
-            buckets: (0..n)
+            slots: (0..slots)
                 .map(|_| Bucket {
                     epoch: AtomicU64::new(NO_EPOCH),
                     counts: AtomicU64::new(0),
                     slow: AtomicU64::new(0),
                 })
                 .collect(),
+            mask: slots - 1,
+            buckets: n,
             bucket_nanos: (length_nanos / n).max(1),
         }
-    }
-
-    fn len(&self) -> u64 {
-        self.buckets.len() as u64
     }
 
     /// Makes `bucket` count period `idx`; `false` if it already counts a later period.
@@ -213,10 +217,15 @@ impl TimeWindow {
     }
 
     /// Records `sample` at `now_nanos`.
-    #[inline]
+    #[cfg(any(test, loom))]
     pub(crate) fn record(&self, now_nanos: u64, sample: Sample) {
-        let idx = now_nanos / self.bucket_nanos;
-        let bucket = &self.buckets[(idx % self.len()) as usize];
+        self.record_in(now_nanos / self.bucket_nanos, sample);
+    }
+
+    /// Records `sample` in period `idx`.
+    #[inline]
+    pub(crate) fn record_in(&self, idx: u64, sample: Sample) {
+        let bucket = &self.slots[(idx & self.mask) as usize];
         if !Self::rotate(bucket, idx) {
             return;
         }
@@ -226,15 +235,20 @@ impl TimeWindow {
         }
     }
 
-    /// The aggregate of the window ending at `now_nanos`: the buckets of the last `len`
-    /// periods.
+    /// The aggregate of the window ending at `now_nanos`.
+    #[cfg(any(test, loom))]
     pub(crate) fn snapshot(&self, now_nanos: u64) -> Aggregate {
-        let idx = now_nanos / self.bucket_nanos;
+        self.snapshot_in(now_nanos / self.bucket_nanos)
+    }
+
+    /// The aggregate of the window ending in period `idx`: the buckets of the last
+    /// `buckets` periods.
+    pub(crate) fn snapshot_in(&self, idx: u64) -> Aggregate {
         let mut counts = 0u64;
         let mut slow = 0u64;
-        for bucket in &*self.buckets {
+        for bucket in &*self.slots {
             let epoch = bucket.epoch.load(Ordering::Acquire);
-            if epoch != NO_EPOCH && epoch.saturating_add(self.len()) > idx {
+            if epoch != NO_EPOCH && epoch.saturating_add(self.buckets) > idx {
                 counts = counts.wrapping_add(bucket.counts.load(Ordering::Acquire));
                 slow = slow.wrapping_add(bucket.slow.load(Ordering::Acquire));
             }
@@ -243,7 +257,7 @@ impl TimeWindow {
     }
 
     pub(crate) fn reset(&self) {
-        for bucket in &*self.buckets {
+        for bucket in &*self.slots {
             bucket.epoch.store(NO_EPOCH, Ordering::Release);
             bucket.counts.store(0, Ordering::Release);
             bucket.slow.store(0, Ordering::Release);
@@ -261,32 +275,41 @@ impl TimeWindow {
 /// written by other threads); only judging reads every stripe.
 #[derive(Debug)]
 pub(crate) struct StripedTimeWindow {
+    /// A power of two of stripes.
     stripes: Box<[CachePadded<TimeWindow>]>,
+    bucket_nanos: u64,
 }
 
 impl StripedTimeWindow {
     pub(crate) fn new(length_nanos: u64, buckets: u32, stripes: usize) -> Self {
-        Self {
-            stripes: (0..stripes.max(1))
-                .map(|_| CachePadded(TimeWindow::new(length_nanos, buckets)))
-                .collect(),
-        }
+        let window = TimeWindow::new(length_nanos, buckets);
+        let bucket_nanos = window.bucket_nanos;
+        let mut all = vec![CachePadded(window)];
+        all.extend(
+            (1..stripes.max(1).next_power_of_two())
+                .map(|_| CachePadded(TimeWindow::new(length_nanos, buckets))),
+        );
+        Self { stripes: all.into_boxed_slice(), bucket_nanos }
     }
 
-    fn period(&self, now_nanos: u64) -> u64 {
-        now_nanos / self.stripes[0].bucket_nanos
+    /// The bucket period of `now_nanos` (the one division of a call).
+    #[inline]
+    pub(crate) fn period(&self, now_nanos: u64) -> u64 {
+        now_nanos / self.bucket_nanos
     }
 
-    /// Records `sample` at `now_nanos` in `stripe` (any number: it is reduced).
-    pub(crate) fn record(&self, stripe: usize, now_nanos: u64, sample: Sample) {
-        self.stripes[stripe % self.stripes.len()].record(now_nanos, sample);
+    /// Records `sample` in period `idx` in `stripe` (any number: it is reduced).
+    #[inline]
+    pub(crate) fn record(&self, stripe: usize, idx: u64, sample: Sample) {
+        self.stripes[stripe & (self.stripes.len() - 1)].record_in(idx, sample);
     }
 
     /// The aggregate of every stripe's window ending at `now_nanos`.
     pub(crate) fn snapshot(&self, now_nanos: u64) -> Aggregate {
+        let idx = self.period(now_nanos);
         let mut total = Aggregate::default();
         for stripe in &*self.stripes {
-            let a = stripe.snapshot(now_nanos);
+            let a = stripe.snapshot_in(idx);
             total.calls += a.calls;
             total.failures += a.failures;
             total.slow += a.slow;
@@ -358,13 +381,6 @@ impl Window {
         }
     }
 
-    fn period(&self, now_nanos: u64) -> u64 {
-        match &self.kind {
-            WindowKind::Count(_) => 0,
-            WindowKind::Time(w) => w.period(now_nanos),
-        }
-    }
-
     /// Records `sample`; returns whether a count window took a position for it (its
     /// position counter then counts the call), and the window's aggregate when it has to be
     /// judged, `None` when the sample cannot change a decision (see the type's docs).
@@ -376,14 +392,14 @@ impl Window {
         sample: Sample,
         minimum_calls: u64,
     ) -> (bool, Option<Aggregate>) {
-        let claimed = match &self.kind {
-            WindowKind::Count(w) => w.record(sample),
+        let (claimed, period) = match &self.kind {
+            WindowKind::Count(w) => (w.record(sample), 0),
             WindowKind::Time(w) => {
-                w.record(stripe, now_nanos, sample);
-                false
+                let period = w.period(now_nanos);
+                w.record(stripe, period, sample);
+                (false, period)
             }
         };
-        let period = self.period(now_nanos);
         if !sample.failure && !sample.slow && self.warm.load(Ordering::Relaxed) == period {
             return (claimed, None);
         }
@@ -585,12 +601,30 @@ mod tests {
     }
 
     #[test]
+    fn a_time_window_of_three_buckets_holds_three_periods_in_four_slots() {
+        let s = 1_000_000_000;
+        let w = TimeWindow::new(3 * s, 3);
+        for t in 0..3 {
+            w.record(t * s, FAIL);
+        }
+        assert_eq!(w.snapshot(2 * s).calls, 3);
+        // Period 0 leaves at 3 s although its slot is not reused yet ...
+        assert_eq!(w.snapshot(3 * s).calls, 2);
+        // ... and period 3 takes the fourth slot.
+        w.record(3 * s, OK);
+        assert_eq!(w.snapshot(3 * s), Aggregate { calls: 3, failures: 2, slow: 0 });
+        // Period 4 reuses period 0's slot.
+        w.record(4 * s, OK);
+        assert_eq!(w.snapshot(4 * s), Aggregate { calls: 3, failures: 1, slow: 0 });
+    }
+
+    #[test]
     fn striped_time_window_is_the_sum_of_its_stripes() {
         let s = 1_000_000_000;
         let w = StripedTimeWindow::new(10 * s, 10, 3);
         w.record(0, 0, FAIL);
-        w.record(1, s, OK);
-        w.record(7, 2 * s, SLOW_OK); // any stripe number: reduced
+        w.record(1, 1, OK);
+        w.record(7, 2, SLOW_OK); // any stripe number: reduced
         assert_eq!(w.snapshot(2 * s), Aggregate { calls: 3, failures: 1, slow: 1 });
         assert_eq!(w.snapshot(10 * s), Aggregate { calls: 2, failures: 0, slow: 1 });
         w.reset();
