@@ -19,6 +19,7 @@
 //! | `fallback` | `palisade-fallback` | `fallback` |
 //! | `chaos` | `palisade-chaos` | `chaos` |
 //! | `scope` | `palisade-scope`: scopes, graceful drain, poller, lifecycle hooks | `scope` |
+//! | `redis` | `palisade-redis`: fleet-wide rate limit, bulkhead and breaker over Redis | `redis` |
 //!
 //! To name a stack, store it in a struct or an axum state, and call it from `tokio::spawn` or
 //! an axum handler (and what to do about rustc's "implementation of `From` is not general
@@ -57,6 +58,9 @@ pub use palisade_process as process;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use palisade_rate_limit as rate_limit;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use palisade_redis as redis;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use palisade_retry as retry;

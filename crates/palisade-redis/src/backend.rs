@@ -1,0 +1,339 @@
+//! The shared Redis connection: a timeout on every call, palisade's own circuit breaker around
+//! the connection, events and metrics for every failure.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use palisade_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+use palisade_core::config::ConfigError;
+use palisade_core::event::{Event, EventBus};
+use palisade_core::metric::Counter;
+use redis::aio::ConnectionManager;
+use tower::{Layer, Service, ServiceExt};
+use tracing::Level;
+
+/// One Redis operation, boxed so that the breaker-guarded executor has a nameable type (a
+/// newtype: a bare `Pin<Box<dyn Future>>` request type trips rustc's higher-ranked
+/// lifetime check once the call is spawned).
+pub(crate) struct RedisCall(
+    Pin<Box<dyn Future<Output = Result<redis::Value, BackendError>> + Send + 'static>>,
+);
+
+/// Why a Redis call gave no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The call took longer than the backend's timeout.
+    #[error("redis call timed out after {0:?}")]
+    Timeout(Duration),
+    /// Redis (or the connection) answered with an error.
+    #[error("redis error: {0}")]
+    Redis(Arc<redis::RedisError>),
+    /// palisade's breaker around the connection is open: Redis was not asked.
+    #[error("the circuit breaker around redis is open")]
+    BreakerOpen,
+    /// The answer had an unexpected shape.
+    #[error("unexpected redis reply: {0}")]
+    Reply(String),
+}
+
+/// What a backend publishes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RedisEvent {
+    /// A Redis call failed or timed out, or the guard breaker refused it.
+    CallFailed {
+        /// What the call was for (`"gcra"`, `"lease"`, `"breaker"`, …).
+        op: &'static str,
+        /// Why.
+        error: BackendError,
+    },
+    /// A decision was made without Redis, by the configured [`OnRedisDown`](crate::OnRedisDown) policy.
+    Fallback {
+        /// What the decision was for.
+        op: &'static str,
+        /// The policy applied (`"fail_open"`, `"fail_closed"`, `"local"`).
+        policy: &'static str,
+    },
+}
+
+impl Event for RedisEvent {
+    fn kind(&self) -> &'static str {
+        match self {
+            RedisEvent::CallFailed { .. } => "call_failed",
+            RedisEvent::Fallback { .. } => "fallback",
+        }
+    }
+    fn level(&self) -> Level {
+        Level::WARN
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Exec;
+
+impl Service<RedisCall> for Exec {
+    type Response = redis::Value;
+    type Error = BackendError;
+    type Future = Pin<Box<dyn Future<Output = Result<redis::Value, BackendError>> + Send + 'static>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, req: RedisCall) -> Self::Future {
+        req.0
+    }
+}
+
+/// The counters of a [`RedisBackend`].
+#[derive(Debug)]
+pub struct BackendMetrics {
+    /// Redis calls made.
+    pub calls: Counter,
+    /// Redis calls that failed, timed out or were refused by the guard breaker.
+    pub failures: Counter,
+    /// Decisions made by the down policy instead of Redis.
+    pub fallbacks: Counter,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    timeout: Duration,
+    guard: CircuitBreaker<Exec>,
+    events: EventBus<RedisEvent>,
+    metrics: BackendMetrics,
+    prefix: Arc<str>,
+}
+
+/// A connection to the Redis the fleet shares. Cheap to clone; every clone shares the
+/// connection, the guard breaker, the events and the metrics.
+///
+/// The connection is redis-rs' `ConnectionManager`: one multiplexed connection (concurrent
+/// calls are pipelined on it) that reconnects by itself with backoff. Every call has a
+/// timeout; timeouts and errors feed palisade's circuit breaker around the connection, so
+/// while Redis is down calls fail at once instead of each waiting for the timeout.
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("timeout", &self.inner.timeout)
+            .field("prefix", &self.inner.prefix)
+            .finish()
+    }
+}
+
+/// Builds a [`RedisBackend`].
+#[derive(Debug, Clone)]
+pub struct RedisBackendBuilder {
+    url: String,
+    name: Arc<str>,
+    prefix: Arc<str>,
+    timeout: Duration,
+    guard_failures: u32,
+    guard_wait: Duration,
+}
+
+impl RedisBackend {
+    /// A builder for a backend on `url` (`redis://host:port/db`).
+    pub fn builder(url: impl Into<String>) -> RedisBackendBuilder {
+        RedisBackendBuilder {
+            url: url.into(),
+            name: "redis".into(),
+            prefix: "palisade".into(),
+            timeout: Duration::from_millis(50),
+            guard_failures: 5,
+            guard_wait: Duration::from_secs(1),
+        }
+    }
+
+    /// Subscribes to the backend's events.
+    pub fn subscribe<F: Fn(&RedisEvent) + Send + Sync + 'static>(&self, f: F) {
+        self.inner.events.subscribe(f);
+    }
+
+    /// The backend's counters.
+    pub fn metrics(&self) -> &BackendMetrics {
+        &self.inner.metrics
+    }
+
+    /// The timeout applied to every Redis call.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    pub(crate) fn key(&self, parts: &[&str]) -> String {
+        let mut k =
+            String::with_capacity(self.inner.prefix.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+        k.push_str(&self.inner.prefix);
+        for p in parts {
+            k.push(':');
+            k.push_str(p);
+        }
+        k
+    }
+
+    /// Runs `op` on the connection with the timeout, through the guard breaker.
+    ///
+    /// Boxed with an explicit `Send + 'static` so that callers can spawn it (rustc cannot
+    /// prove the breaker's `Service` impl general enough through an `async fn`).
+    pub(crate) fn run<F, Fut>(
+        &self,
+        what: &'static str,
+        op: F,
+    ) -> Pin<Box<dyn Future<Output = Result<redis::Value, BackendError>> + Send + 'static>>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<redis::Value>> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        inner.metrics.calls.increment();
+        let timeout = inner.timeout;
+        let fut = op(inner.conn.clone());
+        let call = RedisCall(Box::pin(async move {
+            match tokio::time::timeout(timeout, fut).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(BackendError::Redis(Arc::new(e))),
+                Err(_) => Err(BackendError::Timeout(timeout)),
+            }
+        }));
+        let guarded = inner.guard.clone().oneshot(call);
+        Box::pin(async move {
+            let result = match guarded.await {
+                Ok(v) => Ok(v),
+                Err(e) => Err(match e.downcast::<BackendError>() {
+                    Ok(b) => *b,
+                    Err(other) => {
+                        if palisade_core::rejection::find::<palisade_core::rejection::CircuitOpen>(&*other)
+                            .is_some()
+                        {
+                            BackendError::BreakerOpen
+                        } else {
+                            BackendError::Reply(other.to_string())
+                        }
+                    }
+                }),
+            };
+            if let Err(error) = &result {
+                inner.metrics.failures.increment();
+                inner.events.publish(RedisEvent::CallFailed { op: what, error: error.clone() });
+            }
+            result
+        })
+    }
+
+    pub(crate) fn fallback(&self, op: &'static str, policy: &'static str) {
+        self.inner.metrics.fallbacks.increment();
+        self.inner.events.publish(RedisEvent::Fallback { op, policy });
+    }
+}
+
+impl RedisBackendBuilder {
+    /// The name used for events, metrics and the guard breaker. Default `"redis"`.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+    /// The prefix of every Redis key. Default `"palisade"`.
+    pub fn key_prefix(mut self, prefix: impl Into<Arc<str>>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+    /// The timeout of every Redis call (connecting included). Default 50 ms.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    /// The guard breaker opens after `failures` consecutive failed Redis calls and stays open
+    /// for `wait` (then lets one trial call through). Default 5 and 1 s.
+    pub fn guard(mut self, failures: u32, wait: Duration) -> Self {
+        self.guard_failures = failures;
+        self.guard_wait = wait;
+        self
+    }
+
+    /// Builds the backend. The connection is made lazily: building succeeds while Redis is
+    /// down. Must be called inside a tokio runtime.
+    pub fn build(self) -> Result<RedisBackend, ConfigError> {
+        palisade_core::config::ensure_nonzero_duration("timeout", self.timeout)?;
+        palisade_core::config::ensure_nonzero_duration("guard.wait", self.guard_wait)?;
+        if self.guard_failures == 0 {
+            return Err(ConfigError::new("guard.failures", "must be at least 1"));
+        }
+        let client =
+            redis::Client::open(self.url.as_str()).map_err(|e| ConfigError::new("url", e.to_string()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| ConfigError::new("url", e.to_string()))?;
+        let guard_layer = CircuitBreakerLayer::builder()
+            .name(format!("{}-guard", self.name))
+            .consecutive_failures(self.guard_failures)
+            .wait_in_open(self.guard_wait)
+            .build()
+            .map_err(|e| ConfigError::new(format!("guard.{}", e.field()), e.rule().to_owned()))?;
+        let name = self.name.clone();
+        Ok(RedisBackend {
+            inner: Arc::new(Inner {
+                conn,
+                timeout: self.timeout,
+                guard: guard_layer.layer(Exec),
+                events: EventBus::new("redis", name.clone()),
+                metrics: BackendMetrics {
+                    calls: Counter::new("palisade_redis_calls_total", &name),
+                    failures: Counter::new("palisade_redis_failures_total", &name),
+                    fallbacks: Counter::new("palisade_redis_fallbacks_total", &name),
+                },
+                prefix: self.prefix,
+            }),
+        })
+    }
+}
+
+/// A Lua script run with `EVALSHA`; loaded with `SCRIPT LOAD` on the first `NOSCRIPT` (after a
+/// Redis restart or `SCRIPT FLUSH`) and retried once.
+#[derive(Debug, Clone)]
+pub(crate) struct LuaScript {
+    code: &'static str,
+    sha: Arc<str>,
+}
+
+impl LuaScript {
+    pub(crate) fn new(code: &'static str) -> Self {
+        Self { code, sha: redis::Script::new(code).get_hash().into() }
+    }
+
+    /// An `EVALSHA` command with `keys`; push the arguments onto it.
+    pub(crate) fn cmd(&self, keys: &[String]) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&*self.sha).arg(keys.len()).arg(keys);
+        cmd
+    }
+
+    pub(crate) async fn run(
+        code: &'static str,
+        cmd: redis::Cmd,
+        mut conn: ConnectionManager,
+    ) -> redis::RedisResult<redis::Value> {
+        match cmd.query_async::<redis::Value>(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                let _: String = redis::cmd("SCRIPT").arg("LOAD").arg(code).query_async(&mut conn).await?;
+                cmd.query_async(&mut conn).await
+            }
+            other => other,
+        }
+    }
+
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+}

@@ -1,0 +1,511 @@
+//! Distributed GCRA rate limiting: one atomic Lua script per decision.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use palisade_core::config::ConfigError;
+use palisade_core::rejection::RateLimited;
+use palisade_core::time::deadline_after;
+use tokio::time::Instant;
+
+use crate::backend::{LuaScript, RedisBackend};
+use crate::OnRedisDown;
+
+/// The GCRA script. `KEYS`: one key per tier. `ARGV[1]`: tokens wanted, `ARGV[2]`: the least
+/// number of tokens accepted (== wanted in exact mode, 1 … wanted when taking a batch),
+/// then per tier: emission interval in µs and capacity in tokens. Time comes from Redis'
+/// `TIME`, so instances with skewed clocks agree. Every tier is checked before any is
+/// written: a refusal by a later tier spends nothing in the earlier ones. Each key expires
+/// when its theoretical arrival time is reached, so memory stays bounded.
+/// Returns `{granted, retry_after_us, remaining}`.
+pub(crate) const GCRA_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local want = tonumber(ARGV[1])
+local least = tonumber(ARGV[2])
+local n = #KEYS
+local tats = {}
+local grant = want
+for i = 1, n do
+  local T = tonumber(ARGV[1 + 2 * i])
+  local cap = tonumber(ARGV[2 + 2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  tats[i] = tat
+  local avail = math.floor((T * cap - (tat - now)) / T + 1e-9)
+  if avail < grant then grant = avail end
+end
+if grant < least then
+  local retry = 0
+  for i = 1, n do
+    local T = tonumber(ARGV[1 + 2 * i])
+    local cap = tonumber(ARGV[2 + 2 * i])
+    local r = tats[i] + T * least - T * cap - now
+    if r > retry then retry = r end
+  end
+  return {0, math.ceil(retry), 0}
+end
+local remaining = -1
+for i = 1, n do
+  local T = tonumber(ARGV[1 + 2 * i])
+  local cap = tonumber(ARGV[2 + 2 * i])
+  local tat = tats[i] + T * grant
+  local ttl = math.ceil((tat - now) / 1000)
+  if ttl < 1 then ttl = 1 end
+  redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', ttl)
+  local left = math.floor((T * cap - (tat - now)) / T + 1e-9)
+  if remaining < 0 or left < remaining then remaining = left end
+end
+return {grant, 0, remaining}
+";
+
+/// One tier of a quota: `limit` tokens per `period`, with a burst of `burst` tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quota {
+    limit: u64,
+    period: Duration,
+    burst: u64,
+}
+
+impl Quota {
+    /// `limit` tokens per `period`; the burst is `limit` (a full bucket may be spent at once).
+    pub fn per(limit: u64, period: Duration) -> Self {
+        Self { limit, period, burst: limit }
+    }
+    /// Sets the burst (the bucket's capacity).
+    pub fn burst(mut self, burst: u64) -> Self {
+        self.burst = burst;
+        self
+    }
+    fn validate(&self, field: &str) -> Result<(), ConfigError> {
+        if self.limit == 0 || self.burst == 0 {
+            return Err(ConfigError::new(format!("{field}.limit"), "limit and burst must be at least 1"));
+        }
+        if self.period.is_zero() {
+            return Err(ConfigError::new(format!("{field}.period"), "must be non-zero"));
+        }
+        if self.emission_us() < 1.0 {
+            return Err(ConfigError::new(format!("{field}.period"), "more than one token per microsecond"));
+        }
+        if self.period > Duration::from_secs(86_400 * 365) || self.burst > 1 << 40 {
+            return Err(ConfigError::new(
+                format!("{field}.period"),
+                "period above a year or burst above 2^40",
+            ));
+        }
+        Ok(())
+    }
+    fn emission_us(&self) -> f64 {
+        self.period.as_micros() as f64 / self.limit as f64
+    }
+    /// This quota scaled by `share` (at least one token), for the local fallback.
+    fn scaled(&self, share: f64) -> Self {
+        let limit = ((self.limit as f64 * share).floor() as u64).max(1);
+        let burst = ((self.burst as f64 * share).floor() as u64).max(1);
+        Self { limit, period: self.period, burst }
+    }
+}
+
+/// Where a [`Decision`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// Redis' script decided.
+    Redis,
+    /// A block of tokens taken earlier from Redis (local batching).
+    Batch,
+    /// Redis was unavailable and the policy is fail open.
+    FailOpen,
+    /// Redis was unavailable and the policy is fail closed.
+    FailClosed,
+    /// Redis was unavailable and the local fallback limit decided.
+    Local,
+}
+
+/// The answer to one rate-limit check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the call is admitted.
+    pub allowed: bool,
+    /// When refused: how long until the same request would be admitted (exact for
+    /// [`Source::Redis`], assuming no one else spends tokens meanwhile).
+    pub retry_after: Duration,
+    /// Tokens left in the tightest tier after this decision (Redis decisions only, else 0).
+    pub remaining: u64,
+    /// Who decided.
+    pub source: Source,
+}
+
+impl Decision {
+    /// `Ok(())` when admitted, else the palisade rejection [`RateLimited`].
+    pub fn into_result(self, name: &str) -> Result<(), RateLimited> {
+        if self.allowed {
+            Ok(())
+        } else {
+            Err(RateLimited::new(name, self.retry_after))
+        }
+    }
+}
+
+/// A check that can never pass: the weight is above a tier's capacity.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("weight {weight} exceeds the capacity {capacity} of tier {tier}")]
+pub struct ExceedsCapacity {
+    /// The weight asked for.
+    pub weight: u64,
+    /// The tier's burst.
+    pub capacity: u64,
+    /// The tier's index.
+    pub tier: usize,
+}
+
+struct Block {
+    tokens: u64,
+    expires: Instant,
+}
+
+struct Batching {
+    size: u64,
+    hold: Duration,
+    max_keys: usize,
+    blocks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Block>>>>,
+}
+
+struct Shared {
+    backend: RedisBackend,
+    name: Arc<str>,
+    tiers: Vec<Quota>,
+    on_down: OnRedisDown,
+    script: LuaScript,
+    local: LocalGcra,
+    batching: Option<Batching>,
+}
+
+/// A rate limiter whose state lives in Redis: every instance built with the same name and
+/// backend URL shares one quota per key.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use palisade_redis::{OnRedisDown, Quota, RedisBackend, RedisRateLimiter};
+///
+/// let backend = RedisBackend::builder("redis://127.0.0.1:6379/").build()?;
+/// let limiter = RedisRateLimiter::builder("api", backend)
+///     .tier(Quota::per(100, Duration::from_secs(1)))
+///     .tier(Quota::per(1_000, Duration::from_secs(60)))
+///     .on_redis_down(OnRedisDown::Local { share: 0.2 })
+///     .build()?;
+/// let decision = limiter.check("client-42", 1).await?;
+/// decision.into_result("api")?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisRateLimiter {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RedisRateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRateLimiter")
+            .field("name", &self.shared.name)
+            .field("tiers", &self.shared.tiers)
+            .finish()
+    }
+}
+
+/// Builds a [`RedisRateLimiter`].
+#[derive(Debug)]
+pub struct RedisRateLimiterBuilder {
+    name: Arc<str>,
+    backend: RedisBackend,
+    tiers: Vec<Quota>,
+    on_down: OnRedisDown,
+    batch: Option<(u64, Duration)>,
+    max_keys: usize,
+}
+
+impl RedisRateLimiterBuilder {
+    /// Adds a tier; a call is admitted only when every tier admits it.
+    pub fn tier(mut self, quota: Quota) -> Self {
+        self.tiers.push(quota);
+        self
+    }
+    /// What to decide when Redis is slow or down. Default [`OnRedisDown::FailClosed`].
+    pub fn on_redis_down(mut self, policy: OnRedisDown) -> Self {
+        self.on_down = policy;
+        self
+    }
+    /// Local batching: take up to `size` tokens per round trip and spend them locally for at
+    /// most `hold`. Only weight-1… checks are served from a block.
+    ///
+    /// **Overshoot bound.** Every token spent was paid for in Redis, so over any window the
+    /// fleet admits at most what the quota admits plus the tokens held locally at the window's
+    /// start: at most `instances × (size − 1)` per key (one block per key per instance, taken
+    /// under a per-key lock). Choose `size ≤ 1 % × burst / instances` for ≤ 1 % overshoot.
+    /// Tokens still held after `hold` are dropped (the fleet then admits less, never more).
+    pub fn batch(mut self, size: u64, hold: Duration) -> Self {
+        self.batch = Some((size, hold));
+        self
+    }
+    /// The most keys held in local state (blocks, local fallback). Default 10,000; when full,
+    /// new keys go to Redis unbatched and, under the local fallback, are refused.
+    pub fn max_keys(mut self, n: usize) -> Self {
+        self.max_keys = n;
+        self
+    }
+    /// Validates and builds.
+    pub fn build(self) -> Result<RedisRateLimiter, ConfigError> {
+        if self.tiers.is_empty() {
+            return Err(ConfigError::new("tiers", "at least one tier"));
+        }
+        if self.tiers.len() > 8 {
+            return Err(ConfigError::new("tiers", "at most 8 tiers"));
+        }
+        for (i, t) in self.tiers.iter().enumerate() {
+            t.validate(&format!("tiers[{i}]"))?;
+        }
+        if let OnRedisDown::Local { share } = self.on_down {
+            palisade_core::config::ensure_ratio("on_redis_down.share", share)?;
+        }
+        if self.max_keys == 0 || self.max_keys > 10_000_000 {
+            return Err(ConfigError::new("max_keys", "between 1 and 10,000,000"));
+        }
+        let batching = match self.batch {
+            None => None,
+            Some((size, hold)) => {
+                if size < 2 || self.tiers.iter().any(|t| size > t.burst) {
+                    return Err(ConfigError::new("batch.size", "between 2 and the smallest burst"));
+                }
+                palisade_core::config::ensure_nonzero_duration("batch.hold", hold)?;
+                Some(Batching { size, hold, max_keys: self.max_keys, blocks: Mutex::new(HashMap::new()) })
+            }
+        };
+        let share = match self.on_down {
+            OnRedisDown::Local { share } => share,
+            _ => 1.0,
+        };
+        let local_tiers = self.tiers.iter().map(|t| t.scaled(share)).collect();
+        Ok(RedisRateLimiter {
+            shared: Arc::new(Shared {
+                backend: self.backend,
+                name: self.name,
+                tiers: self.tiers,
+                on_down: self.on_down,
+                script: LuaScript::new(GCRA_LUA),
+                local: LocalGcra::new(local_tiers, self.max_keys),
+                batching,
+            }),
+        })
+    }
+}
+
+impl RedisRateLimiter {
+    /// A builder for the limiter `name` (the name is part of every Redis key: instances
+    /// share a quota when they share the name and the Redis).
+    pub fn builder(name: impl Into<Arc<str>>, backend: RedisBackend) -> RedisRateLimiterBuilder {
+        RedisRateLimiterBuilder {
+            name: name.into(),
+            backend,
+            tiers: Vec::new(),
+            on_down: OnRedisDown::FailClosed,
+            batch: None,
+            max_keys: 10_000,
+        }
+    }
+
+    /// The limiter's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Asks for `weight` tokens of `key` under the configured tiers.
+    pub async fn check(&self, key: &str, weight: u64) -> Result<Decision, ExceedsCapacity> {
+        let s = &self.shared;
+        self.check_in(key, weight, &s.tiers).await
+    }
+
+    /// Asks for `weight` tokens of `key` under the tiers `quotas` (per-key quotas; batching
+    /// and the local fallback use the configured tiers' shape).
+    pub async fn check_with(
+        &self,
+        key: &str,
+        weight: u64,
+        quotas: &[Quota],
+    ) -> Result<Decision, ExceedsCapacity> {
+        self.check_in(key, weight, quotas).await
+    }
+
+    async fn check_in(&self, key: &str, weight: u64, tiers: &[Quota]) -> Result<Decision, ExceedsCapacity> {
+        for (tier, q) in tiers.iter().enumerate() {
+            if weight > q.burst || weight == 0 {
+                return Err(ExceedsCapacity { weight, capacity: q.burst, tier });
+            }
+        }
+        let s = &self.shared;
+        if let Some(b) = &s.batching {
+            if std::ptr::eq(tiers, s.tiers.as_slice()) {
+                if let Some(block) = b.block(key) {
+                    let mut block = block.lock().await;
+                    let now = Instant::now();
+                    if block.expires > now && block.tokens >= weight {
+                        block.tokens -= weight;
+                        return Ok(Decision {
+                            allowed: true,
+                            retry_after: Duration::ZERO,
+                            remaining: block.tokens,
+                            source: Source::Batch,
+                        });
+                    }
+                    let want = b.size.max(weight);
+                    return match self.eval(key, tiers, want, weight).await {
+                        Some((granted, _, remaining)) if granted >= weight => {
+                            block.tokens = granted - weight;
+                            block.expires = deadline_after(Instant::now(), b.hold);
+                            Ok(Decision {
+                                allowed: true,
+                                retry_after: Duration::ZERO,
+                                remaining,
+                                source: Source::Redis,
+                            })
+                        }
+                        Some((_, retry, _)) => {
+                            block.tokens = 0;
+                            Ok(Decision {
+                                allowed: false,
+                                retry_after: retry,
+                                remaining: 0,
+                                source: Source::Redis,
+                            })
+                        }
+                        None => Ok(self.fallback(key, weight)),
+                    };
+                }
+            }
+        }
+        match self.eval(key, tiers, weight, weight).await {
+            Some((granted, retry, remaining)) => Ok(Decision {
+                allowed: granted >= weight,
+                retry_after: if granted >= weight { Duration::ZERO } else { retry },
+                remaining,
+                source: Source::Redis,
+            }),
+            None => Ok(self.fallback(key, weight)),
+        }
+    }
+
+    /// One script call: `Some((granted, retry_after, remaining))`, `None` when Redis failed.
+    async fn eval(&self, key: &str, tiers: &[Quota], want: u64, least: u64) -> Option<(u64, Duration, u64)> {
+        let s = &self.shared;
+        let keys: Vec<String> = (0..tiers.len())
+            // `{key}` is a hash tag: every tier of a key lives in one cluster slot.
+            .map(|i| s.backend.key(&[&s.name, &format!("{{{key}}}"), &i.to_string()]))
+            .collect();
+        let mut cmd = s.script.cmd(&keys);
+        cmd.arg(want).arg(least);
+        for q in tiers {
+            cmd.arg(format!("{:.4}", q.emission_us())).arg(q.burst);
+        }
+        let code = s.script.code();
+        let result = s.backend.run("gcra", move |conn| LuaScript::run(code, cmd, conn)).await.ok()?;
+        let v: Vec<i64> = redis::FromRedisValue::from_redis_value(result).ok()?;
+        if v.len() != 3 {
+            return None;
+        }
+        Some((v[0].max(0) as u64, Duration::from_micros(v[1].max(0) as u64), v[2].max(0) as u64))
+    }
+
+    fn fallback(&self, key: &str, weight: u64) -> Decision {
+        let s = &self.shared;
+        let backend_wait = s.backend.timeout();
+        match s.on_down {
+            OnRedisDown::FailOpen => {
+                s.backend.fallback("gcra", "fail_open");
+                Decision {
+                    allowed: true,
+                    retry_after: Duration::ZERO,
+                    remaining: 0,
+                    source: Source::FailOpen,
+                }
+            }
+            OnRedisDown::FailClosed => {
+                s.backend.fallback("gcra", "fail_closed");
+                Decision {
+                    allowed: false,
+                    retry_after: backend_wait,
+                    remaining: 0,
+                    source: Source::FailClosed,
+                }
+            }
+            OnRedisDown::Local { .. } => {
+                s.backend.fallback("gcra", "local");
+                let (allowed, retry_after) = s.local.check(key, weight);
+                Decision { allowed, retry_after, remaining: 0, source: Source::Local }
+            }
+        }
+    }
+}
+
+impl Batching {
+    fn block(&self, key: &str) -> Option<Arc<tokio::sync::Mutex<Block>>> {
+        let mut map = self.blocks.lock().ok()?;
+        if let Some(b) = map.get(key) {
+            return Some(b.clone());
+        }
+        if map.len() >= self.max_keys {
+            let now = Instant::now();
+            map.retain(|_, b| b.try_lock().map(|b| b.expires > now).unwrap_or(true));
+            if map.len() >= self.max_keys {
+                return None;
+            }
+        }
+        let b = Arc::new(tokio::sync::Mutex::new(Block { tokens: 0, expires: Instant::now() }));
+        map.insert(key.to_owned(), b.clone());
+        Some(b)
+    }
+}
+
+/// The in-process GCRA used while Redis is down, with the configured share of each tier.
+struct LocalGcra {
+    tiers: Vec<Quota>,
+    max_keys: usize,
+    tats: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+impl LocalGcra {
+    fn new(tiers: Vec<Quota>, max_keys: usize) -> Self {
+        Self { tiers, max_keys, tats: Mutex::new(HashMap::new()) }
+    }
+
+    fn check(&self, key: &str, weight: u64) -> (bool, Duration) {
+        let Ok(mut map) = self.tats.lock() else { return (false, Duration::ZERO) };
+        let now = Instant::now();
+        if !map.contains_key(key) && map.len() >= self.max_keys {
+            map.retain(|_, tats| tats.iter().any(|t| *t > now));
+            if map.len() >= self.max_keys {
+                return (false, Duration::from_secs(1));
+            }
+        }
+        let tats = map.entry(key.to_owned()).or_insert_with(|| vec![now; self.tiers.len()]);
+        let mut retry = Duration::ZERO;
+        let mut news = Vec::with_capacity(self.tiers.len());
+        for (q, tat) in self.tiers.iter().zip(tats.iter()) {
+            let t = Duration::from_nanos(
+                (q.period.as_nanos() / u128::from(q.limit)).min(u128::from(u64::MAX)) as u64,
+            );
+            let tat = (*tat).max(now);
+            let new = deadline_after(tat, t.saturating_mul(weight.min(u64::from(u32::MAX)) as u32));
+            let allow_at =
+                new.checked_sub(t.saturating_mul(q.burst.min(u64::from(u32::MAX)) as u32)).unwrap_or(now);
+            if allow_at > now {
+                retry = retry.max(allow_at - now);
+            }
+            news.push(new);
+        }
+        if retry > Duration::ZERO {
+            return (false, retry);
+        }
+        *tats = news;
+        (true, Duration::ZERO)
+    }
+}
