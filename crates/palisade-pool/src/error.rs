@@ -67,3 +67,36 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
         "(non-string panic payload)"
     }
 }
+
+/// A [`Select`](crate::provider::Select) had no provider to try: none discovered, or none
+/// passed the filter.
+///
+/// ```
+/// use palisade_pool::error::NoProvider;
+/// let err = NoProvider::new("llm");
+/// assert_eq!(err.to_string(), "`llm` has no provider to try");
+/// ```
+#[derive(Clone, Debug)]
+pub struct NoProvider {
+    name: Arc<str>,
+}
+
+impl NoProvider {
+    /// The selection `name` had no provider.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self { name: name.into() }
+    }
+
+    /// The selection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for NoProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` has no provider to try", self.name)
+    }
+}
+
+impl std::error::Error for NoProvider {}

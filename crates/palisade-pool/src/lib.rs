@@ -80,6 +80,12 @@
 //! # }
 //! ```
 //!
+//! # Provider selection
+//!
+//! [`provider::Select`] sends each request to the top-ranked healthy provider of a tower
+//! `Discover` stream (by cost, latency, failure rate or your ranking) and falls back down
+//! the ranking on a classified failure.
+//!
 //! # `Pool`
 //!
 //! [`Pool`] lends resources (connections, clients) through [`Pooled`] guards; see the
@@ -95,6 +101,7 @@ pub mod event;
 pub mod future;
 mod handle;
 mod member;
+pub mod provider;
 pub mod resource;
 pub mod scaling;
 mod service;

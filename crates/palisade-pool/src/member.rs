@@ -138,15 +138,20 @@ impl<C> MemberState<C> {
         let now_nanos = duration_nanos(now.saturating_duration_since(self.judge.shared.epoch));
         let last = c.rtt_stamp.swap(now_nanos, Ordering::Relaxed);
         let prev = c.rtt_nanos.load(Ordering::Relaxed) as f64;
-        let sample = duration_nanos(rtt) as f64;
-        let next = if sample > prev {
-            sample
-        } else {
-            let elapsed = now_nanos.saturating_sub(last) as f64;
-            let w = (-elapsed / decay.as_nanos().max(1) as f64).exp();
-            prev * w + sample * (1.0 - w)
-        };
+        let next = peak_ewma(prev, rtt, now_nanos.saturating_sub(last), decay);
         c.rtt_nanos.store(next as u64, Ordering::Relaxed);
+    }
+}
+
+/// One peak-EWMA step in nanoseconds: a sample above `prev` replaces it; a lower one is
+/// blended in with a weight that decays with `elapsed_nanos` since the last update.
+pub(crate) fn peak_ewma(prev: f64, rtt: Duration, elapsed_nanos: u64, decay: Duration) -> f64 {
+    let sample = duration_nanos(rtt) as f64;
+    if sample > prev {
+        sample
+    } else {
+        let w = (-(elapsed_nanos as f64) / decay.as_nanos().max(1) as f64).exp();
+        prev * w + sample * (1.0 - w)
     }
 }
 
