@@ -70,11 +70,14 @@ enum Kind {
 }
 
 struct RatioBudget {
+    /// Requests seen (one per deposit), not weighted: the weights are applied in `balance`
+    /// with wide arithmetic, so no ratio or floor can overflow or saturate the counters.
     deposits: SlidingCounter,
+    /// Retries granted (one per withdrawal).
     withdrawals: SlidingCounter,
     deposit: i64,
     withdraw: i64,
-    reserve: i64,
+    reserve: i128,
     ttl: Duration,
     min_per_sec: u32,
     ratio: f64,
@@ -90,9 +93,16 @@ struct TokenBucket {
 /// Fixed-point scale of a deposit (one request) in a ratio budget.
 const DEPOSIT: i64 = 1000;
 
+/// The largest cost of one retry: Finagle's `(1000 / percentCanRetry).toInt`, which
+/// saturates at `Int.MaxValue` for a tiny ratio.
+const MAX_WITHDRAW: i64 = i32::MAX as i64;
+
 impl RatioBudget {
-    fn balance(&self, now: Instant) -> i64 {
-        self.reserve + self.deposits.sum(now) - self.withdrawals.sum(now)
+    /// `reserve + requests × deposit − retries × withdraw`, in `i128`: with every count below
+    /// 2^40 and both weights below 2^31 it cannot overflow.
+    fn balance(&self, now: Instant) -> i128 {
+        self.reserve + i128::from(self.deposits.sum(now)) * i128::from(self.deposit)
+            - i128::from(self.withdrawals.sum(now)) * i128::from(self.withdraw)
     }
 }
 
@@ -159,9 +169,12 @@ impl RetryBudget {
         let (deposit, withdraw) = if ratio == 0.0 {
             (0, DEPOSIT)
         } else {
-            (DEPOSIT, ((DEPOSIT as f64 / ratio).round() as i64).max(1))
+            (DEPOSIT, ((DEPOSIT as f64 / ratio).round() as i64).clamp(1, MAX_WITHDRAW))
         };
-        let reserve = (f64::from(min_per_sec) * ttl.as_secs_f64() * withdraw as f64) as i64;
+        // `min_per_sec × ttl × withdraw`, exact to the nanosecond of `ttl` (validated to at
+        // most 60 s: at most 2^32 × 6·10^10 × 2^31 < 2^127).
+        let ttl_nanos = i128::try_from(ttl.as_nanos()).unwrap_or(0);
+        let reserve = i128::from(min_per_sec) * ttl_nanos * i128::from(withdraw) / 1_000_000_000;
         Self {
             kind: Arc::new(Kind::Ratio(RatioBudget {
                 deposits: SlidingCounter::new(ttl),
@@ -208,7 +221,7 @@ impl RetryBudget {
     pub fn deposit(&self) {
         if let Kind::Ratio(r) = &*self.kind {
             if r.deposit != 0 {
-                r.deposits.add(Instant::now(), r.deposit);
+                r.deposits.add(Instant::now(), 1);
             }
         }
     }
@@ -238,8 +251,8 @@ impl RetryBudget {
             Kind::Unlimited => true,
             Kind::Ratio(r) => {
                 let now = Instant::now();
-                if r.balance(now) >= r.withdraw {
-                    r.withdrawals.add(now, r.withdraw);
+                if r.balance(now) >= i128::from(r.withdraw) {
+                    r.withdrawals.add(now, 1);
                     true
                 } else {
                     false
@@ -256,7 +269,7 @@ impl RetryBudget {
             Kind::Unlimited => f64::INFINITY,
             Kind::Ratio(r) => {
                 let now = Instant::now();
-                (r.balance(now) / r.withdraw).max(0) as f64
+                (r.balance(now) / i128::from(r.withdraw)).max(0) as f64
             }
             Kind::Tokens(t) => t.milli.load(Ordering::Acquire) as f64 / 1000.0,
         }

@@ -355,6 +355,8 @@ async fn grpc_java_hedging_pushback_positive() {
         .classifier(palisade_core::classify::GrpcClassifier::new())
         .max_attempts(5)
         .delay(s(100))
+        // grpc-java honours any pushback; palisade caps it (30 s by default).
+        .max_retry_after(s(3600))
         .build()
         .unwrap();
     let res = layer.layer(svc).oneshot(1).await.unwrap();

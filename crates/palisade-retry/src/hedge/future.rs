@@ -189,6 +189,11 @@ where
                             RetryHint::DoNotRetry => {
                                 this.stopped.get_or_insert(GiveUpReason::NonRetryable);
                             }
+                            // A pushback longer than the layer honours: as "do not retry"
+                            // (a server cannot hold the call for days).
+                            RetryHint::Pushback(d) if d > core.max_retry_after => {
+                                this.stopped.get_or_insert(GiveUpReason::HintTooLong);
+                            }
                             // A pushback of n ms: the next attempt after n ms.
                             RetryHint::Pushback(d) => {
                                 *this.hedge_after = None;

@@ -22,7 +22,10 @@
 //! a pushback of `n` ms starts the next attempt after `n` ms (instead of at once or after
 //! the hedge delay), and a pushback saying "do not retry" starts no further attempt but
 //! lets those in flight run on — only a fatal status (or a success) cancels them. An HTTP
-//! `Retry-After` on a non-fatal failure does not delay hedges.
+//! `Retry-After` on a non-fatal failure does not delay hedges. Deliberate deviation from
+//! grpc-java, which honours any pushback: one longer than
+//! [`max_retry_after`](HedgeLayerBuilder::max_retry_after) (30 s by default) counts as "do
+//! not retry", so that a server cannot hold a hedged call for days.
 //!
 //! Every hedge beyond the first attempt is paid for from a
 //! [`RetryBudget`] (default: Finagle's, ratio 20 %), so hedging
@@ -125,6 +128,8 @@ pub(crate) struct HedgeCore {
     pub(crate) name: Arc<str>,
     pub(crate) max_attempts: u32,
     pub(crate) mode: HedgeMode,
+    /// The longest server pushback honoured; a longer one stops new hedges.
+    pub(crate) max_retry_after: Duration,
     pub(crate) latency: Option<LatencyTracker>,
     pub(crate) budget: RetryBudget,
     pub(crate) events: EventBus<RetryEvent>,
@@ -170,6 +175,7 @@ impl HedgeLayer {
             name: "hedge".into(),
             max_attempts: 2,
             mode: HedgeMode::Delay(Duration::from_millis(100)),
+            max_retry_after: Duration::from_secs(30),
             budget: None,
             listeners: Vec::new(),
             classifier: DefaultClassifier,
@@ -220,6 +226,7 @@ pub struct HedgeLayerBuilder<C = DefaultClassifier, P = CloneRequest> {
     name: Arc<str>,
     max_attempts: u32,
     mode: HedgeMode,
+    max_retry_after: Duration,
     budget: Option<RetryBudget>,
     listeners: Vec<Listener<RetryEvent>>,
     classifier: C,
@@ -289,6 +296,20 @@ impl<C, P> HedgeLayerBuilder<C, P> {
         self
     }
 
+    /// The longest server pushback (gRPC `grpc-retry-pushback-ms`) honoured before the next
+    /// hedge (default 30 s, as the retry layer's
+    /// [`max_retry_after`](crate::RetryLayerBuilder::max_retry_after)). A longer pushback
+    /// stops new hedges as "do not retry" does: the attempts in flight go on, and when none
+    /// is left the call ends with the last failure ([`GiveUpReason::HintTooLong`]) instead of
+    /// waiting for as long as the server asked — a hostile or broken server cannot hold a
+    /// hedged call for days.
+    ///
+    /// [`GiveUpReason::HintTooLong`]: crate::GiveUpReason::HintTooLong
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
+        self
+    }
+
     /// The budget hedges draw from (default: a Finagle budget of its own).
     pub fn budget(mut self, budget: RetryBudget) -> Self {
         self.budget = Some(budget);
@@ -310,6 +331,7 @@ impl<C, P> HedgeLayerBuilder<C, P> {
             name: self.name,
             max_attempts: self.max_attempts,
             mode: self.mode,
+            max_retry_after: self.max_retry_after,
             budget: self.budget,
             listeners: self.listeners,
             classifier,
@@ -323,6 +345,7 @@ impl<C, P> HedgeLayerBuilder<C, P> {
             name: self.name,
             max_attempts: self.max_attempts,
             mode: self.mode,
+            max_retry_after: self.max_retry_after,
             budget: self.budget,
             listeners: self.listeners,
             classifier: self.classifier,
@@ -359,6 +382,7 @@ impl<C, P> HedgeLayerBuilder<C, P> {
             core: Arc::new(HedgeCore {
                 max_attempts: self.max_attempts,
                 mode,
+                max_retry_after: self.max_retry_after,
                 latency,
                 budget: self.budget.unwrap_or_default(),
                 events: EventBus::with_listeners("hedge", self.name.clone(), self.listeners),
