@@ -133,6 +133,9 @@ where
 /// While polling calls at once does not pay, try it again every this many calls.
 const PROBE_EVERY: u32 = 64;
 
+/// Items a worker takes from its source in one round.
+const ITEMS_PER_ROUND: usize = 1024;
+
 /// Rounds a worker runs before yielding to the scheduler (each round moves up to
 /// `concurrency` items in and a buffer's worth out).
 const ROUNDS_PER_POLL: usize = 32;
@@ -204,15 +207,24 @@ where
                 Flush::Blocked => {}
             }
 
-            // New items while slots are free, each called once the service is ready.
+            // New items while slots are free, each called once the service is ready; at most
+            // `ITEMS_PER_ROUND` per round, so that one poll ends whatever the concurrency
+            // (`usize::MAX` over an always-ready input used to loop inside one poll).
+            let mut taken = 0;
             loop {
                 if self.inbox.is_empty() {
-                    let free = self.opts.concurrency.saturating_sub(self.held());
+                    let room = ITEMS_PER_ROUND - taken;
+                    let free = self.opts.concurrency.saturating_sub(self.held()).min(room);
+                    if room == 0 {
+                        // More to do: the next round (or, after the last, a self-wake) goes on.
+                        progress = true;
+                        break;
+                    }
                     if self.src_done || free == 0 {
                         break;
                     }
                     match self.src.poll_fill(cx, &mut self.inbox, free) {
-                        Poll::Ready(true) => {}
+                        Poll::Ready(true) => taken += self.inbox.len(),
                         Poll::Ready(false) => {
                             self.src_done = true;
                             progress = true;

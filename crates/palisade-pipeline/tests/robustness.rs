@@ -308,6 +308,26 @@ async fn a_quorum_of_usize_max_is_refused_not_allocated() {
     );
 }
 
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn unlimited_concurrency_over_an_endless_input_still_yields() {
+    // `concurrency(usize::MAX)` used to make a stage read an always-ready input inside one
+    // poll without end (memory growing until the process died).
+    for execution in [Execution::Tasks, Execution::Inline] {
+        let pipeline = PipelineService::builder::<u64>()
+            .map("id", |n: u64| n)
+            .concurrency(usize::MAX)
+            .buffer(usize::MAX)
+            .map("double", |n: u64| n * 2)
+            .concurrency(usize::MAX)
+            .execution(execution)
+            .build()
+            .unwrap();
+        let first: Vec<u64> =
+            pipeline.process_stream(stream::iter(0u64..)).take(20).map(Result::unwrap).collect().await;
+        assert_eq!(first, (0..20).map(|n| n * 2).collect::<Vec<_>>());
+    }
+}
+
 // === 8. extreme configs: a ConfigError, or a pipeline that serves ===
 
 fn sizes() -> impl Strategy<Value = usize> {
