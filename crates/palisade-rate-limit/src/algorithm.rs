@@ -383,14 +383,14 @@ impl Params {
     /// `(interval, tau, burst)`.
     #[inline]
     fn load(&self) -> (u64, u64, u32) {
-        let (interval, tau, burst, ()) = self.read_with(|| ());
+        let (_, interval, tau, burst, ()) = self.read_with(|| ());
         (interval, tau, burst)
     }
 
-    /// `(interval, tau, burst)` and what `also` read, all from one consistent moment (no
-    /// writer ran meanwhile).
+    /// `(version, interval, tau, burst)` and what `also` read, all from one consistent
+    /// moment (no writer ran meanwhile).
     #[inline]
-    fn read_with<R>(&self, also: impl Fn() -> R) -> (u64, u64, u32, R) {
+    fn read_with<R>(&self, also: impl Fn() -> R) -> (u64, u64, u64, u32, R) {
         loop {
             let v1 = self.version.load(Ordering::Acquire);
             let interval = self.interval.load(Ordering::Relaxed);
@@ -398,7 +398,7 @@ impl Params {
             let extra = also();
             fence(Ordering::Acquire);
             if v1 & 1 == 0 && self.version.load(Ordering::Relaxed) == v1 {
-                return (interval, interval.saturating_mul(u64::from(burst)), burst, extra);
+                return (v1, interval, interval.saturating_mul(u64::from(burst)), burst, extra);
             }
             spin();
         }
@@ -456,8 +456,9 @@ impl<T: Tat> Gcra<T> {
     /// bucket; `u64::MAX` for none).
     #[inline]
     fn acquire(&self, now: u64, cost: u32, max_wait: u64, queue: u64) -> Result<Admit, Denied> {
+        let (mut version, mut interval, mut tau, mut burst, mut tat) =
+            self.params.read_with(|| self.tat.load(Ordering::Acquire));
         loop {
-            let (interval, tau, burst, tat) = self.params.read_with(|| self.tat.load(Ordering::Acquire));
             if cost > burst && queue == u64::MAX {
                 return Err(Denied::ExceedsCapacity { cost, capacity: burst });
             }
@@ -471,8 +472,15 @@ impl<T: Tat> Gcra<T> {
                 // at most `max_wait`) from `allow_at - max_wait` on.
                 return Err(Denied::RetryAfter(dur(allow_at - now - max_wait)));
             }
-            if self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                return Ok(Admit { ready_at: allow_at.max(now), token: new_tat });
+            match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(Admit { ready_at: allow_at.max(now), token: new_tat }),
+                // Another request went first: its TAT is the one to build on, with the same
+                // settings unless a quota change happened meanwhile.
+                Err(actual) if self.params.version.load(Ordering::Acquire) == version => tat = actual,
+                Err(_) => {
+                    (version, interval, tau, burst, tat) =
+                        self.params.read_with(|| self.tat.load(Ordering::Acquire));
+                }
             }
         }
     }
