@@ -2,7 +2,14 @@
 //! their extremes, server hints that are odd (dates in the past, huge, several, garbage),
 //! hedging where every attempt fails or the server pushes back for ever, user callbacks
 //! that panic.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::float_cmp,
+    clippy::items_after_statements,
+    clippy::unchecked_time_subtraction,
+    missing_docs
+)]
 
 mod support;
 
