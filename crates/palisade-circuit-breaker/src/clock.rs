@@ -130,6 +130,7 @@ impl Epoch {
 
     /// The tokio instant `nanos` after the start (saturating about thirty years ahead).
     #[inline]
+    #[cfg_attr(loom, allow(dead_code))] // the half-open timer is not built under loom
     pub(crate) fn instant(&self, nanos: u64) -> Instant {
         palisade_core::time::deadline_after(self.origin, Duration::from_nanos(nanos))
     }

@@ -65,7 +65,10 @@
 //! `Ok` succeeds; with `HttpClassifier` (palisade-core feature `http`) 5xx and 408/429 fail
 //! while other 4xx succeed (the client's fault says nothing of the server's health);
 //! `GrpcClassifier` does the same for gRPC codes. An *ignored* verdict, or a response future
-//! dropped before it ended, counts neither way.
+//! dropped before it ended, counts neither way. A gRPC stream (HTTP 200, its status in the
+//! trailers) is recorded when its body ends, by its trailers and timed to that end
+//! ([end-of-stream classification](palisade_core::classify::eos)); a stream dropped before
+//! its end is ignored and gives back a half-open trial slot.
 //!
 //! # Open, half-open, closed
 //!
