@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
@@ -34,6 +35,8 @@ pin_project! {
             name: Arc<str>,
             // Counts the request in flight until the future completes or is dropped.
             token: TaskTrackerToken,
+            // The scope's limit, when it has one.
+            permit: Option<OwnedSemaphorePermit>,
         },
         Refused { error: Option<BoxError> },
         Done,
@@ -47,13 +50,19 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, scope: &Scope, token: TaskTrackerToken) -> Self {
+    pub(crate) fn new(
+        inner: F,
+        scope: &Scope,
+        token: TaskTrackerToken,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Self {
         Self {
             state: State::Running {
                 inner,
                 cancelled: scope.token().cancelled_owned(),
                 name: scope.inner.name.clone(),
                 token,
+                permit,
             },
         }
     }

@@ -128,6 +128,16 @@ impl fmt::Debug for Scope {
 }
 
 /// What [`Scope::close`] achieved.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let scope = palisade_scope::Scope::new("idle");
+/// let report = scope.close(std::time::Duration::from_secs(1)).await;
+/// assert!(report.drained());
+/// assert_eq!((report.finished, report.cancelled, report.torn_down), (0, 0, 0));
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DrainReport {
@@ -171,8 +181,10 @@ pub struct ScopeBuilder {
 }
 
 impl ScopeBuilder {
-    /// At most `n` tasks spawned in the scope run at once; the others wait (cancellably)
-    /// for a turn. At least 1 and at most tokio's `Semaphore::MAX_PERMITS`.
+    /// At most `n` tasks spawned in the scope and requests through its
+    /// [`ScopeLayer`](crate::ScopeLayer)s run at once (one budget for both): tasks wait
+    /// (cancellably) for a turn, a [`ScopeService`](crate::ScopeService)'s `poll_ready`
+    /// waits for a permit. At least 1 and at most tokio's `Semaphore::MAX_PERMITS`.
     pub fn limit(mut self, n: usize) -> Self {
         self.limit = Some(n);
         self
@@ -336,6 +348,10 @@ impl Scope {
 
     pub(crate) fn closed_error(&self) -> Closed {
         Closed::new(self.inner.name.clone())
+    }
+
+    pub(crate) fn limit(&self) -> Option<&Arc<Semaphore>> {
+        self.inner.limit.as_ref()
     }
 
     pub(crate) fn request_token(&self) -> TaskTrackerToken {
@@ -509,6 +525,19 @@ pin_project! {
     /// The handle of a task spawned with [`Scope::spawn`]: a future of its output, or of
     /// [`Cancelled`], [`TaskPanicked`] or [`Closed`] (spawned in a closing scope). Dropping
     /// the handle does not stop the task (the scope does).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade_scope::{error::Cancelled, Scope};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let scope = Scope::new("jobs");
+    /// let task = scope.spawn(async { tokio::time::sleep(Duration::from_secs(60)).await });
+    /// task.abort();
+    /// assert!(task.await.unwrap_err().is::<Cancelled>());
+    /// # }
+    /// ```
     pub struct ScopeTask<T> {
         state: TaskState<T>,
         name: Arc<str>,

@@ -1,6 +1,9 @@
+use std::fmt;
 use std::task::{Context, Poll};
 
 use palisade_core::BoxError;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::PollSemaphore;
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
@@ -17,19 +20,57 @@ use crate::scope::Scope;
 ///   [`Cancelled`](crate::error::Cancelled) at their next poll (they are woken): the inner
 ///   future is dropped, so the work it was doing stops.
 ///
+/// - A scope with a [limit](crate::ScopeBuilder::limit) admits that many requests (and
+///   tasks) at once: `poll_ready` waits for a permit, which the response future holds until
+///   it completes or is dropped.
+///
+/// # Example
+///
+/// ```
+/// use palisade_scope::{Scope, ScopeService};
+/// use tower::{service_fn, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let scope = Scope::new("api");
+/// let svc = ScopeService::new(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }), scope.clone());
+/// assert_eq!(svc.clone().oneshot(1).await.unwrap(), 1);
+/// scope.cancel();
+/// assert!(svc.oneshot(2).await.unwrap_err().is::<palisade_core::rejection::Closed>());
+/// # }
+/// ```
+///
 /// # Clone
 ///
-/// Clones share the scope.
-#[derive(Clone, Debug)]
+/// Clones share the scope (and its limit); a clone starts without a reserved permit.
 pub struct ScopeService<S> {
     inner: S,
     scope: Scope,
+    limit: Option<PollSemaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<S: Clone> Clone for ScopeService<S> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), scope: self.scope.clone(), limit: self.limit.clone(), permit: None }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ScopeService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeService")
+            .field("inner", &self.inner)
+            .field("scope", &self.scope)
+            .field("reserved", &self.permit.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> ScopeService<S> {
     /// Wraps `inner` so that its requests belong to `scope`.
     pub fn new(inner: S, scope: Scope) -> Self {
-        Self { inner, scope }
+        let limit = scope.limit().cloned().map(PollSemaphore::new);
+        Self { inner, scope, limit, permit: None }
     }
 
     /// The inner service.
@@ -64,7 +105,17 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         if self.scope.is_closing() {
+            self.permit = None;
             return Poll::Ready(Err(self.scope.closed_error().into()));
+        }
+        if self.permit.is_none() {
+            if let Some(limit) = &mut self.limit {
+                match limit.poll_acquire(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(permit)) => self.permit = Some(permit),
+                    Poll::Ready(None) => return Poll::Ready(Err(self.scope.closed_error().into())),
+                }
+            }
         }
         self.inner.poll_ready(cx).map_err(Into::into)
     }
@@ -74,6 +125,7 @@ where
             return ResponseFuture::refused(self.scope.closed_error().into());
         }
         let token = self.scope.request_token();
-        ResponseFuture::new(self.inner.call(request), &self.scope, token)
+        let permit = self.permit.take();
+        ResponseFuture::new(self.inner.call(request), &self.scope, token, permit)
     }
 }

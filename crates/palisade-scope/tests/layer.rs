@@ -136,3 +136,39 @@ async fn cancellation_drops_the_inner_future() {
     assert!(call.await.unwrap().unwrap_err().is::<Cancelled>());
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_scope_limit_is_reserved_by_poll_ready_and_released_by_the_future() {
+    use std::task::Poll;
+    let scope = Scope::builder("server").limit(1).build().unwrap();
+    let (svc, mut handle) = mock::pair::<u32, u32>();
+    handle.allow(10);
+    let mut a = ScopeLayer::new(scope.clone()).layer(svc);
+    let mut b = a.clone();
+    let mut task = tokio_test::task::spawn(());
+    // a reserves the only permit without calling: b waits.
+    assert!(matches!(task.enter(|cx, _| a.poll_ready(cx)), Poll::Ready(Ok(()))));
+    assert_pending!(task.enter(|cx, _| b.poll_ready(cx)));
+    // Spent by a call; released when its future ends with an error.
+    let fut = a.call(1);
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_error(std::io::Error::other("x"));
+    assert!(fut.await.is_err());
+    assert!(task.is_woken());
+    assert!(matches!(task.enter(|cx, _| b.poll_ready(cx)), Poll::Ready(Ok(()))));
+    // Dropping a service with a reserved permit frees it.
+    drop(b);
+    assert!(matches!(task.enter(|cx, _| a.poll_ready(cx)), Poll::Ready(Ok(()))));
+    // Dropping a response future frees it.
+    let fut = a.call(2);
+    let mut c = a.clone();
+    assert_pending!(task.enter(|cx, _| c.poll_ready(cx)));
+    drop(fut);
+    assert!(matches!(task.enter(|cx, _| c.poll_ready(cx)), Poll::Ready(Ok(()))));
+    // Tasks share the budget: with c holding the permit, a task waits.
+    let job = scope.spawn(async { 7 });
+    tokio::task::yield_now().await;
+    assert!(!job.is_finished());
+    drop(c);
+    assert_eq!(job.await.unwrap(), 7);
+}
