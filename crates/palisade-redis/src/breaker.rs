@@ -77,13 +77,16 @@ impl Shared {
     fn open_until(&self) -> Option<Instant> {
         self.open_until.lock().ok().and_then(|g| *g).filter(|t| *t > Instant::now())
     }
+    /// Opens this instance until `ms` from now, unless it already is open longer. Never
+    /// closes: the open state only expires (there is no fleet-wide force-close), so a stale
+    /// poll reply cannot close a breaker a fresher reply opened.
     fn set_open_for(&self, ms: i64) {
+        if ms <= 0 {
+            return;
+        }
         if let Ok(mut g) = self.open_until.lock() {
-            *g = if ms > 0 {
-                Some(deadline_after(Instant::now(), Duration::from_millis(ms as u64)))
-            } else {
-                None
-            };
+            let until = deadline_after(Instant::now(), Duration::from_millis(ms as u64));
+            *g = Some(g.map_or(until, |t| t.max(until)));
         }
     }
 }

@@ -1,0 +1,413 @@
+//! Fleet tests against a real `redis-server` started by each test (Debian package
+//! `redis-server`; without it the tests fail and name the install command).
+//!
+//! Real time here: Redis has its own clock. Outcomes are asserted as counts and bounds,
+//! never as durations; every wait is a bounded loop.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::rejection::{find, BulkheadFull, CircuitOpen};
+use palisade_redis::server::RedisServer;
+use palisade_redis::{
+    OnRedisDown, Quota, RedisBackend, RedisBulkheadLayer, RedisEvent, RedisRateLimiter, SharedBreakerState,
+    SharedCircuitBreakerLayer, Source,
+};
+use tower::{service_fn, Layer, Service, ServiceExt};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn backend(server: &RedisServer) -> RedisBackend {
+    RedisBackend::builder(server.url()).timeout(Duration::from_millis(200)).build().unwrap()
+}
+
+fn limiter(server: &RedisServer, quota: Quota) -> RedisRateLimiter {
+    RedisRateLimiter::builder("api", backend(server)).tier(quota).build().unwrap()
+}
+
+async fn admitted(l: &RedisRateLimiter, key: &'static str, n: usize) -> usize {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let l = l.clone();
+        set.spawn(async move { l.check(key, 1).await.unwrap() });
+    }
+    let mut ok = 0;
+    while let Some(d) = set.join_next().await {
+        let d = d.unwrap();
+        assert_eq!(d.source == Source::Redis || d.source == Source::Batch, true, "{d:?}");
+        ok += usize::from(d.allowed);
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_independent_limiters_admit_no_more_than_the_quota_in_total() {
+    let server = RedisServer::start();
+    // Separate backends: separate connections and local state, one quota in Redis.
+    let a = limiter(&server, Quota::per(50, HOUR));
+    let b = limiter(&server, Quota::per(50, HOUR));
+    let (x, y) = tokio::join!(admitted(&a, "client-1", 200), admitted(&b, "client-1", 200));
+    assert_eq!(x + y, 50, "a admitted {x}, b admitted {y}");
+    // another key has its own quota
+    assert_eq!(admitted(&a, "client-2", 60).await, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_tier_refusing_spends_nothing_and_retry_after_is_exact() {
+    let server = RedisServer::start();
+    let ten = Quota::per(10, HOUR);
+    let three = Quota::per(3, HOUR);
+    let l = RedisRateLimiter::builder("tiers", backend(&server)).tier(ten).tier(three).build().unwrap();
+    for _ in 0..3 {
+        assert!(l.check("k", 1).await.unwrap().allowed);
+    }
+    let refused = l.check("k", 1).await.unwrap();
+    assert!(!refused.allowed);
+    // the 3/h tier: one token every 1200 s, the bucket was filled just now.
+    assert!(refused.retry_after <= Duration::from_secs(1200), "{refused:?}");
+    assert!(refused.retry_after > Duration::from_secs(1199), "{refused:?}");
+    for _ in 0..5 {
+        assert!(!l.check("k", 1).await.unwrap().allowed);
+    }
+    // The first tier was charged only for the 3 admitted calls: 7 left, 6 after this one.
+    let first_only = l.check_with("k", 1, &[ten]).await.unwrap();
+    assert!(first_only.allowed);
+    assert_eq!(first_only.remaining, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_checks_and_a_weight_above_the_burst_is_an_error() {
+    let server = RedisServer::start();
+    let l = limiter(&server, Quota::per(10, HOUR));
+    let d = l.check("w", 4).await.unwrap();
+    assert!(d.allowed);
+    assert_eq!(d.remaining, 6);
+    assert!(!l.check("w", 7).await.unwrap().allowed);
+    assert!(l.check("w", 6).await.unwrap().allowed);
+    let err = l.check("w", 11).await.unwrap_err();
+    assert_eq!((err.weight, err.capacity), (11, 10));
+    assert!(l.check("w", 0).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_expire_and_a_flushed_script_is_reloaded() {
+    let server = RedisServer::start();
+    let l = limiter(&server, Quota::per(10, Duration::from_secs(10)));
+    assert!(l.check("ttl", 2).await.unwrap().allowed);
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ttl: i64 = redis::cmd("PTTL").arg(&keys[0]).query_async(&mut conn).await.unwrap();
+    // two tokens of one per second: the key lives until its arrival time, about 2 s.
+    assert!(ttl > 0 && ttl <= 2000, "{ttl}");
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
+    let d = l.check("ttl", 1).await.unwrap();
+    assert_eq!((d.allowed, d.source), (true, Source::Redis));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_two_instances_stay_within_the_documented_overshoot_bound() {
+    let server = RedisServer::start();
+    let quota = Quota::per(1000, HOUR);
+    let size = 8;
+    let mk = || {
+        RedisRateLimiter::builder("batched", backend(&server))
+            .tier(quota)
+            .batch(size, Duration::from_secs(60))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (mk(), mk());
+    let (x, y) = tokio::join!(admitted(&a, "hot", 1500), admitted(&b, "hot", 1500));
+    // Every token spent was paid for in Redis: never above the quota here (no refill to
+    // speak of); at most one partly spent block per instance is left unspent.
+    assert!(x + y <= 1000, "{x} + {y}");
+    assert!(x + y >= 1000 - 2 * (size as usize - 1), "{x} + {y}");
+}
+
+async fn bulkhead_instance(server: &RedisServer, n: u32, lease: Duration) -> RedisBulkheadLayer {
+    RedisBulkheadLayer::builder("partner", backend(server), n).lease(lease).build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_bulkhead_never_exceeds_n_across_instances() {
+    let server = RedisServer::start();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let max = Arc::new(AtomicUsize::new(0));
+    let inner = {
+        let (in_flight, max) = (in_flight.clone(), max.clone());
+        service_fn(move |_: ()| {
+            let (in_flight, max) = (in_flight.clone(), max.clone());
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(())
+            }
+        })
+    };
+    let a = bulkhead_instance(&server, 5, Duration::from_secs(5)).await.layer(inner.clone());
+    let b = bulkhead_instance(&server, 5, Duration::from_secs(5)).await.layer(inner);
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let svc = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (admitted, refused) = (admitted.clone(), refused.clone());
+        set.spawn(async move {
+            match svc.oneshot(()).await {
+                Ok(()) => admitted.fetch_add(1, Ordering::SeqCst),
+                Err(e) => {
+                    assert!(find::<BulkheadFull>(&*e).is_some(), "{e}");
+                    refused.fetch_add(1, Ordering::SeqCst)
+                }
+            };
+        });
+    }
+    while set.join_next().await.is_some() {}
+    assert!(max.load(Ordering::SeqCst) <= 5, "max in flight {}", max.load(Ordering::SeqCst));
+    assert!(admitted.load(Ordering::SeqCst) >= 5);
+    assert_eq!(admitted.load(Ordering::SeqCst) + refused.load(Ordering::SeqCst), 200);
+    // every permit was released on completion
+    let layer = bulkhead_instance(&server, 5, Duration::from_secs(5)).await;
+    for _ in 0..100 {
+        if layer.in_flight().await == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(layer.in_flight().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_response_future_releases_the_permit() {
+    let server = RedisServer::start();
+    let layer = bulkhead_instance(&server, 1, Duration::from_secs(30)).await;
+    let svc = layer.layer(service_fn(|_: ()| std::future::pending::<Result<(), std::io::Error>>()));
+    let held = tokio::spawn(svc.clone().oneshot(()));
+    for _ in 0..200 {
+        if layer.in_flight().await == Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(layer.in_flight().await, Some(1));
+    held.abort();
+    let _ = held.await;
+    for _ in 0..200 {
+        if layer.in_flight().await == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(layer.in_flight().await, Some(0), "released long before the 30 s lease");
+}
+
+#[test]
+fn a_killed_instance_permits_come_back_after_the_lease() {
+    let server = RedisServer::start();
+    let url = server.url();
+    // The "killed" instance: its own runtime, 3 calls that never finish, then the runtime is
+    // dropped with the calls leaked (no release is ever sent, no renewal runs any more).
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let backend = RedisBackend::builder(url).timeout(Duration::from_millis(200)).build().unwrap();
+            let layer = RedisBulkheadLayer::builder("partner", backend, 3)
+                .lease(Duration::from_millis(600))
+                .build()
+                .unwrap();
+            let svc = layer.layer(service_fn(|_: ()| std::future::pending::<Result<(), std::io::Error>>()));
+            for _ in 0..3 {
+                let mut fut = Box::pin(svc.clone().oneshot(()));
+                // drive it until the permit is held and the inner call is pending
+                for _ in 0..50 {
+                    let _ = tokio::time::timeout(Duration::from_millis(5), &mut fut).await;
+                }
+                std::mem::forget(fut);
+            }
+            assert_eq!(layer.in_flight().await, Some(3));
+        });
+        drop(rt);
+    })
+    .join()
+    .unwrap();
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let layer = bulkhead_instance(&server, 3, Duration::from_millis(600)).await;
+        let svc = layer.layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
+        let first = svc.clone().oneshot(()).await;
+        assert!(
+            find::<BulkheadFull>(&*first.unwrap_err()).is_some(),
+            "all 3 permits held by the dead instance"
+        );
+        let mut recovered = false;
+        for _ in 0..200 {
+            if svc.clone().oneshot(()).await.is_ok() {
+                recovered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(recovered, "the dead instance's leases never expired");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_breaker_opens_every_instance_after_failures_seen_by_one() {
+    let server = RedisServer::start();
+    let mk = || {
+        SharedCircuitBreakerLayer::builder("backend", backend(&server))
+            .failure_rate(0.5, 5)
+            .time_window(Duration::from_secs(10), 10)
+            .wait_in_open(Duration::from_secs(30))
+            .poll_interval(Duration::from_millis(20))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (mk(), mk());
+    let failing = a.layer(service_fn(|_: ()| async { Err::<(), _>(std::io::Error::other("down")) }));
+    for _ in 0..4 {
+        let _ = failing.clone().oneshot(()).await;
+    }
+    // Those four were recorded by spawned tasks; record more, awaited, until the fifth
+    // outcome lands: the breaker opens on the instance that saw it.
+    let mut opened = false;
+    for _ in 0..5 {
+        if a.record(true).await == SharedBreakerState::Open {
+            opened = true;
+            break;
+        }
+    }
+    assert!(opened, "five failures within the window did not open the breaker");
+    let started = std::time::Instant::now();
+    let mut seen = None;
+    for _ in 0..400 {
+        if b.state() == SharedBreakerState::Open {
+            seen = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let seen = seen.expect("instance b never saw the fleet open");
+    eprintln!("breaker transition reached the other instance after {seen:?} (poll interval 20 ms)");
+    let mut svc = b.layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
+    let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
+    assert!(find::<CircuitOpen>(&*err).is_some(), "{err}");
+}
+
+fn events(b: &RedisBackend) -> Arc<std::sync::Mutex<Vec<RedisEvent>>> {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    b.subscribe(move |e| s.lock().unwrap().push(e.clone()));
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_mid_run_each_policy_then_recovery_after_restart() {
+    let mut server = RedisServer::start();
+    let port = server.port();
+    let quota = Quota::per(10, HOUR);
+    let timeout = Duration::from_millis(100);
+    let mk = |policy| {
+        let backend = RedisBackend::builder(server.url())
+            .timeout(timeout)
+            .guard(3, Duration::from_millis(200))
+            .build()
+            .unwrap();
+        let seen = events(&backend);
+        (
+            RedisRateLimiter::builder("down", backend.clone())
+                .tier(quota)
+                .on_redis_down(policy)
+                .build()
+                .unwrap(),
+            backend,
+            seen,
+        )
+    };
+    let (open, open_b, open_seen) = mk(OnRedisDown::FailOpen);
+    let (closed, _, _) = mk(OnRedisDown::FailClosed);
+    let (local, _, _) = mk(OnRedisDown::Local { share: 0.5 });
+    for l in [&open, &closed, &local] {
+        assert_eq!(l.check("k", 1).await.unwrap().source, Source::Redis);
+    }
+    server.stop();
+    // A hang guard only (ten timeouts); the decision itself comes from the policy.
+    let guard = timeout * 10;
+    for _ in 0..10 {
+        let d = tokio::time::timeout(guard, open.check("k", 1)).await.expect("hang").unwrap();
+        assert_eq!((d.allowed, d.source), (true, Source::FailOpen));
+        let d = tokio::time::timeout(guard, closed.check("k", 1)).await.expect("hang").unwrap();
+        assert_eq!((d.allowed, d.source), (false, Source::FailClosed));
+    }
+    // local: half of the 10-token quota, then refused
+    let mut local_ok = 0;
+    for _ in 0..10 {
+        let d = tokio::time::timeout(guard, local.check("k", 1)).await.expect("hang").unwrap();
+        assert_eq!(d.source, Source::Local);
+        local_ok += usize::from(d.allowed);
+    }
+    assert_eq!(local_ok, 5);
+    // events and metrics for every fallback; the guard breaker opened (calls stop reaching Redis)
+    assert_eq!(open_b.metrics().fallbacks.get(), 10);
+    let seen = open_seen.lock().unwrap().clone();
+    assert_eq!(seen.iter().filter(|e| matches!(e, RedisEvent::Fallback { .. })).count(), 10);
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            RedisEvent::CallFailed { error: palisade_redis::BackendError::BreakerOpen, .. }
+        )),
+        "{seen:?}"
+    );
+
+    // Redis comes back (empty: a restarted server lost its scripts and keys)
+    let _server = loop {
+        match RedisServer::start_on(port) {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    for l in [&open, &closed, &local] {
+        let mut back = false;
+        for _ in 0..200 {
+            if l.check("k2", 1).await.unwrap().source == Source::Redis {
+                back = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(back, "no recovery");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulkhead_when_redis_is_down_follows_its_policy() {
+    let mut server = RedisServer::start();
+    let mk = |policy| {
+        let backend =
+            RedisBackend::builder(server.url()).timeout(Duration::from_millis(100)).build().unwrap();
+        RedisBulkheadLayer::builder("down", backend, 4).on_redis_down(policy).build().unwrap()
+    };
+    let open = mk(OnRedisDown::FailOpen).layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
+    let closed = mk(OnRedisDown::FailClosed).layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
+    let local = mk(OnRedisDown::Local { share: 0.5 })
+        .layer(service_fn(|_: ()| std::future::pending::<Result<(), std::io::Error>>()));
+    server.stop();
+    assert!(open.clone().oneshot(()).await.is_ok());
+    assert!(find::<BulkheadFull>(&*closed.clone().oneshot(()).await.unwrap_err()).is_some());
+    // local: ceil(0.5 × 4) = 2 permits held by pending calls, the third is refused
+    let h1 = tokio::spawn(local.clone().oneshot(()));
+    let h2 = tokio::spawn(local.clone().oneshot(()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = local.clone().oneshot(()).await;
+    assert!(find::<BulkheadFull>(&*third.unwrap_err()).is_some());
+    h1.abort();
+    h2.abort();
+}
