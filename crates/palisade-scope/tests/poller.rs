@@ -205,3 +205,36 @@ async fn jitter_spreads_the_interval() {
     assert!(gaps.iter().all(|g| (5..=15).contains(g)), "{gaps:?}");
     assert!(gaps.iter().any(|g| *g != gaps[0]), "jitter varies the gaps: {gaps:?}");
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_breaker_around_the_source_fails_polls_fast_while_open() {
+    use palisade_circuit_breaker::CircuitBreakerLayer;
+    use tower::Layer;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let source = poll_fn(move || {
+        c.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Err::<(), _>(std::io::Error::other("down")))
+    });
+    let breaker = CircuitBreakerLayer::builder()
+        .name("source")
+        .consecutive_failures(3)
+        .wait_in_open(secs(60))
+        .build()
+        .unwrap();
+    let scope = Scope::new("config");
+    let poller = Poller::builder()
+        .interval(secs(10))
+        .immediate(true)
+        .backoff(Backoff::fixed(secs(1)))
+        .spawn(&scope, breaker.layer(source))
+        .unwrap();
+    sleep(Duration::from_millis(10_500)).await;
+    // Polls at 0..=10 s: three reach the source, then the open breaker refuses the rest.
+    let status = poller.status();
+    assert_eq!(status.polls, 11);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert!(
+        matches!(status.last_outcome, Some(PollOutcome::Failure { ref error, .. }) if error.contains("open"))
+    );
+}
