@@ -62,15 +62,19 @@ impl SlidingCounter {
         self.add_at(self.epoch(now), delta);
     }
 
-    /// Adds `delta` to the slot of `epoch`, which may be a little stale (a cached epoch):
-    /// when the slot already belongs to a later epoch, the value joins that later epoch
-    /// instead of wiping it. Returns the slot's new value.
+    /// Adds `delta` to the slot of `epoch`, which may be a little stale (a clock reading
+    /// taken before another thread's later one): when the slot already belongs to an epoch
+    /// at most one window later, the value joins that later epoch instead of wiping it. Any
+    /// other epoch in the slot is an expired one, however the modular distance looks: the
+    /// slot is reset. (Joining any epoch "less than half the range ahead" kept slots last
+    /// written more than half the epoch range ago — ~9.7 days with 100 ms slots — and
+    /// credited fresh values to them, where `sum` never looks.) Returns the slot's new value.
     pub(crate) fn add_at(&self, epoch: u32, delta: i64) -> i64 {
         let slot = &self.slots[epoch as usize % SLOTS];
         let mut current = slot.load(Ordering::Relaxed);
         loop {
             let (e, v) = unpack(current);
-            let keep = e == epoch || (e != 0 && distance(e, epoch) < EPOCH_MOD / 2);
+            let keep = e == epoch || (e != 0 && distance(e, epoch) <= SLOTS as u32);
             let value = if keep { v.saturating_add(delta).clamp(-VALUE_MAX, VALUE_MAX) } else { delta };
             let next = pack(if keep { e } else { epoch }, value);
             match slot.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
@@ -135,6 +139,12 @@ mod tests {
         assert_eq!(c.add_at(2, 1), 6);
         // Epoch 22 is later than 12: reset.
         assert_eq!(c.add_at(22, 1), 1);
+        // A slot written about half the epoch range before the current epoch (same slot
+        // index) looks "ahead" modulo the range, but it is an expired one: reset.
+        let later = c.add_at(2 + (EPOCH_MOD / 2 / 10) * 10, 4);
+        assert_eq!(later, 4);
+        let far = 2 + (EPOCH_MOD / 2 / 10) * 10 + (EPOCH_MOD / 2 / 10) * 10 + 10;
+        assert_eq!(c.add_at(far % EPOCH_MOD, 3), 3, "a slot written half the range ago is expired");
         assert_eq!(distance(1, EPOCH_MOD), 1);
     }
 }

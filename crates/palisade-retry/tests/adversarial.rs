@@ -357,3 +357,28 @@ async fn a_panicking_listener_changes_nothing() {
     assert_eq!(hedge.layer(svc).oneshot(1).await.unwrap().status(), 200);
     assert_eq!(start.elapsed(), ms(11));
 }
+
+/// Issue 14.1's kind (deposits credited where they do not count) after a long idle spell:
+/// the window's slots carry 24-bit epochs, and a slot last written more than half the epoch
+/// range ago (~9.7 days with a 1 s ttl) looked "later" than the current epoch, so new
+/// deposits joined that stale slot — which the sum ignores — for up to ~9.7 more days: a
+/// client with no floor got no retries at all after ten quiet days.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn deposits_count_after_an_idle_spell_of_days() {
+    for idle_days in [1u64, 10, 15, 30] {
+        let b = RetryBudget::ratio(Duration::from_secs(1), 0, 0.5).unwrap();
+        // Traffic in every slot of the window.
+        for _ in 0..10 {
+            b.deposit();
+            tokio::time::advance(ms(100)).await;
+        }
+        tokio::time::advance(Duration::from_secs(86_400 * idle_days)).await;
+        assert_eq!(b.remaining(), 0.0, "{idle_days} days: old deposits expired");
+        for _ in 0..10 {
+            b.deposit();
+            b.deposit();
+            assert!(b.try_withdraw(), "{idle_days} days idle: two fresh deposits pay for a retry");
+            tokio::time::advance(ms(100)).await;
+        }
+    }
+}
