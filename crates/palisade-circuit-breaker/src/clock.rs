@@ -1,27 +1,27 @@
 //! [`Clock`]: where a breaker reads the time.
-//!
-//! The default is tokio's clock, so tests that pause time (`start_paused`, `advance`)
-//! control every breaker. With the `quanta` feature, [`Clock::quanta`] reads the CPU's
-//! time-stamp counter through the [`quanta`](https://docs.rs/quanta) crate (as governor and
-//! palisade-rate-limit's `Clock::quanta` do): a time window's one clock read per call then
-//! costs a few nanoseconds instead of a `clock_gettime`, but a paused tokio clock no longer
-//! controls the breaker (use [`Clock::from_quanta`] with `quanta::Clock::mock()` in tests).
-//! Call durations (slow calls, `classify_timed`) are always measured on tokio's clock.
-//!
-//! ```
-//! use palisade_circuit_breaker::{CircuitBreakerLayer, Clock};
-//!
-//! let layer = CircuitBreakerLayer::builder().clock(Clock::tokio()).build()?;
-//! # let _ = layer;
-//! # Ok::<(), palisade_core::ConfigError>(())
-//! ```
 
 use std::fmt;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Where a breaker reads the time; see the [module docs](self).
+/// Where a breaker reads the time.
+///
+/// The default is tokio's clock, so tests that pause time (`start_paused`, `advance`)
+/// control every breaker. With the `quanta` feature, [`Clock::quanta`] reads the CPU's
+/// time-stamp counter through the [`quanta`](https://docs.rs/quanta) crate (as governor and
+/// palisade-rate-limit's `Clock::quanta` do): a time window's one clock read per call then
+/// costs a few nanoseconds instead of a `clock_gettime`, but a paused tokio clock no longer
+/// controls the breaker (use [`Clock::from_quanta`] with `quanta::Clock::mock()` in tests).
+/// Call durations (slow calls, `classify_timed`) are always measured on tokio's clock.
+///
+/// ```
+/// use palisade_circuit_breaker::{CircuitBreakerLayer, Clock};
+///
+/// let layer = CircuitBreakerLayer::builder().clock(Clock::tokio()).build()?;
+/// # let _ = layer;
+/// # Ok::<(), palisade_core::ConfigError>(())
+/// ```
 #[derive(Clone, Default)]
 pub struct Clock {
     kind: Kind,
