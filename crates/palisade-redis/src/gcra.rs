@@ -454,7 +454,7 @@ impl Batching {
         }
         if map.len() >= self.max_keys {
             let now = Instant::now();
-            map.retain(|_, b| b.try_lock().map(|b| b.expires > now).unwrap_or(true));
+            map.retain(|_, b| b.try_lock().map_or(true, |b| b.expires > now));
             if map.len() >= self.max_keys {
                 return None;
             }

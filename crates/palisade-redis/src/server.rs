@@ -44,6 +44,7 @@ impl RedisServer {
     /// # Panics
     ///
     /// When `redis-server` is not on `PATH`.
+    #[allow(clippy::disallowed_methods)] // a blocking harness waiting for a child process, not tower time
     pub fn start_on(port: u16) -> Result<Self, String> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -101,7 +102,7 @@ impl Drop for RedisServer {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_or(0, |a| a.port())
 }
 
 fn ping(port: u16) -> bool {

@@ -3,6 +3,7 @@
 //!
 //! Real time here: Redis has its own clock. Outcomes are asserted as counts and bounds,
 //! never as durations; every wait is a bounded loop.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::ignored_unit_patterns, missing_docs)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,8 +16,6 @@ use palisade_redis::{
     SharedCircuitBreakerLayer, Source,
 };
 use tower::{service_fn, Layer, Service, ServiceExt};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -37,7 +36,7 @@ async fn admitted(l: &RedisRateLimiter, key: &'static str, n: usize) -> usize {
     let mut ok = 0;
     while let Some(d) = set.join_next().await {
         let d = d.unwrap();
-        assert_eq!(d.source == Source::Redis || d.source == Source::Batch, true, "{d:?}");
+        assert!(d.source == Source::Redis || d.source == Source::Batch, "{d:?}");
         ok += usize::from(d.allowed);
     }
     ok
@@ -129,7 +128,7 @@ async fn batching_two_instances_stay_within_the_documented_overshoot_bound() {
     assert!(x + y >= 1000 - 2 * (size as usize - 1), "{x} + {y}");
 }
 
-async fn bulkhead_instance(server: &RedisServer, n: u32, lease: Duration) -> RedisBulkheadLayer {
+fn bulkhead_instance(server: &RedisServer, n: u32, lease: Duration) -> RedisBulkheadLayer {
     RedisBulkheadLayer::builder("partner", backend(server), n).lease(lease).build().unwrap()
 }
 
@@ -151,8 +150,8 @@ async fn the_fleet_bulkhead_never_exceeds_n_across_instances() {
             }
         })
     };
-    let a = bulkhead_instance(&server, 5, Duration::from_secs(5)).await.layer(inner.clone());
-    let b = bulkhead_instance(&server, 5, Duration::from_secs(5)).await.layer(inner);
+    let a = bulkhead_instance(&server, 5, Duration::from_secs(5)).layer(inner.clone());
+    let b = bulkhead_instance(&server, 5, Duration::from_secs(5)).layer(inner);
     let admitted = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
     let mut set = tokio::task::JoinSet::new();
@@ -174,7 +173,7 @@ async fn the_fleet_bulkhead_never_exceeds_n_across_instances() {
     assert!(admitted.load(Ordering::SeqCst) >= 5);
     assert_eq!(admitted.load(Ordering::SeqCst) + refused.load(Ordering::SeqCst), 200);
     // every permit was released on completion
-    let layer = bulkhead_instance(&server, 5, Duration::from_secs(5)).await;
+    let layer = bulkhead_instance(&server, 5, Duration::from_secs(5));
     for _ in 0..100 {
         if layer.in_flight().await == Some(0) {
             break;
@@ -187,7 +186,7 @@ async fn the_fleet_bulkhead_never_exceeds_n_across_instances() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_response_future_releases_the_permit() {
     let server = RedisServer::start();
-    let layer = bulkhead_instance(&server, 1, Duration::from_secs(30)).await;
+    let layer = bulkhead_instance(&server, 1, Duration::from_secs(30));
     let svc = layer.layer(service_fn(|_: ()| std::future::pending::<Result<(), std::io::Error>>()));
     let held = tokio::spawn(svc.clone().oneshot(()));
     for _ in 0..200 {
@@ -240,7 +239,7 @@ fn a_killed_instance_permits_come_back_after_the_lease() {
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
-        let layer = bulkhead_instance(&server, 3, Duration::from_millis(600)).await;
+        let layer = bulkhead_instance(&server, 3, Duration::from_millis(600));
         let svc = layer.layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
         let first = svc.clone().oneshot(()).await;
         assert!(
@@ -286,7 +285,7 @@ async fn the_shared_breaker_opens_every_instance_after_failures_seen_by_one() {
         }
     }
     assert!(opened, "five failures within the window did not open the breaker");
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let mut seen = None;
     for _ in 0..400 {
         if b.state() == SharedBreakerState::Open {
