@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::unnecessary_wraps, missing_docs)]
 //! tonic server-streaming calls are judged by their trailers: a stream that sends two
 //! messages and then ends with UNAVAILABLE is a failure for the circuit breaker and the
 //! adaptive limit, although its response headers said HTTP 200; a stream the caller drops
@@ -218,4 +218,131 @@ async fn the_adaptive_limit_holds_a_stream_to_its_end_and_counts_its_failure() {
     assert_eq!(read_to_end(stream).await, (vec![1, 2], Code::Ok));
     assert_eq!(limit.in_flight(), 0);
     assert_eq!(limit.snapshot().dropped, 1);
+}
+
+// === deterministic: a scripted channel and paused time ===
+
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::BodyExt;
+use palisade::core::find_rejection;
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+
+type FrameResult = Result<Frame<Bytes>, Status>;
+
+/// A response body the test feeds frame by frame; it ends when its sender is dropped.
+struct FedBody(mpsc::UnboundedReceiver<FrameResult>);
+
+impl http_body::Body for FedBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<FrameResult>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// Stands in for a `Channel`: every call answers HTTP 200 without `grpc-status` (a stream),
+/// and hands the test the sender that feeds that call's body.
+fn scripted_channel() -> (
+    impl Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible, Future: Send> + Clone,
+    mpsc::UnboundedReceiver<mpsc::UnboundedSender<FrameResult>>,
+) {
+    let (feeds_tx, feeds) = mpsc::unbounded_channel();
+    let svc = tower::service_fn(move |_req: http::Request<Body>| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        feeds_tx.send(tx).unwrap();
+        std::future::ready(Ok::<_, Infallible>(http::Response::new(Body::new(FedBody(rx)))))
+    });
+    (svc, feeds)
+}
+
+fn trailers(code: Code) -> FrameResult {
+    let mut map = http::HeaderMap::new();
+    map.insert("grpc-status", (code as i32).to_string().parse().unwrap());
+    Ok(Frame::trailers(map))
+}
+
+/// Reads a body up to its trailers (the last frame of a gRPC stream); true when it had them.
+async fn drain(body: &mut Body) -> bool {
+    while let Some(frame) = body.frame().await {
+        if frame.unwrap().is_trailers() {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_half_open_trial_stream_holds_its_slot_to_its_end_and_gives_it_back_when_dropped() {
+    let (channel, mut feeds) = scripted_channel();
+    let breaker = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .wait_in_open(Duration::from_secs(10))
+        .half_open_trials(1)
+        .classifier(GrpcClassifier::new())
+        .build()
+        .unwrap();
+    let handle = breaker.handle();
+    let client = ServiceBuilder::new().layer(breaker).service(channel);
+    let call = || client.clone().oneshot(http::Request::new(Body::empty()));
+
+    // A stream ending UNAVAILABLE opens the breaker.
+    let mut res = call().await.unwrap();
+    let feed = feeds.recv().await.unwrap();
+    feed.send(Ok(Frame::data(Bytes::from_static(b"one")))).unwrap();
+    feed.send(trailers(Code::Unavailable)).unwrap();
+    assert!(drain(res.body_mut()).await);
+    assert_eq!(handle.state(), State::Open);
+
+    // After the wait, one trial stream: while it streams, its slot stays taken.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let mut trial = call().await.unwrap();
+    let trial_feed = feeds.recv().await.unwrap();
+    trial_feed.send(Ok(Frame::data(Bytes::from_static(b"one")))).unwrap();
+    assert!(trial.body_mut().frame().await.unwrap().unwrap().is_data());
+    let refused = call().await.unwrap_err();
+    assert!(find_rejection(refused.as_ref()).is_some(), "{refused:?}");
+    assert!(refused.is::<CircuitOpen>(), "{refused:?}");
+
+    // Dropped before its end: ignored, the slot comes back for the next trial.
+    let ignored = handle.snapshot().ignored;
+    drop(trial);
+    assert_eq!(handle.snapshot().ignored, ignored + 1);
+    let mut trial = call().await.unwrap();
+    let feed = feeds.recv().await.unwrap();
+    feed.send(trailers(Code::Ok)).unwrap();
+    assert!(drain(trial.body_mut()).await);
+    assert_eq!(handle.state(), State::Closed);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_stream_is_timed_to_its_end() {
+    let (channel, mut feeds) = scripted_channel();
+    let breaker = CircuitBreakerLayer::builder()
+        .slow_calls(Duration::from_secs(1), 1.0)
+        .classifier(GrpcClassifier::new())
+        .build()
+        .unwrap();
+    let handle = breaker.handle();
+    let client = ServiceBuilder::new().layer(breaker).service(channel);
+
+    // Headers at once; the trailers two seconds later: a slow call, although OK.
+    let mut res = client.clone().oneshot(http::Request::new(Body::empty())).await.unwrap();
+    let feed = feeds.recv().await.unwrap();
+    tokio::time::advance(Duration::from_secs(2)).await;
+    feed.send(trailers(Code::Ok)).unwrap();
+    assert!(drain(res.body_mut()).await);
+    let s = handle.snapshot();
+    assert_eq!((s.successes, s.slow_calls), (1, 1));
+
+    // A stream that ends within the threshold is not slow.
+    let mut res = client.oneshot(http::Request::new(Body::empty())).await.unwrap();
+    let feed = feeds.recv().await.unwrap();
+    tokio::time::advance(Duration::from_millis(500)).await;
+    feed.send(trailers(Code::Ok)).unwrap();
+    assert!(drain(res.body_mut()).await);
+    let s = handle.snapshot();
+    assert_eq!((s.successes, s.slow_calls), (2, 1));
 }
