@@ -10,10 +10,10 @@ pub(crate) const SLOTS: usize = 10;
 
 /// A sum over the last `window` of time, kept in [`SLOTS`] slots.
 ///
-/// Each slot is one `AtomicU64` packing the slot's epoch (high 24 bits) and a signed 40-bit
-/// value (low 40 bits), so a slot that belongs to an expired epoch is reset by the same
+/// Each slot is one `AtomicU64` packing the slot's epoch (high 32 bits) and a signed 32-bit
+/// value (low 32 bits; the counters count events, one at a time), so a slot that belongs to an expired epoch is reset by the same
 /// compare-and-swap that adds to it: no lock, no background task. Values saturate instead of
-/// wrapping; epochs wrap after 2^24 − 1 slots and only short distances are compared.
+/// wrapping; epochs wrap after 2^32 − 1 slots and only short distances are compared.
 #[derive(Debug)]
 pub(crate) struct SlidingCounter {
     slots: [AtomicU64; SLOTS],
@@ -21,11 +21,13 @@ pub(crate) struct SlidingCounter {
     start: Instant,
 }
 
-const VALUE_BITS: u32 = 40;
+const VALUE_BITS: u32 = 32;
 const VALUE_MASK: u64 = (1 << VALUE_BITS) - 1;
 const VALUE_MAX: i64 = (1 << (VALUE_BITS - 1)) - 1;
-/// Epochs run over `1..=EPOCH_MOD`; 0 marks a slot never written.
-const EPOCH_MOD: u32 = (1 << 24) - 1;
+/// Epochs run over `1..=EPOCH_MOD`; 0 marks a slot never written. 32 bits: the range wraps
+/// after ~13.6 years of 100 ms slots (24 bits wrapped after 19.4 days, and a slot idle for
+/// exactly that long was read as current).
+const EPOCH_MOD: u32 = u32::MAX;
 
 fn pack(epoch: u32, value: i64) -> u64 {
     (u64::from(epoch) << VALUE_BITS) | (value.clamp(-VALUE_MAX, VALUE_MAX) as u64 & VALUE_MASK)
@@ -37,7 +39,7 @@ fn unpack(word: u64) -> (u32, i64) {
 
 /// How far epoch `a` is after epoch `b`, modulo the epoch range.
 fn distance(a: u32, b: u32) -> u32 {
-    (a + EPOCH_MOD - b) % EPOCH_MOD
+    ((u64::from(a) + u64::from(EPOCH_MOD) - u64::from(b)) % u64::from(EPOCH_MOD)) as u32
 }
 
 impl SlidingCounter {

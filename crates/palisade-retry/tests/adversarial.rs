@@ -359,7 +359,7 @@ async fn a_panicking_listener_changes_nothing() {
 }
 
 /// Issue 14.1's kind (deposits credited where they do not count) after a long idle spell:
-/// the window's slots carry 24-bit epochs, and a slot last written more than half the epoch
+/// the window's slots carried 24-bit epochs, and a slot last written more than half the epoch
 /// range ago (~9.7 days with a 1 s ttl) looked "later" than the current epoch, so new
 /// deposits joined that stale slot — which the sum ignores — for up to ~9.7 more days: a
 /// client with no floor got no retries at all after ten quiet days.
@@ -381,4 +381,18 @@ async fn deposits_count_after_an_idle_spell_of_days() {
             tokio::time::advance(ms(100)).await;
         }
     }
+}
+
+/// The window's epochs wrapped after 2^24 − 1 slots (19.4 days with a 1 s ttl): a slot left
+/// idle for exactly that long was read as current, and deposits that old paid for retries.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn deposits_from_one_epoch_wrap_ago_are_expired() {
+    let b = RetryBudget::ratio(Duration::from_secs(1), 0, 0.5).unwrap();
+    for _ in 0..10 {
+        b.deposit();
+    }
+    // 2^24 − 1 slots of 100 ms.
+    tokio::time::advance(ms(100) * ((1 << 24) - 1)).await;
+    assert_eq!(b.remaining(), 0.0);
+    assert!(!b.try_withdraw());
 }
