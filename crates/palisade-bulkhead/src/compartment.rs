@@ -278,8 +278,14 @@ impl Compartment {
     /// Changes the number of permits. Growing hands the new permits to waiters in order;
     /// shrinking takes free permits away at once and the rest as calls in flight finish, so
     /// no call loses its permit and none is admitted until the count is below `n`.
+    /// Zero is allowed here (not at build time): a bulkhead that admits nothing until it is
+    /// raised again, as Resilience4j's `changeConfig` with `maxConcurrentCalls` 0.
     pub(crate) fn set_max_concurrent(&self, n: usize) -> Result<(), ConfigError> {
-        check_max_concurrent(n)?;
+        ensure(
+            n <= Semaphore::MAX_PERMITS,
+            "max_concurrent",
+            format!("must not exceed {}", Semaphore::MAX_PERMITS),
+        )?;
         let _guard = self.resize.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = self.limit.load(Ordering::Acquire);
         if n > old {

@@ -25,7 +25,7 @@ use crate::layer::BulkheadLayer;
 /// handle.set_max_concurrent(4).unwrap();
 /// handle.set_max_wait(Some(Duration::from_millis(50)));
 /// assert_eq!(handle.max_concurrent(), 4);
-/// assert!(handle.set_max_concurrent(0).is_err());
+/// assert!(handle.set_max_concurrent(usize::MAX).is_err());
 /// ```
 #[derive(Clone)]
 pub struct BulkheadHandle {
@@ -60,9 +60,14 @@ impl BulkheadHandle {
     /// permits away at once; calls in flight above the new number keep their permits and
     /// finish, and no call is admitted until fewer than `n` are in flight.
     ///
+    /// Zero is accepted here, as Resilience4j's `changeConfig` accepts `maxConcurrentCalls`
+    /// 0: the bulkhead then admits nothing — callers wait up to `max_wait` and are refused —
+    /// until it is raised again (an operator's "drain" switch). The builder still asks for at
+    /// least 1, since a bulkhead built closed is almost always a mistake.
+    ///
     /// # Errors
     ///
-    /// `n` of zero or above `tokio::sync::Semaphore::MAX_PERMITS`; nothing changes then.
+    /// `n` above `tokio::sync::Semaphore::MAX_PERMITS`; nothing changes then.
     pub fn set_max_concurrent(&self, n: usize) -> Result<(), ConfigError> {
         self.compartment.set_max_concurrent(n)
     }

@@ -182,7 +182,6 @@ async fn bulkhead_max_wait_and_queue_change_for_new_callers() {
 #[test]
 fn bulkhead_invalid_changes_are_refused_and_change_nothing() {
     let h = BulkheadLayer::builder().max_concurrent(3).build().unwrap().handle();
-    assert_eq!(h.set_max_concurrent(0).unwrap_err().field(), "max_concurrent");
     assert_eq!(h.set_max_concurrent(usize::MAX).unwrap_err().field(), "max_concurrent");
     assert_eq!(
         h.set_max_concurrent(tokio::sync::Semaphore::MAX_PERMITS + 1).unwrap_err().field(),
@@ -677,4 +676,48 @@ proptest! {
         drop(held);
         prop_assert_eq!(h.in_flight(), 0);
     }
+}
+
+/// Resilience4j's `changeConfig` accepts `maxConcurrentCalls` 0 (a bulkhead that admits
+/// nothing); so does the handle. Shrinking to 0 with calls in flight lets them finish, admits
+/// nobody (waiters time out with `WaitTimedOut`, `max_wait` zero refuses at once), and raising
+/// it again admits the waiters in order with the count exact.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn bulkhead_shrink_to_zero_drains_and_grows_back() {
+    use palisade_core::rejection::BulkheadFull;
+    let layer = BulkheadLayer::builder().max_concurrent(2).max_wait(ms(100)).build().unwrap();
+    let h = layer.handle();
+    let svc = layer.layer(gated());
+    let running: Vec<_> = (0..2).map(|_| start(&svc)).collect();
+    settle().await;
+    h.set_max_concurrent(0).unwrap();
+    assert_eq!((h.max_concurrent(), h.in_flight(), h.available()), (0, 2, 0));
+    for (tx, call) in running {
+        tx.send(()).unwrap();
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!((h.in_flight(), h.available()), (0, 0), "the freed permits paid the debt");
+    // Nobody gets in: a waiter times out.
+    let (_tx, refused) = start(&svc);
+    tokio::time::advance(ms(101)).await;
+    let err = refused.await.unwrap().unwrap_err();
+    assert_eq!(err.downcast_ref::<BulkheadFull>().unwrap().reason(), BulkheadFullReason::WaitTimedOut);
+    // With no waiting, refused at once.
+    h.set_max_wait(Some(Duration::ZERO));
+    let (_tx, refused) = start(&svc);
+    let err = refused.await.unwrap().unwrap_err();
+    assert_eq!(err.downcast_ref::<BulkheadFull>().unwrap().reason(), BulkheadFullReason::NoPermit);
+    // Waiters queued while closed are admitted in order when it opens again.
+    h.set_max_wait(None);
+    let waiting: Vec<_> = (0..3).map(|_| start(&svc)).collect();
+    settle().await;
+    assert_eq!(h.queued(), 3);
+    h.set_max_concurrent(2).unwrap();
+    settle().await;
+    assert_eq!((h.in_flight(), h.queued()), (2, 1));
+    for (tx, call) in waiting {
+        tx.send(()).unwrap();
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!((h.in_flight(), h.available(), h.max_concurrent()), (0, 2, 2));
 }
