@@ -191,7 +191,7 @@ impl ScopeBuilder {
     }
 
     /// Cancels the scope `timeout` after it is built (saturating: a huge timeout means
-    /// never). Needs a tokio runtime.
+    /// never). Building it outside a Tokio runtime is a `ConfigError` (field `timeout`).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -216,28 +216,19 @@ impl ScopeBuilder {
     ) -> Result<Scope, ConfigError> {
         let limit = self.validate()?;
         if let Some(timeout) = self.timeout {
+            let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                ConfigError::new("timeout", "a scope with a timeout must be built inside a Tokio runtime")
+            })?;
             let t = token.clone();
             let deadline = deadline_from_now(timeout);
             // Not a task of the scope: it ends with the scope's cancellation.
-            tokio::spawn(async move {
+            runtime.spawn(async move {
                 if t.run_until_cancelled(tokio::time::sleep_until(deadline)).await.is_some() {
                     t.cancel();
                 }
             });
         }
-        Ok(Scope {
-            inner: Arc::new(Inner {
-                name: self.name,
-                token,
-                tasks: TaskTracker::new(),
-                requests: TaskTracker::new(),
-                closing,
-                limit,
-                resources: Mutex::new(Vec::new()),
-                parent,
-                children: Mutex::new(Vec::new()),
-            }),
-        })
+        Ok(Scope::raw(self.name, token, closing, limit, parent))
     }
 
     /// A root scope.
@@ -252,9 +243,7 @@ impl ScopeBuilder {
             parent.inner.closing.child_token(),
             Some(parent.clone()),
         )?;
-        let mut children = lock(&parent.inner.children);
-        children.retain(|c| c.strong_count() > 0);
-        children.push(Arc::downgrade(&child.inner));
+        parent.adopt(&child);
         Ok(child)
     }
 
@@ -268,19 +257,35 @@ impl ScopeBuilder {
 impl Scope {
     /// A root scope named `name` without limit or timeout.
     pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Scope::raw(name.into(), CancellationToken::new(), CancellationToken::new(), None, None)
+    }
+
+    fn raw(
+        name: Arc<str>,
+        token: CancellationToken,
+        closing: CancellationToken,
+        limit: Option<Arc<Semaphore>>,
+        parent: Option<Scope>,
+    ) -> Self {
         Scope {
             inner: Arc::new(Inner {
-                name: name.into(),
-                token: CancellationToken::new(),
+                name,
+                token,
                 tasks: TaskTracker::new(),
                 requests: TaskTracker::new(),
-                closing: CancellationToken::new(),
-                limit: None,
+                closing,
+                limit,
                 resources: Mutex::new(Vec::new()),
-                parent: None,
+                parent,
                 children: Mutex::new(Vec::new()),
             }),
         }
+    }
+
+    fn adopt(&self, child: &Scope) {
+        let mut children = lock(&self.inner.children);
+        children.retain(|c| c.strong_count() > 0);
+        children.push(Arc::downgrade(&child.inner));
     }
 
     /// A builder for a scope named `name`.
@@ -290,22 +295,31 @@ impl Scope {
 
     /// An attached child named after this scope (see [`ScopeBuilder::child_of`]).
     pub fn child(&self) -> Scope {
-        let builder = ScopeBuilder { name: self.inner.name.clone(), limit: None, timeout: None };
-        match builder.child_of(self) {
-            Ok(s) => s,
-            // Unreachable: no limit to validate.
-            Err(_) => Scope::new(self.inner.name.clone()),
-        }
+        let child = Scope::raw(
+            self.inner.name.clone(),
+            self.inner.token.child_token(),
+            self.inner.closing.child_token(),
+            None,
+            Some(self.clone()),
+        );
+        self.adopt(&child);
+        child
     }
 
     /// A detached child that cancels itself after `timeout` (see
-    /// [`ScopeBuilder::detached_from`]). Needs a tokio runtime.
+    /// [`ScopeBuilder::detached_from`]). Outside a Tokio runtime it has no timeout (it is
+    /// still cancelled with this scope).
     pub fn detached(&self, timeout: Duration) -> Scope {
         let builder = ScopeBuilder { name: self.inner.name.clone(), limit: None, timeout: Some(timeout) };
-        match builder.detached_from(self) {
-            Ok(s) => s,
-            Err(_) => Scope::new(self.inner.name.clone()),
-        }
+        builder.detached_from(self).unwrap_or_else(|_| {
+            Scope::raw(
+                self.inner.name.clone(),
+                self.inner.token.child_token(),
+                CancellationToken::new(),
+                None,
+                None,
+            )
+        })
     }
 
     /// The scope's name.

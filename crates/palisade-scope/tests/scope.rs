@@ -275,3 +275,21 @@ async fn panics_in_tasks_and_teardowns_are_contained() {
     settle().await;
     assert_eq!(ran.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn a_timeout_outside_a_runtime_is_a_config_error_not_a_panic() {
+    let root = Scope::new("root");
+    let err = Scope::builder("t").timeout(secs(1)).build().unwrap_err();
+    assert_eq!(err.field(), "timeout");
+    // The shortcut still links cancellation.
+    let detached = root.detached(secs(1));
+    root.cancel();
+    assert!(detached.is_cancelled());
+    // A huge timeout saturates inside a runtime.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    rt.block_on(async {
+        let s = Scope::builder("t").timeout(Duration::MAX).build().unwrap();
+        tokio::task::yield_now().await;
+        assert!(!s.is_cancelled());
+    });
+}
