@@ -199,6 +199,9 @@ impl PollerBuilder {
         F: Fn(&Result<T, BoxError>) + Send + Sync + 'static,
     {
         self.validate()?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConfigError::new("runtime", "a poller must be spawned inside a Tokio runtime"));
+        }
         let control = Arc::new(Control {
             state: Mutex::new(State {
                 running: true,

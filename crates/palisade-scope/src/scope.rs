@@ -375,9 +375,8 @@ impl Scope {
     /// Spawns `future` as a task of the scope and returns its handle. The task waits for a
     /// turn when the scope has a [limit](ScopeBuilder::limit), ends with [`Cancelled`] when
     /// the scope is cancelled (the future is dropped), and with [`TaskPanicked`] if it
-    /// panics. A closing scope refuses with [`Closed`].
-    ///
-    /// Needs a tokio runtime.
+    /// panics. A closing scope refuses with [`Closed`]; outside a Tokio runtime the handle
+    /// answers an error at once (never a panic).
     pub fn spawn<F>(&self, future: F) -> ScopeTask<F::Output>
     where
         F: Future + Send + 'static,
@@ -387,6 +386,10 @@ impl Scope {
         if self.is_closing() {
             return ScopeTask { state: TaskState::Refused(Some(self.closed_error().into())), name };
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            let err: BoxError = "Scope::spawn needs a Tokio runtime".into();
+            return ScopeTask { state: TaskState::Refused(Some(err)), name };
+        };
         let token = self.inner.token.clone();
         let limit = self.inner.limit.clone();
         let work = async move {
@@ -399,12 +402,15 @@ impl Scope {
             };
             Some(AssertUnwindSafe(future).catch_unwind().await)
         };
-        let handle = self.inner.tasks.spawn(async move {
-            match token.run_until_cancelled_owned(work).await {
-                Some(Some(out)) => Some(out),
-                _ => None,
-            }
-        });
+        let handle = self.inner.tasks.spawn_on(
+            async move {
+                match token.run_until_cancelled_owned(work).await {
+                    Some(Some(out)) => Some(out),
+                    _ => None,
+                }
+            },
+            &runtime,
+        );
         ScopeTask { state: TaskState::Running(handle), name }
     }
 

@@ -238,3 +238,13 @@ async fn a_breaker_around_the_source_fails_polls_fast_while_open() {
         matches!(status.last_outcome, Some(PollOutcome::Failure { ref error, .. }) if error.contains("open"))
     );
 }
+
+#[test]
+fn outside_a_runtime_spawning_is_an_error_not_a_panic() {
+    let scope = Scope::new("x");
+    let err = Poller::builder().spawn(&scope, poll_fn(|| async { Ok::<_, std::io::Error>(()) })).unwrap_err();
+    assert_eq!(err.field(), "runtime");
+    let task = scope.spawn(async { 1 });
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    assert!(rt.block_on(task).is_err());
+}
