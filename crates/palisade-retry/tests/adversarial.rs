@@ -396,3 +396,44 @@ async fn deposits_from_one_epoch_wrap_ago_are_expired() {
     assert_eq!(b.remaining(), 0.0);
     assert!(!b.try_withdraw());
 }
+
+/// A server pushback stands until it has elapsed: a later non-fatal failure of another
+/// attempt, without a pushback of its own, does not shortcut it (A6's "sent immediately"
+/// shortcut is for the hedging delay, not for the server's explicit wait; grpc-java keeps
+/// the pushback's schedule). Primary fails at 400 ms; the hedge sent at 100 ms fails at
+/// 150 ms with a pushback of 1 s: the third attempt goes out at 1150 ms, not at 400 ms.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_pushback_is_not_shortcut_by_a_later_failure() {
+    let start = Instant::now();
+    let (svc, log, _) = scripted(vec![
+        (ms(400), 200, vec![("grpc-status", "14")]),
+        unavailable(ms(50), "1000"),
+        (ms(10), 200, vec![("grpc-status", "0")]),
+    ]);
+    let layer = HedgeLayer::builder()
+        .budget(RetryBudget::unlimited())
+        .classifier(GrpcClassifier::new())
+        .max_attempts(3)
+        .delay(ms(100))
+        .build()
+        .unwrap();
+    let res = layer.layer(svc).oneshot(1).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "0");
+    assert_eq!(offsets(&log, start), [ms(0), ms(100), ms(1150)]);
+    // Without a pushback pending, the shortcut applies: the next attempt at once.
+    let start = Instant::now();
+    let (svc, log, _) = scripted(vec![
+        (ms(400), 200, vec![("grpc-status", "14")]),
+        (ms(50), 200, vec![("grpc-status", "14")]),
+        (ms(10), 200, vec![("grpc-status", "0")]),
+    ]);
+    let layer = HedgeLayer::builder()
+        .budget(RetryBudget::unlimited())
+        .classifier(GrpcClassifier::new())
+        .max_attempts(3)
+        .delay(ms(1000))
+        .build()
+        .unwrap();
+    layer.layer(svc).oneshot(1).await.unwrap();
+    assert_eq!(offsets(&log, start), [ms(0), ms(400), ms(450)]);
+}

@@ -201,7 +201,10 @@ where
                                 *this.gated = true;
                                 *this.launch_due = false;
                             }
-                            // gRFC A6: a non-fatal failure sends the next hedge at once.
+                            // gRFC A6: a non-fatal failure sends the next hedge at once —
+                            // unless a server pushback is pending: the server's explicit wait
+                            // stands (as grpc-java keeps the pushback's schedule).
+                            _ if *this.gated => {}
                             _ => *this.launch_due = true,
                         }
                         continue;

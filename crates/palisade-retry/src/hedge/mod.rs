@@ -20,7 +20,8 @@
 //!
 //! Server pushback (gRFC A6, read by `GrpcClassifier`) is honoured on non-fatal failures:
 //! a pushback of `n` ms starts the next attempt after `n` ms (instead of at once or after
-//! the hedge delay), and a pushback saying "do not retry" starts no further attempt but
+//! the hedge delay; a later non-fatal failure without a pushback does not cut that wait
+//! short), and a pushback saying "do not retry" starts no further attempt but
 //! lets those in flight run on — only a fatal status (or a success) cancels them. An HTTP
 //! `Retry-After` on a non-fatal failure does not delay hedges. Deliberate deviation from
 //! grpc-java, which honours any pushback: one longer than
