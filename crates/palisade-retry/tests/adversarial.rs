@@ -437,3 +437,38 @@ async fn a_pushback_is_not_shortcut_by_a_later_failure() {
     layer.layer(svc).oneshot(1).await.unwrap();
     assert_eq!(offsets(&log, start), [ms(0), ms(400), ms(450)]);
 }
+
+// === tower contract (issue 14/15 standards) ===
+
+/// A hedge that the budget refuses must not keep the inner capacity it reserved for it:
+/// over `ConcurrencyLimit(2)` with a budget that allows no hedge, a call whose primary hangs
+/// held the second permit for as long as the primary ran, halving the capacity for nothing.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_refused_hedge_gives_back_the_capacity_it_reserved() {
+    use support::{Scripted, Step};
+    use tokio_test::{assert_pending, assert_ready_ok, task};
+    use tower::Service;
+    let svc = Scripted::new([Step::Hang]);
+    let limited = tower::limit::ConcurrencyLimit::new(svc.clone(), 2);
+    let layer = HedgeLayer::builder()
+        .budget(RetryBudget::ratio(Duration::from_secs(1), 0, 0.0).unwrap())
+        .max_attempts(2)
+        .delay(ms(10))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut hedged = layer.layer(limited.clone());
+    let mut call = task::spawn(async move {
+        hedged.ready().await.unwrap();
+        hedged.call(1).await
+    });
+    assert_pending!(call.poll());
+    tokio::time::advance(ms(20)).await;
+    assert_pending!(call.poll());
+    assert_eq!(handle.snapshot().budget_exhausted, 1, "the hedge was refused by the budget");
+    assert_eq!(svc.calls(), 1);
+    // Another caller gets the second permit while the primary still runs.
+    let mut other = limited.clone();
+    let mut ready = task::spawn(std::future::poll_fn(move |cx| other.poll_ready(cx)));
+    assert_ready_ok!(ready.poll());
+}

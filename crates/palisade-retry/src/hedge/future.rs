@@ -55,6 +55,9 @@ pin_project! {
         gated: bool,
         // Why no new attempt may start (budget spent, server said no, not ready).
         stopped: Option<GiveUpReason>,
+        // The next hedge is paid for (the budget is asked before the inner service is
+        // polled ready, so that a refused hedge never holds capacity it reserved).
+        paid: bool,
         last: Option<Result<S::Response, S::Error>>,
     }
 }
@@ -110,6 +113,7 @@ where
             launch_due,
             gated: false,
             stopped: None,
+            paid: false,
             last: None,
         }
     }
@@ -255,6 +259,17 @@ where
                 *this.gated = false;
                 *this.launch_due = true;
             }
+            // The budget first: polling the inner service ready reserves capacity (a
+            // permit, a connection) that a refused hedge would hold until the call ends.
+            if !*this.paid {
+                if !this.core.budget.try_withdraw() {
+                    this.core.counters.budget_exhausted.increment();
+                    this.core.events.publish(RetryEvent::BudgetExhausted { attempt: *this.launched + 1 });
+                    *this.stopped = Some(GiveUpReason::BudgetExhausted);
+                    continue;
+                }
+                *this.paid = true;
+            }
             match this.service.poll_ready(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(err)) => {
@@ -272,13 +287,8 @@ where
                 }
                 Poll::Ready(Ok(())) => {}
             }
-            if !this.core.budget.try_withdraw() {
-                this.core.counters.budget_exhausted.increment();
-                this.core.events.publish(RetryEvent::BudgetExhausted { attempt: *this.launched + 1 });
-                *this.stopped = Some(GiveUpReason::BudgetExhausted);
-                continue;
-            }
             let Some(req) = this.request.take() else { continue };
+            *this.paid = false;
             *this.launched += 1;
             if *this.launched < this.core.max_attempts {
                 *this.request = this.replay.replay(&req);
