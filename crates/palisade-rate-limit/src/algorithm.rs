@@ -38,7 +38,10 @@ pub enum Algorithm {
     /// rejected at once, with `retry_after` the time until a place frees. As a layer it
     /// always queues, in either [`Mode`](crate::Mode) (in wait mode up to `max_wait`). The
     /// direct [`RateLimiter::check`](crate::RateLimiter::check) and `try_acquire` admit only
-    /// a request that may leave now (their caller proceeds at once);
+    /// a request that may leave now (their caller proceeds at once), so a weight above 1
+    /// is [`Denied::ExceedsCapacity`] there; in general a weight that could not leave
+    /// within the wait allowed (the queue, or `max_wait` if shorter) even from an empty
+    /// bucket is `ExceedsCapacity`, never a `retry_after` that would not be kept.
     /// [`RateLimiter::reserve`](crate::RateLimiter::reserve) takes a queue place and says
     /// when to leave.
     LeakyBucket {
@@ -465,6 +468,16 @@ impl<T: Tat> Gcra<T> {
             let max_wait =
                 if queue == u64::MAX { max_wait } else { max_wait.min(interval.saturating_mul(queue)) };
             let inc = interval.saturating_mul(u64::from(cost));
+            if queue != u64::MAX && inc.saturating_sub(tau) > max_wait {
+                // Leaky bucket: even an empty bucket lets this cost leave only
+                // `inc - tau` from now, beyond the wait allowed (the queue, or `max_wait`;
+                // zero for a direct check). No `retry_after` would ever be kept: say so.
+                let capacity = tau.saturating_add(max_wait) / interval.max(1);
+                return Err(Denied::ExceedsCapacity {
+                    cost,
+                    capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
+                });
+            }
             let new_tat = tat.max(now).saturating_add(inc);
             let allow_at = new_tat.saturating_sub(tau);
             if allow_at > now.saturating_add(max_wait) {
