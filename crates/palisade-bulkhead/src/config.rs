@@ -28,7 +28,6 @@ pub struct BulkheadBuilder {
     max_concurrent: usize,
     max_queue: Option<usize>,
     max_wait: Option<Duration>,
-    key_idle_timeout: Option<Duration>,
     shed_when_inner_not_ready: bool,
     listeners: Vec<Listener<BulkheadEvent>>,
 }
@@ -40,7 +39,6 @@ impl fmt::Debug for BulkheadBuilder {
             .field("max_concurrent", &self.max_concurrent)
             .field("max_queue", &self.max_queue)
             .field("max_wait", &self.max_wait)
-            .field("key_idle_timeout", &self.key_idle_timeout)
             .field("shed_when_inner_not_ready", &self.shed_when_inner_not_ready)
             .field("listeners", &self.listeners.len())
             .finish()
@@ -54,7 +52,6 @@ impl Default for BulkheadBuilder {
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             max_queue: None,
             max_wait: None,
-            key_idle_timeout: None,
             shed_when_inner_not_ready: false,
             listeners: Vec::new(),
         }
@@ -93,10 +90,20 @@ impl BulkheadBuilder {
         self
     }
 
-    /// For [`keyed`](Self::keyed): keys unused this long are the first evicted when the map
-    /// is full (otherwise the least recently used go first).
-    pub fn key_idle_timeout(mut self, d: Duration) -> Self {
-        self.key_idle_timeout = Some(d);
+    /// Ignored: kept only so that code written for earlier versions still compiles.
+    ///
+    /// Keyed bulkheads used to evict keys by idleness and least-recent use, which could
+    /// forget a key that still had calls in flight and admit a second batch for it. A key
+    /// is now forgotten only when it holds no permit and has no caller queued (whatever
+    /// its idle time), and only when a new key needs the room; see
+    /// [`KeyedBulkheadLayer`] and [`KeyedMap`](palisade_core::keyed::KeyedMap). To trim
+    /// idle keys earlier, call [`KeyedBulkheadHandle::sweep`](crate::KeyedBulkheadHandle::sweep).
+    #[deprecated(
+        since = "0.1.0",
+        note = "ignored: a keyed bulkhead forgets a key only when it holds no permit and no waiter, \
+                whatever its idle time; use KeyedBulkheadHandle::sweep to trim"
+    )]
+    pub fn key_idle_timeout(self, _d: Duration) -> Self {
         self
     }
 
@@ -138,7 +145,11 @@ impl BulkheadBuilder {
 
     /// A bulkhead per key: `key` maps each request to a key (tenant, client IP, host), each
     /// key gets its own `max_concurrent` permits and queue, and at most `max_keys` keys are
-    /// held (least recently used first out, see [`KeyedMap`](palisade_core::keyed::KeyedMap)).
+    /// held, exactly. A key is forgotten only when it holds no permit and has no caller
+    /// queued (forgetting it then changes nothing), and only to make room for a new key;
+    /// when every held key is busy, the new key is refused with
+    /// [`KeySetFull`](palisade_core::rejection::KeySetFull) (see [`KeyedBulkheadLayer`] and
+    /// [`KeyedMap`](palisade_core::keyed::KeyedMap)).
     ///
     /// # Errors
     ///
@@ -156,8 +167,7 @@ impl BulkheadBuilder {
             "shed_when_inner_not_ready",
             "is not supported by keyed bulkheads",
         )?;
-        let idle = self.key_idle_timeout;
-        Ok(KeyedBulkheadLayer::new(self.into_common()?, max_keys, idle, key))
+        Ok(KeyedBulkheadLayer::new(self.into_common()?, max_keys, key))
     }
 
     fn into_common(self) -> Result<Arc<Common>, ConfigError> {

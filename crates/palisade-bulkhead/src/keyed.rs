@@ -105,14 +105,8 @@ impl<K, F> fmt::Debug for KeyedBulkheadLayer<K, F> {
 }
 
 impl<K: Hash + Eq + Clone, F> KeyedBulkheadLayer<K, F> {
-    /// `_idle` is no longer used: a key is forgotten when it holds nothing, whatever its
-    /// idle time.
-    pub(crate) fn new(
-        common: Arc<Common>,
-        max_keys: usize,
-        _idle: Option<std::time::Duration>,
-        key: F,
-    ) -> Self {
+    /// A key is forgotten when it holds nothing, whatever its idle time (see the type docs).
+    pub(crate) fn new(common: Arc<Common>, max_keys: usize, key: F) -> Self {
         Self { shared: Arc::new(KeyedShared { common, map: KeyedMap::new(max_keys), key }) }
     }
 

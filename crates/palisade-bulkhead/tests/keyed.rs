@@ -168,3 +168,33 @@ async fn a_key_with_waiters_is_never_evicted() {
     assert_eq!(a2.await.unwrap().unwrap(), 2);
     assert_eq!(h.sweep(), 1);
 }
+
+/// Review: the old `key_idle_timeout` is ignored (deprecated): however short, a key with a
+/// call in flight is never forgotten for it, and an idle key is forgotten only for room.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[allow(deprecated)]
+async fn the_deprecated_idle_timeout_forgets_nothing() {
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .shed_when_full()
+        .key_idle_timeout(std::time::Duration::from_millis(1))
+        .keyed(2, |r: &Req| r.0)
+        .unwrap();
+    let h = layer.handle();
+    let (gate, inner) = gated();
+    let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
+    let a = tokio::spawn(svc.clone().oneshot(("A", 1)));
+    tokio::task::yield_now().await;
+    tokio::time::advance(std::time::Duration::from_secs(3600)).await;
+    let b = tokio::spawn(svc.clone().oneshot(("B", 2)));
+    tokio::task::yield_now().await;
+    assert!(svc.clone().oneshot(("C", 3)).await.unwrap_err().is::<KeySetFull>());
+    let err = svc.clone().oneshot(("A", 4)).await.unwrap_err();
+    assert_eq!(support::reason(&err), Some(BulkheadFullReason::NoPermit), "A still has its call");
+    assert_eq!((h.keys(), h.evictions()), (2, 0));
+    gate.notify_waiters();
+    assert_eq!(a.await.unwrap().unwrap(), 1);
+    assert_eq!(b.await.unwrap().unwrap(), 2);
+    tokio::time::advance(std::time::Duration::from_secs(3600)).await;
+    assert_eq!(h.keys(), 2, "idle keys stay until room is needed");
+}
