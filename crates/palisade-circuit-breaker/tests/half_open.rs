@@ -503,3 +503,118 @@ async fn polly_half_open_isolate_and_overflow() {
     let r = send(&svc, Do::Ok).await;
     assert!(rejection(&r).unwrap().retry_after() >= Duration::from_secs(86_400 * 365 * 30));
 }
+
+/// Review (issue 14.5, more of the kind): R4j's "wait for all trials" with one trial that
+/// never ends must not pin half-open either: the max wait in half-open reopens, later a
+/// new round of trials decides.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn wait_for_all_trials_with_a_hung_trial_times_out_and_tries_again() {
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .wait_in_open(10 * SEC)
+        .half_open_trials(2)
+        .wait_for_all_trials(true)
+        .max_wait_in_half_open(5 * SEC)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend());
+    send(&svc, Do::Fail).await.unwrap_err();
+    advance(10 * SEC).await;
+    std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+    let hung = svc.call(Do::Hang);
+    send(&svc, Do::Ok).await.unwrap();
+    assert_eq!(handle.state(), State::HalfOpen, "one of two trials still running");
+    let hint = rejection(&send(&svc, Do::Ok).await).unwrap().retry_after();
+    assert!(hint > Duration::ZERO && hint <= 5 * SEC, "{hint:?}");
+    advance(5 * SEC).await;
+    let r = send(&svc, Do::Ok).await;
+    assert_eq!(rejection(&r).unwrap().retry_after(), 10 * SEC, "timed out: open for the wait");
+    advance(10 * SEC).await;
+    send(&svc, Do::Ok).await.unwrap();
+    send(&svc, Do::Ok).await.unwrap();
+    assert_eq!(handle.state(), State::Closed);
+    drop(hung);
+    assert_eq!(handle.state(), State::Closed, "the stale trial changes nothing");
+}
+
+/// Review: `open_for` then a hung trial: the manual open goes to half-open as usual and the
+/// hung trial times out like any other.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn open_for_then_a_hung_trial_does_not_pin_half_open() {
+    let layer = hung(CircuitBreakerLayer::builder()).max_wait_in_half_open(3 * SEC).build().unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend());
+    handle.open_for(2 * SEC);
+    assert_eq!(rejection(&send(&svc, Do::Ok).await).unwrap().retry_after(), 2 * SEC);
+    advance(2 * SEC).await;
+    std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+    let _hung = svc.call(Do::Hang);
+    advance(3 * SEC).await;
+    let hint = rejection(&send(&svc, Do::Ok).await).unwrap().retry_after();
+    assert_eq!(hint, 10 * SEC);
+    advance(10 * SEC).await;
+    send(&svc, Do::Ok).await.unwrap();
+    assert_eq!(handle.state(), State::Closed);
+}
+
+/// Review: huge manual durations saturate (project policy) instead of panicking, and a
+/// deadline already past goes straight on to half-open. Every refusal hints > 0.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn open_for_a_huge_duration_saturates_and_a_past_deadline_half_opens() {
+    let layer = hung(CircuitBreakerLayer::builder()).build().unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(backend());
+    handle.open_for(Duration::MAX);
+    let hint = rejection(&send(&svc, Do::Ok).await).unwrap().retry_after();
+    assert!(hint > Duration::from_secs(365 * 24 * 3600), "{hint:?}");
+    advance(Duration::from_secs(3600)).await;
+    assert!(rejection(&send(&svc, Do::Ok).await).is_some());
+    let past = tokio::time::Instant::now() - SEC;
+    handle.open_until(past);
+    send(&svc, Do::Ok).await.expect("the deadline is past: a trial goes through");
+    assert_eq!(handle.state(), State::Closed);
+    handle.force_open();
+    let hint = rejection(&send(&svc, Do::Ok).await).unwrap().retry_after();
+    assert!(hint > Duration::ZERO);
+}
+
+/// Review (issue 14.5): every path back to closed restarts the exponential open wait, not
+/// only a successful trial and `force_closed`: also `reset`, and leaving `metrics_only` /
+/// `disable` by `force_closed`.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn every_path_to_closed_restarts_the_exponential_wait() {
+    type Step = fn(&palisade_circuit_breaker::CircuitBreakerHandle);
+    let paths: [(&str, Step); 4] = [
+        ("reset", |h| h.reset()),
+        ("force_closed", |h| h.force_closed()),
+        ("metrics_only then force_closed", |h| {
+            h.metrics_only();
+            h.force_closed();
+        }),
+        ("disable then force_closed", |h| {
+            h.disable();
+            h.force_closed();
+        }),
+    ];
+    for (name, path) in paths {
+        let layer = CircuitBreakerLayer::builder()
+            .consecutive_failures(1)
+            .exponential_wait_in_open(SEC, 2.0, 64 * SEC)
+            .half_open_trials(1)
+            .build()
+            .unwrap();
+        let handle = layer.handle();
+        let svc = layer.layer(backend());
+        send(&svc, Do::Fail).await.unwrap_err();
+        for _ in 0..3 {
+            advance(handle.snapshot().retry_after.unwrap()).await;
+            send(&svc, Do::Fail).await.unwrap_err();
+        }
+        assert_eq!(handle.snapshot().retry_after, Some(8 * SEC));
+        path(&handle);
+        assert_eq!(handle.state(), State::Closed, "{name}");
+        send(&svc, Do::Fail).await.unwrap_err();
+        assert_eq!(handle.snapshot().retry_after, Some(SEC), "{name}: the wait starts over");
+    }
+}
