@@ -97,6 +97,9 @@ fn circuit_open_carries_the_key_and_says_when_it_was_isolated_by_hand() {
     assert!(isolated.to_string().contains("isolated"), "{isolated}");
     // Still a circuit-open rejection for every finder and classifier.
     let err: BoxError = isolated.into();
-    assert_eq!(find_rejection(err.as_ref()).map(palisade_core::Rejection::kind), Some(RejectionKind::CircuitOpen));
+    assert_eq!(
+        find_rejection(err.as_ref()).map(palisade_core::Rejection::kind),
+        Some(RejectionKind::CircuitOpen)
+    );
     assert!(err.is::<CircuitOpen>());
 }
