@@ -82,6 +82,14 @@
 //! `call`, so a layer that refuses at admission (bulkhead, rate limit) is covered too. Fallback
 //! services are cloned when used and driven to readiness before they are called.
 //!
+//! # Panics
+//!
+//! Providers run inside the response future, on the caller's task, like any tower
+//! service's code: a provider that panics panics that caller (a spawned task ends with a
+//! panicking `JoinError`), and nothing else. The layer holds no lock while a provider runs,
+//! so its shared state is not poisoned and later calls are served as usual; the panicked
+//! call counts as triggered, neither used nor failed.
+//!
 //! Minimum supported Rust version: 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

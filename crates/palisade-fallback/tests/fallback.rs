@@ -427,3 +427,45 @@ async fn refusal_from_poll_ready_walks_the_whole_chain() {
     assert_eq!(svc.call(21).await.unwrap(), 42);
     assert_eq!(layer.handle().snapshot(), snapshot(1, 1, 1, 0, 1));
 }
+
+// === review: panics in user code ===
+
+/// Review: a fallback closure that panics runs on the caller's task (as any tower service's
+/// code), so the panic is the caller's: it fails that task only. The layer's shared state
+/// is not poisoned: later calls through the same service (and its clones) are answered,
+/// and a panicking later provider of a chain fails only that call.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_panicking_fallback_fails_only_its_own_call() {
+    let layer = FallbackLayer::builder()
+        .fallback_fn(|ctx: FallbackContext<u32, u32>| async move {
+            if ctx.error().is_some_and(|e| e.to_string() == "panic please") {
+                panic!("fallback panicked");
+            }
+            Ok::<_, BoxError>(99)
+        })
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(service_fn(|x: u32| async move {
+        if x == 0 {
+            Err::<u32, BoxError>("panic please".into())
+        } else {
+            Err(boom())
+        }
+    }));
+    let panicked = tokio::spawn(svc.clone().oneshot(0)).await.unwrap_err();
+    assert!(panicked.is_panic());
+    assert_eq!(svc.clone().oneshot(1).await.unwrap(), 99, "the layer goes on");
+    let s = handle.snapshot();
+    assert_eq!((s.calls, s.triggered, s.fallbacks_used), (2, 2, 1));
+    // A panic while *making* the fallback future (in the closure itself, not its future).
+    let layer = FallbackLayer::builder()
+        .fallback_fn(|_: FallbackContext<u32, u32>| -> std::future::Ready<Result<u32, BoxError>> {
+            panic!("closure panicked")
+        })
+        .build()
+        .unwrap();
+    let svc = layer.layer(service_fn(|_: u32| async { Err::<u32, _>(boom()) }));
+    assert!(tokio::spawn(svc.clone().oneshot(1)).await.unwrap_err().is_panic());
+    assert!(tokio::spawn(svc.clone().oneshot(2)).await.unwrap_err().is_panic());
+}
