@@ -60,6 +60,24 @@ end
 return {grant, 0, remaining}
 ";
 
+/// Gives back `ARGV[1]` tokens in every tier (`ARGV[2..]`: emission intervals in µs) of an
+/// admission that was never used. A key back at or below `now` is deleted (a fresh bucket).
+const REFUND_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local cost = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local new = tat - tonumber(ARGV[1 + i]) * cost
+  if new <= now then
+    redis.call('DEL', KEYS[i])
+  else
+    redis.call('SET', KEYS[i], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000))
+  end
+end
+return 1
+";
+
 /// One tier of a quota: `limit` tokens per `period`, with a burst of `burst` tokens.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Quota {
@@ -178,6 +196,7 @@ struct Shared {
     tiers: Vec<Quota>,
     on_down: OnRedisDown,
     script: LuaScript,
+    refund: LuaScript,
     local: LocalGcra,
     batching: Option<Batching>,
 }
@@ -293,6 +312,7 @@ impl RedisRateLimiterBuilder {
                 tiers: self.tiers,
                 on_down: self.on_down,
                 script: LuaScript::new(GCRA_LUA),
+                refund: LuaScript::new(REFUND_LUA),
                 local: LocalGcra::new(local_tiers, self.max_keys),
                 batching,
             }),
@@ -334,6 +354,70 @@ impl RedisRateLimiter {
         quotas: &[Quota],
     ) -> Result<Decision, ExceedsCapacity> {
         self.check_in(key, weight, quotas).await
+    }
+
+    /// Gives back `weight` tokens of an admission of `key` (configured tiers) that was never
+    /// used: to the local block for a [`Source::Batch`] decision, to Redis for a
+    /// [`Source::Redis`] one. Decisions of the down policy are not refunded.
+    pub async fn refund(&self, key: &str, weight: u64, source: Source) {
+        let s = &self.shared;
+        match source {
+            Source::Batch => {
+                if let Some(block) = s.batching.as_ref().and_then(|b| b.block(key)) {
+                    let mut block = block.lock().await;
+                    block.tokens = block.tokens.saturating_add(weight);
+                }
+            }
+            Source::Redis => {
+                let keys = self.keys(key, s.tiers.len());
+                let mut cmd = s.refund.cmd(&keys);
+                cmd.arg(weight);
+                for q in &s.tiers {
+                    cmd.arg(format!("{:.4}", q.emission_us()));
+                }
+                let code = s.refund.code();
+                let _ = s.backend.run("gcra_refund", move |conn| LuaScript::run(code, cmd, conn)).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// [`check`](Self::check) on a spawned task: when the returned future is dropped before
+    /// the answer arrives, an admission made for it is refunded (the tower contract for a
+    /// response future dropped while waiting). Must be called inside a tokio runtime.
+    pub fn check_owned(
+        &self,
+        key: String,
+        weight: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Decision, ExceedsCapacity>> + Send>> {
+        let this = self.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let decision = this.check(&key, weight).await;
+            if let Err(Ok(d)) = tx.send(decision) {
+                if d.allowed {
+                    this.refund(&key, weight, d.source).await;
+                }
+            }
+        });
+        Box::pin(async move {
+            match rx.await {
+                Ok(d) => d,
+                // the task was cancelled by a runtime shutdown: refuse
+                Err(_) => Ok(Decision {
+                    allowed: false,
+                    retry_after: Duration::ZERO,
+                    remaining: 0,
+                    source: Source::FailClosed,
+                }),
+            }
+        })
+    }
+
+    fn keys(&self, key: &str, tiers: usize) -> Vec<String> {
+        let s = &self.shared;
+        // `{key}` is a hash tag: every tier of a key lives in one cluster slot.
+        (0..tiers).map(|i| s.backend.key(&[&s.name, &format!("{{{key}}}"), &i.to_string()])).collect()
     }
 
     async fn check_in(&self, key: &str, weight: u64, tiers: &[Quota]) -> Result<Decision, ExceedsCapacity> {
@@ -397,10 +481,7 @@ impl RedisRateLimiter {
     /// One script call: `Some((granted, retry_after, remaining))`, `None` when Redis failed.
     async fn eval(&self, key: &str, tiers: &[Quota], want: u64, least: u64) -> Option<(u64, Duration, u64)> {
         let s = &self.shared;
-        let keys: Vec<String> = (0..tiers.len())
-            // `{key}` is a hash tag: every tier of a key lives in one cluster slot.
-            .map(|i| s.backend.key(&[&s.name, &format!("{{{key}}}"), &i.to_string()]))
-            .collect();
+        let keys = self.keys(key, tiers.len());
         let mut cmd = s.script.cmd(&keys);
         cmd.arg(want).arg(least);
         for q in tiers {

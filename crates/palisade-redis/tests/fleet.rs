@@ -410,3 +410,28 @@ async fn bulkhead_when_redis_is_down_follows_its_policy() {
     h1.abort();
     h2.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_owned_check_gives_its_token_back() {
+    let server = RedisServer::start();
+    let l = limiter(&server, Quota::per(3, HOUR));
+    // dropped at once: the spawned check still runs, then refunds what it admitted
+    for _ in 0..10 {
+        drop(l.check_owned("k".to_owned(), 1));
+    }
+    let mut all_back = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // the limiter's own view: a direct check of the whole burst passes only when all 3 are back
+        let d = l.check_with("k", 3, &[Quota::per(3, HOUR)]).await.unwrap();
+        if d.allowed {
+            all_back = true;
+            break;
+        }
+    }
+    assert!(all_back, "tokens of dropped checks were not refunded");
+    // and a refund after a real admission: 0 left, refund 1, 1 left
+    l.refund("k", 1, Source::Redis).await;
+    let d = l.check("k", 1).await.unwrap();
+    assert_eq!((d.allowed, d.remaining), (true, 0));
+}
