@@ -1,6 +1,26 @@
 //! The names most stacks need: `use palisade::prelude::*;`.
+//!
+//! [`ServiceBuilderExt`](crate::ServiceBuilderExt) is brought in anonymously (`as _`): its
+//! methods (`bulkhead`, `retry_with`, …) are in scope, its name is not. tower-http has a trait
+//! of the same name, and a glob import loses to a named one, so with a named export
+//! `use tower_http::ServiceBuilderExt; use palisade::prelude::*;` would silently hide
+//! palisade's methods. Both sets of methods work side by side:
+//!
+//! ```
+//! use palisade::prelude::*;
+//! use tower::ServiceBuilder;
+//! # fn main() -> Result<(), BoxError> {
+//! // a `ServiceBuilderExt` of your own (or tower-http's) does not shadow palisade's methods
+//! #[allow(dead_code)]
+//! trait ServiceBuilderExt {}
+//! # #[cfg(feature = "bulkhead")]
+//! let _builder = ServiceBuilder::new().bulkhead(BulkheadLayer::builder().max_concurrent(8).build()?);
+//! # Ok(()) }
+//! ```
+//!
+//! To name the trait (in a bound or a `use`), import it as `palisade::ServiceBuilderExt`.
 
-pub use crate::ServiceBuilderExt;
+pub use crate::ServiceBuilderExt as _;
 #[cfg(feature = "grpc")]
 pub use palisade_core::classify::GrpcClassifier;
 #[cfg(feature = "http")]
