@@ -94,27 +94,32 @@ pub struct Classification {
     retryable: bool,
     hint: RetryHint,
     rejection: Option<RejectionKind>,
+    caller_fault: bool,
 }
 
 impl Classification {
+    const fn of(outcome: Outcome, retryable: bool) -> Self {
+        Self { outcome, retryable, hint: RetryHint::None, rejection: None, caller_fault: false }
+    }
+
     /// A success, not retryable.
     pub const fn success() -> Self {
-        Self { outcome: Outcome::Success, retryable: false, hint: RetryHint::None, rejection: None }
+        Self::of(Outcome::Success, false)
     }
 
     /// A failure that is worth retrying.
     pub const fn retryable_failure() -> Self {
-        Self { outcome: Outcome::Failure, retryable: true, hint: RetryHint::None, rejection: None }
+        Self::of(Outcome::Failure, true)
     }
 
     /// A failure that must not be retried.
     pub const fn failure() -> Self {
-        Self { outcome: Outcome::Failure, retryable: false, hint: RetryHint::None, rejection: None }
+        Self::of(Outcome::Failure, false)
     }
 
     /// Neither success nor failure, not retryable.
     pub const fn ignored() -> Self {
-        Self { outcome: Outcome::Ignored, retryable: false, hint: RetryHint::None, rejection: None }
+        Self::of(Outcome::Ignored, false)
     }
 
     /// The same classification with another outcome.
@@ -194,6 +199,28 @@ impl Classification {
     /// Whether the server asked not to retry (gRPC negative pushback).
     pub const fn is_retry_refused(&self) -> bool {
         matches!(self.hint, RetryHint::DoNotRetry)
+    }
+
+    /// Marks a success that is the caller's fault rather than an OK answer (a gRPC
+    /// NOT_FOUND or INVALID_ARGUMENT, as `GrpcClassifier` marks them): it counts as a success for the service's health
+    /// (breakers, adaptive limits), but gRPC retry throttling gives a token back only for
+    /// OK ([`is_throttling_success`](Self::is_throttling_success)).
+    #[must_use]
+    pub const fn caller_fault(mut self) -> Self {
+        self.caller_fault = true;
+        self
+    }
+
+    /// Whether this was marked with [`caller_fault`](Self::caller_fault).
+    pub const fn is_caller_fault(&self) -> bool {
+        self.caller_fault
+    }
+
+    /// Whether the call gives a token back to gRPC retry throttling: gRFC A6 refills the
+    /// bucket when "the RPC succeeds" (grpc-go: the call ended without an error), so a
+    /// success that is the [caller's fault](Self::caller_fault) does not.
+    pub const fn is_throttling_success(&self) -> bool {
+        matches!(self.outcome, Outcome::Success) && !self.caller_fault
     }
 
     /// Whether the call counts as a failure for gRPC retry throttling (gRFC A6): a

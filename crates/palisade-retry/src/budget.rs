@@ -229,8 +229,10 @@ impl RetryBudget {
     /// Records the outcome of one attempt: `retryable_failure` for a failure worth
     /// retrying — or, as gRFC A6 says, a response whose server pushback says not to retry
     /// ([`Classification::is_throttling_failure`](palisade_core::Classification::is_throttling_failure))
-    /// — and `success` for a success. Only the token bucket uses it: a failure takes one
-    /// token, a success gives back `token_ratio`.
+    /// — and `success` for an OK answer
+    /// ([`Classification::is_throttling_success`](palisade_core::Classification::is_throttling_success):
+    /// not a gRPC NOT_FOUND and the like, which A6 and grpc-go do not count). Only the token
+    /// bucket uses it: a failure takes one token, a success gives back `token_ratio`.
     #[inline]
     pub fn record(&self, retryable_failure: bool, success: bool) {
         if let Kind::Tokens(t) = &*self.kind {

@@ -279,7 +279,7 @@ fn circuit_open_wait(core: &Core, verdict: Classification) -> (Classification, D
 
 #[inline]
 fn record(core: &Core, verdict: &Classification) {
-    core.budget.record(verdict.is_throttling_failure(), verdict.is_success());
+    core.budget.record(verdict.is_throttling_failure(), verdict.is_throttling_success());
     if let Some(throttle) = &core.throttle {
         throttle.record(!verdict.is_failure());
     }

@@ -472,3 +472,38 @@ async fn a_refused_hedge_gives_back_the_capacity_it_reserved() {
     let mut ready = task::spawn(std::future::poll_fn(move |cx| other.poll_ready(cx)));
     assert_ready_ok!(ready.poll());
 }
+
+/// gRFC A6 / grpc-go (`successfulRPC` only when the call ended with no error): only an OK
+/// status gives `token_ratio` back. NOT_FOUND and the other "caller's fault" codes count as
+/// successes for the service's health, but they refilled the bucket as if they were OK.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn only_an_ok_status_gives_a_token_back() {
+    let grpc = |code: &'static str| (Duration::ZERO, 200, vec![("grpc-status", code)]);
+    let budget = RetryBudget::token_bucket(10, 0.1).unwrap();
+    let layer = RetryLayer::builder()
+        .budget(budget.clone())
+        .max_attempts(1)
+        .classifier(GrpcClassifier::new())
+        .build()
+        .unwrap();
+    let run = |code| {
+        let (svc, _, _) = scripted(vec![grpc(code)]);
+        layer.layer(svc).oneshot(1)
+    };
+    for _ in 0..3 {
+        run("14").await.unwrap();
+    }
+    assert_eq!(budget.remaining(), 7.0);
+    for code in ["5", "3", "6", "7", "16", "9", "11", "12"] {
+        run(code).await.unwrap();
+        assert_eq!(budget.remaining(), 7.0, "grpc-status {code} is not OK: no token back");
+    }
+    run("0").await.unwrap();
+    assert!((budget.remaining() - 7.1).abs() < 1e-9, "{}", budget.remaining());
+    // The same through a hedge layer.
+    let hedge =
+        HedgeLayer::builder().budget(budget.clone()).classifier(GrpcClassifier::new()).build().unwrap();
+    let (svc, _, _) = scripted(vec![grpc("5")]);
+    hedge.layer(svc).oneshot(1).await.unwrap();
+    assert!((budget.remaining() - 7.1).abs() < 1e-9, "{}", budget.remaining());
+}

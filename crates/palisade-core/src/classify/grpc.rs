@@ -19,7 +19,7 @@ pub use self::eos::GrpcEosClassifier;
 /// | OK | success | no |
 /// | UNAVAILABLE, RESOURCE_EXHAUSTED | failure | yes (`grpc-retry-pushback-ms` is the hint: [`RetryHint::Pushback`], retry in exactly that time; a negative or malformed pushback is [`RetryHint::DoNotRetry`]) |
 /// | DEADLINE_EXCEEDED, ABORTED | failure | configurable, off by default |
-/// | INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, UNAUTHENTICATED, FAILED_PRECONDITION, OUT_OF_RANGE, UNIMPLEMENTED | success (the caller's fault) | no |
+/// | INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, UNAUTHENTICATED, FAILED_PRECONDITION, OUT_OF_RANGE, UNIMPLEMENTED | success (the caller's fault: [`Classification::caller_fault`], no token back to retry throttling) | no |
 /// | CANCELLED | ignored | no |
 /// | INTERNAL, UNKNOWN, DATA_LOSS | failure | no |
 ///
@@ -90,7 +90,7 @@ impl GrpcClassifier {
             | Code::Unauthenticated
             | Code::FailedPrecondition
             | Code::OutOfRange
-            | Code::Unimplemented => Classification::success(),
+            | Code::Unimplemented => Classification::success().caller_fault(),
             Code::Internal | Code::Unknown | Code::DataLoss => Classification::failure(),
         }
     }

@@ -159,7 +159,7 @@ where
             if let Some((res, started)) = finished {
                 let core: &HedgeCore = this.core;
                 let verdict = this.classifier.classify(&res);
-                core.budget.record(verdict.is_throttling_failure(), verdict.is_success());
+                core.budget.record(verdict.is_throttling_failure(), verdict.is_throttling_success());
                 // gRFC A6: only OK or a fatal status commits the call; a non-fatal failure
                 // lets the other attempts go on, even when its pushback says not to retry.
                 let outcome = if verdict.is_non_fatal_failure() { Verdict::Continue } else { Verdict::Final };
