@@ -19,6 +19,8 @@ const CALLERS: [usize; 3] = [1, 16, 64];
 enum Limiter {
     Palisade(RedisRateLimiter),
     Naive(ConnectionManager, u64),
+    /// The same GCRA script sent straight on the connection: no timeout, no guard breaker.
+    Raw(ConnectionManager, redis::Script),
 }
 
 impl Limiter {
@@ -35,6 +37,19 @@ impl Limiter {
                     let _: () = redis::cmd("EXPIRE").arg(&k).arg(2).query_async(&mut conn).await.unwrap();
                 }
                 n <= *limit
+            }
+            Limiter::Raw(conn, script) => {
+                let mut conn = conn.clone();
+                let v: Vec<i64> = script
+                    .key(format!("palisade:raw:{{k{key}}}:0"))
+                    .arg(1)
+                    .arg(1)
+                    .arg("1.0000")
+                    .arg(1_000_000)
+                    .invoke_async(&mut conn)
+                    .await
+                    .unwrap();
+                v[0] >= 1
             }
         }
     }
@@ -76,17 +91,19 @@ fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     // Large quotas: the pass path is measured (a refusal costs the same round trip).
     let quota = Quota::per(1_000_000, Duration::from_secs(1));
-    let (exact, exact_backend, batched, batched_backend, naive) = rt.block_on(async {
+    let (exact, exact_backend, batched, batched_backend, naive, naive2) = rt.block_on(async {
         let (exact, eb) = limiter(&url, "exact", quota, None);
         let (batched, bb) = limiter(&url, "batched", quota, Some(1_000));
         let client = redis::Client::open(url.as_str()).unwrap();
-        let naive = ConnectionManager::new(client).await.unwrap();
-        (exact, eb, batched, bb, naive)
+        let naive = ConnectionManager::new(client.clone()).await.unwrap();
+        let naive2 = ConnectionManager::new(client).await.unwrap();
+        (exact, eb, batched, bb, naive, naive2)
     });
     let entries = [
         ("gcra-exact", Limiter::Palisade(exact), 64),
         ("naive-incr-expire", Limiter::Naive(naive, 1_000_000), 64),
         ("gcra-batched", Limiter::Palisade(batched), 4),
+        ("gcra-raw-script", Limiter::Raw(naive2, redis::Script::new(palisade::redis::GCRA_SCRIPT)), 64),
     ];
     let mut g = c.benchmark_group("redis");
     g.throughput(Throughput::Elements(1));

@@ -33,6 +33,8 @@ pub use breaker::{
     SharedBreakerState, SharedCircuitBreaker, SharedCircuitBreakerBuilder, SharedCircuitBreakerLayer,
 };
 pub use bulkhead::{RedisBulkhead, RedisBulkheadBuilder, RedisBulkheadLayer};
+/// The GCRA Lua script (for benches comparing it sent raw; see [`RedisRateLimiter`]).
+pub const GCRA_SCRIPT: &str = gcra::GCRA_LUA;
 pub use gcra::{Decision, ExceedsCapacity, Quota, RedisRateLimiter, RedisRateLimiterBuilder, Source};
 
 /// What a fleet-wide limit decides while Redis is slow or down (a call timed out, failed, or
