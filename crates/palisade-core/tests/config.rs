@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use palisade_core::config::{ensure, ensure_nonzero_duration, ensure_ordered, ensure_ratio, ConfigError};
-use palisade_core::duration::parse_duration;
+use palisade_core::duration::{format_duration, parse_duration};
 
 #[test]
 fn config_errors_name_field_and_rule() {
@@ -35,7 +35,7 @@ fn durations_parse() {
     }
 }
 
-#[derive(serde::Deserialize, Debug)]
+#[derive(serde::Deserialize, serde::Serialize, Debug, PartialEq)]
 struct Cfg {
     #[serde(with = "palisade_core::duration::serde")]
     wait: Duration,
@@ -95,13 +95,119 @@ fn durations_parse_exactly_and_refuse_what_does_not_fit() {
     }
 }
 
+/// humantime's own `test_units`, `test_combo` and doc cases, with its numbers (issue 18.5).
+#[test]
+#[allow(clippy::unreadable_literal)] // humantime's numbers, as written there
+fn humantime_units_and_combinations() {
+    let cases: &[(&str, Duration)] = &[
+        ("17nsec", Duration::new(0, 17)),
+        ("17nanos", Duration::new(0, 17)),
+        ("33ns", Duration::new(0, 33)),
+        ("3usec", Duration::new(0, 3000)),
+        ("78us", Duration::new(0, 78000)),
+        ("163µs", Duration::new(0, 163000)),
+        ("31msec", Duration::new(0, 31_000_000)),
+        ("31millis", Duration::new(0, 31_000_000)),
+        ("6ms", Duration::new(0, 6_000_000)),
+        ("3000s", Duration::new(3000, 0)),
+        ("300sec", Duration::new(300, 0)),
+        ("300secs", Duration::new(300, 0)),
+        ("50seconds", Duration::new(50, 0)),
+        ("1second", Duration::new(1, 0)),
+        ("100m", Duration::new(6000, 0)),
+        ("12min", Duration::new(720, 0)),
+        ("12mins", Duration::new(720, 0)),
+        ("1minute", Duration::new(60, 0)),
+        ("7minutes", Duration::new(420, 0)),
+        ("2h", Duration::new(7200, 0)),
+        ("7hr", Duration::new(25200, 0)),
+        ("7hrs", Duration::new(25200, 0)),
+        ("1hour", Duration::new(3600, 0)),
+        ("24hours", Duration::new(86400, 0)),
+        ("1day", Duration::new(86400, 0)),
+        ("2days", Duration::new(172_800, 0)),
+        ("365d", Duration::new(31_536_000, 0)),
+        ("1week", Duration::new(604_800, 0)),
+        ("7weeks", Duration::new(4_233_600, 0)),
+        ("52w", Duration::new(31_449_600, 0)),
+        ("1month", Duration::new(2_630_016, 0)),
+        ("3months", Duration::new(3 * 2_630_016, 0)),
+        ("12M", Duration::new(31_560_192, 0)),
+        ("1year", Duration::new(31_557_600, 0)),
+        ("7years", Duration::new(7 * 31_557_600, 0)),
+        ("17y", Duration::new(536_479_200, 0)),
+        // test_combo and the doc example
+        ("20 min 17 nsec ", Duration::new(1200, 17)),
+        ("2h 15m", Duration::new(8100, 0)),
+        ("2h 37min", Duration::new(9420, 0)),
+        ("32ms", Duration::new(0, 32_000_000)),
+        // the issue's forms
+        ("2 seconds", Duration::from_secs(2)),
+        ("1w", Duration::from_secs(604_800)),
+        ("1h 30m", Duration::from_secs(5400)),
+        ("1 min", Duration::from_secs(60)),
+        ("1.5 hours", Duration::from_secs(5400)),
+        ("18446744073709551615ns", Duration::from_nanos(u64::MAX)),
+    ];
+    for &(input, want) in cases {
+        assert_eq!(parse_duration(input), Ok(want), "{input:?}");
+    }
+    for (bad, reason) in [
+        ("1S", "unknown unit"),
+        ("1 m s", "unknown unit"),
+        ("1 2s", "missing unit"),
+        ("2 sec onds", "unknown unit"),
+    ] {
+        let e = parse_duration(bad).unwrap_err();
+        assert!(e.to_string().contains(reason), "{bad:?}: {e}");
+        assert!(e.to_string().contains("expected e.g. \"250ms\""), "{bad:?}: {e}");
+    }
+}
+
+#[test]
+fn format_duration_writes_the_compact_form() {
+    for (d, want) in [
+        (Duration::ZERO, "0s"),
+        (Duration::from_millis(250), "250ms"),
+        (Duration::from_secs(2), "2s"),
+        (Duration::from_secs(5400), "1h30m"),
+        (Duration::from_secs(604_800), "7d"),
+        (Duration::new(90_061, 1_001_001), "1d1h1m1s1ms1us1ns"),
+        (Duration::from_nanos(1), "1ns"),
+        (Duration::MAX, "213503982334601d7h15s999ms999us999ns"),
+    ] {
+        assert_eq!(format_duration(d), want, "{d:?}");
+        assert_eq!(parse_duration(want), Ok(d), "{want}");
+    }
+}
+
+#[test]
+fn serde_durations_refuse_bare_numbers_with_an_example() {
+    for json in [r#"{"wait":250}"#, r#"{"wait":1.5}"#, r#"{"wait":"1s","timeout":5}"#] {
+        let e = serde_json::from_str::<Cfg>(json).unwrap_err().to_string();
+        assert!(e.contains(r#"expected a duration string such as "250ms" or "2s""#), "{json}: {e}");
+    }
+}
+
+#[test]
+fn serde_durations_serialize_back_to_the_same_form() {
+    let c: Cfg = serde_json::from_str(r#"{"wait":"1h 30m","timeout":"250 ms"}"#).unwrap();
+    let json = serde_json::to_string(&c).unwrap();
+    assert_eq!(json, r#"{"wait":"1h30m","timeout":"250ms"}"#);
+    assert_eq!(serde_json::from_str::<Cfg>(&json).unwrap(), c);
+    let c = Cfg { wait: Duration::MAX, timeout: None };
+    let json = serde_json::to_string(&c).unwrap();
+    assert_eq!(json, r#"{"wait":"213503982334601d7h15s999ms999us999ns","timeout":null}"#);
+    assert_eq!(serde_json::from_str::<Cfg>(&json).unwrap(), c);
+}
+
 mod fuzz {
     //! Extreme and arbitrary inputs: the helpers and the parser answer, never panic.
 
     use std::time::Duration;
 
     use palisade_core::config::{ensure_nonzero_duration, ensure_ordered, ensure_ratio, ConfigError};
-    use palisade_core::duration::parse_duration;
+    use palisade_core::duration::{format_duration, parse_duration};
     use proptest::prelude::*;
 
     fn extreme_f64() -> impl Strategy<Value = f64> {
@@ -192,12 +298,18 @@ mod fuzz {
             prop_assert_eq!(parse_duration(&format!("{}ns", d.as_nanos())).unwrap(), d);
             prop_assert_eq!(parse_duration(&format!("{}.{:09}s", d.as_secs(), d.subsec_nanos())).unwrap(), d);
             prop_assert_eq!(parse_duration(&format!("{}s{}ns", d.as_secs(), d.subsec_nanos())).unwrap(), d);
+            prop_assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
+            let cfg = super::Cfg { wait: d, timeout: Some(d) };
+            let json = serde_json::to_string(&cfg).unwrap();
+            prop_assert_eq!(serde_json::from_str::<super::Cfg>(&json).unwrap(), cfg);
         }
 
         #[test]
         fn huge_numbers_in_every_unit(n in any::<u128>(), unit in prop::sample::select(vec![
             ("ns", 1u128), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000),
             ("m", 60_000_000_000), ("h", 3_600_000_000_000), ("d", 86_400_000_000_000),
+            ("w", 604_800_000_000_000), ("M", 2_630_016_000_000_000), ("y", 31_557_600_000_000_000),
+            (" seconds", 1_000_000_000), (" nanos", 1),
         ])) {
             let (suffix, unit_nanos) = unit;
             let res = parse_duration(&format!("{n}{suffix}"));
