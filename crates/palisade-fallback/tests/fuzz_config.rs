@@ -1,4 +1,10 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::unit_arg, clippy::format_push_string, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::unit_arg,
+    clippy::format_push_string,
+    missing_docs
+)]
 //! Issue 15.8: every builder setting and serde field with extreme values gives a
 //! `ConfigError`, or a layer that serves calls without panicking or hanging (paused clock,
 //! every call bounded).

@@ -24,7 +24,7 @@ use crate::quota::Quota;
 /// | [`LeakyBucket`](Self::LeakyBucket) | one every `period / limit`, a queue holds the rest | one `u64`, lock-free | always queues (smooths) |
 /// | [`SlidingWindowLog`](Self::SlidingWindowLog) | exactly `limit` in any window of `period` | one entry per admitted or booked request | booking the earliest time that fits |
 /// | [`SlidingWindowCounter`](Self::SlidingWindowCounter) | about `limit` per sliding `period` | four integers, plus a count per window booked ahead (at most 64) | booking the earliest time that fits |
-/// | [`FixedWindow`](Self::FixedWindow) | `limit` per calendar window of `period` | three integers | reserving from future windows (Resilience4j `AtomicRateLimiter`) |
+/// | [`FixedWindow`](Self::FixedWindow) | `limit` per calendar window of `period` | four integers, plus a count per window booked ahead | booking the first window with room (as Resilience4j's `AtomicRateLimiter` reserves from future cycles, counted per window) |
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize), serde(rename_all = "snake_case"))]
 #[non_exhaustive]
@@ -191,7 +191,7 @@ impl<T: Tat> Cell<T> {
         let limit = quota.limit();
         if limit == 0 || quota.burst_size() == 0 {
             // A blocked key: nothing is ever admitted.
-            return Self::Fixed(Windowed::new(window, 0, FixedState::new(0)));
+            return Self::Fixed(Windowed::new(window, 0, FixedState::new()));
         }
         match algorithm {
             Algorithm::TokenBucket => Self::Gcra(Gcra::new(quota.interval_nanos(), quota.burst_size())),
@@ -202,7 +202,7 @@ impl<T: Tat> Cell<T> {
             Algorithm::SlidingWindowCounter => {
                 Self::Counter(Windowed::new(window, limit, CounterState::default()))
             }
-            Algorithm::FixedWindow => Self::Fixed(Windowed::new(window, limit, FixedState::new(limit))),
+            Algorithm::FixedWindow => Self::Fixed(Windowed::new(window, limit, FixedState::new())),
         }
     }
 
@@ -227,14 +227,14 @@ impl<T: Tat> Cell<T> {
                 (w.window, w.limit) = (window, quota.limit());
             }
             Self::Fixed(w) => {
+                // Every window keeps what it used or booked (see `FixedState`).
                 let mut w = lock(w);
-                let (old, new) = (w.limit, quota.limit());
                 let window = quota.period_nanos();
                 if window != w.window {
                     w.state.rebase(now, window);
                 }
-                w.state.relimit(old, new);
-                (w.window, w.limit) = (window, new);
+                w.state.relimit();
+                (w.window, w.limit) = (window, quota.limit());
             }
         }
     }
@@ -290,10 +290,7 @@ impl<T: Tat> Cell<T> {
             Self::Gcra(g) | Self::Leaky { gcra: g, .. } => g.refund(admit.token, cost, now),
             Self::Log(w) => lock(w).state.refund(admit.token, cost),
             Self::Counter(w) => lock(w).state.refund(admit.token, cost),
-            Self::Fixed(w) => {
-                let w = &mut *lock(w);
-                w.state.refund(admit.token, cost, w.limit);
-            }
+            Self::Fixed(w) => lock(w).state.refund(admit.token, cost),
         }
     }
 
@@ -312,7 +309,7 @@ impl<T: Tat> Cell<T> {
             }
             Self::Fixed(w) => {
                 let w = &mut *lock(w);
-                w.state.can_forget(now, w.window, w.limit)
+                w.state.can_forget(now, w.window)
             }
         }
     }
@@ -835,61 +832,82 @@ impl CounterState {
 
 // === impl FixedState ===
 
-/// Fixed window as Resilience4j's `AtomicRateLimiter`: `limit` permissions per window,
-/// `available` may go negative — permissions reserved from future windows by waiting
-/// callers — and each new window adds `limit`, capped at `limit`.
+/// Fixed window: `limit` permissions per window. Waiting callers book a later window, as
+/// Resilience4j's `AtomicRateLimiter` lets them reserve from future cycles; unlike its single
+/// signed counter (which spreads every reservation at the limit in force *now*), each
+/// window's bookings are counted on their own, so a limit changed while callers are booked
+/// neither double-books a window nor hands a booked window's places to newcomers: a lower
+/// limit admits nothing more in a window holding more than it, a higher one adds exactly
+/// its difference to each window (issue 13.5).
+///
+/// A request is booked into the first window, from the current one on, with room for its
+/// whole cost (a cost never exceeds the limit: that is `ExceedsCapacity`). Only windows
+/// that hold a booking are kept: each was full for some caller when a later one was
+/// booked, so their number is bounded by the callers waiting.
 #[derive(Debug)]
 pub(crate) struct FixedState {
     index: u64,
-    available: i64,
-    /// How much a lower limit took from `available` in the current window only: given back
-    /// when the window ends (it is not a reservation of later windows).
-    cut: i64,
+    /// Used in the current window.
+    used: u64,
+    /// Booked into the windows after `index` (`ahead[0]` is the next one).
+    ahead: VecDeque<u64>,
+    /// Windows before `index + full` are full (no room for a cost of 1): the search for a
+    /// window with room starts there, so a long queue costs O(1) per booking. Reset by
+    /// anything that can free room (a refund, a new limit).
+    full: usize,
     /// The latest time seen; older readings count as this time (never back a window).
     last: u64,
 }
 
 impl FixedState {
-    fn new(limit: u32) -> Self {
-        Self { index: 0, available: i64::from(limit), cut: 0, last: 0 }
+    fn new() -> Self {
+        Self { index: 0, used: 0, ahead: VecDeque::new(), full: 0, last: 0 }
     }
 
-    fn can_forget(&mut self, now: u64, window: u64, limit: u32) -> bool {
-        self.roll(now, window, limit);
-        self.available >= i64::from(limit)
+    /// A new limit: every window keeps what it used or booked, so a window above a lower
+    /// limit admits nothing more and a higher one adds its difference to each window.
+    fn relimit(&mut self) {
+        self.full = 0;
     }
 
-    /// A new period: the window holding the latest time seen becomes the current one.
+    fn can_forget(&mut self, now: u64, window: u64) -> bool {
+        self.roll(now, window);
+        self.used == 0 && self.ahead.is_empty()
+    }
+
+    /// A new period: the counts stay, the window holding the latest time seen becomes the
+    /// current one.
     fn rebase(&mut self, now: u64, window: u64) {
         self.last = self.last.max(now);
         self.index = self.last / window;
     }
 
-    /// A new limit: what this window used stays used (above the new limit, nothing more
-    /// passes in this window, and raising the limit again gives back only what lowering it
-    /// took); what waiters reserved from later windows stays reserved.
-    fn relimit(&mut self, old: u32, new: u32) {
-        let delta = i64::from(new) - i64::from(old);
-        if delta < 0 {
-            self.cut = self.cut.saturating_sub(delta);
-        } else {
-            self.cut = self.cut.saturating_sub(delta).max(0);
+    /// The count of window `index + j` (0: current).
+    fn count(&self, j: usize) -> u64 {
+        match j {
+            0 => self.used,
+            _ => self.ahead.get(j - 1).copied().unwrap_or(0),
         }
-        self.available = self.available.saturating_add(delta).min(i64::from(new));
     }
 
     /// Moves to the window of `now` (or of the latest time seen, if later); returns the
     /// time used.
-    fn roll(&mut self, now: u64, window: u64, limit: u32) -> u64 {
+    fn roll(&mut self, now: u64, window: u64) -> u64 {
         self.last = self.last.max(now);
         let now = self.last;
         let index = now / window;
         if index > self.index {
-            let refill =
-                i64::try_from(index - self.index).unwrap_or(i64::MAX).saturating_mul(i64::from(limit));
-            let carried = self.available.saturating_add(self.cut);
-            self.available = carried.saturating_add(refill).min(i64::from(limit));
-            self.cut = 0;
+            let steps = index - self.index;
+            self.full = self.full.saturating_sub(usize::try_from(steps).unwrap_or(usize::MAX));
+            if steps > self.ahead.len() as u64 {
+                self.used = 0;
+                self.ahead.clear();
+            } else {
+                // `steps >= 1`: the window of `now` was booked ahead (or is empty).
+                let skip = usize::try_from(steps - 1).unwrap_or(usize::MAX);
+                self.ahead.drain(..skip);
+                self.used = self.ahead.pop_front().unwrap_or(0);
+            }
             self.index = index;
         }
         now
@@ -903,40 +921,58 @@ impl FixedState {
         limit: u32,
         max_wait: u64,
     ) -> Result<Admit, Denied> {
-        let now = self.roll(now, window, limit);
-        let cost_i = i64::from(cost);
-        if self.available >= cost_i {
-            self.available -= cost_i;
-            return Ok(Admit { ready_at: now, token: self.index });
+        let now = self.roll(now, window);
+        let (cost_u, limit_u) = (u64::from(cost), u64::from(limit));
+        // The first window with room for the whole cost: one of the booked ones, or the
+        // first after them (empty, and `cost <= limit`).
+        while self.full <= self.ahead.len() && self.count(self.full) >= limit_u {
+            self.full += 1;
         }
-        // As `nanosToWaitForPermission`: to the next window, then whole windows until the
-        // deficit is covered.
-        let at_next =
-            self.available.saturating_add(self.cut).saturating_add(i64::from(limit)).min(i64::from(limit));
-        let cycles = (cost_i.saturating_sub(at_next).max(0) as u64).div_ceil(u64::from(limit).max(1));
-        let ready_index = (self.index + 1).saturating_add(cycles);
-        let at = ready_index.saturating_mul(window);
-        let wait = at - now;
+        let j = (self.full..=self.ahead.len())
+            .find(|&j| self.count(j).saturating_add(cost_u) <= limit_u)
+            .unwrap_or(self.ahead.len() + 1);
+        let ready_index = self.index.saturating_add(j as u64);
+        let at = if j == 0 { now } else { ready_index.saturating_mul(window) };
+        let wait = at.saturating_sub(now);
         if wait > max_wait {
+            // Exact: every window before `at` is full for this cost, and `at` comes within
+            // the wait allowed exactly `wait - max_wait` from now.
             return Err(Denied::RetryAfter(dur(wait - max_wait)));
         }
-        self.available = self.available.saturating_sub(cost_i);
+        if j == 0 {
+            self.used += cost_u;
+        } else {
+            if self.ahead.len() < j {
+                self.ahead.resize(j, 0);
+            }
+            self.ahead[j - 1] += cost_u;
+        }
         Ok(Admit { ready_at: at, token: ready_index })
     }
 
-    fn refund(&mut self, token: u64, cost: u32, limit: u32) {
-        if token >= self.index {
-            self.available = self.available.saturating_add(i64::from(cost)).min(i64::from(limit));
+    fn refund(&mut self, token: u64, cost: u32) {
+        self.full = 0;
+        let cost = u64::from(cost);
+        if token == self.index {
+            self.used = self.used.saturating_sub(cost);
+        } else if token > self.index {
+            let Ok(j) = usize::try_from(token - self.index - 1) else { return };
+            if let Some(n) = self.ahead.get_mut(j) {
+                *n = n.saturating_sub(cost);
+            }
+            while self.ahead.back() == Some(&0) {
+                self.ahead.pop_back();
+            }
         }
     }
 
     fn status(&mut self, now: u64, window: u64, limit: u32) -> Status {
-        let now = self.roll(now, window, limit);
-        let l = i64::from(limit);
-        let used = u32::try_from(l.saturating_sub(self.available).clamp(0, l)).unwrap_or(u32::MAX);
-        let reserved = u32::try_from((-self.available).max(0)).unwrap_or(u32::MAX);
-        let reset = if self.available < l {
-            let windows = (l.saturating_sub(self.available) as u64).div_ceil(u64::from(limit).max(1));
+        let now = self.roll(now, window);
+        let used = u32::try_from(self.used).unwrap_or(u32::MAX).min(limit);
+        let booked: u64 = self.ahead.iter().sum();
+        let reset = if self.used > 0 || booked > 0 {
+            // When every window used or booked so far has ended.
+            let windows = 1 + self.ahead.len() as u64;
             self.index.saturating_add(windows).saturating_mul(window).saturating_sub(now)
         } else {
             0
@@ -945,7 +981,7 @@ impl FixedState {
             capacity: limit,
             remaining: limit.saturating_sub(used),
             reset_after: dur(reset),
-            queued: reserved,
+            queued: u32::try_from(booked).unwrap_or(u32::MAX),
         }
     }
 }

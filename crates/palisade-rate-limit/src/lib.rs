@@ -96,7 +96,12 @@
 //! [`RateLimitHandle::set_quota`] (or [`RateLimiter::set_quota`],
 //! [`KeyedRateLimiter::set_quota`]) changes a tier's quota at once and atomically, as
 //! Resilience4j's `changeLimitForPeriod`: what was admitted stays admitted, waiters keep
-//! their slots, the next requests are judged by the new quota.
+//! their slots, the next requests are judged by the new quota. (Deliberate deviation: a
+//! fixed window counts each future window's bookings on its own, where Resilience4j keeps
+//! one signed counter of permissions reserved ahead. After a limit change that counter
+//! spreads the earlier reservations at the new limit, so a raised limit could put more
+//! than the limit into one booked window; palisade's windows each get exactly the
+//! difference.)
 //!
 //! # Clock
 //!

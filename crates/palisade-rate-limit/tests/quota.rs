@@ -167,3 +167,144 @@ async fn changes_under_load_never_exceed_the_larger_quota() {
         assert!(passed <= bound, "{algorithm:?}: {passed} passed in {elapsed:?}, bound {bound}");
     }
 }
+
+/// Review (issue 13.5, more of the kind): a quota lowered while waiters hold slots in
+/// future windows (or future bucket slots) neither admits a newcomer ahead of them nor
+/// double-books a slot, and raising it again gives room only in the windows that have it.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_change_while_waiters_are_booked_never_double_books() {
+    for algorithm in [
+        Algorithm::FixedWindow,
+        Algorithm::SlidingWindowLog,
+        Algorithm::SlidingWindowCounter,
+        Algorithm::TokenBucket,
+    ] {
+        let limiter = RateLimiter::new(algorithm, Quota::per_second(5)).unwrap();
+        let t0 = tokio::time::Instant::now();
+        let wait = Duration::from_secs(3);
+        let mut slots = Vec::new();
+        while let Ok(at) = limiter.reserve(1, wait) {
+            slots.push(at);
+            assert!(slots.len() <= 100, "{algorithm:?} books for ever");
+        }
+        let booked = slots.len();
+        limiter.set_quota(Quota::per_second(2)).unwrap();
+        let lowered = limiter.reserve(1, wait);
+        assert!(lowered.is_err(), "{algorithm:?}: a newcomer went ahead of {booked} booked: {lowered:?}");
+        limiter.set_quota(Quota::per_second(10)).unwrap();
+        while let Ok(at) = limiter.reserve(1, wait) {
+            slots.push(at);
+            assert!(slots.len() <= 200, "{algorithm:?} books for ever");
+        }
+        // No second of time holds more than the largest quota (10), counted per window
+        // for the window algorithms and over any sliding second for all.
+        slots.sort();
+        for (i, &a) in slots.iter().enumerate() {
+            let in_second = slots[i..].iter().take_while(|&&b| b < a + Duration::from_secs(1)).count();
+            let bound = match algorithm {
+                // A window may admit its limit on each side of a boundary; a token bucket
+                // its burst (10) and then its rate (10 more within the second).
+                Algorithm::FixedWindow | Algorithm::SlidingWindowCounter | Algorithm::TokenBucket => 20,
+                _ => 10,
+            };
+            assert!(in_second <= bound, "{algorithm:?}: {in_second} within 1 s from {:?}", a - t0);
+        }
+        for w in 0..5u64 {
+            let from = t0 + Duration::from_secs(w);
+            let n = slots.iter().filter(|&&a| a >= from && a < from + Duration::from_secs(1)).count();
+            if matches!(algorithm, Algorithm::FixedWindow) {
+                assert!(n <= 10, "{algorithm:?}: window {w} holds {n}");
+            }
+        }
+    }
+}
+
+/// Review: fixed window `per_second(5)`, 8 callers booked (5 now, 3 in the next window),
+/// the limit raised to 10: each window gets exactly 5 more places (10 and 10). The single
+/// signed counter of Resilience4j's limiter gave the current window 2 and the next 10 on
+/// top of its 3 booked (13 in one window at a limit of 10).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_raised_fixed_window_limit_adds_its_difference_to_each_booked_window() {
+    let limiter = RateLimiter::new(Algorithm::FixedWindow, Quota::per_second(5)).unwrap();
+    let t0 = tokio::time::Instant::now();
+    let wait = ms(1_000);
+    let mut at: Vec<_> = (0..8).map(|_| limiter.reserve(1, wait).unwrap()).collect();
+    assert_eq!(limiter.status().queued, 3);
+    limiter.set_quota(Quota::per_second(10)).unwrap();
+    while let Ok(a) = limiter.reserve(1, wait) {
+        at.push(a);
+    }
+    let now = at.iter().filter(|&&a| a == t0).count();
+    let next = at.iter().filter(|&&a| a == t0 + ms(1_000)).count();
+    assert_eq!((now, next, at.len()), (10, 10, 20));
+    // Lowered to 4 with 10 booked in the next window: nothing more there, the window after.
+    limiter.set_quota(Quota::per_second(4)).unwrap();
+    assert_eq!(limiter.reserve(1, ms(2_000)).unwrap(), t0 + ms(2_000));
+    assert_eq!(limiter.reserve(1, ms(1_000)), Err(Denied::RetryAfter(ms(1_000))));
+}
+
+/// One step of the fixed-window model test.
+#[derive(Clone, Debug)]
+enum Op {
+    Reserve { cost: u32, wait_ms: u64 },
+    Limit(u32),
+    Advance(u64),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        6 => (1u32..4, 0u64..3_500).prop_map(|(cost, wait_ms)| Op::Reserve { cost, wait_ms }),
+        1 => (1u32..12).prop_map(Op::Limit),
+        2 => (0u64..1_500).prop_map(Op::Advance),
+    ]
+}
+
+proptest::proptest! {
+    /// Review: the fixed window against a model that counts every window's bookings: each
+    /// request lands in the first window (from the current one) with room for its whole
+    /// cost under the limit in force, or is refused exactly `retry_after` before that
+    /// window comes within its wait — whatever the limit changes in between.
+    #[test]
+    fn fixed_window_books_the_first_window_with_room_across_limit_changes(
+        ops in proptest::collection::vec(op(), 1..120),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        rt.block_on(async {
+            let period = 1_000u64;
+            let mut limit = 5u32;
+            let limiter = RateLimiter::new(Algorithm::FixedWindow, Quota::new(limit, ms(period))).unwrap();
+            let t0 = tokio::time::Instant::now();
+            let mut booked = std::collections::HashMap::<u64, u64>::new();
+            for op in ops {
+                match op {
+                    Op::Limit(l) => {
+                        limit = l;
+                        limiter.set_quota(Quota::new(l, ms(period))).unwrap();
+                    }
+                    Op::Advance(d) => advance(ms(d)).await,
+                    Op::Reserve { cost, wait_ms } => {
+                        let now = (tokio::time::Instant::now() - t0).as_millis() as u64;
+                        let got = limiter.reserve(cost, ms(wait_ms));
+                        if cost > limit {
+                            proptest::prop_assert!(matches!(got, Err(Denied::ExceedsCapacity { .. })), "{:?}", got);
+                            continue;
+                        }
+                        let mut w = now / period;
+                        while booked.get(&w).copied().unwrap_or(0) + u64::from(cost) > u64::from(limit) {
+                            w += 1;
+                        }
+                        let at = if w == now / period { now } else { w * period };
+                        if at - now > wait_ms {
+                            proptest::prop_assert_eq!(got, Err(Denied::RetryAfter(ms(at - now - wait_ms))));
+                        } else {
+                            proptest::prop_assert_eq!(got, Ok(t0 + ms(at)));
+                            *booked.entry(w).or_default() += u64::from(cost);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+}
