@@ -50,7 +50,13 @@ impl Future for ResponseFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.state {
-            State::Running(run) => run.as_mut().poll(cx),
+            State::Running(run) => {
+                let out = ready!(run.as_mut().poll(cx));
+                // The run is over: never poll it again (an `async fn` panics if resumed after
+                // completion); a later poll answers `NotReady` below.
+                self.state = State::Ready(None);
+                Poll::Ready(out)
+            }
             State::Ready(result) => match result.take() {
                 Some(result) => Poll::Ready(result),
                 None => Poll::Ready(Err(ProcessError::new(
@@ -69,7 +75,6 @@ pin_project_lite::pin_project! {
     /// Dropping it abandons the answer, but the request keeps its in-flight slot until the
     /// worker answers it (or dies): the slot counts requests the worker is really handling.
     pub struct WorkerFuture<R> {
-        #[pin]
         rx: Option<oneshot::Receiver<Result<R, WorkerError>>>,
         error: Option<WorkerError>,
     }
@@ -96,14 +101,20 @@ impl<R> Future for WorkerFuture<R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        match this.rx.as_pin_mut() {
-            Some(rx) => match ready!(rx.poll(cx)) {
-                Ok(result) => Poll::Ready(result),
-                Err(_) => Poll::Ready(Err(WorkerError::new(
-                    WorkerErrorKind::Crashed,
-                    "worker dropped the request without an answer",
-                ))),
-            },
+        match this.rx {
+            Some(rx) => {
+                let answer = ready!(Pin::new(rx).poll(cx));
+                // A oneshot receiver panics if polled after it completed: drop it, so that a
+                // later poll answers `NotReady` below.
+                *this.rx = None;
+                match answer {
+                    Ok(result) => Poll::Ready(result),
+                    Err(_) => Poll::Ready(Err(WorkerError::new(
+                        WorkerErrorKind::Crashed,
+                        "worker dropped the request without an answer",
+                    ))),
+                }
+            }
             None => Poll::Ready(Err(this
                 .error
                 .take()

@@ -513,14 +513,21 @@ impl<C: Codec> Core<C> {
     /// Delivers an answer; `false` when no request `id` is in flight.
     fn complete(&self, id: u64, result: Result<C::Response, String>) -> bool {
         let slot = self.lock().map.remove(&id);
-        match slot {
+        // An answer nobody waits for is dropped here, on the supervisor's task: its `Drop`
+        // is user code, and a panic in it must not end the supervisor (every later request
+        // of this worker would hang).
+        let unsent = match slot {
             Some(slot) => {
                 let result = result.map_err(|msg| WorkerError::new(WorkerErrorKind::Remote, msg));
-                let _ = slot.tx.send(result);
-                true
+                slot.tx.send(result).err().map(Ok)
             }
-            None => false,
+            None => Some(Err(result)),
+        };
+        let delivered = !matches!(unsent, Some(Err(_)));
+        if let Err(message) = crate::panic::catch(move || drop(unsent)) {
+            tracing::warn!(target: "palisade", %message, "dropping an unclaimed worker answer panicked");
         }
+        delivered
     }
 
     fn begin_shutdown(&self) {

@@ -1,0 +1,141 @@
+//! Hostile cases beyond issue 15's own inputs: futures polled after completion, user values
+//! whose `Drop` panics on palisade's tasks, and the tower contract of both services.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use palisade_process::codec::{Codec, Decoded, LengthPrefixed};
+use palisade_process::error::FrameError;
+use palisade_process::{
+    ProcessErrorKind, ProcessRequest, ProcessService, Termination, WorkerErrorKind, WorkerProcess,
+};
+use tower::{Service, ServiceExt};
+
+use support::echo_worker;
+
+/// A hang guard for calls on real child processes: generous, never a speed assertion.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// Polls `fut` once more, after it has completed.
+async fn poll_again<F: Future + Unpin>(fut: &mut F) -> F::Output {
+    std::future::poll_fn(|cx| Pin::new(&mut *fut).poll(cx)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_future_polled_after_completion_answers_an_error() {
+    let mut svc = ProcessService::builder("/bin/true").build().unwrap();
+    svc.ready().await.unwrap();
+    let mut fut = svc.call(ProcessRequest::new());
+    let out = tokio::time::timeout(HANG_GUARD, &mut fut).await.unwrap().unwrap();
+    assert_eq!(out.termination(), Termination::Exited(0));
+    let again = poll_again(&mut fut).await.unwrap_err();
+    assert_eq!(again.kind(), ProcessErrorKind::NotReady);
+    // A refused call's future, too.
+    let mut refused = svc.call(ProcessRequest::new());
+    assert_eq!(poll_again(&mut refused).await.unwrap_err().kind(), ProcessErrorKind::NotReady);
+    assert_eq!(poll_again(&mut refused).await.unwrap_err().kind(), ProcessErrorKind::NotReady);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_future_polled_after_completion_answers_an_error() {
+    let make = WorkerProcess::builder(echo_worker()).arg("--binary").log_stderr(false).build().unwrap();
+    let mut worker = make.spawn().unwrap();
+    worker.ready().await.unwrap();
+    let mut fut = worker.call(b"x".to_vec());
+    assert_eq!(tokio::time::timeout(HANG_GUARD, &mut fut).await.unwrap().unwrap(), b"x");
+    let again = poll_again(&mut fut).await.unwrap_err();
+    assert_eq!(again.kind(), WorkerErrorKind::NotReady);
+    // A call without `poll_ready`: an error, twice, no panic.
+    let mut refused = worker.call(b"y".to_vec());
+    assert_eq!(poll_again(&mut refused).await.unwrap_err().kind(), WorkerErrorKind::NotReady);
+    assert_eq!(poll_again(&mut refused).await.unwrap_err().kind(), WorkerErrorKind::NotReady);
+    assert_eq!(worker.shutdown().await, Termination::Exited(0));
+}
+
+/// An answer whose `Drop` panics when its body is `drop-boom`.
+#[derive(Debug, PartialEq, Eq)]
+struct Touchy(Vec<u8>);
+
+impl Drop for Touchy {
+    fn drop(&mut self) {
+        assert!(self.0 != b"drop-boom" || std::thread::panicking(), "answer drop bug");
+    }
+}
+
+/// Length-prefixed frames decoding into [`Touchy`] answers.
+#[derive(Clone, Copy, Debug, Default)]
+struct TouchyCodec;
+
+impl Codec for TouchyCodec {
+    type Request = Vec<u8>;
+    type Response = Touchy;
+
+    fn encode_request(&self, id: u64, request: &Vec<u8>, dst: &mut Vec<u8>) -> Result<(), FrameError> {
+        Codec::encode_request(&LengthPrefixed, id, request, dst)
+    }
+
+    fn decode_response(
+        &self,
+        src: &[u8],
+        max_frame_len: usize,
+    ) -> Result<Option<Decoded<Result<Touchy, String>>>, FrameError> {
+        Ok(LengthPrefixed.decode_response(src, max_frame_len)?.map(|d| Decoded {
+            consumed: d.consumed,
+            id: d.id,
+            value: d.value.map(Touchy),
+        }))
+    }
+}
+
+/// An abandoned call's answer is dropped on the worker's supervisor task: a panic in its
+/// `Drop` must not end the supervisor (every later request would hang).
+#[tokio::test(flavor = "current_thread")]
+async fn an_answer_that_panics_when_dropped_by_the_supervisor_breaks_nothing() {
+    let make = WorkerProcess::builder(echo_worker())
+        .arg("--binary")
+        .log_stderr(false)
+        .max_in_flight(1)
+        .codec(TouchyCodec)
+        .build()
+        .unwrap();
+    let mut worker = make.spawn().unwrap();
+    worker.ready().await.unwrap();
+    // Abandoned before the supervisor (same thread) can run: its answer is dropped there.
+    drop(worker.call(b"drop-boom".to_vec()));
+    // The only slot comes back once the abandoned answer arrives, and the worker goes on.
+    let answer = tokio::time::timeout(HANG_GUARD, async {
+        worker.ready().await.unwrap();
+        worker.call(b"fine".to_vec()).await
+    })
+    .await
+    .expect("the worker's supervisor died")
+    .unwrap();
+    assert_eq!(answer, Touchy(b"fine".to_vec()));
+    assert!(worker.is_alive());
+    assert_eq!(tokio::time::timeout(HANG_GUARD, worker.shutdown()).await.unwrap(), Termination::Exited(0));
+}
+
+/// Tower contract: a reserved slot is released when the service is dropped, a clone starts
+/// unreserved, and a dropped response future gives its slot back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_slots_are_reserved_by_poll_ready_and_released_by_drops() {
+    let mut svc = ProcessService::builder("/bin/sleep").max_concurrency(1).build().unwrap();
+    svc.ready().await.unwrap();
+    assert_eq!(svc.available_slots(), 0);
+    let mut clone = svc.clone();
+    let mut ready = tokio_test::task::spawn(clone.ready());
+    assert!(ready.poll().is_pending(), "the only slot is reserved by the original");
+    drop(svc);
+    assert!(ready.is_woken());
+    assert!(ready.poll().is_ready());
+    drop(ready);
+    let fut = clone.call(ProcessRequest::new().arg("1000"));
+    assert_eq!(clone.available_slots(), 0);
+    drop(fut);
+    assert_eq!(clone.available_slots(), 1);
+}
