@@ -6,6 +6,12 @@
 //! (`palisade_<pattern>_<what>`) and the label `name` = the layer's name. Install your
 //! recorder before building layers.
 //!
+//! Registering a cell also describes its metric to the recorder (`describe_counter!` and
+//! friends, the `# HELP` line of a Prometheus scrape): with the text given to
+//! `with_description`, or with one derived from the metric's name by `new`
+//! (`palisade_bulkhead_waited_total` → "palisade bulkhead: waited total"). Histograms are
+//! described in seconds.
+//!
 //! Recording is one relaxed atomic operation (plus the recorder's handle, with `metrics`).
 //!
 //! ```
@@ -19,6 +25,18 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
+
+/// The HELP text `new` gives a metric: its name without the `palisade_` prefix, the pattern
+/// first, underscores as spaces (`palisade_bulkhead_waited_total` →
+/// "palisade bulkhead: waited total").
+#[cfg(feature = "metrics")]
+fn default_description(metric: &str) -> String {
+    let rest = metric.strip_prefix("palisade_").unwrap_or(metric);
+    match rest.split_once('_') {
+        Some((pattern, what)) => format!("palisade {pattern}: {}", what.replace('_', " ")),
+        None => format!("palisade {rest}"),
+    }
+}
 
 /// A monotonically increasing count.
 pub struct Counter {
@@ -34,9 +52,25 @@ impl std::fmt::Debug for Counter {
 }
 
 impl Counter {
-    /// A counter exported as `metric` with the label `name` (with the `metrics` feature).
-    #[allow(unused_variables)]
+    /// A counter exported as `metric` with the label `name` (with the `metrics` feature),
+    /// described with a text derived from `metric` (see the [module docs](self)).
     pub fn new(metric: &'static str, name: &str) -> Self {
+        #[cfg(feature = "metrics")]
+        metrics::describe_counter!(metric, default_description(metric));
+        Self::register(metric, name)
+    }
+
+    /// A counter exported as `metric` with the label `name` and the HELP text `description`
+    /// (with the `metrics` feature).
+    #[allow(unused_variables)]
+    pub fn with_description(metric: &'static str, name: &str, description: &'static str) -> Self {
+        #[cfg(feature = "metrics")]
+        metrics::describe_counter!(metric, description);
+        Self::register(metric, name)
+    }
+
+    #[allow(unused_variables)]
+    fn register(metric: &'static str, name: &str) -> Self {
         Self {
             value: AtomicU64::new(0),
             #[cfg(feature = "metrics")]
@@ -65,6 +99,12 @@ impl Counter {
 }
 
 /// A value that goes up and down (in-flight calls, current limit, breaker state).
+///
+/// [`add`](Self::add) exports its delta (an increment or decrement of the recorder's gauge),
+/// so concurrent adds leave the exported value equal to the cell's; [`set`](Self::set)
+/// exports the absolute value. Use one gauge either for deltas from many threads or for
+/// absolute values from one writer at a time: a `set` racing an `add` may be ordered
+/// differently in the export than in the cell.
 pub struct Gauge {
     value: AtomicI64,
     #[cfg(feature = "metrics")]
@@ -78,9 +118,25 @@ impl std::fmt::Debug for Gauge {
 }
 
 impl Gauge {
-    /// A gauge exported as `metric` with the label `name` (with the `metrics` feature).
-    #[allow(unused_variables)]
+    /// A gauge exported as `metric` with the label `name` (with the `metrics` feature),
+    /// described with a text derived from `metric` (see the [module docs](self)).
     pub fn new(metric: &'static str, name: &str) -> Self {
+        #[cfg(feature = "metrics")]
+        metrics::describe_gauge!(metric, default_description(metric));
+        Self::register(metric, name)
+    }
+
+    /// A gauge exported as `metric` with the label `name` and the HELP text `description`
+    /// (with the `metrics` feature).
+    #[allow(unused_variables)]
+    pub fn with_description(metric: &'static str, name: &str, description: &'static str) -> Self {
+        #[cfg(feature = "metrics")]
+        metrics::describe_gauge!(metric, description);
+        Self::register(metric, name)
+    }
+
+    #[allow(unused_variables)]
+    fn register(metric: &'static str, name: &str) -> Self {
         Self {
             value: AtomicI64::new(0),
             #[cfg(feature = "metrics")]
@@ -97,11 +153,19 @@ impl Gauge {
     }
 
     /// Adds `d` (may be negative) and returns the new value.
+    ///
+    /// The export is incremented (or decremented) by `d` rather than set to the new value:
+    /// two threads' `set`s could land in the other order and leave the exported gauge stale,
+    /// while increments commute.
     #[inline]
     pub fn add(&self, d: i64) -> i64 {
         let v = self.value.fetch_add(d, Ordering::Relaxed).wrapping_add(d); // wraps like the atomic
         #[cfg(feature = "metrics")]
-        self.handle.set(v as f64);
+        if d >= 0 {
+            self.handle.increment(d as f64);
+        } else {
+            self.handle.decrement(-(d as f64));
+        }
         v
     }
 
@@ -132,9 +196,25 @@ impl std::fmt::Debug for Histogram {
 }
 
 impl Histogram {
-    /// A histogram exported as `metric` with the label `name` (with the `metrics` feature).
-    #[allow(unused_variables)]
+    /// A histogram exported as `metric` with the label `name` (with the `metrics` feature),
+    /// in seconds, described with a text derived from `metric` (see the [module docs](self)).
     pub fn new(metric: &'static str, name: &str) -> Self {
+        #[cfg(feature = "metrics")]
+        metrics::describe_histogram!(metric, metrics::Unit::Seconds, default_description(metric));
+        Self::register(metric, name)
+    }
+
+    /// A histogram exported as `metric` with the label `name` and the HELP text
+    /// `description`, in seconds (with the `metrics` feature).
+    #[allow(unused_variables)]
+    pub fn with_description(metric: &'static str, name: &str, description: &'static str) -> Self {
+        #[cfg(feature = "metrics")]
+        metrics::describe_histogram!(metric, metrics::Unit::Seconds, description);
+        Self::register(metric, name)
+    }
+
+    #[allow(unused_variables)]
+    fn register(metric: &'static str, name: &str) -> Self {
         Self {
             count: AtomicU64::new(0),
             sum_nanos: AtomicU64::new(0),

@@ -137,6 +137,7 @@ fn counters_gauges_histograms() {
 /// (`metrics::with_local_recorder`): no global recorder, so no other test can see or change
 /// what this one records.
 #[cfg(feature = "metrics")]
+#[allow(clippy::float_cmp)] // sums of small integers, exact in f64
 mod export {
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
@@ -146,9 +147,17 @@ mod export {
     use metrics::{HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
     use palisade_core::metric::{Counter, Gauge, Histogram};
 
-    /// Every sample, by `metric{name=…}`.
+    /// What the cells exported, by `metric{name=…}`.
     #[derive(Default)]
-    struct Recorded(Mutex<BTreeMap<String, Vec<f64>>>);
+    struct Recorded {
+        /// Every sample (a gauge's decrement as a negative number).
+        samples: Mutex<BTreeMap<String, Vec<f64>>>,
+        /// The exported value of each gauge, as a recorder keeps it (increments add up,
+        /// `set` replaces).
+        gauges: Mutex<BTreeMap<String, f64>>,
+        /// Every describe call: (metric, unit, help).
+        descriptions: Mutex<Vec<(String, Option<Unit>, String)>>,
+    }
 
     struct Cell {
         key: String,
@@ -157,7 +166,12 @@ mod export {
 
     impl Cell {
         fn push(&self, v: f64) {
-            self.all.0.lock().unwrap().entry(self.key.clone()).or_default().push(v);
+            self.all.samples.lock().unwrap().entry(self.key.clone()).or_default().push(v);
+        }
+        fn gauge(&self, f: impl FnOnce(f64) -> f64) {
+            let mut gauges = self.all.gauges.lock().unwrap();
+            let g = gauges.entry(self.key.clone()).or_default();
+            *g = f(*g);
         }
     }
 
@@ -173,12 +187,15 @@ mod export {
     impl GaugeFn for Cell {
         fn increment(&self, v: f64) {
             self.push(v);
+            self.gauge(|g| g + v);
         }
         fn decrement(&self, v: f64) {
             self.push(-v);
+            self.gauge(|g| g - v);
         }
         fn set(&self, v: f64) {
             self.push(v);
+            self.gauge(|_| v);
         }
     }
 
@@ -197,14 +214,26 @@ mod export {
             Arc::new(Cell { key: format!("{}{{{}}}", key.name(), labels.join(",")), all: self.0.clone() })
         }
         fn samples(&self, key: &str) -> Vec<f64> {
-            self.0 .0.lock().unwrap().get(key).cloned().unwrap_or_default()
+            self.0.samples.lock().unwrap().get(key).cloned().unwrap_or_default()
+        }
+        fn gauge(&self, key: &str) -> Option<f64> {
+            self.0.gauges.lock().unwrap().get(key).copied()
+        }
+        fn describe(&self, key: &KeyName, unit: Option<Unit>, help: &SharedString) {
+            self.0.descriptions.lock().unwrap().push((key.as_str().to_owned(), unit, help.to_string()));
         }
     }
 
     impl Recorder for LocalRecorder {
-        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_counter(&self, key: KeyName, unit: Option<Unit>, help: SharedString) {
+            self.describe(&key, unit, &help);
+        }
+        fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, help: SharedString) {
+            self.describe(&key, unit, &help);
+        }
+        fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, help: SharedString) {
+            self.describe(&key, unit, &help);
+        }
         fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> MCounter {
             MCounter::from_arc(self.cell(key))
         }
@@ -230,10 +259,84 @@ mod export {
         c.add(3);
         c.increment();
         g.add(2);
+        g.add(-1);
+        assert_eq!(recorder.gauge("palisade_test_in_flight{name=db}"), Some(1.0));
         g.set(7);
+        g.add(1);
         h.record(Duration::from_millis(250));
         assert_eq!(recorder.samples("palisade_test_calls_total{name=db}"), vec![3.0, 1.0]);
-        assert_eq!(recorder.samples("palisade_test_in_flight{name=db}"), vec![2.0, 7.0]);
+        // add exports its delta, set the absolute value
+        assert_eq!(recorder.samples("palisade_test_in_flight{name=db}"), vec![2.0, -1.0, 7.0, 1.0]);
+        assert_eq!(recorder.gauge("palisade_test_in_flight{name=db}"), Some(8.0));
+        assert_eq!(g.get(), 8);
         assert_eq!(recorder.samples("palisade_test_latency_seconds{name=db}"), vec![0.25]);
+    }
+
+    /// Issue 18.4: `Gauge::add` used to export `set(new value)` after its `fetch_add`, so two
+    /// threads' sets could land in the other order and leave the export stale. Deltas commute:
+    /// after any interleaving of adds the exported value is the cell's.
+    #[test]
+    fn concurrent_gauge_adds_leave_the_export_equal_to_the_cell() {
+        let recorder = LocalRecorder::default();
+        let g = Arc::new(metrics::with_local_recorder(&recorder, || {
+            Gauge::new("palisade_test_in_flight", "race")
+        }));
+        let threads: Vec<_> = (0..4_i64)
+            .map(|t| {
+                let g = g.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2_000_i64 {
+                        g.add(1 + (i + t) % 3);
+                        g.add(-((i + t) % 3));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(g.get(), 8_000);
+        assert_eq!(recorder.gauge("palisade_test_in_flight{name=race}"), Some(8_000.0));
+        // Every export was a delta (no absolute value that could land out of order).
+        let samples = recorder.samples("palisade_test_in_flight{name=race}");
+        assert_eq!(samples.len(), 16_000);
+        assert_eq!(samples.iter().sum::<f64>(), 8_000.0);
+    }
+
+    #[test]
+    fn registering_a_cell_describes_its_metric() {
+        let recorder = LocalRecorder::default();
+        metrics::with_local_recorder(&recorder, || {
+            Counter::new("palisade_bulkhead_waited_total", "db");
+            Gauge::with_description("palisade_bulkhead_in_flight", "db", "Calls holding a permit.");
+            Histogram::new("palisade_bulkhead_wait_seconds", "db");
+            Histogram::with_description(
+                "palisade_retry_delay_seconds",
+                "db",
+                "Backoff slept before a retry.",
+            );
+        });
+        let got = recorder.0.descriptions.lock().unwrap().clone();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "palisade_bulkhead_waited_total".to_owned(),
+                    None,
+                    "palisade bulkhead: waited total".to_owned()
+                ),
+                ("palisade_bulkhead_in_flight".to_owned(), None, "Calls holding a permit.".to_owned()),
+                (
+                    "palisade_bulkhead_wait_seconds".to_owned(),
+                    Some(Unit::Seconds),
+                    "palisade bulkhead: wait seconds".to_owned()
+                ),
+                (
+                    "palisade_retry_delay_seconds".to_owned(),
+                    Some(Unit::Seconds),
+                    "Backoff slept before a retry.".to_owned()
+                ),
+            ]
+        );
     }
 }
