@@ -497,12 +497,26 @@ impl<T: Tat> Gcra<T> {
 
     /// New settings: the tokens in use (the debt `tat - now`, in intervals) stay in use,
     /// counted at the new interval.
+    ///
+    /// Callers booked beyond the old burst (waiting for slots up to `tat - tau`) proceed at
+    /// those fixed times whatever the new rate, so nobody new is slotted before the last of
+    /// them: the TAT is at least that slot plus the new tolerance, and newcomers follow it
+    /// at the new interval. (Rescaling alone would, after a raise, slot newcomers among the
+    /// booked callers and admit more than the new rate over that span.)
     fn set(&self, interval: u64, burst: u32, now: u64) {
+        let new_tau = interval.saturating_mul(u64::from(burst));
         self.params.store(interval, burst, |old| {
+            // Readers are held off: the old burst is stable here.
+            let old_tau = old.saturating_mul(u64::from(self.params.burst.load(Ordering::Relaxed)));
             let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
                 let debt = u128::from(tat.saturating_sub(now));
                 let scaled = debt * u128::from(interval) / u128::from(old.max(1));
-                Some(now.saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX)))
+                let mut new = now.saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX));
+                let booked_until = tat.saturating_sub(old_tau);
+                if booked_until > now {
+                    new = new.max(booked_until.saturating_add(new_tau));
+                }
+                Some(new)
             });
         });
     }

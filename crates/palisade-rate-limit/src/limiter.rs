@@ -142,8 +142,11 @@ impl RateLimiter {
     /// Changes the quota at once, for every clone and every layer using this limiter (as
     /// Resilience4j's `changeLimitForPeriod`): requests already admitted or waiting keep
     /// their slots, the next ones are judged by the new quota. A token bucket keeps the
-    /// tokens in use (they come back at the new rate); a window keeps what it counted, and
-    /// with a lower limit admits nothing more until the count is below it. The change is
+    /// tokens in use (they come back at the new rate), and a newcomer is never slotted
+    /// before the last caller already waiting for a slot (after a raise, newcomers follow
+    /// it at the new rate rather than squeeze between the booked callers); a window keeps
+    /// what it counted and booked, window by window, and with a lower limit admits nothing
+    /// more in a window until its count is below it. The change is
     /// atomic: every decision uses either the old quota or the new one.
     ///
     /// # Errors

@@ -308,3 +308,39 @@ proptest::proptest! {
         })?;
     }
 }
+
+/// Review: a token bucket with burst 1 raised from 5/s to 10/s while callers hold slots
+/// up to 3 s ahead: newcomers must not be slotted between the booked callers beyond the
+/// new rate (at most 1 + 10 per second over any span).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_raised_token_bucket_never_slots_newcomers_among_the_booked_beyond_the_rate() {
+    for (from, to) in [(5, 10), (5, 2), (2, 10)] {
+        let limiter = RateLimiter::token_bucket(Quota::per_second(from).burst(1)).unwrap();
+        let t0 = tokio::time::Instant::now();
+        let wait = Duration::from_secs(3);
+        let mut slots = Vec::new();
+        while let Ok(at) = limiter.reserve(1, wait) {
+            slots.push(at - t0);
+        }
+        limiter.set_quota(Quota::per_second(to).burst(1)).unwrap();
+        while let Ok(at) = limiter.reserve(1, wait) {
+            slots.push(at - t0);
+        }
+        slots.sort();
+        let interval_ns = 1_000_000_000u128 / u128::from(from.max(to));
+        for (i, &a) in slots.iter().enumerate() {
+            for (k, &b) in slots[i..].iter().enumerate() {
+                // k + 1 requests within [a, b]: GCRA (burst 1) admits at most
+                // 1 + (b - a) / interval of the faster rate.
+                let bound = 1 + b.saturating_sub(a).as_nanos() / interval_ns;
+                assert!(
+                    (k as u128) < bound + 1,
+                    "{from}->{to}/s: {} requests within {:?}..{:?}",
+                    k + 1,
+                    a,
+                    b
+                );
+            }
+        }
+    }
+}
