@@ -385,12 +385,16 @@ impl RedisRateLimiter {
     /// [`check`](Self::check) on a spawned task: when the returned future is dropped before
     /// the answer arrives, an admission made for it is refunded (the tower contract for a
     /// response future dropped while waiting). Must be called inside a tokio runtime.
+    ///
+    /// A Redis call that times out after Redis ran the script cannot be told apart from one
+    /// that never arrived: its token stays spent (the fleet admits less, never more).
     pub fn check_owned(
         &self,
         key: String,
         weight: u64,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Decision, ExceedsCapacity>> + Send>> {
         let this = self.clone();
+        let key2 = key.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let decision = this.check(&key, weight).await;
@@ -400,18 +404,7 @@ impl RedisRateLimiter {
                 }
             }
         });
-        Box::pin(async move {
-            match rx.await {
-                Ok(d) => d,
-                // the task was cancelled by a runtime shutdown: refuse
-                Err(_) => Ok(Decision {
-                    allowed: false,
-                    retry_after: Duration::ZERO,
-                    remaining: 0,
-                    source: Source::FailClosed,
-                }),
-            }
-        })
+        Box::pin(OwnedCheck { rx: Some(rx), refund: Some((self.clone(), key2, weight)) })
     }
 
     fn keys(&self, key: &str, tiers: usize) -> Vec<String> {
@@ -543,6 +536,59 @@ impl Batching {
         let b = Arc::new(tokio::sync::Mutex::new(Block { tokens: 0, expires: Instant::now() }));
         map.insert(key.to_owned(), b.clone());
         Some(b)
+    }
+}
+
+/// The future of [`RedisRateLimiter::check_owned`]: dropped after the answer arrived but
+/// before it was read, it refunds an admission itself (the spawned task refunds when the
+/// answer could not be delivered at all).
+struct OwnedCheck {
+    rx: Option<tokio::sync::oneshot::Receiver<Result<Decision, ExceedsCapacity>>>,
+    refund: Option<(RedisRateLimiter, String, u64)>,
+}
+
+impl std::future::Future for OwnedCheck {
+    type Output = Result<Decision, ExceedsCapacity>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let Some(rx) = self.rx.as_mut() else {
+            return std::task::Poll::Ready(Ok(Decision {
+                allowed: false,
+                retry_after: Duration::ZERO,
+                remaining: 0,
+                source: Source::FailClosed,
+            }));
+        };
+        let out = match std::pin::Pin::new(rx).poll(cx) {
+            std::task::Poll::Pending => return std::task::Poll::Pending,
+            std::task::Poll::Ready(Ok(d)) => d,
+            // the task was cancelled by a runtime shutdown: refuse
+            std::task::Poll::Ready(Err(_)) => Ok(Decision {
+                allowed: false,
+                retry_after: Duration::ZERO,
+                remaining: 0,
+                source: Source::FailClosed,
+            }),
+        };
+        self.rx = None;
+        std::task::Poll::Ready(out)
+    }
+}
+
+impl Drop for OwnedCheck {
+    fn drop(&mut self) {
+        let (Some(mut rx), Some((limiter, key, weight))) = (self.rx.take(), self.refund.take()) else {
+            return;
+        };
+        if let Ok(Ok(d)) = rx.try_recv() {
+            if d.allowed {
+                if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                    handle.spawn(async move { limiter.refund(&key, weight, d.source).await });
+                }
+            }
+        }
     }
 }
 

@@ -414,20 +414,34 @@ async fn bulkhead_when_redis_is_down_follows_its_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_owned_check_gives_its_token_back() {
     let server = RedisServer::start();
-    let l = limiter(&server, Quota::per(3, HOUR));
+    // A generous timeout: a check that times out after Redis ran it keeps its token (see
+    // `check_owned`), and this test loads the machine with 10 checks at once.
+    let backend = RedisBackend::builder(server.url()).timeout(Duration::from_secs(5)).build().unwrap();
+    let l = RedisRateLimiter::builder("api", backend).tier(Quota::per(3, HOUR)).build().unwrap();
     // dropped at once: the spawned check still runs, then refunds what it admitted
     for _ in 0..10 {
         drop(l.check_owned("k".to_owned(), 1));
     }
     let mut all_back = false;
-    for _ in 0..200 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    for _ in 0..500 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
         // the limiter's own view: a direct check of the whole burst passes only when all 3 are back
         let d = l.check_with("k", 3, &[Quota::per(3, HOUR)]).await.unwrap();
         if d.allowed {
             all_back = true;
             break;
         }
+    }
+    if !all_back {
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+        let t: (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+        for k in &keys {
+            let v: String = redis::cmd("GET").arg(k).query_async(&mut conn).await.unwrap();
+            eprintln!("state on failure: {k} = {v}, redis now = {}{:06}", t.0, t.1);
+        }
+        eprintln!("state on failure: {:?}", l.check_with("k", 1, &[Quota::per(3, HOUR)]).await);
     }
     assert!(all_back, "tokens of dropped checks were not refunded");
     // and a refund after a real admission: 0 left, refund 1, 1 left
