@@ -314,15 +314,21 @@ proptest::proptest! {
 /// new rate (at most 1 + 10 per second over any span).
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_raised_token_bucket_never_slots_newcomers_among_the_booked_beyond_the_rate() {
-    for (from, to) in [(5, 10), (5, 2), (2, 10)] {
-        let limiter = RateLimiter::token_bucket(Quota::per_second(from).burst(1)).unwrap();
+    for (from, to, leaky) in [(5, 10, false), (5, 2, false), (2, 10, false), (5, 10, true), (2, 10, true)] {
+        let limiter = if leaky {
+            RateLimiter::new(Algorithm::LeakyBucket { queue: 40 }, Quota::per_second(from)).unwrap()
+        } else {
+            RateLimiter::token_bucket(Quota::per_second(from).burst(1)).unwrap()
+        };
         let t0 = tokio::time::Instant::now();
         let wait = Duration::from_secs(3);
         let mut slots = Vec::new();
         while let Ok(at) = limiter.reserve(1, wait) {
             slots.push(at - t0);
         }
-        limiter.set_quota(Quota::per_second(to).burst(1)).unwrap();
+        limiter
+            .set_quota(if leaky { Quota::per_second(to) } else { Quota::per_second(to).burst(1) })
+            .unwrap();
         while let Ok(at) = limiter.reserve(1, wait) {
             slots.push(at - t0);
         }
@@ -335,7 +341,7 @@ async fn a_raised_token_bucket_never_slots_newcomers_among_the_booked_beyond_the
                 let bound = 1 + b.saturating_sub(a).as_nanos() / interval_ns;
                 assert!(
                     (k as u128) < bound + 1,
-                    "{from}->{to}/s: {} requests within {:?}..{:?}",
+                    "{from}->{to}/s (leaky: {leaky}): {} requests within {:?}..{:?}",
                     k + 1,
                     a,
                     b
