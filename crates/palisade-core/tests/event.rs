@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use palisade_core::event::{Event, EventBus, Listener};
+use palisade_core::event::{Event, EventBus, FieldValue, Listener};
 use palisade_core::metric::{Counter, Gauge, Histogram};
 use tracing::subscriber::{with_default, NoSubscriber};
 use tracing::Level;
@@ -34,6 +34,12 @@ impl Event for Ev {
         match self {
             Ev::Opened { .. } => Level::WARN,
             Ev::Rejected => Level::DEBUG,
+        }
+    }
+
+    fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
+        if let Ev::Opened { failures } = self {
+            record("failures", (*failures).into());
         }
     }
 }
@@ -99,7 +105,126 @@ fn events_reach_tracing_with_structured_fields() {
     assert!(lines[0].contains("name=payments"), "{out}");
     assert!(lines[0].contains("event=\"opened\""), "{out}");
     assert!(lines[0].contains("failures: 3"), "{out}");
+    assert!(lines[0].contains("failures=3"), "the field of Event::fields: {out}");
     assert!(lines[1].contains("DEBUG") && lines[1].contains("event=\"rejected\""), "{out}");
+}
+
+/// A breaker-like transition, reporting the issue's fields (18.4) and two that do not fit.
+#[derive(Debug)]
+struct Transition {
+    from: &'static str,
+    to: &'static str,
+    failure_rate: f64,
+    retry_after: std::time::Duration,
+}
+
+impl Event for Transition {
+    fn kind(&self) -> &'static str {
+        "state_transition"
+    }
+
+    fn level(&self) -> Level {
+        Level::WARN
+    }
+
+    fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
+        record("from", self.from.into());
+        record("to", self.to.into());
+        record("reason", "failure_rate".into());
+        record("failure_rate", self.failure_rate.into());
+        record("retry_after_ms", self.retry_after.into());
+        record("key", String::from("tenant-7").into());
+        // not a known name, and a known name with a value of the wrong type
+        record("window", 10_u64.into());
+        record("attempt", "first".into());
+    }
+}
+
+/// One captured event's fields with their `tracing` types, as a JSON formatter sees them.
+#[derive(Debug, Clone, PartialEq)]
+enum Json {
+    Str(String),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+}
+
+type Captured = Arc<Mutex<Vec<std::collections::BTreeMap<String, Json>>>>;
+
+struct JsonLayer(Captured);
+
+struct Visit<'a>(&'a mut std::collections::BTreeMap<String, Json>);
+
+impl tracing::field::Visit for Visit<'_> {
+    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+        self.0.insert(f.name().to_owned(), Json::Str(v.to_owned()));
+    }
+    fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
+        self.0.insert(f.name().to_owned(), Json::U64(v));
+    }
+    fn record_i64(&mut self, f: &tracing::field::Field, v: i64) {
+        self.0.insert(f.name().to_owned(), Json::I64(v));
+    }
+    fn record_f64(&mut self, f: &tracing::field::Field, v: f64) {
+        self.0.insert(f.name().to_owned(), Json::F64(v));
+    }
+    fn record_bool(&mut self, f: &tracing::field::Field, v: bool) {
+        self.0.insert(f.name().to_owned(), Json::Bool(v));
+    }
+    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+        self.0.insert(f.name().to_owned(), Json::Str(format!("{v:?}")));
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for JsonLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = std::collections::BTreeMap::new();
+        event.record(&mut Visit(&mut fields));
+        self.0.lock().unwrap().push(fields);
+    }
+}
+
+/// Issue 18.4: events reach tracing as real typed fields a JSON log can be queried by, not
+/// only the `details` Debug string (which stays).
+#[test]
+fn events_reach_tracing_as_typed_fields() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::registry().with(JsonLayer(captured.clone()));
+    with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
+        let bus: EventBus<Transition> = EventBus::new("circuit_breaker", "payments");
+        bus.publish(Transition {
+            from: "closed",
+            to: "open",
+            failure_rate: 0.75,
+            retry_after: std::time::Duration::from_millis(1500),
+        });
+        let ev: EventBus<Ev> = EventBus::new("circuit_breaker", "payments");
+        ev.publish(Ev::Rejected);
+    });
+    let captured = captured.lock().unwrap().clone();
+    assert_eq!(captured.len(), 2, "{captured:?}");
+    let f = &captured[0];
+    let s = |v: &str| Json::Str(v.to_owned());
+    assert_eq!(f.get("pattern"), Some(&s("circuit_breaker")), "{f:?}");
+    assert_eq!(f.get("event"), Some(&s("state_transition")), "{f:?}");
+    assert_eq!(f.get("from"), Some(&s("closed")), "{f:?}");
+    assert_eq!(f.get("to"), Some(&s("open")), "{f:?}");
+    assert_eq!(f.get("reason"), Some(&s("failure_rate")), "{f:?}");
+    assert_eq!(f.get("key"), Some(&s("tenant-7")), "{f:?}");
+    assert_eq!(f.get("failure_rate"), Some(&Json::F64(0.75)), "{f:?}");
+    assert_eq!(f.get("retry_after_ms"), Some(&Json::U64(1500)), "{f:?}");
+    assert_eq!(f.get("extra"), Some(&s("window=10 attempt=first")), "{f:?}");
+    assert!(matches!(f.get("details"), Some(Json::Str(d)) if d.contains("failure_rate: 0.75")), "{f:?}");
+    // fields the event did not report are absent, not empty
+    assert_eq!(f.get("attempt"), None, "{f:?}");
+    assert_eq!(f.get("delay_ms"), None, "{f:?}");
+    // an event without fields: only the common ones
+    let keys: Vec<&str> = captured[1].keys().map(String::as_str).collect();
+    assert_eq!(keys, ["details", "event", "name", "pattern"], "{:?}", captured[1]);
 }
 
 #[test]
