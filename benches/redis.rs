@@ -44,6 +44,8 @@ impl Limiter {
                     .key(format!("palisade:raw:{{k{key}}}:0"))
                     .arg(1)
                     .arg(1)
+                    .arg(1)
+                    .arg(1)
                     .arg("1.0000")
                     .arg(1_000_000)
                     .invoke_async(&mut conn)
@@ -77,8 +79,18 @@ async fn drive(l: &Limiter, callers: usize, iters: u64, keys: u64) -> (Duration,
 }
 
 fn limiter(url: &str, name: &str, quota: Quota, batch: Option<u64>) -> (RedisRateLimiter, RedisBackend) {
+    limiter_with(url, name, quota, batch, 0)
+}
+
+fn limiter_with(
+    url: &str,
+    name: &str,
+    quota: Quota,
+    batch: Option<u64>,
+    coalesce: usize,
+) -> (RedisRateLimiter, RedisBackend) {
     let backend = RedisBackend::builder(url).timeout(Duration::from_secs(1)).build().unwrap();
-    let mut b = RedisRateLimiter::builder(name, backend.clone()).tier(quota);
+    let mut b = RedisRateLimiter::builder(name, backend.clone()).tier(quota).coalesce(coalesce);
     if let Some(k) = batch {
         b = b.batch(k, Duration::from_secs(1));
     }
@@ -91,17 +103,19 @@ fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     // Large quotas: the pass path is measured (a refusal costs the same round trip).
     let quota = Quota::per(1_000_000, Duration::from_secs(1));
-    let (exact, exact_backend, batched, batched_backend, naive, naive2) = rt.block_on(async {
+    let (exact, exact_backend, batched, batched_backend, naive, naive2, coalesced) = rt.block_on(async {
         let (exact, eb) = limiter(&url, "exact", quota, None);
         let (batched, bb) = limiter(&url, "batched", quota, Some(1_000));
+        let (coalesced, _) = limiter_with(&url, "coalesced", quota, None, 128);
         let client = redis::Client::open(url.as_str()).unwrap();
         let naive = ConnectionManager::new(client.clone()).await.unwrap();
         let naive2 = ConnectionManager::new(client).await.unwrap();
-        (exact, eb, batched, bb, naive, naive2)
+        (exact, eb, batched, bb, naive, naive2, coalesced)
     });
     let entries = [
         ("gcra-exact", Limiter::Palisade(exact), 64),
         ("naive-incr-expire", Limiter::Naive(naive, 1_000_000), 64),
+        ("gcra-exact-coalesced", Limiter::Palisade(coalesced), 64),
         ("gcra-batched", Limiter::Palisade(batched), 4),
         ("gcra-raw-script", Limiter::Raw(naive2, redis::Script::new(palisade::redis::GCRA_SCRIPT)), 64),
     ];
@@ -123,7 +137,7 @@ fn bench(c: &mut Criterion) {
         // Round trips per admitted request, 64 callers.
         for (name, l, backend, keys) in [
             ("gcra-exact", &entries[0].1, &exact_backend, 64),
-            ("gcra-batched", &entries[2].1, &batched_backend, 4),
+            ("gcra-batched", &entries[3].1, &batched_backend, 4),
         ] {
             let before = backend.metrics().calls.get();
             let (_, admitted) = drive(l, 64, 100_000, keys).await;
@@ -140,7 +154,8 @@ fn bench(c: &mut Criterion) {
         for (name, l) in [
             ("gcra-exact", &entries[0].1),
             ("naive-incr-expire", &entries[1].1),
-            ("gcra-batched", &entries[2].1),
+            ("gcra-exact-coalesced", &entries[2].1),
+            ("gcra-batched", &entries[3].1),
         ] {
             let mut lat: Vec<Duration> = Vec::with_capacity(20_000);
             for i in 0..20_000u64 {

@@ -449,3 +449,25 @@ async fn a_dropped_owned_check_gives_its_token_back() {
     let d = l.check("k", 1).await.unwrap();
     assert_eq!((d.allowed, d.remaining), (true, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_limiters_stay_exact() {
+    let server = RedisServer::start();
+    let mk = || {
+        RedisRateLimiter::builder("coalesced", backend(&server))
+            .tier(Quota::per(50, HOUR))
+            .tier(Quota::per(500, HOUR))
+            .coalesce(64)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (mk(), mk());
+    let (x, y) = tokio::join!(admitted(&a, "c", 300), admitted(&b, "c", 300));
+    assert_eq!(x + y, 50, "a admitted {x}, b admitted {y}");
+    // a refusal is exact there too: the 50/h tier, one token every 72 s
+    let d = a.check("c", 1).await.unwrap();
+    assert!(
+        !d.allowed && d.retry_after <= Duration::from_secs(72) && d.retry_after > Duration::from_secs(71),
+        "{d:?}"
+    );
+}
