@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::classify::Outcome;
-use palisade_core::event::Event;
+use palisade_core::event::{Event, FieldValue};
 use tracing::Level;
 
 use crate::state::State;
@@ -160,6 +160,85 @@ impl Event for CircuitBreakerEvent {
             Self::Recorded { .. } => Level::TRACE,
         }
     }
+
+    /// `from`, `to`, `reason` (with its number: `failures`, `failure_rate`, …), `key`,
+    /// `retry_after_ms`, `outcome`, `slow`, `elapsed_ms`: the structured `tracing` fields.
+    fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
+        fn key_field(key: Option<&Arc<str>>, record: &mut dyn FnMut(&'static str, FieldValue)) {
+            if let Some(key) = key {
+                record("key", key.into());
+            }
+        }
+        match self {
+            Self::StateTransition { from, to, reason, key } => {
+                record("from", from.as_str().into());
+                record("to", to.as_str().into());
+                reason_fields(*reason, record);
+                key_field(key.as_ref(), record);
+            }
+            Self::Rejected { retry_after } => record("retry_after_ms", (*retry_after).into()),
+            Self::FailureRateExceeded { rate, key } => {
+                record("failure_rate", (*rate).into());
+                key_field(key.as_ref(), record);
+            }
+            Self::SlowCallRateExceeded { rate, key } => {
+                record("slow_call_rate", (*rate).into());
+                key_field(key.as_ref(), record);
+            }
+            Self::Reset { key } => key_field(key.as_ref(), record),
+            Self::Recorded { outcome, slow, elapsed } => {
+                let outcome = match outcome {
+                    Outcome::Success => "success",
+                    Outcome::Failure => "failure",
+                    Outcome::Ignored => "ignored",
+                };
+                record("outcome", outcome.into());
+                record("slow", (*slow).into());
+                if let Some(elapsed) = elapsed {
+                    record("elapsed_ms", (*elapsed).into());
+                }
+            }
+        }
+    }
+}
+
+/// A transition's reason as the `reason` field plus the number that tripped it.
+fn reason_fields(reason: TransitionReason, record: &mut dyn FnMut(&'static str, FieldValue)) {
+    let name = match reason {
+        TransitionReason::ConsecutiveFailures { failures } => {
+            record("failures", failures.into());
+            "consecutive_failures"
+        }
+        TransitionReason::FailureCount { failures } => {
+            record("failures", failures.into());
+            "failure_count"
+        }
+        TransitionReason::FailureRate { rate } => {
+            record("failure_rate", rate.into());
+            "failure_rate"
+        }
+        TransitionReason::SlowCallRate { rate } => {
+            record("slow_call_rate", rate.into());
+            "slow_call_rate"
+        }
+        TransitionReason::RetryAfter { wait } => {
+            record("retry_after_ms", wait.into());
+            "retry_after"
+        }
+        TransitionReason::WaitElapsed => "wait_elapsed",
+        TransitionReason::HalfOpenTimedOut => "half_open_timed_out",
+        TransitionReason::TrialsSucceeded { successes } => {
+            record("successes", successes.into());
+            "trials_succeeded"
+        }
+        TransitionReason::TrialsFailed { failures } => {
+            record("failures", failures.into());
+            "trials_failed"
+        }
+        TransitionReason::Manual => "manual",
+        TransitionReason::Reset => "reset",
+    };
+    record("reason", name.into());
 }
 
 /// Wraps a listener so that a panic in it is caught and logged: a listener runs on the
