@@ -53,7 +53,8 @@ use crate::error::FrameError;
 /// One decoded frame: how many bytes it took, its request id and its content.
 #[derive(Debug)]
 pub struct Decoded<T> {
-    /// Bytes of input the frame used.
+    /// Bytes of input the frame used: at least 1 and at most the input's length (anything
+    /// else is a protocol error of the stream).
     pub consumed: usize,
     /// The request id.
     pub id: u64,
@@ -429,8 +430,17 @@ impl FrameBuffer {
                 return Ok(None);
             }
         }
+        let available = self.buf.len() - self.start;
         let decoded = decode(&self.buf[self.start..])?;
         if let Some(d) = &decoded {
+            // A codec is user code: a frame of no bytes (decoded again and again) or of more
+            // bytes than there are would wedge or panic the reader, so it is a protocol error.
+            if d.consumed == 0 || d.consumed > available {
+                return Err(FrameError::new(format!(
+                    "the codec consumed {} bytes of a {available}-byte buffer",
+                    d.consumed
+                )));
+            }
             self.start += d.consumed;
             self.searched = self.start;
         }

@@ -9,11 +9,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use palisade_process::codec::{Codec, Decoded, LengthPrefixed};
+use palisade_process::codec::{Codec, Decoded, LengthPrefixed, ServeCodec};
 use palisade_process::error::FrameError;
 use palisade_process::{
-    ProcessErrorKind, ProcessRequest, ProcessService, Termination, WorkerErrorKind, WorkerProcess,
+    KillReason, ProcessErrorKind, ProcessRequest, ProcessService, Termination, WorkerErrorKind, WorkerProcess,
 };
+use tokio::io::AsyncWriteExt;
 use tower::{Service, ServiceExt};
 
 use support::echo_worker;
@@ -138,4 +139,107 @@ async fn process_slots_are_reserved_by_poll_ready_and_released_by_drops() {
     assert_eq!(clone.available_slots(), 0);
     drop(fut);
     assert_eq!(clone.available_slots(), 1);
+}
+
+/// A codec that lies about the bytes a frame used: none (`0`), or one more than given.
+#[derive(Clone, Copy, Debug)]
+struct LyingCodec {
+    extra: bool,
+}
+
+impl LyingCodec {
+    fn lie(self, consumed: usize, available: usize) -> usize {
+        if self.extra {
+            available + 1
+        } else {
+            consumed.min(0)
+        }
+    }
+}
+
+impl Codec for LyingCodec {
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    fn encode_request(&self, id: u64, request: &Vec<u8>, dst: &mut Vec<u8>) -> Result<(), FrameError> {
+        Codec::encode_request(&LengthPrefixed, id, request, dst)
+    }
+
+    fn decode_response(
+        &self,
+        src: &[u8],
+        max_frame_len: usize,
+    ) -> Result<Option<Decoded<Result<Vec<u8>, String>>>, FrameError> {
+        Ok(LengthPrefixed
+            .decode_response(src, max_frame_len)?
+            .map(|d| Decoded { consumed: self.lie(d.consumed, src.len()), ..d }))
+    }
+}
+
+impl ServeCodec for LyingCodec {
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    fn decode_request(
+        &self,
+        src: &[u8],
+        max_frame_len: usize,
+    ) -> Result<Option<Decoded<Vec<u8>>>, FrameError> {
+        Ok(LengthPrefixed
+            .decode_request(src, max_frame_len)?
+            .map(|d| Decoded { consumed: self.lie(d.consumed, src.len()), ..d }))
+    }
+
+    fn encode_response(
+        &self,
+        id: u64,
+        response: Result<&Vec<u8>, &str>,
+        dst: &mut Vec<u8>,
+    ) -> Result<(), FrameError> {
+        LengthPrefixed.encode_response(id, response, dst)
+    }
+}
+
+/// A codec claiming a frame of 0 bytes (decoded forever) or of more bytes than were read
+/// (slicing past the buffer on the supervisor's task) breaks that worker's protocol only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codec_lying_about_consumed_bytes_breaks_that_worker_only() {
+    for extra in [false, true] {
+        let make = WorkerProcess::builder(echo_worker())
+            .arg("--binary")
+            .log_stderr(false)
+            .codec(LyingCodec { extra })
+            .build()
+            .unwrap();
+        let worker = make.spawn().unwrap();
+        let err = tokio::time::timeout(HANG_GUARD, worker.clone().oneshot(b"x".to_vec()))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.kind(), WorkerErrorKind::Malformed, "extra: {extra}: {err}");
+        assert!(err.message().contains("the codec consumed"), "{err}");
+        let ended = tokio::time::timeout(HANG_GUARD, worker.shutdown()).await.unwrap();
+        assert_eq!(ended, Termination::Killed(KillReason::ProtocolError));
+    }
+}
+
+/// On the worker's side, the same lie ends `serve` with an error instead of spinning or
+/// panicking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_codec_lying_about_consumed_bytes() {
+    for extra in [false, true] {
+        let (mut to_worker, worker_in) = tokio::io::duplex(64 * 1024);
+        let (worker_out, _from_worker) = tokio::io::duplex(64 * 1024);
+        let served = tokio::spawn(palisade_process::worker::serve(
+            LyingCodec { extra },
+            worker_in,
+            worker_out,
+            |req: Vec<u8>| async move { Ok::<_, std::convert::Infallible>(req) },
+        ));
+        let mut wire = Vec::new();
+        Codec::encode_request(&LengthPrefixed, 1, &b"x".to_vec(), &mut wire).unwrap();
+        to_worker.write_all(&wire).await.unwrap();
+        let err = tokio::time::timeout(HANG_GUARD, served).await.unwrap().unwrap().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "extra: {extra}: {err}");
+    }
 }
