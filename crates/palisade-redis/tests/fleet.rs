@@ -3,7 +3,7 @@
 //!
 //! Real time here: Redis has its own clock. Outcomes are asserted as counts and bounds,
 //! never as durations; every wait is a bounded loop.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::ignored_unit_patterns, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::ignored_unit_patterns, clippy::many_single_char_names, missing_docs)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
