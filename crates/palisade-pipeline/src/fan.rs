@@ -10,7 +10,9 @@
 //! - [`first_success`]: the first response to succeed (the other calls are dropped);
 //! - [`quorum`]: the first `n` successes (with their branch index), failing as soon as `n`
 //!   can no longer be reached;
-//! - [`reduce`]: your own fold over `(index, result)`, which may stop early.
+//! - [`reduce`]: your own fold over `(index, result)`, which may stop early;
+//! - [`all_settled`]: every success and every error by branch index (an [`Aggregate`]),
+//!   never failing as a whole.
 //!
 //! Branches of different types go through `tower::util::BoxCloneService` (or
 //! `tower::util::Either`).
@@ -309,6 +311,84 @@ where
 
     fn finish(&self, state: Option<A>) -> Result<A, FanOutError> {
         Ok(state.unwrap_or_else(|| self.init.clone()))
+    }
+}
+
+/// Every success and every error, by branch index; see [`all_settled`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AllSettled;
+
+/// Keeps every result: the fan-out answers `Ok` with an [`Aggregate`] of the successes and
+/// the errors, each with its branch index, whatever failed (the seeds'
+/// `parallelAggregate`: completed, errors, all-completed). Unlike [`all`], successes are
+/// never dropped because another branch failed.
+///
+/// ```
+/// use palisade_pipeline::fan::{self, FanOut};
+/// use tower::{service_fn, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let replica = |id: u32| service_fn(move |key: &'static str| async move {
+///     if id == 1 { Err("replica 1 is down") } else { Ok(format!("{key}@{id}")) }
+/// });
+/// let reads = FanOut::new([replica(0), replica(1), replica(2)], fan::all_settled()).unwrap();
+/// let aggregate = reads.oneshot("user:7").await.unwrap();
+/// assert_eq!(aggregate.completed, [(0, "user:7@0".to_string()), (2, "user:7@2".to_string())]);
+/// assert_eq!(aggregate.errors.len(), 1);
+/// assert_eq!(aggregate.errors[0].0, 1);
+/// assert!(!aggregate.all_completed());
+/// # }
+/// ```
+pub fn all_settled() -> AllSettled {
+    AllSettled
+}
+
+/// What [`all_settled`] answers: every success and every error with its branch index,
+/// each list in branch order.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Aggregate<R> {
+    /// The successful responses, with their branch index.
+    pub completed: Vec<(usize, R)>,
+    /// The errors, with their branch index.
+    pub errors: Vec<(usize, BoxError)>,
+}
+
+impl<R> Aggregate<R> {
+    /// Whether every branch succeeded.
+    pub fn all_completed(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+impl Strategy for AllSettled {}
+
+impl<R> Merge<R> for AllSettled {
+    type Output = Aggregate<R>;
+    type State = Aggregate<R>;
+
+    fn start(&self, _branches: usize) -> Aggregate<R> {
+        // Grown as results arrive: the branch count may come from a split of user input.
+        Aggregate { completed: Vec::new(), errors: Vec::new() }
+    }
+
+    fn push(
+        &self,
+        state: &mut Aggregate<R>,
+        index: usize,
+        result: Result<R, BoxError>,
+    ) -> Option<Result<Aggregate<R>, FanOutError>> {
+        match result {
+            Ok(r) => state.completed.push((index, r)),
+            Err(e) => state.errors.push((index, e)),
+        }
+        None
+    }
+
+    fn finish(&self, mut state: Aggregate<R>) -> Result<Aggregate<R>, FanOutError> {
+        state.completed.sort_by_key(|(i, _)| *i);
+        state.errors.sort_by_key(|(i, _)| *i);
+        Ok(state)
     }
 }
 

@@ -17,6 +17,9 @@
 //! - [`fan`]: one request to several services (or split into parts) at once, merged by
 //!   strategy: all, first success, quorum, custom reducer; [`merge`]: several result streams
 //!   into one, round-robin or as ready.
+//! - Healing and aggregation: [`supervise`] rebuilds a stage from its `MakeService` after N
+//!   failures in a row; [`priority`] merges inputs by priority with inputs added and removed
+//!   while merging; [`fan::all_settled`] keeps every success and every error by index.
 //! - [`batch`]: a collection through any service with a concurrency cap, pacing and
 //!   progress reports, results in input order.
 //! - Per-stage numbers from the [`PipelineHandle`]: items in/out, errors, filtered,
@@ -200,10 +203,12 @@ mod handle;
 pub mod merge;
 mod output;
 mod panic;
+pub mod priority;
 mod queue;
 mod service;
 pub mod stage;
 mod stream;
+pub mod supervise;
 mod worker;
 
 #[cfg(feature = "serde")]

@@ -1,0 +1,192 @@
+//! Fan-in with priorities: several input streams merged into one, higher priority first,
+//! with inputs added and removed while the merge runs.
+//!
+//! [`priority_merge`] returns the merged stream and a [`MergeHandle`]. Each poll takes the
+//! next item from the highest-priority input that has one ready (ties: in the order the
+//! inputs were added), so a busy high-priority input is served before lower ones — strict
+//! priority, as a priority queue does; give a low-priority input a higher priority if it
+//! must not wait. An input that ends is removed; [`MergeHandle::remove`] removes one early
+//! (dropping it). The merged stream ends once it has no input left and every handle is
+//! dropped.
+//!
+//! # Example
+//!
+//! ```
+//! use futures_util::{stream, StreamExt};
+//! use palisade_pipeline::priority::priority_merge;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let (merged, handle) = priority_merge();
+//! handle.add(stream::iter(["bulk-1", "bulk-2"]), 1);
+//! let urgent = handle.add(stream::iter(["urgent-1", "urgent-2"]), 9);
+//! drop(handle);
+//! let out: Vec<_> = merged.collect().await;
+//! assert_eq!(out, ["urgent-1", "urgent-2", "bulk-1", "bulk-2"]);
+//! # let _ = urgent;
+//! # }
+//! ```
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use futures_core::Stream;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send>>;
+
+/// Identifies an input of a [`PriorityMerge`], to [remove](MergeHandle::remove) it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InputId(u64);
+
+enum Command<T> {
+    Add(u64, u8, BoxStream<T>),
+    Remove(u64),
+}
+
+struct Commands<T> {
+    queue: Vec<Command<T>>,
+    next_id: u64,
+    waker: Option<Waker>,
+    /// Live handles: the merge ends only when none is left.
+    handles: usize,
+}
+
+struct Input<T> {
+    id: u64,
+    priority: u8,
+    stream: BoxStream<T>,
+}
+
+/// Creates a priority merge and the handle that feeds it; see the [module docs](self).
+pub fn priority_merge<T>() -> (PriorityMerge<T>, MergeHandle<T>) {
+    let commands = Arc::new(Mutex::new(Commands { queue: Vec::new(), next_id: 0, waker: None, handles: 1 }));
+    (PriorityMerge { inputs: Vec::new(), commands: commands.clone() }, MergeHandle { commands })
+}
+
+/// Adds and removes inputs of a [`PriorityMerge`] while it runs.
+///
+/// # Clone
+///
+/// Clones feed the same merge; the merge ends only after every clone is dropped.
+pub struct MergeHandle<T> {
+    commands: Arc<Mutex<Commands<T>>>,
+}
+
+impl<T> Clone for MergeHandle<T> {
+    fn clone(&self) -> Self {
+        lock(&self.commands).handles += 1;
+        Self { commands: self.commands.clone() }
+    }
+}
+
+impl<T> fmt::Debug for MergeHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MergeHandle").finish_non_exhaustive()
+    }
+}
+
+impl<T> Drop for MergeHandle<T> {
+    fn drop(&mut self) {
+        // The merge may be waiting only for handles to go away.
+        let mut c = lock(&self.commands);
+        c.handles = c.handles.saturating_sub(1);
+        if let Some(w) = c.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl<T> MergeHandle<T> {
+    fn send(&self, command: Command<T>) {
+        let mut c = lock(&self.commands);
+        c.queue.push(command);
+        if let Some(w) = c.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Adds `input` with `priority` (higher first); returns its id.
+    pub fn add<S>(&self, input: S, priority: u8) -> InputId
+    where
+        S: Stream<Item = T> + Send + 'static,
+    {
+        let id = {
+            let mut c = lock(&self.commands);
+            c.next_id += 1;
+            c.next_id
+        };
+        self.send(Command::Add(id, priority, Box::pin(input)));
+        InputId(id)
+    }
+
+    /// Removes an input (items it already gave are kept); unknown ids are ignored.
+    pub fn remove(&self, id: InputId) {
+        self.send(Command::Remove(id.0));
+    }
+}
+
+/// The merged stream of [`priority_merge`].
+pub struct PriorityMerge<T> {
+    /// Sorted by priority, highest first; stable for ties.
+    inputs: Vec<Input<T>>,
+    commands: Arc<Mutex<Commands<T>>>,
+}
+
+impl<T> fmt::Debug for PriorityMerge<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PriorityMerge").field("inputs", &self.inputs.len()).finish_non_exhaustive()
+    }
+}
+
+impl<T> PriorityMerge<T> {
+    /// Inputs currently merged (changes sent by handles count once the stream is polled).
+    pub fn inputs(&self) -> usize {
+        self.inputs.len()
+    }
+}
+
+impl<T> Stream for PriorityMerge<T> {
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let this = self.get_mut();
+        let handles_left = {
+            let mut c = lock(&this.commands);
+            for command in c.queue.drain(..) {
+                match command {
+                    Command::Add(id, priority, stream) => {
+                        let at = this
+                            .inputs
+                            .iter()
+                            .position(|i| i.priority < priority)
+                            .unwrap_or(this.inputs.len());
+                        this.inputs.insert(at, Input { id, priority, stream });
+                    }
+                    Command::Remove(id) => this.inputs.retain(|i| i.id != id),
+                }
+            }
+            c.waker = Some(cx.waker().clone());
+            c.handles > 0
+        };
+        let mut i = 0;
+        while i < this.inputs.len() {
+            match this.inputs[i].stream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(item)) => return Poll::Ready(Some(item)),
+                Poll::Ready(None) => {
+                    this.inputs.remove(i);
+                }
+                Poll::Pending => i += 1,
+            }
+        }
+        if this.inputs.is_empty() && !handles_left {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,360 @@
+//! Supervision: a stage rebuilt with fresh state after it fails N times in a row, as an
+//! actor supervisor restarts a failing child.
+//!
+//! [`Supervised`] is a [`Service`] made from a `MakeService` (any `Service<T>` whose
+//! response is the stage's service — a closure through [`make_fn`](crate::supervise::make_fn)
+//! works too). Its calls are judged by a palisade-core [`Classify`]er; after
+//! `restart_after` failures in a row the current service is dropped (calls in flight
+//! finish) and the next `poll_ready` makes a fresh one. A failed make is an error of that
+//! `poll_ready`; the next `poll_ready` tries again. It fits anywhere a service does — as a
+//! pipeline stage in particular.
+//!
+//! # Example: a stage that heals
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::sync::Arc;
+//! use palisade_pipeline::supervise::{make_fn, Supervised};
+//! use tower::{service_fn, Service, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), palisade_core::BoxError> {
+//! let made = Arc::new(AtomicU32::new(0));
+//! let m = made.clone();
+//! // Each incarnation breaks after its second call (a leak, a poisoned cache...).
+//! let make = make_fn(move || {
+//!     m.fetch_add(1, Ordering::SeqCst);
+//!     let calls = Arc::new(AtomicU32::new(0));
+//!     async move {
+//!         Ok::<_, std::io::Error>(service_fn(move |x: u32| {
+//!             let n = calls.fetch_add(1, Ordering::SeqCst);
+//!             async move { if n >= 2 { Err(std::io::Error::other("broken")) } else { Ok(x) } }
+//!         }))
+//!     }
+//! });
+//! let mut stage = Supervised::builder().restart_after(1).build(make)?;
+//! let mut answers = Vec::new();
+//! for x in 0..6 {
+//!     answers.push(stage.ready().await?.call(x).await.is_ok());
+//! }
+//! assert_eq!(answers, [true, true, false, true, true, false]);
+//! assert_eq!(made.load(Ordering::SeqCst), 2);
+//! // Two restarts; the third incarnation is made by the next `poll_ready`.
+//! assert_eq!(stage.restarts(), 2);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use palisade_core::classify::{Classify, DefaultClassifier};
+use palisade_core::config::{ensure, ConfigError};
+use palisade_core::BoxError;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+/// A `MakeService` from a closure returning a future of `Result<S, E>`.
+pub fn make_fn<F, Fut, S, E>(f: F) -> MakeFn<F>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<S, E>>,
+{
+    MakeFn { f }
+}
+
+/// The `MakeService` made by [`make_fn`].
+#[derive(Clone, Copy)]
+pub struct MakeFn<F> {
+    f: F,
+}
+
+impl<F> fmt::Debug for MakeFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MakeFn").finish_non_exhaustive()
+    }
+}
+
+impl<F, Fut, S, E> Service<()> for MakeFn<F>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<S, E>>,
+{
+    type Response = S;
+    type Error = E;
+    type Future = Fut;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), E>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, (): ()) -> Fut {
+        (self.f)()
+    }
+}
+
+/// Builds a [`Supervised`]: restart after 3 failures in a row ([`DefaultClassifier`]).
+#[derive(Clone, Debug)]
+pub struct SupervisedBuilder<C = DefaultClassifier> {
+    restart_after: u32,
+    classifier: C,
+}
+
+/// The `MakeService` type `Supervised::builder` is named on (any would do).
+type NoMake = MakeFn<fn() -> std::future::Ready<Result<(), BoxError>>>;
+
+impl Supervised<NoMake, (), ()> {
+    /// A builder with the defaults listed on [`SupervisedBuilder`].
+    pub fn builder() -> SupervisedBuilder {
+        SupervisedBuilder { restart_after: 3, classifier: DefaultClassifier }
+    }
+}
+
+impl<C> SupervisedBuilder<C> {
+    /// Failures in a row that get the service rebuilt (at least 1).
+    pub fn restart_after(mut self, failures: u32) -> Self {
+        self.restart_after = failures;
+        self
+    }
+
+    /// Judges calls with `classifier`.
+    pub fn classifier<C2>(self, classifier: C2) -> SupervisedBuilder<C2> {
+        SupervisedBuilder { restart_after: self.restart_after, classifier }
+    }
+
+    /// A supervised service made by `make` (called with `()`).
+    pub fn build<M>(self, make: M) -> Result<Supervised<M, (), M::Response, C>, ConfigError>
+    where
+        M: Service<()>,
+    {
+        self.build_with_target(make, ())
+    }
+
+    /// A supervised service made by `make` called with clones of `target`.
+    pub fn build_with_target<M, T>(
+        self,
+        make: M,
+        target: T,
+    ) -> Result<Supervised<M, T, M::Response, C>, ConfigError>
+    where
+        M: Service<T>,
+    {
+        ensure(self.restart_after >= 1, "restart_after", "must be at least 1")?;
+        Ok(Supervised {
+            make,
+            target,
+            state: State::Empty,
+            health: Arc::new(Health {
+                failures_in_a_row: AtomicU32::new(0),
+                generation: AtomicU64::new(0),
+                threshold: self.restart_after,
+            }),
+            classifier: Arc::new(self.classifier),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Health {
+    failures_in_a_row: AtomicU32,
+    /// Bumped at each restart: incarnations of an older generation are rebuilt.
+    generation: AtomicU64,
+    threshold: u32,
+}
+
+impl Health {
+    /// Records one verdict on a call of generation `generation` (calls of a retired
+    /// incarnation no longer count).
+    fn record(&self, generation: u64, failed: Option<bool>) {
+        if generation != self.generation.load(Ordering::Acquire) {
+            return;
+        }
+        match failed {
+            Some(true) => {
+                let n = self.failures_in_a_row.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+                if n == self.threshold {
+                    self.failures_in_a_row.store(0, Ordering::Release);
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            Some(false) => self.failures_in_a_row.store(0, Ordering::Release),
+            None => {}
+        }
+    }
+}
+
+enum State<S, F> {
+    Empty,
+    Making(Pin<Box<F>>, u64),
+    Ready(S, u64),
+}
+
+/// A service rebuilt from its `MakeService` after repeated failures; see the
+/// [module docs](self).
+///
+/// # Clone
+///
+/// Clones share the supervision (failure count, restarts) but each makes and owns its
+/// own incarnation on its first `poll_ready` — so a pipeline stage with concurrency `n`
+/// runs up to `n` incarnations, and a restart rebuilds every one of them.
+pub struct Supervised<M, T, S, C = DefaultClassifier>
+where
+    M: Service<T, Response = S>,
+{
+    make: M,
+    target: T,
+    state: State<S, M::Future>,
+    health: Arc<Health>,
+    classifier: Arc<C>,
+}
+
+impl<M, T, S, C> Clone for Supervised<M, T, S, C>
+where
+    M: Service<T, Response = S> + Clone,
+    T: Clone,
+{
+    fn clone(&self) -> Self {
+        Self {
+            make: self.make.clone(),
+            target: self.target.clone(),
+            state: State::Empty,
+            health: self.health.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+impl<M, T, S, C> fmt::Debug for Supervised<M, T, S, C>
+where
+    M: Service<T, Response = S>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Supervised")
+            .field("restarts", &self.health.generation.load(Ordering::Relaxed))
+            .field("failures_in_a_row", &self.health.failures_in_a_row.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M, T, S, C> Supervised<M, T, S, C>
+where
+    M: Service<T, Response = S>,
+{
+    /// Restarts so far (times the failure threshold was reached).
+    pub fn restarts(&self) -> u64 {
+        self.health.generation.load(Ordering::Relaxed)
+    }
+
+    /// Failures in a row of the current incarnation.
+    pub fn failures_in_a_row(&self) -> u32 {
+        self.health.failures_in_a_row.load(Ordering::Relaxed)
+    }
+}
+
+impl<M, T, S, C, Req> Service<Req> for Supervised<M, T, S, C>
+where
+    M: Service<T, Response = S>,
+    M::Error: Into<BoxError>,
+    T: Clone,
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = SupervisedFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        loop {
+            let current = self.health.generation.load(Ordering::Acquire);
+            if matches!(self.state, State::Ready(_, g) if g != current) {
+                // Drop the failing incarnation; calls in flight finish on their own.
+                self.state = State::Empty;
+            }
+            match &mut self.state {
+                State::Empty => {
+                    ready!(self.make.poll_ready(cx)).map_err(Into::into)?;
+                    let fut = self.make.call(self.target.clone());
+                    self.state = State::Making(Box::pin(fut), current);
+                }
+                State::Making(fut, generation) => {
+                    let generation = *generation;
+                    let made = ready!(fut.as_mut().poll(cx));
+                    match made {
+                        Ok(service) => self.state = State::Ready(service, generation.max(current)),
+                        Err(e) => {
+                            self.state = State::Empty;
+                            return Poll::Ready(Err(e.into()));
+                        }
+                    }
+                }
+                State::Ready(service, _) => return service.poll_ready(cx).map_err(Into::into),
+            }
+        }
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        match &mut self.state {
+            State::Ready(service, generation) => SupervisedFuture {
+                inner: Some(service.call(request)),
+                generation: *generation,
+                health: self.health.clone(),
+                classifier: self.classifier.clone(),
+            },
+            // `call` without a ready service: a typed error, never a panic.
+            _ => SupervisedFuture {
+                inner: None,
+                generation: 0,
+                health: self.health.clone(),
+                classifier: self.classifier.clone(),
+            },
+        }
+    }
+}
+
+/// The service was called without `poll_ready` returning `Ready(Ok)` first.
+#[derive(Clone, Copy, Debug, thiserror::Error)]
+#[error("a supervised service was called before it was ready")]
+pub struct NotReady;
+
+pin_project! {
+    /// The response future of [`Supervised`]: reports each outcome to the supervisor.
+    pub struct SupervisedFuture<F, C> {
+        #[pin]
+        inner: Option<F>,
+        generation: u64,
+        health: Arc<Health>,
+        classifier: Arc<C>,
+    }
+}
+
+impl<F, C> fmt::Debug for SupervisedFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisedFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, C, R, E> Future for SupervisedFuture<F, C>
+where
+    F: Future<Output = Result<R, E>>,
+    E: Into<BoxError>,
+    C: Classify<R, BoxError>,
+{
+    type Output = Result<R, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(Err(NotReady.into()));
+        };
+        let result = ready!(inner.poll(cx)).map_err(Into::into);
+        let verdict = this.classifier.classify(&result);
+        this.health
+            .record(*this.generation, if verdict.is_ignored() { None } else { Some(verdict.is_failure()) });
+        Poll::Ready(result)
+    }
+}
