@@ -533,6 +533,32 @@ mod tests {
     }
 
     #[test]
+    fn odd_names_and_odd_search_paths() {
+        let root = scratch("odd");
+        let (good, file_entry) = (root.join("good dir/"), root.join("plain-file"));
+        std::fs::create_dir_all(&good).unwrap();
+        std::fs::write(&file_entry, b"x").unwrap();
+        file(&good, "my tool", 0o755);
+        file(&good, "only-group-x", 0o610);
+        std::os::unix::fs::symlink(good.join("my tool"), good.join("linked")).unwrap();
+        std::os::unix::fs::symlink(&root, good.join("dir-link")).unwrap();
+        // An entry that is a file, an empty entry, a relative one, then the good directory
+        // (with a trailing slash and a space in its name).
+        let mut search = file_entry.clone().into_os_string();
+        search.push("::rel:");
+        search.push(good.as_os_str());
+        let found = |name: &str| resolve_program(OsStr::new(name), Some(&search));
+        assert_eq!(found("my tool").unwrap(), Some(good.join("my tool")), "a name with a space");
+        assert_eq!(found("linked").unwrap(), Some(good.join("linked")), "a symlink to an executable");
+        assert_eq!(found("only-group-x").unwrap(), Some(good.join("only-group-x")), "any x bit");
+        for missing in ["dir-link", "..", ".", "my", "tool", "my tool ", "plain-file"] {
+            assert_eq!(found(missing).unwrap_err().field(), "program", "{missing:?}");
+        }
+        // A name with a slash is never searched, even when a search path holds it.
+        assert_eq!(resolve_program(OsStr::new("good dir/my tool"), Some(&search)).unwrap(), None);
+    }
+
+    #[test]
     fn a_program_with_a_slash_is_used_as_given() {
         assert_eq!(resolve_program(OsStr::new("./tool"), Some(OsStr::new(""))).unwrap(), None);
         assert_eq!(resolve_program(OsStr::new("/no/such/tool"), None).unwrap(), None);
