@@ -2,7 +2,7 @@
 //! actor supervisor restarts a failing child.
 //!
 //! [`Supervised`] is a [`Service`] made from a `MakeService` (any `Service<T>` whose
-//! response is the stage's service — a closure through [`make_fn`](crate::supervise::make_fn)
+//! response is the stage's service — a closure through [`make_fn`]
 //! works too). Its calls are judged by a palisade-core [`Classify`]er; after
 //! `restart_after` failures in a row the current service is dropped (calls in flight
 //! finish) and the next `poll_ready` makes a fresh one. A failed make is an error of that

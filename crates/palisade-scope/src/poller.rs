@@ -146,7 +146,7 @@ impl PollerBuilder {
     }
 
     /// A poll taking longer fails with palisade-core's
-    /// [`TimedOut`](palisade_core::rejection::TimedOut).
+    /// [`TimedOut`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
