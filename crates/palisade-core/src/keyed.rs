@@ -325,6 +325,15 @@ impl<K: Hash + Eq + Clone, V> KeyedMap<K, V> {
     }
 }
 
+/// A place taken in the map's count, given back when dropped (on unwind).
+struct Place<'a>(&'a AtomicUsize);
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl<K: Hash + Eq + Clone, V: Forget> KeyedMap<K, V> {
     /// Whether `value`, held by the map, may be forgotten: its state says so and nobody
     /// else holds it.
@@ -353,9 +362,13 @@ impl<K: Hash + Eq + Clone, V: Forget> KeyedMap<K, V> {
                 }
                 if self.reserve() {
                     self.new_keys.fetch_add(1, Ordering::Relaxed);
+                    // The place is given back if `make` (user code: a key's quota, its
+                    // name) panics, so a panic never shrinks the map for good.
+                    let place = Place(&self.len);
                     let Some(make) = make.take() else { break };
                     let value = Arc::new(make());
                     shard.insert(key.clone(), value.clone());
+                    std::mem::forget(place);
                     return Ok(value);
                 }
             }
@@ -474,6 +487,23 @@ mod tests {
         assert!(map.get(&1).is_none(), "1 was forgettable at 15");
         assert!(map.get(&2).is_some());
         assert_eq!((map.evictions(), map.overflows()), (1, 1));
+    }
+
+    /// Review: a `make` that panics (user code: a per-key quota, a key's name) gives its
+    /// place back; before, each panic shrank the map by one key for good.
+    #[test]
+    fn a_panicking_make_gives_its_place_back() {
+        let map: KeyedMap<u32, Held> = KeyedMap::new(2);
+        for k in 0..5 {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                map.get_or_insert_with(&k, (), || panic!("make panicked"))
+            }));
+            assert!(r.is_err());
+        }
+        assert_eq!(map.len(), 0);
+        map.get_or_insert_with(&1, (), || Held(AtomicBool::new(true))).unwrap();
+        map.get_or_insert_with(&2, (), || Held(AtomicBool::new(true))).unwrap();
+        assert_eq!(map.len(), 2);
     }
 
     #[tokio::test(start_paused = true)]

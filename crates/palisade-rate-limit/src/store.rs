@@ -30,7 +30,7 @@
 use std::any::Any;
 use std::fmt;
 use std::hash::Hash;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use palisade_core::config::ConfigError;
@@ -194,6 +194,10 @@ pub struct LocalStore<K> {
     map: KeyedMap<K, KeyCell>,
     algorithm: Algorithm,
     quota: RwLock<QuotaFn<K>>,
+    /// Serialises quota changes. Never held with `quota` locked: a new key's state is made
+    /// under its shard's write lock and reads `quota`, so holding `quota` while walking the
+    /// shards would deadlock against it.
+    changing: Mutex<()>,
     epoch: Epoch,
 }
 
@@ -210,7 +214,13 @@ impl<K> fmt::Debug for LocalStore<K> {
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
     pub(crate) fn new(algorithm: Algorithm, quota: QuotaFn<K>, max_keys: usize, clock: &Clock) -> Self {
-        Self { map: KeyedMap::new(max_keys), algorithm, quota: RwLock::new(quota), epoch: clock.epoch() }
+        Self {
+            map: KeyedMap::new(max_keys),
+            algorithm,
+            quota: RwLock::new(quota),
+            changing: Mutex::new(()),
+            epoch: clock.epoch(),
+        }
     }
 
     /// The most keys held.
@@ -290,8 +300,12 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
 
     fn set_quota(&self, quota: Quota) -> Result<(), ConfigError> {
         quota.validate_for(self.algorithm, "quota")?;
-        let mut current = self.quota.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *current = Arc::new(move |_: &K| quota);
+        let _serial = self.changing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // New keys are made with the new quota from here on (the write guard is released
+        // at once) ...
+        *self.quota.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(move |_: &K| quota);
+        // ... and every key held gets it: a key made with the old one had its shard locked
+        // from reading the quota to its insertion, so this walk sees it.
         let now = self.epoch.now();
         self.map.for_each(|_, cell| cell.cell.set_quota(&quota, now));
         Ok(())

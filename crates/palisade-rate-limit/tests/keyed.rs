@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -245,4 +246,43 @@ fn rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Review: `set_quota` on a keyed limiter while new keys arrive on another thread. A new
+/// key's state was made under its shard's write lock (reading the quota), while
+/// `set_quota` held the quota's write lock and walked the shards: each waited for the
+/// other's lock, for ever.
+#[test]
+fn set_quota_while_new_keys_arrive_does_not_deadlock() {
+    // Keys refill within a microsecond, so the full map keeps making room for new ones.
+    let limiter =
+        KeyedRateLimiter::builder().quota(Quota::per_second(1_000_000)).max_keys(1_000).build().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let inserter = {
+        let (limiter, stop, done_tx) = (limiter.clone(), stop.clone(), done_tx.clone());
+        std::thread::spawn(move || {
+            let mut k = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = limiter.check_key(&k);
+                k += 1;
+            }
+            done_tx.send(()).unwrap();
+        })
+    };
+    let changer = {
+        let (limiter, stop) = (limiter.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for i in 0..20_000u32 {
+                limiter.set_quota(Quota::per_second(1_000_000 + i % 7)).unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            done_tx.send(()).unwrap();
+        })
+    };
+    for _ in 0..2 {
+        done_rx.recv_timeout(Duration::from_secs(60)).expect("set_quota and a new key deadlocked");
+    }
+    inserter.join().unwrap();
+    changer.join().unwrap();
 }
