@@ -52,3 +52,32 @@ async fn graceful_drain_over_http() {
     // The slow request was cancelled at the deadline: 503.
     assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn lifecycle_hooks_around_a_pool() {
+    use std::sync::{Arc, Mutex};
+
+    use palisade::pool::{make_fn, PoolService};
+    use palisade::scope::hooks::HooksLayer;
+    use tower::Layer;
+
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (a, b, c) = (log.clone(), log.clone(), log.clone());
+    let make = make_fn(|| async {
+        Ok::<_, std::io::Error>(tower::service_fn(|n: u32| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, std::io::Error>(n * 2)
+        }))
+    });
+    let pool = PoolService::builder().max_size(2).build(make).unwrap();
+    let hooked = HooksLayer::new()
+        .on_request(move |n: &u32| a.lock().unwrap().push(format!("job {n}")))
+        .on_response(move |r: &Result<u32, palisade::core::BoxError>, took: Duration| {
+            b.lock().unwrap().push(format!("done {:?} in {}ms", r.as_ref().ok(), took.as_millis()));
+        })
+        .on_dispose(move || c.lock().unwrap().push("pool service disposed".into()))
+        .layer(pool);
+    assert_eq!(hooked.clone().oneshot(21).await.unwrap(), 42);
+    drop(hooked);
+    assert_eq!(*log.lock().unwrap(), ["job 21", "done Some(42) in 100ms", "pool service disposed"]);
+}
