@@ -655,7 +655,11 @@ fn dispatch<C: Codec>(core: &Core<C>, buffer: &mut FrameBuffer) -> Result<(), St
             Ok(decoded) => decoded,
             Err(message) => Err(crate::error::FrameError::new(format!("the codec panicked: {message}"))),
         };
-        match buffer.next(core.codec.delimiter(), max, decode) {
+        // Dropping a decoded answer the buffer refuses is user code too (its `Drop`).
+        let next = crate::panic::catch(|| buffer.next(core.codec.delimiter(), max, decode)).unwrap_or_else(
+            |message| Err(crate::error::FrameError::new(format!("the codec panicked: {message}"))),
+        );
+        match next {
             Ok(Some(frame)) => {
                 if !core.complete(frame.id, frame.value) {
                     return Err(format!("answer to request id {} that is not in flight", frame.id));

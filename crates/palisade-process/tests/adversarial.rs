@@ -243,3 +243,48 @@ async fn serve_refuses_a_codec_lying_about_consumed_bytes() {
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "extra: {extra}: {err}");
     }
 }
+
+/// Frames over-claiming their length, decoding into [`Touchy`] answers: the refused answer
+/// is dropped on the supervisor's task.
+#[derive(Clone, Copy, Debug, Default)]
+struct LyingTouchyCodec;
+
+impl Codec for LyingTouchyCodec {
+    type Request = Vec<u8>;
+    type Response = Touchy;
+
+    fn encode_request(&self, id: u64, request: &Vec<u8>, dst: &mut Vec<u8>) -> Result<(), FrameError> {
+        Codec::encode_request(&LengthPrefixed, id, request, dst)
+    }
+
+    fn decode_response(
+        &self,
+        src: &[u8],
+        max_frame_len: usize,
+    ) -> Result<Option<Decoded<Result<Touchy, String>>>, FrameError> {
+        Ok(LengthPrefixed.decode_response(src, max_frame_len)?.map(|d| Decoded {
+            consumed: src.len() + 1,
+            id: d.id,
+            value: d.value.map(Touchy),
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_answer_that_panics_when_dropped_breaks_that_worker_only() {
+    let make = WorkerProcess::builder(echo_worker())
+        .arg("--binary")
+        .log_stderr(false)
+        .codec(LyingTouchyCodec)
+        .build()
+        .unwrap();
+    let worker = make.spawn().unwrap();
+    let err = tokio::time::timeout(HANG_GUARD, worker.clone().oneshot(b"drop-boom".to_vec()))
+        .await
+        .expect("the worker's supervisor died")
+        .unwrap_err();
+    assert_eq!(err.kind(), WorkerErrorKind::Malformed, "{err}");
+    assert!(err.message().contains("answer drop bug"), "{err}");
+    let ended = tokio::time::timeout(HANG_GUARD, worker.shutdown()).await.unwrap();
+    assert_eq!(ended, Termination::Killed(KillReason::ProtocolError));
+}
