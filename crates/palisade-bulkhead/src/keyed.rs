@@ -4,9 +4,12 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
+use palisade_core::config::{ensure, ConfigError};
 use palisade_core::keyed::{Forget, KeyedMap};
 use palisade_core::rejection::KeySetFull;
 use palisade_core::BoxError;
@@ -22,12 +25,24 @@ struct KeyedShared<K, F> {
     common: Arc<Common>,
     map: KeyedMap<K, Compartment>,
     key: F,
+    /// Permits per key now (changed through the handle); new keys get this many.
+    max_concurrent: AtomicUsize,
+    /// Serialises changes of `max_concurrent` (never held while a key is made).
+    resizing: Mutex<()>,
 }
 
 impl<K: Hash + Eq + Clone, F> KeyedShared<K, F> {
     fn compartment(&self, key: &K) -> Result<Arc<Compartment>, KeySetFull> {
         self.map
-            .get_or_insert_with(key, (), || Compartment::new(self.common.clone()))
+            .get_or_insert_with(key, (), || {
+                let compartment = Compartment::new(self.common.clone());
+                let n = self.max_concurrent.load(Ordering::Acquire);
+                if n != compartment.max_concurrent() {
+                    // Checked when it was set.
+                    let _ = compartment.set_max_concurrent(n);
+                }
+                compartment
+            })
             .map_err(|full| KeySetFull::new(self.common.name.clone(), full.capacity()))
     }
 }
@@ -107,7 +122,16 @@ impl<K, F> fmt::Debug for KeyedBulkheadLayer<K, F> {
 impl<K: Hash + Eq + Clone, F> KeyedBulkheadLayer<K, F> {
     /// A key is forgotten when it holds nothing, whatever its idle time (see the type docs).
     pub(crate) fn new(common: Arc<Common>, max_keys: usize, key: F) -> Self {
-        Self { shared: Arc::new(KeyedShared { common, map: KeyedMap::new(max_keys), key }) }
+        let max_concurrent = AtomicUsize::new(common.max_concurrent);
+        Self {
+            shared: Arc::new(KeyedShared {
+                common,
+                map: KeyedMap::new(max_keys),
+                key,
+                max_concurrent,
+                resizing: Mutex::new(()),
+            }),
+        }
     }
 
     /// The handle: per-key and summed snapshots, events.
@@ -122,6 +146,15 @@ impl<S, K, F> Layer<S> for KeyedBulkheadLayer<K, F> {
     fn layer(&self, inner: S) -> Self::Service {
         KeyedBulkhead { inner, shared: self.shared.clone() }
     }
+}
+
+/// The run-time bound on permits: what the semaphore can hold.
+fn check_runtime_max(n: usize) -> Result<(), ConfigError> {
+    ensure(
+        n <= tokio::sync::Semaphore::MAX_PERMITS,
+        "max_concurrent",
+        format!("must not exceed {}", tokio::sync::Semaphore::MAX_PERMITS),
+    )
 }
 
 /// A handle to a keyed bulkhead's pools.
@@ -142,6 +175,56 @@ impl<K, F> fmt::Debug for KeyedBulkheadHandle<K, F> {
 }
 
 impl<K: Hash + Eq + Clone, F> KeyedBulkheadHandle<K, F> {
+    /// Permits per key now.
+    pub fn max_concurrent(&self) -> usize {
+        self.shared.max_concurrent.load(Ordering::Acquire)
+    }
+
+    /// Changes the permits of every key, held now or new later, as
+    /// [`BulkheadHandle::set_max_concurrent`](crate::BulkheadHandle::set_max_concurrent)
+    /// does for one: a key with more calls in flight than `n` lets them finish and admits
+    /// none until it is below `n`; a key raised hands the new permits to its waiters in
+    /// order. Zero admits nothing until raised again.
+    ///
+    /// # Errors
+    ///
+    /// `n` above `tokio::sync::Semaphore::MAX_PERMITS`; nothing changes then.
+    pub fn set_max_concurrent(&self, n: usize) -> Result<(), ConfigError> {
+        check_runtime_max(n)?;
+        let _serial = self.shared.resizing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // New keys get `n` from here on; a key made just before had its shard locked until
+        // it was inserted, so the walk below sees it.
+        self.shared.max_concurrent.store(n, Ordering::Release);
+        let mut result = Ok(());
+        self.shared.map.for_each(|_, c| {
+            if let Err(e) = c.set_max_concurrent(n) {
+                result = Err(e);
+            }
+        });
+        result
+    }
+
+    /// How long a caller may wait for its key's permit (`None`: until one frees).
+    pub fn max_wait(&self) -> Option<Duration> {
+        self.shared.common.max_wait()
+    }
+
+    /// Changes how long callers may wait, for every key, for callers that start waiting
+    /// from now on (those already waiting keep their deadline).
+    pub fn set_max_wait(&self, max_wait: Option<Duration>) {
+        self.shared.common.set_max_wait(max_wait);
+    }
+
+    /// How many callers may wait per key (`None`: unbounded).
+    pub fn max_queue(&self) -> Option<usize> {
+        Some(self.shared.common.max_queue()).filter(|&n| n != usize::MAX)
+    }
+
+    /// Changes how many callers may wait per key, for callers arriving from now on.
+    pub fn set_max_queue(&self, max_queue: Option<usize>) {
+        self.shared.common.set_max_queue(max_queue);
+    }
+
     /// Keys held now.
     pub fn keys(&self) -> usize {
         self.shared.map.len()
@@ -195,7 +278,7 @@ impl<K: Hash + Eq + Clone, F> KeyedBulkheadHandle<K, F> {
             queued += c.queued();
         });
         Snapshot {
-            max_concurrent: self.shared.common.max_concurrent,
+            max_concurrent: self.max_concurrent(),
             in_flight,
             queued,
             waited: m.waited.get(),

@@ -198,3 +198,55 @@ async fn the_deprecated_idle_timeout_forgets_nothing() {
     tokio::time::advance(std::time::Duration::from_secs(3600)).await;
     assert_eq!(h.keys(), 2, "idle keys stay until room is needed");
 }
+
+/// Review (issue 13.5 for the keyed bulkhead): the handle changes every key's permits,
+/// held keys and keys made later alike, without losing a permit in flight; shrinking
+/// below the calls in flight lets them finish and admits none until below. Also max wait.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_keyed_handle_changes_every_keys_limits_at_run_time() {
+    let layer = BulkheadLayer::builder().max_concurrent(2).shed_when_full().keyed(10, |r: &Req| r.0).unwrap();
+    let h = layer.handle();
+    let (gate, inner) = gated();
+    let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
+    let a: Vec<_> = (0..2).map(|i| tokio::spawn(svc.clone().oneshot(("A", i)))).collect();
+    tokio::task::yield_now().await;
+    assert_eq!(h.in_flight(&"A"), 2);
+
+    // Shrink to 1: A's two calls go on, a third A is refused, a new key B gets 1.
+    h.set_max_concurrent(1).unwrap();
+    assert_eq!((h.max_concurrent(), h.snapshot().max_concurrent), (1, 1));
+    let err = svc.clone().oneshot(("A", 9)).await.unwrap_err();
+    assert_eq!(support::reason(&err), Some(BulkheadFullReason::NoPermit));
+    let b = tokio::spawn(svc.clone().oneshot(("B", 5)));
+    tokio::task::yield_now().await;
+    let err = svc.clone().oneshot(("B", 6)).await.unwrap_err();
+    assert_eq!(support::reason(&err), Some(BulkheadFullReason::NoPermit), "new keys get the new limit");
+    assert_eq!((h.in_flight(&"A"), h.in_flight(&"B")), (2, 1));
+
+    gate.notify_waiters();
+    for t in a {
+        t.await.unwrap().unwrap();
+    }
+    b.await.unwrap().unwrap();
+    assert_eq!((h.in_flight(&"A"), h.in_flight(&"B")), (0, 0), "the debt is paid, nothing leaked");
+
+    // Grow to 3: three calls for A at once.
+    h.set_max_concurrent(3).unwrap();
+    let a: Vec<_> = (0..3).map(|i| tokio::spawn(svc.clone().oneshot(("A", i)))).collect();
+    tokio::task::yield_now().await;
+    assert_eq!(h.in_flight(&"A"), 3);
+    assert!(svc.clone().oneshot(("A", 4)).await.is_err());
+    // A bounded wait set at run time: the fourth waits and is refused after it.
+    h.set_max_wait(Some(std::time::Duration::from_secs(1)));
+    assert_eq!(h.max_wait(), Some(std::time::Duration::from_secs(1)));
+    let start = tokio::time::Instant::now();
+    let err = svc.clone().oneshot(("A", 4)).await.unwrap_err();
+    assert_eq!(support::reason(&err), Some(BulkheadFullReason::WaitTimedOut));
+    assert_eq!(start.elapsed(), std::time::Duration::from_secs(1));
+    gate.notify_waiters();
+    for t in a {
+        t.await.unwrap().unwrap();
+    }
+    assert!(h.set_max_concurrent(usize::MAX).is_err());
+    assert_eq!(h.max_concurrent(), 3, "a refused change changes nothing");
+}
