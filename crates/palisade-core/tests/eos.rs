@@ -414,3 +414,35 @@ fn a_slow_stream_is_a_failure_measured_to_its_end() {
     }
     assert_eq!(*timed.lock().unwrap(), vec![Outcome::Success, Outcome::Failure]);
 }
+
+/// Review: the end is reported once, at the first end seen. A body that errors and then
+/// (misbehaving) yields trailers saying OK is judged by its error only; dropped after the
+/// end, its recorder is not reported as dropped; trailers without `grpc-status` after data
+/// are UNKNOWN, and an error frame after such trailers changes nothing.
+#[test]
+fn the_first_end_decides_once_whatever_follows() {
+    let log = Log::default();
+    let body = MockBody::new(vec![
+        Ok(Frame::data(bytes("one"))),
+        Err(Status::internal("boom")),
+        Ok(Frame::trailers(trailers(&[("grpc-status", "0")]))),
+    ]);
+    let mut eos = EosBody::new(body, GrpcEosClassifier::new(GrpcClassifier::new()), log.recorder());
+    while poll_frame(&mut eos).is_some() {}
+    drop(eos);
+    assert_eq!(log.verdicts().len(), 1);
+    assert!(log.verdicts()[0].is_failure(), "INTERNAL, not the OK that followed");
+    assert_eq!(log.dropped(), 0);
+
+    let log = Log::default();
+    let body = MockBody::new(vec![
+        Ok(Frame::data(bytes("one"))),
+        Ok(Frame::trailers(trailers(&[("x-other", "1")]))),
+        Err(Status::ok("late")),
+    ]);
+    let mut eos = EosBody::new(body, GrpcEosClassifier::new(GrpcClassifier::new()), log.recorder());
+    while poll_frame(&mut eos).is_some() {}
+    assert_eq!(log.verdicts(), vec![GrpcClassifier::new().classify_code(tonic::Code::Unknown)]);
+    drop(eos);
+    assert_eq!(log.dropped(), 0);
+}
