@@ -148,11 +148,11 @@ struct LyingCodec {
 }
 
 impl LyingCodec {
-    fn lie(self, consumed: usize, available: usize) -> usize {
+    fn lie(self, available: usize) -> usize {
         if self.extra {
             available + 1
         } else {
-            consumed.min(0)
+            0
         }
     }
 }
@@ -172,7 +172,7 @@ impl Codec for LyingCodec {
     ) -> Result<Option<Decoded<Result<Vec<u8>, String>>>, FrameError> {
         Ok(LengthPrefixed
             .decode_response(src, max_frame_len)?
-            .map(|d| Decoded { consumed: self.lie(d.consumed, src.len()), ..d }))
+            .map(|d| Decoded { consumed: self.lie(src.len()), ..d }))
     }
 }
 
@@ -187,7 +187,7 @@ impl ServeCodec for LyingCodec {
     ) -> Result<Option<Decoded<Vec<u8>>>, FrameError> {
         Ok(LengthPrefixed
             .decode_request(src, max_frame_len)?
-            .map(|d| Decoded { consumed: self.lie(d.consumed, src.len()), ..d }))
+            .map(|d| Decoded { consumed: self.lie(src.len()), ..d }))
     }
 
     fn encode_response(
@@ -287,4 +287,24 @@ async fn a_refused_answer_that_panics_when_dropped_breaks_that_worker_only() {
     assert!(err.message().contains("answer drop bug"), "{err}");
     let ended = tokio::time::timeout(HANG_GUARD, worker.shutdown()).await.unwrap();
     assert_eq!(ended, Termination::Killed(KillReason::ProtocolError));
+}
+
+/// Tower contract for workers: a reserved in-flight slot is released when the service
+/// holding it is dropped (while a clone keeps the worker alive), and a clone starts
+/// unreserved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_slots_are_reserved_by_poll_ready_and_released_by_a_dropped_service() {
+    let make = WorkerProcess::builder(echo_worker()).arg("--binary").log_stderr(false).max_in_flight(1);
+    let mut worker = make.build().unwrap().spawn().unwrap();
+    worker.ready().await.unwrap();
+    let mut clone = worker.clone();
+    let mut ready = tokio_test::task::spawn(clone.ready());
+    assert!(ready.poll().is_pending(), "the only slot is reserved by the original");
+    drop(worker);
+    assert!(ready.is_woken());
+    assert!(ready.poll().is_ready());
+    drop(ready);
+    let answer = tokio::time::timeout(HANG_GUARD, clone.call(b"z".to_vec())).await.unwrap().unwrap();
+    assert_eq!(answer, b"z");
+    assert_eq!(tokio::time::timeout(HANG_GUARD, clone.shutdown()).await.unwrap(), Termination::Exited(0));
 }
