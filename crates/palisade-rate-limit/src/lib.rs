@@ -101,7 +101,9 @@
 //! one signed counter of permissions reserved ahead. After a limit change that counter
 //! spreads the earlier reservations at the new limit, so a raised limit could put more
 //! than the limit into one booked window; palisade's windows each get exactly the
-//! difference.)
+//! difference. And a new limit applies at once, to the current window too, where
+//! Resilience4j applies it from the next cycle: an operator raising a limit under load
+//! expects relief now.)
 //!
 //! # Clock
 //!
@@ -186,6 +188,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod algorithm;
+pub mod async_store;
 pub mod clock;
 mod config;
 pub mod error;
