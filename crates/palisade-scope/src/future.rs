@@ -3,7 +3,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use palisade_core::BoxError;
@@ -30,9 +29,11 @@ pin_project! {
         Running {
             #[pin]
             inner: F,
+            // Made on the first `Pending` of the inner future only: a call that completes
+            // at once never registers with the cancellation token.
             #[pin]
-            cancelled: WaitForCancellationFutureOwned,
-            name: Arc<str>,
+            cancelled: Option<WaitForCancellationFutureOwned>,
+            scope: Scope,
             // Counts the request in flight until the future completes or is dropped.
             token: TaskTrackerToken,
             // The scope's limit, when it has one.
@@ -56,15 +57,7 @@ impl<F> ResponseFuture<F> {
         token: TaskTrackerToken,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
-        Self {
-            state: State::Running {
-                inner,
-                cancelled: scope.token().cancelled_owned(),
-                name: scope.inner.name.clone(),
-                token,
-                permit,
-            },
-        }
+        Self { state: State::Running { inner, cancelled: None, scope: scope.clone(), token, permit } }
     }
 
     pub(crate) fn refused(error: BoxError) -> Self {
@@ -82,15 +75,28 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let out = match this.state.as_mut().project() {
-            StateProj::Running { inner, cancelled, name, .. } => {
-                // Cancellation first: a cancelled scope stops its work even if the inner
-                // future would also be ready.
-                if cancelled.poll(cx).is_ready() {
-                    Err(Cancelled::new(name.clone()).into())
+            StateProj::Running { inner, mut cancelled, scope, .. } => {
+                // Once registered (the call waited before), cancellation comes first: a
+                // cancelled scope stops its work even if the inner future would also be
+                // ready. A call that completes on its first poll never reads the token
+                // (a lock in tokio-util): the service checked the scope when admitting it.
+                let registered_and_cancelled =
+                    cancelled.as_mut().as_pin_mut().is_some_and(|c| c.poll(cx).is_ready());
+                if registered_and_cancelled {
+                    Err(Cancelled::new(scope.inner.name.clone()).into())
                 } else {
                     match inner.poll(cx) {
-                        Poll::Pending => return Poll::Pending,
                         Poll::Ready(r) => r.map_err(Into::into),
+                        Poll::Pending => {
+                            if cancelled.is_none() {
+                                cancelled.set(Some(scope.token().cancelled_owned()));
+                            }
+                            // Registers the wake-up on cancellation.
+                            match cancelled.as_pin_mut().map(|c| c.poll(cx)) {
+                                Some(Poll::Ready(())) => Err(Cancelled::new(scope.inner.name.clone()).into()),
+                                _ => return Poll::Pending,
+                            }
+                        }
                     }
                 }
             }

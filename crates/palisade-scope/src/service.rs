@@ -48,11 +48,19 @@ pub struct ScopeService<S> {
     scope: Scope,
     limit: Option<PollSemaphore>,
     permit: Option<OwnedSemaphorePermit>,
+    /// `poll_ready` checked the scope and answered `Ready(Ok)`; `call` spends it.
+    admitted: bool,
 }
 
 impl<S: Clone> Clone for ScopeService<S> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), scope: self.scope.clone(), limit: self.limit.clone(), permit: None }
+        Self {
+            inner: self.inner.clone(),
+            scope: self.scope.clone(),
+            limit: self.limit.clone(),
+            permit: None,
+            admitted: false,
+        }
     }
 }
 
@@ -70,7 +78,7 @@ impl<S> ScopeService<S> {
     /// Wraps `inner` so that its requests belong to `scope`.
     pub fn new(inner: S, scope: Scope) -> Self {
         let limit = scope.limit().cloned().map(PollSemaphore::new);
-        Self { inner, scope, limit, permit: None }
+        Self { inner, scope, limit, permit: None, admitted: false }
     }
 
     /// The inner service.
@@ -106,6 +114,7 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         if self.scope.is_closing() {
             self.permit = None;
+            self.admitted = false;
             return Poll::Ready(Err(self.scope.closed_error().into()));
         }
         if self.permit.is_none() {
@@ -117,11 +126,15 @@ where
                 }
             }
         }
-        self.inner.poll_ready(cx).map_err(Into::into)
+        let ready = self.inner.poll_ready(cx).map_err(Into::into);
+        self.admitted = matches!(ready, Poll::Ready(Ok(())));
+        ready
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        if self.scope.is_closing() {
+        // After `poll_ready` admitted it, the scope was checked there (a cancellation in
+        // between is seen by the response future); a `call` without it checks now.
+        if !std::mem::take(&mut self.admitted) && self.scope.is_closing() {
             return ResponseFuture::refused(self.scope.closed_error().into());
         }
         let token = self.scope.request_token();

@@ -172,3 +172,16 @@ async fn a_scope_limit_is_reserved_by_poll_ready_and_released_by_the_future() {
     drop(c);
     assert_eq!(job.await.unwrap(), 7);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_refused_poll_ready_is_not_spent_by_a_later_call() {
+    let scope = Scope::new("server");
+    let (svc, mut handle) = mock::pair::<u32, u32>();
+    handle.allow(10);
+    let mut svc = ScopeLayer::new(scope.clone()).layer(svc);
+    let mut task = tokio_test::task::spawn(());
+    assert!(matches!(task.enter(|cx, _| svc.poll_ready(cx)), std::task::Poll::Ready(Ok(()))));
+    scope.cancel();
+    assert!(matches!(task.enter(|cx, _| svc.poll_ready(cx)), std::task::Poll::Ready(Err(_))));
+    assert!(svc.call(1).await.unwrap_err().is::<Closed>());
+}
