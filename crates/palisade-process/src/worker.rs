@@ -185,8 +185,10 @@ where
                         Ok(decoded) => decoded,
                         Err(message) => Err(FrameError::new(format!("the codec panicked: {message}"))),
                     };
-                    while let Some(frame) = buffer
-                        .next(codec.delimiter(), max_frame_len, decode)
+                    // `delimiter` and the `Drop` of a refused frame are user code too.
+                    let panicked = |message| FrameError::new(format!("the codec panicked: {message}"));
+                    while let Some(frame) = catch(|| buffer.next(codec.delimiter(), max_frame_len, decode))
+                        .unwrap_or_else(|message| Err(panicked(message)))
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
                     {
                         let permit = match &limit {

@@ -308,3 +308,85 @@ async fn worker_slots_are_reserved_by_poll_ready_and_released_by_a_dropped_servi
     assert_eq!(answer, b"z");
     assert_eq!(tokio::time::timeout(HANG_GUARD, clone.shutdown()).await.unwrap(), Termination::Exited(0));
 }
+
+/// Length-prefixed frames, but `delimiter` (a codec method like any other) panics.
+#[derive(Clone, Copy, Debug, Default)]
+struct PanickyDelimiter;
+
+impl Codec for PanickyDelimiter {
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    fn delimiter(&self) -> Option<u8> {
+        panic!("delimiter bug")
+    }
+
+    fn encode_request(&self, id: u64, request: &Vec<u8>, dst: &mut Vec<u8>) -> Result<(), FrameError> {
+        Codec::encode_request(&LengthPrefixed, id, request, dst)
+    }
+
+    fn decode_response(
+        &self,
+        src: &[u8],
+        max_frame_len: usize,
+    ) -> Result<Option<Decoded<Result<Vec<u8>, String>>>, FrameError> {
+        LengthPrefixed.decode_response(src, max_frame_len)
+    }
+}
+
+impl ServeCodec for PanickyDelimiter {
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    fn delimiter(&self) -> Option<u8> {
+        panic!("delimiter bug")
+    }
+
+    fn decode_request(
+        &self,
+        src: &[u8],
+        max_frame_len: usize,
+    ) -> Result<Option<Decoded<Vec<u8>>>, FrameError> {
+        LengthPrefixed.decode_request(src, max_frame_len)
+    }
+
+    fn encode_response(
+        &self,
+        id: u64,
+        response: Result<&Vec<u8>, &str>,
+        dst: &mut Vec<u8>,
+    ) -> Result<(), FrameError> {
+        LengthPrefixed.encode_response(id, response, dst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_delimiter_is_a_protocol_error_on_both_sides() {
+    let make = WorkerProcess::builder(echo_worker())
+        .arg("--binary")
+        .log_stderr(false)
+        .codec(PanickyDelimiter)
+        .build()
+        .unwrap();
+    let worker = make.spawn().unwrap();
+    let err = tokio::time::timeout(HANG_GUARD, worker.clone().oneshot(b"x".to_vec()))
+        .await
+        .expect("the worker's supervisor died")
+        .unwrap_err();
+    assert_eq!(err.kind(), WorkerErrorKind::Malformed, "{err}");
+    assert!(err.message().contains("delimiter bug"), "{err}");
+
+    let (mut to_worker, worker_in) = tokio::io::duplex(64 * 1024);
+    let (worker_out, _from_worker) = tokio::io::duplex(64 * 1024);
+    let served = tokio::spawn(palisade_process::worker::serve(
+        PanickyDelimiter,
+        worker_in,
+        worker_out,
+        |req: Vec<u8>| async move { Ok::<_, std::convert::Infallible>(req) },
+    ));
+    let mut wire = Vec::new();
+    Codec::encode_request(&LengthPrefixed, 1, &b"x".to_vec(), &mut wire).unwrap();
+    to_worker.write_all(&wire).await.unwrap();
+    let err = tokio::time::timeout(HANG_GUARD, served).await.unwrap().expect("serve panicked").unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+}
