@@ -242,6 +242,11 @@ macro_rules! command_options {
         }
 
         /// The working directory of children (default: the parent's).
+        ///
+        /// A relative program path with a `/` (such as `./tool`) is not resolved by
+        /// palisade: with a working directory set, whether it is found from the parent's or
+        /// the child's directory is up to `std::process::Command` and the platform. Give an
+        /// absolute path, or a bare name looked up in the search path.
         pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
             self.settings.current_dir = Some(dir.into());
             self
