@@ -84,3 +84,25 @@ async fn an_injected_answer_polled_after_completion_is_an_error_not_a_panic() {
     let again = std::future::poll_fn(|cx| fut.as_mut().poll(cx)).await;
     assert!(again.unwrap_err().to_string().contains("after completion"));
 }
+
+/// The issue's huge serde duration, as the injected latency: it builds, the call waits
+/// (effectively forever) without panicking, and dropping it releases the permit.
+#[cfg(feature = "serde")]
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_huge_serde_latency_saturates() {
+    for text in ["200000000000000d", "18446744073709551615s"] {
+        let json = format!(r#"{{"latency": "{text}", "latency_rate": 1.0, "seed": 1}}"#);
+        let config: palisade_chaos::ChaosConfig = serde_json::from_str(&json).unwrap();
+        let layer = config.build::<u32, u32>().unwrap();
+        let inner = ConcurrencyLimit::new(service_fn(|n: u32| async move { Ok::<_, BoxError>(n + 1) }), 1);
+        let mut svc = layer.layer(inner);
+        let mut other = svc.clone();
+        svc.ready().await.unwrap();
+        let mut fut = task::spawn(svc.call(1));
+        assert_pending!(fut.poll());
+        tokio::time::advance(Duration::from_secs(365 * 24 * 3600)).await;
+        assert_pending!(fut.poll());
+        drop(fut);
+        assert!(permit_free(&mut other), "{text}");
+    }
+}
