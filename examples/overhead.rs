@@ -5,7 +5,12 @@
 //! ```sh
 //! cargo run --release --example overhead            # 4 rounds of 3 s each
 //! cargo run --release --example overhead -- 6 5s    # 6 rounds of 5 s each
+//! cargo run --release --example overhead -- --serve 120s   # only serve both, for an external load generator
 //! ```
+//!
+//! `--serve` prints `bare http://127.0.0.1:PORT/` and `stacked http://127.0.0.1:PORT/` and serves
+//! both routes for the given time (then exits): `scripts/wrk-overhead` drives them with `wrk`,
+//! which measures the server side without an in-process client sharing its runtime.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, clippy::disallowed_methods)]
 
 use std::net::SocketAddr;
@@ -89,7 +94,20 @@ async fn drive(addr: SocketAddr, for_: Duration) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("--serve") {
+        args.next();
+        let for_ = args
+            .next()
+            .and_then(|a| palisade::core::duration::parse_duration(&a).ok())
+            .unwrap_or(Duration::from_secs(120));
+        let bare_addr = serve(bare()).await;
+        let stacked_addr = serve(stacked()).await;
+        println!("bare http://{bare_addr}/");
+        println!("stacked http://{stacked_addr}/");
+        tokio::time::sleep(for_).await;
+        return;
+    }
     let rounds: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
     let each = args
         .next()
