@@ -222,16 +222,16 @@ impl PollerBuilder {
         let c = control.clone();
         // A task of the scope that also stops as soon as the scope stops admitting, so a
         // graceful close does not wait for it.
+        // Marks the poller finished however its task ends (also when the scope cancels
+        // the task before it runs, or drops it while it waits).
+        let finish = Finish(c);
         let _task = scope.spawn(async move {
+            let _finish = finish;
             tokio::select! {
                 () = closing.cancelled() => {}
                 () = cancelled.cancelled() => {}
                 () = run.run() => {}
             }
-            let mut s = lock(&c.state);
-            s.finished = true;
-            s.running = false;
-            s.next_at = None;
         });
         if scope.is_closing() {
             let mut s = lock(&control.state);
@@ -343,6 +343,18 @@ impl<T> Poller<T> {
     /// A `watch` receiver of the latest successful value (`None` before the first).
     pub fn subscribe(&self) -> watch::Receiver<Option<T>> {
         self.rx.clone()
+    }
+}
+
+/// Marks the poller finished when dropped.
+struct Finish(Arc<Control>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let mut s = lock(&self.0.state);
+        s.finished = true;
+        s.running = false;
+        s.next_at = None;
     }
 }
 

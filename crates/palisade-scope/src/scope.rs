@@ -89,6 +89,9 @@ pub(crate) struct Inner {
     parent: Option<Scope>,
     /// Attached children, drained by this scope's `close`.
     children: Mutex<Vec<Weak<Inner>>>,
+    /// Held while a `close` tears this scope's resources down, so that a concurrent close
+    /// of an ancestor waits for it before tearing down its own (children first).
+    teardown_lock: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -147,6 +150,8 @@ pub struct DrainReport {
     pub cancelled: usize,
     /// Resources torn down.
     pub torn_down: usize,
+    /// Resources whose teardown did not end within the deadline (it was dropped).
+    pub teardowns_abandoned: usize,
 }
 
 impl DrainReport {
@@ -278,6 +283,7 @@ impl Scope {
                 resources: Mutex::new(Vec::new()),
                 parent,
                 children: Mutex::new(Vec::new()),
+                teardown_lock: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -404,9 +410,13 @@ impl Scope {
         };
         let handle = self.inner.tasks.spawn_on(
             async move {
-                match token.run_until_cancelled_owned(work).await {
-                    Some(Some(out)) => Some(out),
-                    _ => None,
+                // Cancellation first (tokio-util's `run_until_cancelled` polls the work
+                // first): a task waiting for a turn when the scope is cancelled must not
+                // start once the permit frees up.
+                tokio::select! {
+                    biased;
+                    () = token.cancelled() => None,
+                    out = work => out,
                 }
             },
             &runtime,
@@ -497,6 +507,13 @@ impl Scope {
     /// cancelled tasks to stop, then tears down the resources, children's first, each
     /// scope's in reverse order of providing. Calling it again reports nothing new.
     ///
+    /// Each teardown gets `deadline` too (from its own start): one that has not ended by
+    /// then is dropped, logged and counted in
+    /// [`teardowns_abandoned`](DrainReport::teardowns_abandoned), so a hanging teardown
+    /// cannot make `close` wait forever. With `Duration::ZERO` only teardowns that finish
+    /// without waiting complete. A close of an ancestor running at the same time waits for
+    /// this scope's teardown before tearing down its own resources.
+    ///
     /// A request future that nobody polls any more is counted as cancelled but not waited
     /// for: it ends at its caller's next poll.
     pub async fn close(&self, deadline: Duration) -> DrainReport {
@@ -520,22 +537,36 @@ impl Scope {
         for s in &tree {
             s.inner.tasks.wait().await;
         }
-        let mut torn_down = 0;
+        let (mut torn_down, mut teardowns_abandoned) = (0, 0);
         for s in tree.iter().rev() {
-            torn_down += s.teardown().await;
+            let (done, abandoned) = s.teardown(deadline).await;
+            torn_down += done;
+            teardowns_abandoned += abandoned;
         }
-        DrainReport { finished: at_start.saturating_sub(cancelled), cancelled, torn_down }
+        DrainReport {
+            finished: at_start.saturating_sub(cancelled),
+            cancelled,
+            torn_down,
+            teardowns_abandoned,
+        }
     }
 
-    async fn teardown(&self) -> usize {
-        let mut n = 0;
+    /// Tears the resources down, newest first, each within `limit`: (done, abandoned).
+    async fn teardown(&self, limit: Duration) -> (usize, usize) {
+        let _turn = self.inner.teardown_lock.lock().await;
+        let (mut done, mut abandoned) = (0, 0);
         loop {
             let next = lock(&self.inner.resources).pop();
             let Some(teardown) = next else { break };
-            teardown.run(&self.inner.name).await;
-            n += 1;
+            let run = teardown.run(&self.inner.name);
+            if tokio::time::timeout_at(deadline_from_now(limit), run).await.is_ok() {
+                done += 1;
+            } else {
+                abandoned += 1;
+                tracing::warn!(target: "palisade", scope = %self.inner.name, ?limit, "a scoped resource's teardown did not end within the close deadline: abandoned");
+            }
         }
-        n
+        (done, abandoned)
     }
 }
 

@@ -1,9 +1,12 @@
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use palisade_core::rejection::Overloaded;
 use palisade_core::BoxError;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_util::sync::PollSemaphore;
+use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
@@ -50,6 +53,28 @@ pub struct ScopeService<S> {
     permit: Option<OwnedSemaphorePermit>,
     /// `poll_ready` checked the scope and answered `Ready(Ok)`; `call` spends it.
     admitted: bool,
+    /// Made when `poll_ready` first waits: wakes it when the scope closes or is cancelled.
+    closing: Option<Pin<Box<ClosingWait>>>,
+}
+
+pin_project_lite::pin_project! {
+    /// Waits for either of the scope's tokens (a detached scope's timeout cancels only one).
+    struct ClosingWait {
+        #[pin]
+        closing: WaitForCancellationFutureOwned,
+        #[pin]
+        cancelled: WaitForCancellationFutureOwned,
+    }
+}
+
+impl ClosingWait {
+    /// Registers the waker on both tokens; whether either fired.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        let this = self.project();
+        let a = this.closing.poll(cx).is_ready();
+        let b = this.cancelled.poll(cx).is_ready();
+        a || b
+    }
 }
 
 impl<S: Clone> Clone for ScopeService<S> {
@@ -60,6 +85,7 @@ impl<S: Clone> Clone for ScopeService<S> {
             limit: self.limit.clone(),
             permit: None,
             admitted: false,
+            closing: None,
         }
     }
 }
@@ -78,7 +104,7 @@ impl<S> ScopeService<S> {
     /// Wraps `inner` so that its requests belong to `scope`.
     pub fn new(inner: S, scope: Scope) -> Self {
         let limit = scope.limit().cloned().map(PollSemaphore::new);
-        Self { inner, scope, limit, permit: None, admitted: false }
+        Self { inner, scope, limit, permit: None, admitted: false, closing: None }
     }
 
     /// The inner service.
@@ -113,32 +139,70 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         if self.scope.is_closing() {
-            self.permit = None;
-            self.admitted = false;
-            return Poll::Ready(Err(self.scope.closed_error().into()));
+            return self.refuse();
         }
         if self.permit.is_none() {
             if let Some(limit) = &mut self.limit {
                 match limit.poll_acquire(cx) {
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => return self.wait_or_refuse(cx),
                     Poll::Ready(Some(permit)) => self.permit = Some(permit),
-                    Poll::Ready(None) => return Poll::Ready(Err(self.scope.closed_error().into())),
+                    Poll::Ready(None) => return self.refuse(),
                 }
             }
         }
         let ready = self.inner.poll_ready(cx).map_err(Into::into);
         self.admitted = matches!(ready, Poll::Ready(Ok(())));
+        if ready.is_pending() {
+            return self.wait_or_refuse(cx);
+        }
         ready
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
         // After `poll_ready` admitted it, the scope was checked there (a cancellation in
-        // between is seen by the response future); a `call` without it checks now.
-        if !std::mem::take(&mut self.admitted) && self.scope.is_closing() {
+        // between is seen by the response future); a `call` without it checks now, and
+        // takes a permit of the limit if it can (never more than the limit at once).
+        let admitted = std::mem::take(&mut self.admitted);
+        if !admitted && self.scope.is_closing() {
             return ResponseFuture::refused(self.scope.closed_error().into());
         }
+        let mut permit = self.permit.take();
+        if permit.is_none() {
+            if let Some(limit) = self.scope.limit() {
+                match limit.clone().try_acquire_owned() {
+                    Ok(p) => permit = Some(p),
+                    Err(_) => {
+                        return ResponseFuture::refused(Overloaded::new(self.scope.name().to_owned()).into())
+                    }
+                }
+            }
+        }
         let token = self.scope.request_token();
-        let permit = self.permit.take();
         ResponseFuture::new(self.inner.call(request), &self.scope, token, permit)
+    }
+}
+
+impl<S> ScopeService<S> {
+    /// Refuses with `Closed`, releasing a reserved permit.
+    fn refuse(&mut self) -> Poll<Result<(), BoxError>> {
+        self.permit = None;
+        self.admitted = false;
+        self.closing = None;
+        Poll::Ready(Err(self.scope.closed_error().into()))
+    }
+
+    /// `poll_ready` is about to answer `Pending`: also wake it when the scope closes.
+    fn wait_or_refuse(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        let scope = &self.scope;
+        let wait = self.closing.get_or_insert_with(|| {
+            Box::pin(ClosingWait {
+                closing: scope.inner.closing.clone().cancelled_owned(),
+                cancelled: scope.inner.token.clone().cancelled_owned(),
+            })
+        });
+        if wait.as_mut().poll(cx) {
+            return self.refuse();
+        }
+        Poll::Pending
     }
 }
