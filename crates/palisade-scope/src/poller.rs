@@ -381,7 +381,14 @@ where
         }
         if failures > 0 {
             let max = self.config.max_backoff.unwrap_or(self.config.interval);
-            return self.config.backoff.delay(failures).min(max);
+            // A custom backoff is user code run on the poller's task: a panic in it falls
+            // back to the longest delay instead of ending the poller.
+            let backoff = &self.config.backoff;
+            if let Ok(d) = catch_unwind(AssertUnwindSafe(|| backoff.delay(failures))) {
+                return d.min(max);
+            }
+            tracing::warn!(target: "palisade", scope = %self.name, "a poller's custom backoff panicked: using max_backoff");
+            return max;
         }
         if self.config.jitter > 0.0 {
             let spread = self.config.jitter * (2.0 * rng.next_f64() - 1.0);
