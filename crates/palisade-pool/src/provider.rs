@@ -250,6 +250,9 @@ struct TrackerState {
 #[derive(Debug)]
 struct Tracker {
     state: Mutex<TrackerState>,
+    /// Set when discovery removed (or replaced) the provider: a call falling back down
+    /// its ranking skips it.
+    removed: std::sync::atomic::AtomicBool,
 }
 
 impl Tracker {
@@ -502,17 +505,27 @@ where
                             in_a_row: 0,
                             down_until: None,
                         }),
+                        removed: std::sync::atomic::AtomicBool::new(false),
                     });
                     let entry =
                         Entry { key, service: provider.service, meta: Arc::new(provider.meta), tracker };
                     let mut providers = lock(&self.shared.providers);
                     match providers.iter().position(|e| e.key == entry.key) {
-                        Some(i) => providers[i] = entry,
+                        Some(i) => {
+                            providers[i].tracker.removed.store(true, std::sync::atomic::Ordering::Release);
+                            providers[i] = entry;
+                        }
                         None => providers.push(entry),
                     }
                 }
                 Poll::Ready(Some(Ok(Change::Remove(key)))) => {
-                    lock(&self.shared.providers).retain(|e| e.key != key);
+                    lock(&self.shared.providers).retain(|e| {
+                        let keep = e.key != key;
+                        if !keep {
+                            e.tracker.removed.store(true, std::sync::atomic::Ordering::Release);
+                        }
+                        keep
+                    });
                 }
             }
         }
@@ -573,6 +586,11 @@ where
         Box::pin(async move {
             let mut last: Option<Result<S::Response, BoxError>> = None;
             for (mut service, tracker) in candidates {
+                // Removed by discovery while an earlier candidate was tried: not a fallback
+                // any more.
+                if tracker.removed.load(std::sync::atomic::Ordering::Acquire) {
+                    continue;
+                }
                 let guard = {
                     lock(&tracker.state).in_flight += 1;
                     InFlight(tracker.clone())

@@ -179,3 +179,26 @@ async fn balanced_spreads_calls_by_load() {
     assert_eq!(second.await.unwrap().unwrap(), "y:2");
     assert_eq!(select.providers().iter().map(|p| p.1.in_flight).collect::<Vec<_>>(), [0, 0]);
 }
+
+/// A provider removed by discovery while the call tries a better-ranked one is not used as
+/// that call's fallback; with every candidate gone the call answers the last error.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_provider_removed_mid_call_is_not_a_fallback() {
+    let log = Log::default();
+    let (tx, stream) = discovery();
+    let down = Arc::new(Mutex::new(true));
+    tx.send(Change::Insert("first", provider("first", 1000, 1.0, down, &log))).unwrap();
+    tx.send(Change::Insert("second", provider("second", 10, 2.0, up(), &log))).unwrap();
+    let mut select = Select::builder().ranking(Ranking::Cheapest).build(stream).unwrap();
+    select.ready().await.unwrap();
+    let running = tokio::spawn(select.call(1));
+    tokio::task::yield_now().await;
+    tx.send(Change::Remove("second")).unwrap();
+    select.ready().await.unwrap(); // discovery sees the removal
+    let err = running.await.unwrap().unwrap_err();
+    assert_eq!(err.to_string(), "down");
+    assert_eq!(*log.lock().unwrap(), ["first"]);
+    // No provider left that is up; an empty set answers NoProvider.
+    tx.send(Change::Remove("first")).unwrap();
+    assert!(ask(&mut select, 2).await.unwrap_err().is::<NoProvider>());
+}
