@@ -2,8 +2,9 @@
 //! with inputs added and removed while the merge runs.
 //!
 //! [`priority_merge`] returns the merged stream and a [`MergeHandle`]. Each poll takes the
-//! next item from the highest-priority input that has one ready (ties: in the order the
-//! inputs were added), so a busy high-priority input is served before lower ones — strict
+//! next item from the highest-priority input that has one ready (inputs of the same
+//! priority take turns, round robin, so a busy one cannot starve its peers), so a busy
+//! high-priority input is served before lower ones — strict
 //! priority, as a priority queue does; give a low-priority input a higher priority if it
 //! must not wait. An input that ends is removed; [`MergeHandle::remove`] removes one early
 //! (dropping it). The merged stream ends once it has no input left and every handle is
@@ -177,7 +178,18 @@ impl<T> Stream for PriorityMerge<T> {
         let mut i = 0;
         while i < this.inputs.len() {
             match this.inputs[i].stream.as_mut().poll_next(cx) {
-                Poll::Ready(Some(item)) => return Poll::Ready(Some(item)),
+                Poll::Ready(Some(item)) => {
+                    // Round robin within a priority: the input that just yielded goes
+                    // behind its peers of the same priority, so a busy one cannot starve
+                    // them.
+                    let priority = this.inputs[i].priority;
+                    let end = this.inputs[i..]
+                        .iter()
+                        .position(|x| x.priority != priority)
+                        .map_or(this.inputs.len(), |n| i + n);
+                    this.inputs[i..end].rotate_left(1);
+                    return Poll::Ready(Some(item));
+                }
                 Poll::Ready(None) => {
                     this.inputs.remove(i);
                 }

@@ -169,3 +169,16 @@ async fn aggregate_fan_out_keeps_every_success_and_error_by_index() {
     let all_ok = FanOut::new((0..5).step_by(2).map(branch), fan::all_settled()).unwrap();
     assert!(all_ok.oneshot(1).await.unwrap().all_completed());
 }
+
+/// Inputs of the same priority take turns: an always-ready input does not starve a peer of
+/// equal priority; a higher priority still goes first (strict between levels).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn equal_priorities_take_turns() {
+    use futures_util::{stream, StreamExt};
+    let (merged, handle) = priority_merge::<&'static str>();
+    handle.add(stream::repeat("a"), 1);
+    handle.add(stream::repeat("b"), 1);
+    handle.add(stream::iter(["hi-1", "hi-2"]), 5);
+    let out: Vec<_> = merged.take(6).collect().await;
+    assert_eq!(out, ["hi-1", "hi-2", "a", "b", "a", "b"]);
+}
