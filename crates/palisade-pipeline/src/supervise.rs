@@ -48,7 +48,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -149,8 +149,8 @@ impl<C> SupervisedBuilder<C> {
             target,
             state: State::Empty,
             health: Arc::new(Health {
-                failures_in_a_row: AtomicU32::new(0),
-                generation: AtomicU64::new(0),
+                state: AtomicU64::new(0),
+                restarts: AtomicU64::new(0),
                 threshold: self.restart_after,
             }),
             classifier: Arc::new(self.classifier),
@@ -160,36 +160,63 @@ impl<C> SupervisedBuilder<C> {
 
 #[derive(Debug)]
 struct Health {
-    failures_in_a_row: AtomicU32,
-    /// Bumped at each restart: incarnations of an older generation are rebuilt.
-    generation: AtomicU64,
+    /// The generation (high 32 bits, wrapping; bumped at each restart: incarnations of an
+    /// older generation are rebuilt) and the failures in a row of that generation (low 32
+    /// bits), in one word so that a verdict is checked against its generation and counted
+    /// in one step: a call of a retired incarnation finishing while another thread
+    /// restarts can never count against the new one.
+    state: AtomicU64,
+    /// Restarts so far (not wrapping).
+    restarts: AtomicU64,
     threshold: u32,
 }
 
 impl Health {
+    fn generation(&self) -> u64 {
+        self.state.load(Ordering::Acquire) >> 32
+    }
+
+    fn failures_in_a_row(&self) -> u32 {
+        // The low half of the word.
+        (self.state.load(Ordering::Relaxed) & u64::from(u32::MAX)) as u32
+    }
+
     /// Records one verdict on a call of generation `generation` (calls of a retired
     /// incarnation no longer count).
     fn record(&self, generation: u64, failed: Option<bool>) {
-        if generation != self.generation.load(Ordering::Acquire) {
-            return;
-        }
-        match failed {
-            Some(true) => {
-                let n = self.failures_in_a_row.fetch_add(1, Ordering::AcqRel).saturating_add(1);
-                if n == self.threshold {
-                    self.failures_in_a_row.store(0, Ordering::Release);
-                    self.generation.fetch_add(1, Ordering::AcqRel);
-                }
+        let Some(failed) = failed else { return };
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            if current >> 32 != generation {
+                return;
             }
-            Some(false) => self.failures_in_a_row.store(0, Ordering::Release),
-            None => {}
+            let count = (current & u64::from(u32::MAX)) as u32;
+            let (next, restart) = if !failed {
+                (generation << 32, false)
+            } else if count.saturating_add(1) >= self.threshold {
+                (((generation + 1) & u64::from(u32::MAX)) << 32, true)
+            } else {
+                ((generation << 32) | u64::from(count + 1), false)
+            };
+            if next == current {
+                return;
+            }
+            match self.state.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    if restart {
+                        self.restarts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                Err(seen) => current = seen,
+            }
         }
     }
 }
 
 enum State<S, F> {
     Empty,
-    Making(Pin<Box<F>>, u64),
+    Making(Pin<Box<F>>),
     Ready(S, u64),
 }
 
@@ -234,8 +261,8 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Supervised")
-            .field("restarts", &self.health.generation.load(Ordering::Relaxed))
-            .field("failures_in_a_row", &self.health.failures_in_a_row.load(Ordering::Relaxed))
+            .field("restarts", &self.health.restarts.load(Ordering::Relaxed))
+            .field("failures_in_a_row", &self.health.failures_in_a_row())
             .finish_non_exhaustive()
     }
 }
@@ -246,12 +273,12 @@ where
 {
     /// Restarts so far (times the failure threshold was reached).
     pub fn restarts(&self) -> u64 {
-        self.health.generation.load(Ordering::Relaxed)
+        self.health.restarts.load(Ordering::Relaxed)
     }
 
     /// Failures in a row of the current incarnation.
     pub fn failures_in_a_row(&self) -> u32 {
-        self.health.failures_in_a_row.load(Ordering::Relaxed)
+        self.health.failures_in_a_row()
     }
 }
 
@@ -270,7 +297,7 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         loop {
-            let current = self.health.generation.load(Ordering::Acquire);
+            let current = self.health.generation();
             if matches!(self.state, State::Ready(_, g) if g != current) {
                 // Drop the failing incarnation; calls in flight finish on their own.
                 self.state = State::Empty;
@@ -279,13 +306,14 @@ where
                 State::Empty => {
                     ready!(self.make.poll_ready(cx)).map_err(Into::into)?;
                     let fut = self.make.call(self.target.clone());
-                    self.state = State::Making(Box::pin(fut), current);
+                    self.state = State::Making(Box::pin(fut));
                 }
-                State::Making(fut, generation) => {
-                    let generation = *generation;
+                State::Making(fut) => {
                     let made = ready!(fut.as_mut().poll(cx));
                     match made {
-                        Ok(service) => self.state = State::Ready(service, generation.max(current)),
+                        // A fresh incarnation belongs to the generation now (a restart while it
+                        // was being made does not retire it).
+                        Ok(service) => self.state = State::Ready(service, current),
                         Err(e) => {
                             self.state = State::Empty;
                             return Poll::Ready(Err(e.into()));
