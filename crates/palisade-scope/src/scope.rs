@@ -23,6 +23,13 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Cancelled, TaskPanicked};
 use crate::resource::Teardown;
 
+tokio::task_local! {
+    /// On a task spawned with `Scope::spawn`: its scope (by address) and the token that
+    /// counts it in the scope's tracker, so that a `close` called from that very task can
+    /// stop counting it (a task cannot wait for itself).
+    static OWN_TASK: std::cell::RefCell<Option<(usize, TaskTrackerToken)>>;
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -408,19 +415,17 @@ impl Scope {
             };
             Some(AssertUnwindSafe(future).catch_unwind().await)
         };
-        let handle = self.inner.tasks.spawn_on(
-            async move {
-                // Cancellation first (tokio-util's `run_until_cancelled` polls the work
-                // first): a task waiting for a turn when the scope is cancelled must not
-                // start once the permit frees up.
-                tokio::select! {
-                    biased;
-                    () = token.cancelled() => None,
-                    out = work => out,
-                }
-            },
-            &runtime,
-        );
+        let own = (Arc::as_ptr(&self.inner) as usize, self.inner.tasks.token());
+        let handle = runtime.spawn(OWN_TASK.scope(std::cell::RefCell::new(Some(own)), async move {
+            // Cancellation first (tokio-util's `run_until_cancelled` polls the work
+            // first): a task waiting for a turn when the scope is cancelled must not
+            // start once the permit frees up.
+            tokio::select! {
+                biased;
+                () = token.cancelled() => None,
+                out = work => out,
+            }
+        }));
         ScopeTask { state: TaskState::Running(handle), name }
     }
 
@@ -516,8 +521,22 @@ impl Scope {
     ///
     /// A request future that nobody polls any more is counted as cancelled but not waited
     /// for: it ends at its caller's next poll.
+    ///
+    /// Called from a task of the scope (or of a descendant) itself, `close` does not wait
+    /// for that task (a task cannot wait for itself); it is cancelled with the others when
+    /// the drain ends, and the teardown still runs (on a task of its own).
     pub async fn close(&self, deadline: Duration) -> DrainReport {
         let tree = self.tree();
+        // Called from one of the tree's own tasks: stop counting the caller.
+        let _ = OWN_TASK.try_with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if slot
+                .as_ref()
+                .is_some_and(|(key, _)| tree.iter().any(|s| Arc::as_ptr(&s.inner) as usize == *key))
+            {
+                *slot = None;
+            }
+        });
         for s in &tree {
             s.inner.closing.cancel();
             s.inner.tasks.close();
@@ -533,16 +552,23 @@ impl Scope {
         };
         let _ = tokio::time::timeout_at(deadline_from_now(deadline), all_done).await;
         let cancelled = count(&tree);
-        self.inner.token.cancel();
-        for s in &tree {
-            s.inner.tasks.wait().await;
-        }
-        let (mut torn_down, mut teardowns_abandoned) = (0, 0);
-        for s in tree.iter().rev() {
-            let (done, abandoned) = s.teardown(deadline).await;
-            torn_down += done;
-            teardowns_abandoned += abandoned;
-        }
+        // The rest runs on a task of its own: cancelling the scope may end the caller (a
+        // task of the scope), and the teardown must still run.
+        let token = self.inner.token.clone();
+        let rest = async move {
+            token.cancel();
+            for s in &tree {
+                s.inner.tasks.wait().await;
+            }
+            let (mut torn_down, mut teardowns_abandoned) = (0, 0);
+            for s in tree.iter().rev() {
+                let (done, abandoned) = s.teardown(deadline).await;
+                torn_down += done;
+                teardowns_abandoned += abandoned;
+            }
+            (torn_down, teardowns_abandoned)
+        };
+        let (torn_down, teardowns_abandoned) = tokio::spawn(rest).await.unwrap_or((0, 0));
         DrainReport {
             finished: at_start.saturating_sub(cancelled),
             cancelled,

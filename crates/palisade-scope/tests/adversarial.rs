@@ -167,3 +167,28 @@ async fn spawn_after_close_and_waiting_for_a_turn() {
     assert!(scope.spawn(async { 1 }).await.unwrap_err().is::<Closed>());
     assert_eq!(scope.in_flight(), 0);
 }
+
+/// A task of the scope that closes its own scope (a shutdown trigger spawned in it) does
+/// not wait the whole deadline for itself, and the teardown runs even though the caller is
+/// cancelled at the end of the drain.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn close_called_from_a_task_of_the_scope() {
+    let torn = Arc::new(Mutex::new(false));
+    let scope = Scope::new("s");
+    let t = torn.clone();
+    scope
+        .provide(1u8, move |_| async move {
+            *t.lock().unwrap() = true;
+        })
+        .unwrap();
+    let child = scope.child();
+    let trigger = child.spawn({
+        let scope = scope.clone();
+        async move { scope.close(Duration::from_secs(3600)).await }
+    });
+    let started = tokio::time::Instant::now();
+    let _ = trigger.await;
+    settle().await;
+    assert!(started.elapsed() < Duration::from_secs(3600), "close waited for itself");
+    assert!(*torn.lock().unwrap(), "the teardown must run");
+}
