@@ -321,7 +321,9 @@ pub struct AllSettled;
 /// Keeps every result: the fan-out answers `Ok` with an [`Aggregate`] of the successes and
 /// the errors, each with its branch index, whatever failed (the seeds'
 /// `parallelAggregate`: completed, errors, all-completed). Unlike [`all`], successes are
-/// never dropped because another branch failed.
+/// never dropped because another branch failed. A branch that *panics* is not an error
+/// here: the fan-out runs on the caller's task, and the panic reaches the caller as with
+/// `futures::join_all` (wrap a branch that may panic in its own task to get an error).
 ///
 /// ```
 /// use palisade_pipeline::fan::{self, FanOut};

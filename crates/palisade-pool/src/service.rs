@@ -157,7 +157,9 @@ where
     /// in the queue (higher first; the builder's `priority` function is not consulted).
     /// Waiting requests of a pool without a priority function have priority 0: a batch
     /// with a higher priority overtakes them, and the queue becomes a priority queue from
-    /// then on (FIFO within a priority).
+    /// then on (FIFO within a priority). Priorities are strict (no ageing): while batches of
+    /// a higher priority keep arriving faster than the pool serves them, lower-priority
+    /// requests wait — bound them with a timeout layer if they must not.
     ///
     /// ```
     /// use palisade_pool::{make_fn, PoolService};
