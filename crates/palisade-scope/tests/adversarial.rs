@@ -192,3 +192,27 @@ async fn close_called_from_a_task_of_the_scope() {
     assert!(started.elapsed() < Duration::from_secs(3600), "close waited for itself");
     assert!(*torn.lock().unwrap(), "the teardown must run");
 }
+
+/// An inner future that panics while an `on_cancel` hook that also panics runs during the
+/// unwinding: the second panic is contained (no abort), the caller sees the first.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_panicking_hook_during_an_inner_panic_does_not_abort() {
+    use futures_util::FutureExt;
+    use palisade_scope::hooks::HooksLayer;
+    use tower::Layer;
+    let svc = tower::service_fn(|_: u32| async move {
+        tokio::task::yield_now().await;
+        panic!("inner");
+        #[allow(unreachable_code)]
+        Ok::<u32, std::io::Error>(0)
+    });
+    let layer = HooksLayer::new()
+        .on_cancel(|_: Duration| panic!("cancel hook"))
+        .on_dispose(|| panic!("dispose hook"));
+    let mut svc = layer.layer(svc);
+    let fut = svc.ready().await.unwrap().call(1);
+    let caught = std::panic::AssertUnwindSafe(fut).catch_unwind().await;
+    let payload = caught.unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"inner"));
+    drop(svc);
+}
