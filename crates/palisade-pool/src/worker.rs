@@ -124,16 +124,31 @@ impl<Req, Res> Queue<Req, Res> {
         self.len() == 0
     }
 
-    /// Drops messages whose caller went away (registering to hear about the others).
-    fn prune_cancelled(&mut self, cx: &mut Context<'_>) -> usize {
+    /// Drops messages whose caller went away (registering to hear about the others). A
+    /// request whose `Drop` panics is contained (logged under the pool's `name`).
+    fn prune_cancelled(&mut self, cx: &mut Context<'_>, name: &str) -> usize {
         let before = self.len();
         let mut keep = |m: &mut Message<Req, Res>| m.reply.poll_closed(cx).is_pending();
         match self {
-            Self::Fifo(q) => q.retain_mut(keep),
+            Self::Fifo(q) => {
+                for mut m in std::mem::take(q) {
+                    if keep(&mut m) {
+                        q.push_back(m);
+                    } else {
+                        drop_guarded(m, name, "a cancelled request");
+                    }
+                }
+            }
             Self::Priority { heap, .. } => {
-                let mut v = std::mem::take(heap).into_vec();
-                v.retain_mut(|r| keep(&mut r.message));
-                *heap = BinaryHeap::from(v);
+                let mut kept = Vec::with_capacity(heap.len());
+                for mut r in std::mem::take(heap).into_vec() {
+                    if keep(&mut r.message) {
+                        kept.push(r);
+                    } else {
+                        drop_guarded(r, name, "a cancelled request");
+                    }
+                }
+                *heap = BinaryHeap::from(kept);
             }
         }
         before - self.len()
@@ -142,10 +157,12 @@ impl<Req, Res> Queue<Req, Res> {
 
 // === members ===
 
-/// Drops a member's service, containing a panic of its `Drop` (user code on the worker's
-/// task).
-fn drop_member<S, C>(member: Member<S, C>) {
-    let _ = catch_unwind(AssertUnwindSafe(move || drop(member)));
+/// Drops a user value (a member's service, a request, a response future) on the worker's
+/// task, containing a panic of its `Drop` so the worker goes on; the panic is logged.
+fn drop_guarded<T>(value: T, pool: &str, what: &'static str) {
+    if catch_unwind(AssertUnwindSafe(move || drop(value))).is_err() {
+        tracing::warn!(target: "palisade", pool = %pool, "dropping {what} panicked");
+    }
 }
 
 struct Member<S, C> {
@@ -370,7 +387,10 @@ where
         let abandoned = self.queue.len();
         while let Some(message) = self.queue.pop() {
             self.shared.queued.add(-1);
-            let _ = message.reply.send(Err(self.shared.closed_error()));
+            let Message { request, reply, slot, .. } = message;
+            drop(slot);
+            let _ = reply.send(Err(self.shared.closed_error()));
+            drop_guarded(request, &self.shared.name, "a request");
         }
         let in_flight = usize::try_from(self.shared.in_flight.get()).unwrap_or(0);
         self.drop_members();
@@ -504,6 +524,7 @@ where
             let Some(message) = self.queue.pop() else { break };
             self.shared.queued.add(-1);
             if message.reply.is_closed() {
+                drop_guarded(message, &self.shared.name, "a cancelled request");
                 continue;
             }
             if self.call(i, message) {
@@ -511,7 +532,7 @@ where
             }
         }
         if !self.queue.is_empty() {
-            let pruned = self.queue.prune_cancelled(cx);
+            let pruned = self.queue.prune_cancelled(cx, &self.shared.name);
             if pruned > 0 {
                 self.shared.queued.add(-(pruned as i64));
             }
@@ -543,7 +564,9 @@ where
         let started = (self.judge.decay.is_some() || self.shared.events.is_observed()).then(Instant::now);
         let future = Tracked::new(call, m.state.clone(), started);
         // If the caller went away meanwhile, the call is dropped (cancelled) right here.
-        let _ = reply.send(Ok(Box::pin(future)));
+        if let Err(unsent) = reply.send(Ok(Box::pin(future))) {
+            drop_guarded(unsent, &self.shared.name, "a cancelled call");
+        }
         true
     }
 
@@ -639,7 +662,7 @@ where
             reason,
         });
         // Calls in flight on it keep running: their callers own them.
-        drop_member(m);
+        drop_guarded(m, &self.shared.name, "a member");
     }
 
     // === scaling ===
@@ -874,14 +897,14 @@ where
             members: self.members.len(),
             reason,
         });
-        drop_member(m);
+        drop_guarded(m, &self.shared.name, "a member");
         true
     }
 
     /// Drops every member (shutdown, or every service gone).
     fn drop_members(&mut self) {
         for m in self.members.drain(..) {
-            drop_member(m);
+            drop_guarded(m, &self.shared.name, "a member");
         }
     }
 
