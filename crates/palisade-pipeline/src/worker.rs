@@ -488,8 +488,8 @@ where
     type Output = Done<R, T>;
 
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (seq, kept, start, result) = match self.as_mut().project() {
             CallProj::Running { fut, seq, kept, start } => {
                 // The response future is user code: a panic is this item's error.
                 let result = match crate::panic::catch(|| fut.poll(cx)) {
@@ -497,9 +497,21 @@ where
                     Ok(Poll::Ready(result)) => result.map_err(Into::into),
                     Err(panicked) => Err(panicked),
                 };
-                Poll::Ready(Done::Finished { seq: *seq, result, kept: kept.take(), start: *start })
+                (*seq, kept.take(), *start, result)
             }
-            CallProj::Pass { err } => Poll::Ready(Done::Pass(err.take())),
-        }
+            CallProj::Pass { err } => return Poll::Ready(Done::Pass(err.take())),
+        };
+        // Dropping the finished future runs user code too: drop it here, where a panic of its
+        // `Drop` still fails this item, rather than wherever the slot happens to be dropped.
+        let result = match crate::panic::catch(|| self.set(Call::Pass { err: None })) {
+            Ok(()) => result,
+            Err(panicked) => {
+                if let Err(e) = crate::panic::catch(move || drop(result)) {
+                    tracing::warn!(target: "palisade", error = %e, "dropping a stage response panicked");
+                }
+                Err(panicked)
+            }
+        };
+        Poll::Ready(Done::Finished { seq, result, kept, start })
     }
 }

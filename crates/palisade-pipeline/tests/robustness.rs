@@ -442,3 +442,53 @@ proptest! {
         })?;
     }
 }
+
+/// A stage future that answers `n` (after `n` ms when `slow`) and panics when dropped for
+/// item 3.
+struct DropBomb {
+    n: u64,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl std::future::Future for DropBomb {
+    type Output = Result<u64, BoxError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(sleep) = self.sleep.as_mut() {
+            std::task::ready!(sleep.as_mut().poll(cx));
+        }
+        Poll::Ready(Ok(self.n))
+    }
+}
+
+impl Drop for DropBomb {
+    fn drop(&mut self) {
+        assert!(self.n != 3 || std::thread::panicking(), "drop bug");
+    }
+}
+
+/// The given input: `service_fn(|n| DropBomb(n))` with `concurrency(2)` used to exit the
+/// program with 101 (the finished future was dropped outside the catch). Now item 3 fails
+/// with `StagePanicked` and the stream goes on.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_stage_future_panicking_on_drop_fails_that_item_only() {
+    let given = PipelineService::builder::<u64>()
+        .stage("bomb", service_fn(|n: u64| DropBomb { n, sleep: None }))
+        .concurrency(2)
+        .build()
+        .unwrap();
+    let results: Vec<_> = given.process_stream(stream::iter(0..6u64)).collect().await;
+    assert_eq!(results.len(), 6);
+    let errors: Vec<&StageError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(errors.len(), 1);
+    assert_eq!((errors[0].stage(), errors[0].seq()), ("bomb", Some(3)));
+    assert_eq!(panicked(errors[0]).message(), "drop bug");
+    // Own cases: every execution mode and order, answering at once and after a delay (the
+    // in-flight sets' paths).
+    check_modes(service_fn(|n: u64| DropBomb { n, sleep: None }), "panicky", "drop bug").await;
+    let slow = service_fn(|n: u64| DropBomb {
+        n,
+        sleep: Some(Box::pin(tokio::time::sleep(Duration::from_millis(10 - n)))),
+    });
+    check_modes(slow, "panicky", "drop bug").await;
+}
