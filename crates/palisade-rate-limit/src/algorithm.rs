@@ -228,10 +228,10 @@ impl<T: Tat> Cell<T> {
             }
             Self::Fixed(w) => {
                 // Every window keeps what it used or booked (see `FixedState`).
-                let mut w = lock(w);
+                let w = &mut *lock(w);
                 let window = quota.period_nanos();
                 if window != w.window {
-                    w.state.rebase(now, window);
+                    w.state.rebase(now, w.window, window);
                 }
                 w.state.relimit();
                 (w.window, w.limit) = (window, quota.limit());
@@ -889,11 +889,35 @@ impl FixedState {
         self.used == 0 && self.ahead.is_empty()
     }
 
-    /// A new period: the counts stay, the window holding the latest time seen becomes the
-    /// current one.
-    fn rebase(&mut self, now: u64, window: u64) {
-        self.last = self.last.max(now);
-        self.index = self.last / window;
+    /// A new period: what the current window used stays used in the new current window,
+    /// and each booked window's callers (who proceed at its start) are counted in the new
+    /// window holding that start — so a shorter period never leaves a window's booked
+    /// callers uncounted where they run.
+    fn rebase(&mut self, now: u64, old_window: u64, window: u64) {
+        self.roll(now, old_window);
+        let index = self.last / window;
+        let booked: Vec<(u64, u64)> = self
+            .ahead
+            .iter()
+            .enumerate()
+            .filter(|&(_, &n)| n > 0)
+            .map(|(j, &n)| ((self.index + 1 + j as u64).saturating_mul(old_window) / window, n))
+            .collect();
+        self.index = index;
+        self.ahead.clear();
+        self.full = 0;
+        for (at, n) in booked {
+            match at.saturating_sub(index) {
+                0 => self.used = self.used.saturating_add(n),
+                j => {
+                    let j = usize::try_from(j).unwrap_or(usize::MAX);
+                    if self.ahead.len() < j {
+                        self.ahead.resize(j, 0);
+                    }
+                    self.ahead[j - 1] = self.ahead[j - 1].saturating_add(n);
+                }
+            }
+        }
     }
 
     /// The count of window `index + j` (0: current).

@@ -350,3 +350,22 @@ async fn a_raised_token_bucket_never_slots_newcomers_among_the_booked_beyond_the
         }
     }
 }
+
+/// Review: a shorter period while callers are booked. `Quota::new(5, 2 s)`: 5 admitted at
+/// once and 5 booked for 2 s; the period becomes 1 s: the 5 booked run at 2 s, so the
+/// window [2 s, 3 s) is full and a newcomer goes to 3 s (not beside them at 2 s).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_shorter_period_counts_booked_callers_where_they_run() {
+    let limiter = RateLimiter::new(Algorithm::FixedWindow, Quota::new(5, ms(2_000))).unwrap();
+    let t0 = tokio::time::Instant::now();
+    for i in 0..10 {
+        let at = limiter.reserve(1, ms(2_000)).unwrap();
+        assert_eq!(at, if i < 5 { t0 } else { t0 + ms(2_000) });
+    }
+    limiter.set_quota(Quota::new(5, ms(1_000))).unwrap();
+    assert_eq!(limiter.reserve(1, ms(5_000)).unwrap(), t0 + ms(1_000), "[1 s, 2 s) is empty");
+    for _ in 0..4 {
+        limiter.reserve(1, ms(5_000)).unwrap();
+    }
+    assert_eq!(limiter.reserve(1, ms(5_000)).unwrap(), t0 + ms(3_000), "[2 s, 3 s) holds the 5 booked");
+}
