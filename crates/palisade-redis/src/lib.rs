@@ -27,6 +27,7 @@ mod breaker;
 mod bulkhead;
 mod gcra;
 pub mod server;
+mod store;
 
 pub use backend::{BackendError, BackendMetrics, RedisBackend, RedisBackendBuilder, RedisEvent};
 pub use breaker::{

@@ -3,7 +3,13 @@
 //!
 //! Real time here: Redis has its own clock. Outcomes are asserted as counts and bounds,
 //! never as durations; every wait is a bounded loop.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::ignored_unit_patterns, clippy::many_single_char_names, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::ignored_unit_patterns,
+    clippy::many_single_char_names,
+    missing_docs
+)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -470,4 +476,30 @@ async fn coalesced_limiters_stay_exact() {
         !d.allowed && d.retry_after <= Duration::from_secs(72) && d.retry_after > Duration::from_secs(71),
         "{d:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_async_rate_limit_layers_over_redis_share_one_quota() {
+    use palisade_core::rejection::RateLimited;
+    use palisade_rate_limit::async_store::AsyncRateLimitLayer;
+    let server = RedisServer::start();
+    let mk = || {
+        let l = limiter(&server, Quota::per(20, HOUR));
+        AsyncRateLimitLayer::new("api", l, |r: &String| r.clone())
+            .layer(service_fn(|_: String| async { Ok::<_, std::io::Error>(()) }))
+    };
+    let (a, b) = (mk(), mk());
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let svc = if i % 2 == 0 { a.clone() } else { b.clone() };
+        set.spawn(async move { svc.oneshot("client".to_owned()).await });
+    }
+    let mut ok = 0;
+    while let Some(r) = set.join_next().await {
+        match r.unwrap() {
+            Ok(()) => ok += 1,
+            Err(e) => assert!(find::<RateLimited>(&*e).is_some(), "{e}"),
+        }
+    }
+    assert_eq!(ok, 20);
 }
