@@ -4,7 +4,13 @@
 //! Decisions per second from one instance with 1, 16 and 64 concurrent callers. After the
 //! criterion entries it prints Redis round trips per admitted request, the added p50/p99
 //! latency per decision (one caller) and the fleet overshoot with batching (two instances).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    missing_docs,
+    clippy::many_single_char_names
+)]
 
 use std::time::{Duration, Instant};
 
