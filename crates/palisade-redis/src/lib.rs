@@ -17,7 +17,10 @@
 //!   connection reconnects by itself.
 //!
 //! The client is redis-rs (`redis` crate, `ConnectionManager`): one multiplexed, pipelined
-//! connection per backend that reconnects with backoff; MSRV 1.85 like palisade; BSD-3-Clause.
+//! connection per backend that reconnects with backoff; BSD-3-Clause.
+//!
+//! Minimum supported Rust version: **1.88** for this crate (the `redis` client's own minimum
+//! since redis-rs 1.3), while the rest of palisade keeps 1.85.
 //!
 //! Tests and benches start a throwaway server with [`server::RedisServer`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
