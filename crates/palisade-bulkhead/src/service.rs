@@ -22,7 +22,9 @@ use crate::handle::BulkheadHandle;
 /// `poll_ready` still returns `Ready(Ok(()))` and the next `call` fails at once with
 /// [`BulkheadFull`](palisade_core::rejection::BulkheadFull) — like tower's `LoadShed`, so that `Buffer`, balancers and axum, which
 /// treat a `poll_ready` error as a dead service, keep working. The service is usable again
-/// afterwards: the next `poll_ready` joins the back of the queue.
+/// afterwards: the next `poll_ready` joins the back of the queue. A service polled ready
+/// again before its `call` takes a permit freed meanwhile instead of answering with the
+/// stale refusal (the refusal was counted and published when it was decided).
 ///
 /// # Clone
 ///
@@ -138,7 +140,17 @@ where
             match self.slow {
                 // The pass path: a free permit.
                 Slow::Idle => self.permit = self.compartment.try_acquire(),
-                Slow::Rejected(_) => return Poll::Ready(Ok(())),
+                // Polled again after a refusal was decided (a balancer's ready cache checks
+                // again before it calls): a permit freed meanwhile wins over the stale
+                // refusal, which is dropped (it stays counted, as decided then). Without a
+                // free permit the refusal stands: no second wait.
+                Slow::Rejected(_) => match self.compartment.try_acquire() {
+                    Some(permit) => {
+                        self.slow = Slow::Idle;
+                        self.permit = Some(permit);
+                    }
+                    None => return Poll::Ready(Ok(())),
+                },
                 Slow::Waiting(_) => {}
             }
             if self.permit.is_none() {

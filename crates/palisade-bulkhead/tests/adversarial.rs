@@ -78,3 +78,43 @@ fn vegas_functions_at_their_extremes() {
         }
     }
 }
+
+/// tower contract: a refusal decided in `poll_ready` must not outlive the lack of capacity.
+/// A balancer's ready cache keeps a service that answered ready and polls it again before
+/// the call; a permit freed meanwhile must win over the stale refusal (with shedding, with
+/// a full queue, and after a wait that expired).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_refusal_is_not_served_once_a_permit_is_free() {
+    use palisade_bulkhead::BulkheadLayer;
+    use tokio_test::{assert_pending, assert_ready_ok, task};
+    use tower_test::mock;
+    for case in ["shed", "queue_full", "wait_expired"] {
+        let builder = BulkheadLayer::builder().max_concurrent(1);
+        let layer = match case {
+            "shed" => builder.shed_when_full(),
+            "queue_full" => builder.max_queue(0),
+            _ => builder.max_wait(Duration::from_millis(10)),
+        }
+        .build()
+        .unwrap();
+        let h = layer.handle();
+        let (mut a, mut inner) = mock::spawn_layer::<u32, u32, _>(layer);
+        let mut b = a.clone();
+        assert_ready_ok!(a.poll_ready());
+        if case == "wait_expired" {
+            assert!(b.poll_ready().is_pending());
+            tokio::time::advance(Duration::from_millis(11)).await;
+        }
+        assert_ready_ok!(b.poll_ready(), "{case}: refused, answered ready");
+        assert_eq!(h.snapshot().rejected(), 1, "{case}");
+        drop(a); // the permit is free again
+        assert_ready_ok!(b.poll_ready(), "{case}");
+        let mut call = task::spawn(b.call(7));
+        assert_pending!(call.poll(), "{case}: the call went to the inner service, not the stale refusal");
+        let (req, reply) = inner.next_request().await.unwrap();
+        assert_eq!(req, 7, "{case}");
+        reply.send_response(8);
+        assert_eq!(call.await.unwrap(), 8, "{case}: served, not the stale refusal");
+        assert_eq!(h.in_flight(), 0, "{case}");
+    }
+}
