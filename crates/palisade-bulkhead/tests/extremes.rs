@@ -150,7 +150,14 @@ proptest! {
         };
         let h = layer.handle();
         if let Some(n) = resize {
-            prop_assert_eq!(h.set_max_concurrent(n).is_ok(), (1..=MAX_PERMITS).contains(&n));
+            // 0 is the run-time drain switch (as Resilience4j accepts maxConcurrentCalls 0);
+            // above tokio's MAX_PERMITS is refused.
+            prop_assert_eq!(h.set_max_concurrent(n).is_ok(), n <= MAX_PERMITS);
+            if n == 0 {
+                prop_assert_eq!(h.max_concurrent(), 0);
+                // Drained: open it again so the calls below can be served.
+                prop_assert!(h.set_max_concurrent(1).is_ok());
+            }
         }
         if let Some(w) = new_wait {
             h.set_max_wait(w);
