@@ -14,6 +14,8 @@
 //!   [`duration`]: human-readable durations for `serde` configs.
 //! - [`keyed`]: the bounded per-key map behind keyed breakers, limiters and bulkheads;
 //!   [`rng`]: a lock-free seedable random number generator for jitter and chaos.
+//! - [`clock`]: where limits and breakers read the time (tokio's clock, or `quanta` behind
+//!   the `quanta` feature).
 //! - [`time`]: deadline arithmetic that saturates instead of panicking (the policy for huge
 //!   configured durations).
 //!
@@ -21,6 +23,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod classify;
+pub mod clock;
 pub mod config;
 pub mod duration;
 pub mod event;
