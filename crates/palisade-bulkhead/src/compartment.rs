@@ -230,25 +230,32 @@ pub(crate) struct Waiting {
     // A `Mutex` only so that services holding a `Waiting` are `Sync` (axum needs that); it
     // is only ever reached through `get_mut`, which takes no lock.
     acquire: Mutex<AcquireFuture>,
-    since: Instant,
     slot: QueueSlot,
 }
 
 impl fmt::Debug for Waiting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Waiting").field("since", &self.since).finish_non_exhaustive()
+        f.debug_struct("Waiting").field("since", &self.slot.since).finish_non_exhaustive()
     }
 }
 
+/// A caller's place in the wait queue. Leaving it — with a permit, refused at the end of
+/// its wait, or dropped while waiting (an outer timeout) — counts the caller in
+/// `palisade_bulkhead_waited_total` and its wait in `palisade_bulkhead_wait_seconds`: every
+/// wait is measured, not only the ones that ended with a permit.
 struct QueueSlot {
     compartment: Arc<Compartment>,
+    since: Instant,
 }
 
 impl Drop for QueueSlot {
     fn drop(&mut self) {
         let c = &self.compartment;
         let now = c.queued.fetch_sub(1, Ordering::AcqRel) - 1;
-        c.common.metrics.queued.set(now as i64);
+        let m = &c.common.metrics;
+        m.queued.set(now as i64);
+        m.waited.increment();
+        m.wait_time.record(self.since.elapsed());
     }
 }
 
@@ -331,11 +338,7 @@ impl Compartment {
     fn granted(self: &Arc<Self>, waited: Option<Duration>) -> Permit {
         let common = &self.common;
         // Nothing is counted on the pass path: a shared counter there costs more than the
-        // semaphore itself on several threads.
-        if let Some(wait) = waited {
-            common.metrics.waited.increment();
-            common.metrics.wait_time.record(wait);
-        }
+        // semaphore itself on several threads. A wait was counted when it left the queue.
         // The permit exists before anything runs user code, so a panicking listener
         // cannot lose it.
         let permit = Permit {
@@ -397,15 +400,17 @@ impl Compartment {
                 return Poll::Ready(Err(self.common.reject(BulkheadFullReason::NoPermit)));
             }
             let before = self.queued.fetch_add(1, Ordering::AcqRel);
-            let slot = QueueSlot { compartment: self.clone() };
             if before >= self.common.max_queue() {
-                drop(slot);
+                // Never in line: not a wait.
+                let now = self.queued.fetch_sub(1, Ordering::AcqRel) - 1;
+                self.common.metrics.queued.set(now as i64);
                 return Poll::Ready(Err(self.common.reject(BulkheadFullReason::QueueFull)));
             }
+            let since = Instant::now();
+            let slot = QueueSlot { compartment: self.clone(), since };
             self.common.metrics.queued.set(before as i64 + 1);
             let pool = self.pool.clone();
             let acquire = async move { pool.semaphore.acquire().await.map(SemaphorePermit::forget) };
-            let since = Instant::now();
             let acquire: AcquireFuture = match max_wait {
                 // A huge wait saturates to "effectively never" instead of overflowing.
                 Some(max_wait) => Box::pin(tokio::time::timeout_at(
@@ -414,13 +419,13 @@ impl Compartment {
                 )),
                 None => Box::pin(async move { Ok(acquire.await) }),
             };
-            *waiting = Some(Box::new(Waiting { acquire: Mutex::new(acquire), since, slot }));
+            *waiting = Some(Box::new(Waiting { acquire: Mutex::new(acquire), slot }));
         }
         let Some(w) = waiting.as_mut() else { return Poll::Pending };
         let acquire = w.acquire.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
         let result = ready!(acquire.as_mut().poll(cx));
-        let since = w.since;
-        // Leave the queue before anything else can observe it.
+        let since = w.slot.since;
+        // Leave the queue (counting the wait) before anything else can observe it.
         drop(waiting.take().map(|w| w.slot));
         Poll::Ready(match result {
             Ok(Ok(())) => Ok(self.granted(Some(since.elapsed()))),

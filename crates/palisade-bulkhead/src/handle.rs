@@ -152,7 +152,8 @@ pub struct Snapshot {
     pub in_flight: usize,
     /// Callers waiting now.
     pub queued: usize,
-    /// Permits handed out after waiting in line, so far.
+    /// Callers that waited in line so far, however the wait ended: with a permit, refused
+    /// when it ran out, or dropped while waiting (`palisade_bulkhead_waited_total`).
     pub waited: u64,
     /// Callers refused because the queue was full.
     pub rejected_queue_full: u64,
@@ -160,7 +161,7 @@ pub struct Snapshot {
     pub rejected_wait_timed_out: u64,
     /// Callers refused at once because waiting is disabled.
     pub rejected_no_permit: u64,
-    /// Mean wait of the callers that had to wait.
+    /// Mean wait of the callers that waited, however the wait ended.
     pub mean_wait: Duration,
     /// Longest wait so far.
     pub max_wait: Duration,
