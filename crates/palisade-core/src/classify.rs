@@ -334,6 +334,7 @@ impl<Res, Err: 'static> Classify<Res, Err> for DefaultClassifier {
 /// | [`RejectionKind::CircuitOpen`] | failure | **no** |
 /// | [`RejectionKind::Closed`] | failure | no |
 /// | [`RejectionKind::ExceedsCapacity`] (more than a limit can ever give) | ignored | no |
+/// | [`RejectionKind::KeyMissing`] (a keyed layer found no key: the deployment's mistake, not the backend's) | ignored | no |
 /// | any other rejection | failure | yes |
 /// | not a rejection | failure | yes |
 ///
@@ -353,7 +354,7 @@ pub fn classify_error<E: 'static>(err: &E) -> Classification {
     };
     let verdict = match r.kind() {
         RejectionKind::CircuitOpen | RejectionKind::Closed => Classification::failure(),
-        RejectionKind::ExceedsCapacity => Classification::ignored(),
+        RejectionKind::ExceedsCapacity | RejectionKind::KeyMissing => Classification::ignored(),
         _ => Classification::retryable_failure(),
     };
     verdict.with_retry_after(r.retry_after()).with_rejection(Some(r.kind()))

@@ -81,6 +81,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+mod unkeyed;
+pub use unkeyed::{Unkeyed, WarnOnce};
+
 const MAX_SHARDS: usize = 16;
 /// A full map scans again after `len / SCAN_DEBT` new keys …
 const SCAN_DEBT: usize = 16;

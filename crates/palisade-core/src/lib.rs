@@ -18,6 +18,12 @@
 //!   the `quanta` feature).
 //! - [`time`]: deadline arithmetic that saturates instead of panicking (the policy for huge
 //!   configured durations).
+//! - [`when_full`]: [`WhenFull`], what a caller does when a limit has no room (refuse, or
+//!   wait up to a bound); [`keyed::Unkeyed`]: what a keyed layer does with a request
+//!   without a key.
+//! - [`sync`]: the one lock-poisoning policy; [`service`]: [`ReadyCall`](service::ReadyCall),
+//!   "wait until the inner service is ready, then call it"; [`panic`]:
+//!   [`Panicked`](panic::Panicked), the error for user code that panicked on palisade's tasks.
 //!
 //! Minimum supported Rust version: 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -29,12 +35,16 @@ pub mod duration;
 pub mod event;
 pub mod keyed;
 pub mod metric;
+pub mod panic;
 pub mod rejection;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod respond;
 pub mod rng;
+pub mod service;
+pub mod sync;
 pub mod time;
+pub mod when_full;
 
 /// The error type that travels through tower stacks (`tower::BoxError`).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -42,3 +52,4 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub use classify::{Classification, Classify, ClassifyExt, DefaultClassifier, Outcome};
 pub use config::ConfigError;
 pub use rejection::{find_rejection, Rejection, RejectionKind};
+pub use when_full::WhenFull;

@@ -2,7 +2,7 @@
 //!
 //! Each way to refuse is its own small type ([`CircuitOpen`], [`RateLimited`],
 //! [`BulkheadFull`], [`Overloaded`], [`TimedOut`], [`Throttled`], [`BudgetExhausted`],
-//! [`Closed`], [`CostExceedsCapacity`], [`KeySetFull`]). They travel as [`tower::BoxError`](crate::BoxError) like every other error in a
+//! [`Closed`], [`CostExceedsCapacity`], [`KeySetFull`], [`KeyMissing`]). They travel as [`tower::BoxError`](crate::BoxError) like every other error in a
 //! tower stack; [`find_rejection`] finds one inside any error, through source chains, and
 //! [`find`] looks for one concrete type.
 //!
@@ -48,6 +48,10 @@ pub enum RejectionKind {
     Closed,
     /// The request can never be admitted: its cost is above the limit's whole capacity.
     ExceedsCapacity,
+    /// A keyed layer got a request its key function gave no key for, and its
+    /// `when_unkeyed` is [`Unkeyed::Reject`](crate::keyed::Unkeyed::Reject): a deployment
+    /// mistake (HTTP 500), not load.
+    KeyMissing,
 }
 
 impl RejectionKind {
@@ -63,6 +67,7 @@ impl RejectionKind {
             Self::BudgetExhausted => "budget_exhausted",
             Self::Closed => "closed",
             Self::ExceedsCapacity => "exceeds_capacity",
+            Self::KeyMissing => "key_missing",
         }
     }
 }
@@ -147,7 +152,8 @@ rejections!(
     BudgetExhausted,
     Closed,
     CostExceedsCapacity,
-    KeySetFull
+    KeySetFull,
+    KeyMissing
 );
 
 macro_rules! rejection_impl {
@@ -399,6 +405,44 @@ impl fmt::Display for KeySetFull {
 }
 
 rejection_impl!(KeySetFull, Overloaded, |_: &KeySetFull| None);
+
+/// The keyed layer `name` refused a request because its key function gave no key for it
+/// (see [`Unkeyed`](crate::keyed::Unkeyed)). Its kind is [`RejectionKind::KeyMissing`]:
+/// HTTP 500 and gRPC INTERNAL, since the request is fine and the deployment is not (a
+/// missing `ConnectInfo`, a header a proxy should have set). Retrying does not help.
+///
+/// ```
+/// use palisade_core::rejection::{find_rejection, KeyMissing, RejectionKind};
+/// use palisade_core::BoxError;
+///
+/// let err: BoxError = KeyMissing::new("per-ip").into();
+/// assert_eq!(find_rejection(err.as_ref()).map(|r| r.kind()), Some(RejectionKind::KeyMissing));
+/// assert_eq!(err.to_string(), "keyed layer `per-ip` got a request without a key");
+/// ```
+#[derive(Clone, Debug)]
+pub struct KeyMissing {
+    name: Arc<str>,
+}
+
+impl KeyMissing {
+    /// A refusal by the keyed layer `name`.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self { name: name.into() }
+    }
+
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for KeyMissing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "keyed layer `{}` got a request without a key", self.name)
+    }
+}
+
+rejection_impl!(KeyMissing, KeyMissing, |_: &KeyMissing| None);
 
 /// The layer `name` gave up on the call after `after`.
 #[derive(Clone, Debug)]

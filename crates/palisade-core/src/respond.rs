@@ -10,6 +10,7 @@
 //! | `CircuitOpen`, `BulkheadFull`, `Overloaded`, `BudgetExhausted`, `Closed` | 503 Service Unavailable (+ `Retry-After` when known) |
 //! | `TimedOut` | 504 Gateway Timeout |
 //! | `CostExceedsCapacity` | 413 Content Too Large (the request can never fit the limit: no `Retry-After`) |
+//! | `KeyMissing` | 500 Internal Server Error (a keyed layer found no key: a deployment mistake) |
 //! | any other error | 500 Internal Server Error, with nothing of the error in the response (it is logged through `tracing`) |
 //!
 //! `Retry-After` is whole seconds, rounded up. A rejection raised from `poll_ready` (a
@@ -19,7 +20,7 @@
 //! responses (HTTP 200, `content-type: application/grpc`, `grpc-status`, `grpc-message`):
 //! circuit open / closed → UNAVAILABLE; rate limited, bulkhead full, overloaded, throttled,
 //! budget exhausted, cost exceeds capacity → RESOURCE_EXHAUSTED; timed out →
-//! DEADLINE_EXCEEDED; other errors → INTERNAL. Known retry delays travel as
+//! DEADLINE_EXCEEDED; key missing and other errors → INTERNAL. Known retry delays travel as
 //! `grpc-retry-pushback-ms`. It works on a tonic server (`Server::builder().layer(..)`) and
 //! around a client `Channel`, where tonic turns the answer into a `tonic::Status`.
 //!
@@ -78,6 +79,7 @@ pub fn http_response_for<B: Default>(err: &BoxError) -> Response<B> {
         RejectionKind::RateLimited | RejectionKind::Throttled => StatusCode::TOO_MANY_REQUESTS,
         RejectionKind::TimedOut => StatusCode::GATEWAY_TIMEOUT,
         RejectionKind::ExceedsCapacity => StatusCode::PAYLOAD_TOO_LARGE,
+        RejectionKind::KeyMissing => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     let mut res = status_only(status);
@@ -126,6 +128,7 @@ pub fn grpc_status_for(err: &BoxError) -> tonic::Status {
     let code = match rejection.kind() {
         RejectionKind::CircuitOpen | RejectionKind::Closed => Code::Unavailable,
         RejectionKind::TimedOut => Code::DeadlineExceeded,
+        RejectionKind::KeyMissing => Code::Internal,
         _ => Code::ResourceExhausted,
     };
     let mut status = tonic::Status::new(code, rejection.to_string());

@@ -9,7 +9,9 @@ use palisade_core::classify::{
     classify_fn, parse_retry_after_at, Classification, Classify, ClassifyExt, DefaultClassifier,
     GrpcClassifier, HttpClassifier, Outcome, RetryHint,
 };
-use palisade_core::rejection::{CircuitOpen, Closed, CostExceedsCapacity, RateLimited, RejectionKind};
+use palisade_core::rejection::{
+    CircuitOpen, Closed, CostExceedsCapacity, KeyMissing, RateLimited, RejectionKind,
+};
 use palisade_core::BoxError;
 use tonic::{Code, Status};
 
@@ -41,6 +43,10 @@ fn default_reads_rejections_in_box_errors() {
     let closed: BoxError = Closed::new("pool").into();
     let v = c.classify(&Err::<(), _>(closed));
     assert!(v.is_failure() && !v.is_retryable());
+    let no_key: BoxError = KeyMissing::new("per-ip").into();
+    let v = c.classify(&Err::<(), _>(no_key));
+    assert!(v.is_ignored() && !v.is_retryable(), "a deployment mistake: not the backend's failure, no retry");
+    assert_eq!(v.rejection(), Some(RejectionKind::KeyMissing));
 }
 
 #[test]

@@ -24,6 +24,30 @@ fn config_errors_name_field_and_rule() {
 }
 
 #[test]
+fn in_section_prefixes_the_field_path() {
+    let e = ConfigError::new("max_attempts", "must be at least 1").in_section("retry");
+    assert_eq!(e.field(), "retry.max_attempts");
+    assert_eq!(e.rule(), "must be at least 1");
+    assert_eq!(e.conflicting_field(), None);
+    let e = e.in_section("payments").in_section("policies");
+    assert_eq!(e.field(), "policies.payments.retry.max_attempts");
+    assert_eq!(e.to_string(), "invalid `policies.payments.retry.max_attempts`: must be at least 1");
+    assert_eq!(e.clone().in_section(""), e, "an empty prefix changes nothing");
+    assert_eq!(ConfigError::new("", "bad").in_section("retry").field(), "retry");
+}
+
+#[test]
+fn conflicts_name_both_fields() {
+    let e = ConfigError::conflict("count_window", "time_window", "set only one sliding window");
+    assert_eq!(e.field(), "count_window");
+    assert_eq!(e.conflicting_field(), Some("time_window"));
+    assert_eq!(e.to_string(), "conflicting `count_window` and `time_window`: set only one sliding window");
+    let e = e.in_section("breaker");
+    assert_eq!((e.field(), e.conflicting_field()), ("breaker.count_window", Some("breaker.time_window")));
+    assert_ne!(e, ConfigError::new("breaker.count_window", "set only one sliding window"));
+}
+
+#[test]
 fn durations_parse() {
     assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
     assert_eq!(parse_duration("1h2m3s").unwrap(), Duration::from_secs(3723));

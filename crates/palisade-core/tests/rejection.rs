@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use palisade_core::rejection::{
     find, find_rejection, BudgetExhausted, BulkheadFull, BulkheadFullReason, CircuitOpen, Closed,
-    CostExceedsCapacity, Overloaded, RateLimited, RejectionKind, Throttled, TimedOut,
+    CostExceedsCapacity, KeyMissing, Overloaded, RateLimited, RejectionKind, Throttled, TimedOut,
 };
 use palisade_core::BoxError;
 
@@ -39,6 +39,7 @@ fn every_kind_is_found_directly_and_through_two_wrappers() {
         (BudgetExhausted::new("a").into(), RejectionKind::BudgetExhausted, None),
         (Closed::new("a").into(), RejectionKind::Closed, None),
         (CostExceedsCapacity::new("a", "per-user", 50, 10).into(), RejectionKind::ExceedsCapacity, None),
+        (KeyMissing::new("a").into(), RejectionKind::KeyMissing, None),
     ];
     for (err, kind, retry_after) in cases {
         let r = find_rejection(err.as_ref()).expect("direct");
@@ -78,6 +79,7 @@ fn rejections_are_send_sync_static_errors() {
     check::<BudgetExhausted>();
     check::<Closed>();
     check::<CostExceedsCapacity>();
+    check::<KeyMissing>();
     assert_eq!(RejectionKind::CircuitOpen.to_string(), "circuit_open");
 }
 
@@ -102,4 +104,13 @@ fn circuit_open_carries_the_key_and_says_when_it_was_isolated_by_hand() {
         Some(RejectionKind::CircuitOpen)
     );
     assert!(err.is::<CircuitOpen>());
+}
+
+#[test]
+fn key_missing_names_the_layer() {
+    let err = KeyMissing::new("per-ip");
+    assert_eq!(err.name(), "per-ip");
+    assert_eq!(err.to_string(), "keyed layer `per-ip` got a request without a key");
+    assert_eq!(RejectionKind::KeyMissing.as_str(), "key_missing");
+    assert_eq!(RejectionKind::KeyMissing.to_string(), "key_missing");
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use palisade_core::rejection::{
-    BudgetExhausted, BulkheadFull, BulkheadFullReason, CircuitOpen, Closed, CostExceedsCapacity, Overloaded,
-    RateLimited, Throttled, TimedOut,
+    BudgetExhausted, BulkheadFull, BulkheadFullReason, CircuitOpen, Closed, CostExceedsCapacity, KeyMissing,
+    Overloaded, RateLimited, Throttled, TimedOut,
 };
 use palisade_core::respond::{GrpcRejectionLayer, HttpRejectionLayer};
 use palisade_core::BoxError;
@@ -60,6 +60,11 @@ async fn http_mapping_table() {
     let res = http_answer(|| CostExceedsCapacity::new("api", "global", 500, 100).into()).await;
     assert_eq!(res.status(), 413, "never admissible: not a 429 the client would retry");
     assert!(res.headers().get("retry-after").is_none());
+
+    let res = http_answer(|| KeyMissing::new("per-ip").into()).await;
+    assert_eq!(res.status(), 500, "a keyed layer without a key is the deployment's mistake");
+    assert!(res.headers().get("retry-after").is_none());
+    assert!(res.body().is_empty());
 }
 
 #[tokio::test]
@@ -128,6 +133,10 @@ async fn grpc_mapping_table() {
 
     let res = grpc_answer(|| Closed::new("db").into()).await;
     assert_eq!(res.headers()["grpc-status"], "14");
+
+    let res = grpc_answer(|| KeyMissing::new("per-ip").into()).await;
+    assert_eq!(res.headers()["grpc-status"], "13", "INTERNAL");
+    assert!(res.headers().get("grpc-retry-pushback-ms").is_none());
 
     let res = grpc_answer(|| "secret internals".into()).await;
     assert_eq!(res.headers()["grpc-status"], "13");
