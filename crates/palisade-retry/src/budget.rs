@@ -43,11 +43,15 @@
 
 use crate::sync::{AtomicI64, Ordering};
 use std::fmt;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use palisade_core::config::{ensure, ConfigError};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::window::SlidingCounter;
 
@@ -81,6 +85,11 @@ struct RatioBudget {
     ttl: Duration,
     min_per_sec: u32,
     ratio: f64,
+    /// The epoch of the slot deposits go to while it lasts; 0 when unknown (the next deposit
+    /// reads the clock). See [`RetryBudget::deposit`].
+    current: AtomicU32,
+    /// The timer that clears `current` when its slot ends.
+    slot_timer: Mutex<SlotTimer>,
 }
 
 struct TokenBucket {
@@ -185,6 +194,8 @@ impl RetryBudget {
                 ttl,
                 min_per_sec,
                 ratio,
+                current: AtomicU32::new(0),
+                slot_timer: Mutex::new(SlotTimer::default()),
             })),
         }
     }
@@ -211,18 +222,78 @@ impl RetryBudget {
     /// Records an original request (not a retry). Retry and hedge layers call this for
     /// every request they receive.
     ///
-    /// A ratio budget credits the deposit to the slot of the moment it is made (one read of
-    /// the tokio clock), so that a deposit counts for exactly `ttl` whatever the traffic
-    /// before it — as tower's `TpsBudget` and Finagle's `WindowedAdder` do. (An earlier
-    /// version cached the slot to skip the clock read and credited deposits after an idle
-    /// spell to a slot that had already expired: a quiet client with no floor got no
-    /// retries at all.)
+    /// A ratio budget credits the deposit to the slot of the moment it is made, so that a
+    /// deposit counts for `ttl` whatever the traffic before it — as tower's `TpsBudget` and
+    /// Finagle's `WindowedAdder` do — without reading the clock on every request: the
+    /// deposit that finds no current slot reads the clock, publishes its slot and registers
+    /// a tokio timer for the slot's end (a tenth of `ttl`), whose waker — run by the timer
+    /// driver itself, no task involved — withdraws the slot again. Deposits in between are
+    /// one load and one compare-and-swap. The timer's millisecond resolution (or a runtime
+    /// too busy to run its timer driver) can credit a deposit made just after a boundary to
+    /// the slot just ended; the retry and hedge layers also read the clock every 64
+    /// requests of a service value, which bounds that lag. Outside a tokio runtime with
+    /// timers every deposit reads the clock. (An earlier version cached the slot without a
+    /// timer and credited deposits after an idle spell to a slot that had long expired: a
+    /// quiet client with no floor got no retries at all.)
     #[inline]
     pub fn deposit(&self) {
         if let Kind::Ratio(r) = &*self.kind {
             if r.deposit != 0 {
-                r.deposits.add(Instant::now(), 1);
+                match r.current.load(Ordering::Acquire) {
+                    0 => self.deposit_slow(r),
+                    epoch => {
+                        r.deposits.add_at(epoch, 1);
+                    }
+                }
             }
+        }
+    }
+
+    /// A deposit that reads the clock, and publishes the slot anew if the published one
+    /// ended (the layers call it every 64 requests of a service value).
+    #[inline]
+    pub(crate) fn deposit_exact(&self) {
+        if let Kind::Ratio(r) = &*self.kind {
+            if r.deposit != 0 {
+                let epoch = r.deposits.epoch(Instant::now());
+                let current = r.current.load(Ordering::Acquire);
+                if current != 0 && current != epoch {
+                    // Withdraw the stale slot first, so that the next deposit re-publishes.
+                    let _ = r.current.compare_exchange(current, 0, Ordering::AcqRel, Ordering::Acquire);
+                }
+                r.deposits.add_at(epoch, 1);
+            }
+        }
+    }
+
+    #[cold]
+    fn deposit_slow(&self, r: &RatioBudget) {
+        let now = Instant::now();
+        let epoch = r.deposits.epoch(now);
+        r.deposits.add_at(epoch, 1);
+        // One thread publishes; the others read the clock meanwhile.
+        let Ok(mut timer) = r.slot_timer.try_lock() else { return };
+        if timer.no_timers || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let end = r.deposits.slot_end(now);
+        // A runtime without timers panics when a sleep is made: never publish there.
+        let Ok(sleep) = std::panic::catch_unwind(|| Box::pin(tokio::time::sleep_until(end))) else {
+            timer.no_timers = true;
+            return;
+        };
+        let waker = timer
+            .waker
+            .get_or_insert_with(|| Waker::from(Arc::new(ClearSlot(Arc::downgrade(&self.kind)))))
+            .clone();
+        let sleep = timer.sleep.insert(sleep);
+        if sleep.as_mut().poll(&mut Context::from_waker(&waker)).is_ready() {
+            return; // the slot already ended
+        }
+        r.current.store(epoch, Ordering::Release);
+        // The timer may have fired between the poll and the store (another thread drives it).
+        if sleep.is_elapsed() {
+            r.current.store(0, Ordering::Release);
         }
     }
 
@@ -288,6 +359,32 @@ impl RetryBudget {
     }
 }
 
+/// The timer of a ratio budget's published slot.
+#[derive(Default)]
+struct SlotTimer {
+    sleep: Option<Pin<Box<Sleep>>>,
+    waker: Option<Waker>,
+    /// Set once a sleep could not be made (a runtime without timers).
+    no_timers: bool,
+}
+
+/// The timer's waker: the slot ended, deposits read the clock again.
+struct ClearSlot(Weak<Kind>);
+
+impl Wake for ClearSlot {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(kind) = self.0.upgrade() {
+            if let Kind::Ratio(r) = &*kind {
+                r.current.store(0, Ordering::Release);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::float_cmp)] // exact values are the point
 mod tests {
@@ -307,6 +404,63 @@ mod tests {
         // After the window, withdrawals and deposits are forgotten.
         tokio::time::advance(Duration::from_secs(11)).await;
         assert_eq!(b.remaining(), 20.0);
+    }
+
+    fn published(b: &RetryBudget) -> u32 {
+        match &*b.kind {
+            Kind::Ratio(r) => r.current.load(Ordering::Acquire),
+            _ => 0,
+        }
+    }
+
+    /// The slot a deposit publishes is withdrawn by its timer at the slot's end, so a
+    /// deposit after it reads the clock again (and counts for its full ttl).
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn the_published_slot_ends_with_its_timer() {
+        let b = RetryBudget::ratio(Duration::from_secs(1), 0, 1.0).unwrap();
+        assert_eq!(published(&b), 0);
+        b.deposit();
+        let first = published(&b);
+        assert_ne!(first, 0, "the first deposit publishes its slot");
+        tokio::time::advance(Duration::from_millis(99)).await;
+        assert_eq!(published(&b), first, "still the same 100 ms slot");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(published(&b), 0, "the slot's timer withdrew it");
+        b.deposit();
+        assert_eq!(published(&b), first + 1);
+        // 0.9 s later the second deposit still counts, the first has expired.
+        tokio::time::advance(Duration::from_millis(950)).await;
+        assert_eq!(b.remaining(), 1.0);
+    }
+
+    /// The layers' every-64th deposit reads the clock: a published slot that ended (its
+    /// timer not run yet, as on a starved runtime) is withdrawn and the deposit counts now.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn an_exact_deposit_withdraws_a_stale_slot() {
+        let b = RetryBudget::ratio(Duration::from_secs(1), 0, 1.0).unwrap();
+        b.deposit();
+        let Kind::Ratio(r) = &*b.kind else { unreachable!() };
+        // Stand in for a timer that has not run: publish a slot 0.9 s old.
+        tokio::time::advance(Duration::from_millis(900)).await;
+        r.current.store(r.deposits.epoch(Instant::now()) - 9, Ordering::Release);
+        b.deposit_exact();
+        assert_eq!(published(&b), 0);
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(b.remaining(), 1.0, "the exact deposit counts from its true time");
+    }
+
+    /// A runtime without timers cannot publish a slot: every deposit reads the clock, and
+    /// nothing panics.
+    #[test]
+    fn a_runtime_without_timers_reads_the_clock() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let b = RetryBudget::ratio(Duration::from_secs(1), 0, 1.0).unwrap();
+        rt.block_on(async {
+            b.deposit();
+            b.deposit();
+        });
+        assert_eq!(published(&b), 0);
+        assert_eq!(b.remaining(), 2.0);
     }
 
     #[test]

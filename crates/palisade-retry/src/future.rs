@@ -19,7 +19,7 @@ use crate::error::RetriesExhausted;
 use crate::event::{GiveUpReason, RetryEvent, RetryReason};
 use crate::handle::Core;
 use crate::replay::Replay;
-use crate::timer::Timer;
+use crate::timer::BoxedTimer;
 
 pin_project! {
     /// The future returned by [`Retry`](crate::Retry): runs attempts until one is final.
@@ -32,8 +32,7 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        #[pin]
-        timer: Timer,
+        timer: BoxedTimer,
         // When the attempt in flight must end; moved into `timer` on its first `Pending`.
         attempt_end: Option<Instant>,
         // Whether `timer` bounds the attempt in flight.
@@ -148,12 +147,17 @@ where
         core: Arc<Core>,
         classifier: C,
         replay: P,
+        exact_deposit: bool,
     ) -> Self {
-        core.budget.deposit();
+        if exact_deposit {
+            core.budget.deposit_exact();
+        } else {
+            core.budget.deposit();
+        }
         let deadline = core.deadline.map(deadline_from_now);
         let mut this = Self {
             state: State::Waiting,
-            timer: Timer::Idle,
+            timer: BoxedTimer::default(),
             attempt_end: None,
             attempt_timer: false,
             timer_is_deadline: false,
@@ -328,7 +332,7 @@ where
                                 Ok(at) => {
                                     // Drop the finished attempt before waiting.
                                     this.state.set(State::Waiting);
-                                    this.timer.as_mut().arm(at);
+                                    this.timer.arm(at);
                                 }
                                 Err(reason) => {
                                     give_up(core, *this.attempt, reason);
@@ -337,8 +341,7 @@ where
                             }
                         }
                         Poll::Pending => {
-                            if !*this.attempt_timer
-                                || this.timer.as_mut().poll_lazy(this.attempt_end, cx).is_pending()
+                            if !*this.attempt_timer || this.timer.poll_lazy(this.attempt_end, cx).is_pending()
                             {
                                 return Poll::Pending;
                             }
@@ -362,7 +365,7 @@ where
                                 core.max_retry_after,
                                 RetryReason::AttemptTimedOut,
                             ) {
-                                Ok(at) => this.timer.as_mut().arm(at),
+                                Ok(at) => this.timer.arm(at),
                                 Err(reason) => {
                                     give_up(core, *this.attempt, reason);
                                     let after = core.attempt_timeout.unwrap_or_default();
@@ -375,10 +378,10 @@ where
                     }
                 }
                 StateProj::Waiting => {
-                    ready!(this.timer.as_mut().poll_fired(cx));
+                    ready!(this.timer.poll_fired(cx));
                     // Waiting for the inner service to be ready counts against the deadline.
                     if let Some(deadline) = *this.deadline {
-                        this.timer.as_mut().arm(deadline);
+                        this.timer.arm(deadline);
                     }
                     this.state.set(State::Checking);
                 }
@@ -386,7 +389,7 @@ where
                     let ready = match this.service.poll_ready(cx) {
                         Poll::Ready(ready) => ready,
                         Poll::Pending => {
-                            if this.deadline.is_some() && this.timer.as_mut().poll_fired(cx).is_ready() {
+                            if this.deadline.is_some() && this.timer.poll_fired(cx).is_ready() {
                                 let core: &Core = this.core;
                                 core.counters.deadline_exceeded.increment();
                                 give_up(core, *this.attempt, GiveUpReason::DeadlineExceeded);

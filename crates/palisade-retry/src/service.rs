@@ -95,7 +95,7 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        self.core.count();
+        let exact = self.core.count();
         // The clone is kept for retries; the polled service sends the first attempt.
         let retry_service = self.inner.clone();
         ResponseFuture::start(
@@ -105,6 +105,7 @@ where
             self.core.core().clone(),
             self.classifier.clone(),
             self.replay.clone(),
+            exact,
         )
     }
 }

@@ -45,12 +45,15 @@ impl<T: HasCounters> Tally<T> {
     }
 
     /// Counts one request; a plain add, and one atomic add per [`FLUSH_EVERY`] requests.
+    /// Returns `true` on those (the caller then makes its budget deposit read the clock).
     #[inline]
-    pub(crate) fn count(&mut self) {
+    pub(crate) fn count(&mut self) -> bool {
         self.pending += 1;
         if self.pending >= FLUSH_EVERY {
             self.flush();
+            return true;
         }
+        false
     }
 
     fn flush(&mut self) {

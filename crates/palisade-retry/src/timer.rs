@@ -1,4 +1,4 @@
-//! A lazily created, re-armable sleep: no timer is registered until one is needed.
+//! Lazily created, re-armable sleeps: no timer is registered until one is needed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +16,7 @@ pin_project! {
     }
 }
 
+#[allow(dead_code)] // the timeout module's, until it moves to palisade-timeout
 impl Timer {
     /// Fires at `at`, reusing the sleep when there is one.
     pub(crate) fn arm(mut self: Pin<&mut Self>, at: Instant) {
@@ -44,6 +45,41 @@ impl Timer {
         match self.project() {
             TimerProj::Armed { sleep } => sleep.poll(cx),
             TimerProj::Idle => Poll::Pending,
+        }
+    }
+}
+
+/// The sleep is boxed: a tokio `Sleep` is about a hundred bytes, and a response future that
+/// carries one inline is copied whole on every call, timer or not. A call that never waits
+/// (the pass path) pays nothing; one that does pays one allocation next to the timer
+/// registration.
+#[derive(Debug, Default)]
+pub(crate) struct BoxedTimer(Option<Pin<Box<Sleep>>>);
+
+impl BoxedTimer {
+    /// Fires at `at`, reusing the sleep when there is one.
+    pub(crate) fn arm(&mut self, at: Instant) {
+        match &mut self.0 {
+            Some(sleep) => sleep.as_mut().reset(at),
+            None => self.0 = Some(Box::pin(sleep_until(at))),
+        }
+    }
+
+    /// Arms the timer for `pending` (taking it) if it is set, then polls it: timers are only
+    /// registered once the guarded future has returned `Pending` (a call that answers at
+    /// once never touches the timer wheel).
+    pub(crate) fn poll_lazy(&mut self, pending: &mut Option<Instant>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(at) = pending.take() {
+            self.arm(at);
+        }
+        self.poll_fired(cx)
+    }
+
+    /// Ready once the armed instant has passed; never ready when idle.
+    pub(crate) fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.0 {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => Poll::Pending,
         }
     }
 }

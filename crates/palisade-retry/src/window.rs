@@ -59,6 +59,13 @@ impl SlidingCounter {
         ((elapsed / self.slot_nanos) % u64::from(EPOCH_MOD)) as u32 + 1
     }
 
+    /// When the slot holding `now` ends (saturating).
+    pub(crate) fn slot_end(&self, now: Instant) -> Instant {
+        let elapsed = u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
+        let end = (elapsed / self.slot_nanos).saturating_add(1).saturating_mul(self.slot_nanos);
+        palisade_core::time::deadline_after(self.start, Duration::from_nanos(end))
+    }
+
     /// Adds `delta` to the current slot.
     pub(crate) fn add(&self, now: Instant, delta: i64) {
         self.add_at(self.epoch(now), delta);

@@ -15,7 +15,7 @@ use tower_service::Service;
 use super::{HedgeCore, HedgeMode};
 use crate::event::{GiveUpReason, RetryEvent};
 use crate::replay::Replay;
-use crate::timer::Timer;
+use crate::timer::BoxedTimer;
 
 pin_project! {
     #[project = SlotProj]
@@ -34,8 +34,7 @@ pin_project! {
     {
         #[pin]
         primary: Slot<S::Future>,
-        #[pin]
-        timer: Timer,
+        timer: BoxedTimer,
         // The hedge delay of the first attempt, turned into `hedge_at` from the clock on the
         // first `Pending` (a call that answers at once reads no clock).
         hedge_after: Option<Duration>,
@@ -90,8 +89,13 @@ where
         core: Arc<HedgeCore>,
         classifier: C,
         replay: P,
+        exact_deposit: bool,
     ) -> Self {
-        core.budget.deposit();
+        if exact_deposit {
+            core.budget.deposit_exact();
+        } else {
+            core.budget.deposit();
+        }
         let primary_started = core.latency.as_ref().map(|_| Instant::now());
         let request = if core.max_attempts > 1 { replay.replay(&req) } else { None };
         let hedge_after = if core.max_attempts > 1 { core.hedge_delay() } else { None };
@@ -99,7 +103,7 @@ where
         let primary = Slot::Running { future: ready.call(req) };
         Self {
             primary,
-            timer: Timer::Idle,
+            timer: BoxedTimer::default(),
             hedge_after,
             hedge_at: None,
             hedges: Vec::new(),
@@ -243,11 +247,11 @@ where
                     *this.hedge_at = Some(deadline_from_now(after));
                 }
                 let due = if *this.gated {
-                    this.timer.as_mut().poll_lazy(this.hedge_at, cx).is_ready()
+                    this.timer.poll_lazy(this.hedge_at, cx).is_ready()
                 } else {
                     match this.core.mode {
                         HedgeMode::Delay(_) | HedgeMode::Percentile { .. } => {
-                            this.timer.as_mut().poll_lazy(this.hedge_at, cx).is_ready()
+                            this.timer.poll_lazy(this.hedge_at, cx).is_ready()
                         }
                         HedgeMode::Parallel => true,
                         HedgeMode::Fallback => !in_flight,

@@ -505,7 +505,7 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        self.core.count();
+        let exact = self.core.count();
         let spare = self.inner.clone();
         HedgeFuture::start(
             &mut self.inner,
@@ -514,6 +514,7 @@ where
             self.core.core().clone(),
             self.classifier.clone(),
             self.replay.clone(),
+            exact,
         )
     }
 }
