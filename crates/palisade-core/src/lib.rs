@@ -8,22 +8,24 @@
 //!   [`find_rejection`] to find one inside any `BoxError`.
 //! - [`respond`] (`http`): a layer that turns rejections into HTTP (or gRPC, with `grpc`)
 //!   responses, so axum needs no `HandleErrorLayer`.
-//! - [`event`] and [`metric`]: typed events to listeners and `tracing`, atomic counters read
-//!   as snapshots, exported to the `metrics` facade with the `metrics` feature.
-//! - [`config`]: [`ConfigError`], returned by every builder;
+//! - [`event`]: typed events to listeners and `tracing` (structured fields). Every layer's
+//!   counters are read as snapshots from its handle and, with the `metrics` feature, exported
+//!   to the `metrics` facade when the layer is built (install the recorder first).
+//! - [`config`]: [`ConfigError`], returned by every builder, naming the field's full path;
 //!   [`duration`]: human-readable durations for `serde` configs.
-//! - [`keyed`]: the bounded per-key map behind keyed breakers, limiters and bulkheads;
-//!   [`rng`]: a lock-free seedable random number generator for jitter and chaos.
-//! - [`clock`]: where limits and breakers read the time (tokio's clock, or `quanta` behind
-//!   the `quanta` feature).
-//! - [`time`]: deadline arithmetic that saturates instead of panicking (the policy for huge
-//!   configured durations).
 //! - [`when_full`]: [`WhenFull`], what a caller does when a limit has no room (refuse, or
-//!   wait up to a bound); [`keyed::Unkeyed`]: what a keyed layer does with a request
+//!   wait up to a bound).
+//! - [`keyed`]: how keyed layers bound their keys, and [`keyed::Unkeyed`] for requests
 //!   without a key.
+//! - [`clock`]: where limits and breakers read the time (tokio's clock, or `quanta` behind
+//!   the `quanta` feature); [`time`]: deadline arithmetic that saturates instead of panicking
+//!   (the policy for huge configured durations).
 //! - [`sync`]: the one lock-poisoning policy; [`service`]: [`ReadyCall`](service::ReadyCall),
-//!   "wait until the inner service is ready, then call it"; [`panic`]:
+//!   "wait until the inner service is ready, then call it"; [`panic`](mod@panic):
 //!   [`Panicked`](panic::Panicked), the error for user code that panicked on palisade's tasks.
+//!
+//! Helpers that exist only for palisade's own crates (the atomic metric cells, the keyed map,
+//! the random number generator) are in `__private`: hidden, with no stability promise.
 //!
 //! Minimum supported Rust version: 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -34,12 +36,14 @@ pub mod config;
 pub mod duration;
 pub mod event;
 pub mod keyed;
+#[doc(hidden)]
 pub mod metric;
 pub mod panic;
 pub mod rejection;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod respond;
+#[doc(hidden)]
 pub mod rng;
 pub mod service;
 pub mod sync;
@@ -53,3 +57,15 @@ pub use classify::{Classification, Classify, ClassifyExt, DefaultClassifier, Out
 pub use config::ConfigError;
 pub use rejection::{find_rejection, Rejection, RejectionKind};
 pub use when_full::WhenFull;
+
+/// Helpers public only for palisade's own crates. **No stability promise**: anything here
+/// may change or go in any release; do not use it from outside palisade.
+///
+/// The old paths (`palisade_core::metric`, `palisade_core::rng`, `palisade_core::keyed::
+/// {KeyedMap, Forget, Full, WarnOnce}`) still work, hidden, while the pattern crates move here.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::keyed::{Forget, Full, KeyedMap, WarnOnce};
+    pub use crate::metric::{Counter, Gauge, Histogram};
+    pub use crate::rng::AtomicRng;
+}

@@ -78,7 +78,7 @@ pub fn http_response_for<B: Default>(err: &BoxError) -> Response<B> {
     let status = match rejection.kind() {
         RejectionKind::RateLimited | RejectionKind::Throttled => StatusCode::TOO_MANY_REQUESTS,
         RejectionKind::TimedOut => StatusCode::GATEWAY_TIMEOUT,
-        RejectionKind::ExceedsCapacity => StatusCode::PAYLOAD_TOO_LARGE,
+        RejectionKind::CostExceedsCapacity => StatusCode::PAYLOAD_TOO_LARGE,
         RejectionKind::KeyMissing => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };

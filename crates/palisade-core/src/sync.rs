@@ -1,4 +1,4 @@
-//! The one lock-poisoning policy: [`lock`], [`read`] and [`write`] recover a poisoned lock's
+//! The one lock-poisoning policy: [`lock`], [`read()`] and [`write()`] recover a poisoned lock's
 //! guard.
 //!
 //! A std lock is *poisoned* when a thread panicked while holding it. palisade never runs user

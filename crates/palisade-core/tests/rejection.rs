@@ -38,7 +38,7 @@ fn every_kind_is_found_directly_and_through_two_wrappers() {
         (Throttled::new("a").into(), RejectionKind::Throttled, None),
         (BudgetExhausted::new("a").into(), RejectionKind::BudgetExhausted, None),
         (Closed::new("a").into(), RejectionKind::Closed, None),
-        (CostExceedsCapacity::new("a", "per-user", 50, 10).into(), RejectionKind::ExceedsCapacity, None),
+        (CostExceedsCapacity::new("a", "per-user", 50, 10).into(), RejectionKind::CostExceedsCapacity, None),
         (KeyMissing::new("a").into(), RejectionKind::KeyMissing, None),
     ];
     for (err, kind, retry_after) in cases {

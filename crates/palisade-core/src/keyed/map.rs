@@ -1,88 +1,18 @@
 //! [`KeyedMap`]: per-key state with an exact bound on the number of keys, which never
-//! forgets a key that still constrains anyone.
-//!
-//! Keyed breakers, limiters and bulkheads keep one state per key derived from the request
-//! (client IP, API key, host). Keys are chosen by whoever sends requests, so the map must
-//! never grow with them: a `KeyedMap` holds at most `capacity` keys, exactly.
-//!
-//! # When a key is forgotten
-//!
-//! Forgetting a key resets its state, so a limit could be walked around by making the map
-//! forget keys. A key is therefore dropped only when forgetting it is indistinguishable from
-//! a fresh key: its state says so through [`Forget::can_forget`] (a token bucket whose
-//! theoretical arrival time has passed, a bulkhead compartment with no permit held or
-//! queued, a closed breaker with nothing recorded) **and** nobody else holds its state (no
-//! request in flight or waiting holds an `Arc` to it).
-//!
-//! Keys are dropped only when a new key arrives and the whole map is full — never while it
-//! has room, so a working set that fits in `capacity` is never touched. Which forgettable
-//! keys go does not matter: they are indistinguishable from fresh ones. [`sweep`] drops
-//! every forgettable key at once, for users who want to trim.
-//!
-//! # Overflow policy
-//!
-//! When a new key arrives and the map is full of keys that may not be forgotten,
-//! [`get_or_insert_with`] answers [`Full`]: the *new* key is refused (each keyed layer
-//! turns this into a typed rejection, [`KeySetFull`](crate::rejection::KeySetFull)); no
-//! state is ever silently reset. The keys already held keep being served.
-//!
-//! Looking for forgettable keys costs a scan of the map. To keep memory *and* time bounded
-//! under a flood of hostile keys, a full map scans again only after enough refused inserts
-//! to pay for it (one scan per `len / 16` refusals) or after 100 ms (tokio time), so a flood
-//! costs amortised O(1) per request; the price is that a key which became forgettable just
-//! after a scan may wait up to that long before its room is reused.
-//!
-//! (Concretely: a full map scans when a new key arrives and at least `len / 16` new keys —
-//! admitted or refused — arrived since the last scan, or 100 ms passed.)
-//!
-//! Lookups of existing keys take a shard's read lock; the map is split into shards so
-//! threads rarely meet. Within a shard keys are hashed with std's randomly keyed SipHash,
-//! so an attacker cannot make them collide; the shard is picked by a cheap unkeyed hash
-//! (keys aimed at one shard only make that shard's lock busier: the bound on keys and the
-//! eviction rule are the whole map's, not a shard's).
-//!
-//! ```
-//! use palisade_core::keyed::{Forget, KeyedMap};
-//! use std::sync::atomic::{AtomicU32, Ordering};
-//!
-//! /// Calls in flight for one key; forgettable when none is.
-//! #[derive(Default)]
-//! struct InFlight(AtomicU32);
-//!
-//! impl Forget for InFlight {
-//!     type Now = ();
-//!     fn can_forget(&self, (): ()) -> bool {
-//!         self.0.load(Ordering::Acquire) == 0
-//!     }
-//! }
-//!
-//! let map: KeyedMap<u32, InFlight> = KeyedMap::new(2);
-//! map.get_or_insert_with(&1, (), InFlight::default).unwrap().0.store(1, Ordering::Release);
-//! map.get_or_insert_with(&2, (), InFlight::default).unwrap();
-//! // Full: key 2 is idle and goes, key 1 still has a call in flight and stays.
-//! map.get_or_insert_with(&3, (), InFlight::default).unwrap();
-//! assert!(map.get(&1).is_some() && map.get(&2).is_none());
-//! // Now both held keys are busy: a fourth key is refused, nothing is reset.
-//! map.get(&3).unwrap().0.store(1, Ordering::Release);
-//! assert!(map.get_or_insert_with(&4, (), InFlight::default).is_err());
-//! assert_eq!((map.len(), map.capacity(), map.evictions(), map.overflows()), (2, 2, 1, 1));
-//! ```
-//!
-//! [`sweep`]: KeyedMap::sweep
-//! [`get_or_insert_with`]: KeyedMap::get_or_insert_with
+//! forgets a key that still constrains anyone (the semantics are in the
+//! [`keyed`](super) module docs).
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-mod unkeyed;
-pub use unkeyed::{Unkeyed, WarnOnce};
+use crate::sync::{lock, read, write};
 
 const MAX_SHARDS: usize = 16;
 /// A full map scans again after `len / SCAN_DEBT` new keys …
@@ -91,7 +21,7 @@ const SCAN_DEBT: usize = 16;
 const SCAN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Per-key state that can tell when forgetting it changes nothing; see the
-/// [module docs](self).
+/// [`keyed`](super) module docs.
 pub trait Forget {
     /// What the state needs to decide, typically the current time in the layer's clock
     /// (`()` when time does not matter).
@@ -175,7 +105,37 @@ struct Scan {
     at: Option<Instant>,
 }
 
-/// A bounded, sharded map from keys to shared per-key state; see the [module docs](self).
+/// A bounded, sharded map from keys to shared per-key state; see the [`keyed`](super)
+/// module docs. Its [`sweep`](Self::sweep) drops every forgettable key at once, for users
+/// who want to trim; [`get_or_insert_with`](Self::get_or_insert_with) answers [`Full`] when
+/// a new key finds the map full of keys that may not be forgotten.
+///
+/// ```
+/// use palisade_core::keyed::{Forget, KeyedMap};
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// /// Calls in flight for one key; forgettable when none is.
+/// #[derive(Default)]
+/// struct InFlight(AtomicU32);
+///
+/// impl Forget for InFlight {
+///     type Now = ();
+///     fn can_forget(&self, (): ()) -> bool {
+///         self.0.load(Ordering::Acquire) == 0
+///     }
+/// }
+///
+/// let map: KeyedMap<u32, InFlight> = KeyedMap::new(2);
+/// map.get_or_insert_with(&1, (), InFlight::default).unwrap().0.store(1, Ordering::Release);
+/// map.get_or_insert_with(&2, (), InFlight::default).unwrap();
+/// // Full: key 2 is idle and goes, key 1 still has a call in flight and stays.
+/// map.get_or_insert_with(&3, (), InFlight::default).unwrap();
+/// assert!(map.get(&1).is_some() && map.get(&2).is_none());
+/// // Now both held keys are busy: a fourth key is refused, nothing is reset.
+/// map.get(&3).unwrap().0.store(1, Ordering::Release);
+/// assert!(map.get_or_insert_with(&4, (), InFlight::default).is_err());
+/// assert_eq!((map.len(), map.capacity(), map.evictions(), map.overflows()), (2, 2, 1, 1));
+/// ```
 pub struct KeyedMap<K, V> {
     shards: Box<[Shard<K, V>]>,
     capacity: usize,
@@ -196,14 +156,6 @@ impl<K, V> fmt::Debug for KeyedMap<K, V> {
             .field("overflows", &self.overflows.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
-}
-
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl<K: Hash + Eq + Clone, V> KeyedMap<K, V> {
@@ -346,7 +298,7 @@ impl<K: Hash + Eq + Clone, V: Forget> KeyedMap<K, V> {
 
     /// The state for `key`, made with `make` if the map does not hold it yet. When the map
     /// is full, forgettable keys make room; when none can, the new key is refused with
-    /// [`Full`] (see the [module docs](self)).
+    /// [`Full`] (see the [`keyed`](super) module docs).
     pub fn get_or_insert_with<F: FnOnce() -> V>(
         &self,
         key: &K,
@@ -387,7 +339,7 @@ impl<K: Hash + Eq + Clone, V: Forget> KeyedMap<K, V> {
     /// Scans a full map for forgettable keys if a scan is due; `true` if room was made.
     fn scan_when_due(&self, now: V::Now) -> bool {
         {
-            let mut scan = self.scan.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut scan = lock(&self.scan);
             let clock = Instant::now();
             let due = scan.at.is_none_or(|at| clock.saturating_duration_since(at) >= SCAN_INTERVAL)
                 || self.new_keys.load(Ordering::Relaxed).saturating_mul(SCAN_DEBT) >= self.len();
@@ -400,7 +352,7 @@ impl<K: Hash + Eq + Clone, V: Forget> KeyedMap<K, V> {
         self.sweep(now) > 0
     }
 
-    /// Forgets every key whose state may be forgotten (see the [module docs](self)) and
+    /// Forgets every key whose state may be forgotten (see the [`keyed`](super) module docs) and
     /// returns how many went. The map does this by itself when it is full; call it to
     /// trim memory earlier.
     pub fn sweep(&self, now: V::Now) -> usize {
