@@ -1,12 +1,12 @@
 //! Pools: a pool of 4 no-op members (palisade `PoolService`) against tower's p2c `Balance`
-//! over the same members and a single bare service; and resource acquire/release with
-//! palisade `Pool` against deadpool's managed pool.
+//! over the same members and a single bare service. The resource pool's bench is
+//! `benches/resource_pool.rs`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use palisade::pool::{make_fn, Lifecycle, Pool, PoolService, Strategy};
+use palisade::pool::{make_fn, PoolService, Strategy};
 use tower::balance::p2c::Balance;
 use tower::discover::ServiceList;
 use tower::load::Constant;
@@ -16,36 +16,6 @@ fn noop(
 ) -> impl Service<u64, Response = u64, Error = Infallible, Future = std::future::Ready<Result<u64, Infallible>>>
        + Clone {
     service_fn(|x: u64| std::future::ready(Ok::<_, Infallible>(x)))
-}
-
-struct Conns;
-
-impl Lifecycle for Conns {
-    type Resource = u64;
-    type Error = Infallible;
-
-    async fn create(&self) -> Result<u64, Infallible> {
-        Ok(7)
-    }
-}
-
-struct DeadConns;
-
-impl deadpool::managed::Manager for DeadConns {
-    type Type = u64;
-    type Error = Infallible;
-
-    async fn create(&self) -> Result<u64, Infallible> {
-        Ok(7)
-    }
-
-    async fn recycle(
-        &self,
-        _: &mut u64,
-        _: &deadpool::managed::Metrics,
-    ) -> deadpool::managed::RecycleResult<Infallible> {
-        Ok(())
-    }
 }
 
 fn pool(c: &mut Criterion) {
@@ -90,16 +60,6 @@ fn pool(c: &mut Criterion) {
             b.iter(|| rt.block_on(async { svc.ready().await.unwrap().call(1).await.unwrap() }));
         });
     }
-
-    group.bench_function("palisade Pool acquire+release", |b| {
-        let pool = Pool::builder(Conns).max_size(4).build().unwrap();
-        b.iter(|| rt.block_on(async { *pool.acquire().await.unwrap() }));
-    });
-
-    group.bench_function("deadpool managed get+release", |b| {
-        let pool = deadpool::managed::Pool::<DeadConns>::builder(DeadConns).max_size(4).build().unwrap();
-        b.iter(|| rt.block_on(async { *pool.get().await.unwrap() }));
-    });
 
     group.finish();
 }

@@ -14,6 +14,7 @@
 //! | `rate_limit` | `palisade-rate-limit` | `rate-limit` |
 //! | `bulkhead` | `palisade-bulkhead` | `bulkhead` |
 //! | `pool` | `palisade-pool` | `pool` |
+//! | `resource_pool` | `palisade-resource-pool`: connections and clients checked out and back | `resource-pool` |
 //! | `pipeline` | `palisade-pipeline` | `pipeline` |
 //! | `process` | `palisade-process` | `process` |
 //! | `fallback` | `palisade-fallback` | `fallback` |
@@ -55,6 +56,9 @@ pub use palisade_pool as pool;
 #[cfg(feature = "process")]
 #[cfg_attr(docsrs, doc(cfg(feature = "process")))]
 pub use palisade_process as process;
+#[cfg(feature = "resource-pool")]
+#[cfg_attr(docsrs, doc(cfg(feature = "resource-pool")))]
+pub use palisade_resource_pool as resource_pool;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use palisade_rate_limit as rate_limit;

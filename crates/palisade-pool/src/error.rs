@@ -5,10 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 
 /// User code run by a pool panicked: a member's `poll_ready`, `call` or response future, a
-/// health check, the `MakeService`, or a [`Lifecycle`](crate::Lifecycle) hook.
+/// health check, or the `MakeService`.
 ///
 /// The pool catches the panic, answers the request involved with this error (evicting the
-/// member, or throwing the resource away) and goes on; the panic never reaches the pool's
+/// member) and goes on; the panic never reaches the pool's
 /// worker task or other callers.
 ///
 /// ```

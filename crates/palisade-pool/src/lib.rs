@@ -1,5 +1,6 @@
 //! Pools for [tower](https://docs.rs/tower): [`PoolService`], an autoscaling, self-healing
-//! pool of services, and [`Pool`], a pool of resources that are not services.
+//! pool of services. (A pool of resources checked out and back, deadpool-style, is the
+//! `palisade-resource-pool` crate.)
 //!
 //! # `PoolService`
 //!
@@ -86,11 +87,6 @@
 //! `Discover` stream (by cost, latency, failure rate or your ranking) and falls back down
 //! the ranking on a classified failure.
 //!
-//! # `Pool`
-//!
-//! [`Pool`] lends resources (connections, clients) through [`Pooled`] guards; see the
-//! [`resource`] module.
-//!
 //! This crate is part of [palisade](https://docs.rs/palisade); its minimum supported Rust
 //! version is 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -102,7 +98,6 @@ pub mod future;
 mod handle;
 mod member;
 pub mod provider;
-pub mod resource;
 pub mod scaling;
 mod service;
 mod shared;
@@ -115,5 +110,4 @@ pub use config::PoolServiceConfig;
 pub use config::{make_fn, MakeFn, PoolServiceBuilder, Strategy, WhenFull};
 pub use event::{EvictReason, PoolEvent, ScaleDownReason, ScaleUpReason};
 pub use handle::{MemberStats, PoolHandle, ShutdownReport, Snapshot};
-pub use resource::{lifecycle_fn, Lifecycle, Pool, PoolBuilder, Pooled, ResourceEvent, ResourceStats};
 pub use service::PoolService;

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-//! Fuzzing every builder and serde config of the pools with extreme values (issue 15,
+//! Fuzzing the service pool's builder and serde config (the resource pool's are in
+//! palisade-resource-pool's `tests/extremes.rs`) with extreme values (issue 15,
 //! kind 8): each setting is 0, 1, a few, huge or `MAX`; durations `ZERO`, 1 ns, …,
 //! palisade's far future, `Duration::MAX`; ratios NaN, ±∞, negative, above one. Every
 //! combination must give a `ConfigError` naming a real field, or a pool that serves calls
@@ -12,13 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::config::ConfigError;
-use palisade_core::rejection::TimedOut;
 use palisade_core::time::FAR_FUTURE;
 use palisade_core::BoxError;
-use palisade_pool::resource::{LifecycleFn, PoolBuilder};
-use palisade_pool::{
-    lifecycle_fn, make_fn, Pool, PoolService, PoolServiceBuilder, Strategy as Dispatch, WhenFull,
-};
+use palisade_pool::{make_fn, PoolService, PoolServiceBuilder, Strategy as Dispatch, WhenFull};
 use proptest::prelude::*;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
@@ -229,97 +226,6 @@ async fn serves(builder: PoolServiceBuilder<u32>) {
     assert!(made.load(Ordering::Relaxed) >= 1);
 }
 
-// === resource Pool ===
-
-const RESOURCE_FIELDS: &[&str] = &["min_size", "max_size", "acquire_timeout", "idle_timeout"];
-
-#[derive(Clone, Debug)]
-struct ResourceSettings {
-    min: usize,
-    max: usize,
-    acquire_timeout: Option<Duration>,
-    idle_timeout: Option<Duration>,
-}
-
-fn resource_settings() -> impl Strategy<Value = ResourceSettings> {
-    (min_max(), prop::option::of(duration()), prop::option::of(duration())).prop_map(
-        |((min, max), acquire_timeout, idle_timeout)| ResourceSettings {
-            min,
-            max,
-            acquire_timeout,
-            idle_timeout,
-        },
-    )
-}
-
-#[derive(Clone, Default)]
-struct Counts {
-    destroyed: Arc<AtomicU64>,
-}
-
-fn lifecycle(counts: &Counts) -> LifecycleFn<u64> {
-    let next = Arc::new(AtomicU64::new(0));
-    let destroyed = counts.destroyed.clone();
-    lifecycle_fn(move || {
-        let n = next.fetch_add(1, Ordering::Relaxed);
-        async move { Ok::<_, BoxError>(n) }
-    })
-    .recycle_if(|_: &mut u64| true)
-    .on_destroy(move |_: u64| {
-        destroyed.fetch_add(1, Ordering::Relaxed);
-        async {}
-    })
-}
-
-fn resource_builder(s: &ResourceSettings, counts: &Counts) -> PoolBuilder<LifecycleFn<u64>> {
-    let mut b = Pool::builder(lifecycle(counts)).min_size(s.min).max_size(s.max);
-    if let Some(d) = s.acquire_timeout {
-        b = b.acquire_timeout(d);
-    }
-    if let Some(d) = s.idle_timeout {
-        b = b.idle_timeout(d);
-    }
-    b
-}
-
-async fn settle() {
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
-    }
-}
-
-async fn lends(builder: PoolBuilder<LifecycleFn<u64>>, counts: &Counts) {
-    let pool = match builder.build() {
-        Ok(pool) => pool,
-        Err(err) => return assert_names_a_field(&err, RESOURCE_FIELDS),
-    };
-    let max = pool.stats().max_size;
-    for _ in 0..3 {
-        let got = tokio::time::timeout(HOUR, pool.acquire()).await.expect("an acquire never answered");
-        match got {
-            Ok(first) => {
-                if max >= 2 {
-                    let second = tokio::time::timeout(HOUR, pool.acquire()).await.expect("never answered");
-                    if let Err(e) = &second {
-                        assert!(e.is::<TimedOut>(), "{e}");
-                    }
-                }
-                drop(first);
-            }
-            // A 1 ns acquire timeout may pass while the background refill holds the place.
-            Err(e) => assert!(e.is::<TimedOut>(), "{e}"),
-        }
-        settle().await;
-        assert!(pool.stats().total <= max);
-    }
-    pool.close().await;
-    settle().await;
-    let s = pool.stats();
-    assert_eq!(s.total, 0, "{s:?}");
-    assert_eq!(s.created, s.destroyed + s.detached + s.dropped, "{s:?}");
-    assert_eq!(s.destroyed, counts.destroyed.load(Ordering::Relaxed), "{s:?}");
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -356,24 +262,6 @@ proptest! {
             Err(err) => assert_names_a_field(&err, SERVICE_FIELDS),
         }
     }
-
-    #[test]
-    fn resource_pool_builder_refuses_or_lends(s in resource_settings()) {
-        let counts = Counts::default();
-        runtime().block_on(lends(resource_builder(&s, &counts), &counts));
-    }
-
-    #[cfg(feature = "serde")]
-    #[test]
-    fn resource_pool_config_refuses_or_lends(s in resource_settings()) {
-        let mut config = palisade_pool::resource::PoolConfig::default();
-        config.min_size = Some(s.min);
-        config.max_size = Some(s.max);
-        config.acquire_timeout = s.acquire_timeout;
-        config.idle_timeout = s.idle_timeout;
-        let counts = Counts::default();
-        runtime().block_on(lends(config.into_builder(lifecycle(&counts)), &counts));
-    }
 }
 
 /// Serde configs as text, with the durations the issue names (`"200000000000000d"`).
@@ -394,12 +282,6 @@ fn json_configs_with_extreme_values_refuse_or_serve() {
                 Ok(builder) => runtime().block_on(serves(builder)),
                 Err(err) => assert_names_a_field(&err, SERVICE_FIELDS),
             }
-            let json = format!(
-                r#"{{ "min_size": 1, "max_size": {size}, "acquire_timeout": {duration}, "idle_timeout": {duration} }}"#
-            );
-            let config: palisade_pool::resource::PoolConfig = serde_json::from_str(&json).unwrap();
-            let counts = Counts::default();
-            runtime().block_on(lends(config.into_builder(lifecycle(&counts)), &counts));
         }
     }
 }

@@ -440,17 +440,17 @@ impl Scope {
     /// # Example: a resource pool as a scoped resource
     ///
     /// ```
-    /// use palisade_pool::{lifecycle_fn, resource::LifecycleFn, Pool};
+    /// use palisade_resource_pool::{lifecycle_fn, LifecycleFn, ResourcePool};
     /// use palisade_scope::Scope;
     /// use std::time::Duration;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), palisade_core::BoxError> {
     /// let scope = Scope::new("app");
-    /// let pool = Pool::builder(lifecycle_fn(|| async { Ok::<_, std::io::Error>(String::from("conn")) })).build()?;
+    /// let pool = ResourcePool::builder(lifecycle_fn(|| async { Ok::<_, std::io::Error>(String::from("conn")) })).build()?;
     /// // Every pooled resource goes through the pool's destroy hook when the scope ends.
     /// scope.provide(pool, |pool| async move { pool.close().await })?;
-    /// let conn = scope.get::<Pool<LifecycleFn<String>>>().unwrap().acquire().await?;
+    /// let conn = scope.get::<ResourcePool<LifecycleFn<String>>>().unwrap().acquire().await?;
     /// drop(conn);
     /// let report = scope.close(Duration::from_secs(1)).await;
     /// assert_eq!(report.torn_down, 1);

@@ -5,8 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_core::rejection::Closed;
-use palisade_pool::resource::LifecycleFn;
-use palisade_pool::{lifecycle_fn, Pool};
+use palisade_resource_pool::{lifecycle_fn, LifecycleFn, ResourcePool};
 use palisade_scope::error::{Cancelled, TaskPanicked};
 use palisade_scope::Scope;
 use tokio::time::{advance, sleep};
@@ -239,11 +238,11 @@ async fn a_pool_is_torn_down_through_its_destroy_hook() {
             d.fetch_add(1, Ordering::SeqCst);
         }
     });
-    let pool = Pool::builder(lifecycle).min_size(3).max_size(3).build().unwrap();
+    let pool = ResourcePool::builder(lifecycle).min_size(3).max_size(3).build().unwrap();
     pool.fill().await.unwrap();
     let scope = Scope::new("app");
     scope.provide(pool, |pool| async move { pool.close().await }).unwrap();
-    let held = scope.get::<Pool<LifecycleFn<u8>>>().unwrap().acquire().await.unwrap();
+    let held = scope.get::<ResourcePool<LifecycleFn<u8>>>().unwrap().acquire().await.unwrap();
     drop(held);
     scope.close(secs(1)).await;
     settle().await;

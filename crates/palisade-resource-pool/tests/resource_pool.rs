@@ -4,10 +4,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use palisade_core::rejection::{Closed, TimedOut};
+use palisade_core::rejection::{Closed, Overloaded, TimedOut};
+use palisade_core::when_full::WhenFull;
 use palisade_core::BoxError;
-use palisade_pool::resource::{DestroyReason, Lifecycle, ResourceEvent};
-use palisade_pool::{lifecycle_fn, Pool, Pooled};
+use palisade_resource_pool::{
+    lifecycle_fn, DestroyReason, Lifecycle, Pooled, ResourcePool, ResourcePoolEvent,
+};
 use tokio::time::advance;
 use tokio_test::{assert_pending, assert_ready, task};
 
@@ -46,8 +48,8 @@ impl Lifecycle for Conns {
     }
 }
 
-fn pool(max: usize) -> Pool<Conns> {
-    Pool::builder(Conns::default()).max_size(max).build().unwrap()
+fn pool(max: usize) -> ResourcePool<Conns> {
+    ResourcePool::builder(Conns::default()).max_size(max).build().unwrap()
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -55,33 +57,33 @@ async fn guard_returns_the_resource_on_drop() {
     let pool = pool(2);
     let a = pool.acquire().await.unwrap();
     assert_eq!(*a, 0);
-    let s = pool.stats();
+    let s = pool.snapshot();
     assert_eq!((s.total, s.available, s.in_use), (1, 0, 1));
     drop(a);
-    let s = pool.stats();
+    let s = pool.snapshot();
     assert_eq!((s.total, s.available, s.in_use), (1, 1, 0));
     assert_eq!(*pool.acquire().await.unwrap(), 0);
-    assert_eq!(pool.stats().created, 1);
+    assert_eq!(pool.snapshot().created, 1);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn acquire_times_out_when_everything_is_lent() {
-    let pool = Pool::builder(Conns::default())
+    let pool = ResourcePool::builder(Conns::default())
         .name("db")
         .max_size(1)
-        .acquire_timeout(Duration::from_secs(1))
+        .when_full(WhenFull::wait(Duration::from_secs(1)))
         .build()
         .unwrap();
     let held = pool.acquire().await.unwrap();
     let mut waiting = task::spawn(pool.acquire());
     assert_pending!(waiting.poll());
-    assert_eq!(pool.stats().waiting, 1);
+    assert_eq!(pool.snapshot().waiting, 1);
     advance(Duration::from_secs(1)).await;
     let err = assert_ready!(waiting.poll()).unwrap_err();
     let timed_out = err.downcast_ref::<TimedOut>().unwrap();
     assert_eq!((timed_out.name(), timed_out.after()), ("db", Duration::from_secs(1)));
-    assert_eq!(pool.stats().waiting, 0);
-    assert_eq!(pool.stats().timed_out, 1);
+    assert_eq!(pool.snapshot().waiting, 0);
+    assert_eq!(pool.snapshot().timed_out, 1);
     drop(held);
     assert!(pool.acquire().await.is_ok());
 }
@@ -91,9 +93,9 @@ async fn broken_resources_are_destroyed_on_recycle() {
     let conns = Conns::default();
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = events.clone();
-    let pool = Pool::builder(conns.clone())
+    let pool = ResourcePool::builder(conns.clone())
         .max_size(2)
-        .on_event(move |e: &ResourceEvent| seen.lock().unwrap().push(e.clone()))
+        .on_event(move |e: &ResourcePoolEvent| seen.lock().unwrap().push(e.clone()))
         .build()
         .unwrap();
     drop(pool.acquire().await.unwrap());
@@ -101,13 +103,13 @@ async fn broken_resources_are_destroyed_on_recycle() {
     let c = pool.acquire().await.unwrap();
     assert_eq!(*c, 1);
     assert_eq!(*conns.destroyed.lock().unwrap(), vec![0]);
-    let s = pool.stats();
+    let s = pool.snapshot();
     assert_eq!((s.total, s.created, s.destroyed), (1, 2, 1));
     assert!(events
         .lock()
         .unwrap()
         .iter()
-        .any(|e| matches!(e, ResourceEvent::Destroyed { reason: DestroyReason::Broken, total: 0 })));
+        .any(|e| matches!(e, ResourcePoolEvent::Destroyed { reason: DestroyReason::Broken, total: 0 })));
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -118,7 +120,7 @@ async fn waiters_get_resources_in_order() {
     let mut w2 = task::spawn(pool.acquire());
     assert_pending!(w1.poll());
     assert_pending!(w2.poll());
-    assert_eq!(pool.stats().waiting, 2);
+    assert_eq!(pool.snapshot().waiting, 2);
     drop(held);
     assert!(w1.is_woken());
     assert!(!w2.is_woken());
@@ -137,7 +139,7 @@ async fn dropping_a_waiting_acquire_frees_its_place() {
     assert_pending!(w1.poll());
     assert_pending!(w2.poll());
     drop(w1);
-    assert_eq!(pool.stats().waiting, 1);
+    assert_eq!(pool.snapshot().waiting, 1);
     drop(held);
     assert!(assert_ready!(w2.poll()).is_ok());
 }
@@ -146,11 +148,11 @@ async fn dropping_a_waiting_acquire_frees_its_place() {
 async fn create_errors_reach_the_caller_and_free_the_place() {
     let conns = Conns::default();
     conns.fail_create.store(1, Ordering::SeqCst);
-    let pool = Pool::builder(conns).max_size(1).build().unwrap();
+    let pool = ResourcePool::builder(conns).max_size(1).build().unwrap();
     let err = pool.acquire().await.unwrap_err();
     assert_eq!(err.to_string(), "connection refused");
-    assert_eq!(pool.stats().total, 0);
-    assert_eq!(pool.stats().in_use, 0);
+    assert_eq!(pool.snapshot().total, 0);
+    assert_eq!(pool.snapshot().in_use, 0);
     assert_eq!(*pool.acquire().await.unwrap(), 0);
 }
 
@@ -165,27 +167,27 @@ async fn execute_borrows_and_returns() {
         .await
         .unwrap();
     assert_eq!(out, 42);
-    assert_eq!(pool.stats().available, 1);
+    assert_eq!(pool.snapshot().available, 1);
     assert_eq!(*pool.acquire().await.unwrap(), 40);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn destroy_and_detach_take_the_resource_out() {
     let conns = Conns::default();
-    let pool = Pool::builder(conns.clone()).max_size(2).build().unwrap();
+    let pool = ResourcePool::builder(conns.clone()).max_size(2).build().unwrap();
     let a = pool.acquire().await.unwrap();
     Pooled::destroy(a).await;
     assert_eq!(*conns.destroyed.lock().unwrap(), vec![0]);
     let b = pool.acquire().await.unwrap();
     assert_eq!(Pooled::detach(b), Some(1));
-    let s = pool.stats();
+    let s = pool.snapshot();
     assert_eq!((s.total, s.available, s.in_use), (0, 0, 0));
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn close_refuses_and_destroys() {
     let conns = Conns::default();
-    let pool = Pool::builder(conns.clone()).max_size(2).build().unwrap();
+    let pool = ResourcePool::builder(conns.clone()).max_size(2).build().unwrap();
     let held = pool.acquire().await.unwrap();
     drop(pool.acquire().await.unwrap());
     let other = pool.clone();
@@ -203,7 +205,7 @@ async fn close_refuses_and_destroys() {
     drop(got);
     // Given back after close: destroyed through the hook on spawned tasks.
     settle().await;
-    assert_eq!(pool.stats().total, 0);
+    assert_eq!(pool.snapshot().total, 0);
     assert_eq!(conns.destroyed.lock().unwrap().len(), 2);
     assert!(pool.is_closed());
 }
@@ -211,24 +213,24 @@ async fn close_refuses_and_destroys() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn idle_resources_expire_down_to_min() {
     let conns = Conns::default();
-    let pool = Pool::builder(conns.clone())
+    let pool = ResourcePool::builder(conns.clone())
         .min_size(1)
         .max_size(3)
         .idle_timeout(Duration::from_secs(10))
         .build()
         .unwrap();
     pool.fill().await.unwrap();
-    assert_eq!(pool.stats().total, 1);
+    assert_eq!(pool.snapshot().total, 1);
     let a = pool.acquire().await.unwrap();
     let b = pool.acquire().await.unwrap();
     drop(a);
     drop(b);
-    assert_eq!(pool.stats().available, 2);
+    assert_eq!(pool.snapshot().available, 2);
     advance(Duration::from_secs(11)).await;
     let c = pool.acquire().await.unwrap();
     // The newest idle one expired and was destroyed; the last one is kept for `min_size`.
     assert_eq!(conns.destroyed.lock().unwrap().len(), 1);
-    assert_eq!(pool.stats().total, 1);
+    assert_eq!(pool.snapshot().total, 1);
     drop(c);
 }
 
@@ -237,7 +239,7 @@ async fn closures_make_a_lifecycle() {
     let next = Arc::new(AtomicUsize::new(0));
     let dropped = Arc::new(AtomicUsize::new(0));
     let d = dropped.clone();
-    let pool = Pool::builder(
+    let pool = ResourcePool::builder(
         lifecycle_fn(move || {
             let next = next.clone();
             async move { Ok::<_, std::io::Error>(next.fetch_add(1, Ordering::SeqCst)) }
@@ -259,15 +261,33 @@ async fn closures_make_a_lifecycle() {
 
 #[test]
 fn invalid_sizes_are_refused() {
-    assert_eq!(Pool::builder(Conns::default()).max_size(0).build().unwrap_err().field(), "max_size");
+    assert_eq!(ResourcePool::builder(Conns::default()).max_size(0).build().unwrap_err().field(), "max_size");
     assert_eq!(
-        Pool::builder(Conns::default()).min_size(5).max_size(2).build().unwrap_err().field(),
+        ResourcePool::builder(Conns::default()).min_size(5).max_size(2).build().unwrap_err().field(),
         "min_size"
     );
-    assert_eq!(
-        Pool::builder(Conns::default()).acquire_timeout(Duration::ZERO).build().unwrap_err().field(),
-        "acquire_timeout"
-    );
+}
+
+/// `WhenFull::Refuse` (and a zero wait, which core defines as the same) fails at once with
+/// `Overloaded` when every place is taken, and counts it; a free place is still served.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn refuse_when_full_fails_at_once() {
+    for when_full in [WhenFull::Refuse, WhenFull::wait(Duration::ZERO)] {
+        let pool = ResourcePool::builder(Conns::default())
+            .name("db")
+            .max_size(1)
+            .when_full(when_full)
+            .build()
+            .unwrap();
+        let held = pool.acquire().await.unwrap();
+        let mut refused = task::spawn(pool.acquire());
+        let err = assert_ready!(refused.poll()).unwrap_err();
+        assert_eq!(err.downcast_ref::<Overloaded>().unwrap().name(), "db");
+        let s = pool.snapshot();
+        assert_eq!((s.refused, s.timed_out, s.waiting), (1, 0, 0));
+        drop(held);
+        assert_eq!(*pool.acquire().await.unwrap(), 0);
+    }
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -278,7 +298,7 @@ async fn total_never_exceeds_max_under_contention() {
         let pool = pool.clone();
         tasks.push(tokio::spawn(async move {
             let g = pool.acquire().await.unwrap();
-            assert!(pool.stats().total <= 3);
+            assert!(pool.snapshot().total <= 3);
             tokio::time::sleep(Duration::from_millis(i % 4)).await;
             drop(g);
         }));
@@ -286,13 +306,13 @@ async fn total_never_exceeds_max_under_contention() {
     for t in tasks {
         t.await.unwrap();
     }
-    let s = pool.stats();
+    let s = pool.snapshot();
     assert_eq!((s.total, s.in_use, s.waiting), (3, 0, 0));
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn cancelling_an_acquire_mid_create_frees_the_place() {
-    let pool = Pool::builder(lifecycle_fn(|| async {
+    let pool = ResourcePool::builder(lifecycle_fn(|| async {
         tokio::time::sleep(Duration::from_secs(1)).await;
         Ok::<_, std::io::Error>(1u8)
     }))
@@ -301,9 +321,9 @@ async fn cancelling_an_acquire_mid_create_frees_the_place() {
     .unwrap();
     let mut creating = task::spawn(pool.acquire());
     assert_pending!(creating.poll());
-    assert_eq!((pool.stats().total, pool.stats().in_use), (1, 1));
+    assert_eq!((pool.snapshot().total, pool.snapshot().in_use), (1, 1));
     drop(creating);
-    let s = pool.stats();
+    let s = pool.snapshot();
     assert_eq!((s.total, s.in_use, s.destroyed), (0, 0, 0));
     let got = pool.acquire().await.unwrap();
     assert_eq!(*got, 1);
@@ -321,11 +341,11 @@ async fn settle() {
 /// The given input: `min_size(2)`, acquire + release left `total` at 1.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn min_size_is_kept_after_acquire_and_release() {
-    let pool = Pool::builder(Conns::default()).min_size(2).max_size(4).build().unwrap();
+    let pool = ResourcePool::builder(Conns::default()).min_size(2).max_size(4).build().unwrap();
     let got = pool.acquire().await.unwrap();
     drop(got);
     settle().await;
-    let s = pool.stats();
+    let s = pool.snapshot();
     assert_eq!((s.total, s.available, s.created), (2, 2, 2));
 }
 
@@ -334,24 +354,24 @@ async fn min_size_is_kept_after_acquire_and_release() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn min_size_is_refilled_after_every_loss() {
     let conns = Conns::default();
-    let pool = Pool::builder(conns.clone())
+    let pool = ResourcePool::builder(conns.clone())
         .min_size(2)
         .max_size(4)
         .idle_timeout(Duration::from_secs(10))
         .build()
         .unwrap();
     settle().await;
-    assert_eq!(pool.stats().total, 2, "filled after build");
+    assert_eq!(pool.snapshot().total, 2, "filled after build");
 
     let destroyed = pool.acquire().await.unwrap();
     Pooled::destroy(destroyed).await;
     settle().await;
-    assert_eq!(pool.stats().total, 2, "refilled after destroy");
+    assert_eq!(pool.snapshot().total, 2, "refilled after destroy");
 
     let detached = pool.acquire().await.unwrap();
     assert!(Pooled::detach(detached).is_some());
     settle().await;
-    assert_eq!(pool.stats().total, 2, "refilled after detach");
+    assert_eq!(pool.snapshot().total, 2, "refilled after detach");
 
     let broken = pool.acquire().await.unwrap();
     conns.broken.lock().unwrap().push(*broken);
@@ -361,8 +381,8 @@ async fn min_size_is_refilled_after_every_loss() {
     let second = pool.acquire().await.unwrap();
     drop(second);
     settle().await;
-    assert_eq!(pool.stats().total, 2, "refilled after a broken one");
-    let s = pool.stats();
+    assert_eq!(pool.snapshot().total, 2, "refilled after a broken one");
+    let s = pool.snapshot();
     assert_eq!(s.created, s.destroyed + s.detached + s.total as u64);
 }
 
@@ -371,24 +391,24 @@ async fn min_size_is_refilled_after_every_loss() {
 async fn a_failing_refill_waits_for_the_next_event() {
     let conns = Conns::default();
     conns.fail_create.store(1, Ordering::SeqCst);
-    let pool = Pool::builder(conns.clone()).min_size(2).max_size(4).build().unwrap();
+    let pool = ResourcePool::builder(conns.clone()).min_size(2).max_size(4).build().unwrap();
     settle().await;
-    assert_eq!(pool.stats().total, 0);
+    assert_eq!(pool.snapshot().total, 0);
     drop(pool.acquire().await.unwrap());
     settle().await;
-    assert_eq!(pool.stats().total, 2);
+    assert_eq!(pool.snapshot().total, 2);
 }
 
 /// Own case: built outside a runtime, the pool fills at its first use inside one.
 #[test]
 fn a_pool_built_outside_a_runtime_fills_at_first_use() {
-    let pool = Pool::builder(Conns::default()).min_size(3).max_size(4).build().unwrap();
-    assert_eq!(pool.stats().total, 0);
+    let pool = ResourcePool::builder(Conns::default()).min_size(3).max_size(4).build().unwrap();
+    assert_eq!(pool.snapshot().total, 0);
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
     rt.block_on(async {
         drop(pool.acquire().await.unwrap());
         settle().await;
-        assert_eq!(pool.stats().total, 3);
+        assert_eq!(pool.snapshot().total, 3);
     });
 }
 
@@ -397,7 +417,7 @@ fn a_pool_built_outside_a_runtime_fills_at_first_use() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn after_close_every_resource_goes_through_destroy_once() {
     let conns = Conns::default();
-    let pool = Pool::builder(conns.clone()).max_size(2).build().unwrap();
+    let pool = ResourcePool::builder(conns.clone()).max_size(2).build().unwrap();
     let held = pool.acquire().await.unwrap();
     drop(pool.acquire().await.unwrap());
     pool.close().await;
@@ -406,7 +426,7 @@ async fn after_close_every_resource_goes_through_destroy_once() {
     let mut destroyed = conns.destroyed.lock().unwrap().clone();
     destroyed.sort_unstable();
     assert_eq!(destroyed, vec![0, 1]);
-    let s = pool.stats();
+    let s = pool.snapshot();
     assert_eq!((s.total, s.destroyed, s.dropped), (0, 2, 0));
 }
 
@@ -415,7 +435,7 @@ async fn after_close_every_resource_goes_through_destroy_once() {
 #[test]
 fn a_guard_dropped_outside_a_runtime_after_close_is_counted_as_dropped() {
     let conns = Conns::default();
-    let pool = Pool::builder(conns.clone()).max_size(2).build().unwrap();
+    let pool = ResourcePool::builder(conns.clone()).max_size(2).build().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let held = rt.block_on(async {
         let held = pool.acquire().await.unwrap();
@@ -423,7 +443,7 @@ fn a_guard_dropped_outside_a_runtime_after_close_is_counted_as_dropped() {
         held
     });
     drop(held);
-    let s = pool.stats();
+    let s = pool.snapshot();
     assert_eq!((s.total, s.destroyed, s.dropped), (0, 0, 1));
     assert!(conns.destroyed.lock().unwrap().is_empty());
 }
@@ -448,14 +468,14 @@ async fn a_resource_whose_acquire_is_cancelled_mid_recycle_is_destroyed() {
         }
     }
     let destroyed = Arc::new(Mutex::new(Vec::new()));
-    let pool = Pool::builder(Slow(destroyed.clone())).max_size(1).build().unwrap();
+    let pool = ResourcePool::builder(Slow(destroyed.clone())).max_size(1).build().unwrap();
     drop(pool.acquire().await.unwrap());
     let mut acquiring = task::spawn(pool.acquire());
     assert_pending!(acquiring.poll());
     drop(acquiring);
     settle().await;
     assert_eq!(*destroyed.lock().unwrap(), vec![1]);
-    let s = pool.stats();
+    let s = pool.snapshot();
     assert_eq!((s.total, s.in_use, s.destroyed), (0, 0, 1));
 }
 
@@ -484,16 +504,16 @@ async fn panicking_hooks_fail_only_their_call() {
             assert!(r != 1, "destroy panicked");
         }
     }
-    let pool = Pool::builder(Fragile::default()).max_size(1).build().unwrap();
+    let pool = ResourcePool::builder(Fragile::default()).max_size(1).build().unwrap();
     let err = pool.acquire().await.unwrap_err();
-    let panicked = err.downcast_ref::<palisade_pool::error::Panicked>().expect("a Panicked error");
-    assert_eq!(panicked.site(), "create");
-    assert_eq!(pool.stats().total, 0);
+    let panicked = err.downcast_ref::<palisade_resource_pool::error::Panicked>().expect("a Panicked error");
+    assert_eq!((panicked.component(), panicked.site()), ("hook", Some("create")));
+    assert_eq!(pool.snapshot().total, 0);
     assert_eq!(*pool.acquire().await.unwrap(), 1);
     // Resource 1's recycle check panics: it is destroyed (whose hook panics too) and a new
     // one is created.
     assert_eq!(*pool.acquire().await.unwrap(), 2);
-    let s = pool.stats();
+    let s = pool.snapshot();
     assert_eq!((s.total, s.created, s.destroyed), (1, 2, 1));
 }
 
@@ -506,27 +526,34 @@ async fn panicking_hooks_fail_only_their_call() {
 async fn a_huge_max_size_allocates_nothing_up_front() {
     #[cfg(feature = "serde")]
     {
-        let config: palisade_pool::resource::PoolConfig =
+        let config: palisade_resource_pool::ResourcePoolConfig =
             serde_json::from_str(r#"{"max_size": 4294967295}"#).unwrap();
         let pool = config.into_builder(Conns::default()).build().unwrap();
         assert_eq!(*pool.acquire().await.unwrap(), 0);
     }
-    let err = Pool::builder(Conns::default()).max_size(usize::MAX).build().unwrap_err();
+    let err = ResourcePool::builder(Conns::default()).max_size(usize::MAX).build().unwrap_err();
     assert_eq!(err.field(), "max_size");
-    let err = Pool::builder(Conns::default()).min_size(usize::MAX).max_size(usize::MAX).build().unwrap_err();
+    let err = ResourcePool::builder(Conns::default())
+        .min_size(usize::MAX)
+        .max_size(usize::MAX)
+        .build()
+        .unwrap_err();
     assert_eq!(err.field(), "min_size");
-    let err = Pool::builder(Conns::default()).min_size(4097).max_size(8192).build().unwrap_err();
+    let err = ResourcePool::builder(Conns::default()).min_size(4097).max_size(8192).build().unwrap_err();
     assert_eq!(err.field(), "min_size");
-    let pool = Pool::builder(Conns::default()).max_size(tokio::sync::Semaphore::MAX_PERMITS).build().unwrap();
+    let pool = ResourcePool::builder(Conns::default())
+        .max_size(tokio::sync::Semaphore::MAX_PERMITS)
+        .build()
+        .unwrap();
     assert_eq!(*pool.acquire().await.unwrap(), 0);
 }
 
 /// Own case: huge timeouts mean "never".
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn huge_timeouts_mean_never() {
-    let pool = Pool::builder(Conns::default())
+    let pool = ResourcePool::builder(Conns::default())
         .max_size(1)
-        .acquire_timeout(Duration::MAX)
+        .when_full(WhenFull::wait(Duration::MAX))
         .idle_timeout(Duration::MAX)
         .build()
         .unwrap();
@@ -559,12 +586,13 @@ impl Lifecycle for SlowDestroy {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_cancelled_destroy_still_counts_the_resource_gone() {
     let started = Arc::new(Mutex::new(Vec::new()));
-    let pool = Pool::builder(SlowDestroy(started.clone(), Arc::default())).max_size(1).build().unwrap();
+    let pool =
+        ResourcePool::builder(SlowDestroy(started.clone(), Arc::default())).max_size(1).build().unwrap();
     let got = pool.acquire().await.unwrap();
     let mut destroying = task::spawn(Pooled::destroy(got));
     assert_pending!(destroying.poll());
     drop(destroying);
-    let s = pool.stats();
+    let s = pool.snapshot();
     assert_eq!((s.total, s.in_use, s.destroyed), (0, 0, 1));
     assert_eq!(*started.lock().unwrap(), vec![0]);
 }
@@ -574,11 +602,12 @@ async fn a_cancelled_destroy_still_counts_the_resource_gone() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_cancelled_close_destroys_the_rest() {
     let started = Arc::new(Mutex::new(Vec::new()));
-    let pool = Pool::builder(SlowDestroy(started.clone(), Arc::default())).max_size(3).build().unwrap();
+    let pool =
+        ResourcePool::builder(SlowDestroy(started.clone(), Arc::default())).max_size(3).build().unwrap();
     let held: Vec<_> =
         [pool.acquire().await.unwrap(), pool.acquire().await.unwrap(), pool.acquire().await.unwrap()].into();
     drop(held);
-    assert_eq!(pool.stats().available, 3);
+    assert_eq!(pool.snapshot().available, 3);
     let mut closing = task::spawn(pool.close());
     assert_pending!(closing.poll());
     drop(closing);
@@ -586,23 +615,23 @@ async fn a_cancelled_close_destroys_the_rest() {
     let mut started = started.lock().unwrap().clone();
     started.sort_unstable();
     assert_eq!(started, vec![0, 1, 2]);
-    let s = pool.stats();
+    let s = pool.snapshot();
     assert_eq!((s.total, s.destroyed), (0, 3));
 }
 
 /// Own case: a listener that panics does not break acquire or release.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_panicking_listener_does_not_break_the_pool() {
-    let pool = Pool::builder(Conns::default())
+    let pool = ResourcePool::builder(Conns::default())
         .max_size(2)
-        .on_event(|e: &ResourceEvent| {
-            assert!(!matches!(e, ResourceEvent::Created { .. }), "listener panicked");
+        .on_event(|e: &ResourcePoolEvent| {
+            assert!(!matches!(e, ResourcePoolEvent::Created { .. }), "listener panicked");
         })
         .build()
         .unwrap();
     let got = pool.acquire().await.unwrap();
     assert_eq!(*got, 0);
     drop(got);
-    let s = pool.stats();
+    let s = pool.snapshot();
     assert_eq!((s.total, s.available, s.in_use), (1, 1, 0));
 }

@@ -1,0 +1,112 @@
+//! [`ResourcePoolConfig`]: every option of a resource pool, its default and its validation.
+
+use std::time::Duration;
+
+use palisade_core::config::{ensure, ensure_nonzero_duration, ensure_ordered, ConfigError};
+use palisade_core::when_full::WhenFull;
+use tokio::sync::Semaphore;
+
+use crate::builder::ResourcePoolBuilder;
+use crate::lifecycle::Lifecycle;
+use crate::pool::ResourcePool;
+
+/// The largest `min_size` a pool accepts. A minimum is kept whatever the load (made at
+/// build and after every loss), so it is bounded: a floor from a config typo (or
+/// `usize::MAX`) would otherwise create resources until memory runs out. 4,096 is far
+/// beyond any set of connections one host keeps warm.
+pub(crate) const MAX_MIN_SIZE: usize = 4096;
+
+/// A [`ResourcePool`]'s settings: the storage of [`ResourcePoolBuilder`], and the form read
+/// from a config file (feature `serde`; missing fields keep their defaults, durations are
+/// strings like `"2s"`).
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// use palisade_resource_pool::{lifecycle_fn, ResourcePoolConfig};
+///
+/// let config: ResourcePoolConfig =
+///     serde_json::from_str(r#"{ "name": "db", "max_size": 16, "when_full": { "wait": "2s" } }"#).unwrap();
+/// let pool = config
+///     .into_builder(lifecycle_fn(|| async { Ok::<_, std::io::Error>(()) }))
+///     .build()
+///     .unwrap();
+/// assert_eq!(pool.snapshot().max_size, 16);
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[non_exhaustive]
+pub struct ResourcePoolConfig {
+    /// The pool's name in rejections, events and metrics. Default `"pool"`.
+    pub name: String,
+    /// Resources kept even when idle. Default 0, at most 4,096.
+    ///
+    /// The pool keeps them by itself: it starts creating them when built inside a Tokio
+    /// runtime (else at its first use), and creates replacements in the background, one at
+    /// a time, whenever a resource is destroyed, detached or found missing after an
+    /// `acquire` or a release. A failed `create` stops the refill until the next of those
+    /// events; [`ResourcePool::fill`] creates them and reports errors.
+    pub min_size: usize,
+    /// Most resources that may exist at once. Default 10, at least 1, at most tokio's
+    /// [`Semaphore::MAX_PERMITS`]. Nothing is allocated up front for them.
+    pub max_size: usize,
+    /// What `acquire` does when every resource is lent out. Default
+    /// `WhenFull::wait(Duration::MAX)`: wait without bound, in FIFO order.
+    ///
+    /// [`WhenFull::wait(d)`](WhenFull::wait) bounds the whole `acquire` — the wait, the
+    /// recycle check and a `create` — by `d`, then fails with
+    /// [`TimedOut`](palisade_core::rejection::TimedOut) (a huge `d` saturates to
+    /// "effectively never", see [`palisade_core::time`]); [`WhenFull::Refuse`] fails at once
+    /// with [`Overloaded`](palisade_core::rejection::Overloaded) when no place is free.
+    ///
+    /// The default waits, unlike the refusing default of palisade's other limits: a caller
+    /// of a connection pool expects to wait for a connection (as deadpool's unbounded
+    /// default wait).
+    pub when_full: WhenFull,
+    /// Destroys resources idle longer than this (down to `min_size`) when they are next
+    /// met. Default `None`: never.
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration::serde::option"))]
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for ResourcePoolConfig {
+    fn default() -> Self {
+        Self {
+            name: String::from("pool"),
+            min_size: 0,
+            max_size: 10,
+            when_full: WhenFull::wait(Duration::MAX),
+            idle_timeout: None,
+        }
+    }
+}
+
+impl ResourcePoolConfig {
+    /// Checks every setting.
+    ///
+    /// # Errors
+    ///
+    /// `max_size` is zero or above [`Semaphore::MAX_PERMITS`], `min_size` above 4,096 or
+    /// above `max_size`, or `idle_timeout` is zero.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ensure(self.max_size >= 1, "max_size", "must be at least 1")?;
+        ensure(self.min_size <= MAX_MIN_SIZE, "min_size", "must be at most 4096")?;
+        ensure_ordered("min_size", self.min_size, "max_size", self.max_size)?;
+        ensure(
+            self.max_size <= Semaphore::MAX_PERMITS,
+            "max_size",
+            "must not exceed tokio's semaphore limit (usize::MAX >> 3)",
+        )?;
+        if let Some(t) = self.idle_timeout {
+            ensure_nonzero_duration("idle_timeout", t)?;
+        }
+        Ok(())
+    }
+
+    /// A builder with these settings for resources from `lifecycle` (validated by
+    /// [`ResourcePoolBuilder::build`]).
+    pub fn into_builder<Hooks: Lifecycle>(self, lifecycle: Hooks) -> ResourcePoolBuilder<Hooks> {
+        ResourcePool::builder(lifecycle).config(self)
+    }
+}
