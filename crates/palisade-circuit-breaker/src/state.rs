@@ -487,13 +487,15 @@ impl BreakerCore {
     }
 
     /// Records the result of a call let through with `admission`.
-    /// `timing` is the call's end and duration, when durations are measured.
+    /// `timing` is the call's end and duration, when durations are measured; `stripe` is
+    /// where the call counts.
     #[inline]
     pub(crate) fn record(
         &self,
         admission: Admission,
         verdict: Classification,
         timing: Option<(Instant, Duration)>,
+        stripe: usize,
     ) {
         let elapsed = timing.map(|t| t.1);
         let (Admission::Record { gen } | Admission::Trial { gen }) = admission else {
@@ -507,7 +509,7 @@ impl BreakerCore {
                 // A success recorded in closed state is counted where it is recorded (a
                 // count window may count it by its position counter, see `snapshot`).
                 if !matches!(admission, Admission::Record { .. }) {
-                    self.successes.increment(stripe());
+                    self.successes.increment(stripe);
                 }
                 #[cfg(feature = "metrics")]
                 self.counters.successes.increment();
@@ -526,7 +528,7 @@ impl BreakerCore {
         let hint = hint.map(|(cap, d)| d.min(cap)).filter(|d| !d.is_zero());
         match admission {
             Admission::Record { .. } if outcome != Outcome::Ignored => {
-                self.record_closed(gen, failure, slow, hint, timing.map(|t| t.0));
+                self.record_closed(gen, Sample { failure, slow }, hint, timing.map(|t| t.0), stripe);
             }
             Admission::Trial { .. } => {
                 self.record_trial(gen, (outcome != Outcome::Ignored).then_some(failure || slow), hint);
@@ -539,15 +541,16 @@ impl BreakerCore {
     fn record_closed(
         &self,
         gen: u64,
-        failure: bool,
-        slow: bool,
+        sample: Sample,
         hint: Option<Duration>,
         end: Option<Instant>,
+        stripe: usize,
     ) {
+        let failure = sample.failure;
         let word = self.word();
         if gen_of(word) != gen {
             if !failure {
-                self.successes.increment(stripe());
+                self.successes.increment(stripe);
             }
             return;
         }
@@ -567,7 +570,7 @@ impl BreakerCore {
         let aggregate = match &self.window {
             None => {
                 if !failure {
-                    self.successes.increment(stripe());
+                    self.successes.increment(stripe);
                 }
                 None
             }
@@ -576,9 +579,7 @@ impl BreakerCore {
                 if failure && w.counts_calls() {
                     self.window_failures.fetch_add(1, Ordering::Relaxed);
                 }
-                let stripe = stripe();
-                let (claimed, aggregate) =
-                    w.record(stripe, now, Sample { failure, slow }, self.settings.minimum_calls);
+                let (claimed, aggregate) = w.record(stripe, now, sample, self.settings.minimum_calls);
                 if !failure && !claimed {
                     self.successes.increment(stripe);
                 }
@@ -885,12 +886,11 @@ impl BreakerCore {
             window_failures: a.failures,
             window_slow_calls: a.slow,
             consecutive_failures: self.consecutive.load(Ordering::Acquire),
-            // Successes recorded in a count window: its calls minus its failures.
+            // Plus the successes the window counted itself.
             successes: self.successes.get().wrapping_add(
                 self.window
                     .as_ref()
-                    .and_then(Window::calls_recorded)
-                    .map_or(0, |calls| calls.saturating_sub(self.window_failures.load(Ordering::Relaxed))),
+                    .map_or(0, |w| w.successes_recorded(self.window_failures.load(Ordering::Relaxed))),
             ),
             failures: self.counters.failures.get(),
             slow_calls: self.counters.slow.get(),
@@ -933,6 +933,9 @@ impl<C: Send + Sync> CoreAccess for Breaker<C> {
 #[repr(align(128))]
 pub(crate) struct StripeRef<C> {
     breaker: Arc<Breaker<C>>,
+    /// This reference's stripe: the calls holding it count in that stripe, without looking
+    /// up the thread's stripe again.
+    stripe: usize,
 }
 
 /// A breaker and one reference to it per stripe. Every call in flight holds a counted
@@ -946,7 +949,9 @@ pub(crate) struct Striped<C> {
 
 impl<C> Striped<C> {
     pub(crate) fn new(breaker: Arc<Breaker<C>>) -> Self {
-        let refs = (0..stripes()).map(|_| Arc::new(StripeRef { breaker: breaker.clone() })).collect();
+        let refs = (0..stripes().next_power_of_two())
+            .map(|stripe| Arc::new(StripeRef { breaker: breaker.clone(), stripe }))
+            .collect();
         Self { breaker, refs }
     }
 
@@ -963,6 +968,17 @@ pub(crate) enum Holder<C> {
     Direct(Arc<Breaker<C>>),
     /// A stripe's reference.
     Striped(Arc<StripeRef<C>>),
+}
+
+impl<C> Holder<C> {
+    /// The stripe the call counts in (0 for a keyed breaker, which has one).
+    #[inline]
+    fn stripe(&self) -> usize {
+        match self {
+            Self::Direct(_) => 0,
+            Self::Striped(r) => r.stripe,
+        }
+    }
 }
 
 impl<C> std::ops::Deref for Holder<C> {
@@ -1025,7 +1041,7 @@ impl<C> CallGuard<C> {
             }
             None => (self.breaker.classifier.classify(result), None),
         };
-        self.breaker.core.record(admission, verdict, timing);
+        self.breaker.core.record(admission, verdict, timing, self.breaker.stripe());
     }
 
     /// Records a deferred call at the end of its response body, timed to that end.
@@ -1039,7 +1055,7 @@ impl<C> CallGuard<C> {
             }
             None => (eos.classify(), None),
         };
-        self.breaker.core.record(admission, verdict, timing);
+        self.breaker.core.record(admission, verdict, timing, self.breaker.stripe());
     }
 }
 

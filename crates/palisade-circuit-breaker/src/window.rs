@@ -168,6 +168,10 @@ struct Bucket {
 /// concurrently with the rotation of their bucket may be dropped, or counted with the next
 /// period of that bucket: a handful of calls at a bucket edge, under concurrency, which
 /// rates over a window shrug off.
+///
+/// Besides the window, it keeps every call it ever recorded (the calls and failures of the
+/// buckets it emptied, plus the buckets'), so that the breaker's success counter needs no
+/// write of its own for a call the window took.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
     /// A power of two of slots, at least `buckets`: period `idx` lives in slot
@@ -177,6 +181,10 @@ pub(crate) struct TimeWindow {
     /// The configured number of buckets: the window is the last `buckets` periods.
     buckets: u64,
     bucket_nanos: u64,
+    /// Calls counted in buckets since emptied (by a rotation or a reset).
+    retired_calls: AtomicU64,
+    /// Failures counted in buckets since emptied.
+    retired_failures: AtomicU64,
 }
 
 impl TimeWindow {
@@ -194,11 +202,36 @@ impl TimeWindow {
             mask: slots - 1,
             buckets: n,
             bucket_nanos: (length_nanos / n).max(1),
+            retired_calls: AtomicU64::new(0),
+            retired_failures: AtomicU64::new(0),
         }
     }
 
+    /// Empties `bucket`'s counts, keeping them in the retired totals (a call added between
+    /// a rotation and this swap counts in the new period, and once in the totals).
+    fn retire(&self, bucket: &Bucket) {
+        let old = bucket.counts.swap(0, Ordering::AcqRel);
+        if old != 0 {
+            self.retired_calls.fetch_add(old & 0xFFFF_FFFF, Ordering::Relaxed);
+            self.retired_failures.fetch_add(old >> 32, Ordering::Relaxed);
+        }
+        bucket.slow.store(0, Ordering::Release);
+    }
+
+    /// Calls and failures ever recorded (in the window or aged out of it).
+    pub(crate) fn recorded(&self) -> (u64, u64) {
+        let (mut calls, mut failures) =
+            (self.retired_calls.load(Ordering::Relaxed), self.retired_failures.load(Ordering::Relaxed));
+        for bucket in &*self.slots {
+            let counts = bucket.counts.load(Ordering::Relaxed);
+            calls = calls.wrapping_add(counts & 0xFFFF_FFFF);
+            failures = failures.wrapping_add(counts >> 32);
+        }
+        (calls, failures)
+    }
+
     /// Makes `bucket` count period `idx`; `false` if it already counts a later period.
-    fn rotate(bucket: &Bucket, idx: u64) -> bool {
+    fn rotate(&self, bucket: &Bucket, idx: u64) -> bool {
         let mut epoch = bucket.epoch.load(Ordering::Acquire);
         while epoch != idx {
             if epoch != NO_EPOCH && epoch > idx {
@@ -206,8 +239,7 @@ impl TimeWindow {
             }
             match bucket.epoch.compare_exchange(epoch, idx, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
-                    bucket.counts.store(0, Ordering::Release);
-                    bucket.slow.store(0, Ordering::Release);
+                    self.retire(bucket);
                     return true;
                 }
                 Err(current) => epoch = current,
@@ -218,21 +250,23 @@ impl TimeWindow {
 
     /// Records `sample` at `now_nanos`.
     #[cfg(any(test, loom))]
-    pub(crate) fn record(&self, now_nanos: u64, sample: Sample) {
-        self.record_in(now_nanos / self.bucket_nanos, sample);
+    pub(crate) fn record(&self, now_nanos: u64, sample: Sample) -> bool {
+        self.record_in(now_nanos / self.bucket_nanos, sample)
     }
 
-    /// Records `sample` in period `idx`.
+    /// Records `sample` in period `idx`; `false` if it is too old to be recorded (its
+    /// bucket already counts a later period).
     #[inline]
-    pub(crate) fn record_in(&self, idx: u64, sample: Sample) {
+    pub(crate) fn record_in(&self, idx: u64, sample: Sample) -> bool {
         let bucket = &self.slots[(idx & self.mask) as usize];
-        if !Self::rotate(bucket, idx) {
-            return;
+        if !self.rotate(bucket, idx) {
+            return false;
         }
         bucket.counts.fetch_add(1 | (u64::from(sample.failure) << 32), Ordering::AcqRel);
         if sample.slow {
             bucket.slow.fetch_add(1, Ordering::AcqRel);
         }
+        true
     }
 
     /// The aggregate of the window ending at `now_nanos`.
@@ -259,8 +293,7 @@ impl TimeWindow {
     pub(crate) fn reset(&self) {
         for bucket in &*self.slots {
             bucket.epoch.store(NO_EPOCH, Ordering::Release);
-            bucket.counts.store(0, Ordering::Release);
-            bucket.slow.store(0, Ordering::Release);
+            self.retire(bucket);
         }
     }
 }
@@ -278,6 +311,9 @@ pub(crate) struct StripedTimeWindow {
     /// A power of two of stripes.
     stripes: Box<[CachePadded<TimeWindow>]>,
     bucket_nanos: u64,
+    /// The latest bucket period seen: a time inside it is placed without a division.
+    /// Written once per period.
+    last_period: AtomicU64,
 }
 
 impl StripedTimeWindow {
@@ -289,19 +325,38 @@ impl StripedTimeWindow {
             (1..stripes.max(1).next_power_of_two())
                 .map(|_| CachePadded(TimeWindow::new(length_nanos, buckets))),
         );
-        Self { stripes: all.into_boxed_slice(), bucket_nanos }
+        Self { stripes: all.into_boxed_slice(), bucket_nanos, last_period: AtomicU64::new(0) }
     }
 
-    /// The bucket period of `now_nanos` (the one division of a call).
+    /// The bucket period of `now_nanos`: the latest period seen when the time is in it (a
+    /// multiplication), else a division (once per period, or for a late call).
     #[inline]
     pub(crate) fn period(&self, now_nanos: u64) -> u64 {
-        now_nanos / self.bucket_nanos
+        let last = self.last_period.load(Ordering::Relaxed);
+        let start = last.wrapping_mul(self.bucket_nanos);
+        if now_nanos.wrapping_sub(start) < self.bucket_nanos && now_nanos >= start {
+            return last;
+        }
+        let period = now_nanos / self.bucket_nanos;
+        if period > last {
+            self.last_period.store(period, Ordering::Relaxed);
+        }
+        period
     }
 
-    /// Records `sample` in period `idx` in `stripe` (any number: it is reduced).
+    /// Records `sample` in period `idx` in `stripe` (any number: it is reduced); `false` if
+    /// the sample was too old to be recorded.
     #[inline]
-    pub(crate) fn record(&self, stripe: usize, idx: u64, sample: Sample) {
-        self.stripes[stripe & (self.stripes.len() - 1)].record_in(idx, sample);
+    pub(crate) fn record(&self, stripe: usize, idx: u64, sample: Sample) -> bool {
+        self.stripes[stripe & (self.stripes.len() - 1)].record_in(idx, sample)
+    }
+
+    /// Calls and failures ever recorded, summed over the stripes.
+    pub(crate) fn recorded(&self) -> (u64, u64) {
+        self.stripes
+            .iter()
+            .map(|s| s.recorded())
+            .fold((0, 0), |(c, f), (c2, f2)| (c.wrapping_add(c2), f.wrapping_add(f2)))
     }
 
     /// The aggregate of every stripe's window ending at `now_nanos`.
@@ -373,16 +428,22 @@ impl Window {
         matches!(self.kind, WindowKind::Count(_))
     }
 
-    /// Calls ever recorded in a count window (its position counter, never reset).
-    pub(crate) fn calls_recorded(&self) -> Option<u64> {
+    /// Successes ever recorded by the window itself (the calls for which [`record`](Self::record)
+    /// said it took the call): a count window's position counter minus its failures (the
+    /// breaker counts them, `count_failures`), a time window's totals.
+    pub(crate) fn successes_recorded(&self, count_failures: u64) -> u64 {
         match &self.kind {
-            WindowKind::Count(w) => Some(w.head.load(Ordering::Relaxed)),
-            WindowKind::Time(_) => None,
+            WindowKind::Count(w) => w.head.load(Ordering::Relaxed).saturating_sub(count_failures),
+            WindowKind::Time(w) => {
+                let (calls, failures) = w.recorded();
+                calls.saturating_sub(failures)
+            }
         }
     }
 
-    /// Records `sample`; returns whether a count window took a position for it (its
-    /// position counter then counts the call), and the window's aggregate when it has to be
+    /// Records `sample`; returns whether the window took the call (a count window's
+    /// position counter, a time window's totals then count it: see
+    /// [`successes_recorded`](Self::successes_recorded)), and the window's aggregate when it has to be
     /// judged, `None` when the sample cannot change a decision (see the type's docs).
     #[inline]
     pub(crate) fn record(
@@ -396,8 +457,7 @@ impl Window {
             WindowKind::Count(w) => (w.record(sample), 0),
             WindowKind::Time(w) => {
                 let period = w.period(now_nanos);
-                w.record(stripe, period, sample);
-                (false, period)
+                (w.record(stripe, period, sample), period)
             }
         };
         if !sample.failure && !sample.slow && self.warm.load(Ordering::Relaxed) == period {
@@ -629,6 +689,37 @@ mod tests {
         assert_eq!(w.snapshot(10 * s), Aggregate { calls: 2, failures: 0, slow: 1 });
         w.reset();
         assert_eq!(w.snapshot(10 * s), Aggregate::default());
+    }
+
+    #[test]
+    fn a_time_window_keeps_every_call_it_took_in_its_totals() {
+        // The breaker counts a success the window took only there: the totals must keep
+        // the calls of emptied buckets (rotated or reset) and leave out refused ones.
+        let s = 1_000_000_000;
+        let w = StripedTimeWindow::new(2 * s, 2, 2);
+        assert!(w.record(0, w.period(0), FAIL));
+        assert!(w.record(1, w.period(s / 2), OK));
+        assert!(w.record(0, w.period(s), SLOW_OK));
+        assert_eq!(w.recorded(), (3, 1));
+        // Period 2 reuses period 0's slot in stripe 0: its calls retire, still counted.
+        assert!(w.record(0, w.period(2 * s), OK));
+        assert_eq!(w.snapshot(2 * s), Aggregate { calls: 2, failures: 0, slow: 1 });
+        assert_eq!(w.recorded(), (4, 1));
+        // A call of period 0 ended late: its slot counts a later period, it is refused.
+        assert!(!w.record(0, 0, OK));
+        assert_eq!(w.recorded(), (4, 1));
+        w.reset();
+        assert_eq!(w.snapshot(2 * s), Aggregate::default());
+        assert_eq!(w.recorded(), (4, 1));
+    }
+
+    #[test]
+    fn the_cached_period_is_the_divided_one() {
+        // Bucket of 3 ns: every time, in any order, lands in `now / 3`.
+        let w = StripedTimeWindow::new(30, 10, 1);
+        for now in [0, 1, 2, 3, 5, 6, 4, 2, 0, 29, 30, 31, 33, 9, u64::MAX / 2, 7, u64::MAX, 1] {
+            assert_eq!(w.period(now), now / 3, "at {now}");
+        }
     }
 
     #[test]

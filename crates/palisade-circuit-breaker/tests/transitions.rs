@@ -596,3 +596,30 @@ where
 {
     std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_time_window_counts_every_success_once_across_rotations_and_closes() {
+    // A time window counts its successes in its buckets; calls that aged out, and calls of a
+    // window emptied by a reset, still count in the snapshot's success counter.
+    let layer = CircuitBreakerLayer::builder()
+        .failure_rate(0.5)
+        .time_window(2 * SEC)
+        .time_window_buckets(2)
+        .minimum_calls(100)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(backend(Arc::default()));
+    for _ in 0..3 {
+        send(&svc, OK).await.unwrap();
+    }
+    send(&svc, FAIL).await.unwrap_err();
+    advance(5 * SEC).await; // every bucket aged out
+    send(&svc, OK).await.unwrap();
+    let snap = handle.snapshot();
+    assert_eq!((snap.window_calls, snap.successes, snap.failures), (1, 4, 1));
+    handle.reset();
+    send(&svc, OK).await.unwrap();
+    let snap = handle.snapshot();
+    assert_eq!((snap.window_calls, snap.successes, snap.failures), (1, 5, 1));
+}
