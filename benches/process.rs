@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use palisade_process::codec::LengthPrefixed;
-use palisade_process::{ProcessRequest, ProcessService, WorkerProcess};
+use palisade_process::{MakeWorker, ProcessRequest, ProcessService};
 use tokio::io::AsyncWriteExt;
 use tower::{Service, ServiceExt};
 
@@ -105,7 +105,7 @@ fn process(c: &mut Criterion) {
 
     let exe = std::env::current_exe().unwrap();
     let worker = rt.block_on(async {
-        WorkerProcess::builder(&exe).env(WORKER_ENV, "1").max_in_flight(256).build().unwrap().spawn().unwrap()
+        MakeWorker::builder(&exe).env(WORKER_ENV, "1").max_in_flight(256).build().unwrap().spawn().unwrap()
     });
     group.bench_function(BenchmarkId::new("small payload", "palisade WorkerProcess sequential"), |b| {
         b.to_async(&rt).iter(|| {

@@ -39,7 +39,7 @@ use palisade::core::classify::{ClassifyExt, DefaultClassifier};
 use palisade::pool::{PoolEvent, PoolService, Snapshot};
 use palisade::process::codec::LengthPrefixed;
 use palisade::process::worker::serve_stdio;
-use palisade::process::{ProcessEvent, WorkerError, WorkerProcess};
+use palisade::process::{MakeWorker, ProcessEvent, WorkerError};
 use palisade::retry::{Backoff, Jitter, RetryLayer};
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
@@ -140,7 +140,7 @@ fn print_snapshot(start: Instant, label: &str, s: &Snapshot) {
 async fn demo() -> Result<bool, BoxError> {
     let start = Instant::now();
     let exe = std::env::current_exe()?;
-    let make = WorkerProcess::builder(&exe)
+    let make = MakeWorker::builder(&exe)
         .name("pow")
         .args(["--worker", "--crash-after", &CRASH_AFTER.to_string()])
         .max_in_flight(1)

@@ -18,7 +18,7 @@ use palisade::bulkhead::BulkheadLayer;
 use palisade::core::classify::{ClassifyExt, DefaultClassifier};
 use palisade::core::rejection::{find, Closed};
 use palisade::pool::{PoolEvent, PoolService};
-use palisade::process::{MakeWorker, ProcessEvent, ProcessHandle, WorkerError, WorkerProcess};
+use palisade::process::{MakeWorker, ProcessEvent, ProcessHandle, WorkerError};
 use palisade::retry::{Backoff, Jitter, RetryLayer};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
@@ -123,7 +123,7 @@ struct Running {
 fn workers(extra_args: &[&str]) -> (MakeWorker, ProcessHandle, Arc<Running>) {
     let running = Arc::new(Running::default());
     let counter = running.clone();
-    let make = WorkerProcess::builder(worker_binary())
+    let make = MakeWorker::builder(worker_binary())
         .name("pow")
         .arg("--worker")
         .args(extra_args)

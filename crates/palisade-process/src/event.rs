@@ -3,31 +3,10 @@
 //! Every [`ProcessService`](crate::ProcessService) and every
 //! [`MakeWorker`](crate::MakeWorker) (with the workers it spawns) publishes
 //! [`ProcessEvent`]s to listeners registered with the builder's `on_event` or
-//! [`ProcessHandle::on_event`], and to `tracing` (target `palisade`). The same handle reads
-//! the counters as a [`ProcessSnapshot`].
+//! [`ProcessHandle::on_event`](crate::ProcessHandle::on_event), and to `tracing` (target
+//! `palisade`). The same handle reads the counters as a
+//! [`ProcessSnapshot`](crate::ProcessSnapshot).
 //!
-//! # Example
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! use palisade_process::{ProcessEvent, ProcessRequest, ProcessService};
-//! use tower::ServiceExt;
-//!
-//! let service = ProcessService::builder("/bin/true")
-//!     .name("truth")
-//!     .on_event(|event: &ProcessEvent| {
-//!         if let ProcessEvent::Killed { pid, reason, .. } = event {
-//!             tracing::warn!(pid, ?reason, "killed");
-//!         }
-//!     })
-//!     .build()?;
-//! let handle = service.handle();
-//! service.oneshot(ProcessRequest::new()).await?;
-//! let snapshot = handle.snapshot();
-//! assert_eq!((snapshot.spawned, snapshot.exited_success, snapshot.running), (1, 1, 0));
-//! # Ok(()) }
-//! ```
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +15,7 @@ use palisade_core::event::{Event, EventBus, Listener};
 use palisade_core::metric::{Counter, Gauge, Histogram};
 use tracing::Level;
 
+use crate::handle::ProcessSnapshot;
 use crate::output::{KillReason, Termination};
 
 /// Something that happened to a child process.
@@ -102,37 +82,6 @@ impl Event for ProcessEvent {
             Self::SpawnFailed { .. } | Self::Crashed { .. } => Level::WARN,
         }
     }
-}
-
-/// Counters of a [`ProcessService`](crate::ProcessService) or a
-/// [`MakeWorker`](crate::MakeWorker) and its workers, read at one moment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ProcessSnapshot {
-    /// Children started.
-    pub spawned: u64,
-    /// Spawns that failed.
-    pub spawn_failed: u64,
-    /// Children that exited with code 0.
-    pub exited_success: u64,
-    /// Children that exited with another code or an outside signal.
-    pub exited_failure: u64,
-    /// Children killed because of a timeout.
-    pub killed_timeout: u64,
-    /// Children killed because their response future was dropped.
-    pub killed_cancelled: u64,
-    /// Children killed because of an output cap.
-    pub killed_output_limit: u64,
-    /// Workers killed at shutdown after the grace period, or for a protocol error.
-    pub killed_other: u64,
-    /// Workers that crashed while serving.
-    pub crashed: u64,
-    /// Children running now.
-    pub running: i64,
-    /// Mean run time of finished children.
-    pub mean_duration: Duration,
-    /// Longest run time of a finished child.
-    pub max_duration: Duration,
 }
 
 /// State shared by a service, its clones and its children: name, events, counters.
@@ -236,37 +185,5 @@ impl Telemetry {
             mean_duration: self.duration.mean(),
             max_duration: self.duration.max(),
         }
-    }
-}
-
-/// A handle on a service's (or worker factory's) events and counters.
-///
-/// # Clone
-///
-/// Clones observe the same service: every clone of the service and every worker spawned by
-/// one [`MakeWorker`](crate::MakeWorker) share one set of counters and listeners.
-#[derive(Clone, Debug)]
-pub struct ProcessHandle {
-    pub(crate) telemetry: Arc<Telemetry>,
-}
-
-impl ProcessHandle {
-    /// The service's name.
-    pub fn name(&self) -> &str {
-        &self.telemetry.name
-    }
-
-    /// The counters now.
-    pub fn snapshot(&self) -> ProcessSnapshot {
-        self.telemetry.snapshot()
-    }
-
-    /// Registers a listener for every event from now on. A listener that panics misses
-    /// that event (the panic is logged); the service goes on.
-    pub fn on_event<F>(&self, listener: F)
-    where
-        F: Fn(&ProcessEvent) + Send + Sync + 'static,
-    {
-        self.telemetry.events.subscribe(crate::panic::guard_listener(listener));
     }
 }

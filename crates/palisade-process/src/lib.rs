@@ -9,7 +9,8 @@
 //!   stdin, and resolves to a [`ProcessOutput`] (how it ended, stdout, stderr, duration).
 //! - [`WorkerProcess`]: a long-lived child answering requests over stdin/stdout with
 //!   [length-prefixed binary or newline-delimited JSON frames](codec) carrying request ids;
-//!   [`MakeWorker`] spawns a fresh one per call, so a pool can compose with it;
+//!   a [`MakeWorker`] (built by [`MakeWorker::builder`]) spawns them, one per call, so a
+//!   pool can compose with it;
 //!   [`worker::serve_stdio`] is the worker's side.
 //! - [`ExitClassifier`]: palisade-core's [`Classify`](palisade_core::Classify) for exits.
 //! - [`ProcessEvent`]s and [`ProcessSnapshot`] counters through a [`ProcessHandle`].
@@ -56,12 +57,12 @@
 //! # async fn main() -> Result<(), tower::BoxError> {
 //! use std::time::Duration;
 //! use palisade_bulkhead::BulkheadLayer;
-//! use palisade_process::WorkerProcess;
+//! use palisade_process::MakeWorker;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! // A worker written with `palisade_process::worker::serve_stdio`, speaking
 //! // length-prefixed binary frames (`.json::<Req, Res>()` selects NDJSON instead).
-//! let make = WorkerProcess::builder("./target/debug/examples/echo_worker")
+//! let make = MakeWorker::builder("./target/debug/examples/echo_worker")
 //!     .arg("--binary")
 //!     .max_in_flight(32)                 // requests in flight on the child at once
 //!     .build()?;
@@ -119,39 +120,45 @@
 //! `killpg` are Unix-only.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
 mod classify;
 pub mod codec;
+mod command;
 mod config;
 pub mod error;
-pub mod event;
+mod event;
 pub mod future;
 mod group;
+mod handle;
+mod make_worker;
 mod output;
 mod panic;
 mod request;
 mod run;
+#[cfg(feature = "serde")]
+mod serde_os;
 mod service;
 mod stdin;
 pub mod worker;
 mod worker_process;
 
+pub use crate::builder::ProcessBuilder;
 pub use crate::classify::ExitClassifier;
 #[cfg(feature = "json")]
 pub use crate::codec::Json;
 pub use crate::codec::{Codec, LengthPrefixed, ServeCodec};
-#[cfg(feature = "serde")]
-pub use crate::config::ProcessConfig;
+pub use crate::command::CommandConfig;
 pub use crate::config::{
-    OutputLimitAction, ProcessBuilder, DEFAULT_MAX_CONCURRENCY, DEFAULT_OUTPUT_LIMIT, DEFAULT_TIMEOUT,
+    OutputLimitAction, ProcessConfig, DEFAULT_MAX_CONCURRENCY, DEFAULT_OUTPUT_LIMIT, DEFAULT_TIMEOUT,
 };
 pub use crate::error::{FrameError, ProcessError, ProcessErrorKind, WorkerError, WorkerErrorKind};
-pub use crate::event::{ProcessEvent, ProcessHandle, ProcessSnapshot};
+pub use crate::event::ProcessEvent;
+pub use crate::handle::{ProcessHandle, ProcessSnapshot};
+pub use crate::make_worker::{
+    MakeWorker, MakeWorkerBuilder, MakeWorkerConfig, DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_SHUTDOWN_GRACE,
+};
 pub use crate::output::{KillReason, ProcessOutput, Termination};
 pub use crate::request::ProcessRequest;
 pub use crate::service::ProcessService;
-#[cfg(feature = "serde")]
-pub use crate::worker_process::WorkerProcessConfig;
-pub use crate::worker_process::{
-    MakeWorker, WorkerBuilder, WorkerProcess, DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_SHUTDOWN_GRACE,
-};
+pub use crate::worker_process::WorkerProcess;

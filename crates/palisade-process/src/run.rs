@@ -9,7 +9,8 @@ use tokio::process::Command;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use crate::config::{has_nul, valid_env_key, OutputLimitAction, Settings};
+use crate::command::{has_nul, valid_env_key, CommandConfig, Program};
+use crate::config::OutputLimitAction;
 use crate::error::{ProcessError, ProcessErrorKind};
 use crate::group::ChildGuard;
 use crate::output::{KillReason, ProcessOutput, Termination};
@@ -64,8 +65,12 @@ async fn read_capped<R: AsyncRead + Unpin>(
     }
 }
 
-pub(crate) fn command(settings: &Settings, req: &ProcessRequest) -> Result<Command, ProcessError> {
-    let invalid = |detail| ProcessError::new(ProcessErrorKind::InvalidRequest, &settings.program, detail);
+pub(crate) fn command(
+    settings: &CommandConfig,
+    program: &Program,
+    req: &ProcessRequest,
+) -> Result<Command, ProcessError> {
+    let invalid = |detail| ProcessError::new(ProcessErrorKind::InvalidRequest, &program.name, detail);
     if req.args.iter().any(|a| has_nul(a)) {
         return Err(invalid("argument contains NUL"));
     }
@@ -77,7 +82,7 @@ pub(crate) fn command(settings: &Settings, req: &ProcessRequest) -> Result<Comma
             return Err(invalid("environment value contains NUL"));
         }
     }
-    let mut cmd = Command::new(&settings.program_os);
+    let mut cmd = Command::new(&program.path);
     cmd.args(&settings.args).args(&req.args);
     if !settings.inherit_env {
         cmd.env_clear();
@@ -116,8 +121,8 @@ pub(crate) async fn run(
     req: ProcessRequest,
     permit: OwnedSemaphorePermit,
 ) -> Result<ProcessOutput, ProcessError> {
-    let settings = &shared.settings;
-    let mut cmd = command(settings, &req)?;
+    let settings = &shared.config;
+    let mut cmd = command(&settings.command, &shared.program, &req)?;
     cmd.stdin(if req.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -127,7 +132,7 @@ pub(crate) async fn run(
         Ok(child) => child,
         Err(err) => {
             shared.telemetry.spawn_failed(&err);
-            return Err(ProcessError::spawn(&settings.program, err));
+            return Err(ProcessError::spawn(&shared.program.name, err));
         }
     };
     let stdin = child.stdin.take();

@@ -8,26 +8,31 @@ use std::task::{Context, Poll};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_service::Service;
 
-use crate::config::{ProcessBuilder, Settings};
+use crate::builder::ProcessBuilder;
+use crate::command::Program;
+use crate::config::ProcessConfig;
 use crate::error::{ProcessError, ProcessErrorKind};
-use crate::event::{ProcessHandle, Telemetry};
+use crate::event::Telemetry;
 use crate::future::ResponseFuture;
+use crate::handle::ProcessHandle;
 use crate::output::ProcessOutput;
 use crate::request::ProcessRequest;
 use crate::run;
 
-/// Settings, the concurrency semaphore and telemetry, shared by every clone.
+/// The validated configuration, the program found, the concurrency semaphore and
+/// telemetry, shared by every clone.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) settings: Settings,
+    pub(crate) config: ProcessConfig,
+    pub(crate) program: Program,
     pub(crate) semaphore: Arc<Semaphore>,
     pub(crate) telemetry: Arc<Telemetry>,
 }
 
 impl Shared {
-    pub(crate) fn new(settings: Settings, telemetry: Arc<Telemetry>) -> Self {
-        let semaphore = Arc::new(Semaphore::new(settings.max_concurrency));
-        Self { settings, semaphore, telemetry }
+    pub(crate) fn new(config: ProcessConfig, program: Program, telemetry: Arc<Telemetry>) -> Self {
+        let semaphore = Arc::new(Semaphore::new(config.max_concurrency));
+        Self { config, program, semaphore, telemetry }
     }
 }
 
@@ -95,7 +100,7 @@ impl Clone for ProcessService {
 impl fmt::Debug for ProcessService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessService")
-            .field("program", &self.shared.settings.program)
+            .field("program", &self.shared.program.name)
             .field("name", &self.shared.telemetry.name)
             .field("ready", &self.permit.is_some())
             .finish_non_exhaustive()
@@ -132,7 +137,7 @@ impl Service<ProcessRequest> for ProcessService {
                     // The semaphore is never closed; report rather than panic.
                     Err(_) => Poll::Ready(Err(ProcessError::new(
                         ProcessErrorKind::NotReady,
-                        &self.shared.settings.program,
+                        &self.shared.program.name,
                         "child slots closed",
                     ))),
                 }
@@ -145,7 +150,7 @@ impl Service<ProcessRequest> for ProcessService {
             Some(permit) => ResponseFuture::new(Box::pin(run::run(self.shared.clone(), req, permit))),
             None => ResponseFuture::ready(Err(ProcessError::new(
                 ProcessErrorKind::NotReady,
-                &self.shared.settings.program,
+                &self.shared.program.name,
                 "call `poll_ready` first",
             ))),
         }

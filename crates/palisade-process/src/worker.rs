@@ -36,8 +36,8 @@ use tokio::task::JoinSet;
 
 use crate::codec::{FrameBuffer, ServeCodec};
 use crate::error::FrameError;
+use crate::make_worker::DEFAULT_MAX_FRAME_LEN;
 use crate::panic::{catch, CatchUnwind};
-use crate::worker_process::DEFAULT_MAX_FRAME_LEN;
 
 /// Limits of the worker's side.
 #[derive(Clone, Copy, Debug)]

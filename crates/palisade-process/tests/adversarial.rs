@@ -12,7 +12,7 @@ use std::time::Duration;
 use palisade_process::codec::{Codec, Decoded, LengthPrefixed, ServeCodec};
 use palisade_process::error::FrameError;
 use palisade_process::{
-    KillReason, ProcessErrorKind, ProcessRequest, ProcessService, Termination, WorkerErrorKind, WorkerProcess,
+    KillReason, MakeWorker, ProcessErrorKind, ProcessRequest, ProcessService, Termination, WorkerErrorKind,
 };
 use tokio::io::AsyncWriteExt;
 use tower::{Service, ServiceExt};
@@ -44,7 +44,7 @@ async fn a_process_future_polled_after_completion_answers_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_future_polled_after_completion_answers_an_error() {
-    let make = WorkerProcess::builder(echo_worker()).arg("--binary").log_stderr(false).build().unwrap();
+    let make = MakeWorker::builder(echo_worker()).arg("--binary").log_stderr(false).build().unwrap();
     let mut worker = make.spawn().unwrap();
     worker.ready().await.unwrap();
     let mut fut = worker.call(b"x".to_vec());
@@ -97,7 +97,7 @@ impl Codec for TouchyCodec {
 /// `Drop` must not end the supervisor (every later request would hang).
 #[tokio::test(flavor = "current_thread")]
 async fn an_answer_that_panics_when_dropped_by_the_supervisor_breaks_nothing() {
-    let make = WorkerProcess::builder(echo_worker())
+    let make = MakeWorker::builder(echo_worker())
         .arg("--binary")
         .log_stderr(false)
         .max_in_flight(1)
@@ -205,7 +205,7 @@ impl ServeCodec for LyingCodec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_codec_lying_about_consumed_bytes_breaks_that_worker_only() {
     for extra in [false, true] {
-        let make = WorkerProcess::builder(echo_worker())
+        let make = MakeWorker::builder(echo_worker())
             .arg("--binary")
             .log_stderr(false)
             .codec(LyingCodec { extra })
@@ -272,7 +272,7 @@ impl Codec for LyingTouchyCodec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_answer_that_panics_when_dropped_breaks_that_worker_only() {
-    let make = WorkerProcess::builder(echo_worker())
+    let make = MakeWorker::builder(echo_worker())
         .arg("--binary")
         .log_stderr(false)
         .codec(LyingTouchyCodec)
@@ -294,7 +294,7 @@ async fn a_refused_answer_that_panics_when_dropped_breaks_that_worker_only() {
 /// unreserved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_slots_are_reserved_by_poll_ready_and_released_by_a_dropped_service() {
-    let make = WorkerProcess::builder(echo_worker()).arg("--binary").log_stderr(false).max_in_flight(1);
+    let make = MakeWorker::builder(echo_worker()).arg("--binary").log_stderr(false).max_in_flight(1);
     let mut worker = make.build().unwrap().spawn().unwrap();
     worker.ready().await.unwrap();
     let mut clone = worker.clone();
@@ -362,7 +362,7 @@ impl ServeCodec for PanickyDelimiter {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_delimiter_is_a_protocol_error_on_both_sides() {
-    let make = WorkerProcess::builder(echo_worker())
+    let make = MakeWorker::builder(echo_worker())
         .arg("--binary")
         .log_stderr(false)
         .codec(PanickyDelimiter)

@@ -391,3 +391,35 @@ async fn config_from_serde() {
         serde_json::from_str(r#"{"program": "/bin/cat", "max_concurrency": 0}"#).unwrap();
     assert_eq!(bad.build().unwrap_err().field(), "max_concurrency");
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn configs_round_trip_and_refuse_unknown_fields() {
+    use palisade_process::{MakeWorkerConfig, ProcessConfig};
+    let text = r#"{"program": "/bin/cat", "name": "cat", "args": ["-u"], "env": {"B": "2", "A": "1"},
+        "env_allow": ["LANG"], "inherit_env": true, "current_dir": "/tmp", "search_path": "/bin",
+        "timeout": null, "max_stdout": 3, "max_stderr": 4, "on_output_limit": "kill",
+        "max_concurrency": 5, "kill_stragglers": false}"#;
+    let config: ProcessConfig = serde_json::from_str(text).unwrap();
+    assert_eq!(config.command.program, "/bin/cat");
+    assert_eq!(config.command.env, [("A".into(), "1".into()), ("B".into(), "2".into())]);
+    assert_eq!((config.timeout, config.max_stdout, config.max_concurrency), (None, 3, 5));
+    let again: ProcessConfig = serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
+    assert_eq!(again, config);
+    // Defaults are `Default`'s; a field of neither part is refused.
+    let defaults: ProcessConfig = serde_json::from_str(r#"{"program": "/bin/cat"}"#).unwrap();
+    assert_eq!(defaults, ProcessConfig { command: defaults.command.clone(), ..ProcessConfig::default() });
+    assert_eq!(defaults.timeout, Some(Duration::from_secs(30)));
+    assert!(serde_json::from_str::<ProcessConfig>(r#"{"program": "/bin/cat", "max_in_flight": 1}"#).is_err());
+    assert!(serde_json::from_str::<ProcessConfig>(r#"{"program": "/bin/cat", "agrs": []}"#).is_err());
+    // No program: refused by `validate`, naming the field.
+    let none: ProcessConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(none.validate().unwrap_err().field(), "program");
+
+    let worker: MakeWorkerConfig =
+        serde_json::from_str(r#"{"program": "w", "max_frame_len": 64, "shutdown_grace": "1m 30s"}"#).unwrap();
+    assert_eq!(worker.shutdown_grace, Duration::from_secs(90));
+    let again: MakeWorkerConfig = serde_json::from_str(&serde_json::to_string(&worker).unwrap()).unwrap();
+    assert_eq!(again, worker);
+    assert!(serde_json::from_str::<MakeWorkerConfig>(r#"{"program": "w", "timeout": "1s"}"#).is_err());
+}

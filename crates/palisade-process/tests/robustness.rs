@@ -12,8 +12,8 @@ use std::time::Duration;
 use palisade_process::codec::{Codec, Decoded, LengthPrefixed, ServeCodec};
 use palisade_process::error::FrameError;
 use palisade_process::{
-    KillReason, OutputLimitAction, ProcessConfig, ProcessEvent, ProcessRequest, ProcessService, Termination,
-    WorkerErrorKind, WorkerProcess, WorkerProcessConfig,
+    KillReason, MakeWorker, MakeWorkerConfig, OutputLimitAction, ProcessConfig, ProcessEvent, ProcessRequest,
+    ProcessService, Termination, WorkerErrorKind,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -81,9 +81,9 @@ fn a_missing_program_fails_the_build_with_a_config_error() {
     let err = ProcessService::builder("palisade-no-such-program").search_path(&empty).build().unwrap_err();
     assert_eq!(err.field(), "program");
     assert!(err.rule().contains("palisade-no-such-program"), "{err}");
-    let err = WorkerProcess::builder("palisade-no-such-program").search_path(&empty).build().unwrap_err();
+    let err = MakeWorker::builder("palisade-no-such-program").search_path(&empty).build().unwrap_err();
     assert_eq!(err.field(), "program");
-    let config: WorkerProcessConfig = serde_json::from_value(json!({
+    let config: MakeWorkerConfig = serde_json::from_value(json!({
         "program": "palisade-no-such-program",
         "search_path": empty.to_str().unwrap(),
     }))
@@ -98,7 +98,7 @@ fn a_missing_program_fails_the_build_with_a_config_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_named_without_a_slash_is_found_in_the_search_path() {
     let worker_dir = echo_worker().parent().unwrap().to_owned();
-    let make = WorkerProcess::builder("echo_worker")
+    let make = MakeWorker::builder("echo_worker")
         .search_path(&worker_dir)
         .arg("--binary")
         .log_stderr(false)
@@ -115,7 +115,7 @@ async fn a_worker_named_without_a_slash_is_found_in_the_search_path() {
 async fn a_huge_shutdown_grace_never_panics() {
     // `Instant::now() + Duration::MAX` used to panic inside the supervisor task: the
     // shutdown then ended as `Killed(Cancelled)` instead of the worker's own exit.
-    let make = WorkerProcess::builder(echo_worker())
+    let make = MakeWorker::builder(echo_worker())
         .arg("--binary")
         .log_stderr(false)
         .shutdown_grace(Duration::MAX)
@@ -156,7 +156,7 @@ async fn a_huge_process_timeout_never_panics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_panics_fails_its_request_only() {
-    let json = WorkerProcess::builder(echo_worker()).arg("--json").json::<Value, Value>().log_stderr(false);
+    let json = MakeWorker::builder(echo_worker()).arg("--json").json::<Value, Value>().log_stderr(false);
     let worker = json.build().unwrap().spawn().unwrap();
     let err = worker.clone().oneshot(json!({"op": "panic"})).await.unwrap_err();
     assert_eq!(err.kind(), WorkerErrorKind::Remote);
@@ -165,7 +165,7 @@ async fn a_handler_that_panics_fails_its_request_only() {
     assert_eq!(worker.clone().oneshot(json!({"op": "echo", "value": 7})).await.unwrap(), json!(7));
     assert_eq!(worker.shutdown().await, Termination::Exited(0));
 
-    let binary = WorkerProcess::builder(echo_worker()).arg("--binary").log_stderr(false);
+    let binary = MakeWorker::builder(echo_worker()).arg("--binary").log_stderr(false);
     let worker = binary.build().unwrap().spawn().unwrap();
     let err = worker.clone().oneshot(b"panic".to_vec()).await.unwrap_err();
     assert_eq!(err.kind(), WorkerErrorKind::Remote);
@@ -267,7 +267,7 @@ impl ServeCodec for PanickyCodec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_codec_that_panics_on_an_answer_breaks_that_worker_only() {
-    let make = WorkerProcess::builder(echo_worker())
+    let make = MakeWorker::builder(echo_worker())
         .arg("--binary")
         .log_stderr(false)
         .codec(PanickyCodec)
@@ -295,7 +295,7 @@ async fn a_codec_that_panics_on_an_answer_breaks_that_worker_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_codec_that_panics_encoding_fails_that_call_only() {
-    let make = WorkerProcess::builder(echo_worker())
+    let make = MakeWorker::builder(echo_worker())
         .arg("--binary")
         .log_stderr(false)
         .codec(PanickyCodec)
@@ -324,7 +324,7 @@ async fn a_panicking_listener_misses_its_event_and_nothing_else() {
 
     // The worker's supervisor publishes the exit: a listener panicking there used to end the
     // supervisor task, and the shutdown then reported `Killed(Cancelled)`.
-    let make = WorkerProcess::builder(echo_worker())
+    let make = MakeWorker::builder(echo_worker())
         .arg("--binary")
         .log_stderr(false)
         .on_event(|e: &ProcessEvent| assert!(!matches!(e, ProcessEvent::Exited { .. }), "listener bug"))
@@ -430,7 +430,7 @@ proptest! {
         from_serde in any::<bool>(),
     ) {
         let built = if from_serde {
-            let config: WorkerProcessConfig = serde_json::from_value(json!({
+            let config: MakeWorkerConfig = serde_json::from_value(json!({
                 "program": echo_worker().to_str().unwrap(),
                 "args": ["--binary"],
                 "max_in_flight": max_in_flight,
@@ -440,7 +440,7 @@ proptest! {
             })).unwrap();
             config.build()
         } else {
-            WorkerProcess::builder(echo_worker())
+            MakeWorker::builder(echo_worker())
                 .arg("--binary")
                 .log_stderr(false)
                 .max_in_flight(max_in_flight)

@@ -19,12 +19,12 @@ use support::{echo_worker, eventually, is_reaped, recorder};
 
 type JsonCodec = palisade_process::Json<Value, Value>;
 
-fn json_worker() -> palisade_process::WorkerBuilder<JsonCodec> {
-    WorkerProcess::builder(echo_worker()).arg("--json").json::<Value, Value>().log_stderr(false)
+fn json_worker() -> palisade_process::MakeWorkerBuilder<JsonCodec> {
+    MakeWorker::builder(echo_worker()).arg("--json").json::<Value, Value>().log_stderr(false)
 }
 
-fn binary_worker() -> palisade_process::WorkerBuilder<LengthPrefixed> {
-    WorkerProcess::builder(echo_worker()).arg("--binary").log_stderr(false)
+fn binary_worker() -> palisade_process::MakeWorkerBuilder<LengthPrefixed> {
+    MakeWorker::builder(echo_worker()).arg("--binary").log_stderr(false)
 }
 
 async fn ask(worker: &WorkerProcess<JsonCodec>, req: Value) -> Result<Value, palisade_process::WorkerError> {
@@ -242,7 +242,7 @@ async fn make_worker_is_a_make_service() {
     first.shutdown().await;
     second.shutdown().await;
 
-    let missing = WorkerProcess::builder("/nonexistent/worker").build().unwrap();
+    let missing = MakeWorker::builder("/nonexistent/worker").build().unwrap();
     assert_eq!(missing.spawn().unwrap_err().kind(), ProcessErrorKind::NotFound);
 }
 
@@ -254,10 +254,10 @@ fn spawning_outside_a_runtime_is_an_error() {
 
 #[test]
 fn builder_rejects_bad_settings() {
-    assert_eq!(WorkerProcess::builder("w").max_in_flight(0).build().unwrap_err().field(), "max_in_flight");
-    assert_eq!(WorkerProcess::builder("w").max_frame_len(0).build().unwrap_err().field(), "max_frame_len");
+    assert_eq!(MakeWorker::builder("w").max_in_flight(0).build().unwrap_err().field(), "max_in_flight");
+    assert_eq!(MakeWorker::builder("w").max_frame_len(0).build().unwrap_err().field(), "max_frame_len");
     assert_eq!(
-        WorkerProcess::builder("w").shutdown_grace(Duration::ZERO).build().unwrap_err().field(),
+        MakeWorker::builder("w").shutdown_grace(Duration::ZERO).build().unwrap_err().field(),
         "shutdown_grace"
     );
 }
@@ -333,12 +333,12 @@ async fn worker_config_from_serde() {
         r#"{{"program": {:?}, "args": ["--binary"], "max_in_flight": 4, "shutdown_grace": "1s", "log_stderr": false, "name": "echo"}}"#,
         echo_worker().display().to_string()
     );
-    let config: palisade_process::WorkerProcessConfig = serde_json::from_str(&text).unwrap();
+    let config: palisade_process::MakeWorkerConfig = serde_json::from_str(&text).unwrap();
     let worker = config.build().unwrap().spawn().unwrap();
     assert_eq!(worker.handle().name(), "echo");
     assert_eq!(worker.clone().oneshot(b"x".to_vec()).await.unwrap(), b"x");
     assert_eq!(worker.shutdown().await, Termination::Exited(0));
-    let bad: palisade_process::WorkerProcessConfig =
+    let bad: palisade_process::MakeWorkerConfig =
         serde_json::from_str(r#"{"program": "w", "max_in_flight": 0}"#).unwrap();
     assert_eq!(bad.build().unwrap_err().field(), "max_in_flight");
 }

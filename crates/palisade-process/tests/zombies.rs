@@ -123,11 +123,10 @@ async fn ten_thousand_spawns_leave_nothing_behind() {
 #[cfg(feature = "json")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_leave_nothing_behind_even_while_handles_remain() {
-    use palisade_process::{WorkerErrorKind, WorkerProcess};
+    use palisade_process::{MakeWorker, WorkerErrorKind};
 
     let _serial = ONE_AT_A_TIME.lock().await;
-    let make =
-        WorkerProcess::builder(support::echo_worker()).arg("--binary").log_stderr(false).build().unwrap();
+    let make = MakeWorker::builder(support::echo_worker()).arg("--binary").log_stderr(false).build().unwrap();
     // Warm up.
     make.spawn().unwrap().shutdown().await;
     assert!(eventually(Duration::from_secs(5), || children() == (0, 0)).await);
