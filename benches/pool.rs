@@ -1,4 +1,4 @@
-//! Pools: a pool of 4 no-op members (palisade `PoolService`) against tower's p2c `Balance`
+//! Pools: a pool of 4 no-op members (palisade `Pool`) against tower's p2c `Balance`
 //! over the same members and a single bare service. The resource pool's bench is
 //! `benches/resource_pool.rs`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use palisade::pool::{make_fn, PoolService, Strategy};
+use palisade::pool::{make_fn, Pool, Strategy};
 use tower::balance::p2c::Balance;
 use tower::discover::ServiceList;
 use tower::load::Constant;
@@ -42,12 +42,12 @@ fn pool(c: &mut Criterion) {
     });
 
     for (label, strategy) in [
-        ("palisade PoolService round-robin (4 members)", Strategy::RoundRobin),
-        ("palisade PoolService p2c (4 members)", Strategy::PowerOfTwoChoices),
+        ("palisade Pool round-robin (4 members)", Strategy::RoundRobin),
+        ("palisade Pool p2c (4 members)", Strategy::PowerOfTwoChoices),
     ] {
         group.bench_function(label, |b| {
             let mut svc = rt.block_on(async {
-                let pool = PoolService::builder()
+                let pool = Pool::builder()
                     .min_size(4)
                     .max_size(4)
                     .member_concurrency(64)

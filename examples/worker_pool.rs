@@ -16,7 +16,7 @@
 //!
 //! Without `--worker` it runs the demo:
 //!
-//! - a [`PoolService`] of 1 to 4 [`WorkerProcess`]es (one job at a time each), made by the
+//! - a [`Pool`] of 1 to 4 [`WorkerProcess`]es (one job at a time each), made by the
 //!   `MakeWorker` that re-executes this binary with `--worker --crash-after 40`;
 //! - a retry (3 attempts) in front, whose classifier re-sends a job lost with its worker
 //!   (crashed, or shut down under it) but not an error the worker answered with; the pool
@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use palisade::bulkhead::BulkheadLayer;
 use palisade::core::classify::{ClassifyExt, DefaultClassifier};
-use palisade::pool::{PoolEvent, PoolService, Snapshot};
+use palisade::pool::{Pool, PoolEvent, PoolSnapshot};
 use palisade::process::codec::LengthPrefixed;
 use palisade::process::worker::serve_stdio;
 use palisade::process::{MakeWorker, ProcessEvent, WorkerError};
@@ -122,7 +122,7 @@ fn lost_with_its_worker(result: &Result<Vec<u8>, BoxError>) -> bool {
     matches!(result, Err(e) if e.downcast_ref::<WorkerError>().is_some_and(WorkerError::is_fatal))
 }
 
-fn print_snapshot(start: Instant, label: &str, s: &Snapshot) {
+fn print_snapshot(start: Instant, label: &str, s: &PoolSnapshot) {
     let served: Vec<String> = s.members.iter().map(|m| format!("#{}:{}", m.id, m.served)).collect();
     println!(
         "{:>6.2}s {label:<8} members {} [{}]  in flight {:>2}  queued {:>2}  made {:>2}  retired {:>2}  evicted {}",
@@ -156,12 +156,12 @@ async fn demo() -> Result<bool, BoxError> {
         .build()?;
     let processes = make.handle();
 
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .name("pow")
         .min_size(MIN_WORKERS)
         .max_size(MAX_WORKERS)
         .member_concurrency(1)
-        .queue_capacity(64)
+        .max_queue(64)
         .scale_down(0.3, Duration::from_secs(1))
         .housekeeping_interval(Duration::from_millis(100))
         .on_event(move |e: &PoolEvent| match e {

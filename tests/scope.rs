@@ -57,7 +57,7 @@ async fn graceful_drain_over_http() {
 async fn lifecycle_hooks_around_a_pool() {
     use std::sync::{Arc, Mutex};
 
-    use palisade::pool::{make_fn, PoolService};
+    use palisade::pool::{make_fn, Pool};
     use palisade::scope::hooks::HooksLayer;
     use tower::Layer;
 
@@ -69,7 +69,7 @@ async fn lifecycle_hooks_around_a_pool() {
             Ok::<_, std::io::Error>(n * 2)
         }))
     });
-    let pool = PoolService::builder().max_size(2).build(make).unwrap();
+    let pool = Pool::builder().max_size(2).build(make).unwrap();
     let hooked = HooksLayer::new()
         .on_request(move |n: &u32| a.lock().unwrap().push(format!("job {n}")))
         .on_response(move |r: &Result<u32, palisade::core::BoxError>, took: Duration| {

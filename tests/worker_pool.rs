@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, clippy::disallowed_methods)]
-//! A pool of real worker processes (`PoolService` over `MakeWorker`), behind a bulkhead and a
+//! A pool of real worker processes (`Pool` over `MakeWorker`), behind a bulkhead and a
 //! retry: the pool grows under a burst within its bounds, every job is answered correctly
 //! exactly once, a crashed worker is replaced and its job sent again, and shutdown drains.
 //!
@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use palisade::bulkhead::BulkheadLayer;
 use palisade::core::classify::{ClassifyExt, DefaultClassifier};
 use palisade::core::rejection::{find, Closed};
-use palisade::pool::{PoolEvent, PoolService};
+use palisade::pool::{Pool, PoolEvent};
 use palisade::process::{MakeWorker, ProcessEvent, ProcessHandle, WorkerError};
 use palisade::retry::{Backoff, Jitter, RetryLayer};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
@@ -168,12 +168,12 @@ async fn a_burst_scales_the_pool_up_within_bounds_and_every_job_is_answered_once
     let (make, processes, running) = workers(&[]);
     let peak_members = Arc::new(AtomicUsize::new(0));
     let peak = peak_members.clone();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .name("pow")
         .min_size(1)
         .max_size(MAX_WORKERS)
         .member_concurrency(1)
-        .queue_capacity(64)
+        .max_queue(64)
         .on_event(move |e: &PoolEvent| {
             if let PoolEvent::ScaledUp { members, .. } = e {
                 peak.fetch_max(*members, Ordering::SeqCst);
@@ -235,12 +235,12 @@ async fn a_burst_scales_the_pool_up_within_bounds_and_every_job_is_answered_once
 async fn shutdown_answers_the_queued_jobs_then_every_worker_exits() {
     const JOBS: u64 = 12;
     let (make, processes, _) = workers(&[]);
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .name("pow")
         .min_size(1)
         .max_size(2)
         .member_concurrency(1)
-        .queue_capacity(32)
+        .max_queue(32)
         .build(make)
         .unwrap();
     let handle = pool.handle();
@@ -284,7 +284,7 @@ async fn a_crashed_worker_is_replaced_and_its_job_sent_again() {
     const JOBS: u64 = 10;
     // Every worker exits abruptly when its third job arrives.
     let (make, processes, _) = workers(&["--crash-after", "3"]);
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .name("pow")
         .min_size(1)
         .max_size(2)

@@ -1,15 +1,20 @@
-//! Errors the pools report for user code that failed in a way a `Result` cannot carry.
+//! Every error the pool and the provider selection return besides palisade-core's
+//! rejections ([`Overloaded`](palisade_core::rejection::Overloaded) when the queue is full,
+//! [`Closed`](palisade_core::rejection::Closed) after shutdown) and the members' own errors.
 
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-/// User code run by a pool panicked: a member's `poll_ready`, `call` or response future, a
-/// health check, or the `MakeService`.
+use palisade_core::panic::payload_message;
+
+/// User code run by a pool panicked: a member's `poll_ready`, `call` or response future
+/// (component `"member"`, site `"poll_ready"`, `"call"` or `"response"`), a health check
+/// (component `"health check"`, site `"health_check"`), or the `MakeService` (component
+/// `"make service"`, site `"make"`).
 ///
 /// The pool catches the panic, answers the request involved with this error (evicting the
-/// member) and goes on; the panic never reaches the pool's
-/// worker task or other callers.
+/// member) and goes on; the panic never reaches the pool's worker task or other callers.
 ///
 /// ```
 /// use palisade_pool::error::Panicked;
@@ -20,52 +25,16 @@ use std::sync::Arc;
 /// }
 /// # let _ = is_panic;
 /// ```
-#[derive(Clone, Debug)]
-pub struct Panicked {
+pub use palisade_core::panic::Panicked;
+
+/// The error for a panic of user code: `component` of the pool `name` panicked at `site`.
+pub(crate) fn panicked(
+    component: &'static str,
     name: Arc<str>,
     site: &'static str,
-    message: Arc<str>,
-}
-
-impl Panicked {
-    pub(crate) fn new(name: Arc<str>, site: &'static str, payload: &(dyn Any + Send)) -> Self {
-        Self { name, site, message: panic_message(payload).into() }
-    }
-
-    /// The pool's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Where the panic happened: `"call"`, `"poll_ready"`, `"response"`, `"health_check"`,
-    /// `"make"`, `"create"`, `"recycle"` or `"destroy"`.
-    pub fn site(&self) -> &'static str {
-        self.site
-    }
-
-    /// The panic's message, when it was a string.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Display for Panicked {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pool `{}`: user code panicked in {}: {}", self.name, self.site, self.message)
-    }
-}
-
-impl std::error::Error for Panicked {}
-
-/// The text of a panic payload (`&str` or `String`), or a placeholder.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        "(non-string panic payload)"
-    }
+    payload: &(dyn Any + Send),
+) -> Panicked {
+    Panicked::new(component, name, payload_message(payload)).with_site(site)
 }
 
 /// A [`Select`](crate::provider::Select) had no provider to try: none discovered, or none

@@ -1,4 +1,4 @@
-//! Events published by a [`PoolService`](crate::PoolService).
+//! Events published by a [`Pool`](crate::Pool).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +54,7 @@ pub enum EvictReason {
     Panicked(Arc<str>),
 }
 
-/// What a [`PoolService`](crate::PoolService) publishes to its listeners (and to `tracing`,
+/// What a [`Pool`](crate::Pool) publishes to its listeners (and to `tracing`,
 /// target `palisade`, pattern `pool`).
 #[derive(Clone, Debug)]
 #[non_exhaustive]

@@ -1,4 +1,4 @@
-//! The response future of [`PoolService`](crate::PoolService).
+//! The response future of [`Pool`](crate::Pool).
 
 use std::fmt;
 use std::future::Future;
@@ -22,7 +22,7 @@ enum State<Res> {
     Running(BoxResponse<Res>),
 }
 
-/// The response of a [`PoolService`](crate::PoolService) call: first waits for a member,
+/// The response of a [`Pool`](crate::Pool) call: first waits for a member,
 /// then runs the member's call.
 ///
 /// Dropping it while the request waits gives its queue place back; dropping it while the

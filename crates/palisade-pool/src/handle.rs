@@ -49,10 +49,10 @@ impl Drop for WorkerGuard {
     }
 }
 
-/// One member in a [`Snapshot`].
+/// One member in a [`PoolSnapshot`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct MemberStats {
+pub struct MemberSnapshot {
     /// The member's id (unique within the pool, in order of making).
     pub id: u64,
     /// Calls dispatched to it and not finished.
@@ -67,7 +67,7 @@ pub struct MemberStats {
     pub failures_in_a_row: u32,
 }
 
-impl MemberStats {
+impl MemberSnapshot {
     /// `in_flight / capacity`: 0 idle, 1 full.
     pub fn load(&self) -> f64 {
         if self.capacity == 0 {
@@ -77,16 +77,16 @@ impl MemberStats {
     }
 }
 
-/// A [`PoolService`](crate::PoolService)'s numbers at one moment.
+/// A [`Pool`](crate::Pool)'s numbers at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Snapshot {
+pub struct PoolSnapshot {
     /// The live members.
-    pub members: Vec<MemberStats>,
+    pub members: Vec<MemberSnapshot>,
     /// Requests accepted and waiting for a member.
     pub queued: usize,
     /// The queue's capacity.
-    pub queue_capacity: usize,
+    pub max_queue: usize,
     /// Calls dispatched and not finished (including those on evicted or retired members).
     pub in_flight: usize,
     /// Members made since the pool was built.
@@ -119,7 +119,7 @@ pub struct ShutdownReport {
     pub in_flight: usize,
 }
 
-/// Watches and controls a [`PoolService`](crate::PoolService): stats, events, shutdown.
+/// Watches and controls a [`Pool`](crate::Pool): stats, events, shutdown.
 ///
 /// # Clone
 ///
@@ -160,7 +160,7 @@ impl PoolHandle {
     }
 
     /// The pool's numbers now.
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self) -> PoolSnapshot {
         snapshot(self.shared())
     }
 
@@ -175,14 +175,14 @@ impl PoolHandle {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use palisade_pool::{make_fn, PoolService};
+    /// use palisade_pool::{make_fn, Pool};
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), palisade_core::BoxError> {
     /// let make = make_fn(|| async {
     ///     Ok::<_, std::io::Error>(tower::service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }))
     /// });
-    /// let pool = PoolService::builder().min_size(1).max_size(8).build(make)?;
+    /// let pool = Pool::builder().min_size(1).max_size(8).build(make)?;
     /// let handle = pool.handle();
     /// handle.scale_to(5);
     /// tokio::time::sleep(Duration::from_millis(10)).await;
@@ -234,13 +234,13 @@ impl PoolHandle {
     }
 }
 
-pub(crate) fn snapshot(shared: &Shared) -> Snapshot {
+pub(crate) fn snapshot(shared: &Shared) -> PoolSnapshot {
     let members = shared
         .members()
         .iter()
         .map(|m| {
             let c = m.counters();
-            MemberStats {
+            MemberSnapshot {
                 id: c.id,
                 in_flight: c.in_flight(),
                 served: c.served.load(Ordering::Relaxed),
@@ -250,10 +250,10 @@ pub(crate) fn snapshot(shared: &Shared) -> Snapshot {
             }
         })
         .collect();
-    Snapshot {
+    PoolSnapshot {
         members,
         queued: usize::try_from(shared.queued.get()).unwrap_or(0),
-        queue_capacity: shared.queue_capacity,
+        max_queue: shared.max_queue,
         in_flight: usize::try_from(shared.in_flight.get()).unwrap_or(0),
         made: shared.made.get(),
         retired: shared.retired.get(),

@@ -1,10 +1,10 @@
-//! Pools for [tower](https://docs.rs/tower): [`PoolService`], an autoscaling, self-healing
+//! Pools for [tower](https://docs.rs/tower): [`Pool`], an autoscaling, self-healing
 //! pool of services. (A pool of resources checked out and back, deadpool-style, is the
 //! `palisade-resource-pool` crate.)
 //!
-//! # `PoolService`
+//! # `Pool`
 //!
-//! A [`PoolService`] is a [`Service`](tower_service::Service) that owns a set of *members*
+//! A [`Pool`] is a [`Service`](tower_service::Service) that owns a set of *members*
 //! (services made on demand by a `MakeService` or a closure, see [`make_fn`]) and sends each
 //! request to one of them:
 //!
@@ -12,9 +12,11 @@
 //!   round-robin, least-in-flight, or by power of two choices on in-flight calls or
 //!   peak-EWMA latency ([`Strategy`]).
 //! - **Queue**: when no member is free, requests wait in a bounded queue (FIFO, or by a
-//!   priority computed from the request); a full queue rejects with
-//!   [`Overloaded`](palisade_core::rejection::Overloaded) or holds `poll_ready`
-//!   ([`WhenFull`]).
+//!   priority computed from the request) of [`max_queue`](PoolConfig::max_queue); a full
+//!   queue refuses with [`Overloaded`](palisade_core::rejection::Overloaded) at once
+//!   (default) or holds `poll_ready` for up to a bound
+//!   ([`when_full`](PoolConfig::when_full), palisade-core's
+//!   [`WhenFull`](palisade_core::when_full::WhenFull)).
 //! - **Autoscaling** between `min_size` and `max_size`: a member is made when utilisation or
 //!   the queue crosses a threshold, retired after sustained low utilisation or an idle
 //!   timeout; one member is made at a time, failures are retried with exponential backoff,
@@ -25,13 +27,13 @@
 //!   that panics (in `poll_ready`, `call`, its response future or a health check) fails
 //!   only the request involved, with [`Panicked`](error::Panicked), and is evicted and
 //!   replaced: the pool's worker never dies of user code.
-//! - **Handle**: [`PoolHandle`] gives [`Snapshot`]s (per-member load, completed and failed
+//! - **Handle**: [`PoolHandle`] gives [`PoolSnapshot`]s (per-member load, completed and failed
 //!   totals), [`PoolEvent`]s (including [`PoolEvent::Completed`] per call: which member,
 //!   how long), operator resizing ([`scale_to`](PoolHandle::scale_to),
 //!   [`scale_up`](PoolHandle::scale_up), [`scale_down`](PoolHandle::scale_down)) and a
-//!   graceful [`shutdown`](PoolHandle::shutdown); [`PoolService::submit_batch`] runs many
+//!   graceful [`shutdown`](PoolHandle::shutdown); [`Pool::submit_batch`] runs many
 //!   requests and returns the results in order
-//!   ([`submit_batch_with_priority`](PoolService::submit_batch_with_priority) ranks them).
+//!   ([`submit_batch_with_priority`](Pool::submit_batch_with_priority) ranks them).
 //! - **Policy**: growth and shrinking are decided by a [`ScalingPolicy`](scaling::ScalingPolicy)
 //!   (default: [`UtilisationPolicy`](scaling::UtilisationPolicy)).
 //!
@@ -43,7 +45,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use palisade_pool::{make_fn, PoolEvent, PoolService};
+//! use palisade_pool::{make_fn, PoolEvent, Pool};
 //! use tower::{service_fn, Service, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -54,7 +56,7 @@
 //!         Ok::<_, std::io::Error>(job * 2)
 //!     }))
 //! });
-//! let pool = PoolService::builder()
+//! let pool = Pool::builder()
 //!     .name("workers")
 //!     .min_size(1)
 //!     .max_size(4)
@@ -89,13 +91,20 @@
 //!
 //! This crate is part of [palisade](https://docs.rs/palisade); its minimum supported Rust
 //! version is 1.85.
+//!
+//! # Shape
+//!
+//! The pool follows palisade's one shape (`CONTRIBUTING.md`) with one deviation: it has no
+//! `PoolLayer`, because it wraps no inner service — it owns the services it makes.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
 mod config;
 pub mod error;
 pub mod event;
 pub mod future;
 mod handle;
+mod make;
 mod member;
 pub mod provider;
 pub mod scaling;
@@ -104,10 +113,10 @@ mod shared;
 mod sizing;
 mod worker;
 
-#[cfg(feature = "serde")]
-#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
-pub use config::PoolServiceConfig;
-pub use config::{make_fn, MakeFn, PoolServiceBuilder, Strategy, WhenFull};
+pub use builder::PoolBuilder;
+pub use config::{PoolConfig, Strategy};
+pub use error::{NoProvider, Panicked};
 pub use event::{EvictReason, PoolEvent, ScaleDownReason, ScaleUpReason};
-pub use handle::{MemberStats, PoolHandle, ShutdownReport, Snapshot};
-pub use service::PoolService;
+pub use handle::{MemberSnapshot, PoolHandle, PoolSnapshot, ShutdownReport};
+pub use make::{make_fn, MakeFn};
+pub use service::Pool;

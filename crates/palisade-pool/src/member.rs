@@ -9,11 +9,12 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use palisade_core::classify::Classify;
+use palisade_core::sync::lock;
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use crate::error::Panicked;
+use crate::error::panicked;
 use crate::event::PoolEvent;
 use crate::shared::Shared;
 
@@ -102,7 +103,7 @@ impl<C> MemberState<C> {
 
     /// Marks the member unhealthy because its code panicked; the worker evicts it.
     pub(crate) fn poison(&self, message: Arc<str>) {
-        *self.panic.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
+        *lock(&self.panic) = Some(message);
         if !self.counters.unhealthy.swap(true, Ordering::AcqRel) {
             self.judge.shared.waker.wake();
         }
@@ -110,7 +111,7 @@ impl<C> MemberState<C> {
 
     /// The message of the panic that poisoned the member, if one did.
     pub(crate) fn panic_message(&self) -> Option<Arc<str>> {
-        self.panic.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        lock(&self.panic).clone()
     }
 
     /// Records the verdict on one call.
@@ -224,7 +225,7 @@ where
         let result = match polled {
             Ok(poll) => ready!(poll),
             Err(payload) => {
-                let err = Panicked::new(member.judge.shared.name.clone(), "response", &*payload);
+                let err = panicked("member", member.judge.shared.name.clone(), "response", &*payload);
                 member.poison(err.message().into());
                 *this.done = true;
                 member.counters.failed.fetch_add(1, Ordering::Relaxed);

@@ -1,4 +1,4 @@
-//! Pluggable scaling policies for [`PoolService`](crate::PoolService).
+//! Pluggable scaling policies for [`Pool`](crate::Pool).
 //!
 //! The pool's worker asks its [`ScalingPolicy`] whether to add a member (on every turn it
 //! could add one: below `max_size`, nothing being made) and whether to retire one (at each
@@ -15,7 +15,7 @@
 //! ```
 //! use std::time::Duration;
 //! use palisade_pool::scaling::{PoolLoad, ScalingPolicy};
-//! use palisade_pool::{make_fn, PoolService, ScaleDownReason, ScaleUpReason};
+//! use palisade_pool::{make_fn, Pool, ScaleDownReason, ScaleUpReason};
 //!
 //! struct QueueLength;
 //!
@@ -33,7 +33,7 @@
 //! let make = make_fn(|| async {
 //!     Ok::<_, std::io::Error>(tower::service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }))
 //! });
-//! let pool = PoolService::builder().max_size(8).scaling_policy(QueueLength).build(make)?;
+//! let pool = Pool::builder().max_size(8).scaling_policy(QueueLength).build(make)?;
 //! assert_eq!(pool.submit_batch(0..3).await.len(), 3);
 //! # Ok(())
 //! # }
@@ -79,7 +79,7 @@ impl PoolLoad {
     }
 }
 
-/// Decides when a [`PoolService`](crate::PoolService) grows and shrinks; see the
+/// Decides when a [`Pool`](crate::Pool) grows and shrinks; see the
 /// [module docs](self). Runs on the pool's worker task: keep it quick. A panic in it is
 /// contained (taken as "no change").
 pub trait ScalingPolicy: Send + 'static {

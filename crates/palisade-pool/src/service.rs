@@ -1,18 +1,23 @@
-//! [`PoolService`]: dispatches each request to one member of an autoscaling pool.
+//! [`Pool`]: dispatches each request to one member of an autoscaling pool.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use palisade_core::rejection::Overloaded;
+use palisade_core::time::{deadline_from_now, FAR_FUTURE};
+use palisade_core::when_full::WhenFull;
 use palisade_core::BoxError;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, TryAcquireError};
+use tokio::time::Sleep;
 use tokio_util::sync::PollSemaphore;
 use tower_service::Service;
 
-use crate::config::{PoolServiceBuilder, PriorityFn, WhenFull};
+use crate::builder::{PoolBuilder, PriorityFn};
 use crate::future::ResponseFuture;
-use crate::handle::{snapshot, PoolHandle, Snapshot, WorkerGuard};
+use crate::handle::{snapshot, PoolHandle, PoolSnapshot, WorkerGuard};
 use crate::shared::Shared;
 use crate::worker::Message;
 
@@ -29,28 +34,33 @@ use crate::worker::Message;
 ///
 /// `poll_ready` reserves a place in the queue; `call` spends it and the place is given back
 /// once a member takes the request (or the response future is dropped). When the queue is
-/// full, [`WhenFull::Reject`] makes `call` fail with
-/// [`Overloaded`](palisade_core::rejection::Overloaded), [`WhenFull::Wait`] keeps
-/// `poll_ready` pending. After [`PoolHandle::shutdown`], `poll_ready` fails with
+/// full, [`WhenFull::Refuse`] makes `call` fail with
+/// [`Overloaded`](palisade_core::rejection::Overloaded); [`WhenFull::wait(d)`](WhenFull::wait)
+/// keeps `poll_ready` pending until a place frees up, for at most `d` (a timer started by
+/// the first pending `poll_ready`; when it fires, `poll_ready` is ready and `call` fails with
+/// `Overloaded`; `Duration::MAX` waits without bound and arms no timer). After
+/// [`PoolHandle::shutdown`], `poll_ready` fails with
 /// [`Closed`](palisade_core::rejection::Closed).
 ///
 /// # Clone
 ///
 /// Clones share the pool: members, queue, stats and events. A clone starts without a
 /// reserved place, so call `poll_ready` on it first.
-pub struct PoolService<Req, Res> {
+pub struct Pool<Req, Res> {
     tx: mpsc::UnboundedSender<Message<Req, Res>>,
     slots: PollSemaphore,
     slot: Option<OwnedSemaphorePermit>,
     shed: bool,
+    /// The bound of a [`WhenFull::Wait`] under way.
+    waiting: Option<Pin<Box<Sleep>>>,
     when_full: WhenFull,
     priority: Option<PriorityFn<Req>>,
     worker: Arc<WorkerGuard>,
 }
 
-impl<Req, Res> fmt::Debug for PoolService<Req, Res> {
+impl<Req, Res> fmt::Debug for Pool<Req, Res> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PoolService")
+        f.debug_struct("Pool")
             .field("name", &self.shared().name)
             .field("reserved", &self.slot.is_some())
             .field("when_full", &self.when_full)
@@ -58,13 +68,14 @@ impl<Req, Res> fmt::Debug for PoolService<Req, Res> {
     }
 }
 
-impl<Req, Res> Clone for PoolService<Req, Res> {
+impl<Req, Res> Clone for Pool<Req, Res> {
     fn clone(&self) -> Self {
         Self {
             tx: self.tx.clone(),
             slots: self.slots.clone(),
             slot: None,
             shed: false,
+            waiting: None,
             when_full: self.when_full,
             priority: self.priority.clone(),
             worker: self.worker.clone(),
@@ -72,14 +83,14 @@ impl<Req, Res> Clone for PoolService<Req, Res> {
     }
 }
 
-impl<Req> PoolService<Req, ()> {
-    /// A builder with the defaults listed on [`PoolServiceBuilder`].
-    pub fn builder() -> PoolServiceBuilder<Req> {
-        PoolServiceBuilder::default()
+impl<Req> Pool<Req, ()> {
+    /// A builder with the defaults of [`PoolConfig`](crate::PoolConfig).
+    pub fn builder() -> PoolBuilder<Req> {
+        PoolBuilder::default()
     }
 }
 
-impl<Req, Res> PoolService<Req, Res> {
+impl<Req, Res> Pool<Req, Res> {
     pub(crate) fn from_parts(
         tx: mpsc::UnboundedSender<Message<Req, Res>>,
         shared: &Shared,
@@ -92,6 +103,7 @@ impl<Req, Res> PoolService<Req, Res> {
             slots: PollSemaphore::new(shared.slots.clone()),
             slot: None,
             shed: false,
+            waiting: None,
             when_full,
             priority,
             worker,
@@ -108,7 +120,7 @@ impl<Req, Res> PoolService<Req, Res> {
     }
 
     /// The pool's numbers now.
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self) -> PoolSnapshot {
         snapshot(self.shared())
     }
 
@@ -139,7 +151,7 @@ impl<Req, Res> PoolService<Req, Res> {
     }
 }
 
-impl<Req, Res> PoolService<Req, Res>
+impl<Req, Res> Pool<Req, Res>
 where
     Req: Send + 'static,
     Res: Send + 'static,
@@ -153,7 +165,7 @@ where
         self.batch(requests, None).await
     }
 
-    /// [`submit_batch`](PoolService::submit_batch) with every request ranked `priority`
+    /// [`submit_batch`](Pool::submit_batch) with every request ranked `priority`
     /// in the queue (higher first; the builder's `priority` function is not consulted).
     /// Waiting requests of a pool without a priority function have priority 0: a batch
     /// with a higher priority overtakes them, and the queue becomes a priority queue from
@@ -162,14 +174,14 @@ where
     /// requests wait — bound them with a timeout layer if they must not.
     ///
     /// ```
-    /// use palisade_pool::{make_fn, PoolService};
+    /// use palisade_pool::{make_fn, Pool};
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), palisade_core::BoxError> {
     /// let make = make_fn(|| async {
     ///     Ok::<_, std::io::Error>(tower::service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }))
     /// });
-    /// let pool = PoolService::builder().max_size(2).build(make)?;
+    /// let pool = Pool::builder().max_size(2).build(make)?;
     /// let urgent = pool.submit_batch_with_priority([1, 2, 3], 200).await;
     /// assert!(urgent.iter().all(Result::is_ok));
     /// # Ok(())
@@ -203,7 +215,7 @@ where
     }
 }
 
-impl<Req, Res> Service<Req> for PoolService<Req, Res>
+impl<Req, Res> Service<Req> for Pool<Req, Res>
 where
     Req: Send + 'static,
     Res: Send + 'static,
@@ -220,19 +232,43 @@ where
         if self.slot.is_some() || self.shed {
             return Poll::Ready(Ok(()));
         }
-        match self.when_full {
-            WhenFull::Wait => match self.slots.poll_acquire(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(slot)) => self.slot = Some(slot),
-                Poll::Ready(None) => return Poll::Ready(Err(self.shared().closed_error())),
-            },
-            WhenFull::Reject => match self.shared().slots.clone().try_acquire_owned() {
+        let max_wait = self.when_full.max_wait();
+        if max_wait.is_zero() {
+            match self.shared().slots.clone().try_acquire_owned() {
                 Ok(slot) => self.slot = Some(slot),
                 Err(TryAcquireError::NoPermits) => self.shed = true,
                 Err(TryAcquireError::Closed) => return Poll::Ready(Err(self.shared().closed_error())),
-            },
+            }
+            return Poll::Ready(Ok(()));
         }
-        Poll::Ready(Ok(()))
+        match self.slots.poll_acquire(cx) {
+            Poll::Ready(Some(slot)) => {
+                self.waiting = None;
+                self.slot = Some(slot);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(None) => {
+                self.waiting = None;
+                Poll::Ready(Err(self.shared().closed_error()))
+            }
+            // Saturates to "effectively never": no timer at all.
+            Poll::Pending if max_wait >= FAR_FUTURE => Poll::Pending,
+            Poll::Pending => {
+                let waiting = self
+                    .waiting
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline_from_now(max_wait))));
+                if waiting.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                // The wait's bound passed: `call` refuses, as under `WhenFull::Refuse`. A
+                // fresh `PollSemaphore` leaves the semaphore's wait list, so no place is
+                // handed to this service while it is not waiting.
+                self.waiting = None;
+                self.slots = PollSemaphore::new(self.shared().slots.clone());
+                self.shed = true;
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 
     fn call(&mut self, request: Req) -> Self::Future {

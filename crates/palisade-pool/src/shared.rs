@@ -7,6 +7,7 @@ use futures_util::task::AtomicWaker;
 use palisade_core::event::EventBus;
 use palisade_core::metric::{Counter, Gauge};
 use palisade_core::rejection::Closed;
+use palisade_core::sync::lock;
 use palisade_core::BoxError;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
@@ -25,7 +26,7 @@ pub(crate) struct Shared {
     pub(crate) epoch: Instant,
     /// Queue places: taken by `poll_ready`, given back when the request leaves the queue.
     pub(crate) slots: Arc<Semaphore>,
-    pub(crate) queue_capacity: usize,
+    pub(crate) max_queue: usize,
     pub(crate) control: mpsc::UnboundedSender<Control>,
     pub(crate) queued: Gauge,
     pub(crate) in_flight: Gauge,
@@ -51,7 +52,7 @@ impl Shared {
     pub(crate) fn new(
         name: Arc<str>,
         events: EventBus<PoolEvent>,
-        queue_capacity: usize,
+        max_queue: usize,
         member_concurrency: usize,
         control: mpsc::UnboundedSender<Control>,
     ) -> Self {
@@ -60,8 +61,8 @@ impl Shared {
             waker: AtomicWaker::new(),
             closed: AtomicBool::new(false),
             epoch: Instant::now(),
-            slots: Arc::new(Semaphore::new(queue_capacity)),
-            queue_capacity,
+            slots: Arc::new(Semaphore::new(max_queue)),
+            max_queue,
             control,
             queued: Gauge::new("palisade_pool_queued", n),
             in_flight: Gauge::new("palisade_pool_in_flight", n),
@@ -113,9 +114,6 @@ impl Shared {
     }
 
     pub(crate) fn members(&self) -> MutexGuard<'_, Vec<Arc<dyn MemberView>>> {
-        match self.members.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.members)
     }
 }

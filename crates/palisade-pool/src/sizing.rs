@@ -1,9 +1,8 @@
-//! Sizing rules and creation backoff shared by [`Pool`](crate::Pool) and
-//! [`PoolService`](crate::PoolService).
+//! Sizing rules and the backoff between attempts to make a member.
 
 use std::time::Duration;
 
-use palisade_core::config::{ensure, ensure_nonzero_duration, ensure_ordered, ConfigError};
+use palisade_core::config::{ensure, ensure_ordered, ConfigError};
 
 /// The largest `min_size` a pool accepts. A minimum is kept whatever the load (made at
 /// start and after every loss), so it is bounded: a floor from a config typo (or
@@ -47,10 +46,10 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    pub(crate) fn new(base: Duration, max: Duration) -> Result<Self, ConfigError> {
-        ensure_nonzero_duration("make_backoff", base)?;
-        ensure_ordered("make_backoff", base, "make_backoff_max", max)?;
-        Ok(Self { base, max, failures: 0 })
+    /// `base` and `max` as [`PoolConfig::validate`](crate::PoolConfig::validate) checked
+    /// them: `base` not zero, `max` at least `base`.
+    pub(crate) fn new(base: Duration, max: Duration) -> Self {
+        Self { base, max, failures: 0 }
     }
 
     /// Records a failure and returns how long to wait before the next attempt.
@@ -76,7 +75,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500)).unwrap();
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
         assert_eq!(b.fail(), Duration::from_millis(100));
         assert_eq!(b.fail(), Duration::from_millis(200));
         assert_eq!(b.fail(), Duration::from_millis(400));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use palisade_core::rejection::{find, Closed};
 use palisade_core::BoxError;
-use palisade_pool::{make_fn, PoolService};
+use palisade_pool::{make_fn, Pool};
 use tokio::task::yield_now;
 use tower::{Service, ServiceExt};
 
@@ -34,8 +34,8 @@ impl Drop for Bomb {
     }
 }
 
-fn pool() -> PoolService<Bomb, u32> {
-    PoolService::builder()
+fn pool() -> Pool<Bomb, u32> {
+    Pool::builder()
         .min_size(1)
         .max_size(1)
         .build(make_fn(|| {
@@ -57,7 +57,7 @@ async fn settle() {
     }
 }
 
-async fn works(pool: &PoolService<Bomb, u32>) {
+async fn works(pool: &Pool<Bomb, u32>) {
     for n in 1..4 {
         assert_eq!(pool.clone().oneshot(Bomb::safe(n, 0)).await.unwrap(), n);
     }

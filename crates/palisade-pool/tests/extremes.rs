@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use palisade_core::config::ConfigError;
 use palisade_core::time::FAR_FUTURE;
+use palisade_core::when_full::WhenFull;
 use palisade_core::BoxError;
-use palisade_pool::{make_fn, PoolService, PoolServiceBuilder, Strategy as Dispatch, WhenFull};
+use palisade_pool::{make_fn, Pool, PoolBuilder, Strategy as Dispatch};
 use proptest::prelude::*;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
@@ -85,13 +86,13 @@ fn assert_names_a_field(err: &ConfigError, fields: &[&str]) {
     assert!(!err.rule().is_empty());
 }
 
-// === PoolService ===
+// === Pool ===
 
 const SERVICE_FIELDS: &[&str] = &[
     "min_size",
     "max_size",
     "member_concurrency",
-    "queue_capacity",
+    "max_queue",
     "scale_up_utilisation",
     "scale_down_utilisation",
     "scale_down_after",
@@ -100,12 +101,12 @@ const SERVICE_FIELDS: &[&str] = &[
     "make_timeout",
     "make_backoff",
     "health_check",
-    "peak_ewma",
+    "peak_ewma_decay",
 ];
 
 #[derive(Clone, Debug)]
 struct ServiceSettings {
-    /// min, max, member_concurrency, queue_capacity, scale_up_queue
+    /// min, max, member_concurrency, max_queue, scale_up_queue
     sizes: (usize, usize, usize, usize, usize),
     /// scale_down_utilisation, scale_up_utilisation
     ratios: (f64, f64),
@@ -116,7 +117,8 @@ struct ServiceSettings {
     options: (Option<Duration>, Option<Duration>, Option<Duration>),
     failures: u32,
     strategy: u8,
-    wait: bool,
+    /// `None`: refuse when full; else wait up to this long.
+    wait: Option<Duration>,
 }
 
 fn queue() -> impl Strategy<Value = usize> {
@@ -131,7 +133,7 @@ fn service_settings() -> impl Strategy<Value = ServiceSettings> {
         (prop::option::of(duration()), prop::option::of(duration()), prop::option::of(duration())),
         count(),
         0u8..4,
-        any::<bool>(),
+        prop::option::of(duration()),
     )
         .prop_map(
             |(
@@ -166,15 +168,15 @@ fn strategy(n: u8) -> Dispatch {
     }
 }
 
-fn service_builder(s: &ServiceSettings) -> PoolServiceBuilder<u32> {
+fn service_builder(s: &ServiceSettings) -> PoolBuilder<u32> {
     let (min, max, concurrency, queue, up_queue) = s.sizes;
     let (after, housekeeping, backoff, backoff_max, rtt, decay) = s.durations;
     let (idle, make_timeout, health) = s.options;
-    let mut b = PoolService::builder()
+    let mut b = Pool::builder()
         .min_size(min)
         .max_size(max)
         .member_concurrency(concurrency)
-        .queue_capacity(queue)
+        .max_queue(queue)
         .scale_up_queue(up_queue)
         .scale_up_utilisation(s.ratios.1)
         .scale_down(s.ratios.0, after)
@@ -183,7 +185,7 @@ fn service_builder(s: &ServiceSettings) -> PoolServiceBuilder<u32> {
         .peak_ewma(rtt, decay)
         .evict_after_failures(s.failures)
         .strategy(strategy(s.strategy))
-        .when_full(if s.wait { WhenFull::Wait } else { WhenFull::Reject })
+        .when_full(s.wait.map_or(WhenFull::Refuse, WhenFull::wait))
         .seed(7);
     if let Some(d) = idle {
         b = b.idle_timeout(d);
@@ -198,7 +200,7 @@ fn service_builder(s: &ServiceSettings) -> PoolServiceBuilder<u32> {
 }
 
 /// Builds over members answering each `u32` with itself, then checks that it serves.
-async fn serves(builder: PoolServiceBuilder<u32>) {
+async fn serves(builder: PoolBuilder<u32>) {
     let made = Arc::new(AtomicU64::new(0));
     let m = made.clone();
     let built = builder.build(make_fn(move || {
@@ -238,25 +240,27 @@ proptest! {
     #[test]
     fn pool_service_config_refuses_or_serves(s in service_settings()) {
         let (min, max, concurrency, queue, up_queue) = s.sizes;
-        let (after, housekeeping, backoff, backoff_max, _, _) = s.durations;
+        let (after, housekeeping, backoff, backoff_max, rtt, decay) = s.durations;
         let (idle, make_timeout, _) = s.options;
-        let mut config = palisade_pool::PoolServiceConfig::default();
-        config.min_size = Some(min);
-        config.max_size = Some(max);
-        config.member_concurrency = Some(concurrency);
-        config.queue_capacity = Some(queue);
-        config.scale_up_queue = Some(up_queue);
-        config.scale_up_utilisation = Some(s.ratios.1);
-        config.scale_down_utilisation = Some(s.ratios.0);
-        config.scale_down_after = Some(after);
-        config.housekeeping_interval = Some(housekeeping);
-        config.make_backoff = Some(backoff);
-        config.make_backoff_max = Some(backoff_max);
+        let mut config = palisade_pool::PoolConfig::default();
+        config.min_size = min;
+        config.max_size = max;
+        config.member_concurrency = concurrency;
+        config.max_queue = queue;
+        config.scale_up_queue = up_queue;
+        config.scale_up_utilisation = s.ratios.1;
+        config.scale_down_utilisation = s.ratios.0;
+        config.scale_down_after = after;
+        config.housekeeping_interval = housekeeping;
+        config.make_backoff = backoff;
+        config.make_backoff_max = backoff_max;
+        config.peak_ewma_default_rtt = rtt;
+        config.peak_ewma_decay = decay;
         config.idle_timeout = idle;
         config.make_timeout = make_timeout;
-        config.evict_after_failures = Some(s.failures);
-        config.strategy = Some(strategy(s.strategy));
-        config.when_full = Some(if s.wait { WhenFull::Wait } else { WhenFull::Reject });
+        config.evict_after_failures = s.failures;
+        config.strategy = strategy(s.strategy);
+        config.when_full = s.wait.map_or(WhenFull::Refuse, WhenFull::wait);
         match config.into_builder::<u32>() {
             Ok(builder) => runtime().block_on(serves(builder)),
             Err(err) => assert_names_a_field(&err, SERVICE_FIELDS),
@@ -273,11 +277,11 @@ fn json_configs_with_extreme_values_refuse_or_serve() {
     for size in sizes {
         for duration in durations {
             let json = format!(
-                r#"{{ "max_size": {size}, "queue_capacity": {size}, "member_concurrency": {size},
+                r#"{{ "max_size": {size}, "max_queue": {size}, "member_concurrency": {size},
                      "scale_down_after": {duration}, "housekeeping_interval": {duration},
                      "idle_timeout": {duration}, "make_timeout": {duration} }}"#
             );
-            let config: palisade_pool::PoolServiceConfig = serde_json::from_str(&json).unwrap();
+            let config: palisade_pool::PoolConfig = serde_json::from_str(&json).unwrap();
             match config.into_builder::<u32>() {
                 Ok(builder) => runtime().block_on(serves(builder)),
                 Err(err) => assert_names_a_field(&err, SERVICE_FIELDS),

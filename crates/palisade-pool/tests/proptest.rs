@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use palisade_core::rejection::Overloaded;
-use palisade_pool::{PoolService, Strategy as Dispatch};
+use palisade_pool::{Pool, Strategy as Dispatch};
 use proptest::prelude::*;
 use support::{settle, Factory, Job};
 use tower::ServiceExt;
@@ -53,11 +53,11 @@ fn run(w: &Workload) {
             2 => Dispatch::PowerOfTwoChoices,
             _ => Dispatch::PeakEwma,
         };
-        let pool = PoolService::builder()
+        let pool = Pool::builder()
             .min_size(w.min)
             .max_size(w.max)
             .member_concurrency(w.concurrency)
-            .queue_capacity(w.queue)
+            .max_queue(w.queue)
             .strategy(strategy)
             .evict_after_failures(2)
             .scale_down(0.2, Duration::from_millis(500))

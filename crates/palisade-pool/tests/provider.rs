@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use palisade_core::BoxError;
 use palisade_pool::error::NoProvider;
-use palisade_pool::provider::{Meta, Provider, ProviderStats, Ranking, Select};
+use palisade_pool::provider::{Meta, Provider, ProviderSnapshot, Ranking, Select};
 use tokio::sync::mpsc;
 use tokio::time::sleep;
 use tower::discover::Change;
@@ -69,7 +69,7 @@ async fn built_in_rankings_pick_their_provider() {
         // No failures yet: a tie on failure rate and latency goes to discovery order.
         (Ranking::Best, "cheap-slow"),
         (
-            Ranking::custom(|m: &Meta, _: &ProviderStats| if m.has("premium") { 0.0 } else { 1.0 }),
+            Ranking::custom(|m: &Meta, _: &ProviderSnapshot| if m.has("premium") { 0.0 } else { 1.0 }),
             "fast-dear",
         ),
     ] {

@@ -10,17 +10,17 @@ use std::future::Future;
 use std::time::Duration;
 
 use palisade_core::BoxError;
-use palisade_pool::{make_fn, PoolService};
+use palisade_pool::{make_fn, Pool};
 use tower::ServiceExt;
 
 /// A service pool stored in application state: its type is nameable.
 #[derive(Clone)]
 struct AppState {
-    workers: PoolService<u32, u32>,
+    workers: Pool<u32, u32>,
 }
 
-fn workers() -> PoolService<u32, u32> {
-    PoolService::builder()
+fn workers() -> Pool<u32, u32> {
+    Pool::builder()
         .min_size(1)
         .max_size(2)
         .build(make_fn(|| async {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_pool::scaling::{PoolLoad, ScalingPolicy};
-use palisade_pool::{make_fn, PoolEvent, PoolService, ScaleDownReason, ScaleUpReason};
+use palisade_pool::{make_fn, Pool, PoolEvent, ScaleDownReason, ScaleUpReason};
 use tokio::time::{sleep, Instant};
 
 fn ms(n: u64) -> Duration {
@@ -65,7 +65,7 @@ fn events() -> (Arc<Mutex<Vec<PoolEvent>>>, impl Fn(&PoolEvent) + Send + Sync + 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn scale_to_under_load() {
     let (events, listener) = events();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(8)
         .scaling_policy(Hold)
@@ -135,7 +135,7 @@ async fn scale_to_under_load() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_default_policy_takes_over_after_scale_to() {
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(8)
         .scale_down(0.2, Duration::from_secs(5))
@@ -168,7 +168,7 @@ async fn a_custom_policy_decides_and_a_panicking_one_is_contained() {
     }
     let asked = Arc::new(AtomicUsize::new(0));
     let (events, listener) = events();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(3)
         .scaling_policy(Counting(asked.clone(), false))
@@ -184,7 +184,7 @@ async fn a_custom_policy_decides_and_a_panicking_one_is_contained() {
     assert!(e.iter().any(|e| matches!(e, PoolEvent::ScaledUp { reason: ScaleUpReason::Policy, .. })));
     assert!(e.iter().any(|e| matches!(e, PoolEvent::ScaledDown { reason: ScaleDownReason::Policy, .. })));
 
-    let panicking = PoolService::builder()
+    let panicking = Pool::builder()
         .min_size(1)
         .max_size(3)
         .scaling_policy(Counting(Arc::default(), true))
@@ -196,7 +196,7 @@ async fn a_custom_policy_decides_and_a_panicking_one_is_contained() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn snapshot_keeps_per_member_load_and_completed_apart_from_failed() {
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(2)
         .max_size(2)
         .member_concurrency(4)
@@ -210,7 +210,7 @@ async fn snapshot_keeps_per_member_load_and_completed_apart_from_failed() {
     });
     sleep(ms(1)).await;
     let snap = pool.snapshot();
-    let loads: f64 = snap.members.iter().map(palisade_pool::MemberStats::load).sum();
+    let loads: f64 = snap.members.iter().map(palisade_pool::MemberSnapshot::load).sum();
     assert!((loads - 0.75).abs() < 1e-9, "3 calls over two members of 4: {snap:?}");
     assert!(snap.members.iter().all(|m| m.capacity == 4));
     running.await.unwrap();
@@ -225,7 +225,7 @@ async fn snapshot_keeps_per_member_load_and_completed_apart_from_failed() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn every_job_reports_its_member_and_duration() {
     let (events, listener) = events();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(2)
         .max_size(2)
         .evict_after_failures(1000)
@@ -255,8 +255,7 @@ async fn every_job_reports_its_member_and_duration() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_batch_with_a_priority_overtakes_waiting_requests() {
     let served = Arc::new(Mutex::new(Vec::new()));
-    let pool =
-        PoolService::builder().min_size(1).max_size(1).build(make(100, false, served.clone())).unwrap();
+    let pool = Pool::builder().min_size(1).max_size(1).build(make(100, false, served.clone())).unwrap();
     sleep(ms(1)).await;
     let low = tokio::spawn({
         let pool = pool.clone();

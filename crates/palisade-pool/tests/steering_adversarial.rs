@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use palisade_pool::{make_fn, PoolService};
+use palisade_pool::{make_fn, Pool};
 use tower::ServiceExt;
 
 fn ms(n: u64) -> Duration {
@@ -30,7 +30,7 @@ fn make() -> impl tower::Service<
 /// request waiting forever.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn scale_to_zero_then_a_request_is_answered() {
-    let pool = PoolService::builder().min_size(0).max_size(4).build(make()).unwrap();
+    let pool = Pool::builder().min_size(0).max_size(4).build(make()).unwrap();
     let handle = pool.handle();
     assert_eq!(pool.clone().oneshot(1).await.unwrap(), 1);
     handle.scale_to(0);
@@ -44,7 +44,7 @@ async fn scale_to_zero_then_a_request_is_answered() {
 /// runs; the pool stays within bounds and serves everything.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn scale_commands_racing_the_autoscaler_stay_in_bounds() {
-    let pool = PoolService::builder().min_size(1).max_size(3).build(make()).unwrap();
+    let pool = Pool::builder().min_size(1).max_size(3).build(make()).unwrap();
     let handle = pool.handle();
     let batch = tokio::spawn({
         let pool = pool.clone();

@@ -6,10 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use palisade_core::rejection::{find, Closed, Overloaded};
+use palisade_core::when_full::WhenFull;
 use palisade_pool::error::Panicked;
-use palisade_pool::{
-    EvictReason, PoolEvent, PoolService, ScaleDownReason, ScaleUpReason, Strategy, WhenFull,
-};
+use palisade_pool::{EvictReason, Pool, PoolEvent, ScaleDownReason, ScaleUpReason, Strategy};
 use support::{settle, Behaviour, Events, Factory, Job};
 use tokio::time::{advance, Instant};
 use tokio_test::{assert_pending, assert_ready, assert_ready_ok, task};
@@ -19,12 +18,12 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-async fn call(svc: &PoolService<Job, (u64, u32)>, job: Job) -> Result<(u64, u32), palisade_core::BoxError> {
+async fn call(svc: &Pool<Job, (u64, u32)>, job: Job) -> Result<(u64, u32), palisade_core::BoxError> {
     svc.clone().oneshot(job).await
 }
 
 fn spawn_call(
-    svc: &PoolService<Job, (u64, u32)>,
+    svc: &Pool<Job, (u64, u32)>,
     job: Job,
 ) -> tokio::task::JoinHandle<Result<(u64, u32), palisade_core::BoxError>> {
     let svc = svc.clone();
@@ -36,7 +35,7 @@ fn spawn_call(
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn round_robin_takes_members_in_turn() {
     let f = Factory::new();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(3)
         .max_size(3)
         .member_concurrency(10)
@@ -54,7 +53,7 @@ async fn round_robin_takes_members_in_turn() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn least_in_flight_avoids_the_busy_member() {
     let f = Factory::new();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(3)
         .max_size(3)
         .member_concurrency(10)
@@ -86,7 +85,7 @@ async fn least_in_flight_avoids_the_busy_member() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn power_of_two_choices_picks_the_less_loaded() {
     let f = Factory::new();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(2)
         .max_size(2)
         .member_concurrency(10)
@@ -107,7 +106,7 @@ async fn power_of_two_choices_picks_the_less_loaded() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn peak_ewma_avoids_the_slow_member() {
     let f = Factory::new();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(2)
         .max_size(2)
         .member_concurrency(10)
@@ -131,7 +130,7 @@ async fn peak_ewma_avoids_the_slow_member() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn full_queue_rejects_with_overloaded() {
     let f = Factory::new();
-    let pool = PoolService::builder().min_size(1).max_size(1).queue_capacity(2).build(f.make()).unwrap();
+    let pool = Pool::builder().min_size(1).max_size(1).max_queue(2).build(f.make()).unwrap();
     settle().await;
     let running = spawn_call(&pool, Job::new(0).work(100));
     settle().await;
@@ -153,12 +152,8 @@ async fn full_queue_rejects_with_overloaded() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn priority_orders_the_queue() {
     let f = Factory::new();
-    let pool = PoolService::builder()
-        .min_size(1)
-        .max_size(1)
-        .priority(|j: &Job| j.priority)
-        .build(f.make())
-        .unwrap();
+    let pool =
+        Pool::builder().min_size(1).max_size(1).priority(|j: &Job| j.priority).build(f.make()).unwrap();
     settle().await;
     let mut calls = vec![spawn_call(&pool, Job::new(0).work(10))];
     settle().await;
@@ -176,7 +171,7 @@ async fn priority_orders_the_queue() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn fifo_without_priority() {
     let f = Factory::new();
-    let pool = PoolService::builder().min_size(1).max_size(1).build(f.make()).unwrap();
+    let pool = Pool::builder().min_size(1).max_size(1).build(f.make()).unwrap();
     settle().await;
     let mut calls = Vec::new();
     for n in 0..5 {
@@ -195,7 +190,7 @@ async fn fifo_without_priority() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn poll_ready_reserves_a_place_without_calling() {
     let f = Factory::new();
-    let pool = PoolService::builder().max_size(1).queue_capacity(1).build(f.make()).unwrap();
+    let pool = Pool::builder().max_size(1).max_queue(1).build(f.make()).unwrap();
     settle().await;
     let mut a = pool.clone();
     assert_ready_ok!(task::spawn(()).enter(|cx, _| a.poll_ready(cx)));
@@ -203,10 +198,10 @@ async fn poll_ready_reserves_a_place_without_calling() {
     let err = call(&pool, Job::new(1)).await.unwrap_err();
     assert!(err.is::<Overloaded>());
     // ... or waits (Wait).
-    let b = PoolService::builder()
+    let b = Pool::builder()
         .max_size(1)
-        .queue_capacity(1)
-        .when_full(WhenFull::Wait)
+        .max_queue(1)
+        .when_full(WhenFull::wait(Duration::MAX))
         .build(Factory::new().make())
         .unwrap();
     let mut b1 = b.clone();
@@ -218,12 +213,100 @@ async fn poll_ready_reserves_a_place_without_calling() {
     assert_eq!(a.call(Job::new(7)).await.unwrap().1, 7);
 }
 
+// === WhenFull::wait(d): a bounded wait ===
+
+/// A full queue holds `poll_ready` for at most the bound; then `poll_ready` is ready and
+/// `call` fails with `Overloaded` (counted as rejected), and the next `poll_ready` waits
+/// again with a fresh bound.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_bounded_wait_refuses_when_its_bound_passes() {
+    let pool = Pool::builder()
+        .name("workers")
+        .max_size(1)
+        .max_queue(1)
+        .when_full(WhenFull::wait(ms(100)))
+        .build(Factory::new().make())
+        .unwrap();
+    let mut holder = pool.clone();
+    assert_ready_ok!(task::spawn(()).enter(|cx, _| holder.poll_ready(cx)));
+    let mut waiter = pool.clone();
+    let mut t = task::spawn(());
+    assert_pending!(t.enter(|cx, _| waiter.poll_ready(cx)));
+    advance(ms(99)).await;
+    assert_pending!(t.enter(|cx, _| waiter.poll_ready(cx)));
+    advance(ms(1)).await;
+    assert!(t.is_woken());
+    assert_ready_ok!(t.enter(|cx, _| waiter.poll_ready(cx)));
+    let err = waiter.call(Job::new(1)).await.unwrap_err();
+    assert_eq!(err.downcast_ref::<Overloaded>().unwrap().name(), "workers");
+    assert_eq!(pool.snapshot().rejected, 1);
+    // A fresh wait, with a fresh bound.
+    assert_pending!(t.enter(|cx, _| waiter.poll_ready(cx)));
+    advance(ms(50)).await;
+    assert_pending!(t.enter(|cx, _| waiter.poll_ready(cx)));
+    // A place freed within the bound is taken: no refusal.
+    drop(holder);
+    assert!(t.is_woken());
+    assert_ready_ok!(t.enter(|cx, _| waiter.poll_ready(cx)));
+    advance(ms(100)).await;
+    assert_eq!(waiter.call(Job::new(2)).await.unwrap().1, 2);
+    assert_eq!(pool.snapshot().rejected, 1);
+}
+
+/// A service whose bounded wait ran out leaves the queue's wait list: a place freed
+/// afterwards goes to the next waiter, not to the service that gave up.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_wait_that_ran_out_holds_no_place() {
+    let pool = Pool::builder()
+        .max_size(1)
+        .max_queue(1)
+        .when_full(WhenFull::wait(ms(100)))
+        .build(Factory::new().make())
+        .unwrap();
+    let mut holder = pool.clone();
+    assert_ready_ok!(task::spawn(()).enter(|cx, _| holder.poll_ready(cx)));
+    let mut gave_up = pool.clone();
+    let mut t = task::spawn(());
+    assert_pending!(t.enter(|cx, _| gave_up.poll_ready(cx)));
+    advance(ms(100)).await;
+    assert_ready_ok!(t.enter(|cx, _| gave_up.poll_ready(cx)));
+    let mut next = pool.clone();
+    let mut waiting = task::spawn(next.ready());
+    assert_pending!(waiting.poll());
+    drop(holder);
+    assert!(waiting.is_woken());
+    assert_ready_ok!(waiting.poll());
+}
+
+/// `WhenFull::wait(Duration::MAX)` (and any bound past palisade's far future) waits without
+/// bound, as the old `WhenFull::Wait`.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_huge_bound_waits_without_bound() {
+    for bound in [Duration::MAX, palisade_core::time::FAR_FUTURE] {
+        let pool = Pool::builder()
+            .max_size(1)
+            .max_queue(1)
+            .when_full(WhenFull::wait(bound))
+            .build(Factory::new().make())
+            .unwrap();
+        let mut holder = pool.clone();
+        assert_ready_ok!(task::spawn(()).enter(|cx, _| holder.poll_ready(cx)));
+        let mut waiter = pool.clone();
+        let mut waiting = task::spawn(waiter.ready());
+        assert_pending!(waiting.poll());
+        advance(Duration::from_secs(86_400 * 365 * 40)).await;
+        assert_pending!(waiting.poll());
+        drop(holder);
+        assert_ready_ok!(waiting.poll());
+    }
+}
+
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn dropping_a_service_frees_its_reservation() {
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .max_size(1)
-        .queue_capacity(1)
-        .when_full(WhenFull::Wait)
+        .max_queue(1)
+        .when_full(WhenFull::wait(Duration::MAX))
         .build(Factory::new().make())
         .unwrap();
     let mut a = pool.clone();
@@ -239,11 +322,11 @@ async fn dropping_a_service_frees_its_reservation() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn dropping_a_queued_response_future_frees_its_place() {
     let f = Factory::new();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
-        .queue_capacity(1)
-        .when_full(WhenFull::Wait)
+        .max_queue(1)
+        .when_full(WhenFull::wait(Duration::MAX))
         .build(f.make())
         .unwrap();
     settle().await;
@@ -270,7 +353,7 @@ async fn dropping_a_queued_response_future_frees_its_place() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn dropping_a_running_response_future_frees_the_member() {
     let f = Factory::new();
-    let pool = PoolService::builder().min_size(1).max_size(1).build(f.make()).unwrap();
+    let pool = Pool::builder().min_size(1).max_size(1).build(f.make()).unwrap();
     settle().await;
     let mut svc = pool.clone();
     let mut running = task::spawn(svc.ready().await.unwrap().call(Job::new(0).work(1_000)));
@@ -286,7 +369,7 @@ async fn dropping_a_running_response_future_frees_the_member() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn an_error_frees_the_member() {
     let f = Factory::new();
-    let pool = PoolService::builder().min_size(1).max_size(1).build(f.make()).unwrap();
+    let pool = Pool::builder().min_size(1).max_size(1).build(f.make()).unwrap();
     settle().await;
     assert!(call(&pool, Job::new(0).failing()).await.is_err());
     assert_eq!(pool.snapshot().in_flight, 0);
@@ -296,11 +379,11 @@ async fn an_error_frees_the_member() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn waiters_are_woken_in_order() {
     let f = Factory::new();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
-        .queue_capacity(1)
-        .when_full(WhenFull::Wait)
+        .max_queue(1)
+        .when_full(WhenFull::wait(Duration::MAX))
         .build(f.make())
         .unwrap();
     let mut holder = pool.clone();
@@ -324,7 +407,7 @@ async fn waiters_are_woken_in_order() {
 async fn scales_up_under_load_and_down_when_quiet() {
     let f = Factory::new();
     let events = Events::default();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(3)
         .scale_down(0.2, Duration::from_secs(5))
@@ -364,7 +447,7 @@ async fn scales_up_under_load_and_down_when_quiet() {
 async fn idle_members_are_retired_down_to_min() {
     let f = Factory::new();
     let events = Events::default();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(2)
         .max_size(4)
         .idle_timeout(Duration::from_secs(3))
@@ -393,7 +476,7 @@ async fn idle_members_are_retired_down_to_min() {
 async fn a_failing_factory_backs_off() {
     let f = Factory::new().fail_first(3);
     let events = Events::default();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
         .make_backoff(ms(100), Duration::from_secs(10))
@@ -425,7 +508,7 @@ async fn a_failing_factory_backs_off() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn slow_making_never_blocks_dispatch() {
     let f = Factory::new().delays(vec![ms(0), Duration::from_secs(60)]);
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(2)
         .max_size(2)
         .member_concurrency(4)
@@ -445,7 +528,7 @@ async fn slow_making_never_blocks_dispatch() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn make_timeout_counts_as_a_failure() {
     let f = Factory::new().delays(vec![Duration::from_secs(60)]);
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
         .make_timeout(Duration::from_secs(1))
@@ -467,7 +550,7 @@ async fn make_timeout_counts_as_a_failure() {
 async fn failing_member_is_evicted_and_replaced_without_losing_requests() {
     let f = Factory::new().behave(0, Behaviour { fail_calls: true, ..Behaviour::default() });
     let events = Events::default();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(2)
         .max_size(2)
         .strategy(Strategy::RoundRobin)
@@ -506,8 +589,7 @@ async fn failing_member_is_evicted_and_replaced_without_losing_requests() {
 async fn member_whose_poll_ready_fails_is_evicted() {
     let f = Factory::new().behave(0, Behaviour { ready_error_after: Some(2), ..Behaviour::default() });
     let events = Events::default();
-    let pool =
-        PoolService::builder().min_size(1).max_size(1).on_event(events.listener()).build(f.make()).unwrap();
+    let pool = Pool::builder().min_size(1).max_size(1).on_event(events.listener()).build(f.make()).unwrap();
     settle().await;
     for n in 0..6 {
         call(&pool, Job::new(n)).await.unwrap();
@@ -524,7 +606,7 @@ async fn members_broken_from_birth_are_replaced_with_backoff() {
     for id in 0..100 {
         f = f.behave(id, broken);
     }
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
         .make_backoff(ms(100), Duration::from_secs(10))
@@ -546,7 +628,7 @@ async fn members_broken_from_birth_are_replaced_with_backoff() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn health_check_evicts_a_sick_member() {
     let f = Factory::new().behave(1, Behaviour { fail_health: true, ..Behaviour::default() });
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(2)
         .max_size(2)
         .health_check(Duration::from_secs(5), || Job { health: true, ..Job::default() })
@@ -567,7 +649,7 @@ async fn health_check_evicts_a_sick_member() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn in_flight_calls_on_an_evicted_member_finish() {
     let f = Factory::new();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
         .member_concurrency(4)
@@ -592,8 +674,7 @@ async fn in_flight_calls_on_an_evicted_member_finish() {
 async fn shutdown_drains_queued_and_in_flight_work() {
     let f = Factory::new();
     let events = Events::default();
-    let pool =
-        PoolService::builder().min_size(1).max_size(1).on_event(events.listener()).build(f.make()).unwrap();
+    let pool = Pool::builder().min_size(1).max_size(1).on_event(events.listener()).build(f.make()).unwrap();
     settle().await;
     let calls: Vec<_> = (0..3).map(|n| spawn_call(&pool, Job::new(n).work(100))).collect();
     settle().await;
@@ -613,7 +694,7 @@ async fn shutdown_drains_queued_and_in_flight_work() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn shutdown_deadline_answers_what_is_left() {
     let f = Factory::new();
-    let pool = PoolService::builder().min_size(1).max_size(1).build(f.make()).unwrap();
+    let pool = Pool::builder().min_size(1).max_size(1).build(f.make()).unwrap();
     settle().await;
     let calls: Vec<_> = (0..3).map(|n| spawn_call(&pool, Job::new(n).work(1_000))).collect();
     settle().await;
@@ -633,7 +714,7 @@ async fn shutdown_deadline_answers_what_is_left() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn submit_batch_keeps_input_order() {
     let f = Factory::new();
-    let pool = PoolService::builder().min_size(1).max_size(3).queue_capacity(2).build(f.make()).unwrap();
+    let pool = Pool::builder().min_size(1).max_size(3).max_queue(2).build(f.make()).unwrap();
     let jobs: Vec<_> = (0..10).map(|n| Job::new(n).work(u64::from(10 - n) * 10)).collect();
     let results = pool.submit_batch(jobs).await;
     let ns: Vec<_> = results.into_iter().map(|r| r.unwrap().1).collect();
@@ -643,7 +724,7 @@ async fn submit_batch_keeps_input_order() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn dropping_every_handle_stops_the_worker() {
     let f = Factory::new();
-    let pool = PoolService::builder().min_size(1).max_size(1).build(f.make()).unwrap();
+    let pool = Pool::builder().min_size(1).max_size(1).build(f.make()).unwrap();
     let handle = pool.handle();
     settle().await;
     let weak = std::sync::Arc::downgrade(&f.log);
@@ -660,30 +741,27 @@ async fn dropping_every_handle_stops_the_worker() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn invalid_settings_are_refused() {
     let f = Factory::new();
-    let err = PoolService::<Job, ()>::builder().min_size(3).max_size(2).build(f.make()).unwrap_err();
+    let err = Pool::<Job, ()>::builder().min_size(3).max_size(2).build(f.make()).unwrap_err();
     assert_eq!(err.field(), "min_size");
-    let err = PoolService::<Job, ()>::builder().queue_capacity(0).build(f.make()).unwrap_err();
-    assert_eq!(err.field(), "queue_capacity");
-    let err = PoolService::<Job, ()>::builder().member_concurrency(0).build(f.make()).unwrap_err();
+    let err = Pool::<Job, ()>::builder().max_queue(0).build(f.make()).unwrap_err();
+    assert_eq!(err.field(), "max_queue");
+    let err = Pool::<Job, ()>::builder().member_concurrency(0).build(f.make()).unwrap_err();
     assert_eq!(err.field(), "member_concurrency");
-    let err = PoolService::<Job, ()>::builder().scale_up_utilisation(1.5).build(f.make()).unwrap_err();
+    let err = Pool::<Job, ()>::builder().scale_up_utilisation(1.5).build(f.make()).unwrap_err();
     assert_eq!(err.field(), "scale_up_utilisation");
-    let err = PoolService::<Job, ()>::builder()
-        .scale_down(0.9, Duration::from_secs(1))
-        .build(f.make())
-        .unwrap_err();
+    let err = Pool::<Job, ()>::builder().scale_down(0.9, Duration::from_secs(1)).build(f.make()).unwrap_err();
     assert_eq!(err.field(), "scale_down_utilisation");
 }
 
 #[test]
 fn building_outside_a_runtime_is_an_error_not_a_panic() {
-    let err = PoolService::<Job, ()>::builder().build(Factory::new().make()).unwrap_err();
+    let err = Pool::<Job, ()>::builder().build(Factory::new().make()).unwrap_err();
     assert_eq!(err.field(), "runtime");
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn call_without_poll_ready_does_not_panic() {
-    let pool = PoolService::builder().min_size(1).max_size(1).build(Factory::new().make()).unwrap();
+    let pool = Pool::builder().min_size(1).max_size(1).build(Factory::new().make()).unwrap();
     let mut svc = pool.clone();
     assert_eq!(svc.call(Job::new(4)).await.unwrap(), (0, 4));
     let mut t = task::spawn(());
@@ -693,12 +771,8 @@ async fn call_without_poll_ready_does_not_panic() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn scales_to_zero_and_back() {
     let f = Factory::new();
-    let pool = PoolService::builder()
-        .min_size(0)
-        .max_size(2)
-        .idle_timeout(Duration::from_secs(1))
-        .build(f.make())
-        .unwrap();
+    let pool =
+        Pool::builder().min_size(0).max_size(2).idle_timeout(Duration::from_secs(1)).build(f.make()).unwrap();
     settle().await;
     assert_eq!(pool.snapshot().members.len(), 0);
     assert_eq!(call(&pool, Job::new(1)).await.unwrap(), (0, 1));
@@ -716,7 +790,7 @@ async fn scales_to_zero_and_back() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn handle_listeners_see_events() {
     let f = Factory::new().fail_first(1);
-    let pool = PoolService::builder().min_size(1).max_size(1).build(f.make()).unwrap();
+    let pool = Pool::builder().min_size(1).max_size(1).build(f.make()).unwrap();
     let events = Events::default();
     pool.handle().on_event(events.listener());
     settle().await;
@@ -730,7 +804,7 @@ async fn handle_listeners_see_events() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn shutdown_makes_a_member_for_requests_still_waiting() {
     let f = Factory::new().delays(vec![ms(200)]);
-    let pool = PoolService::builder().min_size(0).max_size(1).build(f.make()).unwrap();
+    let pool = Pool::builder().min_size(0).max_size(1).build(f.make()).unwrap();
     let waiting = spawn_call(&pool, Job::new(5));
     settle().await;
     assert_eq!(pool.snapshot().queued, 1);
@@ -757,7 +831,7 @@ macro_rules! echo_make {
 /// and no wake-up was registered).
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_request_on_a_health_check_tick_is_answered() {
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
         .health_check(Duration::from_secs(1), || 0u32)
@@ -773,7 +847,7 @@ async fn a_request_on_a_health_check_tick_is_answered() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn requests_around_health_check_ticks_are_answered() {
     for (members, concurrency) in [(1, 1), (2, 1), (1, 2), (3, 2)] {
-        let pool = PoolService::builder()
+        let pool = Pool::builder()
             .min_size(members)
             .max_size(members)
             .member_concurrency(concurrency)
@@ -805,7 +879,7 @@ async fn requests_around_health_check_ticks_are_answered() {
 async fn a_member_replaced_at_the_minimum_is_reported_as_a_replacement() {
     let f = Factory::new().behave(0, Behaviour { fail_calls: true, ..Behaviour::default() });
     let events = Events::default();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
         .evict_after_failures(1)
@@ -831,7 +905,7 @@ async fn a_member_replaced_at_the_minimum_is_reported_as_a_replacement() {
 async fn every_replacement_is_reported_as_one() {
     let f = Factory::new().behave(1, Behaviour { fail_calls: true, ..Behaviour::default() });
     let events = Events::default();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(2)
         .max_size(3)
         .strategy(Strategy::RoundRobin)
@@ -854,7 +928,8 @@ async fn every_replacement_is_reported_as_one() {
 // === a panic in user code never takes the pool down (issue 15, kind 3) ===
 
 fn panicked_at(err: &palisade_core::BoxError) -> &'static str {
-    err.downcast_ref::<Panicked>().unwrap_or_else(|| panic!("not a Panicked error: {err}")).site()
+    let panicked = err.downcast_ref::<Panicked>().unwrap_or_else(|| panic!("not a Panicked error: {err}"));
+    panicked.site().expect("the site of the panic")
 }
 
 fn evicted_for_panic(events: &Events) -> usize {
@@ -868,7 +943,7 @@ fn evicted_for_panic(events: &Events) -> usize {
 async fn a_member_panicking_in_call_fails_only_that_request() {
     let f = Factory::new().behave(0, Behaviour { panic_in_call: true, ..Behaviour::default() });
     let events = Events::default();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
         .make_backoff(ms(10), ms(10))
@@ -892,7 +967,7 @@ async fn a_member_panicking_in_call_fails_only_that_request() {
 async fn a_member_panicking_in_its_response_future_is_evicted() {
     let f = Factory::new().behave(0, Behaviour { panic_in_future: true, ..Behaviour::default() });
     let events = Events::default();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
         .make_backoff(ms(10), ms(10))
@@ -914,7 +989,7 @@ async fn a_member_panicking_in_its_response_future_is_evicted() {
 async fn a_member_panicking_in_poll_ready_is_evicted() {
     let f = Factory::new().behave(0, Behaviour { panic_in_ready: true, ..Behaviour::default() });
     let events = Events::default();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
         .make_backoff(ms(10), ms(10))
@@ -931,7 +1006,7 @@ async fn a_member_panicking_in_poll_ready_is_evicted() {
 async fn a_member_panicking_in_a_health_check_is_evicted() {
     let f = Factory::new().behave(0, Behaviour { panic_in_health: true, ..Behaviour::default() });
     let events = Events::default();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
         .make_backoff(ms(10), ms(10))
@@ -954,7 +1029,7 @@ async fn a_panicking_factory_is_a_failed_make() {
     let attempts = std::sync::Arc::new(AtomicUsize::new(0));
     let a = attempts.clone();
     let events = Events::default();
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
         .make_backoff(ms(10), ms(10))
@@ -990,8 +1065,7 @@ async fn a_make_service_panicking_in_call_is_a_failed_make() {
             Ok::<_, palisade_core::BoxError>(x)
         })))
     });
-    let pool =
-        PoolService::builder().min_size(1).max_size(1).make_backoff(ms(10), ms(10)).build(make).unwrap();
+    let pool = Pool::builder().min_size(1).max_size(1).make_backoff(ms(10), ms(10)).build(make).unwrap();
     assert_eq!(pool.clone().oneshot(4).await.unwrap(), 4);
     assert_eq!(pool.snapshot().make_failures, 1);
 }
@@ -999,7 +1073,7 @@ async fn a_make_service_panicking_in_call_is_a_failed_make() {
 /// Own case: a listener that panics does not stop the worker.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_panicking_listener_does_not_stop_the_pool() {
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(2)
         .on_event(|e: &PoolEvent| assert!(!matches!(e, PoolEvent::ScaledUp { .. }), "listener panicked"))
@@ -1017,18 +1091,17 @@ async fn a_panicking_listener_does_not_stop_the_pool() {
 #[cfg(feature = "serde")]
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_huge_max_size_allocates_nothing_up_front() {
-    let config: palisade_pool::PoolServiceConfig =
-        serde_json::from_str(r#"{"max_size": 4294967295}"#).unwrap();
+    let config: palisade_pool::PoolConfig = serde_json::from_str(r#"{"max_size": 4294967295}"#).unwrap();
     let pool = config.into_builder::<u32>().unwrap().build(echo_make!()).unwrap();
     assert_eq!(pool.clone().oneshot(1).await.unwrap(), 1);
-    let pool = PoolService::builder().max_size(usize::MAX).build(echo_make!()).unwrap();
+    let pool = Pool::builder().max_size(usize::MAX).build(echo_make!()).unwrap();
     assert_eq!(pool.clone().oneshot(2).await.unwrap(), 2);
 }
 
 /// Own cases: every other size-like field at its extreme.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn extreme_sizes_are_refused_or_served() {
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .max_size(usize::MAX)
         .member_concurrency(usize::MAX)
         .scale_up_queue(usize::MAX)
@@ -1037,29 +1110,26 @@ async fn extreme_sizes_are_refused_or_served() {
         .unwrap();
     assert_eq!(pool.clone().oneshot(3).await.unwrap(), 3);
     // A huge minimum would make members until memory runs out: refused.
-    let err = PoolService::<u32, ()>::builder()
-        .min_size(usize::MAX)
-        .max_size(usize::MAX)
-        .build(echo_make!())
-        .unwrap_err();
+    let err =
+        Pool::<u32, ()>::builder().min_size(usize::MAX).max_size(usize::MAX).build(echo_make!()).unwrap_err();
     assert_eq!(err.field(), "min_size");
     // The largest minimum accepted: members are made a few per worker turn, and requests
     // are served meanwhile.
-    let pool = PoolService::builder().min_size(4096).max_size(usize::MAX).build(echo_make!()).unwrap();
+    let pool = Pool::builder().min_size(4096).max_size(usize::MAX).build(echo_make!()).unwrap();
     assert_eq!(pool.clone().oneshot(4).await.unwrap(), 4);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(pool.snapshot().members.len(), 4096);
     assert_eq!(pool.clone().oneshot(5).await.unwrap(), 5);
     drop(pool);
-    let err = PoolService::<u32, ()>::builder().queue_capacity(usize::MAX).build(echo_make!()).unwrap_err();
-    assert_eq!(err.field(), "queue_capacity");
+    let err = Pool::<u32, ()>::builder().max_queue(usize::MAX).build(echo_make!()).unwrap_err();
+    assert_eq!(err.field(), "max_queue");
 }
 
 /// Own cases (kind 1): every duration at `Duration::MAX` builds and serves; before, the
 /// housekeeping interval and the health-check interval overflowed the clock.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn huge_durations_mean_never() {
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(2)
         .housekeeping_interval(Duration::MAX)
@@ -1083,7 +1153,7 @@ async fn huge_durations_mean_never() {
 /// Own case: a health check every housekeeping tick at the smallest interval.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn tiny_durations_serve() {
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
         .housekeeping_interval(Duration::from_nanos(1))
@@ -1123,7 +1193,7 @@ async fn a_member_panicking_when_dropped_does_not_stop_the_pool() {
         }
     }
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let pool = PoolService::builder()
+    let pool = Pool::builder()
         .min_size(1)
         .max_size(1)
         .evict_after_failures(1)
