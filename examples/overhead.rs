@@ -57,7 +57,8 @@ fn stacked() -> Router {
         .layer(
             RateLimitLayer::builder()
                 .name("per-client")
-                .keyed(Quota::per_second(1_000_000).burst(100_000), client_id)
+                .quota(Quota::per_second(1_000_000).burst(100_000))
+                .keyed(|req: &Request<Body>| Some(client_id(req)))
                 .build()
                 .unwrap(),
         )

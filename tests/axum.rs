@@ -37,7 +37,8 @@ fn app(broken: Arc<AtomicBool>) -> (Router, palisade::circuit_breaker::CircuitBr
     let handle = breaker.handle();
     let rate_limit = RateLimitLayer::builder()
         .name("per-client")
-        .keyed(Quota::per_second(2).burst(2), client_id)
+        .quota(Quota::per_second(2).burst(2))
+        .keyed(|req: &Request<Body>| Some(client_id(req)))
         .build()
         .unwrap();
     let bulkhead =

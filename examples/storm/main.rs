@@ -286,7 +286,8 @@ async fn start_front(backend: SocketAddr) -> Result<(SocketAddr, Handles), BoxEr
 
     let rate_limit = RateLimitLayer::builder()
         .name("per-client")
-        .keyed(Quota::per_second(40).burst(20), client_id)
+        .quota(Quota::per_second(40).burst(20))
+        .keyed(|req: &Request<Body>| Some(client_id(req)))
         .build()?;
     let bulkhead = BulkheadLayer::builder()
         .name("api")

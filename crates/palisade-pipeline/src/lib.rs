@@ -62,7 +62,8 @@
 //! // its `retry_after`) and, thanks to `keep_failed_items`, the notification to reschedule.
 //! let per_user = RateLimitLayer::builder()
 //!     .name("per-user")
-//!     .keyed(Quota::per_hour(3), |n: &Notification| n.user)
+//!     .quota(Quota::per_hour(3))
+//!     .keyed(|n: &Notification| Some(n.user))
 //!     .build()?;
 //! let admit = service_fn(|n: Notification| async move { Ok::<_, BoxError>(n) });
 //!

@@ -12,7 +12,9 @@
 //! Nothing is reserved in `poll_ready` (which only readies the inner service): admission runs
 //! in the response future, before the inner service is called (the ready inner service is
 //! moved into the future, tower's clone-and-swap, so `S: Clone`). A refused call ends with
-//! [`RateLimited`]. A store must give back an admission whose response future was dropped
+//! [`RateLimited`]; a request the key function gives no key for (`None`) with
+//! [`KeyMissing`] (this layer has no other `when_unkeyed` policy: a shared state would be a
+//! key of the store's own, which the key function can return). A store must give back an admission whose response future was dropped
 //! before the inner call started (see [`AsyncKeyedStore::admit`]).
 //!
 //! # Example
@@ -35,7 +37,7 @@
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let layer = AsyncRateLimitLayer::new("api", FirstN(AtomicU32::new(1)), |req: &String| req.clone());
+//! let layer = AsyncRateLimitLayer::new("api", FirstN(AtomicU32::new(1)), |req: &String| Some(req.clone()));
 //! let svc = layer.layer(service_fn(|req: String| async move { Ok::<_, std::io::Error>(req) }));
 //! assert!(svc.clone().oneshot("alice".to_owned()).await.is_ok());
 //! assert!(svc.oneshot("alice".to_owned()).await.is_err());
@@ -49,7 +51,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use palisade_core::rejection::{CostExceedsCapacity, RateLimited};
+use palisade_core::rejection::{CostExceedsCapacity, KeyMissing, RateLimited};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -108,7 +110,7 @@ impl<St, F> fmt::Debug for AsyncRateLimitLayer<St, F> {
 
 impl<St, F> AsyncRateLimitLayer<St, F> {
     /// A layer named `name` (the name of its [`RateLimited`] rejections) asking `store` for
-    /// the key `key_fn` extracts from each request.
+    /// the key `key_fn` extracts from each request (`None`: refused with [`KeyMissing`]).
     pub fn new(name: impl Into<Arc<str>>, store: St, key_fn: F) -> Self {
         Self { shared: Arc::new(Shared { name: name.into(), store, key_fn }) }
     }
@@ -145,7 +147,7 @@ where
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     St: AsyncKeyedStore<K>,
-    F: Fn(&Req) -> K + Send + Sync + 'static,
+    F: Fn(&Req) -> Option<K> + Send + Sync + 'static,
     Req: Send + 'static,
 {
     type Response = S::Response;
@@ -157,7 +159,10 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let key = (self.shared.key_fn)(&req);
+        let Some(key) = (self.shared.key_fn)(&req) else {
+            let missing = KeyMissing::new(self.shared.name.clone());
+            return Box::pin(async move { Err(missing.into()) });
+        };
         let admission = self.shared.store.admit(&key, 1);
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

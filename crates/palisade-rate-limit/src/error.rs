@@ -1,5 +1,8 @@
-//! Errors of the rate limit layer besides [`RateLimited`](palisade_core::rejection::RateLimited):
-//! [`CostExceedsCapacity`] (from palisade-core, so the HTTP mapping answers it with 413).
+//! Every error of the rate limit crate: [`Denied`], the answer of a direct
+//! [`RateLimiter`](crate::RateLimiter) check, and the rejections a
+//! [`RateLimitLayer`](crate::RateLimitLayer) answers with (palisade-core's types, so the
+//! HTTP and gRPC mappings know them): [`RateLimited`] (429), [`CostExceedsCapacity`] (413),
+//! [`KeySetFull`] (503), [`KeyMissing`] (a keyed limit got a request without a key).
 //!
 //! # Example
 //!
@@ -21,4 +24,43 @@
 //! # }
 //! ```
 
-pub use palisade_core::rejection::CostExceedsCapacity;
+use std::fmt;
+use std::time::Duration;
+
+pub use palisade_core::rejection::{CostExceedsCapacity, KeyMissing, KeySetFull, RateLimited};
+
+/// Why a limiter did not admit a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Denied {
+    /// Not now; the same request would be admitted after this long (if nothing else takes
+    /// the capacity first).
+    RetryAfter(Duration),
+    /// The request costs more than the limit can ever admit at once; waiting will not help.
+    ExceedsCapacity {
+        /// The request's cost.
+        cost: u32,
+        /// The most the limit admits at once.
+        capacity: u32,
+    },
+    /// A keyed limit holds as many keys as it may, and every one of them still constrains
+    /// someone: a *new* key is refused rather than any key's state reset (see
+    /// [`LocalStore`](crate::LocalStore)).
+    KeySetFull {
+        /// The most keys the limit holds.
+        capacity: usize,
+    },
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RetryAfter(d) => write!(f, "rate limited; retry after {d:?}"),
+            Self::ExceedsCapacity { cost, capacity } => {
+                write!(f, "request cost {cost} exceeds the limit's capacity {capacity}")
+            }
+            Self::KeySetFull { capacity } => write!(f, "all {capacity} keys in use; new key refused"),
+        }
+    }
+}
+
+impl std::error::Error for Denied {}

@@ -10,9 +10,11 @@
 //! use tower::{service_fn, Layer, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! use palisade_core::when_full::WhenFull;
 //! let layer = RateLimitLayer::builder()
-//!     .keyed(Quota::per_second(10).burst(1), |user: &u32| *user)
-//!     .wait(Duration::from_secs(1))
+//!     .quota(Quota::per_second(10).burst(1))
+//!     .keyed(|user: &u32| Some(*user))
+//!     .when_full(WhenFull::wait(Duration::from_secs(1)))
 //!     .build()
 //!     .unwrap();
 //! let svc = layer.layer(service_fn(|u: u32| async move { Ok::<_, std::convert::Infallible>(u) }));

@@ -5,10 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use palisade_core::config::ConfigError;
+use palisade_core::when_full::WhenFull;
 use tokio::time::Instant;
 
 use crate::algorithm::Status;
-use crate::config::Mode;
 use crate::event::RateLimitEvent;
 use crate::quota::Quota;
 use crate::shared::Core;
@@ -30,7 +30,7 @@ impl fmt::Debug for RateLimitHandle {
 /// Counters of a rate limit layer since it was built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Snapshot {
+pub struct RateLimitSnapshot {
     /// Requests admitted and passed on.
     pub admitted: u64,
     /// Requests refused.
@@ -57,13 +57,14 @@ impl RateLimitHandle {
         &self.core.name
     }
 
-    /// The layer's mode.
-    pub fn mode(&self) -> Mode {
-        self.core.mode
+    /// What a request that cannot be admitted now does
+    /// ([`RateLimitConfig::when_full`](crate::RateLimitConfig::when_full)).
+    pub fn when_full(&self) -> WhenFull {
+        self.core.when_full
     }
 
     /// The counters now.
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self) -> RateLimitSnapshot {
         let mut keys = 0;
         let mut keys_refused = 0;
         for tier in &*self.core.tiers {
@@ -72,7 +73,7 @@ impl RateLimitHandle {
                 keys_refused += k.overflows();
             }
         }
-        Snapshot {
+        RateLimitSnapshot {
             admitted: self.core.admitted.get(),
             rejected: self.core.rejected.get(),
             waited: self.core.waited.get(),

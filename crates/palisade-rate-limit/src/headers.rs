@@ -17,8 +17,8 @@
 //! use palisade_rate_limit::{Quota, RateLimitLayer, Tier};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
-//! fn api_key(req: &http::Request<()>) -> String {
-//!     req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+//! fn api_key(req: &http::Request<()>) -> Option<String> {
+//!     Some(req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned())
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -64,7 +64,8 @@ pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset
 
 /// Adds `RateLimit-*` headers from one tier; see the [module docs](self).
 ///
-/// `key` takes the request and returns the tier's key (for a global tier, return `()`).
+/// `key` takes the request and returns the tier's key, as the tier's own key function does
+/// (`None`: no headers; for a global tier, return `Some(())`).
 #[derive(Clone)]
 pub struct RateLimitHeadersLayer<F> {
     handle: RateLimitHandle,
@@ -140,7 +141,7 @@ impl<S, F> RateLimitHeaders<S, F> {
 impl<S, F, K, B, ResB> Service<Request<B>> for RateLimitHeaders<S, F>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
-    F: Fn(&Request<B>) -> K,
+    F: Fn(&Request<B>) -> Option<K>,
     K: 'static,
 {
     type Response = Response<ResB>;
@@ -152,11 +153,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let key = (self.key)(&req);
-        HeadersFuture {
-            inner: self.inner.call(req),
-            lookup: Some(Lookup { handle: self.handle.clone(), tier: self.tier.clone(), key }),
-        }
+        let lookup =
+            (self.key)(&req).map(|key| Lookup { handle: self.handle.clone(), tier: self.tier.clone(), key });
+        HeadersFuture { inner: self.inner.call(req), lookup }
     }
 }
 

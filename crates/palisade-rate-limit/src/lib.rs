@@ -18,10 +18,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! let layer = RateLimitLayer::builder()
-//!     .name("api")
-//!     .quota(Quota::per_second(10).burst(2))
-//!     .build()?;
+//! let layer = RateLimitLayer::new(Quota::per_second(10).burst(2));
 //! let mut svc = ServiceBuilder::new()
 //!     .layer(layer)
 //!     .service(service_fn(|req: u32| async move { Ok::<_, std::convert::Infallible>(req) }));
@@ -40,12 +37,13 @@
 //! Chosen per layer or per tier with [`Algorithm`]; see its table. The token bucket is the
 //! default and the fast one: one atomic compare-and-swap per request, no lock.
 //!
-//! # Reject or wait
+//! # Refuse or wait
 //!
-//! In [`Mode::Reject`] (default) a request that cannot be admitted now fails at once with
+//! With [`WhenFull::Refuse`](palisade_core::when_full::WhenFull::Refuse) (default) a request
+//! that cannot be admitted now fails at once with
 //! [`RateLimited`](palisade_core::rejection::RateLimited), whose `retry_after` is the exact
-//! time until the same request would be admitted. In [`Mode::Wait`] it is admitted if its
-//! slot is at most `max_wait` away — it then waits for that slot — and fails at once
+//! time until the same request would be admitted. With
+//! `.when_full(WhenFull::wait(max_wait))` it is admitted if its slot is at most `max_wait` away — it then waits for that slot — and fails at once
 //! otherwise; `retry_after` is then the time until the same request would be admitted to
 //! wait. Every algorithm books the slot (token and leaky bucket: a future arrival time;
 //! windows: a place in a future window, counting earlier waiters as Resilience4j's
@@ -82,8 +80,12 @@
 //!
 //! # Keyed limits
 //!
-//! [`Tier::keyed`] keeps one limit per key taken from the request (user id, API key, client
-//! IP), [`Tier::keyed_by`] chooses the quota per key (by plan). Keys live in a bounded map
+//! [`RateLimitBuilder::keyed`] keeps the quota per key taken from the request (user id, API
+//! key, client IP), as [`Tier::keyed`] does for a tier; [`Tier::keyed_by`] chooses the quota
+//! per key (by plan). The key function returns `Option<K>`: a request without a key is
+//! refused with [`KeyMissing`](palisade_core::rejection::KeyMissing) (the default), passed
+//! through unlimited, or put under one shared limit, as `.when_unkeyed(Unkeyed::…)` says;
+//! the first one logs a warning. Keys live in a bounded map
 //! of exactly `max_keys` keys, and a key is forgotten only when its limit is back to a fresh
 //! key's (and only when room is needed) — so forgetting never lets a client past its limit.
 //! When every held key still constrains someone, a request for a *new* key is refused with
@@ -109,7 +111,15 @@
 //!
 //! Limits read tokio's clock by default, so paused-clock tests control them. With the
 //! `quanta` feature, [`Clock::quanta`] (builder method `clock`) reads the CPU's time-stamp
-//! counter as governor does — several times cheaper than a system clock read.
+//! counter as governor does — several times cheaper than a system clock read, but a paused
+//! tokio clock no longer controls the limit (use [`Clock::from_quanta`] with
+//! `quanta::Clock::mock()` in tests). The clock is palisade-core's, shared with the breaker.
+//!
+//! # Configuration
+//!
+//! [`RateLimitConfig`] holds every option a file can (name, quota, algorithm, `when_full`,
+//! `max_keys`, `when_unkeyed`, more global tiers; serde with the `serde` feature) and is the
+//! builder's storage: `config.into_builder().keyed(f).build()` keys a quota read from a file.
 //!
 //! # Per-IP limiting in axum with a 429 response
 //!
@@ -134,7 +144,9 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let per_ip = RateLimitLayer::builder()
 //!     .name("per_ip")
-//!     .keyed(Quota::per_second(5).burst(1), client_ip)
+//!     .quota(Quota::per_second(5).burst(1))
+//!     .keyed(client_ip)
+//!     .max_keys(10_000)
 //!     .build()?;
 //! let app = Router::new()
 //!     .route("/", get(|| async { "hello" }))
@@ -166,8 +178,8 @@
 //!
 //! let layer = RateLimitLayer::builder()
 //!     .name("api")
-//!     .tier(Tier::keyed(Quota::per_minute(100), |r: &Request| r.user).name("per_user"))
-//!     .tier(Tier::keyed(Quota::per_second(10), |r: &Request| r.user).name("writes").when(|r: &Request| r.write))
+//!     .tier(Tier::keyed(Quota::per_minute(100), |r: &Request| Some(r.user)).name("per_user"))
+//!     .tier(Tier::keyed(Quota::per_second(10), |r: &Request| Some(r.user)).name("writes").when(|r: &Request| r.write))
 //!     .tier(Tier::new(Quota::per_minute(10_000)).name("global"))
 //!     .build()
 //!     .unwrap();
@@ -177,7 +189,7 @@
 //!
 //! # Observability
 //!
-//! [`RateLimitLayer::handle`] gives a [`RateLimitHandle`]: counters ([`Snapshot`]: admitted,
+//! [`RateLimitLayer::handle`] gives a [`RateLimitHandle`]: counters ([`RateLimitSnapshot`]: admitted,
 //! rejected, waited, keys, keys evicted), per-key [`Status`] (tokens left, queue length,
 //! window count) and [`RateLimitEvent`]s (rejected, delayed, evicted). With the `metrics`
 //! feature the counters are exported as `palisade_rate_limit_*_total` with label `name`.
@@ -189,7 +201,7 @@
 
 mod algorithm;
 pub mod async_store;
-pub mod clock;
+mod builder;
 mod config;
 pub mod error;
 pub mod event;
@@ -206,17 +218,15 @@ mod shared;
 pub mod store;
 mod tier;
 
-pub use algorithm::{Algorithm, Denied, Status};
-pub use clock::Clock;
-#[cfg(feature = "serde")]
-pub use config::RateLimitConfig;
-pub use config::{Mode, RateLimitLayerBuilder};
+pub use algorithm::{Algorithm, Status};
+pub use builder::RateLimitBuilder;
+pub use config::{RateLimitConfig, TierConfig, DEFAULT_MAX_KEYS};
+pub use error::{CostExceedsCapacity, Denied, KeyMissing, KeySetFull, RateLimited};
 pub use event::RateLimitEvent;
-pub use handle::{RateLimitHandle, Snapshot, TierHandle};
+pub use handle::{RateLimitHandle, RateLimitSnapshot, TierHandle};
 pub use layer::RateLimitLayer;
-pub use limiter::{
-    KeyedRateLimiter, KeyedRateLimiterBuilder, RateLimiter, RateLimiterBuilder, DEFAULT_MAX_KEYS,
-};
+pub use limiter::{KeyedRateLimiter, KeyedRateLimiterBuilder, RateLimiter, RateLimiterBuilder};
+pub use palisade_core::clock::Clock;
 pub use quota::Quota;
 pub use service::RateLimit;
 pub use store::{Grant, KeyedStore, LocalStore};

@@ -20,10 +20,16 @@ use palisade_core::config::{ensure, ensure_nonzero_duration, ConfigError};
 /// assert_eq!(q.burst_size(), 10);
 /// assert_eq!(q.interval(), Duration::from_millis(10));
 /// ```
+///
+/// In a `serde` config: `{ "limit": 100, "period": "1s", "burst": 20 }` (`burst` optional).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Quota {
     limit: u32,
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration::serde"))]
     period: Duration,
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     burst: Option<u32>,
 }
 
@@ -122,6 +128,22 @@ impl Quota {
             )?;
         }
         Ok(())
+    }
+
+    /// The nearest quota that [`validate`](Self::validate) accepts: a zero limit, period or
+    /// burst becomes 1 (one nanosecond for the period), a period above
+    /// [`MAX_PERIOD`](Self::MAX_PERIOD) becomes it, and a burst is capped so that a full
+    /// burst spans at most ten `MAX_PERIOD`s. A valid quota is returned unchanged.
+    #[must_use]
+    pub fn nearest_valid(self) -> Self {
+        let limit = self.limit.max(1);
+        let period = self.period.clamp(Duration::from_nanos(1), Self::MAX_PERIOD);
+        let mut quota = Self { limit, period, burst: self.burst.map(|b| b.max(1)) };
+        let most = Self::MAX_PERIOD.as_nanos() * 10 / u128::from(quota.interval_nanos());
+        if u128::from(quota.burst_size()) > most {
+            quota.burst = Some(u32::try_from(most).unwrap_or(u32::MAX).max(1));
+        }
+        quota
     }
 
     /// The largest limit of a sliding window log.

@@ -7,17 +7,18 @@ use std::time::Duration;
 
 use palisade_core::event::EventBus;
 use palisade_core::metric::Counter;
-use palisade_core::rejection::{KeySetFull, RateLimited};
+use palisade_core::rejection::{KeyMissing, KeySetFull, RateLimited};
+use palisade_core::when_full::WhenFull;
 use palisade_core::BoxError;
 use tokio::time::Instant;
 
-use crate::algorithm::{Admit, Denied};
-use crate::config::Mode;
+use crate::algorithm::Admit;
 use crate::error::CostExceedsCapacity;
+use crate::error::Denied;
 use crate::event::RateLimitEvent;
 use crate::limiter::RateLimiter;
 use crate::store::Grant;
-use crate::tier::{TierRt, TierView};
+use crate::tier::{Answer, TierRt, TierView};
 
 pub(crate) type Weigher<Req> = Box<dyn Fn(&Req) -> u32 + Send + Sync>;
 
@@ -74,7 +75,7 @@ impl Striped {
 /// The part of the shared state that does not depend on the request type (the handle's).
 pub(crate) struct Core {
     pub(crate) name: Arc<str>,
-    pub(crate) mode: Mode,
+    pub(crate) when_full: WhenFull,
     pub(crate) tiers: Box<[TierView]>,
     pub(crate) events: EventBus<RateLimitEvent>,
     pub(crate) admitted: Striped,
@@ -87,7 +88,7 @@ impl fmt::Debug for Core {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Core")
             .field("name", &self.name)
-            .field("mode", &self.mode)
+            .field("when_full", &self.when_full)
             .field("tiers", &self.tiers.iter().map(|t| &*t.name).collect::<Vec<_>>())
             .field("admitted", &self.admitted)
             .field("rejected", &self.rejected)
@@ -134,6 +135,10 @@ pub(crate) enum Refusal {
         tier: usize,
         capacity: usize,
     },
+    /// A keyed tier got no key and refuses such requests.
+    Unkeyed {
+        tier: usize,
+    },
     /// Tiers admit at different times: hold nothing and ask again after `after` (if that
     /// is before the wait's deadline; refused with `after` otherwise).
     Later {
@@ -173,7 +178,7 @@ impl<Req> Shared<Req> {
             [tier] => tier.unconditional_limiter().cloned(),
             _ => None,
         };
-        let keyed_check = core.mode == Mode::Reject
+        let keyed_check = !core.when_full.waits()
             && weigher.is_none()
             && matches!(&*tiers, [tier] if tier.unconditional_keyed().is_some_and(|k| !k.queues()));
         Self { core, tiers, weigher, single, needs_request, keyed_check }
@@ -183,7 +188,7 @@ impl<Req> Shared<Req> {
     /// request now on the limiter's own clock. `None` when it does not apply.
     #[inline]
     pub(crate) fn admit_single_now(&self) -> Option<Result<(Grants, Option<Instant>), Refusal>> {
-        if self.core.mode != Mode::Reject {
+        if self.core.when_full.waits() {
             return None;
         }
         let limiter = self.single.as_ref()?;
@@ -200,27 +205,31 @@ impl<Req> Shared<Req> {
         if !self.keyed_check {
             return None;
         }
-        let keyed = self.tiers.first()?.unconditional_keyed()?;
-        let (result, evicted) = keyed.check(req, 1);
-        if evicted > 0 {
-            self.evicted(0, evicted);
-        }
-        Some(result.map_err(|denied| Refusal::from_denied(0, denied)))
+        let tier = self.tiers.first()?;
+        let keyed = tier.unconditional_keyed()?;
+        Some(match keyed.check(req, 1, &tier.name) {
+            Answer::Decided(result, evicted) => {
+                if evicted > 0 {
+                    self.evicted(0, evicted);
+                }
+                result.map_err(|denied| Refusal::from_denied(0, denied))
+            }
+            Answer::Skip => Ok(()),
+            Answer::Missing => Err(Refusal::Unkeyed { tier: 0 }),
+        })
     }
 
     /// The longest wait allowed from `now` when the wait ends at `deadline`.
     pub(crate) fn max_wait(&self, now: Instant, deadline: Option<Instant>) -> Option<Duration> {
-        match self.core.mode {
-            Mode::Reject => None,
-            Mode::Wait { .. } => Some(deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(now))),
+        if !self.core.when_full.waits() {
+            return None;
         }
+        Some(deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(now)))
     }
 
     pub(crate) fn deadline(&self, now: Instant) -> Option<Instant> {
-        match self.core.mode {
-            Mode::Reject => None,
-            Mode::Wait { max_wait } => Some(crate::limiter::add(now, max_wait)),
-        }
+        let when_full = self.core.when_full;
+        when_full.waits().then(|| crate::limiter::add(now, when_full.max_wait()))
     }
 
     #[inline]
@@ -252,7 +261,14 @@ impl<Req> Shared<Req> {
         let mut admitted = 0;
         let mut ready = now;
         for (i, tier) in self.tiers.iter().enumerate() {
-            let Some((result, evicted)) = tier.acquire(req, cost, now, max_wait) else { continue };
+            let (result, evicted) = match tier.acquire(req, cost, now, max_wait) {
+                Answer::Decided(result, evicted) => (result, evicted),
+                Answer::Skip => continue,
+                Answer::Missing => {
+                    self.refund_each(inline.into_iter().flatten().chain(spill));
+                    return Err(Refusal::Unkeyed { tier: i });
+                }
+            };
             if evicted > 0 {
                 self.evicted(i, evicted);
             }
@@ -342,6 +358,13 @@ impl<Req> Shared<Req> {
                         .publish(RateLimitEvent::Rejected { tier: self.tier_name(tier), retry_after: None });
                 }
                 KeySetFull::new(core.name.clone(), capacity).into()
+            }
+            Refusal::Unkeyed { tier } => {
+                let tier = self.tier_name(tier);
+                if core.events.is_observed() {
+                    core.events.publish(RateLimitEvent::Rejected { tier: tier.clone(), retry_after: None });
+                }
+                KeyMissing::new(core.name.clone()).into()
             }
         }
     }

@@ -37,10 +37,11 @@ use palisade_core::config::ConfigError;
 use palisade_core::keyed::{Forget, KeyedMap};
 use tokio::time::Instant;
 
-use crate::algorithm::{Admit, Algorithm, Cell, Denied, Status};
-use crate::clock::{Clock, Epoch};
+use crate::algorithm::{Admit, Algorithm, Cell, Status};
+use crate::error::Denied;
 use crate::limiter::wait_nanos;
 use crate::quota::Quota;
+use palisade_core::clock::{Clock, Epoch};
 
 /// Where keyed limits keep their state. See the [module docs](self).
 pub trait KeyedStore<K>: Send + Sync + 'static {
@@ -240,7 +241,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
     }
 
     fn make(&self, key: &K) -> KeyCell {
-        let quota = self.quota.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let quota = palisade_core::sync::read(&self.quota).clone();
         let quota = quota(key);
         let quota = if quota.validate_for(self.algorithm, "quota").is_ok() {
             quota
@@ -300,10 +301,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
 
     fn set_quota(&self, quota: Quota) -> Result<(), ConfigError> {
         quota.validate_for(self.algorithm, "quota")?;
-        let _serial = self.changing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _serial = palisade_core::sync::lock(&self.changing);
         // New keys are made with the new quota from here on (the write guard is released
         // at once) ...
-        *self.quota.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(move |_: &K| quota);
+        *palisade_core::sync::write(&self.quota) = Arc::new(move |_: &K| quota);
         // ... and every key held gets it: a key made with the old one had its shard locked
         // from reading the quota to its insertion, so this walk sees it.
         let now = self.epoch.now();

@@ -4,6 +4,7 @@ mod support;
 
 use std::time::Duration;
 
+use palisade_core::when_full::WhenFull;
 use palisade_rate_limit::{Algorithm, Denied, KeyedRateLimiter, Quota, RateLimitLayer, RateLimiter, Tier};
 use proptest::prelude::*;
 use support::ms;
@@ -233,7 +234,7 @@ fn invalid_settings_are_refused_at_build() {
     let err = RateLimitLayer::<u32>::builder().name("").quota(Quota::per_second(1)).build().unwrap_err();
     assert_eq!(err.field(), "name");
     let err = RateLimitLayer::<u32>::builder()
-        .tier(Tier::keyed(Quota::per_second(1), |r: &u32| *r).max_keys(0))
+        .tier(Tier::keyed(Quota::per_second(1), |r: &u32| Some(*r)).max_keys(0))
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "max_keys");
@@ -243,18 +244,61 @@ fn invalid_settings_are_refused_at_build() {
 #[cfg(feature = "serde")]
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn config_from_json() {
-    use palisade_rate_limit::{Mode, RateLimitConfig};
+    use palisade_rate_limit::RateLimitConfig;
     let config: RateLimitConfig = serde_json::from_str(
-        r#"{"name": "api", "algorithm": {"leaky_bucket": {"queue": 3}}, "limit": 10, "period": "1s", "max_wait": "250ms"}"#,
+        r#"{"name": "api", "algorithm": {"leaky_bucket": {"queue": 3}}, "quota": {"limit": 10, "period": "1s"}, "when_full": {"wait": "250ms"}}"#,
     )
     .unwrap();
     let layer = config.build::<u32>().unwrap();
     assert_eq!(layer.handle().name(), "api");
-    assert_eq!(layer.handle().mode(), Mode::Wait { max_wait: ms(250) });
+    assert_eq!(layer.handle().when_full(), WhenFull::Wait { max_wait: ms(250) });
     assert_eq!(layer.handle().tier("global").unwrap().status().unwrap().capacity, 4);
-    let bad: RateLimitConfig = serde_json::from_str(r#"{"limit": 0, "period": "1s"}"#).unwrap();
+    let bad: RateLimitConfig = serde_json::from_str(r#"{"quota": {"limit": 0, "period": "1s"}}"#).unwrap();
     assert!(bad.build::<u32>().is_err());
-    assert!(serde_json::from_str::<RateLimitConfig>(r#"{"limit": 1, "period": "1"}"#).is_err());
+    assert!(serde_json::from_str::<RateLimitConfig>(r#"{"quota": {"limit": 1, "period": "1"}}"#).is_err());
+}
+
+/// Issue 18.3: a config holds the whole configuration — name, algorithm, `when_full`,
+/// `max_keys`, `when_unkeyed`, the quota and more tiers — and survives a round trip through
+/// a file: nothing (algorithm, wait, name) is dropped on the way.
+#[cfg(feature = "serde")]
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn config_round_trips_every_field() {
+    use palisade_core::keyed::Unkeyed;
+    use palisade_rate_limit::{RateLimitConfig, TierConfig};
+    let mut config = RateLimitConfig::default();
+    config.name = "api".to_owned();
+    config.quota = Some(Quota::per_second(10).burst(3));
+    config.algorithm = Algorithm::SlidingWindowCounter;
+    config.when_full = WhenFull::wait(ms(250));
+    config.max_keys = 7;
+    config.when_unkeyed = Unkeyed::Shared;
+    let mut daily = TierConfig::new(Quota::per_hour(1_000));
+    daily.name = Some("hourly".to_owned());
+    daily.algorithm = Some(Algorithm::FixedWindow);
+    config.tiers.push(daily);
+    let json = serde_json::to_string(&config).unwrap();
+    let back: RateLimitConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, config, "{json}");
+
+    let layer = back.into_builder().keyed(|r: &u32| (*r > 0).then_some(*r)).build().unwrap();
+    let handle = layer.handle();
+    assert_eq!(handle.name(), "api");
+    assert_eq!(handle.when_full(), WhenFull::wait(ms(250)));
+    assert_eq!(handle.tiers().map(|t| t.name().to_owned()).collect::<Vec<_>>(), ["per_key", "hourly"]);
+    assert_eq!(handle.tier("hourly").unwrap().status().unwrap().capacity, 1_000);
+    assert!(handle.tier("per_key").unwrap().is_keyed());
+
+    // Unknown fields and a zero `max_keys` are refused, naming the field.
+    assert!(serde_json::from_str::<RateLimitConfig>(r#"{"limit": 1}"#).is_err());
+    let zero: RateLimitConfig =
+        serde_json::from_str(r#"{"quota": {"limit": 1, "period": "1s"}, "max_keys": 0}"#).unwrap();
+    assert_eq!(zero.validate().unwrap_err().field(), "max_keys");
+    let bad_tier: RateLimitConfig = serde_json::from_str(
+        r#"{"tiers": [{"quota": {"limit": 1, "period": "1s"}}, {"quota": {"limit": 0, "period": "1s"}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(bad_tier.validate().unwrap_err().field(), "tiers[1].quota");
 }
 
 /// Issue 13.2: `SlidingWindowCounter`, `per_second(10)`: 20 attempts at 2.5 s, one at 1.9 s

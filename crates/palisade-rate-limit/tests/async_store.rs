@@ -60,7 +60,7 @@ fn store(left: u32, gate: Option<Arc<Notify>>) -> (Store, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn admitted_calls_reach_the_inner_service_and_refused_ones_do_not() {
     let (st, _) = store(2, None);
-    let layer = AsyncRateLimitLayer::new("api", st, |r: &u32| *r);
+    let layer = AsyncRateLimitLayer::new("api", st, |r: &u32| Some(*r));
     let (mock, mut handle) = tower_test::mock::pair::<u32, u32>();
     let mut svc = layer.layer(mock);
     handle.allow(10);
@@ -85,7 +85,7 @@ async fn admitted_calls_reach_the_inner_service_and_refused_ones_do_not() {
 async fn dropping_the_response_future_while_admission_waits_drops_the_admission() {
     let gate = Arc::new(Notify::new());
     let (st, dropped) = store(5, Some(gate.clone()));
-    let layer = AsyncRateLimitLayer::new("api", st, |r: &u32| *r);
+    let layer = AsyncRateLimitLayer::new("api", st, |r: &u32| Some(*r));
     let (mock, mut handle) = tower_test::mock::pair::<u32, u32>();
     let mut svc = layer.layer(mock);
     handle.allow(10);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::rejection::KeySetFull;
+use palisade_core::when_full::WhenFull;
 use palisade_rate_limit::{
     Algorithm, Clock, Denied, KeyedRateLimiter, Quota, RateLimitLayer, RateLimiter, Tier,
 };
@@ -69,8 +70,8 @@ async fn retry_after_is_exact_with_the_fast_clock() {
 async fn a_kept_key_is_not_forgotten_with_the_fast_clock() {
     let clocks = Clocks::new();
     let layer = RateLimitLayer::builder()
-        .tier(Tier::keyed(Quota::per_second(1).burst(1), |k: &&str| *k).max_keys(1))
-        .wait(Duration::from_secs(5))
+        .tier(Tier::keyed(Quota::per_second(1).burst(1), |k: &&str| Some(*k)).max_keys(1))
+        .when_full(WhenFull::wait(Duration::from_secs(5)))
         .clock(clocks.clock.clone())
         .build()
         .unwrap();
@@ -118,7 +119,7 @@ async fn wait_mode_refuses_at_once_with_the_fast_clock() {
         let layer = RateLimitLayer::builder()
             .algorithm(algorithm)
             .tier(Tier::new(Quota::per_second(5)).when(|_: &u32| true))
-            .wait(Duration::from_secs(3))
+            .when_full(WhenFull::wait(Duration::from_secs(3)))
             .clock(clocks.clock.clone())
             .build()
             .unwrap();

@@ -9,7 +9,8 @@ mod support;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use palisade_rate_limit::{Algorithm, KeyedRateLimiter, Mode, Quota, RateLimitLayer, RateLimiter, Tier};
+use palisade_core::when_full::WhenFull;
+use palisade_rate_limit::{Algorithm, KeyedRateLimiter, Quota, RateLimitLayer, RateLimiter, Tier};
 use proptest::prelude::*;
 use support::Echo;
 use tower::{Layer, ServiceExt};
@@ -62,12 +63,12 @@ fn paused() -> tokio::runtime::Runtime {
 
 /// Serves a few calls; a call may only outlast `PATIENCE` when the layer may wait longer
 /// (wait mode, or a leaky bucket's queue).
-async fn serve(layer: &RateLimitLayer<u32>, mode: Mode, algorithm: Algorithm) {
+async fn serve(layer: &RateLimitLayer<u32>, mode: WhenFull, algorithm: Algorithm) {
     let svc = layer.layer(Echo);
     for i in 0..4 {
         let call = svc.clone().oneshot(i);
         if tokio::time::timeout(PATIENCE, call).await.is_err() {
-            let may_wait = matches!(mode, Mode::Wait { max_wait } if max_wait >= PATIENCE)
+            let may_wait = matches!(mode, WhenFull::Wait { max_wait } if max_wait >= PATIENCE)
                 || matches!(algorithm, Algorithm::LeakyBucket { .. });
             assert!(may_wait, "call {i} hung");
         }
@@ -95,18 +96,18 @@ proptest! {
         new_quota in quota(),
     ) {
         let tier = if keyed {
-            Tier::keyed(quota, |r: &u32| *r % 3).max_keys(max_keys)
+            Tier::keyed(quota, |r: &u32| Some(*r % 3)).max_keys(max_keys)
         } else {
             Tier::new(quota)
         };
         let mut builder = RateLimitLayer::builder().algorithm(algorithm).tier(tier);
         if let Some(w) = wait {
-            builder = builder.wait(w);
+            builder = builder.when_full(WhenFull::wait(w));
         }
         if let Some(w) = weight {
             builder = builder.weight(move |_: &u32| w);
         }
-        let mode = wait.map_or(Mode::Reject, |max_wait| Mode::Wait { max_wait });
+        let mode = wait.map_or(WhenFull::Refuse, |max_wait| WhenFull::Wait { max_wait });
         paused().block_on(async {
             match builder.build() {
                 Err(e) => assert!(!e.field().is_empty()),
@@ -170,18 +171,19 @@ proptest! {
         max_wait in prop::option::of(prop_oneof![Just("0s".to_owned()), Just("18446744073709551615s".to_owned()), Just("200000000000000d".to_owned())]),
         algorithm in prop_oneof![Just(r#""token_bucket""#.to_owned()), Just(r#""fixed_window""#.to_owned()), Just(r#""sliding_window_log""#.to_owned()), Just(r#""sliding_window_counter""#.to_owned()), any::<u32>().prop_map(|q| format!(r#"{{"leaky_bucket": {{"queue": {q}}}}}"#))],
     ) {
-        let mut json = format!(r#"{{"limit": {limit}, "period": "{period}", "algorithm": {algorithm}"#);
+        let mut json = format!(r#"{{"quota": {{"limit": {limit}, "period": "{period}""#);
         if let Some(b) = burst {
             let _ = write!(json, r#", "burst": {b}"#);
         }
+        let _ = write!(json, r#"}}, "algorithm": {algorithm}"#);
         if let Some(w) = &max_wait {
-            let _ = write!(json, r#", "max_wait": "{w}""#);
+            let _ = write!(json, r#", "when_full": {{"wait": "{w}"}}"#);
         }
         json.push('}');
         let Ok(config) = serde_json::from_str::<palisade_rate_limit::RateLimitConfig>(&json) else {
             return Ok(()); // refused by the parser: fine
         };
-        let mode = config.max_wait.map_or(Mode::Reject, |max_wait| Mode::Wait { max_wait });
+        let mode = config.when_full;
         let algorithm = config.algorithm;
         paused().block_on(async {
             match config.build::<u32>() {

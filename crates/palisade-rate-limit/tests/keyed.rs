@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use palisade_core::rejection::KeySetFull;
+use palisade_core::when_full::WhenFull;
 use palisade_rate_limit::{
     Denied, KeyedRateLimiter, KeyedStore, Quota, RateLimitLayer, Tier, DEFAULT_MAX_KEYS,
 };
@@ -21,8 +22,8 @@ use tower::{Layer, Service, ServiceExt};
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_key_with_waiters_is_not_forgotten_for_a_new_key() {
     let layer = RateLimitLayer::builder()
-        .tier(Tier::keyed(Quota::per_second(1).burst(1), |k: &&str| *k).max_keys(1))
-        .wait(Duration::from_secs(5))
+        .tier(Tier::keyed(Quota::per_second(1).burst(1), |k: &&str| Some(*k)).max_keys(1))
+        .when_full(WhenFull::wait(Duration::from_secs(5)))
         .build()
         .unwrap();
     let handle = layer.handle();
@@ -153,8 +154,8 @@ async fn every_algorithm_keeps_a_constraining_key() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_waiting_request_keeps_its_key() {
     let layer = RateLimitLayer::builder()
-        .tier(Tier::keyed(Quota::per_second(10).burst(1), |k: &u32| *k).max_keys(1))
-        .wait(Duration::from_secs(1))
+        .tier(Tier::keyed(Quota::per_second(10).burst(1), |k: &u32| Some(*k)).max_keys(1))
+        .when_full(WhenFull::wait(Duration::from_secs(1)))
         .build()
         .unwrap();
     let mut svc = layer.layer(Echo);
@@ -177,7 +178,7 @@ async fn a_waiting_request_keeps_its_key() {
 async fn the_overflow_refusal_is_typed() {
     let layer = RateLimitLayer::builder()
         .name("per_ip")
-        .tier(Tier::keyed(Quota::per_second(1), |k: &u32| *k).max_keys(2))
+        .tier(Tier::keyed(Quota::per_second(1), |k: &u32| Some(*k)).max_keys(2))
         .build()
         .unwrap();
     let mut svc = layer.layer(Echo);
@@ -285,4 +286,132 @@ fn set_quota_while_new_keys_arrive_does_not_deadlock() {
     }
     inserter.join().unwrap();
     changer.join().unwrap();
+}
+
+// === requests without a key (CONTRIBUTING §7) ===
+
+fn unkeyed_layer(when_unkeyed: palisade_core::keyed::Unkeyed) -> RateLimitLayer<Option<u32>> {
+    RateLimitLayer::builder()
+        .name("per_user")
+        .quota(Quota::per_second(2).burst(2))
+        .keyed(|user: &Option<u32>| *user)
+        .when_unkeyed(when_unkeyed)
+        .build()
+        .unwrap()
+}
+
+/// The default refuses a request without a key with `KeyMissing` (and does not limit the
+/// keyed ones for it); the refusal is counted.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_request_without_a_key_is_refused_by_default() {
+    use palisade_core::rejection::KeyMissing;
+    let layer =
+        RateLimitLayer::builder().quota(Quota::per_second(1)).keyed(|u: &Option<u32>| *u).build().unwrap();
+    let svc = layer.layer(Echo);
+    let err = svc.clone().oneshot(None).await.unwrap_err();
+    assert_eq!(err.downcast_ref::<KeyMissing>().unwrap().name(), "rate_limit");
+    assert!(svc.clone().oneshot(Some(1)).await.is_ok());
+    assert_eq!(layer.handle().snapshot().rejected, 1);
+    assert_eq!(layer.handle().snapshot().keys, 1);
+    // Same with a tier of its own, in wait mode (the path that reserves).
+    let waiting = RateLimitLayer::builder()
+        .tier(Tier::keyed(Quota::per_second(1), |u: &Option<u32>| *u))
+        .when_full(WhenFull::wait(Duration::from_secs(1)))
+        .build()
+        .unwrap()
+        .layer(Echo);
+    assert!(waiting.clone().oneshot(None).await.unwrap_err().is::<KeyMissing>());
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn pass_through_leaves_unkeyed_requests_unlimited() {
+    let layer = unkeyed_layer(palisade_core::keyed::Unkeyed::PassThrough);
+    let svc = layer.layer(Echo);
+    for _ in 0..10 {
+        assert!(svc.clone().oneshot(None).await.is_ok());
+    }
+    assert!(svc.clone().oneshot(Some(1)).await.is_ok());
+    assert!(svc.clone().oneshot(Some(1)).await.is_ok());
+    assert!(svc.clone().oneshot(Some(1)).await.is_err(), "keyed requests stay limited");
+    assert_eq!(layer.handle().snapshot().keys, 1);
+}
+
+/// `Shared`: every unkeyed request shares one bucket of the quota, apart from the keys'.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn shared_puts_unkeyed_requests_under_one_limit() {
+    let layer = unkeyed_layer(palisade_core::keyed::Unkeyed::Shared);
+    let svc = layer.layer(Echo);
+    assert!(svc.clone().oneshot(None).await.is_ok());
+    assert!(svc.clone().oneshot(None).await.is_ok());
+    let err = svc.clone().oneshot(None).await.unwrap_err();
+    assert_eq!(retry_after(&err), ms(500));
+    // The keys have their own buckets.
+    assert!(svc.clone().oneshot(Some(1)).await.is_ok());
+    assert!(svc.clone().oneshot(Some(1)).await.is_ok());
+    advance(ms(500)).await;
+    assert!(svc.clone().oneshot(None).await.is_ok());
+    // A quota change reaches the shared bucket too: at 0.5 s its TAT is 1.5 s, a debt of
+    // 1 s at the old 500 ms interval, 2 s at the new 1 s one (TAT 2.5 s); with burst 1 the
+    // next token is then due at 2.5 s, 2 s from now (the old quota said 500 ms).
+    layer.handle().set_quota("per_key", Quota::per_second(1).burst(1)).unwrap();
+    let err = svc.clone().oneshot(None).await.unwrap_err();
+    assert_eq!(retry_after(&err), Duration::from_secs(2));
+}
+
+/// `Shared` in wait mode reserves in the shared bucket, and a reservation dropped unused is
+/// given back to it (not to a key's).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_shared_reservation_dropped_unused_is_given_back() {
+    let layer = RateLimitLayer::builder()
+        .quota(Quota::per_second(10).burst(1))
+        .keyed(|u: &Option<u32>| *u)
+        .when_unkeyed(palisade_core::keyed::Unkeyed::Shared)
+        .when_full(WhenFull::wait(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let svc = layer.layer(Echo);
+    assert!(svc.clone().oneshot(None).await.is_ok());
+    let mut waiting = Box::pin(svc.clone().oneshot(None));
+    assert!((&mut waiting).now_or_never().is_none());
+    drop(waiting);
+    // The slot at 100 ms was given back: the next one gets it, not 200 ms.
+    let start = tokio::time::Instant::now();
+    assert!(svc.clone().oneshot(None).await.is_ok());
+    assert_eq!(start.elapsed(), ms(100));
+}
+
+/// `Shared` needs the tier's one quota: a per-key quota refuses it at build.
+#[test]
+fn shared_with_a_per_key_quota_is_refused_at_build() {
+    let err = RateLimitLayer::builder()
+        .tier(Tier::keyed_by(|_: &u32| Quota::per_second(1), |u: &Option<u32>| *u))
+        .when_unkeyed(palisade_core::keyed::Unkeyed::Shared)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "when_unkeyed");
+    let err = RateLimitLayer::builder().keyed(|u: &Option<u32>| *u).build().unwrap_err();
+    assert_eq!(err.field(), "quota");
+}
+
+/// `RateLimitLayer::new` never fails: an invalid quota is brought to the nearest valid one.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn new_never_fails() {
+    let layer = RateLimitLayer::<u32>::new(Quota::per_second(2));
+    let svc = layer.layer(Echo);
+    assert!(svc.clone().oneshot(1).await.is_ok());
+    assert!(svc.clone().oneshot(1).await.is_ok());
+    assert_eq!(retry_after(&svc.clone().oneshot(1).await.unwrap_err()), ms(500));
+    for bad in [
+        Quota::per_second(0),
+        Quota::new(5, Duration::ZERO),
+        Quota::per_second(5).burst(0),
+        Quota::new(1, Duration::MAX),
+    ] {
+        let fixed = bad.nearest_valid();
+        assert!(fixed.validate("quota").is_ok(), "{bad:?} -> {fixed:?}");
+        let svc = RateLimitLayer::<u32>::new(bad).layer(Echo);
+        assert!(svc.oneshot(1).await.is_ok(), "{bad:?}");
+    }
+    assert_eq!(Quota::per_second(0).nearest_valid(), Quota::per_second(1));
+    assert_eq!(Quota::per_second(7).burst(3).nearest_valid(), Quota::per_second(7).burst(3));
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use palisade_core::when_full::WhenFull;
 use palisade_rate_limit::{Algorithm, Denied, KeyedRateLimiter, Quota, RateLimitLayer, RateLimiter, Tier};
 use support::{advance, ms, Echo};
 use tower::{Layer, Service, ServiceExt};
@@ -68,7 +69,7 @@ async fn every_algorithm_takes_a_new_quota() {
 async fn waiters_keep_their_slots_across_a_change() {
     let layer = RateLimitLayer::builder()
         .tier(Tier::new(Quota::per_second(10).burst(1)).when(|_: &u32| true))
-        .wait(Duration::from_secs(1))
+        .when_full(WhenFull::wait(Duration::from_secs(1)))
         .build()
         .unwrap();
     let handle = layer.handle();
@@ -95,7 +96,8 @@ async fn a_keyed_quota_changes_for_held_and_new_keys() {
     }
     assert!(limiter.check_key(&"b").is_err());
     // Through a layer's handle, by tier name.
-    let layer = RateLimitLayer::builder().keyed(Quota::per_minute(1), |r: &u32| *r).build().unwrap();
+    let layer =
+        RateLimitLayer::builder().quota(Quota::per_minute(1)).keyed(|r: &u32| Some(*r)).build().unwrap();
     let handle = layer.handle();
     let svc = layer.layer(Echo);
     svc.clone().oneshot(7).await.unwrap();

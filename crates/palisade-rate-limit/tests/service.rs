@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use palisade_core::rejection::KeySetFull;
+use palisade_core::when_full::WhenFull;
 use palisade_core::BoxError;
 use palisade_rate_limit::error::CostExceedsCapacity;
 use palisade_rate_limit::{Algorithm, Quota, RateLimitEvent, RateLimitLayer, Tier};
@@ -64,7 +65,7 @@ async fn the_sharing_check_catches_towers_per_service_window() {
 async fn extreme_settings_do_not_panic() {
     let layer: RateLimitLayer<u32> = RateLimitLayer::builder()
         .quota(Quota::new(1, Quota::MAX_PERIOD))
-        .wait(std::time::Duration::MAX)
+        .when_full(WhenFull::wait(std::time::Duration::MAX))
         .build()
         .unwrap();
     let svc = layer.layer(Echo);
@@ -164,8 +165,11 @@ async fn call_without_poll_ready_admits_or_refuses_without_panicking() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn wait_mode_admits_after_exactly_the_computed_delay() {
-    let layer =
-        RateLimitLayer::builder().quota(Quota::per_second(10).burst(1)).wait(ms(250)).build().unwrap();
+    let layer = RateLimitLayer::builder()
+        .quota(Quota::per_second(10).burst(1))
+        .when_full(WhenFull::wait(ms(250)))
+        .build()
+        .unwrap();
     let svc = layer.layer(Echo);
     let mut first = svc.clone();
     assert_eq!(first.ready().await.unwrap().call(0).await.unwrap(), 0);
@@ -185,8 +189,11 @@ async fn wait_mode_admits_after_exactly_the_computed_delay() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn wait_mode_refuses_at_once_past_max_wait() {
-    let layer: RateLimitLayer<u32> =
-        RateLimitLayer::builder().quota(Quota::per_second(10).burst(1)).wait(ms(150)).build().unwrap();
+    let layer: RateLimitLayer<u32> = RateLimitLayer::builder()
+        .quota(Quota::per_second(10).burst(1))
+        .when_full(WhenFull::wait(ms(150)))
+        .build()
+        .unwrap();
     let svc = layer.layer(Echo);
     let (mut a, mut b, mut c) = (svc.clone(), svc.clone(), svc.clone());
     assert_ready_ok!(poll_ready(&mut spawn(()), &mut a));
@@ -198,8 +205,11 @@ async fn wait_mode_refuses_at_once_past_max_wait() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn waiters_are_woken_in_order_at_their_slots() {
-    let layer: RateLimitLayer<u32> =
-        RateLimitLayer::builder().quota(Quota::per_second(10).burst(1)).wait(ms(1000)).build().unwrap();
+    let layer: RateLimitLayer<u32> = RateLimitLayer::builder()
+        .quota(Quota::per_second(10).burst(1))
+        .when_full(WhenFull::wait(ms(1000)))
+        .build()
+        .unwrap();
     let svc = layer.layer(Echo);
     let mut services: Vec<_> = (0..4).map(|_| svc.clone()).collect();
     let mut tasks: Vec<_> = (0..4).map(|_| spawn(())).collect();
@@ -218,8 +228,11 @@ async fn waiters_are_woken_in_order_at_their_slots() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn dropping_a_waiting_service_gives_its_slot_back() {
-    let layer: RateLimitLayer<u32> =
-        RateLimitLayer::builder().quota(Quota::per_second(10).burst(1)).wait(ms(1000)).build().unwrap();
+    let layer: RateLimitLayer<u32> = RateLimitLayer::builder()
+        .quota(Quota::per_second(10).burst(1))
+        .when_full(WhenFull::wait(ms(1000)))
+        .build()
+        .unwrap();
     let svc = layer.layer(Echo);
     let (mut a, mut b, mut c) = (svc.clone(), svc.clone(), svc.clone());
     assert_ready_ok!(poll_ready(&mut spawn(()), &mut a));
@@ -233,7 +246,12 @@ async fn dropping_a_waiting_service_gives_its_slot_back() {
 }
 
 fn keyed(quota: Quota) -> RateLimitLayer<(u32, u32)> {
-    RateLimitLayer::builder().name("keyed").keyed(quota, |req: &(u32, u32)| req.0).build().unwrap()
+    RateLimitLayer::builder()
+        .name("keyed")
+        .quota(quota)
+        .keyed(|req: &(u32, u32)| Some(req.0))
+        .build()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -256,7 +274,7 @@ async fn quotas_differ_per_key() {
                     Quota::per_second(10)
                 }
             },
-            |req: &(&'static str, u32)| req.0,
+            |req: &(&'static str, u32)| Some(req.0),
         ))
         .build()
         .unwrap();
@@ -274,8 +292,9 @@ async fn quotas_differ_per_key() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn keyed_wait_happens_in_the_response_future_and_dropping_it_refunds() {
     let layer = RateLimitLayer::builder()
-        .keyed(Quota::per_second(10).burst(1), |req: &(u32, u32)| req.0)
-        .wait(ms(1000))
+        .quota(Quota::per_second(10).burst(1))
+        .keyed(|req: &(u32, u32)| Some(req.0))
+        .when_full(WhenFull::wait(ms(1000)))
         .build()
         .unwrap();
     let mut svc = layer.layer(Echo);
@@ -299,7 +318,7 @@ async fn weights_take_several_tokens_and_too_heavy_is_a_clear_error() {
     let layer = RateLimitLayer::builder()
         .quota(Quota::per_second(10).burst(5))
         .weight(|req: &u32| *req)
-        .wait(ms(10_000))
+        .when_full(WhenFull::wait(ms(10_000)))
         .build()
         .unwrap();
     let svc = layer.layer(Echo);
@@ -321,7 +340,7 @@ async fn weights_take_several_tokens_and_too_heavy_is_a_clear_error() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_later_tier_refusal_spends_nothing_in_earlier_tiers() {
     let layer = RateLimitLayer::builder()
-        .tier(Tier::keyed(Quota::per_minute(2), |req: &(u32, u32)| req.0).name("per_user"))
+        .tier(Tier::keyed(Quota::per_minute(2), |req: &(u32, u32)| Some(req.0)).name("per_user"))
         .tier(Tier::new(Quota::per_minute(3)).name("global"))
         .build()
         .unwrap();
@@ -398,7 +417,7 @@ async fn windows_book_a_slot_in_the_next_window() {
     let layer = RateLimitLayer::builder()
         .algorithm(Algorithm::FixedWindow)
         .quota(Quota::per_second(1))
-        .wait(ms(1500))
+        .when_full(WhenFull::wait(ms(1500)))
         .build()
         .unwrap();
     let svc = layer.layer(Echo);
@@ -417,7 +436,7 @@ async fn events_report_rejections_and_evictions() {
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = events.clone();
     let layer = RateLimitLayer::builder()
-        .tier(Tier::keyed(Quota::per_minute(1), |req: &u32| *req).max_keys(2).name("per_key"))
+        .tier(Tier::keyed(Quota::per_minute(1), |req: &u32| Some(*req)).max_keys(2).name("per_key"))
         .on_event(move |e: &RateLimitEvent| seen.lock().unwrap().push(e.clone()))
         .build()
         .unwrap();
@@ -449,7 +468,7 @@ async fn events_report_rejections_and_evictions() {
 async fn a_flood_of_distinct_keys_stays_within_the_bound() {
     use futures_util::FutureExt;
     let layer = RateLimitLayer::builder()
-        .tier(Tier::keyed(Quota::per_second(1), |req: &u32| *req).max_keys(1_000))
+        .tier(Tier::keyed(Quota::per_second(1), |req: &u32| Some(*req)).max_keys(1_000))
         .build()
         .unwrap();
     let mut svc = layer.layer(Echo);
@@ -498,7 +517,7 @@ async fn ratelimit_headers_on_success_and_on_429() {
     use palisade_rate_limit::headers::RateLimitHeadersLayer;
     let layer = RateLimitLayer::builder().quota(Quota::per_second(2)).build().unwrap();
     let svc = tower::ServiceBuilder::new()
-        .layer(RateLimitHeadersLayer::new(layer.handle(), "global", |_: &http::Request<()>| ()))
+        .layer(RateLimitHeadersLayer::new(layer.handle(), "global", |_: &http::Request<()>| Some(())))
         .layer(HttpRejectionLayer::new())
         .layer(layer)
         .service(tower::service_fn(|_: http::Request<()>| async {
@@ -524,9 +543,9 @@ async fn ratelimit_headers_on_success_and_on_429() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn multi_tier_wait_holds_nothing_while_a_later_tier_makes_it_wait() {
     let layer = RateLimitLayer::builder()
-        .tier(Tier::keyed(Quota::per_second(10).burst(1), |req: &(u32, u32)| req.0).name("per_user"))
+        .tier(Tier::keyed(Quota::per_second(10).burst(1), |req: &(u32, u32)| Some(req.0)).name("per_user"))
         .tier(Tier::new(Quota::per_second(2)).name("global").algorithm(Algorithm::FixedWindow))
-        .wait(ms(2000))
+        .when_full(WhenFull::wait(ms(2000)))
         .build()
         .unwrap();
     let handle = layer.handle();
@@ -593,7 +612,7 @@ async fn a_custom_store_plugs_in_without_changing_the_layer() {
         refunded: AtomicUsize::new(0),
     });
     let layer = RateLimitLayer::builder()
-        .tier(Tier::keyed_limiter(limiter.clone(), |req: &(u32, u32)| req.0).name("per_user"))
+        .tier(Tier::keyed_limiter(limiter.clone(), |req: &(u32, u32)| Some(req.0)).name("per_user"))
         .tier(Tier::new(Quota::per_minute(1)).name("global"))
         .build()
         .unwrap();

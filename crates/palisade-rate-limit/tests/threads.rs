@@ -17,7 +17,8 @@ async fn hammer(algorithm: Algorithm, keyed: bool) {
     let limit = 20;
     let period = Duration::from_millis(50);
     let quota = Quota::new(limit, period);
-    let tier = if keyed { Tier::keyed(quota, |_: &u32| 7u8) } else { Tier::new(quota).when(|_: &u32| true) };
+    let tier =
+        if keyed { Tier::keyed(quota, |_: &u32| Some(7u8)) } else { Tier::new(quota).when(|_: &u32| true) };
     let layer = RateLimitLayer::builder().algorithm(algorithm).tier(tier).build().unwrap();
     let passed = Arc::new(AtomicU64::new(0));
     let counter = passed.clone();

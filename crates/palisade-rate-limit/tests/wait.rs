@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use palisade_core::when_full::WhenFull;
 use palisade_rate_limit::error::CostExceedsCapacity;
 use palisade_rate_limit::{Algorithm, Denied, Quota, RateLimitLayer, RateLimiter, Tier};
 use support::{advance, ms, retry_after, Echo};
@@ -84,7 +85,7 @@ async fn wait_mode_refuses_at_once_whoever_cannot_fit_in_max_wait() {
         let layer = RateLimitLayer::builder()
             .algorithm(algorithm)
             .tier(Tier::new(Quota::per_second(5)).when(|_: &u32| true))
-            .wait(Duration::from_secs(3))
+            .when_full(WhenFull::wait(Duration::from_secs(3)))
             .build()
             .unwrap();
         let mut svc = layer.layer(Echo);
@@ -122,7 +123,7 @@ async fn wait_mode_refuses_at_once_in_poll_ready_too() {
     let layer: RateLimitLayer<u32> = RateLimitLayer::builder()
         .algorithm(Algorithm::FixedWindow)
         .quota(Quota::per_second(5))
-        .wait(Duration::from_secs(3))
+        .when_full(WhenFull::wait(Duration::from_secs(3)))
         .build()
         .unwrap();
     let svc = layer.layer(Echo);
@@ -158,7 +159,7 @@ async fn a_weight_above_the_burst_is_refused_at_once_in_wait_mode() {
             .algorithm(algorithm)
             .quota(Quota::per_second(5))
             .weight(|n: &u32| *n)
-            .wait(Duration::from_secs(60))
+            .when_full(WhenFull::wait(Duration::from_secs(60)))
             .build()
             .unwrap();
         let svc = layer.layer(Echo);

@@ -19,7 +19,7 @@ use crate::gcra::RedisRateLimiter;
 ///
 /// let backend = RedisBackend::builder("redis://127.0.0.1:6379/").build()?;
 /// let limiter = RedisRateLimiter::builder("api", backend).tier(Quota::per(100, Duration::from_secs(1))).build()?;
-/// let layer = AsyncRateLimitLayer::new("api", limiter, |req: &String| req.clone());
+/// let layer = AsyncRateLimitLayer::new("api", limiter, |req: &String| Some(req.clone()));
 /// # let _ = layer; Ok(()) }
 /// ```
 impl<K: AsRef<str>> AsyncKeyedStore<K> for RedisRateLimiter {

@@ -18,8 +18,8 @@ use std::time::Duration;
 use palisade_core::rejection::{find, BulkheadFull, CircuitOpen};
 use palisade_redis::server::RedisServer;
 use palisade_redis::{
-    OnRedisDown, Quota, RedisBackend, RedisBulkheadLayer, RedisEvent, RedisRateLimiter, SharedBreakerState,
-    SharedCircuitBreakerLayer, Source,
+    OnRedisDown, Quota, RedisBackend, RedisBulkheadLayer, RedisEvent, RedisRateLimiter, RedisCircuitState,
+    RedisCircuitBreakerLayer, Source,
 };
 use tower::{service_fn, Layer, Service, ServiceExt};
 
@@ -268,7 +268,7 @@ fn a_killed_instance_permits_come_back_after_the_lease() {
 async fn the_shared_breaker_opens_every_instance_after_failures_seen_by_one() {
     let server = RedisServer::start();
     let mk = || {
-        SharedCircuitBreakerLayer::builder("backend", backend(&server))
+        RedisCircuitBreakerLayer::builder("backend", backend(&server))
             .failure_rate(0.5, 5)
             .time_window(Duration::from_secs(10), 10)
             .wait_in_open(Duration::from_secs(30))
@@ -285,7 +285,7 @@ async fn the_shared_breaker_opens_every_instance_after_failures_seen_by_one() {
     // outcome lands: the breaker opens on the instance that saw it.
     let mut opened = false;
     for _ in 0..5 {
-        if a.record(true).await == SharedBreakerState::Open {
+        if a.record(true).await == RedisCircuitState::Open {
             opened = true;
             break;
         }
@@ -294,7 +294,7 @@ async fn the_shared_breaker_opens_every_instance_after_failures_seen_by_one() {
     let started = tokio::time::Instant::now();
     let mut seen = None;
     for _ in 0..400 {
-        if b.state() == SharedBreakerState::Open {
+        if b.state() == RedisCircuitState::Open {
             seen = Some(started.elapsed());
             break;
         }
@@ -310,7 +310,7 @@ async fn the_shared_breaker_opens_every_instance_after_failures_seen_by_one() {
 fn events(b: &RedisBackend) -> Arc<std::sync::Mutex<Vec<RedisEvent>>> {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let s = seen.clone();
-    b.subscribe(move |e| s.lock().unwrap().push(e.clone()));
+    b.on_event(move |e| s.lock().unwrap().push(e.clone()));
     seen
 }
 
@@ -361,7 +361,7 @@ async fn redis_stopped_mid_run_each_policy_then_recovery_after_restart() {
     }
     assert_eq!(local_ok, 5);
     // events and metrics for every fallback; the guard breaker opened (calls stop reaching Redis)
-    assert_eq!(open_b.metrics().fallbacks.get(), 10);
+    assert_eq!(open_b.snapshot().fallbacks, 10);
     let seen = open_seen.lock().unwrap().clone();
     assert_eq!(seen.iter().filter(|e| matches!(e, RedisEvent::Fallback { .. })).count(), 10);
     assert!(
@@ -485,7 +485,7 @@ async fn two_async_rate_limit_layers_over_redis_share_one_quota() {
     let server = RedisServer::start();
     let mk = || {
         let l = limiter(&server, Quota::per(20, HOUR));
-        AsyncRateLimitLayer::new("api", l, |r: &String| r.clone())
+        AsyncRateLimitLayer::new("api", l, |r: &String| Some(r.clone()))
             .layer(service_fn(|_: String| async { Ok::<_, std::io::Error>(()) }))
     };
     let (a, b) = (mk(), mk());
@@ -502,4 +502,39 @@ async fn two_async_rate_limit_layers_over_redis_share_one_quota() {
         }
     }
     assert_eq!(ok, 20);
+}
+
+/// `RedisBulkheadLayer::new` never fails: a zero `max_concurrent` becomes 1, and two
+/// layers built with `new` share that one permit through Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_never_fails_and_shares_the_permits() {
+    let server = RedisServer::start();
+    let a = RedisBulkheadLayer::new("new", backend(&server), 0);
+    let b = RedisBulkheadLayer::new("new", backend(&server), 0);
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let g = gate.clone();
+    let slow = a.layer(service_fn(move |()| {
+        let g = g.clone();
+        async move {
+            g.notified().await;
+            Ok::<_, std::io::Error>(())
+        }
+    }));
+    let held = tokio::spawn(slow.oneshot(()));
+    // Wait (bounded) until the first call holds the permit in Redis.
+    let mut refused = None;
+    for _ in 0..200 {
+        let fast = b.layer(service_fn(|()| async { Ok::<_, std::io::Error>(()) }));
+        match fast.oneshot(()).await {
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+            Ok(()) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+    let err = refused.expect("the second layer was never refused");
+    assert!(find::<BulkheadFull>(&*err).is_some(), "{err}");
+    gate.notify_one();
+    held.await.unwrap().unwrap();
 }

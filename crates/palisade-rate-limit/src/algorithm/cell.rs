@@ -1,0 +1,224 @@
+//! [`Cell`]: one limiter's state for one key, whichever the algorithm.
+
+use std::fmt;
+use std::sync::Mutex;
+
+use super::counter::CounterState;
+use super::fixed::FixedState;
+use super::gcra::{Gcra, Plain, Tat};
+use super::log::Log;
+use palisade_core::sync::lock;
+
+use super::{dur, Admit, Algorithm, Status};
+use crate::error::Denied;
+use crate::quota::Quota;
+#[cfg(loom)]
+use loom::sync::atomic::Ordering;
+#[cfg(not(loom))]
+use std::sync::atomic::Ordering;
+
+/// One limiter's state for one key.
+pub(crate) enum Cell<T = Plain> {
+    Gcra(Gcra<T>),
+    Leaky { gcra: Gcra<T>, queue: u32 },
+    Log(Mutex<Windowed<Log>>),
+    Counter(Mutex<Windowed<CounterState>>),
+    Fixed(Mutex<Windowed<FixedState>>),
+}
+
+/// A window algorithm's state with its settings, all behind one lock (so a quota change
+/// is atomic).
+#[derive(Debug)]
+pub(crate) struct Windowed<S> {
+    pub(super) window: u64,
+    pub(super) limit: u32,
+    pub(super) state: S,
+}
+
+impl<S> Windowed<S> {
+    pub(super) fn new(window: u64, limit: u32, state: S) -> Mutex<Self> {
+        Mutex::new(Self { window, limit, state })
+    }
+}
+
+impl<T> fmt::Debug for Cell<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::Gcra(_) => "token_bucket",
+            Self::Leaky { .. } => "leaky_bucket",
+            Self::Log { .. } => "sliding_window_log",
+            Self::Counter { .. } => "sliding_window_counter",
+            Self::Fixed { .. } => "fixed_window",
+        };
+        f.debug_tuple("Cell").field(&name).finish()
+    }
+}
+
+impl<T: Tat> Cell<T> {
+    pub(crate) fn new(algorithm: Algorithm, quota: &Quota) -> Self {
+        let window = quota.period_nanos();
+        let limit = quota.limit();
+        if limit == 0 || quota.burst_size() == 0 {
+            // A blocked key: nothing is ever admitted.
+            return Self::Fixed(Windowed::new(window, 0, FixedState::new()));
+        }
+        match algorithm {
+            Algorithm::TokenBucket => Self::Gcra(Gcra::new(quota.interval_nanos(), quota.burst_size())),
+            Algorithm::LeakyBucket { queue } => {
+                Self::Leaky { gcra: Gcra::new(quota.interval_nanos(), 1), queue }
+            }
+            Algorithm::SlidingWindowLog => Self::Log(Windowed::new(window, limit, Log::default())),
+            Algorithm::SlidingWindowCounter => {
+                Self::Counter(Windowed::new(window, limit, CounterState::default()))
+            }
+            Algorithm::FixedWindow => Self::Fixed(Windowed::new(window, limit, FixedState::new())),
+        }
+    }
+
+    /// Changes the quota at once (the algorithm stays): what was admitted stays admitted,
+    /// waiters keep their slots, and what comes next is judged by the new quota. A token
+    /// bucket keeps the tokens in use (its debt, rescaled to the new interval); a window
+    /// keeps its counts (with a new period, counted from the window holding `now`).
+    pub(crate) fn set_quota(&self, quota: &Quota, now: u64) {
+        match self {
+            Self::Gcra(g) => g.set(quota.interval_nanos(), quota.burst_size(), now),
+            Self::Leaky { gcra, .. } => gcra.set(quota.interval_nanos(), 1, now),
+            Self::Log(w) => {
+                let mut w = lock(w);
+                (w.window, w.limit) = (quota.period_nanos(), quota.limit());
+            }
+            Self::Counter(w) => {
+                let mut w = lock(w);
+                let window = quota.period_nanos();
+                if window != w.window {
+                    w.state.rebase(now, window);
+                }
+                (w.window, w.limit) = (window, quota.limit());
+            }
+            Self::Fixed(w) => {
+                // Every window keeps what it used or booked (see `FixedState`).
+                let w = &mut *lock(w);
+                let window = quota.period_nanos();
+                if window != w.window {
+                    w.state.rebase(now, w.window, window);
+                }
+                w.state.relimit();
+                (w.window, w.limit) = (window, quota.limit());
+            }
+        }
+    }
+
+    /// Tries to admit `cost` at `now`. `max_wait` is `None` in reject mode; with `Some`, the
+    /// bucket algorithms may reserve a slot up to that far ahead.
+    #[inline]
+    pub(crate) fn acquire(&self, now: u64, cost: u32, max_wait: Option<u64>) -> Result<Admit, Denied> {
+        if let (Self::Gcra(g), 1..) = (self, cost) {
+            // The common case first.
+            return g.acquire(now, cost, max_wait.unwrap_or(0), u64::MAX);
+        }
+        if cost == 0 {
+            return Ok(Admit { ready_at: now, token: 0 });
+        }
+        let wait = max_wait.unwrap_or(0);
+        match self {
+            Self::Gcra(g) => g.acquire(now, cost, wait, u64::MAX),
+            Self::Leaky { gcra, queue } => {
+                // The queue bound: the last place departs `queue` intervals from now. Refused,
+                // the queue has room again once the departure slot is within the bound — the
+                // wait reported.
+                let capacity = queue.saturating_add(1);
+                if cost > capacity {
+                    return Err(Denied::ExceedsCapacity { cost, capacity });
+                }
+                gcra.acquire(now, cost, max_wait.unwrap_or(u64::MAX), u64::from(*queue))
+            }
+            Self::Log(w) => {
+                let w = &mut *lock(w);
+                check_capacity(cost, w.limit)?;
+                w.state.acquire(now, cost, w.window, w.limit, wait)
+            }
+            Self::Counter(w) => {
+                let w = &mut *lock(w);
+                check_capacity(cost, w.limit)?;
+                w.state.acquire(now, cost, w.window, w.limit, wait)
+            }
+            Self::Fixed(w) => {
+                let w = &mut *lock(w);
+                check_capacity(cost, w.limit)?;
+                w.state.acquire(now, cost, w.window, w.limit, wait)
+            }
+        }
+    }
+
+    /// Gives back an admission that was never used.
+    pub(crate) fn refund(&self, admit: Admit, cost: u32, now: u64) {
+        if cost == 0 {
+            return;
+        }
+        match self {
+            Self::Gcra(g) | Self::Leaky { gcra: g, .. } => g.refund(admit.token, cost, now),
+            Self::Log(w) => lock(w).state.refund(admit.token, cost),
+            Self::Counter(w) => lock(w).state.refund(admit.token, cost),
+            Self::Fixed(w) => lock(w).state.refund(admit.token, cost),
+        }
+    }
+
+    /// Whether this state is back to a fresh one's at `now`: forgetting it and starting
+    /// afresh would make exactly the same decisions.
+    pub(crate) fn can_forget(&self, now: u64) -> bool {
+        match self {
+            Self::Gcra(g) | Self::Leaky { gcra: g, .. } => g.tat.load(Ordering::Acquire) <= now,
+            Self::Log(w) => {
+                let w = &mut *lock(w);
+                w.state.can_forget(now, w.window)
+            }
+            Self::Counter(w) => {
+                let w = &mut *lock(w);
+                w.state.can_forget(now, w.window)
+            }
+            Self::Fixed(w) => {
+                let w = &mut *lock(w);
+                w.state.can_forget(now, w.window)
+            }
+        }
+    }
+
+    pub(crate) fn status(&self, now: u64) -> Status {
+        match self {
+            Self::Gcra(g) => g.status(now),
+            Self::Leaky { gcra, queue } => {
+                let tat = gcra.tat.load(Ordering::Acquire);
+                let ahead = tat.saturating_sub(now);
+                let queued = ahead.div_ceil(gcra.params.load().0).saturating_sub(1);
+                let queued = u32::try_from(queued).unwrap_or(u32::MAX).min(*queue);
+                Status {
+                    capacity: queue.saturating_add(1),
+                    remaining: queue
+                        .saturating_add(1)
+                        .saturating_sub(queued.saturating_add(u32::from(ahead > 0))),
+                    reset_after: dur(ahead),
+                    queued,
+                }
+            }
+            Self::Log(w) => {
+                let w = &mut *lock(w);
+                w.state.status(now, w.window, w.limit)
+            }
+            Self::Counter(w) => {
+                let w = &mut *lock(w);
+                w.state.status(now, w.window, w.limit)
+            }
+            Self::Fixed(w) => {
+                let w = &mut *lock(w);
+                w.state.status(now, w.window, w.limit)
+            }
+        }
+    }
+}
+
+fn check_capacity(cost: u32, capacity: u32) -> Result<(), Denied> {
+    if cost > capacity {
+        return Err(Denied::ExceedsCapacity { cost, capacity });
+    }
+    Ok(())
+}

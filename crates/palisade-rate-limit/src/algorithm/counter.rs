@@ -1,0 +1,167 @@
+//! Sliding window counter.
+
+use std::collections::VecDeque;
+
+use super::{dur, Admit, Status};
+use crate::error::Denied;
+
+// === impl CounterState ===
+
+/// Windows ahead a sliding window counter books into, at most.
+const COUNTER_HORIZON: usize = 64;
+
+/// Sliding window counter: counts of the previous and current fixed windows, and of the
+/// windows ahead that waiting callers booked into.
+///
+/// In wait mode a request is booked at the earliest time the estimate admits it (up to
+/// [`COUNTER_HORIZON`] windows ahead), behind every earlier booking (`tail`): while
+/// bookings are pending nobody passes ahead of them, so the counts they were computed from
+/// stay true.
+#[derive(Debug, Default)]
+pub(crate) struct CounterState {
+    pub(super) index: u64,
+    pub(super) prev: u64,
+    pub(super) curr: u64,
+    /// Booked into the windows after `index` (`ahead[0]` is the next one).
+    pub(super) ahead: VecDeque<u64>,
+    /// The time of the latest booking.
+    pub(super) tail: u64,
+    /// The latest time seen; older readings count as this time (never back a window).
+    pub(super) last: u64,
+}
+
+/// The smallest elapsed time in a window, not below `from`, at which
+/// `prev * (w - e) / w + curr + cost <= limit`; `None` when none in the window.
+fn counter_fit(prev: u64, curr: u64, cost: u32, limit: u32, w: u64, from: u64) -> Option<u64> {
+    let (prev, curr, c, l, w128) =
+        (u128::from(prev), u128::from(curr), u128::from(cost), u128::from(limit), u128::from(w));
+    if curr + c > l {
+        return None;
+    }
+    // prev * (w - e) <= (l - curr - c) * w  ⇔  e >= w - (l - curr - c) * w / prev
+    let room = (l - curr - c) * w128;
+    let e = room.checked_div(prev).map_or(0, |q| w128.saturating_sub(q));
+    let e = (e as u64).max(from);
+    (e < w).then_some(e)
+}
+
+impl CounterState {
+    pub(super) fn can_forget(&mut self, now: u64, window: u64) -> bool {
+        self.roll(now, window);
+        self.prev == 0 && self.curr == 0 && self.ahead.is_empty() && self.tail <= self.last
+    }
+
+    /// A new period: the counts stay, the window holding the latest time seen becomes the
+    /// current one.
+    pub(super) fn rebase(&mut self, now: u64, window: u64) {
+        self.last = self.last.max(now);
+        self.index = self.last / window;
+    }
+
+    /// The count of window `index + j` (0: current).
+    pub(super) fn count(&self, j: usize) -> u64 {
+        match j {
+            0 => self.curr,
+            _ => self.ahead.get(j - 1).copied().unwrap_or(0),
+        }
+    }
+
+    /// Moves to the window of `now` (or of the latest time seen, if later) and returns the
+    /// time elapsed in it.
+    pub(super) fn roll(&mut self, now: u64, window: u64) -> u64 {
+        self.last = self.last.max(now);
+        let now = self.last;
+        let index = now / window;
+        while self.index < index {
+            if self.ahead.is_empty() && self.curr == 0 {
+                // Nothing further: jump.
+                self.prev = if index == self.index + 1 { self.curr } else { 0 };
+                self.index = index;
+                break;
+            }
+            self.prev = self.curr;
+            self.curr = self.ahead.pop_front().unwrap_or(0);
+            self.index += 1;
+        }
+        now - index * window
+    }
+
+    pub(super) fn acquire(
+        &mut self,
+        now: u64,
+        cost: u32,
+        window: u64,
+        limit: u32,
+        max_wait: u64,
+    ) -> Result<Admit, Denied> {
+        self.roll(now, window);
+        let now = self.last;
+        let from = self.tail.max(now);
+        let mut j = 0;
+        let (at, j) = loop {
+            let start = (self.index + j as u64).saturating_mul(window);
+            if from < start.saturating_add(window) {
+                let prev = if j == 0 { self.prev } else { self.count(j - 1) };
+                if let Some(e) =
+                    counter_fit(prev, self.count(j), cost, limit, window, from.saturating_sub(start))
+                {
+                    break (start.saturating_add(e), j);
+                }
+            }
+            // Past the bookings two empty windows always admit, so this ends.
+            j += 1;
+        };
+        let wait = at - now;
+        if wait > max_wait || j > COUNTER_HORIZON {
+            return Err(Denied::RetryAfter(dur(wait.saturating_sub(max_wait).max(1))));
+        }
+        if j == 0 {
+            self.curr += u64::from(cost);
+        } else {
+            if self.ahead.len() < j {
+                self.ahead.resize(j, 0);
+            }
+            self.ahead[j - 1] += u64::from(cost);
+        }
+        if at > now {
+            self.tail = at;
+        }
+        Ok(Admit { ready_at: at, token: self.index + j as u64 })
+    }
+
+    pub(super) fn refund(&mut self, token: u64, cost: u32) {
+        let cost = u64::from(cost);
+        if token > self.index {
+            if let Some(n) = self.ahead.get_mut((token - self.index - 1) as usize) {
+                *n = n.saturating_sub(cost);
+            }
+        } else if token == self.index {
+            self.curr = self.curr.saturating_sub(cost);
+        } else if token + 1 == self.index {
+            self.prev = self.prev.saturating_sub(cost);
+        }
+    }
+
+    pub(super) fn status(&mut self, now: u64, window: u64, limit: u32) -> Status {
+        let elapsed = self.roll(now, window);
+        let weighted = (u128::from(self.prev) * u128::from(window - elapsed)).div_ceil(u128::from(window))
+            + u128::from(self.curr);
+        let used = u32::try_from(weighted).unwrap_or(u32::MAX);
+        let reset = if !self.ahead.is_empty() {
+            (self.ahead.len() as u64 + 2).saturating_mul(window) - elapsed
+        } else if self.curr > 0 {
+            2 * window - elapsed
+        } else if self.prev > 0 {
+            window - elapsed
+        } else {
+            0
+        };
+        let queued: u64 = self.ahead.iter().sum();
+        Status {
+            capacity: limit,
+            remaining: limit.saturating_sub(used),
+            reset_after: dur(reset),
+            queued: u32::try_from(queued).unwrap_or(u32::MAX),
+        }
+    }
+}
