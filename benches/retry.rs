@@ -1,7 +1,8 @@
 //! Retry pass path (the first attempt succeeds) on a no-op service: bare, tower's `Retry`
 //! with a never-retry policy, palisade's `RetryLayer` (default Finagle budget, unlimited,
-//! gRPC token bucket), tower-resilience's retry, plus palisade's `TimeoutLayer` and
-//! `HedgeLayer` (default budget, and without one) next to tower's `Timeout`.
+//! gRPC token bucket), tower-resilience's retry, plus palisade's `HedgeLayer` (default
+//! budget, and without one) next to tower's `Timeout` (palisade's `TimeoutLayer` is in
+//! `benches/timeout.rs`).
 //!
 //! The default ratio budget reads the clock on every request (a deposit counts at its true
 //! time, as in tower's `TpsBudget` and Finagle), so its entries pay one clock read, as
@@ -20,7 +21,6 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use palisade::retry::hedge::HedgeLayer;
-use palisade::retry::timeout::TimeoutLayer;
 use palisade::retry::{RetryBudget, RetryLayer};
 use tower::{service_fn, Layer, Service};
 
@@ -142,11 +142,6 @@ fn retry(c: &mut Criterion) {
         &mut group,
         "tower Timeout",
         tower::timeout::TimeoutLayer::new(Duration::from_secs(1)).layer(noop()),
-    );
-    bench(
-        &mut group,
-        "palisade TimeoutLayer",
-        TimeoutLayer::new(Duration::from_secs(1)).unwrap().layer(noop()),
     );
     bench(
         &mut group,

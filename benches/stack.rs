@@ -11,7 +11,7 @@ use palisade::circuit_breaker::CircuitBreakerLayer;
 use palisade::core::BoxError;
 use palisade::fallback::{FallbackContext, FallbackLayer};
 use palisade::rate_limit::{Quota, RateLimitLayer};
-use palisade::retry::timeout::TimeoutLayer;
+use palisade::timeout::TimeoutLayer;
 use palisade::retry::RetryLayer;
 use tower::layer::util::Identity;
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
@@ -55,7 +55,7 @@ fn stack(c: &mut Criterion) {
     );
     bench_one(&rt, &mut g, "circuit breaker", CircuitBreakerLayer::builder().build().unwrap().layer(noop()));
     bench_one(&rt, &mut g, "retry", RetryLayer::builder().build().unwrap().layer(noop()));
-    bench_one(&rt, &mut g, "timeout", TimeoutLayer::new(Duration::from_secs(10)).unwrap().layer(noop()));
+    bench_one(&rt, &mut g, "timeout", TimeoutLayer::new(Duration::from_secs(10)).layer(noop()));
     let fallback = || {
         FallbackLayer::builder()
             .fallback_fn(|_: FallbackContext<u64, u64>| async { Ok::<_, BoxError>(0) })
@@ -67,7 +67,7 @@ fn stack(c: &mut Criterion) {
         .layer(rate_limit())
         .layer(BulkheadLayer::builder().max_concurrent(1024).build().unwrap())
         .layer(fallback())
-        .layer(TimeoutLayer::new(Duration::from_secs(10)).unwrap())
+        .layer(TimeoutLayer::new(Duration::from_secs(10)))
         .layer(RetryLayer::builder().build().unwrap())
         .layer(CircuitBreakerLayer::builder().build().unwrap())
         .service(noop());

@@ -31,7 +31,7 @@ use palisade::circuit_breaker::CircuitBreakerLayer;
 use palisade::core::classify::HttpClassifier;
 use palisade::prelude::*;
 use palisade::rate_limit::{Quota, RateLimitLayer};
-use palisade::retry::timeout::TimeoutLayer;
+use palisade::timeout::TimeoutLayer;
 use tower::ServiceBuilder;
 
 const CONNECTIONS: usize = 32;
@@ -63,7 +63,7 @@ fn stacked() -> Router {
                 .unwrap(),
         )
         .layer(BulkheadLayer::builder().name("api").max_concurrent(1024).max_queue(1024).build().unwrap())
-        .layer(TimeoutLayer::new(Duration::from_secs(5)).unwrap())
+        .layer(TimeoutLayer::new(Duration::from_secs(5)))
         .layer(CircuitBreakerLayer::builder().name("api").classifier(HttpClassifier::new()).build().unwrap());
     Router::new().route("/", get(|| async { "ok" })).route_layer(stack)
 }

@@ -5,14 +5,15 @@
 //! use palisade::prelude::*;
 //! use palisade::bulkhead::BulkheadLayer;
 //! use palisade::circuit_breaker::CircuitBreakerLayer;
-//! use palisade::retry::{timeout::TimeoutLayer, RetryLayer};
+//! use palisade::retry::RetryLayer;
+//! use palisade::timeout::TimeoutLayer;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), BoxError> {
 //! let svc = ServiceBuilder::new()
 //!     .bulkhead(BulkheadLayer::builder().max_concurrent(64).build()?)
-//!     .timeout_with(TimeoutLayer::new(Duration::from_secs(2))?)
+//!     .timeout_with(TimeoutLayer::new(Duration::from_secs(2)))
 //!     .retry_with(RetryLayer::builder().max_attempts(3).build()?)
 //!     .circuit_breaker(CircuitBreakerLayer::builder().consecutive_failures(5).build()?)
 //!     .service(service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) }));
@@ -48,14 +49,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         layer: palisade_retry::hedge::HedgeLayer<C, P>,
     ) -> ServiceBuilder<Stack<palisade_retry::hedge::HedgeLayer<C, P>, L>>;
 
-    /// Adds palisade's [`TimeoutLayer`](palisade_retry::timeout::TimeoutLayer) (fixed or
+    /// Adds palisade's [`TimeoutLayer`](palisade_timeout::TimeoutLayer) (fixed or
     /// per-request timeouts, expiring with the `TimedOut` rejection).
-    #[cfg(feature = "retry")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+    #[cfg(feature = "timeout")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
     fn timeout_with<T>(
         self,
-        layer: palisade_retry::timeout::TimeoutLayer<T>,
-    ) -> ServiceBuilder<Stack<palisade_retry::timeout::TimeoutLayer<T>, L>>;
+        layer: palisade_timeout::TimeoutLayer<T>,
+    ) -> ServiceBuilder<Stack<palisade_timeout::TimeoutLayer<T>, L>>;
 
     /// Adds a [`CircuitBreakerLayer`](palisade_circuit_breaker::CircuitBreakerLayer).
     #[cfg(feature = "circuit-breaker")]
@@ -158,11 +159,11 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(layer)
     }
 
-    #[cfg(feature = "retry")]
+    #[cfg(feature = "timeout")]
     fn timeout_with<T>(
         self,
-        layer: palisade_retry::timeout::TimeoutLayer<T>,
-    ) -> ServiceBuilder<Stack<palisade_retry::timeout::TimeoutLayer<T>, L>> {
+        layer: palisade_timeout::TimeoutLayer<T>,
+    ) -> ServiceBuilder<Stack<palisade_timeout::TimeoutLayer<T>, L>> {
         self.layer(layer)
     }
 

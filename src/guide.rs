@@ -28,7 +28,7 @@
 //! use palisade::core::classify::DefaultClassifier;
 //! use palisade::prelude::*;
 //! use palisade::retry::replay::CloneRequest;
-//! use palisade::retry::timeout::{FixedTimeout, Timeout};
+//! use palisade::timeout::{FixedTimeout, Timeout};
 //! use palisade::retry::Retry;
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
@@ -61,7 +61,7 @@
 //!
 //! fn inventory_client() -> Result<InventoryClient, BoxError> {
 //!     Ok(ServiceBuilder::new()
-//!         .layer(TimeoutLayer::new(Duration::from_secs(2))?)
+//!         .layer(TimeoutLayer::new(Duration::from_secs(2)))
 //!         .layer(RetryLayer::builder().max_attempts(3).build()?)
 //!         .layer(CircuitBreakerLayer::builder().consecutive_failures(5).build()?)
 //!         .service(Inventory))

@@ -9,6 +9,7 @@
 //! | module | crate | feature |
 //! |---|---|---|
 //! | [`core`] | `palisade-core`: classification, rejections, events, metrics, config | always |
+//! | `timeout` | `palisade-timeout` | `timeout` |
 //! | `retry` | `palisade-retry` | `retry` |
 //! | `circuit_breaker` | `palisade-circuit-breaker` | `circuit-breaker` |
 //! | `rate_limit` | `palisade-rate-limit` | `rate-limit` |
@@ -71,6 +72,9 @@ pub use palisade_retry as retry;
 #[cfg(feature = "scope")]
 #[cfg_attr(docsrs, doc(cfg(feature = "scope")))]
 pub use palisade_scope as scope;
+#[cfg(feature = "timeout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
+pub use palisade_timeout as timeout;
 
 mod builder;
 #[cfg(all(feature = "retry", feature = "circuit-breaker"))]

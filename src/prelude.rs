@@ -44,4 +44,6 @@ pub use palisade_fallback::FallbackLayer;
 #[cfg(feature = "rate-limit")]
 pub use palisade_rate_limit::{Quota, RateLimitLayer};
 #[cfg(feature = "retry")]
-pub use palisade_retry::{timeout::TimeoutLayer, Backoff, Jitter, RetryBudget, RetryLayer};
+pub use palisade_retry::{Backoff, Jitter, RetryBudget, RetryLayer};
+#[cfg(feature = "timeout")]
+pub use palisade_timeout::TimeoutLayer;

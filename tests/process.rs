@@ -7,7 +7,7 @@ use std::time::Duration;
 use palisade::bulkhead::BulkheadLayer;
 use palisade::core::rejection::{find, BulkheadFull, BulkheadFullReason, TimedOut};
 use palisade::process::{ExitClassifier, ProcessRequest, ProcessService};
-use palisade::retry::timeout::TimeoutLayer;
+use palisade::timeout::TimeoutLayer;
 use palisade::retry::{Backoff, Jitter, RetryLayer};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -35,7 +35,7 @@ async fn exit_75_is_retried_until_the_program_succeeds() {
         .unwrap();
     let retries = retry.handle();
     let svc = ServiceBuilder::new()
-        .layer(TimeoutLayer::new(Duration::from_secs(20)).unwrap())
+        .layer(TimeoutLayer::new(Duration::from_secs(20)))
         .layer(retry)
         .layer(BulkheadLayer::builder().max_concurrent(2).build().unwrap())
         .service(program);
@@ -51,7 +51,7 @@ async fn timeout_rejects_and_kills_the_child() {
     let program = ProcessService::builder("/bin/sh").arg("-c").arg("sleep 30").build().unwrap();
     let children = program.handle();
     let svc = ServiceBuilder::new()
-        .layer(TimeoutLayer::new(Duration::from_millis(50)).unwrap())
+        .layer(TimeoutLayer::new(Duration::from_millis(50)))
         .layer(BulkheadLayer::builder().max_concurrent(1).build().unwrap())
         .service(program);
     let err = svc.oneshot(ProcessRequest::new()).await.unwrap_err();

@@ -19,7 +19,7 @@ use palisade::circuit_breaker::CircuitBreaker;
 use palisade::core::classify::DefaultClassifier;
 use palisade::prelude::*;
 use palisade::retry::replay::CloneRequest;
-use palisade::retry::timeout::{FixedTimeout, Timeout};
+use palisade::timeout::{FixedTimeout, Timeout};
 use palisade::retry::Retry;
 use tower::util::BoxCloneSyncService;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
@@ -106,7 +106,7 @@ async fn get_body(app: Router) -> String {
 // === the layers ===
 
 fn timeout() -> TimeoutLayer {
-    TimeoutLayer::new(Duration::from_secs(5)).unwrap()
+    TimeoutLayer::new(Duration::from_secs(5))
 }
 
 fn retry() -> RetryLayer {

@@ -49,7 +49,7 @@ use palisade::core::respond::HttpRejectionLayer;
 use palisade::core::BoxError;
 use palisade::fallback::{FallbackContext, FallbackHandle, FallbackLayer};
 use palisade::rate_limit::{Quota, RateLimitHandle, RateLimitLayer};
-use palisade::retry::timeout::TimeoutLayer;
+use palisade::timeout::TimeoutLayer;
 use palisade::retry::{Backoff, Jitter, RetryBudget, RetryHandle, RetryLayer};
 use tokio::sync::Semaphore;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
@@ -269,7 +269,7 @@ async fn start_front(backend: SocketAddr) -> Result<(SocketAddr, Handles), BoxEr
 
     let backend_stack = ServiceBuilder::new()
         .layer(fallback)
-        .layer(TimeoutLayer::new(Duration::from_millis(800))?)
+        .layer(TimeoutLayer::new(Duration::from_millis(800)))
         .layer(retry)
         .layer(breaker)
         .service(backend_client);

@@ -18,7 +18,7 @@ use palisade::core::rng::AtomicRng;
 use palisade::core::BoxError;
 use palisade::fallback::{FallbackContext, FallbackLayer};
 use palisade::rate_limit::{Quota, RateLimitLayer};
-use palisade::retry::timeout::TimeoutLayer;
+use palisade::timeout::TimeoutLayer;
 use palisade::retry::{Backoff, Jitter, RetryBudget, RetryLayer};
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 
@@ -104,7 +104,7 @@ fn stack(
     let svc = ServiceBuilder::new()
         .layer(limit)
         .layer(bulkhead)
-        .layer(TimeoutLayer::new(Duration::from_millis(30))?)
+        .layer(TimeoutLayer::new(Duration::from_millis(30)))
         .layer(fallback)
         .layer(retry)
         .layer(breaker)

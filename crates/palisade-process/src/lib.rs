@@ -22,7 +22,8 @@
 //! # async fn main() -> Result<(), palisade_core::BoxError> {
 //! use std::time::Duration;
 //! use palisade_process::{ExitClassifier, ProcessRequest, ProcessService};
-//! use palisade_retry::{timeout::TimeoutLayer, Backoff, RetryLayer};
+//! use palisade_retry::{Backoff, RetryLayer};
+//! use palisade_timeout::TimeoutLayer;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! let cat = ProcessService::builder("/bin/cat")
@@ -33,7 +34,7 @@
 //!
 //! let service = ServiceBuilder::new()
 //!     // A deadline over every attempt: dropping the call kills and reaps the child.
-//!     .layer(TimeoutLayer::new(Duration::from_secs(10))?)
+//!     .layer(TimeoutLayer::new(Duration::from_secs(10)))
 //!     // Exit 75 (EX_TEMPFAIL) and timeouts are retried, twice at most.
 //!     .layer(
 //!         RetryLayer::builder()

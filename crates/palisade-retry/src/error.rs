@@ -5,7 +5,7 @@
 //! [`find_rejection`](palisade_core::rejection::find_rejection):
 //!
 //! - [`TimedOut`]: the total deadline passed, the last attempt ran past the per-attempt
-//!   timeout, or a [`TimeoutLayer`](crate::timeout::TimeoutLayer) fired (→ HTTP 504 / gRPC
+//!   timeout, or a `TimeoutLayer` (palisade-timeout) fired (→ HTTP 504 / gRPC
 //!   DEADLINE_EXCEEDED through `palisade_core::respond`);
 //! - [`Throttled`]: the adaptive throttle refused the first attempt locally (→ 429 /
 //!   RESOURCE_EXHAUSTED);

@@ -59,7 +59,7 @@
 //! use bytes::Bytes;
 //! use http_body_util::Full;
 //! use palisade_core::classify::HttpClassifier;
-//! use palisade_retry::timeout::TimeoutLayer;
+//! use palisade_timeout::TimeoutLayer; // the palisade-timeout crate
 //! use palisade_retry::{Backoff, RetryLayer};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
@@ -86,7 +86,7 @@
 //!     .build()?;
 //! let client = ServiceBuilder::new()
 //!     .layer(retry)
-//!     .layer(TimeoutLayer::new(Duration::from_secs(2))?) // per attempt
+//!     .layer(TimeoutLayer::new(Duration::from_secs(2))) // per attempt
 //!     .service(http_client);
 //!
 //! // In the handler: `async fn handler(State(client): State<Client>) -> ... { client.oneshot(req).await }`
@@ -215,8 +215,8 @@
 //! during an attempt the attempt is dropped and the caller gets
 //! [`TimedOut`](error::TimedOut) (HTTP 504 / DEADLINE_EXCEEDED through
 //! `palisade_core::respond`); a backoff that would end after it is not started. The
-//! standalone [`timeout::TimeoutLayer`] times out single calls, with a timeout that may be
-//! chosen per request (e.g. from gRPC's `grpc-timeout` header).
+//! `palisade-timeout` crate's `TimeoutLayer` (`palisade::timeout`) times out single calls,
+//! with a timeout that may be chosen per request (e.g. from gRPC's `grpc-timeout` header).
 //!
 //! # Budget and throttling
 //!
@@ -284,7 +284,6 @@ mod service;
 mod sync;
 mod tally;
 pub mod throttle;
-pub mod timeout;
 mod timer;
 mod window;
 

@@ -20,7 +20,7 @@ macro_rules! example {
         use bytes::Bytes;
         use http_body_util::Full;
         use palisade_core::classify::HttpClassifier;
-        use palisade_retry::timeout::TimeoutLayer;
+        use palisade_timeout::TimeoutLayer;
         use palisade_retry::{Backoff, RetryLayer};
         use std::time::Duration;
         use tower::{service_fn, ServiceBuilder, ServiceExt};
@@ -49,7 +49,7 @@ macro_rules! example {
             .unwrap();
         let client = ServiceBuilder::new()
             .layer(retry)
-            .layer(TimeoutLayer::new(Duration::from_secs(2)).unwrap()) // per attempt
+            .layer(TimeoutLayer::new(Duration::from_secs(2))) // per attempt
             .service(http_client);
 
         let req = http::Request::get("http://inventory/items/42").body(Full::new(Bytes::new())).unwrap();
