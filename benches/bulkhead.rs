@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use palisade_bulkhead::BulkheadLayer;
+use palisade_core::WhenFull;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{service_fn, Layer, Service};
 
@@ -93,7 +94,15 @@ where
 fn bulkhead(c: &mut Criterion) {
     let mut g = c.benchmark_group("bulkhead");
 
-    let palisade = || BulkheadLayer::builder().max_concurrent(PERMITS).build().unwrap().layer(bare());
+    // The same waiting behaviour as `ConcurrencyLimit` (never exercised: a permit is free).
+    let palisade = || {
+        BulkheadLayer::builder()
+            .max_concurrent(PERMITS)
+            .when_full(WhenFull::wait(Duration::MAX))
+            .build()
+            .unwrap()
+            .layer(bare())
+    };
     let concurrency_limit = || ConcurrencyLimitLayer::new(PERMITS).layer(bare());
     let resilience = || {
         tower_resilience_bulkhead::BulkheadLayer::builder()

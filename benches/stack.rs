@@ -11,8 +11,8 @@ use palisade::circuit_breaker::CircuitBreakerLayer;
 use palisade::core::BoxError;
 use palisade::fallback::{FallbackContext, FallbackLayer};
 use palisade::rate_limit::{Quota, RateLimitLayer};
-use palisade::timeout::TimeoutLayer;
 use palisade::retry::RetryLayer;
+use palisade::timeout::TimeoutLayer;
 use tower::layer::util::Identity;
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 
@@ -51,7 +51,12 @@ fn stack(c: &mut Criterion) {
         &rt,
         &mut g,
         "bulkhead",
-        BulkheadLayer::builder().max_concurrent(1024).build().unwrap().layer(noop()),
+        BulkheadLayer::builder()
+            .max_concurrent(1024)
+            .when_full(palisade_core::WhenFull::wait(Duration::MAX))
+            .build()
+            .unwrap()
+            .layer(noop()),
     );
     bench_one(&rt, &mut g, "circuit breaker", CircuitBreakerLayer::builder().build().unwrap().layer(noop()));
     bench_one(&rt, &mut g, "retry", RetryLayer::builder().build().unwrap().layer(noop()));
@@ -65,7 +70,13 @@ fn stack(c: &mut Criterion) {
     bench_one(&rt, &mut g, "fallback", fallback().layer(noop()));
     let full = ServiceBuilder::new()
         .layer(rate_limit())
-        .layer(BulkheadLayer::builder().max_concurrent(1024).build().unwrap())
+        .layer(
+            BulkheadLayer::builder()
+                .max_concurrent(1024)
+                .when_full(palisade_core::WhenFull::wait(Duration::MAX))
+                .build()
+                .unwrap(),
+        )
         .layer(fallback())
         .layer(TimeoutLayer::new(Duration::from_secs(10)))
         .layer(RetryLayer::builder().build().unwrap())

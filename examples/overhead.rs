@@ -62,7 +62,15 @@ fn stacked() -> Router {
                 .build()
                 .unwrap(),
         )
-        .layer(BulkheadLayer::builder().name("api").max_concurrent(1024).max_queue(1024).build().unwrap())
+        .layer(
+            BulkheadLayer::builder()
+                .name("api")
+                .max_concurrent(1024)
+                .when_full(palisade_core::WhenFull::wait(Duration::MAX))
+                .max_queue(1024)
+                .build()
+                .unwrap(),
+        )
         .layer(TimeoutLayer::new(Duration::from_secs(5)))
         .layer(CircuitBreakerLayer::builder().name("api").classifier(HttpClassifier::new()).build().unwrap());
     Router::new().route("/", get(|| async { "ok" })).route_layer(stack)

@@ -193,7 +193,11 @@ async fn demo() -> Result<bool, BoxError> {
         .jitter(Jitter::Full)
         .build()?;
     let retries = retry.handle();
-    let bulkhead = BulkheadLayer::builder().name("pow").max_concurrent(16).build()?;
+    let bulkhead = BulkheadLayer::builder()
+        .name("pow")
+        .max_concurrent(16)
+        .when_full(palisade_core::WhenFull::wait(Duration::MAX))
+        .build()?;
     let admitted = bulkhead.handle();
     let service = ServiceBuilder::new().layer(bulkhead).layer(retry).service(pool);
 

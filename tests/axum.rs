@@ -41,8 +41,12 @@ fn app(broken: Arc<AtomicBool>) -> (Router, palisade::circuit_breaker::CircuitBr
         .keyed(|req: &Request<Body>| Some(client_id(req)))
         .build()
         .unwrap();
-    let bulkhead =
-        BulkheadLayer::builder().name("orders").max_concurrent(8).max_wait(Duration::ZERO).build().unwrap();
+    let bulkhead = BulkheadLayer::builder()
+        .name("orders")
+        .max_concurrent(8)
+        .when_full(palisade_core::WhenFull::Refuse)
+        .build()
+        .unwrap();
     let router = Router::new()
         .route(
             "/orders",

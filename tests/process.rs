@@ -7,8 +7,8 @@ use std::time::Duration;
 use palisade::bulkhead::BulkheadLayer;
 use palisade::core::rejection::{find, BulkheadFull, BulkheadFullReason, TimedOut};
 use palisade::process::{ExitClassifier, ProcessRequest, ProcessService};
-use palisade::timeout::TimeoutLayer;
 use palisade::retry::{Backoff, Jitter, RetryLayer};
+use palisade::timeout::TimeoutLayer;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 fn scratch_dir(name: &str) -> PathBuf {
@@ -37,7 +37,13 @@ async fn exit_75_is_retried_until_the_program_succeeds() {
     let svc = ServiceBuilder::new()
         .layer(TimeoutLayer::new(Duration::from_secs(20)))
         .layer(retry)
-        .layer(BulkheadLayer::builder().max_concurrent(2).build().unwrap())
+        .layer(
+            BulkheadLayer::builder()
+                .max_concurrent(2)
+                .when_full(palisade_core::WhenFull::wait(Duration::MAX))
+                .build()
+                .unwrap(),
+        )
         .service(program);
     let output = svc.oneshot(ProcessRequest::new()).await.unwrap();
     assert!(output.success());
@@ -52,7 +58,13 @@ async fn timeout_rejects_and_kills_the_child() {
     let children = program.handle();
     let svc = ServiceBuilder::new()
         .layer(TimeoutLayer::new(Duration::from_millis(50)))
-        .layer(BulkheadLayer::builder().max_concurrent(1).build().unwrap())
+        .layer(
+            BulkheadLayer::builder()
+                .max_concurrent(1)
+                .when_full(palisade_core::WhenFull::wait(Duration::MAX))
+                .build()
+                .unwrap(),
+        )
         .service(program);
     let err = svc.oneshot(ProcessRequest::new()).await.unwrap_err();
     assert!(find::<TimedOut>(err.as_ref()).is_some(), "{err}");
@@ -64,8 +76,12 @@ async fn timeout_rejects_and_kills_the_child() {
 #[tokio::test]
 async fn bulkhead_sheds_a_second_child_while_one_runs() {
     let program = ProcessService::builder("/bin/sh").arg("-c").arg("sleep 0.05; echo done").build().unwrap();
-    let bulkhead =
-        BulkheadLayer::builder().name("children").max_concurrent(1).max_wait(Duration::ZERO).build().unwrap();
+    let bulkhead = BulkheadLayer::builder()
+        .name("children")
+        .max_concurrent(1)
+        .when_full(palisade_core::WhenFull::Refuse)
+        .build()
+        .unwrap();
     let permits = bulkhead.handle();
     let mut first = ServiceBuilder::new().layer(bulkhead).service(program);
     let mut second = first.clone();

@@ -190,7 +190,11 @@ async fn a_burst_scales_the_pool_up_within_bounds_and_every_job_is_answered_once
         .build()
         .unwrap();
     let retries = retry.handle();
-    let bulkhead = BulkheadLayer::builder().max_concurrent(16).build().unwrap();
+    let bulkhead = BulkheadLayer::builder()
+        .max_concurrent(16)
+        .when_full(palisade_core::WhenFull::wait(Duration::MAX))
+        .build()
+        .unwrap();
     let service = ServiceBuilder::new().layer(bulkhead).layer(retry).service(pool);
 
     let mut jobs = tokio::task::JoinSet::new();

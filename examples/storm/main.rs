@@ -292,8 +292,8 @@ async fn start_front(backend: SocketAddr) -> Result<(SocketAddr, Handles), BoxEr
     let bulkhead = BulkheadLayer::builder()
         .name("api")
         .max_concurrent(64)
+        .when_full(palisade_core::WhenFull::wait(Duration::from_millis(100)))
         .max_queue(128)
-        .max_wait(Duration::from_millis(100))
         .build()?;
     let handles = Handles {
         rate_limit: rate_limit.handle(),

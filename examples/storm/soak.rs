@@ -95,8 +95,8 @@ fn stack(
     let bulkhead = BulkheadLayer::builder()
         .name("soak")
         .max_concurrent(256)
+        .when_full(palisade_core::WhenFull::wait(Duration::from_millis(50)))
         .max_queue(512)
-        .max_wait(Duration::from_millis(50))
         .build()?;
     let handle = bulkhead.handle();
     let limit =

@@ -8,15 +8,19 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use palisade_core::config::{ensure, ConfigError};
+use palisade_core::config::ConfigError;
 use palisade_core::event::EventBus;
-use palisade_core::metric::{Counter, Gauge, Histogram};
+use palisade_core::__private::{Counter, Gauge, Histogram};
 use palisade_core::rejection::{BulkheadFull, BulkheadFullReason, Overloaded};
 use tokio::sync::{AcquireError, Semaphore, SemaphorePermit, TryAcquireError};
 use tokio::time::error::Elapsed;
 use tokio::time::Instant;
 
+use palisade_core::WhenFull;
+
+use crate::config::{check_runtime_max, BulkheadConfig};
 use crate::event::BulkheadEvent;
+use crate::handle::BulkheadSnapshot;
 
 /// Settings and observers shared by every compartment of one layer (one for a plain
 /// bulkhead, one per key for a keyed bulkhead).
@@ -30,24 +34,25 @@ pub(crate) struct Common {
     pub(crate) max_concurrent: usize,
     /// `usize::MAX` when unbounded; changeable through the handle.
     max_queue: AtomicUsize,
-    /// In nanoseconds, [`NO_MAX_WAIT`] for none; changeable through the handle.
+    /// The longest wait in nanoseconds: 0 refuses at once, [`UNBOUNDED_WAIT`] waits without a
+    /// timer; changeable through the handle.
     max_wait: AtomicU64,
+    /// The `Retry-After` every refusal suggests.
+    retry_after: Option<Duration>,
     /// Shed calls while the inner service is not ready (tower's `LoadShed`).
     pub(crate) shed_when_inner_not_ready: bool,
     pub(crate) events: EventBus<BulkheadEvent>,
     pub(crate) metrics: Metrics,
 }
 
-/// `max_wait` not set: wait until a permit frees.
-const NO_MAX_WAIT: u64 = u64::MAX;
+/// A wait of `u64::MAX` nanoseconds (584 years) or more: wait with no timer at all, far
+/// beyond the ~30-year "never" every deadline saturates to anyway. Reads back as
+/// `Duration::MAX`.
+const UNBOUNDED_WAIT: u64 = u64::MAX;
 
-/// A wait as stored: nanoseconds, saturated just below [`NO_MAX_WAIT`] (584 years, far
-/// beyond the ~30-year "never" every deadline saturates to anyway).
-fn wait_nanos(d: Option<Duration>) -> u64 {
-    match d {
-        None => NO_MAX_WAIT,
-        Some(d) => u64::try_from(d.as_nanos()).unwrap_or(NO_MAX_WAIT - 1).min(NO_MAX_WAIT - 1),
-    }
+/// A `WhenFull` as stored: its wait in nanoseconds, saturated to [`UNBOUNDED_WAIT`].
+fn wait_nanos(when_full: WhenFull) -> u64 {
+    u64::try_from(when_full.max_wait().as_nanos()).unwrap_or(UNBOUNDED_WAIT)
 }
 
 /// Written on every admission: kept on lines of its own, away from the read-only settings.
@@ -86,51 +91,67 @@ impl fmt::Debug for Common {
             .field("name", &self.name)
             .field("max_concurrent", &self.max_concurrent)
             .field("max_queue", &self.max_queue())
-            .field("max_wait", &self.max_wait())
+            .field("when_full", &self.when_full())
             .finish_non_exhaustive()
     }
 }
 
 impl Common {
-    pub(crate) fn new(
-        name: Arc<str>,
-        max_concurrent: usize,
-        max_queue: Option<usize>,
-        max_wait: Option<Duration>,
-        shed_when_inner_not_ready: bool,
-        events: EventBus<BulkheadEvent>,
-    ) -> Self {
+    pub(crate) fn new(name: Arc<str>, config: &BulkheadConfig, events: EventBus<BulkheadEvent>) -> Self {
         let metrics = Metrics::new(&name);
         Self {
             name,
-            max_concurrent,
-            max_queue: AtomicUsize::new(max_queue.unwrap_or(usize::MAX)),
-            max_wait: AtomicU64::new(wait_nanos(max_wait)),
-            shed_when_inner_not_ready,
+            max_concurrent: config.max_concurrent,
+            max_queue: AtomicUsize::new(config.max_queue.unwrap_or(usize::MAX)),
+            max_wait: AtomicU64::new(wait_nanos(config.when_full)),
+            retry_after: config.retry_after,
+            shed_when_inner_not_ready: config.shed_when_inner_not_ready,
             events,
             metrics,
         }
     }
 
-    /// How many callers may wait (`usize::MAX`: unbounded).
-    pub(crate) fn max_queue(&self) -> usize {
-        self.max_queue.load(Ordering::Acquire)
-    }
-
-    /// How long a caller may wait (`None`: until a permit frees).
-    pub(crate) fn max_wait(&self) -> Option<Duration> {
-        match self.max_wait.load(Ordering::Acquire) {
-            NO_MAX_WAIT => None,
-            n => Some(Duration::from_nanos(n)),
-        }
+    /// How many callers may wait (`None`: no bound).
+    pub(crate) fn max_queue(&self) -> Option<usize> {
+        Some(self.max_queue.load(Ordering::Acquire)).filter(|&n| n != usize::MAX)
     }
 
     pub(crate) fn set_max_queue(&self, n: Option<usize>) {
         self.max_queue.store(n.unwrap_or(usize::MAX), Ordering::Release);
     }
 
-    pub(crate) fn set_max_wait(&self, d: Option<Duration>) {
-        self.max_wait.store(wait_nanos(d), Ordering::Release);
+    /// What a caller does when every permit is taken.
+    pub(crate) fn when_full(&self) -> WhenFull {
+        match self.max_wait.load(Ordering::Acquire) {
+            0 => WhenFull::Refuse,
+            UNBOUNDED_WAIT => WhenFull::wait(Duration::MAX),
+            n => WhenFull::wait(Duration::from_nanos(n)),
+        }
+    }
+
+    pub(crate) fn set_when_full(&self, when_full: WhenFull) {
+        self.max_wait.store(wait_nanos(when_full), Ordering::Release);
+    }
+
+    /// The numbers of one compartment (or of all keys, summed) with this layer's counters.
+    pub(crate) fn snapshot(
+        &self,
+        max_concurrent: usize,
+        in_flight: usize,
+        queued: usize,
+    ) -> BulkheadSnapshot {
+        let m = &self.metrics;
+        BulkheadSnapshot {
+            max_concurrent,
+            in_flight,
+            queued,
+            waited: m.waited.get(),
+            rejected_queue_full: m.rejected_queue_full.get(),
+            rejected_wait_timed_out: m.rejected_wait_timed_out.get(),
+            rejected_no_permit: m.rejected_no_permit.get(),
+            mean_wait: m.wait_time.mean(),
+            max_wait: m.wait_time.max(),
+        }
     }
 
     fn reject(&self, reason: BulkheadFullReason) -> BulkheadFull {
@@ -140,7 +161,11 @@ impl Common {
             _ => self.metrics.rejected_no_permit.increment(),
         }
         crate::event::publish(&self.events, BulkheadEvent::Rejected { reason });
-        BulkheadFull::new(self.name.clone(), reason)
+        let full = BulkheadFull::new(self.name.clone(), reason);
+        match self.retry_after {
+            Some(after) => full.with_retry_after(after),
+            None => full,
+        }
     }
 }
 
@@ -288,12 +313,8 @@ impl Compartment {
     /// Zero is allowed here (not at build time): a bulkhead that admits nothing until it is
     /// raised again, as Resilience4j's `changeConfig` with `maxConcurrentCalls` 0.
     pub(crate) fn set_max_concurrent(&self, n: usize) -> Result<(), ConfigError> {
-        ensure(
-            n <= Semaphore::MAX_PERMITS,
-            "max_concurrent",
-            format!("must not exceed {}", Semaphore::MAX_PERMITS),
-        )?;
-        let _guard = self.resize.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        check_runtime_max(n)?;
+        let _guard = palisade_core::sync::lock(&self.resize);
         let old = self.limit.load(Ordering::Acquire);
         if n > old {
             let grow = n - old;
@@ -395,12 +416,12 @@ impl Compartment {
                     return Poll::Ready(Err(self.common.reject(BulkheadFullReason::NoPermit)))
                 }
             }
-            let max_wait = self.common.max_wait();
-            if max_wait == Some(Duration::ZERO) {
+            let max_wait = self.common.max_wait.load(Ordering::Acquire);
+            if max_wait == 0 {
                 return Poll::Ready(Err(self.common.reject(BulkheadFullReason::NoPermit)));
             }
             let before = self.queued.fetch_add(1, Ordering::AcqRel);
-            if before >= self.common.max_queue() {
+            if before >= self.common.max_queue.load(Ordering::Acquire) {
                 // Never in line: not a wait.
                 let now = self.queued.fetch_sub(1, Ordering::AcqRel) - 1;
                 self.common.metrics.queued.set(now as i64);
@@ -411,13 +432,12 @@ impl Compartment {
             self.common.metrics.queued.set(before as i64 + 1);
             let pool = self.pool.clone();
             let acquire = async move { pool.semaphore.acquire().await.map(SemaphorePermit::forget) };
-            let acquire: AcquireFuture = match max_wait {
+            let acquire: AcquireFuture = if max_wait == UNBOUNDED_WAIT {
+                Box::pin(async move { Ok(acquire.await) })
+            } else {
                 // A huge wait saturates to "effectively never" instead of overflowing.
-                Some(max_wait) => Box::pin(tokio::time::timeout_at(
-                    palisade_core::time::deadline_after(since, max_wait),
-                    acquire,
-                )),
-                None => Box::pin(async move { Ok(acquire.await) }),
+                let deadline = palisade_core::time::deadline_after(since, Duration::from_nanos(max_wait));
+                Box::pin(tokio::time::timeout_at(deadline, acquire))
             };
             *waiting = Some(Box::new(Waiting { acquire: Mutex::new(acquire), slot }));
         }
@@ -433,14 +453,4 @@ impl Compartment {
             Err(_elapsed) => Err(self.common.reject(BulkheadFullReason::WaitTimedOut)),
         })
     }
-}
-
-/// Checks a number of permits: at least 1, at most what tokio's semaphore holds.
-pub(crate) fn check_max_concurrent(n: usize) -> Result<(), ConfigError> {
-    ensure(n > 0, "max_concurrent", "must be at least 1")?;
-    ensure(
-        n <= Semaphore::MAX_PERMITS,
-        "max_concurrent",
-        format!("must not exceed {}", Semaphore::MAX_PERMITS),
-    )
 }

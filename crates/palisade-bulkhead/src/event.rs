@@ -41,7 +41,7 @@ impl Event for BulkheadEvent {
 /// What an [`AdaptiveLimitLayer`](crate::AdaptiveLimitLayer) did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum AdaptiveEvent {
+pub enum AdaptiveLimitEvent {
     /// The call got a permit after waiting `wait` in the backlog (zero when one was free).
     Acquired {
         /// Time spent in the backlog.
@@ -62,7 +62,7 @@ pub enum AdaptiveEvent {
     },
 }
 
-impl Event for AdaptiveEvent {
+impl Event for AdaptiveLimitEvent {
     fn kind(&self) -> &'static str {
         match self {
             Self::Acquired { .. } => "acquired",

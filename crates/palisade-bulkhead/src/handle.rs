@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::config::ConfigError;
+use palisade_core::WhenFull;
 
 use crate::compartment::Compartment;
 use crate::event::BulkheadEvent;
@@ -12,18 +13,19 @@ use crate::layer::BulkheadLayer;
 
 /// A cheap, cloneable handle to one bulkhead's pool of permits.
 ///
-/// Read its state ([`snapshot`](Self::snapshot)), subscribe to its events, build more
+/// Read its state ([`snapshot`](Self::snapshot)), listen to its events ([`on_event`](Self::on_event)), build more
 /// layers drawing from the same pool ([`layer`](Self::layer)) — one pool for a group of
 /// endpoints — and change its limits at run time (Resilience4j's `changeConfig`):
 ///
 /// ```
 /// use std::time::Duration;
 /// use palisade_bulkhead::BulkheadLayer;
+/// use palisade_core::WhenFull;
 ///
-/// let layer = BulkheadLayer::builder().max_concurrent(10).build().unwrap();
+/// let layer = BulkheadLayer::new(10);
 /// let handle = layer.handle();
 /// handle.set_max_concurrent(4).unwrap();
-/// handle.set_max_wait(Some(Duration::from_millis(50)));
+/// handle.set_when_full(WhenFull::wait(Duration::from_millis(50)));
 /// assert_eq!(handle.max_concurrent(), 4);
 /// assert!(handle.set_max_concurrent(usize::MAX).is_err());
 /// ```
@@ -61,9 +63,11 @@ impl BulkheadHandle {
     /// finish, and no call is admitted until fewer than `n` are in flight.
     ///
     /// Zero is accepted here, as Resilience4j's `changeConfig` accepts `maxConcurrentCalls`
-    /// 0: the bulkhead then admits nothing — callers wait up to `max_wait` and are refused —
-    /// until it is raised again (an operator's "drain" switch). The builder still asks for at
-    /// least 1, since a bulkhead built closed is almost always a mistake.
+    /// 0: the bulkhead then admits nothing — callers wait as `when_full` allows and are
+    /// refused — until it is raised again (an operator's "drain" switch). The builder still
+    /// asks for at least 1, since a bulkhead configured closed is almost always a mistake
+    /// ([`BulkheadLayer::new(0)`](crate::BulkheadLayer::new) builds this drain switch on
+    /// purpose).
     ///
     /// # Errors
     ///
@@ -72,25 +76,25 @@ impl BulkheadHandle {
         self.compartment.set_max_concurrent(n)
     }
 
-    /// How long a caller may wait for a permit (`None`: until one frees).
-    pub fn max_wait(&self) -> Option<Duration> {
-        self.compartment.common.max_wait()
+    /// What a caller does when every permit is taken now (a wait of 584 years or more
+    /// reads back as `Duration::MAX`).
+    pub fn when_full(&self) -> WhenFull {
+        self.compartment.common.when_full()
     }
 
-    /// Changes how long callers may wait, for callers that start waiting from now on
-    /// (those already waiting keep their deadline). `Some(ZERO)` sheds when full, `None`
-    /// waits until a permit frees.
-    pub fn set_max_wait(&self, max_wait: Option<Duration>) {
-        self.compartment.common.set_max_wait(max_wait);
+    /// Changes what callers do when every permit is taken, for callers that start waiting
+    /// from now on (those already waiting keep their deadline).
+    pub fn set_when_full(&self, when_full: WhenFull) {
+        self.compartment.common.set_when_full(when_full);
     }
 
-    /// How many callers may wait (`None`: unbounded).
+    /// How many callers may wait (`None`: no bound).
     pub fn max_queue(&self) -> Option<usize> {
-        Some(self.compartment.common.max_queue()).filter(|&n| n != usize::MAX)
+        self.compartment.common.max_queue()
     }
 
     /// Changes how many callers may wait, for callers arriving from now on (a caller
-    /// already waiting keeps its place). `None` is unbounded.
+    /// already waiting keeps its place). `None` is no bound.
     pub fn set_max_queue(&self, max_queue: Option<usize>) {
         self.compartment.common.set_max_queue(max_queue);
     }
@@ -116,8 +120,8 @@ impl BulkheadHandle {
         self.compartment.queued()
     }
 
-    /// Registers a listener for every event from now on.
-    pub fn subscribe<F>(&self, f: F)
+    /// Calls `f` with every event from now on (as [`BulkheadBuilder::on_event`](crate::BulkheadBuilder::on_event)).
+    pub fn on_event<F>(&self, f: F)
     where
         F: Fn(&BulkheadEvent) + Send + Sync + 'static,
     {
@@ -125,27 +129,17 @@ impl BulkheadHandle {
     }
 
     /// The bulkhead's numbers now.
-    pub fn snapshot(&self) -> Snapshot {
-        let m = &self.compartment.common.metrics;
-        Snapshot {
-            max_concurrent: self.max_concurrent(),
-            in_flight: self.in_flight(),
-            queued: self.queued(),
-            waited: m.waited.get(),
-            rejected_queue_full: m.rejected_queue_full.get(),
-            rejected_wait_timed_out: m.rejected_wait_timed_out.get(),
-            rejected_no_permit: m.rejected_no_permit.get(),
-            mean_wait: m.wait_time.mean(),
-            max_wait: m.wait_time.max(),
-        }
+    pub fn snapshot(&self) -> BulkheadSnapshot {
+        let c = &self.compartment;
+        c.common.snapshot(c.max_concurrent(), c.in_flight(), c.queued())
     }
 }
 
 /// A bulkhead's numbers at one moment (from [`BulkheadHandle::snapshot`], or summed over
-/// keys by [`KeyedBulkheadHandle::snapshot`](crate::KeyedBulkheadHandle::snapshot)).
+/// keys in [`KeyedBulkheadSnapshot::total`](crate::KeyedBulkheadSnapshot::total)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Snapshot {
+pub struct BulkheadSnapshot {
     /// Permits in the pool (per key for a keyed bulkhead).
     pub max_concurrent: usize,
     /// Permits held now.
@@ -159,7 +153,8 @@ pub struct Snapshot {
     pub rejected_queue_full: u64,
     /// Callers refused because their wait ran out.
     pub rejected_wait_timed_out: u64,
-    /// Callers refused at once because waiting is disabled.
+    /// Callers refused at once because waiting is disabled (or, keyed, because the key set
+    /// was full).
     pub rejected_no_permit: u64,
     /// Mean wait of the callers that waited, however the wait ended.
     pub mean_wait: Duration,
@@ -167,7 +162,7 @@ pub struct Snapshot {
     pub max_wait: Duration,
 }
 
-impl Snapshot {
+impl BulkheadSnapshot {
     /// All refusals, whatever the reason.
     pub fn rejected(&self) -> u64 {
         self.rejected_queue_full + self.rejected_wait_timed_out + self.rejected_no_permit

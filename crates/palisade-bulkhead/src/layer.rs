@@ -3,8 +3,9 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use crate::builder::{common, BulkheadBuilder};
 use crate::compartment::{Common, Compartment};
-use crate::config::BulkheadBuilder;
+use crate::config::BulkheadConfig;
 use crate::handle::BulkheadHandle;
 use crate::service::Bulkhead;
 
@@ -31,6 +32,33 @@ impl fmt::Debug for BulkheadLayer {
 }
 
 impl BulkheadLayer {
+    /// A bulkhead of `max_concurrent` permits with every other setting at its default
+    /// ([`BulkheadConfig`]): a call that finds every permit taken is refused at once with
+    /// [`BulkheadFull`](crate::error::BulkheadFull), as tower's `ConcurrencyLimitLayer::new`
+    /// is the common case of its limit.
+    ///
+    /// `0` builds a closed bulkhead, the run-time drain switch of
+    /// [`BulkheadHandle::set_max_concurrent`]: it admits nothing until raised through the
+    /// handle (Resilience4j's builder accepts `maxConcurrentCalls` 0 too). A number above
+    /// `tokio::sync::Semaphore::MAX_PERMITS` (`usize::MAX >> 3`) is brought down to it.
+    ///
+    /// ```
+    /// use palisade_bulkhead::BulkheadLayer;
+    ///
+    /// let layer = BulkheadLayer::new(32);
+    /// assert_eq!(layer.handle().max_concurrent(), 32);
+    ///
+    /// let drained = BulkheadLayer::new(0);
+    /// drained.handle().set_max_concurrent(4).unwrap(); // open it later
+    /// ```
+    pub fn new(max_concurrent: usize) -> Self {
+        let config = BulkheadConfig {
+            max_concurrent: max_concurrent.min(tokio::sync::Semaphore::MAX_PERMITS),
+            ..BulkheadConfig::default()
+        };
+        Self::from_common(common(&config, Vec::new()))
+    }
+
     /// Starts building a bulkhead.
     pub fn builder() -> BulkheadBuilder {
         BulkheadBuilder::default()

@@ -2,9 +2,35 @@
 //! per-key bulkheads; and adaptive concurrency limits that learn the limit.
 //!
 //! tower's `ConcurrencyLimit` waits forever in an unbounded line and `LoadShed` refuses with
-//! no line at all. A [`BulkheadLayer`] is the middle: at most `max_concurrent` calls at once,
-//! up to `max_queue` callers waiting in FIFO order for at most `max_wait`, and a typed
-//! [`BulkheadFull`] for the rest (which palisade's `HttpRejectionLayer` answers with 503).
+//! no line at all. A [`BulkheadLayer`] is either, or the middle: at most `max_concurrent`
+//! calls at once; a call that finds every permit taken is refused at once with a typed
+//! [`BulkheadFull`] (the default, as Resilience4j's bulkhead), or waits in FIFO order — up
+//! to `max_queue` callers, each for at most the wait of
+//! [`WhenFull::wait`](palisade_core::WhenFull::wait) — and is refused after. palisade's
+//! `HttpRejectionLayer` answers a refusal with 503 (and `Retry-After` when
+//! [`retry_after`](BulkheadConfig::retry_after) is set).
+//!
+//! ```
+//! use palisade_bulkhead::BulkheadLayer;
+//!
+//! // The common case: 32 calls at once, the rest refused.
+//! let bulkhead = BulkheadLayer::new(32);
+//! # let _ = bulkhead;
+//! ```
+//!
+//! # Defaults
+//!
+//! [`BulkheadConfig`] holds every option; its defaults are Resilience4j's
+//! `BulkheadConfig.ofDefaults()`:
+//!
+//! | option | default |
+//! |---|---|
+//! | `max_concurrent` | 25 (`maxConcurrentCalls`) |
+//! | `when_full` | `WhenFull::Refuse` (`maxWaitDuration` 0: refuse at once) |
+//! | `max_queue` | no bound (used only with `WhenFull::Wait`) |
+//! | `retry_after` | none |
+//! | `shed_when_inner_not_ready` | off |
+//! | `max_keys` / `when_unkeyed` (keyed) | 100,000 / `Unkeyed::Reject` |
 //!
 //! # Example: protect a slow axum route
 //!
@@ -13,6 +39,7 @@
 //! use axum::{routing::get, Router};
 //! use palisade_bulkhead::BulkheadLayer;
 //! use palisade_core::respond::HttpRejectionLayer;
+//! use palisade_core::WhenFull;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! async fn report() -> &'static str {
@@ -24,8 +51,9 @@
 //! let bulkhead = BulkheadLayer::builder()
 //!     .name("reports")
 //!     .max_concurrent(4)
+//!     .when_full(WhenFull::wait(Duration::from_millis(500)))
 //!     .max_queue(16)
-//!     .max_wait(Duration::from_millis(500))
+//!     .retry_after(Duration::from_secs(1))
 //!     .build()
 //!     .unwrap();
 //! let reports = bulkhead.handle();
@@ -49,9 +77,9 @@
 //!
 //! `poll_ready` reserves a permit (waiting in the queue while none is free) and `call`
 //! moves it into the response future, as tower's `ConcurrencyLimit` does. A caller that
-//! cannot have one — queue full ([`BulkheadFullReason::QueueFull`]), wait expired
-//! ([`WaitTimedOut`](BulkheadFullReason::WaitTimedOut)), or no permit with `max_wait` zero
-//! ([`NoPermit`](BulkheadFullReason::NoPermit), load shedding) — gets `Ready(Ok(()))` from
+//! cannot have one — no permit and no wait allowed ([`NoPermit`](BulkheadFullReason::NoPermit),
+//! the default), queue full ([`BulkheadFullReason::QueueFull`]) or wait expired
+//! ([`WaitTimedOut`](BulkheadFullReason::WaitTimedOut)) — gets `Ready(Ok(()))` from
 //! `poll_ready` and the rejection from `call`, so stacks that treat a `poll_ready` error as
 //! fatal (`Buffer`, balancers) survive refusals.
 //!
@@ -71,7 +99,7 @@
 //!
 //! # Changing limits at run time
 //!
-//! The [`BulkheadHandle`] changes `max_concurrent`, `max_wait` and `max_queue` while the
+//! The [`BulkheadHandle`] changes `max_concurrent`, `when_full` and `max_queue` while the
 //! bulkhead serves (Resilience4j's `changeConfig`); the [`AdaptiveLimitHandle`] sets an
 //! adaptive limit directly or changes its bounds (concurrency-limits' `SettableLimit`).
 //! Calls in flight keep their permits: a limit lowered below them lets them finish and
@@ -95,19 +123,24 @@
 //! # Also here
 //!
 //! - [`KeyedBulkheadLayer`] (from [`BulkheadBuilder::keyed`]): a pool per key (tenant, IP),
-//!   a bounded number of keys.
+//!   a bounded number of keys, an explicit answer for requests without a key.
 //! - [`AdaptiveLimitLayer`]: the limit moved by AIMD, Vegas or Gradient2 from observed
 //!   latency and drops, with partitions and a LIFO backlog; see [`adaptive`].
-//! - Events ([`BulkheadEvent`], [`AdaptiveEvent`]) to listeners and `tracing`; snapshots
-//!   from the handles; metrics `palisade_bulkhead_*` and `palisade_adaptive_limit_*` with
-//!   feature `metrics`; [`BulkheadConfig`] with feature `serde`.
+//! - Events ([`BulkheadEvent`], [`AdaptiveLimitEvent`]) to listeners (`on_event`) and
+//!   `tracing`; snapshots from the handles; metrics `palisade_bulkhead_*` (every wait counted
+//!   in `palisade_bulkhead_waited_total` and `palisade_bulkhead_wait_seconds`, however it
+//!   ended) and `palisade_adaptive_limit_*` with feature `metrics`; [`BulkheadConfig`] and
+//!   [`AdaptiveLimitConfig`](adaptive::AdaptiveLimitConfig) from config files with feature
+//!   `serde`; every error in [`error`].
 //!
 //! Minimum supported Rust version: 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod adaptive;
+mod builder;
 mod compartment;
 mod config;
+pub mod error;
 pub mod event;
 pub mod future;
 mod handle;
@@ -115,16 +148,18 @@ mod keyed;
 mod layer;
 mod service;
 
-pub use self::adaptive::{AdaptiveLimit, AdaptiveLimitHandle, AdaptiveLimitLayer, AdaptiveSnapshot};
-#[cfg(feature = "serde")]
-pub use self::config::BulkheadConfig;
-pub use self::config::{BulkheadBuilder, DEFAULT_MAX_CONCURRENT};
-pub use self::event::{AdaptiveEvent, BulkheadEvent};
-pub use self::handle::{BulkheadHandle, Snapshot};
-pub use self::keyed::{KeyedBulkhead, KeyedBulkheadHandle, KeyedBulkheadLayer};
+pub use self::adaptive::{
+    AdaptiveLimit, AdaptiveLimitBuilder, AdaptiveLimitConfig, AdaptiveLimitHandle, AdaptiveLimitLayer,
+    AdaptiveLimitSnapshot,
+};
+pub use self::builder::{BulkheadBuilder, KeyedBulkheadBuilder};
+pub use self::config::{BulkheadConfig, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_KEYS};
+pub use self::error::{BulkheadFull, BulkheadFullReason, KeyMissing, KeySetFull, Overloaded};
+pub use self::event::{AdaptiveLimitEvent, BulkheadEvent};
+pub use self::handle::{BulkheadHandle, BulkheadSnapshot};
+pub use self::keyed::{KeyedBulkhead, KeyedBulkheadHandle, KeyedBulkheadLayer, KeyedBulkheadSnapshot};
 pub use self::layer::BulkheadLayer;
 pub use self::service::Bulkhead;
-pub use palisade_core::rejection::{BulkheadFull, BulkheadFullReason, Overloaded};
 
 /// Internals exposed to the loom model checker only (`--cfg loom`).
 #[cfg(loom)]

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_bulkhead::adaptive::{Aimd, Gradient2, LimitAlgorithm, Sample, Vegas};
-use palisade_bulkhead::{AdaptiveEvent, AdaptiveLimitLayer};
+use palisade_bulkhead::{AdaptiveLimitEvent, AdaptiveLimitLayer};
 use palisade_core::classify::{classify_fn, Classification};
+use palisade_core::WhenFull;
 use tokio_test::{assert_pending, assert_ready, assert_ready_ok};
 use tower::ServiceExt;
 use tower_test::mock;
@@ -178,8 +179,9 @@ fn invalid_algorithm_settings_are_refused() {
     assert_eq!(err.field(), "partition");
     let err = AdaptiveLimitLayer::builder().partition("a", 0.5).build().unwrap_err();
     assert_eq!(err.field(), "partition_by");
-    let err = AdaptiveLimitLayer::builder().backlog(0, ms(1)).build().unwrap_err();
-    assert_eq!(err.field(), "backlog");
+    let err =
+        AdaptiveLimitLayer::builder().when_full(WhenFull::wait(ms(1))).max_queue(0).build().unwrap_err();
+    assert_eq!((err.field(), err.conflicting_field()), ("max_queue", Some("when_full")));
 }
 
 // === the layer ===
@@ -240,12 +242,15 @@ async fn errors_are_drops_and_move_the_limit() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|e| matches!(e, AdaptiveEvent::LimitChanged { .. }))
+        .filter(|e| matches!(e, AdaptiveLimitEvent::LimitChanged { .. }))
         .cloned()
         .collect();
     assert_eq!(
         changes,
-        vec![AdaptiveEvent::LimitChanged { from: 10, to: 9 }, AdaptiveEvent::LimitChanged { from: 9, to: 8 }]
+        vec![
+            AdaptiveLimitEvent::LimitChanged { from: 10, to: 9 },
+            AdaptiveLimitEvent::LimitChanged { from: 9, to: 8 }
+        ]
     );
 }
 
@@ -326,7 +331,12 @@ async fn partitions_keep_their_share() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn backlog_serves_the_newest_first_and_times_out() {
-    let layer = AdaptiveLimitLayer::builder().algorithm(fixed(1)).backlog(2, ms(100)).build().unwrap();
+    let layer = AdaptiveLimitLayer::builder()
+        .algorithm(fixed(1))
+        .when_full(WhenFull::wait(ms(100)))
+        .max_queue(2)
+        .build()
+        .unwrap();
     let h = layer.handle();
     let (mut svc, mut handle) = mock::spawn_layer::<u32, u32, _>(layer);
     assert_ready_ok!(svc.poll_ready());
@@ -368,8 +378,12 @@ async fn backlog_serves_the_newest_first_and_times_out() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_dropped_backlog_waiter_leaves_and_strands_nothing() {
-    let layer =
-        AdaptiveLimitLayer::builder().algorithm(fixed(1)).backlog(5, Duration::from_secs(1)).build().unwrap();
+    let layer = AdaptiveLimitLayer::builder()
+        .algorithm(fixed(1))
+        .when_full(WhenFull::wait(Duration::from_secs(1)))
+        .max_queue(5)
+        .build()
+        .unwrap();
     let h = layer.handle();
     let (mut svc, _handle) = mock::spawn_layer::<u32, u32, _>(layer);
     assert_ready_ok!(svc.poll_ready());
@@ -418,13 +432,13 @@ fn config_deserializes_and_validates() {
         r#"{ "algorithm": { "aimd": { "initial_limit": 5, "min_limit": 2, "max_limit": 9 } } }"#,
     )
     .unwrap();
-    assert_eq!(c.build().unwrap().handle().limit(), 5);
+    assert_eq!(c.builder().build().unwrap().handle().limit(), 5);
     let c: AdaptiveLimitConfig =
         serde_json::from_str(r#"{ "algorithm": { "aimd": { "backoff_ratio": 0.2 } } }"#).unwrap();
-    assert_eq!(c.build().unwrap_err().field(), "aimd.backoff_ratio");
+    assert_eq!(c.builder().build().unwrap_err().field(), "aimd.backoff_ratio");
     assert!(serde_json::from_str::<AdaptiveLimitConfig>(r#"{ "algorithm": { "bbr": {} } }"#).is_err());
     let c: AdaptiveLimitConfig = serde_json::from_str("{}").unwrap();
-    assert_eq!(c.build().unwrap().handle().limit(), 20); // Vegas default
+    assert_eq!(c.builder().build().unwrap().handle().limit(), 20); // Vegas default
 }
 
 /// Issue 137 through the layer: every call times out at the same latency (a timeout inside

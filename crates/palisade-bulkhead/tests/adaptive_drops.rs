@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use palisade_bulkhead::adaptive::Aimd;
 use palisade_bulkhead::AdaptiveLimitLayer;
+use palisade_core::WhenFull;
 use proptest::prelude::*;
 use tokio::sync::oneshot;
 use tower::Layer;
@@ -47,7 +48,7 @@ proptest! {
         rt.block_on(async move {
             let builder = AdaptiveLimitLayer::builder().algorithm(Aimd::default().initial_limit(1).min_limit(1).max_limit(max));
             let builder = match backlog {
-                Some(n) => builder.backlog(n, Duration::from_millis(30)),
+                Some(n) => builder.when_full(WhenFull::wait(Duration::from_millis(30))).max_queue(n),
                 None => builder,
             };
             let inner = tower::service_fn(|(rx, _, fail): Req| async move {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use palisade_bulkhead::adaptive::{Aimd, Gradient2, LimitAlgorithm, Sample, Vegas};
+use palisade_core::WhenFull;
 
 fn algorithms() -> Vec<(&'static str, Box<dyn LimitAlgorithm>)> {
     vec![
@@ -89,11 +90,11 @@ async fn a_refusal_is_not_served_once_a_permit_is_free() {
     use tokio_test::{assert_pending, assert_ready_ok, task};
     use tower_test::mock;
     for case in ["shed", "queue_full", "wait_expired"] {
-        let builder = BulkheadLayer::builder().max_concurrent(1);
+        let builder = BulkheadLayer::builder().when_full(WhenFull::wait(Duration::MAX)).max_concurrent(1);
         let layer = match case {
-            "shed" => builder.shed_when_full(),
+            "shed" => builder.when_full(WhenFull::Refuse),
             "queue_full" => builder.max_queue(0),
-            _ => builder.max_wait(Duration::from_millis(10)),
+            _ => builder.when_full(WhenFull::wait(Duration::from_millis(10))),
         }
         .build()
         .unwrap();

@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_bulkhead::{BulkheadEvent, BulkheadFullReason, BulkheadLayer};
+use palisade_core::WhenFull;
 use tokio_test::{assert_pending, assert_ready, assert_ready_ok};
 use tower::{Service, ServiceExt};
 use tower_test::mock;
 
 fn layer(max: usize) -> BulkheadLayer {
-    BulkheadLayer::builder().max_concurrent(max).build().unwrap()
+    BulkheadLayer::builder().when_full(WhenFull::wait(Duration::MAX)).max_concurrent(max).build().unwrap()
 }
 
 // === the tower five ===
@@ -114,7 +115,8 @@ async fn waiters_are_woken_in_order() {
 async fn exactly_n_in_flight_with_n_plus_m_callers() {
     const N: usize = 3;
     const M: usize = 5;
-    let l = BulkheadLayer::builder().max_concurrent(N).build().unwrap();
+    let l =
+        BulkheadLayer::builder().when_full(WhenFull::wait(Duration::MAX)).max_concurrent(N).build().unwrap();
     let h = l.handle();
     let running = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
@@ -185,7 +187,13 @@ async fn queue_order_is_fifo_across_tasks() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn full_queue_rejects_with_queue_full() {
-    let l = BulkheadLayer::builder().name("db").max_concurrent(1).max_queue(1).build().unwrap();
+    let l = BulkheadLayer::builder()
+        .when_full(WhenFull::wait(Duration::MAX))
+        .name("db")
+        .max_concurrent(1)
+        .max_queue(1)
+        .build()
+        .unwrap();
     let h = l.handle();
     let (mut a, _handle) = mock::spawn_layer::<(), (), _>(l);
     let mut b = a.clone();
@@ -209,7 +217,11 @@ async fn full_queue_rejects_with_queue_full() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn expired_wait_rejects_with_wait_timed_out() {
-    let l = BulkheadLayer::builder().max_concurrent(1).max_wait(Duration::from_millis(100)).build().unwrap();
+    let l = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .when_full(WhenFull::wait(Duration::from_millis(100)))
+        .build()
+        .unwrap();
     let h = l.handle();
     let (mut a, _handle) = mock::spawn_layer::<(), (), _>(l);
     let mut b = a.clone();
@@ -233,7 +245,7 @@ async fn wait_that_succeeds_in_time_records_its_wait() {
     let seen = events.clone();
     let l = BulkheadLayer::builder()
         .max_concurrent(1)
-        .max_wait(Duration::from_millis(100))
+        .when_full(WhenFull::wait(Duration::from_millis(100)))
         .on_event(move |e| seen.lock().unwrap().push(e.clone()))
         .build()
         .unwrap();
@@ -261,7 +273,7 @@ async fn zero_wait_sheds() {
     let seen = events.clone();
     let l = BulkheadLayer::builder()
         .max_concurrent(1)
-        .shed_when_full()
+        .when_full(WhenFull::Refuse)
         .on_event(move |e| seen.lock().unwrap().push(e.clone()))
         .build()
         .unwrap();
@@ -282,7 +294,12 @@ async fn zero_wait_sheds() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_dropped_waiter_leaves_the_queue_at_once() {
-    let l = BulkheadLayer::builder().max_concurrent(1).max_queue(1).build().unwrap();
+    let l = BulkheadLayer::builder()
+        .when_full(WhenFull::wait(Duration::MAX))
+        .max_concurrent(1)
+        .max_queue(1)
+        .build()
+        .unwrap();
     let h = l.handle();
     let (mut a, _handle) = mock::spawn_layer::<(), (), _>(l);
     let mut b = a.clone();
@@ -367,7 +384,8 @@ async fn into_inner_gives_the_reservation_back() {
 fn invalid_settings_are_refused() {
     let err = BulkheadLayer::builder().max_concurrent(0).build().unwrap_err();
     assert_eq!(err.field(), "max_concurrent");
-    let err = BulkheadLayer::builder().max_concurrent(1).keyed(0, |(): &()| ()).unwrap_err();
+    let err =
+        BulkheadLayer::builder().max_concurrent(1).keyed(|(): &()| Some(())).max_keys(0).build().unwrap_err();
     assert_eq!(err.field(), "max_keys");
 }
 
@@ -375,18 +393,19 @@ fn invalid_settings_are_refused() {
 #[test]
 fn config_deserializes_and_validates() {
     let c: palisade_bulkhead::BulkheadConfig = serde_json::from_str(r#"{ "max_concurrent": 0 }"#).unwrap();
-    assert_eq!(c.build().unwrap_err().field(), "max_concurrent");
+    assert_eq!(c.builder().build().unwrap_err().field(), "max_concurrent");
     let c: palisade_bulkhead::BulkheadConfig =
-        serde_json::from_str(r#"{ "name": "x", "max_concurrent": 3, "max_wait": "0s" }"#).unwrap();
-    let h = c.build().unwrap().handle();
+        serde_json::from_str(r#"{ "name": "x", "max_concurrent": 3, "when_full": "refuse" }"#).unwrap();
+    let h = c.builder().build().unwrap().handle();
     assert_eq!((h.name(), h.max_concurrent()), ("x", 3));
-    assert!(serde_json::from_str::<palisade_bulkhead::BulkheadConfig>(r#"{ "max_wait": "5" }"#).is_err());
+    assert!(serde_json::from_str::<palisade_bulkhead::BulkheadConfig>(r#"{ "when_full": { "wait": "5" } }"#)
+        .is_err());
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn http_mapping_answers_503() {
     use palisade_core::respond::HttpRejectionLayer;
-    let l = BulkheadLayer::builder().max_concurrent(1).shed_when_full().build().unwrap();
+    let l = BulkheadLayer::builder().max_concurrent(1).when_full(WhenFull::Refuse).build().unwrap();
     let gate = Arc::new(tokio::sync::Notify::new());
     let svc = tower::ServiceBuilder::new().layer(HttpRejectionLayer::new()).layer(l).service_fn({
         let gate = gate.clone();

@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use palisade_bulkhead::BulkheadLayer;
+use palisade_core::WhenFull;
 use proptest::prelude::*;
 use tokio::sync::oneshot;
 use tower::Layer;
@@ -56,9 +57,9 @@ proptest! {
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
         rt.block_on(async move {
-            let mut b = BulkheadLayer::builder().max_concurrent(max);
+            let mut b = BulkheadLayer::builder().when_full(WhenFull::wait(Duration::MAX)).max_concurrent(max);
             if let Some(q) = queue { b = b.max_queue(q); }
-            if let Some(w) = wait { b = b.max_wait(Duration::from_millis(w)); }
+            if let Some(w) = wait { b = b.when_full(WhenFull::wait(Duration::from_millis(w))); }
             let layer = b.build().unwrap();
             let h = layer.handle();
             let inner = tower::service_fn(|rx: oneshot::Receiver<()>| async move {

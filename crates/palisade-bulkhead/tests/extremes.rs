@@ -11,6 +11,7 @@ use std::time::Duration;
 use palisade_bulkhead::adaptive::{Aimd, Fixed, Gradient2, LimitAlgorithm, Vegas};
 use palisade_bulkhead::{AdaptiveLimitLayer, BulkheadLayer};
 use palisade_core::BoxError;
+use palisade_core::WhenFull;
 use proptest::prelude::*;
 use tower::{Layer, Service, ServiceExt};
 
@@ -130,12 +131,12 @@ proptest! {
         new_wait in proptest::option::of(proptest::option::of(duration())),
         latency in latency(),
     ) {
-        let mut b = BulkheadLayer::builder().max_concurrent(max_concurrent);
+        let mut b = BulkheadLayer::builder().when_full(WhenFull::wait(Duration::MAX)).max_concurrent(max_concurrent);
         if let Some(q) = max_queue {
             b = b.max_queue(q);
         }
         if let Some(w) = max_wait {
-            b = b.max_wait(w);
+            b = b.when_full(WhenFull::wait(w));
         }
         if shed_inner {
             b = b.shed_when_inner_not_ready();
@@ -160,7 +161,7 @@ proptest! {
             }
         }
         if let Some(w) = new_wait {
-            h.set_max_wait(w);
+            h.set_when_full(w.map_or(WhenFull::wait(Duration::MAX), WhenFull::wait));
         }
         serve(layer.layer(inner(latency)), 6);
         prop_assert_eq!(h.in_flight(), 0);
@@ -224,7 +225,7 @@ proptest! {
             b = b.partition(*name, *r);
         }
         if let Some((len, wait)) = backlog {
-            b = b.backlog(len, wait);
+            b = b.when_full(WhenFull::wait(wait)).max_queue(len);
         }
         let built = if partitions.is_empty() {
             b.build().map(|l| (l.handle(), tower::util::BoxCloneService::new(l.layer(inner(latency)))))
@@ -297,7 +298,7 @@ mod serde_configs {
 
     fn serve_bulkhead(config: &str) {
         let Ok(config) = serde_json::from_str::<BulkheadConfig>(config) else { return };
-        let Ok(layer) = config.build() else { return };
+        let Ok(layer) = config.builder().build() else { return };
         let h = layer.handle();
         serve(layer.layer(inner(Duration::from_millis(3))), 6);
         assert_eq!(h.in_flight(), 0);
@@ -305,7 +306,7 @@ mod serde_configs {
 
     fn serve_adaptive(config: &str) {
         let Ok(config) = serde_json::from_str::<AdaptiveLimitConfig>(config) else { return };
-        let Ok(layer) = config.build() else { return };
+        let Ok(layer) = config.builder().build() else { return };
         let h = layer.handle();
         serve(layer.layer(inner(Duration::from_millis(3))), 8);
         assert_eq!(h.in_flight(), 0);
@@ -322,7 +323,7 @@ mod serde_configs {
             shed in any::<bool>(),
         ) {
             serve_bulkhead(&format!(
-                r#"{{ "max_concurrent": {max_concurrent}, "max_queue": {max_queue}, "max_wait": {max_wait}, "shed_when_inner_not_ready": {shed} }}"#
+                r#"{{ "max_concurrent": {max_concurrent}, "max_queue": {max_queue}, "when_full": {{ "wait": {max_wait} }}, "shed_when_inner_not_ready": {shed} }}"#
             ));
         }
 
@@ -343,7 +344,7 @@ mod serde_configs {
                 _ => format!(r#"{{ "gradient2": {{ "initial_limit": {a}, "min_limit": {b}, "max_limit": {c}, "smoothing": {f}, "rtt_tolerance": {g}, "drop_backoff": {g}, "queue_size": {a}, "long_window": {b} }} }}"#),
             };
             serve_adaptive(&format!(
-                r#"{{ "algorithm": {algorithm}, "backlog": {{ "max_len": {len}, "max_wait": {d} }} }}"#
+                r#"{{ "algorithm": {algorithm}, "when_full": {{ "wait": {d} }}, "max_queue": {len} }}"#
             ));
         }
     }
@@ -359,14 +360,15 @@ fn issue_15_inputs() {
     let layer = BulkheadLayer::builder()
         .max_concurrent(1)
         .max_queue(usize::MAX)
-        .max_wait(Duration::MAX)
+        .when_full(WhenFull::wait(Duration::MAX))
         .build()
         .unwrap();
     serve(layer.layer(inner(Duration::from_millis(1))), 4);
     // A backlog of `usize::MAX` callers waiting `Duration::MAX` allocates nothing up front and serves.
     let layer = AdaptiveLimitLayer::builder()
         .algorithm(Fixed::new(1))
-        .backlog(usize::MAX, Duration::MAX)
+        .when_full(WhenFull::wait(Duration::MAX))
+        .max_queue(usize::MAX)
         .build()
         .unwrap();
     serve(layer.layer(inner(Duration::from_millis(1))), 4);

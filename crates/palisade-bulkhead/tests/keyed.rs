@@ -3,9 +3,11 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use palisade_bulkhead::{BulkheadFullReason, BulkheadLayer};
 use palisade_core::rejection::KeySetFull;
+use palisade_core::WhenFull;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
@@ -29,8 +31,13 @@ fn gated() -> (
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn one_tenant_cannot_take_every_permit() {
-    let layer =
-        BulkheadLayer::builder().max_concurrent(2).shed_when_full().keyed(100, |r: &Req| r.0).unwrap();
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(2)
+        .when_full(WhenFull::Refuse)
+        .keyed(|r: &Req| Some(r.0))
+        .max_keys(100)
+        .build()
+        .unwrap();
     let h = layer.handle();
     let (gate, inner) = gated();
     let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
@@ -47,19 +54,25 @@ async fn one_tenant_cannot_take_every_permit() {
     let b1 = tokio::spawn(svc.clone().oneshot(("b", 4)));
     tokio::task::yield_now().await;
     assert_eq!(h.in_flight(&"b"), 1);
-    assert_eq!(h.snapshot().in_flight, 3);
+    assert_eq!(h.snapshot().total.in_flight, 3);
 
     gate.notify_waiters();
     assert_eq!(a1.await.unwrap().unwrap(), 1);
     assert_eq!(a2.await.unwrap().unwrap(), 2);
     assert_eq!(b1.await.unwrap().unwrap(), 4);
-    assert_eq!(h.snapshot().in_flight, 0);
-    assert_eq!(h.snapshot().rejected_no_permit, 1);
+    assert_eq!(h.snapshot().total.in_flight, 0);
+    assert_eq!(h.snapshot().total.rejected_no_permit, 1);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn key_count_is_bounded() {
-    let layer = BulkheadLayer::builder().max_concurrent(1).keyed(8, |r: &u32| *r).unwrap();
+    let layer = BulkheadLayer::builder()
+        .when_full(WhenFull::wait(Duration::MAX))
+        .max_concurrent(1)
+        .keyed(|r: &u32| Some(*r))
+        .max_keys(8)
+        .build()
+        .unwrap();
     let h = layer.handle();
     let svc = tower::ServiceBuilder::new()
         .layer(layer)
@@ -72,7 +85,13 @@ async fn key_count_is_bounded() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_dropped_keyed_future_leaves_the_queue_and_frees_permits() {
-    let layer = BulkheadLayer::builder().max_concurrent(1).keyed(10, |r: &Req| r.0).unwrap();
+    let layer = BulkheadLayer::builder()
+        .when_full(WhenFull::wait(Duration::MAX))
+        .max_concurrent(1)
+        .keyed(|r: &Req| Some(r.0))
+        .max_keys(10)
+        .build()
+        .unwrap();
     let h = layer.handle();
     let (gate, inner) = gated();
     let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
@@ -97,7 +116,13 @@ async fn a_dropped_keyed_future_leaves_the_queue_and_frees_permits() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn unused_keys_are_forgotten_only_when_room_is_needed() {
-    let layer = BulkheadLayer::builder().max_concurrent(1).keyed(3, |r: &u32| *r).unwrap();
+    let layer = BulkheadLayer::builder()
+        .when_full(WhenFull::wait(Duration::MAX))
+        .max_concurrent(1)
+        .keyed(|r: &u32| Some(*r))
+        .max_keys(3)
+        .build()
+        .unwrap();
     let h = layer.handle();
     assert_eq!(h.max_keys(), 3);
     let svc = tower::ServiceBuilder::new()
@@ -118,7 +143,13 @@ async fn unused_keys_are_forgotten_only_when_room_is_needed() {
 /// so a second A cannot run beside the first.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_key_in_flight_is_never_evicted() {
-    let layer = BulkheadLayer::builder().max_concurrent(1).shed_when_full().keyed(1, |r: &Req| r.0).unwrap();
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .when_full(WhenFull::Refuse)
+        .keyed(|r: &Req| Some(r.0))
+        .max_keys(1)
+        .build()
+        .unwrap();
     let h = layer.handle();
     let (gate, inner) = gated();
     let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
@@ -131,7 +162,7 @@ async fn a_key_in_flight_is_never_evicted() {
     assert_eq!(err.downcast_ref::<KeySetFull>().map(KeySetFull::capacity), Some(1));
     let err = svc.clone().oneshot(("A", 3)).await.unwrap_err();
     assert_eq!(support::reason(&err), Some(BulkheadFullReason::NoPermit), "one A at a time");
-    assert_eq!(h.snapshot().in_flight, 1, "the running A call is still seen");
+    assert_eq!(h.snapshot().total.in_flight, 1, "the running A call is still seen");
     assert_eq!((h.keys(), h.evictions(), h.overflows()), (1, 0, 1));
 
     gate.notify_waiters();
@@ -148,7 +179,13 @@ async fn a_key_in_flight_is_never_evicted() {
 /// A key with callers waiting in its queue is not evicted either.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_key_with_waiters_is_never_evicted() {
-    let layer = BulkheadLayer::builder().max_concurrent(1).keyed(1, |r: &Req| r.0).unwrap();
+    let layer = BulkheadLayer::builder()
+        .when_full(WhenFull::wait(Duration::MAX))
+        .max_concurrent(1)
+        .keyed(|r: &Req| Some(r.0))
+        .max_keys(1)
+        .build()
+        .unwrap();
     let h = layer.handle();
     let (gate, inner) = gated();
     let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
@@ -159,7 +196,7 @@ async fn a_key_with_waiters_is_never_evicted() {
     assert_eq!(h.queued(&"A"), 1);
     assert!(svc.clone().oneshot(("B", 3)).await.unwrap_err().is::<KeySetFull>());
     assert_eq!(h.sweep(), 0);
-    assert_eq!(h.snapshot().queued, 1);
+    assert_eq!(h.snapshot().total.queued, 1);
     gate.notify_waiters();
     assert_eq!(a1.await.unwrap().unwrap(), 1);
     tokio::task::yield_now().await;
@@ -169,16 +206,17 @@ async fn a_key_with_waiters_is_never_evicted() {
     assert_eq!(h.sweep(), 1);
 }
 
-/// Review: the old `key_idle_timeout` is ignored (deprecated): however short, a key with a
-/// call in flight is never forgotten for it, and an idle key is forgotten only for room.
+/// Review: idle time forgets no key (the old `key_idle_timeout` is gone): however long an
+/// hour passes, a key with a call in flight is never forgotten, and an idle key is
+/// forgotten only for room.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-#[allow(deprecated)]
-async fn the_deprecated_idle_timeout_forgets_nothing() {
+async fn idle_time_forgets_no_key() {
     let layer = BulkheadLayer::builder()
         .max_concurrent(1)
-        .shed_when_full()
-        .key_idle_timeout(std::time::Duration::from_millis(1))
-        .keyed(2, |r: &Req| r.0)
+        .when_full(WhenFull::Refuse)
+        .keyed(|r: &Req| Some(r.0))
+        .max_keys(2)
+        .build()
         .unwrap();
     let h = layer.handle();
     let (gate, inner) = gated();
@@ -204,7 +242,13 @@ async fn the_deprecated_idle_timeout_forgets_nothing() {
 /// below the calls in flight lets them finish and admits none until below. Also max wait.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_keyed_handle_changes_every_keys_limits_at_run_time() {
-    let layer = BulkheadLayer::builder().max_concurrent(2).shed_when_full().keyed(10, |r: &Req| r.0).unwrap();
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(2)
+        .when_full(WhenFull::Refuse)
+        .keyed(|r: &Req| Some(r.0))
+        .max_keys(10)
+        .build()
+        .unwrap();
     let h = layer.handle();
     let (gate, inner) = gated();
     let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
@@ -214,7 +258,7 @@ async fn the_keyed_handle_changes_every_keys_limits_at_run_time() {
 
     // Shrink to 1: A's two calls go on, a third A is refused, a new key B gets 1.
     h.set_max_concurrent(1).unwrap();
-    assert_eq!((h.max_concurrent(), h.snapshot().max_concurrent), (1, 1));
+    assert_eq!((h.max_concurrent(), h.snapshot().total.max_concurrent), (1, 1));
     let err = svc.clone().oneshot(("A", 9)).await.unwrap_err();
     assert_eq!(support::reason(&err), Some(BulkheadFullReason::NoPermit));
     let b = tokio::spawn(svc.clone().oneshot(("B", 5)));
@@ -237,8 +281,8 @@ async fn the_keyed_handle_changes_every_keys_limits_at_run_time() {
     assert_eq!(h.in_flight(&"A"), 3);
     assert!(svc.clone().oneshot(("A", 4)).await.is_err());
     // A bounded wait set at run time: the fourth waits and is refused after it.
-    h.set_max_wait(Some(std::time::Duration::from_secs(1)));
-    assert_eq!(h.max_wait(), Some(std::time::Duration::from_secs(1)));
+    h.set_when_full(WhenFull::wait(std::time::Duration::from_secs(1)));
+    assert_eq!(h.when_full(), WhenFull::wait(std::time::Duration::from_secs(1)));
     let start = tokio::time::Instant::now();
     let err = svc.clone().oneshot(("A", 4)).await.unwrap_err();
     assert_eq!(support::reason(&err), Some(BulkheadFullReason::WaitTimedOut));

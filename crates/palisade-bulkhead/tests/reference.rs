@@ -17,6 +17,7 @@ use palisade_bulkhead::adaptive::functions::{log10_root, square_root};
 use palisade_bulkhead::adaptive::{Aimd, Fixed, Gradient2, LimitAlgorithm, Sample, Vegas};
 use palisade_bulkhead::{AdaptiveLimitHandle, AdaptiveLimitLayer};
 use palisade_core::BoxError;
+use palisade_core::WhenFull;
 use tokio_test::task;
 use tower::util::BoxCloneService;
 use tower::{Layer, Service, ServiceExt};
@@ -461,8 +462,12 @@ fn lifo(
     backlog: usize,
     wait: Duration,
 ) -> (BoxCloneService<Req, (), BoxError>, AdaptiveLimitHandle, Arc<Mutex<Vec<usize>>>) {
-    let layer =
-        AdaptiveLimitLayer::builder().algorithm(Fixed::new(4)).backlog(backlog, wait).build().unwrap();
+    let layer = AdaptiveLimitLayer::builder()
+        .algorithm(Fixed::new(4))
+        .when_full(WhenFull::wait(wait))
+        .max_queue(backlog)
+        .build()
+        .unwrap();
     let h = layer.handle();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_bulkhead::adaptive::{Aimd, Fixed, LimitAlgorithm, Sample, Vegas};
-use palisade_bulkhead::{AdaptiveEvent, AdaptiveLimitLayer, BulkheadFullReason, BulkheadLayer};
+use palisade_bulkhead::{AdaptiveLimitEvent, AdaptiveLimitLayer, BulkheadFullReason, BulkheadLayer};
 use palisade_core::BoxError;
+use palisade_core::WhenFull;
 use proptest::prelude::*;
 use tokio::sync::oneshot;
 use tokio_test::{assert_pending, assert_ready, assert_ready_ok, task};
@@ -52,7 +53,8 @@ async fn settle() {
 /// than the new maximum are in flight.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn bulkhead_shrink_below_in_flight() {
-    let layer = BulkheadLayer::builder().max_concurrent(4).build().unwrap();
+    let layer =
+        BulkheadLayer::builder().when_full(WhenFull::wait(Duration::MAX)).max_concurrent(4).build().unwrap();
     let h = layer.handle();
     let svc = layer.layer(gated());
     let running: Vec<_> = (0..4).map(|_| start(&svc)).collect();
@@ -94,7 +96,8 @@ async fn bulkhead_shrink_below_in_flight() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn bulkhead_grow_admits_waiters_in_order() {
-    let layer = BulkheadLayer::builder().max_concurrent(1).build().unwrap();
+    let layer =
+        BulkheadLayer::builder().when_full(WhenFull::wait(Duration::MAX)).max_concurrent(1).build().unwrap();
     let h = layer.handle();
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let o = order.clone();
@@ -122,7 +125,8 @@ async fn bulkhead_grow_admits_waiters_in_order() {
 /// Growing while a shrink is still owed cancels the debt instead of adding permits.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn bulkhead_grow_after_shrink_keeps_the_count_exact() {
-    let layer = BulkheadLayer::builder().max_concurrent(4).build().unwrap();
+    let layer =
+        BulkheadLayer::builder().when_full(WhenFull::wait(Duration::MAX)).max_concurrent(4).build().unwrap();
     let h = layer.handle();
     let svc = layer.layer(gated());
     let running: Vec<_> = (0..4).map(|_| start(&svc)).collect();
@@ -141,26 +145,27 @@ async fn bulkhead_grow_after_shrink_keeps_the_count_exact() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn bulkhead_max_wait_and_queue_change_for_new_callers() {
-    let layer = BulkheadLayer::builder().max_concurrent(1).build().unwrap();
+    let layer =
+        BulkheadLayer::builder().when_full(WhenFull::wait(Duration::MAX)).max_concurrent(1).build().unwrap();
     let h = layer.handle();
-    assert_eq!(h.max_wait(), None);
+    assert_eq!(h.when_full(), WhenFull::wait(Duration::MAX));
     assert_eq!(h.max_queue(), None);
     let svc = layer.layer(gated());
     let (tx, first) = start(&svc);
     settle().await;
 
-    h.set_max_wait(Some(ms(10)));
-    assert_eq!(h.max_wait(), Some(ms(10)));
+    h.set_when_full(WhenFull::wait(ms(10)));
+    assert_eq!(h.when_full(), WhenFull::wait(ms(10)));
     let t0 = tokio::time::Instant::now();
     let err = svc.clone().oneshot(oneshot::channel().1).await.unwrap_err();
     assert_eq!(support::reason(&err), Some(BulkheadFullReason::WaitTimedOut));
     assert_eq!(t0.elapsed(), ms(10));
 
-    h.set_max_wait(Some(Duration::ZERO));
+    h.set_when_full(WhenFull::Refuse);
     let err = svc.clone().oneshot(oneshot::channel().1).await.unwrap_err();
     assert_eq!(support::reason(&err), Some(BulkheadFullReason::NoPermit));
 
-    h.set_max_wait(None);
+    h.set_when_full(WhenFull::wait(Duration::MAX));
     h.set_max_queue(Some(0));
     assert_eq!(h.max_queue(), Some(0));
     let err = svc.clone().oneshot(oneshot::channel().1).await.unwrap_err();
@@ -168,7 +173,7 @@ async fn bulkhead_max_wait_and_queue_change_for_new_callers() {
 
     // A huge wait is "effectively never", not a clock overflow.
     h.set_max_queue(None);
-    h.set_max_wait(Some(Duration::MAX));
+    h.set_when_full(WhenFull::wait(Duration::MAX));
     let (tx2, second) = start(&svc);
     settle().await;
     assert_eq!(h.queued(), 1);
@@ -181,7 +186,12 @@ async fn bulkhead_max_wait_and_queue_change_for_new_callers() {
 
 #[test]
 fn bulkhead_invalid_changes_are_refused_and_change_nothing() {
-    let h = BulkheadLayer::builder().max_concurrent(3).build().unwrap().handle();
+    let h = BulkheadLayer::builder()
+        .when_full(WhenFull::wait(Duration::MAX))
+        .max_concurrent(3)
+        .build()
+        .unwrap()
+        .handle();
     assert_eq!(h.set_max_concurrent(usize::MAX).unwrap_err().field(), "max_concurrent");
     assert_eq!(
         h.set_max_concurrent(tokio::sync::Semaphore::MAX_PERMITS + 1).unwrap_err().field(),
@@ -199,7 +209,12 @@ fn bulkhead_invalid_changes_are_refused_and_change_nothing() {
 /// is not ready, and the call is refused without reaching it.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn bulkhead_sheds_when_the_inner_service_is_not_ready() {
-    let layer = BulkheadLayer::builder().max_concurrent(2).shed_when_inner_not_ready().build().unwrap();
+    let layer = BulkheadLayer::builder()
+        .when_full(WhenFull::wait(Duration::MAX))
+        .max_concurrent(2)
+        .shed_when_inner_not_ready()
+        .build()
+        .unwrap();
     let h = layer.handle();
     let (mut svc, mut handle) = mock::spawn_layer::<(), (), _>(layer);
     handle.allow(0);
@@ -223,7 +238,8 @@ async fn bulkhead_sheds_when_the_inner_service_is_not_ready() {
 /// `ConcurrencyLimit`.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn bulkhead_without_shedding_waits_for_the_inner_service() {
-    let layer = BulkheadLayer::builder().max_concurrent(2).build().unwrap();
+    let layer =
+        BulkheadLayer::builder().when_full(WhenFull::wait(Duration::MAX)).max_concurrent(2).build().unwrap();
     let (mut svc, mut handle) = mock::spawn_layer::<(), (), _>(layer);
     handle.allow(0);
     assert_pending!(svc.poll_ready());
@@ -236,7 +252,7 @@ async fn bulkhead_without_shedding_waits_for_the_inner_service() {
 async fn bulkhead_panicking_listener_breaks_nothing() {
     let layer = BulkheadLayer::builder()
         .max_concurrent(1)
-        .max_wait(ms(5))
+        .when_full(WhenFull::wait(ms(5)))
         .on_event(|_| panic!("listener"))
         .build()
         .unwrap();
@@ -271,7 +287,7 @@ fn op() -> impl Strategy<Value = Op> {
 proptest! {
     #[test]
     fn bulkhead_resizes_match_a_model(initial in 1..8usize, ops in proptest::collection::vec(op(), 1..60)) {
-        let layer = BulkheadLayer::builder().max_concurrent(initial).shed_when_full().build().unwrap();
+        let layer = BulkheadLayer::builder().max_concurrent(initial).when_full(WhenFull::Refuse).build().unwrap();
         let h = layer.handle();
         let svc = layer.layer(tower::service_fn(|()| std::future::pending::<Result<(), Infallible>>()));
         let mut held = Vec::new();
@@ -355,12 +371,12 @@ fn adaptive_bounds_change_and_are_checked() {
     let h = layer.handle();
     let events = Arc::new(std::sync::Mutex::new(Vec::new()));
     let e = events.clone();
-    h.subscribe(move |ev| e.lock().unwrap().push(ev.clone()));
+    h.on_event(move |ev| e.lock().unwrap().push(ev.clone()));
     assert_eq!(h.bounds(), Some((10, 100)));
     h.set_bounds(1, 20).unwrap();
     assert_eq!(h.bounds(), Some((1, 20)));
     assert_eq!(h.limit(), 20);
-    assert_eq!(*events.lock().unwrap(), vec![AdaptiveEvent::LimitChanged { from: 50, to: 20 }]);
+    assert_eq!(*events.lock().unwrap(), vec![AdaptiveLimitEvent::LimitChanged { from: 50, to: 20 }]);
     assert_eq!(h.set_bounds(5, 2).unwrap_err().field(), "min_limit");
     assert_eq!(h.set_bounds(0, 0).unwrap_err().field(), "max_limit");
     assert_eq!(h.set_limit(21).unwrap_err().field(), "limit");
@@ -504,7 +520,8 @@ async fn adaptive_panicking_user_code_breaks_nothing() {
 async fn adaptive_backlog_wait_of_duration_max() {
     let layer = AdaptiveLimitLayer::builder()
         .algorithm(Fixed::new(1))
-        .backlog(usize::MAX, Duration::MAX)
+        .when_full(WhenFull::wait(Duration::MAX))
+        .max_queue(usize::MAX)
         .build()
         .unwrap();
     let h = layer.handle();
@@ -524,8 +541,13 @@ async fn adaptive_backlog_wait_of_duration_max() {
 
 #[test]
 fn keyed_bulkhead_refuses_shedding_on_inner_readiness() {
-    let err =
-        BulkheadLayer::builder().shed_when_inner_not_ready().keyed(10, |r: &u32| *r).map(|_| ()).unwrap_err();
+    let err = BulkheadLayer::builder()
+        .shed_when_inner_not_ready()
+        .keyed(|r: &u32| Some(*r))
+        .max_keys(10)
+        .build()
+        .map(|_| ())
+        .unwrap_err();
     assert_eq!(err.field(), "shed_when_inner_not_ready");
 }
 
@@ -546,7 +568,8 @@ async fn bulkhead_resizes_under_contention_keep_the_bound() {
         false
     }
 
-    let layer = BulkheadLayer::builder().max_concurrent(3).build().unwrap();
+    let layer =
+        BulkheadLayer::builder().when_full(WhenFull::wait(Duration::MAX)).max_concurrent(3).build().unwrap();
     let h = layer.handle();
     let inside = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
@@ -685,7 +708,8 @@ proptest! {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn bulkhead_shrink_to_zero_drains_and_grows_back() {
     use palisade_core::rejection::BulkheadFull;
-    let layer = BulkheadLayer::builder().max_concurrent(2).max_wait(ms(100)).build().unwrap();
+    let layer =
+        BulkheadLayer::builder().max_concurrent(2).when_full(WhenFull::wait(ms(100))).build().unwrap();
     let h = layer.handle();
     let svc = layer.layer(gated());
     let running: Vec<_> = (0..2).map(|_| start(&svc)).collect();
@@ -703,12 +727,12 @@ async fn bulkhead_shrink_to_zero_drains_and_grows_back() {
     let err = refused.await.unwrap().unwrap_err();
     assert_eq!(err.downcast_ref::<BulkheadFull>().unwrap().reason(), BulkheadFullReason::WaitTimedOut);
     // With no waiting, refused at once.
-    h.set_max_wait(Some(Duration::ZERO));
+    h.set_when_full(WhenFull::Refuse);
     let (_tx, refused) = start(&svc);
     let err = refused.await.unwrap().unwrap_err();
     assert_eq!(err.downcast_ref::<BulkheadFull>().unwrap().reason(), BulkheadFullReason::NoPermit);
     // Waiters queued while closed are admitted in order when it opens again.
-    h.set_max_wait(None);
+    h.set_when_full(WhenFull::wait(Duration::MAX));
     let waiting: Vec<_> = (0..3).map(|_| start(&svc)).collect();
     settle().await;
     assert_eq!(h.queued(), 3);

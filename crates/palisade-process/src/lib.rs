@@ -74,8 +74,8 @@
 //! let bulkhead = BulkheadLayer::builder()
 //!     .name("worker")
 //!     .max_concurrent(16)
+//!     .when_full(palisade_core::WhenFull::wait(Duration::from_millis(100)))
 //!     .max_queue(64)
-//!     .max_wait(Duration::from_millis(100))
 //!     .build()?;
 //! let service = ServiceBuilder::new().layer(bulkhead).service(worker.clone());
 //! let answer = service.oneshot(b"ping".to_vec()).await?;

@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use palisade_core::config::{ensure, ConfigError};
 use palisade_core::event::EventBus;
-use palisade_core::metric::{Counter, Gauge, Histogram};
+use palisade_core::__private::{Counter, Gauge, Histogram};
 use palisade_core::rejection::Overloaded;
 use tokio::time::Instant;
 
 use super::algorithm::{LimitAlgorithm, Sample};
-use crate::event::AdaptiveEvent;
+use crate::event::AdaptiveLimitEvent;
 
 pub(crate) struct Metrics {
     pub(crate) limit: Gauge,
@@ -34,7 +34,7 @@ pub(crate) struct Metrics {
     pub(crate) wait_time: Histogram,
 }
 
-pub(crate) struct Partition {
+pub(crate) struct PartitionShare {
     pub(crate) name: Arc<str>,
     pub(crate) ratio: f64,
 }
@@ -74,7 +74,7 @@ impl Waiter {
     /// Registers the waker to wake on a grant (before looking at [`is_granted`](Self::is_granted)).
     pub(crate) fn register(&self, waker: &Waker) {
         #[cfg(not(loom))]
-        let mut slot = self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = palisade_core::sync::lock(&self.waker);
         #[cfg(loom)]
         let mut slot = self.waker.lock().unwrap_or_else(|p| p.into_inner());
         match &*slot {
@@ -87,7 +87,7 @@ impl Waiter {
     pub(crate) fn grant(&self) {
         self.granted.store(true, Ordering::Release);
         #[cfg(not(loom))]
-        let waker = self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let waker = palisade_core::sync::lock(&self.waker).take();
         #[cfg(loom)]
         let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(w) = waker {
@@ -129,9 +129,9 @@ impl State {
 
 pub(crate) struct Limiter {
     pub(crate) name: Arc<str>,
-    pub(crate) events: EventBus<AdaptiveEvent>,
+    pub(crate) events: EventBus<AdaptiveLimitEvent>,
     pub(crate) metrics: Metrics,
-    pub(crate) partitions: Vec<Partition>,
+    pub(crate) partitions: Vec<PartitionShare>,
     /// `(max length, max wait)`.
     pub(crate) backlog: Option<(usize, Duration)>,
     limit: AtomicUsize,
@@ -281,9 +281,9 @@ pub(crate) enum Denied {
 impl Limiter {
     pub(crate) fn new(
         name: Arc<str>,
-        events: EventBus<AdaptiveEvent>,
+        events: EventBus<AdaptiveLimitEvent>,
         algorithm: Box<dyn LimitAlgorithm>,
-        partitions: Vec<Partition>,
+        partitions: Vec<PartitionShare>,
         backlog: Option<(usize, Duration)>,
     ) -> Self {
         let limit = algorithm.limit().max(1);
@@ -320,7 +320,7 @@ impl Limiter {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        palisade_core::sync::lock(&self.state)
     }
 
     pub(crate) fn limit(&self) -> usize {
@@ -349,7 +349,7 @@ impl Limiter {
         self.metrics.rejected.increment();
         if self.events.is_observed() {
             let partition = partition.and_then(|p| self.partitions.get(p)).map(|p| p.name.clone());
-            crate::event::publish(&self.events, AdaptiveEvent::Rejected { partition });
+            crate::event::publish(&self.events, AdaptiveLimitEvent::Rejected { partition });
         }
         Overloaded::new(self.name.clone())
     }
@@ -360,7 +360,7 @@ impl Limiter {
             self.metrics.wait_time.record(wait);
         }
         if self.events.is_observed() {
-            crate::event::publish(&self.events, AdaptiveEvent::Acquired { wait });
+            crate::event::publish(&self.events, AdaptiveLimitEvent::Acquired { wait });
         }
     }
 
@@ -452,7 +452,7 @@ impl Limiter {
             changed
         };
         if let Some((from, to)) = changed {
-            crate::event::publish(&self.events, AdaptiveEvent::LimitChanged { from, to });
+            crate::event::publish(&self.events, AdaptiveLimitEvent::LimitChanged { from, to });
         }
         Ok(())
     }
@@ -468,7 +468,7 @@ impl Limiter {
             changed
         };
         if let Some((from, to)) = changed {
-            crate::event::publish(&self.events, AdaptiveEvent::LimitChanged { from, to });
+            crate::event::publish(&self.events, AdaptiveLimitEvent::LimitChanged { from, to });
         }
         Ok(())
     }
@@ -515,7 +515,7 @@ impl Limiter {
         };
         self.metrics.in_flight.set(in_flight as i64);
         if let Some((from, to)) = changed {
-            crate::event::publish(&self.events, AdaptiveEvent::LimitChanged { from, to });
+            crate::event::publish(&self.events, AdaptiveLimitEvent::LimitChanged { from, to });
         }
     }
 }

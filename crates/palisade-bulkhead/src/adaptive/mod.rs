@@ -21,6 +21,7 @@
 //! use palisade_bulkhead::adaptive::Gradient2;
 //! use palisade_bulkhead::AdaptiveLimitLayer;
 //! use palisade_core::classify::GrpcClassifier;
+//! use palisade_core::WhenFull;
 //! use tower::{service_fn, Layer, ServiceExt};
 //!
 //! # tokio_test::block_on(async {
@@ -38,7 +39,8 @@
 //!     .name("inventory")
 //!     .algorithm(Gradient2::default().initial_limit(50).min_limit(5).max_limit(500))
 //!     .classifier(GrpcClassifier::new())
-//!     .backlog(100, Duration::from_millis(50))
+//!     .when_full(WhenFull::wait(Duration::from_millis(50)))
+//!     .max_queue(100)
 //!     .build()
 //!     .unwrap();
 //! let limit = layer.handle();
@@ -57,6 +59,7 @@
 //! use std::time::Duration;
 //! use palisade_bulkhead::adaptive::Aimd;
 //! use palisade_bulkhead::AdaptiveLimitLayer;
+//! use palisade_core::WhenFull;
 //!
 //! let layer = AdaptiveLimitLayer::builder()
 //!     .algorithm(Aimd::default())
@@ -65,7 +68,8 @@
 //!     .partition_by(|req: &http::Request<()>| {
 //!         if req.headers().contains_key("x-batch") { "batch" } else { "live" }
 //!     })
-//!     .backlog(50, Duration::from_millis(100))
+//!     .when_full(WhenFull::wait(Duration::from_millis(100)))
+//!     .max_queue(50)
 //!     .build()
 //!     .unwrap();
 //! assert_eq!(layer.handle().snapshot().partitions[0].limit, 18); // 90 % of 20
@@ -74,9 +78,10 @@
 //! # Backpressure and failure behaviour
 //!
 //! `poll_ready` only readies the inner service; admission happens in `call`, because the
-//! partition comes from the request. Without a backlog a call over the limit fails at once;
-//! with one, its response future waits (newest first) up to the backlog's wait, holding the
-//! ready inner service. Capacity goes back when the response future finishes or is dropped;
+//! partition comes from the request. By default ([`WhenFull::Refuse`](palisade_core::WhenFull))
+//! a call over the limit fails at once; with `when_full(WhenFull::wait(d))` its response
+//! future waits in the backlog (newest first, at most `max_queue` calls) up to `d`, holding
+//! the ready inner service. Capacity goes back when the response future finishes or is dropped;
 //! a finished call is a sample for the algorithm, a dropped future is not. A response whose
 //! outcome comes at the end of its body — a gRPC stream with `GrpcClassifier`, its status in
 //! the trailers (see [`palisade_core::classify::eos`]) — holds its capacity until the body
@@ -114,28 +119,29 @@
 //! that have room in their share), and as many waiters as fit are admitted at once (the
 //! reference admits one per released call, so a raised limit would sit unused). The
 //! reference's `partitionRejectDelay` (sleeping a rejected thread) has no equivalent: an
-//! async caller is refused at once. The backlog has no defaults (the reference's are 100
-//! callers, 1 s) because it is off unless asked for, and its wait is one duration (the
+//! async caller is refused at once. The backlog is off unless asked for
+//! (`when_full(WhenFull::wait(d))`: the wait has no default, the reference's is 1 s); its
+//! length defaults to the reference's 100 (`max_queue`), and its wait is one duration (the
 //! reference also takes a function of the request). concurrency-limits' `WindowedLimit` and
 //! the first `GradientLimit` are not ported: every call is a sample.
 
 pub mod algorithm;
-#[cfg(feature = "serde")]
+mod builder;
 mod config;
 pub(crate) mod future;
+mod handle;
 mod layer;
 pub(crate) mod limiter;
+mod partition;
 mod service;
 
 pub use self::algorithm::{functions, Aimd, Fixed, FloatFn, Gradient2, IntFn, LimitAlgorithm, Sample, Vegas};
-pub use self::layer::{
-    AdaptiveLimitBuilder, AdaptiveLimitHandle, AdaptiveLimitLayer, AdaptiveSnapshot, Bypass, NoPartitions,
-    PartitionBy, PartitionSnapshot, Partitioner,
-};
-pub use self::service::AdaptiveLimit;
-
-#[cfg(feature = "serde")]
-#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use self::builder::AdaptiveLimitBuilder;
 pub use self::config::{
-    AdaptiveLimitConfig, AimdConfig, AlgorithmConfig, BacklogConfig, Gradient2Config, VegasConfig,
+    AdaptiveLimitConfig, AimdConfig, AlgorithmConfig, Gradient2Config, PartitionConfig, VegasConfig,
+    DEFAULT_MAX_QUEUE,
 };
+pub use self::handle::{AdaptiveLimitHandle, AdaptiveLimitSnapshot, PartitionSnapshot};
+pub use self::layer::AdaptiveLimitLayer;
+pub use self::partition::{Bypass, NoPartitions, PartitionBy, Partitioner};
+pub use self::service::AdaptiveLimit;

@@ -6,8 +6,9 @@ use palisade_core::BoxError;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::layer::{AdaptiveLimitHandle, Partitioner};
+use super::handle::AdaptiveLimitHandle;
 use super::limiter::{Denied, Limiter};
+use super::partition::Partitioner;
 
 /// Sheds calls over a concurrency limit that adapts to the inner service's latency and
 /// failures; built by [`AdaptiveLimitLayer`](super::AdaptiveLimitLayer).
@@ -22,11 +23,11 @@ use super::limiter::{Denied, Limiter};
 /// # Clone
 ///
 /// Clones share the limit (an `Arc`); a clone starts un-ready.
-pub struct AdaptiveLimit<S, C, P> {
+pub struct AdaptiveLimit<S, C, Partition> {
     inner: S,
     limiter: Arc<Limiter>,
     classifier: C,
-    partitioner: Arc<P>,
+    partitioner: Arc<Partition>,
     names: Arc<[Arc<str>]>,
     /// Shed calls while the inner service is not ready (tower's `LoadShed`).
     shed_when_inner_not_ready: bool,
@@ -34,12 +35,12 @@ pub struct AdaptiveLimit<S, C, P> {
     inner_not_ready: bool,
 }
 
-impl<S, C, P> AdaptiveLimit<S, C, P> {
+impl<S, C, Partition> AdaptiveLimit<S, C, Partition> {
     pub(crate) fn new(
         inner: S,
         limiter: Arc<Limiter>,
         classifier: C,
-        partitioner: Arc<P>,
+        partitioner: Arc<Partition>,
         names: Arc<[Arc<str>]>,
         shed_when_inner_not_ready: bool,
     ) -> Self {
@@ -75,7 +76,7 @@ impl<S, C, P> AdaptiveLimit<S, C, P> {
     }
 }
 
-impl<S: Clone, C: Clone, P> Clone for AdaptiveLimit<S, C, P> {
+impl<S: Clone, C: Clone, Partition> Clone for AdaptiveLimit<S, C, Partition> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -89,7 +90,7 @@ impl<S: Clone, C: Clone, P> Clone for AdaptiveLimit<S, C, P> {
     }
 }
 
-impl<S: fmt::Debug, C: fmt::Debug, P> fmt::Debug for AdaptiveLimit<S, C, P> {
+impl<S: fmt::Debug, C: fmt::Debug, Partition> fmt::Debug for AdaptiveLimit<S, C, Partition> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdaptiveLimit")
             .field("inner", &self.inner)
@@ -99,12 +100,12 @@ impl<S: fmt::Debug, C: fmt::Debug, P> fmt::Debug for AdaptiveLimit<S, C, P> {
     }
 }
 
-impl<S, C, P, Req> Service<Req> for AdaptiveLimit<S, C, P>
+impl<S, C, Partition, Req> Service<Req> for AdaptiveLimit<S, C, Partition>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     C: palisade_core::Classify<S::Response, S::Error> + Clone,
-    P: Partitioner<Req>,
+    Partition: Partitioner<Req>,
 {
     type Response = S::Response;
     type Error = BoxError;

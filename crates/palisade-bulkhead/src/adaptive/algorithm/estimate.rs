@@ -83,4 +83,22 @@ macro_rules! estimate_setters {
     };
 }
 
-pub(crate) use estimate_setters;
+/// The run-time methods of [`LimitAlgorithm`](super::LimitAlgorithm) for an algorithm whose
+/// limit is an [`Estimate`] in the field `limit`.
+macro_rules! estimate_limit_methods {
+    () => {
+        fn bounds(&self) -> Option<(usize, usize)> {
+            Some((self.limit.min_limit, self.limit.max_limit))
+        }
+
+        fn set_limit(&mut self, limit: usize) {
+            self.limit.value = limit as f64;
+        }
+
+        fn set_bounds(&mut self, min_limit: usize, max_limit: usize) -> Result<(), ConfigError> {
+            self.limit.set_bounds(min_limit, max_limit)
+        }
+    };
+}
+
+pub(crate) use {estimate_limit_methods, estimate_setters};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use palisade_core::config::{ensure, ConfigError};
 
-use super::estimate::{estimate_setters, Estimate};
+use super::estimate::{estimate_limit_methods, estimate_setters, Estimate};
 use super::{trunc, IntFn, LimitAlgorithm, Sample};
 
 /// An exponential moving average with a plain-mean warm-up (concurrency-limits'
@@ -189,17 +189,7 @@ impl LimitAlgorithm for Gradient2 {
         ensure(self.long_window >= 1, "gradient2.long_window", "must be at least 1")
     }
 
-    fn bounds(&self) -> Option<(usize, usize)> {
-        Some((self.limit.min_limit, self.limit.max_limit))
-    }
-
-    fn set_limit(&mut self, limit: usize) {
-        self.limit.value = limit as f64;
-    }
-
-    fn set_bounds(&mut self, min_limit: usize, max_limit: usize) -> Result<(), ConfigError> {
-        self.limit.set_bounds(min_limit, max_limit)
-    }
+    estimate_limit_methods!();
 }
 
 #[cfg(test)]

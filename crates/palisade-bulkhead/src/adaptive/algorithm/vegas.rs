@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::config::ConfigError;
-use palisade_core::rng::AtomicRng;
+use palisade_core::__private::AtomicRng;
 
-use super::estimate::{estimate_setters, Estimate};
+use super::estimate::{estimate_limit_methods, estimate_setters, Estimate};
 use super::functions::log10_root;
 use super::{clamp_f, trunc, LimitAlgorithm, Sample};
 
@@ -229,15 +229,5 @@ impl LimitAlgorithm for Vegas {
         self.limit.validate().map_err(|e| e.in_section("vegas"))
     }
 
-    fn bounds(&self) -> Option<(usize, usize)> {
-        Some((self.limit.min_limit, self.limit.max_limit))
-    }
-
-    fn set_limit(&mut self, limit: usize) {
-        self.limit.value = limit as f64;
-    }
-
-    fn set_bounds(&mut self, min_limit: usize, max_limit: usize) -> Result<(), ConfigError> {
-        self.limit.set_bounds(min_limit, max_limit)
-    }
+    estimate_limit_methods!();
 }
