@@ -11,8 +11,8 @@ use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use palisade::bulkhead::BulkheadLayer;
-use palisade::circuit_breaker::{CircuitBreakerLayer, State};
-use palisade::core::classify::HttpClassifier;
+use palisade::circuit_breaker::{CircuitBreakerLayer, CircuitState};
+use palisade::classify::HttpClassifier;
 use palisade::prelude::*;
 use palisade::rate_limit::{Quota, RateLimitLayer};
 use tower::{ServiceBuilder, ServiceExt};
@@ -62,7 +62,7 @@ fn app(broken: Arc<AtomicBool>) -> (Router, palisade::circuit_breaker::CircuitBr
             }),
         )
         .route_layer(
-            ServiceBuilder::new().http_rejections().layer(rate_limit).layer(bulkhead).layer(breaker),
+            ServiceBuilder::new().with_http_rejections().layer(rate_limit).layer(bulkhead).layer(breaker),
         );
     (router, handle)
 }
@@ -90,7 +90,7 @@ async fn open_breaker_gives_503_with_retry_after() {
         let res = app.clone().oneshot(get_as(client)).await.unwrap();
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR, "call {i} reaches the handler");
     }
-    assert_eq!(breaker.state(), State::Open);
+    assert_eq!(breaker.state(), CircuitState::Open);
     let res = app.clone().oneshot(get_as("d")).await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.headers()["retry-after"], "30");
@@ -112,12 +112,12 @@ async fn client_errors_do_not_open_the_breaker() {
     let handle = breaker.handle();
     let app = Router::new()
         .route("/missing", get(|| async { (StatusCode::NOT_FOUND, "no") }))
-        .route_layer(ServiceBuilder::new().http_rejections().layer(breaker));
+        .route_layer(ServiceBuilder::new().with_http_rejections().layer(breaker));
     for _ in 0..5 {
         let req = Request::get("/missing").body(Body::empty()).unwrap();
         assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::NOT_FOUND);
     }
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -132,7 +132,7 @@ async fn a_request_costing_more_than_the_burst_gets_413() {
         .unwrap();
     let app = Router::new()
         .route("/batch", get(|| async { "stored" }))
-        .route_layer(ServiceBuilder::new().http_rejections().layer(weighted));
+        .route_layer(ServiceBuilder::new().with_http_rejections().layer(weighted));
     let batch = |items: u32| Request::get("/batch").header("x-items", items).body(Body::empty()).unwrap();
     assert_eq!(app.clone().oneshot(batch(10)).await.unwrap().status(), StatusCode::OK);
     let res = app.clone().oneshot(batch(11)).await.unwrap();

@@ -5,8 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use palisade::core::rejection::RateLimited;
-use palisade::core::respond::GrpcRejectionLayer;
+use palisade::rejection::RateLimited;
+use palisade::respond::GrpcRejectionLayer;
 use support::grpc::{say_hello, serve, Answer, Script};
 use tonic::transport::Channel;
 use tonic::Code;
@@ -52,8 +52,8 @@ async fn scripted_server_statuses() {
 
 use std::sync::{Arc, Mutex};
 
-use palisade::circuit_breaker::{CircuitBreakerLayer, State};
-use palisade::core::classify::GrpcClassifier;
+use palisade::circuit_breaker::{CircuitBreakerLayer, CircuitState};
+use palisade::classify::GrpcClassifier;
 use palisade::rate_limit::{Quota, RateLimitLayer};
 use palisade::retry::http::{BufferBodyLayer, HttpReplay, ReplayBody};
 use palisade::retry::{Backoff, Jitter, RetryEvent, RetryLayer};
@@ -121,7 +121,7 @@ async fn channel_with_retry_breaker_and_rate_limit() {
     assert_eq!(say_hello(client.clone(), "c").await.unwrap_err().code(), Code::Internal);
     assert_eq!(say_hello(client.clone(), "d").await.unwrap_err().code(), Code::Unavailable);
     assert_eq!(script.calls(), 5);
-    assert_eq!(breaker_handle.state(), State::Open);
+    assert_eq!(breaker_handle.state(), CircuitState::Open);
 
     // The open breaker answers UNAVAILABLE with its wait as pushback, without a server call.
     let status = say_hello(client.clone(), "e").await.unwrap_err();

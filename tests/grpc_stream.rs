@@ -15,10 +15,10 @@ use std::time::Duration;
 use http::uri::PathAndQuery;
 use palisade::bulkhead::adaptive::Aimd;
 use palisade::bulkhead::AdaptiveLimitLayer;
-use palisade::circuit_breaker::{CircuitBreakerLayer, State};
-use palisade::core::classify::GrpcClassifier;
-use palisade::core::rejection::CircuitOpen;
-use palisade::core::BoxError;
+use palisade::circuit_breaker::{CircuitBreakerLayer, CircuitState};
+use palisade::classify::GrpcClassifier;
+use palisade::rejection::CircuitOpen;
+use palisade::BoxError;
 use tonic::body::Body;
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
@@ -151,13 +151,13 @@ async fn a_stream_failing_after_two_messages_opens_the_breaker() {
     assert_eq!(read_to_end(stream).await, (vec![1, 2], Code::Unavailable));
     assert_eq!(handle.snapshot().failures, 1, "the trailers made it a failure");
     assert_eq!(handle.snapshot().successes, 0);
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
 
     // The second one (INTERNAL) opens the breaker ...
     let stream = count(client.clone(), Code::Internal).await.unwrap();
     assert_eq!(read_to_end(stream).await, (vec![1, 2], Code::Internal));
     assert_eq!(handle.snapshot().failures, 2);
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
 
     // ... and the third call is refused without reaching the server.
     let status = count(client.clone(), Code::Ok).await.unwrap_err();
@@ -190,7 +190,7 @@ async fn a_stream_ending_ok_is_a_success_and_a_dropped_one_is_ignored() {
     drop(stream);
     let s = handle.snapshot();
     assert_eq!((s.successes, s.failures, s.ignored), (1, 0, 1), "dropped: neither success nor failure");
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
 }
 
 #[tokio::test]
@@ -225,7 +225,7 @@ async fn the_adaptive_limit_holds_a_stream_to_its_end_and_counts_its_failure() {
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
-use palisade::core::find_rejection;
+use palisade::rejection::find_rejection;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
@@ -294,7 +294,7 @@ async fn a_half_open_trial_stream_holds_its_slot_to_its_end_and_gives_it_back_wh
     feed.send(Ok(Frame::data(Bytes::from_static(b"one")))).unwrap();
     feed.send(trailers(Code::Unavailable)).unwrap();
     assert!(drain(res.body_mut()).await);
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
 
     // After the wait, one trial stream: while it streams, its slot stays taken.
     tokio::time::advance(Duration::from_secs(10)).await;
@@ -314,7 +314,7 @@ async fn a_half_open_trial_stream_holds_its_slot_to_its_end_and_gives_it_back_wh
     let feed = feeds.recv().await.unwrap();
     feed.send(trailers(Code::Ok)).unwrap();
     assert!(drain(trial.body_mut()).await);
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]

@@ -9,15 +9,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use palisade::circuit_breaker::{CircuitBreakerLayer, State};
-use palisade::core::classify::HttpClassifier;
-use palisade::core::rejection::CircuitOpen;
+use palisade::circuit_breaker::{CircuitBreakerLayer, CircuitState};
+use palisade::classify::HttpClassifier;
+use palisade::rejection::CircuitOpen;
 use palisade::retry::{Backoff, Jitter, RetryLayer};
 use support::http::{client, serve, StatusScript};
 use tower::{ServiceBuilder, ServiceExt};
 
-fn authority(req: &Request<Full<Bytes>>) -> String {
-    req.uri().authority().map(ToString::to_string).unwrap_or_default()
+fn authority(req: &Request<Full<Bytes>>) -> Option<String> {
+    req.uri().authority().map(ToString::to_string)
 }
 
 #[tokio::test]
@@ -33,8 +33,9 @@ async fn retry_and_per_host_breaker_around_a_hyper_client() {
         .consecutive_failures(4)
         .wait_in_open(Duration::from_secs(60))
         .classifier(HttpClassifier::new())
+        .keyed(authority)
         .max_keys(16)
-        .build_keyed(authority)
+        .build()
         .unwrap();
     let hosts = breaker.handle();
     let retry = RetryLayer::builder()
@@ -66,18 +67,18 @@ async fn retry_and_per_host_breaker_around_a_hyper_client() {
     }
     assert_eq!(script_a.calls(), 4);
     assert_eq!(retries.snapshot().retries, 2);
-    assert_eq!(hosts.get(&addr_a.to_string()).unwrap().state(), State::Open);
+    assert_eq!(hosts.get(&addr_a.to_string()).unwrap().state(), CircuitState::Open);
 
     // A is now refused without reaching the server (and the open circuit is not retried
     // straight away: its hint is 60 s); B is untouched.
     let err = http.clone().oneshot(get(addr_a)).await.unwrap_err();
-    assert!(palisade::core::rejection::find::<CircuitOpen>(err.as_ref()).is_some(), "{err}");
+    assert!(palisade::rejection::find::<CircuitOpen>(err.as_ref()).is_some(), "{err}");
     assert_eq!(script_a.calls(), 4);
     let res = http.clone().oneshot(get(addr_b)).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "payload");
     assert_eq!(script_b.calls(), 1);
-    assert_eq!(hosts.get(&addr_b.to_string()).unwrap().state(), State::Closed);
+    assert_eq!(hosts.get(&addr_b.to_string()).unwrap().state(), CircuitState::Closed);
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! The error a breaker returns when it refuses a call.
+//! Every error the breaker returns.
 //!
 //! A rejected call never reaches the inner service; its response future resolves at once to
 //! a [`CircuitOpen`] boxed as [`BoxError`](palisade_core::BoxError), carrying the breaker's
@@ -12,6 +12,8 @@
 //! forced-open state it is the configured wait in open state and
 //! [`CircuitOpen::is_isolated`] is `true`. A keyed breaker's rejection carries the key
 //! ([`CircuitOpen::key`]); a keyed layer whose key set is full of keys that still matter
-//! refuses a new key with [`KeySetFull`].
+//! refuses a new key with [`KeySetFull`], and a request without a key (by default) with
+//! [`KeyMissing`]. A builder refuses invalid settings with [`ConfigError`].
 
-pub use palisade_core::rejection::{CircuitOpen, KeySetFull};
+pub use palisade_core::config::ConfigError;
+pub use palisade_core::rejection::{CircuitOpen, KeyMissing, KeySetFull};

@@ -9,14 +9,14 @@
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
-//! use palisade_circuit_breaker::{CircuitBreakerEvent, CircuitBreakerLayer, State};
+//! use palisade_circuit_breaker::{CircuitBreakerEvent, CircuitBreakerLayer, CircuitState};
 //!
 //! let opened = Arc::new(Mutex::new(Vec::new()));
 //! let seen = opened.clone();
 //! let layer = CircuitBreakerLayer::builder()
 //!     .consecutive_failures(3)
 //!     .on_event(move |e| {
-//!         if let CircuitBreakerEvent::StateTransition { to: State::Open, reason, .. } = e {
+//!         if let CircuitBreakerEvent::StateTransition { to: CircuitState::Open, reason, .. } = e {
 //!             seen.lock().unwrap().push(*reason);
 //!         }
 //!     })
@@ -32,7 +32,7 @@ use palisade_core::classify::Outcome;
 use palisade_core::event::{Event, FieldValue};
 use tracing::Level;
 
-use crate::state::State;
+use crate::state::CircuitState;
 
 /// Something a breaker did.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,9 +41,9 @@ pub enum CircuitBreakerEvent {
     /// The breaker changed state.
     StateTransition {
         /// The state before.
-        from: State,
+        from: CircuitState,
         /// The state after.
-        to: State,
+        to: CircuitState,
         /// Why.
         reason: TransitionReason,
         /// For a keyed breaker, its key (`Debug`-formatted), so that logs and listeners
@@ -152,7 +152,7 @@ impl Event for CircuitBreakerEvent {
 
     fn level(&self) -> Level {
         match self {
-            Self::StateTransition { to: State::Open | State::ForcedOpen, .. }
+            Self::StateTransition { to: CircuitState::Open | CircuitState::ForcedOpen, .. }
             | Self::FailureRateExceeded { .. }
             | Self::SlowCallRateExceeded { .. } => Level::WARN,
             Self::StateTransition { .. } | Self::Reset { .. } => Level::INFO,

@@ -9,7 +9,7 @@ use palisade_core::classify::Classify;
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
 
-use crate::state::CallGuard;
+use crate::breaker::CallGuard;
 
 pin_project! {
     /// The response of a call through a breaker: the inner call, recorded when it ends, or

@@ -1,13 +1,66 @@
-//! Handles: read a breaker's state and metrics, set manual states, subscribe to events.
+//! [`CircuitBreakerHandle`] and [`CircuitBreakerSnapshot`] (and their keyed forms): read a
+//! breaker's state and metrics, set manual states, listen to events.
 
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::time::Duration;
 
-use palisade_core::keyed::KeyedMap;
+use palisade_core::__private::KeyedMap;
 
+use crate::breaker::{Breaker, CoreAccess, LayerShared};
 use crate::event::{guarded, CircuitBreakerEvent, TransitionReason};
-use crate::state::{Breaker, CoreAccess, LayerShared, Snapshot, State};
+use crate::state::CircuitState;
+
+/// A point-in-time view of one breaker, from its handle.
+///
+/// While half-open, the window fields show the trials of this half-open period (as
+/// Resilience4j, whose metrics start afresh on entering half-open): `window_calls` are the
+/// trials that ended, `window_failures` the failed or slow ones.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct CircuitBreakerSnapshot {
+    /// The current state.
+    pub state: CircuitState,
+    /// Failures / calls in the window, once it holds the minimum number of calls (half-open:
+    /// failed / ended trials, once one ended).
+    pub failure_rate: Option<f64>,
+    /// Slow calls / calls in the window, once it holds the minimum number of calls (and
+    /// slow calls are detected). Not kept apart while half-open (a slow trial is a failed
+    /// one).
+    pub slow_call_rate: Option<f64>,
+    /// Calls in the window (0 without a window: consecutive mode).
+    pub window_calls: u64,
+    /// Failed calls in the window.
+    pub window_failures: u64,
+    /// Slow calls in the window.
+    pub window_slow_calls: u64,
+    /// Failures in a row (consecutive mode).
+    pub consecutive_failures: u64,
+    /// Successful calls since the breaker was built.
+    pub successes: u64,
+    /// Failed calls since the breaker was built.
+    pub failures: u64,
+    /// Slow calls since the breaker was built.
+    pub slow_calls: u64,
+    /// Calls classified as neither success nor failure, or dropped before they ended.
+    pub ignored: u64,
+    /// Calls rejected by the breaker since it was built.
+    pub rejected: u64,
+    /// Calls rejected since the breaker entered its current state (Resilience4j's
+    /// `numberOfNotPermittedCalls`, which starts over with each state).
+    pub rejected_in_state: u64,
+    /// Times the breaker opened (automatically, not by hand).
+    pub times_opened: u64,
+    /// When open: time until trial calls are let through.
+    pub retry_after: Option<Duration>,
+    /// When half-open: trial calls in flight.
+    pub trials_in_flight: u16,
+    /// When half-open: trial calls that succeeded.
+    pub trial_successes: u16,
+    /// When half-open: trial calls that failed.
+    pub trial_failures: u16,
+}
 
 /// Reads and steers one breaker; from [`CircuitBreakerLayer::handle`](crate::CircuitBreakerLayer::handle)
 /// or [`KeyedCircuitBreakerHandle::get`].
@@ -28,7 +81,7 @@ use crate::state::{Breaker, CoreAccess, LayerShared, Snapshot, State};
 /// | [`reset`](Self::reset) | pass | yes, in a fresh window | yes; the exponential wait starts over |
 ///
 /// Setting the state the breaker is already in does nothing and publishes no event
-/// (Resilience4j publishes none either). Counters in the [`Snapshot`] only ever grow (they
+/// (Resilience4j publishes none either). Counters in the [`CircuitBreakerSnapshot`] only ever grow (they
 /// are exported as metrics counters), except `rejected_in_state`.
 #[derive(Clone)]
 pub struct CircuitBreakerHandle {
@@ -56,19 +109,19 @@ impl CircuitBreakerHandle {
 
     /// The current state. An open breaker whose wait is over still reads `Open` until the
     /// next call moves it to half-open.
-    pub fn state(&self) -> State {
+    pub fn state(&self) -> CircuitState {
         self.breaker.core().state()
     }
 
-    /// State, window rates and counters, read without locking (the window's aggregate is
+    /// CircuitState, window rates and counters, read without locking (the window's aggregate is
     /// kept up to date by every call; reading it is O(1)).
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self) -> CircuitBreakerSnapshot {
         self.breaker.core().snapshot()
     }
 
     /// Rejects every call until another manual state is set.
     pub fn force_open(&self) {
-        self.breaker.core().transition(None, State::ForcedOpen, TransitionReason::Manual);
+        self.breaker.core().transition(None, CircuitState::ForcedOpen, TransitionReason::Manual);
     }
 
     /// Opens the breaker now for `duration` (saturating: `Duration::MAX` is about 30 years),
@@ -87,18 +140,18 @@ impl CircuitBreakerHandle {
     /// Closes the breaker now with a fresh window and the first open wait (the exponential
     /// wait starts over, as in Resilience4j and Polly); it may open again by itself.
     pub fn force_closed(&self) {
-        self.breaker.core().transition(None, State::Closed, TransitionReason::Manual);
+        self.breaker.core().transition(None, CircuitState::Closed, TransitionReason::Manual);
     }
 
     /// Lets every call through and records nothing, until another manual state is set.
     pub fn disable(&self) {
-        self.breaker.core().transition(None, State::Disabled, TransitionReason::Manual);
+        self.breaker.core().transition(None, CircuitState::Disabled, TransitionReason::Manual);
     }
 
     /// Lets every call through and records results (rates stay visible) without ever
     /// opening, until another manual state is set.
     pub fn metrics_only(&self) {
-        self.breaker.core().transition(None, State::MetricsOnly, TransitionReason::Manual);
+        self.breaker.core().transition(None, CircuitState::MetricsOnly, TransitionReason::Manual);
     }
 
     /// Back to the initial state (closed, unless configured otherwise), empty window, first
@@ -110,7 +163,7 @@ impl CircuitBreakerHandle {
 
     /// Calls `f` with every event of this breaker's layer from now on. A listener that
     /// panics is caught and logged.
-    pub fn subscribe<F>(&self, f: F)
+    pub fn on_event<F>(&self, f: F)
     where
         F: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
     {
@@ -122,7 +175,7 @@ impl CircuitBreakerHandle {
 pub(crate) trait KeyedAccess<K>: Send + Sync {
     fn get(&self, key: &K) -> Option<Arc<dyn CoreAccess>>;
     fn keys(&self) -> Vec<K>;
-    fn snapshots(&self) -> Vec<(K, Snapshot)>;
+    fn snapshots(&self) -> Vec<(K, CircuitBreakerSnapshot)>;
     fn len(&self) -> usize;
     fn capacity(&self) -> usize;
     fn evictions(&self) -> u64;
@@ -147,7 +200,7 @@ where
         keys
     }
 
-    fn snapshots(&self) -> Vec<(K, Snapshot)> {
+    fn snapshots(&self) -> Vec<(K, CircuitBreakerSnapshot)> {
         let mut all = Vec::new();
         self.for_each(|k, b| all.push((k.clone(), b.core.snapshot())));
         all
@@ -190,11 +243,12 @@ where
 pub struct KeyedCircuitBreakerHandle<K> {
     map: Arc<dyn KeyedAccess<K>>,
     shared: Arc<LayerShared>,
+    unkeyed: Option<Arc<dyn CoreAccess>>,
 }
 
 impl<K> Clone for KeyedCircuitBreakerHandle<K> {
     fn clone(&self) -> Self {
-        Self { map: self.map.clone(), shared: self.shared.clone() }
+        Self { map: self.map.clone(), shared: self.shared.clone(), unkeyed: self.unkeyed.clone() }
     }
 }
 
@@ -204,13 +258,24 @@ impl<K> fmt::Debug for KeyedCircuitBreakerHandle<K> {
             .field("name", &self.shared.events.name())
             .field("keys", &self.map.len())
             .field("capacity", &self.map.capacity())
+            .field("unkeyed", &self.unkeyed.is_some())
             .finish()
     }
 }
 
 impl<K> KeyedCircuitBreakerHandle<K> {
-    pub(crate) fn new(map: Arc<dyn KeyedAccess<K>>, shared: Arc<LayerShared>) -> Self {
-        Self { map, shared }
+    pub(crate) fn new(
+        map: Arc<dyn KeyedAccess<K>>,
+        shared: Arc<LayerShared>,
+        unkeyed: Option<Arc<dyn CoreAccess>>,
+    ) -> Self {
+        Self { map, shared, unkeyed }
+    }
+
+    /// The breaker of the requests without a key, when the layer puts them under one
+    /// ([`Unkeyed::Shared`](palisade_core::keyed::Unkeyed::Shared)).
+    pub fn unkeyed(&self) -> Option<CircuitBreakerHandle> {
+        self.unkeyed.clone().map(CircuitBreakerHandle::new)
     }
 
     /// The breaker of `key`, if a call created it and it was not evicted since.
@@ -224,7 +289,7 @@ impl<K> KeyedCircuitBreakerHandle<K> {
     }
 
     /// Every key held now with its breaker's snapshot (e.g. to list the open hosts).
-    pub fn snapshots(&self) -> Vec<(K, Snapshot)> {
+    pub fn snapshots(&self) -> Vec<(K, CircuitBreakerSnapshot)> {
         self.map.snapshots()
     }
 
@@ -272,7 +337,7 @@ impl<K> KeyedCircuitBreakerHandle<K> {
 
     /// Calls `f` with every event of every key's breaker from now on. A listener that
     /// panics is caught and logged.
-    pub fn subscribe<F>(&self, f: F)
+    pub fn on_event<F>(&self, f: F)
     where
         F: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
     {

@@ -1,17 +1,20 @@
+//! [`CircuitBreakerLayer`] and [`KeyedCircuitBreakerLayer`].
+
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 
+use palisade_core::__private::KeyedMap;
 use palisade_core::classify::DefaultClassifier;
-use palisade_core::keyed::KeyedMap;
-use palisade_core::rejection::KeySetFull;
-use tokio::time::Instant;
+use palisade_core::keyed::Unkeyed;
 use tower_layer::Layer;
 
-use crate::config::{CircuitBreakerLayerBuilder, Settings};
+use crate::breaker::{Breaker, LayerShared, Striped};
+use crate::builder::CircuitBreakerBuilder;
 use crate::handle::{CircuitBreakerHandle, KeyedCircuitBreakerHandle};
+use crate::keyed::KeyedShared;
 use crate::service::{CircuitBreaker, KeyedCircuitBreaker};
-use crate::state::{Breaker, LayerShared, Striped};
+use crate::settings::Settings;
 
 /// Wraps services in a circuit breaker; see the [crate docs](crate).
 ///
@@ -37,9 +40,36 @@ impl<C> fmt::Debug for CircuitBreakerLayer<C> {
 }
 
 impl CircuitBreakerLayer {
-    /// A builder with Resilience4j-like defaults (see [`CircuitBreakerLayerBuilder`]).
-    pub fn builder() -> CircuitBreakerLayerBuilder {
-        CircuitBreakerLayerBuilder::new()
+    /// A breaker with Resilience4j's defaults (see [`CircuitBreakerConfig`](crate::CircuitBreakerConfig)): opens when
+    /// half of the last 100 calls failed, stays open 60 s, then lets 10 trials through.
+    /// Infallible: the defaults are valid.
+    ///
+    /// ```
+    /// use palisade_circuit_breaker::{CircuitBreakerLayer, CircuitState};
+    ///
+    /// let breaker = CircuitBreakerLayer::new();
+    /// assert_eq!(breaker.handle().state(), CircuitState::Closed);
+    /// ```
+    pub fn new() -> Self {
+        // `CircuitBreakerConfig::default()` validated (a test keeps the two equal).
+        let settings = Settings::defaults();
+        let shared = Arc::new(LayerShared::new(
+            &settings.name,
+            palisade_core::event::EventBus::new(crate::config::PATTERN, settings.name.clone()),
+        ));
+        Self::from_breaker(Arc::new(Breaker::new(Arc::new(settings), shared, None, DefaultClassifier)))
+    }
+
+    /// A builder, starting from the defaults of [`CircuitBreakerConfig`](crate::CircuitBreakerConfig).
+    pub fn builder() -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::default()
+    }
+}
+
+impl Default for CircuitBreakerLayer {
+    /// As [`CircuitBreakerLayer::new`].
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -69,79 +99,8 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
     }
 }
 
-// === impl KeyedCircuitBreakerLayer ===
-
-/// Takes the key of a request, for a keyed breaker (the host, the tenant, the channel).
-///
-/// Closures `Fn(&Req) -> K` are key extractors; implement it on a named type to be able to
-/// write down the type of a keyed layer or service (to store it in a struct), see
-/// [`build_keyed_with`](crate::CircuitBreakerLayerBuilder::build_keyed_with).
-pub trait KeyExtractor<Req> {
-    /// The key: one breaker per distinct key.
-    type Key: Hash + Eq + Clone + fmt::Debug;
-
-    /// The key of `req`.
-    fn key(&self, req: &Req) -> Self::Key;
-}
-
-impl<Req, K, F> KeyExtractor<Req> for F
-where
-    F: Fn(&Req) -> K,
-    K: Hash + Eq + Clone + fmt::Debug,
-{
-    type Key = K;
-
-    #[inline]
-    fn key(&self, req: &Req) -> K {
-        self(req)
-    }
-}
-
-/// The text a key is shown as in rejections and events: its `Debug` form, without the
-/// quotes of a string.
-fn key_text<K: fmt::Debug>(key: &K) -> Arc<str> {
-    let text = format!("{key:?}");
-    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        Some(inner) if !inner.contains('"') => Arc::from(inner),
-        _ => Arc::from(text),
-    }
-}
-
-pub(crate) struct KeyedShared<C, F, K> {
-    settings: Arc<Settings>,
-    layer: Arc<LayerShared>,
-    map: Arc<KeyedMap<K, Breaker<Arc<C>>>>,
-    classifier: Arc<C>,
-    key_fn: F,
-}
-
-impl<C, F, K: Hash + Eq + Clone + fmt::Debug> KeyedShared<C, F, K> {
-    /// The breaker of `key`, created on first use; `Err` when the key set is full of keys
-    /// that may not be forgotten.
-    pub(crate) fn breaker(&self, key: &K) -> Result<Arc<Breaker<Arc<C>>>, KeySetFull> {
-        if let Some(breaker) = self.map.get(key) {
-            return Ok(breaker);
-        }
-        self.map
-            .get_or_insert_with(key, Instant::now(), || {
-                Breaker::new(
-                    self.settings.clone(),
-                    self.layer.clone(),
-                    Some(key_text(key)),
-                    self.classifier.clone(),
-                )
-            })
-            .map_err(|full| KeySetFull::new(self.settings.name.clone(), full.capacity()))
-    }
-
-    pub(crate) fn key_fn(&self) -> &F {
-        &self.key_fn
-    }
-}
-
 /// Wraps services in one circuit breaker per key derived from each request (per host, per
-/// tenant, per channel); built with
-/// [`CircuitBreakerLayerBuilder::build_keyed`].
+/// tenant, per channel); built with [`CircuitBreakerBuilder::keyed`].
 ///
 /// Breakers are created on a key's first call and share the layer's settings, classifier
 /// and listeners; their transition events and their [`CircuitOpen`](crate::error::CircuitOpen)
@@ -152,7 +111,7 @@ impl<C, F, K: Hash + Eq + Clone + fmt::Debug> KeyedShared<C, F, K> {
 ///
 /// # Bounded keys
 ///
-/// At most [`max_keys`](CircuitBreakerLayerBuilder::max_keys) are held, so keys taken from
+/// At most [`max_keys`](crate::KeyedCircuitBreakerBuilder::max_keys) are held, so keys taken from
 /// requests cannot grow memory without bound. A key's breaker is forgotten (when room is
 /// needed, or on [`sweep`](crate::KeyedCircuitBreakerHandle::sweep)) only when that is
 /// indistinguishable from a fresh key:
@@ -170,21 +129,29 @@ impl<C, F, K: Hash + Eq + Clone + fmt::Debug> KeyedShared<C, F, K> {
 /// with [`KeySetFull`] (an `Overloaded` rejection, 503) and nothing is reset. Metrics
 /// counters of a forgotten breaker are gone with it.
 ///
+/// # Requests without a key
+///
+/// A request whose key function gives `None` is refused with
+/// [`KeyMissing`](crate::error::KeyMissing) (the default), let through with no breaker, or
+/// put under one breaker shared by all such requests, as
+/// [`when_unkeyed`](crate::KeyedCircuitBreakerBuilder::when_unkeyed) says; the first one logs
+/// a warning, once per layer.
+///
 /// # Clone
 ///
 /// Every service this layer wraps, their clones and the layer's clones share one set of
 /// breakers.
-pub struct KeyedCircuitBreakerLayer<C, F, K> {
-    shared: Arc<KeyedShared<C, F, K>>,
+pub struct KeyedCircuitBreakerLayer<C, K, F> {
+    shared: Arc<KeyedShared<C, K, F>>,
 }
 
-impl<C, F, K> Clone for KeyedCircuitBreakerLayer<C, F, K> {
+impl<C, K, F> Clone for KeyedCircuitBreakerLayer<C, K, F> {
     fn clone(&self) -> Self {
         Self { shared: self.shared.clone() }
     }
 }
 
-impl<C, F, K> fmt::Debug for KeyedCircuitBreakerLayer<C, F, K> {
+impl<C, K, F> fmt::Debug for KeyedCircuitBreakerLayer<C, K, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedCircuitBreakerLayer")
             .field("name", &self.shared.settings.name)
@@ -193,18 +160,19 @@ impl<C, F, K> fmt::Debug for KeyedCircuitBreakerLayer<C, F, K> {
     }
 }
 
-impl<C, F, K> KeyedCircuitBreakerLayer<C, F, K> {
+impl<C, K, F> KeyedCircuitBreakerLayer<C, K, F> {
     pub(crate) fn new(
         settings: Arc<Settings>,
         layer: Arc<LayerShared>,
         map: KeyedMap<K, Breaker<Arc<C>>>,
         classifier: Arc<C>,
         key_fn: F,
+        when_unkeyed: Unkeyed,
     ) -> Self {
-        Self { shared: Arc::new(KeyedShared { settings, layer, map: Arc::new(map), classifier, key_fn }) }
+        Self { shared: Arc::new(KeyedShared::new(settings, layer, map, classifier, key_fn, when_unkeyed)) }
     }
 
-    pub(crate) fn shared(&self) -> &Arc<KeyedShared<C, F, K>> {
+    pub(crate) fn shared(&self) -> &Arc<KeyedShared<C, K, F>> {
         &self.shared
     }
 
@@ -214,12 +182,16 @@ impl<C, F, K> KeyedCircuitBreakerLayer<C, F, K> {
         K: Hash + Eq + Clone + Send + Sync + 'static,
         C: Send + Sync + 'static,
     {
-        KeyedCircuitBreakerHandle::new(self.shared.map.clone(), self.shared.layer.clone())
+        KeyedCircuitBreakerHandle::new(
+            self.shared.map.clone(),
+            self.shared.layer.clone(),
+            self.shared.unkeyed.clone().map(|b| b as Arc<dyn crate::breaker::CoreAccess>),
+        )
     }
 }
 
-impl<S, C, F, K> Layer<S> for KeyedCircuitBreakerLayer<C, F, K> {
-    type Service = KeyedCircuitBreaker<S, C, F, K>;
+impl<S, C, K, F> Layer<S> for KeyedCircuitBreakerLayer<C, K, F> {
+    type Service = KeyedCircuitBreaker<S, C, K, F>;
 
     fn layer(&self, inner: S) -> Self::Service {
         KeyedCircuitBreaker::new(inner, self)

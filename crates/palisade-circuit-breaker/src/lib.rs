@@ -9,9 +9,12 @@
 //!
 //! # Example
 //!
+//! [`CircuitBreakerLayer::new()`] is a breaker with Resilience4j's defaults; the
+//! [builder](CircuitBreakerLayer::builder) sets anything else:
+//!
 //! ```
 //! use std::time::Duration;
-//! use palisade_circuit_breaker::{CircuitBreakerLayer, State};
+//! use palisade_circuit_breaker::{CircuitBreakerLayer, CircuitState};
 //! use palisade_circuit_breaker::error::CircuitOpen;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
@@ -31,7 +34,7 @@
 //! for _ in 0..3 {
 //!     assert!(svc.clone().oneshot(()).await.is_err()); // three failures ...
 //! }
-//! assert_eq!(handle.state(), State::Open); // ... open the breaker
+//! assert_eq!(handle.state(), CircuitState::Open); // ... open the breaker
 //! let err = svc.clone().oneshot(()).await.unwrap_err();
 //! let open = err.downcast_ref::<CircuitOpen>().expect("rejected by the breaker");
 //! assert!(open.retry_after() <= Duration::from_secs(10));
@@ -40,21 +43,22 @@
 //!
 //! # When it opens
 //!
-//! One mode per breaker, picked on the [builder](CircuitBreakerLayerBuilder):
+//! One mode per breaker, picked on the [builder](CircuitBreakerBuilder) (every option, its
+//! default and its bounds: [`CircuitBreakerConfig`], also the form read from a config file):
 //!
-//! - [`consecutive_failures(n)`](CircuitBreakerLayerBuilder::consecutive_failures): `n`
+//! - [`consecutive_failures(n)`](CircuitBreakerBuilder::consecutive_failures): `n`
 //!   failures in a row. Cheapest: one atomic counter.
-//! - [`failure_count(n, within)`](CircuitBreakerLayerBuilder::failure_count): `n` failures
+//! - [`failure_count(n, within)`](CircuitBreakerBuilder::failure_count): `n` failures
 //!   within a time window, whatever the number of successes ("5 failures per minute").
-//! - [`failure_rate(r)`](CircuitBreakerLayerBuilder::failure_rate) (the default, 50 %):
-//!   failures / calls reaches `r` over a sliding window, [count-based](CircuitBreakerLayerBuilder::count_window)
-//!   (last N calls, default 100) or [time-based](CircuitBreakerLayerBuilder::time_window)
-//!   (last N seconds, in buckets), once it holds [`minimum_calls`](CircuitBreakerLayerBuilder::minimum_calls).
+//! - [`failure_rate(r)`](CircuitBreakerBuilder::failure_rate) (the default, 50 %):
+//!   failures / calls reaches `r` over a sliding window, [count-based](CircuitBreakerBuilder::count_window)
+//!   (last N calls, default 100) or [time-based](CircuitBreakerBuilder::time_window)
+//!   (last N seconds, in buckets), once it holds [`minimum_calls`](CircuitBreakerBuilder::minimum_calls).
 //!
-//! In any mode, [slow calls](CircuitBreakerLayerBuilder::slow_calls) open it too when their
+//! In any mode, [slow calls](CircuitBreakerBuilder::slow_calls) open it too when their
 //! rate in the window reaches a threshold, even if they succeeded; and, optionally, a failed
 //! call carrying a server hint (503 + `Retry-After`, gRPC pushback) [opens it for that
-//! long](CircuitBreakerLayerBuilder::open_on_retry_after).
+//! long](CircuitBreakerBuilder::open_on_retry_after).
 //!
 //! A count window keeps a running total, so judging it costs one atomic read; a time window
 //! sums its buckets (and stripes) when a call may change a decision.
@@ -73,24 +77,24 @@
 //! # Open, half-open, closed
 //!
 //! Open, every call is rejected with the time left until the breaker tries again. The wait
-//! is [fixed](CircuitBreakerLayerBuilder::wait_in_open) or [grows
-//! exponentially](CircuitBreakerLayerBuilder::exponential_wait_in_open) with each re-open,
+//! is [fixed](CircuitBreakerBuilder::wait_in_open) or [grows
+//! exponentially](CircuitBreakerBuilder::exponential_wait_in_open) with each re-open,
 //! starting over once the breaker closes (by itself or by hand, as Resilience4j and Polly).
 //! There is no timer task by default: the first call after the wait moves the breaker to
-//! half-open, so an idle breaker costs nothing; [`automatic_transition_to_half_open`](CircuitBreakerLayerBuilder::automatic_transition_to_half_open)
+//! half-open, so an idle breaker costs nothing; [`automatic_transition_to_half_open`](CircuitBreakerBuilder::automatic_transition_to_half_open)
 //! moves it on a timer instead (for dashboards).
 //!
-//! Half-open, [`half_open_trials`](CircuitBreakerLayerBuilder::half_open_trials) calls are
+//! Half-open, [`half_open_trials`](CircuitBreakerBuilder::half_open_trials) calls are
 //! let through and the rest rejected, with a positive `retry_after` (never a
 //! `Retry-After: 0` that would invite a stampede). Each trial holds a slot that its response
 //! future gives back if it is dropped or panics, so half-open cannot admit more trials than
 //! configured. Enough successes close the breaker; a failure re-opens it (or, with
-//! [`half_open_failure_ratio`](CircuitBreakerLayerBuilder::half_open_failure_ratio), a ratio
-//! of failed trials); [`wait_for_all_trials`](CircuitBreakerLayerBuilder::wait_for_all_trials)
+//! [`half_open_failure_ratio`](CircuitBreakerBuilder::half_open_failure_ratio), a ratio
+//! of failed trials); [`wait_for_all_trials`](CircuitBreakerBuilder::wait_for_all_trials)
 //! judges only once every trial ended, as Resilience4j.
 //!
 //! A trial that never ends cannot pin the breaker half-open: after
-//! [`max_wait_in_half_open`](CircuitBreakerLayerBuilder::max_wait_in_half_open) (60 s by
+//! [`max_wait_in_half_open`](CircuitBreakerBuilder::max_wait_in_half_open) (60 s by
 //! default) it re-opens and tries again after the next wait. **Put the timeout inside the
 //! breaker** (`ServiceBuilder::new().layer(breaker).timeout(d)`), so that a hung call fails,
 //! counts as a failure and frees its trial slot at once; a timeout outside the breaker
@@ -110,26 +114,29 @@
 //!
 //! The breaker lives in the layer: every service the layer wraps and all their clones (axum
 //! clones a service per request) share it. A [`CircuitBreakerHandle`] reads its state and
-//! [`Snapshot`] (rates, counters, rejections in the current state) and sets manual states
+//! [`CircuitBreakerSnapshot`] (rates, counters, rejections in the current state) and sets manual states
 //! (forced open — rejections then say [`is_isolated`](error::CircuitOpen::is_isolated) —,
 //! open for a time, forced closed, disabled, metrics only, reset); the
-//! [initial state](CircuitBreakerLayerBuilder::initial_state) is part of the config.
+//! [initial state](CircuitBreakerBuilder::initial_state) is part of the config.
 //!
 //! # Keyed breakers
 //!
-//! [`build_keyed`](CircuitBreakerLayerBuilder::build_keyed) gives one breaker per key taken
-//! from the request: per host, per tenant, per notification channel. A breaker is created
-//! on its key's first call; at most [`max_keys`](CircuitBreakerLayerBuilder::max_keys) are
-//! held, and a key is forgotten only when that is indistinguishable from a fresh key (see
+//! [`keyed(key_fn)`](CircuitBreakerBuilder::keyed) gives one breaker per key taken from
+//! the request (`key_fn: Fn(&Req) -> Option<K>`): per host, per tenant, per notification
+//! channel. A breaker is created on its key's first call; at most
+//! [`max_keys`](KeyedCircuitBreakerBuilder::max_keys) (default 100 000) are held, and a key
+//! is forgotten only when that is indistinguishable from a fresh key (see
 //! [`KeyedCircuitBreakerLayer`]), so request data can neither grow memory nor reset an open
-//! breaker. A rejection names the key ([`CircuitOpen::key`](error::CircuitOpen::key)); a
-//! named [`KeyExtractor`] makes the layer's type nameable. Here, one breaker per host around
-//! an HTTP client, where 5xx responses fail and 4xx do not:
+//! breaker. A request without a key is refused with [`KeyMissing`] by default, or let
+//! through, or put under one shared breaker ([`when_unkeyed`](KeyedCircuitBreakerBuilder::when_unkeyed)).
+//! A rejection names the key ([`CircuitOpen::key`](error::CircuitOpen::key)); a named
+//! [`KeyExtractor`] makes the layer's type nameable. Here, one breaker per host around an
+//! HTTP client, where 5xx responses fail and 4xx do not:
 //!
 //! ```
 //! use std::time::Duration;
 //! use http::{Request, Response, StatusCode};
-//! use palisade_circuit_breaker::{CircuitBreakerLayer, State};
+//! use palisade_circuit_breaker::{CircuitBreakerLayer, CircuitState};
 //! use palisade_core::classify::HttpClassifier;
 //! use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
 //!
@@ -149,8 +156,9 @@
 //!     .consecutive_failures(2)
 //!     .wait_in_open(Duration::from_secs(30))
 //!     .classifier(HttpClassifier::new())
+//!     .keyed(|req: &Request<String>| req.uri().host().map(str::to_owned))
 //!     .max_keys(1_000)
-//!     .build_keyed(|req: &Request<String>| req.uri().host().unwrap_or_default().to_owned())?;
+//!     .build()?;
 //! let hosts = per_host.handle();
 //! let client = ServiceBuilder::new().layer(per_host).service(client);
 //!
@@ -162,8 +170,8 @@
 //!     assert_eq!(res.status(), StatusCode::NOT_FOUND); // 4xx: not the server's fault
 //! }
 //! // a.example is cut off; b.example is not.
-//! assert_eq!(hosts.get(&"a.example".to_owned()).unwrap().state(), State::Open);
-//! assert_eq!(hosts.get(&"b.example".to_owned()).unwrap().state(), State::Closed);
+//! assert_eq!(hosts.get(&"a.example".to_owned()).unwrap().state(), CircuitState::Open);
+//! assert_eq!(hosts.get(&"b.example".to_owned()).unwrap().state(), CircuitState::Closed);
 //! assert!(client.clone().oneshot(get("http://a.example/")).await.is_err());
 //! assert!(client.clone().oneshot(get("http://b.example/")).await.is_ok());
 //! # Ok(()) }
@@ -218,7 +226,7 @@
 //! "transition" to the state the breaker is already in. A listener that panics is caught
 //! and logged. With the `metrics` feature, the
 //! counters (`palisade_circuit_breaker_{successes,failures,slow_calls,ignored,rejected,opened}_total`),
-//! the state gauge `palisade_circuit_breaker_state` ([`State::code`]) and the gauge
+//! the state gauge `palisade_circuit_breaker_state` ([`CircuitState::code`]) and the gauge
 //! `palisade_circuit_breaker_open_breakers` (rejecting breakers of a layer, useful for keyed
 //! ones) are exported with the label `name`.
 //!
@@ -233,21 +241,24 @@
 //! number of calls is not judged (it cannot open the breaker); failures and slow calls are.
 //! No lock, no allocation; only transitions take a lock. Durations are only measured when
 //! slow calls are detected or when [asked
-//! for](CircuitBreakerLayerBuilder::measure_call_duration); a time window reads the clock
+//! for](CircuitBreakerBuilder::measure_call_duration); a time window reads the clock
 //! once per call, when it ends — most of its overhead with tokio's clock, a few
 //! nanoseconds with [`Clock::quanta`](Clock) (feature `quanta`).
 //!
 //! Minimum supported Rust version: 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod clock;
+mod breaker;
+mod builder;
 mod config;
 pub mod error;
 pub mod event;
 pub mod future;
 mod handle;
+mod keyed;
 mod layer;
 mod service;
+mod settings;
 mod state;
 mod sync;
 mod window;
@@ -256,13 +267,17 @@ mod window;
 #[doc(hidden)]
 pub mod loom;
 
-pub use clock::Clock;
-#[cfg(feature = "serde")]
-#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use builder::{CircuitBreakerBuilder, KeyedCircuitBreakerBuilder};
 pub use config::CircuitBreakerConfig;
-pub use config::CircuitBreakerLayerBuilder;
+pub use error::{CircuitOpen, ConfigError, KeyMissing, KeySetFull};
 pub use event::{CircuitBreakerEvent, TransitionReason};
-pub use handle::{CircuitBreakerHandle, KeyedCircuitBreakerHandle};
-pub use layer::{CircuitBreakerLayer, KeyExtractor, KeyedCircuitBreakerLayer};
+pub use handle::{CircuitBreakerHandle, CircuitBreakerSnapshot, KeyedCircuitBreakerHandle};
+pub use keyed::KeyExtractor;
+pub use layer::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
+/// Where a breaker reads the time: tokio's clock (default, controlled by a paused test
+/// clock) or, with the `quanta` feature, the CPU's time-stamp counter.
+pub use palisade_core::clock::Clock;
+/// What a keyed layer does with a request without a key.
+pub use palisade_core::keyed::Unkeyed;
 pub use service::{CircuitBreaker, KeyedCircuitBreaker};
-pub use state::{Snapshot, State};
+pub use state::CircuitState;

@@ -1,3 +1,5 @@
+//! [`CircuitBreaker`] and [`KeyedCircuitBreaker`]: the services.
+
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -8,9 +10,10 @@ use palisade_core::rejection::CircuitOpen;
 use palisade_core::BoxError;
 use tower_service::Service;
 
+use crate::breaker::{Admission, Breaker, CallGuard, Holder, Striped};
 use crate::future::ResponseFuture;
-use crate::layer::{CircuitBreakerLayer, KeyExtractor, KeyedCircuitBreakerLayer, KeyedShared};
-use crate::state::{Admission, Breaker, CallGuard, Holder, Striped};
+use crate::keyed::{KeyExtractor, KeyedShared, Route};
+use crate::layer::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
 
 /// Admits `req` through `breaker` and calls `inner`, or answers with a rejection without
 /// calling it.
@@ -123,26 +126,26 @@ where
 /// # Clone
 ///
 /// Clones share the set of breakers (it lives in the layer).
-pub struct KeyedCircuitBreaker<S, C, F, K> {
+pub struct KeyedCircuitBreaker<S, C, K, F> {
     inner: S,
-    shared: Arc<KeyedShared<C, F, K>>,
+    shared: Arc<KeyedShared<C, K, F>>,
 }
 
-impl<S: Clone, C, F, K> Clone for KeyedCircuitBreaker<S, C, F, K> {
+impl<S: Clone, C, K, F> Clone for KeyedCircuitBreaker<S, C, K, F> {
     fn clone(&self) -> Self {
         Self { inner: self.inner.clone(), shared: self.shared.clone() }
     }
 }
 
-impl<S: fmt::Debug, C, F, K> fmt::Debug for KeyedCircuitBreaker<S, C, F, K> {
+impl<S: fmt::Debug, C, K, F> fmt::Debug for KeyedCircuitBreaker<S, C, K, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedCircuitBreaker").field("inner", &self.inner).finish_non_exhaustive()
     }
 }
 
-impl<S, C, F, K> KeyedCircuitBreaker<S, C, F, K> {
+impl<S, C, K, F> KeyedCircuitBreaker<S, C, K, F> {
     /// Wraps `inner` in the breakers of `layer`.
-    pub fn new(inner: S, layer: &KeyedCircuitBreakerLayer<C, F, K>) -> Self {
+    pub fn new(inner: S, layer: &KeyedCircuitBreakerLayer<C, K, F>) -> Self {
         Self { inner, shared: layer.shared().clone() }
     }
 
@@ -162,7 +165,7 @@ impl<S, C, F, K> KeyedCircuitBreaker<S, C, F, K> {
     }
 }
 
-impl<S, C, F, K, Req> Service<Req> for KeyedCircuitBreaker<S, C, F, K>
+impl<S, C, K, F, Req> Service<Req> for KeyedCircuitBreaker<S, C, K, F>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
@@ -180,10 +183,12 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let key = self.shared.key_fn().key(&req);
-        match self.shared.breaker(&key) {
-            Ok(breaker) => admit_and_call(&breaker, || Holder::Direct(breaker.clone()), &mut self.inner, req),
-            Err(full) => ResponseFuture::rejected(full.into()),
+        match self.shared.route(&req) {
+            Route::Breaker(breaker) => {
+                admit_and_call(&breaker, || Holder::Direct(breaker.clone()), &mut self.inner, req)
+            }
+            Route::Pass => ResponseFuture::called(self.inner.call(req), None),
+            Route::Refuse(error) => ResponseFuture::rejected(error),
         }
     }
 }

@@ -7,12 +7,15 @@ pub(crate) use loom::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 
 #[cfg(not(loom))]
+pub(crate) use palisade_core::sync::lock;
+#[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Mutex, MutexGuard};
+pub(crate) use std::sync::Mutex;
 
-/// Locks `m`, going on with the data if a panicking thread poisoned it (the data are plain
-/// counters that stay valid).
+/// Locks loom's mutex with palisade's one poisoning policy ([`palisade_core::sync::lock`]
+/// for std's): go on with the data.
+#[cfg(loom)]
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_circuit_breaker::{CircuitBreakerLayer, Clock, State};
+use palisade_circuit_breaker::{CircuitBreakerLayer, CircuitState, Clock};
 use support::{backend, send, FAIL, OK};
 use tower::Layer;
 
@@ -30,7 +30,7 @@ async fn a_time_window_on_a_quanta_clock_follows_that_clock() {
     assert_eq!(handle.snapshot().window_failures, 0);
     send(&svc, FAIL).await.unwrap_err();
     send(&svc, OK).await.unwrap();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
 }

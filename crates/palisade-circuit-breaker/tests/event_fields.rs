@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_circuit_breaker::{CircuitBreakerEvent, State, TransitionReason};
+use palisade_circuit_breaker::{CircuitBreakerEvent, CircuitState, TransitionReason};
 use palisade_core::classify::Outcome;
 use palisade_core::event::{Event, FieldValue};
 
@@ -17,8 +17,8 @@ fn fields(e: &CircuitBreakerEvent) -> Vec<(&'static str, FieldValue)> {
 #[test]
 fn a_transition_reports_from_to_reason_and_its_number() {
     let e = CircuitBreakerEvent::StateTransition {
-        from: State::Closed,
-        to: State::Open,
+        from: CircuitState::Closed,
+        to: CircuitState::Open,
         reason: TransitionReason::FailureRate { rate: 0.5 },
         key: Some(Arc::from("tenant-7")),
     };
@@ -33,8 +33,8 @@ fn a_transition_reports_from_to_reason_and_its_number() {
         ]
     );
     let e = CircuitBreakerEvent::StateTransition {
-        from: State::Open,
-        to: State::HalfOpen,
+        from: CircuitState::Open,
+        to: CircuitState::HalfOpen,
         reason: TransitionReason::RetryAfter { wait: Duration::from_millis(2500) },
         key: None,
     };

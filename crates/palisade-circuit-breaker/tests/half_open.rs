@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_circuit_breaker::{
-    CircuitBreakerEvent, CircuitBreakerLayer, CircuitBreakerLayerBuilder, State, TransitionReason,
+    CircuitBreakerBuilder, CircuitBreakerEvent, CircuitBreakerLayer, CircuitState, TransitionReason,
 };
 use palisade_core::BoxError;
 use support::{recorder, rejection};
@@ -50,7 +50,9 @@ where
     svc.clone().oneshot(d).await
 }
 
-fn transitions(events: &Mutex<Vec<CircuitBreakerEvent>>) -> Vec<(State, State, TransitionReason)> {
+fn transitions(
+    events: &Mutex<Vec<CircuitBreakerEvent>>,
+) -> Vec<(CircuitState, CircuitState, TransitionReason)> {
     events
         .lock()
         .unwrap()
@@ -62,7 +64,7 @@ fn transitions(events: &Mutex<Vec<CircuitBreakerEvent>>) -> Vec<(State, State, T
         .collect()
 }
 
-fn hung(builder: CircuitBreakerLayerBuilder) -> CircuitBreakerLayerBuilder {
+fn hung(builder: CircuitBreakerBuilder) -> CircuitBreakerBuilder {
     builder.consecutive_failures(1).wait_in_open(10 * SEC).half_open_trials(1)
 }
 
@@ -79,27 +81,31 @@ async fn a_trial_that_never_ends_does_not_pin_the_breaker_half_open() {
     advance(10 * SEC).await;
     std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
     let hung_trial = svc.call(Do::Hang); // holds the only trial slot, for ever
-    assert_eq!(handle.state(), State::HalfOpen);
+    assert_eq!(handle.state(), CircuitState::HalfOpen);
     assert!(rejection(&send(&svc, Do::Ok).await).is_some());
 
     advance(Duration::from_secs(3600)).await;
     send(&svc, Do::Ok).await.expect("an hour later, a new trial is let through");
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     assert_eq!(
         transitions(&events),
         vec![
-            (State::Closed, State::Open, TransitionReason::ConsecutiveFailures { failures: 1 }),
-            (State::Open, State::HalfOpen, TransitionReason::WaitElapsed),
+            (CircuitState::Closed, CircuitState::Open, TransitionReason::ConsecutiveFailures { failures: 1 }),
+            (CircuitState::Open, CircuitState::HalfOpen, TransitionReason::WaitElapsed),
             // 60 s (the default max wait in half-open) later: open again ...
-            (State::HalfOpen, State::Open, TransitionReason::HalfOpenTimedOut),
+            (CircuitState::HalfOpen, CircuitState::Open, TransitionReason::HalfOpenTimedOut),
             // ... and, the wait being long over, a new trial.
-            (State::Open, State::HalfOpen, TransitionReason::WaitElapsed),
-            (State::HalfOpen, State::Closed, TransitionReason::TrialsSucceeded { successes: 1 }),
+            (CircuitState::Open, CircuitState::HalfOpen, TransitionReason::WaitElapsed),
+            (
+                CircuitState::HalfOpen,
+                CircuitState::Closed,
+                TransitionReason::TrialsSucceeded { successes: 1 }
+            ),
         ]
     );
     // The hung trial belongs to a period that is over: dropping it changes nothing.
     drop(hung_trial);
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     assert_eq!(handle.snapshot().trials_in_flight, 0);
 }
 
@@ -118,10 +124,10 @@ async fn max_wait_in_half_open_reopens_for_the_next_wait_then_tries_again() {
     // At 15 s the half-open period times out: open from then, for the wait (10 s).
     let open = send(&svc, Do::Ok).await;
     assert_eq!(rejection(&open).unwrap().retry_after(), 10 * SEC);
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     advance(10 * SEC).await;
     send(&svc, Do::Ok).await.unwrap();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
 }
 
 /// With every trial slot taken, the hint is positive: the last open wait, or the time left
@@ -168,10 +174,10 @@ async fn setting_the_state_the_breaker_is_in_publishes_no_transition() {
     assert_eq!(
         t,
         vec![
-            (State::Closed, State::ForcedOpen),
-            (State::ForcedOpen, State::Disabled),
-            (State::Disabled, State::MetricsOnly),
-            (State::MetricsOnly, State::Closed),
+            (CircuitState::Closed, CircuitState::ForcedOpen),
+            (CircuitState::ForcedOpen, CircuitState::Disabled),
+            (CircuitState::Disabled, CircuitState::MetricsOnly),
+            (CircuitState::MetricsOnly, CircuitState::Closed),
         ]
     );
     let resets =
@@ -196,8 +202,8 @@ async fn wait_for_all_trials_judges_the_trials_as_resilience4j() {
             .unwrap()
     };
     for (trials, end) in [
-        ([Do::Fail, Do::Fail, Do::Ok, Do::Fail], State::Open),
-        ([Do::Fail, Do::Ok, Do::Ok, Do::Ok], State::Closed),
+        ([Do::Fail, Do::Fail, Do::Ok, Do::Fail], CircuitState::Open),
+        ([Do::Fail, Do::Ok, Do::Ok, Do::Ok], CircuitState::Closed),
     ] {
         let layer = r4j();
         let handle = layer.handle();
@@ -207,7 +213,7 @@ async fn wait_for_all_trials_judges_the_trials_as_resilience4j() {
         for (i, t) in trials.into_iter().enumerate() {
             let _ = send(&svc, t).await;
             if i < 3 {
-                assert_eq!(handle.state(), State::HalfOpen, "decided only after the 4th trial");
+                assert_eq!(handle.state(), CircuitState::HalfOpen, "decided only after the 4th trial");
             }
         }
         assert_eq!(handle.state(), end, "{trials:?}");
@@ -219,7 +225,7 @@ async fn wait_for_all_trials_judges_the_trials_as_resilience4j() {
     handle.open_for(5 * SEC);
     advance(5 * SEC).await;
     send(&svc, Do::Fail).await.unwrap_err();
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
 }
 
 /// Resilience4j `shouldOpenAfterFailureRateThresholdExceeded`: a time window of 5 s,
@@ -239,10 +245,10 @@ async fn failure_rate_exceeded_event_and_rejections_per_state_as_resilience4j() 
     let svc = layer.layer(backend());
     for d in [Do::Fail, Do::Fail, Do::Fail, Do::Ok] {
         let _ = send(&svc, d).await;
-        assert_eq!(handle.state(), State::Closed);
+        assert_eq!(handle.state(), CircuitState::Closed);
     }
     send(&svc, Do::Ok).await.unwrap();
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     let exceeded: Vec<f64> = events
         .lock()
         .unwrap()
@@ -272,7 +278,7 @@ async fn failure_rate_exceeded_event_and_rejections_per_state_as_resilience4j() 
     assert_eq!(handle.snapshot().rejected_in_state, 2);
     advance(3 * SEC).await;
     send(&svc, Do::Ok).await.unwrap();
-    assert_eq!(handle.state(), State::HalfOpen);
+    assert_eq!(handle.state(), CircuitState::HalfOpen);
     assert_eq!((handle.snapshot().rejected, handle.snapshot().rejected_in_state), (2, 0));
 }
 
@@ -295,7 +301,7 @@ async fn slow_call_rate_exceeded_event() {
     {
         support::send(&svc, call).await.unwrap();
     }
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     let slow = events.lock().unwrap().iter().any(
         |e| matches!(e, CircuitBreakerEvent::SlowCallRateExceeded { rate, .. } if (*rate - 0.6).abs() < 1e-9),
     );
@@ -315,7 +321,7 @@ async fn metrics_only_publishes_the_exceeded_event_once_and_never_opens() {
     for d in [Do::Fail, Do::Fail, Do::Fail, Do::Ok, Do::Ok, Do::Fail] {
         let _ = send(&svc, d).await;
     }
-    assert_eq!(handle.state(), State::MetricsOnly);
+    assert_eq!(handle.state(), CircuitState::MetricsOnly);
     let n = events
         .lock()
         .unwrap()
@@ -342,12 +348,12 @@ async fn half_open_snapshot_shows_the_trials_not_the_closed_window() {
     for d in [Do::Ok, Do::Fail, Do::Ok, Do::Fail] {
         let _ = send(&svc, d).await;
     }
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     assert_eq!((handle.snapshot().window_calls, handle.snapshot().window_failures), (4, 2));
     advance(SEC).await;
     send(&svc, Do::Ok).await.unwrap();
     let s = handle.snapshot();
-    assert_eq!(s.state, State::HalfOpen);
+    assert_eq!(s.state, CircuitState::HalfOpen);
     assert_eq!((s.window_calls, s.window_failures, s.failure_rate), (1, 0, Some(0.0)));
     assert_eq!((s.trial_successes, s.trials_in_flight), (1, 0));
 }
@@ -366,18 +372,21 @@ async fn automatic_transition_to_half_open_happens_at_the_end_of_the_wait() {
     send(&svc, Do::Fail).await.unwrap_err();
     advance(Duration::from_millis(4_999)).await;
     tokio::task::yield_now().await;
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     advance(Duration::from_millis(1)).await;
     tokio::task::yield_now().await;
     // No call needed: the timer moved it, and the event is out at that time.
-    assert_eq!(handle.state(), State::HalfOpen);
-    assert_eq!(transitions(&events).last().map(|t| (t.0, t.1)), Some((State::Open, State::HalfOpen)));
+    assert_eq!(handle.state(), CircuitState::HalfOpen);
+    assert_eq!(
+        transitions(&events).last().map(|t| (t.0, t.1)),
+        Some((CircuitState::Open, CircuitState::HalfOpen))
+    );
     // A breaker closed by hand before the timer fires is left alone by it.
     send(&svc, Do::Fail).await.unwrap_err(); // the trial fails: open again
     handle.force_closed();
     advance(60 * SEC).await;
     tokio::task::yield_now().await;
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -391,7 +400,7 @@ async fn open_for_and_open_until_then_half_open_as_usual() {
     assert!(!rejection(&r).unwrap().is_isolated());
     advance(3 * SEC).await;
     send(&svc, Do::Ok).await.unwrap();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     handle.open_until(tokio::time::Instant::now() + 2 * SEC);
     assert_eq!(handle.snapshot().retry_after, Some(2 * SEC));
     // Re-opening by hand for another time moves the deadline.
@@ -399,7 +408,7 @@ async fn open_for_and_open_until_then_half_open_as_usual() {
     assert_eq!(handle.snapshot().retry_after, Some(7 * SEC));
     // Saturates instead of panicking.
     handle.open_for(Duration::MAX);
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     assert_eq!(handle.snapshot().times_opened, 0, "opened by hand, not by failures");
 }
 
@@ -417,28 +426,31 @@ async fn a_breaker_isolated_by_hand_is_told_apart_from_one_opened_by_failures() 
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_initial_state_comes_from_the_config() {
-    let layer = CircuitBreakerLayer::builder().initial_state(State::ForcedOpen).build().unwrap();
+    let layer = CircuitBreakerLayer::builder().initial_state(CircuitState::ForcedOpen).build().unwrap();
     let handle = layer.handle();
     let svc = layer.layer(backend());
-    assert_eq!(handle.state(), State::ForcedOpen);
+    assert_eq!(handle.state(), CircuitState::ForcedOpen);
     assert!(rejection(&send(&svc, Do::Ok).await).unwrap().is_isolated());
     handle.reset();
-    assert_eq!(handle.state(), State::ForcedOpen, "reset goes back to the initial state");
+    assert_eq!(handle.state(), CircuitState::ForcedOpen, "reset goes back to the initial state");
     handle.force_closed();
     send(&svc, Do::Ok).await.unwrap();
 
     let layer = CircuitBreakerLayer::builder()
-        .initial_state(State::Disabled)
+        .initial_state(CircuitState::Disabled)
         .consecutive_failures(1)
         .build()
         .unwrap();
     let svc = layer.layer(backend());
     send(&svc, Do::Fail).await.unwrap_err();
     send(&svc, Do::Ok).await.unwrap();
-    assert_eq!(layer.handle().state(), State::Disabled);
+    assert_eq!(layer.handle().state(), CircuitState::Disabled);
 
-    let layer =
-        CircuitBreakerLayer::builder().initial_state(State::Open).wait_in_open(2 * SEC).build().unwrap();
+    let layer = CircuitBreakerLayer::builder()
+        .initial_state(CircuitState::Open)
+        .wait_in_open(2 * SEC)
+        .build()
+        .unwrap();
     assert_eq!(layer.handle().snapshot().retry_after, Some(2 * SEC));
 }
 
@@ -449,7 +461,7 @@ async fn a_panicking_listener_breaks_neither_the_call_nor_the_breaker() {
         recorder(CircuitBreakerLayer::builder().consecutive_failures(2).on_event(|_| panic!("listener bug")));
     let layer = builder.build().unwrap();
     let handle = layer.handle();
-    handle.subscribe(|e| {
+    handle.on_event(|e| {
         if matches!(e, CircuitBreakerEvent::Rejected { .. }) {
             panic!("another listener bug")
         }
@@ -458,7 +470,7 @@ async fn a_panicking_listener_breaks_neither_the_call_nor_the_breaker() {
     send(&svc, Do::Ok).await.unwrap();
     send(&svc, Do::Fail).await.unwrap_err();
     send(&svc, Do::Fail).await.unwrap_err();
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     assert!(rejection(&send(&svc, Do::Ok).await).is_some());
     handle.force_closed();
     send(&svc, Do::Ok).await.unwrap();
@@ -487,13 +499,13 @@ async fn polly_half_open_isolate_and_overflow() {
     let _trial = svc.call(Do::Hang);
     let refused = send(&svc, Do::Ok).await;
     assert!(rejection(&refused).is_some() && !rejection(&refused).unwrap().is_isolated());
-    assert_eq!(handle.state(), State::HalfOpen);
+    assert_eq!(handle.state(), CircuitState::HalfOpen);
 
     handle.force_open();
     assert!(rejection(&send(&svc, Do::Ok).await).unwrap().is_isolated());
     handle.force_closed();
     send(&svc, Do::Ok).await.unwrap();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
 
     // A break as long as the clock allows: saturates, never panics.
     let layer =
@@ -524,7 +536,7 @@ async fn wait_for_all_trials_with_a_hung_trial_times_out_and_tries_again() {
     std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
     let hung = svc.call(Do::Hang);
     send(&svc, Do::Ok).await.unwrap();
-    assert_eq!(handle.state(), State::HalfOpen, "one of two trials still running");
+    assert_eq!(handle.state(), CircuitState::HalfOpen, "one of two trials still running");
     let hint = rejection(&send(&svc, Do::Ok).await).unwrap().retry_after();
     assert!(hint > Duration::ZERO && hint <= 5 * SEC, "{hint:?}");
     advance(5 * SEC).await;
@@ -533,9 +545,9 @@ async fn wait_for_all_trials_with_a_hung_trial_times_out_and_tries_again() {
     advance(10 * SEC).await;
     send(&svc, Do::Ok).await.unwrap();
     send(&svc, Do::Ok).await.unwrap();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     drop(hung);
-    assert_eq!(handle.state(), State::Closed, "the stale trial changes nothing");
+    assert_eq!(handle.state(), CircuitState::Closed, "the stale trial changes nothing");
 }
 
 /// Review: `open_for` then a hung trial: the manual open goes to half-open as usual and the
@@ -555,7 +567,7 @@ async fn open_for_then_a_hung_trial_does_not_pin_half_open() {
     assert_eq!(hint, 10 * SEC);
     advance(10 * SEC).await;
     send(&svc, Do::Ok).await.unwrap();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
 }
 
 /// Review: huge manual durations saturate (project policy) instead of panicking, and a
@@ -573,7 +585,7 @@ async fn open_for_a_huge_duration_saturates_and_a_past_deadline_half_opens() {
     let past = tokio::time::Instant::now() - SEC;
     handle.open_until(past);
     send(&svc, Do::Ok).await.expect("the deadline is past: a trial goes through");
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     handle.force_open();
     let hint = rejection(&send(&svc, Do::Ok).await).unwrap().retry_after();
     assert!(hint > Duration::ZERO);
@@ -613,7 +625,7 @@ async fn every_path_to_closed_restarts_the_exponential_wait() {
         }
         assert_eq!(handle.snapshot().retry_after, Some(8 * SEC));
         path(&handle);
-        assert_eq!(handle.state(), State::Closed, "{name}");
+        assert_eq!(handle.state(), CircuitState::Closed, "{name}");
         send(&svc, Do::Fail).await.unwrap_err();
         assert_eq!(handle.snapshot().retry_after, Some(SEC), "{name}: the wait starts over");
     }

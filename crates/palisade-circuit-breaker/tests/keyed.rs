@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_circuit_breaker::{CircuitBreakerLayer, State};
+use palisade_circuit_breaker::{CircuitBreakerLayer, CircuitState};
 use palisade_core::BoxError;
 use support::rejection;
 use tower::{Layer, Service, ServiceExt};
@@ -51,7 +51,8 @@ async fn an_open_key_does_not_block_another() {
     let layer = CircuitBreakerLayer::builder()
         .name("hosts")
         .consecutive_failures(2)
-        .build_keyed(|r: &Req| r.host)
+        .keyed(|r: &Req| Some(r.host))
+        .build()
         .unwrap();
     let handle = layer.handle();
     let svc = layer.layer(hosts_backend(hits.clone()));
@@ -59,8 +60,8 @@ async fn an_open_key_does_not_block_another() {
     send(&svc, "a", true).await.unwrap_err();
     send(&svc, "b", true).await.unwrap_err();
     send(&svc, "a", true).await.unwrap_err();
-    assert_eq!(handle.get(&"a").unwrap().state(), State::Open);
-    assert_eq!(handle.get(&"b").unwrap().state(), State::Closed);
+    assert_eq!(handle.get(&"a").unwrap().state(), CircuitState::Open);
+    assert_eq!(handle.get(&"b").unwrap().state(), CircuitState::Closed);
     assert_eq!(handle.get(&"b").unwrap().snapshot().consecutive_failures, 1);
 
     let res = send(&svc, "a", false).await;
@@ -88,8 +89,9 @@ async fn an_open_key_does_not_block_another() {
 async fn keys_are_bounded_and_only_keys_like_fresh_ones_are_forgotten() {
     let layer = CircuitBreakerLayer::builder()
         .consecutive_failures(1)
+        .keyed(|r: &Req| Some(r.host))
         .max_keys(3)
-        .build_keyed(|r: &Req| r.host)
+        .build()
         .unwrap();
     let handle = layer.handle();
     let svc = layer.layer(hosts_backend(Arc::default()));
@@ -106,7 +108,7 @@ async fn keys_are_bounded_and_only_keys_like_fresh_ones_are_forgotten() {
     assert_eq!(handle.capacity(), 3);
     assert!(handle.evictions() >= 7, "{}", handle.evictions());
     // The open key is never forgotten: a flood of keys cannot reset it.
-    assert_eq!(handle.get(&"victim").unwrap().state(), State::Open);
+    assert_eq!(handle.get(&"victim").unwrap().state(), CircuitState::Open);
     let res = send(&svc, "victim", false).await;
     assert_eq!(rejection(&res).unwrap().key(), Some("victim"));
 }
@@ -116,8 +118,9 @@ async fn a_full_key_set_of_keys_that_matter_refuses_a_new_key_and_resets_nothing
     let layer = CircuitBreakerLayer::builder()
         .name("hosts")
         .consecutive_failures(2)
+        .keyed(|r: &Req| Some(r.host))
         .max_keys(2)
-        .build_keyed(|r: &Req| r.host)
+        .build()
         .unwrap();
     let handle = layer.handle();
     let svc = layer.layer(hosts_backend(Arc::default()));
@@ -131,13 +134,13 @@ async fn a_full_key_set_of_keys_that_matter_refuses_a_new_key_and_resets_nothing
     assert_eq!(handle.overflows(), 1);
     // Nothing was reset: the next failure of `a` opens it.
     send(&svc, "a", true).await.unwrap_err();
-    assert_eq!(handle.get(&"a").unwrap().state(), State::Open);
+    assert_eq!(handle.get(&"a").unwrap().state(), CircuitState::Open);
     // A success makes `b` like a fresh breaker again: its room goes to `c`.
     send(&svc, "b", false).await.unwrap();
     tokio::time::advance(Duration::from_secs(1)).await;
     send(&svc, "c", false).await.unwrap();
     assert!(handle.get(&"b").is_none());
-    assert_eq!(handle.get(&"a").unwrap().state(), State::Open);
+    assert_eq!(handle.get(&"a").unwrap().state(), CircuitState::Open);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -148,7 +151,8 @@ async fn forgettable_means_indistinguishable_from_a_fresh_breaker() {
         .failure_rate(0.5)
         .time_window(Duration::from_secs(10))
         .minimum_calls(2)
-        .build_keyed(|r: &Req| r.host)
+        .keyed(|r: &Req| Some(r.host))
+        .build()
         .unwrap();
     let handle = time.handle();
     let svc = time.layer(hosts_backend(Arc::default()));
@@ -161,7 +165,8 @@ async fn forgettable_means_indistinguishable_from_a_fresh_breaker() {
     assert!(handle.get(&"t").is_none());
     assert!(handle.get(&"m").is_some());
 
-    let count = CircuitBreakerLayer::builder().count_window(10).build_keyed(|r: &Req| r.host).unwrap();
+    let count =
+        CircuitBreakerLayer::builder().count_window(10).keyed(|r: &Req| Some(r.host)).build().unwrap();
     let handle = count.handle();
     let svc = count.layer(hosts_backend(Arc::default()));
     send(&svc, "c", false).await.unwrap();
@@ -169,7 +174,7 @@ async fn forgettable_means_indistinguishable_from_a_fresh_breaker() {
     assert_eq!(handle.sweep(), 0, "a count window remembers its last calls");
     // A call in flight holds its breaker.
     let consecutive =
-        CircuitBreakerLayer::builder().consecutive_failures(3).build_keyed(|r: &Req| r.host).unwrap();
+        CircuitBreakerLayer::builder().consecutive_failures(3).keyed(|r: &Req| Some(r.host)).build().unwrap();
     let handle = consecutive.handle();
     let (mock, mut ctl) = tower_test::mock::pair::<Req, ()>();
     let mut svc = consecutive.layer(mock);
@@ -183,7 +188,8 @@ async fn forgettable_means_indistinguishable_from_a_fresh_breaker() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn clones_share_the_keyed_breakers() {
-    let layer = CircuitBreakerLayer::builder().consecutive_failures(2).build_keyed(|r: &Req| r.host).unwrap();
+    let layer =
+        CircuitBreakerLayer::builder().consecutive_failures(2).keyed(|r: &Req| Some(r.host)).build().unwrap();
     let a = layer.layer(hosts_backend(Arc::default()));
     let b = layer.clone().layer(hosts_backend(Arc::default()));
     send(&a, "x", true).await.unwrap_err();
@@ -209,14 +215,15 @@ async fn keyed_events_reach_layer_listeners_and_name_the_key() {
                 sink.lock().unwrap().push((key.as_deref().unwrap_or_default().to_owned(), *to));
             }
         })
-        .build_keyed(|r: &Req| r.host)
+        .keyed(|r: &Req| Some(r.host))
+        .build()
         .unwrap();
     let svc = layer.layer(hosts_backend(Arc::default()));
     send(&svc, "a", true).await.unwrap_err();
     send(&svc, "b", true).await.unwrap_err();
     let seen = seen.lock().unwrap().clone();
     // The key as text (a string without its quotes).
-    assert_eq!(seen, vec![("a".to_owned(), State::Open), ("b".to_owned(), State::Open)]);
+    assert_eq!(seen, vec![("a".to_owned(), CircuitState::Open), ("b".to_owned(), CircuitState::Open)]);
 }
 
 /// A key extractor with a name, so that a library can store the layer and the service.
@@ -225,16 +232,16 @@ struct ByHost;
 
 impl palisade_circuit_breaker::KeyExtractor<Req> for ByHost {
     type Key = &'static str;
-    fn key(&self, req: &Req) -> &'static str {
-        req.host
+    fn key(&self, req: &Req) -> Option<&'static str> {
+        Some(req.host)
     }
 }
 
 type HostBreakers<S> = palisade_circuit_breaker::KeyedCircuitBreaker<
     S,
     palisade_core::classify::DefaultClassifier,
-    ByHost,
     &'static str,
+    ByHost,
 >;
 
 struct Client<S> {
@@ -243,11 +250,11 @@ struct Client<S> {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_named_key_extractor_makes_the_keyed_types_nameable() {
-    let layer: palisade_circuit_breaker::KeyedCircuitBreakerLayer<_, ByHost, &'static str> =
-        CircuitBreakerLayer::builder().consecutive_failures(1).build_keyed_with(ByHost).unwrap();
+    let layer: palisade_circuit_breaker::KeyedCircuitBreakerLayer<_, &'static str, ByHost> =
+        CircuitBreakerLayer::builder().consecutive_failures(1).keyed(ByHost).build().unwrap();
     let handle = layer.handle();
     let client = Client { svc: layer.layer(hosts_backend(Arc::default())) };
     send(&client.svc, "a", true).await.unwrap_err();
-    assert_eq!(handle.get(&"a").unwrap().state(), State::Open);
+    assert_eq!(handle.get(&"a").unwrap().state(), CircuitState::Open);
     assert_eq!(rejection(&send(&client.svc, "a", false).await).unwrap().key(), Some("a"));
 }

@@ -7,7 +7,7 @@ mod support;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use palisade_circuit_breaker::{CircuitBreakerLayer, State};
+use palisade_circuit_breaker::{CircuitBreakerLayer, CircuitState};
 use palisade_core::classify::{classify_fn, Classification};
 use palisade_core::BoxError;
 use proptest::prelude::*;
@@ -101,7 +101,7 @@ struct Rec {
 #[derive(Debug)]
 struct Model {
     cfg: Config,
-    state: State,
+    state: CircuitState,
     now_ms: u64,
     open_until_ms: u64,
     level: u32,
@@ -114,7 +114,7 @@ impl Model {
     fn new(cfg: Config) -> Self {
         Self {
             cfg,
-            state: State::Closed,
+            state: CircuitState::Closed,
             now_ms: 0,
             open_until_ms: 0,
             level: 0,
@@ -150,12 +150,12 @@ impl Model {
             wait = self.cfg.max_wait_ms as f64;
         }
         self.level += 1;
-        self.state = State::Open;
+        self.state = CircuitState::Open;
         self.open_until_ms = self.now_ms + wait as u64;
     }
 
     fn close(&mut self) {
-        self.state = State::Closed;
+        self.state = CircuitState::Closed;
         self.level = 0;
         self.consecutive = 0;
         self.window.clear();
@@ -163,11 +163,11 @@ impl Model {
 
     /// `Err(retry_after_ms)` if rejected; else records the call (which lasts `elapsed_ms`).
     fn call(&mut self, step: Step, elapsed_ms: u64) -> Result<(), u64> {
-        if self.state == State::Open {
+        if self.state == CircuitState::Open {
             if self.now_ms < self.open_until_ms {
                 return Err(self.open_until_ms - self.now_ms);
             }
-            self.state = State::HalfOpen;
+            self.state = CircuitState::HalfOpen;
             self.trial_successes = 0;
         }
         self.now_ms += elapsed_ms;
@@ -176,7 +176,7 @@ impl Model {
         }
         let failure = step == Step::Failure;
         let slow = self.cfg.slow_rate.is_some() && elapsed_ms > SLOW_THRESHOLD.as_millis() as u64;
-        if self.state == State::HalfOpen {
+        if self.state == CircuitState::HalfOpen {
             if failure || slow {
                 self.open();
             } else {

@@ -37,7 +37,8 @@ async fn a_breaker_over_closures_can_be_awaited_in_a_spawned_task() {
 
 #[tokio::test]
 async fn a_keyed_breaker_with_a_closure_key_can_be_awaited_in_a_spawned_task() {
-    let layer = CircuitBreakerLayer::builder().consecutive_failures(1).build_keyed(|x: &u32| x % 2).unwrap();
+    let layer =
+        CircuitBreakerLayer::builder().consecutive_failures(1).keyed(|x: &u32| Some(x % 2)).build().unwrap();
     let svc = layer.layer(service_fn(|x: u32| async move { Ok::<_, io::Error>(x) }));
     let mut set = tokio::task::JoinSet::new();
     for i in 0..4 {
@@ -54,8 +55,8 @@ struct Parity;
 
 impl KeyExtractor<u32> for Parity {
     type Key = u32;
-    fn key(&self, x: &u32) -> u32 {
-        x % 2
+    fn key(&self, x: &u32) -> Option<u32> {
+        Some(x % 2)
     }
 }
 
@@ -69,7 +70,7 @@ async fn a_stored_breaker_over_a_box_error_service_is_spawned_through_oneshot() 
     // The inner error is `BoxError`: like tower's `Timeout`, an `async` block awaiting it
     // cannot be proven `Send` (rust-lang/rust#64552); spawning the `oneshot` future works.
     assert_eq!(tokio::spawn(svc.oneshot(5)).await.unwrap().unwrap(), 5);
-    let keyed = CircuitBreakerLayer::builder().build_keyed_with::<u32, _>(Parity).unwrap();
+    let keyed = CircuitBreakerLayer::builder().keyed::<u32, _, _>(Parity).build().unwrap();
     let svc = keyed.layer(service_fn(|x: u32| async move { Ok::<_, io::Error>(x) }));
     assert_eq!(tokio::spawn(async move { svc.oneshot(3).await }).await.unwrap().unwrap(), 3);
 }

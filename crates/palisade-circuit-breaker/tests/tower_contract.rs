@@ -5,7 +5,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_circuit_breaker::{CircuitBreakerLayer, State};
+use palisade_circuit_breaker::{CircuitBreakerLayer, CircuitState};
 use palisade_core::BoxError;
 use support::rejection;
 use tokio::time::advance;
@@ -110,7 +110,7 @@ async fn half_open_admits_exactly_the_configured_trials() {
     }
     assert_eq!((trials.len(), rejected), (3, 7));
     assert_eq!(handle.snapshot().trials_in_flight, 3);
-    assert_eq!(handle.state(), State::HalfOpen);
+    assert_eq!(handle.state(), CircuitState::HalfOpen);
 
     // Dropping a trial's future gives its slot back: one more trial may pass.
     drop(trials.pop());
@@ -132,7 +132,7 @@ async fn half_open_admits_exactly_the_configured_trials() {
         assert_ready_ok!(t.poll());
     }
     assert_ready_ok!(replacement.poll());
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -151,13 +151,13 @@ async fn a_panicking_trial_frees_its_slot() {
     advance(SEC).await;
     let panicked = tokio::spawn(svc.clone().oneshot(false)).await.unwrap_err();
     assert!(panicked.is_panic());
-    assert_eq!(handle.state(), State::HalfOpen);
+    assert_eq!(handle.state(), CircuitState::HalfOpen);
     assert_eq!(handle.snapshot().trials_in_flight, 0);
     assert_eq!(handle.snapshot().ignored, 1);
     // The slot is free again; a failing trial re-opens.
     let res = svc.clone().oneshot(true).await;
     assert!(res.unwrap_err().downcast_ref::<palisade_circuit_breaker::error::CircuitOpen>().is_none());
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
 }
 
 // The tower five, with a concurrency limit inside the breaker holding the capacity.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_circuit_breaker::{CircuitBreakerEvent, CircuitBreakerLayer, State, TransitionReason};
+use palisade_circuit_breaker::{CircuitBreakerEvent, CircuitBreakerLayer, CircuitState, TransitionReason};
 use palisade_core::classify::{classify_fn, Classification};
 use palisade_core::Outcome;
 use support::{backend, recorder, rejection, send, slow, Call, FAIL, OK};
@@ -31,9 +31,9 @@ async fn consecutive_failures_open_at_exactly_n_and_successes_reset_the_count() 
     assert_eq!(handle.snapshot().consecutive_failures, 0);
     send(&svc, FAIL).await.unwrap_err();
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     assert_eq!(hits.load(Ordering::SeqCst), 6);
 
     let res = send(&svc, OK).await;
@@ -54,7 +54,7 @@ async fn count_window_waits_for_minimum_calls_and_opens_at_exactly_the_rate() {
     for _ in 0..3 {
         send(&svc, FAIL).await.unwrap_err();
     }
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     assert_eq!(handle.snapshot().failure_rate, None);
     handle.reset();
 
@@ -62,11 +62,11 @@ async fn count_window_waits_for_minimum_calls_and_opens_at_exactly_the_rate() {
     for call in [OK, OK, OK, FAIL] {
         let _ = send(&svc, call).await;
     }
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     assert_eq!(handle.snapshot().failure_rate, Some(0.25));
     // The window slides: [S S F F] = 50 %, the boundary itself, opens.
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     assert_eq!(handle.snapshot().window_failures, 2);
     assert_eq!(handle.snapshot().window_calls, 4);
 
@@ -74,12 +74,12 @@ async fn count_window_waits_for_minimum_calls_and_opens_at_exactly_the_rate() {
     advance(Duration::from_secs(60)).await;
     send(&svc, OK).await.unwrap();
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     advance(Duration::from_secs(60)).await;
     for _ in 0..10 {
         send(&svc, OK).await.unwrap();
     }
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     assert_eq!(handle.snapshot().window_calls, 0);
 }
 
@@ -96,9 +96,9 @@ async fn count_window_forgets_the_oldest_call() {
     assert_eq!(handle.snapshot().window_failures, 0);
     assert_eq!(handle.snapshot().failure_rate, Some(0.0));
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -109,7 +109,7 @@ async fn minimum_calls_is_capped_by_a_count_window() {
     let svc = layer.layer(backend(Arc::default()));
     send(&svc, OK).await.unwrap();
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -132,16 +132,16 @@ async fn time_window_rate_forgets_old_buckets() {
     send(&svc, OK).await.unwrap();
     send(&svc, OK).await.unwrap();
     send(&svc, FAIL).await.unwrap_err(); // 1 / 3
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     advance(SEC).await;
     send(&svc, FAIL).await.unwrap_err(); // 2 / 4: exactly 50 %
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
 
     // Default wait (60 s) and trials (10): half-open, then closed with an empty window.
     advance(Duration::from_secs(60)).await;
     for i in 0..10 {
         send(&svc, OK).await.unwrap();
-        let expected = if i < 9 { State::HalfOpen } else { State::Closed };
+        let expected = if i < 9 { CircuitState::HalfOpen } else { CircuitState::Closed };
         assert_eq!(handle.state(), expected, "after trial {i}");
     }
     assert_eq!(handle.snapshot().window_calls, 0);
@@ -166,12 +166,12 @@ async fn failure_count_opens_whatever_the_successes() {
     // Both failures expired.
     send(&svc, FAIL).await.unwrap_err();
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     for _ in 0..200 {
         send(&svc, OK).await.unwrap();
     }
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     let reasons: Vec<_> = events
         .lock()
         .unwrap()
@@ -196,14 +196,14 @@ async fn slow_successful_calls_open_the_breaker() {
     send(&svc, slow(SEC)).await.unwrap(); // exactly the threshold: not slow
     send(&svc, OK).await.unwrap();
     assert_eq!(handle.snapshot().window_slow_calls, 1);
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     send(&svc, slow(3 * SEC)).await.unwrap(); // 2 slow / 4
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     assert_eq!(handle.snapshot().slow_calls, 2);
     assert_eq!(handle.snapshot().failures, 0);
     assert!(events.lock().unwrap().iter().any(|e| matches!(
         e,
-        CircuitBreakerEvent::StateTransition { to: State::Open, reason: TransitionReason::SlowCallRate { rate }, .. }
+        CircuitBreakerEvent::StateTransition { to: CircuitState::Open, reason: TransitionReason::SlowCallRate { rate }, .. }
             if *rate == 0.5
     )));
 }
@@ -225,13 +225,13 @@ async fn open_moves_to_half_open_lazily_on_the_first_call_after_the_wait() {
     assert_eq!(rejection(&res).unwrap().retry_after(), 6 * SEC);
     assert_eq!(handle.snapshot().retry_after, Some(6 * SEC));
     advance(6 * SEC).await;
-    assert_eq!(handle.state(), State::Open, "no timer: the state moves on the next call");
+    assert_eq!(handle.state(), CircuitState::Open, "no timer: the state moves on the next call");
 
     send(&svc, OK).await.unwrap();
-    assert_eq!(handle.state(), State::HalfOpen);
+    assert_eq!(handle.state(), CircuitState::HalfOpen);
     assert_eq!(handle.snapshot().trial_successes, 1);
     send(&svc, OK).await.unwrap();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     // Closed again with a fresh count.
     assert_eq!(handle.snapshot().consecutive_failures, 0);
 }
@@ -249,7 +249,7 @@ async fn a_failed_trial_reopens() {
     advance(SEC).await;
     send(&svc, OK).await.unwrap();
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     let transitions: Vec<_> = events
         .lock()
         .unwrap()
@@ -262,9 +262,9 @@ async fn a_failed_trial_reopens() {
     assert_eq!(
         transitions,
         vec![
-            (State::Closed, State::Open, TransitionReason::ConsecutiveFailures { failures: 1 }),
-            (State::Open, State::HalfOpen, TransitionReason::WaitElapsed),
-            (State::HalfOpen, State::Open, TransitionReason::TrialsFailed { failures: 1 }),
+            (CircuitState::Closed, CircuitState::Open, TransitionReason::ConsecutiveFailures { failures: 1 }),
+            (CircuitState::Open, CircuitState::HalfOpen, TransitionReason::WaitElapsed),
+            (CircuitState::HalfOpen, CircuitState::Open, TransitionReason::TrialsFailed { failures: 1 }),
         ]
     );
 }
@@ -285,18 +285,18 @@ async fn half_open_failure_ratio_decides_over_the_trials() {
     send(&svc, FAIL).await.unwrap_err();
     advance(SEC).await;
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::HalfOpen, "one failed trial of four is 25 %");
+    assert_eq!(handle.state(), CircuitState::HalfOpen, "one failed trial of four is 25 %");
     send(&svc, OK).await.unwrap();
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
 
     advance(SEC).await;
     send(&svc, OK).await.unwrap();
     send(&svc, FAIL).await.unwrap_err();
     send(&svc, OK).await.unwrap();
-    assert_eq!(handle.state(), State::HalfOpen);
+    assert_eq!(handle.state(), CircuitState::HalfOpen);
     send(&svc, OK).await.unwrap(); // 3 successes: the fourth trial cannot reach 50 %
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -323,7 +323,7 @@ async fn exponential_wait_grows_caps_and_starts_over_when_closed() {
 
     advance(4 * SEC).await;
     send(&svc, OK).await.unwrap();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     send(&svc, FAIL).await.unwrap_err();
     assert_eq!(handle.snapshot().retry_after, Some(SEC), "closing starts the wait over");
 }
@@ -344,7 +344,7 @@ async fn a_server_retry_hint_forces_the_breaker_open_for_that_long() {
     let svc = layer.layer(backend(Arc::default()));
 
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     let res = send(&svc, OK).await;
     assert_eq!(rejection(&res).unwrap().retry_after(), Duration::from_secs(7));
 
@@ -362,7 +362,7 @@ async fn a_server_retry_hint_forces_the_breaker_open_for_that_long() {
     let layer = CircuitBreakerLayer::builder().classifier(classifier).build().unwrap();
     let svc = layer.layer(backend(Arc::default()));
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(layer.handle().state(), State::Closed);
+    assert_eq!(layer.handle().state(), CircuitState::Closed);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -376,21 +376,21 @@ async fn manual_states() {
     assert!(rejection(&send(&svc, OK).await).is_some());
     advance(10 * SEC).await;
     assert!(rejection(&send(&svc, OK).await).is_some(), "forced open stays open past the wait");
-    assert_eq!(handle.state(), State::ForcedOpen);
+    assert_eq!(handle.state(), CircuitState::ForcedOpen);
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 
     handle.disable();
     for _ in 0..5 {
         send(&svc, FAIL).await.unwrap_err();
     }
-    assert_eq!(handle.state(), State::Disabled);
+    assert_eq!(handle.state(), CircuitState::Disabled);
     assert_eq!(handle.snapshot().failures, 0, "disabled records nothing");
 
     handle.metrics_only();
     for _ in 0..5 {
         send(&svc, FAIL).await.unwrap_err();
     }
-    assert_eq!(handle.state(), State::MetricsOnly);
+    assert_eq!(handle.state(), CircuitState::MetricsOnly);
     assert_eq!(handle.snapshot().failures, 5);
     assert_eq!(handle.snapshot().consecutive_failures, 5);
 
@@ -398,10 +398,10 @@ async fn manual_states() {
     assert_eq!(handle.snapshot().consecutive_failures, 0);
     send(&svc, FAIL).await.unwrap_err();
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Open, "force-closed resumes automatic operation");
+    assert_eq!(handle.state(), CircuitState::Open, "force-closed resumes automatic operation");
 
     handle.reset();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     send(&svc, OK).await.unwrap();
 }
 
@@ -426,7 +426,7 @@ async fn force_closed_restarts_the_exponential_wait_as_resilience4j_and_polly() 
     assert_eq!(handle.snapshot().retry_after, Some(Duration::from_secs(32)));
     handle.force_closed();
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     assert_eq!(handle.snapshot().retry_after, Some(SEC));
     // reset() forgets it too.
     advance(SEC).await;
@@ -446,7 +446,7 @@ async fn clones_and_services_of_one_layer_share_the_breaker() {
     send(&b.clone(), FAIL).await.unwrap_err();
     assert!(rejection(&send(&a, OK).await).is_some());
     assert!(rejection(&send(&b, OK).await).is_some());
-    assert_eq!(layer.handle().state(), State::Open);
+    assert_eq!(layer.handle().state(), CircuitState::Open);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -460,7 +460,7 @@ async fn ignored_and_dropped_calls_count_neither_way() {
     let handle = layer.handle();
     let svc = layer.layer(backend(Arc::default()));
     send(&svc, FAIL).await.unwrap_err();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
 
     let fut = tower::ServiceExt::oneshot(svc.clone(), Call { fail: true, delay: SEC });
     let mut fut = tokio_test::task::spawn(fut);
@@ -488,11 +488,11 @@ async fn a_call_admitted_before_a_transition_does_not_count_after_it() {
     advance(SEC).await;
     // ... the trial succeeds and closes the breaker ...
     send(&svc, OK).await.unwrap();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     // ... and the late failure, from the earlier period, does not open it again.
     advance(5 * SEC).await;
     late.await.unwrap().unwrap_err();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     assert_eq!(handle.snapshot().consecutive_failures, 0);
 }
 
@@ -510,8 +510,8 @@ async fn events_report_rejections_and_recorded_calls() {
         vec![
             CircuitBreakerEvent::Recorded { outcome: Outcome::Failure, slow: false, elapsed: None },
             CircuitBreakerEvent::StateTransition {
-                from: State::Closed,
-                to: State::Open,
+                from: CircuitState::Closed,
+                to: CircuitState::Open,
                 reason: TransitionReason::ConsecutiveFailures { failures: 1 },
                 key: None,
             },
@@ -534,17 +534,17 @@ fn invalid_settings_are_refused_at_build() {
     assert_eq!(field(b().count_window(0).build()), "count_window");
     assert_eq!(field(b().count_window(u32::MAX).build()), "count_window");
     assert_eq!(field(b().time_window(SEC).time_window_buckets(0).build()), "time_window_buckets");
-    assert_eq!(field(b().slow_calls(Duration::ZERO, 0.5).build()), "slow_calls");
-    assert_eq!(field(b().slow_calls(SEC, 2.0).build()), "slow_calls");
+    assert_eq!(field(b().slow_calls(Duration::ZERO, 0.5).build()), "slow_call_duration");
+    assert_eq!(field(b().slow_calls(SEC, 2.0).build()), "slow_call_rate");
     assert_eq!(field(b().wait_in_open(Duration::ZERO).build()), "wait_in_open");
-    assert_eq!(field(b().exponential_wait_in_open(SEC, 0.5, 2 * SEC).build()), "exponential_wait_in_open");
-    assert_eq!(field(b().exponential_wait_in_open(2 * SEC, 2.0, SEC).build()), "exponential_wait_in_open");
+    assert_eq!(field(b().exponential_wait_in_open(SEC, 0.5, 2 * SEC).build()), "wait_multiplier");
+    assert_eq!(field(b().exponential_wait_in_open(2 * SEC, 2.0, SEC).build()), "max_wait_in_open");
     assert_eq!(field(b().half_open_trials(0).build()), "half_open_trials");
     assert_eq!(field(b().half_open_trials(70_000).build()), "half_open_trials");
     assert_eq!(field(b().half_open_failure_ratio(0.0).build()), "half_open_failure_ratio");
-    assert_eq!(field(b().open_on_retry_after(Duration::ZERO).build()), "open_on_retry_after");
+    assert_eq!(field(b().open_on_retry_after(Duration::ZERO).build()), "max_retry_after");
     assert_eq!(field(b().name("").build()), "name");
-    let keyed = b().max_keys(0).build_keyed(|r: &u32| *r);
+    let keyed = b().keyed(|r: &u32| Some(*r)).max_keys(0).build();
     assert_eq!(keyed.unwrap_err().field(), "max_keys");
 }
 
@@ -573,7 +573,7 @@ async fn successes_are_counted_once_whichever_way_they_are_recorded() {
         ctl.next_request().await.unwrap().1.send_error("boom");
         f.await.unwrap_err();
     }
-    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.state(), CircuitState::Open);
     late_reply.send_response(()); // ... succeeds once open: not in the window
     late.await.unwrap();
     advance(SEC).await;
@@ -581,7 +581,7 @@ async fn successes_are_counted_once_whichever_way_they_are_recorded() {
     let trial = tower::Service::call(&mut svc, OK);
     ctl.next_request().await.unwrap().1.send_response(());
     trial.await.unwrap();
-    assert_eq!(handle.state(), State::Closed);
+    assert_eq!(handle.state(), CircuitState::Closed);
     ready(&mut svc).await;
     let ok = tower::Service::call(&mut svc, OK);
     ctl.next_request().await.unwrap().1.send_response(());

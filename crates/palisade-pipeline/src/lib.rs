@@ -40,7 +40,7 @@
 //! use std::time::Duration;
 //!
 //! use futures_util::{stream, StreamExt};
-//! use palisade_circuit_breaker::{CircuitBreakerLayer, State};
+//! use palisade_circuit_breaker::{CircuitBreakerLayer, CircuitState};
 //! use palisade_core::rejection::{CircuitOpen, RateLimited};
 //! use palisade_core::BoxError;
 //! use palisade_pipeline::{Order, PipelineService, StageError};
@@ -72,7 +72,8 @@
 //!     .name("deliver")
 //!     .consecutive_failures(3)
 //!     .wait_in_open(Duration::from_secs(30))
-//!     .build_keyed(|n: &Notification| n.channel)?;
+//!     .keyed(|n: &Notification| Some(n.channel))
+//!     .build()?;
 //! let breakers = per_channel.handle();
 //!
 //! // The gateways: SMS is down.
@@ -143,9 +144,9 @@
 //! assert_eq!(sms_attempts.load(Ordering::Relaxed), 3);
 //! let refused = errors.iter().filter(|e| e.error().is::<CircuitOpen>()).count();
 //! assert_eq!(refused, 2);
-//! assert_eq!(breakers.get(&Channel::Sms).unwrap().state(), State::Open);
-//! assert_eq!(breakers.get(&Channel::Email).unwrap().state(), State::Closed);
-//! assert_eq!(breakers.get(&Channel::Push).unwrap().state(), State::Closed);
+//! assert_eq!(breakers.get(&Channel::Sms).unwrap().state(), CircuitState::Open);
+//! assert_eq!(breakers.get(&Channel::Email).unwrap().state(), CircuitState::Closed);
+//! assert_eq!(breakers.get(&Channel::Push).unwrap().state(), CircuitState::Closed);
 //!
 //! // The same pipeline is a `Service` for one notification at a time.
 //! let push = Notification { user: 7, channel: Channel::Push, body: "hi".into() };
@@ -196,9 +197,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod batch;
+mod builder;
 pub mod chain;
-mod config;
 pub mod error;
+mod event;
 pub mod fan;
 mod handle;
 pub mod merge;
@@ -212,14 +214,12 @@ mod stream;
 pub mod supervise;
 mod worker;
 
-#[cfg(feature = "serde")]
-#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
-pub use crate::batch::BatchConfig;
-pub use crate::batch::{Batch, BatchBuilder, BatchError, Progress};
-pub use crate::config::PipelineBuilder;
-pub use crate::error::{DeadLetter, FanOutError, StageError, StagePanicked};
+pub use crate::batch::{Batch, BatchBuilder, BatchConfig, Progress};
+pub use crate::builder::PipelineBuilder;
+pub use crate::error::{BatchError, DeadLetter, FanOutError, Panicked, StageError};
+pub use crate::event::PipelineEvent;
 pub use crate::fan::FanOut;
-pub use crate::handle::{PipelineEvent, PipelineHandle, PipelineSnapshot, StageSnapshot};
+pub use crate::handle::{PipelineHandle, PipelineSnapshot, StageSnapshot};
 pub use crate::output::{Execution, FilterMode, Filtered, NoFilter, Order, Processed, WithFilter};
 pub use crate::service::{PipelineService, ResponseFuture};
 pub use crate::stream::PipelineStream;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_circuit_breaker::error::CircuitOpen;
-use palisade_circuit_breaker::{CircuitBreakerEvent, CircuitBreakerLayerBuilder};
+use palisade_circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerEvent};
 use palisade_core::BoxError;
 use tower::{Service, ServiceExt};
 
@@ -64,8 +64,8 @@ pub fn rejection(result: &Result<(), BoxError>) -> Option<&CircuitOpen> {
 
 /// Records every event a builder's breaker publishes.
 pub fn recorder<C>(
-    builder: CircuitBreakerLayerBuilder<C>,
-) -> (CircuitBreakerLayerBuilder<C>, Arc<Mutex<Vec<CircuitBreakerEvent>>>) {
+    builder: CircuitBreakerBuilder<C>,
+) -> (CircuitBreakerBuilder<C>, Arc<Mutex<Vec<CircuitBreakerEvent>>>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     (builder.on_event(move |e| sink.lock().unwrap().push(e.clone())), events)
