@@ -145,9 +145,9 @@ fn bench(c: &mut Criterion) {
             ("gcra-exact", &entries[0].1, &exact_backend, 64),
             ("gcra-batched", &entries[3].1, &batched_backend, 4),
         ] {
-            let before = backend.metrics().calls.get();
+            let before = backend.snapshot().calls;
             let (_, admitted) = drive(l, 64, 100_000, keys).await;
-            let trips = backend.metrics().calls.get() - before;
+            let trips = backend.snapshot().calls - before;
             eprintln!(
                 "round trips per admitted request, {name}: {:.4} ({trips} / {admitted})",
                 trips as f64 / admitted.max(1) as f64

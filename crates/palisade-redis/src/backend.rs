@@ -12,6 +12,8 @@ use palisade_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 use palisade_core::config::ConfigError;
 use palisade_core::event::{Event, EventBus};
 use palisade_core::metric::Counter;
+
+use crate::error::BackendError;
 use redis::aio::ConnectionManager;
 use tower::{Layer, Service, ServiceExt};
 use tracing::Level;
@@ -22,24 +24,6 @@ use tracing::Level;
 pub(crate) struct RedisCall(
     Pin<Box<dyn Future<Output = Result<redis::Value, BackendError>> + Send + 'static>>,
 );
-
-/// Why a Redis call gave no answer.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum BackendError {
-    /// The call took longer than the backend's timeout.
-    #[error("redis call timed out after {0:?}")]
-    Timeout(Duration),
-    /// Redis (or the connection) answered with an error.
-    #[error("redis error: {0}")]
-    Redis(Arc<redis::RedisError>),
-    /// palisade's breaker around the connection is open: Redis was not asked.
-    #[error("the circuit breaker around redis is open")]
-    BreakerOpen,
-    /// The answer had an unexpected shape.
-    #[error("unexpected redis reply: {0}")]
-    Reply(String),
-}
 
 /// What a backend publishes.
 #[derive(Debug, Clone)]
@@ -88,15 +72,24 @@ impl Service<RedisCall> for Exec {
     }
 }
 
-/// The counters of a [`RedisBackend`].
-#[derive(Debug)]
-pub struct BackendMetrics {
+/// The counters of a [`RedisBackend`] at one moment; from [`RedisBackend::snapshot`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisBackendSnapshot {
     /// Redis calls made.
-    pub calls: Counter,
+    pub calls: u64,
     /// Redis calls that failed, timed out or were refused by the guard breaker.
-    pub failures: Counter,
+    pub failures: u64,
     /// Decisions made by the down policy instead of Redis.
-    pub fallbacks: Counter,
+    pub fallbacks: u64,
+}
+
+/// The counters behind [`RedisBackendSnapshot`] (exported with the `metrics` feature).
+#[derive(Debug)]
+struct Counters {
+    calls: Counter,
+    failures: Counter,
+    fallbacks: Counter,
 }
 
 struct Inner {
@@ -104,7 +97,7 @@ struct Inner {
     timeout: Duration,
     guard: CircuitBreaker<Exec>,
     events: EventBus<RedisEvent>,
-    metrics: BackendMetrics,
+    metrics: Counters,
     prefix: Arc<str>,
 }
 
@@ -153,14 +146,19 @@ impl RedisBackend {
         }
     }
 
-    /// Subscribes to the backend's events.
-    pub fn subscribe<F: Fn(&RedisEvent) + Send + Sync + 'static>(&self, f: F) {
-        self.inner.events.subscribe(f);
+    /// Calls `listener` with every event from now on.
+    pub fn on_event<F: Fn(&RedisEvent) + Send + Sync + 'static>(&self, listener: F) {
+        self.inner.events.subscribe(listener);
     }
 
-    /// The backend's counters.
-    pub fn metrics(&self) -> &BackendMetrics {
-        &self.inner.metrics
+    /// The backend's counters now.
+    pub fn snapshot(&self) -> RedisBackendSnapshot {
+        let m = &self.inner.metrics;
+        RedisBackendSnapshot {
+            calls: m.calls.get(),
+            failures: m.failures.get(),
+            fallbacks: m.fallbacks.get(),
+        }
     }
 
     /// The timeout applied to every Redis call.
@@ -280,7 +278,7 @@ impl RedisBackendBuilder {
             .consecutive_failures(self.guard_failures)
             .wait_in_open(self.guard_wait)
             .build()
-            .map_err(|e| ConfigError::new(format!("guard.{}", e.field()), e.rule().to_owned()))?;
+            .map_err(|e| e.in_section("guard"))?;
         let name = self.name.clone();
         Ok(RedisBackend {
             inner: Arc::new(Inner {
@@ -288,7 +286,7 @@ impl RedisBackendBuilder {
                 timeout: self.timeout,
                 guard: guard_layer.layer(Exec),
                 events: EventBus::new("redis", name.clone()),
-                metrics: BackendMetrics {
+                metrics: Counters {
                     calls: Counter::new("palisade_redis_calls_total", &name),
                     failures: Counter::new("palisade_redis_failures_total", &name),
                     fallbacks: Counter::new("palisade_redis_fallbacks_total", &name),

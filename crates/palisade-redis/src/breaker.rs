@@ -10,13 +10,12 @@ use std::time::Duration;
 use palisade_core::config::ConfigError;
 use palisade_core::rejection::CircuitOpen;
 use palisade_core::time::deadline_after;
+use palisade_core::BoxError;
 use tokio::time::Instant;
-use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::backend::{LuaScript, RedisBackend};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::service::fleet_service;
 
 /// Records one outcome in the current time bucket and opens the fleet's breaker when the
 /// window's failure rate reaches the threshold. `KEYS[1]`: the open-state key, `KEYS[2]`: the
@@ -52,7 +51,7 @@ return 0
 /// The fleet breaker's state as one instance sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SharedBreakerState {
+pub enum RedisCircuitState {
     /// Calls go through.
     Closed,
     /// Calls are refused until the fleet's open state expires.
@@ -91,9 +90,9 @@ impl Shared {
     }
 }
 
-/// Builds a [`SharedCircuitBreakerLayer`].
+/// Builds a [`RedisCircuitBreakerLayer`].
 #[derive(Debug)]
-pub struct SharedCircuitBreakerBuilder {
+pub struct RedisCircuitBreakerBuilder {
     name: Arc<str>,
     backend: RedisBackend,
     window: Duration,
@@ -104,7 +103,7 @@ pub struct SharedCircuitBreakerBuilder {
     poll: Duration,
 }
 
-impl SharedCircuitBreakerBuilder {
+impl RedisCircuitBreakerBuilder {
     /// Opens when at least `minimum_calls` outcomes were seen by the fleet within the window
     /// and at least `rate` (0–1) of them failed. Default 10 calls, 0.5.
     pub fn failure_rate(mut self, rate: f64, minimum_calls: u32) -> Self {
@@ -132,7 +131,7 @@ impl SharedCircuitBreakerBuilder {
     }
     /// Validates and builds; starts the poller task (it ends when the last clone of the
     /// layer and its services is dropped). Must be called inside a tokio runtime.
-    pub fn build(self) -> Result<SharedCircuitBreakerLayer, ConfigError> {
+    pub fn build(self) -> Result<RedisCircuitBreakerLayer, ConfigError> {
         palisade_core::config::ensure_ratio("failure_rate", self.failure_rate)?;
         if self.minimum_calls == 0 {
             return Err(ConfigError::new("minimum_calls", "at least 1"));
@@ -165,7 +164,7 @@ impl SharedCircuitBreakerBuilder {
             record: LuaScript::new(RECORD_LUA),
         });
         tokio::spawn(poll_loop(Arc::downgrade(&shared), self.poll));
-        Ok(SharedCircuitBreakerLayer { shared })
+        Ok(RedisCircuitBreakerLayer { shared })
     }
 }
 
@@ -201,20 +200,20 @@ async fn poll_loop(shared: Weak<Shared>, every: Duration) {
 /// failing calls open it again. While Redis is down, each instance keeps its last known state
 /// (an open state expires on its own) and outcomes are not counted.
 #[derive(Clone)]
-pub struct SharedCircuitBreakerLayer {
+pub struct RedisCircuitBreakerLayer {
     shared: Arc<Shared>,
 }
 
-impl fmt::Debug for SharedCircuitBreakerLayer {
+impl fmt::Debug for RedisCircuitBreakerLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedCircuitBreakerLayer").field("name", &self.shared.name).finish_non_exhaustive()
+        f.debug_struct("RedisCircuitBreakerLayer").field("name", &self.shared.name).finish_non_exhaustive()
     }
 }
 
-impl SharedCircuitBreakerLayer {
+impl RedisCircuitBreakerLayer {
     /// A builder for the shared breaker `name`.
-    pub fn builder(name: impl Into<Arc<str>>, backend: RedisBackend) -> SharedCircuitBreakerBuilder {
-        SharedCircuitBreakerBuilder {
+    pub fn builder(name: impl Into<Arc<str>>, backend: RedisBackend) -> RedisCircuitBreakerBuilder {
+        RedisCircuitBreakerBuilder {
             name: name.into(),
             backend,
             window: Duration::from_secs(10),
@@ -227,17 +226,17 @@ impl SharedCircuitBreakerLayer {
     }
 
     /// The state as this instance sees it now.
-    pub fn state(&self) -> SharedBreakerState {
+    pub fn state(&self) -> RedisCircuitState {
         if self.shared.open_until().is_some() {
-            SharedBreakerState::Open
+            RedisCircuitState::Open
         } else {
-            SharedBreakerState::Closed
+            RedisCircuitState::Closed
         }
     }
 
     /// Records one outcome and waits for Redis' answer (the service does the same without
     /// waiting). Returns the state after it.
-    pub async fn record(&self, failed: bool) -> SharedBreakerState {
+    pub async fn record(&self, failed: bool) -> RedisCircuitState {
         record(&self.shared, failed).await;
         self.state()
     }
@@ -262,28 +261,13 @@ async fn record(s: &Arc<Shared>, failed: bool) {
     }
 }
 
-impl<S> Layer<S> for SharedCircuitBreakerLayer {
-    type Service = SharedCircuitBreaker<S>;
-    fn layer(&self, inner: S) -> SharedCircuitBreaker<S> {
-        SharedCircuitBreaker { inner, shared: self.shared.clone() }
-    }
+fleet_service! {
+    /// The service built by [`RedisCircuitBreakerLayer`]. An `Err` from the inner service is
+    /// a failure; an `Ok` a success.
+    RedisCircuitBreakerLayer => RedisCircuitBreaker
 }
 
-/// The service built by [`SharedCircuitBreakerLayer`]. An `Err` from the inner service is a
-/// failure; an `Ok` a success.
-#[derive(Clone)]
-pub struct SharedCircuitBreaker<S> {
-    inner: S,
-    shared: Arc<Shared>,
-}
-
-impl<S> fmt::Debug for SharedCircuitBreaker<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedCircuitBreaker").field("name", &self.shared.name).finish_non_exhaustive()
-    }
-}
-
-impl<S, Req> Service<Req> for SharedCircuitBreaker<S>
+impl<S, Req> Service<Req> for RedisCircuitBreaker<S>
 where
     S: Service<Req>,
     S::Future: Send + 'static,

@@ -9,15 +9,14 @@ use std::time::Duration;
 
 use palisade_core::config::ConfigError;
 use palisade_core::rejection::{BulkheadFull, BulkheadFullReason};
+use palisade_core::BoxError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
-use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::backend::{LuaScript, RedisBackend};
+use crate::service::fleet_service;
 use crate::OnRedisDown;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// `KEYS[1]`: the lease set (member = lease id, score = expiry in Redis ms), `KEYS[2]`: the
 /// id sequence. `ARGV`: limit, lease ms. Expired leases are removed before counting.
@@ -87,23 +86,33 @@ impl RedisBulkheadBuilder {
         self
     }
     /// Validates and builds.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when `max_concurrent` is not between 1 and [`MAX_CONCURRENT`], the
+    /// lease not between 30 ms and a day, or the local share not a ratio.
     pub fn build(self) -> Result<RedisBulkheadLayer, ConfigError> {
-        if self.limit == 0 || self.limit > 1_000_000 {
-            return Err(ConfigError::new("limit", "between 1 and 1,000,000"));
+        if self.limit == 0 || self.limit > MAX_CONCURRENT {
+            return Err(ConfigError::new("max_concurrent", "between 1 and 1,000,000"));
         }
         if self.lease < Duration::from_millis(30) || self.lease > Duration::from_secs(86_400) {
             return Err(ConfigError::new("lease", "between 30 ms and one day"));
         }
+        if let OnRedisDown::Local { share } = self.on_down {
+            palisade_core::config::ensure_ratio("on_redis_down.share", share)?;
+        }
+        Ok(self.assemble())
+    }
+
+    /// The layer from settings already valid.
+    fn assemble(self) -> RedisBulkheadLayer {
         let local = match self.on_down {
-            OnRedisDown::Local { share } => {
-                palisade_core::config::ensure_ratio("on_redis_down.share", share)?;
-                (f64::from(self.limit) * share).ceil() as usize
-            }
+            OnRedisDown::Local { share } => (f64::from(self.limit) * share.clamp(0.0, 1.0)).ceil() as usize,
             _ => 0,
         };
         let set_key = self.backend.key(&["bulkhead", &self.name, "leases"]);
         let seq_key = self.backend.key(&["bulkhead", &self.name, "seq"]);
-        Ok(RedisBulkheadLayer {
+        RedisBulkheadLayer {
             shared: Arc::new(Shared {
                 name: self.name,
                 backend: self.backend,
@@ -116,9 +125,12 @@ impl RedisBulkheadBuilder {
                 acquire: LuaScript::new(ACQUIRE_LUA),
                 renew: LuaScript::new(RENEW_LUA),
             }),
-        })
+        }
     }
 }
+
+/// The most permits a fleet-wide bulkhead has.
+pub const MAX_CONCURRENT: u32 = 1_000_000;
 
 /// A tower layer: at most `limit` calls in flight across every instance that builds a
 /// bulkhead with the same name on the same Redis.
@@ -144,12 +156,23 @@ impl fmt::Debug for RedisBulkheadLayer {
 }
 
 impl RedisBulkheadLayer {
-    /// A builder for the bulkhead `name` with `limit` permits across the fleet.
-    pub fn builder(name: impl Into<Arc<str>>, backend: RedisBackend, limit: u32) -> RedisBulkheadBuilder {
+    /// The bulkhead `name` with `max_concurrent` permits across the fleet, 10 s leases,
+    /// refusing while Redis is down. Never fails: `max_concurrent` is brought into
+    /// 1 ..= [`MAX_CONCURRENT`].
+    pub fn new(name: impl Into<Arc<str>>, backend: RedisBackend, max_concurrent: u32) -> Self {
+        Self::builder(name, backend, max_concurrent.clamp(1, MAX_CONCURRENT)).assemble()
+    }
+
+    /// A builder for the bulkhead `name` with `max_concurrent` permits across the fleet.
+    pub fn builder(
+        name: impl Into<Arc<str>>,
+        backend: RedisBackend,
+        max_concurrent: u32,
+    ) -> RedisBulkheadBuilder {
         RedisBulkheadBuilder {
             name: name.into(),
             backend,
-            limit,
+            limit: max_concurrent,
             lease: Duration::from_secs(10),
             on_down: OnRedisDown::FailClosed,
         }
@@ -173,24 +196,9 @@ impl RedisBulkheadLayer {
     }
 }
 
-impl<S> Layer<S> for RedisBulkheadLayer {
-    type Service = RedisBulkhead<S>;
-    fn layer(&self, inner: S) -> RedisBulkhead<S> {
-        RedisBulkhead { inner, shared: self.shared.clone() }
-    }
-}
-
-/// The service built by [`RedisBulkheadLayer`].
-#[derive(Clone)]
-pub struct RedisBulkhead<S> {
-    inner: S,
-    shared: Arc<Shared>,
-}
-
-impl<S> fmt::Debug for RedisBulkhead<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisBulkhead").field("name", &self.shared.name).finish_non_exhaustive()
-    }
+fleet_service! {
+    /// The service built by [`RedisBulkheadLayer`].
+    RedisBulkheadLayer => RedisBulkhead
 }
 
 impl<S, Req> Service<Req> for RedisBulkhead<S>

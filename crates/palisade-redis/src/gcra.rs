@@ -10,6 +10,7 @@ use palisade_core::time::deadline_after;
 use tokio::time::Instant;
 
 use crate::backend::{LuaScript, RedisBackend};
+use crate::error::ExceedsCapacity;
 use crate::OnRedisDown;
 
 /// The GCRA script: one or more decisions, each atomic, in order. `ARGV[1]`: the number of
@@ -179,18 +180,6 @@ impl Decision {
             Err(RateLimited::new(name, self.retry_after))
         }
     }
-}
-
-/// A check that can never pass: the weight is above a tier's capacity.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("weight {weight} exceeds the capacity {capacity} of tier {tier}")]
-pub struct ExceedsCapacity {
-    /// The weight asked for.
-    pub weight: u64,
-    /// The tier's burst.
-    pub capacity: u64,
-    /// The tier's index.
-    pub tier: usize,
 }
 
 struct Block {

@@ -10,7 +10,7 @@
 //! - [`RedisBulkheadLayer`]: at most N calls in flight across the fleet; each permit is a lease
 //!   renewed while the call runs and released when the response future is dropped, so the
 //!   permits of a crashed instance come back after the lease.
-//! - [`SharedCircuitBreakerLayer`]: per-time-bucket outcome counts aggregated in Redis; an
+//! - [`RedisCircuitBreakerLayer`]: per-time-bucket outcome counts aggregated in Redis; an
 //!   open breaker is a Redis key every instance polls, so the fleet opens together.
 //! - [`OnRedisDown`]: what to decide when Redis is slow or down. Every Redis call has a
 //!   timeout and goes through palisade's own circuit breaker ([`RedisBackend`]); the
@@ -22,24 +22,32 @@
 //! Minimum supported Rust version: **1.88** for this crate (the `redis` client's own minimum
 //! since redis-rs 1.3), while the rest of palisade keeps 1.85.
 //!
+//! Names follow palisade's one shape (CONTRIBUTING): `RedisXLayer` / `RedisX<S>` /
+//! `RedisXBuilder` for each fleet-wide layer, errors in [`error`], listeners with
+//! [`RedisBackend::on_event`], counters from [`RedisBackend::snapshot`]. The builders take the
+//! backend (a live connection, which no settings file holds), so there is no `XConfig` here.
+//!
 //! Tests and benches start a throwaway server with [`server::RedisServer`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod breaker;
 mod bulkhead;
+pub mod error;
 mod gcra;
 pub mod server;
+mod service;
 mod store;
 
-pub use backend::{BackendError, BackendMetrics, RedisBackend, RedisBackendBuilder, RedisEvent};
+pub use backend::{RedisBackend, RedisBackendBuilder, RedisBackendSnapshot, RedisEvent};
 pub use breaker::{
-    SharedBreakerState, SharedCircuitBreaker, SharedCircuitBreakerBuilder, SharedCircuitBreakerLayer,
+    RedisCircuitBreaker, RedisCircuitBreakerBuilder, RedisCircuitBreakerLayer, RedisCircuitState,
 };
-pub use bulkhead::{RedisBulkhead, RedisBulkheadBuilder, RedisBulkheadLayer};
+pub use bulkhead::{RedisBulkhead, RedisBulkheadBuilder, RedisBulkheadLayer, MAX_CONCURRENT};
+pub use error::{BackendError, ExceedsCapacity};
 /// The GCRA Lua script (for benches comparing it sent raw; see [`RedisRateLimiter`]).
 pub const GCRA_SCRIPT: &str = gcra::GCRA_LUA;
-pub use gcra::{Decision, ExceedsCapacity, Quota, RedisRateLimiter, RedisRateLimiterBuilder, Source};
+pub use gcra::{Decision, Quota, RedisRateLimiter, RedisRateLimiterBuilder, Source};
 
 /// What a fleet-wide limit decides while Redis is slow or down (a call timed out, failed, or
 /// palisade's breaker around the connection is open).

@@ -18,8 +18,8 @@ use std::time::Duration;
 use palisade_core::rejection::{find, BulkheadFull, CircuitOpen};
 use palisade_redis::server::RedisServer;
 use palisade_redis::{
-    OnRedisDown, Quota, RedisBackend, RedisBulkheadLayer, RedisEvent, RedisRateLimiter, RedisCircuitState,
-    RedisCircuitBreakerLayer, Source,
+    OnRedisDown, Quota, RedisBackend, RedisBulkheadLayer, RedisCircuitBreakerLayer, RedisCircuitState,
+    RedisEvent, RedisRateLimiter, Source,
 };
 use tower::{service_fn, Layer, Service, ServiceExt};
 
