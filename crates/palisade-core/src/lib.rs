@@ -36,6 +36,7 @@ pub mod config;
 pub mod duration;
 pub mod event;
 pub mod keyed;
+pub mod make_fn;
 #[doc(hidden)]
 pub mod metric;
 pub mod panic;

@@ -51,7 +51,9 @@ use palisade_core::ConfigError;
 use tokio::time::{interval, MissedTickBehavior};
 use tower_service::Service;
 
-use crate::error::StagePanicked;
+use palisade_core::panic::Panicked;
+
+use crate::error::BatchError;
 use crate::fan::Indexed;
 
 /// How far a batch got; passed to the [progress callback](BatchBuilder::on_progress) after
@@ -67,60 +69,95 @@ pub struct Progress {
     pub failures: usize,
 }
 
-type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
-
-/// Runs collections through a service; see the [module docs](self).
-///
-/// # Clone
-///
-/// Clones share the progress callback.
-#[derive(Clone)]
-pub struct Batch {
-    max_concurrency: usize,
-    max_per_second: Option<u32>,
-    on_progress: Option<ProgressFn>,
+/// Every option of a [`Batch`]: the builder's storage ([`Batch::builder`]) and, with the
+/// feature `serde`, the settings-file form (`{ "max_concurrency": 8, "max_per_second": 100 }`,
+/// both optional).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[non_exhaustive]
+pub struct BatchConfig {
+    /// How many calls run at once (at least 1). Default 16.
+    pub max_concurrency: usize,
+    /// Calls started per second, evenly spaced (1 to 1,000,000,000). Default: no pacing.
+    pub max_per_second: Option<u32>,
 }
 
-impl fmt::Debug for Batch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Batch")
-            .field("max_concurrency", &self.max_concurrency)
-            .field("max_per_second", &self.max_per_second)
-            .field("on_progress", &self.on_progress.is_some())
-            .finish()
-    }
-}
-
-/// Builds a [`Batch`].
-#[derive(Clone)]
-pub struct BatchBuilder {
-    max_concurrency: usize,
-    max_per_second: Option<u32>,
-    on_progress: Option<ProgressFn>,
-}
-
-impl fmt::Debug for BatchBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BatchBuilder")
-            .field("max_concurrency", &self.max_concurrency)
-            .field("max_per_second", &self.max_per_second)
-            .finish_non_exhaustive()
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self { max_concurrency: DEFAULT_CONCURRENCY, max_per_second: None }
     }
 }
 
 /// The highest pacing rate: one call per nanosecond.
 const MAX_RATE: u32 = 1_000_000_000;
 
+const DEFAULT_CONCURRENCY: usize = 16;
+
+impl BatchConfig {
+    /// Checks every option.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `max_concurrency` (zero) or `max_per_second` (zero or above
+    /// one per nanosecond).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        palisade_core::config::ensure(self.max_concurrency >= 1, "max_concurrency", "must be at least 1")?;
+        if let Some(n) = self.max_per_second {
+            palisade_core::config::ensure(
+                (1..=MAX_RATE).contains(&n),
+                "max_per_second",
+                "must be from 1 to 1000000000",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Validates the settings and builds the batch runner (no progress callback; use
+    /// `BatchBuilder::from(config)` to add one).
+    ///
+    /// # Errors
+    ///
+    /// As [`validate`](Self::validate).
+    pub fn build(self) -> Result<Batch, ConfigError> {
+        BatchBuilder::from(self).build()
+    }
+}
+
+type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// Builds a [`Batch`]: a [`BatchConfig`] plus the progress callback.
+#[derive(Clone)]
+pub struct BatchBuilder {
+    config: BatchConfig,
+    on_progress: Option<ProgressFn>,
+}
+
+impl fmt::Debug for BatchBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchBuilder")
+            .field("config", &self.config)
+            .field("on_progress", &self.on_progress.is_some())
+            .finish()
+    }
+}
+
+impl From<BatchConfig> for BatchBuilder {
+    fn from(config: BatchConfig) -> Self {
+        Self { config, on_progress: None }
+    }
+}
+
 impl BatchBuilder {
-    /// How many calls run at once (default 16).
+    /// Sets [`BatchConfig::max_concurrency`].
     pub fn max_concurrency(mut self, n: usize) -> Self {
-        self.max_concurrency = n;
+        self.config.max_concurrency = n;
         self
     }
 
-    /// Starts at most `n` calls per second, evenly spaced (default: no pacing).
+    /// Sets [`BatchConfig::max_per_second`].
     pub fn max_per_second(mut self, n: u32) -> Self {
-        self.max_per_second = Some(n);
+        self.config.max_per_second = Some(n);
         self
     }
 
@@ -134,67 +171,40 @@ impl BatchBuilder {
     }
 
     /// Validates the settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`BatchConfig::validate`].
     pub fn build(self) -> Result<Batch, ConfigError> {
-        palisade_core::config::ensure(self.max_concurrency >= 1, "max_concurrency", "must be at least 1")?;
-        if let Some(n) = self.max_per_second {
-            palisade_core::config::ensure(
-                (1..=MAX_RATE).contains(&n),
-                "max_per_second",
-                "must be from 1 to 1000000000",
-            )?;
-        }
-        Ok(Batch {
-            max_concurrency: self.max_concurrency,
-            max_per_second: self.max_per_second,
-            on_progress: self.on_progress,
-        })
+        self.config.validate()?;
+        Ok(Batch { config: self.config, on_progress: self.on_progress })
     }
 }
 
-/// [`Batch`] settings from a config file (feature `serde`):
-/// `{ "max_concurrency": 8, "max_per_second": 100 }`, both optional.
-#[cfg(feature = "serde")]
-#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
-pub struct BatchConfig {
-    /// How many calls run at once (default 16).
-    #[serde(default = "default_concurrency")]
-    pub max_concurrency: usize,
-    /// Calls started per second, evenly spaced (default: no pacing).
-    #[serde(default)]
-    pub max_per_second: Option<u32>,
+/// Runs collections through a service; see the [module docs](self).
+///
+/// # Clone
+///
+/// Clones share the progress callback.
+#[derive(Clone)]
+pub struct Batch {
+    config: BatchConfig,
+    on_progress: Option<ProgressFn>,
 }
 
-#[cfg(feature = "serde")]
-fn default_concurrency() -> usize {
-    DEFAULT_CONCURRENCY
-}
-
-#[cfg(feature = "serde")]
-impl BatchConfig {
-    /// A builder with these settings (add the progress callback there).
-    pub fn into_builder(self) -> BatchBuilder {
-        BatchBuilder {
-            max_concurrency: self.max_concurrency,
-            max_per_second: self.max_per_second,
-            on_progress: None,
-        }
-    }
-
-    /// Validates the settings, as [`BatchBuilder::build`] does.
-    pub fn build(self) -> Result<Batch, ConfigError> {
-        self.into_builder().build()
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("config", &self.config)
+            .field("on_progress", &self.on_progress.is_some())
+            .finish()
     }
 }
-
-const DEFAULT_CONCURRENCY: usize = 16;
 
 impl Batch {
     /// A builder: 16 calls at once, no pacing, no progress callback.
     pub fn builder() -> BatchBuilder {
-        BatchBuilder { max_concurrency: DEFAULT_CONCURRENCY, max_per_second: None, on_progress: None }
+        BatchBuilder::from(BatchConfig::default())
     }
 
     /// Runs every item through `service`; the results come back in input order.
@@ -223,7 +233,7 @@ impl Batch {
         let mut exhausted = false;
         let mut next: Option<(usize, Req)> = None;
         let mut paced = false;
-        let mut ticks = self.max_per_second.map(|n| {
+        let mut ticks = self.config.max_per_second.map(|n| {
             let mut ticks = interval(Duration::from_secs(1) / n);
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
             ticks
@@ -244,7 +254,7 @@ impl Batch {
                     *slot = Some(result);
                 }
                 if let Some(f) = &self.on_progress {
-                    if let Err(e) = crate::panic::catch(|| f(*progress)) {
+                    if let Err(e) = crate::panic::catch("progress", || f(*progress)) {
                         tracing::warn!(target: "palisade", error = %e, "a batch progress callback panicked");
                     }
                 }
@@ -255,7 +265,7 @@ impl Batch {
                 moved = true;
             }
 
-            if next.is_none() && !exhausted && in_flight.len() < self.max_concurrency {
+            if next.is_none() && !exhausted && in_flight.len() < self.config.max_concurrency {
                 next = items.next();
                 exhausted = next.is_none();
                 moved = true;
@@ -269,10 +279,10 @@ impl Batch {
                     };
                 }
                 if paced {
-                    match catch_panic(|| service.poll_ready(cx)) {
+                    match catch_panic("poll_ready", || service.poll_ready(cx)) {
                         Ok(Poll::Ready(Ok(()))) => {
                             if let Some((index, req)) = next.take() {
-                                match catch_panic(|| service.call(req)) {
+                                match catch_panic("call", || service.call(req)) {
                                     Ok(fut) => in_flight.push(Indexed::new(index, CatchUnwind { fut })),
                                     Err(e) => record(index, Err(e), &mut progress),
                                 }
@@ -312,52 +322,10 @@ impl Batch {
     }
 }
 
-/// Why one item of a [`Batch`] failed: the service's error, or a panic of the service caught
-/// by the batch.
-#[derive(Debug)]
-pub enum BatchError<E> {
-    /// The service (its `poll_ready` or its call) failed.
-    Service(E),
-    /// The service panicked on this item (in `poll_ready`, `call` or its response future).
-    Panicked(StagePanicked),
-}
-
-impl<E> BatchError<E> {
-    /// The service's error, if it is one.
-    pub fn into_service_error(self) -> Option<E> {
-        match self {
-            Self::Service(e) => Some(e),
-            Self::Panicked(_) => None,
-        }
-    }
-
-    /// Whether the service panicked on the item.
-    pub fn is_panic(&self) -> bool {
-        matches!(self, Self::Panicked(_))
-    }
-}
-
-impl<E: fmt::Display> fmt::Display for BatchError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Service(e) => e.fmt(f),
-            Self::Panicked(p) => p.fmt(f),
-        }
-    }
-}
-
-impl<E: std::error::Error + 'static> std::error::Error for BatchError<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Service(e) => e.source(),
-            Self::Panicked(_) => None,
-        }
-    }
-}
-
-fn catch_panic<T, E>(f: impl FnOnce() -> T) -> Result<T, BatchError<E>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .map_err(|payload| BatchError::Panicked(StagePanicked::new(crate::panic::message(&*payload))))
+fn catch_panic<T, E>(site: &'static str, f: impl FnOnce() -> T) -> Result<T, BatchError<E>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        BatchError::Panicked(Panicked::from_payload("service", "batch", payload).with_site(site))
+    })
 }
 
 pin_project_lite::pin_project! {
@@ -376,7 +344,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let fut = self.project().fut;
-        match catch_panic(|| fut.poll(cx)) {
+        match catch_panic("response", || fut.poll(cx)) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(result)) => Poll::Ready(result.map_err(BatchError::Service)),
             Err(e) => Poll::Ready(Err(e)),

@@ -127,7 +127,7 @@ where
         while moved < max && !self.ended {
             // The input stream is user code: a panic ends the input (it cannot be polled
             // again) with an error in its place, and what was read goes on.
-            match crate::panic::catch(|| self.stream.as_mut().poll_next(cx)) {
+            match crate::panic::catch("input", || self.stream.as_mut().poll_next(cx)) {
                 Ok(Poll::Ready(Some(item))) => {
                     inbox.push_back(Ok((self.seq, item)));
                     self.seq += 1;
@@ -136,7 +136,9 @@ where
                 Ok(Poll::Ready(None)) => self.ended = true,
                 Ok(Poll::Pending) => break,
                 Err(panicked) => {
-                    inbox.push_back(Err(StageError::new(Arc::from("input"), 0, Some(self.seq), panicked)));
+                    let input = Arc::from("input");
+                    let panicked = crate::panic::named(panicked, &input);
+                    inbox.push_back(Err(StageError::new(input, 0, Some(self.seq), panicked)));
                     self.seq += 1;
                     moved += 1;
                     self.ended = true;

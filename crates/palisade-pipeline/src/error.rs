@@ -1,10 +1,24 @@
-//! Errors: a failed stage ([`StageError`]), a panic caught in a stage ([`StagePanicked`]), a
-//! dead letter ([`DeadLetter`]) and a failed fan-out ([`FanOutError`]).
+//! Errors: a failed stage ([`StageError`]), a dead letter ([`DeadLetter`]), a failed
+//! fan-out ([`FanOutError`]), a failed batch item ([`BatchError`]), and user code that
+//! panicked ([`Panicked`]).
+//!
+//! User code that panics while a stream or a batch works on one item — the stage's
+//! `poll_ready`, `call` or response future (or its `Drop`), the item's `Clone` (for
+//! [kept items](crate::PipelineBuilder::keep_failed_items)), the
+//! [dead-letter sink](crate::PipelineBuilder::dead_letter), the input stream itself, or a
+//! [`Batch`](crate::Batch)'s service — is caught: in a stream the item fails with a
+//! [`StageError`] whose [`error`](StageError::error) is palisade-core's [`Panicked`]
+//! (component `"stage"`, the stage's name, the site: `"poll_ready"`, `"call"`,
+//! `"response"`, `"drop"`, `"clone"`, `"dead_letter"`, `"input"`), and the stream goes on
+//! with the next item (a panicking input stream ends the input, after this error, at stage
+//! `"input"`); find it with `err.error().is::<Panicked>()`. In a batch the item's result is
+//! [`BatchError::Panicked`] (component `"service"`, name `"batch"`).
 
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+pub use palisade_core::panic::Panicked;
 use palisade_core::BoxError;
 
 /// An item failed one stage of a pipeline.
@@ -122,41 +136,6 @@ impl std::error::Error for StageError {
     }
 }
 
-/// User code panicked while a stream or a batch worked on one item: the stage's
-/// `poll_ready`, `call` or response future, the item's `Clone` (for
-/// [kept items](crate::PipelineBuilder::keep_failed_items)), the
-/// [dead-letter sink](crate::PipelineBuilder::dead_letter), the input stream itself, or a
-/// [`Batch`](crate::Batch)'s service.
-///
-/// The panic is caught: in a stream the item fails with a [`StageError`] whose
-/// [`error`](StageError::error) is this type, and the stream goes on with the next item (a
-/// panicking input stream ends the input, after this error, at stage `"input"`); find it
-/// with `err.error().is::<StagePanicked>()`. In a batch the item's result is
-/// [`BatchError::Panicked`](crate::BatchError::Panicked).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StagePanicked {
-    message: Arc<str>,
-}
-
-impl StagePanicked {
-    pub(crate) fn new(message: impl Into<Arc<str>>) -> Self {
-        Self { message: message.into() }
-    }
-
-    /// The panic's message.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Display for StagePanicked {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "user code panicked in a pipeline stage: {}", self.message)
-    }
-}
-
-impl std::error::Error for StagePanicked {}
-
 /// An item that failed a stage with a dead-letter sink
 /// ([`PipelineBuilder::dead_letter`](crate::PipelineBuilder::dead_letter)).
 pub struct DeadLetter<T> {
@@ -273,5 +252,48 @@ impl fmt::Display for FanOutError {
 impl std::error::Error for FanOutError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.errors.first().map(|(_, e)| &**e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Why one item of a [`Batch`](crate::Batch) failed: the service's error, or a panic of the service caught
+/// by the batch.
+#[derive(Debug)]
+pub enum BatchError<E> {
+    /// The service (its `poll_ready` or its call) failed.
+    Service(E),
+    /// The service panicked on this item (in `poll_ready`, `call` or its response future).
+    Panicked(Panicked),
+}
+
+impl<E> BatchError<E> {
+    /// The service's error, if it is one.
+    pub fn into_service_error(self) -> Option<E> {
+        match self {
+            Self::Service(e) => Some(e),
+            Self::Panicked(_) => None,
+        }
+    }
+
+    /// Whether the service panicked on the item.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, Self::Panicked(_))
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for BatchError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Service(e) => e.fmt(f),
+            Self::Panicked(p) => p.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for BatchError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Service(e) => e.source(),
+            Self::Panicked(_) => None,
+        }
     }
 }

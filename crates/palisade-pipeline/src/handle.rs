@@ -1,55 +1,12 @@
-//! Per-stage metrics, events and the pipeline's handle.
+//! Per-stage metrics, the pipeline's handle and its snapshots.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::event::{Event, EventBus};
+use palisade_core::event::EventBus;
 use palisade_core::metric::{Counter, Gauge, Histogram};
-use tracing::Level;
 
-/// What a pipeline tells its listeners (and `tracing`, target `palisade`).
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum PipelineEvent {
-    /// An item failed a stage.
-    StageFailed {
-        /// The stage's name.
-        stage: Arc<str>,
-        /// The item's position in the input stream, when it came through a stream.
-        seq: Option<u64>,
-        /// The stage's error, rendered.
-        error: String,
-    },
-    /// A failed item went to the stage's dead-letter sink.
-    DeadLettered {
-        /// The stage's name.
-        stage: Arc<str>,
-        /// The item's position in the input stream, when it came through a stream.
-        seq: Option<u64>,
-    },
-    /// A fail-fast stream stopped on an error.
-    StoppedOnError {
-        /// The stage that failed.
-        stage: Arc<str>,
-    },
-}
-
-impl Event for PipelineEvent {
-    fn kind(&self) -> &'static str {
-        match self {
-            Self::StageFailed { .. } => "stage_failed",
-            Self::DeadLettered { .. } => "dead_lettered",
-            Self::StoppedOnError { .. } => "stopped_on_error",
-        }
-    }
-
-    fn level(&self) -> Level {
-        match self {
-            Self::StoppedOnError { .. } => Level::WARN,
-            _ => Level::DEBUG,
-        }
-    }
-}
+use crate::event::PipelineEvent;
 
 /// One stage's numbers and identity, shared by every clone of the pipeline.
 #[derive(Debug)]
@@ -157,7 +114,7 @@ impl PipelineHandle {
     where
         F: Fn(&PipelineEvent) + Send + Sync + 'static,
     {
-        self.shared.bus.subscribe(crate::panic::guard_listener(listener));
+        self.shared.bus.subscribe(listener);
     }
 }
 

@@ -1,40 +1,33 @@
-//! Panics of user code (stage services, their futures, input streams, dead-letter sinks,
-//! listeners) caught where a pipeline runs it on its own tasks, so that one bad item fails
-//! alone and the stream goes on.
+//! Panics of user code (stage services, their futures, input streams, dead-letter sinks)
+//! caught where a pipeline runs it on its own tasks, so that one bad item fails alone and
+//! the stream goes on. The error is palisade-core's [`Panicked`] (component `"stage"`).
 
-use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
+use palisade_core::panic::Panicked;
 use palisade_core::BoxError;
 
-use crate::error::StagePanicked;
-
-/// The text of a panic payload (`panic!("...")` gives a `&str` or a `String`).
-pub(crate) fn message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_owned()
-    }
-}
-
-/// Runs `f`, turning a panic into a [`StagePanicked`] error.
+/// Runs `f`, turning a panic into a [`Panicked`] error of a stage, at `site` (`"call"`,
+/// `"poll_ready"`, …). The stage's name is filled in by [`named`] where the item's failure
+/// is handled (the hot path does not carry it).
 #[inline]
-pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, BoxError> {
+pub(crate) fn catch<T>(site: &'static str, f: impl FnOnce() -> T) -> Result<T, BoxError> {
     catch_unwind(AssertUnwindSafe(f))
-        .map_err(|payload| Box::new(StagePanicked::new(message(&*payload))) as BoxError)
+        .map_err(|payload| Box::new(Panicked::from_payload("stage", "", payload).with_site(site)) as BoxError)
 }
 
-/// An event listener that cannot unwind into the stage publishing the event: a panic is
-/// logged (target `palisade`) and the event is dropped for that listener only.
-pub(crate) fn guard_listener<E: 'static>(
-    listener: impl Fn(&E) + Send + Sync + 'static,
-) -> impl Fn(&E) + Send + Sync + 'static {
-    move |event: &E| {
-        if let Err(e) = catch(|| listener(event)) {
-            tracing::warn!(target: "palisade", error = %e, "a pipeline event listener panicked");
+/// `error`, with the stage's name written into it when it is a [`Panicked`] caught by
+/// [`catch`] without one.
+pub(crate) fn named(error: BoxError, stage: &Arc<str>) -> BoxError {
+    match error.downcast_ref::<Panicked>() {
+        Some(p) if p.name().is_empty() => {
+            let named = Panicked::new(p.component(), stage.clone(), p.message());
+            Box::new(match p.site() {
+                Some(site) => named.with_site(site),
+                None => named,
+            })
         }
+        _ => error,
     }
 }

@@ -22,12 +22,7 @@ struct Shared<T> {
 
 impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // No code runs user callbacks under this lock, so poisoning cannot leave the queue
-        // half-updated; carry on with the data.
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        palisade_core::sync::lock(&self.state)
     }
 }
 

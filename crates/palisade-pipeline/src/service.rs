@@ -11,8 +11,8 @@ use futures_core::Stream;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use crate::builder::PipelineBuilder;
 use crate::chain::{Chain, SpawnCtx, Start, StreamSource};
-use crate::config::PipelineBuilder;
 use crate::error::StageError;
 use crate::handle::{PipelineHandle, PipelineShared};
 use crate::output::{Execution, FilterMode, NoFilter, Order};
@@ -115,7 +115,7 @@ where
     ///
     /// User code that panics on an item — a stage's `poll_ready`, `call` or response future,
     /// the item's `Clone`, a dead-letter sink — fails that item with a [`StageError`] holding
-    /// [`StagePanicked`](crate::StagePanicked), and the stream goes on with the next item. An
+    /// [`Panicked`](crate::Panicked), and the stream goes on with the next item. An
     /// input stream that panics ends the input with such an error (stage `"input"`).
     pub fn process_stream<St>(&self, input: St) -> PipelineStream<C::Out>
     where

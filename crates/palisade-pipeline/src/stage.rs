@@ -266,13 +266,16 @@ pub(crate) fn fail<T: Send + 'static>(
     into_any: Option<IntoAny<T>>,
     dead_letter: Option<&DeadLetterSink<T>>,
 ) -> Result<StageError, StageError> {
+    let error = crate::panic::named(error, &shared.name);
     shared.failed(seq, &error);
     match (dead_letter, kept) {
         (Some(sink), Some(item)) => {
             let text = error.to_string();
             // The sink is user code: if it panics, the item is reported as failed with the
             // panic (it is gone into the sink), and the stage goes on.
-            match crate::panic::catch(|| sink(DeadLetter::new(shared.name.clone(), seq, error, item))) {
+            match crate::panic::catch("dead_letter", || {
+                sink(DeadLetter::new(shared.name.clone(), seq, error, item));
+            }) {
                 Ok(()) => {
                     shared.dead_lettered(seq);
                     let reported = StageError::new(
@@ -283,7 +286,10 @@ pub(crate) fn fail<T: Send + 'static>(
                     );
                     Ok(reported.dead_lettered())
                 }
-                Err(panicked) => Err(StageError::new(shared.name.clone(), shared.position, seq, panicked)),
+                Err(panicked) => {
+                    let panicked = crate::panic::named(panicked, &shared.name);
+                    Err(StageError::new(shared.name.clone(), shared.position, seq, panicked))
+                }
             }
         }
         (_, kept) => {

@@ -11,7 +11,8 @@ use tokio::task::JoinSet;
 
 use crate::chain::{ChannelSource, Source};
 use crate::error::StageError;
-use crate::handle::{PipelineEvent, PipelineShared};
+use crate::event::PipelineEvent;
+use crate::handle::PipelineShared;
 use crate::output::Execution;
 
 type StageTask = Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -58,44 +58,7 @@ use palisade_core::BoxError;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-/// A `MakeService` from a closure returning a future of `Result<S, E>`.
-pub fn make_fn<F, Fut, S, E>(f: F) -> MakeFn<F>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<S, E>>,
-{
-    MakeFn { f }
-}
-
-/// The `MakeService` made by [`make_fn`].
-#[derive(Clone, Copy)]
-pub struct MakeFn<F> {
-    f: F,
-}
-
-impl<F> fmt::Debug for MakeFn<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MakeFn").finish_non_exhaustive()
-    }
-}
-
-impl<F, Fut, S, E> Service<()> for MakeFn<F>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<S, E>>,
-{
-    type Response = S;
-    type Error = E;
-    type Future = Fut;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), E>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, (): ()) -> Fut {
-        (self.f)()
-    }
-}
+pub use palisade_core::make_fn::{make_fn, MakeFn};
 
 /// Builds a [`Supervised`]: restart after 3 failures in a row ([`DefaultClassifier`]).
 #[derive(Clone, Debug)]

@@ -14,7 +14,7 @@ use futures_util::{stream, StreamExt};
 use palisade_core::BoxError;
 use palisade_pipeline::fan::{self, FanOut};
 use palisade_pipeline::{
-    Batch, BatchError, Execution, Order, PipelineEvent, PipelineService, StageError, StagePanicked,
+    Batch, BatchError, Execution, Order, Panicked, PipelineEvent, PipelineService, StageError,
 };
 use proptest::prelude::*;
 use tower::{service_fn, Service, ServiceExt};
@@ -22,8 +22,8 @@ use tower::{service_fn, Service, ServiceExt};
 /// Generous bound on a paused clock: a hang shows up as this timeout, instantly.
 const HANG_GUARD: Duration = Duration::from_secs(3600);
 
-fn panicked(err: &StageError) -> &StagePanicked {
-    err.error().downcast_ref::<StagePanicked>().unwrap_or_else(|| panic!("not a panic: {err:?}"))
+fn panicked(err: &StageError) -> &Panicked {
+    err.error().downcast_ref::<Panicked>().unwrap_or_else(|| panic!("not a panic: {err:?}"))
 }
 
 const MODES: [(Execution, Order, usize); 6] = [
@@ -469,7 +469,7 @@ impl Drop for DropBomb {
 
 /// The given input: `service_fn(|n| DropBomb(n))` with `concurrency(2)` used to exit the
 /// program with 101 (the finished future was dropped outside the catch). Now item 3 fails
-/// with `StagePanicked` and the stream goes on.
+/// with `Panicked` and the stream goes on.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_stage_future_panicking_on_drop_fails_that_item_only() {
     let given = PipelineService::builder::<u64>()

@@ -366,7 +366,7 @@ async fn a_stage_panic_fails_that_item_and_the_stream_goes_on() {
     assert_eq!(results.len(), 10);
     let err = results[3].as_ref().unwrap_err();
     assert_eq!((err.stage(), err.seq()), ("boom", Some(3)));
-    let panicked = err.error().downcast_ref::<palisade_pipeline::StagePanicked>().unwrap();
+    let panicked = err.error().downcast_ref::<palisade_pipeline::Panicked>().unwrap();
     assert_eq!(panicked.message(), "stage blew up");
     assert!(results.iter().enumerate().all(|(i, r)| i == 3 || r.as_ref().ok() == Some(&(i as u64))));
 }

@@ -10,7 +10,8 @@ use tower_layer::Layer;
 
 use crate::chain::{Chain, Link, Start};
 use crate::error::DeadLetter;
-use crate::handle::{PipelineEvent, PipelineShared, StageShared};
+use crate::event::PipelineEvent;
+use crate::handle::{PipelineShared, StageShared};
 use crate::output::{Execution, FilterMode, NoFilter, Order, WithFilter};
 use crate::service::PipelineService;
 use crate::stage::{FilterMap, Map, MapFn, Predicate, Stage, StageFn, StageKind, StageService};
@@ -121,7 +122,7 @@ impl<In, C, M> PipelineBuilder<In, C, M> {
     where
         F: Fn(&PipelineEvent) + Send + Sync + 'static,
     {
-        self.bus.subscribe(crate::panic::guard_listener(listener));
+        self.bus.subscribe(listener);
         self
     }
 }

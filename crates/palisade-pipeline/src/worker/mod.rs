@@ -15,13 +15,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_core::Stream;
 use futures_util::stream::{FuturesOrdered, FuturesUnordered};
 use palisade_core::BoxError;
-use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
 
+mod call;
+
+use self::call::{Call, Done, InFlight, Slot};
 use crate::chain::{ChannelSource, Msg, Source, SpawnCtx};
 use crate::error::StageError;
 use crate::handle::StageShared;
@@ -245,7 +246,7 @@ where
                     Some(Ok(_)) => {}
                 }
                 // A panic in `poll_ready` fails the item waiting for it, like an error.
-                let ready = match crate::panic::catch(|| self.service.poll_ready(cx)) {
+                let ready = match crate::panic::catch("poll_ready", || self.service.poll_ready(cx)) {
                     Ok(Poll::Ready(result)) => result.map_err(Into::into),
                     Ok(Poll::Pending) => break,
                     Err(panicked) => Err(panicked),
@@ -317,17 +318,18 @@ where
         self.running += 1;
         // The item's `Clone` and the service's `call` are user code: a panic fails this
         // item (as a finished call, so the counters stay right) and the stage goes on.
-        let (kept, fut) = match self.opts.keep.map(|keep| crate::panic::catch(|| keep(&item))).transpose() {
-            Ok(kept) => match crate::panic::catch(|| self.service.call(item)) {
-                Ok(fut) => (kept, fut),
+        let (kept, fut) =
+            match self.opts.keep.map(|keep| crate::panic::catch("clone", || keep(&item))).transpose() {
+                Ok(kept) => match crate::panic::catch("call", || self.service.call(item)) {
+                    Ok(fut) => (kept, fut),
+                    Err(panicked) => {
+                        return Some(Done::Finished { seq, result: Err(panicked), kept, start: now })
+                    }
+                },
                 Err(panicked) => {
-                    return Some(Done::Finished { seq, result: Err(panicked), kept, start: now })
+                    return Some(Done::Finished { seq, result: Err(panicked), kept: None, start: now })
                 }
-            },
-            Err(panicked) => {
-                return Some(Done::Finished { seq, result: Err(panicked), kept: None, start: now })
-            }
-        };
+            };
         let call = Call::Running { fut, seq, kept, start: now };
         let may_inline = self.in_flight.len() == 0 || matches!(self.in_flight, InFlight::Unordered(_));
         let try_inline = may_inline
@@ -403,115 +405,5 @@ where
             Ok(_) => None,
             Err(e) => Some(Err(e)),
         }
-    }
-}
-
-/// Calls in flight: in input order or as they complete.
-enum InFlight<F: Future> {
-    Ordered(FuturesOrdered<F>),
-    Unordered(FuturesUnordered<F>),
-}
-
-impl<F: Future> InFlight<F> {
-    #[inline]
-    fn len(&self) -> usize {
-        match self {
-            Self::Ordered(q) => q.len(),
-            Self::Unordered(q) => q.len(),
-        }
-    }
-
-    #[inline]
-    fn push(&mut self, f: F) {
-        match self {
-            Self::Ordered(q) => q.push_back(f),
-            Self::Unordered(q) => q.push(f),
-        }
-    }
-
-    #[inline]
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
-        if self.len() == 0 {
-            return Poll::Ready(None);
-        }
-        match self {
-            Self::Ordered(q) => Pin::new(q).poll_next(cx),
-            Self::Unordered(q) => Pin::new(q).poll_next(cx),
-        }
-    }
-}
-
-pin_project! {
-    #[project = CallProj]
-    enum Call<F, T> {
-        Running { #[pin] fut: F, seq: u64, kept: Option<T>, start: Instant },
-        Pass { err: Option<StageError> },
-    }
-}
-
-pin_project! {
-    /// A call in flight: boxed if it was polled once already (it cannot move any more),
-    /// in place otherwise.
-    #[project = SlotProj]
-    enum Slot<F, T> {
-        Boxed { fut: Pin<Box<Call<F, T>>> },
-        Inline { #[pin] fut: Call<F, T> },
-    }
-}
-
-impl<F, R, E, T> Future for Slot<F, T>
-where
-    F: Future<Output = Result<R, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Done<R, T>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            SlotProj::Boxed { fut } => fut.as_mut().poll(cx),
-            SlotProj::Inline { fut } => fut.poll(cx),
-        }
-    }
-}
-
-enum Done<R, T> {
-    Finished { seq: u64, result: Result<R, BoxError>, kept: Option<T>, start: Instant },
-    Pass(Option<StageError>),
-}
-
-impl<F, R, E, T> Future for Call<F, T>
-where
-    F: Future<Output = Result<R, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Done<R, T>;
-
-    #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (seq, kept, start, result) = match self.as_mut().project() {
-            CallProj::Running { fut, seq, kept, start } => {
-                // The response future is user code: a panic is this item's error.
-                let result = match crate::panic::catch(|| fut.poll(cx)) {
-                    Ok(Poll::Pending) => return Poll::Pending,
-                    Ok(Poll::Ready(result)) => result.map_err(Into::into),
-                    Err(panicked) => Err(panicked),
-                };
-                (*seq, kept.take(), *start, result)
-            }
-            CallProj::Pass { err } => return Poll::Ready(Done::Pass(err.take())),
-        };
-        // Dropping the finished future runs user code too: drop it here, where a panic of its
-        // `Drop` still fails this item, rather than wherever the slot happens to be dropped.
-        let result = match crate::panic::catch(|| self.set(Call::Pass { err: None })) {
-            Ok(()) => result,
-            Err(panicked) => {
-                if let Err(e) = crate::panic::catch(move || drop(result)) {
-                    tracing::warn!(target: "palisade", error = %e, "dropping a stage response panicked");
-                }
-                Err(panicked)
-            }
-        };
-        Poll::Ready(Done::Finished { seq, result, kept, start })
     }
 }

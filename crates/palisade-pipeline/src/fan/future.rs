@@ -1,0 +1,166 @@
+//! The response future of a fan-out and the calls it runs.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use palisade_core::BoxError;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::error::FanOutError;
+
+use super::strategy::Merge;
+
+pin_project! {
+    /// The response future of [`FanOut`] and [`Split`].
+    pub struct FanOutFuture<F, M, R>
+    where
+        M: Merge<R>,
+    {
+        calls: FuturesUnordered<Indexed<F>>,
+        merge: M,
+        state: Option<M::State>,
+        decided: Option<Result<M::Output, FanOutError>>,
+    }
+}
+
+impl<F, M: Merge<R>, R> FanOutFuture<F, M, R> {
+    pub(crate) fn new(
+        calls: FuturesUnordered<Indexed<F>>,
+        merge: M,
+        state: M::State,
+        decided: Option<Result<M::Output, FanOutError>>,
+    ) -> Self {
+        Self { calls, merge, state: Some(state), decided }
+    }
+}
+
+impl<F, M: Merge<R>, R> fmt::Debug for FanOutFuture<F, M, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FanOutFuture").field("running", &self.calls.len()).finish_non_exhaustive()
+    }
+}
+
+impl<F, M, R, E> Future for FanOutFuture<F, M, R>
+where
+    F: Future<Output = Result<R, E>>,
+    E: Into<BoxError>,
+    M: Merge<R>,
+{
+    type Output = Result<M::Output, FanOutError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(decided) = this.decided.take() {
+            return Poll::Ready(decided);
+        }
+        loop {
+            match std::task::ready!(this.calls.poll_next_unpin(cx)) {
+                Some((index, result)) => {
+                    if let Some(state) = this.state.as_mut() {
+                        if let Some(decided) = this.merge.push(state, index, result.map_err(Into::into)) {
+                            this.state.take();
+                            return Poll::Ready(decided);
+                        }
+                    }
+                }
+                None => {
+                    return Poll::Ready(match this.state.take() {
+                        Some(state) => this.merge.finish(state),
+                        None => Err(FanOutError::new(vec![(0, "fan-out polled after completion".into())], 0)),
+                    });
+                }
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// A call tagged with its branch index.
+    #[derive(Debug)]
+    pub struct Indexed<F> {
+        index: usize,
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F> Indexed<F> {
+    pub(crate) fn new(index: usize, fut: F) -> Self {
+        Self { index, fut }
+    }
+}
+
+impl<F: Future> Future for Indexed<F> {
+    type Output = (usize, F::Output);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.fut.poll(cx));
+        Poll::Ready((*this.index, out))
+    }
+}
+
+pin_project! {
+    /// One call on a service clone: waits for it to be ready, then calls it.
+    pub struct Oneshot<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: OneshotState<S, Req>,
+    }
+}
+
+pin_project! {
+    #[project = OneshotProj]
+    enum OneshotState<S, Req>
+    where
+        S: Service<Req>,
+    {
+        NotReady { service: S, req: Option<Req> },
+        Called { #[pin] fut: S::Future },
+    }
+}
+
+impl<S: Service<Req>, Req> Oneshot<S, Req> {
+    pub(crate) fn new(service: S, req: Req) -> Self {
+        Self { state: OneshotState::NotReady { service, req: Some(req) } }
+    }
+}
+
+impl<S: Service<Req>, Req> fmt::Debug for Oneshot<S, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Oneshot").finish_non_exhaustive()
+    }
+}
+
+impl<S, Req> Future for Oneshot<S, Req>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                OneshotProj::NotReady { service, req } => {
+                    std::task::ready!(service.poll_ready(cx)).map_err(Into::into)?;
+                    // Only after a panic in `call` (the request is gone, no call made): an
+                    // answer, never a `Pending` that nothing would wake.
+                    let Some(req) = req.take() else {
+                        return Poll::Ready(Err("fan-out part polled after its call failed".into()));
+                    };
+                    let fut = service.call(req);
+                    state.set(OneshotState::Called { fut });
+                }
+                OneshotProj::Called { fut } => return fut.poll(cx).map_err(Into::into),
+            }
+        }
+    }
+}
