@@ -92,7 +92,7 @@ impl ProcessBuilder {
     where
         F: Fn(&ProcessEvent) + Send + Sync + 'static,
     {
-        self.listeners.push(Arc::new(crate::panic::guard_listener(listener)));
+        self.listeners.push(Arc::new(listener));
         self
     }
 

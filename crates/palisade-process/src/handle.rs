@@ -89,6 +89,6 @@ impl ProcessHandle {
     where
         F: Fn(&ProcessEvent) + Send + Sync + 'static,
     {
-        self.telemetry.events.subscribe(crate::panic::guard_listener(listener));
+        self.telemetry.events.subscribe(listener);
     }
 }

@@ -45,10 +45,7 @@ pub(crate) enum SendError {
 
 impl FrameWriter {
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        match self.queue.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        palisade_core::sync::lock(&self.queue)
     }
 
     /// Writes `frame` now if the pipe takes it, or queues it for the writer task.

@@ -80,7 +80,7 @@ impl<C> MakeWorkerBuilder<C> {
     where
         F: Fn(&ProcessEvent) + Send + Sync + 'static,
     {
-        self.listeners.push(Arc::new(crate::panic::guard_listener(listener)));
+        self.listeners.push(Arc::new(listener));
         self
     }
 

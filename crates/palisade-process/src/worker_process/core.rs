@@ -112,10 +112,7 @@ pub(crate) struct Core<C: Codec> {
 
 impl<C: Codec> Core<C> {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Pending<C::Response>> {
-        match self.pending.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        palisade_core::sync::lock(&self.pending)
     }
 
     /// Takes no more requests: later `poll_ready`s and calls get `error`.
