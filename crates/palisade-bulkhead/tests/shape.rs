@@ -104,7 +104,9 @@ async fn refusals_carry_the_configured_retry_after() {
     tokio::time::advance(Duration::from_millis(10)).await;
     assert_ready_ok!(b.poll_ready());
     let timed_out = b.call(()).await.unwrap_err();
-    for (err, reason) in [(queue_full, BulkheadFullReason::QueueFull), (timed_out, BulkheadFullReason::WaitTimedOut)] {
+    for (err, reason) in
+        [(queue_full, BulkheadFullReason::QueueFull), (timed_out, BulkheadFullReason::WaitTimedOut)]
+    {
         assert_eq!(support::reason(&err), Some(reason));
         let rejection = find_rejection(err.as_ref()).unwrap();
         assert_eq!(rejection.retry_after(), Some(Duration::from_millis(1500)));

@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::config::ConfigError;
 use palisade_core::__private::AtomicRng;
+use palisade_core::config::ConfigError;
 
 use super::estimate::{estimate_limit_methods, estimate_setters, Estimate};
 use super::functions::log10_root;

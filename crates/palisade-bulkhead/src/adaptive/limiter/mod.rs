@@ -5,23 +5,21 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-// The grant/register handshake of a backlog waiter is the one lock-free protocol here; loom
-// checks it (`tests/loom.rs`).
-#[cfg(loom)]
-use loom::sync::{atomic::AtomicBool as WaiterFlag, Mutex as WaiterMutex};
-#[cfg(not(loom))]
-use std::sync::{atomic::AtomicBool as WaiterFlag, Mutex as WaiterMutex};
-use std::task::Waker;
 use std::time::Duration;
 
+use palisade_core::__private::{Counter, Gauge, Histogram};
 use palisade_core::config::{ensure, ConfigError};
 use palisade_core::event::EventBus;
-use palisade_core::__private::{Counter, Gauge, Histogram};
 use palisade_core::rejection::Overloaded;
-use tokio::time::Instant;
 
 use super::algorithm::{LimitAlgorithm, Sample};
 use crate::event::AdaptiveLimitEvent;
+
+mod permit;
+mod waiter;
+
+pub(crate) use self::permit::{AdaptivePermit, BacklogSlot};
+pub(crate) use self::waiter::Waiter;
 
 pub(crate) struct Metrics {
     pub(crate) limit: Gauge,
@@ -42,58 +40,6 @@ pub(crate) struct PartitionShare {
 struct PartitionState {
     limit: usize,
     in_flight: usize,
-}
-
-/// One caller waiting in the backlog; shared between the backlog and the caller's future.
-///
-/// The caller registers its waker, then looks at `granted`; the granter sets `granted`, then
-/// takes the waker. Either the caller sees the grant or the granter sees the waker.
-#[derive(Default)]
-pub(crate) struct Waiter {
-    granted: WaiterFlag,
-    /// Calls in flight when capacity was handed over (the sample's `in_flight`, as the
-    /// reference's LIFO limiter acquires for the waiter when it unblocks it).
-    in_flight: AtomicUsize,
-    waker: WaiterMutex<Option<Waker>>,
-}
-
-impl fmt::Debug for Waiter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Waiter")
-            .field("granted", &self.granted.load(Ordering::Acquire))
-            .finish_non_exhaustive()
-    }
-}
-
-impl Waiter {
-    /// Whether capacity was handed to this waiter.
-    pub(crate) fn is_granted(&self) -> bool {
-        self.granted.load(Ordering::Acquire)
-    }
-
-    /// Registers the waker to wake on a grant (before looking at [`is_granted`](Self::is_granted)).
-    pub(crate) fn register(&self, waker: &Waker) {
-        #[cfg(not(loom))]
-        let mut slot = palisade_core::sync::lock(&self.waker);
-        #[cfg(loom)]
-        let mut slot = self.waker.lock().unwrap_or_else(|p| p.into_inner());
-        match &*slot {
-            Some(w) if w.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
-        }
-    }
-
-    /// Hands capacity to this waiter and wakes it.
-    pub(crate) fn grant(&self) {
-        self.granted.store(true, Ordering::Release);
-        #[cfg(not(loom))]
-        let waker = palisade_core::sync::lock(&self.waker).take();
-        #[cfg(loom)]
-        let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
 }
 
 struct BacklogEntry {
@@ -150,126 +96,6 @@ impl fmt::Debug for Limiter {
 
 fn partition_limit(limit: usize, ratio: f64) -> usize {
     ((limit as f64 * ratio).ceil() as usize).max(1)
-}
-
-/// Capacity held by one call; dropping it without [`complete`](Self::complete) gives it back
-/// without a sample (a cancelled call says nothing about the service).
-pub(crate) struct AdaptivePermit {
-    limiter: Arc<Limiter>,
-    partition: Option<usize>,
-    in_flight: usize,
-    start: Instant,
-    released: bool,
-}
-
-impl fmt::Debug for AdaptivePermit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdaptivePermit").field("in_flight", &self.in_flight).finish_non_exhaustive()
-    }
-}
-
-impl AdaptivePermit {
-    /// Gives the capacity back with the call's outcome: `Some(dropped)` feeds a sample,
-    /// `None` (ignored) does not.
-    pub(crate) fn complete(mut self, dropped: Option<bool>) {
-        self.released = true;
-        let sample = dropped.map(|d| Sample::new(self.start.elapsed(), self.in_flight, d));
-        self.limiter.release(self.partition, sample);
-    }
-
-    pub(crate) fn elapsed(&self) -> Duration {
-        self.start.elapsed()
-    }
-}
-
-impl Drop for AdaptivePermit {
-    fn drop(&mut self) {
-        if !self.released {
-            self.limiter.release(self.partition, None);
-        }
-    }
-}
-
-/// A caller's place in the backlog; dropping it leaves the backlog (or, if a permit was
-/// already handed to it, gives that permit to the next caller).
-pub(crate) struct BacklogSlot {
-    limiter: Arc<Limiter>,
-    waiter: Arc<Waiter>,
-    partition: Option<usize>,
-    since: Instant,
-    done: bool,
-}
-
-impl fmt::Debug for BacklogSlot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BacklogSlot").field("waiter", &self.waiter).finish_non_exhaustive()
-    }
-}
-
-impl BacklogSlot {
-    pub(crate) fn waiter(&self) -> &Waiter {
-        &self.waiter
-    }
-
-    pub(crate) fn since(&self) -> Instant {
-        self.since
-    }
-
-    /// The permit handed over to this caller, if it has been.
-    pub(crate) fn try_take(&mut self) -> Option<AdaptivePermit> {
-        if !self.waiter.is_granted() {
-            return None;
-        }
-        self.done = true;
-        let limiter = &self.limiter;
-        let in_flight = self.waiter.in_flight.load(Ordering::Acquire);
-        limiter.admitted(self.since.elapsed());
-        Some(AdaptivePermit {
-            limiter: limiter.clone(),
-            partition: self.partition,
-            in_flight,
-            start: Instant::now(),
-            released: false,
-        })
-    }
-
-    /// Gives up waiting: the permit if it was handed over meanwhile, otherwise the rejection.
-    pub(crate) fn give_up(mut self) -> Result<AdaptivePermit, Overloaded> {
-        let removed = {
-            let mut state = self.limiter.lock();
-            let before = state.backlog.len();
-            state.backlog.retain(|e| !Arc::ptr_eq(&e.waiter, &self.waiter));
-            let removed = state.backlog.len() != before;
-            self.limiter.metrics.backlog.set(state.backlog.len() as i64);
-            removed
-        };
-        if removed {
-            self.done = true;
-            Err(self.limiter.reject(self.partition))
-        } else {
-            // Granted between the timer firing and the lock: take the permit.
-            self.try_take().ok_or_else(|| self.limiter.reject(self.partition))
-        }
-    }
-}
-
-impl Drop for BacklogSlot {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let granted = {
-            let mut state = self.limiter.lock();
-            let before = state.backlog.len();
-            state.backlog.retain(|e| !Arc::ptr_eq(&e.waiter, &self.waiter));
-            self.limiter.metrics.backlog.set(state.backlog.len() as i64);
-            state.backlog.len() == before
-        };
-        if granted {
-            // A permit was handed to us and nobody will use it: pass it on.
-            self.limiter.release(self.partition, None);
-        }
-    }
 }
 
 /// Why an acquisition did not succeed at once.
@@ -372,13 +198,7 @@ impl Limiter {
             drop(state);
             self.metrics.in_flight.set(in_flight as i64);
             self.admitted(Duration::ZERO);
-            return Ok(AdaptivePermit {
-                limiter: self.clone(),
-                partition,
-                in_flight,
-                start: Instant::now(),
-                released: false,
-            });
+            return Ok(AdaptivePermit::new(self.clone(), partition, in_flight));
         }
         match self.backlog {
             Some((max, _)) if state.backlog.len() < max => {
@@ -386,13 +206,7 @@ impl Limiter {
                 state.backlog.push(BacklogEntry { waiter: waiter.clone(), partition });
                 self.metrics.backlog.set(state.backlog.len() as i64);
                 drop(state);
-                Err(Denied::Queued(BacklogSlot {
-                    limiter: self.clone(),
-                    waiter,
-                    partition,
-                    since: Instant::now(),
-                    done: false,
-                }))
+                Err(Denied::Queued(BacklogSlot::new(self.clone(), waiter, partition)))
             }
             _ => {
                 drop(state);
