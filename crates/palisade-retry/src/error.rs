@@ -28,7 +28,7 @@ use palisade_core::BoxError;
 use crate::event::GiveUpReason;
 
 /// The layer ran out of retries: the opt-in final error of
-/// [`retries_exhausted_error`](crate::RetryLayerBuilder::retries_exhausted_error).
+/// [`retries_exhausted_error`](crate::RetryConfig::retries_exhausted_error).
 ///
 /// It carries the attempt count, why no further attempt was made, and the last attempt's
 /// error as its [`source`](Error::source), so palisade's

@@ -1,7 +1,7 @@
 //! Events published by the retry and hedge layers.
 //!
 //! Subscribe from the builder (`.on_event(f)`) or from the handle
-//! ([`RetryHandle::subscribe`](crate::RetryHandle::subscribe)). Listeners run synchronously
+//! ([`RetryHandle::on_event`](crate::AttemptHandle::on_event)). Listeners run synchronously
 //! on the task that polled the response future: keep them short. Every event is also logged
 //! through `tracing` (target `palisade`, `pattern` = `"retry"` or `"hedge"`).
 

@@ -1,4 +1,6 @@
-//! The retry layer's response future.
+//! The response futures: [`ResponseFuture`] (retry) and [`HedgeFuture`] (hedge).
+
+pub use crate::hedge::HedgeFuture;
 
 use std::fmt;
 use std::future::Future;
@@ -15,24 +17,25 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
 
+use crate::engine::{AttemptCore, Attempts, Call, RetryStrategy};
 use crate::error::RetriesExhausted;
 use crate::event::{GiveUpReason, RetryEvent, RetryReason};
-use crate::handle::Core;
-use crate::replay::Replay;
-use crate::timer::BoxedTimer;
+use crate::timer::Timer;
+
+type Core = AttemptCore<RetryStrategy>;
 
 pin_project! {
     /// The future returned by [`Retry`](crate::Retry): runs attempts until one is final.
     ///
     /// Dropping it drops the attempt in flight (cancelling the inner call) or the backoff
     /// sleep.
-    pub struct ResponseFuture<S, Req, C, P>
+    pub struct ResponseFuture<S, Req, C, Replay>
     where
         S: Service<Req>,
     {
         #[pin]
         state: State<S::Future>,
-        timer: BoxedTimer,
+        timer: Timer,
         // When the attempt in flight must end; moved into `timer` on its first `Pending`.
         attempt_end: Option<Instant>,
         // Whether `timer` bounds the attempt in flight.
@@ -43,7 +46,7 @@ pin_project! {
         request: Option<Req>,
         core: Arc<Core>,
         classifier: C,
-        replay: P,
+        replay: Replay,
         attempt: u32,
         backoff: BackoffState,
         deadline: Option<Instant>,
@@ -74,7 +77,7 @@ pin_project! {
     }
 }
 
-impl<S, Req, C, P> fmt::Debug for ResponseFuture<S, Req, C, P>
+impl<S, Req, C, Replay> fmt::Debug for ResponseFuture<S, Req, C, Replay>
 where
     S: Service<Req>,
 {
@@ -96,7 +99,7 @@ where
 /// When the attempt starting now must end, and whether that bound is the total deadline.
 #[inline]
 fn attempt_bound(core: &Core, deadline: Option<Instant>) -> Option<(Instant, bool)> {
-    match (core.attempt_timeout, deadline) {
+    match (core.strategy.attempt_timeout, deadline) {
         (None, None) => None,
         (None, Some(d)) => Some((d, true)),
         (Some(t), d) => {
@@ -109,11 +112,6 @@ fn attempt_bound(core: &Core, deadline: Option<Instant>) -> Option<(Instant, boo
     }
 }
 
-fn give_up(core: &Core, attempts: u32, reason: GiveUpReason) {
-    core.counters.gave_up.increment();
-    core.events.publish(RetryEvent::GaveUp { attempts, reason });
-}
-
 /// The final result after giving up for `reason`: as is, or (opt-in) an error wrapped in
 /// [`RetriesExhausted`].
 fn exhausted<R, E: Into<BoxError>>(
@@ -123,46 +121,34 @@ fn exhausted<R, E: Into<BoxError>>(
     result: Result<R, E>,
 ) -> Result<R, BoxError> {
     match result {
-        Err(err) if core.exhausted_error && reason != GiveUpReason::NonRetryable => {
+        Err(err) if core.strategy.exhausted_error && reason != GiveUpReason::NonRetryable => {
             Err(RetriesExhausted::new(core.name.clone(), attempts, reason, err.into()).into())
         }
         other => other.map_err(Into::into),
     }
 }
 
-impl<S, Req, C, P> ResponseFuture<S, Req, C, P>
+impl<S, Req, C, Replay> ResponseFuture<S, Req, C, Replay>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Classify<S::Response, S::Error>,
-    P: Replay<Req>,
+    Replay: crate::replay::Replay<Req>,
 {
     /// Sends the first attempt on `ready` (a service that was polled ready) and keeps
     /// `service` (a clone) for the retries.
     #[inline]
-    pub(crate) fn start(
-        ready: &mut S,
-        service: S,
-        req: Req,
-        core: Arc<Core>,
-        classifier: C,
-        replay: P,
-        exact_deposit: bool,
-    ) -> Self {
-        if exact_deposit {
-            core.budget.deposit_exact();
-        } else {
-            core.budget.deposit();
-        }
-        let deadline = core.deadline.map(deadline_from_now);
+    pub(crate) fn start(call: Call<'_, S, Req, C, Replay, RetryStrategy>) -> Self {
+        let Call { ready, spare: service, req, copy: request, core, classifier, replay } = call;
+        let deadline = core.strategy.deadline.map(deadline_from_now);
         let mut this = Self {
             state: State::Waiting,
-            timer: BoxedTimer::default(),
+            timer: Timer::default(),
             attempt_end: None,
             attempt_timer: false,
             timer_is_deadline: false,
             service,
-            request: None,
+            request,
             core,
             classifier,
             replay,
@@ -170,18 +156,15 @@ where
             backoff: BackoffState::default(),
             deadline,
         };
-        if let Some(throttle) = &this.core.throttle {
+        if let Some(throttle) = &this.core.strategy.throttle {
             if let Err(rejection) = throttle.try_acquire() {
                 this.core.counters.throttled.increment();
                 this.core.counters.refused.increment();
                 this.core.events.publish(RetryEvent::Throttled { attempt: 1 });
-                give_up(&this.core, 0, GiveUpReason::Throttled);
+                this.core.give_up(0, GiveUpReason::Throttled);
                 this.state = State::Rejected { error: Some(rejection.into()) };
                 return this;
             }
-        }
-        if this.core.max_attempts > 1 {
-            this.request = this.replay.replay(&req);
         }
         // The first attempt is the call itself: it is not announced, so that the pass path
         // publishes nothing (`AttemptStarted` marks retries).
@@ -230,12 +213,12 @@ fn schedule(
                 return Err(GiveUpReason::HintTooLong);
             }
             let step = backoff.step.saturating_add(1);
-            let delay = core.delay.next(step, backoff.previous, &core.rng).max(d);
+            let delay = core.strategy.delay.next(step, backoff.previous, &core.strategy.rng).max(d);
             (delay, Some(d), BackoffState { step, previous: delay })
         }
         _ => {
             let step = backoff.step.saturating_add(1);
-            let delay = core.delay.next(step, backoff.previous, &core.rng);
+            let delay = core.strategy.delay.next(step, backoff.previous, &core.strategy.rng);
             (delay, None, BackoffState { step, previous: delay })
         }
     };
@@ -245,7 +228,7 @@ fn schedule(
     if deadline.is_some_and(|d| at >= d) {
         return Err(GiveUpReason::DeadlineExceeded);
     }
-    if let Some(throttle) = &core.throttle {
+    if let Some(throttle) = &core.strategy.throttle {
         if throttle.try_acquire().is_err() {
             core.counters.throttled.increment();
             core.events.publish(RetryEvent::Throttled { attempt: attempt + 1 });
@@ -253,8 +236,7 @@ fn schedule(
         }
     }
     if !core.budget.try_withdraw() {
-        core.counters.budget_exhausted.increment();
-        core.events.publish(RetryEvent::BudgetExhausted { attempt: attempt + 1 });
+        core.budget_exhausted(attempt + 1);
         return Err(GiveUpReason::BudgetExhausted);
     }
     *backoff = next;
@@ -263,11 +245,11 @@ fn schedule(
     Ok(at)
 }
 
-/// With [`wait_for_half_open`](crate::RetryLayerBuilder::wait_for_half_open), a refusal by
+/// With [`wait_for_half_open`](crate::RetryConfig::wait_for_half_open), a refusal by
 /// an open breaker whose remaining open time is within the bound becomes a retryable
 /// failure whose hint is that time; returns the verdict and the longest hint allowed.
 fn circuit_open_wait(core: &Core, verdict: Classification) -> (Classification, Duration) {
-    if let Some(max_wait) = core.wait_for_half_open {
+    if let Some(max_wait) = core.strategy.wait_for_half_open {
         if verdict.is_failure()
             && !verdict.is_retryable()
             && verdict.rejection() == Some(RejectionKind::CircuitOpen)
@@ -284,17 +266,17 @@ fn circuit_open_wait(core: &Core, verdict: Classification) -> (Classification, D
 #[inline]
 fn record(core: &Core, verdict: &Classification) {
     core.budget.record(verdict.is_throttling_failure(), verdict.is_throttling_success());
-    if let Some(throttle) = &core.throttle {
+    if let Some(throttle) = &core.strategy.throttle {
         throttle.record(!verdict.is_failure());
     }
 }
 
-impl<S, Req, C, P> Future for ResponseFuture<S, Req, C, P>
+impl<S, Req, C, Replay> Future for ResponseFuture<S, Req, C, Replay>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Classify<S::Response, S::Error>,
-    P: Replay<Req>,
+    Replay: crate::replay::Replay<Req>,
 {
     type Output = Result<S::Response, BoxError>;
 
@@ -311,11 +293,9 @@ where
                             let (verdict, hint_limit) = circuit_open_wait(core, verdict);
                             if !verdict.is_retryable() {
                                 if verdict.is_failure() {
-                                    give_up(core, *this.attempt, GiveUpReason::NonRetryable);
-                                } else if *this.attempt > 1 && verdict.is_success() {
-                                    core.counters.succeeded_after_retry.increment();
-                                    core.events
-                                        .publish(RetryEvent::SucceededAfterRetry { attempts: *this.attempt });
+                                    core.give_up(*this.attempt, GiveUpReason::NonRetryable);
+                                } else if verdict.is_success() {
+                                    core.succeeded(*this.attempt);
                                 }
                                 return Poll::Ready(result.map_err(Into::into));
                             }
@@ -335,7 +315,7 @@ where
                                     this.timer.arm(at);
                                 }
                                 Err(reason) => {
-                                    give_up(core, *this.attempt, reason);
+                                    core.give_up(*this.attempt, reason);
                                     return Poll::Ready(exhausted(core, *this.attempt, reason, result));
                                 }
                             }
@@ -349,8 +329,8 @@ where
                             this.state.set(State::Waiting);
                             if *this.timer_is_deadline {
                                 core.counters.deadline_exceeded.increment();
-                                give_up(core, *this.attempt, GiveUpReason::DeadlineExceeded);
-                                let after = core.deadline.unwrap_or_default();
+                                core.give_up(*this.attempt, GiveUpReason::DeadlineExceeded);
+                                let after = core.strategy.deadline.unwrap_or_default();
                                 return Poll::Ready(Err(TimedOut::new(core.name.clone(), after).into()));
                             }
                             core.counters.attempt_timeouts.increment();
@@ -367,8 +347,8 @@ where
                             ) {
                                 Ok(at) => this.timer.arm(at),
                                 Err(reason) => {
-                                    give_up(core, *this.attempt, reason);
-                                    let after = core.attempt_timeout.unwrap_or_default();
+                                    core.give_up(*this.attempt, reason);
+                                    let after = core.strategy.attempt_timeout.unwrap_or_default();
                                     let timed_out: Result<S::Response, BoxError> =
                                         Err(TimedOut::new(core.name.clone(), after).into());
                                     return Poll::Ready(exhausted(core, *this.attempt, reason, timed_out));
@@ -392,15 +372,15 @@ where
                             if this.deadline.is_some() && this.timer.poll_fired(cx).is_ready() {
                                 let core: &Core = this.core;
                                 core.counters.deadline_exceeded.increment();
-                                give_up(core, *this.attempt, GiveUpReason::DeadlineExceeded);
-                                let after = core.deadline.unwrap_or_default();
+                                core.give_up(*this.attempt, GiveUpReason::DeadlineExceeded);
+                                let after = core.strategy.deadline.unwrap_or_default();
                                 return Poll::Ready(Err(TimedOut::new(core.name.clone(), after).into()));
                             }
                             return Poll::Pending;
                         }
                     };
                     if let Err(err) = ready {
-                        give_up(this.core, *this.attempt, GiveUpReason::NotReady);
+                        this.core.give_up(*this.attempt, GiveUpReason::NotReady);
                         return Poll::Ready(Err(err.into()));
                     }
                     let Some(req) = this.request.take() else {
@@ -430,5 +410,20 @@ where
                 }
             }
         }
+    }
+}
+
+impl<S, Req, C, Replay> Attempts<S, Req, C, Replay> for RetryStrategy
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+    Replay: crate::replay::Replay<Req>,
+{
+    type Future = ResponseFuture<S, Req, C, Replay>;
+
+    #[inline]
+    fn start(call: Call<'_, S, Req, C, Replay, Self>) -> Self::Future {
+        ResponseFuture::start(call)
     }
 }

@@ -167,8 +167,8 @@
 //! inner service gave it: an error stays that error (boxed), and a response classified as a
 //! failure (an HTTP 503, a gRPC UNAVAILABLE) is returned as a response, not turned into an
 //! error. Nothing is swallowed. Opt in to
-//! [`retries_exhausted_error`](RetryLayerBuilder::retries_exhausted_error) to get a typed
-//! [`RetriesExhausted`](error::RetriesExhausted) (attempt count, reason, the last error as
+//! [`retries_exhausted_error`](RetryConfig::retries_exhausted_error) to get a typed
+//! [`RetriesExhausted`] (attempt count, reason, the last error as
 //! its source) instead.
 //!
 //! A call refused by an open circuit breaker ([`CircuitOpen`](palisade_core::rejection::CircuitOpen))
@@ -177,12 +177,12 @@
 //! (`ServiceBuilder::new().layer(retry).layer(breaker)`) so that each attempt is judged by
 //! the breaker and an open breaker ends the call; sleeping on the breaker's open time would
 //! hold the caller's request (and any timeout or bulkhead permit above it) for that long.
-//! [`wait_for_half_open`](RetryLayerBuilder::wait_for_half_open) opts in to waiting, with
+//! [`wait_for_half_open`](RetryConfig::wait_for_half_open) opts in to waiting, with
 //! its own bound.
 //!
 //! A retry needs the request again. By default the request must be `Clone`
 //! ([`CloneRequest`](replay::CloneRequest)); a "clone or give up" hook
-//! ([`replay_fn`](RetryLayerBuilder::replay_fn)) serves requests that cannot always be
+//! ([`replay_fn`](RetryBuilder::replay_fn)) serves requests that cannot always be
 //! copied, and with feature `http` [`http::BufferBodyLayer`] reads streaming bodies ahead up
 //! to a size limit so that [`http::HttpReplay`] can replay them; larger bodies are sent
 //! once and never retried. See [`replay`].
@@ -213,7 +213,7 @@
 //! counts as a retryable failure (it does not go through the classifier, which cannot see a
 //! value of the inner error type). `.deadline(d)` bounds the whole call; when it passes
 //! during an attempt the attempt is dropped and the caller gets
-//! [`TimedOut`](error::TimedOut) (HTTP 504 / DEADLINE_EXCEEDED through
+//! [`TimedOut`] (HTTP 504 / DEADLINE_EXCEEDED through
 //! `palisade_core::respond`); a backoff that would end after it is not started. The
 //! `palisade-timeout` crate's `TimeoutLayer` (`palisade::timeout`) times out single calls,
 //! with a timeout that may be chosen per request (e.g. from gRPC's `grpc-timeout` header).
@@ -226,7 +226,7 @@
 //! last result, and the event [`RetryEvent::BudgetExhausted`] and the snapshot's
 //! `budget_exhausted` counter record it. An optional
 //! [`AdaptiveThrottle`] (Google SRE client-side throttling)
-//! refuses attempts locally with [`Throttled`](error::Throttled) once the backend refuses
+//! refuses attempts locally with [`Throttled`] once the backend refuses
 //! most calls.
 //!
 //! # Hedging
@@ -255,12 +255,12 @@
 //! # Errors
 //!
 //! The service's error is [`BoxError`](palisade_core::BoxError): the inner service's error
-//! (boxed), [`TimedOut`](error::TimedOut) or [`Throttled`](error::Throttled).
+//! (boxed), [`TimedOut`] or [`Throttled`].
 //!
 //! # Events and counters
 //!
 //! [`RetryEvent`]s go to listeners registered with `.on_event(..)` or
-//! [`RetryHandle::subscribe`], and to `tracing`. [`RetryLayer::handle`] reads the counters
+//! [`RetryHandle::on_event`](AttemptHandle::on_event), and to `tracing`. [`RetryLayer::handle`] reads the counters
 //! as a [`RetrySnapshot`].
 //!
 //! This crate is part of [palisade](https://docs.rs/palisade); its minimum supported Rust
@@ -269,7 +269,9 @@
 
 pub mod backoff;
 pub mod budget;
+mod builder;
 mod config;
+pub mod engine;
 pub mod error;
 pub mod event;
 pub mod future;
@@ -292,13 +294,12 @@ mod window;
 pub mod loom;
 
 pub use backoff::{Backoff, Jitter};
-pub use budget::RetryBudget;
-pub use config::RetryLayerBuilder;
-#[cfg(feature = "serde")]
-#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
-pub use config::{BackoffConfig, BudgetConfig, RetryConfig};
+pub use budget::{BudgetConfig, RetryBudget};
+pub use builder::RetryBuilder;
+pub use config::RetryConfig;
+pub use error::{BudgetExhausted, RetriesExhausted, Throttled, TimedOut};
 pub use event::{GiveUpReason, RetryEvent, RetryReason};
-pub use handle::{RetryHandle, RetrySnapshot};
-pub use layer::RetryLayer;
-pub use service::Retry;
+pub use handle::{AttemptHandle, HedgeHandle, RetryHandle, RetrySnapshot};
+pub use layer::{AttemptLayer, RetryLayer};
+pub use service::{AttemptService, Retry};
 pub use throttle::AdaptiveThrottle;

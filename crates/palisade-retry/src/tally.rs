@@ -4,43 +4,25 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::handle::{Core, Counters};
-use crate::hedge::HedgeCore;
+use crate::engine::AttemptCore;
 
 /// Requests counted locally before they are added to the shared counter.
 pub(crate) const FLUSH_EVERY: u64 = 64;
 
-/// Layer state that holds the counters.
-pub(crate) trait HasCounters {
-    fn counters(&self) -> &Counters;
-}
-
-impl HasCounters for Core {
-    fn counters(&self) -> &Counters {
-        &self.counters
-    }
-}
-
-impl HasCounters for HedgeCore {
-    fn counters(&self) -> &Counters {
-        &self.counters
-    }
-}
-
 /// A service's handle on the layer state plus its own count of requests not yet added to
 /// the shared `requests` counter (at most [`FLUSH_EVERY`] − 1; added when the service is
 /// dropped). A clone starts at zero.
-pub(crate) struct Tally<T: HasCounters> {
-    core: Arc<T>,
+pub(crate) struct Tally<St> {
+    core: Arc<AttemptCore<St>>,
     pending: u64,
 }
 
-impl<T: HasCounters> Tally<T> {
-    pub(crate) fn new(core: Arc<T>) -> Self {
+impl<St> Tally<St> {
+    pub(crate) fn new(core: Arc<AttemptCore<St>>) -> Self {
         Self { core, pending: 0 }
     }
 
-    pub(crate) fn core(&self) -> &Arc<T> {
+    pub(crate) fn core(&self) -> &Arc<AttemptCore<St>> {
         &self.core
     }
 
@@ -58,25 +40,25 @@ impl<T: HasCounters> Tally<T> {
 
     fn flush(&mut self) {
         if self.pending > 0 {
-            self.core.counters().requests.add(self.pending);
+            self.core.counters.requests.add(self.pending);
             self.pending = 0;
         }
     }
 }
 
-impl<T: HasCounters> Clone for Tally<T> {
+impl<St> Clone for Tally<St> {
     fn clone(&self) -> Self {
         Self { core: self.core.clone(), pending: 0 }
     }
 }
 
-impl<T: HasCounters> Drop for Tally<T> {
+impl<St> Drop for Tally<St> {
     fn drop(&mut self) {
         self.flush();
     }
 }
 
-impl<T: HasCounters + fmt::Debug> fmt::Debug for Tally<T> {
+impl<St: fmt::Debug> fmt::Debug for Tally<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.core.fmt(f)
     }

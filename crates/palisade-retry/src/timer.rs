@@ -1,62 +1,20 @@
-//! Lazily created, re-armable sleeps: no timer is registered until one is needed.
+//! A lazily created, re-armable sleep: no timer is registered (and nothing allocated) until
+//! one is needed.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
 use tokio::time::{sleep_until, Instant, Sleep};
-
-pin_project! {
-    #[project = TimerProj]
-    #[derive(Debug)]
-    pub(crate) enum Timer {
-        Idle,
-        Armed { #[pin] sleep: Sleep },
-    }
-}
-
-#[allow(dead_code)] // the timeout module's, until it moves to palisade-timeout
-impl Timer {
-    /// Fires at `at`, reusing the sleep when there is one.
-    pub(crate) fn arm(mut self: Pin<&mut Self>, at: Instant) {
-        match self.as_mut().project() {
-            TimerProj::Armed { sleep } => sleep.reset(at),
-            TimerProj::Idle => self.set(Self::Armed { sleep: sleep_until(at) }),
-        }
-    }
-
-    /// Arms the timer for `pending` (taking it) if it is set, then polls it: timers are only
-    /// registered once the guarded future has returned `Pending` (a call that answers at
-    /// once never touches the timer wheel).
-    pub(crate) fn poll_lazy(
-        mut self: Pin<&mut Self>,
-        pending: &mut Option<Instant>,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        if let Some(at) = pending.take() {
-            self.as_mut().arm(at);
-        }
-        self.poll_fired(cx)
-    }
-
-    /// Ready once the armed instant has passed; never ready when idle.
-    pub(crate) fn poll_fired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.project() {
-            TimerProj::Armed { sleep } => sleep.poll(cx),
-            TimerProj::Idle => Poll::Pending,
-        }
-    }
-}
 
 /// The sleep is boxed: a tokio `Sleep` is about a hundred bytes, and a response future that
 /// carries one inline is copied whole on every call, timer or not. A call that never waits
 /// (the pass path) pays nothing; one that does pays one allocation next to the timer
 /// registration.
 #[derive(Debug, Default)]
-pub(crate) struct BoxedTimer(Option<Pin<Box<Sleep>>>);
+pub(crate) struct Timer(Option<Pin<Box<Sleep>>>);
 
-impl BoxedTimer {
+impl Timer {
     /// Fires at `at`, reusing the sleep when there is one.
     pub(crate) fn arm(&mut self, at: Instant) {
         match &mut self.0 {

@@ -341,7 +341,7 @@ async fn a_panicking_listener_changes_nothing() {
         .build()
         .unwrap();
     let handle = layer.handle();
-    handle.subscribe(|_: &RetryEvent| panic!("late listener"));
+    handle.on_event(|_: &RetryEvent| panic!("late listener"));
     assert_eq!(layer.layer(svc).oneshot(1).await.unwrap().status(), 200);
     assert_eq!(offsets(&log, start), [ms(0), ms(5), ms(10)]);
     assert_eq!(handle.snapshot().retries, 2);

@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use palisade_core::classify::{classify_fn, Classification};
 use palisade_core::BoxError;
-use palisade_retry::hedge::{HedgeLayer, HedgeLayerBuilder};
+use palisade_retry::hedge::{HedgeBuilder, HedgeLayer};
 use palisade_retry::{GiveUpReason, RetryBudget, RetryEvent};
 use support::{err, ms, Events, Scripted, Step};
 use tokio::time::Instant;
 use tokio_test::{assert_pending, task};
 use tower::{Layer, Service, ServiceExt};
 
-fn builder() -> HedgeLayerBuilder {
+fn builder() -> HedgeBuilder {
     HedgeLayer::builder().budget(RetryBudget::unlimited())
 }
 

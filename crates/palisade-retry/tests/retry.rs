@@ -13,7 +13,7 @@ use palisade_core::{BoxError, DefaultClassifier};
 use palisade_retry::replay::CloneRequest;
 use palisade_retry::Retry;
 use palisade_retry::{
-    AdaptiveThrottle, Backoff, GiveUpReason, Jitter, RetryBudget, RetryEvent, RetryLayer, RetryLayerBuilder,
+    AdaptiveThrottle, Backoff, GiveUpReason, Jitter, RetryBudget, RetryBuilder, RetryEvent, RetryLayer,
     RetryReason,
 };
 use support::{err, gaps, ms, ok, Events, Scripted, Step};
@@ -22,7 +22,7 @@ use tokio_test::{assert_pending, assert_ready, assert_ready_ok, task};
 use tower::limit::ConcurrencyLimit;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
-fn builder() -> RetryLayerBuilder {
+fn builder() -> RetryBuilder {
     RetryLayer::builder().budget(RetryBudget::unlimited()).jitter(Jitter::None).seed(1)
 }
 
@@ -603,7 +603,7 @@ async fn works_behind_a_buffer_in_a_service_builder() {
 
 #[test]
 fn bad_settings_are_refused_at_build() {
-    let field = |b: RetryLayerBuilder| b.build().unwrap_err().field().to_owned();
+    let field = |b: RetryBuilder| b.build().unwrap_err().field().to_owned();
     assert_eq!(field(RetryLayer::builder().max_attempts(0)), "max_attempts");
     assert_eq!(field(RetryLayer::builder().max_delay(Duration::ZERO)), "max_delay");
     assert_eq!(field(RetryLayer::builder().backoff(Backoff::exponential_with(ms(1), 0.1))), "backoff");

@@ -20,8 +20,8 @@ macro_rules! example {
         use bytes::Bytes;
         use http_body_util::Full;
         use palisade_core::classify::HttpClassifier;
-        use palisade_timeout::TimeoutLayer;
         use palisade_retry::{Backoff, RetryLayer};
+        use palisade_timeout::TimeoutLayer;
         use std::time::Duration;
         use tower::{service_fn, ServiceBuilder, ServiceExt};
 

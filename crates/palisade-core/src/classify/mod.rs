@@ -344,7 +344,7 @@ impl<Res, Err: 'static> Classify<Res, Err> for DefaultClassifier {
 /// the caller can answer at once (503 with `Retry-After`), instead of a retry layer outside
 /// the breaker sleeping on the breaker's remaining open time while it holds the caller's
 /// request, connection and permits. Waiting for the breaker to half-open is an explicit
-/// opt-in of the retry layer (`RetryLayerBuilder::wait_for_half_open(max_wait)` in
+/// opt-in of the retry layer (`RetryBuilder::wait_for_half_open(max_wait)` in
 /// palisade-retry), with its own bound; it can tell this failure apart by
 /// [`Classification::rejection`].
 pub fn classify_error<E: 'static>(err: &E) -> Classification {

@@ -12,10 +12,12 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::{HedgeCore, HedgeMode};
+use super::HedgeMode;
+use crate::engine::{AttemptCore, Attempts, Call, HedgeStrategy};
 use crate::event::{GiveUpReason, RetryEvent};
-use crate::replay::Replay;
-use crate::timer::BoxedTimer;
+use crate::timer::Timer;
+
+type HedgeCore = AttemptCore<HedgeStrategy>;
 
 pin_project! {
     #[project = SlotProj]
@@ -28,13 +30,13 @@ pin_project! {
 pin_project! {
     /// The future returned by [`Hedge`](super::Hedge). Dropping it drops every attempt in
     /// flight.
-    pub struct HedgeFuture<S, Req, C, P>
+    pub struct HedgeFuture<S, Req, C, Replay>
     where
         S: Service<Req>,
     {
         #[pin]
         primary: Slot<S::Future>,
-        timer: BoxedTimer,
+        timer: Timer,
         // The hedge delay of the first attempt, turned into `hedge_at` from the clock on the
         // first `Pending` (a call that answers at once reads no clock).
         hedge_after: Option<Duration>,
@@ -47,7 +49,7 @@ pin_project! {
         request: Option<Req>,
         core: Arc<HedgeCore>,
         classifier: C,
-        replay: P,
+        replay: Replay,
         launched: u32,
         launch_due: bool,
         // A server pushback holds the next attempt until the timer fires, in every mode.
@@ -61,7 +63,7 @@ pin_project! {
     }
 }
 
-impl<S, Req, C, P> fmt::Debug for HedgeFuture<S, Req, C, P>
+impl<S, Req, C, Replay> fmt::Debug for HedgeFuture<S, Req, C, Replay>
 where
     S: Service<Req>,
 {
@@ -74,36 +76,23 @@ where
     }
 }
 
-impl<S, Req, C, P> HedgeFuture<S, Req, C, P>
+impl<S, Req, C, Replay> HedgeFuture<S, Req, C, Replay>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Classify<S::Response, S::Error>,
-    P: Replay<Req>,
+    Replay: crate::replay::Replay<Req>,
 {
     #[inline]
-    pub(crate) fn start(
-        ready: &mut S,
-        service: S,
-        req: Req,
-        core: Arc<HedgeCore>,
-        classifier: C,
-        replay: P,
-        exact_deposit: bool,
-    ) -> Self {
-        if exact_deposit {
-            core.budget.deposit_exact();
-        } else {
-            core.budget.deposit();
-        }
-        let primary_started = core.latency.as_ref().map(|_| Instant::now());
-        let request = if core.max_attempts > 1 { replay.replay(&req) } else { None };
-        let hedge_after = if core.max_attempts > 1 { core.hedge_delay() } else { None };
-        let launch_due = core.mode == HedgeMode::Parallel;
+    pub(crate) fn start(call: Call<'_, S, Req, C, Replay, HedgeStrategy>) -> Self {
+        let Call { ready, spare: service, req, copy: request, core, classifier, replay } = call;
+        let primary_started = core.strategy.latency.as_ref().map(|_| Instant::now());
+        let hedge_after = if core.max_attempts > 1 { core.strategy.hedge_delay() } else { None };
+        let launch_due = core.strategy.mode == HedgeMode::Parallel;
         let primary = Slot::Running { future: ready.call(req) };
         Self {
             primary,
-            timer: BoxedTimer::default(),
+            timer: Timer::default(),
             hedge_after,
             hedge_at: None,
             hedges: Vec::new(),
@@ -131,12 +120,12 @@ enum Verdict {
     Continue,
 }
 
-impl<S, Req, C, P> Future for HedgeFuture<S, Req, C, P>
+impl<S, Req, C, Replay> Future for HedgeFuture<S, Req, C, Replay>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Classify<S::Response, S::Error>,
-    P: Replay<Req>,
+    Replay: crate::replay::Replay<Req>,
 {
     type Output = Result<S::Response, BoxError>;
 
@@ -170,20 +159,12 @@ where
                 match outcome {
                     Verdict::Final => {
                         if verdict.is_success() {
-                            if let (Some(latency), Some(started)) = (&core.latency, started) {
+                            if let (Some(latency), Some(started)) = (&core.strategy.latency, started) {
                                 latency.record(Instant::now().saturating_duration_since(started));
                             }
-                            if *this.launched > 1 {
-                                core.counters.succeeded_after_retry.increment();
-                                core.events
-                                    .publish(RetryEvent::SucceededAfterRetry { attempts: *this.launched });
-                            }
+                            core.succeeded(*this.launched);
                         } else if verdict.is_failure() {
-                            core.counters.gave_up.increment();
-                            core.events.publish(RetryEvent::GaveUp {
-                                attempts: *this.launched,
-                                reason: GiveUpReason::NonRetryable,
-                            });
+                            core.give_up(*this.launched, GiveUpReason::NonRetryable);
                         }
                         // Cancel the losers now, not when the caller drops this future.
                         this.primary.set(Slot::Done);
@@ -235,8 +216,7 @@ where
                 } else {
                     GiveUpReason::NotReplayable
                 };
-                this.core.counters.gave_up.increment();
-                this.core.events.publish(RetryEvent::GaveUp { attempts: *this.launched, reason });
+                this.core.give_up(*this.launched, reason);
                 return Poll::Ready(match this.last.take() {
                     Some(res) => res.map_err(Into::into),
                     None => Err("palisade-retry: hedge finished without a result".into()),
@@ -249,7 +229,7 @@ where
                 let due = if *this.gated {
                     this.timer.poll_lazy(this.hedge_at, cx).is_ready()
                 } else {
-                    match this.core.mode {
+                    match this.core.strategy.mode {
                         HedgeMode::Delay(_) | HedgeMode::Percentile { .. } => {
                             this.timer.poll_lazy(this.hedge_at, cx).is_ready()
                         }
@@ -267,8 +247,7 @@ where
             // permit, a connection) that a refused hedge would hold until the call ends.
             if !*this.paid {
                 if !this.core.budget.try_withdraw() {
-                    this.core.counters.budget_exhausted.increment();
-                    this.core.events.publish(RetryEvent::BudgetExhausted { attempt: *this.launched + 1 });
+                    this.core.budget_exhausted(*this.launched + 1);
                     *this.stopped = Some(GiveUpReason::BudgetExhausted);
                     continue;
                 }
@@ -278,11 +257,7 @@ where
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(err)) => {
                     if !in_flight {
-                        this.core.counters.gave_up.increment();
-                        this.core.events.publish(RetryEvent::GaveUp {
-                            attempts: *this.launched,
-                            reason: GiveUpReason::NotReady,
-                        });
+                        this.core.give_up(*this.launched, GiveUpReason::NotReady);
                         return Poll::Ready(Err(err.into()));
                     }
                     // The attempts in flight may still answer.
@@ -301,9 +276,24 @@ where
             this.core.events.publish(RetryEvent::HedgeStarted { attempt: *this.launched });
             let now = Instant::now();
             let future = this.service.call(req);
-            this.hedges.push((this.core.latency.as_ref().map(|_| now), Box::pin(future)));
+            this.hedges.push((this.core.strategy.latency.as_ref().map(|_| now), Box::pin(future)));
             *this.launch_due = false;
-            *this.hedge_at = this.core.hedge_delay().map(|delay| deadline_after(now, delay));
+            *this.hedge_at = this.core.strategy.hedge_delay().map(|delay| deadline_after(now, delay));
         }
+    }
+}
+
+impl<S, Req, C, Replay> Attempts<S, Req, C, Replay> for HedgeStrategy
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+    Replay: crate::replay::Replay<Req>,
+{
+    type Future = HedgeFuture<S, Req, C, Replay>;
+
+    #[inline]
+    fn start(call: Call<'_, S, Req, C, Replay, Self>) -> Self::Future {
+        HedgeFuture::start(call)
     }
 }

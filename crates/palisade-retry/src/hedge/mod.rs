@@ -4,11 +4,11 @@
 //! one of three modes (those of Polly v8's hedging strategy):
 //!
 //! - **delayed** (the default): a new attempt starts when the attempts in flight have not
-//!   answered after a delay — fixed ([`HedgeLayerBuilder::delay`]) or the observed latency
-//!   percentile of successful attempts ([`HedgeLayerBuilder::latency_percentile`], e.g.
+//!   answered after a delay — fixed ([`HedgeBuilder::delay`]) or the observed latency
+//!   percentile of successful attempts ([`HedgeBuilder::latency_percentile`], e.g.
 //!   p95; the fixed delay is used until enough samples are seen);
-//! - **parallel** ([`HedgeLayerBuilder::parallel`]): all attempts at once;
-//! - **fallback** ([`HedgeLayerBuilder::fallback`]): the next attempt only after one fails
+//! - **parallel** ([`HedgeBuilder::parallel`]): all attempts at once;
+//! - **fallback** ([`HedgeBuilder::fallback`]): the next attempt only after one fails
 //!   (a retry without backoff).
 //!
 //! The first result that is not a retryable failure wins and is returned; the other attempts
@@ -25,7 +25,7 @@
 //! lets those in flight run on — only a fatal status (or a success) cancels them. An HTTP
 //! `Retry-After` on a non-fatal failure does not delay hedges. Deliberate deviation from
 //! grpc-java, which honours any pushback: one longer than
-//! [`max_retry_after`](HedgeLayerBuilder::max_retry_after) (30 s by default) counts as "do
+//! [`max_retry_after`](HedgeConfig::max_retry_after) (30 s by default) counts as "do
 //! not retry", so that a server cannot hold a hedged call for days.
 //!
 //! Every hedge beyond the first attempt is paid for from a
@@ -73,48 +73,54 @@
 //! The first attempt is stored inline; each further attempt is boxed (one allocation per
 //! hedge, none when no hedge starts). A call answered before its hedge delay registers no
 //! timer; the hedge delay is measured from the first time the call is pending. The default
-//! ratio budget's deposit reads the clock once per call (see
+//! ratio budget's deposit reads no clock on most calls (see
 //! [`RetryBudget::deposit`](crate::RetryBudget::deposit)).
+//!
+//! # One engine with retry
+//!
+//! [`HedgeLayer`], [`Hedge`] and [`HedgeHandle`] are the retry layer's types with the
+//! [`HedgeStrategy`]: the same layer, service, handle,
+//! budget, counters and events ([`RetryEvent`](crate::RetryEvent),
+//! [`RetrySnapshot`](crate::RetrySnapshot)); only the response future differs.
 
+mod builder;
+mod config;
 mod future;
 mod latency;
 
-use std::fmt;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use palisade_core::classify::{Classify, DefaultClassifier};
-use palisade_core::config::{ensure, ConfigError};
-use palisade_core::event::{EventBus, Listener};
-use palisade_core::BoxError;
-use tower_layer::Layer;
-use tower_service::Service;
+use palisade_core::classify::DefaultClassifier;
 
+pub use self::builder::HedgeBuilder;
+pub use self::config::HedgeConfig;
 pub use self::future::HedgeFuture;
-use self::latency::LatencyTracker;
+pub(crate) use self::latency::LatencyTracker;
 use crate::budget::RetryBudget;
-use crate::event::RetryEvent;
-use crate::handle::{Counters, RetrySnapshot};
-use crate::replay::{replay_fn, CloneRequest, Replay, ReplayFn};
-use crate::tally::Tally;
-
-/// The most attempts one hedged call may run (every one may be in flight at once, so the
-/// bound is checked when the layer is built).
-const MAX_HEDGED_ATTEMPTS: u32 = 100;
+use crate::engine::HedgeStrategy;
+pub use crate::handle::HedgeHandle;
+use crate::layer::AttemptLayer;
+use crate::replay::CloneRequest;
+use crate::service::AttemptService;
 
 /// When a hedge layer starts the next attempt.
+///
+/// In a config file (feature `serde`): `{"delay": "100ms"}`, `"parallel"`, `"fallback"` or
+/// `{"percentile": {"percentile": 0.95, "fallback": "100ms", "min_samples": 16}}`.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case", deny_unknown_fields))]
 #[non_exhaustive]
 pub enum HedgeMode {
-    /// After a fixed delay without an answer.
-    Delay(Duration),
+    /// After a fixed delay without an answer. A zero delay is [`Parallel`](Self::Parallel).
+    Delay(#[cfg_attr(feature = "serde", serde(with = "palisade_core::duration::serde"))] Duration),
     /// After the observed latency percentile (`0.0..=1.0`) of successful attempts; the
     /// `fallback` delay until `min_samples` were seen.
     Percentile {
         /// The percentile, e.g. `0.95`.
         percentile: f64,
         /// The delay used until enough samples were seen.
+        #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration::serde"))]
         fallback: Duration,
         /// Samples needed before the percentile is used (at most 128).
         min_samples: u32,
@@ -125,396 +131,33 @@ pub enum HedgeMode {
     Fallback,
 }
 
-pub(crate) struct HedgeCore {
-    pub(crate) name: Arc<str>,
-    pub(crate) max_attempts: u32,
-    pub(crate) mode: HedgeMode,
-    /// The longest server pushback honoured; a longer one stops new hedges.
-    pub(crate) max_retry_after: Duration,
-    pub(crate) latency: Option<LatencyTracker>,
-    pub(crate) budget: RetryBudget,
-    pub(crate) events: EventBus<RetryEvent>,
-    pub(crate) counters: Counters,
-}
-
-impl HedgeCore {
-    /// The delay before the next hedge in the delayed modes.
-    pub(crate) fn hedge_delay(&self) -> Option<Duration> {
-        match self.mode {
-            HedgeMode::Delay(d) => Some(d),
-            HedgeMode::Percentile { fallback, .. } => {
-                Some(self.latency.as_ref().and_then(LatencyTracker::estimate).unwrap_or(fallback))
-            }
-            HedgeMode::Parallel | HedgeMode::Fallback => None,
-        }
-    }
-}
-
-impl fmt::Debug for HedgeCore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hedge")
-            .field("name", &self.name)
-            .field("max_attempts", &self.max_attempts)
-            .field("mode", &self.mode)
-            .field("budget", &self.budget)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Hedges calls; see the [module docs](self).
-pub struct HedgeLayer<C = DefaultClassifier, P = CloneRequest> {
-    core: Arc<HedgeCore>,
-    classifier: C,
-    replay: P,
-}
-
-impl HedgeLayer {
-    /// A builder: name `"hedge"`, 2 attempts, delayed mode with 100 ms, Finagle budget,
-    /// [`DefaultClassifier`], [`CloneRequest`].
-    pub fn builder() -> HedgeLayerBuilder {
-        HedgeLayerBuilder {
-            name: "hedge".into(),
-            max_attempts: 2,
-            mode: HedgeMode::Delay(Duration::from_millis(100)),
-            max_retry_after: Duration::from_secs(30),
-            budget: None,
-            listeners: Vec::new(),
-            classifier: DefaultClassifier,
-            replay: CloneRequest,
-        }
-    }
-}
-
-impl<C, P> HedgeLayer<C, P> {
-    /// A handle to the layer's counters, events and budget.
-    pub fn handle(&self) -> HedgeHandle {
-        HedgeHandle { core: self.core.clone() }
-    }
-}
-
-impl<C: Clone, P: Clone> Clone for HedgeLayer<C, P> {
-    fn clone(&self) -> Self {
-        Self { core: self.core.clone(), classifier: self.classifier.clone(), replay: self.replay.clone() }
-    }
-}
-
-impl<C: fmt::Debug, P: fmt::Debug> fmt::Debug for HedgeLayer<C, P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HedgeLayer")
-            .field("config", &self.core)
-            .field("classifier", &self.classifier)
-            .field("replay", &self.replay)
-            .finish()
-    }
-}
-
-impl<S, C: Clone, P: Clone> Layer<S> for HedgeLayer<C, P> {
-    type Service = Hedge<S, C, P>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Hedge {
-            inner,
-            core: Tally::new(self.core.clone()),
-            classifier: self.classifier.clone(),
-            replay: self.replay.clone(),
-        }
-    }
-}
-
-/// Builds a [`HedgeLayer`].
-#[must_use]
-pub struct HedgeLayerBuilder<C = DefaultClassifier, P = CloneRequest> {
-    name: Arc<str>,
-    max_attempts: u32,
-    mode: HedgeMode,
-    max_retry_after: Duration,
-    budget: Option<RetryBudget>,
-    listeners: Vec<Listener<RetryEvent>>,
-    classifier: C,
-    replay: P,
-}
-
-impl<C: fmt::Debug, P: fmt::Debug> fmt::Debug for HedgeLayerBuilder<C, P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HedgeLayerBuilder")
-            .field("name", &self.name)
-            .field("max_attempts", &self.max_attempts)
-            .field("mode", &self.mode)
-            .field("budget", &self.budget)
-            .field("classifier", &self.classifier)
-            .field("replay", &self.replay)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<C, P> HedgeLayerBuilder<C, P> {
-    /// The name in events and metric labels (default `"hedge"`).
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// Attempts in all, in flight at once at most (1 to 100; default 2).
-    pub fn max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n;
-        self
-    }
-
-    /// Delayed mode: a new attempt after `delay` without an answer. A zero delay is
-    /// [parallel](Self::parallel) mode.
-    pub fn delay(mut self, delay: Duration) -> Self {
-        self.mode = HedgeMode::Delay(delay);
-        self
-    }
-
-    /// Delayed mode with the observed `percentile` (e.g. `0.95`) of successful attempts'
-    /// latency over the last 128, once 16 were seen; the delay set before (or 100 ms) until
-    /// then.
-    pub fn latency_percentile(mut self, percentile: f64) -> Self {
-        let fallback = match self.mode {
-            HedgeMode::Delay(d) | HedgeMode::Percentile { fallback: d, .. } => d,
-            _ => Duration::from_millis(100),
-        };
-        self.mode = HedgeMode::Percentile { percentile, fallback, min_samples: 16 };
-        self
-    }
-
-    /// Parallel mode: all attempts at once.
-    pub fn parallel(mut self) -> Self {
-        self.mode = HedgeMode::Parallel;
-        self
-    }
-
-    /// Fallback mode: the next attempt only after a retryable failure.
-    pub fn fallback(mut self) -> Self {
-        self.mode = HedgeMode::Fallback;
-        self
-    }
-
-    /// Any [`HedgeMode`].
-    pub fn mode(mut self, mode: HedgeMode) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// The longest server pushback (gRPC `grpc-retry-pushback-ms`) honoured before the next
-    /// hedge (default 30 s, as the retry layer's
-    /// [`max_retry_after`](crate::RetryLayerBuilder::max_retry_after)). A longer pushback
-    /// stops new hedges as "do not retry" does: the attempts in flight go on, and when none
-    /// is left the call ends with the last failure ([`GiveUpReason::HintTooLong`]) instead of
-    /// waiting for as long as the server asked — a hostile or broken server cannot hold a
-    /// hedged call for days.
-    ///
-    /// [`GiveUpReason::HintTooLong`]: crate::GiveUpReason::HintTooLong
-    pub fn max_retry_after(mut self, max: Duration) -> Self {
-        self.max_retry_after = max;
-        self
-    }
-
-    /// The budget hedges draw from (default: a Finagle budget of its own).
-    pub fn budget(mut self, budget: RetryBudget) -> Self {
-        self.budget = Some(budget);
-        self
-    }
-
-    /// Registers a listener for the layer's events.
-    pub fn on_event<F>(mut self, listener: F) -> Self
-    where
-        F: Fn(&RetryEvent) + Send + Sync + 'static,
-    {
-        self.listeners.push(Arc::new(listener));
-        self
-    }
-
-    /// The classifier: a retryable failure is non-fatal (the other attempts go on).
-    pub fn classifier<C2>(self, classifier: C2) -> HedgeLayerBuilder<C2, P> {
-        HedgeLayerBuilder {
-            name: self.name,
-            max_attempts: self.max_attempts,
-            mode: self.mode,
-            max_retry_after: self.max_retry_after,
-            budget: self.budget,
-            listeners: self.listeners,
-            classifier,
-            replay: self.replay,
-        }
-    }
-
-    /// How requests are copied for further attempts (see [`replay`](crate::replay)).
-    pub fn replay<P2>(self, replay: P2) -> HedgeLayerBuilder<C, P2> {
-        HedgeLayerBuilder {
-            name: self.name,
-            max_attempts: self.max_attempts,
-            mode: self.mode,
-            max_retry_after: self.max_retry_after,
-            budget: self.budget,
-            listeners: self.listeners,
-            classifier: self.classifier,
-            replay,
-        }
-    }
-
-    /// A "clone or give up" hook.
-    pub fn replay_fn<F>(self, f: F) -> HedgeLayerBuilder<C, ReplayFn<F>> {
-        self.replay(replay_fn(f))
-    }
-
-    /// Validates and builds.
-    pub fn build(self) -> Result<HedgeLayer<C, P>, ConfigError> {
-        ensure(
-            (1..=MAX_HEDGED_ATTEMPTS).contains(&self.max_attempts),
-            "max_attempts",
-            "must be between 1 and 100",
-        )?;
-        let mut mode = self.mode;
-        let latency = match mode {
-            // A zero delay sends every attempt at once: parallel mode (no timer).
-            HedgeMode::Delay(d) if d.is_zero() => {
-                mode = HedgeMode::Parallel;
-                None
-            }
-            HedgeMode::Percentile { percentile, min_samples, .. } => {
-                palisade_core::config::ensure_ratio("latency_percentile", percentile)?;
-                Some(LatencyTracker::new(percentile, u64::from(min_samples)))
-            }
-            HedgeMode::Delay(_) | HedgeMode::Parallel | HedgeMode::Fallback => None,
-        };
-        Ok(HedgeLayer {
-            core: Arc::new(HedgeCore {
-                max_attempts: self.max_attempts,
-                mode,
-                max_retry_after: self.max_retry_after,
-                latency,
-                budget: self.budget.unwrap_or_default(),
-                events: EventBus::with_listeners("hedge", self.name.clone(), self.listeners),
-                counters: Counters::new("hedge", &self.name),
-                name: self.name,
-            }),
-            classifier: self.classifier,
-            replay: self.replay,
-        })
-    }
-}
-
-/// Reads a hedge layer's counters and subscribes to its events.
 ///
-/// # Clone
+/// [`HedgeLayer::new(delay)`](AttemptLayer::new) sends a second attempt after `delay`
+/// without an answer; [`HedgeLayer::builder`](AttemptLayer::builder) sets any option (see
+/// [`HedgeConfig`]).
 ///
-/// Clones share the layer's state.
-#[derive(Clone, Debug)]
-pub struct HedgeHandle {
-    core: Arc<HedgeCore>,
-}
-
-impl HedgeHandle {
-    /// The layer's name.
-    pub fn name(&self) -> &str {
-        &self.core.name
-    }
-
-    /// The counters as they are now.
-    pub fn snapshot(&self) -> RetrySnapshot {
-        self.core.counters.snapshot()
-    }
-
-    /// The layer's budget.
-    pub fn budget(&self) -> &RetryBudget {
-        &self.core.budget
-    }
-
-    /// The delay before the next hedge now (delayed modes), e.g. the observed percentile.
-    pub fn current_delay(&self) -> Option<Duration> {
-        self.core.hedge_delay()
-    }
-
-    /// Registers a listener for the layer's events.
-    pub fn subscribe<F>(&self, listener: F)
-    where
-        F: Fn(&RetryEvent) + Send + Sync + 'static,
-    {
-        self.core.events.subscribe(listener);
-    }
-}
+/// ```
+/// use std::time::Duration;
+/// use palisade_retry::hedge::HedgeLayer;
+///
+/// let hedge = HedgeLayer::new(Duration::from_millis(50));
+/// assert_eq!(hedge.handle().current_delay(), Some(Duration::from_millis(50)));
+/// ```
+pub type HedgeLayer<C = DefaultClassifier, Replay = CloneRequest> = AttemptLayer<C, Replay, HedgeStrategy>;
 
 /// The service made by [`HedgeLayer`].
-///
-/// # Clone
-///
-/// Clones share the layer's state and hold no reservation.
-pub struct Hedge<S, C = DefaultClassifier, P = CloneRequest> {
-    inner: S,
-    core: Tally<HedgeCore>,
-    classifier: C,
-    replay: P,
-}
+pub type Hedge<S, C = DefaultClassifier, Replay = CloneRequest> = AttemptService<S, C, Replay, HedgeStrategy>;
 
-impl<S, C, P> Hedge<S, C, P> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
+impl HedgeLayer {
+    /// Two attempts: a hedge after `delay` without an answer, every other option at its
+    /// default ([`HedgeConfig`]). A zero delay sends both at once (parallel mode).
+    pub fn new(delay: Duration) -> Self {
+        HedgeBuilder::default().delay(delay).assemble(RetryBudget::finagle_default())
     }
 
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming the hedge service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S: Clone, C: Clone, P: Clone> Clone for Hedge<S, C, P> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            core: self.core.clone(),
-            classifier: self.classifier.clone(),
-            replay: self.replay.clone(),
-        }
-    }
-}
-
-impl<S: fmt::Debug, C: fmt::Debug, P: fmt::Debug> fmt::Debug for Hedge<S, C, P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hedge")
-            .field("inner", &self.inner)
-            .field("config", &self.core)
-            .field("classifier", &self.classifier)
-            .field("replay", &self.replay)
-            .finish()
-    }
-}
-
-impl<S, Req, C, P> Service<Req> for Hedge<S, C, P>
-where
-    S: Service<Req> + Clone,
-    S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error> + Clone,
-    P: Replay<Req> + Clone,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = HedgeFuture<S, Req, C, P>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    #[inline]
-    fn call(&mut self, req: Req) -> Self::Future {
-        let exact = self.core.count();
-        let spare = self.inner.clone();
-        HedgeFuture::start(
-            &mut self.inner,
-            spare,
-            req,
-            self.core.core().clone(),
-            self.classifier.clone(),
-            self.replay.clone(),
-            exact,
-        )
+    /// A builder with the defaults of [`HedgeConfig`].
+    pub fn builder() -> HedgeBuilder {
+        HedgeBuilder::default()
     }
 }
