@@ -17,7 +17,7 @@ use palisade_core::keyed::Unkeyed;
 use crate::breaker::{Breaker, LayerShared};
 use crate::config::{CircuitBreakerConfig, PATTERN};
 use crate::event::{guarded, CircuitBreakerEvent};
-use crate::keyed::KeyExtractor;
+use crate::keyed::{KeyExtractor, KeyedShared};
 use crate::layer::{CircuitBreakerLayer, KeyedCircuitBreakerLayer};
 use crate::settings::Settings;
 use crate::state::CircuitState;
@@ -320,13 +320,13 @@ impl<C, K, F> KeyedCircuitBreakerBuilder<C, K, F> {
         let (settings, shared) = self.inner.shared()?;
         let map = KeyedMap::new(self.inner.config.max_keys);
         let when_unkeyed = self.inner.config.when_unkeyed;
-        Ok(KeyedCircuitBreakerLayer::new(
+        Ok(KeyedCircuitBreakerLayer::from_shared(KeyedShared::new(
             settings,
             shared,
             map,
             Arc::new(self.inner.classifier),
             self.key_fn,
             when_unkeyed,
-        ))
+        )))
     }
 }

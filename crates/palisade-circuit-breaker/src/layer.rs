@@ -4,9 +4,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use palisade_core::__private::KeyedMap;
 use palisade_core::classify::DefaultClassifier;
-use palisade_core::keyed::Unkeyed;
 use tower_layer::Layer;
 
 use crate::breaker::{Breaker, LayerShared, Striped};
@@ -161,15 +159,8 @@ impl<C, K, F> fmt::Debug for KeyedCircuitBreakerLayer<C, K, F> {
 }
 
 impl<C, K, F> KeyedCircuitBreakerLayer<C, K, F> {
-    pub(crate) fn new(
-        settings: Arc<Settings>,
-        layer: Arc<LayerShared>,
-        map: KeyedMap<K, Breaker<Arc<C>>>,
-        classifier: Arc<C>,
-        key_fn: F,
-        when_unkeyed: Unkeyed,
-    ) -> Self {
-        Self { shared: Arc::new(KeyedShared::new(settings, layer, map, classifier, key_fn, when_unkeyed)) }
+    pub(crate) fn from_shared(shared: KeyedShared<C, K, F>) -> Self {
+        Self { shared: Arc::new(shared) }
     }
 
     pub(crate) fn shared(&self) -> &Arc<KeyedShared<C, K, F>> {

@@ -258,3 +258,76 @@ async fn a_named_key_extractor_makes_the_keyed_types_nameable() {
     assert_eq!(handle.get(&"a").unwrap().state(), CircuitState::Open);
     assert_eq!(rejection(&send(&client.svc, "a", false).await).unwrap().key(), Some("a"));
 }
+
+/// The key of a request to a host; none for the empty host.
+fn host_key(r: &Req) -> Option<&'static str> {
+    (!r.host.is_empty()).then_some(r.host)
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_request_without_a_key_is_refused_with_key_missing_by_default() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let layer =
+        CircuitBreakerLayer::builder().name("hosts").consecutive_failures(1).keyed(host_key).build().unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(hosts_backend(hits.clone()));
+    for _ in 0..3 {
+        let err = send(&svc, "", false).await.unwrap_err();
+        let missing = err.downcast_ref::<palisade_circuit_breaker::KeyMissing>().expect("KeyMissing");
+        assert_eq!(missing.name(), "hosts");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the inner service is not called");
+    assert_eq!((handle.len(), handle.unkeyed().is_none()), (0, true));
+    send(&svc, "a", false).await.unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn pass_through_lets_a_request_without_a_key_reach_the_service_with_no_breaker() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .keyed(host_key)
+        .when_unkeyed(palisade_circuit_breaker::Unkeyed::PassThrough)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(hosts_backend(hits.clone()));
+    // Failures without a key open nothing: every one reaches the service.
+    for _ in 0..3 {
+        assert_eq!(send(&svc, "", true).await.unwrap_err().to_string(), "boom");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    assert_eq!((handle.len(), handle.unkeyed().is_none()), (0, true));
+    // Keyed requests still have their breakers.
+    send(&svc, "a", true).await.unwrap_err();
+    assert!(rejection(&send(&svc, "a", false).await).is_some());
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn shared_puts_every_request_without_a_key_under_one_breaker() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let layer = CircuitBreakerLayer::builder()
+        .name("hosts")
+        .consecutive_failures(2)
+        .keyed(host_key)
+        .when_unkeyed(palisade_circuit_breaker::Unkeyed::Shared)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(hosts_backend(hits.clone()));
+    send(&svc, "", true).await.unwrap_err();
+    send(&svc, "", true).await.unwrap_err();
+    let unkeyed = handle.unkeyed().expect("a shared breaker");
+    assert_eq!(unkeyed.state(), CircuitState::Open);
+    let res = send(&svc, "", false).await;
+    let open = rejection(&res).expect("CircuitOpen");
+    assert_eq!((open.name(), open.key()), ("hosts", None));
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    // Keyed requests are not under the shared breaker, and it is not a key.
+    send(&svc, "a", false).await.unwrap();
+    assert_eq!(handle.len(), 1);
+    assert_eq!(handle.get(&"a").unwrap().state(), CircuitState::Closed);
+    unkeyed.reset();
+    send(&svc, "", false).await.unwrap();
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use palisade_circuit_breaker::{CircuitBreakerEvent, CircuitBreakerLayer, CircuitState, TransitionReason};
 use palisade_core::classify::{classify_fn, Classification};
 use palisade_core::Outcome;
-use support::{backend, recorder, rejection, send, slow, Call, FAIL, OK};
+use support::{backend, recorder, rejection, send, send_owned, slow, Call, FAIL, OK};
 use tokio::time::advance;
 use tower::Layer;
 
@@ -622,4 +622,39 @@ async fn a_time_window_counts_every_success_once_across_rotations_and_closes() {
     send(&svc, OK).await.unwrap();
     let snap = handle.snapshot();
     assert_eq!((snap.window_calls, snap.successes, snap.failures), (1, 5, 1));
+}
+
+/// Resilience4j's defaults (CircuitBreakerConfig.ofDefaults): failure rate threshold 50 %,
+/// count window of 100, minimum 100 calls, 60 s open, 10 calls permitted half-open.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn new_is_a_breaker_with_resilience4j_defaults() {
+    let layer = CircuitBreakerLayer::new();
+    assert_eq!(
+        format!("{:?}", CircuitBreakerLayer::default().handle().snapshot()),
+        format!("{:?}", layer.handle().snapshot())
+    );
+    let handle = layer.handle();
+    let svc = layer.layer(backend(Arc::default()));
+    for _ in 0..50 {
+        send(&svc, FAIL).await.unwrap_err();
+    }
+    for _ in 0..49 {
+        send(&svc, OK).await.unwrap();
+    }
+    // 99 calls: below the minimum, whatever the rate.
+    assert_eq!(handle.state(), CircuitState::Closed);
+    send(&svc, OK).await.unwrap();
+    // 100 calls, 50 % failed: the threshold is inclusive.
+    assert_eq!(handle.state(), CircuitState::Open);
+    assert_eq!(rejection(&send(&svc, OK).await).unwrap().retry_after(), 60 * SEC);
+    advance(60 * SEC).await;
+    let trials: Vec<_> = (0..10).map(|_| send_owned(svc.clone(), slow(SEC))).collect();
+    let trials: Vec<_> = trials.into_iter().map(tokio::spawn).collect();
+    tokio::task::yield_now().await;
+    assert_eq!(handle.snapshot().trials_in_flight, 10);
+    assert!(rejection(&send(&svc, OK).await).is_some(), "the 11th call is refused");
+    for t in trials {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(handle.state(), CircuitState::Closed);
 }

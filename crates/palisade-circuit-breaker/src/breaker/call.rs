@@ -3,6 +3,9 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::classify::Classification;
 
 use tokio::time::Instant;
 
@@ -103,7 +106,7 @@ impl<C> CallGuard<C> {
     /// it there ([`eos`](palisade_core::classify::eos)); a body dropped before its end drops
     /// this guard: ignored, a trial slot given back.
     #[inline]
-    pub(crate) fn finish<T, E>(mut self, result: &mut Result<T, E>)
+    pub(crate) fn finish<T, E>(self, result: &mut Result<T, E>)
     where
         C: palisade_core::Classify<T, E> + Send + Sync + 'static,
     {
@@ -114,29 +117,34 @@ impl<C> CallGuard<C> {
             deferral.attach(move |eos: palisade_core::classify::eos::Eos<'_>| self.finish_eos(&eos));
             return;
         }
-        let admission = std::mem::replace(&mut self.admission, Admission::Pass);
-        let (verdict, timing) = match self.start {
-            Some(start) => {
-                let end = Instant::now();
-                let elapsed = end.saturating_duration_since(start);
-                (self.breaker.classifier.classify_timed(result, elapsed), Some((end, elapsed)))
-            }
-            None => (self.breaker.classifier.classify(result), None),
+        let timing = self.timing();
+        let verdict = match timing {
+            Some((_, elapsed)) => self.breaker.classifier.classify_timed(result, elapsed),
+            None => self.breaker.classifier.classify(result),
         };
-        self.breaker.core.record(admission, verdict, timing, self.breaker.stripe());
+        self.record(verdict, timing);
     }
 
     /// Records a deferred call at the end of its response body, timed to that end.
-    fn finish_eos(mut self, eos: &palisade_core::classify::eos::Eos<'_>) {
-        let admission = std::mem::replace(&mut self.admission, Admission::Pass);
-        let (verdict, timing) = match self.start {
-            Some(start) => {
-                let end = Instant::now();
-                let elapsed = end.saturating_duration_since(start);
-                (eos.classify_timed(elapsed), Some((end, elapsed)))
-            }
-            None => (eos.classify(), None),
+    fn finish_eos(self, eos: &palisade_core::classify::eos::Eos<'_>) {
+        let timing = self.timing();
+        let verdict = match timing {
+            Some((_, elapsed)) => eos.classify_timed(elapsed),
+            None => eos.classify(),
         };
+        self.record(verdict, timing);
+    }
+
+    /// The call's end and duration, when durations are measured.
+    fn timing(&self) -> Option<(Instant, Duration)> {
+        self.start.map(|start| {
+            let end = Instant::now();
+            (end, end.saturating_duration_since(start))
+        })
+    }
+
+    fn record(mut self, verdict: Classification, timing: Option<(Instant, Duration)>) {
+        let admission = std::mem::replace(&mut self.admission, Admission::Pass);
         self.breaker.core.record(admission, verdict, timing, self.breaker.stripe());
     }
 }
