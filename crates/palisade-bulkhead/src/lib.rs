@@ -130,7 +130,7 @@
 //!   `tracing`; snapshots from the handles; metrics `palisade_bulkhead_*` (every wait counted
 //!   in `palisade_bulkhead_waited_total` and `palisade_bulkhead_wait_seconds`, however it
 //!   ended) and `palisade_adaptive_limit_*` with feature `metrics`; [`BulkheadConfig`] and
-//!   [`AdaptiveLimitConfig`](adaptive::AdaptiveLimitConfig) from config files with feature
+//!   [`AdaptiveLimitConfig`] from config files with feature
 //!   `serde`; every error in [`error`].
 //!
 //! Minimum supported Rust version: 1.85.

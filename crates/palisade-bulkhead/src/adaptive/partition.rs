@@ -6,21 +6,21 @@ use std::sync::Arc;
 /// Picks a call's partition from its request.
 ///
 /// Implemented by [`NoPartitions`] and by [`PartitionBy`] (from
-/// [`AdaptiveLimitBuilder::partition_by`]).
+/// [`AdaptiveLimitBuilder::partition_by`](super::AdaptiveLimitBuilder::partition_by)).
 pub trait Partitioner<Req> {
     /// The index in `partitions` of the request's partition, or `None` (the call then only
     /// passes while the total is under the limit).
     fn select(&self, req: &Req, partitions: &[Arc<str>]) -> Option<usize>;
 
     /// Whether `req` skips the limit altogether (see
-    /// [`AdaptiveLimitBuilder::bypass`]): no capacity taken, no sample, never shed.
+    /// [`AdaptiveLimitBuilder::bypass`](super::AdaptiveLimitBuilder::bypass)): no capacity taken, no sample, never shed.
     fn bypass(&self, req: &Req) -> bool {
         let _ = req;
         false
     }
 }
 
-/// A partitioner with a bypass predicate, from [`AdaptiveLimitBuilder::bypass`].
+/// A partitioner with a bypass predicate, from [`AdaptiveLimitBuilder::bypass`](super::AdaptiveLimitBuilder::bypass).
 #[derive(Clone, Copy)]
 pub struct Bypass<Partition, Predicate> {
     pub(super) inner: Partition,

@@ -55,7 +55,7 @@ impl ExpAvg {
 ///
 /// Defaults (as the reference): initial 20, min 20, max 200, smoothing 0.2, queue size 4,
 /// RTT tolerance 1.5, long window 600; plus `drop_backoff` 0.9 — a deliberate deviation, see
-/// [`drop_backoff`](Self::drop_backoff) and the [module docs](self).
+/// [`drop_backoff`](Self::drop_backoff) and the [module docs](super).
 #[derive(Clone)]
 pub struct Gradient2 {
     limit: Estimate,

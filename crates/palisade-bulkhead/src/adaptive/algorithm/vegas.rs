@@ -29,7 +29,7 @@ pub type FloatFn = Arc<dyn Fn(f64) -> f64 + Send + Sync>;
 /// `min_limit..=max_limit` and smoothed: `(1 − smoothing) × old + smoothing × new`.
 ///
 /// Defaults (as the reference): initial 20, max 1000, smoothing 1.0, probe multiplier 30,
-/// alpha = 3·[`functions::log10_root`], beta = 6·log10_root,
+/// alpha = 3·[`functions::log10_root`](super::functions::log10_root), beta = 6·log10_root,
 /// threshold = log10_root, increase = `limit + log10_root(limit)`,
 /// decrease = `limit − log10_root(limit)`.
 ///
