@@ -3,7 +3,8 @@
 //!
 //! palisade catches such a panic where it runs the code, answers the request involved with
 //! a `Panicked` and goes on: one bad call fails alone, the machinery (worker tasks, other
-//! callers) is not taken down.
+//! callers) is not taken down. [`catch`] runs a closure and [`CatchUnwind`] a future that
+//! way; [`payload_message`] reads a payload's text.
 //!
 //! ```
 //! use palisade_core::panic::Panicked;
@@ -20,7 +21,13 @@
 
 use std::any::Any;
 use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
 
 /// User code run by palisade panicked; see the [module docs](self).
 ///
@@ -94,6 +101,63 @@ impl fmt::Display for Panicked {
 
 impl std::error::Error for Panicked {}
 
+/// Runs user code `f`; a panic comes back as the payload (give it to
+/// [`Panicked::from_payload`] or [`payload_message`]).
+///
+/// `f` is run under `AssertUnwindSafe`: palisade never holds its own state half-updated
+/// across user code (see [`sync`](crate::sync)), so nothing it sees after a panic is broken.
+///
+/// ```
+/// use palisade_core::panic::{catch, Panicked};
+///
+/// assert_eq!(catch(|| 2 + 2).ok(), Some(4));
+/// let err = catch(|| panic!("bad hook")).map_err(|p| Panicked::from_payload("hook", "chaos", p));
+/// assert_eq!(err.unwrap_err().message(), "bad hook");
+/// ```
+pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, Box<dyn Any + Send>> {
+    catch_unwind(AssertUnwindSafe(f))
+}
+
+pin_project! {
+    /// A future whose panics, at any poll, come out as `Err(payload)` (as `futures`'
+    /// `catch_unwind`, under `AssertUnwindSafe` as [`catch`] explains).
+    ///
+    /// ```
+    /// use palisade_core::panic::{payload_message, CatchUnwind};
+    ///
+    /// # tokio_test::block_on(async {
+    /// let out = CatchUnwind::new(async { panic!("in a stage") }).await;
+    /// assert_eq!(payload_message(&*out.unwrap_err()), "in a stage");
+    /// assert_eq!(CatchUnwind::new(async { 7 }).await.ok(), Some(7));
+    /// # });
+    /// ```
+    #[derive(Debug)]
+    pub struct CatchUnwind<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> CatchUnwind<F> {
+    /// Wraps `inner`.
+    pub fn new(inner: F) -> Self {
+        Self { inner }
+    }
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.project().inner;
+        match catch(|| inner.poll(cx)) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    }
+}
+
 /// The text of a panic payload: `panic!("…")` gives a `&'static str` or a `String`; any other
 /// payload (`std::panic::panic_any(42)`) reads as `"non-string panic payload"`.
 pub fn payload_message(payload: &(dyn Any + Send)) -> &str {
@@ -124,6 +188,26 @@ mod tests {
         let p = Panicked::from_payload("listener", "db", payload_of(|| std::panic::panic_any(42_u32)));
         assert_eq!(p.message(), "non-string panic payload");
         assert_eq!(p.to_string(), "listener `db` panicked: non-string panic payload");
+    }
+
+    #[test]
+    fn a_panic_after_a_pending_poll_is_caught() {
+        let mut polls = 0;
+        let fut = std::future::poll_fn(move |cx| {
+            polls += 1;
+            if polls == 1 {
+                cx.waker().wake_by_ref();
+                Poll::<()>::Pending
+            } else {
+                panic!("second poll")
+            }
+        });
+        let mut task = tokio_test::task::spawn(CatchUnwind::new(fut));
+        assert!(task.poll().is_pending());
+        match task.poll() {
+            Poll::Ready(Err(payload)) => assert_eq!(payload_message(&*payload), "second poll"),
+            other => panic!("expected a caught panic, got {:?}", other.map(|r| r.is_ok())),
+        }
     }
 
     #[test]
