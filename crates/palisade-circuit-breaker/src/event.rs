@@ -1,7 +1,7 @@
 //! Events published by a breaker: state transitions, rejections, recorded calls.
 //!
-//! Subscribe with [`CircuitBreakerLayerBuilder::on_event`](crate::CircuitBreakerLayerBuilder::on_event)
-//! or [`CircuitBreakerHandle::subscribe`](crate::CircuitBreakerHandle::subscribe). Every event
+//! Listen with [`CircuitBreakerBuilder::on_event`](crate::CircuitBreakerBuilder::on_event)
+//! or [`CircuitBreakerHandle::on_event`](crate::CircuitBreakerHandle::on_event). Every event
 //! also goes to `tracing` (target `palisade`): transitions to open at `WARN`, other
 //! transitions at `INFO`, rejections at `DEBUG`, recorded calls at `TRACE`.
 //!
@@ -119,7 +119,7 @@ pub enum TransitionReason {
     },
     /// The wait in open state is over: trial calls may pass.
     WaitElapsed,
-    /// Half-open for [`max_wait_in_half_open`](crate::CircuitBreakerLayerBuilder::max_wait_in_half_open)
+    /// Half-open for [`max_wait_in_half_open`](crate::CircuitBreakerConfig::max_wait_in_half_open)
     /// without a decision of the trials (a trial hung): open again.
     HalfOpenTimedOut,
     /// Enough trial calls succeeded.

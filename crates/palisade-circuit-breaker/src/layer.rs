@@ -124,7 +124,7 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
 /// - no call is in flight through it and no handle to it is held.
 ///
 /// When a new key arrives, the set is full and no key may be forgotten, the call is refused
-/// with [`KeySetFull`] (an `Overloaded` rejection, 503) and nothing is reset. Metrics
+/// with [`KeySetFull`](crate::error::KeySetFull) (an `Overloaded` rejection, 503) and nothing is reset. Metrics
 /// counters of a forgotten breaker are gone with it.
 ///
 /// # Requests without a key

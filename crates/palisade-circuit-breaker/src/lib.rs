@@ -2,7 +2,7 @@
 //! Resilience4j's and lock-free on its pass path.
 //!
 //! A breaker watches the results of the calls going through it. When they go bad it
-//! *opens*: calls are rejected at once with [`CircuitOpen`](error::CircuitOpen), without
+//! *opens*: calls are rejected at once with [`CircuitOpen`], without
 //! reaching the service, so that a failing backend gets room to recover and callers fail
 //! fast. After a wait it lets a few *trial* calls through (*half-open*); their results
 //! close it again or re-open it.
@@ -115,7 +115,7 @@
 //! The breaker lives in the layer: every service the layer wraps and all their clones (axum
 //! clones a service per request) share it. A [`CircuitBreakerHandle`] reads its state and
 //! [`CircuitBreakerSnapshot`] (rates, counters, rejections in the current state) and sets manual states
-//! (forced open — rejections then say [`is_isolated`](error::CircuitOpen::is_isolated) —,
+//! (forced open — rejections then say [`is_isolated`](CircuitOpen::is_isolated) —,
 //! open for a time, forced closed, disabled, metrics only, reset); the
 //! [initial state](CircuitBreakerBuilder::initial_state) is part of the config.
 //!
@@ -129,7 +129,7 @@
 //! [`KeyedCircuitBreakerLayer`]), so request data can neither grow memory nor reset an open
 //! breaker. A request without a key is refused with [`KeyMissing`] by default, or let
 //! through, or put under one shared breaker ([`when_unkeyed`](KeyedCircuitBreakerBuilder::when_unkeyed)).
-//! A rejection names the key ([`CircuitOpen::key`](error::CircuitOpen::key)); a named
+//! A rejection names the key ([`CircuitOpen::key`]); a named
 //! [`KeyExtractor`] makes the layer's type nameable. Here, one breaker per host around an
 //! HTTP client, where 5xx responses fail and 4xx do not:
 //!
