@@ -64,5 +64,63 @@ fn pool(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pool);
+/// Calls per task in the two-thread entries.
+const ROUNDS: u32 = 100;
+
+/// Two tasks on a two-thread runtime, each sending `ROUNDS` calls through its own clone.
+fn two_tasks<Svc>(rt: &tokio::runtime::Runtime, svc: &Svc)
+where
+    Svc: Service<u64, Response = u64> + Clone + Send + 'static,
+    Svc::Error: std::fmt::Debug,
+    Svc::Future: Send,
+{
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let mut svc = svc.clone();
+                tokio::spawn(async move {
+                    for _ in 0..ROUNDS {
+                        svc.ready().await.unwrap().call(1).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+fn pool_two_threads(c: &mut Criterion) {
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().expect("runtime");
+    let mut group = c.benchmark_group("pool/2 threads");
+
+    group.bench_function("tower Buffer + p2c Balance (4 members)", |b| {
+        let svc = rt.block_on(async {
+            let members: Vec<_> = (0..4).map(|_| Constant::new(noop(), 1)).collect();
+            tower::buffer::Buffer::new(Balance::new(ServiceList::new(members)), 64)
+        });
+        b.iter(|| two_tasks(&rt, &svc));
+    });
+
+    group.bench_function("palisade Pool p2c (4 members)", |b| {
+        let svc = rt.block_on(async {
+            let pool = Pool::builder()
+                .min_size(4)
+                .max_size(4)
+                .member_concurrency(64)
+                .strategy(Strategy::PowerOfTwoChoices)
+                .build(make_fn(|| async { Ok::<_, Infallible>(noop()) }))
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            pool
+        });
+        b.iter(|| two_tasks(&rt, &svc));
+    });
+
+    group.finish();
+}
+
+criterion_group!(benches, pool, pool_two_threads);
 criterion_main!(benches);

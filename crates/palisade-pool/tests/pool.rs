@@ -1207,3 +1207,22 @@ async fn a_member_panicking_when_dropped_does_not_stop_the_pool() {
     assert_eq!(pool.clone().oneshot(2).await.unwrap(), (1, 2));
     assert_eq!(pool.snapshot().evicted, 1);
 }
+
+/// Own case: the config round-trips through serde (the `when_full` form is core's), its
+/// defaults are `PoolConfig::default()`, and the old `queue_capacity` name is refused.
+#[cfg(feature = "serde")]
+#[test]
+fn the_config_round_trips_through_serde() {
+    use palisade_pool::PoolConfig;
+    let mut config = PoolConfig::default();
+    config.name = "workers".into();
+    config.max_queue = 8;
+    config.when_full = WhenFull::wait(ms(250));
+    config.strategy = Strategy::PeakEwma;
+    config.idle_timeout = Some(Duration::from_secs(300));
+    config.seed = Some(7);
+    let json = serde_json::to_string(&config).unwrap();
+    assert_eq!(serde_json::from_str::<PoolConfig>(&json).unwrap(), config);
+    assert_eq!(serde_json::from_str::<PoolConfig>("{}").unwrap(), PoolConfig::default());
+    assert!(serde_json::from_str::<PoolConfig>(r#"{ "queue_capacity": 8 }"#).is_err());
+}

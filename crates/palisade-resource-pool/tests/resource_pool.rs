@@ -635,3 +635,43 @@ async fn a_panicking_listener_does_not_break_the_pool() {
     let s = pool.snapshot();
     assert_eq!((s.total, s.available, s.in_use), (1, 1, 0));
 }
+
+/// Own case: `WhenFull::wait(d)` bounds the whole `acquire`, a slow `create` included (as
+/// `acquire_timeout` did), and the place taken for the create is given back.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_bounded_wait_covers_a_slow_create() {
+    let pool = ResourcePool::builder(lifecycle_fn(|| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok::<_, BoxError>(1u8)
+    }))
+    .name("db")
+    .max_size(1)
+    .when_full(WhenFull::wait(Duration::from_secs(2)))
+    .build()
+    .unwrap();
+    let mut acquiring = task::spawn(pool.acquire());
+    assert_pending!(acquiring.poll());
+    advance(Duration::from_secs(2)).await;
+    let err = assert_ready!(acquiring.poll()).unwrap_err();
+    assert_eq!(err.downcast_ref::<TimedOut>().unwrap().after(), Duration::from_secs(2));
+    let s = pool.snapshot();
+    assert_eq!((s.total, s.in_use, s.timed_out), (0, 0, 1));
+}
+
+/// Own case: the config round-trips through serde with the new `when_full` form.
+#[cfg(feature = "serde")]
+#[test]
+fn the_config_round_trips_through_serde() {
+    use palisade_resource_pool::ResourcePoolConfig;
+    let mut config = ResourcePoolConfig::default();
+    config.name = "db".into();
+    config.max_size = 16;
+    config.when_full = WhenFull::Refuse;
+    config.idle_timeout = Some(Duration::from_secs(300));
+    let json = serde_json::to_string(&config).unwrap();
+    assert_eq!(serde_json::from_str::<ResourcePoolConfig>(&json).unwrap(), config);
+    let defaults: ResourcePoolConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(defaults, ResourcePoolConfig::default());
+    assert_eq!(defaults.when_full, WhenFull::wait(Duration::MAX));
+    assert!(serde_json::from_str::<ResourcePoolConfig>(r#"{ "acquire_timeout": "1s" }"#).is_err());
+}
