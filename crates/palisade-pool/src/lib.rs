@@ -25,7 +25,7 @@
 //!   palisade-core [`Classify`](palisade_core::classify::Classify)er), or that fails a
 //!   periodic health check is evicted and replaced; its calls in flight finish. A member
 //!   that panics (in `poll_ready`, `call`, its response future or a health check) fails
-//!   only the request involved, with [`Panicked`](error::Panicked), and is evicted and
+//!   only the request involved, with [`Panicked`], and is evicted and
 //!   replaced: the pool's worker never dies of user code.
 //! - **Handle**: [`PoolHandle`] gives [`PoolSnapshot`]s (per-member load, completed and failed
 //!   totals), [`PoolEvent`]s (including [`PoolEvent::Completed`] per call: which member,

@@ -68,7 +68,7 @@
 //! counted in [`ResourcePoolSnapshot::dropped`]).
 //!
 //! A panic in a hook is caught: in `create` the `acquire` fails with
-//! [`Panicked`](error::Panicked), in `recycle` the resource is destroyed, in
+//! [`Panicked`], in `recycle` the resource is destroyed, in
 //! `destroy` it is logged; the pool goes on.
 //!
 //! # Clone

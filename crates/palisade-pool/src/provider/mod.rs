@@ -1,5 +1,5 @@
 //! Provider discovery and selection: a [`Select`] service over a tower
-//! [`Discover`] stream of heterogeneous providers.
+//! [`Discover`](tower::discover::Discover) stream of heterogeneous providers.
 //!
 //! Each [`Provider`] is a service plus metadata (cost, capabilities — anything, through
 //! [`ProviderMeta`]). `Select` keeps the pool's load tracking for each one (calls in
@@ -20,7 +20,7 @@
 //!
 //! Fallback here walks a ranking computed per request, so palisade-fallback's chain (a
 //! fixed list built with the layer) is not used; the failure test is the same
-//! palisade-core [`Classify`] vocabulary.
+//! palisade-core [`Classify`](palisade_core::classify::Classify) vocabulary.
 //!
 //! # Example
 //!
