@@ -245,7 +245,7 @@ impl<C> CircuitBreakerBuilder<C> {
         settings.clock = self.clock.clone();
         let settings = Arc::new(settings);
         let events = EventBus::with_listeners(PATTERN, settings.name.clone(), self.listeners.clone());
-        let shared = Arc::new(LayerShared::new(&settings.name, events));
+        let shared = Arc::new(LayerShared::new(&settings.name, events, !self.listeners.is_empty()));
         Ok((settings, shared))
     }
 

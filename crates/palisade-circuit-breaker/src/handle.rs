@@ -167,7 +167,7 @@ impl CircuitBreakerHandle {
     where
         F: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
     {
-        self.breaker.core().events().subscribe(guarded(f));
+        self.breaker.core().shared().listen(guarded(f));
     }
 }
 
@@ -341,6 +341,6 @@ impl<K> KeyedCircuitBreakerHandle<K> {
     where
         F: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
     {
-        self.shared.events.subscribe(guarded(f));
+        self.shared.listen(guarded(f));
     }
 }

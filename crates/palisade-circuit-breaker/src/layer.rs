@@ -54,6 +54,7 @@ impl CircuitBreakerLayer {
         let shared = Arc::new(LayerShared::new(
             &settings.name,
             palisade_core::event::EventBus::new(crate::config::PATTERN, settings.name.clone()),
+            false,
         ));
         Self::from_breaker(Arc::new(Breaker::new(Arc::new(settings), shared, None, DefaultClassifier)))
     }

@@ -658,3 +658,33 @@ async fn new_is_a_breaker_with_resilience4j_defaults() {
     }
     assert_eq!(handle.state(), CircuitState::Closed);
 }
+
+/// A recorded call is an event only when someone listens: a listener registered on the
+/// handle (none on the builder) gets every one from then on, on a single and a keyed layer.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_listener_added_on_the_handle_gets_recorded_calls() {
+    let recorded = |events: &Arc<std::sync::Mutex<Vec<CircuitBreakerEvent>>>| {
+        events.lock().unwrap().iter().filter(|e| matches!(e, CircuitBreakerEvent::Recorded { .. })).count()
+    };
+    let layer = CircuitBreakerLayer::builder().consecutive_failures(5).build().unwrap();
+    let svc = layer.layer(backend(Arc::default()));
+    send(&svc, OK).await.unwrap();
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    layer.handle().on_event(move |e| sink.lock().unwrap().push(e.clone()));
+    send(&svc, OK).await.unwrap();
+    send(&svc, FAIL).await.unwrap_err();
+    assert_eq!(recorded(&events), 2);
+
+    let keyed = CircuitBreakerLayer::builder()
+        .consecutive_failures(5)
+        .keyed(|c: &Call| Some(c.fail))
+        .build()
+        .unwrap();
+    let svc = keyed.layer(backend(Arc::default()));
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    keyed.handle().on_event(move |e| sink.lock().unwrap().push(e.clone()));
+    send(&svc, OK).await.unwrap();
+    assert_eq!(recorded(&events), 1);
+}

@@ -8,6 +8,7 @@ mod record;
 mod transition;
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -34,11 +35,33 @@ fn nanos(d: Duration) -> u64 {
 pub(crate) struct LayerShared {
     pub(crate) events: EventBus<CircuitBreakerEvent>,
     open_breakers: Gauge,
+    /// A listener is registered: every recorded call is an event for it.
+    listened: AtomicBool,
 }
 
 impl LayerShared {
-    pub(crate) fn new(name: &str, events: EventBus<CircuitBreakerEvent>) -> Self {
-        Self { events, open_breakers: Gauge::new("palisade_circuit_breaker_open_breakers", name) }
+    /// `listened`: `events` was made with listeners.
+    pub(crate) fn new(name: &str, events: EventBus<CircuitBreakerEvent>, listened: bool) -> Self {
+        Self {
+            events,
+            open_breakers: Gauge::new("palisade_circuit_breaker_open_breakers", name),
+            listened: AtomicBool::new(listened),
+        }
+    }
+
+    /// Registers a listener (already guarded against panics).
+    pub(crate) fn listen(&self, listener: impl Fn(&CircuitBreakerEvent) + Send + Sync + 'static) {
+        self.events.subscribe(listener);
+        self.listened.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether a recorded call's event (level TRACE) reaches anyone: a listener, or
+    /// `tracing` at TRACE. Checked on every call; the bus's own check answers yes to any
+    /// subscriber at all.
+    #[inline]
+    pub(crate) fn records_observed(&self) -> bool {
+        self.listened.load(std::sync::atomic::Ordering::Relaxed)
+            || tracing::enabled!(target: "palisade", tracing::Level::TRACE)
     }
 }
 
@@ -226,8 +249,8 @@ impl BreakerCore {
         self.key.as_ref()
     }
 
-    pub(crate) fn events(&self) -> &EventBus<CircuitBreakerEvent> {
-        &self.shared.events
+    pub(crate) fn shared(&self) -> &LayerShared {
+        &self.shared
     }
 
     #[inline]

@@ -123,7 +123,7 @@ impl BreakerCore {
         if slow {
             self.counters.slow.increment();
         }
-        if self.shared.events.is_observed() {
+        if self.shared.records_observed() {
             self.shared.events.publish(CircuitBreakerEvent::Recorded { outcome, slow, elapsed });
         }
         let failure = outcome == Outcome::Failure;
