@@ -54,53 +54,19 @@ impl Error for Cancelled {
     }
 }
 
-/// A task spawned in a scope panicked; the panic was contained on the task.
-///
-/// # Example
+/// A task spawned in a scope (component `"task"`, the scope's name) or a poller's poll
+/// (component `"poll"`) panicked: palisade-core's [`Panicked`], the one error for user code
+/// that panicked on palisade's tasks.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// use palisade_scope::{error::TaskPanicked, Scope};
+/// use palisade_scope::{error::Panicked, Scope};
 ///
 /// let scope = Scope::new("jobs");
 /// let err = scope.spawn(async { panic!("boom") }).await.unwrap_err();
-/// assert!(err.is::<TaskPanicked>());
+/// let panicked = err.downcast_ref::<Panicked>().unwrap();
+/// assert_eq!((panicked.component(), panicked.name(), panicked.message()), ("task", "jobs", "boom"));
 /// # }
 /// ```
-#[derive(Clone, Debug)]
-pub struct TaskPanicked {
-    name: Arc<str>,
-    message: Arc<str>,
-}
-
-impl TaskPanicked {
-    pub(crate) fn new(name: Arc<str>, payload: &(dyn std::any::Any + Send)) -> Self {
-        let message: Arc<str> = if let Some(s) = payload.downcast_ref::<&str>() {
-            (*s).into()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.as_str().into()
-        } else {
-            "a non-string panic payload".into()
-        };
-        Self { name, message }
-    }
-
-    /// The scope's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The panic's message.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Display for TaskPanicked {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a task of scope `{}` panicked: {}", self.name, self.message)
-    }
-}
-
-impl Error for TaskPanicked {}
+pub use palisade_core::panic::Panicked;

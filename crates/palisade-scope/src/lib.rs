@@ -12,8 +12,8 @@
 //!   scope is cancelled (the inner future is dropped); new ones are refused with
 //!   palisade-core's [`Closed`](palisade_core::rejection::Closed) (`503` over HTTP).
 //! - [`Poller`]: polls a `Service<()>` on an interval with jitter and palisade-retry's
-//!   backoff on failure; `status()`, `stop()`, `start()`, `poll_now()`, a `watch` channel
-//!   of the latest value; it stops when its scope ends.
+//!   backoff on failure; `snapshot()`, `stop()`, `start()`, `poll_now()`, a `watch` channel
+//!   of the latest value (`latest()`); it stops when its scope ends.
 //! - [`hooks::HooksLayer`]: on request, on response (outcome and duration), on cancel, on
 //!   dispose, for any service; panicking hooks are contained.
 //!
@@ -57,6 +57,6 @@ mod scope;
 mod service;
 
 pub use layer::ScopeLayer;
-pub use poller::{PollOutcome, PollStatus, Poller, PollerBuilder};
-pub use scope::{DrainReport, Scope, ScopeBuilder, ScopeTask};
+pub use poller::{PollOutcome, Poller, PollerBuilder, PollerConfig, PollerSnapshot};
+pub use scope::{DrainReport, Scope, ScopeBuilder, ScopeConfig, ScopeSnapshot, ScopeTask};
 pub use service::ScopeService;

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_retry::backoff::Backoff;
-use palisade_scope::poller::poll_fn;
+use palisade_scope::poller::make_fn;
 use palisade_scope::{PollOutcome, Poller, Scope};
 use tokio::time::{sleep, Instant};
 
@@ -42,11 +42,11 @@ async fn backoff_timeline_and_status() {
         .immediate(true)
         .backoff(Backoff::exponential(secs(1)))
         .max_backoff(secs(8))
-        .spawn(&scope, poll_fn(source(5, times.clone())))
+        .spawn(&scope, make_fn(source(5, times.clone())))
         .unwrap();
     // Failures back off 1, 2, 4, 8, 8 (capped); the success goes back to the interval.
     sleep(Duration::from_millis(16_500)).await;
-    let status = poller.status();
+    let status = poller.snapshot();
     assert_eq!(status.polls, 5);
     assert_eq!(status.consecutive_failures, 5);
     assert!(status.running && !status.finished);
@@ -54,13 +54,13 @@ async fn backoff_timeline_and_status() {
     assert!(
         matches!(status.last_outcome, Some(PollOutcome::Failure { ref error, .. }) if &**error == "down")
     );
-    assert!(poller.subscribe().borrow().is_none());
+    assert!(poller.latest().borrow().is_none());
     sleep(secs(20)).await;
     assert_eq!(*times.lock().unwrap(), [0, 1, 3, 7, 15, 23, 33]);
-    let status = poller.status();
+    let status = poller.snapshot();
     assert_eq!(status.consecutive_failures, 0);
     assert_eq!(status.last_outcome, Some(PollOutcome::Success { took: Duration::ZERO }));
-    assert_eq!(*poller.subscribe().borrow(), Some(6));
+    assert_eq!(*poller.latest().borrow(), Some(6));
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -68,15 +68,15 @@ async fn stop_start_and_poll_now() {
     let times = Arc::new(Mutex::new(Vec::new()));
     let scope = Scope::new("config");
     let poller =
-        Poller::builder().interval(secs(10)).spawn(&scope, poll_fn(source(0, times.clone()))).unwrap();
+        Poller::builder().interval(secs(10)).spawn(&scope, make_fn(source(0, times.clone()))).unwrap();
     settle().await;
     // Not immediate: the first poll is one interval away.
-    assert_eq!(poller.status().next_poll_in, Some(secs(10)));
+    assert_eq!(poller.snapshot().next_poll_in, Some(secs(10)));
     sleep(secs(25)).await; // t = 25
     assert_eq!(*times.lock().unwrap(), [10, 20]);
     poller.stop();
     settle().await;
-    let status = poller.status();
+    let status = poller.snapshot();
     assert!(!status.running);
     assert_eq!(status.next_poll_in, None);
     sleep(secs(100)).await; // t = 125
@@ -85,12 +85,12 @@ async fn stop_start_and_poll_now() {
     poller.poll_now();
     settle().await;
     assert_eq!(*times.lock().unwrap(), [10, 20, 125]);
-    assert!(!poller.status().running);
+    assert!(!poller.snapshot().running);
     // start: the schedule starts over, one interval away.
     poller.start();
     settle().await;
-    assert!(poller.status().running);
-    assert_eq!(poller.status().next_poll_in, Some(secs(10)));
+    assert!(poller.snapshot().running);
+    assert_eq!(poller.snapshot().next_poll_in, Some(secs(10)));
     sleep(secs(11)).await; // t = 136
     assert_eq!(*times.lock().unwrap(), [10, 20, 125, 135]);
     // poll_now while running polls at once; the next one is one interval after it.
@@ -98,8 +98,8 @@ async fn stop_start_and_poll_now() {
     poller.poll_now();
     settle().await;
     assert_eq!(*times.lock().unwrap(), [10, 20, 125, 135, 138]);
-    assert_eq!(poller.status().next_poll_in, Some(secs(10)));
-    assert_eq!(poller.status().polls, 5);
+    assert_eq!(poller.snapshot().next_poll_in, Some(secs(10)));
+    assert_eq!(poller.snapshot().polls, 5);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -107,7 +107,7 @@ async fn the_poller_stops_when_its_scope_ends() {
     let times = Arc::new(Mutex::new(Vec::new()));
     let scope = Scope::new("config");
     let poller =
-        Poller::builder().interval(secs(1)).spawn(&scope, poll_fn(source(0, times.clone()))).unwrap();
+        Poller::builder().interval(secs(1)).spawn(&scope, make_fn(source(0, times.clone()))).unwrap();
     sleep(Duration::from_millis(3500)).await;
     assert_eq!(times.lock().unwrap().len(), 3);
     // A graceful close does not wait for the poller: it stops as soon as the close begins.
@@ -115,15 +115,15 @@ async fn the_poller_stops_when_its_scope_ends() {
     let report = scope.close(secs(60)).await;
     assert_eq!(started.elapsed(), Duration::ZERO);
     assert_eq!(report.cancelled, 0);
-    let status = poller.status();
+    let status = poller.snapshot();
     assert!(status.finished && !status.running);
     sleep(secs(10)).await;
     assert_eq!(times.lock().unwrap().len(), 3);
     poller.start();
-    assert!(!poller.status().running);
+    assert!(!poller.snapshot().running);
     // A poller spawned in a closed scope never runs.
-    let late = Poller::builder().spawn(&scope, poll_fn(source(0, times.clone()))).unwrap();
-    assert!(late.status().finished);
+    let late = Poller::builder().spawn(&scope, make_fn(source(0, times.clone()))).unwrap();
+    assert!(late.snapshot().finished);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -139,7 +139,7 @@ async fn callback_timeout_and_panics() {
         .backoff(Backoff::fixed(secs(2)))
         .spawn_with(
             &scope,
-            poll_fn(move || {
+            make_fn(move || {
                 let k = n.fetch_add(1, Ordering::SeqCst);
                 async move {
                     match k {
@@ -162,8 +162,8 @@ async fn callback_timeout_and_panics() {
     assert_eq!(seen[0], Err("`health` timed out after 1s".to_string()));
     assert!(seen[1].as_ref().unwrap_err().contains("source panicked"));
     assert_eq!(seen[2], Ok(2));
-    assert_eq!(poller.status().polls, 3);
-    assert!(!poller.status().finished);
+    assert_eq!(poller.snapshot().polls, 3);
+    assert!(!poller.snapshot().finished);
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn bad_config_is_refused() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     rt.block_on(async {
         let scope = Scope::new("x");
-        let svc = || poll_fn(|| async { Ok::<_, std::io::Error>(()) });
+        let svc = || make_fn(|| async { Ok::<_, std::io::Error>(()) });
         assert_eq!(
             Poller::builder().interval(Duration::ZERO).spawn(&scope, svc()).unwrap_err().field(),
             "interval"
@@ -185,7 +185,7 @@ fn bad_config_is_refused() {
         // Huge durations saturate instead of panicking.
         let p = Poller::builder().interval(Duration::MAX).jitter(1.0).spawn(&scope, svc()).unwrap();
         tokio::task::yield_now().await;
-        assert!(p.status().next_poll_in.unwrap() > secs(86_400 * 365));
+        assert!(p.snapshot().next_poll_in.unwrap() > secs(86_400 * 365));
     });
 }
 
@@ -197,7 +197,7 @@ async fn jitter_spreads_the_interval() {
         .interval(secs(10))
         .jitter(0.5)
         .seed(7)
-        .spawn(&scope, poll_fn(source(0, times.clone())))
+        .spawn(&scope, make_fn(source(0, times.clone())))
         .unwrap();
     sleep(secs(300)).await;
     let times = times.lock().unwrap().clone();
@@ -212,7 +212,7 @@ async fn a_breaker_around_the_source_fails_polls_fast_while_open() {
     use tower::Layer;
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    let source = poll_fn(move || {
+    let source = make_fn(move || {
         c.fetch_add(1, Ordering::SeqCst);
         std::future::ready(Err::<(), _>(std::io::Error::other("down")))
     });
@@ -231,7 +231,7 @@ async fn a_breaker_around_the_source_fails_polls_fast_while_open() {
         .unwrap();
     sleep(Duration::from_millis(10_500)).await;
     // Polls at 0..=10 s: three reach the source, then the open breaker refuses the rest.
-    let status = poller.status();
+    let status = poller.snapshot();
     assert_eq!(status.polls, 11);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     assert!(
@@ -242,7 +242,7 @@ async fn a_breaker_around_the_source_fails_polls_fast_while_open() {
 #[test]
 fn outside_a_runtime_spawning_is_an_error_not_a_panic() {
     let scope = Scope::new("x");
-    let err = Poller::builder().spawn(&scope, poll_fn(|| async { Ok::<_, std::io::Error>(()) })).unwrap_err();
+    let err = Poller::builder().spawn(&scope, make_fn(|| async { Ok::<_, std::io::Error>(()) })).unwrap_err();
     assert_eq!(err.field(), "runtime");
     let task = scope.spawn(async { 1 });
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();

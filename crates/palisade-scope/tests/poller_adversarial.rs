@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_retry::backoff::Backoff;
-use palisade_scope::poller::poll_fn;
+use palisade_scope::poller::make_fn;
 use palisade_scope::{Poller, Scope};
 use tokio::time::advance;
 
@@ -40,17 +40,17 @@ async fn max_interval_and_overflowing_backoff_saturate() {
         .jitter(1.0)
         .immediate(true)
         .backoff(Backoff::exponential(Duration::from_secs(1)))
-        .spawn(&scope, poll_fn(f))
+        .spawn(&scope, make_fn(f))
         .unwrap();
     settle().await;
     for i in 1..=100 {
         assert_eq!(n.load(Ordering::SeqCst), i);
-        let next = poller.status().next_poll_in.expect("scheduled");
+        let next = poller.snapshot().next_poll_in.expect("scheduled");
         advance(next).await;
         settle().await;
     }
-    assert_eq!(poller.status().consecutive_failures, 101);
-    assert!(poller.status().running);
+    assert_eq!(poller.snapshot().consecutive_failures, 101);
+    assert!(poller.snapshot().running);
 }
 
 /// A custom backoff that panics does not end the poller: it waits `max_backoff` instead.
@@ -63,11 +63,11 @@ async fn a_panicking_custom_backoff_does_not_end_the_poller() {
         .max_backoff(Duration::from_secs(5))
         .immediate(true)
         .backoff(Backoff::custom(|_| panic!("backoff")))
-        .spawn(&scope, poll_fn(f))
+        .spawn(&scope, make_fn(f))
         .unwrap();
     settle().await;
     assert_eq!(n.load(Ordering::SeqCst), 1);
-    let status = poller.status();
+    let status = poller.snapshot();
     assert!(status.running && !status.finished, "{status:?}");
     assert_eq!(status.next_poll_in, Some(Duration::from_secs(5)));
     advance(Duration::from_secs(5)).await;
@@ -81,7 +81,7 @@ async fn a_panicking_custom_backoff_does_not_end_the_poller() {
 async fn stop_start_races_end_in_the_last_state() {
     let scope = Scope::new("p");
     let (n, f) = counting(false);
-    let poller = Poller::builder().interval(Duration::from_secs(10)).spawn(&scope, poll_fn(f)).unwrap();
+    let poller = Poller::builder().interval(Duration::from_secs(10)).spawn(&scope, make_fn(f)).unwrap();
     settle().await;
     poller.stop();
     poller.start();
@@ -90,17 +90,17 @@ async fn stop_start_races_end_in_the_last_state() {
     advance(Duration::from_secs(100)).await;
     settle().await;
     assert_eq!(n.load(Ordering::SeqCst), 0);
-    assert!(!poller.status().running);
-    assert_eq!(poller.status().next_poll_in, None);
+    assert!(!poller.snapshot().running);
+    assert_eq!(poller.snapshot().next_poll_in, None);
     poller.poll_now();
     settle().await;
     assert_eq!(n.load(Ordering::SeqCst), 1);
-    assert!(!poller.status().running);
+    assert!(!poller.snapshot().running);
     poller.start();
     poller.stop();
     poller.start();
     settle().await;
-    assert!(poller.status().running);
+    assert!(poller.snapshot().running);
     advance(Duration::from_secs(10)).await;
     settle().await;
     assert_eq!(n.load(Ordering::SeqCst), 2);
@@ -108,5 +108,5 @@ async fn stop_start_races_end_in_the_last_state() {
     scope.cancel();
     settle().await;
     poller.start();
-    assert!(poller.status().finished && !poller.status().running);
+    assert!(poller.snapshot().finished && !poller.snapshot().running);
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use palisade_core::rejection::Closed;
 use palisade_resource_pool::{lifecycle_fn, LifecycleFn, ResourcePool};
-use palisade_scope::error::{Cancelled, TaskPanicked};
+use palisade_scope::error::{Cancelled, Panicked};
 use palisade_scope::Scope;
 use tokio::time::{advance, sleep};
 
@@ -253,7 +253,7 @@ async fn a_pool_is_torn_down_through_its_destroy_hook() {
 async fn panics_in_tasks_and_teardowns_are_contained() {
     let scope = Scope::new("s");
     let err = scope.spawn(async { panic!("boom") }).await.unwrap_err();
-    assert_eq!(err.downcast_ref::<TaskPanicked>().unwrap().message(), "boom");
+    assert_eq!(err.downcast_ref::<Panicked>().unwrap().message(), "boom");
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
     scope
@@ -291,4 +291,29 @@ fn a_timeout_outside_a_runtime_is_a_config_error_not_a_panic() {
         tokio::task::yield_now().await;
         assert!(!s.is_cancelled());
     });
+}
+
+#[cfg(feature = "serde")]
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn configs_come_from_files_and_round_trip() {
+    use palisade_scope::{PollerConfig, ScopeConfig};
+    let config: ScopeConfig = serde_json::from_str(r#"{"limit": 2, "timeout": "5s"}"#).unwrap();
+    assert_eq!(config, ScopeConfig { limit: Some(2), timeout: Some(Duration::from_secs(5)) });
+    let again: ScopeConfig = serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
+    assert_eq!(again, config);
+    assert!(serde_json::from_str::<ScopeConfig>(r#"{"limits": 2}"#).is_err());
+    let scope = Scope::builder("file").config(config).build().unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(scope.is_cancelled(), "the timeout from the file applies");
+    let bad: ScopeConfig = serde_json::from_str(r#"{"limit": 0}"#).unwrap();
+    assert_eq!(Scope::builder("bad").config(bad).build().unwrap_err().field(), "limit");
+
+    let poller: PollerConfig =
+        serde_json::from_str(r#"{"interval": "10s", "jitter": 0.5, "backoff": {"fixed": {"delay": "1s"}}}"#).unwrap();
+    assert_eq!(poller.interval, Duration::from_secs(10));
+    assert_eq!(poller.max_backoff, None, "defaults fill the rest");
+    let again: PollerConfig = serde_json::from_str(&serde_json::to_string(&poller).unwrap()).unwrap();
+    assert_eq!(again, poller);
+    let bad: PollerConfig = serde_json::from_str(r#"{"jitter": 2.0}"#).unwrap();
+    assert_eq!(bad.validate().unwrap_err().field(), "jitter");
 }
