@@ -8,11 +8,11 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use palisade::bulkhead::BulkheadLayer;
 use palisade::circuit_breaker::CircuitBreakerLayer;
-use palisade::core::BoxError;
 use palisade::fallback::{FallbackContext, FallbackLayer};
 use palisade::rate_limit::{Quota, RateLimitLayer};
 use palisade::retry::RetryLayer;
 use palisade::timeout::TimeoutLayer;
+use palisade::BoxError;
 use tower::layer::util::Identity;
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 

@@ -69,7 +69,7 @@ async fn main() {
             }),
         )
         .route_layer(
-            ServiceBuilder::new().http_rejections().scope(scope.clone()).layer(
+            ServiceBuilder::new().with_http_rejections().with_scope(scope.clone()).layer(
                 HooksLayer::new()
                     .on_cancel(|ran: Duration| println!("hook: a request was cancelled after {ran:?}")),
             ),

@@ -28,7 +28,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use palisade::bulkhead::BulkheadLayer;
 use palisade::circuit_breaker::CircuitBreakerLayer;
-use palisade::core::classify::HttpClassifier;
+use palisade::classify::HttpClassifier;
 use palisade::prelude::*;
 use palisade::rate_limit::{Quota, RateLimitLayer};
 use palisade::timeout::TimeoutLayer;
@@ -53,7 +53,7 @@ fn bare() -> Router {
 
 fn stacked() -> Router {
     let stack = ServiceBuilder::new()
-        .http_rejections()
+        .with_http_rejections()
         .layer(
             RateLimitLayer::builder()
                 .name("per-client")
@@ -108,7 +108,7 @@ async fn main() {
         args.next();
         let for_ = args
             .next()
-            .and_then(|a| palisade::core::duration::parse_duration(&a).ok())
+            .and_then(|a| palisade::duration::parse_duration(&a).ok())
             .unwrap_or(Duration::from_secs(120));
         let bare_addr = serve(bare()).await;
         let stacked_addr = serve(stacked()).await;
@@ -120,7 +120,7 @@ async fn main() {
     let rounds: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
     let each = args
         .next()
-        .and_then(|a| palisade::core::duration::parse_duration(&a).ok())
+        .and_then(|a| palisade::duration::parse_duration(&a).ok())
         .unwrap_or(Duration::from_secs(3));
     let bare_addr = serve(bare()).await;
     let stacked_addr = serve(stacked()).await;

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use palisade::bulkhead::BulkheadLayer;
-use palisade::core::classify::{ClassifyExt, DefaultClassifier};
+use palisade::classify::{ClassifyExt, DefaultClassifier};
 use palisade::pool::{Pool, PoolEvent, PoolSnapshot};
 use palisade::process::codec::LengthPrefixed;
 use palisade::process::worker::serve_stdio;

@@ -1,21 +1,17 @@
-//! [`ServiceBuilderExt`]: one `tower::ServiceBuilder` method per palisade pattern.
+//! [`ServiceBuilderExt`]: one `tower::ServiceBuilder` method per palisade layer.
 //!
 //! ```
 //! use std::time::Duration;
 //! use palisade::prelude::*;
-//! use palisade::bulkhead::BulkheadLayer;
-//! use palisade::circuit_breaker::CircuitBreakerLayer;
-//! use palisade::retry::RetryLayer;
-//! use palisade::timeout::TimeoutLayer;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), BoxError> {
 //! let svc = ServiceBuilder::new()
-//!     .bulkhead(BulkheadLayer::builder().max_concurrent(64).build()?)
-//!     .timeout_with(TimeoutLayer::new(Duration::from_secs(2)))
-//!     .retry_with(RetryLayer::builder().max_attempts(3).build()?)
-//!     .circuit_breaker(CircuitBreakerLayer::builder().consecutive_failures(5).build()?)
+//!     .with_bulkhead(BulkheadLayer::builder().max_concurrent(64).build()?)
+//!     .with_timeout(TimeoutLayer::new(Duration::from_secs(2)))
+//!     .with_retry(RetryLayer::builder().max_attempts(3).build()?)
+//!     .with_circuit_breaker(CircuitBreakerLayer::builder().consecutive_failures(5).build()?)
 //!     .service(service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) }));
 //! assert_eq!(svc.oneshot(1).await?, 2);
 //! # Ok(()) }
@@ -27,41 +23,45 @@ use tower::ServiceBuilder;
 
 /// Adds palisade's layers to a [`ServiceBuilder`].
 ///
-/// Each method is `self.layer(layer)` with the layer's type spelled out, so a stack reads as
-/// a list of patterns. Names never clash with `ServiceBuilder`'s own methods when tower's
-/// features are on (`retry`, `rate_limit`, `concurrency_limit`, `load_shed` and `timeout`
-/// exist there): palisade's versions of those are `retry_with`, `rate_limit_with` and
-/// `timeout_with`.
+/// One rule names every method: `with_` and the layer's name without `Layer`, in snake case
+/// (`RetryLayer` → `with_retry`, `KeyedBulkheadLayer` → `with_keyed_bulkhead`). Each method
+/// is `self.layer(layer)` with the layer's type spelled out, so a stack reads as a list of
+/// patterns, and the `with_` prefix never clashes with `ServiceBuilder`'s own `retry`,
+/// `rate_limit`, `timeout`, `concurrency_limit` or `load_shed`. Three methods build their
+/// layer themselves: [`with_scope`](Self::with_scope) takes the scope, and
+/// `with_http_rejections` / `with_grpc_rejections` take nothing.
+///
+/// The trait is sealed: only `ServiceBuilder` implements it.
 pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// Adds a [`RetryLayer`](palisade_retry::RetryLayer).
     #[cfg(feature = "retry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
-    fn retry_with<C, P>(
+    fn with_retry<C, Replay>(
         self,
-        layer: palisade_retry::RetryLayer<C, P>,
-    ) -> ServiceBuilder<Stack<palisade_retry::RetryLayer<C, P>, L>>;
+        layer: palisade_retry::RetryLayer<C, Replay>,
+    ) -> ServiceBuilder<Stack<palisade_retry::RetryLayer<C, Replay>, L>>;
 
     /// Adds a [`HedgeLayer`](palisade_retry::hedge::HedgeLayer).
     #[cfg(feature = "retry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
-    fn hedge<C, P>(
+    fn with_hedge<C, Replay>(
         self,
-        layer: palisade_retry::hedge::HedgeLayer<C, P>,
-    ) -> ServiceBuilder<Stack<palisade_retry::hedge::HedgeLayer<C, P>, L>>;
+        layer: palisade_retry::hedge::HedgeLayer<C, Replay>,
+    ) -> ServiceBuilder<Stack<palisade_retry::hedge::HedgeLayer<C, Replay>, L>>;
 
     /// Adds palisade's [`TimeoutLayer`](palisade_timeout::TimeoutLayer) (fixed or
     /// per-request timeouts, expiring with the `TimedOut` rejection).
     #[cfg(feature = "timeout")]
     #[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
-    fn timeout_with<T>(
+    fn with_timeout<Policy>(
         self,
-        layer: palisade_timeout::TimeoutLayer<T>,
-    ) -> ServiceBuilder<Stack<palisade_timeout::TimeoutLayer<T>, L>>;
+        layer: palisade_timeout::TimeoutLayer<Policy>,
+    ) -> ServiceBuilder<Stack<palisade_timeout::TimeoutLayer<Policy>, L>>;
 
     /// Adds a [`CircuitBreakerLayer`](palisade_circuit_breaker::CircuitBreakerLayer).
     #[cfg(feature = "circuit-breaker")]
     #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
-    fn circuit_breaker<C>(
+    fn with_circuit_breaker<C>(
         self,
         layer: palisade_circuit_breaker::CircuitBreakerLayer<C>,
     ) -> ServiceBuilder<Stack<palisade_circuit_breaker::CircuitBreakerLayer<C>, L>>;
@@ -70,15 +70,15 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// (one breaker per key).
     #[cfg(feature = "circuit-breaker")]
     #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
-    fn keyed_circuit_breaker<C, F, K>(
+    fn with_keyed_circuit_breaker<C, K, F>(
         self,
-        layer: palisade_circuit_breaker::KeyedCircuitBreakerLayer<C, F, K>,
-    ) -> ServiceBuilder<Stack<palisade_circuit_breaker::KeyedCircuitBreakerLayer<C, F, K>, L>>;
+        layer: palisade_circuit_breaker::KeyedCircuitBreakerLayer<C, K, F>,
+    ) -> ServiceBuilder<Stack<palisade_circuit_breaker::KeyedCircuitBreakerLayer<C, K, F>, L>>;
 
     /// Adds a [`RateLimitLayer`](palisade_rate_limit::RateLimitLayer).
     #[cfg(feature = "rate-limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
-    fn rate_limit_with<Req>(
+    fn with_rate_limit<Req>(
         self,
         layer: palisade_rate_limit::RateLimitLayer<Req>,
     ) -> ServiceBuilder<Stack<palisade_rate_limit::RateLimitLayer<Req>, L>>;
@@ -86,7 +86,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// Adds a [`BulkheadLayer`](palisade_bulkhead::BulkheadLayer).
     #[cfg(feature = "bulkhead")]
     #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
-    fn bulkhead(
+    fn with_bulkhead(
         self,
         layer: palisade_bulkhead::BulkheadLayer,
     ) -> ServiceBuilder<Stack<palisade_bulkhead::BulkheadLayer, L>>;
@@ -95,7 +95,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// key).
     #[cfg(feature = "bulkhead")]
     #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
-    fn keyed_bulkhead<K, F>(
+    fn with_keyed_bulkhead<K, F>(
         self,
         layer: palisade_bulkhead::KeyedBulkheadLayer<K, F>,
     ) -> ServiceBuilder<Stack<palisade_bulkhead::KeyedBulkheadLayer<K, F>, L>>;
@@ -103,23 +103,23 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// Adds an [`AdaptiveLimitLayer`](palisade_bulkhead::AdaptiveLimitLayer).
     #[cfg(feature = "bulkhead")]
     #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
-    fn adaptive_limit<C, P>(
+    fn with_adaptive_limit<C, Partition>(
         self,
-        layer: palisade_bulkhead::AdaptiveLimitLayer<C, P>,
-    ) -> ServiceBuilder<Stack<palisade_bulkhead::AdaptiveLimitLayer<C, P>, L>>;
+        layer: palisade_bulkhead::AdaptiveLimitLayer<C, Partition>,
+    ) -> ServiceBuilder<Stack<palisade_bulkhead::AdaptiveLimitLayer<C, Partition>, L>>;
 
     /// Adds a [`FallbackLayer`](palisade_fallback::FallbackLayer).
     #[cfg(feature = "fallback")]
     #[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
-    fn fallback<P, C>(
+    fn with_fallback<C, Provider>(
         self,
-        layer: palisade_fallback::FallbackLayer<P, C>,
-    ) -> ServiceBuilder<Stack<palisade_fallback::FallbackLayer<P, C>, L>>;
+        layer: palisade_fallback::FallbackLayer<C, Provider>,
+    ) -> ServiceBuilder<Stack<palisade_fallback::FallbackLayer<C, Provider>, L>>;
 
     /// Adds a [`ChaosLayer`](palisade_chaos::ChaosLayer).
     #[cfg(feature = "chaos")]
     #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
-    fn chaos<Req, Res>(
+    fn with_chaos<Req, Res>(
         self,
         layer: palisade_chaos::ChaosLayer<Req, Res>,
     ) -> ServiceBuilder<Stack<palisade_chaos::ChaosLayer<Req, Res>, L>>;
@@ -128,47 +128,48 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// (refused with `Closed` once it closes, `Cancelled` when it is cancelled).
     #[cfg(feature = "scope")]
     #[cfg_attr(docsrs, doc(cfg(feature = "scope")))]
-    fn scope(self, scope: palisade_scope::Scope) -> ServiceBuilder<Stack<palisade_scope::ScopeLayer, L>>;
+    fn with_scope(self, scope: palisade_scope::Scope)
+        -> ServiceBuilder<Stack<palisade_scope::ScopeLayer, L>>;
 
     /// Answers palisade rejections with HTTP responses (429, 503, 504 …), so an axum router
     /// needs no `HandleErrorLayer`.
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    fn http_rejections(self) -> ServiceBuilder<Stack<palisade_core::respond::HttpRejectionLayer, L>>;
+    fn with_http_rejections(self) -> ServiceBuilder<Stack<palisade_core::respond::HttpRejectionLayer, L>>;
 
     /// Answers palisade rejections with gRPC statuses (UNAVAILABLE, RESOURCE_EXHAUSTED …).
     #[cfg(feature = "grpc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
-    fn grpc_rejections(self) -> ServiceBuilder<Stack<palisade_core::respond::GrpcRejectionLayer, L>>;
+    fn with_grpc_rejections(self) -> ServiceBuilder<Stack<palisade_core::respond::GrpcRejectionLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "retry")]
-    fn retry_with<C, P>(
+    fn with_retry<C, Replay>(
         self,
-        layer: palisade_retry::RetryLayer<C, P>,
-    ) -> ServiceBuilder<Stack<palisade_retry::RetryLayer<C, P>, L>> {
+        layer: palisade_retry::RetryLayer<C, Replay>,
+    ) -> ServiceBuilder<Stack<palisade_retry::RetryLayer<C, Replay>, L>> {
         self.layer(layer)
     }
 
     #[cfg(feature = "retry")]
-    fn hedge<C, P>(
+    fn with_hedge<C, Replay>(
         self,
-        layer: palisade_retry::hedge::HedgeLayer<C, P>,
-    ) -> ServiceBuilder<Stack<palisade_retry::hedge::HedgeLayer<C, P>, L>> {
+        layer: palisade_retry::hedge::HedgeLayer<C, Replay>,
+    ) -> ServiceBuilder<Stack<palisade_retry::hedge::HedgeLayer<C, Replay>, L>> {
         self.layer(layer)
     }
 
     #[cfg(feature = "timeout")]
-    fn timeout_with<T>(
+    fn with_timeout<Policy>(
         self,
-        layer: palisade_timeout::TimeoutLayer<T>,
-    ) -> ServiceBuilder<Stack<palisade_timeout::TimeoutLayer<T>, L>> {
+        layer: palisade_timeout::TimeoutLayer<Policy>,
+    ) -> ServiceBuilder<Stack<palisade_timeout::TimeoutLayer<Policy>, L>> {
         self.layer(layer)
     }
 
     #[cfg(feature = "circuit-breaker")]
-    fn circuit_breaker<C>(
+    fn with_circuit_breaker<C>(
         self,
         layer: palisade_circuit_breaker::CircuitBreakerLayer<C>,
     ) -> ServiceBuilder<Stack<palisade_circuit_breaker::CircuitBreakerLayer<C>, L>> {
@@ -176,15 +177,15 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "circuit-breaker")]
-    fn keyed_circuit_breaker<C, F, K>(
+    fn with_keyed_circuit_breaker<C, K, F>(
         self,
-        layer: palisade_circuit_breaker::KeyedCircuitBreakerLayer<C, F, K>,
-    ) -> ServiceBuilder<Stack<palisade_circuit_breaker::KeyedCircuitBreakerLayer<C, F, K>, L>> {
+        layer: palisade_circuit_breaker::KeyedCircuitBreakerLayer<C, K, F>,
+    ) -> ServiceBuilder<Stack<palisade_circuit_breaker::KeyedCircuitBreakerLayer<C, K, F>, L>> {
         self.layer(layer)
     }
 
     #[cfg(feature = "rate-limit")]
-    fn rate_limit_with<Req>(
+    fn with_rate_limit<Req>(
         self,
         layer: palisade_rate_limit::RateLimitLayer<Req>,
     ) -> ServiceBuilder<Stack<palisade_rate_limit::RateLimitLayer<Req>, L>> {
@@ -192,7 +193,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "bulkhead")]
-    fn bulkhead(
+    fn with_bulkhead(
         self,
         layer: palisade_bulkhead::BulkheadLayer,
     ) -> ServiceBuilder<Stack<palisade_bulkhead::BulkheadLayer, L>> {
@@ -200,7 +201,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "bulkhead")]
-    fn keyed_bulkhead<K, F>(
+    fn with_keyed_bulkhead<K, F>(
         self,
         layer: palisade_bulkhead::KeyedBulkheadLayer<K, F>,
     ) -> ServiceBuilder<Stack<palisade_bulkhead::KeyedBulkheadLayer<K, F>, L>> {
@@ -208,28 +209,31 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "bulkhead")]
-    fn adaptive_limit<C, P>(
+    fn with_adaptive_limit<C, Partition>(
         self,
-        layer: palisade_bulkhead::AdaptiveLimitLayer<C, P>,
-    ) -> ServiceBuilder<Stack<palisade_bulkhead::AdaptiveLimitLayer<C, P>, L>> {
+        layer: palisade_bulkhead::AdaptiveLimitLayer<C, Partition>,
+    ) -> ServiceBuilder<Stack<palisade_bulkhead::AdaptiveLimitLayer<C, Partition>, L>> {
         self.layer(layer)
     }
 
     #[cfg(feature = "fallback")]
-    fn fallback<P, C>(
+    fn with_fallback<C, Provider>(
         self,
-        layer: palisade_fallback::FallbackLayer<P, C>,
-    ) -> ServiceBuilder<Stack<palisade_fallback::FallbackLayer<P, C>, L>> {
+        layer: palisade_fallback::FallbackLayer<C, Provider>,
+    ) -> ServiceBuilder<Stack<palisade_fallback::FallbackLayer<C, Provider>, L>> {
         self.layer(layer)
     }
 
     #[cfg(feature = "scope")]
-    fn scope(self, scope: palisade_scope::Scope) -> ServiceBuilder<Stack<palisade_scope::ScopeLayer, L>> {
+    fn with_scope(
+        self,
+        scope: palisade_scope::Scope,
+    ) -> ServiceBuilder<Stack<palisade_scope::ScopeLayer, L>> {
         self.layer(palisade_scope::ScopeLayer::new(scope))
     }
 
     #[cfg(feature = "chaos")]
-    fn chaos<Req, Res>(
+    fn with_chaos<Req, Res>(
         self,
         layer: palisade_chaos::ChaosLayer<Req, Res>,
     ) -> ServiceBuilder<Stack<palisade_chaos::ChaosLayer<Req, Res>, L>> {
@@ -237,12 +241,12 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "http")]
-    fn http_rejections(self) -> ServiceBuilder<Stack<palisade_core::respond::HttpRejectionLayer, L>> {
+    fn with_http_rejections(self) -> ServiceBuilder<Stack<palisade_core::respond::HttpRejectionLayer, L>> {
         self.layer(palisade_core::respond::HttpRejectionLayer::new())
     }
 
     #[cfg(feature = "grpc")]
-    fn grpc_rejections(self) -> ServiceBuilder<Stack<palisade_core::respond::GrpcRejectionLayer, L>> {
+    fn with_grpc_rejections(self) -> ServiceBuilder<Stack<palisade_core::respond::GrpcRejectionLayer, L>> {
         self.layer(palisade_core::respond::GrpcRejectionLayer::new())
     }
 }

@@ -25,7 +25,7 @@
 //! use std::time::Duration;
 //!
 //! use palisade::circuit_breaker::CircuitBreaker;
-//! use palisade::core::classify::DefaultClassifier;
+//! use palisade::classify::DefaultClassifier;
 //! use palisade::prelude::*;
 //! use palisade::retry::replay::CloneRequest;
 //! use palisade::timeout::{FixedTimeout, Timeout};
@@ -210,7 +210,7 @@
 //! # In an axum handler
 //!
 //! An axum route built from palisade layers (`Router::route_layer(ServiceBuilder::new()
-//! .http_rejections().layer(…))`) is not affected: axum erases the handler's type. The
+//! .with_http_rejections().layer(…))`) is not affected: axum erases the handler's type. The
 //! workarounds above matter for a *client* stack the handler calls, stored in the router's
 //! state:
 //!

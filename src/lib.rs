@@ -3,12 +3,27 @@
 //! Every pattern is a [`tower::Layer`] + [`tower::Service`] that stacks through
 //! [`tower::ServiceBuilder`] around any inner service — an axum or hyper server, a tonic
 //! client, a child process. This facade re-exports each pattern crate as a module behind a
-//! feature of the same name, a [`prelude`], and [`ServiceBuilderExt`], one builder method per
-//! pattern.
+//! feature of the same name, the shared vocabulary of `palisade-core` at its root, a
+//! [`prelude`], and [`ServiceBuilderExt`], one `with_<pattern>` builder method per layer.
+//!
+//! The vocabulary every pattern shares (always present):
+//!
+//! | module | what |
+//! |---|---|
+//! | [`classify`] | [`Classify`](classify::Classify): did a call succeed, fail, and may it be retried |
+//! | [`rejection`] | the typed errors layers refuse calls with, [`find_rejection`](rejection::find_rejection) |
+//! | `respond` (`http`) | rejections answered as HTTP / gRPC responses |
+//! | [`event`] | typed events to listeners and `tracing` |
+//! | [`config`], [`duration`] | [`ConfigError`] (with the field's full path), human durations for configs |
+//! | [`when_full`] | [`WhenFull`]: refuse, or wait up to a bound, when a limit has no room |
+//! | [`keyed`] | how keyed layers bound their keys; [`Unkeyed`](keyed::Unkeyed) for requests without one |
+//! | [`clock`], [`time`] | where layers read the time; deadlines that saturate instead of panicking |
+//! | [`panic`](mod@panic) | [`Panicked`](panic::Panicked): user code that panicked on palisade's tasks |
+//!
+//! The patterns, one feature each:
 //!
 //! | module | crate | feature |
 //! |---|---|---|
-//! | [`core`] | `palisade-core`: classification, rejections, events, metrics, config | always |
 //! | `timeout` | `palisade-timeout` | `timeout` |
 //! | `retry` | `palisade-retry` | `retry` |
 //! | `circuit_breaker` | `palisade-circuit-breaker` | `circuit-breaker` |
@@ -34,46 +49,69 @@
 //! Minimum supported Rust version: 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use palisade_core as core;
+// The shared vocabulary, at the root (never as a module named `core`, which would shadow
+// the built-in `core` under a glob import).
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[doc(inline)]
+pub use palisade_core::respond;
+#[doc(inline)]
+pub use palisade_core::{
+    classify, clock, config, duration, event, keyed, panic, rejection, time, when_full, BoxError,
+    ConfigError, WhenFull,
+};
 
 #[cfg(feature = "bulkhead")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+#[doc(inline)]
 pub use palisade_bulkhead as bulkhead;
 #[cfg(feature = "chaos")]
 #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
+#[doc(inline)]
 pub use palisade_chaos as chaos;
 #[cfg(feature = "circuit-breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+#[doc(inline)]
 pub use palisade_circuit_breaker as circuit_breaker;
 #[cfg(feature = "fallback")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
+#[doc(inline)]
 pub use palisade_fallback as fallback;
 #[cfg(feature = "pipeline")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+#[doc(inline)]
 pub use palisade_pipeline as pipeline;
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
+#[doc(inline)]
 pub use palisade_pool as pool;
 #[cfg(feature = "process")]
 #[cfg_attr(docsrs, doc(cfg(feature = "process")))]
+#[doc(inline)]
 pub use palisade_process as process;
-#[cfg(feature = "resource-pool")]
-#[cfg_attr(docsrs, doc(cfg(feature = "resource-pool")))]
-pub use palisade_resource_pool as resource_pool;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+#[doc(inline)]
 pub use palisade_rate_limit as rate_limit;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[doc(inline)]
 pub use palisade_redis as redis;
+#[cfg(feature = "resource-pool")]
+#[cfg_attr(docsrs, doc(cfg(feature = "resource-pool")))]
+#[doc(inline)]
+pub use palisade_resource_pool as resource_pool;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+#[doc(inline)]
 pub use palisade_retry as retry;
 #[cfg(feature = "scope")]
 #[cfg_attr(docsrs, doc(cfg(feature = "scope")))]
+#[doc(inline)]
 pub use palisade_scope as scope;
 #[cfg(feature = "timeout")]
 #[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
+#[doc(inline)]
 pub use palisade_timeout as timeout;
 
 mod builder;

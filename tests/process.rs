@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use palisade::bulkhead::BulkheadLayer;
-use palisade::core::rejection::{find, BulkheadFull, BulkheadFullReason, TimedOut};
 use palisade::process::{ExitClassifier, ProcessRequest, ProcessService};
+use palisade::rejection::{find, BulkheadFull, BulkheadFullReason, TimedOut};
 use palisade::retry::{Backoff, Jitter, RetryLayer};
 use palisade::timeout::TimeoutLayer;
 use tower::{Service, ServiceBuilder, ServiceExt};

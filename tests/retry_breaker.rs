@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade::circuit_breaker::CircuitBreakerLayer;
-use palisade::core::rejection::CircuitOpen;
-use palisade::core::BoxError;
+use palisade::rejection::CircuitOpen;
 use palisade::retry::{Backoff, GiveUpReason, Jitter, RetryEvent, RetryLayer};
+use palisade::BoxError;
 use tokio::time::Instant;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 

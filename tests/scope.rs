@@ -22,7 +22,7 @@ fn app(scope: &Scope) -> Router {
                 "slow"
             }),
         )
-        .route_layer(ServiceBuilder::new().http_rejections().scope(scope.clone()))
+        .route_layer(ServiceBuilder::new().with_http_rejections().with_scope(scope.clone()))
 }
 
 fn get_req(path: &str) -> Request<Body> {
@@ -72,7 +72,7 @@ async fn lifecycle_hooks_around_a_pool() {
     let pool = Pool::builder().max_size(2).build(make).unwrap();
     let hooked = HooksLayer::new()
         .on_request(move |n: &u32| a.lock().unwrap().push(format!("job {n}")))
-        .on_response(move |r: &Result<u32, palisade::core::BoxError>, took: Duration| {
+        .on_response(move |r: &Result<u32, palisade::BoxError>, took: Duration| {
             b.lock().unwrap().push(format!("done {:?} in {}ms", r.as_ref().ok(), took.as_millis()));
         })
         .on_dispose(move || c.lock().unwrap().push("pool service disposed".into()))

@@ -16,11 +16,11 @@ use futures_util::future::BoxFuture;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use palisade::circuit_breaker::CircuitBreaker;
-use palisade::core::classify::DefaultClassifier;
+use palisade::classify::DefaultClassifier;
 use palisade::prelude::*;
 use palisade::retry::replay::CloneRequest;
-use palisade::timeout::{FixedTimeout, Timeout};
 use palisade::retry::Retry;
+use palisade::timeout::{FixedTimeout, Timeout};
 use tower::util::BoxCloneSyncService;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 

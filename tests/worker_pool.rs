@@ -15,10 +15,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use palisade::bulkhead::BulkheadLayer;
-use palisade::core::classify::{ClassifyExt, DefaultClassifier};
-use palisade::core::rejection::{find, Closed};
+use palisade::classify::{ClassifyExt, DefaultClassifier};
 use palisade::pool::{Pool, PoolEvent};
 use palisade::process::{MakeWorker, ProcessEvent, ProcessHandle, WorkerError};
+use palisade::rejection::{find, Closed};
 use palisade::retry::{Backoff, Jitter, RetryLayer};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 

@@ -44,13 +44,13 @@ use hyper_util::rt::TokioExecutor;
 use palisade::bulkhead::{BulkheadHandle, BulkheadLayer};
 use palisade::chaos::{ChaosHandle, ChaosLayer};
 use palisade::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
-use palisade::core::classify::HttpClassifier;
-use palisade::core::respond::HttpRejectionLayer;
-use palisade::core::BoxError;
+use palisade::classify::HttpClassifier;
 use palisade::fallback::{FallbackContext, FallbackHandle, FallbackLayer};
 use palisade::rate_limit::{Quota, RateLimitHandle, RateLimitLayer};
-use palisade::timeout::TimeoutLayer;
+use palisade::respond::HttpRejectionLayer;
 use palisade::retry::{Backoff, Jitter, RetryBudget, RetryHandle, RetryLayer};
+use palisade::timeout::TimeoutLayer;
+use palisade::BoxError;
 use tokio::sync::Semaphore;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 
@@ -73,8 +73,8 @@ fn parse_args() -> Result<Args, String> {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match flag.as_str() {
             "--duration" => {
-                args.duration = palisade::core::duration::parse_duration(&value("--duration")?)
-                    .map_err(|e| e.to_string())?;
+                args.duration =
+                    palisade::duration::parse_duration(&value("--duration")?).map_err(|e| e.to_string())?;
             }
             "--rate" => {
                 args.rate = value("--rate")?.parse().map_err(|_| "--rate takes requests per second")?;
@@ -311,7 +311,7 @@ async fn start_front(backend: SocketAddr) -> Result<(SocketAddr, Handles), BoxEr
                 async move {
                     match backend.oneshot(BackendCall { path: "/data" }).await {
                         Ok(res) => res.map(Body::from),
-                        Err(err) => palisade::core::respond::http_response_for(&err),
+                        Err(err) => palisade::respond::http_response_for(&err),
                     }
                 }
             }),

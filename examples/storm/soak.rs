@@ -14,12 +14,14 @@ use futures_util::FutureExt;
 use palisade::bulkhead::{BulkheadHandle, BulkheadLayer};
 use palisade::chaos::ChaosLayer;
 use palisade::circuit_breaker::CircuitBreakerLayer;
-use palisade::core::rng::AtomicRng;
-use palisade::core::BoxError;
 use palisade::fallback::{FallbackContext, FallbackLayer};
 use palisade::rate_limit::{Quota, RateLimitLayer};
-use palisade::timeout::TimeoutLayer;
 use palisade::retry::{Backoff, Jitter, RetryBudget, RetryLayer};
+use palisade::timeout::TimeoutLayer;
+use palisade::BoxError;
+// palisade's own seedable RNG: an internal helper (no stability promise), fine for this
+// in-repo soak tool; outside code would use `rand`.
+use palisade_core::__private::AtomicRng;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 
 /// What a soak run saw.

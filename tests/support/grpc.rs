@@ -143,8 +143,8 @@ pub async fn say_hello<T>(svc: T, name: &str) -> Result<String, Status>
 where
     T: tonic::client::GrpcService<Body>,
     T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    <T::ResponseBody as http_body::Body>::Error: Into<palisade::core::BoxError>,
-    T::Error: Into<palisade::core::BoxError>,
+    <T::ResponseBody as http_body::Body>::Error: Into<palisade::BoxError>,
+    T::Error: Into<palisade::BoxError>,
 {
     let mut grpc = tonic::client::Grpc::new(svc);
     grpc.ready().await.map_err(|e| Status::unavailable(e.into().to_string()))?;
