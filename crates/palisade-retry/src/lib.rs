@@ -1,10 +1,12 @@
 //! Retries, deadlines, retry budgets, hedging and adaptive throttling for tower services.
 //!
-//! [`RetryLayer`] makes the right retry policy one builder away: the attempts, a backoff
-//! with jitter, a classifier that says what is worth retrying, a budget that keeps retries
-//! from turning an outage into a retry storm, server hints honoured as their protocols say
-//! (HTTP `Retry-After` as a floor, gRPC pushback exactly, as gRFC A6), and
-//! deadlines.
+//! [`RetryLayer::new(3)`](AttemptLayer::new) is a retry policy that is right by default: three
+//! attempts, exponential backoff with full jitter, every error retried, and a budget that
+//! keeps retries from turning an outage into a retry storm. [`RetryLayer::builder`]
+//! (`AttemptLayer::builder`) sets the rest — the options live in [`RetryConfig`], which is
+//! also the config-file form (feature `serde`): a classifier that says what is worth
+//! retrying, server hints honoured as their protocols say (HTTP `Retry-After` as a floor,
+//! gRPC pushback exactly, as gRFC A6), deadlines.
 //!
 //! # Example
 //!
@@ -233,9 +235,10 @@
 //!
 //! [`hedge::HedgeLayer`] sends a second attempt when the first has not answered after a
 //! delay (fixed or an observed latency percentile), or all attempts at once (parallel), or
-//! the next only after a failure (fallback), as Polly v8 does. It is a layer of its own
-//! because its future runs several attempts at a time; it draws from the same kind of
-//! budget.
+//! the next only after a failure (fallback), as Polly v8 does. Retry and hedging are one
+//! attempt [`engine`]: the same layer, service, handle, budget, counters and events, with a
+//! strategy of their own ([`RetryStrategy`](engine::RetryStrategy) runs one attempt at a
+//! time, [`HedgeStrategy`](engine::HedgeStrategy) several).
 //!
 //! # Tower contract
 //!
@@ -248,9 +251,10 @@
 //! requests and adds them to the shared counter every 64, see [`RetrySnapshot::requests`]):
 //! its costs are one request copy (skipped when `max_attempts` is 1), clones of the inner
 //! service, classifier and replay hook, one reference count, and the budget's deposit. With
-//! the default ratio budget the deposit reads the clock once and does one compare-and-swap,
-//! so that it counts at its true time; the token bucket and `RetryBudget::unlimited()`
-//! deposit nothing and read no clock. A deadline or attempt timeout reads the clock too.
+//! the default ratio budget the deposit is one load and one compare-and-swap into the slot
+//! a tokio timer keeps current (one request in 64 of a service value reads the clock, see
+//! [`RetryBudget::deposit`]); the token bucket and `RetryBudget::unlimited()` deposit
+//! nothing. A deadline or attempt timeout reads the clock.
 //!
 //! # Errors
 //!
@@ -259,9 +263,10 @@
 //!
 //! # Events and counters
 //!
-//! [`RetryEvent`]s go to listeners registered with `.on_event(..)` or
-//! [`RetryHandle::on_event`](AttemptHandle::on_event), and to `tracing`. [`RetryLayer::handle`] reads the counters
-//! as a [`RetrySnapshot`].
+//! [`RetryEvent`]s go to listeners registered with `.on_event(..)` on the builder or
+//! [`RetryHandle::on_event`](AttemptHandle::on_event), and to `tracing`.
+//! [`RetryLayer::handle`](AttemptLayer::handle) reads the counters as a [`RetrySnapshot`].
+//! Errors are in [`error`], re-exported here.
 //!
 //! This crate is part of [palisade](https://docs.rs/palisade); its minimum supported Rust
 //! version is 1.85.

@@ -43,69 +43,20 @@
 
 use crate::sync::{AtomicI64, Ordering};
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::AtomicU32;
-use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Wake, Waker};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_core::config::{ensure, ConfigError};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::window::SlidingCounter;
 
-/// The settings of a retry budget, as [`RetryConfig::budget`](crate::RetryConfig::budget)
-/// and [`HedgeConfig::budget`](crate::hedge::HedgeConfig::budget) hold them: each layer
-/// built from them gets a budget of its own (give the builders one [`RetryBudget`] to
-/// share it). In a config file (feature `serde`): `"unlimited"`,
-/// `{"ratio": {"ttl": "10s", "min_per_sec": 10, "ratio": 0.2}}` or
-/// `{"token_bucket": {"max_tokens": 10, "token_ratio": 0.1}}`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case", deny_unknown_fields))]
-#[non_exhaustive]
-pub enum BudgetConfig {
-    /// [`RetryBudget::unlimited`].
-    Unlimited,
-    /// [`RetryBudget::ratio`].
-    Ratio {
-        /// The window (1 s to 60 s).
-        #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration::serde"))]
-        ttl: Duration,
-        /// Retries per second whatever the traffic.
-        min_per_sec: u32,
-        /// Retries per request (0 to 100).
-        ratio: f64,
-    },
-    /// [`RetryBudget::token_bucket`].
-    TokenBucket {
-        /// Bucket size (1 to 1000).
-        max_tokens: u32,
-        /// Tokens given back per success.
-        token_ratio: f64,
-    },
-}
+mod config;
+mod slot;
 
-impl Default for BudgetConfig {
-    /// Finagle's: `ratio(10 s, 10, 0.2)`.
-    fn default() -> Self {
-        Self::Ratio { ttl: Duration::from_secs(10), min_per_sec: 10, ratio: 0.2 }
-    }
-}
-
-impl BudgetConfig {
-    /// A new budget with these settings (`budget.…` names a bad field).
-    pub fn build(&self) -> Result<RetryBudget, ConfigError> {
-        match *self {
-            Self::Unlimited => Ok(RetryBudget::unlimited()),
-            Self::Ratio { ttl, min_per_sec, ratio } => RetryBudget::ratio(ttl, min_per_sec, ratio),
-            Self::TokenBucket { max_tokens, token_ratio } => {
-                RetryBudget::token_bucket(max_tokens, token_ratio)
-            }
-        }
-    }
-}
+pub use self::config::BudgetConfig;
+use self::slot::SlotTimer;
 
 /// A shared budget for retries and hedges; see the [module docs](self).
 ///
@@ -318,37 +269,6 @@ impl RetryBudget {
         }
     }
 
-    #[cold]
-    fn deposit_slow(&self, r: &RatioBudget) {
-        let now = Instant::now();
-        let epoch = r.deposits.epoch(now);
-        r.deposits.add_at(epoch, 1);
-        // One thread publishes; the others read the clock meanwhile.
-        let Ok(mut timer) = r.slot_timer.try_lock() else { return };
-        if timer.no_timers || tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
-        let end = r.deposits.slot_end(now);
-        // A runtime without timers panics when a sleep is made: never publish there.
-        let Ok(sleep) = std::panic::catch_unwind(|| Box::pin(tokio::time::sleep_until(end))) else {
-            timer.no_timers = true;
-            return;
-        };
-        let waker = timer
-            .waker
-            .get_or_insert_with(|| Waker::from(Arc::new(ClearSlot(Arc::downgrade(&self.kind)))))
-            .clone();
-        let sleep = timer.sleep.insert(sleep);
-        if sleep.as_mut().poll(&mut Context::from_waker(&waker)).is_ready() {
-            return; // the slot already ended
-        }
-        r.current.store(epoch, Ordering::Release);
-        // The timer may have fired between the poll and the store (another thread drives it).
-        if sleep.is_elapsed() {
-            r.current.store(0, Ordering::Release);
-        }
-    }
-
     /// Records the outcome of one attempt: `retryable_failure` for a failure worth
     /// retrying — or, as gRFC A6 says, a response whose server pushback says not to retry
     /// ([`Classification::is_throttling_failure`](palisade_core::Classification::is_throttling_failure))
@@ -411,144 +331,5 @@ impl RetryBudget {
     }
 }
 
-/// The timer of a ratio budget's published slot.
-#[derive(Default)]
-struct SlotTimer {
-    sleep: Option<Pin<Box<Sleep>>>,
-    waker: Option<Waker>,
-    /// Set once a sleep could not be made (a runtime without timers).
-    no_timers: bool,
-}
-
-/// The timer's waker: the slot ended, deposits read the clock again.
-struct ClearSlot(Weak<Kind>);
-
-impl Wake for ClearSlot {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if let Some(kind) = self.0.upgrade() {
-            if let Kind::Ratio(r) = &*kind {
-                r.current.store(0, Ordering::Release);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-#[allow(clippy::float_cmp)] // exact values are the point
-mod tests {
-    use super::*;
-
-    #[tokio::test(flavor = "current_thread", start_paused = true)]
-    async fn ratio_budget_has_a_floor_and_a_ratio() {
-        // Floor: 2/s over 10 s = 20 retries with no traffic at all.
-        let b = RetryBudget::ratio(Duration::from_secs(10), 2, 0.1).unwrap();
-        let floor = (0..100).filter(|_| b.try_withdraw()).count();
-        assert_eq!(floor, 20);
-        // 100 requests buy 10 more.
-        for _ in 0..100 {
-            b.deposit();
-        }
-        assert_eq!((0..100).filter(|_| b.try_withdraw()).count(), 10);
-        // After the window, withdrawals and deposits are forgotten.
-        tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(b.remaining(), 20.0);
-    }
-
-    fn published(b: &RetryBudget) -> u32 {
-        match &*b.kind {
-            Kind::Ratio(r) => r.current.load(Ordering::Acquire),
-            _ => 0,
-        }
-    }
-
-    /// The slot a deposit publishes is withdrawn by its timer at the slot's end, so a
-    /// deposit after it reads the clock again (and counts for its full ttl).
-    #[tokio::test(flavor = "current_thread", start_paused = true)]
-    async fn the_published_slot_ends_with_its_timer() {
-        let b = RetryBudget::ratio(Duration::from_secs(1), 0, 1.0).unwrap();
-        assert_eq!(published(&b), 0);
-        b.deposit();
-        let first = published(&b);
-        assert_ne!(first, 0, "the first deposit publishes its slot");
-        tokio::time::advance(Duration::from_millis(99)).await;
-        assert_eq!(published(&b), first, "still the same 100 ms slot");
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert_eq!(published(&b), 0, "the slot's timer withdrew it");
-        b.deposit();
-        assert_eq!(published(&b), first + 1);
-        // 0.9 s later the second deposit still counts, the first has expired.
-        tokio::time::advance(Duration::from_millis(950)).await;
-        assert_eq!(b.remaining(), 1.0);
-    }
-
-    /// The layers' every-64th deposit reads the clock: a published slot that ended (its
-    /// timer not run yet, as on a starved runtime) is withdrawn and the deposit counts now.
-    #[tokio::test(flavor = "current_thread", start_paused = true)]
-    async fn an_exact_deposit_withdraws_a_stale_slot() {
-        let b = RetryBudget::ratio(Duration::from_secs(1), 0, 1.0).unwrap();
-        b.deposit();
-        let Kind::Ratio(r) = &*b.kind else { unreachable!() };
-        // Stand in for a timer that has not run: publish a slot 0.9 s old.
-        tokio::time::advance(Duration::from_millis(900)).await;
-        r.current.store(r.deposits.epoch(Instant::now()) - 9, Ordering::Release);
-        b.deposit_exact();
-        assert_eq!(published(&b), 0);
-        tokio::time::advance(Duration::from_millis(500)).await;
-        assert_eq!(b.remaining(), 1.0, "the exact deposit counts from its true time");
-    }
-
-    /// A runtime without timers cannot publish a slot: every deposit reads the clock, and
-    /// nothing panics.
-    #[test]
-    fn a_runtime_without_timers_reads_the_clock() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let b = RetryBudget::ratio(Duration::from_secs(1), 0, 1.0).unwrap();
-        rt.block_on(async {
-            b.deposit();
-            b.deposit();
-        });
-        assert_eq!(published(&b), 0);
-        assert_eq!(b.remaining(), 2.0);
-    }
-
-    #[test]
-    fn zero_ratio_leaves_only_the_floor() {
-        let b = RetryBudget::ratio(Duration::from_secs(1), 3, 0.0).unwrap();
-        for _ in 0..1000 {
-            b.deposit();
-        }
-        assert_eq!((0..10).filter(|_| b.try_withdraw()).count(), 3);
-    }
-
-    #[test]
-    fn token_bucket_follows_grpc_a6() {
-        let b = RetryBudget::token_bucket(4, 0.5).unwrap();
-        assert!(b.try_withdraw()); // 4 > 2
-        b.record(true, false); // 3
-        assert!(b.try_withdraw());
-        b.record(true, false); // 2: not more than half
-        assert!(!b.try_withdraw());
-        b.record(false, true); // 2.5
-        assert!(b.try_withdraw());
-        for _ in 0..10 {
-            b.record(false, true);
-        }
-        assert_eq!(b.remaining(), 4.0);
-        for _ in 0..10 {
-            b.record(true, false);
-        }
-        assert_eq!(b.remaining(), 0.0);
-    }
-
-    #[test]
-    fn bad_settings_are_refused() {
-        assert_eq!(RetryBudget::ratio(Duration::ZERO, 1, 0.2).unwrap_err().field(), "budget.ttl");
-        assert_eq!(RetryBudget::ratio(Duration::from_secs(10), 1, -1.0).unwrap_err().field(), "budget.ratio");
-        assert_eq!(RetryBudget::token_bucket(0, 0.1).unwrap_err().field(), "budget.max_tokens");
-        assert_eq!(RetryBudget::token_bucket(10, f64::NAN).unwrap_err().field(), "budget.token_ratio");
-    }
-}
+mod tests;

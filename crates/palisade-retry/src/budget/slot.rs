@@ -1,0 +1,72 @@
+//! How a ratio budget's deposits find their slot without reading the clock: the first
+//! deposit of a slot reads the clock, publishes the slot and registers a tokio timer whose
+//! waker withdraws it when the slot ends (see [`RetryBudget::deposit`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Wake, Waker};
+
+use tokio::time::{Instant, Sleep};
+
+use super::{Kind, RatioBudget, RetryBudget};
+use crate::sync::Ordering;
+
+impl RetryBudget {
+    #[cold]
+    pub(super) fn deposit_slow(&self, r: &RatioBudget) {
+        let now = Instant::now();
+        let epoch = r.deposits.epoch(now);
+        r.deposits.add_at(epoch, 1);
+        // One thread publishes; the others read the clock meanwhile.
+        let Ok(mut timer) = r.slot_timer.try_lock() else { return };
+        if timer.no_timers || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let end = r.deposits.slot_end(now);
+        // A runtime without timers panics when a sleep is made: never publish there.
+        let Ok(sleep) = std::panic::catch_unwind(|| Box::pin(tokio::time::sleep_until(end))) else {
+            timer.no_timers = true;
+            return;
+        };
+        let waker = timer
+            .waker
+            .get_or_insert_with(|| Waker::from(Arc::new(ClearSlot(Arc::downgrade(&self.kind)))))
+            .clone();
+        let sleep = timer.sleep.insert(sleep);
+        if sleep.as_mut().poll(&mut Context::from_waker(&waker)).is_ready() {
+            return; // the slot already ended
+        }
+        r.current.store(epoch, Ordering::Release);
+        // The timer may have fired between the poll and the store (another thread drives it).
+        if sleep.is_elapsed() {
+            r.current.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// The timer of a ratio budget's published slot.
+#[derive(Default)]
+pub(super) struct SlotTimer {
+    sleep: Option<Pin<Box<Sleep>>>,
+    waker: Option<Waker>,
+    /// Set once a sleep could not be made (a runtime without timers).
+    no_timers: bool,
+}
+
+/// The timer's waker: the slot ended, deposits read the clock again.
+struct ClearSlot(Weak<Kind>);
+
+impl Wake for ClearSlot {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(kind) = self.0.upgrade() {
+            if let Kind::Ratio(r) = &*kind {
+                r.current.store(0, Ordering::Release);
+            }
+        }
+    }
+}
