@@ -1,6 +1,7 @@
 //! The bulkhead's pass path (a permit is always free): bare service vs tower's
 //! `ConcurrencyLimit` vs palisade's `Bulkhead` vs tower-resilience's bulkhead, on one thread
-//! and on two threads sharing one pool.
+//! and on two threads sharing one pool; and the adaptive limit's pass path (always under its
+//! limit, every call a sample) against the same `ConcurrencyLimit`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_pass_by_value, missing_docs)]
 
 use std::future::Future;
@@ -10,7 +11,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use palisade_bulkhead::BulkheadLayer;
+use palisade_bulkhead::adaptive::{Fixed, Vegas};
+use palisade_bulkhead::{AdaptiveLimitLayer, BulkheadLayer};
 use palisade_core::WhenFull;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{service_fn, Layer, Service};
@@ -126,5 +128,31 @@ fn bulkhead(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bulkhead);
+fn adaptive_limit(c: &mut Criterion) {
+    let mut g = c.benchmark_group("adaptive_limit");
+    let concurrency_limit = || ConcurrencyLimitLayer::new(PERMITS).layer(bare());
+    // A constant limit: the partition and backlog machinery, no algorithm work.
+    let fixed =
+        || AdaptiveLimitLayer::builder().algorithm(Fixed::new(PERMITS)).build().unwrap().layer(bare());
+    // The default algorithm (concurrency-limits' Vegas): one update per call.
+    let vegas = || {
+        AdaptiveLimitLayer::builder()
+            .algorithm(Vegas::default().max_limit(PERMITS))
+            .build()
+            .unwrap()
+            .layer(bare())
+    };
+
+    single(&mut g, "tower-concurrency-limit", concurrency_limit());
+    single(&mut g, "palisade-fixed", fixed());
+    single(&mut g, "palisade-vegas", vegas());
+
+    two_threads(&mut g, "tower-concurrency-limit", concurrency_limit());
+    two_threads(&mut g, "palisade-fixed", fixed());
+    two_threads(&mut g, "palisade-vegas", vegas());
+
+    g.finish();
+}
+
+criterion_group!(benches, bulkhead, adaptive_limit);
 criterion_main!(benches);
