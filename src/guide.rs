@@ -240,4 +240,4 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`BoxError`]: crate::core::BoxError
+//! [`BoxError`]: crate::BoxError
