@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use palisade_core::classify::{Classify, DefaultClassifier};
+use palisade_core::service::ReadyCall;
 use palisade_core::sync::lock;
 use palisade_core::time::deadline_after;
 use palisade_core::BoxError;
@@ -243,7 +244,7 @@ where
             (config.unhealthy_after, config.down_for, config.peak_ewma_decay);
         Box::pin(async move {
             let mut last: Option<Result<S::Response, BoxError>> = None;
-            for (mut service, tracker) in candidates {
+            for (service, tracker) in candidates {
                 // Removed by discovery while an earlier candidate was tried: not a fallback
                 // any more.
                 if tracker.removed.load(std::sync::atomic::Ordering::Acquire) {
@@ -254,12 +255,8 @@ where
                     InFlight(tracker.clone())
                 };
                 let started = Instant::now();
-                let ready: Result<(), BoxError> =
-                    std::future::poll_fn(|cx| service.poll_ready(cx)).await.map_err(Into::into);
-                let result = match ready {
-                    Ok(()) => service.call(request.clone()).await.map_err(Into::into),
-                    Err(e) => Err(e),
-                };
+                // A provider whose `poll_ready` fails counts as a failed attempt.
+                let result = ReadyCall::new(service, request.clone()).await.map_err(Into::into);
                 drop(guard);
                 let now = Instant::now();
                 let rtt = now.saturating_duration_since(started);
