@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use palisade_core::config::{ensure, ensure_ratio, ConfigError};
 use palisade_core::event::EventBus;
-use palisade_core::metric::Counter;
-use palisade_core::rng::AtomicRng;
+use palisade_core::__private::{AtomicRng, Counter};
 
 use crate::event::ChaosEvent;
 
@@ -92,7 +91,7 @@ impl Control {
 }
 
 /// Switches a [`ChaosLayer`](crate::ChaosLayer) on and off, changes its rates, reads its
-/// counters and subscribes to its events — while it runs.
+/// counters and registers listeners for its events — while it runs.
 ///
 /// Changes take effect from the next call, on every service and clone the layer built.
 ///
@@ -147,9 +146,7 @@ impl ChaosHandle {
     ///
     /// When `rate` is not within `0.0..=1.0`.
     pub fn set_fault_rate(&self, rate: f64) -> Result<(), ConfigError> {
-        ensure_ratio("fault_rate", rate)?;
-        self.control.fault_ppm.store(to_ppm(rate), Ordering::Relaxed);
-        Ok(())
+        self.set_rate("fault_rate", rate, &self.control.fault_ppm, None)
     }
 
     /// Sets the outcome injection rate.
@@ -159,14 +156,8 @@ impl ChaosHandle {
     /// When `rate` is not within `0.0..=1.0`, or is above zero and the layer has no outcome
     /// generator.
     pub fn set_outcome_rate(&self, rate: f64) -> Result<(), ConfigError> {
-        ensure_ratio("outcome_rate", rate)?;
-        ensure(
-            rate == 0.0 || self.control.has_outcome,
-            "outcome_rate",
-            "needs an outcome generator (`outcome_with`)",
-        )?;
-        self.control.outcome_ppm.store(to_ppm(rate), Ordering::Relaxed);
-        Ok(())
+        let needs = (self.control.has_outcome, "needs an outcome generator (`outcome_with`)");
+        self.set_rate("outcome_rate", rate, &self.control.outcome_ppm, Some(needs))
     }
 
     /// Sets the latency injection rate.
@@ -176,14 +167,9 @@ impl ChaosHandle {
     /// When `rate` is not within `0.0..=1.0`, or is above zero and the layer has neither a
     /// latency nor a latency closure.
     pub fn set_latency_rate(&self, rate: f64) -> Result<(), ConfigError> {
-        ensure_ratio("latency_rate", rate)?;
-        ensure(
-            rate == 0.0 || self.control.has_latency_fn || !self.control.latency().is_zero(),
-            "latency_rate",
-            "needs a latency (`latency` or `latency_with`)",
-        )?;
-        self.control.latency_ppm.store(to_ppm(rate), Ordering::Relaxed);
-        Ok(())
+        let has = self.control.has_latency_fn || !self.control.latency().is_zero();
+        let needs = (has, "needs a latency (`latency` or `latency_with`)");
+        self.set_rate("latency_rate", rate, &self.control.latency_ppm, Some(needs))
     }
 
     /// Sets the hang injection rate.
@@ -192,8 +178,22 @@ impl ChaosHandle {
     ///
     /// When `rate` is not within `0.0..=1.0`.
     pub fn set_hang_rate(&self, rate: f64) -> Result<(), ConfigError> {
-        ensure_ratio("hang_rate", rate)?;
-        self.control.hang_ppm.store(to_ppm(rate), Ordering::Relaxed);
+        self.set_rate("hang_rate", rate, &self.control.hang_ppm, None)
+    }
+
+    /// Checks `rate` (and, above zero, that the layer has what it injects) and stores it.
+    fn set_rate(
+        &self,
+        field: &'static str,
+        rate: f64,
+        ppm: &AtomicU32,
+        needs: Option<(bool, &'static str)>,
+    ) -> Result<(), ConfigError> {
+        ensure_ratio(field, rate)?;
+        if let Some((available, rule)) = needs {
+            ensure(rate == 0.0 || available, field, rule)?;
+        }
+        ppm.store(to_ppm(rate), Ordering::Relaxed);
         Ok(())
     }
 
@@ -237,12 +237,13 @@ impl ChaosHandle {
         }
     }
 
-    /// Registers a listener for every [`ChaosEvent`] published from now on.
-    pub fn subscribe<F>(&self, listener: F)
+    /// Registers a listener for every [`ChaosEvent`] published from now on. A listener that
+    /// panics is caught and logged; it misses that event.
+    pub fn on_event<L>(&self, listener: L)
     where
-        F: Fn(&ChaosEvent) + Send + Sync + 'static,
+        L: Fn(&ChaosEvent) + Send + Sync + 'static,
     {
-        self.control.bus.subscribe(crate::error::guard_listener(listener));
+        self.control.bus.subscribe(listener);
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use palisade_core::BoxError;
 use tower_layer::Layer;
 
-use crate::config::ChaosBuilder;
+use crate::builder::ChaosBuilder;
 use crate::handle::{ChaosHandle, Control};
 use crate::service::Chaos;
 
@@ -51,9 +51,29 @@ impl<Req, Res> fmt::Debug for ChaosLayer<Req, Res> {
 }
 
 impl<Req, Res> ChaosLayer<Req, Res> {
-    /// A builder; see [`ChaosBuilder`].
+    /// A layer that answers the share `fault_rate` of calls with an
+    /// [`InjectedFault`](crate::InjectedFault) and passes the others, with the defaults
+    /// (name `"chaos"`, enabled, seeded from entropy); it cannot fail. A rate outside
+    /// `0.0..=1.0` is brought to the nearest end of it, and NaN to 0 (nothing injected).
+    ///
+    /// ```
+    /// use palisade_chaos::{ChaosLayer, InjectedFault};
+    /// use palisade_core::BoxError;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # tokio_test::block_on(async {
+    /// let svc = ChaosLayer::new(1.0).layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+    /// assert!(svc.oneshot(1).await.unwrap_err().is::<InjectedFault>());
+    /// # });
+    /// ```
+    pub fn new(fault_rate: f64) -> Self {
+        let rate = if fault_rate.is_nan() { 0.0 } else { fault_rate.clamp(0.0, 1.0) };
+        ChaosBuilder::default().fault_rate(rate).build_unchecked()
+    }
+
+    /// A builder with [`ChaosConfig`](crate::ChaosConfig)'s defaults; see [`ChaosBuilder`].
     pub fn builder() -> ChaosBuilder<Req, Res> {
-        ChaosBuilder::new()
+        ChaosBuilder::default()
     }
 
     pub(crate) fn from_shared(shared: Arc<Shared<Req, Res>>) -> Self {
@@ -64,7 +84,7 @@ impl<Req, Res> ChaosLayer<Req, Res> {
         &self.shared
     }
 
-    /// A handle to switch injection, change rates, read counters and subscribe to events.
+    /// A handle to switch injection, change rates, read counters and register listeners.
     pub fn handle(&self) -> ChaosHandle {
         ChaosHandle { control: self.shared.control.clone() }
     }

@@ -16,6 +16,11 @@
 //! limits injection to some requests. With a [`seed`](ChaosBuilder::seed) the decisions are
 //! the same on every run.
 //!
+//! The common case is one line and cannot fail: [`ChaosLayer::new`]`(fault_rate)`. The
+//! builder ([`ChaosLayer::builder`]) sets the rest; its settings live in [`ChaosConfig`]
+//! (name `"chaos"`, enabled, every rate 0, a seed from entropy), which a settings file can
+//! hold (feature `serde`).
+//!
 //! # Example
 //!
 //! ```
@@ -54,7 +59,7 @@
 //! are drawn in this order: latency, then hang, fault, outcome — the first of these three that
 //! is injected wins, and latency (if injected) delays whatever follows. A rate of 0 never
 //! injects and 1 always does, neither drawing a number; any other rate draws one number from
-//! the layer's [`AtomicRng`](palisade_core::rng::AtomicRng) (`below(1_000_000) < rate in
+//! the layer's random generator (a lock-free SplitMix64, `below(1_000_000) < rate in
 //! parts per million`). Rates are kept in parts per million. The predicate is not asked
 //! while the layer is disabled or every rate is 0.
 //!
@@ -78,9 +83,10 @@
 //! # Errors
 //!
 //! The service answers `BoxError`: injected faults, and the inner service's errors boxed. A
-//! generator or predicate that panics answers that call with [`ChaosHookPanicked`] (the
-//! inner service is not called, its readiness stays reserved); a listener that panics
-//! misses its event. Neither reaches the task that made the call.
+//! generator or predicate that panics answers that call with core's [`Panicked`]
+//! (component `"hook"`, the layer's name, the hook — `inject_when`, `fault_with`,
+//! `outcome_with`, `latency_with` — as its site; the inner service is not called, its
+//! readiness stays reserved); a listener that panics misses its event. Neither reaches the task that made the call.
 //!
 //! # Placement
 //!
@@ -92,6 +98,7 @@
 //! Minimum supported Rust version: 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
 mod config;
 pub mod error;
 mod event;
@@ -100,11 +107,9 @@ mod handle;
 mod layer;
 mod service;
 
-pub use self::config::ChaosBuilder;
-#[cfg(feature = "serde")]
-#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use self::builder::ChaosBuilder;
 pub use self::config::ChaosConfig;
-pub use self::error::{ChaosHookPanicked, InjectedFault};
+pub use self::error::{InjectedFault, Panicked};
 pub use self::event::ChaosEvent;
 pub use self::handle::{ChaosHandle, ChaosRates, ChaosSnapshot};
 pub use self::layer::ChaosLayer;

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use palisade_core::BoxError;
 use tower_service::Service;
 
-use crate::error::{catch, ChaosHookPanicked, InjectedFault};
+use crate::error::{catch, InjectedFault, Panicked};
 use crate::event::ChaosEvent;
 use crate::future::{Action, ResponseFuture};
 use crate::handle::ChaosHandle;
@@ -43,7 +43,7 @@ impl<S, Req, Res> Chaos<S, Req, Res> {
         Self { inner, shared: layer.shared().clone() }
     }
 
-    /// A handle to switch injection, change rates, read counters and subscribe to events.
+    /// A handle to switch injection, change rates, read counters and register listeners.
     pub fn handle(&self) -> ChaosHandle {
         ChaosHandle { control: self.shared.control.clone() }
     }
@@ -106,14 +106,17 @@ where
         let shared = &*self.shared;
         let control = &*shared.control;
         // Generators and predicates are user code: a panic answers this call with
-        // `ChaosHookPanicked` and nothing else.
-        let panicked =
-            |message: String| -> BoxError { Box::new(ChaosHookPanicked::new(control.name.clone(), message)) };
+        // `Panicked` (component "hook", the hook as its site) and nothing else.
+        let panicked = |site: &'static str| {
+            move |message: String| -> BoxError {
+                Box::new(Panicked::new("hook", control.name.clone(), message).with_site(site))
+            }
+        };
         if let Some(p) = &shared.predicate {
             match catch(|| p(&req)) {
                 Ok(true) => {}
                 Ok(false) => return Err(req),
-                Err(message) => return Ok(ResponseFuture::answer(Err(panicked(message)))),
+                Err(message) => return Ok(ResponseFuture::answer(Err(panicked("inject_when")(message)))),
             }
         }
         control.considered.increment();
@@ -123,7 +126,7 @@ where
                 None => control.latency(),
                 Some(f) => match catch(|| f(&req)) {
                     Ok(delay) => delay,
-                    Err(message) => return Ok(ResponseFuture::answer(Err(panicked(message)))),
+                    Err(message) => return Ok(ResponseFuture::answer(Err(panicked("latency_with")(message)))),
                 },
             };
             control.latencies.increment();
@@ -139,7 +142,7 @@ where
             Action::Hang(req)
         } else if control.roll(&control.fault_ppm) {
             let err = match &shared.fault {
-                Some(f) => catch(|| f(&req)).unwrap_or_else(panicked),
+                Some(f) => catch(|| f(&req)).unwrap_or_else(panicked("fault_with")),
                 None => InjectedFault::new(control.name.clone()).into(),
             };
             control.faults.increment();
@@ -150,7 +153,7 @@ where
         {
             control.outcomes.increment();
             control.bus.publish(ChaosEvent::OutcomeInjected);
-            Action::Answer(res.map_err(panicked))
+            Action::Answer(res.map_err(panicked("outcome_with")))
         } else {
             Action::Call(req)
         };

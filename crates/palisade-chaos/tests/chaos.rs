@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use palisade_chaos::{ChaosEvent, ChaosLayer, ChaosSnapshot, InjectedFault};
-use palisade_core::rng::AtomicRng;
+use palisade_core::__private::AtomicRng;
 use palisade_core::BoxError;
 use tokio::time;
 use tokio_test::{assert_pending, assert_ready_ok, task};
@@ -504,4 +504,40 @@ fn threads_share_one_sequence_of_draws() {
     assert_eq!(total, want);
     assert_eq!(layer.handle().snapshot().faults, want as u64);
     assert_eq!(layer.handle().snapshot().considered, 2000);
+}
+
+/// `ChaosLayer::new(fault_rate)` cannot fail: a rate outside `0..=1` goes to the nearest end,
+/// NaN to 0; the rest are the config's defaults.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn new_brings_any_rate_to_the_nearest_meaningful_one() {
+    for (given, kept) in [(0.25, 0.25), (-1.0, 0.0), (7.0, 1.0), (f64::NAN, 0.0), (f64::INFINITY, 1.0)] {
+        let layer = ChaosLayer::<u32, u32>::new(given);
+        let handle = layer.handle();
+        assert_eq!(handle.rates().fault, kept, "{given}");
+        assert_eq!(handle.name(), "chaos");
+        assert!(handle.is_enabled());
+    }
+    let always = ChaosLayer::new(2.0).layer(echo());
+    assert!(always.oneshot(1).await.unwrap_err().is::<InjectedFault>());
+    let never = ChaosLayer::new(f64::NAN).layer(echo());
+    assert_eq!(never.oneshot(2).await.unwrap(), 2);
+}
+
+/// One config is the builder's storage: `config(..)` replaces the settings and keeps the
+/// generators; the serde form writes back what it read.
+#[cfg(feature = "serde")]
+#[test]
+fn the_config_is_the_builders_storage_and_round_trips() {
+    let config: palisade_chaos::ChaosConfig =
+        serde_json::from_str(r#"{ "name": "api", "outcome_rate": 0.5, "latency": "1s" }"#).unwrap();
+    let back: palisade_chaos::ChaosConfig =
+        serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
+    assert_eq!(back, config);
+    let layer = ChaosLayer::<u32, u32>::builder().outcome_with(|x| *x).config(config).build().unwrap();
+    assert_eq!((layer.handle().name(), layer.handle().rates().outcome), ("api", 0.5));
+    let err = ChaosLayer::<u32, u32>::builder().outcome_rate(0.5).build().unwrap_err();
+    assert_eq!(err.field(), "outcome_rate");
+    let mut zero = palisade_chaos::ChaosConfig::default();
+    zero.latency = Some(Duration::ZERO);
+    assert_eq!(zero.validate().unwrap_err().field(), "latency");
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_chaos::{ChaosBuilder, ChaosConfig, ChaosEvent, ChaosHookPanicked, ChaosLayer, InjectedFault};
+use palisade_chaos::{ChaosBuilder, ChaosConfig, ChaosEvent, ChaosLayer, InjectedFault, Panicked};
 use palisade_core::BoxError;
 use proptest::prelude::*;
 use tokio_test::{assert_pending, task};
@@ -28,11 +28,11 @@ fn counted() -> (Arc<AtomicUsize>, impl Service<u32, Response = u32, Error = Box
     (calls, svc)
 }
 
-fn hook_panic(err: &BoxError) -> &ChaosHookPanicked {
-    err.downcast_ref::<ChaosHookPanicked>().unwrap_or_else(|| panic!("not a hook panic: {err}"))
+fn hook_panic(err: &BoxError) -> &Panicked {
+    err.downcast_ref::<Panicked>().unwrap_or_else(|| panic!("not a hook panic: {err}"))
 }
 
-async fn check_hook(builder: ChaosBuilder<u32, u32>, message: &str) {
+async fn check_hook(builder: ChaosBuilder<u32, u32>, message: &str, site: &str) {
     let layer = builder.name("hooks").seed(7).build().unwrap();
     let (calls, inner) = counted();
     let svc = layer.layer(inner);
@@ -40,10 +40,11 @@ async fn check_hook(builder: ChaosBuilder<u32, u32>, message: &str) {
     let err = svc.clone().oneshot(3).await.unwrap_err();
     let panicked = hook_panic(&err);
     assert_eq!((panicked.name(), panicked.message()), ("hooks", message));
+    assert_eq!((panicked.component(), panicked.site()), ("hook", Some(site)));
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     // The layer goes on.
     let next = svc.clone().oneshot(4).await;
-    assert!(!next.as_ref().is_err_and(|e| e.is::<ChaosHookPanicked>()), "{next:?}");
+    assert!(!next.as_ref().is_err_and(|e| e.is::<Panicked>()), "{next:?}");
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -52,7 +53,7 @@ async fn a_panicking_predicate_fails_that_call_only() {
         assert!(*n != 3, "predicate bug");
         true
     });
-    check_hook(b, "predicate bug").await;
+    check_hook(b, "predicate bug", "inject_when").await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -61,7 +62,7 @@ async fn a_panicking_fault_generator_fails_that_call_only() {
         assert!(*n != 3, "fault bug");
         InjectedFault::new("custom")
     });
-    check_hook(b, "fault bug").await;
+    check_hook(b, "fault bug", "fault_with").await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -70,7 +71,7 @@ async fn a_panicking_outcome_generator_fails_that_call_only() {
         assert!(*n != 3, "outcome bug");
         *n * 10
     });
-    check_hook(b, "outcome bug").await;
+    check_hook(b, "outcome bug", "outcome_with").await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -79,7 +80,7 @@ async fn a_panicking_latency_generator_fails_that_call_only() {
         assert!(*n != 3, "latency bug");
         Duration::from_millis(5)
     });
-    check_hook(b, "latency bug").await;
+    check_hook(b, "latency bug", "latency_with").await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -89,7 +90,7 @@ async fn a_panicking_listener_misses_its_event_and_nothing_else() {
         .on_event(|_: &ChaosEvent| panic!("listener bug"))
         .build()
         .unwrap();
-    layer.handle().subscribe(|_: &ChaosEvent| panic!("handle listener bug"));
+    layer.handle().on_event(|_: &ChaosEvent| panic!("handle listener bug"));
     let (_, inner) = counted();
     let err = layer.layer(inner).oneshot(1).await.unwrap_err();
     assert!(err.is::<InjectedFault>());

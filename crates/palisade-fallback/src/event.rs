@@ -77,16 +77,3 @@ impl Event for FallbackEvent {
         }
     }
 }
-
-/// Wraps a listener so that a panic in it is caught and logged: listeners run on the
-/// caller's task, in the middle of the layer's bookkeeping.
-pub(crate) fn guarded<F>(f: F) -> impl Fn(&FallbackEvent) + Send + Sync + 'static
-where
-    F: Fn(&FallbackEvent) + Send + Sync + 'static,
-{
-    move |event: &FallbackEvent| {
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(event))).is_err() {
-            tracing::error!(target: "palisade", pattern = "fallback", event = event.kind(), "a fallback listener panicked; the event is dropped for it");
-        }
-    }
-}

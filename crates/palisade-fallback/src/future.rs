@@ -12,21 +12,21 @@ use pin_project_lite::pin_project;
 
 use crate::event::{FallbackEvent, FallbackReason};
 use crate::layer::Shared;
-use crate::provider::{FallbackCause, Provider, ProviderKind};
+use crate::provider::{FallbackCause, Provider as ProviderTrait};
 
 pin_project! {
     /// The response future of [`Fallback`](crate::Fallback): the inner call, then, if it
     /// failed, the fallback providers in order.
     ///
     /// Dropping it drops (cancels) whichever call is in flight.
-    pub struct ResponseFuture<F, P, C, Req, Res>
+    pub struct ResponseFuture<F, C, Provider, Req, Res>
     where
-        P: Provider<Req, Res>,
+        Provider: ProviderTrait<Req, Res>,
     {
         #[pin]
-        state: State<F, P::Future>,
-        shared: Arc<Shared<P, C>>,
-        saved: Option<P::Saved>,
+        state: State<F, Provider::Future>,
+        shared: Arc<Shared<C, Provider>>,
+        saved: Option<Provider::Saved>,
         _marker: PhantomData<fn(Req) -> Res>,
     }
 }
@@ -42,9 +42,9 @@ pin_project! {
     }
 }
 
-impl<F, P, C, Req, Res> fmt::Debug for ResponseFuture<F, P, C, Req, Res>
+impl<F, C, Provider, Req, Res> fmt::Debug for ResponseFuture<F, C, Provider, Req, Res>
 where
-    P: Provider<Req, Res>,
+    Provider: ProviderTrait<Req, Res>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
@@ -56,45 +56,34 @@ where
     }
 }
 
-impl<F, P, C, Req, Res> ResponseFuture<F, P, C, Req, Res>
+impl<F, C, Provider, Req, Res> ResponseFuture<F, C, Provider, Req, Res>
 where
-    P: Provider<Req, Res>,
+    Provider: ProviderTrait<Req, Res>,
 {
     #[inline]
-    pub(crate) fn inner(fut: F, shared: Arc<Shared<P, C>>, saved: P::Saved) -> Self {
+    pub(crate) fn inner(fut: F, shared: Arc<Shared<C, Provider>>, saved: Provider::Saved) -> Self {
         Self { state: State::Inner { fut }, shared, saved: Some(saved), _marker: PhantomData }
     }
 
-    #[inline]
     pub(crate) fn fallback(
-        shared: Arc<Shared<P, C>>,
-        saved: P::Saved,
+        shared: Arc<Shared<C, Provider>>,
+        saved: Provider::Saved,
         cause: FallbackCause<Res>,
         reason: FallbackReason,
     ) -> Self {
-        shared.stats.triggered.increment();
-        // Later providers of a chain need the request too.
-        let (first, rest) =
-            if shared.provider.providers() > 1 { (saved.clone(), Some(saved)) } else { (saved, None) };
-        let fut = shared.provider.call(0, first, cause);
-        Self { state: State::Fallback { fut, index: 0, reason }, shared, saved: rest, _marker: PhantomData }
+        let mut this = Self { state: State::Done, shared, saved: Some(saved), _marker: PhantomData };
+        if let Some(fut) = start(&this.shared, &mut this.saved, 0, cause) {
+            this.state = State::Fallback { fut, index: 0, reason };
+        }
+        this
     }
 }
 
-/// The saved request for attempt `index`: a clone while later providers may still need it.
-fn saved_for<P: ProviderKind, T: Clone>(provider: &P, saved: &mut Option<T>, index: usize) -> Option<T> {
-    if index + 1 < provider.providers() {
-        saved.clone()
-    } else {
-        saved.take()
-    }
-}
-
-impl<F, E, P, C, Req, Res> Future for ResponseFuture<F, P, C, Req, Res>
+impl<F, E, C, Provider, Req, Res> Future for ResponseFuture<F, C, Provider, Req, Res>
 where
     F: Future<Output = Result<Res, E>>,
     E: Into<BoxError>,
-    P: Provider<Req, Res>,
+    Provider: ProviderTrait<Req, Res>,
     C: Classify<Res, BoxError>,
 {
     type Output = Result<Res, BoxError>;
@@ -108,51 +97,66 @@ where
                 this.state.set(State::Done);
                 return Poll::Ready(result);
             };
-            let cause = match result {
-                Ok(res) => FallbackCause::Response(res),
-                Err(e) => FallbackCause::Error(e),
-            };
-            start(this.state.as_mut(), this.shared, this.saved, 0, cause, reason);
+            fall_back(this.state.as_mut(), this.shared, this.saved, result, reason);
         }
         poll_fallback(this.state, this.shared, this.saved, cx)
     }
 }
 
-/// Starts provider `index`.
+/// Leaves the inner call for the first provider.
+#[cold]
 #[inline(never)]
-fn start<F, P, C, Req, Res>(
-    mut state: Pin<&mut State<F, P::Future>>,
-    shared: &Shared<P, C>,
-    saved: &mut Option<P::Saved>,
-    index: usize,
-    cause: FallbackCause<Res>,
+fn fall_back<F, C, Provider, Req, Res>(
+    mut state: Pin<&mut State<F, Provider::Future>>,
+    shared: &Shared<C, Provider>,
+    saved: &mut Option<Provider::Saved>,
+    result: Result<Res, BoxError>,
     reason: FallbackReason,
 ) where
-    P: Provider<Req, Res>,
+    Provider: ProviderTrait<Req, Res>,
 {
-    if index == 0 {
-        shared.stats.triggered.increment();
-    }
-    match saved_for(&shared.provider, saved, index) {
-        Some(saved) => {
-            let fut = shared.provider.call(index, saved, cause);
-            state.set(State::Fallback { fut, index, reason });
-        }
-        // Only reachable when polled after completion.
+    match start(shared, saved, 0, cause(result)) {
+        Some(fut) => state.set(State::Fallback { fut, index: 0, reason }),
         None => state.set(State::Done),
     }
 }
 
+fn cause<Res>(result: Result<Res, BoxError>) -> FallbackCause<Res> {
+    match result {
+        Ok(res) => FallbackCause::Response(res),
+        Err(e) => FallbackCause::Error(e),
+    }
+}
+
+/// Starts provider `index` with the saved request: a clone while later providers may still
+/// need it, the saved request itself for the last one. Counts a triggered fallback at 0.
+/// `None` only when the saved request is gone (polled after completion).
+fn start<C, Provider, Req, Res>(
+    shared: &Shared<C, Provider>,
+    saved: &mut Option<Provider::Saved>,
+    index: usize,
+    cause: FallbackCause<Res>,
+) -> Option<Provider::Future>
+where
+    Provider: ProviderTrait<Req, Res>,
+{
+    if index == 0 {
+        shared.stats.triggered.increment();
+    }
+    let request = if index + 1 < shared.provider.providers() { saved.clone() } else { saved.take() };
+    Some(shared.provider.call(index, request?, cause))
+}
+
 /// Drives the providers: the next one on failure, until one answers or none is left.
 #[inline(never)]
-fn poll_fallback<F, P, C, Req, Res>(
-    mut state: Pin<&mut State<F, P::Future>>,
-    shared: &Shared<P, C>,
-    saved: &mut Option<P::Saved>,
+fn poll_fallback<F, C, Provider, Req, Res>(
+    mut state: Pin<&mut State<F, Provider::Future>>,
+    shared: &Shared<C, Provider>,
+    saved: &mut Option<Provider::Saved>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Res, BoxError>>
 where
-    P: Provider<Req, Res>,
+    Provider: ProviderTrait<Req, Res>,
     C: Classify<Res, BoxError>,
 {
     loop {
@@ -194,10 +198,9 @@ where
             state.set(State::Done);
             return Poll::Ready(result);
         }
-        let cause = match result {
-            Ok(res) => FallbackCause::Response(res),
-            Err(e) => FallbackCause::Error(e),
-        };
-        start(state.as_mut(), shared, saved, next, cause, reason);
+        match start(shared, saved, next, cause(result)) {
+            Some(fut) => state.set(State::Fallback { fut, index: next, reason }),
+            None => state.set(State::Done),
+        }
     }
 }

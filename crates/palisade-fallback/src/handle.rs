@@ -1,10 +1,10 @@
-//! The handle: counters and event subscription shared by a layer and its services.
+//! The handle: counters and event listeners shared by a layer and its services.
 
 use std::fmt;
 use std::sync::Arc;
 
 use palisade_core::event::EventBus;
-use palisade_core::metric::Counter;
+use palisade_core::__private::Counter;
 
 use crate::event::FallbackEvent;
 
@@ -33,8 +33,8 @@ impl Stats {
     }
 }
 
-/// Reads the counters of a [`FallbackLayer`](crate::FallbackLayer) and subscribes to its
-/// events.
+/// Reads the counters of a [`FallbackLayer`](crate::FallbackLayer) and registers listeners
+/// for its events.
 ///
 /// # Clone
 ///
@@ -73,11 +73,11 @@ impl FallbackHandle {
 
     /// Registers a listener for every [`FallbackEvent`] published from now on. A listener
     /// that panics is caught and logged.
-    pub fn subscribe<F>(&self, listener: F)
+    pub fn on_event<L>(&self, listener: L)
     where
-        F: Fn(&FallbackEvent) + Send + Sync + 'static,
+        L: Fn(&FallbackEvent) + Send + Sync + 'static,
     {
-        self.stats.bus.subscribe(crate::event::guarded(listener));
+        self.stats.bus.subscribe(listener);
     }
 }
 
@@ -88,7 +88,9 @@ impl FallbackHandle {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FallbackSnapshot {
-    /// Calls made through the layer.
+    /// Calls made through the layer. Each service value counts its calls and adds them here
+    /// every 64 calls and when it is dropped (so that a call touches no shared counter):
+    /// a long-lived service's last calls may not show yet.
     pub calls: u64,
     /// Calls whose inner answer started a fallback.
     pub triggered: u64,

@@ -17,8 +17,13 @@
 //!   resilience libraries.
 //!
 //! [`TriggerOn`] chooses whether failures, rejections, or both (the default) start the
-//! fallback. The layer's [`FallbackHandle`] reads counters and subscribes to
-//! [`FallbackEvent`]s.
+//! fallback. The layer's [`FallbackHandle`] reads counters and registers listeners for
+//! [`FallbackEvent`]s (`on_event`).
+//!
+//! The common case is one line and cannot fail: [`FallbackLayer::new`]`(closure)`. The
+//! builder ([`FallbackLayer::builder`]) sets the rest; its settings live in
+//! [`FallbackConfig`] (name `"fallback"`, [`TriggerOn::FailuresAndRejections`]), which a
+//! settings file can hold (feature `serde`).
 //!
 //! # Example
 //!
@@ -58,10 +63,14 @@
 //!
 //! # Cost
 //!
-//! On the pass path (no fallback) a call costs one relaxed counter increment and one `Arc`
-//! clone (the response future keeps the shared state for a fallback), plus the request clone
-//! for the service variants; the response future is the inner future plus a tag and the
-//! kept request. A fallback allocates its attempt state.
+//! On the pass path (no fallback) a call touches no shared counter (each service value
+//! counts its calls and adds them to the shared counter every 64 calls and when dropped)
+//! and costs one `Arc` clone: the response future must own the provider and counters in
+//! case the inner call fails, even after the service is dropped. The service variants and
+//! `fallback_fn_with_request` also clone the request. The response future is the inner
+//! future plus a tag and the kept request. A fallback allocates the boxed inner error and
+//! its attempt's future; the error chain is searched for a rejection only when the reason
+//! is observed (a listener or `tracing`) or the trigger setting needs it.
 //!
 //! # Clone
 //!
@@ -73,7 +82,8 @@
 //!
 //! The service answers `BoxError`: the inner error when no fallback is triggered, otherwise the
 //! fallback's own error. When every provider of a chain fails, the last provider's error is
-//! returned.
+//! returned. The layer refuses nothing itself, so the crate has no error type (and no
+//! `error` module) of its own.
 //!
 //! # Backpressure
 //!
@@ -93,6 +103,7 @@
 //! Minimum supported Rust version: 1.85.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
 mod config;
 mod event;
 pub mod future;
@@ -101,10 +112,8 @@ mod layer;
 pub mod provider;
 mod service;
 
-#[cfg(feature = "serde")]
-#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
-pub use self::config::FallbackConfig;
-pub use self::config::{FallbackBuilder, NoProvider, TriggerOn};
+pub use self::builder::{FallbackBuilder, NoProvider};
+pub use self::config::{FallbackConfig, TriggerOn};
 pub use self::event::{FallbackEvent, FallbackReason};
 pub use self::handle::{FallbackHandle, FallbackSnapshot};
 pub use self::layer::FallbackLayer;

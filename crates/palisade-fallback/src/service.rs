@@ -4,14 +4,48 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use palisade_core::{BoxError, Classify, DefaultClassifier};
+use palisade_core::{BoxError, Classify};
 use tower_service::Service;
 
 use crate::event::FallbackReason;
 use crate::future::ResponseFuture;
 use crate::handle::FallbackHandle;
 use crate::layer::{FallbackLayer, Shared};
-use crate::provider::{FallbackCause, Provider};
+use crate::provider::FallbackCause;
+
+/// Calls counted by one service value before they are added to the shared counter.
+const FLUSH_EVERY: u64 = 64;
+
+/// A service's handle on the layer state plus its own count of calls not yet added to the
+/// shared `calls` counter (at most [`FLUSH_EVERY`] − 1; added when the service is dropped),
+/// so that a call touches no shared counter. A clone starts at zero.
+struct Local<C, Provider> {
+    shared: Arc<Shared<C, Provider>>,
+    pending_calls: u64,
+}
+
+impl<C, Provider> Local<C, Provider> {
+    #[inline]
+    fn count_call(&mut self) {
+        self.pending_calls += 1;
+        if self.pending_calls >= FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.pending_calls > 0 {
+            self.shared.stats.calls.add(self.pending_calls);
+            self.pending_calls = 0;
+        }
+    }
+}
+
+impl<C, Provider> Drop for Local<C, Provider> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
 
 /// Answers from a fallback when the inner service fails or a palisade layer refuses the call;
 /// made by [`FallbackLayer`].
@@ -20,38 +54,42 @@ use crate::provider::{FallbackCause, Provider};
 ///
 /// Clones share the layer's provider, classifier and counters. A clone starts un-ready: an
 /// admission refusal kept from `poll_ready` stays with the service that saw it.
-pub struct Fallback<S, P, C = DefaultClassifier> {
+pub struct Fallback<S, C, Provider> {
     inner: S,
-    shared: Arc<Shared<P, C>>,
+    local: Local<C, Provider>,
     /// A refusal from the inner `poll_ready` that the next `call` answers from the fallback.
     refused: Option<(BoxError, FallbackReason)>,
 }
 
-impl<S: Clone, P, C> Clone for Fallback<S, P, C> {
+impl<S: Clone, C, Provider> Clone for Fallback<S, C, Provider> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), shared: self.shared.clone(), refused: None }
+        Self::from_shared(self.inner.clone(), self.local.shared.clone())
     }
 }
 
-impl<S: fmt::Debug, P, C> fmt::Debug for Fallback<S, P, C> {
+impl<S: fmt::Debug, C, Provider> fmt::Debug for Fallback<S, C, Provider> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fallback")
             .field("inner", &self.inner)
-            .field("name", &self.shared.stats.name)
+            .field("name", &self.local.shared.stats.name)
             .field("refused", &self.refused.as_ref().map(|(_, reason)| reason))
             .finish()
     }
 }
 
-impl<S, P, C> Fallback<S, P, C> {
+impl<S, C, Provider> Fallback<S, C, Provider> {
     /// Wraps `inner` with the fallback of `layer` (sharing its state).
-    pub fn new(inner: S, layer: &FallbackLayer<P, C>) -> Self {
-        Self { inner, shared: layer.shared().clone(), refused: None }
+    pub fn new(inner: S, layer: &FallbackLayer<C, Provider>) -> Self {
+        Self::from_shared(inner, layer.shared().clone())
+    }
+
+    fn from_shared(inner: S, shared: Arc<Shared<C, Provider>>) -> Self {
+        Self { inner, local: Local { shared, pending_calls: 0 }, refused: None }
     }
 
     /// A handle on the layer's counters and events.
     pub fn handle(&self) -> FallbackHandle {
-        FallbackHandle { stats: self.shared.stats.clone() }
+        FallbackHandle { stats: self.local.shared.stats.clone() }
     }
 
     /// The inner service.
@@ -70,16 +108,16 @@ impl<S, P, C> Fallback<S, P, C> {
     }
 }
 
-impl<S, P, C, Req> Service<Req> for Fallback<S, P, C>
+impl<S, C, Provider, Req> Service<Req> for Fallback<S, C, Provider>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    P: Provider<Req, S::Response>,
+    Provider: crate::provider::Provider<Req, S::Response>,
     C: Classify<S::Response, BoxError>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, P, C, Req, S::Response>;
+    type Future = ResponseFuture<S::Future, C, Provider, Req, S::Response>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -91,7 +129,7 @@ where
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(e)) => {
                 let result: Result<S::Response, BoxError> = Err(e.into());
-                match self.shared.reason(&result) {
+                match self.local.shared.reason(&result) {
                     Some(reason) => {
                         self.refused = result.err().map(|e| (e, reason));
                         Poll::Ready(Ok(()))
@@ -104,14 +142,15 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        self.shared.stats.calls.increment();
-        let saved = self.shared.provider.save(&req);
+        self.local.count_call();
+        let shared = &self.local.shared;
+        let saved = shared.provider.save(&req);
         match self.refused.take() {
             Some((err, reason)) => {
                 drop(req);
-                ResponseFuture::fallback(self.shared.clone(), saved, FallbackCause::Error(err), reason)
+                ResponseFuture::fallback(shared.clone(), saved, FallbackCause::Error(err), reason)
             }
-            None => ResponseFuture::inner(self.inner.call(req), self.shared.clone(), saved),
+            None => ResponseFuture::inner(self.inner.call(req), shared.clone(), saved),
         }
     }
 }

@@ -375,6 +375,7 @@ async fn dropping_the_future_cancels_the_fallback() {
     assert_eq!(handle.snapshot().triggered, 1);
     drop(fut);
     assert!(dropped.load(Ordering::SeqCst));
+    drop(svc); // a service adds its call count to the shared counter when dropped (every 64 calls before)
     assert_eq!(handle.snapshot(), snapshot(1, 1, 0, 0, 0));
 }
 
@@ -425,6 +426,7 @@ async fn refusal_from_poll_ready_walks_the_whole_chain() {
     handle.send_error(RateLimited::new("api", Duration::from_secs(1)));
     assert_ready_ok!(task::spawn(svc.ready()).poll());
     assert_eq!(svc.call(21).await.unwrap(), 42);
+    drop(svc); // a service adds its call count to the shared counter when dropped
     assert_eq!(layer.handle().snapshot(), snapshot(1, 1, 1, 0, 1));
 }
 
@@ -466,4 +468,28 @@ async fn a_panicking_fallback_fails_only_its_own_call() {
     let svc = layer.layer(service_fn(|_: u32| async { Err::<u32, _>(boom()) }));
     assert!(tokio::spawn(svc.clone().oneshot(1)).await.unwrap_err().is_panic());
     assert!(tokio::spawn(svc.clone().oneshot(2)).await.unwrap_err().is_panic());
+}
+
+/// The pass path touches no shared counter: a service value counts its calls and adds them
+/// to the shared `calls` counter every 64 calls and when it is dropped; clones count apart.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn calls_are_counted_per_service_in_batches_of_64_and_on_drop() {
+    let layer = FallbackLayer::new(|_: FallbackContext<u32, u32>| async { Ok::<_, BoxError>(0) });
+    let handle = layer.handle();
+    let mut svc = layer.layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+    for i in 0..63 {
+        assert_eq!(svc.ready().await.unwrap().call(i).await.unwrap(), i);
+    }
+    assert_eq!(handle.snapshot().calls, 0);
+    svc.ready().await.unwrap().call(63).await.unwrap();
+    assert_eq!(handle.snapshot().calls, 64);
+    let mut clone = svc.clone();
+    clone.ready().await.unwrap().call(1).await.unwrap();
+    svc.ready().await.unwrap().call(2).await.unwrap();
+    assert_eq!(handle.snapshot().calls, 64);
+    drop(clone);
+    assert_eq!(handle.snapshot().calls, 65);
+    drop(svc);
+    assert_eq!(handle.snapshot().calls, 66);
+    assert_eq!(handle.snapshot().triggered, 0);
 }

@@ -99,12 +99,13 @@ proptest! {
         json.push('}');
         let Ok(config) = serde_json::from_str::<FallbackConfig>(&json) else { return Ok(()) };
         runtime().block_on(async {
-            match config.into_builder() {
+            let built = config
+                .into_builder()
+                .fallback_fn(|_: FallbackContext<u8, u8>| async { Ok::<_, BoxError>(1) })
+                .build();
+            match built {
                 Err(e) => assert!(!e.to_string().is_empty()),
-                Ok(b) => {
-                    let layer = b.fallback_fn(|_: FallbackContext<u8, u8>| async { Ok::<_, BoxError>(1) }).build().unwrap();
-                    serve(layer.layer(inner()), &script).await;
-                }
+                Ok(layer) => serve(layer.layer(inner()), &script).await,
             }
         });
     }

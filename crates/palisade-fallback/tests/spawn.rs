@@ -5,12 +5,12 @@
 
 use std::io;
 
-use palisade_core::BoxError;
+use palisade_core::{BoxError, DefaultClassifier};
 use palisade_fallback::provider::FnProvider;
 use palisade_fallback::{FallbackContext, FallbackLayer};
 use tower::{service_fn, Layer, ServiceExt};
 
-fn fallback_layer() -> FallbackLayer<FnProvider<u32, u32>> {
+fn fallback_layer() -> FallbackLayer<DefaultClassifier, FnProvider<u32, u32>> {
     FallbackLayer::builder()
         .fallback_fn(|ctx: FallbackContext<u32, u32>| async move {
             if ctx.error().is_some() {
@@ -62,7 +62,7 @@ async fn a_fallback_with_request_returning_box_error_can_be_spawned_in_a_join_se
 
 /// A library can name and store the stack: the provider's type no longer holds the closure.
 struct Client<S> {
-    svc: palisade_fallback::Fallback<S, FnProvider<u32, u32>>,
+    svc: palisade_fallback::Fallback<S, DefaultClassifier, FnProvider<u32, u32>>,
 }
 
 #[tokio::test]

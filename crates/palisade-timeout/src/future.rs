@@ -8,9 +8,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use palisade_core::rejection::TimedOut;
+use palisade_core::time::deadline_from_now;
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
-use tokio::time::{sleep_until, Instant, Sleep};
+use tokio::time::{sleep_until, Sleep};
 
 use crate::event::TimeoutEvent;
 use crate::handle::Shared;
@@ -19,38 +20,32 @@ pin_project! {
     /// The future of [`Timeout`](crate::Timeout): the inner call, raced against the timeout.
     /// Dropping it drops (cancels) the inner future.
     ///
-    /// The timer is registered only once the inner future has returned `Pending`: a call that
-    /// answers on its first poll never touches the timer wheel.
+    /// The clock is read and the timer registered only once the inner future has returned
+    /// `Pending`: a call that answers on its first poll reads no clock and touches no timer.
+    /// The timer is boxed, so the future that `call` returns stays the inner future plus two
+    /// words and the timeout.
     pub struct ResponseFuture<F> {
         #[pin]
         future: F,
-        #[pin]
-        timer: Timer,
-        // The deadline, the timeout and the shared state; `None` when this request has no
-        // timeout (or once it fired).
-        limit: Option<(Instant, Duration, Arc<Shared>)>,
-    }
-}
-
-pin_project! {
-    #[project = TimerProj]
-    enum Timer {
-        Idle,
-        Armed { #[pin] sleep: Sleep },
+        timer: Option<Pin<Box<Sleep>>>,
+        // The timeout and the shared state; `None` when this request has no timeout (or
+        // once it fired).
+        limit: Option<(Duration, Arc<Shared>)>,
     }
 }
 
 impl<F> ResponseFuture<F> {
     #[inline]
-    pub(crate) fn new(future: F, limit: Option<(Instant, Duration, Arc<Shared>)>) -> Self {
-        Self { future, timer: Timer::Idle, limit }
+    pub(crate) fn new(future: F, limit: Option<(Duration, Arc<Shared>)>) -> Self {
+        Self { future, timer: None, limit }
     }
 }
 
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("after", &self.limit.as_ref().map(|(_, after, _)| after))
+            .field("after", &self.limit.as_ref().map(|(after, _)| after))
+            .field("armed", &self.timer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -64,25 +59,20 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         // As tower's `Timeout`: the inner future first, so an answer that is ready wins.
         if let Poll::Ready(res) = this.future.poll(cx) {
             return Poll::Ready(res.map_err(Into::into));
         }
-        let Some((deadline, _, _)) = this.limit else {
+        let Some((after, _)) = this.limit else {
             return Poll::Pending; // no timeout for this request
         };
-        if let TimerProj::Idle = this.timer.as_mut().project() {
-            this.timer.set(Timer::Armed { sleep: sleep_until(*deadline) });
-        }
-        let TimerProj::Armed { sleep } = this.timer.project() else {
-            return Poll::Pending;
-        };
-        if sleep.poll(cx).is_pending() {
+        let timer = this.timer.get_or_insert_with(|| Box::pin(sleep_until(deadline_from_now(*after))));
+        if timer.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         match this.limit.take() {
-            Some((_, after, shared)) => Poll::Ready(Err(timed_out(&shared, after))),
+            Some((after, shared)) => Poll::Ready(Err(timed_out(&shared, after))),
             None => Poll::Pending,
         }
     }

@@ -56,8 +56,15 @@
 //! # Tower contract
 //!
 //! `poll_ready` is the inner service's (a timeout reserves nothing). The inner future is
-//! polled before the timer, so an answer that is ready wins; the timer is registered only
-//! once the inner future is pending. Dropping the response future drops the inner future.
+//! polled before the timer, so an answer that is ready wins. Dropping the response future
+//! drops the inner future.
+//!
+//! **When the time starts** (a deliberate difference from tower's `Timeout`, which reads
+//! the clock and creates its timer in `call`): the timeout is counted from the first poll
+//! of the response future at which the inner future is pending, and the clock is read and
+//! the timer registered only then. A call that answers on its first poll reads no clock and
+//! registers no timer; work the inner future does synchronously inside that first poll,
+//! and time between `call` and the first poll, are not counted.
 //!
 //! # Errors
 //!

@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use palisade_core::time::deadline_from_now;
 use palisade_core::BoxError;
 use tower_service::Service;
 
@@ -84,10 +83,7 @@ where
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         match self.policy.timeout_for(&req) {
-            Some(after) => ResponseFuture::new(
-                self.inner.call(req),
-                Some((deadline_from_now(after), after, self.shared.clone())),
-            ),
+            Some(after) => ResponseFuture::new(self.inner.call(req), Some((after, self.shared.clone()))),
             None => ResponseFuture::new(self.inner.call(req), None),
         }
     }

@@ -205,3 +205,26 @@ async fn grpc_timeout_header_sets_the_timeout() {
     assert!(layer.layer(svc).oneshot(req).await.unwrap_err().is::<TimedOut>());
     assert_eq!(start.elapsed(), ms(250));
 }
+
+/// The documented difference from tower's `Timeout`: the time is counted from the first
+/// poll at which the inner future is pending, not from `call`.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_time_starts_at_the_first_pending_poll() {
+    let svc = Slow::hang();
+    let mut service = TimeoutLayer::new(ms(300)).layer(svc.clone());
+    service.ready().await.unwrap();
+    let mut fut = task::spawn(service.call(1));
+    tokio::time::advance(Duration::from_secs(1)).await; // not polled yet: not counted
+    assert_pending!(fut.poll());
+    tokio::time::advance(ms(299)).await;
+    assert_pending!(fut.poll());
+    tokio::time::advance(ms(1)).await;
+    let err = match fut.poll() {
+        std::task::Poll::Ready(r) => r.unwrap_err(),
+        std::task::Poll::Pending => panic!("300 ms after the first poll it must have timed out"),
+    };
+    assert_eq!(err.downcast_ref::<TimedOut>().unwrap().after(), ms(300));
+    assert_eq!(svc.dropped(), 0, "the future itself is dropped by its owner");
+    drop(fut);
+    assert_eq!(svc.dropped(), 1);
+}
