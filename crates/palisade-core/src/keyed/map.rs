@@ -22,6 +22,7 @@ const SCAN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Per-key state that can tell when forgetting it changes nothing; see the
 /// [`keyed`](super) module docs.
+#[doc(hidden)] // sibling crates only: `palisade_core::__private`
 pub trait Forget {
     /// What the state needs to decide, typically the current time in the layer's clock
     /// (`()` when time does not matter).
@@ -34,6 +35,7 @@ pub trait Forget {
 
 /// A new key was refused: the map is full of keys that may not be forgotten.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[doc(hidden)] // sibling crates only: `palisade_core::__private`
 pub struct Full {
     capacity: usize,
 }
@@ -136,6 +138,7 @@ struct Scan {
 /// assert!(map.get_or_insert_with(&4, (), InFlight::default).is_err());
 /// assert_eq!((map.len(), map.capacity(), map.evictions(), map.overflows()), (2, 2, 1, 1));
 /// ```
+#[doc(hidden)] // sibling crates only: `palisade_core::__private`
 pub struct KeyedMap<K, V> {
     shards: Box<[Shard<K, V>]>,
     capacity: usize,

@@ -44,6 +44,7 @@ pub enum Unkeyed {
 /// assert!(warn.has_warned());
 /// ```
 #[derive(Debug, Default)]
+#[doc(hidden)] // sibling crates only: `palisade_core::__private`
 pub struct WarnOnce {
     warned: AtomicBool,
 }
