@@ -84,56 +84,6 @@ where
     }
 }
 
-impl<S, Req, C, Replay> ResponseFuture<S, Req, C, Replay>
-where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error>,
-    Replay: crate::replay::Replay<Req>,
-{
-    /// Sends the first attempt on `ready` (a service that was polled ready) and keeps
-    /// `service` (a clone) for the retries.
-    #[inline]
-    pub(crate) fn start(call: Call<'_, S, Req, C, Replay, RetryStrategy>) -> Self {
-        let Call { ready, spare: service, req, copy: request, core, classifier, replay } = call;
-        let deadline = core.strategy.deadline.map(deadline_from_now);
-        let mut this = Self {
-            state: State::Waiting,
-            timer: Timer::default(),
-            attempt_end: None,
-            attempt_timer: false,
-            timer_is_deadline: false,
-            service,
-            request,
-            core,
-            classifier,
-            replay,
-            attempt: 1,
-            backoff: BackoffState::default(),
-            deadline,
-        };
-        if let Some(throttle) = &this.core.strategy.throttle {
-            if let Err(rejection) = throttle.try_acquire() {
-                this.core.counters.throttled.increment();
-                this.core.counters.refused.increment();
-                this.core.events.publish(RetryEvent::Throttled { attempt: 1 });
-                this.core.give_up(0, GiveUpReason::Throttled);
-                this.state = State::Rejected { error: Some(rejection.into()) };
-                return this;
-            }
-        }
-        // The first attempt is the call itself: it is not announced, so that the pass path
-        // publishes nothing (`AttemptStarted` marks retries).
-        if let Some((at, is_deadline)) = attempt_bound(&this.core, deadline) {
-            this.attempt_end = Some(at);
-            this.attempt_timer = true;
-            this.timer_is_deadline = is_deadline;
-        }
-        this.state = State::Calling { future: ready.call(req) };
-        this
-    }
-}
-
 impl<S, Req, C, Replay> Future for ResponseFuture<S, Req, C, Replay>
 where
     S: Service<Req>,
@@ -287,6 +237,43 @@ where
 
     #[inline]
     fn start(call: Call<'_, S, Req, C, Replay, Self>) -> Self::Future {
-        ResponseFuture::start(call)
+        // Sends the first attempt on `ready` (a service that was polled ready) and keeps
+        // `service` (a clone) for the retries.
+        let Call { ready, spare: service, req, copy: request, core, classifier, replay } = call;
+        let deadline = core.strategy.deadline.map(deadline_from_now);
+        let mut this = ResponseFuture {
+            state: State::Waiting,
+            timer: Timer::default(),
+            attempt_end: None,
+            attempt_timer: false,
+            timer_is_deadline: false,
+            service,
+            request,
+            core,
+            classifier,
+            replay,
+            attempt: 1,
+            backoff: BackoffState::default(),
+            deadline,
+        };
+        if let Some(throttle) = &this.core.strategy.throttle {
+            if let Err(rejection) = throttle.try_acquire() {
+                this.core.counters.throttled.increment();
+                this.core.counters.refused.increment();
+                this.core.events.publish(RetryEvent::Throttled { attempt: 1 });
+                this.core.give_up(0, GiveUpReason::Throttled);
+                this.state = State::Rejected { error: Some(rejection.into()) };
+                return this;
+            }
+        }
+        // The first attempt is the call itself: it is not announced, so that the pass path
+        // publishes nothing (`AttemptStarted` marks retries).
+        if let Some((at, is_deadline)) = attempt_bound(&this.core, deadline) {
+            this.attempt_end = Some(at);
+            this.attempt_timer = true;
+            this.timer_is_deadline = is_deadline;
+        }
+        this.state = State::Calling { future: ready.call(req) };
+        this
     }
 }

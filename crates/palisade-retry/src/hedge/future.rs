@@ -76,42 +76,6 @@ where
     }
 }
 
-impl<S, Req, C, Replay> HedgeFuture<S, Req, C, Replay>
-where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error>,
-    Replay: crate::replay::Replay<Req>,
-{
-    #[inline]
-    pub(crate) fn start(call: Call<'_, S, Req, C, Replay, HedgeStrategy>) -> Self {
-        let Call { ready, spare: service, req, copy: request, core, classifier, replay } = call;
-        let primary_started = core.strategy.latency.as_ref().map(|_| Instant::now());
-        let hedge_after = if core.max_attempts > 1 { core.strategy.hedge_delay() } else { None };
-        let launch_due = core.strategy.mode == HedgeMode::Parallel;
-        let primary = Slot::Running { future: ready.call(req) };
-        Self {
-            primary,
-            timer: Timer::default(),
-            hedge_after,
-            hedge_at: None,
-            hedges: Vec::new(),
-            primary_started,
-            service,
-            request,
-            core,
-            classifier,
-            replay,
-            launched: 1,
-            launch_due,
-            gated: false,
-            stopped: None,
-            paid: false,
-            last: None,
-        }
-    }
-}
-
 /// What one finished attempt means.
 enum Verdict {
     /// Return it.
@@ -294,6 +258,29 @@ where
 
     #[inline]
     fn start(call: Call<'_, S, Req, C, Replay, Self>) -> Self::Future {
-        HedgeFuture::start(call)
+        let Call { ready, spare: service, req, copy: request, core, classifier, replay } = call;
+        let primary_started = core.strategy.latency.as_ref().map(|_| Instant::now());
+        let hedge_after = if core.max_attempts > 1 { core.strategy.hedge_delay() } else { None };
+        let launch_due = core.strategy.mode == HedgeMode::Parallel;
+        let primary = Slot::Running { future: ready.call(req) };
+        HedgeFuture {
+            primary,
+            timer: Timer::default(),
+            hedge_after,
+            hedge_at: None,
+            hedges: Vec::new(),
+            primary_started,
+            service,
+            request,
+            core,
+            classifier,
+            replay,
+            launched: 1,
+            launch_due,
+            gated: false,
+            stopped: None,
+            paid: false,
+            last: None,
+        }
     }
 }
