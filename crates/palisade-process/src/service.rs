@@ -1,11 +1,9 @@
 use std::ffi::OsStr;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use crate::builder::ProcessBuilder;
@@ -17,6 +15,7 @@ use crate::future::ResponseFuture;
 use crate::handle::ProcessHandle;
 use crate::output::ProcessOutput;
 use crate::request::ProcessRequest;
+use crate::reserve::Reservation;
 use crate::run;
 
 /// The validated configuration, the program found, the concurrency semaphore and
@@ -35,9 +34,6 @@ impl Shared {
         Self { config, program, semaphore, telemetry }
     }
 }
-
-type AcquireFuture =
-    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send + Sync>>;
 
 /// Runs a program once per call, as a tower [`Service`].
 ///
@@ -58,8 +54,7 @@ type AcquireFuture =
 /// clone starts without a reserved slot (call `poll_ready` on it first).
 pub struct ProcessService {
     shared: Arc<Shared>,
-    permit: Option<OwnedSemaphorePermit>,
-    acquire: Option<AcquireFuture>,
+    slot: Reservation,
 }
 
 // === impl ProcessService ===
@@ -77,7 +72,7 @@ impl ProcessService {
     }
 
     pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
-        Self { shared, permit: None, acquire: None }
+        Self { shared, slot: Reservation::default() }
     }
 
     /// The handle on this service's counters and events (shared by all clones).
@@ -102,7 +97,7 @@ impl fmt::Debug for ProcessService {
         f.debug_struct("ProcessService")
             .field("program", &self.shared.program.name)
             .field("name", &self.shared.telemetry.name)
-            .field("ready", &self.permit.is_some())
+            .field("ready", &self.slot.is_ready())
             .finish_non_exhaustive()
     }
 }
@@ -113,40 +108,14 @@ impl Service<ProcessRequest> for ProcessService {
     type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.permit.is_some() {
-            return Poll::Ready(Ok(()));
-        }
-        if self.acquire.is_none() {
-            // Fast path: a free slot costs one atomic operation, no allocation.
-            if let Ok(permit) = self.shared.semaphore.clone().try_acquire_owned() {
-                self.permit = Some(permit);
-                return Poll::Ready(Ok(()));
-            }
-        }
-        let semaphore = &self.shared.semaphore;
-        let acquire = self.acquire.get_or_insert_with(|| Box::pin(semaphore.clone().acquire_owned()));
-        match acquire.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(result) => {
-                self.acquire = None;
-                match result {
-                    Ok(permit) => {
-                        self.permit = Some(permit);
-                        Poll::Ready(Ok(()))
-                    }
-                    // The semaphore is never closed; report rather than panic.
-                    Err(_) => Poll::Ready(Err(ProcessError::new(
-                        ProcessErrorKind::NotReady,
-                        &self.shared.program.name,
-                        "child slots closed",
-                    ))),
-                }
-            }
-        }
+        // The semaphore is never closed; report rather than panic.
+        self.slot.poll_reserve(&self.shared.semaphore, cx).map_err(|_| {
+            ProcessError::new(ProcessErrorKind::NotReady, &self.shared.program.name, "child slots closed")
+        })
     }
 
     fn call(&mut self, req: ProcessRequest) -> Self::Future {
-        match self.permit.take() {
+        match self.slot.take() {
             Some(permit) => ResponseFuture::new(Box::pin(run::run(self.shared.clone(), req, permit))),
             None => ResponseFuture::ready(Err(ProcessError::new(
                 ProcessErrorKind::NotReady,

@@ -3,13 +3,11 @@
 mod core;
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::oneshot;
 use tower_service::Service;
 
 use crate::codec::{Codec, LengthPrefixed};
@@ -17,6 +15,7 @@ use crate::error::{WorkerError, WorkerErrorKind};
 use crate::future::WorkerFuture;
 use crate::handle::ProcessHandle;
 use crate::output::{KillReason, Termination};
+use crate::reserve::Reservation;
 use crate::stdin::SendError;
 
 pub(crate) use self::core::start;
@@ -32,9 +31,6 @@ impl<C: Codec> Drop for WorkerGuard<C> {
         self.core.begin_shutdown();
     }
 }
-
-type AcquireFuture =
-    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send + Sync>>;
 
 /// A persistent child process serving many requests at once over framed stdin/stdout.
 ///
@@ -70,13 +66,12 @@ type AcquireFuture =
 /// reserved slot.
 pub struct WorkerProcess<C: Codec = LengthPrefixed> {
     guard: Arc<WorkerGuard<C>>,
-    permit: Option<OwnedSemaphorePermit>,
-    acquire: Option<AcquireFuture>,
+    slot: Reservation,
 }
 
 impl<C: Codec> WorkerProcess<C> {
     pub(crate) fn from_guard(guard: Arc<WorkerGuard<C>>) -> Self {
-        Self { guard, permit: None, acquire: None }
+        Self { guard, slot: Reservation::default() }
     }
 
     fn core(&self) -> &Core<C> {
@@ -136,7 +131,7 @@ impl<C: Codec> fmt::Debug for WorkerProcess<C> {
             .field("name", &self.core().name)
             .field("pid", &self.core().pid)
             .field("alive", &self.is_alive())
-            .field("ready", &self.permit.is_some())
+            .field("ready", &self.slot.is_ready())
             .finish_non_exhaustive()
     }
 }
@@ -148,38 +143,15 @@ impl<C: Codec> Service<C::Request> for WorkerProcess<C> {
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.core().failed.load(Ordering::Acquire) {
-            self.permit = None;
-            self.acquire = None;
+            self.slot.clear();
             return Poll::Ready(Err(self.core().failure()));
         }
-        if self.permit.is_some() {
-            return Poll::Ready(Ok(()));
-        }
-        if self.acquire.is_none() {
-            if let Ok(permit) = self.core().semaphore.clone().try_acquire_owned() {
-                self.permit = Some(permit);
-                return Poll::Ready(Ok(()));
-            }
-        }
-        let semaphore = &self.guard.core.semaphore;
-        let acquire = self.acquire.get_or_insert_with(|| Box::pin(semaphore.clone().acquire_owned()));
-        match acquire.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(result) => {
-                self.acquire = None;
-                match result {
-                    Ok(permit) => {
-                        self.permit = Some(permit);
-                        Poll::Ready(Ok(()))
-                    }
-                    Err(_) => Poll::Ready(Err(self.core().failure())),
-                }
-            }
-        }
+        let core = &self.guard.core;
+        self.slot.poll_reserve(&core.semaphore, cx).map_err(|_| core.failure())
     }
 
     fn call(&mut self, request: C::Request) -> Self::Future {
-        let Some(permit) = self.permit.take() else {
+        let Some(permit) = self.slot.take() else {
             return WorkerFuture::failed(WorkerError::new(
                 WorkerErrorKind::NotReady,
                 "call `poll_ready` first",
