@@ -22,7 +22,8 @@
 //! # async fn main() -> Result<(), palisade_core::BoxError> {
 //! use std::time::Duration;
 //! use palisade_process::{ExitClassifier, ProcessRequest, ProcessService};
-//! use palisade_retry::{timeout::TimeoutLayer, Backoff, RetryLayer};
+//! use palisade_retry::{Backoff, RetryLayer};
+//! use palisade_timeout::TimeoutLayer;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! let cat = ProcessService::builder("/bin/cat")
@@ -33,7 +34,7 @@
 //!
 //! let service = ServiceBuilder::new()
 //!     // A deadline over every attempt: dropping the call kills and reaps the child.
-//!     .layer(TimeoutLayer::new(Duration::from_secs(10))?)
+//!     .layer(TimeoutLayer::new(Duration::from_secs(10)))
 //!     // Exit 75 (EX_TEMPFAIL) and timeouts are retried, twice at most.
 //!     .layer(
 //!         RetryLayer::builder()
@@ -73,8 +74,8 @@
 //! let bulkhead = BulkheadLayer::builder()
 //!     .name("worker")
 //!     .max_concurrent(16)
+//!     .when_full(palisade_core::WhenFull::wait(Duration::from_millis(100)))
 //!     .max_queue(64)
-//!     .max_wait(Duration::from_millis(100))
 //!     .build()?;
 //! let service = ServiceBuilder::new().layer(bulkhead).service(worker.clone());
 //! let answer = service.oneshot(b"ping".to_vec()).await?;
@@ -134,6 +135,7 @@ mod make_worker;
 mod output;
 mod panic;
 mod request;
+mod reserve;
 mod run;
 #[cfg(feature = "serde")]
 mod serde_os;

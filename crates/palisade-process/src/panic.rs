@@ -9,7 +9,8 @@ use std::task::{Context, Poll};
 
 /// Runs `f`, turning a panic into `Err(message)`.
 pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| palisade_core::panic::payload_message(&*payload).to_owned())
+    catch_unwind(AssertUnwindSafe(f))
+        .map_err(|payload| palisade_core::panic::payload_message(&*payload).to_owned())
 }
 
 pin_project_lite::pin_project! {
