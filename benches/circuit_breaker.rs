@@ -96,8 +96,9 @@ fn palisade_consecutive() -> CircuitBreakerLayer {
     CircuitBreakerLayer::builder().consecutive_failures(5).build().unwrap()
 }
 
+/// Resilience4j's defaults: failure rate 50 % over a count window of 100.
 fn palisade_count_window() -> CircuitBreakerLayer {
-    CircuitBreakerLayer::builder().failure_rate(0.5).count_window(100).build().unwrap()
+    CircuitBreakerLayer::new()
 }
 
 fn palisade_time_window() -> CircuitBreakerLayer {

@@ -58,7 +58,7 @@ fn stack(c: &mut Criterion) {
             .unwrap()
             .layer(noop()),
     );
-    bench_one(&rt, &mut g, "circuit breaker", CircuitBreakerLayer::builder().build().unwrap().layer(noop()));
+    bench_one(&rt, &mut g, "circuit breaker", CircuitBreakerLayer::new().layer(noop()));
     bench_one(&rt, &mut g, "retry", RetryLayer::builder().build().unwrap().layer(noop()));
     bench_one(&rt, &mut g, "timeout", TimeoutLayer::new(Duration::from_secs(10)).layer(noop()));
     let fallback = || {
@@ -80,7 +80,7 @@ fn stack(c: &mut Criterion) {
         .layer(fallback())
         .layer(TimeoutLayer::new(Duration::from_secs(10)))
         .layer(RetryLayer::builder().build().unwrap())
-        .layer(CircuitBreakerLayer::builder().build().unwrap())
+        .layer(CircuitBreakerLayer::new())
         .service(noop());
     bench_one(&rt, &mut g, "full stack", full);
     g.finish();

@@ -40,6 +40,14 @@ impl TimeWindow {
         self.0.record(now_nanos, Sample { failure, slow });
         totals(self.0.snapshot(now_nanos))
     }
+    /// Records; `false` if the call was too old to be taken.
+    pub fn take(&self, now_nanos: u64, failure: bool, slow: bool) -> bool {
+        self.0.record(now_nanos, Sample { failure, slow })
+    }
+    /// (calls, failures) ever taken, aged out or not.
+    pub fn recorded(&self) -> (u64, u64) {
+        self.0.recorded()
+    }
     pub fn snapshot(&self, now_nanos: u64) -> Totals {
         totals(self.0.snapshot(now_nanos))
     }

@@ -76,6 +76,24 @@ fn time_window_rotation_keeps_totals_consistent() {
     });
 }
 
+/// A time window keeps every call it took in its totals (the breaker's success counter
+/// relies on them): a rotation racing a record retires what the bucket held, so a call that
+/// was taken is counted once, aged out or not, and a refused one not at all.
+#[test]
+fn time_window_totals_count_every_taken_call_once_across_a_rotation() {
+    loom::model(|| {
+        let w = Arc::new(TimeWindow::new(20, 2));
+        let old = {
+            let w = w.clone();
+            thread::spawn(move || w.take(5, true, false))
+        };
+        let new = w.take(25, false, false);
+        let old = old.join().unwrap();
+        assert!(new);
+        assert_eq!(w.recorded(), (1 + u64::from(old), u64::from(old)));
+    });
+}
+
 #[test]
 fn trial_slots_never_admit_more_than_max() {
     loom::model(|| {
