@@ -371,3 +371,45 @@ async fn a_shorter_period_counts_booked_callers_where_they_run() {
     }
     assert_eq!(limiter.reserve(1, ms(5_000)).unwrap(), t0 + ms(3_000), "[2 s, 3 s) holds the 5 booked");
 }
+
+/// Found by `fuzz::any_layer_builds_or_refuses_cleanly` (an abort, "memory allocation of
+/// 252979200000000000 bytes failed"): a fixed window with a caller booked a long period ahead,
+/// changed to a very short period, kept its bookings in a dense list as long as the number of
+/// new windows between now and the booking. The list is sparse now: memory follows the
+/// callers, and the booked caller is still counted where it runs.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_much_shorter_fixed_period_keeps_bookings_in_bounded_memory() {
+    let day = Duration::from_secs(86_400);
+    let limiter = RateLimiter::new(Algorithm::FixedWindow, Quota::new(1, 300 * day)).unwrap();
+    limiter.check().unwrap();
+    let booked = limiter.reserve(1, 400 * day).unwrap(); // the next window, 300 days ahead
+    assert_eq!(booked - tokio::time::Instant::now(), 300 * day);
+    limiter.set_quota(Quota::new(1, Duration::from_nanos(1))).unwrap();
+    let status = limiter.status();
+    assert_eq!(status.queued, 1, "the booked caller still counts");
+    // The window the booked caller runs in is full: a newcomer waiting that long gets the
+    // one after it, never the same one.
+    let next = limiter.reserve(1, 400 * day).unwrap();
+    assert!(next > tokio::time::Instant::now(), "the current 1 ns window was used at once? {next:?}");
+    let late = limiter.reserve(1, 400 * day).unwrap();
+    assert_ne!(late, booked, "a newcomer shares the booked caller's window");
+}
+
+/// Found by the same fuzz test (a hang): a sliding window counter whose latest booking lies
+/// far ahead of a short window walked every window in between, one per step. It starts at
+/// the booking's window now, and refuses what lies beyond its horizon at once.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_distant_counter_booking_with_a_short_window_is_answered_at_once() {
+    let hour = Duration::from_secs(3_600);
+    let limiter = RateLimiter::new(Algorithm::SlidingWindowCounter, Quota::new(1, hour)).unwrap();
+    limiter.check().unwrap();
+    let booked = limiter.reserve(1, 3 * hour).unwrap();
+    assert!(booked > tokio::time::Instant::now());
+    limiter.set_quota(Quota::new(1, Duration::from_micros(1))).unwrap();
+    // Billions of 1 µs windows lie between now and the booking: answered without walking them.
+    match limiter.reserve(1, 3 * hour) {
+        Ok(at) => assert!(at >= booked, "admitted before the booked caller: {at:?} < {booked:?}"),
+        Err(Denied::RetryAfter(after)) => assert!(after > Duration::ZERO),
+        Err(other) => panic!("{other:?}"),
+    }
+}

@@ -509,32 +509,42 @@ async fn two_async_rate_limit_layers_over_redis_share_one_quota() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_never_fails_and_shares_the_permits() {
     let server = RedisServer::start();
-    let a = RedisBulkheadLayer::new("new", backend(&server), 0);
-    let b = RedisBulkheadLayer::new("new", backend(&server), 0);
+    // A generous timeout: a loaded machine must not turn the first (lazy) connection into
+    // a fail-closed refusal of the call that should hold the permit.
+    let slow_backend =
+        || RedisBackend::builder(server.url()).timeout(Duration::from_secs(5)).build().unwrap();
+    let a = RedisBulkheadLayer::new("new", slow_backend(), 0);
+    let b = RedisBulkheadLayer::new("new", slow_backend(), 0);
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
+    let entered = Arc::new(std::sync::Mutex::new(Some(entered_tx)));
     let gate = Arc::new(tokio::sync::Notify::new());
     let g = gate.clone();
     let slow = a.layer(service_fn(move |()| {
-        let g = g.clone();
+        let (g, entered) = (g.clone(), entered.clone());
         async move {
+            if let Some(tx) = entered.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
             g.notified().await;
             Ok::<_, std::io::Error>(())
         }
     }));
     let held = tokio::spawn(slow.oneshot(()));
-    // Wait (bounded) until the first call holds the permit in Redis.
-    let mut refused = None;
-    for _ in 0..200 {
-        let fast = b.layer(service_fn(|()| async { Ok::<_, std::io::Error>(()) }));
-        match fast.oneshot(()).await {
-            Err(e) => {
-                refused = Some(e);
-                break;
-            }
-            Ok(()) => tokio::time::sleep(Duration::from_millis(5)).await,
-        }
-    }
-    let err = refused.expect("the second layer was never refused");
+    entered_rx.await.expect("the first call never got the permit");
+    // The one permit is held (by the other layer): refused.
+    let fast = b.layer(service_fn(|()| async { Ok::<_, std::io::Error>(()) }));
+    let err = fast.clone().oneshot(()).await.unwrap_err();
     assert!(find::<BulkheadFull>(&*err).is_some(), "{err}");
     gate.notify_one();
     held.await.unwrap().unwrap();
+    // Released: the other layer gets it now (bounded wait for the release to reach Redis).
+    let mut ok = false;
+    for _ in 0..200 {
+        if fast.clone().oneshot(()).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ok, "the permit never came back");
 }

@@ -97,9 +97,12 @@ impl CounterState {
         self.roll(now, window);
         let now = self.last;
         let from = self.tail.max(now);
-        let mut j = 0;
+        // Start at the window holding `from`: the ones before it end before `from` (walking
+        // them one by one took as many steps as windows lie between, billions for a short
+        // window and a distant tail).
+        let mut j = usize::try_from((from / window).saturating_sub(self.index)).unwrap_or(usize::MAX);
         let (at, j) = loop {
-            let start = (self.index + j as u64).saturating_mul(window);
+            let start = self.index.saturating_add(j as u64).saturating_mul(window);
             if from < start.saturating_add(window) {
                 let prev = if j == 0 { self.prev } else { self.count(j - 1) };
                 if let Some(e) =
@@ -109,7 +112,7 @@ impl CounterState {
                 }
             }
             // Past the bookings two empty windows always admit, so this ends.
-            j += 1;
+            j = j.saturating_add(1);
         };
         let wait = at - now;
         if wait > max_wait || j > COUNTER_HORIZON {

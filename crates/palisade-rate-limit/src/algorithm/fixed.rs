@@ -24,12 +24,15 @@ pub(crate) struct FixedState {
     pub(super) index: u64,
     /// Used in the current window.
     pub(super) used: u64,
-    /// Booked into the windows after `index` (`ahead[0]` is the next one).
-    pub(super) ahead: VecDeque<u64>,
+    /// The booked windows after `index`, as `(window index, count)` in index order, each
+    /// count above zero. Sparse: after a shorter period (see [`rebase`](Self::rebase)) the
+    /// booked windows may lie far apart, and memory must follow the callers, never the
+    /// distance between them.
+    pub(super) ahead: VecDeque<(u64, u64)>,
     /// Windows before `index + full` are full (no room for a cost of 1): the search for a
-    /// window with room starts there, so a long queue costs O(1) per booking. Reset by
+    /// window with room starts there, so a long queue costs O(log n) per booking. Reset by
     /// anything that can free room (a refund, a new limit).
-    pub(super) full: usize,
+    pub(super) full: u64,
     /// The latest time seen; older readings count as this time (never back a window).
     pub(super) last: u64,
 }
@@ -57,36 +60,26 @@ impl FixedState {
     pub(super) fn rebase(&mut self, now: u64, old_window: u64, window: u64) {
         self.roll(now, old_window);
         let index = self.last / window;
-        let booked: Vec<(u64, u64)> = self
-            .ahead
-            .iter()
-            .enumerate()
-            .filter(|&(_, &n)| n > 0)
-            .map(|(j, &n)| ((self.index + 1 + j as u64).saturating_mul(old_window) / window, n))
-            .collect();
+        let booked = std::mem::take(&mut self.ahead);
         self.index = index;
-        self.ahead.clear();
         self.full = 0;
         for (at, n) in booked {
-            match at.saturating_sub(index) {
-                0 => self.used = self.used.saturating_add(n),
-                j => {
-                    let j = usize::try_from(j).unwrap_or(usize::MAX);
-                    if self.ahead.len() < j {
-                        self.ahead.resize(j, 0);
-                    }
-                    self.ahead[j - 1] = self.ahead[j - 1].saturating_add(n);
+            // The mapping keeps the order, so the new list stays sorted.
+            let at = at.saturating_mul(old_window) / window;
+            if at <= index {
+                self.used = self.used.saturating_add(n);
+            } else {
+                match self.ahead.back_mut() {
+                    Some((last, m)) if *last == at => *m = m.saturating_add(n),
+                    _ => self.ahead.push_back((at, n)),
                 }
             }
         }
     }
 
-    /// The count of window `index + j` (0: current).
-    pub(super) fn count(&self, j: usize) -> u64 {
-        match j {
-            0 => self.used,
-            _ => self.ahead.get(j - 1).copied().unwrap_or(0),
-        }
+    /// The position in `ahead` of the first booked window at or after `at`.
+    fn position(&self, at: u64) -> usize {
+        self.ahead.partition_point(|&(w, _)| w < at)
     }
 
     /// Moves to the window of `now` (or of the latest time seen, if later); returns the
@@ -96,17 +89,16 @@ impl FixedState {
         let now = self.last;
         let index = now / window;
         if index > self.index {
-            let steps = index - self.index;
-            self.full = self.full.saturating_sub(usize::try_from(steps).unwrap_or(usize::MAX));
-            if steps > self.ahead.len() as u64 {
-                self.used = 0;
-                self.ahead.clear();
-            } else {
-                // `steps >= 1`: the window of `now` was booked ahead (or is empty).
-                let skip = usize::try_from(steps - 1).unwrap_or(usize::MAX);
-                self.ahead.drain(..skip);
-                self.used = self.ahead.pop_front().unwrap_or(0);
-            }
+            self.full = self.full.saturating_sub(index - self.index);
+            let past = self.position(index);
+            self.ahead.drain(..past);
+            self.used = match self.ahead.front() {
+                Some(&(w, n)) if w == index => {
+                    self.ahead.pop_front();
+                    n
+                }
+                _ => 0,
+            };
             self.index = index;
         }
         now
@@ -122,31 +114,47 @@ impl FixedState {
     ) -> Result<Admit, Denied> {
         let now = self.roll(now, window);
         let (cost_u, limit_u) = (u64::from(cost), u64::from(limit));
-        // The first window with room for the whole cost: one of the booked ones, or the
-        // first after them (empty, and `cost <= limit`).
-        while self.full <= self.ahead.len() && self.count(self.full) >= limit_u {
-            self.full += 1;
+        // Skip the windows known full (for a cost of 1), then find the first window with
+        // room for the whole cost: a booked one, or the first empty one after or between
+        // them (empty windows have room: `cost <= limit`).
+        let mut at = self.index.saturating_add(self.full);
+        let mut pos = self.position(at);
+        loop {
+            let n = if at == self.index {
+                self.used
+            } else {
+                match self.ahead.get(pos) {
+                    Some(&(w, n)) if w == at => n,
+                    _ => 0,
+                }
+            };
+            if n.saturating_add(cost_u) <= limit_u {
+                break;
+            }
+            if n >= limit_u && at == self.index.saturating_add(self.full) {
+                self.full += 1;
+            }
+            if at != self.index {
+                pos += 1;
+            }
+            at = at.saturating_add(1);
         }
-        let j = (self.full..=self.ahead.len())
-            .find(|&j| self.count(j).saturating_add(cost_u) <= limit_u)
-            .unwrap_or(self.ahead.len() + 1);
-        let ready_index = self.index.saturating_add(j as u64);
-        let at = if j == 0 { now } else { ready_index.saturating_mul(window) };
-        let wait = at.saturating_sub(now);
+        let start = if at == self.index { now } else { at.saturating_mul(window) };
+        let wait = start.saturating_sub(now);
         if wait > max_wait {
-            // Exact: every window before `at` is full for this cost, and `at` comes within
-            // the wait allowed exactly `wait - max_wait` from now.
+            // Exact: every window before `start` is full for this cost, and `start` comes
+            // within the wait allowed exactly `wait - max_wait` from now.
             return Err(Denied::RetryAfter(dur(wait - max_wait)));
         }
-        if j == 0 {
+        if at == self.index {
             self.used += cost_u;
         } else {
-            if self.ahead.len() < j {
-                self.ahead.resize(j, 0);
+            match self.ahead.get_mut(pos) {
+                Some((w, n)) if *w == at => *n += cost_u,
+                _ => self.ahead.insert(pos, (at, cost_u)),
             }
-            self.ahead[j - 1] += cost_u;
         }
-        Ok(Admit { ready_at: at, token: ready_index })
+        Ok(Admit { ready_at: start, token: at })
     }
 
     pub(super) fn refund(&mut self, token: u64, cost: u32) {
@@ -155,12 +163,14 @@ impl FixedState {
         if token == self.index {
             self.used = self.used.saturating_sub(cost);
         } else if token > self.index {
-            let Ok(j) = usize::try_from(token - self.index - 1) else { return };
-            if let Some(n) = self.ahead.get_mut(j) {
-                *n = n.saturating_sub(cost);
-            }
-            while self.ahead.back() == Some(&0) {
-                self.ahead.pop_back();
+            let pos = self.position(token);
+            if let Some((w, n)) = self.ahead.get_mut(pos) {
+                if *w == token {
+                    *n = n.saturating_sub(cost);
+                    if *n == 0 {
+                        self.ahead.remove(pos);
+                    }
+                }
             }
         }
     }
@@ -168,11 +178,11 @@ impl FixedState {
     pub(super) fn status(&mut self, now: u64, window: u64, limit: u32) -> Status {
         let now = self.roll(now, window);
         let used = u32::try_from(self.used).unwrap_or(u32::MAX).min(limit);
-        let booked: u64 = self.ahead.iter().sum();
+        let booked: u64 = self.ahead.iter().map(|&(_, n)| n).sum();
         let reset = if self.used > 0 || booked > 0 {
             // When every window used or booked so far has ended.
-            let windows = 1 + self.ahead.len() as u64;
-            self.index.saturating_add(windows).saturating_mul(window).saturating_sub(now)
+            let last = self.ahead.back().map_or(self.index, |&(w, _)| w);
+            last.saturating_add(1).saturating_mul(window).saturating_sub(now)
         } else {
             0
         };
