@@ -229,7 +229,16 @@ where
             self.slot = None;
             return Poll::Ready(Err(self.shared().closed_error()));
         }
-        if self.slot.is_some() || self.shed {
+        if self.slot.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        if self.shed {
+            // Polled ready again after a refusal (a balancer's ready cache re-checks): a place
+            // freed meanwhile is taken instead of serving the stale refusal.
+            if let Ok(slot) = self.shared().slots.clone().try_acquire_owned() {
+                self.shed = false;
+                self.slot = Some(slot);
+            }
             return Poll::Ready(Ok(()));
         }
         let max_wait = self.when_full.max_wait();

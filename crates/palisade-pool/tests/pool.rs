@@ -213,6 +213,23 @@ async fn poll_ready_reserves_a_place_without_calling() {
     assert_eq!(a.call(Job::new(7)).await.unwrap().1, 7);
 }
 
+/// Own case (as the bulkhead's): a service refused by a full queue and polled ready again
+/// once a place is free takes that place instead of serving the stale refusal.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_refusal_is_not_served_once_a_place_is_free() {
+    let pool = Pool::builder().max_size(1).max_queue(1).build(Factory::new().make()).unwrap();
+    settle().await;
+    let mut holder = pool.clone();
+    assert_ready_ok!(task::spawn(()).enter(|cx, _| holder.poll_ready(cx)));
+    let mut svc = pool.clone();
+    let mut t = task::spawn(());
+    assert_ready_ok!(t.enter(|cx, _| svc.poll_ready(cx)));
+    drop(holder);
+    assert_ready_ok!(t.enter(|cx, _| svc.poll_ready(cx)));
+    assert_eq!(svc.call(Job::new(3)).await.unwrap().1, 3);
+    assert_eq!(pool.snapshot().rejected, 0);
+}
+
 // === WhenFull::wait(d): a bounded wait ===
 
 /// A full queue holds `poll_ready` for at most the bound; then `poll_ready` is ready and
