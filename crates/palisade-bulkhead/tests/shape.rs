@@ -221,3 +221,76 @@ fn the_config_round_trips() {
     let err = BulkheadConfig { max_keys: 0, ..BulkheadConfig::default() }.validate().unwrap_err();
     assert_eq!(err.field(), "max_keys");
 }
+
+/// The adaptive backlog: `when_full(WhenFull::wait(d))` turns it on, and its length defaults
+/// to concurrency-limits' `LifoBlockingLimiter` backlog size, 100: the 101st waiter is shed.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_adaptive_backlog_holds_100_by_default() {
+    use palisade_bulkhead::adaptive::Fixed;
+    let layer = AdaptiveLimitLayer::builder()
+        .algorithm(Fixed::new(1))
+        .when_full(WhenFull::wait(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let h = layer.handle();
+    let (gate, inner) = gated();
+    let svc = layer.layer(inner);
+    let running = tokio::spawn(svc.clone().oneshot((None, 0)));
+    tokio::task::yield_now().await;
+    let waiting: Vec<_> = (1..=100).map(|i| tokio::spawn(svc.clone().oneshot((None, i)))).collect();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(h.backlog(), 100);
+    let err = svc.clone().oneshot((None, 101)).await.unwrap_err();
+    assert!(err.is::<palisade_bulkhead::Overloaded>(), "{err}");
+    // Refuse (the default) sheds at once, with no backlog at all.
+    let refusing = AdaptiveLimitLayer::builder().algorithm(Fixed::new(1)).build().unwrap();
+    let (_gate2, inner2) = gated();
+    let svc2 = refusing.layer(inner2);
+    let _busy = tokio::spawn(svc2.clone().oneshot((None, 0)));
+    tokio::task::yield_now().await;
+    assert!(svc2.clone().oneshot((None, 1)).await.unwrap_err().is::<palisade_bulkhead::Overloaded>());
+    assert_eq!(refusing.handle().backlog(), 0);
+
+    // Let every call through, one at a time (the limit is 1).
+    for _ in 0..10_000 {
+        if running.is_finished() && waiting.iter().all(tokio::task::JoinHandle::is_finished) {
+            break;
+        }
+        gate.notify_waiters();
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(running.await.unwrap().unwrap(), 0);
+    for (i, t) in waiting.into_iter().enumerate() {
+        assert_eq!(t.await.unwrap().unwrap(), i as u32 + 1);
+    }
+}
+
+/// The adaptive config round-trips through its file form and builds what it says.
+#[cfg(feature = "serde")]
+#[test]
+fn the_adaptive_config_round_trips() {
+    use palisade_bulkhead::adaptive::{
+        AdaptiveLimitConfig, AlgorithmConfig, Gradient2Config, PartitionConfig,
+    };
+    let config = AdaptiveLimitConfig {
+        name: "search".to_owned(),
+        algorithm: AlgorithmConfig::Gradient2(Gradient2Config {
+            initial_limit: Some(40),
+            min_limit: Some(10),
+            max_limit: Some(400),
+            ..Gradient2Config::default()
+        }),
+        when_full: WhenFull::wait(Duration::from_millis(50)),
+        max_queue: 7,
+        partitions: vec![PartitionConfig { name: "live".to_owned(), ratio: 0.9 }],
+        ..AdaptiveLimitConfig::default()
+    };
+    let json = serde_json::to_string(&config).unwrap();
+    assert_eq!(serde_json::from_str::<AdaptiveLimitConfig>(&json).unwrap(), config);
+    assert_eq!(serde_json::from_str::<AdaptiveLimitConfig>("{}").unwrap(), AdaptiveLimitConfig::default());
+    let layer = config.builder().partition_by(|(): &()| "live").build().unwrap();
+    let s = layer.handle().snapshot();
+    assert_eq!((s.limit, s.partitions[0].limit), (40, 36));
+}
