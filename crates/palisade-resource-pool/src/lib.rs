@@ -82,6 +82,13 @@
 //! with the hook on a spawned task.
 
 //!
+//! # Shape
+//!
+//! The crate follows palisade's one shape (`CONTRIBUTING.md`); the pool wraps no service, so
+//! it has no layer: [`ResourcePool`] is its own handle. Its type parameter, `Hooks`, is the
+//! pool's [`Lifecycle`], and [`Pooled`] guards name it too (as deadpool's `Object<M>` names
+//! its manager).
+//!
 //! # Defaults
 //!
 //! Listed on [`ResourcePoolConfig`]: name `"pool"`, `min_size` 0, `max_size` 10, wait

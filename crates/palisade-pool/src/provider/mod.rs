@@ -22,6 +22,10 @@
 //! fixed list built with the layer) is not used; the failure test is the same
 //! palisade-core [`Classify`](palisade_core::classify::Classify) vocabulary.
 //!
+//! `Select<Discovery, K, S, Metadata, C>` keeps tower's `Discover` order (key, then
+//! service) and puts the classifier last, against the crate-wide "`C` first, `K` last"
+//! order, because only a trailing type parameter can have a default.
+//!
 //! # Example
 //!
 //! ```
