@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_core::__private::{AtomicRng, Counter};
 use palisade_core::config::{ensure, ensure_ratio, ConfigError};
 use palisade_core::event::EventBus;
-use palisade_core::__private::{AtomicRng, Counter};
 
 use crate::event::ChaosEvent;
 
@@ -146,7 +146,7 @@ impl ChaosHandle {
     ///
     /// When `rate` is not within `0.0..=1.0`.
     pub fn set_fault_rate(&self, rate: f64) -> Result<(), ConfigError> {
-        self.set_rate("fault_rate", rate, &self.control.fault_ppm, None)
+        Self::set_rate("fault_rate", rate, &self.control.fault_ppm, None)
     }
 
     /// Sets the outcome injection rate.
@@ -157,7 +157,7 @@ impl ChaosHandle {
     /// generator.
     pub fn set_outcome_rate(&self, rate: f64) -> Result<(), ConfigError> {
         let needs = (self.control.has_outcome, "needs an outcome generator (`outcome_with`)");
-        self.set_rate("outcome_rate", rate, &self.control.outcome_ppm, Some(needs))
+        Self::set_rate("outcome_rate", rate, &self.control.outcome_ppm, Some(needs))
     }
 
     /// Sets the latency injection rate.
@@ -169,7 +169,7 @@ impl ChaosHandle {
     pub fn set_latency_rate(&self, rate: f64) -> Result<(), ConfigError> {
         let has = self.control.has_latency_fn || !self.control.latency().is_zero();
         let needs = (has, "needs a latency (`latency` or `latency_with`)");
-        self.set_rate("latency_rate", rate, &self.control.latency_ppm, Some(needs))
+        Self::set_rate("latency_rate", rate, &self.control.latency_ppm, Some(needs))
     }
 
     /// Sets the hang injection rate.
@@ -178,12 +178,11 @@ impl ChaosHandle {
     ///
     /// When `rate` is not within `0.0..=1.0`.
     pub fn set_hang_rate(&self, rate: f64) -> Result<(), ConfigError> {
-        self.set_rate("hang_rate", rate, &self.control.hang_ppm, None)
+        Self::set_rate("hang_rate", rate, &self.control.hang_ppm, None)
     }
 
     /// Checks `rate` (and, above zero, that the layer has what it injects) and stores it.
     fn set_rate(
-        &self,
         field: &'static str,
         rate: f64,
         ppm: &AtomicU32,

@@ -126,7 +126,9 @@ where
                 None => control.latency(),
                 Some(f) => match catch(|| f(&req)) {
                     Ok(delay) => delay,
-                    Err(message) => return Ok(ResponseFuture::answer(Err(panicked("latency_with")(message)))),
+                    Err(message) => {
+                        return Ok(ResponseFuture::answer(Err(panicked("latency_with")(message))))
+                    }
                 },
             };
             control.latencies.increment();

@@ -83,7 +83,12 @@ impl<C, Provider> FallbackBuilder<C, Provider> {
     /// [`TriggerOn::Failures`] or the default), and a provider answer judged a failure moves
     /// the chain on to the next provider.
     pub fn classifier<C2>(self, classifier: C2) -> FallbackBuilder<C2, Provider> {
-        FallbackBuilder { config: self.config, classifier, provider: self.provider, listeners: self.listeners }
+        FallbackBuilder {
+            config: self.config,
+            classifier,
+            provider: self.provider,
+            listeners: self.listeners,
+        }
     }
 
     /// Registers a listener for every [`FallbackEvent`]. A listener that panics is caught
@@ -97,7 +102,12 @@ impl<C, Provider> FallbackBuilder<C, Provider> {
     }
 
     fn provider<P2>(self, provider: P2) -> FallbackBuilder<C, P2> {
-        FallbackBuilder { config: self.config, classifier: self.classifier, provider, listeners: self.listeners }
+        FallbackBuilder {
+            config: self.config,
+            classifier: self.classifier,
+            provider,
+            listeners: self.listeners,
+        }
     }
 
     /// Answers from a closure `Fn(FallbackContext<Req, Res>) -> impl Future<Output =

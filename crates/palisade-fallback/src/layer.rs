@@ -40,7 +40,10 @@ impl<C, Provider> Shared<C, Provider> {
         match result {
             Ok(_) => failure().then_some(FallbackReason::FailedResponse),
             Err(e) => {
-                if self.trigger_on == TriggerOn::FailuresAndRejections && failure() && !self.stats.bus.is_observed() {
+                if self.trigger_on == TriggerOn::FailuresAndRejections
+                    && failure()
+                    && !self.stats.bus.is_observed()
+                {
                     return Some(FallbackReason::Error);
                 }
                 match find_rejection(e.as_ref()) {

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use palisade_core::event::EventBus;
 use palisade_core::__private::Counter;
+use palisade_core::event::EventBus;
 
 use crate::event::TimeoutEvent;
 

@@ -2,7 +2,7 @@
 //! counter of the calls that ran out of time.
 //!
 //! [`TimeoutLayer`] bounds each call: when the time runs out the inner future is dropped and
-//! the caller gets palisade's [`TimedOut`](error::TimedOut) rejection (the layer's name and
+//! the caller gets palisade's [`TimedOut`] rejection (the layer's name and
 //! the timeout), which `palisade_core::respond` turns into HTTP 504 or gRPC
 //! DEADLINE_EXCEEDED and `palisade_core::rejection::find_rejection` finds through any error
 //! chain. The timeout is fixed ([`TimeoutLayer::new`], as tower's) or chosen per request by a
@@ -69,7 +69,7 @@
 //! # Errors
 //!
 //! The service's error is [`BoxError`](palisade_core::BoxError): the inner error (boxed) or
-//! [`TimedOut`](error::TimedOut).
+//! [`TimedOut`].
 //!
 //! # Events and counters
 //!

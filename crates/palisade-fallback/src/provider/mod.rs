@@ -17,7 +17,9 @@ use palisade_core::BoxError;
 mod func;
 mod service;
 
-pub use func::{BoxFallbackFuture, FnProvider, FnWithRequestProvider, KeepRequest, WithRequest, WithoutRequest};
+pub use func::{
+    BoxFallbackFuture, FnProvider, FnWithRequestProvider, KeepRequest, WithRequest, WithoutRequest,
+};
 pub use service::{ServiceFuture, ServiceProvider};
 
 /// What made the inner call fall back: its error, or its failed response.
@@ -119,4 +121,3 @@ pub trait Provider<Req, Res>: ProviderKind {
     /// Starts provider `index` with the saved request and the cause of the fallback.
     fn call(&self, index: usize, saved: Self::Saved, cause: FallbackCause<Res>) -> Self::Future;
 }
-
