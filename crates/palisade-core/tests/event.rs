@@ -8,13 +8,14 @@
 //! where it wants none), and the test that asserts on tracing output rebuilds the interest
 //! cache after installing its subscriber. Never install a global subscriber here.
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use palisade_core::event::{Event, EventBus, FieldValue, Listener};
 use palisade_core::metric::{Counter, Gauge, Histogram};
 use tracing::subscriber::{with_default, NoSubscriber};
 use tracing::Level;
+
+mod support;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Ev {
@@ -66,38 +67,14 @@ fn listeners_in_order() {
     assert_eq!(bus.pattern(), "circuit_breaker");
 }
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn events_reach_tracing_with_structured_fields() {
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    with_default(subscriber, || {
-        // Any callsite cached as "never" by another thread before this subscriber existed
-        // is recomputed now.
-        tracing::callsite::rebuild_interest_cache();
+    let out = support::capture_logs(Level::DEBUG, || {
         let bus: EventBus<Ev> = EventBus::new("circuit_breaker", "payments");
         assert!(bus.is_observed());
         bus.publish(Ev::Opened { failures: 3 });
         bus.publish(Ev::Rejected);
     });
-    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert!(lines[0].contains("WARN"), "{out}");

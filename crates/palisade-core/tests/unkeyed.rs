@@ -4,35 +4,14 @@
 //! One test in this binary, under its own scoped subscriber (never a global one), with the
 //! callsite interest cache rebuilt after installing it (see tests/event.rs).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use palisade_core::keyed::WarnOnce;
+use tracing::Level;
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+mod support;
 
 #[test]
 fn the_unkeyed_warning_is_logged_once_per_instance() {
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        tracing::callsite::rebuild_interest_cache();
+    let out = support::capture_logs(Level::TRACE, || {
         let first = WarnOnce::new();
         let second = WarnOnce::default();
         for _ in 0..3 {
@@ -41,7 +20,6 @@ fn the_unkeyed_warning_is_logged_once_per_instance() {
         second.warn_unkeyed("per-user");
         second.warn_unkeyed("per-user");
     });
-    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert!(
