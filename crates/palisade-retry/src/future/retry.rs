@@ -241,12 +241,30 @@ where
         // `service` (a clone) for the retries.
         let Call { ready, spare: service, req, copy: request, core, classifier, replay } = call;
         let deadline = core.strategy.deadline.map(deadline_from_now);
-        let mut this = ResponseFuture {
-            state: State::Waiting,
+        let mut state = State::Waiting;
+        if let Some(throttle) = &core.strategy.throttle {
+            if let Err(rejection) = throttle.try_acquire() {
+                core.counters.throttled.increment();
+                core.counters.refused.increment();
+                core.events.publish(RetryEvent::Throttled { attempt: 1 });
+                core.give_up(0, GiveUpReason::Throttled);
+                state = State::Rejected { error: Some(rejection.into()) };
+            }
+        }
+        // The first attempt is the call itself: it is not announced, so that the pass path
+        // publishes nothing (`AttemptStarted` marks retries). The future is built once, in
+        // its final state (assembling it field by field costs store-forwarding stalls on
+        // the pass path).
+        let bound = attempt_bound(&core, deadline);
+        if matches!(state, State::Waiting) {
+            state = State::Calling { future: ready.call(req) };
+        }
+        ResponseFuture {
+            state,
             timer: Timer::default(),
-            attempt_end: None,
-            attempt_timer: false,
-            timer_is_deadline: false,
+            attempt_end: bound.map(|(at, _)| at),
+            attempt_timer: bound.is_some(),
+            timer_is_deadline: bound.is_some_and(|(_, is_deadline)| is_deadline),
             service,
             request,
             core,
@@ -255,25 +273,6 @@ where
             attempt: 1,
             backoff: BackoffState::default(),
             deadline,
-        };
-        if let Some(throttle) = &this.core.strategy.throttle {
-            if let Err(rejection) = throttle.try_acquire() {
-                this.core.counters.throttled.increment();
-                this.core.counters.refused.increment();
-                this.core.events.publish(RetryEvent::Throttled { attempt: 1 });
-                this.core.give_up(0, GiveUpReason::Throttled);
-                this.state = State::Rejected { error: Some(rejection.into()) };
-                return this;
-            }
         }
-        // The first attempt is the call itself: it is not announced, so that the pass path
-        // publishes nothing (`AttemptStarted` marks retries).
-        if let Some((at, is_deadline)) = attempt_bound(&this.core, deadline) {
-            this.attempt_end = Some(at);
-            this.attempt_timer = true;
-            this.timer_is_deadline = is_deadline;
-        }
-        this.state = State::Calling { future: ready.call(req) };
-        this
     }
 }
