@@ -15,6 +15,11 @@ pub(crate) const MAX_HEDGED_ATTEMPTS: u32 = 100;
 /// [`HedgeBuilder`], and (feature `serde`) the form it takes in a config file. The
 /// classifier, the replay hook, listeners and a shared budget are added on the builder.
 ///
+/// `name`, `max_attempts`, `max_retry_after` and `budget` mean what they mean in
+/// [`RetryConfig`](crate::RetryConfig) and feed the same engine, but are fields of each
+/// config rather than a shared nested one: serde cannot flatten a struct into a config that
+/// refuses unknown fields, and their defaults and bounds differ (2 attempts, at most 100).
+///
 /// | field | default |
 /// |---|---|
 /// | [`name`](Self::name) | `"hedge"` |
