@@ -25,8 +25,8 @@ const PATTERN: &str = "pipeline";
 /// ([`concurrency`](Self::concurrency), [`buffer`](Self::buffer),
 /// [`keep_failed_items`](Self::keep_failed_items), [`dead_letter`](Self::dead_letter)) apply
 /// to the stage added last.
-pub struct PipelineBuilder<In, C, M = NoFilter> {
-    chain: C,
+pub struct PipelineBuilder<In, Stages, M = NoFilter> {
+    chain: Stages,
     name: Arc<str>,
     bus: Arc<EventBus<PipelineEvent>>,
     stages: Vec<Arc<StageShared>>,
@@ -37,7 +37,7 @@ pub struct PipelineBuilder<In, C, M = NoFilter> {
     _types: PhantomData<fn(In) -> M>,
 }
 
-impl<In, C: fmt::Debug, M> fmt::Debug for PipelineBuilder<In, C, M> {
+impl<In, Stages: fmt::Debug, M> fmt::Debug for PipelineBuilder<In, Stages, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineBuilder")
             .field("name", &self.name)
@@ -77,14 +77,14 @@ impl<In> PipelineBuilder<In, Start, NoFilter> {
     }
 }
 
-impl<In, C, M> PipelineBuilder<In, C, M> {
+impl<In, Stages, M> PipelineBuilder<In, Stages, M> {
     fn record(&mut self, e: ConfigError) {
         if self.error.is_none() {
             self.error = Some(e);
         }
     }
 
-    fn with<C2, M2>(self, chain: impl FnOnce(C) -> C2) -> PipelineBuilder<In, C2, M2> {
+    fn with<C2, M2>(self, chain: impl FnOnce(Stages) -> C2) -> PipelineBuilder<In, C2, M2> {
         PipelineBuilder {
             chain: chain(self.chain),
             name: self.name,
@@ -127,18 +127,18 @@ impl<In, C, M> PipelineBuilder<In, C, M> {
     }
 }
 
-impl<In, C, M> PipelineBuilder<In, C, M>
+impl<In, Stages, M> PipelineBuilder<In, Stages, M>
 where
-    C: Link<In>,
+    Stages: Link<In>,
 {
-    fn push<S, K, M2>(
+    fn push<S, Kind, M2>(
         mut self,
         name: impl Into<Arc<str>>,
         service: S,
-    ) -> PipelineBuilder<In, C::Next<Stage<S, K, C::Cur>>, M2>
+    ) -> PipelineBuilder<In, Stages::Next<Stage<S, Kind, Stages::Cur>>, M2>
     where
-        S: StageService<C::Cur>,
-        K: StageKind<S::Response>,
+        S: StageService<Stages::Cur>,
+        Kind: StageKind<S::Response>,
     {
         let name: Arc<str> = name.into();
         if name.is_empty() {
@@ -146,9 +146,9 @@ where
         } else if self.stages.iter().any(|s| s.name == name) {
             self.record(ConfigError::new("stage", format!("stage name `{name}` is used twice")));
         }
-        let shared = Arc::new(StageShared::new(&self.name, name, C::LEN, self.bus.clone()));
+        let shared = Arc::new(StageShared::new(&self.name, name, Stages::LEN, self.bus.clone()));
         self.stages.push(shared.clone());
-        let stage = Stage::<S, K, C::Cur>::new(service, shared);
+        let stage = Stage::<S, Kind, Stages::Cur>::new(service, shared);
         self.with(|chain| chain.append(stage))
     }
 
@@ -161,9 +161,9 @@ where
         self,
         name: impl Into<Arc<str>>,
         service: S,
-    ) -> PipelineBuilder<In, C::Next<Stage<S, Map, C::Cur>>, M>
+    ) -> PipelineBuilder<In, Stages::Next<Stage<S, Map, Stages::Cur>>, M>
     where
-        S: StageService<C::Cur>,
+        S: StageService<Stages::Cur>,
         S::Response: Send + 'static,
     {
         self.push::<S, Map, M>(name, service)
@@ -175,11 +175,11 @@ where
         name: impl Into<Arc<str>>,
         layer: L,
         service: S,
-    ) -> PipelineBuilder<In, C::Next<Stage<L::Service, Map, C::Cur>>, M>
+    ) -> PipelineBuilder<In, Stages::Next<Stage<L::Service, Map, Stages::Cur>>, M>
     where
         L: Layer<S>,
-        L::Service: StageService<C::Cur>,
-        <L::Service as tower_service::Service<C::Cur>>::Response: Send + 'static,
+        L::Service: StageService<Stages::Cur>,
+        <L::Service as tower_service::Service<Stages::Cur>>::Response: Send + 'static,
     {
         self.push::<L::Service, Map, M>(name, layer.layer(service))
     }
@@ -189,9 +189,9 @@ where
         self,
         name: impl Into<Arc<str>>,
         f: F,
-    ) -> PipelineBuilder<In, C::Next<Stage<StageFn<F>, Map, C::Cur>>, M>
+    ) -> PipelineBuilder<In, Stages::Next<Stage<StageFn<F>, Map, Stages::Cur>>, M>
     where
-        F: FnMut(C::Cur) -> Fut + Clone + Send + 'static,
+        F: FnMut(Stages::Cur) -> Fut + Clone + Send + 'static,
         Fut: std::future::Future<Output = Result<U, E>> + Send + 'static,
         E: Into<palisade_core::BoxError> + Send + 'static,
         U: Send + 'static,
@@ -204,9 +204,9 @@ where
         self,
         name: impl Into<Arc<str>>,
         f: F,
-    ) -> PipelineBuilder<In, C::Next<Stage<MapFn<F>, Map, C::Cur>>, M>
+    ) -> PipelineBuilder<In, Stages::Next<Stage<MapFn<F>, Map, Stages::Cur>>, M>
     where
-        F: FnMut(C::Cur) -> U + Clone + Send + 'static,
+        F: FnMut(Stages::Cur) -> U + Clone + Send + 'static,
         U: Send + 'static,
     {
         self.push::<MapFn<F>, Map, M>(name, MapFn::new(f))
@@ -219,9 +219,9 @@ where
         self,
         name: impl Into<Arc<str>>,
         predicate: F,
-    ) -> PipelineBuilder<In, C::Next<Stage<Predicate<F>, FilterMap, C::Cur>>, WithFilter>
+    ) -> PipelineBuilder<In, Stages::Next<Stage<Predicate<F>, FilterMap, Stages::Cur>>, WithFilter>
     where
-        F: FnMut(&C::Cur) -> bool + Clone + Send + 'static,
+        F: FnMut(&Stages::Cur) -> bool + Clone + Send + 'static,
     {
         self.push::<Predicate<F>, FilterMap, WithFilter>(name, Predicate::new(predicate))
     }
@@ -231,18 +231,18 @@ where
         self,
         name: impl Into<Arc<str>>,
         service: S,
-    ) -> PipelineBuilder<In, C::Next<Stage<S, FilterMap, C::Cur>>, WithFilter>
+    ) -> PipelineBuilder<In, Stages::Next<Stage<S, FilterMap, Stages::Cur>>, WithFilter>
     where
-        S: StageService<C::Cur, Response = Option<U>>,
+        S: StageService<Stages::Cur, Response = Option<U>>,
         U: Send + 'static,
     {
         self.push::<S, FilterMap, WithFilter>(name, service)
     }
 }
 
-impl<In, C, M> PipelineBuilder<In, C, M>
+impl<In, Stages, M> PipelineBuilder<In, Stages, M>
 where
-    C: Chain<In>,
+    Stages: Chain<In>,
     M: FilterMode,
 {
     /// How many items the last stage works on at once in a stream (default 1). Calls through
@@ -269,10 +269,10 @@ where
     /// it with [`StageError::item`](crate::StageError::item). Costs one clone per item.
     pub fn keep_failed_items(mut self) -> Self
     where
-        C::LastIn: Clone + Sync,
+        Stages::LastIn: Clone + Sync,
     {
         let opts = self.chain.last_options();
-        opts.keep = Some(<C::LastIn as Clone>::clone);
+        opts.keep = Some(<Stages::LastIn as Clone>::clone);
         opts.into_any = Some(|item| Box::new(item));
         self
     }
@@ -285,17 +285,17 @@ where
     /// The sink runs on the stage's task: keep it short (push to a channel with `try_send`).
     pub fn dead_letter<F>(mut self, sink: F) -> Self
     where
-        C::LastIn: Clone,
-        F: Fn(DeadLetter<C::LastIn>) + Send + Sync + 'static,
+        Stages::LastIn: Clone,
+        F: Fn(DeadLetter<Stages::LastIn>) + Send + Sync + 'static,
     {
         let opts = self.chain.last_options();
-        opts.keep = Some(<C::LastIn as Clone>::clone);
+        opts.keep = Some(<Stages::LastIn as Clone>::clone);
         opts.dead_letter = Some(Arc::new(sink));
         self
     }
 
     /// Validates the settings and builds the pipeline.
-    pub fn build(self) -> Result<PipelineService<In, C, M>, ConfigError> {
+    pub fn build(self) -> Result<PipelineService<In, Stages, M>, ConfigError> {
         if let Some(e) = self.error {
             return Err(e);
         }

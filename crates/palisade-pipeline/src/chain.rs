@@ -191,12 +191,12 @@ impl<In: Send + 'static> Link<In> for Start {
     }
 }
 
-impl<In, S, K> Link<In> for First<Stage<S, K, In>>
+impl<In, S, Kind> Link<In> for First<Stage<S, Kind, In>>
 where
     S: tower_service::Service<In>,
-    K: StageKind<S::Response>,
+    Kind: StageKind<S::Response>,
 {
-    type Cur = K::Out;
+    type Cur = Kind::Out;
     type Next<St> = Then<Self, St>;
     const LEN: usize = 1;
     fn append<St>(self, stage: St) -> Then<Self, St> {
@@ -204,13 +204,13 @@ where
     }
 }
 
-impl<In, P, S, K, T> Link<In> for Then<P, Stage<S, K, T>>
+impl<In, P, S, Kind, T> Link<In> for Then<P, Stage<S, Kind, T>>
 where
     P: Link<In>,
     S: tower_service::Service<T>,
-    K: StageKind<S::Response>,
+    Kind: StageKind<S::Response>,
 {
-    type Cur = K::Out;
+    type Cur = Kind::Out;
     type Next<St> = Then<Self, St>;
     const LEN: usize = P::LEN + 1;
     fn append<St>(self, stage: St) -> Then<Self, St> {
@@ -237,15 +237,15 @@ pub trait Chain<In>: Clone + Send + 'static {
     fn last_options(&mut self) -> &mut StageOptions<Self::LastIn>;
 }
 
-impl<In, S, K> Chain<In> for First<Stage<S, K, In>>
+impl<In, S, Kind> Chain<In> for First<Stage<S, Kind, In>>
 where
     In: Send + 'static,
     S: StageService<In>,
-    K: StageKind<S::Response>,
+    Kind: StageKind<S::Response>,
 {
-    type Out = K::Out;
+    type Out = Kind::Out;
     type LastIn = In;
-    type Future = StageFuture<S::Future, K, In>;
+    type Future = StageFuture<S::Future, Kind, In>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StageError>> {
@@ -257,7 +257,7 @@ where
         self.0.call(req)
     }
 
-    fn spawn<Src: Source<In>>(self, ctx: &mut SpawnCtx<'_>, src: Src) -> ChannelSource<K::Out> {
+    fn spawn<Src: Source<In>>(self, ctx: &mut SpawnCtx<'_>, src: Src) -> ChannelSource<Kind::Out> {
         self.0.spawn(ctx, src)
     }
 
@@ -266,16 +266,16 @@ where
     }
 }
 
-impl<In, P, S, K> Chain<In> for Then<P, Stage<S, K, P::Out>>
+impl<In, P, S, Kind> Chain<In> for Then<P, Stage<S, Kind, P::Out>>
 where
     In: Send + 'static,
     P: Chain<In>,
     S: StageService<P::Out>,
-    K: StageKind<S::Response>,
+    Kind: StageKind<S::Response>,
 {
-    type Out = K::Out;
+    type Out = Kind::Out;
     type LastIn = P::Out;
-    type Future = ThenFuture<P::Future, S, K, P::Out>;
+    type Future = ThenFuture<P::Future, S, Kind, P::Out>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StageError>> {
@@ -288,7 +288,7 @@ where
         ThenFuture { state: ThenState::Prev { fut: self.prev.call(req), stage: Some(self.stage.clone()) } }
     }
 
-    fn spawn<Src: Source<In>>(self, ctx: &mut SpawnCtx<'_>, src: Src) -> ChannelSource<K::Out> {
+    fn spawn<Src: Source<In>>(self, ctx: &mut SpawnCtx<'_>, src: Src) -> ChannelSource<Kind::Out> {
         let mid = self.prev.spawn(ctx, src);
         self.stage.spawn(ctx, mid)
     }
@@ -300,28 +300,28 @@ where
 
 pin_project! {
     /// A call through a chain: the earlier stages, then this one.
-    pub struct ThenFuture<PF, S, K, T>
+    pub struct ThenFuture<PF, S, Kind, T>
     where
         S: tower_service::Service<T>,
     {
         #[pin]
-        state: ThenState<PF, S, K, T>,
+        state: ThenState<PF, S, Kind, T>,
     }
 }
 
 pin_project! {
     #[project = ThenProj]
-    enum ThenState<PF, S, K, T>
+    enum ThenState<PF, S, Kind, T>
     where
         S: tower_service::Service<T>,
     {
-        Prev { #[pin] fut: PF, stage: Option<Stage<S, K, T>> },
-        Ready { stage: Stage<S, K, T>, item: Option<T> },
-        Call { #[pin] fut: StageFuture<S::Future, K, T> },
+        Prev { #[pin] fut: PF, stage: Option<Stage<S, Kind, T>> },
+        Ready { stage: Stage<S, Kind, T>, item: Option<T> },
+        Call { #[pin] fut: StageFuture<S::Future, Kind, T> },
     }
 }
 
-impl<PF, S, K, T> fmt::Debug for ThenFuture<PF, S, K, T>
+impl<PF, S, Kind, T> fmt::Debug for ThenFuture<PF, S, Kind, T>
 where
     S: tower_service::Service<T>,
 {
@@ -334,14 +334,14 @@ fn polled_after_completion() -> StageError {
     StageError::new(Arc::from("pipeline"), 0, None, "pipeline future polled after completion".into())
 }
 
-impl<PF, S, K, T> Future for ThenFuture<PF, S, K, T>
+impl<PF, S, Kind, T> Future for ThenFuture<PF, S, Kind, T>
 where
     PF: Future<Output = Result<Processed<T>, StageError>>,
     S: StageService<T>,
-    K: StageKind<S::Response>,
+    Kind: StageKind<S::Response>,
     T: Send + 'static,
 {
-    type Output = Result<Processed<K::Out>, StageError>;
+    type Output = Result<Processed<Kind::Out>, StageError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;

@@ -41,8 +41,8 @@ use crate::stream::{PipelineStream, Runner};
 ///
 /// Clones share the pipeline's metrics and event listeners ([`handle`](Self::handle)); each
 /// clone holds clones of the stage services and starts un-ready.
-pub struct PipelineService<In, C, M = NoFilter> {
-    chain: C,
+pub struct PipelineService<In, Stages, M = NoFilter> {
+    chain: Stages,
     shared: Arc<PipelineShared>,
     order: Order,
     execution: Execution,
@@ -57,9 +57,9 @@ impl PipelineService<(), Start, NoFilter> {
     }
 }
 
-impl<In, C, M> PipelineService<In, C, M> {
+impl<In, Stages, M> PipelineService<In, Stages, M> {
     pub(crate) fn new(
-        chain: C,
+        chain: Stages,
         shared: Arc<PipelineShared>,
         order: Order,
         execution: Execution,
@@ -74,25 +74,25 @@ impl<In, C, M> PipelineService<In, C, M> {
     }
 
     /// The chain of stages.
-    pub fn get_ref(&self) -> &C {
+    pub fn get_ref(&self) -> &Stages {
         &self.chain
     }
 
     /// The chain of stages, mutably.
-    pub fn get_mut(&mut self) -> &mut C {
+    pub fn get_mut(&mut self) -> &mut Stages {
         &mut self.chain
     }
 
     /// The chain of stages, by value.
-    pub fn into_inner(self) -> C {
+    pub fn into_inner(self) -> Stages {
         self.chain
     }
 }
 
-impl<In, C, M> PipelineService<In, C, M>
+impl<In, Stages, M> PipelineService<In, Stages, M>
 where
     In: Send + 'static,
-    C: Chain<In>,
+    Stages: Chain<In>,
     M: FilterMode,
 {
     /// Runs `input` through every stage and yields each result: the last stage's output or a
@@ -117,7 +117,7 @@ where
     /// the item's `Clone`, a dead-letter sink — fails that item with a [`StageError`] holding
     /// [`Panicked`](crate::Panicked), and the stream goes on with the next item. An
     /// input stream that panics ends the input with such an error (stage `"input"`).
-    pub fn process_stream<St>(&self, input: St) -> PipelineStream<C::Out>
+    pub fn process_stream<St>(&self, input: St) -> PipelineStream<Stages::Out>
     where
         St: Stream<Item = In> + Send + 'static,
     {
@@ -131,7 +131,7 @@ where
     }
 }
 
-impl<In, C: Clone, M> Clone for PipelineService<In, C, M> {
+impl<In, Stages: Clone, M> Clone for PipelineService<In, Stages, M> {
     fn clone(&self) -> Self {
         Self {
             chain: self.chain.clone(),
@@ -144,7 +144,7 @@ impl<In, C: Clone, M> Clone for PipelineService<In, C, M> {
     }
 }
 
-impl<In, C: fmt::Debug, M> fmt::Debug for PipelineService<In, C, M> {
+impl<In, Stages: fmt::Debug, M> fmt::Debug for PipelineService<In, Stages, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineService")
             .field("name", &self.shared.name)
@@ -156,15 +156,15 @@ impl<In, C: fmt::Debug, M> fmt::Debug for PipelineService<In, C, M> {
     }
 }
 
-impl<In, C, M> Service<In> for PipelineService<In, C, M>
+impl<In, Stages, M> Service<In> for PipelineService<In, Stages, M>
 where
     In: Send + 'static,
-    C: Chain<In>,
+    Stages: Chain<In>,
     M: FilterMode,
 {
-    type Response = M::Response<C::Out>;
+    type Response = M::Response<Stages::Out>;
     type Error = StageError;
-    type Future = ResponseFuture<C::Future, M>;
+    type Future = ResponseFuture<Stages::Future, M>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StageError>> {

@@ -124,15 +124,15 @@ impl<T> Default for StageOptions<T> {
     }
 }
 
-/// One stage: service `S` taking `T`, whose response `K` turns into the next request.
-pub struct Stage<S, K, T> {
+/// One stage: service `S` taking `T`, whose response `Kind` turns into the next request.
+pub struct Stage<S, Kind, T> {
     pub(crate) service: S,
     pub(crate) shared: Arc<StageShared>,
     pub(crate) opts: StageOptions<T>,
-    _kind: PhantomData<fn() -> K>,
+    _kind: PhantomData<fn() -> Kind>,
 }
 
-impl<S: Clone, K, T> Clone for Stage<S, K, T> {
+impl<S: Clone, Kind, T> Clone for Stage<S, Kind, T> {
     fn clone(&self) -> Self {
         Self {
             service: self.service.clone(),
@@ -143,7 +143,7 @@ impl<S: Clone, K, T> Clone for Stage<S, K, T> {
     }
 }
 
-impl<S, K, T> fmt::Debug for Stage<S, K, T> {
+impl<S, Kind, T> fmt::Debug for Stage<S, Kind, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stage")
             .field("name", &self.shared.name)
@@ -153,10 +153,10 @@ impl<S, K, T> fmt::Debug for Stage<S, K, T> {
     }
 }
 
-impl<S, K, T> Stage<S, K, T>
+impl<S, Kind, T> Stage<S, Kind, T>
 where
     S: StageService<T>,
-    K: StageKind<S::Response>,
+    Kind: StageKind<S::Response>,
     T: Send + 'static,
 {
     pub(crate) fn new(service: S, shared: Arc<StageShared>) -> Self {
@@ -175,7 +175,7 @@ where
         }
     }
 
-    pub(crate) fn call(&mut self, req: T) -> StageFuture<S::Future, K, T> {
+    pub(crate) fn call(&mut self, req: T) -> StageFuture<S::Future, Kind, T> {
         let kept = self.opts.keep.map(|keep| keep(&req));
         self.shared.items_in.increment();
         self.shared.in_flight.add(1);
@@ -203,7 +203,7 @@ impl Drop for InFlightGuard {
 
 pin_project! {
     /// One stage's call, when the pipeline is called as a `Service`.
-    pub struct StageFuture<F, K, T> {
+    pub struct StageFuture<F, Kind, T> {
         #[pin]
         fut: F,
         guard: InFlightGuard,
@@ -211,24 +211,24 @@ pin_project! {
         into_any: Option<IntoAny<T>>,
         dead_letter: Option<DeadLetterSink<T>>,
         start: Instant,
-        _kind: PhantomData<fn() -> K>,
+        _kind: PhantomData<fn() -> Kind>,
     }
 }
 
-impl<F, K, T> fmt::Debug for StageFuture<F, K, T> {
+impl<F, Kind, T> fmt::Debug for StageFuture<F, Kind, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StageFuture").field("stage", &self.guard.0.name).finish_non_exhaustive()
     }
 }
 
-impl<F, R, E, K, T> Future for StageFuture<F, K, T>
+impl<F, R, E, Kind, T> Future for StageFuture<F, Kind, T>
 where
     F: Future<Output = Result<R, E>>,
     E: Into<BoxError>,
-    K: StageKind<R>,
+    Kind: StageKind<R>,
     T: Send + 'static,
 {
-    type Output = Result<Processed<K::Out>, StageError>;
+    type Output = Result<Processed<Kind::Out>, StageError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -237,7 +237,7 @@ where
         shared.latency.record(this.start.elapsed());
         Poll::Ready(match result {
             Ok(response) => {
-                if let Some(out) = K::into_option(response) {
+                if let Some(out) = Kind::into_option(response) {
                     shared.items_out.increment();
                     Ok(Processed::Item(out))
                 } else {

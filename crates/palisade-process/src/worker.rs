@@ -80,11 +80,11 @@ impl ServeOptions {
 /// A handler that panics (making its future or running it) does not end serving: that
 /// request alone is answered with the error `the request handler panicked: <message>`
 /// ([`WorkerErrorKind::Remote`](crate::WorkerErrorKind::Remote) on the parent's side).
-pub async fn serve_stdio<C, H, Fut, E>(codec: C, handler: H) -> io::Result<()>
+pub async fn serve_stdio<Framing, H, Fut, E>(codec: Framing, handler: H) -> io::Result<()>
 where
-    C: ServeCodec,
-    H: Fn(C::Request) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<C::Response, E>> + Send + 'static,
+    Framing: ServeCodec,
+    H: Fn(Framing::Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Framing::Response, E>> + Send + 'static,
     E: Display,
 {
     serve_stdio_with(ServeOptions::default(), codec, handler).await
@@ -95,11 +95,15 @@ where
 /// # Errors
 ///
 /// As [`serve_stdio`].
-pub async fn serve_stdio_with<C, H, Fut, E>(options: ServeOptions, codec: C, handler: H) -> io::Result<()>
+pub async fn serve_stdio_with<Framing, H, Fut, E>(
+    options: ServeOptions,
+    codec: Framing,
+    handler: H,
+) -> io::Result<()>
 where
-    C: ServeCodec,
-    H: Fn(C::Request) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<C::Response, E>> + Send + 'static,
+    Framing: ServeCodec,
+    H: Fn(Framing::Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Framing::Response, E>> + Send + 'static,
     E: Display,
 {
     #[cfg(unix)]
@@ -129,13 +133,18 @@ fn stdio_pipes() -> Option<(tokio::net::unix::pipe::Receiver, tokio::net::unix::
 /// # Errors
 ///
 /// As [`serve_stdio`].
-pub async fn serve<C, R, W, H, Fut, E>(codec: C, reader: R, writer: W, handler: H) -> io::Result<()>
+pub async fn serve<Framing, R, W, H, Fut, E>(
+    codec: Framing,
+    reader: R,
+    writer: W,
+    handler: H,
+) -> io::Result<()>
 where
-    C: ServeCodec,
+    Framing: ServeCodec,
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
-    H: Fn(C::Request) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<C::Response, E>> + Send + 'static,
+    H: Fn(Framing::Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Framing::Response, E>> + Send + 'static,
     E: Display,
 {
     serve_with(ServeOptions::default(), codec, reader, writer, handler).await
@@ -146,19 +155,19 @@ where
 /// # Errors
 ///
 /// As [`serve_stdio`].
-pub async fn serve_with<C, R, W, H, Fut, E>(
+pub async fn serve_with<Framing, R, W, H, Fut, E>(
     options: ServeOptions,
-    codec: C,
+    codec: Framing,
     mut reader: R,
     writer: W,
     handler: H,
 ) -> io::Result<()>
 where
-    C: ServeCodec,
+    Framing: ServeCodec,
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
-    H: Fn(C::Request) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<C::Response, E>> + Send + 'static,
+    H: Fn(Framing::Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Framing::Response, E>> + Send + 'static,
     E: Display,
 {
     let max_frame_len = options.max_frame_len;
@@ -223,9 +232,13 @@ where
 
 /// The frame answering request `id`; a handler's panic and an answer the codec cannot
 /// encode (or panics on) become an error answer.
-fn encode_answer<C, E>(codec: &C, id: u64, result: &Result<Result<C::Response, E>, String>) -> Vec<u8>
+fn encode_answer<Framing, E>(
+    codec: &Framing,
+    id: u64,
+    result: &Result<Result<Framing::Response, E>, String>,
+) -> Vec<u8>
 where
-    C: ServeCodec,
+    Framing: ServeCodec,
     E: Display,
 {
     let mut out = Vec::new();

@@ -29,14 +29,14 @@ use crate::handle::StageShared;
 use crate::queue::{queue, Closed, QueueTx};
 use crate::stage::{fail, Stage, StageKind, StageOptions, StageService};
 
-impl<S, K, T> Stage<S, K, T>
+impl<S, Kind, T> Stage<S, Kind, T>
 where
     S: StageService<T>,
-    K: StageKind<S::Response>,
+    Kind: StageKind<S::Response>,
     T: Send + 'static,
 {
     /// Spawns this stage's worker reading from `src`; returns its output buffer.
-    pub(crate) fn spawn<Src: Source<T>>(self, ctx: &mut SpawnCtx<'_>, src: Src) -> ChannelSource<K::Out> {
+    pub(crate) fn spawn<Src: Source<T>>(self, ctx: &mut SpawnCtx<'_>, src: Src) -> ChannelSource<Kind::Out> {
         let (tx, rx) = queue(self.opts.buffer);
         let in_flight = if ctx.ordered {
             InFlight::Ordered(FuturesOrdered::new())
@@ -44,7 +44,7 @@ where
             InFlight::Unordered(FuturesUnordered::new())
         };
         let upstream = self.shared.clone();
-        let mut worker = Worker::<S, K, T, Src> {
+        let mut worker = Worker::<S, Kind, T, Src> {
             service: self.service,
             src,
             src_done: false,
@@ -76,11 +76,11 @@ struct LocalStats {
     queued: i64,
 }
 
-struct Worker<S, K, T, Src>
+struct Worker<S, Kind, T, Src>
 where
     S: Service<T>,
     S::Error: Into<BoxError>,
-    K: StageKind<S::Response>,
+    Kind: StageKind<S::Response>,
 {
     service: S,
     src: Src,
@@ -97,18 +97,18 @@ where
     /// Calls still running (the rest of `in_flight` is done, waiting for its turn).
     running: usize,
     /// Results waiting for room in the output buffer.
-    completed: VecDeque<Msg<K::Out>>,
-    tx: QueueTx<Msg<K::Out>>,
+    completed: VecDeque<Msg<Kind::Out>>,
+    tx: QueueTx<Msg<Kind::Out>>,
     stats: LocalStats,
     shared: Arc<StageShared>,
     opts: StageOptions<T>,
 }
 
-impl<S, K, T, Src> Drop for Worker<S, K, T, Src>
+impl<S, Kind, T, Src> Drop for Worker<S, Kind, T, Src>
 where
     S: Service<T>,
     S::Error: Into<BoxError>,
-    K: StageKind<S::Response>,
+    Kind: StageKind<S::Response>,
 {
     fn drop(&mut self) {
         let in_flight = self.stats.in_flight - self.running as i64;
@@ -147,10 +147,10 @@ enum Flush {
     Closed,
 }
 
-impl<S, K, T, Src> Worker<S, K, T, Src>
+impl<S, Kind, T, Src> Worker<S, Kind, T, Src>
 where
     S: StageService<T>,
-    K: StageKind<S::Response>,
+    Kind: StageKind<S::Response>,
     T: Send + 'static,
     Src: Source<T>,
 {
@@ -371,7 +371,7 @@ where
     }
 
     #[inline]
-    fn complete(&mut self, done: Done<S::Response, T>, now: &mut Option<Instant>) -> Option<Msg<K::Out>> {
+    fn complete(&mut self, done: Done<S::Response, T>, now: &mut Option<Instant>) -> Option<Msg<Kind::Out>> {
         match done {
             Done::Finished { seq, result, kept, start } => {
                 self.running -= 1;
@@ -384,7 +384,7 @@ where
                 });
                 match result {
                     Ok(response) => {
-                        if let Some(out) = K::into_option(response) {
+                        if let Some(out) = Kind::into_option(response) {
                             self.stats.items_out += 1;
                             Some(Ok((seq, out)))
                         } else {
@@ -399,7 +399,7 @@ where
         }
     }
 
-    fn failed(&self, seq: u64, error: BoxError, kept: Option<T>) -> Option<Msg<K::Out>> {
+    fn failed(&self, seq: u64, error: BoxError, kept: Option<T>) -> Option<Msg<Kind::Out>> {
         match fail(&self.shared, Some(seq), error, kept, self.opts.into_any, self.opts.dead_letter.as_ref()) {
             // Dead-lettered: the sink has it; the stream goes on without it.
             Ok(_) => None,

@@ -20,13 +20,13 @@ use crate::make_worker::{MakeWorker, Shared};
 ///
 /// Every setter writes one field of the [`MakeWorkerConfig`] it holds; the codec and the
 /// listeners are the part that cannot be written in a file.
-pub struct MakeWorkerBuilder<C = LengthPrefixed> {
+pub struct MakeWorkerBuilder<Framing = LengthPrefixed> {
     config: MakeWorkerConfig,
-    codec: C,
+    codec: Framing,
     listeners: Vec<Listener<ProcessEvent>>,
 }
 
-impl<C: fmt::Debug> fmt::Debug for MakeWorkerBuilder<C> {
+impl<Framing: fmt::Debug> fmt::Debug for MakeWorkerBuilder<Framing> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MakeWorkerBuilder")
             .field("config", &self.config)
@@ -48,7 +48,7 @@ impl MakeWorkerBuilder<LengthPrefixed> {
     }
 }
 
-impl<C> MakeWorkerBuilder<C> {
+impl<Framing> MakeWorkerBuilder<Framing> {
     crate::command::command_options!();
 
     /// Sets [`MakeWorkerConfig::max_in_flight`].
@@ -85,7 +85,7 @@ impl<C> MakeWorkerBuilder<C> {
     }
 
     /// Uses another framing (anything implementing [`Codec`]).
-    pub fn codec<C2: Codec>(self, codec: C2) -> MakeWorkerBuilder<C2> {
+    pub fn codec<Framing2: Codec>(self, codec: Framing2) -> MakeWorkerBuilder<Framing2> {
         MakeWorkerBuilder { config: self.config, codec, listeners: self.listeners }
     }
 
@@ -105,7 +105,7 @@ impl<C> MakeWorkerBuilder<C> {
     }
 }
 
-impl<C: Codec> MakeWorkerBuilder<C> {
+impl<Framing: Codec> MakeWorkerBuilder<Framing> {
     /// Validates the settings and builds the worker factory.
     ///
     /// # Errors
@@ -113,7 +113,7 @@ impl<C: Codec> MakeWorkerBuilder<C> {
     /// A [`ConfigError`] from [`MakeWorkerConfig::validate`], or for the field `program`
     /// when the program, named without a `/`, is not in the search path (see
     /// [`search_path`](Self::search_path)).
-    pub fn build(self) -> Result<MakeWorker<C>, ConfigError> {
+    pub fn build(self) -> Result<MakeWorker<Framing>, ConfigError> {
         self.config.validate()?;
         let program = self.config.command.resolve()?;
         let name = self.config.command.name.as_deref().unwrap_or("worker");

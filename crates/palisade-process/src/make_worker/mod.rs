@@ -33,10 +33,10 @@ pub use self::config::{
 
 /// What every clone of a [`MakeWorker`] shares.
 #[derive(Debug)]
-pub(crate) struct Shared<C> {
+pub(crate) struct Shared<Framing> {
     pub(crate) config: MakeWorkerConfig,
     pub(crate) program: Program,
-    pub(crate) codec: Arc<C>,
+    pub(crate) codec: Arc<Framing>,
     pub(crate) telemetry: Arc<Telemetry>,
 }
 
@@ -60,17 +60,17 @@ pub(crate) struct Shared<C> {
 ///
 /// Clones share the configuration, the counters and the event listeners (one
 /// [`ProcessHandle`] sees every worker).
-pub struct MakeWorker<C = LengthPrefixed> {
-    shared: Arc<Shared<C>>,
+pub struct MakeWorker<Framing = LengthPrefixed> {
+    shared: Arc<Shared<Framing>>,
 }
 
-impl<C> Clone for MakeWorker<C> {
+impl<Framing> Clone for MakeWorker<Framing> {
     fn clone(&self) -> Self {
         Self { shared: self.shared.clone() }
     }
 }
 
-impl<C> fmt::Debug for MakeWorker<C> {
+impl<Framing> fmt::Debug for MakeWorker<Framing> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MakeWorker")
             .field("program", &self.shared.program.name)
@@ -88,13 +88,13 @@ impl MakeWorker<LengthPrefixed> {
     }
 }
 
-impl<C> MakeWorker<C> {
-    pub(crate) fn from_shared(shared: Arc<Shared<C>>) -> Self {
+impl<Framing> MakeWorker<Framing> {
+    pub(crate) fn from_shared(shared: Arc<Shared<Framing>>) -> Self {
         Self { shared }
     }
 }
 
-impl<C: Codec> MakeWorker<C> {
+impl<Framing: Codec> MakeWorker<Framing> {
     /// The handle on the counters and events of every worker this factory spawns.
     pub fn handle(&self) -> ProcessHandle {
         ProcessHandle { telemetry: self.shared.telemetry.clone() }
@@ -105,7 +105,7 @@ impl<C: Codec> MakeWorker<C> {
     /// # Errors
     ///
     /// A [`ProcessError`] when no Tokio runtime is running or the program cannot be started.
-    pub fn spawn(&self) -> Result<WorkerProcess<C>, ProcessError> {
+    pub fn spawn(&self) -> Result<WorkerProcess<Framing>, ProcessError> {
         let shared = &self.shared;
         let program = &shared.program.name;
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -139,10 +139,10 @@ impl<C: Codec> MakeWorker<C> {
     }
 }
 
-impl<C: Codec, T> Service<T> for MakeWorker<C> {
-    type Response = WorkerProcess<C>;
+impl<Framing: Codec, T> Service<T> for MakeWorker<Framing> {
+    type Response = WorkerProcess<Framing>;
     type Error = ProcessError;
-    type Future = std::future::Ready<Result<WorkerProcess<C>, ProcessError>>;
+    type Future = std::future::Ready<Result<WorkerProcess<Framing>, ProcessError>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))

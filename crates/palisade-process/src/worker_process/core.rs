@@ -24,14 +24,14 @@ use crate::worker_process::{WorkerGuard, WorkerProcess};
 
 /// Runs a freshly spawned worker: its shared state, the stdin writer, the supervisor and
 /// (with `log_stderr`) the stderr forwarder, on `runtime`.
-pub(crate) fn start<C: Codec>(
+pub(crate) fn start<Framing: Codec>(
     runtime: &tokio::runtime::Handle,
-    shared: &Shared<C>,
+    shared: &Shared<Framing>,
     guard: ChildGuard,
     stdin: ChildStdin,
     stdout: ChildStdout,
     stderr: Option<ChildStderr>,
-) -> Result<WorkerProcess<C>, ProcessError> {
+) -> Result<WorkerProcess<Framing>, ProcessError> {
     let pid = guard.pid();
     let (writer, writer_task) = match FrameWriter::new(stdin) {
         Ok(w) => w,
@@ -94,15 +94,15 @@ impl<R> Failed<R> {
 }
 
 /// State shared by a worker's handles and its tasks.
-pub(crate) struct Core<C: Codec> {
-    pub(crate) codec: Arc<C>,
+pub(crate) struct Core<Framing: Codec> {
+    pub(crate) codec: Arc<Framing>,
     pub(crate) name: Arc<str>,
     pub(crate) pid: u32,
     pub(crate) max_frame_len: usize,
     pub(crate) next_id: AtomicU64,
     pub(crate) failed: AtomicBool,
     pub(crate) closing: AtomicBool,
-    pub(crate) pending: Mutex<Pending<C::Response>>,
+    pub(crate) pending: Mutex<Pending<Framing::Response>>,
     pub(crate) semaphore: Arc<Semaphore>,
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) exit: watch::Receiver<Option<Termination>>,
@@ -110,8 +110,8 @@ pub(crate) struct Core<C: Codec> {
     pub(crate) telemetry: Arc<Telemetry>,
 }
 
-impl<C: Codec> Core<C> {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Pending<C::Response>> {
+impl<Framing: Codec> Core<Framing> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Pending<Framing::Response>> {
         palisade_core::sync::lock(&self.pending)
     }
 
@@ -131,8 +131,8 @@ impl<C: Codec> Core<C> {
     /// Takes no more requests and takes every request in flight out, to be failed with
     /// `error` by [`fail`]. The final verdict replaces a provisional one ("stdout closed"
     /// before the exit status was known).
-    fn take_all(&self, error: &WorkerError) -> Failed<C::Response> {
-        let slots: Vec<Slot<C::Response>> = {
+    fn take_all(&self, error: &WorkerError) -> Failed<Framing::Response> {
+        let slots: Vec<Slot<Framing::Response>> = {
             let mut pending = self.lock();
             pending.failure = Some(error.clone());
             pending.map.drain().map(|(_, slot)| slot).collect()
@@ -147,7 +147,7 @@ impl<C: Codec> Core<C> {
     }
 
     /// Delivers an answer; `false` when no request `id` is in flight.
-    fn complete(&self, id: u64, result: Result<C::Response, String>) -> bool {
+    fn complete(&self, id: u64, result: Result<Framing::Response, String>) -> bool {
         let slot = self.lock().map.remove(&id);
         // An answer nobody waits for is dropped here, on the supervisor's task: its `Drop`
         // is user code, and a panic in it must not end the supervisor (every later request
@@ -179,7 +179,11 @@ impl<C: Codec> Core<C> {
 }
 
 /// Runs the stdin writer; a write error means the worker closed its stdin or died.
-async fn write_frames<C: Codec>(core: Arc<Core<C>>, task: WriterTask, shutdown: watch::Receiver<bool>) {
+async fn write_frames<Framing: Codec>(
+    core: Arc<Core<Framing>>,
+    task: WriterTask,
+    shutdown: watch::Receiver<bool>,
+) {
     if task.run(shutdown).await.is_err() {
         // Take no more requests, and let the supervisor fail the ones in flight with how
         // the worker ended (killing it after the grace period if it lingers).
@@ -189,8 +193,8 @@ async fn write_frames<C: Codec>(core: Arc<Core<C>>, task: WriterTask, shutdown: 
 }
 
 /// Reads answers, watches the child, enforces the grace period, fails what is left.
-async fn supervise<C: Codec>(
-    core: Arc<Core<C>>,
+async fn supervise<Framing: Codec>(
+    core: Arc<Core<Framing>>,
     mut guard: ChildGuard,
     mut stdout: ChildStdout,
     mut shutdown: watch::Receiver<bool>,
@@ -282,7 +286,7 @@ async fn supervise<C: Codec>(
 }
 
 /// Delivers every complete frame in `buffer`; `Err` on a protocol error.
-fn dispatch<C: Codec>(core: &Core<C>, buffer: &mut FrameBuffer) -> Result<(), String> {
+fn dispatch<Framing: Codec>(core: &Core<Framing>, buffer: &mut FrameBuffer) -> Result<(), String> {
     loop {
         let max = core.max_frame_len;
         // The codec is user code: a panic in it is a protocol error of this worker (the

@@ -22,11 +22,11 @@ pub(crate) use self::core::start;
 use self::core::{Core, Slot};
 
 /// Held by every clone of a [`WorkerProcess`]; when the last one goes, the worker shuts down.
-pub(crate) struct WorkerGuard<C: Codec> {
-    pub(crate) core: Arc<Core<C>>,
+pub(crate) struct WorkerGuard<Framing: Codec> {
+    pub(crate) core: Arc<Core<Framing>>,
 }
 
-impl<C: Codec> Drop for WorkerGuard<C> {
+impl<Framing: Codec> Drop for WorkerGuard<Framing> {
     fn drop(&mut self) {
         self.core.begin_shutdown();
     }
@@ -64,17 +64,17 @@ impl<C: Codec> Drop for WorkerGuard<C> {
 ///
 /// Clones talk to the same child and share its in-flight slots; a clone starts without a
 /// reserved slot.
-pub struct WorkerProcess<C: Codec = LengthPrefixed> {
-    guard: Arc<WorkerGuard<C>>,
+pub struct WorkerProcess<Framing: Codec = LengthPrefixed> {
+    guard: Arc<WorkerGuard<Framing>>,
     slot: Reservation,
 }
 
-impl<C: Codec> WorkerProcess<C> {
-    pub(crate) fn from_guard(guard: Arc<WorkerGuard<C>>) -> Self {
+impl<Framing: Codec> WorkerProcess<Framing> {
+    pub(crate) fn from_guard(guard: Arc<WorkerGuard<Framing>>) -> Self {
         Self { guard, slot: Reservation::default() }
     }
 
-    fn core(&self) -> &Core<C> {
+    fn core(&self) -> &Core<Framing> {
         &self.guard.core
     }
 
@@ -119,13 +119,13 @@ impl<C: Codec> WorkerProcess<C> {
     }
 }
 
-impl<C: Codec> Clone for WorkerProcess<C> {
+impl<Framing: Codec> Clone for WorkerProcess<Framing> {
     fn clone(&self) -> Self {
         Self::from_guard(self.guard.clone())
     }
 }
 
-impl<C: Codec> fmt::Debug for WorkerProcess<C> {
+impl<Framing: Codec> fmt::Debug for WorkerProcess<Framing> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkerProcess")
             .field("name", &self.core().name)
@@ -136,10 +136,10 @@ impl<C: Codec> fmt::Debug for WorkerProcess<C> {
     }
 }
 
-impl<C: Codec> Service<C::Request> for WorkerProcess<C> {
-    type Response = C::Response;
+impl<Framing: Codec> Service<Framing::Request> for WorkerProcess<Framing> {
+    type Response = Framing::Response;
     type Error = WorkerError;
-    type Future = WorkerFuture<C::Response>;
+    type Future = WorkerFuture<Framing::Response>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.core().failed.load(Ordering::Acquire) {
@@ -150,7 +150,7 @@ impl<C: Codec> Service<C::Request> for WorkerProcess<C> {
         self.slot.poll_reserve(&core.semaphore, cx).map_err(|_| core.failure())
     }
 
-    fn call(&mut self, request: C::Request) -> Self::Future {
+    fn call(&mut self, request: Framing::Request) -> Self::Future {
         let Some(permit) = self.slot.take() else {
             return WorkerFuture::failed(WorkerError::new(
                 WorkerErrorKind::NotReady,
