@@ -113,4 +113,6 @@ fn key_missing_names_the_layer() {
     assert_eq!(err.to_string(), "keyed layer `per-ip` got a request without a key");
     assert_eq!(RejectionKind::KeyMissing.as_str(), "key_missing");
     assert_eq!(RejectionKind::KeyMissing.to_string(), "key_missing");
+    // A kind is named as its rejection type is.
+    assert_eq!(RejectionKind::CostExceedsCapacity.as_str(), "cost_exceeds_capacity");
 }
