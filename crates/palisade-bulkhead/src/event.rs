@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use palisade_core::event::{Event, EventBus};
+use palisade_core::event::{Event, EventBus, FieldValue};
 use palisade_core::rejection::BulkheadFullReason;
 use tracing::Level;
 
@@ -35,6 +35,25 @@ impl Event for BulkheadEvent {
             Self::Acquired { .. } => Level::TRACE,
             Self::Rejected { .. } => Level::DEBUG,
         }
+    }
+
+    /// `wait_ms` (acquired) or `reason` (`no_permit`, `queue_full`, `wait_timed_out`): the
+    /// structured `tracing` fields.
+    fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
+        match self {
+            Self::Acquired { wait } => record("wait_ms", (*wait).into()),
+            Self::Rejected { reason } => record("reason", reason_str(*reason).into()),
+        }
+    }
+}
+
+/// A refusal's reason as a stable snake-case word for logs.
+fn reason_str(reason: BulkheadFullReason) -> &'static str {
+    match reason {
+        BulkheadFullReason::QueueFull => "queue_full",
+        BulkheadFullReason::WaitTimedOut => "wait_timed_out",
+        // `NoPermit` and any reason added later.
+        _ => "no_permit",
     }
 }
 
@@ -75,6 +94,24 @@ impl Event for AdaptiveLimitEvent {
         match self {
             Self::Acquired { .. } => Level::TRACE,
             Self::Rejected { .. } | Self::LimitChanged { .. } => Level::DEBUG,
+        }
+    }
+
+    /// `wait_ms` (acquired), `partition` (rejected, when it had one), `from_limit` and
+    /// `to_limit` (numbers; named apart from the breaker's `from`/`to` states so a log store
+    /// keeps one type per field): the structured `tracing` fields.
+    fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
+        match self {
+            Self::Acquired { wait } => record("wait_ms", (*wait).into()),
+            Self::Rejected { partition } => {
+                if let Some(partition) = partition {
+                    record("partition", partition.into());
+                }
+            }
+            Self::LimitChanged { from, to } => {
+                record("from_limit", (*from).into());
+                record("to_limit", (*to).into());
+            }
         }
     }
 }

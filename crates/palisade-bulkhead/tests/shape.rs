@@ -294,3 +294,26 @@ fn the_adaptive_config_round_trips() {
     let s = layer.handle().snapshot();
     assert_eq!((s.limit, s.partitions[0].limit), (40, 36));
 }
+
+/// Events report typed fields (issue 18.4), so JSON logs can be queried by them.
+#[test]
+fn events_report_typed_fields() {
+    use palisade_bulkhead::{AdaptiveLimitEvent, BulkheadEvent};
+    use palisade_core::event::{Event, FieldValue};
+    fn fields(e: &dyn Event) -> Vec<(&'static str, FieldValue)> {
+        let mut seen = Vec::new();
+        e.fields(&mut |k, v| seen.push((k, v)));
+        seen
+    }
+    let acquired = BulkheadEvent::Acquired { wait: Duration::from_millis(40) };
+    assert_eq!(fields(&acquired), vec![("wait_ms", FieldValue::U64(40))]);
+    let rejected = BulkheadEvent::Rejected { reason: BulkheadFullReason::WaitTimedOut };
+    assert_eq!(fields(&rejected), vec![("reason", FieldValue::from("wait_timed_out"))]);
+    let changed = AdaptiveLimitEvent::LimitChanged { from: 20, to: 18 };
+    assert_eq!(
+        fields(&changed),
+        vec![("from_limit", FieldValue::U64(20)), ("to_limit", FieldValue::U64(18))]
+    );
+    let shed = AdaptiveLimitEvent::Rejected { partition: Some(Arc::from("batch")) };
+    assert_eq!(fields(&shed), vec![("partition", FieldValue::from("batch"))]);
+}
