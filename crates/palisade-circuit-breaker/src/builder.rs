@@ -209,9 +209,9 @@ impl<C> CircuitBreakerBuilder<C> {
     /// Calls `f` with every event (transitions, rejections, recorded calls), synchronously.
     /// A listener that panics is caught and logged: it can fail neither the call nor the
     /// breaker.
-    pub fn on_event<F>(mut self, f: F) -> Self
+    pub fn on_event<OnEvent>(mut self, f: OnEvent) -> Self
     where
-        F: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
     {
         self.listeners.push(Arc::new(guarded(f)));
         self
@@ -300,9 +300,9 @@ impl<C, K, F> KeyedCircuitBreakerBuilder<C, K, F> {
     }
 
     /// As [`CircuitBreakerBuilder::on_event`]: every event of every key's breaker.
-    pub fn on_event<L>(mut self, f: L) -> Self
+    pub fn on_event<OnEvent>(mut self, f: OnEvent) -> Self
     where
-        L: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
     {
         self.inner = self.inner.on_event(f);
         self

@@ -243,9 +243,9 @@ fn reason_fields(reason: TransitionReason, record: &mut dyn FnMut(&'static str, 
 
 /// Wraps a listener so that a panic in it is caught and logged: a listener runs on the
 /// caller's task, inside the breaker's bookkeeping, and must fail neither.
-pub(crate) fn guarded<F>(f: F) -> impl Fn(&CircuitBreakerEvent) + Send + Sync + 'static
+pub(crate) fn guarded<OnEvent>(f: OnEvent) -> impl Fn(&CircuitBreakerEvent) + Send + Sync + 'static
 where
-    F: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
+    OnEvent: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
 {
     move |event: &CircuitBreakerEvent| {
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(event))).is_err() {

@@ -19,23 +19,23 @@ pin_project! {
     /// Dropping it before the inner call ends cancels the inner call, which then counts as
     /// ignored (neither success nor failure); a half-open trial gives its slot back (so does
     /// a trial whose inner future panics).
-    pub struct ResponseFuture<F, C> {
+    pub struct ResponseFuture<Fut, C> {
         #[pin]
-        kind: Kind<F>,
+        kind: Kind<Fut>,
         guard: Option<CallGuard<C>>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F> {
-        Called { #[pin] future: F },
+    enum Kind<Fut> {
+        Called { #[pin] future: Fut },
         Rejected { error: Option<BoxError> },
     }
 }
 
-impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn called(future: F, guard: Option<CallGuard<C>>) -> Self {
+impl<Fut, C> ResponseFuture<Fut, C> {
+    pub(crate) fn called(future: Fut, guard: Option<CallGuard<C>>) -> Self {
         Self { kind: Kind::Called { future }, guard }
     }
 
@@ -44,7 +44,7 @@ impl<F, C> ResponseFuture<F, C> {
     }
 }
 
-impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+impl<Fut, C> fmt::Debug for ResponseFuture<Fut, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ResponseFuture");
         match &self.kind {
@@ -55,9 +55,9 @@ impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     }
 }
 
-impl<F, C, T, E> Future for ResponseFuture<F, C>
+impl<Fut, C, T, E> Future for ResponseFuture<Fut, C>
 where
-    F: Future<Output = Result<T, E>>,
+    Fut: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
     C: Classify<T, E> + Send + Sync + 'static,
 {

@@ -163,9 +163,9 @@ impl CircuitBreakerHandle {
 
     /// Calls `f` with every event of this breaker's layer from now on. A listener that
     /// panics is caught and logged.
-    pub fn on_event<F>(&self, f: F)
+    pub fn on_event<OnEvent>(&self, f: OnEvent)
     where
-        F: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
     {
         self.breaker.core().shared().listen(guarded(f));
     }
@@ -337,9 +337,9 @@ impl<K> KeyedCircuitBreakerHandle<K> {
 
     /// Calls `f` with every event of every key's breaker from now on. A listener that
     /// panics is caught and logged.
-    pub fn on_event<F>(&self, f: F)
+    pub fn on_event<OnEvent>(&self, f: OnEvent)
     where
-        F: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&CircuitBreakerEvent) + Send + Sync + 'static,
     {
         self.shared.listen(guarded(f));
     }
