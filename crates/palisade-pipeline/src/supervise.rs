@@ -60,33 +60,69 @@ use tower_service::Service;
 
 pub use palisade_core::make_fn::{make_fn, MakeFn};
 
-/// Builds a [`Supervised`]: restart after 3 failures in a row ([`DefaultClassifier`]).
+/// Every option of a [`Supervised`] service: the builder's storage
+/// ([`Supervised::builder`]) and, with the feature `serde`, the settings-file form
+/// (`{"restart_after": 5}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct SupervisedConfig {
+    /// Failures in a row (as the classifier judges them) that get the service rebuilt (at
+    /// least 1). Default 3.
+    pub restart_after: u32,
+}
+
+impl Default for SupervisedConfig {
+    fn default() -> Self {
+        Self { restart_after: 3 }
+    }
+}
+
+impl SupervisedConfig {
+    /// Checks every option.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for `restart_after` when it is zero.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ensure(self.restart_after >= 1, "restart_after", "must be at least 1")
+    }
+}
+
+/// Builds a [`Supervised`]: a [`SupervisedConfig`] (restart after 3 failures in a row) and
+/// the classifier that judges calls ([`DefaultClassifier`]).
 #[derive(Clone, Debug)]
 pub struct SupervisedBuilder<C = DefaultClassifier> {
-    restart_after: u32,
+    config: SupervisedConfig,
     classifier: C,
+}
+
+impl From<SupervisedConfig> for SupervisedBuilder {
+    fn from(config: SupervisedConfig) -> Self {
+        Self { config, classifier: DefaultClassifier }
+    }
 }
 
 /// The `MakeService` type `Supervised::builder` is named on (any would do).
 type NoMake = MakeFn<fn() -> std::future::Ready<Result<(), BoxError>>>;
 
 impl Supervised<NoMake, (), ()> {
-    /// A builder with the defaults listed on [`SupervisedBuilder`].
+    /// A builder with the defaults of [`SupervisedConfig`] and the [`DefaultClassifier`].
     pub fn builder() -> SupervisedBuilder {
-        SupervisedBuilder { restart_after: 3, classifier: DefaultClassifier }
+        SupervisedBuilder::from(SupervisedConfig::default())
     }
 }
 
 impl<C> SupervisedBuilder<C> {
-    /// Failures in a row that get the service rebuilt (at least 1).
+    /// Sets [`SupervisedConfig::restart_after`].
     pub fn restart_after(mut self, failures: u32) -> Self {
-        self.restart_after = failures;
+        self.config.restart_after = failures;
         self
     }
 
     /// Judges calls with `classifier`.
     pub fn classifier<C2>(self, classifier: C2) -> SupervisedBuilder<C2> {
-        SupervisedBuilder { restart_after: self.restart_after, classifier }
+        SupervisedBuilder { config: self.config, classifier }
     }
 
     /// A supervised service made by `make` (called with `()`).
@@ -106,7 +142,7 @@ impl<C> SupervisedBuilder<C> {
     where
         M: Service<T>,
     {
-        ensure(self.restart_after >= 1, "restart_after", "must be at least 1")?;
+        self.config.validate()?;
         Ok(Supervised {
             make,
             target,
@@ -114,7 +150,7 @@ impl<C> SupervisedBuilder<C> {
             health: Arc::new(Health {
                 state: AtomicU64::new(0),
                 restarts: AtomicU64::new(0),
-                threshold: self.restart_after,
+                threshold: self.config.restart_after,
             }),
             classifier: Arc::new(self.classifier),
         })

@@ -182,3 +182,19 @@ async fn equal_priorities_take_turns() {
     let out: Vec<_> = merged.take(6).collect().await;
     assert_eq!(out, ["hi-1", "hi-2", "a", "b", "a", "b"]);
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn supervised_config_from_a_file() {
+    use palisade_pipeline::supervise::{SupervisedBuilder, SupervisedConfig};
+    let config: SupervisedConfig = serde_json::from_str(r#"{"restart_after": 5}"#).unwrap();
+    assert_eq!(config.restart_after, 5);
+    assert_eq!(serde_json::from_str::<SupervisedConfig>("{}").unwrap(), SupervisedConfig::default());
+    assert!(serde_json::from_str::<SupervisedConfig>(r#"{"restarts": 5}"#).is_err());
+    let zero: SupervisedConfig = serde_json::from_str(r#"{"restart_after": 0}"#).unwrap();
+    let make = make_fn(|| async {
+        Ok::<_, std::io::Error>(tower::service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }))
+    });
+    let err = SupervisedBuilder::from(zero).build(make).unwrap_err();
+    assert_eq!(err.field(), "restart_after");
+}
