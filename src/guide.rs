@@ -62,7 +62,7 @@
 //! fn inventory_client() -> Result<InventoryClient, BoxError> {
 //!     Ok(ServiceBuilder::new()
 //!         .layer(TimeoutLayer::new(Duration::from_secs(2)))
-//!         .layer(RetryLayer::builder().max_attempts(3).build()?)
+//!         .layer(RetryLayer::new(3))
 //!         .layer(CircuitBreakerLayer::builder().consecutive_failures(5).build()?)
 //!         .service(Inventory))
 //! }
@@ -168,7 +168,7 @@
 //! # async fn main() -> Result<(), BoxError> {
 //! let svc: Client = BoxCloneSyncService::new(
 //!     ServiceBuilder::new()
-//!         .layer(RetryLayer::builder().max_attempts(3).build()?)
+//!         .layer(RetryLayer::new(3))
 //!         .service(service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) })),
 //! );
 //! assert_eq!(tokio::spawn(async move { svc.oneshot(1).await }).await??, 2);
@@ -232,7 +232,7 @@
 //! # fn main() -> Result<(), BoxError> {
 //! let backend: Backend = BoxCloneSyncService::new(
 //!     ServiceBuilder::new()
-//!         .layer(RetryLayer::builder().max_attempts(3).build()?)
+//!         .layer(RetryLayer::new(3))
 //!         .service(service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) })),
 //! );
 //! let app: Router = Router::new().route("/", get(handler)).with_state(backend);
