@@ -1,21 +1,4 @@
 //! [`ServiceBuilderExt`]: one `tower::ServiceBuilder` method per palisade layer.
-//!
-//! ```
-//! use std::time::Duration;
-//! use palisade::prelude::*;
-//! use tower::{service_fn, ServiceBuilder, ServiceExt};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), BoxError> {
-//! let svc = ServiceBuilder::new()
-//!     .with_bulkhead(BulkheadLayer::builder().max_concurrent(64).build()?)
-//!     .with_timeout(TimeoutLayer::new(Duration::from_secs(2)))
-//!     .with_retry(RetryLayer::builder().max_attempts(3).build()?)
-//!     .with_circuit_breaker(CircuitBreakerLayer::builder().consecutive_failures(5).build()?)
-//!     .service(service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) }));
-//! assert_eq!(svc.oneshot(1).await?, 2);
-//! # Ok(()) }
-//! ```
 
 #[allow(unused_imports)]
 use tower::layer::util::Stack;
@@ -32,6 +15,25 @@ use tower::ServiceBuilder;
 /// `with_http_rejections` / `with_grpc_rejections` take nothing.
 ///
 /// The trait is sealed: only `ServiceBuilder` implements it.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::prelude::*;
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), BoxError> {
+/// let svc = ServiceBuilder::new()
+///     .with_bulkhead(BulkheadLayer::builder().max_concurrent(64).build()?)
+///     .with_timeout(TimeoutLayer::new(Duration::from_secs(2)))
+///     .with_retry(RetryLayer::builder().max_attempts(3).build()?)
+///     .with_circuit_breaker(CircuitBreakerLayer::builder().consecutive_failures(5).build()?)
+///     .service(service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) }));
+/// assert_eq!(svc.oneshot(1).await?, 2);
+/// # Ok(()) }
+/// ```
 pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// Adds a [`RetryLayer`](palisade_retry::RetryLayer).
     #[cfg(feature = "retry")]

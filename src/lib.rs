@@ -6,6 +6,25 @@
 //! feature of the same name, the shared vocabulary of `palisade-core` at its root, a
 //! [`prelude`], and [`ServiceBuilderExt`], one `with_<pattern>` builder method per layer.
 //!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use palisade::prelude::*;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let svc = ServiceBuilder::new()
+//!     .with_bulkhead(BulkheadLayer::builder().max_concurrent(64).build()?)
+//!     .with_timeout(TimeoutLayer::new(Duration::from_secs(2)))
+//!     .with_retry(RetryLayer::builder().max_attempts(3).build()?)
+//!     .with_circuit_breaker(CircuitBreakerLayer::builder().consecutive_failures(5).build()?)
+//!     .service(service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) }));
+//! assert_eq!(svc.oneshot(1).await?, 2);
+//! # Ok(()) }
+//! ```
+//!
 //! The vocabulary every pattern shares (always present):
 //!
 //! | module | what |
