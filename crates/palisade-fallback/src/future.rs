@@ -24,20 +24,23 @@ pin_project! {
         Provider: ProviderTrait<Req, Res>,
     {
         #[pin]
-        state: State<F, Provider::Future>,
+        state: State<F, Provider::Future, Provider::Saved>,
         shared: Arc<Shared<C, Provider>>,
-        saved: Option<Provider::Saved>,
         _marker: PhantomData<fn(Req) -> Res>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, PF> {
-        Inner { #[pin] fut: F },
-        // A provider attempt; every provider's future is one boxed pointer, so the pass path
-        // moves a future no bigger than the inner one plus a tag.
-        Fallback { #[pin] fut: PF, index: usize, reason: FallbackReason },
+    #[project_replace = StateProjReplace]
+    enum State<F, PF, Saved> {
+        // The inner call and what the provider kept of the request (nothing for a closure
+        // without the request: the pass path's future is the inner one plus a tag and the
+        // shared state).
+        Inner { #[pin] fut: F, saved: Saved },
+        // A provider attempt (every provider's future is one boxed pointer) and the kept
+        // request for the providers after it.
+        Fallback { #[pin] fut: PF, index: usize, reason: FallbackReason, rest: Option<Saved> },
         Done,
     }
 }
@@ -62,7 +65,7 @@ where
 {
     #[inline]
     pub(crate) fn inner(fut: F, shared: Arc<Shared<C, Provider>>, saved: Provider::Saved) -> Self {
-        Self { state: State::Inner { fut }, shared, saved: Some(saved), _marker: PhantomData }
+        Self { state: State::Inner { fut, saved }, shared, _marker: PhantomData }
     }
 
     pub(crate) fn fallback(
@@ -71,11 +74,8 @@ where
         cause: FallbackCause<Res>,
         reason: FallbackReason,
     ) -> Self {
-        let mut this = Self { state: State::Done, shared, saved: Some(saved), _marker: PhantomData };
-        if let Some(fut) = start(&this.shared, &mut this.saved, 0, cause) {
-            this.state = State::Fallback { fut, index: 0, reason };
-        }
-        this
+        let state = first(&shared, saved, cause, reason);
+        Self { state, shared, _marker: PhantomData }
     }
 }
 
@@ -91,33 +91,20 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let StateProj::Inner { fut } = this.state.as_mut().project() {
+        if let StateProj::Inner { fut, .. } = this.state.as_mut().project() {
             let result = ready!(fut.poll(cx)).map_err(Into::into);
-            let Some(reason) = this.shared.reason(&result) else {
-                this.state.set(State::Done);
+            let reason = this.shared.reason(&result);
+            // Done either way: the inner future is finished, the kept request moves on.
+            let StateProjReplace::Inner { saved, .. } = this.state.as_mut().project_replace(State::Done)
+            else {
                 return Poll::Ready(result);
             };
-            fall_back(this.state.as_mut(), this.shared, this.saved, result, reason);
+            let Some(reason) = reason else {
+                return Poll::Ready(result);
+            };
+            this.state.set(first(this.shared, saved, cause(result), reason));
         }
-        poll_fallback(this.state, this.shared, this.saved, cx)
-    }
-}
-
-/// Leaves the inner call for the first provider.
-#[cold]
-#[inline(never)]
-fn fall_back<F, C, Provider, Req, Res>(
-    mut state: Pin<&mut State<F, Provider::Future>>,
-    shared: &Shared<C, Provider>,
-    saved: &mut Option<Provider::Saved>,
-    result: Result<Res, BoxError>,
-    reason: FallbackReason,
-) where
-    Provider: ProviderTrait<Req, Res>,
-{
-    match start(shared, saved, 0, cause(result)) {
-        Some(fut) => state.set(State::Fallback { fut, index: 0, reason }),
-        None => state.set(State::Done),
+        poll_fallback(this.state, this.shared, cx)
     }
 }
 
@@ -128,31 +115,44 @@ fn cause<Res>(result: Result<Res, BoxError>) -> FallbackCause<Res> {
     }
 }
 
-/// Starts provider `index` with the saved request: a clone while later providers may still
-/// need it, the saved request itself for the last one. Counts a triggered fallback at 0.
-/// `None` only when the saved request is gone (polled after completion).
-fn start<C, Provider, Req, Res>(
+/// Counts a triggered fallback and starts the first provider.
+#[cold]
+#[inline(never)]
+fn first<F, C, Provider, Req, Res>(
     shared: &Shared<C, Provider>,
-    saved: &mut Option<Provider::Saved>,
-    index: usize,
+    saved: Provider::Saved,
     cause: FallbackCause<Res>,
-) -> Option<Provider::Future>
+    reason: FallbackReason,
+) -> State<F, Provider::Future, Provider::Saved>
 where
     Provider: ProviderTrait<Req, Res>,
 {
-    if index == 0 {
-        shared.stats.triggered.increment();
-    }
-    let request = if index + 1 < shared.provider.providers() { saved.clone() } else { saved.take() };
-    Some(shared.provider.call(index, request?, cause))
+    shared.stats.triggered.increment();
+    start(shared, saved, 0, cause, reason)
+}
+
+/// Starts provider `index` with the kept request: a clone while later providers may still
+/// need it, the kept request itself for the last one.
+fn start<F, C, Provider, Req, Res>(
+    shared: &Shared<C, Provider>,
+    saved: Provider::Saved,
+    index: usize,
+    cause: FallbackCause<Res>,
+    reason: FallbackReason,
+) -> State<F, Provider::Future, Provider::Saved>
+where
+    Provider: ProviderTrait<Req, Res>,
+{
+    let (request, rest) =
+        if index + 1 < shared.provider.providers() { (saved.clone(), Some(saved)) } else { (saved, None) };
+    State::Fallback { fut: shared.provider.call(index, request, cause), index, reason, rest }
 }
 
 /// Drives the providers: the next one on failure, until one answers or none is left.
 #[inline(never)]
 fn poll_fallback<F, C, Provider, Req, Res>(
-    mut state: Pin<&mut State<F, Provider::Future>>,
+    mut state: Pin<&mut State<F, Provider::Future, Provider::Saved>>,
     shared: &Shared<C, Provider>,
-    saved: &mut Option<Provider::Saved>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Res, BoxError>>
 where
@@ -160,8 +160,8 @@ where
     C: Classify<Res, BoxError>,
 {
     loop {
-        let (result, index, reason) = match state.as_mut().project() {
-            StateProj::Fallback { fut, index, reason } => (ready!(fut.poll(cx)), *index, *reason),
+        let (result, index, reason, rest) = match state.as_mut().project() {
+            StateProj::Fallback { fut, index, reason, rest } => (ready!(fut.poll(cx)), *index, *reason, rest),
             StateProj::Inner { .. } | StateProj::Done => {
                 return Poll::Ready(Err("fallback response future polled after completion".into()));
             }
@@ -192,15 +192,15 @@ where
             });
         }
         let next = index + 1;
-        if next >= shared.provider.providers() || saved.is_none() {
-            stats.failed.increment();
-            stats.bus.publish(FallbackEvent::Exhausted { providers: next, reason });
-            state.set(State::Done);
-            return Poll::Ready(result);
-        }
-        match start(shared, saved, next, cause(result)) {
-            Some(fut) => state.set(State::Fallback { fut, index: next, reason }),
-            None => state.set(State::Done),
-        }
+        let saved = match rest.take() {
+            Some(saved) if next < shared.provider.providers() => saved,
+            _ => {
+                stats.failed.increment();
+                stats.bus.publish(FallbackEvent::Exhausted { providers: next, reason });
+                state.set(State::Done);
+                return Poll::Ready(result);
+            }
+        };
+        state.set(start(shared, saved, next, cause(result), reason));
     }
 }
