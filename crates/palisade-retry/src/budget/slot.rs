@@ -3,6 +3,7 @@
 //! waker withdraws it when the slot ends (see [`RetryBudget::deposit`]).
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Wake, Waker};
@@ -24,17 +25,24 @@ impl RetryBudget {
             return;
         }
         let end = r.deposits.slot_end(now);
-        // A runtime without timers panics when a sleep is made: never publish there.
-        let Ok(sleep) = std::panic::catch_unwind(|| Box::pin(tokio::time::sleep_until(end))) else {
-            timer.no_timers = true;
-            return;
-        };
         let waker = timer
             .waker
             .get_or_insert_with(|| Waker::from(Arc::new(ClearSlot(Arc::downgrade(&self.kind)))))
             .clone();
+        // Making a sleep panics in a runtime without timers, polling one in a runtime that is
+        // shutting down: never publish there (deposits keep reading the clock), never let it
+        // reach the caller.
+        let registered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut sleep = Box::pin(tokio::time::sleep_until(end));
+            let pending = sleep.as_mut().poll(&mut Context::from_waker(&waker)).is_pending();
+            (sleep, pending)
+        }));
+        let Ok((sleep, pending)) = registered else {
+            timer.no_timers = true;
+            return;
+        };
         let sleep = timer.sleep.insert(sleep);
-        if sleep.as_mut().poll(&mut Context::from_waker(&waker)).is_ready() {
+        if !pending {
             return; // the slot already ended
         }
         r.current.store(epoch, Ordering::Release);
