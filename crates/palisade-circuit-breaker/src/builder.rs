@@ -241,7 +241,8 @@ impl<C> CircuitBreakerBuilder<C> {
 
     /// The validated settings and the layer's shared parts.
     fn shared(&self) -> Result<(Arc<Settings>, Arc<LayerShared>), ConfigError> {
-        let mut settings = self.config.settings()?;
+        self.config.validate()?;
+        let mut settings = self.config.settings();
         settings.clock = self.clock.clone();
         let settings = Arc::new(settings);
         let events = EventBus::with_listeners(PATTERN, settings.name.clone(), self.listeners.clone());

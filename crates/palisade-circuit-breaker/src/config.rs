@@ -188,7 +188,89 @@ impl CircuitBreakerConfig {
     /// A [`ConfigError`] naming the first invalid field (two fields for a contradiction: two
     /// modes, both windows, half of a pair).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.settings().map(drop)
+        const ONE_MODE: &str = "set only one of `consecutive_failures`, `failure_count`, `failure_rate`";
+        ensure(!self.name.is_empty(), "name", "must not be empty")?;
+        match (self.consecutive_failures, self.failure_count, self.failure_rate) {
+            (Some(_), _, Some(_)) => {
+                return Err(ConfigError::conflict("failure_rate", "consecutive_failures", ONE_MODE))
+            }
+            (_, Some(_), Some(_)) => {
+                return Err(ConfigError::conflict("failure_rate", "failure_count", ONE_MODE))
+            }
+            (Some(_), Some(_), _) => {
+                return Err(ConfigError::conflict("failure_count", "consecutive_failures", ONE_MODE))
+            }
+            _ => {}
+        }
+        let trip = self.trip();
+        match trip {
+            Trip::Consecutive(n) => ensure(n >= 1, "consecutive_failures", "must be at least 1")?,
+            Trip::FailureCount(n) => ensure(n >= 1, "failure_count", "must be at least 1")?,
+            Trip::FailureRate(r) => {
+                ensure_ratio("failure_rate", r)?;
+                ensure(r > 0.0, "failure_rate", "must be greater than 0")?;
+            }
+        }
+        match (self.count_window, self.time_window) {
+            (Some(_), Some(_)) => {
+                let rule = "set only one of `count_window`, `time_window`";
+                return Err(ConfigError::conflict("count_window", "time_window", rule));
+            }
+            (None, None) if matches!(trip, Trip::FailureCount(_)) => {
+                return Err(ConfigError::new("failure_count", "needs `time_window`"));
+            }
+            _ => {}
+        }
+        match self.window() {
+            WindowKind::Count(n) => ensure(
+                (1..=MAX_COUNT_WINDOW).contains(&n),
+                "count_window",
+                format!("must be from 1 to {MAX_COUNT_WINDOW}"),
+            )?,
+            WindowKind::Time { length, buckets } => {
+                ensure_nonzero_duration("time_window", length)?;
+                ensure((1..=1000).contains(&buckets), "time_window_buckets", "must be from 1 to 1000")?;
+                ensure(
+                    length.as_nanos() >= u128::from(buckets),
+                    "time_window",
+                    "must be at least one nanosecond per bucket",
+                )?;
+            }
+        }
+        match (self.slow_call_duration, self.slow_call_rate) {
+            (Some(threshold), Some(rate)) => {
+                ensure_nonzero_duration("slow_call_duration", threshold)?;
+                ensure_ratio("slow_call_rate", rate)?;
+                ensure(rate > 0.0, "slow_call_rate", "must be greater than 0")?;
+            }
+            (Some(_), None) => return Err(ConfigError::new("slow_call_rate", "needs `slow_call_duration`")),
+            (None, Some(_)) => return Err(ConfigError::new("slow_call_duration", "needs `slow_call_rate`")),
+            (None, None) => {}
+        }
+        ensure_nonzero_duration("wait_in_open", self.wait_in_open)?;
+        ensure(
+            self.wait_multiplier.is_finite() && self.wait_multiplier >= 1.0,
+            "wait_multiplier",
+            "must be a finite number of at least 1.0",
+        )?;
+        if self.max_wait_in_open.is_some_and(|max| max < self.wait_in_open) {
+            let rule = "must not be below `wait_in_open`";
+            return Err(ConfigError::conflict("max_wait_in_open", "wait_in_open", rule));
+        }
+        ensure(
+            (1..=u32::from(u16::MAX)).contains(&self.half_open_trials),
+            "half_open_trials",
+            "must be from 1 to 65535",
+        )?;
+        if let Some(r) = self.half_open_ratio(trip) {
+            ensure_ratio("half_open_failure_ratio", r)?;
+            ensure(r > 0.0, "half_open_failure_ratio", "must be greater than 0")?;
+        }
+        if let Some(cap) = self.max_retry_after {
+            ensure_nonzero_duration("max_retry_after", cap)?;
+        }
+        ensure_nonzero_duration("max_wait_in_half_open", self.max_wait_in_half_open)?;
+        ensure((1..=MAX_KEYS).contains(&self.max_keys), "max_keys", "must be from 1 to 1000000000")
     }
 
     /// A builder with these settings, to set a classifier, a clock, listeners or a key
@@ -206,139 +288,68 @@ impl CircuitBreakerConfig {
         self.into_builder().build()
     }
 
-    /// The mode that opens a closed breaker.
-    fn trip(&self) -> Result<Trip, ConfigError> {
+    /// The mode that opens a closed breaker (the first set; `validate` refuses two).
+    fn trip(&self) -> Trip {
         match (self.consecutive_failures, self.failure_count, self.failure_rate) {
-            (None, None, r) => Ok(Trip::FailureRate(r.unwrap_or(0.5))),
-            (Some(n), None, None) => Ok(Trip::Consecutive(n)),
-            (None, Some(n), None) => Ok(Trip::FailureCount(n)),
-            (c, _, Some(_)) => Err(ConfigError::conflict(
-                "failure_rate",
-                if c.is_some() { "consecutive_failures" } else { "failure_count" },
-                "set only one of `consecutive_failures`, `failure_count`, `failure_rate`",
-            )),
-            (Some(_), Some(_), None) => Err(ConfigError::conflict(
-                "failure_count",
-                "consecutive_failures",
-                "set only one of `consecutive_failures`, `failure_count`, `failure_rate`",
-            )),
+            (Some(n), _, _) => Trip::Consecutive(n),
+            (None, Some(n), _) => Trip::FailureCount(n),
+            (None, None, r) => Trip::FailureRate(r.unwrap_or(0.5)),
         }
     }
 
-    /// The validated runtime form: the one place every field is checked.
-    pub(crate) fn settings(&self) -> Result<Settings, ConfigError> {
-        ensure(!self.name.is_empty(), "name", "must not be empty")?;
-        let trip = self.trip()?;
-        match trip {
-            Trip::Consecutive(n) => ensure(n >= 1, "consecutive_failures", "must be at least 1")?,
-            Trip::FailureCount(n) => ensure(n >= 1, "failure_count", "must be at least 1")?,
-            Trip::FailureRate(r) => {
-                ensure_ratio("failure_rate", r)?;
-                ensure(r > 0.0, "failure_rate", "must be greater than 0")?;
-            }
-        }
-        let window = match (self.count_window, self.time_window) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::conflict(
-                    "count_window",
-                    "time_window",
-                    "set only one of `count_window`, `time_window`",
-                ))
-            }
-            (Some(n), None) => WindowKind::Count(n),
+    /// The window (the first set; `validate` refuses both).
+    fn window(&self) -> WindowKind {
+        match (self.count_window, self.time_window) {
+            (Some(n), _) => WindowKind::Count(n),
             (None, Some(length)) => WindowKind::Time { length, buckets: self.time_window_buckets },
-            (None, None) if matches!(trip, Trip::FailureCount(_)) => {
-                return Err(ConfigError::new("failure_count", "needs `time_window`"));
-            }
             (None, None) => WindowKind::Count(100),
-        };
-        match window {
-            WindowKind::Count(n) => ensure(
-                (1..=MAX_COUNT_WINDOW).contains(&n),
-                "count_window",
-                format!("must be from 1 to {MAX_COUNT_WINDOW}"),
-            )?,
-            WindowKind::Time { length, buckets } => {
-                ensure_nonzero_duration("time_window", length)?;
-                ensure((1..=1000).contains(&buckets), "time_window_buckets", "must be from 1 to 1000")?;
-                ensure(
-                    length.as_nanos() >= u128::from(buckets),
-                    "time_window",
-                    "must be at least one nanosecond per bucket",
-                )?;
-            }
         }
-        let slow = match (self.slow_call_duration, self.slow_call_rate) {
-            (Some(threshold), Some(rate)) => {
-                ensure_nonzero_duration("slow_call_duration", threshold)?;
-                ensure_ratio("slow_call_rate", rate)?;
-                ensure(rate > 0.0, "slow_call_rate", "must be greater than 0")?;
-                Some(SlowCalls { threshold, rate })
-            }
-            (None, None) => None,
-            (Some(_), None) => return Err(ConfigError::new("slow_call_rate", "needs `slow_call_duration`")),
-            (None, Some(_)) => return Err(ConfigError::new("slow_call_duration", "needs `slow_call_rate`")),
-        };
-        ensure_nonzero_duration("wait_in_open", self.wait_in_open)?;
-        ensure(
-            self.wait_multiplier.is_finite() && self.wait_multiplier >= 1.0,
-            "wait_multiplier",
-            "must be a finite number of at least 1.0",
-        )?;
-        let max_wait = self.max_wait_in_open.unwrap_or(self.wait_in_open);
-        if max_wait < self.wait_in_open {
-            return Err(ConfigError::conflict(
-                "max_wait_in_open",
-                "wait_in_open",
-                "must not be below `wait_in_open`",
-            ));
-        }
-        ensure(
-            (1..=u32::from(u16::MAX)).contains(&self.half_open_trials),
-            "half_open_trials",
-            "must be from 1 to 65535",
-        )?;
-        let trials = self.half_open_trials as u16;
-        let ratio = match (self.half_open_failure_ratio, trip) {
+    }
+
+    /// The ratio of failed trials that re-opens: the configured one, or with
+    /// `wait_for_all_trials` the failure rate threshold (as Resilience4j judges the trials).
+    fn half_open_ratio(&self, trip: Trip) -> Option<f64> {
+        match (self.half_open_failure_ratio, trip) {
             (Some(r), _) => Some(r),
-            // Resilience4j judges the trials with the closed state's failure rate threshold.
             (None, Trip::FailureRate(r)) if self.wait_for_all_trials => Some(r),
             (None, _) => None,
-        };
-        let failures_to_open = match ratio {
-            None => 1,
-            Some(r) => {
-                ensure_ratio("half_open_failure_ratio", r)?;
-                ensure(r > 0.0, "half_open_failure_ratio", "must be greater than 0")?;
-                // The smallest number of failed trials whose ratio reaches `r`.
-                let k = (r * f64::from(trials)).ceil() as u16;
-                let k = if f64::from(k.saturating_sub(1)) / f64::from(trials) >= r { k - 1 } else { k };
-                k.clamp(1, trials)
-            }
-        };
-        if let Some(cap) = self.max_retry_after {
-            ensure_nonzero_duration("max_retry_after", cap)?;
         }
-        ensure_nonzero_duration("max_wait_in_half_open", self.max_wait_in_half_open)?;
-        ensure((1..=MAX_KEYS).contains(&self.max_keys), "max_keys", "must be from 1 to 1000000000")?;
+    }
+
+    /// The runtime form (with tokio's clock), for a config [`validate`](Self::validate)
+    /// accepted: total, it never fails.
+    pub(crate) fn settings(&self) -> Settings {
+        let trip = self.trip();
+        let window = self.window();
+        let trials = self.half_open_trials.clamp(1, u32::from(u16::MAX)) as u16;
+        // The smallest number of failed trials whose ratio reaches `r`.
+        let failures_to_open = self.half_open_ratio(trip).map_or(1, |r| {
+            let k = (r * f64::from(trials)).ceil() as u16;
+            let k =
+                if f64::from(k.saturating_sub(1)) / f64::from(trials) >= r { k.saturating_sub(1) } else { k };
+            k.clamp(1, trials)
+        });
         let minimum_calls = match window {
             WindowKind::Count(n) => self.minimum_calls.min(n),
             WindowKind::Time { .. } => self.minimum_calls,
         };
+        let slow = self
+            .slow_call_duration
+            .zip(self.slow_call_rate)
+            .map(|(threshold, rate)| SlowCalls { threshold, rate });
         let explicit_window = self.count_window.is_some() || self.time_window.is_some();
-        let window = match trip {
-            Trip::Consecutive(_) if slow.is_none() && !explicit_window => None,
-            _ => Some(window),
-        };
-        Ok(Settings {
+        Settings {
             name: self.name.as_str().into(),
             trip,
-            window,
+            window: match trip {
+                Trip::Consecutive(_) if slow.is_none() && !explicit_window => None,
+                _ => Some(window),
+            },
             minimum_calls: u64::from(minimum_calls.max(1)),
             slow,
             wait: self.wait_in_open,
             wait_multiplier: self.wait_multiplier,
-            max_wait,
+            max_wait: self.max_wait_in_open.unwrap_or(self.wait_in_open),
             half_open_trials: trials,
             half_open_failures_to_open: failures_to_open,
             retry_after_cap: self.max_retry_after,
@@ -348,6 +359,17 @@ impl CircuitBreakerConfig {
             auto_half_open: self.automatic_transition_to_half_open,
             initial_state: self.initial_state,
             clock: palisade_core::clock::Clock::tokio(),
-        })
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::CircuitBreakerConfig;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        // `CircuitBreakerLayer::new()` builds them without validating.
+        assert_eq!(CircuitBreakerConfig::default().validate(), Ok(()));
     }
 }

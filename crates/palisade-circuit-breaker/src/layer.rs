@@ -9,10 +9,10 @@ use tower_layer::Layer;
 
 use crate::breaker::{Breaker, LayerShared, Striped};
 use crate::builder::CircuitBreakerBuilder;
+use crate::config::CircuitBreakerConfig;
 use crate::handle::{CircuitBreakerHandle, KeyedCircuitBreakerHandle};
 use crate::keyed::KeyedShared;
 use crate::service::{CircuitBreaker, KeyedCircuitBreaker};
-use crate::settings::Settings;
 
 /// Wraps services in a circuit breaker; see the [crate docs](crate).
 ///
@@ -49,8 +49,8 @@ impl CircuitBreakerLayer {
     /// assert_eq!(breaker.handle().state(), CircuitState::Closed);
     /// ```
     pub fn new() -> Self {
-        // `CircuitBreakerConfig::default()` validated (a test keeps the two equal).
-        let settings = Settings::defaults();
+        // The defaults are valid (a test keeps them so).
+        let settings = CircuitBreakerConfig::default().settings();
         let shared = Arc::new(LayerShared::new(
             &settings.name,
             palisade_core::event::EventBus::new(crate::config::PATTERN, settings.name.clone()),

@@ -63,29 +63,6 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// `CircuitBreakerConfig::default()`, validated: Resilience4j's defaults.
-    pub(crate) fn defaults() -> Self {
-        Self {
-            name: Arc::from(crate::config::PATTERN),
-            trip: Trip::FailureRate(0.5),
-            window: Some(WindowKind::Count(100)),
-            minimum_calls: 100,
-            slow: None,
-            wait: Duration::from_secs(60),
-            wait_multiplier: 1.0,
-            max_wait: Duration::from_secs(60),
-            half_open_trials: 10,
-            half_open_failures_to_open: 1,
-            retry_after_cap: None,
-            measure: false,
-            max_wait_in_half_open: Duration::from_secs(60),
-            wait_for_all_trials: false,
-            auto_half_open: false,
-            initial_state: CircuitState::Closed,
-            clock: Clock::tokio(),
-        }
-    }
-
     /// How long the breaker stays open the `level`-th time in a row it opens (0-based).
     pub(crate) fn wait_for(&self, level: u32) -> Duration {
         if level == 0 || self.wait_multiplier <= 1.0 {
@@ -93,17 +70,5 @@ impl Settings {
         }
         let factor = self.wait_multiplier.powi(level.min(i32::MAX as u32) as i32);
         mul_f64_saturating(self.wait, factor).min(self.max_wait)
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::Settings;
-    use crate::CircuitBreakerConfig;
-
-    #[test]
-    fn the_defaults_are_the_default_config_validated() {
-        let validated = CircuitBreakerConfig::default().settings().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(format!("{validated:?}"), format!("{:?}", Settings::defaults()));
     }
 }
