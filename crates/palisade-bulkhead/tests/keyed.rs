@@ -2,32 +2,14 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_bulkhead::{BulkheadFullReason, BulkheadLayer};
 use palisade_core::rejection::KeySetFull;
 use palisade_core::WhenFull;
-use tokio::sync::Notify;
 use tower::ServiceExt;
 
 type Req = (&'static str, u32);
-
-fn gated() -> (
-    Arc<Notify>,
-    impl tower::Service<Req, Response = u32, Error = std::convert::Infallible, Future = impl Send> + Clone,
-) {
-    let gate = Arc::new(Notify::new());
-    let g = gate.clone();
-    let svc = tower::service_fn(move |(_, n): Req| {
-        let g = g.clone();
-        async move {
-            g.notified().await;
-            Ok::<_, std::convert::Infallible>(n)
-        }
-    });
-    (gate, svc)
-}
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn one_tenant_cannot_take_every_permit() {
@@ -39,7 +21,7 @@ async fn one_tenant_cannot_take_every_permit() {
         .build()
         .unwrap();
     let h = layer.handle();
-    let (gate, inner) = gated();
+    let (gate, inner) = support::gated();
     let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
 
     let a1 = tokio::spawn(svc.clone().oneshot(("a", 1)));
@@ -93,7 +75,7 @@ async fn a_dropped_keyed_future_leaves_the_queue_and_frees_permits() {
         .build()
         .unwrap();
     let h = layer.handle();
-    let (gate, inner) = gated();
+    let (gate, inner) = support::gated();
     let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
     let running = tokio::spawn(svc.clone().oneshot(("a", 1)));
     tokio::task::yield_now().await;
@@ -151,7 +133,7 @@ async fn a_key_in_flight_is_never_evicted() {
         .build()
         .unwrap();
     let h = layer.handle();
-    let (gate, inner) = gated();
+    let (gate, inner) = support::gated();
     let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
 
     let a1 = tokio::spawn(svc.clone().oneshot(("A", 1)));
@@ -187,7 +169,7 @@ async fn a_key_with_waiters_is_never_evicted() {
         .build()
         .unwrap();
     let h = layer.handle();
-    let (gate, inner) = gated();
+    let (gate, inner) = support::gated();
     let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
     let a1 = tokio::spawn(svc.clone().oneshot(("A", 1)));
     tokio::task::yield_now().await;
@@ -219,7 +201,7 @@ async fn idle_time_forgets_no_key() {
         .build()
         .unwrap();
     let h = layer.handle();
-    let (gate, inner) = gated();
+    let (gate, inner) = support::gated();
     let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
     let a = tokio::spawn(svc.clone().oneshot(("A", 1)));
     tokio::task::yield_now().await;
@@ -250,7 +232,7 @@ async fn the_keyed_handle_changes_every_keys_limits_at_run_time() {
         .build()
         .unwrap();
     let h = layer.handle();
-    let (gate, inner) = gated();
+    let (gate, inner) = support::gated();
     let svc = tower::ServiceBuilder::new().layer(layer).service(inner);
     let a: Vec<_> = (0..2).map(|i| tokio::spawn(svc.clone().oneshot(("A", i)))).collect();
     tokio::task::yield_now().await;

@@ -12,28 +12,11 @@ use palisade_bulkhead::{AdaptiveLimitLayer, BulkheadConfig, BulkheadFullReason, 
 use palisade_core::keyed::Unkeyed;
 use palisade_core::rejection::find_rejection;
 use palisade_core::WhenFull;
-use tokio::sync::Notify;
 use tokio_test::{assert_pending, assert_ready_ok};
 use tower::{Layer, ServiceExt};
 use tower_test::mock;
 
 type Req = (Option<&'static str>, u32);
-
-fn gated() -> (
-    Arc<Notify>,
-    impl tower::Service<Req, Response = u32, Error = std::convert::Infallible, Future = impl Send> + Clone,
-) {
-    let gate = Arc::new(Notify::new());
-    let g = gate.clone();
-    let svc = tower::service_fn(move |(_, n): Req| {
-        let g = g.clone();
-        async move {
-            g.notified().await;
-            Ok::<_, std::convert::Infallible>(n)
-        }
-    });
-    (gate, svc)
-}
 
 /// Resilience4j's `BulkheadConfig` defaults (`DEFAULT_MAX_CONCURRENT_CALLS = 25`,
 /// `DEFAULT_MAX_WAIT_DURATION = Duration.ofSeconds(0)`): 25 calls, and a call that finds
@@ -131,7 +114,7 @@ async fn refusals_carry_the_configured_retry_after() {
 async fn an_unkeyed_request_is_refused_by_default() {
     let layer = BulkheadLayer::builder().max_concurrent(1).keyed(|r: &Req| r.0).build().unwrap();
     let h = layer.handle();
-    let (_gate, inner) = gated();
+    let (_gate, inner) = support::gated::<Option<&'static str>>();
     let svc = layer.layer(inner);
     let err = svc.clone().oneshot((None, 1)).await.unwrap_err();
     let missing = err.downcast_ref::<KeyMissing>().expect("KeyMissing");
@@ -151,7 +134,7 @@ async fn pass_through_lets_unkeyed_requests_through_unlimited() {
         .build()
         .unwrap();
     let h = layer.handle();
-    let (gate, inner) = gated();
+    let (gate, inner) = support::gated::<Option<&'static str>>();
     let svc = layer.layer(inner);
     let unkeyed: Vec<_> = (0..3).map(|i| tokio::spawn(svc.clone().oneshot((None, i)))).collect();
     let keyed = tokio::spawn(svc.clone().oneshot((Some("a"), 9)));
@@ -178,7 +161,7 @@ async fn shared_puts_unkeyed_requests_in_one_compartment() {
         .build()
         .unwrap();
     let h = layer.handle();
-    let (gate, inner) = gated();
+    let (gate, inner) = support::gated::<Option<&'static str>>();
     let svc = layer.layer(inner);
     let first = tokio::spawn(svc.clone().oneshot((None, 1)));
     let keyed = tokio::spawn(svc.clone().oneshot((Some("a"), 2)));
@@ -233,7 +216,7 @@ async fn the_adaptive_backlog_holds_100_by_default() {
         .build()
         .unwrap();
     let h = layer.handle();
-    let (gate, inner) = gated();
+    let (gate, inner) = support::gated::<Option<&'static str>>();
     let svc = layer.layer(inner);
     let running = tokio::spawn(svc.clone().oneshot((None, 0)));
     tokio::task::yield_now().await;
@@ -246,7 +229,7 @@ async fn the_adaptive_backlog_holds_100_by_default() {
     assert!(err.is::<palisade_bulkhead::Overloaded>(), "{err}");
     // Refuse (the default) sheds at once, with no backlog at all.
     let refusing = AdaptiveLimitLayer::builder().algorithm(Fixed::new(1)).build().unwrap();
-    let (_gate2, inner2) = gated();
+    let (_gate2, inner2) = support::gated::<Option<&'static str>>();
     let svc2 = refusing.layer(inner2);
     let _busy = tokio::spawn(svc2.clone().oneshot((None, 0)));
     tokio::task::yield_now().await;
