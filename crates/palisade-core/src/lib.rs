@@ -23,6 +23,8 @@
 //! - [`sync`]: the one lock-poisoning policy; [`service`]: [`ReadyCall`](service::ReadyCall),
 //!   "wait until the inner service is ready, then call it"; [`panic`](mod@panic):
 //!   [`Panicked`](panic::Panicked), the error for user code that panicked on palisade's tasks.
+//! - [`make_fn`](mod@make_fn): a `Service<()>` from a closure, the `MakeService` pools and
+//!   supervised stages call for a fresh inner service.
 //!
 //! Helpers that exist only for palisade's own crates (the atomic metric cells, the keyed map,
 //! the random number generator) are in `__private`: hidden, with no stability promise.
