@@ -54,7 +54,7 @@ impl Default for ServeOptions {
 
 impl ServeOptions {
     /// Largest request frame accepted, in bytes (default 16 MiB, as
-    /// [`WorkerBuilder::max_frame_len`](crate::WorkerBuilder::max_frame_len)).
+    /// [`MakeWorkerConfig::max_frame_len`](crate::MakeWorkerConfig::max_frame_len)).
     pub fn max_frame_len(mut self, bytes: usize) -> Self {
         self.max_frame_len = bytes;
         self

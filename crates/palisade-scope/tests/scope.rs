@@ -309,7 +309,8 @@ async fn configs_come_from_files_and_round_trip() {
     assert_eq!(Scope::builder("bad").config(bad).build().unwrap_err().field(), "limit");
 
     let poller: PollerConfig =
-        serde_json::from_str(r#"{"interval": "10s", "jitter": 0.5, "backoff": {"fixed": {"delay": "1s"}}}"#).unwrap();
+        serde_json::from_str(r#"{"interval": "10s", "jitter": 0.5, "backoff": {"fixed": {"delay": "1s"}}}"#)
+            .unwrap();
     assert_eq!(poller.interval, Duration::from_secs(10));
     assert_eq!(poller.max_backoff, None, "defaults fill the rest");
     let again: PollerConfig = serde_json::from_str(&serde_json::to_string(&poller).unwrap()).unwrap();

@@ -74,7 +74,7 @@ pub(crate) struct Control {
     pub(crate) notify: Notify,
 }
 
-/// The controller of a running poller: [`status`](Poller::status), [`stop`](Poller::stop),
+/// The controller of a running poller: [`snapshot`](Poller::snapshot), [`stop`](Poller::stop),
 /// [`start`](Poller::start), [`poll_now`](Poller::poll_now), and the latest successful
 /// value through [`latest`](Poller::latest).
 ///

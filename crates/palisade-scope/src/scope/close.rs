@@ -58,8 +58,8 @@ impl Scope {
     }
 
     /// Ends the scope gracefully: stops admitting (new tasks and requests are refused with
-    /// [`Closed`]) in this scope and its attached descendants, waits up to `deadline` for
-    /// the work in flight, cancels what is left (it ends with [`Cancelled`]), waits for the
+    /// [`Closed`](palisade_core::rejection::Closed)) in this scope and its attached descendants, waits up to `deadline` for
+    /// the work in flight, cancels what is left (it ends with [`Cancelled`](crate::error::Cancelled)), waits for the
     /// cancelled tasks to stop, then tears down the resources, children's first, each
     /// scope's in reverse order of providing. Calling it again reports nothing new.
     ///

@@ -234,7 +234,7 @@ impl Scope {
     }
 
     /// Cancels the scope and every descendant now: tasks and requests in flight end with
-    /// [`Cancelled`] at their next poll, new ones are refused. Resources are torn down by
+    /// [`Cancelled`](crate::error::Cancelled) at their next poll, new ones are refused. Resources are torn down by
     /// [`close`](Scope::close) (or when the last handle is dropped).
     pub fn cancel(&self) {
         self.inner.closing.cancel();
@@ -295,9 +295,9 @@ impl Scope {
     }
 
     /// Spawns `future` as a task of the scope and returns its handle. The task waits for a
-    /// turn when the scope has a [limit](ScopeBuilder::limit), ends with [`Cancelled`] when
+    /// turn when the scope has a [limit](ScopeBuilder::limit), ends with [`Cancelled`](crate::error::Cancelled) when
     /// the scope is cancelled (the future is dropped), and with [`Panicked`](crate::error::Panicked) if it
-    /// panics. A closing scope refuses with [`Closed`]; outside a Tokio runtime the handle
+    /// panics. A closing scope refuses with [`Closed`](palisade_core::rejection::Closed); outside a Tokio runtime the handle
     /// answers an error at once (never a panic).
     pub fn spawn<F>(&self, future: F) -> ScopeTask<F::Output>
     where
@@ -343,7 +343,7 @@ impl Scope {
     /// handle dropped), after every resource provided later was torn down (reverse order),
     /// and after the children's. A panicking teardown is contained (logged).
     ///
-    /// A closing scope refuses with [`Closed`]; the value's teardown then runs on a spawned
+    /// A closing scope refuses with [`Closed`](palisade_core::rejection::Closed); the value's teardown then runs on a spawned
     /// task (a runtime is needed).
     ///
     /// # Example: a resource pool as a scoped resource

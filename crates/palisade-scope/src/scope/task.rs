@@ -14,7 +14,7 @@ use crate::error::{Cancelled, Panicked};
 
 pin_project! {
     /// The handle of a task spawned with [`Scope::spawn`]: a future of its output, or of
-    /// [`Cancelled`], [`Panicked`] (component `"task"`, the scope's name) or [`Closed`](palisade_core::rejection::Closed) (spawned in a closing scope). Dropping
+    /// [`Cancelled`](crate::error::Cancelled), [`Panicked`] (component `"task"`, the scope's name) or [`Closed`](palisade_core::rejection::Closed) (spawned in a closing scope). Dropping
     /// the handle does not stop the task (the scope does).
     ///
     /// ```
@@ -55,7 +55,7 @@ impl<T> ScopeTask<T> {
         Self { state: TaskState::Running(handle), name }
     }
 
-    /// Stops the task at its next poll (it then ends with [`Cancelled`]).
+    /// Stops the task at its next poll (it then ends with [`Cancelled`](crate::error::Cancelled)).
     pub fn abort(&self) {
         if let TaskState::Running(h) = &self.state {
             h.abort();
