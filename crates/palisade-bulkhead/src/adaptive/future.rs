@@ -140,12 +140,15 @@ where
                         // dropped before its end, the permit goes back without a sample.
                         if let Some(deferral) = classifier.defer_eos(&mut out) {
                             deferral.attach(move |eos: Eos<'_>| {
-                                let verdict = eos.classify_timed(permit.elapsed());
-                                permit.complete(dropped(verdict.outcome()));
+                                let rtt = permit.elapsed();
+                                let verdict = eos.classify_timed(rtt);
+                                permit.complete(dropped(verdict.outcome()), rtt);
                             });
                         } else {
-                            let verdict = classifier.classify_timed(&out, permit.elapsed());
-                            permit.complete(dropped(verdict.outcome()));
+                            // One clock read: the latency judged is the latency sampled.
+                            let rtt = permit.elapsed();
+                            let verdict = classifier.classify_timed(&out, rtt);
+                            permit.complete(dropped(verdict.outcome()), rtt);
                         }
                     }
                     return Poll::Ready(out.map_err(Into::into));

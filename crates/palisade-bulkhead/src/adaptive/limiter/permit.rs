@@ -33,11 +33,12 @@ impl AdaptivePermit {
         Self { limiter, partition, in_flight, start: Instant::now(), released: false }
     }
 
-    /// Gives the capacity back with the call's outcome: `Some(dropped)` feeds a sample,
-    /// `None` (ignored) does not.
-    pub(crate) fn complete(mut self, dropped: Option<bool>) {
+    /// Gives the capacity back with the call's outcome: `Some(dropped)` feeds a sample of
+    /// latency `rtt` (measured once, by the caller that also judged the call), `None`
+    /// (ignored) does not.
+    pub(crate) fn complete(mut self, dropped: Option<bool>, rtt: Duration) {
         self.released = true;
-        let sample = dropped.map(|d| Sample::new(self.start.elapsed(), self.in_flight, d));
+        let sample = dropped.map(|d| Sample::new(rtt, self.in_flight, d));
         self.limiter.release(self.partition, sample);
     }
 
