@@ -85,68 +85,68 @@ impl<K, T: AsyncKeyedStore<K> + ?Sized> AsyncKeyedStore<K> for Arc<T> {
     }
 }
 
-struct Shared<St, F> {
+struct Shared<Store, F> {
     name: Arc<str>,
-    store: St,
+    store: Store,
     key_fn: F,
 }
 
 /// A keyed rate limit over an [`AsyncKeyedStore`]; every request costs 1.
-pub struct AsyncRateLimitLayer<St, F> {
-    shared: Arc<Shared<St, F>>,
+pub struct AsyncRateLimitLayer<Store, F> {
+    shared: Arc<Shared<Store, F>>,
 }
 
-impl<St, F> Clone for AsyncRateLimitLayer<St, F> {
+impl<Store, F> Clone for AsyncRateLimitLayer<Store, F> {
     fn clone(&self) -> Self {
         Self { shared: self.shared.clone() }
     }
 }
 
-impl<St, F> fmt::Debug for AsyncRateLimitLayer<St, F> {
+impl<Store, F> fmt::Debug for AsyncRateLimitLayer<Store, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncRateLimitLayer").field("name", &self.shared.name).finish_non_exhaustive()
     }
 }
 
-impl<St, F> AsyncRateLimitLayer<St, F> {
+impl<Store, F> AsyncRateLimitLayer<Store, F> {
     /// A layer named `name` (the name of its [`RateLimited`] rejections) asking `store` for
     /// the key `key_fn` extracts from each request (`None`: refused with [`KeyMissing`]).
-    pub fn new(name: impl Into<Arc<str>>, store: St, key_fn: F) -> Self {
+    pub fn new(name: impl Into<Arc<str>>, store: Store, key_fn: F) -> Self {
         Self { shared: Arc::new(Shared { name: name.into(), store, key_fn }) }
     }
 }
 
-impl<S, St, F> Layer<S> for AsyncRateLimitLayer<St, F> {
-    type Service = AsyncRateLimit<S, St, F>;
+impl<S, Store, F> Layer<S> for AsyncRateLimitLayer<Store, F> {
+    type Service = AsyncRateLimit<S, Store, F>;
     fn layer(&self, inner: S) -> Self::Service {
         AsyncRateLimit { inner, shared: self.shared.clone() }
     }
 }
 
 /// The service built by [`AsyncRateLimitLayer`].
-pub struct AsyncRateLimit<S, St, F> {
+pub struct AsyncRateLimit<S, Store, F> {
     inner: S,
-    shared: Arc<Shared<St, F>>,
+    shared: Arc<Shared<Store, F>>,
 }
 
-impl<S: Clone, St, F> Clone for AsyncRateLimit<S, St, F> {
+impl<S: Clone, Store, F> Clone for AsyncRateLimit<S, Store, F> {
     fn clone(&self) -> Self {
         Self { inner: self.inner.clone(), shared: self.shared.clone() }
     }
 }
 
-impl<S, St, F> fmt::Debug for AsyncRateLimit<S, St, F> {
+impl<S, Store, F> fmt::Debug for AsyncRateLimit<S, Store, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncRateLimit").field("name", &self.shared.name).finish_non_exhaustive()
     }
 }
 
-impl<S, St, F, K, Req> Service<Req> for AsyncRateLimit<S, St, F>
+impl<S, Store, F, K, Req> Service<Req> for AsyncRateLimit<S, Store, F>
 where
     S: Service<Req> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
-    St: AsyncKeyedStore<K>,
+    Store: AsyncKeyedStore<K>,
     F: Fn(&Req) -> Option<K> + Send + Sync + 'static,
     Req: Send + 'static,
 {

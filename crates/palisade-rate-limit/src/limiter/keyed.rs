@@ -37,18 +37,21 @@ use crate::store::{KeyedStore, LocalStore};
 /// # Clone
 ///
 /// Clones share the same store (an `Arc`).
-pub struct KeyedRateLimiter<K, St = LocalStore<K>> {
-    store: Arc<St>,
+///
+/// (`K` comes before `Store` here, against CONTRIBUTING's order, because the default store
+/// `LocalStore<K>` names it and a default may only name the parameters before it.)
+pub struct KeyedRateLimiter<K, Store = LocalStore<K>> {
+    store: Arc<Store>,
     _key: PhantomData<fn(&K)>,
 }
 
-impl<K, St> Clone for KeyedRateLimiter<K, St> {
+impl<K, Store> Clone for KeyedRateLimiter<K, Store> {
     fn clone(&self) -> Self {
         Self { store: self.store.clone(), _key: PhantomData }
     }
 }
 
-impl<K, St: fmt::Debug> fmt::Debug for KeyedRateLimiter<K, St> {
+impl<K, Store: fmt::Debug> fmt::Debug for KeyedRateLimiter<K, Store> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedRateLimiter").field("store", &self.store).finish()
     }
@@ -64,14 +67,14 @@ where
     }
 }
 
-impl<K, St: KeyedStore<K>> KeyedRateLimiter<K, St> {
+impl<K, Store: KeyedStore<K>> KeyedRateLimiter<K, Store> {
     /// A limiter over any [`KeyedStore`].
-    pub fn with_store(store: St) -> Self {
+    pub fn with_store(store: Store) -> Self {
         Self { store: Arc::new(store), _key: PhantomData }
     }
 
     /// The store.
-    pub fn store(&self) -> &St {
+    pub fn store(&self) -> &Store {
         &self.store
     }
 
@@ -127,7 +130,7 @@ impl<K, St: KeyedStore<K>> KeyedRateLimiter<K, St> {
         self.store.sweep()
     }
 
-    pub(crate) fn store_arc(&self) -> &Arc<St> {
+    pub(crate) fn store_arc(&self) -> &Arc<Store> {
         &self.store
     }
 }

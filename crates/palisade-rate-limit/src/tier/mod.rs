@@ -125,11 +125,11 @@ impl<Req: 'static> Tier<Req> {
 
     /// One limit per key, with a quota chosen per key (e.g. by plan) when the key is first
     /// seen. [`Unkeyed::Shared`] needs one quota, so this tier refuses it at build.
-    pub fn keyed_by<K, F, Q>(quota: Q, key: F) -> Self
+    pub fn keyed_by<QuotaFn, K, F>(quota: QuotaFn, key: F) -> Self
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         F: Fn(&Req) -> Option<K> + Send + Sync + 'static,
-        Q: Fn(&K) -> Quota + Send + Sync + 'static,
+        QuotaFn: Fn(&K) -> Quota + Send + Sync + 'static,
     {
         Self::keyed_with(key, None, move |b| b.quota_by_key(quota))
     }
@@ -155,10 +155,10 @@ impl<Req: 'static> Tier<Req> {
     /// One limit per key from a keyed limiter you keep, over any [`KeyedStore`]. The tier's
     /// `algorithm` and `max_keys` settings do not apply, and [`Unkeyed::Shared`] is refused
     /// at build (the store holds the quotas).
-    pub fn keyed_limiter<K, St, F>(limiter: KeyedRateLimiter<K, St>, key: F) -> Self
+    pub fn keyed_limiter<K, Store, F>(limiter: KeyedRateLimiter<K, Store>, key: F) -> Self
     where
         K: Send + Sync + 'static,
-        St: KeyedStore<K>,
+        Store: KeyedStore<K>,
         F: Fn(&Req) -> Option<K> + Send + Sync + 'static,
     {
         Self::from_source(Source::Keyed(Box::new(move |s: &Resolved| {
@@ -202,9 +202,9 @@ impl<Req: 'static> Tier<Req> {
 
     /// Applies the tier only to requests for which `when` returns `true` (e.g. writes, a
     /// route, an operation).
-    pub fn when<P>(mut self, when: P) -> Self
+    pub fn when<When>(mut self, when: When) -> Self
     where
-        P: Fn(&Req) -> bool + Send + Sync + 'static,
+        When: Fn(&Req) -> bool + Send + Sync + 'static,
     {
         self.when = Some(Arc::new(when));
         self

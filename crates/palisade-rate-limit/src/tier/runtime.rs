@@ -143,14 +143,14 @@ impl UnkeyedRt {
     }
 }
 
-pub(super) struct KeyedTier<K, St, F> {
-    pub(super) limiter: KeyedRateLimiter<K, St>,
+pub(super) struct KeyedTier<K, Store, F> {
+    pub(super) limiter: KeyedRateLimiter<K, Store>,
     pub(super) key: F,
     pub(super) unkeyed: UnkeyedRt,
     pub(super) warn: WarnOnce,
 }
 
-impl<K, St, F> KeyedTier<K, St, F> {
+impl<K, Store, F> KeyedTier<K, Store, F> {
     /// The answer for a request without a key; `shared` decides under the shared limit.
     #[cold]
     fn unkeyed<T>(&self, tier: &str, shared: impl FnOnce(&RateLimiter) -> Result<T, Denied>) -> Answer<T> {
@@ -163,10 +163,10 @@ impl<K, St, F> KeyedTier<K, St, F> {
     }
 }
 
-impl<Req, K, St, F> KeyedRuntime<Req> for KeyedTier<K, St, F>
+impl<Req, K, Store, F> KeyedRuntime<Req> for KeyedTier<K, Store, F>
 where
     K: Send + Sync + 'static,
-    St: KeyedStore<K>,
+    Store: KeyedStore<K>,
     F: Fn(&Req) -> Option<K> + Send + Sync,
 {
     #[inline]
@@ -219,7 +219,7 @@ where
             UnkeyedRt::Shared(l) => Some(l.clone()),
             _ => None,
         };
-        Arc::new(StoreView::<K, St> { store: self.limiter.store_arc().clone(), shared, _key: PhantomData })
+        Arc::new(StoreView::<K, Store> { store: self.limiter.store_arc().clone(), shared, _key: PhantomData })
     }
 }
 
@@ -233,14 +233,14 @@ pub(crate) trait KeyedView: Send + Sync {
     fn set_quota(&self, quota: Quota) -> Result<(), ConfigError>;
 }
 
-struct StoreView<K, St> {
-    store: Arc<St>,
+struct StoreView<K, Store> {
+    store: Arc<Store>,
     /// The shared limit of unkeyed requests, which a quota change also changes.
     shared: Option<RateLimiter>,
     _key: PhantomData<fn(&K)>,
 }
 
-impl<K: 'static, St: KeyedStore<K>> KeyedView for StoreView<K, St> {
+impl<K: 'static, Store: KeyedStore<K>> KeyedView for StoreView<K, Store> {
     fn status(&self, key: &dyn Any, now: Instant) -> Option<Status> {
         key.downcast_ref::<K>().and_then(|k| self.store.status(k, now))
     }
