@@ -20,8 +20,9 @@
 //!
 //! # Defaults
 //!
-//! [`BulkheadConfig`] holds every option; its defaults are Resilience4j's
-//! `BulkheadConfig.ofDefaults()`:
+//! [`BulkheadConfig`] holds every option; where Resilience4j's `BulkheadConfig.ofDefaults()`
+//! has the option, the default is Resilience4j's (`DEFAULT_MAX_CONCURRENT_CALLS` 25,
+//! `DEFAULT_MAX_WAIT_DURATION` 0):
 //!
 //! | option | default |
 //! |---|---|
