@@ -1,5 +1,6 @@
 //! Errors: a failed stage ([`StageError`]), a dead letter ([`DeadLetter`]), a failed
-//! fan-out ([`FanOutError`]), a failed batch item ([`BatchError`]), and user code that
+//! fan-out ([`FanOutError`]), a failed batch item ([`BatchError`]), a supervised service called
+//! before it was ready ([`NotReady`]), and user code that
 //! panicked ([`Panicked`]).
 //!
 //! User code that panics while a stream or a batch works on one item — the stage's
@@ -297,3 +298,22 @@ impl<E: std::error::Error + 'static> std::error::Error for BatchError<E> {
         }
     }
 }
+
+/// A [`Supervised`](crate::supervise::Supervised) service was called without `poll_ready`
+/// returning `Ready(Ok)` first.
+#[derive(Clone, Copy, Debug, thiserror::Error)]
+#[error("a supervised service was called before it was ready")]
+pub struct NotReady;
+
+/// The error a `Service` caller gets for an item that went to the dead-letter sink: the
+/// original error went to the sink with the item.
+#[derive(Debug)]
+pub(crate) struct DeadLettered(pub(crate) String);
+
+impl fmt::Display for DeadLettered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (item sent to the dead-letter sink)", self.0)
+    }
+}
+
+impl std::error::Error for DeadLettered {}

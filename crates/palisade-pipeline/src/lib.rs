@@ -216,7 +216,7 @@ mod worker;
 
 pub use crate::batch::{Batch, BatchBuilder, BatchConfig, Progress};
 pub use crate::builder::PipelineBuilder;
-pub use crate::error::{BatchError, DeadLetter, FanOutError, Panicked, StageError};
+pub use crate::error::{BatchError, DeadLetter, FanOutError, NotReady, Panicked, StageError};
 pub use crate::event::PipelineEvent;
 pub use crate::fan::FanOut;
 pub use crate::handle::{PipelineHandle, PipelineSnapshot, StageSnapshot};

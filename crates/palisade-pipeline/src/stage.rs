@@ -18,7 +18,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::error::{DeadLetter, StageError};
+use crate::error::{DeadLetter, DeadLettered, StageError};
 use crate::handle::StageShared;
 use crate::Processed;
 
@@ -301,19 +301,6 @@ pub(crate) fn fail<T: Send + 'static>(
         }
     }
 }
-
-/// The error a `Service` caller gets for an item that went to the dead-letter sink: the
-/// original error went to the sink with the item.
-#[derive(Debug)]
-struct DeadLettered(String);
-
-impl fmt::Display for DeadLettered {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (item sent to the dead-letter sink)", self.0)
-    }
-}
-
-impl std::error::Error for DeadLettered {}
 
 // === small services ===
 

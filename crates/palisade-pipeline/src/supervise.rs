@@ -60,6 +60,8 @@ use tower_service::Service;
 
 pub use palisade_core::make_fn::{make_fn, MakeFn};
 
+use crate::error::NotReady;
+
 /// Every option of a [`Supervised`] service: the builder's storage
 /// ([`Supervised::builder`]) and, with the feature `serde`, the settings-file form
 /// (`{"restart_after": 5}`).
@@ -342,11 +344,6 @@ where
         }
     }
 }
-
-/// The service was called without `poll_ready` returning `Ready(Ok)` first.
-#[derive(Clone, Copy, Debug, thiserror::Error)]
-#[error("a supervised service was called before it was ready")]
-pub struct NotReady;
 
 pin_project! {
     /// The response future of [`Supervised`]: reports each outcome to the supervisor.
