@@ -12,6 +12,7 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
+use palisade_core::panic::Panicked;
 use palisade_core::rejection::Closed;
 
 use crate::output::Termination;
@@ -137,11 +138,19 @@ pub struct WorkerError {
     message: Arc<str>,
     termination: Option<Termination>,
     closed: Option<Closed>,
+    panicked: Option<Panicked>,
 }
 
 impl WorkerError {
     pub(crate) fn new(kind: WorkerErrorKind, message: impl Into<Arc<str>>) -> Self {
-        Self { kind, message: message.into(), termination: None, closed: None }
+        Self { kind, message: message.into(), termination: None, closed: None, panicked: None }
+    }
+
+    /// The codec (user code) panicked: the error says so and has palisade-core's
+    /// [`Panicked`] as its source.
+    pub(crate) fn codec_panicked(kind: WorkerErrorKind, panicked: Panicked) -> Self {
+        let message = format!("the codec panicked: {}", panicked.message());
+        Self { panicked: Some(panicked), ..Self::new(kind, message) }
     }
 
     pub(crate) fn crashed(termination: Termination) -> Self {
@@ -150,6 +159,7 @@ impl WorkerError {
             message: Arc::from(format!("worker process ended: {termination}")),
             termination: Some(termination),
             closed: None,
+            panicked: None,
         }
     }
 
@@ -159,6 +169,7 @@ impl WorkerError {
             message: Arc::from("worker process is shut down"),
             termination: None,
             closed: Some(Closed::new(name.clone())),
+            panicked: None,
         }
     }
 
@@ -195,7 +206,11 @@ impl fmt::Display for WorkerError {
 
 impl Error for WorkerError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.closed.as_ref().map(|c| c as &(dyn Error + 'static))
+        match (&self.closed, &self.panicked) {
+            (Some(closed), _) => Some(closed),
+            (None, Some(panicked)) => Some(panicked),
+            (None, None) => None,
+        }
     }
 }
 

@@ -305,6 +305,13 @@ async fn a_codec_that_panics_encoding_fails_that_call_only() {
     let err = worker.clone().oneshot(b"encode-boom".to_vec()).await.unwrap_err();
     assert_eq!(err.kind(), WorkerErrorKind::Encode);
     assert!(err.message().contains("the codec panicked: encoder bug"), "{err}");
+    let panicked = std::error::Error::source(&err)
+        .and_then(|s| s.downcast_ref::<palisade_core::panic::Panicked>())
+        .expect("core's Panicked is the source");
+    assert_eq!(
+        (panicked.component(), panicked.site(), panicked.message()),
+        ("codec", Some("encode_request"), "encoder bug")
+    );
     assert!(worker.is_alive());
     assert_eq!(worker.clone().oneshot(b"next".to_vec()).await.unwrap(), b"next");
     assert_eq!(worker.shutdown().await, Termination::Exited(0));

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use palisade_core::panic::Panicked;
 use tokio::sync::oneshot;
 use tower_service::Service;
 
@@ -166,8 +167,8 @@ impl<Framing: Codec> Service<Framing::Request> for WorkerProcess<Framing> {
                 return WorkerFuture::failed(WorkerError::new(WorkerErrorKind::Encode, e.message()))
             }
             Err(message) => {
-                let message = format!("the codec panicked: {message}");
-                return WorkerFuture::failed(WorkerError::new(WorkerErrorKind::Encode, message));
+                let panicked = Panicked::new("codec", core.name.clone(), message).with_site("encode_request");
+                return WorkerFuture::failed(WorkerError::codec_panicked(WorkerErrorKind::Encode, panicked));
             }
         }
         if frame.len() > core.max_frame_len.saturating_add(4) {
