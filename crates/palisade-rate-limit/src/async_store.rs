@@ -66,7 +66,7 @@ pub enum Admission {
     /// Refused; the same call may pass after this long.
     Limited(Duration),
     /// Refused for ever: the cost is above the limit's capacity.
-    ExceedsCapacity {
+    CostExceedsCapacity {
         /// The capacity the cost exceeds.
         capacity: u32,
     },
@@ -171,7 +171,7 @@ where
             match admission.await {
                 Admission::Admitted => inner.call(req).await.map_err(Into::into),
                 Admission::Limited(retry_after) => Err(RateLimited::new(name, retry_after).into()),
-                Admission::ExceedsCapacity { capacity } => {
+                Admission::CostExceedsCapacity { capacity } => {
                     Err(CostExceedsCapacity::new(name.clone(), name, 1, capacity).into())
                 }
             }

@@ -36,7 +36,7 @@ pub enum Denied {
     /// the capacity first).
     RetryAfter(Duration),
     /// The request costs more than the limit can ever admit at once; waiting will not help.
-    ExceedsCapacity {
+    CostExceedsCapacity {
         /// The request's cost.
         cost: u32,
         /// The most the limit admits at once.
@@ -55,7 +55,7 @@ impl fmt::Display for Denied {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::RetryAfter(d) => write!(f, "rate limited; retry after {d:?}"),
-            Self::ExceedsCapacity { cost, capacity } => {
+            Self::CostExceedsCapacity { cost, capacity } => {
                 write!(f, "request cost {cost} exceeds the limit's capacity {capacity}")
             }
             Self::KeySetFull { capacity } => write!(f, "all {capacity} keys in use; new key refused"),

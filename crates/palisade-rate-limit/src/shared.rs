@@ -150,7 +150,7 @@ impl Refusal {
     fn from_denied(tier: usize, denied: Denied) -> Self {
         match denied {
             Denied::RetryAfter(after) => Self::Retry { tier, after },
-            Denied::ExceedsCapacity { cost, capacity } => Self::Capacity { tier, cost, capacity },
+            Denied::CostExceedsCapacity { cost, capacity } => Self::Capacity { tier, cost, capacity },
             Denied::KeySetFull { capacity } => Self::Keys { tier, capacity },
         }
     }

@@ -145,7 +145,7 @@ proptest! {
             now += advance_ms * 1_000_000;
             let got = limiter.try_acquire_at(cost, t0 + Duration::from_nanos(now));
             if cost > burst {
-                prop_assert_eq!(got, Err(Denied::ExceedsCapacity { cost, capacity: burst }));
+                prop_assert_eq!(got, Err(Denied::CostExceedsCapacity { cost, capacity: burst }));
                 continue;
             }
             prop_assert_eq!(got.is_ok(), model.acquire(now, cost), "at {}ns cost {}", now, cost);
@@ -217,7 +217,7 @@ async fn an_invalid_quota_per_key_blocks_that_key_without_panicking() {
         .quota_by_key(|k: &u32| if *k == 0 { Quota::per_second(0) } else { Quota::per_second(1) })
         .build()
         .unwrap();
-    assert!(matches!(limiter.check_key(&0), Err(Denied::ExceedsCapacity { .. })));
+    assert!(matches!(limiter.check_key(&0), Err(Denied::CostExceedsCapacity { .. })));
     assert!(limiter.check_key(&1).is_ok());
 }
 
@@ -404,7 +404,7 @@ proptest! {
             for &(step_ms, cost) in &steps {
                 now += Duration::from_millis(step_ms % (period_ms + 1));
                 match limiter.try_acquire_at(cost, now) {
-                    Ok(()) | Err(Denied::ExceedsCapacity { .. }) => {}
+                    Ok(()) | Err(Denied::CostExceedsCapacity { .. }) => {}
                     Err(Denied::RetryAfter(after)) => {
                         prop_assert!(!after.is_zero(), "{:?}", algorithm);
                         let early = now + after - Duration::from_nanos(1);
@@ -436,13 +436,13 @@ fn a_leaky_weight_that_can_never_leave_in_time_is_exceeds_capacity() {
     let _clock = rt.enter();
     let limiter = RateLimiter::new(Algorithm::LeakyBucket { queue: 1 }, Quota::per_second(1)).unwrap();
     let t0 = Instant::now();
-    assert_eq!(limiter.try_acquire_at(2, t0), Err(Denied::ExceedsCapacity { cost: 2, capacity: 1 }));
+    assert_eq!(limiter.try_acquire_at(2, t0), Err(Denied::CostExceedsCapacity { cost: 2, capacity: 1 }));
     assert_eq!(
         limiter.try_acquire_at(2, t0 + Duration::from_secs(10)),
-        Err(Denied::ExceedsCapacity { cost: 2, capacity: 1 })
+        Err(Denied::CostExceedsCapacity { cost: 2, capacity: 1 })
     );
     // A wait shorter than one interval cannot cover the second place either.
-    assert_eq!(limiter.reserve(2, ms(999)), Err(Denied::ExceedsCapacity { cost: 2, capacity: 1 }));
+    assert_eq!(limiter.reserve(2, ms(999)), Err(Denied::CostExceedsCapacity { cost: 2, capacity: 1 }));
     assert_eq!(limiter.reserve(2, Duration::from_secs(5)).unwrap(), t0 + Duration::from_secs(1));
-    assert_eq!(limiter.try_acquire_at(3, t0), Err(Denied::ExceedsCapacity { cost: 3, capacity: 2 }));
+    assert_eq!(limiter.try_acquire_at(3, t0), Err(Denied::CostExceedsCapacity { cost: 3, capacity: 2 }));
 }

@@ -32,7 +32,7 @@ impl Drop for DropFlag {
 impl AsyncKeyedStore<u32> for Store {
     fn admit(&self, key: &u32, cost: u32) -> Pin<Box<dyn Future<Output = Admission> + Send>> {
         if *key == 99 {
-            return Box::pin(std::future::ready(Admission::ExceedsCapacity { capacity: 0 }));
+            return Box::pin(std::future::ready(Admission::CostExceedsCapacity { capacity: 0 }));
         }
         let ok = self.left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(cost)).is_ok();
         let gate = self.gate.clone();

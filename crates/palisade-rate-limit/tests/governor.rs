@@ -133,7 +133,7 @@ fn all_capacity_check_rejects_excess() {
     let _g = rt.enter();
     let lb = Fake::new(5);
     for n in [15, 7, 6] {
-        assert_eq!(lb.check_n(n), Err(Denied::ExceedsCapacity { cost: n, capacity: 5 }));
+        assert_eq!(lb.check_n(n), Err(Denied::CostExceedsCapacity { cost: n, capacity: 5 }));
     }
     assert_eq!(lb.check_n(5), Ok(()));
 }

@@ -289,7 +289,7 @@ proptest::proptest! {
                         let now = (tokio::time::Instant::now() - t0).as_millis() as u64;
                         let got = limiter.reserve(cost, ms(wait_ms));
                         if cost > limit {
-                            proptest::prop_assert!(matches!(got, Err(Denied::ExceedsCapacity { .. })), "{:?}", got);
+                            proptest::prop_assert!(matches!(got, Err(Denied::CostExceedsCapacity { .. })), "{:?}", got);
                             continue;
                         }
                         let mut w = now / period;

@@ -1,12 +1,12 @@
-//! Every error of palisade-redis: [`BackendError`] (a Redis call gave no answer) and
-//! [`ExceedsCapacity`] (a rate-limit check that can never pass). Refusals of the fleet-wide
-//! layers are palisade-core's rejections ([`RateLimited`], [`BulkheadFull`], [`CircuitOpen`]),
-//! re-exported here.
+//! Every error of palisade-redis: [`BackendError`] (a Redis call gave no answer), and
+//! palisade-core's rejections, re-exported here: [`CostExceedsCapacity`] (a rate-limit check
+//! that can never pass: its weight is above a tier's burst), [`RateLimited`],
+//! [`BulkheadFull`], [`CircuitOpen`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use palisade_core::rejection::{BulkheadFull, CircuitOpen, RateLimited};
+pub use palisade_core::rejection::{BulkheadFull, CircuitOpen, CostExceedsCapacity, RateLimited};
 
 /// Why a Redis call gave no answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -24,16 +24,4 @@ pub enum BackendError {
     /// The answer had an unexpected shape.
     #[error("unexpected redis reply: {0}")]
     Reply(String),
-}
-
-/// A check that can never pass: the weight is above a tier's capacity.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("weight {weight} exceeds the capacity {capacity} of tier {tier}")]
-pub struct ExceedsCapacity {
-    /// The weight asked for.
-    pub weight: u64,
-    /// The tier's burst.
-    pub capacity: u64,
-    /// The tier's index.
-    pub tier: usize,
 }

@@ -10,7 +10,7 @@ use palisade_core::time::deadline_after;
 use tokio::time::Instant;
 
 use crate::backend::{LuaScript, RedisBackend};
-use crate::error::ExceedsCapacity;
+use crate::error::CostExceedsCapacity;
 use crate::OnRedisDown;
 
 /// The GCRA script: one or more decisions, each atomic, in order. `ARGV[1]`: the number of
@@ -369,7 +369,7 @@ impl RedisRateLimiter {
     }
 
     /// Asks for `weight` tokens of `key` under the configured tiers.
-    pub async fn check(&self, key: &str, weight: u64) -> Result<Decision, ExceedsCapacity> {
+    pub async fn check(&self, key: &str, weight: u64) -> Result<Decision, CostExceedsCapacity> {
         let s = &self.shared;
         self.check_in(key, weight, &s.tiers).await
     }
@@ -381,7 +381,7 @@ impl RedisRateLimiter {
         key: &str,
         weight: u64,
         quotas: &[Quota],
-    ) -> Result<Decision, ExceedsCapacity> {
+    ) -> Result<Decision, CostExceedsCapacity> {
         self.check_in(key, weight, quotas).await
     }
 
@@ -421,7 +421,8 @@ impl RedisRateLimiter {
         &self,
         key: String,
         weight: u64,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Decision, ExceedsCapacity>> + Send>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Decision, CostExceedsCapacity>> + Send>>
+    {
         let this = self.clone();
         let key2 = key.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -442,10 +443,20 @@ impl RedisRateLimiter {
         (0..tiers).map(|i| s.backend.key(&[&s.name, &format!("{{{key}}}"), &i.to_string()])).collect()
     }
 
-    async fn check_in(&self, key: &str, weight: u64, tiers: &[Quota]) -> Result<Decision, ExceedsCapacity> {
+    async fn check_in(
+        &self,
+        key: &str,
+        weight: u64,
+        tiers: &[Quota],
+    ) -> Result<Decision, CostExceedsCapacity> {
         for (tier, q) in tiers.iter().enumerate() {
             if weight > q.burst || weight == 0 {
-                return Err(ExceedsCapacity { weight, capacity: q.burst, tier });
+                return Err(CostExceedsCapacity::new(
+                    self.shared.name.clone(),
+                    format!("tiers[{tier}]"),
+                    u32::try_from(weight).unwrap_or(u32::MAX),
+                    u32::try_from(q.burst).unwrap_or(u32::MAX),
+                ));
             }
         }
         let s = &self.shared;
@@ -641,12 +652,12 @@ async fn dispatch(
 /// before it was read, it refunds an admission itself (the spawned task refunds when the
 /// answer could not be delivered at all).
 struct OwnedCheck {
-    rx: Option<tokio::sync::oneshot::Receiver<Result<Decision, ExceedsCapacity>>>,
+    rx: Option<tokio::sync::oneshot::Receiver<Result<Decision, CostExceedsCapacity>>>,
     refund: Option<(RedisRateLimiter, String, u64)>,
 }
 
 impl std::future::Future for OwnedCheck {
-    type Output = Result<Decision, ExceedsCapacity>;
+    type Output = Result<Decision, CostExceedsCapacity>;
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,

@@ -44,7 +44,7 @@ pub use breaker::{
     RedisCircuitBreaker, RedisCircuitBreakerBuilder, RedisCircuitBreakerLayer, RedisCircuitState,
 };
 pub use bulkhead::{RedisBulkhead, RedisBulkheadBuilder, RedisBulkheadLayer, MAX_CONCURRENT};
-pub use error::{BackendError, ExceedsCapacity};
+pub use error::{BackendError, BulkheadFull, CircuitOpen, CostExceedsCapacity, RateLimited};
 /// The GCRA Lua script (for benches comparing it sent raw; see [`RedisRateLimiter`]).
 pub const GCRA_SCRIPT: &str = gcra::GCRA_LUA;
 pub use gcra::{Decision, Quota, RedisRateLimiter, RedisRateLimiterBuilder, Source};

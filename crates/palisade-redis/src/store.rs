@@ -29,9 +29,7 @@ impl<K: AsRef<str>> AsyncKeyedStore<K> for RedisRateLimiter {
             match check.await {
                 Ok(d) if d.allowed => Admission::Admitted,
                 Ok(d) => Admission::Limited(d.retry_after),
-                Err(e) => {
-                    Admission::ExceedsCapacity { capacity: u32::try_from(e.capacity).unwrap_or(u32::MAX) }
-                }
+                Err(e) => Admission::CostExceedsCapacity { capacity: e.capacity() },
             }
         })
     }

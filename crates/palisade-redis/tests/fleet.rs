@@ -93,7 +93,7 @@ async fn weighted_checks_and_a_weight_above_the_burst_is_an_error() {
     assert!(!l.check("w", 7).await.unwrap().allowed);
     assert!(l.check("w", 6).await.unwrap().allowed);
     let err = l.check("w", 11).await.unwrap_err();
-    assert_eq!((err.weight, err.capacity), (11, 10));
+    assert_eq!((err.cost(), err.capacity(), err.tier(), err.name()), (11, 10, "tiers[0]", "api"));
     assert!(l.check("w", 0).await.is_err());
 }
 

@@ -128,7 +128,7 @@ impl<T: Tat> Cell<T> {
                 // wait reported.
                 let capacity = queue.saturating_add(1);
                 if cost > capacity {
-                    return Err(Denied::ExceedsCapacity { cost, capacity });
+                    return Err(Denied::CostExceedsCapacity { cost, capacity });
                 }
                 gcra.acquire(now, cost, max_wait.unwrap_or(u64::MAX), u64::from(*queue))
             }
@@ -218,7 +218,7 @@ impl<T: Tat> Cell<T> {
 
 fn check_capacity(cost: u32, capacity: u32) -> Result<(), Denied> {
     if cost > capacity {
-        return Err(Denied::ExceedsCapacity { cost, capacity });
+        return Err(Denied::CostExceedsCapacity { cost, capacity });
     }
     Ok(())
 }

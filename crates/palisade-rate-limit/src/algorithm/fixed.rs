@@ -16,7 +16,7 @@ use crate::error::Denied;
 /// its difference to each window (issue 13.5).
 ///
 /// A request is booked into the first window, from the current one on, with room for its
-/// whole cost (a cost never exceeds the limit: that is `ExceedsCapacity`). Only windows
+/// whole cost (a cost never exceeds the limit: that is `CostExceedsCapacity`). Only windows
 /// that hold a booking are kept: each was full for some caller when a later one was
 /// booked, so their number is bounded by the callers waiting.
 #[derive(Debug)]

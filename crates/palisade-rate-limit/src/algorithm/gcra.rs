@@ -115,7 +115,7 @@ impl<T: Tat> Gcra<T> {
             self.params.read_with(|| self.tat.load(Ordering::Acquire));
         loop {
             if cost > burst && queue == u64::MAX {
-                return Err(Denied::ExceedsCapacity { cost, capacity: burst });
+                return Err(Denied::CostExceedsCapacity { cost, capacity: burst });
             }
             let max_wait =
                 if queue == u64::MAX { max_wait } else { max_wait.min(interval.saturating_mul(queue)) };
@@ -125,7 +125,7 @@ impl<T: Tat> Gcra<T> {
                 // `inc - tau` from now, beyond the wait allowed (the queue, or `max_wait`;
                 // zero for a direct check). No `retry_after` would ever be kept: say so.
                 let capacity = tau.saturating_add(max_wait) / interval.max(1);
-                return Err(Denied::ExceedsCapacity {
+                return Err(Denied::CostExceedsCapacity {
                     cost,
                     capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
                 });

@@ -36,7 +36,7 @@ fn gcra_weights_and_capacity() {
     assert!(cell.acquire(0, 3, None).is_ok());
     assert_eq!(cell.acquire(0, 3, None), retry(100));
     assert!(cell.acquire(0, 2, None).is_ok());
-    assert_eq!(cell.acquire(0, 6, None), Err(Denied::ExceedsCapacity { cost: 6, capacity: 5 }));
+    assert_eq!(cell.acquire(0, 6, None), Err(Denied::CostExceedsCapacity { cost: 6, capacity: 5 }));
     assert!(cell.acquire(0, 0, None).is_ok(), "free requests always pass");
 }
 
