@@ -106,7 +106,7 @@ impl<C> CallGuard<C> {
     /// it there ([`eos`](palisade_core::classify::eos)); a body dropped before its end drops
     /// this guard: ignored, a trial slot given back.
     #[inline]
-    pub(crate) fn finish<T, E>(self, result: &mut Result<T, E>)
+    pub(crate) fn finish<T, E>(mut self, result: &mut Result<T, E>)
     where
         C: palisade_core::Classify<T, E> + Send + Sync + 'static,
     {
@@ -126,7 +126,7 @@ impl<C> CallGuard<C> {
     }
 
     /// Records a deferred call at the end of its response body, timed to that end.
-    fn finish_eos(self, eos: &palisade_core::classify::eos::Eos<'_>) {
+    fn finish_eos(mut self, eos: &palisade_core::classify::eos::Eos<'_>) {
         let timing = self.timing();
         let verdict = match timing {
             Some((_, elapsed)) => eos.classify_timed(elapsed),
@@ -136,6 +136,7 @@ impl<C> CallGuard<C> {
     }
 
     /// The call's end and duration, when durations are measured.
+    #[inline]
     fn timing(&self) -> Option<(Instant, Duration)> {
         self.start.map(|start| {
             let end = Instant::now();
@@ -143,7 +144,8 @@ impl<C> CallGuard<C> {
         })
     }
 
-    fn record(mut self, verdict: Classification, timing: Option<(Instant, Duration)>) {
+    #[inline]
+    fn record(&mut self, verdict: Classification, timing: Option<(Instant, Duration)>) {
         let admission = std::mem::replace(&mut self.admission, Admission::Pass);
         self.breaker.core.record(admission, verdict, timing, self.breaker.stripe());
     }

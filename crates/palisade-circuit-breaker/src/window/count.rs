@@ -14,12 +14,14 @@ const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
 /// The largest count-based window: each aggregate field holds up to 2^20 - 1.
 pub(crate) const MAX_COUNT_WINDOW: u32 = (1 << (FIELD_BITS - 1)) - 1;
 
+#[inline]
 pub(super) fn sign_extend(v: u64, bits: u32) -> i64 {
     let shift = 64 - bits;
     ((v << shift) as i64) >> shift
 }
 
 /// The delta a slot code adds to the packed aggregate (`calls | failures << 21 | slow << 42`).
+#[inline]
 fn code_value(code: u8) -> i64 {
     if code == EMPTY {
         return 0;
@@ -27,6 +29,7 @@ fn code_value(code: u8) -> i64 {
     1 + (i64::from(code & FAILED != 0) << FIELD_BITS) + (i64::from(code & SLOW != 0) << (2 * FIELD_BITS))
 }
 
+#[inline]
 fn unpack21(v: u64) -> Aggregate {
     let v = v as i64;
     let calls = sign_extend(v as u64 & FIELD_MASK, FIELD_BITS);
@@ -61,6 +64,7 @@ impl CountWindow {
 
     /// Records `sample` in place of the oldest outcome; returns whether it took a position
     /// (`false`: a success in a window full of successes, see below).
+    #[inline]
     pub(crate) fn record(&self, sample: Sample) -> bool {
         let code = FILLED | if sample.failure { FAILED } else { 0 } | if sample.slow { SLOW } else { 0 };
         // A window full of plain successes stays the same whichever success a new plain
