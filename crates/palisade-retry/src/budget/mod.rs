@@ -234,8 +234,9 @@ impl RetryBudget {
     /// one load and one compare-and-swap. The timer's millisecond resolution (or a runtime
     /// too busy to run its timer driver) can credit a deposit made just after a boundary to
     /// the slot just ended; the retry and hedge layers also read the clock every 64
-    /// requests of a service value, which bounds that lag. Outside a tokio runtime with
-    /// timers every deposit reads the clock. (An earlier version cached the slot without a
+    /// requests of a service value, which bounds that lag. Outside a multi-thread tokio
+    /// runtime with timers every deposit reads the clock (a current-thread runtime runs
+    /// its timers only inside `block_on`, so a slot it published could outlive its time). (An earlier version cached the slot without a
     /// timer and credited deposits after an idle spell to a slot that had long expired: a
     /// quiet client with no floor got no retries at all.)
     #[inline]

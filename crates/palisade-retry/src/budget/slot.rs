@@ -21,8 +21,22 @@ impl RetryBudget {
         r.deposits.add_at(epoch, 1);
         // One thread publishes; the others read the clock meanwhile.
         let Ok(mut timer) = r.slot_timer.try_lock() else { return };
-        if timer.no_timers || tokio::runtime::Handle::try_current().is_err() {
+        if timer.no_timers {
             return;
+        }
+        // Only a multi-thread runtime drives its timers for as long as it lives (and fires
+        // them when it shuts down). A current-thread runtime drives them only inside its
+        // `block_on`: one kept idle afterwards would leave its slot published for good, and
+        // the deposits of every other runtime would go to a slot long ended (test
+        // a_slot_published_by_an_idle_runtime_does_not_outlive_its_time). There, as outside
+        // a runtime, every deposit reads the clock (as tower's `TpsBudget` always does).
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread => {}
+            Ok(_) => {
+                timer.no_timers = true;
+                return;
+            }
+            Err(_) => return,
         }
         let end = r.deposits.slot_end(now);
         let waker = timer
@@ -58,7 +72,8 @@ impl RetryBudget {
 pub(super) struct SlotTimer {
     sleep: Option<Pin<Box<Sleep>>>,
     waker: Option<Waker>,
-    /// Set once a sleep could not be made (a runtime without timers).
+    /// Set once a sleep could not be made (a runtime without timers) or a current-thread
+    /// runtime deposited: from then on every deposit reads the clock.
     no_timers: bool,
 }
 

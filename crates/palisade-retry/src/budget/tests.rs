@@ -26,21 +26,27 @@ fn published(b: &RetryBudget) -> u32 {
     }
 }
 
-/// The slot a deposit publishes is withdrawn by its timer at the slot's end, so a
-/// deposit after it reads the clock again (and counts for its full ttl).
-#[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn the_published_slot_ends_with_its_timer() {
+/// A multi-thread runtime publishes the slot and its timer withdraws it; the runtime's
+/// shutdown fires the timer too (which is what this test can observe without real time).
+#[test]
+fn the_published_slot_ends_with_its_timer() {
     let b = RetryBudget::ratio(Duration::from_secs(1), 0, 1.0).unwrap();
-    assert_eq!(published(&b), 0);
-    b.deposit();
-    let first = published(&b);
-    assert_ne!(first, 0, "the first deposit publishes its slot");
-    tokio::time::advance(Duration::from_millis(99)).await;
-    assert_eq!(published(&b), first, "still the same 100 ms slot");
-    tokio::time::advance(Duration::from_millis(1)).await;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().unwrap();
+    rt.block_on(async { b.deposit() });
+    assert_ne!(published(&b), 0, "the first deposit publishes its slot");
+    drop(rt);
     assert_eq!(published(&b), 0, "the slot's timer withdrew it");
+}
+
+/// A current-thread runtime publishes nothing (its timers run only inside `block_on`):
+/// every deposit reads the clock and counts for its full ttl.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_current_thread_runtime_reads_the_clock() {
+    let b = RetryBudget::ratio(Duration::from_secs(1), 0, 1.0).unwrap();
     b.deposit();
-    assert_eq!(published(&b), first + 1);
+    assert_eq!(published(&b), 0);
+    tokio::time::advance(Duration::from_millis(100)).await;
+    b.deposit();
     // 0.9 s later the second deposit still counts, the first has expired.
     tokio::time::advance(Duration::from_millis(950)).await;
     assert_eq!(b.remaining(), 1.0);
@@ -111,4 +117,43 @@ fn bad_settings_are_refused() {
     assert_eq!(RetryBudget::ratio(Duration::from_secs(10), 1, -1.0).unwrap_err().field(), "budget.ratio");
     assert_eq!(RetryBudget::token_bucket(0, 0.1).unwrap_err().field(), "budget.max_tokens");
     assert_eq!(RetryBudget::token_bucket(10, f64::NAN).unwrap_err().field(), "budget.token_ratio");
+}
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap()
+}
+
+/// A runtime dropped while its timer guards the published slot: its shutdown fires the
+/// timer, the slot is withdrawn, and deposits from the next runtime count at their time.
+#[test]
+fn a_dropped_runtime_withdraws_its_slot() {
+    let b = RetryBudget::ratio(Duration::from_secs(10), 0, 0.5).unwrap();
+    let first = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().unwrap();
+    first.block_on(async { b.deposit() });
+    assert_ne!(published(&b), 0);
+    drop(first);
+    assert_eq!(published(&b), 0, "the runtime's shutdown fired the slot's timer");
+    paused_runtime().block_on(async {
+        tokio::time::advance(Duration::from_secs(20)).await;
+        b.deposit();
+        b.deposit();
+        assert!(b.try_withdraw(), "two deposits made now pay for one retry");
+    });
+}
+
+/// A slot published from a runtime that is alive but no longer driven (a current-thread
+/// runtime whose `block_on` returned: its timer never fires) must not catch the deposits
+/// another runtime makes after the slot ended.
+#[test]
+fn a_slot_published_by_an_idle_runtime_does_not_outlive_its_time() {
+    let b = RetryBudget::ratio(Duration::from_secs(10), 0, 0.5).unwrap();
+    let idle = paused_runtime();
+    idle.block_on(async { b.deposit() });
+    paused_runtime().block_on(async {
+        tokio::time::advance(Duration::from_secs(20)).await;
+        b.deposit();
+        b.deposit();
+        assert!(b.try_withdraw(), "two deposits made now pay for one retry");
+    });
+    drop(idle);
 }
