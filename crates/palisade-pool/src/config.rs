@@ -40,10 +40,10 @@ pub enum Strategy {
 ///     r#"{ "name": "workers", "min_size": 2, "max_size": 8, "strategy": "peak_ewma",
 ///          "when_full": { "wait": "2s" }, "idle_timeout": "5m", "scale_down_after": "30s" }"#,
 /// ).unwrap();
-/// let builder = config.into_builder::<String>().unwrap();
+/// let builder = config.into_builder::<String>(); // `build` validates
 /// # let _ = builder;
 /// let bad: PoolConfig = serde_json::from_str(r#"{ "min_size": 3, "max_size": 2 }"#).unwrap();
-/// assert_eq!(bad.into_builder::<String>().unwrap_err().field(), "min_size");
+/// assert_eq!(bad.validate().unwrap_err().field(), "min_size");
 /// # }
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -189,13 +189,9 @@ impl PoolConfig {
         Sizing { min: self.min_size, max: self.max_size }
     }
 
-    /// A builder with these settings, validated as [`PoolBuilder::build`] does.
-    ///
-    /// # Errors
-    ///
-    /// The first invalid setting ([`validate`](Self::validate)).
-    pub fn into_builder<Req>(self) -> Result<PoolBuilder<Req>, ConfigError> {
-        self.validate()?;
-        Ok(PoolBuilder::default().config(self))
+    /// A builder with these settings; [`PoolBuilder::build`] validates them (as every
+    /// crate's `XConfig::into_builder`, CONTRIBUTING §5).
+    pub fn into_builder<Req>(self) -> PoolBuilder<Req> {
+        PoolBuilder::default().config(self)
     }
 }

@@ -261,7 +261,7 @@ proptest! {
         config.evict_after_failures = s.failures;
         config.strategy = strategy(s.strategy);
         config.when_full = s.wait.map_or(WhenFull::Refuse, WhenFull::wait);
-        match config.into_builder::<u32>() {
+        match config.validate().map(|()| config.into_builder::<u32>()) {
             Ok(builder) => runtime().block_on(serves(builder)),
             Err(err) => assert_names_a_field(&err, SERVICE_FIELDS),
         }
@@ -282,7 +282,7 @@ fn json_configs_with_extreme_values_refuse_or_serve() {
                      "idle_timeout": {duration}, "make_timeout": {duration} }}"#
             );
             let config: palisade_pool::PoolConfig = serde_json::from_str(&json).unwrap();
-            match config.into_builder::<u32>() {
+            match config.validate().map(|()| config.into_builder::<u32>()) {
                 Ok(builder) => runtime().block_on(serves(builder)),
                 Err(err) => assert_names_a_field(&err, SERVICE_FIELDS),
             }

@@ -1109,7 +1109,7 @@ async fn a_panicking_listener_does_not_stop_the_pool() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_huge_max_size_allocates_nothing_up_front() {
     let config: palisade_pool::PoolConfig = serde_json::from_str(r#"{"max_size": 4294967295}"#).unwrap();
-    let pool = config.into_builder::<u32>().unwrap().build(echo_make!()).unwrap();
+    let pool = config.into_builder::<u32>().build(echo_make!()).unwrap();
     assert_eq!(pool.clone().oneshot(1).await.unwrap(), 1);
     let pool = Pool::builder().max_size(usize::MAX).build(echo_make!()).unwrap();
     assert_eq!(pool.clone().oneshot(2).await.unwrap(), 2);
