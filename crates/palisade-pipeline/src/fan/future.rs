@@ -1,4 +1,4 @@
-//! The response future of a fan-out and the calls it runs.
+//! The response future of a fan-out and the calls it tags with their branch index.
 
 use std::fmt;
 use std::future::Future;
@@ -8,7 +8,6 @@ use std::task::{Context, Poll};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
-use tower_service::Service;
 
 use crate::error::FanOutError;
 
@@ -101,66 +100,5 @@ impl<F: Future> Future for Indexed<F> {
         let this = self.project();
         let out = std::task::ready!(this.fut.poll(cx));
         Poll::Ready((*this.index, out))
-    }
-}
-
-pin_project! {
-    /// One call on a service clone: waits for it to be ready, then calls it.
-    pub struct Oneshot<S, Req>
-    where
-        S: Service<Req>,
-    {
-        #[pin]
-        state: OneshotState<S, Req>,
-    }
-}
-
-pin_project! {
-    #[project = OneshotProj]
-    enum OneshotState<S, Req>
-    where
-        S: Service<Req>,
-    {
-        NotReady { service: S, req: Option<Req> },
-        Called { #[pin] fut: S::Future },
-    }
-}
-
-impl<S: Service<Req>, Req> Oneshot<S, Req> {
-    pub(crate) fn new(service: S, req: Req) -> Self {
-        Self { state: OneshotState::NotReady { service, req: Some(req) } }
-    }
-}
-
-impl<S: Service<Req>, Req> fmt::Debug for Oneshot<S, Req> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Oneshot").finish_non_exhaustive()
-    }
-}
-
-impl<S, Req> Future for Oneshot<S, Req>
-where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-{
-    type Output = Result<S::Response, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        loop {
-            match state.as_mut().project() {
-                OneshotProj::NotReady { service, req } => {
-                    std::task::ready!(service.poll_ready(cx)).map_err(Into::into)?;
-                    // Only after a panic in `call` (the request is gone, no call made): an
-                    // answer, never a `Pending` that nothing would wake.
-                    let Some(req) = req.take() else {
-                        return Poll::Ready(Err("fan-out part polled after its call failed".into()));
-                    };
-                    let fut = service.call(req);
-                    state.set(OneshotState::Called { fut });
-                }
-                OneshotProj::Called { fut } => return fut.poll(cx).map_err(Into::into),
-            }
-        }
     }
 }

@@ -52,11 +52,12 @@ use tower_service::Service;
 
 use crate::error::FanOutError;
 
-pub use self::future::{FanOutFuture, Indexed, Oneshot};
+pub use self::future::{FanOutFuture, Indexed};
 pub use self::strategy::{
     all, all_settled, first_success, quorum, reduce, Aggregate, All, AllSettled, AllState, FirstSuccess,
     Merge, Quorum, QuorumState, Reduce, Strategy,
 };
+use palisade_core::service::ReadyCall;
 
 // === FanOut ===
 
@@ -220,7 +221,7 @@ where
 {
     type Response = M::Output;
     type Error = FanOutError;
-    type Future = FanOutFuture<Oneshot<S, I::Item>, M, S::Response>;
+    type Future = FanOutFuture<ReadyCall<S, I::Item>, M, S::Response>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), FanOutError>> {
         Poll::Ready(Ok(()))
@@ -230,7 +231,7 @@ where
         let calls: FuturesUnordered<_> = (self.splitter)(req)
             .into_iter()
             .enumerate()
-            .map(|(index, part)| Indexed::new(index, Oneshot::new(self.service.clone(), part)))
+            .map(|(index, part)| Indexed::new(index, ReadyCall::new(self.service.clone(), part)))
             .collect();
         let decided = match self.merge.validate(calls.len()) {
             Ok(()) => None,
