@@ -50,6 +50,7 @@ pub mod respond;
 pub mod rng;
 pub mod service;
 pub mod sync;
+mod tally;
 pub mod time;
 pub mod when_full;
 
@@ -71,4 +72,5 @@ pub mod __private {
     pub use crate::keyed::{Forget, Full, KeyedMap, WarnOnce};
     pub use crate::metric::{Counter, Gauge, Histogram};
     pub use crate::rng::AtomicRng;
+    pub use crate::tally::{Tallied, Tally};
 }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use palisade_core::__private::{Counter, Tallied, Tally};
 use palisade_core::{BoxError, Classify};
 use tower_service::Service;
 
@@ -13,37 +14,14 @@ use crate::handle::FallbackHandle;
 use crate::layer::{FallbackLayer, Shared};
 use crate::provider::FallbackCause;
 
-/// Calls counted by one service value before they are added to the shared counter.
-const FLUSH_EVERY: u64 = 64;
-
 /// A service's handle on the layer state plus its own count of calls not yet added to the
-/// shared `calls` counter (at most [`FLUSH_EVERY`] − 1; added when the service is dropped),
-/// so that a call touches no shared counter. A clone starts at zero.
-struct Local<C, Provider> {
-    shared: Arc<Shared<C, Provider>>,
-    pending_calls: u64,
-}
+/// shared `calls` counter (core's tally: added every 64 calls and when the service is
+/// dropped), so that a call touches no shared counter.
+type Local<C, Provider> = Tally<Shared<C, Provider>>;
 
-impl<C, Provider> Local<C, Provider> {
-    #[inline]
-    fn count_call(&mut self) {
-        self.pending_calls += 1;
-        if self.pending_calls >= FLUSH_EVERY {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        if self.pending_calls > 0 {
-            self.shared.stats.calls.add(self.pending_calls);
-            self.pending_calls = 0;
-        }
-    }
-}
-
-impl<C, Provider> Drop for Local<C, Provider> {
-    fn drop(&mut self) {
-        self.flush();
+impl<C, Provider> Tallied for Shared<C, Provider> {
+    fn tally_counter(&self) -> &Counter {
+        &self.stats.calls
     }
 }
 
@@ -63,7 +41,7 @@ pub struct Fallback<S, C, Provider> {
 
 impl<S: Clone, C, Provider> Clone for Fallback<S, C, Provider> {
     fn clone(&self) -> Self {
-        Self::from_shared(self.inner.clone(), self.local.shared.clone())
+        Self::from_shared(self.inner.clone(), self.local.shared().clone())
     }
 }
 
@@ -71,7 +49,7 @@ impl<S: fmt::Debug, C, Provider> fmt::Debug for Fallback<S, C, Provider> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fallback")
             .field("inner", &self.inner)
-            .field("name", &self.local.shared.stats.name)
+            .field("name", &self.local.shared().stats.name)
             .field("refused", &self.refused.as_ref().map(|(_, reason)| reason))
             .finish()
     }
@@ -84,12 +62,12 @@ impl<S, C, Provider> Fallback<S, C, Provider> {
     }
 
     fn from_shared(inner: S, shared: Arc<Shared<C, Provider>>) -> Self {
-        Self { inner, local: Local { shared, pending_calls: 0 }, refused: None }
+        Self { inner, local: Tally::new(shared), refused: None }
     }
 
     /// A handle on the layer's counters and events.
     pub fn handle(&self) -> FallbackHandle {
-        FallbackHandle { stats: self.local.shared.stats.clone() }
+        FallbackHandle { stats: self.local.shared().stats.clone() }
     }
 
     /// The inner service.
@@ -129,7 +107,7 @@ where
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(e)) => {
                 let result: Result<S::Response, BoxError> = Err(e.into());
-                match self.local.shared.reason(&result) {
+                match self.local.shared().reason(&result) {
                     Some(reason) => {
                         self.refused = result.err().map(|e| (e, reason));
                         Poll::Ready(Ok(()))
@@ -142,8 +120,8 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        self.local.count_call();
-        let shared = &self.local.shared;
+        self.local.count();
+        let shared = self.local.shared();
         let saved = shared.provider.save(&req);
         match self.refused.take() {
             Some((err, reason)) => {

@@ -56,7 +56,7 @@ impl<S, C, Replay, St> AttemptService<S, C, Replay, St> {
 
     /// A handle to the shared counters, events and budget.
     pub fn handle(&self) -> AttemptHandle<St> {
-        AttemptHandle { core: self.core.core().clone() }
+        AttemptHandle { core: self.core.shared().clone() }
     }
 }
 
@@ -105,7 +105,7 @@ where
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let exact = self.core.count();
-        let core = self.core.core().clone();
+        let core = self.core.shared().clone();
         let copy = core.admit(&req, &self.replay, exact);
         // The clone is kept for further attempts; the polled service sends the first one.
         let spare = self.inner.clone();
