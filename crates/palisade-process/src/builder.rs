@@ -43,7 +43,7 @@ impl ProcessBuilder {
         Self::from(ProcessConfig { command: CommandConfig::new(program), ..ProcessConfig::default() })
     }
 
-    crate::command::command_options!();
+    crate::command::shared_setters!();
 
     /// Sets [`ProcessConfig::timeout`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -84,15 +84,6 @@ impl ProcessBuilder {
     /// Sets [`ProcessConfig::kill_stragglers`].
     pub fn kill_stragglers(mut self, kill: bool) -> Self {
         self.config.kill_stragglers = kill;
-        self
-    }
-
-    /// Registers a listener for the service's events.
-    pub fn on_event<F>(mut self, listener: F) -> Self
-    where
-        F: Fn(&ProcessEvent) + Send + Sync + 'static,
-    {
-        self.listeners.push(Arc::new(listener));
         self
     }
 

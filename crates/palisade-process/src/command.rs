@@ -114,11 +114,22 @@ pub(crate) struct Program {
     pub(crate) path: OsString,
 }
 
-/// The command setters of [`ProcessBuilder`](crate::ProcessBuilder) and
-/// [`MakeWorkerBuilder`](crate::MakeWorkerBuilder): both keep a [`CommandConfig`] in
-/// `self.config.command`.
-macro_rules! command_options {
+/// The setters [`ProcessBuilder`](crate::ProcessBuilder) and
+/// [`MakeWorkerBuilder`](crate::MakeWorkerBuilder) share: the command's (both keep a
+/// [`CommandConfig`] in `self.config.command`) and `on_event` (both keep their listeners in
+/// `self.listeners`).
+macro_rules! shared_setters {
     () => {
+        /// Registers a listener for the events of the service, or of every worker this
+        /// factory spawns. A listener that panics misses that event (the panic is logged).
+        pub fn on_event<L>(mut self, listener: L) -> Self
+        where
+            L: Fn(&crate::ProcessEvent) + Send + Sync + 'static,
+        {
+            self.listeners.push(std::sync::Arc::new(listener));
+            self
+        }
+
         /// Sets [`CommandConfig::name`](crate::CommandConfig::name).
         pub fn name(mut self, name: impl Into<String>) -> Self {
             self.config.command.name = Some(name.into());
@@ -173,7 +184,7 @@ macro_rules! command_options {
     };
 }
 
-pub(crate) use command_options;
+pub(crate) use shared_setters;
 
 /// The directories searched when there is no `PATH` at all (what `execvp` uses).
 #[cfg(unix)]

@@ -49,7 +49,7 @@ impl MakeWorkerBuilder<LengthPrefixed> {
 }
 
 impl<Framing> MakeWorkerBuilder<Framing> {
-    crate::command::command_options!();
+    crate::command::shared_setters!();
 
     /// Sets [`MakeWorkerConfig::max_in_flight`].
     pub fn max_in_flight(mut self, n: usize) -> Self {
@@ -72,15 +72,6 @@ impl<Framing> MakeWorkerBuilder<Framing> {
     /// Sets [`MakeWorkerConfig::log_stderr`].
     pub fn log_stderr(mut self, log: bool) -> Self {
         self.config.log_stderr = log;
-        self
-    }
-
-    /// Registers a listener for events of every worker built from this builder.
-    pub fn on_event<F>(mut self, listener: F) -> Self
-    where
-        F: Fn(&ProcessEvent) + Send + Sync + 'static,
-    {
-        self.listeners.push(Arc::new(listener));
         self
     }
 
