@@ -146,9 +146,9 @@ impl<Req, Res> ChaosBuilder<Req, Res> {
 
     /// Registers a listener for every [`ChaosEvent`]. A listener that panics is caught and
     /// logged; it misses that event.
-    pub fn on_event<L>(mut self, listener: L) -> Self
+    pub fn on_event<OnEvent>(mut self, listener: OnEvent) -> Self
     where
-        L: Fn(&ChaosEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&ChaosEvent) + Send + Sync + 'static,
     {
         self.listeners.push(Arc::new(listener));
         self

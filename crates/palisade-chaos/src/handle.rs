@@ -238,9 +238,9 @@ impl ChaosHandle {
 
     /// Registers a listener for every [`ChaosEvent`] published from now on. A listener that
     /// panics is caught and logged; it misses that event.
-    pub fn on_event<L>(&self, listener: L)
+    pub fn on_event<OnEvent>(&self, listener: OnEvent)
     where
-        L: Fn(&ChaosEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&ChaosEvent) + Send + Sync + 'static,
     {
         self.control.bus.subscribe(listener);
     }

@@ -93,9 +93,9 @@ impl<C, Provider> FallbackBuilder<C, Provider> {
 
     /// Registers a listener for every [`FallbackEvent`]. A listener that panics is caught
     /// and logged: it fails neither the call nor the layer.
-    pub fn on_event<L>(mut self, listener: L) -> Self
+    pub fn on_event<OnEvent>(mut self, listener: OnEvent) -> Self
     where
-        L: Fn(&FallbackEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&FallbackEvent) + Send + Sync + 'static,
     {
         self.listeners.push(Arc::new(listener));
         self

@@ -73,9 +73,9 @@ impl FallbackHandle {
 
     /// Registers a listener for every [`FallbackEvent`] published from now on. A listener
     /// that panics is caught and logged.
-    pub fn on_event<L>(&self, listener: L)
+    pub fn on_event<OnEvent>(&self, listener: OnEvent)
     where
-        L: Fn(&FallbackEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&FallbackEvent) + Send + Sync + 'static,
     {
         self.stats.bus.subscribe(listener);
     }

@@ -218,9 +218,9 @@ impl<Req, C> PoolBuilder<Req, C> {
 
     /// Calls `listener` with every [`PoolEvent`] (a panicking listener is contained and
     /// logged).
-    pub fn on_event<F>(mut self, listener: F) -> Self
+    pub fn on_event<OnEvent>(mut self, listener: OnEvent) -> Self
     where
-        F: Fn(&PoolEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&PoolEvent) + Send + Sync + 'static,
     {
         self.listeners.push(Arc::new(listener));
         self

@@ -147,9 +147,9 @@ impl PoolHandle {
     }
 
     /// Registers a listener for [`PoolEvent`]s.
-    pub fn on_event<F>(&self, listener: F)
+    pub fn on_event<OnEvent>(&self, listener: OnEvent)
     where
-        F: Fn(&PoolEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&PoolEvent) + Send + Sync + 'static,
     {
         self.shared().events.subscribe(listener);
     }

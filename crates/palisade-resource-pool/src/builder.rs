@@ -75,9 +75,9 @@ impl<Hooks: Lifecycle> ResourcePoolBuilder<Hooks> {
 
     /// Calls `listener` with every [`ResourcePoolEvent`] (a panicking listener is contained
     /// and logged).
-    pub fn on_event<F>(mut self, listener: F) -> Self
+    pub fn on_event<OnEvent>(mut self, listener: OnEvent) -> Self
     where
-        F: Fn(&ResourcePoolEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&ResourcePoolEvent) + Send + Sync + 'static,
     {
         self.listeners.push(Arc::new(listener));
         self

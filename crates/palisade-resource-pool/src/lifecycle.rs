@@ -87,9 +87,9 @@ impl<R> fmt::Debug for LifecycleFn<R> {
 /// A [`Lifecycle`] whose `create` is the closure `create` (returning a future of
 /// `Result<R, E>`); add a health check with [`LifecycleFn::recycle_if`] and a teardown with
 /// [`LifecycleFn::on_destroy`].
-pub fn lifecycle_fn<C, Fut, R, E>(create: C) -> LifecycleFn<R>
+pub fn lifecycle_fn<Create, Fut, R, E>(create: Create) -> LifecycleFn<R>
 where
-    C: Fn() -> Fut + Send + Sync + 'static,
+    Create: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, E>> + Send + 'static,
     R: Send + 'static,
     E: Into<BoxError> + 'static,

@@ -62,9 +62,9 @@ impl<Hooks: Lifecycle> ResourcePool<Hooks> {
     }
 
     /// Registers a listener for [`ResourcePoolEvent`]s.
-    pub fn on_event<F>(&self, listener: F)
+    pub fn on_event<OnEvent>(&self, listener: OnEvent)
     where
-        F: Fn(&ResourcePoolEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&ResourcePoolEvent) + Send + Sync + 'static,
     {
         self.shared.events.subscribe(listener);
     }

@@ -43,7 +43,7 @@ impl<C, Replay> Parts<C, Replay> {
         Parts { classifier: self.classifier, replay, budget: self.budget, listeners: self.listeners }
     }
 
-    pub(crate) fn on_event<F: Fn(&RetryEvent) + Send + Sync + 'static>(&mut self, listener: F) {
+    pub(crate) fn on_event<OnEvent: Fn(&RetryEvent) + Send + Sync + 'static>(&mut self, listener: OnEvent) {
         self.listeners.push(Arc::new(listener));
     }
 
@@ -203,7 +203,7 @@ impl<C, Replay> RetryBuilder<C, Replay> {
     }
 
     /// Registers a listener for the layer's events.
-    pub fn on_event<F: Fn(&RetryEvent) + Send + Sync + 'static>(mut self, listener: F) -> Self {
+    pub fn on_event<OnEvent: Fn(&RetryEvent) + Send + Sync + 'static>(mut self, listener: OnEvent) -> Self {
         self.parts.on_event(listener);
         self
     }

@@ -87,9 +87,9 @@ impl<St> AttemptHandle<St> {
     }
 
     /// Registers a listener for the layer's events.
-    pub fn on_event<F>(&self, listener: F)
+    pub fn on_event<OnEvent>(&self, listener: OnEvent)
     where
-        F: Fn(&RetryEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&RetryEvent) + Send + Sync + 'static,
     {
         self.core.events.subscribe(listener);
     }

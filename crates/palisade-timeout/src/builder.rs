@@ -80,9 +80,9 @@ impl<Policy> TimeoutBuilder<Policy> {
 
     /// Registers a listener for every [`TimeoutEvent`]. A listener that panics is caught and
     /// logged.
-    pub fn on_event<L>(mut self, listener: L) -> Self
+    pub fn on_event<OnEvent>(mut self, listener: OnEvent) -> Self
     where
-        L: Fn(&TimeoutEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&TimeoutEvent) + Send + Sync + 'static,
     {
         self.listeners.push(Arc::new(listener));
         self

@@ -62,9 +62,9 @@ impl TimeoutHandle {
 
     /// Registers a listener for every [`TimeoutEvent`] published from now on. A listener
     /// that panics is caught and logged.
-    pub fn on_event<L>(&self, listener: L)
+    pub fn on_event<OnEvent>(&self, listener: OnEvent)
     where
-        L: Fn(&TimeoutEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&TimeoutEvent) + Send + Sync + 'static,
     {
         self.shared.bus.subscribe(listener);
     }

@@ -107,7 +107,7 @@ impl<C, Replay> HedgeBuilder<C, Replay> {
     }
 
     /// Registers a listener for the layer's events.
-    pub fn on_event<F: Fn(&RetryEvent) + Send + Sync + 'static>(mut self, listener: F) -> Self {
+    pub fn on_event<OnEvent: Fn(&RetryEvent) + Send + Sync + 'static>(mut self, listener: OnEvent) -> Self {
         self.parts.on_event(listener);
         self
     }
