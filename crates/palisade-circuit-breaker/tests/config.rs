@@ -39,3 +39,24 @@ fn contradictions_and_bad_values_are_refused() {
     assert!(serde_json::from_str::<CircuitBreakerConfig>(r#"{ "wait_in_open": "10" }"#).is_err());
     assert!(serde_json::from_str::<CircuitBreakerConfig>(r#"{ "failure_rat": 0.5 }"#).is_err());
 }
+
+#[test]
+fn a_config_written_out_reads_back_the_same() {
+    // The config struct is the builder's storage and the file form: what a program writes
+    // (every field, durations as text) a file loads unchanged.
+    let mut config = CircuitBreakerConfig::default();
+    config.name = "payments".into();
+    config.failure_rate = Some(0.25);
+    config.time_window = Some(Duration::from_millis(1500));
+    config.slow_call_duration = Some(Duration::from_secs(2));
+    config.slow_call_rate = Some(0.8);
+    config.max_wait_in_open = Some(Duration::from_secs(120));
+    config.wait_multiplier = 2.0;
+    config.initial_state = CircuitState::ForcedOpen;
+    config.when_unkeyed = palisade_circuit_breaker::Unkeyed::Shared;
+    for config in [CircuitBreakerConfig::default(), config] {
+        let text = serde_json::to_string(&config).unwrap();
+        assert_eq!(parse(&text), config, "{text}");
+        config.validate().unwrap();
+    }
+}
