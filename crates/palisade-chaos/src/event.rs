@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use palisade_core::event::Event;
+use palisade_core::event::{Event, FieldValue};
 
 /// An injection made by a [`ChaosLayer`](crate::ChaosLayer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +22,13 @@ pub enum ChaosEvent {
 }
 
 impl Event for ChaosEvent {
+    /// `delay_ms` (latency injected).
+    fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
+        if let Self::LatencyInjected { delay } = self {
+            record("delay_ms", (*delay).into());
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Self::FaultInjected => "fault_injected",

@@ -57,10 +57,10 @@ impl Control {
             rng,
             bus,
             considered: Counter::new("palisade_chaos_considered_total", &name),
-            faults: Counter::new("palisade_chaos_faults_total", &name),
-            outcomes: Counter::new("palisade_chaos_outcomes_total", &name),
-            latencies: Counter::new("palisade_chaos_latencies_total", &name),
-            hangs: Counter::new("palisade_chaos_hangs_total", &name),
+            faults: Counter::labeled("palisade_chaos_injected_total", &name, ("fault", "error")),
+            outcomes: Counter::labeled("palisade_chaos_injected_total", &name, ("fault", "outcome")),
+            latencies: Counter::labeled("palisade_chaos_injected_total", &name, ("fault", "latency")),
+            hangs: Counter::labeled("palisade_chaos_injected_total", &name, ("fault", "hang")),
             name,
         }
     }

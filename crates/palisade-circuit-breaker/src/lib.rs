@@ -225,8 +225,10 @@
 //! [`CircuitBreakerEvent`] for listeners and `tracing`; no event is published for a manual
 //! "transition" to the state the breaker is already in. A listener that panics is caught
 //! and logged. With the `metrics` feature, the
-//! counters (`palisade_circuit_breaker_{successes,failures,slow_calls,ignored,rejected,opened}_total`),
-//! the state gauge `palisade_circuit_breaker_state` ([`CircuitState::code`]) and the gauge
+//! counters `palisade_circuit_breaker_calls_total` (label `outcome`: `success`, `failure`,
+//! `ignored`, `rejected`), `palisade_circuit_breaker_slow_calls_total` and
+//! `palisade_circuit_breaker_opened_total`, the state gauge `palisade_circuit_breaker_state`
+//! (label `state`: 1 for the current state, 0 for the others, as Resilience4j's) and the gauge
 //! `palisade_circuit_breaker_open_breakers` (rejecting breakers of a layer, useful for keyed
 //! ones) are exported with the label `name`.
 //!

@@ -41,8 +41,8 @@ impl CircuitState {
         }
     }
 
-    /// The value of the `palisade_circuit_breaker_state` gauge: 0 closed, 1 open,
-    /// 2 half-open, 3 forced open, 4 disabled, 5 metrics-only.
+    /// A number per state: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled,
+    /// 5 metrics-only (the order of the `palisade_circuit_breaker_state` gauge's series).
     pub const fn code(self) -> u8 {
         match self {
             Self::Closed => 0,

@@ -70,7 +70,7 @@ pub use when_full::WhenFull;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::keyed::{Forget, Full, KeyedMap, WarnOnce};
-    pub use crate::metric::{Counter, Gauge, Histogram};
+    pub use crate::metric::{Counter, Gauge, Histogram, StateGauge};
     pub use crate::rng::AtomicRng;
     pub use crate::tally::{Tallied, Tally};
 }

@@ -247,7 +247,7 @@ mod export {
 
     use metrics::{Counter as MCounter, CounterFn, Gauge as MGauge, GaugeFn, Histogram as MHistogram};
     use metrics::{HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-    use palisade_core::metric::{Counter, Gauge, Histogram};
+    use palisade_core::metric::{Counter, Gauge, Histogram, StateGauge};
 
     /// What the cells exported, by `metric{name=…}`.
     #[derive(Default)]
@@ -425,13 +425,13 @@ mod export {
                 (
                     "palisade_bulkhead_waited_total".to_owned(),
                     None,
-                    "palisade bulkhead: waited total".to_owned()
+                    "Calls that waited for a bulkhead permit.".to_owned()
                 ),
                 ("palisade_bulkhead_in_flight".to_owned(), None, "Calls holding a permit.".to_owned()),
                 (
                     "palisade_bulkhead_wait_seconds".to_owned(),
                     Some(Unit::Seconds),
-                    "palisade bulkhead: wait seconds".to_owned()
+                    "Time calls waited for a bulkhead permit.".to_owned()
                 ),
                 (
                     "palisade_retry_delay_seconds".to_owned(),
@@ -440,5 +440,78 @@ mod export {
                 ),
             ]
         );
+    }
+
+    /// Issue 18.4: a recorder installed after the layers were built still receives their
+    /// metrics. The cells are built with no recorder (this binary installs no global one and
+    /// this thread has no local one yet); their first update under a recorder registers them,
+    /// describes the metric and brings the export up to the cell's value.
+    #[test]
+    fn a_recorder_installed_after_the_cells_were_built_receives_them() {
+        let c = Counter::new("palisade_bulkhead_waited_total", "late");
+        let g = Gauge::new("palisade_bulkhead_queued", "late");
+        let h = Histogram::new("palisade_bulkhead_wait_seconds", "late");
+        c.add(2);
+        g.add(3);
+        let recorder = LocalRecorder::default();
+        metrics::with_local_recorder(&recorder, || {
+            c.increment();
+            g.add(1);
+            h.record(Duration::from_millis(500));
+        });
+        // Caught up: the counter's absolute value, the gauge's value, then the sample.
+        assert_eq!(recorder.samples("palisade_bulkhead_waited_total{name=late}"), vec![3.0]);
+        assert_eq!(recorder.gauge("palisade_bulkhead_queued{name=late}"), Some(4.0));
+        assert_eq!(recorder.samples("palisade_bulkhead_wait_seconds{name=late}"), vec![0.5]);
+        let described: Vec<String> =
+            recorder.0.descriptions.lock().unwrap().iter().map(|(name, _, _)| name.clone()).collect();
+        assert_eq!(
+            described,
+            ["palisade_bulkhead_waited_total", "palisade_bulkhead_queued", "palisade_bulkhead_wait_seconds"]
+        );
+        // Bound from now on: outside the closure the updates still reach that recorder.
+        c.increment();
+        g.add(-4);
+        assert_eq!(recorder.samples("palisade_bulkhead_waited_total{name=late}"), vec![3.0, 1.0]);
+        assert_eq!(recorder.gauge("palisade_bulkhead_queued{name=late}"), Some(0.0));
+        assert_eq!(c.get(), 4);
+    }
+
+    /// A labelled cell is one series of its metric; a state gauge is one series per state,
+    /// 1 for the current one and 0 for the others.
+    #[test]
+    fn labelled_cells_and_state_gauges() {
+        let recorder = LocalRecorder::default();
+        let (full, timed_out, state) = metrics::with_local_recorder(&recorder, || {
+            (
+                Counter::labeled("palisade_bulkhead_rejected_total", "db", ("reason", "queue_full")),
+                Counter::labeled("palisade_bulkhead_rejected_total", "db", ("reason", "wait_timed_out")),
+                StateGauge::new(
+                    "palisade_circuit_breaker_state",
+                    "db",
+                    "state",
+                    &["closed", "open", "half_open"],
+                    0,
+                ),
+            )
+        });
+        full.increment();
+        timed_out.add(2);
+        state.set(1);
+        assert_eq!(
+            recorder.samples("palisade_bulkhead_rejected_total{name=db,reason=queue_full}"),
+            vec![1.0]
+        );
+        assert_eq!(
+            recorder.samples("palisade_bulkhead_rejected_total{name=db,reason=wait_timed_out}"),
+            vec![2.0]
+        );
+        assert_eq!(recorder.gauge("palisade_circuit_breaker_state{name=db,state=closed}"), Some(0.0));
+        assert_eq!(recorder.gauge("palisade_circuit_breaker_state{name=db,state=open}"), Some(1.0));
+        assert_eq!(recorder.gauge("palisade_circuit_breaker_state{name=db,state=half_open}"), Some(0.0));
+        assert_eq!(state.get(), 1);
+        state.set(2);
+        assert_eq!(recorder.gauge("palisade_circuit_breaker_state{name=db,state=open}"), Some(0.0));
+        assert_eq!(recorder.gauge("palisade_circuit_breaker_state{name=db,state=half_open}"), Some(1.0));
     }
 }

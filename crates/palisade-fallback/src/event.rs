@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use palisade_core::event::Event;
+use palisade_core::event::{Event, FieldValue};
 use palisade_core::rejection::RejectionKind;
 use tracing::Level;
 
@@ -62,6 +62,27 @@ pub enum FallbackEvent {
 }
 
 impl Event for FallbackEvent {
+    /// `provider` and `index` (the provider used or failed), `reason` (what triggered the
+    /// fallback), `error` (a provider's failure), `count` (providers tried, when exhausted).
+    fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
+        match self {
+            Self::Used { provider, index, reason } => {
+                record("provider", provider.into());
+                record("index", (*index).into());
+                record("reason", reason.as_str().into());
+            }
+            Self::ProviderFailed { provider, index, error } => {
+                record("provider", provider.into());
+                record("index", (*index).into());
+                record("error", error.into());
+            }
+            Self::Exhausted { providers, reason } => {
+                record("count", (*providers).into());
+                record("reason", reason.as_str().into());
+            }
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Self::Used { .. } => "fallback_used",

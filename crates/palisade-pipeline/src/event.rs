@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use palisade_core::event::Event;
+use palisade_core::event::{Event, FieldValue};
 use tracing::Level;
 
 /// What a pipeline tells its listeners (and `tracing`, target `palisade`).
@@ -33,6 +33,26 @@ pub enum PipelineEvent {
 }
 
 impl Event for PipelineEvent {
+    /// `stage`, `seq` (the item's sequence number, when it has one), `error`.
+    fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
+        match self {
+            Self::StageFailed { stage, seq, error } => {
+                record("stage", stage.into());
+                if let Some(seq) = seq {
+                    record("seq", (*seq).into());
+                }
+                record("error", error.clone().into());
+            }
+            Self::DeadLettered { stage, seq } => {
+                record("stage", stage.into());
+                if let Some(seq) = seq {
+                    record("seq", (*seq).into());
+                }
+            }
+            Self::StoppedOnError { stage } => record("stage", stage.into()),
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Self::StageFailed { .. } => "stage_failed",

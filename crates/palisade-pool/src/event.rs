@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::event::Event;
+use palisade_core::event::{Event, FieldValue};
 
 /// Why a member was added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +115,77 @@ pub enum PoolEvent {
 }
 
 impl Event for PoolEvent {
+    /// `member`, `count` (members after the change), `reason` (why it scaled or evicted),
+    /// `attempt`, `delay_ms` and `error` (a failed make), `elapsed_ms` and `outcome` (a
+    /// completed call: `success` or `failure`), `outcome` `drained` or `abandoned` (shutdown).
+    fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
+        match self {
+            Self::ScaledUp { member, members, reason } => {
+                record("member", (*member).into());
+                record("count", (*members).into());
+                record(
+                    "reason",
+                    match reason {
+                        ScaleUpReason::Minimum => "minimum",
+                        ScaleUpReason::Utilisation => "utilisation",
+                        ScaleUpReason::Queue => "queue",
+                        ScaleUpReason::Replacement => "replacement",
+                        ScaleUpReason::Operator => "operator",
+                        ScaleUpReason::Policy => "policy",
+                    }
+                    .into(),
+                );
+            }
+            Self::ScaledDown { member, members, reason } => {
+                record("member", (*member).into());
+                record("count", (*members).into());
+                record(
+                    "reason",
+                    match reason {
+                        ScaleDownReason::LowUtilisation => "low_utilisation",
+                        ScaleDownReason::Idle => "idle",
+                        ScaleDownReason::Operator => "operator",
+                        ScaleDownReason::Policy => "policy",
+                    }
+                    .into(),
+                );
+            }
+            Self::Evicted { member, members, reason } => {
+                record("member", (*member).into());
+                record("count", (*members).into());
+                match reason {
+                    EvictReason::NotReady(error) => {
+                        record("reason", "not_ready".into());
+                        record("error", error.into());
+                    }
+                    EvictReason::ConsecutiveFailures(n) => {
+                        record("reason", "consecutive_failures".into());
+                        record("failures", (*n).into());
+                    }
+                    EvictReason::HealthCheck => record("reason", "health_check".into()),
+                    EvictReason::Panicked(error) => {
+                        record("reason", "panicked".into());
+                        record("error", error.into());
+                    }
+                }
+            }
+            Self::MakeFailed { attempt, retry_in, error } => {
+                record("attempt", (*attempt).into());
+                record("delay_ms", (*retry_in).into());
+                record("error", error.into());
+            }
+            Self::Completed { member, duration, failed } => {
+                record("member", (*member).into());
+                record("elapsed_ms", (*duration).into());
+                record("outcome", if *failed { "failure" } else { "success" }.into());
+            }
+            Self::ShutdownStarted => {}
+            Self::ShutdownFinished { drained } => {
+                record("outcome", if *drained { "drained" } else { "abandoned" }.into());
+            }
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Self::ScaledUp { .. } => "scaled_up",

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::event::{Event, EventBus, Listener};
+use palisade_core::event::{Event, EventBus, FieldValue, Listener};
 use palisade_core::metric::{Counter, Gauge, Histogram};
 use tracing::Level;
 
@@ -65,6 +65,43 @@ pub enum ProcessEvent {
 }
 
 impl Event for ProcessEvent {
+    /// `pid`, `error` (spawn failed), `outcome` (`success`, `failure`, `signaled`, `killed`)
+    /// with `code` or `signal` (exited), `reason` (killed: `timeout`, `cancelled`,
+    /// `output_limit`, …), `elapsed_ms` (how long it ran), `in_flight` (calls lost in a crash).
+    fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
+        match self {
+            Self::Spawned { pid } => record("pid", (*pid).into()),
+            Self::SpawnFailed { error } => record("error", error.clone().into()),
+            Self::Exited { pid, code, signal, duration } => {
+                record("pid", (*pid).into());
+                let outcome = match (code, signal) {
+                    (Some(0), _) => "success",
+                    (Some(_), _) => "failure",
+                    (None, _) => "signaled",
+                };
+                record("outcome", outcome.into());
+                if let Some(code) = code {
+                    record("code", i64::from(*code).into());
+                }
+                if let Some(signal) = signal {
+                    record("signal", i64::from(*signal).into());
+                }
+                record("elapsed_ms", (*duration).into());
+            }
+            Self::Killed { pid, reason, duration } => {
+                record("pid", (*pid).into());
+                record("outcome", "killed".into());
+                record("reason", reason.as_str().into());
+                record("elapsed_ms", (*duration).into());
+            }
+            Self::Crashed { pid, termination, in_flight } => {
+                record("pid", (*pid).into());
+                record("reason", termination.to_string().into());
+                record("in_flight", (*in_flight).into());
+            }
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Self::Spawned { .. } => "spawned",
@@ -109,12 +146,16 @@ impl Telemetry {
             events: EventBus::with_listeners("process", name.clone(), listeners),
             spawned: Counter::new("palisade_process_spawned_total", n),
             spawn_failed: Counter::new("palisade_process_spawn_failed_total", n),
-            exited_success: Counter::new("palisade_process_exited_success_total", n),
-            exited_failure: Counter::new("palisade_process_exited_failure_total", n),
-            killed_timeout: Counter::new("palisade_process_killed_timeout_total", n),
-            killed_cancelled: Counter::new("palisade_process_killed_cancelled_total", n),
-            killed_output_limit: Counter::new("palisade_process_killed_output_limit_total", n),
-            killed_other: Counter::new("palisade_process_killed_other_total", n),
+            exited_success: Counter::labeled("palisade_process_exited_total", n, ("outcome", "success")),
+            exited_failure: Counter::labeled("palisade_process_exited_total", n, ("outcome", "failure")),
+            killed_timeout: Counter::labeled("palisade_process_killed_total", n, ("reason", "timeout")),
+            killed_cancelled: Counter::labeled("palisade_process_killed_total", n, ("reason", "cancelled")),
+            killed_output_limit: Counter::labeled(
+                "palisade_process_killed_total",
+                n,
+                ("reason", "output_limit"),
+            ),
+            killed_other: Counter::labeled("palisade_process_killed_total", n, ("reason", "other")),
             crashed: Counter::new("palisade_process_crashed_total", n),
             running: Gauge::new("palisade_process_running", n),
             duration: Histogram::new("palisade_process_duration_seconds", n),

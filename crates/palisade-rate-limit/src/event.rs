@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::event::Event;
+use palisade_core::event::{Event, FieldValue};
 
 /// An event of a [`RateLimitLayer`](crate::RateLimitLayer); subscribe with the builder's
 /// `on_event` or the handle's [`on_event`](crate::RateLimitHandle::on_event).
@@ -50,6 +50,24 @@ pub enum RateLimitEvent {
 }
 
 impl Event for RateLimitEvent {
+    /// `tier`, `retry_after_ms` (rejected, when known), `delay_ms` (delayed), `count` (keys
+    /// evicted).
+    fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
+        match self {
+            Self::Rejected { tier, retry_after } => {
+                record("tier", tier.into());
+                if let Some(after) = retry_after {
+                    record("retry_after_ms", (*after).into());
+                }
+            }
+            Self::Delayed { delay } => record("delay_ms", (*delay).into()),
+            Self::Evicted { tier, keys } => {
+                record("tier", tier.into());
+                record("count", (*keys).into());
+            }
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Self::Rejected { .. } => "rejected",

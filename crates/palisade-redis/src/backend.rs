@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use palisade_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 use palisade_core::config::ConfigError;
-use palisade_core::event::{Event, EventBus};
+use palisade_core::event::{Event, EventBus, FieldValue};
 use palisade_core::metric::Counter;
 
 use crate::error::BackendError;
@@ -46,6 +46,21 @@ pub enum RedisEvent {
 }
 
 impl Event for RedisEvent {
+    /// `op` (in `extra`) for both; `error` for a failed call, `reason` (the policy applied:
+    /// `fail_open`, `fail_closed`, `local`) for a fallback.
+    fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
+        match self {
+            RedisEvent::CallFailed { op, error } => {
+                record("op", (*op).into());
+                record("error", error.to_string().into());
+            }
+            RedisEvent::Fallback { op, policy } => {
+                record("op", (*op).into());
+                record("reason", (*policy).into());
+            }
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             RedisEvent::CallFailed { .. } => "call_failed",

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use palisade_core::event::Event;
+use palisade_core::event::{Event, FieldValue};
 
 /// Why a resource was thrown away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +48,29 @@ pub enum ResourcePoolEvent {
 }
 
 impl Event for ResourcePoolEvent {
+    /// `count` (resources after the change), `reason` (`broken`, `idle`, `closed`,
+    /// `discarded`), `error`, `elapsed_ms` (how long the caller waited before timing out).
+    fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
+        match self {
+            Self::Created { total } => record("count", (*total).into()),
+            Self::Destroyed { reason, total } => {
+                record(
+                    "reason",
+                    match reason {
+                        DestroyReason::Broken => "broken",
+                        DestroyReason::Idle => "idle",
+                        DestroyReason::Closed => "closed",
+                        DestroyReason::Discarded => "discarded",
+                    }
+                    .into(),
+                );
+                record("count", (*total).into());
+            }
+            Self::CreateFailed { error } => record("error", error.clone().into()),
+            Self::AcquireTimedOut { after } => record("elapsed_ms", (*after).into()),
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Self::Created { .. } => "created",

@@ -183,7 +183,7 @@ impl<St> AttemptCore<St> {
 
     /// The call ends with a failure after `attempts` attempts.
     pub(crate) fn give_up(&self, attempts: u32, reason: GiveUpReason) {
-        self.counters.gave_up.increment();
+        self.counters.gave_up.increment(reason);
         self.events.publish(RetryEvent::GaveUp { attempts, reason });
     }
 
@@ -214,13 +214,45 @@ impl<St: fmt::Debug> fmt::Debug for AttemptCore<St> {
     }
 }
 
+/// Every [`GiveUpReason`], in the order of [`GaveUp`]'s series.
+const GIVE_UP_REASONS: [GiveUpReason; 8] = [
+    GiveUpReason::AttemptsExhausted,
+    GiveUpReason::NonRetryable,
+    GiveUpReason::BudgetExhausted,
+    GiveUpReason::Throttled,
+    GiveUpReason::NotReplayable,
+    GiveUpReason::HintTooLong,
+    GiveUpReason::DeadlineExceeded,
+    GiveUpReason::NotReady,
+];
+
+/// Calls given up on: one counter (`palisade_retry_gave_up_total`) with a `reason` label.
+pub(crate) struct GaveUp([Counter; GIVE_UP_REASONS.len()]);
+
+impl GaveUp {
+    fn new(metric: &'static str, name: &str) -> Self {
+        Self(GIVE_UP_REASONS.map(|reason| Counter::labeled(metric, name, ("reason", reason.as_str()))))
+    }
+
+    fn increment(&self, reason: GiveUpReason) {
+        let i = GIVE_UP_REASONS.iter().position(|r| *r == reason).unwrap_or(0);
+        if let Some(counter) = self.0.get(i) {
+            counter.increment();
+        }
+    }
+
+    fn get(&self) -> u64 {
+        self.0.iter().map(Counter::get).sum()
+    }
+}
+
 pub(crate) struct Counters {
     pub(crate) requests: Counter,
     /// First attempts refused by the throttle (never sent).
     pub(crate) refused: Counter,
     pub(crate) retries: Counter,
     pub(crate) succeeded_after_retry: Counter,
-    pub(crate) gave_up: Counter,
+    pub(crate) gave_up: GaveUp,
     pub(crate) budget_exhausted: Counter,
     pub(crate) throttled: Counter,
     pub(crate) attempt_timeouts: Counter,
@@ -234,9 +266,15 @@ impl Counters {
         macro_rules! counters {
             ($($field:ident),*) => {
                 if pattern == "hedge" {
-                    Self { $($field: Counter::new(concat!("palisade_hedge_", stringify!($field), "_total"), name)),* }
+                    Self {
+                        gave_up: GaveUp::new("palisade_hedge_gave_up_total", name),
+                        $($field: Counter::new(concat!("palisade_hedge_", stringify!($field), "_total"), name)),*
+                    }
                 } else {
-                    Self { $($field: Counter::new(concat!("palisade_retry_", stringify!($field), "_total"), name)),* }
+                    Self {
+                        gave_up: GaveUp::new("palisade_retry_gave_up_total", name),
+                        $($field: Counter::new(concat!("palisade_retry_", stringify!($field), "_total"), name)),*
+                    }
                 }
             };
         }
@@ -245,7 +283,6 @@ impl Counters {
             refused,
             retries,
             succeeded_after_retry,
-            gave_up,
             budget_exhausted,
             throttled,
             attempt_timeouts,

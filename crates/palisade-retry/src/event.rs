@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use palisade_core::event::Event;
+use palisade_core::event::{Event, FieldValue};
 use tracing::Level;
 
 /// Something a retry or hedge layer did.
@@ -111,6 +111,38 @@ impl GiveUpReason {
 }
 
 impl Event for RetryEvent {
+    /// `attempt` (for a give-up or a success after retries: the attempts made), `delay_ms`,
+    /// `reason` (`failure`, `attempt_timed_out`; a give-up's reason) and `retry_after_ms`
+    /// (the server's hint, when it gave one).
+    fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
+        match self {
+            Self::AttemptStarted { attempt }
+            | Self::BudgetExhausted { attempt }
+            | Self::Throttled { attempt }
+            | Self::HedgeStarted { attempt } => record("attempt", (*attempt).into()),
+            Self::RetryScheduled { attempt, delay, reason, server_hint } => {
+                record("attempt", (*attempt).into());
+                record("delay_ms", (*delay).into());
+                record(
+                    "reason",
+                    match reason {
+                        RetryReason::Failure => "failure",
+                        RetryReason::AttemptTimedOut => "attempt_timed_out",
+                    }
+                    .into(),
+                );
+                if let Some(hint) = server_hint {
+                    record("retry_after_ms", (*hint).into());
+                }
+            }
+            Self::SucceededAfterRetry { attempts } => record("attempt", (*attempts).into()),
+            Self::GaveUp { attempts, reason } => {
+                record("attempt", (*attempts).into());
+                record("reason", reason.as_str().into());
+            }
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Self::AttemptStarted { .. } => "attempt_started",

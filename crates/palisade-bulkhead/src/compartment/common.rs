@@ -65,10 +65,26 @@ impl Metrics {
     pub(crate) fn new(name: &str) -> Self {
         Self {
             waited: Counter::new("palisade_bulkhead_waited_total", name),
-            rejected_queue_full: Counter::new("palisade_bulkhead_rejected_queue_full_total", name),
-            rejected_wait_timed_out: Counter::new("palisade_bulkhead_rejected_wait_timed_out_total", name),
-            rejected_no_permit: Counter::new("palisade_bulkhead_rejected_no_permit_total", name),
-            rejected_inner_not_ready: Counter::new("palisade_bulkhead_rejected_inner_not_ready_total", name),
+            rejected_queue_full: Counter::labeled(
+                "palisade_bulkhead_rejected_total",
+                name,
+                ("reason", "queue_full"),
+            ),
+            rejected_wait_timed_out: Counter::labeled(
+                "palisade_bulkhead_rejected_total",
+                name,
+                ("reason", "wait_timed_out"),
+            ),
+            rejected_no_permit: Counter::labeled(
+                "palisade_bulkhead_rejected_total",
+                name,
+                ("reason", "no_permit"),
+            ),
+            rejected_inner_not_ready: Counter::labeled(
+                "palisade_bulkhead_rejected_total",
+                name,
+                ("reason", "inner_not_ready"),
+            ),
             wait_time: Histogram::new("palisade_bulkhead_wait_seconds", name),
             queued: Gauge::new("palisade_bulkhead_queued", name),
             #[cfg(feature = "metrics")]

@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use palisade_core::__private::{Counter, Forget, Gauge};
+use palisade_core::__private::{Counter, Forget, Gauge, StateGauge};
 use palisade_core::clock::Epoch;
 use palisade_core::event::EventBus;
 use tokio::time::Instant;
@@ -80,11 +80,11 @@ impl Counters {
     fn new(name: &str) -> Self {
         Self {
             #[cfg(feature = "metrics")]
-            successes: Counter::new("palisade_circuit_breaker_successes_total", name),
-            failures: Counter::new("palisade_circuit_breaker_failures_total", name),
+            successes: Counter::labeled("palisade_circuit_breaker_calls_total", name, ("outcome", "success")),
+            failures: Counter::labeled("palisade_circuit_breaker_calls_total", name, ("outcome", "failure")),
             slow: Counter::new("palisade_circuit_breaker_slow_calls_total", name),
-            ignored: Counter::new("palisade_circuit_breaker_ignored_total", name),
-            rejected: Counter::new("palisade_circuit_breaker_rejected_total", name),
+            ignored: Counter::labeled("palisade_circuit_breaker_calls_total", name, ("outcome", "ignored")),
+            rejected: Counter::labeled("palisade_circuit_breaker_calls_total", name, ("outcome", "rejected")),
             opened: Counter::new("palisade_circuit_breaker_opened_total", name),
         }
     }
@@ -157,7 +157,7 @@ pub(crate) struct BreakerCore {
     /// Metrics-only: a threshold-exceeded event was published in this period.
     exceeded_published: AtomicU64,
     key: Option<Arc<str>>,
-    state_gauge: Option<Gauge>,
+    state_gauge: Option<StateGauge>,
     me: Weak<BreakerCore>,
 }
 
@@ -193,7 +193,16 @@ impl<C> Breaker<C> {
             WindowKind::Count(n) => Window::count(n),
             WindowKind::Time { length, buckets } => Window::time(nanos(length), buckets, stripes),
         });
-        let state_gauge = key.is_none().then(|| Gauge::new("palisade_circuit_breaker_state", &settings.name));
+        // One series per state (`state="open"` 1, the others 0), in the order of `CircuitState::code`.
+        let state_gauge = key.is_none().then(|| {
+            StateGauge::new(
+                "palisade_circuit_breaker_state",
+                &settings.name,
+                "state",
+                &["closed", "open", "half_open", "forced_open", "disabled", "metrics_only"],
+                0,
+            )
+        });
         let counters = Counters::new(&settings.name);
         let initial = settings.initial_state;
         let core = Arc::new_cyclic(|me| BreakerCore {

@@ -120,7 +120,7 @@ impl BreakerCore {
             self.shared.open_breakers.add(if to.rejects() { 1 } else { -1 });
         }
         if let Some(g) = &self.state_gauge {
-            g.set(i64::from(to.code()));
+            g.set(usize::from(to.code()));
         }
         if let (Some(until), true) = (open_until, self.settings.auto_half_open) {
             self.schedule_half_open(new_word, until);

@@ -115,6 +115,7 @@ impl<E: Event> EventBus<E> {
 
     fn trace(&self, event: &E) {
         // The fields are gathered only when the level is enabled: no work for a disabled one.
+        // 32 fields, the most one `tracing` callsite can hold: a new typed field replaces one.
         macro_rules! emit {
             ($lvl:expr) => {
                 if tracing::enabled!(target: "palisade", $lvl) {
@@ -132,6 +133,10 @@ impl<E: Event> EventBus<E> {
                         key = f.key.as_deref(),
                         outcome = f.outcome.as_deref(),
                         error = f.error.as_deref(),
+                        stage = f.stage.as_deref(),
+                        tier = f.tier.as_deref(),
+                        partition = f.partition.as_deref(),
+                        provider = f.provider.as_deref(),
                         failure_rate = f.failure_rate,
                         slow_call_rate = f.slow_call_rate,
                         retry_after_ms = f.retry_after_ms,
@@ -143,6 +148,11 @@ impl<E: Event> EventBus<E> {
                         successes = f.successes,
                         limit = f.limit,
                         in_flight = f.in_flight,
+                        count = f.count,
+                        pid = f.pid,
+                        member = f.member,
+                        from_limit = f.from_limit,
+                        to_limit = f.to_limit,
                         slow = f.slow,
                         extra = f.extra.as_deref(),
                     )

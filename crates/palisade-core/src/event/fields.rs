@@ -13,6 +13,10 @@ pub(super) struct Fields {
     pub(super) key: Option<Cow<'static, str>>,
     pub(super) outcome: Option<Cow<'static, str>>,
     pub(super) error: Option<Cow<'static, str>>,
+    pub(super) stage: Option<Cow<'static, str>>,
+    pub(super) tier: Option<Cow<'static, str>>,
+    pub(super) partition: Option<Cow<'static, str>>,
+    pub(super) provider: Option<Cow<'static, str>>,
     pub(super) failure_rate: Option<f64>,
     pub(super) slow_call_rate: Option<f64>,
     pub(super) retry_after_ms: Option<u64>,
@@ -24,6 +28,11 @@ pub(super) struct Fields {
     pub(super) successes: Option<u64>,
     pub(super) limit: Option<u64>,
     pub(super) in_flight: Option<u64>,
+    pub(super) count: Option<u64>,
+    pub(super) pid: Option<u64>,
+    pub(super) member: Option<u64>,
+    pub(super) from_limit: Option<u64>,
+    pub(super) to_limit: Option<u64>,
     pub(super) slow: Option<bool>,
     pub(super) extra: Option<String>,
 }
@@ -66,6 +75,10 @@ impl Fields {
             "key" => Some(&mut self.key),
             "outcome" => Some(&mut self.outcome),
             "error" => Some(&mut self.error),
+            "stage" => Some(&mut self.stage),
+            "tier" => Some(&mut self.tier),
+            "partition" => Some(&mut self.partition),
+            "provider" => Some(&mut self.provider),
             _ => None,
         };
         if let Some(slot) = slot_str {
@@ -93,6 +106,11 @@ impl Fields {
             "successes" => Some(&mut self.successes),
             "limit" => Some(&mut self.limit),
             "in_flight" => Some(&mut self.in_flight),
+            "count" => Some(&mut self.count),
+            "pid" => Some(&mut self.pid),
+            "member" => Some(&mut self.member),
+            "from_limit" => Some(&mut self.from_limit),
+            "to_limit" => Some(&mut self.to_limit),
             _ => None,
         };
         if let Some(slot) = slot_uint {

@@ -187,10 +187,19 @@ impl From<Duration> for FieldValue {
 }
 
 /// The field names [`EventBus`] logs as typed `tracing` fields, with their types: text for
-/// `from`, `to`, `reason`, `key`, `outcome`, `error`; a float for `failure_rate`,
-/// `slow_call_rate`; an unsigned integer for `retry_after_ms`, `wait_ms`, `delay_ms`,
-/// `elapsed_ms`, `attempt`, `failures`, `successes`, `limit`, `in_flight`; a flag for
-/// `slow`. A value of another type (or a name not listed) goes to the `extra` field.
+/// `from`, `to`, `reason`, `key`, `outcome`, `error`, `stage`, `tier`, `partition`,
+/// `provider`; a float for `failure_rate`, `slow_call_rate`; an unsigned integer for
+/// `retry_after_ms`, `wait_ms`, `delay_ms`, `elapsed_ms`, `attempt`, `failures`,
+/// `successes`, `limit`, `in_flight`, `count`, `pid`, `member`, `from_limit`, `to_limit`;
+/// a flag for `slow`. A value of another type (or a name not listed) goes to the `extra`
+/// field.
+///
+/// What they mean, across patterns: `from`/`to` a state change; `reason` why (a rejection's,
+/// a transition's, a give-up's); `outcome` how a call or process ended; `attempt` the attempt
+/// number the event concerns (the last one for a give-up); `retry_after_ms` when to try
+/// again (the server's hint for a retry); `delay_ms` a wait palisade chose; `elapsed_ms` how
+/// long something ran; `count` how many things the event concerns (members, resources,
+/// keys, providers).
 pub const KNOWN_FIELDS: &[&str] = &[
     "from",
     "to",
@@ -198,6 +207,10 @@ pub const KNOWN_FIELDS: &[&str] = &[
     "key",
     "outcome",
     "error",
+    "stage",
+    "tier",
+    "partition",
+    "provider",
     "failure_rate",
     "slow_call_rate",
     "retry_after_ms",
@@ -209,6 +222,11 @@ pub const KNOWN_FIELDS: &[&str] = &[
     "successes",
     "limit",
     "in_flight",
+    "count",
+    "pid",
+    "member",
+    "from_limit",
+    "to_limit",
     "slow",
 ];
 

@@ -1,18 +1,23 @@
 //! Counters, gauges and histograms readable from a layer's handle.
 //!
 //! Every layer keeps its numbers in these types: they are plain atomics, read as a snapshot
-//! from the layer's handle. Behind the `metrics` feature each one is also registered with the
-//! [`metrics`](https://docs.rs/metrics) facade when the layer is built, under the name given
-//! (`palisade_<pattern>_<what>`) and the label `name` = the layer's name. Install your
-//! recorder before building layers.
+//! from the layer's handle. Behind the `metrics` feature each one is also exported through
+//! the [`metrics`](https://docs.rs/metrics) facade under the name given
+//! (`palisade_<pattern>_<what>`, `_total` for counters, `_seconds` for histograms), the label
+//! `name` = the layer's name and, for some, one more label (`reason`, `outcome`, `state`, …):
+//! [`catalog::METRICS`] lists them all.
 //!
-//! Registering a cell also describes its metric to the recorder (`describe_counter!` and
-//! friends, the `# HELP` line of a Prometheus scrape): with the text given to
-//! `with_description`, or with one derived from the metric's name by `new`
-//! (`palisade_bulkhead_waited_total` → "palisade bulkhead: waited total"). Histograms are
-//! described in seconds.
+//! # Recorder installed late
 //!
-//! Recording is one relaxed atomic operation (plus the recorder's handle, with `metrics`).
+//! A cell registers with the recorder when it is built; if no recorder is installed yet, it
+//! registers at its first update after one is (and brings the export up to its own value):
+//! a recorder installed after the layers were built still receives their metrics. Once
+//! registered, an update costs one more atomic load than a plain `metrics` handle.
+//!
+//! Registering describes the metric to that recorder (`describe_counter!` and friends, the
+//! `# HELP` line of a Prometheus scrape) with the catalog's text, with the text given to
+//! `with_description`, or with one derived from the name (`palisade_demo_calls_total` →
+//! "palisade demo: calls total"). Histograms are described in seconds.
 //!
 //! ```
 //! use palisade_core::metric::Counter;
@@ -26,23 +31,23 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// The HELP text `new` gives a metric: its name without the `palisade_` prefix, the pattern
-/// first, underscores as spaces (`palisade_bulkhead_waited_total` →
-/// "palisade bulkhead: waited total").
+pub mod catalog;
 #[cfg(feature = "metrics")]
-fn default_description(metric: &str) -> String {
-    let rest = metric.strip_prefix("palisade_").unwrap_or(metric);
-    match rest.split_once('_') {
-        Some((pattern, what)) => format!("palisade {pattern}: {}", what.replace('_', " ")),
-        None => format!("palisade {rest}"),
-    }
-}
+mod export;
+mod state;
+
+#[cfg(feature = "metrics")]
+use export::{Export, Resolved};
+pub use state::StateGauge;
+
+/// The second label of a series, `(key, value)`: `("reason", "queue_full")`.
+pub type Label = (&'static str, &'static str);
 
 /// A monotonically increasing count.
 pub struct Counter {
     value: AtomicU64,
     #[cfg(feature = "metrics")]
-    handle: metrics::Counter,
+    export: Export<metrics::Counter>,
 }
 
 impl std::fmt::Debug for Counter {
@@ -53,28 +58,34 @@ impl std::fmt::Debug for Counter {
 
 impl Counter {
     /// A counter exported as `metric` with the label `name` (with the `metrics` feature),
-    /// described with a text derived from `metric` (see the [module docs](self)).
+    /// described with the catalog's text (see the [module docs](self)).
     pub fn new(metric: &'static str, name: &str) -> Self {
-        #[cfg(feature = "metrics")]
-        metrics::describe_counter!(metric, default_description(metric));
-        Self::register(metric, name)
+        Self::build(metric, name, None, None)
     }
 
-    /// A counter exported as `metric` with the label `name` and the HELP text `description`
-    /// (with the `metrics` feature).
-    #[allow(unused_variables)]
+    /// A counter exported as `metric` with the labels `name` and `label`
+    /// (`("reason", "queue_full")`): one series of a metric with a second label.
+    pub fn labeled(metric: &'static str, name: &str, label: Label) -> Self {
+        Self::build(metric, name, Some(label), None)
+    }
+
+    /// A counter exported as `metric` with the label `name` and the HELP text
+    /// `description` (with the `metrics` feature).
     pub fn with_description(metric: &'static str, name: &str, description: &'static str) -> Self {
-        #[cfg(feature = "metrics")]
-        metrics::describe_counter!(metric, description);
-        Self::register(metric, name)
+        Self::build(metric, name, None, Some(description))
     }
 
     #[allow(unused_variables)]
-    fn register(metric: &'static str, name: &str) -> Self {
+    fn build(
+        metric: &'static str,
+        name: &str,
+        label: Option<Label>,
+        description: Option<&'static str>,
+    ) -> Self {
         Self {
             value: AtomicU64::new(0),
             #[cfg(feature = "metrics")]
-            handle: metrics::counter!(metric, "name" => name.to_owned()),
+            export: Export::new(metric, name, label, description),
         }
     }
 
@@ -89,7 +100,13 @@ impl Counter {
     pub fn add(&self, n: u64) {
         self.value.fetch_add(n, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        self.handle.increment(n);
+        match self.export.get() {
+            Some(handle) => handle.increment(n),
+            None => match self.export.resolve() {
+                Resolved::Fresh(handle) => handle.absolute(self.get()),
+                Resolved::Once(handle) => handle.increment(n),
+            },
+        }
     }
 
     /// The current count.
@@ -108,7 +125,7 @@ impl Counter {
 pub struct Gauge {
     value: AtomicI64,
     #[cfg(feature = "metrics")]
-    handle: metrics::Gauge,
+    export: Export<metrics::Gauge>,
 }
 
 impl std::fmt::Debug for Gauge {
@@ -119,28 +136,34 @@ impl std::fmt::Debug for Gauge {
 
 impl Gauge {
     /// A gauge exported as `metric` with the label `name` (with the `metrics` feature),
-    /// described with a text derived from `metric` (see the [module docs](self)).
+    /// described with the catalog's text (see the [module docs](self)).
     pub fn new(metric: &'static str, name: &str) -> Self {
-        #[cfg(feature = "metrics")]
-        metrics::describe_gauge!(metric, default_description(metric));
-        Self::register(metric, name)
+        Self::build(metric, name, None, None)
     }
 
-    /// A gauge exported as `metric` with the label `name` and the HELP text `description`
-    /// (with the `metrics` feature).
-    #[allow(unused_variables)]
+    /// A gauge exported as `metric` with the labels `name` and `label`
+    /// (`("reason", "queue_full")`): one series of a metric with a second label.
+    pub fn labeled(metric: &'static str, name: &str, label: Label) -> Self {
+        Self::build(metric, name, Some(label), None)
+    }
+
+    /// A gauge exported as `metric` with the label `name` and the HELP text
+    /// `description` (with the `metrics` feature).
     pub fn with_description(metric: &'static str, name: &str, description: &'static str) -> Self {
-        #[cfg(feature = "metrics")]
-        metrics::describe_gauge!(metric, description);
-        Self::register(metric, name)
+        Self::build(metric, name, None, Some(description))
     }
 
     #[allow(unused_variables)]
-    fn register(metric: &'static str, name: &str) -> Self {
+    fn build(
+        metric: &'static str,
+        name: &str,
+        label: Option<Label>,
+        description: Option<&'static str>,
+    ) -> Self {
         Self {
             value: AtomicI64::new(0),
             #[cfg(feature = "metrics")]
-            handle: metrics::gauge!(metric, "name" => name.to_owned()),
+            export: Export::new(metric, name, label, description),
         }
     }
 
@@ -149,7 +172,13 @@ impl Gauge {
     pub fn set(&self, v: i64) {
         self.value.store(v, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        self.handle.set(v as f64);
+        match self.export.get() {
+            Some(handle) => handle.set(v as f64),
+            None => match self.export.resolve() {
+                Resolved::Fresh(handle) => handle.set(v as f64),
+                Resolved::Once(handle) => handle.set(v as f64),
+            },
+        }
     }
 
     /// Adds `d` (may be negative) and returns the new value.
@@ -161,10 +190,22 @@ impl Gauge {
     pub fn add(&self, d: i64) -> i64 {
         let v = self.value.fetch_add(d, Ordering::Relaxed).wrapping_add(d); // wraps like the atomic
         #[cfg(feature = "metrics")]
-        if d >= 0 {
-            self.handle.increment(d as f64);
-        } else {
-            self.handle.decrement(-(d as f64));
+        {
+            let delta = |handle: &metrics::Gauge| {
+                if d >= 0 {
+                    handle.increment(d as f64);
+                } else {
+                    handle.decrement(-(d as f64));
+                }
+            };
+            match self.export.get() {
+                Some(handle) => delta(handle),
+                None => match self.export.resolve() {
+                    // Registered just now: the export starts from the cell's value.
+                    Resolved::Fresh(handle) => handle.set(v as f64),
+                    Resolved::Once(handle) => delta(&handle),
+                },
+            }
         }
         v
     }
@@ -182,7 +223,7 @@ pub struct Histogram {
     sum_nanos: AtomicU64,
     max_nanos: AtomicU64,
     #[cfg(feature = "metrics")]
-    handle: metrics::Histogram,
+    export: Export<metrics::Histogram>,
 }
 
 impl std::fmt::Debug for Histogram {
@@ -197,30 +238,36 @@ impl std::fmt::Debug for Histogram {
 
 impl Histogram {
     /// A histogram exported as `metric` with the label `name` (with the `metrics` feature),
-    /// in seconds, described with a text derived from `metric` (see the [module docs](self)).
+    /// described with the catalog's text (see the [module docs](self)).
     pub fn new(metric: &'static str, name: &str) -> Self {
-        #[cfg(feature = "metrics")]
-        metrics::describe_histogram!(metric, metrics::Unit::Seconds, default_description(metric));
-        Self::register(metric, name)
+        Self::build(metric, name, None, None)
+    }
+
+    /// A histogram exported as `metric` with the labels `name` and `label`
+    /// (`("reason", "queue_full")`): one series of a metric with a second label.
+    pub fn labeled(metric: &'static str, name: &str, label: Label) -> Self {
+        Self::build(metric, name, Some(label), None)
     }
 
     /// A histogram exported as `metric` with the label `name` and the HELP text
-    /// `description`, in seconds (with the `metrics` feature).
-    #[allow(unused_variables)]
+    /// `description` (with the `metrics` feature).
     pub fn with_description(metric: &'static str, name: &str, description: &'static str) -> Self {
-        #[cfg(feature = "metrics")]
-        metrics::describe_histogram!(metric, metrics::Unit::Seconds, description);
-        Self::register(metric, name)
+        Self::build(metric, name, None, Some(description))
     }
 
     #[allow(unused_variables)]
-    fn register(metric: &'static str, name: &str) -> Self {
+    fn build(
+        metric: &'static str,
+        name: &str,
+        label: Option<Label>,
+        description: Option<&'static str>,
+    ) -> Self {
         Self {
             count: AtomicU64::new(0),
             sum_nanos: AtomicU64::new(0),
             max_nanos: AtomicU64::new(0),
             #[cfg(feature = "metrics")]
-            handle: metrics::histogram!(metric, "name" => name.to_owned()),
+            export: Export::new(metric, name, label, description),
         }
     }
 
@@ -232,7 +279,13 @@ impl Histogram {
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
         self.max_nanos.fetch_max(nanos, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        self.handle.record(d.as_secs_f64());
+        match self.export.get() {
+            Some(handle) => handle.record(d.as_secs_f64()),
+            None => match self.export.resolve() {
+                Resolved::Fresh(handle) => handle.record(d.as_secs_f64()),
+                Resolved::Once(handle) => handle.record(d.as_secs_f64()),
+            },
+        }
     }
 
     /// Samples recorded.

@@ -117,9 +117,9 @@ impl Limiter {
             limit: Gauge::new("palisade_adaptive_limit_limit", &name),
             in_flight: Gauge::new("palisade_adaptive_limit_in_flight", &name),
             backlog: Gauge::new("palisade_adaptive_limit_backlog", &name),
-            acquired: Counter::new("palisade_adaptive_limit_acquired_total", &name),
-            rejected: Counter::new("palisade_adaptive_limit_rejected_total", &name),
-            bypassed: Counter::new("palisade_adaptive_limit_bypassed_total", &name),
+            acquired: Counter::labeled("palisade_adaptive_limit_calls_total", &name, ("outcome", "acquired")),
+            rejected: Counter::labeled("palisade_adaptive_limit_calls_total", &name, ("outcome", "rejected")),
+            bypassed: Counter::labeled("palisade_adaptive_limit_calls_total", &name, ("outcome", "bypassed")),
             dropped: Counter::new("palisade_adaptive_limit_dropped_total", &name),
             wait_time: Histogram::new("palisade_adaptive_limit_wait_seconds", &name),
         };
