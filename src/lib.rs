@@ -138,6 +138,9 @@ mod builder;
 #[cfg_attr(docsrs, doc(cfg(all(feature = "retry", feature = "circuit-breaker"))))]
 pub mod guide;
 pub mod prelude;
+#[cfg(feature = "registry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "registry")))]
+pub mod registry;
 
 pub use builder::ServiceBuilderExt;
 

@@ -58,9 +58,15 @@ pub type HedgeHandle = AttemptHandle<HedgeStrategy>;
 /// # Clone
 ///
 /// Clones (and the layer and all its services) share the same state.
-#[derive(Clone)]
 pub struct AttemptHandle<St> {
     pub(crate) core: Arc<AttemptCore<St>>,
+}
+
+// By hand: a derive would ask `St: Clone`, which the strategies are not.
+impl<St> Clone for AttemptHandle<St> {
+    fn clone(&self) -> Self {
+        Self { core: self.core.clone() }
+    }
 }
 
 impl<St: Strategy> fmt::Debug for AttemptHandle<St> {
