@@ -52,9 +52,9 @@ macro_rules! config_setters {
 
         /// Calls `f` with every event (on the task that caused it; keep it quick). A
         /// panicking listener is contained.
-        pub fn on_event<G>(mut self, f: G) -> Self
+        pub fn on_event<OnEvent>(mut self, f: OnEvent) -> Self
         where
-            G: Fn(&BulkheadEvent) + Send + Sync + 'static,
+            OnEvent: Fn(&BulkheadEvent) + Send + Sync + 'static,
         {
             self.listeners.push(Arc::new(f));
             self

@@ -33,7 +33,7 @@ use tokio::sync::Semaphore;
 /// let config: BulkheadConfig = serde_json::from_str(
 ///     r#"{ "name": "db", "max_concurrent": 8, "max_queue": 32, "when_full": { "wait": "250ms" } }"#,
 /// ).unwrap();
-/// let layer = config.builder().build().unwrap();
+/// let layer = config.into_builder().build().unwrap();
 /// assert_eq!(layer.handle().max_concurrent(), 8);
 /// # }
 /// ```
@@ -111,8 +111,15 @@ impl BulkheadConfig {
     }
 
     /// A builder holding these settings (add listeners or a key function, then `build`).
-    pub fn builder(self) -> crate::BulkheadBuilder {
+    pub fn into_builder(self) -> crate::BulkheadBuilder {
         crate::BulkheadBuilder::from_config(self)
+    }
+
+    /// The same as [`into_builder`](Self::into_builder), kept (hidden) while callers move to
+    /// CONTRIBUTING §5's one name for the conversion.
+    #[doc(hidden)]
+    pub fn builder(self) -> crate::BulkheadBuilder {
+        self.into_builder()
     }
 }
 

@@ -121,9 +121,9 @@ impl BulkheadHandle {
     }
 
     /// Calls `f` with every event from now on (as [`BulkheadBuilder::on_event`](crate::BulkheadBuilder::on_event)).
-    pub fn on_event<F>(&self, f: F)
+    pub fn on_event<OnEvent>(&self, f: OnEvent)
     where
-        F: Fn(&BulkheadEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&BulkheadEvent) + Send + Sync + 'static,
     {
         self.compartment.common.events.subscribe(f);
     }

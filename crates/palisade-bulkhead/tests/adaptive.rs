@@ -176,7 +176,7 @@ fn invalid_algorithm_settings_are_refused() {
         AdaptiveLimitLayer::builder().algorithm(Gradient2::default().min_limit(300)).build().unwrap_err();
     assert_eq!(err.field(), "gradient2.min_limit");
     let err = AdaptiveLimitLayer::builder().partition("a", 0.7).partition("b", 0.7).build().unwrap_err();
-    assert_eq!(err.field(), "partition");
+    assert_eq!(err.field(), "partitions");
     let err = AdaptiveLimitLayer::builder().partition("a", 0.5).build().unwrap_err();
     assert_eq!(err.field(), "partition_by");
     let err =

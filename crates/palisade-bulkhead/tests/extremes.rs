@@ -298,7 +298,7 @@ mod serde_configs {
 
     fn serve_bulkhead(config: &str) {
         let Ok(config) = serde_json::from_str::<BulkheadConfig>(config) else { return };
-        let Ok(layer) = config.builder().build() else { return };
+        let Ok(layer) = config.into_builder().build() else { return };
         let h = layer.handle();
         serve(layer.layer(inner(Duration::from_millis(3))), 6);
         assert_eq!(h.in_flight(), 0);
@@ -306,7 +306,7 @@ mod serde_configs {
 
     fn serve_adaptive(config: &str) {
         let Ok(config) = serde_json::from_str::<AdaptiveLimitConfig>(config) else { return };
-        let Ok(layer) = config.builder().build() else { return };
+        let Ok(layer) = config.into_builder().build() else { return };
         let h = layer.handle();
         serve(layer.layer(inner(Duration::from_millis(3))), 8);
         assert_eq!(h.in_flight(), 0);

@@ -198,7 +198,7 @@ fn the_config_round_trips() {
     let json = serde_json::to_string(&config).unwrap();
     assert_eq!(serde_json::from_str::<BulkheadConfig>(&json).unwrap(), config);
     assert_eq!(serde_json::from_str::<BulkheadConfig>("{}").unwrap(), BulkheadConfig::default());
-    let h = config.builder().build().unwrap().handle();
+    let h = config.into_builder().build().unwrap().handle();
     assert_eq!((h.name(), h.max_queue()), ("db", Some(32)));
     assert_eq!(h.when_full(), WhenFull::wait(Duration::from_millis(250)));
     let err = BulkheadConfig { max_keys: 0, ..BulkheadConfig::default() }.validate().unwrap_err();
@@ -273,7 +273,7 @@ fn the_adaptive_config_round_trips() {
     let json = serde_json::to_string(&config).unwrap();
     assert_eq!(serde_json::from_str::<AdaptiveLimitConfig>(&json).unwrap(), config);
     assert_eq!(serde_json::from_str::<AdaptiveLimitConfig>("{}").unwrap(), AdaptiveLimitConfig::default());
-    let layer = config.builder().partition_by(|(): &()| "live").build().unwrap();
+    let layer = config.into_builder().partition_by(|(): &()| "live").build().unwrap();
     let s = layer.handle().snapshot();
     assert_eq!((s.limit, s.partitions[0].limit), (40, 36));
 }

@@ -175,9 +175,9 @@ impl<C, Partition> AdaptiveLimitBuilder<C, Partition> {
     }
 
     /// Calls `f` with every event. A panicking listener is contained.
-    pub fn on_event<G>(mut self, f: G) -> Self
+    pub fn on_event<OnEvent>(mut self, f: OnEvent) -> Self
     where
-        G: Fn(&AdaptiveLimitEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&AdaptiveLimitEvent) + Send + Sync + 'static,
     {
         self.listeners.push(Arc::new(f));
         self

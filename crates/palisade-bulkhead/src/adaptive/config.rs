@@ -32,7 +32,7 @@ use super::algorithm::{Aimd, Gradient2, LimitAlgorithm, Vegas};
 ///     "when_full": { "wait": "50ms" },
 ///     "max_queue": 100
 /// }"#).unwrap();
-/// let layer = config.builder().build().unwrap();
+/// let layer = config.into_builder().build().unwrap();
 /// assert_eq!(layer.handle().limit(), 40);
 /// # }
 /// ```
@@ -111,12 +111,12 @@ impl AdaptiveLimitConfig {
             // As concurrency-limits: [0, 1]; a share of 0 still guarantees one call.
             ensure(
                 ratio.is_finite() && (0.0..=1.0).contains(ratio),
-                "partition",
+                "partitions",
                 format!("ratio of `{name}` must be in [0, 1]"),
             )?;
             total += ratio;
         }
-        ensure(total <= 1.0 + 1e-9, "partition", "ratios must not sum above 1.0")?;
+        ensure(total <= 1.0 + 1e-9, "partitions", "ratios must not sum above 1.0")?;
         if self.when_full.waits() && self.max_queue == 0 {
             return Err(ConfigError::conflict(
                 "max_queue",
@@ -134,8 +134,15 @@ impl AdaptiveLimitConfig {
 
     /// A builder holding these settings (add a classifier, `partition_by`, listeners, then
     /// `build`).
-    pub fn builder(self) -> super::AdaptiveLimitBuilder {
+    pub fn into_builder(self) -> super::AdaptiveLimitBuilder {
         super::AdaptiveLimitBuilder::from_config(self)
+    }
+
+    /// The same as [`into_builder`](Self::into_builder), kept (hidden) while callers move to
+    /// CONTRIBUTING §5's one name for the conversion.
+    #[doc(hidden)]
+    pub fn builder(self) -> super::AdaptiveLimitBuilder {
+        self.into_builder()
     }
 }
 

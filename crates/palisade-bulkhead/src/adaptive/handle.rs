@@ -84,9 +84,9 @@ impl AdaptiveLimitHandle {
 
     /// Calls `f` with every event from now on (as
     /// [`AdaptiveLimitBuilder::on_event`](super::AdaptiveLimitBuilder::on_event)).
-    pub fn on_event<F>(&self, f: F)
+    pub fn on_event<OnEvent>(&self, f: OnEvent)
     where
-        F: Fn(&AdaptiveLimitEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&AdaptiveLimitEvent) + Send + Sync + 'static,
     {
         self.limiter.events.subscribe(f);
     }

@@ -117,9 +117,9 @@ impl<K: Hash + Eq + Clone, F> KeyedBulkheadHandle<K, F> {
     }
 
     /// Calls `f` with every event (of every key) from now on.
-    pub fn on_event<G>(&self, f: G)
+    pub fn on_event<OnEvent>(&self, f: OnEvent)
     where
-        G: Fn(&BulkheadEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&BulkheadEvent) + Send + Sync + 'static,
     {
         self.shared.common.events.subscribe(f);
     }
