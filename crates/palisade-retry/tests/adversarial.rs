@@ -507,3 +507,36 @@ async fn only_an_ok_status_gives_a_token_back() {
     hedge.layer(svc).oneshot(1).await.unwrap();
     assert!((budget.remaining() - 7.1).abs() < 1e-9, "{}", budget.remaining());
 }
+
+/// A hedge is paid for before the inner service is polled ready; when the call ends before
+/// the service is ready (the hedge never sent), the payment goes back to the budget. It
+/// was kept: over a saturated backend every slow call spent a retry it never made, and
+/// starved the retries of every other call sharing the budget.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_hedge_never_sent_gives_its_payment_back() {
+    use support::{Scripted, Step};
+    use tower::Service;
+    let svc = Scripted::new([Step::Ok(1, ms(50))]);
+    // Floor only: 10 retries in the window, no ratio.
+    let budget = RetryBudget::ratio(Duration::from_secs(10), 1, 0.0).unwrap();
+    assert_eq!(budget.remaining(), 10.0);
+    let layer = HedgeLayer::builder().budget(budget.clone()).max_attempts(2).delay(ms(10)).build().unwrap();
+    let handle = layer.handle();
+    // One permit: the primary holds it, the hedge waits for it until the primary answers.
+    let mut hedged = layer.layer(tower::limit::ConcurrencyLimit::new(svc.clone(), 1));
+    hedged.ready().await.unwrap();
+    assert_eq!(hedged.call(1).await.unwrap(), 1);
+    assert_eq!((svc.calls(), handle.snapshot().hedges), (1, 0), "no hedge was sent");
+    assert_eq!(budget.remaining(), 10.0, "the unsent hedge's payment went back");
+    // Dropping the call while its hedge waits gives the payment back too.
+    let svc = Scripted::new([Step::Hang]);
+    let mut hedged = layer.layer(tower::limit::ConcurrencyLimit::new(svc.clone(), 1));
+    hedged.ready().await.unwrap();
+    let mut call = tokio_test::task::spawn(hedged.call(1));
+    tokio_test::assert_pending!(call.poll());
+    tokio::time::advance(ms(20)).await;
+    tokio_test::assert_pending!(call.poll());
+    assert_eq!(budget.remaining(), 9.0, "paid while it waits");
+    drop(call);
+    assert_eq!(budget.remaining(), 10.0);
+}

@@ -118,6 +118,47 @@ impl RatioBudget {
     }
 }
 
+impl RatioBudget {
+    fn withdraw_at(&self, now: Instant) -> bool {
+        if self.balance(now) >= i128::from(self.withdraw) {
+            self.withdrawals.add(now, 1);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A withdrawal for an attempt not sent yet: [`spend`](Self::spend) it when the attempt is
+/// sent; dropped unspent, it goes back to the budget (a ratio budget's while its slot is
+/// still in the window; a token bucket's withdrawal takes no token).
+#[derive(Debug)]
+pub(crate) struct Payment {
+    refund: Option<(RetryBudget, Instant)>,
+}
+
+impl Payment {
+    /// The attempt was sent: the withdrawal stays.
+    pub(crate) fn spend(mut self) {
+        self.refund = None;
+    }
+}
+
+impl Drop for Payment {
+    fn drop(&mut self) {
+        if let Some((budget, at)) = self.refund.take() {
+            if let Kind::Ratio(r) = &*budget.kind {
+                // The slot of `at` is reused a window later: give back only while it is
+                // surely still the slot the withdrawal went to.
+                let slot = r.ttl / crate::window::SLOTS as u32;
+                if Instant::now().saturating_duration_since(at) < r.ttl.saturating_sub(slot) {
+                    r.withdrawals.add(at, -1);
+                }
+            }
+        }
+    }
+}
+
 impl fmt::Debug for RetryBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &*self.kind {
@@ -295,16 +336,21 @@ impl RetryBudget {
     pub fn try_withdraw(&self) -> bool {
         match &*self.kind {
             Kind::Unlimited => true,
+            Kind::Ratio(r) => r.withdraw_at(Instant::now()),
+            Kind::Tokens(t) => t.milli.load(Ordering::Acquire) * 2 > t.max_milli,
+        }
+    }
+
+    /// [`try_withdraw`](Self::try_withdraw) for an attempt that may not be sent after all
+    /// (a hedge paid for before its service is ready): dropping the [`Payment`] unspent
+    /// gives the withdrawal back.
+    pub(crate) fn try_pay(&self) -> Option<Payment> {
+        match &*self.kind {
             Kind::Ratio(r) => {
                 let now = Instant::now();
-                if r.balance(now) >= i128::from(r.withdraw) {
-                    r.withdrawals.add(now, 1);
-                    true
-                } else {
-                    false
-                }
+                r.withdraw_at(now).then(|| Payment { refund: Some((self.clone(), now)) })
             }
-            Kind::Tokens(t) => t.milli.load(Ordering::Acquire) * 2 > t.max_milli,
+            _ => self.try_withdraw().then_some(Payment { refund: None }),
         }
     }
 

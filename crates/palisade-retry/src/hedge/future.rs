@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::HedgeMode;
+use crate::budget::Payment;
 use crate::engine::{AttemptCore, Attempts, Call, HedgeStrategy};
 use crate::event::{GiveUpReason, RetryEvent};
 use crate::timer::Timer;
@@ -56,9 +57,10 @@ pin_project! {
         gated: bool,
         // Why no new attempt may start (budget spent, server said no, not ready).
         stopped: Option<GiveUpReason>,
-        // The next hedge is paid for (the budget is asked before the inner service is
-        // polled ready, so that a refused hedge never holds capacity it reserved).
-        paid: bool,
+        // The next hedge's payment (the budget is asked before the inner service is polled
+        // ready, so that a refused hedge never holds capacity it reserved); given back when
+        // the call ends before the hedge is sent.
+        paid: Option<Payment>,
         last: Option<Result<S::Response, S::Error>>,
     }
 }
@@ -209,13 +211,13 @@ where
             }
             // The budget first: polling the inner service ready reserves capacity (a
             // permit, a connection) that a refused hedge would hold until the call ends.
-            if !*this.paid {
-                if !this.core.budget.try_withdraw() {
+            if this.paid.is_none() {
+                let Some(payment) = this.core.budget.try_pay() else {
                     this.core.budget_exhausted(*this.launched + 1);
                     *this.stopped = Some(GiveUpReason::BudgetExhausted);
                     continue;
-                }
-                *this.paid = true;
+                };
+                *this.paid = Some(payment);
             }
             match this.service.poll_ready(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -231,7 +233,9 @@ where
                 Poll::Ready(Ok(())) => {}
             }
             let Some(req) = this.request.take() else { continue };
-            *this.paid = false;
+            if let Some(payment) = this.paid.take() {
+                payment.spend();
+            }
             *this.launched += 1;
             if *this.launched < this.core.max_attempts {
                 *this.request = this.replay.replay(&req);
@@ -279,7 +283,7 @@ where
             launch_due,
             gated: false,
             stopped: None,
-            paid: false,
+            paid: None,
             last: None,
         }
     }
