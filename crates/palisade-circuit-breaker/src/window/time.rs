@@ -6,6 +6,14 @@ use crate::sync::{AtomicU64, CachePadded, Ordering};
 
 const NO_EPOCH: u64 = u64::MAX;
 
+/// The bucket period of `now_nanos`, kept below [`NO_EPOCH`]: with 1 ns buckets the last
+/// nanosecond of the clock would otherwise be the "empty" mark, and a call recorded then
+/// would count in a bucket no window sums (it shares the period before it instead).
+#[inline]
+fn period_of(now_nanos: u64, bucket_nanos: u64) -> u64 {
+    (now_nanos / bucket_nanos).min(NO_EPOCH - 1)
+}
+
 fn unpack32(calls_failures: u64, slow: u64) -> Aggregate {
     let v = calls_failures as i64;
     let calls = sign_extend(calls_failures & 0xFFFF_FFFF, 32);
@@ -119,7 +127,7 @@ impl TimeWindow {
     /// Records `sample` at `now_nanos`.
     #[cfg(any(test, loom))]
     pub(crate) fn record(&self, now_nanos: u64, sample: Sample) -> bool {
-        self.record_in(now_nanos / self.bucket_nanos, sample)
+        self.record_in(period_of(now_nanos, self.bucket_nanos), sample)
     }
 
     /// Records `sample` in period `idx`; `false` if it is too old to be recorded (its
@@ -140,7 +148,7 @@ impl TimeWindow {
     /// The aggregate of the window ending at `now_nanos`.
     #[cfg(any(test, loom))]
     pub(crate) fn snapshot(&self, now_nanos: u64) -> Aggregate {
-        self.snapshot_in(now_nanos / self.bucket_nanos)
+        self.snapshot_in(period_of(now_nanos, self.bucket_nanos))
     }
 
     /// The aggregate of the window ending in period `idx`: the buckets of the last
@@ -211,7 +219,7 @@ impl StripedTimeWindow {
         if now_nanos.wrapping_sub(start) < self.bucket_nanos && now_nanos >= start {
             return last;
         }
-        let period = now_nanos / self.bucket_nanos;
+        let period = period_of(now_nanos, self.bucket_nanos);
         if period > last {
             self.last_period.store(period, std::sync::atomic::Ordering::Relaxed);
         }
@@ -236,7 +244,7 @@ impl StripedTimeWindow {
     /// The aggregate of every stripe's window ending at `now_nanos`.
     pub(crate) fn snapshot(&self, now_nanos: u64) -> Aggregate {
         // Judging is off the pass path: divide, and leave the cached period to recorders.
-        let idx = now_nanos / self.bucket_nanos;
+        let idx = period_of(now_nanos, self.bucket_nanos);
         let mut total = Aggregate::default();
         for stripe in &*self.stripes {
             let a = stripe.snapshot_in(idx);
@@ -342,7 +350,54 @@ mod tests {
         // Bucket of 3 ns: every time, in any order, lands in `now / 3`.
         let w = StripedTimeWindow::new(30, 10, 1);
         for now in [0, 1, 2, 3, 5, 6, 4, 2, 0, 29, 30, 31, 33, 9, u64::MAX / 2, 7, u64::MAX, 1] {
-            assert_eq!(w.period(now), now / 3, "at {now}");
+            assert_eq!(w.period(now), (now / 3).min(u64::MAX - 1), "at {now}");
+        }
+    }
+
+    mod hint {
+        use super::super::super::samples::OK;
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// The cached period is a hint: whatever times come, in any order (jumps forward,
+            /// backwards, to the clock's ends, at and around bucket edges), a call is placed
+            /// in the period of its own time, and it lands in that period's bucket.
+            #[test]
+            fn a_stale_period_hint_never_places_a_call_in_another_bucket(
+                bucket_nanos in prop_oneof![1u64..8, 8u64..1_000_000_000, Just(u64::MAX / 3)],
+                buckets in 1u32..12,
+                times in proptest::collection::vec(
+                    prop_oneof![
+                        any::<u64>(),
+                        0u64..64,
+                        (0u64..64, 0u64..3).prop_map(|(k, d)| k.saturating_mul(1_000_000_000).saturating_sub(d)),
+                        Just(u64::MAX),
+                    ],
+                    1..40,
+                ),
+            ) {
+                let length = bucket_nanos.saturating_mul(u64::from(buckets));
+                let w = StripedTimeWindow::new(length, buckets, 1);
+                let bucket_nanos = w.bucket_nanos;
+                let mut latest = None::<u64>;
+                for now in times {
+                    let idx = (now / bucket_nanos).min(u64::MAX - 1);
+                    prop_assert_eq!(w.period(now), idx, "at {}", now);
+                    // Recorded in its own period: counted in the window ending then, unless a
+                    // later period already took its slot.
+                    let before = w.snapshot(now).calls;
+                    let recorded = w.record(0, w.period(now), OK);
+                    let fresh = latest.map_or(true, |l| idx >= l);
+                    if fresh {
+                        prop_assert!(recorded, "a call of the latest period is recorded");
+                    }
+                    if recorded {
+                        prop_assert_eq!(w.snapshot(now).calls, before + 1, "at {}", now);
+                    }
+                    latest = Some(latest.map_or(idx, |l| l.max(idx)));
+                }
+            }
         }
     }
 }
