@@ -153,9 +153,9 @@ impl<Req: 'static> RateLimitBuilder<Req> {
     }
 
     /// Calls `listener` with every event.
-    pub fn on_event<F>(mut self, listener: F) -> Self
+    pub fn on_event<OnEvent>(mut self, listener: OnEvent) -> Self
     where
-        F: Fn(&RateLimitEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&RateLimitEvent) + Send + Sync + 'static,
     {
         self.listeners.push(Arc::new(listener));
         self

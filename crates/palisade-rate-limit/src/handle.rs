@@ -136,9 +136,9 @@ impl RateLimitHandle {
     }
 
     /// Calls `listener` with every event from now on.
-    pub fn on_event<F>(&self, listener: F)
+    pub fn on_event<OnEvent>(&self, listener: OnEvent)
     where
-        F: Fn(&RateLimitEvent) + Send + Sync + 'static,
+        OnEvent: Fn(&RateLimitEvent) + Send + Sync + 'static,
     {
         self.core.events.subscribe(listener);
     }
