@@ -30,6 +30,7 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
+use palisade_core::panic::{payload_message, CatchUnwind};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -37,7 +38,7 @@ use tokio::task::JoinSet;
 use crate::codec::{FrameBuffer, ServeCodec};
 use crate::error::FrameError;
 use crate::make_worker::DEFAULT_MAX_FRAME_LEN;
-use crate::panic::{catch, CatchUnwind};
+use crate::panic::catch;
 
 /// Limits of the worker's side.
 #[derive(Clone, Copy, Debug)]
@@ -211,7 +212,7 @@ where
                         let answers = answers_tx.clone();
                         tasks.spawn(async move {
                             let result = match answer {
-                                Ok(answer) => answer.await,
+                                Ok(answer) => answer.await.map_err(|p| payload_message(&*p).to_owned()),
                                 Err(message) => Err(message),
                             };
                             let out = encode_answer(&*codec, frame.id, &result);
