@@ -4,8 +4,9 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
+use palisade_core::service::ReadyCall;
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -70,31 +71,21 @@ where
     }
 
     fn call(&self, index: usize, saved: Req, _cause: FallbackCause<Res>) -> Self::Future {
-        let state = match self.chain.get(index) {
-            Some((_, svc)) => ServiceState::NotReady { svc: svc.clone(), req: Some(saved) },
-            None => ServiceState::Done,
-        };
-        Box::pin(ServiceFuture { state })
+        let call = self.chain.get(index).map(|(_, svc)| ReadyCall::new(svc.clone(), saved));
+        Box::pin(ServiceFuture { call })
     }
 }
 
 pin_project! {
-    /// One attempt on a fallback service: waits for readiness, then calls it.
+    /// One attempt on a fallback service: waits for readiness, then calls it (core's
+    /// [`ReadyCall`]).
     pub struct ServiceFuture<S, Req>
     where
         S: Service<Req>,
     {
+        // `None` when the chain has no service at the index asked for.
         #[pin]
-        state: ServiceState<S, Req, S::Future>,
-    }
-}
-
-pin_project! {
-    #[project = ServiceStateProj]
-    enum ServiceState<S, Req, F> {
-        NotReady { svc: S, req: Option<Req> },
-        Called { #[pin] fut: F },
-        Done,
+        call: Option<ReadyCall<S, Req>>,
     }
 }
 
@@ -112,26 +103,9 @@ where
     type Output = Result<S::Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                ServiceStateProj::NotReady { svc, req } => {
-                    ready!(svc.poll_ready(cx)).map_err(Into::into)?;
-                    let Some(req) = req.take() else {
-                        return Poll::Ready(Err("fallback future polled after completion".into()));
-                    };
-                    let fut = svc.call(req);
-                    this.state.set(ServiceState::Called { fut });
-                }
-                ServiceStateProj::Called { fut } => {
-                    let out = ready!(fut.poll(cx)).map_err(Into::into);
-                    this.state.set(ServiceState::Done);
-                    return Poll::Ready(out);
-                }
-                ServiceStateProj::Done => {
-                    return Poll::Ready(Err("fallback future polled after completion".into()));
-                }
-            }
+        match self.project().call.as_pin_mut() {
+            Some(call) => call.poll(cx).map_err(Into::into),
+            None => Poll::Ready(Err("palisade-fallback: no fallback service at this index".into())),
         }
     }
 }
