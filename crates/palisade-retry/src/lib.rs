@@ -216,7 +216,10 @@
 //! value of the inner error type). `.deadline(d)` bounds the whole call; when it passes
 //! during an attempt the attempt is dropped and the caller gets
 //! [`TimedOut`] (HTTP 504 / DEADLINE_EXCEEDED through
-//! `palisade_core::respond`); a backoff that would end after it is not started. The
+//! `palisade_core::respond`); a backoff that would end after it is not started. Both count
+//! from `call` (the first attempt's bound and the deadline read the clock there; the timer
+//! is registered only once an attempt is pending), unlike `TimeoutLayer`, which counts from
+//! the first poll at which the call is pending. The
 //! `palisade-timeout` crate's `TimeoutLayer` (`palisade::timeout`) times out single calls,
 //! with a timeout that may be chosen per request (e.g. from gRPC's `grpc-timeout` header).
 //!
