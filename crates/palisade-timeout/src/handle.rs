@@ -17,15 +17,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(name: Arc<str>, bus: EventBus<TimeoutEvent>) -> Self {
-        Self {
-            timed_out: Counter::with_description(
-                "palisade_timeout_timed_out_total",
-                &name,
-                "palisade timeout: calls that ran past their timeout (answered TimedOut)",
-            ),
-            name,
-            bus,
-        }
+        Self { timed_out: Counter::new("palisade_timeout_timed_out_total", &name), name, bus }
     }
 }
 

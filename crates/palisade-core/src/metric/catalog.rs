@@ -207,11 +207,7 @@ pub const METRICS: &[MetricInfo] = &[
     m("palisade_hedge_deadline_exceeded_total", C, "Calls whose overall deadline passed."),
     m("palisade_hedge_hedges_total", C, "Hedged attempts sent."),
     // timeout
-    m(
-        "palisade_timeout_timed_out_total",
-        C,
-        "Calls the timeout layer cut off (answered with its Elapsed error).",
-    ),
+    m("palisade_timeout_timed_out_total", C, "Calls that ran past their timeout (answered TimedOut)."),
 ];
 
 /// The catalog's entry for `metric`, if it has one.
