@@ -214,6 +214,41 @@ async fn reload_changes_a_rate_limit_quota_and_chaos_rates() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn reload_moves_an_adaptive_limit_through_its_handle() {
+    let file = |initial: usize, max: usize, smoothing: f64| {
+        format!(
+            "[policies.api.adaptive_limit.algorithm.vegas]\ninitial_limit = {initial}\nmin_limit = 2\nmax_limit = {max}\nsmoothing = {smoothing}"
+        )
+    };
+    let registry = Echo::from_toml_str(&file(10, 50, 1.0)).unwrap();
+    let svc = registry.layer("api").unwrap().layer(echo());
+    let Some(PatternHandle::AdaptiveLimit(adaptive)) = registry.handles().first().map(|h| h.handle.clone())
+    else {
+        panic!("api has an adaptive limit")
+    };
+    assert_eq!((adaptive.limit(), adaptive.bounds()), (10, Some((2, 50))));
+
+    let report = registry.reload(&file(4, 8, 1.0)).unwrap();
+    let mut applied = report.applied.clone();
+    applied.sort();
+    assert_eq!(
+        applied,
+        [
+            "policies.api.adaptive_limit.algorithm.vegas.initial_limit",
+            "policies.api.adaptive_limit.algorithm.vegas.max_limit"
+        ]
+    );
+    assert_eq!((adaptive.limit(), adaptive.bounds()), (4, Some((2, 8))));
+    assert_eq!(svc.oneshot("x").await.unwrap(), "x");
+
+    // Another parameter of the algorithm needs a rebuild; the limit stays where it is.
+    let report = registry.reload(&file(4, 8, 0.5)).unwrap();
+    assert!(report.applied.is_empty(), "{report:?}");
+    assert_eq!(report.needs_rebuild[0].field, "policies.api.adaptive_limit.algorithm.vegas.smoothing");
+    assert_eq!((adaptive.limit(), adaptive.bounds()), (4, Some((2, 8))));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn reload_reports_what_needs_a_rebuild() {
     let registry = Echo::from_toml_str(POLICIES).unwrap();
     let changed = POLICIES
@@ -262,6 +297,7 @@ async fn snapshot_and_handles_list_every_pattern() {
         [policies.all.rate_limit]
         quota = { limit = 100, period = "1s" }
         [policies.all.bulkhead]
+        [policies.all.adaptive_limit]
         [policies.all.timeout]
         [policies.all.retry]
         [policies.all.circuit_breaker]
@@ -278,6 +314,7 @@ async fn snapshot_and_handles_list_every_pattern() {
     let all = [
         PatternKind::RateLimit,
         PatternKind::Bulkhead,
+        PatternKind::AdaptiveLimit,
         PatternKind::Timeout,
         PatternKind::Retry,
         PatternKind::CircuitBreaker,
@@ -287,7 +324,7 @@ async fn snapshot_and_handles_list_every_pattern() {
     let snapshot = registry.snapshot();
     let kinds: Vec<_> = snapshot.policies["all"].iter().map(PatternSnapshot::kind).collect();
     assert_eq!(kinds, all);
-    assert_eq!(snapshot.iter().count(), 8);
+    assert_eq!(snapshot.iter().count(), 9);
     let Some(PatternSnapshot::RateLimit(limit)) = snapshot.get("all", PatternKind::RateLimit) else {
         panic!()
     };
@@ -301,10 +338,11 @@ async fn snapshot_and_handles_list_every_pattern() {
         .iter()
         .map(|h| (h.policy.clone(), h.kind().as_str(), h.handle.name().to_owned()))
         .collect();
-    assert_eq!(handles.len(), 8);
+    assert_eq!(handles.len(), 9);
     assert_eq!(handles[0], ("all".to_owned(), "rate_limit", "all".to_owned()));
-    assert_eq!(handles[5], ("all".to_owned(), "attempt_timeout", "all.attempt".to_owned()));
-    assert_eq!(handles[7], ("other".to_owned(), "bulkhead", "own".to_owned()));
+    assert_eq!(handles[2], ("all".to_owned(), "adaptive_limit", "all".to_owned()));
+    assert_eq!(handles[6], ("all".to_owned(), "attempt_timeout", "all.attempt".to_owned()));
+    assert_eq!(handles[8], ("other".to_owned(), "bulkhead", "own".to_owned()));
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use palisade_core::ConfigError;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::bulkhead::adaptive::AdaptiveLimitConfig;
 use crate::bulkhead::BulkheadConfig;
 use crate::chaos::ChaosConfig;
 use crate::circuit_breaker::CircuitBreakerConfig;
@@ -39,7 +40,7 @@ pub struct RegistryConfig {
 
 /// One policy: an optional section per pattern, each the pattern's own `XConfig` (every
 /// field optional, unknown fields refused). The stack is built in the README's layer order,
-/// outermost first: `rate_limit`, `bulkhead`, `timeout` (total), `retry`,
+/// outermost first: `rate_limit`, `bulkhead`, `adaptive_limit`, `timeout` (total), `retry`,
 /// `circuit_breaker`, `attempt_timeout` (per attempt, inside the breaker), `chaos` (next to
 /// the service, where a failing backend would be).
 ///
@@ -47,7 +48,9 @@ pub struct RegistryConfig {
 /// `"<policy>.attempt"`), so that events and metric labels tell policies apart.
 ///
 /// What a file cannot express is not here: a fallback needs its provider (code), pools and
-/// processes need the members they make, keyed limits need a key function. Build those with
+/// processes need the members they make, keyed limits need a key function (and an adaptive
+/// limit's `partitions` a `partition_by`: a file that sets them is refused at
+/// `adaptive_limit.partition_by`). Build those with
 /// the pattern's builder (its `XConfig::into_builder` reads the same section) and stack them
 /// next to [`Registry::layer`](super::Registry::layer).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -60,6 +63,9 @@ pub struct PolicyConfig {
     /// The bulkhead.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bulkhead: Option<BulkheadConfig>,
+    /// The adaptive concurrency limit (default classifier), inside the bulkhead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive_limit: Option<AdaptiveLimitConfig>,
     /// The total timeout, across every retry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<TimeoutConfig>,
@@ -146,6 +152,9 @@ impl PolicyConfig {
         }
         if let Some(c) = &mut self.bulkhead {
             rename(&mut c.name, &BulkheadConfig::default().name, policy);
+        }
+        if let Some(c) = &mut self.adaptive_limit {
+            rename(&mut c.name, &AdaptiveLimitConfig::default().name, policy);
         }
         if let Some(c) = &mut self.timeout {
             rename(&mut c.name, &TimeoutConfig::default().name, policy);

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::bulkhead::adaptive::{AdaptiveLimitHandle, AdaptiveLimitSnapshot};
 use crate::bulkhead::{BulkheadHandle, BulkheadSnapshot};
 use crate::chaos::{ChaosHandle, ChaosSnapshot};
 use crate::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerSnapshot};
@@ -18,6 +19,8 @@ pub enum PatternKind {
     RateLimit,
     /// `bulkhead`
     Bulkhead,
+    /// `adaptive_limit`
+    AdaptiveLimit,
     /// `timeout` (total)
     Timeout,
     /// `retry`
@@ -36,6 +39,7 @@ impl PatternKind {
         match self {
             Self::RateLimit => "rate_limit",
             Self::Bulkhead => "bulkhead",
+            Self::AdaptiveLimit => "adaptive_limit",
             Self::Timeout => "timeout",
             Self::Retry => "retry",
             Self::CircuitBreaker => "circuit_breaker",
@@ -59,6 +63,8 @@ pub enum PatternHandle {
     RateLimit(RateLimitHandle),
     /// A bulkhead's handle.
     Bulkhead(BulkheadHandle),
+    /// An adaptive limit's handle.
+    AdaptiveLimit(AdaptiveLimitHandle),
     /// The total timeout's handle.
     Timeout(TimeoutHandle),
     /// A retry's handle.
@@ -77,6 +83,7 @@ impl PatternHandle {
         match self {
             Self::RateLimit(_) => PatternKind::RateLimit,
             Self::Bulkhead(_) => PatternKind::Bulkhead,
+            Self::AdaptiveLimit(_) => PatternKind::AdaptiveLimit,
             Self::Timeout(_) => PatternKind::Timeout,
             Self::Retry(_) => PatternKind::Retry,
             Self::CircuitBreaker(_) => PatternKind::CircuitBreaker,
@@ -90,6 +97,7 @@ impl PatternHandle {
         match self {
             Self::RateLimit(h) => h.name(),
             Self::Bulkhead(h) => h.name(),
+            Self::AdaptiveLimit(h) => h.name(),
             Self::Timeout(h) | Self::AttemptTimeout(h) => h.name(),
             Self::Retry(h) => h.name(),
             Self::CircuitBreaker(h) => h.name(),
@@ -102,6 +110,7 @@ impl PatternHandle {
         match self {
             Self::RateLimit(h) => PatternSnapshot::RateLimit(h.snapshot()),
             Self::Bulkhead(h) => PatternSnapshot::Bulkhead(h.snapshot()),
+            Self::AdaptiveLimit(h) => PatternSnapshot::AdaptiveLimit(h.snapshot()),
             Self::Timeout(h) => PatternSnapshot::Timeout(h.snapshot()),
             Self::Retry(h) => PatternSnapshot::Retry(h.snapshot()),
             Self::CircuitBreaker(h) => PatternSnapshot::CircuitBreaker(h.snapshot()),
@@ -136,6 +145,8 @@ pub enum PatternSnapshot {
     RateLimit(RateLimitSnapshot),
     /// A bulkhead's permits and counters.
     Bulkhead(BulkheadSnapshot),
+    /// An adaptive limit's limit and counters.
+    AdaptiveLimit(AdaptiveLimitSnapshot),
     /// The total timeout's counters.
     Timeout(TimeoutSnapshot),
     /// A retry's counters.
@@ -154,6 +165,7 @@ impl PatternSnapshot {
         match self {
             Self::RateLimit(_) => PatternKind::RateLimit,
             Self::Bulkhead(_) => PatternKind::Bulkhead,
+            Self::AdaptiveLimit(_) => PatternKind::AdaptiveLimit,
             Self::Timeout(_) => PatternKind::Timeout,
             Self::Retry(_) => PatternKind::Retry,
             Self::CircuitBreaker(_) => PatternKind::CircuitBreaker,

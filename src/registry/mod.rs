@@ -175,8 +175,8 @@ impl<Req: 'static, Res> Registry<Req, Res> {
 
     /// Stops what the registry runs in the background and waits for it.
     ///
-    /// The layers a policies file can describe (rate limit, bulkhead, timeouts, retry,
-    /// circuit breaker, chaos) run no task, worker or poller of their own: a registry builds
+    /// The layers a policies file can describe (rate limit, bulkhead, adaptive limit,
+    /// timeouts, retry, circuit breaker, chaos) run no task, worker or poller of their own: a registry builds
     /// no pool, process or poller (those need members that only code can make), so there is
     /// nothing to drain and this returns at once. It is here so that code written against a
     /// registry keeps its shutdown step when a future section does start tasks.
@@ -184,9 +184,10 @@ impl<Req: 'static, Res> Registry<Req, Res> {
     pub async fn shutdown_all(&self) {}
 
     /// Reads a changed policies file (TOML) and applies what can change at run time through
-    /// the handles: a bulkhead's `max_concurrent`, `when_full` and `max_queue`; a rate
-    /// limit's quotas (`quota`, a tier's `quota`); a chaos layer's `enabled`, rates and
-    /// `latency`. Every service already built obeys them at once. Anything else (a timeout,
+    /// the handles: a bulkhead's `max_concurrent`, `when_full` and `max_queue`; an adaptive
+    /// limit's `initial_limit` (the limit is set to it), `min_limit` and `max_limit`; a rate
+    /// limit's quotas (`quota`, a tier's `quota`, when its name is unique); a chaos layer's
+    /// `enabled`, rates and `latency`. Every service already built obeys them at once. Anything else (a timeout,
     /// a retry or breaker setting, a name, an added or removed section or policy) is listed
     /// in [`ReloadReport::needs_rebuild`] and keeps running with its old value.
     ///

@@ -9,6 +9,7 @@ use tower::{Layer, Service, ServiceBuilder};
 
 use super::config::PolicyConfig;
 use super::handle::PatternHandle;
+use crate::bulkhead::adaptive::{AdaptiveLimitConfig, AdaptiveLimitLayer};
 use crate::bulkhead::BulkheadLayer;
 use crate::chaos::{ChaosConfig, ChaosLayer};
 use crate::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
@@ -17,7 +18,7 @@ use crate::retry::{RetryConfig, RetryLayer};
 use crate::timeout::{TimeoutConfig, TimeoutLayer};
 
 /// The stack of one policy, from [`Registry::layer`](super::Registry::layer): the layers of
-/// the sections present, outermost first `rate_limit`, `bulkhead`, `timeout`, `retry`,
+/// the sections present, outermost first `rate_limit`, `bulkhead`, `adaptive_limit`, `timeout`, `retry`,
 /// `circuit_breaker`, `attempt_timeout`, `chaos` (the README's "Layer order").
 ///
 /// # The service type
@@ -38,6 +39,7 @@ pub struct PolicyLayer<Req, Res> {
     pub(crate) name: Arc<str>,
     pub(crate) rate_limit: Option<RateLimitLayer<Req>>,
     pub(crate) bulkhead: Option<BulkheadLayer>,
+    pub(crate) adaptive_limit: Option<AdaptiveLimitLayer>,
     pub(crate) timeout: Option<TimeoutLayer>,
     pub(crate) retry: Option<RetryLayer>,
     pub(crate) circuit_breaker: Option<CircuitBreakerLayer>,
@@ -51,6 +53,7 @@ impl<Req, Res> Clone for PolicyLayer<Req, Res> {
             name: self.name.clone(),
             rate_limit: self.rate_limit.clone(),
             bulkhead: self.bulkhead.clone(),
+            adaptive_limit: self.adaptive_limit.clone(),
             timeout: self.timeout.clone(),
             retry: self.retry.clone(),
             circuit_breaker: self.circuit_breaker.clone(),
@@ -84,6 +87,9 @@ impl<Req, Res> PolicyLayer<Req, Res> {
         }
         if let Some(l) = &self.bulkhead {
             handles.push(PatternHandle::Bulkhead(l.handle()));
+        }
+        if let Some(l) = &self.adaptive_limit {
+            handles.push(PatternHandle::AdaptiveLimit(l.handle()));
         }
         if let Some(l) = &self.timeout {
             handles.push(PatternHandle::Timeout(l.handle()));
@@ -123,6 +129,7 @@ where
         let stack = ServiceBuilder::new()
             .option_layer(self.rate_limit.clone())
             .option_layer(self.bulkhead.clone())
+            .option_layer(self.adaptive_limit.clone())
             .option_layer(self.timeout.clone())
             .option_layer(self.retry.clone())
             .option_layer(self.circuit_breaker.clone())
@@ -158,6 +165,12 @@ pub(crate) fn build<Req: 'static, Res>(
             .map(|c| c.builder().build())
             .transpose()
             .map_err(section("bulkhead"))?,
+        adaptive_limit: config
+            .adaptive_limit
+            .clone()
+            .map(|c| AdaptiveLimitConfig::into_builder(c).build())
+            .transpose()
+            .map_err(section("adaptive_limit"))?,
         timeout: config.timeout.clone().map(TimeoutConfig::build).transpose().map_err(section("timeout"))?,
         retry: config.retry.clone().map(RetryConfig::build).transpose().map_err(section("retry"))?,
         circuit_breaker: config

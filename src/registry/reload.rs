@@ -4,8 +4,11 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use palisade_core::ConfigError;
+
 use super::config::PolicyConfig;
 use super::policy::PolicyLayer;
+use crate::bulkhead::adaptive::{AdaptiveLimitHandle, AlgorithmConfig};
 
 /// What a [`Registry::reload`](super::Registry::reload) did.
 ///
@@ -184,6 +187,32 @@ impl Reloader<'_> {
         }
 
         if let (Some((leaves, new)), Some(l), Some(run)) =
+            (presence!(adaptive_limit), &layer.adaptive_limit, running.adaptive_limit.as_mut())
+        {
+            let handle = l.handle();
+            for (group, leaves) in grouped(&leaves) {
+                if group != "algorithm" {
+                    self.refused("adaptive_limit", &leaves, NO_SETTER);
+                    continue;
+                }
+                match (limits(&run.algorithm), limits(&new.algorithm)) {
+                    (Some(old), Some(to)) if same_algorithm(&leaves) => {
+                        let result = apply_limits(&handle, old, to);
+                        if result.is_ok() {
+                            run.algorithm = new.algorithm.clone();
+                        }
+                        self.outcome("adaptive_limit", &leaves, result);
+                    }
+                    _ => self.refused(
+                        "adaptive_limit",
+                        &leaves,
+                        "only an algorithm's initial_limit, min_limit and max_limit change at run time: rebuild the registry",
+                    ),
+                }
+            }
+        }
+
+        if let (Some((leaves, new)), Some(l), Some(run)) =
             (presence!(rate_limit), &layer.rate_limit, running.rate_limit.as_mut())
         {
             let handle = l.handle();
@@ -258,12 +287,62 @@ impl Reloader<'_> {
         }
     }
 
-    fn outcome(&mut self, section: &str, leaves: &[&String], result: Result<(), palisade_core::ConfigError>) {
+    fn outcome(&mut self, section: &str, leaves: &[&String], result: Result<(), ConfigError>) {
         match result {
             Ok(()) => self.applied(section, leaves),
             Err(e) => self.refused(section, leaves, &format!("the handle refused it: {e}")),
         }
     }
+}
+
+/// An adaptive algorithm's `(initial_limit, min_limit, max_limit)`.
+type Limits = (Option<usize>, Option<usize>, Option<usize>);
+
+fn limits(algorithm: &AlgorithmConfig) -> Option<Limits> {
+    match algorithm {
+        AlgorithmConfig::Aimd(c) => Some((c.initial_limit, c.min_limit, c.max_limit)),
+        AlgorithmConfig::Vegas(c) => Some((c.initial_limit, c.min_limit, c.max_limit)),
+        AlgorithmConfig::Gradient2(c) => Some((c.initial_limit, c.min_limit, c.max_limit)),
+        _ => None,
+    }
+}
+
+/// Every changed leaf is a limit of the same algorithm (`algorithm.vegas.max_limit`).
+fn same_algorithm(leaves: &[&String]) -> bool {
+    leaves.iter().all(|leaf| {
+        let mut parts = leaf.split('.');
+        let (Some("algorithm"), Some(_), Some(field), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        matches!(field, "initial_limit" | "min_limit" | "max_limit")
+    })
+}
+
+/// New bounds through `set_bounds`, a new initial limit through `set_limit`. A limit taken
+/// out of the file (back to the algorithm's default) is not applied: the default is the
+/// algorithm's, not the registry's to guess.
+fn apply_limits(handle: &AdaptiveLimitHandle, old: Limits, new: Limits) -> Result<(), ConfigError> {
+    let unset =
+        |field: &'static str| ConfigError::new(field, "taken out of the file: rebuild to get the default");
+    if (old.1, old.2) != (new.1, new.2) {
+        let (cur_min, cur_max) =
+            handle.bounds().ok_or_else(|| ConfigError::new("algorithm", "has no bounds"))?;
+        let min = match (old.1, new.1) {
+            (Some(_), None) => return Err(unset("min_limit")),
+            (_, n) => n.unwrap_or(cur_min),
+        };
+        let max = match (old.2, new.2) {
+            (Some(_), None) => return Err(unset("max_limit")),
+            (_, n) => n.unwrap_or(cur_max),
+        };
+        handle.set_bounds(min, max)?;
+    }
+    if old.0 != new.0 {
+        handle.set_limit(new.0.ok_or_else(|| unset("initial_limit"))?)?;
+    }
+    Ok(())
 }
 
 /// `Some(i)` for `tiers[i]`.
