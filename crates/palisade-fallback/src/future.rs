@@ -19,12 +19,12 @@ pin_project! {
     /// failed, the fallback providers in order.
     ///
     /// Dropping it drops (cancels) whichever call is in flight.
-    pub struct ResponseFuture<F, C, Provider, Req, Res>
+    pub struct ResponseFuture<Fut, C, Provider, Req, Res>
     where
         Provider: ProviderTrait<Req, Res>,
     {
         #[pin]
-        state: State<F, Provider::Future, Provider::Saved>,
+        state: State<Fut, Provider::Future, Provider::Saved>,
         shared: Arc<Shared<C, Provider>>,
         _marker: PhantomData<fn(Req) -> Res>,
     }
@@ -33,11 +33,11 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     #[project_replace = StateProjReplace]
-    enum State<F, PF, Saved> {
+    enum State<Fut, PF, Saved> {
         // The inner call and what the provider kept of the request (nothing for a closure
         // without the request: the pass path's future is the inner one plus a tag and the
         // shared state).
-        Inner { #[pin] fut: F, saved: Saved },
+        Inner { #[pin] fut: Fut, saved: Saved },
         // A provider attempt (every provider's future is one boxed pointer) and the kept
         // request for the providers after it.
         Fallback { #[pin] fut: PF, index: usize, reason: FallbackReason, rest: Option<Saved> },
@@ -45,7 +45,7 @@ pin_project! {
     }
 }
 
-impl<F, C, Provider, Req, Res> fmt::Debug for ResponseFuture<F, C, Provider, Req, Res>
+impl<Fut, C, Provider, Req, Res> fmt::Debug for ResponseFuture<Fut, C, Provider, Req, Res>
 where
     Provider: ProviderTrait<Req, Res>,
 {
@@ -59,12 +59,12 @@ where
     }
 }
 
-impl<F, C, Provider, Req, Res> ResponseFuture<F, C, Provider, Req, Res>
+impl<Fut, C, Provider, Req, Res> ResponseFuture<Fut, C, Provider, Req, Res>
 where
     Provider: ProviderTrait<Req, Res>,
 {
     #[inline]
-    pub(crate) fn inner(fut: F, shared: Arc<Shared<C, Provider>>, saved: Provider::Saved) -> Self {
+    pub(crate) fn inner(fut: Fut, shared: Arc<Shared<C, Provider>>, saved: Provider::Saved) -> Self {
         Self { state: State::Inner { fut, saved }, shared, _marker: PhantomData }
     }
 
@@ -79,9 +79,9 @@ where
     }
 }
 
-impl<F, E, C, Provider, Req, Res> Future for ResponseFuture<F, C, Provider, Req, Res>
+impl<Fut, E, C, Provider, Req, Res> Future for ResponseFuture<Fut, C, Provider, Req, Res>
 where
-    F: Future<Output = Result<Res, E>>,
+    Fut: Future<Output = Result<Res, E>>,
     E: Into<BoxError>,
     Provider: ProviderTrait<Req, Res>,
     C: Classify<Res, BoxError>,
@@ -118,12 +118,12 @@ fn cause<Res>(result: Result<Res, BoxError>) -> FallbackCause<Res> {
 /// Counts a triggered fallback and starts the first provider.
 #[cold]
 #[inline(never)]
-fn first<F, C, Provider, Req, Res>(
+fn first<Fut, C, Provider, Req, Res>(
     shared: &Shared<C, Provider>,
     saved: Provider::Saved,
     cause: FallbackCause<Res>,
     reason: FallbackReason,
-) -> State<F, Provider::Future, Provider::Saved>
+) -> State<Fut, Provider::Future, Provider::Saved>
 where
     Provider: ProviderTrait<Req, Res>,
 {
@@ -133,13 +133,13 @@ where
 
 /// Starts provider `index` with the kept request: a clone while later providers may still
 /// need it, the kept request itself for the last one.
-fn start<F, C, Provider, Req, Res>(
+fn start<Fut, C, Provider, Req, Res>(
     shared: &Shared<C, Provider>,
     saved: Provider::Saved,
     index: usize,
     cause: FallbackCause<Res>,
     reason: FallbackReason,
-) -> State<F, Provider::Future, Provider::Saved>
+) -> State<Fut, Provider::Future, Provider::Saved>
 where
     Provider: ProviderTrait<Req, Res>,
 {
@@ -150,8 +150,8 @@ where
 
 /// Drives the providers: the next one on failure, until one answers or none is left.
 #[inline(never)]
-fn poll_fallback<F, C, Provider, Req, Res>(
-    mut state: Pin<&mut State<F, Provider::Future, Provider::Saved>>,
+fn poll_fallback<Fut, C, Provider, Req, Res>(
+    mut state: Pin<&mut State<Fut, Provider::Future, Provider::Saved>>,
     shared: &Shared<C, Provider>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Res, BoxError>>

@@ -24,9 +24,9 @@ pin_project! {
     /// `Pending`: a call that answers on its first poll reads no clock and touches no timer.
     /// The timer is boxed, so the future that `call` returns stays the inner future plus two
     /// words and the timeout.
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<Fut> {
         #[pin]
-        future: F,
+        future: Fut,
         timer: Option<Pin<Box<Sleep>>>,
         // The timeout and the shared state; `None` when this request has no timeout (or
         // once it fired).
@@ -34,14 +34,14 @@ pin_project! {
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<Fut> ResponseFuture<Fut> {
     #[inline]
-    pub(crate) fn new(future: F, limit: Option<(Duration, Arc<Shared>)>) -> Self {
+    pub(crate) fn new(future: Fut, limit: Option<(Duration, Arc<Shared>)>) -> Self {
         Self { future, timer: None, limit }
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<Fut> fmt::Debug for ResponseFuture<Fut> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("after", &self.limit.as_ref().map(|(after, _)| after))
@@ -50,9 +50,9 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     }
 }
 
-impl<F, T, E> Future for ResponseFuture<F>
+impl<Fut, T, E> Future for ResponseFuture<Fut>
 where
-    F: Future<Output = Result<T, E>>,
+    Fut: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
 {
     type Output = Result<T, BoxError>;
