@@ -54,6 +54,7 @@ use palisade::BoxError;
 use tokio::sync::Semaphore;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 
+mod prometheus;
 mod soak;
 
 // === arguments ===
@@ -548,10 +549,12 @@ async fn main() -> Result<(), BoxError> {
 
     let (backend, chaos, backend_served) = start_backend(args.seed).await?;
     let (front, handles) = start_front(backend).await?;
+    let scrape = prometheus::serve().await?;
     println!(
         "storm: backend on {backend}, front on {front}; {} req/s for {:?} (seed {})",
         args.rate, args.duration, args.seed
     );
+    println!("storm: Prometheus metrics at http://{scrape}/metrics while it runs");
 
     let started = Instant::now();
     let until = started + args.duration;
