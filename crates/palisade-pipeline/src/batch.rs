@@ -40,10 +40,9 @@
 //! The batch runs inside the returned future; dropping it drops every call in flight.
 
 use std::fmt;
-use std::future::{poll_fn, Future};
-use std::pin::Pin;
+use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -51,7 +50,7 @@ use palisade_core::ConfigError;
 use tokio::time::{interval, MissedTickBehavior};
 use tower_service::Service;
 
-use palisade_core::panic::Panicked;
+use palisade_core::panic::{CatchUnwind, Panicked};
 
 use crate::error::BatchError;
 use crate::fan::Indexed;
@@ -260,8 +259,8 @@ impl Batch {
                 }
             };
 
-            while let Poll::Ready(Some((index, result))) = in_flight.poll_next_unpin(cx) {
-                record(index, result, &mut progress);
+            while let Poll::Ready(Some((index, outcome))) = in_flight.poll_next_unpin(cx) {
+                record(index, settle(outcome), &mut progress);
                 moved = true;
             }
 
@@ -283,7 +282,7 @@ impl Batch {
                         Ok(Poll::Ready(Ok(()))) => {
                             if let Some((index, req)) = next.take() {
                                 match catch_panic("call", || service.call(req)) {
-                                    Ok(fut) => in_flight.push(Indexed::new(index, CatchUnwind { fut })),
+                                    Ok(fut) => in_flight.push(Indexed::new(index, CatchUnwind::new(fut))),
                                     Err(e) => record(index, Err(e), &mut progress),
                                 }
                             }
@@ -323,31 +322,18 @@ impl Batch {
 }
 
 fn catch_panic<T, E>(site: &'static str, f: impl FnOnce() -> T) -> Result<T, BatchError<E>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+    palisade_core::panic::catch(f).map_err(|payload| {
         BatchError::Panicked(Panicked::from_payload("service", "batch", payload).with_site(site))
     })
 }
 
-pin_project_lite::pin_project! {
-    /// A call of the batch: its panic, at any poll, is the item's `BatchError::Panicked`.
-    struct CatchUnwind<F> {
-        #[pin]
-        fut: F,
-    }
-}
-
-impl<F, R, E> Future for CatchUnwind<F>
-where
-    F: Future<Output = Result<R, E>>,
-{
-    type Output = Result<R, BatchError<E>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = self.project().fut;
-        match catch_panic("response", || fut.poll(cx)) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(result)) => Poll::Ready(result.map_err(BatchError::Service)),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+/// A call's outcome through core's [`CatchUnwind`]: its panic, at any poll, is the item's
+/// `BatchError::Panicked` (site `"response"`).
+fn settle<R, E>(outcome: Result<Result<R, E>, Box<dyn std::any::Any + Send>>) -> Result<R, BatchError<E>> {
+    match outcome {
+        Ok(result) => result.map_err(BatchError::Service),
+        Err(payload) => Err(BatchError::Panicked(
+            Panicked::from_payload("service", "batch", payload).with_site("response"),
+        )),
     }
 }

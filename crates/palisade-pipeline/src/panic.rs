@@ -2,7 +2,6 @@
 //! caught where a pipeline runs it on its own tasks, so that one bad item fails alone and
 //! the stream goes on. The error is palisade-core's [`Panicked`] (component `"stage"`).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use palisade_core::panic::Panicked;
@@ -13,7 +12,7 @@ use palisade_core::BoxError;
 /// is handled (the hot path does not carry it).
 #[inline]
 pub(crate) fn catch<T>(site: &'static str, f: impl FnOnce() -> T) -> Result<T, BoxError> {
-    catch_unwind(AssertUnwindSafe(f))
+    palisade_core::panic::catch(f)
         .map_err(|payload| Box::new(Panicked::from_payload("stage", "", payload).with_site(site)) as BoxError)
 }
 
