@@ -35,7 +35,9 @@ impl Write for Buf {
 
 /// Runs `f` on a paused current-thread runtime under a JSON subscriber scoped to this thread
 /// and returns the `fields` object of every event palisade logged.
-fn json_events<Fut: std::future::Future<Output = ()>>(f: impl FnOnce() -> Fut) -> Vec<serde_json::Map<String, Value>> {
+fn json_events<Fut: std::future::Future<Output = ()>>(
+    f: impl FnOnce() -> Fut,
+) -> Vec<serde_json::Map<String, Value>> {
     let buf = Buf::default();
     let writer = buf.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -67,7 +69,8 @@ fn find<'a>(
         .unwrap_or_else(|| panic!("no {pattern} {kind} event in {events:#?}"))
 }
 
-fn failing() -> impl Service<u32, Response = u32, Error = BoxError, Future = std::future::Ready<Result<u32, BoxError>>> + Clone
+fn failing(
+) -> impl Service<u32, Response = u32, Error = BoxError, Future = std::future::Ready<Result<u32, BoxError>>> + Clone
 {
     service_fn(|_: u32| std::future::ready(Err::<u32, BoxError>("down".into())))
 }

@@ -43,7 +43,8 @@ fn value(scrape: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
-fn failing() -> impl Service<u32, Response = u32, Error = BoxError, Future = std::future::Ready<Result<u32, BoxError>>> + Clone
+fn failing(
+) -> impl Service<u32, Response = u32, Error = BoxError, Future = std::future::Ready<Result<u32, BoxError>>> + Clone
 {
     service_fn(|_: u32| std::future::ready(Err::<u32, BoxError>("down".into())))
 }
@@ -99,7 +100,8 @@ fn the_breaker_exports_its_state_by_name_and_its_calls_by_outcome() {
     for other in ["closed", "half_open", "forced_open", "disabled", "metrics_only"] {
         assert_eq!(state(other), Some(0.0), "{other}: {scrape}");
     }
-    let calls = |o| value(&scrape, "palisade_circuit_breaker_calls_total", &[("name", "payments"), ("outcome", o)]);
+    let calls =
+        |o| value(&scrape, "palisade_circuit_breaker_calls_total", &[("name", "payments"), ("outcome", o)]);
     assert_eq!(calls("failure"), Some(2.0), "{scrape}");
     assert_eq!(calls("rejected"), Some(1.0), "{scrape}");
     assert_eq!(calls("success"), Some(0.0), "{scrape}");
@@ -161,7 +163,8 @@ fn timeouts_are_counted() {
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     run(&recorder, || async {
-        let timeout = TimeoutLayer::builder().name("upstream").timeout(Duration::from_millis(50)).build().unwrap();
+        let timeout =
+            TimeoutLayer::builder().name("upstream").timeout(Duration::from_millis(50)).build().unwrap();
         let slow = service_fn(|x: u32| async move {
             tokio::time::sleep(Duration::from_secs(1)).await;
             Ok::<_, BoxError>(x)
@@ -170,7 +173,11 @@ fn timeouts_are_counted() {
         assert!(svc.oneshot(1).await.is_err());
     });
     let scrape = handle.render();
-    assert_eq!(value(&scrape, "palisade_timeout_timed_out_total", &[("name", "upstream")]), Some(1.0), "{scrape}");
+    assert_eq!(
+        value(&scrape, "palisade_timeout_timed_out_total", &[("name", "upstream")]),
+        Some(1.0),
+        "{scrape}"
+    );
     assert_described(&scrape);
 }
 
