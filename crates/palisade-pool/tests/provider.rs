@@ -202,3 +202,17 @@ async fn a_provider_removed_mid_call_is_not_a_fallback() {
     tx.send(Change::Remove("first")).unwrap();
     assert!(ask(&mut select, 2).await.unwrap_err().is::<NoProvider>());
 }
+
+/// `SelectConfig::into_builder` (CONTRIBUTING §5): the settings move into the builder whole,
+/// and `build` validates them.
+#[tokio::test]
+async fn a_select_config_turns_into_its_builder() {
+    let mut config = palisade_pool::provider::SelectConfig::default();
+    config.unhealthy_after = 0;
+    let (_tx, stream) = discovery();
+    let err = config.clone().into_builder::<Meta>().build(stream).unwrap_err();
+    assert_eq!(err.field(), "unhealthy_after");
+    config.unhealthy_after = 1;
+    let (_tx, stream) = discovery();
+    assert!(config.into_builder::<Meta>().build(stream).is_ok());
+}

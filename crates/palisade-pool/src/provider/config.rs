@@ -65,6 +65,12 @@ impl SelectConfig {
         ensure_nonzero_duration("peak_ewma_decay", self.peak_ewma_decay)?;
         Ok(())
     }
+
+    /// A builder with these settings; its `build` validates them (as every crate's
+    /// `XConfig::into_builder`, CONTRIBUTING §5).
+    pub fn into_builder<Metadata: ProviderMeta>(self) -> SelectBuilder<Metadata> {
+        SelectBuilder::new().config(self)
+    }
 }
 
 /// Builds a [`Select`]; start with [`Select::builder`]. Every serialisable setting is a
