@@ -55,6 +55,8 @@ use tokio::sync::Semaphore;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 
 mod prometheus;
+#[cfg(feature = "redis")]
+mod redis;
 mod soak;
 
 // === arguments ===
@@ -524,6 +526,16 @@ fn summary(results: &mut Results) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    if std::env::args().skip(1).any(|a| a == "--redis") {
+        // Two fronts sharing their limits through Redis: see redis.rs.
+        #[cfg(feature = "redis")]
+        std::process::exit(i32::from(!redis::run(42).await?));
+        #[cfg(not(feature = "redis"))]
+        {
+            eprintln!("storm --redis needs the redis feature: cargo run --release --example storm --features full -- --redis");
+            std::process::exit(2);
+        }
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
