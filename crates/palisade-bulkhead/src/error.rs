@@ -9,5 +9,7 @@
 //! | [`Overloaded`] | an adaptive limit over its limit; any layer with `shed_when_inner_not_ready` while the inner service is not ready |
 //! | [`KeySetFull`] | a keyed bulkhead whose `max_keys` keys are all in use, for a new key |
 //! | [`KeyMissing`] | a keyed bulkhead with `Unkeyed::Reject` (the default), for a request without a key |
+//! | [`ConfigError`] | `build()`, `validate` and the handles' setters, for a bad setting |
 
+pub use palisade_core::config::ConfigError;
 pub use palisade_core::rejection::{BulkheadFull, BulkheadFullReason, KeyMissing, KeySetFull, Overloaded};

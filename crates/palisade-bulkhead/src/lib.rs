@@ -155,7 +155,7 @@ pub use self::adaptive::{
 };
 pub use self::builder::{BulkheadBuilder, KeyedBulkheadBuilder};
 pub use self::config::{BulkheadConfig, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_KEYS};
-pub use self::error::{BulkheadFull, BulkheadFullReason, KeyMissing, KeySetFull, Overloaded};
+pub use self::error::{BulkheadFull, BulkheadFullReason, ConfigError, KeyMissing, KeySetFull, Overloaded};
 pub use self::event::{AdaptiveLimitEvent, BulkheadEvent};
 pub use self::handle::{BulkheadHandle, BulkheadSnapshot};
 pub use self::keyed::{KeyedBulkhead, KeyedBulkheadHandle, KeyedBulkheadLayer, KeyedBulkheadSnapshot};

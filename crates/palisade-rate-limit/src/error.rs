@@ -2,7 +2,8 @@
 //! [`RateLimiter`](crate::RateLimiter) check, and the rejections a
 //! [`RateLimitLayer`](crate::RateLimitLayer) answers with (palisade-core's types, so the
 //! HTTP and gRPC mappings know them): [`RateLimited`] (429), [`CostExceedsCapacity`] (413),
-//! [`KeySetFull`] (503), [`KeyMissing`] (a keyed limit got a request without a key).
+//! [`KeySetFull`] (503), [`KeyMissing`] (a keyed limit got a request without a key) — and
+//! [`ConfigError`], what `build()`, `validate` and `set_quota` return for a bad setting.
 //!
 //! # Example
 //!
@@ -27,6 +28,7 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use palisade_core::config::ConfigError;
 pub use palisade_core::rejection::{CostExceedsCapacity, KeyMissing, KeySetFull, RateLimited};
 
 /// Why a limiter did not admit a request.

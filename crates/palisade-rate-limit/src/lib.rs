@@ -221,7 +221,7 @@ mod tier;
 pub use algorithm::{Algorithm, Status};
 pub use builder::RateLimitBuilder;
 pub use config::{RateLimitConfig, TierConfig, DEFAULT_MAX_KEYS};
-pub use error::{CostExceedsCapacity, Denied, KeyMissing, KeySetFull, RateLimited};
+pub use error::{ConfigError, CostExceedsCapacity, Denied, KeyMissing, KeySetFull, RateLimited};
 pub use event::RateLimitEvent;
 pub use handle::{RateLimitHandle, RateLimitSnapshot, TierHandle};
 pub use layer::RateLimitLayer;

@@ -388,7 +388,7 @@ mod tests {
                     // later period already took its slot.
                     let before = w.snapshot(now).calls;
                     let recorded = w.record(0, w.period(now), OK);
-                    let fresh = latest.map_or(true, |l| idx >= l);
+                    let fresh = latest.is_none_or(|l| idx >= l);
                     if fresh {
                         prop_assert!(recorded, "a call of the latest period is recorded");
                     }
