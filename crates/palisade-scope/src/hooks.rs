@@ -39,7 +39,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -52,7 +51,7 @@ use tower_service::Service;
 
 /// Runs a hook, containing a panic.
 fn guarded(hook: &'static str, f: impl FnOnce()) {
-    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+    if palisade_core::panic::catch(f).is_err() {
         tracing::warn!(target: "palisade", hook, "a lifecycle hook panicked; the call goes on");
     }
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::FutureExt;
+use palisade_core::panic::{catch, CatchUnwind};
 
 type TeardownFn = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
@@ -40,8 +40,8 @@ impl Teardown {
     /// Runs the teardown, containing a panic (user code).
     pub(crate) async fn run(self, scope: &str) {
         let run = self.run;
-        let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
-            Ok(fut) => std::panic::AssertUnwindSafe(fut).catch_unwind().await,
+        let outcome = match catch(run) {
+            Ok(fut) => CatchUnwind::new(fut).await,
             Err(payload) => Err(payload),
         };
         if outcome.is_err() {

@@ -1,13 +1,11 @@
 //! The task of a running poller: its schedule, one poll, and the call it makes.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use palisade_core::panic::Panicked;
+use palisade_core::panic::{catch, CatchUnwind, Panicked};
 use palisade_core::rejection::TimedOut;
 use palisade_core::rng::AtomicRng;
 use palisade_core::sync::lock;
@@ -46,7 +44,7 @@ where
             // A custom backoff is user code run on the poller's task: a panic in it falls
             // back to the longest delay instead of ending the poller.
             let backoff = &self.config.backoff;
-            if let Ok(d) = catch_unwind(AssertUnwindSafe(|| backoff.delay(failures))) {
+            if let Ok(d) = catch(|| backoff.delay(failures)) {
                 return d.min(max);
             }
             tracing::warn!(target: "palisade", scope = %self.name, "a poller's custom backoff panicked: using max_backoff");
@@ -112,7 +110,7 @@ where
             });
         }
         let on_result = &self.on_result;
-        if catch_unwind(AssertUnwindSafe(|| on_result(&result))).is_err() {
+        if catch(|| on_result(&result)).is_err() {
             tracing::warn!(target: "palisade", scope = %self.name, "a poller's result callback panicked");
         }
         if let Ok(value) = result {
@@ -123,17 +121,19 @@ where
     async fn call(&mut self) -> Result<T, BoxError> {
         let name = self.name.clone();
         let service = &mut self.service;
-        let fut = AssertUnwindSafe(async move {
+        let fut = CatchUnwind::new(async move {
             std::future::poll_fn(|cx: &mut Context<'_>| -> Poll<Result<(), BoxError>> {
                 service.poll_ready(cx).map_err(Into::into)
             })
             .await?;
             service.call(()).await.map_err(Into::into)
         });
-        let fut = fut.catch_unwind().map(move |r| match r {
-            Ok(r) => r,
-            Err(payload) => Err(Panicked::from_payload("poll", name, payload).into()),
-        });
+        let fut = async move {
+            match fut.await {
+                Ok(r) => r,
+                Err(payload) => Err(Panicked::from_payload("poll", name, payload).into()),
+            }
+        };
         match self.config.timeout {
             None => fut.await,
             Some(limit) => match tokio::time::timeout_at(deadline_from_now(limit), fut).await {

@@ -12,11 +12,9 @@ pub use self::task::ScopeTask;
 
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use palisade_core::rejection::Closed;
 use palisade_core::BoxError;
 use tokio::sync::Semaphore;
@@ -322,7 +320,7 @@ impl Scope {
                 },
                 None => None,
             };
-            Some(AssertUnwindSafe(future).catch_unwind().await)
+            Some(palisade_core::panic::CatchUnwind::new(future).await)
         };
         let own = (Arc::as_ptr(&self.inner) as usize, self.inner.tasks.token());
         let handle = runtime.spawn(OWN_TASK.scope(std::cell::RefCell::new(Some(own)), async move {
