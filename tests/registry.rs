@@ -214,6 +214,36 @@ async fn reload_changes_a_rate_limit_quota_and_chaos_rates() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_keyed_rate_limit_takes_its_settings_from_the_file_and_its_key_from_code() {
+    let file = |limit: u32| {
+        format!(
+            "[policies.api.rate_limit]\nquota = {{ limit = {limit}, period = \"1h\" }}\nmax_keys = 10\nwhen_unkeyed = \"pass_through\""
+        )
+    };
+    // The client is the part before the `/`; a request without one has no key.
+    let registry = Echo::builder()
+        .rate_limit_with("api", |limit| {
+            limit.keyed(|req: &&'static str| req.split_once('/').map(|(client, _)| client.to_owned()))
+        })
+        .from_toml_str(&file(1))
+        .unwrap();
+    let svc = registry.layer("api").unwrap().layer(echo());
+    assert_eq!(svc.clone().oneshot("alice/1").await.unwrap(), "alice/1");
+    assert_eq!(svc.clone().oneshot("bob/1").await.unwrap(), "bob/1");
+    assert!(svc.clone().oneshot("alice/2").await.unwrap_err().is::<RateLimited>());
+    // `when_unkeyed = "pass_through"` from the file: no key, no limit.
+    for _ in 0..3 {
+        assert_eq!(svc.clone().oneshot("anonymous").await.unwrap(), "anonymous");
+    }
+
+    // The per-key quota changes at run time.
+    let report = registry.reload(&file(3)).unwrap();
+    assert_eq!(report.applied, ["policies.api.rate_limit.quota.limit"]);
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(svc.clone().oneshot("alice/3").await.unwrap(), "alice/3");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn reload_moves_an_adaptive_limit_through_its_handle() {
     let file = |initial: usize, max: usize, smoothing: f64| {
         format!(

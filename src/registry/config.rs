@@ -133,7 +133,7 @@ impl RegistryConfig {
     pub fn validated(mut self) -> Result<Self, ConfigError> {
         for (name, policy) in &mut self.policies {
             policy.name_sections(name);
-            super::policy::build::<(), ()>(name, policy)?;
+            super::policy::build::<(), ()>(name, policy, None)?;
         }
         Ok(self)
     }

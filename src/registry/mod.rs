@@ -63,7 +63,8 @@ mod reload;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
 
 use palisade_core::sync::lock;
 use palisade_core::ConfigError;
@@ -72,7 +73,9 @@ use serde::Deserializer;
 pub use self::config::{PolicyConfig, RegistryConfig};
 pub use self::handle::{NamedHandle, PatternHandle, PatternKind, PatternSnapshot, RegistrySnapshot};
 pub use self::policy::PolicyLayer;
+use self::policy::RateLimitHook;
 pub use self::reload::{NotApplied, ReloadReport};
+use crate::rate_limit::RateLimitBuilder;
 
 /// Named policies built from one policies file; see the [module docs](self).
 ///
@@ -95,6 +98,12 @@ impl<Req, Res> fmt::Debug for Registry<Req, Res> {
 }
 
 impl<Req: 'static, Res> Registry<Req, Res> {
+    /// A builder, to add what a file cannot hold (a rate limit's key function) before the
+    /// file is read.
+    pub fn builder() -> RegistryBuilder<Req, Res> {
+        RegistryBuilder { rate_limit: BTreeMap::new(), _types: PhantomData }
+    }
+
     /// Builds every policy of `config`.
     ///
     /// # Errors
@@ -102,10 +111,14 @@ impl<Req: 'static, Res> Registry<Req, Res> {
     /// A [`ConfigError`] with the full path of the bad field
     /// (`policies.payments.retry.max_attempts`); a conflict names both fields.
     pub fn from_config(config: RegistryConfig) -> Result<Self, ConfigError> {
+        Self::builder().from_config(config)
+    }
+
+    fn assemble(config: RegistryConfig, hooks: &RegistryBuilder<Req, Res>) -> Result<Self, ConfigError> {
         let config = config.validated()?;
         let mut policies = BTreeMap::new();
         for (name, policy) in config.policies {
-            let layer = policy::build(&name, &policy)?;
+            let layer = policy::build(&name, &policy, hooks.rate_limit.get(&name))?;
             policies.insert(name, Policy { layer, running: Mutex::new(policy) });
         }
         Ok(Self { policies })
@@ -243,5 +256,84 @@ impl<Req: 'static, Res> Registry<Req, Res> {
             );
         }
         Ok(report)
+    }
+}
+
+/// Builds a [`Registry`] with code for what a file cannot hold, from
+/// [`Registry::builder`].
+///
+/// ```
+/// use palisade::registry::Registry;
+/// use palisade::rejection::RateLimited;
+/// use palisade::BoxError;
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), BoxError> {
+/// // One request an hour per client, the client being the part before the `/`.
+/// let registry = Registry::<&'static str, ()>::builder()
+///     .rate_limit_with("api", |limit| limit.keyed(|req: &&'static str| req.split('/').next().map(str::to_owned)))
+///     .from_toml_str("[policies.api.rate_limit]\nquota = { limit = 1, period = \"1h\" }")?;
+/// let svc = registry.layer("api")?.layer(service_fn(|_: &'static str| async { Ok::<_, BoxError>(()) }));
+/// svc.clone().oneshot("alice/orders").await?;
+/// svc.clone().oneshot("bob/orders").await?;
+/// assert!(svc.oneshot("alice/cart").await.unwrap_err().is::<RateLimited>());
+/// # Ok(()) }
+/// ```
+pub struct RegistryBuilder<Req, Res> {
+    rate_limit: BTreeMap<String, RateLimitHook<Req>>,
+    _types: PhantomData<fn() -> Res>,
+}
+
+impl<Req, Res> fmt::Debug for RegistryBuilder<Req, Res> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryBuilder")
+            .field("rate_limit_with", &self.rate_limit.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl<Req: 'static, Res> RegistryBuilder<Req, Res> {
+    /// Adds code to policy `policy`'s rate limit builder before it is built: a key function
+    /// ([`RateLimitBuilder::keyed`]: the file's `quota`, `max_keys` and `when_unkeyed` then
+    /// apply per key), a weigher, listeners, tiers with a condition. Ignored when the policy
+    /// has no `rate_limit` section. A reload changes a keyed quota the same way (its tier is
+    /// `"per_key"`).
+    pub fn rate_limit_with<F>(mut self, policy: &str, f: F) -> Self
+    where
+        F: Fn(RateLimitBuilder<Req>) -> RateLimitBuilder<Req> + Send + Sync + 'static,
+    {
+        self.rate_limit.insert(policy.to_owned(), Arc::new(f));
+        self
+    }
+
+    /// Builds every policy of `config` (see [`Registry::from_config`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Registry::from_config`].
+    pub fn from_config(self, config: RegistryConfig) -> Result<Registry<Req, Res>, ConfigError> {
+        Registry::assemble(config, &self)
+    }
+
+    /// Reads TOML and builds it (see [`Registry::from_toml_str`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Registry::from_toml_str`].
+    pub fn from_toml_str(self, text: &str) -> Result<Registry<Req, Res>, ConfigError> {
+        self.from_config(RegistryConfig::from_toml_str(text)?)
+    }
+
+    /// Reads any serde format and builds it (see [`Registry::from_deserializer`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Registry::from_deserializer`].
+    pub fn from_deserializer<'de, D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Registry<Req, Res>, ConfigError> {
+        self.from_config(RegistryConfig::from_deserializer(deserializer)?)
     }
 }

@@ -13,7 +13,7 @@ use crate::bulkhead::adaptive::{AdaptiveLimitConfig, AdaptiveLimitLayer};
 use crate::bulkhead::BulkheadLayer;
 use crate::chaos::{ChaosConfig, ChaosLayer};
 use crate::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
-use crate::rate_limit::{RateLimitConfig, RateLimitLayer};
+use crate::rate_limit::{RateLimitBuilder, RateLimitConfig, RateLimitLayer};
 use crate::retry::{RetryConfig, RetryLayer};
 use crate::timeout::{TimeoutConfig, TimeoutLayer};
 
@@ -141,10 +141,15 @@ where
     }
 }
 
+/// What code adds to a policy's rate limit builder (a key function, a weigher, listeners).
+pub(crate) type RateLimitHook<Req> =
+    Arc<dyn Fn(RateLimitBuilder<Req>) -> RateLimitBuilder<Req> + Send + Sync>;
+
 /// Builds one policy's layers; every error under `policies.<name>.<section>`.
 pub(crate) fn build<Req: 'static, Res>(
     name: &str,
     config: &PolicyConfig,
+    rate_limit_hook: Option<&RateLimitHook<Req>>,
 ) -> Result<PolicyLayer<Req, Res>, ConfigError> {
     let policy = format!("policies.{name}");
     let section = |s: &'static str| {
@@ -156,7 +161,13 @@ pub(crate) fn build<Req: 'static, Res>(
         rate_limit: config
             .rate_limit
             .clone()
-            .map(RateLimitConfig::build)
+            .map(|c| {
+                let builder = RateLimitConfig::into_builder(c);
+                match rate_limit_hook {
+                    Some(hook) => hook(builder).build(),
+                    None => builder.build(),
+                }
+            })
             .transpose()
             .map_err(section("rate_limit"))?,
         bulkhead: config

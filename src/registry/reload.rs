@@ -218,10 +218,12 @@ impl Reloader<'_> {
             let handle = l.handle();
             let unique = |name: &str| handle.tiers().filter(|t| t.name() == name).count() == 1;
             for (group, leaves) in grouped(&leaves) {
+                // The config's own quota is the first tier: "global", or "per_key" when keyed.
+                let own = handle.tiers().next().map(|t| t.name().to_owned()).unwrap_or_default();
                 let result = if group == "quota" {
                     match (&run.quota, &new.quota) {
-                        (Some(_), Some(quota)) if unique("global") => {
-                            handle.set_quota("global", *quota).map(|()| run.quota = Some(*quota))
+                        (Some(_), Some(quota)) if unique(&own) => {
+                            handle.set_quota(&own, *quota).map(|()| run.quota = Some(*quota))
                         }
                         _ => {
                             self.refused("rate_limit", &leaves, "the quota was added, removed or shares its tier's name: rebuild the registry");
