@@ -3,9 +3,9 @@
 //! client, alternating the two servers so both see the same machine.
 //!
 //! ```sh
-//! cargo run --release --example overhead            # 4 rounds of 3 s each
-//! cargo run --release --example overhead -- 6 5s    # 6 rounds of 5 s each
-//! cargo run --release --example overhead -- --serve 120s   # only serve both, for an external load generator
+//! cargo run --release --example overhead --features http           # 4 rounds of 3 s each
+//! cargo run --release --example overhead --features http -- 6 5s   # 6 rounds of 5 s each
+//! cargo run --release --example overhead --features http -- --serve 120s   # only serve both, for an external load generator
 //! ```
 //!
 //! `--serve` prints `bare http://127.0.0.1:PORT/` and `stacked http://127.0.0.1:PORT/` and serves

@@ -2,7 +2,7 @@
 //! when the load is gone, behind a bulkhead and a retry.
 //!
 //! ```sh
-//! cargo run --release --example worker_pool
+//! cargo run --release --example worker_pool --features pool,process
 //! ```
 //!
 //! The binary is its own worker: run with `--worker`, it serves jobs on stdin/stdout with

@@ -1,10 +1,11 @@
 //! palisade: tower middleware for resilience and concurrency.
 //!
-//! Every pattern is a [`tower::Layer`] + [`tower::Service`] that stacks through
-//! [`tower::ServiceBuilder`] around any inner service — an axum or hyper server, a tonic
-//! client, a child process. This facade re-exports each pattern crate as a module behind a
-//! feature of the same name, the shared vocabulary of `palisade-core` at its root, a
-//! [`prelude`], and [`ServiceBuilderExt`], one `with_<pattern>` builder method per layer.
+//! Every pattern is a [`Layer`] + [`Service`] that stacks through [`ServiceBuilder`] around
+//! any inner service — an axum or hyper server, a tonic client, a child process. This facade
+//! holds all of palisade's API in one place: each pattern crate is a module here (its pages
+//! inlined, a feature of the same name), the shared vocabulary of `palisade-core` sits at the
+//! root, with a [`prelude`] and [`ServiceBuilderExt`], one `with_<pattern>` builder method per
+//! layer.
 //!
 //! # Example
 //!
@@ -20,10 +21,35 @@
 //!     .with_timeout(TimeoutLayer::new(Duration::from_secs(2)))
 //!     .with_retry(RetryLayer::builder().max_attempts(3).build()?)
 //!     .with_circuit_breaker(CircuitBreakerLayer::builder().consecutive_failures(5).build()?)
-//!     .service(service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) }));
+//!     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x + 1) }));
 //! assert_eq!(svc.oneshot(1).await?, 2);
 //! # Ok(()) }
 //! ```
+//!
+//! Every layer has an infallible `XLayer::new(..)` for its common case
+//! (`TimeoutLayer::new(d)`, `BulkheadLayer::new(32)`, `RetryLayer::new(3)`) and a builder,
+//! `XLayer::builder()`, whose `build()` checks the settings and names the field that is wrong
+//! in a [`ConfigError`]. Every setting lives once, in the pattern's `XConfig` (its default and
+//! its meaning on the field's page), which is also the form a settings file takes (feature
+//! `serde`).
+//!
+//! # Guide
+//!
+//! Whole stacks, each compiled and run as a test:
+//!
+//! - [an axum server][axum-server]: HTTP rejections, a per-IP rate limit, a bulkhead, a
+//!   timeout and a circuit breaker;
+//! - [a hyper or tonic client][http-client]: a total timeout, retry with a budget, a circuit
+//!   breaker and a timeout per attempt;
+//! - [a pool of worker processes][process-pool]: `MakeWorker` under a `Pool`, behind a
+//!   bulkhead and a retry;
+//! - [a pipeline][pipeline-recipe]: typed stages over a stream, a retry on one stage;
+//! - [naming, storing and spawning a stack][guide] (and rustc's "implementation of `From` is
+//!   not general enough").
+//!
+//! The README's "Layer order" says which layer goes outside which, and why.
+//!
+//! # Modules
 //!
 //! The vocabulary every pattern shares (always present):
 //!
@@ -37,35 +63,82 @@
 //! | [`when_full`] | [`WhenFull`]: refuse, or wait up to a bound, when a limit has no room |
 //! | [`keyed`] | how keyed layers bound their keys; [`Unkeyed`](keyed::Unkeyed) for requests without one |
 //! | [`clock`], [`time`] | where layers read the time; deadlines that saturate instead of panicking |
+//! | [`make_fn`](mod@make_fn) | a `MakeService` from a closure, for pools and supervised stages |
 //! | [`panic`](mod@panic) | [`Panicked`](panic::Panicked): user code that panicked on palisade's tasks |
 //!
-//! The patterns, one feature each:
+//! The patterns, one feature each (**bold**: on by default):
 //!
 //! | module | crate | feature |
 //! |---|---|---|
-//! | `timeout` | `palisade-timeout` | `timeout` |
-//! | `retry` | `palisade-retry` | `retry` |
-//! | `circuit_breaker` | `palisade-circuit-breaker` | `circuit-breaker` |
-//! | `rate_limit` | `palisade-rate-limit` | `rate-limit` |
-//! | `bulkhead` | `palisade-bulkhead` | `bulkhead` |
-//! | `pool` | `palisade-pool` | `pool` |
+//! | `timeout` | `palisade-timeout` | **`timeout`** |
+//! | `retry` | `palisade-retry`: retry, hedging, budgets, adaptive throttling, HTTP body replay | **`retry`** |
+//! | `circuit_breaker` | `palisade-circuit-breaker` | **`circuit-breaker`** |
+//! | `rate_limit` | `palisade-rate-limit`: GCRA and window algorithms, keyed limits, tiers | **`rate-limit`** |
+//! | `bulkhead` | `palisade-bulkhead`: fixed and adaptive concurrency limits | **`bulkhead`** |
+//! | `fallback` | `palisade-fallback` | **`fallback`** |
+//! | `chaos` | `palisade-chaos`: fault injection | **`chaos`** |
+//! | `pool` | `palisade-pool`: a pool of inner services behind one `Service` | `pool` |
 //! | `resource_pool` | `palisade-resource-pool`: connections and clients checked out and back | `resource-pool` |
 //! | `pipeline` | `palisade-pipeline` | `pipeline` |
-//! | `process` | `palisade-process` | `process` |
-//! | `fallback` | `palisade-fallback` | `fallback` |
-//! | `chaos` | `palisade-chaos` | `chaos` |
+//! | `process` | `palisade-process`: child processes and worker processes | `process` |
 //! | `scope` | `palisade-scope`: scopes, graceful drain, poller, lifecycle hooks | `scope` |
 //! | `redis` | `palisade-redis`: fleet-wide rate limit, bulkhead and breaker over Redis | `redis` |
+//! | `registry` | this crate: named policies from one config file (TOML, YAML, JSON), a stack per policy, handles by name, reload | `registry` |
 //!
-//! To name a stack, store it in a struct or an axum state, and call it from `tokio::spawn` or
-//! an axum handler (and what to do about rustc's "implementation of `From` is not general
-//! enough"), read the [`guide`].
+//! (A module whose feature is off is absent; these docs, like docs.rs's, are built with
+//! every feature, each item marked with the feature it needs.)
 //!
-//! Integrations are opt-in: `http` (HTTP classifier, rejection → response layer), `grpc`
-//! (gRPC classifier and mapping, tonic), `metrics` (the `metrics` facade), `serde`
-//! (deserialisable configs); `full` turns on everything.
+//! # Features
+//!
+//! The default features are the patterns that need no third-party crate beyond the ones
+//! `palisade-core` needs anyway (tower, tokio, pin-project-lite, thiserror, tracing): with
+//! them `cargo tree -e normal` lists 14 third-party crates, the same as with no feature at
+//! all. The rest is opt-in, as tower's and tower-http's features are: the patterns above
+//! without bold, and the integrations `http` (HTTP classifier, rejection → response layer:
+//! what an axum or hyper stack wants), `grpc` (gRPC classifier and mapping, tonic), `metrics`
+//! (the `metrics` facade), `serde` (configs from files), `quanta` (the fast clock for rate
+//! limits and breakers); `full` turns on everything.
+//!
+//! ```toml
+//! palisade = { version = "0.1", features = ["http"] }  # an axum server or a hyper client
+//! palisade = { version = "0.1", features = ["full"] }
+//! ```
 //!
 //! Minimum supported Rust version: 1.85.
+//!
+//! [`Layer`]: https://docs.rs/tower/0.5/tower/trait.Layer.html
+//! [`Service`]: https://docs.rs/tower/0.5/tower/trait.Service.html
+//! [`ServiceBuilder`]: https://docs.rs/tower/0.5/tower/struct.ServiceBuilder.html
+//!
+// The guide is here when the features its recipes need are on (as on docs.rs), else on docs.rs.
+#![cfg_attr(
+    all(
+        feature = "timeout",
+        feature = "retry",
+        feature = "circuit-breaker",
+        feature = "rate-limit",
+        feature = "bulkhead",
+        feature = "http",
+        feature = "pool",
+        feature = "process",
+        feature = "pipeline"
+    ),
+    doc = "[guide]: crate::guide\n[axum-server]: crate::guide::axum_server\n[http-client]: crate::guide::http_client\n[process-pool]: crate::guide::process_pool\n[pipeline-recipe]: crate::guide::pipeline"
+)]
+#![cfg_attr(
+    not(all(
+        feature = "timeout",
+        feature = "retry",
+        feature = "circuit-breaker",
+        feature = "rate-limit",
+        feature = "bulkhead",
+        feature = "http",
+        feature = "pool",
+        feature = "process",
+        feature = "pipeline"
+    )),
+    doc = "[guide]: https://docs.rs/palisade/latest/palisade/guide/index.html\n[axum-server]: https://docs.rs/palisade/latest/palisade/guide/axum_server/index.html\n[http-client]: https://docs.rs/palisade/latest/palisade/guide/http_client/index.html\n[process-pool]: https://docs.rs/palisade/latest/palisade/guide/process_pool/index.html\n[pipeline-recipe]: https://docs.rs/palisade/latest/palisade/guide/pipeline/index.html"
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The shared vocabulary, at the root (never as a module named `core`, which would shadow
@@ -76,7 +149,7 @@
 pub use palisade_core::respond;
 #[doc(inline)]
 pub use palisade_core::{
-    classify, clock, config, duration, event, keyed, panic, rejection, time, when_full, BoxError,
+    classify, clock, config, duration, event, keyed, make_fn, panic, rejection, time, when_full, BoxError,
     ConfigError, WhenFull,
 };
 
@@ -134,8 +207,32 @@ pub use palisade_scope as scope;
 pub use palisade_timeout as timeout;
 
 mod builder;
-#[cfg(all(feature = "retry", feature = "circuit-breaker"))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "retry", feature = "circuit-breaker"))))]
+// The guide: documentation only, present with the features its recipes need.
+#[cfg(all(
+    feature = "timeout",
+    feature = "retry",
+    feature = "circuit-breaker",
+    feature = "rate-limit",
+    feature = "bulkhead",
+    feature = "http",
+    feature = "pool",
+    feature = "process",
+    feature = "pipeline"
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "timeout",
+        feature = "retry",
+        feature = "circuit-breaker",
+        feature = "rate-limit",
+        feature = "bulkhead",
+        feature = "http",
+        feature = "pool",
+        feature = "process",
+        feature = "pipeline"
+    )))
+)]
 pub mod guide;
 pub mod prelude;
 #[cfg(feature = "registry")]

@@ -1,9 +1,9 @@
 //! storm: palisade's full stack in front of a flaky backend, under load, on loopback.
 //!
 //! ```sh
-//! cargo run --release --example storm                       # 20 s, live view
-//! cargo run --release --example storm -- --plain            # no live view (CI logs)
-//! cargo run --release --example storm -- --duration 40s --rate 600 --seed 7
+//! cargo run --release --example storm --features full         # 20 s, live view
+//! cargo run --release --example storm --features full -- --plain  # no live view (CI logs)
+//! cargo run --release --example storm --features full -- --duration 40s --rate 600 --seed 7
 //! ```
 //!
 //! Three parts run in this one process, all on 127.0.0.1:

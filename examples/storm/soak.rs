@@ -1,7 +1,7 @@
 //! The soak run: a million requests through the full stack against an inner service that
 //! fails 30 % of the time, hangs 1 % and panics 0.1 %, with clients that give up at random.
 //!
-//! Shared by `cargo run --release --example storm -- --soak` and the ignored test
+//! Shared by `cargo run --release --example storm --features full -- --soak` and the ignored test
 //! `cargo test --release --all-features --test soak -- --ignored`.
 #![allow(unreachable_pub)] // shared with tests/soak.rs through `#[path]`
 
