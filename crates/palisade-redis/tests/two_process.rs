@@ -1,4 +1,4 @@
-//! Two OS processes share one Redis: one quota and one fleet bulkhead.
+//! Two OS processes share one Redis: one quota, one fleet bulkhead and one circuit breaker.
 //!
 //! The parent test starts a `redis-server` on a free loopback port and runs this same test
 //! binary twice as children (`current_exe`, filtered with `--ignored --exact` to the ignored
@@ -8,8 +8,10 @@
 //! in Redis so that both run at once, and prints one result line the parent parses.
 //!
 //! Asserted: the admitted total across both processes equals the quota (exact mode, no refill
-//! within the run), and the most calls in flight across both processes never exceeds the
-//! bulkhead's N (counted by an atomic `INCR`/`DECR` in Redis inside the inner service). No
+//! within the run); the most calls in flight across both processes never exceeds the
+//! bulkhead's N (counted by an atomic `INCR`/`DECR` in Redis inside the inner service); and
+//! failures recorded by one process open the shared breaker in the other, which recorded
+//! nothing. No
 //! timed assertions: every wait is a bounded loop that only guards against a hang.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods, missing_docs)]
 
@@ -20,7 +22,10 @@ use std::time::{Duration, Instant};
 
 use palisade_core::rejection::{find, BulkheadFull};
 use palisade_redis::server::RedisServer;
-use palisade_redis::{Quota, RedisBackend, RedisBulkheadLayer, RedisRateLimiter, Source};
+use palisade_redis::{
+    Quota, RedisBackend, RedisBulkheadLayer, RedisCircuitBreakerLayer, RedisCircuitState, RedisRateLimiter,
+    Source,
+};
 use tower::{service_fn, Layer, ServiceExt};
 
 /// Set only in a child's environment, by the parent: the URL of the shared server.
@@ -39,6 +44,10 @@ struct ChildResult {
     bulkhead_admitted: u64,
     bulkhead_refused: u64,
     max_in_flight: u64,
+    /// 1 for the process that recorded the failures, 0 for the one that only watched.
+    recorder: u64,
+    /// 1 when this process saw the fleet's breaker open.
+    breaker_open: u64,
 }
 
 fn parse(stdout: &str) -> ChildResult {
@@ -55,6 +64,8 @@ fn parse(stdout: &str) -> ChildResult {
             "bulkhead_admitted" => r.bulkhead_admitted = value,
             "bulkhead_refused" => r.bulkhead_refused = value,
             "max_in_flight" => r.max_in_flight = value,
+            "recorder" => r.recorder = value,
+            "breaker_open" => r.breaker_open = value,
             other => panic!("unknown field {other}"),
         }
     }
@@ -62,7 +73,7 @@ fn parse(stdout: &str) -> ChildResult {
 }
 
 #[test]
-fn two_processes_share_one_quota_and_one_fleet_bulkhead() {
+fn two_processes_share_one_quota_one_fleet_bulkhead_and_one_breaker() {
     let server = RedisServer::start();
     let exe = std::env::current_exe().unwrap();
     let mut children: Vec<_> = (0..2)
@@ -112,6 +123,9 @@ fn two_processes_share_one_quota_and_one_fleet_bulkhead() {
     }
     assert!(a.bulkhead_admitted + b.bulkhead_admitted >= u64::from(MAX_CONCURRENT), "{a:?} {b:?}");
     assert!(a.max_in_flight.max(b.max_in_flight) >= 1, "{a:?} {b:?}");
+    // One process recorded failures, the other recorded nothing; both saw the breaker open.
+    assert_eq!(a.recorder + b.recorder, 1, "{a:?} {b:?}");
+    assert_eq!((a.breaker_open, b.breaker_open), (1, 1), "{a:?} {b:?}");
 }
 
 async fn conn(url: &str) -> redis::aio::MultiplexedConnection {
@@ -135,7 +149,7 @@ async fn barrier(c: &mut redis::aio::MultiplexedConnection, key: &str) {
 /// The child process's side; run only by the parent test above (it reads its URL from the
 /// child's own environment, which only the parent sets).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a child process of two_processes_share_one_quota_and_one_fleet_bulkhead"]
+#[ignore = "a child process of two_processes_share_one_quota_one_fleet_bulkhead_and_one_breaker"]
 async fn child_instance() {
     let Ok(url) = std::env::var(URL_VAR) else {
         eprintln!("{URL_VAR} is not set: this helper runs only as a child of the two-process test");
@@ -148,7 +162,17 @@ async fn child_instance() {
         .lease(Duration::from_secs(60))
         .build()
         .unwrap();
+    let breaker = RedisCircuitBreakerLayer::builder("two-process", backend())
+        .failure_rate(0.5, 10)
+        .time_window(Duration::from_secs(60), 6)
+        .wait_in_open(Duration::from_secs(600))
+        .poll_interval(Duration::from_millis(10))
+        .build()
+        .unwrap();
     let mut c = conn(&url).await;
+    // The first process to get here records the failures, the other only watches.
+    let role: u64 = redis::cmd("INCR").arg("test:role").query_async(&mut c).await.unwrap();
+    let recorder = role == 1;
 
     // Barrier: both processes have built their layers before either starts.
     barrier(&mut c, "test:barrier:1").await;
@@ -207,10 +231,30 @@ async fn child_instance() {
     while let Some(r) = set.join_next().await {
         r.unwrap();
     }
+
+    // The shared breaker: closed for both; failures recorded by one process open the other.
+    assert_eq!(breaker.state(), RedisCircuitState::Closed);
+    barrier(&mut c, "test:barrier:3").await;
+    if recorder {
+        for _ in 0..10 {
+            breaker.record(true).await;
+        }
+        assert_eq!(breaker.state(), RedisCircuitState::Open);
+    } else {
+        // A bounded wait for the poller: a hang guard, not a timing assertion.
+        let until = Instant::now() + Duration::from_secs(30);
+        while breaker.state() != RedisCircuitState::Open {
+            assert!(Instant::now() < until, "the watcher never saw the fleet's breaker open");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let breaker_open = u64::from(breaker.state() == RedisCircuitState::Open);
     println!(
-        "TWO_PROCESS_RESULT admitted={admitted} bulkhead_admitted={} bulkhead_refused={} max_in_flight={}",
+        "TWO_PROCESS_RESULT admitted={admitted} bulkhead_admitted={} bulkhead_refused={} max_in_flight={} \
+         recorder={} breaker_open={breaker_open}",
         ok.load(Ordering::SeqCst),
         refused.load(Ordering::SeqCst),
-        max.load(Ordering::SeqCst)
+        max.load(Ordering::SeqCst),
+        u64::from(recorder),
     );
 }
