@@ -207,3 +207,71 @@ fn a_bad_partition_names_the_config_field() {
         assert_eq!(config.validate().unwrap_err().field(), "partitions");
     }
 }
+
+/// A bulkhead or adaptive config written out reads back the same, whatever its numbers:
+/// any wait (the unbounded `Duration::MAX` included), any `retry_after`, `max_queue` unset,
+/// zero or huge, every `when_unkeyed`.
+#[cfg(feature = "serde")]
+mod round_trip {
+    use std::time::Duration;
+
+    use palisade_bulkhead::adaptive::{AdaptiveLimitConfig, AimdConfig, AlgorithmConfig};
+    use palisade_bulkhead::BulkheadConfig;
+    use palisade_core::keyed::Unkeyed;
+    use palisade_core::WhenFull;
+    use proptest::prelude::*;
+
+    fn duration() -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            (0u64..=u64::MAX, 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+            (0u64..10_000_000_000).prop_map(Duration::from_nanos),
+            Just(Duration::MAX),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_bulkhead_config_reads_back_the_same(
+            max_concurrent in 0usize..=usize::MAX,
+            wait in proptest::option::of(duration()),
+            max_queue in proptest::option::of(0usize..=usize::MAX),
+            retry_after in proptest::option::of(duration()),
+            shed in any::<bool>(),
+            max_keys in 0usize..=usize::MAX,
+            when_unkeyed in prop_oneof![Just(Unkeyed::Reject), Just(Unkeyed::PassThrough), Just(Unkeyed::Shared)],
+        ) {
+            let config = BulkheadConfig {
+                name: "db".into(),
+                max_concurrent,
+                when_full: wait.map_or(WhenFull::Refuse, WhenFull::wait),
+                max_queue,
+                retry_after,
+                shed_when_inner_not_ready: shed,
+                max_keys,
+                when_unkeyed,
+            };
+            let json = serde_json::to_string(&config).unwrap();
+            let back: BulkheadConfig =
+                serde_json::from_str(&json).map_err(|e| TestCaseError::fail(format!("{e}: {json}")))?;
+            prop_assert_eq!(back, config, "{}", json);
+        }
+
+        #[test]
+        fn any_adaptive_config_reads_back_the_same(
+            wait in proptest::option::of(duration()),
+            max_queue in 0usize..=usize::MAX,
+            timeout in proptest::option::of(duration()),
+        ) {
+            let config = AdaptiveLimitConfig {
+                when_full: wait.map_or(WhenFull::Refuse, WhenFull::wait),
+                max_queue,
+                algorithm: AlgorithmConfig::Aimd(AimdConfig { timeout, ..AimdConfig::default() }),
+                ..AdaptiveLimitConfig::default()
+            };
+            let json = serde_json::to_string(&config).unwrap();
+            let back: AdaptiveLimitConfig =
+                serde_json::from_str(&json).map_err(|e| TestCaseError::fail(format!("{e}: {json}")))?;
+            prop_assert_eq!(back, config, "{}", json);
+        }
+    }
+}

@@ -69,3 +69,65 @@ async fn set_quota_changes_the_shared_bucket() {
     }
     assert!(svc.clone().oneshot(None).await.is_err(), "burst 3, not more");
 }
+
+/// A config written out reads back the same, whatever its numbers: any quota (sub-second
+/// and odd periods, with or without a burst), every algorithm and any wait, the unbounded
+/// `WhenFull::wait(Duration::MAX)` included.
+#[cfg(feature = "serde")]
+mod round_trip {
+    use std::time::Duration;
+
+    use palisade_core::keyed::Unkeyed;
+    use palisade_core::when_full::WhenFull;
+    use palisade_rate_limit::{Algorithm, Quota, RateLimitConfig, TierConfig};
+    use proptest::prelude::*;
+
+    fn duration() -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            (0u64..=u64::MAX, 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+            (1u64..10_000_000_000).prop_map(Duration::from_nanos),
+            Just(Duration::MAX),
+            Just(Duration::ZERO),
+        ]
+    }
+
+    fn quota() -> impl Strategy<Value = Quota> {
+        (1u32..=u32::MAX, 1u64..=Quota::MAX_PERIOD.as_nanos() as u64, proptest::option::of(1u32..=u32::MAX))
+            .prop_map(|(limit, period, burst)| {
+                let q = Quota::new(limit, Duration::from_nanos(period));
+                match burst {
+                    Some(b) => q.burst(b),
+                    None => q,
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn any_config_reads_back_the_same(
+            quota in proptest::option::of(quota()),
+            tier in proptest::option::of(quota()),
+            algorithm in prop_oneof![
+                Just(Algorithm::TokenBucket),
+                Just(Algorithm::FixedWindow),
+                Just(Algorithm::SlidingWindowCounter),
+                Just(Algorithm::SlidingWindowLog),
+                (0u32..=u32::MAX).prop_map(|queue| Algorithm::LeakyBucket { queue }),
+            ],
+            wait in proptest::option::of(duration()),
+            max_keys in 0usize..=usize::MAX,
+            when_unkeyed in prop_oneof![Just(Unkeyed::Reject), Just(Unkeyed::PassThrough), Just(Unkeyed::Shared)],
+        ) {
+            let mut config = RateLimitConfig::default();
+            config.quota = quota;
+            config.algorithm = algorithm;
+            config.when_full = wait.map_or(WhenFull::Refuse, WhenFull::wait);
+            config.max_keys = max_keys;
+            config.when_unkeyed = when_unkeyed;
+            config.tiers.extend(tier.map(TierConfig::new));
+            let json = serde_json::to_string(&config).unwrap();
+            let back: RateLimitConfig = serde_json::from_str(&json).map_err(|e| TestCaseError::fail(format!("{e}: {json}")))?;
+            prop_assert_eq!(back, config, "{}", json);
+        }
+    }
+}
