@@ -401,3 +401,55 @@ fn durations_in_sections_keep_their_units() {
     assert_eq!(payments.attempt_timeout.as_ref().unwrap().timeout, Duration::from_secs(1));
     assert_eq!(payments.circuit_breaker.as_ref().unwrap().wait_in_open, Duration::from_secs(10));
 }
+
+mod reload_model {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn file(max_concurrent: usize, max_attempts: u32, limit: u32) -> String {
+        format!(
+            "[policies.p.bulkhead]\nmax_concurrent = {max_concurrent}\n[policies.p.retry]\nmax_attempts = {max_attempts}\n\
+             [policies.p.rate_limit]\nquota = {{ limit = {limit}, period = \"1s\" }}"
+        )
+    }
+
+    proptest! {
+        /// Against a model: a changed limit is applied and read back through the handle, a
+        /// changed retry setting is reported every time until a rebuild, an unchanged file
+        /// reports nothing.
+        #[test]
+        fn reload_applies_limits_and_reports_the_rest(
+            steps in proptest::collection::vec((1usize..64, 1u32..6, 1u32..1000), 1..6),
+        ) {
+            let registry = Echo::from_toml_str(&file(8, 3, 100)).unwrap();
+            let handles = registry.handles();
+            let Some(PatternHandle::Bulkhead(bulkhead)) = handles.iter().map(|h| h.handle.clone()).find(|h| h.kind() == PatternKind::Bulkhead) else {
+                panic!("p has a bulkhead")
+            };
+            let (mut running_max, mut running_limit) = (8, 100);
+            for (max_concurrent, max_attempts, limit) in steps {
+                let report = registry.reload(&file(max_concurrent, max_attempts, limit)).unwrap();
+                let mut expected_applied = Vec::new();
+                if limit != running_limit {
+                    expected_applied.push("policies.p.rate_limit.quota.limit".to_owned());
+                }
+                if max_concurrent != running_max {
+                    expected_applied.push("policies.p.bulkhead.max_concurrent".to_owned());
+                }
+                let mut applied = report.applied.clone();
+                applied.sort();
+                expected_applied.sort();
+                prop_assert_eq!(applied, expected_applied);
+                let refused: Vec<_> = report.needs_rebuild.iter().map(|n| n.field.clone()).collect();
+                if max_attempts == 3 {
+                    prop_assert!(refused.is_empty(), "{:?}", refused);
+                } else {
+                    prop_assert_eq!(refused, vec!["policies.p.retry.max_attempts".to_owned()]);
+                }
+                running_max = max_concurrent;
+                running_limit = limit;
+                prop_assert_eq!(bulkhead.max_concurrent(), running_max);
+            }
+        }
+    }
+}
