@@ -57,7 +57,9 @@ pub struct BulkheadConfig {
     /// `QueueFull`. `None` (the default): no bound but the number of callers, as tower's
     /// `ConcurrencyLimit`. `Some(0)` lets nobody wait. Only used when `when_full` waits.
     pub max_queue: Option<usize>,
-    /// The `Retry-After` a refusal suggests ([`BulkheadFull::retry_after`](palisade_core::Rejection::retry_after)):
+    /// The `Retry-After` every refusal suggests ([`BulkheadFull`](crate::error::BulkheadFull),
+    /// and [`Overloaded`](crate::error::Overloaded) when shedding; see
+    /// [`Rejection::retry_after`](palisade_core::Rejection::retry_after)):
     /// palisade's HTTP answer is then 503 with `Retry-After` (whole seconds, rounded up) and
     /// gRPC's `UNAVAILABLE` carries it as pushback. Default `None`: no suggestion.
     #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration::serde::option"))]

@@ -275,3 +275,21 @@ mod round_trip {
         }
     }
 }
+
+/// `retry_after` is what every refusal of the bulkhead suggests: the load-shedding one
+/// (`shed_when_inner_not_ready`, an `Overloaded`) too, not only `BulkheadFull`.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_shed_refusal_carries_retry_after_too() {
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .retry_after(Duration::from_secs(3))
+        .shed_when_inner_not_ready()
+        .build()
+        .unwrap();
+    let (mut svc, mut inner) = tower_test::mock::spawn_layer::<u32, u32, _>(layer);
+    inner.allow(0);
+    tokio_test::assert_ready_ok!(svc.poll_ready());
+    let err = svc.call(1).await.unwrap_err();
+    let shed = err.downcast_ref::<palisade_bulkhead::Overloaded>().expect("Overloaded");
+    assert_eq!(shed.retry_after(), Some(Duration::from_secs(3)));
+}

@@ -30,7 +30,7 @@ pub(crate) struct Common {
     /// timer; changeable through the handle.
     max_wait: AtomicU64,
     /// The `Retry-After` every refusal suggests.
-    retry_after: Option<Duration>,
+    pub(crate) retry_after: Option<Duration>,
     /// Shed calls while the inner service is not ready (tower's `LoadShed`).
     pub(crate) shed_when_inner_not_ready: bool,
     pub(crate) events: EventBus<BulkheadEvent>,

@@ -234,7 +234,11 @@ impl Compartment {
     /// The refusal for a call whose inner service was not ready (load shedding).
     pub(crate) fn shed_inner_not_ready(&self) -> Overloaded {
         self.common.metrics.rejected_inner_not_ready.increment();
-        Overloaded::new(self.common.name.clone())
+        let shed = Overloaded::new(self.common.name.clone());
+        match self.common.retry_after {
+            Some(after) => shed.with_retry_after(after),
+            None => shed,
+        }
     }
 
     /// The refusal for a call that found no permit and may not wait.
