@@ -4,9 +4,10 @@
 //! budget, and without one) next to tower's `Timeout` (palisade's `TimeoutLayer` is in
 //! `benches/timeout.rs`).
 //!
-//! tower's `TpsBudget` policy and `Timeout` read the clock on every request; palisade's
-//! default ratio budget reads it on one request in 64 of a service value (its deposits go
-//! to a slot a tokio timer keeps current, see `RetryBudget::deposit`).
+//! tower's `TpsBudget` policy and `Timeout` read the clock on every request; so does
+//! palisade's default ratio budget on this current-thread runtime (on a multi-thread runtime
+//! it reads it on one request in 64 of a service value: its deposits go to a slot a tokio
+//! timer keeps current, see `RetryBudget::deposit`).
 //!
 //! Each iteration readies the service, calls it and polls the future once with a no-op
 //! waker (a no-op service answers at once), so the figures are the middleware's own cost.

@@ -254,9 +254,10 @@
 //! requests and adds them to the shared counter every 64, see [`RetrySnapshot::requests`]):
 //! its costs are one request copy (skipped when `max_attempts` is 1), clones of the inner
 //! service, classifier and replay hook, one reference count, and the budget's deposit. With
-//! the default ratio budget the deposit is one load and one compare-and-swap into the slot
-//! a tokio timer keeps current (one request in 64 of a service value reads the clock, see
-//! [`RetryBudget::deposit`]); the token bucket and `RetryBudget::unlimited()` deposit
+//! the default ratio budget on a multi-thread runtime the deposit is one load and one
+//! compare-and-swap into the slot a tokio timer keeps current (one request in 64 of a
+//! service value reads the clock); on a current-thread runtime it reads the clock, as
+//! tower's `TpsBudget` does (see [`RetryBudget::deposit`]); the token bucket and `RetryBudget::unlimited()` deposit
 //! nothing. A deadline or attempt timeout reads the clock.
 //!
 //! # Errors

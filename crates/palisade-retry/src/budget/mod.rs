@@ -43,7 +43,7 @@
 
 use crate::sync::{AtomicI64, Ordering};
 use std::fmt;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -93,6 +93,9 @@ struct RatioBudget {
     current: AtomicU32,
     /// The timer that clears `current` when its slot ends.
     slot_timer: Mutex<SlotTimer>,
+    /// Set once a sleep could not be made (a runtime without timers) or a current-thread
+    /// runtime deposited: from then on every deposit reads the clock, and nothing else.
+    clock_only: AtomicBool,
 }
 
 struct TokenBucket {
@@ -240,6 +243,7 @@ impl RetryBudget {
                 ratio,
                 current: AtomicU32::new(0),
                 slot_timer: Mutex::new(SlotTimer::default()),
+                clock_only: AtomicBool::new(false),
             })),
         }
     }

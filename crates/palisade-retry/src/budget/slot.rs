@@ -19,11 +19,11 @@ impl RetryBudget {
         let now = Instant::now();
         let epoch = r.deposits.epoch(now);
         r.deposits.add_at(epoch, 1);
-        // One thread publishes; the others read the clock meanwhile.
-        let Ok(mut timer) = r.slot_timer.try_lock() else { return };
-        if timer.no_timers {
+        if r.clock_only.load(Ordering::Relaxed) {
             return;
         }
+        // One thread publishes; the others read the clock meanwhile.
+        let Ok(mut timer) = r.slot_timer.try_lock() else { return };
         // Only a multi-thread runtime drives its timers for as long as it lives (and fires
         // them when it shuts down). A current-thread runtime drives them only inside its
         // `block_on`: one kept idle afterwards would leave its slot published for good, and
@@ -33,7 +33,7 @@ impl RetryBudget {
         match tokio::runtime::Handle::try_current() {
             Ok(handle) if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread => {}
             Ok(_) => {
-                timer.no_timers = true;
+                r.clock_only.store(true, Ordering::Relaxed);
                 return;
             }
             Err(_) => return,
@@ -52,7 +52,7 @@ impl RetryBudget {
             (sleep, pending)
         }));
         let Ok((sleep, pending)) = registered else {
-            timer.no_timers = true;
+            r.clock_only.store(true, Ordering::Relaxed);
             return;
         };
         let sleep = timer.sleep.insert(sleep);
@@ -72,9 +72,6 @@ impl RetryBudget {
 pub(super) struct SlotTimer {
     sleep: Option<Pin<Box<Sleep>>>,
     waker: Option<Waker>,
-    /// Set once a sleep could not be made (a runtime without timers) or a current-thread
-    /// runtime deposited: from then on every deposit reads the clock.
-    no_timers: bool,
 }
 
 /// The timer's waker: the slot ended, deposits read the clock again.
