@@ -289,6 +289,9 @@ impl<K> KeyedCircuitBreakerHandle<K> {
     }
 
     /// Every key held now with its breaker's snapshot (e.g. to list the open hosts).
+    ///
+    /// There is no `KeyedCircuitBreakerSnapshot` (CONTRIBUTING §3's keyed name): breaker
+    /// states do not add up, so a keyed breaker's view is this list of per-key snapshots.
     pub fn snapshots(&self) -> Vec<(K, CircuitBreakerSnapshot)> {
         self.map.snapshots()
     }
