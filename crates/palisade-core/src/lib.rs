@@ -10,7 +10,8 @@
 //!   responses, so axum needs no `HandleErrorLayer`.
 //! - [`event`]: typed events to listeners and `tracing` (structured fields). Every layer's
 //!   counters are read as snapshots from its handle and, with the `metrics` feature, exported
-//!   to the `metrics` facade when the layer is built (install the recorder first).
+//!   to the `metrics` facade with HELP texts and `reason`/`outcome`/`state` labels; a recorder
+//!   installed after the layers were built receives them too.
 //! - [`config`]: [`ConfigError`], returned by every builder, naming the field's full path;
 //!   [`duration`]: human-readable durations for `serde` configs.
 //! - [`when_full`]: [`WhenFull`], what a caller does when a limit has no room (refuse, or
