@@ -65,6 +65,7 @@
 //! | [`clock`], [`time`] | where layers read the time; deadlines that saturate instead of panicking |
 //! | [`make_fn`](mod@make_fn) | a `MakeService` from a closure, for pools and supervised stages |
 //! | [`panic`](mod@panic) | [`Panicked`](panic::Panicked): user code that panicked on palisade's tasks |
+//! | [`service`], [`sync`] | machinery the pattern crates share: [`ReadyCall`](service::ReadyCall), the one lock-poisoning policy |
 //!
 //! The patterns, one feature each (**bold**: on by default):
 //!
@@ -149,8 +150,8 @@
 pub use palisade_core::respond;
 #[doc(inline)]
 pub use palisade_core::{
-    classify, clock, config, duration, event, keyed, make_fn, panic, rejection, time, when_full, BoxError,
-    ConfigError, WhenFull,
+    classify, clock, config, duration, event, keyed, make_fn, panic, rejection, service, sync, time,
+    when_full, BoxError, ConfigError, WhenFull,
 };
 
 #[cfg(feature = "bulkhead")]

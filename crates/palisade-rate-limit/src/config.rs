@@ -41,7 +41,7 @@ use crate::tier::Tier;
 /// Keys a keyed tier tracks by default.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
-/// Every option of a rate limit layer that a file can hold; see the [module docs](self).
+/// Every option of a rate limit layer that a file can hold; see the [crate docs](crate).
 ///
 /// With the `serde` feature it reads from and writes to any serde format; missing fields take
 /// their defaults and unknown ones are refused.

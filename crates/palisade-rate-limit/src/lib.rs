@@ -41,7 +41,7 @@
 //!
 //! With [`WhenFull::Refuse`](palisade_core::when_full::WhenFull::Refuse) (default) a request
 //! that cannot be admitted now fails at once with
-//! [`RateLimited`](palisade_core::rejection::RateLimited), whose `retry_after` is the exact
+//! [`RateLimited`], whose `retry_after` is the exact
 //! time until the same request would be admitted. With
 //! `.when_full(WhenFull::wait(max_wait))` it is admitted if its slot is at most `max_wait` away — it then waits for that slot — and fails at once
 //! otherwise; `retry_after` is then the time until the same request would be admitted to
@@ -83,13 +83,13 @@
 //! [`RateLimitBuilder::keyed`] keeps the quota per key taken from the request (user id, API
 //! key, client IP), as [`Tier::keyed`] does for a tier; [`Tier::keyed_by`] chooses the quota
 //! per key (by plan). The key function returns `Option<K>`: a request without a key is
-//! refused with [`KeyMissing`](palisade_core::rejection::KeyMissing) (the default), passed
+//! refused with [`KeyMissing`] (the default), passed
 //! through unlimited, or put under one shared limit, as `.when_unkeyed(Unkeyed::…)` says;
 //! the first one logs a warning. Keys live in a bounded map
 //! of exactly `max_keys` keys, and a key is forgotten only when its limit is back to a fresh
 //! key's (and only when room is needed) — so forgetting never lets a client past its limit.
 //! When every held key still constrains someone, a request for a *new* key is refused with
-//! [`KeySetFull`](palisade_core::rejection::KeySetFull) (HTTP 503) rather than any state
+//! [`KeySetFull`] (HTTP 503) rather than any state
 //! reset; see [`LocalStore`]. [`RateLimitHandle::sweep`] trims unused keys at once. The state
 //! sits behind [`KeyedStore`], the seam for a shared backend.
 //!

@@ -3,7 +3,7 @@
 //! A keyed limit asks its store to admit a request for a key and, when the admission is not
 //! used (the service was dropped after `poll_ready`, the response future was dropped while
 //! waiting, a later tier refused), to give it back. [`LocalStore`] keeps one limiter per key
-//! in a bounded [`KeyedMap`]. A shared backend (Redis, a database) implements the same trait;
+//! in a bounded `KeyedMap`. A shared backend (Redis, a database) implements the same trait;
 //! because the trait is synchronous, such a backend is expected to answer from local state
 //! (for instance a lease of tokens fetched ahead of time and synced in the background)
 //! rather than block on the network per request.
@@ -175,7 +175,7 @@ impl Forget for KeyCell {
     }
 }
 
-/// The in-memory [`KeyedStore`]: a limiter per key in a bounded [`KeyedMap`].
+/// The in-memory [`KeyedStore`]: a limiter per key in a bounded `KeyedMap`.
 ///
 /// # Eviction and overflow
 ///

@@ -4,7 +4,7 @@
 //!
 //! - A [`Scope`] is a tree node built on tokio-util's `CancellationToken` and
 //!   `TaskTracker`: cancelling a parent cancels every descendant; tasks spawned in it
-//!   ([`Scope::spawn`]) and requests through a [`ScopeLayer`] are counted in flight;
+//!   ([`Scope::spawn`](crate::Scope::spawn)) and requests through a [`ScopeLayer`] are counted in flight;
 //!   [`Scope::close`] stops admitting, waits up to a deadline, cancels the rest and reports
 //!   how many finished and how many were cancelled; values [provided](Scope::provide) to it
 //!   are torn down exactly once, in reverse order, when it ends.

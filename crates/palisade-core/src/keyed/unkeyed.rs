@@ -1,12 +1,12 @@
 //! [`Unkeyed`]: what a keyed layer does with a request its key function gives no key for, and
-//! [`WarnOnce`], the warning it logs the first time.
+//! `WarnOnce`, the warning it logs the first time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What a keyed layer does with a request whose key function answered `None` (for example an
 /// axum server started without `into_make_service_with_connect_info`, so `ConnectInfo` is
 /// missing). Every keyed layer's builder sets it with `.when_unkeyed(…)`; whatever is chosen,
-/// the layer logs one warning (see [`WarnOnce`]) the first time it happens.
+/// the layer logs one warning (see `WarnOnce`) the first time it happens.
 ///
 /// In a `serde` config (feature `serde`): `"reject"`, `"pass_through"` or `"shared"`.
 ///

@@ -14,7 +14,7 @@ use crate::error::FanOutError;
 use super::strategy::Merge;
 
 pin_project! {
-    /// The response future of [`FanOut`] and [`Split`].
+    /// The response future of [`FanOut`](crate::fan::FanOut) and [`Split`](crate::fan::Split).
     pub struct FanOutFuture<F, M, R>
     where
         M: Merge<R>,

@@ -1,9 +1,10 @@
 //! Fan-out / fan-in: one request to several services (or split into parts) at once, the
 //! results merged by a strategy.
 //!
-//! [`FanOut`] sends a clone of each request to every branch service concurrently;
-//! [`FanOut::split`] builds a [`Split`], which splits each request into parts and sends every
-//! part to a clone of one service. The results meet in a [`Merge`] strategy:
+//! [A `FanOut`](crate::fan::FanOut) sends a clone of each request to every branch service
+//! concurrently; [`FanOut::split`] builds [a `Split`](crate::fan::Split), which splits each
+//! request into parts and sends every part to a clone of one service. The results meet in a
+//! [`Merge`] strategy:
 //!
 //! - [`all`]: every response in branch order, or a [`FanOutError`] listing every error with
 //!   its branch index;

@@ -44,7 +44,7 @@ pub enum Algorithm {
     /// (when it waits, up to `max_wait`). The
     /// direct [`RateLimiter::check`](crate::RateLimiter::check) and `try_acquire` admit only
     /// a request that may leave now (their caller proceeds at once), so a weight above 1
-    /// is [`Denied::CostExceedsCapacity`] there; in general a weight that could not leave
+    /// is [`Denied::CostExceedsCapacity`](crate::Denied::CostExceedsCapacity) there; in general a weight that could not leave
     /// within the wait allowed (the queue, or `max_wait` if shorter) even from an empty
     /// bucket is `CostExceedsCapacity`, never a `retry_after` that would not be kept.
     /// [`RateLimiter::reserve`](crate::RateLimiter::reserve) takes a queue place and says

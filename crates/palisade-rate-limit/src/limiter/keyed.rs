@@ -90,7 +90,7 @@ impl<K, Store: KeyedStore<K>> KeyedRateLimiter<K, Store> {
         self.store.check(key, cost)
     }
 
-    /// Changes the quota of every key, held or new (see [`RateLimiter::set_quota`]); with
+    /// Changes the quota of every key, held or new (see [`RateLimiter::set_quota`](crate::RateLimiter::set_quota)); with
     /// `quota_by_key`, the per-key choice is replaced by this quota.
     ///
     /// # Errors

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Cancelled, Panicked};
 
 pin_project! {
-    /// The handle of a task spawned with [`Scope::spawn`]: a future of its output, or of
+    /// The handle of a task spawned with [`Scope::spawn`](crate::Scope::spawn): a future of its output, or of
     /// [`Cancelled`](crate::error::Cancelled), [`Panicked`] (component `"task"`, the scope's name) or [`Closed`](palisade_core::rejection::Closed) (spawned in a closing scope). Dropping
     /// the handle does not stop the task (the scope does).
     ///
