@@ -173,7 +173,7 @@ pub(crate) fn build<Req: 'static, Res>(
         bulkhead: config
             .bulkhead
             .clone()
-            .map(|c| c.builder().build())
+            .map(|c| c.into_builder().build())
             .transpose()
             .map_err(section("bulkhead"))?,
         adaptive_limit: config

@@ -116,13 +116,6 @@ impl BulkheadConfig {
     pub fn into_builder(self) -> crate::BulkheadBuilder {
         crate::BulkheadBuilder::from_config(self)
     }
-
-    /// The same as [`into_builder`](Self::into_builder), kept (hidden) while callers move to
-    /// CONTRIBUTING §5's one name for the conversion.
-    #[doc(hidden)]
-    pub fn builder(self) -> crate::BulkheadBuilder {
-        self.into_builder()
-    }
 }
 
 /// Checks a number of permits: at least 1, at most what tokio's semaphore holds.

@@ -432,13 +432,13 @@ fn config_deserializes_and_validates() {
         r#"{ "algorithm": { "aimd": { "initial_limit": 5, "min_limit": 2, "max_limit": 9 } } }"#,
     )
     .unwrap();
-    assert_eq!(c.builder().build().unwrap().handle().limit(), 5);
+    assert_eq!(c.into_builder().build().unwrap().handle().limit(), 5);
     let c: AdaptiveLimitConfig =
         serde_json::from_str(r#"{ "algorithm": { "aimd": { "backoff_ratio": 0.2 } } }"#).unwrap();
-    assert_eq!(c.builder().build().unwrap_err().field(), "aimd.backoff_ratio");
+    assert_eq!(c.into_builder().build().unwrap_err().field(), "aimd.backoff_ratio");
     assert!(serde_json::from_str::<AdaptiveLimitConfig>(r#"{ "algorithm": { "bbr": {} } }"#).is_err());
     let c: AdaptiveLimitConfig = serde_json::from_str("{}").unwrap();
-    assert_eq!(c.builder().build().unwrap().handle().limit(), 20); // Vegas default
+    assert_eq!(c.into_builder().build().unwrap().handle().limit(), 20); // Vegas default
 }
 
 /// Issue 137 through the layer: every call times out at the same latency (a timeout inside

@@ -393,10 +393,10 @@ fn invalid_settings_are_refused() {
 #[test]
 fn config_deserializes_and_validates() {
     let c: palisade_bulkhead::BulkheadConfig = serde_json::from_str(r#"{ "max_concurrent": 0 }"#).unwrap();
-    assert_eq!(c.builder().build().unwrap_err().field(), "max_concurrent");
+    assert_eq!(c.into_builder().build().unwrap_err().field(), "max_concurrent");
     let c: palisade_bulkhead::BulkheadConfig =
         serde_json::from_str(r#"{ "name": "x", "max_concurrent": 3, "when_full": "refuse" }"#).unwrap();
-    let h = c.builder().build().unwrap().handle();
+    let h = c.into_builder().build().unwrap().handle();
     assert_eq!((h.name(), h.max_concurrent()), ("x", 3));
     assert!(serde_json::from_str::<palisade_bulkhead::BulkheadConfig>(r#"{ "when_full": { "wait": "5" } }"#)
         .is_err());

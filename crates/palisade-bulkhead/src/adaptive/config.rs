@@ -137,13 +137,6 @@ impl AdaptiveLimitConfig {
     pub fn into_builder(self) -> super::AdaptiveLimitBuilder {
         super::AdaptiveLimitBuilder::from_config(self)
     }
-
-    /// The same as [`into_builder`](Self::into_builder), kept (hidden) while callers move to
-    /// CONTRIBUTING §5's one name for the conversion.
-    #[doc(hidden)]
-    pub fn builder(self) -> super::AdaptiveLimitBuilder {
-        self.into_builder()
-    }
 }
 
 /// One algorithm and the settings that differ from its defaults.
