@@ -11,7 +11,7 @@ use tower::ServiceBuilder;
 /// is `self.layer(layer)` with the layer's type spelled out, so a stack reads as a list of
 /// patterns, and the `with_` prefix never clashes with `ServiceBuilder`'s own `retry`,
 /// `rate_limit`, `timeout`, `concurrency_limit` or `load_shed`. Three methods build their
-/// layer themselves: [`with_scope`](Self::with_scope) takes the scope, and
+/// layer themselves: `with_scope` takes the scope, and
 /// `with_http_rejections` / `with_grpc_rejections` take nothing.
 ///
 /// The trait is sealed: only `ServiceBuilder` implements it.
