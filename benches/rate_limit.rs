@@ -204,10 +204,15 @@ fn rate_limit(c: &mut Criterion) {
 
     // --- through a tower service ---
     let palisade_layer = RateLimitLayer::new(quota);
-    let palisade_keyed_layer = RateLimitLayer::builder().quota(quota).keyed(|x: &u64| Some(*x % KEYS)).build().unwrap();
+    let palisade_keyed_layer =
+        RateLimitLayer::builder().quota(quota).keyed(|x: &u64| Some(*x % KEYS)).build().unwrap();
     let palisade_layer_q = RateLimitLayer::builder().quota(quota).clock(Clock::quanta()).build().unwrap();
-    let palisade_keyed_layer_q =
-        RateLimitLayer::builder().quota(quota).keyed(|x: &u64| Some(*x % KEYS)).clock(Clock::quanta()).build().unwrap();
+    let palisade_keyed_layer_q = RateLimitLayer::builder()
+        .quota(quota)
+        .keyed(|x: &u64| Some(*x % KEYS))
+        .clock(Clock::quanta())
+        .build()
+        .unwrap();
 
     {
         let l = RateLimiter::token_bucket(quota).unwrap();

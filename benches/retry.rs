@@ -112,11 +112,7 @@ fn retry(c: &mut Criterion) {
         )))
         .layer(noop()),
     );
-    bench(
-        &mut group,
-        "palisade RetryLayer (default budget)",
-        RetryLayer::new(3).layer(noop()),
-    );
+    bench(&mut group, "palisade RetryLayer (default budget)", RetryLayer::new(3).layer(noop()));
     bench(
         &mut group,
         "palisade RetryLayer (no budget)",
