@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_core::event::Event;
 use palisade_core::rejection::{find, BulkheadFull, CircuitOpen};
 use palisade_redis::server::RedisServer;
 use palisade_redis::{
@@ -370,6 +371,21 @@ async fn redis_stopped_mid_run_each_policy_then_recovery_after_restart() {
             RedisEvent::CallFailed { error: palisade_redis::BackendError::BreakerOpen, .. }
         )),
         "{seen:?}"
+    );
+    // their typed `tracing` fields (`op` goes to `extra`)
+    let fields = |e: &RedisEvent| {
+        let mut out = Vec::new();
+        e.fields(&mut |k, v| out.push((k, v)));
+        out
+    };
+    let fallback = seen.iter().find(|e| e.kind() == "fallback").unwrap();
+    assert_eq!(fields(fallback), vec![("op", "gcra".into()), ("reason", "fail_open".into())]);
+    let refused = seen.iter().find(|e| {
+        matches!(e, RedisEvent::CallFailed { error: palisade_redis::BackendError::BreakerOpen, .. })
+    });
+    assert_eq!(
+        fields(refused.unwrap()),
+        vec![("op", "gcra".into()), ("error", "the circuit breaker around redis is open".into())]
     );
 
     // Redis comes back (empty: a restarted server lost its scripts and keys)
