@@ -346,6 +346,11 @@ impl LuaScript {
         }
     }
 
+    /// The script's SHA1, for `EVALSHA`.
+    pub(crate) fn sha(&self) -> &str {
+        &self.sha
+    }
+
     pub(crate) fn code(&self) -> &'static str {
         self.code
     }

@@ -199,6 +199,8 @@ struct Shared {
     name: Arc<str>,
     tiers: Vec<Quota>,
     on_down: OnRedisDown,
+    /// The configured tiers as script arguments, formatted once.
+    args: Arc<[TierArg]>,
     script: LuaScript,
     refund: LuaScript,
     coalesce: Option<tokio::sync::mpsc::Sender<Job>>,
@@ -246,7 +248,7 @@ pub struct RedisRateLimiterBuilder {
     tiers: Vec<Quota>,
     on_down: OnRedisDown,
     batch: Option<(u64, Duration)>,
-    coalesce: usize,
+    coalesce: Option<usize>,
     max_keys: usize,
 }
 
@@ -274,12 +276,16 @@ impl RedisRateLimiterBuilder {
         self
     }
     /// Coalescing: decisions waiting while another script call is in flight are sent
-    /// together, up to `max` per script call (each still decided atomically and in order
-    /// by Redis, so the limit stays exact), with at most 4 script calls in flight. Raises
-    /// throughput with many concurrent callers; adds a channel hop for a lone caller.
-    /// Default off (0). At most 1,024.
+    /// together, up to `max` per script call (the script decides each in turn, atomically
+    /// and in arrival order, so the limit stays exact), with at most 2 script calls in
+    /// flight. With 64 concurrent callers this costs a few round trips instead of 64 (and
+    /// one timeout and guard-breaker pass per script call); a lone caller pays one channel
+    /// hop. `0` or `1` turns it off (one script call per decision).
+    ///
+    /// Default 128 when the limiter is built inside a tokio runtime (the dispatcher is a task
+    /// on it), else off. At most 1,024.
     pub fn coalesce(mut self, max: usize) -> Self {
-        self.coalesce = max;
+        self.coalesce = Some(max);
         self
     }
     /// The most keys held in local state (blocks, local fallback). Default 10,000; when full,
@@ -320,24 +326,36 @@ impl RedisRateLimiterBuilder {
             _ => 1.0,
         };
         let local_tiers = self.tiers.iter().map(|t| t.scaled(share)).collect();
-        if self.coalesce > 1_024 {
+        let (max, explicit) = match self.coalesce {
+            Some(max) => (max, true),
+            None => (DEFAULT_COALESCE, false),
+        };
+        if max > 1_024 {
             return Err(ConfigError::new("coalesce", "at most 1,024 decisions per script call"));
         }
-        let coalesce = if self.coalesce > 1 {
-            let handle = tokio::runtime::Handle::try_current()
-                .map_err(|_| ConfigError::new("coalesce", "build inside a tokio runtime"))?;
-            let (tx, rx) = tokio::sync::mpsc::channel(4_096);
-            handle.spawn(dispatch(rx, self.backend.clone(), LuaScript::new(GCRA_LUA), self.coalesce));
-            Some(tx)
+        let coalesce = if max > 1 {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    let (tx, rx) = tokio::sync::mpsc::channel(4_096);
+                    handle.spawn(dispatch(rx, self.backend.clone(), LuaScript::new(GCRA_LUA), max));
+                    Some(tx)
+                }
+                Err(_) if explicit => {
+                    return Err(ConfigError::new("coalesce", "build inside a tokio runtime"));
+                }
+                Err(_) => None,
+            }
         } else {
             None
         };
+        let args = tier_args(&self.tiers);
         Ok(RedisRateLimiter {
             shared: Arc::new(Shared {
                 backend: self.backend,
                 name: self.name,
                 tiers: self.tiers,
                 on_down: self.on_down,
+                args,
                 script: LuaScript::new(GCRA_LUA),
                 refund: LuaScript::new(REFUND_LUA),
                 coalesce,
@@ -358,7 +376,7 @@ impl RedisRateLimiter {
             tiers: Vec::new(),
             on_down: OnRedisDown::FailClosed,
             batch: None,
-            coalesce: 0,
+            coalesce: None,
             max_keys: 10_000,
         }
     }
@@ -401,8 +419,8 @@ impl RedisRateLimiter {
                 let keys = self.keys(key, s.tiers.len());
                 let mut cmd = s.refund.cmd(&keys);
                 cmd.arg(weight);
-                for q in &s.tiers {
-                    cmd.arg(format!("{:.4}", q.emission_us()));
+                for a in s.args.iter() {
+                    cmd.arg(&*a.emission);
                 }
                 let code = s.refund.code();
                 let _ = s.backend.run("gcra_refund", move |conn| LuaScript::run(code, cmd, conn)).await;
@@ -440,7 +458,18 @@ impl RedisRateLimiter {
     fn keys(&self, key: &str, tiers: usize) -> Vec<String> {
         let s = &self.shared;
         // `{key}` is a hash tag: every tier of a key lives in one cluster slot.
-        (0..tiers).map(|i| s.backend.key(&[&s.name, &format!("{{{key}}}"), &i.to_string()])).collect()
+        (0..tiers)
+            .map(|i| {
+                let mut k = s.backend.key(&[&s.name, ""]);
+                k.reserve(key.len() + 4);
+                k.push('{');
+                k.push_str(key);
+                k.push_str("}:");
+                // at most 8 tiers: one digit
+                k.push(char::from(b'0' + (i % 10) as u8));
+                k
+            })
+            .collect()
     }
 
     async fn check_in(
@@ -515,23 +544,17 @@ impl RedisRateLimiter {
     async fn eval(&self, key: &str, tiers: &[Quota], want: u64, least: u64) -> Option<(u64, Duration, u64)> {
         let s = &self.shared;
         let keys = self.keys(key, tiers.len());
+        // The configured tiers' arguments were formatted at build; per-key quotas now.
+        let args = if std::ptr::eq(tiers, s.tiers.as_slice()) { s.args.clone() } else { tier_args(tiers) };
         if let Some(tx) = &s.coalesce {
-            let mut params = Vec::with_capacity(3 + 2 * tiers.len());
-            params.push(tiers.len().to_string());
-            params.push(want.to_string());
-            params.push(least.to_string());
-            for q in tiers {
-                params.push(format!("{:.4}", q.emission_us()));
-                params.push(q.burst.to_string());
-            }
             let (otx, orx) = tokio::sync::oneshot::channel();
-            tx.send(Job { keys, params, tx: otx }).await.ok()?;
+            tx.send(Job { keys, args, want, least, tx: otx }).await.ok()?;
             return orx.await.ok()?;
         }
         let mut cmd = s.script.cmd(&keys);
-        cmd.arg(1).arg(tiers.len()).arg(want).arg(least);
-        for q in tiers {
-            cmd.arg(format!("{:.4}", q.emission_us())).arg(q.burst);
+        cmd.arg(1).arg(args.len()).arg(want).arg(least);
+        for a in args.iter() {
+            cmd.arg(&*a.emission).arg(a.burst);
         }
         let code = s.script.code();
         let result = s.backend.run("gcra", move |conn| LuaScript::run(code, cmd, conn)).await.ok()?;
@@ -594,37 +617,66 @@ impl Batching {
 
 type Answer = Option<(u64, Duration, u64)>;
 
+/// The default [`RedisRateLimiterBuilder::coalesce`].
+const DEFAULT_COALESCE: usize = 128;
+
+/// One tier's script arguments: the emission interval in µs (formatted) and the capacity.
+struct TierArg {
+    emission: Box<str>,
+    burst: u64,
+}
+
+fn tier_args(tiers: &[Quota]) -> Arc<[TierArg]> {
+    tiers
+        .iter()
+        .map(|q| TierArg { emission: format!("{:.4}", q.emission_us()).into(), burst: q.burst })
+        .collect()
+}
+
 /// One decision waiting for the coalescing dispatcher.
 struct Job {
     keys: Vec<String>,
-    params: Vec<String>,
+    args: Arc<[TierArg]>,
+    want: u64,
+    least: u64,
     tx: tokio::sync::oneshot::Sender<Answer>,
 }
 
-/// Sends the waiting decisions together, up to `max` per script call, at most 4 calls in
-/// flight. Ends when the limiter (every sender) is dropped.
+/// Script calls of the coalescing dispatcher in flight at once: while they run, the next
+/// decisions queue up and go together in the next call.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// Sends the waiting decisions together, up to `max` per script call, at most
+/// [`MAX_IN_FLIGHT`] calls in flight. Ends when the limiter (every sender) is dropped.
 async fn dispatch(
     mut rx: tokio::sync::mpsc::Receiver<Job>,
     backend: RedisBackend,
     script: LuaScript,
     max: usize,
 ) {
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(4));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
-        let mut jobs = vec![first];
+        let mut jobs = Vec::with_capacity(max.min(64));
+        jobs.push(first);
         while jobs.len() < max {
             match rx.try_recv() {
                 Ok(j) => jobs.push(j),
                 Err(_) => break,
             }
         }
-        let keys: Vec<String> = jobs.iter().flat_map(|j| j.keys.iter().cloned()).collect();
-        let mut cmd = script.cmd(&keys);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.sha()).arg(jobs.iter().map(|j| j.keys.len()).sum::<usize>());
+        for j in &jobs {
+            for k in &j.keys {
+                cmd.arg(k);
+            }
+        }
         cmd.arg(jobs.len());
         for j in &jobs {
-            for p in &j.params {
-                cmd.arg(p);
+            cmd.arg(j.args.len()).arg(j.want).arg(j.least);
+            for a in j.args.iter() {
+                cmd.arg(&*a.emission).arg(a.burst);
             }
         }
         let code = script.code();
