@@ -210,6 +210,9 @@ struct Shared {
     script: LuaScript,
     refund: LuaScript,
     coalesce: Option<tokio::sync::mpsc::Sender<Job>>,
+    /// Decisions of this limiter waiting for Redis; a decision that finds none goes straight
+    /// to Redis (a lone caller skips the dispatcher's hop).
+    outstanding: std::sync::atomic::AtomicUsize,
     local: LocalGcra,
     batching: Option<Batching>,
 }
@@ -285,8 +288,8 @@ impl RedisRateLimiterBuilder {
     /// together, up to `max` per script call (the script decides each in turn, atomically
     /// and in arrival order, so the limit stays exact), with at most 2 script calls in
     /// flight. With 64 concurrent callers this costs a few round trips instead of 64 (and
-    /// one timeout and guard-breaker pass per script call); a lone caller pays one channel
-    /// hop. `0` or `1` turns it off (one script call per decision).
+    /// one timeout and guard-breaker pass per script call). A decision that finds no other
+    /// decision of the limiter waiting goes straight to Redis (a lone caller pays no hop). `0` or `1` turns it off (one script call per decision).
     ///
     /// Default 128 when the limiter is built inside a tokio runtime (the dispatcher is a task
     /// on it), else off. At most 1,024.
@@ -365,6 +368,7 @@ impl RedisRateLimiterBuilder {
                 script: LuaScript::new(GCRA_LUA),
                 refund: LuaScript::new(REFUND_LUA),
                 coalesce,
+                outstanding: std::sync::atomic::AtomicUsize::new(0),
                 local: LocalGcra::new(local_tiers, self.max_keys),
                 batching,
             }),
@@ -552,7 +556,8 @@ impl RedisRateLimiter {
         let keys = self.keys(key, tiers.len());
         // The configured tiers' arguments were formatted at build; per-key quotas now.
         let args = if std::ptr::eq(tiers, s.tiers.as_slice()) { s.args.clone() } else { tier_args(tiers) };
-        if let Some(tx) = &s.coalesce {
+        let outstanding = Outstanding::enter(&s.outstanding);
+        if let (Some(tx), false) = (&s.coalesce, outstanding.alone) {
             let (otx, orx) = tokio::sync::oneshot::channel();
             tx.send(Job { keys, args, want, least, tx: otx }).await.ok()?;
             return orx.await.ok()?;
@@ -622,6 +627,28 @@ impl Batching {
 }
 
 type Answer = Option<(u64, Duration, u64)>;
+
+/// Counts a decision in [`Shared::outstanding`] until it is answered or dropped (only the
+/// choice between the direct path and the dispatcher depends on it, never a decision).
+struct Outstanding<'a> {
+    count: &'a std::sync::atomic::AtomicUsize,
+    /// No other decision was waiting when this one arrived.
+    alone: bool,
+}
+
+impl<'a> Outstanding<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        use std::sync::atomic::Ordering;
+        let alone = count.fetch_add(1, Ordering::AcqRel) == 0;
+        Self { count, alone }
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
 
 /// The default [`RedisRateLimiterBuilder::coalesce`].
 const DEFAULT_COALESCE: usize = 128;
