@@ -279,6 +279,10 @@ impl RedisBackendBuilder {
         if self.guard_failures == 0 {
             return Err(ConfigError::new("guard.failures", "must be at least 1"));
         }
+        // redis-rs' lazy connection panics outside a runtime: a clear error instead
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConfigError::new("runtime", "build the Redis backend inside a tokio runtime"));
+        }
         let client =
             redis::Client::open(self.url.as_str()).map_err(|e| ConfigError::new("url", e.to_string()))?;
         let config = redis::aio::ConnectionManagerConfig::new()

@@ -564,3 +564,32 @@ async fn new_never_fails_and_shares_the_permits() {
     }
     assert!(ok, "the permit never came back");
 }
+
+/// Coalescing is on by default and needs a runtime for its dispatcher: built outside one, the
+/// default limiter decides one script call per decision, while an explicit `coalesce(n)` is a
+/// config error naming the field. The backend itself built outside a runtime is a config error
+/// (redis-rs would panic). The default limiter decides, and stays exact, once inside a runtime.
+#[test]
+fn coalescing_default_outside_a_runtime_is_off_and_explicit_coalescing_is_an_error() {
+    let server = RedisServer::start();
+    let err = RedisBackend::builder(server.url()).build().unwrap_err();
+    assert!(err.to_string().contains("runtime"), "{err}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let backend = {
+        let _in = rt.enter();
+        RedisBackend::builder(server.url()).timeout(Duration::from_secs(1)).build().unwrap()
+    };
+    let err = RedisRateLimiter::builder("outside", backend.clone())
+        .tier(Quota::per(2, HOUR))
+        .coalesce(64)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("coalesce"), "{err}");
+    let l = RedisRateLimiter::builder("outside", backend).tier(Quota::per(2, HOUR)).build().unwrap();
+    let allowed: Vec<bool> = rt
+        .block_on(async { futures_util::future::join_all((0..4).map(|_| l.check("k", 1))).await })
+        .into_iter()
+        .map(|d| d.unwrap().allowed)
+        .collect();
+    assert_eq!(allowed.iter().filter(|a| **a).count(), 2, "{allowed:?}");
+}
