@@ -115,7 +115,7 @@
 //!
 //! # Bad settings and user code
 //!
-//! Settings are checked when the layer is built ([`ConfigError`](palisade_core::ConfigError)
+//! Settings are checked when the layer is built ([`ConfigError`]
 //! with the field's name); a wait too long for the clock saturates to "effectively never"
 //! ([`palisade_core::time`]); sizes are counters, never allocations. A panicking event
 //! listener, limit algorithm or Vegas function is contained: the limit stays where it was
