@@ -38,7 +38,7 @@
 //! let layer = TimeoutLayer::builder()
 //!     .name("backend")
 //!     .per_request(|ms: &u64| Some(Duration::from_millis((*ms).min(100))))
-//!     .on_event(|e| println!("{e:?}"))
+//!     .on_event(|e| tracing::info!(event = ?e, "timeout"))
 //!     .build()?;
 //! let svc = ServiceBuilder::new().layer(layer).service(backend);
 //! let err = svc.oneshot(500).await.unwrap_err();
