@@ -110,12 +110,19 @@ impl<T: Tat> Cell<T> {
 
     /// Tries to admit `cost` at `now`. `max_wait` is `None` in reject mode; with `Some`, the
     /// bucket algorithms may reserve a slot up to that far ahead.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn acquire(&self, now: u64, cost: u32, max_wait: Option<u64>) -> Result<Admit, Denied> {
         if let (Self::Gcra(g), 1..) = (self, cost) {
-            // The common case first.
+            // The common case first, inlined into the caller (a check returns at once).
             return g.acquire(now, cost, max_wait.unwrap_or(0), u64::MAX);
         }
+        self.acquire_other(now, cost, max_wait)
+    }
+
+    /// [`acquire`](Self::acquire) for every case but a token bucket asked for a cost of at
+    /// least one.
+    #[inline(never)]
+    fn acquire_other(&self, now: u64, cost: u32, max_wait: Option<u64>) -> Result<Admit, Denied> {
         if cost == 0 {
             return Ok(Admit { ready_at: now, token: 0 });
         }
