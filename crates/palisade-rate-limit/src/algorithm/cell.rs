@@ -110,7 +110,7 @@ impl<T: Tat> Cell<T> {
 
     /// Tries to admit `cost` at `now`. `max_wait` is `None` in reject mode; with `Some`, the
     /// bucket algorithms may reserve a slot up to that far ahead.
-    #[inline(always)]
+    #[inline]
     pub(crate) fn acquire(&self, now: u64, cost: u32, max_wait: Option<u64>) -> Result<Admit, Denied> {
         if let (Self::Gcra(g), 1..) = (self, cost) {
             // The common case first, inlined into the caller (a check returns at once).
