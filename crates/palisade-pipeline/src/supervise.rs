@@ -9,6 +9,13 @@
 //! `poll_ready`; the next `poll_ready` tries again. It fits anywhere a service does — as a
 //! pipeline stage in particular.
 //!
+//! User code that panics — the make service or its future, an incarnation's `poll_ready`,
+//! `call` or response future, the classifier — answers with palisade-core's
+//! [`Panicked`](palisade_core::panic::Panicked) (component `"stage"`, name `"supervised"`,
+//! the site) instead of unwinding into the caller: a panicking make is a failed make, and
+//! a panicking call counts as a failure of its incarnation, so one that always panics is
+//! restarted like one that always fails.
+//!
 //! # Example: a stage that heals
 //!
 //! ```
@@ -50,10 +57,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use palisade_core::classify::{Classify, DefaultClassifier};
 use palisade_core::config::{ensure, ConfigError};
+use palisade_core::panic::{catch, Panicked};
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -305,44 +313,79 @@ where
             }
             match &mut self.state {
                 State::Empty => {
-                    ready!(self.make.poll_ready(cx)).map_err(Into::into)?;
-                    let fut = self.make.call(self.target.clone());
-                    self.state = State::Making(Box::pin(fut));
+                    // The make service is user code: a panic is a failed make (the next
+                    // `poll_ready` tries again), never a panic of the caller.
+                    let (make, target) = (&mut self.make, &self.target);
+                    match catch(|| make.poll_ready(cx)) {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(ready)) => ready.map_err(Into::into)?,
+                        Err(payload) => return Poll::Ready(Err(panicked(payload, "make"))),
+                    }
+                    match catch(|| make.call(target.clone())) {
+                        Ok(fut) => self.state = State::Making(Box::pin(fut)),
+                        Err(payload) => return Poll::Ready(Err(panicked(payload, "make"))),
+                    }
                 }
                 State::Making(fut) => {
-                    let made = ready!(fut.as_mut().poll(cx));
+                    // A make future that panicked is not polled again ("`async fn` resumed
+                    // after panicking" at every later `poll_ready`): a failed make.
+                    let made = match catch(|| fut.as_mut().poll(cx)) {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(made)) => made.map_err(Into::into),
+                        Err(payload) => Err(panicked(payload, "make")),
+                    };
                     match made {
                         // A fresh incarnation belongs to the generation now (a restart while it
                         // was being made does not retire it).
                         Ok(service) => self.state = State::Ready(service, current),
                         Err(e) => {
                             self.state = State::Empty;
-                            return Poll::Ready(Err(e.into()));
+                            return Poll::Ready(Err(e));
                         }
                     }
                 }
-                State::Ready(service, _) => return service.poll_ready(cx).map_err(Into::into),
+                State::Ready(service, generation) => {
+                    // An incarnation panicking in `poll_ready` failed: counted as such, so
+                    // that one that always panics is restarted.
+                    return match catch(|| service.poll_ready(cx)) {
+                        Ok(ready) => ready.map_err(Into::into),
+                        Err(payload) => {
+                            self.health.record(*generation, Some(true));
+                            Poll::Ready(Err(panicked(payload, "poll_ready")))
+                        }
+                    };
+                }
             }
         }
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
+        let (health, classifier) = (self.health.clone(), self.classifier.clone());
         match &mut self.state {
-            State::Ready(service, generation) => SupervisedFuture {
-                inner: Some(service.call(request)),
-                generation: *generation,
-                health: self.health.clone(),
-                classifier: self.classifier.clone(),
+            State::Ready(service, generation) => match catch(|| service.call(request)) {
+                Ok(fut) => SupervisedFuture {
+                    inner: Some(fut),
+                    generation: *generation,
+                    health,
+                    classifier,
+                    error: None,
+                },
+                // A panicking `call` is a failed call of this incarnation.
+                Err(payload) => {
+                    health.record(*generation, Some(true));
+                    let error = Some(panicked(payload, "call"));
+                    SupervisedFuture { inner: None, generation: *generation, health, classifier, error }
+                }
             },
             // `call` without a ready service: a typed error, never a panic.
-            _ => SupervisedFuture {
-                inner: None,
-                generation: 0,
-                health: self.health.clone(),
-                classifier: self.classifier.clone(),
-            },
+            _ => SupervisedFuture { inner: None, generation: 0, health, classifier, error: None },
         }
     }
+}
+
+/// The error for user code of a supervised service that panicked at `site`.
+fn panicked(payload: Box<dyn std::any::Any + Send>, site: &'static str) -> BoxError {
+    Box::new(Panicked::from_payload("stage", "supervised", payload).with_site(site))
 }
 
 pin_project! {
@@ -353,6 +396,8 @@ pin_project! {
         generation: u64,
         health: Arc<Health>,
         classifier: Arc<C>,
+        // The answer of a `call` that panicked.
+        error: Option<BoxError>,
     }
 }
 
@@ -371,14 +416,31 @@ where
     type Output = Result<R, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
-            return Poll::Ready(Err(NotReady.into()));
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(Err(this.error.take().unwrap_or_else(|| NotReady.into())));
         };
-        let result = ready!(inner.poll(cx)).map_err(Into::into);
-        let verdict = this.classifier.classify(&result);
-        this.health
-            .record(*this.generation, if verdict.is_ignored() { None } else { Some(verdict.is_failure()) });
+        // The response future and the classifier are user code: a panic fails this call
+        // with a typed error and counts as a failure of the incarnation (one that always
+        // panics is restarted), and the finished future is not polled again.
+        let polled = catch(|| inner.poll(cx));
+        if matches!(polled, Ok(Poll::Pending)) {
+            return Poll::Pending;
+        }
+        this.inner.set(None);
+        let classifier = &**this.classifier;
+        let (result, failed) = match polled {
+            Ok(Poll::Ready(result)) => {
+                let result = result.map_err(Into::into);
+                match catch(|| classifier.classify(&result)) {
+                    Ok(v) => (result, if v.is_ignored() { None } else { Some(v.is_failure()) }),
+                    Err(payload) => (Err(panicked(payload, "classify")), Some(true)),
+                }
+            }
+            Err(payload) => (Err(panicked(payload, "response")), Some(true)),
+            Ok(Poll::Pending) => return Poll::Pending,
+        };
+        this.health.record(*this.generation, failed);
         Poll::Ready(result)
     }
 }
