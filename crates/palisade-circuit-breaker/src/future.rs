@@ -68,9 +68,7 @@ where
         match this.kind.project() {
             KindProj::Called { future } => {
                 let mut result = ready!(future.poll(cx));
-                if let Some(guard) = this.guard.take() {
-                    guard.finish(&mut result);
-                }
+                CallGuard::finish(this.guard, &mut result);
                 Poll::Ready(result.map_err(Into::into))
             }
             KindProj::Rejected { error } => Poll::Ready(Err(error

@@ -101,28 +101,35 @@ impl<C> CallGuard<C> {
         Self { breaker, admission, start }
     }
 
-    /// Classifies and records `result` — or, when its outcome comes at the end of its
-    /// response body (a gRPC stream: status in the trailers), moves into the body and records
-    /// it there ([`eos`](palisade_core::classify::eos)); a body dropped before its end drops
-    /// this guard: ignored, a trial slot given back.
+    /// Classifies and records `result` for the guard in `slot`, leaving the slot empty —
+    /// or, when its outcome comes at the end of its response body (a gRPC stream: status in
+    /// the trailers), moves the guard into the body and records it there
+    /// ([`eos`](palisade_core::classify::eos)); a body dropped before its end drops the
+    /// guard: ignored, a trial slot given back.
+    ///
+    /// Works on the guard in place (the response future's field) rather than on a moved
+    /// copy: the common path reads it field by field, just after `call` wrote it.
     #[inline]
-    pub(crate) fn finish<T, E>(mut self, result: &mut Result<T, E>)
+    pub(crate) fn finish<T, E>(slot: &mut Option<Self>, result: &mut Result<T, E>)
     where
         C: palisade_core::Classify<T, E> + Send + Sync + 'static,
     {
-        if self.admission == Admission::Pass {
-            return;
+        let Some(guard) = slot.as_mut() else { return };
+        if guard.admission != Admission::Pass {
+            if let Some(deferral) = guard.breaker.classifier.defer_eos(result) {
+                if let Some(guard) = slot.take() {
+                    deferral.attach(move |eos: palisade_core::classify::eos::Eos<'_>| guard.finish_eos(&eos));
+                }
+                return;
+            }
+            let timing = guard.timing();
+            let verdict = match timing {
+                Some((_, elapsed)) => guard.breaker.classifier.classify_timed(result, elapsed),
+                None => guard.breaker.classifier.classify(result),
+            };
+            guard.record(verdict, timing);
         }
-        if let Some(deferral) = self.breaker.classifier.defer_eos(result) {
-            deferral.attach(move |eos: palisade_core::classify::eos::Eos<'_>| self.finish_eos(&eos));
-            return;
-        }
-        let timing = self.timing();
-        let verdict = match timing {
-            Some((_, elapsed)) => self.breaker.classifier.classify_timed(result, elapsed),
-            None => self.breaker.classifier.classify(result),
-        };
-        self.record(verdict, timing);
+        *slot = None;
     }
 
     /// Records a deferred call at the end of its response body, timed to that end.
