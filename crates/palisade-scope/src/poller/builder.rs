@@ -33,10 +33,11 @@ pub struct PollerConfig {
     /// so many pollers do not fire together. Default 0.
     pub jitter: f64,
     /// palisade-retry's [`Backoff`] after failures: the delay after the `n`th failure in a
-    /// row is `backoff.delay(n)`, capped by [`max_backoff`](Self::max_backoff). Default:
-    /// exponential from 1 s.
+    /// row is `backoff.delay(n)`, capped by [`max_backoff`](Self::max_backoff); a delay of
+    /// zero means no backoff (the regular interval), never an immediate poll again. An
+    /// exponential multiplier must be finite and at least 1. Default: exponential from 1 s.
     pub backoff: Backoff,
-    /// The longest delay after a failure. Default: the interval.
+    /// The longest delay after a failure (not zero). Default: the interval.
     #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration::serde::option"))]
     pub max_backoff: Option<Duration>,
     /// A poll taking longer fails with palisade-core's
@@ -67,7 +68,8 @@ impl PollerConfig {
     /// # Errors
     ///
     /// A [`ConfigError`] naming the field: `interval` zero, `jitter` outside 0 to 1,
-    /// `timeout` zero.
+    /// `timeout` zero, `max_backoff` zero, `backoff` with an exponential multiplier that is
+    /// not a finite number of at least 1.
     pub fn validate(&self) -> Result<(), ConfigError> {
         ensure_nonzero_duration("interval", self.interval)?;
         ensure(
@@ -77,6 +79,20 @@ impl PollerConfig {
         )?;
         if let Some(t) = self.timeout {
             ensure_nonzero_duration("timeout", t)?;
+        }
+        // A zero cap would make every wait after a failure zero: a failing service polled
+        // again at once, over and over.
+        if let Some(max) = self.max_backoff {
+            ensure_nonzero_duration("max_backoff", max)?;
+        }
+        // As palisade-retry validates it (a NaN multiplier would read as "wait the cap", a
+        // zero or negative one as no wait).
+        if let Backoff::Exponential { multiplier, .. } = self.backoff {
+            ensure(
+                multiplier.is_finite() && multiplier >= 1.0,
+                "backoff",
+                "exponential multiplier must be a finite number >= 1.0",
+            )?;
         }
         Ok(())
     }

@@ -45,7 +45,13 @@ where
             // back to the longest delay instead of ending the poller.
             let backoff = &self.config.backoff;
             if let Ok(d) = catch(|| backoff.delay(failures)) {
-                return d.min(max);
+                // A zero delay (a fixed or custom zero) means no backoff: the regular
+                // interval, never an immediate poll again (a failing service would be polled
+                // in a busy loop).
+                return match d.min(max) {
+                    Duration::ZERO => self.config.interval,
+                    d => d,
+                };
             }
             tracing::warn!(target: "palisade", scope = %self.name, "a poller's custom backoff panicked: using max_backoff");
             return max;
