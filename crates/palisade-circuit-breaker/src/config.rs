@@ -128,7 +128,10 @@ pub struct CircuitBreakerConfig {
     pub measure_call_duration: bool,
     /// The longest a breaker stays half-open (default 60 s, not zero; `Duration::MAX`
     /// saturates to "never"): if the trials have not decided by then, it re-opens for the
-    /// next wait. Resilience4j's `maxWaitDurationInHalfOpenState`.
+    /// next wait. Resilience4j's `maxWaitDurationInHalfOpenState`. With
+    /// [`automatic_transition_to_half_open`](Self::automatic_transition_to_half_open) a
+    /// timer re-opens it at that time (as Resilience4j's scheduler does); without, the first
+    /// call after it does, as from that time.
     #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration::serde"))]
     pub max_wait_in_half_open: Duration,
     /// Judge the half-open trials only once all of them ended, as Resilience4j (default
@@ -138,8 +141,10 @@ pub struct CircuitBreakerConfig {
     /// modes).
     pub wait_for_all_trials: bool,
     /// Move from open to half-open on a timer when the wait ends (publishing the transition
-    /// then), as Resilience4j's `automaticTransitionFromOpenToHalfOpenEnabled`. Default off:
-    /// the first call after the wait moves it, so an idle breaker costs nothing.
+    /// then), as Resilience4j's `automaticTransitionFromOpenToHalfOpenEnabled`, and back to
+    /// open when [`max_wait_in_half_open`](Self::max_wait_in_half_open) ends without a
+    /// decision. Default off: the first call after the wait moves it, so an idle breaker
+    /// costs nothing.
     pub automatic_transition_to_half_open: bool,
     /// The state a breaker starts in (default [`CircuitState::Closed`]).
     pub initial_state: CircuitState,

@@ -61,7 +61,7 @@ impl BreakerCore {
         pre: Option<CircuitBreakerEvent>,
         publish: bool,
     ) -> bool {
-        let (from, new_word, open_until) = {
+        let (from, new_word, open_until, half_open_until) = {
             let mut control = lock(&self.control);
             let word = self.word();
             if expected.is_some_and(|e| e != word) {
@@ -77,6 +77,7 @@ impl BreakerCore {
             let gen = gen_of(word).wrapping_add(1) & (u64::MAX >> 8);
             let now = self.now_nanos();
             let mut open_until = None;
+            let mut half_open_until = None;
             match to {
                 CircuitState::Open => {
                     let (start, wait) = match (open, reason) {
@@ -96,7 +97,9 @@ impl BreakerCore {
                 CircuitState::HalfOpen => {
                     self.trials.reset(gen as u16);
                     let max = nanos(self.settings.max_wait_in_half_open);
-                    self.half_open_until.store(now.saturating_add(max), Ordering::Release);
+                    let until = now.saturating_add(max);
+                    self.half_open_until.store(until, Ordering::Release);
+                    half_open_until = Some(until);
                 }
                 CircuitState::Closed | CircuitState::MetricsOnly => {
                     self.reset_window();
@@ -110,7 +113,7 @@ impl BreakerCore {
             self.rejected_in_state.store(0, Ordering::Relaxed);
             self.exceeded_published.store(0, Ordering::Relaxed);
             self.hot.state.store(new_word, Ordering::Release);
-            (from, new_word, open_until)
+            (from, new_word, open_until, half_open_until)
         };
         // Side effects after the lock: listeners may call the handle.
         if to == CircuitState::Open && !matches!(reason, TransitionReason::Manual) {
@@ -124,6 +127,9 @@ impl BreakerCore {
         }
         if let (Some(until), true) = (open_until, self.settings.auto_half_open) {
             self.schedule_half_open(new_word, until);
+        }
+        if let (Some(until), true) = (half_open_until, self.settings.auto_half_open) {
+            self.schedule_half_open_timeout(new_word, until);
         }
         if publish && from != to {
             if let Some(event) = pre {
@@ -150,6 +156,35 @@ impl BreakerCore {
                 tokio::time::sleep_until(at).await;
                 if let Some(core) = me.upgrade() {
                     core.transition(Some(word), CircuitState::HalfOpen, TransitionReason::WaitElapsed);
+                }
+            }));
+        }
+        #[cfg(loom)]
+        let _ = (word, until, &self.me);
+    }
+
+    /// Re-opens the breaker at `until` (the end of the longest half-open period), on a timer
+    /// task, if it is still in the half-open period `word` then: the trials did not decide
+    /// in time. As Resilience4j's `HalfOpenState`, which schedules `toOpenState` after
+    /// `maxWaitDurationInHalfOpenState`; here only with `automatic_transition_to_half_open`
+    /// (without it, the first call after the deadline moves the breaker, as from the
+    /// deadline, so that an idle breaker costs no timer).
+    fn schedule_half_open_timeout(&self, word: u64, until: u64) {
+        #[cfg(not(loom))]
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let me = self.me.clone();
+            let at = self.instant_at(until);
+            drop(runtime.spawn(async move {
+                tokio::time::sleep_until(at).await;
+                if let Some(core) = me.upgrade() {
+                    core.apply(
+                        Some(word),
+                        CircuitState::Open,
+                        TransitionReason::HalfOpenTimedOut,
+                        OpenSpec::From(until),
+                        None,
+                        true,
+                    );
                 }
             }));
         }
