@@ -1,0 +1,233 @@
+//! Review: more cases of issue 13's kinds — refunds that could be counted twice, weights at
+//! their extremes, multi-tier refusals, keyed churn at `max_keys` in wait mode, and quota
+//! changes while callers wait.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::time::Duration;
+
+use palisade_core::rejection::KeySetFull;
+use palisade_core::when_full::WhenFull;
+use palisade_rate_limit::{
+    Algorithm, CostExceedsCapacity, Denied, KeyedRateLimiter, KeyedStore, Quota, RateLimitLayer, Tier,
+};
+use support::{advance, ms, retry_after, Echo};
+use tower::{Layer, ServiceExt};
+
+/// A grant given back twice gives back one admission, not two, whatever the algorithm.
+/// `per_second(2)`, burst 2: two grants at t=0 empty the key; the first is refunded twice.
+/// One admission is free again (the second grant still holds the other): exactly one more
+/// request may pass — never two while the second is in use.
+///
+/// FAILS today in the coordinator's files (store.rs, algorithm/**): `Grant` is `Clone` and
+/// `KeyedStore::refund` takes `&Grant`, and a second refund is not recognised — GCRA's
+/// first refund moves the TAT back to exactly the grant's `tat_after`, so the second one
+/// matches again and subtracts once more; the windows subtract the count again.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[ignore = "fault in store.rs / algorithm (coordinator's files): a repeated refund is not idempotent"]
+async fn a_grant_refunded_twice_gives_back_one_admission() {
+    for algorithm in [
+        Algorithm::TokenBucket,
+        Algorithm::SlidingWindowLog,
+        Algorithm::SlidingWindowCounter,
+        Algorithm::FixedWindow,
+    ] {
+        let limiter = KeyedRateLimiter::builder()
+            .algorithm(algorithm)
+            .quota(Quota::per_second(2).burst(2))
+            .build()
+            .unwrap();
+        let store = limiter.store();
+        let now = tokio::time::Instant::now();
+        let a = store.acquire(&"k", 1, now, None).unwrap();
+        let _b = store.acquire(&"k", 1, now, None).unwrap();
+        assert_eq!(store.status(&"k", now).unwrap().remaining, 0, "{algorithm:?}");
+        store.refund(&a);
+        store.refund(&a.clone());
+        assert_eq!(store.status(&"k", now).unwrap().remaining, 1, "{algorithm:?}: b still holds one");
+        assert!(limiter.check_key(&"k").is_ok(), "{algorithm:?}");
+        assert!(limiter.check_key(&"k").is_err(), "{algorithm:?}: a third admission in the burst");
+    }
+}
+
+/// A zero weight passes every algorithm whatever the state, and spends nothing; a weight of
+/// `u32::MAX` is `CostExceedsCapacity` at once in reject and in wait mode (never a wait).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn weights_at_their_extremes() {
+    for algorithm in [
+        Algorithm::TokenBucket,
+        Algorithm::LeakyBucket { queue: 3 },
+        Algorithm::SlidingWindowLog,
+        Algorithm::SlidingWindowCounter,
+        Algorithm::FixedWindow,
+    ] {
+        for when_full in [WhenFull::Refuse, WhenFull::wait(Duration::from_secs(3600))] {
+            let layer = RateLimitLayer::builder()
+                .algorithm(algorithm)
+                .quota(Quota::per_second(2).burst(2))
+                .when_full(when_full)
+                .weight(|w: &u32| *w)
+                .build()
+                .unwrap();
+            let svc = layer.layer(Echo);
+            let start = tokio::time::Instant::now();
+            let err = svc.clone().oneshot(u32::MAX).await.unwrap_err();
+            assert!(err.is::<CostExceedsCapacity>(), "{algorithm:?} {when_full:?}: {err}");
+            assert_eq!(start.elapsed(), Duration::ZERO, "{algorithm:?}: refused at once");
+            // Spend the limit, then a zero weight still passes and takes nothing.
+            let mut spent = 0;
+            while spent < 10 && svc.clone().oneshot(1).await.is_ok() && start.elapsed().is_zero() {
+                spent += 1;
+            }
+            let status = layer.handle().status(&()).or_else(|| layer.handle().tiers().next()?.status());
+            for _ in 0..100 {
+                assert_eq!(svc.clone().oneshot(0).await.unwrap(), 0, "{algorithm:?} {when_full:?}");
+            }
+            let after = layer.handle().status(&()).or_else(|| layer.handle().tiers().next()?.status());
+            assert_eq!(status, after, "{algorithm:?}: a zero weight spends nothing");
+        }
+    }
+}
+
+/// Multi-tier: a keyed tier whose key set is full refuses a new key after the global tier
+/// admitted it; the global tier's admission is given back (no double spending).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_key_set_full_refusal_in_a_later_tier_spends_nothing_earlier() {
+    let layer = RateLimitLayer::builder()
+        .tier(Tier::new(Quota::per_minute(3).burst(3)).name("global"))
+        .tier(Tier::keyed(Quota::per_minute(1).burst(1), |k: &u32| Some(*k)).name("per_key").max_keys(1))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(Echo);
+    assert!(svc.clone().oneshot(1).await.is_ok());
+    for k in 2..10 {
+        let err = svc.clone().oneshot(k).await.unwrap_err();
+        assert!(err.is::<KeySetFull>(), "{err}");
+    }
+    assert_eq!(handle.tier("global").unwrap().status().unwrap().remaining, 2);
+    // ... and a key refused by its own limit gives the global token back too.
+    assert!(svc.clone().oneshot(1).await.is_err());
+    assert_eq!(handle.tier("global").unwrap().status().unwrap().remaining, 2);
+}
+
+/// Keyed churn at `max_keys` in wait mode, every algorithm: while each held key has a
+/// waiter, new keys are refused (never a reset); once the waiters ran and the keys are back
+/// to fresh, new keys get their places; a held key is never admitted beyond its limit.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn keyed_churn_at_max_keys_in_wait_mode() {
+    for algorithm in [
+        Algorithm::TokenBucket,
+        Algorithm::LeakyBucket { queue: 4 },
+        Algorithm::SlidingWindowLog,
+        Algorithm::SlidingWindowCounter,
+        Algorithm::FixedWindow,
+    ] {
+        let layer = RateLimitLayer::builder()
+            .algorithm(algorithm)
+            .tier(Tier::keyed(Quota::per_second(1).burst(1), |k: &u32| Some(*k)).max_keys(4))
+            .when_full(WhenFull::wait(Duration::from_secs(5)))
+            .build()
+            .unwrap();
+        let handle = layer.handle();
+        let svc = layer.layer(Echo);
+        let start = tokio::time::Instant::now();
+        let mut waiters = Vec::new();
+        for k in 0..4u32 {
+            svc.clone().oneshot(k).await.unwrap();
+            waiters.push(tokio::spawn(svc.clone().oneshot(k)));
+        }
+        tokio::task::yield_now().await;
+        advance(ms(100)).await;
+        for k in 100..120u32 {
+            let err = svc.clone().oneshot(k).await.unwrap_err();
+            assert!(err.is::<KeySetFull>(), "{algorithm:?}: {err}");
+        }
+        for w in waiters {
+            w.await.unwrap().unwrap();
+        }
+        let waited = start.elapsed();
+        assert!(waited >= ms(999), "{algorithm:?}: a waiter ran early, at {waited:?}");
+        // Two periods on, every key is like a fresh one: new keys take their places.
+        advance(Duration::from_secs(2)).await;
+        for k in 100..104u32 {
+            svc.clone().oneshot(k).await.unwrap();
+        }
+        assert_eq!(handle.snapshot().keys, 4, "{algorithm:?}");
+    }
+}
+
+/// A global quota lowered while callers wait: the waiters keep their slots, and over the
+/// next seconds no more is admitted than the old bookings plus the new rate allow.
+/// `per_second(10)` burst 1, five callers booked at 0.1 … 0.5 s; at t=0 the quota becomes
+/// `per_second(1)` burst 1; a newcomer is not admitted before the last booked slot plus
+/// the new interval (1.5 s), and in reject mode it is told so exactly.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_lowered_quota_never_slots_a_newcomer_among_the_booked_waiters() {
+    let layer = RateLimitLayer::builder()
+        .quota(Quota::per_second(10).burst(1))
+        .when_full(WhenFull::wait(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(Echo);
+    let start = tokio::time::Instant::now();
+    svc.clone().oneshot(0u32).await.unwrap();
+    let waiters: Vec<_> = (1..=5u32).map(|i| tokio::spawn(svc.clone().oneshot(i))).collect();
+    tokio::task::yield_now().await;
+    let name = handle.tiers().next().unwrap().name().to_owned();
+    handle.set_quota(&name, Quota::per_second(1).burst(1)).unwrap();
+    let late = tokio::spawn(svc.clone().oneshot(6u32));
+    let mut times = Vec::new();
+    for w in waiters {
+        w.await.unwrap().unwrap();
+        times.push(start.elapsed());
+    }
+    assert_eq!(times.last().copied(), Some(ms(500)), "booked waiters keep their slots");
+    late.await.unwrap().unwrap();
+    assert!(start.elapsed() >= ms(1_500), "newcomer at {:?}", start.elapsed());
+}
+
+/// The leaky bucket's queue bound holds for weights: `queue 3` at 10/s, a weight of 2 takes
+/// two places; with one request leaving now and a weight-2 request queued, a further
+/// weight-2 request finds one place short and is refused with the exact time until it fits
+/// (and is admitted then).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_weighted_leaky_request_respects_the_queue_bound() {
+    let layer = RateLimitLayer::builder()
+        .algorithm(Algorithm::LeakyBucket { queue: 3 })
+        .quota(Quota::per_second(10))
+        .weight(|w: &u32| *w)
+        .build()
+        .unwrap();
+    let svc = layer.layer(Echo);
+    let mut first = tokio_test::task::spawn(svc.clone().oneshot(1));
+    tokio_test::assert_ready_ok!(first.poll());
+    let mut second = tokio_test::task::spawn(svc.clone().oneshot(2));
+    tokio_test::assert_pending!(second.poll());
+    // 1 left now, 2 places taken (leaving at 100 and 200 ms): a weight of 2 would leave at
+    // 400 ms, one place beyond the queue; it fits once the first queued place is gone.
+    let err = svc.clone().oneshot(2).await.unwrap_err();
+    assert_eq!(retry_after(&err), ms(100));
+    advance(ms(99)).await;
+    let err = svc.clone().oneshot(2).await.unwrap_err();
+    assert_eq!(retry_after(&err), ms(1), "not before the reported time");
+    advance(ms(1)).await;
+    let mut third = tokio_test::task::spawn(svc.clone().oneshot(2));
+    tokio_test::assert_pending!(third.poll(), "admitted to the queue at the reported time");
+    advance(ms(300)).await;
+    tokio_test::assert_ready_ok!(third.poll());
+    tokio_test::assert_ready_ok!(second.poll());
+}
+
+/// `KeyedRateLimiter::try_acquire_key` with a zero cost on a full key set is no reason to
+/// refuse a new key it would not track; with a positive cost the refusal is typed.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_direct_keyed_check_on_a_full_set_is_typed() {
+    let limiter =
+        KeyedRateLimiter::builder().quota(Quota::per_minute(1).burst(1)).max_keys(1).build().unwrap();
+    limiter.check_key(&1u32).unwrap();
+    assert_eq!(limiter.try_acquire_key(&2, 1), Err(Denied::KeySetFull { capacity: 1 }));
+    assert_eq!(limiter.len(), 1);
+}
