@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use palisade_core::classify::{Classify, DefaultClassifier};
+use palisade_core::panic::{catch, Panicked};
 use palisade_core::service::ReadyCall;
 use palisade_core::sync::lock;
 use palisade_core::time::deadline_after;
@@ -99,6 +100,14 @@ pub(super) struct SelectShared<Discovery, K, S, Metadata, C> {
 /// # Clone
 ///
 /// Clones share the providers, their stats and the discovery stream.
+///
+/// # User code that panics
+///
+/// A discovery stream that panics ends discovery: that `poll_ready` fails with
+/// palisade-core's [`Panicked`] (component `"discovery"`) and the providers found so far
+/// keep serving. A filter, ranking or classifier that panics fails that request alone with
+/// a `Panicked` (component `"filter"`, `"ranking"` or `"classifier"`), counting nothing
+/// against a provider.
 pub struct Select<Discovery, K, S, Metadata, C = DefaultClassifier> {
     shared: Arc<SelectShared<Discovery, K, S, Metadata, C>>,
 }
@@ -147,7 +156,19 @@ where
     fn poll_discovery(&self, cx: &mut Context<'_>) -> Result<(), BoxError> {
         let mut d = lock(&self.shared.discover);
         while !d.ended {
-            match d.stream.as_mut().poll_discover(cx) {
+            // The discovery stream is user code: a panic ends discovery (a panicked stream
+            // is not polled again) and fails this `poll_ready` with a typed error; the
+            // providers found so far keep serving.
+            let stream = &mut d.stream;
+            let polled = match catch(|| stream.as_mut().poll_discover(cx)) {
+                Ok(polled) => polled,
+                Err(payload) => {
+                    d.ended = true;
+                    let name = self.shared.name.clone();
+                    return Err(Panicked::from_payload("discovery", name, payload).into());
+                }
+            };
+            match polled {
                 Poll::Pending => break,
                 Poll::Ready(None) => d.ended = true,
                 Poll::Ready(Some(Err(e))) => return Err(e.into()),
@@ -189,25 +210,36 @@ where
         Ok(())
     }
 
-    fn ranked(&self) -> Vec<(S, Arc<Tracker>)>
+    /// The candidates in ranking order; `Err` when the filter or the ranking (user code)
+    /// panicked.
+    fn ranked(&self) -> Result<Vec<(S, Arc<Tracker>)>, Panicked>
     where
         S: Clone,
     {
         let now = Instant::now();
         let providers = lock(&self.shared.providers);
-        let mut ranked: Vec<(bool, f64, usize, S, Arc<Tracker>)> = providers
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| self.shared.filter.as_ref().is_none_or(|f| f(&e.meta)))
-            .map(|(i, e)| {
+        let (filter, ranking) = (&self.shared.filter, &self.shared.ranking);
+        let mut ranked = Vec::new();
+        for (i, e) in providers.iter().enumerate() {
+            let kept = match filter {
+                None => true,
+                Some(f) => catch(|| f(&e.meta)).map_err(|p| self.panicked("filter", p))?,
+            };
+            if kept {
                 let stats = e.tracker.stats(now);
-                let score = self.shared.ranking.score(&e.meta, &stats);
-                (!stats.healthy, score, i, e.service.clone(), e.tracker.clone())
-            })
-            .collect();
+                let score =
+                    catch(|| ranking.score(&e.meta, &stats)).map_err(|p| self.panicked("ranking", p))?;
+                ranked.push((!stats.healthy, score, i, e.service.clone(), e.tracker.clone()));
+            }
+        }
+        drop(providers);
         ranked.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
         ranked.truncate(self.shared.config.max_attempts);
-        ranked.into_iter().map(|(_, _, _, s, t)| (s, t)).collect()
+        Ok(ranked.into_iter().map(|(_, _, _, s, t)| (s, t)).collect())
+    }
+
+    fn panicked(&self, component: &'static str, payload: Box<dyn std::any::Any + Send>) -> Panicked {
+        Panicked::from_payload(component, self.shared.name.clone(), payload)
     }
 }
 
@@ -236,7 +268,11 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let candidates = self.ranked();
+        // A panicking filter or ranking fails this request alone.
+        let candidates = match self.ranked() {
+            Ok(candidates) => candidates,
+            Err(panicked) => return Box::pin(std::future::ready(Err(panicked.into()))),
+        };
         let shared = &self.shared;
         let (classifier, name) = (shared.classifier.clone(), shared.name.clone());
         let config = &shared.config;
@@ -260,7 +296,14 @@ where
                 drop(guard);
                 let now = Instant::now();
                 let rtt = now.saturating_duration_since(started);
-                let verdict = classifier.classify_timed(&result, rtt);
+                // The classifier is user code: a panic answers this request with a typed
+                // error and counts nothing against the provider.
+                let verdict = match catch(|| classifier.classify_timed(&result, rtt)) {
+                    Ok(verdict) => verdict,
+                    Err(payload) => {
+                        return Err(Panicked::from_payload("classifier", name.clone(), payload).into())
+                    }
+                };
                 let failed = !verdict.is_ignored() && verdict.is_failure();
                 {
                     let mut s = lock(&tracker.state);

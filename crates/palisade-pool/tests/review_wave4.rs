@@ -1,0 +1,102 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+//! Review wave 4: user code of a provider [`Select`] that panics — the discovery stream, the
+//! filter, the ranking, the classifier — fails one `poll_ready` or one request with a typed
+//! [`Panicked`], never every later call, and leaves no call counted in flight.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use palisade_core::classify::{Classification, Classify};
+use palisade_core::panic::Panicked;
+use palisade_core::BoxError;
+use palisade_pool::provider::{Meta, Provider, ProviderSnapshot, Ranking, Select};
+use tower::discover::Change;
+use tower::{Service, ServiceExt};
+
+type Svc = tower::util::BoxCloneSyncService<u32, u32, BoxError>;
+
+fn echo() -> Provider<Svc, Meta> {
+    Provider::new(Svc::new(tower::service_fn(|x: u32| async move { Ok::<_, BoxError>(x) })), Meta::new(1.0))
+}
+
+/// One provider `a`, then a discovery stream that panics, then nothing more.
+fn panicking_discovery(
+) -> impl futures_util::Stream<Item = Result<Change<&'static str, Provider<Svc, Meta>>, Infallible>> + Send {
+    futures_util::stream::iter([Ok(Change::Insert("a", echo()))])
+        .chain(futures_util::stream::once(async { panic!("discovery panicked") }))
+        .chain(futures_util::stream::pending())
+}
+
+fn one_provider(
+) -> impl futures_util::Stream<Item = Result<Change<&'static str, Provider<Svc, Meta>>, Infallible>> + Send {
+    futures_util::stream::iter([Ok(Change::Insert("a", echo()))]).chain(futures_util::stream::pending())
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_discovery_stream_that_panics_fails_one_poll_ready_not_every_later_one() {
+    let mut select = Select::builder().build(panicking_discovery()).unwrap();
+    let err = futures_util::future::poll_fn(|cx| select.poll_ready(cx)).await.unwrap_err();
+    assert!(err.is::<Panicked>(), "a typed Panicked, not {err}");
+    // The panicked stream is not polled again ("`async fn` resumed after panicking" at
+    // every later poll_ready): discovery is over, the providers found so far serve.
+    for x in 0..3 {
+        assert_eq!(select.ready().await.unwrap().call(x).await.unwrap(), x);
+    }
+    assert_eq!(select.providers().len(), 1);
+    assert_eq!(select.providers()[0].1.in_flight, 0);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_panicking_filter_or_ranking_fails_that_request_only() {
+    let armed = Arc::new(AtomicBool::new(true));
+    let a = armed.clone();
+    let mut by_filter = Select::builder()
+        .filter(move |_: &Meta| {
+            assert!(!a.swap(false, Ordering::SeqCst), "filter panicked");
+            true
+        })
+        .build(one_provider())
+        .unwrap();
+    let err = by_filter.ready().await.unwrap().call(1).await.unwrap_err();
+    assert!(err.is::<Panicked>(), "a typed Panicked, not {err}");
+    assert_eq!(by_filter.ready().await.unwrap().call(2).await.unwrap(), 2);
+
+    let armed = Arc::new(AtomicBool::new(true));
+    let a = armed.clone();
+    let mut by_ranking = Select::builder()
+        .ranking(Ranking::custom(move |_: &Meta, _: &ProviderSnapshot| {
+            assert!(!a.swap(false, Ordering::SeqCst), "ranking panicked");
+            0.0
+        }))
+        .build(one_provider())
+        .unwrap();
+    let err = by_ranking.ready().await.unwrap().call(1).await.unwrap_err();
+    assert!(err.is::<Panicked>(), "a typed Panicked, not {err}");
+    assert_eq!(by_ranking.ready().await.unwrap().call(2).await.unwrap(), 2);
+}
+
+#[derive(Clone)]
+struct PanicOnce(Arc<AtomicBool>);
+
+impl Classify<u32, BoxError> for PanicOnce {
+    fn classify(&self, _: &Result<u32, BoxError>) -> Classification {
+        assert!(!self.0.swap(false, Ordering::SeqCst), "classifier panicked");
+        Classification::success()
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_panicking_classifier_fails_that_request_and_counts_nothing_in_flight() {
+    let mut select = Select::builder()
+        .classifier(PanicOnce(Arc::new(AtomicBool::new(true))))
+        .build(one_provider())
+        .unwrap();
+    let err = select.ready().await.unwrap().call(1).await.unwrap_err();
+    assert!(err.is::<Panicked>(), "a typed Panicked, not {err}");
+    let (_, stats) = select.providers().pop().unwrap();
+    assert_eq!(stats.in_flight, 0);
+    assert!(stats.healthy);
+    assert_eq!(select.ready().await.unwrap().call(2).await.unwrap(), 2);
+}
