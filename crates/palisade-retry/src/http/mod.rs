@@ -15,6 +15,17 @@
 //! Reading ahead delays the first attempt until the body is read (or the limit reached);
 //! memory per request is bounded by `max_bytes` plus one frame.
 //!
+//! # Non-idempotent requests
+//!
+//! A replay copies whatever it is given: a `POST` that timed out or got a 502/504 may have
+//! been applied, and sending it again may apply it twice. RFC 9110 §9.2.2 says a client
+//! should not retry a request with a non-idempotent method automatically unless it knows
+//! the request is idempotent. Wrap the replay in [`IdempotentOnly`] to retry (and hedge)
+//! only requests with an idempotent method (`GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT`,
+//! `DELETE`) or an `Idempotency-Key` header (as Go's `net/http` decides what it may resend);
+//! every other request is sent exactly once. It is not the default because gRPC calls are
+//! all `POST`s and retrying them is what gRFC A6 is about.
+//!
 //! # Example
 //!
 //! ```
@@ -65,7 +76,9 @@ pub use self::buffer::{BufferBody, BufferBodyFuture, BufferBodyLayer};
 use crate::replay::Replay;
 
 /// Replays `http::Request<ReplayBody<B>>` whose body is buffered; gives up on streaming
-/// ones. See the [module docs](self).
+/// ones. See the [module docs](self). It replays every method: wrap it in
+/// [`IdempotentOnly`] (`IdempotentOnly::new(HttpReplay)`) to retry only requests that may
+/// be sent twice.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HttpReplay;
 
@@ -79,5 +92,61 @@ impl<B: Body> Replay<Request<ReplayBody<B>>> for HttpReplay {
         *copy.headers_mut() = req.headers().clone();
         *copy.extensions_mut() = req.extensions().clone();
         Some(copy)
+    }
+}
+
+/// Replays a request only when sending it twice is known to be safe: its method is
+/// idempotent (RFC 9110 §9.2.2: `GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT`, `DELETE`) or it
+/// carries an `Idempotency-Key` (or `X-Idempotency-Key`) header; the copy itself is made by
+/// the wrapped replay. Any other request (`POST`, `PATCH`, …) is sent once and never
+/// retried or hedged (the give-up reason is `NotReplayable`). See the
+/// [module docs](self#non-idempotent-requests).
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use palisade_retry::http::IdempotentOnly;
+/// use palisade_retry::replay::{CloneRequest, Replay};
+///
+/// let replay = IdempotentOnly::new(CloneRequest);
+/// let get = http::Request::get("http://x/items/1").body(Full::new(Bytes::new())).unwrap();
+/// let post = http::Request::post("http://x/orders").body(Full::new(Bytes::from("#1"))).unwrap();
+/// let keyed = http::Request::post("http://x/orders")
+///     .header("idempotency-key", "8e03978e")
+///     .body(Full::new(Bytes::from("#1")))
+///     .unwrap();
+/// assert!(replay.replay(&get).is_some());
+/// assert!(replay.replay(&post).is_none());
+/// assert!(replay.replay(&keyed).is_some());
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdempotentOnly<R = HttpReplay> {
+    inner: R,
+}
+
+impl<R> IdempotentOnly<R> {
+    /// Replays with `inner`, for idempotent requests only.
+    pub fn new(inner: R) -> Self {
+        Self { inner }
+    }
+
+    /// Whether `req` may be sent twice: an idempotent method or an idempotency key.
+    pub fn is_idempotent<B>(req: &Request<B>) -> bool {
+        use http::Method;
+        let method = req.method();
+        [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE, Method::PUT, Method::DELETE]
+            .contains(method)
+            || req.headers().contains_key("idempotency-key")
+            || req.headers().contains_key("x-idempotency-key")
+    }
+}
+
+impl<B, R: Replay<Request<B>>> Replay<Request<B>> for IdempotentOnly<R> {
+    fn replay(&self, req: &Request<B>) -> Option<Request<B>> {
+        if Self::is_idempotent(req) {
+            self.inner.replay(req)
+        } else {
+            None
+        }
     }
 }
