@@ -170,6 +170,12 @@ impl PoolHandle {
     /// scaling policy does not act; afterwards it takes over from the new size (so under
     /// load a shrunk pool may grow again: change the policy or the bounds to pin a size).
     ///
+    /// A target is kept whatever the load, as `min_size` is, so it is bounded the same way:
+    /// at most 4,096 members, or the current size when load already grew the pool past
+    /// that (a `max_size` far above is reached only by the scaling policy, under load). A
+    /// bad number from an admin endpoint (`usize::MAX`) cannot make members until memory
+    /// runs out.
+    ///
     /// Events report [`ScaleUpReason::Operator`](crate::ScaleUpReason::Operator) and
     /// [`ScaleDownReason::Operator`](crate::ScaleDownReason::Operator).
     ///

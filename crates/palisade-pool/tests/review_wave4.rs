@@ -100,3 +100,37 @@ async fn a_panicking_classifier_fails_that_request_and_counts_nothing_in_flight(
     assert!(stats.healthy);
     assert_eq!(select.ready().await.unwrap().call(2).await.unwrap(), 2);
 }
+
+/// A pool whose `max_size` is large (growth is lazy, driven by load) and an operator
+/// target of `usize::MAX` (an admin endpoint passing a bad number): the target is kept
+/// whatever the load, so it is bounded as `min_size` is (4,096 members), not grown towards
+/// `max_size` until memory runs out.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_huge_operator_target_is_bounded_like_min_size() {
+    let make = palisade_pool::make_fn(|| async {
+        Ok::<_, std::io::Error>(tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }))
+    });
+    let pool = palisade_pool::Pool::builder().min_size(1).max_size(1 << 40).build(make).unwrap();
+    let handle = pool.handle();
+    for scale in [0, 1, 2] {
+        match scale {
+            0 => handle.scale_to(usize::MAX),
+            1 => handle.scale_up(usize::MAX),
+            _ => handle.scale_to(1 << 30),
+        }
+        let mut last = 0;
+        let mut stable = 0;
+        for _ in 0..200_000 {
+            tokio::task::yield_now().await;
+            let n = handle.snapshot().members.len();
+            assert!(n <= 4096, "{n} members: an operator target grows without bound");
+            stable = if n == last { stable + 1 } else { 0 };
+            last = n;
+            if stable > 64 {
+                break;
+            }
+        }
+        assert_eq!(last, 4096, "the bounded target is reached and kept");
+    }
+    assert_eq!(pool.oneshot(5).await.unwrap(), 5);
+}

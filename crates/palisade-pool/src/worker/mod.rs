@@ -23,7 +23,7 @@ use crate::handle::{Control, ScaleTo, ShutdownReport};
 use crate::member::{Judge, MemberState};
 use crate::scaling::ScalingPolicy;
 use crate::shared::Shared;
-use crate::sizing::{Backoff, Sizing};
+use crate::sizing::{Backoff, Sizing, MAX_MIN_SIZE};
 
 mod dispatch;
 mod health;
@@ -263,8 +263,13 @@ where
                     ScaleTo::Up(k) => current.saturating_add(k),
                     ScaleTo::Down(k) => current.saturating_sub(k),
                 };
+                // An operator target is kept whatever the load, as `min_size` is, so it is
+                // bounded the same way: at most 4,096 members (or the current size, when load
+                // already grew the pool past that), never grown towards a huge `max_size` until
+                // memory runs out because of a bad number.
                 let sizing = self.sizing;
-                self.desired = Some(target.clamp(sizing.min, sizing.max));
+                let cap = sizing.max.min(MAX_MIN_SIZE.max(current));
+                self.desired = Some(target.clamp(sizing.min, cap));
             }
         }
     }
