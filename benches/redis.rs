@@ -48,6 +48,8 @@ impl Limiter {
                 let mut conn = conn.clone();
                 let v: Vec<i64> = script
                     .key(format!("palisade:raw:{{k{key}}}:0"))
+                    // one run of one decision: count, tiers, want, least, emission, burst
+                    .arg(1)
                     .arg(1)
                     .arg(1)
                     .arg(1)

@@ -110,11 +110,66 @@ async fn keys_expire_and_a_flushed_script_is_reloaded() {
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
     let ttl: i64 = redis::cmd("PTTL").arg(&keys[0]).query_async(&mut conn).await.unwrap();
-    // two tokens of one per second: the key lives until its arrival time, about 2 s.
-    assert!(ttl > 0 && ttl <= 2000, "{ttl}");
+    // two tokens of one per second: the key lives until the first whole second after its
+    // arrival time (about 2 s from now), so at most 3 s.
+    assert!(ttl > 0 && ttl <= 3000, "{ttl}");
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
     let d = l.check("ttl", 1).await.unwrap();
     assert_eq!((d.allowed, d.source), (true, Source::Redis));
+}
+
+/// Every key's TTL covers its theoretical arrival time and ends at most 1 s after it (the
+/// script keeps the TTL of a key whose arrival time stays in the same second).
+async fn assert_ttls_cover_arrival_times(server: &RedisServer) -> Vec<String> {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    for k in &keys {
+        let ((secs, micros), tat, pttl): ((u64, u64), f64, i64) = redis::pipe()
+            .atomic()
+            .cmd("TIME")
+            .cmd("GET")
+            .arg(k)
+            .cmd("PTTL")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let now = (secs * 1_000_000 + micros) as f64;
+        assert!(pttl > 0, "{k}: pttl {pttl}");
+        let expires = now + pttl as f64 * 1000.0;
+        // PTTL is in whole ms: 1 ms of slack either way
+        assert!(expires + 1000.0 >= tat, "{k} expires at {expires} before its arrival time {tat}");
+        assert!(expires <= tat + 1_001_000.0, "{k} expires at {expires}, over 1 s after {tat}");
+    }
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_ttls_always_cover_the_arrival_time() {
+    let server = RedisServer::start();
+    // 1,000 per second: a token every ms, so most writes stay in the same second (KEEPTTL)
+    // and some cross into the next one (a new PXAT).
+    let one = limiter(&server, Quota::per(1_000, Duration::from_secs(1)));
+    let two = RedisRateLimiter::builder("two", backend(&server))
+        .tier(Quota::per(1_000, Duration::from_secs(1)))
+        .tier(Quota::per(5_000, Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    // a slow quota: its keys live for an hour, so the check below is never vacuous
+    let cold =
+        RedisRateLimiter::builder("cold", backend(&server)).tier(Quota::per(10, HOUR)).build().unwrap();
+    for round in 0..6 {
+        // concurrent checks: coalesced into shared script calls, same keys within a call
+        let (x, y) = tokio::join!(admitted(&one, "hot", 300), admitted(&two, "hot", 300));
+        assert!(x > 0 && y > 0, "round {round}: {x} {y}");
+        assert!(cold.check(&format!("k{round}"), 7).await.unwrap().allowed);
+        // a refund keeps the TTL (the arrival time moves back, the TTL still covers it)
+        one.refund("hot", 1, Source::Redis).await;
+        two.refund("hot", 1, Source::Redis).await;
+        let keys = assert_ttls_cover_arrival_times(&server).await;
+        assert_eq!(keys.iter().filter(|k| k.starts_with("palisade:cold:")).count(), round + 1, "{keys:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
