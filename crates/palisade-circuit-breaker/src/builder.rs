@@ -285,7 +285,8 @@ impl<C, K, F> KeyedCircuitBreakerBuilder<C, K, F> {
     /// [`KeyedCircuitBreakerLayer`]); when none can be, a new key is refused with
     /// [`KeySetFull`](crate::error::KeySetFull). Each key costs about 1.5 KiB plus its
     /// window: one byte per call of a count window, about 300 bytes plus 24 bytes per
-    /// bucket of a time window.
+    /// bucket of a time window. Since callers choosing keys can make the layer hold
+    /// `max_keys` of them, [`build`](Self::build) refuses a product above 4 GiB.
     pub fn max_keys(mut self, n: usize) -> Self {
         self.inner.config.max_keys = n;
         self
@@ -313,12 +314,15 @@ impl<C, K, F> KeyedCircuitBreakerBuilder<C, K, F> {
     ///
     /// # Errors
     ///
-    /// As [`CircuitBreakerBuilder::build`].
+    /// As [`CircuitBreakerBuilder::build`]; and a [`ConfigError`] naming `max_keys` (with
+    /// `count_window` or `time_window_buckets`) when `max_keys` keys with their windows
+    /// could hold more than 4 GiB.
     pub fn build(self) -> Result<KeyedCircuitBreakerLayer<C, K, F>, ConfigError>
     where
         K: Hash + Eq + Clone + fmt::Debug,
     {
         let (settings, shared) = self.inner.shared()?;
+        keyed_memory(&self.inner.config)?;
         let map = KeyedMap::new(self.inner.config.max_keys);
         let when_unkeyed = self.inner.config.when_unkeyed;
         Ok(KeyedCircuitBreakerLayer::from_shared(KeyedShared::new(
@@ -330,4 +334,36 @@ impl<C, K, F> KeyedCircuitBreakerBuilder<C, K, F> {
             when_unkeyed,
         )))
     }
+}
+
+/// The most memory the breakers of a keyed layer may hold: 4 GiB.
+const MAX_KEYED_MEMORY: u128 = 1 << 32;
+
+/// Refuses a keyed config whose keys could hold more than [`MAX_KEYED_MEMORY`].
+///
+/// Each key gets a breaker and a window as soon as it calls, so callers choosing keys can
+/// make the layer hold `max_keys` of them: about 1.5 KiB each plus the window (one byte per
+/// call of a count window; about 300 bytes plus 24 per bucket, rounded up to a power of
+/// two, of a time window). `max_keys` bounds the keys, this bounds their product with the
+/// window — a count window of 2^20 calls with the default 100,000 keys was 100 GB.
+fn keyed_memory(config: &CircuitBreakerConfig) -> Result<(), ConfigError> {
+    let (window, field) = match (config.count_window, config.time_window) {
+        (Some(n), _) => (u128::from(n), "count_window"),
+        (None, Some(_)) => {
+            let slots = u128::from(config.time_window_buckets.max(1).next_power_of_two());
+            (300 + 24 * slots, "time_window_buckets")
+        }
+        (None, None) => (100, "count_window"),
+    };
+    let per_key = 1536 + window;
+    let keys = u128::try_from(config.max_keys).unwrap_or(u128::MAX);
+    if keys.saturating_mul(per_key) > MAX_KEYED_MEMORY {
+        let most = MAX_KEYED_MEMORY / per_key;
+        let rule = format!(
+            "max_keys × the memory of one key's breaker and window ({per_key} bytes) must stay within 4 GiB: \
+             at most {most} keys with this window"
+        );
+        return Err(ConfigError::conflict("max_keys", field, rule));
+    }
+    Ok(())
 }
