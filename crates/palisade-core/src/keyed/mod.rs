@@ -29,6 +29,11 @@
 //! costs amortised O(1) per request; the price is that a key which became forgettable just
 //! after a scan may wait up to that long before its place is reused.
 //!
+//! Memory is bounded by `max_keys` times the size of a key and its state. A key is stored
+//! as the key function returns it, so derive a small key from what a client controls (an
+//! IP address, a tenant id, a hash of an API key — not a whole header value, which a
+//! client can make tens of kilobytes long).
+//!
 //! Lookups of existing keys take a shard's read lock; keys are split into shards so threads
 //! rarely meet. Within a shard keys are hashed with std's randomly keyed SipHash, so an
 //! attacker cannot make them collide; the shard is picked by a cheap unkeyed hash (keys aimed
