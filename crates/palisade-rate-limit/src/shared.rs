@@ -261,7 +261,20 @@ impl<Req> Shared<Req> {
         let mut admitted = 0;
         let mut ready = now;
         for (i, tier) in self.tiers.iter().enumerate() {
-            let (result, evicted) = match tier.acquire(req, cost, now, max_wait) {
+            // A tier's key function and predicate are user code: if one panics, the
+            // admissions of the tiers before it are given back before the panic goes on to
+            // the caller (the request never runs; it must not spend a later caller's quota
+            // or keep a booked slot that makes later callers wait for nobody).
+            let answer = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                tier.acquire(req, cost, now, max_wait)
+            })) {
+                Ok(answer) => answer,
+                Err(payload) => {
+                    self.refund_each(inline.into_iter().flatten().chain(spill));
+                    std::panic::resume_unwind(payload);
+                }
+            };
+            let (result, evicted) = match answer {
                 Answer::Decided(result, evicted) => (result, evicted),
                 Answer::Skip => continue,
                 Answer::Missing => {
