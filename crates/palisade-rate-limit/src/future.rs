@@ -113,8 +113,13 @@ impl<S, Req> Wait<S, Req> {
             };
             let shared = &*pending.shared;
             let now = Instant::now();
-            match shared.acquire(Some(req), pending.cost, now, shared.max_wait(now, pending.deadline), false)
-            {
+            match shared.acquire(
+                Some(req),
+                pending.cost,
+                now,
+                crate::shared::max_wait(now, pending.deadline),
+                false,
+            ) {
                 Ok((_spent, ready)) if ready <= now => {
                     shared.core.admitted.increment();
                     return Poll::Ready(Ok(()));

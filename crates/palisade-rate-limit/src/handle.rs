@@ -60,7 +60,27 @@ impl RateLimitHandle {
     /// What a request that cannot be admitted now does
     /// ([`RateLimitConfig::when_full`](crate::RateLimitConfig::when_full)).
     pub fn when_full(&self) -> WhenFull {
-        self.core.when_full
+        self.core.when_full()
+    }
+
+    /// Changes what a request that cannot be admitted now does, for every request from now
+    /// on (as Resilience4j's `changeTimeoutDuration`): requests already waiting keep the
+    /// deadline they got, new ones wait at most the new `max_wait`, or are refused at once
+    /// with [`WhenFull::Refuse`]. A wait of zero is `Refuse`; `Duration::MAX` waits without
+    /// a bound.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade_core::when_full::WhenFull;
+    /// use palisade_rate_limit::{Quota, RateLimitLayer};
+    ///
+    /// let layer: RateLimitLayer<()> = RateLimitLayer::builder().quota(Quota::per_second(5)).build().unwrap();
+    /// let handle = layer.handle();
+    /// handle.set_when_full(WhenFull::wait(Duration::from_millis(300)));
+    /// assert_eq!(handle.when_full(), WhenFull::wait(Duration::from_millis(300)));
+    /// ```
+    pub fn set_when_full(&self, when_full: WhenFull) {
+        self.core.set_when_full(when_full);
     }
 
     /// The counters now.

@@ -78,16 +78,16 @@ impl<Req> RateLimitLayer<Req> {
         weigher: Option<Weigher<Req>>,
     ) -> Self {
         let label: &str = name;
-        let core = Arc::new(Core {
-            name: name.clone(),
+        let core = Arc::new(Core::new(
+            name.clone(),
             when_full,
-            tiers: views.into_boxed_slice(),
-            events: EventBus::with_listeners("rate_limit", name.clone(), listeners),
-            admitted: Striped::new("palisade_rate_limit_admitted_total", label),
-            rejected: Counter::new("palisade_rate_limit_rejected_total", label),
-            waited: Counter::new("palisade_rate_limit_waited_total", label),
-            evicted: Counter::new("palisade_rate_limit_keys_evicted_total", label),
-        });
+            views.into_boxed_slice(),
+            EventBus::with_listeners("rate_limit", name.clone(), listeners),
+            Striped::new("palisade_rate_limit_admitted_total", label),
+            Counter::new("palisade_rate_limit_rejected_total", label),
+            Counter::new("palisade_rate_limit_waited_total", label),
+            Counter::new("palisade_rate_limit_keys_evicted_total", label),
+        ));
         Self { shared: Arc::new(Shared::new(core, runtimes.into_boxed_slice(), weigher)) }
     }
 

@@ -118,7 +118,7 @@ impl<Req> Admission<Req> {
                     }
                     let now = Instant::now();
                     let deadline = retry_deadline.or_else(|| shared.deadline(now));
-                    match shared.acquire(None, 1, now, shared.max_wait(now, deadline), true) {
+                    match shared.acquire(None, 1, now, crate::shared::max_wait(now, deadline), true) {
                         Ok((grants, ready)) if ready <= now => {
                             self.state = State::Ready(grants);
                             return Poll::Ready(());
@@ -259,7 +259,7 @@ where
         let now = Instant::now();
         let cost = shared.cost(&req);
         let deadline = shared.deadline(now);
-        match shared.acquire(Some(&req), cost, now, shared.max_wait(now, deadline), false) {
+        match shared.acquire(Some(&req), cost, now, crate::shared::max_wait(now, deadline), false) {
             Ok((_spent, ready)) if ready <= now => {
                 shared.core.admitted.increment();
                 ResponseFuture::called(self.inner.call(req))

@@ -72,10 +72,28 @@ impl Striped {
     }
 }
 
+/// A wait of `u64::MAX` nanoseconds or more: `Duration::MAX` as stored (it saturates to
+/// "never" wherever it is added to an instant).
+const UNBOUNDED_WAIT: u64 = u64::MAX;
+
+/// The longest wait of `when_full` in nanoseconds (0: refuse at once).
+fn wait_nanos(when_full: WhenFull) -> u64 {
+    u64::try_from(when_full.max_wait().as_nanos()).unwrap_or(UNBOUNDED_WAIT)
+}
+
+/// The longest wait allowed from `now` when the wait ends at `deadline` (`None`: reject
+/// mode). Decided by the deadline the caller computed once, from one reading of the mode.
+pub(crate) fn max_wait(now: Instant, deadline: Option<Instant>) -> Option<Duration> {
+    Some(deadline?.saturating_duration_since(now))
+}
+
 /// The part of the shared state that does not depend on the request type (the handle's).
 pub(crate) struct Core {
     pub(crate) name: Arc<str>,
-    pub(crate) when_full: WhenFull,
+    /// `when_full`'s longest wait in nanoseconds (0: refuse), changeable through the handle;
+    /// each decision reads it once (Resilience4j's `changeTimeoutDuration`: callers already
+    /// waiting keep their deadline).
+    max_wait: AtomicU64,
     pub(crate) tiers: Box<[TierView]>,
     pub(crate) events: EventBus<RateLimitEvent>,
     pub(crate) admitted: Striped,
@@ -88,7 +106,7 @@ impl fmt::Debug for Core {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Core")
             .field("name", &self.name)
-            .field("when_full", &self.when_full)
+            .field("when_full", &self.when_full())
             .field("tiers", &self.tiers.iter().map(|t| &*t.name).collect::<Vec<_>>())
             .field("admitted", &self.admitted)
             .field("rejected", &self.rejected)
@@ -104,8 +122,8 @@ pub(crate) struct Shared<Req> {
     single: Option<RateLimiter>,
     /// Admission needs the request (keys, weights, conditions): it happens in `call`.
     pub(crate) needs_request: bool,
-    /// Reject mode with one keyed tier that applies to every request, unweighted and never
-    /// queueing: `call` checks the key and keeps nothing.
+    /// One keyed tier that applies to every request, unweighted and never queueing: in reject
+    /// mode `call` checks the key and keeps nothing.
     keyed_check: bool,
 }
 
@@ -171,6 +189,37 @@ pub(crate) enum Grants {
 /// Tiers whose admissions are held on the stack while the others are asked.
 const INLINE_TIERS: usize = 4;
 
+impl Core {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        name: Arc<str>,
+        when_full: WhenFull,
+        tiers: Box<[TierView]>,
+        events: EventBus<RateLimitEvent>,
+        admitted: Striped,
+        rejected: Counter,
+        waited: Counter,
+        evicted: Counter,
+    ) -> Self {
+        let max_wait = AtomicU64::new(wait_nanos(when_full));
+        Self { name, max_wait, tiers, events, admitted, rejected, waited, evicted }
+    }
+
+    /// What a request that cannot be admitted now does.
+    pub(crate) fn when_full(&self) -> WhenFull {
+        match self.max_wait.load(Ordering::Relaxed) {
+            0 => WhenFull::Refuse,
+            UNBOUNDED_WAIT => WhenFull::wait(Duration::MAX),
+            n => WhenFull::wait(Duration::from_nanos(n)),
+        }
+    }
+
+    /// Changes it for every decision from now on.
+    pub(crate) fn set_when_full(&self, when_full: WhenFull) {
+        self.max_wait.store(wait_nanos(when_full), Ordering::Relaxed);
+    }
+}
+
 impl<Req> Shared<Req> {
     pub(crate) fn new(core: Arc<Core>, tiers: Box<[TierRt<Req>]>, weigher: Option<Weigher<Req>>) -> Self {
         let needs_request = weigher.is_some() || tiers.iter().any(TierRt::needs_request);
@@ -178,8 +227,8 @@ impl<Req> Shared<Req> {
             [tier] => tier.unconditional_limiter().cloned(),
             _ => None,
         };
-        let keyed_check = !core.when_full.waits()
-            && weigher.is_none()
+        // Only in reject mode, checked per call (the mode can change at run time).
+        let keyed_check = weigher.is_none()
             && matches!(&*tiers, [tier] if tier.unconditional_keyed().is_some_and(|k| !k.queues()));
         Self { core, tiers, weigher, single, needs_request, keyed_check }
     }
@@ -188,10 +237,10 @@ impl<Req> Shared<Req> {
     /// request now on the limiter's own clock. `None` when it does not apply.
     #[inline]
     pub(crate) fn admit_single_now(&self) -> Option<Result<(Grants, Option<Instant>), Refusal>> {
-        if self.core.when_full.waits() {
+        let limiter = self.single.as_ref()?;
+        if self.core.when_full().waits() {
             return None;
         }
-        let limiter = self.single.as_ref()?;
         Some(match limiter.admit_now(1) {
             Ok((admit, later)) => Ok((Grants::Single { admit, cost: 1 }, later)),
             Err(denied) => Err(Refusal::from_denied(0, denied)),
@@ -202,7 +251,7 @@ impl<Req> Shared<Req> {
     /// `None` when it does not apply.
     #[inline]
     pub(crate) fn check_keyed(&self, req: &Req) -> Option<Result<(), Refusal>> {
-        if !self.keyed_check {
+        if !self.keyed_check || self.core.when_full().waits() {
             return None;
         }
         let tier = self.tiers.first()?;
@@ -219,16 +268,9 @@ impl<Req> Shared<Req> {
         })
     }
 
-    /// The longest wait allowed from `now` when the wait ends at `deadline`.
-    pub(crate) fn max_wait(&self, now: Instant, deadline: Option<Instant>) -> Option<Duration> {
-        if !self.core.when_full.waits() {
-            return None;
-        }
-        Some(deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(now)))
-    }
-
+    /// When a request arriving at `now` stops waiting; `None` in reject mode.
     pub(crate) fn deadline(&self, now: Instant) -> Option<Instant> {
-        let when_full = self.core.when_full;
+        let when_full = self.core.when_full();
         when_full.waits().then(|| crate::limiter::add(now, when_full.max_wait()))
     }
 

@@ -84,6 +84,51 @@ async fn a_reservation_given_back_late_returns_only_its_unpaid_debt() {
     assert!(passed <= 3, "{passed} calls within 58 ms on a limit of 3/s, burst 3");
 }
 
+/// Resilience4j `changeTimeoutDuration` through the handle: `per_second(1)`, burst 1, reject
+/// mode. A second call is refused at once; after `set_when_full(wait(3 s))` three callers
+/// wait for their slots at 1, 2 and 3 s, and the next (4 s away) is refused at once with
+/// `retry_after` 1 s; back to `Refuse`, the three already waiting keep their slots and a
+/// new caller is refused at once (`retry_after` 4 s). For the global fast path, a keyed
+/// tier (its reject-mode fast path) and a weighted layer.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn when_full_changes_at_run_time_for_new_callers_only() {
+    for case in 0..3 {
+        let builder = RateLimitLayer::builder();
+        let builder = match case {
+            0 => builder.quota(Quota::per_second(1).burst(1)),
+            1 => builder.tier(Tier::keyed(Quota::per_second(1).burst(1), |_: &u32| Some(0u8))),
+            _ => builder.quota(Quota::per_second(1).burst(1)).weight(|_: &u32| 1),
+        };
+        let layer = builder.build().unwrap();
+        let handle = layer.handle();
+        let svc = layer.layer(Echo);
+        let start = tokio::time::Instant::now();
+        svc.clone().oneshot(0).await.unwrap();
+        let err = svc.clone().oneshot(1).await.unwrap_err();
+        assert_eq!(retry_after(&err), ms(1_000), "case {case}");
+
+        handle.set_when_full(WhenFull::wait(Duration::from_secs(3)));
+        assert_eq!(handle.when_full(), WhenFull::wait(Duration::from_secs(3)));
+        let waiters: Vec<_> = (2..5u32).map(|i| tokio::spawn(svc.clone().oneshot(i))).collect();
+        tokio::task::yield_now().await;
+        let err = svc.clone().oneshot(5).await.unwrap_err();
+        assert_eq!(retry_after(&err), ms(1_000), "case {case}: 4 s away, 1 s past the new max wait");
+        assert_eq!(start.elapsed(), Duration::ZERO, "refused at once");
+
+        handle.set_when_full(WhenFull::Refuse);
+        let err = svc.clone().oneshot(6).await.unwrap_err();
+        assert_eq!(retry_after(&err), ms(4_000), "case {case}: refused at once again");
+        for (i, w) in waiters.into_iter().enumerate() {
+            assert_eq!(w.await.unwrap().unwrap(), i as u32 + 2, "case {case}: a waiter kept its slot");
+        }
+        assert_eq!(start.elapsed(), ms(3_000), "case {case}");
+        handle.set_when_full(WhenFull::wait(Duration::MAX));
+        assert_eq!(handle.when_full(), WhenFull::wait(Duration::MAX));
+        handle.set_when_full(WhenFull::wait(Duration::ZERO));
+        assert_eq!(handle.when_full(), WhenFull::Refuse);
+    }
+}
+
 /// A zero weight passes every algorithm whatever the state, and spends nothing; a weight of
 /// `u32::MAX` is `CostExceedsCapacity` at once in reject and in wait mode (never a wait).
 #[tokio::test(flavor = "current_thread", start_paused = true)]
