@@ -102,7 +102,7 @@ fn status_only<B: Default>(status: StatusCode) -> Response<B> {
 }
 
 fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
 /// The gRPC mapping (see the [module docs](self)).
