@@ -211,3 +211,30 @@ async fn keyed_churn_keeps_open_keys_and_frees_recovered_ones() {
     assert_eq!(handle.len(), 2);
     assert!(handle.get(&2).is_some(), "the open key is kept");
 }
+
+/// With automatic transitions and no bound on half-open (`Duration::MAX`: never), entering
+/// half-open schedules no timer: a timer would sleep for ever, one more per half-open
+/// period. The breaker stays half-open until its trials decide.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_unbounded_half_open_period_schedules_no_timer() {
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .wait_in_open(SEC)
+        .max_wait_in_half_open(Duration::MAX)
+        .automatic_transition_to_half_open(true)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(backend(Arc::new(AtomicUsize::new(0))));
+    let metrics = tokio::runtime::Handle::current().metrics();
+    for round in 0..5 {
+        send(&svc, FAIL).await.unwrap_err(); // open (a trial failing re-opens)
+        advance(SEC).await;
+        settle().await;
+        assert_eq!(handle.state(), CircuitState::HalfOpen, "round {round}");
+        assert_eq!(metrics.num_alive_tasks(), 0, "round {round}: no timer left sleeping");
+    }
+    advance(Duration::from_secs(86_400)).await;
+    settle().await;
+    assert_eq!(handle.state(), CircuitState::HalfOpen);
+}

@@ -128,8 +128,12 @@ impl BreakerCore {
         if let (Some(until), true) = (open_until, self.settings.auto_half_open) {
             self.schedule_half_open(new_word, until);
         }
+        // A half-open period without a bound (`Duration::MAX`) needs no timer: one would sleep
+        // for ever, one more per half-open period.
         if let (Some(until), true) = (half_open_until, self.settings.auto_half_open) {
-            self.schedule_half_open_timeout(new_word, until);
+            if until != u64::MAX {
+                self.schedule_half_open_timeout(new_word, until);
+            }
         }
         if publish && from != to {
             if let Some(event) = pre {
