@@ -103,3 +103,43 @@ fn a_nan_or_infinite_backoff_multiplier_is_a_config_error() {
         assert_eq!(config.validate().unwrap_err().field(), "backoff", "multiplier {m}");
     }
 }
+
+/// A poller in a scope with a concurrency limit takes a turn of the limit for each poll,
+/// not for its whole life: with `limit(1)`, the scope's other work still runs between
+/// polls (the poller used to hold the only permit forever, so every task spawned after it
+/// waited for ever), and a poll waits its turn like any other work.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_poller_holds_a_turn_of_the_scope_limit_only_while_it_polls() {
+    let scope = Scope::builder("limited").limit(1).build().unwrap();
+    let polls = Arc::new(AtomicUsize::new(0));
+    let p = polls.clone();
+    let poller = Poller::builder()
+        .interval(Duration::from_secs(10))
+        .immediate(true)
+        .spawn(
+            &scope,
+            make_fn(move || {
+                p.fetch_add(1, Ordering::SeqCst);
+                std::future::ready(Ok::<_, std::io::Error>(()))
+            }),
+        )
+        .unwrap();
+    settle().await;
+    assert_eq!(polls.load(Ordering::SeqCst), 1);
+    // Other work of the scope runs while the poller sleeps.
+    let task = scope.spawn(async { 42 });
+    let done = tokio::time::timeout(Duration::from_secs(1), task).await;
+    assert_eq!(done.expect("a task must not wait for a sleeping poller").unwrap(), 42);
+    // A long task holding the only turn delays the next poll until it ends.
+    let long = scope.spawn(tokio::time::sleep(Duration::from_secs(30)));
+    settle().await;
+    advance(Duration::from_secs(10)).await;
+    settle().await;
+    assert_eq!(polls.load(Ordering::SeqCst), 1, "the poll waits for its turn");
+    advance(Duration::from_secs(20)).await;
+    long.await.unwrap();
+    settle().await;
+    assert_eq!(polls.load(Ordering::SeqCst), 2, "and runs once the turn is free");
+    assert!(poller.snapshot().running);
+    scope.cancel();
+}

@@ -210,21 +210,29 @@ impl PollerBuilder {
         let closing = scope.inner.closing.clone();
         let cancelled = scope.token();
         let name: Arc<str> = scope.name().into();
-        let run = Runner { config: self.config, service, tx, on_result, control: control.clone(), name };
+        // The poller takes a turn of the scope's limit for each poll, not for its whole
+        // life (a sleeping poller would otherwise keep a turn from the scope's other work
+        // for ever).
+        let limit = scope.limit().cloned();
+        let run =
+            Runner { config: self.config, service, tx, on_result, control: control.clone(), name, limit };
         let c = control.clone();
         // A task of the scope that also stops as soon as the scope stops admitting, so a
         // graceful close does not wait for it.
         // Marks the poller finished however its task ends (also when the scope cancels
         // the task before it runs, or drops it while it waits).
         let finish = Finish(c);
-        let _task = scope.spawn(async move {
-            let _finish = finish;
-            tokio::select! {
-                () = closing.cancelled() => {}
-                () = cancelled.cancelled() => {}
-                () = run.run() => {}
-            }
-        });
+        let _task = scope.spawn_task(
+            async move {
+                let _finish = finish;
+                tokio::select! {
+                    () = closing.cancelled() => {}
+                    () = cancelled.cancelled() => {}
+                    () = run.run() => {}
+                }
+            },
+            false,
+        );
         if scope.is_closing() {
             let mut s = lock(&control.state);
             s.finished = true;

@@ -25,6 +25,8 @@ pub(super) struct Runner<S, T, F> {
     pub(super) on_result: F,
     pub(super) control: Arc<Control>,
     pub(super) name: Arc<str>,
+    /// The scope's concurrency limit: a turn is taken for each poll.
+    pub(super) limit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl<S, T, F> Runner<S, T, F>
@@ -98,6 +100,12 @@ where
 
     async fn poll_once(&mut self) {
         lock(&self.control.state).next_at = None;
+        // A turn of the scope's limit while polling, like any work of the scope (the
+        // scope's cancellation ends the poller's task, waiting or not).
+        let _turn = match &self.limit {
+            Some(limit) => limit.clone().acquire_owned().await.ok(),
+            None => None,
+        };
         let started = Instant::now();
         let result = self.call().await;
         let took = started.elapsed();

@@ -47,7 +47,9 @@ tokio::task_local! {
 /// - **Drain**: [`close(deadline)`](Scope::close) stops admitting, waits for in-flight work
 ///   up to `deadline`, cancels the rest, tears the resources down and reports how many
 ///   finished and how many were cancelled.
-/// - **Limit**: [`ScopeBuilder::limit`] bounds how many spawned tasks run at once.
+/// - **Limit**: [`ScopeBuilder::limit`] bounds how many spawned tasks run at once (a
+///   [`Poller`](crate::Poller) in the scope takes a turn only while it polls, not while it
+///   sleeps).
 /// - **Leaving**: when the last handle to a scope is dropped, the scope is cancelled (its
 ///   tasks stop at their next poll) and resources not yet torn down are torn down on a task
 ///   of the current runtime.
@@ -302,6 +304,17 @@ impl Scope {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        self.spawn_task(future, true)
+    }
+
+    /// [`spawn`](Self::spawn), taking a turn of the scope's limit for the task's whole life
+    /// (`limited`) or not at all: long-lived machinery of the scope (a poller) takes its
+    /// turns itself, only while it works.
+    pub(crate) fn spawn_task<F>(&self, future: F, limited: bool) -> ScopeTask<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
         let name = self.inner.name.clone();
         if self.is_closing() {
             return ScopeTask::refused(self.closed_error().into(), name);
@@ -311,7 +324,7 @@ impl Scope {
             return ScopeTask::refused(err, name);
         };
         let token = self.inner.token.clone();
-        let limit = self.inner.limit.clone();
+        let limit = self.inner.limit.clone().filter(|_| limited);
         let work = async move {
             let _permit = match limit {
                 Some(s) => match s.acquire_owned().await {
