@@ -237,4 +237,11 @@ async fn an_unbounded_half_open_period_schedules_no_timer() {
     advance(Duration::from_secs(86_400)).await;
     settle().await;
     assert_eq!(handle.state(), CircuitState::HalfOpen);
+    // Likewise an open period without an end (opened by hand for `Duration::MAX`).
+    for _ in 0..5 {
+        handle.open_for(Duration::MAX);
+        settle().await;
+        assert_eq!(metrics.num_alive_tasks(), 0, "no timer for a wait that never ends");
+    }
+    assert_eq!(handle.state(), CircuitState::Open);
 }

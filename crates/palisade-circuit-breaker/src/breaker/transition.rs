@@ -125,13 +125,15 @@ impl BreakerCore {
         if let Some(g) = &self.state_gauge {
             g.set(usize::from(to.code()));
         }
+        // A period without an end (a wait saturated to "never", `Duration::MAX`) needs no
+        // timer: one would sleep for ever, one more per period.
         if let (Some(until), true) = (open_until, self.settings.auto_half_open) {
-            self.schedule_half_open(new_word, until);
+            if !self.never(until) {
+                self.schedule_half_open(new_word, until);
+            }
         }
-        // A half-open period without a bound (`Duration::MAX`) needs no timer: one would sleep
-        // for ever, one more per half-open period.
         if let (Some(until), true) = (half_open_until, self.settings.auto_half_open) {
-            if until != u64::MAX {
+            if !self.never(until) {
                 self.schedule_half_open_timeout(new_word, until);
             }
         }
@@ -147,6 +149,12 @@ impl BreakerCore {
             });
         }
         true
+    }
+
+    /// Whether `until` (nanoseconds since the epoch) is "never": at least
+    /// [`FAR_FUTURE`](palisade_core::time::FAR_FUTURE) away, where saturated waits end.
+    fn never(&self, until: u64) -> bool {
+        until.saturating_sub(self.now_nanos()) >= nanos(palisade_core::time::FAR_FUTURE)
     }
 
     /// Moves the breaker to half-open at `until`, on a timer task, if it is still in the
