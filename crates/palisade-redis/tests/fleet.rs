@@ -552,6 +552,52 @@ async fn coalesced_limiters_stay_exact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_calls_mixing_weights_and_quotas_stay_exact() {
+    let server = RedisServer::start();
+    // 3 decisions per script call: many calls in flight, each with runs of different
+    // weights and quotas (a run's quota is sent once)
+    let l = RedisRateLimiter::builder("mixed", backend(&server))
+        .tier(Quota::per(100, HOUR))
+        .coalesce(3)
+        .build()
+        .unwrap();
+    let per_key = Quota::per(20, HOUR);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..150u64 {
+        let l = l.clone();
+        set.spawn(async move {
+            let (key, weight, d) = match i % 3 {
+                0 => ("m", 1, l.check("m", 1).await.unwrap()),
+                1 => ("m", 2, l.check("m", 2).await.unwrap()),
+                _ => ("n", 1, l.check_with("n", 1, &[per_key]).await.unwrap()),
+            };
+            (key, weight, d)
+        });
+    }
+    let (mut m, mut n) = (0, 0);
+    while let Some(r) = set.join_next().await {
+        let (key, weight, d) = r.unwrap();
+        assert_eq!(d.source, Source::Redis, "{d:?}");
+        if d.allowed {
+            assert_eq!(d.retry_after, Duration::ZERO);
+            if key == "m" {
+                m += weight;
+                assert!(d.remaining < 100, "{d:?}");
+            } else {
+                n += weight;
+                assert!(d.remaining < 20, "{d:?}");
+            }
+        } else {
+            // 100/h: a token every 36 s; 20/h: every 180 s
+            assert!(d.retry_after > Duration::from_secs(30), "{key} {weight} {d:?}");
+        }
+    }
+    // 150 weight asked of "m": its 100 tokens, less one when only weight-2 checks were left
+    assert!(m == 100 || m == 99, "m admitted {m}");
+    assert_eq!(n, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_async_rate_limit_layers_over_redis_share_one_quota() {
     use palisade_core::rejection::RateLimited;
     use palisade_rate_limit::async_store::AsyncRateLimitLayer;
