@@ -317,10 +317,21 @@ impl<C, K, F> KeyedCircuitBreakerBuilder<C, K, F> {
     /// As [`CircuitBreakerBuilder::build`]; and a [`ConfigError`] naming `max_keys` (with
     /// `count_window` or `time_window_buckets`) when `max_keys` keys with their windows
     /// could hold more than 4 GiB.
-    pub fn build(self) -> Result<KeyedCircuitBreakerLayer<C, K, F>, ConfigError>
+    pub fn build(mut self) -> Result<KeyedCircuitBreakerLayer<C, K, F>, ConfigError>
     where
         K: Hash + Eq + Clone + fmt::Debug,
     {
+        let config = &mut self.inner.config;
+        if config.count_window.is_none()
+            && config.time_window.is_none()
+            && config.consecutive_failures.is_none()
+        {
+            // Keys come and go: judge over a window whose calls age out, so that an idle
+            // healthy key can be forgotten. A count window never empties, and every key
+            // that ever called would be kept, refusing every new key once `max_keys` were
+            // seen (see `CircuitBreakerConfig::count_window`).
+            config.time_window = Some(KEYED_DEFAULT_TIME_WINDOW);
+        }
         let (settings, shared) = self.inner.shared()?;
         keyed_memory(&self.inner.config)?;
         let map = KeyedMap::new(self.inner.config.max_keys);
@@ -335,6 +346,10 @@ impl<C, K, F> KeyedCircuitBreakerBuilder<C, K, F> {
         )))
     }
 }
+
+/// The window of a keyed layer that sets none: Resilience4j's default window size (100),
+/// in seconds, as a time window.
+const KEYED_DEFAULT_TIME_WINDOW: std::time::Duration = std::time::Duration::from_secs(100);
 
 /// The most memory the breakers of a keyed layer may hold: 4 GiB.
 const MAX_KEYED_MEMORY: u128 = 1 << 32;

@@ -76,7 +76,10 @@ pub struct CircuitBreakerConfig {
     /// [`minimum_calls`](Self::minimum_calls). The mode when no other is set, with 0.5.
     pub failure_rate: Option<f64>,
     /// Rates are computed over the last this many calls (1 to 1 048 575). Default: 100 when
-    /// no [`time_window`](Self::time_window) is set. Not with `time_window`.
+    /// no [`time_window`](Self::time_window) is set. Not with `time_window`. A keyed layer
+    /// that sets neither (and is not in consecutive mode) uses a time window of 100 s
+    /// instead: a count window never empties, so every key that ever called would be kept,
+    /// and once `max_keys` keys were seen every new key would be refused.
     pub count_window: Option<u32>,
     /// Rates are computed over the calls of the last this long, in
     /// [`time_window_buckets`](Self::time_window_buckets) buckets: a call leaves the window

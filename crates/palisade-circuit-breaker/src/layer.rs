@@ -121,7 +121,8 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
 ///   exponential open wait at its first step, and an empty window — a time window empties
 ///   as its calls age out; a count window holds its last calls for ever, so **a key with a
 ///   count window is kept once it recorded a call** (use a time window or consecutive
-///   mode for keys that come and go);
+///   mode for keys that come and go; a keyed layer that sets no window gets a time window
+///   of 100 s);
 /// - no call is in flight through it and no handle to it is held.
 ///
 /// When a new key arrives, the set is full and no key may be forgotten, the call is refused

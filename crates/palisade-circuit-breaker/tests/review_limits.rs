@@ -245,3 +245,53 @@ async fn an_unbounded_half_open_period_schedules_no_timer() {
     }
     assert_eq!(handle.state(), CircuitState::Open);
 }
+
+/// A keyed breaker with the default settings (failure rate, no window set): keys that come
+/// and go must not fill the key set for good. Three hosts call once each (`max_keys(3)`,
+/// all healthy); long after, a fourth host is served — an idle healthy key made room.
+/// Before, the default window was a count window of 100 calls, which never empties, so
+/// every key that ever made a call was kept and every new key was refused with
+/// `KeySetFull` for ever (and `sweep` could not help): a hundred thousand hostile one-off
+/// keys poisoned a default keyed layer permanently. A keyed layer without an explicit
+/// window now judges over a time window of 100 s (Resilience4j's default window size, in
+/// seconds), whose calls age out.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn default_keyed_breakers_forget_idle_healthy_keys() {
+    let layer = CircuitBreakerLayer::builder()
+        .keyed(|c: &(u32, support::Call)| Some(c.0))
+        .max_keys(3)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let inner = tower::service_fn(|(_, c): (u32, support::Call)| async move {
+        if c.fail {
+            Err("boom")
+        } else {
+            Ok(())
+        }
+    });
+    let svc = layer.layer(inner);
+    let call = |k: u32, c: support::Call| {
+        let svc = svc.clone();
+        async move { tower::ServiceExt::oneshot(svc, (k, c)).await }
+    };
+    for k in 0..3 {
+        call(k, OK).await.unwrap();
+    }
+    // While their calls are in the window, the keys are kept: a new one is refused.
+    assert!(call(3, OK).await.unwrap_err().is::<KeySetFull>());
+    advance(Duration::from_secs(101)).await;
+    call(3, OK).await.unwrap();
+    assert_eq!(handle.len(), 1, "the idle keys were forgotten together");
+    // A key with a failure in its window is kept as long as the failure counts.
+    call(3, FAIL).await.unwrap_err();
+    for k in 10..12 {
+        call(k, OK).await.unwrap();
+    }
+    advance(Duration::from_secs(50)).await;
+    assert!(call(12, OK).await.unwrap_err().is::<KeySetFull>());
+    assert!(handle.get(&3).is_some());
+    advance(Duration::from_secs(51)).await;
+    call(12, OK).await.unwrap();
+    assert_eq!(handle.len(), 1);
+}
