@@ -322,10 +322,9 @@ impl<C, K, F> KeyedCircuitBreakerBuilder<C, K, F> {
         K: Hash + Eq + Clone + fmt::Debug,
     {
         let config = &mut self.inner.config;
-        if config.count_window.is_none()
-            && config.time_window.is_none()
-            && config.consecutive_failures.is_none()
-        {
+        // (Consecutive mode has no window unless slow calls are detected.)
+        let windowed = config.consecutive_failures.is_none() || config.slow_call_duration.is_some();
+        if windowed && config.count_window.is_none() && config.time_window.is_none() {
             // Keys come and go: judge over a window whose calls age out, so that an idle
             // healthy key can be forgotten. A count window never empties, and every key
             // that ever called would be kept, refusing every new key once `max_keys` were

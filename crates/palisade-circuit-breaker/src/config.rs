@@ -77,7 +77,7 @@ pub struct CircuitBreakerConfig {
     pub failure_rate: Option<f64>,
     /// Rates are computed over the last this many calls (1 to 1 048 575). Default: 100 when
     /// no [`time_window`](Self::time_window) is set. Not with `time_window`. A keyed layer
-    /// that sets neither (and is not in consecutive mode) uses a time window of 100 s
+    /// that sets neither (and needs a window: not in consecutive mode without slow calls) uses a time window of 100 s
     /// instead: a count window never empties, so every key that ever called would be kept,
     /// and once `max_keys` keys were seen every new key would be refused.
     pub count_window: Option<u32>,

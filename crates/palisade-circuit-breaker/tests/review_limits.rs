@@ -295,3 +295,25 @@ async fn default_keyed_breakers_forget_idle_healthy_keys() {
     call(12, OK).await.unwrap();
     assert_eq!(handle.len(), 1);
 }
+
+/// The same for a keyed layer in consecutive mode that detects slow calls (it needs a
+/// window for the slow-call rate): with no window set, idle healthy keys are forgotten
+/// once their calls aged out of a 100 s time window.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn keyed_consecutive_with_slow_calls_forgets_idle_keys() {
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(3)
+        .slow_calls(SEC, 0.5)
+        .keyed(|c: &(u32, support::Call)| Some(c.0))
+        .max_keys(2)
+        .build()
+        .unwrap();
+    let inner = tower::service_fn(|(_, _c): (u32, support::Call)| async move { Ok::<_, &'static str>(()) });
+    let svc = layer.layer(inner);
+    for k in 0..2 {
+        tower::ServiceExt::oneshot(svc.clone(), (k, OK)).await.unwrap();
+    }
+    assert!(tower::ServiceExt::oneshot(svc.clone(), (2, OK)).await.unwrap_err().is::<KeySetFull>());
+    advance(Duration::from_secs(101)).await;
+    tower::ServiceExt::oneshot(svc.clone(), (2, OK)).await.unwrap();
+}
