@@ -120,9 +120,12 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
 /// - nothing it recorded could change a decision: no failure counted in a row, the
 ///   exponential open wait at its first step, and an empty window — a time window empties
 ///   as its calls age out; a count window holds its last calls for ever, so **a key with a
-///   count window is kept once it recorded a call** (use a time window or consecutive
-///   mode for keys that come and go; a keyed layer that sets no window gets a time window
-///   of 100 s);
+///   count window is kept once it recorded a call** (use a time window for keys that come
+///   and go; a keyed layer that sets no window gets a time window of 100 s). In
+///   consecutive mode a key is kept while it has a failure counted, until a success (or
+///   [`reset`](crate::CircuitBreakerHandle::reset)) clears it: keys whose last call failed
+///   and that never call again stay (a client able to make calls fail for many keys can
+///   fill the set that way; a time window forgets such keys once their calls age out);
 /// - no call is in flight through it and no handle to it is held.
 ///
 /// When a new key arrives, the set is full and no key may be forgotten, the call is refused
