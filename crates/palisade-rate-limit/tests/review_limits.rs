@@ -443,3 +443,75 @@ mod model {
         Ok(())
     }
 }
+
+/// Key churn at `max_keys` on several threads over real time, with sweeps running all the
+/// while: 8 keys share 3 places, so keys are forgotten and re-made constantly, and a key
+/// may be forgotten only when it is as good as new. Counted per key inside the inner
+/// service, no key ever passes more than its limit allows over the run (a key reset while
+/// it still constrained would pass a fresh burst early). Only counts are asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keyed_churn_on_threads_never_resets_a_constraining_key() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use tower::Service;
+    const KEYS: usize = 8;
+    for algorithm in [Algorithm::TokenBucket, Algorithm::SlidingWindowLog, Algorithm::FixedWindow] {
+        let (limit, period) = (5u32, Duration::from_millis(40));
+        let layer = RateLimitLayer::builder()
+            .algorithm(algorithm)
+            .tier(Tier::keyed(Quota::new(limit, period), |k: &usize| Some(*k)).name("k").max_keys(3))
+            .build()
+            .unwrap();
+        let handle = layer.handle();
+        let passed: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
+        let counts = passed.clone();
+        let inner = tower::service_fn(move |k: usize| {
+            counts[k].fetch_add(1, Ordering::Relaxed);
+            std::future::ready(Ok::<_, std::convert::Infallible>(()))
+        });
+        let svc = layer.layer(inner);
+        let start = tokio::time::Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sweeper = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    handle.sweep();
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let mut svc = svc.clone();
+                tokio::spawn(async move {
+                    for i in 0..4_000usize {
+                        let key = (i * 7 + t * 3) % KEYS;
+                        let _ = svc.ready().await.unwrap().call(key).await;
+                        if i % 8 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        sweeper.await.unwrap();
+        let elapsed = start.elapsed();
+        let windows = (elapsed.as_nanos() / period.as_nanos()) as u64 + 1;
+        let bound = match algorithm {
+            Algorithm::TokenBucket => {
+                u64::from(limit) + (elapsed.as_nanos() / (period.as_nanos() / u128::from(limit))) as u64 + 1
+            }
+            _ => u64::from(limit) * windows,
+        };
+        for (k, n) in passed.iter().enumerate() {
+            let n = n.load(Ordering::Relaxed);
+            assert!(n <= bound, "{algorithm:?}: key {k} passed {n} in {elapsed:?}, bound {bound}");
+        }
+        assert!(passed.iter().any(|n| n.load(Ordering::Relaxed) > 0));
+    }
+}
