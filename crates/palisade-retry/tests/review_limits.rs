@@ -189,3 +189,79 @@ async fn attempts_never_exceed_max_attempts_across_clones() {
     assert_eq!(svc.calls(), 3);
     assert_eq!(start.elapsed(), ms(1));
 }
+
+/// A hedge refused locally — by an open breaker, a full bulkhead, a rate limit between the
+/// hedge layer and the backend — was never sent: it says nothing about the primary, which
+/// is still running and may well succeed. As with a "do not retry" pushback (gRFC A6: only
+/// a fatal status from the server cancels the outstanding attempts), no further hedge is
+/// sent and the primary's answer is awaited. Max 3 attempts, 100 ms hedge delay; the
+/// primary answers OK at 1 s; the hedge at 100 ms is refused at once.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_hedge_refused_locally_does_not_cancel_the_primary() {
+    use palisade_core::rejection::{BulkheadFull, BulkheadFullReason, CircuitOpen, RateLimited};
+    for refusal in 0..3 {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let svc = service_fn(move |_req: u32| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    tokio::time::sleep(ms(1_000)).await;
+                    return Ok::<u32, palisade_core::BoxError>(7);
+                }
+                Err(match refusal {
+                    0 => CircuitOpen::new("backend", Duration::from_secs(5)).into(),
+                    1 => BulkheadFull::new("backend", BulkheadFullReason::NoPermit).into(),
+                    _ => RateLimited::new("backend", Duration::from_secs(1)).into(),
+                })
+            }
+        });
+        let layer = HedgeLayer::builder()
+            .budget(RetryBudget::unlimited())
+            .max_attempts(3)
+            .delay(ms(100))
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        let res = layer.layer(svc).oneshot(1).await;
+        assert_eq!(res.unwrap(), 7, "refusal {refusal}: the primary's answer");
+        assert_eq!(start.elapsed(), ms(1_000), "refusal {refusal}");
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "refusal {refusal}: no hedge after the refusal");
+    }
+}
+
+/// The primary itself refused locally (the layers below are full): the refusal is the
+/// answer, at once, instead of a hedge after a hedge sent into the same refusal; a timeout
+/// (an attempt that was sent and ran out of time) is still a failure the next hedge may
+/// answer.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_primary_refused_locally_is_answered_at_once_and_a_timeout_is_hedged() {
+    use palisade_core::rejection::{BulkheadFull, BulkheadFullReason, TimedOut};
+    let layer = || {
+        HedgeLayer::builder().budget(RetryBudget::unlimited()).max_attempts(3).delay(ms(100)).build().unwrap()
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let full = service_fn(move |_req: u32| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Err::<u32, palisade_core::BoxError>(
+            BulkheadFull::new("backend", BulkheadFullReason::NoPermit).into(),
+        ))
+    });
+    let err = layer().layer(full).oneshot(1).await.unwrap_err();
+    assert!(err.is::<BulkheadFull>());
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "no hedge into the same refusal");
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let timing_out = service_fn(move |_req: u32| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(if n == 0 {
+            Err::<u32, palisade_core::BoxError>(TimedOut::new("backend", ms(50)).into())
+        } else {
+            Ok(9)
+        })
+    });
+    assert_eq!(layer().layer(timing_out).oneshot(1).await.unwrap(), 9);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use palisade_core::classify::{Classify, RetryHint};
+use palisade_core::rejection::RejectionKind;
 use palisade_core::time::{deadline_after, deadline_from_now};
 use palisade_core::BoxError;
 use pin_project_lite::pin_project;
@@ -121,7 +122,17 @@ where
                 core.budget.record(verdict.is_throttling_failure(), verdict.is_throttling_success());
                 // gRFC A6: only OK or a fatal status commits the call; a non-fatal failure
                 // lets the other attempts go on, even when its pushback says not to retry.
-                let outcome = if verdict.is_non_fatal_failure() { Verdict::Continue } else { Verdict::Final };
+                // An attempt refused locally (an open breaker, a full bulkhead, a rate limit
+                // between this layer and the backend: a palisade rejection other than a
+                // timeout) was never sent: it says nothing about the attempts in flight, which
+                // go on; no new attempt is sent, it would meet the same refusal.
+                let refused_locally = verdict.rejection().is_some_and(|kind| kind != RejectionKind::TimedOut);
+                let outcome = if verdict.is_non_fatal_failure() || (refused_locally && !verdict.is_success())
+                {
+                    Verdict::Continue
+                } else {
+                    Verdict::Final
+                };
                 match outcome {
                     Verdict::Final => {
                         if verdict.is_success() {
@@ -139,6 +150,10 @@ where
                     }
                     Verdict::Continue => {
                         *this.last = Some(res);
+                        if refused_locally {
+                            this.stopped.get_or_insert(GiveUpReason::NonRetryable);
+                            continue;
+                        }
                         match verdict.hint() {
                             // "Do not retry": no new attempt; those in flight go on.
                             RetryHint::DoNotRetry => {

@@ -18,6 +18,13 @@
 //! **non-retryable** (fatal) one is returned at once. When every attempt has
 //! failed the caller gets the last failure as the inner service gave it.
 //!
+//! An attempt **refused locally** — a palisade rejection from a layer between the hedge
+//! and the backend (an open breaker, a full bulkhead, a rate limit, shed load; not a
+//! timeout, which ends an attempt that was sent) — was never sent, so it says nothing
+//! about the attempts in flight: they go on, whatever the classifier calls the refusal,
+//! and no further attempt is started (it would meet the same refusal). A refused first
+//! attempt is thus answered at once.
+//!
 //! Server pushback (gRFC A6, read by `GrpcClassifier`) is honoured on non-fatal failures:
 //! a pushback of `n` ms starts the next attempt after `n` ms (instead of at once or after
 //! the hedge delay; a later non-fatal failure without a pushback does not cut that wait
