@@ -73,6 +73,18 @@ impl<Hooks: Lifecycle> ResourcePoolBuilder<Hooks> {
         self
     }
 
+    /// Sets [`ResourcePoolConfig::create_timeout`].
+    pub fn create_timeout(mut self, timeout: Duration) -> Self {
+        self.config.create_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ResourcePoolConfig::recycle_timeout`].
+    pub fn recycle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.recycle_timeout = timeout;
+        self
+    }
+
     /// Calls `listener` with every [`ResourcePoolEvent`] (a panicking listener is contained
     /// and logged).
     pub fn on_event<OnEvent>(mut self, listener: OnEvent) -> Self
@@ -92,7 +104,8 @@ impl<Hooks: Lifecycle> ResourcePoolBuilder<Hooks> {
     pub fn build(self) -> Result<ResourcePool<Hooks>, ConfigError> {
         self.config.validate()?;
         let shared = Arc::new(Shared::new(self.lifecycle, self.config, self.listeners));
+        let pool = ResourcePool::from_shared(shared.clone());
         shared.replenish();
-        Ok(ResourcePool::from_shared(shared))
+        Ok(pool)
     }
 }

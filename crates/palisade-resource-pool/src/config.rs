@@ -16,6 +16,12 @@ use crate::pool::ResourcePool;
 /// beyond any set of connections one host keeps warm.
 pub(crate) const MAX_MIN_SIZE: usize = 4096;
 
+/// [`ResourcePoolConfig::create_timeout`]'s default: 30 s, HikariCP's `connectionTimeout`.
+pub(crate) const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`ResourcePoolConfig::recycle_timeout`]'s default: 5 s, HikariCP's `validationTimeout`.
+pub(crate) const DEFAULT_RECYCLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A [`ResourcePool`]'s settings: the storage of [`ResourcePoolBuilder`], and the form read
 /// from a config file (feature `serde`; missing fields keep their defaults, durations are
 /// strings like `"2s"`).
@@ -64,10 +70,46 @@ pub struct ResourcePoolConfig {
     /// of a connection pool expects to wait for a connection (as deadpool's unbounded
     /// default wait).
     pub when_full: WhenFull,
-    /// Destroys resources idle longer than this (down to `min_size`) when they are next
-    /// met. Default `None`: never.
+    /// Destroys resources idle longer than this, down to `min_size`. Default `None`: never.
+    ///
+    /// When: every `acquire` and every release (a [`Pooled`](crate::Pooled) guard dropped)
+    /// looks at the oldest idle resources (the bottom of the idle stack, O(1) per resource
+    /// destroyed) and sends those idle longer than `idle_timeout` through
+    /// [`Lifecycle::destroy`] while more than `min_size` resources exist — a release on a
+    /// spawned task, an `acquire` itself before it lends (it also checks the resource it
+    /// takes from the top). So a resource that sat idle
+    /// longer than `idle_timeout` is destroyed at the pool's next `acquire` or release —
+    /// under any load, not only when it would be lent next. A pool nobody acquires from or
+    /// releases to destroys nothing. (A release outside any Tokio runtime, where no task
+    /// can run the hook, leaves them to the next `acquire`, which runs it inline.)
     #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration::serde::option"))]
     pub idle_timeout: Option<Duration>,
+    /// Gives up on a [`Lifecycle::create`] after this long. Default 30 s; not zero; a huge
+    /// value saturates to "effectively never" ([`palisade_core::time`]).
+    ///
+    /// A timed-out `create` is dropped, gives its place back and counts as a failed create
+    /// ([`ResourcePoolSnapshot::create_failed`](crate::ResourcePoolSnapshot::create_failed)
+    /// and a [`CreateFailed`](crate::ResourcePoolEvent::CreateFailed) event): the `acquire`
+    /// that ran it fails with [`HookTimedOut`](crate::error::HookTimedOut) (site
+    /// `"create"`), the background refill stops until the next event.
+    ///
+    /// Why a finite default (deadpool's `Timeouts::create` defaults to none): a `create`
+    /// that never answers (a connect to a black-holed address) would keep one of the
+    /// `max_size` places for ever and, with the default unbounded wait, wedge every
+    /// `acquire` of a small pool. 30 s is HikariCP's `connectionTimeout` default, far above
+    /// an honest connect and handshake; set `Duration::MAX` to wait for ever.
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration::serde"))]
+    pub create_timeout: Duration,
+    /// Gives up on a [`Lifecycle::recycle`] check after this long. Default 5 s; not zero; a
+    /// huge value saturates to "effectively never".
+    ///
+    /// A timed-out check counts as failed (as in deadpool): the resource goes through
+    /// [`Lifecycle::destroy`] (reason [`Broken`](crate::DestroyReason::Broken)) and
+    /// `acquire` tries the next one. Finite by default for the same reason as
+    /// `create_timeout` (the check runs while the caller holds a place); 5 s is HikariCP's
+    /// `validationTimeout` default.
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration::serde"))]
+    pub recycle_timeout: Duration,
 }
 
 impl Default for ResourcePoolConfig {
@@ -78,6 +120,8 @@ impl Default for ResourcePoolConfig {
             max_size: 10,
             when_full: WhenFull::wait(Duration::MAX),
             idle_timeout: None,
+            create_timeout: DEFAULT_CREATE_TIMEOUT,
+            recycle_timeout: DEFAULT_RECYCLE_TIMEOUT,
         }
     }
 }
@@ -88,7 +132,7 @@ impl ResourcePoolConfig {
     /// # Errors
     ///
     /// `max_size` is zero or above [`Semaphore::MAX_PERMITS`], `min_size` above 4,096 or
-    /// above `max_size`, or `idle_timeout` is zero.
+    /// above `max_size`, or `idle_timeout`, `create_timeout` or `recycle_timeout` is zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
         ensure(self.max_size >= 1, "max_size", "must be at least 1")?;
         ensure(self.min_size <= MAX_MIN_SIZE, "min_size", "must be at most 4096")?;
@@ -101,6 +145,8 @@ impl ResourcePoolConfig {
         if let Some(t) = self.idle_timeout {
             ensure_nonzero_duration("idle_timeout", t)?;
         }
+        ensure_nonzero_duration("create_timeout", self.create_timeout)?;
+        ensure_nonzero_duration("recycle_timeout", self.recycle_timeout)?;
         Ok(())
     }
 

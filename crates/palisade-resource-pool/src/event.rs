@@ -34,7 +34,10 @@ pub enum ResourcePoolEvent {
         /// Resources that exist now.
         total: usize,
     },
-    /// `create` failed; the caller of `acquire` gets the error.
+    /// `create` failed (an error, a panic, or no answer within
+    /// [`create_timeout`](crate::ResourcePoolConfig::create_timeout)); the caller of
+    /// `acquire` or [`fill`](crate::ResourcePool::fill) gets the error, the background
+    /// refill logs it.
     CreateFailed {
         /// The error's message.
         error: String,

@@ -55,12 +55,23 @@
 //!
 //! Every idle resource is checked with [`Lifecycle::recycle`] before it is lent again; one
 //! that fails is destroyed (with [`Lifecycle::destroy`]) and the next one (or a new one) is
-//! tried. Resources idle longer than `idle_timeout` are destroyed when met, down to
-//! `min_size`. [`Pooled::destroy`] throws away a resource the caller found broken.
+//! tried. A resource idle longer than `idle_timeout` is destroyed, down to `min_size`, at
+//! the pool's next `acquire` or release (each looks at the oldest idle resources, so LIFO
+//! reuse at low load does not hide them; see
+//! [`idle_timeout`](ResourcePoolConfig::idle_timeout)). [`Pooled::destroy`] throws away a
+//! resource the caller found broken.
+//!
+//! No hook wedges the pool: a `create` that does not answer within
+//! [`create_timeout`](ResourcePoolConfig::create_timeout) (default 30 s) is dropped, gives
+//! its place back, counts as a failed create and fails its `acquire` with
+//! [`HookTimedOut`]; a `recycle` check that does not answer within
+//! [`recycle_timeout`](ResourcePoolConfig::recycle_timeout) (default 5 s) fails the check.
 //!
 //! The pool keeps `min_size` resources by itself: a background task (spawned on the
 //! current Tokio runtime) creates the missing ones, one at a time, after the pool is built
-//! and whenever a resource is destroyed or detached.
+//! and whenever a resource is destroyed or detached. It stops (dropping a `create` in
+//! progress) when the last [`ResourcePool`] handle is dropped or the pool is closed, so it
+//! never keeps the pool alive.
 //!
 //! Every resource goes through [`Lifecycle::destroy`] exactly once: when the pool throws it
 //! away, or, for one given back after [`ResourcePool::close`] or held by a cancelled `acquire`, on a
@@ -92,7 +103,7 @@
 //! # Defaults
 //!
 //! Listed on [`ResourcePoolConfig`]: name `"pool"`, `min_size` 0, `max_size` 10, wait
-//! without bound when full, no idle timeout.
+//! without bound when full, no idle timeout, `create_timeout` 30 s, `recycle_timeout` 5 s.
 //!
 //! This crate is part of [palisade](https://docs.rs/palisade); its minimum supported Rust
 //! version is 1.85.
@@ -110,7 +121,7 @@ mod snapshot;
 
 pub use builder::ResourcePoolBuilder;
 pub use config::ResourcePoolConfig;
-pub use error::{Panicked, RecycleRefused};
+pub use error::{HookTimedOut, Panicked, RecycleRefused};
 pub use event::{DestroyReason, ResourcePoolEvent};
 pub use lifecycle::{lifecycle_fn, Lifecycle, LifecycleFn};
 pub use pool::ResourcePool;

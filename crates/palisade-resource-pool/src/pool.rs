@@ -8,6 +8,7 @@ use palisade_core::rejection::{Overloaded, TimedOut};
 use palisade_core::time::{deadline_from_now, FAR_FUTURE};
 use palisade_core::BoxError;
 use tokio::sync::TryAcquireError;
+use tokio::time::Instant;
 
 use crate::builder::ResourcePoolBuilder;
 use crate::event::{DestroyReason, ResourcePoolEvent};
@@ -27,7 +28,14 @@ pub struct ResourcePool<Hooks: Lifecycle> {
 
 impl<Hooks: Lifecycle> Clone for ResourcePool<Hooks> {
     fn clone(&self) -> Self {
+        self.shared.handle_added();
         Self { shared: self.shared.clone() }
+    }
+}
+
+impl<Hooks: Lifecycle> Drop for ResourcePool<Hooks> {
+    fn drop(&mut self) {
+        self.shared.handle_dropped();
     }
 }
 
@@ -48,6 +56,7 @@ impl<Hooks: Lifecycle> ResourcePool<Hooks> {
     }
 
     pub(crate) fn from_shared(shared: Arc<Shared<Hooks>>) -> Self {
+        shared.handle_added();
         Self { shared }
     }
 
@@ -78,8 +87,9 @@ impl<Hooks: Lifecycle> ResourcePool<Hooks> {
     ///
     /// [`TimedOut`] when [`WhenFull::Wait`](palisade_core::when_full::WhenFull::Wait)'s bound passed (it covers the wait, the recycle
     /// check and a `create`), [`Overloaded`] under [`WhenFull::Refuse`](palisade_core::when_full::WhenFull::Refuse) when no place is
-    /// free, [`Closed`](palisade_core::rejection::Closed) once the pool is closed, the error of `create`, or [`Panicked`](crate::error::Panicked) if
-    /// `create` panicked.
+    /// free, [`Closed`](palisade_core::rejection::Closed) once the pool is closed, the error of `create`, [`Panicked`](crate::error::Panicked) if
+    /// `create` panicked, or [`HookTimedOut`](crate::error::HookTimedOut) if `create` did
+    /// not answer within [`create_timeout`](crate::ResourcePoolConfig::create_timeout).
     pub async fn acquire(&self) -> Result<Pooled<Hooks>, BoxError> {
         let shared = &self.shared;
         let after = shared.when_full.max_wait();
@@ -119,11 +129,32 @@ impl<Hooks: Lifecycle> ResourcePool<Hooks> {
             }
         };
         loop {
-            let popped = shared.idle().pop_back();
+            let now = shared.idle_timeout.map(|_| Instant::now());
+            let (expired, popped) = {
+                let mut idle = shared.idle();
+                let expired = match now {
+                    Some(now) => shared.take_expired(&mut idle, now),
+                    None => Vec::new(),
+                };
+                (expired, idle.pop_back())
+            };
+            // The oldest idle resources past `idle_timeout` go first (a cancelled
+            // `acquire` leaves the rest to spawned tasks).
+            let expired: Vec<_> = expired
+                .into_iter()
+                .map(|resource| Loose { resource: Some(resource), shared, reason: DestroyReason::Idle })
+                .collect();
+            for loose in expired {
+                if let Some(resource) = loose.take() {
+                    shared.destroy(resource, DestroyReason::Idle).await;
+                }
+            }
             let Some(idle) = popped else { break };
             let mut loose = Loose { resource: Some(idle.resource), shared, reason: DestroyReason::Discarded };
-            if let (Some(limit), Some(since)) = (shared.idle_timeout, idle.since) {
-                if since.elapsed() >= limit && shared.total.load(Ordering::Acquire) > shared.min_size {
+            if let (Some(limit), Some(since), Some(now)) = (shared.idle_timeout, idle.since, now) {
+                if now.saturating_duration_since(since) >= limit && shared.may_expire() {
+                    shared.start_expiring();
+                    loose.reason = DestroyReason::Idle;
                     if let Some(resource) = loose.take() {
                         shared.destroy(resource, DestroyReason::Idle).await;
                     }
@@ -154,9 +185,7 @@ impl<Hooks: Lifecycle> ResourcePool<Hooks> {
             }
             Err(err) => {
                 drop(slot);
-                if shared.events.is_observed() {
-                    shared.publish(ResourcePoolEvent::CreateFailed { error: err.to_string() });
-                }
+                shared.count_create_failure(&err);
                 Err(err)
             }
         }
@@ -180,7 +209,9 @@ impl<Hooks: Lifecycle> ResourcePool<Hooks> {
     ///
     /// # Errors
     ///
-    /// The first error of `create`, or [`Closed`](palisade_core::rejection::Closed).
+    /// The first error of `create` ([`HookTimedOut`](crate::error::HookTimedOut) when it
+    /// did not answer within [`create_timeout`](crate::ResourcePoolConfig::create_timeout)),
+    /// or [`Closed`](palisade_core::rejection::Closed).
     pub async fn fill(&self) -> Result<(), BoxError> {
         let shared = &self.shared;
         if shared.is_closed() {
@@ -198,6 +229,7 @@ impl<Hooks: Lifecycle> ResourcePool<Hooks> {
         let idle: Vec<_> = {
             let mut idle = shared.idle();
             shared.closed.store(true, Ordering::Release);
+            shared.stop.notify_waiters();
             idle.drain(..)
                 .map(|i| Loose {
                     resource: Some(i.resource),
@@ -232,6 +264,7 @@ impl<Hooks: Lifecycle> ResourcePool<Hooks> {
             in_use: shared.max_size.saturating_sub(shared.permits.available_permits()),
             waiting: usize::try_from(shared.waiting.get()).unwrap_or(0),
             created: shared.created.get(),
+            create_failed: shared.create_failed.get(),
             destroyed: shared.destroyed.get(),
             detached: shared.detached.get(),
             dropped: shared.dropped.get(),

@@ -2,23 +2,28 @@
 //! (a panic in user code is contained).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures_util::future::{select, Either};
 use futures_util::FutureExt;
 use palisade_core::event::{EventBus, Listener};
 use palisade_core::metric::{Counter, Gauge};
 use palisade_core::panic::{payload_message, Panicked};
 use palisade_core::rejection::Closed;
 use palisade_core::sync::lock;
+use palisade_core::time::{deadline_from_now, FAR_FUTURE};
 use palisade_core::when_full::WhenFull;
 use palisade_core::BoxError;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::ResourcePoolConfig;
+use crate::error::HookTimedOut;
 use crate::event::{DestroyReason, ResourcePoolEvent};
 use crate::lifecycle::Lifecycle;
 
@@ -40,6 +45,8 @@ pub(crate) struct Shared<Hooks: Lifecycle> {
     pub(crate) max_size: usize,
     pub(crate) when_full: WhenFull,
     pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) create_timeout: Duration,
+    pub(crate) recycle_timeout: Duration,
     /// One permit per place: a holder of a permit may hold one resource.
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) idle: Mutex<VecDeque<Idle<Hooks::Resource>>>,
@@ -49,9 +56,20 @@ pub(crate) struct Shared<Hooks: Lifecycle> {
     pub(crate) closed: AtomicBool,
     /// A background task is creating resources up to `min_size`.
     pub(crate) filling: AtomicBool,
+    /// Live [`ResourcePool`](crate::ResourcePool) handles. When the last one goes (or the
+    /// pool is closed) `stop` wakes the background refill, which then drops what it is
+    /// doing (a `create` that may never answer included) and with it its reference to this
+    /// state. [`Pooled`](crate::Pooled) guards do not count: they only give back.
+    pub(crate) handles: AtomicUsize,
+    pub(crate) stop: Notify,
+    /// Resources taken out of the idle list to be destroyed for `idle_timeout` whose
+    /// `destroy` has not finished: still in `total`, but no longer counted towards
+    /// `min_size` when deciding what else may expire.
+    pub(crate) expiring: AtomicUsize,
     pub(crate) waiting: Gauge,
     pub(crate) total_gauge: Gauge,
     pub(crate) created: Counter,
+    pub(crate) create_failed: Counter,
     pub(crate) destroyed: Counter,
     pub(crate) detached: Counter,
     pub(crate) dropped: Counter,
@@ -74,15 +92,21 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
             max_size: config.max_size,
             when_full: config.when_full,
             idle_timeout: config.idle_timeout,
+            create_timeout: config.create_timeout,
+            recycle_timeout: config.recycle_timeout,
             permits: Arc::new(Semaphore::new(config.max_size)),
             // Grown as resources come back: `max_size` comes from the user.
             idle: Mutex::new(VecDeque::new()),
             total: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             filling: AtomicBool::new(false),
+            handles: AtomicUsize::new(0),
+            stop: Notify::new(),
+            expiring: AtomicUsize::new(0),
             waiting: Gauge::new("palisade_resource_pool_waiting", n),
             total_gauge: Gauge::new("palisade_resource_pool_resources", n),
             created: Counter::new("palisade_resource_pool_created_total", n),
+            create_failed: Counter::new("palisade_resource_pool_create_failed_total", n),
             destroyed: Counter::new("palisade_resource_pool_destroyed_total", n),
             detached: Counter::new("palisade_resource_pool_detached_total", n),
             dropped: Counter::new("palisade_resource_pool_dropped_total", n),
@@ -125,28 +149,63 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
         Panicked::new("hook", self.name.clone(), payload_message(payload)).with_site(site).into()
     }
 
-    /// Runs `create`; a panic in it is an error, never an unwind through the pool.
+    /// Runs `hook` (a lifecycle hook's future) for at most `limit`: past it the hook's
+    /// future is dropped and the answer is a [`HookTimedOut`]. A limit that saturates to
+    /// "effectively never" sets no timer, nor does code running outside a Tokio runtime
+    /// (there is no timer to set there).
+    async fn bounded<T>(
+        &self,
+        site: &'static str,
+        limit: Duration,
+        hook: impl Future<Output = Result<T, BoxError>>,
+    ) -> Result<T, BoxError> {
+        if limit >= FAR_FUTURE || tokio::runtime::Handle::try_current().is_err() {
+            return hook.await;
+        }
+        match tokio::time::timeout_at(deadline_from_now(limit), hook).await {
+            Ok(res) => res,
+            Err(_) => Err(HookTimedOut::new(self.name.clone(), site, limit).into()),
+        }
+    }
+
+    /// Runs `create` for at most `create_timeout`; a panic in it is an error, never an
+    /// unwind through the pool.
     pub(crate) async fn create(&self) -> Result<Hooks::Resource, BoxError> {
         let fut = match catch_unwind(AssertUnwindSafe(|| self.lifecycle.create())) {
             Ok(fut) => fut,
             Err(payload) => return Err(self.panicked("create", &*payload)),
         };
-        match AssertUnwindSafe(fut).catch_unwind().await {
-            Ok(res) => res.map_err(Into::into),
-            Err(payload) => Err(self.panicked("create", &*payload)),
+        let caught = async {
+            match AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(res) => res.map_err(Into::into),
+                Err(payload) => Err(self.panicked("create", &*payload)),
+            }
+        };
+        self.bounded("create", self.create_timeout, caught).await
+    }
+
+    /// Counts and reports a failed `create` (error, panic or timeout).
+    pub(crate) fn count_create_failure(&self, err: &BoxError) {
+        self.create_failed.increment();
+        if self.events.is_observed() {
+            self.publish(ResourcePoolEvent::CreateFailed { error: err.to_string() });
         }
     }
 
-    /// Runs `recycle`; a panic in it fails the check.
+    /// Runs `recycle` for at most `recycle_timeout`; a panic in it, or no answer in time,
+    /// fails the check.
     pub(crate) async fn recycle(&self, resource: &mut Hooks::Resource) -> Result<(), BoxError> {
         let fut = match catch_unwind(AssertUnwindSafe(once(move || self.lifecycle.recycle(resource)))) {
             Ok(fut) => fut,
             Err(payload) => return Err(self.panicked("recycle", &*payload)),
         };
-        match AssertUnwindSafe(fut).catch_unwind().await {
-            Ok(res) => res.map_err(Into::into),
-            Err(payload) => Err(self.panicked("recycle", &*payload)),
-        }
+        let caught = async {
+            match AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(res) => res.map_err(Into::into),
+                Err(payload) => Err(self.panicked("recycle", &*payload)),
+            }
+        };
+        self.bounded("recycle", self.recycle_timeout, caught).await
     }
 
     /// Runs the `destroy` hook (containing a panic) and counts the resource gone, also if
@@ -177,25 +236,113 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
             drop(resource);
             self.sub_total();
             self.dropped.increment();
+            self.done_expiring(reason);
         }
     }
 
     /// Gives a resource back: idle again, or destroyed if the pool was closed meanwhile.
+    /// Then destroys (on spawned tasks) the oldest idle resources past `idle_timeout`;
+    /// outside a Tokio runtime (no task to run their `destroy` hook on) it leaves them to
+    /// the next `acquire`.
     pub(crate) fn put_back(self: &Arc<Self>, resource: Hooks::Resource) {
-        let since = self.idle_timeout.map(|_| Instant::now());
-        let mut idle = self.idle();
-        if self.is_closed() {
-            drop(idle);
-            self.destroy_later(resource, DestroyReason::Closed);
-            return;
+        let now = self.idle_timeout.map(|_| Instant::now());
+        let reap = now.is_some() && tokio::runtime::Handle::try_current().is_ok();
+        let expired = {
+            let mut idle = self.idle();
+            if self.is_closed() {
+                drop(idle);
+                self.destroy_later(resource, DestroyReason::Closed);
+                return;
+            }
+            idle.push_back(Idle { resource, since: now });
+            match now {
+                Some(now) if reap => self.take_expired(&mut idle, now),
+                _ => Vec::new(),
+            }
+        };
+        for resource in expired {
+            self.destroy_later(resource, DestroyReason::Idle);
         }
-        idle.push_back(Idle { resource, since });
+    }
+
+    /// Whether one more resource may be destroyed for `idle_timeout`: more than `min_size`
+    /// would remain.
+    pub(crate) fn may_expire(&self) -> bool {
+        let expiring = self.expiring.load(Ordering::Acquire);
+        self.total.load(Ordering::Acquire).saturating_sub(expiring) > self.min_size
+    }
+
+    /// Counts `resource` as expiring (to be destroyed for `idle_timeout`); every resource
+    /// destroyed with [`DestroyReason::Idle`] is counted here first.
+    pub(crate) fn start_expiring(&self) {
+        self.expiring.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The destroy of a resource ended; one that expired is no longer expiring.
+    pub(crate) fn done_expiring(&self, reason: DestroyReason) {
+        if reason == DestroyReason::Idle {
+            self.expiring.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Takes out of `idle` the oldest resources (the front: releases push to the back,
+    /// `acquire` pops from the back) idle longer than `idle_timeout`, while more than
+    /// `min_size` would remain; each is counted as expiring. O(1) per resource taken.
+    pub(crate) fn take_expired(
+        &self,
+        idle: &mut VecDeque<Idle<Hooks::Resource>>,
+        now: Instant,
+    ) -> Vec<Hooks::Resource> {
+        let mut expired = Vec::new();
+        let Some(limit) = self.idle_timeout else { return expired };
+        while let Some(Idle { since: Some(since), .. }) = idle.front() {
+            if now.saturating_duration_since(*since) < limit || !self.may_expire() {
+                break;
+            }
+            let Some(oldest) = idle.pop_front() else { break };
+            self.start_expiring();
+            expired.push(oldest.resource);
+        }
+        expired
+    }
+
+    /// A new [`ResourcePool`](crate::ResourcePool) handle exists.
+    pub(crate) fn handle_added(&self) {
+        self.handles.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A [`ResourcePool`](crate::ResourcePool) handle was dropped; the last one stops the
+    /// background refill.
+    pub(crate) fn handle_dropped(&self) {
+        if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.stop.notify_waiters();
+        }
+    }
+
+    /// Resolves once no pool handle is left or the pool is closed.
+    async fn stopped(&self) {
+        loop {
+            let mut notified = pin!(self.stop.notified());
+            notified.as_mut().enable();
+            if self.handles.load(Ordering::Acquire) == 0 || self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Starts the background refill when fewer than `min_size` resources exist (and none
-    /// runs yet). Cheap when there is nothing to do.
+    /// runs yet) and a pool handle is left. Cheap when there is nothing to do.
+    ///
+    /// The refill stops, dropping a `create` in progress, as soon as the last
+    /// [`ResourcePool`](crate::ResourcePool) handle is dropped or the pool is closed, so a
+    /// `create` that never answers does not keep the pool's state alive.
     pub(crate) fn replenish(self: &Arc<Self>) {
-        if self.min_size == 0 || self.total.load(Ordering::Acquire) >= self.min_size || self.is_closed() {
+        if self.min_size == 0
+            || self.total.load(Ordering::Acquire) >= self.min_size
+            || self.is_closed()
+            || self.handles.load(Ordering::Acquire) == 0
+        {
             return;
         }
         if self.filling.swap(true, Ordering::AcqRel) {
@@ -208,9 +355,17 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
         let shared = self.clone();
         runtime.spawn(async move {
             let mut reached = false;
-            // Stop when every pool handle and guard is gone: no one would use them.
-            while Arc::strong_count(&shared) > 1 {
-                match shared.fill_one().await {
+            loop {
+                let step = {
+                    let stopped = pin!(shared.stopped());
+                    let fill = pin!(shared.fill_one());
+                    match select(stopped, fill).await {
+                        // No one is left to use what it would create, or the pool closed.
+                        Either::Left(((), _)) => break,
+                        Either::Right((step, _)) => step,
+                    }
+                };
+                match step {
                     // Let other tasks run between creations (a `create` that answers at
                     // once must not hog the thread).
                     Ok(true) => tokio::task::yield_now().await,
@@ -229,7 +384,7 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
             shared.filling.store(false, Ordering::Release);
             // A resource that went while this task was finishing found `filling` set and
             // started nothing: look again.
-            if reached && Arc::strong_count(&shared) > 1 {
+            if reached {
                 shared.replenish();
             }
         });
@@ -250,7 +405,13 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
         self.add_total();
         let mut slot = Slot { shared: self, armed: true };
         // On error the slot gives the place back.
-        let resource = self.create().await?;
+        let resource = match self.create().await {
+            Ok(resource) => resource,
+            Err(err) => {
+                self.count_create_failure(&err);
+                return Err(err);
+            }
+        };
         slot.armed = false;
         self.created.increment();
         let total = self.total.load(Ordering::Acquire);
@@ -290,6 +451,7 @@ pub(crate) struct Gone<'a, Hooks: Lifecycle> {
 impl<Hooks: Lifecycle> Drop for Gone<'_, Hooks> {
     fn drop(&mut self) {
         let total = self.shared.sub_total();
+        self.shared.done_expiring(self.reason);
         self.shared.destroyed.increment();
         self.shared.publish(ResourcePoolEvent::Destroyed { reason: self.reason, total });
     }

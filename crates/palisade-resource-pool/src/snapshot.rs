@@ -17,6 +17,10 @@ pub struct ResourcePoolSnapshot {
     pub waiting: usize,
     /// Resources created since the pool was built.
     pub created: u64,
+    /// `create` calls that failed: an error, a panic, or no answer within
+    /// [`create_timeout`](crate::ResourcePoolConfig::create_timeout) (from `acquire`,
+    /// [`fill`](crate::ResourcePool::fill) or the background refill).
+    pub create_failed: u64,
     /// Resources that went through [`Lifecycle::destroy`](crate::Lifecycle::destroy) since the pool was built.
     pub destroyed: u64,
     /// Resources taken out for good with [`Pooled::detach`](crate::Pooled::detach).

@@ -179,6 +179,7 @@ pub const METRICS: &[MetricInfo] = &[
     m("palisade_resource_pool_waiting", G, "Callers waiting for a resource."),
     m("palisade_resource_pool_resources", G, "Resources in the pool (idle and checked out)."),
     m("palisade_resource_pool_created_total", C, "Resources created."),
+    m("palisade_resource_pool_create_failed_total", C, "Resource creations that failed."),
     m("palisade_resource_pool_destroyed_total", C, "Resources destroyed."),
     m("palisade_resource_pool_detached_total", C, "Resources detached from the pool."),
     m("palisade_resource_pool_dropped_total", C, "Resources dropped without being returned."),
