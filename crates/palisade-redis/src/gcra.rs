@@ -33,11 +33,13 @@ use crate::OnRedisDown;
 /// invariant "a key expires at the end of its value's second", so the TTL still covers the
 /// new value, and Redis is spared the `PXAT` (half the cost of a `SET` inside a script).
 ///
-/// Cost (Redis 7.0, `INFO commandstats`): ~1 µs of Lua per decision (a `GET`, a `SET` and
-/// the arithmetic) plus ~1.2 µs per call, against ~0.13 µs for an `INCR`: one call decides
-/// many keys so that the round trip, the timeout and the guard breaker are paid once per
-/// call. A theoretical arrival time is handed to `SET` as a Lua number, which Redis writes
-/// with `%.17g` (exact for integers below 2^53; fractional µs are kept).
+/// Cost (Redis 7.0, `INFO commandstats`): ~1.4 µs of Lua per decision (a `GET`, a `SET`
+/// and the arithmetic) plus ~1.2 µs per call, against ~0.13 µs for an `INCR`: one call
+/// decides many keys so that the round trip, the timeout and the guard breaker are paid once
+/// per call. A whole theoretical arrival time is written with `%d` (Redis' own conversion of
+/// a Lua number, `%.17g`, costs ~0.1 µs more); a fractional one (an emission interval that is
+/// not a whole number of µs) as a Lua number, so its fraction is kept. `x - x % 1` is
+/// `math.floor(x)` without a function call.
 pub(crate) const GCRA_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -63,7 +65,8 @@ for _ = 1, tonumber(ARGV[1]) do
       local old = tonumber(redis.call('GET', key))
       local tat = old or now
       if tat < now then tat = now end
-      local grant = floor((TB - (tat - now)) / T + 1e-9)
+      local grant = (TB - (tat - now)) / T + 1e-9
+      grant = grant - grant % 1
       if grant > want then grant = want end
       if grant < least then
         local r = tat + T * least - TB - now
@@ -76,18 +79,21 @@ for _ = 1, tonumber(ARGV[1]) do
         out[o] = -math.ceil(r) - 1
       else
         local nt = tat + T * grant
-        local s = floor(nt / 1000000)
-        if old and floor(old / 1000000) == s then
-          redis.call('SET', key, nt, 'KEEPTTL')
+        local s = nt - nt % 1000000
+        local v = nt
+        if nt % 1 == 0 then v = string.format('%d', nt) end
+        if old and old - old % 1000000 == s then
+          redis.call('SET', key, v, 'KEEPTTL')
         else
-          redis.call('SET', key, nt, 'PXAT', (s + 1) * 1000)
+          redis.call('SET', key, v, 'PXAT', (s + 1000000) / 1000)
         end
         if not exact then
           o = o + 1
           out[o] = grant
         end
         o = o + 1
-        out[o] = floor((TB - (nt - now)) / T + 1e-9)
+        local left = (TB - (nt - now)) / T + 1e-9
+        out[o] = left - left % 1
       end
     end
   else
@@ -130,10 +136,12 @@ for _ = 1, tonumber(ARGV[1]) do
           local nt = tats[i] + T * grant
           local s = floor(nt / 1000000)
           local old = olds[i]
+          local v = nt
+          if nt % 1 == 0 then v = string.format('%d', nt) end
           if old and floor(old / 1000000) == s then
-            redis.call('SET', KEYS[k + i], nt, 'KEEPTTL')
+            redis.call('SET', KEYS[k + i], v, 'KEEPTTL')
           else
-            redis.call('SET', KEYS[k + i], nt, 'PXAT', (s + 1) * 1000)
+            redis.call('SET', KEYS[k + i], v, 'PXAT', (s + 1) * 1000)
           end
           local left = floor((TBs[i] - (nt - now)) / T + 1e-9)
           if remaining < 0 or left < remaining then remaining = left end
@@ -770,10 +778,15 @@ impl Job {
     }
 }
 
+/// Decisions waiting that are worth a call of their own while the dispatcher has answers to
+/// hand out (see [`dispatch`]): with fewer, the per-call cost (a round trip, Redis' `EVALSHA`
+/// and socket work, ~10 µs) outweighs keeping Redis busy.
+const OVERLAP: usize = 16;
+
 /// Script calls of the coalescing dispatcher in flight at once. One while the decisions
 /// waiting fit in one call: the others queue up meanwhile and go together in the next call
-/// (large calls cost Redis and the client the least per decision: with 64 callers on this
-/// 2-core machine one call in flight decided ~330k/s, two ~270k/s, eight ~200k/s). A further
+/// (large calls cost Redis and the client the least per decision: with 64 callers on a
+/// 2-core machine, one call in flight decided ~330k/s, two ~270k/s, eight ~200k/s). A further
 /// call starts only with a full one (`max` decisions waiting), so that many callers behind a
 /// slow link are not held to `max` decisions per round trip.
 const MAX_IN_FLIGHT: usize = 8;
@@ -865,11 +878,13 @@ fn answer(jobs: Vec<Job>, result: Result<redis::Value, crate::BackendError>) {
     }
 }
 
-/// The coalescing dispatcher: keeps up to [`MAX_IN_FLIGHT`] script calls running, each with
-/// the decisions that arrived while the others ran (up to `max`). It polls the calls itself
-/// (no task per call), and when a call finishes it sends the next one before it answers the
-/// finished call's decisions, so Redis is not left waiting on the answers. Ends when the
-/// limiter (every sender) is dropped and nothing is in flight.
+/// The coalescing dispatcher: keeps a script call running with the decisions that arrived
+/// while the previous one ran (up to `max`; up to [`MAX_IN_FLIGHT`] calls when full ones
+/// wait). It polls the calls itself (no task per call). When a call finishes and at least
+/// [`OVERLAP`] decisions wait, it sends them before answering the finished call (Redis keeps
+/// working meanwhile); with fewer it answers first and yields once, so that those callers'
+/// next decisions join the next call (fewer, larger calls). Ends when the limiter (every
+/// sender) is dropped and nothing is in flight.
 async fn dispatch(
     mut rx: tokio::sync::mpsc::Receiver<Job>,
     backend: RedisBackend,
@@ -902,12 +917,16 @@ async fn dispatch(
                     Poll::Pending => break,
                 }
             }
+            // Right after a call: send the next one before answering only when enough
+            // decisions wait for a call that is worth it; else answer first and yield, so
+            // that the callers just answered join the next call.
+            let may_start = finished.is_empty() || queue.len() >= OVERLAP.min(max);
             let mut started = false;
             let mut busy = slots.iter().filter(|f| f.is_some()).count();
             for slot in &mut slots {
                 // the first call takes what is waiting, a further one only a full call
                 let ready = if busy == 0 { !queue.is_empty() } else { queue.len() >= max };
-                if slot.is_none() && ready {
+                if may_start && slot.is_none() && ready {
                     let jobs: Vec<Job> = queue.drain(..max.min(queue.len())).collect();
                     let mut f = start_call(&backend, &script, &prefix, jobs, &mut buf);
                     // polled at once: the command goes to the connection now
@@ -921,14 +940,18 @@ async fn dispatch(
                     started = true;
                 }
             }
-            let progress = started || !finished.is_empty();
+            let answered = !finished.is_empty();
             for (jobs, result) in finished {
                 answer(jobs, result);
             }
             if closed && queue.is_empty() && slots.iter().all(Option::is_none) {
                 return Poll::Ready(());
             }
-            if !progress {
+            if answered && !started {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if !started && !answered {
                 return Poll::Pending;
             }
         }

@@ -173,6 +173,26 @@ async fn key_ttls_always_cover_the_arrival_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fractional_emission_interval_stays_exact() {
+    let server = RedisServer::start();
+    // 7 per hour: a token every 514,285,714.29 µs, so arrival times have a fraction
+    let q = Quota::per(7, HOUR);
+    let (a, b) = (limiter(&server, q), limiter(&server, q));
+    let (x, y) = tokio::join!(admitted(&a, "f", 50), admitted(&b, "f", 50));
+    assert_eq!(x + y, 7, "a admitted {x}, b admitted {y}");
+    let d = a.check("f", 1).await.unwrap();
+    assert!(!d.allowed);
+    assert!(d.retry_after <= Duration::from_micros(514_285_715), "{d:?}");
+    assert!(d.retry_after > Duration::from_secs(514), "{d:?}");
+    // a refund of one token: exactly one more admission
+    a.refund("f", 1, Source::Redis).await;
+    assert!(b.check("f", 1).await.unwrap().allowed);
+    assert!(!b.check("f", 1).await.unwrap().allowed);
+    let keys = assert_ttls_cover_arrival_times(&server).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batching_two_instances_stay_within_the_documented_overshoot_bound() {
     let server = RedisServer::start();
     let quota = Quota::per(1000, HOUR);
