@@ -10,6 +10,15 @@
 //! (dropping it). The merged stream ends once it has no input left and every handle is
 //! dropped.
 //!
+//! # Panics
+//!
+//! An input stream is user code polled inside [`PriorityMerge::poll_next`]. If one panics,
+//! the merge removes it (it is ended, as an input stream that panics ends a pipeline's
+//! input, and dropped) and then lets the panic go on to the caller, once. The items are
+//! `T`, not results, so there is no error to put in the panic's place; a caller that
+//! catches the panic (`catch_unwind`) and polls again gets the other inputs' items, and
+//! the panicking input is never polled again.
+//!
 //! # Example
 //!
 //! ```
@@ -34,6 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use futures_core::Stream;
+use palisade_core::panic::catch;
 use palisade_core::sync::lock;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send>>;
@@ -174,7 +184,18 @@ impl<T> Stream for PriorityMerge<T> {
         };
         let mut i = 0;
         while i < this.inputs.len() {
-            match this.inputs[i].stream.as_mut().poll_next(cx) {
+            let polled = match catch(|| this.inputs[i].stream.as_mut().poll_next(cx)) {
+                Ok(polled) => polled,
+                // A panicking input is ended first, so the merge stays usable for a
+                // caller that catches the panic; then the panic goes on, once.
+                Err(payload) => {
+                    let input = this.inputs.remove(i);
+                    // Its `Drop` is user code too: the first panic is the one to report.
+                    let _ = catch(move || drop(input));
+                    std::panic::resume_unwind(payload)
+                }
+            };
+            match polled {
                 Poll::Ready(Some(item)) => {
                     // Round robin within a priority: the input that just yielded goes
                     // behind its peers of the same priority, so a busy one cannot starve
