@@ -85,6 +85,12 @@ impl<Hooks: Lifecycle> ResourcePoolBuilder<Hooks> {
         self
     }
 
+    /// Sets [`ResourcePoolConfig::destroy_timeout`].
+    pub fn destroy_timeout(mut self, timeout: Duration) -> Self {
+        self.config.destroy_timeout = timeout;
+        self
+    }
+
     /// Calls `listener` with every [`ResourcePoolEvent`] (a panicking listener is contained
     /// and logged).
     pub fn on_event<OnEvent>(mut self, listener: OnEvent) -> Self

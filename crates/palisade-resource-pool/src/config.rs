@@ -22,6 +22,9 @@ pub(crate) const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`ResourcePoolConfig::recycle_timeout`]'s default: 5 s, HikariCP's `validationTimeout`.
 pub(crate) const DEFAULT_RECYCLE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// [`ResourcePoolConfig::destroy_timeout`]'s default: 5 s.
+pub(crate) const DEFAULT_DESTROY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A [`ResourcePool`]'s settings: the storage of [`ResourcePoolBuilder`], and the form read
 /// from a config file (feature `serde`; missing fields keep their defaults, durations are
 /// strings like `"2s"`).
@@ -110,6 +113,18 @@ pub struct ResourcePoolConfig {
     /// `validationTimeout` default.
     #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration::serde"))]
     pub recycle_timeout: Duration,
+    /// Gives up on a [`Lifecycle::destroy`] after this long. Default 5 s; not zero; a huge
+    /// value saturates to "effectively never".
+    ///
+    /// Past it the hook's future is dropped, and the resource with it (a connection is
+    /// then closed by its own `Drop`, without the graceful goodbye the hook was sending);
+    /// the resource counts as destroyed and a warning is logged. A teardown runs inside an
+    /// `acquire` (an expired or broken resource met on the way), in
+    /// [`close`](ResourcePool::close) and on spawned tasks that hold the pool's state: a
+    /// hook that never finishes would stall each of them for ever (deadpool has no such
+    /// hook: it drops resources).
+    #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration::serde"))]
+    pub destroy_timeout: Duration,
 }
 
 impl Default for ResourcePoolConfig {
@@ -122,6 +137,7 @@ impl Default for ResourcePoolConfig {
             idle_timeout: None,
             create_timeout: DEFAULT_CREATE_TIMEOUT,
             recycle_timeout: DEFAULT_RECYCLE_TIMEOUT,
+            destroy_timeout: DEFAULT_DESTROY_TIMEOUT,
         }
     }
 }
@@ -132,7 +148,8 @@ impl ResourcePoolConfig {
     /// # Errors
     ///
     /// `max_size` is zero or above [`Semaphore::MAX_PERMITS`], `min_size` above 4,096 or
-    /// above `max_size`, or `idle_timeout`, `create_timeout` or `recycle_timeout` is zero.
+    /// above `max_size`, or `idle_timeout`, `create_timeout`, `recycle_timeout` or
+    /// `destroy_timeout` is zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
         ensure(self.max_size >= 1, "max_size", "must be at least 1")?;
         ensure(self.min_size <= MAX_MIN_SIZE, "min_size", "must be at most 4096")?;
@@ -147,6 +164,7 @@ impl ResourcePoolConfig {
         }
         ensure_nonzero_duration("create_timeout", self.create_timeout)?;
         ensure_nonzero_duration("recycle_timeout", self.recycle_timeout)?;
+        ensure_nonzero_duration("destroy_timeout", self.destroy_timeout)?;
         Ok(())
     }
 

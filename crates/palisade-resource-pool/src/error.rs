@@ -23,11 +23,12 @@ pub struct RecycleRefused;
 
 /// A [`Lifecycle`](crate::Lifecycle) hook did not finish within its bound
 /// ([`create_timeout`](crate::ResourcePoolConfig::create_timeout) for site `"create"`,
-/// [`recycle_timeout`](crate::ResourcePoolConfig::recycle_timeout) for `"recycle"`): the
+/// [`recycle_timeout`](crate::ResourcePoolConfig::recycle_timeout) for `"recycle"`,
+/// [`destroy_timeout`](crate::ResourcePoolConfig::destroy_timeout) for `"destroy"`): the
 /// hook's future was dropped and its place in the pool given back.
 ///
 /// The `acquire` whose `create` timed out fails with it; a timed-out `recycle` only makes
-/// the pool destroy that resource and try the next one. Its
+/// the pool destroy that resource and try the next one; a timed-out `destroy` is logged. Its
 /// [`source`](std::error::Error::source) is a [`TimedOut`], so code that looks for
 /// timeouts through source chains ([`palisade_core::rejection::find`]) finds it.
 ///
@@ -46,7 +47,7 @@ pub struct HookTimedOut {
 }
 
 impl HookTimedOut {
-    /// The hook `site` (`"create"`, `"recycle"`) of pool `name` ran out of its bound `after`.
+    /// The hook `site` (`"create"`, `"recycle"`, `"destroy"`) of pool `name` ran out of its bound `after`.
     pub fn new(name: impl Into<Arc<str>>, site: &'static str, after: Duration) -> Self {
         Self { site, timed_out: TimedOut::new(name, after) }
     }
@@ -56,7 +57,7 @@ impl HookTimedOut {
         self.timed_out.name()
     }
 
-    /// Which hook: `"create"` or `"recycle"`.
+    /// Which hook: `"create"`, `"recycle"` or `"destroy"`.
     pub fn site(&self) -> &'static str {
         self.site
     }

@@ -65,7 +65,9 @@
 //! [`create_timeout`](ResourcePoolConfig::create_timeout) (default 30 s) is dropped, gives
 //! its place back, counts as a failed create and fails its `acquire` with
 //! [`HookTimedOut`]; a `recycle` check that does not answer within
-//! [`recycle_timeout`](ResourcePoolConfig::recycle_timeout) (default 5 s) fails the check.
+//! [`recycle_timeout`](ResourcePoolConfig::recycle_timeout) (default 5 s) fails the check;
+//! a `destroy` cut short after [`destroy_timeout`](ResourcePoolConfig::destroy_timeout)
+//! (default 5 s) drops the resource and is logged.
 //!
 //! The pool keeps `min_size` resources by itself: a background task (spawned on the
 //! current Tokio runtime) creates the missing ones, one at a time, after the pool is built
@@ -103,7 +105,8 @@
 //! # Defaults
 //!
 //! Listed on [`ResourcePoolConfig`]: name `"pool"`, `min_size` 0, `max_size` 10, wait
-//! without bound when full, no idle timeout, `create_timeout` 30 s, `recycle_timeout` 5 s.
+//! without bound when full, no idle timeout, `create_timeout` 30 s, `recycle_timeout` 5 s,
+//! `destroy_timeout` 5 s.
 //!
 //! This crate is part of [palisade](https://docs.rs/palisade); its minimum supported Rust
 //! version is 1.85.

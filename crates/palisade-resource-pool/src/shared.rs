@@ -47,6 +47,7 @@ pub(crate) struct Shared<Hooks: Lifecycle> {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) create_timeout: Duration,
     pub(crate) recycle_timeout: Duration,
+    pub(crate) destroy_timeout: Duration,
     /// One permit per place: a holder of a permit may hold one resource.
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) idle: Mutex<VecDeque<Idle<Hooks::Resource>>>,
@@ -94,6 +95,7 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
             idle_timeout: config.idle_timeout,
             create_timeout: config.create_timeout,
             recycle_timeout: config.recycle_timeout,
+            destroy_timeout: config.destroy_timeout,
             permits: Arc::new(Semaphore::new(config.max_size)),
             // Grown as resources come back: `max_size` comes from the user.
             idle: Mutex::new(VecDeque::new()),
@@ -208,17 +210,20 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
         self.bounded("recycle", self.recycle_timeout, caught).await
     }
 
-    /// Runs the `destroy` hook (containing a panic) and counts the resource gone, also if
-    /// this future is dropped while the hook runs.
+    /// Runs the `destroy` hook for at most `destroy_timeout` (containing a panic; past the
+    /// bound the hook's future, and the resource with it, is dropped) and counts the
+    /// resource gone, also if this future is dropped while the hook runs.
     pub(crate) async fn destroy(&self, resource: Hooks::Resource, reason: DestroyReason) {
         let _gone = Gone { shared: self, reason };
-        let ran = match catch_unwind(AssertUnwindSafe(|| self.lifecycle.destroy(resource))) {
-            Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
-            Err(payload) => Err(payload),
+        let hook = async {
+            match catch_unwind(AssertUnwindSafe(|| self.lifecycle.destroy(resource))) {
+                Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
+                Err(payload) => Err(payload),
+            }
+            .map_err(|payload| self.panicked("destroy", &*payload))
         };
-        if let Err(payload) = ran {
-            let err = self.panicked("destroy", &*payload);
-            tracing::warn!(target: "palisade", pool = %self.name, error = %err, "a destroy hook panicked");
+        if let Err(err) = self.bounded("destroy", self.destroy_timeout, hook).await {
+            tracing::warn!(target: "palisade", pool = %self.name, error = %err, "a destroy hook failed");
         }
     }
 

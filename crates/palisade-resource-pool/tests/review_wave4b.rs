@@ -1,11 +1,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 //! Review wave 4b: a `create` or `recycle` that never answers no longer wedges the pool
-//! (`create_timeout`, `recycle_timeout`), the background refill no longer keeps the pool's
+//! (`create_timeout`, `recycle_timeout`, and `destroy_timeout` for a teardown), the background refill no longer keeps the pool's
 //! state alive after its last handle is dropped, and `idle_timeout` destroys idle resources
 //! under LIFO reuse (the bottom of the idle stack is checked at every acquire and release).
 
 use std::future::pending;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +27,9 @@ struct Hooks {
     next: Arc<AtomicUsize>,
     hang_creates: Arc<AtomicUsize>,
     hang_recycle: Arc<Mutex<Vec<usize>>>,
+    broken: Arc<Mutex<Vec<usize>>>,
     destroyed: Arc<Mutex<Vec<usize>>>,
+    hang_destroy: Arc<AtomicBool>,
     marker: Arc<()>,
 }
 
@@ -47,11 +49,24 @@ impl Lifecycle for Hooks {
         if self.hang_recycle.lock().unwrap().contains(r) {
             pending::<()>().await;
         }
+        if self.broken.lock().unwrap().contains(r) {
+            return Err("broken".into());
+        }
         Ok(())
     }
 
     async fn destroy(&self, r: usize) {
         self.destroyed.lock().unwrap().push(r);
+        if self.hang_destroy.load(Ordering::SeqCst) {
+            pending::<()>().await;
+        }
+    }
+}
+
+impl Hooks {
+    /// Makes resource `r`'s recycle check fail (it is then destroyed).
+    fn broken_by_recycle(&self, r: usize) {
+        self.broken.lock().unwrap().push(r);
     }
 }
 
@@ -209,10 +224,14 @@ fn create_and_recycle_timeouts_have_finite_defaults_and_refuse_zero() {
     assert_eq!(err.field(), "create_timeout");
     let err = ResourcePool::builder(Hooks::default()).recycle_timeout(Duration::ZERO).build().unwrap_err();
     assert_eq!(err.field(), "recycle_timeout");
+    assert_eq!(config.destroy_timeout, Duration::from_secs(5));
+    let err = ResourcePool::builder(Hooks::default()).destroy_timeout(Duration::ZERO).build().unwrap_err();
+    assert_eq!(err.field(), "destroy_timeout");
     // Huge values build (they saturate when used).
     ResourcePool::builder(Hooks::default())
         .create_timeout(Duration::MAX)
         .recycle_timeout(Duration::MAX)
+        .destroy_timeout(Duration::MAX)
         .build()
         .unwrap();
 }
@@ -223,6 +242,7 @@ fn create_and_recycle_timeouts_round_trip_through_serde() {
     let mut config = ResourcePoolConfig::default();
     config.create_timeout = Duration::from_secs(3);
     config.recycle_timeout = Duration::from_millis(250);
+    config.destroy_timeout = Duration::from_secs(1);
     let json = serde_json::to_string(&config).unwrap();
     assert_eq!(serde_json::from_str::<ResourcePoolConfig>(&json).unwrap(), config);
     let defaults: ResourcePoolConfig = serde_json::from_str("{}").unwrap();
@@ -232,6 +252,55 @@ fn create_and_recycle_timeouts_round_trip_through_serde() {
     let huge: ResourcePoolConfig =
         serde_json::from_str(r#"{ "recycle_timeout": "200000000000000d" }"#).unwrap();
     huge.into_builder(Hooks::default()).build().unwrap();
+}
+
+/// Own case: a `destroy` that never finishes no longer stalls `close` (or an `acquire`
+/// meeting a broken resource) for ever: it is cut short after `destroy_timeout` (default
+/// 5 s), the resource counts as destroyed.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_hung_destroy_is_cut_short() {
+    let hooks = Hooks::default();
+    let pool = ResourcePool::builder(hooks.clone()).max_size(2).build().unwrap();
+    let (a, b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+    drop((a, b));
+    hooks.hang_destroy.store(true, Ordering::SeqCst);
+
+    // An acquire meeting a broken resource destroys it inline.
+    hooks.broken_by_recycle(1);
+    let mut acquiring = task::spawn(pool.acquire());
+    assert_pending!(acquiring.poll());
+    advance(Duration::from_secs(5)).await;
+    let got = assert_ready!(acquiring.poll()).unwrap();
+    assert_eq!(*got, 0);
+    drop(got);
+
+    let mut closing = task::spawn(pool.close());
+    assert_pending!(closing.poll());
+    advance(Duration::from_secs(5)).await;
+    assert_ready!(closing.poll());
+    assert_eq!(*hooks.destroyed.lock().unwrap(), vec![1, 0]);
+    let s = pool.snapshot();
+    assert_eq!((s.total, s.destroyed), (0, 2));
+}
+
+/// Own case: a hung `destroy` on a spawned task (a guard given back after `close`) ends
+/// after `destroy_timeout`, so the task does not keep the pool's state for ever.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_hung_destroy_on_a_spawned_task_ends() {
+    let hooks = Hooks::default();
+    let state = Arc::downgrade(&hooks.marker);
+    hooks.hang_destroy.store(true, Ordering::SeqCst);
+    let pool = ResourcePool::builder(hooks).max_size(1).build().unwrap();
+    let held = pool.acquire().await.unwrap();
+    pool.close().await;
+    drop(held);
+    drop(pool);
+    settle().await;
+    assert_eq!(alive_tasks(), 1, "the destroy hook runs");
+    advance(Duration::from_secs(5)).await;
+    settle().await;
+    assert_eq!(alive_tasks(), 0);
+    assert!(state.upgrade().is_none());
 }
 
 // === 1. the refill task and the pool's lifetime ===
