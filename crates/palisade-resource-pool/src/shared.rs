@@ -2,11 +2,12 @@
 //! (a panic in user code is contained).
 
 use std::collections::VecDeque;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
@@ -161,6 +162,13 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
         limit: Duration,
         hook: impl Future<Output = Result<T, BoxError>>,
     ) -> Result<T, BoxError> {
+        let mut hook = pin!(hook);
+        // Most hooks answer at their first poll (a default `recycle`, a synchronous check,
+        // a default `destroy`): no timer for them, the common path stays as cheap as
+        // without a bound.
+        if let Poll::Ready(out) = poll_fn(|cx| Poll::Ready(hook.as_mut().poll(cx))).await {
+            return out;
+        }
         if limit >= FAR_FUTURE || tokio::runtime::Handle::try_current().is_err() {
             return hook.await;
         }
