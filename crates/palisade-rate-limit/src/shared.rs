@@ -361,7 +361,7 @@ impl<Req> Shared<Req> {
     fn refund_each(&self, grants: impl Iterator<Item = (usize, Grant)>) {
         for (i, grant) in grants {
             if let Some(tier) = self.tiers.get(i) {
-                tier.refund(&grant);
+                tier.refund(grant);
             }
         }
     }

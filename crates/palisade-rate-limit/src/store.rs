@@ -21,7 +21,7 @@
 //! let store = limiter.store();
 //! let grant = store.acquire(&"alice", 1, Instant::now(), None).unwrap();
 //! assert_eq!(store.status(&"alice", Instant::now()).unwrap().remaining, 1);
-//! store.refund(&grant); // not used after all
+//! store.refund(grant); // not used after all
 //! assert_eq!(store.status(&"alice", Instant::now()).unwrap().remaining, 2);
 //! assert_eq!(store.keys(), 1);
 //! # }
@@ -50,8 +50,9 @@ pub trait KeyedStore<K>: Send + Sync + 'static {
     /// ([`Grant::ready_at`]), holding that slot for the caller.
     fn acquire(&self, key: &K, cost: u32, now: Instant, max_wait: Option<Duration>) -> Result<Grant, Denied>;
 
-    /// Gives back an admission that was never used.
-    fn refund(&self, grant: &Grant);
+    /// Gives back an admission that was never used. The grant is taken by value (and
+    /// [`Grant`] is not `Clone`): an admission can be given back once only.
+    fn refund(&self, grant: Grant);
 
     /// What the limit holds for `key`, if the store tracks it.
     fn status(&self, key: &K, now: Instant) -> Option<Status>;
@@ -96,11 +97,20 @@ pub trait KeyedStore<K>: Send + Sync + 'static {
 }
 
 /// An admission by a limit: when the request may go, and what a refund needs.
-#[derive(Clone)]
+///
+/// Not `Clone`, and [`KeyedStore::refund`] takes it by value, so one admission is given back
+/// at most once:
+///
+/// ```compile_fail
+/// # use palisade_rate_limit::store::Grant;
+/// let grant = Grant::new(tokio::time::Instant::now(), 1);
+/// let twice = grant.clone();
+/// ```
 pub struct Grant {
     ready_at: Instant,
     cost: u32,
     token: u64,
+    mark: u64,
     slot: Option<Arc<dyn Any + Send + Sync>>,
 }
 
@@ -117,7 +127,15 @@ impl fmt::Debug for Grant {
 impl Grant {
     /// An admission of `cost` that may proceed at `ready_at`.
     pub fn new(ready_at: Instant, cost: u32) -> Self {
-        Self { ready_at, cost, token: 0, slot: None }
+        Self { ready_at, cost, token: 0, mark: 0, slot: None }
+    }
+
+    /// Attaches the in-memory token bucket's mark of credits given back before this
+    /// admission (what its refund needs besides the token).
+    #[must_use]
+    pub(crate) fn with_mark(mut self, mark: u64) -> Self {
+        self.mark = mark;
+        self
     }
 
     /// Attaches a number the store needs for a refund.
@@ -154,9 +172,15 @@ impl Grant {
         self.slot.as_ref()
     }
 
+    /// What the algorithm needs to refund this admission, consuming it (an admission is
+    /// given back once).
+    pub(crate) fn into_admit(self) -> Admit {
+        self.admit()
+    }
+
     pub(crate) fn admit(&self) -> Admit {
         // `ready_at` is not needed to refund.
-        Admit { ready_at: 0, token: self.token }
+        Admit { ready_at: 0, token: self.token, mark: self.mark }
     }
 }
 
@@ -263,7 +287,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
     ) -> Result<Grant, Denied> {
         let admit = cell.cell.acquire(now_nanos, cost, wait)?;
         let ready = if admit.ready_at <= now_nanos { now } else { self.epoch.instant(admit.ready_at) };
-        Ok(Grant::new(ready, cost).with_token(admit.token).with_slot(cell.clone()))
+        Ok(Grant::new(ready, cost).with_token(admit.token).with_mark(admit.mark).with_slot(cell.clone()))
     }
 }
 
@@ -312,7 +336,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
         Ok(())
     }
 
-    fn refund(&self, grant: &Grant) {
+    fn refund(&self, grant: Grant) {
         if let Some(cell) = grant.slot().and_then(|s| s.downcast_ref::<KeyCell>()) {
             cell.cell.refund(grant.admit(), grant.cost(), self.epoch.now());
         }

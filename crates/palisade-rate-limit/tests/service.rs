@@ -583,7 +583,7 @@ impl palisade_rate_limit::KeyedStore<u32> for RecordingStore {
         self.inner.acquire(key, cost, now, max_wait)
     }
 
-    fn refund(&self, grant: &palisade_rate_limit::Grant) {
+    fn refund(&self, grant: palisade_rate_limit::Grant) {
         self.refunded.fetch_add(1, Ordering::Relaxed);
         self.inner.refund(grant);
     }

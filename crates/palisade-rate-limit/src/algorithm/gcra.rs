@@ -100,11 +100,26 @@ impl Params {
 pub(crate) struct Gcra<T> {
     pub(super) tat: T,
     pub(super) params: Params,
+    /// Every nanosecond of debt given back by refunds so far (modulo 2⁴⁸): an admission
+    /// notes it in its `mark` so that its own refund can tell how far refunds made since
+    /// may have moved its slot (see [`refund`](Self::refund)). Written only by refunds.
+    credited: AtomicU64,
+}
+
+/// A `mark`: the low 48 bits hold `credited` (2⁴⁸ ns ≈ 78 hours of debt given back between
+/// an admission and its refund before the difference wraps), the high 16 the settings
+/// generation (a change of settings rescales every slot: reservations made before it lapse).
+const CREDIT_BITS: u32 = 48;
+const CREDIT_MASK: u64 = (1 << CREDIT_BITS) - 1;
+
+#[inline]
+fn mark_of(credited: u64, version: u64) -> u64 {
+    (credited & CREDIT_MASK) | ((version >> 1) << CREDIT_BITS)
 }
 
 impl<T: Tat> Gcra<T> {
     pub(super) fn new(interval: u64, burst: u32) -> Self {
-        Self { tat: T::new(0), params: Params::new(interval, burst) }
+        Self { tat: T::new(0), params: Params::new(interval, burst), credited: AtomicU64::new(0) }
     }
 
     /// Admits `cost`, waiting at most `max_wait` and at most `queue` intervals (leaky
@@ -113,6 +128,10 @@ impl<T: Tat> Gcra<T> {
     pub(super) fn acquire(&self, now: u64, cost: u32, max_wait: u64, queue: u64) -> Result<Admit, Denied> {
         let (mut version, mut interval, mut tau, mut burst, mut tat) =
             self.params.read_with(|| self.tat.load(Ordering::Acquire));
+        // Read before the compare-and-swap: a refund counted here had already moved the
+        // TAT this admission builds on (it moves the TAT, then counts), so `mark` never
+        // misses a refund that moved this admission's slot.
+        let credited = self.credited.load(Ordering::Acquire);
         loop {
             if cost > burst && queue == u64::MAX {
                 return Err(Denied::CostExceedsCapacity { cost, capacity: burst });
@@ -138,7 +157,10 @@ impl<T: Tat> Gcra<T> {
                 return Err(Denied::RetryAfter(dur(allow_at - now - max_wait)));
             }
             match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok(Admit { ready_at: allow_at.max(now), token: new_tat }),
+                Ok(_) => {
+                    let mark = mark_of(credited, version);
+                    return Ok(Admit { ready_at: allow_at.max(now), token: new_tat, mark });
+                }
                 // Another request went first: its TAT is the one to build on, with the same
                 // settings unless a quota change happened meanwhile.
                 Err(actual) if self.params.version.load(Ordering::Acquire) == version => tat = actual,
@@ -176,18 +198,52 @@ impl<T: Tat> Gcra<T> {
         });
     }
 
-    /// Gives back `cost` admitted when the TAT became `tat_after`. Exact when nothing was
-    /// admitted after it, or when nobody waits (tokens are interchangeable then). Otherwise
-    /// later requests hold future slots computed from this one, and moving the TAT back would
-    /// let a newcomer share a slot with one of them: the reservation lapses instead, which
-    /// never admits more than the rate.
-    pub(super) fn refund(&self, tat_after: u64, cost: u32, now: u64) {
-        let (interval, tau, _) = self.params.load();
-        let inc = interval.saturating_mul(u64::from(cost));
-        // A TAT in the past means a full bucket, so going below `now` gives nothing extra.
-        let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
-            (tat == tat_after || tat.saturating_sub(tau) <= now).then(|| tat.saturating_sub(inc))
+    /// Gives back `cost` admitted when the TAT became `tat_after`, with `mark` the total
+    /// credited when it was admitted: only the debt the reservation still holds at `now`,
+    /// never more, so a reservation given back never lets more than the rate through.
+    ///
+    /// - Time has repaid part of the reservation by `now`: only the part of its
+    ///   `cost × T` that lies ahead of `now` goes back (admissions made after it were built
+    ///   on at least that much; giving back the whole would over-credit).
+    /// - Refunds made since it was admitted may have moved its slot earlier, by at most
+    ///   what they credited (`credited − mark`): its slot ends at least that much before
+    ///   `tat_after`, and the unpaid part is measured from there.
+    /// - A change of settings since it was admitted rescaled every slot: it lapses.
+    /// - Later requests hold future slots (callers waiting, `tat − tau > now`) and it was
+    ///   not the last admission: moving the TAT back would let a newcomer share a slot with
+    ///   one of them, so it lapses.
+    ///
+    /// With nothing admitted or given back since (the last admission), this is the same as
+    /// never having reserved (a TAT at or below `now` means a full bucket either way). `now` is the
+    /// limiter's clock when the refund is made: a reading stale by `d` could give back up
+    /// to `d` more (a fraction of a token for a reading a few microseconds old).
+    pub(super) fn refund(&self, tat_after: u64, mark: u64, cost: u32, now: u64) {
+        let (version, interval, tau, _, credited) =
+            self.params.read_with(|| self.credited.load(Ordering::Acquire));
+        let now_mark = mark_of(credited, version);
+        if now_mark >> CREDIT_BITS != mark >> CREDIT_BITS {
+            return;
+        }
+        let moved = now_mark.wrapping_sub(mark) & CREDIT_MASK;
+        let ends_by = tat_after.saturating_sub(moved);
+        let unpaid = interval.saturating_mul(u64::from(cost)).min(ends_by.saturating_sub(now));
+        if unpaid == 0 {
+            return;
+        }
+        let given = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+            (tat == tat_after || tat.saturating_sub(tau) <= now).then(|| tat.saturating_sub(unpaid))
         });
+        match given {
+            // The last admission, with nothing given back since: an exact undo that moves
+            // nobody else's slot (there is nobody after it), so nothing to count.
+            Ok(tat) if tat == tat_after && moved == 0 => {}
+            // Later admissions' slots moved earlier by up to `unpaid`: counted (after the
+            // TAT moved, so an admission that reads this total has built on it).
+            Ok(_) => {
+                self.credited.fetch_add(unpaid, Ordering::AcqRel);
+            }
+            Err(_) => {}
+        }
     }
 
     pub(super) fn status(&self, now: u64) -> Status {

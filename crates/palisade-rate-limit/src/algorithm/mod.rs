@@ -105,8 +105,11 @@ impl Status {
 pub(crate) struct Admit {
     /// Nanoseconds (limiter time) at which the request may go; `<= now` means at once.
     pub(crate) ready_at: u64,
-    /// Algorithm data for a refund (window index, log timestamp).
+    /// Algorithm data for a refund (window index, log timestamp; a GCRA's TAT after it).
     pub(crate) token: u64,
+    /// A GCRA's total of credits given back before this admission (see `Gcra::refund`);
+    /// 0 for the windows.
+    pub(crate) mark: u64,
 }
 
 pub(super) fn dur(nanos: u64) -> Duration {

@@ -177,3 +177,21 @@ fn fixed_window_resets_at_the_boundary() {
     assert!(cell.acquire(1000 * MS, 1, None).is_ok());
     assert!(cell.acquire(1000 * MS, 1, None).is_ok());
 }
+
+#[test]
+fn a_token_bucket_reservation_made_before_a_quota_change_lapses_when_given_back() {
+    // The change rescaled every slot, so the reservation's TAT no longer says where it
+    // ends: giving it back could over-credit. It lapses (the refund is a no-op).
+    let cell: Cell = Cell::new(Algorithm::TokenBucket, &Quota::per_second(10).burst(2));
+    let a = cell.acquire(0, 1, None).unwrap();
+    let _b = cell.acquire(0, 1, None).unwrap();
+    cell.set_quota(&Quota::per_second(20).burst(2), 0);
+    let before = cell.status(0);
+    cell.refund(a, 1, 0);
+    assert_eq!(cell.status(0), before);
+    // One made after the change is given back as usual (the last one: an exact undo).
+    let c = cell.acquire(50 * MS, 1, None).unwrap();
+    let after = cell.status(50 * MS);
+    cell.refund(c, 1, 50 * MS);
+    assert_eq!(cell.status(50 * MS).remaining, after.remaining + 1);
+}

@@ -195,11 +195,12 @@ impl RateLimiter {
         max_wait: Option<Duration>,
     ) -> Result<Grant, Denied> {
         let (admit, ready) = self.admit(cost, now, max_wait)?;
-        Ok(Grant::new(ready, cost).with_token(admit.token))
+        Ok(Grant::new(ready, cost).with_token(admit.token).with_mark(admit.mark))
     }
 
-    pub(crate) fn refund(&self, grant: &Grant) {
-        self.refund_admit(grant.admit(), grant.cost());
+    pub(crate) fn refund(&self, grant: Grant) {
+        let cost = grant.cost();
+        self.refund_admit(grant.into_admit(), cost);
     }
 
     /// Admits `cost` at `now`; also returns when it may proceed (`now` when at once).

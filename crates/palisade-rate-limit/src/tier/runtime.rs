@@ -87,7 +87,7 @@ impl<Req> TierRt<Req> {
         }
     }
 
-    pub(crate) fn refund(&self, grant: &Grant) {
+    pub(crate) fn refund(&self, grant: Grant) {
         match &self.kind {
             KindRt::Direct(l) => l.refund(grant),
             KindRt::Keyed(k) => k.refund(grant),
@@ -104,7 +104,7 @@ pub(crate) trait KeyedRuntime<Req>: Send + Sync {
         max_wait: Option<Duration>,
         tier: &str,
     ) -> Answer<Grant>;
-    fn refund(&self, grant: &Grant);
+    fn refund(&self, grant: Grant);
     fn view(&self) -> Arc<dyn KeyedView>;
     /// Admits `cost` now without waiting and without anything to refund.
     fn check(&self, req: &Req, cost: u32, tier: &str) -> Answer<()>;
@@ -189,7 +189,7 @@ where
         Answer::Decided(result, store.evictions().saturating_sub(before))
     }
 
-    fn refund(&self, grant: &Grant) {
+    fn refund(&self, grant: Grant) {
         if let (UnkeyedRt::Shared(l), Some(slot)) = (&self.unkeyed, grant.slot()) {
             if slot.is::<SharedSlot>() {
                 l.refund(grant);
