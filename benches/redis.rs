@@ -86,6 +86,81 @@ async fn drive(l: &Limiter, callers: usize, iters: u64, keys: u64) -> (Duration,
     (start.elapsed(), admitted)
 }
 
+/// One measurement: decisions per second and CPU per decision (µs).
+#[derive(Clone, Copy)]
+struct Cost {
+    rate: f64,
+    client: f64,
+    server: f64,
+    commands: f64,
+}
+
+impl Cost {
+    /// The median rate, with the CPU figures of that measurement.
+    fn median(mut v: Vec<Cost>) -> Cost {
+        v.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        v[v.len() / 2]
+    }
+}
+
+impl std::fmt::Display for Cost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0}/s (per decision: client CPU {:.2} us, redis CPU {:.2} us, in commands {:.2} us wall)",
+            self.rate, self.client, self.server, self.commands
+        )
+    }
+}
+
+/// This process' CPU time so far (Linux `/proc/self/stat`, 100 ticks a second; zero elsewhere).
+fn process_cpu() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| {
+        let rest = s.get(s.rfind(')')? + 2..)?;
+        let f: Vec<&str> = rest.split(' ').collect();
+        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    });
+    Duration::from_millis(ticks.unwrap_or(0) * 10)
+}
+
+/// redis-server's CPU time so far (`INFO cpu`) and its time inside commands since the last
+/// `CONFIG RESETSTAT` (`INFO commandstats`), in µs.
+async fn server_cpu(admin: &mut ConnectionManager) -> (f64, f64) {
+    let info: String = redis::cmd("INFO").arg("cpu").arg("commandstats").query_async(admin).await.unwrap();
+    let mut cpu = 0.0;
+    let mut commands = 0.0;
+    for line in info.lines() {
+        if let Some(v) = line.strip_prefix("used_cpu_user:").or_else(|| line.strip_prefix("used_cpu_sys:")) {
+            cpu += v.trim().parse::<f64>().unwrap_or(0.0) * 1e6;
+        }
+        if line.starts_with("cmdstat_")
+            && !line.starts_with("cmdstat_config")
+            && !line.starts_with("cmdstat_info")
+        {
+            if let Some(usec) = line.split(',').find_map(|kv| kv.strip_prefix("usec=")) {
+                commands += usec.parse::<f64>().unwrap_or(0.0);
+            }
+        }
+    }
+    (cpu, commands)
+}
+
+async fn measure(l: &Limiter, callers: usize, n: u64, keys: u64, admin: &mut ConnectionManager) -> Cost {
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(admin).await.unwrap();
+    let (s0, _) = server_cpu(admin).await;
+    let c0 = process_cpu();
+    let (d, _) = drive(l, callers, n, keys).await;
+    let c1 = process_cpu();
+    let (s1, commands) = server_cpu(admin).await;
+    let per = |us: f64| us / n as f64;
+    Cost {
+        rate: n as f64 / d.as_secs_f64(),
+        client: per(c1.saturating_sub(c0).as_secs_f64() * 1e6),
+        server: per(s1 - s0),
+        commands: per(commands),
+    }
+}
+
 /// A limiter with the default coalescing (exact: concurrent decisions share one script call).
 fn limiter(url: &str, name: &str, quota: Quota, batch: Option<u64>) -> (RedisRateLimiter, RedisBackend) {
     limiter_with(url, name, quota, batch, None)
@@ -146,23 +221,29 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     rt.block_on(async {
-        // The goals side by side in one run: decisions/s and the ratio to the naive approach.
+        // The goals side by side in one run: decisions/s and the ratio to the naive approach,
+        // the median of 3 rounds that take turns (the machine is shared: one short
+        // measurement each is noise), with what a decision costs: this process' CPU (client)
+        // and redis-server's CPU (`INFO cpu`), and of the latter the time inside the commands
+        // (`INFO commandstats`: EVALSHA, or INCR + EXPIRE).
+        let mut admin = ConnectionManager::new(redis::Client::open(url.as_str()).unwrap()).await.unwrap();
         for callers in CALLERS {
-            let rate = |d: Duration, n: u64| n as f64 / d.as_secs_f64();
-            let n = 50_000;
-            let (dn, _) = drive(&entries[1].1, callers, n, 64).await;
-            let (de, _) = drive(&entries[0].1, callers, n, 64).await;
-            let (du, _) = drive(&entries[2].1, callers, n, 64).await;
-            let (db, _) = drive(&entries[3].1, callers, 20 * n, 4).await;
-            let naive = rate(dn, n);
+            let n = if callers == 1 { 40_000 } else { 150_000 };
+            let runs = [(1, n, 64), (0, n, 64), (2, n, 64), (3, 10 * n, 4)];
+            let mut m: Vec<Vec<Cost>> = vec![Vec::new(); runs.len()];
+            for _ in 0..3 {
+                for (i, &(e, n, keys)) in runs.iter().enumerate() {
+                    m[i].push(measure(&entries[e].1, callers, n, keys, &mut admin).await);
+                }
+            }
+            let [naive, exact, uncoalesced, batched] =
+                [0, 1, 2, 3].map(|i| Cost::median(std::mem::take(&mut m[i])));
             eprintln!(
-                "{callers:>2} callers: naive {naive:.0}/s, gcra-exact {:.0}/s ({:.2}x naive), \
-                 gcra-exact-uncoalesced {:.0}/s ({:.2}x), gcra-batched {:.0}/s",
-                rate(de, n),
-                rate(de, n) / naive,
-                rate(du, n),
-                rate(du, n) / naive,
-                rate(db, 20 * n)
+                "{callers:>2} callers: naive {naive}; gcra-exact {exact}, {:.2}x naive; \
+                 gcra-exact-uncoalesced {uncoalesced}, {:.2}x; gcra-batched {:.0}/s",
+                exact.rate / naive.rate,
+                uncoalesced.rate / naive.rate,
+                batched.rate,
             );
         }
         // Round trips per admitted request, 64 callers.
