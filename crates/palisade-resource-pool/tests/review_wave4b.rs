@@ -470,3 +470,101 @@ async fn a_release_alone_destroys_expired_idle_resources() {
     let s = pool.snapshot();
     assert_eq!((s.total, s.available, s.destroyed), (1, 1, 2));
 }
+
+// === extreme hook bounds (issue 15, kind 8, for the new fields) ===
+
+/// `create`, `recycle` and `destroy` that answer at once or after 2 s.
+struct MaybeSlow(bool);
+
+impl Lifecycle for MaybeSlow {
+    type Resource = u8;
+    type Error = BoxError;
+
+    async fn create(&self) -> Result<u8, BoxError> {
+        if self.0 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        Ok(1)
+    }
+
+    async fn recycle(&self, _: &mut u8) -> Result<(), BoxError> {
+        if self.0 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        Ok(())
+    }
+
+    async fn destroy(&self, _: u8) {
+        if self.0 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+/// Every combination of extreme `create_timeout`, `recycle_timeout` and `destroy_timeout`
+/// gives a `ConfigError` naming a zero one, or a pool that serves acquire, release and
+/// close without panicking or hanging (an hour of paused time): each acquire lends or
+/// fails with `HookTimedOut`.
+#[test]
+fn extreme_hook_timeouts_are_refused_or_served() {
+    const DURATIONS: [Duration; 7] = [
+        Duration::ZERO,
+        Duration::from_nanos(1),
+        Duration::from_millis(1),
+        Duration::from_secs(3),
+        Duration::from_secs(86_400 * 365 * 100),
+        palisade_core::time::FAR_FUTURE,
+        Duration::MAX,
+    ];
+    for create in DURATIONS {
+        for recycle in DURATIONS {
+            for destroy in DURATIONS {
+                for slow in [false, true] {
+                    let built = ResourcePool::builder(MaybeSlow(slow))
+                        .max_size(1)
+                        .create_timeout(create)
+                        .recycle_timeout(recycle)
+                        .destroy_timeout(destroy)
+                        .build();
+                    let pool = match built {
+                        Err(err) => {
+                            let zero = [
+                                ("create_timeout", create),
+                                ("recycle_timeout", recycle),
+                                ("destroy_timeout", destroy),
+                            ]
+                            .into_iter()
+                            .find(|(_, d)| d.is_zero())
+                            .map(|(field, _)| field);
+                            assert_eq!(Some(err.field()), zero, "{create:?} {recycle:?} {destroy:?}");
+                            continue;
+                        }
+                        Ok(pool) => pool,
+                    };
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .start_paused(true)
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        let served = tokio::time::timeout(Duration::from_secs(3600), async {
+                            for _ in 0..3 {
+                                match pool.acquire().await {
+                                    Ok(got) => drop(got),
+                                    Err(err) => assert_eq!(
+                                        err.downcast_ref::<HookTimedOut>().map(HookTimedOut::site),
+                                        Some("create"),
+                                        "{err}"
+                                    ),
+                                }
+                            }
+                            pool.close().await;
+                        })
+                        .await;
+                        assert!(served.is_ok(), "hung: {create:?} {recycle:?} {destroy:?} slow={slow}");
+                    });
+                }
+            }
+        }
+    }
+}
