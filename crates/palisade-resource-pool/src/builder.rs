@@ -112,6 +112,7 @@ impl<Hooks: Lifecycle> ResourcePoolBuilder<Hooks> {
         let shared = Arc::new(Shared::new(self.lifecycle, self.config, self.listeners));
         let pool = ResourcePool::from_shared(shared.clone());
         shared.replenish();
+        shared.ensure_reaper();
         Ok(pool)
     }
 }

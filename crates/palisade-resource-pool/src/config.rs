@@ -73,18 +73,24 @@ pub struct ResourcePoolConfig {
     /// of a connection pool expects to wait for a connection (as deadpool's unbounded
     /// default wait).
     pub when_full: WhenFull,
-    /// Destroys resources idle longer than this, down to `min_size`. Default `None`: never.
+    /// Destroys resources idle longer than this, down to `min_size`. Default `None`: never;
+    /// not zero; a huge value saturates to "effectively never".
     ///
-    /// When: every `acquire` and every release (a [`Pooled`](crate::Pooled) guard dropped)
-    /// looks at the oldest idle resources (the bottom of the idle stack, O(1) per resource
-    /// destroyed) and sends those idle longer than `idle_timeout` through
-    /// [`Lifecycle::destroy`] while more than `min_size` resources exist — a release on a
-    /// spawned task, an `acquire` itself before it lends (it also checks the resource it
-    /// takes from the top). So a resource that sat idle
-    /// longer than `idle_timeout` is destroyed at the pool's next `acquire` or release —
-    /// under any load, not only when it would be lent next. A pool nobody acquires from or
-    /// releases to destroys nothing. (A release outside any Tokio runtime, where no task
-    /// can run the hook, leaves them to the next `acquire`, which runs it inline.)
+    /// When: as soon as a resource has been idle (given back and not lent since) for
+    /// `idle_timeout`, a background task, the reaper, sends it through
+    /// [`Lifecycle::destroy`], oldest first, while more than `min_size` resources exist
+    /// (the oldest idle ones are kept for `min_size`). The reaper is one task per pool,
+    /// spawned on the current Tokio runtime when the pool is built (else at its first
+    /// `acquire`); it sleeps until the oldest idle resource's deadline, waits for a release
+    /// when nothing can expire, and stops with the last [`ResourcePool`] handle or
+    /// [`close`](ResourcePool::close). None is started for an idle timeout that saturates.
+    ///
+    /// Besides, every `acquire` and every release (a [`Pooled`](crate::Pooled) guard
+    /// dropped) looks at the oldest idle resources (the bottom of the idle stack, O(1) per
+    /// resource destroyed) and destroys the expired ones — an `acquire` inline before it
+    /// lends (it never lends an expired resource beyond `min_size`), a release on spawned
+    /// tasks — so expiry also holds while the reaper is busy in a slow `destroy`, and LIFO
+    /// reuse at low load never hides the resources at the bottom.
     #[cfg_attr(feature = "serde", serde(with = "palisade_core::duration::serde::option"))]
     pub idle_timeout: Option<Duration>,
     /// Gives up on a [`Lifecycle::create`] after this long. Default 30 s; not zero; a huge

@@ -55,9 +55,8 @@
 //!
 //! Every idle resource is checked with [`Lifecycle::recycle`] before it is lent again; one
 //! that fails is destroyed (with [`Lifecycle::destroy`]) and the next one (or a new one) is
-//! tried. A resource idle longer than `idle_timeout` is destroyed, down to `min_size`, at
-//! the pool's next `acquire` or release (each looks at the oldest idle resources, so LIFO
-//! reuse at low load does not hide them; see
+//! tried. A resource idle for `idle_timeout` is destroyed then, down to `min_size`, by
+//! the pool's reaper task (and by any `acquire` or release that meets it first; see
 //! [`idle_timeout`](ResourcePoolConfig::idle_timeout)). [`Pooled::destroy`] throws away a
 //! resource the caller found broken.
 //!

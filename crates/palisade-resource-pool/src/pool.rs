@@ -92,6 +92,7 @@ impl<Hooks: Lifecycle> ResourcePool<Hooks> {
     /// not answer within [`create_timeout`](crate::ResourcePoolConfig::create_timeout).
     pub async fn acquire(&self) -> Result<Pooled<Hooks>, BoxError> {
         let shared = &self.shared;
+        shared.ensure_reaper();
         let after = shared.when_full.max_wait();
         if after.is_zero() {
             return self.acquire_within(false).await;

@@ -17,7 +17,7 @@ use palisade_core::metric::{Counter, Gauge};
 use palisade_core::panic::{payload_message, Panicked};
 use palisade_core::rejection::Closed;
 use palisade_core::sync::lock;
-use palisade_core::time::{deadline_from_now, FAR_FUTURE};
+use palisade_core::time::{deadline_after, deadline_from_now, FAR_FUTURE};
 use palisade_core::when_full::WhenFull;
 use palisade_core::BoxError;
 use tokio::sync::{Notify, Semaphore};
@@ -68,6 +68,12 @@ pub(crate) struct Shared<Hooks: Lifecycle> {
     /// `destroy` has not finished: still in `total`, but no longer counted towards
     /// `min_size` when deciding what else may expire.
     pub(crate) expiring: AtomicUsize,
+    /// The idle reaper (see [`Shared::ensure_reaper`]) runs.
+    pub(crate) reaping: AtomicBool,
+    /// The reaper waits for a release (the idle list was empty, or its oldest resource is
+    /// kept for `min_size`). Read and written under the `idle` lock.
+    pub(crate) reaper_parked: AtomicBool,
+    pub(crate) idle_changed: Notify,
     pub(crate) waiting: Gauge,
     pub(crate) total_gauge: Gauge,
     pub(crate) created: Counter,
@@ -106,6 +112,9 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
             handles: AtomicUsize::new(0),
             stop: Notify::new(),
             expiring: AtomicUsize::new(0),
+            reaping: AtomicBool::new(false),
+            reaper_parked: AtomicBool::new(false),
+            idle_changed: Notify::new(),
             waiting: Gauge::new("palisade_resource_pool_waiting", n),
             total_gauge: Gauge::new("palisade_resource_pool_resources", n),
             created: Counter::new("palisade_resource_pool_created_total", n),
@@ -260,7 +269,7 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
     pub(crate) fn put_back(self: &Arc<Self>, resource: Hooks::Resource) {
         let now = self.idle_timeout.map(|_| Instant::now());
         let reap = now.is_some() && tokio::runtime::Handle::try_current().is_ok();
-        let expired = {
+        let (expired, wake_reaper) = {
             let mut idle = self.idle();
             if self.is_closed() {
                 drop(idle);
@@ -268,11 +277,15 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
                 return;
             }
             idle.push_back(Idle { resource, since: now });
-            match now {
+            let expired = match now {
                 Some(now) if reap => self.take_expired(&mut idle, now),
                 _ => Vec::new(),
-            }
+            };
+            (expired, now.is_some() && self.reaper_parked.swap(false, Ordering::Relaxed))
         };
+        if wake_reaper {
+            self.idle_changed.notify_one();
+        }
         for resource in expired {
             self.destroy_later(resource, DestroyReason::Idle);
         }
@@ -317,6 +330,79 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
             expired.push(oldest.resource);
         }
         expired
+    }
+
+    /// Starts the idle reaper if `idle_timeout` is set (and not "effectively never"), none
+    /// runs, a pool handle is left and a Tokio runtime is running (else at the next
+    /// `acquire`). Cheap when it runs already.
+    ///
+    /// The reaper destroys (inline, one at a time) every idle resource as soon as it has
+    /// been idle for `idle_timeout`, while more than `min_size` exist. It sleeps until the
+    /// oldest idle resource expires; with none (or the oldest kept for `min_size`) it
+    /// waits for the next release. It stops with the last pool handle or `close`.
+    pub(crate) fn ensure_reaper(self: &Arc<Self>) {
+        let Some(limit) = self.idle_timeout else { return };
+        if limit >= FAR_FUTURE
+            || self.reaping.load(Ordering::Acquire)
+            || self.is_closed()
+            || self.handles.load(Ordering::Acquire) == 0
+            || self.reaping.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.reaping.store(false, Ordering::Release);
+            return;
+        };
+        let shared = self.clone();
+        runtime.spawn(async move {
+            let _reaping = Reaping(&shared);
+            let mut stopped = pin!(shared.stopped());
+            loop {
+                let now = Instant::now();
+                let (expired, deadline) = {
+                    let mut idle = shared.idle();
+                    let expired = shared.take_expired(&mut idle, now);
+                    let deadline = match idle.front() {
+                        Some(Idle { since: Some(since), .. })
+                            if now.saturating_duration_since(*since) < limit =>
+                        {
+                            Some(deadline_after(*since, limit))
+                        }
+                        _ => {
+                            shared.reaper_parked.store(true, Ordering::Relaxed);
+                            None
+                        }
+                    };
+                    (expired, deadline)
+                };
+                let expired: Vec<_> = expired
+                    .into_iter()
+                    .map(|resource| Loose {
+                        resource: Some(resource),
+                        shared: &shared,
+                        reason: DestroyReason::Idle,
+                    })
+                    .collect();
+                for loose in expired {
+                    if let Some(resource) = loose.take() {
+                        shared.destroy(resource, DestroyReason::Idle).await;
+                    }
+                }
+                // The oldest idle resource only gets younger (releases push to the back),
+                // so waking at its deadline is never late.
+                let stop = if let Some(deadline) = deadline {
+                    let sleep = pin!(tokio::time::sleep_until(deadline));
+                    matches!(select(stopped.as_mut(), sleep).await, Either::Left(_))
+                } else {
+                    let released = pin!(shared.idle_changed.notified());
+                    matches!(select(stopped.as_mut(), released).await, Either::Left(_))
+                };
+                if stop {
+                    break;
+                }
+            }
+        });
     }
 
     /// A new [`ResourcePool`](crate::ResourcePool) handle exists.
@@ -452,6 +538,18 @@ impl<Hooks: Lifecycle> Drop for Slot<'_, Hooks> {
         if self.armed {
             self.shared.sub_total();
         }
+    }
+}
+
+/// Marks the reaper gone when its task ends or is dropped (its runtime shut down), so a
+/// later `acquire` can start another.
+struct Reaping<'a, Hooks: Lifecycle>(&'a Shared<Hooks>);
+
+impl<Hooks: Lifecycle> Drop for Reaping<'_, Hooks> {
+    fn drop(&mut self) {
+        let _idle = self.0.idle();
+        self.0.reaper_parked.store(false, Ordering::Relaxed);
+        self.0.reaping.store(false, Ordering::Release);
     }
 }
 

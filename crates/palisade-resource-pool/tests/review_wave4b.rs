@@ -2,7 +2,8 @@
 //! Review wave 4b: a `create` or `recycle` that never answers no longer wedges the pool
 //! (`create_timeout`, `recycle_timeout`, and `destroy_timeout` for a teardown), the background refill no longer keeps the pool's
 //! state alive after its last handle is dropped, and `idle_timeout` destroys idle resources
-//! under LIFO reuse (the bottom of the idle stack is checked at every acquire and release).
+//! under LIFO reuse (a reaper task wakes at the oldest idle resource's deadline; every
+//! acquire and release also checks the bottom of the idle stack).
 
 use std::future::pending;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -446,29 +447,131 @@ async fn idle_expiry_under_lifo_reuse_keeps_min_size() {
     assert_eq!((s.total, s.available, s.destroyed), (2, 2, 1));
 }
 
-/// Own case: a release alone (no acquire) destroys the expired idle resources, and
-/// without `min_size` they all go.
+/// Own case: with no traffic at all, the pool's reaper destroys each idle resource as soon
+/// as it has been idle for `idle_timeout` (not a tick later), down to `min_size`.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn a_release_alone_destroys_expired_idle_resources() {
+async fn an_idle_pool_destroys_expired_resources_by_itself() {
     let hooks = Hooks::default();
     let pool = ResourcePool::builder(hooks.clone())
+        .min_size(1)
         .max_size(3)
         .idle_timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let all = [pool.acquire().await.unwrap(), pool.acquire().await.unwrap(), pool.acquire().await.unwrap()];
-    let [a, b, held] = all;
+    let [a, b, c] =
+        [pool.acquire().await.unwrap(), pool.acquire().await.unwrap(), pool.acquire().await.unwrap()];
     drop(a);
+    advance(Duration::from_secs(2)).await;
     drop(b);
-    advance(Duration::from_secs(11)).await;
-    assert!(hooks.destroyed.lock().unwrap().is_empty(), "nothing met them yet");
-    drop(held);
+    drop(c);
     settle().await;
-    let mut destroyed = hooks.destroyed.lock().unwrap().clone();
-    destroyed.sort_unstable();
-    assert_eq!(destroyed, vec![0, 1]);
+    advance(Duration::from_millis(7_999)).await;
+    settle().await;
+    assert!(hooks.destroyed.lock().unwrap().is_empty(), "none idle for 10 s yet");
+    advance(Duration::from_millis(1)).await;
+    settle().await;
+    assert_eq!(*hooks.destroyed.lock().unwrap(), vec![0], "the first released, at its deadline");
+    advance(Duration::from_secs(2)).await;
+    settle().await;
+    assert_eq!(*hooks.destroyed.lock().unwrap(), vec![0, 1], "the next one, down to min_size");
+    advance(Duration::from_secs(3600)).await;
+    settle().await;
+    assert_eq!(hooks.destroyed.lock().unwrap().len(), 2);
     let s = pool.snapshot();
     assert_eq!((s.total, s.available, s.destroyed), (1, 1, 2));
+
+    // A resource released later expires in its turn (the parked reaper wakes up).
+    let kept = pool.acquire().await.unwrap();
+    let extra = pool.acquire().await.unwrap();
+    drop(kept);
+    drop(extra);
+    settle().await;
+    advance(Duration::from_secs(10)).await;
+    settle().await;
+    assert_eq!(hooks.destroyed.lock().unwrap().len(), 3);
+    let s = pool.snapshot();
+    assert_eq!((s.total, s.available, s.destroyed), (1, 1, 3));
+}
+
+/// Own case: the reaper is one task that stops with the last handle (freeing the pool's
+/// state) or with `close`.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_reaper_stops_with_the_last_handle_or_close() {
+    let hooks = Hooks::default();
+    let state = Arc::downgrade(&hooks.marker);
+    let pool =
+        ResourcePool::builder(hooks).max_size(2).idle_timeout(Duration::from_secs(10)).build().unwrap();
+    drop(pool.acquire().await.unwrap());
+    settle().await;
+    assert_eq!(alive_tasks(), 1, "the reaper");
+    drop(pool);
+    settle().await;
+    assert_eq!(alive_tasks(), 0);
+    assert!(state.upgrade().is_none());
+
+    let pool = ResourcePool::builder(Hooks::default()).idle_timeout(Duration::from_secs(10)).build().unwrap();
+    settle().await;
+    assert_eq!(alive_tasks(), 1);
+    pool.close().await;
+    settle().await;
+    assert_eq!(alive_tasks(), 0);
+    // No reaper for an idle timeout that means never.
+    let _never = ResourcePool::builder(Hooks::default()).idle_timeout(Duration::MAX).build().unwrap();
+    settle().await;
+    assert_eq!(alive_tasks(), 0);
+}
+
+/// Own case: the oldest idle resources are also checked at every acquire and release, so
+/// expiry holds when the reaper is busy (here stuck for ever in a `destroy` hook, with no
+/// `destroy_timeout`).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn acquire_and_release_expire_idle_resources_while_the_reaper_is_stuck() {
+    for by_release in [false, true] {
+        let hooks = Hooks::default();
+        let pool = ResourcePool::builder(hooks.clone())
+            .max_size(5)
+            .idle_timeout(Duration::from_secs(10))
+            .destroy_timeout(Duration::MAX)
+            .build()
+            .unwrap();
+        let mut got: Vec<_> = Vec::new();
+        for _ in 0..4 {
+            got.push(pool.acquire().await.unwrap());
+        }
+        let held = got.pop().unwrap(); // resource 3
+        hooks.hang_destroy.store(true, Ordering::SeqCst);
+        drop(got.remove(0)); // resource 0, released at 0 s
+        advance(Duration::from_secs(1)).await;
+        drop(got); // resources 1 and 2, released at 1 s
+        advance(Duration::from_secs(9)).await;
+        settle().await;
+        // The reaper took resource 0 at 10 s and hangs in its destroy hook.
+        assert_eq!(*hooks.destroyed.lock().unwrap(), vec![0]);
+        hooks.hang_destroy.store(false, Ordering::SeqCst);
+        if by_release {
+            advance(Duration::from_secs(10)).await;
+            settle().await;
+            assert_eq!(*hooks.destroyed.lock().unwrap(), vec![0], "the reaper is stuck");
+            drop(held);
+            settle().await;
+        } else {
+            // Released at 10.5 s, before 1 and 2 expire: on top of them in the idle stack.
+            advance(Duration::from_millis(500)).await;
+            drop(held);
+            advance(Duration::from_millis(1500)).await;
+            settle().await;
+            assert_eq!(*hooks.destroyed.lock().unwrap(), vec![0], "the reaper is stuck");
+            let top = pool.acquire().await.unwrap();
+            assert_eq!(*top, 3);
+            drop(top);
+        }
+        let mut destroyed = hooks.destroyed.lock().unwrap().clone();
+        destroyed.sort_unstable();
+        assert_eq!(destroyed, vec![0, 1, 2], "by_release={by_release}");
+        let s = pool.snapshot();
+        // Resource 0 is still being destroyed (and counted), 3 is idle.
+        assert_eq!((s.total, s.available, s.destroyed), (2, 1, 2), "by_release={by_release}");
+    }
 }
 
 // === extreme hook bounds (issue 15, kind 8, for the new fields) ===
