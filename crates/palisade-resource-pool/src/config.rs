@@ -84,6 +84,8 @@ pub struct ResourcePoolConfig {
     /// `acquire`); it sleeps until the oldest idle resource's deadline, waits for a release
     /// when nothing can expire, and stops with the last [`ResourcePool`] handle or
     /// [`close`](ResourcePool::close). None is started for an idle timeout that saturates.
+    /// (bb8's reaper runs at a fixed `reaper_rate`, 30 s by default, so its expiry is up to
+    /// that late; this one wakes at each deadline: exact, and no periodic wake-ups.)
     ///
     /// Besides, every `acquire` and every release (a [`Pooled`](crate::Pooled) guard
     /// dropped) looks at the oldest idle resources (the bottom of the idle stack, O(1) per
