@@ -11,7 +11,7 @@
 //!
 //! User code that panics — the make service or its future, an incarnation's `poll_ready`,
 //! `call` or response future, the classifier — answers with palisade-core's
-//! [`Panicked`](palisade_core::panic::Panicked) (component `"stage"`, name `"supervised"`,
+//! [`Panicked`] (component `"stage"`, name `"supervised"`,
 //! the site) instead of unwinding into the caller: a panicking make is a failed make, and
 //! a panicking call counts as a failure of its incarnation, so one that always panics is
 //! restarted like one that always fails.
