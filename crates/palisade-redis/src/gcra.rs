@@ -162,7 +162,7 @@ return out
 
 /// Gives back `ARGV[1]` tokens in every tier (`ARGV[2..]`: emission intervals in µs) of an
 /// admission that was never used. A key back at or below `now` is deleted (a fresh bucket);
-/// else it keeps its TTL, which covers the old, later arrival time (see [`GCRA_LUA`]).
+/// else it expires at the end of its new arrival time's second, as [`GCRA_LUA`] keeps it.
 const REFUND_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -173,7 +173,12 @@ for i = 1, #KEYS do
   if new <= now then
     redis.call('DEL', KEYS[i])
   else
-    redis.call('SET', KEYS[i], new, 'KEEPTTL')
+    local s = new - new % 1000000
+    if tat - tat % 1000000 == s then
+      redis.call('SET', KEYS[i], new, 'KEEPTTL')
+    else
+      redis.call('SET', KEYS[i], new, 'PXAT', (s + 1000000) / 1000)
+    end
   end
 end
 return 1

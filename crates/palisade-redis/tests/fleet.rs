@@ -170,6 +170,15 @@ async fn key_ttls_always_cover_the_arrival_time() {
         let keys = assert_ttls_cover_arrival_times(&server).await;
         assert_eq!(keys.iter().filter(|k| k.starts_with("palisade:cold:")).count(), round + 1, "{keys:?}");
     }
+    // a refund that moves the arrival time back by seconds: the TTL follows it
+    let slow = RedisRateLimiter::builder("slow", backend(&server))
+        .tier(Quota::per(2, Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    assert!(slow.check("r", 2).await.unwrap().allowed);
+    slow.refund("r", 1, Source::Redis).await;
+    let keys = assert_ttls_cover_arrival_times(&server).await;
+    assert!(keys.iter().any(|k| k.starts_with("palisade:slow:")), "{keys:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
