@@ -7,7 +7,8 @@
 //! tower's `TpsBudget` policy and `Timeout` read the clock on every request; so does
 //! palisade's default ratio budget on this current-thread runtime (on a multi-thread runtime
 //! it reads it on one request in 64 of a service value: its deposits go to a slot a tokio
-//! timer keeps current, see `RetryBudget::deposit`).
+//! timer keeps current, see `RetryBudget::deposit`). The last two entries measure tower's
+//! and palisade's budgets again with a multi-thread runtime's context entered.
 //!
 //! Each iteration readies the service, calls it and polls the future once with a no-op
 //! waker (a no-op service answers at once), so the figures are the middleware's own cost.
@@ -150,6 +151,23 @@ fn retry(c: &mut Criterion) {
         "palisade HedgeLayer (no hedge needed, no budget)",
         HedgeLayer::builder().budget(RetryBudget::unlimited()).build().unwrap().layer(noop()),
     );
+    drop(_guard);
+
+    // The same two budgets with a multi-thread runtime's context entered (the runtime most
+    // servers run on): palisade's default budget then deposits into a time slot a tokio
+    // timer keeps current (the runtime's workers run the timer driver), while tower's
+    // `TpsBudget` still reads the clock and takes its lock on every deposit.
+    let mt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().expect("runtime");
+    let _guard = mt.enter();
+    bench(
+        &mut group,
+        "tower Retry (TpsBudget policy), multi-thread runtime",
+        tower::retry::RetryLayer::new(TowerBudgetPolicy(std::sync::Arc::new(
+            tower::retry::budget::TpsBudget::new(Duration::from_secs(10), 10, 0.2),
+        )))
+        .layer(noop()),
+    );
+    bench(&mut group, "palisade RetryLayer (default budget), multi-thread runtime", RetryLayer::new(3).layer(noop()));
     group.finish();
 }
 
