@@ -157,7 +157,8 @@ fn retry(c: &mut Criterion) {
     // servers run on): palisade's default budget then deposits into a time slot a tokio
     // timer keeps current (the runtime's workers run the timer driver), while tower's
     // `TpsBudget` still reads the clock and takes its lock on every deposit.
-    let mt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().expect("runtime");
+    let mt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().expect("runtime");
     let _guard = mt.enter();
     bench(
         &mut group,
@@ -167,7 +168,11 @@ fn retry(c: &mut Criterion) {
         )))
         .layer(noop()),
     );
-    bench(&mut group, "palisade RetryLayer (default budget), multi-thread runtime", RetryLayer::new(3).layer(noop()));
+    bench(
+        &mut group,
+        "palisade RetryLayer (default budget), multi-thread runtime",
+        RetryLayer::new(3).layer(noop()),
+    );
     group.finish();
 }
 
