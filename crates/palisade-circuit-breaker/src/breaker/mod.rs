@@ -94,6 +94,20 @@ impl Counters {
 struct Control {
     /// Times opened since the breaker last closed (exponent of the wait).
     open_level: u32,
+    /// The timer of the current open or half-open period (automatic transitions): ended
+    /// when the breaker leaves that period or is dropped, as Resilience4j cancels its
+    /// scheduled transition, so that no timer outlives its period.
+    #[cfg(not(loom))]
+    timer: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for BreakerCore {
+    fn drop(&mut self) {
+        #[cfg(not(loom))]
+        if let Some(timer) = lock(&self.control).timer.take() {
+            timer.abort();
+        }
+    }
 }
 
 /// How a call was let through.
@@ -215,7 +229,11 @@ impl<C> Breaker<C> {
             window,
             successes: StripedCounter::new(stripes),
             window_failures: AtomicU64::new(0),
-            control: Mutex::new(Control { open_level: 0 }),
+            control: Mutex::new(Control {
+                open_level: 0,
+                #[cfg(not(loom))]
+                timer: None,
+            }),
             epoch: settings.clock.epoch(),
             counters: CachePadded(counters),
             rejected_in_state: AtomicU64::new(0),

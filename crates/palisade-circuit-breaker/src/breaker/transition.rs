@@ -74,6 +74,11 @@ impl BreakerCore {
             if expected.is_none() && from == to && !matches!(open, OpenSpec::Until(_)) {
                 return false;
             }
+            // The period ends here: so does its timer.
+            #[cfg(not(loom))]
+            if let Some(timer) = control.timer.take() {
+                timer.abort();
+            }
             let gen = gen_of(word).wrapping_add(1) & (u64::MAX >> 8);
             let now = self.now_nanos();
             let mut open_until = None;
@@ -157,6 +162,20 @@ impl BreakerCore {
         until.saturating_sub(self.now_nanos()) >= nanos(palisade_core::time::FAR_FUTURE)
     }
 
+    /// Keeps `timer` as the timer of period `word` (ended when the breaker leaves it), or
+    /// ends it at once if the breaker already left that period.
+    #[cfg(not(loom))]
+    fn keep_timer(&self, word: u64, timer: &tokio::task::JoinHandle<()>) {
+        let mut control = lock(&self.control);
+        if self.word() == word {
+            if let Some(old) = control.timer.replace(timer.abort_handle()) {
+                old.abort();
+            }
+        } else {
+            timer.abort();
+        }
+    }
+
     /// Moves the breaker to half-open at `until`, on a timer task, if it is still in the
     /// open period `word` then.
     pub(super) fn schedule_half_open(&self, word: u64, until: u64) {
@@ -164,12 +183,13 @@ impl BreakerCore {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let me = self.me.clone();
             let at = self.instant_at(until);
-            drop(runtime.spawn(async move {
+            let timer = runtime.spawn(async move {
                 tokio::time::sleep_until(at).await;
                 if let Some(core) = me.upgrade() {
                     core.transition(Some(word), CircuitState::HalfOpen, TransitionReason::WaitElapsed);
                 }
-            }));
+            });
+            self.keep_timer(word, &timer);
         }
         #[cfg(loom)]
         let _ = (word, until, &self.me);
@@ -186,7 +206,7 @@ impl BreakerCore {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let me = self.me.clone();
             let at = self.instant_at(until);
-            drop(runtime.spawn(async move {
+            let timer = runtime.spawn(async move {
                 tokio::time::sleep_until(at).await;
                 if let Some(core) = me.upgrade() {
                     core.apply(
@@ -198,7 +218,8 @@ impl BreakerCore {
                         true,
                     );
                 }
-            }));
+            });
+            self.keep_timer(word, &timer);
         }
         #[cfg(loom)]
         let _ = (word, until, &self.me);

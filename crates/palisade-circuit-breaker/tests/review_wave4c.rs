@@ -1,0 +1,121 @@
+//! Review wave 4c: the open and half-open timers of automatic transitions must not outlive
+//! the period they were set for (Resilience4j cancels `HalfOpenState`'s
+//! `transitionToOpenFuture` when the breaker leaves half-open, and the open state's
+//! scheduled `toHalfOpenState` on a manual transition).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_circuit_breaker::{CircuitBreakerLayer, CircuitState};
+use support::{backend, send, FAIL, OK};
+use tokio::time::advance;
+use tower::Layer;
+
+const SEC: Duration = Duration::from_secs(1);
+
+async fn settle() {
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A flapping breaker with automatic transitions: open for 1 s, half-open for at most 60 s
+/// (the default), one trial closes it. Fifty rounds of fail → open → (1 s) half-open →
+/// trial succeeds → closed take 50 s. Each half-open period that ends with its trial must
+/// take its 60 s re-open timer with it: at most the timer of the current period is alive.
+/// Before, every half-open period left its timer sleeping out its 60 s (a task and the
+/// breaker's allocation through a `Weak`), fifty of them after fifty rounds: memory grew
+/// with the transition rate times `max_wait_in_half_open`, per key for a keyed layer.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_decided_half_open_period_takes_its_timer_with_it() {
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .wait_in_open(SEC)
+        .half_open_trials(1)
+        .max_wait_in_half_open(Duration::from_secs(60))
+        .automatic_transition_to_half_open(true)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(backend(Arc::new(AtomicUsize::new(0))));
+    let metrics = tokio::runtime::Handle::current().metrics();
+    for round in 0..50 {
+        send(&svc, FAIL).await.unwrap_err();
+        assert_eq!(handle.state(), CircuitState::Open, "round {round}");
+        advance(SEC).await;
+        settle().await;
+        assert_eq!(handle.state(), CircuitState::HalfOpen, "round {round}");
+        send(&svc, OK).await.unwrap();
+        assert_eq!(handle.state(), CircuitState::Closed, "round {round}");
+        settle().await;
+        assert_eq!(metrics.num_alive_tasks(), 0, "round {round}: a timer outlived its half-open period");
+    }
+}
+
+/// Opened by hand for an hour, then reset, fifty times: each reset must end the open
+/// period's half-open timer. Before, fifty tasks slept out their hour.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_reset_takes_the_open_timer_with_it() {
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .wait_in_open(SEC)
+        .automatic_transition_to_half_open(true)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let _svc = layer.layer(backend(Arc::new(AtomicUsize::new(0))));
+    let metrics = tokio::runtime::Handle::current().metrics();
+    for round in 0..50 {
+        handle.open_for(Duration::from_secs(3600));
+        settle().await;
+        assert_eq!(metrics.num_alive_tasks(), 1, "round {round}: the open period's timer");
+        handle.reset();
+        settle().await;
+        assert_eq!(handle.state(), CircuitState::Closed);
+        assert_eq!(metrics.num_alive_tasks(), 0, "round {round}: a timer outlived its open period");
+    }
+    // Re-opening by hand for another time replaces the timer too.
+    for _ in 0..10 {
+        handle.open_for(Duration::from_secs(3600));
+    }
+    settle().await;
+    assert_eq!(metrics.num_alive_tasks(), 1);
+    // And the timer still does its work.
+    advance(Duration::from_secs(3600)).await;
+    settle().await;
+    assert_eq!(handle.state(), CircuitState::HalfOpen);
+}
+
+/// A keyed layer's breaker that is forgotten (removed by hand) ends its timers: keys that
+/// come and go leave nothing sleeping behind them.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_forgotten_key_leaves_no_timer() {
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .wait_in_open(Duration::from_secs(3600))
+        .automatic_transition_to_half_open(true)
+        .keyed(|c: &(u32, support::Call)| Some(c.0))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let inner = tower::service_fn(|(_, c): (u32, support::Call)| async move {
+        if c.fail {
+            Err("boom")
+        } else {
+            Ok(())
+        }
+    });
+    let svc = layer.layer(inner);
+    let metrics = tokio::runtime::Handle::current().metrics();
+    for k in 0..20u32 {
+        tower::ServiceExt::oneshot(svc.clone(), (k, FAIL)).await.unwrap_err();
+        assert_eq!(handle.get(&k).unwrap().state(), CircuitState::Open);
+        assert!(handle.remove(&k));
+        settle().await;
+        assert_eq!(metrics.num_alive_tasks(), 0, "key {k}: its timer outlived it");
+    }
+}
