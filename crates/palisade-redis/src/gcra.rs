@@ -372,10 +372,11 @@ impl RedisRateLimiterBuilder {
     }
     /// Coalescing: decisions waiting while another script call is in flight are sent
     /// together, up to `max` per script call (the script decides each in turn, atomically
-    /// and in arrival order, so the limit stays exact). One script call is in flight while
-    /// the waiting decisions fit in one; a further call (at most 8) starts only with `max`
-    /// decisions. With 64 concurrent callers this costs a few round trips instead of 64 (and
-    /// one timeout and guard-breaker pass per script call). A decision that finds no other
+    /// and in arrival order, so the limit stays exact). Decisions queue while a call runs; a
+    /// second call starts with 16 waiting (Redis runs one while this process answers the
+    /// other), a third and more (at most 8) only with `max`. With 64 concurrent callers this
+    /// costs a few round trips instead of 64 (and one timeout and guard-breaker pass per
+    /// script call). A decision that finds no other
     /// decision of the limiter waiting goes straight to Redis (a lone caller pays no hop).
     /// `0` or `1` turns it off (one script call per decision).
     ///
