@@ -44,11 +44,18 @@ fn client_ip(req: &Request<Body>) -> Option<IpAddr> {
     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
 }
 
-async fn serve(app: Router) -> SocketAddr {
+async fn serve<S>(app: S) -> SocketAddr
+where
+    S: tower::Service<Request<Body>, Response = axum::response::Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+        axum::serve(listener, axum::ServiceExt::into_make_service_with_connect_info::<SocketAddr>(app)).await
     });
     addr
 }
@@ -57,7 +64,18 @@ fn bare() -> Router {
     Router::new().route("/", get(|| async { "ok" }))
 }
 
-fn stacked() -> Router {
+/// The same router behind the stack, applied around it as a whole (`ServiceBuilder::service`),
+/// as middleware for a whole app usually is: hyper clones the stack per request (a few `Arc`
+/// clones), where `Router::route_layer` would also box a clone of the layered route per
+/// request.
+fn stacked() -> impl tower::Service<
+    Request<Body>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
     let stack = ServiceBuilder::new()
         .with_http_rejections()
         .layer(
@@ -76,7 +94,7 @@ fn stacked() -> Router {
         )
         .layer(TimeoutLayer::new(Duration::from_secs(5)))
         .layer(CircuitBreakerLayer::builder().name("api").classifier(HttpClassifier::new()).build().unwrap());
-    Router::new().route("/", get(|| async { "ok" })).route_layer(stack)
+    stack.service(bare())
 }
 
 async fn drive(addr: SocketAddr, for_: Duration) -> u64 {
