@@ -181,6 +181,13 @@ impl<T: Tat> Gcra<T> {
     /// at the new interval. (Rescaling alone would, after a raise, slot newcomers among the
     /// booked callers and admit more than the new rate over that span.)
     pub(super) fn set(&self, interval: u64, burst: u32, now: u64) {
+        // The settings it already has (a reload of an unchanged configuration): nothing to
+        // rescale, and a new generation would make every outstanding reservation lapse
+        // (see `refund`). A change racing this one is ordered after it.
+        let (old_interval, _, old_burst) = self.params.load();
+        if (old_interval, old_burst) == (interval, burst) {
+            return;
+        }
         let new_tau = interval.saturating_mul(u64::from(burst));
         self.params.store(interval, burst, |old| {
             // Readers are held off: the old burst is stable here.
