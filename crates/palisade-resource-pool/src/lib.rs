@@ -85,7 +85,10 @@
 //!
 //! # Clone
 //!
-//! `ResourcePool` is a handle: clones share the same resources, limits and stats.
+//! `ResourcePool` is a handle: clones share the same resources, limits and stats. Dropping
+//! the last handle closes the pool (as [`ResourcePool::close`], without waiting): nobody
+//! can borrow again, so the idle resources go through [`Lifecycle::destroy`] on spawned
+//! tasks and lent ones when their guards give them back.
 //!
 //! # Cancellation
 //!

@@ -410,11 +410,24 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
         self.handles.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A [`ResourcePool`](crate::ResourcePool) handle was dropped; the last one stops the
-    /// background refill.
-    pub(crate) fn handle_dropped(&self) {
-        if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.stop.notify_waiters();
+    /// A [`ResourcePool`](crate::ResourcePool) handle was dropped. The last one closes the
+    /// pool: nobody can borrow again, so the background refill and the reaper stop, the
+    /// idle resources go through `destroy` (on spawned tasks) and lent ones when their
+    /// guards give them back — every resource goes through the hook once, also when the
+    /// pool is dropped without [`close`](crate::ResourcePool::close).
+    pub(crate) fn handle_dropped(self: &Arc<Self>) {
+        if self.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let idle: Vec<_> = {
+            let mut idle = self.idle();
+            self.closed.store(true, Ordering::Release);
+            idle.drain(..).collect()
+        };
+        self.stop.notify_waiters();
+        self.permits.close();
+        for i in idle {
+            self.destroy_later(i.resource, DestroyReason::Closed);
         }
     }
 
