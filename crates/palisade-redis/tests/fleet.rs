@@ -118,6 +118,14 @@ async fn keys_expire_and_a_flushed_script_is_reloaded() {
     assert_eq!((d.allowed, d.source), (true, Source::Redis));
 }
 
+/// A stored arrival time in µs: whole ones in hexadecimal (`0x…`), fractional ones decimal.
+fn arrival_time(value: &str) -> f64 {
+    match value.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).unwrap() as f64,
+        None => value.parse().unwrap(),
+    }
+}
+
 /// Every key's TTL covers its theoretical arrival time and ends at most 1 s after it (the
 /// script keeps the TTL of a key whose arrival time stays in the same second).
 async fn assert_ttls_cover_arrival_times(server: &RedisServer) -> Vec<String> {
@@ -125,7 +133,7 @@ async fn assert_ttls_cover_arrival_times(server: &RedisServer) -> Vec<String> {
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
     for k in &keys {
-        let ((secs, micros), tat, pttl): ((u64, u64), f64, i64) = redis::pipe()
+        let ((secs, micros), value, pttl): ((u64, u64), String, i64) = redis::pipe()
             .atomic()
             .cmd("TIME")
             .cmd("GET")
@@ -136,6 +144,7 @@ async fn assert_ttls_cover_arrival_times(server: &RedisServer) -> Vec<String> {
             .await
             .unwrap();
         let now = (secs * 1_000_000 + micros) as f64;
+        let tat = arrival_time(&value);
         assert!(pttl > 0, "{k}: pttl {pttl}");
         let expires = now + pttl as f64 * 1000.0;
         // PTTL is in whole ms: 1 ms of slack either way
@@ -179,6 +188,11 @@ async fn key_ttls_always_cover_the_arrival_time() {
     slow.refund("r", 1, Source::Redis).await;
     let keys = assert_ttls_cover_arrival_times(&server).await;
     assert!(keys.iter().any(|k| k.starts_with("palisade:slow:")), "{keys:?}");
+    // a whole arrival time is stored in hexadecimal (read back without a decimal conversion)
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let v: String = redis::cmd("GET").arg("palisade:slow:{r}:0").query_async(&mut conn).await.unwrap();
+    assert!(v.starts_with("0x"), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,6 +213,10 @@ async fn a_fractional_emission_interval_stays_exact() {
     assert!(!b.check("f", 1).await.unwrap().allowed);
     let keys = assert_ttls_cover_arrival_times(&server).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let v: String = redis::cmd("GET").arg(&keys[0]).query_async(&mut conn).await.unwrap();
+    assert!(v.contains('.') && !v.starts_with("0x"), "the fraction is kept: {v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
