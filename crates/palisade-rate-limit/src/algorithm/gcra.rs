@@ -238,6 +238,14 @@ impl<T: Tat> Gcra<T> {
             return;
         }
         let given = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+            // A change of settings that rescaled the TAT just read (it moves the version
+            // before the TAT): `unpaid` and `tau` are of the old scale, so the reservation
+            // lapses, as for a change made before the refund started. (Without this check,
+            // a refund losing its compare-and-swap to a raise gave back its old-scale debt
+            // on the new scale: ten tokens for one after a tenfold raise.)
+            if self.params.version.load(Ordering::Acquire) != version {
+                return None;
+            }
             (tat == tat_after || tat.saturating_sub(tau) <= now).then(|| tat.saturating_sub(unpaid))
         });
         match given {
