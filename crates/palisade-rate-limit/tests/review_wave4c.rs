@@ -46,6 +46,40 @@ async fn a_quota_set_to_its_current_value_keeps_reservations() {
     assert_eq!(store.status(&"j", now).unwrap(), before);
 }
 
+/// The count of credits given back must not wrap while a reservation is outstanding. With
+/// an interval of exactly 2⁴³ ns (10 per ~24.4 h, burst 10), 32 intervals credited are
+/// 2⁴⁸ ns, where the old 48-bit count wrapped to 0. At t=0: A (cost 2), G (cost 2), H
+/// (cost 1). A is given back (G's slot moves to [0, 2T)); then 15 rounds of two grants
+/// taken and given back credit 30 T more (32 T in all). At 1.9 T, G is given back: only
+/// 0.1 T of its slot is unpaid, so at most 9 tokens are free (H holds the tenth). Before, the
+/// count had wrapped: G's refund saw no credit since its admission, measured its debt from
+/// its original end (4 T) and gave back its whole 2 T: 10 tokens free, one more than the
+/// burst allows with H held.
+#[cfg(not(loom))]
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_count_of_credits_given_back_never_wraps() {
+    let interval = Duration::from_nanos(1 << 43);
+    let limiter = KeyedRateLimiter::builder().quota(Quota::new(10, interval * 10).burst(10)).build().unwrap();
+    let store = limiter.store();
+    let now = Instant::now();
+    let grant_a = store.acquire(&"k", 2, now, None).unwrap();
+    let grant_g = store.acquire(&"k", 2, now, None).unwrap();
+    let _grant_h = store.acquire(&"k", 1, now, None).unwrap();
+    store.refund(grant_a);
+    for _ in 0..15 {
+        let grant_x = store.acquire(&"k", 1, now, None).unwrap();
+        let grant_y = store.acquire(&"k", 1, now, None).unwrap();
+        store.refund(grant_x);
+        store.refund(grant_y);
+    }
+    tokio::time::advance(interval * 19 / 10).await;
+    store.refund(grant_g);
+    let free = (0..20).filter(|_| limiter.check_key(&"k").is_ok()).count();
+    // 8 here: the count of credits is a bound on how far G's slot moved (the rounds
+    // after it did not move it), so the refund gives back less, never more.
+    assert!(free <= 9, "{free} free: H holds one of the burst of 10");
+}
+
 /// A tiny deterministic generator (xorshift), one per thread.
 #[cfg(not(loom))]
 struct Rng(u64);

@@ -100,21 +100,20 @@ impl Params {
 pub(crate) struct Gcra<T> {
     pub(super) tat: T,
     pub(super) params: Params,
-    /// Every nanosecond of debt given back by refunds so far (modulo 2⁴⁸): an admission
-    /// notes it in its `mark` so that its own refund can tell how far refunds made since
-    /// may have moved its slot (see [`refund`](Self::refund)). Written only by refunds.
+    /// Every nanosecond of debt given back by refunds so far, saturating (never wrapping:
+    /// a wrapped count could understate what refunds credited since an admission, so that
+    /// its refund over-credits; once saturated, refunds of later admissions lapse): an
+    /// admission notes it in its `mark` so that its own refund can tell how far refunds
+    /// made since may have moved its slot (see [`refund`](Self::refund)). Written only by
+    /// refunds.
     credited: AtomicU64,
 }
 
-/// A `mark`: the low 48 bits hold `credited` (2⁴⁸ ns ≈ 78 hours of debt given back between
-/// an admission and its refund before the difference wraps), the high 16 the settings
-/// generation (a change of settings rescales every slot: reservations made before it lapse).
-const CREDIT_BITS: u32 = 48;
-const CREDIT_MASK: u64 = (1 << CREDIT_BITS) - 1;
-
+/// The settings generation an admission notes (a change of settings rescales every slot:
+/// reservations made before it lapse).
 #[inline]
-fn mark_of(credited: u64, version: u64) -> u64 {
-    (credited & CREDIT_MASK) | ((version >> 1) << CREDIT_BITS)
+fn gen_of(version: u64) -> u32 {
+    (version >> 1) as u32
 }
 
 impl<T: Tat> Gcra<T> {
@@ -158,8 +157,8 @@ impl<T: Tat> Gcra<T> {
             }
             match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
-                    let mark = mark_of(credited, version);
-                    return Ok(Admit { ready_at: allow_at.max(now), token: new_tat, mark });
+                    let gen = gen_of(version);
+                    return Ok(Admit { ready_at: allow_at.max(now), token: new_tat, mark: credited, gen });
                 }
                 // Another request went first: its TAT is the one to build on, with the same
                 // settings unless a quota change happened meanwhile.
@@ -206,7 +205,7 @@ impl<T: Tat> Gcra<T> {
     }
 
     /// Gives back `cost` admitted when the TAT became `tat_after`, with `mark` the total
-    /// credited when it was admitted: only the debt the reservation still holds at `now`,
+    /// credited and `gen` the settings generation when it was admitted: only the debt the reservation still holds at `now`,
     /// never more, so a reservation given back never lets more than the rate through.
     ///
     /// - Time has repaid part of the reservation by `now`: only the part of its
@@ -224,14 +223,13 @@ impl<T: Tat> Gcra<T> {
     /// never having reserved (a TAT at or below `now` means a full bucket either way). `now` is the
     /// limiter's clock when the refund is made: a reading stale by `d` could give back up
     /// to `d` more (a fraction of a token for a reading a few microseconds old).
-    pub(super) fn refund(&self, tat_after: u64, mark: u64, cost: u32, now: u64) {
+    pub(super) fn refund(&self, tat_after: u64, mark: u64, gen: u32, cost: u32, now: u64) {
         let (version, interval, tau, _, credited) =
             self.params.read_with(|| self.credited.load(Ordering::Acquire));
-        let now_mark = mark_of(credited, version);
-        if now_mark >> CREDIT_BITS != mark >> CREDIT_BITS {
+        if gen_of(version) != gen || credited == u64::MAX {
             return;
         }
-        let moved = now_mark.wrapping_sub(mark) & CREDIT_MASK;
+        let moved = credited.saturating_sub(mark);
         let ends_by = tat_after.saturating_sub(moved);
         let unpaid = interval.saturating_mul(u64::from(cost)).min(ends_by.saturating_sub(now));
         if unpaid == 0 {
@@ -255,7 +253,9 @@ impl<T: Tat> Gcra<T> {
             // Later admissions' slots moved earlier by up to `unpaid`: counted (after the
             // TAT moved, so an admission that reads this total has built on it).
             Ok(_) => {
-                self.credited.fetch_add(unpaid, Ordering::AcqRel);
+                let _ = self
+                    .credited
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some(c.saturating_add(unpaid)));
             }
             Err(_) => {}
         }
