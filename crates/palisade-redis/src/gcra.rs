@@ -32,6 +32,9 @@ use crate::OnRedisDown;
 /// second as the value it replaces keeps the key's TTL (`KEEPTTL`): every writer keeps the
 /// invariant "a key expires at the end of its value's second", so the TTL still covers the
 /// new value, and Redis is spared the `PXAT` (half the cost of a `SET` inside a script).
+/// Keys written by an older palisade (TTL = arrival time, not the end of its second) can
+/// expire up to 1 s early while both versions share a Redis: during such a rollout a key may
+/// be admitted up to 1 s of refill more than its quota.
 ///
 /// Cost (Redis 7.0, `INFO commandstats`): ~1.4 µs of Lua per decision (a `GET`, a `SET`
 /// and the arithmetic) plus ~1.2 µs per call, against ~0.13 µs for an `INCR`: one call
