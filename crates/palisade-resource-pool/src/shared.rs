@@ -384,10 +384,16 @@ impl<Hooks: Lifecycle> Shared<Hooks> {
                         reason: DestroyReason::Idle,
                     })
                     .collect();
+                let reaped = !expired.is_empty();
                 for loose in expired {
                     if let Some(resource) = loose.take() {
                         shared.destroy(resource, DestroyReason::Idle).await;
                     }
+                }
+                // A resource may have gone meanwhile (destroyed by its borrower, detached):
+                // its refill saw this one still counted, so look again now that it is gone.
+                if reaped {
+                    shared.replenish();
                 }
                 // The oldest idle resource only gets younger (releases push to the back),
                 // so waking at its deadline is never late.

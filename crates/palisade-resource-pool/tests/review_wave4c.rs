@@ -99,6 +99,49 @@ async fn dropping_the_last_handle_with_a_reaper_and_a_refill() {
     assert!(state.upgrade().is_none());
 }
 
+/// Found by the model below: `min_size(1)`, `max_size(2)`, `idle_timeout(1 s)`, hooks
+/// that take 1 ms. One resource idle, one lent. Past the idle
+/// timeout, the reaper takes the idle one (two exist, one more than `min_size`) while the
+/// caller destroys the lent one: both go, and the pool is left with none. The caller's
+/// refill saw the reaper's resource still counted (its `destroy` was running) and made
+/// nothing; the reaper refilled nothing after its `destroy`. Now the reaper refills to
+/// `min_size` after destroying, so the pool is back to one resource, without traffic.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn idle_expiry_racing_a_destroy_refills_to_min_size() {
+    #[derive(Clone, Default)]
+    struct Slow {
+        next: Arc<AtomicUsize>,
+    }
+    impl Lifecycle for Slow {
+        type Resource = usize;
+        type Error = BoxError;
+        async fn create(&self) -> Result<usize, BoxError> {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok(self.next.fetch_add(1, Ordering::SeqCst))
+        }
+        async fn destroy(&self, _: usize) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let pool = ResourcePool::builder(Slow::default())
+        .min_size(1)
+        .max_size(2)
+        .idle_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let released = pool.acquire().await.unwrap();
+    let lent = pool.acquire().await.unwrap();
+    drop(released);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let s = pool.snapshot();
+    assert_eq!((s.total, s.available, s.in_use), (2, 1, 1), "one idle, one lent");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    palisade_resource_pool::Pooled::destroy(lent).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let s = pool.snapshot();
+    assert_eq!((s.total, s.available), (1, 1), "{s:?}: min_size is kept");
+}
+
 mod model {
     use super::*;
     use palisade_resource_pool::Pooled;
@@ -221,6 +264,24 @@ mod model {
                     prop_assert!(s.in_use >= held.len());
                 }
                 drop(held);
+                // Idle expiry and the refill settle on `min_size` exactly (an open pool with
+                // an idle timeout, after long enough without traffic), at least `min_size`
+                // without one.
+                let mut closed = pool.is_closed();
+                if !closed {
+                    for _ in 0..4 {
+                        tokio::time::advance(Duration::from_secs(10)).await;
+                        settle().await;
+                    }
+                    let s = pool.snapshot();
+                    match idle {
+                        Some(_) => prop_assert_eq!(s.total, min_size, "{:?}", s),
+                        None => prop_assert!(s.total >= min_size, "{:?}", s),
+                    }
+                    prop_assert_eq!(s.available, s.total);
+                    closed = true;
+                }
+                prop_assert!(closed);
                 drop(pool);
                 for _ in 0..10 {
                     tokio::time::advance(Duration::from_secs(10)).await;
