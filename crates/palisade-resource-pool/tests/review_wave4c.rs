@@ -157,6 +157,8 @@ mod model {
         destroy_ms: u64,
         broken: Arc<Mutex<HashSet<usize>>>,
         destroyed: Arc<Mutex<Vec<usize>>>,
+        /// `create` fails (after its delay) while set.
+        failing: Arc<std::sync::atomic::AtomicBool>,
     }
 
     impl Lifecycle for Slow {
@@ -165,6 +167,9 @@ mod model {
 
         async fn create(&self) -> Result<usize, BoxError> {
             tokio::time::sleep(Duration::from_millis(self.create_ms)).await;
+            if self.failing.load(Ordering::SeqCst) {
+                return Err("refused".into());
+            }
             Ok(self.next.fetch_add(1, Ordering::SeqCst))
         }
 
@@ -191,6 +196,7 @@ mod model {
         Advance(u64),
         CloneAndDrop,
         Close,
+        FailCreates(bool),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -203,6 +209,7 @@ mod model {
             4 => (0u64..3_000).prop_map(Op::Advance),
             1 => Just(Op::CloneAndDrop),
             1 => Just(Op::Close),
+            1 => any::<bool>().prop_map(Op::FailCreates),
         ]
     }
 
@@ -221,12 +228,16 @@ mod model {
             idle in proptest::option::of(1u64..5),
             create_ms in 0u64..30,
             destroy_ms in 0u64..30,
+            refuse in any::<bool>(),
             ops in proptest::collection::vec(op(), 1..60),
         ) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
             rt.block_on(async move {
                 let hooks = Slow { create_ms, destroy_ms, ..Slow::default() };
                 let mut builder = ResourcePool::builder(hooks.clone()).min_size(min_size).max_size(min_size + extra);
+                if refuse {
+                    builder = builder.when_full(palisade_core::when_full::WhenFull::Refuse);
+                }
                 if let Some(s) = idle {
                     builder = builder.idle_timeout(Duration::from_secs(s));
                 }
@@ -252,6 +263,7 @@ mod model {
                         Op::Advance(ms) => tokio::time::advance(Duration::from_millis(ms)).await,
                         Op::CloneAndDrop => drop(pool.clone()),
                         Op::Close => pool.close().await,
+                        Op::FailCreates(on) => hooks.failing.store(on, Ordering::SeqCst),
                         _ => {}
                     }
                     settle().await;
@@ -269,6 +281,10 @@ mod model {
                 // without one.
                 let mut closed = pool.is_closed();
                 if !closed {
+                    // A failed refill waits for the next event: creates work again, and
+                    // one borrow and return is that event.
+                    hooks.failing.store(false, Ordering::SeqCst);
+                    drop(pool.acquire().await.unwrap());
                     for _ in 0..4 {
                         tokio::time::advance(Duration::from_secs(10)).await;
                         settle().await;
