@@ -119,3 +119,51 @@ async fn a_forgotten_key_leaves_no_timer() {
         assert_eq!(metrics.num_alive_tasks(), 0, "key {k}: its timer outlived it");
     }
 }
+
+/// Transitions racing on four worker threads (opened by hand for an hour, reset, forced
+/// closed, opened again), 4 × 500 of them: whatever the interleaving of a transition and
+/// the storing of the timer of the one before, at most the timer of the period the
+/// breaker ends in is left (one if it ends open, none otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_transitions_leave_at_most_the_current_timer() {
+    let layer = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .wait_in_open(SEC)
+        .automatic_transition_to_half_open(true)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let _svc = layer.layer(backend(Arc::new(AtomicUsize::new(0))));
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    match (i + t) % 3 {
+                        0 => handle.open_for(Duration::from_secs(3600)),
+                        1 => handle.reset(),
+                        _ => handle.open_for(Duration::from_secs(7200)),
+                    }
+                    if i % 8 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let expected = usize::from(handle.state() == CircuitState::Open);
+    // Aborted timers are dropped by the workers as they get to them.
+    let mut alive = metrics.num_alive_tasks();
+    for _ in 0..100_000 {
+        if alive <= expected {
+            break;
+        }
+        tokio::task::yield_now().await;
+        alive = metrics.num_alive_tasks();
+    }
+    assert_eq!(alive, expected, "state {:?}", handle.state());
+}
