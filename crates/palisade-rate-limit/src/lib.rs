@@ -73,10 +73,13 @@
 //! dropping that future gives its reservation back. A request refused by a later tier gives
 //! back what earlier tiers admitted, so a refusal never spends tokens.
 //!
-//! A reservation given back returns its tokens exactly when nothing was reserved after it or
-//! nobody is waiting; a future slot in the middle of a queue of waiters lapses instead (giving
-//! it back would let a newcomer share a later waiter's slot). Refunds never admit more than
-//! the rate.
+//! A reservation given back returns its tokens exactly when nothing was reserved after it.
+//! Otherwise, with nobody waiting, a token bucket gets back the part of its debt that time
+//! has not repaid yet (at most its tokens, less when it was given back late or other
+//! reservations were given back since); a future slot in the middle of a queue of waiters
+//! lapses instead (giving it back would let a newcomer share a later waiter's slot), and so
+//! does a token bucket reservation made before its quota changed (set to other settings:
+//! its slot was rescaled). Refunds never admit more than the rate.
 //!
 //! # Keyed limits
 //!

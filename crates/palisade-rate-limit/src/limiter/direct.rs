@@ -142,7 +142,9 @@ impl RateLimiter {
     /// it at the new rate rather than squeeze between the booked callers); a window keeps
     /// what it counted and booked, window by window, and with a lower limit admits nothing
     /// more in a window until its count is below it. The change is
-    /// atomic: every decision uses either the old quota or the new one.
+    /// atomic: every decision uses either the old quota or the new one. A token bucket
+    /// reservation made before a change (a service polled ready and not yet called) lapses:
+    /// given back, it returns nothing. Setting the quota it already has changes nothing.
     ///
     /// # Errors
     ///
