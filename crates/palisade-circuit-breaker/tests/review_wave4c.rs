@@ -167,3 +167,110 @@ async fn racing_transitions_leave_at_most_the_current_timer() {
     }
     assert_eq!(alive, expected, "state {:?}", handle.state());
 }
+
+mod model {
+    use super::*;
+    use palisade_circuit_breaker::{CircuitBreakerEvent, TransitionReason};
+    use proptest::prelude::*;
+    use std::sync::Mutex;
+    use tokio::time::Instant;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Call(bool),
+        Advance(u64),
+        OpenFor(u64),
+        Reset,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => any::<bool>().prop_map(Op::Call),
+            4 => (0u64..2_500).prop_map(Op::Advance),
+            1 => (1u64..3_000).prop_map(Op::OpenFor),
+            1 => Just(Op::Reset),
+        ]
+    }
+
+    const WAIT: u64 = 1_000;
+    const HALF_OPEN: u64 = 1_500;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Automatic transitions under any sequence of calls, time, manual opens and
+        /// resets: the breaker never stays open past its wait nor half-open past
+        /// `max_wait_in_half_open` (each timer fires on time), and at most the current
+        /// period's timer is alive.
+        #[test]
+        fn timers_fire_on_time_and_never_pile_up(ops in proptest::collection::vec(op(), 1..80)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+            rt.block_on(async move {
+                let events = Arc::new(Mutex::new(Vec::new()));
+                let sink = events.clone();
+                let layer = CircuitBreakerLayer::builder()
+                    .consecutive_failures(1)
+                    .wait_in_open(Duration::from_millis(WAIT))
+                    .half_open_trials(1)
+                    .max_wait_in_half_open(Duration::from_millis(HALF_OPEN))
+                    .automatic_transition_to_half_open(true)
+                    .on_event(move |e: &CircuitBreakerEvent| {
+                        if let CircuitBreakerEvent::StateTransition { to, reason, .. } = e {
+                            sink.lock().unwrap().push((Instant::now(), *to, *reason));
+                        }
+                    })
+                    .build()
+                    .unwrap();
+                let handle = layer.handle();
+                let svc = layer.layer(backend(Arc::new(AtomicUsize::new(0))));
+                let metrics = tokio::runtime::Handle::current().metrics();
+                // When the current open period ends: a failure opens for `WAIT` (from the
+                // transition), a manual open for its own time (also when it re-opens an
+                // open breaker, which moves the deadline silently).
+                let mut open_until = None;
+                let mut seen = 0;
+                for op in ops {
+                    match op {
+                        Op::Call(ok) => drop(send(&svc, if ok { OK } else { FAIL }).await),
+                        Op::Advance(ms) => advance(Duration::from_millis(ms)).await,
+                        Op::OpenFor(ms) => {
+                            handle.open_for(Duration::from_millis(ms));
+                            open_until = Some(Instant::now() + Duration::from_millis(ms));
+                            seen = events.lock().unwrap().len();
+                        }
+                        Op::Reset => handle.reset(),
+                    }
+                    settle().await;
+                    prop_assert!(metrics.num_alive_tasks() <= 1, "{} timers alive", metrics.num_alive_tasks());
+                    let state = handle.state();
+                    for &(at, to, reason) in &events.lock().unwrap()[seen..] {
+                        if to == CircuitState::Open && reason != TransitionReason::Manual {
+                            open_until = Some(at + Duration::from_millis(WAIT));
+                        }
+                    }
+                    seen = events.lock().unwrap().len();
+                    let last = events.lock().unwrap().last().copied();
+                    let Some((at, to, _)) = last else {
+                        prop_assert_eq!(state, CircuitState::Closed);
+                        continue;
+                    };
+                    prop_assert_eq!(state, to);
+                    let since = Instant::now().saturating_duration_since(at);
+                    match state {
+                        CircuitState::Open => {
+                            let until = open_until.unwrap();
+                            prop_assert!(Instant::now() < until, "open {:?} past its end", Instant::now() - until);
+                            prop_assert_eq!(metrics.num_alive_tasks(), 1);
+                        }
+                        CircuitState::HalfOpen => {
+                            prop_assert!(since < Duration::from_millis(HALF_OPEN), "half-open for {since:?}");
+                            prop_assert_eq!(metrics.num_alive_tasks(), 1);
+                        }
+                        _ => prop_assert_eq!(metrics.num_alive_tasks(), 0),
+                    }
+                }
+                Ok(())
+            })?;
+        }
+    }
+}
