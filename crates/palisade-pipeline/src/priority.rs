@@ -14,7 +14,9 @@
 //!
 //! An input stream is user code polled inside [`PriorityMerge::poll_next`]. If one panics,
 //! the merge removes it (it is ended, as an input stream that panics ends a pipeline's
-//! input, and dropped) and then lets the panic go on to the caller, once. The items are
+//! input, and dropped) and then lets the panic go on to the caller, once. So does an input
+//! whose `Drop` panics when a handle removes it, after every command queued with the
+//! removal took effect. The items are
 //! `T`, not results, so there is no error to put in the panic's place; a caller that
 //! catches the panic (`catch_unwind`) and polls again gets the other inputs' items, and
 //! the panicking input is never polled again.
@@ -164,6 +166,9 @@ impl<T> Stream for PriorityMerge<T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let this = self.get_mut();
+        // Inputs removed by handles, dropped after the lock: a stream's `Drop` is user code
+        // and may panic, which must not throw away the commands queued after its removal.
+        let mut removed = Vec::new();
         let handles_left = {
             let mut c = lock(&this.commands);
             for command in c.queue.drain(..) {
@@ -176,12 +181,27 @@ impl<T> Stream for PriorityMerge<T> {
                             .unwrap_or(this.inputs.len());
                         this.inputs.insert(at, Input { id, priority, stream });
                     }
-                    Command::Remove(id) => this.inputs.retain(|i| i.id != id),
+                    Command::Remove(id) => {
+                        if let Some(at) = this.inputs.iter().position(|i| i.id == id) {
+                            removed.push(this.inputs.remove(at));
+                        }
+                    }
                 }
             }
             c.waker = Some(cx.waker().clone());
             c.handles > 0
         };
+        // As for a panicking input: every removal is done, then the first panic goes on to
+        // the caller, once.
+        let mut first_panic = None;
+        for input in removed {
+            if let Err(payload) = catch(move || drop(input)) {
+                first_panic.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = first_panic {
+            std::panic::resume_unwind(payload);
+        }
         let mut i = 0;
         while i < this.inputs.len() {
             let polled = match catch(|| this.inputs[i].stream.as_mut().poll_next(cx)) {
