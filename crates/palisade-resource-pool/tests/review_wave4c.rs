@@ -315,3 +315,83 @@ mod model {
         }
     }
 }
+
+/// Handles cloned and dropped on four worker threads while they borrow and return (some
+/// resources thrown away, some detached): whichever thread drops the last handle, every
+/// resource created ends up destroyed exactly once or detached, and the pool's state is
+/// freed. Only counts are asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_handle_dropped_on_any_thread_destroys_everything_once() {
+    /// `Hooks` without the teardown's sleep (no timers on this real-time runtime).
+    #[derive(Clone, Default)]
+    struct Quick {
+        next: Arc<AtomicUsize>,
+        destroyed: Arc<Mutex<Vec<usize>>>,
+        marker: Arc<()>,
+    }
+    impl Lifecycle for Quick {
+        type Resource = usize;
+        type Error = BoxError;
+        async fn create(&self) -> Result<usize, BoxError> {
+            Ok(self.next.fetch_add(1, Ordering::SeqCst))
+        }
+        async fn destroy(&self, r: usize) {
+            tokio::task::yield_now().await;
+            self.destroyed.lock().unwrap().push(r);
+        }
+    }
+    for round in 0..20 {
+        let hooks = Quick::default();
+        let state = Arc::downgrade(&hooks.marker);
+        let pool = ResourcePool::builder(hooks.clone()).min_size(1).max_size(3).build().unwrap();
+        let detached = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..4)
+            .map(|t| {
+                let pool = pool.clone();
+                let detached = detached.clone();
+                tokio::spawn(async move {
+                    for i in 0..50usize {
+                        let guard = pool.acquire().await.unwrap();
+                        match (i + t) % 7 {
+                            0 => palisade_resource_pool::Pooled::destroy(guard).await,
+                            1 => {
+                                palisade_resource_pool::Pooled::detach(guard);
+                                detached.fetch_add(1, Ordering::SeqCst);
+                            }
+                            _ => drop(guard),
+                        }
+                        if i % 5 == 0 {
+                            drop(pool.clone());
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(pool);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // The last handle went with the last task: the destroys run on spawned tasks.
+        let created = || hooks.next.load(Ordering::SeqCst);
+        for _ in 0..100_000 {
+            if hooks.destroyed.lock().unwrap().len() + detached.load(Ordering::SeqCst) == created() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let mut destroyed = hooks.destroyed.lock().unwrap().clone();
+        destroyed.sort_unstable();
+        let unique: std::collections::HashSet<_> = destroyed.iter().collect();
+        assert_eq!(unique.len(), destroyed.len(), "round {round}: destroyed twice: {destroyed:?}");
+        assert_eq!(destroyed.len() + detached.load(Ordering::SeqCst), created(), "round {round}");
+        drop(hooks);
+        for _ in 0..100_000 {
+            if state.upgrade().is_none() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(state.upgrade().is_none(), "round {round}: the pool's state was freed");
+    }
+}
