@@ -125,7 +125,14 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
 ///   consecutive mode a key is kept while it has a failure counted, until a success (or
 ///   [`reset`](crate::CircuitBreakerHandle::reset)) clears it: keys whose last call failed
 ///   and that never call again stay (a client able to make calls fail for many keys can
-///   fill the set that way; a time window forgets such keys once their calls age out);
+///   fill the set that way; a time window forgets such keys once their calls age out, as
+///   long as they never opened);
+/// - a key whose breaker opened is kept until it closes again: open and half-open are not
+///   the initial state, and forgetting one would let a fresh key's `minimum_calls` calls
+///   through to a backend its breaker judged down. With automatic transitions an idle
+///   opened key cycles open ↔ half-open (one timer at a time) until a trial closes it, so
+///   a client able to make calls fail for many keys can fill the set with opened keys too
+///   — the set then refuses new keys (below) rather than reset a judgement;
 /// - no call is in flight through it and no handle to it is held.
 ///
 /// When a new key arrives, the set is full and no key may be forgotten, the call is refused
