@@ -111,7 +111,6 @@ pub struct Grant {
     cost: u32,
     token: u64,
     mark: u64,
-    gen: u32,
     slot: Option<Arc<dyn Any + Send + Sync>>,
 }
 
@@ -128,15 +127,14 @@ impl fmt::Debug for Grant {
 impl Grant {
     /// An admission of `cost` that may proceed at `ready_at`.
     pub fn new(ready_at: Instant, cost: u32) -> Self {
-        Self { ready_at, cost, token: 0, mark: 0, gen: 0, slot: None }
+        Self { ready_at, cost, token: 0, mark: 0, slot: None }
     }
 
     /// Attaches the in-memory token bucket's mark of credits given back before this
     /// admission (what its refund needs besides the token).
     #[must_use]
-    pub(crate) fn with_mark(mut self, mark: u64, gen: u32) -> Self {
+    pub(crate) fn with_mark(mut self, mark: u64) -> Self {
         self.mark = mark;
-        self.gen = gen;
         self
     }
 
@@ -182,7 +180,7 @@ impl Grant {
 
     pub(crate) fn admit(&self) -> Admit {
         // `ready_at` is not needed to refund.
-        Admit { ready_at: 0, token: self.token, mark: self.mark, gen: self.gen }
+        Admit { ready_at: 0, token: self.token, mark: self.mark }
     }
 }
 
@@ -289,10 +287,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
     ) -> Result<Grant, Denied> {
         let admit = cell.cell.acquire(now_nanos, cost, wait)?;
         let ready = if admit.ready_at <= now_nanos { now } else { self.epoch.instant(admit.ready_at) };
-        Ok(Grant::new(ready, cost)
-            .with_token(admit.token)
-            .with_mark(admit.mark, admit.gen)
-            .with_slot(cell.clone()))
+        Ok(Grant::new(ready, cost).with_token(admit.token).with_mark(admit.mark).with_slot(cell.clone()))
     }
 }
 

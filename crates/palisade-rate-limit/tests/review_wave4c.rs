@@ -1,8 +1,6 @@
 //! Review wave 4c: the token bucket's late refunds (a `mark` of credits given back since an
-//! admission, and the settings generation) under quota changes and on racing threads.
-//!
-//! The loom model at the end runs with `RUSTFLAGS="--cfg loom" cargo test -p
-//! palisade-rate-limit --test review_wave4c --release` (the other tests are left out then).
+//! admission) under quota changes and on racing threads. The loom models of refunds racing
+//! a quota change and an admission are in `tests/loom.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 #[cfg(not(loom))]
@@ -160,64 +158,4 @@ fn racing_refunds_never_over_admit() {
             }
         }
     }
-}
-
-/// A refund racing a quota raise. `Quota::new(10, 10_000 s)`, burst 10 (one token every
-/// 1,000 s): ten grants at t=0 empty the key. One thread raises the quota to
-/// `Quota::new(100, 10_000 s)`, burst 10 (one every 100 s: the ten tokens in use become
-/// 1,000 s of debt, the bucket is still empty); the other gives the last grant back. In
-/// either order at most one token is free afterwards (refund first: its 1,000 s go back and
-/// are rescaled to one new token; raise first: the reservation lapses). Before, a refund
-/// that read the old settings, then lost its compare-and-swap to the raise, retried on the
-/// rescaled TAT with the old interval: it gave back 1,000 s of the new scale, ten tokens.
-#[cfg(loom)]
-#[test]
-fn a_refund_racing_a_quota_change_never_over_credits() {
-    use loom::sync::Arc;
-    loom::model(|| {
-        let period = Duration::from_secs(10_000);
-        let limiter =
-            Arc::new(KeyedRateLimiter::builder().quota(Quota::new(10, period).burst(10)).build().unwrap());
-        let t0 = Instant::now();
-        let mut grants: Vec<_> =
-            (0..10).map(|_| limiter.store().acquire(&0u8, 1, t0, None).unwrap()).collect();
-        let last = grants.pop().unwrap();
-        let l = limiter.clone();
-        let raise = loom::thread::spawn(move || l.set_quota(Quota::new(100, period).burst(10)).unwrap());
-        limiter.store().refund(last);
-        raise.join().unwrap();
-        let free = (0..20).filter(|_| limiter.store().acquire(&0u8, 1, t0, None).is_ok()).count();
-        assert!(free <= 1, "{free} tokens free after one was given back");
-    });
-}
-
-/// Two refunds racing an admission on one key. `Quota::new(3, 3_000 s)`, burst 3: three
-/// grants at t=0 empty it; one thread gives the first back, another asks for a token,
-/// this one gives the second back; then whatever is free is taken. The third grant is
-/// still held: in every interleaving at most two tokens pass after the refunds (the
-/// `mark` of credits given back may only make a refund give back less, never more).
-#[cfg(loom)]
-#[test]
-fn refunds_racing_an_admission_never_over_credit() {
-    use loom::sync::Arc;
-    loom::model(|| {
-        let period = Duration::from_secs(3_000);
-        let limiter =
-            Arc::new(KeyedRateLimiter::builder().quota(Quota::new(3, period).burst(3)).build().unwrap());
-        let t0 = Instant::now();
-        let mut grants: Vec<_> =
-            (0..3).map(|_| limiter.store().acquire(&0u8, 1, t0, None).unwrap()).collect();
-        let _third = grants.pop().unwrap();
-        let second = grants.pop().unwrap();
-        let first = grants.pop().unwrap();
-        let l = limiter.clone();
-        let refund = loom::thread::spawn(move || l.store().refund(first));
-        let l = limiter.clone();
-        let admit = loom::thread::spawn(move || usize::from(l.store().acquire(&0u8, 1, t0, None).is_ok()));
-        limiter.store().refund(second);
-        refund.join().unwrap();
-        let during = admit.join().unwrap();
-        let after = (0..20).filter(|_| limiter.store().acquire(&0u8, 1, t0, None).is_ok()).count();
-        assert!(during + after <= 2, "{during} + {after} tokens passed after two were given back");
-    });
 }

@@ -124,7 +124,7 @@ impl<T: Tat> Cell<T> {
     #[inline(never)]
     fn acquire_other(&self, now: u64, cost: u32, max_wait: Option<u64>) -> Result<Admit, Denied> {
         if cost == 0 {
-            return Ok(Admit { ready_at: now, token: 0, mark: 0, gen: 0 });
+            return Ok(Admit { ready_at: now, token: 0, mark: 0 });
         }
         let wait = max_wait.unwrap_or(0);
         match self {
@@ -164,7 +164,7 @@ impl<T: Tat> Cell<T> {
         }
         match self {
             Self::Gcra(g) | Self::Leaky { gcra: g, .. } => {
-                g.refund(admit.token, admit.mark, admit.gen, cost, now);
+                g.refund(admit.token, admit.mark, cost, now);
             }
             Self::Log(w) => lock(w).state.refund(admit.token, cost),
             Self::Counter(w) => lock(w).state.refund(admit.token, cost),

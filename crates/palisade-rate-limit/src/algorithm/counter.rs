@@ -129,7 +129,7 @@ impl CounterState {
         if at > now {
             self.tail = at;
         }
-        Ok(Admit { ready_at: at, token: self.index + j as u64, mark: 0, gen: 0 })
+        Ok(Admit { ready_at: at, token: self.index + j as u64, mark: 0 })
     }
 
     pub(super) fn refund(&mut self, token: u64, cost: u32) {

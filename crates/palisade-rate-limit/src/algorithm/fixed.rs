@@ -154,7 +154,7 @@ impl FixedState {
                 _ => self.ahead.insert(pos, (at, cost_u)),
             }
         }
-        Ok(Admit { ready_at: start, token: at, mark: 0, gen: 0 })
+        Ok(Admit { ready_at: start, token: at, mark: 0 })
     }
 
     pub(super) fn refund(&mut self, token: u64, cost: u32) {

@@ -100,20 +100,20 @@ impl Params {
 pub(crate) struct Gcra<T> {
     pub(super) tat: T,
     pub(super) params: Params,
-    /// Every nanosecond of debt given back by refunds so far, saturating (never wrapping:
-    /// a wrapped count could understate what refunds credited since an admission, so that
-    /// its refund over-credits; once saturated, refunds of later admissions lapse): an
-    /// admission notes it in its `mark` so that its own refund can tell how far refunds
-    /// made since may have moved its slot (see [`refund`](Self::refund)). Written only by
-    /// refunds.
+    /// Every nanosecond of debt given back by refunds so far, plus, at each change of
+    /// settings, the span the TAT then reached beyond the present (every slot was
+    /// rescaled: that jump makes every reservation made before the change lapse, see
+    /// [`refund`](Self::refund)); saturating, never wrapping (a wrapped count could
+    /// understate what was credited since an admission, so that its refund over-credits;
+    /// once saturated, refunds of later admissions lapse). An admission notes it in its
+    /// `mark` so that its own refund can tell how far its slot may have moved since.
+    /// Written only by refunds and changes of settings.
     credited: AtomicU64,
 }
 
-/// The settings generation an admission notes (a change of settings rescales every slot:
-/// reservations made before it lapse).
-#[inline]
-fn gen_of(version: u64) -> u32 {
-    (version >> 1) as u32
+/// Adds to `credited`, saturating.
+fn credit(credited: &AtomicU64, n: u64) {
+    let _ = credited.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some(c.saturating_add(n)));
 }
 
 impl<T: Tat> Gcra<T> {
@@ -130,7 +130,7 @@ impl<T: Tat> Gcra<T> {
         // Read before the compare-and-swap: a refund counted here had already moved the
         // TAT this admission builds on (it moves the TAT, then counts), so `mark` never
         // misses a refund that moved this admission's slot.
-        let credited = self.credited.load(Ordering::Acquire);
+        let mut credited = self.credited.load(Ordering::Acquire);
         loop {
             if cost > burst && queue == u64::MAX {
                 return Err(Denied::CostExceedsCapacity { cost, capacity: burst });
@@ -156,16 +156,14 @@ impl<T: Tat> Gcra<T> {
                 return Err(Denied::RetryAfter(dur(allow_at - now - max_wait)));
             }
             match self.tat.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    let gen = gen_of(version);
-                    return Ok(Admit { ready_at: allow_at.max(now), token: new_tat, mark: credited, gen });
-                }
+                Ok(_) => return Ok(Admit { ready_at: allow_at.max(now), token: new_tat, mark: credited }),
                 // Another request went first: its TAT is the one to build on, with the same
                 // settings unless a quota change happened meanwhile.
                 Err(actual) if self.params.version.load(Ordering::Acquire) == version => tat = actual,
                 Err(_) => {
-                    (version, interval, tau, burst, tat) =
-                        self.params.read_with(|| self.tat.load(Ordering::Acquire));
+                    (version, interval, tau, burst, (tat, credited)) = self.params.read_with(|| {
+                        (self.tat.load(Ordering::Acquire), self.credited.load(Ordering::Acquire))
+                    });
                 }
             }
         }
@@ -181,8 +179,8 @@ impl<T: Tat> Gcra<T> {
     /// booked callers and admit more than the new rate over that span.)
     pub(super) fn set(&self, interval: u64, burst: u32, now: u64) {
         // The settings it already has (a reload of an unchanged configuration): nothing to
-        // rescale, and a new generation would make every outstanding reservation lapse
-        // (see `refund`). A change racing this one is ordered after it.
+        // rescale, and a change would make every outstanding reservation lapse (see
+        // `refund`). A change racing this one is ordered after it.
         let (old_interval, _, old_burst) = self.params.load();
         if (old_interval, old_burst) == (interval, burst) {
             return;
@@ -191,7 +189,7 @@ impl<T: Tat> Gcra<T> {
         self.params.store(interval, burst, |old| {
             // Readers are held off: the old burst is stable here.
             let old_tau = old.saturating_mul(u64::from(self.params.burst.load(Ordering::Relaxed)));
-            let _ = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+            let before = self.tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
                 let debt = u128::from(tat.saturating_sub(now));
                 let scaled = debt * u128::from(interval) / u128::from(old.max(1));
                 let mut new = now.saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX));
@@ -201,11 +199,17 @@ impl<T: Tat> Gcra<T> {
                 }
                 Some(new)
             });
+            // Every reservation outstanding ends by the old TAT: a jump past the span from
+            // `now` to it puts each one's `ends_by` before `now`, so each lapses when given
+            // back (its slot was rescaled; its `tat_after` no longer says where it ends).
+            // Inside the change: an admission that reads the new settings reads this too.
+            let old_tat = before.unwrap_or_else(|tat| tat);
+            credit(&self.credited, old_tat.saturating_sub(now).saturating_add(1));
         });
     }
 
     /// Gives back `cost` admitted when the TAT became `tat_after`, with `mark` the total
-    /// credited and `gen` the settings generation when it was admitted: only the debt the reservation still holds at `now`,
+    /// credited when it was admitted: only the debt the reservation still holds at `now`,
     /// never more, so a reservation given back never lets more than the rate through.
     ///
     /// - Time has repaid part of the reservation by `now`: only the part of its
@@ -214,7 +218,8 @@ impl<T: Tat> Gcra<T> {
     /// - Refunds made since it was admitted may have moved its slot earlier, by at most
     ///   what they credited (`credited − mark`): its slot ends at least that much before
     ///   `tat_after`, and the unpaid part is measured from there.
-    /// - A change of settings since it was admitted rescaled every slot: it lapses.
+    /// - A change of settings since it was admitted rescaled every slot: it lapses (the
+    ///   change added to `credited` the whole span its slot could end in).
     /// - Later requests hold future slots (callers waiting, `tat − tau > now`) and it was
     ///   not the last admission: moving the TAT back would let a newcomer share a slot with
     ///   one of them, so it lapses.
@@ -223,10 +228,10 @@ impl<T: Tat> Gcra<T> {
     /// never having reserved (a TAT at or below `now` means a full bucket either way). `now` is the
     /// limiter's clock when the refund is made: a reading stale by `d` could give back up
     /// to `d` more (a fraction of a token for a reading a few microseconds old).
-    pub(super) fn refund(&self, tat_after: u64, mark: u64, gen: u32, cost: u32, now: u64) {
+    pub(super) fn refund(&self, tat_after: u64, mark: u64, cost: u32, now: u64) {
         let (version, interval, tau, _, credited) =
             self.params.read_with(|| self.credited.load(Ordering::Acquire));
-        if gen_of(version) != gen || credited == u64::MAX {
+        if credited == u64::MAX {
             return;
         }
         let moved = credited.saturating_sub(mark);
@@ -252,11 +257,7 @@ impl<T: Tat> Gcra<T> {
             Ok(tat) if tat == tat_after && moved == 0 => {}
             // Later admissions' slots moved earlier by up to `unpaid`: counted (after the
             // TAT moved, so an admission that reads this total has built on it).
-            Ok(_) => {
-                let _ = self
-                    .credited
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some(c.saturating_add(unpaid)));
-            }
+            Ok(_) => credit(&self.credited, unpaid),
             Err(_) => {}
         }
     }

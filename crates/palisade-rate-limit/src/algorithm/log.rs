@@ -78,7 +78,7 @@ impl Log {
         }
         self.entries.push_back((at, cost));
         self.sum += u64::from(cost);
-        Ok(Admit { ready_at: at, token: at, mark: 0, gen: 0 })
+        Ok(Admit { ready_at: at, token: at, mark: 0 })
     }
 
     pub(super) fn refund(&mut self, token: u64, cost: u32) {

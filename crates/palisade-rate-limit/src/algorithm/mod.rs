@@ -110,8 +110,6 @@ pub(crate) struct Admit {
     /// A GCRA's total of credits given back before this admission (see `Gcra::refund`);
     /// 0 for the windows.
     pub(crate) mark: u64,
-    /// A GCRA's settings generation at this admission; 0 for the windows.
-    pub(crate) gen: u32,
 }
 
 pub(super) fn dur(nanos: u64) -> Duration {

@@ -197,7 +197,7 @@ impl RateLimiter {
         max_wait: Option<Duration>,
     ) -> Result<Grant, Denied> {
         let (admit, ready) = self.admit(cost, now, max_wait)?;
-        Ok(Grant::new(ready, cost).with_token(admit.token).with_mark(admit.mark, admit.gen))
+        Ok(Grant::new(ready, cost).with_token(admit.token).with_mark(admit.mark))
     }
 
     pub(crate) fn refund(&self, grant: Grant) {
