@@ -225,6 +225,15 @@ impl Quota {
                 "period above a year or burst above 2^40",
             ));
         }
+        // The script's arrival times are Lua numbers (doubles) in µs: `now` (~2^50.6) plus a
+        // full bucket must stay below 2^53 to be exact (and far below 2^63, past which the
+        // script's `%x` and `PXAT` fail).
+        if self.emission_us() * self.burst as f64 > MAX_BUCKET_US {
+            return Err(ConfigError::new(
+                format!("{field}.burst"),
+                "period / limit × burst above 2^52 µs (~142 years): beyond a Lua number's precision",
+            ));
+        }
         Ok(())
     }
     fn emission_us(&self) -> f64 {
@@ -385,6 +394,8 @@ impl RedisRateLimiterBuilder {
     /// costs a few round trips instead of 64 (and one timeout and guard-breaker pass per
     /// script call). A decision that finds no other
     /// decision of the limiter waiting goes straight to Redis (a lone caller pays no hop).
+    /// A caller waits at most the backend's timeout in all (queue and script call), then the
+    /// down policy decides; a decision whose caller is gone before its call is sent is not sent.
     /// `0` or `1` turns it off (one script call per decision).
     ///
     /// Default 128 when the limiter is built inside a tokio runtime (the dispatcher is a task
@@ -508,6 +519,10 @@ impl RedisRateLimiter {
 
     /// Asks for `weight` tokens of `key` under the tiers `quotas` (per-key quotas; batching
     /// and the local fallback use the configured tiers' shape).
+    ///
+    /// A quota that [`build`](RedisRateLimiterBuilder::build) would reject (a zero limit,
+    /// burst or period, more than one token per µs, a bucket beyond 2^52 µs) can never admit:
+    /// it is refused with [`CostExceedsCapacity`] naming the tier, with a capacity of 0.
     pub async fn check_with(
         &self,
         key: &str,
@@ -585,7 +600,18 @@ impl RedisRateLimiter {
         weight: u64,
         tiers: &[Quota],
     ) -> Result<Decision, CostExceedsCapacity> {
+        let configured = std::ptr::eq(tiers, self.shared.tiers.as_slice());
         for (tier, q) in tiers.iter().enumerate() {
+            // a per-key quota that `build` would reject can never admit (its arithmetic in
+            // the script is NaN or inexact, and a NaN write fails every decision of the call)
+            if !configured && q.validate("").is_err() {
+                return Err(CostExceedsCapacity::new(
+                    self.shared.name.clone(),
+                    format!("tiers[{tier}]"),
+                    u32::try_from(weight).unwrap_or(u32::MAX),
+                    0,
+                ));
+            }
             if weight > q.burst || weight == 0 {
                 return Err(CostExceedsCapacity::new(
                     self.shared.name.clone(),
@@ -654,9 +680,18 @@ impl RedisRateLimiter {
         let args = if std::ptr::eq(tiers, s.tiers.as_slice()) { s.args.clone() } else { tier_args(tiers) };
         let outstanding = Outstanding::enter(&s.outstanding);
         if let (Some(tx), false) = (&s.coalesce, outstanding.alone) {
+            // The caller's wait (queue and script call) is bounded by the backend timeout, as
+            // a direct call is: behind calls in flight to a stalled Redis it would else wait
+            // for one of them to time out, then for its own. A decision abandoned here is not
+            // sent (the dispatcher drops decisions whose caller is gone); one already sent
+            // keeps its token (the fleet admits less, never more).
             let (otx, orx) = tokio::sync::oneshot::channel();
-            tx.send(Job { key: key.to_owned(), args, want, least, tx: otx }).await.ok()?;
-            return orx.await.ok()?;
+            let job = Job { key: key.to_owned(), args, want, least, tx: otx };
+            let wait = async move {
+                tx.send(job).await.ok()?;
+                orx.await.ok()?
+            };
+            return tokio::time::timeout(s.backend.timeout(), wait).await.ok()?;
         }
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(s.script.sha()).arg(args.len());
@@ -754,6 +789,10 @@ impl Drop for Outstanding<'_> {
         self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
+
+/// The largest bucket (emission interval × burst) in µs, 2^52 (~142 years): see
+/// [`Quota::validate`].
+const MAX_BUCKET_US: f64 = 4_503_599_627_370_496.0;
 
 /// The default [`RedisRateLimiterBuilder::coalesce`].
 const DEFAULT_COALESCE: usize = 128;
@@ -957,6 +996,12 @@ async fn dispatch(
                     _ => queue.len() >= max,
                 };
                 if may_start && slot.is_none() && ready {
+                    // callers gone (dropped, or timed out waiting) are not decided: their
+                    // tokens would be spent for no one
+                    queue.retain(|j| !j.tx.is_closed());
+                    if queue.is_empty() {
+                        break;
+                    }
                     // from idle with many waiting: two calls of half each (see above)
                     let overlap = OVERLAP.min(max);
                     let split = busy == 0 && queue.len() >= 2 * overlap;

@@ -1,0 +1,291 @@
+//! Review of the exact-mode GCRA rewrite (coalescing dispatcher with two calls in flight,
+//! one-integer replies, KEEPTTL, hexadecimal arrival times) against a real `redis-server`
+//! started by each test.
+//!
+//! A stalled Redis is `CLIENT PAUSE` (the socket stays open, no answer comes); waits on real
+//! time are bounded loops, and the one duration asserted is tokio's paused clock, which only
+//! moves by timers (the backend's timeout), never by the machine's speed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::ignored_unit_patterns,
+    clippy::many_single_char_names,
+    missing_docs
+)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use palisade_redis::server::RedisServer;
+use palisade_redis::{OnRedisDown, Quota, RedisBackend, RedisRateLimiter, Source};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(server.url()).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+/// Stalls every client of `server` for `ms` real milliseconds (the reply to this command
+/// comes at once; everything after it waits).
+async fn pause(server: &RedisServer, ms: u64) {
+    let mut c = raw(server).await;
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(ms).arg("ALL").query_async(&mut c).await.unwrap();
+}
+
+type Check = Pin<
+    Box<dyn Future<Output = Result<palisade_redis::Decision, palisade_redis::CostExceedsCapacity>> + Send>,
+>;
+
+fn check(l: &RedisRateLimiter, key: &'static str) -> Check {
+    let l = l.clone();
+    Box::pin(async move { l.check(key, 1).await })
+}
+
+/// Whether `f` is still pending after one poll.
+async fn pending<F: Future + Unpin>(f: &mut F) -> bool {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(Pin::new(&mut *f).poll(cx).is_pending())).await
+}
+
+/// Polls `f` once (it then sits on the limiter: a direct script call or a queued decision).
+async fn poll_once(f: &mut Check) {
+    assert!(pending(f).await, "Redis answered while paused");
+}
+
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+// A caller queued behind two script calls in flight waited for one of them to time out and
+// then for its own call: twice the configured timeout while Redis stalled. Every caller is
+// answered by the down policy within the timeout now. Time is tokio's paused clock: it only
+// moves by the timers (the backend timeout), so the elapsed times are exact multiples of it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stalled_redis_answers_every_queued_caller_within_the_timeout() {
+    let server = RedisServer::start();
+    let timeout = Duration::from_millis(300);
+    let backend = RedisBackend::builder(server.url())
+        .timeout(timeout)
+        // never opens here: the worst case, every call waits for its timeout
+        .guard(10_000, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let l = RedisRateLimiter::builder("stall", backend)
+        .tier(Quota::per(1_000, HOUR))
+        .on_redis_down(OnRedisDown::FailOpen)
+        .build()
+        .unwrap();
+    // the connection is up and the script loaded (real time)
+    assert_eq!(l.check("warm", 1).await.unwrap().source, Source::Redis);
+    pause(&server, 1_500).await;
+    tokio::time::pause();
+    let start = tokio::time::Instant::now();
+    let wave = |n: usize| {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let l = l.clone();
+            set.spawn(async move {
+                let d = l.check("k", 1).await.unwrap();
+                (d, start.elapsed())
+            });
+        }
+        set
+    };
+    // 64 callers: a direct call and two dispatcher calls in flight
+    let mut first = wave(64);
+    settle().await;
+    // then 10 more: queued behind the two calls in flight
+    let mut second = wave(10);
+    let mut answered = 0;
+    for set in [&mut first, &mut second] {
+        while let Some(r) = set.join_next().await {
+            let (d, waited) = r.unwrap();
+            assert_eq!((d.allowed, d.source), (true, Source::FailOpen), "{d:?}");
+            // tokio's timer wheel fires at the next whole millisecond: 301 ms (two timeouts
+            // in a row: 602 ms)
+            assert!(waited < timeout * 3 / 2, "a caller waited {waited:?} with a timeout of {timeout:?}");
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 74);
+}
+
+// A decision whose caller was dropped while it waited in the dispatcher's queue (its script
+// call not yet sent) was still sent and spent a token for no one.
+#[tokio::test(flavor = "current_thread")]
+async fn a_caller_dropped_while_queued_spends_nothing() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::builder(server.url()).timeout(Duration::from_secs(10)).build().unwrap();
+    // one token every 1,000 s: nothing refills during the test
+    let l = RedisRateLimiter::builder("drop", backend)
+        .tier(Quota::per(100, Duration::from_secs(100_000)))
+        .build()
+        .unwrap();
+    assert_eq!(l.check("warm", 1).await.unwrap().source, Source::Redis);
+    pause(&server, 1_000).await;
+    // A: alone, straight to Redis; B1: the dispatcher's first call
+    let mut a = check(&l, "k");
+    poll_once(&mut a).await;
+    let mut b1 = check(&l, "k");
+    poll_once(&mut b1).await;
+    settle().await;
+    // B2..B10 queue behind B1's call (fewer than a second call's worth), then are dropped
+    let mut dropped: Vec<Check> = (0..9).map(|_| check(&l, "k")).collect();
+    for f in &mut dropped {
+        poll_once(f).await;
+    }
+    settle().await;
+    drop(dropped);
+    let (a, b1) = tokio::join!(a, b1);
+    assert!(a.unwrap().allowed && b1.unwrap().allowed);
+    // C goes through the dispatcher after whatever it still holds (X keeps C from being alone)
+    let mut x = check(&l, "other");
+    poll_once(&mut x).await;
+    let c = l.check("k", 1).await.unwrap();
+    assert!(c.allowed, "{c:?}");
+    // A, B1 and C spent: 97 left (the dropped ones spent 9 more: 88)
+    assert_eq!(c.remaining, 97, "{c:?}");
+    x.await.unwrap();
+}
+
+// `check_with` took per-key quotas unvalidated: a zero period admitted everything (the
+// script's arithmetic turned to NaN), and a limit of 0 with a burst wrote "nan" with an
+// invalid expiry, so the script failed: every decision coalesced in that call went to the down
+// policy. Such a quota is now refused like a weight above the burst (it can never admit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_per_key_quota_is_refused_and_poisons_no_one() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::builder(server.url()).timeout(Duration::from_secs(5)).build().unwrap();
+    let l = RedisRateLimiter::builder("perkey", backend).tier(Quota::per(1_000, HOUR)).build().unwrap();
+    let bad = [
+        Quota::per(5, Duration::ZERO),
+        Quota::per(0, HOUR).burst(5),
+        Quota::per(5_000_000, Duration::from_secs(1)),
+        Quota::per(1, Duration::from_secs(86_400 * 365)).burst(1 << 40),
+    ];
+    for q in bad {
+        for _ in 0..3 {
+            let r = l.check_with("bad", 1, &[q]).await;
+            assert!(r.is_err(), "{q:?}: {r:?}");
+        }
+    }
+    // many at once, mixed with valid decisions in coalesced calls: the valid ones are all
+    // decided by Redis
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..200u32 {
+        let l = l.clone();
+        set.spawn(async move {
+            if i % 2 == 0 {
+                (true, l.check_with("bad", 1, &[Quota::per(0, HOUR).burst(5)]).await)
+            } else {
+                (false, l.check("good", 1).await)
+            }
+        });
+    }
+    let mut good = 0;
+    while let Some(r) = set.join_next().await {
+        match r.unwrap() {
+            (true, r) => assert!(r.is_err(), "{r:?}"),
+            (false, r) => {
+                let d = r.unwrap();
+                assert_eq!((d.allowed, d.source), (true, Source::Redis), "{d:?}");
+                good += 1;
+            }
+        }
+    }
+    assert_eq!(good, 100);
+}
+
+// A quota whose bucket spans more microseconds than a Lua number holds exactly (period ÷ limit
+// × burst beyond 2^52 µs, ~142 years) was accepted: the arrival time lost its units (and past
+// 2^63 the script's `%x` and `PXAT` failed, so every check went to the down policy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_beyond_a_lua_numbers_precision_is_a_config_error() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::builder(server.url()).timeout(Duration::from_secs(5)).build().unwrap();
+    let year = Duration::from_secs(86_400 * 365);
+    let e = RedisRateLimiter::builder("huge", backend.clone())
+        .tier(Quota::per(1, year).burst(1 << 40))
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("tiers[0]"), "{e}");
+    let e = RedisRateLimiter::builder("huge", backend.clone())
+        .tier(Quota::per(1, year).burst(200))
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("tiers[0]"), "{e}");
+    // the largest accepted bucket (142 years) stays exact: its whole burst, then a refusal
+    // with the exact retry_after of one token (a year)
+    let l = RedisRateLimiter::builder("huge", backend).tier(Quota::per(1, year).burst(142)).build().unwrap();
+    let d = l.check("k", 142).await.unwrap();
+    assert_eq!((d.allowed, d.source, d.remaining), (true, Source::Redis, 0), "{d:?}");
+    let d = l.check("k", 1).await.unwrap();
+    assert_eq!((d.allowed, d.source), (false, Source::Redis), "{d:?}");
+    assert!(
+        d.retry_after <= year && d.retry_after > year.checked_sub(Duration::from_secs(60)).unwrap(),
+        "{d:?}"
+    );
+    // the stored arrival time is a whole number of µs, hexadecimal, its TTL covering it
+    let mut c = raw(&server).await;
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*huge*").query_async(&mut c).await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let v: String = redis::cmd("GET").arg(&keys[0]).query_async(&mut c).await.unwrap();
+    let tat = u64::from_str_radix(v.strip_prefix("0x").expect(&v), 16).unwrap();
+    let at: i64 = redis::cmd("PEXPIRETIME").arg(&keys[0]).query_async(&mut c).await.unwrap();
+    assert!(at as u64 * 1_000 >= tat, "{at} ms < {tat} µs");
+}
+
+// Dropped check_owned futures while their script calls are in flight (two calls, Redis
+// stalled): every admission of a dropped caller is given back exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owned_checks_dropped_mid_batch_are_refunded_exactly_once() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::builder(server.url()).timeout(Duration::from_secs(10)).build().unwrap();
+    let period = Duration::from_secs(100_000);
+    let l = RedisRateLimiter::builder("owned", backend).tier(Quota::per(10, period)).build().unwrap();
+    assert_eq!(l.check("warm", 1).await.unwrap().source, Source::Redis);
+    pause(&server, 800).await;
+    let mut futs: Vec<_> = (0..40).map(|_| l.check_owned("k".to_owned(), 1)).collect();
+    for f in &mut futs {
+        let _ = pending(f).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let kept = futs.split_off(20);
+    drop(futs);
+    let mut admitted = 0u64;
+    for f in kept {
+        admitted += u64::from(f.await.unwrap().allowed);
+    }
+    // the refunds are spawned: wait (bounded) until Redis holds exactly the kept admissions
+    let mut c = raw(&server).await;
+    let key = "palisade:owned:{k}:0";
+    let mut spent = u64::MAX;
+    for _ in 0..500 {
+        let v: Option<String> = redis::cmd("GET").arg(key).query_async(&mut c).await.unwrap();
+        let t: (u64, u64) = redis::cmd("TIME").query_async(&mut c).await.unwrap();
+        let now = t.0 * 1_000_000 + t.1;
+        let tat = v.map_or(0.0, |v| match v.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16).unwrap() as f64,
+            None => v.parse::<f64>().unwrap(),
+        });
+        let t_us = 10_000_000_000.0;
+        spent = ((tat - now as f64).max(0.0) / t_us).ceil() as u64;
+        if spent == admitted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(spent, admitted, "Redis holds {spent} tokens, the kept callers were admitted {admitted}");
+    // and no refund comes twice: a direct check of everything not spent passes, one more fails
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let q = [Quota::per(10, period)];
+    if admitted < 10 {
+        let d = l.check_with("k", 10 - admitted, &q).await.unwrap();
+        assert_eq!((d.allowed, d.remaining), (true, 0), "{d:?}");
+    }
+    let d = l.check_with("k", 1, &q).await.unwrap();
+    assert!(!d.allowed, "{d:?}");
+}
