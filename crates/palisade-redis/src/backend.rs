@@ -316,8 +316,9 @@ impl RedisBackendBuilder {
     }
 }
 
-/// A Lua script run with `EVALSHA`; loaded with `SCRIPT LOAD` on the first `NOSCRIPT` (after a
-/// Redis restart or `SCRIPT FLUSH`) and retried once.
+/// A Lua script run with `EVALSHA`; on `NOSCRIPT` (after a Redis restart or `SCRIPT FLUSH`)
+/// run once more with `EVAL` and its source, which also caches it for the next `EVALSHA`
+/// (a `SCRIPT LOAD` then `EVALSHA` failed again when another flush came between the two).
 #[derive(Debug, Clone)]
 pub(crate) struct LuaScript {
     code: &'static str,
@@ -343,8 +344,15 @@ impl LuaScript {
     ) -> redis::RedisResult<redis::Value> {
         match cmd.query_async::<redis::Value>(&mut conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                let _: String = redis::cmd("SCRIPT").arg("LOAD").arg(code).query_async(&mut conn).await?;
-                cmd.query_async(&mut conn).await
+                // `EVALSHA <sha> <numkeys> …` → `EVAL <code> <numkeys> …`
+                let mut eval = redis::cmd("EVAL");
+                eval.arg(code);
+                for a in cmd.args_iter().skip(2) {
+                    if let redis::Arg::Simple(bytes) = a {
+                        eval.arg(bytes);
+                    }
+                }
+                eval.query_async(&mut conn).await
             }
             other => other,
         }

@@ -625,40 +625,48 @@ impl RedisRateLimiter {
         if let Some(b) = &s.batching {
             if std::ptr::eq(tiers, s.tiers.as_slice()) {
                 if let Some(block) = b.block(key) {
-                    let mut block = block.lock().await;
-                    let now = Instant::now();
-                    if block.expires > now && block.tokens >= weight {
-                        block.tokens -= weight;
-                        return Ok(Decision {
-                            allowed: true,
-                            retry_after: Duration::ZERO,
-                            remaining: block.tokens,
-                            source: Source::Batch,
-                        });
-                    }
-                    let want = b.size.max(weight);
-                    return match self.eval(key, tiers, want, weight).await {
-                        Some((granted, _, remaining)) if granted >= weight => {
-                            block.tokens = granted - weight;
-                            block.expires = deadline_after(Instant::now(), b.hold);
-                            Ok(Decision {
+                    // The lock and the script call in one backend timeout: callers of one key
+                    // take turns on its block, and behind a stalled Redis the n-th would else
+                    // wait n timeouts.
+                    let batched = async {
+                        let mut block = block.lock().await;
+                        let now = Instant::now();
+                        if block.expires > now && block.tokens >= weight {
+                            block.tokens -= weight;
+                            return Some(Decision {
                                 allowed: true,
                                 retry_after: Duration::ZERO,
-                                remaining,
-                                source: Source::Redis,
-                            })
+                                remaining: block.tokens,
+                                source: Source::Batch,
+                            });
                         }
-                        Some((_, retry, _)) => {
-                            block.tokens = 0;
-                            Ok(Decision {
-                                allowed: false,
-                                retry_after: retry,
-                                remaining: 0,
-                                source: Source::Redis,
-                            })
-                        }
-                        None => Ok(self.fallback(key, weight)),
+                        let want = b.size.max(weight);
+                        Some(match self.eval(key, tiers, want, weight).await? {
+                            (granted, _, remaining) if granted >= weight => {
+                                block.tokens = granted - weight;
+                                block.expires = deadline_after(Instant::now(), b.hold);
+                                Decision {
+                                    allowed: true,
+                                    retry_after: Duration::ZERO,
+                                    remaining,
+                                    source: Source::Redis,
+                                }
+                            }
+                            (_, retry, _) => {
+                                block.tokens = 0;
+                                Decision {
+                                    allowed: false,
+                                    retry_after: retry,
+                                    remaining: 0,
+                                    source: Source::Redis,
+                                }
+                            }
+                        })
                     };
+                    return Ok(match tokio::time::timeout(s.backend.timeout(), batched).await {
+                        Ok(Some(d)) => d,
+                        _ => self.fallback(key, weight),
+                    });
                 }
             }
         }

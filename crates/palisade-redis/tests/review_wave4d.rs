@@ -289,3 +289,153 @@ async fn owned_checks_dropped_mid_batch_are_refunded_exactly_once() {
     let d = l.check_with("k", 1, &q).await.unwrap();
     assert!(!d.allowed, "{d:?}");
 }
+
+// Local batching: callers of one key waited in turn on the key's block lock, each behind the
+// previous one's script call; with Redis stalled the n-th caller waited n timeouts. Every
+// caller is answered by the down policy within the timeout now (tokio's paused clock again).
+#[tokio::test(flavor = "current_thread")]
+async fn a_stalled_redis_answers_batching_callers_of_one_key_within_the_timeout() {
+    let server = RedisServer::start();
+    let timeout = Duration::from_millis(300);
+    let backend = RedisBackend::builder(server.url())
+        .timeout(timeout)
+        .guard(10_000, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let l = RedisRateLimiter::builder("stall-batch", backend)
+        .tier(Quota::per(1_000, HOUR))
+        .batch(10, Duration::from_secs(1))
+        .on_redis_down(OnRedisDown::FailOpen)
+        .build()
+        .unwrap();
+    assert_eq!(l.check("warm", 1).await.unwrap().source, Source::Redis);
+    pause(&server, 1_500).await;
+    tokio::time::pause();
+    let start = tokio::time::Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let l = l.clone();
+        set.spawn(async move { (l.check("k", 1).await.unwrap(), start.elapsed()) });
+    }
+    let mut answered = 0;
+    while let Some(r) = set.join_next().await {
+        let (d, waited) = r.unwrap();
+        assert_eq!((d.allowed, d.source), (true, Source::FailOpen), "{d:?}");
+        assert!(waited < timeout * 3 / 2, "a caller waited {waited:?} with a timeout of {timeout:?}");
+        answered += 1;
+    }
+    assert_eq!(answered, 8);
+}
+
+// Scripts flushed back to back while two limiters (separate connections) burst: every
+// decision is Redis' own, and the quota holds. A call that met `NOSCRIPT` sent `SCRIPT LOAD`
+// then `EVALSHA` again, which failed when a flush came between the two (the decision went to
+// the down policy); it retries with `EVAL` and the source now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_flushed_mid_burst_are_reloaded_and_the_quota_holds() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let server = RedisServer::start();
+    let mk = || {
+        let backend = RedisBackend::builder(server.url()).timeout(Duration::from_secs(5)).build().unwrap();
+        RedisRateLimiter::builder("flush", backend).tier(Quota::per(200, HOUR)).build().unwrap()
+    };
+    let (a, b) = (mk(), mk());
+    let done = Arc::new(AtomicBool::new(false));
+    let flusher = {
+        let done = done.clone();
+        let mut c = raw(&server).await;
+        tokio::spawn(async move {
+            let mut flushes = 0u32;
+            while !done.load(Ordering::Relaxed) {
+                let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut c).await.unwrap();
+                flushes += 1;
+                tokio::task::yield_now().await;
+            }
+            flushes
+        })
+    };
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..128 {
+        let l = if i % 2 == 0 { a.clone() } else { b.clone() };
+        set.spawn(async move {
+            let mut ok = 0;
+            for _ in 0..20 {
+                let d = l.check("k", 1).await.unwrap();
+                assert_eq!(d.source, Source::Redis, "{d:?}");
+                ok += usize::from(d.allowed);
+            }
+            ok
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = set.join_next().await {
+        ok += r.unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    assert!(flusher.await.unwrap() > 0);
+    assert_eq!(ok, 200);
+}
+
+// Redis killed while callers burst (two script calls in flight), then restarted on its port:
+// no caller hangs or panics, every decision is Redis' or the configured policy's, and Redis
+// decides again after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_mid_burst_answers_every_caller() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let mut server = RedisServer::start();
+    let port = server.port();
+    let timeout = Duration::from_millis(200);
+    let backend = RedisBackend::builder(server.url())
+        .timeout(timeout)
+        .guard(3, Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let l = RedisRateLimiter::builder("kill", backend)
+        .tier(Quota::per(1_000_000, HOUR))
+        .on_redis_down(OnRedisDown::Local { share: 0.5 })
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (redis, local) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let (l, stop, redis, local) = (l.clone(), stop.clone(), redis.clone(), local.clone());
+        set.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                // a hang guard only: ten timeouts
+                let d = tokio::time::timeout(timeout * 10, l.check("k", 1)).await.expect("hang").unwrap();
+                match d.source {
+                    Source::Redis => redis.fetch_add(1, Ordering::Relaxed),
+                    Source::Local => local.fetch_add(1, Ordering::Relaxed),
+                    other => panic!("{other:?}"),
+                };
+            }
+        });
+    }
+    let wait_for = |counter: Arc<AtomicUsize>, above: usize| async move {
+        for _ in 0..1_000 {
+            if counter.load(Ordering::Relaxed) > above {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("stuck at {}", counter.load(Ordering::Relaxed));
+    };
+    wait_for(redis.clone(), 1_000).await;
+    server.stop();
+    wait_for(local.clone(), 100).await;
+    let _server = loop {
+        match RedisServer::start_on(port) {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let before = redis.load(Ordering::Relaxed);
+    wait_for(redis.clone(), before + 1_000).await;
+    stop.store(true, Ordering::Relaxed);
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+}
