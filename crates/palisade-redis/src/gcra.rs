@@ -415,7 +415,7 @@ impl RedisRateLimiterBuilder {
         if self.tiers.is_empty() {
             return Err(ConfigError::new("tiers", "at least one tier"));
         }
-        if self.tiers.len() > 8 {
+        if self.tiers.len() > MAX_TIERS {
             return Err(ConfigError::new("tiers", "at most 8 tiers"));
         }
         for (i, t) in self.tiers.iter().enumerate() {
@@ -512,6 +512,11 @@ impl RedisRateLimiter {
     }
 
     /// Asks for `weight` tokens of `key` under the configured tiers.
+    ///
+    /// Dropping this future after its script call was sent keeps an admission made for it
+    /// spent (the fleet admits less, never more); before it was sent, nothing is spent. For an
+    /// admission given back when the caller goes away, use
+    /// [`check_owned`](Self::check_owned).
     pub async fn check(&self, key: &str, weight: u64) -> Result<Decision, CostExceedsCapacity> {
         let s = &self.shared;
         self.check_in(key, weight, &s.tiers).await
@@ -522,7 +527,8 @@ impl RedisRateLimiter {
     ///
     /// A quota that [`build`](RedisRateLimiterBuilder::build) would reject (a zero limit,
     /// burst or period, more than one token per µs, a bucket beyond 2^52 µs) can never admit:
-    /// it is refused with [`CostExceedsCapacity`] naming the tier, with a capacity of 0.
+    /// it is refused with [`CostExceedsCapacity`] naming the tier, with a capacity of 0; so
+    /// is a list of no tiers or more than 8.
     pub async fn check_with(
         &self,
         key: &str,
@@ -601,6 +607,16 @@ impl RedisRateLimiter {
         tiers: &[Quota],
     ) -> Result<Decision, CostExceedsCapacity> {
         let configured = std::ptr::eq(tiers, self.shared.tiers.as_slice());
+        // 1 to 8 tiers, as `build` takes: a tier's key carries one digit (a 10th tier would
+        // share the 1st one's key)
+        if !configured && (tiers.is_empty() || tiers.len() > MAX_TIERS) {
+            return Err(CostExceedsCapacity::new(
+                self.shared.name.clone(),
+                "tiers",
+                u32::try_from(weight).unwrap_or(u32::MAX),
+                0,
+            ));
+        }
         for (tier, q) in tiers.iter().enumerate() {
             // a per-key quota that `build` would reject can never admit (its arithmetic in
             // the script is NaN or inexact, and a NaN write fails every decision of the call)
@@ -801,6 +817,9 @@ impl Drop for Outstanding<'_> {
 /// The largest bucket (emission interval × burst) in µs, 2^52 (~142 years): see
 /// [`Quota::validate`].
 const MAX_BUCKET_US: f64 = 4_503_599_627_370_496.0;
+
+/// The most tiers of a limiter or of a per-key quota list.
+const MAX_TIERS: usize = 8;
 
 /// The default [`RedisRateLimiterBuilder::coalesce`].
 const DEFAULT_COALESCE: usize = 128;

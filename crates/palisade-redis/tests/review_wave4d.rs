@@ -439,3 +439,34 @@ async fn redis_killed_and_restarted_mid_burst_answers_every_caller() {
         r.unwrap();
     }
 }
+
+// `check_with` took any number of per-key tiers, but a tier's key carries one digit: the
+// 11th tier shared the 1st one's key, and the last write won. Here the 1st tier (2 an hour)
+// was overwritten by the 11th (1,000 an hour) and admitted every check. More than 8 tiers (as
+// `build` allows) or none is now refused like a weight above the burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_tiers_beyond_eight_or_none_are_refused() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::builder(server.url()).timeout(Duration::from_secs(5)).build().unwrap();
+    let l = RedisRateLimiter::builder("tiers", backend).tier(Quota::per(1_000, HOUR)).build().unwrap();
+    let mut tiers = vec![Quota::per(2, HOUR)];
+    tiers.extend(std::iter::repeat_n(Quota::per(1_000, HOUR), 10));
+    let mut admitted = 0;
+    for _ in 0..5 {
+        match l.check_with("k", 1, &tiers).await {
+            Ok(d) => admitted += usize::from(d.allowed),
+            Err(e) => assert_eq!(e.capacity(), 0, "{e}"),
+        }
+    }
+    assert!(admitted <= 2, "the 2-an-hour tier admitted {admitted}");
+    assert_eq!(admitted, 0, "11 tiers are refused");
+    assert!(l.check_with("k", 1, &[]).await.is_err());
+    // 8 tiers are fine, and the strictest holds
+    let eight: Vec<Quota> =
+        std::iter::once(Quota::per(2, HOUR)).chain(std::iter::repeat_n(Quota::per(1_000, HOUR), 7)).collect();
+    let mut ok = 0;
+    for _ in 0..5 {
+        ok += usize::from(l.check_with("k8", 1, &eight).await.unwrap().allowed);
+    }
+    assert_eq!(ok, 2);
+}
