@@ -51,16 +51,7 @@ impl BreakerCore {
                     let until = self.half_open_until.load(Ordering::Acquire);
                     let now = self.now_nanos();
                     if now >= until {
-                        // The trials did not decide in time: open, as from the deadline, so
-                        // that a breaker nobody called for long goes on to new trials.
-                        self.apply(
-                            Some(word),
-                            CircuitState::Open,
-                            TransitionReason::HalfOpenTimedOut,
-                            OpenSpec::From(until),
-                            None,
-                            true,
-                        );
+                        self.half_open_timed_out(word, until);
                         continue;
                     }
                     // Every slot is taken: the trials decide by the deadline at the latest;

@@ -179,20 +179,9 @@ impl BreakerCore {
     /// Moves the breaker to half-open at `until`, on a timer task, if it is still in the
     /// open period `word` then.
     pub(super) fn schedule_half_open(&self, word: u64, until: u64) {
-        #[cfg(not(loom))]
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let me = self.me.clone();
-            let at = self.instant_at(until);
-            let timer = runtime.spawn(async move {
-                tokio::time::sleep_until(at).await;
-                if let Some(core) = me.upgrade() {
-                    core.transition(Some(word), CircuitState::HalfOpen, TransitionReason::WaitElapsed);
-                }
-            });
-            self.keep_timer(word, &timer);
-        }
-        #[cfg(loom)]
-        let _ = (word, until, &self.me);
+        self.schedule(word, until, move |core| {
+            core.transition(Some(word), CircuitState::HalfOpen, TransitionReason::WaitElapsed);
+        });
     }
 
     /// Re-opens the breaker at `until` (the end of the longest half-open period), on a timer
@@ -202,6 +191,12 @@ impl BreakerCore {
     /// (without it, the first call after the deadline moves the breaker, as from the
     /// deadline, so that an idle breaker costs no timer).
     fn schedule_half_open_timeout(&self, word: u64, until: u64) {
+        self.schedule(word, until, move |core| core.half_open_timed_out(word, until));
+    }
+
+    /// Runs `then` on the breaker at `until`, on a timer task kept as the timer of the
+    /// period `word` (aborted when that period ends), if the breaker still exists then.
+    fn schedule(&self, word: u64, until: u64, then: impl FnOnce(&Self) + Send + 'static) {
         #[cfg(not(loom))]
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let me = self.me.clone();
@@ -209,19 +204,26 @@ impl BreakerCore {
             let timer = runtime.spawn(async move {
                 tokio::time::sleep_until(at).await;
                 if let Some(core) = me.upgrade() {
-                    core.apply(
-                        Some(word),
-                        CircuitState::Open,
-                        TransitionReason::HalfOpenTimedOut,
-                        OpenSpec::From(until),
-                        None,
-                        true,
-                    );
+                    then(&core);
                 }
             });
             self.keep_timer(word, &timer);
         }
         #[cfg(loom)]
-        let _ = (word, until, &self.me);
+        let _ = (word, until, &self.me, then);
+    }
+
+    /// The half-open period `word`, which ended at `until`, saw its trials not decide in
+    /// time: open again, as from that deadline, so that a breaker nobody called for long
+    /// goes on to new trials.
+    pub(super) fn half_open_timed_out(&self, word: u64, until: u64) {
+        self.apply(
+            Some(word),
+            CircuitState::Open,
+            TransitionReason::HalfOpenTimedOut,
+            OpenSpec::From(until),
+            None,
+            true,
+        );
     }
 }
