@@ -44,10 +44,21 @@ use crate::OnRedisDown;
 /// hexadecimal without a decimal conversion (another ~0.1 µs). A fractional one (an emission
 /// interval that is not a whole number of µs) is written as a Lua number, so its fraction is
 /// kept; `tonumber` reads either. `x - x % 1` is `math.floor(x)` without a function call.
+///
+/// **Fractional intervals.** A Lua number near today's time in µs (~2^50.6) has a step of
+/// 0.25 µs, so `tat + T × n` is rounded; a sum that rounded down is moved to the next number up
+/// (and the interval, sent with 4 decimals, is rounded up), so an arrival time is never
+/// behind the exact one: the limiter then admits at most the quota (at most ~0.25 µs of
+/// refill per admission less).
 pub(crate) const GCRA_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local floor = math.floor
+-- the next Lua number above x > 0: a sum that rounded down is rounded up instead
+local function up(x)
+  local _, e = math.frexp(x)
+  return x + math.ldexp(1, e - 53)
+end
 local out = {}
 local o = 0
 local a = 2
@@ -82,7 +93,9 @@ for _ = 1, tonumber(ARGV[1]) do
         o = o + 1
         out[o] = -math.ceil(r) - 1
       else
-        local nt = tat + T * grant
+        local inc = T * grant
+        local nt = tat + inc
+        if nt - tat < inc then nt = up(nt) end
         local s = nt - nt % 1000000
         local v = nt
         if nt % 1 == 0 then v = string.format('0x%x', nt) end
@@ -137,7 +150,9 @@ for _ = 1, tonumber(ARGV[1]) do
         local remaining = -1
         for i = 1, n do
           local T = Ts[i]
-          local nt = tats[i] + T * grant
+          local inc = T * grant
+          local nt = tats[i] + inc
+          if nt - tats[i] < inc then nt = up(nt) end
           local s = floor(nt / 1000000)
           local old = olds[i]
           local v = nt
@@ -174,7 +189,13 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local cost = tonumber(ARGV[1])
 for i = 1, #KEYS do
   local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
-  local new = tat - tonumber(ARGV[1 + i]) * cost
+  local dec = tonumber(ARGV[1 + i]) * cost
+  local new = tat - dec
+  -- rounded down, it would give back more than was taken: the next number up
+  if tat - new > dec then
+    local _, e = math.frexp(new)
+    new = new + math.ldexp(1, e - 53)
+  end
   if new <= now then
     redis.call('DEL', KEYS[i])
   else
@@ -834,7 +855,11 @@ struct TierArg {
 fn tier_args(tiers: &[Quota]) -> Arc<[TierArg]> {
     tiers
         .iter()
-        .map(|q| TierArg { emission: format!("{:.4}", q.emission_us()).into(), burst: q.burst })
+        // rounded up, never down: a shorter interval would refill faster than the quota
+        .map(|q| TierArg {
+            emission: format!("{:.4}", (q.emission_us() * 1e4).ceil() / 1e4).into(),
+            burst: q.burst,
+        })
         .collect()
 }
 

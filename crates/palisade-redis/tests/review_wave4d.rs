@@ -470,3 +470,48 @@ async fn per_key_tiers_beyond_eight_or_none_are_refused() {
     }
     assert_eq!(ok, 2);
 }
+
+fn parse_tat(v: &str) -> f64 {
+    match v.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).unwrap() as f64,
+        None => v.parse().unwrap(),
+    }
+}
+
+// A fractional arrival time is a Lua number: near 2^50.6 µs (today) its step is 0.25 µs, so
+// `tat + T` rounded to the nearest step, and with T = 333,333.3333 µs (3 a second) every
+// admission rounded 0.083 µs down: the bucket refilled faster than the quota (by 0.083 / T; a
+// quota of 300,000 a second admitted 2.5% more). The arrival time is never behind the exact one
+// now (rounded up when the sum rounded down; the emission interval is rounded up too).
+// Measured exactly: a second tier with a whole interval sees the same `now` in each decision,
+// and both tiers stay ahead of the clock, so each arrival time is `now₀ + k × T`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fractional_arrival_times_never_fall_behind_the_exact_ones() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::builder(server.url()).timeout(Duration::from_secs(5)).build().unwrap();
+    let sec = Duration::from_secs(1);
+    let l = RedisRateLimiter::builder("drift", backend)
+        .tier(Quota::per(3, sec).burst(2_000))
+        .tier(Quota::per(1, sec).burst(2_000))
+        .coalesce(0)
+        .build()
+        .unwrap();
+    let n = 1_000u32;
+    for _ in 0..n {
+        assert!(l.check("k", 1).await.unwrap().allowed);
+    }
+    let mut c = raw(&server).await;
+    let t0: String = redis::cmd("GET").arg("palisade:drift:{k}:0").query_async(&mut c).await.unwrap();
+    let t1: String = redis::cmd("GET").arg("palisade:drift:{k}:1").query_async(&mut c).await.unwrap();
+    let now0 = parse_tat(&t1) - f64::from(n) * 1e6;
+    let exact = f64::from(n) * 1e6 / 3.0;
+    let got = parse_tat(&t0) - now0;
+    assert!(
+        got >= exact,
+        "tier 0 advanced {got} µs for {n} tokens of {} µs: {} µs behind",
+        1e6 / 3.0,
+        exact - got
+    );
+    // and not far ahead (≤ 0.25 µs and 0.0001 µs of interval per token)
+    assert!(got <= exact + f64::from(n) * 0.2501, "{got} vs {exact}");
+}
