@@ -96,7 +96,7 @@ fn bench<S: Service<u64>>(
 
 fn retry(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
-    let _guard = rt.enter();
+    let guard = rt.enter();
     let mut group = c.benchmark_group("retry");
 
     bench(&mut group, "bare", noop());
@@ -151,7 +151,7 @@ fn retry(c: &mut Criterion) {
         "palisade HedgeLayer (no hedge needed, no budget)",
         HedgeLayer::builder().budget(RetryBudget::unlimited()).build().unwrap().layer(noop()),
     );
-    drop(_guard);
+    drop(guard);
 
     // The same two budgets with a multi-thread runtime's context entered (the runtime most
     // servers run on): palisade's default budget then deposits into a time slot a tokio
