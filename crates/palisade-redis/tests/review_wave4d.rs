@@ -515,3 +515,44 @@ async fn fractional_arrival_times_never_fall_behind_the_exact_ones() {
     // and not far ahead (≤ 0.25 µs and 0.0001 µs of interval per token)
     assert!(got <= exact + f64::from(n) * 0.2501, "{got} vs {exact}");
 }
+
+// Coalesced calls, two tiers, mixed weights: when the second tier refuses, the first spends
+// nothing, so both tiers hold exactly the weight admitted (read back from Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_multi_tier_refusals_spend_nothing_in_any_tier() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::builder(server.url()).timeout(Duration::from_secs(5)).build().unwrap();
+    let period = Duration::from_secs(100_000);
+    let l = RedisRateLimiter::builder("tiers2", backend)
+        .tier(Quota::per(1_000, period))
+        .tier(Quota::per(25, period))
+        .build()
+        .unwrap();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..200u64 {
+        let l = l.clone();
+        set.spawn(async move {
+            let w = 1 + i % 3;
+            let d = l.check("k", w).await.unwrap();
+            assert_eq!(d.source, Source::Redis, "{d:?}");
+            if d.allowed {
+                w
+            } else {
+                0
+            }
+        });
+    }
+    let mut admitted = 0;
+    while let Some(r) = set.join_next().await {
+        admitted += r.unwrap();
+    }
+    assert!((23..=25).contains(&admitted), "admitted weight {admitted} of 25");
+    let mut c = raw(&server).await;
+    let t: (u64, u64) = redis::cmd("TIME").query_async(&mut c).await.unwrap();
+    let now = (t.0 * 1_000_000 + t.1) as f64;
+    let spent = |v: String, t_us: f64| ((parse_tat(&v) - now) / t_us).ceil() as u64;
+    let v0: String = redis::cmd("GET").arg("palisade:tiers2:{k}:0").query_async(&mut c).await.unwrap();
+    let v1: String = redis::cmd("GET").arg("palisade:tiers2:{k}:1").query_async(&mut c).await.unwrap();
+    assert_eq!(spent(v0, 100_000_000.0), admitted, "tier 0");
+    assert_eq!(spent(v1, 4_000_000_000.0), admitted, "tier 1");
+}
