@@ -662,6 +662,18 @@ impl RedisRateLimiter {
         if let Some(b) = &s.batching {
             if std::ptr::eq(tiers, s.tiers.as_slice()) {
                 if let Some(block) = b.block(key) {
+                    // served from the block without a timer when its lock is free
+                    if let Ok(mut held) = block.try_lock() {
+                        if held.expires > Instant::now() && held.tokens >= weight {
+                            held.tokens -= weight;
+                            return Ok(Decision {
+                                allowed: true,
+                                retry_after: Duration::ZERO,
+                                remaining: held.tokens,
+                                source: Source::Batch,
+                            });
+                        }
+                    }
                     // The lock and the script call in one backend timeout: callers of one key
                     // take turns on its block, and behind a stalled Redis the n-th would else
                     // wait n timeouts.
