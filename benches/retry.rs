@@ -94,6 +94,15 @@ fn bench<S: Service<u64>>(
     group.bench_function(name, |b| b.iter(|| black_box(once(&mut svc, &mut cx))));
 }
 
+/// tower's `Retry` with its `TpsBudget` (10 s, 10 per second, ratio 0.2) around the no-op
+/// service.
+fn tower_budget_retry() -> impl Service<u64> {
+    tower::retry::RetryLayer::new(TowerBudgetPolicy(std::sync::Arc::new(
+        tower::retry::budget::TpsBudget::new(Duration::from_secs(10), 10, 0.2),
+    )))
+    .layer(noop())
+}
+
 fn retry(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
     let guard = rt.enter();
@@ -105,14 +114,7 @@ fn retry(c: &mut Criterion) {
         "tower Retry (never-retry policy)",
         tower::retry::RetryLayer::new(NeverRetry).layer(noop()),
     );
-    bench(
-        &mut group,
-        "tower Retry (TpsBudget policy)",
-        tower::retry::RetryLayer::new(TowerBudgetPolicy(std::sync::Arc::new(
-            tower::retry::budget::TpsBudget::new(Duration::from_secs(10), 10, 0.2),
-        )))
-        .layer(noop()),
-    );
+    bench(&mut group, "tower Retry (TpsBudget policy)", tower_budget_retry());
     bench(&mut group, "palisade RetryLayer (default budget)", RetryLayer::new(3).layer(noop()));
     bench(
         &mut group,
@@ -160,14 +162,7 @@ fn retry(c: &mut Criterion) {
     let mt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().expect("runtime");
     let _guard = mt.enter();
-    bench(
-        &mut group,
-        "tower Retry (TpsBudget policy), multi-thread runtime",
-        tower::retry::RetryLayer::new(TowerBudgetPolicy(std::sync::Arc::new(
-            tower::retry::budget::TpsBudget::new(Duration::from_secs(10), 10, 0.2),
-        )))
-        .layer(noop()),
-    );
+    bench(&mut group, "tower Retry (TpsBudget policy), multi-thread runtime", tower_budget_retry());
     bench(
         &mut group,
         "palisade RetryLayer (default budget), multi-thread runtime",
