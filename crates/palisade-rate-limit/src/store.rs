@@ -30,6 +30,7 @@
 use std::any::Any;
 use std::fmt;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -224,6 +225,11 @@ pub struct LocalStore<K> {
     /// shards would deadlock against it.
     changing: Mutex<()>,
     epoch: Epoch,
+    /// The latest time (store nanoseconds) at which keys may have been forgotten: new keys
+    /// start there (`Cell::starting_at`), so a reading taken before a key was forgotten and
+    /// applied after decides as the forgotten key would have, never as a key with no past.
+    /// Raised before every scan that may forget keys, with that scan's time.
+    forgot_at: AtomicU64,
 }
 
 type QuotaFn<K> = Arc<dyn Fn(&K) -> Quota + Send + Sync>;
@@ -245,6 +251,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
             quota: RwLock::new(quota),
             changing: Mutex::new(()),
             epoch: clock.epoch(),
+            forgot_at: AtomicU64::new(0),
         }
     }
 
@@ -261,7 +268,19 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
     /// Forgets every key whose limiter is back to a fresh key's state (and that no request
     /// holds); returns how many went.
     pub fn sweep(&self) -> usize {
-        self.map.sweep(self.epoch.now())
+        let now = self.epoch.now();
+        self.forgot_at.fetch_max(now, Ordering::Relaxed);
+        self.map.sweep(now)
+    }
+
+    /// The state of `key`, made if new; the map may forget keys at `now` to make room.
+    #[inline(never)]
+    fn insert(&self, key: &K, now: u64) -> Result<Arc<KeyCell>, Denied> {
+        // A reading from the future (a caller's instant) must not hold new keys back.
+        self.forgot_at.fetch_max(now.min(self.epoch.now()), Ordering::Relaxed);
+        self.map
+            .get_or_insert_with(key, now, || self.make(key))
+            .map_err(|full| Denied::KeySetFull { capacity: full.capacity() })
     }
 
     fn make(&self, key: &K) -> KeyCell {
@@ -273,7 +292,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
             // An invalid per-key quota blocks the key rather than panicking.
             Quota::new(0, Duration::from_secs(1)).burst(0)
         };
-        KeyCell { cell: Cell::new(self.algorithm, &quota) }
+        // Ordered after every scan that forgot a key this one may replace: such a scan
+        // raised `forgot_at` before taking the shard lock this runs under.
+        KeyCell { cell: Cell::starting_at(self.algorithm, &quota, self.forgot_at.load(Ordering::Relaxed)) }
     }
 
     #[inline]
@@ -299,10 +320,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
         if let Some(result) = self.map.with(key, |cell| self.grant(cell, cost, now, now_nanos, wait)) {
             return result;
         }
-        let cell = self
-            .map
-            .get_or_insert_with(key, now_nanos, || self.make(key))
-            .map_err(|full| Denied::KeySetFull { capacity: full.capacity() })?;
+        let cell = self.insert(key, now_nanos)?;
         self.grant(&cell, cost, now, now_nanos, wait)
     }
 
@@ -312,10 +330,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
         if let Some(result) = self.map.with(key, |cell| cell.cell.acquire(now, cost, Some(0))) {
             return result.map(|_| ());
         }
-        let cell = self
-            .map
-            .get_or_insert_with(key, now, || self.make(key))
-            .map_err(|full| Denied::KeySetFull { capacity: full.capacity() })?;
+        let cell = self.insert(key, now)?;
         cell.cell.acquire(now, cost, Some(0)).map(|_| ())
     }
 

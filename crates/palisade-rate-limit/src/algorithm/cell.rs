@@ -33,11 +33,26 @@ pub(crate) struct Windowed<S> {
     pub(super) window: u64,
     pub(super) limit: u32,
     pub(super) state: S,
+    /// Changes of period so far. Window algorithms name a reservation by its window's
+    /// index, and a new period renumbers the windows: an admission carries this in its
+    /// `mark`, and one made before a change of period lapses when given back (its index
+    /// may name another window now, whose callers still run).
+    pub(super) periods: u64,
 }
 
 impl<S> Windowed<S> {
     pub(super) fn new(window: u64, limit: u32, state: S) -> Mutex<Self> {
-        Mutex::new(Self { window, limit, state })
+        Mutex::new(Self { window, limit, state, periods: 0 })
+    }
+
+    /// `admit`, marked with the period it was counted in.
+    fn marked(&self, admit: Result<Admit, Denied>) -> Result<Admit, Denied> {
+        admit.map(|a| Admit { mark: self.periods, ..a })
+    }
+
+    /// Whether a reservation marked `mark` was counted in the windows of the period now.
+    fn same_period(&self, mark: u64) -> bool {
+        mark == self.periods
     }
 }
 
@@ -56,22 +71,37 @@ impl<T> fmt::Debug for Cell<T> {
 
 impl<T: Tat> Cell<T> {
     pub(crate) fn new(algorithm: Algorithm, quota: &Quota) -> Self {
+        Self::starting_at(algorithm, quota, 0)
+    }
+
+    /// A fresh state for which no time before `at` exists: a reading older than `at` counts
+    /// as `at` (windows), or finds the bucket full at `at` and no earlier (token and leaky
+    /// bucket). A keyed store makes new keys so once it has forgotten keys at `at`: a
+    /// reading taken before that forgetting then decides as the key forgotten would have
+    /// (or more strictly), never as a key with no past.
+    pub(crate) fn starting_at(algorithm: Algorithm, quota: &Quota, at: u64) -> Self {
         let window = quota.period_nanos();
         let limit = quota.limit();
         if limit == 0 || quota.burst_size() == 0 {
             // A blocked key: nothing is ever admitted.
-            return Self::Fixed(Windowed::new(window, 0, FixedState::new()));
+            return Self::Fixed(Windowed::new(window, 0, FixedState::starting_at(at, window)));
         }
         match algorithm {
-            Algorithm::TokenBucket => Self::Gcra(Gcra::new(quota.interval_nanos(), quota.burst_size())),
+            Algorithm::TokenBucket => {
+                Self::Gcra(Gcra::starting_at(quota.interval_nanos(), quota.burst_size(), at))
+            }
             Algorithm::LeakyBucket { queue } => {
-                Self::Leaky { gcra: Gcra::new(quota.interval_nanos(), 1), queue }
+                Self::Leaky { gcra: Gcra::starting_at(quota.interval_nanos(), 1, at), queue }
             }
-            Algorithm::SlidingWindowLog => Self::Log(Windowed::new(window, limit, Log::default())),
+            Algorithm::SlidingWindowLog => {
+                Self::Log(Windowed::new(window, limit, Log { last: at, ..Log::default() }))
+            }
             Algorithm::SlidingWindowCounter => {
-                Self::Counter(Windowed::new(window, limit, CounterState::default()))
+                Self::Counter(Windowed::new(window, limit, CounterState::starting_at(at, window)))
             }
-            Algorithm::FixedWindow => Self::Fixed(Windowed::new(window, limit, FixedState::new())),
+            Algorithm::FixedWindow => {
+                Self::Fixed(Windowed::new(window, limit, FixedState::starting_at(at, window)))
+            }
         }
     }
 
@@ -88,10 +118,11 @@ impl<T: Tat> Cell<T> {
                 (w.window, w.limit) = (quota.period_nanos(), quota.limit());
             }
             Self::Counter(w) => {
-                let mut w = lock(w);
+                let w = &mut *lock(w);
                 let window = quota.period_nanos();
                 if window != w.window {
-                    w.state.rebase(now, window);
+                    w.state.rebase(now, w.window, window);
+                    w.periods += 1;
                 }
                 (w.window, w.limit) = (window, quota.limit());
             }
@@ -101,6 +132,7 @@ impl<T: Tat> Cell<T> {
                 let window = quota.period_nanos();
                 if window != w.window {
                     w.state.rebase(now, w.window, window);
+                    w.periods += 1;
                 }
                 w.state.relimit();
                 (w.window, w.limit) = (window, quota.limit());
@@ -147,12 +179,14 @@ impl<T: Tat> Cell<T> {
             Self::Counter(w) => {
                 let w = &mut *lock(w);
                 check_capacity(cost, w.limit)?;
-                w.state.acquire(now, cost, w.window, w.limit, wait)
+                let admit = w.state.acquire(now, cost, w.window, w.limit, wait);
+                w.marked(admit)
             }
             Self::Fixed(w) => {
                 let w = &mut *lock(w);
                 check_capacity(cost, w.limit)?;
-                w.state.acquire(now, cost, w.window, w.limit, wait)
+                let admit = w.state.acquire(now, cost, w.window, w.limit, wait);
+                w.marked(admit)
             }
         }
     }
@@ -167,8 +201,18 @@ impl<T: Tat> Cell<T> {
                 g.refund(admit.token, admit.mark, cost, now);
             }
             Self::Log(w) => lock(w).state.refund(admit.token, cost),
-            Self::Counter(w) => lock(w).state.refund(admit.token, cost),
-            Self::Fixed(w) => lock(w).state.refund(admit.token, cost),
+            Self::Counter(w) => {
+                let w = &mut *lock(w);
+                if w.same_period(admit.mark) {
+                    w.state.refund(admit.token, cost);
+                }
+            }
+            Self::Fixed(w) => {
+                let w = &mut *lock(w);
+                if w.same_period(admit.mark) {
+                    w.state.refund(admit.token, cost);
+                }
+            }
         }
     }
 

@@ -28,6 +28,11 @@ pub(crate) struct CounterState {
     pub(super) tail: u64,
     /// The latest time seen; older readings count as this time (never back a window).
     pub(super) last: u64,
+    /// Callers booked at or before `tail` whose window lay beyond the horizon when a new
+    /// period renumbered the windows (see [`rebase`](Self::rebase)): counted in `tail`'s
+    /// window once it comes within the horizon. Nobody is booked before then (newcomers
+    /// follow `tail`, beyond the horizon).
+    pub(super) late: u64,
 }
 
 /// The smallest elapsed time in a window, not below `from`, at which
@@ -46,16 +51,53 @@ fn counter_fit(prev: u64, curr: u64, cost: u32, limit: u32, w: u64, from: u64) -
 }
 
 impl CounterState {
-    pub(super) fn can_forget(&mut self, now: u64, window: u64) -> bool {
-        self.roll(now, window);
-        self.prev == 0 && self.curr == 0 && self.ahead.is_empty() && self.tail <= self.last
+    /// A fresh state whose latest time seen is `at` (a key made after others were
+    /// forgotten at `at`: an older reading counts as `at`, as for the key forgotten).
+    pub(super) fn starting_at(at: u64, window: u64) -> Self {
+        Self { index: at / window, last: at, ..Self::default() }
     }
 
-    /// A new period: the counts stay, the window holding the latest time seen becomes the
-    /// current one.
-    pub(super) fn rebase(&mut self, now: u64, window: u64) {
-        self.last = self.last.max(now);
+    pub(super) fn can_forget(&mut self, now: u64, window: u64) -> bool {
+        self.roll(now, window);
+        self.prev == 0 && self.curr == 0 && self.ahead.is_empty() && self.late == 0 && self.tail <= self.last
+    }
+
+    /// A new period: the counts of the current and previous windows stay, the window
+    /// holding the latest time seen becomes the current one. Callers booked ahead run in
+    /// the old windows, at times the new windows do not follow: all of them are counted in
+    /// the new window holding the latest booking (`tail`), which none runs after — and
+    /// which every newcomer follows, so each newcomer sees them at least as much as it
+    /// would where they run (a longer period can only delay newcomers a little).
+    pub(super) fn rebase(&mut self, now: u64, old_window: u64, window: u64) {
+        self.roll(now, old_window);
+        let booked = self.ahead.drain(..).sum::<u64>().saturating_add(std::mem::take(&mut self.late));
         self.index = self.last / window;
+        self.late = booked;
+        self.place_late(window);
+    }
+
+    /// Counts the `late` callers in `tail`'s window if it is within the horizon (or
+    /// current, or just past: then the previous window); drops them once their window is
+    /// older than that.
+    fn place_late(&mut self, window: u64) {
+        if self.late == 0 {
+            return;
+        }
+        let at = self.tail / window;
+        if at.saturating_add(1) < self.index {
+            self.late = 0;
+        } else if at.saturating_add(1) == self.index {
+            self.prev = self.prev.saturating_add(std::mem::take(&mut self.late));
+        } else if at == self.index {
+            self.curr = self.curr.saturating_add(std::mem::take(&mut self.late));
+        } else if let Ok(j) = usize::try_from(at - self.index) {
+            if j <= COUNTER_HORIZON {
+                if self.ahead.len() < j {
+                    self.ahead.resize(j, 0);
+                }
+                self.ahead[j - 1] = self.ahead[j - 1].saturating_add(std::mem::take(&mut self.late));
+            }
+        }
     }
 
     /// The count of window `index + j` (0: current).
@@ -83,6 +125,7 @@ impl CounterState {
             self.curr = self.ahead.pop_front().unwrap_or(0);
             self.index += 1;
         }
+        self.place_late(window);
         now - index * window
     }
 
@@ -116,7 +159,13 @@ impl CounterState {
         };
         let wait = at - now;
         if wait > max_wait || j > COUNTER_HORIZON {
-            return Err(Denied::RetryAfter(dur(wait.saturating_sub(max_wait).max(1))));
+            // Exact: the same request is admitted to wait once `at` is within `max_wait`
+            // and its window within the horizon (the current window's index has reached
+            // `index + j - COUNTER_HORIZON`), whichever comes later.
+            let horizon = (j - j.min(COUNTER_HORIZON)) as u64;
+            let within_horizon =
+                self.index.saturating_add(horizon).saturating_mul(window).saturating_sub(now);
+            return Err(Denied::RetryAfter(dur(wait.saturating_sub(max_wait).max(within_horizon).max(1))));
         }
         if j == 0 {
             self.curr += u64::from(cost);
@@ -159,7 +208,7 @@ impl CounterState {
         } else {
             0
         };
-        let queued: u64 = self.ahead.iter().sum();
+        let queued: u64 = self.ahead.iter().sum::<u64>().saturating_add(self.late);
         Status {
             capacity: limit,
             remaining: limit.saturating_sub(used),

@@ -38,8 +38,9 @@ pub(crate) struct FixedState {
 }
 
 impl FixedState {
-    pub(super) fn new() -> Self {
-        Self { index: 0, used: 0, ahead: VecDeque::new(), full: 0, last: 0 }
+    /// A fresh state whose latest time seen is `at` (see `Cell::starting_at`).
+    pub(super) fn starting_at(at: u64, window: u64) -> Self {
+        Self { index: at / window.max(1), used: 0, ahead: VecDeque::new(), full: 0, last: at }
     }
 
     /// A new limit: every window keeps what it used or booked, so a window above a lower

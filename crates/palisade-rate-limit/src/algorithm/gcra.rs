@@ -117,8 +117,9 @@ fn credit(credited: &AtomicU64, n: u64) {
 }
 
 impl<T: Tat> Gcra<T> {
-    pub(super) fn new(interval: u64, burst: u32) -> Self {
-        Self { tat: T::new(0), params: Params::new(interval, burst), credited: AtomicU64::new(0) }
+    /// A full bucket at `at` (the TAT there: no earlier reading finds it fuller).
+    pub(super) fn starting_at(interval: u64, burst: u32, at: u64) -> Self {
+        Self { tat: T::new(at), params: Params::new(interval, burst), credited: AtomicU64::new(0) }
     }
 
     /// Admits `cost`, waiting at most `max_wait` and at most `queue` intervals (leaky

@@ -108,7 +108,8 @@ pub(crate) struct Admit {
     /// Algorithm data for a refund (window index, log timestamp; a GCRA's TAT after it).
     pub(crate) token: u64,
     /// A GCRA's total of credits given back before this admission (see `Gcra::refund`);
-    /// 0 for the windows.
+    /// for the fixed window and the sliding counter, the changes of period before it (see
+    /// `Windowed::periods`); 0 for the log.
     pub(crate) mark: u64,
 }
 
