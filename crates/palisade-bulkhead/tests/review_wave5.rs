@@ -1,0 +1,323 @@
+//! Review, wave 5: more cases of issue 13's kinds in the bulkheads — keyed state under a
+//! flood of hostile keys (1), the adaptive limits and limiters against concurrency-limits'
+//! code and tests (3), and limits changed at run time (5).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use palisade_bulkhead::adaptive::{Aimd, Fixed, Gradient2, LimitAlgorithm, Sample, Vegas};
+use palisade_bulkhead::{AdaptiveLimitLayer, BulkheadFullReason, BulkheadLayer};
+use palisade_core::rejection::KeySetFull;
+use palisade_core::BoxError;
+use palisade_core::WhenFull;
+use tokio::sync::oneshot;
+use tower::{Layer, Service, ServiceExt};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+async fn settle() {
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Calls running inside the inner service per key, and the most seen at once per key.
+#[derive(Default)]
+struct Inside {
+    now: HashMap<u64, usize>,
+    peak: HashMap<u64, usize>,
+}
+
+/// Keys from here on are hostile: not counted (a count per key would be the test's own
+/// unbounded memory).
+const HOSTILE: u64 = 1_000_000;
+
+/// A keyed inner service: a request `(key, gate)` runs until its gate fires (or at once
+/// without one), counted per key while inside (keys below [`HOSTILE`]).
+fn counted(
+    inside: Arc<Mutex<Inside>>,
+) -> impl Service<(u64, Option<oneshot::Receiver<()>>), Response = (), Error = Infallible, Future: Send> + Clone
+{
+    tower::service_fn(move |(key, gate): (u64, Option<oneshot::Receiver<()>>)| {
+        let inside = inside.clone();
+        async move {
+            if key >= HOSTILE {
+                return Ok(());
+            }
+            {
+                let mut i = inside.lock().unwrap();
+                let n = i.now.entry(key).or_default();
+                *n += 1;
+                let n = *n;
+                let p = i.peak.entry(key).or_default();
+                *p = (*p).max(n);
+            }
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
+            *inside.lock().unwrap().now.get_mut(&key).unwrap() -= 1;
+            Ok::<_, Infallible>(())
+        }
+    })
+}
+
+// === (1) keyed state under hostile keys ===
+
+/// 16 real clients each hold `max_concurrent` (2) calls and have one more caller waiting;
+/// 20,000 distinct hostile keys arrive at a 64-key bulkhead meanwhile, in bursts with time
+/// passing. No client key is forgotten (its waiter is still not admitted, so it never runs
+/// a third call), the key count never exceeds 64, the snapshot counts exactly the calls
+/// running, and once the clients finish, everything is given back.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_flood_of_hostile_keys_never_resets_a_busy_key() {
+    const MAX_KEYS: usize = 64;
+    const CLIENTS: u64 = 16;
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(2)
+        .when_full(WhenFull::wait(Duration::from_secs(3600)))
+        .keyed(|r: &(u64, Option<oneshot::Receiver<()>>)| Some(r.0))
+        .max_keys(MAX_KEYS)
+        .build()
+        .unwrap();
+    let h = layer.handle();
+    let inside = Arc::new(Mutex::new(Inside::default()));
+    let svc = layer.layer(counted(inside.clone()));
+
+    let mut gates = Vec::new();
+    let mut calls = Vec::new();
+    for c in 0..CLIENTS {
+        for _ in 0..3 {
+            let (tx, rx) = oneshot::channel();
+            gates.push(tx);
+            calls.push(tokio::spawn(svc.clone().oneshot((c, Some(rx)))));
+        }
+    }
+    settle().await;
+    let running = || (0..CLIENTS).map(|c| (h.in_flight(&c), h.queued(&c))).collect::<Vec<_>>();
+    assert_eq!(running(), vec![(2, 1); CLIENTS as usize]);
+
+    let mut admitted = 0;
+    let mut refused = 0;
+    for i in 0..20_000u64 {
+        let key = HOSTILE + i;
+        match svc.clone().oneshot((key, None)).await {
+            Ok(()) => admitted += 1,
+            Err(e) => {
+                assert!(e.is::<KeySetFull>(), "{e}");
+                refused += 1;
+            }
+        }
+        assert!(h.keys() <= MAX_KEYS);
+        if i % 1_000 == 999 {
+            tokio::time::advance(ms(150)).await;
+            settle().await;
+            assert_eq!(running(), vec![(2, 1); CLIENTS as usize], "after {i} hostile keys");
+            let total = h.snapshot().total;
+            let truly_inside: usize = inside.lock().unwrap().now.values().sum();
+            assert_eq!(total.in_flight, truly_inside, "the snapshot counts every call running");
+            assert_eq!(truly_inside, 2 * CLIENTS as usize);
+            assert_eq!(total.queued, CLIENTS as usize);
+        }
+    }
+    // Hostile keys only ever used the 48 places the clients did not hold.
+    assert!(admitted > 0);
+    assert_eq!(admitted + refused, 20_000);
+    assert_eq!(h.overflows(), refused);
+    assert!(inside.lock().unwrap().peak.iter().all(|(_, &p)| p <= 2));
+
+    drop(gates);
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    assert_eq!(h.snapshot().total.in_flight, 0);
+    assert_eq!(h.snapshot().total.queued, 0);
+    assert!(inside.lock().unwrap().peak.iter().all(|(_, &p)| p <= 2), "no key ever ran 3 calls");
+    let held = h.keys();
+    assert_eq!(h.sweep(), held, "every key is idle now");
+    assert_eq!(h.keys(), 0);
+}
+
+/// 2,000,000 distinct hostile keys against a keyed bulkhead of the default 100,000 keys
+/// while 1,000 real clients hold their permits and have a caller waiting: at most
+/// `max_keys` keys are held, resident memory grows by a bounded amount, no client key is
+/// forgotten and no client runs more than its limit. Run with `cargo test --release -p
+/// palisade-bulkhead --test review_wave5 -- --ignored --nocapture`.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[ignore = "slow: 2,000,000 keys; run in release"]
+async fn two_million_hostile_keys() {
+    const CLIENTS: u64 = 1_000;
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .when_full(WhenFull::wait(Duration::from_secs(3600)))
+        .keyed(|r: &(u64, Option<oneshot::Receiver<()>>)| Some(r.0))
+        .build()
+        .unwrap();
+    let h = layer.handle();
+    let max_keys = h.max_keys();
+    assert_eq!(max_keys, palisade_bulkhead::DEFAULT_MAX_KEYS);
+    let inside = Arc::new(Mutex::new(Inside::default()));
+    let svc = layer.layer(counted(inside.clone()));
+    let rss_before = rss_kib();
+    let mut gates = Vec::new();
+    let mut calls = Vec::new();
+    for c in 0..CLIENTS {
+        for _ in 0..2 {
+            let (tx, rx) = oneshot::channel();
+            gates.push(tx);
+            calls.push(tokio::spawn(svc.clone().oneshot((c, Some(rx)))));
+        }
+    }
+    // Let every spawned call reach the bulkhead.
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!((0..CLIENTS).all(|c| h.in_flight(&c) == 1 && h.queued(&c) == 1));
+    let (mut admitted, mut max_len) = (0u64, 0);
+    for i in 0..2_000_000u64 {
+        admitted += u64::from(svc.clone().oneshot((HOSTILE + i, None)).await.is_ok());
+        if i % 10_000 == 0 {
+            max_len = max_len.max(h.keys());
+        }
+        if i % 200_000 == 199_999 {
+            tokio::time::advance(ms(150)).await;
+            settle().await;
+            let bad: Vec<_> = (0..CLIENTS)
+                .filter(|c| h.in_flight(c) != 1 || h.queued(c) != 1)
+                .map(|c| (c, h.in_flight(&c), h.queued(&c)))
+                .take(5)
+                .collect();
+            assert!(bad.is_empty(), "client keys reset after {i}: {bad:?} keys {}", h.keys());
+        }
+    }
+    let rss_after = rss_kib();
+    println!(
+        "hostile admitted {admitted}, refused {}, evicted {}, max keys {max_len}, RSS {rss_before:?} KiB -> {rss_after:?} KiB",
+        h.overflows(),
+        h.evictions()
+    );
+    assert!(max_len <= max_keys);
+    assert!(inside.lock().unwrap().peak.iter().all(|(_, &p)| p <= 1), "a client ran two calls at once");
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        // ~500 bytes per key held (the compartment, its semaphore, the map's slot).
+        assert!(after.saturating_sub(before) < 96 * 1024, "RSS grew by {} KiB", after - before);
+    }
+    drop(gates);
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    assert_eq!(h.snapshot().total.in_flight, 0);
+}
+
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+// === (3) the adaptive limits against concurrency-limits ===
+
+/// `(rtt in ms × 1000 = µs, in flight, dropped, the limit concurrency-limits reports)`.
+type Step = (u64, usize, bool, usize);
+
+fn replay(name: &str, mut alg: impl LimitAlgorithm, steps: &[Step]) {
+    alg.validate().unwrap();
+    for (i, &(rtt_us, in_flight, dropped, expected)) in steps.iter().enumerate() {
+        let got = alg.update(&Sample::new(Duration::from_micros(rtt_us), in_flight, dropped));
+        assert_eq!(got, expected, "{name}: step {i}");
+    }
+}
+
+/// Corners the recorded trajectories do not reach, each limit computed by concurrency-limits
+/// (commit 78a74b98, `Limit.onSample` fed these samples): Vegas across the step of its
+/// integer log10 at 100 (alpha, beta and threshold all change with it), Vegas smoothing
+/// growing by fractions of a call, Gradient2 with a one-sample long window and its 5 %
+/// pull-down, Gradient2's plain-mean warm-up turning exponential at the 11th sample, and
+/// AIMD falling to a minimum of 0 and climbing back.
+#[test]
+fn limits_match_concurrency_limits_at_the_corners() {
+    let vegas = || Vegas::default().seed(1).probe_multiplier(100_000_000);
+    replay(
+        "vegas log10 step at 100",
+        vegas().initial_limit(99).max_limit(1000),
+        &[
+            (10_000, 50, false, 99),
+            (10_000, 50, false, 105),
+            (10_000, 60, false, 117),
+            (12_000, 60, false, 115),
+            (30_000, 60, false, 113),
+            (10_000, 60, true, 111),
+        ],
+    );
+    replay(
+        "vegas smoothing 0.25",
+        vegas().initial_limit(10).max_limit(100).smoothing(0.25),
+        &[
+            (5_000, 5, false, 10),
+            (5_000, 5, false, 11),
+            (5_000, 6, false, 13),
+            (5_000, 7, false, 14),
+            (5_000, 8, false, 16),
+            (9_000, 8, false, 15),
+            (9_000, 8, true, 15),
+            (5_000, 2, true, 15),
+        ],
+    );
+    replay(
+        "gradient2 long window 1",
+        Gradient2::default().initial_limit(20).min_limit(5).max_limit(100).long_window(1).drops_as_samples(),
+        &[
+            (10_000, 20, false, 20),
+            (10_000, 20, false, 21),
+            (50_000, 20, false, 21),
+            (1_000, 20, false, 21),
+            (1_000, 20, false, 22),
+            (1_000, 5, false, 22),
+            (20_000, 20, false, 23),
+        ],
+    );
+    replay(
+        "gradient2 warm-up",
+        Gradient2::default()
+            .initial_limit(30)
+            .min_limit(1)
+            .max_limit(60)
+            .smoothing(1.0)
+            .rtt_tolerance(1.0)
+            .queue_size(0)
+            .drops_as_samples(),
+        &[
+            (10_000, 30, false, 30),
+            (20_000, 30, false, 22),
+            (30_000, 30, false, 15),
+            (5_000, 30, false, 15),
+            (15_000, 30, false, 15),
+            (15_000, 30, false, 15),
+            (15_000, 30, false, 15),
+            (15_000, 30, false, 15),
+            (15_000, 30, false, 15),
+            (15_000, 30, false, 15),
+            (45_000, 30, false, 7),
+            (4_000, 30, false, 7),
+        ],
+    );
+    replay(
+        "aimd to 0 and back",
+        Aimd::default().initial_limit(1).min_limit(0).max_limit(5).backoff_ratio(0.5),
+        &[
+            (1_000, 1, true, 0),
+            (1_000, 0, false, 1),
+            (1_000, 0, false, 1),
+            (1_000, 1, false, 2),
+            (1_000, 1, false, 3),
+            (6_000_000, 1, false, 1),
+        ],
+    );
+}
