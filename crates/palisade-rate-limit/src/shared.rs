@@ -338,7 +338,7 @@ impl<Req> Shared<Req> {
                 }
                 Err(denied) => {
                     self.refund_each(inline.into_iter().flatten().chain(spill));
-                    return Err(Refusal::from_denied(i, denied));
+                    return Err(self.refusal_of_all(i, denied, req, cost, now, max_wait));
                 }
             }
         }
@@ -356,6 +356,44 @@ impl<Req> Shared<Req> {
         all.extend(inline.into_iter().flatten());
         all.extend(spill);
         Ok((Grants::Tiers(all), ready))
+    }
+
+    /// The refusal of a request that tier `first` refused with `denied`: a wait is made
+    /// the time until every tier after it admits the request too (each asked without
+    /// booking), so that the same request sent `retry_after` later passes them all; a
+    /// later tier that can never admit it (its cost, a missing key) answers instead. The
+    /// tiers before `first` admitted it now, so they admit it then as well. Nothing is
+    /// held here (the earlier admissions were given back), so a key function or condition
+    /// that panics only unwinds.
+    #[cold]
+    fn refusal_of_all(
+        &self,
+        first: usize,
+        denied: Denied,
+        req: Option<&Req>,
+        cost: u32,
+        now: Instant,
+        max_wait: Option<Duration>,
+    ) -> Refusal {
+        let Denied::RetryAfter(mut after) = denied else {
+            return Refusal::from_denied(first, denied);
+        };
+        let mut tier = first;
+        for (j, later) in self.tiers.iter().enumerate().skip(first + 1) {
+            match later.probe(req, cost, now, max_wait) {
+                Answer::Decided(Err(Denied::RetryAfter(wait)), _) => {
+                    if wait > after {
+                        (tier, after) = (j, wait);
+                    }
+                }
+                // Admits now; or a new key in a full tier, which may find room later: the
+                // wait stands.
+                Answer::Decided(Ok(()) | Err(Denied::KeySetFull { .. }), _) | Answer::Skip => {}
+                Answer::Decided(Err(denied), _) => return Refusal::from_denied(j, denied),
+                Answer::Missing => return Refusal::Unkeyed { tier: j },
+            }
+        }
+        Refusal::Retry { tier, after }
     }
 
     fn refund_each(&self, grants: impl Iterator<Item = (usize, Grant)>) {

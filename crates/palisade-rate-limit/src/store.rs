@@ -79,6 +79,15 @@ pub trait KeyedStore<K>: Send + Sync + 'static {
         false
     }
 
+    /// What [`acquire`](Self::acquire) would answer for `key` at `now`, booking nothing
+    /// and making no key: a layer asks this of the tiers after one that refused a request,
+    /// so that the `retry_after` it reports is when *every* tier admits the request. By
+    /// default `Ok` (the store cannot tell; the refusing tiers' wait is reported).
+    fn probe(&self, key: &K, cost: u32, now: Instant, max_wait: Option<Duration>) -> Result<(), Denied> {
+        let _ = (key, cost, now, max_wait);
+        Ok(())
+    }
+
     /// Changes the quota of every key, held or new. By default the store cannot.
     fn set_quota(&self, quota: Quota) -> Result<(), ConfigError> {
         let _ = quota;
@@ -336,6 +345,16 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
 
     fn queues(&self) -> bool {
         matches!(self.algorithm, Algorithm::LeakyBucket { .. })
+    }
+
+    fn probe(&self, key: &K, cost: u32, now: Instant, max_wait: Option<Duration>) -> Result<(), Denied> {
+        let (now, wait) = (self.epoch.nanos(now), wait_nanos(max_wait));
+        match self.map.with(key, |cell| cell.cell.probe(now, cost, wait)) {
+            Some(answer) => answer,
+            // A new key starts fresh: only its capacity can refuse (room for it is not
+            // known before it is asked for).
+            None => self.make(key).cell.probe(now, cost, wait),
+        }
     }
 
     fn set_quota(&self, quota: Quota) -> Result<(), ConfigError> {

@@ -69,7 +69,6 @@ async fn a_reading_older_than_a_forgetting_decides_as_the_kept_key_would() {
 /// 100 ms its own tier still refuses it (900 ms more). Before, the first refusing tier's wait
 /// was reported alone, so a client retrying at `retry_after` was refused again.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-#[ignore = "fixed in the next commit"]
 async fn a_multi_tier_retry_after_is_the_time_every_tier_admits() {
     for (global_first, weight) in [(true, 1), (false, 1), (true, 2)] {
         let global = Tier::new(Quota::per_second(10).burst(2)).name("global");

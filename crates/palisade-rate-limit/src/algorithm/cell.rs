@@ -174,19 +174,53 @@ impl<T: Tat> Cell<T> {
             Self::Log(w) => {
                 let w = &mut *lock(w);
                 check_capacity(cost, w.limit)?;
-                w.state.acquire(now, cost, w.window, w.limit, wait)
+                w.state.acquire(now, cost, w.window, w.limit, wait, true)
             }
             Self::Counter(w) => {
                 let w = &mut *lock(w);
                 check_capacity(cost, w.limit)?;
-                let admit = w.state.acquire(now, cost, w.window, w.limit, wait);
+                let admit = w.state.acquire(now, cost, w.window, w.limit, wait, true);
                 w.marked(admit)
             }
             Self::Fixed(w) => {
                 let w = &mut *lock(w);
                 check_capacity(cost, w.limit)?;
-                let admit = w.state.acquire(now, cost, w.window, w.limit, wait);
+                let admit = w.state.acquire(now, cost, w.window, w.limit, wait, true);
                 w.marked(admit)
+            }
+        }
+    }
+
+    /// What [`acquire`](Self::acquire) would answer at `now`, booking nothing (the tiers
+    /// after one that refused are asked so, for a `retry_after` every tier keeps).
+    pub(crate) fn probe(&self, now: u64, cost: u32, max_wait: Option<u64>) -> Result<(), Denied> {
+        if cost == 0 {
+            return Ok(());
+        }
+        let wait = max_wait.unwrap_or(0);
+        match self {
+            Self::Gcra(g) => g.probe(now, cost, wait, u64::MAX),
+            Self::Leaky { gcra, queue } => {
+                let capacity = queue.saturating_add(1);
+                if cost > capacity {
+                    return Err(Denied::CostExceedsCapacity { cost, capacity });
+                }
+                gcra.probe(now, cost, max_wait.unwrap_or(u64::MAX), u64::from(*queue))
+            }
+            Self::Log(w) => {
+                let w = &mut *lock(w);
+                check_capacity(cost, w.limit)?;
+                w.state.acquire(now, cost, w.window, w.limit, wait, false).map(|_| ())
+            }
+            Self::Counter(w) => {
+                let w = &mut *lock(w);
+                check_capacity(cost, w.limit)?;
+                w.state.acquire(now, cost, w.window, w.limit, wait, false).map(|_| ())
+            }
+            Self::Fixed(w) => {
+                let w = &mut *lock(w);
+                check_capacity(cost, w.limit)?;
+                w.state.acquire(now, cost, w.window, w.limit, wait, false).map(|_| ())
             }
         }
     }

@@ -136,6 +136,7 @@ impl CounterState {
         window: u64,
         limit: u32,
         max_wait: u64,
+        book: bool,
     ) -> Result<Admit, Denied> {
         self.roll(now, window);
         let now = self.last;
@@ -166,6 +167,10 @@ impl CounterState {
             let within_horizon =
                 self.index.saturating_add(horizon).saturating_mul(window).saturating_sub(now);
             return Err(Denied::RetryAfter(dur(wait.saturating_sub(max_wait).max(within_horizon).max(1))));
+        }
+        if !book {
+            // A probe: the same answer, nothing booked.
+            return Ok(Admit { ready_at: at, token: 0, mark: 0 });
         }
         if j == 0 {
             self.curr += u64::from(cost);

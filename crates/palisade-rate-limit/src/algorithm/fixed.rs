@@ -112,6 +112,7 @@ impl FixedState {
         window: u64,
         limit: u32,
         max_wait: u64,
+        book: bool,
     ) -> Result<Admit, Denied> {
         let now = self.roll(now, window);
         let (cost_u, limit_u) = (u64::from(cost), u64::from(limit));
@@ -146,6 +147,10 @@ impl FixedState {
             // Exact: every window before `start` is full for this cost, and `start` comes
             // within the wait allowed exactly `wait - max_wait` from now.
             return Err(Denied::RetryAfter(dur(wait - max_wait)));
+        }
+        if !book {
+            // A probe: the same answer, nothing booked.
+            return Ok(Admit { ready_at: start, token: 0, mark: 0 });
         }
         if at == self.index {
             self.used += cost_u;

@@ -170,6 +170,30 @@ impl<T: Tat> Gcra<T> {
         }
     }
 
+    /// What [`acquire`](Self::acquire) would answer at `now`, storing nothing (the same
+    /// arithmetic on the TAT read now).
+    pub(super) fn probe(&self, now: u64, cost: u32, max_wait: u64, queue: u64) -> Result<(), Denied> {
+        let (_, interval, tau, burst, tat) = self.params.read_with(|| self.tat.load(Ordering::Acquire));
+        if cost > burst && queue == u64::MAX {
+            return Err(Denied::CostExceedsCapacity { cost, capacity: burst });
+        }
+        let max_wait =
+            if queue == u64::MAX { max_wait } else { max_wait.min(interval.saturating_mul(queue)) };
+        let inc = interval.saturating_mul(u64::from(cost));
+        if queue != u64::MAX && inc.saturating_sub(tau) > max_wait {
+            let capacity = tau.saturating_add(max_wait) / interval.max(1);
+            return Err(Denied::CostExceedsCapacity {
+                cost,
+                capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
+            });
+        }
+        let allow_at = tat.max(now).saturating_add(inc).saturating_sub(tau);
+        if allow_at > now.saturating_add(max_wait) {
+            return Err(Denied::RetryAfter(dur(allow_at - now - max_wait)));
+        }
+        Ok(())
+    }
+
     /// New settings: the tokens in use (the debt `tat - now`, in intervals) stay in use,
     /// counted at the new interval.
     ///

@@ -68,6 +68,7 @@ impl Log {
         window: u64,
         limit: u32,
         max_wait: u64,
+        book: bool,
     ) -> Result<Admit, Denied> {
         let now = self.clamp(now);
         self.expire(now, window);
@@ -75,6 +76,10 @@ impl Log {
         let wait = at - now;
         if wait > max_wait {
             return Err(Denied::RetryAfter(dur(wait - max_wait)));
+        }
+        if !book {
+            // A probe: the same answer, nothing booked.
+            return Ok(Admit { ready_at: at, token: 0, mark: 0 });
         }
         self.entries.push_back((at, cost));
         self.sum += u64::from(cost);

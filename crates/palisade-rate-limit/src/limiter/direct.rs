@@ -200,6 +200,11 @@ impl RateLimiter {
         Ok(Grant::new(ready, cost).with_token(admit.token).with_mark(admit.mark))
     }
 
+    /// What [`acquire`](Self::acquire) would answer, booking nothing.
+    pub(crate) fn probe(&self, cost: u32, now: Instant, max_wait: Option<Duration>) -> Result<(), Denied> {
+        self.inner.cell.probe(self.inner.epoch.nanos(now), cost, wait_nanos(max_wait))
+    }
+
     pub(crate) fn refund(&self, grant: Grant) {
         let cost = grant.cost();
         self.refund_admit(grant.into_admit(), cost);

@@ -87,6 +87,26 @@ impl<Req> TierRt<Req> {
         }
     }
 
+    /// What [`acquire`](Self::acquire) would answer, booking nothing.
+    pub(crate) fn probe(
+        &self,
+        req: Option<&Req>,
+        cost: u32,
+        now: Instant,
+        max_wait: Option<Duration>,
+    ) -> Answer<()> {
+        if let (Some(when), Some(req)) = (&self.when, req) {
+            if !when(req) {
+                return Answer::Skip;
+            }
+        }
+        match (&self.kind, req) {
+            (KindRt::Direct(l), _) => Answer::Decided(l.probe(cost, now, max_wait), 0),
+            (KindRt::Keyed(k), Some(req)) => k.probe(req, cost, now, max_wait),
+            (KindRt::Keyed(_), None) => Answer::Skip,
+        }
+    }
+
     pub(crate) fn refund(&self, grant: Grant) {
         match &self.kind {
             KindRt::Direct(l) => l.refund(grant),
@@ -105,6 +125,9 @@ pub(crate) trait KeyedRuntime<Req>: Send + Sync {
         tier: &str,
     ) -> Answer<Grant>;
     fn refund(&self, grant: Grant);
+    /// What `acquire` would answer, booking nothing (no warning for a missing key: the
+    /// request was already refused).
+    fn probe(&self, req: &Req, cost: u32, now: Instant, max_wait: Option<Duration>) -> Answer<()>;
     fn view(&self) -> Arc<dyn KeyedView>;
     /// Admits `cost` now without waiting and without anything to refund.
     fn check(&self, req: &Req, cost: u32, tier: &str) -> Answer<()>;
@@ -201,6 +224,17 @@ where
 
     fn queues(&self) -> bool {
         self.limiter.store().queues()
+    }
+
+    fn probe(&self, req: &Req, cost: u32, now: Instant, max_wait: Option<Duration>) -> Answer<()> {
+        let Some(key) = (self.key)(req) else {
+            return match &self.unkeyed {
+                UnkeyedRt::Reject => Answer::Missing,
+                UnkeyedRt::PassThrough => Answer::Skip,
+                UnkeyedRt::Shared(l) => Answer::Decided(l.probe(cost, now, max_wait), 0),
+            };
+        };
+        Answer::Decided(self.limiter.store().probe(&key, cost, now, max_wait), 0)
     }
 
     #[inline]
