@@ -225,6 +225,17 @@ impl Forget for KeyCell {
 /// [`KeySetFull`](palisade_core::rejection::KeySetFull), HTTP 503); keys already held are
 /// served as usual. Size `max_keys` for the number of clients active within one refill
 /// period. [`sweep`](Self::sweep) forgets every forgettable key at once.
+///
+/// # Clock
+///
+/// The store decides by its limiter's [`Clock`]. With tokio's (the default) the `now`
+/// given to [`acquire`](KeyedStore::acquire), [`probe`](KeyedStore::probe) and
+/// [`status`](KeyedStore::status) is the time of the decision (a reading older than one
+/// already applied counts as that later one). With the fast clock (`Clock::quanta`, feature
+/// `quanta`) the store reads its
+/// own clock instead and `now` only anchors the returned [`Grant::ready_at`] (tokio's
+/// instants and the time-stamp counter drift apart; mixing their readings would move a
+/// key's time back and forth). Keys are never forgotten for a `now` later than the clock's.
 pub struct LocalStore<K> {
     map: KeyedMap<K, KeyCell>,
     algorithm: Algorithm,
@@ -285,8 +296,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
     /// The state of `key`, made if new; the map may forget keys at `now` to make room.
     #[inline(never)]
     fn insert(&self, key: &K, now: u64) -> Result<Arc<KeyCell>, Denied> {
-        // A reading from the future (a caller's instant) must not hold new keys back.
-        self.forgot_at.fetch_max(now.min(self.epoch.now()), Ordering::Relaxed);
+        // A reading from the future (a caller's instant) must neither forget keys that
+        // still constrain the present nor hold new keys back.
+        let now = now.min(self.epoch.now());
+        self.forgot_at.fetch_max(now, Ordering::Relaxed);
         self.map
             .get_or_insert_with(key, now, || self.make(key))
             .map_err(|full| Denied::KeySetFull { capacity: full.capacity() })
@@ -308,7 +321,6 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
 
     #[inline]
     fn grant(
-        &self,
         cell: &Arc<KeyCell>,
         cost: u32,
         now: Instant,
@@ -316,7 +328,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
         wait: Option<u64>,
     ) -> Result<Grant, Denied> {
         let admit = cell.cell.acquire(now_nanos, cost, wait)?;
-        let ready = if admit.ready_at <= now_nanos { now } else { self.epoch.instant(admit.ready_at) };
+        let ready = crate::limiter::ready_after(now, now_nanos, admit.ready_at);
         Ok(Grant::new(ready, cost).with_token(admit.token).with_mark(admit.mark).with_slot(cell.clone()))
     }
 }
@@ -324,13 +336,14 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<K> {
     #[inline]
     fn acquire(&self, key: &K, cost: u32, now: Instant, max_wait: Option<Duration>) -> Result<Grant, Denied> {
-        let now_nanos = self.epoch.nanos(now);
+        // The store's own clock: `now` with tokio's, a reading of its own with quanta's.
+        let now_nanos = self.epoch.at_end(Some(now));
         let wait = wait_nanos(max_wait);
-        if let Some(result) = self.map.with(key, |cell| self.grant(cell, cost, now, now_nanos, wait)) {
+        if let Some(result) = self.map.with(key, |cell| Self::grant(cell, cost, now, now_nanos, wait)) {
             return result;
         }
         let cell = self.insert(key, now_nanos)?;
-        self.grant(&cell, cost, now, now_nanos, wait)
+        Self::grant(&cell, cost, now, now_nanos, wait)
     }
 
     #[inline]
@@ -348,7 +361,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
     }
 
     fn probe(&self, key: &K, cost: u32, now: Instant, max_wait: Option<Duration>) -> Result<(), Denied> {
-        let (now, wait) = (self.epoch.nanos(now), wait_nanos(max_wait));
+        let (now, wait) = (self.epoch.at_end(Some(now)), wait_nanos(max_wait));
         match self.map.with(key, |cell| cell.cell.probe(now, cost, wait)) {
             Some(answer) => answer,
             // A new key starts fresh: only its capacity can refuse (room for it is not
@@ -377,7 +390,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> KeyedStore<K> for LocalStore<
     }
 
     fn status(&self, key: &K, now: Instant) -> Option<Status> {
-        self.map.with(key, |c| c.cell.status(self.epoch.nanos(now)))
+        self.map.with(key, |c| c.cell.status(self.epoch.at_end(Some(now))))
     }
 
     fn keys(&self) -> usize {

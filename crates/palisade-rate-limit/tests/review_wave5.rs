@@ -199,3 +199,37 @@ async fn a_window_refund_after_a_new_period_never_empties_another_window() {
         assert_eq!(b.call(1).await.unwrap(), 1);
     }
 }
+
+/// Kind 2 with the fast clock: a layer on `Clock::quanta` decides by that clock in every
+/// path, not only in the reject-mode fast path. `per_second(1)` burst 1, wait mode, the
+/// quanta clock mocked and tokio's paused clock moved on alone by 1 s (two clocks apart, as
+/// a time-stamp counter and the system clock drift apart): by the limiter's clock no time
+/// has passed, so a second request waits its second. Before, the wait-mode path (and every
+/// keyed, weighted or multi-tier one) judged by tokio's instant: a second of refill that the
+/// limiter's own clock had not seen, and the request passed at once.
+#[cfg(feature = "quanta")]
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn every_layer_path_decides_by_the_fast_clock() {
+    use palisade_rate_limit::Clock;
+    use tokio_test::{assert_pending, assert_ready_ok, task};
+    for keyed in [false, true] {
+        let (clock, mock) = quanta::Clock::mock();
+        mock.increment(Duration::from_secs(1_000));
+        let builder = RateLimitLayer::builder()
+            .quota(Quota::per_second(1).burst(1))
+            .when_full(WhenFull::wait(Duration::from_secs(5)))
+            .clock(Clock::from_quanta(clock));
+        let builder = if keyed { builder.keyed(|k: &u32| Some(*k)) } else { builder };
+        let layer = builder.build().unwrap();
+        let handle = layer.handle();
+        let svc = layer.layer(Echo);
+        svc.clone().oneshot(1).await.unwrap();
+        advance(ms(1_000)).await; // tokio only
+        let mut second = task::spawn(svc.clone().oneshot(1));
+        assert_pending!(second.poll(), "keyed {keyed}: passed on tokio's clock");
+        assert_eq!(handle.snapshot().waited, 1);
+        mock.increment(ms(1_000));
+        advance(ms(1_000)).await;
+        assert_eq!(assert_ready_ok!(second.poll()), 1);
+    }
+}

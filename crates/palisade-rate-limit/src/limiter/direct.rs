@@ -202,7 +202,7 @@ impl RateLimiter {
 
     /// What [`acquire`](Self::acquire) would answer, booking nothing.
     pub(crate) fn probe(&self, cost: u32, now: Instant, max_wait: Option<Duration>) -> Result<(), Denied> {
-        self.inner.cell.probe(self.inner.epoch.nanos(now), cost, wait_nanos(max_wait))
+        self.inner.cell.probe(self.inner.epoch.at_end(Some(now)), cost, wait_nanos(max_wait))
     }
 
     pub(crate) fn refund(&self, grant: Grant) {
@@ -218,10 +218,11 @@ impl RateLimiter {
         now: Instant,
         max_wait: Option<Duration>,
     ) -> Result<(Admit, Instant), Denied> {
-        let epoch = &self.inner.epoch;
-        let now_nanos = epoch.nanos(now);
+        // The limiter's own clock: `now` with tokio's, a reading of its own with quanta's
+        // (tokio's instants do not mix with it: they drift apart).
+        let now_nanos = self.inner.epoch.at_end(Some(now));
         let admit = self.inner.cell.acquire(now_nanos, cost, wait_nanos(max_wait))?;
-        let ready = if admit.ready_at <= now_nanos { now } else { epoch.instant(admit.ready_at) };
+        let ready = ready_after(now, now_nanos, admit.ready_at);
         Ok((admit, ready))
     }
 
@@ -231,11 +232,24 @@ impl RateLimiter {
     pub(crate) fn admit_now(&self, cost: u32) -> Result<(Admit, Option<Instant>), Denied> {
         let now = self.inner.epoch.now();
         let admit = self.inner.cell.acquire(now, cost, None)?;
-        let later = (admit.ready_at > now).then(|| self.inner.epoch.instant(admit.ready_at));
+        let later = (admit.ready_at > now).then(|| ready_after(Instant::now(), now, admit.ready_at));
         Ok((admit, later))
     }
 
     pub(crate) fn refund_admit(&self, admit: Admit, cost: u32) {
         self.inner.cell.refund(admit, cost, self.inner.epoch.now());
+    }
+}
+
+/// The tokio instant at which a request admitted for `ready_at` (limiter nanoseconds) may
+/// go, counted from `now` (tokio) read with `now_nanos` (limiter): the wait is carried
+/// over, not the limiter's absolute time, so a fast clock apart from tokio's still waits
+/// exactly the limiter's wait.
+#[inline]
+pub(crate) fn ready_after(now: Instant, now_nanos: u64, ready_at: u64) -> Instant {
+    if ready_at <= now_nanos {
+        now
+    } else {
+        super::add(now, Duration::from_nanos(ready_at - now_nanos))
     }
 }

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 mod direct;
 mod keyed;
 
+pub(crate) use direct::ready_after;
 pub use direct::{RateLimiter, RateLimiterBuilder};
 pub use keyed::{KeyedRateLimiter, KeyedRateLimiterBuilder};
 
