@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_bulkhead::adaptive::{Aimd, Fixed, Gradient2, LimitAlgorithm, Sample, Vegas};
-use palisade_bulkhead::{AdaptiveLimitLayer, BulkheadFullReason, BulkheadLayer};
+use palisade_bulkhead::{AdaptiveLimitLayer, BulkheadLayer};
 use palisade_core::rejection::KeySetFull;
 use palisade_core::BoxError;
 use palisade_core::WhenFull;
@@ -320,4 +320,211 @@ fn limits_match_concurrency_limits_at_the_corners() {
             (6_000_000, 1, false, 1),
         ],
     );
+}
+
+// === BlockingLimiterTest, on the backlog ===
+
+/// An adaptive limit over `Fixed(limit)` with a backlog: `(service, handle)`; a request
+/// `Some(gate)` runs until the gate fires, `None` finishes at once.
+fn backlog_limit(
+    limit: usize,
+    wait: Duration,
+    max_queue: usize,
+) -> (
+    impl Service<Option<oneshot::Receiver<()>>, Response = (), Error = BoxError, Future: Send> + Clone,
+    palisade_bulkhead::AdaptiveLimitHandle,
+) {
+    let layer = AdaptiveLimitLayer::builder()
+        .algorithm(Fixed::new(limit))
+        .when_full(WhenFull::wait(wait))
+        .max_queue(max_queue)
+        .build()
+        .unwrap();
+    let h = layer.handle();
+    let inner = tower::service_fn(|gate: Option<oneshot::Receiver<()>>| async move {
+        if let Some(gate) = gate {
+            let _ = gate.await;
+        }
+        Ok::<_, Infallible>(())
+    });
+    (layer.layer(inner), h)
+}
+
+/// `BlockingLimiterTest.test`: ten calls in flight, the limit set to 1, all ten finish —
+/// the next call is admitted at once (the lowered limit's debt is paid, nothing is lost).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn blocking_limiter_set_limit_below_in_flight_then_release_all() {
+    let (svc, h) = backlog_limit(10, Duration::from_secs(3600), 100);
+    let mut gates = Vec::new();
+    let mut calls = Vec::new();
+    for _ in 0..10 {
+        let (tx, rx) = oneshot::channel();
+        gates.push(tx);
+        calls.push(tokio::spawn(svc.clone().oneshot(Some(rx))));
+    }
+    settle().await;
+    assert_eq!(h.in_flight(), 10);
+    h.set_limit(1).unwrap();
+    for (tx, call) in gates.into_iter().zip(calls) {
+        tx.send(()).unwrap();
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(h.in_flight(), 0);
+    let start = tokio::time::Instant::now();
+    svc.clone().oneshot(None).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+/// `BlockingLimiterTest.testMultipleBlockedThreads`: eight callers of a limit of 1, each
+/// holding it 10 ms, all get through (one after the other).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn blocking_limiter_multiple_blocked_callers() {
+    let layer = AdaptiveLimitLayer::builder()
+        .algorithm(Fixed::new(1))
+        .when_full(WhenFull::wait(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let h = layer.handle();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let i = inside.clone();
+    let svc = layer.layer(tower::service_fn(move |()| {
+        let i = i.clone();
+        async move {
+            assert_eq!(i.fetch_add(1, Ordering::SeqCst), 0, "two callers inside a limit of 1");
+            tokio::time::sleep(ms(10)).await;
+            i.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, Infallible>(())
+        }
+    }));
+    let start = tokio::time::Instant::now();
+    let calls: Vec<_> = (0..8).map(|_| tokio::spawn(svc.clone().oneshot(()))).collect();
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    assert_eq!(start.elapsed(), ms(80));
+    assert_eq!((h.in_flight(), h.backlog()), (0, 0));
+}
+
+/// `BlockingLimiterTest.testTimeout` and `testNoTimeout`: with the limit taken, a caller
+/// waits its whole wait (50 ms) and is refused; with a wait of an hour it is still waiting
+/// after a second.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn blocking_limiter_timeout_and_no_timeout() {
+    let (svc, _h) = backlog_limit(1, ms(50), 100);
+    let (_gate, rx) = oneshot::channel();
+    let _held = tokio::spawn(svc.clone().oneshot(Some(rx)));
+    settle().await;
+    let start = tokio::time::Instant::now();
+    let err = svc.clone().oneshot(None).await.unwrap_err();
+    assert!(support::is_overloaded(&err), "{err}");
+    assert_eq!(start.elapsed(), ms(50));
+
+    let (svc, h) = backlog_limit(1, Duration::from_secs(3600), 100);
+    let (_gate, rx) = oneshot::channel();
+    let _held = tokio::spawn(svc.clone().oneshot(Some(rx)));
+    settle().await;
+    let waiting = tokio::spawn(svc.clone().oneshot(None));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!waiting.is_finished());
+    assert_eq!(h.backlog(), 1);
+}
+
+// === (5) limits changed at run time ===
+
+/// A permit handed to a waiter that has not run yet is held: a shrink below it makes a
+/// debt, and the waiter then cancelled must pay that debt — before, tokio's semaphore
+/// took the cancelled waiter's permit back itself, past the debt, so the bulkhead admitted a
+/// call with as many in flight as its new maximum (here: two calls under a maximum of 1).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_cancelled_waiter_holding_a_handed_permit_pays_the_shrink() {
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(2)
+        .when_full(WhenFull::wait(Duration::from_secs(3600)))
+        .build()
+        .unwrap();
+    let h = layer.handle();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (now, most) = (inside.clone(), peak.clone());
+    let svc = layer.layer(tower::service_fn(move |gate: oneshot::Receiver<()>| {
+        let (now, most) = (now.clone(), most.clone());
+        async move {
+            most.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            let _ = gate.await;
+            now.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, Infallible>(())
+        }
+    }));
+    let (a_tx, a_rx) = oneshot::channel();
+    let a = tokio::spawn(svc.clone().oneshot(a_rx));
+    let (_b_tx, b_rx) = oneshot::channel();
+    let _b = tokio::spawn(svc.clone().oneshot(b_rx));
+    settle().await;
+    assert_eq!(h.in_flight(), 2);
+
+    // A third caller waits; A finishes and its permit is handed to the waiter, which has
+    // not been polled since.
+    let mut waiter = svc.clone();
+    let mut ready = tokio_test::task::spawn(async move {
+        std::future::poll_fn(|cx| waiter.poll_ready(cx)).await.unwrap();
+        waiter
+    });
+    tokio_test::assert_pending!(ready.poll());
+    assert_eq!(h.queued(), 1);
+    a_tx.send(()).unwrap();
+    a.await.unwrap().unwrap();
+    assert_eq!(h.in_flight(), 2, "B runs and the waiter holds A's permit");
+
+    // Shrink to 1 (B and the waiter's permit are owed), then the waiter gives up.
+    h.set_max_concurrent(1).unwrap();
+    drop(ready);
+    assert_eq!(h.queued(), 0);
+    assert_eq!(h.in_flight(), 1, "only B");
+    assert_eq!(h.available(), 0, "the waiter's permit paid the shrink");
+
+    // B still runs: with a maximum of 1, a new call waits.
+    let (_c_tx, c_rx) = oneshot::channel();
+    let c = tokio::spawn(svc.clone().oneshot(c_rx));
+    settle().await;
+    assert_eq!(h.queued(), 1);
+    assert_eq!(peak.load(Ordering::SeqCst), 2);
+    assert_eq!(inside.load(Ordering::SeqCst), 1, "two calls inside a maximum of 1");
+    c.abort();
+}
+
+/// The same through a keyed bulkhead: a key's waiter handed a permit, the key's limit
+/// lowered, the waiter's response future dropped (an outer timeout) — the key then admits
+/// nothing while its one remaining call runs.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_dropped_keyed_waiter_holding_a_handed_permit_pays_the_shrink() {
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(2)
+        .when_full(WhenFull::wait(Duration::from_secs(3600)))
+        .keyed(|r: &(u64, Option<oneshot::Receiver<()>>)| Some(r.0))
+        .build()
+        .unwrap();
+    let h = layer.handle();
+    let inside = Arc::new(Mutex::new(Inside::default()));
+    let svc = layer.layer(counted(inside.clone()));
+    let (a_tx, a_rx) = oneshot::channel();
+    let a = tokio::spawn(svc.clone().oneshot((7, Some(a_rx))));
+    let (_b_tx, b_rx) = oneshot::channel();
+    let _b = tokio::spawn(svc.clone().oneshot((7, Some(b_rx))));
+    settle().await;
+    let (_w_tx, w_rx) = oneshot::channel();
+    let mut waiter = tokio_test::task::spawn(svc.clone().oneshot((7, Some(w_rx))));
+    tokio_test::assert_pending!(waiter.poll());
+    assert_eq!((h.in_flight(&7), h.queued(&7)), (2, 1));
+    a_tx.send(()).unwrap();
+    a.await.unwrap().unwrap();
+    h.set_max_concurrent(1).unwrap();
+    drop(waiter);
+    assert_eq!((h.in_flight(&7), h.queued(&7)), (1, 0));
+    let (_c_tx, c_rx) = oneshot::channel();
+    let c = tokio::spawn(svc.clone().oneshot((7, Some(c_rx))));
+    settle().await;
+    assert_eq!(h.queued(&7), 1, "one call runs under a maximum of 1: the next waits");
+    assert!(inside.lock().unwrap().peak[&7] <= 2);
+    assert_eq!(inside.lock().unwrap().now[&7], 1);
+    c.abort();
 }

@@ -11,8 +11,7 @@ use std::time::Duration;
 use palisade_core::config::ConfigError;
 use palisade_core::rejection::{BulkheadFull, BulkheadFullReason, Overloaded};
 use tokio::sync::{AcquireError, Semaphore, SemaphorePermit, TryAcquireError};
-use tokio::time::error::Elapsed;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::config::check_runtime_max;
 use crate::event::BulkheadEvent;
@@ -98,17 +97,67 @@ impl Drop for Permit {
     }
 }
 
-/// A pending acquisition: `Ok(Ok(()))` once a permit is taken (already forgotten by the
-/// semaphore: the [`Permit`] built from it gives it back).
-type AcquireFuture = Pin<Box<dyn Future<Output = Result<Result<(), AcquireError>, Elapsed>> + Send>>;
+/// A pending semaphore acquisition: `Ok(())` once a permit is taken (already forgotten by
+/// the semaphore: the [`Permit`] built from it, or [`Waiting`]'s drop, gives it back).
+type AcquireFuture = Pin<Box<dyn Future<Output = Result<(), AcquireError>> + Send>>;
 
-/// A caller's place in the wait queue: the pending semaphore acquisition (with its deadline)
-/// and the queue slot it counts against. Dropping it leaves the queue at once.
+/// A caller's place in the wait queue: the pending semaphore acquisition, its deadline and
+/// the queue slot it counts against. Dropping it leaves the queue at once.
 pub(crate) struct Waiting {
     // A `Mutex` only so that services holding a `Waiting` are `Sync` (axum needs that); it
     // is only ever reached through `get_mut`, which takes no lock.
-    acquire: Mutex<AcquireFuture>,
+    acquisition: Mutex<Acquisition>,
     slot: QueueSlot,
+}
+
+struct Acquisition {
+    /// `None` once it finished (its permit then belongs to the caller).
+    acquire: Option<AcquireFuture>,
+    /// `None`: no deadline.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl Waiting {
+    /// `Ok` once a permit is taken, the refusal's reason once the wait is over without one.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BulkheadFullReason>> {
+        let a = self.acquisition.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The permit first, as `timeout_at`: one handed over at the deadline is taken.
+        if let Some(acquire) = a.acquire.as_mut() {
+            if let Poll::Ready(result) = acquire.as_mut().poll(cx) {
+                a.acquire = None;
+                // The semaphore is never closed.
+                return Poll::Ready(result.map_err(|_closed| BulkheadFullReason::NoPermit));
+            }
+        }
+        match a.deadline.as_mut() {
+            Some(deadline) => {
+                ready!(deadline.as_mut().poll(cx));
+                Poll::Ready(Err(BulkheadFullReason::WaitTimedOut))
+            }
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// A waiter that leaves the queue — refused at its deadline, or dropped (an outer timeout, a
+/// cancelled caller) — may already have been handed a permit by a release it has not seen
+/// yet. That permit is held: it goes back through the pool, which pays a shrink's debt
+/// first. (Dropped unpolled, tokio's semaphore would take it back itself and hand it to the
+/// next waiter or leave it free past the debt: a bulkhead shrunk below the calls in flight
+/// then admitted one more.)
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let a = self.acquisition.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(acquire) = a.acquire.as_mut() {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            // Unconstrained: a task out of its coop budget would see `Pending` for a permit
+            // already handed over.
+            let mut acquire = tokio::task::coop::unconstrained(acquire.as_mut());
+            if let Poll::Ready(Ok(())) = Pin::new(&mut acquire).poll(&mut cx) {
+                self.slot.compartment.pool.release_one();
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Waiting {
@@ -288,26 +337,24 @@ impl Compartment {
             let slot = QueueSlot { compartment: self.clone(), since };
             self.common.metrics.queued.set(before as i64 + 1);
             let pool = self.pool.clone();
-            let acquire = async move { pool.semaphore.acquire().await.map(SemaphorePermit::forget) };
-            let acquire: AcquireFuture = if max_wait == UNBOUNDED_WAIT {
-                Box::pin(async move { Ok(acquire.await) })
-            } else {
-                // A huge wait saturates to "effectively never" instead of overflowing.
-                let deadline = palisade_core::time::deadline_after(since, Duration::from_nanos(max_wait));
-                Box::pin(tokio::time::timeout_at(deadline, acquire))
-            };
-            *waiting = Some(Box::new(Waiting { acquire: Mutex::new(acquire), slot }));
+            let acquire: AcquireFuture =
+                Box::pin(async move { pool.semaphore.acquire().await.map(SemaphorePermit::forget) });
+            // A huge wait saturates to "effectively never" instead of overflowing.
+            let deadline = (max_wait != UNBOUNDED_WAIT).then(|| {
+                let at = palisade_core::time::deadline_after(since, Duration::from_nanos(max_wait));
+                Box::pin(tokio::time::sleep_until(at))
+            });
+            let acquisition = Acquisition { acquire: Some(acquire), deadline };
+            *waiting = Some(Box::new(Waiting { acquisition: Mutex::new(acquisition), slot }));
         }
         let Some(w) = waiting.as_mut() else { return Poll::Pending };
-        let acquire = w.acquire.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let result = ready!(acquire.as_mut().poll(cx));
+        let result = ready!(w.poll(cx));
         let since = w.slot.since;
         // Leave the queue (counting the wait) before anything else can observe it.
-        drop(waiting.take().map(|w| w.slot));
+        *waiting = None;
         Poll::Ready(match result {
-            Ok(Ok(())) => Ok(self.granted(Some(since.elapsed()))),
-            Ok(Err(_closed)) => Err(self.common.reject(BulkheadFullReason::NoPermit)),
-            Err(_elapsed) => Err(self.common.reject(BulkheadFullReason::WaitTimedOut)),
+            Ok(()) => Ok(self.granted(Some(since.elapsed()))),
+            Err(reason) => Err(self.common.reject(reason)),
         })
     }
 }
