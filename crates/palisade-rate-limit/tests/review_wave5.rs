@@ -233,3 +233,36 @@ async fn every_layer_path_decides_by_the_fast_clock() {
         assert_eq!(assert_ready_ok!(second.poll()), 1);
     }
 }
+
+/// Kind 5, a change of quota decides the same whether or not the limiter was looked at
+/// before it (a `status` read, the handle's, a metrics scrape). Two limiters with the same
+/// history, `Quota::new(5, 1 s)`, five admitted at 0; at 1 s one of them is read; then both
+/// get a new quota (a longer period, a shorter one, a lower limit), and the same requests
+/// follow. Before, a sliding log dropped its entries older than the old period only when
+/// looked at, so after a change to 10 s the limiter read first admitted five more at 1 s
+/// and the other none.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_quota_change_decides_the_same_whether_the_limiter_was_read_before() {
+    for algorithm in ALL {
+        for new in [Quota::new(5, ms(10_000)), Quota::new(5, ms(300)), Quota::new(2, ms(1_000))] {
+            let old = Quota::new(5, ms(1_000)).burst(5);
+            let new = new.burst(new.limit());
+            let read = RateLimiter::new(algorithm, old).unwrap();
+            let unread = RateLimiter::new(algorithm, old).unwrap();
+            let t0 = Instant::now();
+            for _ in 0..5 {
+                let _ = read.check();
+                let _ = unread.check();
+            }
+            advance(ms(1_000)).await;
+            let _ = read.status();
+            read.set_quota(new).unwrap();
+            unread.set_quota(new).unwrap();
+            for step in 0..40u64 {
+                let (a, b) = (read.check().is_ok(), unread.check().is_ok());
+                assert_eq!(a, b, "{algorithm:?} to {new:?}, at {:?}", Instant::now() - t0);
+                advance(ms(50 + 17 * (step % 3))).await;
+            }
+        }
+    }
+}

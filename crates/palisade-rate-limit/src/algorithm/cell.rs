@@ -114,7 +114,12 @@ impl<T: Tat> Cell<T> {
             Self::Gcra(g) => g.set(quota.interval_nanos(), quota.burst_size(), now),
             Self::Leaky { gcra, .. } => gcra.set(quota.interval_nanos(), 1, now),
             Self::Log(w) => {
-                let mut w = lock(w);
+                // What the old period still counts stays counted, and nothing else: the
+                // entries it no longer counts go first (else a new, longer period would
+                // count them again or not depending on whether the log was read before).
+                let w = &mut *lock(w);
+                let now = w.state.clamp(now);
+                w.state.expire(now, w.window);
                 (w.window, w.limit) = (quota.period_nanos(), quota.limit());
             }
             Self::Counter(w) => {
