@@ -528,3 +528,61 @@ async fn a_dropped_keyed_waiter_holding_a_handed_permit_pays_the_shrink() {
     assert_eq!(inside.lock().unwrap().now[&7], 1);
     c.abort();
 }
+
+/// `LifoBlockingLimiterTest.fixedTimeoutExposedWhenConfigured` (a backlog of 10, 250 ms),
+/// and the backlog changed at run time as the bulkhead's handle changes its wait: switched
+/// on for a limit built to shed, shortened, its length lowered below the calls waiting
+/// (they keep their place, newcomers are shed), and switched off (a caller already waiting
+/// keeps its deadline).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_backlog_is_exposed_and_changes_at_run_time() {
+    let h = AdaptiveLimitLayer::builder()
+        .algorithm(Fixed::new(4))
+        .when_full(WhenFull::wait(ms(250)))
+        .max_queue(10)
+        .build()
+        .unwrap()
+        .handle();
+    assert_eq!((h.when_full(), h.max_queue()), (WhenFull::wait(ms(250)), 10));
+
+    let layer = AdaptiveLimitLayer::builder().algorithm(Fixed::new(1)).build().unwrap();
+    let h = layer.handle();
+    assert_eq!((h.when_full(), h.max_queue()), (WhenFull::Refuse, 100));
+    let svc = layer.layer(tower::service_fn(|gate: Option<oneshot::Receiver<()>>| async move {
+        if let Some(gate) = gate {
+            let _ = gate.await;
+        }
+        Ok::<_, Infallible>(())
+    }));
+    let (gate, rx) = oneshot::channel();
+    let held = tokio::spawn(svc.clone().oneshot(Some(rx)));
+    settle().await;
+    let start = tokio::time::Instant::now();
+    assert!(support::is_overloaded(&svc.clone().oneshot(None).await.unwrap_err()));
+    assert_eq!(start.elapsed(), Duration::ZERO, "built to shed: no wait");
+
+    h.set_when_full(WhenFull::wait(Duration::from_secs(10)));
+    let first = tokio::spawn(svc.clone().oneshot(None));
+    settle().await;
+    assert_eq!(h.backlog(), 1);
+    h.set_max_queue(1);
+    assert!(support::is_overloaded(&svc.clone().oneshot(None).await.unwrap_err()), "the backlog is full");
+    h.set_max_queue(0);
+    assert_eq!(h.backlog(), 1, "a caller already waiting keeps its place");
+
+    h.set_max_queue(5);
+    h.set_when_full(WhenFull::wait(ms(50)));
+    let start = tokio::time::Instant::now();
+    assert!(support::is_overloaded(&svc.clone().oneshot(None).await.unwrap_err()));
+    assert_eq!(start.elapsed(), ms(50), "the new wait");
+
+    h.set_when_full(WhenFull::Refuse);
+    let start = tokio::time::Instant::now();
+    assert!(support::is_overloaded(&svc.clone().oneshot(None).await.unwrap_err()));
+    assert_eq!(start.elapsed(), Duration::ZERO, "switched off: shed at once");
+    assert_eq!(h.backlog(), 1, "the first caller still waits, with its 10 s");
+    gate.send(()).unwrap();
+    held.await.unwrap().unwrap();
+    first.await.unwrap().unwrap();
+    assert_eq!((h.in_flight(), h.backlog()), (0, 0));
+}

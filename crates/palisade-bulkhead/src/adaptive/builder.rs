@@ -215,7 +215,8 @@ impl<C, Partition> AdaptiveLimitBuilder<C, Partition> {
             .map(|(name, p)| PartitionShare { name: name.clone(), ratio: p.ratio });
         let name: Arc<str> = Arc::from(config.name.as_str());
         let events = EventBus::with_listeners("adaptive_limit", name.clone(), self.listeners);
-        let limiter = Limiter::new(name, events, algorithm, partitions.collect(), config.backlog());
+        let limiter =
+            Limiter::new(name, events, algorithm, partitions.collect(), config.when_full, config.max_queue);
         AdaptiveLimitLayer::from_parts(
             Arc::new(limiter),
             self.classifier,

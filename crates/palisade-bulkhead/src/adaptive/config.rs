@@ -127,11 +127,6 @@ impl AdaptiveLimitConfig {
         Ok(())
     }
 
-    /// `(max length, max wait)` of the backlog, when calls may wait.
-    pub(crate) fn backlog(&self) -> Option<(usize, Duration)> {
-        self.when_full.waits().then(|| (self.max_queue, self.when_full.max_wait()))
-    }
-
     /// A builder holding these settings (add a classifier, `partition_by`, listeners, then
     /// `build`).
     pub fn into_builder(self) -> super::AdaptiveLimitBuilder {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::config::ConfigError;
+use palisade_core::WhenFull;
 
 use super::limiter::Limiter;
 use crate::event::AdaptiveLimitEvent;
@@ -80,6 +81,43 @@ impl AdaptiveLimitHandle {
     /// then.
     pub fn set_bounds(&self, min_limit: usize, max_limit: usize) -> Result<(), ConfigError> {
         self.limiter.set_bounds(min_limit, max_limit)
+    }
+
+    /// What a call over the limit does now: shed at once, or wait in the backlog up to a
+    /// bound (concurrency-limits' `LifoBlockingLimiter.getFixedBacklogTimeoutMillis`).
+    pub fn when_full(&self) -> WhenFull {
+        self.limiter.backlog_settings().0
+    }
+
+    /// Changes what a call over the limit does, for calls arriving from now on (those
+    /// already waiting keep their deadline), as
+    /// [`BulkheadHandle::set_when_full`](crate::BulkheadHandle::set_when_full): a backlog
+    /// switched off at build can be switched on here, and off again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade_bulkhead::AdaptiveLimitLayer;
+    /// use palisade_core::WhenFull;
+    ///
+    /// let h = AdaptiveLimitLayer::new().handle();
+    /// assert_eq!(h.when_full(), WhenFull::Refuse);
+    /// h.set_when_full(WhenFull::wait(Duration::from_millis(250)));
+    /// assert_eq!(h.when_full(), WhenFull::wait(Duration::from_millis(250)));
+    /// assert_eq!(h.max_queue(), 100);
+    /// ```
+    pub fn set_when_full(&self, when_full: WhenFull) {
+        self.limiter.set_when_full(when_full);
+    }
+
+    /// How many calls may wait in the backlog now.
+    pub fn max_queue(&self) -> usize {
+        self.limiter.backlog_settings().1
+    }
+
+    /// Changes how many calls may wait, for calls arriving from now on (a call already
+    /// waiting keeps its place); 0 lets nobody wait.
+    pub fn set_max_queue(&self, max_queue: usize) {
+        self.limiter.set_max_queue(max_queue);
     }
 
     /// Calls `f` with every event from now on (as

@@ -106,7 +106,10 @@
 //! ([`set_limit`](crate::AdaptiveLimitHandle::set_limit), concurrency-limits'
 //! `SettableLimit`) or changes the algorithm's bounds
 //! ([`set_bounds`](crate::AdaptiveLimitHandle::set_bounds)). Calls in flight keep their
-//! capacity; a limit lowered below them admits nothing until they are fewer than it.
+//! capacity; a limit lowered below them admits nothing until they are fewer than it. The
+//! backlog's wait and length change too ([`set_when_full`](crate::AdaptiveLimitHandle::set_when_full),
+//! [`set_max_queue`](crate::AdaptiveLimitHandle::set_max_queue)), for calls arriving from
+//! then on, as the bulkhead's handle does.
 //!
 //! # Partitions and LIFO backlog, against the reference
 //!

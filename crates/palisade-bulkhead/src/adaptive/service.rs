@@ -139,8 +139,7 @@ where
         match self.limiter.acquire(partition) {
             Ok(permit) => ResponseFuture::running(self.inner.call(req), permit, self.classifier.clone()),
             Err(Denied::Rejected(rejection)) => ResponseFuture::rejected(rejection),
-            Err(Denied::Queued(slot)) => {
-                let max_wait = self.limiter.backlog.map(|(_, w)| w).unwrap_or_default();
+            Err(Denied::Queued(slot, max_wait)) => {
                 // The ready service waits with the call; a fresh clone stays behind, un-ready.
                 let clone = self.inner.clone();
                 let svc = std::mem::replace(&mut self.inner, clone);

@@ -11,6 +11,7 @@ use palisade_core::__private::{Counter, Gauge, Histogram};
 use palisade_core::config::{ensure, ConfigError};
 use palisade_core::event::EventBus;
 use palisade_core::rejection::Overloaded;
+use palisade_core::WhenFull;
 
 use super::algorithm::{LimitAlgorithm, Sample};
 use crate::event::AdaptiveLimitEvent;
@@ -54,6 +55,11 @@ struct State {
     partitions: Vec<PartitionState>,
     /// Newest last: grants go to the back first (LIFO).
     backlog: Vec<BacklogEntry>,
+    /// Whether, and how long, a call over the limit waits in the backlog (changeable
+    /// through the handle: read under this lock, so a change is atomic with admission).
+    when_full: WhenFull,
+    /// How many calls may wait in the backlog.
+    max_queue: usize,
 }
 
 impl State {
@@ -78,8 +84,6 @@ pub(crate) struct Limiter {
     pub(crate) events: EventBus<AdaptiveLimitEvent>,
     pub(crate) metrics: Metrics,
     pub(crate) partitions: Vec<PartitionShare>,
-    /// `(max length, max wait)`.
-    pub(crate) backlog: Option<(usize, Duration)>,
     limit: AtomicUsize,
     state: Mutex<State>,
 }
@@ -89,7 +93,6 @@ impl fmt::Debug for Limiter {
         f.debug_struct("Limiter")
             .field("name", &self.name)
             .field("limit", &self.limit())
-            .field("backlog", &self.backlog)
             .finish_non_exhaustive()
     }
 }
@@ -101,7 +104,8 @@ fn partition_limit(limit: usize, ratio: f64) -> usize {
 /// Why an acquisition did not succeed at once.
 pub(crate) enum Denied {
     Rejected(Overloaded),
-    Queued(BacklogSlot),
+    /// A place in the backlog, and the longest wait in force when it was taken.
+    Queued(BacklogSlot, Duration),
 }
 
 impl Limiter {
@@ -110,7 +114,8 @@ impl Limiter {
         events: EventBus<AdaptiveLimitEvent>,
         algorithm: Box<dyn LimitAlgorithm>,
         partitions: Vec<PartitionShare>,
-        backlog: Option<(usize, Duration)>,
+        when_full: WhenFull,
+        max_queue: usize,
     ) -> Self {
         let limit = algorithm.limit().max(1);
         let metrics = Metrics {
@@ -133,7 +138,6 @@ impl Limiter {
             events,
             metrics,
             partitions,
-            backlog,
             limit: AtomicUsize::new(limit),
             state: Mutex::new(State {
                 algorithm,
@@ -141,6 +145,8 @@ impl Limiter {
                 in_flight: 0,
                 partitions: part_state,
                 backlog: Vec::new(),
+                when_full,
+                max_queue,
             }),
         }
     }
@@ -200,18 +206,16 @@ impl Limiter {
             self.admitted(Duration::ZERO);
             return Ok(AdaptivePermit::new(self.clone(), partition, in_flight));
         }
-        match self.backlog {
-            Some((max, _)) if state.backlog.len() < max => {
-                let waiter = Arc::new(Waiter::default());
-                state.backlog.push(BacklogEntry { waiter: waiter.clone(), partition });
-                self.metrics.backlog.set(state.backlog.len() as i64);
-                drop(state);
-                Err(Denied::Queued(BacklogSlot::new(self.clone(), waiter, partition)))
-            }
-            _ => {
-                drop(state);
-                Err(Denied::Rejected(self.reject(partition)))
-            }
+        if state.when_full.waits() && state.backlog.len() < state.max_queue {
+            let max_wait = state.when_full.max_wait();
+            let waiter = Arc::new(Waiter::default());
+            state.backlog.push(BacklogEntry { waiter: waiter.clone(), partition });
+            self.metrics.backlog.set(state.backlog.len() as i64);
+            drop(state);
+            Err(Denied::Queued(BacklogSlot::new(self.clone(), waiter, partition), max_wait))
+        } else {
+            drop(state);
+            Err(Denied::Rejected(self.reject(partition)))
         }
     }
 
@@ -241,6 +245,23 @@ impl Limiter {
             entry.waiter.grant();
         }
         self.metrics.backlog.set(state.backlog.len() as i64);
+    }
+
+    /// `(when_full, max_queue)` now.
+    pub(crate) fn backlog_settings(&self) -> (WhenFull, usize) {
+        let state = self.lock();
+        (state.when_full, state.max_queue)
+    }
+
+    /// What a call over the limit does from now on (calls already waiting keep their
+    /// deadline).
+    pub(crate) fn set_when_full(&self, when_full: WhenFull) {
+        self.lock().when_full = when_full;
+    }
+
+    /// How many calls may wait from now on (calls already waiting keep their place).
+    pub(crate) fn set_max_queue(&self, max_queue: usize) {
+        self.lock().max_queue = max_queue;
     }
 
     /// The algorithm's bounds, when it has some.
