@@ -121,10 +121,14 @@ impl BulkheadBuilder {
     /// ```
     /// use palisade_bulkhead::BulkheadLayer;
     ///
-    /// // Two calls at once per tenant, 10 000 tenants at most.
+    /// // Two calls at once per tenant, 10 000 tenants at most. The key is the parsed tenant
+    /// // id, not the header value (a client chooses its length; see the Memory section of
+    /// // `KeyedBulkheadLayer`).
     /// let per_tenant = BulkheadLayer::builder()
     ///     .max_concurrent(2)
-    ///     .keyed(|req: &http::Request<()>| req.headers().get("x-tenant").cloned())
+    ///     .keyed(|req: &http::Request<()>| {
+    ///         req.headers().get("x-tenant")?.to_str().ok()?.parse::<u64>().ok()
+    ///     })
     ///     .max_keys(10_000)
     ///     .build()
     ///     .unwrap();

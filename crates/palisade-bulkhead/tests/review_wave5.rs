@@ -586,3 +586,50 @@ async fn the_backlog_is_exposed_and_changes_at_run_time() {
     first.await.unwrap().unwrap();
     assert_eq!((h.in_flight(), h.backlog()), (0, 0));
 }
+
+/// The overflow policy, to the letter: a new key is refused while every held key is busy;
+/// once they are idle, a scan (due after `len / 16` refused new keys or 100 ms, to keep a
+/// flood's cost amortised O(1)) forgets them all and new keys are admitted again — never
+/// by resetting a busy key.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_full_key_set_refuses_new_keys_until_a_scan_finds_idle_ones() {
+    const MAX_KEYS: usize = 64;
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .keyed(|r: &(u64, Option<oneshot::Receiver<()>>)| Some(r.0))
+        .max_keys(MAX_KEYS)
+        .build()
+        .unwrap();
+    let h = layer.handle();
+    let svc = layer.layer(counted(Arc::default()));
+    let mut gates = Vec::new();
+    let mut calls = Vec::new();
+    for k in 0..MAX_KEYS as u64 {
+        let (tx, rx) = oneshot::channel();
+        gates.push(tx);
+        calls.push(tokio::spawn(svc.clone().oneshot((k, Some(rx)))));
+    }
+    settle().await;
+    assert_eq!(h.keys(), MAX_KEYS);
+    let err = svc.clone().oneshot((1_000, None)).await.unwrap_err();
+    let full = err.downcast_ref::<KeySetFull>().expect("KeySetFull");
+    assert_eq!(full.capacity(), MAX_KEYS);
+    // A held key is still served (refused by its own limit, not by the key set).
+    let err = svc.clone().oneshot((0, None)).await.unwrap_err();
+    assert_eq!(support::reason(&err), Some(palisade_bulkhead::BulkheadFullReason::NoPermit));
+
+    drop(gates);
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    // Every key is idle, but the last scan (just now) found them busy: the next scan is
+    // due after 64 / 16 = 4 new keys or 100 ms.
+    let mut refused = 0;
+    while svc.clone().oneshot((2_000 + refused, None)).await.is_err() {
+        refused += 1;
+        assert!(refused < 4, "a scan was due");
+    }
+    assert_eq!(h.evictions(), MAX_KEYS as u64, "the scan forgot every idle key at once");
+    assert_eq!(h.keys(), 1);
+    assert_eq!(h.overflows(), 1 + refused);
+}

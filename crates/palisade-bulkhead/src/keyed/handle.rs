@@ -91,7 +91,8 @@ impl<K: Hash + Eq + Clone, F> KeyedBulkheadHandle<K, F> {
         self.shared.map.capacity()
     }
 
-    /// Keys forgotten so far to make room (each held no permit and had nobody waiting).
+    /// Keys forgotten so far, to make room or by [`sweep`](Self::sweep) (each held no permit
+    /// and had nobody waiting).
     pub fn evictions(&self) -> u64 {
         self.shared.map.evictions()
     }
@@ -155,7 +156,7 @@ pub struct KeyedBulkheadSnapshot {
     pub keys: usize,
     /// The most keys held.
     pub max_keys: usize,
-    /// Keys forgotten so far to make room.
+    /// Keys forgotten so far, to make room or by a sweep.
     pub evictions: u64,
     /// Calls for new keys refused so far because every held key was in use.
     pub overflows: u64,
