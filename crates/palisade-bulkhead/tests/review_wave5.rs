@@ -707,3 +707,75 @@ async fn a_full_key_set_refuses_new_keys_until_a_scan_finds_idle_ones() {
     assert_eq!(h.keys(), 1);
     assert_eq!(h.overflows(), 1 + refused);
 }
+
+/// One call of `when_the_limit_moves`: its outcome, or held until its gate fires.
+enum Call {
+    Succeed,
+    Fail,
+    Ignored,
+    Held(oneshot::Receiver<()>),
+    Admin,
+}
+
+/// When the limit moves, through the layer, as concurrency-limits' listeners feed
+/// `onSample`: a success (`onSuccess`) and a drop (`onDropped`) are samples; an ignored
+/// outcome (`onIgnore`), a call whose future was dropped (cancelled), a call shed at the
+/// limit or refused at the end of its backlog wait (no listener: it never started) and a
+/// bypassed call (the no-op listener) are not. AIMD makes each sample visible.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn when_the_limit_moves() {
+    use palisade_core::classify::{classify_fn, Classification};
+
+    let layer = AdaptiveLimitLayer::builder()
+        .algorithm(Aimd::default().initial_limit(2).min_limit(1).max_limit(100).backoff_ratio(0.5))
+        .classifier(classify_fn(|r: &Result<u8, &'static str>| match r {
+            Ok(0) => Classification::ignored(),
+            Ok(_) => Classification::success(),
+            Err(_) => Classification::failure(),
+        }))
+        .bypass(|c: &Call| matches!(c, Call::Admin))
+        .build()
+        .unwrap();
+    let h = layer.handle();
+    let svc = layer.layer(tower::service_fn(|c: Call| async move {
+        match c {
+            Call::Succeed | Call::Admin => Ok(1),
+            Call::Fail => Err("dropped"),
+            Call::Ignored => Ok(0),
+            Call::Held(gate) => {
+                let _ = gate.await;
+                Ok(1)
+            }
+        }
+    }));
+    svc.clone().oneshot(Call::Succeed).await.unwrap();
+    assert_eq!(h.limit(), 3, "success with 1 of 2 in flight: +1");
+    svc.clone().oneshot(Call::Fail).await.unwrap_err();
+    assert_eq!(h.limit(), 1, "drop: × 0.5");
+    svc.clone().oneshot(Call::Ignored).await.unwrap();
+    assert_eq!(h.limit(), 1, "ignored: no sample");
+
+    let (gate, rx) = oneshot::channel();
+    let held = tokio::spawn(svc.clone().oneshot(Call::Held(rx)));
+    settle().await;
+    assert!(support::is_overloaded(&svc.clone().oneshot(Call::Succeed).await.unwrap_err()));
+    assert_eq!(svc.clone().oneshot(Call::Admin).await.unwrap(), 1);
+    h.set_when_full(WhenFull::wait(ms(10)));
+    assert!(support::is_overloaded(&svc.clone().oneshot(Call::Fail).await.unwrap_err()));
+    assert_eq!(h.limit(), 1, "shed, bypassed and timed out in the backlog: no sample");
+    let snapshot = h.snapshot();
+    assert_eq!((snapshot.rejected, snapshot.bypassed, snapshot.dropped), (2, 1, 1));
+
+    gate.send(()).unwrap();
+    held.await.unwrap().unwrap();
+    assert_eq!(h.limit(), 2, "success with 1 of 1 in flight: +1");
+
+    let (_gate, rx) = oneshot::channel();
+    let cancelled = tokio::spawn(svc.clone().oneshot(Call::Held(rx)));
+    settle().await;
+    assert_eq!(h.in_flight(), 1);
+    tokio::time::advance(Duration::from_secs(60)).await;
+    cancelled.abort();
+    settle().await;
+    assert_eq!((h.limit(), h.in_flight()), (2, 0), "cancelled after a minute: no sample");
+}
