@@ -186,6 +186,15 @@ pub(crate) enum Grants {
     Spent,
 }
 
+/// What the tiers before a refusing one admitted: how many, and the first leaky bucket.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Earlier {
+    count: usize,
+    /// When the last of them may go (`now` unless a leaky bucket queued it).
+    ready: Instant,
+    leaky: Option<usize>,
+}
+
 /// Tiers whose admissions are held on the stack while the others are asked.
 const INLINE_TIERS: usize = 4;
 
@@ -337,8 +346,18 @@ impl<Req> Shared<Req> {
                     admitted += 1;
                 }
                 Err(denied) => {
+                    let earlier = Earlier {
+                        count: admitted,
+                        ready,
+                        leaky: inline
+                            .iter()
+                            .flatten()
+                            .chain(&spill)
+                            .map(|&(t, _)| t)
+                            .find(|&t| self.queues(t)),
+                    };
                     self.refund_each(inline.into_iter().flatten().chain(spill));
-                    return Err(self.refusal_of_all(i, denied, req, cost, now, max_wait));
+                    return Err(self.refusal_of_all(i, denied, earlier, req, cost, now, max_wait));
                 }
             }
         }
@@ -349,7 +368,20 @@ impl<Req> Shared<Req> {
             // Tiers that admit at different times cannot all hold a reservation: a tier
             // reserved for `now` but used at `ready` would let its key pass twice at once
             // later. Hold nothing and try again when the slowest tier is ready.
+            //
+            // A leaky bucket lets a weight above 1 leave only after a wait, even when
+            // empty: such a request could never find every tier admitting at once, and
+            // would be sent back (or held until its deadline) for ever. It can never pass,
+            // as a weight above 1 at a leaky bucket's direct check: say so.
+            let leaky = if cost > 1 {
+                inline.iter().flatten().chain(&spill).map(|&(i, _)| i).find(|&i| self.queues(i))
+            } else {
+                None
+            };
             self.refund_each(inline.into_iter().flatten().chain(spill));
+            if let Some(tier) = leaky {
+                return Err(Refusal::Capacity { tier, cost, capacity: 1 });
+            }
             return Err(Refusal::Later { after: ready - now });
         }
         let mut all = Vec::with_capacity(admitted);
@@ -358,18 +390,25 @@ impl<Req> Shared<Req> {
         Ok((Grants::Tiers(all), ready))
     }
 
-    /// The refusal of a request that tier `first` refused with `denied`: a wait is made
-    /// the time until every tier after it admits the request too (each asked without
-    /// booking), so that the same request sent `retry_after` later passes them all; a
-    /// later tier that can never admit it (its cost, a missing key) answers instead. The
-    /// tiers before `first` admitted it now, so they admit it then as well. Nothing is
-    /// held here (the earlier admissions were given back), so a key function or condition
-    /// that panics only unwinds.
+    /// The refusal of a request that tier `first` refused with `denied`, after `earlier`
+    /// admitted it: a wait is made the time until every tier after it admits the request
+    /// too (each asked without booking), so that the same request sent `retry_after` later
+    /// passes them all; a later tier that can never admit it (its cost, a missing key)
+    /// answers instead. The tiers before `first` admitted it now, so they admit it then as
+    /// well. Nothing is held here (the earlier admissions were given back), so a key
+    /// function or condition that panics only unwinds.
+    ///
+    /// Several tiers admit a request only when each can at once (see `Refusal::Later`): in
+    /// reject mode every tier is asked for that (a leaky bucket's place in its queue would
+    /// be given back), and a weight above 1 at a leaky bucket, which never leaves at once,
+    /// can never pass.
     #[cold]
+    #[allow(clippy::too_many_arguments)]
     fn refusal_of_all(
         &self,
         first: usize,
         denied: Denied,
+        earlier: Earlier,
         req: Option<&Req>,
         cost: u32,
         now: Instant,
@@ -378,22 +417,53 @@ impl<Req> Shared<Req> {
         let Denied::RetryAfter(mut after) = denied else {
             return Refusal::from_denied(first, denied);
         };
+        let at_once = max_wait.or(Some(Duration::ZERO));
+        let mut applied = earlier.count + 1;
+        let mut leaky = earlier.leaky.or_else(|| self.queues(first).then_some(first));
         let mut tier = first;
         for (j, later) in self.tiers.iter().enumerate().skip(first + 1) {
-            match later.probe(req, cost, now, max_wait) {
+            let answer = later.probe(req, cost, now, at_once);
+            if !matches!(answer, Answer::Skip) {
+                applied += 1;
+                leaky = leaky.or_else(|| self.queues(j).then_some(j));
+            }
+            match answer {
+                // Admits now; or a new key in a full tier, which may find room later: the
+                // wait stands.
+                Answer::Decided(Ok(()) | Err(Denied::KeySetFull { .. }), _) | Answer::Skip => {}
                 Answer::Decided(Err(Denied::RetryAfter(wait)), _) => {
                     if wait > after {
                         (tier, after) = (j, wait);
                     }
                 }
-                // Admits now; or a new key in a full tier, which may find room later: the
-                // wait stands.
-                Answer::Decided(Ok(()) | Err(Denied::KeySetFull { .. }), _) | Answer::Skip => {}
                 Answer::Decided(Err(denied), _) => return Refusal::from_denied(j, denied),
                 Answer::Missing => return Refusal::Unkeyed { tier: j },
             }
         }
+        if let (Some(leaky), true) = (leaky, applied > 1) {
+            if cost > 1 {
+                return Refusal::Capacity { tier: leaky, cost, capacity: 1 };
+            }
+            if max_wait.is_none() {
+                // Leaky buckets queue: the time each lets the request leave at once. Those
+                // before `first` admitted it to leave at `earlier.ready`; `first`'s own
+                // wait was for a place in its queue.
+                after = after.max(earlier.ready.saturating_duration_since(now));
+                if self.queues(first) {
+                    if let Some(Answer::Decided(Err(Denied::RetryAfter(wait)), _)) =
+                        self.tiers.get(first).map(|t| t.probe(req, cost, now, at_once))
+                    {
+                        after = after.max(wait);
+                    }
+                }
+            }
+        }
         Refusal::Retry { tier, after }
+    }
+
+    /// Whether tier `i` queues by itself (a leaky bucket).
+    fn queues(&self, i: usize) -> bool {
+        self.tiers.get(i).is_some_and(TierRt::queues)
     }
 
     fn refund_each(&self, grants: impl Iterator<Item = (usize, Grant)>) {

@@ -266,3 +266,116 @@ async fn a_quota_change_decides_the_same_whether_the_limiter_was_read_before() {
         }
     }
 }
+
+/// Kind 4 with a leaky bucket among several tiers. Several tiers admit a request only when
+/// each can at once (a tier reserved now but used later would let its key pass twice), and a
+/// leaky bucket never lets a weight above 1 leave at once, even empty: such a request can
+/// never pass. A global `per_second(10)` burst 5 and a leaky `per_second(20)` with a queue of
+/// 5, weight 2: refused at once with `CostExceedsCapacity` (capacity 1), in reject mode and in
+/// wait mode. Before, reject mode answered `RateLimited` with 50 ms, and at 50 ms the same
+/// again, for ever; wait mode held the caller its whole `max_wait` and then refused it.
+/// (Found by `multi_tier::retry_after_is_exact_across_tiers_and_weights`, as were two more
+/// cases fixed with it: a leaky tier after the refusing one was asked for a queue place, not
+/// for when it admits at once; and one before it that had queued the request was not asked
+/// at all — each `retry_after` was short by the queue's wait.)
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_weight_above_one_at_a_leaky_tier_among_several_can_never_pass() {
+    use palisade_rate_limit::CostExceedsCapacity;
+    for when_full in [WhenFull::Refuse, WhenFull::wait(ms(1_000))] {
+        let layer = RateLimitLayer::builder()
+            .tier(Tier::new(Quota::per_second(10).burst(5)))
+            .tier(
+                Tier::new(Quota::per_second(20)).algorithm(Algorithm::LeakyBucket { queue: 5 }).name("leaky"),
+            )
+            .weight(|w: &u32| *w)
+            .when_full(when_full)
+            .build()
+            .unwrap();
+        let svc = layer.layer(Echo);
+        svc.clone().oneshot(1).await.unwrap();
+        let t0 = Instant::now();
+        let err = svc.clone().oneshot(2).await.unwrap_err();
+        let too_heavy =
+            err.downcast_ref::<CostExceedsCapacity>().unwrap_or_else(|| panic!("{when_full:?}: {err}"));
+        assert_eq!((too_heavy.cost(), too_heavy.capacity()), (2, 1));
+        assert_eq!(Instant::now(), t0, "{when_full:?}: refused only after a wait");
+        // A weight of 1 still passes both.
+        advance(ms(100)).await;
+        svc.clone().oneshot(1).await.unwrap();
+    }
+}
+
+#[cfg(not(loom))]
+mod multi_tier {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn algorithm() -> impl Strategy<Value = Algorithm> {
+        prop_oneof![
+            Just(Algorithm::TokenBucket),
+            Just(Algorithm::SlidingWindowLog),
+            Just(Algorithm::SlidingWindowCounter),
+            Just(Algorithm::FixedWindow),
+            (0u32..3).prop_map(|queue| Algorithm::LeakyBucket { queue }),
+        ]
+    }
+
+    fn tier() -> impl Strategy<Value = (Algorithm, u32, u64, u32)> {
+        // (algorithm, limit, period in ms, burst)
+        (algorithm(), 1u32..6, 50u64..2_000, 1u32..6)
+    }
+
+    fn run(tiers: &[(Algorithm, u32, u64, u32)], ops: &[(u64, u32)], wait: u64) -> Result<(), TestCaseError> {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        rt.block_on(async {
+            let when_full = if wait == 0 { WhenFull::Refuse } else { WhenFull::wait(ms(wait)) };
+            let mut builder = RateLimitLayer::builder().weight(|w: &u32| *w).when_full(when_full);
+            for (i, &(algorithm, limit, period, burst)) in tiers.iter().enumerate() {
+                let quota = Quota::new(limit, ms(period)).burst(burst);
+                builder = builder.tier(if i % 2 == 1 {
+                    Tier::keyed(quota, |w: &u32| Some(*w % 2)).algorithm(algorithm)
+                } else {
+                    Tier::new(quota).algorithm(algorithm)
+                });
+            }
+            let svc = builder.build().unwrap().layer(Echo);
+            for &(gap, weight) in ops {
+                advance(ms(gap)).await;
+                let Err(err) = svc.clone().oneshot(weight).await else { continue };
+                let Some(limited) = err.downcast_ref::<palisade_core::rejection::RateLimited>() else {
+                    continue; // CostExceedsCapacity: never admitted
+                };
+                let after = limited.retry_after();
+                prop_assert!(after > Duration::ZERO);
+                advance(after.saturating_sub(NS)).await;
+                prop_assert!(
+                    svc.clone().oneshot(weight).await.is_err(),
+                    "weight {weight} admitted {after:?} - 1 ns after its refusal"
+                );
+                advance(NS).await;
+                prop_assert!(
+                    svc.clone().oneshot(weight).await.is_ok(),
+                    "weight {weight} refused {after:?} after its refusal"
+                );
+            }
+            Ok(())
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+        /// Kind 4 across tiers and weights, reject mode and wait mode: whenever a request is
+        /// refused, the same request sent `retry_after` − 1 ns later is refused and sent
+        /// `retry_after` later is admitted (in wait mode: to wait, and then passes), whatever
+        /// the tiers' algorithms and quotas.
+        #[test]
+        fn retry_after_is_exact_across_tiers_and_weights(
+            tiers in proptest::collection::vec(tier(), 2..4),
+            ops in proptest::collection::vec((0u64..300, 1u32..4), 1..40),
+            wait in prop_oneof![Just(0u64), 1u64..400],
+        ) {
+            run(&tiers, &ops, wait)?;
+        }
+    }
+}

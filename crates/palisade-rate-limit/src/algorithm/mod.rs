@@ -48,7 +48,11 @@ pub enum Algorithm {
     /// within the wait allowed (the queue, or `max_wait` if shorter) even from an empty
     /// bucket is `CostExceedsCapacity`, never a `retry_after` that would not be kept.
     /// [`RateLimiter::reserve`](crate::RateLimiter::reserve) takes a queue place and says
-    /// when to leave.
+    /// when to leave. Among several tiers of a layer that apply to a request, a request
+    /// passes only when every tier admits it at once or within the wait (see the crate
+    /// docs, *Refuse or wait*): in reject mode a leaky tier there refuses what it would
+    /// queue (with the time it lets the request leave at once), and a weight above 1, which
+    /// never leaves at once, is `CostExceedsCapacity` (capacity 1) in either mode.
     LeakyBucket {
         /// Requests that may wait for their departure slot.
         queue: u32,

@@ -62,6 +62,14 @@ impl<Req> TierRt<Req> {
         }
     }
 
+    /// Whether the tier queues requests by itself (a leaky bucket).
+    pub(crate) fn queues(&self) -> bool {
+        match &self.kind {
+            KindRt::Direct(l) => matches!(l.algorithm(), crate::Algorithm::LeakyBucket { .. }),
+            KindRt::Keyed(k) => k.queues(),
+        }
+    }
+
     pub(crate) fn needs_request(&self) -> bool {
         self.when.is_some() || matches!(self.kind, KindRt::Keyed(_))
     }
