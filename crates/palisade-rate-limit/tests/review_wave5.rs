@@ -379,3 +379,115 @@ mod multi_tier {
         }
     }
 }
+
+#[cfg(not(loom))]
+mod forgetting {
+    use super::*;
+    use palisade_rate_limit::store::Grant;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Advance(u64),
+        Acquire { key: u8, cost: u32, wait: Option<u64> },
+        Refund(usize),
+        Drop(usize),
+        Sweep,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u64..400).prop_map(Op::Advance),
+            6 => (0u8..6, 1u32..3, prop::option::of(0u64..1_500))
+                .prop_map(|(key, cost, wait)| Op::Acquire { key, cost, wait }),
+            1 => any::<usize>().prop_map(Op::Refund),
+            1 => any::<usize>().prop_map(Op::Drop),
+            1 => Just(Op::Sweep),
+        ]
+    }
+
+    fn algorithm() -> impl Strategy<Value = Algorithm> {
+        prop_oneof![
+            Just(Algorithm::TokenBucket),
+            (0u32..3).prop_map(|queue| Algorithm::LeakyBucket { queue }),
+            Just(Algorithm::SlidingWindowLog),
+            Just(Algorithm::SlidingWindowCounter),
+            Just(Algorithm::FixedWindow),
+        ]
+    }
+
+    fn run(algorithm: Algorithm, quota: Quota, max_keys: usize, ops: &[Op]) -> Result<(), TestCaseError> {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        rt.block_on(async {
+            let build = |max_keys| {
+                KeyedRateLimiter::builder()
+                    .algorithm(algorithm)
+                    .quota(quota)
+                    .max_keys(max_keys)
+                    .build()
+                    .unwrap()
+            };
+            let (small, reference) = (build(max_keys), build(1_000));
+            // Grants held by both, for the same admission.
+            let mut held: Vec<(Grant, Grant)> = Vec::new();
+            for op in ops {
+                match *op {
+                    Op::Advance(n) => advance(ms(n)).await,
+                    Op::Acquire { key, cost, wait } => {
+                        let now = Instant::now();
+                        let wait = wait.map(ms);
+                        let got = small.store().acquire(&key, cost, now, wait);
+                        if matches!(got, Err(Denied::KeySetFull { .. })) {
+                            continue;
+                        }
+                        let want = reference.store().acquire(&key, cost, now, wait);
+                        match (got, want) {
+                            (Ok(a), Ok(b)) => {
+                                prop_assert_eq!(a.ready_at(), b.ready_at(), "key {} at {:?}", key, now);
+                                held.push((a, b));
+                            }
+                            (Err(a), Err(b)) => prop_assert_eq!(a, b, "key {}", key),
+                            (a, b) => {
+                                prop_assert!(false, "key {}: {:?} but a key never forgotten: {:?}", key, a, b)
+                            }
+                        }
+                    }
+                    Op::Refund(i) if !held.is_empty() => {
+                        let (a, b) = held.swap_remove(i % held.len());
+                        small.store().refund(a);
+                        reference.store().refund(b);
+                    }
+                    // Used: kept by nobody.
+                    Op::Drop(i) if !held.is_empty() => drop(held.swap_remove(i % held.len())),
+                    Op::Sweep => {
+                        small.sweep();
+                    }
+                    _ => {}
+                }
+                prop_assert!(small.len() <= max_keys);
+            }
+            Ok(())
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        /// Kind 1 as a model: a keyed store of 2 or 3 keys, forced to forget (new keys when
+        /// full, sweeps), decides every request exactly as a store that never forgets —
+        /// waits and their slots, refunds of reservations given back, every algorithm —
+        /// except that a new key may be refused while the set is full of keys that still
+        /// constrain someone.
+        #[test]
+        fn forgetting_keys_changes_no_decision(
+            algorithm in algorithm(),
+            limit in 1u32..4,
+            period in 100u64..2_000,
+            max_keys in 2usize..4,
+            ops in proptest::collection::vec(op(), 1..80),
+        ) {
+            let quota = Quota::new(limit, ms(period)).burst(limit);
+            run(algorithm, quota, max_keys, &ops)?;
+        }
+    }
+}
