@@ -449,7 +449,8 @@ mod forgetting {
                             }
                             (Err(a), Err(b)) => prop_assert_eq!(a, b, "key {}", key),
                             (a, b) => {
-                                prop_assert!(false, "key {}: {:?} but a key never forgotten: {:?}", key, a, b)
+                                let msg = format!("key {key}: {a:?} but a key never forgotten: {b:?}");
+                                return Err(TestCaseError::fail(msg));
                             }
                         }
                     }
