@@ -527,7 +527,7 @@ async fn several_tiers_on_threads_never_over_admit_with_either_clock() {
                 counter.fetch_add(1, Ordering::Relaxed);
                 std::future::ready(Ok::<_, std::convert::Infallible>(()))
             }));
-            let start = std::time::Instant::now();
+            let start = Instant::now();
             let tasks: Vec<_> = (0..16)
                 .map(|_| {
                     let svc = svc.clone();
