@@ -150,6 +150,28 @@ async fn a_counter_counts_booked_callers_where_they_run_across_a_new_period() {
     assert!(limiter.check().is_err(), "a fifth request within one second of a limit of 4");
 }
 
+/// Kind 4 after a change of period that put a sliding counter's booked caller beyond its
+/// horizon: `Quota::new(1, 1 s)`, one admitted at 0, one booked for 2 s; the period becomes
+/// 10 ms, so the booked caller's window is 200 windows ahead (beyond the 64 a counter books
+/// into). A newcomer is refused with the time until it passes, and passes then: not at 2 s,
+/// where the booked caller runs (the window ending then holds it), but at 2.02 s, once its
+/// 10 ms window and the next have passed.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_counter_booking_beyond_its_horizon_after_a_new_period_still_counts() {
+    let limiter = RateLimiter::new(Algorithm::SlidingWindowCounter, Quota::new(1, ms(1_000))).unwrap();
+    let t0 = Instant::now();
+    limiter.check().unwrap();
+    assert_eq!(limiter.reserve(1, ms(5_000)).unwrap(), t0 + ms(2_000));
+    limiter.set_quota(Quota::new(1, ms(10))).unwrap();
+    assert_eq!(limiter.status().queued, 1, "the booked caller still counts");
+    let Err(Denied::RetryAfter(after)) = limiter.check() else { panic!("admitted before the booked caller") };
+    assert_eq!(after, ms(2_020));
+    advance(after.checked_sub(NS).unwrap()).await;
+    assert!(limiter.check().is_err(), "admitted before its retry_after");
+    advance(NS).await;
+    limiter.check().unwrap();
+}
+
 /// Kind 5, a window reservation given back after a change of period: the windows were
 /// renumbered, so its window index names another window now. Fixed window `Quota::new(1,
 /// 1 s)`, wait mode: A passes at 0, B is booked into [1 s, 2 s), C into [2 s, 3 s) (both

@@ -100,11 +100,17 @@ impl CounterState {
         }
     }
 
-    /// The count of window `index + j` (0: current).
-    pub(super) fn count(&self, j: usize) -> u64 {
-        match j {
+    /// The count of window `index + j` (0: current), with the `late` callers in the latest
+    /// booking's window.
+    pub(super) fn count(&self, j: usize, window: u64) -> u64 {
+        let n = match j {
             0 => self.curr,
             _ => self.ahead.get(j - 1).copied().unwrap_or(0),
+        };
+        if self.late > 0 && self.index.saturating_add(j as u64) == self.tail / window {
+            n.saturating_add(self.late)
+        } else {
+            n
         }
     }
 
@@ -148,9 +154,9 @@ impl CounterState {
         let (at, j) = loop {
             let start = self.index.saturating_add(j as u64).saturating_mul(window);
             if from < start.saturating_add(window) {
-                let prev = if j == 0 { self.prev } else { self.count(j - 1) };
+                let prev = if j == 0 { self.prev } else { self.count(j - 1, window) };
                 if let Some(e) =
-                    counter_fit(prev, self.count(j), cost, limit, window, from.saturating_sub(start))
+                    counter_fit(prev, self.count(j, window), cost, limit, window, from.saturating_sub(start))
                 {
                     break (start.saturating_add(e), j);
                 }
@@ -204,7 +210,10 @@ impl CounterState {
         let weighted = (u128::from(self.prev) * u128::from(window - elapsed)).div_ceil(u128::from(window))
             + u128::from(self.curr);
         let used = u32::try_from(weighted).unwrap_or(u32::MAX);
-        let reset = if !self.ahead.is_empty() {
+        let reset = if self.late > 0 {
+            // Counted in the latest booking's window once it is within the horizon.
+            (self.tail / window).saturating_add(2).saturating_mul(window).saturating_sub(self.last)
+        } else if !self.ahead.is_empty() {
             (self.ahead.len() as u64 + 2).saturating_mul(window) - elapsed
         } else if self.curr > 0 {
             2 * window - elapsed
