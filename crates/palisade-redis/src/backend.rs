@@ -21,9 +21,20 @@ use tracing::Level;
 /// One Redis operation, boxed so that the breaker-guarded executor has a nameable type (a
 /// newtype: a bare `Pin<Box<dyn Future>>` request type trips rustc's higher-ranked
 /// lifetime check once the call is spawned).
-pub(crate) struct RedisCall(
-    Pin<Box<dyn Future<Output = Result<redis::Value, BackendError>> + Send + 'static>>,
-);
+pub(crate) struct RedisCall(Pin<Box<dyn Future<Output = Result<Reply, BackendError>> + Send + 'static>>);
+
+/// What Redis answered: a value, or an error reply that says nothing about the connection
+/// (see [`answered`]). The guard breaker counts both as a success.
+pub(crate) type Reply = Result<redis::Value, Arc<redis::RedisError>>;
+
+/// Whether `e` is Redis answering about the data rather than the connection failing: a key
+/// of the wrong type written by someone else (`WRONGTYPE`) or a command or script error
+/// (`ERR …`, e.g. a hash field that is not an integer). Such a call fails (its decision goes
+/// to the down policy, with events), but Redis is reachable and quick, so the guard breaker
+/// around the connection must not open for every other user of the backend.
+fn answered(e: &redis::RedisError) -> bool {
+    matches!(e.code(), Some("WRONGTYPE" | "ERR"))
+}
 
 /// What a backend publishes.
 #[derive(Debug, Clone)]
@@ -43,11 +54,22 @@ pub enum RedisEvent {
         /// The policy applied (`"fail_open"`, `"fail_closed"`, `"local"`).
         policy: &'static str,
     },
+    /// A fleet-wide bulkhead's renewal found the lease of a call still running gone (no
+    /// renewal reached Redis for a whole lease, or Redis lost its data). `taken_again`: the
+    /// renewal took it back because the fleet had room; otherwise the call runs uncounted
+    /// (the fleet may admit one more than its limit) and each later renewal tries again.
+    LeaseLost {
+        /// The bulkhead's name.
+        bulkhead: Arc<str>,
+        /// Whether the renewal took the lease again.
+        taken_again: bool,
+    },
 }
 
 impl Event for RedisEvent {
-    /// `op` (in `extra`) for both; `error` for a failed call, `reason` (the policy applied:
-    /// `fail_open`, `fail_closed`, `local`) for a fallback.
+    /// `op` (in `extra`) for all; `error` for a failed call, `reason` (the policy applied:
+    /// `fail_open`, `fail_closed`, `local`) for a fallback, `bulkhead` and `taken_again` for a
+    /// lost lease.
     fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
         match self {
             RedisEvent::CallFailed { op, error } => {
@@ -58,6 +80,11 @@ impl Event for RedisEvent {
                 record("op", (*op).into());
                 record("reason", (*policy).into());
             }
+            RedisEvent::LeaseLost { bulkhead, taken_again } => {
+                record("op", "lease".into());
+                record("bulkhead", bulkhead.into());
+                record("taken_again", (*taken_again).into());
+            }
         }
     }
 
@@ -65,6 +92,7 @@ impl Event for RedisEvent {
         match self {
             RedisEvent::CallFailed { .. } => "call_failed",
             RedisEvent::Fallback { .. } => "fallback",
+            RedisEvent::LeaseLost { .. } => "lease_lost",
         }
     }
     fn level(&self) -> Level {
@@ -76,9 +104,9 @@ impl Event for RedisEvent {
 pub(crate) struct Exec;
 
 impl Service<RedisCall> for Exec {
-    type Response = redis::Value;
+    type Response = Reply;
     type Error = BackendError;
-    type Future = Pin<Box<dyn Future<Output = Result<redis::Value, BackendError>> + Send + 'static>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Reply, BackendError>> + Send + 'static>>;
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
@@ -116,13 +144,38 @@ struct Inner {
     prefix: Arc<str>,
 }
 
+impl Inner {
+    fn failed(&self, what: &'static str, result: &Result<redis::Value, BackendError>) {
+        if let Err(error) = result {
+            self.metrics.failures.increment();
+            self.events.publish(RedisEvent::CallFailed { op: what, error: error.clone() });
+        }
+    }
+}
+
+/// `fut` within `timeout`; an error reply about the data is an `Ok(Err)` (see [`answered`]).
+async fn timed<Fut>(timeout: Duration, fut: Fut) -> Result<Reply, BackendError>
+where
+    Fut: Future<Output = redis::RedisResult<redis::Value>>,
+{
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(Ok(v)),
+        Ok(Err(e)) if answered(&e) => Ok(Err(Arc::new(e))),
+        Ok(Err(e)) => Err(BackendError::Redis(Arc::new(e))),
+        Err(_) => Err(BackendError::Timeout(timeout)),
+    }
+}
+
 /// A connection to the Redis the fleet shares. Cheap to clone; every clone shares the
 /// connection, the guard breaker, the events and the metrics.
 ///
 /// The connection is redis-rs' `ConnectionManager`: one multiplexed connection (concurrent
 /// calls are pipelined on it) that reconnects by itself with backoff. Every call has a
-/// timeout; timeouts and errors feed palisade's circuit breaker around the connection, so
-/// while Redis is down calls fail at once instead of each waiting for the timeout.
+/// timeout; timeouts and connection errors feed palisade's circuit breaker around the
+/// connection, so while Redis is down calls fail at once instead of each waiting for the
+/// timeout. An error *reply* about the data (`WRONGTYPE` from a key someone else wrote,
+/// `ERR …`) fails its call and is reported, but does not feed the guard: Redis answered, and
+/// one poisoned key must not send every limit on the backend to its down policy.
 #[derive(Clone)]
 pub struct RedisBackend {
     inner: Arc<Inner>,
@@ -207,19 +260,12 @@ impl RedisBackend {
     {
         let inner = self.inner.clone();
         inner.metrics.calls.increment();
-        let timeout = inner.timeout;
-        let fut = op(inner.conn.clone());
-        let call = RedisCall(Box::pin(async move {
-            match tokio::time::timeout(timeout, fut).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(BackendError::Redis(Arc::new(e))),
-                Err(_) => Err(BackendError::Timeout(timeout)),
-            }
-        }));
+        let call = RedisCall(Box::pin(timed(inner.timeout, op(inner.conn.clone()))));
         let guarded = inner.guard.clone().oneshot(call);
         Box::pin(async move {
             let result = match guarded.await {
-                Ok(v) => Ok(v),
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(BackendError::Redis(e)),
                 Err(e) => Err(match e.downcast::<BackendError>() {
                     Ok(b) => *b,
                     Err(other) => {
@@ -233,10 +279,34 @@ impl RedisBackend {
                     }
                 }),
             };
-            if let Err(error) = &result {
-                inner.metrics.failures.increment();
-                inner.events.publish(RedisEvent::CallFailed { op: what, error: error.clone() });
-            }
+            inner.failed(what, &result);
+            result
+        })
+    }
+
+    /// Runs `op` with the timeout but around the guard breaker: for clean-up whose failure
+    /// only delays what Redis does by itself (a lease given back, which otherwise expires),
+    /// and which must not be skipped because other calls opened the guard. Counted and
+    /// reported like every call; its outcome does not feed the guard.
+    pub(crate) fn run_unguarded<F, Fut>(
+        &self,
+        what: &'static str,
+        op: F,
+    ) -> Pin<Box<dyn Future<Output = Result<redis::Value, BackendError>> + Send + 'static>>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<redis::Value>> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        inner.metrics.calls.increment();
+        let call = timed(inner.timeout, op(inner.conn.clone()));
+        Box::pin(async move {
+            let result = match call.await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(BackendError::Redis(e)),
+                Err(e) => Err(e),
+            };
+            inner.failed(what, &result);
             result
         })
     }
@@ -244,6 +314,10 @@ impl RedisBackend {
     pub(crate) fn fallback(&self, op: &'static str, policy: &'static str) {
         self.inner.metrics.fallbacks.increment();
         self.inner.events.publish(RedisEvent::Fallback { op, policy });
+    }
+
+    pub(crate) fn publish(&self, event: RedisEvent) {
+        self.inner.events.publish(event);
     }
 }
 
@@ -263,7 +337,8 @@ impl RedisBackendBuilder {
         self.timeout = timeout;
         self
     }
-    /// The guard breaker opens after `failures` consecutive failed Redis calls and stays open
+    /// The guard breaker opens after `failures` consecutive Redis calls that timed out or lost
+    /// the connection (error replies about the data do not count) and stays open
     /// for `wait` (then lets one trial call through). Default 5 and 1 s.
     pub fn guard(mut self, failures: u32, wait: Duration) -> Self {
         self.guard_failures = failures;

@@ -105,7 +105,7 @@ pub struct RedisCircuitBreakerBuilder {
 
 impl RedisCircuitBreakerBuilder {
     /// Opens when at least `minimum_calls` outcomes were seen by the fleet within the window
-    /// and at least `rate` (0–1) of them failed. Default 10 calls, 0.5.
+    /// and at least `rate` (above 0, at most 1) of them failed. Default 10 calls, 0.5.
     pub fn failure_rate(mut self, rate: f64, minimum_calls: u32) -> Self {
         self.failure_rate = rate;
         self.minimum_calls = minimum_calls;
@@ -124,7 +124,8 @@ impl RedisCircuitBreakerBuilder {
         self
     }
     /// How often each instance reads the fleet's state (the propagation delay of a transition
-    /// made by another instance is at most this plus one round trip). Default 100 ms.
+    /// made by another instance is at most this plus one round trip). Between 1 ms and one
+    /// day; default 100 ms.
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.poll = every;
         self
@@ -133,6 +134,11 @@ impl RedisCircuitBreakerBuilder {
     /// layer and its services is dropped). Must be called inside a tokio runtime.
     pub fn build(self) -> Result<RedisCircuitBreakerLayer, ConfigError> {
         palisade_core::config::ensure_ratio("failure_rate", self.failure_rate)?;
+        // Resilience4j's threshold is in (0, 100]: with 0 the script's `fail >= 0 × total`
+        // opened the fleet on successes alone.
+        if self.failure_rate <= 0.0 {
+            return Err(ConfigError::new("failure_rate", "must be above 0.0 (and at most 1.0)"));
+        }
         if self.minimum_calls == 0 {
             return Err(ConfigError::new("minimum_calls", "at least 1"));
         }
@@ -146,8 +152,9 @@ impl RedisCircuitBreakerBuilder {
         if self.wait < Duration::from_millis(1) || self.wait > Duration::from_secs(86_400) {
             return Err(ConfigError::new("wait_in_open", "between 1 ms and one day"));
         }
-        if self.poll < Duration::from_millis(1) {
-            return Err(ConfigError::new("poll_interval", "at least 1 ms"));
+        // tokio's interval adds the period to its clock: past ~30 years the poller panicked.
+        if self.poll < Duration::from_millis(1) || self.poll > Duration::from_secs(86_400) {
+            return Err(ConfigError::new("poll_interval", "between 1 ms and one day"));
         }
         let tag = format!("{{{}}}", self.name);
         let shared = Arc::new(Shared {
@@ -196,8 +203,12 @@ async fn poll_loop(shared: Weak<Shared>, every: Duration) {
 /// when their poller next reads the state key.
 ///
 /// Deviation from Resilience4j: there is no fleet-wide half-open state. After `wait_in_open`
-/// the state key expires, the window starts empty and the breaker is closed; `minimum_calls`
-/// failing calls open it again. While Redis is down, each instance keeps its last known state
+/// the state key expires, the window starts empty and the breaker is closed on every instance
+/// at once (each instance's local deadline comes from the key's remaining time): there is no
+/// limit on trial calls, every instance sends its traffic, and the breaker opens again when
+/// the fleet's first `minimum_calls` outcomes reach the failure rate — so up to
+/// `minimum_calls` calls (plus the calls in flight while the script's answer travels back and
+/// the other instances' next poll) go to a backend that is still down. While Redis is down, each instance keeps its last known state
 /// (an open state expires on its own) and outcomes are not counted.
 #[derive(Clone)]
 pub struct RedisCircuitBreakerLayer {

@@ -3,48 +3,61 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use palisade_core::config::ConfigError;
 use palisade_core::rejection::{BulkheadFull, BulkheadFullReason};
+use palisade_core::rng::AtomicRng;
+use palisade_core::time::deadline_from_now;
 use palisade_core::BoxError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
-use crate::backend::{LuaScript, RedisBackend};
+use crate::backend::{LuaScript, RedisBackend, RedisEvent};
+use crate::error::BackendError;
 use crate::service::fleet_service;
 use crate::OnRedisDown;
 
-/// `KEYS[1]`: the lease set (member = lease id, score = expiry in Redis ms), `KEYS[2]`: the
-/// id sequence. `ARGV`: limit, lease ms. Expired leases are removed before counting.
-/// Returns `{id, 0}` when granted, `{0, ms until the earliest lease expires}` when full.
+/// `KEYS[1]`: the lease set (member = lease id, score = expiry in Redis ms). `ARGV`: limit,
+/// lease ms, lease id (made by the instance, so that it can give back a lease whose reply it
+/// never saw). Expired leases are removed before counting. Returns 0 when granted, else the
+/// ms until the earliest lease expires (at least 1). The set's expiry only ever grows: an
+/// instance with a shorter lease must not expire the longer leases of the others.
 const ACQUIRE_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  local id = redis.call('INCR', KEYS[2])
-  redis.call('ZADD', KEYS[1], now + lease, id)
-  redis.call('PEXPIRE', KEYS[1], lease * 2)
-  return {id, 0}
+  redis.call('ZADD', KEYS[1], now + lease, ARGV[3])
+  if redis.call('PTTL', KEYS[1]) < lease * 2 then redis.call('PEXPIRE', KEYS[1], lease * 2) end
+  return 0
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {0, tonumber(first[2]) - now}
+return math.max(1, tonumber(first[2]) - now)
 ";
 
-/// Renews lease `ARGV[2]` for `ARGV[1]` ms if it is still held. Returns 1 when renewed.
+/// Renews lease `ARGV[2]` for `ARGV[1]` ms. Returns 1 when it was still held; when it had
+/// lapsed (or Redis lost it), takes it again if fewer than `ARGV[3]` (the limit) leases are
+/// held and returns 2, else returns 0.
 const RENEW_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[1])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[2])
-if not score or tonumber(score) <= now then return 0 end
-redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
-return 1
+local r = 1
+if not score or tonumber(score) <= now then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+  r = 2
+end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[2])
+if redis.call('PTTL', KEYS[1]) < lease * 2 then redis.call('PEXPIRE', KEYS[1], lease * 2) end
+return r
 ";
 
 struct Shared {
@@ -55,7 +68,10 @@ struct Shared {
     on_down: OnRedisDown,
     local: Arc<Semaphore>,
     set_key: String,
-    seq_key: String,
+    /// This instance's random tag and the number of its next lease: lease ids are
+    /// `<tag>:<n>`, unique across the fleet without a round trip.
+    tag: u64,
+    next_id: AtomicU64,
     acquire: LuaScript,
     renew: LuaScript,
 }
@@ -111,7 +127,6 @@ impl RedisBulkheadBuilder {
             _ => 0,
         };
         let set_key = self.backend.key(&["bulkhead", &self.name, "leases"]);
-        let seq_key = self.backend.key(&["bulkhead", &self.name, "seq"]);
         RedisBulkheadLayer {
             shared: Arc::new(Shared {
                 name: self.name,
@@ -121,7 +136,8 @@ impl RedisBulkheadBuilder {
                 on_down: self.on_down,
                 local: Arc::new(Semaphore::new(local)),
                 set_key,
-                seq_key,
+                tag: AtomicRng::from_entropy().next_u64(),
+                next_id: AtomicU64::new(1),
                 acquire: LuaScript::new(ACQUIRE_LUA),
                 renew: LuaScript::new(RENEW_LUA),
             }),
@@ -141,6 +157,25 @@ pub const MAX_CONCURRENT: u32 = 1_000_000;
 /// made ready in `poll_ready` and moved into the response future (tower's clone-and-swap),
 /// so `S` must be `Clone`. Dropping the response future releases the permit (one `ZREM`
 /// sent from a spawned task) and drops the inner call.
+///
+/// # Leases
+///
+/// Each permit is a lease in one Redis sorted set, expiring by Redis' `TIME` (instances with
+/// skewed clocks agree), renewed every third of the lease while the call runs. The lease id is
+/// made by the instance, so a permit is given back whenever its reply was not seen: the
+/// response future dropped while the request was in Redis, or a request that timed out (then
+/// decided by the down policy) and that a slow Redis executed afterwards. The set holds at
+/// most `max_concurrent` live leases (expired ones are removed on every acquisition) and
+/// expires when unused; an instance with a shorter lease never shortens the set's expiry.
+///
+/// A lease can lapse while its call still runs, when no renewal reached Redis for a whole
+/// lease (Redis down or slower than a third of the lease, the guard breaker open longer than
+/// that) or when Redis lost its data (restart without persistence, flush). The call is not
+/// cancelled: the next renewal that reaches Redis takes the lease again if the fleet has
+/// room, and otherwise keeps trying each period while the call runs uncounted — the fleet
+/// then has more than N calls in flight by the number of such calls. Both cases publish
+/// [`RedisEvent::LeaseLost`]. Keep the lease well above three times the backend's timeout
+/// and the guard breaker's wait.
 #[derive(Clone)]
 pub struct RedisBulkheadLayer {
     shared: Arc<Shared>,
@@ -230,11 +265,22 @@ where
 }
 
 enum Held {
-    Redis { id: i64, renew: JoinHandle<()> },
+    /// The acquisition was sent (or is about to be) and its reply not seen: Redis may grant
+    /// it, so dropping this gives it back.
+    Pending {
+        id: Arc<str>,
+    },
+    Redis {
+        id: Arc<str>,
+        renew: JoinHandle<()>,
+    },
     Local(#[allow(dead_code)] OwnedSemaphorePermit),
-    Open,
+    /// Nothing to give back (admitted by fail-open, or refused by a full fleet).
+    None,
 }
 
+/// One call's permit; dropping it gives the permit back at once (a lease still pending or
+/// held is removed from Redis by a spawned `ZREM`).
 struct Lease {
     shared: Arc<Shared>,
     held: Held,
@@ -242,45 +288,72 @@ struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Held::Redis { id, renew } = &self.held {
-            renew.abort();
-            let id = *id;
-            let shared = self.shared.clone();
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    let key = shared.set_key.clone();
-                    // On failure the lease expires by itself.
-                    let _ = shared
-                        .backend
-                        .run("lease", move |mut conn| async move {
-                            redis::cmd("ZREM").arg(key).arg(id).query_async(&mut conn).await
-                        })
-                        .await;
-                });
+        let (id, renew) = match std::mem::replace(&mut self.held, Held::None) {
+            Held::Pending { id } => (id, None),
+            Held::Redis { id, renew } => {
+                renew.abort();
+                (id, Some(renew))
             }
+            Held::Local(_) | Held::None => return,
+        };
+        let shared = self.shared.clone();
+        // Without a runtime (it is shutting down) the lease expires by itself.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                // A renewal already under way is sent before the release (it could take
+                // a lapsed lease again after the ZREM otherwise).
+                if let Some(renew) = renew {
+                    let _ = renew.await;
+                }
+                let key = shared.set_key.clone();
+                // Around the guard breaker: a release is never skipped because other calls
+                // failed; on failure the lease expires by itself.
+                let _ = shared
+                    .backend
+                    .run_unguarded("lease", move |mut conn| async move {
+                        redis::cmd("ZREM").arg(key).arg(&*id).query_async(&mut conn).await
+                    })
+                    .await;
+            });
         }
     }
 }
 
 async fn acquire(shared: &Arc<Shared>) -> Result<Lease, BoxError> {
-    let keys = [shared.set_key.clone(), shared.seq_key.clone()];
-    let mut cmd = shared.acquire.cmd(&keys);
-    cmd.arg(shared.limit).arg(shared.lease.as_millis() as u64);
+    let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let id: Arc<str> = format!("{:016x}:{n}", shared.tag).into();
+    let mut cmd = shared.acquire.cmd(std::slice::from_ref(&shared.set_key));
+    cmd.arg(shared.limit).arg(shared.lease.as_millis() as u64).arg(&*id);
     let code = shared.acquire.code();
+    // From here on a dropped future (or a reply that never comes) gives the lease back.
+    let mut lease = Lease { shared: shared.clone(), held: Held::Pending { id: id.clone() } };
     let reply = shared.backend.run("lease", move |conn| LuaScript::run(code, cmd, conn)).await;
-    let parsed = reply.ok().and_then(|v| <(i64, i64) as redis::FromRedisValue>::from_redis_value(v).ok());
-    match parsed {
-        Some((id, _)) if id > 0 => {
-            let renew = tokio::spawn(renew_loop(Arc::downgrade(shared), id));
-            Ok(Lease { shared: shared.clone(), held: Held::Redis { id, renew } })
+    let parsed = match reply {
+        Ok(v) => <i64 as redis::FromRedisValue>::from_redis_value(v).ok(),
+        // The guard refused: nothing was sent, nothing to give back.
+        Err(BackendError::BreakerOpen) => {
+            lease.held = Held::None;
+            None
         }
-        Some((_, wait)) => Err(BulkheadFull::new(shared.name.clone(), BulkheadFullReason::NoPermit)
-            .with_retry_after(Duration::from_millis(wait.max(0) as u64))
-            .into()),
+        Err(_) => None,
+    };
+    match parsed {
+        Some(0) => {
+            let renew = tokio::spawn(renew_loop(Arc::downgrade(shared), id.clone()));
+            lease.held = Held::Redis { id, renew };
+            Ok(lease)
+        }
+        Some(wait) => {
+            lease.held = Held::None;
+            Err(BulkheadFull::new(shared.name.clone(), BulkheadFullReason::NoPermit)
+                .with_retry_after(Duration::from_millis(wait.max(0).unsigned_abs()))
+                .into())
+        }
+        // Dropping `lease` (still pending) gives back whatever Redis may grant later.
         None => match shared.on_down {
             OnRedisDown::FailOpen => {
                 shared.backend.fallback("lease", "fail_open");
-                Ok(Lease { shared: shared.clone(), held: Held::Open })
+                Ok(Lease { shared: shared.clone(), held: Held::None })
             }
             OnRedisDown::FailClosed => {
                 shared.backend.fallback("lease", "fail_closed");
@@ -299,21 +372,36 @@ async fn acquire(shared: &Arc<Shared>) -> Result<Lease, BoxError> {
     }
 }
 
-async fn renew_loop(shared: std::sync::Weak<Shared>, id: i64) {
+/// Renews lease `id` every third of the lease while the call runs; a lapsed lease is taken
+/// again when the fleet has room (see [`RedisBulkheadLayer`]'s `# Leases`).
+async fn renew_loop(shared: std::sync::Weak<Shared>, id: Arc<str>) {
     let period = match shared.upgrade() {
         Some(s) => s.lease / 3,
         None => return,
     };
+    // A fixed schedule: a slow renewal does not push the next one later.
+    let mut tick = tokio::time::interval_at(deadline_from_now(period), period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lost = false;
     loop {
-        tokio::time::sleep(period).await;
+        tick.tick().await;
         let Some(s) = shared.upgrade() else { return };
         let mut cmd = s.renew.cmd(std::slice::from_ref(&s.set_key));
-        cmd.arg(s.lease.as_millis() as u64).arg(id);
+        cmd.arg(s.lease.as_millis() as u64).arg(&*id).arg(s.limit);
         let code = s.renew.code();
-        let renewed = s.backend.run("lease", move |conn| LuaScript::run(code, cmd, conn)).await;
-        if matches!(renewed, Ok(redis::Value::Int(0))) {
-            tracing::warn!(target: "palisade", pattern = "redis_bulkhead", name = %s.name, lease = id, "lease expired before renewal");
-            return;
+        match s.backend.run("lease", move |conn| LuaScript::run(code, cmd, conn)).await {
+            Ok(redis::Value::Int(0)) if !lost => {
+                lost = true;
+                tracing::warn!(target: "palisade", pattern = "redis_bulkhead", name = %s.name, lease = %id, "lease lost while the call runs; the fleet is full, the call runs uncounted");
+                s.backend.publish(RedisEvent::LeaseLost { bulkhead: s.name.clone(), taken_again: false });
+            }
+            Ok(redis::Value::Int(2)) => {
+                lost = false;
+                tracing::warn!(target: "palisade", pattern = "redis_bulkhead", name = %s.name, lease = %id, "lease lost while the call runs; taken again");
+                s.backend.publish(RedisEvent::LeaseLost { bulkhead: s.name.clone(), taken_again: true });
+            }
+            // Renewed, still lost, or no answer (the next tick tries again).
+            _ => {}
         }
     }
 }
