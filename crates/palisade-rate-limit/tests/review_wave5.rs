@@ -586,3 +586,89 @@ async fn several_tiers_on_threads_never_over_admit_with_either_clock() {
         }
     }
 }
+
+#[cfg(not(loom))]
+mod across_changes {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Advance(u64),
+        /// Cost and wait (ms; 0 refuses at once).
+        Ask(u32, u64),
+        SetQuota(u32, u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u64..300).prop_map(Op::Advance),
+            6 => (1u32..3, prop_oneof![Just(0u64), 1u64..2_000]).prop_map(|(c, w)| Op::Ask(c, w)),
+            1 => (1u32..5, prop_oneof![Just(7u64), 10u64..3_000]).prop_map(|(l, p)| Op::SetQuota(l, p)),
+        ]
+    }
+
+    fn algorithm() -> impl Strategy<Value = Algorithm> {
+        prop_oneof![
+            Just(Algorithm::TokenBucket),
+            (0u32..3).prop_map(|queue| Algorithm::LeakyBucket { queue }),
+            Just(Algorithm::SlidingWindowLog),
+            Just(Algorithm::SlidingWindowCounter),
+            Just(Algorithm::FixedWindow),
+        ]
+    }
+
+    fn ask(limiter: &RateLimiter, cost: u32, wait: u64) -> Result<(), Denied> {
+        if wait == 0 {
+            limiter.try_acquire(cost)
+        } else {
+            limiter.reserve(cost, ms(wait)).map(|_| ())
+        }
+    }
+
+    fn run(algorithm: Algorithm, ops: &[Op]) -> Result<(), TestCaseError> {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        rt.block_on(async {
+            let limiter = RateLimiter::new(algorithm, Quota::new(2, ms(500)).burst(2)).unwrap();
+            for op in ops {
+                match *op {
+                    Op::Advance(n) => advance(ms(n)).await,
+                    Op::SetQuota(limit, period) => {
+                        let _ = limiter.set_quota(Quota::new(limit, ms(period)).burst(limit));
+                    }
+                    Op::Ask(cost, wait) => {
+                        let Err(Denied::RetryAfter(after)) = ask(&limiter, cost, wait) else { continue };
+                        prop_assert!(after > Duration::ZERO);
+                        advance(after.saturating_sub(NS)).await;
+                        prop_assert!(
+                            ask(&limiter, cost, wait).is_err(),
+                            "cost {cost}, wait {wait} ms: admitted {after:?} - 1 ns after its refusal"
+                        );
+                        advance(NS).await;
+                        let again = ask(&limiter, cost, wait);
+                        prop_assert!(
+                            again.is_ok(),
+                            "cost {cost}, wait {wait} ms: {again:?} {after:?} after its refusal"
+                        );
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        /// Kinds 4 and 5 together: whatever quota changes came before (longer and shorter
+        /// periods, higher and lower limits, callers booked across them), a refusal's
+        /// `retry_after` is exact for the same request (weight, wait), every algorithm.
+        #[test]
+        fn retry_after_stays_exact_across_quota_changes(
+            algorithm in algorithm(),
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            run(algorithm, &ops)?;
+        }
+    }
+}
