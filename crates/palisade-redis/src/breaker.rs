@@ -260,7 +260,7 @@ async fn record(s: &Arc<Shared>, failed: bool) {
         .arg(s.bucket.as_millis() as u64)
         .arg(s.buckets)
         .arg(s.minimum_calls)
-        .arg(format!("{:.6}", s.failure_rate))
+        .arg(s.failure_rate.to_string())
         .arg(s.wait.as_millis() as u64);
     let code = s.record.code();
     if let Ok(redis::Value::Int(ms)) =

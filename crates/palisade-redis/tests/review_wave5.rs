@@ -401,3 +401,18 @@ async fn an_open_fleet_refuses_on_every_instance_until_the_wait_expires() {
         assert!(ttl > 0, "{k} has no expiry");
     }
 }
+
+/// A failure rate below 10^-6 was sent to the script as "0.000000": the fleet opened on
+/// successes alone, like a rate of 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_failure_rate_is_sent_exactly() {
+    let server = RedisServer::start();
+    let b = RedisCircuitBreakerLayer::builder("tiny", backend(&server, Duration::from_secs(5)))
+        .failure_rate(1e-9, 2)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(b.record(false).await, RedisCircuitState::Closed, "opened on successes");
+    }
+    assert_eq!(b.record(true).await, RedisCircuitState::Open, "one failure in four is above 1e-9");
+}
