@@ -32,7 +32,7 @@ pub(crate) type Reply = Result<redis::Value, Arc<redis::RedisError>>;
 /// (`ERR …`, e.g. a hash field that is not an integer). Such a call fails (its decision goes
 /// to the down policy, with events), but Redis is reachable and quick, so the guard breaker
 /// around the connection must not open for every other user of the backend.
-fn answered(e: &redis::RedisError) -> bool {
+pub(crate) fn answered(e: &redis::RedisError) -> bool {
     matches!(e.code(), Some("WRONGTYPE" | "ERR"))
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
-use crate::backend::{LuaScript, RedisBackend, RedisEvent};
+use crate::backend::{answered, LuaScript, RedisBackend, RedisEvent};
 use crate::error::BackendError;
 use crate::service::fleet_service;
 use crate::OnRedisDown;
@@ -330,12 +330,20 @@ async fn acquire(shared: &Arc<Shared>) -> Result<Lease, BoxError> {
     let reply = shared.backend.run("lease", move |conn| LuaScript::run(code, cmd, conn)).await;
     let parsed = match reply {
         Ok(v) => <i64 as redis::FromRedisValue>::from_redis_value(v).ok(),
-        // The guard refused: nothing was sent, nothing to give back.
-        Err(BackendError::BreakerOpen) => {
-            lease.held = Held::None;
+        Err(e) => {
+            // The guard refused (nothing was sent), or Redis answered with an error (the
+            // script stopped before granting): nothing to give back. Otherwise (a timeout,
+            // a lost connection) Redis may still grant it: `lease` stays pending.
+            let settled = match &e {
+                BackendError::BreakerOpen => true,
+                BackendError::Redis(r) => answered(r),
+                _ => false,
+            };
+            if settled {
+                lease.held = Held::None;
+            }
             None
         }
-        Err(_) => None,
     };
     match parsed {
         Some(0) => {

@@ -416,3 +416,62 @@ async fn a_tiny_failure_rate_is_sent_exactly() {
     }
     assert_eq!(b.record(true).await, RedisCircuitState::Open, "one failure in four is above 1e-9");
 }
+
+/// Redis killed and restarted empty on its port while a call holds a permit and a breaker
+/// is open: nothing hangs while it is down, the running call's lease is taken again after
+/// the restart, new calls reach Redis again, and the breaker counts outcomes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_the_bulkhead_and_breaker_recover() {
+    let mut server = RedisServer::start();
+    let port = server.port();
+    let b = RedisBackend::builder(server.url())
+        .timeout(Duration::from_millis(200))
+        .guard(3, Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let seen = events(&b);
+    let layer = RedisBulkheadLayer::builder("restart", b.clone(), 1)
+        .lease(Duration::from_millis(600))
+        .build()
+        .unwrap();
+    let breaker = RedisCircuitBreakerLayer::builder("restart", b.clone())
+        .failure_rate(0.5, 2)
+        .wait_in_open(MINUTE)
+        .poll_interval(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let mut call = hanging_call(&layer);
+    until_held(&layer, &mut call, 1).await;
+    let running = tokio::spawn(call);
+    server.stop();
+    let bound = Duration::from_secs(20);
+    // down: refused (fail closed), the breaker keeps its state, nothing hangs
+    let err = tokio::time::timeout(bound, quick_call(&layer)).await.expect("hung").unwrap_err();
+    assert!(find::<BulkheadFull>(&*err).is_some(), "{err}");
+    assert_eq!(
+        tokio::time::timeout(bound, breaker.record(true)).await.expect("hung"),
+        RedisCircuitState::Closed
+    );
+    let _server = loop {
+        match RedisServer::start_on(port) {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    // the running call's renewal takes its lease again in the empty Redis
+    assert!(eventually(|| async { layer.in_flight().await == Some(1) }).await, "lease never taken again");
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, RedisEvent::LeaseLost { taken_again: true, .. })));
+    let err = quick_call(&layer).await.unwrap_err();
+    assert!(find::<BulkheadFull>(&*err).is_some(), "the fleet is full again: {err}");
+    running.abort();
+    assert!(eventually(|| async { quick_call(&layer).await.is_ok() }).await, "no recovery");
+    // the breaker counts outcomes in the new Redis
+    assert!(
+        eventually(|| async { breaker.record(true).await == RedisCircuitState::Open }).await,
+        "the breaker never counted again"
+    );
+}
