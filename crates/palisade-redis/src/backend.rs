@@ -47,7 +47,9 @@ pub enum RedisEvent {
         /// Why.
         error: BackendError,
     },
-    /// A decision was made without Redis, by the configured [`OnRedisDown`](crate::OnRedisDown) policy.
+    /// A decision was made without Redis, by the configured [`OnRedisDown`](crate::OnRedisDown)
+    /// policy; for the shared circuit breaker (`op` `"breaker"`, policy `"fail_open"`), an
+    /// outcome the fleet could not count.
     Fallback {
         /// What the decision was for.
         op: &'static str,

@@ -208,8 +208,13 @@ async fn poll_loop(shared: Weak<Shared>, every: Duration) {
 /// limit on trial calls, every instance sends its traffic, and the breaker opens again when
 /// the fleet's first `minimum_calls` outcomes reach the failure rate — so up to
 /// `minimum_calls` calls (plus the calls in flight while the script's answer travels back and
-/// the other instances' next poll) go to a backend that is still down. While Redis is down, each instance keeps its last known state
-/// (an open state expires on its own) and outcomes are not counted.
+/// the other instances' next poll) go to a backend that is still down.
+///
+/// While Redis is down, each instance keeps its last known state (an open state expires on
+/// its own) and outcomes are not counted, so the fleet's breaker cannot open: it fails open.
+/// Each outcome that could not be counted is a fallback (`RedisEvent::Fallback` with `op`
+/// `"breaker"` and policy `"fail_open"`, and the backend's `fallbacks` counter); stack a
+/// local `palisade` circuit breaker inside this one to stay protected through a Redis outage.
 #[derive(Clone)]
 pub struct RedisCircuitBreakerLayer {
     shared: Arc<Shared>,
@@ -263,12 +268,10 @@ async fn record(s: &Arc<Shared>, failed: bool) {
         .arg(s.failure_rate.to_string())
         .arg(s.wait.as_millis() as u64);
     let code = s.record.code();
-    if let Ok(redis::Value::Int(ms)) =
-        s.backend.run("breaker", move |conn| LuaScript::run(code, cmd, conn)).await
-    {
-        if ms > 0 {
-            s.set_open_for(ms);
-        }
+    match s.backend.run("breaker", move |conn| LuaScript::run(code, cmd, conn)).await {
+        Ok(redis::Value::Int(ms)) => s.set_open_for(ms),
+        // The outcome was not counted by the fleet (Redis down, slow, or a malformed reply).
+        _ => s.backend.fallback("breaker", "fail_open"),
     }
 }
 

@@ -448,10 +448,18 @@ async fn redis_restarted_empty_the_bulkhead_and_breaker_recover() {
     // down: refused (fail closed), the breaker keeps its state, nothing hangs
     let err = tokio::time::timeout(bound, quick_call(&layer)).await.expect("hung").unwrap_err();
     assert!(find::<BulkheadFull>(&*err).is_some(), "{err}");
+    let fallbacks = b.snapshot().fallbacks;
     assert_eq!(
         tokio::time::timeout(bound, breaker.record(true)).await.expect("hung"),
         RedisCircuitState::Closed
     );
+    // the outcome the fleet could not count is a fallback: an event and the counter
+    assert_eq!(b.snapshot().fallbacks, fallbacks + 1);
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, RedisEvent::Fallback { op: "breaker", policy: "fail_open" })));
     let _server = loop {
         match RedisServer::start_on(port) {
             Ok(s) => break s,
