@@ -286,10 +286,10 @@ impl RedisBackend {
         })
     }
 
-    /// Runs `op` with the timeout but around the guard breaker: for clean-up whose failure
-    /// only delays what Redis does by itself (a lease given back, which otherwise expires),
-    /// and which must not be skipped because other calls opened the guard. Counted and
-    /// reported like every call; its outcome does not feed the guard.
+    /// Runs `op` with the timeout but around the guard breaker: for background work no caller
+    /// waits for (a lease given back or renewed), which must not be skipped because other
+    /// calls opened the guard. Counted and reported like every call; its outcome does not
+    /// feed the guard.
     pub(crate) fn run_unguarded<F, Fut>(
         &self,
         what: &'static str,

@@ -169,13 +169,13 @@ pub const MAX_CONCURRENT: u32 = 1_000_000;
 /// expires when unused; an instance with a shorter lease never shortens the set's expiry.
 ///
 /// A lease can lapse while its call still runs, when no renewal reached Redis for a whole
-/// lease (Redis down or slower than a third of the lease, the guard breaker open longer than
-/// that) or when Redis lost its data (restart without persistence, flush). The call is not
-/// cancelled: the next renewal that reaches Redis takes the lease again if the fleet has
+/// lease (Redis down, or slower than a third of the lease) or when Redis lost its data
+/// (restart without persistence, flush). The call is not cancelled: the next renewal that reaches Redis takes the lease again if the fleet has
 /// room, and otherwise keeps trying each period while the call runs uncounted — the fleet
 /// then has more than N calls in flight by the number of such calls. Both cases publish
-/// [`RedisEvent::LeaseLost`]. Keep the lease well above three times the backend's timeout
-/// and the guard breaker's wait.
+/// [`RedisEvent::LeaseLost`]. Keep the lease well above three times the backend's timeout.
+/// Renewals and releases go around the backend's guard breaker (no caller waits for them):
+/// a guard opened by other calls does not let a lease lapse while Redis answers.
 #[derive(Clone)]
 pub struct RedisBulkheadLayer {
     shared: Arc<Shared>,
@@ -397,7 +397,10 @@ async fn renew_loop(shared: std::sync::Weak<Shared>, id: Arc<str>) {
         let mut cmd = s.renew.cmd(std::slice::from_ref(&s.set_key));
         cmd.arg(s.lease.as_millis() as u64).arg(&*id).arg(s.limit);
         let code = s.renew.code();
-        match s.backend.run("lease", move |conn| LuaScript::run(code, cmd, conn)).await {
+        // Around the guard breaker, as a release: a renewal is background work no caller
+        // waits for, and a guard opened by other calls must not let a running call's lease
+        // lapse while Redis answers (the fleet would admit one more).
+        match s.backend.run_unguarded("lease", move |conn| LuaScript::run(code, cmd, conn)).await {
             Ok(redis::Value::Int(0)) if !lost => {
                 lost = true;
                 tracing::warn!(target: "palisade", pattern = "redis_bulkhead", name = %s.name, lease = %id, "lease lost while the call runs; the fleet is full, the call runs uncounted");

@@ -67,6 +67,20 @@ async fn lease_entries(server: &RedisServer, name: &str) -> u64 {
     redis::cmd("ZCARD").arg(format!("palisade:bulkhead:{name}:leases")).query_async(&mut c).await.unwrap()
 }
 
+/// The unexpired lease entries of bulkhead `name`, read straight from Redis by its clock.
+async fn live_leases(server: &RedisServer, name: &str) -> u64 {
+    let mut c = raw(server).await;
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut c).await.unwrap();
+    let now = secs * 1000 + micros / 1000;
+    redis::cmd("ZCOUNT")
+        .arg(format!("palisade:bulkhead:{name}:leases"))
+        .arg(format!("({now}"))
+        .arg("+inf")
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
 /// Polls `cond` every 10 ms for up to ~10 s; whether it became true.
 async fn eventually<F, Fut>(mut cond: F) -> bool
 where
@@ -482,4 +496,35 @@ async fn redis_restarted_empty_the_bulkhead_and_breaker_recover() {
         eventually(|| async { breaker.record(true).await == RedisCircuitState::Open }).await,
         "the breaker never counted again"
     );
+}
+
+/// The guard breaker opened by other calls (a burst of timeouts) must not starve the
+/// renewals of running calls: their leases lapsed while Redis was answering again, and the
+/// fleet admitted more than N.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_go_around_a_guard_opened_by_other_calls() {
+    let server = RedisServer::start();
+    let b = RedisBackend::builder(server.url())
+        .timeout(Duration::from_millis(100))
+        .guard(1, MINUTE)
+        .build()
+        .unwrap();
+    let layer = RedisBulkheadLayer::builder("starved", b.clone(), 1)
+        .lease(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    let other = RedisBulkheadLayer::builder("tripper", b.clone(), 1).build().unwrap();
+    let mut call = hanging_call(&layer);
+    until_held(&layer, &mut call, 1).await;
+    let running = tokio::spawn(call);
+    quick_call(&other).await.unwrap(); // its script is loaded: the next request is one EVALSHA
+                                       // one timed-out call opens the guard for a minute
+    pause_writes(&server, 300).await;
+    assert!(quick_call(&other).await.is_err());
+    unpause(&server).await;
+    assert!(quick_call(&other).await.is_err(), "the guard is open");
+    // two whole leases later the running call still holds its permit in Redis
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(live_leases(&server, "starved").await, 1, "the running call's lease lapsed");
+    running.abort();
 }
