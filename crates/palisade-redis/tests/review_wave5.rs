@@ -517,14 +517,15 @@ async fn renewals_go_around_a_guard_opened_by_other_calls() {
     let mut call = hanging_call(&layer);
     until_held(&layer, &mut call, 1).await;
     let running = tokio::spawn(call);
-    quick_call(&other).await.unwrap(); // its script is loaded: the next request is one EVALSHA
-                                       // one timed-out call opens the guard for a minute
+    // its script is loaded: the next request is one EVALSHA
+    quick_call(&other).await.unwrap();
+    // one timed-out call opens the guard for a minute
     pause_writes(&server, 300).await;
     assert!(quick_call(&other).await.is_err());
     unpause(&server).await;
     assert!(quick_call(&other).await.is_err(), "the guard is open");
     // two whole leases later the running call still holds its permit in Redis
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(live_leases(&server, "starved").await, 1, "the running call's lease lapsed");
     running.abort();
 }
