@@ -218,7 +218,10 @@ impl Forget for KeyCell {
 /// has passed, so no token is missing and nobody waits; windows: nothing counted in any
 /// window that still matters) and no request holds its state — so forgetting a key can
 /// never let a client past its limit. Keys are forgotten only when a new key arrives and
-/// the map is full, never earlier.
+/// the map is full, never earlier. A key made after keys were forgotten starts at the time
+/// they were forgotten: a request whose clock reading predates that (read before a lock,
+/// applied after) is decided as the forgotten key would have decided it, or more strictly
+/// — never as a key with no past.
 ///
 /// When the map is full of keys that still constrain someone, a request for a *new* key is
 /// refused with [`Denied::KeySetFull`] (the layer answers
