@@ -131,7 +131,13 @@ impl RedisCircuitBreakerBuilder {
         self
     }
     /// Validates and builds; starts the poller task (it ends when the last clone of the
-    /// layer and its services is dropped). Must be called inside a tokio runtime.
+    /// layer and its services is dropped).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for a failure rate not above 0 and at most 1, `minimum_calls` 0,
+    /// buckets not between 1 and 60 or shorter than 1 ms, a window, a wait in open or a poll
+    /// interval beyond one day, or when called outside a tokio runtime.
     pub fn build(self) -> Result<RedisCircuitBreakerLayer, ConfigError> {
         palisade_core::config::ensure_ratio("failure_rate", self.failure_rate)?;
         // Resilience4j's threshold is in (0, 100]: with 0 the script's `fail >= 0 × total`
@@ -155,6 +161,13 @@ impl RedisCircuitBreakerBuilder {
         // tokio's interval adds the period to its clock: past ~30 years the poller panicked.
         if self.poll < Duration::from_millis(1) || self.poll > Duration::from_secs(86_400) {
             return Err(ConfigError::new("poll_interval", "between 1 ms and one day"));
+        }
+        // The poller is spawned here: a clear error instead of tokio's panic.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConfigError::new(
+                "runtime",
+                "build the shared circuit breaker inside a tokio runtime",
+            ));
         }
         let tag = format!("{{{}}}", self.name);
         let shared = Arc::new(Shared {

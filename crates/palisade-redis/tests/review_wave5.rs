@@ -529,3 +529,18 @@ async fn renewals_go_around_a_guard_opened_by_other_calls() {
     assert_eq!(live_leases(&server, "starved").await, 1, "the running call's lease lapsed");
     running.abort();
 }
+
+/// Building the shared breaker outside a runtime (the backend was built inside one, then
+/// moved to a plain thread) is a ConfigError like the backend's own, not a panic in
+/// `tokio::spawn`.
+#[test]
+fn a_breaker_built_outside_a_runtime_is_a_config_error() {
+    let server = RedisServer::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let b = rt.block_on(async { backend(&server, Duration::from_secs(5)) });
+    let built = std::thread::spawn(move || RedisCircuitBreakerLayer::builder("no-rt", b).build().map(|_| ()))
+        .join()
+        .expect("building panicked");
+    let err = built.unwrap_err();
+    assert!(err.to_string().contains("runtime"), "{err}");
+}
