@@ -125,7 +125,8 @@ impl RedisCircuitBreakerBuilder {
     }
     /// How often each instance reads the fleet's state (the propagation delay of a transition
     /// made by another instance is at most this plus one round trip). Between 1 ms and one
-    /// day; default 100 ms.
+    /// day; default 100 ms. Keep it well below `wait_in_open`: an open state shorter than
+    /// the interval may end before another instance polls it, which then never opens.
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.poll = every;
         self

@@ -96,7 +96,9 @@ impl RedisBulkheadBuilder {
     }
     /// What to do when Redis is slow or down. Default [`OnRedisDown::FailClosed`]
     /// (calls are refused with [`BulkheadFull`]); `Local { share }` admits up to
-    /// `ceil(share × N)` calls of this instance.
+    /// `ceil(share × N)` calls of this instance. Calls admitted by `FailOpen` or `Local` hold
+    /// no lease: when Redis answers again they run to their end uncounted by the fleet, which
+    /// may then have that many calls more than N in flight.
     pub fn on_redis_down(mut self, policy: OnRedisDown) -> Self {
         self.on_down = policy;
         self
@@ -153,7 +155,10 @@ pub const MAX_CONCURRENT: u32 = 1_000_000;
 ///
 /// The permit is taken in the response future (one Redis round trip) before the inner
 /// service is called; a call that finds every permit taken is refused at once with
-/// [`BulkheadFull`] (`NoPermit`): there is no fleet-wide wait queue. The inner service is
+/// [`BulkheadFull`] (`NoPermit`): there is no fleet-wide wait queue. Its `retry_after` is a
+/// hint: when the earliest lease would expire if nobody renewed it (a permit usually comes
+/// back sooner, when a call ends; a renewed lease later). Nothing is reserved in
+/// `poll_ready`, so a service dropped after `poll_ready` holds nothing. The inner service is
 /// made ready in `poll_ready` and moved into the response future (tower's clone-and-swap),
 /// so `S` must be `Clone`. Dropping the response future releases the permit (one `ZREM`
 /// sent from a spawned task) and drops the inner call.

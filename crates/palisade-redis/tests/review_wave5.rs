@@ -544,3 +544,52 @@ fn a_breaker_built_outside_a_runtime_is_a_config_error() {
     let err = built.unwrap_err();
     assert!(err.to_string().contains("runtime"), "{err}");
 }
+
+/// Calls that outlive their lease (2.5 leases each) on two instances: renewals keep every
+/// lease, so the fleet never has more than N in flight, every call is eventually admitted, and
+/// every permit comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_longer_than_the_lease_never_exceed_n_across_instances() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = RedisServer::start();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let max = Arc::new(AtomicUsize::new(0));
+    let inner = {
+        let (in_flight, max) = (in_flight.clone(), max.clone());
+        service_fn(move |_: ()| {
+            let (in_flight, max) = (in_flight.clone(), max.clone());
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(())
+            }
+        })
+    };
+    let mk = || {
+        RedisBulkheadLayer::builder("long", backend(&server, Duration::from_secs(5)), 3)
+            .lease(Duration::from_secs(1))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (mk(), mk());
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..6 {
+        let svc = if i % 2 == 0 { a.layer(inner.clone()) } else { b.layer(inner.clone()) };
+        set.spawn(async move {
+            loop {
+                match svc.clone().oneshot(()).await {
+                    Ok(()) => return,
+                    Err(e) => assert!(find::<BulkheadFull>(&*e).is_some(), "{e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    assert!(max.load(Ordering::SeqCst) <= 3, "max in flight {}", max.load(Ordering::SeqCst));
+    assert!(eventually(|| async { a.in_flight().await == Some(0) }).await);
+}
