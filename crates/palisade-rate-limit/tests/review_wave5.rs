@@ -672,3 +672,105 @@ mod across_changes {
         }
     }
 }
+
+#[cfg(not(loom))]
+mod waiting {
+    use super::*;
+    use proptest::prelude::*;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    fn algorithm() -> impl Strategy<Value = Algorithm> {
+        prop_oneof![
+            Just(Algorithm::TokenBucket),
+            (0u32..4).prop_map(|queue| Algorithm::LeakyBucket { queue }),
+            Just(Algorithm::SlidingWindowLog),
+            Just(Algorithm::SlidingWindowCounter),
+            Just(Algorithm::FixedWindow),
+        ]
+    }
+
+    type Call = Pin<Box<dyn Future<Output = Result<u32, palisade_core::BoxError>> + Send>>;
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        algorithm: Algorithm,
+        limit: u32,
+        period: u64,
+        wait: u64,
+        keyed: bool,
+        weights: &[u32],
+        gaps: &[u64],
+        change: Option<(usize, u32, u64)>,
+    ) -> Result<(), TestCaseError> {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        rt.block_on(async {
+            let quota = Quota::new(limit, ms(period)).burst(limit);
+            let builder = RateLimitLayer::builder()
+                .algorithm(algorithm)
+                .when_full(WhenFull::wait(ms(wait)))
+                .weight(|w: &u32| *w);
+            let builder = if keyed {
+                builder.tier(Tier::keyed(quota, |_: &u32| Some(0u8)))
+            } else {
+                builder.tier(Tier::new(quota))
+            };
+            let layer = builder.build().unwrap();
+            let handle = layer.handle();
+            let svc = layer.layer(Echo);
+            let mut waiting = Vec::new();
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            for (i, &w) in weights.iter().enumerate() {
+                // A sleep, not `advance`: the waiting callers' timers fire in order meanwhile.
+                tokio::time::sleep(ms(gaps.get(i).copied().unwrap_or(0))).await;
+                if let Some((_, limit, period)) = change.filter(|c| c.0 == i) {
+                    let tier = if keyed { "per_key" } else { "global" };
+                    handle.set_quota(tier, Quota::new(limit, ms(period)).burst(limit)).unwrap();
+                }
+                let mut call: Call = Box::pin(svc.clone().oneshot(w));
+                // A caller that cannot be admitted within its wait is refused at once.
+                if let Poll::Ready(result) = call.as_mut().poll(&mut cx) {
+                    drop(result);
+                    continue;
+                }
+                let started = Instant::now();
+                waiting.push(tokio::spawn(async move {
+                    let result = call.await.map_err(|e| e.to_string());
+                    (Instant::now() - started, result)
+                }));
+            }
+            for task in waiting {
+                let (held, result) = task.await.unwrap();
+                prop_assert!(
+                    result.is_ok(),
+                    "a caller held {held:?} (max_wait {wait} ms) and then refused: {result:?}"
+                );
+                prop_assert!(held <= ms(wait), "held {held:?}, past its max_wait");
+            }
+            Ok(())
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        /// Kinds 4 and 5, wait mode, one tier (global or keyed), weights, every algorithm, a
+        /// quota change through the handle while callers wait: a caller is either refused at
+        /// once or admitted within `max_wait` — never held and then refused, never held
+        /// longer.
+        #[test]
+        fn a_waiting_caller_is_never_held_to_be_refused(
+            algorithm in algorithm(),
+            limit in 1u32..5,
+            period in 20u64..1_000,
+            wait in 1u64..1_500,
+            keyed in any::<bool>(),
+            weights in proptest::collection::vec(1u32..4, 1..40),
+            gaps in proptest::collection::vec(prop_oneof![3 => Just(0u64), 1 => 0u64..200], 0..40),
+            change in prop::option::of((0usize..40, 1u32..5, 10u64..1_500)),
+        ) {
+            run(algorithm, limit, period, wait, keyed, &weights, &gaps, change)?;
+        }
+    }
+}
