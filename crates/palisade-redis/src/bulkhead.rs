@@ -336,12 +336,13 @@ async fn acquire(shared: &Arc<Shared>) -> Result<Lease, BoxError> {
     let parsed = match reply {
         Ok(v) => <i64 as redis::FromRedisValue>::from_redis_value(v).ok(),
         Err(e) => {
-            // The guard refused (nothing was sent), or Redis answered with an error (the
-            // script stopped before granting): nothing to give back. Otherwise (a timeout,
-            // a lost connection) Redis may still grant it: `lease` stays pending.
+            // The guard refused or no connection could be made (nothing was sent), or Redis
+            // answered with an error (the script stopped before granting): nothing to give
+            // back. Otherwise (a timeout, a lost connection) Redis may still grant it:
+            // `lease` stays pending.
             let settled = match &e {
                 BackendError::BreakerOpen => true,
-                BackendError::Redis(r) => answered(r),
+                BackendError::Redis(r) => answered(r) || r.is_connection_refusal(),
                 _ => false,
             };
             if settled {

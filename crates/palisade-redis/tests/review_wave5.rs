@@ -593,3 +593,28 @@ async fn calls_longer_than_the_lease_never_exceed_n_across_instances() {
     assert!(max.load(Ordering::SeqCst) <= 3, "max in flight {}", max.load(Ordering::SeqCst));
     assert!(eventually(|| async { a.in_flight().await == Some(0) }).await);
 }
+
+/// The inner call failing or panicking gives the permit back at once (not after the lease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inner_error_or_panic_gives_the_permit_back() {
+    let server = RedisServer::start();
+    let layer = RedisBulkheadLayer::builder("err", backend(&server, Duration::from_secs(5)), 1)
+        .lease(MINUTE)
+        .build()
+        .unwrap();
+    let failing = layer.layer(service_fn(|_: ()| async { Err::<(), _>(std::io::Error::other("boom")) }));
+    let err = failing.oneshot(()).await.unwrap_err();
+    assert!(err.to_string().contains("boom"), "{err}");
+    assert!(eventually(|| async { layer.in_flight().await == Some(0) }).await, "kept after an error");
+    quick_call(&layer).await.unwrap();
+    let panicking = layer.layer(service_fn(|_: ()| async {
+        if true {
+            panic!("inner panicked");
+        }
+        Ok::<(), std::io::Error>(())
+    }));
+    let joined = tokio::spawn(panicking.oneshot(())).await;
+    assert!(joined.unwrap_err().is_panic());
+    assert!(eventually(|| async { layer.in_flight().await == Some(0) }).await, "kept after a panic");
+    quick_call(&layer).await.unwrap();
+}
