@@ -708,10 +708,10 @@ mod waiting {
             tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
         rt.block_on(async {
             let quota = Quota::new(limit, ms(period)).burst(limit);
-            let builder = RateLimitLayer::builder()
-                .algorithm(algorithm)
-                .when_full(WhenFull::wait(ms(wait)))
-                .weight(|w: &u32| *w);
+            let builder = RateLimitLayer::builder().algorithm(algorithm).when_full(WhenFull::wait(ms(wait)));
+            // Unweighted and global: admission in `poll_ready` (the other path).
+            let weighted = keyed || weights.iter().any(|&w| w > 1);
+            let builder = if weighted { builder.weight(|w: &u32| *w) } else { builder };
             let builder = if keyed {
                 builder.tier(Tier::keyed(quota, |_: &u32| Some(0u8)))
             } else {
@@ -766,7 +766,10 @@ mod waiting {
             period in 20u64..1_000,
             wait in 1u64..1_500,
             keyed in any::<bool>(),
-            weights in proptest::collection::vec(1u32..4, 1..40),
+            weights in prop_oneof![
+                proptest::collection::vec(1u32..4, 1..40),
+                proptest::collection::vec(Just(1u32), 1..40),
+            ],
             gaps in proptest::collection::vec(prop_oneof![3 => Just(0u64), 1 => 0u64..200], 0..40),
             change in prop::option::of((0usize..40, 1u32..5, 10u64..1_500)),
         ) {
