@@ -415,6 +415,7 @@ mod forgetting {
         Refund(usize),
         Drop(usize),
         Sweep,
+        SetQuota(u32, u64),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -425,6 +426,7 @@ mod forgetting {
             1 => any::<usize>().prop_map(Op::Refund),
             1 => any::<usize>().prop_map(Op::Drop),
             1 => Just(Op::Sweep),
+            1 => (1u32..4, 100u64..2_000).prop_map(|(l, p)| Op::SetQuota(l, p)),
         ]
     }
 
@@ -486,6 +488,11 @@ mod forgetting {
                     Op::Sweep => {
                         small.sweep();
                     }
+                    Op::SetQuota(limit, period) => {
+                        let quota = Quota::new(limit, ms(period)).burst(limit);
+                        small.set_quota(quota).unwrap();
+                        reference.set_quota(quota).unwrap();
+                    }
                     _ => {}
                 }
                 prop_assert!(small.len() <= max_keys);
@@ -498,9 +505,9 @@ mod forgetting {
         #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
         /// Kind 1 as a model: a keyed store of 2 or 3 keys, forced to forget (new keys when
         /// full, sweeps), decides every request exactly as a store that never forgets —
-        /// waits and their slots, refunds of reservations given back, every algorithm —
-        /// except that a new key may be refused while the set is full of keys that still
-        /// constrain someone.
+        /// waits and their slots, refunds of reservations given back, quota changes at run
+        /// time, every algorithm — except that a new key may be refused while the set is
+        /// full of keys that still constrain someone.
         #[test]
         fn forgetting_keys_changes_no_decision(
             algorithm in algorithm(),
