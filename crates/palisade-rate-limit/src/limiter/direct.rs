@@ -180,8 +180,11 @@ impl RateLimiter {
     /// time; the caller should proceed then (later callers queue behind it). For a leaky
     /// bucket this takes a place in its queue.
     pub fn reserve(&self, cost: u32, max_wait: Duration) -> Result<Instant, Denied> {
-        let grant = self.acquire(cost, self.inner.epoch.now_instant(), Some(max_wait))?;
-        Ok(grant.ready_at())
+        // One reading of the limiter's clock, and the tokio instant it is.
+        let epoch = &self.inner.epoch;
+        let now_nanos = epoch.now();
+        let (_, ready) = self.admit_at(cost, epoch.instant(now_nanos), now_nanos, Some(max_wait))?;
+        Ok(ready)
     }
 
     /// What the limit holds now.
@@ -220,10 +223,20 @@ impl RateLimiter {
     ) -> Result<(Admit, Instant), Denied> {
         // The limiter's own clock: `now` with tokio's, a reading of its own with quanta's
         // (tokio's instants do not mix with it: they drift apart).
-        let now_nanos = self.inner.epoch.at_end(Some(now));
+        self.admit_at(cost, now, self.inner.epoch.at_end(Some(now)), max_wait)
+    }
+
+    /// [`admit`](Self::admit) with the limiter's reading `now_nanos` taken at `now`.
+    #[inline]
+    fn admit_at(
+        &self,
+        cost: u32,
+        now: Instant,
+        now_nanos: u64,
+        max_wait: Option<Duration>,
+    ) -> Result<(Admit, Instant), Denied> {
         let admit = self.inner.cell.acquire(now_nanos, cost, wait_nanos(max_wait))?;
-        let ready = ready_after(now, now_nanos, admit.ready_at);
-        Ok((admit, ready))
+        Ok((admit, ready_after(now, now_nanos, admit.ready_at)))
     }
 
     /// Admits `cost` now in reject mode, reading the limiter's own clock (the fast path of a
