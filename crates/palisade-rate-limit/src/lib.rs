@@ -50,8 +50,10 @@
 //! `AtomicRateLimiter` does), so waiters go in arrival order at exactly the computed time
 //! and nobody is held only to be refused at the end. With several tiers that would admit
 //! at different times, the request holds nothing and asks again when the slowest tier is
-//! ready. A refusal's `retry_after` is the time until *every* tier admits the request (the
-//! tiers after the refusing one are asked without booking anything).
+//! ready — holding nothing meanwhile, so if others took the capacity in between it waits
+//! again or, past its `max_wait`, is refused then (the one case where a waiting caller can
+//! be held and refused). A refusal's `retry_after` is the time until *every* tier admits
+//! the request (the tiers after the refusing one are asked without booking anything).
 //!
 //! A request weighing more than a tier can ever admit at once (its burst, queue or window
 //! limit) fails with [`error::CostExceedsCapacity`] in either mode, as governor's
