@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -278,14 +278,17 @@ enum Held {
     Redis {
         id: Arc<str>,
         renew: JoinHandle<()>,
+        gate: Arc<Mutex<bool>>,
     },
     Local(#[allow(dead_code)] OwnedSemaphorePermit),
     /// Nothing to give back (admitted by fail-open, or refused by a full fleet).
     None,
 }
 
-/// One call's permit; dropping it gives the permit back at once (a lease still pending or
-/// held is removed from Redis by a spawned `ZREM`).
+/// One call's permit; dropping it gives the permit back at once: the `ZREM` of a lease still
+/// pending or held is queued on the connection before `drop` returns (its reply is awaited by
+/// a spawned task), so whatever this instance sends next — the same caller's next
+/// acquisition — reaches Redis after it.
 struct Lease {
     shared: Arc<Shared>,
     held: Held,
@@ -293,34 +296,49 @@ struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let (id, renew) = match std::mem::replace(&mut self.held, Held::None) {
+        let (id, gate) = match std::mem::replace(&mut self.held, Held::None) {
             Held::Pending { id } => (id, None),
-            Held::Redis { id, renew } => {
+            Held::Redis { id, renew, gate } => {
                 renew.abort();
-                (id, Some(renew))
+                (id, Some(gate))
             }
             Held::Local(_) | Held::None => return,
         };
-        let shared = self.shared.clone();
         // Without a runtime (it is shutting down) the lease expires by itself.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                // A renewal already under way is sent before the release (it could take
-                // a lapsed lease again after the ZREM otherwise).
-                if let Some(renew) = renew {
-                    let _ = renew.await;
-                }
-                let key = shared.set_key.clone();
-                // Around the guard breaker: a release is never skipped because other calls
-                // failed; on failure the lease expires by itself.
-                let _ = shared
-                    .backend
-                    .run_unguarded("lease", move |mut conn| async move {
-                        redis::cmd("ZREM").arg(key).arg(&*id).query_async(&mut conn).await
-                    })
-                    .await;
-            });
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let key = self.shared.set_key.clone();
+        // Around the guard breaker: a release is never skipped because other calls failed;
+        // on failure the lease expires by itself.
+        let release = self.shared.backend.run_unguarded("lease", move |mut conn| async move {
+            redis::cmd("ZREM").arg(key).arg(&*id).query_async(&mut conn).await
+        });
+        // Under the gate: a renewal is queued before the release or never (one queued after
+        // it would take the lease again).
+        let _released = gate.as_ref().map(|g| {
+            let mut released = g.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            *released = true;
+            released
+        });
+        if let Err(rest) = queue_now(release) {
+            handle.spawn(rest);
         }
+    }
+}
+
+type RedisReply = Pin<Box<dyn Future<Output = Result<redis::Value, BackendError>> + Send + 'static>>;
+
+/// Polls `call` once, which queues its command on the backend's connection (commands of one
+/// connection reach Redis in the order they were queued): its output if that finished it,
+/// else the rest of it to await. Unconstrained: tokio's cooperative budget must not defer the
+/// queuing.
+fn queue_now(
+    call: RedisReply,
+) -> Result<Result<redis::Value, BackendError>, tokio::task::Unconstrained<RedisReply>> {
+    let mut call = tokio::task::unconstrained(call);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match Pin::new(&mut call).poll(&mut cx) {
+        Poll::Ready(out) => Ok(out),
+        Poll::Pending => Err(call),
     }
 }
 
@@ -353,8 +371,9 @@ async fn acquire(shared: &Arc<Shared>) -> Result<Lease, BoxError> {
     };
     match parsed {
         Some(0) => {
-            let renew = tokio::spawn(renew_loop(Arc::downgrade(shared), id.clone()));
-            lease.held = Held::Redis { id, renew };
+            let gate = Arc::new(Mutex::new(false));
+            let renew = tokio::spawn(renew_loop(Arc::downgrade(shared), id.clone(), gate.clone()));
+            lease.held = Held::Redis { id, renew, gate };
             Ok(lease)
         }
         Some(wait) => {
@@ -388,7 +407,7 @@ async fn acquire(shared: &Arc<Shared>) -> Result<Lease, BoxError> {
 
 /// Renews lease `id` every third of the lease while the call runs; a lapsed lease is taken
 /// again when the fleet has room (see [`RedisBulkheadLayer`]'s `# Leases`).
-async fn renew_loop(shared: std::sync::Weak<Shared>, id: Arc<str>) {
+async fn renew_loop(shared: std::sync::Weak<Shared>, id: Arc<str>, gate: Arc<Mutex<bool>>) {
     let period = match shared.upgrade() {
         Some(s) => s.lease / 3,
         None => return,
@@ -406,7 +425,20 @@ async fn renew_loop(shared: std::sync::Weak<Shared>, id: Arc<str>) {
         // Around the guard breaker, as a release: a renewal is background work no caller
         // waits for, and a guard opened by other calls must not let a running call's lease
         // lapse while Redis answers (the fleet would admit one more).
-        match s.backend.run_unguarded("lease", move |conn| LuaScript::run(code, cmd, conn)).await {
+        let renewal = s.backend.run_unguarded("lease", move |conn| LuaScript::run(code, cmd, conn));
+        let renewal = {
+            // Queued under the gate, before the release or not at all.
+            let released = gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *released {
+                return;
+            }
+            queue_now(renewal)
+        };
+        let renewed = match renewal {
+            Ok(out) => out,
+            Err(rest) => rest.await,
+        };
+        match renewed {
             Ok(redis::Value::Int(0)) if !lost => {
                 lost = true;
                 tracing::warn!(target: "palisade", pattern = "redis_bulkhead", name = %s.name, lease = %id, "lease lost while the call runs; the fleet is full, the call runs uncounted");

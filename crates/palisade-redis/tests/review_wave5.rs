@@ -595,6 +595,7 @@ async fn calls_longer_than_the_lease_never_exceed_n_across_instances() {
 }
 
 /// The inner call failing or panicking gives the permit back at once (not after the lease).
+#[allow(clippy::manual_assert)] // the inner service panics on purpose
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inner_error_or_panic_gives_the_permit_back() {
     let server = RedisServer::start();
@@ -617,4 +618,35 @@ async fn an_inner_error_or_panic_gives_the_permit_back() {
     assert!(joined.unwrap_err().is_panic());
     assert!(eventually(|| async { layer.in_flight().await == Some(0) }).await, "kept after a panic");
     quick_call(&layer).await.unwrap();
+}
+
+/// One caller's calls one after another on a one-permit fleet: each call's release reaches
+/// Redis before the next call's acquisition (they share the connection, in order), so none is
+/// refused. The release was a spawned task: on a current-thread runtime it ran only after the
+/// next acquisition had been sent, and every second call was refused by its own caller's
+/// finished call.
+#[tokio::test(flavor = "current_thread")]
+async fn a_callers_next_call_finds_the_permit_its_last_call_gave_back() {
+    let server = RedisServer::start();
+    let layer = RedisBulkheadLayer::builder("seq", backend(&server, Duration::from_secs(5)), 1)
+        .lease(MINUTE)
+        .build()
+        .unwrap();
+    for i in 0..50 {
+        if let Err(e) = quick_call(&layer).await {
+            panic!("call {i} refused: {e}");
+        }
+    }
+    let failing = layer.layer(service_fn(|_: ()| async { Err::<(), _>(std::io::Error::other("boom")) }));
+    for _ in 0..10 {
+        let err = failing.clone().oneshot(()).await.unwrap_err();
+        assert!(err.to_string().contains("boom"), "{err}");
+    }
+    // a call dropped while its inner call runs gives its permit back before the next call
+    for _ in 0..10 {
+        let mut call = hanging_call(&layer);
+        until_held(&layer, &mut call, 1).await;
+        drop(call);
+        quick_call(&layer).await.unwrap();
+    }
 }
