@@ -160,8 +160,9 @@ pub const MAX_CONCURRENT: u32 = 1_000_000;
 /// back sooner, when a call ends; a renewed lease later). Nothing is reserved in
 /// `poll_ready`, so a service dropped after `poll_ready` holds nothing. The inner service is
 /// made ready in `poll_ready` and moved into the response future (tower's clone-and-swap),
-/// so `S` must be `Clone`. Dropping the response future releases the permit (one `ZREM`
-/// sent from a spawned task) and drops the inner call.
+/// so `S` must be `Clone`. Dropping the response future (or its completion) releases the
+/// permit and drops the inner call: one `ZREM`, queued on the connection before the drop
+/// returns, so this instance's next acquisition reaches Redis after it.
 ///
 /// # Leases
 ///
@@ -175,9 +176,10 @@ pub const MAX_CONCURRENT: u32 = 1_000_000;
 ///
 /// A lease can lapse while its call still runs, when no renewal reached Redis for a whole
 /// lease (Redis down, or slower than a third of the lease) or when Redis lost its data
-/// (restart without persistence, flush). The call is not cancelled: the next renewal that reaches Redis takes the lease again if the fleet has
-/// room, and otherwise keeps trying each period while the call runs uncounted — the fleet
-/// then has more than N calls in flight by the number of such calls. Both cases publish
+/// (restart without persistence, flush). The call is not cancelled: the next renewal that
+/// reaches Redis takes the lease again if the fleet has room, and otherwise keeps trying each
+/// period while the call runs uncounted — the fleet then has more than N calls in flight by
+/// the number of such calls. Both cases publish
 /// [`RedisEvent::LeaseLost`]. Keep the lease well above three times the backend's timeout.
 /// Renewals and releases go around the backend's guard breaker (no caller waits for them):
 /// a guard opened by other calls does not let a lease lapse while Redis answers.
@@ -415,6 +417,7 @@ async fn renew_loop(shared: std::sync::Weak<Shared>, id: Arc<str>, gate: Arc<Mut
     // A fixed schedule: a slow renewal does not push the next one later.
     let mut tick = tokio::time::interval_at(deadline_from_now(period), period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Reported once per lapse (the event is also traced at WARN by the backend's bus).
     let mut lost = false;
     loop {
         tick.tick().await;
@@ -441,12 +444,10 @@ async fn renew_loop(shared: std::sync::Weak<Shared>, id: Arc<str>, gate: Arc<Mut
         match renewed {
             Ok(redis::Value::Int(0)) if !lost => {
                 lost = true;
-                tracing::warn!(target: "palisade", pattern = "redis_bulkhead", name = %s.name, lease = %id, "lease lost while the call runs; the fleet is full, the call runs uncounted");
                 s.backend.publish(RedisEvent::LeaseLost { bulkhead: s.name.clone(), taken_again: false });
             }
             Ok(redis::Value::Int(2)) => {
                 lost = false;
-                tracing::warn!(target: "palisade", pattern = "redis_bulkhead", name = %s.name, lease = %id, "lease lost while the call runs; taken again");
                 s.backend.publish(RedisEvent::LeaseLost { bulkhead: s.name.clone(), taken_again: true });
             }
             // Renewed, still lost, or no answer (the next tick tries again).
