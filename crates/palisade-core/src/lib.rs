@@ -50,6 +50,7 @@ pub mod respond;
 #[doc(hidden)]
 pub mod rng;
 pub mod service;
+mod striped;
 pub mod sync;
 mod tally;
 pub mod time;
@@ -73,5 +74,6 @@ pub mod __private {
     pub use crate::keyed::{Forget, Full, KeyedMap, WarnOnce};
     pub use crate::metric::{Counter, Gauge, Histogram, StateGauge};
     pub use crate::rng::AtomicRng;
+    pub use crate::striped::{Slots, StripedCounter, OWNED as OWNED_STRIPES};
     pub use crate::tally::{Tallied, Tally};
 }

@@ -1,10 +1,11 @@
 //! State shared by a layer and every service it makes.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_core::__private::StripedCounter;
 use palisade_core::event::EventBus;
 use palisade_core::metric::Counter;
 use palisade_core::rejection::{KeyMissing, KeySetFull, RateLimited};
@@ -22,17 +23,11 @@ use crate::tier::{Answer, TierRt, TierView};
 
 pub(crate) type Weigher<Req> = Box<dyn Fn(&Req) -> u32 + Send + Sync>;
 
-/// Stripes of a counter written on every admitted request.
-const STRIPES: usize = 8;
-
-#[repr(align(128))]
-#[derive(Debug, Default)]
-struct Stripe(AtomicU64);
-
-/// A counter written by many threads at once: each thread adds to its own cache line, and
-/// reading sums them (one shared counter cost more than the limit itself on two threads).
+/// A counter written on every admitted request: each thread adds on a stripe of its own
+/// (no locked add; see `palisade_core::__private::StripedCounter`), and reading sums them (one
+/// shared counter cost more than the limit itself on two threads).
 pub(crate) struct Striped {
-    stripes: [Stripe; STRIPES],
+    stripes: StripedCounter,
     #[cfg(feature = "metrics")]
     export: Counter,
 }
@@ -47,7 +42,7 @@ impl Striped {
     #[allow(unused_variables)]
     pub(crate) fn new(metric: &'static str, name: &str) -> Self {
         Self {
-            stripes: Default::default(),
+            stripes: StripedCounter::new(),
             #[cfg(feature = "metrics")]
             export: Counter::new(metric, name),
         }
@@ -55,20 +50,13 @@ impl Striped {
 
     #[inline]
     pub(crate) fn increment(&self) {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-        }
-        let i = STRIPE.with(|s| *s);
-        if let Some(stripe) = self.stripes.get(i) {
-            stripe.0.fetch_add(1, Ordering::Relaxed);
-        }
+        self.stripes.increment();
         #[cfg(feature = "metrics")]
         self.export.increment();
     }
 
     pub(crate) fn get(&self) -> u64 {
-        self.stripes.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+        self.stripes.get()
     }
 }
 

@@ -99,3 +99,39 @@ fn refunds_racing_an_admission_never_over_credit() {
         assert!(during + after <= 2, "{during} + {after} tokens passed after two were given back");
     });
 }
+
+/// The striped counter behind `admitted`: a stripe handed from a thread that ends to the next
+/// one (taken with `Acquire`, given back with `Release`) carries its count, and a thread
+/// beyond the owned stripes adds on the shared one: no add is lost, whatever the interleaving.
+#[test]
+fn a_striped_counter_loses_no_add_when_stripes_change_hands() {
+    use palisade_core::__private::{Slots, StripedCounter, OWNED_STRIPES};
+    loom::model(|| {
+        let slots = Arc::new(Slots::new());
+        let counter = Arc::new(StripedCounter::new());
+        // every owned stripe but one is held by threads that stay: the two threads below
+        // contend for the last one, and the loser adds on the shared stripe
+        for _ in 0..OWNED_STRIPES - 1 {
+            let _ = slots.take();
+        }
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (slots, counter) = (slots.clone(), counter.clone());
+                loom::thread::spawn(move || {
+                    let slot = slots.take();
+                    counter.add_at(slot, 1);
+                    counter.add_at(slot, 2);
+                    slots.give(slot);
+                })
+            })
+            .collect();
+        // a third thread comes after one of them may have ended, and takes its stripe
+        let slot = slots.take();
+        counter.add_at(slot, 4);
+        slots.give(slot);
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(counter.get(), 10);
+    });
+}
