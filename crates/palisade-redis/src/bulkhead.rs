@@ -162,7 +162,8 @@ pub const MAX_CONCURRENT: u32 = 1_000_000;
 /// made ready in `poll_ready` and moved into the response future (tower's clone-and-swap),
 /// so `S` must be `Clone`. Dropping the response future (or its completion) releases the
 /// permit and drops the inner call: one `ZREM`, queued on the connection before the drop
-/// returns, so this instance's next acquisition reaches Redis after it.
+/// returns, so this instance's next acquisition reaches Redis after it (if that `ZREM` fails,
+/// the lease expires by itself within the lease).
 ///
 /// # Leases
 ///
@@ -176,10 +177,10 @@ pub const MAX_CONCURRENT: u32 = 1_000_000;
 ///
 /// A lease can lapse while its call still runs, when no renewal reached Redis for a whole
 /// lease (Redis down, or slower than a third of the lease) or when Redis lost its data
-/// (restart without persistence, flush). The call is not cancelled: the next renewal that
-/// reaches Redis takes the lease again if the fleet has room, and otherwise keeps trying each
-/// period while the call runs uncounted — the fleet then has more than N calls in flight by
-/// the number of such calls. Both cases publish
+/// (restart without persistence, flush, eviction under `maxmemory`). The call is not
+/// cancelled: the next renewal that reaches Redis takes the lease again if the fleet has
+/// room, and otherwise keeps trying each period while the call runs uncounted — the fleet
+/// then has more than N calls in flight by the number of such calls. Both cases publish
 /// [`RedisEvent::LeaseLost`]. Keep the lease well above three times the backend's timeout.
 /// Renewals and releases go around the backend's guard breaker (no caller waits for them):
 /// a guard opened by other calls does not let a lease lapse while Redis answers.
