@@ -127,6 +127,8 @@ pub struct RedisBackendSnapshot {
     pub failures: u64,
     /// Decisions made by the down policy instead of Redis.
     pub fallbacks: u64,
+    /// Bulkhead leases found lapsed while their call ran (each a [`RedisEvent::LeaseLost`]).
+    pub lost_leases: u64,
 }
 
 /// The counters behind [`RedisBackendSnapshot`] (exported with the `metrics` feature).
@@ -135,6 +137,7 @@ struct Counters {
     calls: Counter,
     failures: Counter,
     fallbacks: Counter,
+    lost_leases: Counter,
 }
 
 struct Inner {
@@ -228,6 +231,7 @@ impl RedisBackend {
             calls: m.calls.get(),
             failures: m.failures.get(),
             fallbacks: m.fallbacks.get(),
+            lost_leases: m.lost_leases.get(),
         }
     }
 
@@ -318,8 +322,10 @@ impl RedisBackend {
         self.inner.events.publish(RedisEvent::Fallback { op, policy });
     }
 
-    pub(crate) fn publish(&self, event: RedisEvent) {
-        self.inner.events.publish(event);
+    /// A bulkhead lease found lapsed: the event and the counter.
+    pub(crate) fn lease_lost(&self, bulkhead: Arc<str>, taken_again: bool) {
+        self.inner.metrics.lost_leases.increment();
+        self.inner.events.publish(RedisEvent::LeaseLost { bulkhead, taken_again });
     }
 }
 
@@ -386,6 +392,7 @@ impl RedisBackendBuilder {
                     calls: Counter::new("palisade_redis_calls_total", &name),
                     failures: Counter::new("palisade_redis_failures_total", &name),
                     fallbacks: Counter::new("palisade_redis_fallbacks_total", &name),
+                    lost_leases: Counter::new("palisade_redis_lost_leases_total", &name),
                 },
                 prefix: self.prefix,
             }),

@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
-use crate::backend::{answered, LuaScript, RedisBackend, RedisEvent};
+use crate::backend::{answered, LuaScript, RedisBackend};
 use crate::error::BackendError;
 use crate::service::fleet_service;
 use crate::OnRedisDown;
@@ -181,7 +181,8 @@ pub const MAX_CONCURRENT: u32 = 1_000_000;
 /// cancelled: the next renewal that reaches Redis takes the lease again if the fleet has
 /// room, and otherwise keeps trying each period while the call runs uncounted — the fleet
 /// then has more than N calls in flight by the number of such calls. Both cases publish
-/// [`RedisEvent::LeaseLost`]. Keep the lease well above three times the backend's timeout.
+/// [`RedisEvent::LeaseLost`](crate::RedisEvent::LeaseLost) and count in the backend's
+/// `lost_leases`. Keep the lease well above three times the backend's timeout.
 /// Renewals and releases go around the backend's guard breaker (no caller waits for them):
 /// a guard opened by other calls does not let a lease lapse while Redis answers.
 #[derive(Clone)]
@@ -445,11 +446,11 @@ async fn renew_loop(shared: std::sync::Weak<Shared>, id: Arc<str>, gate: Arc<Mut
         match renewed {
             Ok(redis::Value::Int(0)) if !lost => {
                 lost = true;
-                s.backend.publish(RedisEvent::LeaseLost { bulkhead: s.name.clone(), taken_again: false });
+                s.backend.lease_lost(s.name.clone(), false);
             }
             Ok(redis::Value::Int(2)) => {
                 lost = false;
-                s.backend.publish(RedisEvent::LeaseLost { bulkhead: s.name.clone(), taken_again: true });
+                s.backend.lease_lost(s.name.clone(), true);
             }
             // Renewed, still lost, or no answer (the next tick tries again).
             _ => {}

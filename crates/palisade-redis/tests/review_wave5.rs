@@ -188,7 +188,8 @@ async fn a_lease_lost_while_the_call_runs_is_taken_again() {
     let server = RedisServer::start();
     let b = backend(&server, Duration::from_secs(5));
     let seen = events(&b);
-    let layer = RedisBulkheadLayer::builder("lost", b, 1).lease(Duration::from_millis(300)).build().unwrap();
+    let layer =
+        RedisBulkheadLayer::builder("lost", b.clone(), 1).lease(Duration::from_millis(300)).build().unwrap();
     let mut call = hanging_call(&layer);
     until_held(&layer, &mut call, 1).await;
     let mut c = raw(&server).await;
@@ -200,6 +201,7 @@ async fn a_lease_lost_while_the_call_runs_is_taken_again() {
         "the running call's lease was never taken again"
     );
     assert!(seen.lock().unwrap().iter().any(|e| e.kind() == "lease_lost"), "no event for the lost lease");
+    assert!(b.snapshot().lost_leases >= 1, "no metric for the lost lease");
     // another instance finds the fleet full
     let other =
         RedisBulkheadLayer::builder("lost", backend(&server, Duration::from_secs(5)), 1).build().unwrap();
