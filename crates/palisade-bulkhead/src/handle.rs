@@ -60,7 +60,15 @@ impl BulkheadHandle {
     ///
     /// Raising it hands the new permits to waiting callers in order. Lowering it takes free
     /// permits away at once; calls in flight above the new number keep their permits and
-    /// finish, and no call is admitted until fewer than `n` are in flight.
+    /// finish, and no call is admitted until fewer than `n` are in flight — not even a
+    /// caller that was waiting before the change.
+    ///
+    /// Deliberately unlike Resilience4j's `changeConfig`, which blocks the changing thread
+    /// until enough permits are free (in its fair semaphore's queue, behind the callers
+    /// already waiting, who are admitted first) and only then shows the new maximum: here
+    /// the call returns at once, [`max_concurrent`](Self::max_concurrent) reads the new
+    /// number, and the calls in flight pay the difference as they finish. Where both have
+    /// settled the pools agree (`tests/review_wave5.rs` ports its `changeConfig` tests).
     ///
     /// Zero is accepted here, as Resilience4j's `changeConfig` accepts `maxConcurrentCalls`
     /// 0: the bulkhead then admits nothing — callers wait as `when_full` allows and are

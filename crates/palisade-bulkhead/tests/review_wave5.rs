@@ -779,3 +779,150 @@ async fn when_the_limit_moves() {
     settle().await;
     assert_eq!((h.limit(), h.in_flight()), (2, 0), "cancelled after a minute: no sample");
 }
+
+// === Resilience4j SemaphoreBulkheadTest: changeConfig ===
+
+/// A bulkhead built with `max` permits and `wait`, a call holding a permit until its gate
+/// fires, and `tryEnterBulkhead` (a ready service's reservation, given back at once).
+struct R4j {
+    h: palisade_bulkhead::BulkheadHandle,
+    svc: palisade_bulkhead::Bulkhead<tower::util::ServiceFn<fn(oneshot::Receiver<()>) -> futures_gate::Gate>>,
+}
+
+mod futures_gate {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::Pin;
+
+    pub(super) type Gate = Pin<Box<dyn Future<Output = Result<(), Infallible>> + Send>>;
+
+    pub(super) fn gate(rx: tokio::sync::oneshot::Receiver<()>) -> Gate {
+        Box::pin(async move {
+            let _ = rx.await;
+            Ok(())
+        })
+    }
+}
+
+impl R4j {
+    fn new(max: usize, wait: Duration) -> Self {
+        let layer =
+            BulkheadLayer::builder().max_concurrent(max).when_full(WhenFull::wait(wait)).build().unwrap();
+        let f: fn(oneshot::Receiver<()>) -> futures_gate::Gate = futures_gate::gate;
+        Self { h: layer.handle(), svc: layer.layer(tower::service_fn(f)) }
+    }
+
+    fn hold(&self) -> (oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), BoxError>>) {
+        let (tx, rx) = oneshot::channel();
+        (tx, tokio::spawn(self.svc.clone().oneshot(rx)))
+    }
+
+    /// `tryEnterBulkhead` with the configured wait: `true` with a permit (given back).
+    async fn try_enter(&self) -> bool {
+        let mut svc = self.svc.clone();
+        svc.ready().await.unwrap();
+        let (tx, rx) = oneshot::channel();
+        tx.send(()).unwrap();
+        svc.call(rx).await.is_ok()
+    }
+}
+
+/// `changePermissionsInIdleState` and `changeWaitTimeInIdleState`: 3 → 5 → 2 permits (the
+/// pool follows), 5 s → 3 s → 7 s of wait.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn r4j_change_permissions_and_wait_in_idle_state() {
+    let b = R4j::new(3, Duration::from_secs(5));
+    assert_eq!(
+        (b.h.max_concurrent(), b.h.available(), b.h.when_full()),
+        (3, 3, WhenFull::wait(Duration::from_secs(5)))
+    );
+    b.h.set_max_concurrent(5).unwrap();
+    assert_eq!((b.h.max_concurrent(), b.h.available()), (5, 5));
+    b.h.set_max_concurrent(2).unwrap();
+    b.h.set_max_concurrent(2).unwrap();
+    assert_eq!((b.h.max_concurrent(), b.h.available()), (2, 2));
+    for (wait, expected) in [(3, 3), (7, 7), (7, 7)] {
+        b.h.set_when_full(WhenFull::wait(Duration::from_secs(wait)));
+        assert_eq!(b.h.when_full(), WhenFull::wait(Duration::from_secs(expected)));
+    }
+    assert_eq!(b.h.max_concurrent(), 2);
+}
+
+/// `changePermissionsCountWhileOneThreadIsRunningWithThisPermission`: 1 permit, no wait;
+/// raised to 2 while a call holds one (one more enters, a third does not), lowered to 1
+/// while both run: the pool ends with 0 free until both finished, then 1. (Resilience4j's
+/// `changeConfig` blocks the changing thread until a permit is free and only then shows
+/// the new maximum; the handle records the change at once and the calls in flight pay it.)
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn r4j_change_permissions_while_one_call_runs_with_its_permit() {
+    let b = R4j::new(1, Duration::ZERO);
+    assert_eq!(b.h.available(), 1);
+    let (a_tx, a) = b.hold();
+    settle().await;
+    assert_eq!(b.h.available(), 0);
+    assert!(!b.try_enter().await);
+
+    b.h.set_max_concurrent(2).unwrap();
+    assert_eq!((b.h.max_concurrent(), b.h.when_full()), (2, WhenFull::Refuse));
+    assert_eq!(b.h.available(), 1);
+    let (b_tx, second) = b.hold();
+    settle().await;
+    assert_eq!(b.h.available(), 0);
+    assert!(!b.try_enter().await);
+
+    b.h.set_max_concurrent(1).unwrap();
+    assert_eq!(b.h.max_concurrent(), 1);
+    a_tx.send(()).unwrap();
+    a.await.unwrap().unwrap();
+    assert_eq!(b.h.available(), 0, "the first call to finish paid the shrink");
+    assert!(!b.try_enter().await);
+    b_tx.send(()).unwrap();
+    second.await.unwrap().unwrap();
+    assert_eq!((b.h.available(), b.h.max_concurrent()), (1, 1));
+}
+
+/// `changePermissionsCountWhileOneThreadIsWaitingForPermission`: 1 permit held, a caller
+/// waiting (500 s); raised to 2, the waiter enters at once; once it finished, 1 is free.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn r4j_change_permissions_while_one_caller_waits() {
+    let b = R4j::new(1, ms(500_000));
+    let (_held_tx, _held) = b.hold();
+    settle().await;
+    assert_eq!(b.h.available(), 0);
+    let waiter = tokio::spawn({
+        let svc = b.svc.clone();
+        let (done, rx) = oneshot::channel();
+        drop(done); // the call finishes as soon as it runs
+        async move { svc.oneshot(rx).await }
+    });
+    settle().await;
+    assert_eq!(b.h.queued(), 1);
+    b.h.set_max_concurrent(2).unwrap();
+    waiter.await.unwrap().unwrap();
+    assert_eq!(tokio::time::Instant::now().elapsed(), Duration::ZERO);
+    assert_eq!((b.h.max_concurrent(), b.h.available()), (2, 1));
+}
+
+/// `changeWaitingTimeWhileOneThreadIsWaitingForPermission`: 1 permit held, a caller
+/// waiting (500 s); the wait set to 0: a new caller is refused at once, the waiting one
+/// keeps waiting.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn r4j_change_wait_while_one_caller_waits() {
+    let b = R4j::new(1, ms(500_000));
+    let (_held_tx, _held) = b.hold();
+    settle().await;
+    let waiter = tokio::spawn({
+        let svc = b.svc.clone();
+        let (done, rx) = oneshot::channel();
+        drop(done); // the call finishes as soon as it runs
+        async move { svc.oneshot(rx).await }
+    });
+    settle().await;
+    b.h.set_when_full(WhenFull::wait(Duration::ZERO));
+    let start = tokio::time::Instant::now();
+    assert!(!b.try_enter().await);
+    assert_eq!(start.elapsed(), Duration::ZERO, "not blocked");
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    assert!(!waiter.is_finished(), "the waiting caller still waits");
+    assert_eq!(b.h.queued(), 1);
+}
