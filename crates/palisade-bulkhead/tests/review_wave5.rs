@@ -926,3 +926,38 @@ async fn r4j_change_wait_while_one_caller_waits() {
     assert!(!waiter.is_finished(), "the waiting caller still waits");
     assert_eq!(b.h.queued(), 1);
 }
+
+/// `max_keys` is exact at the layer too (the map reported 1,504 for 1,500): 3,000
+/// distinct busy keys fill exactly 1,500 places and the other 1,500 are refused.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn max_keys_is_exact_for_the_keyed_bulkhead() {
+    let layer = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .keyed(|r: &(u64, Option<oneshot::Receiver<()>>)| Some(r.0))
+        .max_keys(1_500)
+        .build()
+        .unwrap();
+    let h = layer.handle();
+    assert_eq!(h.max_keys(), 1_500);
+    let svc = layer.layer(counted(Arc::default()));
+    let mut gates = Vec::new();
+    let mut futures = Vec::new();
+    let mut refused = 0;
+    for k in 0..3_000u64 {
+        let (tx, rx) = oneshot::channel();
+        let mut fut = tokio_test::task::spawn(svc.clone().oneshot((k, Some(rx))));
+        match fut.poll() {
+            std::task::Poll::Pending => {
+                gates.push(tx);
+                futures.push(fut);
+            }
+            std::task::Poll::Ready(r) => {
+                assert!(r.unwrap_err().is::<KeySetFull>());
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((h.keys(), refused, h.overflows()), (1_500, 1_500, 1_500));
+    assert_eq!(h.snapshot().total.in_flight, 1_500);
+    assert_eq!(h.snapshot().max_keys, 1_500);
+}
