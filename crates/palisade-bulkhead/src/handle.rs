@@ -62,9 +62,10 @@ impl BulkheadHandle {
     /// permits away at once; calls in flight above the new number keep their permits and
     /// finish, and no call is admitted until fewer than `n` are in flight — not even a
     /// caller that was waiting before the change. (A call ending on another thread at the
-    /// very moment of the change may still hand its permit on as if it had ended just
-    /// before: the release path takes no lock, so it is ordered with a concurrent change
-    /// only by when it read the shrink's debt. At most one admission per such release.)
+    /// very moment of the change may still hand its permit to a caller arriving in that
+    /// same moment, as if it had ended just before: the release path takes no lock. A
+    /// permit it gave back free beside the new debt is taken back at once, so no later
+    /// caller is admitted by it.)
     ///
     /// Deliberately unlike Resilience4j's `changeConfig`, which blocks the changing thread
     /// until enough permits are free (in its fair semaphore's queue, behind the callers

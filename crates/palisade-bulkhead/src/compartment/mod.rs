@@ -59,6 +59,35 @@ impl Pool {
             return;
         }
         self.semaphore.add_permits(1);
+        // A shrink on another thread may have made a debt after we looked and before the
+        // permit went back (it could not take a permit that was not free yet): pay it with
+        // the permit if it is still free, rather than leave it free beside the debt for
+        // the next caller, however much later it comes.
+        if self.debt.load(Ordering::Acquire) != 0 {
+            self.settle();
+        }
+    }
+
+    /// Pays the debt with free permits, as far as there are both. Free permits and a debt
+    /// never stand side by side once the operations that made them are over.
+    fn settle(&self) {
+        let owed = self.debt.load(Ordering::Acquire);
+        if owed == 0 {
+            return;
+        }
+        let taken = self.semaphore.forget_permits(owed);
+        if taken == 0 {
+            return;
+        }
+        let before = self
+            .debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| Some(d - d.min(taken)))
+            .unwrap_or(0);
+        // Paid meanwhile by releases: what was taken beyond the debt goes back.
+        let paid = before.min(taken);
+        if taken > paid {
+            self.semaphore.add_permits(taken - paid);
+        }
     }
 }
 
@@ -232,8 +261,11 @@ impl Compartment {
         } else if n < old {
             let shrink = old - n;
             self.limit.store(n, Ordering::Release);
-            let taken = self.pool.semaphore.forget_permits(shrink);
-            self.pool.debt.fetch_add(shrink - taken, Ordering::AcqRel);
+            // Owe the whole shrink first, then pay what free permits can: a release racing
+            // with this either sees the debt and pays it, or gives its permit back free and
+            // is found here (or settles it itself).
+            self.pool.debt.fetch_add(shrink, Ordering::AcqRel);
+            self.pool.settle();
         }
         #[cfg(feature = "metrics")]
         self.common.metrics.in_flight.set(self.in_flight() as i64);
