@@ -711,7 +711,7 @@ async fn random_drops_on_two_instances_leak_no_lease_and_never_exceed_n() {
         let svc = if i % 2 == 0 { a.layer(inner.clone()) } else { b.layer(inner.clone()) };
         let r = rng.next_u64();
         set.spawn(async move {
-            let call = svc.oneshot(r % 7 == 0);
+            let call = svc.oneshot(r.is_multiple_of(7));
             match r % 3 {
                 0 => drop(call.await),
                 // dropped after a random while: before the reply, during the call, or never
