@@ -433,15 +433,17 @@ async fn a_tiny_failure_rate_is_sent_exactly() {
     assert_eq!(b.record(true).await, RedisCircuitState::Open, "one failure in four is above 1e-9");
 }
 
-/// Redis killed and restarted empty on its port while a call holds a permit and a breaker
-/// is open: nothing hangs while it is down, the running call's lease is taken again after
+/// Redis killed and restarted empty on its port while a call holds a permit and a shared
+/// breaker counts outcomes: nothing hangs while it is down, the running call's lease is taken again after
 /// the restart, new calls reach Redis again, and the breaker counts outcomes again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_empty_the_bulkhead_and_breaker_recover() {
     let mut server = RedisServer::start();
     let port = server.port();
     let b = RedisBackend::builder(server.url())
-        .timeout(Duration::from_millis(200))
+        // Long enough for a renewal to wait out the reconnection to the restarted server (a
+        // renewal that timed out there could take the lease again unseen: no event).
+        .timeout(Duration::from_secs(2))
         .guard(3, Duration::from_millis(100))
         .build()
         .unwrap();
