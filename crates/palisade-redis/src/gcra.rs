@@ -41,8 +41,10 @@ use crate::OnRedisDown;
 /// more) plus ~1.2 µs per call, against ~0.13 µs for an `INCR`: one call decides many keys
 /// so that the round trip, the timeout and the guard breaker are paid once per call. A key
 /// decided twice in one call reads what the call wrote for it before. A key under the
-/// limiter's prefix that holds something else (another type, a value that is not a number)
-/// reads as a fresh bucket and is overwritten: it spoils no other decision of the call. A whole theoretical arrival time is written in hexadecimal (`0x…`, by `%x`):
+/// limiter's prefix that holds something else (another type, a value that is not a number,
+/// or a number no arrival time can be: `nan`, `inf`, negative, past 2^53 µs) reads as a
+/// fresh bucket and is overwritten: it spoils no other decision of the call. A whole
+/// theoretical arrival time is written in hexadecimal (`0x…`, by `%x`):
 /// Redis' own conversion of a Lua number (`%.17g`) costs ~0.1 µs more, and `tonumber` reads
 /// hexadecimal without a decimal conversion (another ~0.1 µs). A fractional one (an emission
 /// interval that is not a whole number of µs) is written as a Lua number, so its fraction is
@@ -97,7 +99,11 @@ for _ = 1, tonumber(ARGV[1]) do
       k = k + 1
       local key = KEYS[k]
       local old = cur[key]
-      if old == nil then old = tonumber(pre[k]) end
+      if old == nil then
+        old = tonumber(pre[k])
+        -- no arrival time (nan, inf, past 2^53 us or negative): a fresh bucket
+        if old and not (old >= 0 and old < 9007199254740992) then old = nil end
+      end
       local tat = old or now
       if tat < now then tat = now end
       local grant = (TB - (tat - now)) / T + 1e-9
@@ -148,7 +154,10 @@ for _ = 1, tonumber(ARGV[1]) do
       local grant = want
       for i = 1, n do
         local old = cur[KEYS[k + i]]
-        if old == nil then old = tonumber(pre[k + i]) end
+        if old == nil then
+          old = tonumber(pre[k + i])
+          if old and not (old >= 0 and old < 9007199254740992) then old = nil end
+        end
         local tat = old or now
         if tat < now then tat = now end
         olds[i] = old or false
