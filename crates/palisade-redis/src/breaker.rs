@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tower_service::Service;
 
 use crate::backend::{LuaScript, RedisBackend};
 use crate::service::fleet_service;
+use crate::OnRedisDown;
 
 /// Records one outcome in the current time bucket and opens the fleet's breaker when the
 /// window's failure rate reaches the threshold. `KEYS[1]`: the open-state key, `KEYS[2]`: the
@@ -68,8 +70,50 @@ struct Shared {
     minimum_calls: u32,
     failure_rate: f64,
     wait: Duration,
+    poll: Duration,
     open_until: Mutex<Option<Instant>>,
     record: LuaScript,
+    on_down: OnRedisDown,
+    /// The last record or poll got no answer from Redis (cleared by the next one that does).
+    redis_down: AtomicBool,
+    /// With [`OnRedisDown::Local`]: the outcomes Redis could not count.
+    local: Option<Mutex<LocalWindow>>,
+}
+
+/// This instance's outcomes while Redis is down ([`OnRedisDown::Local`]): the fleet's time
+/// window in at most 60 buckets, opened by `minimum_calls` scaled by the share.
+struct LocalWindow {
+    start: Instant,
+    /// (bucket number since `start`, total, failed), one slot per bucket of the window.
+    slots: Vec<(u64, u32, u32)>,
+    minimum_calls: u32,
+}
+
+impl LocalWindow {
+    /// Counts one outcome; whether the window now reaches the failure rate (then it starts
+    /// empty again).
+    fn record(&mut self, failed: bool, bucket: Duration, rate: f64) -> bool {
+        let n = self.slots.len() as u64;
+        let idx = (self.start.elapsed().as_nanos() / bucket.as_nanos().max(1)) as u64;
+        let slot = &mut self.slots[(idx % n) as usize];
+        if slot.0 != idx {
+            *slot = (idx, 0, 0);
+        }
+        slot.1 = slot.1.saturating_add(1);
+        slot.2 = slot.2.saturating_add(u32::from(failed));
+        let (mut total, mut fail) = (0u64, 0u64);
+        for &(i, t, f) in &self.slots {
+            if i <= idx && idx - i < n {
+                total += u64::from(t);
+                fail += u64::from(f);
+            }
+        }
+        let open = total >= u64::from(self.minimum_calls) && fail as f64 >= rate * total as f64;
+        if open {
+            self.slots.iter_mut().for_each(|s| *s = (u64::MAX, 0, 0));
+        }
+        open
+    }
 }
 
 impl Shared {
@@ -101,6 +145,7 @@ pub struct RedisCircuitBreakerBuilder {
     failure_rate: f64,
     wait: Duration,
     poll: Duration,
+    on_down: OnRedisDown,
 }
 
 impl RedisCircuitBreakerBuilder {
@@ -121,6 +166,18 @@ impl RedisCircuitBreakerBuilder {
     /// How long the fleet stays open. Default 5 s.
     pub fn wait_in_open(mut self, wait: Duration) -> Self {
         self.wait = wait;
+        self
+    }
+    /// What this instance decides while Redis is down or slow (a record or poll got no
+    /// answer). Default [`OnRedisDown::FailOpen`]: the last known state is kept (an open
+    /// state expires on its own) and outcomes are not counted, so the breaker cannot open.
+    /// [`OnRedisDown::FailClosed`]: every call is refused with [`CircuitOpen`] until Redis
+    /// answers a poll again. [`OnRedisDown::Local`]`{ share }`: the outcomes Redis could not
+    /// count go to a window of this instance (same window and failure rate, minimum calls
+    /// `ceil(share × minimum_calls)`, at least 1), which opens this instance alone for
+    /// `wait_in_open`. Each such decision is a `RedisEvent::Fallback` with `op` `"breaker"`.
+    pub fn on_redis_down(mut self, policy: OnRedisDown) -> Self {
+        self.on_down = policy;
         self
     }
     /// How often each instance reads the fleet's state (the propagation delay of a transition
@@ -163,6 +220,18 @@ impl RedisCircuitBreakerBuilder {
         if self.poll < Duration::from_millis(1) || self.poll > Duration::from_secs(86_400) {
             return Err(ConfigError::new("poll_interval", "between 1 ms and one day"));
         }
+        let local = match self.on_down {
+            OnRedisDown::Local { share } => {
+                palisade_core::config::ensure_ratio("on_redis_down.share", share)?;
+                let minimum_calls = (f64::from(self.minimum_calls) * share).ceil().max(1.0) as u32;
+                Some(Mutex::new(LocalWindow {
+                    start: Instant::now(),
+                    slots: vec![(u64::MAX, 0, 0); self.buckets as usize],
+                    minimum_calls,
+                }))
+            }
+            _ => None,
+        };
         // The poller is spawned here: a clear error instead of tokio's panic.
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(ConfigError::new(
@@ -181,8 +250,12 @@ impl RedisCircuitBreakerBuilder {
             minimum_calls: self.minimum_calls,
             failure_rate: self.failure_rate,
             wait: self.wait,
+            poll: self.poll,
             open_until: Mutex::new(None),
             record: LuaScript::new(RECORD_LUA),
+            on_down: self.on_down,
+            redis_down: AtomicBool::new(false),
+            local,
         });
         tokio::spawn(poll_loop(Arc::downgrade(&shared), self.poll));
         Ok(RedisCircuitBreakerLayer { shared })
@@ -196,15 +269,19 @@ async fn poll_loop(shared: Weak<Shared>, every: Duration) {
         tick.tick().await;
         let Some(s) = shared.upgrade() else { return };
         let key = s.state_key.clone();
-        // Redis down: keep the last known state (it expires by itself).
-        if let Ok(redis::Value::Int(ms)) = s
+        let polled = s
             .backend
             .run("breaker", move |mut conn| async move {
                 redis::cmd("PTTL").arg(key).query_async(&mut conn).await
             })
-            .await
-        {
+            .await;
+        // Redis down: the policy decides (by default the last known state is kept; it
+        // expires by itself).
+        if let Ok(redis::Value::Int(ms)) = polled {
+            s.redis_down.store(false, Ordering::Release);
             s.set_open_for(ms);
+        } else {
+            s.redis_down.store(true, Ordering::Release);
         }
     }
 }
@@ -224,11 +301,13 @@ async fn poll_loop(shared: Weak<Shared>, every: Duration) {
 /// `minimum_calls` calls (plus the calls in flight while the script's answer travels back and
 /// the other instances' next poll) go to a backend that is still down.
 ///
-/// While Redis is down, each instance keeps its last known state (an open state expires on
-/// its own) and outcomes are not counted, so the fleet's breaker cannot open: it fails open.
-/// Each outcome that could not be counted is a fallback (`RedisEvent::Fallback` with `op`
-/// `"breaker"` and policy `"fail_open"`, and the backend's `fallbacks` counter); stack a
-/// local `palisade` circuit breaker inside this one to stay protected through a Redis outage.
+/// While Redis is down the builder's [`on_redis_down`](RedisCircuitBreakerBuilder::on_redis_down)
+/// policy decides. By default (`FailOpen`) each instance keeps its last known state (an open
+/// state expires on its own) and outcomes are not counted, so the fleet's breaker cannot
+/// open; `FailClosed` refuses every call until Redis answers again; `Local` counts this
+/// instance's outcomes alone. Each outcome that could not be counted, and each call refused
+/// by `FailClosed`, is a fallback (`RedisEvent::Fallback` with `op` `"breaker"` and the
+/// policy, and the backend's `fallbacks` counter).
 #[derive(Clone)]
 pub struct RedisCircuitBreakerLayer {
     shared: Arc<Shared>,
@@ -252,6 +331,7 @@ impl RedisCircuitBreakerLayer {
             failure_rate: 0.5,
             wait: Duration::from_secs(5),
             poll: Duration::from_millis(100),
+            on_down: OnRedisDown::FailOpen,
         }
     }
 
@@ -282,10 +362,23 @@ async fn record(s: &Arc<Shared>, failed: bool) {
         .arg(s.failure_rate.to_string())
         .arg(s.wait.as_millis() as u64);
     let code = s.record.code();
-    match s.backend.run("breaker", move |conn| LuaScript::run(code, cmd, conn)).await {
-        Ok(redis::Value::Int(ms)) => s.set_open_for(ms),
-        // The outcome was not counted by the fleet (Redis down, slow, or a malformed reply).
-        _ => s.backend.fallback("breaker", "fail_open"),
+    let answer = s.backend.run("breaker", move |conn| LuaScript::run(code, cmd, conn)).await;
+    if let Ok(redis::Value::Int(ms)) = answer {
+        s.redis_down.store(false, Ordering::Release);
+        s.set_open_for(ms);
+        return;
+    }
+    // The outcome was not counted by the fleet (Redis down, slow, or a malformed reply).
+    s.redis_down.store(true, Ordering::Release);
+    match (&s.local, s.on_down) {
+        (Some(local), _) => {
+            s.backend.fallback("breaker", "local");
+            if local.lock().is_ok_and(|mut w| w.record(failed, s.bucket, s.failure_rate)) {
+                s.set_open_for(i64::try_from(s.wait.as_millis()).unwrap_or(i64::MAX));
+            }
+        }
+        (None, OnRedisDown::FailClosed) => s.backend.fallback("breaker", "fail_closed"),
+        (None, _) => s.backend.fallback("breaker", "fail_open"),
     }
 }
 
@@ -316,6 +409,12 @@ where
                 CircuitOpen::new(self.shared.name.clone(), until.saturating_duration_since(Instant::now()));
             return Box::pin(std::future::ready(Err(err.into())));
         }
+        if self.shared.on_down == OnRedisDown::FailClosed && self.shared.redis_down.load(Ordering::Acquire) {
+            // Refused until a poll reaches Redis: retry after one poll interval.
+            self.shared.backend.fallback("breaker", "fail_closed");
+            let err = CircuitOpen::new(self.shared.name.clone(), self.shared.poll);
+            return Box::pin(std::future::ready(Err(err.into())));
+        }
         let fut = self.inner.call(req);
         let shared = self.shared.clone();
         Box::pin(async move {
@@ -324,5 +423,29 @@ where
             tokio::spawn(async move { record(&shared, failed).await });
             out
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(buckets: usize, minimum_calls: u32) -> LocalWindow {
+        LocalWindow { start: Instant::now(), slots: vec![(u64::MAX, 0, 0); buckets], minimum_calls }
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn the_local_window_slides_and_starts_empty_after_opening() {
+        let bucket = Duration::from_millis(100);
+        let mut w = window(10, 2);
+        assert!(!w.record(true, bucket, 0.5), "one call is below the minimum");
+        // the first failure leaves the 1 s window
+        tokio::time::advance(Duration::from_millis(1_050)).await;
+        assert!(!w.record(true, bucket, 0.5), "the old failure still counted");
+        assert!(!w.record(false, bucket, 0.6), "1 of 2 is below 0.6");
+        assert!(w.record(true, bucket, 0.6), "2 of 3 reach 0.6");
+        // opened: the window starts empty
+        assert!(!w.record(true, bucket, 0.5));
+        assert!(w.record(true, bucket, 0.5));
     }
 }

@@ -735,3 +735,74 @@ async fn random_drops_on_two_instances_leak_no_lease_and_never_exceed_n() {
         lease_entries(&server, "churn").await
     );
 }
+
+/// The shared breaker's policy while Redis is down, chosen by the user: fail open (the
+/// default: calls go through, nothing can open it), fail closed (every call refused until a
+/// poll reaches Redis again), local (this instance's own outcomes open it alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_breaker_follows_its_policy_while_redis_is_down() {
+    let mut server = RedisServer::start();
+    let port = server.port();
+    let b = RedisBackend::builder(server.url())
+        .timeout(Duration::from_secs(2))
+        .guard(1000, MINUTE)
+        .build()
+        .unwrap();
+    let seen = events(&b);
+    let mk = |name: &str, policy| {
+        RedisCircuitBreakerLayer::builder(name.to_owned(), b.clone())
+            .failure_rate(0.5, 4)
+            .wait_in_open(MINUTE)
+            .poll_interval(Duration::from_millis(20))
+            .on_redis_down(policy)
+            .build()
+            .unwrap()
+    };
+    let open = mk("open", OnRedisDown::FailOpen);
+    let closed = mk("closed", OnRedisDown::FailClosed);
+    let local = mk("local", OnRedisDown::Local { share: 0.5 });
+    let ok =
+        |l: &RedisCircuitBreakerLayer| l.layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
+    let failing = |l: &RedisCircuitBreakerLayer| {
+        l.layer(service_fn(|_: ()| async { Err::<(), _>(std::io::Error::other("down")) }))
+    };
+    for l in [&open, &closed, &local] {
+        ok(l).oneshot(()).await.unwrap();
+    }
+    server.stop();
+    // fail open: failures are not counted anywhere, calls keep going through
+    for _ in 0..6 {
+        assert_eq!(open.record(true).await, RedisCircuitState::Closed);
+    }
+    ok(&open).oneshot(()).await.unwrap();
+    // fail closed: once the poller (or a record) found Redis gone, every call is refused
+    assert!(
+        eventually(|| async { ok(&closed).oneshot(()).await.is_err() }).await,
+        "fail closed never refused"
+    );
+    let err = ok(&closed).oneshot(()).await.unwrap_err();
+    assert!(find::<CircuitOpen>(&*err).is_some(), "{err}");
+    // local: ceil(0.5 × 4) = 2 failures of this instance open it
+    let _ = failing(&local).oneshot(()).await;
+    assert_eq!(local.record(true).await, RedisCircuitState::Open, "two local failures");
+    let err = ok(&local).oneshot(()).await.unwrap_err();
+    assert!(find::<CircuitOpen>(&*err).is_some(), "{err}");
+    {
+        let seen = seen.lock().unwrap();
+        for policy in ["fail_open", "fail_closed", "local"] {
+            assert!(
+                seen.iter()
+                    .any(|e| matches!(e, RedisEvent::Fallback { op: "breaker", policy: p } if *p == policy)),
+                "no {policy} fallback event"
+            );
+        }
+    }
+    // Redis back: fail closed lets calls through again
+    let _server = loop {
+        match RedisServer::start_on(port) {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    assert!(eventually(|| async { ok(&closed).oneshot(()).await.is_ok() }).await, "no recovery");
+}
