@@ -180,10 +180,11 @@ impl RateLimiter {
     /// time; the caller should proceed then (later callers queue behind it). For a leaky
     /// bucket this takes a place in its queue.
     pub fn reserve(&self, cost: u32, max_wait: Duration) -> Result<Instant, Denied> {
-        // One reading of the limiter's clock, and the tokio instant it is.
-        let epoch = &self.inner.epoch;
-        let now_nanos = epoch.now();
-        let (_, ready) = self.admit_at(cost, epoch.instant(now_nanos), now_nanos, Some(max_wait))?;
+        // Tokio's now and the limiter's reading of it (the same reading with tokio's clock):
+        // the slot is dated by the limiter's wait from tokio's now, as every layer path
+        // dates it. (The fast clock's absolute time mapped onto tokio's drifts from it: a
+        // free slot was dated in the future, a slot a second away in the past.)
+        let (_, ready) = self.admit(cost, Instant::now(), Some(max_wait))?;
         Ok(ready)
     }
 
