@@ -200,7 +200,11 @@ async fn a_lease_lost_while_the_call_runs_is_taken_again() {
         eventually(|| async { layer.in_flight().await == Some(1) }).await,
         "the running call's lease was never taken again"
     );
-    assert!(seen.lock().unwrap().iter().any(|e| e.kind() == "lease_lost"), "no event for the lost lease");
+    // the renewal's task publishes after Redis answered it: it may run after the read above
+    assert!(
+        eventually(|| async { seen.lock().unwrap().iter().any(|e| e.kind() == "lease_lost") }).await,
+        "no event for the lost lease"
+    );
     assert!(b.snapshot().lost_leases >= 1, "no metric for the lost lease");
     // another instance finds the fleet full
     let other =
@@ -441,8 +445,7 @@ async fn redis_restarted_empty_the_bulkhead_and_breaker_recover() {
     let mut server = RedisServer::start();
     let port = server.port();
     let b = RedisBackend::builder(server.url())
-        // Long enough for a renewal to wait out the reconnection to the restarted server (a
-        // renewal that timed out there could take the lease again unseen: no event).
+        // Generous: the first calls after the restart wait for the reconnection.
         .timeout(Duration::from_secs(2))
         .guard(3, Duration::from_millis(100))
         .build()
@@ -486,11 +489,14 @@ async fn redis_restarted_empty_the_bulkhead_and_breaker_recover() {
     };
     // the running call's renewal takes its lease again in the empty Redis
     assert!(eventually(|| async { layer.in_flight().await == Some(1) }).await, "lease never taken again");
-    assert!(seen
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|e| matches!(e, RedisEvent::LeaseLost { taken_again: true, .. })));
+    // the renewal's task publishes after Redis answered it: it may run after the read above
+    assert!(
+        eventually(|| async {
+            seen.lock().unwrap().iter().any(|e| matches!(e, RedisEvent::LeaseLost { taken_again: true, .. }))
+        })
+        .await,
+        "no event for the lease taken again"
+    );
     let err = quick_call(&layer).await.unwrap_err();
     assert!(find::<BulkheadFull>(&*err).is_some(), "the fleet is full again: {err}");
     running.abort();
