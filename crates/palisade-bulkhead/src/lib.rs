@@ -169,6 +169,95 @@ pub use self::service::Bulkhead;
 pub mod __loom {
     use std::task::Waker;
 
+    use loom::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::compartment::FreePermits;
+
+    /// The bulkhead's pool of permits and its shrink debt, over a model of tokio's
+    /// semaphore counter (same atomic operations and orderings for what the pool uses).
+    pub struct Pool(crate::compartment::Pool<SemaphoreModel>);
+
+    impl Pool {
+        pub fn new(permits: usize) -> Self {
+            Self(crate::compartment::Pool::new(SemaphoreModel(AtomicUsize::new(permits))))
+        }
+
+        /// A caller's `try_acquire`: whether it was admitted.
+        pub fn try_acquire(&self) -> bool {
+            self.0.semaphore().try_acquire()
+        }
+
+        /// A held permit's drop.
+        pub fn release_one(&self) {
+            self.0.release_one();
+        }
+
+        /// `set_max_concurrent` lowering the limit by `by` (resizes are serialised).
+        pub fn shrink(&self, by: usize) {
+            self.0.shrink(by);
+        }
+
+        /// `set_max_concurrent` raising the limit by `by` (resizes are serialised).
+        pub fn grow(&self, by: usize) {
+            self.0.grow(by);
+        }
+
+        pub fn available(&self) -> usize {
+            self.0.semaphore().0.load(Ordering::Acquire)
+        }
+
+        pub fn debt(&self) -> usize {
+            self.0.debt()
+        }
+    }
+
+    /// tokio's `batch_semaphore` counter without its wait list (1.54: `try_acquire` loads
+    /// and gives up or CASes `AcqRel`; `release` adds `Release` under the wait-list lock,
+    /// left out here, which only makes the model weaker; `forget_permits` CASes `AcqRel`
+    /// even when it takes nothing).
+    pub struct SemaphoreModel(AtomicUsize);
+
+    impl SemaphoreModel {
+        fn try_acquire(&self) -> bool {
+            let mut curr = self.0.load(Ordering::Acquire);
+            loop {
+                if curr == 0 {
+                    return false;
+                }
+                match self.0.compare_exchange(curr, curr - 1, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => return true,
+                    Err(actual) => curr = actual,
+                }
+            }
+        }
+    }
+
+    impl FreePermits for SemaphoreModel {
+        fn add_permits(&self, n: usize) {
+            if n != 0 {
+                self.0.fetch_add(n, Ordering::Release);
+            }
+        }
+
+        fn forget_permits(&self, n: usize) -> usize {
+            if n == 0 {
+                return 0;
+            }
+            let mut curr = self.0.load(Ordering::Acquire);
+            loop {
+                match self.0.compare_exchange(
+                    curr,
+                    curr.saturating_sub(n),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return curr.min(n),
+                    Err(actual) => curr = actual,
+                }
+            }
+        }
+    }
+
     #[derive(Default)]
     pub struct Waiter(crate::adaptive::limiter::Waiter);
 

@@ -1,8 +1,12 @@
 //! One pool of permits with its bounded FIFO wait queue: the heart of every bulkhead.
 
+#[cfg(loom)]
+use loom::sync::atomic::{fence, AtomicUsize as DebtCounter};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+#[cfg(not(loom))]
+use std::sync::atomic::{fence, AtomicUsize as DebtCounter};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
@@ -43,16 +47,53 @@ pub(crate) struct Compartment {
 /// Kept small and in an `Arc` of its own (as tower's `ConcurrencyLimit` keeps an
 /// `Arc<Semaphore>`), so that the reference count a permit touches sits next to the permit
 /// counter: one hot cache line on the pass path, not two.
-struct Pool {
-    semaphore: Semaphore,
+///
+/// Generic over its free permits only so that loom can check the debt accounting against a
+/// model of the semaphore's counter (`tests/loom.rs`); the bulkhead uses tokio's semaphore.
+pub(crate) struct Pool<S = Semaphore> {
+    semaphore: S,
     /// Held permits to forget on release, owed by a shrink.
-    debt: AtomicUsize,
+    debt: DebtCounter,
 }
 
-impl Pool {
+/// The free permits of a [`Pool`]: what its debt accounting does with them.
+pub(crate) trait FreePermits {
+    /// Makes `n` permits free (handing them to waiters first).
+    fn add_permits(&self, n: usize);
+    /// Takes up to `n` free permits away for good; returns how many it took.
+    fn forget_permits(&self, n: usize) -> usize;
+}
+
+impl FreePermits for Semaphore {
+    #[inline]
+    fn add_permits(&self, n: usize) {
+        Semaphore::add_permits(self, n);
+    }
+
+    #[inline]
+    fn forget_permits(&self, n: usize) -> usize {
+        Semaphore::forget_permits(self, n)
+    }
+}
+
+impl<S: FreePermits> Pool<S> {
+    pub(crate) fn new(semaphore: S) -> Self {
+        Self { semaphore, debt: DebtCounter::new(0) }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn semaphore(&self) -> &S {
+        &self.semaphore
+    }
+
+    /// Held permits that will be forgotten instead of given back.
+    pub(crate) fn debt(&self) -> usize {
+        self.debt.load(Ordering::Acquire)
+    }
+
     /// Gives one held permit back, or forgets it while a shrink is owed.
     #[inline]
-    fn release_one(&self) {
+    pub(crate) fn release_one(&self) {
         if self.debt.load(Ordering::Acquire) != 0
             && self.debt.fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1)).is_ok()
         {
@@ -63,6 +104,12 @@ impl Pool {
         // permit went back (it could not take a permit that was not free yet): pay it with
         // the permit if it is still free, rather than leave it free beside the debt for
         // the next caller, however much later it comes.
+        //
+        // The fence pairs with the one in `shrink` (store-buffering, as Dekker's): either
+        // this load sees the shrink's debt, or the shrink's `forget_permits` sees our
+        // permit. Without it both may miss (tokio's `add_permits` is only `Release`, so the
+        // shrink's CAS does not synchronise with it); loom finds that (`tests/loom.rs`).
+        fence(Ordering::SeqCst);
         if self.debt.load(Ordering::Acquire) != 0 {
             self.settle();
         }
@@ -88,6 +135,27 @@ impl Pool {
         if taken > paid {
             self.semaphore.add_permits(taken - paid);
         }
+    }
+
+    /// `by` fewer permits: free ones at once, held ones as they are released. Callers
+    /// serialise resizes.
+    pub(crate) fn shrink(&self, by: usize) {
+        // Owe the whole shrink first, then pay what free permits can: a release racing
+        // with this either sees the debt and pays it, or gives its permit back free and
+        // is found here (or settles it itself).
+        self.debt.fetch_add(by, Ordering::AcqRel);
+        // Pairs with the fence in `release_one`.
+        fence(Ordering::SeqCst);
+        self.settle();
+    }
+
+    /// `by` more permits: first cancels debt (those permits are still held and stay in
+    /// use), the rest become free. Callers serialise resizes.
+    pub(crate) fn grow(&self, by: usize) {
+        let before =
+            self.debt.fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| Some(d - d.min(by))).unwrap_or(0);
+        let cancelled = before.min(by);
+        self.semaphore.add_permits(by - cancelled);
     }
 }
 
@@ -221,7 +289,7 @@ impl Compartment {
         let max = common.max_concurrent.min(Semaphore::MAX_PERMITS);
         Self {
             common,
-            pool: Arc::new(Pool { semaphore: Semaphore::new(max), debt: AtomicUsize::new(0) }),
+            pool: Arc::new(Pool::new(Semaphore::new(max))),
             queued: AtomicUsize::new(0),
             limit: AtomicUsize::new(max),
             resize: Mutex::new(()),
@@ -234,7 +302,7 @@ impl Compartment {
     }
 
     pub(crate) fn in_flight(&self) -> usize {
-        let owned = self.max_concurrent().saturating_add(self.pool.debt.load(Ordering::Acquire));
+        let owned = self.max_concurrent().saturating_add(self.pool.debt());
         owned.saturating_sub(self.pool.semaphore.available_permits())
     }
 
@@ -248,24 +316,11 @@ impl Compartment {
         let _guard = palisade_core::sync::lock(&self.resize);
         let old = self.limit.load(Ordering::Acquire);
         if n > old {
-            let grow = n - old;
-            // Cancel debt first: those permits are still held and stay in use.
-            let before = self
-                .pool
-                .debt
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| Some(d - d.min(grow)))
-                .unwrap_or(0);
-            let cancelled = before.min(grow);
             self.limit.store(n, Ordering::Release);
-            self.pool.semaphore.add_permits(grow - cancelled);
+            self.pool.grow(n - old);
         } else if n < old {
-            let shrink = old - n;
             self.limit.store(n, Ordering::Release);
-            // Owe the whole shrink first, then pay what free permits can: a release racing
-            // with this either sees the debt and pays it, or gives its permit back free and
-            // is found here (or settles it itself).
-            self.pool.debt.fetch_add(shrink, Ordering::AcqRel);
-            self.pool.settle();
+            self.pool.shrink(old - n);
         }
         #[cfg(feature = "metrics")]
         self.common.metrics.in_flight.set(self.in_flight() as i64);

@@ -41,7 +41,7 @@ impl Waiter {
         #[cfg(not(loom))]
         let mut slot = palisade_core::sync::lock(&self.waker);
         #[cfg(loom)]
-        let mut slot = self.waker.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match &*slot {
             Some(w) if w.will_wake(waker) => {}
             _ => *slot = Some(waker.clone()),
@@ -54,7 +54,7 @@ impl Waiter {
         #[cfg(not(loom))]
         let waker = palisade_core::sync::lock(&self.waker).take();
         #[cfg(loom)]
-        let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let waker = self.waker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(w) = waker {
             w.wake();
         }
