@@ -179,3 +179,58 @@ mod extreme {
         }
     }
 }
+
+/// The layer's `admitted` count (a `StripedCounter`: a stripe per thread, handed back when
+/// the thread ends) is exact once the callers are joined, whatever threads counted: more
+/// threads than owned stripes, threads ending and new ones taking their stripes, each with
+/// its own runtime, and two layers counted by the same threads. It equals the calls the
+/// inner services saw, and with the refusals, every attempt.
+#[test]
+fn the_admitted_count_is_exact_across_threads_that_come_and_go() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use tower::{service_fn, Layer, ServiceExt};
+    const ATTEMPTS: u64 = 400;
+
+    let seen = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let layers = [
+        palisade_rate_limit::RateLimitLayer::<u32>::new(Quota::new(u32::MAX, Duration::from_secs(1))),
+        // refuses most: admitted and rejected both move
+        palisade_rate_limit::RateLimitLayer::<u32>::new(Quota::new(1_000, Duration::from_secs(3_600))),
+    ];
+    let mut threads_total = 0u64;
+    for round in 0..6 {
+        let threads: Vec<_> = (0..(3 + 2 * round))
+            .map(|_| {
+                let layers = layers.clone();
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+                    rt.block_on(async {
+                        for _ in 0..ATTEMPTS {
+                            for (i, layer) in layers.iter().enumerate() {
+                                let seen = seen.clone();
+                                let svc = layer.layer(service_fn(move |r: u32| {
+                                    seen[i].fetch_add(1, Ordering::Relaxed);
+                                    async move { Ok::<_, std::convert::Infallible>(r) }
+                                }));
+                                let _ = svc.oneshot(1).await;
+                            }
+                        }
+                    });
+                })
+            })
+            .collect();
+        threads_total += threads.len() as u64;
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+    for (i, layer) in layers.iter().enumerate() {
+        let s = layer.handle().snapshot();
+        assert_eq!(s.admitted, seen[i].load(Ordering::Relaxed), "layer {i}: {s:?}");
+        assert_eq!(s.admitted + s.rejected, threads_total * ATTEMPTS, "layer {i}: {s:?}");
+    }
+    assert_eq!(layers[0].handle().snapshot().admitted, threads_total * ATTEMPTS);
+    assert_eq!(layers[1].handle().snapshot().admitted, 1_000);
+}
