@@ -15,10 +15,21 @@ pub enum BulkheadEvent {
         /// Time spent in the wait queue.
         wait: Duration,
     },
-    /// The call was refused.
+    /// The call was refused for want of a permit ([`BulkheadFull`](crate::BulkheadFull)).
     Rejected {
         /// Why: queue full, wait timed out, or no permit with waiting disabled.
         reason: BulkheadFullReason,
+    },
+    /// The call was refused because the inner service was not ready
+    /// ([`shed_when_inner_not_ready`](crate::BulkheadBuilder::shed_when_inner_not_ready), as
+    /// tower's `LoadShed`): the caller got [`Overloaded`](crate::Overloaded). Kind
+    /// `rejected`, reason `inner_not_ready`.
+    InnerNotReady,
+    /// A keyed bulkhead refused a new key because all its keys were in use: the caller got
+    /// [`KeySetFull`](crate::KeySetFull). Kind `rejected`, reason `key_set_full`.
+    KeySetFull {
+        /// The keyed bulkhead's `max_keys`.
+        capacity: usize,
     },
 }
 
@@ -26,23 +37,29 @@ impl Event for BulkheadEvent {
     fn kind(&self) -> &'static str {
         match self {
             Self::Acquired { .. } => "acquired",
-            Self::Rejected { .. } => "rejected",
+            Self::Rejected { .. } | Self::InnerNotReady | Self::KeySetFull { .. } => "rejected",
         }
     }
 
     fn level(&self) -> Level {
         match self {
             Self::Acquired { .. } => Level::TRACE,
-            Self::Rejected { .. } => Level::DEBUG,
+            Self::Rejected { .. } | Self::InnerNotReady | Self::KeySetFull { .. } => Level::DEBUG,
         }
     }
 
-    /// `wait_ms` (acquired) or `reason` (`no_permit`, `queue_full`, `wait_timed_out`): the
-    /// structured `tracing` fields.
+    /// `wait_ms` (acquired) or `reason` (`no_permit`, `queue_full`, `wait_timed_out`,
+    /// `inner_not_ready`, `key_set_full` with `capacity`: the `reason` label of
+    /// `palisade_bulkhead_rejected_total`): the structured `tracing` fields.
     fn fields(&self, record: &mut dyn FnMut(&'static str, FieldValue)) {
         match self {
             Self::Acquired { wait } => record("wait_ms", (*wait).into()),
             Self::Rejected { reason } => record("reason", reason_str(*reason).into()),
+            Self::InnerNotReady => record("reason", "inner_not_ready".into()),
+            Self::KeySetFull { capacity } => {
+                record("reason", "key_set_full".into());
+                record("capacity", (*capacity).into());
+            }
         }
     }
 }

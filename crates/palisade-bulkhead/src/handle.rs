@@ -122,7 +122,8 @@ impl BulkheadHandle {
     }
 
     /// Calls refused so far because the inner service was not ready
-    /// ([`shed_when_inner_not_ready`](crate::BulkheadBuilder::shed_when_inner_not_ready)).
+    /// ([`shed_when_inner_not_ready`](crate::BulkheadBuilder::shed_when_inner_not_ready));
+    /// also [`BulkheadSnapshot::rejected_inner_not_ready`], part of its `rejected()`.
     pub fn shed_inner_not_ready(&self) -> u64 {
         self.compartment.common.metrics.rejected_inner_not_ready.get()
     }
@@ -165,9 +166,14 @@ pub struct BulkheadSnapshot {
     pub rejected_queue_full: u64,
     /// Callers refused because their wait ran out.
     pub rejected_wait_timed_out: u64,
-    /// Callers refused at once because waiting is disabled (or, keyed, because the key set
-    /// was full).
+    /// Callers refused at once because waiting is disabled.
     pub rejected_no_permit: u64,
+    /// Calls refused because the inner service was not ready
+    /// ([`shed_when_inner_not_ready`](crate::BulkheadBuilder::shed_when_inner_not_ready)).
+    pub rejected_inner_not_ready: u64,
+    /// Keyed: calls with a new key refused because every key was in use
+    /// ([`KeySetFull`](crate::KeySetFull)).
+    pub rejected_key_set_full: u64,
     /// Mean wait of the callers that waited, however the wait ended.
     pub mean_wait: Duration,
     /// Longest wait so far.
@@ -177,6 +183,10 @@ pub struct BulkheadSnapshot {
 impl BulkheadSnapshot {
     /// All refusals, whatever the reason.
     pub fn rejected(&self) -> u64 {
-        self.rejected_queue_full + self.rejected_wait_timed_out + self.rejected_no_permit
+        self.rejected_queue_full
+            + self.rejected_wait_timed_out
+            + self.rejected_no_permit
+            + self.rejected_inner_not_ready
+            + self.rejected_key_set_full
     }
 }

@@ -140,3 +140,42 @@ async fn every_wait_is_counted_and_timed() {
     assert_eq!(s.max_wait, Duration::from_millis(50));
     assert_eq!(s.rejected_wait_timed_out, 1);
 }
+
+/// A new key refused by a full keyed bulkhead is exported under its own reason
+/// (`key_set_full`), not as a missing permit; a call shed because the inner service was not
+/// ready under `inner_not_ready`.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn key_set_full_and_inner_not_ready_have_their_own_reasons() {
+    let recorder = LocalRecorder::default();
+    let keyed = metrics::with_local_recorder(&recorder, || {
+        BulkheadLayer::builder()
+            .name("tenants")
+            .max_concurrent(1)
+            .keyed(|r: &(&'static str, u32)| Some(r.0))
+            .max_keys(1)
+            .build()
+            .unwrap()
+    });
+    let (gate, inner) = support::gated();
+    let svc = tower::ServiceBuilder::new().layer(keyed).service(inner);
+    let a = tokio::spawn(tower::ServiceExt::oneshot(svc.clone(), ("A", 1)));
+    tokio::task::yield_now().await;
+    let err = tower::ServiceExt::oneshot(svc.clone(), ("B", 2)).await.unwrap_err();
+    assert!(err.is::<palisade_bulkhead::KeySetFull>(), "{err}");
+    let key_set_full = "palisade_bulkhead_rejected_total{name=tenants,reason=key_set_full}";
+    assert_eq!(recorder.samples(key_set_full).iter().sum::<f64>(), 1.0);
+    let no_permit = "palisade_bulkhead_rejected_total{name=tenants,reason=no_permit}";
+    assert_eq!(recorder.samples(no_permit).iter().sum::<f64>(), 0.0);
+    gate.notify_waiters();
+    assert_eq!(a.await.unwrap().unwrap(), 1);
+
+    let shedding = metrics::with_local_recorder(&recorder, || {
+        BulkheadLayer::builder().name("shed").shed_when_inner_not_ready().build().unwrap()
+    });
+    let (mut svc, mut handle) = mock::spawn_layer::<(), (), _>(shedding);
+    handle.allow(0);
+    assert_ready_ok!(svc.poll_ready());
+    assert!(support::is_overloaded(&svc.call(()).await.unwrap_err()));
+    let shed = "palisade_bulkhead_rejected_total{name=shed,reason=inner_not_ready}";
+    assert_eq!(recorder.samples(shed).iter().sum::<f64>(), 1.0);
+}

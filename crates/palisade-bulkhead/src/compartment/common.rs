@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use palisade_core::__private::{Counter, Gauge, Histogram};
 use palisade_core::event::EventBus;
-use palisade_core::rejection::{BulkheadFull, BulkheadFullReason};
+use palisade_core::rejection::{BulkheadFull, BulkheadFullReason, KeySetFull};
 use palisade_core::WhenFull;
 
 use crate::config::BulkheadConfig;
@@ -55,6 +55,7 @@ pub(crate) struct Metrics {
     pub(crate) rejected_wait_timed_out: Counter,
     pub(crate) rejected_no_permit: Counter,
     pub(crate) rejected_inner_not_ready: Counter,
+    pub(crate) rejected_key_set_full: Counter,
     pub(crate) wait_time: Histogram,
     pub(crate) queued: Gauge,
     #[cfg(feature = "metrics")]
@@ -84,6 +85,11 @@ impl Metrics {
                 "palisade_bulkhead_rejected_total",
                 name,
                 ("reason", "inner_not_ready"),
+            ),
+            rejected_key_set_full: Counter::labeled(
+                "palisade_bulkhead_rejected_total",
+                name,
+                ("reason", "key_set_full"),
             ),
             wait_time: Histogram::new("palisade_bulkhead_wait_seconds", name),
             queued: Gauge::new("palisade_bulkhead_queued", name),
@@ -167,9 +173,17 @@ impl Common {
             rejected_queue_full: m.rejected_queue_full.get(),
             rejected_wait_timed_out: m.rejected_wait_timed_out.get(),
             rejected_no_permit: m.rejected_no_permit.get(),
+            rejected_inner_not_ready: m.rejected_inner_not_ready.get(),
+            rejected_key_set_full: m.rejected_key_set_full.get(),
             mean_wait: m.wait_time.mean(),
             max_wait: m.wait_time.max(),
         }
+    }
+
+    /// Counts and publishes a keyed bulkhead's refusal of a new key.
+    pub(crate) fn refuse_key_set_full(&self, full: &KeySetFull) {
+        self.metrics.rejected_key_set_full.increment();
+        crate::event::publish(&self.events, BulkheadEvent::KeySetFull { capacity: full.capacity() });
     }
 
     pub(crate) fn reject(&self, reason: BulkheadFullReason) -> BulkheadFull {

@@ -370,6 +370,7 @@ impl Compartment {
     /// The refusal for a call whose inner service was not ready (load shedding).
     pub(crate) fn shed_inner_not_ready(&self) -> Overloaded {
         self.common.metrics.rejected_inner_not_ready.increment();
+        crate::event::publish(&self.common.events, BulkheadEvent::InnerNotReady);
         let shed = Overloaded::new(self.common.name.clone());
         match self.common.retry_after {
             Some(after) => shed.with_retry_after(after),

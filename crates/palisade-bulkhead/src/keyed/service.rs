@@ -84,7 +84,7 @@ where
             match shared.compartment(&key) {
                 Ok(compartment) => Some(compartment),
                 Err(full) => {
-                    shared.common.metrics.rejected_no_permit.increment();
+                    shared.common.refuse_key_set_full(&full);
                     return KeyedResponseFuture::rejected(full.into());
                 }
             }
