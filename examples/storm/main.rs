@@ -452,7 +452,7 @@ fn layer_table(h: &Handles, chaos: &ChaosHandle, backend_served: u64) -> String 
                 bh.waited,
                 bh.in_flight,
                 bh.queued,
-                bh.rejected_queue_full + bh.rejected_wait_timed_out + bh.rejected_no_permit
+                bh.rejected()
             ),
         ),
         (
