@@ -149,3 +149,124 @@ async fn a_refund_after_its_slot_passed_gives_back_nothing() {
     let c = l.check("k", 1).await.unwrap();
     assert!(!c.allowed, "B and C admitted within a second at one a second: {c:?}");
 }
+
+/// The GCRA script's text, read from the source (it is crate-private): the differential
+/// test below runs it with `EVAL` on hand-made calls the limiter's dispatcher makes only
+/// by chance (repeated keys across runs of different quotas, weights and batching bounds).
+fn gcra_script() -> String {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/gcra.rs")).unwrap();
+    let start = src.find("const GCRA_LUA: &str = r\"").unwrap() + "const GCRA_LUA: &str = r\"".len();
+    let end = start + src[start..].find("\n\";").unwrap();
+    src[start..end].to_owned()
+}
+
+/// A small deterministic generator (xorshift64*): the cases are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) % n
+    }
+}
+
+/// One decision: its tier keys and, per tier, (emission µs, burst); what it asks.
+#[derive(Clone, Debug)]
+struct Ask {
+    keys: Vec<String>,
+    tiers: Vec<(u64, u64)>,
+    want: u64,
+    least: u64,
+}
+
+/// Runs `asks` in one script call: one run per decision (the script's runs share nothing
+/// but keys). Returns each decision's (grant, value) as the script answers it.
+async fn eval(c: &mut redis::aio::MultiplexedConnection, script: &str, asks: &[Ask]) -> Vec<(i64, i64)> {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(asks.iter().map(|a| a.keys.len()).sum::<usize>());
+    for a in asks {
+        for k in &a.keys {
+            cmd.arg(k);
+        }
+    }
+    cmd.arg(asks.len());
+    for a in asks {
+        cmd.arg(1).arg(a.tiers.len()).arg(a.want).arg(a.least);
+        for (t, b) in &a.tiers {
+            cmd.arg(t.to_string()).arg(*b);
+        }
+    }
+    let out: Vec<i64> = cmd.query_async(c).await.unwrap();
+    let mut it = out.into_iter();
+    let answers = asks
+        .iter()
+        .map(|a| {
+            let grant = if a.want == a.least { a.want as i64 } else { it.next().unwrap() };
+            let v = it.next().unwrap();
+            (if v < 0 { 0 } else { grant }, v)
+        })
+        .collect();
+    assert!(it.next().is_none());
+    answers
+}
+
+/// Deciding many decisions in one script call (one `MGET`, the `cur` table for keys seen
+/// again) answers as deciding each in a call of its own, in order: random calls of up to
+/// 40 decisions over 4 keys shared across decisions and across tiers of one decision,
+/// 1-3 tiers of hour-long quotas (nothing refills between the calls), weights and
+/// batching bounds (`want` > `least`); and three of 1,024 decisions of 8 tiers over
+/// 3,000 keys.
+#[tokio::test(flavor = "current_thread")]
+async fn one_call_decides_as_each_decision_alone() {
+    let server = RedisServer::start();
+    let mut c = raw(&server).await;
+    let script = gcra_script();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let few: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+    let many: Vec<String> = (0..3_000).map(|i| format!("k{i}")).collect();
+    for case in 0..303 {
+        // the last cases are the largest call: 1,024 decisions of 8 tiers (several MGETs)
+        let big = case >= 300;
+        let (n, keys) = if big { (1_024, &many) } else { (1 + rng.below(40) as usize, &few) };
+        let asks: Vec<Ask> = (0..n)
+            .map(|_| {
+                let tiers = if big { 8 } else { 1 + rng.below(3) as usize };
+                let least = 1 + rng.below(3);
+                let want = if rng.below(2) == 0 { least } else { least + rng.below(4) };
+                Ask {
+                    keys: (0..tiers).map(|_| keys[rng.below(keys.len() as u64) as usize].clone()).collect(),
+                    // 1 to 6 tokens an hour, bursts up to 8: no token refills during a case
+                    tiers: (0..tiers)
+                        .map(|_| (3_600_000_000 / (1 + rng.below(6)), 1 + rng.below(8)))
+                        .collect(),
+                    want,
+                    least,
+                }
+            })
+            .collect();
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+        let together = eval(&mut c, &script, &asks).await;
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+        let mut alone = Vec::new();
+        for a in &asks {
+            alone.extend(eval(&mut c, &script, std::slice::from_ref(a)).await);
+        }
+        for (i, ((g1, v1), (g2, v2))) in together.iter().zip(&alone).enumerate() {
+            let same = g1 == g2
+                && if *v1 >= 0 || *v2 >= 0 {
+                    v1 == v2
+                } else {
+                    // a retry in µs: the calls alone read Redis' clock later
+                    (v1 - v2).abs() <= 1_000_000
+                };
+            assert!(
+                same,
+                "case {case}, decision {i}: together {:?}, alone {:?}\n{asks:?}",
+                (g1, v1),
+                (g2, v2)
+            );
+        }
+    }
+}
