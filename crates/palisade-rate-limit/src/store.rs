@@ -302,9 +302,19 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> LocalStore<K> {
         // A reading from the future (a caller's instant) must neither forget keys that
         // still constrain the present nor hold new keys back.
         let now = now.min(self.epoch.now());
-        self.forgot_at.fetch_max(now, Ordering::Relaxed);
+        // Only a full map forgets keys (a scan when a new key finds no room): with room,
+        // nothing is forgotten and the new key is a fresh key, whatever the reading. Raising
+        // `forgot_at` for every new key made a key whose reading another new key's had
+        // overtook start in its future (a first request refused). Should the map fill
+        // meanwhile, its scan forgets only what the last time published allows.
+        let scan_at = if self.map.len() >= self.map.capacity() {
+            self.forgot_at.fetch_max(now, Ordering::Relaxed);
+            now
+        } else {
+            now.min(self.forgot_at.load(Ordering::Relaxed))
+        };
         self.map
-            .get_or_insert_with(key, now, || self.make(key))
+            .get_or_insert_with(key, scan_at, || self.make(key))
             .map_err(|full| Denied::KeySetFull { capacity: full.capacity() })
     }
 

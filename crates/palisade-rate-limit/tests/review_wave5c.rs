@@ -234,3 +234,50 @@ fn the_admitted_count_is_exact_across_threads_that_come_and_go() {
     assert_eq!(layers[0].handle().snapshot().admitted, threads_total * ATTEMPTS);
     assert_eq!(layers[1].handle().snapshot().admitted, 1_000);
 }
+
+/// A store with room forgets nothing, so a new key there is a fresh key: a request whose
+/// reading was taken before another key's (read before a lock, applied after) is admitted
+/// as by a store that never forgets. Before, every new key raised the store's "forgotten
+/// at" time, forgotten or not, and a new key started there: with a burst of 1 (the default
+/// of `Quota::per_second(1)`), a brand-new client whose reading was a millisecond older than
+/// another new client's was refused (`retry_after` 1 ms) on its very first request (under
+/// load, any new key whose clock reading another thread's new key overtook).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_new_key_in_a_store_with_room_is_a_fresh_key() {
+    use palisade_rate_limit::store::KeyedStore;
+    use palisade_rate_limit::KeyedRateLimiter;
+    use tokio::time::Instant;
+    for algorithm in [Algorithm::TokenBucket, Algorithm::LeakyBucket { queue: 0 }] {
+        let store = KeyedRateLimiter::<&str>::builder()
+            .algorithm(algorithm)
+            .quota(Quota::per_second(1))
+            .max_keys(3)
+            .build_store()
+            .unwrap();
+        let t0 = Instant::now();
+        advance(Duration::from_millis(1)).await;
+        assert!(store.acquire(&"a", 1, Instant::now(), None).is_ok());
+        // b's reading predates a's: nothing was forgotten, b is fresh
+        assert!(store.acquire(&"b", 1, t0, None).is_ok(), "{algorithm:?}: a fresh key refused");
+    }
+    // Once a full store forgets keys, a reading older than that is never decided as a key
+    // with no past: a and c (one a second, burst 1) admitted at 0 fill a store of 2; at 1.5 s
+    // b forgets both; a request for a whose reading is 0.5 s is refused (the old a would
+    // have refused it too: its bucket was empty until 1 s).
+    for algorithm in [Algorithm::TokenBucket, Algorithm::LeakyBucket { queue: 0 }] {
+        let store = KeyedRateLimiter::<&str>::builder()
+            .algorithm(algorithm)
+            .quota(Quota::per_second(1))
+            .max_keys(2)
+            .build_store()
+            .unwrap();
+        let t0 = Instant::now();
+        assert!(store.acquire(&"a", 1, t0, None).is_ok());
+        assert!(store.acquire(&"c", 1, t0, None).is_ok());
+        advance(Duration::from_millis(1_500)).await;
+        assert!(store.acquire(&"b", 1, Instant::now(), None).is_ok());
+        assert_eq!(store.keys(), 1, "{algorithm:?}: a and c forgotten");
+        let stale = store.acquire(&"a", 1, t0 + Duration::from_millis(500), None);
+        assert!(stale.is_err(), "{algorithm:?}: a forgotten key decided as one with no past");
+    }
+}
