@@ -74,7 +74,8 @@ struct Shared {
     open_until: Mutex<Option<Instant>>,
     record: LuaScript,
     on_down: OnRedisDown,
-    /// The last record or poll got no answer from Redis (cleared by the next one that does).
+    /// The last record or poll failed: timed out, lost the connection, refused by the guard,
+    /// or an error reply (cleared by the next one that succeeds).
     redis_down: AtomicBool,
     /// With [`OnRedisDown::Local`]: the outcomes Redis could not count.
     local: Option<Mutex<LocalWindow>>,
@@ -168,8 +169,9 @@ impl RedisCircuitBreakerBuilder {
         self.wait = wait;
         self
     }
-    /// What this instance decides while Redis is down or slow (a record or poll got no
-    /// answer). Default [`OnRedisDown::FailOpen`]: the last known state is kept (an open
+    /// What this instance decides while Redis is down or slow (a record or poll failed: no
+    /// answer in time, the guard open, or an error reply such as a bucket key of the wrong
+    /// type written by someone else). Default [`OnRedisDown::FailOpen`]: the last known state is kept (an open
     /// state expires on its own) and outcomes are not counted, so the breaker cannot open.
     /// [`OnRedisDown::FailClosed`]: every call is refused with [`CircuitOpen`] until Redis
     /// answers a poll again. [`OnRedisDown::Local`]`{ share }`: the outcomes Redis could not
