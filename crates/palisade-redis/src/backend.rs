@@ -48,8 +48,8 @@ pub enum RedisEvent {
         error: BackendError,
     },
     /// A decision was made without Redis, by the configured [`OnRedisDown`](crate::OnRedisDown)
-    /// policy; for the shared circuit breaker (`op` `"breaker"`, policy `"fail_open"`), an
-    /// outcome the fleet could not count.
+    /// policy; for the shared circuit breaker (`op` `"breaker"`), an outcome the fleet could
+    /// not count or a call refused by `fail_closed`.
     Fallback {
         /// What the decision was for.
         op: &'static str,
