@@ -171,13 +171,14 @@ impl RedisCircuitBreakerBuilder {
     }
     /// What this instance decides while Redis is down or slow (a record or poll failed: no
     /// answer in time, the guard open, or an error reply such as a bucket key of the wrong
-    /// type written by someone else). Default [`OnRedisDown::FailOpen`]: the last known state is kept (an open
-    /// state expires on its own) and outcomes are not counted, so the breaker cannot open.
-    /// [`OnRedisDown::FailClosed`]: every call is refused with [`CircuitOpen`] until Redis
-    /// answers a poll again. [`OnRedisDown::Local`]`{ share }`: the outcomes Redis could not
-    /// count go to a window of this instance (same window and failure rate, minimum calls
-    /// `ceil(share × minimum_calls)`, at least 1), which opens this instance alone for
-    /// `wait_in_open`. Each such decision is a `RedisEvent::Fallback` with `op` `"breaker"`.
+    /// type written by someone else). Default [`OnRedisDown::FailOpen`]: the last known
+    /// state is kept (an open state expires on its own) and outcomes are not counted, so the
+    /// breaker cannot open. [`OnRedisDown::FailClosed`]: every call is refused with
+    /// [`CircuitOpen`] until Redis answers a poll again. [`OnRedisDown::Local`]`{ share }`:
+    /// the outcomes Redis could not count go to a window of this instance (same window and
+    /// failure rate, minimum calls `ceil(share × minimum_calls)`, at least 1), which opens
+    /// this instance alone for `wait_in_open`. Each such decision is a
+    /// `RedisEvent::Fallback` with `op` `"breaker"`.
     pub fn on_redis_down(mut self, policy: OnRedisDown) -> Self {
         self.on_down = policy;
         self
