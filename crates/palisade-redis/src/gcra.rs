@@ -25,7 +25,9 @@ use crate::OnRedisDown;
 /// ones. Returns per decision of an exact run (wanted == least) one integer: the tokens
 /// remaining in the tightest tier when admitted (`>= 0`), or `-(retry_after_us) - 1` when
 /// refused; per decision of another run two: the tokens granted (0 when refused), then that
-/// integer.
+/// integer. An admission then adds its new arrival time in each tier (µs, truncated): what
+/// [`RedisRateLimiter::refund`] needs to give back no more than the debt still unpaid (see
+/// [`REFUND_LUA`]).
 ///
 /// **Expiry.** A key expires at the first whole second after its theoretical arrival time (at
 /// most 1 s late), so Redis memory stays bounded. A write whose new arrival time is in the same
@@ -138,6 +140,9 @@ for _ = 1, tonumber(ARGV[1]) do
         o = o + 1
         local left = (TB - (nt - now)) / T + 1e-9
         out[o] = left - left % 1
+        -- the admission's arrival time (its slot's end), for an exact refund
+        o = o + 1
+        out[o] = nt
       end
     end
   else
@@ -150,6 +155,7 @@ for _ = 1, tonumber(ARGV[1]) do
     end
     local olds = {}
     local tats = {}
+    local nts = {}
     for _ = 1, count do
       local grant = want
       for i = 1, n do
@@ -194,6 +200,7 @@ for _ = 1, tonumber(ARGV[1]) do
             redis.call('SET', KEYS[k + i], v, 'PXAT', (s + 1) * 1000)
           end
           cur[KEYS[k + i]] = nt
+          nts[i] = nt
           local left = floor((TBs[i] - (nt - now)) / T + 1e-9)
           if remaining < 0 or left < remaining then remaining = left end
         end
@@ -203,6 +210,10 @@ for _ = 1, tonumber(ARGV[1]) do
         end
         o = o + 1
         out[o] = remaining
+        for i = 1, n do
+          o = o + 1
+          out[o] = nts[i]
+        end
       end
       k = k + n
     end
@@ -211,37 +222,58 @@ end
 return out
 ";
 
-/// Gives back `ARGV[1]` tokens in every tier (`ARGV[2..]`: emission intervals in µs) of an
-/// admission that was never used. A key back at or below `now` is deleted (a fresh bucket);
-/// else it expires at the end of its new arrival time's second, as [`GCRA_LUA`] keeps it, and
-/// a whole arrival time is written in hexadecimal, as there.
+/// Gives back what an admission that was never used still owes, in every tier: `KEYS` the
+/// tier keys; `ARGV[1]` the tokens, then per tier the emission interval (µs) and the
+/// admission's arrival time `adm` (µs, from the script's reply).
+///
+/// **Never more than the admission still owes.** Time repays an admission's slot, which ends
+/// at its arrival time, and later admissions were built on the bucket as it was. So a tier
+/// gets back `min(tokens × T, min(adm, tat) − now)`: nothing once the slot has passed (a
+/// late refund gave the whole weight back before, and a second request passed beside the
+/// one admitted after the slot). Every later admission found the bucket at least at `adm`,
+/// so none of them loses its place: the admissions that were used stay within the quota,
+/// however refunds interleave. A refund after refunds of earlier admissions may give back
+/// up to what those moved its slot (its `adm` is then later than its slot's end), which
+/// the used admissions' own schedule allows.
+///
+/// A key back at or below `now` is deleted (a fresh bucket); else it expires at the end of
+/// its new arrival time's second, as [`GCRA_LUA`] keeps it, and a whole arrival time is
+/// written in hexadecimal, as there. A value that is no arrival time is left alone.
 const REFUND_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local cost = tonumber(ARGV[1])
 for i = 1, #KEYS do
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
-  local dec = tonumber(ARGV[1 + i]) * cost
-  local new = tat - dec
-  -- rounded down, it would give back more than was taken: the next number up
-  if tat - new > dec then
-    local _, e = math.frexp(new)
-    new = new + math.ldexp(1, e - 53)
-  end
-  if new <= now then
-    redis.call('DEL', KEYS[i])
-  else
-    local s = new - new % 1000000
-    local v = new
-    if new % 1 == 0 then v = string.format('0x%x', new) end
-    if tat - tat % 1000000 == s then
-      redis.call('SET', KEYS[i], v, 'KEEPTTL')
-    else
-      redis.call('SET', KEYS[i], v, 'PXAT', (s + 1000000) / 1000)
+  local key = KEYS[i]
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat and tat >= 0 and tat < 9007199254740992 and tat > now then
+    local dec = tonumber(ARGV[2 * i]) * cost
+    local edge = tonumber(ARGV[2 * i + 1])
+    if tat < edge then edge = tat end
+    local credit = edge - now
+    if credit > dec then credit = dec end
+    if credit > 0 then
+      local new = tat - credit
+      -- rounded down, it would give back more than the credit: the next number up
+      if tat - new > credit then
+        local _, e = math.frexp(new)
+        new = new + math.ldexp(1, e - 53)
+      end
+      if new <= now then
+        redis.call('DEL', key)
+      else
+        local v = new
+        if new % 1 == 0 then v = string.format('0x%x', new) end
+        if new - new % 1000000 == tat - tat % 1000000 then
+          redis.call('SET', key, v, 'KEEPTTL')
+        else
+          redis.call('SET', key, v, 'PXAT', (new - new % 1000000 + 1000000) / 1000)
+        end
+      end
     end
   end
 end
-return 1
+return 0
 ";
 
 /// One tier of a quota: `limit` tokens per `period`, with a burst of `burst` tokens.
@@ -328,6 +360,8 @@ pub struct Decision {
     pub remaining: u64,
     /// Who decided.
     pub source: Source,
+    /// Where a Redis admission left its slots (for [`RedisRateLimiter::refund`]).
+    stamp: Stamp,
 }
 
 impl Decision {
@@ -591,12 +625,20 @@ impl RedisRateLimiter {
         self.check_in(key, weight, quotas).await
     }
 
-    /// Gives back `weight` tokens of an admission of `key` (configured tiers) that was never
-    /// used: to the local block for a [`Source::Batch`] decision, to Redis for a
-    /// [`Source::Redis`] one. Decisions of the down policy are not refunded.
-    pub async fn refund(&self, key: &str, weight: u64, source: Source) {
+    /// Gives back `weight` tokens of `decision`, an admission of `key` (configured tiers)
+    /// that was never used: to the local block for a [`Source::Batch`] decision, to Redis for
+    /// a [`Source::Redis`] one. Decisions of the down policy are not refunded.
+    ///
+    /// A Redis refund gives back at most the debt the admission still owes: nothing once its
+    /// slot has passed (time repaid it, and later admissions were built on it): a tier gets
+    /// back `min(weight × T, min(arrival, tat) − now)`, where `arrival` is the arrival time
+    /// Redis stamped on the admission. The admissions that were used stay within the quota.
+    pub async fn refund(&self, key: &str, weight: u64, decision: &Decision) {
         let s = &self.shared;
-        match source {
+        if !decision.allowed {
+            return;
+        }
+        match decision.source {
             Source::Batch => {
                 if let Some(block) = s.batching.as_ref().and_then(|b| b.block(key)) {
                     let mut block = block.lock().await;
@@ -607,8 +649,8 @@ impl RedisRateLimiter {
                 let keys = self.keys(key, s.tiers.len());
                 let mut cmd = s.refund.cmd(&keys);
                 cmd.arg(weight);
-                for a in s.args.iter() {
-                    cmd.arg(&*a.emission);
+                for (a, tat) in s.args.iter().zip(decision.stamp.tats) {
+                    cmd.arg(&*a.emission).arg(tat);
                 }
                 let code = s.refund.code();
                 let _ = s.backend.run("gcra_refund", move |conn| LuaScript::run(code, cmd, conn)).await;
@@ -636,7 +678,7 @@ impl RedisRateLimiter {
             let decision = this.check(&key, weight).await;
             if let Err(Ok(d)) = tx.send(decision) {
                 if d.allowed {
-                    this.refund(&key, weight, d.source).await;
+                    this.refund(&key, weight, &d).await;
                 }
             }
         });
@@ -703,6 +745,7 @@ impl RedisRateLimiter {
                                 retry_after: Duration::ZERO,
                                 remaining: held.tokens,
                                 source: Source::Batch,
+                                stamp: Stamp::default(),
                             });
                         }
                     }
@@ -719,11 +762,12 @@ impl RedisRateLimiter {
                                 retry_after: Duration::ZERO,
                                 remaining: block.tokens,
                                 source: Source::Batch,
+                                stamp: Stamp::default(),
                             });
                         }
                         let want = b.size.max(weight);
                         Some(match self.eval(key, tiers, want, weight).await? {
-                            (granted, _, remaining) if granted >= weight => {
+                            (granted, _, remaining, stamp) if granted >= weight => {
                                 block.tokens = granted - weight;
                                 block.expires = deadline_after(Instant::now(), b.hold);
                                 Decision {
@@ -731,15 +775,17 @@ impl RedisRateLimiter {
                                     retry_after: Duration::ZERO,
                                     remaining,
                                     source: Source::Redis,
+                                    stamp,
                                 }
                             }
-                            (_, retry, _) => {
+                            (_, retry, _, _) => {
                                 block.tokens = 0;
                                 Decision {
                                     allowed: false,
                                     retry_after: retry,
                                     remaining: 0,
                                     source: Source::Redis,
+                                    stamp: Stamp::default(),
                                 }
                             }
                         })
@@ -752,11 +798,12 @@ impl RedisRateLimiter {
             }
         }
         match self.eval(key, tiers, weight, weight).await {
-            Some((granted, retry, remaining)) => Ok(Decision {
+            Some((granted, retry, remaining, stamp)) => Ok(Decision {
                 allowed: granted >= weight,
                 retry_after: if granted >= weight { Duration::ZERO } else { retry },
                 remaining,
                 source: Source::Redis,
+                stamp,
             }),
             None => Ok(self.fallback(key, weight)),
         }
@@ -798,7 +845,7 @@ impl RedisRateLimiter {
         let result = s.backend.run("gcra", move |conn| LuaScript::run(code, cmd, conn)).await.ok()?;
         let redis::Value::Array(values) = result else { return None };
         let mut values = values.iter();
-        let answer = decode(&mut values, want == least, want);
+        let answer = decode(&mut values, want == least, want, args.len());
         if values.next().is_some() {
             return None;
         }
@@ -816,6 +863,7 @@ impl RedisRateLimiter {
                     retry_after: Duration::ZERO,
                     remaining: 0,
                     source: Source::FailOpen,
+                    stamp: Stamp::default(),
                 }
             }
             OnRedisDown::FailClosed => {
@@ -825,12 +873,19 @@ impl RedisRateLimiter {
                     retry_after: backend_wait,
                     remaining: 0,
                     source: Source::FailClosed,
+                    stamp: Stamp::default(),
                 }
             }
             OnRedisDown::Local { .. } => {
                 s.backend.fallback("gcra", "local");
                 let (allowed, retry_after) = s.local.check(key, weight);
-                Decision { allowed, retry_after, remaining: 0, source: Source::Local }
+                Decision {
+                    allowed,
+                    retry_after,
+                    remaining: 0,
+                    source: Source::Local,
+                    stamp: Stamp::default(),
+                }
             }
         }
     }
@@ -855,7 +910,16 @@ impl Batching {
     }
 }
 
-type Answer = Option<(u64, Duration, u64)>;
+/// One decision's answer from Redis: `(granted, retry_after, remaining, stamp)`; `None` when
+/// Redis failed or the reply is malformed.
+type Answer = Option<(u64, Duration, u64, Stamp)>;
+
+/// Where an admission left its slots in Redis, for [`RedisRateLimiter::refund`]: the new
+/// arrival time in each tier (µs, truncated; zero for a decision not made by the script).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    tats: [u64; MAX_TIERS],
+}
 
 /// Counts a decision in [`Shared::outstanding`] until it is answered or dropped (only the
 /// choice between the direct path and the dispatcher depends on it, never a decision).
@@ -957,8 +1021,9 @@ fn tier_key(buf: &mut Vec<u8>, prefix: &str, key: &str, tier: usize) {
 }
 
 /// One decision's answer from the script's reply (see [`GCRA_LUA`]): one integer for an
-/// exact decision (`want == least`), two otherwise. `None` when the reply is malformed.
-fn decode(values: &mut std::slice::Iter<'_, redis::Value>, exact: bool, want: u64) -> Answer {
+/// exact decision (`want == least`), two otherwise, then an admission's arrival time in each
+/// of its `tiers`. `None` when the reply is malformed.
+fn decode(values: &mut std::slice::Iter<'_, redis::Value>, exact: bool, want: u64, tiers: usize) -> Answer {
     let mut int = || match values.next() {
         Some(redis::Value::Int(v)) => Some(*v),
         _ => None,
@@ -966,9 +1031,13 @@ fn decode(values: &mut std::slice::Iter<'_, redis::Value>, exact: bool, want: u6
     let granted = if exact { None } else { Some(int()?) };
     let v = int()?;
     Some(if v >= 0 {
-        (granted.map_or(want, |g| g.max(0) as u64), Duration::ZERO, v as u64)
+        let mut stamp = Stamp::default();
+        for tat in stamp.tats.iter_mut().take(tiers) {
+            *tat = u64::try_from(int()?).unwrap_or(0);
+        }
+        (granted.map_or(want, |g| g.max(0) as u64), Duration::ZERO, v as u64, stamp)
     } else {
-        (0, Duration::from_micros((-(v + 1)) as u64), 0)
+        (0, Duration::from_micros((-(v + 1)) as u64), 0, Stamp::default())
     })
 }
 
@@ -1024,7 +1093,8 @@ fn answer(jobs: Vec<Job>, result: Result<redis::Value, crate::BackendError>) {
         _ => Vec::new(),
     };
     let mut it = values.iter();
-    let answers: Vec<Answer> = jobs.iter().map(|j| decode(&mut it, j.want == j.least, j.want)).collect();
+    let answers: Vec<Answer> =
+        jobs.iter().map(|j| decode(&mut it, j.want == j.least, j.want, j.args.len())).collect();
     let ok = it.next().is_none() && answers.iter().all(Option::is_some);
     for (job, a) in jobs.into_iter().zip(answers) {
         let _ = job.tx.send(if ok { a } else { None });
@@ -1165,6 +1235,7 @@ impl std::future::Future for OwnedCheck {
                 retry_after: Duration::ZERO,
                 remaining: 0,
                 source: Source::FailClosed,
+                stamp: Stamp::default(),
             }));
         };
         let out = match std::pin::Pin::new(rx).poll(cx) {
@@ -1176,6 +1247,7 @@ impl std::future::Future for OwnedCheck {
                 retry_after: Duration::ZERO,
                 remaining: 0,
                 source: Source::FailClosed,
+                stamp: Stamp::default(),
             }),
         };
         self.rx = None;
@@ -1191,7 +1263,7 @@ impl Drop for OwnedCheck {
         if let Ok(Ok(d)) = rx.try_recv() {
             if d.allowed {
                 if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                    handle.spawn(async move { limiter.refund(&key, weight, d.source).await });
+                    handle.spawn(async move { limiter.refund(&key, weight, &d).await });
                 }
             }
         }

@@ -174,8 +174,10 @@ async fn key_ttls_always_cover_the_arrival_time() {
         assert!(x > 0 && y > 0, "round {round}: {x} {y}");
         assert!(cold.check(&format!("k{round}"), 7).await.unwrap().allowed);
         // a refund keeps the TTL (the arrival time moves back, the TTL still covers it)
-        one.refund("hot", 1, Source::Redis).await;
-        two.refund("hot", 1, Source::Redis).await;
+        let d = one.check("hot", 1).await.unwrap();
+        one.refund("hot", 1, &d).await;
+        let d = two.check("hot", 1).await.unwrap();
+        two.refund("hot", 1, &d).await;
         let keys = assert_ttls_cover_arrival_times(&server).await;
         assert_eq!(keys.iter().filter(|k| k.starts_with("palisade:cold:")).count(), round + 1, "{keys:?}");
     }
@@ -184,8 +186,9 @@ async fn key_ttls_always_cover_the_arrival_time() {
         .tier(Quota::per(2, Duration::from_secs(10)))
         .build()
         .unwrap();
-    assert!(slow.check("r", 2).await.unwrap().allowed);
-    slow.refund("r", 1, Source::Redis).await;
+    let d = slow.check("r", 2).await.unwrap();
+    assert!(d.allowed);
+    slow.refund("r", 1, &d).await;
     let keys = assert_ttls_cover_arrival_times(&server).await;
     assert!(keys.iter().any(|k| k.starts_with("palisade:slow:")), "{keys:?}");
     // a whole arrival time is stored in hexadecimal (read back without a decimal conversion)
@@ -207,12 +210,17 @@ async fn a_fractional_emission_interval_stays_exact() {
     assert!(!d.allowed);
     assert!(d.retry_after <= Duration::from_micros(514_285_715), "{d:?}");
     assert!(d.retry_after > Duration::from_secs(514), "{d:?}");
-    // a refund of one token: exactly one more admission
-    a.refund("f", 1, Source::Redis).await;
-    assert!(b.check("f", 1).await.unwrap().allowed);
-    assert!(!b.check("f", 1).await.unwrap().allowed);
+    // a refund of the last admission's token: exactly one more admission
+    for _ in 0..6 {
+        assert!(a.check("g", 1).await.unwrap().allowed);
+    }
+    let last = a.check("g", 1).await.unwrap();
+    assert!(last.allowed);
+    a.refund("g", 1, &last).await;
+    assert!(b.check("g", 1).await.unwrap().allowed);
+    assert!(!b.check("g", 1).await.unwrap().allowed);
     let keys = assert_ttls_cover_arrival_times(&server).await;
-    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys.len(), 2, "{keys:?}");
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let v: String = redis::cmd("GET").arg(&keys[0]).query_async(&mut conn).await.unwrap();
@@ -548,17 +556,17 @@ async fn a_dropped_owned_check_gives_its_token_back() {
     for _ in 0..10 {
         drop(l.check_owned("k".to_owned(), 1));
     }
-    let mut all_back = false;
+    let mut all_back = None;
     for _ in 0..500 {
         tokio::time::sleep(Duration::from_millis(10)).await;
         // the limiter's own view: a direct check of the whole burst passes only when all 3 are back
         let d = l.check_with("k", 3, &[Quota::per(3, HOUR)]).await.unwrap();
         if d.allowed {
-            all_back = true;
+            all_back = Some(d);
             break;
         }
     }
-    if !all_back {
+    if all_back.is_none() {
         let client = redis::Client::open(server.url()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
@@ -569,9 +577,9 @@ async fn a_dropped_owned_check_gives_its_token_back() {
         }
         eprintln!("state on failure: {:?}", l.check_with("k", 1, &[Quota::per(3, HOUR)]).await);
     }
-    assert!(all_back, "tokens of dropped checks were not refunded");
-    // and a refund after a real admission: 0 left, refund 1, 1 left
-    l.refund("k", 1, Source::Redis).await;
+    let Some(whole) = all_back else { panic!("tokens of dropped checks were not refunded") };
+    // and a refund of that admission: 0 left, refund 1, 1 left
+    l.refund("k", 1, &whole).await;
     let d = l.check("k", 1).await.unwrap();
     assert_eq!((d.allowed, d.remaining), (true, 0));
 }
