@@ -992,8 +992,12 @@ impl Job {
 
 /// Decisions worth a script call of their own while another call runs (see [`dispatch`]):
 /// with fewer, the per-call cost (a round trip, Redis' `EVALSHA` and socket work, ~10 µs)
-/// outweighs keeping Redis and this process busy at the same time.
-const OVERLAP: usize = 16;
+/// outweighs keeping Redis and this process busy at the same time. With 16, 16 callers
+/// formed one cohort and Redis and this process took turns (0.51–0.56× the naive `INCR`
+/// with a 1-worker client runtime); with 8 they form two cohorts of 8 in turn (0.77–0.80×),
+/// and 64 callers still form two of ~32 (`benches/redis.rs`, old and new binaries taking
+/// turns on a quiet machine).
+const OVERLAP: usize = 8;
 
 /// Script calls of the coalescing dispatcher in flight at once. Large calls cost Redis and
 /// this process the least per decision (with 64 callers on a 2-core machine, calls of ~34
