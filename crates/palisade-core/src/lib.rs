@@ -74,6 +74,6 @@ pub mod __private {
     pub use crate::keyed::{Forget, Full, KeyedMap, WarnOnce};
     pub use crate::metric::{Counter, Gauge, Histogram, StateGauge};
     pub use crate::rng::AtomicRng;
-    pub use crate::striped::{Slots, StripedCounter, OWNED as OWNED_STRIPES};
+    pub use crate::striped::{Slots, StripedCounter, OWNED as OWNED_STRIPES, SHARED as SHARED_STRIPES};
     pub use crate::tally::{Tallied, Tally};
 }

@@ -5,8 +5,9 @@
 //! core, more when two cores take the line in turn), as much as a rate limit's whole
 //! decision. So the first [`OWNED`] threads that count at the same time each own a stripe,
 //! which only that thread writes: adding is `store(load() + n)`, no lock prefix. A thread that
-//! ends gives its stripe back for the next thread. Threads beyond those share the last stripe
-//! with atomic adds, so a count is never lost, whatever the number of threads.
+//! ends gives its stripe back for the next thread. Threads beyond those spread over
+//! [`SHARED`] more stripes with atomic adds (by the order they first counted in), so a count
+//! is never lost, and many threads do not all meet on one line, whatever their number.
 //!
 //! Reading sums relaxed loads: exact once the writers are done (joined, or synchronized with
 //! the reader otherwise), possibly behind by the adds in flight meanwhile, as any relaxed
@@ -17,38 +18,41 @@ use loom::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 #[cfg(not(loom))]
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-/// Stripes owned by one thread at a time; one more is shared by every other thread.
-pub const OWNED: usize = 7;
+/// Stripes owned by one thread at a time (a bit each in [`Slots`]).
+pub const OWNED: usize = 8;
 
-/// The shared stripe's index.
-const SHARED: usize = OWNED;
+/// Stripes shared, with atomic adds, by the threads beyond the owners.
+pub const SHARED: usize = 8;
 
 /// One stripe, alone on its cache lines (128 bytes: x86-64 prefetches lines in pairs).
 #[repr(align(128))]
 #[derive(Debug, Default)]
 struct Stripe(AtomicU64);
 
-/// The stripes a thread may own: a bit per owned stripe, set while it is free.
+/// The stripes a thread may own: a bit per owned stripe, set while it is free; and the
+/// count of threads sent to the shared stripes, which spreads them.
 #[derive(Debug)]
 pub struct Slots {
     free: AtomicU8,
+    overflow: AtomicU8,
 }
 
 impl Slots {
     /// Every owned stripe free.
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        Self { free: AtomicU8::new((1 << OWNED) - 1) }
+        Self { free: AtomicU8::new(u8::MAX), overflow: AtomicU8::new(0) }
     }
 
     /// Every owned stripe free.
     #[cfg(loom)]
     pub fn new() -> Self {
-        Self { free: AtomicU8::new((1 << OWNED) - 1) }
+        Self { free: AtomicU8::new(u8::MAX), overflow: AtomicU8::new(0) }
     }
 
-    /// A free owned stripe, now this thread's (until [`give`](Self::give)), or the shared one.
-    /// `Acquire`: the stripe's last owner's adds happened before this.
+    /// A free owned stripe, now this thread's (until [`give`](Self::give)), or one of the
+    /// shared ones (`OWNED..OWNED + SHARED`, in turn). `Acquire`: the stripe's last owner's
+    /// adds happened before this.
     pub fn take(&self) -> usize {
         let mut free = self.free.load(Ordering::Relaxed);
         while free != 0 {
@@ -63,10 +67,10 @@ impl Slots {
                 Err(now) => free = now,
             }
         }
-        SHARED
+        OWNED + usize::from(self.overflow.fetch_add(1, Ordering::Relaxed)) % SHARED
     }
 
-    /// Gives back stripe `i` taken with [`take`](Self::take) (the shared one needs nothing).
+    /// Gives back stripe `i` taken with [`take`](Self::take) (a shared one needs nothing).
     /// `Release`: this thread's adds happen before the next owner's.
     pub fn give(&self, i: usize) {
         if i < OWNED {
@@ -84,11 +88,11 @@ impl Default for Slots {
 /// A counter split into stripes (see the [module docs](self)).
 #[derive(Debug, Default)]
 pub struct StripedCounter {
-    stripes: [Stripe; OWNED + 1],
+    stripes: [Stripe; OWNED + SHARED],
 }
 
 impl StripedCounter {
-    /// A counter at zero (1 KiB).
+    /// A counter at zero (2 KiB).
     pub fn new() -> Self {
         Self::default()
     }
@@ -100,20 +104,20 @@ impl StripedCounter {
         self.add_at(thread_slot(), 1);
     }
 
-    /// Adds one (on the shared stripe: loom's threads are not the OS threads a stripe
+    /// Adds one (on a shared stripe: loom's threads are not the OS threads a stripe
     /// belongs to).
     #[cfg(loom)]
     #[inline]
     pub fn increment(&self) {
-        self.add_at(SHARED, 1);
+        self.add_at(OWNED, 1);
     }
 
     /// Adds `n` on stripe `slot`, which the caller took from [`Slots::take`] and still
-    /// holds (or the shared one). Only the slot's owner may call this with an owned slot.
+    /// holds (or a shared one). Only the slot's owner may call this with an owned slot.
     #[inline]
     pub fn add_at(&self, slot: usize, n: u64) {
         let Some(stripe) = self.stripes.get(slot) else { return };
-        if slot == SHARED {
+        if slot >= OWNED {
             stripe.0.fetch_add(n, Ordering::Relaxed);
         } else {
             // this thread is the stripe's only writer: no lock prefix needed
@@ -142,15 +146,15 @@ impl Drop for ThreadSlot {
     }
 }
 
-/// The calling thread's stripe (taken on its first count; the shared one while the
-/// thread's locals are being torn down).
+/// The calling thread's stripe (taken on its first count; a shared one while the thread's
+/// locals are being torn down).
 #[cfg(not(loom))]
 #[inline]
 pub(crate) fn thread_slot() -> usize {
     thread_local! {
         static SLOT: ThreadSlot = ThreadSlot(SLOTS.take());
     }
-    SLOT.try_with(|s| s.0).unwrap_or(SHARED)
+    SLOT.try_with(|s| s.0).unwrap_or(OWNED)
 }
 
 #[cfg(all(test, not(loom)))]
@@ -184,10 +188,14 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), OWNED, "a stripe handed out twice: {taken:?}");
-        assert_eq!(slots.take(), SHARED);
+        assert!(taken.iter().all(|&i| i < OWNED), "{taken:?}");
+        // the owners all there: later threads go to the shared stripes, in turn
+        let shared: Vec<usize> = (0..2 * SHARED).map(|_| slots.take()).collect();
+        assert!(shared.iter().all(|&i| (OWNED..OWNED + SHARED).contains(&i)), "{shared:?}");
+        assert_eq!(shared[..SHARED], shared[SHARED..], "{shared:?}");
         slots.give(taken[3]);
         assert_eq!(slots.take(), taken[3]);
-        slots.give(SHARED);
-        assert_eq!(slots.take(), SHARED);
+        slots.give(shared[0]);
+        assert!(slots.take() >= OWNED);
     }
 }
