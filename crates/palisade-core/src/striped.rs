@@ -85,7 +85,9 @@ impl Default for Slots {
     }
 }
 
-/// A counter split into stripes (see the [module docs](self)).
+/// A counter split into stripes: each of the first [`OWNED`] threads that count at once adds on
+/// a stripe of its own with a plain load and store; later threads spread over [`SHARED`]
+/// stripes with atomic adds. Reading sums relaxed loads: exact once the writers are done.
 #[derive(Debug, Default)]
 pub struct StripedCounter {
     stripes: [Stripe; OWNED + SHARED],
