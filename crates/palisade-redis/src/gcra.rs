@@ -476,7 +476,7 @@ impl RedisRateLimiterBuilder {
     /// Coalescing: decisions waiting while another script call is in flight are sent
     /// together, up to `max` per script call (the script decides each in turn, atomically
     /// and in arrival order, so the limit stays exact). Decisions queue while a call runs; a
-    /// second call starts with 16 waiting (Redis runs one while this process answers the
+    /// second call starts with 8 waiting (Redis runs one while this process answers the
     /// other), a third and more (at most 8) only with `max`. With 64 concurrent callers this
     /// costs a few round trips instead of 64 (and one timeout and guard-breaker pass per
     /// script call). A decision that finds no other
@@ -625,14 +625,17 @@ impl RedisRateLimiter {
         self.check_in(key, weight, quotas).await
     }
 
-    /// Gives back `weight` tokens of `decision`, an admission of `key` (configured tiers)
-    /// that was never used: to the local block for a [`Source::Batch`] decision, to Redis for
-    /// a [`Source::Redis`] one. Decisions of the down policy are not refunded.
+    /// Gives back `weight` tokens of `decision`, an admission of `key` that was never used:
+    /// to the local block for a [`Source::Batch`] decision, to Redis for a [`Source::Redis`]
+    /// one (in the admission's own tiers, configured or given to
+    /// [`check_with`](Self::check_with), and at most the weight it was admitted with).
+    /// Decisions of the down policy are not refunded.
     ///
     /// A Redis refund gives back at most the debt the admission still owes: nothing once its
     /// slot has passed (time repaid it, and later admissions were built on it): a tier gets
-    /// back `min(weight × T, min(arrival, tat) − now)`, where `arrival` is the arrival time
-    /// Redis stamped on the admission. The admissions that were used stay within the quota.
+    /// back `min(weight × T, min(arrival, tat) − now)`, where `T` is the tier's emission
+    /// interval the admission was decided with and `arrival` the arrival time Redis stamped
+    /// on it.
     pub async fn refund(&self, key: &str, weight: u64, decision: &Decision) {
         let s = &self.shared;
         if !decision.allowed {
@@ -646,11 +649,17 @@ impl RedisRateLimiter {
                 }
             }
             Source::Redis => {
-                let keys = self.keys(key, s.tiers.len());
+                // the admission's own tiers and intervals, at most its own weight
+                let stamp = &decision.stamp;
+                let n = usize::from(stamp.tiers).min(MAX_TIERS);
+                if n == 0 {
+                    return;
+                }
+                let keys = self.keys(key, n);
                 let mut cmd = s.refund.cmd(&keys);
-                cmd.arg(weight);
-                for (a, tat) in s.args.iter().zip(decision.stamp.tats) {
-                    cmd.arg(&*a.emission).arg(tat);
+                cmd.arg(weight.min(stamp.weight));
+                for (&q, &tat) in stamp.emission.iter().zip(&stamp.tats).take(n) {
+                    cmd.arg(&*format_emission(q)).arg(tat);
                 }
                 let code = s.refund.code();
                 let _ = s.backend.run("gcra_refund", move |conn| LuaScript::run(code, cmd, conn)).await;
@@ -845,7 +854,7 @@ impl RedisRateLimiter {
         let result = s.backend.run("gcra", move |conn| LuaScript::run(code, cmd, conn)).await.ok()?;
         let redis::Value::Array(values) = result else { return None };
         let mut values = values.iter();
-        let answer = decode(&mut values, want == least, want, args.len());
+        let answer = decode(&mut values, want, least, &args);
         if values.next().is_some() {
             return None;
         }
@@ -915,10 +924,18 @@ impl Batching {
 type Answer = Option<(u64, Duration, u64, Stamp)>;
 
 /// Where an admission left its slots in Redis, for [`RedisRateLimiter::refund`]: the new
-/// arrival time in each tier (µs, truncated; zero for a decision not made by the script).
+/// arrival time in each tier (µs, truncated), and the admission's own tiers (their number
+/// and emission intervals, in units of 10⁻⁴ µs) and weight: a refund gives back the slots
+/// the admission took, whatever tiers the refunding limiter is configured with (a
+/// [`check_with`](RedisRateLimiter::check_with) admission under a faster quota than the
+/// configured one was given back `weight × T` of the configured, slower tier: more than it
+/// took). All zero for a decision not made by the script.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Stamp {
     tats: [u64; MAX_TIERS],
+    emission: [u64; MAX_TIERS],
+    tiers: u8,
+    weight: u64,
 }
 
 /// Counts a decision in [`Shared::outstanding`] until it is answered or dropped (only the
@@ -957,6 +974,8 @@ const DEFAULT_COALESCE: usize = 128;
 #[derive(PartialEq)]
 struct TierArg {
     emission: Box<str>,
+    /// The same interval in units of 10⁻⁴ µs (kept in a [`Stamp`] for a refund).
+    emission_q: u64,
     burst: u64,
 }
 
@@ -964,11 +983,16 @@ fn tier_args(tiers: &[Quota]) -> Arc<[TierArg]> {
     tiers
         .iter()
         // rounded up, never down: a shorter interval would refill faster than the quota
-        .map(|q| TierArg {
-            emission: format!("{:.4}", (q.emission_us() * 1e4).ceil() / 1e4).into(),
-            burst: q.burst,
+        .map(|q| {
+            let emission_q = (q.emission_us() * 1e4).ceil() as u64;
+            TierArg { emission: format_emission(emission_q), emission_q, burst: q.burst }
         })
         .collect()
+}
+
+/// An emission interval in units of 10⁻⁴ µs as the scripts read it (µs with 4 decimals).
+fn format_emission(q: u64) -> Box<str> {
+    format!("{}.{:04}", q / 10_000, q % 10_000).into()
 }
 
 /// One decision waiting for the coalescing dispatcher.
@@ -1027,7 +1051,13 @@ fn tier_key(buf: &mut Vec<u8>, prefix: &str, key: &str, tier: usize) {
 /// One decision's answer from the script's reply (see [`GCRA_LUA`]): one integer for an
 /// exact decision (`want == least`), two otherwise, then an admission's arrival time in each
 /// of its `tiers`. `None` when the reply is malformed.
-fn decode(values: &mut std::slice::Iter<'_, redis::Value>, exact: bool, want: u64, tiers: usize) -> Answer {
+fn decode(
+    values: &mut std::slice::Iter<'_, redis::Value>,
+    want: u64,
+    least: u64,
+    args: &[TierArg],
+) -> Answer {
+    let exact = want == least;
     let mut int = || match values.next() {
         Some(redis::Value::Int(v)) => Some(*v),
         _ => None,
@@ -1035,9 +1065,11 @@ fn decode(values: &mut std::slice::Iter<'_, redis::Value>, exact: bool, want: u6
     let granted = if exact { None } else { Some(int()?) };
     let v = int()?;
     Some(if v >= 0 {
-        let mut stamp = Stamp::default();
-        for tat in stamp.tats.iter_mut().take(tiers) {
-            *tat = u64::try_from(int()?).unwrap_or(0);
+        let mut stamp = Stamp { weight: least, ..Stamp::default() };
+        for (i, a) in args.iter().take(MAX_TIERS).enumerate() {
+            stamp.tats[i] = u64::try_from(int()?).unwrap_or(0);
+            stamp.emission[i] = a.emission_q;
+            stamp.tiers += 1;
         }
         (granted.map_or(want, |g| g.max(0) as u64), Duration::ZERO, v as u64, stamp)
     } else {
@@ -1097,8 +1129,7 @@ fn answer(jobs: Vec<Job>, result: Result<redis::Value, crate::BackendError>) {
         _ => Vec::new(),
     };
     let mut it = values.iter();
-    let answers: Vec<Answer> =
-        jobs.iter().map(|j| decode(&mut it, j.want == j.least, j.want, j.args.len())).collect();
+    let answers: Vec<Answer> = jobs.iter().map(|j| decode(&mut it, j.want, j.least, &j.args)).collect();
     let ok = it.next().is_none() && answers.iter().all(Option::is_some);
     for (job, a) in jobs.into_iter().zip(answers) {
         let _ = job.tx.send(if ok { a } else { None });
