@@ -230,11 +230,18 @@ return out
 /// at its arrival time, and later admissions were built on the bucket as it was. So a tier
 /// gets back `min(tokens × T, min(adm, tat) − now)`: nothing once the slot has passed (a
 /// late refund gave the whole weight back before, and a second request passed beside the
-/// one admitted after the slot). Every later admission found the bucket at least at `adm`,
-/// so none of them loses its place: the admissions that were used stay within the quota,
-/// however refunds interleave. A refund after refunds of earlier admissions may give back
-/// up to what those moved its slot (its `adm` is then later than its slot's end), which
-/// the used admissions' own schedule allows.
+/// one admitted after the slot). Exact for a refund made while no refund of an earlier
+/// admission of the key came after this one's admission (the common case: a dropped
+/// response future gives its admission back at once).
+///
+/// **Known limit.** A refund of an *earlier* admission, made after this one was admitted,
+/// moves this one's slot earlier by what it gave back, and the stamp does not know: refunded
+/// after its moved slot began, this admission gets back up to that much too much (10 a second,
+/// burst 10: X(5) and Z(5) at 0, X refunded, Y(10) at 0.6 s, Z refunded: up to 4 more pass).
+/// Only manual refunds long after their admission reach it. Exact accounting would need a
+/// per-key record of the credits given back, read by every decision (one more key per tier
+/// on the hot path), and it would then give too little back to refunds out of order, as the
+/// in-memory limiter does; `tests/review_wave5d.rs` keeps the case (ignored).
 ///
 /// A key back at or below `now` is deleted (a fresh bucket); else it expires at the end of
 /// its new arrival time's second, as [`GCRA_LUA`] keeps it, and a whole arrival time is
@@ -635,7 +642,10 @@ impl RedisRateLimiter {
     /// slot has passed (time repaid it, and later admissions were built on it): a tier gets
     /// back `min(weight × T, min(arrival, tat) − now)`, where `T` is the tier's emission
     /// interval the admission was decided with and `arrival` the arrival time Redis stamped
-    /// on it.
+    /// on it. Refund an admission once, soon after it (a `Decision` is `Copy`: given back
+    /// twice, it is credited twice); a refund made after a refund of an earlier admission of
+    /// the same key, once its slot began, can give back more than it owes (see the script's
+    /// known limit in the source, `REFUND_LUA`).
     pub async fn refund(&self, key: &str, weight: u64, decision: &Decision) {
         let s = &self.shared;
         if !decision.allowed {
